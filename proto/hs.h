@@ -84,7 +84,8 @@ int hs_accept_key(const struct hs_str *key, char out[HS_ACCEPT_LEN + 1]);
 
 /*
  * Writes the 101 Switching Protocols response for @key into @out.
- * Returns its length, or -ENOSPC when @cap is too small.
+ * Returns its length, or -ENOSPC when @cap is too small. Like snprintf(),
+ * both writers add a NUL after the response and count it in @cap.
  */
 ssize_t hs_write_101(char *out, size_t cap, const struct hs_str *key);
 

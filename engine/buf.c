@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * buf.c: engine memory and send buffers. Allocations go through mimalloc,
+ * whose per-thread heaps keep a shard's small objects local to its core;
+ * a sanitizer build uses libc malloc instead so that ASan sees them all.
+ * A send buffer is refcounted: every queue entry that references it holds
+ * one reference, and the last put frees it.
+ */
+#include <stdlib.h>
+
+#include "eng.h"
+
+#ifdef RC_HAVE_MIMALLOC
+#include <mimalloc.h>
+
+void *eng_malloc(size_t n)
+{
+	return mi_malloc(n);
+}
+
+void *eng_realloc(void *p, size_t n)
+{
+	return mi_realloc(p, n);
+}
+
+void eng_free(void *p)
+{
+	mi_free(p);
+}
+#else
+void *eng_malloc(size_t n)
+{
+	return malloc(n);
+}
+
+void *eng_realloc(void *p, size_t n)
+{
+	return realloc(p, n);
+}
+
+void eng_free(void *p)
+{
+	free(p);
+}
+#endif
+
+struct eng_buf *eng_buf_new(size_t cap)
+{
+	struct eng_buf *b;
+
+	if (cap > UINT32_MAX)
+		return NULL;
+	b = eng_malloc(sizeof(*b) + cap);
+	if (!b)
+		return NULL;
+	atomic_init(&b->refs, 1);
+	b->start = 0;
+	b->len = 0;
+	b->cap = (uint32_t)cap;
+	return b;
+}
+
+void eng_buf_put(struct eng_buf *b)
+{
+	if (!b)
+		return;
+	/* acq_rel: the freeing thread must see every writer's stores */
+	if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+		eng_free(b);
+}

@@ -1,0 +1,834 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * conn.c: one connection's life on its shard. Bytes arrive in provided
+ * buffers and are parsed in place; only a request head or a frame cut by a
+ * read boundary, or a fragmented message, is copied into memory of the
+ * connection's own (struct eng_rx), which is freed as soon as it empties.
+ * Sends go out one at a time from a queue of buffer references. Closing
+ * is deferred: eng_conn_kill() cancels the socket's I/O, and the slot is
+ * closed and reused only after every SQE that references it completed.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "eng.h"
+#include "hs.h"
+#include "ud.h"
+
+static const struct hs_limits hs_lim = {
+	.max_bytes = HS_DEF_MAX_BYTES,
+	.max_headers = HS_DEF_MAX_HEADERS,
+};
+
+static bool parsing(const struct eng_conn *c)
+{
+	return c->state == CONN_HTTP || c->state == CONN_WS ||
+	       c->state == CONN_CLOSING;
+}
+
+/* The connection a CQE belongs to, or NULL when it is stale. */
+static struct eng_conn *lookup(struct eng_shard *s, uint64_t ud)
+{
+	uint32_t slot = ring_ud_slot(ud);
+	struct eng_conn *c;
+
+	if (slot >= s->nr_conns)
+		return NULL;
+	c = &s->conns[slot];
+	if (c->state == CONN_FREE || c->gen != ring_ud_gen(ud))
+		return NULL;
+	return c;
+}
+
+static uint64_t ud_of(struct eng_shard *s, struct eng_conn *c, unsigned op)
+{
+	return ring_ud(op, eng_slot(s, c), c->gen);
+}
+
+/* ---- teardown ---------------------------------------------------------- */
+
+static void rx_free(struct eng_conn *c)
+{
+	if (!c->rx)
+		return;
+	eng_free(c->rx->part);
+	eng_buf_put(c->rx->msg);
+	eng_free(c->rx);
+	c->rx = NULL;
+}
+
+/* Returns the slot to FREE once the kernel has closed it. */
+static void release(struct eng_shard *s, struct eng_conn *c)
+{
+	struct eng_sq *q = c->sq_head;
+
+	while (q) {
+		struct eng_sq *next = q->next;
+
+		eng_buf_put(q->buf);
+		eng_free(q);
+		q = next;
+	}
+	rx_free(c);
+	eng_timer_del(s, c);
+	c->sq_head = c->sq_tail = NULL;
+	c->queued = 0;
+	c->sent = 0;
+	c->gen++;		/* late CQEs for the old connection are stale */
+	c->state = CONN_FREE;
+	c->flags = 0;
+	atomic_fetch_sub_explicit(&s->stats.conns, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&s->eng->nconns, 1, memory_order_relaxed);
+	ENG_STAT_ADD(s, closed, 1);
+}
+
+/* Closes the fixed file once no SQE of this connection is in flight. */
+static void maybe_close_fd(struct eng_shard *s, struct eng_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->state != CONN_DEAD ||
+	    (c->flags & (CONN_F_RECV | CONN_F_SEND | CONN_F_CLOSE_FD)))
+		return;
+	sqe = eng_sqe(s);
+	if (!sqe) {
+		/* No SQE: retry from the timer rather than leak the slot. */
+		eng_timer_set(s, c, s->tick + 1);
+		return;
+	}
+	io_uring_prep_close_direct(sqe, eng_slot(s, c));
+	io_uring_sqe_set_data64(sqe, ud_of(s, c, ENG_OP_CLOSE));
+	c->flags |= CONN_F_CLOSE_FD;
+}
+
+void eng_conn_kill(struct eng_shard *s, struct eng_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->state == CONN_FREE || c->state == CONN_DEAD)
+		return;
+	c->state = CONN_DEAD;
+	eng_timer_del(s, c);
+	rx_free(c);
+	if (c->flags & (CONN_F_RECV | CONN_F_SEND)) {
+		/* One SQE cancels the recv and the send on this socket. */
+		sqe = eng_sqe(s);
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_FD |
+					       IORING_ASYNC_CANCEL_FD_FIXED |
+					       IORING_ASYNC_CANCEL_ALL);
+			sqe->fd = (int)eng_slot(s, c);
+			io_uring_sqe_set_data64(sqe, ring_ud(ENG_OP_CANCEL, 0, 0));
+			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		}
+	}
+	maybe_close_fd(s, c);
+}
+
+void eng_conn_on_close(struct eng_shard *s, struct io_uring_cqe *cqe)
+{
+	struct eng_conn *c = lookup(s, cqe->user_data);
+
+	/* Even a failed close leaves nothing of ours in the kernel. */
+	if (c && c->state == CONN_DEAD)
+		release(s, c);
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+static void flush(struct eng_shard *s, struct eng_conn *c)
+{
+	struct io_uring_sqe *sqe;
+	struct eng_buf *b;
+
+	if ((c->flags & CONN_F_SEND) || c->state == CONN_DEAD)
+		return;
+	if (!c->sq_head) {
+		if (c->state == CONN_DRAIN && !(c->flags & CONN_F_SHUT)) {
+			/*
+			 * Everything is sent: half-close so the peer sees EOF,
+			 * and keep reading until it closes too. Closing with
+			 * unread bytes would send an RST that can destroy the
+			 * response before the peer reads it.
+			 */
+			sqe = eng_sqe(s);
+			if (!sqe)
+				goto fail;
+			io_uring_prep_shutdown(sqe, (int)eng_slot(s, c), SHUT_WR);
+			sqe->flags |= IOSQE_FIXED_FILE | IOSQE_CQE_SKIP_SUCCESS;
+			io_uring_sqe_set_data64(sqe, ring_ud(ENG_OP_CANCEL, 0, 0));
+			c->flags |= CONN_F_SHUT;
+		}
+		return;
+	}
+	b = c->sq_head->buf;
+	sqe = eng_sqe(s);
+	if (!sqe)
+		goto fail;
+	/*
+	 * One send in flight per socket: two sends on one stream can
+	 * complete out of order once one of them goes async.
+	 * The kernel reads b until this SEND's CQE (eng_conn_on_send).
+	 */
+	io_uring_prep_send(sqe, (int)eng_slot(s, c), b->data + b->start + c->sent,
+			   b->len - c->sent, MSG_NOSIGNAL);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, ud_of(s, c, ENG_OP_SEND));
+	c->flags |= CONN_F_SEND;
+	return;
+fail:
+	eng_conn_kill(s, c);
+}
+
+/*
+ * Queues @b on @c, taking over the caller's reference. Returns 0, or
+ * -ENOMEM after which the connection is being killed.
+ */
+static int queue(struct eng_shard *s, struct eng_conn *c, struct eng_buf *b)
+{
+	struct eng_sq *q = eng_malloc(sizeof(*q));
+
+	if (!q) {
+		eng_buf_put(b);
+		eng_conn_kill(s, c);
+		return -ENOMEM;
+	}
+	q->next = NULL;
+	q->buf = b;
+	if (c->sq_tail)
+		c->sq_tail->next = q;
+	else
+		c->sq_head = q;
+	c->sq_tail = q;
+	c->queued += b->len;
+	ENG_STAT_ADD(s, frames_out, 1);
+	flush(s, c);
+	return 0;
+}
+
+void eng_conn_on_send(struct eng_shard *s, struct io_uring_cqe *cqe)
+{
+	struct eng_conn *c = lookup(s, cqe->user_data);
+	struct eng_sq *q;
+
+	if (!c)
+		return;
+	c->flags &= ~CONN_F_SEND;
+	if (cqe->res < 0 || c->state == CONN_DEAD) {
+		/* EPIPE, ECONNRESET, ECANCELED: the peer is gone. */
+		eng_conn_kill(s, c);
+		maybe_close_fd(s, c);
+		return;
+	}
+	ENG_STAT_ADD(s, bytes_out, cqe->res);
+	c->sent += (uint32_t)cqe->res;
+	c->queued -= (uint64_t)cqe->res;
+	q = c->sq_head;
+	if (c->sent == q->buf->len) {
+		c->sq_head = q->next;
+		if (!c->sq_head)
+			c->sq_tail = NULL;
+		c->sent = 0;
+		eng_buf_put(q->buf);
+		eng_free(q);
+	}
+	flush(s, c);
+}
+
+/* Sends one complete frame built from @payload (copied). */
+static int send_frame(struct eng_shard *s, struct eng_conn *c, uint8_t op,
+		      const uint8_t *payload, size_t len)
+{
+	struct eng_buf *b = eng_buf_new(WS_MAX_SERVER_HDR + len);
+	size_t h;
+
+	if (!b) {
+		eng_conn_kill(s, c);
+		return -ENOMEM;
+	}
+	h = ws_write_header(b->data, op, true, len);
+	if (len)
+		memcpy(b->data + h, payload, len);
+	b->len = (uint32_t)(h + len);
+	return queue(s, c, b);
+}
+
+/* Queues a close frame and moves to @next (CLOSING or DRAIN). */
+static void send_close(struct eng_shard *s, struct eng_conn *c, uint16_t code,
+		       const char *reason, uint8_t next)
+{
+	struct eng_buf *b = eng_buf_new(2 + WS_MAX_CONTROL);
+
+	if (!b) {
+		eng_conn_kill(s, c);
+		return;
+	}
+	b->len = (uint32_t)ws_write_close(b->data, code, reason);
+	c->close_code = code;
+	c->state = next;
+	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(ENG_CLOSE_WAIT_MS));
+	rx_free(c);		/* no message will complete now */
+	queue(s, c, b);
+}
+
+/* Fails the WebSocket connection (RFC 6455 7.1.7) with @code. */
+static void fail(struct eng_shard *s, struct eng_conn *c, uint16_t code)
+{
+	ENG_STAT_ADD(s, proto_errors, 1);
+	/* The stream can no longer be parsed: send, half-close, drain. */
+	send_close(s, c, code, NULL, CONN_DRAIN);
+}
+
+/* Answers an HTTP request with @status and closes after it. */
+static void http_reply(struct eng_shard *s, struct eng_conn *c, int status,
+		       const char *extra, const char *body)
+{
+	struct eng_buf *b;
+	char text[64];
+	ssize_t n;
+
+	if (!body) {
+		snprintf(text, sizeof(text), "%s\n", hs_reason(status));
+		body = text;
+	}
+	if (status >= 400)
+		ENG_STAT_ADD(s, http_errors, 1);
+	b = eng_buf_new(512 + strlen(body));
+	if (!b) {
+		eng_conn_kill(s, c);
+		return;
+	}
+	n = hs_write_response((char *)b->data, b->cap, status, extra, NULL,
+			      body, strlen(body), 1);
+	if (n < 0) {
+		eng_buf_put(b);
+		eng_conn_kill(s, c);
+		return;
+	}
+	b->len = (uint32_t)n;
+	c->state = CONN_DRAIN;
+	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(ENG_CLOSE_WAIT_MS));
+	queue(s, c, b);
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+/* Sets the next ping or idle deadline of an open connection. */
+static void schedule_ws(struct eng_shard *s, struct eng_conn *c)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	uint32_t due = UINT32_MAX;
+
+	if (cfg->idle_ms)
+		due = c->last_rx + eng_ms_to_ticks(cfg->idle_ms);
+	if (cfg->ping_ms) {
+		uint32_t quiet = c->last_rx > c->last_ping ? c->last_rx
+							   : c->last_ping;
+		uint32_t p = quiet + eng_ms_to_ticks(cfg->ping_ms);
+
+		if (p < due)
+			due = p;
+	}
+	if (due == UINT32_MAX)
+		eng_timer_del(s, c);
+	else
+		eng_timer_set(s, c, due);
+}
+
+void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+
+	switch (c->state) {
+	case CONN_HTTP:		/* slowloris: no complete upgrade in time */
+		ENG_STAT_ADD(s, timeouts, 1);
+		eng_conn_kill(s, c);
+		return;
+	case CONN_WS:
+		if (cfg->idle_ms &&
+		    s->tick - c->last_rx >= eng_ms_to_ticks(cfg->idle_ms)) {
+			ENG_STAT_ADD(s, timeouts, 1);
+			send_close(s, c, WS_CLOSE_GOING_AWAY, "idle timeout",
+				   CONN_CLOSING);
+			return;
+		}
+		if (cfg->ping_ms) {
+			uint32_t quiet = c->last_rx > c->last_ping ?
+					 c->last_rx : c->last_ping;
+
+			/* Ping only connections that have been quiet. */
+			if (s->tick - quiet >= eng_ms_to_ticks(cfg->ping_ms)) {
+				c->last_ping = s->tick;
+				if (send_frame(s, c, WS_OP_PING, NULL, 0) < 0)
+					return;
+			}
+		}
+		schedule_ws(s, c);
+		return;
+	case CONN_CLOSING:	/* the peer did not answer our close */
+	case CONN_DRAIN:	/* or did not read, or did not close */
+		eng_conn_kill(s, c);
+		return;
+	case CONN_DEAD:		/* close_direct had no SQE: retry */
+		maybe_close_fd(s, c);
+		return;
+	default:
+		return;
+	}
+}
+
+/* SIGTERM: 1001 to open connections, drop those still handshaking. */
+void eng_conn_go_away(struct eng_shard *s, struct eng_conn *c)
+{
+	if (c->state == CONN_HTTP)
+		eng_conn_kill(s, c);
+	else if (c->state == CONN_WS)
+		send_close(s, c, WS_CLOSE_GOING_AWAY, "server shutting down",
+			   CONN_CLOSING);
+}
+
+/* ---- receiving --------------------------------------------------------- */
+
+static struct eng_rx *rx_get(struct eng_conn *c)
+{
+	if (!c->rx) {
+		c->rx = eng_malloc(sizeof(*c->rx));
+		if (c->rx)
+			memset(c->rx, 0, sizeof(*c->rx));
+	}
+	return c->rx;
+}
+
+/* A complete data message: what the endpoint does with it. */
+static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
+		       const uint8_t *p, size_t len)
+{
+	ENG_STAT_ADD(s, msgs_in, 1);
+	if (c->flags & CONN_F_ECHO)
+		send_frame(s, c, op, p, len);
+}
+
+/*
+ * The last fragment of a fragmented message arrived: its payload sits in
+ * @b after WS_MAX_SERVER_HDR bytes of room, so the echo needs no copy.
+ */
+static void on_assembled(struct eng_shard *s, struct eng_conn *c, uint8_t op,
+			 struct eng_buf *b)
+{
+	uint8_t hdr[WS_MAX_SERVER_HDR];
+	uint32_t plen = b->len;
+	size_t h;
+
+	ENG_STAT_ADD(s, msgs_in, 1);
+	if (!(c->flags & CONN_F_ECHO)) {
+		eng_buf_put(b);
+		return;
+	}
+	h = ws_write_header(hdr, op, true, plen);
+	b->start = (uint32_t)(WS_MAX_SERVER_HDR - h);
+	memcpy(b->data + b->start, hdr, h);
+	b->len = (uint32_t)(h + plen);
+	queue(s, c, b);
+}
+
+static void on_control(struct eng_shard *s, struct eng_conn *c,
+		       const struct ws_frame *f, const uint8_t *p)
+{
+	uint16_t code;
+	int ret;
+
+	switch (f->opcode) {
+	case WS_OP_PING:
+		if (c->state == CONN_WS)
+			send_frame(s, c, WS_OP_PONG, p, f->len);
+		return;
+	case WS_OP_PONG:	/* unsolicited pongs are allowed: ignore */
+		return;
+	case WS_OP_CLOSE:
+		ret = ws_close_parse(p, f->len, &code);
+		if (ret < 0) {
+			fail(s, c, ws_close_code(ret));
+			return;
+		}
+		c->flags |= CONN_F_PEER_CLOSED;
+		if (c->state == CONN_CLOSING) {
+			/* Our close was first; the handshake is complete. */
+			c->state = CONN_DRAIN;
+			flush(s, c);
+			return;
+		}
+		/* Echo the peer's code (RFC 6455 5.5.1), then close. */
+		send_close(s, c, code == WS_CLOSE_NO_STATUS ? 0 : code, NULL,
+			   CONN_DRAIN);
+		return;
+	}
+}
+
+/*
+ * Appends a fragment's payload to the message being assembled. Returns 0
+ * or -ENOMEM. The message stays within max_message (ws_msg_frame).
+ */
+static int assemble(struct eng_rx *rx, const uint8_t *p, size_t len)
+{
+	struct eng_buf *b = rx->msg;
+	size_t need = WS_MAX_SERVER_HDR + (size_t)b->len + len;
+
+	if (need > b->cap) {
+		size_t cap = (size_t)b->cap * 2;
+		struct eng_buf *nb;
+
+		if (cap < need)
+			cap = need;
+		nb = eng_realloc(b, sizeof(*b) + cap);
+		if (!nb)
+			return -ENOMEM;
+		nb->cap = (uint32_t)cap;
+		rx->msg = b = nb;
+	}
+	memcpy(b->data + WS_MAX_SERVER_HDR + b->len, p, len);
+	b->len += (uint32_t)len;
+	return 0;
+}
+
+/*
+ * Handles the frame at @p. Returns the bytes it used, or 0 when the frame
+ * is incomplete (then *@want is the whole frame's size when known) or the
+ * connection failed.
+ */
+static size_t ws_step(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		      size_t n, size_t *want)
+{
+	uint64_t max = s->eng->cfg.max_message;
+	struct ws_msg tmp, *m;
+	struct ws_frame f;
+	uint8_t *payload;
+	ssize_t h;
+	int ret;
+
+	h = ws_parse(&f, p, n, max);
+	if (h == -EAGAIN)
+		return 0;
+	if (h < 0) {
+		fail(s, c, ws_close_code((int)h));
+		return 0;
+	}
+	if (n - (size_t)h < f.len) {
+		*want = (size_t)h + f.len;
+		return 0;
+	}
+	payload = p + h;
+	ws_unmask(payload, f.len, f.key, 0);
+
+	if (ws_is_control(f.opcode)) {
+		on_control(s, c, &f, payload);
+		return (size_t)h + f.len;
+	}
+	if (c->state != CONN_WS)	/* data after our close: ignored */
+		return (size_t)h + f.len;
+
+	if (c->rx && c->rx->msg) {
+		m = &c->rx->ws;
+	} else {
+		memset(&tmp, 0, sizeof(tmp));
+		m = &tmp;
+	}
+	ret = ws_msg_frame(m, &f, max);
+	if (ret == 0 && m->opcode == WS_OP_TEXT)
+		ret = ws_utf8_feed(&m->utf8, payload, f.len, f.fin);
+	if (ret < 0) {
+		fail(s, c, ws_close_code(ret));
+		return 0;
+	}
+	if (m == &tmp && f.fin) {	/* the common case: one frame */
+		on_message(s, c, m->opcode, payload, f.len);
+		return (size_t)h + f.len;
+	}
+	if (m == &tmp) {		/* first fragment: start assembling */
+		struct eng_rx *rx = rx_get(c);
+
+		uint64_t cap = 2 * f.len + 256;
+
+		if (cap > max)
+			cap = max;
+		if (!rx || !(rx->msg = eng_buf_new(WS_MAX_SERVER_HDR + cap)))
+			goto nomem;
+		rx->ws = tmp;
+		m = &rx->ws;
+	}
+	if (assemble(c->rx, payload, f.len) < 0)
+		goto nomem;
+	if (f.fin) {
+		struct eng_buf *b = c->rx->msg;
+		uint8_t op = m->opcode;
+
+		c->rx->msg = NULL;
+		ws_msg_end(m);
+		on_assembled(s, c, op, b);
+	}
+	return (size_t)h + f.len;
+nomem:
+	fail(s, c, WS_CLOSE_INTERNAL);
+	return 0;
+}
+
+static void upgrade(struct eng_shard *s, struct eng_conn *c,
+		    const struct hs_req *req)
+{
+	struct eng_buf *b = eng_buf_new(256);
+	ssize_t n;
+
+	if (!b) {
+		eng_conn_kill(s, c);
+		return;
+	}
+	n = hs_write_101((char *)b->data, b->cap, &req->ws_key);
+	if (n < 0) {
+		eng_buf_put(b);
+		http_reply(s, c, 500, NULL, NULL);
+		return;
+	}
+	b->len = (uint32_t)n;
+	c->state = CONN_WS;
+	c->flags |= CONN_F_ECHO;
+	c->last_rx = c->last_ping = s->tick;
+	ENG_STAT_ADD(s, upgraded, 1);
+	schedule_ws(s, c);
+	queue(s, c, b);
+}
+
+/* Handles a request head at @p; returns bytes used, 0 when incomplete. */
+static size_t http_step(struct eng_shard *s, struct eng_conn *c,
+			const uint8_t *p, size_t n)
+{
+	struct hs_req req;
+	ssize_t len = hs_parse(&req, p, n, &hs_lim);
+
+	if (len == -EAGAIN)
+		return 0;
+	if (len < 0) {
+		http_reply(s, c, hs_error_status((int)len), NULL, NULL);
+		return 0;
+	}
+	if (hs_str_eq(&req.path, "/healthz")) {
+		if (hs_str_eq(&req.method, "GET"))
+			http_reply(s, c, 200, NULL, "ok\n");
+		else
+			http_reply(s, c, 405, "Allow: GET\r\n", NULL);
+		return (size_t)len;
+	}
+	if (hs_str_eq(&req.path, "/echo") && s->eng->cfg.echo) {
+		int status = hs_check_upgrade(&req);
+
+		if (status == 426)
+			http_reply(s, c, 426, "Sec-WebSocket-Version: 13\r\n",
+				   NULL);
+		else if (status == 405)
+			http_reply(s, c, 405, "Allow: GET\r\n", NULL);
+		else if (status)
+			http_reply(s, c, status, NULL, NULL);
+		else
+			upgrade(s, c, &req);
+		return (size_t)len;
+	}
+	http_reply(s, c, 404, NULL, NULL);
+	return (size_t)len;
+}
+
+/*
+ * Parses as much of @p as forms complete units. Returns the bytes used;
+ * the rest is an incomplete unit (*@want: its full size when known).
+ */
+static size_t process(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		      size_t n, size_t *want)
+{
+	size_t off = 0, used;
+
+	*want = 0;
+	while (off < n && parsing(c)) {
+		if (c->state == CONN_HTTP)
+			used = http_step(s, c, p + off, n - off);
+		else
+			used = ws_step(s, c, p + off, n - off, want);
+		if (!used)
+			break;
+		off += used;
+	}
+	return off;
+}
+
+/* Makes room for @cap bytes of carried data. Returns 0 or -ENOMEM. */
+static int reserve(struct eng_rx *rx, size_t cap)
+{
+	uint8_t *np;
+
+	if (cap <= rx->pcap)
+		return 0;
+	if (cap > UINT32_MAX)
+		return -ENOMEM;
+	if (cap < 2 * (size_t)rx->pcap)
+		cap = 2 * (size_t)rx->pcap;
+	np = eng_realloc(rx->part, cap);
+	if (!np)
+		return -ENOMEM;
+	rx->part = np;
+	rx->pcap = (uint32_t)cap;
+	return 0;
+}
+
+static void feed(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		 size_t n)
+{
+	struct eng_rx *rx = c->rx;
+	size_t used, want, rest;
+
+	if (rx && rx->plen) {
+		/*
+		 * Bytes carried from earlier reads come first. A request head
+		 * can only complete with a newline, so slowloris-style 1-byte
+		 * writes are appended without re-parsing the head each time.
+		 */
+		bool newline = c->state != CONN_HTTP || memchr(p, '\n', n);
+
+		if (reserve(rx, (size_t)rx->plen + n) < 0)
+			goto nomem;
+		memcpy(rx->part + rx->plen, p, n);
+		rx->plen += (uint32_t)n;
+		if (!newline && rx->plen <= hs_lim.max_bytes)
+			return;
+		used = process(s, c, rx->part, rx->plen, &want);
+		if (c->rx != rx)	/* failed or killed: rx is gone */
+			return;
+		rest = parsing(c) ? rx->plen - used : 0;
+		memmove(rx->part, rx->part + used, rest);
+		rx->plen = (uint32_t)rest;
+		if (rest && reserve(rx, want) < 0)
+			goto nomem;
+	} else {
+		used = process(s, c, p, n, &want);
+		rest = n - used;
+		if (parsing(c) && rest) {
+			/* A unit cut by the read: keep it, sized for all of it */
+			rx = rx_get(c);
+			if (!rx || reserve(rx, want > rest ? want : rest) < 0)
+				goto nomem;
+			memcpy(rx->part, p + used, rest);
+			rx->plen = (uint32_t)rest;
+		}
+	}
+	rx = c->rx;
+	if (rx && !rx->plen && !rx->msg)
+		rx_free(c);	/* idle again: no receive memory of its own */
+	return;
+nomem:
+	if (parsing(c))
+		fail(s, c, WS_CLOSE_INTERNAL);
+}
+
+/* ---- recv and accept --------------------------------------------------- */
+
+static void arm_recv(struct eng_shard *s, struct eng_conn *c)
+{
+	struct io_uring_sqe *sqe = eng_sqe(s);
+
+	if (!sqe) {
+		eng_conn_kill(s, c);
+		return;
+	}
+	/* No buffer of its own: the kernel picks one from the group. */
+	io_uring_prep_recv_multishot(sqe, (int)eng_slot(s, c), NULL, 0, 0);
+	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+	sqe->buf_group = s->rbufs.bgid;
+	io_uring_sqe_set_data64(sqe, ud_of(s, c, ENG_OP_RECV));
+	c->flags |= CONN_F_RECV;
+}
+
+void eng_conn_rearm(struct eng_shard *s, struct eng_conn *c)
+{
+	if (!(c->flags & CONN_F_REARM))
+		return;		/* freed and reused since it was listed */
+	c->flags &= ~CONN_F_REARM;
+	if (c->state == CONN_DEAD)
+		maybe_close_fd(s, c);
+	else if (c->state != CONN_FREE && !(c->flags & CONN_F_RECV))
+		arm_recv(s, c);
+}
+
+void eng_conn_on_recv(struct eng_shard *s, struct io_uring_cqe *cqe)
+{
+	struct eng_conn *c = lookup(s, cqe->user_data);
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	unsigned bid = ring_bufs_bid(cqe->flags);
+	bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
+
+	if (!c) {
+		if (has_buf)
+			ring_bufs_recycle(&s->rbufs, bid);
+		return;
+	}
+	if (!more)
+		c->flags &= ~CONN_F_RECV;
+	if (cqe->res > 0) {
+		ENG_STAT_ADD(s, bytes_in, cqe->res);
+		c->last_rx = s->tick;
+		if (parsing(c))
+			feed(s, c, ring_bufs_ptr(&s->rbufs, bid),
+			     (size_t)cqe->res);
+		/* DRAIN discards what the peer still sends. */
+	}
+	if (has_buf)
+		ring_bufs_recycle(&s->rbufs, bid);
+
+	if (cqe->res == -ENOBUFS && c->state != CONN_DEAD) {
+		/* The group ran dry; re-arm once this batch recycled. */
+		ENG_STAT_ADD(s, recv_nobufs, 1);
+		if (!(c->flags & CONN_F_REARM)) {
+			c->flags |= CONN_F_REARM;
+			s->rearm[s->nr_rearm++] = eng_slot(s, c);
+		}
+	} else if (cqe->res <= 0) {
+		eng_conn_kill(s, c);	/* EOF, reset, or cancelled */
+	} else if (!more && c->state != CONN_DEAD) {
+		arm_recv(s, c);		/* multishot ended early: go on */
+	}
+	maybe_close_fd(s, c);
+}
+
+void eng_conn_accepted(struct eng_shard *s, uint32_t slot)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	struct eng_conn *c;
+	uint64_t total;
+
+	if (slot >= s->nr_conns)
+		return;		/* cannot happen: the table has nr_conns */
+	c = &s->conns[slot];
+	/*
+	 * The kernel hands out a slot only after close_direct emptied it,
+	 * so a slot that still looks busy has its close CQE in this batch.
+	 */
+	if (c->state != CONN_FREE)
+		release(s, c);
+	c->state = CONN_HTTP;
+	c->flags = 0;
+	c->close_code = 0;
+	c->tprev = c->tnext = ENG_NIL;
+	c->tdue = 0;
+	c->last_rx = c->last_ping = s->tick;
+	c->sent = 0;
+	c->queued = 0;
+	c->sq_head = c->sq_tail = NULL;
+	c->rx = NULL;
+	atomic_fetch_add_explicit(&s->stats.conns, 1, memory_order_relaxed);
+	ENG_STAT_ADD(s, accepted, 1);
+	total = atomic_fetch_add_explicit(&s->eng->nconns, 1,
+					  memory_order_relaxed) + 1;
+	arm_recv(s, c);
+	if (total > cfg->max_conns) {
+		ENG_STAT_ADD(s, rejected, 1);
+		http_reply(s, c, 503, "Retry-After: 5\r\n", NULL);
+		return;
+	}
+	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(cfg->handshake_ms));
+}

@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core.c: one shard's loop. The thread pins itself, creates its ring (so
+ * SINGLE_ISSUER names it as the only submitter), registers the fixed-file
+ * table its connections live in and the provided buffers they receive
+ * into, arms multishot accept on its own SO_REUSEPORT listener and a
+ * periodic tick, then reaps completions in batches until told to stop.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "eng.h"
+#include "ud.h"
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct io_uring_sqe *eng_sqe(struct eng_shard *s)
+{
+	return ring_sqe(&s->ring);
+}
+
+static void arm_accept(struct eng_shard *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (s->accepting || s->stopping)
+		return;
+	sqe = eng_sqe(s);
+	if (!sqe)
+		return;
+	/* Direct descriptors: accepted sockets never enter the fd table. */
+	io_uring_prep_multishot_accept_direct(sqe, s->listen_fd, NULL, NULL, 0);
+	io_uring_sqe_set_data64(sqe, ring_ud(ENG_OP_ACCEPT, 0, 0));
+	s->accepting = true;
+}
+
+static void arm_tick(struct eng_shard *s)
+{
+	static struct __kernel_timespec ts = {
+		.tv_sec = 0, .tv_nsec = ENG_TICK_MS * 1000000L,
+	};
+	struct io_uring_sqe *sqe = eng_sqe(s);
+
+	/* The timespec is read at submission; a static one is safe. */
+	if (!sqe)
+		return;
+	io_uring_prep_timeout(sqe, &ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ring_ud(ENG_OP_TIMER, 0, 0));
+}
+
+static void on_accept(struct eng_shard *s, struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		s->accepting = false;
+	if (cqe->res >= 0) {
+		eng_conn_accepted(s, (uint32_t)cqe->res);
+	} else if (cqe->res == -ENFILE) {
+		/*
+		 * The fixed-file table is full. Accept is re-armed when a
+		 * connection closes (eng_conn_on_close); meanwhile new clients
+		 * wait in the listen backlog, as they would at an fd limit.
+		 */
+		return;
+	} else if (cqe->res != -ECANCELED && !s->stopping) {
+		fprintf(stderr, "ringcast: shard %u: accept: %s\n", s->id,
+			strerror(-cqe->res));
+	}
+	if (!s->accepting && cqe->res != -ENFILE)
+		arm_accept(s);
+}
+
+/* Begins the graceful stop: 1001 to every open connection. */
+static void stop(struct eng_shard *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (s->stopping)
+		return;
+	s->stopping = true;
+	s->stop_tick = s->tick + eng_ms_to_ticks(ENG_CLOSE_WAIT_MS);
+	/* Stop taking clients; the listener closes with the shard. */
+	sqe = eng_sqe(s);
+	if (sqe && s->accepting) {
+		io_uring_prep_cancel64(sqe, ring_ud(ENG_OP_ACCEPT, 0, 0), 0);
+		io_uring_sqe_set_data64(sqe, ring_ud(ENG_OP_CANCEL, 0, 0));
+	}
+	for (uint32_t i = 0; i < s->nr_conns; i++)
+		if (s->conns[i].state != CONN_FREE)
+			eng_conn_go_away(s, &s->conns[i]);
+}
+
+static void on_tick(struct eng_shard *s)
+{
+	uint64_t ms = now_ms() - s->t0_ms;
+
+	eng_timer_advance(s, (uint32_t)(ms / ENG_TICK_MS));
+	if (s->stopping && s->tick >= s->stop_tick) {
+		/* Peers that did not answer our close in time are dropped. */
+		for (uint32_t i = 0; i < s->nr_conns; i++)
+			if (s->conns[i].state != CONN_FREE)
+				eng_conn_kill(s, &s->conns[i]);
+	}
+	arm_tick(s);
+}
+
+static void dispatch(struct eng_shard *s, struct io_uring_cqe *cqe)
+{
+	switch (ring_ud_op(cqe->user_data)) {
+	case ENG_OP_ACCEPT:
+		on_accept(s, cqe);
+		break;
+	case ENG_OP_RECV:
+		eng_conn_on_recv(s, cqe);
+		break;
+	case ENG_OP_SEND:
+		eng_conn_on_send(s, cqe);
+		break;
+	case ENG_OP_CLOSE:
+		eng_conn_on_close(s, cqe);
+		if (!s->accepting)
+			arm_accept(s);	/* a slot is free again */
+		break;
+	case ENG_OP_TIMER:
+		on_tick(s);
+		break;
+	case ENG_OP_STOP:
+		stop(s);
+		break;
+	case ENG_OP_CANCEL:	/* -ENOENT/-EALREADY: raced a completion */
+	default:
+		break;
+	}
+}
+
+static int shard_init(struct eng_shard *s)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	size_t bytes;
+	int ret;
+
+	if (s->cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(s->cpu, &set);
+		/* Pinning is best effort: a cpuset may forbid it. */
+		if (sched_setaffinity(0, sizeof(set), &set) < 0)
+			s->cpu = -1;
+	}
+	ret = ring_init(&s->ring, cfg->sq_entries, s->nr_conns, RING_F_SINGLE);
+	if (ret < 0) {
+		fprintf(stderr, "ringcast: shard %u: ring_init(%u files): %s\n",
+			s->id, s->nr_conns, strerror(-ret));
+		return ret;
+	}
+	ret = ring_bufs_init(&s->ring, &s->rbufs, 0, cfg->recv_bufs,
+			     cfg->recv_buf_size);
+	if (ret < 0) {
+		fprintf(stderr, "ringcast: shard %u: recv buffers: %s\n",
+			s->id, strerror(-ret));
+		goto err_ring;
+	}
+	/*
+	 * Untouched pages of the table cost nothing: memory follows the
+	 * connections actually held, not the table's capacity.
+	 */
+	bytes = (size_t)s->nr_conns * sizeof(struct eng_conn);
+	s->conns = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (s->conns == MAP_FAILED) {
+		ret = -errno;
+		goto err_bufs;
+	}
+	s->rearm = eng_malloc((size_t)s->nr_conns * sizeof(*s->rearm));
+	if (!s->rearm) {
+		ret = -ENOMEM;
+		goto err_conns;
+	}
+	s->nr_rearm = 0;
+	eng_timer_init(s);
+	s->t0_ms = now_ms();
+	s->tick = 0;
+	return 0;
+
+err_conns:
+	munmap(s->conns, bytes);
+err_bufs:
+	ring_bufs_exit(&s->ring, &s->rbufs);
+err_ring:
+	ring_exit(&s->ring);
+	return ret;
+}
+
+static void shard_exit(struct eng_shard *s)
+{
+	eng_free(s->rearm);
+	munmap(s->conns, (size_t)s->nr_conns * sizeof(struct eng_conn));
+	ring_bufs_exit(&s->ring, &s->rbufs);
+	ring_exit(&s->ring);
+	close(s->listen_fd);
+	s->listen_fd = -1;
+}
+
+static void report_ready(struct eng_shard *s, int err)
+{
+	struct eng *e = s->eng;
+
+	pthread_mutex_lock(&e->lock);
+	if (err && !e->failed)
+		e->failed = err;
+	e->ready++;
+	pthread_cond_broadcast(&e->cond);
+	pthread_mutex_unlock(&e->lock);
+}
+
+void *eng_shard_main(void *arg)
+{
+	struct eng_shard *s = arg;
+	struct io_uring *u = &s->ring.uring;
+	int ret;
+
+	ret = shard_init(s);
+	s->up = ret == 0;
+	report_ready(s, ret);
+	if (ret < 0)
+		return NULL;
+	arm_accept(s);
+	arm_tick(s);
+
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+
+		if (s->stopping && atomic_load_explicit(&s->stats.conns,
+				memory_order_relaxed) == 0)
+			break;
+		ret = io_uring_submit_and_wait(u, 1);
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN &&
+		    ret != -EBUSY) {
+			fprintf(stderr, "ringcast: shard %u: submit: %s\n",
+				s->id, strerror(-ret));
+			break;
+		}
+		io_uring_for_each_cqe(u, head, cqe) {
+			dispatch(s, cqe);
+			seen++;
+		}
+		io_uring_cq_advance(u, seen);
+
+		/*
+		 * Recvs that ran out of provided buffers are re-armed only
+		 * now, after this batch gave its buffers back.
+		 */
+		while (s->nr_rearm) {
+			uint32_t slot = s->rearm[--s->nr_rearm];
+
+			eng_conn_rearm(s, &s->conns[slot]);
+		}
+	}
+	shard_exit(s);
+	return NULL;
+}

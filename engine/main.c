@@ -1,0 +1,466 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * main.c: the ringcast binary. Parses options, raises the fd limit,
+ * creates one SO_REUSEPORT listener per shard, starts the pinned shard
+ * threads and waits for SIGINT/SIGTERM, which it turns into a graceful
+ * stop: a mailbox message to every shard, then join and exit 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "eng.h"
+#include "ud.h"
+
+static const char usage[] =
+"usage: ringcast [options]\n"
+"\n"
+"A WebSocket push engine on io_uring. Each shard is a thread pinned to a\n"
+"CPU with its own io_uring ring, SO_REUSEPORT listener and connections.\n"
+"\n"
+"  --listen ADDR:PORT       address to listen on (default 0.0.0.0:8080);\n"
+"                           port 0 picks a free port shared by all shards\n"
+"  --shards N               shard threads (default: online CPUs); may exceed\n"
+"                           the CPU count, threads are then pinned round-robin\n"
+"  --max-conns N            connections for the whole process; past it a new\n"
+"                           client gets HTTP 503 (default: what the shards hold)\n"
+"  --max-message SIZE       largest message a client may send, after\n"
+"                           reassembly (default 1M); larger gets close 1009\n"
+"  --echo                   serve ws://HOST:PORT/echo: every message comes\n"
+"                           back unchanged (the RFC 6455 conformance endpoint)\n"
+"  --ping-interval DUR      ping a connection quiet for DUR (default 30s, 0 off)\n"
+"  --idle-timeout DUR       close a connection silent for DUR with 1001\n"
+"                           (default 90s, 0 off)\n"
+"  --handshake-timeout DUR  drop a client that has not upgraded within DUR\n"
+"                           (default 10s)\n"
+"  --recv-buffers N         provided receive buffers per shard (default 1024)\n"
+"  --recv-buffer-size SIZE  bytes per receive buffer (default 8K)\n"
+"  -h, --help               print this help and exit\n"
+"\n"
+"SIZE takes K, M or G suffixes; DUR takes ms, s or m (default s).\n"
+"\n"
+"HTTP on the same port: GET /healthz answers 200 \"ok\".\n"
+"SIGINT or SIGTERM sends close 1001 to every client, then exits 0.\n"
+"\n"
+"Connections per shard: client sockets are io_uring direct descriptors and\n"
+"never use the process fd table, but each ring's fixed-file table is capped\n"
+"at RLIMIT_NOFILE, which ringcast raises to its hard limit. A host with a\n"
+"hard limit of 20000 holds about shards x 20000 connections: raise the\n"
+"limit (tune/, sysctl.d/) or run more shards for more.\n";
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* "64K", "16M", "1G", or plain bytes. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	if (!*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'M' || *end == 'm')
+		shift = 20;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30;
+	else if (*end)
+		return -EINVAL;
+	if (shift && end[1])
+		return -EINVAL;
+	if (v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+/* "500ms", "2s", "1m", or plain seconds; into milliseconds. */
+static int parse_dur(const char *s, unsigned *ms)
+{
+	char *end;
+	unsigned long long v, mult = 1000;
+
+	if (!*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	if (!strcmp(end, "ms"))
+		mult = 1;
+	else if (!strcmp(end, "m"))
+		mult = 60000;
+	else if (*end && strcmp(end, "s"))
+		return -EINVAL;
+	if (v > UINT_MAX / mult)
+		return -ERANGE;
+	*ms = (unsigned)(v * mult);
+	return 0;
+}
+
+static int parse_listen(const char *s, struct eng_cfg *cfg)
+{
+	const char *colon = strrchr(s, ':');
+	uint64_t port;
+
+	if (!colon || colon == s || (size_t)(colon - s) >= sizeof(cfg->listen_host))
+		return -EINVAL;
+	if (parse_u64(colon + 1, &port) < 0 || port > 65535)
+		return -EINVAL;
+	memcpy(cfg->listen_host, s, (size_t)(colon - s));
+	cfg->listen_host[colon - s] = '\0';
+	cfg->port = (uint16_t)port;
+	return 0;
+}
+
+static void bad_value(const char *opt, const char *val)
+{
+	fprintf(stderr, "ringcast: invalid value for --%s: '%s' (see --help)\n",
+		opt, val);
+	exit(2);
+}
+
+enum {
+	OPT_LISTEN = 256, OPT_SHARDS, OPT_MAX_CONNS, OPT_MAX_MESSAGE, OPT_ECHO,
+	OPT_PING, OPT_IDLE, OPT_HANDSHAKE, OPT_RECV_BUFS, OPT_RECV_BUF_SIZE,
+};
+
+static const struct option options[] = {
+	{ "listen",		required_argument, NULL, OPT_LISTEN },
+	{ "shards",		required_argument, NULL, OPT_SHARDS },
+	{ "max-conns",		required_argument, NULL, OPT_MAX_CONNS },
+	{ "max-message",	required_argument, NULL, OPT_MAX_MESSAGE },
+	{ "echo",		no_argument,	   NULL, OPT_ECHO },
+	{ "ping-interval",	required_argument, NULL, OPT_PING },
+	{ "idle-timeout",	required_argument, NULL, OPT_IDLE },
+	{ "handshake-timeout",	required_argument, NULL, OPT_HANDSHAKE },
+	{ "recv-buffers",	required_argument, NULL, OPT_RECV_BUFS },
+	{ "recv-buffer-size",	required_argument, NULL, OPT_RECV_BUF_SIZE },
+	{ "help",		no_argument,	   NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
+{
+	uint64_t v;
+	int opt;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+		const char *name = optind > 0 && optind <= argc ?
+				   argv[optind - 1] : "?";
+
+		switch (opt) {
+		case OPT_LISTEN:
+			if (parse_listen(optarg, cfg) < 0)
+				bad_value("listen", optarg);
+			break;
+		case OPT_SHARDS:
+			if (parse_u64(optarg, &v) < 0 || !v || v > 1024)
+				bad_value("shards", optarg);
+			cfg->shards = (unsigned)v;
+			break;
+		case OPT_MAX_CONNS:
+			if (parse_u64(optarg, &v) < 0 || !v)
+				bad_value("max-conns", optarg);
+			cfg->max_conns = v;
+			break;
+		case OPT_MAX_MESSAGE:
+			/* Assembly buffers are sized in 32 bits. */
+			if (parse_size(optarg, &v) < 0 || !v ||
+			    v > UINT32_MAX - 4096)
+				bad_value("max-message", optarg);
+			cfg->max_message = v;
+			break;
+		case OPT_ECHO:
+			cfg->echo = true;
+			break;
+		case OPT_PING:
+			if (parse_dur(optarg, &cfg->ping_ms) < 0)
+				bad_value("ping-interval", optarg);
+			break;
+		case OPT_IDLE:
+			if (parse_dur(optarg, &cfg->idle_ms) < 0)
+				bad_value("idle-timeout", optarg);
+			break;
+		case OPT_HANDSHAKE:
+			if (parse_dur(optarg, &cfg->handshake_ms) < 0 ||
+			    !cfg->handshake_ms)
+				bad_value("handshake-timeout", optarg);
+			break;
+		case OPT_RECV_BUFS:
+			if (parse_u64(optarg, &v) < 0 || !v || v > 32768 ||
+			    (v & (v - 1)))
+				bad_value("recv-buffers (a power of two up to 32768)",
+					  optarg);
+			cfg->recv_bufs = (unsigned)v;
+			break;
+		case OPT_RECV_BUF_SIZE:
+			if (parse_size(optarg, &v) < 0 || v < 256 ||
+			    v > (1u << 20))
+				bad_value("recv-buffer-size (256 to 1M)", optarg);
+			cfg->recv_buf_size = (unsigned)v;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			exit(0);
+		case ':':
+			fprintf(stderr, "ringcast: option %s needs a value "
+				"(see --help)\n", name);
+			exit(2);
+		default:
+			fprintf(stderr, "ringcast: unknown option %s "
+				"(see --help)\n", name);
+			exit(2);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "ringcast: unexpected argument '%s' "
+			"(see --help)\n", argv[optind]);
+		exit(2);
+	}
+}
+
+/*
+ * Opens one listener on the configured address. With @port 0 the kernel
+ * picks one; the caller passes that port to the next shards.
+ */
+static int open_listener(const struct eng_cfg *cfg, uint16_t port,
+			 uint16_t *bound)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	int fd, one = 1, ret;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(port);
+	if (inet_pton(AF_INET, cfg->listen_host, &sin.sin_addr) != 1)
+		return -EINVAL;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* Accepted sockets inherit TCP_NODELAY: pushes leave at once. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+	    listen(fd, 65535) < 0 ||	/* clamped to net.core.somaxconn */
+	    getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	*bound = ntohs(sin.sin_port);
+	return fd;
+}
+
+/* The fixed-file table a ring may have: RLIMIT_NOFILE, raised to hard. */
+static unsigned files_per_ring(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur > RING_UD_SLOT_MAX)
+		return RING_UD_SLOT_MAX;
+	return (unsigned)rl.rlim_cur;
+}
+
+/* The n-th CPU this process may run on, for round-robin pinning. */
+static int nth_cpu(unsigned n)
+{
+	cpu_set_t set;
+	int count, i, seen = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set) < 0)
+		return -1;
+	count = CPU_COUNT(&set);
+	if (count <= 0)
+		return -1;
+	n %= (unsigned)count;
+	for (i = 0; i < CPU_SETSIZE; i++) {
+		if (!CPU_ISSET(i, &set))
+			continue;
+		if ((unsigned)seen++ == n)
+			return i;
+	}
+	return -1;
+}
+
+static unsigned online_cpus(void)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned)CPU_COUNT(&set);
+	return 1;
+}
+
+/* Tells every shard to stop, through a ring of main's own. */
+static int post_stop(struct eng *e)
+{
+	struct ring r;
+	unsigned i;
+	int ret;
+
+	ret = ring_init(&r, 64, 0, 0);
+	if (ret < 0)
+		return ret;
+	for (i = 0; i < e->cfg.shards; i++)
+		if (e->shards[i].up)
+			ring_mbox_post(&r, ring_fd(&e->shards[i].ring),
+				       ring_ud(ENG_OP_STOP, 0, 0), 0,
+				       ring_ud(ENG_OP_MBOX_ERR, 0, 0));
+	ret = io_uring_submit(&r.uring);
+	ring_exit(&r);
+	return ret < 0 ? ret : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct eng e;
+	sigset_t sigs;
+	unsigned i, started = 0, per_ring;
+	uint16_t port;
+	int sig, ret, status = 0;
+
+	memset(&e, 0, sizeof(e));
+	strcpy(e.cfg.listen_host, "0.0.0.0");
+	e.cfg.port = 8080;
+	e.cfg.shards = 0;
+	e.cfg.max_message = 1u << 20;
+	e.cfg.ping_ms = 30000;
+	e.cfg.idle_ms = 90000;
+	e.cfg.handshake_ms = 10000;
+	e.cfg.recv_bufs = 1024;
+	e.cfg.recv_buf_size = 8192;
+	e.cfg.sq_entries = 4096;
+	parse_args(argc, argv, &e.cfg);
+	if (!e.cfg.shards)
+		e.cfg.shards = online_cpus();
+
+	per_ring = files_per_ring();
+	if (!e.cfg.max_conns) {
+		e.cfg.max_conns = (uint64_t)per_ring * e.cfg.shards;
+	} else if (e.cfg.max_conns > (uint64_t)per_ring * e.cfg.shards) {
+		fprintf(stderr, "ringcast: warning: --max-conns %llu exceeds "
+			"what %u shards hold here (%u each, RLIMIT_NOFILE): "
+			"raise the nofile limit (sysctl.d/, tune/) or use "
+			"--shards %llu\n",
+			(unsigned long long)e.cfg.max_conns, e.cfg.shards,
+			per_ring,
+			(unsigned long long)((e.cfg.max_conns + per_ring - 1) /
+					     per_ring));
+	}
+
+	/* Shards must not take the signals: main waits for them. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	e.shards = calloc(e.cfg.shards, sizeof(*e.shards));
+	if (!e.shards) {
+		fprintf(stderr, "ringcast: out of memory\n");
+		return 1;
+	}
+	pthread_mutex_init(&e.lock, NULL);
+	pthread_cond_init(&e.cond, NULL);
+
+	port = e.cfg.port;
+	for (i = 0; i < e.cfg.shards; i++) {
+		struct eng_shard *s = &e.shards[i];
+
+		s->eng = &e;
+		s->id = i;
+		s->cpu = nth_cpu(i);
+		s->nr_conns = per_ring;
+		s->listen_fd = open_listener(&e.cfg, port, &port);
+		if (s->listen_fd < 0) {
+			fprintf(stderr, "ringcast: listen %s:%u: %s\n",
+				e.cfg.listen_host, port,
+				strerror(-s->listen_fd));
+			return 1;
+		}
+	}
+	e.cfg.port = port;
+
+	for (i = 0; i < e.cfg.shards; i++) {
+		ret = pthread_create(&e.shards[i].thread, NULL, eng_shard_main,
+				     &e.shards[i]);
+		if (ret) {
+			fprintf(stderr, "ringcast: pthread_create: %s\n",
+				strerror(ret));
+			e.failed = -ret;
+			break;
+		}
+		started++;
+	}
+	pthread_mutex_lock(&e.lock);
+	while (e.ready < started)
+		pthread_cond_wait(&e.cond, &e.lock);
+	ret = e.failed;
+	pthread_mutex_unlock(&e.lock);
+	if (ret < 0) {
+		/* Shards that did start are stopped the same way as at exit. */
+		status = 1;
+		goto stop;
+	}
+	fprintf(stderr, "ringcast: listening on %s:%u (%u shards, %u "
+		"connections per shard, max %llu)\n", e.cfg.listen_host,
+		e.cfg.port, e.cfg.shards, per_ring,
+		(unsigned long long)e.cfg.max_conns);
+
+	if (sigwait(&sigs, &sig) == 0)
+		fprintf(stderr, "ringcast: %s: closing connections\n",
+			sig == SIGINT ? "SIGINT" : "SIGTERM");
+stop:
+	ret = post_stop(&e);
+	if (ret < 0) {
+		fprintf(stderr, "ringcast: cannot reach shards: %s\n",
+			strerror(-ret));
+		return 1;
+	}
+	for (i = 0; i < started; i++)
+		pthread_join(e.shards[i].thread, NULL);
+	free(e.shards);
+	if (!status)
+		fprintf(stderr, "ringcast: stopped\n");
+	return status;
+}
