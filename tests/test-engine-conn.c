@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Description: the per-connection state stays within its budget. A shard
+ * holds tens of thousands of connections, so every byte of struct
+ * eng_conn counts; ENG_CONN_BUDGET is the documented ceiling.
+ */
+#include <stdio.h>
+
+#include "eng.h"
+#include "helpers.h"
+
+int main(void)
+{
+	printf("sizeof(struct eng_conn) = %zu (budget %d)\n",
+	       sizeof(struct eng_conn), ENG_CONN_BUDGET);
+	printf("sizeof(struct eng_rx) = %zu (only while bytes are split)\n",
+	       sizeof(struct eng_rx));
+	printf("sizeof(struct eng_sq) = %zu (per queued frame)\n",
+	       sizeof(struct eng_sq));
+	if (sizeof(struct eng_conn) > ENG_CONN_BUDGET) {
+		fprintf(stderr, "struct eng_conn is over budget\n");
+		return T_EXIT_FAIL;
+	}
+	return T_EXIT_PASS;
+}
