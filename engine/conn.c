@@ -598,6 +598,14 @@ static void upgrade(struct eng_shard *s, struct eng_conn *c,
 	queue(s, c, b);
 }
 
+/* Methods and paths are case-sensitive, unlike header names. */
+static bool str_is(const struct hs_str *s, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return s->len == n && !memcmp(s->p, lit, n);
+}
+
 /* Handles a request head at @p; returns bytes used, 0 when incomplete. */
 static size_t http_step(struct eng_shard *s, struct eng_conn *c,
 			const uint8_t *p, size_t n)
@@ -611,14 +619,14 @@ static size_t http_step(struct eng_shard *s, struct eng_conn *c,
 		http_reply(s, c, hs_error_status((int)len), NULL, NULL);
 		return 0;
 	}
-	if (hs_str_eq(&req.path, "/healthz")) {
-		if (hs_str_eq(&req.method, "GET"))
+	if (str_is(&req.path, "/healthz")) {
+		if (str_is(&req.method, "GET"))
 			http_reply(s, c, 200, NULL, "ok\n");
 		else
 			http_reply(s, c, 405, "Allow: GET\r\n", NULL);
 		return (size_t)len;
 	}
-	if (hs_str_eq(&req.path, "/echo") && s->eng->cfg.echo) {
+	if (str_is(&req.path, "/echo") && s->eng->cfg.echo) {
 		int status = hs_check_upgrade(&req);
 
 		if (status == 426)
