@@ -17,7 +17,7 @@
 
 #define WS_GUID		"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define GUID_LEN	(sizeof(WS_GUID) - 1)
-#define MAX_KEY_LEN	128	/* valid keys are 24; this only bounds a stack buffer */
+#define MAX_KEY_LEN	128	/* valid keys are 24; bounds a stack buffer */
 
 /* tchar from RFC 9110 section 5.6.2, as a 256-entry table. */
 static const uint8_t tchar[256] = {
@@ -87,7 +87,7 @@ static int parse_content_length(const char *v, size_t n, int64_t *out)
 		if (v[i] < '0' || v[i] > '9')
 			return -EBADMSG;
 		if (x > (INT64_MAX - 9) / 10)
-			return -EBADMSG;	/* no body that large is ever acceptable */
+			return -EBADMSG;	/* no sane body is this big */
 		x = x * 10 + (v[i] - '0');
 	}
 	*out = x;
@@ -143,7 +143,7 @@ static int on_header(struct hs_req *r, const char *name, size_t nlen,
 		if (mem_ieq(name, nlen, "content-length")) {
 			if (parse_content_length(v, vlen, &cl))
 				return -EBADMSG;
-			/* Differing lengths are a smuggling vector; equal repeats are harmless. */
+			/* Differing lengths invite smuggling; repeats are fine. */
 			if (r->content_length >= 0 && r->content_length != cl)
 				return -EBADMSG;
 			r->content_length = cl;
@@ -259,7 +259,7 @@ static ssize_t parse_head(struct hs_req *r, const uint8_t *b, size_t n,
 			ret = crlf(b, n, &i);
 			return ret ? ret : (ssize_t)i;
 		}
-		/* obs-fold (RFC 9112 section 5.2): rejecting is the safe choice. */
+		/* obs-fold (RFC 9112 section 5.2): rejecting is safest. */
 		if (is_ows(b[i]))
 			return -EBADMSG;
 		if (++r->nheaders > max_headers)
@@ -369,7 +369,7 @@ int hs_accept_key(const struct hs_str *key, char out[HS_ACCEPT_LEN + 1])
 	memcpy(in, key->p, key->len);
 	memcpy(in + key->len, WS_GUID, GUID_LEN);
 	SHA1(in, key->len + GUID_LEN, md);
-	/* 20 bytes encode to exactly HS_ACCEPT_LEN chars plus the NUL it writes */
+	/* 20 bytes encode to HS_ACCEPT_LEN chars, then it writes a NUL */
 	EVP_EncodeBlock((unsigned char *)out, md, SHA_DIGEST_LENGTH);
 	return 0;
 }

@@ -62,7 +62,9 @@ struct hs_req {
  * WebSocket frame starts there) when complete; -EAGAIN when more bytes are
  * needed and the limits still hold; -EMSGSIZE when the head exceeds
  * @lim->max_bytes or @lim->max_headers (answer 431); -EBADMSG when it is
- * malformed (answer 400). @r is filled only on success.
+ * malformed (answer 400). @r is filled only on success. Errors show at the
+ * first byte that decides them: a prefix of max_bytes with no end of head
+ * is already -EMSGSIZE. A NULL @lim means the HS_DEF_* limits.
  */
 ssize_t hs_parse(struct hs_req *r, const uint8_t *buf, size_t len,
 		 const struct hs_limits *lim);

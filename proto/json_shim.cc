@@ -14,7 +14,7 @@
 
 namespace {
 
-/* The single simdjson -> -errno mapping (STYLE.md); unused until parsing lands. */
+/* The one simdjson -> -errno mapping; unused until parsing lands. */
 [[maybe_unused]] int json_errno(simdjson::error_code e)
 {
 	switch (e) {
@@ -34,7 +34,7 @@ namespace {
 
 extern "C" bool json_utf8_valid(const void *p, size_t n)
 {
-	/* validate_utf8() reads exactly n bytes: no JSON_PADDING needed here. */
+	/* validate_utf8() reads exactly n bytes: no JSON_PADDING here. */
 	if (!n)
 		return true;
 	return simdjson::validate_utf8(static_cast<const char *>(p), n);

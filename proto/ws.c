@@ -43,7 +43,7 @@ ssize_t ws_parse(struct ws_frame *f, const uint8_t *buf, size_t len,
 
 	nlen = l7 == 127 ? 8 : l7 == 126 ? 2 : 0;
 	if (nlen == 8) {
-		/* The top bit and the minimal-encoding rule show before all 8 bytes do. */
+		/* The top bit and a non-minimal length show early. */
 		if (len > 2 && (buf[2] & 0x80))
 			return -EPROTO;
 		if (len >= 8 && !(buf[2] | buf[3] | buf[4] | buf[5] |
@@ -85,7 +85,7 @@ void ws_unmask(uint8_t *p, size_t n, const uint8_t key[4], uint64_t off)
 	for (j = 0; j < 8; j++)
 		rk[j] = key[(off + j) & 3];
 	memcpy(&k, rk, 8);
-	/* memcpy() keeps the unaligned loads legal; compilers emit plain movs. */
+	/* memcpy() keeps unaligned access legal; it compiles to movs. */
 	for (; i + 8 <= n; i += 8) {
 		memcpy(&w, p + i, 8);
 		w ^= k;
@@ -135,7 +135,8 @@ size_t ws_write_close(uint8_t *out, uint16_t code, const char *reason)
 		return h;
 	out[h] = (uint8_t)(code >> 8);
 	out[h + 1] = (uint8_t)code;
-	memcpy(out + h + 2, reason, rlen);
+	if (rlen)	/* reason may be NULL: memcpy(NULL, 0) is still UB */
+		memcpy(out + h + 2, reason, rlen);
 	return h + 2 + rlen;
 }
 
@@ -185,10 +186,13 @@ int ws_utf8_feed(struct ws_utf8 *u, const uint8_t *p, size_t n, bool fin)
 		take = len - u->ncarry;
 		if (take > n)
 			take = (unsigned)n;
-		memcpy(u->carry + u->ncarry, p, take);
-		u->ncarry += take;
-		p += take;
-		n -= take;
+		/* @p may be NULL when @n is 0: no arithmetic on it then */
+		if (take) {
+			memcpy(u->carry + u->ncarry, p, take);
+			u->ncarry += take;
+			p += take;
+			n -= take;
+		}
 		if (u->ncarry < len) {
 			if (fin || !completable(u->carry, u->ncarry, len))
 				return -EILSEQ;

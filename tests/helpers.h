@@ -21,4 +21,12 @@
 	}								\
 } while (0)
 
+/* Fails the enclosing int-returning test function with a located printf. */
+#define T_FAIL(...) do {						\
+	fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);			\
+	fprintf(stderr, __VA_ARGS__);					\
+	fputc('\n', stderr);						\
+	return 1;							\
+} while (0)
+
 #endif
