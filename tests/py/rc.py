@@ -1,0 +1,609 @@
+# SPDX-License-Identifier: MIT
+"""Shared helpers for the ringcast integration tests.
+
+Every test script runs as `/usr/bin/python3 test_x.py ENGINE_PATH`.  This
+module starts the engine on a free loopback port and parses its ready
+line (Engine), runs named checks and reports them (Run), speaks raw HTTP
+(http_request) and raw RFC 6455 frames (RawWs), so that the tests can send
+exactly the bytes a well-behaved client library would refuse to send.
+
+No helper sleeps: each one blocks on an event (a line, a byte, EOF, a
+process exit) with a generous timeout so that a hang fails the test.
+"""
+
+import asyncio
+import base64
+import hashlib
+import inspect
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+READY_RE = re.compile(r"listening on ([0-9.]+):(\d+)")
+
+OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
+OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
+
+# Generous upper bounds: they only turn a hang into a failure.
+READY_TIMEOUT = 20
+IO_TIMEOUT = 10
+EXIT_TIMEOUT = 20
+
+
+def accept_for(key):
+    """Sec-WebSocket-Accept for @key (str or bytes), per RFC 6455 4.2.2."""
+    if isinstance(key, str):
+        key = key.encode()
+    return base64.b64encode(hashlib.sha1(key + GUID).digest()).decode()
+
+
+def b64(n):
+    """base64 of @n random bytes."""
+    return base64.b64encode(os.urandom(n)).decode()
+
+
+def new_key():
+    return b64(16)
+
+
+# ---------------------------------------------------------------- engine
+
+def die_with_parent():
+    """preexec_fn: the child gets SIGKILL when the test process dies, so
+    a killed or crashed test leaves no engine or load client behind."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG,
+                                            signal.SIGKILL)
+
+
+_engines = []
+
+
+class Engine:
+    """One engine process.  stderr is drained by a thread into self.log.
+
+    Use as a context manager: on a clean exit of the `with` block the
+    engine gets SIGTERM and must exit with status 0 (so every test also
+    checks the engine did not crash); on an exception it is killed.
+    """
+
+    def __init__(self, exe, *args, listen="127.0.0.1:0"):
+        self.exe = exe
+        self.argv = [exe, "--listen", listen] + [str(a) for a in args]
+        self.log = []
+        self.host = None
+        self.port = None
+        self.proc = None
+        self.returncode = None
+        self._ready = threading.Event()
+        _engines.append(self)
+
+    def start(self):
+        try:
+            self.proc = subprocess.Popen(self.argv,
+                                         stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE,
+                                         preexec_fn=die_with_parent)
+        except OSError as e:
+            raise AssertionError("cannot run %s: %s" % (self.exe, e))
+        threading.Thread(target=self._drain, args=(self.proc.stderr, ""),
+                         daemon=True).start()
+        threading.Thread(target=self._drain,
+                         args=(self.proc.stdout, "[stdout] "),
+                         daemon=True).start()
+        if not self._ready.wait(READY_TIMEOUT) or self.port is None:
+            rc = self.proc.poll()
+            self.kill()
+            raise AssertionError("engine %s did not print 'listening on"
+                                 " ADDR:PORT' (exit status %r)"
+                                 % (" ".join(self.argv), rc))
+        return self
+
+    def _drain(self, pipe, tag):
+        for raw in pipe:
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.log.append(tag + line)
+            m = READY_RE.search(line)
+            if not tag and m and self.port is None:
+                self.host, self.port = m.group(1), int(m.group(2))
+                self._ready.set()
+        # EOF: the process is gone; wake start() if it still waits.
+        self._ready.set()
+
+    def url(self, path="/echo", host=None):
+        return "ws://%s:%d%s" % (host or self.host, self.port, path)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=EXIT_TIMEOUT):
+        """Waits for the process to exit; returns its status."""
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("engine did not exit within %ss"
+                                 % timeout)
+        return self.returncode
+
+    def stop(self, sig=signal.SIGTERM, timeout=EXIT_TIMEOUT):
+        """Sends @sig and asserts a clean exit (status 0)."""
+        rc = self.proc.poll()
+        if rc is not None:
+            raise AssertionError("engine died before shutdown "
+                                 "(status %d)" % rc)
+        self.send_signal(sig)
+        rc = self.wait(timeout)
+        if rc != 0:
+            raise AssertionError("engine exited with status %d "
+                                 "after %s, want 0"
+                                 % (rc, signal.Signals(sig).name))
+        return rc
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def output(self):
+        return "\n".join(self.log)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, etype, exc, tb):
+        if etype is None and self.proc.returncode is None:
+            try:
+                self.stop()
+            finally:
+                self.kill()
+        else:
+            self.kill()
+        return False
+
+
+# ---------------------------------------------------------------- runner
+
+class Run:
+    """Runs named checks, keeps going after a failure, reports at the end.
+
+    A check is a function that raises on failure; if it returns a
+    coroutine, that runs under asyncio.run() with @timeout.  finish()
+    prints each engine's stderr if anything failed and exits 0 or 1.
+    """
+
+    def __init__(self, title):
+        self.title = title
+        self.failed = []
+        if len(sys.argv) != 2:
+            print("usage: %s ENGINE_PATH" % sys.argv[0])
+            sys.exit(2)
+        self.exe = sys.argv[1]
+        # meson's timeout sends SIGTERM: unwind so `finally` and
+        # Engine.__exit__ still run and print what they know.
+        signal.signal(signal.SIGTERM, self._terminated)
+
+    @staticmethod
+    def _terminated(sig, frame):
+        print("FAIL: test terminated by SIGTERM (timeout?)")
+        raise SystemExit(1)
+
+    def check(self, name, fn, *args, timeout=60, **kw):
+        t0 = time.monotonic()
+        try:
+            r = fn(*args, **kw)
+            if inspect.iscoroutine(r):
+                asyncio.run(asyncio.wait_for(r, timeout))
+        except Exception as e:
+            self.failed.append(name)
+            print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
+            if not isinstance(e, AssertionError):
+                traceback.print_exc(file=sys.stdout)
+            sys.stdout.flush()
+            return False
+        print("ok   %s (%.1fs)" % (name, time.monotonic() - t0))
+        sys.stdout.flush()
+        return True
+
+    def fail(self, name, e):
+        """Records a failure that happened outside check()."""
+        self.failed.append(name)
+        print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
+        sys.stdout.flush()
+
+    def finish(self):
+        if self.failed:
+            for e in _engines:
+                print("---- engine %s stderr ----" % " ".join(e.argv))
+                print(e.output()[-20000:])
+            print("%s: %d FAILED: %s" % (self.title, len(self.failed),
+                                         ", ".join(self.failed)))
+            sys.exit(1)
+        print("%s: all passed" % self.title)
+        sys.exit(0)
+
+
+def expect(cond, msg, *args):
+    if not cond:
+        raise AssertionError(msg % args if args else msg)
+
+
+def expect_eq(got, want, what):
+    if got != want:
+        raise AssertionError("%s: got %s, want %s"
+                             % (what, short(got), short(want)))
+
+
+def short(v, n=80):
+    r = repr(v)
+    return r if len(r) <= n else r[:n] + "...(%d)" % len(v)
+
+
+# ---------------------------------------------------------------- http
+
+def connect(host, port, timeout=IO_TIMEOUT):
+    s = socket.create_connection((host, port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def recv_until_eof(s, timeout=IO_TIMEOUT):
+    """Reads until the peer closes.  Returns (data, closed): closed is
+    False if the peer kept the socket open for @timeout seconds.  A
+    reset counts as closed: a server that closes with our bytes unread
+    sends RST, and Linux still delivers the data queued before it."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return data, False
+        s.settimeout(left)
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            return data, False
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+
+
+def read_head(s, buf=b"", timeout=IO_TIMEOUT):
+    """Reads an HTTP response head.  Returns (head bytes, leftover)."""
+    deadline = time.monotonic() + timeout
+    while b"\r\n\r\n" not in buf:
+        left = deadline - time.monotonic()
+        expect(left > 0, "no complete HTTP response head within %ss "
+               "(got %s)", timeout, short(buf))
+        s.settimeout(left)
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        expect(chunk, "connection closed before a complete HTTP "
+               "response head (got %s)", short(buf))
+        buf += chunk
+    i = buf.index(b"\r\n\r\n") + 4
+    return buf[:i], buf[i:]
+
+
+class Response:
+    def __init__(self, head, body=b"", closed=None):
+        lines = head.decode("latin-1").split("\r\n")
+        self.status_line = lines[0]
+        parts = lines[0].split(" ", 2)
+        expect(len(parts) >= 2 and parts[0].startswith("HTTP/1."),
+               "bad status line %r", lines[0])
+        self.status = int(parts[1])
+        self.headers = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            k, _, v = line.partition(":")
+            self.headers.setdefault(k.strip().lower(), []).append(
+                    v.strip())
+        self.body = body
+        self.closed = closed
+
+    def header(self, name):
+        """The single value of header @name, or None."""
+        v = self.headers.get(name.lower())
+        return ", ".join(v) if v else None
+
+    def has_token(self, name, token):
+        v = self.header(name) or ""
+        return token.lower() in [t.strip().lower() for t in v.split(",")]
+
+    def __repr__(self):
+        return "<%s %r>" % (self.status_line, self.headers)
+
+
+def http_request(host, port, data, chunk=None, timeout=IO_TIMEOUT):
+    """Sends @data (in @chunk-byte writes if given), reads the whole
+    response until the server closes.  Returns a Response whose .closed
+    tells whether the server closed the connection."""
+    s = connect(host, port, timeout)
+    try:
+        if chunk:
+            for i in range(0, len(data), chunk):
+                s.sendall(data[i:i + chunk])
+        else:
+            s.sendall(data)
+        raw, closed = recv_until_eof(s, timeout)
+    finally:
+        s.close()
+    expect(b"\r\n\r\n" in raw, "no complete HTTP response (closed=%s, "
+           "got %s)", closed, short(raw))
+    i = raw.index(b"\r\n\r\n") + 4
+    return Response(raw[:i], raw[i:], closed)
+
+
+def upgrade_request(path="/echo", host="127.0.0.1", key=None, version="13",
+                    extra=(), skip=(), method="GET", proto="HTTP/1.1",
+                    upgrade="websocket", connection="Upgrade"):
+    """Builds an upgrade request.  Header names in @skip are left out;
+    @extra is a list of (name, value) appended at the end."""
+    hdrs = [("Host", host), ("Upgrade", upgrade),
+            ("Connection", connection),
+            ("Sec-WebSocket-Key", key if key is not None else new_key()),
+            ("Sec-WebSocket-Version", version)]
+    hdrs = [(k, v) for k, v in hdrs if k not in skip] + list(extra)
+    lines = ["%s %s %s" % (method, path, proto)]
+    lines += ["%s: %s" % kv for kv in hdrs]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+# ---------------------------------------------------------------- frames
+
+def mask_bytes(payload, key):
+    if not payload:
+        return b""
+    n = len(payload)
+    k = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "little")
+            ^ int.from_bytes(k, "little")).to_bytes(n, "little")
+
+
+def build_frame(op, payload=b"", fin=True, rsv=0, mask=True, len_form=None,
+                length=None):
+    """Encodes one client frame.  @rsv is the 3-bit RSV field; @len_form
+    forces the 7/16/64-bit length encoding (7, 16 or 64) to build
+    non-minimal encodings; @length overrides the encoded length."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    n = len(payload) if length is None else length
+    b0 = (0x80 if fin else 0) | (rsv & 7) << 4 | (op & 0xF)
+    mbit = 0x80 if mask else 0
+    if len_form is None:
+        len_form = 7 if n < 126 else 16 if n < 65536 else 64
+    if len_form == 7:
+        hdr = struct.pack("!BB", b0, mbit | n)
+    elif len_form == 16:
+        hdr = struct.pack("!BBH", b0, mbit | 126, n)
+    else:
+        hdr = struct.pack("!BBQ", b0, mbit | 127, n)
+    if not mask:
+        return hdr + payload
+    key = os.urandom(4)
+    return hdr + key + mask_bytes(payload, key)
+
+
+def close_payload(code, reason=b""):
+    if isinstance(reason, str):
+        reason = reason.encode()
+    return struct.pack("!H", code) + reason
+
+
+class Frame:
+    def __init__(self, fin, rsv, op, payload):
+        self.fin, self.rsv, self.op, self.payload = fin, rsv, op, payload
+
+    def close_code(self):
+        if len(self.payload) >= 2:
+            return struct.unpack("!H", self.payload[:2])[0]
+        return None
+
+    def __repr__(self):
+        return "<frame op=%#x fin=%d rsv=%d len=%d %s>" % (
+                self.op, self.fin, self.rsv, len(self.payload),
+                short(self.payload[:40], 60))
+
+
+class RawWs:
+    """A blocking WebSocket client that sends any bytes asked of it and
+    checks what the server sends: server frames must be unmasked, carry
+    no RSV bits and use the minimal length encoding."""
+
+    def __init__(self, host, port, path="/echo", timeout=IO_TIMEOUT,
+                 handshake=True, first=b""):
+        self.sock = connect(host, port, timeout)
+        self.timeout = timeout
+        self.buf = b""
+        if handshake:
+            self.handshake(host, path, first)
+
+    def handshake(self, host, path="/echo", first=b""):
+        """Upgrades; @first is sent in the same write as the request."""
+        key = new_key()
+        self.sock.sendall(upgrade_request(path, host, key) + first)
+        head, self.buf = read_head(self.sock, timeout=self.timeout)
+        r = Response(head)
+        expect_eq(r.status, 101, "upgrade status")
+        expect_eq(r.header("Sec-WebSocket-Accept"), accept_for(key),
+                  "Sec-WebSocket-Accept")
+        return r
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, op, payload=b"", **kw):
+        self.sock.sendall(build_frame(op, payload, **kw))
+
+    def send_close(self, code=None, reason=b""):
+        p = b"" if code is None else close_payload(code, reason)
+        self.send(OP_CLOSE, p)
+
+    def _recv_exact(self, n):
+        # Collect chunks in a list: a 16 MiB frame would make `buf +=`
+        # quadratic.
+        have, chunks = len(self.buf), [self.buf]
+        deadline = time.monotonic() + self.timeout
+        while have < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no frame from server within "
+                                   "%ss" % self.timeout)
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(max(65536, n - have))
+            except socket.timeout:
+                raise TimeoutError("no frame from server within "
+                                   "%ss" % self.timeout)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                self.buf = b"".join(chunks)
+                raise EOFError("server closed the connection "
+                               "(%d bytes of a frame pending)" % have)
+            chunks.append(chunk)
+            have += len(chunk)
+        buf = b"".join(chunks)
+        out, self.buf = buf[:n], buf[n:]
+        return out
+
+    def recv_frame(self):
+        b0, b1 = self._recv_exact(2)
+        expect(not b1 & 0x80, "server frame is masked")
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self._recv_exact(2))[0]
+            expect(n >= 126, "server used 16-bit length for %d", n)
+        elif n == 127:
+            n = struct.unpack("!Q", self._recv_exact(8))[0]
+            expect(n >= 65536, "server used 64-bit length for %d", n)
+        f = Frame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0xF,
+                  self._recv_exact(n))
+        expect(f.rsv == 0, "server frame has RSV bits %d", f.rsv)
+        if f.op >= 8:
+            expect(f.fin and n <= 125, "bad server control %r", f)
+        return f
+
+    def recv_message(self):
+        """Next data frame, answering nothing; pongs are not expected."""
+        f = self.recv_frame()
+        expect(f.op in (OP_TEXT, OP_BINARY), "want a data frame, got %r"
+               " (close code %r)", f, f.close_code())
+        expect(f.fin, "echo is fragmented: %r", f)
+        return f
+
+    def echo(self, op, payload, **kw):
+        self.send(op, payload, **kw)
+        f = self.recv_message()
+        expect_eq(f.op, op, "echo opcode")
+        expect_eq(f.payload, payload, "echo payload")
+
+    def expect_close(self, codes, reason=None, skip_data=False):
+        """Reads the next frame: it must be a close with a code in
+        @codes (an int, a tuple; None in it allows an empty payload);
+        then the server must close TCP.  With @skip_data, echoes of
+        data frames may come first.  Returns the close frame."""
+        if isinstance(codes, int) or codes is None:
+            codes = (codes,)
+        try:
+            f = self.recv_frame()
+            while skip_data and f.op in (OP_TEXT, OP_BINARY):
+                f = self.recv_frame()
+        except EOFError:
+            raise AssertionError("server closed TCP without a close "
+                                 "frame, want close %s" % (codes,))
+        expect(f.op == OP_CLOSE, "want close %s, got %r", codes, f)
+        expect(len(f.payload) != 1, "server close has 1-byte payload")
+        code = f.close_code()
+        expect(code in codes, "close code %r, want %s", code, codes)
+        if len(f.payload) > 2:
+            try:
+                got = f.payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                raise AssertionError("close reason not UTF-8")
+            if reason is not None:
+                expect_eq(got, reason, "close reason")
+        elif reason is not None:
+            expect_eq("", reason, "close reason")
+        self.expect_eof()
+        return f
+
+    def expect_eof(self, timeout=None):
+        """The server must close TCP and send nothing more."""
+        data, closed = recv_until_eof(self.sock, timeout or self.timeout)
+        data = self.buf + data
+        self.buf = b""
+        expect(not data, "bytes after the close frame: %s", short(data))
+        expect(closed, "server did not close TCP within %ss",
+               timeout or self.timeout)
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+        return False
+
+
+# ---------------------------------------------------------------- websockets
+
+def ws_connect(url, **kw):
+    """websockets.connect() with the options every test wants."""
+    import websockets
+    kw.setdefault("compression", None)
+    kw.setdefault("max_size", 64 << 20)
+    kw.setdefault("open_timeout", IO_TIMEOUT)
+    kw.setdefault("close_timeout", IO_TIMEOUT)
+    return websockets.connect(url, **kw)
+
+
+async def ws_recv(ws, timeout=IO_TIMEOUT):
+    return await asyncio.wait_for(ws.recv(), timeout)
+
+
+async def ws_await_close(ws, timeout=IO_TIMEOUT):
+    """Waits until the server closes @ws; returns (code, reason)."""
+    import websockets
+    try:
+        while True:
+            m = await asyncio.wait_for(ws.recv(), timeout)
+            raise AssertionError("unexpected message %s while "
+                                 "awaiting close" % short(m))
+    except websockets.ConnectionClosed:
+        pass
+    except asyncio.TimeoutError:
+        raise AssertionError("no close from server within %ss" % timeout)
+    await asyncio.wait_for(ws.wait_closed(), timeout)
+    return ws.close_code, ws.close_reason
+
+
+def node_path():
+    """NODE_PATH under which require('ws') works (Debian node-ws)."""
+    for d in ("/usr/share/nodejs", "/usr/lib/nodejs"):
+        if os.path.isfile(os.path.join(d, "ws", "package.json")):
+            return d
+    raise AssertionError("node-ws not found under /usr/share/nodejs or "
+                         "/usr/lib/nodejs")

@@ -1,0 +1,255 @@
+# SPDX-License-Identifier: MIT
+"""HTTP side of the engine: the /echo upgrade (accept key computed here,
+independently), every rejected handshake with its status code,
+`Connection: close` and the server closing the socket, /healthz, 404s, a
+request written one byte at a time, a first frame in the request's
+packet, and the command line (--help, bad options)."""
+
+import subprocess
+
+import rc
+from rc import expect, expect_eq
+
+ECHO_ARGS = ("--echo", "--shards", "2")
+
+
+def check_upgrade(eng):
+    key = rc.new_key()
+    s = rc.connect(eng.host, eng.port)
+    with s:
+        s.sendall(rc.upgrade_request(host=eng.host, key=key))
+        head, rest = rc.read_head(s)
+        r = rc.Response(head)
+        expect_eq(r.status, 101, "status")
+        expect_eq(r.header("Sec-WebSocket-Accept"), rc.accept_for(key),
+                  "Sec-WebSocket-Accept")
+        expect(r.has_token("Upgrade", "websocket"), "Upgrade header: %r", r)
+        expect(r.has_token("Connection", "upgrade"),
+               "Connection header: %r", r)
+        expect_eq(rest, b"", "bytes after the 101 head")
+
+
+def check_accept_vector():
+    # RFC 6455 1.3 example, to prove accept_for() itself is right.
+    expect_eq(rc.accept_for("dGhlIHNhbXBsZSBub25jZQ=="),
+              "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "RFC 6455 accept vector")
+
+
+def check_upgrade_variants(eng):
+    """Accepted spellings: header names and tokens are case-insensitive,
+    Connection is a token list, extra headers are ignored."""
+    variants = [
+        dict(upgrade="WebSocket", connection="upgrade"),
+        dict(connection="keep-alive, Upgrade"),
+        dict(extra=[("Origin", "http://example.com"),
+                    ("Sec-WebSocket-Protocol", "chat"),
+                    ("User-Agent", "rc-test")]),
+    ]
+    for v in variants:
+        req = rc.upgrade_request(host=eng.host, **v)
+        with rc.RawWs(eng.host, eng.port, handshake=False) as ws:
+            ws.send_raw(req)
+            head, ws.buf = rc.read_head(ws.sock)
+            r = rc.Response(head)
+            expect_eq(r.status, 101, "status for %s" % v)
+            ws.echo(rc.OP_TEXT, b"variant")
+    req = rc.upgrade_request(host=eng.host).decode()
+    req = req.replace("Sec-WebSocket-Key", "sec-websocket-key")
+    req = req.replace("Upgrade: websocket", "UPGRADE: websocket")
+    with rc.RawWs(eng.host, eng.port, handshake=False) as ws:
+        ws.send_raw(req.encode())
+        head, ws.buf = rc.read_head(ws.sock)
+        expect_eq(rc.Response(head).status, 101, "status, lowercase names")
+
+
+def expect_error(eng, req, status, what):
+    r = rc.http_request(eng.host, eng.port, req)
+    expect_eq(r.status, status, "%s: status" % what)
+    expect(r.has_token("Connection", "close"),
+           "%s: no 'Connection: close' in %r", what, r)
+    expect(r.closed, "%s: server did not close the connection", what)
+    return r
+
+
+def bad_requests(host):
+    up = rc.upgrade_request
+    pad = "x" * 9000
+    many = [("X-H%d" % i, "v") for i in range(60)]   # 5 + 60 = 65 headers
+    return [
+        ("POST", up(method="POST", host=host), 405),
+        ("PUT", up(method="PUT", host=host), 405),
+        ("garbage", b"\x01\x02 hello\r\n\r\n", 400),
+        ("no HTTP version", b"GET /echo\r\nHost: a\r\n\r\n", 400),
+        ("header without colon",
+         up(host=host, extra=[("X-Bad", "v")]).replace(b"X-Bad: v",
+                                                       b"X-Bad v"), 400),
+        ("head over 8192 bytes", up(host=host, extra=[("X-Pad", pad)]), 431),
+        ("65 headers", up(host=host, extra=many), 431),
+        ("no Sec-WebSocket-Version",
+         up(host=host, skip=("Sec-WebSocket-Version",)), 426),
+        ("Sec-WebSocket-Version 8", up(host=host, version="8"), 426),
+        ("Sec-WebSocket-Version 14", up(host=host, version="14"), 426),
+        ("no Sec-WebSocket-Key", up(host=host, skip=("Sec-WebSocket-Key",)),
+         400),
+        ("key not base64", up(host=host, key="not base64 at all!!!!!!"), 400),
+        ("key of 15 bytes", up(host=host, key=rc.b64(15)), 400),
+        ("key of 17 bytes", up(host=host, key=rc.b64(17)), 400),
+        ("empty key", up(host=host, key=""), 400),
+        ("no Upgrade", up(host=host, skip=("Upgrade",)), 400),
+        ("Upgrade: h2c", up(host=host, upgrade="h2c"), 400),
+        ("no Connection", up(host=host, skip=("Connection",)), 400),
+        ("Connection: keep-alive", up(host=host, connection="keep-alive"),
+         400),
+        ("HTTP/1.0", up(host=host, proto="HTTP/1.0"), 400),
+        ("no Host", up(host=host, skip=("Host",)), 400),
+    ]
+
+
+def check_bad_handshakes(eng):
+    failures = []
+    for what, req, status in bad_requests(eng.host):
+        try:
+            r = expect_error(eng, req, status, what)
+            if status == 426:
+                expect_eq(r.header("Sec-WebSocket-Version"), "13",
+                          "%s: Sec-WebSocket-Version header" % what)
+        except (AssertionError, OSError) as e:
+            failures.append(str(e))
+    expect(not failures, "\n    ".join([""] + failures))
+
+
+def check_limits_inclusive(eng):
+    """The limits are "over 8192 bytes" and "more than 64 headers": a head
+    of exactly 8192 bytes and exactly 64 headers must upgrade."""
+    many = [("X-H%d" % i, "v") for i in range(59)]   # 5 + 59 = 64
+    req = rc.upgrade_request(host=eng.host, extra=many)
+    with rc.RawWs(eng.host, eng.port, handshake=False) as ws:
+        ws.send_raw(req)
+        head, ws.buf = rc.read_head(ws.sock)
+        expect_eq(rc.Response(head).status, 101, "status with 64 headers")
+    base = rc.upgrade_request(host=eng.host, extra=[("X-Pad", "")])
+    req = rc.upgrade_request(host=eng.host,
+                             extra=[("X-Pad", "p" * (8192 - len(base)))])
+    expect_eq(len(req), 8192, "test head size")
+    with rc.RawWs(eng.host, eng.port, handshake=False) as ws:
+        ws.send_raw(req)
+        head, ws.buf = rc.read_head(ws.sock)
+        expect_eq(rc.Response(head).status, 101,
+                  "status with an 8192-byte head")
+        ws.echo(rc.OP_BINARY, b"\x00\xff")
+
+
+def check_healthz(eng):
+    for req in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close"
+                b"\r\n\r\n", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"):
+        s = rc.connect(eng.host, eng.port)
+        with s:
+            s.sendall(req)
+            head, body = rc.read_head(s)
+            r = rc.Response(head)
+            expect_eq(r.status, 200, "/healthz status")
+            n = r.header("Content-Length")
+            if n is not None:
+                while len(body) < int(n):
+                    chunk = s.recv(4096)
+                    expect(chunk, "/healthz body truncated: %r", body)
+                    body += chunk
+            else:
+                more, closed = rc.recv_until_eof(s)
+                expect(closed, "/healthz without Content-Length must "
+                       "close to end the body")
+                body += more
+            expect_eq(body, b"ok\n", "/healthz body")
+
+
+def check_not_found(eng):
+    for path in ("/", "/nope", "/echo/x", "/healthzz"):
+        req = rc.upgrade_request(path=path, host=eng.host)
+        expect_error(eng, req, 404, "upgrade to %s" % path)
+        req = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode()
+        expect_error(eng, req, 404, "GET %s" % path)
+
+
+def check_echo_disabled(exe):
+    with rc.Engine(exe, "--shards", "1") as eng:
+        expect_error(eng, rc.upgrade_request(host=eng.host), 404,
+                     "/echo without --echo")
+        r = rc.http_request(eng.host, eng.port,
+                            b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                            b"Connection: close\r\n\r\n")
+        expect_eq(r.status, 200, "/healthz without --echo")
+
+
+def check_byte_writes(eng):
+    key = rc.new_key()
+    req = rc.upgrade_request(host=eng.host, key=key)
+    with rc.RawWs(eng.host, eng.port, handshake=False) as ws:
+        for i in range(len(req)):
+            ws.send_raw(req[i:i + 1])
+        head, ws.buf = rc.read_head(ws.sock)
+        r = rc.Response(head)
+        expect_eq(r.status, 101, "status, 1-byte writes")
+        expect_eq(r.header("Sec-WebSocket-Accept"), rc.accept_for(key),
+                  "accept, 1-byte writes")
+        ws.echo(rc.OP_TEXT, b"one byte at a time")
+
+
+def check_first_frame_in_request(eng):
+    first = rc.build_frame(rc.OP_TEXT, b"in the same packet")
+    second = rc.build_frame(rc.OP_BINARY, b"\x01\x02\x03")
+    with rc.RawWs(eng.host, eng.port, first=first + second) as ws:
+        f = ws.recv_message()
+        expect_eq((f.op, f.payload), (rc.OP_TEXT, b"in the same packet"),
+                  "first frame echo")
+        f = ws.recv_message()
+        expect_eq((f.op, f.payload), (rc.OP_BINARY, b"\x01\x02\x03"),
+                  "second frame echo")
+    # Half a frame with the request, the rest in a second write.
+    third = rc.build_frame(rc.OP_TEXT, b"split after the request")
+    with rc.RawWs(eng.host, eng.port, first=third[:5]) as ws:
+        ws.send_raw(third[5:])
+        f = ws.recv_message()
+        expect_eq(f.payload, b"split after the request",
+                  "frame split across the request's packet")
+
+
+def check_cli(exe):
+    p = subprocess.run([exe, "--help"], capture_output=True, timeout=10)
+    expect_eq(p.returncode, 0, "--help exit status")
+    expect(p.stdout.strip(), "--help printed nothing on stdout")
+    for argv, name in ((["--no-such-option"], "--no-such-option"),
+                       (["--max-message", "lots"], "--max-message"),
+                       (["--ping-interval", "soon"], "--ping-interval"),
+                       (["--shards", "x"], "--shards")):
+        p = subprocess.run([exe] + argv + ["--listen", "127.0.0.1:0"],
+                           capture_output=True, timeout=10)
+        expect_eq(p.returncode, 2, "exit status for %s" % argv)
+        expect(name in p.stderr.decode(errors="replace"),
+               "stderr for %s does not name %s: %r", argv, name, p.stderr)
+
+
+def main():
+    run = rc.Run("handshake")
+    run.check("accept-vector", check_accept_vector)
+    run.check("cli", check_cli, run.exe)
+    try:
+        with rc.Engine(run.exe, *ECHO_ARGS) as eng:
+            run.check("upgrade", check_upgrade, eng)
+            run.check("upgrade-variants", check_upgrade_variants, eng)
+            run.check("bad-handshakes", check_bad_handshakes, eng)
+            run.check("limits-inclusive", check_limits_inclusive, eng)
+            run.check("healthz", check_healthz, eng)
+            run.check("not-found", check_not_found, eng)
+            run.check("byte-writes", check_byte_writes, eng)
+            run.check("first-frame-in-request",
+                      check_first_frame_in_request, eng)
+            # Still serving after all of the above.
+            run.check("upgrade-after", check_upgrade, eng)
+    except AssertionError as e:
+        run.fail("engine", e)
+    run.check("echo-disabled", check_echo_disabled, run.exe)
+    run.finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+# SPDX-License-Identifier: MIT
+"""Timers: --handshake-timeout drops a connection that has not upgraded
+(no response, TCP closed) but not one that has; --idle-timeout closes a
+silent WebSocket with 1001 "idle timeout"; --ping-interval sends pings,
+and a client that answers them stays open well past the idle timeout
+while one that ignores them is still closed for idleness."""
+
+import asyncio
+import threading
+import time
+
+import rc
+from rc import OP_TEXT, OP_CLOSE, OP_PING, OP_PONG
+from rc import expect, expect_eq
+
+# Upper bound for a 1-2 s timer to fire: only detects a hang.
+TIMER_BOUND = 15
+
+
+def expect_dropped(s, what):
+    data, closed = rc.recv_until_eof(s, TIMER_BOUND)
+    expect(closed, "%s: still open after %ss", what, TIMER_BOUND)
+    expect_eq(data, b"", "%s: bytes before the drop" % what)
+
+
+async def check_handshake_timeout(eng):
+    async with rc.ws_connect(eng.url(), ping_interval=None) as ws:
+        await ws.send("upgraded before the timer")
+        await rc.ws_recv(ws)
+        half = rc.connect(eng.host, eng.port)
+        silent = rc.connect(eng.host, eng.port)
+        with half, silent:
+            req = rc.upgrade_request(host=eng.host)
+            half.sendall(req[:len(req) // 2])
+            await asyncio.to_thread(expect_dropped, half, "half request")
+            await asyncio.to_thread(expect_dropped, silent,
+                                    "silent connection")
+        # The handshake timer must not touch an upgraded connection,
+        # which by now has lived longer than the timeout.
+        expect(ws.open, "upgraded connection closed (code %s)",
+               ws.close_code)
+        await ws.send("still here")
+        expect_eq(await rc.ws_recv(ws), "still here", "echo after timer")
+
+
+async def check_idle_timeout(eng):
+    async with rc.ws_connect(eng.url(), ping_interval=None) as ws:
+        code, reason = await rc.ws_await_close(ws, TIMER_BOUND)
+        expect_eq((code, reason), (1001, "idle timeout"), "close")
+
+
+def check_idle_timeout_raw(eng):
+    with rc.RawWs(eng.host, eng.port, timeout=TIMER_BOUND) as ws:
+        ws.echo(OP_TEXT, b"one message, then silence")
+        # --ping-interval 0: the first frame must be the close, no ping.
+        ws.expect_close(1001, reason="idle timeout")
+
+
+def answer_pings(ws, until, stop_pings=3):
+    """Reads frames, answering each ping, until @until() is true after
+    at least @stop_pings pings.  Returns the number of pings seen."""
+    pings = 0
+    while pings < stop_pings or not until():
+        f = ws.recv_frame()
+        expect(f.op != OP_CLOSE, "closed (code %r) after %d pings",
+               f.close_code(), pings)
+        expect_eq(f.op, OP_PING, "server frame op")
+        ws.send(OP_PONG, f.payload)
+        pings += 1
+    return pings
+
+
+def ignore_pings(ws):
+    """Never sends a byte; counts pings until the server closes."""
+    pings = 0
+    deadline = time.monotonic() + TIMER_BOUND
+    while True:
+        f = ws.recv_frame()
+        if f.op != OP_PING:
+            break
+        pings += 1
+        expect(time.monotonic() < deadline, "silent client still open "
+               "after %ss and %d pings", TIMER_BOUND, pings)
+    expect_eq(f.op, OP_CLOSE, "frame after pings")
+    expect_eq(f.close_code(), 1001, "close code for a silent client")
+    expect_eq(f.payload[2:], b"idle timeout", "close reason")
+    ws.expect_eof()
+    return pings
+
+
+async def check_pings_keep_alive(eng, idle=2.0):
+    done = threading.Event()
+    async with rc.ws_connect(eng.url(), ping_interval=None) as ws:
+        t0 = time.monotonic()
+
+        def responsive():
+            with rc.RawWs(eng.host, eng.port, timeout=TIMER_BOUND) as r:
+                # Past 1.5 idle timeouts, measured on our side.
+                n = answer_pings(r, lambda: time.monotonic() - t0 >
+                                 1.5 * idle)
+                r.echo(OP_TEXT, b"alive after %d pings" % n)
+                r.send_close(1000)
+                r.expect_close(1000)
+            done.set()
+            return n
+
+        def silent():
+            with rc.RawWs(eng.host, eng.port, timeout=TIMER_BOUND) as r:
+                return ignore_pings(r)
+
+        pongs, ignored = await asyncio.gather(asyncio.to_thread(responsive),
+                                              asyncio.to_thread(silent))
+        expect(ignored >= 1, "silent client saw no ping before its close")
+        # websockets answers pings itself; it sent nothing else.
+        expect(done.is_set(), "responsive client did not finish")
+        expect(ws.open, "websockets client closed (code %s, reason %r)",
+               ws.close_code, ws.close_reason)
+        await ws.send("websockets client alive")
+        expect_eq(await rc.ws_recv(ws), "websockets client alive",
+                  "websockets echo")
+
+
+def main():
+    run = rc.Run("timeouts")
+    configs = (
+        (("--handshake-timeout", "1s"),
+         [("handshake-timeout", check_handshake_timeout)]),
+        (("--idle-timeout", "1s", "--ping-interval", "0"),
+         [("idle-timeout", check_idle_timeout),
+          ("idle-timeout-raw", check_idle_timeout_raw)]),
+        (("--idle-timeout", "1500ms", "--ping-interval", "0"),
+         [("idle-timeout-ms", check_idle_timeout)]),
+        (("--ping-interval", "300ms", "--idle-timeout", "2s"),
+         [("pings-keep-alive", check_pings_keep_alive)]),
+    )
+    for args, checks in configs:
+        try:
+            with rc.Engine(run.exe, "--echo", "--shards", "2", *args) as eng:
+                for name, fn in checks:
+                    run.check(name, fn, eng)
+        except AssertionError as e:
+            run.fail("engine " + " ".join(args), e)
+    run.finish()
+
+
+if __name__ == "__main__":
+    main()
