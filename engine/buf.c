@@ -7,6 +7,7 @@
  * one reference, and the last put frees it.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "eng.h"
 
@@ -53,9 +54,9 @@ struct eng_buf *eng_buf_new(size_t cap)
 	b = eng_malloc(sizeof(*b) + cap);
 	if (!b)
 		return NULL;
+	memset(b, 0, sizeof(*b));
 	atomic_init(&b->refs, 1);
-	b->start = 0;
-	b->len = 0;
+	b->kind = ENG_BUF_HEAP;
 	b->cap = (uint32_t)cap;
 	return b;
 }
@@ -65,6 +66,10 @@ void eng_buf_put(struct eng_buf *b)
 	if (!b)
 		return;
 	/* acq_rel: the freeing thread must see every writer's stores */
-	if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+	if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (b->kind == ENG_BUF_ARENA)
+		eng_arena_free(b);
+	else
 		eng_free(b);
 }

@@ -17,10 +17,11 @@
 #include "hs.h"
 #include "ud.h"
 
-static const struct hs_limits hs_lim = {
-	.max_bytes = HS_DEF_MAX_BYTES,
-	.max_headers = HS_DEF_MAX_HEADERS,
-};
+
+bool eng_conn_alive(const struct eng_conn *c)
+{
+	return c->state != CONN_FREE && c->state != CONN_DEAD;
+}
 
 static bool parsing(const struct eng_conn *c)
 {
@@ -64,6 +65,7 @@ static void release(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng_sq *q = c->sq_head;
 
+	eng_unsubscribe_all(s, c);
 	while (q) {
 		struct eng_sq *next = q->next;
 
@@ -170,22 +172,72 @@ static void flush(struct eng_shard *s, struct eng_conn *c)
 	/*
 	 * One send in flight per socket: two sends on one stream can
 	 * complete out of order once one of them goes async.
-	 * The kernel reads b until this SEND's CQE (eng_conn_on_send).
 	 */
-	io_uring_prep_send(sqe, (int)eng_slot(s, c), b->data + b->start + c->sent,
-			   b->len - c->sent, MSG_NOSIGNAL);
+	if (b->kind == ENG_BUF_ARENA && s->fixed_arena &&
+	    b->len - c->sent >= s->eng->cfg.zc_threshold) {
+		struct eng_zc *zc = eng_malloc(sizeof(*zc));
+
+		if (!zc)
+			goto fail;
+		/* kernel owns b until the NOTIF cqe; see eng_conn_on_send_zc() */
+		zc->buf = eng_buf_get(b);
+		zc->slot = eng_slot(s, c);
+		zc->gen = c->gen;
+		io_uring_prep_send_zc_fixed(sqe, (int)zc->slot,
+					    b->data + b->start + c->sent,
+					    b->len - c->sent, MSG_NOSIGNAL,
+					    ENG_ZC_REPORT_USAGE, 0);
+		io_uring_sqe_set_data64(sqe, ring_ud_ptr(ENG_OP_SEND_ZC, zc));
+		ENG_STAT_ADD(s, zc_sends, 1);
+	} else {
+		/* The kernel reads b until this SEND's CQE. */
+		io_uring_prep_send(sqe, (int)eng_slot(s, c),
+				   b->data + b->start + c->sent,
+				   b->len - c->sent, MSG_NOSIGNAL);
+		io_uring_sqe_set_data64(sqe, ud_of(s, c, ENG_OP_SEND));
+	}
 	sqe->flags |= IOSQE_FIXED_FILE;
-	io_uring_sqe_set_data64(sqe, ud_of(s, c, ENG_OP_SEND));
 	c->flags |= CONN_F_SEND;
 	return;
 fail:
 	eng_conn_kill(s, c);
 }
 
+static void send_close(struct eng_shard *s, struct eng_conn *c, uint16_t code,
+		       const char *reason, uint8_t next);
+
 /*
- * Queues @b on @c, taking over the caller's reference. Returns 0, or
- * -ENOMEM after which the connection is being killed.
+ * A slow consumer: its queue hit --max-pending-bytes. Frames not yet on
+ * the wire are dropped (only the one in flight stays), the connection is
+ * told 1008 and drained. Its memory is bounded from here on.
  */
+static void slow(struct eng_shard *s, struct eng_conn *c)
+{
+	struct eng_sq *q, *keep = NULL;
+	unsigned n = 0;
+
+	q = c->sq_head;
+	if (q && (c->flags & CONN_F_SEND)) {
+		keep = q;
+		q = q->next;
+		keep->next = NULL;
+	}
+	while (q) {
+		struct eng_sq *next = q->next;
+
+		c->queued -= q->buf->len;
+		eng_buf_put(q->buf);
+		eng_free(q);
+		q = next;
+		n++;
+	}
+	c->sq_head = c->sq_tail = keep;
+	ENG_STAT_ADD(s, dropped, n);
+	ENG_STAT_ADD(s, slow_closed, 1);
+	send_close(s, c, WS_CLOSE_POLICY, "slow consumer", CONN_DRAIN);
+}
+
+/* Appends @b, taking over the caller's reference; never fails softly. */
 static int queue(struct eng_shard *s, struct eng_conn *c, struct eng_buf *b)
 {
 	struct eng_sq *q = eng_malloc(sizeof(*q));
@@ -208,23 +260,52 @@ static int queue(struct eng_shard *s, struct eng_conn *c, struct eng_buf *b)
 	return 0;
 }
 
+int eng_conn_queue(struct eng_shard *s, struct eng_conn *c,
+		   struct eng_buf *b)
+{
+	if (!eng_conn_alive(c) || c->state == CONN_DRAIN) {
+		eng_buf_put(b);
+		return -EPIPE;
+	}
+	/*
+	 * The bound is on what waits behind: a lone frame larger than it
+	 * (a big echo or message) still goes when the queue is empty.
+	 */
+	if (c->queued &&
+	    (uint64_t)c->queued + b->len > s->eng->cfg.max_pending) {
+		ENG_STAT_ADD(s, dropped, 1);
+		eng_buf_put(b);
+		slow(s, c);
+		return -ENOBUFS;
+	}
+	return queue(s, c, b);
+}
+
+static void sent(struct eng_shard *s, struct eng_conn *c, int res);
+
 void eng_conn_on_send(struct eng_shard *s, struct io_uring_cqe *cqe)
 {
 	struct eng_conn *c = lookup(s, cqe->user_data);
+
+	if (c)
+		sent(s, c, cqe->res);
+}
+
+/* Completes a send's bookkeeping: @res bytes of the head went out. */
+static void sent(struct eng_shard *s, struct eng_conn *c, int res)
+{
 	struct eng_sq *q;
 
-	if (!c)
-		return;
 	c->flags &= ~CONN_F_SEND;
-	if (cqe->res < 0 || c->state == CONN_DEAD) {
+	if (res < 0 || c->state == CONN_DEAD) {
 		/* EPIPE, ECONNRESET, ECANCELED: the peer is gone. */
 		eng_conn_kill(s, c);
 		maybe_close_fd(s, c);
 		return;
 	}
-	ENG_STAT_ADD(s, bytes_out, cqe->res);
-	c->sent += (uint32_t)cqe->res;
-	c->queued -= (uint64_t)cqe->res;
+	ENG_STAT_ADD(s, bytes_out, res);
+	c->sent += (uint32_t)res;
+	c->queued -= (uint32_t)res;
 	q = c->sq_head;
 	if (c->sent == q->buf->len) {
 		c->sq_head = q->next;
@@ -237,9 +318,32 @@ void eng_conn_on_send(struct eng_shard *s, struct io_uring_cqe *cqe)
 	flush(s, c);
 }
 
+void eng_conn_on_send_zc(struct eng_shard *s, struct io_uring_cqe *cqe)
+{
+	struct eng_zc *zc = ring_ud_to_ptr(cqe->user_data);
+	struct eng_conn *c;
+
+	if (cqe->flags & IORING_CQE_F_NOTIF) {
+		/* The kernel is done with the pages: drop its reference. */
+		if ((uint32_t)cqe->res & ENG_NOTIF_COPIED)
+			ENG_STAT_ADD(s, zc_copied, 1);
+		eng_buf_put(zc->buf);
+		eng_free(zc);
+		return;
+	}
+	c = &s->conns[zc->slot];
+	if (c->gen == zc->gen && c->state != CONN_FREE)
+		sent(s, c, cqe->res);
+	/* Without F_MORE no notification follows. */
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		eng_buf_put(zc->buf);
+		eng_free(zc);
+	}
+}
+
 /* Sends one complete frame built from @payload (copied). */
-static int send_frame(struct eng_shard *s, struct eng_conn *c, uint8_t op,
-		      const uint8_t *payload, size_t len)
+int eng_conn_send_frame(struct eng_shard *s, struct eng_conn *c, uint8_t op,
+			const void *payload, size_t len)
 {
 	struct eng_buf *b = eng_buf_new(WS_MAX_SERVER_HDR + len);
 	size_t h;
@@ -252,7 +356,7 @@ static int send_frame(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 	if (len)
 		memcpy(b->data + h, payload, len);
 	b->len = (uint32_t)(h + len);
-	return queue(s, c, b);
+	return eng_conn_queue(s, c, b);
 }
 
 /* Queues a close frame and moves to @next (CLOSING or DRAIN). */
@@ -266,7 +370,6 @@ static void send_close(struct eng_shard *s, struct eng_conn *c, uint16_t code,
 		return;
 	}
 	b->len = (uint32_t)ws_write_close(b->data, code, reason);
-	c->close_code = code;
 	c->state = next;
 	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(ENG_CLOSE_WAIT_MS));
 	rx_free(c);		/* no message will complete now */
@@ -274,42 +377,73 @@ static void send_close(struct eng_shard *s, struct eng_conn *c, uint16_t code,
 }
 
 /* Fails the WebSocket connection (RFC 6455 7.1.7) with @code. */
-static void fail(struct eng_shard *s, struct eng_conn *c, uint16_t code)
+void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code)
 {
 	ENG_STAT_ADD(s, proto_errors, 1);
 	/* The stream can no longer be parsed: send, half-close, drain. */
 	send_close(s, c, code, NULL, CONN_DRAIN);
 }
 
-/* Answers an HTTP request with @status and closes after it. */
-static void http_reply(struct eng_shard *s, struct eng_conn *c, int status,
-		       const char *extra, const char *body)
+/*
+ * Answers an HTTP request. Errors, and requests that asked for it, close
+ * the connection after the reply; others keep it for the next request.
+ */
+void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
+			 const char *extra, const char *ctype,
+			 const char *body, size_t len)
 {
+	bool keep;
 	struct eng_buf *b;
 	char text[64];
 	ssize_t n;
 
 	if (!body) {
-		snprintf(text, sizeof(text), "%s\n", hs_reason(status));
+		len = (size_t)snprintf(text, sizeof(text), "%s\n",
+				       hs_reason(status));
 		body = text;
 	}
-	if (status >= 400)
+	if (status >= 400) {
 		ENG_STAT_ADD(s, http_errors, 1);
-	b = eng_buf_new(512 + strlen(body));
+		c->flags &= ~CONN_F_KEEP;	/* after an error, start afresh */
+	}
+	keep = c->flags & CONN_F_KEEP;
+	b = eng_buf_new(512 + len);
 	if (!b) {
 		eng_conn_kill(s, c);
 		return;
 	}
-	n = hs_write_response((char *)b->data, b->cap, status, extra, NULL,
-			      body, strlen(body), 1);
+	n = hs_write_response((char *)b->data, b->cap, status, extra, ctype,
+			      body, len, !keep);
 	if (n < 0) {
 		eng_buf_put(b);
 		eng_conn_kill(s, c);
 		return;
 	}
 	b->len = (uint32_t)n;
-	c->state = CONN_DRAIN;
-	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(ENG_CLOSE_WAIT_MS));
+	eng_conn_http_done(s, c, b);
+}
+
+/*
+ * Queues a complete HTTP response @b (taking its reference), then keeps
+ * the connection for the next request or drains and closes it, as the
+ * request's CONN_F_KEEP says.
+ */
+void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
+			struct eng_buf *b)
+{
+	if (!eng_conn_alive(c) || c->state == CONN_DRAIN) {
+		eng_buf_put(b);
+		return;
+	}
+	if (c->flags & CONN_F_KEEP) {
+		/* The next request gets the handshake timeout again. */
+		eng_timer_set(s, c, s->tick +
+			      eng_ms_to_ticks(s->eng->cfg.handshake_ms));
+	} else {
+		c->state = CONN_DRAIN;
+		eng_timer_set(s, c, s->tick +
+			      eng_ms_to_ticks(ENG_CLOSE_WAIT_MS));
+	}
 	queue(s, c, b);
 }
 
@@ -361,7 +495,7 @@ void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c)
 			/* Ping only connections that have been quiet. */
 			if (s->tick - quiet >= eng_ms_to_ticks(cfg->ping_ms)) {
 				c->last_ping = s->tick;
-				if (send_frame(s, c, WS_OP_PING, NULL, 0) < 0)
+				if (eng_conn_send_frame(s, c, WS_OP_PING, NULL, 0) < 0)
 					return;
 			}
 		}
@@ -406,8 +540,12 @@ static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 		       const uint8_t *p, size_t len)
 {
 	ENG_STAT_ADD(s, msgs_in, 1);
-	if (c->flags & CONN_F_ECHO)
-		send_frame(s, c, op, p, len);
+	if (c->kind == CONN_K_ECHO)
+		eng_conn_send_frame(s, c, op, p, len);
+	else if (op != WS_OP_TEXT)	/* the push protocol is JSON text */
+		eng_conn_fail(s, c, WS_CLOSE_UNSUPPORTED);
+	else
+		eng_push_message(s, c, p, len);
 }
 
 /*
@@ -421,16 +559,17 @@ static void on_assembled(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 	uint32_t plen = b->len;
 	size_t h;
 
-	ENG_STAT_ADD(s, msgs_in, 1);
-	if (!(c->flags & CONN_F_ECHO)) {
+	if (c->kind != CONN_K_ECHO) {
+		on_message(s, c, op, b->data + WS_MAX_SERVER_HDR, plen);
 		eng_buf_put(b);
 		return;
 	}
+	ENG_STAT_ADD(s, msgs_in, 1);
 	h = ws_write_header(hdr, op, true, plen);
 	b->start = (uint32_t)(WS_MAX_SERVER_HDR - h);
 	memcpy(b->data + b->start, hdr, h);
 	b->len = (uint32_t)(h + plen);
-	queue(s, c, b);
+	eng_conn_queue(s, c, b);
 }
 
 static void on_control(struct eng_shard *s, struct eng_conn *c,
@@ -442,14 +581,14 @@ static void on_control(struct eng_shard *s, struct eng_conn *c,
 	switch (f->opcode) {
 	case WS_OP_PING:
 		if (c->state == CONN_WS)
-			send_frame(s, c, WS_OP_PONG, p, f->len);
+			eng_conn_send_frame(s, c, WS_OP_PONG, p, f->len);
 		return;
 	case WS_OP_PONG:	/* unsolicited pongs are allowed: ignore */
 		return;
 	case WS_OP_CLOSE:
 		ret = ws_close_parse(p, f->len, &code);
 		if (ret < 0) {
-			fail(s, c, ws_close_code(ret));
+			eng_conn_fail(s, c, ws_close_code(ret));
 			return;
 		}
 		c->flags |= CONN_F_PEER_CLOSED;
@@ -511,7 +650,7 @@ static size_t ws_step(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 	if (h == -EAGAIN)
 		return 0;
 	if (h < 0) {
-		fail(s, c, ws_close_code((int)h));
+		eng_conn_fail(s, c, ws_close_code((int)h));
 		return 0;
 	}
 	if (n - (size_t)h < f.len) {
@@ -538,7 +677,7 @@ static size_t ws_step(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 	if (ret == 0 && m->opcode == WS_OP_TEXT)
 		ret = ws_utf8_feed(&m->utf8, payload, f.len, f.fin);
 	if (ret < 0) {
-		fail(s, c, ws_close_code(ret));
+		eng_conn_fail(s, c, ws_close_code(ret));
 		return 0;
 	}
 	if (m == &tmp && f.fin) {	/* the common case: one frame */
@@ -569,12 +708,12 @@ static size_t ws_step(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 	}
 	return (size_t)h + f.len;
 nomem:
-	fail(s, c, WS_CLOSE_INTERNAL);
+	eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 	return 0;
 }
 
-static void upgrade(struct eng_shard *s, struct eng_conn *c,
-		    const struct hs_req *req)
+void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
+		      const struct hs_str *key, uint8_t kind)
 {
 	struct eng_buf *b = eng_buf_new(256);
 	ssize_t n;
@@ -583,70 +722,27 @@ static void upgrade(struct eng_shard *s, struct eng_conn *c,
 		eng_conn_kill(s, c);
 		return;
 	}
-	n = hs_write_101((char *)b->data, b->cap, &req->ws_key);
+	n = hs_write_101((char *)b->data, b->cap, key);
 	if (n < 0) {
 		eng_buf_put(b);
-		http_reply(s, c, 500, NULL, NULL);
+		eng_conn_http_reply(s, c, 500, NULL, NULL, NULL, 0);
 		return;
 	}
 	b->len = (uint32_t)n;
 	c->state = CONN_WS;
-	c->flags |= CONN_F_ECHO;
+	c->kind = kind;
+	c->flags &= ~CONN_F_KEEP;
 	c->last_rx = c->last_ping = s->tick;
 	ENG_STAT_ADD(s, upgraded, 1);
 	schedule_ws(s, c);
 	queue(s, c, b);
 }
 
-/* Methods and paths are case-sensitive, unlike header names. */
-static bool str_is(const struct hs_str *s, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	return s->len == n && !memcmp(s->p, lit, n);
-}
-
-/* Handles a request head at @p; returns bytes used, 0 when incomplete. */
-static size_t http_step(struct eng_shard *s, struct eng_conn *c,
-			const uint8_t *p, size_t n)
-{
-	struct hs_req req;
-	ssize_t len = hs_parse(&req, p, n, &hs_lim);
-
-	if (len == -EAGAIN)
-		return 0;
-	if (len < 0) {
-		http_reply(s, c, hs_error_status((int)len), NULL, NULL);
-		return 0;
-	}
-	if (str_is(&req.path, "/healthz")) {
-		if (str_is(&req.method, "GET"))
-			http_reply(s, c, 200, NULL, "ok\n");
-		else
-			http_reply(s, c, 405, "Allow: GET\r\n", NULL);
-		return (size_t)len;
-	}
-	if (str_is(&req.path, "/echo") && s->eng->cfg.echo) {
-		int status = hs_check_upgrade(&req);
-
-		if (status == 426)
-			http_reply(s, c, 426, "Sec-WebSocket-Version: 13\r\n",
-				   NULL);
-		else if (status == 405)
-			http_reply(s, c, 405, "Allow: GET\r\n", NULL);
-		else if (status)
-			http_reply(s, c, status, NULL, NULL);
-		else
-			upgrade(s, c, &req);
-		return (size_t)len;
-	}
-	http_reply(s, c, 404, NULL, NULL);
-	return (size_t)len;
-}
-
 /*
  * Parses as much of @p as forms complete units. Returns the bytes used;
- * the rest is an incomplete unit (*@want: its full size when known).
+ * the rest is an incomplete unit (*@want: its full size when known). An
+ * HTTP connection waiting for a publish to be sequenced parses no further
+ * request, so replies leave in request order.
  */
 static size_t process(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 		      size_t n, size_t *want)
@@ -654,9 +750,9 @@ static size_t process(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 	size_t off = 0, used;
 
 	*want = 0;
-	while (off < n && parsing(c)) {
+	while (off < n && parsing(c) && !(c->flags & CONN_F_WAIT)) {
 		if (c->state == CONN_HTTP)
-			used = http_step(s, c, p + off, n - off);
+			used = eng_http_request(s, c, p + off, n - off, want);
 		else
 			used = ws_step(s, c, p + off, n - off, want);
 		if (!used)
@@ -685,53 +781,86 @@ static int reserve(struct eng_rx *rx, size_t cap)
 	return 0;
 }
 
-static void feed(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
-		 size_t n)
+/*
+ * Parses the carried bytes again, once they can complete a unit: a frame
+ * or request whose size is known waits until it is all here, and a
+ * request head can only complete with a newline, so slowloris-style
+ * 1-byte writes cost no re-parse each.
+ */
+static void drain_part(struct eng_shard *s, struct eng_conn *c, bool newline)
 {
 	struct eng_rx *rx = c->rx;
 	size_t used, want, rest;
 
-	if (rx && rx->plen) {
-		/*
-		 * Bytes carried from earlier reads come first. A request head
-		 * can only complete with a newline, so slowloris-style 1-byte
-		 * writes are appended without re-parsing the head each time.
-		 */
-		bool newline = c->state != CONN_HTTP || memchr(p, '\n', n);
-
-		if (reserve(rx, (size_t)rx->plen + n) < 0)
-			goto nomem;
-		memcpy(rx->part + rx->plen, p, n);
-		rx->plen += (uint32_t)n;
-		if (!newline && rx->plen <= hs_lim.max_bytes)
-			return;
-		used = process(s, c, rx->part, rx->plen, &want);
-		if (c->rx != rx)	/* failed or killed: rx is gone */
-			return;
-		rest = parsing(c) ? rx->plen - used : 0;
-		memmove(rx->part, rx->part + used, rest);
-		rx->plen = (uint32_t)rest;
-		if (rest && reserve(rx, want) < 0)
-			goto nomem;
-	} else {
-		used = process(s, c, p, n, &want);
-		rest = n - used;
-		if (parsing(c) && rest) {
-			/* A unit cut by the read: keep it, sized for all of it */
-			rx = rx_get(c);
-			if (!rx || reserve(rx, want > rest ? want : rest) < 0)
-				goto nomem;
-			memcpy(rx->part, p + used, rest);
-			rx->plen = (uint32_t)rest;
-		}
-	}
+	if (!rx || !rx->plen)
+		goto out;
+	if (rx->plen < rx->want)
+		return;
+	if (!rx->want && c->state == CONN_HTTP && !newline &&
+	    rx->plen <= HS_DEF_MAX_BYTES)
+		return;
+	used = process(s, c, rx->part, rx->plen, &want);
+	if (c->rx != rx)	/* failed or killed: rx is gone */
+		return;
+	rest = parsing(c) ? rx->plen - used : 0;
+	memmove(rx->part, rx->part + used, rest);
+	rx->plen = (uint32_t)rest;
+	rx->want = (uint32_t)want;
+	if (rest && reserve(rx, want) < 0)
+		goto nomem;
+out:
 	rx = c->rx;
 	if (rx && !rx->plen && !rx->msg)
 		rx_free(c);	/* idle again: no receive memory of its own */
 	return;
 nomem:
 	if (parsing(c))
-		fail(s, c, WS_CLOSE_INTERNAL);
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+}
+
+static void feed(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		 size_t n)
+{
+	struct eng_rx *rx = c->rx;
+	size_t used, want, rest;
+
+	if ((rx && rx->plen) || (c->flags & CONN_F_WAIT)) {
+		/* Bytes carried from earlier reads come first. */
+		rx = rx_get(c);
+		if (!rx || reserve(rx, (size_t)rx->plen + n) < 0)
+			goto nomem;
+		memcpy(rx->part + rx->plen, p, n);
+		rx->plen += (uint32_t)n;
+		if (!(c->flags & CONN_F_WAIT))
+			drain_part(s, c, c->state != CONN_HTTP ||
+					 memchr(p, '\n', n));
+		return;
+	}
+	used = process(s, c, p, n, &want);
+	rest = n - used;
+	if (parsing(c) && rest) {
+		/* A unit cut by the read: keep it, sized for all of it */
+		rx = rx_get(c);
+		if (!rx || reserve(rx, want > rest ? want : rest) < 0)
+			goto nomem;
+		memcpy(rx->part, p + used, rest);
+		rx->plen = (uint32_t)rest;
+		rx->want = (uint32_t)want;
+	}
+	rx = c->rx;
+	if (rx && !rx->plen && !rx->msg)
+		rx_free(c);
+	return;
+nomem:
+	if (parsing(c))
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+}
+
+/* A publish was sequenced: go on with requests that arrived meanwhile. */
+void eng_conn_resume(struct eng_shard *s, struct eng_conn *c)
+{
+	if (parsing(c) && !(c->flags & CONN_F_WAIT))
+		drain_part(s, c, true);
 }
 
 /* ---- recv and accept --------------------------------------------------- */
@@ -819,8 +948,10 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot)
 	if (c->state != CONN_FREE)
 		release(s, c);
 	c->state = CONN_HTTP;
+	c->kind = CONN_K_HTTP;
 	c->flags = 0;
-	c->close_code = 0;
+	c->nsubs = 0;
+	c->subs = NULL;
 	c->tprev = c->tnext = ENG_NIL;
 	c->tdue = 0;
 	c->last_rx = c->last_ping = s->tick;
@@ -835,7 +966,7 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot)
 	arm_recv(s, c);
 	if (total > cfg->max_conns) {
 		ENG_STAT_ADD(s, rejected, 1);
-		http_reply(s, c, 503, "Retry-After: 5\r\n", NULL);
+		eng_conn_http_reply(s, c, 503, "Retry-After: 5\r\n", NULL, NULL, 0);
 		return;
 	}
 	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(cfg->handshake_ms));

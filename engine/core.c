@@ -116,7 +116,13 @@ static void on_tick(struct eng_shard *s)
 
 static void dispatch(struct eng_shard *s, struct io_uring_cqe *cqe)
 {
-	switch (ring_ud_op(cqe->user_data)) {
+	unsigned op = ring_ud_op(cqe->user_data);
+
+	if (op & ENG_OP_FAILED) {
+		eng_pub_mail(s, cqe);
+		return;
+	}
+	switch (op) {
 	case ENG_OP_ACCEPT:
 		on_accept(s, cqe);
 		break;
@@ -133,6 +139,16 @@ static void dispatch(struct eng_shard *s, struct io_uring_cqe *cqe)
 		break;
 	case ENG_OP_TIMER:
 		on_tick(s);
+		break;
+	case ENG_OP_SEND_ZC:
+		eng_conn_on_send_zc(s, cqe);
+		break;
+	case ENG_OP_PUB:
+	case ENG_OP_PUB_ACK:
+	case ENG_OP_DELIVER:
+	case ENG_OP_INTEREST:
+	case ENG_OP_INTEREST_ACK:
+		eng_pub_mail(s, cqe);
 		break;
 	case ENG_OP_STOP:
 		stop(s);
@@ -164,6 +180,22 @@ static int shard_init(struct eng_shard *s)
 			s->id, s->nr_conns, strerror(-ret));
 		return ret;
 	}
+	/*
+	 * The frame arena becomes fixed buffer 0 of every ring, for send_zc.
+	 * Without it (RLIMIT_MEMLOCK on a host without CAP_IPC_LOCK) frames
+	 * still go out, by plain send.
+	 */
+	{
+		struct iovec iov = eng_arena_iov();
+
+		ret = io_uring_register_buffers(&s->ring.uring, &iov, 1);
+		s->fixed_arena = ret == 0;
+		if (ret < 0 && s->id == 0)
+			fprintf(stderr, "ringcast: warning: cannot register the "
+				"%zu-byte frame arena (%s): no send_zc; raise "
+				"RLIMIT_MEMLOCK (LimitMEMLOCK=)\n",
+				iov.iov_len, strerror(-ret));
+	}
 	ret = ring_bufs_init(&s->ring, &s->rbufs, 0, cfg->recv_bufs,
 			     cfg->recv_buf_size);
 	if (ret < 0) {
@@ -187,6 +219,11 @@ static int shard_init(struct eng_shard *s)
 		ret = -ENOMEM;
 		goto err_conns;
 	}
+	ret = eng_pub_init(s);
+	if (ret < 0) {
+		eng_free(s->rearm);
+		goto err_conns;
+	}
 	s->nr_rearm = 0;
 	eng_timer_init(s);
 	s->t0_ms = now_ms();
@@ -204,6 +241,7 @@ err_ring:
 
 static void shard_exit(struct eng_shard *s)
 {
+	eng_pub_exit(s);
 	eng_free(s->rearm);
 	munmap(s->conns, (size_t)s->nr_conns * sizeof(struct eng_conn));
 	ring_bufs_exit(&s->ring, &s->rbufs);

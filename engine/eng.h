@@ -14,13 +14,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/uio.h>
+
+#include "json.h"
 #include "ring.h"
 #include "ws.h"
 
 #define ENG_TICK_MS		100	/* timer resolution */
 #define ENG_WHEEL_SLOTS		1024	/* 102.4 s before a timer laps */
 #define ENG_NIL			UINT32_MAX	/* end of a slot-linked list */
-#define ENG_CONN_BUDGET		64	/* bytes; tests/test-engine-conn.c */
+#define ENG_CONN_BUDGET		72	/* bytes; tests/test-engine-conn.c */
+#define ENG_CHAN_MAX		128	/* bytes in a channel name */
+#define ENG_MAX_CMD_CHANNELS	256	/* channels in one (un)subscribe */
 #define ENG_CLOSE_WAIT_MS	2000	/* peer's close reply after ours */
 
 /* What the operator set; read-only once shards start. */
@@ -37,6 +42,12 @@ struct eng_cfg {
 	unsigned recv_buf_size;		/* bytes each */
 	unsigned sq_entries;
 	bool echo;			/* /echo endpoint */
+	bool client_publish;		/* clients may publish on /ws */
+	unsigned max_subs;		/* subscriptions per connection */
+	uint32_t max_pending;		/* queued bytes before 1008 */
+	size_t arena_size;		/* shared frame arena, bytes */
+	uint32_t zc_threshold;		/* frames this size and up: send_zc */
+	char api_key[256];		/* "" = publishing needs no key */
 };
 
 /* Connection states. */
@@ -49,21 +60,40 @@ enum {
 	CONN_DEAD,		/* cancelling I/O, then close_direct */
 };
 
+/* What a connection is, once its first request is read. */
+enum {
+	CONN_K_HTTP = 0,	/* plain HTTP requests (keep-alive) */
+	CONN_K_ECHO,		/* WebSocket on /echo */
+	CONN_K_PUSH,		/* WebSocket on /ws: the push protocol */
+};
+
 /* Bits of eng_conn.flags. */
 #define CONN_F_RECV		(1u << 0)	/* multishot recv armed */
 #define CONN_F_SEND		(1u << 1)	/* one send in flight */
 #define CONN_F_CLOSE_FD		(1u << 2)	/* close_direct in flight */
 #define CONN_F_REARM		(1u << 3)	/* recv to re-arm: ran dry */
 #define CONN_F_PEER_CLOSED	(1u << 4)	/* peer's close frame seen */
-#define CONN_F_ECHO		(1u << 5)	/* endpoint: /echo */
-#define CONN_F_SHUT		(1u << 6)	/* shutdown(SHUT_WR) issued */
+#define CONN_F_SHUT		(1u << 5)	/* shutdown(SHUT_WR) issued */
+#define CONN_F_WAIT		(1u << 6)	/* HTTP: reply awaits a publish */
+#define CONN_F_KEEP		(1u << 7)	/* HTTP: keep-alive after reply */
 
-/* A send buffer: refcounted bytes on the wire as they are. */
+enum { ENG_BUF_HEAP = 0, ENG_BUF_ARENA };
+
+/*
+ * A send buffer: refcounted bytes on the wire as they are. A push frame
+ * is one of these in the shared arena (arena.c), referenced by every
+ * connection it goes to; the last reference returns it.
+ */
 struct eng_buf {
-	atomic_uint refs;	/* queue entries and the builder */
+	atomic_uint refs;	/* queue entries, mails, the builder */
 	uint32_t start;		/* first byte to send: header room before */
 	uint32_t len;		/* bytes to send from data + start */
-	uint32_t cap;		/* bytes allocated in data[] */
+	uint32_t cap;		/* bytes usable in data[] */
+	uint8_t kind;		/* ENG_BUF_HEAP or ENG_BUF_ARENA */
+	uint8_t cls;		/* arena size class */
+	uint8_t bcast;		/* push frame for every /ws connection */
+	uint8_t name_len;	/* push frame: channel name at name_off */
+	uint32_t name_off;
 	uint8_t data[];
 };
 
@@ -82,6 +112,7 @@ struct eng_rx {
 	uint8_t *part;		/* unconsumed bytes carried to the next read */
 	uint32_t plen;		/* bytes in part */
 	uint32_t pcap;		/* bytes allocated for part */
+	uint32_t want;		/* bytes part needs before a re-parse */
 	struct eng_buf *msg;	/* fragments so far, after header room */
 	struct ws_msg ws;	/* sequencing and UTF-8 state */
 };
@@ -94,17 +125,66 @@ struct eng_rx {
 struct eng_conn {
 	uint32_t gen;		/* bumped when the slot is freed */
 	uint8_t state;		/* CONN_* */
-	uint8_t flags;		/* CONN_F_* */
-	uint16_t close_code;	/* what we sent, for the log and stats */
+	uint8_t kind;		/* CONN_K_* */
+	uint16_t flags;		/* CONN_F_* */
+	uint16_t nsubs;		/* entries in subs */
+	uint16_t pad;
 	uint32_t tprev, tnext;	/* timer wheel links (slots), ENG_NIL ends */
 	uint32_t tdue;		/* tick the timer fires at */
 	uint32_t last_rx;	/* tick of the last byte received */
 	uint32_t last_ping;	/* tick of our last ping */
 	uint32_t sent;		/* bytes of the queue head already sent */
-	uint64_t queued;	/* bytes queued and not yet sent */
+	uint32_t queued;	/* bytes queued, unsent: <= max_pending */
 	struct eng_sq *sq_head;	/* send queue; head is in flight if F_SEND */
 	struct eng_sq *sq_tail;
 	struct eng_rx *rx;	/* NULL while idle */
+	struct eng_sub *subs;	/* this connection's subscriptions */
+};
+
+/* One connection's subscription to one channel. */
+struct eng_sub {
+	struct eng_sub *prev;	/* in the channel's list */
+	struct eng_sub *next;
+	struct eng_sub *cnext;	/* in the connection's list */
+	struct eng_chan *chan;	/* borrowed: lives while it has subs */
+	uint32_t slot;		/* the subscriber */
+};
+
+/* A subscribe reply waiting for the owner shard to register interest. */
+struct eng_wait {
+	struct eng_wait *next;		/* in the channel's waiters */
+	struct eng_pend *pend;
+};
+
+struct eng_pend {
+	struct eng_buf *reply;		/* owned; sent when count hits 0 */
+	uint32_t slot, gen;		/* the subscriber */
+	uint32_t count;			/* channels still unacknowledged */
+};
+
+/*
+ * A channel as one shard sees it: its local subscribers, and on the
+ * channel's owner shard (the sequencer for its messages), which shards
+ * have subscribers at all.
+ */
+struct eng_chan {
+	struct eng_chan *next;		/* hash chain */
+	uint64_t hash;
+	struct eng_sub *subs;		/* local subscribers */
+	uint32_t nsubs;
+	uint32_t nshards;		/* owner: bits set in shards */
+	uint64_t *shards;		/* owner: bitmap, NULL when empty */
+	struct eng_wait *waiters;	/* replies held until registered */
+	uint8_t pending;		/* interest sent to owner, no ack yet */
+	uint8_t registered;		/* owner knows this shard has subs */
+	uint16_t len;
+	char name[];
+};
+
+struct eng_chans {
+	struct eng_chan **buckets;
+	size_t nbuckets;		/* a power of two */
+	size_t count;
 };
 
 /* Counters a shard bumps and anyone may read (relaxed). */
@@ -122,6 +202,16 @@ struct eng_stats {
 	atomic_uint_fast64_t timeouts;		/* handshake or idle */
 	atomic_uint_fast64_t recv_nobufs;	/* provided buffers ran dry */
 	atomic_uint_fast64_t rejected;		/* over --max-conns */
+	atomic_uint_fast64_t channels;		/* with a local subscriber */
+	atomic_uint_fast64_t chans_owned;	/* sequenced here, with subs */
+	atomic_uint_fast64_t subscriptions;
+	atomic_uint_fast64_t published;		/* messages sequenced here */
+	atomic_uint_fast64_t delivered;		/* push frames queued */
+	atomic_uint_fast64_t dropped;		/* frames discarded: slow */
+	atomic_uint_fast64_t slow_closed;	/* closed with 1008 */
+	atomic_uint_fast64_t zc_sends;		/* sends with send_zc */
+	atomic_uint_fast64_t zc_copied;		/* ...the kernel copied */
+	atomic_uint_fast64_t mbox_errors;	/* mailbox posts that failed */
 };
 
 struct eng;
@@ -145,6 +235,10 @@ struct eng_shard {
 	bool stopping;			/* SIGTERM seen: closing everyone */
 	uint32_t stop_tick;		/* force-close deadline */
 	struct eng_stats stats;
+	struct eng_chans chans;
+	struct json_parser *json;	/* owned: /ws commands */
+	uint8_t *scratch;		/* padded copy of a command */
+	bool fixed_arena;		/* arena registered as fixed buffer 0 */
 	pthread_t thread;
 };
 
@@ -168,6 +262,13 @@ enum {
 	ENG_OP_TIMER,
 	ENG_OP_STOP,		/* mailbox: stop the shard */
 	ENG_OP_MBOX_ERR,	/* a mailbox post that failed */
+	ENG_OP_SEND_ZC,		/* ptr: the struct eng_sq in flight */
+	ENG_OP_PUB,		/* mailbox: struct eng_pub to its sequencer */
+	ENG_OP_PUB_ACK,		/* mailbox: struct eng_pub back, sequenced */
+	ENG_OP_DELIVER,		/* mailbox: push frame (struct eng_buf) */
+	ENG_OP_INTEREST,	/* mailbox: struct eng_interest to owner */
+	ENG_OP_INTEREST_ACK,	/* mailbox: ... and back */
+	ENG_OP_FAILED = 0x80,	/* or-ed into a failed post's own CQE */
 };
 
 /* core.c */
@@ -175,7 +276,39 @@ void *eng_shard_main(void *arg);
 struct io_uring_sqe *eng_sqe(struct eng_shard *s);
 
 /* conn.c */
+bool eng_conn_alive(const struct eng_conn *c);
 void eng_conn_accepted(struct eng_shard *s, uint32_t slot);
+int eng_conn_queue(struct eng_shard *s, struct eng_conn *c,
+		   struct eng_buf *b);
+int eng_conn_send_frame(struct eng_shard *s, struct eng_conn *c, uint8_t op,
+			const void *payload, size_t len);
+void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
+			 const char *extra, const char *ctype,
+			 const char *body, size_t len);
+void eng_conn_resume(struct eng_shard *s, struct eng_conn *c);
+void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
+			struct eng_buf *b);
+void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code);
+void eng_conn_on_send_zc(struct eng_shard *s, struct io_uring_cqe *cqe);
+struct hs_str;
+void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
+		      const struct hs_str *key, uint8_t kind);
+
+/* A send_zc in flight: its buffer stays referenced until the NOTIF. */
+struct eng_zc {
+	struct eng_buf *buf;	/* one reference, dropped at the NOTIF */
+	uint32_t slot, gen;
+};
+
+/* liburing 2.3's headers predate these (kernel 6.2). */
+#ifndef IORING_SEND_ZC_REPORT_USAGE
+#define IORING_SEND_ZC_REPORT_USAGE	(1U << 3)
+#endif
+#ifndef IORING_NOTIF_USAGE_ZC_COPIED
+#define IORING_NOTIF_USAGE_ZC_COPIED	(1U << 31)
+#endif
+#define ENG_ZC_REPORT_USAGE	IORING_SEND_ZC_REPORT_USAGE
+#define ENG_NOTIF_COPIED	IORING_NOTIF_USAGE_ZC_COPIED
 void eng_conn_on_recv(struct eng_shard *s, struct io_uring_cqe *cqe);
 void eng_conn_on_send(struct eng_shard *s, struct io_uring_cqe *cqe);
 void eng_conn_on_close(struct eng_shard *s, struct io_uring_cqe *cqe);
@@ -189,6 +322,55 @@ static inline uint32_t eng_slot(const struct eng_shard *s,
 {
 	return (uint32_t)(c - s->conns);
 }
+
+/* http.c: plain HTTP requests; returns bytes used, 0 when incomplete. */
+size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
+			const uint8_t *p, size_t n, size_t *want);
+
+/* push.c: the /ws client protocol. */
+void eng_push_message(struct eng_shard *s, struct eng_conn *c,
+		      const uint8_t *p, size_t len);
+
+/* pub.c: publishing, sequencing and fan-out across shards. */
+struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
+			      const uint8_t *payload, size_t plen, bool json);
+int eng_publish(struct eng_shard *s, struct eng_conn *c,
+		struct eng_buf *frame, struct eng_buf *reply);
+int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
+		  const struct json_slice *names, unsigned n,
+		  struct eng_buf *reply);
+void eng_unsubscribe(struct eng_shard *s, struct eng_conn *c,
+		     const struct json_slice *names, unsigned n);
+void eng_unsubscribe_all(struct eng_shard *s, struct eng_conn *c);
+void eng_pub_mail(struct eng_shard *s, struct io_uring_cqe *cqe);
+int eng_pub_init(struct eng_shard *s);
+void eng_pub_exit(struct eng_shard *s);
+
+/* chan.c */
+void eng_chan_global_init(void);
+uint64_t eng_chan_hash(const char *name, size_t len);
+bool eng_chan_name_ok(const char *p, size_t len);
+int eng_chans_init(struct eng_chans *t);
+void eng_chans_exit(struct eng_chans *t);
+struct eng_chan *eng_chan_find(struct eng_chans *t, const char *name,
+			       size_t len, uint64_t hash);
+struct eng_chan *eng_chan_get(struct eng_chans *t, const char *name,
+			      size_t len, uint64_t hash);
+void eng_chan_maybe_free(struct eng_chans *t, struct eng_chan *ch);
+struct eng_sub *eng_sub_find(struct eng_conn *c, const struct eng_chan *ch);
+int eng_sub_add(struct eng_conn *c, uint32_t slot, struct eng_chan *ch);
+void eng_sub_unlink(struct eng_sub *sub);
+void eng_sub_del(struct eng_conn *c, struct eng_sub *sub);
+
+/* arena.c: the shared frame arena, one per process. */
+int eng_arena_init(size_t size);
+void eng_arena_exit(void);
+struct iovec eng_arena_iov(void);
+bool eng_arena_owns(const void *p);
+struct eng_buf *eng_arena_buf(size_t cap);
+void eng_arena_free(struct eng_buf *b);
+uint64_t eng_arena_fallbacks(void);
+size_t eng_arena_used(void);
 
 /* timer.c: a timing wheel of ENG_TICK_MS ticks over connection slots. */
 void eng_timer_init(struct eng_shard *s);

@@ -39,6 +39,17 @@ static const char usage[] =
 "                           reassembly (default 1M); larger gets close 1009\n"
 "  --echo                   serve ws://HOST:PORT/echo: every message comes\n"
 "                           back unchanged (the RFC 6455 conformance endpoint)\n"
+"  --api-key KEY            publishing over HTTP needs Authorization: Bearer KEY\n"
+"                           (default: the RINGCAST_API_KEY variable, else none)\n"
+"  --client-publish         clients may publish with the publish command on /ws\n"
+"  --max-subs N             subscriptions per connection (default 100)\n"
+"  --max-pending-bytes SIZE queued unsent bytes per connection before it is\n"
+"                           closed with 1008 as a slow consumer (default 4M)\n"
+"  --arena-size SIZE        shared frame arena for published messages\n"
+"                           (default 64M; frames beyond it use the heap)\n"
+"  --zc-threshold SIZE      send frames this large with send_zc from the\n"
+"                           registered arena; 0 never (default 0, see\n"
+"                           docs/DESIGN.md for the measurement)\n"
 "  --ping-interval DUR      ping a connection quiet for DUR (default 30s, 0 off)\n"
 "  --idle-timeout DUR       close a connection silent for DUR with 1001\n"
 "                           (default 90s, 0 off)\n"
@@ -50,7 +61,9 @@ static const char usage[] =
 "\n"
 "SIZE takes K, M or G suffixes; DUR takes ms, s or m (default s).\n"
 "\n"
-"HTTP on the same port: GET /healthz answers 200 \"ok\".\n"
+"Endpoints on the same port: ws://HOST:PORT/ws (the push protocol),\n"
+"POST /publish/CHANNEL and POST /broadcast (body = payload), GET /stats,\n"
+"GET /healthz; docs/PROTOCOL.md describes them.\n"
 "SIGINT or SIGTERM sends close 1001 to every client, then exits 0.\n"
 "\n"
 "Connections per shard: client sockets are io_uring direct descriptors and\n"
@@ -152,6 +165,8 @@ static void bad_value(const char *opt, const char *val)
 enum {
 	OPT_LISTEN = 256, OPT_SHARDS, OPT_MAX_CONNS, OPT_MAX_MESSAGE, OPT_ECHO,
 	OPT_PING, OPT_IDLE, OPT_HANDSHAKE, OPT_RECV_BUFS, OPT_RECV_BUF_SIZE,
+	OPT_API_KEY, OPT_CLIENT_PUBLISH, OPT_MAX_SUBS, OPT_MAX_PENDING,
+	OPT_ARENA, OPT_ZC,
 };
 
 static const struct option options[] = {
@@ -165,6 +180,12 @@ static const struct option options[] = {
 	{ "handshake-timeout",	required_argument, NULL, OPT_HANDSHAKE },
 	{ "recv-buffers",	required_argument, NULL, OPT_RECV_BUFS },
 	{ "recv-buffer-size",	required_argument, NULL, OPT_RECV_BUF_SIZE },
+	{ "api-key",		required_argument, NULL, OPT_API_KEY },
+	{ "client-publish",	no_argument,	   NULL, OPT_CLIENT_PUBLISH },
+	{ "max-subs",		required_argument, NULL, OPT_MAX_SUBS },
+	{ "max-pending-bytes",	required_argument, NULL, OPT_MAX_PENDING },
+	{ "arena-size",		required_argument, NULL, OPT_ARENA },
+	{ "zc-threshold",	required_argument, NULL, OPT_ZC },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -229,6 +250,35 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			    v > (1u << 20))
 				bad_value("recv-buffer-size (256 to 1M)", optarg);
 			cfg->recv_buf_size = (unsigned)v;
+			break;
+		case OPT_API_KEY:
+			if (!*optarg || strlen(optarg) >= sizeof(cfg->api_key))
+				bad_value("api-key (1 to 255 bytes)", "...");
+			strcpy(cfg->api_key, optarg);
+			break;
+		case OPT_CLIENT_PUBLISH:
+			cfg->client_publish = true;
+			break;
+		case OPT_MAX_SUBS:
+			if (parse_u64(optarg, &v) < 0 || v > 65535)
+				bad_value("max-subs (0 to 65535)", optarg);
+			cfg->max_subs = (unsigned)v;
+			break;
+		case OPT_MAX_PENDING:
+			if (parse_size(optarg, &v) < 0 || !v || v > UINT32_MAX)
+				bad_value("max-pending-bytes", optarg);
+			cfg->max_pending = (uint32_t)v;
+			break;
+		case OPT_ARENA:
+			if (parse_size(optarg, &v) < 0 || v < (1u << 20) ||
+			    v > ((uint64_t)1 << 40))
+				bad_value("arena-size (1M and up)", optarg);
+			cfg->arena_size = (size_t)v;
+			break;
+		case OPT_ZC:
+			if (parse_size(optarg, &v) < 0 || v > UINT32_MAX)
+				bad_value("zc-threshold", optarg);
+			cfg->zc_threshold = v ? (uint32_t)v : UINT32_MAX;
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -370,6 +420,13 @@ int main(int argc, char **argv)
 	e.cfg.recv_bufs = 1024;
 	e.cfg.recv_buf_size = 8192;
 	e.cfg.sq_entries = 4096;
+	e.cfg.max_subs = 100;
+	e.cfg.max_pending = 4u << 20;
+	e.cfg.arena_size = (size_t)64 << 20;
+	e.cfg.zc_threshold = UINT32_MAX;
+	if (getenv("RINGCAST_API_KEY") &&
+	    strlen(getenv("RINGCAST_API_KEY")) < sizeof(e.cfg.api_key))
+		strcpy(e.cfg.api_key, getenv("RINGCAST_API_KEY"));
 	parse_args(argc, argv, &e.cfg);
 	if (!e.cfg.shards)
 		e.cfg.shards = online_cpus();
@@ -395,6 +452,13 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	eng_chan_global_init();
+	ret = eng_arena_init(e.cfg.arena_size);
+	if (ret < 0) {
+		fprintf(stderr, "ringcast: frame arena of %zu bytes: %s\n",
+			e.cfg.arena_size, strerror(-ret));
+		return 1;
+	}
 	e.shards = calloc(e.cfg.shards, sizeof(*e.shards));
 	if (!e.shards) {
 		fprintf(stderr, "ringcast: out of memory\n");
@@ -460,6 +524,7 @@ stop:
 	for (i = 0; i < started; i++)
 		pthread_join(e.shards[i].thread, NULL);
 	free(e.shards);
+	eng_arena_exit();
 	if (!status)
 		fprintf(stderr, "ringcast: stopped\n");
 	return status;

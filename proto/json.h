@@ -19,6 +19,78 @@ extern "C" {
 /* True when @p[0..@n) is valid UTF-8 (simdjson's validator). */
 bool json_utf8_valid(const void *p, size_t n);
 
+/*
+ * A parser: simdjson's ondemand and DOM parsers with their buffers. One
+ * per thread (a shard owns one); not thread-safe. Opaque to C.
+ */
+struct json_parser;
+
+/*
+ * Creates a parser for documents of up to @max_doc bytes. Returns NULL
+ * when out of memory. json_parser_free(NULL) is a no-op.
+ */
+struct json_parser *json_parser_new(size_t max_doc);
+void json_parser_free(struct json_parser *p);
+
+/* A byte range; not NUL-terminated. */
+struct json_slice {
+	const char *p;
+	size_t len;
+};
+
+/*
+ * One client command, {"seq":S,"cmd":"NAME","data":{...}}, as ringcast's
+ * client protocol defines it (docs/PROTOCOL.md). Absent members have
+ * len 0 (and p NULL).
+ */
+struct json_cmd {
+	struct json_slice cmd;		/* the command name, unescaped */
+	struct json_slice seq;		/* seq's raw JSON: a number, or a string
+					 * with its quotes; echoed verbatim */
+	struct json_slice channel;	/* data.channel, unescaped */
+	struct json_slice data;		/* data.data's raw JSON, any type */
+	struct json_slice token;	/* data.token, unescaped */
+	unsigned nchannels;		/* data.channels entries in @chans */
+};
+
+/*
+ * Parses one command from @buf[0..@len), which must be followed by
+ * JSON_PADDING readable bytes. The top level must be an object; "cmd" a
+ * string; "seq", when present, a number or a string; "data", when present,
+ * an object, whose "channels" (when present) is an array of strings,
+ * "channel" and "token" strings, and "data" any JSON value. Other members
+ * are ignored; member order does not matter. The whole document must be
+ * valid JSON. Channel names go to @chans, at most @max_chans of them.
+ * Returns 0; -EBADMSG for malformed JSON or a member of the wrong type;
+ * -E2BIG when "channels" has more than @max_chans entries or the document
+ * exceeds the parser's @max_doc. Slices point into @buf or into @p and
+ * are valid until the next call with @p.
+ */
+int json_cmd_parse(struct json_parser *p, const char *buf, size_t len,
+		   struct json_cmd *cmd, struct json_slice *chans,
+		   unsigned max_chans);
+
+/*
+ * True when @buf[0..@len) is exactly one valid JSON value (surrounding
+ * whitespace allowed). @buf needs no padding: the parser copies when it
+ * must.
+ */
+bool json_valid(struct json_parser *p, const char *buf, size_t len);
+
+/* Bytes json_escape() may write for @len input bytes: quotes included. */
+static inline size_t json_escape_max(size_t len)
+{
+	return 6 * len + 2;
+}
+
+/*
+ * Writes UTF-8 text @in[0..@len) as a JSON string literal, quotes
+ * included, into @out (json_escape_max(@len) bytes are enough): '"', '\\'
+ * and control characters escaped (\n, \t, ... or \u00XX), everything else
+ * as is. Returns the bytes written. @in must be valid UTF-8.
+ */
+size_t json_escape(char *out, const char *in, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * http.c: the plain HTTP side of the port. Routes a parsed request to the
+ * WebSocket upgrades (/ws, /echo), the embedded broker's publish and
+ * broadcast, /stats and /healthz. Publishing is the only request with a
+ * body; it waits until the whole body is here (bounded by --max-message)
+ * and is answered once the message has been sequenced. Connections are
+ * kept alive between requests unless the client or an error says not.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <openssl/crypto.h>
+
+#include "eng.h"
+#include "hs.h"
+
+static const struct hs_limits hs_lim = {
+	.max_bytes = HS_DEF_MAX_BYTES,
+	.max_headers = HS_DEF_MAX_HEADERS,
+};
+
+static const char json_type[] = "application/json";
+
+/* Methods and paths are case-sensitive, unlike header names. */
+static bool str_is(const struct hs_str *s, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return s->len == n && !memcmp(s->p, lit, n);
+}
+
+static bool has_prefix(const struct hs_str *s, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return s->len >= n && !memcmp(s->p, lit, n);
+}
+
+/* Authorization: Bearer <--api-key>, compared in constant time. */
+static bool authorized(const struct eng_cfg *cfg, const struct hs_req *req)
+{
+	size_t klen = strlen(cfg->api_key);
+	const struct hs_str *a = &req->authorization;
+
+	if (!klen)
+		return true;
+	if (!a->p || a->len != 7 + klen || strncasecmp(a->p, "Bearer ", 7))
+		return false;
+	return CRYPTO_memcmp(a->p + 7, cfg->api_key, klen) == 0;
+}
+
+static void reply(struct eng_shard *s, struct eng_conn *c, int status,
+		  const char *extra)
+{
+	eng_conn_http_reply(s, c, status, extra, NULL, NULL, 0);
+}
+
+static void reply_json(struct eng_shard *s, struct eng_conn *c, int status,
+		       const char *body)
+{
+	eng_conn_http_reply(s, c, status, NULL, json_type, body, strlen(body));
+}
+
+static void upgrade(struct eng_shard *s, struct eng_conn *c,
+		    const struct hs_req *req, uint8_t kind)
+{
+	int status = hs_check_upgrade(req);
+
+	if (status == 426)
+		reply(s, c, 426, "Sec-WebSocket-Version: 13\r\n");
+	else if (status == 405)
+		reply(s, c, 405, "Allow: GET\r\n");
+	else if (status)
+		reply(s, c, status, NULL);
+	else
+		eng_conn_upgrade(s, c, &req->ws_key, kind);
+}
+
+/* Builds the push frame for a published body and hands it on. */
+static void publish(struct eng_shard *s, struct eng_conn *c,
+		    const struct hs_req *req, const uint8_t *body, size_t len)
+{
+	static const char ok[] = "{\"ok\":true}\n";
+	const struct hs_str *path = &req->path;
+	const char *chan = NULL;
+	size_t clen = 0;
+	struct eng_buf *frame, *resp;
+	bool json;
+	ssize_t n;
+
+	if (!str_is(&req->method, "POST")) {
+		reply(s, c, 405, "Allow: POST\r\n");
+		return;
+	}
+	if (!authorized(&s->eng->cfg, req)) {
+		eng_conn_http_reply(s, c, 401, "WWW-Authenticate: Bearer\r\n",
+				    json_type, "{\"error\":\"bad api key\"}\n", 24);
+		return;
+	}
+	if (has_prefix(path, "/publish/")) {
+		chan = path->p + 9;
+		clen = path->len - 9;
+		if (!eng_chan_name_ok(chan, clen)) {
+			reply_json(s, c, 400, "{\"error\":\"bad channel name\"}\n");
+			return;
+		}
+	}
+	/* Verbatim when it is JSON; otherwise as a JSON string. */
+	json = json_valid(s->json, (const char *)body, len);
+	if (!json && !json_utf8_valid(body, len)) {
+		reply_json(s, c, 400, "{\"error\":\"payload is neither JSON "
+			   "nor UTF-8 text\"}\n");
+		return;
+	}
+	frame = eng_pub_frame(chan, clen, body, len, json);
+	resp = eng_buf_new(256);
+	if (!frame || !resp) {
+		eng_buf_put(frame);
+		eng_buf_put(resp);
+		reply(s, c, 503, NULL);
+		return;
+	}
+	n = hs_write_response((char *)resp->data, resp->cap, 200, NULL,
+			      json_type, ok, sizeof(ok) - 1,
+			      !(c->flags & CONN_F_KEEP));
+	if (n < 0) {
+		eng_buf_put(frame);
+		eng_buf_put(resp);
+		reply(s, c, 500, NULL);
+		return;
+	}
+	resp->len = (uint32_t)n;
+	if (eng_publish(s, c, frame, resp) < 0)
+		reply(s, c, 503, NULL);
+}
+
+#define STAT(sh, f) \
+	((unsigned long long)atomic_load_explicit(&(sh)->stats.f, \
+						  memory_order_relaxed))
+
+/* Appends one shard's counters (or their totals) as a JSON object. */
+static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
+{
+	unsigned long long v[16] = { 0 };
+	unsigned i;
+
+	for (i = 0; i < e->cfg.shards; i++) {
+		struct eng_shard *sh = &e->shards[i];
+
+		if (only >= 0 && (unsigned)only != i)
+			continue;
+		v[0] += STAT(sh, conns);
+		v[1] += STAT(sh, upgraded);
+		v[2] += only >= 0 ? STAT(sh, channels) : STAT(sh, chans_owned);
+		v[3] += STAT(sh, subscriptions);
+		v[4] += STAT(sh, msgs_in);
+		v[5] += STAT(sh, published);
+		v[6] += STAT(sh, frames_out);
+		v[7] += STAT(sh, delivered);
+		v[8] += STAT(sh, bytes_in);
+		v[9] += STAT(sh, bytes_out);
+		v[10] += STAT(sh, dropped);
+		v[11] += STAT(sh, slow_closed);
+		v[12] += STAT(sh, proto_errors);
+		v[13] += STAT(sh, timeouts);
+		v[14] += STAT(sh, zc_sends);
+		v[15] += STAT(sh, mbox_errors);
+	}
+	return (size_t)snprintf(out, cap,
+		"{\"connections\":%llu,\"upgraded\":%llu,\"channels\":%llu,"
+		"\"subscriptions\":%llu,\"messages_in\":%llu,"
+		"\"published\":%llu,\"frames_out\":%llu,\"delivered\":%llu,"
+		"\"bytes_in\":%llu,\"bytes_out\":%llu,\"dropped\":%llu,"
+		"\"slow_closed\":%llu,\"protocol_errors\":%llu,"
+		"\"timeouts\":%llu,\"zc_sends\":%llu,\"mailbox_errors\":%llu}",
+		v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9],
+		v[10], v[11], v[12], v[13], v[14], v[15]);
+}
+
+static void stats(struct eng_shard *s, struct eng_conn *c)
+{
+	struct eng *e = s->eng;
+	size_t cap = 1024 + (size_t)e->cfg.shards * 512, n;
+	char *out = eng_malloc(cap);
+
+	if (!out) {
+		reply(s, c, 503, NULL);
+		return;
+	}
+	n = (size_t)snprintf(out, cap, "{\"total\":");
+	n += stats_obj(out + n, cap - n, e, -1);
+	n += (size_t)snprintf(out + n, cap - n,
+			      ",\"arena_bytes\":%zu,\"arena_fallbacks\":%llu,"
+			      "\"shards\":[", eng_arena_used(),
+			      (unsigned long long)eng_arena_fallbacks());
+	for (unsigned i = 0; i < e->cfg.shards && n < cap; i++) {
+		if (i)
+			out[n++] = ',';
+		n += stats_obj(out + n, cap - n, e, (int)i);
+	}
+	n += (size_t)snprintf(out + n, cap - n, "]}\n");
+	eng_conn_http_reply(s, c, 200, NULL, json_type, out, n < cap ? n : cap);
+	eng_free(out);
+}
+
+size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
+			const uint8_t *p, size_t n, size_t *want)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	struct hs_req req;
+	ssize_t len = hs_parse(&req, p, n, &hs_lim);
+	size_t body = 0;
+
+	if (len == -EAGAIN)
+		return 0;
+	if (len < 0) {
+		reply(s, c, hs_error_status((int)len), NULL);
+		return 0;
+	}
+	/* HTTP/1.1 keeps the connection unless asked not to. */
+	if (req.minor_version >= 1 && !(req.flags & HS_F_CONN_CLOSE))
+		c->flags |= CONN_F_KEEP;
+	else
+		c->flags &= ~CONN_F_KEEP;
+	if (req.flags & HS_F_CHUNKED) {
+		reply(s, c, 411, NULL);	/* bodies need Content-Length */
+		return 0;
+	}
+	if (req.content_length > 0) {
+		if ((uint64_t)req.content_length > cfg->max_message) {
+			reply(s, c, 413, NULL);
+			return 0;
+		}
+		body = (size_t)req.content_length;
+		if (n - (size_t)len < body) {
+			*want = (size_t)len + body;	/* wait for all of it */
+			return 0;
+		}
+	}
+
+	if (str_is(&req.path, "/ws")) {
+		upgrade(s, c, &req, CONN_K_PUSH);
+	} else if (str_is(&req.path, "/echo") && cfg->echo) {
+		upgrade(s, c, &req, CONN_K_ECHO);
+	} else if (has_prefix(&req.path, "/publish/") ||
+		   str_is(&req.path, "/broadcast")) {
+		if (req.content_length < 0 && str_is(&req.method, "POST"))
+			reply(s, c, 411, NULL);
+		else
+			publish(s, c, &req, p + len, body);
+	} else if (str_is(&req.path, "/healthz") ||
+		   str_is(&req.path, "/stats")) {
+		if (!str_is(&req.method, "GET"))
+			reply(s, c, 405, "Allow: GET\r\n");
+		else if (req.path.len == 8)
+			eng_conn_http_reply(s, c, 200, NULL, NULL, "ok\n", 3);
+		else
+			stats(s, c);
+	} else {
+		reply(s, c, 404, NULL);
+	}
+	return (size_t)len + body;
+}

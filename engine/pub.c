@@ -1,0 +1,601 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pub.c: publishing and fan-out across shards.
+ *
+ * A message is encoded once, on the shard that received it, into one push
+ * frame in the shared arena. Each channel has an owner shard (its name's
+ * hash modulo the shard count) that sequences its messages: the frame
+ * goes to the owner (IORING_OP_MSG_RING), the owner hands a reference to
+ * every shard with subscribers (again MSG_RING, in the owner's order),
+ * and each shard queues that same frame on its local subscribers. Mail
+ * between two rings arrives in the order it was posted, so every
+ * subscriber of a channel sees its messages in the owner's order, on any
+ * shard. The publisher is answered once the owner has sequenced the
+ * message, so two publishes answered one after the other are delivered
+ * in that order too. Broadcasts are sequenced by shard 0.
+ *
+ * The owner learns which shards have subscribers from interest mail: a
+ * shard whose first local subscriber of a channel appears tells the
+ * owner, and holds that subscriber's reply until the owner acknowledges,
+ * so a message published after a subscribe reply always finds the
+ * subscriber. The last subscriber leaving withdraws the interest.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "eng.h"
+#include "ud.h"
+
+/* One publish in flight; owned by the publishing shard. */
+struct eng_pub {
+	struct eng_buf *frame;		/* one reference */
+	struct eng_buf *reply;		/* owned; queued when sequenced */
+	uint32_t slot, gen;		/* the publishing connection */
+	uint16_t from;			/* the publishing shard */
+	uint16_t owner;
+	uint32_t shards;		/* set by the owner: shards reached */
+};
+
+/* Interest mail: shard @from has (add) or no longer has subscribers. */
+struct eng_interest {
+	uint16_t from;
+	uint8_t add;
+	uint8_t len;
+	char name[ENG_CHAN_MAX];
+};
+
+static const char push_head[] = "{\"cmd\":\"push\",\"channel\":\"";
+static const char push_mid[] = "\",\"data\":";
+static const char bcast_head[] = "{\"cmd\":\"broadcast\",\"data\":";
+
+static unsigned owner_of(const struct eng_shard *s, uint64_t hash)
+{
+	/* The high bits: the low ones pick the bucket in every table. */
+	return (unsigned)((hash >> 32) % s->eng->cfg.shards);
+}
+
+static struct eng_shard *shard(struct eng_shard *s, unsigned id)
+{
+	return &s->eng->shards[id];
+}
+
+/* Posts mail to shard @to; a failed post comes back with FAILED set. */
+static void post(struct eng_shard *s, unsigned to, unsigned op, void *ptr,
+		 int32_t res)
+{
+	int ret = ring_mbox_post(&s->ring, ring_fd(&shard(s, to)->ring),
+				 ring_ud_ptr(op, ptr), res,
+				 ring_ud_ptr(op | ENG_OP_FAILED, ptr));
+
+	if (ret < 0) {
+		/* No SQE even after flushing: the same path as a failure. */
+		struct io_uring_cqe cqe = {
+			.user_data = ring_ud_ptr(op | ENG_OP_FAILED, ptr),
+			.res = ret,
+		};
+		eng_pub_mail(s, &cqe);
+	}
+}
+
+struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
+			      const uint8_t *payload, size_t plen, bool json)
+{
+	size_t body = (json ? plen : json_escape_max(plen)) + 1 +
+		      (chan ? sizeof(push_head) + clen + sizeof(push_mid)
+			    : sizeof(bcast_head));
+	struct eng_buf *b = eng_arena_buf(WS_MAX_SERVER_HDR + body);
+	uint8_t *p, *start;
+	size_t n, h;
+
+	if (!b)
+		return NULL;
+	/*
+	 * The envelope goes after header room; the header is written last,
+	 * right-aligned against it, once the length is known.
+	 */
+	start = p = b->data + WS_MAX_SERVER_HDR;
+	if (chan) {
+		memcpy(p, push_head, sizeof(push_head) - 1);
+		p += sizeof(push_head) - 1;
+		b->name_off = (uint32_t)(p - b->data);
+		b->name_len = (uint8_t)clen;
+		memcpy(p, chan, clen);	/* names need no escaping */
+		p += clen;
+		memcpy(p, push_mid, sizeof(push_mid) - 1);
+		p += sizeof(push_mid) - 1;
+	} else {
+		memcpy(p, bcast_head, sizeof(bcast_head) - 1);
+		p += sizeof(bcast_head) - 1;
+		b->bcast = 1;
+	}
+	if (json) {
+		memcpy(p, payload, plen);
+		p += plen;
+	} else {
+		p += json_escape((char *)p, (const char *)payload, plen);
+	}
+	*p++ = '}';
+	n = (size_t)(p - start);
+	{
+		uint8_t hdr[WS_MAX_SERVER_HDR];
+
+		h = ws_write_header(hdr, WS_OP_TEXT, true, n);
+		b->start = (uint32_t)(WS_MAX_SERVER_HDR - h);
+		memcpy(b->data + b->start, hdr, h);
+	}
+	b->len = (uint32_t)(h + n);
+	return b;
+}
+
+/* ---- delivery on one shard --------------------------------------------- */
+
+static bool deliverable(const struct eng_conn *c)
+{
+	return c->state == CONN_WS && c->kind == CONN_K_PUSH;
+}
+
+/*
+ * Queues @f on every local target. The batch's references are taken in
+ * one atomic add and the unused ones given back in one subtraction, so
+ * shards do not bounce the refcount's cache line once per subscriber; the
+ * caller's own reference keeps @f alive meanwhile, and no send can
+ * complete before this loop returns to the ring.
+ */
+static void deliver(struct eng_shard *s, struct eng_buf *f)
+{
+	uint32_t want = 0, used = 0;
+
+	if (f->bcast) {
+		for (uint32_t i = 0; i < s->nr_conns; i++)
+			want += deliverable(&s->conns[i]);
+		if (!want)
+			return;
+		atomic_fetch_add_explicit(&f->refs, want, memory_order_relaxed);
+		for (uint32_t i = 0; i < s->nr_conns && used < want; i++) {
+			if (!deliverable(&s->conns[i]))
+				continue;
+			used++;
+			eng_conn_queue(s, &s->conns[i], f);
+		}
+	} else {
+		const char *name = (const char *)f->data + f->name_off;
+		uint64_t hash = eng_chan_hash(name, f->name_len);
+		struct eng_chan *ch = eng_chan_find(&s->chans, name,
+						    f->name_len, hash);
+		struct eng_sub *sub, *next;
+
+		if (!ch || !ch->nsubs)
+			return;
+		want = ch->nsubs;
+		atomic_fetch_add_explicit(&f->refs, want, memory_order_relaxed);
+		/* @next first: a slow subscriber is unsubscribed in queue() */
+		for (sub = ch->subs; sub && used < want; sub = next) {
+			struct eng_conn *c = &s->conns[sub->slot];
+
+			next = sub->next;
+			if (!deliverable(c))
+				continue;
+			used++;
+			eng_conn_queue(s, c, f);
+		}
+	}
+	if (used < want)
+		atomic_fetch_sub_explicit(&f->refs, want - used,
+					  memory_order_relaxed);
+	ENG_STAT_ADD(s, delivered, used);
+}
+
+/* ---- sequencing on the owner ------------------------------------------- */
+
+static void finish(struct eng_shard *s, struct eng_pub *pub)
+{
+	struct eng_conn *c = &s->conns[pub->slot];
+
+	if (c->gen == pub->gen && eng_conn_alive(c)) {
+		if (c->kind == CONN_K_HTTP) {
+			c->flags &= ~CONN_F_WAIT;
+			eng_conn_http_done(s, c, pub->reply);
+			pub->reply = NULL;
+			eng_conn_resume(s, c);
+		} else {
+			eng_conn_queue(s, c, pub->reply);
+			pub->reply = NULL;
+		}
+	}
+	eng_buf_put(pub->reply);
+	eng_buf_put(pub->frame);
+	eng_free(pub);
+}
+
+static void sequence(struct eng_shard *s, struct eng_pub *pub)
+{
+	struct eng_buf *f = pub->frame;
+	unsigned nshards = s->eng->cfg.shards, i, reached = 0;
+
+	ENG_STAT_ADD(s, published, 1);
+	if (f->bcast) {
+		for (i = 0; i < nshards; i++) {
+			if (i == s->id)
+				continue;
+			eng_buf_get(f);
+			post(s, i, ENG_OP_DELIVER, f, 0);
+		}
+		deliver(s, f);
+		reached = nshards;
+	} else {
+		const char *name = (const char *)f->data + f->name_off;
+		uint64_t hash = eng_chan_hash(name, f->name_len);
+		struct eng_chan *ch = eng_chan_find(&s->chans, name,
+						    f->name_len, hash);
+
+		for (i = 0; ch && ch->shards && i < nshards; i++) {
+			if (!(ch->shards[i / 64] & (1ull << (i % 64))))
+				continue;
+			reached++;
+			if (i == s->id) {
+				deliver(s, f);
+				continue;
+			}
+			eng_buf_get(f);
+			post(s, i, ENG_OP_DELIVER, f, 0);
+		}
+	}
+	pub->shards = reached;
+	if (pub->from == s->id)
+		finish(s, pub);
+	else
+		post(s, pub->from, ENG_OP_PUB_ACK, pub, 0);
+}
+
+int eng_publish(struct eng_shard *s, struct eng_conn *c,
+		struct eng_buf *frame, struct eng_buf *reply)
+{
+	struct eng_pub *pub = eng_malloc(sizeof(*pub));
+	unsigned owner = 0;
+
+	if (!pub) {
+		eng_buf_put(frame);
+		eng_buf_put(reply);
+		return -ENOMEM;
+	}
+	if (!frame->bcast)
+		owner = owner_of(s, eng_chan_hash((const char *)frame->data +
+						  frame->name_off,
+						  frame->name_len));
+	pub->frame = frame;
+	pub->reply = reply;
+	pub->slot = eng_slot(s, c);
+	pub->gen = c->gen;
+	pub->from = (uint16_t)s->id;
+	pub->owner = (uint16_t)owner;
+	pub->shards = 0;
+	/* An HTTP publisher reads no further request until answered. */
+	if (c->kind == CONN_K_HTTP)
+		c->flags |= CONN_F_WAIT;
+	if (owner == s->id)
+		sequence(s, pub);
+	else
+		post(s, owner, ENG_OP_PUB, pub, 0);
+	return 0;
+}
+
+/* ---- interest ---------------------------------------------------------- */
+
+static void set_bit(struct eng_shard *s, struct eng_chan *ch, unsigned id,
+		    bool on)
+{
+	unsigned words = (s->eng->cfg.shards + 63) / 64;
+	uint64_t bit = 1ull << (id % 64);
+
+	if (!ch->shards) {
+		if (!on)
+			return;
+		ch->shards = eng_malloc(words * sizeof(uint64_t));
+		if (!ch->shards)
+			return;	/* counted below as a mailbox error */
+		memset(ch->shards, 0, words * sizeof(uint64_t));
+	}
+	if (on && !(ch->shards[id / 64] & bit)) {
+		ch->shards[id / 64] |= bit;
+		if (ch->nshards++ == 0)
+			ENG_STAT_ADD(s, chans_owned, 1);
+	} else if (!on && (ch->shards[id / 64] & bit)) {
+		ch->shards[id / 64] &= ~bit;
+		if (--ch->nshards == 0)
+			atomic_fetch_sub_explicit(&s->stats.chans_owned, 1,
+						  memory_order_relaxed);
+	}
+	if (!ch->nshards) {
+		eng_free(ch->shards);
+		ch->shards = NULL;
+	}
+}
+
+/* Releases the replies held for @ch: the owner now knows this shard. */
+static void release_waiters(struct eng_shard *s, struct eng_chan *ch)
+{
+	struct eng_wait *w = ch->waiters;
+
+	ch->waiters = NULL;
+	while (w) {
+		struct eng_wait *next = w->next;
+		struct eng_pend *pd = w->pend;
+
+		if (--pd->count == 0) {
+			struct eng_conn *c = &s->conns[pd->slot];
+
+			if (c->gen == pd->gen && eng_conn_alive(c)) {
+				eng_conn_queue(s, c, pd->reply);
+				pd->reply = NULL;
+			}
+			eng_buf_put(pd->reply);
+			eng_free(pd);
+		}
+		eng_free(w);
+		w = next;
+	}
+}
+
+/* Tells the owner whether this shard has subscribers of @ch. */
+static void interest(struct eng_shard *s, struct eng_chan *ch, bool add)
+{
+	unsigned owner = owner_of(s, ch->hash);
+	struct eng_interest *m;
+
+	if (owner == s->id) {
+		set_bit(s, ch, s->id, add);
+		ch->registered = add;
+		return;
+	}
+	m = eng_malloc(sizeof(*m));
+	if (!m) {
+		ENG_STAT_ADD(s, mbox_errors, 1);
+		return;
+	}
+	m->from = (uint16_t)s->id;
+	m->add = add;
+	m->len = (uint8_t)ch->len;
+	memcpy(m->name, ch->name, ch->len);
+	ch->pending = 1;
+	post(s, owner, ENG_OP_INTEREST, m, 0);
+}
+
+/* The local subscriber count of @ch changed: keep the owner in step. */
+static void sync_interest(struct eng_shard *s, struct eng_chan *ch)
+{
+	if (ch->pending)
+		return;		/* the ack handler calls us again */
+	if (ch->nsubs && !ch->registered)
+		interest(s, ch, true);
+	else if (!ch->nsubs && ch->registered)
+		interest(s, ch, false);
+	if (!ch->pending && ch->registered && ch->waiters)
+		release_waiters(s, ch);
+	eng_chan_maybe_free(&s->chans, ch);
+}
+
+static void on_interest(struct eng_shard *s, struct eng_interest *m)
+{
+	uint64_t hash = eng_chan_hash(m->name, m->len);
+	struct eng_chan *ch;
+
+	if (m->add)
+		ch = eng_chan_get(&s->chans, m->name, m->len, hash);
+	else
+		ch = eng_chan_find(&s->chans, m->name, m->len, hash);
+	if (ch) {
+		set_bit(s, ch, m->from, m->add);
+		eng_chan_maybe_free(&s->chans, ch);
+	} else if (m->add) {
+		ENG_STAT_ADD(s, mbox_errors, 1);	/* out of memory */
+	}
+	/* The mail goes back as the acknowledgement. */
+	post(s, m->from, ENG_OP_INTEREST_ACK, m, 0);
+}
+
+static void on_interest_ack(struct eng_shard *s, struct eng_interest *m)
+{
+	uint64_t hash = eng_chan_hash(m->name, m->len);
+	struct eng_chan *ch = eng_chan_find(&s->chans, m->name, m->len, hash);
+
+	if (ch) {
+		ch->pending = 0;
+		ch->registered = m->add;
+		sync_interest(s, ch);
+	}
+	eng_free(m);
+}
+
+/* ---- subscribe and unsubscribe ------------------------------------------ */
+
+int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
+		  const struct json_slice *names, unsigned n,
+		  struct eng_buf *reply)
+{
+	struct eng_pend *pd = NULL;
+	uint32_t slot = eng_slot(s, c);
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t hash = eng_chan_hash(names[i].p, names[i].len);
+		struct eng_chan *ch = eng_chan_get(&s->chans, names[i].p,
+						   names[i].len, hash);
+
+		if (!ch)
+			goto nomem;
+		if (eng_sub_find(c, ch))
+			continue;	/* subscribing twice is a no-op */
+		if (eng_sub_add(c, slot, ch) < 0) {
+			eng_chan_maybe_free(&s->chans, ch);
+			goto nomem;
+		}
+		ENG_STAT_ADD(s, subscriptions, 1);
+		if (ch->nsubs == 1)
+			ENG_STAT_ADD(s, channels, 1);
+		sync_interest(s, ch);
+		if (ch->registered && !ch->pending)
+			continue;
+		/* Hold the reply until the owner has registered us. */
+		if (!pd) {
+			pd = eng_malloc(sizeof(*pd));
+			if (!pd)
+				goto nomem;
+			pd->slot = slot;
+			pd->gen = c->gen;
+			pd->count = 1;	/* ours, dropped below */
+			pd->reply = reply;
+			reply = NULL;
+		}
+		{
+			struct eng_wait *w = eng_malloc(sizeof(*w));
+
+			if (!w)
+				goto nomem;
+			w->pend = pd;
+			w->next = ch->waiters;
+			ch->waiters = w;
+			pd->count++;
+		}
+	}
+	if (reply)
+		return eng_conn_queue(s, c, reply);
+	if (pd && --pd->count == 0) {	/* every owner answered already */
+		eng_conn_queue(s, c, pd->reply);
+		eng_free(pd);
+	}
+	return 0;
+nomem:
+	eng_buf_put(reply);
+	if (pd && --pd->count == 0) {
+		eng_buf_put(pd->reply);
+		eng_free(pd);
+	}
+	return -ENOMEM;
+}
+
+static void drop_sub(struct eng_shard *s, struct eng_conn *c,
+		     struct eng_sub *sub)
+{
+	struct eng_chan *ch = sub->chan;
+
+	eng_sub_del(c, sub);
+	atomic_fetch_sub_explicit(&s->stats.subscriptions, 1,
+				  memory_order_relaxed);
+	if (!ch->nsubs)
+		atomic_fetch_sub_explicit(&s->stats.channels, 1,
+					  memory_order_relaxed);
+	sync_interest(s, ch);
+}
+
+void eng_unsubscribe(struct eng_shard *s, struct eng_conn *c,
+		     const struct json_slice *names, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t hash = eng_chan_hash(names[i].p, names[i].len);
+		struct eng_chan *ch = eng_chan_find(&s->chans, names[i].p,
+						    names[i].len, hash);
+		struct eng_sub *sub = ch ? eng_sub_find(c, ch) : NULL;
+
+		if (sub)
+			drop_sub(s, c, sub);
+	}
+}
+
+void eng_unsubscribe_all(struct eng_shard *s, struct eng_conn *c)
+{
+	while (c->subs)
+		drop_sub(s, c, c->subs);
+}
+
+/* ---- mail -------------------------------------------------------------- */
+
+/* A post that failed: undo what it carried, and count it. */
+static void on_failed(struct eng_shard *s, unsigned op, void *ptr, int res)
+{
+	ENG_STAT_ADD(s, mbox_errors, 1);
+	fprintf(stderr, "ringcast: shard %u: mailbox post (op %u) failed: %s\n",
+		s->id, op, strerror(-res));
+	switch (op) {
+	case ENG_OP_DELIVER:
+		eng_buf_put(ptr);
+		break;
+	case ENG_OP_PUB: {
+		struct eng_pub *pub = ptr;
+		struct eng_conn *c = &s->conns[pub->slot];
+
+		/* Never sequenced: the publisher hears of it. */
+		if (c->gen == pub->gen && eng_conn_alive(c)) {
+			if (c->kind == CONN_K_HTTP)
+				eng_conn_http_reply(s, c, 503, NULL, NULL,
+						    NULL, 0);
+			else
+				eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		}
+		eng_buf_put(pub->reply);
+		eng_buf_put(pub->frame);
+		eng_free(pub);
+		break;
+	}
+	case ENG_OP_INTEREST:
+	case ENG_OP_INTEREST_ACK:
+	case ENG_OP_PUB_ACK:
+	default:
+		/* The owner or the publisher keeps stale state; counted. */
+		break;
+	}
+}
+
+void eng_pub_mail(struct eng_shard *s, struct io_uring_cqe *cqe)
+{
+	unsigned op = ring_ud_op(cqe->user_data);
+	void *ptr = ring_ud_to_ptr(cqe->user_data);
+
+	if (op & ENG_OP_FAILED) {
+		on_failed(s, op & ~ENG_OP_FAILED, ptr, cqe->res);
+		return;
+	}
+	switch (op) {
+	case ENG_OP_PUB:
+		sequence(s, ptr);
+		break;
+	case ENG_OP_PUB_ACK:
+		finish(s, ptr);
+		break;
+	case ENG_OP_DELIVER:
+		deliver(s, ptr);
+		eng_buf_put(ptr);	/* the owner's reference for us */
+		break;
+	case ENG_OP_INTEREST:
+		on_interest(s, ptr);
+		break;
+	case ENG_OP_INTEREST_ACK:
+		on_interest_ack(s, ptr);
+		break;
+	}
+}
+
+int eng_pub_init(struct eng_shard *s)
+{
+	size_t cap = s->eng->cfg.max_message + JSON_PADDING;
+
+	if (eng_chans_init(&s->chans) < 0)
+		return -ENOMEM;
+	s->json = json_parser_new(s->eng->cfg.max_message);
+	s->scratch = eng_malloc(cap);
+	if (!s->json || !s->scratch) {
+		eng_pub_exit(s);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void eng_pub_exit(struct eng_shard *s)
+{
+	json_parser_free(s->json);
+	s->json = NULL;
+	eng_free(s->scratch);
+	s->scratch = NULL;
+	if (s->chans.buckets)
+		eng_chans_exit(&s->chans);
+}

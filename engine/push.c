@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * push.c: the client protocol on /ws. Each text message is one JSON
+ * command, {"seq":S,"cmd":"NAME","data":{...}}, parsed with simdjson's
+ * ondemand API (proto/json_shim.cc) from a padded per-shard copy. Every
+ * command gets a reply carrying its seq; errors are 4xx replies and the
+ * connection stays open. docs/PROTOCOL.md is the reference.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "eng.h"
+
+/* Builds {"seq":S,"cmd":"NAME","code":C,"msg":"M"} as a text frame. */
+static struct eng_buf *reply_frame(const struct json_cmd *cmd, int code,
+				   const char *msg)
+{
+	size_t cap = 64 + cmd->seq.len + json_escape_max(cmd->cmd.len) +
+		     strlen(msg);
+	struct eng_buf *b = eng_buf_new(WS_MAX_SERVER_HDR + cap);
+	uint8_t hdr[WS_MAX_SERVER_HDR];
+	char *p, *start;
+	size_t h, n;
+
+	if (!b)
+		return NULL;
+	start = p = (char *)b->data + WS_MAX_SERVER_HDR;
+	*p++ = '{';
+	if (cmd->seq.len) {
+		/* seq is a number or a string token simdjson validated */
+		memcpy(p, "\"seq\":", 6);
+		p += 6;
+		memcpy(p, cmd->seq.p, cmd->seq.len);
+		p += cmd->seq.len;
+		*p++ = ',';
+	}
+	if (cmd->cmd.len) {
+		memcpy(p, "\"cmd\":", 6);
+		p += 6;
+		p += json_escape(p, cmd->cmd.p, cmd->cmd.len);
+		*p++ = ',';
+	}
+	p += sprintf(p, "\"code\":%d,\"msg\":\"%s\"}", code, msg);
+	n = (size_t)(p - start);
+	h = ws_write_header(hdr, WS_OP_TEXT, true, n);
+	b->start = (uint32_t)(WS_MAX_SERVER_HDR - h);
+	memcpy(b->data + b->start, hdr, h);
+	b->len = (uint32_t)(h + n);
+	return b;
+}
+
+static void reply(struct eng_shard *s, struct eng_conn *c,
+		  const struct json_cmd *cmd, int code, const char *msg)
+{
+	struct eng_buf *b = reply_frame(cmd, code, msg);
+
+	if (b)
+		eng_conn_queue(s, c, b);
+	else
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+}
+
+static bool cmd_is(const struct json_cmd *cmd, const char *name)
+{
+	size_t n = strlen(name);
+
+	return cmd->cmd.len == n && !memcmp(cmd->cmd.p, name, n);
+}
+
+/* Every name must be valid before any subscription changes. */
+static bool names_ok(const struct json_slice *names, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (!eng_chan_name_ok(names[i].p, names[i].len))
+			return false;
+	return true;
+}
+
+/* Subscriptions @names would add that @c does not have yet. */
+static unsigned new_subs(struct eng_shard *s, struct eng_conn *c,
+			 const struct json_slice *names, unsigned n)
+{
+	unsigned fresh = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t hash = eng_chan_hash(names[i].p, names[i].len);
+		struct eng_chan *ch = eng_chan_find(&s->chans, names[i].p,
+						    names[i].len, hash);
+		bool dup = false;
+
+		if (ch && eng_sub_find(c, ch))
+			continue;
+		/* A name listed twice in one command counts once. */
+		for (unsigned j = 0; j < i && !dup; j++)
+			dup = names[j].len == names[i].len &&
+			      !memcmp(names[j].p, names[i].p, names[i].len);
+		fresh += !dup;
+	}
+	return fresh;
+}
+
+static void subscribe(struct eng_shard *s, struct eng_conn *c,
+		      const struct json_cmd *cmd, const struct json_slice *names)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	struct eng_buf *ok;
+
+	if (!names_ok(names, cmd->nchannels)) {
+		reply(s, c, cmd, 400, "bad channel name");
+		return;
+	}
+	if (c->nsubs + new_subs(s, c, names, cmd->nchannels) > cfg->max_subs) {
+		reply(s, c, cmd, 413, "too many subscriptions");
+		return;
+	}
+	ok = reply_frame(cmd, 200, "ok");
+	if (!ok || eng_subscribe(s, c, names, cmd->nchannels, ok) < 0)
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+}
+
+static void publish(struct eng_shard *s, struct eng_conn *c,
+		    const struct json_cmd *cmd)
+{
+	struct eng_buf *frame, *ok;
+
+	if (!s->eng->cfg.client_publish) {
+		reply(s, c, cmd, 403, "publish not allowed");
+		return;
+	}
+	if (!eng_chan_name_ok(cmd->channel.p, cmd->channel.len)) {
+		reply(s, c, cmd, 400, "bad channel name");
+		return;
+	}
+	if (!cmd->data.len) {
+		reply(s, c, cmd, 400, "missing data");
+		return;
+	}
+	frame = eng_pub_frame(cmd->channel.p, cmd->channel.len,
+			      (const uint8_t *)cmd->data.p, cmd->data.len, true);
+	ok = reply_frame(cmd, 200, "ok");
+	if (!frame || !ok) {
+		eng_buf_put(frame);
+		eng_buf_put(ok);
+		reply(s, c, cmd, 503, "out of memory");
+		return;
+	}
+	if (eng_publish(s, c, frame, ok) < 0)
+		reply(s, c, cmd, 503, "out of memory");
+}
+
+void eng_push_message(struct eng_shard *s, struct eng_conn *c,
+		      const uint8_t *p, size_t len)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	struct json_slice names[ENG_MAX_CMD_CHANNELS];
+	unsigned max = cfg->max_subs < ENG_MAX_CMD_CHANNELS ?
+		       cfg->max_subs : ENG_MAX_CMD_CHANNELS;
+	struct json_cmd cmd;
+	int ret;
+
+	/* simdjson reads up to JSON_PADDING bytes past the end. */
+	memcpy(s->scratch, p, len);
+	memset(s->scratch + len, 0, JSON_PADDING);
+	memset(&cmd, 0, sizeof(cmd));
+	ret = json_cmd_parse(s->json, (const char *)s->scratch, len, &cmd,
+			     names, max);
+	if (ret == -E2BIG) {
+		memset(&cmd, 0, sizeof(cmd));
+		reply(s, c, &cmd, 413, "too large");
+		return;
+	}
+	if (ret < 0) {
+		memset(&cmd, 0, sizeof(cmd));
+		reply(s, c, &cmd, 400, "malformed command");
+		return;
+	}
+	if (cmd_is(&cmd, "subscribe")) {
+		subscribe(s, c, &cmd, names);
+	} else if (cmd_is(&cmd, "unsubscribe")) {
+		if (!names_ok(names, cmd.nchannels)) {
+			reply(s, c, &cmd, 400, "bad channel name");
+			return;
+		}
+		eng_unsubscribe(s, c, names, cmd.nchannels);
+		reply(s, c, &cmd, 200, "ok");
+	} else if (cmd_is(&cmd, "publish")) {
+		publish(s, c, &cmd);
+	} else if (cmd_is(&cmd, "heartbeat")) {
+		reply(s, c, &cmd, 200, "ok");
+	} else {
+		reply(s, c, &cmd, 400, "unknown command");
+	}
+}
