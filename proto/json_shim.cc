@@ -3,19 +3,44 @@
  * json_shim: the only C++ in ringcast, a thin extern "C" layer over
  * simdjson. Built with -fno-exceptions and SIMDJSON_EXCEPTIONS=0, so every
  * simdjson call returns an error_code; json_errno() is the one place those
- * become -errno for the C side. Today it exports UTF-8 validation; command
- * parsing with the ondemand API goes here too.
+ * become -errno for the C side. A command is parsed twice: the DOM parser
+ * validates the whole document (ondemand is lazy and would let malformed
+ * JSON inside a skipped member through), then one ondemand pass picks the
+ * members out, because only ondemand can hand back data.data's raw text.
+ * Commands are small; both parsers are sized once, in json_parser_new().
  */
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <utility>
 
 #include <simdjson.h>
 
 #include "json.h"
 
+namespace od = simdjson::ondemand;
+
+/* Callers pad by JSON_PADDING; simdjson must not want more. */
+static_assert(JSON_PADDING >= simdjson::SIMDJSON_PADDING,
+	      "JSON_PADDING is smaller than simdjson's padding");
+
+struct json_parser {
+	simdjson::dom::parser dom;	/* validates: json_valid, cmd pass 1 */
+	od::parser od;			/* extracts: cmd pass 2 */
+	char *vbuf;			/* json_valid's padded copy */
+	size_t max_doc;
+
+	explicit json_parser(size_t cap) noexcept
+		: dom(cap), od(cap), vbuf(nullptr), max_doc(0)
+	{
+	}
+};
+
 namespace {
 
-/* The one simdjson -> -errno mapping; unused until parsing lands. */
-[[maybe_unused]] int json_errno(simdjson::error_code e)
+/* The one simdjson -> -errno mapping. */
+int json_errno(simdjson::error_code e)
 {
 	switch (e) {
 	case simdjson::SUCCESS:
@@ -30,6 +55,213 @@ namespace {
 	}
 }
 
+void set_slice(struct json_slice *s, std::string_view v)
+{
+	s->p = v.data();
+	s->len = v.size();
+}
+
+/*
+ * raw_json_token() and object/array raw_json() run on to the start of the
+ * next token, so they carry the blanks after the value; drop them.
+ */
+std::string_view trim_blanks(std::string_view v)
+{
+	while (!v.empty() && (v.back() == ' ' || v.back() == '\t' ||
+			      v.back() == '\n' || v.back() == '\r'))
+		v.remove_suffix(1);
+	return v;
+}
+
+/*
+ * The raw text of any value. simdjson 3.0.1 has no value::raw_json(): a
+ * scalar is one token, and objects and arrays know their own span.
+ */
+int raw_value(od::value &v, struct json_slice *out)
+{
+	std::string_view raw;
+	simdjson::error_code e;
+	od::json_type t;
+	od::object o;
+	od::array a;
+
+	if ((e = v.type().get(t)))
+		return json_errno(e);
+	switch (t) {
+	case od::json_type::object:
+		if (!(e = v.get_object().get(o)))
+			e = o.raw_json().get(raw);
+		break;
+	case od::json_type::array:
+		if (!(e = v.get_array().get(a)))
+			e = a.raw_json().get(raw);
+		break;
+	default:
+		raw = v.raw_json_token();
+		break;
+	}
+	if (e)
+		return json_errno(e);
+	set_slice(out, trim_blanks(raw));
+	return 0;
+}
+
+int get_str(od::value &v, struct json_slice *out)
+{
+	std::string_view s;
+	simdjson::error_code e;
+
+	if ((e = v.get_string().get(s)))
+		return json_errno(e);
+	set_slice(out, s);
+	return 0;
+}
+
+int parse_channels(od::value &v, struct json_cmd *cmd,
+		   struct json_slice *chans, unsigned max_chans)
+{
+	simdjson::error_code e;
+	std::string_view s;
+	od::array a;
+
+	if ((e = v.get_array().get(a)))
+		return json_errno(e);
+	for (auto el : a) {
+		/* a wrong type is -EBADMSG even past max_chans */
+		if ((e = el.get_string().get(s)))
+			return json_errno(e);
+		if (cmd->nchannels == max_chans)
+			return -E2BIG;
+		set_slice(&chans[cmd->nchannels++], s);
+	}
+	return 0;
+}
+
+/* Bits for the members we read, to refuse duplicates. */
+enum {
+	SEEN_CMD	= 1 << 0,
+	SEEN_SEQ	= 1 << 1,
+	SEEN_DATA	= 1 << 2,
+	SEEN_CHANNELS	= 1 << 3,
+	SEEN_CHANNEL	= 1 << 4,
+	SEEN_DDATA	= 1 << 5,
+	SEEN_TOKEN	= 1 << 6,
+};
+
+/*
+ * Marks @bit in @seen; a member read twice is -EBADMSG, so that no other
+ * reader of the same bytes (first wins or last wins) can disagree with us.
+ */
+int see(unsigned *seen, unsigned bit)
+{
+	if (*seen & bit)
+		return -EBADMSG;
+	*seen |= bit;
+	return 0;
+}
+
+int parse_data(od::value &v, struct json_cmd *cmd, struct json_slice *chans,
+	       unsigned max_chans, unsigned *seen)
+{
+	simdjson::error_code e;
+	std::string_view key;
+	od::object obj;
+	od::field f;
+	int ret;
+
+	if ((e = v.get_object().get(obj)))
+		return json_errno(e);
+	for (auto r : obj) {
+		if ((e = std::move(r).get(f)) ||
+		    (e = f.unescaped_key().get(key)))
+			return json_errno(e);
+		if (key == "channels") {
+			ret = see(seen, SEEN_CHANNELS);
+			if (!ret)
+				ret = parse_channels(f.value(), cmd, chans,
+						     max_chans);
+		} else if (key == "channel") {
+			ret = see(seen, SEEN_CHANNEL);
+			if (!ret)
+				ret = get_str(f.value(), &cmd->channel);
+		} else if (key == "token") {
+			ret = see(seen, SEEN_TOKEN);
+			if (!ret)
+				ret = get_str(f.value(), &cmd->token);
+		} else if (key == "data") {
+			ret = see(seen, SEEN_DDATA);
+			if (!ret)
+				ret = raw_value(f.value(), &cmd->data);
+		} else {
+			continue;	/* ondemand skips it for us */
+		}
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int parse_seq(od::value &v, struct json_slice *out)
+{
+	simdjson::error_code e;
+	od::json_type t;
+
+	if ((e = v.type().get(t)))
+		return json_errno(e);
+	if (t != od::json_type::number && t != od::json_type::string)
+		return -EBADMSG;
+	set_slice(out, trim_blanks(v.raw_json_token()));
+	return 0;
+}
+
+int parse_cmd(json_parser *p, const char *buf, size_t len,
+	      struct json_cmd *cmd, struct json_slice *chans,
+	      unsigned max_chans)
+{
+	const uint8_t *u = reinterpret_cast<const uint8_t *>(buf);
+	simdjson::error_code e;
+	std::string_view key;
+	unsigned seen = 0;
+	od::document doc;
+	od::object top;
+	od::field f;
+	int ret;
+
+	/* pass 1: the whole document, strictly; the caller padded @buf */
+	if ((e = p->dom.parse(u, len, false).error()))
+		return json_errno(e);
+
+	/* pass 2: known members only; unknown ones were checked above */
+	if ((e = p->od.iterate(buf, len, len + JSON_PADDING).get(doc)) ||
+	    (e = doc.get_object().get(top)))
+		return json_errno(e);
+	for (auto r : top) {
+		if ((e = std::move(r).get(f)) ||
+		    (e = f.unescaped_key().get(key)))
+			return json_errno(e);
+		if (key == "cmd") {
+			ret = see(&seen, SEEN_CMD);
+			if (!ret)
+				ret = get_str(f.value(), &cmd->cmd);
+		} else if (key == "seq") {
+			ret = see(&seen, SEEN_SEQ);
+			if (!ret)
+				ret = parse_seq(f.value(), &cmd->seq);
+		} else if (key == "data") {
+			ret = see(&seen, SEEN_DATA);
+			if (!ret)
+				ret = parse_data(f.value(), cmd, chans,
+						 max_chans, &seen);
+		} else {
+			continue;
+		}
+		if (ret)
+			return ret;
+	}
+	/* "" is a present cmd with len 0: test the bit, not the length */
+	return (seen & SEEN_CMD) ? 0 : -EBADMSG;
+}
+
 }	/* namespace */
 
 extern "C" bool json_utf8_valid(const void *p, size_t n)
@@ -38,4 +270,117 @@ extern "C" bool json_utf8_valid(const void *p, size_t n)
 	if (!n)
 		return true;
 	return simdjson::validate_utf8(static_cast<const char *>(p), n);
+}
+
+extern "C" struct json_parser *json_parser_new(size_t max_doc)
+{
+	/*
+	 * The DOM parser refuses capacities under 32 bytes (its
+	 * MINIMAL_DOCUMENT_CAPACITY); size both for at least that and
+	 * enforce @max_doc ourselves.
+	 */
+	size_t cap = max_doc < 32 ? 32 : max_doc;
+	json_parser *p;
+
+	if (max_doc > simdjson::SIMDJSON_MAXSIZE_BYTES)
+		return nullptr;
+	p = new (std::nothrow) json_parser(cap);
+	if (!p)
+		return nullptr;
+	p->max_doc = max_doc;
+	p->vbuf = static_cast<char *>(std::malloc(cap + JSON_PADDING));
+	/*
+	 * Allocate everything now, not on the first parse. dom.allocate()
+	 * sizes only the parser; the document (tape and strings) would
+	 * otherwise grow by each larger input on the hot path.
+	 */
+	if (!p->vbuf || p->dom.allocate(cap) || p->dom.doc.allocate(cap) ||
+	    p->od.allocate(cap)) {
+		json_parser_free(p);
+		return nullptr;
+	}
+	/* keep the bytes past any input defined, for sanitizers' sake */
+	std::memset(p->vbuf, ' ', cap + JSON_PADDING);
+	return p;
+}
+
+extern "C" void json_parser_free(struct json_parser *p)
+{
+	if (!p)
+		return;
+	std::free(p->vbuf);
+	delete p;
+}
+
+extern "C" int json_cmd_parse(struct json_parser *p, const char *buf,
+			      size_t len, struct json_cmd *cmd,
+			      struct json_slice *chans, unsigned max_chans)
+{
+	std::memset(cmd, 0, sizeof(*cmd));
+	if (len > p->max_doc)
+		return -E2BIG;
+	return parse_cmd(p, buf, len, cmd, chans, max_chans);
+}
+
+extern "C" bool json_valid(struct json_parser *p, const char *buf,
+			   size_t len)
+{
+	const uint8_t *u = reinterpret_cast<const uint8_t *>(p->vbuf);
+
+	if (len > p->max_doc)
+		return false;
+	/*
+	 * We cannot know what follows @buf, so it always goes through our
+	 * padded copy; simdjson's own realloc_if_needed would do the same
+	 * copy, into a buffer it might have to malloc.
+	 */
+	std::memcpy(p->vbuf, buf, len);
+	return !p->dom.parse(u, len, false).error();
+}
+
+extern "C" size_t json_escape(char *out, const char *in, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *o = out;
+	size_t i;
+
+	*o++ = '"';
+	for (i = 0; i < len; i++) {
+		unsigned char c = static_cast<unsigned char>(in[i]);
+
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*o++ = static_cast<char>(c);	/* UTF-8 passes as is */
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"':
+		case '\\':
+			*o++ = static_cast<char>(c);
+			break;
+		case '\b':
+			*o++ = 'b';
+			break;
+		case '\f':
+			*o++ = 'f';
+			break;
+		case '\n':
+			*o++ = 'n';
+			break;
+		case '\r':
+			*o++ = 'r';
+			break;
+		case '\t':
+			*o++ = 't';
+			break;
+		default:
+			std::memcpy(o, "u00", 3);
+			o[3] = hex[c >> 4];
+			o[4] = hex[c & 15];
+			o += 5;
+			break;
+		}
+	}
+	*o++ = '"';
+	return static_cast<size_t>(o - out);
 }
