@@ -27,6 +27,7 @@ struct arena {
 	_Atomic size_t bump;			/* bytes handed to classes */
 	_Atomic uint64_t head[ARENA_CLASSES];	/* tag:32 | (unit + 1):32 */
 	atomic_uint_fast64_t fallbacks;		/* frames that went to the heap */
+	atomic_int_fast64_t live;		/* push frames not yet freed */
 };
 
 static struct arena arena;	/* one per process, shared by all shards */
@@ -69,6 +70,11 @@ bool eng_arena_owns(const void *p)
 	const uint8_t *b = p;
 
 	return arena.base && b >= arena.base && b < arena.base + arena.size;
+}
+
+uint64_t eng_frames_live(void)
+{
+	return (uint64_t)atomic_load_explicit(&arena.live, memory_order_relaxed);
 }
 
 uint64_t eng_arena_fallbacks(void)
@@ -151,6 +157,10 @@ static void *bump(size_t bytes)
 	return arena.base + old;
 }
 
+/*
+ * A push frame of @cap bytes: from the arena, or from the heap when the
+ * arena is full. Either way it is counted live until its last put.
+ */
 struct eng_buf *eng_arena_buf(size_t cap)
 {
 	size_t bytes = sizeof(struct eng_buf) + cap;
@@ -165,17 +175,28 @@ struct eng_buf *eng_arena_buf(size_t cap)
 	if (!b) {
 		atomic_fetch_add_explicit(&arena.fallbacks, 1,
 					  memory_order_relaxed);
-		return eng_buf_new(cap);
+		b = eng_buf_new(cap);
+		if (!b)
+			return NULL;
+	} else {
+		memset(b, 0, sizeof(*b));
+		atomic_init(&b->refs, 1);
+		b->kind = ENG_BUF_ARENA;
+		b->cls = (uint8_t)cls;
+		b->cap = (uint32_t)(((size_t)1 << (cls + ARENA_MIN_SHIFT)) -
+				    sizeof(*b));
 	}
-	memset(b, 0, sizeof(*b));
-	atomic_init(&b->refs, 1);
-	b->kind = ENG_BUF_ARENA;
-	b->cls = (uint8_t)cls;
-	b->cap = (uint32_t)(((size_t)1 << (cls + ARENA_MIN_SHIFT)) - sizeof(*b));
+	b->flags = ENG_BUF_F_FRAME;
+	atomic_fetch_add_explicit(&arena.live, 1, memory_order_relaxed);
 	return b;
 }
 
 void eng_arena_free(struct eng_buf *b)
 {
-	push(b->cls, b);
+	if (b->flags & ENG_BUF_F_FRAME)
+		atomic_fetch_sub_explicit(&arena.live, 1, memory_order_relaxed);
+	if (b->kind == ENG_BUF_ARENA)
+		push(b->cls, b);
+	else
+		eng_free(b);
 }

@@ -68,7 +68,7 @@ void eng_buf_put(struct eng_buf *b)
 	/* acq_rel: the freeing thread must see every writer's stores */
 	if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	if (b->kind == ENG_BUF_ARENA)
+	if (b->kind == ENG_BUF_ARENA || (b->flags & ENG_BUF_F_FRAME))
 		eng_arena_free(b);
 	else
 		eng_free(b);

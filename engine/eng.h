@@ -79,6 +79,9 @@ enum {
 
 enum { ENG_BUF_HEAP = 0, ENG_BUF_ARENA };
 
+#define ENG_BUF_F_FRAME		(1u << 0)	/* a push frame: counted live */
+#define ENG_BUF_F_BCAST		(1u << 1)	/* for every /ws connection */
+
 /*
  * A send buffer: refcounted bytes on the wire as they are. A push frame
  * is one of these in the shared arena (arena.c), referenced by every
@@ -91,7 +94,7 @@ struct eng_buf {
 	uint32_t cap;		/* bytes usable in data[] */
 	uint8_t kind;		/* ENG_BUF_HEAP or ENG_BUF_ARENA */
 	uint8_t cls;		/* arena size class */
-	uint8_t bcast;		/* push frame for every /ws connection */
+	uint8_t flags;		/* ENG_BUF_F_* */
 	uint8_t name_len;	/* push frame: channel name at name_off */
 	uint32_t name_off;
 	uint8_t data[];
@@ -370,6 +373,7 @@ bool eng_arena_owns(const void *p);
 struct eng_buf *eng_arena_buf(size_t cap);
 void eng_arena_free(struct eng_buf *b);
 uint64_t eng_arena_fallbacks(void);
+uint64_t eng_frames_live(void);
 size_t eng_arena_used(void);
 
 /* timer.c: a timing wheel of ENG_TICK_MS ticks over connection slots. */

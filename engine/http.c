@@ -191,8 +191,10 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 	n = (size_t)snprintf(out, cap, "{\"total\":");
 	n += stats_obj(out + n, cap - n, e, -1);
 	n += (size_t)snprintf(out + n, cap - n,
-			      ",\"arena_bytes\":%zu,\"arena_fallbacks\":%llu,"
-			      "\"shards\":[", eng_arena_used(),
+			      ",\"frames_live\":%llu,\"arena_bytes\":%zu,"
+			      "\"arena_fallbacks\":%llu,\"shards\":[",
+			      (unsigned long long)eng_frames_live(),
+			      eng_arena_used(),
 			      (unsigned long long)eng_arena_fallbacks());
 	for (unsigned i = 0; i < e->cfg.shards && n < cap; i++) {
 		if (i)

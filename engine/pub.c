@@ -107,7 +107,7 @@ struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
 	} else {
 		memcpy(p, bcast_head, sizeof(bcast_head) - 1);
 		p += sizeof(bcast_head) - 1;
-		b->bcast = 1;
+		b->flags |= ENG_BUF_F_BCAST;
 	}
 	if (json) {
 		memcpy(p, payload, plen);
@@ -146,7 +146,7 @@ static void deliver(struct eng_shard *s, struct eng_buf *f)
 {
 	uint32_t want = 0, used = 0;
 
-	if (f->bcast) {
+	if ((f->flags & ENG_BUF_F_BCAST)) {
 		for (uint32_t i = 0; i < s->nr_conns; i++)
 			want += deliverable(&s->conns[i]);
 		if (!want)
@@ -214,7 +214,7 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 	unsigned nshards = s->eng->cfg.shards, i, reached = 0;
 
 	ENG_STAT_ADD(s, published, 1);
-	if (f->bcast) {
+	if ((f->flags & ENG_BUF_F_BCAST)) {
 		for (i = 0; i < nshards; i++) {
 			if (i == s->id)
 				continue;
@@ -259,7 +259,7 @@ int eng_publish(struct eng_shard *s, struct eng_conn *c,
 		eng_buf_put(reply);
 		return -ENOMEM;
 	}
-	if (!frame->bcast)
+	if (!(frame->flags & ENG_BUF_F_BCAST))
 		owner = owner_of(s, eng_chan_hash((const char *)frame->data +
 						  frame->name_off,
 						  frame->name_len));
