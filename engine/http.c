@@ -94,8 +94,10 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	if (!authorized(&s->eng->cfg, req)) {
+		static const char bad[] = "{\"error\":\"bad api key\"}\n";
+
 		eng_conn_http_reply(s, c, 401, "WWW-Authenticate: Bearer\r\n",
-				    json_type, "{\"error\":\"bad api key\"}\n", 24);
+				    json_type, bad, sizeof(bad) - 1);
 		return;
 	}
 	if (has_prefix(path, "/publish/")) {

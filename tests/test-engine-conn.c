@@ -17,6 +17,10 @@ int main(void)
 	       sizeof(struct eng_rx));
 	printf("sizeof(struct eng_sq) = %zu (per queued frame)\n",
 	       sizeof(struct eng_sq));
+	printf("sizeof(struct eng_sub) = %zu (per subscription)\n",
+	       sizeof(struct eng_sub));
+	printf("sizeof(struct eng_chan) = %zu + name (per channel and shard)\n",
+	       sizeof(struct eng_chan));
 	if (sizeof(struct eng_conn) > ENG_CONN_BUDGET) {
 		fprintf(stderr, "struct eng_conn is over budget\n");
 		return T_EXIT_FAIL;
