@@ -65,6 +65,11 @@ struct json_cmd {
  * -E2BIG when "channels" has more than @max_chans entries or the document
  * exceeds the parser's @max_doc. Slices point into @buf or into @p and
  * are valid until the next call with @p.
+ *
+ * Also -EBADMSG: any member above appearing twice (so no other reader can
+ * pick a different one), and numbers simdjson cannot hold (integers
+ * outside [-2^63, 2^64), magnitudes past a double), even though JSON
+ * allows them. Nesting deeper than 1024 is -E2BIG.
  */
 int json_cmd_parse(struct json_parser *p, const char *buf, size_t len,
 		   struct json_cmd *cmd, struct json_slice *chans,
@@ -73,7 +78,8 @@ int json_cmd_parse(struct json_parser *p, const char *buf, size_t len,
 /*
  * True when @buf[0..@len) is exactly one valid JSON value (surrounding
  * whitespace allowed). @buf needs no padding: the parser copies when it
- * must.
+ * must. False above the parser's @max_doc, and for the numbers and
+ * nesting json_cmd_parse() refuses.
  */
 bool json_valid(struct json_parser *p, const char *buf, size_t len);
 
