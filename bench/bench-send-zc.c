@@ -33,13 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Newer than the liburing 2.3 headers; the kernel has both since 6.2. */
-#ifndef IORING_SEND_ZC_REPORT_USAGE
-#define IORING_SEND_ZC_REPORT_USAGE	(1U << 3)
-#endif
-#ifndef IORING_NOTIF_USAGE_ZC_COPIED
-#define IORING_NOTIF_USAGE_ZC_COPIED	(1U << 31)
-#endif
+#include "ring.h"	/* liburing, and flags newer than its 2.3 headers */
 
 #define BENCH_MAX_SIZES		32
 #define BENCH_MAX_SIZE		(16U << 20)	/* registered: counts as locked memory */

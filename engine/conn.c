@@ -186,7 +186,7 @@ static void flush(struct eng_shard *s, struct eng_conn *c)
 		io_uring_prep_send_zc_fixed(sqe, (int)zc->slot,
 					    b->data + b->start + c->sent,
 					    b->len - c->sent, MSG_NOSIGNAL,
-					    ENG_ZC_REPORT_USAGE, 0);
+					    IORING_SEND_ZC_REPORT_USAGE, 0);
 		io_uring_sqe_set_data64(sqe, ring_ud_ptr(ENG_OP_SEND_ZC, zc));
 		ENG_STAT_ADD(s, zc_sends, 1);
 	} else {
@@ -325,7 +325,7 @@ void eng_conn_on_send_zc(struct eng_shard *s, struct io_uring_cqe *cqe)
 
 	if (cqe->flags & IORING_CQE_F_NOTIF) {
 		/* The kernel is done with the pages: drop its reference. */
-		if ((uint32_t)cqe->res & ENG_NOTIF_COPIED)
+		if ((uint32_t)cqe->res & IORING_NOTIF_USAGE_ZC_COPIED)
 			ENG_STAT_ADD(s, zc_copied, 1);
 		eng_buf_put(zc->buf);
 		eng_free(zc);

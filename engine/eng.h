@@ -303,15 +303,6 @@ struct eng_zc {
 	uint32_t slot, gen;
 };
 
-/* liburing 2.3's headers predate these (kernel 6.2). */
-#ifndef IORING_SEND_ZC_REPORT_USAGE
-#define IORING_SEND_ZC_REPORT_USAGE	(1U << 3)
-#endif
-#ifndef IORING_NOTIF_USAGE_ZC_COPIED
-#define IORING_NOTIF_USAGE_ZC_COPIED	(1U << 31)
-#endif
-#define ENG_ZC_REPORT_USAGE	IORING_SEND_ZC_REPORT_USAGE
-#define ENG_NOTIF_COPIED	IORING_NOTIF_USAGE_ZC_COPIED
 void eng_conn_on_recv(struct eng_shard *s, struct io_uring_cqe *cqe);
 void eng_conn_on_send(struct eng_shard *s, struct io_uring_cqe *cqe);
 void eng_conn_on_close(struct eng_shard *s, struct io_uring_cqe *cqe);

@@ -13,6 +13,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Newer than the liburing 2.3 headers; the kernel has both since 6.2. */
+#ifndef IORING_SEND_ZC_REPORT_USAGE
+#define IORING_SEND_ZC_REPORT_USAGE	(1U << 3)
+#endif
+#ifndef IORING_NOTIF_USAGE_ZC_COPIED
+#define IORING_NOTIF_USAGE_ZC_COPIED	(1U << 31)
+#endif
+
 /* Bits of ring_init()'s @flags. */
 #define RING_F_SINGLE	(1u << 0)	/* one thread submits: try DEFER_TASKRUN */
 
