@@ -239,13 +239,17 @@ err_ring:
 	return ret;
 }
 
+/*
+ * Frees what the shard owns but its ring: other shards may still post
+ * mail to it until they stop too, so main closes every ring after all
+ * shards have joined (eng_shards_exit_rings).
+ */
 static void shard_exit(struct eng_shard *s)
 {
 	eng_pub_exit(s);
 	eng_free(s->rearm);
 	munmap(s->conns, (size_t)s->nr_conns * sizeof(struct eng_conn));
 	ring_bufs_exit(&s->ring, &s->rbufs);
-	ring_exit(&s->ring);
 	close(s->listen_fd);
 	s->listen_fd = -1;
 }

@@ -524,6 +524,9 @@ stop:
 	}
 	for (i = 0; i < started; i++)
 		pthread_join(e.shards[i].thread, NULL);
+	for (i = 0; i < e.cfg.shards; i++)
+		if (e.shards[i].up)
+			ring_exit(&e.shards[i].ring);
 	free(e.shards);
 	eng_arena_exit();
 	if (!status)
