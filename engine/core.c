@@ -148,6 +148,8 @@ static void dispatch(struct eng_shard *s, struct io_uring_cqe *cqe)
 	case ENG_OP_DELIVER:
 	case ENG_OP_INTEREST:
 	case ENG_OP_INTEREST_ACK:
+	case ENG_OP_R_SUB_ACK:
+	case ENG_OP_R_PUB_ACK:
 		eng_pub_mail(s, cqe);
 		break;
 	case ENG_OP_STOP:

@@ -48,6 +48,12 @@ struct eng_cfg {
 	size_t arena_size;		/* shared frame arena, bytes */
 	uint32_t zc_threshold;		/* frames this size and up: send_zc */
 	char api_key[256];		/* "" = publishing needs no key */
+	char redis_host[256];		/* "" = no Redis: embedded broker */
+	uint16_t redis_port;
+	unsigned redis_db;
+	char redis_user[128];
+	char redis_password[256];
+	char redis_prefix[64];		/* default "ringcast:" */
 };
 
 /* Connection states. */
@@ -180,8 +186,43 @@ struct eng_chan {
 	struct eng_wait *waiters;	/* replies held until registered */
 	uint8_t pending;		/* interest sent to owner, no ack yet */
 	uint8_t registered;		/* owner knows this shard has subs */
+	uint8_t rstate;			/* owner, Redis: ENG_R_* */
+	uint8_t local_rack;		/* owner: own ack awaits Redis */
+	struct eng_interest *racks;	/* owner: acks awaiting Redis */
 	uint16_t len;
 	char name[];
+};
+
+/* Owner's view of the channel's Redis subscription. */
+enum { ENG_R_NONE = 0, ENG_R_PENDING, ENG_R_CONFIRMED };
+
+/* Interest mail: shard @from has (add) or no longer has subscribers. */
+struct eng_interest {
+	struct eng_interest *next;	/* owner: in racks */
+	uint16_t from;
+	uint8_t add;
+	uint8_t len;
+	char name[ENG_CHAN_MAX];
+};
+
+/* Mail owner -> Redis bridge (subscribe or not) and back (confirmed). */
+struct eng_rsub {
+	uint16_t from;			/* the owner shard */
+	uint8_t add;
+	uint16_t len;
+	char name[];			/* the Redis channel name */
+};
+
+/* A publish that goes through Redis: shard -> bridge -> shard. */
+struct eng_rpub {
+	struct eng_rpub *next;		/* bridge: awaiting PUBLISH's reply */
+	uint16_t from;			/* the publishing shard */
+	uint8_t kind;			/* CONN_K_HTTP or CONN_K_PUSH */
+	uint32_t slot, gen;		/* the publishing connection */
+	long long result;		/* receivers, or -errno */
+	struct eng_buf *ok, *err;	/* /ws: the replies, prebuilt */
+	size_t nlen, plen;
+	char data[];			/* Redis channel name, then payload */
 };
 
 struct eng_chans {
@@ -245,8 +286,11 @@ struct eng_shard {
 	pthread_t thread;
 };
 
+struct eng_redis;
+
 struct eng {
 	struct eng_cfg cfg;
+	struct eng_redis *redis;	/* NULL without --redis */
 	struct eng_shard *shards;	/* cfg.shards of them */
 	atomic_uint_fast64_t nconns;	/* all shards, for --max-conns */
 	pthread_mutex_t lock;		/* start-up handshake only */
@@ -271,6 +315,13 @@ enum {
 	ENG_OP_DELIVER,		/* mailbox: push frame (struct eng_buf) */
 	ENG_OP_INTEREST,	/* mailbox: struct eng_interest to owner */
 	ENG_OP_INTEREST_ACK,	/* mailbox: ... and back */
+	ENG_OP_R_CONNECT,	/* bridge: its own connect, recv, send */
+	ENG_OP_R_RECV,
+	ENG_OP_R_SEND,
+	ENG_OP_R_SUBSCRIBE,	/* mailbox: struct eng_rsub to the bridge */
+	ENG_OP_R_SUB_ACK,	/* mailbox: ... back to the owner, confirmed */
+	ENG_OP_R_PUBLISH,	/* mailbox: struct eng_rpub to the bridge */
+	ENG_OP_R_PUB_ACK,	/* mailbox: ... back, with PUBLISH's count */
 	ENG_OP_FAILED = 0x80,	/* or-ed into a failed post's own CQE */
 };
 
@@ -339,6 +390,19 @@ void eng_unsubscribe_all(struct eng_shard *s, struct eng_conn *c);
 void eng_pub_mail(struct eng_shard *s, struct io_uring_cqe *cqe);
 int eng_pub_init(struct eng_shard *s);
 void eng_pub_exit(struct eng_shard *s);
+
+/* redis.c: the Redis bridge thread. */
+int eng_redis_init(struct eng *e);
+int eng_redis_run(struct eng *e);
+void eng_redis_stop(struct eng *e, struct ring *from);
+void eng_redis_free(struct eng *e);
+int eng_redis_fd(const struct eng *e);
+bool eng_redis_healthy(struct eng_redis *r, char *why, size_t len);
+size_t eng_redis_stats(struct eng_redis *r, char *out, size_t cap);
+void eng_pub_inject(struct eng *e, struct ring *from, struct eng_buf *frame);
+int eng_redis_publish(struct eng_shard *s, struct eng_conn *c,
+		      const char *chan, size_t clen, const void *payload,
+		      size_t plen, struct eng_buf *ok, struct eng_buf *err);
 
 /* chan.c */
 void eng_chan_global_init(void);

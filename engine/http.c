@@ -115,6 +115,13 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 			   "nor UTF-8 text\"}\n");
 		return;
 	}
+	if (s->eng->redis) {
+		/* Every node, this one included, gets it back from Redis. */
+		if (eng_redis_publish(s, c, chan, clen, body, len, NULL,
+				      NULL) < 0)
+			reply(s, c, 503, NULL);
+		return;
+	}
 	frame = eng_pub_frame(chan, clen, body, len, json);
 	resp = eng_buf_new(256);
 	if (!frame || !resp) {
@@ -180,6 +187,21 @@ static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
 		v[10], v[11], v[12], v[13], v[14], v[15]);
 }
 
+/* 200 "ok", or 503 and the reason while Redis is unreachable. */
+static void healthz(struct eng_shard *s, struct eng_conn *c)
+{
+	char why[512], body[600];
+	int n;
+
+	if (!s->eng->redis ||
+	    eng_redis_healthy(s->eng->redis, why, sizeof(why))) {
+		eng_conn_http_reply(s, c, 200, NULL, NULL, "ok\n", 3);
+		return;
+	}
+	n = snprintf(body, sizeof(body), "%s\n", why);
+	eng_conn_http_reply(s, c, 503, NULL, NULL, body, (size_t)n);
+}
+
 static void stats(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng *e = s->eng;
@@ -192,6 +214,10 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 	}
 	n = (size_t)snprintf(out, cap, "{\"total\":");
 	n += stats_obj(out + n, cap - n, e, -1);
+	if (e->redis) {
+		n += (size_t)snprintf(out + n, cap - n, ",\"redis\":");
+		n += eng_redis_stats(e->redis, out + n, cap - n);
+	}
 	n += (size_t)snprintf(out + n, cap - n,
 			      ",\"frames_live\":%llu,\"arena_bytes\":%zu,"
 			      "\"arena_fallbacks\":%llu,\"shards\":[",
@@ -258,7 +284,7 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 		if (!str_is(&req.method, "GET"))
 			reply(s, c, 405, "Allow: GET\r\n");
 		else if (req.path.len == 8)
-			eng_conn_http_reply(s, c, 200, NULL, NULL, "ok\n", 3);
+			healthz(s, c);
 		else
 			stats(s, c);
 	} else {

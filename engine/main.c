@@ -47,6 +47,11 @@ static const char usage[] =
 "                           closed with 1008 as a slow consumer (default 4M)\n"
 "  --arena-size SIZE        shared frame arena for published messages\n"
 "                           (default 64M; frames beyond it use the heap)\n"
+"  --redis URL              share messages with other nodes through Redis:\n"
+"                           redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]\n"
+"                           (default: none, the embedded broker alone)\n"
+"  --redis-prefix PREFIX    Redis channel names start with it (default\n"
+"                           ringcast:): PREFIXch:NAME, PREFIXall\n"
 "  --zc-threshold SIZE      send frames this large with send_zc from the\n"
 "                           registered arena; 0 never (default 0: on\n"
 "                           loopback send_zc never won, see\n"
@@ -156,6 +161,58 @@ static int parse_listen(const char *s, struct eng_cfg *cfg)
 	return 0;
 }
 
+/* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] */
+static int parse_redis(const char *url, struct eng_cfg *cfg)
+{
+	const char *p, *at, *slash, *colon, *end;
+	uint64_t v;
+	char num[24];
+
+	if (strncmp(url, "redis://", 8))
+		return -EINVAL;
+	p = url + 8;
+	end = p + strlen(p);
+	slash = strchr(p, '/');
+	if (!slash)
+		slash = end;
+	at = memchr(p, '@', (size_t)(slash - p));
+	if (at) {
+		const char *sep = memchr(p, ':', (size_t)(at - p));
+
+		if (!sep || (size_t)(sep - p) >= sizeof(cfg->redis_user) ||
+		    (size_t)(at - sep - 1) >= sizeof(cfg->redis_password))
+			return -EINVAL;
+		memcpy(cfg->redis_user, p, (size_t)(sep - p));
+		cfg->redis_user[sep - p] = '\0';
+		memcpy(cfg->redis_password, sep + 1, (size_t)(at - sep - 1));
+		cfg->redis_password[at - sep - 1] = '\0';
+		p = at + 1;
+	}
+	colon = memchr(p, ':', (size_t)(slash - p));
+	cfg->redis_port = 6379;
+	if (colon) {
+		if ((size_t)(slash - colon - 1) >= sizeof(num))
+			return -EINVAL;
+		memcpy(num, colon + 1, (size_t)(slash - colon - 1));
+		num[slash - colon - 1] = '\0';
+		if (parse_u64(num, &v) < 0 || !v || v > 65535)
+			return -EINVAL;
+		cfg->redis_port = (uint16_t)v;
+	} else {
+		colon = slash;
+	}
+	if (colon == p || (size_t)(colon - p) >= sizeof(cfg->redis_host))
+		return -EINVAL;
+	memcpy(cfg->redis_host, p, (size_t)(colon - p));
+	cfg->redis_host[colon - p] = '\0';
+	if (slash != end && slash[1]) {
+		if (parse_u64(slash + 1, &v) < 0 || v > 1000000)
+			return -EINVAL;
+		cfg->redis_db = (unsigned)v;
+	}
+	return 0;
+}
+
 static void bad_value(const char *opt, const char *val)
 {
 	fprintf(stderr, "ringcast: invalid value for --%s: '%s' (see --help)\n",
@@ -167,7 +224,7 @@ enum {
 	OPT_LISTEN = 256, OPT_SHARDS, OPT_MAX_CONNS, OPT_MAX_MESSAGE, OPT_ECHO,
 	OPT_PING, OPT_IDLE, OPT_HANDSHAKE, OPT_RECV_BUFS, OPT_RECV_BUF_SIZE,
 	OPT_API_KEY, OPT_CLIENT_PUBLISH, OPT_MAX_SUBS, OPT_MAX_PENDING,
-	OPT_ARENA, OPT_ZC,
+	OPT_ARENA, OPT_ZC, OPT_REDIS, OPT_REDIS_PREFIX,
 };
 
 static const struct option options[] = {
@@ -187,6 +244,8 @@ static const struct option options[] = {
 	{ "max-pending-bytes",	required_argument, NULL, OPT_MAX_PENDING },
 	{ "arena-size",		required_argument, NULL, OPT_ARENA },
 	{ "zc-threshold",	required_argument, NULL, OPT_ZC },
+	{ "redis",		required_argument, NULL, OPT_REDIS },
+	{ "redis-prefix",	required_argument, NULL, OPT_REDIS_PREFIX },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -280,6 +339,18 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			if (parse_size(optarg, &v) < 0 || v > UINT32_MAX)
 				bad_value("zc-threshold", optarg);
 			cfg->zc_threshold = v ? (uint32_t)v : UINT32_MAX;
+			break;
+		case OPT_REDIS:
+			if (parse_redis(optarg, cfg) < 0)
+				bad_value("redis (redis://[[USER]:PASSWORD@]HOST"
+					  "[:PORT][/DB])", optarg);
+			break;
+		case OPT_REDIS_PREFIX:
+			if (strlen(optarg) >= sizeof(cfg->redis_prefix) ||
+			    !eng_chan_name_ok(optarg, strlen(optarg)))
+				bad_value("redis-prefix (up to 63 channel-name "
+					  "characters)", optarg);
+			strcpy(cfg->redis_prefix, optarg);
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -383,27 +454,24 @@ static unsigned online_cpus(void)
 }
 
 /* Tells every shard to stop, through a ring of main's own. */
-static int post_stop(struct eng *e)
+static int post_stop(struct eng *e, struct ring *r)
 {
-	struct ring r;
 	unsigned i;
 	int ret;
 
-	ret = ring_init(&r, 64, 0, 0);
-	if (ret < 0)
-		return ret;
 	for (i = 0; i < e->cfg.shards; i++)
 		if (e->shards[i].up)
-			ring_mbox_post(&r, ring_fd(&e->shards[i].ring),
+			ring_mbox_post(r, ring_fd(&e->shards[i].ring),
 				       ring_ud(ENG_OP_STOP, 0, 0), 0,
 				       ring_ud(ENG_OP_MBOX_ERR, 0, 0));
-	ret = io_uring_submit(&r.uring);
-	ring_exit(&r);
+	ret = io_uring_submit(&r->uring);
 	return ret < 0 ? ret : 0;
 }
 
 int main(int argc, char **argv)
 {
+	char broker[320] = "embedded broker";
+	struct ring ctl;
 	struct eng e;
 	sigset_t sigs;
 	unsigned i, started = 0, per_ring;
@@ -425,6 +493,7 @@ int main(int argc, char **argv)
 	e.cfg.max_pending = 4u << 20;
 	e.cfg.arena_size = (size_t)64 << 20;
 	e.cfg.zc_threshold = UINT32_MAX;
+	strcpy(e.cfg.redis_prefix, "ringcast:");
 	if (getenv("RINGCAST_API_KEY") &&
 	    strlen(getenv("RINGCAST_API_KEY")) < sizeof(e.cfg.api_key))
 		strcpy(e.cfg.api_key, getenv("RINGCAST_API_KEY"));
@@ -461,6 +530,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	e.shards = calloc(e.cfg.shards, sizeof(*e.shards));
+	if (e.shards && e.cfg.redis_host[0]) {
+		ret = eng_redis_init(&e);
+		if (ret < 0) {
+			fprintf(stderr, "ringcast: redis bridge: %s\n",
+				strerror(-ret));
+			return 1;
+		}
+	}
 	if (!e.shards) {
 		fprintf(stderr, "ringcast: out of memory\n");
 		return 1;
@@ -502,21 +579,32 @@ int main(int argc, char **argv)
 		pthread_cond_wait(&e.cond, &e.lock);
 	ret = e.failed;
 	pthread_mutex_unlock(&e.lock);
+	if (ret == 0 && e.redis) {
+		ret = eng_redis_run(&e);
+		if (ret < 0)
+			fprintf(stderr, "ringcast: redis bridge: %s\n",
+				strerror(-ret));
+	}
 	if (ret < 0) {
 		/* Shards that did start are stopped the same way as at exit. */
 		status = 1;
 		goto stop;
 	}
+	if (e.redis)
+		snprintf(broker, sizeof(broker), "redis %s:%u", e.cfg.redis_host,
+			 e.cfg.redis_port);
 	fprintf(stderr, "ringcast: listening on %s:%u (%u shards, %u "
-		"connections per shard, max %llu)\n", e.cfg.listen_host,
+		"connections per shard, max %llu; %s)\n", e.cfg.listen_host,
 		e.cfg.port, e.cfg.shards, per_ring,
-		(unsigned long long)e.cfg.max_conns);
+		(unsigned long long)e.cfg.max_conns, broker);
 
 	if (sigwait(&sigs, &sig) == 0)
 		fprintf(stderr, "ringcast: %s: closing connections\n",
 			sig == SIGINT ? "SIGINT" : "SIGTERM");
 stop:
-	ret = post_stop(&e);
+	ret = ring_init(&ctl, 64, 0, 0);
+	if (ret == 0)
+		ret = post_stop(&e, &ctl);
 	if (ret < 0) {
 		fprintf(stderr, "ringcast: cannot reach shards: %s\n",
 			strerror(-ret));
@@ -524,9 +612,13 @@ stop:
 	}
 	for (i = 0; i < started; i++)
 		pthread_join(e.shards[i].thread, NULL);
+	/* The bridge last: shards post to it until they have stopped. */
+	eng_redis_stop(&e, &ctl);
+	ring_exit(&ctl);
 	for (i = 0; i < e.cfg.shards; i++)
 		if (e.shards[i].up)
 			ring_exit(&e.shards[i].ring);
+	eng_redis_free(&e);
 	free(e.shards);
 	eng_arena_exit();
 	if (!status)

@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "eng.h"
@@ -37,13 +38,6 @@ struct eng_pub {
 	uint32_t shards;		/* set by the owner: shards reached */
 };
 
-/* Interest mail: shard @from has (add) or no longer has subscribers. */
-struct eng_interest {
-	uint16_t from;
-	uint8_t add;
-	uint8_t len;
-	char name[ENG_CHAN_MAX];
-};
 
 static const char push_head[] = "{\"cmd\":\"push\",\"channel\":\"";
 static const char push_mid[] = "\",\"data\":";
@@ -60,12 +54,13 @@ static struct eng_shard *shard(struct eng_shard *s, unsigned id)
 	return &s->eng->shards[id];
 }
 
-/* Posts mail to shard @to; a failed post comes back with FAILED set. */
-static void post(struct eng_shard *s, unsigned to, unsigned op, void *ptr,
-		 int32_t res)
+#define ENG_FROM_BRIDGE	0xffff	/* eng_pub.from: Redis, no reply */
+
+/* Posts mail to ring @fd; a failed post comes back with FAILED set. */
+static void post_fd(struct eng_shard *s, int fd, unsigned op, void *ptr,
+		    int32_t res)
 {
-	int ret = ring_mbox_post(&s->ring, ring_fd(&shard(s, to)->ring),
-				 ring_ud_ptr(op, ptr), res,
+	int ret = ring_mbox_post(&s->ring, fd, ring_ud_ptr(op, ptr), res,
 				 ring_ud_ptr(op | ENG_OP_FAILED, ptr));
 
 	if (ret < 0) {
@@ -76,6 +71,12 @@ static void post(struct eng_shard *s, unsigned to, unsigned op, void *ptr,
 		};
 		eng_pub_mail(s, &cqe);
 	}
+}
+
+static void post(struct eng_shard *s, unsigned to, unsigned op, void *ptr,
+		 int32_t res)
+{
+	post_fd(s, ring_fd(&shard(s, to)->ring), op, ptr, res);
 }
 
 struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
@@ -242,7 +243,10 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 		}
 	}
 	pub->shards = reached;
-	if (pub->from == s->id)
+	if (pub->from == ENG_FROM_BRIDGE) {	/* from Redis: nobody waits */
+		eng_buf_put(pub->frame);
+		eng_free(pub);
+	} else if (pub->from == s->id)
 		finish(s, pub);
 	else
 		post(s, pub->from, ENG_OP_PUB_ACK, pub, 0);
@@ -278,6 +282,116 @@ int eng_publish(struct eng_shard *s, struct eng_conn *c,
 	else
 		post(s, owner, ENG_OP_PUB, pub, 0);
 	return 0;
+}
+
+/*
+ * A message that arrived from Redis (called on the bridge thread): to the
+ * channel's owner, as a local publish is, but with nobody to answer.
+ */
+void eng_pub_inject(struct eng *e, struct ring *from, struct eng_buf *frame)
+{
+	struct eng_pub *pub = malloc(sizeof(*pub));
+	unsigned owner = 0;
+
+	if (!pub) {
+		eng_buf_put(frame);
+		return;
+	}
+	if (!(frame->flags & ENG_BUF_F_BCAST))
+		owner = (unsigned)((eng_chan_hash((const char *)frame->data +
+						  frame->name_off,
+						  frame->name_len) >> 32) %
+				   e->cfg.shards);
+	memset(pub, 0, sizeof(*pub));
+	pub->frame = frame;
+	pub->from = ENG_FROM_BRIDGE;
+	pub->owner = (uint16_t)owner;
+	if (ring_mbox_post(from, ring_fd(&e->shards[owner].ring),
+			   ring_ud_ptr(ENG_OP_PUB, pub), 0,
+			   ring_ud_ptr(ENG_OP_PUB | ENG_OP_FAILED, pub)) < 0) {
+		eng_buf_put(frame);
+		free(pub);
+	}
+}
+
+/* Builds "<prefix>ch:<name>" (or "<prefix>all" for NULL) into @out. */
+static size_t redis_name(const struct eng_cfg *cfg, char *out, size_t cap,
+			 const char *name, size_t len)
+{
+	if (!name)
+		return (size_t)snprintf(out, cap, "%sall", cfg->redis_prefix);
+	return (size_t)snprintf(out, cap, "%sch:%.*s", cfg->redis_prefix,
+				(int)len, name);
+}
+
+int eng_redis_publish(struct eng_shard *s, struct eng_conn *c,
+		      const char *chan, size_t clen, const void *payload,
+		      size_t plen, struct eng_buf *ok, struct eng_buf *err)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	char name[ENG_CHAN_MAX + 128];
+	size_t nlen = redis_name(cfg, name, sizeof(name), chan, clen);
+	struct eng_rpub *p = malloc(sizeof(*p) + nlen + plen);
+
+	if (!p) {
+		eng_buf_put(ok);
+		eng_buf_put(err);
+		return -ENOMEM;
+	}
+	memset(p, 0, sizeof(*p));
+	p->from = (uint16_t)s->id;
+	p->kind = c->kind;
+	p->slot = eng_slot(s, c);
+	p->gen = c->gen;
+	p->ok = ok;
+	p->err = err;
+	p->nlen = nlen;
+	p->plen = plen;
+	memcpy(p->data, name, nlen);
+	memcpy(p->data + nlen, payload, plen);
+	if (c->kind == CONN_K_HTTP)
+		c->flags |= CONN_F_WAIT;
+	post_fd(s, eng_redis_fd(s->eng), ENG_OP_R_PUBLISH, p, 0);
+	return 0;
+}
+
+/* PUBLISH answered (or failed): tell the publisher. */
+static void on_rpub_ack(struct eng_shard *s, struct eng_rpub *p)
+{
+	struct eng_conn *c = &s->conns[p->slot];
+	char body[96];
+	int n;
+
+	if (c->gen == p->gen && eng_conn_alive(c)) {
+		if (p->kind != CONN_K_HTTP) {
+			eng_conn_queue(s, c, p->result >= 0 ? p->ok : p->err);
+			if (p->result >= 0)
+				p->ok = NULL;
+			else
+				p->err = NULL;
+		} else {
+			c->flags &= ~CONN_F_WAIT;
+			if (p->result >= 0) {
+				n = snprintf(body, sizeof(body),
+					     "{\"ok\":true,\"nodes\":%lld}\n",
+					     p->result);
+				eng_conn_http_reply(s, c, 200, NULL,
+						    "application/json", body,
+						    (size_t)n);
+			} else {
+				n = snprintf(body, sizeof(body),
+					     "{\"error\":\"redis: %s\"}\n",
+					     strerror((int)-p->result));
+				eng_conn_http_reply(s, c, 503, NULL,
+						    "application/json", body,
+						    (size_t)n);
+			}
+			eng_conn_resume(s, c);
+		}
+	}
+	eng_buf_put(p->ok);
+	eng_buf_put(p->err);
+	free(p);
 }
 
 /* ---- interest ---------------------------------------------------------- */
@@ -337,6 +451,68 @@ static void release_waiters(struct eng_shard *s, struct eng_chan *ch)
 	}
 }
 
+/* Tells the Redis bridge whether this node needs channel @ch. */
+static void redis_interest(struct eng_shard *s, struct eng_chan *ch, bool add)
+{
+	char name[ENG_CHAN_MAX + 128];
+	size_t len = redis_name(&s->eng->cfg, name, sizeof(name), ch->name,
+				ch->len);
+	struct eng_rsub *m = malloc(sizeof(*m) + len);
+
+	if (!m) {
+		ENG_STAT_ADD(s, mbox_errors, 1);
+		return;
+	}
+	m->from = (uint16_t)s->id;
+	m->add = add;
+	m->len = (uint16_t)len;
+	memcpy(m->name, name, len);
+	post_fd(s, eng_redis_fd(s->eng), ENG_OP_R_SUBSCRIBE, m, 0);
+}
+
+/*
+ * The owner records that shard @from has (or no longer has) subscribers
+ * of @ch. Returns true when @from may be acknowledged now; false when
+ * the acknowledgement must wait for Redis to confirm the SUBSCRIBE (the
+ * caller has queued it: @m on racks, or local_rack for the owner itself).
+ */
+static bool owner_update(struct eng_shard *s, struct eng_chan *ch,
+			 unsigned from, bool add, struct eng_interest *m)
+{
+	unsigned before = ch->nshards;
+
+	set_bit(s, ch, from, add);
+	if (!s->eng->redis)
+		return true;
+	if (!before && ch->nshards) {
+		ch->rstate = ENG_R_PENDING;
+		redis_interest(s, ch, true);
+	} else if (before && !ch->nshards) {
+		ch->rstate = ENG_R_NONE;
+		redis_interest(s, ch, false);
+	}
+	if (!add || ch->rstate == ENG_R_CONFIRMED)
+		return true;
+	if (m) {
+		m->next = ch->racks;
+		ch->racks = m;
+	} else {
+		ch->local_rack = 1;
+	}
+	return false;
+}
+
+/* Acknowledges @m: to its shard, or to ourselves when we sent it. */
+static void on_interest_ack(struct eng_shard *s, struct eng_interest *m);
+
+static void ack(struct eng_shard *s, struct eng_interest *m)
+{
+	if (m->from == s->id)
+		on_interest_ack(s, m);
+	else
+		post(s, m->from, ENG_OP_INTEREST_ACK, m, 0);
+}
+
 /* Tells the owner whether this shard has subscribers of @ch. */
 static void interest(struct eng_shard *s, struct eng_chan *ch, bool add)
 {
@@ -344,8 +520,11 @@ static void interest(struct eng_shard *s, struct eng_chan *ch, bool add)
 	struct eng_interest *m;
 
 	if (owner == s->id) {
-		set_bit(s, ch, s->id, add);
-		ch->registered = add;
+		/* We own it: the same record serves both roles. */
+		if (owner_update(s, ch, s->id, add, NULL))
+			ch->registered = add;
+		else
+			ch->pending = 1;
 		return;
 	}
 	m = eng_malloc(sizeof(*m));
@@ -361,15 +540,18 @@ static void interest(struct eng_shard *s, struct eng_chan *ch, bool add)
 	post(s, owner, ENG_OP_INTEREST, m, 0);
 }
 
-/* The local subscriber count of @ch changed: keep the owner in step. */
+/*
+ * The local subscriber count of @ch changed: keep the owner in step.
+ * May free @ch: callers do not touch it afterwards.
+ */
 static void sync_interest(struct eng_shard *s, struct eng_chan *ch)
 {
-	if (ch->pending)
-		return;		/* the ack handler calls us again */
-	if (ch->nsubs && !ch->registered)
-		interest(s, ch, true);
-	else if (!ch->nsubs && ch->registered)
-		interest(s, ch, false);
+	if (!ch->pending) {
+		if (ch->nsubs && !ch->registered)
+			interest(s, ch, true);
+		else if (!ch->nsubs && ch->registered)
+			interest(s, ch, false);
+	}
 	if (!ch->pending && ch->registered && ch->waiters)
 		release_waiters(s, ch);
 	eng_chan_maybe_free(&s->chans, ch);
@@ -384,14 +566,15 @@ static void on_interest(struct eng_shard *s, struct eng_interest *m)
 		ch = eng_chan_get(&s->chans, m->name, m->len, hash);
 	else
 		ch = eng_chan_find(&s->chans, m->name, m->len, hash);
-	if (ch) {
-		set_bit(s, ch, m->from, m->add);
-		eng_chan_maybe_free(&s->chans, ch);
-	} else if (m->add) {
-		ENG_STAT_ADD(s, mbox_errors, 1);	/* out of memory */
+	if (!ch) {
+		if (m->add)
+			ENG_STAT_ADD(s, mbox_errors, 1);	/* no memory */
+		ack(s, m);
+		return;
 	}
-	/* The mail goes back as the acknowledgement. */
-	post(s, m->from, ENG_OP_INTEREST_ACK, m, 0);
+	if (owner_update(s, ch, m->from, m->add, m))
+		ack(s, m);
+	eng_chan_maybe_free(&s->chans, ch);
 }
 
 static void on_interest_ack(struct eng_shard *s, struct eng_interest *m)
@@ -402,9 +585,42 @@ static void on_interest_ack(struct eng_shard *s, struct eng_interest *m)
 	if (ch) {
 		ch->pending = 0;
 		ch->registered = m->add;
-		sync_interest(s, ch);
 	}
 	eng_free(m);
+	if (ch)
+		sync_interest(s, ch);
+}
+
+/* Redis confirmed the SUBSCRIBE: release the acks that waited for it. */
+static void on_rsub_ack(struct eng_shard *s, struct eng_rsub *r)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	size_t skip = strlen(cfg->redis_prefix) + 3;	/* "<prefix>ch:" */
+	struct eng_chan *ch = NULL;
+	struct eng_interest *m;
+
+	if (r->len > skip)
+		ch = eng_chan_find(&s->chans, r->name + skip, r->len - skip,
+				   eng_chan_hash(r->name + skip, r->len - skip));
+	free(r);
+	if (!ch)
+		return;
+	if (ch->rstate == ENG_R_PENDING)
+		ch->rstate = ENG_R_CONFIRMED;
+	m = ch->racks;
+	ch->racks = NULL;
+	while (m) {
+		struct eng_interest *next = m->next;
+
+		post(s, m->from, ENG_OP_INTEREST_ACK, m, 0);
+		m = next;
+	}
+	if (ch->local_rack) {
+		ch->local_rack = 0;
+		ch->pending = 0;
+		ch->registered = 1;
+	}
+	sync_interest(s, ch);
 }
 
 /* ---- subscribe and unsubscribe ------------------------------------------ */
@@ -537,6 +753,17 @@ static void on_failed(struct eng_shard *s, unsigned op, void *ptr, int res)
 		eng_free(pub);
 		break;
 	}
+	case ENG_OP_R_PUBLISH: {
+		struct eng_rpub *p = ptr;
+
+		/* The bridge never saw it: answer as for Redis down. */
+		p->result = res < 0 ? res : -EIO;
+		on_rpub_ack(s, p);
+		break;
+	}
+	case ENG_OP_R_SUBSCRIBE:
+		free(ptr);
+		break;
 	case ENG_OP_INTEREST:
 	case ENG_OP_INTEREST_ACK:
 	case ENG_OP_PUB_ACK:
@@ -571,6 +798,12 @@ void eng_pub_mail(struct eng_shard *s, struct io_uring_cqe *cqe)
 		break;
 	case ENG_OP_INTEREST_ACK:
 		on_interest_ack(s, ptr);
+		break;
+	case ENG_OP_R_SUB_ACK:
+		on_rsub_ack(s, ptr);
+		break;
+	case ENG_OP_R_PUB_ACK:
+		on_rpub_ack(s, ptr);
 		break;
 	}
 }

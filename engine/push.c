@@ -136,6 +136,23 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, cmd, 400, "missing data");
 		return;
 	}
+	if (s->eng->redis) {
+		struct eng_buf *err = reply_frame(cmd, 503, "redis unavailable");
+
+		ok = reply_frame(cmd, 200, "ok");
+		if (!ok || !err || eng_redis_publish(s, c, cmd->channel.p,
+				cmd->channel.len, cmd->data.p, cmd->data.len,
+				ok, err) < 0) {
+			if (ok && err) {
+				reply(s, c, cmd, 503, "out of memory");
+			} else {
+				eng_buf_put(ok);
+				eng_buf_put(err);
+				eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+			}
+		}
+		return;
+	}
 	frame = eng_pub_frame(cmd->channel.p, cmd->channel.len,
 			      (const uint8_t *)cmd->data.p, cmd->data.len, true);
 	ok = reply_frame(cmd, 200, "ok");
