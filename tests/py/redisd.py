@@ -1,0 +1,124 @@
+# SPDX-License-Identifier: MIT
+"""A real redis-server for the tests, on a free loopback port (never 6379),
+and a minimal RESP client to drive it (PUBLISH, PUBSUB NUMSUB).
+
+The server runs without persistence in a temporary directory and is
+killed when the test ends; restart() starts it again on the same port.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import rc
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Redis:
+    def __init__(self):
+        self.port = free_port()
+        while self.port == 6379:
+            self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="ringcast-redis-")
+        self.proc = None
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def start(self, timeout=20):
+        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir,
+             "--loglevel", "warning"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            preexec_fn=rc.die_with_parent)
+        # Ready when it answers PING: the only event redis offers.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.command("PING") == "PONG":
+                    return self
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise AssertionError("redis-server exited: %s"
+                                     % self.proc.stdout.read())
+            if time.monotonic() > deadline:
+                raise AssertionError("redis-server not ready")
+            time.sleep(0.02)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def restart(self):
+        self.kill()
+        return self.start()
+
+    def command(self, *args, timeout=10):
+        """Sends one command, returns the decoded reply."""
+        with socket.create_connection(("127.0.0.1", self.port),
+                                      timeout=timeout) as s:
+            s.sendall(encode(args))
+            return read_reply(s.makefile("rb"))
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *a):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif isinstance(a, int):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def read_reply(f):
+    line = f.readline()
+    if not line:
+        raise OSError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise AssertionError("redis error: %s" % rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        return [read_reply(f) for _ in range(int(rest))]
+    raise AssertionError("bad RESP line %r" % line)
+
+
+def redis_cli(port, *args):
+    """Runs the real redis-cli, as an operator would."""
+    out = subprocess.run(["redis-cli", "-p", str(port)] + list(args),
+                         capture_output=True, text=True, timeout=20)
+    if out.returncode:
+        raise AssertionError("redis-cli failed: %s" % out.stderr)
+    return out.stdout.strip()

@@ -1,0 +1,207 @@
+# SPDX-License-Identifier: MIT
+"""Two engine nodes on one real redis-server (free loopback port).
+
+- delivery: subscribers on both nodes; messages published with redis-cli,
+  with a raw RESP PUBLISH, and over HTTP on either node reach every
+  subscriber once, in order; HTTP publish reports how many nodes got it.
+- interest: a node subscribes to a Redis channel only while it has a
+  subscriber for it, and a node without one receives nothing for it.
+- faults: redis-server killed and started again on the same port: clients
+  stay connected, /healthz goes 503 then 200, delivery resumes; a node
+  started while Redis is down comes up and connects later.
+"""
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+
+import rc
+import redisd
+from rc import expect, expect_eq
+
+PREFIX = "ringcast:"
+
+
+def http(eng, method, path, body=None, timeout=10):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (eng.port, path),
+                                 data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def stats(eng):
+    status, body = http(eng, "GET", "/stats")
+    expect_eq(status, 200, "/stats status")
+    return json.loads(body)
+
+
+async def wait_for(what, fn, timeout=20):
+    """Polls @fn until it returns true: for states with no event to await
+    (a process that is now up, a subscription Redis now lists)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = await asyncio.get_running_loop().run_in_executor(None, fn)
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for %s" % what)
+        await asyncio.sleep(0.05)
+
+
+async def subscribe(eng, channels, seq=1):
+    ws = await rc.ws_connect(eng.url("/ws"), ping_interval=None)
+    await ws.send(json.dumps({"seq": seq, "cmd": "subscribe",
+                              "data": {"channels": channels}}))
+    reply = json.loads(await rc.ws_recv(ws))
+    expect_eq(reply.get("code"), 200, "subscribe reply %r" % reply)
+    return ws
+
+
+async def recv_push(ws, timeout=10):
+    m = json.loads(await rc.ws_recv(ws, timeout))
+    expect(m.get("cmd") in ("push", "broadcast"), "not a push: %r", m)
+    return m
+
+
+def numsub(redis, channel):
+    r = redis.command("PUBSUB", "NUMSUB", PREFIX + "ch:" + channel)
+    return r[1]
+
+
+async def check_delivery(a, b, redis):
+    subs = []
+    for eng in (a, b):
+        for i in range(10):
+            subs.append(await subscribe(eng, ["news"], i))
+    await wait_for("both nodes subscribed",
+                   lambda: numsub(redis, "news") == 2)
+    sent = []
+    for k in range(60):
+        payload = json.dumps({"k": k})
+        how = k % 4
+        if how == 0:
+            out = redisd.redis_cli(redis.port, "PUBLISH",
+                                   PREFIX + "ch:news", payload)
+            expect_eq(out, "2", "redis-cli PUBLISH receivers")
+        elif how == 1:
+            expect_eq(redis.command("PUBLISH", PREFIX + "ch:news", payload),
+                      2, "PUBLISH receivers")
+        else:
+            eng = a if how == 2 else b
+            status, body = http(eng, "POST", "/publish/news",
+                                payload.encode())
+            expect_eq(status, 200, "HTTP publish status")
+            expect_eq(json.loads(body), {"ok": True, "nodes": 2},
+                      "HTTP publish reply")
+        sent.append(k)
+    # A broadcast through Redis reaches both nodes' clients too.
+    status, body = http(b, "POST", "/broadcast", b'"all"')
+    expect_eq(status, 200, "broadcast status")
+    for n, ws in enumerate(subs):
+        got = [(await recv_push(ws))["data"]["k"] for _ in sent]
+        expect_eq(got, sent, "subscriber %d: messages in order" % n)
+        m = await recv_push(ws)
+        expect_eq(m, {"cmd": "broadcast", "data": "all"}, "broadcast")
+    for ws in subs:
+        await ws.close()
+    await wait_for("no node subscribed to news",
+                   lambda: numsub(redis, "news") == 0)
+
+
+async def check_interest(a, b, redis):
+    ws = await subscribe(a, ["only-a"])
+    expect_eq(numsub(redis, "only-a"), 1, "NUMSUB with a subscriber on A")
+    before_b = stats(b)["redis"]["messages"]
+    before_a = stats(a)["redis"]["messages"]
+    for k in range(5):
+        expect_eq(redis.command("PUBLISH", PREFIX + "ch:only-a", str(k)), 1,
+                  "PUBLISH reaches exactly one node")
+    got = [(await recv_push(ws))["data"] for _ in range(5)]
+    expect_eq(got, [0, 1, 2, 3, 4], "pushes on A")
+    expect_eq(stats(a)["redis"]["messages"] - before_a, 5, "A's messages")
+    expect_eq(stats(b)["redis"]["messages"] - before_b, 0,
+              "B received nothing for a channel it has no subscriber for")
+    # Unsubscribing the last client drops the Redis subscription.
+    await ws.send(json.dumps({"seq": 2, "cmd": "unsubscribe",
+                              "data": {"channels": ["only-a"]}}))
+    expect_eq(json.loads(await rc.ws_recv(ws))["code"], 200, "unsubscribe")
+    await wait_for("NUMSUB back to 0",
+                   lambda: numsub(redis, "only-a") == 0)
+    await ws.close()
+
+
+def healthz(eng):
+    return http(eng, "GET", "/healthz")[0]
+
+
+async def check_restart(a, b, redis):
+    subs = [await subscribe(a, ["r"]), await subscribe(b, ["r"])]
+    await wait_for("subscribed", lambda: numsub(redis, "r") == 2)
+    redis.kill()
+    for eng in (a, b):
+        await wait_for("/healthz 503", lambda: healthz(eng) == 503)
+        status, body = http(eng, "GET", "/healthz")
+        expect(b"redis" in body, "503 says why: %r", body)
+        status, _ = http(eng, "POST", "/publish/r", b"1")
+        expect_eq(status, 503, "publish while Redis is down")
+    # Clients stay connected and served meanwhile.
+    for ws in subs:
+        await ws.send('{"seq":7,"cmd":"heartbeat"}')
+        expect_eq(json.loads(await rc.ws_recv(ws))["code"], 200,
+                  "heartbeat while Redis is down")
+    redis.start()
+    for eng in (a, b):
+        await wait_for("/healthz 200", lambda: healthz(eng) == 200)
+    await wait_for("resubscribed", lambda: numsub(redis, "r") == 2)
+    status, body = http(a, "POST", "/publish/r", b'{"after":1}')
+    expect_eq((status, json.loads(body)), (200, {"ok": True, "nodes": 2}),
+              "publish after restart")
+    for ws in subs:
+        expect_eq((await recv_push(ws))["data"], {"after": 1},
+                  "delivery resumed")
+        await ws.close()
+    for eng in (a, b):
+        expect(stats(eng)["redis"]["reconnects"] >= 2,
+               "reconnects counted: %r", stats(eng)["redis"])
+
+
+async def check_late_redis(exe, redis):
+    redis.kill()
+    with rc.Engine(exe, "--shards", "2", "--redis", redis.url) as c:
+        expect_eq(healthz(c), 503, "healthz without Redis")
+        ws = await subscribe(c, ["late"])	# served without Redis
+        redis.start()
+        await wait_for("/healthz 200", lambda: healthz(c) == 200)
+        await wait_for("subscribed", lambda: numsub(redis, "late") == 1)
+        expect_eq(redis.command("PUBLISH", PREFIX + "ch:late", "1"), 1,
+                  "PUBLISH")
+        expect_eq((await recv_push(ws))["data"], 1, "late delivery")
+        await ws.close()
+
+
+def main():
+    run = rc.Run("redis")
+    try:
+        with redisd.Redis() as redis:
+            args = ("--shards", "2", "--redis", redis.url)
+            with rc.Engine(run.exe, *args) as a, \
+                    rc.Engine(run.exe, *args) as b:
+                run.check("two-nodes", check_delivery, a, b, redis,
+                          timeout=120)
+                run.check("interest", check_interest, a, b, redis)
+                run.check("restart", check_restart, a, b, redis,
+                          timeout=120)
+            run.check("redis-down-at-start", check_late_redis, run.exe,
+                      redis, timeout=120)
+    except AssertionError as e:
+        run.fail("setup", e)
+    run.finish()
+
+
+if __name__ == "__main__":
+    main()
