@@ -26,6 +26,10 @@
 #define ENG_CONN_BUDGET		72	/* bytes; tests/test-engine-conn.c */
 #define ENG_CHAN_MAX		128	/* bytes in a channel name */
 #define ENG_MAX_CMD_CHANNELS	256	/* channels in one (un)subscribe */
+#define ENG_APP_MAX		32	/* bytes in an "app" claim */
+#define ENG_MAX_PATTERNS	64	/* entries in a "channels" claim */
+#define ENG_MAX_TOKEN		8192	/* bytes in a JWT */
+#define ENG_JWT_LEEWAY		10	/* seconds of clock skew on exp, nbf */
 #define ENG_CLOSE_WAIT_MS	2000	/* peer's close reply after ours */
 
 /* What the operator set; read-only once shards start. */
@@ -54,6 +58,24 @@ struct eng_cfg {
 	char redis_user[128];
 	char redis_password[256];
 	char redis_prefix[64];		/* default "ringcast:" */
+	uint8_t auth;			/* ENG_AUTH_* */
+	char jwt_secret[512];		/* HS256 key, "" = none */
+	char jwt_pubkey_file[1024];	/* RS256/ES256 PEM, "" = none */
+	unsigned max_conns_per_user;	/* per node; 0 = no limit */
+};
+
+enum { ENG_AUTH_OFF = 0, ENG_AUTH_OPTIONAL, ENG_AUTH_REQUIRED };
+
+/* Who a connection is, from its token; owned by the connection. */
+struct eng_auth {
+	int64_t exp;			/* unix seconds, 0 = no expiry */
+	uint8_t uid_len;
+	uint8_t app_len;
+	uint8_t has_chans;		/* a "channels" claim restricts */
+	uint16_t npat;
+	char uid[ENG_CHAN_MAX + 1];
+	char app[ENG_APP_MAX + 1];
+	char *pat[];			/* npat patterns, strings follow */
 };
 
 /* Connection states. */
@@ -403,6 +425,17 @@ void eng_pub_inject(struct eng *e, struct ring *from, struct eng_buf *frame);
 int eng_redis_publish(struct eng_shard *s, struct eng_conn *c,
 		      const char *chan, size_t clen, const void *payload,
 		      size_t plen, struct eng_buf *ok, struct eng_buf *err);
+
+/* auth.c: JWT at the upgrade. */
+struct hs_str;
+int eng_auth_init(const struct eng_cfg *cfg, const char **why);
+void eng_auth_exit(void);
+int eng_auth_verify(struct eng_shard *s, const char *tok, size_t len,
+		    struct eng_auth **out, const char **why);
+bool eng_auth_channel_ok(const struct eng_auth *a, const char *name,
+			 size_t len);
+bool eng_auth_token(const struct hs_str *query, const struct hs_str *authz,
+		    const char **tok, size_t *len);
 
 /* chan.c */
 void eng_chan_global_init(void);

@@ -83,6 +83,24 @@ int json_cmd_parse(struct json_parser *p, const char *buf, size_t len,
  */
 bool json_valid(struct json_parser *p, const char *buf, size_t len);
 
+/*
+ * Parses @buf[0..@len) (no padding needed) as a JSON object and returns
+ * its member @key, which must be a string, in *@out (unescaped, valid
+ * until the next call with @p). Returns 0, -ENOENT (no such member),
+ * -EBADMSG (not an object, not a string, not JSON) or -E2BIG.
+ */
+int json_get_string(struct json_parser *p, const char *buf, size_t len,
+		    const char *key, struct json_slice *out);
+
+/*
+ * Parses @buf[0..@len) (no padding needed) as a JSON array of strings
+ * into @out, at most @max of them; *@n says how many. Returns 0,
+ * -EBADMSG (not JSON, not an array, an element not a string) or -E2BIG.
+ * The slices are unescaped and valid until the next call with @p.
+ */
+int json_string_array(struct json_parser *p, const char *buf, size_t len,
+		      struct json_slice *out, unsigned max, unsigned *n);
+
 /* Bytes json_escape() may write for @len input bytes: quotes included. */
 static inline size_t json_escape_max(size_t len)
 {

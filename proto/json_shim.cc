@@ -341,6 +341,56 @@ extern "C" bool json_valid(struct json_parser *p, const char *buf,
 	return !p->dom.parse(u, len, false).error();
 }
 
+extern "C" int json_get_string(struct json_parser *p, const char *buf,
+			       size_t len, const char *key,
+			       struct json_slice *out)
+{
+	const uint8_t *u = reinterpret_cast<const uint8_t *>(p->vbuf);
+	simdjson::dom::element doc;
+	simdjson::dom::object obj;
+	std::string_view sv;
+	simdjson::error_code e;
+
+	if (len > p->max_doc)
+		return -E2BIG;
+	std::memcpy(p->vbuf, buf, len);
+	if ((e = p->dom.parse(u, len, false).get(doc)) ||
+	    (e = doc.get_object().get(obj)) ||
+	    (e = obj.at_key(key).get_string().get(sv)))
+		return e == simdjson::NO_SUCH_FIELD ? -ENOENT : json_errno(e);
+	set_slice(out, sv);
+	return 0;
+}
+
+extern "C" int json_string_array(struct json_parser *p, const char *buf,
+				 size_t len, struct json_slice *out,
+				 unsigned max, unsigned *n)
+{
+	const uint8_t *u = reinterpret_cast<const uint8_t *>(p->vbuf);
+	simdjson::dom::element doc;
+	simdjson::dom::array arr;
+	simdjson::error_code e;
+
+	*n = 0;
+	if (len > p->max_doc)
+		return -E2BIG;
+	std::memcpy(p->vbuf, buf, len);
+	if ((e = p->dom.parse(u, len, false).get(doc)))
+		return json_errno(e);
+	if ((e = doc.get_array().get(arr)))
+		return json_errno(e);
+	for (simdjson::dom::element el : arr) {
+		std::string_view sv;
+
+		if ((e = el.get_string().get(sv)))
+			return json_errno(e);
+		if (*n == max)
+			return -E2BIG;
+		set_slice(&out[(*n)++], sv);
+	}
+	return 0;
+}
+
 extern "C" size_t json_escape(char *out, const char *in, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";

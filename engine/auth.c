@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * auth.c: JWT authentication at the upgrade, with libjwt and OpenSSL.
+ *
+ * The algorithm a token may use is decided by the engine's keys, never by
+ * the token: HS256 only when --jwt-secret is set, RS256 or ES256 only when
+ * --jwt-public-key holds a key of that type. The header's "alg" is read
+ * first (simdjson) and a token whose algorithm has no key here is refused
+ * before libjwt sees it, so "none" and algorithm confusion (an HS256 token
+ * "signed" with the public key as its secret) cannot pass; libjwt's own
+ * algorithm after verification is checked again. Claims: "sub" is the
+ * user id, "exp" and "nbf" are enforced with ENG_JWT_LEEWAY seconds of
+ * leeway, "app" names the client platform, "channels" lists the channels
+ * or "prefix*" patterns the user may subscribe to.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "eng.h"
+#include "hs.h"
+
+static unsigned char *pubkey;	/* PEM bytes, NUL-terminated */
+static size_t pubkey_len;
+static jwt_alg_t pubkey_alg;	/* JWT_ALG_RS256 or JWT_ALG_ES256 */
+
+int eng_auth_init(const struct eng_cfg *cfg, const char **why)
+{
+	EVP_PKEY *key;
+	BIO *bio;
+	FILE *f;
+	long n;
+
+	if (!cfg->jwt_pubkey_file[0])
+		return 0;
+	f = fopen(cfg->jwt_pubkey_file, "rb");
+	if (!f) {
+		*why = strerror(errno);
+		return -errno;
+	}
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	if (n <= 0 || n > 65536) {
+		fclose(f);
+		*why = "not a PEM public key (size)";
+		return -EINVAL;
+	}
+	pubkey = malloc((size_t)n + 1);
+	if (!pubkey || fread(pubkey, 1, (size_t)n, f) != (size_t)n) {
+		fclose(f);
+		*why = "cannot read it";
+		return -EIO;
+	}
+	fclose(f);
+	pubkey[n] = '\0';
+	pubkey_len = (size_t)n;
+
+	/* The key's type fixes the one algorithm tokens may use with it. */
+	bio = BIO_new_mem_buf(pubkey, (int)n);
+	key = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+	BIO_free(bio);
+	if (!key) {
+		*why = "not a PEM public key";
+		return -EINVAL;
+	}
+	switch (EVP_PKEY_get_base_id(key)) {
+	case EVP_PKEY_RSA:
+		pubkey_alg = JWT_ALG_RS256;
+		break;
+	case EVP_PKEY_EC:
+		if (EVP_PKEY_get_bits(key) == 256) {
+			pubkey_alg = JWT_ALG_ES256;
+			break;
+		}
+		/* fall through */
+	default:
+		EVP_PKEY_free(key);
+		*why = "neither an RSA nor a P-256 EC key";
+		return -EINVAL;
+	}
+	EVP_PKEY_free(key);
+	return 0;
+}
+
+void eng_auth_exit(void)
+{
+	free(pubkey);
+	pubkey = NULL;
+}
+
+/* base64url without padding, as JWS uses it; returns bytes or -1. */
+static int b64url_decode(const char *in, size_t len, unsigned char *out,
+			 size_t cap)
+{
+	char buf[1024];
+	size_t n = 0, i;
+	int r;
+
+	if (len + 3 > sizeof(buf) || (len * 3) / 4 + 3 > cap)
+		return -1;
+	for (i = 0; i < len; i++) {
+		char ch = in[i];
+
+		if (ch == '-')
+			ch = '+';
+		else if (ch == '_')
+			ch = '/';
+		else if (ch == '+' || ch == '/' || ch == '=')
+			return -1;	/* not base64url */
+		buf[n++] = ch;
+	}
+	while (n % 4)
+		buf[n++] = '=';
+	r = EVP_DecodeBlock(out, (unsigned char *)buf, (int)n);
+	if (r < 0)
+		return -1;
+	/* EVP_DecodeBlock counts the padding as zero bytes: drop them */
+	for (i = len; i % 4; i++)
+		r--;
+	return r;
+}
+
+static bool uid_ok(const char *p, size_t n)
+{
+	return eng_chan_name_ok(p, n);
+}
+
+static bool app_ok(const char *p, size_t n)
+{
+	if (!n || n > ENG_APP_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)p[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
+		      ch == '.'))
+			return false;
+	}
+	return true;
+}
+
+/* A pattern is a channel name, or a name prefix followed by '*'. */
+static bool pattern_ok(const char *p, size_t n)
+{
+	if (n && p[n - 1] == '*')
+		return n == 1 || eng_chan_name_ok(p, n - 1);
+	return eng_chan_name_ok(p, n);
+}
+
+/* The algorithm allowed for a header "alg", or JWT_ALG_INVAL. */
+static jwt_alg_t allowed_alg(const struct eng_cfg *cfg,
+			     const struct json_slice *alg)
+{
+	if (alg->len == 5 && !memcmp(alg->p, "HS256", 5))
+		return cfg->jwt_secret[0] ? JWT_ALG_HS256 : JWT_ALG_INVAL;
+	if (alg->len == 5 && !memcmp(alg->p, "RS256", 5))
+		return pubkey && pubkey_alg == JWT_ALG_RS256 ? JWT_ALG_RS256
+							     : JWT_ALG_INVAL;
+	if (alg->len == 5 && !memcmp(alg->p, "ES256", 5))
+		return pubkey && pubkey_alg == JWT_ALG_ES256 ? JWT_ALG_ES256
+							     : JWT_ALG_INVAL;
+	return JWT_ALG_INVAL;	/* "none" and everything else */
+}
+
+/* Copies the claims we use into one allocation the connection owns. */
+static int take_claims(struct eng_shard *s, jwt_t *jwt, struct eng_auth **out,
+		       const char **why)
+{
+	struct json_slice pats[ENG_MAX_PATTERNS];
+	const char *sub = jwt_get_grant(jwt, "sub");
+	const char *app = jwt_get_grant(jwt, "app");
+	char *chans = jwt_get_grants_json(jwt, "channels");
+	struct eng_auth *a;
+	unsigned npat = 0, i;
+	size_t blob = 0, off;
+	long exp;
+
+	if (!sub || !uid_ok(sub, strlen(sub))) {
+		*why = "sub claim missing or not a valid user id";
+		goto bad;
+	}
+	if (app && !app_ok(app, strlen(app))) {
+		*why = "app claim is not a short name";
+		goto bad;
+	}
+	if (chans) {
+		if (json_string_array(s->json, chans, strlen(chans), pats,
+				      ENG_MAX_PATTERNS, &npat) < 0) {
+			*why = "channels claim is not a short list of strings";
+			goto bad;
+		}
+		for (i = 0; i < npat; i++) {
+			if (!pattern_ok(pats[i].p, pats[i].len)) {
+				*why = "channels claim has a bad pattern";
+				goto bad;
+			}
+			blob += pats[i].len + 1;
+		}
+	}
+	a = eng_malloc(sizeof(*a) + npat * sizeof(a->pat[0]) + blob);
+	if (!a) {
+		*why = "out of memory";
+		free(chans);
+		return -ENOMEM;
+	}
+	memset(a, 0, sizeof(*a));
+	errno = 0;
+	exp = jwt_get_grant_int(jwt, "exp");
+	a->exp = errno ? 0 : exp;
+	a->uid_len = (uint8_t)strlen(sub);
+	memcpy(a->uid, sub, a->uid_len);
+	if (app) {
+		a->app_len = (uint8_t)strlen(app);
+		memcpy(a->app, app, a->app_len);
+	}
+	a->has_chans = chans != NULL;
+	a->npat = (uint16_t)npat;
+	off = 0;
+	for (i = 0; i < npat; i++) {
+		char *dst = (char *)&a->pat[npat] + off;
+
+		memcpy(dst, pats[i].p, pats[i].len);
+		dst[pats[i].len] = '\0';
+		a->pat[i] = dst;
+		off += pats[i].len + 1;
+	}
+	free(chans);
+	*out = a;
+	return 0;
+bad:
+	free(chans);
+	return -EACCES;
+}
+
+int eng_auth_verify(struct eng_shard *s, const char *tok, size_t len,
+		    struct eng_auth **out, const char **why)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	const char *dot = memchr(tok, '.', len);
+	unsigned char head[768];
+	struct json_slice alg = { 0 };
+	const unsigned char *key;
+	char *copy = NULL;
+	jwt_t *jwt = NULL;
+	jwt_alg_t want;
+	int n, ret = -EACCES, key_len;
+	long t;
+	time_t now = time(NULL);
+
+	*out = NULL;
+	if (!len) {
+		*why = "missing token";
+		return -EACCES;
+	}
+	if (!dot || len > ENG_MAX_TOKEN) {
+		*why = "malformed token";
+		return -EACCES;
+	}
+	n = b64url_decode(tok, (size_t)(dot - tok), head, sizeof(head));
+	if (n <= 0 || json_get_string(s->json, (const char *)head, (size_t)n,
+				      "alg", &alg) < 0) {
+		*why = "malformed token header";
+		return -EACCES;
+	}
+	want = allowed_alg(cfg, &alg);
+	if (want == JWT_ALG_INVAL) {
+		*why = "token algorithm not accepted";
+		return -EACCES;
+	}
+	if (want == JWT_ALG_HS256) {
+		key = (const unsigned char *)cfg->jwt_secret;
+		key_len = (int)strlen(cfg->jwt_secret);
+	} else {
+		key = pubkey;
+		key_len = (int)pubkey_len;
+	}
+	copy = eng_malloc(len + 1);	/* libjwt wants a C string */
+	if (!copy) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	memcpy(copy, tok, len);
+	copy[len] = '\0';
+	if (jwt_decode(&jwt, copy, key, key_len) || !jwt ||
+	    jwt_get_alg(jwt) != want) {
+		*why = "bad signature or malformed token";
+		goto out;
+	}
+	errno = 0;
+	t = jwt_get_grant_int(jwt, "exp");
+	if (!errno && now > t + ENG_JWT_LEEWAY) {
+		*why = "token expired";
+		goto out;
+	}
+	errno = 0;
+	t = jwt_get_grant_int(jwt, "nbf");
+	if (!errno && now + ENG_JWT_LEEWAY < t) {
+		*why = "token not yet valid";
+		goto out;
+	}
+	ret = take_claims(s, jwt, out, why);
+out:
+	jwt_free(jwt);
+	eng_free(copy);
+	return ret;
+}
+
+bool eng_auth_channel_ok(const struct eng_auth *a, const char *name,
+			 size_t len)
+{
+	if (!a || !a->has_chans)
+		return true;	/* no channels claim: no restriction */
+	for (unsigned i = 0; i < a->npat; i++) {
+		size_t n = strlen(a->pat[i]);
+
+		if (n && a->pat[i][n - 1] == '*') {
+			if (len >= n - 1 && !memcmp(name, a->pat[i], n - 1))
+				return true;
+		} else if (n == len && !memcmp(name, a->pat[i], len)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The token in "?token=..." or "Authorization: Bearer ...". */
+bool eng_auth_token(const struct hs_str *query, const struct hs_str *authz,
+		    const char **tok, size_t *len)
+{
+	const char *p = query->p, *end = query->p + query->len;
+
+	while (p && p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *stop = amp ? amp : end;
+
+		if (stop - p > 6 && !memcmp(p, "token=", 6)) {
+			*tok = p + 6;
+			*len = (size_t)(stop - p - 6);
+			return true;
+		}
+		p = amp ? amp + 1 : NULL;
+	}
+	if (authz->p && authz->len > 7 && !strncasecmp(authz->p, "Bearer ", 7)) {
+		*tok = authz->p + 7;
+		*len = authz->len - 7;
+		return true;
+	}
+	*tok = NULL;
+	*len = 0;
+	return false;
+}
