@@ -65,6 +65,7 @@ static void release(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng_sq *q = c->sq_head;
 
+	eng_user_leave(s, c);
 	eng_unsubscribe_all(s, c);
 	while (q) {
 		struct eng_sq *next = q->next;
@@ -465,10 +466,22 @@ static void schedule_ws(struct eng_shard *s, struct eng_conn *c)
 		if (p < due)
 			due = p;
 	}
+	if (c->auth && c->auth->exp) {
+		uint32_t t = eng_unix_to_tick(s, c->auth->exp + ENG_JWT_LEEWAY);
+
+		if (t < due)
+			due = t;
+	}
 	if (due == UINT32_MAX)
 		eng_timer_del(s, c);
 	else
 		eng_timer_set(s, c, due);
+}
+
+void eng_conn_reschedule(struct eng_shard *s, struct eng_conn *c)
+{
+	if (c->state == CONN_WS)
+		schedule_ws(s, c);
 }
 
 void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c)
@@ -481,6 +494,14 @@ void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c)
 		eng_conn_kill(s, c);
 		return;
 	case CONN_WS:
+		if (c->auth && c->auth->exp &&
+		    s->tick >= eng_unix_to_tick(s, c->auth->exp +
+						ENG_JWT_LEEWAY)) {
+			/* No refresh came in time (docs/PROTOCOL.md). */
+			send_close(s, c, ENG_CLOSE_EXPIRED, "token expired",
+				   CONN_CLOSING);
+			return;
+		}
 		if (cfg->idle_ms &&
 		    s->tick - c->last_rx >= eng_ms_to_ticks(cfg->idle_ms)) {
 			ENG_STAT_ADD(s, timeouts, 1);
@@ -511,6 +532,27 @@ void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c)
 	default:
 		return;
 	}
+}
+
+/*
+ * POST /users/{uid}/disconnect reached @c: the shared close frame @f
+ * (4003, one reference ours) goes out and the connection drains. One
+ * still waiting for its 101 is simply dropped.
+ */
+void eng_conn_kick(struct eng_shard *s, struct eng_conn *c,
+		   struct eng_buf *f)
+{
+	ENG_STAT_ADD(s, kicked, 1);
+	if (c->state != CONN_WS) {
+		eng_buf_put(f);
+		if (c->state == CONN_HTTP)
+			eng_conn_kill(s, c);
+		return;
+	}
+	c->state = CONN_DRAIN;
+	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(ENG_CLOSE_WAIT_MS));
+	rx_free(c);
+	queue(s, c, f);
 }
 
 /* SIGTERM: 1001 to open connections, drop those still handshaking. */
@@ -952,6 +994,7 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot)
 	c->flags = 0;
 	c->nsubs = 0;
 	c->subs = NULL;
+	c->auth = NULL;
 	c->tprev = c->tnext = ENG_NIL;
 	c->tdue = 0;
 	c->last_rx = c->last_ping = s->tick;

@@ -119,7 +119,12 @@ static void dispatch(struct eng_shard *s, struct io_uring_cqe *cqe)
 	unsigned op = ring_ud_op(cqe->user_data);
 
 	if (op & ENG_OP_FAILED) {
-		eng_pub_mail(s, cqe);
+		unsigned base = op & ~ENG_OP_FAILED;
+
+		if (base == ENG_OP_USER || base == ENG_OP_USER_ACK)
+			eng_user_mail(s, cqe);
+		else
+			eng_pub_mail(s, cqe);
 		return;
 	}
 	switch (op) {
@@ -151,6 +156,10 @@ static void dispatch(struct eng_shard *s, struct io_uring_cqe *cqe)
 	case ENG_OP_R_SUB_ACK:
 	case ENG_OP_R_PUB_ACK:
 		eng_pub_mail(s, cqe);
+		break;
+	case ENG_OP_USER:
+	case ENG_OP_USER_ACK:
+		eng_user_mail(s, cqe);
 		break;
 	case ENG_OP_STOP:
 		stop(s);
@@ -229,6 +238,7 @@ static int shard_init(struct eng_shard *s)
 	s->nr_rearm = 0;
 	eng_timer_init(s);
 	s->t0_ms = now_ms();
+	s->t0_unix = (int64_t)time(NULL);
 	s->tick = 0;
 	return 0;
 

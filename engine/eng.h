@@ -23,7 +23,7 @@
 #define ENG_TICK_MS		100	/* timer resolution */
 #define ENG_WHEEL_SLOTS		1024	/* 102.4 s before a timer laps */
 #define ENG_NIL			UINT32_MAX	/* end of a slot-linked list */
-#define ENG_CONN_BUDGET		72	/* bytes; tests/test-engine-conn.c */
+#define ENG_CONN_BUDGET		80	/* bytes; tests/test-engine-conn.c */
 #define ENG_CHAN_MAX		128	/* bytes in a channel name */
 #define ENG_MAX_CMD_CHANNELS	256	/* channels in one (un)subscribe */
 #define ENG_APP_MAX		32	/* bytes in an "app" claim */
@@ -104,11 +104,14 @@ enum {
 #define CONN_F_SHUT		(1u << 5)	/* shutdown(SHUT_WR) issued */
 #define CONN_F_WAIT		(1u << 6)	/* HTTP: reply awaits a publish */
 #define CONN_F_KEEP		(1u << 7)	/* HTTP: keep-alive after reply */
+#define CONN_F_ADMITTED		(1u << 8)	/* user: counted by the owner */
 
 enum { ENG_BUF_HEAP = 0, ENG_BUF_ARENA };
 
 #define ENG_BUF_F_FRAME		(1u << 0)	/* a push frame: counted live */
 #define ENG_BUF_F_BCAST		(1u << 1)	/* for every /ws connection */
+#define ENG_BUF_F_USER		(1u << 2)	/* for one user's connections */
+#define ENG_BUF_F_KICK		(1u << 3)	/* a close frame: disconnect */
 
 /*
  * A send buffer: refcounted bytes on the wire as they are. A push frame
@@ -170,6 +173,7 @@ struct eng_conn {
 	struct eng_sq *sq_tail;
 	struct eng_rx *rx;	/* NULL while idle */
 	struct eng_sub *subs;	/* this connection's subscriptions */
+	struct eng_auth *auth;	/* owned; NULL when anonymous */
 };
 
 /* One connection's subscription to one channel. */
@@ -209,6 +213,7 @@ struct eng_chan {
 	uint8_t pending;		/* interest sent to owner, no ack yet */
 	uint8_t registered;		/* owner knows this shard has subs */
 	uint8_t rstate;			/* owner, Redis: ENG_R_* */
+	struct eng_pres *pres;		/* owner of a user: presence */
 	uint8_t local_rack;		/* owner: own ack awaits Redis */
 	struct eng_interest *racks;	/* owner: acks awaiting Redis */
 	uint16_t len;
@@ -224,8 +229,43 @@ struct eng_interest {
 	uint16_t from;
 	uint8_t add;
 	uint8_t len;
-	char name[ENG_CHAN_MAX];
+	uint8_t kind;			/* ENG_MAIL_* */
+	uint8_t ok;			/* JOIN: admitted */
+	uint8_t counted;		/* LEAVE: was admitted */
+	uint8_t last;			/* LEAVE: none left on that shard */
+	uint8_t app_len;
+	uint32_t slot, gen;		/* JOIN, QUERY, KICK: the connection */
+	uint32_t conns;			/* QUERY, KICK: the user's connections */
+	char app[ENG_APP_MAX + 1];
+	char name[ENG_CHAN_MAX + 2];	/* channel, or "\x01" + user id */
+	char apps[8 * (ENG_APP_MAX + 3)];	/* QUERY: "web","ios" */
+	char wskey[32];			/* JOIN: Sec-WebSocket-Key for the 101 */
 };
+
+/* What an eng_interest mail asks of a channel's owner. */
+enum {
+	ENG_MAIL_INTEREST = 0,	/* this shard has subscribers, or not */
+	ENG_MAIL_JOIN,		/* admit one more connection of a user */
+	ENG_MAIL_LEAVE,		/* a user's connection left (or was refused) */
+	ENG_MAIL_QUERY,		/* GET /users/{uid} */
+	ENG_MAIL_KICK,		/* POST /users/{uid}/disconnect */
+};
+
+/* A user's presence on this node, kept by the user's owner shard. */
+#define ENG_PRES_APPS	8
+struct eng_pres {
+	uint32_t conns;
+	uint32_t napps;
+	struct {
+		uint32_t n;
+		char name[ENG_APP_MAX + 1];
+	} app[ENG_PRES_APPS];
+};
+
+/* Internal channel names of users start with this byte, never valid in
+ * a channel name, so a client cannot subscribe to another's messages. */
+#define ENG_USER_MARK	'\x01'
+
 
 /* Mail owner -> Redis bridge (subscribe or not) and back (confirmed). */
 struct eng_rsub {
@@ -278,6 +318,11 @@ struct eng_stats {
 	atomic_uint_fast64_t zc_sends;		/* sends with send_zc */
 	atomic_uint_fast64_t zc_copied;		/* ...the kernel copied */
 	atomic_uint_fast64_t mbox_errors;	/* mailbox posts that failed */
+	atomic_uint_fast64_t users_owned;	/* owner: users with conns */
+	atomic_uint_fast64_t user_conns;	/* owner: their connections */
+	atomic_uint_fast64_t auth_failed;	/* 401 at the upgrade */
+	atomic_uint_fast64_t kicked;		/* closed by a disconnect */
+	atomic_uint_fast64_t user_refused;	/* over --max-conns-per-user */
 };
 
 struct eng;
@@ -296,6 +341,7 @@ struct eng_shard {
 	uint32_t wheel[ENG_WHEEL_SLOTS];/* heads of timer lists */
 	uint32_t tick;			/* ticks since start */
 	uint64_t t0_ms;			/* CLOCK_MONOTONIC at tick 0 */
+	int64_t t0_unix;		/* wall clock at tick 0, seconds */
 	bool up;			/* ring set up: mailbox reaches it */
 	bool accepting;			/* multishot accept armed */
 	bool stopping;			/* SIGTERM seen: closing everyone */
@@ -344,6 +390,8 @@ enum {
 	ENG_OP_R_SUB_ACK,	/* mailbox: ... back to the owner, confirmed */
 	ENG_OP_R_PUBLISH,	/* mailbox: struct eng_rpub to the bridge */
 	ENG_OP_R_PUB_ACK,	/* mailbox: ... back, with PUBLISH's count */
+	ENG_OP_USER,		/* mailbox: struct eng_interest (user) to owner */
+	ENG_OP_USER_ACK,	/* mailbox: ... back */
 	ENG_OP_FAILED = 0x80,	/* or-ed into a failed post's own CQE */
 };
 
@@ -366,6 +414,7 @@ void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
 			struct eng_buf *b);
 void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code);
 void eng_conn_on_send_zc(struct eng_shard *s, struct io_uring_cqe *cqe);
+void eng_conn_reschedule(struct eng_shard *s, struct eng_conn *c);
 struct hs_str;
 void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
 		      const struct hs_str *key, uint8_t kind);
@@ -401,6 +450,9 @@ void eng_push_message(struct eng_shard *s, struct eng_conn *c,
 /* pub.c: publishing, sequencing and fan-out across shards. */
 struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
 			      const uint8_t *payload, size_t plen, bool json);
+struct eng_buf *eng_pub_user_frame(const char *uid, size_t ulen,
+				   const uint8_t *payload, size_t plen,
+				   bool json);
 int eng_publish(struct eng_shard *s, struct eng_conn *c,
 		struct eng_buf *frame, struct eng_buf *reply);
 int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
@@ -422,9 +474,38 @@ int eng_redis_fd(const struct eng *e);
 bool eng_redis_healthy(struct eng_redis *r, char *why, size_t len);
 size_t eng_redis_stats(struct eng_redis *r, char *out, size_t cap);
 void eng_pub_inject(struct eng *e, struct ring *from, struct eng_buf *frame);
+void eng_redis_presence(struct eng_shard *s, struct eng_chan *ch);
+void eng_redis_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		     size_t len);
+void eng_redis_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		    size_t len);
+void eng_redis_online(struct eng_shard *s, struct eng_conn *c);
 int eng_redis_publish(struct eng_shard *s, struct eng_conn *c,
 		      const char *chan, size_t clen, const void *payload,
 		      size_t plen, struct eng_buf *ok, struct eng_buf *err);
+
+/* user.c: users as a target: admission, presence, push, kick. */
+#define ENG_CLOSE_EXPIRED	4001	/* token expired, no refresh */
+#define ENG_CLOSE_KICKED	4003	/* POST /users/{uid}/disconnect */
+
+void eng_user_ack(struct eng_shard *s, struct eng_interest *m);
+bool eng_pub_owner_update(struct eng_shard *s, struct eng_chan *ch,
+			  unsigned from, bool add, struct eng_interest *m);
+unsigned eng_pub_fanout(struct eng_shard *s, struct eng_buf *f,
+			struct eng_chan *ch);
+void eng_pub_presence(struct eng_shard *s, struct eng_chan *ch);
+void eng_user_join(struct eng_shard *s, struct eng_conn *c,
+		   const struct hs_str *key);
+void eng_user_leave(struct eng_shard *s, struct eng_conn *c);
+void eng_user_mail(struct eng_shard *s, struct io_uring_cqe *cqe);
+void eng_user_owner_mail(struct eng_shard *s, struct eng_interest *m);
+int eng_user_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		   size_t len, uint8_t kind);
+size_t eng_user_key(char *out, const char *uid, size_t len);
+void eng_user_kick_frame_deliver(struct eng_shard *s, struct eng_buf *f,
+				 struct eng_chan *ch);
+void eng_conn_kick(struct eng_shard *s, struct eng_conn *c,
+		   struct eng_buf *f);
 
 /* auth.c: JWT at the upgrade. */
 struct hs_str;
@@ -469,6 +550,18 @@ void eng_timer_init(struct eng_shard *s);
 void eng_timer_set(struct eng_shard *s, struct eng_conn *c, uint32_t due);
 void eng_timer_del(struct eng_shard *s, struct eng_conn *c);
 void eng_timer_advance(struct eng_shard *s, uint32_t now);
+
+/* The tick at which wall-clock second @t arrives (token expiry). */
+static inline uint32_t eng_unix_to_tick(const struct eng_shard *s, int64_t t)
+{
+	int64_t d = t - s->t0_unix;
+
+	if (d <= 0)
+		return 0;
+	if (d > (int64_t)(UINT32_MAX / (1000 / ENG_TICK_MS)) - 1)
+		return UINT32_MAX - 1;
+	return (uint32_t)(d * (1000 / ENG_TICK_MS));
+}
 
 static inline uint32_t eng_ms_to_ticks(unsigned ms)
 {

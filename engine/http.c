@@ -22,6 +22,10 @@ static const struct hs_limits hs_lim = {
 
 static const char json_type[] = "application/json";
 
+#define STAT(sh, f) \
+	((unsigned long long)atomic_load_explicit(&(sh)->stats.f, \
+						  memory_order_relaxed))
+
 /* Methods and paths are case-sensitive, unlike header names. */
 static bool str_is(const struct hs_str *s, const char *lit)
 {
@@ -62,19 +66,176 @@ static void reply_json(struct eng_shard *s, struct eng_conn *c, int status,
 	eng_conn_http_reply(s, c, status, NULL, json_type, body, strlen(body));
 }
 
+/* 401 with a short reason, no upgrade (RFC 6750 names the header). */
+static void unauthorized(struct eng_shard *s, struct eng_conn *c,
+			 const char *why)
+{
+	char body[160];
+	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", why);
+
+	ENG_STAT_ADD(s, auth_failed, 1);
+	eng_conn_http_reply(s, c, 401,
+			    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n",
+			    json_type, body, (size_t)n);
+}
+
 static void upgrade(struct eng_shard *s, struct eng_conn *c,
 		    const struct hs_req *req, uint8_t kind)
 {
+	const struct eng_cfg *cfg = &s->eng->cfg;
 	int status = hs_check_upgrade(req);
+	const char *tok, *why = NULL;
+	size_t len;
 
-	if (status == 426)
+	if (status == 426) {
 		reply(s, c, 426, "Sec-WebSocket-Version: 13\r\n");
-	else if (status == 405)
+		return;
+	} else if (status == 405) {
 		reply(s, c, 405, "Allow: GET\r\n");
-	else if (status)
+		return;
+	} else if (status) {
 		reply(s, c, status, NULL);
-	else
-		eng_conn_upgrade(s, c, &req->ws_key, kind);
+		return;
+	}
+	/* Authentication happens here, before any WebSocket byte. */
+	if (kind == CONN_K_PUSH && cfg->auth != ENG_AUTH_OFF) {
+		bool found = eng_auth_token(&req->query, &req->authorization,
+					    &tok, &len);
+
+		if (!found && cfg->auth == ENG_AUTH_REQUIRED) {
+			unauthorized(s, c, "missing token");
+			return;
+		}
+		if (found) {
+			if (eng_auth_verify(s, tok, len, &c->auth, &why) < 0) {
+				unauthorized(s, c, why);
+				return;
+			}
+			eng_user_join(s, c, &req->ws_key);
+			return;
+		}
+	}
+	eng_conn_upgrade(s, c, &req->ws_key, kind);
+}
+
+/* /users/{uid}[/push|/disconnect], and GET /online. */
+static void users(struct eng_shard *s, struct eng_conn *c,
+		  const struct hs_req *req, const uint8_t *body, size_t len)
+{
+	const char *uid = req->path.p + 7, *end = req->path.p + req->path.len;
+	const char *slash = memchr(uid, '/', (size_t)(end - uid));
+	size_t ulen = (size_t)((slash ? slash : end) - uid);
+	struct hs_str rest = { .p = slash, .len = (uint32_t)(slash ? end - slash : 0) };
+	struct eng_buf *frame;
+	bool json;
+
+	if (!authorized(&s->eng->cfg, req)) {
+		static const char bad[] = "{\"error\":\"bad api key\"}\n";
+
+		eng_conn_http_reply(s, c, 401, "WWW-Authenticate: Bearer\r\n",
+				    json_type, bad, sizeof(bad) - 1);
+		return;
+	}
+	if (!eng_chan_name_ok(uid, ulen)) {
+		reply_json(s, c, 400, "{\"error\":\"bad user id\"}\n");
+		return;
+	}
+	if (!slash) {
+		if (!str_is(&req->method, "GET"))
+			reply(s, c, 405, "Allow: GET\r\n");
+		else if (s->eng->redis)
+			eng_redis_query(s, c, uid, ulen);
+		else if (eng_user_query(s, c, uid, ulen, ENG_MAIL_QUERY) < 0)
+			reply(s, c, 503, NULL);
+		return;
+	}
+	if (!str_is(&req->method, "POST")) {
+		reply(s, c, 405, "Allow: POST\r\n");
+		return;
+	}
+	if (str_is(&rest, "/disconnect")) {
+		if (s->eng->redis)
+			eng_redis_kick(s, c, uid, ulen);
+		else if (eng_user_query(s, c, uid, ulen, ENG_MAIL_KICK) < 0)
+			reply(s, c, 503, NULL);
+		return;
+	}
+	if (!str_is(&rest, "/push")) {
+		reply(s, c, 404, NULL);
+		return;
+	}
+	if (req->content_length < 0) {
+		reply(s, c, 411, NULL);
+		return;
+	}
+	json = json_valid(s->json, (const char *)body, len);
+	if (!json && !json_utf8_valid(body, len)) {
+		reply_json(s, c, 400, "{\"error\":\"payload is neither JSON "
+			   "nor UTF-8 text\"}\n");
+		return;
+	}
+	if (s->eng->redis) {
+		char key[ENG_CHAN_MAX + 2];
+		size_t klen = eng_user_key(key, uid, ulen);
+
+		if (eng_redis_publish(s, c, key, klen, body, len, NULL,
+				      NULL) < 0)
+			reply(s, c, 503, NULL);
+		return;
+	}
+	frame = eng_pub_user_frame(uid, ulen, body, len, json);
+	if (!frame) {
+		reply(s, c, 503, NULL);
+		return;
+	}
+	{
+		static const char ok[] = "{\"ok\":true}\n";
+		struct eng_buf *resp = eng_buf_new(256);
+		ssize_t n = resp ? hs_write_response((char *)resp->data,
+					resp->cap, 200, NULL, json_type, ok,
+					sizeof(ok) - 1,
+					!(c->flags & CONN_F_KEEP)) : -1;
+
+		if (n < 0) {
+			eng_buf_put(resp);
+			eng_buf_put(frame);
+			reply(s, c, 503, NULL);
+			return;
+		}
+		resp->len = (uint32_t)n;
+		if (eng_publish(s, c, frame, resp) < 0)
+			reply(s, c, 503, NULL);
+	}
+}
+
+/* GET /online: users and connections, this node or all (Redis). */
+static void online(struct eng_shard *s, struct eng_conn *c,
+		   const struct hs_req *req)
+{
+	unsigned long long users = 0, conns = 0;
+	char body[128];
+	int n;
+
+	if (!authorized(&s->eng->cfg, req)) {
+		static const char bad[] = "{\"error\":\"bad api key\"}\n";
+
+		eng_conn_http_reply(s, c, 401, "WWW-Authenticate: Bearer\r\n",
+				    json_type, bad, sizeof(bad) - 1);
+		return;
+	}
+	if (s->eng->redis) {
+		eng_redis_online(s, c);
+		return;
+	}
+	for (unsigned i = 0; i < s->eng->cfg.shards; i++) {
+		struct eng_shard *sh = &s->eng->shards[i];
+
+		users += STAT(sh, users_owned);
+		conns += STAT(sh, user_conns);
+	}
+	n = snprintf(body, sizeof(body), "{\"users\":%llu,\"connections\":%llu}\n",
+		     users, conns);
+	eng_conn_http_reply(s, c, 200, NULL, json_type, body, (size_t)n);
 }
 
 /* Builds the push frame for a published body and hands it on. */
@@ -144,9 +305,7 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, 503, NULL);
 }
 
-#define STAT(sh, f) \
-	((unsigned long long)atomic_load_explicit(&(sh)->stats.f, \
-						  memory_order_relaxed))
+
 
 /* Appends one shard's counters (or their totals) as a JSON object. */
 static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
@@ -279,6 +438,13 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 			reply(s, c, 411, NULL);
 		else
 			publish(s, c, &req, p + len, body);
+	} else if (has_prefix(&req.path, "/users/")) {
+		users(s, c, &req, p + len, body);
+	} else if (str_is(&req.path, "/online")) {
+		if (!str_is(&req.method, "GET"))
+			reply(s, c, 405, "Allow: GET\r\n");
+		else
+			online(s, c, &req);
 	} else if (str_is(&req.path, "/healthz") ||
 		   str_is(&req.path, "/stats")) {
 		if (!str_is(&req.method, "GET"))

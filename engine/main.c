@@ -47,6 +47,13 @@ static const char usage[] =
 "                           closed with 1008 as a slow consumer (default 4M)\n"
 "  --arena-size SIZE        shared frame arena for published messages\n"
 "                           (default 64M; frames beyond it use the heap)\n"
+"  --auth MODE              off, optional or required: a JWT in ?token= or\n"
+"                           Authorization: Bearer at the /ws upgrade names\n"
+"                           the user (default off)\n"
+"  --jwt-secret SECRET      HS256 key (or the RINGCAST_JWT_SECRET variable)\n"
+"  --jwt-public-key FILE    RS256 or ES256 public key, PEM\n"
+"  --max-conns-per-user N   a user's connections on this node; past it a new\n"
+"                           one gets HTTP 429 (default 0: no limit)\n"
 "  --redis URL              share messages with other nodes through Redis:\n"
 "                           redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]\n"
 "                           (default: none, the embedded broker alone)\n"
@@ -224,7 +231,8 @@ enum {
 	OPT_LISTEN = 256, OPT_SHARDS, OPT_MAX_CONNS, OPT_MAX_MESSAGE, OPT_ECHO,
 	OPT_PING, OPT_IDLE, OPT_HANDSHAKE, OPT_RECV_BUFS, OPT_RECV_BUF_SIZE,
 	OPT_API_KEY, OPT_CLIENT_PUBLISH, OPT_MAX_SUBS, OPT_MAX_PENDING,
-	OPT_ARENA, OPT_ZC, OPT_REDIS, OPT_REDIS_PREFIX,
+	OPT_ARENA, OPT_ZC, OPT_REDIS, OPT_REDIS_PREFIX, OPT_AUTH, OPT_JWT_SECRET,
+	OPT_JWT_PUBKEY, OPT_MAX_PER_USER,
 };
 
 static const struct option options[] = {
@@ -246,6 +254,10 @@ static const struct option options[] = {
 	{ "zc-threshold",	required_argument, NULL, OPT_ZC },
 	{ "redis",		required_argument, NULL, OPT_REDIS },
 	{ "redis-prefix",	required_argument, NULL, OPT_REDIS_PREFIX },
+	{ "auth",		required_argument, NULL, OPT_AUTH },
+	{ "jwt-secret",		required_argument, NULL, OPT_JWT_SECRET },
+	{ "jwt-public-key",	required_argument, NULL, OPT_JWT_PUBKEY },
+	{ "max-conns-per-user",	required_argument, NULL, OPT_MAX_PER_USER },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -351,6 +363,33 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 				bad_value("redis-prefix (up to 63 channel-name "
 					  "characters)", optarg);
 			strcpy(cfg->redis_prefix, optarg);
+			break;
+		case OPT_AUTH:
+			if (!strcmp(optarg, "off"))
+				cfg->auth = ENG_AUTH_OFF;
+			else if (!strcmp(optarg, "optional"))
+				cfg->auth = ENG_AUTH_OPTIONAL;
+			else if (!strcmp(optarg, "required"))
+				cfg->auth = ENG_AUTH_REQUIRED;
+			else
+				bad_value("auth (off, optional, required)",
+					  optarg);
+			break;
+		case OPT_JWT_SECRET:
+			if (!*optarg || strlen(optarg) >= sizeof(cfg->jwt_secret))
+				bad_value("jwt-secret (1 to 511 bytes)", "...");
+			strcpy(cfg->jwt_secret, optarg);
+			break;
+		case OPT_JWT_PUBKEY:
+			if (!*optarg ||
+			    strlen(optarg) >= sizeof(cfg->jwt_pubkey_file))
+				bad_value("jwt-public-key", optarg);
+			strcpy(cfg->jwt_pubkey_file, optarg);
+			break;
+		case OPT_MAX_PER_USER:
+			if (parse_u64(optarg, &v) < 0 || v > UINT32_MAX)
+				bad_value("max-conns-per-user", optarg);
+			cfg->max_conns_per_user = (unsigned)v;
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -497,7 +536,26 @@ int main(int argc, char **argv)
 	if (getenv("RINGCAST_API_KEY") &&
 	    strlen(getenv("RINGCAST_API_KEY")) < sizeof(e.cfg.api_key))
 		strcpy(e.cfg.api_key, getenv("RINGCAST_API_KEY"));
+	if (getenv("RINGCAST_JWT_SECRET") &&
+	    strlen(getenv("RINGCAST_JWT_SECRET")) < sizeof(e.cfg.jwt_secret))
+		strcpy(e.cfg.jwt_secret, getenv("RINGCAST_JWT_SECRET"));
 	parse_args(argc, argv, &e.cfg);
+	if (e.cfg.auth != ENG_AUTH_OFF && !e.cfg.jwt_secret[0] &&
+	    !e.cfg.jwt_pubkey_file[0]) {
+		fprintf(stderr, "ringcast: --auth %s needs --jwt-secret or "
+			"--jwt-public-key (see --help)\n",
+			e.cfg.auth == ENG_AUTH_REQUIRED ? "required" : "optional");
+		return 2;
+	}
+	{
+		const char *why = NULL;
+
+		if (eng_auth_init(&e.cfg, &why) < 0) {
+			fprintf(stderr, "ringcast: --jwt-public-key %s: %s\n",
+				e.cfg.jwt_pubkey_file, why);
+			return 2;
+		}
+	}
 	if (!e.cfg.shards)
 		e.cfg.shards = online_cpus();
 
@@ -621,6 +679,7 @@ stop:
 	eng_redis_free(&e);
 	free(e.shards);
 	eng_arena_exit();
+	eng_auth_exit();
 	if (!status)
 		fprintf(stderr, "ringcast: stopped\n");
 	return status;

@@ -129,7 +129,53 @@ struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
 	return b;
 }
 
+static const char user_head[] = "{\"cmd\":\"push\",\"user\":\"";
+
+/* {"cmd":"push","user":"UID","data":...}: a user push, encoded once. */
+struct eng_buf *eng_pub_user_frame(const char *uid, size_t ulen,
+				   const uint8_t *payload, size_t plen,
+				   bool json)
+{
+	struct eng_buf *b = eng_pub_frame(uid, ulen, payload, plen, json);
+	size_t neu = sizeof(user_head) - 1;
+	uint8_t hdr[WS_MAX_SERVER_HDR], *end, *env;
+	size_t n, h;
+
+	if (!b)
+		return NULL;
+	/*
+	 * The channel frame with "user" for "channel": the shorter head is
+	 * written in place, ending where the name starts, and the header
+	 * moves up against it.
+	 */
+	end = b->data + b->start + b->len;
+	env = b->data + b->name_off - neu;
+	memcpy(env, user_head, neu);
+	n = (size_t)(end - env);
+	h = ws_write_header(hdr, WS_OP_TEXT, true, n);
+	b->start = (uint32_t)(env - h - b->data);
+	memcpy(b->data + b->start, hdr, h);
+	b->len = (uint32_t)(h + n);
+	b->flags |= ENG_BUF_F_USER;
+	return b;
+}
+
 /* ---- delivery on one shard --------------------------------------------- */
+
+/* The index key of push frame @f: its channel, or its user's key. */
+static size_t frame_key(const struct eng_buf *f, char *buf)
+{
+	const char *name = (const char *)f->data + f->name_off;
+
+	if (f->flags & ENG_BUF_F_KICK) {	/* stored as the key already */
+		memcpy(buf, name, f->name_len);
+		return f->name_len;
+	}
+	if (f->flags & ENG_BUF_F_USER)
+		return eng_user_key(buf, name, f->name_len);
+	memcpy(buf, name, f->name_len);
+	return f->name_len;
+}
 
 static bool deliverable(const struct eng_conn *c)
 {
@@ -160,14 +206,23 @@ static void deliver(struct eng_shard *s, struct eng_buf *f)
 			eng_conn_queue(s, &s->conns[i], f);
 		}
 	} else {
-		const char *name = (const char *)f->data + f->name_off;
-		uint64_t hash = eng_chan_hash(name, f->name_len);
-		struct eng_chan *ch = eng_chan_find(&s->chans, name,
-						    f->name_len, hash);
+		char name[ENG_CHAN_MAX + 2];
+		size_t len = frame_key(f, name);
+		struct eng_chan *ch = eng_chan_find(&s->chans, name, len,
+						    eng_chan_hash(name, len));
 		struct eng_sub *sub, *next;
 
 		if (!ch || !ch->nsubs)
 			return;
+		if (f->flags & ENG_BUF_F_KICK) {
+			/* Each connection closes: take its reference first. */
+			for (sub = ch->subs; sub; sub = next) {
+				next = sub->next;
+				eng_conn_kick(s, &s->conns[sub->slot],
+					      eng_buf_get(f));
+			}
+			return;
+		}
 		want = ch->nsubs;
 		atomic_fetch_add_explicit(&f->refs, want, memory_order_relaxed);
 		/* @next first: a slow subscriber is unsubscribed in queue() */
@@ -209,6 +264,29 @@ static void finish(struct eng_shard *s, struct eng_pub *pub)
 	eng_free(pub);
 }
 
+/*
+ * The owner hands @f to every shard with subscribers of @ch, itself
+ * included, in its own order. Returns the shards reached.
+ */
+unsigned eng_pub_fanout(struct eng_shard *s, struct eng_buf *f,
+			struct eng_chan *ch)
+{
+	unsigned nshards = s->eng->cfg.shards, i, reached = 0;
+
+	for (i = 0; ch && ch->shards && i < nshards; i++) {
+		if (!(ch->shards[i / 64] & (1ull << (i % 64))))
+			continue;
+		reached++;
+		if (i == s->id) {
+			deliver(s, f);
+			continue;
+		}
+		eng_buf_get(f);
+		post(s, i, ENG_OP_DELIVER, f, 0);
+	}
+	return reached;
+}
+
 static void sequence(struct eng_shard *s, struct eng_pub *pub)
 {
 	struct eng_buf *f = pub->frame;
@@ -225,22 +303,11 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 		deliver(s, f);
 		reached = nshards;
 	} else {
-		const char *name = (const char *)f->data + f->name_off;
-		uint64_t hash = eng_chan_hash(name, f->name_len);
-		struct eng_chan *ch = eng_chan_find(&s->chans, name,
-						    f->name_len, hash);
+		char name[ENG_CHAN_MAX + 2];
+		size_t len = frame_key(f, name);
 
-		for (i = 0; ch && ch->shards && i < nshards; i++) {
-			if (!(ch->shards[i / 64] & (1ull << (i % 64))))
-				continue;
-			reached++;
-			if (i == s->id) {
-				deliver(s, f);
-				continue;
-			}
-			eng_buf_get(f);
-			post(s, i, ENG_OP_DELIVER, f, 0);
-		}
+		reached = eng_pub_fanout(s, f, eng_chan_find(&s->chans, name,
+					 len, eng_chan_hash(name, len)));
 	}
 	pub->shards = reached;
 	if (pub->from == ENG_FROM_BRIDGE) {	/* from Redis: nobody waits */
@@ -263,10 +330,12 @@ int eng_publish(struct eng_shard *s, struct eng_conn *c,
 		eng_buf_put(reply);
 		return -ENOMEM;
 	}
-	if (!(frame->flags & ENG_BUF_F_BCAST))
-		owner = owner_of(s, eng_chan_hash((const char *)frame->data +
-						  frame->name_off,
-						  frame->name_len));
+	if (!(frame->flags & ENG_BUF_F_BCAST)) {
+		char name[ENG_CHAN_MAX + 2];
+		size_t len = frame_key(frame, name);
+
+		owner = owner_of(s, eng_chan_hash(name, len));
+	}
 	pub->frame = frame;
 	pub->reply = reply;
 	pub->slot = eng_slot(s, c);
@@ -297,11 +366,13 @@ void eng_pub_inject(struct eng *e, struct ring *from, struct eng_buf *frame)
 		eng_buf_put(frame);
 		return;
 	}
-	if (!(frame->flags & ENG_BUF_F_BCAST))
-		owner = (unsigned)((eng_chan_hash((const char *)frame->data +
-						  frame->name_off,
-						  frame->name_len) >> 32) %
+	if (!(frame->flags & ENG_BUF_F_BCAST)) {
+		char name[ENG_CHAN_MAX + 2];
+		size_t len = frame_key(frame, name);
+
+		owner = (unsigned)((eng_chan_hash(name, len) >> 32) %
 				   e->cfg.shards);
+	}
 	memset(pub, 0, sizeof(*pub));
 	pub->frame = frame;
 	pub->from = ENG_FROM_BRIDGE;
@@ -320,6 +391,10 @@ static size_t redis_name(const struct eng_cfg *cfg, char *out, size_t cap,
 {
 	if (!name)
 		return (size_t)snprintf(out, cap, "%sall", cfg->redis_prefix);
+	if (len && name[0] == ENG_USER_MARK)
+		return (size_t)snprintf(out, cap, "%suser:%.*s",
+					cfg->redis_prefix, (int)len - 1,
+					name + 1);
 	return (size_t)snprintf(out, cap, "%sch:%.*s", cfg->redis_prefix,
 				(int)len, name);
 }
@@ -392,6 +467,16 @@ static void on_rpub_ack(struct eng_shard *s, struct eng_rpub *p)
 	eng_buf_put(p->ok);
 	eng_buf_put(p->err);
 	free(p);
+}
+
+/*
+ * The user's presence on this node changed: with Redis, the bridge writes
+ * it (batched) so that other nodes can count it.
+ */
+void eng_pub_presence(struct eng_shard *s, struct eng_chan *ch)
+{
+	if (s->eng->redis)
+		eng_redis_presence(s, ch);
 }
 
 /* ---- interest ---------------------------------------------------------- */
@@ -476,7 +561,7 @@ static void redis_interest(struct eng_shard *s, struct eng_chan *ch, bool add)
  * the acknowledgement must wait for Redis to confirm the SUBSCRIBE (the
  * caller has queued it: @m on racks, or local_rack for the owner itself).
  */
-static bool owner_update(struct eng_shard *s, struct eng_chan *ch,
+bool eng_pub_owner_update(struct eng_shard *s, struct eng_chan *ch,
 			 unsigned from, bool add, struct eng_interest *m)
 {
 	unsigned before = ch->nshards;
@@ -507,10 +592,17 @@ static void on_interest_ack(struct eng_shard *s, struct eng_interest *m);
 
 static void ack(struct eng_shard *s, struct eng_interest *m)
 {
-	if (m->from == s->id)
-		on_interest_ack(s, m);
-	else
-		post(s, m->from, ENG_OP_INTEREST_ACK, m, 0);
+	bool user = m->kind != ENG_MAIL_INTEREST;
+
+	if (m->from == s->id) {
+		if (user)
+			eng_user_ack(s, m);
+		else
+			on_interest_ack(s, m);
+	} else {
+		post(s, m->from, user ? ENG_OP_USER_ACK : ENG_OP_INTEREST_ACK,
+		     m, 0);
+	}
 }
 
 /* Tells the owner whether this shard has subscribers of @ch. */
@@ -521,7 +613,7 @@ static void interest(struct eng_shard *s, struct eng_chan *ch, bool add)
 
 	if (owner == s->id) {
 		/* We own it: the same record serves both roles. */
-		if (owner_update(s, ch, s->id, add, NULL))
+		if (eng_pub_owner_update(s, ch, s->id, add, NULL))
 			ch->registered = add;
 		else
 			ch->pending = 1;
@@ -532,6 +624,8 @@ static void interest(struct eng_shard *s, struct eng_chan *ch, bool add)
 		ENG_STAT_ADD(s, mbox_errors, 1);
 		return;
 	}
+	memset(m, 0, sizeof(*m));
+	m->kind = ENG_MAIL_INTEREST;
 	m->from = (uint16_t)s->id;
 	m->add = add;
 	m->len = (uint8_t)ch->len;
@@ -546,7 +640,8 @@ static void interest(struct eng_shard *s, struct eng_chan *ch, bool add)
  */
 static void sync_interest(struct eng_shard *s, struct eng_chan *ch)
 {
-	if (!ch->pending) {
+	/* A user's shards are tracked by JOIN and LEAVE (user.c). */
+	if (ch->name[0] != ENG_USER_MARK && !ch->pending) {
 		if (ch->nsubs && !ch->registered)
 			interest(s, ch, true);
 		else if (!ch->nsubs && ch->registered)
@@ -572,7 +667,7 @@ static void on_interest(struct eng_shard *s, struct eng_interest *m)
 		ack(s, m);
 		return;
 	}
-	if (owner_update(s, ch, m->from, m->add, m))
+	if (eng_pub_owner_update(s, ch, m->from, m->add, m))
 		ack(s, m);
 	eng_chan_maybe_free(&s->chans, ch);
 }
@@ -595,13 +690,23 @@ static void on_interest_ack(struct eng_shard *s, struct eng_interest *m)
 static void on_rsub_ack(struct eng_shard *s, struct eng_rsub *r)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
-	size_t skip = strlen(cfg->redis_prefix) + 3;	/* "<prefix>ch:" */
+	size_t plen = strlen(cfg->redis_prefix);
+	char key[ENG_CHAN_MAX + 2];
 	struct eng_chan *ch = NULL;
 	struct eng_interest *m;
+	size_t len = 0;
 
-	if (r->len > skip)
-		ch = eng_chan_find(&s->chans, r->name + skip, r->len - skip,
-				   eng_chan_hash(r->name + skip, r->len - skip));
+	/* "<prefix>ch:NAME" or "<prefix>user:UID" back to our index key */
+	if (r->len > plen + 3 && !memcmp(r->name + plen, "ch:", 3) &&
+	    r->len - plen - 3 <= ENG_CHAN_MAX) {
+		len = r->len - plen - 3;
+		memcpy(key, r->name + plen + 3, len);
+	} else if (r->len > plen + 5 && !memcmp(r->name + plen, "user:", 5) &&
+		   r->len - plen - 5 <= ENG_CHAN_MAX) {
+		len = eng_user_key(key, r->name + plen + 5, r->len - plen - 5);
+	}
+	if (len)
+		ch = eng_chan_find(&s->chans, key, len, eng_chan_hash(key, len));
 	free(r);
 	if (!ch)
 		return;
@@ -612,7 +717,7 @@ static void on_rsub_ack(struct eng_shard *s, struct eng_rsub *r)
 	while (m) {
 		struct eng_interest *next = m->next;
 
-		post(s, m->from, ENG_OP_INTEREST_ACK, m, 0);
+		ack(s, m);
 		m = next;
 	}
 	if (ch->local_rack) {

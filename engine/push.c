@@ -110,7 +110,15 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, cmd, 400, "bad channel name");
 		return;
 	}
-	if (c->nsubs + new_subs(s, c, names, cmd->nchannels) > cfg->max_subs) {
+	for (unsigned i = 0; i < cmd->nchannels; i++) {
+		if (!eng_auth_channel_ok(c->auth, names[i].p, names[i].len)) {
+			reply(s, c, cmd, 403, "channel not allowed");
+			return;
+		}
+	}
+	/* The user's own subscription is not the client's to count. */
+	if (c->nsubs - (c->auth && (c->flags & CONN_F_ADMITTED)) +
+	    new_subs(s, c, names, cmd->nchannels) > cfg->max_subs) {
 		reply(s, c, cmd, 413, "too many subscriptions");
 		return;
 	}
@@ -130,6 +138,10 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 	}
 	if (!eng_chan_name_ok(cmd->channel.p, cmd->channel.len)) {
 		reply(s, c, cmd, 400, "bad channel name");
+		return;
+	}
+	if (!eng_auth_channel_ok(c->auth, cmd->channel.p, cmd->channel.len)) {
+		reply(s, c, cmd, 403, "channel not allowed");
 		return;
 	}
 	if (!cmd->data.len) {
@@ -164,6 +176,47 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 	}
 	if (eng_publish(s, c, frame, ok) < 0)
 		reply(s, c, cmd, 503, "out of memory");
+}
+
+/*
+ * A new token for a connection whose token will expire: same user, a
+ * later expiry and possibly other channel rights. Channels already
+ * subscribed stay. The app stays that of the first token.
+ */
+static void refresh(struct eng_shard *s, struct eng_conn *c,
+		    const struct json_cmd *cmd)
+{
+	struct eng_auth *a = NULL;
+	const char *why = NULL;
+	char tok[ENG_MAX_TOKEN];
+	size_t len = cmd->token.len;
+
+	if (!c->auth) {
+		reply(s, c, cmd, 403, "not authenticated");
+		return;
+	}
+	if (!len || len >= sizeof(tok)) {
+		reply(s, c, cmd, 400, "missing token");
+		return;
+	}
+	/* the slice lives in the parser; verification reuses the parser */
+	memcpy(tok, cmd->token.p, len);
+	if (eng_auth_verify(s, tok, len, &a, &why) < 0) {
+		reply(s, c, cmd, 401, why);
+		return;
+	}
+	if (a->uid_len != c->auth->uid_len ||
+	    memcmp(a->uid, c->auth->uid, a->uid_len)) {
+		eng_free(a);
+		reply(s, c, cmd, 403, "token is for another user");
+		return;
+	}
+	a->app_len = c->auth->app_len;
+	memcpy(a->app, c->auth->app, sizeof(a->app));
+	eng_free(c->auth);
+	c->auth = a;
+	eng_conn_reschedule(s, c);
+	reply(s, c, cmd, 200, "ok");
 }
 
 void eng_push_message(struct eng_shard *s, struct eng_conn *c,
@@ -203,6 +256,8 @@ void eng_push_message(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, &cmd, 200, "ok");
 	} else if (cmd_is(&cmd, "publish")) {
 		publish(s, c, &cmd);
+	} else if (cmd_is(&cmd, "refresh")) {
+		refresh(s, c, &cmd);
 	} else if (cmd_is(&cmd, "heartbeat")) {
 		reply(s, c, &cmd, 200, "ok");
 	} else {

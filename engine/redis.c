@@ -525,7 +525,7 @@ static void on_message(struct eng_redis *r, const redisReply *chan,
 	const char *name = NULL;
 	size_t nlen = 0;
 	struct eng_buf *f;
-	bool json;
+	bool json, user = false;
 
 	if (chan->len == r->all_len && !memcmp(chan->str, r->all, r->all_len)) {
 		name = NULL;
@@ -534,6 +534,14 @@ static void on_message(struct eng_redis *r, const redisReply *chan,
 		   !memcmp(chan->str + plen, "ch:", 3)) {
 		name = chan->str + plen + 3;
 		nlen = chan->len - plen - 3;
+		if (!eng_chan_name_ok(name, nlen))
+			goto reject;
+	} else if (chan->len > plen + 5 && !memcmp(chan->str, cfg->redis_prefix,
+						   plen) &&
+		   !memcmp(chan->str + plen, "user:", 5)) {
+		name = chan->str + plen + 5;
+		nlen = chan->len - plen - 5;
+		user = true;
 		if (!eng_chan_name_ok(name, nlen))
 			goto reject;
 	} else {
@@ -545,8 +553,12 @@ static void on_message(struct eng_redis *r, const redisReply *chan,
 	json = json_valid(r->json, payload->str, payload->len);
 	if (!json && !json_utf8_valid(payload->str, payload->len))
 		goto reject;	/* a text frame cannot carry it */
-	f = eng_pub_frame(name, nlen, (const uint8_t *)payload->str,
-			  payload->len, json);
+	if (user)
+		f = eng_pub_user_frame(name, nlen, (const uint8_t *)payload->str,
+				       payload->len, json);
+	else
+		f = eng_pub_frame(name, nlen, (const uint8_t *)payload->str,
+				  payload->len, json);
 	if (!f)
 		goto reject;
 	atomic_fetch_add_explicit(&r->messages, 1, memory_order_relaxed);
@@ -945,4 +957,33 @@ void eng_redis_free(struct eng *e)
 int eng_redis_fd(const struct eng *e)
 {
 	return ring_fd(&e->redis->ring);
+}
+
+/* ---- users through Redis (presence, queries, kick) ------------------------ */
+
+void eng_redis_presence(struct eng_shard *s, struct eng_chan *ch)
+{
+	(void)s;
+	(void)ch;
+}
+
+void eng_redis_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		     size_t len)
+{
+	(void)uid;
+	(void)len;
+	eng_conn_http_reply(s, c, 503, NULL, NULL, "not yet\n", 8);
+}
+
+void eng_redis_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		    size_t len)
+{
+	(void)uid;
+	(void)len;
+	eng_conn_http_reply(s, c, 503, NULL, NULL, "not yet\n", 8);
+}
+
+void eng_redis_online(struct eng_shard *s, struct eng_conn *c)
+{
+	eng_conn_http_reply(s, c, 503, NULL, NULL, "not yet\n", 8);
 }

@@ -1,0 +1,433 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * user.c: users as a target. An authenticated connection joins its user,
+ * an internal channel named ENG_USER_MARK + user id, through the same
+ * per-shard index, owner sequencing and fan-out as channels; a user push
+ * is a push frame on that channel. The user's owner shard also keeps the
+ * user's presence on this node (connections, per app) and admits each
+ * new connection against --max-conns-per-user before the 101 goes out,
+ * so a push published after the upgrade always finds the connection. A
+ * disconnect is one close frame (4003), built once and delivered like a
+ * push to every connection of the user.
+ *
+ * Mail, all struct eng_interest: JOIN (shard -> owner, answered with
+ * USER_ACK), LEAVE (a connection left, or was refused: presence and the
+ * owner's shard bitmap follow), QUERY and KICK (from an HTTP request).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eng.h"
+#include "hs.h"
+#include "ud.h"
+
+size_t eng_user_key(char *out, const char *uid, size_t len)
+{
+	out[0] = ENG_USER_MARK;
+	memcpy(out + 1, uid, len);
+	return len + 1;
+}
+
+static unsigned owner_of(struct eng_shard *s, const char *key, size_t len)
+{
+	return (unsigned)((eng_chan_hash(key, len) >> 32) % s->eng->cfg.shards);
+}
+
+static struct eng_interest *mail_new(struct eng_shard *s, uint8_t kind,
+				     const char *uid, size_t len)
+{
+	struct eng_interest *m = eng_malloc(sizeof(*m));
+
+	if (!m) {
+		ENG_STAT_ADD(s, mbox_errors, 1);
+		return NULL;
+	}
+	memset(m, 0, sizeof(*m));
+	m->kind = kind;
+	m->from = (uint16_t)s->id;
+	m->len = (uint8_t)eng_user_key(m->name, uid, len);
+	return m;
+}
+
+/* To the owner of @m's user: a direct call when that is us. */
+static void to_owner(struct eng_shard *s, struct eng_interest *m)
+{
+	unsigned owner = owner_of(s, m->name, m->len);
+	struct eng_shard *o = &s->eng->shards[owner];
+
+	if (owner == s->id) {
+		eng_user_owner_mail(s, m);
+		return;
+	}
+	if (ring_mbox_post(&s->ring, ring_fd(&o->ring),
+			   ring_ud_ptr(ENG_OP_USER, m), 0,
+			   ring_ud_ptr(ENG_OP_USER | ENG_OP_FAILED, m)) < 0) {
+		ENG_STAT_ADD(s, mbox_errors, 1);
+		eng_free(m);
+	}
+}
+
+/* Back to the shard that asked. */
+static void to_asker(struct eng_shard *s, struct eng_interest *m)
+{
+	if (m->from == s->id) {
+		struct io_uring_cqe cqe = {
+			.user_data = ring_ud_ptr(ENG_OP_USER_ACK, m),
+		};
+		eng_user_mail(s, &cqe);
+		return;
+	}
+	if (ring_mbox_post(&s->ring, ring_fd(&s->eng->shards[m->from].ring),
+			   ring_ud_ptr(ENG_OP_USER_ACK, m), 0,
+			   ring_ud_ptr(ENG_OP_USER_ACK | ENG_OP_FAILED, m)) < 0) {
+		ENG_STAT_ADD(s, mbox_errors, 1);
+		eng_free(m);
+	}
+}
+
+/* ---- the joining shard ---------------------------------------------------- */
+
+/*
+ * @c passed authentication: register it with its user before the upgrade.
+ * The 101 goes out when the owner admits it (eng_user_mail).
+ */
+void eng_user_join(struct eng_shard *s, struct eng_conn *c,
+		   const struct hs_str *key)
+{
+	const struct eng_auth *a = c->auth;
+	char name[ENG_CHAN_MAX + 2];
+	size_t len = eng_user_key(name, a->uid, a->uid_len);
+	struct eng_chan *ch = eng_chan_get(&s->chans, name, len,
+					   eng_chan_hash(name, len));
+	struct eng_interest *m;
+
+	m = mail_new(s, ENG_MAIL_JOIN, a->uid, a->uid_len);
+	if (!ch || !m || eng_sub_add(c, eng_slot(s, c), ch) < 0) {
+		eng_free(m);
+		if (ch)
+			eng_chan_maybe_free(&s->chans, ch);
+		eng_conn_http_reply(s, c, 503, NULL, NULL, NULL, 0);
+		return;
+	}
+	/* The key must outlive the request buffer: keep it in the mail. */
+	if (key->len >= sizeof(m->wskey)) {
+		eng_free(m);
+		eng_conn_http_reply(s, c, 400, NULL, NULL, NULL, 0);
+		return;
+	}
+	memcpy(m->wskey, key->p, key->len);
+	m->wskey[key->len] = '\0';
+	m->app_len = a->app_len;
+	memcpy(m->app, a->app, a->app_len);
+	m->slot = eng_slot(s, c);
+	m->gen = c->gen;
+	c->flags |= CONN_F_WAIT;	/* no further request meanwhile */
+	to_owner(s, m);
+}
+
+/* The user's subscription of @c, if it has one. */
+static struct eng_sub *user_sub(struct eng_conn *c)
+{
+	struct eng_sub *sub;
+
+	for (sub = c->subs; sub; sub = sub->cnext)
+		if (sub->chan->name[0] == ENG_USER_MARK)
+			return sub;
+	return NULL;
+}
+
+/* Tells the owner that @c's connection left (or was refused). */
+static void leave(struct eng_shard *s, const struct eng_auth *a,
+		  bool counted, bool last)
+{
+	struct eng_interest *m = mail_new(s, ENG_MAIL_LEAVE, a->uid,
+					  a->uid_len);
+
+	if (!m)
+		return;
+	m->counted = counted;
+	m->last = last;
+	m->app_len = a->app_len;
+	memcpy(m->app, a->app, a->app_len);
+	to_owner(s, m);
+}
+
+void eng_user_leave(struct eng_shard *s, struct eng_conn *c)
+{
+	struct eng_sub *sub;
+	struct eng_chan *ch;
+
+	if (!c->auth)
+		return;
+	sub = user_sub(c);
+	if (sub) {
+		ch = sub->chan;
+		eng_sub_del(c, sub);
+		leave(s, c->auth, c->flags & CONN_F_ADMITTED, ch->nsubs == 0);
+		eng_chan_maybe_free(&s->chans, ch);
+	}
+	c->flags &= ~CONN_F_ADMITTED;
+	eng_free(c->auth);
+	c->auth = NULL;
+}
+
+/* The owner answered a JOIN. */
+static void on_join_ack(struct eng_shard *s, struct eng_interest *m)
+{
+	struct eng_conn *c = &s->conns[m->slot];
+	struct hs_str key = { .p = m->wskey,
+			      .len = (uint32_t)strlen(m->wskey) };
+	struct eng_sub *sub;
+	struct eng_chan *ch;
+
+	if (c->gen != m->gen || !eng_conn_alive(c) || !c->auth) {
+		/* Gone meanwhile; its leave said "not counted": correct it. */
+		if (m->ok) {
+			m->kind = ENG_MAIL_LEAVE;
+			m->counted = 1;
+			m->last = 0;
+			to_owner(s, m);
+			return;
+		}
+		eng_free(m);
+		return;
+	}
+	c->flags &= ~CONN_F_WAIT;
+	if (m->ok) {
+		c->flags |= CONN_F_ADMITTED;
+		eng_conn_upgrade(s, c, &key, CONN_K_PUSH);
+		eng_conn_resume(s, c);
+		eng_free(m);
+		return;
+	}
+	/* Refused: over --max-conns-per-user on this node. */
+	ENG_STAT_ADD(s, user_refused, 1);
+	sub = user_sub(c);
+	if (sub) {
+		ch = sub->chan;
+		eng_sub_del(c, sub);
+		if (!ch->nsubs)
+			leave(s, c->auth, false, true);
+		eng_chan_maybe_free(&s->chans, ch);
+	}
+	eng_free(c->auth);
+	c->auth = NULL;
+	eng_conn_http_reply(s, c, 429, NULL, "application/json",
+			    "{\"error\":\"too many connections for this user\"}\n",
+			    47);
+	eng_free(m);
+}
+
+/* The owner answered a QUERY or a KICK: the HTTP reply. */
+static void on_http_ack(struct eng_shard *s, struct eng_interest *m)
+{
+	struct eng_conn *c = &s->conns[m->slot];
+	char body[512];
+	int n;
+
+	if (c->gen == m->gen && eng_conn_alive(c)) {
+		c->flags &= ~CONN_F_WAIT;
+		if (m->kind == ENG_MAIL_QUERY)
+			n = snprintf(body, sizeof(body),
+				     "{\"online\":%s,\"connections\":%u,"
+				     "\"apps\":[%s]}\n",
+				     m->conns ? "true" : "false", m->conns,
+				     m->apps);
+		else
+			n = snprintf(body, sizeof(body),
+				     "{\"ok\":true,\"connections\":%u}\n",
+				     m->conns);
+		eng_conn_http_reply(s, c, 200, NULL, "application/json", body,
+				    (size_t)n);
+		eng_conn_resume(s, c);
+	}
+	eng_free(m);
+}
+
+void eng_user_ack(struct eng_shard *s, struct eng_interest *m)
+{
+	if (m->kind == ENG_MAIL_JOIN)
+		on_join_ack(s, m);
+	else
+		on_http_ack(s, m);
+}
+
+void eng_user_mail(struct eng_shard *s, struct io_uring_cqe *cqe)
+{
+	unsigned op = ring_ud_op(cqe->user_data);
+	struct eng_interest *m = ring_ud_to_ptr(cqe->user_data);
+
+	if (op & ENG_OP_FAILED) {
+		ENG_STAT_ADD(s, mbox_errors, 1);
+		eng_free(m);
+		return;
+	}
+	if (op == ENG_OP_USER)
+		eng_user_owner_mail(s, m);
+	else
+		eng_user_ack(s, m);
+}
+
+int eng_user_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		   size_t len, uint8_t kind)
+{
+	struct eng_interest *m = mail_new(s, kind, uid, len);
+
+	if (!m)
+		return -ENOMEM;
+	m->slot = eng_slot(s, c);
+	m->gen = c->gen;
+	c->flags |= CONN_F_WAIT;
+	to_owner(s, m);
+	return 0;
+}
+
+/* ---- the owner ---------------------------------------------------------- */
+
+static void pres_add(struct eng_shard *s, struct eng_chan *ch,
+		     const char *app, size_t len)
+{
+	struct eng_pres *p = ch->pres;
+	unsigned i;
+
+	if (!p) {
+		p = ch->pres = eng_malloc(sizeof(*p));
+		if (!p)
+			return;
+		memset(p, 0, sizeof(*p));
+	}
+	if (p->conns++ == 0)
+		ENG_STAT_ADD(s, users_owned, 1);
+	ENG_STAT_ADD(s, user_conns, 1);
+	if (!len)
+		return;
+	for (i = 0; i < p->napps; i++)
+		if (strlen(p->app[i].name) == len &&
+		    !memcmp(p->app[i].name, app, len)) {
+			p->app[i].n++;
+			return;
+		}
+	if (p->napps < ENG_PRES_APPS) {	/* more apps than that: not listed */
+		memcpy(p->app[p->napps].name, app, len);
+		p->app[p->napps].name[len] = '\0';
+		p->app[p->napps++].n = 1;
+	}
+}
+
+static void pres_del(struct eng_shard *s, struct eng_chan *ch,
+		     const char *app, size_t len)
+{
+	struct eng_pres *p = ch->pres;
+	unsigned i;
+
+	if (!p || !p->conns)
+		return;
+	atomic_fetch_sub_explicit(&s->stats.user_conns, 1,
+				  memory_order_relaxed);
+	for (i = 0; len && i < p->napps; i++) {
+		if (strlen(p->app[i].name) != len ||
+		    memcmp(p->app[i].name, app, len))
+			continue;
+		if (--p->app[i].n == 0)
+			p->app[i] = p->app[--p->napps];
+		break;
+	}
+	if (--p->conns == 0) {
+		atomic_fetch_sub_explicit(&s->stats.users_owned, 1,
+					  memory_order_relaxed);
+		eng_free(p);
+		ch->pres = NULL;
+	}
+}
+
+static void query(struct eng_chan *ch, struct eng_interest *m)
+{
+	size_t n = 0;
+
+	m->conns = ch && ch->pres ? ch->pres->conns : 0;
+	m->apps[0] = '\0';
+	for (unsigned i = 0; ch && ch->pres && i < ch->pres->napps; i++)
+		n += (size_t)snprintf(m->apps + n, sizeof(m->apps) - n,
+				      "%s\"%s\"", i ? "," : "",
+				      ch->pres->app[i].name);
+}
+
+/* Closes every connection of the user, on every shard that has one. */
+static void kick(struct eng_shard *s, struct eng_chan *ch)
+{
+	struct eng_buf *f;
+
+	if (!ch || !ch->shards)
+		return;
+	/* One close frame for all of them; the user key after it. */
+	f = eng_arena_buf(2 + WS_MAX_CONTROL + ENG_CHAN_MAX + 2);
+	if (!f)
+		return;
+	f->flags |= ENG_BUF_F_USER | ENG_BUF_F_KICK;
+	f->len = (uint32_t)ws_write_close(f->data, ENG_CLOSE_KICKED,
+					  "disconnected by the server");
+	f->name_off = f->len;
+	f->name_len = (uint8_t)ch->len;
+	memcpy(f->data + f->name_off, ch->name, ch->len);
+	eng_pub_fanout(s, f, ch);
+	eng_buf_put(f);
+}
+
+void eng_user_owner_mail(struct eng_shard *s, struct eng_interest *m)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	uint64_t hash = eng_chan_hash(m->name, m->len);
+	struct eng_chan *ch;
+
+	switch (m->kind) {
+	case ENG_MAIL_JOIN:
+		ch = eng_chan_get(&s->chans, m->name, m->len, hash);
+		if (!ch || (cfg->max_conns_per_user && ch->pres &&
+			    ch->pres->conns >= cfg->max_conns_per_user)) {
+			m->ok = 0;
+			if (ch)
+				eng_chan_maybe_free(&s->chans, ch);
+			to_asker(s, m);
+			return;
+		}
+		m->ok = 1;
+		pres_add(s, ch, m->app, m->app_len);
+		eng_pub_presence(s, ch);
+		/* The 101 waits until pushes for the user reach its shard. */
+		if (eng_pub_owner_update(s, ch, m->from, true, m))
+			to_asker(s, m);
+		return;
+	case ENG_MAIL_LEAVE:
+		ch = eng_chan_find(&s->chans, m->name, m->len, hash);
+		if (ch) {
+			if (m->counted) {
+				pres_del(s, ch, m->app, m->app_len);
+				eng_pub_presence(s, ch);
+			}
+			if (m->last)
+				eng_pub_owner_update(s, ch, m->from, false,
+						     NULL);
+			eng_chan_maybe_free(&s->chans, ch);
+		}
+		eng_free(m);
+		return;
+	case ENG_MAIL_QUERY:
+		query(eng_chan_find(&s->chans, m->name, m->len, hash), m);
+		to_asker(s, m);
+		return;
+	case ENG_MAIL_KICK:
+		ch = eng_chan_find(&s->chans, m->name, m->len, hash);
+		query(ch, m);
+		kick(s, ch);
+		if (m->slot == UINT32_MAX)	/* from Redis: nobody waits */
+			eng_free(m);
+		else
+			to_asker(s, m);
+		return;
+	default:
+		eng_free(m);
+		return;
+	}
+}
