@@ -9,7 +9,7 @@
  * before libjwt sees it, so "none" and algorithm confusion (an HS256 token
  * "signed" with the public key as its secret) cannot pass; libjwt's own
  * algorithm after verification is checked again. Claims: "sub" is the
- * user id, "exp" and "nbf" are enforced with ENG_JWT_LEEWAY seconds of
+ * user id, "exp" and "nbf" are enforced with --jwt-leeway seconds of
  * leeway, "app" names the client platform, "channels" lists the channels
  * or "prefix*" patterns the user may subscribe to.
  */
@@ -296,13 +296,13 @@ int eng_auth_verify(struct eng_shard *s, const char *tok, size_t len,
 	}
 	errno = 0;
 	t = jwt_get_grant_int(jwt, "exp");
-	if (!errno && now > t + ENG_JWT_LEEWAY) {
+	if (!errno && now > t + (long)cfg->jwt_leeway) {
 		*why = "token expired";
 		goto out;
 	}
 	errno = 0;
 	t = jwt_get_grant_int(jwt, "nbf");
-	if (!errno && now + ENG_JWT_LEEWAY < t) {
+	if (!errno && now + (long)cfg->jwt_leeway < t) {
 		*why = "token not yet valid";
 		goto out;
 	}

@@ -467,7 +467,8 @@ static void schedule_ws(struct eng_shard *s, struct eng_conn *c)
 			due = p;
 	}
 	if (c->auth && c->auth->exp) {
-		uint32_t t = eng_unix_to_tick(s, c->auth->exp + ENG_JWT_LEEWAY);
+		uint32_t t = eng_unix_to_tick(s, c->auth->exp +
+						 s->eng->cfg.jwt_leeway);
 
 		if (t < due)
 			due = t;
@@ -496,7 +497,7 @@ void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c)
 	case CONN_WS:
 		if (c->auth && c->auth->exp &&
 		    s->tick >= eng_unix_to_tick(s, c->auth->exp +
-						ENG_JWT_LEEWAY)) {
+						s->eng->cfg.jwt_leeway)) {
 			/* No refresh came in time (docs/PROTOCOL.md). */
 			send_close(s, c, ENG_CLOSE_EXPIRED, "token expired",
 				   CONN_CLOSING);

@@ -29,7 +29,7 @@
 #define ENG_APP_MAX		32	/* bytes in an "app" claim */
 #define ENG_MAX_PATTERNS	64	/* entries in a "channels" claim */
 #define ENG_MAX_TOKEN		8192	/* bytes in a JWT */
-#define ENG_JWT_LEEWAY		10	/* seconds of clock skew on exp, nbf */
+#define ENG_JWT_LEEWAY		10	/* default --jwt-leeway, seconds */
 #define ENG_CLOSE_WAIT_MS	2000	/* peer's close reply after ours */
 
 /* What the operator set; read-only once shards start. */
@@ -58,10 +58,12 @@ struct eng_cfg {
 	char redis_user[128];
 	char redis_password[256];
 	char redis_prefix[64];		/* default "ringcast:" */
+	char node_id[40];		/* presence in Redis: this node */
 	uint8_t auth;			/* ENG_AUTH_* */
 	char jwt_secret[512];		/* HS256 key, "" = none */
 	char jwt_pubkey_file[1024];	/* RS256/ES256 PEM, "" = none */
 	unsigned max_conns_per_user;	/* per node; 0 = no limit */
+	unsigned jwt_leeway;		/* seconds of clock skew on exp, nbf */
 };
 
 enum { ENG_AUTH_OFF = 0, ENG_AUTH_OPTIONAL, ENG_AUTH_REQUIRED };
@@ -275,16 +277,38 @@ struct eng_rsub {
 	char name[];			/* the Redis channel name */
 };
 
-/* A publish that goes through Redis: shard -> bridge -> shard. */
+/* A request that goes through Redis: shard -> bridge -> shard. */
 struct eng_rpub {
-	struct eng_rpub *next;		/* bridge: awaiting PUBLISH's reply */
-	uint16_t from;			/* the publishing shard */
+	struct eng_rpub *next;		/* bridge: awaiting its reply */
+	uint16_t from;			/* the asking shard, or ENG_FROM_BRIDGE */
 	uint8_t kind;			/* CONN_K_HTTP or CONN_K_PUSH */
-	uint32_t slot, gen;		/* the publishing connection */
-	long long result;		/* receivers, or -errno */
+	uint8_t op;			/* ENG_RQ_* */
+	uint32_t slot, gen;		/* the asking connection */
+	long long result;		/* the reply's integer, or -errno */
+	long long r2, r3;		/* ONLINE: connections, nodes */
 	struct eng_buf *ok, *err;	/* /ws: the replies, prebuilt */
-	size_t nlen, plen;
-	char data[];			/* Redis channel name, then payload */
+	char text[ENG_PRES_APPS * (ENG_APP_MAX + 3)];	/* QUERY: apps */
+	size_t len;			/* bytes of the command in data */
+	char data[];			/* the command, formatted as RESP */
+};
+
+enum {
+	ENG_RQ_PUBLISH = 0,	/* PUBLISH: receivers */
+	ENG_RQ_QUERY,		/* one user's presence on live nodes */
+	ENG_RQ_ONLINE,		/* users, connections, nodes */
+	ENG_RQ_PRESENCE,	/* bridge: presence writes, no one waits */
+	ENG_RQ_BEAT,		/* bridge: heartbeat; 0 = we had expired */
+	ENG_RQ_QUIET,		/* bridge: no reply expected by anyone */
+};
+
+#define ENG_FROM_BRIDGE	0xffff	/* eng_pub / eng_rpub .from: no reply */
+
+/* Presence mail, owner shard -> bridge: a user's count on this node. */
+struct eng_rpres {
+	uint32_t conns;
+	uint8_t len;
+	char uid[ENG_CHAN_MAX + 1];
+	char apps[ENG_PRES_APPS * (ENG_APP_MAX + 1)];	/* "ios,web" */
 };
 
 struct eng_chans {
@@ -390,6 +414,7 @@ enum {
 	ENG_OP_R_SUB_ACK,	/* mailbox: ... back to the owner, confirmed */
 	ENG_OP_R_PUBLISH,	/* mailbox: struct eng_rpub to the bridge */
 	ENG_OP_R_PUB_ACK,	/* mailbox: ... back, with PUBLISH's count */
+	ENG_OP_R_PRESENCE,	/* mailbox: struct eng_rpres to the bridge */
 	ENG_OP_USER,		/* mailbox: struct eng_interest (user) to owner */
 	ENG_OP_USER_ACK,	/* mailbox: ... back */
 	ENG_OP_FAILED = 0x80,	/* or-ed into a failed post's own CQE */
@@ -475,6 +500,17 @@ bool eng_redis_healthy(struct eng_redis *r, char *why, size_t len);
 size_t eng_redis_stats(struct eng_redis *r, char *out, size_t cap);
 void eng_pub_inject(struct eng *e, struct ring *from, struct eng_buf *frame);
 void eng_redis_presence(struct eng_shard *s, struct eng_chan *ch);
+size_t eng_redis_name(const struct eng_cfg *cfg, char *out, size_t cap,
+		      const char *name, size_t len);
+void eng_rreq_ack(struct eng_shard *s, struct eng_rpub *p);
+struct eng_rpub *eng_rreq_new(uint8_t op, int argc, const char **argv,
+			      const size_t *lens);
+extern const char eng_lua_beat[], eng_lua_presence[], eng_lua_leave[];
+
+/* The head every struct eng_pub starts with (pub.c owns the rest). */
+struct eng_pub_hdr {
+	struct eng_buf *frame;
+};
 void eng_redis_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		     size_t len);
 void eng_redis_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,

@@ -52,6 +52,7 @@ static const char usage[] =
 "                           the user (default off)\n"
 "  --jwt-secret SECRET      HS256 key (or the RINGCAST_JWT_SECRET variable)\n"
 "  --jwt-public-key FILE    RS256 or ES256 public key, PEM\n"
+"  --jwt-leeway SECONDS     clock skew allowed on exp and nbf (default 10)\n"
 "  --max-conns-per-user N   a user's connections on this node; past it a new\n"
 "                           one gets HTTP 429 (default 0: no limit)\n"
 "  --redis URL              share messages with other nodes through Redis:\n"
@@ -232,7 +233,7 @@ enum {
 	OPT_PING, OPT_IDLE, OPT_HANDSHAKE, OPT_RECV_BUFS, OPT_RECV_BUF_SIZE,
 	OPT_API_KEY, OPT_CLIENT_PUBLISH, OPT_MAX_SUBS, OPT_MAX_PENDING,
 	OPT_ARENA, OPT_ZC, OPT_REDIS, OPT_REDIS_PREFIX, OPT_AUTH, OPT_JWT_SECRET,
-	OPT_JWT_PUBKEY, OPT_MAX_PER_USER,
+	OPT_JWT_PUBKEY, OPT_MAX_PER_USER, OPT_JWT_LEEWAY,
 };
 
 static const struct option options[] = {
@@ -258,6 +259,7 @@ static const struct option options[] = {
 	{ "jwt-secret",		required_argument, NULL, OPT_JWT_SECRET },
 	{ "jwt-public-key",	required_argument, NULL, OPT_JWT_PUBKEY },
 	{ "max-conns-per-user",	required_argument, NULL, OPT_MAX_PER_USER },
+	{ "jwt-leeway",		required_argument, NULL, OPT_JWT_LEEWAY },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -385,6 +387,11 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			    strlen(optarg) >= sizeof(cfg->jwt_pubkey_file))
 				bad_value("jwt-public-key", optarg);
 			strcpy(cfg->jwt_pubkey_file, optarg);
+			break;
+		case OPT_JWT_LEEWAY:
+			if (parse_u64(optarg, &v) < 0 || v > 3600)
+				bad_value("jwt-leeway (0 to 3600 seconds)", optarg);
+			cfg->jwt_leeway = (unsigned)v;
 			break;
 		case OPT_MAX_PER_USER:
 			if (parse_u64(optarg, &v) < 0 || v > UINT32_MAX)
@@ -533,6 +540,7 @@ int main(int argc, char **argv)
 	e.cfg.arena_size = (size_t)64 << 20;
 	e.cfg.zc_threshold = UINT32_MAX;
 	strcpy(e.cfg.redis_prefix, "ringcast:");
+	e.cfg.jwt_leeway = ENG_JWT_LEEWAY;
 	if (getenv("RINGCAST_API_KEY") &&
 	    strlen(getenv("RINGCAST_API_KEY")) < sizeof(e.cfg.api_key))
 		strcpy(e.cfg.api_key, getenv("RINGCAST_API_KEY"));

@@ -54,7 +54,6 @@ static struct eng_shard *shard(struct eng_shard *s, unsigned id)
 	return &s->eng->shards[id];
 }
 
-#define ENG_FROM_BRIDGE	0xffff	/* eng_pub.from: Redis, no reply */
 
 /* Posts mail to ring @fd; a failed post comes back with FAILED set. */
 static void post_fd(struct eng_shard *s, int fd, unsigned op, void *ptr,
@@ -359,7 +358,7 @@ int eng_publish(struct eng_shard *s, struct eng_conn *c,
  */
 void eng_pub_inject(struct eng *e, struct ring *from, struct eng_buf *frame)
 {
-	struct eng_pub *pub = malloc(sizeof(*pub));
+	struct eng_pub *pub = eng_malloc(sizeof(*pub));
 	unsigned owner = 0;
 
 	if (!pub) {
@@ -381,92 +380,8 @@ void eng_pub_inject(struct eng *e, struct ring *from, struct eng_buf *frame)
 			   ring_ud_ptr(ENG_OP_PUB, pub), 0,
 			   ring_ud_ptr(ENG_OP_PUB | ENG_OP_FAILED, pub)) < 0) {
 		eng_buf_put(frame);
-		free(pub);
+		eng_free(pub);
 	}
-}
-
-/* Builds "<prefix>ch:<name>" (or "<prefix>all" for NULL) into @out. */
-static size_t redis_name(const struct eng_cfg *cfg, char *out, size_t cap,
-			 const char *name, size_t len)
-{
-	if (!name)
-		return (size_t)snprintf(out, cap, "%sall", cfg->redis_prefix);
-	if (len && name[0] == ENG_USER_MARK)
-		return (size_t)snprintf(out, cap, "%suser:%.*s",
-					cfg->redis_prefix, (int)len - 1,
-					name + 1);
-	return (size_t)snprintf(out, cap, "%sch:%.*s", cfg->redis_prefix,
-				(int)len, name);
-}
-
-int eng_redis_publish(struct eng_shard *s, struct eng_conn *c,
-		      const char *chan, size_t clen, const void *payload,
-		      size_t plen, struct eng_buf *ok, struct eng_buf *err)
-{
-	const struct eng_cfg *cfg = &s->eng->cfg;
-	char name[ENG_CHAN_MAX + 128];
-	size_t nlen = redis_name(cfg, name, sizeof(name), chan, clen);
-	struct eng_rpub *p = malloc(sizeof(*p) + nlen + plen);
-
-	if (!p) {
-		eng_buf_put(ok);
-		eng_buf_put(err);
-		return -ENOMEM;
-	}
-	memset(p, 0, sizeof(*p));
-	p->from = (uint16_t)s->id;
-	p->kind = c->kind;
-	p->slot = eng_slot(s, c);
-	p->gen = c->gen;
-	p->ok = ok;
-	p->err = err;
-	p->nlen = nlen;
-	p->plen = plen;
-	memcpy(p->data, name, nlen);
-	memcpy(p->data + nlen, payload, plen);
-	if (c->kind == CONN_K_HTTP)
-		c->flags |= CONN_F_WAIT;
-	post_fd(s, eng_redis_fd(s->eng), ENG_OP_R_PUBLISH, p, 0);
-	return 0;
-}
-
-/* PUBLISH answered (or failed): tell the publisher. */
-static void on_rpub_ack(struct eng_shard *s, struct eng_rpub *p)
-{
-	struct eng_conn *c = &s->conns[p->slot];
-	char body[96];
-	int n;
-
-	if (c->gen == p->gen && eng_conn_alive(c)) {
-		if (p->kind != CONN_K_HTTP) {
-			eng_conn_queue(s, c, p->result >= 0 ? p->ok : p->err);
-			if (p->result >= 0)
-				p->ok = NULL;
-			else
-				p->err = NULL;
-		} else {
-			c->flags &= ~CONN_F_WAIT;
-			if (p->result >= 0) {
-				n = snprintf(body, sizeof(body),
-					     "{\"ok\":true,\"nodes\":%lld}\n",
-					     p->result);
-				eng_conn_http_reply(s, c, 200, NULL,
-						    "application/json", body,
-						    (size_t)n);
-			} else {
-				n = snprintf(body, sizeof(body),
-					     "{\"error\":\"redis: %s\"}\n",
-					     strerror((int)-p->result));
-				eng_conn_http_reply(s, c, 503, NULL,
-						    "application/json", body,
-						    (size_t)n);
-			}
-			eng_conn_resume(s, c);
-		}
-	}
-	eng_buf_put(p->ok);
-	eng_buf_put(p->err);
-	free(p);
 }
 
 /*
@@ -540,7 +455,7 @@ static void release_waiters(struct eng_shard *s, struct eng_chan *ch)
 static void redis_interest(struct eng_shard *s, struct eng_chan *ch, bool add)
 {
 	char name[ENG_CHAN_MAX + 128];
-	size_t len = redis_name(&s->eng->cfg, name, sizeof(name), ch->name,
+	size_t len = eng_redis_name(&s->eng->cfg, name, sizeof(name), ch->name,
 				ch->len);
 	struct eng_rsub *m = malloc(sizeof(*m) + len);
 
@@ -863,7 +778,7 @@ static void on_failed(struct eng_shard *s, unsigned op, void *ptr, int res)
 
 		/* The bridge never saw it: answer as for Redis down. */
 		p->result = res < 0 ? res : -EIO;
-		on_rpub_ack(s, p);
+		eng_rreq_ack(s, p);
 		break;
 	}
 	case ENG_OP_R_SUBSCRIBE:
@@ -908,7 +823,7 @@ void eng_pub_mail(struct eng_shard *s, struct io_uring_cqe *cqe)
 		on_rsub_ack(s, ptr);
 		break;
 	case ENG_OP_R_PUB_ACK:
-		on_rpub_ack(s, ptr);
+		eng_rreq_ack(s, ptr);
 		break;
 	}
 }

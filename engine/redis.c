@@ -40,6 +40,8 @@
 #define R_BACKOFF_MAX	5000		/* ms */
 #define R_BATCH		512		/* channels per (UN)SUBSCRIBE */
 #define R_TICK_MS	100
+#define R_BEAT_MS	1000		/* presence heartbeat */
+#define R_NODE_TTL	5		/* s: a node silent this long is dead */
 
 enum { R_SUB = 0, R_PUB = 1 };
 enum { R_DOWN = 0, R_CONNECTING, R_HELLO, R_READY };
@@ -65,17 +67,29 @@ struct rconn {
 	struct eng_rpub *fifo_tail;
 };
 
-/* A Redis channel this node wants (or has just stopped wanting). */
+/*
+ * An entry of one of the bridge's tables: a Redis channel this node wants
+ * (or has just stopped wanting), or a user's presence on this node.
+ */
 struct rchan {
 	struct rchan *next;
 	uint8_t desired;		/* some shard has subscribers */
 	uint8_t requested;		/* SUBSCRIBE sent on this connection */
 	uint8_t ack;			/* the owner waits for confirmation */
-	uint8_t dirty;			/* listed in dirty[] */
+	uint8_t dirty;			/* listed in its dirty list */
 	uint16_t owner;			/* shard to acknowledge */
 	uint16_t len;
 	uint64_t hash;
+	uint32_t conns;			/* presence: connections here */
+	char *apps;			/* presence: "ios,web", malloc'd */
 	char name[];
+};
+
+struct rtable {
+	struct rchan **buckets;
+	size_t nbuckets, count;
+	struct rchan **dirty;		/* entries changed since the flush */
+	size_t ndirty, dcap;
 };
 
 struct eng_redis {
@@ -85,13 +99,16 @@ struct eng_redis {
 	bool up;
 	bool stopping;
 	struct rconn c[2];
-	struct rchan **buckets;
-	size_t nbuckets, count;
-	struct rchan **dirty;
-	size_t ndirty, dcap;
+	struct rtable chans;		/* Redis channels wanted */
+	struct rtable pres;		/* users' presence on this node */
+	uint64_t next_beat;		/* ms: the next heartbeat */
+	uint64_t stop_by;		/* ms: give up on last writes */
+	bool resync;			/* presence to write again, all */
 	struct json_parser *json;
 	char all[128];			/* <prefix>all */
 	size_t all_len;
+	char ctl[128];			/* <prefix>ctl: kicks */
+	size_t ctl_len;
 	pthread_mutex_t lock;		/* guards reason only */
 	char reason[512];		/* why unhealthy, "" when healthy */
 	atomic_uint_fast64_t reconnects;
@@ -149,15 +166,15 @@ size_t eng_redis_stats(struct eng_redis *r, char *out, size_t cap)
 		(unsigned long long)atomic_load(&r->messages),
 		(unsigned long long)atomic_load(&r->rejected),
 		(unsigned long long)atomic_load(&r->publishes),
-		r->count);
+		r->chans.count);
 }
 
-/* ---- the channel table -------------------------------------------------- */
+/* ---- the tables ------------------------------------------------------------ */
 
-static struct rchan *rchan_find(struct eng_redis *r, const char *name,
+static struct rchan *rchan_find(struct rtable *t, const char *name,
 				size_t len, uint64_t hash)
 {
-	struct rchan *ch = r->buckets[hash & (r->nbuckets - 1)];
+	struct rchan *ch = t->buckets[hash & (t->nbuckets - 1)];
 
 	for (; ch; ch = ch->next)
 		if (ch->hash == hash && ch->len == len &&
@@ -166,15 +183,15 @@ static struct rchan *rchan_find(struct eng_redis *r, const char *name,
 	return NULL;
 }
 
-static void rchan_grow(struct eng_redis *r)
+static void rchan_grow(struct rtable *t)
 {
-	size_t n = r->nbuckets * 2;
+	size_t n = t->nbuckets * 2;
 	struct rchan **b = calloc(n, sizeof(*b));
 
 	if (!b)
 		return;
-	for (size_t i = 0; i < r->nbuckets; i++) {
-		struct rchan *ch = r->buckets[i];
+	for (size_t i = 0; i < t->nbuckets; i++) {
+		struct rchan *ch = t->buckets[i];
 
 		while (ch) {
 			struct rchan *next = ch->next;
@@ -184,16 +201,16 @@ static void rchan_grow(struct eng_redis *r)
 			ch = next;
 		}
 	}
-	free(r->buckets);
-	r->buckets = b;
-	r->nbuckets = n;
+	free(t->buckets);
+	t->buckets = b;
+	t->nbuckets = n;
 }
 
-static struct rchan *rchan_get(struct eng_redis *r, const char *name,
+static struct rchan *rchan_get(struct rtable *t, const char *name,
 			       size_t len)
 {
 	uint64_t hash = eng_chan_hash(name, len);
-	struct rchan *ch = rchan_find(r, name, len, hash);
+	struct rchan *ch = rchan_find(t, name, len, hash);
 
 	if (ch)
 		return ch;
@@ -203,40 +220,76 @@ static struct rchan *rchan_get(struct eng_redis *r, const char *name,
 	ch->hash = hash;
 	ch->len = (uint16_t)len;
 	memcpy(ch->name, name, len);
-	if (r->count >= r->nbuckets)
-		rchan_grow(r);
-	ch->next = r->buckets[hash & (r->nbuckets - 1)];
-	r->buckets[hash & (r->nbuckets - 1)] = ch;
-	r->count++;
+	if (t->count >= t->nbuckets)
+		rchan_grow(t);
+	ch->next = t->buckets[hash & (t->nbuckets - 1)];
+	t->buckets[hash & (t->nbuckets - 1)] = ch;
+	t->count++;
 	return ch;
 }
 
-static void rchan_free(struct eng_redis *r, struct rchan *ch)
+static void rchan_free(struct rtable *t, struct rchan *ch)
 {
-	struct rchan **pp = &r->buckets[ch->hash & (r->nbuckets - 1)];
+	struct rchan **pp = &t->buckets[ch->hash & (t->nbuckets - 1)];
 
 	while (*pp != ch)
 		pp = &(*pp)->next;
 	*pp = ch->next;
-	r->count--;
+	t->count--;
+	free(ch->apps);
 	free(ch);
 }
 
-static void mark_dirty(struct eng_redis *r, struct rchan *ch)
+static int rtable_init(struct rtable *t)
+{
+	t->nbuckets = 64;
+	t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+	return t->buckets ? 0 : -ENOMEM;
+}
+
+static void rtable_exit(struct rtable *t)
+{
+	for (size_t i = 0; t->buckets && i < t->nbuckets; i++) {
+		struct rchan *ch = t->buckets[i];
+
+		while (ch) {
+			struct rchan *next = ch->next;
+
+			free(ch->apps);
+			free(ch);
+			ch = next;
+		}
+	}
+	free(t->buckets);
+	free(t->dirty);
+	t->buckets = NULL;
+	t->dirty = NULL;
+}
+
+static void mark_dirty(struct rtable *t, struct rchan *ch)
 {
 	if (ch->dirty)
 		return;
-	if (r->ndirty == r->dcap) {
-		size_t cap = r->dcap ? r->dcap * 2 : 256;
-		struct rchan **d = realloc(r->dirty, cap * sizeof(*d));
+	if (t->ndirty == t->dcap) {
+		size_t cap = t->dcap ? t->dcap * 2 : 256;
+		struct rchan **d = realloc(t->dirty, cap * sizeof(*d));
 
 		if (!d)
 			return;	/* picked up at the next reconnect */
-		r->dirty = d;
-		r->dcap = cap;
+		t->dirty = d;
+		t->dcap = cap;
 	}
 	ch->dirty = 1;
-	r->dirty[r->ndirty++] = ch;
+	t->dirty[t->ndirty++] = ch;
+}
+
+/* Marks every entry of @t for which @want holds. */
+static void mark_all(struct rtable *t, bool desired_only)
+{
+	for (size_t i = 0; i < t->nbuckets; i++)
+		for (struct rchan *ch = t->buckets[i]; ch; ch = ch->next)
+			if (!desired_only || ch->desired)
+				mark_dirty(t, ch);
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -273,33 +326,20 @@ static void arm_send(struct eng_redis *r, struct rconn *c, unsigned idx)
 	c->send_armed = true;
 }
 
+static int put_raw(struct rconn *c, const char *cmd, size_t n);
+
 /* Appends a formatted command; sent after what is in flight. */
 static int put_cmd(struct rconn *c, int argc, const char **argv,
 		   const size_t *lens)
 {
 	char *cmd;
-	int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
+	int n = redisFormatCommandArgv(&cmd, argc, argv, lens), ret;
 
 	if (n < 0)
 		return -ENOMEM;
-	if (c->nlen + (size_t)n > c->ncap) {
-		size_t cap = c->ncap ? c->ncap : 4096;
-		char *nb;
-
-		while (cap < c->nlen + (size_t)n)
-			cap *= 2;
-		nb = realloc(c->next, cap);
-		if (!nb) {
-			free(cmd);
-			return -ENOMEM;
-		}
-		c->next = nb;
-		c->ncap = cap;
-	}
-	memcpy(c->next + c->nlen, cmd, (size_t)n);
-	c->nlen += (size_t)n;
+	ret = put_raw(c, cmd, (size_t)n);
 	free(cmd);
-	return 0;
+	return ret;
 }
 
 /* ---- acknowledgements back to the shards ------------------------------- */
@@ -334,6 +374,12 @@ static void ack_sub(struct eng_redis *r, struct rchan *ch)
 static void ack_pub(struct eng_redis *r, struct eng_rpub *p, long long n)
 {
 	p->result = n;
+	if (p->from == ENG_FROM_BRIDGE) {	/* our own: nobody waits */
+		if (p->op == ENG_RQ_BEAT && n == 0)
+			r->resync = true;	/* our presence had expired */
+		free(p);
+		return;
+	}
 	post(r, p->from, ENG_OP_R_PUB_ACK, p);
 }
 
@@ -360,7 +406,7 @@ static void conn_down(struct eng_redis *r, struct rconn *c, int err,
 		return;
 	snprintf(msg, sizeof(msg), "%s: %s", what,
 		 err ? strerror(-err) : "closed by server");
-	if (c->state == R_READY || c->state == R_HELLO)
+	if ((c->state == R_READY || c->state == R_HELLO) && !r->stopping)
 		fprintf(stderr, "ringcast: redis %s lost (%s); reconnecting\n",
 			c->role, msg);
 	set_reason(r, "redis %s %s", c->role, msg);
@@ -390,8 +436,9 @@ static void conn_down(struct eng_redis *r, struct rconn *c, int err,
 	c->fifo_tail = NULL;
 	if (c == &r->c[R_SUB]) {
 		/* Everything must be subscribed again on the next link. */
-		for (size_t i = 0; i < r->nbuckets; i++)
-			for (struct rchan *ch = r->buckets[i]; ch; ch = ch->next)
+		for (size_t i = 0; i < r->chans.nbuckets; i++)
+			for (struct rchan *ch = r->chans.buckets[i]; ch;
+			     ch = ch->next)
 				ch->requested = 0;
 	}
 	update_health(r);
@@ -456,6 +503,18 @@ static void start_connect(struct eng_redis *r, struct rconn *c, unsigned idx)
 	freeaddrinfo(ai);
 }
 
+/*
+ * A connection is ready: the subscriber subscribes to everything wanted,
+ * the publisher beats at once (which tells whether our presence survived).
+ */
+static void on_ready(struct eng_redis *r, unsigned idx)
+{
+	if (idx == R_SUB)
+		mark_all(&r->chans, true);
+	else
+		r->next_beat = 0;
+}
+
 /* Connected: say hello (AUTH, SELECT), then the role's own start. */
 static void on_connected(struct eng_redis *r, struct rconn *c, unsigned idx)
 {
@@ -494,13 +553,8 @@ static void on_connected(struct eng_redis *r, struct rconn *c, unsigned idx)
 		c->state = R_READY;
 		c->backoff = R_BACKOFF_MIN;
 	}
-	if (c->state == R_READY && idx == R_SUB) {
-		/* resubscribe everything: mark it all dirty */
-		for (size_t i = 0; i < r->nbuckets; i++)
-			for (struct rchan *ch = r->buckets[i]; ch; ch = ch->next)
-				if (ch->desired)
-					mark_dirty(r, ch);
-	}
+	if (c->state == R_READY)
+		on_ready(r, idx);
 	arm_recv(r, c, idx);
 	arm_send(r, c, idx);
 	update_health(r);
@@ -568,6 +622,83 @@ reject:
 	atomic_fetch_add_explicit(&r->rejected, 1, memory_order_relaxed);
 }
 
+static long long int_at(const redisReply *rep, size_t i)
+{
+	const redisReply *e = rep->element[i];
+
+	return e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
+}
+
+/* A reply on the publisher connection, for the request at the FIFO head. */
+static void on_pub_reply(struct eng_redis *r, struct eng_rpub *p,
+			 const redisReply *rep)
+{
+	if (rep->type == REDIS_REPLY_ERROR) {
+		fprintf(stderr, "ringcast: redis: request failed: %.*s\n",
+			(int)rep->len, rep->str);
+		ack_pub(r, p, -EIO);
+		return;
+	}
+	switch (p->op) {
+	case ENG_RQ_QUERY:
+		if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2)
+			break;
+		if (rep->element[1]->type == REDIS_REPLY_STRING)
+			snprintf(p->text, sizeof(p->text), "%.*s",
+				 (int)rep->element[1]->len,
+				 rep->element[1]->str);
+		ack_pub(r, p, int_at(rep, 0));
+		return;
+	case ENG_RQ_ONLINE:
+		if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
+			break;
+		p->r2 = int_at(rep, 1);
+		p->r3 = int_at(rep, 2);
+		ack_pub(r, p, int_at(rep, 0));
+		return;
+	default:
+		if (rep->type != REDIS_REPLY_INTEGER)
+			break;
+		ack_pub(r, p, rep->integer);
+		return;
+	}
+	ack_pub(r, p, -EPROTO);
+}
+
+/* "kick UID" on <prefix>ctl: to the user's owner shard. */
+static void on_ctl(struct eng_redis *r, const redisReply *payload)
+{
+	struct eng_interest *m;
+	const char *uid;
+	size_t len;
+	unsigned owner;
+
+	if (payload->type != REDIS_REPLY_STRING || payload->len < 6 ||
+	    memcmp(payload->str, "kick ", 5))
+		goto reject;
+	uid = payload->str + 5;
+	len = payload->len - 5;
+	if (!eng_chan_name_ok(uid, len))
+		goto reject;
+	m = eng_malloc(sizeof(*m));	/* the owner frees it: engine heap */
+	if (!m)
+		goto reject;
+	memset(m, 0, sizeof(*m));
+	m->kind = ENG_MAIL_KICK;
+	m->from = ENG_FROM_BRIDGE;
+	m->slot = UINT32_MAX;		/* nobody waits for the answer */
+	m->len = (uint8_t)eng_user_key(m->name, uid, len);
+	owner = (unsigned)((eng_chan_hash(m->name, m->len) >> 32) %
+			   r->eng->cfg.shards);
+	if (ring_mbox_post(&r->ring, ring_fd(&r->eng->shards[owner].ring),
+			   ring_ud_ptr(ENG_OP_USER, m), 0,
+			   ring_ud_ptr(ENG_OP_USER | ENG_OP_FAILED, m)) < 0)
+		eng_free(m);
+	return;
+reject:
+	atomic_fetch_add_explicit(&r->rejected, 1, memory_order_relaxed);
+}
+
 static void on_reply(struct eng_redis *r, struct rconn *c, unsigned idx,
 		     redisReply *rep)
 {
@@ -583,12 +714,7 @@ static void on_reply(struct eng_redis *r, struct rconn *c, unsigned idx,
 			return;
 		c->state = R_READY;
 		c->backoff = R_BACKOFF_MIN;
-		if (idx == R_SUB)
-			for (size_t i = 0; i < r->nbuckets; i++)
-				for (struct rchan *ch = r->buckets[i]; ch;
-				     ch = ch->next)
-					if (ch->desired)
-						mark_dirty(r, ch);
+		on_ready(r, idx);
 		update_health(r);
 		return;
 	}
@@ -600,19 +726,24 @@ static void on_reply(struct eng_redis *r, struct rconn *c, unsigned idx,
 		c->fifo_head = p->next;
 		if (!c->fifo_head)
 			c->fifo_tail = NULL;
-		ack_pub(r, p, rep->type == REDIS_REPLY_INTEGER ? rep->integer
-							       : -EIO);
+		on_pub_reply(r, p, rep);
 		return;
 	}
 	/* Subscriber: message, subscribe and unsubscribe confirmations. */
 	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
 		return;
 	if (str_eq(rep->element[0], "message")) {
-		on_message(r, rep->element[1], rep->element[2]);
+		const redisReply *ch = rep->element[1];
+
+		if (ch->type == REDIS_REPLY_STRING && ch->len == r->ctl_len &&
+		    !memcmp(ch->str, r->ctl, r->ctl_len))
+			on_ctl(r, rep->element[2]);
+		else
+			on_message(r, ch, rep->element[2]);
 	} else if (str_eq(rep->element[0], "subscribe")) {
 		const redisReply *e = rep->element[1];
 		struct rchan *ch = e->type == REDIS_REPLY_STRING ?
-			rchan_find(r, e->str, e->len,
+			rchan_find(&r->chans, e->str, e->len,
 				   eng_chan_hash(e->str, e->len)) : NULL;
 
 		if (ch)
@@ -665,8 +796,8 @@ static void flush_interest(struct eng_redis *r)
 
 		argv[0] = sub ? "SUBSCRIBE" : "UNSUBSCRIBE";
 		lens[0] = strlen(argv[0]);
-		for (size_t i = 0; i < r->ndirty; i++) {
-			struct rchan *ch = r->dirty[i];
+		for (size_t i = 0; i < r->chans.ndirty; i++) {
+			struct rchan *ch = r->chans.dirty[i];
 
 			if (c->state != R_READY)
 				break;
@@ -683,17 +814,17 @@ static void flush_interest(struct eng_redis *r)
 		if (n > 1)
 			put_cmd(c, n, argv, lens);
 	}
-	for (size_t i = 0; i < r->ndirty; i++) {
-		struct rchan *ch = r->dirty[i];
+	for (size_t i = 0; i < r->chans.ndirty; i++) {
+		struct rchan *ch = r->chans.dirty[i];
 
 		ch->dirty = 0;
 		/* While Redis is down an owner must not wait: ack at once. */
 		if (c->state != R_READY)
 			ack_sub(r, ch);
 		if (!ch->desired && !ch->requested && !ch->ack)
-			rchan_free(r, ch);
+			rchan_free(&r->chans, ch);
 	}
-	r->ndirty = 0;
+	r->chans.ndirty = 0;
 	arm_send(r, c, R_SUB);
 }
 
@@ -701,29 +832,49 @@ static void flush_interest(struct eng_redis *r)
 
 static void on_sub_mail(struct eng_redis *r, struct eng_rsub *m)
 {
-	struct rchan *ch = rchan_get(r, m->name, m->len);
+	struct rchan *ch = rchan_get(&r->chans, m->name, m->len);
 
 	if (ch) {
 		ch->desired = m->add;
 		ch->owner = m->from;
 		if (m->add)
 			ch->ack = 1;
-		mark_dirty(r, ch);
+		mark_dirty(&r->chans, ch);
 	}
 	free(m);
+}
+
+/* Appends bytes already formatted as a RESP command. */
+static int put_raw(struct rconn *c, const char *cmd, size_t n)
+{
+	if (c->nlen + n > c->ncap) {
+		size_t cap = c->ncap ? c->ncap : 4096;
+		char *nb;
+
+		while (cap < c->nlen + n)
+			cap *= 2;
+		nb = realloc(c->next, cap);
+		if (!nb)
+			return -ENOMEM;
+		c->next = nb;
+		c->ncap = cap;
+	}
+	memcpy(c->next + c->nlen, cmd, n);
+	c->nlen += n;
+	return 0;
 }
 
 static void on_pub_mail(struct eng_redis *r, struct eng_rpub *p)
 {
 	struct rconn *c = &r->c[R_PUB];
-	const char *argv[3] = { "PUBLISH", p->data, p->data + p->nlen };
-	size_t lens[3] = { 7, p->nlen, p->plen };
 
-	if (c->state != R_READY || put_cmd(c, 3, argv, lens) < 0) {
+	if (c->state != R_READY || put_raw(c, p->data, p->len) < 0) {
 		ack_pub(r, p, -ENOTCONN);
 		return;
 	}
-	atomic_fetch_add_explicit(&r->publishes, 1, memory_order_relaxed);
+	if (p->op == ENG_RQ_PUBLISH)
+		atomic_fetch_add_explicit(&r->publishes, 1,
+					  memory_order_relaxed);
 	p->next = NULL;
 	if (c->fifo_tail)
 		c->fifo_tail->next = p;
@@ -731,6 +882,138 @@ static void on_pub_mail(struct eng_redis *r, struct eng_rpub *p)
 		c->fifo_head = p;
 	c->fifo_tail = p;
 	arm_send(r, c, R_PUB);
+}
+
+/* Sends a request of the bridge's own (no shard waits for it). */
+static void own_request(struct eng_redis *r, uint8_t op, int argc,
+			const char **argv, const size_t *lens)
+{
+	struct eng_rpub *p = eng_rreq_new(op, argc, argv, lens);
+
+	if (p)
+		on_pub_mail(r, p);
+}
+
+/* A user's count on this node changed (from its owner shard). */
+static void on_presence_mail(struct eng_redis *r, struct eng_rpres *m)
+{
+	struct rchan *u = rchan_get(&r->pres, m->uid, m->len);
+
+	if (u) {
+		u->conns = m->conns;
+		free(u->apps);
+		u->apps = strdup(m->apps);
+		mark_dirty(&r->pres, u);
+	}
+	free(m);
+}
+
+/* This node's authenticated connections and users, as decimal text. */
+static void node_counts(struct eng_redis *r, char conns[24], char users[24])
+{
+	unsigned long long c = 0, u = 0;
+
+	for (unsigned i = 0; i < r->eng->cfg.shards; i++) {
+		c += atomic_load(&r->eng->shards[i].stats.user_conns);
+		u += atomic_load(&r->eng->shards[i].stats.users_owned);
+	}
+	snprintf(conns, 24, "%llu", c);
+	snprintf(users, 24, "%llu", u);
+}
+
+/* Writes changed presence, a batch of users per EVAL. */
+static void flush_presence(struct eng_redis *r)
+{
+	const struct eng_cfg *cfg = &r->eng->cfg;
+	const char *argv[3 + 4 + R_BATCH * 3];
+	size_t lens[3 + 4 + R_BATCH * 3];
+	char counts[R_BATCH][12], nc[24], nu[24];
+	struct rtable *t = &r->pres;
+	size_t i = 0;
+
+	if (r->c[R_PUB].state != R_READY)
+		return;		/* written again in full after the next beat */
+	node_counts(r, nc, nu);
+	while (i < t->ndirty) {
+		int n = 0, k = 0;
+
+		argv[n] = "EVAL";
+		lens[n++] = 4;
+		argv[n] = eng_lua_presence;
+		lens[n++] = strlen(eng_lua_presence);
+		argv[n] = "0";
+		lens[n++] = 1;
+		argv[n] = cfg->redis_prefix;
+		lens[n++] = strlen(cfg->redis_prefix);
+		argv[n] = cfg->node_id;
+		lens[n++] = strlen(cfg->node_id);
+		argv[n] = nc;
+		lens[n++] = strlen(nc);
+		argv[n] = nu;
+		lens[n++] = strlen(nu);
+		for (; i < t->ndirty && k < R_BATCH; i++, k++) {
+			struct rchan *u = t->dirty[i];
+
+			argv[n] = u->name;
+			lens[n++] = u->len;
+			lens[n] = (size_t)snprintf(counts[k], sizeof(counts[k]),
+						   "%u", u->conns);
+			argv[n++] = counts[k];
+			argv[n] = u->apps ? u->apps : "";
+			lens[n] = strlen(argv[n]);
+			n++;
+		}
+		own_request(r, ENG_RQ_PRESENCE, n, argv, lens);
+	}
+	for (i = 0; i < t->ndirty; i++) {
+		struct rchan *u = t->dirty[i];
+
+		u->dirty = 0;
+		if (!u->conns)
+			rchan_free(t, u);
+	}
+	t->ndirty = 0;
+}
+
+/* Every second: this node is alive, with these counts. */
+static void beat(struct eng_redis *r)
+{
+	const struct eng_cfg *cfg = &r->eng->cfg;
+	char c[24], u[24], ttl[8];
+	const char *argv[8];
+	size_t lens[8];
+
+	node_counts(r, c, u);
+	argv[0] = "EVAL";
+	argv[1] = eng_lua_beat;
+	argv[2] = "0";
+	argv[3] = cfg->redis_prefix;
+	argv[4] = cfg->node_id;
+	argv[5] = ttl;
+	argv[6] = c;
+	argv[7] = u;
+	lens[0] = 4;
+	lens[1] = strlen(eng_lua_beat);
+	lens[2] = 1;
+	lens[3] = strlen(cfg->redis_prefix);
+	lens[4] = strlen(cfg->node_id);
+	lens[5] = (size_t)snprintf(ttl, sizeof(ttl), "%u", R_NODE_TTL);
+	lens[6] = strlen(c);
+	lens[7] = strlen(u);
+	own_request(r, ENG_RQ_BEAT, 8, argv, lens);
+}
+
+/* A clean stop: remove this node's presence now, not in 5 s. */
+static void leave(struct eng_redis *r)
+{
+	const struct eng_cfg *cfg = &r->eng->cfg;
+	const char *argv[5] = { "EVAL", eng_lua_leave, "0", cfg->redis_prefix,
+				cfg->node_id };
+	size_t lens[5] = { 4, strlen(eng_lua_leave), 1,
+			   strlen(cfg->redis_prefix), strlen(cfg->node_id) };
+
+	if (r->c[R_PUB].state == R_READY)
+		own_request(r, ENG_RQ_QUIET, 5, argv, lens);
 }
 
 /* ---- the loop ------------------------------------------------------------ */
@@ -763,6 +1046,12 @@ static void arm_tick(struct eng_redis *r)
 static void on_tick(struct eng_redis *r)
 {
 	uint64_t now = now_ms();
+
+	if (!r->stopping && r->c[R_PUB].state == R_READY &&
+	    now >= r->next_beat) {
+		r->next_beat = now + R_BEAT_MS;
+		beat(r);
+	}
 
 	for (unsigned i = 0; i < 2; i++) {
 		struct rconn *c = &r->c[i];
@@ -810,12 +1099,30 @@ static void dispatch(struct eng_redis *r, struct io_uring_cqe *cqe)
 	case ENG_OP_R_PUBLISH:
 		on_pub_mail(r, ring_ud_to_ptr(cqe->user_data));
 		break;
+	case ENG_OP_R_PRESENCE:
+		on_presence_mail(r, ring_ud_to_ptr(cqe->user_data));
+		break;
 	case ENG_OP_STOP:
 		r->stopping = true;
+		r->stop_by = now_ms() + 1000;
+		leave(r);
 		break;
 	default:
-		if (op & ENG_OP_FAILED)	/* our post to a shard failed */
-			free(ring_ud_to_ptr(cqe->user_data));
+		if (op & ENG_OP_FAILED) {	/* our post to a shard failed */
+			void *p = ring_ud_to_ptr(cqe->user_data);
+
+			op &= ~ENG_OP_FAILED;
+			if (op == ENG_OP_PUB) {	/* eng_pub_inject's */
+				struct eng_pub_hdr *pub = p;
+
+				eng_buf_put(pub->frame);
+				eng_free(p);
+			} else if (op == ENG_OP_USER) {
+				eng_free(p);
+			} else {
+				free(p);
+			}
+		}
 		break;
 	}
 }
@@ -828,7 +1135,10 @@ static void *bridge_main(void *arg)
 	arm_tick(r);
 	start_connect(r, &r->c[R_SUB], R_SUB);
 	start_connect(r, &r->c[R_PUB], R_PUB);
-	while (!r->stopping) {
+	/* After a stop, until our last writes are answered (or 1 s). */
+	while (!r->stopping || (r->c[R_PUB].fifo_head &&
+				r->c[R_PUB].state == R_READY &&
+				now_ms() < r->stop_by)) {
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
 		int ret = io_uring_submit_and_wait(u, 1);
@@ -843,8 +1153,14 @@ static void *bridge_main(void *arg)
 			seen++;
 		}
 		io_uring_cq_advance(u, seen);
-		if (r->ndirty)
+		if (r->chans.ndirty)
 			flush_interest(r);
+		if (r->resync) {
+			r->resync = false;
+			mark_all(&r->pres, false);
+		}
+		if (r->pres.ndirty)
+			flush_presence(r);
 	}
 	for (unsigned i = 0; i < 2; i++)
 		conn_down(r, &r->c[i], 0, "stopping");
@@ -873,8 +1189,18 @@ int eng_redis_init(struct eng *e)
 		 e->cfg.redis_host, e->cfg.redis_port);
 	r->all_len = (size_t)snprintf(r->all, sizeof(r->all), "%sall",
 				      e->cfg.redis_prefix);
-	r->nbuckets = 64;
-	r->buckets = calloc(r->nbuckets, sizeof(*r->buckets));
+	{
+		uint64_t id = 0;
+
+		if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+			id = now_ms() ^ (uint64_t)getpid() << 32;
+		snprintf(e->cfg.node_id, sizeof(e->cfg.node_id), "%016llx",
+			 (unsigned long long)id);
+	}
+	r->ctl_len = (size_t)snprintf(r->ctl, sizeof(r->ctl), "%sctl",
+				      e->cfg.redis_prefix);
+	if (rtable_init(&r->chans) < 0 || rtable_init(&r->pres) < 0)
+		goto err;
 	r->json = json_parser_new(e->cfg.max_message);
 	for (unsigned i = 0; i < 2; i++) {
 		r->c[i].fd = -1;
@@ -882,10 +1208,14 @@ int eng_redis_init(struct eng *e)
 		r->c[i].backoff = R_BACKOFF_MIN;
 		r->c[i].rbuf = malloc(R_RBUF);
 	}
-	if (!r->buckets || !r->json || !r->c[0].rbuf || !r->c[1].rbuf)
+	if (!r->json || !r->c[0].rbuf || !r->c[1].rbuf)
 		goto err;
-	/* Broadcasts: every node with clients wants them, always. */
-	all = rchan_get(r, r->all, r->all_len);
+	/* Broadcasts and kicks: every node wants them, always. */
+	all = rchan_get(&r->chans, r->all, r->all_len);
+	if (!all)
+		goto err;
+	all->desired = 1;
+	all = rchan_get(&r->chans, r->ctl, r->ctl_len);
 	if (!all)
 		goto err;
 	all->desired = 1;
@@ -896,7 +1226,8 @@ int eng_redis_init(struct eng *e)
 	return 0;
 err:
 	json_parser_free(r->json);
-	free(r->buckets);
+	rtable_exit(&r->chans);
+	rtable_exit(&r->pres);
 	free(r->c[0].rbuf);
 	free(r->c[1].rbuf);
 	free(r);
@@ -934,18 +1265,8 @@ void eng_redis_free(struct eng *e)
 	if (!r)
 		return;
 	ring_exit(&r->ring);
-	for (size_t i = 0; i < r->nbuckets; i++) {
-		struct rchan *ch = r->buckets[i];
-
-		while (ch) {
-			struct rchan *next = ch->next;
-
-			free(ch);
-			ch = next;
-		}
-	}
-	free(r->buckets);
-	free(r->dirty);
+	rtable_exit(&r->chans);
+	rtable_exit(&r->pres);
 	json_parser_free(r->json);
 	free(r->c[0].rbuf);
 	free(r->c[1].rbuf);
@@ -957,33 +1278,4 @@ void eng_redis_free(struct eng *e)
 int eng_redis_fd(const struct eng *e)
 {
 	return ring_fd(&e->redis->ring);
-}
-
-/* ---- users through Redis (presence, queries, kick) ------------------------ */
-
-void eng_redis_presence(struct eng_shard *s, struct eng_chan *ch)
-{
-	(void)s;
-	(void)ch;
-}
-
-void eng_redis_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		     size_t len)
-{
-	(void)uid;
-	(void)len;
-	eng_conn_http_reply(s, c, 503, NULL, NULL, "not yet\n", 8);
-}
-
-void eng_redis_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		    size_t len)
-{
-	(void)uid;
-	(void)len;
-	eng_conn_http_reply(s, c, 503, NULL, NULL, "not yet\n", 8);
-}
-
-void eng_redis_online(struct eng_shard *s, struct eng_conn *c)
-{
-	eng_conn_http_reply(s, c, 503, NULL, NULL, "not yet\n", 8);
 }

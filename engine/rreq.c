@@ -1,0 +1,334 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rreq.c: the shards' side of the Redis bridge. A shard formats a command
+ * (hiredis's redisFormatCommandArgv) into a struct eng_rpub, the bridge
+ * writes it on its publisher connection and hands the reply back, and the
+ * shard answers its client. PUBLISH for channel, user and broadcast
+ * messages; a kick is a PUBLISH on <prefix>ctl; presence lives in Redis
+ * and is read and written with the Lua scripts below (EVAL: each script
+ * runs atomically, and one round trip does a whole query).
+ *
+ * Presence keys, with P the prefix: P node:ID (a live node: "conns users",
+ * 5 s expiry, renewed every second), P nodes (node ids), P nu:ID (the
+ * users on node ID), P pres:UID (node -> "conns app,app"), P online
+ * (users -> number of nodes they are on). Scripts ignore nodes whose key
+ * expired and reap them, so a dead node stops counting within about six
+ * seconds.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "eng.h"
+#include "ud.h"
+
+/* Drops every trace of nodes whose key expired. */
+#define LUA_REAP \
+	"local function reap(p)\n" \
+	"  for _, id in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do\n" \
+	"    if redis.call('EXISTS', p .. 'node:' .. id) == 0 then\n" \
+	"      local nu = p .. 'nu:' .. id\n" \
+	"      for _, u in ipairs(redis.call('SMEMBERS', nu)) do\n" \
+	"        redis.call('HDEL', p .. 'pres:' .. u, id)\n" \
+	"        if tonumber(redis.call('ZINCRBY', p .. 'online', -1, u))" \
+	" <= 0 then\n" \
+	"          redis.call('ZREM', p .. 'online', u)\n" \
+	"        end\n" \
+	"      end\n" \
+	"      redis.call('DEL', nu)\n" \
+	"      redis.call('SREM', p .. 'nodes', id)\n" \
+	"    end\n" \
+	"  end\n" \
+	"end\n"
+
+/* ARGV: prefix, node, ttl, conns, users. Returns 1 if we were alive. */
+const char eng_lua_beat[] = LUA_REAP
+	"local p, node = ARGV[1], ARGV[2]\n"
+	"local was = redis.call('EXISTS', p .. 'node:' .. node)\n"
+	"redis.call('SET', p .. 'node:' .. node, ARGV[4] .. ' ' .. ARGV[5],"
+	" 'EX', tonumber(ARGV[3]))\n"
+	"redis.call('SADD', p .. 'nodes', node)\n"
+	"reap(p)\n"
+	"return was\n";
+
+/*
+ * ARGV: prefix, node, node's conns, node's users, then (uid, conns, apps)
+ * triples. The node's own counts are refreshed too, keeping the key's
+ * expiry, so /online follows changes without waiting for a beat.
+ */
+const char eng_lua_presence[] =
+	"local p, node = ARGV[1], ARGV[2]\n"
+	"local nu = p .. 'nu:' .. node\n"
+	"if redis.call('EXISTS', p .. 'node:' .. node) == 1 then\n"
+	"  redis.call('SET', p .. 'node:' .. node, ARGV[3] .. ' ' .. ARGV[4],"
+	" 'KEEPTTL')\n"
+	"end\n"
+	"for i = 5, #ARGV, 3 do\n"
+	"  local u, n = ARGV[i], tonumber(ARGV[i + 1])\n"
+	"  if n > 0 then\n"
+	"    redis.call('HSET', p .. 'pres:' .. u, node, n .. ' ' .. ARGV[i + 2])\n"
+	"    if redis.call('SADD', nu, u) == 1 then\n"
+	"      redis.call('ZINCRBY', p .. 'online', 1, u)\n"
+	"    end\n"
+	"  else\n"
+	"    redis.call('HDEL', p .. 'pres:' .. u, node)\n"
+	"    if redis.call('SREM', nu, u) == 1 and\n"
+	"       tonumber(redis.call('ZINCRBY', p .. 'online', -1, u)) <= 0 then\n"
+	"      redis.call('ZREM', p .. 'online', u)\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"return 0\n";
+
+/* ARGV: prefix, node. Our own traces, on a clean stop. */
+const char eng_lua_leave[] =
+	"redis.call('DEL', ARGV[1] .. 'node:' .. ARGV[2])\n" LUA_REAP
+	"reap(ARGV[1])\n"
+	"return 0\n";
+
+/* ARGV: prefix, uid. Returns {connections, "app,app"} on live nodes. */
+static const char lua_query[] =
+	"local p = ARGV[1]\n"
+	"local h = redis.call('HGETALL', p .. 'pres:' .. ARGV[2])\n"
+	"local n, seen, apps = 0, {}, {}\n"
+	"for i = 1, #h, 2 do\n"
+	"  if redis.call('EXISTS', p .. 'node:' .. h[i]) == 1 then\n"
+	"    local c, a = string.match(h[i + 1], '^(%d+) ?(.*)$')\n"
+	"    n = n + tonumber(c)\n"
+	"    for app in string.gmatch(a, '[^,]+') do\n"
+	"      if not seen[app] then seen[app] = true; apps[#apps + 1] = app end\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"table.sort(apps)\n"
+	"return {n, table.concat(apps, ',')}\n";
+
+/* ARGV: prefix. Returns {users, connections, nodes} of live nodes. */
+static const char lua_online[] = LUA_REAP
+	"local p = ARGV[1]\n"
+	"reap(p)\n"
+	"local c, nodes = 0, 0\n"
+	"for _, id in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do\n"
+	"  local v = redis.call('GET', p .. 'node:' .. id)\n"
+	"  if v then nodes = nodes + 1; c = c + tonumber(string.match(v, '^%d+')) end\n"
+	"end\n"
+	"return {redis.call('ZCARD', p .. 'online'), c, nodes}\n";
+
+size_t eng_redis_name(const struct eng_cfg *cfg, char *out, size_t cap,
+		      const char *name, size_t len)
+{
+	if (!name)
+		return (size_t)snprintf(out, cap, "%sall", cfg->redis_prefix);
+	if (len && name[0] == ENG_USER_MARK)
+		return (size_t)snprintf(out, cap, "%suser:%.*s",
+					cfg->redis_prefix, (int)len - 1,
+					name + 1);
+	return (size_t)snprintf(out, cap, "%sch:%.*s", cfg->redis_prefix,
+				(int)len, name);
+}
+
+/* Formats @argv into a new request; NULL when out of memory. */
+struct eng_rpub *eng_rreq_new(uint8_t op, int argc, const char **argv,
+			      const size_t *lens)
+{
+	struct eng_rpub *p;
+	char *cmd;
+	int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
+
+	if (n < 0)
+		return NULL;
+	p = malloc(sizeof(*p) + (size_t)n);
+	if (!p) {
+		free(cmd);
+		return NULL;
+	}
+	memset(p, 0, sizeof(*p));
+	p->op = op;
+	p->from = ENG_FROM_BRIDGE;
+	p->len = (size_t)n;
+	memcpy(p->data, cmd, (size_t)n);
+	free(cmd);
+	return p;
+}
+
+/* Sends @p for connection @c; the reply comes to eng_rreq_ack(). */
+static int send_req(struct eng_shard *s, struct eng_conn *c,
+		    struct eng_rpub *p)
+{
+	p->from = (uint16_t)s->id;
+	p->kind = c->kind;
+	p->slot = eng_slot(s, c);
+	p->gen = c->gen;
+	if (c->kind == CONN_K_HTTP)
+		c->flags |= CONN_F_WAIT;
+	if (ring_mbox_post(&s->ring, eng_redis_fd(s->eng),
+			   ring_ud_ptr(ENG_OP_R_PUBLISH, p), 0,
+			   ring_ud_ptr(ENG_OP_R_PUBLISH | ENG_OP_FAILED, p)) < 0) {
+		p->result = -EBUSY;
+		eng_rreq_ack(s, p);
+	}
+	return 0;
+}
+
+int eng_redis_publish(struct eng_shard *s, struct eng_conn *c,
+		      const char *chan, size_t clen, const void *payload,
+		      size_t plen, struct eng_buf *ok, struct eng_buf *err)
+{
+	char name[ENG_CHAN_MAX + 128];
+	size_t nlen = eng_redis_name(&s->eng->cfg, name, sizeof(name), chan,
+				     clen);
+	const char *argv[3] = { "PUBLISH", name, payload };
+	size_t lens[3] = { 7, nlen, plen };
+	struct eng_rpub *p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
+
+	if (!p) {
+		eng_buf_put(ok);
+		eng_buf_put(err);
+		return -ENOMEM;
+	}
+	p->ok = ok;
+	p->err = err;
+	return send_req(s, c, p);
+}
+
+static void http_503(struct eng_shard *s, struct eng_conn *c)
+{
+	eng_conn_http_reply(s, c, 503, NULL, NULL, NULL, 0);
+}
+
+void eng_redis_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		    size_t len)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	char chan[80], msg[ENG_CHAN_MAX + 8];
+	int clen = snprintf(chan, sizeof(chan), "%sctl", cfg->redis_prefix);
+	int mlen = snprintf(msg, sizeof(msg), "kick %.*s", (int)len, uid);
+	const char *argv[3] = { "PUBLISH", chan, msg };
+	size_t lens[3] = { 7, (size_t)clen, (size_t)mlen };
+	struct eng_rpub *p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
+
+	if (!p)
+		http_503(s, c);
+	else
+		send_req(s, c, p);
+}
+
+void eng_redis_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		     size_t len)
+{
+	const char *prefix = s->eng->cfg.redis_prefix;
+	const char *argv[5] = { "EVAL", lua_query, "0", prefix, uid };
+	size_t lens[5] = { 4, sizeof(lua_query) - 1, 1, strlen(prefix), len };
+	struct eng_rpub *p = eng_rreq_new(ENG_RQ_QUERY, 5, argv, lens);
+
+	if (!p)
+		http_503(s, c);
+	else
+		send_req(s, c, p);
+}
+
+void eng_redis_online(struct eng_shard *s, struct eng_conn *c)
+{
+	const char *prefix = s->eng->cfg.redis_prefix;
+	const char *argv[4] = { "EVAL", lua_online, "0", prefix };
+	size_t lens[4] = { 4, sizeof(lua_online) - 1, 1, strlen(prefix) };
+	struct eng_rpub *p = eng_rreq_new(ENG_RQ_ONLINE, 4, argv, lens);
+
+	if (!p)
+		http_503(s, c);
+	else
+		send_req(s, c, p);
+}
+
+/* The owner shard tells the bridge a user's count on this node. */
+void eng_redis_presence(struct eng_shard *s, struct eng_chan *ch)
+{
+	struct eng_rpres *m = malloc(sizeof(*m));
+	size_t n = 0;
+
+	if (!m) {
+		ENG_STAT_ADD(s, mbox_errors, 1);
+		return;
+	}
+	memset(m, 0, sizeof(*m));
+	m->len = (uint8_t)(ch->len - 1);
+	memcpy(m->uid, ch->name + 1, m->len);	/* past ENG_USER_MARK */
+	if (ch->pres) {
+		m->conns = ch->pres->conns;
+		for (unsigned i = 0; i < ch->pres->napps; i++)
+			n += (size_t)snprintf(m->apps + n, sizeof(m->apps) - n,
+					      "%s%s", i ? "," : "",
+					      ch->pres->app[i].name);
+	}
+	if (ring_mbox_post(&s->ring, eng_redis_fd(s->eng),
+			   ring_ud_ptr(ENG_OP_R_PRESENCE, m), 0,
+			   ring_ud_ptr(ENG_OP_R_PRESENCE | ENG_OP_FAILED, m)) < 0) {
+		ENG_STAT_ADD(s, mbox_errors, 1);
+		free(m);
+	}
+}
+
+/* "ios,web" as JSON strings: "ios","web" (app names need no escaping). */
+static size_t apps_json(char *out, size_t cap, const char *csv)
+{
+	size_t n = 0;
+
+	while (*csv && n + 4 < cap) {
+		const char *end = strchr(csv, ',');
+		size_t len = end ? (size_t)(end - csv) : strlen(csv);
+
+		n += (size_t)snprintf(out + n, cap - n, "%s\"%.*s\"",
+				      n ? "," : "", (int)len, csv);
+		csv += len + (end != NULL);
+	}
+	out[n < cap ? n : cap - 1] = '\0';
+	return n;
+}
+
+/* The bridge answered (or could not): tell the client. */
+void eng_rreq_ack(struct eng_shard *s, struct eng_rpub *p)
+{
+	struct eng_conn *c = &s->conns[p->slot];
+	char body[512], apps[320];
+	int n, status = 200;
+
+	if (c->gen != p->gen || !eng_conn_alive(c))
+		goto out;
+	if (p->kind != CONN_K_HTTP) {		/* a /ws client's publish */
+		eng_conn_queue(s, c, p->result >= 0 ? p->ok : p->err);
+		if (p->result >= 0)
+			p->ok = NULL;
+		else
+			p->err = NULL;
+		goto out;
+	}
+	c->flags &= ~CONN_F_WAIT;
+	if (p->result < 0) {
+		status = 503;
+		n = snprintf(body, sizeof(body), "{\"error\":\"redis: %s\"}\n",
+			     strerror((int)-p->result));
+	} else if (p->op == ENG_RQ_QUERY) {
+		apps_json(apps, sizeof(apps), p->text);
+		n = snprintf(body, sizeof(body),
+			     "{\"online\":%s,\"connections\":%lld,"
+			     "\"apps\":[%s]}\n", p->result ? "true" : "false",
+			     p->result, apps);
+	} else if (p->op == ENG_RQ_ONLINE) {
+		n = snprintf(body, sizeof(body),
+			     "{\"users\":%lld,\"connections\":%lld,"
+			     "\"nodes\":%lld}\n", p->result, p->r2, p->r3);
+	} else {
+		n = snprintf(body, sizeof(body),
+			     "{\"ok\":true,\"nodes\":%lld}\n", p->result);
+	}
+	eng_conn_http_reply(s, c, status, NULL, "application/json", body,
+			    (size_t)n);
+	eng_conn_resume(s, c);
+out:
+	eng_buf_put(p->ok);
+	eng_buf_put(p->err);
+	free(p);
+}
