@@ -310,7 +310,7 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 /* Appends one shard's counters (or their totals) as a JSON object. */
 static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
 {
-	unsigned long long v[16] = { 0 };
+	unsigned long long v[21] = { 0 };
 	unsigned i;
 
 	for (i = 0; i < e->cfg.shards; i++) {
@@ -334,6 +334,11 @@ static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
 		v[13] += STAT(sh, timeouts);
 		v[14] += STAT(sh, zc_sends);
 		v[15] += STAT(sh, mbox_errors);
+		v[16] += STAT(sh, users_owned);
+		v[17] += STAT(sh, user_conns);
+		v[18] += STAT(sh, auth_failed);
+		v[19] += STAT(sh, kicked);
+		v[20] += STAT(sh, user_refused);
 	}
 	return (size_t)snprintf(out, cap,
 		"{\"connections\":%llu,\"upgraded\":%llu,\"channels\":%llu,"
@@ -341,9 +346,12 @@ static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
 		"\"published\":%llu,\"frames_out\":%llu,\"delivered\":%llu,"
 		"\"bytes_in\":%llu,\"bytes_out\":%llu,\"dropped\":%llu,"
 		"\"slow_closed\":%llu,\"protocol_errors\":%llu,"
-		"\"timeouts\":%llu,\"zc_sends\":%llu,\"mailbox_errors\":%llu}",
+		"\"timeouts\":%llu,\"zc_sends\":%llu,\"mailbox_errors\":%llu,"
+		"\"users_owned\":%llu,\"user_conns\":%llu,\"auth_failed\":%llu,"
+		"\"kicked\":%llu,\"user_refused\":%llu}",
 		v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9],
-		v[10], v[11], v[12], v[13], v[14], v[15]);
+		v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17], v[18],
+		v[19], v[20]);
 }
 
 /* 200 "ok", or 503 and the reason while Redis is unreachable. */
@@ -364,7 +372,7 @@ static void healthz(struct eng_shard *s, struct eng_conn *c)
 static void stats(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng *e = s->eng;
-	size_t cap = 1024 + (size_t)e->cfg.shards * 512, n;
+	size_t cap = 1024 + (size_t)e->cfg.shards * 768, n;
 	char *out = eng_malloc(cap);
 
 	if (!out) {
