@@ -66,6 +66,36 @@ bool eng_chan_name_ok(const char *p, size_t len)
 	return true;
 }
 
+/*
+ * Frees @ch and what only it holds: owner state, held replies and acks.
+ * At exit nobody waits for them any more.
+ */
+static void chan_drop(struct eng_chan *ch)
+{
+	struct eng_wait *w = ch->waiters;
+	struct eng_interest *m = ch->racks;
+
+	while (w) {
+		struct eng_wait *next = w->next;
+
+		if (--w->pend->count == 0) {
+			eng_buf_put(w->pend->reply);
+			eng_free(w->pend);
+		}
+		eng_free(w);
+		w = next;
+	}
+	while (m) {
+		struct eng_interest *next = m->next;
+
+		eng_free(m);
+		m = next;
+	}
+	eng_free(ch->pres);
+	eng_free(ch->shards);
+	eng_free(ch);
+}
+
 int eng_chans_init(struct eng_chans *t)
 {
 	t->nbuckets = 64;
@@ -85,8 +115,7 @@ void eng_chans_exit(struct eng_chans *t)
 		while (ch) {
 			struct eng_chan *next = ch->next;
 
-			eng_free(ch->shards);
-			eng_free(ch);
+			chan_drop(ch);
 			ch = next;
 		}
 	}

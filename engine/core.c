@@ -297,8 +297,21 @@ void *eng_shard_main(void *arg)
 		unsigned head, seen = 0;
 
 		if (s->stopping && atomic_load_explicit(&s->stats.conns,
-				memory_order_relaxed) == 0)
-			break;
+				memory_order_relaxed) == 0) {
+			/*
+			 * Our connections are gone; the mail their closing
+			 * sent (a user's leave, interest withdrawn) leaves
+			 * now. Then we keep reading mail until every shard is
+			 * this far, so none is left unread at exit.
+			 */
+			if (!s->drained) {
+				io_uring_submit(u);
+				s->drained = true;
+				atomic_fetch_add(&s->eng->drained, 1);
+			}
+			if (atomic_load(&s->eng->drained) == s->eng->cfg.shards)
+				break;
+		}
 		ret = io_uring_submit_and_wait(u, 1);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN &&
 		    ret != -EBUSY) {
@@ -321,6 +334,18 @@ void *eng_shard_main(void *arg)
 
 			eng_conn_rearm(s, &s->conns[slot]);
 		}
+	}
+	/* Mail posted before the last shard drained is ours to free. */
+	io_uring_get_events(u);
+	{
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+
+		io_uring_for_each_cqe(u, head, cqe) {
+			dispatch(s, cqe);
+			seen++;
+		}
+		io_uring_cq_advance(u, seen);
 	}
 	shard_exit(s);
 	return NULL;

@@ -369,6 +369,7 @@ struct eng_shard {
 	bool up;			/* ring set up: mailbox reaches it */
 	bool accepting;			/* multishot accept armed */
 	bool stopping;			/* SIGTERM seen: closing everyone */
+	bool drained;			/* stopping, and no connection left */
 	uint32_t stop_tick;		/* force-close deadline */
 	struct eng_stats stats;
 	struct eng_chans chans;
@@ -385,6 +386,7 @@ struct eng {
 	struct eng_redis *redis;	/* NULL without --redis */
 	struct eng_shard *shards;	/* cfg.shards of them */
 	atomic_uint_fast64_t nconns;	/* all shards, for --max-conns */
+	atomic_uint drained;		/* shards stopped with no connection */
 	pthread_mutex_t lock;		/* start-up handshake only */
 	pthread_cond_t cond;
 	unsigned ready;			/* shards up, under lock */

@@ -526,6 +526,13 @@ static void interest(struct eng_shard *s, struct eng_chan *ch, bool add)
 	unsigned owner = owner_of(s, ch->hash);
 	struct eng_interest *m;
 
+	/*
+	 * Stopping, every shard is dropping everything: mail now would only
+	 * bounce between shards that no longer read it.
+	 */
+	if (s->stopping)
+		return;
+
 	if (owner == s->id) {
 		/* We own it: the same record serves both roles. */
 		if (eng_pub_owner_update(s, ch, s->id, add, NULL))

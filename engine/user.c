@@ -142,9 +142,11 @@ static struct eng_sub *user_sub(struct eng_conn *c)
 static void leave(struct eng_shard *s, const struct eng_auth *a,
 		  bool counted, bool last)
 {
-	struct eng_interest *m = mail_new(s, ENG_MAIL_LEAVE, a->uid,
-					  a->uid_len);
+	struct eng_interest *m;
 
+	if (s->stopping)	/* everyone is going: see interest() */
+		return;
+	m = mail_new(s, ENG_MAIL_LEAVE, a->uid, a->uid_len);
 	if (!m)
 		return;
 	m->counted = counted;
@@ -163,10 +165,17 @@ void eng_user_leave(struct eng_shard *s, struct eng_conn *c)
 		return;
 	sub = user_sub(c);
 	if (sub) {
+		bool last;
+
 		ch = sub->chan;
 		eng_sub_del(c, sub);
-		leave(s, c->auth, c->flags & CONN_F_ADMITTED, ch->nsubs == 0);
+		last = ch->nsubs == 0;
+		/*
+		 * Free our record first: when we are the owner, leave() runs
+		 * the owner's side right here and may free it itself.
+		 */
 		eng_chan_maybe_free(&s->chans, ch);
+		leave(s, c->auth, c->flags & CONN_F_ADMITTED, last);
 	}
 	c->flags &= ~CONN_F_ADMITTED;
 	eng_free(c->auth);
@@ -206,11 +215,14 @@ static void on_join_ack(struct eng_shard *s, struct eng_interest *m)
 	ENG_STAT_ADD(s, user_refused, 1);
 	sub = user_sub(c);
 	if (sub) {
+		bool last;
+
 		ch = sub->chan;
 		eng_sub_del(c, sub);
-		if (!ch->nsubs)
+		last = ch->nsubs == 0;
+		eng_chan_maybe_free(&s->chans, ch);	/* before: see above */
+		if (last)
 			leave(s, c->auth, false, true);
-		eng_chan_maybe_free(&s->chans, ch);
 	}
 	eng_free(c->auth);
 	c->auth = NULL;
