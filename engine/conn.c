@@ -90,43 +90,51 @@ static void release(struct eng_shard *s, struct eng_conn *c)
 /* Closes the fixed file once no SQE of this connection is in flight. */
 static void maybe_close_fd(struct eng_shard *s, struct eng_conn *c)
 {
-	struct io_uring_sqe *sqe;
-
+	/*
+	 * Not while anything naming the slot is in flight: a cancel or a
+	 * shutdown still on its way would hit whoever reuses the slot.
+	 */
 	if (c->state != CONN_DEAD ||
-	    (c->flags & (CONN_F_RECV | CONN_F_SEND | CONN_F_CLOSE_FD)))
+	    (c->flags & (CONN_F_RECV | CONN_F_SEND | CONN_F_CLOSE_FD |
+			 CONN_F_CANCEL | CONN_F_SHUTTING)))
 		return;
-	sqe = eng_sqe(s);
-	if (!sqe) {
+	if (ring_close(&s->ring, eng_slot(s, c), ud_of(s, c, ENG_OP_CLOSE))) {
 		/* No SQE: retry from the timer rather than leak the slot. */
 		eng_timer_set(s, c, s->tick + 1);
 		return;
 	}
-	io_uring_prep_close_direct(sqe, eng_slot(s, c));
-	io_uring_sqe_set_data64(sqe, ud_of(s, c, ENG_OP_CLOSE));
 	c->flags |= CONN_F_CLOSE_FD;
 }
 
 void eng_conn_kill(struct eng_shard *s, struct eng_conn *c)
 {
-	struct io_uring_sqe *sqe;
-
 	if (c->state == CONN_FREE || c->state == CONN_DEAD)
 		return;
 	c->state = CONN_DEAD;
 	eng_timer_del(s, c);
 	rx_free(c);
-	if (c->flags & (CONN_F_RECV | CONN_F_SEND)) {
-		/* One SQE cancels the recv and the send on this socket. */
-		sqe = eng_sqe(s);
-		if (sqe) {
-			io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_FD |
-					       IORING_ASYNC_CANCEL_FD_FIXED |
-					       IORING_ASYNC_CANCEL_ALL);
-			sqe->fd = (int)eng_slot(s, c);
-			io_uring_sqe_set_data64(sqe, ring_ud(ENG_OP_CANCEL, 0, 0));
-			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-		}
-	}
+	if ((c->flags & (CONN_F_RECV | CONN_F_SEND)) &&
+	    !ring_cancel_slot(&s->ring, eng_slot(s, c),
+			      ud_of(s, c, ENG_OP_CONN_CANCEL)))
+		c->flags |= CONN_F_CANCEL;
+	maybe_close_fd(s, c);
+}
+
+/* A cancel or a shutdown of this connection's completed. */
+void eng_conn_on_cancel(struct eng_shard *s, struct io_uring_cqe *cqe)
+{
+	struct eng_conn *c = lookup(s, cqe->user_data);
+
+	if (!c)
+		return;
+	/*
+	 * One op tag serves both; at most one of each is in flight, so two
+	 * completions clear the two flags in whichever order they come.
+	 */
+	if (c->flags & CONN_F_CANCEL)
+		c->flags &= ~CONN_F_CANCEL;
+	else
+		c->flags &= ~CONN_F_SHUTTING;
 	maybe_close_fd(s, c);
 }
 
@@ -143,8 +151,9 @@ void eng_conn_on_close(struct eng_shard *s, struct io_uring_cqe *cqe)
 
 static void flush(struct eng_shard *s, struct eng_conn *c)
 {
-	struct io_uring_sqe *sqe;
 	struct eng_buf *b;
+	const uint8_t *p;
+	uint32_t len;
 
 	if ((c->flags & CONN_F_SEND) || c->state == CONN_DEAD)
 		return;
@@ -156,26 +165,22 @@ static void flush(struct eng_shard *s, struct eng_conn *c)
 			 * unread bytes would send an RST that can destroy the
 			 * response before the peer reads it.
 			 */
-			sqe = eng_sqe(s);
-			if (!sqe)
+			if (ring_shutdown_wr(&s->ring, eng_slot(s, c),
+					     ud_of(s, c, ENG_OP_CONN_CANCEL)))
 				goto fail;
-			io_uring_prep_shutdown(sqe, (int)eng_slot(s, c), SHUT_WR);
-			sqe->flags |= IOSQE_FIXED_FILE | IOSQE_CQE_SKIP_SUCCESS;
-			io_uring_sqe_set_data64(sqe, ring_ud(ENG_OP_CANCEL, 0, 0));
-			c->flags |= CONN_F_SHUT;
+			c->flags |= CONN_F_SHUT | CONN_F_SHUTTING;
 		}
 		return;
 	}
 	b = c->sq_head->buf;
-	sqe = eng_sqe(s);
-	if (!sqe)
-		goto fail;
+	p = b->data + b->start + c->sent;
+	len = b->len - c->sent;
 	/*
 	 * One send in flight per socket: two sends on one stream can
 	 * complete out of order once one of them goes async.
 	 */
 	if (b->kind == ENG_BUF_ARENA && s->fixed_arena &&
-	    b->len - c->sent >= s->eng->cfg.zc_threshold) {
+	    len >= s->eng->cfg.zc_threshold) {
 		struct eng_zc *zc = eng_malloc(sizeof(*zc));
 
 		if (!zc)
@@ -184,20 +189,17 @@ static void flush(struct eng_shard *s, struct eng_conn *c)
 		zc->buf = eng_buf_get(b);
 		zc->slot = eng_slot(s, c);
 		zc->gen = c->gen;
-		io_uring_prep_send_zc_fixed(sqe, (int)zc->slot,
-					    b->data + b->start + c->sent,
-					    b->len - c->sent, MSG_NOSIGNAL,
-					    IORING_SEND_ZC_REPORT_USAGE, 0);
-		io_uring_sqe_set_data64(sqe, ring_ud_ptr(ENG_OP_SEND_ZC, zc));
+		if (ring_send_zc(&s->ring, zc->slot, p, len,
+				 ring_ud_ptr(ENG_OP_SEND_ZC, zc))) {
+			eng_buf_put(zc->buf);
+			eng_free(zc);
+			goto fail;
+		}
 		ENG_STAT_ADD(s, zc_sends, 1);
-	} else {
-		/* The kernel reads b until this SEND's CQE. */
-		io_uring_prep_send(sqe, (int)eng_slot(s, c),
-				   b->data + b->start + c->sent,
-				   b->len - c->sent, MSG_NOSIGNAL);
-		io_uring_sqe_set_data64(sqe, ud_of(s, c, ENG_OP_SEND));
+	} else if (ring_send(&s->ring, eng_slot(s, c), p, len,
+			     ud_of(s, c, ENG_OP_SEND))) {
+		goto fail;	/* the kernel reads b until this SEND's CQE */
 	}
-	sqe->flags |= IOSQE_FIXED_FILE;
 	c->flags |= CONN_F_SEND;
 	return;
 fail:
@@ -236,6 +238,12 @@ static void slow(struct eng_shard *s, struct eng_conn *c)
 	ENG_STAT_ADD(s, dropped, n);
 	ENG_STAT_ADD(s, slow_closed, 1);
 	send_close(s, c, WS_CLOSE_POLICY, "slow consumer", CONN_DRAIN);
+	/*
+	 * A stalled reader may still come back and read its close: hold it
+	 * (bounded: one frame in flight and the close) a while longer.
+	 */
+	if (c->state == CONN_DRAIN)
+		eng_timer_set(s, c, s->tick + eng_ms_to_ticks(ENG_SLOW_WAIT_MS));
 }
 
 /* Appends @b, taking over the caller's reference; never fails softly. */
@@ -900,8 +908,25 @@ nomem:
 }
 
 /* A publish was sequenced: go on with requests that arrived meanwhile. */
+/*
+ * Not at once: the answer may come while this very connection is being
+ * parsed (a publish its own shard sequences), and parsing again from in
+ * there would handle the same request twice. The shard loop calls
+ * eng_conn_resumed() after the batch.
+ */
 void eng_conn_resume(struct eng_shard *s, struct eng_conn *c)
 {
+	if (c->flags & CONN_F_RESUME)
+		return;
+	c->flags |= CONN_F_RESUME;
+	s->resume[s->nr_resume++] = eng_slot(s, c);
+}
+
+void eng_conn_resumed(struct eng_shard *s, struct eng_conn *c)
+{
+	if (!(c->flags & CONN_F_RESUME))
+		return;		/* freed (and maybe reused) since */
+	c->flags &= ~CONN_F_RESUME;
 	if (parsing(c) && !(c->flags & CONN_F_WAIT))
 		drain_part(s, c, true);
 }
@@ -910,17 +935,12 @@ void eng_conn_resume(struct eng_shard *s, struct eng_conn *c)
 
 static void arm_recv(struct eng_shard *s, struct eng_conn *c)
 {
-	struct io_uring_sqe *sqe = eng_sqe(s);
-
-	if (!sqe) {
+	/* No buffer of its own: one comes from the shard's pool per read. */
+	if (ring_recv(&s->ring, eng_slot(s, c), s->rbufs.bgid,
+		      ud_of(s, c, ENG_OP_RECV))) {
 		eng_conn_kill(s, c);
 		return;
 	}
-	/* No buffer of its own: the kernel picks one from the group. */
-	io_uring_prep_recv_multishot(sqe, (int)eng_slot(s, c), NULL, 0, 0);
-	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
-	sqe->buf_group = s->rbufs.bgid;
-	io_uring_sqe_set_data64(sqe, ud_of(s, c, ENG_OP_RECV));
 	c->flags |= CONN_F_RECV;
 }
 

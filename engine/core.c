@@ -25,38 +25,19 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-struct io_uring_sqe *eng_sqe(struct eng_shard *s)
-{
-	return ring_sqe(&s->ring);
-}
-
 static void arm_accept(struct eng_shard *s)
 {
-	struct io_uring_sqe *sqe;
-
 	if (s->accepting || s->stopping)
 		return;
-	sqe = eng_sqe(s);
-	if (!sqe)
+	/* io_uring: direct descriptors, never in the process fd table. */
+	if (ring_accept(&s->ring, s->listen_fd, ring_ud(ENG_OP_ACCEPT, 0, 0)))
 		return;
-	/* Direct descriptors: accepted sockets never enter the fd table. */
-	io_uring_prep_multishot_accept_direct(sqe, s->listen_fd, NULL, NULL, 0);
-	io_uring_sqe_set_data64(sqe, ring_ud(ENG_OP_ACCEPT, 0, 0));
 	s->accepting = true;
 }
 
 static void arm_tick(struct eng_shard *s)
 {
-	static struct __kernel_timespec ts = {
-		.tv_sec = 0, .tv_nsec = ENG_TICK_MS * 1000000L,
-	};
-	struct io_uring_sqe *sqe = eng_sqe(s);
-
-	/* The timespec is read at submission; a static one is safe. */
-	if (!sqe)
-		return;
-	io_uring_prep_timeout(sqe, &ts, 0, 0);
-	io_uring_sqe_set_data64(sqe, ring_ud(ENG_OP_TIMER, 0, 0));
+	ring_timeout(&s->ring, ENG_TICK_MS, ring_ud(ENG_OP_TIMER, 0, 0));
 }
 
 static void on_accept(struct eng_shard *s, struct io_uring_cqe *cqe)
@@ -83,18 +64,14 @@ static void on_accept(struct eng_shard *s, struct io_uring_cqe *cqe)
 /* Begins the graceful stop: 1001 to every open connection. */
 static void stop(struct eng_shard *s)
 {
-	struct io_uring_sqe *sqe;
-
 	if (s->stopping)
 		return;
 	s->stopping = true;
 	s->stop_tick = s->tick + eng_ms_to_ticks(ENG_CLOSE_WAIT_MS);
 	/* Stop taking clients; the listener closes with the shard. */
-	sqe = eng_sqe(s);
-	if (sqe && s->accepting) {
-		io_uring_prep_cancel64(sqe, ring_ud(ENG_OP_ACCEPT, 0, 0), 0);
-		io_uring_sqe_set_data64(sqe, ring_ud(ENG_OP_CANCEL, 0, 0));
-	}
+	if (s->accepting)
+		ring_cancel(&s->ring, ring_ud(ENG_OP_ACCEPT, 0, 0),
+			    ring_ud(ENG_OP_CANCEL, 0, 0));
 	for (uint32_t i = 0; i < s->nr_conns; i++)
 		if (s->conns[i].state != CONN_FREE)
 			eng_conn_go_away(s, &s->conns[i]);
@@ -114,8 +91,9 @@ static void on_tick(struct eng_shard *s)
 	arm_tick(s);
 }
 
-static void dispatch(struct eng_shard *s, struct io_uring_cqe *cqe)
+static void dispatch(void *arg, struct io_uring_cqe *cqe)
 {
+	struct eng_shard *s = arg;
 	unsigned op = ring_ud_op(cqe->user_data);
 
 	if (op & ENG_OP_FAILED) {
@@ -164,6 +142,9 @@ static void dispatch(struct eng_shard *s, struct io_uring_cqe *cqe)
 	case ENG_OP_STOP:
 		stop(s);
 		break;
+	case ENG_OP_CONN_CANCEL:
+		eng_conn_on_cancel(s, cqe);
+		break;
 	case ENG_OP_CANCEL:	/* -ENOENT/-EALREADY: raced a completion */
 	default:
 		break;
@@ -185,7 +166,8 @@ static int shard_init(struct eng_shard *s)
 		if (sched_setaffinity(0, sizeof(set), &set) < 0)
 			s->cpu = -1;
 	}
-	ret = ring_init(&s->ring, cfg->sq_entries, s->nr_conns, RING_F_SINGLE);
+	ret = ring_init(&s->ring, cfg->sq_entries, s->nr_conns,
+			RING_F_SINGLE | (cfg->epoll ? RING_F_EPOLL : 0));
 	if (ret < 0) {
 		fprintf(stderr, "ringcast: shard %u: ring_init(%u files): %s\n",
 			s->id, s->nr_conns, strerror(-ret));
@@ -199,9 +181,9 @@ static int shard_init(struct eng_shard *s)
 	{
 		struct iovec iov = eng_arena_iov();
 
-		ret = io_uring_register_buffers(&s->ring.uring, &iov, 1);
+		ret = ring_register_buffer(&s->ring, &iov);
 		s->fixed_arena = ret == 0;
-		if (ret < 0 && s->id == 0)
+		if (ret < 0 && ret != -EOPNOTSUPP && s->id == 0)
 			fprintf(stderr, "ringcast: warning: cannot register the "
 				"%zu-byte frame arena (%s): no send_zc; raise "
 				"RLIMIT_MEMLOCK (LimitMEMLOCK=)\n",
@@ -226,13 +208,17 @@ static int shard_init(struct eng_shard *s)
 		goto err_bufs;
 	}
 	s->rearm = eng_malloc((size_t)s->nr_conns * sizeof(*s->rearm));
-	if (!s->rearm) {
+	s->resume = eng_malloc((size_t)s->nr_conns * 2 * sizeof(*s->resume));
+	if (!s->rearm || !s->resume) {
+		eng_free(s->rearm);
+		eng_free(s->resume);
 		ret = -ENOMEM;
 		goto err_conns;
 	}
 	ret = eng_pub_init(s);
 	if (ret < 0) {
 		eng_free(s->rearm);
+		eng_free(s->resume);
 		goto err_conns;
 	}
 	s->nr_rearm = 0;
@@ -260,6 +246,7 @@ static void shard_exit(struct eng_shard *s)
 {
 	eng_pub_exit(s);
 	eng_free(s->rearm);
+	eng_free(s->resume);
 	munmap(s->conns, (size_t)s->nr_conns * sizeof(struct eng_conn));
 	ring_bufs_exit(&s->ring, &s->rbufs);
 	close(s->listen_fd);
@@ -281,7 +268,6 @@ static void report_ready(struct eng_shard *s, int err)
 void *eng_shard_main(void *arg)
 {
 	struct eng_shard *s = arg;
-	struct io_uring *u = &s->ring.uring;
 	int ret;
 
 	ret = shard_init(s);
@@ -293,9 +279,6 @@ void *eng_shard_main(void *arg)
 	arm_tick(s);
 
 	for (;;) {
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-
 		if (s->stopping && atomic_load_explicit(&s->stats.conns,
 				memory_order_relaxed) == 0) {
 			/*
@@ -305,26 +288,19 @@ void *eng_shard_main(void *arg)
 			 * this far, so none is left unread at exit.
 			 */
 			if (!s->drained) {
-				io_uring_submit(u);
+				ring_submit(&s->ring);
 				s->drained = true;
 				atomic_fetch_add(&s->eng->drained, 1);
 			}
 			if (atomic_load(&s->eng->drained) == s->eng->cfg.shards)
 				break;
 		}
-		ret = io_uring_submit_and_wait(u, 1);
-		if (ret < 0 && ret != -EINTR && ret != -EAGAIN &&
-		    ret != -EBUSY) {
+		ret = ring_run(&s->ring, s->nr_resume ? 0 : 1, dispatch, s);
+		if (ret < 0) {
 			fprintf(stderr, "ringcast: shard %u: submit: %s\n",
 				s->id, strerror(-ret));
 			break;
 		}
-		io_uring_for_each_cqe(u, head, cqe) {
-			dispatch(s, cqe);
-			seen++;
-		}
-		io_uring_cq_advance(u, seen);
-
 		/*
 		 * Recvs that ran out of provided buffers are re-armed only
 		 * now, after this batch gave its buffers back.
@@ -334,19 +310,23 @@ void *eng_shard_main(void *arg)
 
 			eng_conn_rearm(s, &s->conns[slot]);
 		}
+		/*
+		 * Requests held while a publish was sequenced. Those listed
+		 * again meanwhile (a next pipelined publish) wait one turn,
+		 * which bounds the list at twice the connections.
+		 */
+		{
+			uint32_t n = s->nr_resume;
+
+			for (uint32_t i = 0; i < n; i++)
+				eng_conn_resumed(s, &s->conns[s->resume[i]]);
+			memmove(s->resume, s->resume + n,
+				(s->nr_resume - n) * sizeof(*s->resume));
+			s->nr_resume -= n;
+		}
 	}
 	/* Mail posted before the last shard drained is ours to free. */
-	io_uring_get_events(u);
-	{
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-
-		io_uring_for_each_cqe(u, head, cqe) {
-			dispatch(s, cqe);
-			seen++;
-		}
-		io_uring_cq_advance(u, seen);
-	}
+	ring_run(&s->ring, 0, dispatch, s);
 	shard_exit(s);
 	return NULL;
 }

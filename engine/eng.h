@@ -31,6 +31,7 @@
 #define ENG_MAX_TOKEN		8192	/* bytes in a JWT */
 #define ENG_JWT_LEEWAY		10	/* default --jwt-leeway, seconds */
 #define ENG_CLOSE_WAIT_MS	2000	/* peer's close reply after ours */
+#define ENG_SLOW_WAIT_MS	30000	/* a slow consumer to read its 1008 */
 
 /* What the operator set; read-only once shards start. */
 struct eng_cfg {
@@ -46,6 +47,7 @@ struct eng_cfg {
 	unsigned recv_buf_size;		/* bytes each */
 	unsigned sq_entries;
 	bool echo;			/* /echo endpoint */
+	bool epoll;			/* --io epoll: the comparison backend */
 	bool client_publish;		/* clients may publish on /ws */
 	unsigned max_subs;		/* subscriptions per connection */
 	uint32_t max_pending;		/* queued bytes before 1008 */
@@ -107,6 +109,9 @@ enum {
 #define CONN_F_WAIT		(1u << 6)	/* HTTP: reply awaits a publish */
 #define CONN_F_KEEP		(1u << 7)	/* HTTP: keep-alive after reply */
 #define CONN_F_ADMITTED		(1u << 8)	/* user: counted by the owner */
+#define CONN_F_RESUME		(1u << 9)	/* listed in resume[] */
+#define CONN_F_CANCEL		(1u << 10)	/* cancel in flight */
+#define CONN_F_SHUTTING		(1u << 11)	/* shutdown in flight */
 
 enum { ENG_BUF_HEAP = 0, ENG_BUF_ARENA };
 
@@ -362,6 +367,8 @@ struct eng_shard {
 	uint32_t nr_conns;		/* = fixed-file table size */
 	uint32_t *rearm;		/* slots whose recv ran out of buffers */
 	uint32_t nr_rearm;
+	uint32_t *resume;		/* slots to parse again after a batch */
+	uint32_t nr_resume;
 	uint32_t wheel[ENG_WHEEL_SLOTS];/* heads of timer lists */
 	uint32_t tick;			/* ticks since start */
 	uint64_t t0_ms;			/* CLOCK_MONOTONIC at tick 0 */
@@ -399,7 +406,8 @@ enum {
 	ENG_OP_RECV,
 	ENG_OP_SEND,
 	ENG_OP_CLOSE,
-	ENG_OP_CANCEL,
+	ENG_OP_CANCEL,		/* cancels nobody waits for */
+	ENG_OP_CONN_CANCEL,	/* a connection's cancel or shutdown */
 	ENG_OP_TIMER,
 	ENG_OP_STOP,		/* mailbox: stop the shard */
 	ENG_OP_MBOX_ERR,	/* a mailbox post that failed */
@@ -424,7 +432,6 @@ enum {
 
 /* core.c */
 void *eng_shard_main(void *arg);
-struct io_uring_sqe *eng_sqe(struct eng_shard *s);
 
 /* conn.c */
 bool eng_conn_alive(const struct eng_conn *c);
@@ -437,6 +444,7 @@ void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 			 const char *extra, const char *ctype,
 			 const char *body, size_t len);
 void eng_conn_resume(struct eng_shard *s, struct eng_conn *c);
+void eng_conn_resumed(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
 			struct eng_buf *b);
 void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code);
@@ -455,6 +463,7 @@ struct eng_zc {
 void eng_conn_on_recv(struct eng_shard *s, struct io_uring_cqe *cqe);
 void eng_conn_on_send(struct eng_shard *s, struct io_uring_cqe *cqe);
 void eng_conn_on_close(struct eng_shard *s, struct io_uring_cqe *cqe);
+void eng_conn_on_cancel(struct eng_shard *s, struct io_uring_cqe *cqe);
 void eng_conn_rearm(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_go_away(struct eng_shard *s, struct eng_conn *c);
@@ -497,7 +506,7 @@ int eng_redis_init(struct eng *e);
 int eng_redis_run(struct eng *e);
 void eng_redis_stop(struct eng *e, struct ring *from);
 void eng_redis_free(struct eng *e);
-int eng_redis_fd(const struct eng *e);
+struct ring *eng_redis_ring(const struct eng *e);
 bool eng_redis_healthy(struct eng_redis *r, char *why, size_t len);
 size_t eng_redis_stats(struct eng_redis *r, char *out, size_t cap);
 void eng_pub_inject(struct eng *e, struct ring *from, struct eng_buf *frame);

@@ -69,6 +69,8 @@ static const char usage[] =
 "                           (default 90s, 0 off)\n"
 "  --handshake-timeout DUR  drop a client that has not upgraded within DUR\n"
 "                           (default 10s)\n"
+"  --io uring|epoll         I/O backend (default uring); epoll exists to\n"
+"                           compare the same engine on the older model\n"
 "  --recv-buffers N         provided receive buffers per shard (default 1024)\n"
 "  --recv-buffer-size SIZE  bytes per receive buffer (default 8K)\n"
 "  -h, --help               print this help and exit\n"
@@ -233,7 +235,7 @@ enum {
 	OPT_PING, OPT_IDLE, OPT_HANDSHAKE, OPT_RECV_BUFS, OPT_RECV_BUF_SIZE,
 	OPT_API_KEY, OPT_CLIENT_PUBLISH, OPT_MAX_SUBS, OPT_MAX_PENDING,
 	OPT_ARENA, OPT_ZC, OPT_REDIS, OPT_REDIS_PREFIX, OPT_AUTH, OPT_JWT_SECRET,
-	OPT_JWT_PUBKEY, OPT_MAX_PER_USER, OPT_JWT_LEEWAY,
+	OPT_JWT_PUBKEY, OPT_MAX_PER_USER, OPT_JWT_LEEWAY, OPT_IO,
 };
 
 static const struct option options[] = {
@@ -260,6 +262,7 @@ static const struct option options[] = {
 	{ "jwt-public-key",	required_argument, NULL, OPT_JWT_PUBKEY },
 	{ "max-conns-per-user",	required_argument, NULL, OPT_MAX_PER_USER },
 	{ "jwt-leeway",		required_argument, NULL, OPT_JWT_LEEWAY },
+	{ "io",			required_argument, NULL, OPT_IO },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -388,6 +391,14 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 				bad_value("jwt-public-key", optarg);
 			strcpy(cfg->jwt_pubkey_file, optarg);
 			break;
+		case OPT_IO:
+			if (!strcmp(optarg, "uring"))
+				cfg->epoll = false;
+			else if (!strcmp(optarg, "epoll"))
+				cfg->epoll = true;
+			else
+				bad_value("io (uring, epoll)", optarg);
+			break;
 		case OPT_JWT_LEEWAY:
 			if (parse_u64(optarg, &v) < 0 || v > 3600)
 				bad_value("jwt-leeway (0 to 3600 seconds)", optarg);
@@ -464,8 +475,13 @@ static unsigned files_per_ring(void)
 		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 			getrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (rl.rlim_cur > RING_UD_SLOT_MAX)
-		return RING_UD_SLOT_MAX;
+	/*
+	 * The kernel also caps one fixed-file table at 1 << 20 entries
+	 * (IORING_MAX_FIXED_FILES, io_uring/rsrc.c): past that, registering
+	 * the table fails with EMFILE however high nofile is.
+	 */
+	if (rl.rlim_cur > RING_MAX_FILES)
+		return RING_MAX_FILES;
 	return (unsigned)rl.rlim_cur;
 }
 
@@ -507,7 +523,7 @@ static int post_stop(struct eng *e, struct ring *r)
 
 	for (i = 0; i < e->cfg.shards; i++)
 		if (e->shards[i].up)
-			ring_mbox_post(r, ring_fd(&e->shards[i].ring),
+			ring_mbox_post(r, &e->shards[i].ring,
 				       ring_ud(ENG_OP_STOP, 0, 0), 0,
 				       ring_ud(ENG_OP_MBOX_ERR, 0, 0));
 	ret = io_uring_submit(&r->uring);
@@ -659,6 +675,8 @@ int main(int argc, char **argv)
 	if (e.redis)
 		snprintf(broker, sizeof(broker), "redis %s:%u", e.cfg.redis_host,
 			 e.cfg.redis_port);
+	if (e.cfg.epoll)
+		strcat(broker, "; epoll backend");
 	fprintf(stderr, "ringcast: listening on %s:%u (%u shards, %u "
 		"connections per shard, max %llu; %s)\n", e.cfg.listen_host,
 		e.cfg.port, e.cfg.shards, per_ring,

@@ -55,11 +55,11 @@ static struct eng_shard *shard(struct eng_shard *s, unsigned id)
 }
 
 
-/* Posts mail to ring @fd; a failed post comes back with FAILED set. */
-static void post_fd(struct eng_shard *s, int fd, unsigned op, void *ptr,
-		    int32_t res)
+/* Posts mail to ring @to; a failed post comes back with FAILED set. */
+static void post_fd(struct eng_shard *s, struct ring *to, unsigned op,
+		    void *ptr, int32_t res)
 {
-	int ret = ring_mbox_post(&s->ring, fd, ring_ud_ptr(op, ptr), res,
+	int ret = ring_mbox_post(&s->ring, to, ring_ud_ptr(op, ptr), res,
 				 ring_ud_ptr(op | ENG_OP_FAILED, ptr));
 
 	if (ret < 0) {
@@ -75,7 +75,7 @@ static void post_fd(struct eng_shard *s, int fd, unsigned op, void *ptr,
 static void post(struct eng_shard *s, unsigned to, unsigned op, void *ptr,
 		 int32_t res)
 {
-	post_fd(s, ring_fd(&shard(s, to)->ring), op, ptr, res);
+	post_fd(s, &shard(s, to)->ring, op, ptr, res);
 }
 
 struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
@@ -376,7 +376,7 @@ void eng_pub_inject(struct eng *e, struct ring *from, struct eng_buf *frame)
 	pub->frame = frame;
 	pub->from = ENG_FROM_BRIDGE;
 	pub->owner = (uint16_t)owner;
-	if (ring_mbox_post(from, ring_fd(&e->shards[owner].ring),
+	if (ring_mbox_post(from, &e->shards[owner].ring,
 			   ring_ud_ptr(ENG_OP_PUB, pub), 0,
 			   ring_ud_ptr(ENG_OP_PUB | ENG_OP_FAILED, pub)) < 0) {
 		eng_buf_put(frame);
@@ -467,7 +467,7 @@ static void redis_interest(struct eng_shard *s, struct eng_chan *ch, bool add)
 	m->add = add;
 	m->len = (uint16_t)len;
 	memcpy(m->name, name, len);
-	post_fd(s, eng_redis_fd(s->eng), ENG_OP_R_SUBSCRIBE, m, 0);
+	post_fd(s, eng_redis_ring(s->eng), ENG_OP_R_SUBSCRIBE, m, 0);
 }
 
 /*

@@ -35,7 +35,7 @@ static struct eng_buf *reply_frame(const struct json_cmd *cmd, int code,
 		p += cmd->seq.len;
 		*p++ = ',';
 	}
-	if (cmd->cmd.len) {
+	if (cmd->cmd.p) {
 		memcpy(p, "\"cmd\":", 6);
 		p += 6;
 		p += json_escape(p, cmd->cmd.p, cmd->cmd.len);
@@ -222,10 +222,7 @@ static void refresh(struct eng_shard *s, struct eng_conn *c,
 void eng_push_message(struct eng_shard *s, struct eng_conn *c,
 		      const uint8_t *p, size_t len)
 {
-	const struct eng_cfg *cfg = &s->eng->cfg;
 	struct json_slice names[ENG_MAX_CMD_CHANNELS];
-	unsigned max = cfg->max_subs < ENG_MAX_CMD_CHANNELS ?
-		       cfg->max_subs : ENG_MAX_CMD_CHANNELS;
 	struct json_cmd cmd;
 	int ret;
 
@@ -234,9 +231,10 @@ void eng_push_message(struct eng_shard *s, struct eng_conn *c,
 	memset(s->scratch + len, 0, JSON_PADDING);
 	memset(&cmd, 0, sizeof(cmd));
 	ret = json_cmd_parse(s->json, (const char *)s->scratch, len, &cmd,
-			     names, max);
+			     names, ENG_MAX_CMD_CHANNELS);
 	if (ret == -E2BIG) {
-		memset(&cmd, 0, sizeof(cmd));
+		/* more channels than one command may carry (or, with no cmd,
+		 * more bytes than any document) */
 		reply(s, c, &cmd, 413, "too large");
 		return;
 	}

@@ -348,7 +348,7 @@ static void post(struct eng_redis *r, unsigned shard, unsigned op, void *p)
 {
 	struct eng_shard *s = &r->eng->shards[shard];
 
-	if (ring_mbox_post(&r->ring, ring_fd(&s->ring), ring_ud_ptr(op, p), 0,
+	if (ring_mbox_post(&r->ring, &s->ring, ring_ud_ptr(op, p), 0,
 			   ring_ud_ptr(op | ENG_OP_FAILED, p)) < 0)
 		fprintf(stderr, "ringcast: redis: mailbox full, %s lost\n",
 			op == ENG_OP_R_PUB_ACK ? "publish reply" : "ack");
@@ -690,7 +690,7 @@ static void on_ctl(struct eng_redis *r, const redisReply *payload)
 	m->len = (uint8_t)eng_user_key(m->name, uid, len);
 	owner = (unsigned)((eng_chan_hash(m->name, m->len) >> 32) %
 			   r->eng->cfg.shards);
-	if (ring_mbox_post(&r->ring, ring_fd(&r->eng->shards[owner].ring),
+	if (ring_mbox_post(&r->ring, &r->eng->shards[owner].ring,
 			   ring_ud_ptr(ENG_OP_USER, m), 0,
 			   ring_ud_ptr(ENG_OP_USER | ENG_OP_FAILED, m)) < 0)
 		eng_free(m);
@@ -1251,7 +1251,7 @@ void eng_redis_stop(struct eng *e, struct ring *from)
 
 	if (!r || !r->up)
 		return;
-	ring_mbox_post(from, ring_fd(&r->ring), ring_ud(ENG_OP_STOP, 0, 0), 0,
+	ring_mbox_post(from, &r->ring, ring_ud(ENG_OP_STOP, 0, 0), 0,
 		       ring_ud(ENG_OP_MBOX_ERR, 0, 0));
 	io_uring_submit(&from->uring);
 	pthread_join(r->thread, NULL);
@@ -1275,7 +1275,7 @@ void eng_redis_free(struct eng *e)
 	e->redis = NULL;
 }
 
-int eng_redis_fd(const struct eng *e)
+struct ring *eng_redis_ring(const struct eng *e)
 {
-	return ring_fd(&e->redis->ring);
+	return &e->redis->ring;
 }

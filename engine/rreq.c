@@ -164,7 +164,7 @@ static int send_req(struct eng_shard *s, struct eng_conn *c,
 	p->gen = c->gen;
 	if (c->kind == CONN_K_HTTP)
 		c->flags |= CONN_F_WAIT;
-	if (ring_mbox_post(&s->ring, eng_redis_fd(s->eng),
+	if (ring_mbox_post(&s->ring, eng_redis_ring(s->eng),
 			   ring_ud_ptr(ENG_OP_R_PUBLISH, p), 0,
 			   ring_ud_ptr(ENG_OP_R_PUBLISH | ENG_OP_FAILED, p)) < 0) {
 		p->result = -EBUSY;
@@ -263,7 +263,7 @@ void eng_redis_presence(struct eng_shard *s, struct eng_chan *ch)
 					      "%s%s", i ? "," : "",
 					      ch->pres->app[i].name);
 	}
-	if (ring_mbox_post(&s->ring, eng_redis_fd(s->eng),
+	if (ring_mbox_post(&s->ring, eng_redis_ring(s->eng),
 			   ring_ud_ptr(ENG_OP_R_PRESENCE, m), 0,
 			   ring_ud_ptr(ENG_OP_R_PRESENCE | ENG_OP_FAILED, m)) < 0) {
 		ENG_STAT_ADD(s, mbox_errors, 1);

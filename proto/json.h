@@ -62,8 +62,10 @@ struct json_cmd {
  * are ignored; member order does not matter. The whole document must be
  * valid JSON. Channel names go to @chans, at most @max_chans of them.
  * Returns 0; -EBADMSG for malformed JSON or a member of the wrong type;
- * -E2BIG when "channels" has more than @max_chans entries or the document
- * exceeds the parser's @max_doc. Slices point into @buf or into @p and
+ * -E2BIG when the document exceeds the parser's @max_doc (then @cmd is
+ * empty) or "channels" has more than @max_chans entries (then the rest of
+ * @cmd is filled, with the first @max_chans channels). A present "cmd"
+ * always has a non-NULL p, even when empty. Slices point into @buf or into @p and
  * are valid until the next call with @p.
  *
  * Also -EBADMSG: any member above appearing twice (so no other reader can

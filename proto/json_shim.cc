@@ -129,15 +129,19 @@ int parse_channels(od::value &v, struct json_cmd *cmd,
 
 	if ((e = v.get_array().get(a)))
 		return json_errno(e);
+	bool big = false;
+
 	for (auto el : a) {
 		/* a wrong type is -EBADMSG even past max_chans */
 		if ((e = el.get_string().get(s)))
 			return json_errno(e);
-		if (cmd->nchannels == max_chans)
-			return -E2BIG;
+		if (cmd->nchannels == max_chans) {
+			big = true;	/* keep checking types; keep the rest */
+			continue;
+		}
 		set_slice(&chans[cmd->nchannels++], s);
 	}
-	return 0;
+	return big ? -E2BIG : 0;
 }
 
 /* Bits for the members we read, to refuse duplicates. */
@@ -170,7 +174,7 @@ int parse_data(od::value &v, struct json_cmd *cmd, struct json_slice *chans,
 	std::string_view key;
 	od::object obj;
 	od::field f;
-	int ret;
+	int ret, big = 0;
 
 	if ((e = v.get_object().get(obj)))
 		return json_errno(e);
@@ -198,10 +202,12 @@ int parse_data(od::value &v, struct json_cmd *cmd, struct json_slice *chans,
 		} else {
 			continue;	/* ondemand skips it for us */
 		}
-		if (ret)
+		if (ret == -E2BIG)
+			big = ret;	/* the other members still count */
+		else if (ret)
 			return ret;
 	}
-	return 0;
+	return big;
 }
 
 int parse_seq(od::value &v, struct json_slice *out)
@@ -228,7 +234,7 @@ int parse_cmd(json_parser *p, const char *buf, size_t len,
 	od::document doc;
 	od::object top;
 	od::field f;
-	int ret;
+	int ret, big = 0;
 
 	/* pass 1: the whole document, strictly; the caller padded @buf */
 	if ((e = p->dom.parse(u, len, false).error()))
@@ -258,11 +264,17 @@ int parse_cmd(json_parser *p, const char *buf, size_t len,
 		} else {
 			continue;
 		}
-		if (ret)
+		if (ret == -E2BIG)
+			big = ret;	/* cmd and seq are still wanted */
+		else if (ret)
 			return ret;
 	}
 	/* "" is a present cmd with len 0: test the bit, not the length */
-	return (seen & SEEN_CMD) ? 0 : -EBADMSG;
+	if (!(seen & SEEN_CMD))
+		return -EBADMSG;
+	if (!cmd->cmd.p)
+		cmd->cmd.p = "";	/* present, however simdjson spells "" */
+	return big;
 }
 
 }	/* namespace */

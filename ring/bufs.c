@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 
 #include "ring.h"
+#include "ring_int.h"
 
 int ring_bufs_init(struct ring *r, struct ring_bufs *b, unsigned short bgid,
 		   unsigned nr, size_t size)
@@ -22,6 +23,29 @@ int ring_bufs_init(struct ring *r, struct ring_bufs *b, unsigned short bgid,
 	if (!nr || (nr & (nr - 1)) || nr > 32768 || !size)
 		return -EINVAL;
 	memset(b, 0, sizeof(*b));
+	if (r->ep) {
+		/* epoll: the same pool, handed out by us instead. */
+		b->mem = mmap(NULL, nr * size, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (b->mem == MAP_FAILED) {
+			b->mem = NULL;
+			return -errno;
+		}
+		b->free = malloc(nr * sizeof(*b->free));
+		if (!b->free) {
+			munmap(b->mem, nr * size);
+			b->mem = NULL;
+			return -ENOMEM;
+		}
+		for (i = 0; i < nr; i++)
+			b->free[i] = (unsigned short)(nr - 1 - i);
+		b->nfree = nr;
+		b->size = size;
+		b->nr = nr;
+		b->bgid = bgid;
+		ring__ep_set_bufs(r, b);
+		return 0;
+	}
 
 	/* The ring itself must be page aligned: mmap gives that. */
 	b->br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE,
@@ -65,6 +89,13 @@ err_ring:
 
 void ring_bufs_exit(struct ring *r, struct ring_bufs *b)
 {
+	if (b->free) {
+		munmap(b->mem, b->nr * b->size);
+		free(b->free);
+		b->free = NULL;
+		b->mem = NULL;
+		return;
+	}
 	if (!b->br)
 		return;
 	io_uring_unregister_buf_ring(&r->uring, b->bgid);

@@ -6,8 +6,10 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "ring.h"
+#include "ring_int.h"
 
 static int setup(struct ring *r, unsigned entries, unsigned flags)
 {
@@ -33,6 +35,18 @@ int ring_init(struct ring *r, unsigned entries, unsigned nr_files,
 	int ret = -EINVAL;
 
 	memset(r, 0, sizeof(*r));
+	if (flags & RING_F_EPOLL) {
+		/* A small io_uring too: mail to io_uring rings is MSG_RING. */
+		ret = setup(r, 64, IORING_SETUP_SINGLE_ISSUER);
+		if (ret == -EINVAL)
+			ret = setup(r, 64, 0);
+		if (ret < 0)
+			return ret;
+		ret = ring__ep_init(r, nr_files);
+		if (ret < 0)
+			io_uring_queue_exit(&r->uring);
+		return ret;
+	}
 	/*
 	 * DEFER_TASKRUN (6.1) runs completions only when this thread waits,
 	 * so the loop reaps whole batches without IPIs; it needs
@@ -62,6 +76,8 @@ int ring_init(struct ring *r, unsigned entries, unsigned nr_files,
 
 void ring_exit(struct ring *r)
 {
+	if (r->ep)
+		ring__ep_exit(r);
 	io_uring_queue_exit(&r->uring);
 }
 
@@ -77,16 +93,175 @@ struct io_uring_sqe *ring_sqe(struct ring *r)
 	return io_uring_get_sqe(&r->uring);
 }
 
-int ring_mbox_post(struct ring *from, int to_fd, uint64_t ud, int32_t res,
-		   uint64_t self_ud)
+int ring_mbox_post(struct ring *from, struct ring *to, uint64_t ud,
+		   int32_t res, uint64_t self_ud)
 {
-	struct io_uring_sqe *sqe = ring_sqe(from);
+	struct io_uring_sqe *sqe;
 
+	if (to->ep)
+		return ring__ep_mail(to, ud, res);
+	/* An epoll ring posts through its small io_uring, at once. */
+	sqe = from->ep ? io_uring_get_sqe(&from->uring) : ring_sqe(from);
 	if (!sqe)
 		return -EBUSY;
 	/* IORING_MSG_DATA: the target sees user_data @ud and res @res */
-	io_uring_prep_msg_ring(sqe, to_fd, (unsigned)res, ud, 0);
+	io_uring_prep_msg_ring(sqe, to->uring.ring_fd, (unsigned)res, ud, 0);
 	io_uring_sqe_set_data64(sqe, self_ud);
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	if (from->ep)
+		io_uring_submit(&from->uring);
 	return 0;
+}
+
+/* ---- the operations on the io_uring backend ------------------------------ */
+
+#define PREP(r, sqe)						\
+	struct io_uring_sqe *sqe = ring_sqe(r);			\
+	if (!sqe)						\
+		return -EBUSY
+
+int ring_accept(struct ring *r, int lfd, uint64_t ud)
+{
+	if (r->ep)
+		return ring__ep_accept(r, lfd, ud);
+	PREP(r, sqe);
+	/* Direct descriptors: accepted sockets never enter the fd table. */
+	io_uring_prep_multishot_accept_direct(sqe, lfd, NULL, NULL, 0);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+int ring_recv(struct ring *r, unsigned slot, unsigned short bgid,
+	      uint64_t ud)
+{
+	if (r->ep)
+		return ring__ep_recv(r, slot, ud);
+	PREP(r, sqe);
+	/* No buffer of its own: the kernel picks one from the group. */
+	io_uring_prep_recv_multishot(sqe, (int)slot, NULL, 0, 0);
+	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+	sqe->buf_group = bgid;
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+int ring_send(struct ring *r, unsigned slot, const void *p, size_t len,
+	      uint64_t ud)
+{
+	if (r->ep)
+		return ring__ep_send(r, slot, p, len, ud);
+	PREP(r, sqe);
+	io_uring_prep_send(sqe, (int)slot, p, len, MSG_NOSIGNAL);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+int ring_send_zc(struct ring *r, unsigned slot, const void *p, size_t len,
+		 uint64_t ud)
+{
+	if (r->ep)
+		return -EOPNOTSUPP;
+	PREP(r, sqe);
+	io_uring_prep_send_zc_fixed(sqe, (int)slot, p, len, MSG_NOSIGNAL,
+				    IORING_SEND_ZC_REPORT_USAGE, 0);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+int ring_close(struct ring *r, unsigned slot, uint64_t ud)
+{
+	if (r->ep)
+		return ring__ep_close(r, slot, ud);
+	PREP(r, sqe);
+	io_uring_prep_close_direct(sqe, slot);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+int ring_cancel_slot(struct ring *r, unsigned slot, uint64_t ud)
+{
+	if (r->ep)
+		return ring__ep_cancel_slot(r, slot, ud);
+	PREP(r, sqe);
+	/* One SQE cancels the recv and the send on this socket. */
+	io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_FD |
+			       IORING_ASYNC_CANCEL_FD_FIXED |
+			       IORING_ASYNC_CANCEL_ALL);
+	sqe->fd = (int)slot;
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+int ring_cancel(struct ring *r, uint64_t target, uint64_t ud)
+{
+	if (r->ep)
+		return ring__ep_cancel(r, target);
+	PREP(r, sqe);
+	io_uring_prep_cancel64(sqe, target, 0);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+int ring_shutdown_wr(struct ring *r, unsigned slot, uint64_t ud)
+{
+	if (r->ep)
+		return ring__ep_shutdown_wr(r, slot, ud);
+	PREP(r, sqe);
+	io_uring_prep_shutdown(sqe, (int)slot, SHUT_WR);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+int ring_timeout(struct ring *r, unsigned ms, uint64_t ud)
+{
+	/* The timespec is read when the SQE is submitted: keep it here. */
+	if (r->ep)
+		return ring__ep_timeout(r, ms, ud);
+	PREP(r, sqe);
+	r->ts.tv_sec = ms / 1000;
+	r->ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	io_uring_prep_timeout(sqe, &r->ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+int ring_register_buffer(struct ring *r, const struct iovec *iov)
+{
+	if (r->ep)
+		return -EOPNOTSUPP;
+	return io_uring_register_buffers(&r->uring, iov, 1);
+}
+
+int ring_submit(struct ring *r)
+{
+	if (r->ep)
+		return 0;	/* epoll operations happen as they are asked */
+	return io_uring_submit(&r->uring);
+}
+
+int ring_run(struct ring *r, unsigned min, ring_cqe_fn *fn, void *arg)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	int ret;
+
+	if (r->ep)
+		return ring__ep_run(r, min, fn, arg);
+	if (min)
+		ret = io_uring_submit_and_wait(&r->uring, min);
+	else
+		ret = io_uring_submit(&r->uring) < 0 ? -EAGAIN :
+		      io_uring_get_events(&r->uring);
+	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
+	    ret != -ETIME)
+		return ret;
+	io_uring_for_each_cqe(&r->uring, head, cqe) {
+		fn(arg, cqe);
+		seen++;
+	}
+	io_uring_cq_advance(&r->uring, seen);
+	return (int)seen;
 }

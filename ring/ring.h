@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ring: one io_uring per shard, its fixed-file table and its provided
- * buffer ring, and the mailbox between rings (IORING_OP_MSG_RING). Knows
- * nothing of WebSocket or of the engine: it sets rings up and moves bytes.
+ * ring: one event loop per shard behind one interface, with two backends.
+ * The io_uring backend is the engine's own: a ring, its fixed-file table
+ * (sockets as direct descriptors), a provided buffer ring and the mailbox
+ * between rings (IORING_OP_MSG_RING). The epoll backend (ep.c) does the
+ * same operations with non-blocking sockets and epoll, as a good epoll
+ * server does, and hands back completions shaped like io_uring's CQEs, so
+ * that the engine above runs unchanged on both and a benchmark compares
+ * only the I/O model. Knows nothing of WebSocket or of the engine.
  * A struct ring is owned by the thread that called ring_init() on it; with
  * IORING_SETUP_SINGLE_ISSUER only that thread may submit to it.
  */
@@ -10,8 +15,10 @@
 #define RC_RING_RING_H
 
 #include <liburing.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* Newer than the liburing 2.3 headers; the kernel has both since 6.2. */
 #ifndef IORING_SEND_ZC_REPORT_USAGE
@@ -21,14 +28,28 @@
 #define IORING_NOTIF_USAGE_ZC_COPIED	(1U << 31)
 #endif
 
+/* The kernel's cap on one fixed-file table (IORING_MAX_FIXED_FILES). */
+#define RING_MAX_FILES	(1u << 20)
+
 /* Bits of ring_init()'s @flags. */
 #define RING_F_SINGLE	(1u << 0)	/* one thread submits: try DEFER_TASKRUN */
+#define RING_F_EPOLL	(1u << 1)	/* the epoll backend */
+
+struct ring_ep;
 
 struct ring {
-	struct io_uring uring;
+	struct io_uring uring;		/* io_uring; with epoll, a small one
+					 * for posting mail to io_uring rings */
 	unsigned setup_flags;		/* IORING_SETUP_* that the kernel took */
-	unsigned nr_files;		/* fixed-file table size, 0 when none */
+	unsigned nr_files;		/* fixed-file table size (epoll: fds) */
+	struct ring_ep *ep;		/* owned; NULL on the io_uring backend */
+	struct __kernel_timespec ts;	/* ring_timeout()'s, until submitted */
 };
+
+static inline bool ring_is_epoll(const struct ring *r)
+{
+	return r->ep != NULL;
+}
 
 /*
  * Creates a ring of @entries SQEs (4x as many CQEs). With RING_F_SINGLE it
@@ -50,20 +71,63 @@ void ring_exit(struct ring *r);
  */
 struct io_uring_sqe *ring_sqe(struct ring *r);
 
-/* The ring's fd, the address other rings send mailbox messages to. */
-static inline int ring_fd(const struct ring *r)
-{
-	return r->uring.ring_fd;
-}
+/*
+ * Posts a message to ring @to (owned by another thread): a CQE with
+ * user_data @ud and res @res appears there. From io_uring to io_uring it
+ * is one MSG_RING SQE, whose own completion is skipped on success and
+ * comes back with user_data @self_ud on failure. An epoll ring receives
+ * through a locked queue and an eventfd. Returns 0, or -EBUSY/-ENOMEM
+ * when the message could not even be queued.
+ */
+int ring_mbox_post(struct ring *from, struct ring *to, uint64_t ud,
+		   int32_t res, uint64_t self_ud);
 
 /*
- * Posts a message to the ring behind @to_fd: a CQE with user_data @ud and
- * res @res appears there. The SQE's own completion on @from is skipped on
- * success; on failure it comes back with user_data @self_ud. Returns 0 or
- * -EBUSY when no SQE could be had.
+ * The operations. Each queues one operation whose completion comes back
+ * as a CQE with user_data @ud (res and flags as io_uring's own), except
+ * where "no CQE on success" is said. Each returns 0, or -EBUSY when it
+ * could not be queued (the caller fails what depended on it).
  */
-int ring_mbox_post(struct ring *from, int to_fd, uint64_t ud, int32_t res,
-		   uint64_t self_ud);
+
+/* Multishot accept on listener @lfd; res is the new connection's slot. */
+int ring_accept(struct ring *r, int lfd, uint64_t ud);
+/* Multishot recv on @slot into buffers of @b (IORING_CQE_F_BUFFER). */
+int ring_recv(struct ring *r, unsigned slot, unsigned short bgid,
+	      uint64_t ud);
+/* One send of @len bytes at @p (borrowed until the CQE). */
+int ring_send(struct ring *r, unsigned slot, const void *p, size_t len,
+	      uint64_t ud);
+/* io_uring only: send_zc from fixed buffer 0; a NOTIF CQE follows. */
+int ring_send_zc(struct ring *r, unsigned slot, const void *p, size_t len,
+		 uint64_t ud);
+/* Closes @slot; its CQE says the slot may be reused. */
+int ring_close(struct ring *r, unsigned slot, uint64_t ud);
+/*
+ * Cancels everything in flight on @slot. Its own CQE comes last: only
+ * then may the slot be closed, or a late cancel (or shutdown, below)
+ * could hit the connection that reuses the slot.
+ */
+int ring_cancel_slot(struct ring *r, unsigned slot, uint64_t ud);
+/* Cancels the operation whose user_data is @target. */
+int ring_cancel(struct ring *r, uint64_t target, uint64_t ud);
+/* shutdown(SHUT_WR) on @slot. */
+int ring_shutdown_wr(struct ring *r, unsigned slot, uint64_t ud);
+/* A one-shot timer of @ms; its CQE has res -ETIME. */
+int ring_timeout(struct ring *r, unsigned ms, uint64_t ud);
+
+/* Registers @iov as fixed buffer 0 (io_uring only; -EOPNOTSUPP else). */
+int ring_register_buffer(struct ring *r, const struct iovec *iov);
+
+/*
+ * Submits what is queued and waits for at least @min completions (0: do
+ * not block), then calls @fn for each completion available and consumes
+ * them. Returns the number handled, or -errno.
+ */
+typedef void ring_cqe_fn(void *arg, struct io_uring_cqe *cqe);
+int ring_run(struct ring *r, unsigned min, ring_cqe_fn *fn, void *arg);
+
+/* Submits what is queued without waiting. */
+int ring_submit(struct ring *r);
 
 /*
  * A provided buffer ring (IORING_REGISTER_PBUF_RING): @nr buffers of
@@ -72,11 +136,13 @@ int ring_mbox_post(struct ring *from, int to_fd, uint64_t ud, int32_t res,
  * is mmapped and registered here.
  */
 struct ring_bufs {
-	struct io_uring_buf_ring *br;	/* shared with the kernel */
+	struct io_uring_buf_ring *br;	/* shared with the kernel; NULL: epoll */
 	uint8_t *mem;			/* nr * size bytes of buffers */
 	size_t size;			/* bytes per buffer */
 	unsigned nr;			/* buffers, a power of two */
 	unsigned short bgid;		/* buffer group id */
+	unsigned short *free;		/* epoll: a stack of free buffer ids */
+	unsigned nfree;
 };
 
 /*
@@ -107,6 +173,10 @@ static inline unsigned ring_bufs_bid(uint32_t cqe_flags)
  */
 static inline void ring_bufs_recycle(struct ring_bufs *b, unsigned bid)
 {
+	if (!b->br) {			/* epoll: back on our own stack */
+		b->free[b->nfree++] = (unsigned short)bid;
+		return;
+	}
 	io_uring_buf_ring_add(b->br, ring_bufs_ptr(b, bid), b->size, bid,
 			      io_uring_buf_ring_mask(b->nr), 0);
 	/* advance() publishes the entry with a release store of the tail */

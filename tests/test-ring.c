@@ -4,9 +4,11 @@
  * fixed-file table; a provided buffer ring feeding a multishot recv on a
  * socketpair, running dry (-ENOBUFS ends the multishot) and recovering
  * once buffers are recycled; a MSG_RING mailbox message between rings;
- * the user_data codec.
+ * the user_data codec; the epoll backend behind the same operations.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -122,7 +124,7 @@ static int test_mbox(void)
 
 	T_CHECK(ring_init(&a, 8, 0, 0) == 0);
 	T_CHECK(ring_init(&b, 8, 0, RING_F_SINGLE) == 0);
-	T_CHECK(ring_mbox_post(&a, ring_fd(&b), ud, 1234, 99) == 0);
+	T_CHECK(ring_mbox_post(&a, &b, ud, 1234, 99) == 0);
 	T_CHECK(io_uring_submit(&a.uring) == 1);
 	T_CHECK(wait_cqe(&b, &cqe) == 0);
 	T_CHECK(cqe.user_data == ud);
@@ -134,9 +136,110 @@ static int test_mbox(void)
 	return 0;
 }
 
+/* Collects completions for the epoll test. */
+struct got {
+	struct io_uring_cqe cqe[16];
+	unsigned n;
+};
+
+static void collect(void *arg, struct io_uring_cqe *cqe)
+{
+	struct got *g = arg;
+
+	if (g->n < 16)
+		g->cqe[g->n++] = *cqe;
+}
+
+/* Runs @r until a completion with @ud arrives; returns its index. */
+static int wait_ud(struct ring *r, struct got *g, uint64_t ud)
+{
+	for (int spins = 0; spins < 100; spins++) {
+		for (unsigned i = 0; i < g->n; i++)
+			if (g->cqe[i].user_data == ud)
+				return (int)i;
+		if (ring_run(r, 1, collect, g) < 0)
+			return -1;
+	}
+	return -1;
+}
+
+/*
+ * The epoll backend behind the same operations: accept gives a slot,
+ * multishot recv hands out pool buffers, a send completes, mail from an
+ * io_uring ring arrives, cancel and close complete as io_uring's do.
+ */
+static int test_epoll(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	struct ring r, u;
+	struct ring_bufs b;
+	struct got g = { .n = 0 };
+	int lfd, cfd, i, slot;
+	char buf[8];
+
+	T_CHECK(ring_init(&r, 64, 1024, RING_F_SINGLE | RING_F_EPOLL) == 0);
+	T_CHECK(ring_is_epoll(&r));
+	T_CHECK(ring_bufs_init(&r, &b, 0, NBUF, BUFSZ) == 0);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	T_CHECK(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	T_CHECK(listen(lfd, 8) == 0);
+	T_CHECK(getsockname(lfd, (struct sockaddr *)&sin, &len) == 0);
+	T_CHECK(ring_accept(&r, lfd, 1) == 0);
+	cfd = socket(AF_INET, SOCK_STREAM, 0);
+	T_CHECK(connect(cfd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	i = wait_ud(&r, &g, 1);
+	T_CHECK(i >= 0 && g.cqe[i].res >= 0);
+	T_CHECK(g.cqe[i].flags & IORING_CQE_F_MORE);
+	slot = g.cqe[i].res;
+
+	T_CHECK(ring_recv(&r, (unsigned)slot, 0, 2) == 0);
+	T_CHECK(write(cfd, "hello", 5) == 5);
+	g.n = 0;
+	i = wait_ud(&r, &g, 2);
+	T_CHECK(i >= 0 && g.cqe[i].res == 5);
+	T_CHECK(g.cqe[i].flags & IORING_CQE_F_BUFFER);
+	T_CHECK(!memcmp(ring_bufs_ptr(&b, ring_bufs_bid(g.cqe[i].flags)),
+			"hello", 5));
+	ring_bufs_recycle(&b, ring_bufs_bid(g.cqe[i].flags));
+
+	T_CHECK(ring_send(&r, (unsigned)slot, "world", 5, 3) == 0);
+	g.n = 0;
+	i = wait_ud(&r, &g, 3);
+	T_CHECK(i >= 0 && g.cqe[i].res == 5);
+	T_CHECK(read(cfd, buf, 5) == 5 && !memcmp(buf, "world", 5));
+
+	/* Mail from an io_uring ring lands here as a CQE. */
+	T_CHECK(ring_init(&u, 8, 0, 0) == 0);
+	T_CHECK(ring_mbox_post(&u, &r, 77, 42, 0) == 0);
+	g.n = 0;
+	i = wait_ud(&r, &g, 77);
+	T_CHECK(i >= 0 && g.cqe[i].res == 42);
+	ring_exit(&u);
+
+	/* Cancel ends the multishot recv; close frees the slot. */
+	T_CHECK(ring_cancel_slot(&r, (unsigned)slot, 0) == 0);
+	g.n = 0;
+	i = wait_ud(&r, &g, 2);
+	T_CHECK(i >= 0 && g.cqe[i].res == -ECANCELED);
+	T_CHECK(!(g.cqe[i].flags & IORING_CQE_F_MORE));
+	T_CHECK(ring_close(&r, (unsigned)slot, 4) == 0);
+	g.n = 0;
+	i = wait_ud(&r, &g, 4);
+	T_CHECK(i >= 0 && g.cqe[i].res == 0);
+	T_CHECK(read(cfd, buf, 1) == 0);	/* the peer sees EOF */
+
+	close(cfd);
+	close(lfd);
+	ring_bufs_exit(&r, &b);
+	ring_exit(&r);
+	return 0;
+}
+
 int main(void)
 {
-	if (test_ud() || test_bufs_recv() || test_mbox())
+	if (test_ud() || test_bufs_recv() || test_mbox() || test_epoll())
 		return T_EXIT_FAIL;
 	return T_EXIT_PASS;
 }
