@@ -607,3 +607,315 @@ def node_path():
             return d
     raise AssertionError("node-ws not found under /usr/share/nodejs or "
                          "/usr/lib/nodejs")
+
+
+# ---------------------------------------------------------------- channels
+
+def push_cmd(cmd, seq=None, **data):
+    """One /ws command as JSON text; @seq left out when None, "data" when
+    no keyword is given."""
+    import json
+    m = {}
+    if seq is not None:
+        m["seq"] = seq
+    m["cmd"] = cmd
+    if data:
+        m["data"] = data
+    return json.dumps(m, separators=(",", ":"))
+
+
+def http_conn(eng, timeout=IO_TIMEOUT):
+    """A keep-alive http.client connection to @eng."""
+    import http.client
+    return http.client.HTTPConnection(eng.host, eng.port, timeout=timeout)
+
+
+def post(conn, path, body, headers=None):
+    """POST @body on keep-alive @conn; returns (status, body bytes)."""
+    conn.request("POST", path, body=body, headers=headers or {})
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+def publish(conn, channel, body, key=None):
+    """POST /publish/@channel and expects 200 {"ok":true}."""
+    import json
+    hdrs = {"Authorization": "Bearer " + key} if key else {}
+    status, got = post(conn, "/publish/" + channel, body, hdrs)
+    expect(status == 200, "publish to %s: status %d, body %s", channel,
+           status, short(got))
+    expect(json.loads(got) == {"ok": True}, "publish to %s: body %s",
+           channel, short(got))
+
+
+def stats(eng):
+    """GET /stats on a connection of its own; returns the parsed JSON."""
+    import json
+    c = http_conn(eng)
+    try:
+        c.request("GET", "/stats")
+        r = c.getresponse()
+        body = r.read()
+    finally:
+        c.close()
+    expect(r.status == 200, "GET /stats: status %d", r.status)
+    return json.loads(body)
+
+
+def wait_stats(eng, pred, what, timeout=30):
+    """Polls /stats until pred(stats) holds; returns those stats.  The
+    poll is the event here: the engine settles its counters on its own
+    schedule (closes, cross-shard frees), and there is nothing to await."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = stats(eng)
+        if pred(s):
+            return s
+        if time.monotonic() > deadline:
+            s.pop("shards", None)
+            raise AssertionError("stats never showed %s within %ss; last "
+                                 "total %s" % (what, timeout, s))
+        time.sleep(0.05)
+
+
+def vm_rss_kb(pid):
+    """VmRSS of process @pid in KiB, from /proc/PID/status."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def read_response(s, buf=b"", timeout=IO_TIMEOUT):
+    """Reads one HTTP response with a Content-Length body from keep-alive
+    socket @s.  Returns (Response, leftover bytes)."""
+    head, buf = read_head(s, buf, timeout)
+    r = Response(head)
+    n = r.header("Content-Length")
+    expect(n is not None, "response without Content-Length: %r", r)
+    n = int(n)
+    deadline = time.monotonic() + timeout
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        expect(left > 0, "response body incomplete within %ss", timeout)
+        s.settimeout(left)
+        chunk = s.recv(65536)
+        expect(chunk, "connection closed inside a response body")
+        buf += chunk
+    r.body = buf[:n]
+    return r, buf[n:]
+
+
+# ---------------------------------------------------------------- workers
+
+class Worker:
+    """A client process for load Python cannot carry in one interpreter:
+    `python3 SCRIPT --worker`, which reads one JSON config line on stdin,
+    then talks in JSON lines {"ev": NAME, ...} both ways (worker_main()
+    is its side).  stderr is inherited so a worker's traceback shows."""
+
+    def __init__(self, script, config):
+        import json
+        import queue
+        self.json = json
+        self.lines = queue.Queue()
+        self.proc = subprocess.Popen([sys.executable, script, "--worker"],
+                                     stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE,
+                                     preexec_fn=die_with_parent)
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.send(config)
+
+    def _drain(self):
+        for raw in self.proc.stdout:
+            self.lines.put(raw)
+        self.lines.put(None)
+
+    def send(self, obj):
+        self.proc.stdin.write(self.json.dumps(obj).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def recv(self, ev, timeout=60):
+        """The worker's next message, which must be event @ev."""
+        import queue
+        try:
+            raw = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("worker %d: no %r within %ss"
+                                 % (self.proc.pid, ev, timeout))
+        if raw is None:
+            self.lines.put(None)
+            raise AssertionError("worker %d exited (status %r) before %r"
+                                 % (self.proc.pid, self.proc.wait(), ev))
+        m = self.json.loads(raw)
+        if m.get("ev") == "error":
+            raise AssertionError("worker %d: %s"
+                                 % (self.proc.pid, m.get("text")))
+        expect(m.get("ev") == ev, "worker %d: got %s, want %r",
+               self.proc.pid, short(m, 300), ev)
+        return m
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+class WorkerIO:
+    """The worker's side of the line protocol."""
+
+    def __init__(self):
+        import json
+        self.json = json
+
+    def say(self, ev, **kw):
+        kw["ev"] = ev
+        sys.stdout.write(self.json.dumps(kw) + "\n")
+        sys.stdout.flush()
+
+    async def next(self):
+        """Awaits the parent's next message; exits on EOF (parent gone)."""
+        loop = asyncio.get_running_loop()
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            os._exit(1)
+        return self.json.loads(line)
+
+
+def worker_main(fn):
+    """Runs coroutine fn(config, io) in a worker; an exception becomes an
+    "error" message and exit status 1."""
+    io = WorkerIO()
+    try:
+        config = io.json.loads(sys.stdin.readline())
+        asyncio.run(fn(config, io))
+    except BaseException as e:
+        io.say("error", text="%s: %s\n%s" % (type(e).__name__, e,
+                                              traceback.format_exc()))
+        sys.exit(1)
+    sys.exit(0)
+
+
+# ---------------------------------------------------------------- users
+
+def api(eng, method, path, body=None, key=None, timeout=IO_TIMEOUT):
+    """One HTTP request to @eng on a connection of its own, with
+    `Authorization: Bearer @key` when @key is given, written in one
+    send (as curl does for a small body; http.client writes the body
+    separately).  Returns (status, document): the body parsed as JSON,
+    or the raw bytes if it is not."""
+    import json
+    if isinstance(body, str):
+        body = body.encode()
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: %s" % eng.host,
+             "Connection: close"]
+    if key:
+        lines.append("Authorization: Bearer " + key)
+    if body is not None or method == "POST":
+        lines.append("Content-Length: %d" % len(body or b""))
+    req = ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
+    s = connect(eng.host, eng.port, timeout)
+    try:
+        s.sendall(req)
+        r, _ = read_response(s, timeout=timeout)
+    finally:
+        s.close()
+    try:
+        return r.status, json.loads(r.body)
+    except ValueError:
+        return r.status, r.body
+
+
+def ws_upgrade(eng, path="/ws", extra=(), timeout=IO_TIMEOUT):
+    """Sends a /ws upgrade on a raw socket and returns the Response, with
+    its body when it has one (by Content-Length, else up to the close).
+    Meant for refused upgrades: a 101's socket is simply closed."""
+    s = connect(eng.host, eng.port, timeout)
+    try:
+        s.sendall(upgrade_request(path, eng.host, extra=extra))
+        head, buf = read_head(s, timeout=timeout)
+        r = Response(head)
+        n = r.header("Content-Length")
+        if r.status == 101:
+            pass
+        elif n is not None:
+            deadline = time.monotonic() + timeout
+            while len(buf) < int(n):
+                left = deadline - time.monotonic()
+                expect(left > 0, "%d response body incomplete within %ss",
+                       r.status, timeout)
+                s.settimeout(left)
+                chunk = s.recv(65536)
+                expect(chunk, "connection closed inside a response body")
+                buf += chunk
+            buf = buf[:int(n)]
+        else:
+            more, r.closed = recv_until_eof(s, timeout)
+            buf += more
+        r.body = buf
+    finally:
+        s.close()
+    return r
+
+
+def refused(r, status, what):
+    """Checks that upgrade Response @r is HTTP @status with no upgrade and
+    a JSON body {"error": "<reason>"}; returns the reason."""
+    import json
+    expect(r.status == status, "%s: status %d, want %d (%s, body %s)",
+           what, r.status, status, r.status_line, short(r.body, 200))
+    expect(r.header("Sec-WebSocket-Accept") is None,
+           "%s: refusal carries Sec-WebSocket-Accept", what)
+    try:
+        doc = json.loads(r.body)
+    except ValueError:
+        raise AssertionError("%s: body is not JSON: %s"
+                             % (what, short(r.body, 200)))
+    expect(isinstance(doc, dict) and list(doc) == ["error"]
+           and isinstance(doc["error"], str) and doc["error"],
+           "%s: body %s, want {\"error\": \"<reason>\"}", what,
+           short(doc, 200))
+    return doc["error"]
+
+
+async def ws_reply(ws, seq, timeout=IO_TIMEOUT):
+    """The next message on @ws, which must be the reply to command @seq:
+    anything else arriving first (a push) fails the check."""
+    import json
+    m = json.loads(await ws_recv(ws, timeout))
+    expect(isinstance(m, dict) and "code" in m and m.get("seq") == seq,
+           "want the reply to seq %r, got %s", seq, short(m, 300))
+    return m
+
+
+async def ws_command(ws, cmd, seq, timeout=IO_TIMEOUT, **data):
+    """Sends command @cmd and returns its reply (see ws_reply)."""
+    await ws.send(push_cmd(cmd, seq, **data))
+    return await ws_reply(ws, seq, timeout)
+
+
+async def ws_quiet(ws, seq, what="connection"):
+    """A heartbeat round trip that must see nothing but its own reply:
+    proof that nothing was queued to @ws before it (pushes and replies
+    leave a connection in order)."""
+    m = await ws_command(ws, "heartbeat", seq)
+    expect(m.get("code") == 200, "%s: heartbeat reply %s", what, short(m))
+
+
+async def await_state(what, get, pred=bool, timeout=20):
+    """Polls blocking @get (in a thread, so the event loop keeps serving
+    the open sockets) until pred(value) holds; returns that value.  For
+    states the engine has no event for: presence settling after a close,
+    a Redis key expiring, a subscription Redis now lists."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + timeout
+    while True:
+        v = await loop.run_in_executor(None, get)
+        if pred(v):
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s; "
+                                 "last saw %s" % (timeout, what,
+                                                  short(v, 300)))
+        await asyncio.sleep(0.05)

@@ -1,0 +1,297 @@
+# SPDX-License-Identifier: MIT
+"""HTTP publishing: --api-key (401 without the right Bearer token, 200
+with it, and nothing delivered for a refused publish); 405, 411, 413 and
+the 400s (channel names, bodies neither JSON nor UTF-8); a channel with
+no subscriber; POST /broadcast reaching every /ws client on both shards
+and no /echo client; pipelined requests on one keep-alive connection
+answered in order and published in that order, written at once and in
+small pieces; Connection: close honoured."""
+
+import json
+import os
+import random
+import threading
+
+import rc
+from rc import OP_TEXT, expect, expect_eq
+
+KEY = "sekret-\u00e9".encode().hex()   # any token; hex keeps it ASCII
+MAX_MESSAGE = 64 << 10
+
+
+def raw_request(method, path, body=b"", headers=(), length=True):
+    """One request as bytes; Content-Length unless @length is False."""
+    if isinstance(path, str):
+        path = path.encode()
+    lines = [method.encode() + b" " + path + b" HTTP/1.1", b"Host: t"]
+    if length:
+        lines.append(b"Content-Length: %d" % len(body))
+    lines += [("%s: %s" % h).encode() for h in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def exchange(eng, data):
+    """Sends @data on a fresh connection, returns the first response."""
+    s = rc.connect(eng.host, eng.port)
+    try:
+        s.sendall(data)
+        r, _ = rc.read_response(s)
+    finally:
+        s.close()
+    return r
+
+
+def subscriber(eng, channels, path="/ws"):
+    ws = rc.RawWs(eng.host, eng.port, path=path)
+    if channels:
+        ws.send(OP_TEXT, rc.push_cmd("subscribe", seq=1, channels=channels))
+        got = json.loads(ws.recv_message().payload)
+        expect_eq(got, {"seq": 1, "cmd": "subscribe", "code": 200,
+                        "msg": "ok"}, "subscribe reply")
+    return ws
+
+
+def next_push(ws):
+    return json.loads(ws.recv_message().payload)
+
+
+def check_api_key(eng):
+    auth = [(), (("Authorization", "Bearer wrong"),),
+            (("Authorization", "Bearer " + KEY[:-1]),),
+            (("Authorization", "Bearer " + KEY + "x"),),
+            (("Authorization", "Basic " + KEY),),
+            (("Authorization", KEY),),
+            (("Authorization", "Bearer"),)]
+    good = (("Authorization", "Bearer " + KEY),)
+    with subscriber(eng, ["x"]) as ws:
+        for i, hdrs in enumerate(auth):
+            for path in ("/publish/x", "/broadcast"):
+                r = exchange(eng, raw_request("POST", path, b'"refused"',
+                                              hdrs))
+                expect_eq(r.status, 401, "POST %s with %s" % (path, hdrs))
+        r = exchange(eng, raw_request("POST", "/publish/x", b'"good"',
+                                      good))
+        expect_eq(r.status, 200, "POST /publish/x with the key")
+        expect_eq(json.loads(r.body), {"ok": True}, "body")
+        expect_eq(next_push(ws), {"cmd": "push", "channel": "x",
+                                  "data": "good"}, "first push")
+        r = exchange(eng, raw_request("POST", "/broadcast", b'"all"', good))
+        expect_eq(r.status, 200, "POST /broadcast with the key")
+        expect_eq(next_push(ws), {"cmd": "broadcast", "data": "all"},
+                  "broadcast")
+
+
+def check_405(eng):
+    for method, path in (("GET", "/publish/x"), ("PUT", "/publish/x"),
+                         ("DELETE", "/publish/x"), ("GET", "/broadcast"),
+                         ("PUT", "/broadcast"), ("POST", "/stats"),
+                         ("PATCH", "/publish/x")):
+        r = exchange(eng, raw_request(method, path, b"{}"))
+        expect_eq(r.status, 405, "%s %s" % (method, path))
+
+
+def check_411(eng):
+    for path in ("/publish/x", "/broadcast"):
+        for hdrs in ((), (("Transfer-Encoding", "chunked"),)):
+            body = b"2\r\n{}\r\n0\r\n\r\n" if hdrs else b""
+            r = exchange(eng, raw_request("POST", path, body, hdrs,
+                                          length=False))
+            expect_eq(r.status, 411, "POST %s without Content-Length, "
+                      "headers %s" % (path, hdrs))
+
+
+def check_413(eng):
+    with subscriber(eng, ["big"]) as ws:
+        for path in ("/publish/big", "/broadcast"):
+            r = exchange(eng, raw_request("POST", path,
+                                          b"x" * (MAX_MESSAGE + 1)))
+            expect_eq(r.status, 413, "POST %s, one byte too many" % path)
+        body = b'"' + b"y" * (MAX_MESSAGE - 2) + b'"'
+        r = exchange(eng, raw_request("POST", "/publish/big", body))
+        expect_eq(r.status, 200, "POST of exactly --max-message")
+        got = ws.recv_message().payload
+        expect(body in got, "the largest message is not verbatim")
+
+
+def check_400(eng):
+    names = [b"", b"a%20b", b"caf\xc3\xa9", b"a#b", b"x" * 129, b"a*b",
+             b"a,b", b"a\\b", b"a%41", b"a\"b", b"[x]"]
+    for name in names:
+        r = exchange(eng, raw_request("POST", b"/publish/" + name, b"{}"))
+        expect_eq(r.status, 400, "POST /publish/%s" % rc.short(name))
+    bodies = [b"\xff", b"\xc3\x28", b"\xc0\xaf", b"\xed\xa0\x80",
+              b"ok\xf4\x90\x80\x80", b'{"a":"\xff"}', b"trunc\xe2\x82",
+              b"\x80"]
+    for body in bodies:
+        for path in ("/publish/x", "/broadcast"):
+            r = exchange(eng, raw_request("POST", path, body))
+            expect_eq(r.status, 400, "POST %s body %r" % (path, body))
+
+
+def check_names_and_bodies(eng):
+    """Valid edge cases are published, and to the right channel."""
+    long = "L" * 128
+    with subscriber(eng, ["a/b/c", long, "nobody.else"]) as ws:
+        c = rc.http_conn(eng)
+        rc.publish(c, "nobody.here", b"{}")
+        rc.publish(c, "a/b/c", "\u00e9t\u00e9".encode())
+        rc.publish(c, long, b" [1, 2] ")
+        rc.publish(c, "a/b/c", b"")
+        c.close()
+        pushes = [ws.recv_message().payload for _ in range(3)]
+    got = {}
+    for raw in pushes:
+        m = json.loads(raw)
+        got.setdefault(m["channel"], []).append(m["data"])
+        if m["channel"] == long:
+            expect(b" [1, 2] " in raw, "JSON not verbatim: %r", raw)
+    expect_eq(got, {"a/b/c": ["\u00e9t\u00e9", ""], long: [[1, 2]]},
+              "pushes")
+
+
+def check_broadcast(eng):
+    wss = [subscriber(eng, ["c%d" % (i % 3)] if i % 2 else [])
+           for i in range(16)]
+    try:
+        up = [sh["upgraded"] for sh in rc.stats(eng)["shards"]]
+        expect(len(up) == 2 and min(up) > 0, "/ws clients not on both "
+               "shards: upgraded per shard %s", up)
+        echos = [rc.RawWs(eng.host, eng.port, path="/echo")
+                 for _ in range(6)]
+        try:
+            c = rc.http_conn(eng)
+            rc.post(c, "/broadcast", b'{"b": [1, 2]}')
+            status, body = rc.post(c, "/broadcast",
+                                   "plain \u00e9".encode())
+            expect_eq(status, 200, "POST /broadcast")
+            c.close()
+            for i, ws in enumerate(wss):
+                raws = [ws.recv_message().payload for _ in range(2)]
+                got = [json.loads(r) for r in raws]
+                expect_eq(got, [{"cmd": "broadcast", "data": {"b": [1, 2]}},
+                                {"cmd": "broadcast", "data": "plain \u00e9"}],
+                          "client %d broadcasts" % i)
+                expect(b'{"b": [1, 2]}' in raws[0], "not verbatim: %r",
+                       raws[0])
+            # An /echo client's next message is its echo, not a broadcast.
+            for e in echos:
+                e.echo(OP_TEXT, b"still echo")
+        finally:
+            for e in echos:
+                e.close()
+    finally:
+        for ws in wss:
+            ws.close()
+
+
+def pipeline(n, rng):
+    """@n requests and what each must answer: (request, check)."""
+    reqs, checks = [], []
+    sent = {"pipe": [], "pipe2": [], "broadcast": []}
+    for i in range(n):
+        k = rng.randrange(10)
+        if k == 0:
+            reqs.append(raw_request("GET", "/stats"))
+            checks.append(("stats", None))
+        elif k == 1:
+            reqs.append(raw_request("GET", "/healthz"))
+            checks.append(("healthz", None))
+        elif k == 2:
+            reqs.append(raw_request("POST", "/broadcast", b"%d" % i))
+            checks.append(("ok", None))
+            sent["broadcast"].append(i)
+        else:
+            ch = "pipe" if k < 8 else "pipe2"
+            pad = b" " * rng.choice([0, 10, 3000, 20000])
+            body = b'{"i":%d}' % i + pad
+            reqs.append(raw_request("POST", "/publish/" + ch, body))
+            checks.append(("ok", None))
+            sent[ch].append(i)
+    return reqs, checks, sent
+
+
+def check_pipelined(eng):
+    rng = random.Random(7)
+    for rnd, pieces in enumerate((False, True)):
+        reqs, checks, sent = pipeline(60, rng)
+        with subscriber(eng, ["pipe", "pipe2"]) as ws:
+            s = rc.connect(eng.host, eng.port)
+            data = b"".join(reqs)
+            if pieces:
+                # Small writes from a thread: requests cut anywhere.
+                cuts = sorted(rng.sample(range(1, len(data)), 300))
+                parts = [data[a:b] for a, b in
+                         zip([0] + cuts, cuts + [len(data)])]
+                t = threading.Thread(target=lambda: [s.sendall(p)
+                                                     for p in parts])
+                t.start()
+            else:
+                s.sendall(data)
+            buf = b""
+            for i, (kind, _) in enumerate(checks):
+                r, buf = rc.read_response(s, buf)
+                what = "round %d response %d (%s)" % (rnd, i, kind)
+                expect_eq(r.status, 200, what)
+                if kind == "stats":
+                    expect("total" in json.loads(r.body), "%s: %s", what,
+                           rc.short(r.body))
+                elif kind == "healthz":
+                    expect(b"ok" in r.body and b"{" not in r.body,
+                           "%s: %s", what, rc.short(r.body))
+                else:
+                    expect_eq(json.loads(r.body), {"ok": True}, what)
+            if pieces:
+                t.join(30)
+            s.close()
+            # Per channel in request order; broadcasts all there (the
+            # spec orders them against nothing).
+            got = {"pipe": [], "pipe2": [], "broadcast": []}
+            want = sum(len(v) for v in sent.values())
+            for _ in range(want):
+                m = next_push(ws)
+                if m["cmd"] == "broadcast":
+                    got["broadcast"].append(m["data"])
+                else:
+                    got[m["channel"]].append(m["data"]["i"])
+            got["broadcast"].sort()
+            expect_eq(got, sent, "round %d: pushes in request order" % rnd)
+
+
+def check_connection_close(eng):
+    for req in (raw_request("POST", "/publish/x", b"{}",
+                            [("Connection", "close")]),
+                raw_request("GET", "/stats", b"",
+                            [("Connection", "close")], length=False)):
+        # A second request in the same write must not be answered.
+        r = rc.http_request(eng.host, eng.port,
+                            req + raw_request("POST", "/publish/x", b"{}"))
+        expect_eq(r.status, 200, "status")
+        expect(r.closed, "connection left open after Connection: close")
+        n = int(r.header("Content-Length"))
+        expect(r.body[n:] == b"", "answered past Connection: close: %s",
+               rc.short(r.body[n:]))
+
+
+def main():
+    run = rc.Run("publish_http")
+    try:
+        with rc.Engine(run.exe, "--shards", "2", "--api-key", KEY) as eng:
+            run.check("api-key", check_api_key, eng)
+        with rc.Engine(run.exe, "--shards", "2", "--echo",
+                       "--max-message", "64K") as eng:
+            run.check("405", check_405, eng)
+            run.check("411", check_411, eng)
+            run.check("413", check_413, eng)
+            run.check("400", check_400, eng)
+            run.check("names-and-bodies", check_names_and_bodies, eng)
+            run.check("broadcast", check_broadcast, eng)
+            run.check("pipelined", check_pipelined, eng)
+            run.check("connection-close", check_connection_close, eng)
+    except AssertionError as e:
+        run.fail("engine", e)
+    run.finish()
+
+
+if __name__ == "__main__":
+    os.environ.pop("RINGCAST_API_KEY", None)
+    main()
