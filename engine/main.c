@@ -533,6 +533,7 @@ static int post_stop(struct eng *e, struct ring *r)
 int main(int argc, char **argv)
 {
 	char broker[320] = "embedded broker";
+	bool ctl_ok = false;
 	struct ring ctl;
 	struct eng e;
 	sigset_t sigs;
@@ -611,6 +612,16 @@ int main(int argc, char **argv)
 			e.cfg.arena_size, strerror(-ret));
 		return 1;
 	}
+	/*
+	 * The ring that carries the stop is made now: at the end, with the
+	 * fd table full of clients (epoll), there may be no fd left for it.
+	 */
+	ret = ring_init(&ctl, 64, 0, 0);
+	if (ret < 0) {
+		fprintf(stderr, "ringcast: control ring: %s\n", strerror(-ret));
+		return 1;
+	}
+	ctl_ok = true;
 	e.shards = calloc(e.cfg.shards, sizeof(*e.shards));
 	if (e.shards && e.cfg.redis_host[0]) {
 		ret = eng_redis_init(&e);
@@ -686,9 +697,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ringcast: %s: closing connections\n",
 			sig == SIGINT ? "SIGINT" : "SIGTERM");
 stop:
-	ret = ring_init(&ctl, 64, 0, 0);
-	if (ret == 0)
-		ret = post_stop(&e, &ctl);
+	ret = ctl_ok ? post_stop(&e, &ctl) : -EBADF;
 	if (ret < 0) {
 		fprintf(stderr, "ringcast: cannot reach shards: %s\n",
 			strerror(-ret));

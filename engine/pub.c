@@ -55,10 +55,21 @@ static struct eng_shard *shard(struct eng_shard *s, unsigned id)
 }
 
 
+static void drop(struct eng_shard *s, unsigned op, void *ptr, int res,
+		 bool quiet);
+
 /* Posts mail to ring @to; a failed post comes back with FAILED set. */
 static void post_fd(struct eng_shard *s, struct ring *to, unsigned op,
 		    void *ptr, int32_t res)
 {
+	/*
+	 * Stopping, the other shards may have read their last mail: what
+	 * we would send is undone here instead, so nothing is left unread.
+	 */
+	if (s->stopping) {
+		drop(s, op, ptr, -ESHUTDOWN, true);
+		return;
+	}
 	int ret = ring_mbox_post(&s->ring, to, ring_ud_ptr(op, ptr), res,
 				 ring_ud_ptr(op | ENG_OP_FAILED, ptr));
 
@@ -753,12 +764,15 @@ void eng_unsubscribe_all(struct eng_shard *s, struct eng_conn *c)
 
 /* ---- mail -------------------------------------------------------------- */
 
-/* A post that failed: undo what it carried, and count it. */
-static void on_failed(struct eng_shard *s, unsigned op, void *ptr, int res)
+/* A post that failed (or, stopping, was not made): undo what it carried. */
+static void drop(struct eng_shard *s, unsigned op, void *ptr, int res,
+		 bool quiet)
 {
-	ENG_STAT_ADD(s, mbox_errors, 1);
-	fprintf(stderr, "ringcast: shard %u: mailbox post (op %u) failed: %s\n",
-		s->id, op, strerror(-res));
+	if (!quiet) {
+		ENG_STAT_ADD(s, mbox_errors, 1);
+		fprintf(stderr, "ringcast: shard %u: mailbox post (op %u) "
+			"failed: %s\n", s->id, op, strerror(-res));
+	}
 	switch (op) {
 	case ENG_OP_DELIVER:
 		eng_buf_put(ptr);
@@ -791,11 +805,19 @@ static void on_failed(struct eng_shard *s, unsigned op, void *ptr, int res)
 	case ENG_OP_R_SUBSCRIBE:
 		free(ptr);
 		break;
+	case ENG_OP_PUB_ACK: {
+		struct eng_pub *pub = ptr;
+
+		eng_buf_put(pub->reply);
+		eng_buf_put(pub->frame);
+		eng_free(pub);
+		break;
+	}
 	case ENG_OP_INTEREST:
 	case ENG_OP_INTEREST_ACK:
-	case ENG_OP_PUB_ACK:
+		eng_free(ptr);	/* the owner or the asker keeps stale state */
+		break;
 	default:
-		/* The owner or the publisher keeps stale state; counted. */
 		break;
 	}
 }
@@ -806,7 +828,7 @@ void eng_pub_mail(struct eng_shard *s, struct io_uring_cqe *cqe)
 	void *ptr = ring_ud_to_ptr(cqe->user_data);
 
 	if (op & ENG_OP_FAILED) {
-		on_failed(s, op & ~ENG_OP_FAILED, ptr, cqe->res);
+		drop(s, op & ~ENG_OP_FAILED, ptr, cqe->res, false);
 		return;
 	}
 	switch (op) {

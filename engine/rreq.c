@@ -164,6 +164,11 @@ static int send_req(struct eng_shard *s, struct eng_conn *c,
 	p->gen = c->gen;
 	if (c->kind == CONN_K_HTTP)
 		c->flags |= CONN_F_WAIT;
+	if (s->stopping) {	/* the bridge stops after us: no answer */
+		p->result = -ESHUTDOWN;
+		eng_rreq_ack(s, p);
+		return 0;
+	}
 	if (ring_mbox_post(&s->ring, eng_redis_ring(s->eng),
 			   ring_ud_ptr(ENG_OP_R_PUBLISH, p), 0,
 			   ring_ud_ptr(ENG_OP_R_PUBLISH | ENG_OP_FAILED, p)) < 0) {
@@ -246,9 +251,12 @@ void eng_redis_online(struct eng_shard *s, struct eng_conn *c)
 /* The owner shard tells the bridge a user's count on this node. */
 void eng_redis_presence(struct eng_shard *s, struct eng_chan *ch)
 {
-	struct eng_rpres *m = malloc(sizeof(*m));
+	struct eng_rpres *m;
 	size_t n = 0;
 
+	if (s->stopping)	/* the node's presence goes as a whole */
+		return;
+	m = malloc(sizeof(*m));
 	if (!m) {
 		ENG_STAT_ADD(s, mbox_errors, 1);
 		return;

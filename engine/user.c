@@ -57,6 +57,10 @@ static void to_owner(struct eng_shard *s, struct eng_interest *m)
 	unsigned owner = owner_of(s, m->name, m->len);
 	struct eng_shard *o = &s->eng->shards[owner];
 
+	if (s->stopping && owner != s->id) {	/* see pub.c post_fd() */
+		eng_free(m);
+		return;
+	}
 	if (owner == s->id) {
 		eng_user_owner_mail(s, m);
 		return;
@@ -72,6 +76,10 @@ static void to_owner(struct eng_shard *s, struct eng_interest *m)
 /* Back to the shard that asked. */
 static void to_asker(struct eng_shard *s, struct eng_interest *m)
 {
+	if (s->stopping && m->from != s->id) {	/* see pub.c post_fd() */
+		eng_free(m);
+		return;
+	}
 	if (m->from == s->id) {
 		struct io_uring_cqe cqe = {
 			.user_data = ring_ud_ptr(ENG_OP_USER_ACK, m),

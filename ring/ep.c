@@ -202,7 +202,9 @@ int ring__ep_accept(struct ring *r, int lfd, uint64_t ud)
 		ep->accept_ud = ud;
 		return 0;
 	}
-	if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, lfd, &ev) < 0)
+	/* accept4 loops until EAGAIN: the listener must not block */
+	if (fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK) < 0 ||
+	    epoll_ctl(ep->epfd, EPOLL_CTL_ADD, lfd, &ev) < 0)
 		return -errno;
 	ep->lfd = lfd;
 	ep->accept_ud = ud;
@@ -216,17 +218,28 @@ static void do_accept(struct ring_ep *ep)
 		int fd = accept4(ep->lfd, NULL, NULL,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-		if (fd < 0) {
-			if (errno == EAGAIN || errno == EINTR ||
-			    errno == ECONNABORTED)
-				return;
-			/* EMFILE: the fd table is the cap here; say so */
-			post(ep, ep->accept_ud, -errno, IORING_CQE_F_MORE);
+		if (fd < 0 && (errno == EAGAIN || errno == EINTR ||
+			       errno == ECONNABORTED))
 			return;
-		}
-		if ((unsigned)fd >= ep->nr_slots) {
+		if (fd >= 0 && (unsigned)fd >= ep->nr_slots) {
 			close(fd);
-			post(ep, ep->accept_ud, -ENFILE, IORING_CQE_F_MORE);
+			fd = -1;
+			errno = ENFILE;
+		}
+		if (fd < 0) {
+			/*
+			 * Out of fds (the process table is the cap here): as
+			 * io_uring's full table, stop accepting until a close;
+			 * a level-triggered listener would spin otherwise.
+			 */
+			if (errno == EMFILE || errno == ENFILE) {
+				epoll_ctl(ep->epfd, EPOLL_CTL_DEL, ep->lfd, NULL);
+				ep->lfd = -1;
+				post(ep, ep->accept_ud, -ENFILE, 0);
+			} else {
+				post(ep, ep->accept_ud, -errno,
+				     IORING_CQE_F_MORE);
+			}
 			return;
 		}
 		ev.data.u64 = (uint64_t)fd;
