@@ -1,0 +1,1563 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ringcast-bench: a WebSocket load generator on io_uring. It opens N
+ * client connections to a ringcast engine over loopback, spread over
+ * several rings (one per thread) and many source addresses (127.0.0.2,
+ * 127.0.0.3, ...: each has its own ephemeral port space). The sockets are
+ * io_uring direct descriptors: created with socket() and bind(), moved into
+ * the ring's fixed-file table and closed in the process fd table, so the
+ * fd table never holds more than a small batch and only the per-ring table
+ * cap (RLIMIT_NOFILE) matters. It upgrades every connection, optionally
+ * subscribes it to one of K channels, and measures the set-up (handshakes
+ * per second, time to N), the density (engine RSS and kernel Slab per
+ * connection) and, in fanout mode, end-to-end latency and delivery rate of
+ * messages it publishes itself over HTTP with their send time inside. It
+ * prints one JSON object on stdout; every loop is bounded by --duration.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <liburing.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT	24	/* linux/in.h; glibc 2.36 lacks it */
+#endif
+
+#define BENCH_MAX_THREADS	256
+#define BENCH_MAX_CHANNELS	64
+#define BENCH_MAX_SIZES		8
+#define BENCH_MAX_PHASES	(2 * BENCH_MAX_SIZES)
+#define BENCH_OPEN_BATCH	128	/* fds open at once per thread, at most */
+#define BENCH_FD_RESERVE	256	/* fds kept free for the rest of us */
+#define BENCH_PRE		96	/* bytes of each message we keep */
+#define BENCH_WS_KEY		"dGhlIHNhbXBsZSBub25jZQ=="	/* RFC 6455 sample */
+
+/*
+ * Log-bucket histogram in the style of HdrHistogram: values below 32 have a
+ * bucket each, above that every power of two is split into 32 buckets, so a
+ * bucket is at most 1/32 (3%) of its value wide; the midpoint is reported.
+ */
+#define HIST_SUB_BITS	5
+#define HIST_SUB	(1U << HIST_SUB_BITS)
+#define HIST_BUCKETS	(HIST_SUB + (64 - HIST_SUB_BITS) * HIST_SUB)
+
+struct hist {
+	uint64_t count;
+	uint64_t min, max;
+	uint64_t b[HIST_BUCKETS];
+};
+
+static unsigned hist_idx(uint64_t v)
+{
+	unsigned e;
+
+	if (v < HIST_SUB)
+		return (unsigned)v;
+	e = 63 - (unsigned)__builtin_clzll(v);	/* e >= HIST_SUB_BITS */
+	return HIST_SUB + (e - HIST_SUB_BITS) * HIST_SUB +
+		(unsigned)((v >> (e - HIST_SUB_BITS)) - HIST_SUB);
+}
+
+/* The midpoint of bucket @i. */
+static double hist_val(unsigned i)
+{
+	unsigned e, m;
+
+	if (i < HIST_SUB)
+		return i;
+	e = (i - HIST_SUB) / HIST_SUB + HIST_SUB_BITS;
+	m = (i - HIST_SUB) % HIST_SUB;
+	return ldexp(HIST_SUB + m + 0.5, (int)(e - HIST_SUB_BITS));
+}
+
+static void hist_add(struct hist *h, uint64_t v)
+{
+	if (!h->count || v < h->min)
+		h->min = v;
+	if (v > h->max)
+		h->max = v;
+	h->count++;
+	h->b[hist_idx(v)]++;
+}
+
+static void hist_merge(struct hist *dst, const struct hist *src)
+{
+	unsigned i;
+
+	if (!src->count)
+		return;
+	if (!dst->count || src->min < dst->min)
+		dst->min = src->min;
+	if (src->max > dst->max)
+		dst->max = src->max;
+	dst->count += src->count;
+	for (i = 0; i < HIST_BUCKETS; i++)
+		dst->b[i] += src->b[i];
+}
+
+/* The value at quantile @q (0..1); the exact max for q = 1. */
+static double hist_q(const struct hist *h, double q)
+{
+	uint64_t want, seen = 0;
+	unsigned i;
+
+	if (!h->count)
+		return 0;
+	if (q >= 1.0)
+		return (double)h->max;
+	want = (uint64_t)ceil(q * (double)h->count);
+	if (want < 1)
+		want = 1;
+	for (i = 0; i < HIST_BUCKETS; i++) {
+		seen += h->b[i];
+		if (seen >= want) {
+			double v = hist_val(i);
+
+			/* A midpoint may overshoot the largest value seen. */
+			return v > (double)h->max ? (double)h->max : v;
+		}
+	}
+	return (double)h->max;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+enum { MODE_CONNECT, MODE_IDLE, MODE_FANOUT };
+enum { PAT_BURST, PAT_STEADY };
+
+struct opts {
+	struct sockaddr_in target;
+	char target_str[80];
+	int mode;
+	unsigned conns;
+	unsigned threads;
+	unsigned src_addrs;
+	unsigned channels;		/* 0: no subscribe */
+	bool broadcast;			/* publish with POST /broadcast */
+	unsigned window;		/* handshakes in flight per thread */
+	unsigned recv_bufs, recv_buf_size;
+	size_t sizes[BENCH_MAX_SIZES];
+	unsigned nr_sizes;
+	double rates[BENCH_MAX_SIZES];	/* steady msg/s, per size */
+	unsigned nr_rates;
+	bool pat_burst, pat_steady;
+	unsigned burst;			/* messages in a burst */
+	double steady_s;		/* seconds of steady rate */
+	unsigned messages;		/* cap per phase */
+	double duration;		/* whole run, at most */
+	double connect_timeout;
+	double stall_timeout;		/* set-up without progress */
+	double drain_timeout;
+	double settle;			/* before the memory reading */
+	double hold;			/* idle: keep connections this long */
+	int engine_pid;
+};
+
+static struct opts o = {
+	.mode = MODE_CONNECT,
+	.conns = 1000,
+	.window = 256,
+	.recv_bufs = 2048,
+	.recv_buf_size = 4096,
+	.pat_burst = true,
+	.pat_steady = true,
+	.burst = 20,
+	.steady_s = 2,
+	.messages = 100000,
+	.duration = 300,
+	.connect_timeout = 120,
+	.stall_timeout = 10,
+	.drain_timeout = 10,
+	.settle = 1,
+};
+
+/* Connection states. */
+enum { ST_FREE, ST_CONNECT, ST_HS, ST_SUB, ST_READY, ST_DEAD };
+
+#define HDR_PAYLOAD	0xff	/* hdr_len: header done, in the payload */
+
+struct conn {
+	uint8_t state;
+	uint8_t hdr_len;		/* frame header bytes so far, or HDR_PAYLOAD */
+	uint8_t pre_len;		/* bytes in pre[] */
+	uint8_t hs_match;		/* bytes of "\r\n\r\n" matched */
+	uint8_t op;			/* opcode of the frame being read */
+	uint8_t recv_armed;		/* a multishot recv is live */
+	uint8_t chan;			/* channel index */
+	uint8_t hdr[10];		/* server frames are unmasked: 10 at most */
+	uint64_t remain;		/* payload bytes still to come */
+	uint64_t t_start;		/* when the connect was issued */
+	char pre[BENCH_PRE];		/* the first bytes of the payload */
+};
+
+/* Per-phase receive figures of one worker. */
+struct wphase {
+	uint64_t delivered;		/* atomic: main reads it while we run */
+	uint64_t last_recv;		/* atomic */
+	struct hist lat;
+};
+
+struct worker {
+	unsigned id;
+	pthread_t tid;
+	struct io_uring ring;
+	struct io_uring_buf_ring *br;
+	size_t br_size;
+	char *bufs;
+	unsigned br_mask;
+	unsigned br_added;		/* recycled since the last advance */
+	struct conn *conns;
+	unsigned first;			/* global index of conns[0] */
+	unsigned n;			/* connections assigned */
+	unsigned next;			/* next one to open */
+	unsigned opening;		/* opened, not ready nor dead */
+	int err;			/* set-up error, -errno */
+	/* Written by the worker, read by main with __atomic loads. */
+	uint64_t upgraded, ready, failed, closed;
+	uint64_t t_last_upgraded, t_last_ready;
+	uint64_t ready_chan[BENCH_MAX_CHANNELS];
+	/* Read by main only after join. */
+	uint64_t enobufs, pings, bad_msgs, other_msgs, open_err, short_sends;
+	int first_err;
+	struct hist hs;			/* connect to ready, ns */
+	struct wphase *ph;		/* [BENCH_MAX_PHASES] */
+};
+
+static struct worker *workers;
+static unsigned nr_workers;
+static int g_stop;			/* atomic: workers leave their loop */
+static int g_connect_stop;		/* atomic: open no more connections */
+static uint64_t g_deadline;		/* now_ns() when everything stops */
+
+static char upgrade_req[512];
+static size_t upgrade_len;
+static char sub_frame[BENCH_MAX_CHANNELS][128];
+static size_t sub_len[BENCH_MAX_CHANNELS];
+
+enum { OP_CONNECT = 1, OP_SEND, OP_RECV, OP_CLOSE };
+
+static inline uint64_t ud_pack(unsigned op, unsigned slot)
+{
+	return (uint64_t)op << 32 | slot;
+}
+
+static struct io_uring_sqe *get_sqe(struct worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	if (!sqe) {
+		/* The SQ is full: hand it to the kernel and take a new one. */
+		io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	return sqe;
+}
+
+static void conn_dead(struct worker *w, struct conn *c, unsigned slot, int err)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->state == ST_DEAD)
+		return;
+	if (c->state == ST_READY) {
+		__atomic_store_n(&w->closed, w->closed + 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&w->ready_chan[c->chan],
+				 w->ready_chan[c->chan] - 1, __ATOMIC_RELAXED);
+	} else {
+		w->opening--;
+		if (!w->first_err && err)
+			w->first_err = err;
+		__atomic_store_n(&w->failed, w->failed + 1, __ATOMIC_RELAXED);
+	}
+	c->state = ST_DEAD;
+	/*
+	 * A live multishot recv holds its own reference to the socket: cancel
+	 * it, then release the fixed-file slot, so the socket really closes.
+	 */
+	if (c->recv_armed) {
+		sqe = get_sqe(w);
+		io_uring_prep_cancel64(sqe, ud_pack(OP_RECV, slot), 0);
+		io_uring_sqe_set_data64(sqe, ud_pack(OP_CLOSE, slot));
+	}
+	sqe = get_sqe(w);
+	io_uring_prep_close_direct(sqe, slot);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_CLOSE, slot));
+}
+
+static void conn_ready(struct worker *w, struct conn *c, uint64_t now)
+{
+	c->state = ST_READY;
+	w->opening--;
+	hist_add(&w->hs, now - c->t_start);
+	__atomic_store_n(&w->ready_chan[c->chan], w->ready_chan[c->chan] + 1,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&w->t_last_ready, now, __ATOMIC_RELAXED);
+	__atomic_store_n(&w->ready, w->ready + 1, __ATOMIC_RELAXED);
+}
+
+static void send_static(struct worker *w, unsigned slot, const void *buf,
+			size_t len)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+
+	/* @buf is static and read-only: nothing to keep alive for the kernel. */
+	io_uring_prep_send(sqe, (int)slot, buf, len, MSG_NOSIGNAL);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, slot) | (uint64_t)len << 40);
+}
+
+static void arm_recv(struct worker *w, struct conn *c, unsigned slot)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+
+	io_uring_prep_recv_multishot(sqe, (int)slot, NULL, 0, 0);
+	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+	sqe->buf_group = 0;
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_RECV, slot));
+	c->recv_armed = 1;
+}
+
+static uint64_t parse_u64(const char *p, const char *end, bool *ok)
+{
+	uint64_t v = 0;
+	const char *s = p;
+
+	while (p < end && *p >= '0' && *p <= '9')
+		v = v * 10 + (uint64_t)(*p++ - '0');
+	*ok = p > s && p < end;	/* digits, and the number ended in pre[] */
+	return v;
+}
+
+/* A whole text frame arrived; pre[] holds its first bytes. */
+static void on_message(struct worker *w, struct conn *c, unsigned slot,
+		       uint64_t now)
+{
+	const char *end = c->pre + c->pre_len, *p;
+	uint64_t ph, t;
+	bool ok1, ok2;
+
+	if (c->state == ST_SUB) {
+		if (memmem(c->pre, c->pre_len, "\"code\":200", 10))
+			conn_ready(w, c, now);
+		else
+			conn_dead(w, c, slot, -EPROTO);
+		return;
+	}
+	/* Pushes carry {"ph":K,"t":NS,...} at the start of their data. */
+	p = memmem(c->pre, c->pre_len, "{\"ph\":", 6);
+	if (!p) {
+		w->other_msgs++;
+		return;
+	}
+	ph = parse_u64(p + 6, end, &ok1);
+	p = memmem(p, (size_t)(end - p), "\"t\":", 4);
+	t = p ? parse_u64(p + 4, end, &ok2) : 0;
+	if (!p || !ok1 || !ok2 || ph >= BENCH_MAX_PHASES || t > now) {
+		w->bad_msgs++;
+		return;
+	}
+	hist_add(&w->ph[ph].lat, now - t);
+	__atomic_store_n(&w->ph[ph].last_recv, now, __ATOMIC_RELAXED);
+	__atomic_store_n(&w->ph[ph].delivered, w->ph[ph].delivered + 1,
+			 __ATOMIC_RELAXED);
+}
+
+/* The 101 response is complete: go on to subscribe, or be ready. */
+static void on_upgraded(struct worker *w, struct conn *c, unsigned slot,
+			uint64_t now)
+{
+	if (c->pre_len < 12 || memcmp(c->pre, "HTTP/1.1 101", 12)) {
+		conn_dead(w, c, slot, -ECONNREFUSED);
+		return;
+	}
+	__atomic_store_n(&w->upgraded, w->upgraded + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&w->t_last_upgraded, now, __ATOMIC_RELAXED);
+	c->pre_len = 0;
+	c->hdr_len = 0;
+	if (o.channels) {
+		c->state = ST_SUB;
+		send_static(w, slot, sub_frame[c->chan], sub_len[c->chan]);
+	} else {
+		conn_ready(w, c, now);
+	}
+}
+
+/* Feeds received bytes through the response and frame parser. */
+static void feed(struct worker *w, struct conn *c, unsigned slot,
+		 const uint8_t *d, size_t len, uint64_t now)
+{
+	while (len && c->state != ST_DEAD) {
+		if (c->state == ST_HS) {
+			static const char crlf2[] = "\r\n\r\n";
+			uint8_t ch = *d++;
+
+			len--;
+			if (c->pre_len < BENCH_PRE)
+				c->pre[c->pre_len++] = (char)ch;
+			if (ch == (uint8_t)crlf2[c->hs_match])
+				c->hs_match++;
+			else
+				c->hs_match = ch == '\r';
+			if (c->hs_match == 4)
+				on_upgraded(w, c, slot, now);
+			continue;
+		}
+		if (c->hdr_len != HDR_PAYLOAD) {
+			unsigned need = 2, l7;
+
+			c->hdr[c->hdr_len++] = *d++;
+			len--;
+			if (c->hdr_len < 2)
+				continue;
+			l7 = c->hdr[1] & 0x7f;
+			need += l7 == 126 ? 2 : l7 == 127 ? 8 : 0;
+			if (c->hdr_len < need)
+				continue;
+			if (l7 == 126) {
+				c->remain = (uint64_t)c->hdr[2] << 8 | c->hdr[3];
+			} else if (l7 == 127) {
+				unsigned i;
+
+				c->remain = 0;
+				for (i = 2; i < 10; i++)
+					c->remain = c->remain << 8 | c->hdr[i];
+			} else {
+				c->remain = l7;
+			}
+			c->op = c->hdr[0] & 0x0f;
+			c->hdr_len = HDR_PAYLOAD;
+			c->pre_len = 0;
+		} else {
+			size_t k = len < c->remain ? len : (size_t)c->remain;
+			size_t keep = BENCH_PRE - c->pre_len;
+
+			if (keep > k)
+				keep = k;
+			memcpy(c->pre + c->pre_len, d, keep);
+			c->pre_len += (uint8_t)keep;
+			c->remain -= k;
+			d += k;
+			len -= k;
+		}
+		if (c->hdr_len == HDR_PAYLOAD && !c->remain) {
+			c->hdr_len = 0;
+			switch (c->op) {
+			case 0x1:	/* text; continuations are skipped */
+				on_message(w, c, slot, now);
+				break;
+			case 0x8:	/* close */
+				conn_dead(w, c, slot, 0);
+				break;
+			case 0x9:	/* ping: the harness turns them off */
+				w->pings++;
+				break;
+			default:
+				break;
+			}
+		}
+	}
+}
+
+static void recycle(struct worker *w, unsigned bid)
+{
+	io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * o.recv_buf_size,
+			      o.recv_buf_size, (unsigned short)bid, w->br_mask,
+			      (int)w->br_added);
+	w->br_added++;
+}
+
+static void on_cqe(struct worker *w, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	unsigned op = (unsigned)(ud >> 32) & 0xff;
+	unsigned slot = (unsigned)ud;
+	struct conn *c = &w->conns[slot];
+	int res = cqe->res;
+
+	switch (op) {
+	case OP_CONNECT:
+		if (res < 0) {
+			conn_dead(w, c, slot, res);
+			return;
+		}
+		c->state = ST_HS;
+		arm_recv(w, c, slot);
+		send_static(w, slot, upgrade_req, upgrade_len);
+		return;
+	case OP_SEND:
+		if (res < 0) {
+			conn_dead(w, c, slot, res);
+		} else if ((uint64_t)res != ud >> 40) {
+			/* Tiny first sends on a fresh socket: never short. */
+			w->short_sends++;
+			conn_dead(w, c, slot, -EIO);
+		}
+		return;
+	case OP_RECV:
+		if (cqe->flags & IORING_CQE_F_BUFFER) {
+			unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+
+			if (res > 0)
+				feed(w, c, slot, (const uint8_t *)w->bufs +
+				     (size_t)bid * o.recv_buf_size,
+				     (size_t)res, now_ns());
+			recycle(w, bid);
+		}
+		if (cqe->flags & IORING_CQE_F_MORE)
+			return;
+		c->recv_armed = 0;
+		if (res == -ENOBUFS) {
+			/* The group ran dry; buffers come back this batch. */
+			w->enobufs++;
+			if (c->state != ST_DEAD)
+				arm_recv(w, c, slot);
+		} else if (res > 0 && c->state != ST_DEAD) {
+			arm_recv(w, c, slot);
+		} else if (c->state != ST_DEAD) {
+			conn_dead(w, c, slot, res ? res : -ECONNRESET);
+		}
+		return;
+	default:
+		return;
+	}
+}
+
+/* Opens up to one batch of sockets into the fixed table and connects them. */
+static void open_more(struct worker *w)
+{
+	int fds[BENCH_OPEN_BATCH];
+	unsigned base = w->next, k = 0, i;
+	int ret;
+
+	while (k < BENCH_OPEN_BATCH && w->next + k < w->n &&
+	       w->opening + k < o.window) {
+		unsigned g = w->first + w->next + k;
+		struct sockaddr_in src = {
+			.sin_family = AF_INET,
+			.sin_addr.s_addr = htonl(0x7f000002U + g % o.src_addrs),
+		};
+		int one = 1, fd;
+
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			break;
+		/*
+		 * Let connect() pick the port for the whole 4-tuple, so each
+		 * source address has its own ephemeral range.
+		 */
+		if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+			       sizeof(one)) < 0 ||
+		    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+			       sizeof(one)) < 0 ||
+		    bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
+			close(fd);
+			break;
+		}
+		fds[k++] = fd;
+	}
+	if (!k) {
+		if (w->next < w->n && w->opening < o.window) {
+			/* Nothing opened although we should have: give up. */
+			w->open_err++;
+			if (!w->first_err)
+				w->first_err = -errno;
+			__atomic_store_n(&w->failed, w->failed + (w->n - w->next),
+					 __ATOMIC_RELAXED);
+			w->next = w->n;
+		}
+		return;
+	}
+	/* The slots are contiguous: one update registers the whole batch. */
+	ret = io_uring_register_files_update(&w->ring, base, fds, k);
+	for (i = 0; i < k; i++)
+		close(fds[i]);	/* the fixed table keeps its own reference */
+	if (ret != (int)k) {
+		w->open_err++;
+		if (!w->first_err)
+			w->first_err = ret < 0 ? ret : -EIO;
+		__atomic_store_n(&w->failed, w->failed + (w->n - w->next),
+				 __ATOMIC_RELAXED);
+		w->next = w->n;
+		return;
+	}
+	for (i = 0; i < k; i++) {
+		unsigned slot = base + i;
+		struct conn *c = &w->conns[slot];
+		struct io_uring_sqe *sqe = get_sqe(w);
+
+		c->state = ST_CONNECT;
+		c->chan = o.channels ? (uint8_t)((w->first + slot) % o.channels) : 0;
+		c->t_start = now_ns();
+		io_uring_prep_connect(sqe, (int)slot,
+				      (struct sockaddr *)&o.target,
+				      sizeof(o.target));
+		sqe->flags |= IOSQE_FIXED_FILE;
+		io_uring_sqe_set_data64(sqe, ud_pack(OP_CONNECT, slot));
+	}
+	w->next += k;
+	w->opening += k;
+}
+
+static int worker_setup(struct worker *w)
+{
+	struct io_uring_params p = {
+		.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER |
+			 IORING_SETUP_DEFER_TASKRUN,
+		.cq_entries = 32768,
+	};
+	struct io_uring_buf_reg reg = { 0 };
+	unsigned i;
+	int ret;
+
+	ret = io_uring_queue_init_params(4096, &w->ring, &p);
+	if (ret == -EINVAL) {
+		/* Before 6.1 there is no DEFER_TASKRUN: go without. */
+		p.flags = IORING_SETUP_CQSIZE;
+		ret = io_uring_queue_init_params(4096, &w->ring, &p);
+	}
+	if (ret < 0)
+		return ret;
+	ret = io_uring_register_files_sparse(&w->ring, w->n ? w->n : 1);
+	if (ret < 0)
+		return ret;
+	/* liburing 2.3 has no io_uring_setup_buf_ring(): map it ourselves. */
+	w->br_size = (size_t)o.recv_bufs * sizeof(struct io_uring_buf);
+	w->br = mmap(NULL, w->br_size, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (w->br == MAP_FAILED)
+		return -errno;
+	w->bufs = malloc((size_t)o.recv_bufs * o.recv_buf_size);
+	if (!w->bufs)
+		return -ENOMEM;
+	reg.ring_addr = (uint64_t)(uintptr_t)w->br;
+	reg.ring_entries = o.recv_bufs;
+	reg.bgid = 0;
+	ret = io_uring_register_buf_ring(&w->ring, &reg, 0);
+	if (ret < 0)
+		return ret;
+	io_uring_buf_ring_init(w->br);
+	w->br_mask = (unsigned)io_uring_buf_ring_mask(o.recv_bufs);
+	for (i = 0; i < o.recv_bufs; i++)
+		recycle(w, i);
+	io_uring_buf_ring_advance(w->br, (int)w->br_added);
+	w->br_added = 0;
+	return 0;
+}
+
+static pthread_barrier_t start_barrier;
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct __kernel_timespec ts = { .tv_nsec = 20 * 1000000 };
+
+	/*
+	 * SINGLE_ISSUER binds the ring to the task that creates it, so each
+	 * worker sets up its own ring; main starts the clock once all are.
+	 */
+	w->err = worker_setup(w);
+	if (w->err < 0) {
+		__atomic_store_n(&w->failed, w->n, __ATOMIC_RELAXED);
+		w->next = w->n;
+	}
+	pthread_barrier_wait(&start_barrier);
+	while (!__atomic_load_n(&g_stop, __ATOMIC_RELAXED)) {
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		int ret;
+
+		if (now_ns() > g_deadline)
+			break;
+		if (w->next < w->n &&
+		    !__atomic_load_n(&g_connect_stop, __ATOMIC_RELAXED))
+			open_more(w);
+		ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts,
+						       NULL);
+		if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
+			w->err = ret;
+			break;
+		}
+		io_uring_for_each_cqe(&w->ring, head, cqe) {
+			on_cqe(w, cqe);
+			seen++;
+		}
+		io_uring_cq_advance(&w->ring, seen);
+		/* Publish the recycled buffers before the next wait. */
+		if (w->br_added) {
+			io_uring_buf_ring_advance(w->br, (int)w->br_added);
+			w->br_added = 0;
+		}
+	}
+	return NULL;
+}
+
+/* ---- engine and host figures from /proc ---- */
+
+/* utime + stime of @pid in seconds, or -1. */
+static double proc_cpu_s(int pid)
+{
+	char path[64], buf[2048], *p;
+	unsigned long long ut, st;
+	FILE *f;
+	size_t n;
+
+	if (pid <= 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');	/* the command name may hold spaces */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+			 &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The "KEY: N kB" line of a /proc file, in kB, or -1. */
+static long proc_kb(const char *path, const char *key)
+{
+	char line[256];
+	size_t kl = strlen(key);
+	long v = -1;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, kl) && line[kl] == ':') {
+			v = strtol(line + kl + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+static long engine_rss_kb(void)
+{
+	char path[64];
+
+	if (o.engine_pid <= 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/status", o.engine_pid);
+	return proc_kb(path, "VmRSS");
+}
+
+/* TCP socket buffer memory in pages (/proc/net/sockstat "TCP: ... mem N"). */
+static long tcp_mem_pages(void)
+{
+	char line[256], *p;
+	long v = -1;
+	FILE *f = fopen("/proc/net/sockstat", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "TCP:", 4) && (p = strstr(line, " mem ")))
+			v = strtol(p + 5, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+static double self_cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ---- the publisher: blocking HTTP/1.1 on one keep-alive connection ---- */
+
+struct pub {
+	int fd;
+	char rbuf[8192];
+	size_t rlen;
+	uint64_t errors, reconnects;
+	unsigned consec;		/* failed publishes in a row */
+};
+
+#define PUB_GIVE_UP	3	/* failed publishes in a row end the run */
+
+#define PUB_TIMEOUT_S	5	/* per publish request */
+
+static int pub_connect(struct pub *p)
+{
+	struct timeval tmo = { .tv_sec = PUB_TIMEOUT_S };
+	int one = 1;
+
+	if (p->fd >= 0)
+		close(p->fd);
+	p->rlen = 0;
+	p->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (p->fd < 0)
+		return -errno;
+	setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* An engine that stops answering must not hang the run. */
+	setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));
+	setsockopt(p->fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo));
+	if (connect(p->fd, (struct sockaddr *)&o.target, sizeof(o.target)) < 0) {
+		int ret = -errno;
+
+		close(p->fd);
+		p->fd = -1;
+		return ret;
+	}
+	return 0;
+}
+
+static int write_all(int fd, struct iovec *iov, int n)
+{
+	while (n) {
+		ssize_t r = writev(fd, iov, n);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		while (n && (size_t)r >= iov->iov_len) {
+			r -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n) {
+			iov->iov_base = (char *)iov->iov_base + r;
+			iov->iov_len -= (size_t)r;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Sends one request and reads its response. If @body_out is given, the
+ * response body (up to @out_size - 1 bytes, NUL-terminated) lands there.
+ * Returns the HTTP status or -errno; reconnects once on a dropped link.
+ */
+static int pub_request(struct pub *p, const char *method, const char *path,
+		       const char *body, size_t blen, char *body_out,
+		       size_t out_size)
+{
+	char head[256];
+	int hl, status = 0, attempt;
+
+	hl = snprintf(head, sizeof(head),
+		      "%s %s HTTP/1.1\r\nHost: %s\r\n"
+		      "Content-Type: application/json\r\n"
+		      "Content-Length: %zu\r\n\r\n", method, path,
+		      o.target_str, blen);
+	for (attempt = 0; attempt < 2; attempt++) {
+		struct iovec iov[2] = {
+			{ head, (size_t)hl }, { (void *)body, blen },
+		};
+		size_t clen = 0, need;
+		char *eoh = NULL;
+		int ret;
+
+		if (p->fd < 0 && (ret = pub_connect(p)) < 0)
+			return ret;
+		if (write_all(p->fd, iov, blen ? 2 : 1) < 0)
+			goto retry;
+		for (;;) {
+			ssize_t r;
+
+			if (p->rlen) {
+				p->rbuf[p->rlen < sizeof(p->rbuf) ? p->rlen :
+					sizeof(p->rbuf) - 1] = 0;
+				eoh = strstr(p->rbuf, "\r\n\r\n");
+			}
+			if (eoh)
+				break;
+			if (p->rlen >= sizeof(p->rbuf) - 1)
+				return -EMSGSIZE;
+			r = read(p->fd, p->rbuf + p->rlen,
+				 sizeof(p->rbuf) - 1 - p->rlen);
+			if (r <= 0)
+				goto retry;
+			p->rlen += (size_t)r;
+		}
+		if (sscanf(p->rbuf, "HTTP/1.%*d %d", &status) != 1)
+			return -EPROTO;
+		{
+			char *cl = strcasestr(p->rbuf, "\r\nContent-Length:");
+
+			if (cl && cl < eoh)
+				clen = strtoul(cl + 17, NULL, 10);
+		}
+		need = (size_t)(eoh + 4 - p->rbuf) + clen;
+		if (need >= sizeof(p->rbuf))
+			return -EMSGSIZE;
+		while (p->rlen < need) {
+			ssize_t r = read(p->fd, p->rbuf + p->rlen,
+					 sizeof(p->rbuf) - 1 - p->rlen);
+
+			if (r <= 0)
+				goto retry;
+			p->rlen += (size_t)r;
+		}
+		if (body_out && out_size) {
+			size_t n = clen < out_size - 1 ? clen : out_size - 1;
+
+			memcpy(body_out, eoh + 4, n);
+			body_out[n] = 0;
+		}
+		memmove(p->rbuf, p->rbuf + need, p->rlen - need);
+		p->rlen -= need;
+		if (strcasestr(p->rbuf, "\r\nConnection: close")) {
+			close(p->fd);
+			p->fd = -1;
+		}
+		return status;
+retry:
+		p->reconnects++;
+		close(p->fd);
+		p->fd = -1;
+	}
+	return -ECONNRESET;
+}
+
+/* ---- phases ---- */
+
+struct phase {
+	size_t size;
+	int pattern;
+	double rate;
+	uint64_t published, expected, delivered;
+	uint64_t first_send, last_send, last_recv;
+	double engine_cpu_s, client_cpu_s;
+	struct hist lat;
+};
+
+static uint64_t sum_ready_chan(unsigned ch)
+{
+	uint64_t s = 0;
+	unsigned i;
+
+	for (i = 0; i < nr_workers; i++)
+		s += __atomic_load_n(&workers[i].ready_chan[ch], __ATOMIC_RELAXED);
+	return s;
+}
+
+static uint64_t sum_delivered(unsigned ph)
+{
+	uint64_t s = 0;
+	unsigned i;
+
+	for (i = 0; i < nr_workers; i++)
+		s += __atomic_load_n(&workers[i].ph[ph].delivered,
+				     __ATOMIC_RELAXED);
+	return s;
+}
+
+static bool past(uint64_t t)
+{
+	return now_ns() >= t;
+}
+
+/*
+ * Publishes one message of phase @k: a JSON object exactly @size bytes long
+ * (or the smallest that holds the header) with its send time in it.
+ */
+static int publish_one(struct pub *p, unsigned k, struct phase *ph,
+		       char *body, uint64_t *t_out)
+{
+	unsigned ch = o.channels ? (unsigned)(ph->published % o.channels) : 0;
+	char path[64];
+	uint64_t t = now_ns();
+	int n, st;
+	size_t len;
+
+	n = snprintf(body, 64, "{\"ph\":%u,\"t\":%llu,\"p\":\"", k,
+		     (unsigned long long)t);
+	len = ph->size > (size_t)n + 2 ? ph->size : (size_t)n + 2;
+	memset(body + n, 'x', len - 2 - (size_t)n);
+	memcpy(body + len - 2, "\"}", 2);
+	if (o.broadcast)
+		snprintf(path, sizeof(path), "/broadcast");
+	else
+		snprintf(path, sizeof(path), "/publish/c%u", ch);
+	st = pub_request(p, "POST", path, body, len, NULL, 0);
+	if (st != 200) {
+		p->errors++;
+		p->consec++;
+		return st < 0 ? st : -EPROTO;
+	}
+	p->consec = 0;
+	ph->expected += o.broadcast ? sum_ready_chan(0) : sum_ready_chan(ch);
+	if (o.broadcast) {
+		unsigned c;
+
+		for (c = 1; c < o.channels; c++)
+			ph->expected += sum_ready_chan(c);
+	}
+	ph->published++;
+	if (!ph->first_send)
+		ph->first_send = t;
+	ph->last_send = t;
+	*t_out = t;
+	return 0;
+}
+
+static void run_phase(struct pub *p, unsigned k, struct phase *ph)
+{
+	char *body = malloc(ph->size + 128);
+	double cpu0 = proc_cpu_s(o.engine_pid), self0 = self_cpu_s();
+	uint64_t t, start = now_ns(), drain_end, i;
+	unsigned w;
+
+	if (!body)
+		return;
+	if (ph->pattern == PAT_BURST) {
+		for (i = 0; i < o.burst && i < o.messages && !past(g_deadline) &&
+		     p->consec < PUB_GIVE_UP; i++)
+			publish_one(p, k, ph, body, &t);
+	} else {
+		uint64_t gap = (uint64_t)(1e9 / ph->rate);
+		uint64_t end = start + (uint64_t)(o.steady_s * 1e9);
+
+		for (i = 0; i < o.messages && !past(g_deadline) &&
+		     p->consec < PUB_GIVE_UP; i++) {
+			uint64_t due = start + i * gap;
+			struct timespec ts;
+
+			if (due >= end)	/* rate x seconds messages, not one more */
+				break;
+			ts = (struct timespec){
+				.tv_sec = (time_t)(due / 1000000000ULL),
+				.tv_nsec = (long)(due % 1000000000ULL),
+			};
+
+			/* Absolute sleeps: a slow publish does not drift. */
+			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+			publish_one(p, k, ph, body, &t);
+		}
+	}
+	free(body);
+	/* Wait until every expected delivery arrived, or the drain timeout. */
+	drain_end = now_ns() + (uint64_t)(o.drain_timeout * 1e9);
+	while (sum_delivered(k) < ph->expected && !past(drain_end) &&
+	       !past(g_deadline))
+		usleep(2000);
+	ph->delivered = sum_delivered(k);
+	ph->engine_cpu_s = o.engine_pid > 0 ?
+			   proc_cpu_s(o.engine_pid) - cpu0 : -1;
+	ph->client_cpu_s = self_cpu_s() - self0;
+	for (w = 0; w < nr_workers; w++) {
+		uint64_t lr = __atomic_load_n(&workers[w].ph[k].last_recv,
+					      __ATOMIC_RELAXED);
+
+		if (lr > ph->last_recv)
+			ph->last_recv = lr;
+	}
+}
+
+/* ---- output ---- */
+
+static void print_hist_us(const char *name, const struct hist *h, double div)
+{
+	printf("\"%s\":{\"count\":%llu,\"min\":%.3f,\"p50\":%.3f,\"p90\":%.3f,"
+	       "\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f}", name,
+	       (unsigned long long)h->count, (double)h->min / div,
+	       hist_q(h, 0.5) / div, hist_q(h, 0.9) / div,
+	       hist_q(h, 0.99) / div, hist_q(h, 0.999) / div,
+	       hist_q(h, 1.0) / div);
+}
+
+static void print_num(const char *name, double v, bool comma)
+{
+	if (isfinite(v))
+		printf("\"%s\":%.6g%s", name, v, comma ? "," : "");
+	else
+		printf("\"%s\":null%s", name, comma ? "," : "");
+}
+
+/* ---- options ---- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: ringcast-bench --target HOST:PORT [options]\n"
+"\n"
+"Opens --conns WebSocket clients to a ringcast engine on loopback over\n"
+"several io_uring rings (direct descriptors) and source addresses, and\n"
+"prints one JSON object with the figures on stdout.\n"
+"\n"
+"  --target ADDR:PORT     the engine (IPv4)\n"
+"  --mode MODE            connect (set up, measure, leave), idle (also hold\n"
+"                         --hold seconds) or fanout (also publish and time\n"
+"                         the deliveries); default connect\n"
+"  --conns N              client connections (default 1000)\n"
+"  --threads N            threads, one ring each (default: enough for the\n"
+"                         per-ring fixed-file cap, RLIMIT_NOFILE, and 2 at least)\n"
+"  --src-addrs N          source addresses 127.0.0.2 on (default: one per\n"
+"                         20000 connections)\n"
+"  --channels K           subscribe connection i to channel c<i %% K>\n"
+"                         (default 0: no subscribe; fanout needs it unless\n"
+"                         --broadcast)\n"
+"  --broadcast            publish with POST /broadcast instead of /publish\n"
+"  --window N             handshakes in flight per thread (default 256)\n"
+"  --sizes LIST           fanout payload sizes in bytes (default 64,1024,16384)\n"
+"  --patterns LIST        burst, steady or both (default burst,steady)\n"
+"  --burst N              messages per burst (default 20)\n"
+"  --rate LIST            steady msg/s, one value or one per size (default 50)\n"
+"  --steady-seconds S     length of a steady phase (default 2)\n"
+"  --messages N           messages per phase, at most (default 100000)\n"
+"  --duration S           the whole run stops after S seconds (default 300)\n"
+"  --connect-timeout S    stop opening connections after S (default 120)\n"
+"  --drain-timeout S      wait for deliveries after a phase (default 10)\n"
+"  --stall-timeout S      end the set-up when no connection became ready or\n"
+"                         failed for S seconds (default 10)\n"
+"  --settle S             wait before the memory reading (default 1)\n"
+"  --hold S               idle mode: keep the connections S seconds (default 0)\n"
+"  --engine-pid PID       read the engine's CPU time and RSS from /proc\n"
+"  --recv-bufs N          provided receive buffers per ring (power of 2,\n"
+"                         default 2048)\n"
+"  --recv-buf-size N      bytes per receive buffer (default 4096)\n"
+"  -h, --help             print this help and exit\n");
+}
+
+static int parse_list(const char *s, double *out, unsigned max)
+{
+	unsigned n = 0;
+	char *end;
+
+	while (*s && n < max) {
+		out[n++] = strtod(s, &end);
+		if (end == s || out[n - 1] <= 0)
+			return -EINVAL;
+		s = *end == ',' ? end + 1 : end;
+		if (*end && *end != ',')
+			return -EINVAL;
+	}
+	return *s ? -E2BIG : (int)n;
+}
+
+static int parse_opts(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "target", required_argument, NULL, 't' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "conns", required_argument, NULL, 'n' },
+		{ "threads", required_argument, NULL, 'T' },
+		{ "src-addrs", required_argument, NULL, 'A' },
+		{ "channels", required_argument, NULL, 'c' },
+		{ "broadcast", no_argument, NULL, 'B' },
+		{ "window", required_argument, NULL, 'w' },
+		{ "sizes", required_argument, NULL, 's' },
+		{ "patterns", required_argument, NULL, 'P' },
+		{ "burst", required_argument, NULL, 'b' },
+		{ "rate", required_argument, NULL, 'r' },
+		{ "steady-seconds", required_argument, NULL, 'S' },
+		{ "messages", required_argument, NULL, 'M' },
+		{ "duration", required_argument, NULL, 'd' },
+		{ "connect-timeout", required_argument, NULL, 'C' },
+		{ "drain-timeout", required_argument, NULL, 'D' },
+		{ "stall-timeout", required_argument, NULL, 'X' },
+		{ "settle", required_argument, NULL, 'e' },
+		{ "hold", required_argument, NULL, 'H' },
+		{ "engine-pid", required_argument, NULL, 'p' },
+		{ "recv-bufs", required_argument, NULL, 'R' },
+		{ "recv-buf-size", required_argument, NULL, 'Z' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	double v[BENCH_MAX_SIZES];
+	bool have_target = false;
+	int opt, n, i;
+
+	o.sizes[0] = 64;
+	o.sizes[1] = 1024;
+	o.sizes[2] = 16384;
+	o.nr_sizes = 3;
+	o.rates[0] = 50;
+	o.nr_rates = 1;
+	while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (opt) {
+		case 't': {
+			char host[64];
+			unsigned port;
+
+			if (sscanf(optarg, "%63[^:]:%u", host, &port) != 2 ||
+			    port > 65535 ||
+			    inet_pton(AF_INET, host, &o.target.sin_addr) != 1)
+				goto bad;
+			o.target.sin_family = AF_INET;
+			o.target.sin_port = htons((uint16_t)port);
+			snprintf(o.target_str, sizeof(o.target_str), "%s:%u",
+				 host, port);
+			have_target = true;
+			break;
+		}
+		case 'm':
+			if (!strcmp(optarg, "connect"))
+				o.mode = MODE_CONNECT;
+			else if (!strcmp(optarg, "idle"))
+				o.mode = MODE_IDLE;
+			else if (!strcmp(optarg, "fanout"))
+				o.mode = MODE_FANOUT;
+			else
+				goto bad;
+			break;
+		case 'n': o.conns = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'T': o.threads = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'A': o.src_addrs = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'c': o.channels = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'B': o.broadcast = true; break;
+		case 'w': o.window = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 's':
+			n = parse_list(optarg, v, BENCH_MAX_SIZES);
+			if (n <= 0)
+				goto bad;
+			for (i = 0; i < n; i++)
+				o.sizes[i] = (size_t)v[i];
+			o.nr_sizes = (unsigned)n;
+			break;
+		case 'P':
+			o.pat_burst = strstr(optarg, "burst") != NULL;
+			o.pat_steady = strstr(optarg, "steady") != NULL;
+			if (!o.pat_burst && !o.pat_steady)
+				goto bad;
+			break;
+		case 'b': o.burst = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'r':
+			n = parse_list(optarg, o.rates, BENCH_MAX_SIZES);
+			if (n <= 0)
+				goto bad;
+			o.nr_rates = (unsigned)n;
+			break;
+		case 'S': o.steady_s = strtod(optarg, NULL); break;
+		case 'M': o.messages = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'd': o.duration = strtod(optarg, NULL); break;
+		case 'C': o.connect_timeout = strtod(optarg, NULL); break;
+		case 'D': o.drain_timeout = strtod(optarg, NULL); break;
+		case 'X': o.stall_timeout = strtod(optarg, NULL); break;
+		case 'e': o.settle = strtod(optarg, NULL); break;
+		case 'H': o.hold = strtod(optarg, NULL); break;
+		case 'p': o.engine_pid = atoi(optarg); break;
+		case 'R': o.recv_bufs = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'Z': o.recv_buf_size = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			goto bad;
+		}
+	}
+	if (!have_target || !o.conns || o.channels > BENCH_MAX_CHANNELS ||
+	    !o.window || o.recv_bufs < 2 || o.recv_bufs > 32768 ||
+	    (o.recv_bufs & (o.recv_bufs - 1)) || o.recv_buf_size < 256 ||
+	    o.duration <= 0 || (o.nr_rates != 1 && o.nr_rates != o.nr_sizes) ||
+	    (o.mode == MODE_FANOUT && !o.channels && !o.broadcast))
+		goto bad;
+	return 0;
+bad:
+	usage(stderr);
+	return -EINVAL;
+}
+
+static void build_requests(void)
+{
+	unsigned k;
+
+	upgrade_len = (size_t)snprintf(upgrade_req, sizeof(upgrade_req),
+		"GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+		"Connection: Upgrade\r\nSec-WebSocket-Key: " BENCH_WS_KEY "\r\n"
+		"Sec-WebSocket-Version: 13\r\n\r\n", o.target_str);
+	for (k = 0; k < o.channels; k++) {
+		uint8_t *f = (uint8_t *)sub_frame[k];
+		int n = snprintf((char *)f + 6, sizeof(sub_frame[k]) - 6,
+			"{\"seq\":1,\"cmd\":\"subscribe\","
+			"\"data\":{\"channels\":[\"c%u\"]}}", k);
+
+		/* FIN + text, masked, with an all-zero key: the XOR is a no-op. */
+		f[0] = 0x81;
+		f[1] = 0x80 | (uint8_t)n;
+		memset(f + 2, 0, 4);
+		sub_len[k] = 6 + (size_t)n;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct rlimit rl;
+	uint64_t progress = 0, t_progress;
+	uint64_t t0, t_up = 0, t_ready = 0, upgraded = 0, ready = 0, failed = 0;
+	long rss0, rss1, slab0, slab1, sunr0, sunr1, tcpm0, tcpm1;
+	struct phase *phases = NULL;
+	unsigned nr_phases = 0, i, per_thread, cap;
+	struct hist hs = { 0 };
+	struct pub pub = { .fd = -1 };
+	static char stats[65536];
+	int ret, stats_st;
+
+	if (parse_opts(argc, argv) < 0)
+		return 2;
+	signal(SIGPIPE, SIG_IGN);
+	/* Whatever happens, the process ends on its own. */
+	alarm((unsigned)o.duration + 60);
+	getrlimit(RLIMIT_NOFILE, &rl);
+	cap = rl.rlim_cur > BENCH_FD_RESERVE + 1000 ?
+	      (unsigned)rl.rlim_cur - BENCH_FD_RESERVE : 1000;
+	nr_workers = o.threads ? o.threads : 2;
+	if (nr_workers < (o.conns + cap - 1) / cap)
+		nr_workers = (o.conns + cap - 1) / cap;
+	if (nr_workers > BENCH_MAX_THREADS || nr_workers > o.conns) {
+		fprintf(stderr, "ringcast-bench: %u threads: out of range\n",
+			nr_workers);
+		return 2;
+	}
+	if (!o.src_addrs)
+		o.src_addrs = (o.conns + 19999) / 20000;
+	build_requests();
+	g_deadline = now_ns() + (uint64_t)(o.duration * 1e9);
+
+	rss0 = engine_rss_kb();
+	slab0 = proc_kb("/proc/meminfo", "Slab");
+	sunr0 = proc_kb("/proc/meminfo", "SUnreclaim");
+	tcpm0 = tcp_mem_pages();
+
+	workers = calloc(nr_workers, sizeof(*workers));
+	if (!workers)
+		return 1;
+	per_thread = o.conns / nr_workers;
+	for (i = 0; i < nr_workers; i++) {
+		struct worker *w = &workers[i];
+
+		w->id = i;
+		w->first = i * per_thread;
+		w->n = i == nr_workers - 1 ? o.conns - w->first : per_thread;
+		w->conns = calloc(w->n, sizeof(*w->conns));
+		w->ph = calloc(BENCH_MAX_PHASES, sizeof(*w->ph));
+		if (!w->conns || !w->ph)
+			return 1;
+	}
+	pthread_barrier_init(&start_barrier, NULL, nr_workers + 1);
+	for (i = 0; i < nr_workers; i++) {
+		ret = pthread_create(&workers[i].tid, NULL, worker_main,
+				     &workers[i]);
+		if (ret) {
+			fprintf(stderr, "ringcast-bench: pthread_create: %s\n",
+				strerror(ret));
+			return 1;
+		}
+	}
+	pthread_barrier_wait(&start_barrier);
+	for (i = 0; i < nr_workers; i++)
+		if (workers[i].err < 0) {
+			fprintf(stderr, "ringcast-bench: ring %u: %s\n", i,
+				strerror(-workers[i].err));
+			return 1;
+		}
+	t0 = now_ns();
+	t_progress = t0;
+
+	/*
+	 * Set-up: until every connection is ready or failed, or time is up, or
+	 * nothing moved for --stall-timeout (connections the engine never
+	 * answers would otherwise hold the run until --connect-timeout).
+	 */
+	for (;;) {
+		uint64_t r = 0, f = 0;
+
+		for (i = 0; i < nr_workers; i++) {
+			r += __atomic_load_n(&workers[i].ready, __ATOMIC_RELAXED);
+			f += __atomic_load_n(&workers[i].failed, __ATOMIC_RELAXED);
+		}
+		if (r + f != progress) {
+			progress = r + f;
+			t_progress = now_ns();
+		}
+		if (r + f >= o.conns || past(t0 + (uint64_t)(o.connect_timeout * 1e9)) ||
+		    past(t_progress + (uint64_t)(o.stall_timeout * 1e9)) ||
+		    past(g_deadline))
+			break;
+		usleep(1000);
+	}
+	__atomic_store_n(&g_connect_stop, 1, __ATOMIC_RELAXED);
+	for (i = 0; i < nr_workers; i++) {
+		struct worker *w = &workers[i];
+		uint64_t tu = __atomic_load_n(&w->t_last_upgraded, __ATOMIC_RELAXED);
+		uint64_t tr = __atomic_load_n(&w->t_last_ready, __ATOMIC_RELAXED);
+
+		upgraded += __atomic_load_n(&w->upgraded, __ATOMIC_RELAXED);
+		ready += __atomic_load_n(&w->ready, __ATOMIC_RELAXED);
+		failed += __atomic_load_n(&w->failed, __ATOMIC_RELAXED);
+		t_up = tu > t_up ? tu : t_up;
+		t_ready = tr > t_ready ? tr : t_ready;
+	}
+	if (o.settle > 0)
+		usleep((useconds_t)(o.settle * 1e6));
+	rss1 = engine_rss_kb();
+	slab1 = proc_kb("/proc/meminfo", "Slab");
+	sunr1 = proc_kb("/proc/meminfo", "SUnreclaim");
+	tcpm1 = tcp_mem_pages();
+
+	if (o.mode == MODE_IDLE && o.hold > 0) {
+		uint64_t end = now_ns() + (uint64_t)(o.hold * 1e9);
+
+		while (!past(end) && !past(g_deadline))
+			usleep(10000);
+	}
+	if (o.mode == MODE_FANOUT && ready) {
+		unsigned s;
+
+		phases = calloc(BENCH_MAX_PHASES, sizeof(*phases));
+		if (!phases)
+			return 1;
+		for (s = 0; s < o.nr_sizes; s++) {
+			double rate = o.rates[o.nr_rates == 1 ? 0 : s];
+
+			if (o.pat_burst) {
+				phases[nr_phases].size = o.sizes[s];
+				phases[nr_phases++].pattern = PAT_BURST;
+			}
+			if (o.pat_steady) {
+				phases[nr_phases].size = o.sizes[s];
+				phases[nr_phases].rate = rate;
+				phases[nr_phases++].pattern = PAT_STEADY;
+			}
+		}
+		for (i = 0; i < nr_phases && !past(g_deadline) &&
+			    pub.consec < PUB_GIVE_UP; i++) {
+			run_phase(&pub, i, &phases[i]);
+			usleep(100000);	/* let the queues drain between phases */
+		}
+	}
+	stats_st = pub.consec >= PUB_GIVE_UP ? -EIO :
+		   pub_request(&pub, "GET", "/stats", NULL, 0, stats,
+			       sizeof(stats));
+
+	__atomic_store_n(&g_stop, 1, __ATOMIC_RELAXED);
+	for (i = 0; i < nr_workers; i++)
+		pthread_join(workers[i].tid, NULL);
+	for (i = 0; i < nr_workers; i++)
+		hist_merge(&hs, &workers[i].hs);
+
+	/* ---- the JSON report ---- */
+	printf("{\"tool\":\"ringcast-bench\",\"mode\":\"%s\",",
+	       o.mode == MODE_FANOUT ? "fanout" :
+	       o.mode == MODE_IDLE ? "idle" : "connect");
+	printf("\"target\":\"%s\",\"conns\":%u,\"threads\":%u,\"src_addrs\":%u,"
+	       "\"channels\":%u,\"broadcast\":%s,\"window\":%u,\"engine_pid\":%d,",
+	       o.target_str, o.conns, nr_workers, o.src_addrs, o.channels,
+	       o.broadcast ? "true" : "false", o.window, o.engine_pid);
+	printf("\"setup\":{\"upgraded\":%llu,\"ready\":%llu,\"failed\":%llu,"
+	       "\"pending\":%llu,", (unsigned long long)upgraded,
+	       (unsigned long long)ready, (unsigned long long)failed,
+	       (unsigned long long)(o.conns - ready - failed));
+	print_num("time_to_n_s", ready == o.conns ?
+		  (double)(t_ready - t0) / 1e9 : NAN, true);
+	print_num("time_to_last_ready_s", ready ?
+		  (double)(t_ready - t0) / 1e9 : NAN, true);
+	print_num("handshakes_per_s", upgraded && t_up > t0 ?
+		  (double)upgraded / ((double)(t_up - t0) / 1e9) : NAN, true);
+	print_hist_us("ready_latency_ms", &hs, 1e6);
+	{
+		uint64_t enobufs = 0, pings = 0, bad = 0, other = 0, closed = 0;
+		uint64_t open_err = 0;
+		int first_err = 0;
+
+		for (i = 0; i < nr_workers; i++) {
+			struct worker *w = &workers[i];
+
+			enobufs += w->enobufs;
+			pings += w->pings;
+			bad += w->bad_msgs;
+			other += w->other_msgs;
+			closed += w->closed;
+			open_err += w->open_err;
+			if (!first_err)
+				first_err = w->first_err ? w->first_err : w->err;
+		}
+		printf(",\"first_error\":\"%s\"},", first_err ?
+		       strerror(-first_err) : "");
+		printf("\"client\":{\"closed_by_peer\":%llu,\"recv_enobufs\":%llu,"
+		       "\"pings\":%llu,\"bad_msgs\":%llu,\"other_msgs\":%llu,"
+		       "\"open_errors\":%llu,\"publish_errors\":%llu,"
+		       "\"publish_reconnects\":%llu,\"publisher_gave_up\":%s,"
+		       "\"cpu_s\":%.3f},",
+		       (unsigned long long)closed, (unsigned long long)enobufs,
+		       (unsigned long long)pings, (unsigned long long)bad,
+		       (unsigned long long)other, (unsigned long long)open_err,
+		       (unsigned long long)pub.errors,
+		       (unsigned long long)pub.reconnects,
+		       pub.consec >= PUB_GIVE_UP ? "true" : "false", self_cpu_s());
+	}
+	printf("\"memory\":{\"engine_rss_before_kib\":%ld,"
+	       "\"engine_rss_after_kib\":%ld,\"slab_before_kib\":%ld,"
+	       "\"slab_after_kib\":%ld,\"sunreclaim_before_kib\":%ld,"
+	       "\"sunreclaim_after_kib\":%ld,\"tcp_mem_pages_before\":%ld,"
+	       "\"tcp_mem_pages_after\":%ld,", rss0, rss1, slab0, slab1,
+	       sunr0, sunr1, tcpm0, tcpm1);
+	print_num("engine_rss_per_conn_bytes", ready && rss0 >= 0 && rss1 >= 0 ?
+		  (double)(rss1 - rss0) * 1024 / (double)ready : NAN, true);
+	/* Loopback: both ends of every connection are in this kernel. */
+	print_num("slab_per_conn_bytes", ready && slab0 >= 0 ?
+		  (double)(slab1 - slab0) * 1024 / (double)ready : NAN, false);
+	printf("},\"phases\":[");
+	for (i = 0; i < nr_phases; i++) {
+		struct phase *ph = &phases[i];
+		unsigned w;
+		double span = ph->last_recv > ph->first_send ?
+			      (double)(ph->last_recv - ph->first_send) / 1e9 : NAN;
+
+		for (w = 0; w < nr_workers; w++)
+			hist_merge(&ph->lat, &workers[w].ph[i].lat);
+		printf("%s{\"size\":%zu,\"pattern\":\"%s\",", i ? "," : "",
+		       ph->size, ph->pattern == PAT_BURST ? "burst" : "steady");
+		if (ph->pattern == PAT_STEADY)
+			print_num("rate_msgs_per_s", ph->rate, true);
+		else
+			printf("\"burst\":%u,", o.burst);
+		printf("\"published\":%llu,\"expected\":%llu,\"delivered\":%llu,"
+		       "\"lost\":%lld,", (unsigned long long)ph->published,
+		       (unsigned long long)ph->expected,
+		       (unsigned long long)ph->delivered,
+		       (long long)(ph->expected - ph->delivered));
+		print_num("span_s", span, true);
+		print_num("delivered_per_s", (double)ph->delivered / span, true);
+		print_num("engine_cpu_s", ph->engine_cpu_s, true);
+		print_num("engine_cpu_s_per_million", o.engine_pid > 0 &&
+			  ph->delivered ? ph->engine_cpu_s * 1e6 /
+			  (double)ph->delivered : NAN, true);
+		print_num("client_cpu_s", ph->client_cpu_s, true);
+		print_hist_us("latency_us", &ph->lat, 1e3);
+		printf("}");
+	}
+	printf("],\"engine_stats\":%s}\n", stats_st == 200 && stats[0] == '{' ?
+	       stats : "null");
+	fflush(stdout);
+
+	/* Closing the rings closes every client socket. */
+	for (i = 0; i < nr_workers; i++)
+		io_uring_queue_exit(&workers[i].ring);
+	if (pub.fd >= 0)
+		close(pub.fd);
+	return ready ? 0 : 1;
+}
