@@ -66,6 +66,69 @@ static void reply_json(struct eng_shard *s, struct eng_conn *c, int status,
 	eng_conn_http_reply(s, c, status, NULL, json_type, body, strlen(body));
 }
 
+/* The API key check of every publisher endpoint; false: 401 sent. */
+static bool key_ok(struct eng_shard *s, struct eng_conn *c,
+		   const struct hs_req *req)
+{
+	static const char bad[] = "{\"error\":\"bad api key\"}\n";
+
+	if (authorized(&s->eng->cfg, req))
+		return true;
+	eng_conn_http_reply(s, c, 401, "WWW-Authenticate: Bearer\r\n",
+			    json_type, bad, sizeof(bad) - 1);
+	return false;
+}
+
+/*
+ * A published body is delivered verbatim when it is JSON and as a JSON
+ * string when it is other UTF-8 text; anything else cannot go in a text
+ * frame. Returns false after answering 400.
+ */
+static bool payload_ok(struct eng_shard *s, struct eng_conn *c,
+		       const uint8_t *body, size_t len, bool *json)
+{
+	*json = json_valid(s->json, (const char *)body, len);
+	if (*json || json_utf8_valid(body, len))
+		return true;
+	reply_json(s, c, 400, "{\"error\":\"payload is neither JSON nor "
+		   "UTF-8 text\"}\n");
+	return false;
+}
+
+/* 200 {"ok":true}, ready to go once the message is sequenced. */
+static struct eng_buf *ok_response(struct eng_conn *c)
+{
+	static const char ok[] = "{\"ok\":true}\n";
+	struct eng_buf *b = eng_buf_new(256);
+	ssize_t n;
+
+	if (!b)
+		return NULL;
+	n = hs_write_response((char *)b->data, b->cap, 200, NULL, json_type,
+			      ok, sizeof(ok) - 1, !(c->flags & CONN_F_KEEP));
+	if (n < 0) {
+		eng_buf_put(b);
+		return NULL;
+	}
+	b->len = (uint32_t)n;
+	return b;
+}
+
+/* Hands a push frame to its sequencer; 200 once it is sequenced. */
+static void publish_frame(struct eng_shard *s, struct eng_conn *c,
+			  struct eng_buf *frame)
+{
+	struct eng_buf *resp = frame ? ok_response(c) : NULL;
+
+	if (!resp) {
+		eng_buf_put(frame);
+		reply(s, c, 503, NULL);
+		return;
+	}
+	if (eng_publish(s, c, frame, resp) < 0)
+		reply(s, c, 503, NULL);
+}
+
 /* 401 with a short reason, no upgrade (RFC 6750 names the header). */
 static void unauthorized(struct eng_shard *s, struct eng_conn *c,
 			 const char *why)
@@ -126,16 +189,10 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 	const char *slash = memchr(uid, '/', (size_t)(end - uid));
 	size_t ulen = (size_t)((slash ? slash : end) - uid);
 	struct hs_str rest = { .p = slash, .len = (uint32_t)(slash ? end - slash : 0) };
-	struct eng_buf *frame;
 	bool json;
 
-	if (!authorized(&s->eng->cfg, req)) {
-		static const char bad[] = "{\"error\":\"bad api key\"}\n";
-
-		eng_conn_http_reply(s, c, 401, "WWW-Authenticate: Bearer\r\n",
-				    json_type, bad, sizeof(bad) - 1);
+	if (!key_ok(s, c, req))
 		return;
-	}
 	if (!eng_chan_name_ok(uid, ulen)) {
 		reply_json(s, c, 400, "{\"error\":\"bad user id\"}\n");
 		return;
@@ -168,12 +225,8 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, 411, NULL);
 		return;
 	}
-	json = json_valid(s->json, (const char *)body, len);
-	if (!json && !json_utf8_valid(body, len)) {
-		reply_json(s, c, 400, "{\"error\":\"payload is neither JSON "
-			   "nor UTF-8 text\"}\n");
+	if (!payload_ok(s, c, body, len, &json))
 		return;
-	}
 	if (s->eng->redis) {
 		char key[ENG_CHAN_MAX + 2];
 		size_t klen = eng_user_key(key, uid, ulen);
@@ -183,29 +236,7 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 			reply(s, c, 503, NULL);
 		return;
 	}
-	frame = eng_pub_user_frame(uid, ulen, body, len, json);
-	if (!frame) {
-		reply(s, c, 503, NULL);
-		return;
-	}
-	{
-		static const char ok[] = "{\"ok\":true}\n";
-		struct eng_buf *resp = eng_buf_new(256);
-		ssize_t n = resp ? hs_write_response((char *)resp->data,
-					resp->cap, 200, NULL, json_type, ok,
-					sizeof(ok) - 1,
-					!(c->flags & CONN_F_KEEP)) : -1;
-
-		if (n < 0) {
-			eng_buf_put(resp);
-			eng_buf_put(frame);
-			reply(s, c, 503, NULL);
-			return;
-		}
-		resp->len = (uint32_t)n;
-		if (eng_publish(s, c, frame, resp) < 0)
-			reply(s, c, 503, NULL);
-	}
+	publish_frame(s, c, eng_pub_user_frame(uid, ulen, body, len, json));
 }
 
 /* GET /online: users and connections, this node or all (Redis). */
@@ -216,13 +247,8 @@ static void online(struct eng_shard *s, struct eng_conn *c,
 	char body[128];
 	int n;
 
-	if (!authorized(&s->eng->cfg, req)) {
-		static const char bad[] = "{\"error\":\"bad api key\"}\n";
-
-		eng_conn_http_reply(s, c, 401, "WWW-Authenticate: Bearer\r\n",
-				    json_type, bad, sizeof(bad) - 1);
+	if (!key_ok(s, c, req))
 		return;
-	}
 	if (s->eng->redis) {
 		eng_redis_online(s, c);
 		return;
@@ -238,29 +264,21 @@ static void online(struct eng_shard *s, struct eng_conn *c,
 	eng_conn_http_reply(s, c, 200, NULL, json_type, body, (size_t)n);
 }
 
-/* Builds the push frame for a published body and hands it on. */
+/* POST /publish/{channel} and /broadcast. */
 static void publish(struct eng_shard *s, struct eng_conn *c,
 		    const struct hs_req *req, const uint8_t *body, size_t len)
 {
-	static const char ok[] = "{\"ok\":true}\n";
 	const struct hs_str *path = &req->path;
 	const char *chan = NULL;
 	size_t clen = 0;
-	struct eng_buf *frame, *resp;
 	bool json;
-	ssize_t n;
 
 	if (!str_is(&req->method, "POST")) {
 		reply(s, c, 405, "Allow: POST\r\n");
 		return;
 	}
-	if (!authorized(&s->eng->cfg, req)) {
-		static const char bad[] = "{\"error\":\"bad api key\"}\n";
-
-		eng_conn_http_reply(s, c, 401, "WWW-Authenticate: Bearer\r\n",
-				    json_type, bad, sizeof(bad) - 1);
+	if (!key_ok(s, c, req))
 		return;
-	}
 	if (has_prefix(path, "/publish/")) {
 		chan = path->p + 9;
 		clen = path->len - 9;
@@ -269,13 +287,8 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 			return;
 		}
 	}
-	/* Verbatim when it is JSON; otherwise as a JSON string. */
-	json = json_valid(s->json, (const char *)body, len);
-	if (!json && !json_utf8_valid(body, len)) {
-		reply_json(s, c, 400, "{\"error\":\"payload is neither JSON "
-			   "nor UTF-8 text\"}\n");
+	if (!payload_ok(s, c, body, len, &json))
 		return;
-	}
 	if (s->eng->redis) {
 		/* Every node, this one included, gets it back from Redis. */
 		if (eng_redis_publish(s, c, chan, clen, body, len, NULL,
@@ -283,26 +296,7 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 			reply(s, c, 503, NULL);
 		return;
 	}
-	frame = eng_pub_frame(chan, clen, body, len, json);
-	resp = eng_buf_new(256);
-	if (!frame || !resp) {
-		eng_buf_put(frame);
-		eng_buf_put(resp);
-		reply(s, c, 503, NULL);
-		return;
-	}
-	n = hs_write_response((char *)resp->data, resp->cap, 200, NULL,
-			      json_type, ok, sizeof(ok) - 1,
-			      !(c->flags & CONN_F_KEEP));
-	if (n < 0) {
-		eng_buf_put(frame);
-		eng_buf_put(resp);
-		reply(s, c, 500, NULL);
-		return;
-	}
-	resp->len = (uint32_t)n;
-	if (eng_publish(s, c, frame, resp) < 0)
-		reply(s, c, 503, NULL);
+	publish_frame(s, c, eng_pub_frame(chan, clen, body, len, json));
 }
 
 
