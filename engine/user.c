@@ -234,9 +234,13 @@ static void on_join_ack(struct eng_shard *s, struct eng_interest *m)
 	}
 	eng_free(c->auth);
 	c->auth = NULL;
-	eng_conn_http_reply(s, c, 429, NULL, "application/json",
-			    "{\"error\":\"too many connections for this user\"}\n",
-			    47);
+	{
+		static const char body[] =
+			"{\"error\":\"too many connections for this user\"}\n";
+
+		eng_conn_http_reply(s, c, 429, NULL, "application/json", body,
+				    sizeof(body) - 1);
+	}
 	eng_free(m);
 }
 
