@@ -78,15 +78,18 @@ static const char usage[] =
 "SIZE takes K, M or G suffixes; DUR takes ms, s or m (default s).\n"
 "\n"
 "Endpoints on the same port: ws://HOST:PORT/ws (the push protocol),\n"
-"POST /publish/CHANNEL and POST /broadcast (body = payload), GET /stats,\n"
-"GET /healthz; docs/PROTOCOL.md describes them.\n"
+"POST /publish/CHANNEL and POST /broadcast (body = payload),\n"
+"POST /users/UID/push, GET /users/UID, POST /users/UID/disconnect,\n"
+"GET /online, GET /stats, GET /healthz; docs/PROTOCOL.md describes them.\n"
 "SIGINT or SIGTERM sends close 1001 to every client, then exits 0.\n"
 "\n"
 "Connections per shard: client sockets are io_uring direct descriptors and\n"
 "never use the process fd table, but each ring's fixed-file table is capped\n"
-"at RLIMIT_NOFILE, which ringcast raises to its hard limit. A host with a\n"
-"hard limit of 20000 holds about shards x 20000 connections: raise the\n"
-"limit (tune/, sysctl.d/) or run more shards for more.\n";
+"at RLIMIT_NOFILE (which ringcast raises to its hard limit) and at 1048576\n"
+"by the kernel. A host with a hard limit of 20000 holds about shards x\n"
+"20000 connections: raise the limit (tune/, sysctl.d/) or run more shards.\n"
+"With --io epoll, sockets are ordinary fds: the whole process holds about\n"
+"RLIMIT_NOFILE of them.\n";
 
 static int parse_u64(const char *s, uint64_t *out)
 {
