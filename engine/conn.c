@@ -196,9 +196,41 @@ static void flush(struct eng_shard *s, struct eng_conn *c)
 			goto fail;
 		}
 		ENG_STAT_ADD(s, zc_sends, 1);
+		c->nflight = 1;
+	} else if (c->sq_head->next) {
+		/*
+		 * Several frames wait: one sendmsg takes them all (up to
+		 * ENG_IOV_MAX), one operation and one completion instead of
+		 * one per frame. The kernel reads every buffer it covers
+		 * until the CQE; sent() pops them after it.
+		 */
+		struct eng_sendv *v = eng_malloc(sizeof(*v));
+		struct eng_sq *q = c->sq_head;
+		unsigned n = 0;
+
+		if (!v)
+			goto fail;
+		for (; q && n < ENG_IOV_MAX; q = q->next, n++) {
+			v->iov[n].iov_base = q->buf->data + q->buf->start +
+					     (n ? 0 : c->sent);
+			v->iov[n].iov_len = q->buf->len - (n ? 0 : c->sent);
+		}
+		memset(&v->mh, 0, sizeof(v->mh));
+		v->mh.msg_iov = v->iov;
+		v->mh.msg_iovlen = n;
+		v->slot = eng_slot(s, c);
+		v->gen = c->gen;
+		if (ring_sendmsg(&s->ring, v->slot, &v->mh,
+				 ring_ud_ptr(ENG_OP_SENDV, v))) {
+			eng_free(v);
+			goto fail;
+		}
+		c->nflight = (uint16_t)n;
 	} else if (ring_send(&s->ring, eng_slot(s, c), p, len,
 			     ud_of(s, c, ENG_OP_SEND))) {
 		goto fail;	/* the kernel reads b until this SEND's CQE */
+	} else {
+		c->nflight = 1;
 	}
 	c->flags |= CONN_F_SEND;
 	return;
@@ -219,11 +251,17 @@ static void slow(struct eng_shard *s, struct eng_conn *c)
 	struct eng_sq *q, *keep = NULL;
 	unsigned n = 0;
 
+	/* Frames the send in flight covers stay until its completion. */
 	q = c->sq_head;
 	if (q && (c->flags & CONN_F_SEND)) {
+		struct eng_sq *last = q;
+
+		for (unsigned i = 1; i < c->nflight && last->next; i++)
+			last = last->next;
 		keep = q;
-		q = q->next;
-		keep->next = NULL;
+		q = last->next;
+		last->next = NULL;
+		c->sq_tail = last;
 	}
 	while (q) {
 		struct eng_sq *next = q->next;
@@ -234,13 +272,15 @@ static void slow(struct eng_shard *s, struct eng_conn *c)
 		q = next;
 		n++;
 	}
-	c->sq_head = c->sq_tail = keep;
+	c->sq_head = keep;
+	if (!keep)
+		c->sq_tail = NULL;	/* else the last kept, set above */
 	ENG_STAT_ADD(s, dropped, n);
 	ENG_STAT_ADD(s, slow_closed, 1);
 	send_close(s, c, WS_CLOSE_POLICY, "slow consumer", CONN_DRAIN);
 	/*
 	 * A stalled reader may still come back and read its close: hold it
-	 * (bounded: one frame in flight and the close) a while longer.
+	 * (bounded: the frames of the send in flight and the close) a while longer.
 	 */
 	if (c->state == CONN_DRAIN)
 		eng_timer_set(s, c, s->tick + eng_ms_to_ticks(ENG_SLOW_WAIT_MS));
@@ -313,10 +353,17 @@ static void sent(struct eng_shard *s, struct eng_conn *c, int res)
 		return;
 	}
 	ENG_STAT_ADD(s, bytes_out, res);
-	c->sent += (uint32_t)res;
 	c->queued -= (uint32_t)res;
-	q = c->sq_head;
-	if (c->sent == q->buf->len) {
+	c->nflight = 0;
+	/* Pop every frame the send finished; the last may be partial. */
+	while ((q = c->sq_head) && res > 0) {
+		uint32_t left = q->buf->len - c->sent;
+
+		if ((uint32_t)res < left) {
+			c->sent += (uint32_t)res;
+			break;
+		}
+		res -= (int)left;
 		c->sq_head = q->next;
 		if (!c->sq_head)
 			c->sq_tail = NULL;
@@ -325,6 +372,16 @@ static void sent(struct eng_shard *s, struct eng_conn *c, int res)
 		eng_free(q);
 	}
 	flush(s, c);
+}
+
+void eng_conn_on_sendv(struct eng_shard *s, struct io_uring_cqe *cqe)
+{
+	struct eng_sendv *v = ring_ud_to_ptr(cqe->user_data);
+	struct eng_conn *c = &s->conns[v->slot];
+
+	if (c->gen == v->gen && c->state != CONN_FREE)
+		sent(s, c, cqe->res);
+	eng_free(v);
 }
 
 void eng_conn_on_send_zc(struct eng_shard *s, struct io_uring_cqe *cqe)

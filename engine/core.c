@@ -126,6 +126,9 @@ static void dispatch(void *arg, struct io_uring_cqe *cqe)
 	case ENG_OP_SEND_ZC:
 		eng_conn_on_send_zc(s, cqe);
 		break;
+	case ENG_OP_SENDV:
+		eng_conn_on_sendv(s, cqe);
+		break;
 	case ENG_OP_PUB:
 	case ENG_OP_PUB_ACK:
 	case ENG_OP_DELIVER:

@@ -169,7 +169,7 @@ struct eng_conn {
 	uint8_t kind;		/* CONN_K_* */
 	uint16_t flags;		/* CONN_F_* */
 	uint16_t nsubs;		/* entries in subs */
-	uint16_t pad;
+	uint16_t nflight;	/* queue entries the send in flight covers */
 	uint32_t tprev, tnext;	/* timer wheel links (slots), ENG_NIL ends */
 	uint32_t tdue;		/* tick the timer fires at */
 	uint32_t last_rx;	/* tick of the last byte received */
@@ -411,7 +411,8 @@ enum {
 	ENG_OP_TIMER,
 	ENG_OP_STOP,		/* mailbox: stop the shard */
 	ENG_OP_MBOX_ERR,	/* a mailbox post that failed */
-	ENG_OP_SEND_ZC,		/* ptr: the struct eng_sq in flight */
+	ENG_OP_SEND_ZC,		/* ptr: the struct eng_zc in flight */
+	ENG_OP_SENDV,		/* ptr: the struct eng_sendv in flight */
 	ENG_OP_PUB,		/* mailbox: struct eng_pub to its sequencer */
 	ENG_OP_PUB_ACK,		/* mailbox: struct eng_pub back, sequenced */
 	ENG_OP_DELIVER,		/* mailbox: push frame (struct eng_buf) */
@@ -449,10 +450,19 @@ void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
 			struct eng_buf *b);
 void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code);
 void eng_conn_on_send_zc(struct eng_shard *s, struct io_uring_cqe *cqe);
+void eng_conn_on_sendv(struct eng_shard *s, struct io_uring_cqe *cqe);
 void eng_conn_reschedule(struct eng_shard *s, struct eng_conn *c);
 struct hs_str;
 void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
 		      const struct hs_str *key, uint8_t kind);
+
+/* A vectored send in flight: several queued frames in one sendmsg. */
+#define ENG_IOV_MAX	16
+struct eng_sendv {
+	struct msghdr mh;
+	struct iovec iov[ENG_IOV_MAX];
+	uint32_t slot, gen;
+};
 
 /* A send_zc in flight: its buffer stays referenced until the NOTIF. */
 struct eng_zc {

@@ -39,6 +39,7 @@ struct ep_slot {
 	uint64_t send_ud;
 	const void *send_p;	/* pending send: borrowed until its CQE */
 	size_t send_len;
+	struct msghdr *send_mh;	/* or a pending sendmsg, likewise */
 	uint8_t open;		/* an accepted socket lives here */
 	uint8_t recv_armed;
 	uint8_t send_pending;	/* waits for EPOLLOUT */
@@ -350,6 +351,28 @@ int ring__ep_send(struct ring *r, unsigned slot, const void *p, size_t len,
 	sl->send_ud = ud;
 	sl->send_p = p;
 	sl->send_len = len;
+	sl->send_mh = NULL;
+	sl->send_pending = 1;
+	return want_out(ep, slot, true);
+}
+
+int ring__ep_sendmsg(struct ring *r, unsigned slot, struct msghdr *mh,
+		     uint64_t ud)
+{
+	struct ring_ep *ep = r->ep;
+	struct ep_slot *sl;
+	ssize_t n;
+
+	if (slot >= ep->nr_slots || !ep->slots[slot].open)
+		return -EBADF;
+	sl = &ep->slots[slot];
+	n = sendmsg((int)slot, mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
+		post(ep, ud, n < 0 ? -errno : (int32_t)n, 0);
+		return 0;
+	}
+	sl->send_ud = ud;
+	sl->send_mh = mh;
 	sl->send_pending = 1;
 	return want_out(ep, slot, true);
 }
@@ -361,8 +384,11 @@ static void do_write(struct ring_ep *ep, unsigned slot)
 
 	if (!sl->send_pending)
 		return;
-	n = send((int)slot, sl->send_p, sl->send_len,
-		 MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (sl->send_mh)
+		n = sendmsg((int)slot, sl->send_mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	else
+		n = send((int)slot, sl->send_p, sl->send_len,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	sl->send_pending = 0;

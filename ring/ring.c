@@ -157,6 +157,18 @@ int ring_send(struct ring *r, unsigned slot, const void *p, size_t len,
 	return 0;
 }
 
+int ring_sendmsg(struct ring *r, unsigned slot, struct msghdr *mh,
+		 uint64_t ud)
+{
+	if (r->ep)
+		return ring__ep_sendmsg(r, slot, mh, ud);
+	PREP(r, sqe);
+	io_uring_prep_sendmsg(sqe, (int)slot, mh, MSG_NOSIGNAL);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
 int ring_send_zc(struct ring *r, unsigned slot, const void *p, size_t len,
 		 uint64_t ud)
 {

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 /* Newer than the liburing 2.3 headers; the kernel has both since 6.2. */
@@ -97,6 +98,10 @@ int ring_recv(struct ring *r, unsigned slot, unsigned short bgid,
 /* One send of @len bytes at @p (borrowed until the CQE). */
 int ring_send(struct ring *r, unsigned slot, const void *p, size_t len,
 	      uint64_t ud);
+/* One sendmsg of @mh's iovecs (@mh and what it points to borrowed until
+ * the CQE): several queued frames in one operation. */
+int ring_sendmsg(struct ring *r, unsigned slot, struct msghdr *mh,
+		 uint64_t ud);
 /* io_uring only: send_zc from fixed buffer 0; a NOTIF CQE follows. */
 int ring_send_zc(struct ring *r, unsigned slot, const void *p, size_t len,
 		 uint64_t ud);

@@ -17,6 +17,8 @@ int ring__ep_accept(struct ring *r, int lfd, uint64_t ud);
 int ring__ep_recv(struct ring *r, unsigned slot, uint64_t ud);
 int ring__ep_send(struct ring *r, unsigned slot, const void *p, size_t len,
 		  uint64_t ud);
+int ring__ep_sendmsg(struct ring *r, unsigned slot, struct msghdr *mh,
+		     uint64_t ud);
 int ring__ep_close(struct ring *r, unsigned slot, uint64_t ud);
 int ring__ep_cancel_slot(struct ring *r, unsigned slot, uint64_t ud);
 int ring__ep_cancel(struct ring *r, uint64_t target);
