@@ -91,10 +91,30 @@ static void on_tick(struct eng_shard *s)
 	arm_tick(s);
 }
 
+/*
+ * Posts mail to a shard's ring, counting it until a ring reads it (or
+ * its failure comes back), so that no shard exits with mail in flight.
+ */
+int eng_post(struct eng *e, struct ring *from, struct ring *to, unsigned op,
+	     void *ptr, int32_t res)
+{
+	int ret;
+
+	atomic_fetch_add(&e->mail, 1);
+	ret = ring_mbox_post(from, to, ring_ud_ptr(op, ptr), res,
+			     ring_ud_ptr(op | ENG_OP_FAILED, ptr));
+	if (ret < 0)
+		atomic_fetch_sub(&e->mail, 1);
+	return ret;
+}
+
 static void dispatch(void *arg, struct io_uring_cqe *cqe)
 {
 	struct eng_shard *s = arg;
 	unsigned op = ring_ud_op(cqe->user_data);
+
+	if (eng_is_mail(op & ~ENG_OP_FAILED))
+		atomic_fetch_sub(&s->eng->mail, 1);
 
 	if (op & ENG_OP_FAILED) {
 		unsigned base = op & ~ENG_OP_FAILED;
@@ -295,7 +315,15 @@ void *eng_shard_main(void *arg)
 				s->drained = true;
 				atomic_fetch_add(&s->eng->drained, 1);
 			}
-			if (atomic_load(&s->eng->drained) == s->eng->cfg.shards)
+			/*
+			 * Everyone drained and no mail in flight: nothing can
+			 * arrive any more. The mail count is checked too so a
+			 * shard that exits first leaves nothing unread; a count
+			 * gone wrong must not hang the stop, hence the bound.
+			 */
+			if (atomic_load(&s->eng->drained) == s->eng->cfg.shards &&
+			    (atomic_load(&s->eng->mail) == 0 ||
+			     s->tick >= s->stop_tick + eng_ms_to_ticks(2000)))
 				break;
 		}
 		ret = ring_run(&s->ring, s->nr_resume ? 0 : 1, dispatch, s);

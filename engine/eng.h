@@ -394,6 +394,7 @@ struct eng {
 	struct eng_shard *shards;	/* cfg.shards of them */
 	atomic_uint_fast64_t nconns;	/* all shards, for --max-conns */
 	atomic_uint drained;		/* shards stopped with no connection */
+	atomic_long mail;		/* mail to shards posted, not yet read */
 	pthread_mutex_t lock;		/* start-up handshake only */
 	pthread_cond_t cond;
 	unsigned ready;			/* shards up, under lock */
@@ -433,6 +434,22 @@ enum {
 
 /* core.c */
 void *eng_shard_main(void *arg);
+int eng_post(struct eng *e, struct ring *from, struct ring *to, unsigned op,
+	     void *ptr, int32_t res);
+
+/* Mail that a shard reads: counted in eng.mail until it is. */
+static inline bool eng_is_mail(unsigned op)
+{
+	switch (op) {
+	case ENG_OP_PUB: case ENG_OP_PUB_ACK: case ENG_OP_DELIVER:
+	case ENG_OP_INTEREST: case ENG_OP_INTEREST_ACK:
+	case ENG_OP_R_SUB_ACK: case ENG_OP_R_PUB_ACK:
+	case ENG_OP_USER: case ENG_OP_USER_ACK:
+		return true;
+	default:
+		return false;
+	}
+}
 
 /* conn.c */
 bool eng_conn_alive(const struct eng_conn *c);
@@ -508,6 +525,7 @@ void eng_unsubscribe(struct eng_shard *s, struct eng_conn *c,
 		     const struct json_slice *names, unsigned n);
 void eng_unsubscribe_all(struct eng_shard *s, struct eng_conn *c);
 void eng_pub_mail(struct eng_shard *s, struct io_uring_cqe *cqe);
+void eng_pub_discard_leftovers(struct eng_shard *s);
 int eng_pub_init(struct eng_shard *s);
 void eng_pub_exit(struct eng_shard *s);
 

@@ -711,9 +711,12 @@ stop:
 	/* The bridge last: shards post to it until they have stopped. */
 	eng_redis_stop(&e, &ctl);
 	ring_exit(&ctl);
-	for (i = 0; i < e.cfg.shards; i++)
-		if (e.shards[i].up)
-			ring_exit(&e.shards[i].ring);
+	for (i = 0; i < e.cfg.shards; i++) {
+		if (!e.shards[i].up)
+			continue;
+		eng_pub_discard_leftovers(&e.shards[i]);
+		ring_exit(&e.shards[i].ring);
+	}
 	eng_redis_free(&e);
 	free(e.shards);
 	eng_arena_exit();

@@ -70,8 +70,13 @@ static void post_fd(struct eng_shard *s, struct ring *to, unsigned op,
 		drop(s, op, ptr, -ESHUTDOWN, true);
 		return;
 	}
-	int ret = ring_mbox_post(&s->ring, to, ring_ud_ptr(op, ptr), res,
-				 ring_ud_ptr(op | ENG_OP_FAILED, ptr));
+	int ret;
+
+	if (s->eng->redis && to == eng_redis_ring(s->eng))
+		ret = ring_mbox_post(&s->ring, to, ring_ud_ptr(op, ptr), res,
+				     ring_ud_ptr(op | ENG_OP_FAILED, ptr));
+	else
+		ret = eng_post(s->eng, &s->ring, to, op, ptr, res);
 
 	if (ret < 0) {
 		/* No SQE even after flushing: the same path as a failure. */
@@ -387,9 +392,7 @@ void eng_pub_inject(struct eng *e, struct ring *from, struct eng_buf *frame)
 	pub->frame = frame;
 	pub->from = ENG_FROM_BRIDGE;
 	pub->owner = (uint16_t)owner;
-	if (ring_mbox_post(from, &e->shards[owner].ring,
-			   ring_ud_ptr(ENG_OP_PUB, pub), 0,
-			   ring_ud_ptr(ENG_OP_PUB | ENG_OP_FAILED, pub)) < 0) {
+	if (eng_post(e, from, &e->shards[owner].ring, ENG_OP_PUB, pub, 0) < 0) {
 		eng_buf_put(frame);
 		eng_free(pub);
 	}
@@ -820,6 +823,61 @@ static void drop(struct eng_shard *s, unsigned op, void *ptr, int res,
 	default:
 		break;
 	}
+}
+
+/*
+ * After every shard thread has exited: mail that reached a ring too late
+ * to be read (the kernel runs a dead thread's pending work into its CQ)
+ * is only freed. Reads the CQ memory; never enters the kernel.
+ */
+void eng_pub_discard_leftovers(struct eng_shard *s)
+{
+	struct io_uring *u = &s->ring.uring;
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+
+	if (ring_is_epoll(&s->ring))
+		return;
+	io_uring_for_each_cqe(u, head, cqe) {
+		unsigned op = ring_ud_op(cqe->user_data) & ~ENG_OP_FAILED;
+		void *ptr = ring_ud_to_ptr(cqe->user_data);
+
+		seen++;
+		switch (op) {
+		case ENG_OP_DELIVER:
+			eng_buf_put(ptr);
+			break;
+		case ENG_OP_PUB:
+		case ENG_OP_PUB_ACK: {
+			struct eng_pub *pub = ptr;
+
+			eng_buf_put(pub->reply);
+			eng_buf_put(pub->frame);
+			eng_free(pub);
+			break;
+		}
+		case ENG_OP_INTEREST:
+		case ENG_OP_INTEREST_ACK:
+		case ENG_OP_USER:
+		case ENG_OP_USER_ACK:
+			eng_free(ptr);
+			break;
+		case ENG_OP_R_SUB_ACK:
+			free(ptr);
+			break;
+		case ENG_OP_R_PUB_ACK: {
+			struct eng_rpub *p = ptr;
+
+			eng_buf_put(p->ok);
+			eng_buf_put(p->err);
+			free(p);
+			break;
+		}
+		default:
+			break;
+		}
+	}
+	io_uring_cq_advance(u, seen);
 }
 
 void eng_pub_mail(struct eng_shard *s, struct io_uring_cqe *cqe)

@@ -348,8 +348,7 @@ static void post(struct eng_redis *r, unsigned shard, unsigned op, void *p)
 {
 	struct eng_shard *s = &r->eng->shards[shard];
 
-	if (ring_mbox_post(&r->ring, &s->ring, ring_ud_ptr(op, p), 0,
-			   ring_ud_ptr(op | ENG_OP_FAILED, p)) < 0)
+	if (eng_post(r->eng, &r->ring, &s->ring, op, p, 0) < 0)
 		fprintf(stderr, "ringcast: redis: mailbox full, %s lost\n",
 			op == ENG_OP_R_PUB_ACK ? "publish reply" : "ack");
 }
@@ -690,9 +689,8 @@ static void on_ctl(struct eng_redis *r, const redisReply *payload)
 	m->len = (uint8_t)eng_user_key(m->name, uid, len);
 	owner = (unsigned)((eng_chan_hash(m->name, m->len) >> 32) %
 			   r->eng->cfg.shards);
-	if (ring_mbox_post(&r->ring, &r->eng->shards[owner].ring,
-			   ring_ud_ptr(ENG_OP_USER, m), 0,
-			   ring_ud_ptr(ENG_OP_USER | ENG_OP_FAILED, m)) < 0)
+	if (eng_post(r->eng, &r->ring, &r->eng->shards[owner].ring,
+		     ENG_OP_USER, m, 0) < 0)
 		eng_free(m);
 	return;
 reject:
@@ -1112,6 +1110,8 @@ static void dispatch(struct eng_redis *r, struct io_uring_cqe *cqe)
 			void *p = ring_ud_to_ptr(cqe->user_data);
 
 			op &= ~ENG_OP_FAILED;
+			if (eng_is_mail(op))
+				atomic_fetch_sub(&r->eng->mail, 1);
 			if (op == ENG_OP_PUB) {	/* eng_pub_inject's */
 				struct eng_pub_hdr *pub = p;
 

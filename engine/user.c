@@ -65,9 +65,7 @@ static void to_owner(struct eng_shard *s, struct eng_interest *m)
 		eng_user_owner_mail(s, m);
 		return;
 	}
-	if (ring_mbox_post(&s->ring, &o->ring,
-			   ring_ud_ptr(ENG_OP_USER, m), 0,
-			   ring_ud_ptr(ENG_OP_USER | ENG_OP_FAILED, m)) < 0) {
+	if (eng_post(s->eng, &s->ring, &o->ring, ENG_OP_USER, m, 0) < 0) {
 		ENG_STAT_ADD(s, mbox_errors, 1);
 		eng_free(m);
 	}
@@ -87,9 +85,8 @@ static void to_asker(struct eng_shard *s, struct eng_interest *m)
 		eng_user_mail(s, &cqe);
 		return;
 	}
-	if (ring_mbox_post(&s->ring, &s->eng->shards[m->from].ring,
-			   ring_ud_ptr(ENG_OP_USER_ACK, m), 0,
-			   ring_ud_ptr(ENG_OP_USER_ACK | ENG_OP_FAILED, m)) < 0) {
+	if (eng_post(s->eng, &s->ring, &s->eng->shards[m->from].ring,
+		     ENG_OP_USER_ACK, m, 0) < 0) {
 		ENG_STAT_ADD(s, mbox_errors, 1);
 		eng_free(m);
 	}
