@@ -62,6 +62,8 @@ static void drop(struct eng_shard *s, unsigned op, void *ptr, int res,
 static void post_fd(struct eng_shard *s, struct ring *to, unsigned op,
 		    void *ptr, int32_t res)
 {
+	int ret;
+
 	/*
 	 * Stopping, the other shards may have read their last mail: what
 	 * we would send is undone here instead, so nothing is left unread.
@@ -70,7 +72,6 @@ static void post_fd(struct eng_shard *s, struct ring *to, unsigned op,
 		drop(s, op, ptr, -ESHUTDOWN, true);
 		return;
 	}
-	int ret;
 
 	if (s->eng->redis && to == eng_redis_ring(s->eng))
 		ret = ring_mbox_post(&s->ring, to, ring_ud_ptr(op, ptr), res,
@@ -768,6 +769,48 @@ void eng_unsubscribe_all(struct eng_shard *s, struct eng_conn *c)
 /* ---- mail -------------------------------------------------------------- */
 
 /* A post that failed (or, stopping, was not made): undo what it carried. */
+/* Frees what mail @op carried, telling nobody (undone, or at exit). */
+static void free_mail(unsigned op, void *ptr)
+{
+	switch (op) {
+	case ENG_OP_DELIVER:
+		eng_buf_put(ptr);
+		break;
+	case ENG_OP_PUB:
+	case ENG_OP_PUB_ACK: {
+		struct eng_pub *pub = ptr;
+
+		eng_buf_put(pub->reply);
+		eng_buf_put(pub->frame);
+		eng_free(pub);
+		break;
+	}
+	case ENG_OP_INTEREST:
+	case ENG_OP_INTEREST_ACK:
+	case ENG_OP_USER:
+	case ENG_OP_USER_ACK:
+		eng_free(ptr);	/* the owner or the asker keeps stale state */
+		break;
+	case ENG_OP_R_SUBSCRIBE:
+	case ENG_OP_R_SUB_ACK:
+	case ENG_OP_R_PRESENCE:
+		free(ptr);	/* bridge mail is malloc'd on either side */
+		break;
+	case ENG_OP_R_PUBLISH:
+	case ENG_OP_R_PUB_ACK: {
+		struct eng_rpub *p = ptr;
+
+		eng_buf_put(p->ok);
+		eng_buf_put(p->err);
+		free(p);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* A post that failed (or, stopping, was not made): undo what it carried. */
 static void drop(struct eng_shard *s, unsigned op, void *ptr, int res,
 		 bool quiet)
 {
@@ -776,11 +819,7 @@ static void drop(struct eng_shard *s, unsigned op, void *ptr, int res,
 		fprintf(stderr, "ringcast: shard %u: mailbox post (op %u) "
 			"failed: %s\n", s->id, op, strerror(-res));
 	}
-	switch (op) {
-	case ENG_OP_DELIVER:
-		eng_buf_put(ptr);
-		break;
-	case ENG_OP_PUB: {
+	if (op == ENG_OP_PUB) {
 		struct eng_pub *pub = ptr;
 		struct eng_conn *c = &s->conns[pub->slot];
 
@@ -792,37 +831,15 @@ static void drop(struct eng_shard *s, unsigned op, void *ptr, int res,
 			else
 				eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 		}
-		eng_buf_put(pub->reply);
-		eng_buf_put(pub->frame);
-		eng_free(pub);
-		break;
-	}
-	case ENG_OP_R_PUBLISH: {
+	} else if (op == ENG_OP_R_PUBLISH) {
 		struct eng_rpub *p = ptr;
 
 		/* The bridge never saw it: answer as for Redis down. */
 		p->result = res < 0 ? res : -EIO;
 		eng_rreq_ack(s, p);
-		break;
+		return;
 	}
-	case ENG_OP_R_SUBSCRIBE:
-		free(ptr);
-		break;
-	case ENG_OP_PUB_ACK: {
-		struct eng_pub *pub = ptr;
-
-		eng_buf_put(pub->reply);
-		eng_buf_put(pub->frame);
-		eng_free(pub);
-		break;
-	}
-	case ENG_OP_INTEREST:
-	case ENG_OP_INTEREST_ACK:
-		eng_free(ptr);	/* the owner or the asker keeps stale state */
-		break;
-	default:
-		break;
-	}
+	free_mail(op, ptr);
 }
 
 /*
@@ -839,43 +856,9 @@ void eng_pub_discard_leftovers(struct eng_shard *s)
 	if (ring_is_epoll(&s->ring))
 		return;
 	io_uring_for_each_cqe(u, head, cqe) {
-		unsigned op = ring_ud_op(cqe->user_data) & ~ENG_OP_FAILED;
-		void *ptr = ring_ud_to_ptr(cqe->user_data);
-
+		free_mail(ring_ud_op(cqe->user_data) & ~ENG_OP_FAILED,
+			  ring_ud_to_ptr(cqe->user_data));
 		seen++;
-		switch (op) {
-		case ENG_OP_DELIVER:
-			eng_buf_put(ptr);
-			break;
-		case ENG_OP_PUB:
-		case ENG_OP_PUB_ACK: {
-			struct eng_pub *pub = ptr;
-
-			eng_buf_put(pub->reply);
-			eng_buf_put(pub->frame);
-			eng_free(pub);
-			break;
-		}
-		case ENG_OP_INTEREST:
-		case ENG_OP_INTEREST_ACK:
-		case ENG_OP_USER:
-		case ENG_OP_USER_ACK:
-			eng_free(ptr);
-			break;
-		case ENG_OP_R_SUB_ACK:
-			free(ptr);
-			break;
-		case ENG_OP_R_PUB_ACK: {
-			struct eng_rpub *p = ptr;
-
-			eng_buf_put(p->ok);
-			eng_buf_put(p->err);
-			free(p);
-			break;
-		}
-		default:
-			break;
-		}
 	}
 	io_uring_cq_advance(u, seen);
 }
