@@ -16,6 +16,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
 #include <liburing.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -172,6 +174,11 @@ struct opts {
 	double drain_timeout;
 	double settle;			/* before the memory reading */
 	double hold;			/* idle: keep connections this long */
+	double progress;		/* set-up report period on stderr, 0: none */
+	double pub_timeout;		/* per publish request */
+	char redis_host[64];		/* publish with Redis PUBLISH, or "" */
+	unsigned redis_port;
+	const char *redis_prefix;	/* the engine's --redis-prefix */
 	int engine_pid;
 };
 
@@ -191,6 +198,8 @@ static struct opts o = {
 	.stall_timeout = 10,
 	.drain_timeout = 10,
 	.settle = 1,
+	.pub_timeout = 5,
+	.redis_prefix = "ringcast:",
 };
 
 /* Connection states. */
@@ -231,7 +240,7 @@ struct worker {
 	struct conn *conns;
 	unsigned first;			/* global index of conns[0] */
 	unsigned n;			/* connections assigned */
-	unsigned next;			/* next one to open */
+	unsigned next;			/* next one to open; atomic, main reads it */
 	unsigned opening;		/* opened, not ready nor dead */
 	int err;			/* set-up error, -errno */
 	/* Written by the worker, read by main with __atomic loads. */
@@ -585,7 +594,7 @@ static void open_more(struct worker *w)
 				w->first_err = -errno;
 			__atomic_store_n(&w->failed, w->failed + (w->n - w->next),
 					 __ATOMIC_RELAXED);
-			w->next = w->n;
+			__atomic_store_n(&w->next, w->n, __ATOMIC_RELAXED);
 		}
 		return;
 	}
@@ -599,7 +608,7 @@ static void open_more(struct worker *w)
 			w->first_err = ret < 0 ? ret : -EIO;
 		__atomic_store_n(&w->failed, w->failed + (w->n - w->next),
 				 __ATOMIC_RELAXED);
-		w->next = w->n;
+		__atomic_store_n(&w->next, w->n, __ATOMIC_RELAXED);
 		return;
 	}
 	for (i = 0; i < k; i++) {
@@ -616,7 +625,7 @@ static void open_more(struct worker *w)
 		sqe->flags |= IOSQE_FIXED_FILE;
 		io_uring_sqe_set_data64(sqe, ud_pack(OP_CONNECT, slot));
 	}
-	w->next += k;
+	__atomic_store_n(&w->next, w->next + k, __ATOMIC_RELAXED);
 	w->opening += k;
 }
 
@@ -680,7 +689,7 @@ static void *worker_main(void *arg)
 	w->err = worker_setup(w);
 	if (w->err < 0) {
 		__atomic_store_n(&w->failed, w->n, __ATOMIC_RELAXED);
-		w->next = w->n;
+		__atomic_store_n(&w->next, w->n, __ATOMIC_RELAXED);
 	}
 	pthread_barrier_wait(&start_barrier);
 	while (!__atomic_load_n(&g_stop, __ATOMIC_RELAXED)) {
@@ -797,7 +806,8 @@ static double self_cpu_s(void)
 
 struct pub {
 	int fd;
-	char rbuf[8192];
+	redisContext *redis;		/* with --redis */
+	char rbuf[131072];		/* /stats of 50+ shards is ~17 KB */
 	size_t rlen;
 	uint64_t errors, reconnects;
 	unsigned consec;		/* failed publishes in a row */
@@ -805,11 +815,14 @@ struct pub {
 
 #define PUB_GIVE_UP	3	/* failed publishes in a row end the run */
 
-#define PUB_TIMEOUT_S	5	/* per publish request */
 
 static int pub_connect(struct pub *p)
 {
-	struct timeval tmo = { .tv_sec = PUB_TIMEOUT_S };
+	struct timeval tmo = {
+		.tv_sec = (time_t)o.pub_timeout,
+		.tv_usec = (suseconds_t)((o.pub_timeout -
+					  (double)(time_t)o.pub_timeout) * 1e6),
+	};
 	int one = 1;
 
 	if (p->fd >= 0)
@@ -858,7 +871,10 @@ static int write_all(int fd, struct iovec *iov, int n)
 /*
  * Sends one request and reads its response. If @body_out is given, the
  * response body (up to @out_size - 1 bytes, NUL-terminated) lands there.
- * Returns the HTTP status or -errno; reconnects once on a dropped link.
+ * Returns the HTTP status or -errno. A kept-alive link the engine closed
+ * (the write fails, or the read ends before any answer) is reconnected
+ * once and the request sent again; a request that timed out is not, since
+ * the engine may have taken it (a publish must not happen twice).
  */
 static int pub_request(struct pub *p, const char *method, const char *path,
 		       const char *body, size_t blen, char *body_out,
@@ -882,7 +898,10 @@ static int pub_request(struct pub *p, const char *method, const char *path,
 
 		if (p->fd < 0 && (ret = pub_connect(p)) < 0)
 			return ret;
-		if (write_all(p->fd, iov, blen ? 2 : 1) < 0)
+		ret = write_all(p->fd, iov, blen ? 2 : 1);
+		if (ret == -EAGAIN)
+			goto timed_out;
+		if (ret < 0)
 			goto retry;
 		for (;;) {
 			ssize_t r;
@@ -898,6 +917,10 @@ static int pub_request(struct pub *p, const char *method, const char *path,
 				return -EMSGSIZE;
 			r = read(p->fd, p->rbuf + p->rlen,
 				 sizeof(p->rbuf) - 1 - p->rlen);
+			if (r < 0 && errno == EAGAIN)
+				goto timed_out;
+			if (r <= 0 && p->rlen)
+				goto broken;
 			if (r <= 0)
 				goto retry;
 			p->rlen += (size_t)r;
@@ -917,8 +940,10 @@ static int pub_request(struct pub *p, const char *method, const char *path,
 			ssize_t r = read(p->fd, p->rbuf + p->rlen,
 					 sizeof(p->rbuf) - 1 - p->rlen);
 
+			if (r < 0 && errno == EAGAIN)
+				goto timed_out;
 			if (r <= 0)
-				goto retry;
+				goto broken;
 			p->rlen += (size_t)r;
 		}
 		if (body_out && out_size) {
@@ -939,6 +964,15 @@ retry:
 		close(p->fd);
 		p->fd = -1;
 	}
+	return -ECONNRESET;
+timed_out:
+	/* A late answer would be read as the next one's: start afresh. */
+	close(p->fd);
+	p->fd = -1;
+	return -ETIMEDOUT;
+broken:
+	close(p->fd);
+	p->fd = -1;
 	return -ECONNRESET;
 }
 
@@ -975,9 +1009,63 @@ static uint64_t sum_delivered(unsigned ph)
 	return s;
 }
 
+/* Connections opened so far (connect issued), all workers. */
+static uint64_t sum_opened(void)
+{
+	uint64_t n = 0;
+	unsigned i;
+
+	for (i = 0; i < nr_workers; i++)
+		n += __atomic_load_n(&workers[i].next, __ATOMIC_RELAXED);
+	return n;
+}
+
 static bool past(uint64_t t)
 {
 	return now_ns() >= t;
+}
+
+/*
+ * PUBLISH @body on @chan; returns 0 when at least one node took it. Like
+ * pub_request(), a timed-out PUBLISH is never sent again.
+ */
+static int redis_publish(struct pub *p, const char *chan, const char *body,
+			 size_t len)
+{
+	struct timeval tmo = {
+		.tv_sec = (time_t)o.pub_timeout,
+		.tv_usec = (suseconds_t)((o.pub_timeout -
+					  (double)(time_t)o.pub_timeout) * 1e6),
+	};
+	redisReply *r;
+	int ret;
+
+	if (!p->redis) {
+		p->redis = redisConnectWithTimeout(o.redis_host,
+						   (int)o.redis_port, tmo);
+		if (!p->redis || p->redis->err) {
+			if (p->redis)
+				redisFree(p->redis);
+			p->redis = NULL;
+			return -ECONNREFUSED;
+		}
+		redisSetTimeout(p->redis, tmo);
+		p->reconnects++;
+	}
+	r = redisCommand(p->redis, "PUBLISH %s %b", chan, body, len);
+	if (!r) {
+		/* The context is dead after an I/O error: start afresh. */
+		ret = p->redis->err == REDIS_ERR_IO && errno == EAGAIN ?
+		      -ETIMEDOUT : -ECONNRESET;
+		redisFree(p->redis);
+		p->redis = NULL;
+		return ret;
+	}
+	/* The reply counts nodes (subscribers of the channel in Redis). */
+	ret = r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? 0 :
+	      r->type == REDIS_REPLY_INTEGER ? -ENOENT : -EPROTO;
+	freeReplyObject(r);
+	return ret;
 }
 
 /*
@@ -988,7 +1076,7 @@ static int publish_one(struct pub *p, unsigned k, struct phase *ph,
 		       char *body, uint64_t *t_out)
 {
 	unsigned ch = o.channels ? (unsigned)(ph->published % o.channels) : 0;
-	char path[64];
+	char path[160];		/* a URL path, or a prefix of <= 100 and more */
 	uint64_t t = now_ns();
 	int n, st;
 	size_t len;
@@ -998,11 +1086,21 @@ static int publish_one(struct pub *p, unsigned k, struct phase *ph,
 	len = ph->size > (size_t)n + 2 ? ph->size : (size_t)n + 2;
 	memset(body + n, 'x', len - 2 - (size_t)n);
 	memcpy(body + len - 2, "\"}", 2);
-	if (o.broadcast)
-		snprintf(path, sizeof(path), "/broadcast");
-	else
-		snprintf(path, sizeof(path), "/publish/c%u", ch);
-	st = pub_request(p, "POST", path, body, len, NULL, 0);
+	if (o.redis_port) {
+		if (o.broadcast)
+			snprintf(path, sizeof(path), "%sall", o.redis_prefix);
+		else
+			snprintf(path, sizeof(path), "%sch:c%u", o.redis_prefix,
+				 ch);
+		st = redis_publish(p, path, body, len);
+		st = st ? st : 200;
+	} else {
+		if (o.broadcast)
+			snprintf(path, sizeof(path), "/broadcast");
+		else
+			snprintf(path, sizeof(path), "/publish/c%u", ch);
+		st = pub_request(p, "POST", path, body, len, NULL, 0);
+	}
 	if (st != 200) {
 		p->errors++;
 		p->consec++;
@@ -1121,6 +1219,10 @@ static void usage(FILE *f)
 "                         (default 0: no subscribe; fanout needs it unless\n"
 "                         --broadcast)\n"
 "  --broadcast            publish with POST /broadcast instead of /publish\n"
+"  --redis HOST:PORT      publish with Redis PUBLISH on <prefix>ch:c<i> (or\n"
+"                         <prefix>all) instead of HTTP; the engine must run\n"
+"                         with --redis on the same server\n"
+"  --redis-prefix P       the engine's --redis-prefix (default ringcast:)\n"
 "  --window N             handshakes in flight per thread (default 256)\n"
 "  --sizes LIST           fanout payload sizes in bytes (default 64,1024,16384)\n"
 "  --patterns LIST        burst, steady or both (default burst,steady)\n"
@@ -1131,10 +1233,14 @@ static void usage(FILE *f)
 "  --duration S           the whole run stops after S seconds (default 300)\n"
 "  --connect-timeout S    stop opening connections after S (default 120)\n"
 "  --drain-timeout S      wait for deliveries after a phase (default 10)\n"
+"  --publish-timeout S    wait for a publish's answer; one that times out is\n"
+"                         counted as failed, never sent again (default 5)\n"
 "  --stall-timeout S      end the set-up when no connection became ready or\n"
 "                         failed for S seconds (default 10)\n"
 "  --settle S             wait before the memory reading (default 1)\n"
 "  --hold S               idle mode: keep the connections S seconds (default 0)\n"
+"  --progress S           during set-up, a line on stderr every S seconds:\n"
+"                         ready, failed, in flight, engine RSS (default 0: none)\n"
 "  --engine-pid PID       read the engine's CPU time and RSS from /proc\n"
 "  --recv-bufs N          provided receive buffers per ring (power of 2,\n"
 "                         default 2048)\n"
@@ -1181,6 +1287,10 @@ static int parse_opts(int argc, char **argv)
 		{ "stall-timeout", required_argument, NULL, 'X' },
 		{ "settle", required_argument, NULL, 'e' },
 		{ "hold", required_argument, NULL, 'H' },
+		{ "progress", required_argument, NULL, 'G' },
+		{ "publish-timeout", required_argument, NULL, 'O' },
+		{ "redis", required_argument, NULL, 'y' },
+		{ "redis-prefix", required_argument, NULL, 'Y' },
 		{ "engine-pid", required_argument, NULL, 'p' },
 		{ "recv-bufs", required_argument, NULL, 'R' },
 		{ "recv-buf-size", required_argument, NULL, 'Z' },
@@ -1259,6 +1369,19 @@ static int parse_opts(int argc, char **argv)
 		case 'X': o.stall_timeout = strtod(optarg, NULL); break;
 		case 'e': o.settle = strtod(optarg, NULL); break;
 		case 'H': o.hold = strtod(optarg, NULL); break;
+		case 'G': o.progress = strtod(optarg, NULL); break;
+		case 'O': o.pub_timeout = strtod(optarg, NULL); break;
+		case 'y':
+			if (sscanf(optarg, "%63[^:]:%u", o.redis_host,
+				   &o.redis_port) != 2 || !o.redis_port ||
+			    o.redis_port > 65535)
+				goto bad;
+			break;
+		case 'Y':
+			if (strlen(optarg) > 100)
+				goto bad;
+			o.redis_prefix = optarg;
+			break;
 		case 'p': o.engine_pid = atoi(optarg); break;
 		case 'R': o.recv_bufs = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'Z': o.recv_buf_size = (unsigned)strtoul(optarg, NULL, 10); break;
@@ -1272,7 +1395,7 @@ static int parse_opts(int argc, char **argv)
 	if (!have_target || !o.conns || o.channels > BENCH_MAX_CHANNELS ||
 	    !o.window || o.recv_bufs < 2 || o.recv_bufs > 32768 ||
 	    (o.recv_bufs & (o.recv_bufs - 1)) || o.recv_buf_size < 256 ||
-	    o.duration <= 0 || (o.nr_rates != 1 && o.nr_rates != o.nr_sizes) ||
+	    o.duration <= 0 || o.pub_timeout <= 0 || (o.nr_rates != 1 && o.nr_rates != o.nr_sizes) ||
 	    (o.mode == MODE_FANOUT && !o.channels && !o.broadcast))
 		goto bad;
 	return 0;
@@ -1306,7 +1429,7 @@ static void build_requests(void)
 int main(int argc, char **argv)
 {
 	struct rlimit rl;
-	uint64_t progress = 0, t_progress;
+	uint64_t progress = 0, t_progress, t_report;
 	uint64_t t0, t_up = 0, t_ready = 0, upgraded = 0, ready = 0, failed = 0;
 	long rss0, rss1, slab0, slab1, sunr0, sunr1, tcpm0, tcpm1;
 	struct phase *phases = NULL;
@@ -1376,6 +1499,7 @@ int main(int argc, char **argv)
 		}
 	t0 = now_ns();
 	t_progress = t0;
+	t_report = t0;
 
 	/*
 	 * Set-up: until every connection is ready or failed, or time is up, or
@@ -1392,6 +1516,16 @@ int main(int argc, char **argv)
 		if (r + f != progress) {
 			progress = r + f;
 			t_progress = now_ns();
+		}
+		if (o.progress > 0 &&
+		    past(t_report + (uint64_t)(o.progress * 1e9))) {
+			t_report = now_ns();
+			fprintf(stderr, "ringcast-bench: %.0f s: %" PRIu64
+				" ready, %" PRIu64 " failed, %" PRIu64
+				" in flight, engine RSS %ld kB, Slab %ld kB\n",
+				(double)(t_report - t0) / 1e9, r, f,
+				sum_opened() - r - f, engine_rss_kb(),
+				proc_kb("/proc/meminfo", "Slab"));
 		}
 		if (r + f >= o.conns || past(t0 + (uint64_t)(o.connect_timeout * 1e9)) ||
 		    past(t_progress + (uint64_t)(o.stall_timeout * 1e9)) ||
@@ -1464,9 +1598,11 @@ int main(int argc, char **argv)
 	       o.mode == MODE_FANOUT ? "fanout" :
 	       o.mode == MODE_IDLE ? "idle" : "connect");
 	printf("\"target\":\"%s\",\"conns\":%u,\"threads\":%u,\"src_addrs\":%u,"
-	       "\"channels\":%u,\"broadcast\":%s,\"window\":%u,\"engine_pid\":%d,",
+	       "\"channels\":%u,\"broadcast\":%s,\"publisher\":\"%s\","
+	       "\"window\":%u,\"engine_pid\":%d,",
 	       o.target_str, o.conns, nr_workers, o.src_addrs, o.channels,
-	       o.broadcast ? "true" : "false", o.window, o.engine_pid);
+	       o.broadcast ? "true" : "false", o.redis_port ? "redis" : "http",
+	       o.window, o.engine_pid);
 	printf("\"setup\":{\"upgraded\":%llu,\"ready\":%llu,\"failed\":%llu,"
 	       "\"pending\":%llu,", (unsigned long long)upgraded,
 	       (unsigned long long)ready, (unsigned long long)failed,
