@@ -327,54 +327,58 @@ static int want_out(struct ring_ep *ep, unsigned slot, bool on)
 	       -errno : 0;
 }
 
+/* One non-blocking try at @slot's described send: bytes sent, or -errno. */
+static ssize_t send_once(unsigned slot, const struct ep_slot *sl)
+{
+	ssize_t n = sl->send_mh ?
+		    sendmsg((int)slot, sl->send_mh, MSG_NOSIGNAL | MSG_DONTWAIT) :
+		    send((int)slot, sl->send_p, sl->send_len,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	return n < 0 ? -errno : n;
+}
+
+/*
+ * Starts the send that @slot's fields describe. Most sends fit the socket
+ * buffer and complete at once; a backpressured one waits for EPOLLOUT,
+ * which is on only for as long as it lasts (do_write).
+ */
+static int start_send(struct ring_ep *ep, unsigned slot, uint64_t ud)
+{
+	struct ep_slot *sl = &ep->slots[slot];
+	ssize_t n = send_once(slot, sl);
+
+	if (n != -EAGAIN && n != -EINTR) {
+		post(ep, ud, (int32_t)n, 0);
+		return 0;
+	}
+	sl->send_ud = ud;
+	sl->send_pending = 1;
+	return want_out(ep, slot, true);
+}
+
 int ring__ep_send(struct ring *r, unsigned slot, const void *p, size_t len,
 		  uint64_t ud)
 {
 	struct ring_ep *ep = r->ep;
-	struct ep_slot *sl;
-	ssize_t n;
 
 	if (slot >= ep->nr_slots || !ep->slots[slot].open)
 		return -EBADF;
-	sl = &ep->slots[slot];
-	/* Try at once: most sends fit the socket buffer. */
-	n = send((int)slot, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n >= 0) {
-		post(ep, ud, (int32_t)n, 0);
-		return 0;
-	}
-	if (errno != EAGAIN && errno != EINTR) {
-		post(ep, ud, -errno, 0);
-		return 0;
-	}
-	/* Backpressured: EPOLLOUT on, for as long as it lasts. */
-	sl->send_ud = ud;
-	sl->send_p = p;
-	sl->send_len = len;
-	sl->send_mh = NULL;
-	sl->send_pending = 1;
-	return want_out(ep, slot, true);
+	ep->slots[slot].send_p = p;
+	ep->slots[slot].send_len = len;
+	ep->slots[slot].send_mh = NULL;
+	return start_send(ep, slot, ud);
 }
 
 int ring__ep_sendmsg(struct ring *r, unsigned slot, struct msghdr *mh,
 		     uint64_t ud)
 {
 	struct ring_ep *ep = r->ep;
-	struct ep_slot *sl;
-	ssize_t n;
 
 	if (slot >= ep->nr_slots || !ep->slots[slot].open)
 		return -EBADF;
-	sl = &ep->slots[slot];
-	n = sendmsg((int)slot, mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n >= 0 || (errno != EAGAIN && errno != EINTR)) {
-		post(ep, ud, n < 0 ? -errno : (int32_t)n, 0);
-		return 0;
-	}
-	sl->send_ud = ud;
-	sl->send_mh = mh;
-	sl->send_pending = 1;
-	return want_out(ep, slot, true);
+	ep->slots[slot].send_mh = mh;
+	return start_send(ep, slot, ud);
 }
 
 static void do_write(struct ring_ep *ep, unsigned slot)
@@ -384,16 +388,12 @@ static void do_write(struct ring_ep *ep, unsigned slot)
 
 	if (!sl->send_pending)
 		return;
-	if (sl->send_mh)
-		n = sendmsg((int)slot, sl->send_mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-	else
-		n = send((int)slot, sl->send_p, sl->send_len,
-			 MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	n = send_once(slot, sl);
+	if (n == -EAGAIN || n == -EINTR)
 		return;
 	sl->send_pending = 0;
 	want_out(ep, slot, false);
-	post(ep, sl->send_ud, n < 0 ? -errno : (int32_t)n, 0);
+	post(ep, sl->send_ud, (int32_t)n, 0);
 }
 
 /* ---- closing and cancelling -------------------------------------------- */
