@@ -1187,6 +1187,22 @@ static void print_hist_us(const char *name, const struct hist *h, double div)
 	       hist_q(h, 1.0) / div);
 }
 
+/*
+ * The delivery curve: the latency by which each 2% of the deliveries had
+ * arrived. For a single broadcast it is how fast the whole audience was
+ * reached.
+ */
+static void print_cdf_ms(const char *name, const struct hist *h)
+{
+	unsigned i;
+
+	printf("\"%s\":[", name);
+	for (i = 1; h->count && i <= 50; i++)
+		printf("%s[%.2f,%.3f]", i > 1 ? "," : "", i / 50.0,
+		       hist_q(h, i / 50.0) / 1e6);
+	printf("]");
+}
+
 static void print_num(const char *name, double v, bool comma)
 {
 	if (isfinite(v))
@@ -1694,6 +1710,8 @@ int main(int argc, char **argv)
 			  (double)ph->delivered : NAN, true);
 		print_num("client_cpu_s", ph->client_cpu_s, true);
 		print_hist_us("latency_us", &ph->lat, 1e3);
+		printf(",");
+		print_cdf_ms("cdf_ms", &ph->lat);
 		printf("}");
 	}
 	printf("],\"engine_stats\":%s}\n", stats_st == 200 && stats[0] == '{' ?
