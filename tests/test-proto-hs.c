@@ -22,63 +22,33 @@
 
 static int nchecks;
 
-static ssize_t parse_copy(struct hs_req *r, const char *in, size_t k,
-			  const struct hs_limits *lim)
-{
-	uint8_t *b = malloc(k ? k : 1);
-	ssize_t ret;
+struct hs_ctx {
+	struct hs_req *r;
+	const struct hs_limits *lim;
+};
 
-	memcpy(b, in, k);
-	ret = hs_parse(r, b, k, lim);
-	free(b);
-	return ret;
+static ssize_t hs_fn(void *ctx, const uint8_t *p, size_t n)
+{
+	struct hs_ctx *c = ctx;
+
+	return hs_parse(c->r, p, n, c->lim);
 }
 
 /*
- * Checks hs_parse() on @in[0..@len) against @want, the whole input's result:
- * every strict prefix of a head of length want >= 0 is -EAGAIN; for an error,
- * every prefix is -EAGAIN or that same error. Then grows a buffer one byte at
- * a time as the engine does and checks the first decision. @at, when not 0,
- * is the prefix length where an error must first show. @r gets the result.
+ * hs_parse() on @in[0..@len) fed in every way t_check_prefixes() knows,
+ * against @want, the whole input's result (@at: where an error must first
+ * show, when not 0). @r gets the result.
  */
 static int check_parse(const char *name, const char *in, size_t len,
 		       ssize_t want, size_t at, const struct hs_limits *lim,
 		       struct hs_req *r)
 {
-	uint8_t *grow = NULL;
-	ssize_t ret, exp;
-	size_t k;
+	struct hs_ctx c = { r, lim };
 
 	nchecks++;
-	for (k = 0; k <= len; k++) {
-		ret = parse_copy(r, in, k, lim);
-		if (want >= 0) {
-			exp = k >= (size_t)want ? want : -EAGAIN;
-			if (ret != exp)
-				T_FAIL("%s: prefix %zu: got %zd, want %zd",
-				       name, k, ret, exp);
-		} else if (k == len && ret != want) {
-			T_FAIL("%s: whole: got %zd, want %zd", name, ret, want);
-		} else if (ret != -EAGAIN && ret != want) {
-			T_FAIL("%s: prefix %zu: got %zd, want -EAGAIN or %zd",
-			       name, k, ret, want);
-		}
-	}
-
-	for (k = 1; k <= len; k++) {
-		grow = realloc(grow, k);
-		grow[k - 1] = (uint8_t)in[k - 1];
-		ret = hs_parse(r, grow, k, lim);
-		if (ret != -EAGAIN)
-			break;
-	}
-	free(grow);
-	if (ret != want)
-		T_FAIL("%s: bytewise: got %zd, want %zd", name, ret, want);
-	if (want >= 0 && k != (size_t)want)
-		T_FAIL("%s: bytewise: done at %zu, head is %zd", name, k, want);
-	if (want < 0 && at && k != at)
-		T_FAIL("%s: bytewise: error at %zu bytes, want %zu", name, k, at);
+	if (t_check_prefixes(name, "head", (const uint8_t *)in, len, want, at,
+			     hs_fn, &c))
+		return 1;
 	/* leave @r pointing into @in, which outlives the heap copies */
 	return hs_parse(r, (const uint8_t *)in, len, lim) != want;
 }

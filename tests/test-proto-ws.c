@@ -42,60 +42,32 @@ static size_t hdr(uint8_t *out, uint8_t b0, int masked, int enc, uint64_t len)
 	return n;
 }
 
-static ssize_t parse_copy(struct ws_frame *f, const uint8_t *in, size_t k,
-			  uint64_t max)
-{
-	uint8_t *b = malloc(k ? k : 1);
-	ssize_t ret;
+struct ws_ctx {
+	struct ws_frame *f;
+	uint64_t max;
+};
 
-	memcpy(b, in, k);
-	ret = ws_parse(f, b, k, max);
-	free(b);
-	return ret;
+static ssize_t ws_fn(void *ctx, const uint8_t *p, size_t n)
+{
+	struct ws_ctx *c = ctx;
+
+	return ws_parse(c->f, p, n, c->max);
 }
 
 /*
- * ws_parse() on every prefix of @in, then growing one byte at a time: a
- * valid header is -EAGAIN until complete; an error shows as -EAGAIN or that
+ * ws_parse() on @in fed in every way t_check_prefixes() knows: a valid
+ * header is -EAGAIN until complete; an error shows as -EAGAIN or that
  * error, first at @at bytes when @at is not 0.
  */
 static int check_frame(const char *name, const uint8_t *in, size_t len,
 		       uint64_t max, ssize_t want, size_t at,
 		       struct ws_frame *f)
 {
-	uint8_t *grow = NULL;
-	ssize_t ret = -EAGAIN, exp;
-	size_t k;
+	struct ws_ctx c = { f, max };
 
 	nframes++;
-	for (k = 0; k <= len; k++) {
-		ret = parse_copy(f, in, k, max);
-		if (want >= 0) {
-			exp = k >= (size_t)want ? want : -EAGAIN;
-			if (ret != exp)
-				T_FAIL("%s: prefix %zu: got %zd, want %zd",
-				       name, k, ret, exp);
-		} else if (k == len && ret != want) {
-			T_FAIL("%s: whole: got %zd, want %zd", name, ret, want);
-		} else if (ret != -EAGAIN && ret != want) {
-			T_FAIL("%s: prefix %zu: got %zd, want -EAGAIN or %zd",
-			       name, k, ret, want);
-		}
-	}
-	for (k = 1; k <= len; k++) {
-		grow = realloc(grow, k);
-		grow[k - 1] = in[k - 1];
-		ret = ws_parse(f, grow, k, max);
-		if (ret != -EAGAIN)
-			break;
-	}
-	free(grow);
-	if (ret != want)
-		T_FAIL("%s: bytewise: got %zd, want %zd", name, ret, want);
-	if (want >= 0 && k != (size_t)want)
-		T_FAIL("%s: bytewise: done at %zu, header is %zd", name, k, want);
-	if (want < 0 && at && k != at)
-		T_FAIL("%s: bytewise: error at %zu bytes, want %zu", name, k, at);
+	if (t_check_prefixes(name, "header", in, len, want, at, ws_fn, &c))
+		return 1;
 	return ws_parse(f, in, len, max) != want;
 }
 
