@@ -11,46 +11,13 @@
   started while Redis is down comes up and connects later.
 """
 
-import asyncio
 import json
-import time
-import urllib.error
-import urllib.request
 
 import rc
 import redisd
 from rc import expect, expect_eq
 
 PREFIX = "ringcast:"
-
-
-def http(eng, method, path, body=None, timeout=10):
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (eng.port, path),
-                                 data=body, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def stats(eng):
-    status, body = http(eng, "GET", "/stats")
-    expect_eq(status, 200, "/stats status")
-    return json.loads(body)
-
-
-async def wait_for(what, fn, timeout=20):
-    """Polls @fn until it returns true: for states with no event to await
-    (a process that is now up, a subscription Redis now lists)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = await asyncio.get_running_loop().run_in_executor(None, fn)
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for %s" % what)
-        await asyncio.sleep(0.05)
 
 
 async def subscribe(eng, channels, seq=1):
@@ -78,7 +45,7 @@ async def check_delivery(a, b, redis):
     for eng in (a, b):
         for i in range(10):
             subs.append(await subscribe(eng, ["news"], i))
-    await wait_for("both nodes subscribed",
+    await rc.await_state("both nodes subscribed",
                    lambda: numsub(redis, "news") == 2)
     sent = []
     for k in range(60):
@@ -93,14 +60,12 @@ async def check_delivery(a, b, redis):
                       2, "PUBLISH receivers")
         else:
             eng = a if how == 2 else b
-            status, body = http(eng, "POST", "/publish/news",
-                                payload.encode())
+            status, body = rc.api(eng, "POST", "/publish/news", payload)
             expect_eq(status, 200, "HTTP publish status")
-            expect_eq(json.loads(body), {"ok": True, "nodes": 2},
-                      "HTTP publish reply")
+            expect_eq(body, {"ok": True, "nodes": 2}, "HTTP publish reply")
         sent.append(k)
     # A broadcast through Redis reaches both nodes' clients too.
-    status, body = http(b, "POST", "/broadcast", b'"all"')
+    status, body = rc.api(b, "POST", "/broadcast", b'"all"')
     expect_eq(status, 200, "broadcast status")
     for n, ws in enumerate(subs):
         got = [(await recv_push(ws))["data"]["k"] for _ in sent]
@@ -109,45 +74,45 @@ async def check_delivery(a, b, redis):
         expect_eq(m, {"cmd": "broadcast", "data": "all"}, "broadcast")
     for ws in subs:
         await ws.close()
-    await wait_for("no node subscribed to news",
+    await rc.await_state("no node subscribed to news",
                    lambda: numsub(redis, "news") == 0)
 
 
 async def check_interest(a, b, redis):
     ws = await subscribe(a, ["only-a"])
     expect_eq(numsub(redis, "only-a"), 1, "NUMSUB with a subscriber on A")
-    before_b = stats(b)["redis"]["messages"]
-    before_a = stats(a)["redis"]["messages"]
+    before_b = rc.stats(b)["redis"]["messages"]
+    before_a = rc.stats(a)["redis"]["messages"]
     for k in range(5):
         expect_eq(redis.command("PUBLISH", PREFIX + "ch:only-a", str(k)), 1,
                   "PUBLISH reaches exactly one node")
     got = [(await recv_push(ws))["data"] for _ in range(5)]
     expect_eq(got, [0, 1, 2, 3, 4], "pushes on A")
-    expect_eq(stats(a)["redis"]["messages"] - before_a, 5, "A's messages")
-    expect_eq(stats(b)["redis"]["messages"] - before_b, 0,
+    expect_eq(rc.stats(a)["redis"]["messages"] - before_a, 5, "A's messages")
+    expect_eq(rc.stats(b)["redis"]["messages"] - before_b, 0,
               "B received nothing for a channel it has no subscriber for")
     # Unsubscribing the last client drops the Redis subscription.
     await ws.send(json.dumps({"seq": 2, "cmd": "unsubscribe",
                               "data": {"channels": ["only-a"]}}))
     expect_eq(json.loads(await rc.ws_recv(ws))["code"], 200, "unsubscribe")
-    await wait_for("NUMSUB back to 0",
+    await rc.await_state("NUMSUB back to 0",
                    lambda: numsub(redis, "only-a") == 0)
     await ws.close()
 
 
 def healthz(eng):
-    return http(eng, "GET", "/healthz")[0]
+    return rc.api(eng, "GET", "/healthz")[0]
 
 
 async def check_restart(a, b, redis):
     subs = [await subscribe(a, ["r"]), await subscribe(b, ["r"])]
-    await wait_for("subscribed", lambda: numsub(redis, "r") == 2)
+    await rc.await_state("subscribed", lambda: numsub(redis, "r") == 2)
     redis.kill()
     for eng in (a, b):
-        await wait_for("/healthz 503", lambda: healthz(eng) == 503)
-        status, body = http(eng, "GET", "/healthz")
+        await rc.await_state("/healthz 503", lambda: healthz(eng) == 503)
+        status, body = rc.api(eng, "GET", "/healthz")
         expect(b"redis" in body, "503 says why: %r", body)
-        status, _ = http(eng, "POST", "/publish/r", b"1")
+        status, _ = rc.api(eng, "POST", "/publish/r", b"1")
         expect_eq(status, 503, "publish while Redis is down")
     # Clients stay connected and served meanwhile.
     for ws in subs:
@@ -156,18 +121,18 @@ async def check_restart(a, b, redis):
                   "heartbeat while Redis is down")
     redis.start()
     for eng in (a, b):
-        await wait_for("/healthz 200", lambda: healthz(eng) == 200)
-    await wait_for("resubscribed", lambda: numsub(redis, "r") == 2)
-    status, body = http(a, "POST", "/publish/r", b'{"after":1}')
-    expect_eq((status, json.loads(body)), (200, {"ok": True, "nodes": 2}),
+        await rc.await_state("/healthz 200", lambda: healthz(eng) == 200)
+    await rc.await_state("resubscribed", lambda: numsub(redis, "r") == 2)
+    status, body = rc.api(a, "POST", "/publish/r", b'{"after":1}')
+    expect_eq((status, body), (200, {"ok": True, "nodes": 2}),
               "publish after restart")
     for ws in subs:
         expect_eq((await recv_push(ws))["data"], {"after": 1},
                   "delivery resumed")
         await ws.close()
     for eng in (a, b):
-        expect(stats(eng)["redis"]["reconnects"] >= 2,
-               "reconnects counted: %r", stats(eng)["redis"])
+        expect(rc.stats(eng)["redis"]["reconnects"] >= 2,
+               "reconnects counted: %r", rc.stats(eng)["redis"])
 
 
 async def check_late_redis(exe, redis):
@@ -176,8 +141,8 @@ async def check_late_redis(exe, redis):
         expect_eq(healthz(c), 503, "healthz without Redis")
         ws = await subscribe(c, ["late"])	# served without Redis
         redis.start()
-        await wait_for("/healthz 200", lambda: healthz(c) == 200)
-        await wait_for("subscribed", lambda: numsub(redis, "late") == 1)
+        await rc.await_state("/healthz 200", lambda: healthz(c) == 200)
+        await rc.await_state("subscribed", lambda: numsub(redis, "late") == 1)
         expect_eq(redis.command("PUBLISH", PREFIX + "ch:late", "1"), 1,
                   "PUBLISH")
         expect_eq((await recv_push(ws))["data"], 1, "late delivery")
