@@ -1703,6 +1703,14 @@ int main(int argc, char **argv)
 		       (unsigned long long)ph->delivered,
 		       (long long)(ph->expected - ph->delivered));
 		print_num("span_s", span, true);
+		/*
+		 * The publisher waits for each answer, so an engine slow to
+		 * answer also delays the next send time: a burst's latencies
+		 * read with how long its publishing took.
+		 */
+		print_num("publish_span_s", ph->published ?
+			  (double)(ph->last_send - ph->first_send) / 1e9 : NAN,
+			  true);
 		print_num("delivered_per_s", (double)ph->delivered / span, true);
 		print_num("engine_cpu_s", ph->engine_cpu_s, true);
 		print_num("engine_cpu_s_per_million", o.engine_pid > 0 &&
