@@ -4,10 +4,12 @@
  * fixed-file table; a provided buffer ring feeding a multishot recv on a
  * socketpair, running dry (-ENOBUFS ends the multishot) and recovering
  * once buffers are recycled; a MSG_RING mailbox message between rings;
- * the user_data codec; the epoll backend behind the same operations.
+ * the user_data codec; ending a connection's pending recv and send; the
+ * epoll backend behind the same operations.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -164,6 +166,73 @@ static int wait_ud(struct ring *r, struct got *g, uint64_t ud)
 }
 
 /*
+ * ring_cancel_slot() on io_uring ends what is pending on a TCP socket, a
+ * multishot recv and a send stuck behind a peer that does not read, then
+ * completes itself; the slot then closes and the peer sees EOF.
+ */
+static int test_end_slot(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	static char fill[65536];
+	struct ring r;
+	struct ring_bufs b;
+	struct got g = { .n = 0 };
+	int lfd, cfd, sfd, small = 4096, i;
+	ssize_t n;
+	long total = 0;
+
+	T_CHECK(ring_init(&r, 64, 64, RING_F_SINGLE) == 0);
+	T_CHECK(ring_bufs_init(&r, &b, 0, NBUF, BUFSZ) == 0);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	T_CHECK(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	T_CHECK(listen(lfd, 8) == 0);
+	T_CHECK(getsockname(lfd, (struct sockaddr *)&sin, &len) == 0);
+	cfd = socket(AF_INET, SOCK_STREAM, 0);
+	T_CHECK(setsockopt(cfd, SOL_SOCKET, SO_RCVBUF, &small,
+			   sizeof(small)) == 0);
+	T_CHECK(connect(cfd, (struct sockaddr *)&sin, sizeof(sin)) == 0);
+	sfd = accept(lfd, NULL, NULL);
+	T_CHECK(sfd >= 0);
+	T_CHECK(setsockopt(sfd, SOL_SOCKET, SO_SNDBUF, &small,
+			   sizeof(small)) == 0);
+	/* Fill both buffers: the peer never reads, so a send must wait. */
+	while ((n = send(sfd, fill, sizeof(fill), MSG_DONTWAIT)) > 0)
+		total += n;
+	T_CHECK(n < 0 && errno == EAGAIN && total > 0);
+	T_CHECK(io_uring_register_files_update(&r.uring, 0, &sfd, 1) == 1);
+	close(sfd);
+
+	T_CHECK(ring_recv(&r, 0, 0, 2) == 0);
+	T_CHECK(ring_send(&r, 0, fill, 1024, 3) == 0);
+	T_CHECK(ring_submit(&r) >= 0);
+	T_CHECK(ring_cancel_slot(&r, 0, 5) == 0);
+	i = wait_ud(&r, &g, 3);
+	T_CHECK(i >= 0 && g.cqe[i].res == -EPIPE);
+	i = wait_ud(&r, &g, 2);
+	T_CHECK(i >= 0 && g.cqe[i].res == 0);
+	T_CHECK(!(g.cqe[i].flags & IORING_CQE_F_MORE));
+	i = wait_ud(&r, &g, 5);
+	T_CHECK(i >= 0 && g.cqe[i].res == 0);
+	T_CHECK(ring_close(&r, 0, 4) == 0);
+	i = wait_ud(&r, &g, 4);
+	T_CHECK(i >= 0 && g.cqe[i].res == 0);
+
+	/* What was queued still arrives, then EOF. */
+	T_CHECK(fcntl(cfd, F_SETFL, 0) == 0);
+	while ((n = read(cfd, fill, sizeof(fill))) > 0)
+		total -= n;
+	T_CHECK(n == 0 && total == 0);
+
+	close(cfd);
+	close(lfd);
+	ring_bufs_exit(&r, &b);
+	ring_exit(&r);
+	return 0;
+}
+
+/*
  * The epoll backend behind the same operations: accept gives a slot,
  * multishot recv hands out pool buffers, a send completes, mail from an
  * io_uring ring arrives, cancel and close complete as io_uring's do.
@@ -239,7 +308,8 @@ static int test_epoll(void)
 
 int main(void)
 {
-	if (test_ud() || test_bufs_recv() || test_mbox() || test_epoll())
+	if (test_ud() || test_bufs_recv() || test_mbox() || test_end_slot() ||
+	    test_epoll())
 		return T_EXIT_FAIL;
 	return T_EXIT_PASS;
 }
