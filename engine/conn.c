@@ -1038,8 +1038,9 @@ void eng_conn_on_recv(struct eng_shard *s, struct io_uring_cqe *cqe)
 		ring_bufs_recycle(&s->rbufs, bid);
 
 	if (cqe->res == -ENOBUFS && c->state != CONN_DEAD) {
-		/* The group ran dry; re-arm once this batch recycled. */
+		/* The group ran dry; re-arm once this batch refilled it. */
 		ENG_STAT_ADD(s, recv_nobufs, 1);
+		ring_bufs_starved(&s->rbufs);
 		if (!(c->flags & CONN_F_REARM)) {
 			c->flags |= CONN_F_REARM;
 			s->rearm[s->nr_rearm++] = eng_slot(s, c);

@@ -333,9 +333,11 @@ void *eng_shard_main(void *arg)
 			break;
 		}
 		/*
-		 * Recvs that ran out of provided buffers are re-armed only
-		 * now, after this batch gave its buffers back.
+		 * The buffers this batch gave back go to the kernel now, the
+		 * last used first; recvs that ran out of them are re-armed
+		 * only after that.
 		 */
+		ring_bufs_refill(&s->rbufs);
 		while (s->nr_rearm) {
 			uint32_t slot = s->rearm[--s->nr_rearm];
 

@@ -141,6 +141,14 @@ int ring_submit(struct ring *r);
  * @size bytes from which the kernel picks one per multishot recv
  * completion. liburing 2.3 has no io_uring_setup_buf_ring(), so the ring
  * is mmapped and registered here.
+ *
+ * The kernel takes buffers in ring order, so a ring holding the whole
+ * pool would cycle through all of it and make every buffer resident.
+ * Instead only @want buffers are published at a time and the rest wait
+ * on a stack, the most recently used on top: the memory touched, and
+ * kept in cache, follows the reads in flight, not the pool's size.
+ * @want starts at RING_BUFS_WANT0 and doubles, up to @nr, at the refill
+ * after a recv found the ring empty.
  */
 struct ring_bufs {
 	struct io_uring_buf_ring *br;	/* shared with the kernel; NULL: epoll */
@@ -148,20 +156,36 @@ struct ring_bufs {
 	size_t size;			/* bytes per buffer */
 	unsigned nr;			/* buffers, a power of two */
 	unsigned short bgid;		/* buffer group id */
-	unsigned short *free;		/* epoll: a stack of free buffer ids */
+	bool starved;			/* a recv saw -ENOBUFS since the refill */
+	unsigned short *free;		/* stack of ids neither published nor
+					 * held by the caller */
 	unsigned nfree;
+	unsigned published;		/* io_uring: published, not recycled */
+	unsigned want;			/* io_uring: buffers to keep published */
 };
+
+/* The buffers published at first (all of them if the pool is smaller). */
+#define RING_BUFS_WANT0	64
 
 /*
  * Creates buffer group @bgid of @nr (a power of two, at most 32768)
- * buffers of @size bytes and hands them all to the kernel. Returns 0 or
- * -errno; on failure nothing is left allocated or registered.
+ * buffers of @size bytes and publishes the first RING_BUFS_WANT0 of them.
+ * Returns 0 or -errno; on failure nothing is left allocated or
+ * registered.
  */
 int ring_bufs_init(struct ring *r, struct ring_bufs *b, unsigned short bgid,
 		   unsigned nr, size_t size);
 
 /* Unregisters the group and frees its memory. */
 void ring_bufs_exit(struct ring *r, struct ring_bufs *b);
+
+/*
+ * Publishes buffers from the top of the stack until @want are in the
+ * ring, doubling @want first if the group was starved. Call it once per
+ * batch of completions, before waiting again: recycled buffers reach the
+ * kernel only here. A no-op on epoll, whose reads take from the stack.
+ */
+void ring_bufs_refill(struct ring_bufs *b);
 
 /* The buffer the kernel named in a CQE's flags. */
 static inline uint8_t *ring_bufs_ptr(const struct ring_bufs *b, unsigned bid)
@@ -175,19 +199,20 @@ static inline unsigned ring_bufs_bid(uint32_t cqe_flags)
 }
 
 /*
- * Gives buffer @bid back to the kernel. The caller must not touch the
- * buffer afterwards: the next recv may fill it at any moment.
+ * Gives buffer @bid back, on top of the stack. The caller must not touch
+ * the buffer afterwards: on epoll the next read may fill it at once.
  */
 static inline void ring_bufs_recycle(struct ring_bufs *b, unsigned bid)
 {
-	if (!b->br) {			/* epoll: back on our own stack */
-		b->free[b->nfree++] = (unsigned short)bid;
-		return;
-	}
-	io_uring_buf_ring_add(b->br, ring_bufs_ptr(b, bid), b->size, bid,
-			      io_uring_buf_ring_mask(b->nr), 0);
-	/* advance() publishes the entry with a release store of the tail */
-	io_uring_buf_ring_advance(b->br, 1);
+	b->free[b->nfree++] = (unsigned short)bid;
+	if (b->br)
+		b->published--;
+}
+
+/* A recv ended with -ENOBUFS: publish more at the next refill. */
+static inline void ring_bufs_starved(struct ring_bufs *b)
+{
+	b->starved = true;
 }
 
 #endif

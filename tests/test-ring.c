@@ -3,7 +3,8 @@
  * Description: ring/ against the real kernel. A ring with a sparse
  * fixed-file table; a provided buffer ring feeding a multishot recv on a
  * socketpair, running dry (-ENOBUFS ends the multishot) and recovering
- * once buffers are recycled; a MSG_RING mailbox message between rings;
+ * once buffers are recycled, publishing part of a larger pool and reusing
+ * the last buffer given back first; a MSG_RING mailbox message between rings;
  * the user_data codec; ending a connection's pending recv and send; the
  * epoll backend behind the same operations.
  */
@@ -100,6 +101,7 @@ static int test_bufs_recv(void)
 
 	/* Give one back and re-arm: the waiting bytes arrive, not lost. */
 	ring_bufs_recycle(&b, held[0]);
+	ring_bufs_refill(&b);
 	arm_recv(&r, &b);
 	T_CHECK(wait_cqe(&r, &cqe) == 0);
 	T_CHECK(cqe.res == 4);
@@ -109,10 +111,71 @@ static int test_bufs_recv(void)
 	/* EOF ends the multishot with res 0. */
 	for (i = 1; i < nheld; i++)
 		ring_bufs_recycle(&b, held[i]);
+	ring_bufs_refill(&b);
 	close(sv[1]);
 	T_CHECK(wait_cqe(&r, &cqe) == 0);
 	T_CHECK(cqe.res == 0 && !(cqe.flags & IORING_CQE_F_MORE));
 
+	ring_bufs_exit(&r, &b);
+	ring_exit(&r);
+	return 0;
+}
+
+/*
+ * A pool larger than RING_BUFS_WANT0 publishes only that many buffers,
+ * the lowest first; a recv that finds them all taken doubles what the
+ * next refill publishes, and recycled buffers come back last in, first
+ * out, so the memory in use stays the memory used last.
+ */
+static int test_bufs_lifo(void)
+{
+	enum { POOL = 2 * RING_BUFS_WANT0 };
+	struct io_uring_cqe cqe;
+	struct ring_bufs b;
+	struct ring r;
+	unsigned i;
+	int sv[2], fd;
+
+	T_CHECK(ring_init(&r, 64, 4, RING_F_SINGLE) == 0);
+	T_CHECK(ring_bufs_init(&r, &b, 5, POOL, BUFSZ) == 0);
+	T_CHECK(b.want == RING_BUFS_WANT0 && b.published == RING_BUFS_WANT0);
+	T_CHECK(b.nfree == POOL - RING_BUFS_WANT0);
+	T_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	fd = sv[0];
+	T_CHECK(io_uring_register_files_update(&r.uring, 0, &fd, 1) == 1);
+	close(sv[0]);
+
+	arm_recv(&r, &b);
+	for (i = 0; i < RING_BUFS_WANT0; i++) {
+		T_CHECK(write(sv[1], "m", 1) == 1);
+		T_CHECK(wait_cqe(&r, &cqe) == 0);
+		T_CHECK(cqe.res == 1 && (cqe.flags & IORING_CQE_F_MORE));
+		T_CHECK(ring_bufs_bid(cqe.flags) == i);	/* in address order */
+	}
+	T_CHECK(write(sv[1], "late", 4) == 4);
+	T_CHECK(wait_cqe(&r, &cqe) == 0);
+	T_CHECK(cqe.res == -ENOBUFS);
+	ring_bufs_starved(&b);
+	for (i = 0; i < RING_BUFS_WANT0; i++)
+		ring_bufs_recycle(&b, i);
+	ring_bufs_refill(&b);
+	T_CHECK(b.want == POOL && b.published == POOL && b.nfree == 0);
+
+	/* The last buffer given back is the next one filled. */
+	arm_recv(&r, &b);
+	T_CHECK(wait_cqe(&r, &cqe) == 0);
+	T_CHECK(cqe.res == 4);
+	T_CHECK(ring_bufs_bid(cqe.flags) == RING_BUFS_WANT0 - 1);
+	T_CHECK(!memcmp(ring_bufs_ptr(&b, RING_BUFS_WANT0 - 1), "late", 4));
+	ring_bufs_recycle(&b, RING_BUFS_WANT0 - 1);
+
+	/* At the whole pool the want stops growing. */
+	ring_bufs_starved(&b);
+	ring_bufs_refill(&b);
+	T_CHECK(b.want == POOL);
+	close(sv[1]);
+	T_CHECK(wait_cqe(&r, &cqe) == 0);
+	T_CHECK(cqe.res == 0);
 	ring_bufs_exit(&r, &b);
 	ring_exit(&r);
 	return 0;
@@ -308,7 +371,7 @@ static int test_epoll(void)
 
 int main(void)
 {
-	if (test_ud() || test_bufs_recv() || test_mbox() || test_end_slot() ||
+	if (test_ud() || test_bufs_recv() || test_bufs_lifo() || test_mbox() || test_end_slot() ||
 	    test_epoll())
 		return T_EXIT_FAIL;
 	return T_EXIT_PASS;
