@@ -640,7 +640,8 @@ static inline uint32_t eng_unix_to_tick(const struct eng_shard *s, int64_t t)
 
 static inline uint32_t eng_ms_to_ticks(unsigned ms)
 {
-	return (ms + ENG_TICK_MS - 1) / ENG_TICK_MS;
+	/* 64-bit: a duration near UINT_MAX ms must not round to 0 ticks */
+	return (uint32_t)(((uint64_t)ms + ENG_TICK_MS - 1) / ENG_TICK_MS);
 }
 
 /* buf.c: send buffers. */

@@ -96,7 +96,8 @@ static int parse_u64(const char *s, uint64_t *out)
 	char *end;
 	unsigned long long v;
 
-	if (!*s || *s == '-')
+	/* strtoull() would take " 5", "+5" and "-1" (as 2^64 - 1) */
+	if (*s < '0' || *s > '9')
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
@@ -113,7 +114,8 @@ static int parse_size(const char *s, uint64_t *out)
 	unsigned long long v;
 	unsigned shift = 0;
 
-	if (!*s || *s == '-')
+	/* strtoull() would take " 5", "+5" and "-1" (as 2^64 - 1) */
+	if (*s < '0' || *s > '9')
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
@@ -141,7 +143,8 @@ static int parse_dur(const char *s, unsigned *ms)
 	char *end;
 	unsigned long long v, mult = 1000;
 
-	if (!*s || *s == '-')
+	/* strtoull() would take " 5", "+5" and "-1" (as 2^64 - 1) */
+	if (*s < '0' || *s > '9')
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
@@ -223,6 +226,22 @@ static int parse_redis(const char *url, struct eng_cfg *cfg)
 			return -EINVAL;
 		cfg->redis_db = (unsigned)v;
 	}
+	return 0;
+}
+
+/* Copies environment variable @name into @dst; -E2BIG if it does not fit. */
+static int env_secret(const char *name, char *dst, size_t size)
+{
+	const char *v = getenv(name);
+
+	if (!v)
+		return 0;
+	if (strlen(v) >= size) {
+		fprintf(stderr, "ringcast: %s is %zu bytes long, at most %zu "
+			"are taken\n", name, strlen(v), size - 1);
+		return -E2BIG;
+	}
+	strcpy(dst, v);
 	return 0;
 }
 
@@ -340,8 +359,9 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			cfg->client_publish = true;
 			break;
 		case OPT_MAX_SUBS:
-			if (parse_u64(optarg, &v) < 0 || v > 65535)
-				bad_value("max-subs (0 to 65535)", optarg);
+			/* eng_conn.nsubs is 16 bits; a user's own sub is one */
+			if (parse_u64(optarg, &v) < 0 || v > 65534)
+				bad_value("max-subs (0 to 65534)", optarg);
 			cfg->max_subs = (unsigned)v;
 			break;
 		case OPT_MAX_PENDING:
@@ -561,12 +581,12 @@ int main(int argc, char **argv)
 	e.cfg.zc_threshold = UINT32_MAX;
 	strcpy(e.cfg.redis_prefix, "ringcast:");
 	e.cfg.jwt_leeway = ENG_JWT_LEEWAY;
-	if (getenv("RINGCAST_API_KEY") &&
-	    strlen(getenv("RINGCAST_API_KEY")) < sizeof(e.cfg.api_key))
-		strcpy(e.cfg.api_key, getenv("RINGCAST_API_KEY"));
-	if (getenv("RINGCAST_JWT_SECRET") &&
-	    strlen(getenv("RINGCAST_JWT_SECRET")) < sizeof(e.cfg.jwt_secret))
-		strcpy(e.cfg.jwt_secret, getenv("RINGCAST_JWT_SECRET"));
+	/* A secret that does not fit must stop us, never leave us open. */
+	if (env_secret("RINGCAST_API_KEY", e.cfg.api_key,
+		       sizeof(e.cfg.api_key)) < 0 ||
+	    env_secret("RINGCAST_JWT_SECRET", e.cfg.jwt_secret,
+		       sizeof(e.cfg.jwt_secret)) < 0)
+		return 2;
 	parse_args(argc, argv, &e.cfg);
 	if (e.cfg.auth != ENG_AUTH_OFF && !e.cfg.jwt_secret[0] &&
 	    !e.cfg.jwt_pubkey_file[0]) {

@@ -5,6 +5,7 @@ independently), every rejected handshake with its status code,
 request written one byte at a time, a first frame in the request's
 packet, and the command line (--help, bad options)."""
 
+import os
 import subprocess
 
 import rc
@@ -220,12 +221,28 @@ def check_cli(exe):
     for argv, name in ((["--no-such-option"], "--no-such-option"),
                        (["--max-message", "lots"], "--max-message"),
                        (["--ping-interval", "soon"], "--ping-interval"),
-                       (["--shards", "x"], "--shards")):
+                       (["--shards", "x"], "--shards"),
+                       # strtoull() alone reads " -1" as 2^64 - 1
+                       (["--max-conns", " -1"], "--max-conns"),
+                       (["--max-conns", "+5"], "--max-conns"),
+                       (["--max-pending-bytes", " 4M"], "--max-pending-bytes"),
+                       (["--idle-timeout", "-1s"], "--idle-timeout"),
+                       # a user's own subscription would wrap the count
+                       (["--max-subs", "65535"], "--max-subs")):
         p = subprocess.run([exe] + argv + ["--listen", "127.0.0.1:0"],
                            capture_output=True, timeout=10)
         expect_eq(p.returncode, 2, "exit status for %s" % argv)
         expect(name in p.stderr.decode(errors="replace"),
                "stderr for %s does not name %s: %r", argv, name, p.stderr)
+    # A secret from the environment that does not fit stops the engine;
+    # it must never start without the key it was given.
+    for var in ("RINGCAST_API_KEY", "RINGCAST_JWT_SECRET"):
+        env = dict(os.environ, **{var: "k" * 600})
+        p = subprocess.run([exe, "--listen", "127.0.0.1:0"], env=env,
+                           capture_output=True, timeout=10)
+        expect_eq(p.returncode, 2, "exit status with a 600-byte %s" % var)
+        expect(var in p.stderr.decode(errors="replace"),
+               "stderr does not name %s: %r", var, p.stderr)
 
 
 def main():
