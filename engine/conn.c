@@ -446,6 +446,16 @@ static void send_close(struct eng_shard *s, struct eng_conn *c, uint16_t code,
 void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code)
 {
 	ENG_STAT_ADD(s, proto_errors, 1);
+	if (c->state == CONN_CLOSING) {
+		/*
+		 * Our close is out already and a second one is not allowed
+		 * (RFC 6455 5.5.1): stop parsing and finish what is queued.
+		 */
+		c->state = CONN_DRAIN;
+		rx_free(c);
+		flush(s, c);
+		return;
+	}
 	/* The stream can no longer be parsed: send, half-close, drain. */
 	send_close(s, c, code, NULL, CONN_DRAIN);
 }
@@ -499,6 +509,17 @@ void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
 {
 	if (!eng_conn_alive(c) || c->state == CONN_DRAIN) {
 		eng_buf_put(b);
+		return;
+	}
+	/*
+	 * A client that pipelines requests and reads none of the answers
+	 * is a slow consumer too; HTTP has no close frame to tell it so.
+	 */
+	if (c->queued &&
+	    (uint64_t)c->queued + b->len > s->eng->cfg.max_pending) {
+		ENG_STAT_ADD(s, slow_closed, 1);
+		eng_buf_put(b);
+		eng_conn_kill(s, c);
 		return;
 	}
 	if (c->flags & CONN_F_KEEP) {
@@ -902,19 +923,29 @@ static void drain_part(struct eng_shard *s, struct eng_conn *c, bool newline)
 
 	if (!rx || !rx->plen)
 		goto out;
-	if (rx->plen < rx->want)
+	rest = rx->plen - rx->poff;
+	if (rest < rx->want)
 		return;
 	if (!rx->want && c->state == CONN_HTTP && !newline &&
-	    rx->plen <= HS_DEF_MAX_BYTES)
+	    rest <= HS_DEF_MAX_BYTES)
 		return;
-	used = process(s, c, rx->part, rx->plen, &want);
+	used = process(s, c, rx->part + rx->poff, rest, &want);
 	if (c->rx != rx)	/* failed or killed: rx is gone */
 		return;
-	rest = parsing(c) ? rx->plen - used : 0;
-	memmove(rx->part, rx->part + used, rest);
-	rx->plen = (uint32_t)rest;
+	rest = parsing(c) ? rest - used : 0;
+	rx->poff += (uint32_t)used;
+	/*
+	 * A request that waits for its answer stops the parse after it, so
+	 * pipelined requests are consumed one at a time: moving the rest
+	 * down only once the consumed part outweighs it keeps that linear.
+	 */
+	if (!rest || rx->poff >= rest) {
+		memmove(rx->part, rx->part + rx->poff, rest);
+		rx->plen = (uint32_t)rest;
+		rx->poff = 0;
+	}
 	rx->want = (uint32_t)want;
-	if (rest && reserve(rx, want) < 0)
+	if (rest && reserve(rx, (size_t)rx->poff + want) < 0)
 		goto nomem;
 out:
 	rx = c->rx;
@@ -926,6 +957,19 @@ nomem:
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
+/*
+ * Bytes a client may send ahead while a request of its waits for its
+ * answer: a whole further request of the largest size, or the pending
+ * bound if that is more. Past it the client is dropped, since replies
+ * must leave in order and none can go before the waiting one.
+ */
+static size_t wait_backlog(const struct eng_cfg *cfg)
+{
+	size_t one = HS_DEF_MAX_BYTES + (size_t)cfg->max_message;
+
+	return one > cfg->max_pending ? one : cfg->max_pending;
+}
+
 static void feed(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 		 size_t n)
 {
@@ -935,7 +979,15 @@ static void feed(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 	if ((rx && rx->plen) || (c->flags & CONN_F_WAIT)) {
 		/* Bytes carried from earlier reads come first. */
 		rx = rx_get(c);
-		if (!rx || reserve(rx, (size_t)rx->plen + n) < 0)
+		if (!rx)
+			goto nomem;
+		if ((c->flags & CONN_F_WAIT) && (size_t)rx->plen - rx->poff +
+		    n > wait_backlog(&s->eng->cfg)) {
+			ENG_STAT_ADD(s, http_errors, 1);
+			eng_conn_kill(s, c);
+			return;
+		}
+		if (reserve(rx, (size_t)rx->plen + n) < 0)
 			goto nomem;
 		memcpy(rx->part + rx->plen, p, n);
 		rx->plen += (uint32_t)n;
@@ -953,6 +1005,7 @@ static void feed(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 			goto nomem;
 		memcpy(rx->part, p + used, rest);
 		rx->plen = (uint32_t)rest;
+		rx->poff = 0;
 		rx->want = (uint32_t)want;
 	}
 	rx = c->rx;

@@ -151,9 +151,10 @@ struct eng_sq {
  */
 struct eng_rx {
 	uint8_t *part;		/* unconsumed bytes carried to the next read */
-	uint32_t plen;		/* bytes in part */
+	uint32_t plen;		/* bytes in part, consumed ones included */
 	uint32_t pcap;		/* bytes allocated for part */
-	uint32_t want;		/* bytes part needs before a re-parse */
+	uint32_t want;		/* unconsumed bytes needed before a re-parse */
+	uint32_t poff;		/* bytes of part already consumed; 0 if !plen */
 	struct eng_buf *msg;	/* fragments so far, after header room */
 	struct ws_msg ws;	/* sequencing and UTF-8 state */
 };

@@ -8,7 +8,9 @@ must find a prefix of the messages followed by close 1008 "slow
 consumer": one reads as soon as /stats shows the slow closes, the other
 only once everything is published (the spec sets no deadline for it).
 /stats counts two slow closes and some dropped frames; the engine's
-VmRSS, sampled throughout, grows by less than 64 MB."""
+VmRSS, sampled throughout, grows by less than 64 MB.  A keep-alive HTTP
+client that pipelines requests and reads no answer is dropped the same
+way."""
 
 import asyncio
 import json
@@ -174,6 +176,31 @@ def check_still_serving(eng):
                   "subscribe")
 
 
+def check_http_reader_stalls(eng):
+    """A keep-alive client pipelines GET /stats and reads no answer: its
+    answers pile up past --max-pending-bytes (1M) once the kernel's
+    buffers are full, and the engine drops it and counts a slow close
+    rather than queue answers without end."""
+    before = rc.stats(eng)["total"]["slow_closed"]
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(rc.IO_TIMEOUT)
+    s.connect((eng.host, eng.port))
+    req = b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n"
+    # About 1.5 KB each: 12,000 answers are 18 MB, far past the kernel's
+    # send buffer plus the 1M bound.
+    try:
+        for _ in range(40):
+            s.sendall(req * 300)
+    except (BrokenPipeError, ConnectionResetError):
+        pass		# dropped while we were still writing: fine
+    rc.wait_stats(eng, lambda st: st["total"]["slow_closed"] > before,
+                  "a slow close for the stalled HTTP reader")
+    data, closed = rc.recv_until_eof(s)
+    expect(closed, "stalled HTTP reader still open after its slow close")
+    s.close()
+
+
 def main():
     run = rc.Run("slow")
     state = {}
@@ -183,6 +210,7 @@ def main():
             run.check("slow-consumer", check_slow, eng, state, timeout=240)
             run.check("late-reader", check_late_reader, eng, state)
             run.check("still-serving", check_still_serving, eng)
+            run.check("http-reader-stalls", check_http_reader_stalls, eng)
     except AssertionError as e:
         run.fail("engine", e)
     run.finish()

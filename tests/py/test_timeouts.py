@@ -3,7 +3,8 @@
 (no response, TCP closed) but not one that has; --idle-timeout closes a
 silent WebSocket with 1001 "idle timeout"; --ping-interval sends pings,
 and a client that answers them stays open well past the idle timeout
-while one that ignores them is still closed for idleness."""
+while one that ignores them is still closed for idleness; a protocol
+error after the idle close brings no second close frame."""
 
 import asyncio
 import threading
@@ -54,6 +55,18 @@ def check_idle_timeout_raw(eng):
         ws.echo(OP_TEXT, b"one message, then silence")
         # --ping-interval 0: the first frame must be the close, no ping.
         ws.expect_close(1001, reason="idle timeout")
+
+
+def check_no_second_close(eng):
+    """A protocol error after the server's own close (an unmasked frame
+    in reply to the idle close) brings no second close frame (RFC 6455
+    5.5.1): the server only finishes closing."""
+    with rc.RawWs(eng.host, eng.port, timeout=TIMER_BOUND) as ws:
+        ws.echo(OP_TEXT, b"one message, then silence")
+        f = ws.recv_frame()
+        expect_eq((f.op, f.close_code()), (OP_CLOSE, 1001), "idle close")
+        ws.send(OP_TEXT, b"unmasked, after the close", mask=False)
+        ws.expect_eof()
 
 
 def answer_pings(ws, until, stop_pings=3):
@@ -127,7 +140,8 @@ def main():
          [("handshake-timeout", check_handshake_timeout)]),
         (("--idle-timeout", "1s", "--ping-interval", "0"),
          [("idle-timeout", check_idle_timeout),
-          ("idle-timeout-raw", check_idle_timeout_raw)]),
+          ("idle-timeout-raw", check_idle_timeout_raw),
+          ("no-second-close", check_no_second_close)]),
         (("--idle-timeout", "1500ms", "--ping-interval", "0"),
          [("idle-timeout-ms", check_idle_timeout)]),
         (("--ping-interval", "300ms", "--idle-timeout", "2s"),
