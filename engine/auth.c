@@ -171,8 +171,8 @@ static jwt_alg_t allowed_alg(const struct eng_cfg *cfg,
 }
 
 /* Copies the claims we use into one allocation the connection owns. */
-static int take_claims(struct eng_shard *s, jwt_t *jwt, struct eng_auth **out,
-		       const char **why)
+static int take_claims(struct eng_shard *s, jwt_t *jwt, int64_t exp,
+		       struct eng_auth **out, const char **why)
 {
 	struct json_slice pats[ENG_MAX_PATTERNS];
 	const char *sub = jwt_get_grant(jwt, "sub");
@@ -181,7 +181,6 @@ static int take_claims(struct eng_shard *s, jwt_t *jwt, struct eng_auth **out,
 	struct eng_auth *a;
 	unsigned npat = 0, i;
 	size_t blob = 0, off;
-	long exp;
 
 	if (!sub || !uid_ok(sub, strlen(sub))) {
 		*why = "sub claim missing or not a valid user id";
@@ -212,9 +211,7 @@ static int take_claims(struct eng_shard *s, jwt_t *jwt, struct eng_auth **out,
 		return -ENOMEM;
 	}
 	memset(a, 0, sizeof(*a));
-	errno = 0;
-	exp = jwt_get_grant_int(jwt, "exp");
-	a->exp = errno ? 0 : exp;
+	a->exp = exp;
 	a->uid_len = (uint8_t)strlen(sub);
 	memcpy(a->uid, sub, a->uid_len);
 	if (app) {
@@ -240,6 +237,27 @@ bad:
 	return -EACCES;
 }
 
+/*
+ * Reads NumericDate claim @name of the claims object @grants into *@t:
+ * seconds since the epoch, a fraction allowed (RFC 7519 section 2). An
+ * absent claim gives -1. Returns 0, or -EBADMSG when the claim is not a
+ * non-negative number of a sane size (libjwt's integer getter reads a
+ * fraction or a string as 0).
+ */
+static int numeric_date(struct eng_shard *s, const char *grants,
+			const char *name, double *t)
+{
+	int ret = json_get_number(s->json, grants, strlen(grants), name, t);
+
+	if (ret == -ENOENT) {
+		*t = -1;
+		return 0;
+	}
+	if (ret < 0 || !(*t >= 0 && *t < 1e15))	/* also refuses NaN */
+		return -EBADMSG;
+	return 0;
+}
+
 int eng_auth_verify(struct eng_shard *s, const char *tok, size_t len,
 		    struct eng_auth **out, const char **why)
 {
@@ -252,7 +270,8 @@ int eng_auth_verify(struct eng_shard *s, const char *tok, size_t len,
 	jwt_t *jwt = NULL;
 	jwt_alg_t want;
 	int n, ret = -EACCES, key_len;
-	long t;
+	char *grants = NULL;		/* libjwt's copy; free() */
+	double exp, nbf;
 	time_t now = time(NULL);
 
 	*out = NULL;
@@ -294,20 +313,29 @@ int eng_auth_verify(struct eng_shard *s, const char *tok, size_t len,
 		*why = "bad signature or malformed token";
 		goto out;
 	}
-	errno = 0;
-	t = jwt_get_grant_int(jwt, "exp");
-	if (!errno && now > t + (long)cfg->jwt_leeway) {
+	grants = jwt_get_grants_json(jwt, NULL);	/* all claims */
+	if (!grants) {
+		*why = "out of memory";
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (numeric_date(s, grants, "exp", &exp) < 0 ||
+	    numeric_date(s, grants, "nbf", &nbf) < 0) {
+		*why = "exp or nbf claim is not a number";
+		goto out;
+	}
+	if (exp >= 0 && (double)now > exp + cfg->jwt_leeway) {
 		*why = "token expired";
 		goto out;
 	}
-	errno = 0;
-	t = jwt_get_grant_int(jwt, "nbf");
-	if (!errno && now + (long)cfg->jwt_leeway < t) {
+	if (nbf >= 0 && (double)now + cfg->jwt_leeway < nbf) {
 		*why = "token not yet valid";
 		goto out;
 	}
-	ret = take_claims(s, jwt, out, why);
+	/* Whole seconds for the expiry timer: a fraction ends it sooner. */
+	ret = take_claims(s, jwt, exp >= 0 ? (int64_t)exp : 0, out, why);
 out:
+	free(grants);
 	jwt_free(jwt);
 	eng_free(copy);
 	return ret;

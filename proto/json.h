@@ -95,6 +95,15 @@ int json_get_string(struct json_parser *p, const char *buf, size_t len,
 		    const char *key, struct json_slice *out);
 
 /*
+ * As json_get_string(), for a member @key that must be a number (an
+ * integer or not, as JWT's NumericDate may be): its value in *@out.
+ * Returns 0, -ENOENT (no such member), -EBADMSG (not an object, not a
+ * number, not JSON) or -E2BIG.
+ */
+int json_get_number(struct json_parser *p, const char *buf, size_t len,
+		    const char *key, double *out);
+
+/*
  * Parses @buf[0..@len) (no padding needed) as a JSON array of strings
  * into @out, at most @max of them; *@n says how many. Returns 0,
  * -EBADMSG (not JSON, not an array, an element not a string) or -E2BIG.

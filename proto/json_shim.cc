@@ -353,14 +353,16 @@ extern "C" bool json_valid(struct json_parser *p, const char *buf,
 	return !p->dom.parse(u, len, false).error();
 }
 
-extern "C" int json_get_string(struct json_parser *p, const char *buf,
-			       size_t len, const char *key,
-			       struct json_slice *out)
+/*
+ * Parses @buf as a JSON object into @p's DOM and finds member @key.
+ * Returns 0, or -errno as the json_get_*() contracts say.
+ */
+static int member(struct json_parser *p, const char *buf, size_t len,
+		  const char *key, simdjson::dom::element *el)
 {
 	const uint8_t *u = reinterpret_cast<const uint8_t *>(p->vbuf);
 	simdjson::dom::element doc;
 	simdjson::dom::object obj;
-	std::string_view sv;
 	simdjson::error_code e;
 
 	if (len > p->max_doc)
@@ -368,9 +370,38 @@ extern "C" int json_get_string(struct json_parser *p, const char *buf,
 	std::memcpy(p->vbuf, buf, len);
 	if ((e = p->dom.parse(u, len, false).get(doc)) ||
 	    (e = doc.get_object().get(obj)) ||
-	    (e = obj.at_key(key).get_string().get(sv)))
+	    (e = obj.at_key(key).get(*el)))
 		return e == simdjson::NO_SUCH_FIELD ? -ENOENT : json_errno(e);
+	return 0;
+}
+
+extern "C" int json_get_string(struct json_parser *p, const char *buf,
+			       size_t len, const char *key,
+			       struct json_slice *out)
+{
+	simdjson::dom::element el;
+	std::string_view sv;
+	int ret = member(p, buf, len, key, &el);
+
+	if (ret < 0)
+		return ret;
+	if (el.get_string().get(sv))
+		return -EBADMSG;
 	set_slice(out, sv);
+	return 0;
+}
+
+extern "C" int json_get_number(struct json_parser *p, const char *buf,
+			       size_t len, const char *key, double *out)
+{
+	simdjson::dom::element el;
+	int ret = member(p, buf, len, key, &el);
+
+	if (ret < 0)
+		return ret;
+	/* get_double() takes integers too, converted */
+	if (el.get_double().get(*out))
+		return -EBADMSG;
 	return 0;
 }
 

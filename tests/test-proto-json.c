@@ -611,6 +611,39 @@ static int test_escape(void)
 	return 0;
 }
 
+/* json_get_number(): integers and fractions; any other type refused. */
+static int test_get_number(void)
+{
+	static const struct {
+		const char *doc;
+		int ret;
+		double v;
+	} cases[] = {
+		{ "{\"exp\":1700000000}", 0, 1700000000.0 },
+		{ "{\"exp\":1700000000.25}", 0, 1700000000.25 },
+		{ "{\"a\":\"x\",\"exp\":-3}", 0, -3.0 },
+		{ "{\"exp\":18446744073709551615}", 0, 18446744073709551615.0 },
+		{ "{\"nbf\":1}", -ENOENT, 0 },
+		{ "{\"exp\":\"1700000000\"}", -EBADMSG, 0 },
+		{ "{\"exp\":null}", -EBADMSG, 0 },
+		{ "{\"exp\":[1]}", -EBADMSG, 0 },
+		{ "{\"exp\":true}", -EBADMSG, 0 },
+		{ "[1]", -EBADMSG, 0 },
+		{ "{\"exp\":1", -EBADMSG, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		double v = 0;
+		int ret = json_get_number(jp, cases[i].doc,
+					  strlen(cases[i].doc), "exp", &v);
+
+		if (ret != cases[i].ret || (!ret && v != cases[i].v))
+			T_FAIL("json_get_number(%s) = %d, %g", cases[i].doc,
+			       ret, v);
+	}
+	return 0;
+}
+
 int main(void)
 {
 	int ret;
@@ -622,7 +655,8 @@ int main(void)
 	}
 	ret = test_shapes() || test_seq() || test_types() ||
 	      test_channels() || test_data() || test_malformed() ||
-	      test_sizes() || test_valid() || test_escape();
+	      test_sizes() || test_valid() || test_escape() ||
+	      test_get_number();
 	json_parser_free(jp);
 	free(cur);
 	return ret ? T_EXIT_FAIL : T_EXIT_PASS;

@@ -106,6 +106,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_unescaped(chans[i]);
 	}
 
+	/* the JWT date reader: a number only from valid JSON */
+	{
+		double v;
+
+		ret = json_get_number(jv, buf, size, "exp", &v);
+		assert(ret == 0 || ret == -ENOENT || ret == -EBADMSG ||
+		       ret == -E2BIG);
+		if (ret == 0)
+			assert(valid && v == v);	/* never NaN */
+	}
+
 	if (json_utf8_valid(buf, size))
 		check_roundtrip(buf, size);
 	free(buf);

@@ -197,6 +197,14 @@ def check_hs256_refused(eng, keys):
         ("expired", jwtmint.hs256(claims("alice", ttl=-60), SECRET)),
         ("not yet valid", jwtmint.hs256(claims("alice", nbf=now + 60),
                                         SECRET)),
+        # NumericDate may have a fraction; a past one is still past.
+        ("expired, fractional exp",
+         jwtmint.hs256(dict(ok, exp=now - 60.5), SECRET)),
+        ("exp a string", jwtmint.hs256(dict(ok, exp=str(now + 3600)),
+                                       SECRET)),
+        ("exp negative", jwtmint.hs256(dict(ok, exp=-1), SECRET)),
+        ("nbf a string", jwtmint.hs256(dict(ok, nbf=str(now)), SECRET)),
+        ("exp null", jwtmint.hs256(dict(ok, exp=None), SECRET)),
         ("alg none", jwtmint.unsigned(ok)),
         ("alg None", jwtmint.unsigned(ok, "None")),
         ("alg none with a signature", jwtmint.unsigned(ok) + sig),
@@ -213,6 +221,15 @@ def check_hs256_refused(eng, keys):
     expect_401(eng, "", "empty ?token=")
     expect_401(eng, "", "empty Bearer", via="header")
     print("     401 reasons: %s" % json.dumps(sorted(set(reasons.values()))))
+
+
+async def check_fractional_dates(eng):
+    """RFC 7519 NumericDate allows fractions, as JavaScript's
+    Date.now() / 1000 gives them: a token with exp and nbf like that is
+    let in (libjwt's integer getter alone reads them as 0)."""
+    now = time.time()
+    body = dict(claims("frac"), exp=now + 3600.25, nbf=now - 0.5)
+    await accepted(eng, jwtmint.hs256(body, SECRET), "fractional exp, nbf")
 
 
 async def check_hs256_leeway(eng):
@@ -343,6 +360,7 @@ def main():
                 run.check("hs256-valid", check_hs256_valid, eng)
                 run.check("hs256-refused", check_hs256_refused, eng, keys)
                 run.check("hs256-leeway", check_hs256_leeway, eng)
+                run.check("fractional-dates", check_fractional_dates, eng)
                 run.check("hs256-healthy-after", check_healthy, eng)
             with rc.Engine(run.exe, "--shards", "1", "--auth", "required",
                            "--jwt-public-key", keys.pub("rsa")) as eng:
