@@ -466,6 +466,30 @@ static void release_waiters(struct eng_shard *s, struct eng_chan *ch)
 	}
 }
 
+/* As release_waiters(), but the subscribes failed: close their clients. */
+static void fail_waiters(struct eng_shard *s, struct eng_chan *ch)
+{
+	struct eng_wait *w = ch->waiters;
+
+	ch->waiters = NULL;
+	while (w) {
+		struct eng_wait *next = w->next;
+		struct eng_pend *pd = w->pend;
+		struct eng_conn *c = &s->conns[pd->slot];
+
+		if (c->gen == pd->gen && eng_conn_alive(c) &&
+		    c->state != CONN_DRAIN)
+			eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		/* Other channels of the same subscribe may still hold it. */
+		if (--pd->count == 0) {
+			eng_buf_put(pd->reply);
+			eng_free(pd);
+		}
+		eng_free(w);
+		w = next;
+	}
+}
+
 /* Tells the Redis bridge whether this node needs channel @ch. */
 static void redis_interest(struct eng_shard *s, struct eng_chan *ch, bool add)
 {
@@ -838,6 +862,22 @@ static void drop(struct eng_shard *s, unsigned op, void *ptr, int res,
 		p->result = res < 0 ? res : -EIO;
 		eng_rreq_ack(s, p);
 		return;
+	} else if (op == ENG_OP_INTEREST && !s->stopping) {
+		struct eng_interest *m = ptr;
+		struct eng_chan *ch = eng_chan_find(&s->chans, m->name, m->len,
+				eng_chan_hash(m->name, m->len));
+
+		/*
+		 * The owner never heard of it. Forget that we asked, so the
+		 * next change asks again, and fail the subscribes waiting on
+		 * it (1011): their clients resubscribe, rather than wait for
+		 * an answer that cannot come.
+		 */
+		if (ch && ch->pending) {
+			ch->pending = 0;
+			fail_waiters(s, ch);
+			eng_chan_maybe_free(&s->chans, ch);
+		}
 	}
 	free_mail(op, ptr);
 }

@@ -344,13 +344,37 @@ static int put_cmd(struct rconn *c, int argc, const char **argv,
 
 /* ---- acknowledgements back to the shards ------------------------------- */
 
+/* Frees bridge mail @p of @op that no shard will read, and what it holds. */
+static void free_mail(unsigned op, void *p)
+{
+	if (op == ENG_OP_PUB) {		/* eng_pub_inject's */
+		struct eng_pub_hdr *pub = p;
+
+		eng_buf_put(pub->frame);
+		eng_free(p);
+	} else if (op == ENG_OP_USER) {
+		eng_free(p);
+	} else if (op == ENG_OP_R_PUB_ACK) {
+		struct eng_rpub *rp = p;
+
+		/* The shard that waits for it times its client out. */
+		eng_buf_put(rp->ok);
+		eng_buf_put(rp->err);
+		free(p);
+	} else {
+		free(p);
+	}
+}
+
 static void post(struct eng_redis *r, unsigned shard, unsigned op, void *p)
 {
 	struct eng_shard *s = &r->eng->shards[shard];
 
-	if (eng_post(r->eng, &r->ring, &s->ring, op, p, 0) < 0)
+	if (eng_post(r->eng, &r->ring, &s->ring, op, p, 0) < 0) {
 		fprintf(stderr, "ringcast: redis: mailbox full, %s lost\n",
 			op == ENG_OP_R_PUB_ACK ? "publish reply" : "ack");
+		free_mail(op, p);
+	}
 }
 
 static void ack_sub(struct eng_redis *r, struct rchan *ch)
@@ -1112,16 +1136,7 @@ static void dispatch(struct eng_redis *r, struct io_uring_cqe *cqe)
 			op &= ~ENG_OP_FAILED;
 			if (eng_is_mail(op))
 				atomic_fetch_sub(&r->eng->mail, 1);
-			if (op == ENG_OP_PUB) {	/* eng_pub_inject's */
-				struct eng_pub_hdr *pub = p;
-
-				eng_buf_put(pub->frame);
-				eng_free(p);
-			} else if (op == ENG_OP_USER) {
-				eng_free(p);
-			} else {
-				free(p);
-			}
+			free_mail(op, p);
 		}
 		break;
 	}
