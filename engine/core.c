@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -82,6 +83,8 @@ static void on_tick(struct eng_shard *s)
 	uint64_t ms = now_ms() - s->t0_ms;
 
 	eng_timer_advance(s, (uint32_t)(ms / ENG_TICK_MS));
+	if (s->retry && !s->stopping)
+		eng_pub_retry(s);
 	if (s->stopping && s->tick >= s->stop_tick) {
 		/* Peers that did not answer our close in time are dropped. */
 		for (uint32_t i = 0; i < s->nr_conns; i++)
@@ -95,12 +98,56 @@ static void on_tick(struct eng_shard *s)
  * Posts mail to a shard's ring, counting it until a ring reads it (or
  * its failure comes back), so that no shard exits with mail in flight.
  */
+#ifdef RC_FAULT_INJECT
+static unsigned fault_every;		/* 0: off */
+static atomic_uint fault_count;
+
+void eng_fault_init(void)
+{
+	const char *v = getenv("RINGCAST_FAULT_MAIL");
+
+	fault_every = v ? (unsigned)strtoul(v, NULL, 10) : 0;
+	if (fault_every)
+		fprintf(stderr, "ringcast: test build: every %uth mailbox "
+			"post fails\n", fault_every);
+}
+
+/*
+ * Every fault_every-th post fails, in turn at once (-EBUSY, as when no
+ * SQE can be had) and as the failure CQE a refused MSG_RING brings back
+ * to the sender, so the callers' failure paths run for real.
+ */
+static bool fault_mail(struct ring *from, uint64_t self_ud, int *ret)
+{
+	unsigned n;
+
+	if (!fault_every)
+		return false;
+	n = atomic_fetch_add_explicit(&fault_count, 1,
+				      memory_order_relaxed) + 1;
+	if (n % fault_every)
+		return false;
+	if ((n / fault_every) & 1)
+		*ret = -EBUSY;
+	else
+		*ret = ring_mbox_post(from, from, self_ud, -EOVERFLOW, self_ud);
+	return true;
+}
+#endif
+
 int eng_post(struct eng *e, struct ring *from, struct ring *to, unsigned op,
 	     void *ptr, int32_t res)
 {
 	int ret;
 
 	atomic_fetch_add(&e->mail, 1);
+#ifdef RC_FAULT_INJECT
+	if (fault_mail(from, ring_ud_ptr(op | ENG_OP_FAILED, ptr), &ret)) {
+		if (ret < 0)
+			atomic_fetch_sub(&e->mail, 1);
+		return ret;
+	}
+#endif
 	ret = ring_mbox_post(from, to, ring_ud_ptr(op, ptr), res,
 			     ring_ud_ptr(op | ENG_OP_FAILED, ptr));
 	if (ret < 0)

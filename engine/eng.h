@@ -232,6 +232,14 @@ struct eng_chan {
 enum { ENG_R_NONE = 0, ENG_R_PENDING, ENG_R_CONFIRMED };
 
 /* Interest mail: shard @from has (add) or no longer has subscribers. */
+/* Mail whose post failed, to be posted again (pub.c, eng_pub_retry). */
+struct eng_retry {
+	struct eng_retry *next;
+	unsigned op;			/* ENG_OP_* */
+	unsigned to;			/* the shard */
+	void *ptr;			/* owned: the mail */
+};
+
 struct eng_interest {
 	struct eng_interest *next;	/* owner: in racks */
 	uint16_t from;
@@ -381,6 +389,7 @@ struct eng_shard {
 	uint32_t stop_tick;		/* force-close deadline */
 	struct eng_stats stats;
 	struct eng_chans chans;
+	struct eng_retry *retry;	/* owned: mail to post again */
 	struct json_parser *json;	/* owned: /ws commands */
 	uint8_t *scratch;		/* padded copy of a command */
 	bool fixed_arena;		/* arena registered as fixed buffer 0 */
@@ -432,6 +441,14 @@ enum {
 	ENG_OP_USER_ACK,	/* mailbox: ... back */
 	ENG_OP_FAILED = 0x80,	/* or-ed into a failed post's own CQE */
 };
+
+#ifdef RC_FAULT_INJECT
+/*
+ * Test builds (-Dfault_inject=true) only: reads RINGCAST_FAULT_MAIL=N,
+ * after which every Nth eng_post() fails. Call before the shards start.
+ */
+void eng_fault_init(void);
+#endif
 
 /* core.c */
 void *eng_shard_main(void *arg);
@@ -526,6 +543,8 @@ void eng_unsubscribe(struct eng_shard *s, struct eng_conn *c,
 		     const struct json_slice *names, unsigned n);
 void eng_unsubscribe_all(struct eng_shard *s, struct eng_conn *c);
 void eng_pub_mail(struct eng_shard *s, struct io_uring_cqe *cqe);
+/* Posts again the mail whose post failed (acks, interest); per tick. */
+void eng_pub_retry(struct eng_shard *s);
 void eng_pub_discard_leftovers(struct eng_shard *s);
 int eng_pub_init(struct eng_shard *s);
 void eng_pub_exit(struct eng_shard *s);

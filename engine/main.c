@@ -588,6 +588,9 @@ int main(int argc, char **argv)
 		       sizeof(e.cfg.jwt_secret)) < 0)
 		return 2;
 	parse_args(argc, argv, &e.cfg);
+#ifdef RC_FAULT_INJECT
+	eng_fault_init();
+#endif
 	if (e.cfg.auth != ENG_AUTH_OFF && !e.cfg.jwt_secret[0] &&
 	    !e.cfg.jwt_pubkey_file[0]) {
 		fprintf(stderr, "ringcast: --auth %s needs --jwt-secret or "

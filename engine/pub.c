@@ -466,30 +466,6 @@ static void release_waiters(struct eng_shard *s, struct eng_chan *ch)
 	}
 }
 
-/* As release_waiters(), but the subscribes failed: close their clients. */
-static void fail_waiters(struct eng_shard *s, struct eng_chan *ch)
-{
-	struct eng_wait *w = ch->waiters;
-
-	ch->waiters = NULL;
-	while (w) {
-		struct eng_wait *next = w->next;
-		struct eng_pend *pd = w->pend;
-		struct eng_conn *c = &s->conns[pd->slot];
-
-		if (c->gen == pd->gen && eng_conn_alive(c) &&
-		    c->state != CONN_DRAIN)
-			eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
-		/* Other channels of the same subscribe may still hold it. */
-		if (--pd->count == 0) {
-			eng_buf_put(pd->reply);
-			eng_free(pd);
-		}
-		eng_free(w);
-		w = next;
-	}
-}
-
 /* Tells the Redis bridge whether this node needs channel @ch. */
 static void redis_interest(struct eng_shard *s, struct eng_chan *ch, bool add)
 {
@@ -862,21 +838,33 @@ static void drop(struct eng_shard *s, unsigned op, void *ptr, int res,
 		p->result = res < 0 ? res : -EIO;
 		eng_rreq_ack(s, p);
 		return;
-	} else if (op == ENG_OP_INTEREST && !s->stopping) {
-		struct eng_interest *m = ptr;
-		struct eng_chan *ch = eng_chan_find(&s->chans, m->name, m->len,
-				eng_chan_hash(m->name, m->len));
-
+	} else if (!s->stopping && (op == ENG_OP_INTEREST ||
+				    op == ENG_OP_INTEREST_ACK ||
+				    op == ENG_OP_PUB_ACK)) {
 		/*
-		 * The owner never heard of it. Forget that we asked, so the
-		 * next change asks again, and fail the subscribes waiting on
-		 * it (1011): their clients resubscribe, rather than wait for
-		 * an answer that cannot come.
+		 * The other shard never saw it, and someone waits for it: a
+		 * subscribe (its channel stays pending) or a publisher (its
+		 * next request is held). Send it again at the next tick. The
+		 * post may have failed inside our caller, so nothing here
+		 * touches the channel. Deliveries are not sent again: a late
+		 * one would break the channel's order.
 		 */
-		if (ch && ch->pending) {
-			ch->pending = 0;
-			fail_waiters(s, ch);
-			eng_chan_maybe_free(&s->chans, ch);
+		struct eng_retry *r = eng_malloc(sizeof(*r));
+
+		if (r) {
+			r->op = op;
+			r->ptr = ptr;
+			if (op == ENG_OP_PUB_ACK)
+				r->to = ((struct eng_pub *)ptr)->from;
+			else if (op == ENG_OP_INTEREST_ACK)
+				r->to = ((struct eng_interest *)ptr)->from;
+			else
+				r->to = owner_of(s, eng_chan_hash(
+					((struct eng_interest *)ptr)->name,
+					((struct eng_interest *)ptr)->len));
+			r->next = s->retry;
+			s->retry = r;
+			return;
 		}
 	}
 	free_mail(op, ptr);
@@ -901,6 +889,20 @@ void eng_pub_discard_leftovers(struct eng_shard *s)
 		seen++;
 	}
 	io_uring_cq_advance(u, seen);
+}
+
+void eng_pub_retry(struct eng_shard *s)
+{
+	struct eng_retry *r = s->retry;
+
+	s->retry = NULL;	/* what fails again is listed anew */
+	while (r) {
+		struct eng_retry *next = r->next;
+
+		post(s, r->to, r->op, r->ptr, 0);
+		eng_free(r);
+		r = next;
+	}
 }
 
 void eng_pub_mail(struct eng_shard *s, struct io_uring_cqe *cqe)
@@ -955,6 +957,13 @@ int eng_pub_init(struct eng_shard *s)
 
 void eng_pub_exit(struct eng_shard *s)
 {
+	while (s->retry) {
+		struct eng_retry *next = s->retry->next;
+
+		free_mail(s->retry->op, s->retry->ptr);
+		eng_free(s->retry);
+		s->retry = next;
+	}
 	json_parser_free(s->json);
 	s->json = NULL;
 	eng_free(s->scratch);

@@ -75,6 +75,7 @@ struct rchan {
 	struct rchan *next;
 	uint8_t desired;		/* some shard has subscribers */
 	uint8_t requested;		/* SUBSCRIBE sent on this connection */
+	uint8_t confirmed;		/* ... and Redis answered it */
 	uint8_t ack;			/* the owner waits for confirmation */
 	uint8_t dirty;			/* listed in its dirty list */
 	uint16_t owner;			/* shard to acknowledge */
@@ -104,6 +105,7 @@ struct eng_redis {
 	uint64_t next_beat;		/* ms: the next heartbeat */
 	uint64_t stop_by;		/* ms: give up on last writes */
 	bool resync;			/* presence to write again, all */
+	struct eng_retry *retry;	/* owned: acks to post again */
 	struct json_parser *json;
 	char all[128];			/* <prefix>all */
 	size_t all_len;
@@ -366,14 +368,63 @@ static void free_mail(unsigned op, void *p)
 	}
 }
 
+/* The shard an ack of ours went to (0 for mail that is not an ack). */
+static unsigned mail_to(unsigned op, void *p)
+{
+	if (op == ENG_OP_R_SUB_ACK)
+		return ((struct eng_rsub *)p)->from;
+	if (op == ENG_OP_R_PUB_ACK)
+		return ((struct eng_rpub *)p)->from;
+	return 0;
+}
+
+/*
+ * A post of @op to @shard failed. An ack someone waits for (a subscribe
+ * for Redis's confirmation, a publisher for its count) is posted again
+ * at the next tick; other mail is dropped.
+ */
+static void failed(struct eng_redis *r, unsigned shard, unsigned op, void *p)
+{
+	struct eng_retry *q;
+
+	if (!r->stopping &&
+	    (op == ENG_OP_R_SUB_ACK || op == ENG_OP_R_PUB_ACK) &&
+	    (q = malloc(sizeof(*q)))) {
+		q->op = op;
+		q->to = shard;
+		q->ptr = p;
+		q->next = r->retry;
+		r->retry = q;
+		return;
+	}
+	fprintf(stderr, "ringcast: redis: mailbox post to shard %u failed, "
+		"%s lost\n", shard,
+		op == ENG_OP_PUB ? "a message from Redis" :
+		op == ENG_OP_USER ? "a user command" :
+		op == ENG_OP_R_PUB_ACK ? "a publish reply" : "an ack");
+	free_mail(op, p);
+}
+
 static void post(struct eng_redis *r, unsigned shard, unsigned op, void *p)
 {
 	struct eng_shard *s = &r->eng->shards[shard];
 
-	if (eng_post(r->eng, &r->ring, &s->ring, op, p, 0) < 0) {
-		fprintf(stderr, "ringcast: redis: mailbox full, %s lost\n",
-			op == ENG_OP_R_PUB_ACK ? "publish reply" : "ack");
-		free_mail(op, p);
+	if (eng_post(r->eng, &r->ring, &s->ring, op, p, 0) < 0)
+		failed(r, shard, op, p);
+}
+
+/* Posts again what failed(); once per tick, so a full ring is not hammered. */
+static void retry(struct eng_redis *r)
+{
+	struct eng_retry *q = r->retry;
+
+	r->retry = NULL;	/* what fails again is listed anew */
+	while (q) {
+		struct eng_retry *next = q->next;
+
+		post(r, q->to, q->op, q->ptr);
+		free(q);
+		q = next;
 	}
 }
 
@@ -462,7 +513,7 @@ static void conn_down(struct eng_redis *r, struct rconn *c, int err,
 		for (size_t i = 0; i < r->chans.nbuckets; i++)
 			for (struct rchan *ch = r->chans.buckets[i]; ch;
 			     ch = ch->next)
-				ch->requested = 0;
+				ch->requested = ch->confirmed = 0;
 	}
 	update_health(r);
 	schedule_retry(c);
@@ -768,8 +819,10 @@ static void on_reply(struct eng_redis *r, struct rconn *c, unsigned idx,
 			rchan_find(&r->chans, e->str, e->len,
 				   eng_chan_hash(e->str, e->len)) : NULL;
 
-		if (ch)
+		if (ch) {
+			ch->confirmed = ch->requested;
 			ack_sub(r, ch);
+		}
 	}
 }
 
@@ -828,6 +881,7 @@ static void flush_interest(struct eng_redis *r)
 			argv[n] = ch->name;
 			lens[n] = ch->len;
 			ch->requested = ch->desired;
+			ch->confirmed = 0;
 			if (++n == R_BATCH + 1) {
 				put_cmd(c, n, argv, lens);
 				n = 1;
@@ -840,8 +894,13 @@ static void flush_interest(struct eng_redis *r)
 		struct rchan *ch = r->chans.dirty[i];
 
 		ch->dirty = 0;
-		/* While Redis is down an owner must not wait: ack at once. */
-		if (c->state != R_READY)
+		/*
+		 * While Redis is down an owner must not wait: ack at once. Nor
+		 * when nothing was sent because Redis has confirmed already
+		 * (a channel dropped and wanted again within one batch, or
+		 * wanted again by a new owner): no answer would come.
+		 */
+		if (c->state != R_READY || (ch->ack && ch->confirmed))
 			ack_sub(r, ch);
 		if (!ch->desired && !ch->requested && !ch->ack)
 			rchan_free(&r->chans, ch);
@@ -1069,6 +1128,9 @@ static void on_tick(struct eng_redis *r)
 {
 	uint64_t now = now_ms();
 
+	if (r->retry)
+		retry(r);
+
 	if (!r->stopping && r->c[R_PUB].state == R_READY &&
 	    now >= r->next_beat) {
 		r->next_beat = now + R_BEAT_MS;
@@ -1136,7 +1198,7 @@ static void dispatch(struct eng_redis *r, struct io_uring_cqe *cqe)
 			op &= ~ENG_OP_FAILED;
 			if (eng_is_mail(op))
 				atomic_fetch_sub(&r->eng->mail, 1);
-			free_mail(op, p);
+			failed(r, mail_to(op, p), op, p);
 		}
 		break;
 	}
@@ -1285,6 +1347,13 @@ void eng_redis_free(struct eng *e)
 	json_parser_free(r->json);
 	free(r->c[0].rbuf);
 	free(r->c[1].rbuf);
+	while (r->retry) {
+		struct eng_retry *next = r->retry->next;
+
+		free_mail(r->retry->op, r->retry->ptr);
+		free(r->retry);
+		r->retry = next;
+	}
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 	e->redis = NULL;
