@@ -545,6 +545,7 @@ void eng_unsubscribe_all(struct eng_shard *s, struct eng_conn *c);
 void eng_pub_mail(struct eng_shard *s, struct io_uring_cqe *cqe);
 /* Posts again the mail whose post failed (acks, interest); per tick. */
 void eng_pub_retry(struct eng_shard *s);
+int eng_retry_later(struct eng_shard *s, unsigned op, void *ptr);
 void eng_pub_discard_leftovers(struct eng_shard *s);
 int eng_pub_init(struct eng_shard *s);
 void eng_pub_exit(struct eng_shard *s);

@@ -838,34 +838,8 @@ static void drop(struct eng_shard *s, unsigned op, void *ptr, int res,
 		p->result = res < 0 ? res : -EIO;
 		eng_rreq_ack(s, p);
 		return;
-	} else if (!s->stopping && (op == ENG_OP_INTEREST ||
-				    op == ENG_OP_INTEREST_ACK ||
-				    op == ENG_OP_PUB_ACK)) {
-		/*
-		 * The other shard never saw it, and someone waits for it: a
-		 * subscribe (its channel stays pending) or a publisher (its
-		 * next request is held). Send it again at the next tick. The
-		 * post may have failed inside our caller, so nothing here
-		 * touches the channel. Deliveries are not sent again: a late
-		 * one would break the channel's order.
-		 */
-		struct eng_retry *r = eng_malloc(sizeof(*r));
-
-		if (r) {
-			r->op = op;
-			r->ptr = ptr;
-			if (op == ENG_OP_PUB_ACK)
-				r->to = ((struct eng_pub *)ptr)->from;
-			else if (op == ENG_OP_INTEREST_ACK)
-				r->to = ((struct eng_interest *)ptr)->from;
-			else
-				r->to = owner_of(s, eng_chan_hash(
-					((struct eng_interest *)ptr)->name,
-					((struct eng_interest *)ptr)->len));
-			r->next = s->retry;
-			s->retry = r;
-			return;
-		}
+	} else if (!s->stopping && eng_retry_later(s, op, ptr) == 0) {
+		return;		/* posted again at the next tick */
 	}
 	free_mail(op, ptr);
 }
@@ -889,6 +863,40 @@ void eng_pub_discard_leftovers(struct eng_shard *s)
 		seen++;
 	}
 	io_uring_cq_advance(u, seen);
+}
+
+/*
+ * The other shard never saw @ptr, and someone waits for it: a subscribe
+ * (its channel stays pending), a publisher (its next request is held),
+ * a joining connection or a user query; or a user's count depends on it
+ * (a LEAVE). Lists it to be posted again at the next tick. The post may
+ * have failed inside our caller, so nothing here touches a channel.
+ * Deliveries are never sent again: a late one would break the channel's
+ * order. Returns 0, or -ENOMEM (then the caller drops the mail).
+ */
+int eng_retry_later(struct eng_shard *s, unsigned op, void *ptr)
+{
+	struct eng_interest *m = ptr;	/* for the interest and user ops */
+	struct eng_retry *r;
+
+	if (op != ENG_OP_INTEREST && op != ENG_OP_INTEREST_ACK &&
+	    op != ENG_OP_PUB_ACK && op != ENG_OP_USER &&
+	    op != ENG_OP_USER_ACK)
+		return -EINVAL;
+	r = eng_malloc(sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->op = op;
+	r->ptr = ptr;
+	if (op == ENG_OP_PUB_ACK)
+		r->to = ((struct eng_pub *)ptr)->from;
+	else if (op == ENG_OP_INTEREST_ACK || op == ENG_OP_USER_ACK)
+		r->to = m->from;
+	else	/* to the owner: of the channel, or of the user's channel */
+		r->to = owner_of(s, eng_chan_hash(m->name, m->len));
+	r->next = s->retry;
+	s->retry = r;
+	return 0;
 }
 
 void eng_pub_retry(struct eng_shard *s)

@@ -52,6 +52,14 @@ static struct eng_interest *mail_new(struct eng_shard *s, uint8_t kind,
 }
 
 /* To the owner of @m's user: a direct call when that is us. */
+/* A post of @m failed: post it again at the next tick, as pub.c does. */
+static void failed(struct eng_shard *s, unsigned op, struct eng_interest *m)
+{
+	ENG_STAT_ADD(s, mbox_errors, 1);
+	if (s->stopping || eng_retry_later(s, op, m) < 0)
+		eng_free(m);
+}
+
 static void to_owner(struct eng_shard *s, struct eng_interest *m)
 {
 	unsigned owner = owner_of(s, m->name, m->len);
@@ -65,10 +73,8 @@ static void to_owner(struct eng_shard *s, struct eng_interest *m)
 		eng_user_owner_mail(s, m);
 		return;
 	}
-	if (eng_post(s->eng, &s->ring, &o->ring, ENG_OP_USER, m, 0) < 0) {
-		ENG_STAT_ADD(s, mbox_errors, 1);
-		eng_free(m);
-	}
+	if (eng_post(s->eng, &s->ring, &o->ring, ENG_OP_USER, m, 0) < 0)
+		failed(s, ENG_OP_USER, m);
 }
 
 /* Back to the shard that asked. */
@@ -86,10 +92,8 @@ static void to_asker(struct eng_shard *s, struct eng_interest *m)
 		return;
 	}
 	if (eng_post(s->eng, &s->ring, &s->eng->shards[m->from].ring,
-		     ENG_OP_USER_ACK, m, 0) < 0) {
-		ENG_STAT_ADD(s, mbox_errors, 1);
-		eng_free(m);
-	}
+		     ENG_OP_USER_ACK, m, 0) < 0)
+		failed(s, ENG_OP_USER_ACK, m);
 }
 
 /* ---- the joining shard ---------------------------------------------------- */
@@ -281,8 +285,7 @@ void eng_user_mail(struct eng_shard *s, struct io_uring_cqe *cqe)
 	struct eng_interest *m = ring_ud_to_ptr(cqe->user_data);
 
 	if (op & ENG_OP_FAILED) {
-		ENG_STAT_ADD(s, mbox_errors, 1);
-		eng_free(m);
+		failed(s, op & ~ENG_OP_FAILED, m);
 		return;
 	}
 	if (op == ENG_OP_USER)

@@ -5,8 +5,9 @@ once and as the failure a refused MSG_RING brings back.  Under that,
 on two shards, with the embedded broker and with Redis: every subscribe
 is answered 200 (the interest and its acks are posted again), every
 HTTP publish is answered 200 or 503, unsubscribes and disconnects go
-through, no connection is left behind, and the engine still stops with
-status 0 (in the sanitized build: nothing leaked)."""
+through, no connection is left behind; JWT users are all admitted and
+presence counts them exactly, up and down again; and the engine still
+stops with status 0 (in the sanitized build: nothing leaked)."""
 
 import asyncio
 import json
@@ -15,6 +16,7 @@ import random
 
 import websockets
 
+import jwtmint
 import rc
 import redisd
 from rc import expect, expect_eq
@@ -85,6 +87,41 @@ async def check_faults(eng):
                          lambda s: s["total"]["connections"] <= 1)
 
 
+USERS = ["fu%d" % i for i in range(8)]
+SECRET = "fault-secret"
+
+
+async def check_faults_users(eng):
+    """Users under mailbox failures: every upgrade is admitted, presence
+    counts every connection (JOIN) and, once they close, none (LEAVE),
+    and user pushes and queries are answered."""
+    rng = random.Random(13)
+    conns = []
+    for i in range(40):
+        uid = USERS[i % len(USERS)]
+        tok = jwtmint.hs256(jwtmint.claims(uid, app="web"), SECRET)
+        conns.append((uid, await rc.ws_connect(
+            eng.url("/ws"), extra_headers={"Authorization": "Bearer " + tok},
+            ping_interval=None)))
+    for uid in USERS:
+        want = sum(1 for u, _ in conns if u == uid)
+        await rc.await_state(
+            "GET /users/%s counts %d" % (uid, want),
+            lambda: rc.api(eng, "GET", "/users/" + uid),
+            lambda r: r[0] == 200 and r[1].get("connections") == want)
+    for _ in range(20):
+        uid = rng.choice(USERS)
+        status, doc = rc.api(eng, "POST", "/users/%s/push" % uid, b'{"x":1}')
+        expect(status in (200, 503), "user push: %d %s", status, doc)
+    for _, ws in conns:
+        await ws.close()
+    for uid in USERS:
+        await rc.await_state(
+            "GET /users/%s offline" % uid,
+            lambda: rc.api(eng, "GET", "/users/" + uid),
+            lambda r: r[0] == 200 and r[1].get("connections") == 0)
+
+
 def main():
     run = rc.Run("faults")
     os.environ["RINGCAST_FAULT_MAIL"] = "3"
@@ -93,6 +130,12 @@ def main():
             run.check("faults", check_faults, eng, timeout=120)
     except AssertionError as e:
         run.fail("engine", e)
+    try:
+        with rc.Engine(run.exe, "--shards", "2", "--auth", "optional",
+                       "--jwt-secret", SECRET) as eng:
+            run.check("faults-users", check_faults_users, eng, timeout=120)
+    except AssertionError as e:
+        run.fail("engine with users", e)
     try:
         with redisd.Redis() as redis, \
                 rc.Engine(run.exe, "--shards", "2", "--redis",
