@@ -8,10 +8,12 @@
   subscriber for it, and a node without one receives nothing for it.
 - faults: redis-server killed and started again on the same port: clients
   stay connected, /healthz goes 503 then 200, delivery resumes; a node
-  started while Redis is down comes up and connects later.
+  started while Redis is down comes up and connects later; with Redis
+  frozen, a client that sends far ahead of its waiting publish is dropped.
 """
 
 import json
+import signal
 
 import rc
 import redisd
@@ -149,6 +151,40 @@ async def check_late_redis(exe, redis):
         await ws.close()
 
 
+def check_wait_backlog(exe, redis):
+    """A publish through Redis waits for PUBLISH's answer, and the engine
+    parses nothing more of that connection meanwhile. With Redis frozen
+    (SIGSTOP) the wait lasts; a client that keeps sending is dropped once
+    it is --max-pending-bytes (here 256K, above one 64K request) ahead,
+    not buffered without end."""
+    with rc.Engine(exe, "--shards", "1", "--redis", redis.url,
+                   "--max-pending-bytes", "256K",
+                   "--max-message", "64K") as eng:
+        before = rc.stats(eng)["total"]
+        s = rc.connect(eng.host, eng.port)
+        req = (b"POST /publish/frozen HTTP/1.1\r\nHost: x\r\n"
+               b"Content-Length: 2\r\n\r\n{}")
+        redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            sent = 0
+            try:
+                s.sendall(req)
+                # 4 MiB of further requests: far past the bound.
+                for _ in range(64):
+                    s.sendall(req * 1500)
+                    sent += len(req) * 1500
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            data, closed = rc.recv_until_eof(s)
+            expect(closed, "connection still open after %d bytes sent "
+                   "ahead of a waiting publish", sent)
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+            s.close()
+        st = rc.stats(eng)["total"]
+        expect(st["connections"] <= 1, "connections left: %s", st)
+
+
 def main():
     run = rc.Run("redis")
     try:
@@ -163,6 +199,7 @@ def main():
                           timeout=120)
             run.check("redis-down-at-start", check_late_redis, run.exe,
                       redis, timeout=120)
+            run.check("wait-backlog", check_wait_backlog, run.exe, redis)
     except AssertionError as e:
         run.fail("setup", e)
     run.finish()
