@@ -94,10 +94,6 @@ static void on_tick(struct eng_shard *s)
 	arm_tick(s);
 }
 
-/*
- * Posts mail to a shard's ring, counting it until a ring reads it (or
- * its failure comes back), so that no shard exits with mail in flight.
- */
 #ifdef RC_FAULT_INJECT
 static unsigned fault_every;		/* 0: off */
 static atomic_uint fault_count;
@@ -135,6 +131,10 @@ static bool fault_mail(struct ring *from, uint64_t self_ud, int *ret)
 }
 #endif
 
+/*
+ * Posts mail to a shard's ring, counting it until a ring reads it (or
+ * its failure comes back), so that no shard exits with mail in flight.
+ */
 int eng_post(struct eng *e, struct ring *from, struct ring *to, unsigned op,
 	     void *ptr, int32_t res)
 {

@@ -51,7 +51,6 @@ static struct eng_interest *mail_new(struct eng_shard *s, uint8_t kind,
 	return m;
 }
 
-/* To the owner of @m's user: a direct call when that is us. */
 /* A post of @m failed: post it again at the next tick, as pub.c does. */
 static void failed(struct eng_shard *s, unsigned op, struct eng_interest *m)
 {
@@ -60,6 +59,7 @@ static void failed(struct eng_shard *s, unsigned op, struct eng_interest *m)
 		eng_free(m);
 }
 
+/* To the owner of @m's user: a direct call when that is us. */
 static void to_owner(struct eng_shard *s, struct eng_interest *m)
 {
 	unsigned owner = owner_of(s, m->name, m->len);
