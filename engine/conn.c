@@ -121,7 +121,7 @@ void eng_conn_kill(struct eng_shard *s, struct eng_conn *c)
 }
 
 /* A cancel or a shutdown of this connection's completed. */
-void eng_conn_on_cancel(struct eng_shard *s, struct io_uring_cqe *cqe)
+void eng_conn_on_cancel(struct eng_shard *s, struct ring_cqe *cqe)
 {
 	struct eng_conn *c = lookup(s, cqe->user_data);
 
@@ -138,7 +138,7 @@ void eng_conn_on_cancel(struct eng_shard *s, struct io_uring_cqe *cqe)
 	maybe_close_fd(s, c);
 }
 
-void eng_conn_on_close(struct eng_shard *s, struct io_uring_cqe *cqe)
+void eng_conn_on_close(struct eng_shard *s, struct ring_cqe *cqe)
 {
 	struct eng_conn *c = lookup(s, cqe->user_data);
 
@@ -332,7 +332,7 @@ int eng_conn_queue(struct eng_shard *s, struct eng_conn *c,
 
 static void sent(struct eng_shard *s, struct eng_conn *c, int res);
 
-void eng_conn_on_send(struct eng_shard *s, struct io_uring_cqe *cqe)
+void eng_conn_on_send(struct eng_shard *s, struct ring_cqe *cqe)
 {
 	struct eng_conn *c = lookup(s, cqe->user_data);
 
@@ -374,7 +374,7 @@ static void sent(struct eng_shard *s, struct eng_conn *c, int res)
 	flush(s, c);
 }
 
-void eng_conn_on_sendv(struct eng_shard *s, struct io_uring_cqe *cqe)
+void eng_conn_on_sendv(struct eng_shard *s, struct ring_cqe *cqe)
 {
 	struct eng_sendv *v = ring_ud_to_ptr(cqe->user_data);
 	struct eng_conn *c = &s->conns[v->slot];
@@ -384,7 +384,7 @@ void eng_conn_on_sendv(struct eng_shard *s, struct io_uring_cqe *cqe)
 	eng_free(v);
 }
 
-void eng_conn_on_send_zc(struct eng_shard *s, struct io_uring_cqe *cqe)
+void eng_conn_on_send_zc(struct eng_shard *s, struct ring_cqe *cqe)
 {
 	struct eng_zc *zc = ring_ud_to_ptr(cqe->user_data);
 	struct eng_conn *c;
@@ -1065,7 +1065,7 @@ void eng_conn_rearm(struct eng_shard *s, struct eng_conn *c)
 		arm_recv(s, c);
 }
 
-void eng_conn_on_recv(struct eng_shard *s, struct io_uring_cqe *cqe)
+void eng_conn_on_recv(struct eng_shard *s, struct ring_cqe *cqe)
 {
 	struct eng_conn *c = lookup(s, cqe->user_data);
 	bool more = cqe->flags & IORING_CQE_F_MORE;

@@ -41,7 +41,7 @@ static void arm_tick(struct eng_shard *s)
 	ring_timeout(&s->ring, ENG_TICK_MS, ring_ud(ENG_OP_TIMER, 0, 0));
 }
 
-static void on_accept(struct eng_shard *s, struct io_uring_cqe *cqe)
+static void on_accept(struct eng_shard *s, struct ring_cqe *cqe)
 {
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		s->accepting = false;
@@ -155,7 +155,7 @@ int eng_post(struct eng *e, struct ring *from, struct ring *to, unsigned op,
 	return ret;
 }
 
-static void dispatch(void *arg, struct io_uring_cqe *cqe)
+static void dispatch(void *arg, struct ring_cqe *cqe)
 {
 	struct eng_shard *s = arg;
 	unsigned op = ring_ud_op(cqe->user_data);

@@ -484,8 +484,8 @@ void eng_conn_resumed(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
 			struct eng_buf *b);
 void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code);
-void eng_conn_on_send_zc(struct eng_shard *s, struct io_uring_cqe *cqe);
-void eng_conn_on_sendv(struct eng_shard *s, struct io_uring_cqe *cqe);
+void eng_conn_on_send_zc(struct eng_shard *s, struct ring_cqe *cqe);
+void eng_conn_on_sendv(struct eng_shard *s, struct ring_cqe *cqe);
 void eng_conn_reschedule(struct eng_shard *s, struct eng_conn *c);
 struct hs_str;
 void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
@@ -505,10 +505,10 @@ struct eng_zc {
 	uint32_t slot, gen;
 };
 
-void eng_conn_on_recv(struct eng_shard *s, struct io_uring_cqe *cqe);
-void eng_conn_on_send(struct eng_shard *s, struct io_uring_cqe *cqe);
-void eng_conn_on_close(struct eng_shard *s, struct io_uring_cqe *cqe);
-void eng_conn_on_cancel(struct eng_shard *s, struct io_uring_cqe *cqe);
+void eng_conn_on_recv(struct eng_shard *s, struct ring_cqe *cqe);
+void eng_conn_on_send(struct eng_shard *s, struct ring_cqe *cqe);
+void eng_conn_on_close(struct eng_shard *s, struct ring_cqe *cqe);
+void eng_conn_on_cancel(struct eng_shard *s, struct ring_cqe *cqe);
 void eng_conn_rearm(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_go_away(struct eng_shard *s, struct eng_conn *c);
@@ -542,7 +542,7 @@ int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
 void eng_unsubscribe(struct eng_shard *s, struct eng_conn *c,
 		     const struct json_slice *names, unsigned n);
 void eng_unsubscribe_all(struct eng_shard *s, struct eng_conn *c);
-void eng_pub_mail(struct eng_shard *s, struct io_uring_cqe *cqe);
+void eng_pub_mail(struct eng_shard *s, struct ring_cqe *cqe);
 /* Posts again the mail whose post failed (acks, interest); per tick. */
 void eng_pub_retry(struct eng_shard *s);
 int eng_retry_later(struct eng_shard *s, unsigned op, void *ptr);
@@ -593,7 +593,7 @@ void eng_pub_presence(struct eng_shard *s, struct eng_chan *ch);
 void eng_user_join(struct eng_shard *s, struct eng_conn *c,
 		   const struct hs_str *key);
 void eng_user_leave(struct eng_shard *s, struct eng_conn *c);
-void eng_user_mail(struct eng_shard *s, struct io_uring_cqe *cqe);
+void eng_user_mail(struct eng_shard *s, struct ring_cqe *cqe);
 void eng_user_owner_mail(struct eng_shard *s, struct eng_interest *m);
 int eng_user_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		   size_t len, uint8_t kind);

@@ -549,7 +549,7 @@ static int post_stop(struct eng *e, struct ring *r)
 			ring_mbox_post(r, &e->shards[i].ring,
 				       ring_ud(ENG_OP_STOP, 0, 0), 0,
 				       ring_ud(ENG_OP_MBOX_ERR, 0, 0));
-	ret = io_uring_submit(&r->uring);
+	ret = ring_submit(r);
 	return ret < 0 ? ret : 0;
 }
 

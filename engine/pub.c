@@ -81,7 +81,7 @@ static void post_fd(struct eng_shard *s, struct ring *to, unsigned op,
 
 	if (ret < 0) {
 		/* No SQE even after flushing: the same path as a failure. */
-		struct io_uring_cqe cqe = {
+		struct ring_cqe cqe = {
 			.user_data = ring_ud_ptr(op | ENG_OP_FAILED, ptr),
 			.res = ret,
 		};
@@ -849,20 +849,16 @@ static void drop(struct eng_shard *s, unsigned op, void *ptr, int res,
  * to be read (the kernel runs a dead thread's pending work into its CQ)
  * is only freed. Reads the CQ memory; never enters the kernel.
  */
+static void discard(void *arg, struct ring_cqe *cqe)
+{
+	(void)arg;
+	free_mail(ring_ud_op(cqe->user_data) & ~ENG_OP_FAILED,
+		  ring_ud_to_ptr(cqe->user_data));
+}
+
 void eng_pub_discard_leftovers(struct eng_shard *s)
 {
-	struct io_uring *u = &s->ring.uring;
-	struct io_uring_cqe *cqe;
-	unsigned head, seen = 0;
-
-	if (ring_is_epoll(&s->ring))
-		return;
-	io_uring_for_each_cqe(u, head, cqe) {
-		free_mail(ring_ud_op(cqe->user_data) & ~ENG_OP_FAILED,
-			  ring_ud_to_ptr(cqe->user_data));
-		seen++;
-	}
-	io_uring_cq_advance(u, seen);
+	ring_reap(&s->ring, discard, NULL);
 }
 
 /*
@@ -913,7 +909,7 @@ void eng_pub_retry(struct eng_shard *s)
 	}
 }
 
-void eng_pub_mail(struct eng_shard *s, struct io_uring_cqe *cqe)
+void eng_pub_mail(struct eng_shard *s, struct ring_cqe *cqe)
 {
 	unsigned op = ring_ud_op(cqe->user_data);
 	void *ptr = ring_ud_to_ptr(cqe->user_data);

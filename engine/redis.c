@@ -301,8 +301,6 @@ static void conn_down(struct eng_redis *r, struct rconn *c, int err,
 
 static void arm_send(struct eng_redis *r, struct rconn *c, unsigned idx)
 {
-	struct io_uring_sqe *sqe;
-
 	if (c->send_armed || c->fd < 0 || c->state < R_HELLO)
 		return;
 	if (c->osent == c->olen) {
@@ -316,15 +314,13 @@ static void arm_send(struct eng_redis *r, struct rconn *c, unsigned idx)
 		c->next = NULL;
 		c->nlen = c->ncap = 0;
 	}
-	sqe = ring_sqe(&r->ring);
-	if (!sqe) {
+	/* the kernel reads c->out until this SEND's CQE */
+	if (ring_fd_send(&r->ring, c->fd, c->out + c->osent,
+			 c->olen - c->osent,
+			 ring_ud(ENG_OP_R_SEND, idx, c->gen)) < 0) {
 		conn_down(r, c, -EBUSY, "submit");
 		return;
 	}
-	/* the kernel reads c->out until this SEND's CQE */
-	io_uring_prep_send(sqe, c->fd, c->out + c->osent, c->olen - c->osent,
-			   MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ring_ud(ENG_OP_R_SEND, idx, c->gen));
 	c->send_armed = true;
 }
 
@@ -521,17 +517,13 @@ static void conn_down(struct eng_redis *r, struct rconn *c, int err,
 
 static void arm_recv(struct eng_redis *r, struct rconn *c, unsigned idx)
 {
-	struct io_uring_sqe *sqe;
-
 	if (c->recv_armed || c->fd < 0)
 		return;
-	sqe = ring_sqe(&r->ring);
-	if (!sqe) {
+	if (ring_fd_recv(&r->ring, c->fd, c->rbuf, R_RBUF,
+			 ring_ud(ENG_OP_R_RECV, idx, c->gen)) < 0) {
 		conn_down(r, c, -EBUSY, "submit");
 		return;
 	}
-	io_uring_prep_recv(sqe, c->fd, c->rbuf, R_RBUF, 0);
-	io_uring_sqe_set_data64(sqe, ring_ud(ENG_OP_R_RECV, idx, c->gen));
 	c->recv_armed = true;
 }
 
@@ -539,7 +531,6 @@ static void start_connect(struct eng_redis *r, struct rconn *c, unsigned idx)
 {
 	const struct eng_cfg *cfg = &r->eng->cfg;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
-	struct io_uring_sqe *sqe;
 	char port[8];
 	int ret, one = 1;
 
@@ -560,8 +551,9 @@ static void start_connect(struct eng_redis *r, struct rconn *c, unsigned idx)
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	sqe = ring_sqe(&r->ring);
-	if (!sqe) {
+	/* connect reads the address at submission: the copy may go after */
+	if (ring_fd_connect(&r->ring, c->fd, ai->ai_addr, ai->ai_addrlen,
+			    ring_ud(ENG_OP_R_CONNECT, idx, c->gen + 1)) < 0) {
 		freeaddrinfo(ai);
 		close(c->fd);
 		c->fd = -1;
@@ -570,10 +562,6 @@ static void start_connect(struct eng_redis *r, struct rconn *c, unsigned idx)
 	}
 	c->gen++;
 	c->state = R_CONNECTING;
-	/* connect reads the address at submission: the copy may go after */
-	io_uring_prep_connect(sqe, c->fd, ai->ai_addr, ai->ai_addrlen);
-	io_uring_sqe_set_data64(sqe, ring_ud(ENG_OP_R_CONNECT, idx, c->gen));
-	io_uring_submit(&r->ring.uring);
 	freeaddrinfo(ai);
 }
 
@@ -1113,15 +1101,7 @@ static void on_send(struct eng_redis *r, struct rconn *c, unsigned idx,
 
 static void arm_tick(struct eng_redis *r)
 {
-	static struct __kernel_timespec ts = {
-		.tv_sec = 0, .tv_nsec = R_TICK_MS * 1000000L,
-	};
-	struct io_uring_sqe *sqe = ring_sqe(&r->ring);
-
-	if (!sqe)
-		return;
-	io_uring_prep_timeout(sqe, &ts, 0, 0);
-	io_uring_sqe_set_data64(sqe, ring_ud(ENG_OP_TIMER, 0, 0));
+	ring_timeout(&r->ring, R_TICK_MS, ring_ud(ENG_OP_TIMER, 0, 0));
 }
 
 static void on_tick(struct eng_redis *r)
@@ -1150,8 +1130,9 @@ static void on_tick(struct eng_redis *r)
 	arm_tick(r);
 }
 
-static void dispatch(struct eng_redis *r, struct io_uring_cqe *cqe)
+static void dispatch(void *arg, struct ring_cqe *cqe)
 {
+	struct eng_redis *r = arg;
 	unsigned op = ring_ud_op(cqe->user_data);
 	unsigned idx = ring_ud_slot(cqe->user_data) & 1;
 	struct rconn *c = &r->c[idx];
@@ -1207,7 +1188,6 @@ static void dispatch(struct eng_redis *r, struct io_uring_cqe *cqe)
 static void *bridge_main(void *arg)
 {
 	struct eng_redis *r = arg;
-	struct io_uring *u = &r->ring.uring;
 
 	arm_tick(r);
 	start_connect(r, &r->c[R_SUB], R_SUB);
@@ -1216,20 +1196,13 @@ static void *bridge_main(void *arg)
 	while (!r->stopping || (r->c[R_PUB].fifo_head &&
 				r->c[R_PUB].state == R_READY &&
 				now_ms() < r->stop_by)) {
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-		int ret = io_uring_submit_and_wait(u, 1);
+		int ret = ring_run(&r->ring, 1, dispatch, r);
 
-		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+		if (ret < 0) {
 			fprintf(stderr, "ringcast: redis: submit: %s\n",
 				strerror(-ret));
 			break;
 		}
-		io_uring_for_each_cqe(u, head, cqe) {
-			dispatch(r, cqe);
-			seen++;
-		}
-		io_uring_cq_advance(u, seen);
 		if (r->chans.ndirty)
 			flush_interest(r);
 		if (r->resync) {
@@ -1330,7 +1303,7 @@ void eng_redis_stop(struct eng *e, struct ring *from)
 		return;
 	ring_mbox_post(from, &r->ring, ring_ud(ENG_OP_STOP, 0, 0), 0,
 		       ring_ud(ENG_OP_MBOX_ERR, 0, 0));
-	io_uring_submit(&from->uring);
+	ring_submit(from);
 	pthread_join(r->thread, NULL);
 	r->up = false;
 }

@@ -85,7 +85,7 @@ static void to_asker(struct eng_shard *s, struct eng_interest *m)
 		return;
 	}
 	if (m->from == s->id) {
-		struct io_uring_cqe cqe = {
+		struct ring_cqe cqe = {
 			.user_data = ring_ud_ptr(ENG_OP_USER_ACK, m),
 		};
 		eng_user_mail(s, &cqe);
@@ -279,7 +279,7 @@ void eng_user_ack(struct eng_shard *s, struct eng_interest *m)
 		on_http_ack(s, m);
 }
 
-void eng_user_mail(struct eng_shard *s, struct io_uring_cqe *cqe)
+void eng_user_mail(struct eng_shard *s, struct ring_cqe *cqe)
 {
 	unsigned op = ring_ud_op(cqe->user_data);
 	struct eng_interest *m = ring_ud_to_ptr(cqe->user_data);

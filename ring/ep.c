@@ -57,7 +57,7 @@ struct ring_ep {
 	unsigned nr_slots;
 	struct ep_slot *slots;
 	struct ring_bufs *bufs;		/* borrowed: the shard's pool */
-	struct io_uring_cqe *cq;	/* completions not yet handed out */
+	struct ring_cqe *cq;	/* completions not yet handed out */
 	unsigned cq_len, cq_cap;
 	unsigned *ready;		/* slots to read without a wake-up */
 	unsigned nready;
@@ -85,7 +85,7 @@ static void post(struct ring_ep *ep, uint64_t ud, int32_t res,
 {
 	if (ep->cq_len == ep->cq_cap) {
 		unsigned cap = ep->cq_cap ? ep->cq_cap * 2 : 1024;
-		struct io_uring_cqe *cq = realloc(ep->cq, cap * sizeof(*cq));
+		struct ring_cqe *cq = realloc(ep->cq, cap * sizeof(*cq));
 
 		if (!cq)
 			return;
@@ -529,7 +529,7 @@ int ring__ep_run(struct ring *r, unsigned min, ring_cqe_fn *fn, void *arg)
 	/* Hand out a snapshot: completions posted meanwhile wait a turn. */
 	n = ep->cq_len;
 	for (i = 0; i < n; i++) {
-		struct io_uring_cqe cqe = ep->cq[i];
+		struct ring_cqe cqe = ep->cq[i];
 
 		fn(arg, &cqe);
 	}

@@ -244,6 +244,41 @@ int ring_timeout(struct ring *r, unsigned ms, uint64_t ud)
 	return 0;
 }
 
+int ring_fd_connect(struct ring *r, int fd, const struct sockaddr *addr,
+		    socklen_t len, uint64_t ud)
+{
+	if (r->ep)
+		return -EOPNOTSUPP;
+	PREP(r, sqe);
+	io_uring_prep_connect(sqe, fd, addr, len);
+	io_uring_sqe_set_data64(sqe, ud);
+	/* The address must be read before the caller frees it. */
+	if (io_uring_submit(&r->uring) < 0)
+		return -EBUSY;
+	return 0;
+}
+
+int ring_fd_recv(struct ring *r, int fd, void *p, size_t len, uint64_t ud)
+{
+	if (r->ep)
+		return -EOPNOTSUPP;
+	PREP(r, sqe);
+	io_uring_prep_recv(sqe, fd, p, len, 0);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+int ring_fd_send(struct ring *r, int fd, const void *p, size_t len,
+		 uint64_t ud)
+{
+	if (r->ep)
+		return -EOPNOTSUPP;
+	PREP(r, sqe);
+	io_uring_prep_send(sqe, fd, p, len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
 int ring_register_buffer(struct ring *r, const struct iovec *iov)
 {
 	if (r->ep)
@@ -260,8 +295,6 @@ int ring_submit(struct ring *r)
 
 int ring_run(struct ring *r, unsigned min, ring_cqe_fn *fn, void *arg)
 {
-	struct io_uring_cqe *cqe;
-	unsigned head, seen = 0;
 	int ret;
 
 	if (r->ep)
@@ -274,8 +307,25 @@ int ring_run(struct ring *r, unsigned min, ring_cqe_fn *fn, void *arg)
 	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
 	    ret != -ETIME)
 		return ret;
+	return ring_reap(r, fn, arg);
+}
+
+int ring_reap(struct ring *r, ring_cqe_fn *fn, void *arg)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+
+	if (r->ep)
+		return 0;	/* epoll completions live only in ring_run */
 	io_uring_for_each_cqe(&r->uring, head, cqe) {
-		fn(arg, cqe);
+		/* a copy: @fn may submit, and never sees liburing's type */
+		struct ring_cqe c = {
+			.user_data = cqe->user_data,
+			.res = cqe->res,
+			.flags = cqe->flags,
+		};
+
+		fn(arg, &c);
 		seen++;
 	}
 	io_uring_cq_advance(&r->uring, seen);

@@ -122,16 +122,48 @@ int ring_shutdown_wr(struct ring *r, unsigned slot, uint64_t ud);
 /* A one-shot timer of @ms; its CQE has res -ETIME. */
 int ring_timeout(struct ring *r, unsigned ms, uint64_t ud);
 
+/*
+ * Operations on an ordinary descriptor @fd of the process table, not a
+ * fixed slot: a client connection of the ring's own (the Redis link).
+ * io_uring only (-EOPNOTSUPP on epoll).
+ */
+/* connect(2); @addr is read at submission, so it may go once submitted. */
+int ring_fd_connect(struct ring *r, int fd, const struct sockaddr *addr,
+		    socklen_t len, uint64_t ud);
+/* One recv of at most @len bytes into @p (borrowed until the CQE). */
+int ring_fd_recv(struct ring *r, int fd, void *p, size_t len, uint64_t ud);
+/* One send of @len bytes at @p (borrowed until the CQE), no SIGPIPE. */
+int ring_fd_send(struct ring *r, int fd, const void *p, size_t len,
+		 uint64_t ud);
+
 /* Registers @iov as fixed buffer 0 (io_uring only; -EOPNOTSUPP else). */
 int ring_register_buffer(struct ring *r, const struct iovec *iov);
+
+/*
+ * A completion as both backends hand it out: io_uring's user_data, res
+ * and flags (IORING_CQE_F_*), copied out of the CQ so that the engine
+ * above never sees a liburing type.
+ */
+struct ring_cqe {
+	uint64_t user_data;
+	int32_t res;
+	uint32_t flags;
+};
 
 /*
  * Submits what is queued and waits for at least @min completions (0: do
  * not block), then calls @fn for each completion available and consumes
  * them. Returns the number handled, or -errno.
  */
-typedef void ring_cqe_fn(void *arg, struct io_uring_cqe *cqe);
+typedef void ring_cqe_fn(void *arg, struct ring_cqe *cqe);
 int ring_run(struct ring *r, unsigned min, ring_cqe_fn *fn, void *arg);
+
+/*
+ * Calls @fn for each completion already in the CQ and consumes them,
+ * without entering the kernel: for a ring whose thread has exited, whose
+ * late completions only need freeing. Returns the number handled.
+ */
+int ring_reap(struct ring *r, ring_cqe_fn *fn, void *arg);
 
 /* Submits what is queued without waiting. */
 int ring_submit(struct ring *r);

@@ -203,11 +203,11 @@ static int test_mbox(void)
 
 /* Collects completions for the epoll test. */
 struct got {
-	struct io_uring_cqe cqe[16];
+	struct ring_cqe cqe[16];
 	unsigned n;
 };
 
-static void collect(void *arg, struct io_uring_cqe *cqe)
+static void collect(void *arg, struct ring_cqe *cqe)
 {
 	struct got *g = arg;
 
