@@ -20,13 +20,13 @@
 
 bool eng_conn_alive(const struct eng_conn *c)
 {
-	return c->state != CONN_FREE && c->state != CONN_DEAD;
+	return c->state != ENG_CONN_FREE && c->state != ENG_CONN_DEAD;
 }
 
 static bool parsing(const struct eng_conn *c)
 {
-	return c->state == CONN_HTTP || c->state == CONN_WS ||
-	       c->state == CONN_CLOSING;
+	return c->state == ENG_CONN_HTTP || c->state == ENG_CONN_WS ||
+	       c->state == ENG_CONN_CLOSING;
 }
 
 /* The connection a CQE belongs to, or NULL when it is stale. */
@@ -38,7 +38,7 @@ static struct eng_conn *lookup(struct eng_shard *s, uint64_t ud)
 	if (slot >= s->nr_conns)
 		return NULL;
 	c = &s->conns[slot];
-	if (c->state == CONN_FREE || c->gen != ring_ud_gen(ud))
+	if (c->state == ENG_CONN_FREE || c->gen != ring_ud_gen(ud))
 		return NULL;
 	return c;
 }
@@ -80,7 +80,7 @@ static void release(struct eng_shard *s, struct eng_conn *c)
 	c->queued = 0;
 	c->sent = 0;
 	c->gen++;		/* late CQEs for the old connection are stale */
-	c->state = CONN_FREE;
+	c->state = ENG_CONN_FREE;
 	c->flags = 0;
 	atomic_fetch_sub_explicit(&s->stats.conns, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&s->eng->nconns, 1, memory_order_relaxed);
@@ -94,29 +94,29 @@ static void maybe_close_fd(struct eng_shard *s, struct eng_conn *c)
 	 * Not while anything naming the slot is in flight: a cancel or a
 	 * shutdown still on its way would hit whoever reuses the slot.
 	 */
-	if (c->state != CONN_DEAD ||
-	    (c->flags & (CONN_F_RECV | CONN_F_SEND | CONN_F_CLOSE_FD |
-			 CONN_F_CANCEL | CONN_F_SHUTTING)))
+	if (c->state != ENG_CONN_DEAD ||
+	    (c->flags & (ENG_CONN_F_RECV | ENG_CONN_F_SEND | ENG_CONN_F_CLOSE_FD |
+			 ENG_CONN_F_CANCEL | ENG_CONN_F_SHUTTING)))
 		return;
 	if (ring_close(&s->ring, eng_slot(s, c), ud_of(s, c, ENG_OP_CLOSE))) {
 		/* No SQE: retry from the timer rather than leak the slot. */
 		eng_timer_set(s, c, s->tick + 1);
 		return;
 	}
-	c->flags |= CONN_F_CLOSE_FD;
+	c->flags |= ENG_CONN_F_CLOSE_FD;
 }
 
 void eng_conn_kill(struct eng_shard *s, struct eng_conn *c)
 {
-	if (c->state == CONN_FREE || c->state == CONN_DEAD)
+	if (c->state == ENG_CONN_FREE || c->state == ENG_CONN_DEAD)
 		return;
-	c->state = CONN_DEAD;
+	c->state = ENG_CONN_DEAD;
 	eng_timer_del(s, c);
 	rx_free(c);
-	if ((c->flags & (CONN_F_RECV | CONN_F_SEND)) &&
+	if ((c->flags & (ENG_CONN_F_RECV | ENG_CONN_F_SEND)) &&
 	    !ring_cancel_slot(&s->ring, eng_slot(s, c),
 			      ud_of(s, c, ENG_OP_CONN_CANCEL)))
-		c->flags |= CONN_F_CANCEL;
+		c->flags |= ENG_CONN_F_CANCEL;
 	maybe_close_fd(s, c);
 }
 
@@ -131,10 +131,10 @@ void eng_conn_on_cancel(struct eng_shard *s, struct ring_cqe *cqe)
 	 * One op tag serves both; at most one of each is in flight, so two
 	 * completions clear the two flags in whichever order they come.
 	 */
-	if (c->flags & CONN_F_CANCEL)
-		c->flags &= ~CONN_F_CANCEL;
+	if (c->flags & ENG_CONN_F_CANCEL)
+		c->flags &= ~ENG_CONN_F_CANCEL;
 	else
-		c->flags &= ~CONN_F_SHUTTING;
+		c->flags &= ~ENG_CONN_F_SHUTTING;
 	maybe_close_fd(s, c);
 }
 
@@ -143,7 +143,7 @@ void eng_conn_on_close(struct eng_shard *s, struct ring_cqe *cqe)
 	struct eng_conn *c = lookup(s, cqe->user_data);
 
 	/* Even a failed close leaves nothing of ours in the kernel. */
-	if (c && c->state == CONN_DEAD)
+	if (c && c->state == ENG_CONN_DEAD)
 		release(s, c);
 }
 
@@ -155,10 +155,10 @@ static void flush(struct eng_shard *s, struct eng_conn *c)
 	const uint8_t *p;
 	uint32_t len;
 
-	if ((c->flags & CONN_F_SEND) || c->state == CONN_DEAD)
+	if ((c->flags & ENG_CONN_F_SEND) || c->state == ENG_CONN_DEAD)
 		return;
 	if (!c->sq_head) {
-		if (c->state == CONN_DRAIN && !(c->flags & CONN_F_SHUT)) {
+		if (c->state == ENG_CONN_DRAIN && !(c->flags & ENG_CONN_F_SHUT)) {
 			/*
 			 * Everything is sent: half-close so the peer sees EOF,
 			 * and keep reading until it closes too. Closing with
@@ -168,7 +168,7 @@ static void flush(struct eng_shard *s, struct eng_conn *c)
 			if (ring_shutdown_wr(&s->ring, eng_slot(s, c),
 					     ud_of(s, c, ENG_OP_CONN_CANCEL)))
 				goto fail;
-			c->flags |= CONN_F_SHUT | CONN_F_SHUTTING;
+			c->flags |= ENG_CONN_F_SHUT | ENG_CONN_F_SHUTTING;
 		}
 		return;
 	}
@@ -232,7 +232,7 @@ static void flush(struct eng_shard *s, struct eng_conn *c)
 	} else {
 		c->nflight = 1;
 	}
-	c->flags |= CONN_F_SEND;
+	c->flags |= ENG_CONN_F_SEND;
 	return;
 fail:
 	eng_conn_kill(s, c);
@@ -253,7 +253,7 @@ static void slow(struct eng_shard *s, struct eng_conn *c)
 
 	/* Frames the send in flight covers stay until its completion. */
 	q = c->sq_head;
-	if (q && (c->flags & CONN_F_SEND)) {
+	if (q && (c->flags & ENG_CONN_F_SEND)) {
 		struct eng_sq *last = q;
 
 		for (unsigned i = 1; i < c->nflight && last->next; i++)
@@ -277,12 +277,12 @@ static void slow(struct eng_shard *s, struct eng_conn *c)
 		c->sq_tail = NULL;	/* else the last kept, set above */
 	ENG_STAT_ADD(s, dropped, n);
 	ENG_STAT_ADD(s, slow_closed, 1);
-	send_close(s, c, WS_CLOSE_POLICY, "slow consumer", CONN_DRAIN);
+	send_close(s, c, WS_CLOSE_POLICY, "slow consumer", ENG_CONN_DRAIN);
 	/*
 	 * A stalled reader may still come back and read its close: hold it
 	 * (bounded: the frames of the send in flight and the close) a while longer.
 	 */
-	if (c->state == CONN_DRAIN)
+	if (c->state == ENG_CONN_DRAIN)
 		eng_timer_set(s, c, s->tick + eng_ms_to_ticks(ENG_SLOW_WAIT_MS));
 }
 
@@ -312,7 +312,7 @@ static int queue(struct eng_shard *s, struct eng_conn *c, struct eng_buf *b)
 int eng_conn_queue(struct eng_shard *s, struct eng_conn *c,
 		   struct eng_buf *b)
 {
-	if (!eng_conn_alive(c) || c->state == CONN_DRAIN) {
+	if (!eng_conn_alive(c) || c->state == ENG_CONN_DRAIN) {
 		eng_buf_put(b);
 		return -EPIPE;
 	}
@@ -345,8 +345,8 @@ static void sent(struct eng_shard *s, struct eng_conn *c, int res)
 {
 	struct eng_sq *q;
 
-	c->flags &= ~CONN_F_SEND;
-	if (res < 0 || c->state == CONN_DEAD) {
+	c->flags &= ~ENG_CONN_F_SEND;
+	if (res < 0 || c->state == ENG_CONN_DEAD) {
 		/* EPIPE, ECONNRESET, ECANCELED: the peer is gone. */
 		eng_conn_kill(s, c);
 		maybe_close_fd(s, c);
@@ -379,7 +379,7 @@ void eng_conn_on_sendv(struct eng_shard *s, struct ring_cqe *cqe)
 	struct eng_sendv *v = ring_ud_to_ptr(cqe->user_data);
 	struct eng_conn *c = &s->conns[v->slot];
 
-	if (c->gen == v->gen && c->state != CONN_FREE)
+	if (c->gen == v->gen && c->state != ENG_CONN_FREE)
 		sent(s, c, cqe->res);
 	eng_free(v);
 }
@@ -398,7 +398,7 @@ void eng_conn_on_send_zc(struct eng_shard *s, struct ring_cqe *cqe)
 		return;
 	}
 	c = &s->conns[zc->slot];
-	if (c->gen == zc->gen && c->state != CONN_FREE)
+	if (c->gen == zc->gen && c->state != ENG_CONN_FREE)
 		sent(s, c, cqe->res);
 	/* Without F_MORE no notification follows. */
 	if (!(cqe->flags & IORING_CQE_F_MORE)) {
@@ -446,18 +446,18 @@ static void send_close(struct eng_shard *s, struct eng_conn *c, uint16_t code,
 void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code)
 {
 	ENG_STAT_ADD(s, proto_errors, 1);
-	if (c->state == CONN_CLOSING) {
+	if (c->state == ENG_CONN_CLOSING) {
 		/*
 		 * Our close is out already and a second one is not allowed
 		 * (RFC 6455 5.5.1): stop parsing and finish what is queued.
 		 */
-		c->state = CONN_DRAIN;
+		c->state = ENG_CONN_DRAIN;
 		rx_free(c);
 		flush(s, c);
 		return;
 	}
 	/* The stream can no longer be parsed: send, half-close, drain. */
-	send_close(s, c, code, NULL, CONN_DRAIN);
+	send_close(s, c, code, NULL, ENG_CONN_DRAIN);
 }
 
 /*
@@ -480,9 +480,9 @@ void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 	}
 	if (status >= 400) {
 		ENG_STAT_ADD(s, http_errors, 1);
-		c->flags &= ~CONN_F_KEEP;	/* after an error, start afresh */
+		c->flags &= ~ENG_CONN_F_KEEP;	/* after an error, start afresh */
 	}
-	keep = c->flags & CONN_F_KEEP;
+	keep = c->flags & ENG_CONN_F_KEEP;
 	b = eng_buf_new(512 + len);
 	if (!b) {
 		eng_conn_kill(s, c);
@@ -502,12 +502,12 @@ void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 /*
  * Queues a complete HTTP response @b (taking its reference), then keeps
  * the connection for the next request or drains and closes it, as the
- * request's CONN_F_KEEP says.
+ * request's ENG_CONN_F_KEEP says.
  */
 void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
 			struct eng_buf *b)
 {
-	if (!eng_conn_alive(c) || c->state == CONN_DRAIN) {
+	if (!eng_conn_alive(c) || c->state == ENG_CONN_DRAIN) {
 		eng_buf_put(b);
 		return;
 	}
@@ -522,12 +522,12 @@ void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
 		eng_conn_kill(s, c);
 		return;
 	}
-	if (c->flags & CONN_F_KEEP) {
+	if (c->flags & ENG_CONN_F_KEEP) {
 		/* The next request gets the handshake timeout again. */
 		eng_timer_set(s, c, s->tick +
 			      eng_ms_to_ticks(s->eng->cfg.handshake_ms));
 	} else {
-		c->state = CONN_DRAIN;
+		c->state = ENG_CONN_DRAIN;
 		eng_timer_set(s, c, s->tick +
 			      eng_ms_to_ticks(ENG_CLOSE_WAIT_MS));
 	}
@@ -567,7 +567,7 @@ static void schedule_ws(struct eng_shard *s, struct eng_conn *c)
 
 void eng_conn_reschedule(struct eng_shard *s, struct eng_conn *c)
 {
-	if (c->state == CONN_WS)
+	if (c->state == ENG_CONN_WS)
 		schedule_ws(s, c);
 }
 
@@ -576,24 +576,24 @@ void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c)
 	const struct eng_cfg *cfg = &s->eng->cfg;
 
 	switch (c->state) {
-	case CONN_HTTP:		/* slowloris: no complete upgrade in time */
+	case ENG_CONN_HTTP:		/* slowloris: no complete upgrade in time */
 		ENG_STAT_ADD(s, timeouts, 1);
 		eng_conn_kill(s, c);
 		return;
-	case CONN_WS:
+	case ENG_CONN_WS:
 		if (c->auth && c->auth->exp &&
 		    s->tick >= eng_unix_to_tick(s, c->auth->exp +
 						s->eng->cfg.jwt_leeway)) {
 			/* No refresh came in time (docs/PROTOCOL.md). */
 			send_close(s, c, ENG_CLOSE_EXPIRED, "token expired",
-				   CONN_CLOSING);
+				   ENG_CONN_CLOSING);
 			return;
 		}
 		if (cfg->idle_ms &&
 		    s->tick - c->last_rx >= eng_ms_to_ticks(cfg->idle_ms)) {
 			ENG_STAT_ADD(s, timeouts, 1);
 			send_close(s, c, WS_CLOSE_GOING_AWAY, "idle timeout",
-				   CONN_CLOSING);
+				   ENG_CONN_CLOSING);
 			return;
 		}
 		if (cfg->ping_ms) {
@@ -609,11 +609,11 @@ void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c)
 		}
 		schedule_ws(s, c);
 		return;
-	case CONN_CLOSING:	/* the peer did not answer our close */
-	case CONN_DRAIN:	/* or did not read, or did not close */
+	case ENG_CONN_CLOSING:	/* the peer did not answer our close */
+	case ENG_CONN_DRAIN:	/* or did not read, or did not close */
 		eng_conn_kill(s, c);
 		return;
-	case CONN_DEAD:		/* close_direct had no SQE: retry */
+	case ENG_CONN_DEAD:		/* close_direct had no SQE: retry */
 		maybe_close_fd(s, c);
 		return;
 	default:
@@ -630,13 +630,13 @@ void eng_conn_kick(struct eng_shard *s, struct eng_conn *c,
 		   struct eng_buf *f)
 {
 	ENG_STAT_ADD(s, kicked, 1);
-	if (c->state != CONN_WS) {
+	if (c->state != ENG_CONN_WS) {
 		eng_buf_put(f);
-		if (c->state == CONN_HTTP)
+		if (c->state == ENG_CONN_HTTP)
 			eng_conn_kill(s, c);
 		return;
 	}
-	c->state = CONN_DRAIN;
+	c->state = ENG_CONN_DRAIN;
 	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(ENG_CLOSE_WAIT_MS));
 	rx_free(c);
 	queue(s, c, f);
@@ -645,11 +645,11 @@ void eng_conn_kick(struct eng_shard *s, struct eng_conn *c,
 /* SIGTERM: 1001 to open connections, drop those still handshaking. */
 void eng_conn_go_away(struct eng_shard *s, struct eng_conn *c)
 {
-	if (c->state == CONN_HTTP)
+	if (c->state == ENG_CONN_HTTP)
 		eng_conn_kill(s, c);
-	else if (c->state == CONN_WS)
+	else if (c->state == ENG_CONN_WS)
 		send_close(s, c, WS_CLOSE_GOING_AWAY, "server shutting down",
-			   CONN_CLOSING);
+			   ENG_CONN_CLOSING);
 }
 
 /* ---- receiving --------------------------------------------------------- */
@@ -669,7 +669,7 @@ static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 		       const uint8_t *p, size_t len)
 {
 	ENG_STAT_ADD(s, msgs_in, 1);
-	if (c->kind == CONN_K_ECHO)
+	if (c->kind == ENG_CONN_K_ECHO)
 		eng_conn_send_frame(s, c, op, p, len);
 	else if (op != WS_OP_TEXT)	/* the push protocol is JSON text */
 		eng_conn_fail(s, c, WS_CLOSE_UNSUPPORTED);
@@ -688,7 +688,7 @@ static void on_assembled(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 	uint32_t plen = b->len;
 	size_t h;
 
-	if (c->kind != CONN_K_ECHO) {
+	if (c->kind != ENG_CONN_K_ECHO) {
 		on_message(s, c, op, b->data + WS_MAX_SERVER_HDR, plen);
 		eng_buf_put(b);
 		return;
@@ -709,7 +709,7 @@ static void on_control(struct eng_shard *s, struct eng_conn *c,
 
 	switch (f->opcode) {
 	case WS_OP_PING:
-		if (c->state == CONN_WS)
+		if (c->state == ENG_CONN_WS)
 			eng_conn_send_frame(s, c, WS_OP_PONG, p, f->len);
 		return;
 	case WS_OP_PONG:	/* unsolicited pongs are allowed: ignore */
@@ -720,16 +720,16 @@ static void on_control(struct eng_shard *s, struct eng_conn *c,
 			eng_conn_fail(s, c, ws_close_code(ret));
 			return;
 		}
-		c->flags |= CONN_F_PEER_CLOSED;
-		if (c->state == CONN_CLOSING) {
+		c->flags |= ENG_CONN_F_PEER_CLOSED;
+		if (c->state == ENG_CONN_CLOSING) {
 			/* Our close was first; the handshake is complete. */
-			c->state = CONN_DRAIN;
+			c->state = ENG_CONN_DRAIN;
 			flush(s, c);
 			return;
 		}
 		/* Echo the peer's code (RFC 6455 5.5.1), then close. */
 		send_close(s, c, code == WS_CLOSE_NO_STATUS ? 0 : code, NULL,
-			   CONN_DRAIN);
+			   ENG_CONN_DRAIN);
 		return;
 	}
 }
@@ -793,7 +793,7 @@ static size_t ws_step(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 		on_control(s, c, &f, payload);
 		return (size_t)h + f.len;
 	}
-	if (c->state != CONN_WS)	/* data after our close: ignored */
+	if (c->state != ENG_CONN_WS)	/* data after our close: ignored */
 		return (size_t)h + f.len;
 
 	if (c->rx && c->rx->msg) {
@@ -858,9 +858,9 @@ void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	b->len = (uint32_t)n;
-	c->state = CONN_WS;
+	c->state = ENG_CONN_WS;
 	c->kind = kind;
-	c->flags &= ~CONN_F_KEEP;
+	c->flags &= ~ENG_CONN_F_KEEP;
 	c->last_rx = c->last_ping = s->tick;
 	ENG_STAT_ADD(s, upgraded, 1);
 	schedule_ws(s, c);
@@ -879,8 +879,8 @@ static size_t process(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 	size_t off = 0, used;
 
 	*want = 0;
-	while (off < n && parsing(c) && !(c->flags & CONN_F_WAIT)) {
-		if (c->state == CONN_HTTP)
+	while (off < n && parsing(c) && !(c->flags & ENG_CONN_F_WAIT)) {
+		if (c->state == ENG_CONN_HTTP)
 			used = eng_http_request(s, c, p + off, n - off, want);
 		else
 			used = ws_step(s, c, p + off, n - off, want);
@@ -926,7 +926,7 @@ static void drain_part(struct eng_shard *s, struct eng_conn *c, bool newline)
 	rest = rx->plen - rx->poff;
 	if (rest < rx->want)
 		return;
-	if (!rx->want && c->state == CONN_HTTP && !newline &&
+	if (!rx->want && c->state == ENG_CONN_HTTP && !newline &&
 	    rest <= HS_DEF_MAX_BYTES)
 		return;
 	used = process(s, c, rx->part + rx->poff, rest, &want);
@@ -976,12 +976,12 @@ static void feed(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 	struct eng_rx *rx = c->rx;
 	size_t used, want, rest;
 
-	if ((rx && rx->plen) || (c->flags & CONN_F_WAIT)) {
+	if ((rx && rx->plen) || (c->flags & ENG_CONN_F_WAIT)) {
 		/* Bytes carried from earlier reads come first. */
 		rx = rx_get(c);
 		if (!rx)
 			goto nomem;
-		if ((c->flags & CONN_F_WAIT) && (size_t)rx->plen - rx->poff +
+		if ((c->flags & ENG_CONN_F_WAIT) && (size_t)rx->plen - rx->poff +
 		    n > wait_backlog(&s->eng->cfg)) {
 			ENG_STAT_ADD(s, http_errors, 1);
 			eng_conn_kill(s, c);
@@ -991,8 +991,8 @@ static void feed(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 			goto nomem;
 		memcpy(rx->part + rx->plen, p, n);
 		rx->plen += (uint32_t)n;
-		if (!(c->flags & CONN_F_WAIT))
-			drain_part(s, c, c->state != CONN_HTTP ||
+		if (!(c->flags & ENG_CONN_F_WAIT))
+			drain_part(s, c, c->state != ENG_CONN_HTTP ||
 					 memchr(p, '\n', n));
 		return;
 	}
@@ -1026,18 +1026,18 @@ nomem:
  */
 void eng_conn_resume(struct eng_shard *s, struct eng_conn *c)
 {
-	if (c->flags & CONN_F_RESUME)
+	if (c->flags & ENG_CONN_F_RESUME)
 		return;
-	c->flags |= CONN_F_RESUME;
+	c->flags |= ENG_CONN_F_RESUME;
 	s->resume[s->nr_resume++] = eng_slot(s, c);
 }
 
 void eng_conn_resumed(struct eng_shard *s, struct eng_conn *c)
 {
-	if (!(c->flags & CONN_F_RESUME))
+	if (!(c->flags & ENG_CONN_F_RESUME))
 		return;		/* freed (and maybe reused) since */
-	c->flags &= ~CONN_F_RESUME;
-	if (parsing(c) && !(c->flags & CONN_F_WAIT))
+	c->flags &= ~ENG_CONN_F_RESUME;
+	if (parsing(c) && !(c->flags & ENG_CONN_F_WAIT))
 		drain_part(s, c, true);
 }
 
@@ -1051,17 +1051,17 @@ static void arm_recv(struct eng_shard *s, struct eng_conn *c)
 		eng_conn_kill(s, c);
 		return;
 	}
-	c->flags |= CONN_F_RECV;
+	c->flags |= ENG_CONN_F_RECV;
 }
 
 void eng_conn_rearm(struct eng_shard *s, struct eng_conn *c)
 {
-	if (!(c->flags & CONN_F_REARM))
+	if (!(c->flags & ENG_CONN_F_REARM))
 		return;		/* freed and reused since it was listed */
-	c->flags &= ~CONN_F_REARM;
-	if (c->state == CONN_DEAD)
+	c->flags &= ~ENG_CONN_F_REARM;
+	if (c->state == ENG_CONN_DEAD)
 		maybe_close_fd(s, c);
-	else if (c->state != CONN_FREE && !(c->flags & CONN_F_RECV))
+	else if (c->state != ENG_CONN_FREE && !(c->flags & ENG_CONN_F_RECV))
 		arm_recv(s, c);
 }
 
@@ -1078,7 +1078,7 @@ void eng_conn_on_recv(struct eng_shard *s, struct ring_cqe *cqe)
 		return;
 	}
 	if (!more)
-		c->flags &= ~CONN_F_RECV;
+		c->flags &= ~ENG_CONN_F_RECV;
 	if (cqe->res > 0) {
 		ENG_STAT_ADD(s, bytes_in, cqe->res);
 		c->last_rx = s->tick;
@@ -1090,17 +1090,17 @@ void eng_conn_on_recv(struct eng_shard *s, struct ring_cqe *cqe)
 	if (has_buf)
 		ring_bufs_recycle(&s->rbufs, bid);
 
-	if (cqe->res == -ENOBUFS && c->state != CONN_DEAD) {
+	if (cqe->res == -ENOBUFS && c->state != ENG_CONN_DEAD) {
 		/* The group ran dry; re-arm once this batch refilled it. */
 		ENG_STAT_ADD(s, recv_nobufs, 1);
 		ring_bufs_starved(&s->rbufs);
-		if (!(c->flags & CONN_F_REARM)) {
-			c->flags |= CONN_F_REARM;
+		if (!(c->flags & ENG_CONN_F_REARM)) {
+			c->flags |= ENG_CONN_F_REARM;
 			s->rearm[s->nr_rearm++] = eng_slot(s, c);
 		}
 	} else if (cqe->res <= 0) {
 		eng_conn_kill(s, c);	/* EOF, reset, or cancelled */
-	} else if (!more && c->state != CONN_DEAD) {
+	} else if (!more && c->state != ENG_CONN_DEAD) {
 		arm_recv(s, c);		/* multishot ended early: go on */
 	}
 	maybe_close_fd(s, c);
@@ -1119,10 +1119,10 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot)
 	 * The kernel hands out a slot only after close_direct emptied it,
 	 * so a slot that still looks busy has its close CQE in this batch.
 	 */
-	if (c->state != CONN_FREE)
+	if (c->state != ENG_CONN_FREE)
 		release(s, c);
-	c->state = CONN_HTTP;
-	c->kind = CONN_K_HTTP;
+	c->state = ENG_CONN_HTTP;
+	c->kind = ENG_CONN_K_HTTP;
 	c->flags = 0;
 	c->nsubs = 0;
 	c->subs = NULL;

@@ -74,7 +74,7 @@ static void stop(struct eng_shard *s)
 		ring_cancel(&s->ring, ring_ud(ENG_OP_ACCEPT, 0, 0),
 			    ring_ud(ENG_OP_CANCEL, 0, 0));
 	for (uint32_t i = 0; i < s->nr_conns; i++)
-		if (s->conns[i].state != CONN_FREE)
+		if (s->conns[i].state != ENG_CONN_FREE)
 			eng_conn_go_away(s, &s->conns[i]);
 }
 
@@ -88,7 +88,7 @@ static void on_tick(struct eng_shard *s)
 	if (s->stopping && s->tick >= s->stop_tick) {
 		/* Peers that did not answer our close in time are dropped. */
 		for (uint32_t i = 0; i < s->nr_conns; i++)
-			if (s->conns[i].state != CONN_FREE)
+			if (s->conns[i].state != ENG_CONN_FREE)
 				eng_conn_kill(s, &s->conns[i]);
 	}
 	arm_tick(s);

@@ -84,34 +84,34 @@ struct eng_auth {
 
 /* Connection states. */
 enum {
-	CONN_FREE = 0,
-	CONN_HTTP,		/* reading the request head */
-	CONN_WS,		/* open WebSocket */
-	CONN_CLOSING,		/* our close frame is queued or sent */
-	CONN_DRAIN,		/* last response queued: close once sent */
-	CONN_DEAD,		/* cancelling I/O, then close_direct */
+	ENG_CONN_FREE = 0,
+	ENG_CONN_HTTP,		/* reading the request head */
+	ENG_CONN_WS,		/* open WebSocket */
+	ENG_CONN_CLOSING,		/* our close frame is queued or sent */
+	ENG_CONN_DRAIN,		/* last response queued: close once sent */
+	ENG_CONN_DEAD,		/* cancelling I/O, then close_direct */
 };
 
 /* What a connection is, once its first request is read. */
 enum {
-	CONN_K_HTTP = 0,	/* plain HTTP requests (keep-alive) */
-	CONN_K_ECHO,		/* WebSocket on /echo */
-	CONN_K_PUSH,		/* WebSocket on /ws: the push protocol */
+	ENG_CONN_K_HTTP = 0,	/* plain HTTP requests (keep-alive) */
+	ENG_CONN_K_ECHO,		/* WebSocket on /echo */
+	ENG_CONN_K_PUSH,		/* WebSocket on /ws: the push protocol */
 };
 
 /* Bits of eng_conn.flags. */
-#define CONN_F_RECV		(1u << 0)	/* multishot recv armed */
-#define CONN_F_SEND		(1u << 1)	/* one send in flight */
-#define CONN_F_CLOSE_FD		(1u << 2)	/* close_direct in flight */
-#define CONN_F_REARM		(1u << 3)	/* recv to re-arm: ran dry */
-#define CONN_F_PEER_CLOSED	(1u << 4)	/* peer's close frame seen */
-#define CONN_F_SHUT		(1u << 5)	/* shutdown(SHUT_WR) issued */
-#define CONN_F_WAIT		(1u << 6)	/* HTTP: reply awaits a publish */
-#define CONN_F_KEEP		(1u << 7)	/* HTTP: keep-alive after reply */
-#define CONN_F_ADMITTED		(1u << 8)	/* user: counted by the owner */
-#define CONN_F_RESUME		(1u << 9)	/* listed in resume[] */
-#define CONN_F_CANCEL		(1u << 10)	/* cancel in flight */
-#define CONN_F_SHUTTING		(1u << 11)	/* shutdown in flight */
+#define ENG_CONN_F_RECV		(1u << 0)	/* multishot recv armed */
+#define ENG_CONN_F_SEND		(1u << 1)	/* one send in flight */
+#define ENG_CONN_F_CLOSE_FD		(1u << 2)	/* close_direct in flight */
+#define ENG_CONN_F_REARM		(1u << 3)	/* recv to re-arm: ran dry */
+#define ENG_CONN_F_PEER_CLOSED	(1u << 4)	/* peer's close frame seen */
+#define ENG_CONN_F_SHUT		(1u << 5)	/* shutdown(SHUT_WR) issued */
+#define ENG_CONN_F_WAIT		(1u << 6)	/* HTTP: reply awaits a publish */
+#define ENG_CONN_F_KEEP		(1u << 7)	/* HTTP: keep-alive after reply */
+#define ENG_CONN_F_ADMITTED		(1u << 8)	/* user: counted by the owner */
+#define ENG_CONN_F_RESUME		(1u << 9)	/* listed in resume[] */
+#define ENG_CONN_F_CANCEL		(1u << 10)	/* cancel in flight */
+#define ENG_CONN_F_SHUTTING		(1u << 11)	/* shutdown in flight */
 
 enum { ENG_BUF_HEAP = 0, ENG_BUF_ARENA };
 
@@ -166,9 +166,9 @@ struct eng_rx {
  */
 struct eng_conn {
 	uint32_t gen;		/* bumped when the slot is freed */
-	uint8_t state;		/* CONN_* */
-	uint8_t kind;		/* CONN_K_* */
-	uint16_t flags;		/* CONN_F_* */
+	uint8_t state;		/* ENG_CONN_* */
+	uint8_t kind;		/* ENG_CONN_K_* */
+	uint16_t flags;		/* ENG_CONN_F_* */
 	uint16_t nsubs;		/* entries in subs */
 	uint16_t nflight;	/* queue entries the send in flight covers */
 	uint32_t tprev, tnext;	/* timer wheel links (slots), ENG_NIL ends */
@@ -295,7 +295,7 @@ struct eng_rsub {
 struct eng_rpub {
 	struct eng_rpub *next;		/* bridge: awaiting its reply */
 	uint16_t from;			/* the asking shard, or ENG_FROM_BRIDGE */
-	uint8_t kind;			/* CONN_K_HTTP or CONN_K_PUSH */
+	uint8_t kind;			/* ENG_CONN_K_HTTP or ENG_CONN_K_PUSH */
 	uint8_t op;			/* ENG_RQ_* */
 	uint32_t slot, gen;		/* the asking connection */
 	long long result;		/* the reply's integer, or -errno */

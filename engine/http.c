@@ -105,7 +105,7 @@ static struct eng_buf *ok_response(struct eng_conn *c)
 	if (!b)
 		return NULL;
 	n = hs_write_response((char *)b->data, b->cap, 200, NULL, json_type,
-			      ok, sizeof(ok) - 1, !(c->flags & CONN_F_KEEP));
+			      ok, sizeof(ok) - 1, !(c->flags & ENG_CONN_F_KEEP));
 	if (n < 0) {
 		eng_buf_put(b);
 		return NULL;
@@ -161,7 +161,7 @@ static void upgrade(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	/* Authentication happens here, before any WebSocket byte. */
-	if (kind == CONN_K_PUSH && cfg->auth != ENG_AUTH_OFF) {
+	if (kind == ENG_CONN_K_PUSH && cfg->auth != ENG_AUTH_OFF) {
 		bool found = eng_auth_token(&req->query, &req->authorization,
 					    &tok, &len);
 
@@ -411,9 +411,9 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 	}
 	/* HTTP/1.1 keeps the connection unless asked not to. */
 	if (req.minor_version >= 1 && !(req.flags & HS_F_CONN_CLOSE))
-		c->flags |= CONN_F_KEEP;
+		c->flags |= ENG_CONN_F_KEEP;
 	else
-		c->flags &= ~CONN_F_KEEP;
+		c->flags &= ~ENG_CONN_F_KEEP;
 	if (req.flags & HS_F_CHUNKED) {
 		reply(s, c, 411, NULL);	/* bodies need Content-Length */
 		return 0;
@@ -431,9 +431,9 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 	}
 
 	if (str_is(&req.path, "/ws")) {
-		upgrade(s, c, &req, CONN_K_PUSH);
+		upgrade(s, c, &req, ENG_CONN_K_PUSH);
 	} else if (str_is(&req.path, "/echo") && cfg->echo) {
-		upgrade(s, c, &req, CONN_K_ECHO);
+		upgrade(s, c, &req, ENG_CONN_K_ECHO);
 	} else if (has_prefix(&req.path, "/publish/") ||
 		   str_is(&req.path, "/broadcast")) {
 		if (req.content_length < 0 && str_is(&req.method, "POST"))

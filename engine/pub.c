@@ -195,7 +195,7 @@ static size_t frame_key(const struct eng_buf *f, char *buf)
 
 static bool deliverable(const struct eng_conn *c)
 {
-	return c->state == CONN_WS && c->kind == CONN_K_PUSH;
+	return c->state == ENG_CONN_WS && c->kind == ENG_CONN_K_PUSH;
 }
 
 /*
@@ -265,8 +265,8 @@ static void finish(struct eng_shard *s, struct eng_pub *pub)
 	struct eng_conn *c = &s->conns[pub->slot];
 
 	if (c->gen == pub->gen && eng_conn_alive(c)) {
-		if (c->kind == CONN_K_HTTP) {
-			c->flags &= ~CONN_F_WAIT;
+		if (c->kind == ENG_CONN_K_HTTP) {
+			c->flags &= ~ENG_CONN_F_WAIT;
 			eng_conn_http_done(s, c, pub->reply);
 			pub->reply = NULL;
 			eng_conn_resume(s, c);
@@ -360,8 +360,8 @@ int eng_publish(struct eng_shard *s, struct eng_conn *c,
 	pub->owner = (uint16_t)owner;
 	pub->shards = 0;
 	/* An HTTP publisher reads no further request until answered. */
-	if (c->kind == CONN_K_HTTP)
-		c->flags |= CONN_F_WAIT;
+	if (c->kind == ENG_CONN_K_HTTP)
+		c->flags |= ENG_CONN_F_WAIT;
 	if (owner == s->id)
 		sequence(s, pub);
 	else
@@ -825,7 +825,7 @@ static void drop(struct eng_shard *s, unsigned op, void *ptr, int res,
 
 		/* Never sequenced: the publisher hears of it. */
 		if (c->gen == pub->gen && eng_conn_alive(c)) {
-			if (c->kind == CONN_K_HTTP)
+			if (c->kind == ENG_CONN_K_HTTP)
 				eng_conn_http_reply(s, c, 503, NULL, NULL,
 						    NULL, 0);
 			else

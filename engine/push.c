@@ -117,7 +117,7 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 		}
 	}
 	/* The user's own subscription is not the client's to count. */
-	if (c->nsubs - (c->auth && (c->flags & CONN_F_ADMITTED)) +
+	if (c->nsubs - (c->auth && (c->flags & ENG_CONN_F_ADMITTED)) +
 	    new_subs(s, c, names, cmd->nchannels) > cfg->max_subs) {
 		reply(s, c, cmd, 413, "too many subscriptions");
 		return;

@@ -162,8 +162,8 @@ static int send_req(struct eng_shard *s, struct eng_conn *c,
 	p->kind = c->kind;
 	p->slot = eng_slot(s, c);
 	p->gen = c->gen;
-	if (c->kind == CONN_K_HTTP)
-		c->flags |= CONN_F_WAIT;
+	if (c->kind == ENG_CONN_K_HTTP)
+		c->flags |= ENG_CONN_F_WAIT;
 	if (s->stopping) {	/* the bridge stops after us: no answer */
 		p->result = -ESHUTDOWN;
 		eng_rreq_ack(s, p);
@@ -305,7 +305,7 @@ void eng_rreq_ack(struct eng_shard *s, struct eng_rpub *p)
 
 	if (c->gen != p->gen || !eng_conn_alive(c))
 		goto out;
-	if (p->kind != CONN_K_HTTP) {		/* a /ws client's publish */
+	if (p->kind != ENG_CONN_K_HTTP) {		/* a /ws client's publish */
 		eng_conn_queue(s, c, p->result >= 0 ? p->ok : p->err);
 		if (p->result >= 0)
 			p->ok = NULL;
@@ -313,7 +313,7 @@ void eng_rreq_ack(struct eng_shard *s, struct eng_rpub *p)
 			p->err = NULL;
 		goto out;
 	}
-	c->flags &= ~CONN_F_WAIT;
+	c->flags &= ~ENG_CONN_F_WAIT;
 	if (p->result < 0) {
 		status = 503;
 		n = snprintf(body, sizeof(body), "{\"error\":\"redis: %s\"}\n",

@@ -132,7 +132,7 @@ void eng_user_join(struct eng_shard *s, struct eng_conn *c,
 	memcpy(m->app, a->app, a->app_len);
 	m->slot = eng_slot(s, c);
 	m->gen = c->gen;
-	c->flags |= CONN_F_WAIT;	/* no further request meanwhile */
+	c->flags |= ENG_CONN_F_WAIT;	/* no further request meanwhile */
 	to_owner(s, m);
 }
 
@@ -184,9 +184,9 @@ void eng_user_leave(struct eng_shard *s, struct eng_conn *c)
 		 * the owner's side right here and may free it itself.
 		 */
 		eng_chan_maybe_free(&s->chans, ch);
-		leave(s, c->auth, c->flags & CONN_F_ADMITTED, last);
+		leave(s, c->auth, c->flags & ENG_CONN_F_ADMITTED, last);
 	}
-	c->flags &= ~CONN_F_ADMITTED;
+	c->flags &= ~ENG_CONN_F_ADMITTED;
 	eng_free(c->auth);
 	c->auth = NULL;
 }
@@ -212,10 +212,10 @@ static void on_join_ack(struct eng_shard *s, struct eng_interest *m)
 		eng_free(m);
 		return;
 	}
-	c->flags &= ~CONN_F_WAIT;
+	c->flags &= ~ENG_CONN_F_WAIT;
 	if (m->ok) {
-		c->flags |= CONN_F_ADMITTED;
-		eng_conn_upgrade(s, c, &key, CONN_K_PUSH);
+		c->flags |= ENG_CONN_F_ADMITTED;
+		eng_conn_upgrade(s, c, &key, ENG_CONN_K_PUSH);
 		eng_conn_resume(s, c);
 		eng_free(m);
 		return;
@@ -253,7 +253,7 @@ static void on_http_ack(struct eng_shard *s, struct eng_interest *m)
 	int n;
 
 	if (c->gen == m->gen && eng_conn_alive(c)) {
-		c->flags &= ~CONN_F_WAIT;
+		c->flags &= ~ENG_CONN_F_WAIT;
 		if (m->kind == ENG_MAIL_QUERY)
 			n = snprintf(body, sizeof(body),
 				     "{\"online\":%s,\"connections\":%u,"
@@ -303,7 +303,7 @@ int eng_user_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		return -ENOMEM;
 	m->slot = eng_slot(s, c);
 	m->gen = c->gen;
-	c->flags |= CONN_F_WAIT;
+	c->flags |= ENG_CONN_F_WAIT;
 	to_owner(s, m);
 	return 0;
 }
