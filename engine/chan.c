@@ -73,7 +73,7 @@ bool eng_chan_name_ok(const char *p, size_t len)
 static void chan_drop(struct eng_chan *ch)
 {
 	struct eng_wait *w = ch->waiters;
-	struct eng_interest *m = ch->racks;
+	struct eng_owner_mail *m = ch->racks;
 
 	while (w) {
 		struct eng_wait *next = w->next;
@@ -86,7 +86,7 @@ static void chan_drop(struct eng_chan *ch)
 		w = next;
 	}
 	while (m) {
-		struct eng_interest *next = m->next;
+		struct eng_owner_mail *next = m->next;
 
 		eng_free(m);
 		m = next;

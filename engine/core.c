@@ -202,7 +202,7 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 	case ENG_OP_INTEREST:
 	case ENG_OP_INTEREST_ACK:
 	case ENG_OP_R_SUB_ACK:
-	case ENG_OP_R_PUB_ACK:
+	case ENG_OP_R_REPLY:
 		eng_pub_mail(s, cqe);
 		break;
 	case ENG_OP_USER:

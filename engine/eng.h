@@ -223,7 +223,7 @@ struct eng_chan {
 	uint8_t rstate;			/* owner, Redis: ENG_R_* */
 	struct eng_pres *pres;		/* owner of a user: presence */
 	uint8_t local_rack;		/* owner: own ack awaits Redis */
-	struct eng_interest *racks;	/* owner: acks awaiting Redis */
+	struct eng_owner_mail *racks;	/* owner: acks awaiting Redis */
 	uint16_t len;
 	char name[];
 };
@@ -240,8 +240,8 @@ struct eng_retry {
 	void *ptr;			/* owned: the mail */
 };
 
-struct eng_interest {
-	struct eng_interest *next;	/* owner: in racks */
+struct eng_owner_mail {
+	struct eng_owner_mail *next;	/* owner: in racks */
 	uint16_t from;
 	uint8_t add;
 	uint8_t len;
@@ -260,11 +260,11 @@ struct eng_interest {
 
 /* What an eng_interest mail asks of a channel's owner. */
 enum {
-	ENG_MAIL_INTEREST = 0,	/* this shard has subscribers, or not */
-	ENG_MAIL_JOIN,		/* admit one more connection of a user */
-	ENG_MAIL_LEAVE,		/* a user's connection left (or was refused) */
-	ENG_MAIL_QUERY,		/* GET /users/{uid} */
-	ENG_MAIL_KICK,		/* POST /users/{uid}/disconnect */
+	ENG_OWN_INTEREST = 0,	/* this shard has subscribers, or not */
+	ENG_OWN_JOIN,		/* admit one more connection of a user */
+	ENG_OWN_LEAVE,		/* a user's connection left (or was refused) */
+	ENG_OWN_QUERY,		/* GET /users/{uid} */
+	ENG_OWN_KICK,		/* POST /users/{uid}/disconnect */
 };
 
 /* A user's presence on this node, kept by the user's owner shard. */
@@ -292,9 +292,9 @@ struct eng_rsub {
 };
 
 /* A request that goes through Redis: shard -> bridge -> shard. */
-struct eng_rpub {
-	struct eng_rpub *next;		/* bridge: awaiting its reply */
-	uint16_t from;			/* the asking shard, or ENG_FROM_BRIDGE */
+struct eng_rreq {
+	struct eng_rreq *next;		/* bridge: awaiting its reply */
+	uint16_t from;			/* the asking shard, or ENG_BRIDGE */
 	uint8_t kind;			/* ENG_CONN_K_HTTP or ENG_CONN_K_PUSH */
 	uint8_t op;			/* ENG_RQ_* */
 	uint32_t slot, gen;		/* the asking connection */
@@ -315,7 +315,7 @@ enum {
 	ENG_RQ_QUIET,		/* bridge: no reply expected by anyone */
 };
 
-#define ENG_FROM_BRIDGE	0xffff	/* eng_pub / eng_rpub .from: no reply */
+#define ENG_BRIDGE	0xffff	/* the Redis bridge as sender: nobody awaits a reply */
 
 /* Presence mail, owner shard -> bridge: a user's count on this node. */
 struct eng_rpres {
@@ -427,17 +427,17 @@ enum {
 	ENG_OP_PUB,		/* mailbox: struct eng_pub to its sequencer */
 	ENG_OP_PUB_ACK,		/* mailbox: struct eng_pub back, sequenced */
 	ENG_OP_DELIVER,		/* mailbox: push frame (struct eng_buf) */
-	ENG_OP_INTEREST,	/* mailbox: struct eng_interest to owner */
+	ENG_OP_INTEREST,	/* mailbox: struct eng_owner_mail to owner */
 	ENG_OP_INTEREST_ACK,	/* mailbox: ... and back */
 	ENG_OP_R_CONNECT,	/* bridge: its own connect, recv, send */
 	ENG_OP_R_RECV,
 	ENG_OP_R_SEND,
 	ENG_OP_R_SUBSCRIBE,	/* mailbox: struct eng_rsub to the bridge */
 	ENG_OP_R_SUB_ACK,	/* mailbox: ... back to the owner, confirmed */
-	ENG_OP_R_PUBLISH,	/* mailbox: struct eng_rpub to the bridge */
-	ENG_OP_R_PUB_ACK,	/* mailbox: ... back, with PUBLISH's count */
+	ENG_OP_R_REQUEST,	/* mailbox: struct eng_rreq to the bridge */
+	ENG_OP_R_REPLY,	/* mailbox: ... back, with PUBLISH's count */
 	ENG_OP_R_PRESENCE,	/* mailbox: struct eng_rpres to the bridge */
-	ENG_OP_USER,		/* mailbox: struct eng_interest (user) to owner */
+	ENG_OP_USER,		/* mailbox: struct eng_owner_mail (user) to owner */
 	ENG_OP_USER_ACK,	/* mailbox: ... back */
 	ENG_OP_FAILED = 0x80,	/* or-ed into a failed post's own CQE */
 };
@@ -461,7 +461,7 @@ static inline bool eng_is_mail(unsigned op)
 	switch (op) {
 	case ENG_OP_PUB: case ENG_OP_PUB_ACK: case ENG_OP_DELIVER:
 	case ENG_OP_INTEREST: case ENG_OP_INTEREST_ACK:
-	case ENG_OP_R_SUB_ACK: case ENG_OP_R_PUB_ACK:
+	case ENG_OP_R_SUB_ACK: case ENG_OP_R_REPLY:
 	case ENG_OP_USER: case ENG_OP_USER_ACK:
 		return true;
 	default:
@@ -562,8 +562,8 @@ void eng_pub_inject(struct eng *e, struct ring *from, struct eng_buf *frame);
 void eng_redis_presence(struct eng_shard *s, struct eng_chan *ch);
 size_t eng_redis_name(const struct eng_cfg *cfg, char *out, size_t cap,
 		      const char *name, size_t len);
-void eng_rreq_ack(struct eng_shard *s, struct eng_rpub *p);
-struct eng_rpub *eng_rreq_new(uint8_t op, int argc, const char **argv,
+void eng_rreq_ack(struct eng_shard *s, struct eng_rreq *p);
+struct eng_rreq *eng_rreq_new(uint8_t op, int argc, const char **argv,
 			      const size_t *lens);
 extern const char eng_lua_beat[], eng_lua_presence[], eng_lua_leave[];
 
@@ -584,9 +584,9 @@ int eng_redis_publish(struct eng_shard *s, struct eng_conn *c,
 #define ENG_CLOSE_EXPIRED	4001	/* token expired, no refresh */
 #define ENG_CLOSE_KICKED	4003	/* POST /users/{uid}/disconnect */
 
-void eng_user_ack(struct eng_shard *s, struct eng_interest *m);
+void eng_user_ack(struct eng_shard *s, struct eng_owner_mail *m);
 bool eng_pub_owner_update(struct eng_shard *s, struct eng_chan *ch,
-			  unsigned from, bool add, struct eng_interest *m);
+			  unsigned from, bool add, struct eng_owner_mail *m);
 unsigned eng_pub_fanout(struct eng_shard *s, struct eng_buf *f,
 			struct eng_chan *ch);
 void eng_pub_presence(struct eng_shard *s, struct eng_chan *ch);
@@ -594,7 +594,7 @@ void eng_user_join(struct eng_shard *s, struct eng_conn *c,
 		   const struct hs_str *key);
 void eng_user_leave(struct eng_shard *s, struct eng_conn *c);
 void eng_user_mail(struct eng_shard *s, struct ring_cqe *cqe);
-void eng_user_owner_mail(struct eng_shard *s, struct eng_interest *m);
+void eng_user_owner_mail(struct eng_shard *s, struct eng_owner_mail *m);
 int eng_user_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		   size_t len, uint8_t kind);
 size_t eng_user_key(char *out, const char *uid, size_t len);

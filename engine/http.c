@@ -202,7 +202,7 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 			reply(s, c, 405, "Allow: GET\r\n");
 		else if (s->eng->redis)
 			eng_redis_query(s, c, uid, ulen);
-		else if (eng_user_query(s, c, uid, ulen, ENG_MAIL_QUERY) < 0)
+		else if (eng_user_query(s, c, uid, ulen, ENG_OWN_QUERY) < 0)
 			reply(s, c, 503, NULL);
 		return;
 	}
@@ -213,7 +213,7 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 	if (str_is(&rest, "/disconnect")) {
 		if (s->eng->redis)
 			eng_redis_kick(s, c, uid, ulen);
-		else if (eng_user_query(s, c, uid, ulen, ENG_MAIL_KICK) < 0)
+		else if (eng_user_query(s, c, uid, ulen, ENG_OWN_KICK) < 0)
 			reply(s, c, 503, NULL);
 		return;
 	}

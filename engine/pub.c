@@ -326,7 +326,7 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 					 len, eng_chan_hash(name, len)));
 	}
 	pub->shards = reached;
-	if (pub->from == ENG_FROM_BRIDGE) {	/* from Redis: nobody waits */
+	if (pub->from == ENG_BRIDGE) {	/* from Redis: nobody waits */
 		eng_buf_put(pub->frame);
 		eng_free(pub);
 	} else if (pub->from == s->id)
@@ -391,7 +391,7 @@ void eng_pub_inject(struct eng *e, struct ring *from, struct eng_buf *frame)
 	}
 	memset(pub, 0, sizeof(*pub));
 	pub->frame = frame;
-	pub->from = ENG_FROM_BRIDGE;
+	pub->from = ENG_BRIDGE;
 	pub->owner = (uint16_t)owner;
 	if (eng_post(e, from, &e->shards[owner].ring, ENG_OP_PUB, pub, 0) < 0) {
 		eng_buf_put(frame);
@@ -492,7 +492,7 @@ static void redis_interest(struct eng_shard *s, struct eng_chan *ch, bool add)
  * caller has queued it: @m on racks, or local_rack for the owner itself).
  */
 bool eng_pub_owner_update(struct eng_shard *s, struct eng_chan *ch,
-			 unsigned from, bool add, struct eng_interest *m)
+			 unsigned from, bool add, struct eng_owner_mail *m)
 {
 	unsigned before = ch->nshards;
 
@@ -518,11 +518,11 @@ bool eng_pub_owner_update(struct eng_shard *s, struct eng_chan *ch,
 }
 
 /* Acknowledges @m: to its shard, or to ourselves when we sent it. */
-static void on_interest_ack(struct eng_shard *s, struct eng_interest *m);
+static void on_interest_ack(struct eng_shard *s, struct eng_owner_mail *m);
 
-static void ack(struct eng_shard *s, struct eng_interest *m)
+static void ack(struct eng_shard *s, struct eng_owner_mail *m)
 {
-	bool user = m->kind != ENG_MAIL_INTEREST;
+	bool user = m->kind != ENG_OWN_INTEREST;
 
 	if (m->from == s->id) {
 		if (user)
@@ -539,7 +539,7 @@ static void ack(struct eng_shard *s, struct eng_interest *m)
 static void interest(struct eng_shard *s, struct eng_chan *ch, bool add)
 {
 	unsigned owner = owner_of(s, ch->hash);
-	struct eng_interest *m;
+	struct eng_owner_mail *m;
 
 	/*
 	 * Stopping, every shard is dropping everything: mail now would only
@@ -562,7 +562,7 @@ static void interest(struct eng_shard *s, struct eng_chan *ch, bool add)
 		return;
 	}
 	memset(m, 0, sizeof(*m));
-	m->kind = ENG_MAIL_INTEREST;
+	m->kind = ENG_OWN_INTEREST;
 	m->from = (uint16_t)s->id;
 	m->add = add;
 	m->len = (uint8_t)ch->len;
@@ -589,7 +589,7 @@ static void sync_interest(struct eng_shard *s, struct eng_chan *ch)
 	eng_chan_maybe_free(&s->chans, ch);
 }
 
-static void on_interest(struct eng_shard *s, struct eng_interest *m)
+static void on_interest(struct eng_shard *s, struct eng_owner_mail *m)
 {
 	uint64_t hash = eng_chan_hash(m->name, m->len);
 	struct eng_chan *ch;
@@ -609,7 +609,7 @@ static void on_interest(struct eng_shard *s, struct eng_interest *m)
 	eng_chan_maybe_free(&s->chans, ch);
 }
 
-static void on_interest_ack(struct eng_shard *s, struct eng_interest *m)
+static void on_interest_ack(struct eng_shard *s, struct eng_owner_mail *m)
 {
 	uint64_t hash = eng_chan_hash(m->name, m->len);
 	struct eng_chan *ch = eng_chan_find(&s->chans, m->name, m->len, hash);
@@ -630,7 +630,7 @@ static void on_rsub_ack(struct eng_shard *s, struct eng_rsub *r)
 	size_t plen = strlen(cfg->redis_prefix);
 	char key[ENG_CHAN_MAX + 2];
 	struct eng_chan *ch = NULL;
-	struct eng_interest *m;
+	struct eng_owner_mail *m;
 	size_t len = 0;
 
 	/* "<prefix>ch:NAME" or "<prefix>user:UID" back to our index key */
@@ -652,7 +652,7 @@ static void on_rsub_ack(struct eng_shard *s, struct eng_rsub *r)
 	m = ch->racks;
 	ch->racks = NULL;
 	while (m) {
-		struct eng_interest *next = m->next;
+		struct eng_owner_mail *next = m->next;
 
 		ack(s, m);
 		m = next;
@@ -796,9 +796,9 @@ static void free_mail(unsigned op, void *ptr)
 	case ENG_OP_R_PRESENCE:
 		free(ptr);	/* bridge mail is malloc'd on either side */
 		break;
-	case ENG_OP_R_PUBLISH:
-	case ENG_OP_R_PUB_ACK: {
-		struct eng_rpub *p = ptr;
+	case ENG_OP_R_REQUEST:
+	case ENG_OP_R_REPLY: {
+		struct eng_rreq *p = ptr;
 
 		eng_buf_put(p->ok);
 		eng_buf_put(p->err);
@@ -831,8 +831,8 @@ static void drop(struct eng_shard *s, unsigned op, void *ptr, int res,
 			else
 				eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 		}
-	} else if (op == ENG_OP_R_PUBLISH) {
-		struct eng_rpub *p = ptr;
+	} else if (op == ENG_OP_R_REQUEST) {
+		struct eng_rreq *p = ptr;
 
 		/* The bridge never saw it: answer as for Redis down. */
 		p->result = res < 0 ? res : -EIO;
@@ -872,7 +872,7 @@ void eng_pub_discard_leftovers(struct eng_shard *s)
  */
 int eng_retry_later(struct eng_shard *s, unsigned op, void *ptr)
 {
-	struct eng_interest *m = ptr;	/* for the interest and user ops */
+	struct eng_owner_mail *m = ptr;	/* for the interest and user ops */
 	struct eng_retry *r;
 
 	if (op != ENG_OP_INTEREST && op != ENG_OP_INTEREST_ACK &&
@@ -938,7 +938,7 @@ void eng_pub_mail(struct eng_shard *s, struct ring_cqe *cqe)
 	case ENG_OP_R_SUB_ACK:
 		on_rsub_ack(s, ptr);
 		break;
-	case ENG_OP_R_PUB_ACK:
+	case ENG_OP_R_REPLY:
 		eng_rreq_ack(s, ptr);
 		break;
 	}

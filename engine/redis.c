@@ -63,8 +63,8 @@ struct rconn {
 	size_t nlen, ncap;
 	unsigned backoff;		/* ms before the next attempt */
 	uint64_t retry_at;		/* ms, CLOCK_MONOTONIC */
-	struct eng_rpub *fifo_head;	/* publisher: PUBLISHes awaiting */
-	struct eng_rpub *fifo_tail;
+	struct eng_rreq *fifo_head;	/* publisher: PUBLISHes awaiting */
+	struct eng_rreq *fifo_tail;
 };
 
 /*
@@ -352,8 +352,8 @@ static void free_mail(unsigned op, void *p)
 		eng_free(p);
 	} else if (op == ENG_OP_USER) {
 		eng_free(p);
-	} else if (op == ENG_OP_R_PUB_ACK) {
-		struct eng_rpub *rp = p;
+	} else if (op == ENG_OP_R_REPLY) {
+		struct eng_rreq *rp = p;
 
 		/* The shard that waits for it times its client out. */
 		eng_buf_put(rp->ok);
@@ -369,8 +369,8 @@ static unsigned mail_to(unsigned op, void *p)
 {
 	if (op == ENG_OP_R_SUB_ACK)
 		return ((struct eng_rsub *)p)->from;
-	if (op == ENG_OP_R_PUB_ACK)
-		return ((struct eng_rpub *)p)->from;
+	if (op == ENG_OP_R_REPLY)
+		return ((struct eng_rreq *)p)->from;
 	return 0;
 }
 
@@ -384,7 +384,7 @@ static void failed(struct eng_redis *r, unsigned shard, unsigned op, void *p)
 	struct eng_retry *q;
 
 	if (!r->stopping &&
-	    (op == ENG_OP_R_SUB_ACK || op == ENG_OP_R_PUB_ACK) &&
+	    (op == ENG_OP_R_SUB_ACK || op == ENG_OP_R_REPLY) &&
 	    (q = malloc(sizeof(*q)))) {
 		q->op = op;
 		q->to = shard;
@@ -397,7 +397,7 @@ static void failed(struct eng_redis *r, unsigned shard, unsigned op, void *p)
 		"%s lost\n", shard,
 		op == ENG_OP_PUB ? "a message from Redis" :
 		op == ENG_OP_USER ? "a user command" :
-		op == ENG_OP_R_PUB_ACK ? "a publish reply" : "an ack");
+		op == ENG_OP_R_REPLY ? "a publish reply" : "an ack");
 	free_mail(op, p);
 }
 
@@ -441,16 +441,16 @@ static void ack_sub(struct eng_redis *r, struct rchan *ch)
 	post(r, ch->owner, ENG_OP_R_SUB_ACK, m);
 }
 
-static void ack_pub(struct eng_redis *r, struct eng_rpub *p, long long n)
+static void ack_pub(struct eng_redis *r, struct eng_rreq *p, long long n)
 {
 	p->result = n;
-	if (p->from == ENG_FROM_BRIDGE) {	/* our own: nobody waits */
+	if (p->from == ENG_BRIDGE) {	/* our own: nobody waits */
 		if (p->op == ENG_RQ_BEAT && n == 0)
 			r->resync = true;	/* our presence had expired */
 		free(p);
 		return;
 	}
-	post(r, p->from, ENG_OP_R_PUB_ACK, p);
+	post(r, p->from, ENG_OP_R_REPLY, p);
 }
 
 /* ---- connection life ----------------------------------------------------- */
@@ -498,7 +498,7 @@ static void conn_down(struct eng_redis *r, struct rconn *c, int err,
 	c->reader = NULL;
 	/* Publishes in flight: their fate is unknown, so they failed. */
 	while (c->fifo_head) {
-		struct eng_rpub *p = c->fifo_head;
+		struct eng_rreq *p = c->fifo_head;
 
 		c->fifo_head = p->next;
 		ack_pub(r, p, -ECONNRESET);
@@ -692,7 +692,7 @@ static long long int_at(const redisReply *rep, size_t i)
 }
 
 /* A reply on the publisher connection, for the request at the FIFO head. */
-static void on_pub_reply(struct eng_redis *r, struct eng_rpub *p,
+static void on_pub_reply(struct eng_redis *r, struct eng_rreq *p,
 			 const redisReply *rep)
 {
 	if (rep->type == REDIS_REPLY_ERROR) {
@@ -730,7 +730,7 @@ static void on_pub_reply(struct eng_redis *r, struct eng_rpub *p,
 /* "kick UID" on <prefix>ctl: to the user's owner shard. */
 static void on_ctl(struct eng_redis *r, const redisReply *payload)
 {
-	struct eng_interest *m;
+	struct eng_owner_mail *m;
 	const char *uid;
 	size_t len;
 	unsigned owner;
@@ -746,8 +746,8 @@ static void on_ctl(struct eng_redis *r, const redisReply *payload)
 	if (!m)
 		goto reject;
 	memset(m, 0, sizeof(*m));
-	m->kind = ENG_MAIL_KICK;
-	m->from = ENG_FROM_BRIDGE;
+	m->kind = ENG_OWN_KICK;
+	m->from = ENG_BRIDGE;
 	m->slot = UINT32_MAX;		/* nobody waits for the answer */
 	m->len = (uint8_t)eng_user_key(m->name, uid, len);
 	owner = (unsigned)((eng_chan_hash(m->name, m->len) >> 32) %
@@ -780,7 +780,7 @@ static void on_reply(struct eng_redis *r, struct rconn *c, unsigned idx,
 		return;
 	}
 	if (idx == R_PUB) {
-		struct eng_rpub *p = c->fifo_head;
+		struct eng_rreq *p = c->fifo_head;
 
 		if (!p)
 			return;
@@ -933,7 +933,7 @@ static int put_raw(struct rconn *c, const char *cmd, size_t n)
 	return 0;
 }
 
-static void on_pub_mail(struct eng_redis *r, struct eng_rpub *p)
+static void on_pub_mail(struct eng_redis *r, struct eng_rreq *p)
 {
 	struct rconn *c = &r->c[R_PUB];
 
@@ -957,7 +957,7 @@ static void on_pub_mail(struct eng_redis *r, struct eng_rpub *p)
 static void own_request(struct eng_redis *r, uint8_t op, int argc,
 			const char **argv, const size_t *lens)
 {
-	struct eng_rpub *p = eng_rreq_new(op, argc, argv, lens);
+	struct eng_rreq *p = eng_rreq_new(op, argc, argv, lens);
 
 	if (p)
 		on_pub_mail(r, p);
@@ -1161,7 +1161,7 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 	case ENG_OP_R_SUBSCRIBE:
 		on_sub_mail(r, ring_ud_to_ptr(cqe->user_data));
 		break;
-	case ENG_OP_R_PUBLISH:
+	case ENG_OP_R_REQUEST:
 		on_pub_mail(r, ring_ud_to_ptr(cqe->user_data));
 		break;
 	case ENG_OP_R_PRESENCE:

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * rreq.c: the shards' side of the Redis bridge. A shard formats a command
- * (hiredis's redisFormatCommandArgv) into a struct eng_rpub, the bridge
+ * (hiredis's redisFormatCommandArgv) into a struct eng_rreq, the bridge
  * writes it on its publisher connection and hands the reply back, and the
  * shard answers its client. PUBLISH for channel, user and broadcast
  * messages; a kick is a PUBLISH on <prefix>ctl; presence lives in Redis
@@ -131,10 +131,10 @@ size_t eng_redis_name(const struct eng_cfg *cfg, char *out, size_t cap,
 }
 
 /* Formats @argv into a new request; NULL when out of memory. */
-struct eng_rpub *eng_rreq_new(uint8_t op, int argc, const char **argv,
+struct eng_rreq *eng_rreq_new(uint8_t op, int argc, const char **argv,
 			      const size_t *lens)
 {
-	struct eng_rpub *p;
+	struct eng_rreq *p;
 	char *cmd;
 	int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
 
@@ -147,7 +147,7 @@ struct eng_rpub *eng_rreq_new(uint8_t op, int argc, const char **argv,
 	}
 	memset(p, 0, sizeof(*p));
 	p->op = op;
-	p->from = ENG_FROM_BRIDGE;
+	p->from = ENG_BRIDGE;
 	p->len = (size_t)n;
 	memcpy(p->data, cmd, (size_t)n);
 	free(cmd);
@@ -156,7 +156,7 @@ struct eng_rpub *eng_rreq_new(uint8_t op, int argc, const char **argv,
 
 /* Sends @p for connection @c; the reply comes to eng_rreq_ack(). */
 static int send_req(struct eng_shard *s, struct eng_conn *c,
-		    struct eng_rpub *p)
+		    struct eng_rreq *p)
 {
 	p->from = (uint16_t)s->id;
 	p->kind = c->kind;
@@ -170,8 +170,8 @@ static int send_req(struct eng_shard *s, struct eng_conn *c,
 		return 0;
 	}
 	if (ring_mbox_post(&s->ring, eng_redis_ring(s->eng),
-			   ring_ud_ptr(ENG_OP_R_PUBLISH, p), 0,
-			   ring_ud_ptr(ENG_OP_R_PUBLISH | ENG_OP_FAILED, p)) < 0) {
+			   ring_ud_ptr(ENG_OP_R_REQUEST, p), 0,
+			   ring_ud_ptr(ENG_OP_R_REQUEST | ENG_OP_FAILED, p)) < 0) {
 		p->result = -EBUSY;
 		eng_rreq_ack(s, p);
 	}
@@ -187,7 +187,7 @@ int eng_redis_publish(struct eng_shard *s, struct eng_conn *c,
 				     clen);
 	const char *argv[3] = { "PUBLISH", name, payload };
 	size_t lens[3] = { 7, nlen, plen };
-	struct eng_rpub *p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
+	struct eng_rreq *p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
 
 	if (!p) {
 		eng_buf_put(ok);
@@ -213,7 +213,7 @@ void eng_redis_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
 	int mlen = snprintf(msg, sizeof(msg), "kick %.*s", (int)len, uid);
 	const char *argv[3] = { "PUBLISH", chan, msg };
 	size_t lens[3] = { 7, (size_t)clen, (size_t)mlen };
-	struct eng_rpub *p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
+	struct eng_rreq *p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
 
 	if (!p)
 		http_503(s, c);
@@ -227,7 +227,7 @@ void eng_redis_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
 	const char *prefix = s->eng->cfg.redis_prefix;
 	const char *argv[5] = { "EVAL", lua_query, "0", prefix, uid };
 	size_t lens[5] = { 4, sizeof(lua_query) - 1, 1, strlen(prefix), len };
-	struct eng_rpub *p = eng_rreq_new(ENG_RQ_QUERY, 5, argv, lens);
+	struct eng_rreq *p = eng_rreq_new(ENG_RQ_QUERY, 5, argv, lens);
 
 	if (!p)
 		http_503(s, c);
@@ -240,7 +240,7 @@ void eng_redis_online(struct eng_shard *s, struct eng_conn *c)
 	const char *prefix = s->eng->cfg.redis_prefix;
 	const char *argv[4] = { "EVAL", lua_online, "0", prefix };
 	size_t lens[4] = { 4, sizeof(lua_online) - 1, 1, strlen(prefix) };
-	struct eng_rpub *p = eng_rreq_new(ENG_RQ_ONLINE, 4, argv, lens);
+	struct eng_rreq *p = eng_rreq_new(ENG_RQ_ONLINE, 4, argv, lens);
 
 	if (!p)
 		http_503(s, c);
@@ -297,7 +297,7 @@ static size_t apps_json(char *out, size_t cap, const char *csv)
 }
 
 /* The bridge answered (or could not): tell the client. */
-void eng_rreq_ack(struct eng_shard *s, struct eng_rpub *p)
+void eng_rreq_ack(struct eng_shard *s, struct eng_rreq *p)
 {
 	struct eng_conn *c = &s->conns[p->slot];
 	char body[512], apps[320];

@@ -10,7 +10,7 @@
  * disconnect is one close frame (4003), built once and delivered like a
  * push to every connection of the user.
  *
- * Mail, all struct eng_interest: JOIN (shard -> owner, answered with
+ * Mail, all struct eng_owner_mail: JOIN (shard -> owner, answered with
  * USER_ACK), LEAVE (a connection left, or was refused: presence and the
  * owner's shard bitmap follow), QUERY and KICK (from an HTTP request).
  */
@@ -35,10 +35,10 @@ static unsigned owner_of(struct eng_shard *s, const char *key, size_t len)
 	return (unsigned)((eng_chan_hash(key, len) >> 32) % s->eng->cfg.shards);
 }
 
-static struct eng_interest *mail_new(struct eng_shard *s, uint8_t kind,
+static struct eng_owner_mail *mail_new(struct eng_shard *s, uint8_t kind,
 				     const char *uid, size_t len)
 {
-	struct eng_interest *m = eng_malloc(sizeof(*m));
+	struct eng_owner_mail *m = eng_malloc(sizeof(*m));
 
 	if (!m) {
 		ENG_STAT_ADD(s, mbox_errors, 1);
@@ -52,7 +52,7 @@ static struct eng_interest *mail_new(struct eng_shard *s, uint8_t kind,
 }
 
 /* A post of @m failed: post it again at the next tick, as pub.c does. */
-static void failed(struct eng_shard *s, unsigned op, struct eng_interest *m)
+static void failed(struct eng_shard *s, unsigned op, struct eng_owner_mail *m)
 {
 	ENG_STAT_ADD(s, mbox_errors, 1);
 	if (s->stopping || eng_retry_later(s, op, m) < 0)
@@ -60,7 +60,7 @@ static void failed(struct eng_shard *s, unsigned op, struct eng_interest *m)
 }
 
 /* To the owner of @m's user: a direct call when that is us. */
-static void to_owner(struct eng_shard *s, struct eng_interest *m)
+static void to_owner(struct eng_shard *s, struct eng_owner_mail *m)
 {
 	unsigned owner = owner_of(s, m->name, m->len);
 	struct eng_shard *o = &s->eng->shards[owner];
@@ -78,7 +78,7 @@ static void to_owner(struct eng_shard *s, struct eng_interest *m)
 }
 
 /* Back to the shard that asked. */
-static void to_asker(struct eng_shard *s, struct eng_interest *m)
+static void to_asker(struct eng_shard *s, struct eng_owner_mail *m)
 {
 	if (s->stopping && m->from != s->id) {	/* see pub.c post_fd() */
 		eng_free(m);
@@ -110,9 +110,9 @@ void eng_user_join(struct eng_shard *s, struct eng_conn *c,
 	size_t len = eng_user_key(name, a->uid, a->uid_len);
 	struct eng_chan *ch = eng_chan_get(&s->chans, name, len,
 					   eng_chan_hash(name, len));
-	struct eng_interest *m;
+	struct eng_owner_mail *m;
 
-	m = mail_new(s, ENG_MAIL_JOIN, a->uid, a->uid_len);
+	m = mail_new(s, ENG_OWN_JOIN, a->uid, a->uid_len);
 	if (!ch || !m || eng_sub_add(c, eng_slot(s, c), ch) < 0) {
 		eng_free(m);
 		if (ch)
@@ -151,11 +151,11 @@ static struct eng_sub *user_sub(struct eng_conn *c)
 static void leave(struct eng_shard *s, const struct eng_auth *a,
 		  bool counted, bool last)
 {
-	struct eng_interest *m;
+	struct eng_owner_mail *m;
 
 	if (s->stopping)	/* everyone is going: see interest() */
 		return;
-	m = mail_new(s, ENG_MAIL_LEAVE, a->uid, a->uid_len);
+	m = mail_new(s, ENG_OWN_LEAVE, a->uid, a->uid_len);
 	if (!m)
 		return;
 	m->counted = counted;
@@ -192,7 +192,7 @@ void eng_user_leave(struct eng_shard *s, struct eng_conn *c)
 }
 
 /* The owner answered a JOIN. */
-static void on_join_ack(struct eng_shard *s, struct eng_interest *m)
+static void on_join_ack(struct eng_shard *s, struct eng_owner_mail *m)
 {
 	struct eng_conn *c = &s->conns[m->slot];
 	struct hs_str key = { .p = m->wskey,
@@ -203,7 +203,7 @@ static void on_join_ack(struct eng_shard *s, struct eng_interest *m)
 	if (c->gen != m->gen || !eng_conn_alive(c) || !c->auth) {
 		/* Gone meanwhile; its leave said "not counted": correct it. */
 		if (m->ok) {
-			m->kind = ENG_MAIL_LEAVE;
+			m->kind = ENG_OWN_LEAVE;
 			m->counted = 1;
 			m->last = 0;
 			to_owner(s, m);
@@ -246,7 +246,7 @@ static void on_join_ack(struct eng_shard *s, struct eng_interest *m)
 }
 
 /* The owner answered a QUERY or a KICK: the HTTP reply. */
-static void on_http_ack(struct eng_shard *s, struct eng_interest *m)
+static void on_http_ack(struct eng_shard *s, struct eng_owner_mail *m)
 {
 	struct eng_conn *c = &s->conns[m->slot];
 	char body[512];
@@ -254,7 +254,7 @@ static void on_http_ack(struct eng_shard *s, struct eng_interest *m)
 
 	if (c->gen == m->gen && eng_conn_alive(c)) {
 		c->flags &= ~ENG_CONN_F_WAIT;
-		if (m->kind == ENG_MAIL_QUERY)
+		if (m->kind == ENG_OWN_QUERY)
 			n = snprintf(body, sizeof(body),
 				     "{\"online\":%s,\"connections\":%u,"
 				     "\"apps\":[%s]}\n",
@@ -271,9 +271,9 @@ static void on_http_ack(struct eng_shard *s, struct eng_interest *m)
 	eng_free(m);
 }
 
-void eng_user_ack(struct eng_shard *s, struct eng_interest *m)
+void eng_user_ack(struct eng_shard *s, struct eng_owner_mail *m)
 {
-	if (m->kind == ENG_MAIL_JOIN)
+	if (m->kind == ENG_OWN_JOIN)
 		on_join_ack(s, m);
 	else
 		on_http_ack(s, m);
@@ -282,7 +282,7 @@ void eng_user_ack(struct eng_shard *s, struct eng_interest *m)
 void eng_user_mail(struct eng_shard *s, struct ring_cqe *cqe)
 {
 	unsigned op = ring_ud_op(cqe->user_data);
-	struct eng_interest *m = ring_ud_to_ptr(cqe->user_data);
+	struct eng_owner_mail *m = ring_ud_to_ptr(cqe->user_data);
 
 	if (op & ENG_OP_FAILED) {
 		failed(s, op & ~ENG_OP_FAILED, m);
@@ -297,7 +297,7 @@ void eng_user_mail(struct eng_shard *s, struct ring_cqe *cqe)
 int eng_user_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		   size_t len, uint8_t kind)
 {
-	struct eng_interest *m = mail_new(s, kind, uid, len);
+	struct eng_owner_mail *m = mail_new(s, kind, uid, len);
 
 	if (!m)
 		return -ENOMEM;
@@ -366,7 +366,7 @@ static void pres_del(struct eng_shard *s, struct eng_chan *ch,
 	}
 }
 
-static void query(struct eng_chan *ch, struct eng_interest *m)
+static void query(struct eng_chan *ch, struct eng_owner_mail *m)
 {
 	size_t n = 0;
 
@@ -399,14 +399,14 @@ static void kick(struct eng_shard *s, struct eng_chan *ch)
 	eng_buf_put(f);
 }
 
-void eng_user_owner_mail(struct eng_shard *s, struct eng_interest *m)
+void eng_user_owner_mail(struct eng_shard *s, struct eng_owner_mail *m)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	uint64_t hash = eng_chan_hash(m->name, m->len);
 	struct eng_chan *ch;
 
 	switch (m->kind) {
-	case ENG_MAIL_JOIN:
+	case ENG_OWN_JOIN:
 		ch = eng_chan_get(&s->chans, m->name, m->len, hash);
 		if (!ch || (cfg->max_conns_per_user && ch->pres &&
 			    ch->pres->conns >= cfg->max_conns_per_user)) {
@@ -423,7 +423,7 @@ void eng_user_owner_mail(struct eng_shard *s, struct eng_interest *m)
 		if (eng_pub_owner_update(s, ch, m->from, true, m))
 			to_asker(s, m);
 		return;
-	case ENG_MAIL_LEAVE:
+	case ENG_OWN_LEAVE:
 		ch = eng_chan_find(&s->chans, m->name, m->len, hash);
 		if (ch) {
 			if (m->counted) {
@@ -437,11 +437,11 @@ void eng_user_owner_mail(struct eng_shard *s, struct eng_interest *m)
 		}
 		eng_free(m);
 		return;
-	case ENG_MAIL_QUERY:
+	case ENG_OWN_QUERY:
 		query(eng_chan_find(&s->chans, m->name, m->len, hash), m);
 		to_asker(s, m);
 		return;
-	case ENG_MAIL_KICK:
+	case ENG_OWN_KICK:
 		ch = eng_chan_find(&s->chans, m->name, m->len, hash);
 		query(ch, m);
 		kick(s, ch);
