@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "buf.h"
 #include "eng.h"
 
 #define ARENA_MIN_SHIFT		8	/* 256-byte smallest slot */

@@ -23,7 +23,10 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "eng.h"
+#include "auth.h"
+#include "chan.h"
+#include "conn.h"
+#include "json.h"
 #include "hs.h"
 
 static unsigned char *pubkey;	/* PEM bytes, NUL-terminated */

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eng.h"
+#include "buf.h"
 
 #ifdef RC_HAVE_MIMALLOC
 #include <mimalloc.h>
@@ -72,4 +72,15 @@ void eng_buf_put(struct eng_buf *b)
 		eng_arena_free(b);
 	else
 		eng_free(b);
+}
+
+void eng_buf_seal(struct eng_buf *b, uint8_t *payload, uint8_t op, size_t n)
+{
+	uint8_t hdr[WS_MAX_SERVER_HDR];
+	size_t h = ws_write_header(hdr, op, true, n);
+
+	/* The header ends where the payload starts: no byte is moved. */
+	b->start = (uint32_t)(payload - h - b->data);
+	memcpy(b->data + b->start, hdr, h);
+	b->len = (uint32_t)(h + n);
 }

@@ -15,7 +15,10 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "eng.h"
+#include "buf.h"
+#include "chan.h"
+#include "conn.h"
+#include "mail.h"
 
 static uint64_t hash_key;	/* set once in eng_chan_global_init() */
 

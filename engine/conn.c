@@ -13,9 +13,15 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "eng.h"
+#include "auth.h"
+#include "buf.h"
+#include "chan.h"
+#include "conn.h"
 #include "hs.h"
+#include "sub.h"
+#include "timer.h"
 #include "ud.h"
+#include "user.h"
 
 
 bool eng_conn_alive(const struct eng_conn *c)
@@ -684,9 +690,7 @@ static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 static void on_assembled(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 			 struct eng_buf *b)
 {
-	uint8_t hdr[WS_MAX_SERVER_HDR];
 	uint32_t plen = b->len;
-	size_t h;
 
 	if (c->kind != ENG_CONN_K_ECHO) {
 		on_message(s, c, op, b->data + WS_MAX_SERVER_HDR, plen);
@@ -694,10 +698,7 @@ static void on_assembled(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 		return;
 	}
 	ENG_STAT_ADD(s, msgs_in, 1);
-	h = ws_write_header(hdr, op, true, plen);
-	b->start = (uint32_t)(WS_MAX_SERVER_HDR - h);
-	memcpy(b->data + b->start, hdr, h);
-	b->len = (uint32_t)(h + plen);
+	eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, op, plen);
 	eng_conn_queue(s, c, b);
 }
 

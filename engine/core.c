@@ -15,7 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "eng.h"
+#include "buf.h"
+#include "chan.h"
+#include "conn.h"
+#include "json.h"
+#include "mail.h"
+#include "timer.h"
 #include "ud.h"
 
 static uint64_t now_ms(void)
@@ -83,8 +88,8 @@ static void on_tick(struct eng_shard *s)
 	uint64_t ms = now_ms() - s->t0_ms;
 
 	eng_timer_advance(s, (uint32_t)(ms / ENG_TICK_MS));
-	if (s->retry && !s->stopping)
-		eng_pub_retry(s);
+	if (s->mail.retry && !s->stopping)
+		eng_mail_retry(&s->mail);
 	if (s->stopping && s->tick >= s->stop_tick) {
 		/* Peers that did not answer our close in time are dropped. */
 		for (uint32_t i = 0; i < s->nr_conns; i++)
@@ -94,82 +99,13 @@ static void on_tick(struct eng_shard *s)
 	arm_tick(s);
 }
 
-#ifdef RC_FAULT_INJECT
-static unsigned fault_every;		/* 0: off */
-static atomic_uint fault_count;
-
-void eng_fault_init(void)
-{
-	const char *v = getenv("RINGCAST_FAULT_MAIL");
-
-	fault_every = v ? (unsigned)strtoul(v, NULL, 10) : 0;
-	if (fault_every)
-		fprintf(stderr, "ringcast: test build: every %uth mailbox "
-			"post fails\n", fault_every);
-}
-
-/*
- * Every fault_every-th post fails, in turn at once (-EBUSY, as when no
- * SQE can be had) and as the failure CQE a refused MSG_RING brings back
- * to the sender, so the callers' failure paths run for real.
- */
-static bool fault_mail(struct ring *from, uint64_t self_ud, int *ret)
-{
-	unsigned n;
-
-	if (!fault_every)
-		return false;
-	n = atomic_fetch_add_explicit(&fault_count, 1,
-				      memory_order_relaxed) + 1;
-	if (n % fault_every)
-		return false;
-	if ((n / fault_every) & 1)
-		*ret = -EBUSY;
-	else
-		*ret = ring_mbox_post(from, from, self_ud, -EOVERFLOW, self_ud);
-	return true;
-}
-#endif
-
-/*
- * Posts mail to a shard's ring, counting it until a ring reads it (or
- * its failure comes back), so that no shard exits with mail in flight.
- */
-int eng_post(struct eng *e, struct ring *from, struct ring *to, unsigned op,
-	     void *ptr, int32_t res)
-{
-	int ret;
-
-	atomic_fetch_add(&e->mail, 1);
-#ifdef RC_FAULT_INJECT
-	if (fault_mail(from, ring_ud_ptr(op | ENG_OP_FAILED, ptr), &ret)) {
-		if (ret < 0)
-			atomic_fetch_sub(&e->mail, 1);
-		return ret;
-	}
-#endif
-	ret = ring_mbox_post(from, to, ring_ud_ptr(op, ptr), res,
-			     ring_ud_ptr(op | ENG_OP_FAILED, ptr));
-	if (ret < 0)
-		atomic_fetch_sub(&e->mail, 1);
-	return ret;
-}
-
 static void dispatch(void *arg, struct ring_cqe *cqe)
 {
 	struct eng_shard *s = arg;
 	unsigned op = ring_ud_op(cqe->user_data);
 
-	if (eng_is_mail(op & ~ENG_OP_FAILED))
-		atomic_fetch_sub(&s->eng->mail, 1);
-
-	if (op & ENG_OP_FAILED) {
-		unsigned base = op & ~ENG_OP_FAILED;
-
-		if (base == ENG_OP_USER || base == ENG_OP_USER_ACK)
-			eng_user_mail(s, cqe);
-		else
-			eng_pub_mail(s, cqe);
+	if (eng_mail_is(op)) {
+		eng_mail_read(&s->mail, cqe);
 		return;
 	}
 	switch (op) {
@@ -196,19 +132,6 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 	case ENG_OP_SENDV:
 		eng_conn_on_sendv(s, cqe);
 		break;
-	case ENG_OP_PUB:
-	case ENG_OP_PUB_ACK:
-	case ENG_OP_DELIVER:
-	case ENG_OP_INTEREST:
-	case ENG_OP_INTEREST_ACK:
-	case ENG_OP_R_SUB_ACK:
-	case ENG_OP_R_REPLY:
-		eng_pub_mail(s, cqe);
-		break;
-	case ENG_OP_USER:
-	case ENG_OP_USER_ACK:
-		eng_user_mail(s, cqe);
-		break;
 	case ENG_OP_STOP:
 		stop(s);
 		break;
@@ -219,6 +142,34 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 	default:
 		break;
 	}
+}
+
+/* What the shard owns beside its ring: channels, the /ws parser, mail. */
+static int state_init(struct eng_shard *s)
+{
+	size_t cap = s->eng->cfg.max_message + JSON_PADDING;
+
+	eng_mail_init(&s->mail, s->eng, &s->ring, s->id, s, &s->stopping,
+		      &s->stats.mbox_errors);
+	if (eng_chans_init(&s->chans) < 0)
+		return -ENOMEM;
+	/* simdjson reads up to JSON_PADDING bytes past a command's end */
+	s->json = json_parser_new(s->eng->cfg.max_message);
+	s->scratch = eng_malloc(cap);
+	if (!s->json || !s->scratch)
+		return -ENOMEM;
+	return 0;
+}
+
+static void state_exit(struct eng_shard *s)
+{
+	eng_mail_exit(&s->mail);
+	json_parser_free(s->json);
+	s->json = NULL;
+	eng_free(s->scratch);
+	s->scratch = NULL;
+	if (s->chans.buckets)
+		eng_chans_exit(&s->chans);
 }
 
 static int shard_init(struct eng_shard *s)
@@ -285,8 +236,9 @@ static int shard_init(struct eng_shard *s)
 		ret = -ENOMEM;
 		goto err_conns;
 	}
-	ret = eng_pub_init(s);
+	ret = state_init(s);
 	if (ret < 0) {
+		state_exit(s);
 		eng_free(s->rearm);
 		eng_free(s->resume);
 		goto err_conns;
@@ -314,7 +266,7 @@ err_ring:
  */
 static void shard_exit(struct eng_shard *s)
 {
-	eng_pub_exit(s);
+	state_exit(s);
 	eng_free(s->rearm);
 	eng_free(s->resume);
 	munmap(s->conns, (size_t)s->nr_conns * sizeof(struct eng_conn));

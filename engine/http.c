@@ -12,8 +12,16 @@
 #include <string.h>
 #include <openssl/crypto.h>
 
-#include "eng.h"
+#include "auth.h"
+#include "bridge.h"
+#include "broker.h"
+#include "buf.h"
+#include "chan.h"
+#include "conn.h"
 #include "hs.h"
+#include "json.h"
+#include "mail.h"
+#include "user.h"
 
 static const struct hs_limits hs_lim = {
 	.max_bytes = HS_DEF_MAX_BYTES,
@@ -95,40 +103,6 @@ static bool payload_ok(struct eng_shard *s, struct eng_conn *c,
 	return false;
 }
 
-/* 200 {"ok":true}, ready to go once the message is sequenced. */
-static struct eng_buf *ok_response(struct eng_conn *c)
-{
-	static const char ok[] = "{\"ok\":true}\n";
-	struct eng_buf *b = eng_buf_new(256);
-	ssize_t n;
-
-	if (!b)
-		return NULL;
-	n = hs_write_response((char *)b->data, b->cap, 200, NULL, json_type,
-			      ok, sizeof(ok) - 1, !(c->flags & ENG_CONN_F_KEEP));
-	if (n < 0) {
-		eng_buf_put(b);
-		return NULL;
-	}
-	b->len = (uint32_t)n;
-	return b;
-}
-
-/* Hands a push frame to its sequencer; 200 once it is sequenced. */
-static void publish_frame(struct eng_shard *s, struct eng_conn *c,
-			  struct eng_buf *frame)
-{
-	struct eng_buf *resp = frame ? ok_response(c) : NULL;
-
-	if (!resp) {
-		eng_buf_put(frame);
-		reply(s, c, 503, NULL);
-		return;
-	}
-	if (eng_publish(s, c, frame, resp) < 0)
-		reply(s, c, 503, NULL);
-}
-
 /* 401 with a short reason, no upgrade (RFC 6750 names the header). */
 static void unauthorized(struct eng_shard *s, struct eng_conn *c,
 			 const char *why)
@@ -200,9 +174,7 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 	if (!slash) {
 		if (!str_is(&req->method, "GET"))
 			reply(s, c, 405, "Allow: GET\r\n");
-		else if (s->eng->redis)
-			eng_redis_query(s, c, uid, ulen);
-		else if (eng_user_query(s, c, uid, ulen, ENG_OWN_QUERY) < 0)
+		else if (s->eng->broker->user_query(s, c, uid, ulen) < 0)
 			reply(s, c, 503, NULL);
 		return;
 	}
@@ -211,9 +183,7 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	if (str_is(&rest, "/disconnect")) {
-		if (s->eng->redis)
-			eng_redis_kick(s, c, uid, ulen);
-		else if (eng_user_query(s, c, uid, ulen, ENG_OWN_KICK) < 0)
+		if (s->eng->broker->user_kick(s, c, uid, ulen) < 0)
 			reply(s, c, 503, NULL);
 		return;
 	}
@@ -227,41 +197,17 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 	}
 	if (!payload_ok(s, c, body, len, &json))
 		return;
-	if (s->eng->redis) {
-		char key[ENG_CHAN_MAX + 2];
-		size_t klen = eng_user_key(key, uid, ulen);
-
-		if (eng_redis_publish(s, c, key, klen, body, len, NULL,
-				      NULL) < 0)
-			reply(s, c, 503, NULL);
-		return;
-	}
-	publish_frame(s, c, eng_pub_user_frame(uid, ulen, body, len, json));
+	if (s->eng->broker->publish(s, c, ENG_TO_USER, uid, ulen, body, len,
+				    json, NULL, NULL) < 0)
+		reply(s, c, 503, NULL);
 }
 
 /* GET /online: users and connections, this node or all (Redis). */
 static void online(struct eng_shard *s, struct eng_conn *c,
 		   const struct hs_req *req)
 {
-	unsigned long long users = 0, conns = 0;
-	char body[128];
-	int n;
-
-	if (!key_ok(s, c, req))
-		return;
-	if (s->eng->redis) {
-		eng_redis_online(s, c);
-		return;
-	}
-	for (unsigned i = 0; i < s->eng->cfg.shards; i++) {
-		struct eng_shard *sh = &s->eng->shards[i];
-
-		users += STAT(sh, users_owned);
-		conns += STAT(sh, user_conns);
-	}
-	n = snprintf(body, sizeof(body), "{\"users\":%llu,\"connections\":%llu}\n",
-		     users, conns);
-	eng_conn_http_reply(s, c, 200, NULL, json_type, body, (size_t)n);
+	if (key_ok(s, c, req) && s->eng->broker->online(s, c) < 0)
+		reply(s, c, 503, NULL);
 }
 
 /* POST /publish/{channel} and /broadcast. */
@@ -289,14 +235,10 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 	}
 	if (!payload_ok(s, c, body, len, &json))
 		return;
-	if (s->eng->redis) {
-		/* Every node, this one included, gets it back from Redis. */
-		if (eng_redis_publish(s, c, chan, clen, body, len, NULL,
-				      NULL) < 0)
-			reply(s, c, 503, NULL);
-		return;
-	}
-	publish_frame(s, c, eng_pub_frame(chan, clen, body, len, json));
+	if (s->eng->broker->publish(s, c, chan ? ENG_TO_CHANNEL : ENG_TO_ALL,
+				    chan, clen, body, len, json, NULL,
+				    NULL) < 0)
+		reply(s, c, 503, NULL);
 }
 
 
@@ -354,8 +296,7 @@ static void healthz(struct eng_shard *s, struct eng_conn *c)
 	char why[512], body[600];
 	int n;
 
-	if (!s->eng->redis ||
-	    eng_redis_healthy(s->eng->redis, why, sizeof(why))) {
+	if (eng_broker_healthy(s->eng, why, sizeof(why))) {
 		eng_conn_http_reply(s, c, 200, NULL, NULL, "ok\n", 3);
 		return;
 	}
@@ -375,10 +316,12 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 	}
 	n = (size_t)snprintf(out, cap, "{\"total\":");
 	n += stats_obj(out + n, cap - n, e, -1);
-	if (e->redis) {
+	if (e->bridge) {
 		n += (size_t)snprintf(out + n, cap - n, ",\"redis\":");
-		n += eng_redis_stats(e->redis, out + n, cap - n);
+		n += eng_bridge_stats(e->bridge, out + n, cap - n);
 	}
+	n += (size_t)snprintf(out + n, cap - n, ",\"mail\":");
+	n += eng_mail_stats(out + n, cap - n);
 	n += (size_t)snprintf(out + n, cap - n,
 			      ",\"frames_live\":%llu,\"arena_bytes\":%zu,"
 			      "\"arena_fallbacks\":%llu,\"shards\":[",

@@ -20,7 +20,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "eng.h"
+#include "auth.h"
+#include "bridge.h"
+#include "broker.h"
+#include "buf.h"
+#include "chan.h"
+#include "conn.h"
+#include "mail.h"
 #include "ud.h"
 
 static const char usage[] =
@@ -546,9 +552,7 @@ static int post_stop(struct eng *e, struct ring *r)
 
 	for (i = 0; i < e->cfg.shards; i++)
 		if (e->shards[i].up)
-			ring_mbox_post(r, &e->shards[i].ring,
-				       ring_ud(ENG_OP_STOP, 0, 0), 0,
-				       ring_ud(ENG_OP_MBOX_ERR, 0, 0));
+			eng_mail_stop(r, &e->shards[i].ring);
 	ret = ring_submit(r);
 	return ret < 0 ? ret : 0;
 }
@@ -589,7 +593,7 @@ int main(int argc, char **argv)
 		return 2;
 	parse_args(argc, argv, &e.cfg);
 #ifdef RC_FAULT_INJECT
-	eng_fault_init();
+	eng_mail_fault_init();
 #endif
 	if (e.cfg.auth != ENG_AUTH_OFF && !e.cfg.jwt_secret[0] &&
 	    !e.cfg.jwt_pubkey_file[0]) {
@@ -649,8 +653,10 @@ int main(int argc, char **argv)
 	}
 	ctl_ok = true;
 	e.shards = calloc(e.cfg.shards, sizeof(*e.shards));
+	e.broker = e.cfg.redis_host[0] ? &eng_broker_redis
+				       : &eng_broker_embedded;
 	if (e.shards && e.cfg.redis_host[0]) {
-		ret = eng_redis_init(&e);
+		ret = eng_bridge_init(&e);
 		if (ret < 0) {
 			fprintf(stderr, "ringcast: redis bridge: %s\n",
 				strerror(-ret));
@@ -698,8 +704,8 @@ int main(int argc, char **argv)
 		pthread_cond_wait(&e.cond, &e.lock);
 	ret = e.failed;
 	pthread_mutex_unlock(&e.lock);
-	if (ret == 0 && e.redis) {
-		ret = eng_redis_run(&e);
+	if (ret == 0 && e.bridge) {
+		ret = eng_bridge_run(&e);
 		if (ret < 0)
 			fprintf(stderr, "ringcast: redis bridge: %s\n",
 				strerror(-ret));
@@ -709,7 +715,7 @@ int main(int argc, char **argv)
 		status = 1;
 		goto stop;
 	}
-	if (e.redis)
+	if (e.bridge)
 		snprintf(broker, sizeof(broker), "redis %s:%u", e.cfg.redis_host,
 			 e.cfg.redis_port);
 	if (e.cfg.epoll)
@@ -732,15 +738,15 @@ stop:
 	for (i = 0; i < started; i++)
 		pthread_join(e.shards[i].thread, NULL);
 	/* The bridge last: shards post to it until they have stopped. */
-	eng_redis_stop(&e, &ctl);
+	eng_bridge_stop(&e, &ctl);
 	ring_exit(&ctl);
 	for (i = 0; i < e.cfg.shards; i++) {
 		if (!e.shards[i].up)
 			continue;
-		eng_pub_discard_leftovers(&e.shards[i]);
+		eng_mail_discard(&e.shards[i].ring);
 		ring_exit(&e.shards[i].ring);
 	}
-	eng_redis_free(&e);
+	eng_bridge_free(&e);
 	free(e.shards);
 	eng_arena_exit();
 	eng_auth_exit();

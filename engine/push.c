@@ -10,7 +10,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "eng.h"
+#include "auth.h"
+#include "broker.h"
+#include "buf.h"
+#include "chan.h"
+#include "conn.h"
+#include "json.h"
+#include "sub.h"
 
 /* Builds {"seq":S,"cmd":"NAME","code":C,"msg":"M"} as a text frame. */
 static struct eng_buf *reply_frame(const struct json_cmd *cmd, int code,
@@ -19,9 +25,7 @@ static struct eng_buf *reply_frame(const struct json_cmd *cmd, int code,
 	size_t cap = 64 + cmd->seq.len + json_escape_max(cmd->cmd.len) +
 		     strlen(msg);
 	struct eng_buf *b = eng_buf_new(WS_MAX_SERVER_HDR + cap);
-	uint8_t hdr[WS_MAX_SERVER_HDR];
 	char *p, *start;
-	size_t h, n;
 
 	if (!b)
 		return NULL;
@@ -42,11 +46,7 @@ static struct eng_buf *reply_frame(const struct json_cmd *cmd, int code,
 		*p++ = ',';
 	}
 	p += sprintf(p, "\"code\":%d,\"msg\":\"%s\"}", code, msg);
-	n = (size_t)(p - start);
-	h = ws_write_header(hdr, WS_OP_TEXT, true, n);
-	b->start = (uint32_t)(WS_MAX_SERVER_HDR - h);
-	memcpy(b->data + b->start, hdr, h);
-	b->len = (uint32_t)(h + n);
+	eng_buf_seal(b, (uint8_t *)start, WS_OP_TEXT, (size_t)(p - start));
 	return b;
 }
 
@@ -130,7 +130,7 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 static void publish(struct eng_shard *s, struct eng_conn *c,
 		    const struct json_cmd *cmd)
 {
-	struct eng_buf *frame, *ok;
+	struct eng_buf *ok, *err;
 
 	if (!s->eng->cfg.client_publish) {
 		reply(s, c, cmd, 403, "publish not allowed");
@@ -148,33 +148,19 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, cmd, 400, "missing data");
 		return;
 	}
-	if (s->eng->redis) {
-		struct eng_buf *err = reply_frame(cmd, 503, "redis unavailable");
-
-		ok = reply_frame(cmd, 200, "ok");
-		if (!ok || !err || eng_redis_publish(s, c, cmd->channel.p,
-				cmd->channel.len, cmd->data.p, cmd->data.len,
-				ok, err) < 0) {
-			if (ok && err) {
-				reply(s, c, cmd, 503, "out of memory");
-			} else {
-				eng_buf_put(ok);
-				eng_buf_put(err);
-				eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
-			}
-		}
-		return;
-	}
-	frame = eng_pub_frame(cmd->channel.p, cmd->channel.len,
-			      (const uint8_t *)cmd->data.p, cmd->data.len, true);
+	/* The replies are built now: the broker answers later, or never. */
 	ok = reply_frame(cmd, 200, "ok");
-	if (!frame || !ok) {
-		eng_buf_put(frame);
+	err = reply_frame(cmd, 503, "redis unavailable");
+	if (!ok || !err) {
 		eng_buf_put(ok);
-		reply(s, c, cmd, 503, "out of memory");
+		eng_buf_put(err);
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 		return;
 	}
-	if (eng_publish(s, c, frame, ok) < 0)
+	if (s->eng->broker->publish(s, c, ENG_TO_CHANNEL, cmd->channel.p,
+				    cmd->channel.len,
+				    (const uint8_t *)cmd->data.p,
+				    cmd->data.len, true, ok, err) < 0)
 		reply(s, c, cmd, 503, "out of memory");
 }
 

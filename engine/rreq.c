@@ -2,8 +2,8 @@
 /*
  * rreq.c: the shards' side of the Redis bridge. A shard formats a command
  * (hiredis's redisFormatCommandArgv) into a struct eng_rreq, the bridge
- * writes it on its publisher connection and hands the reply back, and the
- * shard answers its client. PUBLISH for channel, user and broadcast
+ * writes it on its publisher connection and hands the reply back
+ * (R_REQUEST, R_REPLY), and the shard answers its client. PUBLISH for channel, user and broadcast
  * messages; a kick is a PUBLISH on <prefix>ctl; presence lives in Redis
  * and is read and written with the Lua scripts below (EVAL: each script
  * runs atomically, and one round trip does a whole query).
@@ -22,8 +22,11 @@
 
 #include <hiredis/hiredis.h>
 
-#include "eng.h"
-#include "ud.h"
+#include "buf.h"
+#include "chan.h"
+#include "conn.h"
+#include "mail.h"
+#include "rreq.h"
 
 /* Drops every trace of nodes whose key expired. */
 #define LUA_REAP \
@@ -117,8 +120,8 @@ static const char lua_online[] = LUA_REAP
 	"end\n"
 	"return {redis.call('ZCARD', p .. 'online'), c, nodes}\n";
 
-size_t eng_redis_name(const struct eng_cfg *cfg, char *out, size_t cap,
-		      const char *name, size_t len)
+size_t eng_rreq_channel(const struct eng_cfg *cfg, char *out, size_t cap,
+			const char *name, size_t len)
 {
 	if (!name)
 		return (size_t)snprintf(out, cap, "%sall", cfg->redis_prefix);
@@ -140,7 +143,7 @@ struct eng_rreq *eng_rreq_new(uint8_t op, int argc, const char **argv,
 
 	if (n < 0)
 		return NULL;
-	p = malloc(sizeof(*p) + (size_t)n);
+	p = eng_malloc(sizeof(*p) + (size_t)n);	/* mail: engine heap */
 	if (!p) {
 		free(cmd);
 		return NULL;
@@ -154,37 +157,32 @@ struct eng_rreq *eng_rreq_new(uint8_t op, int argc, const char **argv,
 	return p;
 }
 
-/* Sends @p for connection @c; the reply comes to eng_rreq_ack(). */
+/*
+ * Sends @p for connection @c; the reply comes back as R_REPLY, or, if
+ * the bridge never sees it, eng_rreq_undo() answers as for Redis down.
+ */
 static int send_req(struct eng_shard *s, struct eng_conn *c,
 		    struct eng_rreq *p)
 {
+	if (!p)
+		return -ENOMEM;
 	p->from = (uint16_t)s->id;
 	p->kind = c->kind;
 	p->slot = eng_slot(s, c);
 	p->gen = c->gen;
 	if (c->kind == ENG_CONN_K_HTTP)
 		c->flags |= ENG_CONN_F_WAIT;
-	if (s->stopping) {	/* the bridge stops after us: no answer */
-		p->result = -ESHUTDOWN;
-		eng_rreq_ack(s, p);
-		return 0;
-	}
-	if (ring_mbox_post(&s->ring, eng_redis_ring(s->eng),
-			   ring_ud_ptr(ENG_OP_R_REQUEST, p), 0,
-			   ring_ud_ptr(ENG_OP_R_REQUEST | ENG_OP_FAILED, p)) < 0) {
-		p->result = -EBUSY;
-		eng_rreq_ack(s, p);
-	}
+	eng_mail_post(&s->mail, ENG_BRIDGE, ENG_OP_R_REQUEST, p);
 	return 0;
 }
 
-int eng_redis_publish(struct eng_shard *s, struct eng_conn *c,
+int eng_rreq_publish(struct eng_shard *s, struct eng_conn *c,
 		      const char *chan, size_t clen, const void *payload,
 		      size_t plen, struct eng_buf *ok, struct eng_buf *err)
 {
 	char name[ENG_CHAN_MAX + 128];
-	size_t nlen = eng_redis_name(&s->eng->cfg, name, sizeof(name), chan,
-				     clen);
+	size_t nlen = eng_rreq_channel(&s->eng->cfg, name, sizeof(name), chan,
+				       clen);
 	const char *argv[3] = { "PUBLISH", name, payload };
 	size_t lens[3] = { 7, nlen, plen };
 	struct eng_rreq *p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
@@ -199,13 +197,8 @@ int eng_redis_publish(struct eng_shard *s, struct eng_conn *c,
 	return send_req(s, c, p);
 }
 
-static void http_503(struct eng_shard *s, struct eng_conn *c)
-{
-	eng_conn_http_reply(s, c, 503, NULL, NULL, NULL, 0);
-}
-
-void eng_redis_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		    size_t len)
+int eng_rreq_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		  size_t len)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	char chan[80], msg[ENG_CHAN_MAX + 8];
@@ -213,70 +206,27 @@ void eng_redis_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
 	int mlen = snprintf(msg, sizeof(msg), "kick %.*s", (int)len, uid);
 	const char *argv[3] = { "PUBLISH", chan, msg };
 	size_t lens[3] = { 7, (size_t)clen, (size_t)mlen };
-	struct eng_rreq *p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
 
-	if (!p)
-		http_503(s, c);
-	else
-		send_req(s, c, p);
+	return send_req(s, c, eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens));
 }
 
-void eng_redis_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		     size_t len)
+int eng_rreq_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		   size_t len)
 {
 	const char *prefix = s->eng->cfg.redis_prefix;
 	const char *argv[5] = { "EVAL", lua_query, "0", prefix, uid };
 	size_t lens[5] = { 4, sizeof(lua_query) - 1, 1, strlen(prefix), len };
-	struct eng_rreq *p = eng_rreq_new(ENG_RQ_QUERY, 5, argv, lens);
 
-	if (!p)
-		http_503(s, c);
-	else
-		send_req(s, c, p);
+	return send_req(s, c, eng_rreq_new(ENG_RQ_QUERY, 5, argv, lens));
 }
 
-void eng_redis_online(struct eng_shard *s, struct eng_conn *c)
+int eng_rreq_online(struct eng_shard *s, struct eng_conn *c)
 {
 	const char *prefix = s->eng->cfg.redis_prefix;
 	const char *argv[4] = { "EVAL", lua_online, "0", prefix };
 	size_t lens[4] = { 4, sizeof(lua_online) - 1, 1, strlen(prefix) };
-	struct eng_rreq *p = eng_rreq_new(ENG_RQ_ONLINE, 4, argv, lens);
 
-	if (!p)
-		http_503(s, c);
-	else
-		send_req(s, c, p);
-}
-
-/* The owner shard tells the bridge a user's count on this node. */
-void eng_redis_presence(struct eng_shard *s, struct eng_chan *ch)
-{
-	struct eng_rpres *m;
-	size_t n = 0;
-
-	if (s->stopping)	/* the node's presence goes as a whole */
-		return;
-	m = malloc(sizeof(*m));
-	if (!m) {
-		ENG_STAT_ADD(s, mbox_errors, 1);
-		return;
-	}
-	memset(m, 0, sizeof(*m));
-	m->len = (uint8_t)(ch->len - 1);
-	memcpy(m->uid, ch->name + 1, m->len);	/* past ENG_USER_MARK */
-	if (ch->pres) {
-		m->conns = ch->pres->conns;
-		for (unsigned i = 0; i < ch->pres->napps; i++)
-			n += (size_t)snprintf(m->apps + n, sizeof(m->apps) - n,
-					      "%s%s", i ? "," : "",
-					      ch->pres->app[i].name);
-	}
-	if (ring_mbox_post(&s->ring, eng_redis_ring(s->eng),
-			   ring_ud_ptr(ENG_OP_R_PRESENCE, m), 0,
-			   ring_ud_ptr(ENG_OP_R_PRESENCE | ENG_OP_FAILED, m)) < 0) {
-		ENG_STAT_ADD(s, mbox_errors, 1);
-		free(m);
-	}
+	return send_req(s, c, eng_rreq_new(ENG_RQ_ONLINE, 4, argv, lens));
 }
 
 /* "ios,web" as JSON strings: "ios","web" (app names need no escaping). */
@@ -297,7 +247,7 @@ static size_t apps_json(char *out, size_t cap, const char *csv)
 }
 
 /* The bridge answered (or could not): tell the client. */
-void eng_rreq_ack(struct eng_shard *s, struct eng_rreq *p)
+static void ack(struct eng_shard *s, struct eng_rreq *p)
 {
 	struct eng_conn *c = &s->conns[p->slot];
 	char body[512], apps[320];
@@ -338,5 +288,22 @@ void eng_rreq_ack(struct eng_shard *s, struct eng_rreq *p)
 out:
 	eng_buf_put(p->ok);
 	eng_buf_put(p->err);
-	free(p);
+	eng_free(p);
+}
+
+void eng_rreq_mail(void *self, unsigned op, void *ptr, int32_t res)
+{
+	(void)op;
+	(void)res;
+	ack(self, ptr);
+}
+
+/* The bridge never saw the request: answer as for Redis down. */
+void eng_rreq_undo(void *self, unsigned op, void *ptr, int32_t res)
+{
+	struct eng_rreq *p = ptr;
+
+	(void)op;
+	p->result = res < 0 ? res : -EIO;
+	ack(self, p);
 }

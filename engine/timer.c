@@ -7,7 +7,8 @@
  * timestamps and sets the next deadline, so a busy connection costs one
  * wheel operation per deadline, not per message.
  */
-#include "eng.h"
+#include "conn.h"
+#include "timer.h"
 
 void eng_timer_init(struct eng_shard *s)
 {

@@ -13,26 +13,29 @@
  * Mail, all struct eng_owner_mail: JOIN (shard -> owner, answered with
  * USER_ACK), LEAVE (a connection left, or was refused: presence and the
  * owner's shard bitmap follow), QUERY and KICK (from an HTTP request).
+ * With Redis the owner also tells the bridge the user's count on this
+ * node (R_PRESENCE), which writes it for the other nodes.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "eng.h"
+#include "auth.h"
+#include "buf.h"
+#include "chan.h"
+#include "conn.h"
 #include "hs.h"
-#include "ud.h"
+#include "mail.h"
+#include "pub.h"
+#include "sub.h"
+#include "user.h"
 
 size_t eng_user_key(char *out, const char *uid, size_t len)
 {
 	out[0] = ENG_USER_MARK;
 	memcpy(out + 1, uid, len);
 	return len + 1;
-}
-
-static unsigned owner_of(struct eng_shard *s, const char *key, size_t len)
-{
-	return (unsigned)((eng_chan_hash(key, len) >> 32) % s->eng->cfg.shards);
 }
 
 static struct eng_owner_mail *mail_new(struct eng_shard *s, uint8_t kind,
@@ -51,49 +54,17 @@ static struct eng_owner_mail *mail_new(struct eng_shard *s, uint8_t kind,
 	return m;
 }
 
-/* A post of @m failed: post it again at the next tick, as pub.c does. */
-static void failed(struct eng_shard *s, unsigned op, struct eng_owner_mail *m)
-{
-	ENG_STAT_ADD(s, mbox_errors, 1);
-	if (s->stopping || eng_retry_later(s, op, m) < 0)
-		eng_free(m);
-}
-
-/* To the owner of @m's user: a direct call when that is us. */
+/* To the owner of @m's user: read at once when that is us. */
 static void to_owner(struct eng_shard *s, struct eng_owner_mail *m)
 {
-	unsigned owner = owner_of(s, m->name, m->len);
-	struct eng_shard *o = &s->eng->shards[owner];
-
-	if (s->stopping && owner != s->id) {	/* see pub.c post_fd() */
-		eng_free(m);
-		return;
-	}
-	if (owner == s->id) {
-		eng_user_owner_mail(s, m);
-		return;
-	}
-	if (eng_post(s->eng, &s->ring, &o->ring, ENG_OP_USER, m, 0) < 0)
-		failed(s, ENG_OP_USER, m);
+	eng_mail_post(&s->mail, eng_mail_owner(s->eng,
+		      eng_chan_hash(m->name, m->len)), ENG_OP_USER, m);
 }
 
 /* Back to the shard that asked. */
 static void to_asker(struct eng_shard *s, struct eng_owner_mail *m)
 {
-	if (s->stopping && m->from != s->id) {	/* see pub.c post_fd() */
-		eng_free(m);
-		return;
-	}
-	if (m->from == s->id) {
-		struct ring_cqe cqe = {
-			.user_data = ring_ud_ptr(ENG_OP_USER_ACK, m),
-		};
-		eng_user_mail(s, &cqe);
-		return;
-	}
-	if (eng_post(s->eng, &s->ring, &s->eng->shards[m->from].ring,
-		     ENG_OP_USER_ACK, m, 0) < 0)
-		failed(s, ENG_OP_USER_ACK, m);
+	eng_mail_post(&s->mail, m->from, ENG_OP_USER_ACK, m);
 }
 
 /* ---- the joining shard ---------------------------------------------------- */
@@ -271,28 +242,6 @@ static void on_http_ack(struct eng_shard *s, struct eng_owner_mail *m)
 	eng_free(m);
 }
 
-void eng_user_ack(struct eng_shard *s, struct eng_owner_mail *m)
-{
-	if (m->kind == ENG_OWN_JOIN)
-		on_join_ack(s, m);
-	else
-		on_http_ack(s, m);
-}
-
-void eng_user_mail(struct eng_shard *s, struct ring_cqe *cqe)
-{
-	unsigned op = ring_ud_op(cqe->user_data);
-	struct eng_owner_mail *m = ring_ud_to_ptr(cqe->user_data);
-
-	if (op & ENG_OP_FAILED) {
-		failed(s, op & ~ENG_OP_FAILED, m);
-		return;
-	}
-	if (op == ENG_OP_USER)
-		eng_user_owner_mail(s, m);
-	else
-		eng_user_ack(s, m);
-}
 
 int eng_user_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		   size_t len, uint8_t kind)
@@ -348,8 +297,7 @@ static void pres_del(struct eng_shard *s, struct eng_chan *ch,
 
 	if (!p || !p->conns)
 		return;
-	atomic_fetch_sub_explicit(&s->stats.user_conns, 1,
-				  memory_order_relaxed);
+	ENG_STAT_SUB(s, user_conns, 1);
 	for (i = 0; len && i < p->napps; i++) {
 		if (strlen(p->app[i].name) != len ||
 		    memcmp(p->app[i].name, app, len))
@@ -359,8 +307,7 @@ static void pres_del(struct eng_shard *s, struct eng_chan *ch,
 		break;
 	}
 	if (--p->conns == 0) {
-		atomic_fetch_sub_explicit(&s->stats.users_owned, 1,
-					  memory_order_relaxed);
+		ENG_STAT_SUB(s, users_owned, 1);
 		eng_free(p);
 		ch->pres = NULL;
 	}
@@ -399,7 +346,60 @@ static void kick(struct eng_shard *s, struct eng_chan *ch)
 	eng_buf_put(f);
 }
 
-void eng_user_owner_mail(struct eng_shard *s, struct eng_owner_mail *m)
+/* Fills @m with the user's count and apps on this node, as they are. */
+static void presence_of(const struct eng_chan *ch, struct eng_rpres *m)
+{
+	size_t n = 0;
+
+	m->conns = ch && ch->pres ? ch->pres->conns : 0;
+	m->apps[0] = '\0';
+	for (unsigned i = 0; ch && ch->pres && i < ch->pres->napps; i++)
+		n += (size_t)snprintf(m->apps + n, sizeof(m->apps) - n,
+				      "%s%s", i ? "," : "",
+				      ch->pres->app[i].name);
+}
+
+/*
+ * The user's count on this node changed: with Redis, the bridge writes it
+ * (batched) so that other nodes can count it.
+ */
+static void presence_changed(struct eng_shard *s, struct eng_chan *ch)
+{
+	struct eng_rpres *m;
+
+	if (!s->eng->bridge || s->stopping)	/* a node goes as a whole */
+		return;
+	m = eng_malloc(sizeof(*m));
+	if (!m) {
+		ENG_STAT_ADD(s, mbox_errors, 1);
+		return;
+	}
+	memset(m, 0, sizeof(*m));
+	m->len = (uint8_t)(ch->len - 1);
+	memcpy(m->uid, ch->name + 1, m->len);	/* past ENG_USER_MARK */
+	presence_of(ch, m);
+	eng_mail_post(&s->mail, ENG_BRIDGE, ENG_OP_R_PRESENCE, m);
+}
+
+/*
+ * An R_PRESENCE failed and goes again: with the count as it is now, since
+ * a later one may have been posted meanwhile and the bridge keeps the last
+ * it reads.
+ */
+void eng_user_refresh(void *self, unsigned op, void *ptr, int32_t res)
+{
+	struct eng_shard *s = self;
+	struct eng_rpres *m = ptr;
+	char key[ENG_CHAN_MAX + 2];
+	size_t len = eng_user_key(key, m->uid, m->len);
+
+	(void)op;
+	(void)res;
+	presence_of(eng_chan_find(&s->chans, key, len,
+				  eng_chan_hash(key, len)), m);
+}
+
+static void owner_mail(struct eng_shard *s, struct eng_owner_mail *m)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	uint64_t hash = eng_chan_hash(m->name, m->len);
@@ -418,9 +418,9 @@ void eng_user_owner_mail(struct eng_shard *s, struct eng_owner_mail *m)
 		}
 		m->ok = 1;
 		pres_add(s, ch, m->app, m->app_len);
-		eng_pub_presence(s, ch);
+		presence_changed(s, ch);
 		/* The 101 waits until pushes for the user reach its shard. */
-		if (eng_pub_owner_update(s, ch, m->from, true, m))
+		if (eng_sub_owner_update(s, ch, m->from, true, m))
 			to_asker(s, m);
 		return;
 	case ENG_OWN_LEAVE:
@@ -428,10 +428,10 @@ void eng_user_owner_mail(struct eng_shard *s, struct eng_owner_mail *m)
 		if (ch) {
 			if (m->counted) {
 				pres_del(s, ch, m->app, m->app_len);
-				eng_pub_presence(s, ch);
+				presence_changed(s, ch);
 			}
 			if (m->last)
-				eng_pub_owner_update(s, ch, m->from, false,
+				eng_sub_owner_update(s, ch, m->from, false,
 						     NULL);
 			eng_chan_maybe_free(&s->chans, ch);
 		}
@@ -454,4 +454,18 @@ void eng_user_owner_mail(struct eng_shard *s, struct eng_owner_mail *m)
 		eng_free(m);
 		return;
 	}
+}
+
+void eng_user_mail(void *self, unsigned op, void *ptr, int32_t res)
+{
+	struct eng_shard *s = self;
+	struct eng_owner_mail *m = ptr;
+
+	(void)res;
+	if (op == ENG_OP_USER)
+		owner_mail(s, m);
+	else if (m->kind == ENG_OWN_JOIN)
+		on_join_ack(s, m);
+	else
+		on_http_ack(s, m);
 }

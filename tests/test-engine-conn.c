@@ -2,12 +2,17 @@
 /*
  * Description: the per-connection state stays within its budget. A shard
  * holds tens of thousands of connections, so every byte of struct
- * eng_conn counts; ENG_CONN_BUDGET is the documented ceiling.
+ * eng_conn counts; ENG_CONN_BUDGET is the documented ceiling. The check
+ * is made at build time; the run prints the sizes for the record.
  */
 #include <stdio.h>
 
-#include "eng.h"
+#include "chan.h"
+#include "conn.h"
 #include "helpers.h"
+
+_Static_assert(sizeof(struct eng_conn) <= ENG_CONN_BUDGET,
+	       "struct eng_conn is over budget");
 
 int main(void)
 {
@@ -21,9 +26,5 @@ int main(void)
 	       sizeof(struct eng_sub));
 	printf("sizeof(struct eng_chan) = %zu + name (per channel and shard)\n",
 	       sizeof(struct eng_chan));
-	if (sizeof(struct eng_conn) > ENG_CONN_BUDGET) {
-		fprintf(stderr, "struct eng_conn is over budget\n");
-		return T_EXIT_FAIL;
-	}
 	return T_EXIT_PASS;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * redis.c: the Redis bridge, one thread with its own io_uring ring. It
+ * bridge.c: the Redis bridge, one thread with its own io_uring ring. It
  * owns two connections to Redis: the subscriber, which SUBSCRIBEs to the
  * channels this node has subscribers for and turns every message into the
  * same encode-once push frame the embedded broker makes, handed to the
@@ -32,8 +32,15 @@
 
 #include <hiredis/hiredis.h>
 
-#include "eng.h"
+#include "bridge.h"
+#include "buf.h"
+#include "chan.h"
+#include "json.h"
+#include "mail.h"
+#include "pub.h"
+#include "rreq.h"
 #include "ud.h"
+#include "user.h"
 
 #define R_RBUF		65536		/* bytes per recv */
 #define R_BACKOFF_MIN	100		/* ms */
@@ -93,7 +100,7 @@ struct rtable {
 	size_t ndirty, dcap;
 };
 
-struct eng_redis {
+struct eng_bridge {
 	struct eng *eng;		/* borrowed */
 	struct ring ring;
 	pthread_t thread;
@@ -105,7 +112,7 @@ struct eng_redis {
 	uint64_t next_beat;		/* ms: the next heartbeat */
 	uint64_t stop_by;		/* ms: give up on last writes */
 	bool resync;			/* presence to write again, all */
-	struct eng_retry *retry;	/* owned: acks to post again */
+	struct eng_mailer mail;		/* the bridge's posts to shards */
 	struct json_parser *json;
 	char all[128];			/* <prefix>all */
 	size_t all_len;
@@ -117,6 +124,9 @@ struct eng_redis {
 	atomic_uint_fast64_t messages;	/* message pushes received */
 	atomic_uint_fast64_t rejected;	/* not UTF-8, bad name */
 	atomic_uint_fast64_t publishes;
+	atomic_uint_fast64_t errors;	/* error replies from Redis */
+	atomic_uint_fast64_t mail_errors;	/* posts to shards that failed */
+	bool logged_error;		/* the first error reply was logged */
 	atomic_int healthy;
 };
 
@@ -128,7 +138,7 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void set_reason(struct eng_redis *r, const char *fmt, const char *a,
+static void set_reason(struct eng_bridge *r, const char *fmt, const char *a,
 		       const char *b)
 {
 	pthread_mutex_lock(&r->lock);
@@ -136,7 +146,7 @@ static void set_reason(struct eng_redis *r, const char *fmt, const char *a,
 	pthread_mutex_unlock(&r->lock);
 }
 
-static void update_health(struct eng_redis *r)
+static void update_health(struct eng_bridge *r)
 {
 	int ok = r->c[R_SUB].state == R_READY && r->c[R_PUB].state == R_READY;
 
@@ -148,7 +158,7 @@ static void update_health(struct eng_redis *r)
 	atomic_store_explicit(&r->healthy, ok, memory_order_release);
 }
 
-bool eng_redis_healthy(struct eng_redis *r, char *why, size_t len)
+bool eng_bridge_healthy(struct eng_bridge *r, char *why, size_t len)
 {
 	if (atomic_load_explicit(&r->healthy, memory_order_acquire))
 		return true;
@@ -158,17 +168,20 @@ bool eng_redis_healthy(struct eng_redis *r, char *why, size_t len)
 	return false;
 }
 
-size_t eng_redis_stats(struct eng_redis *r, char *out, size_t cap)
+size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 {
 	return (size_t)snprintf(out, cap,
 		"{\"up\":%s,\"reconnects\":%llu,\"messages\":%llu,"
-		"\"rejected\":%llu,\"publishes\":%llu,\"channels\":%zu}",
+		"\"rejected\":%llu,\"publishes\":%llu,\"channels\":%zu,"
+		"\"error_replies\":%llu,\"mailbox_errors\":%llu}",
 		atomic_load(&r->healthy) ? "true" : "false",
 		(unsigned long long)atomic_load(&r->reconnects),
 		(unsigned long long)atomic_load(&r->messages),
 		(unsigned long long)atomic_load(&r->rejected),
 		(unsigned long long)atomic_load(&r->publishes),
-		r->chans.count);
+		r->chans.count,
+		(unsigned long long)atomic_load(&r->errors),
+		(unsigned long long)atomic_load(&r->mail_errors));
 }
 
 /* ---- the tables ------------------------------------------------------------ */
@@ -296,10 +309,10 @@ static void mark_all(struct rtable *t, bool desired_only)
 
 /* ---- output ------------------------------------------------------------- */
 
-static void conn_down(struct eng_redis *r, struct rconn *c, int err,
+static void conn_down(struct eng_bridge *r, struct rconn *c, int err,
 		      const char *what);
 
-static void arm_send(struct eng_redis *r, struct rconn *c, unsigned idx)
+static void arm_send(struct eng_bridge *r, struct rconn *c, unsigned idx)
 {
 	if (c->send_armed || c->fd < 0 || c->state < R_HELLO)
 		return;
@@ -342,115 +355,35 @@ static int put_cmd(struct rconn *c, int argc, const char **argv,
 
 /* ---- acknowledgements back to the shards ------------------------------- */
 
-/* Frees bridge mail @p of @op that no shard will read, and what it holds. */
-static void free_mail(unsigned op, void *p)
-{
-	if (op == ENG_OP_PUB) {		/* eng_pub_inject's */
-		struct eng_pub_hdr *pub = p;
-
-		eng_buf_put(pub->frame);
-		eng_free(p);
-	} else if (op == ENG_OP_USER) {
-		eng_free(p);
-	} else if (op == ENG_OP_R_REPLY) {
-		struct eng_rreq *rp = p;
-
-		/* The shard that waits for it times its client out. */
-		eng_buf_put(rp->ok);
-		eng_buf_put(rp->err);
-		free(p);
-	} else {
-		free(p);
-	}
-}
-
-/* The shard an ack of ours went to (0 for mail that is not an ack). */
-static unsigned mail_to(unsigned op, void *p)
-{
-	if (op == ENG_OP_R_SUB_ACK)
-		return ((struct eng_rsub *)p)->from;
-	if (op == ENG_OP_R_REPLY)
-		return ((struct eng_rreq *)p)->from;
-	return 0;
-}
-
-/*
- * A post of @op to @shard failed. An ack someone waits for (a subscribe
- * for Redis's confirmation, a publisher for its count) is posted again
- * at the next tick; other mail is dropped.
- */
-static void failed(struct eng_redis *r, unsigned shard, unsigned op, void *p)
-{
-	struct eng_retry *q;
-
-	if (!r->stopping &&
-	    (op == ENG_OP_R_SUB_ACK || op == ENG_OP_R_REPLY) &&
-	    (q = malloc(sizeof(*q)))) {
-		q->op = op;
-		q->to = shard;
-		q->ptr = p;
-		q->next = r->retry;
-		r->retry = q;
-		return;
-	}
-	fprintf(stderr, "ringcast: redis: mailbox post to shard %u failed, "
-		"%s lost\n", shard,
-		op == ENG_OP_PUB ? "a message from Redis" :
-		op == ENG_OP_USER ? "a user command" :
-		op == ENG_OP_R_REPLY ? "a publish reply" : "an ack");
-	free_mail(op, p);
-}
-
-static void post(struct eng_redis *r, unsigned shard, unsigned op, void *p)
-{
-	struct eng_shard *s = &r->eng->shards[shard];
-
-	if (eng_post(r->eng, &r->ring, &s->ring, op, p, 0) < 0)
-		failed(r, shard, op, p);
-}
-
-/* Posts again what failed(); once per tick, so a full ring is not hammered. */
-static void retry(struct eng_redis *r)
-{
-	struct eng_retry *q = r->retry;
-
-	r->retry = NULL;	/* what fails again is listed anew */
-	while (q) {
-		struct eng_retry *next = q->next;
-
-		post(r, q->to, q->op, q->ptr);
-		free(q);
-		q = next;
-	}
-}
-
-static void ack_sub(struct eng_redis *r, struct rchan *ch)
+static void ack_sub(struct eng_bridge *r, struct rchan *ch)
 {
 	struct eng_rsub *m;
 
 	if (!ch->ack)
 		return;
 	ch->ack = 0;
-	m = malloc(sizeof(*m) + ch->len);
-	if (!m)
+	m = eng_malloc(sizeof(*m) + ch->len);
+	if (!m) {
+		atomic_fetch_add(&r->mail_errors, 1);
 		return;
+	}
 	m->from = ch->owner;
 	m->add = 1;
 	m->len = ch->len;
 	memcpy(m->name, ch->name, ch->len);
-	post(r, ch->owner, ENG_OP_R_SUB_ACK, m);
+	eng_mail_post(&r->mail, ch->owner, ENG_OP_R_SUB_ACK, m);
 }
 
-static void ack_pub(struct eng_redis *r, struct eng_rreq *p, long long n)
+static void ack_pub(struct eng_bridge *r, struct eng_rreq *p, long long n)
 {
 	p->result = n;
 	if (p->from == ENG_BRIDGE) {	/* our own: nobody waits */
 		if (p->op == ENG_RQ_BEAT && n == 0)
 			r->resync = true;	/* our presence had expired */
-		free(p);
+		eng_free(p);
 		return;
 	}
-	post(r, p->from, ENG_OP_R_REPLY, p);
+	eng_mail_post(&r->mail, p->from, ENG_OP_R_REPLY, p);
 }
 
 /* ---- connection life ----------------------------------------------------- */
@@ -467,7 +400,7 @@ static void schedule_retry(struct rconn *c)
 						    : c->backoff * 2;
 }
 
-static void conn_down(struct eng_redis *r, struct rconn *c, int err,
+static void conn_down(struct eng_bridge *r, struct rconn *c, int err,
 		      const char *what)
 {
 	char msg[96];
@@ -515,7 +448,7 @@ static void conn_down(struct eng_redis *r, struct rconn *c, int err,
 	schedule_retry(c);
 }
 
-static void arm_recv(struct eng_redis *r, struct rconn *c, unsigned idx)
+static void arm_recv(struct eng_bridge *r, struct rconn *c, unsigned idx)
 {
 	if (c->recv_armed || c->fd < 0)
 		return;
@@ -527,7 +460,7 @@ static void arm_recv(struct eng_redis *r, struct rconn *c, unsigned idx)
 	c->recv_armed = true;
 }
 
-static void start_connect(struct eng_redis *r, struct rconn *c, unsigned idx)
+static void start_connect(struct eng_bridge *r, struct rconn *c, unsigned idx)
 {
 	const struct eng_cfg *cfg = &r->eng->cfg;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
@@ -569,7 +502,7 @@ static void start_connect(struct eng_redis *r, struct rconn *c, unsigned idx)
  * A connection is ready: the subscriber subscribes to everything wanted,
  * the publisher beats at once (which tells whether our presence survived).
  */
-static void on_ready(struct eng_redis *r, unsigned idx)
+static void on_ready(struct eng_bridge *r, unsigned idx)
 {
 	if (idx == R_SUB)
 		mark_all(&r->chans, true);
@@ -578,7 +511,7 @@ static void on_ready(struct eng_redis *r, unsigned idx)
 }
 
 /* Connected: say hello (AUTH, SELECT), then the role's own start. */
-static void on_connected(struct eng_redis *r, struct rconn *c, unsigned idx)
+static void on_connected(struct eng_bridge *r, struct rconn *c, unsigned idx)
 {
 	const struct eng_cfg *cfg = &r->eng->cfg;
 
@@ -633,7 +566,7 @@ static bool str_eq(const redisReply *e, const char *lit)
 }
 
 /* A pub/sub message: becomes a push frame for the channel's owner. */
-static void on_message(struct eng_redis *r, const redisReply *chan,
+static void on_message(struct eng_bridge *r, const redisReply *chan,
 		       const redisReply *payload)
 {
 	const struct eng_cfg *cfg = &r->eng->cfg;
@@ -678,7 +611,7 @@ static void on_message(struct eng_redis *r, const redisReply *chan,
 	if (!f)
 		goto reject;
 	atomic_fetch_add_explicit(&r->messages, 1, memory_order_relaxed);
-	eng_pub_inject(r->eng, &r->ring, f);
+	eng_pub_inject(&r->mail, f);
 	return;
 reject:
 	atomic_fetch_add_explicit(&r->rejected, 1, memory_order_relaxed);
@@ -692,12 +625,18 @@ static long long int_at(const redisReply *rep, size_t i)
 }
 
 /* A reply on the publisher connection, for the request at the FIFO head. */
-static void on_pub_reply(struct eng_redis *r, struct eng_rreq *p,
+static void on_pub_reply(struct eng_bridge *r, struct eng_rreq *p,
 			 const redisReply *rep)
 {
 	if (rep->type == REDIS_REPLY_ERROR) {
-		fprintf(stderr, "ringcast: redis: request failed: %.*s\n",
-			(int)rep->len, rep->str);
+		/* Once: the rest are counted (/stats redis.error_replies). */
+		atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
+		if (!r->logged_error) {
+			r->logged_error = true;
+			fprintf(stderr, "ringcast: redis: request failed: %.*s; "
+				"further errors are counted in /stats\n",
+				(int)rep->len, rep->str);
+		}
 		ack_pub(r, p, -EIO);
 		return;
 	}
@@ -728,12 +667,11 @@ static void on_pub_reply(struct eng_redis *r, struct eng_rreq *p,
 }
 
 /* "kick UID" on <prefix>ctl: to the user's owner shard. */
-static void on_ctl(struct eng_redis *r, const redisReply *payload)
+static void on_ctl(struct eng_bridge *r, const redisReply *payload)
 {
 	struct eng_owner_mail *m;
 	const char *uid;
 	size_t len;
-	unsigned owner;
 
 	if (payload->type != REDIS_REPLY_STRING || payload->len < 6 ||
 	    memcmp(payload->str, "kick ", 5))
@@ -750,17 +688,14 @@ static void on_ctl(struct eng_redis *r, const redisReply *payload)
 	m->from = ENG_BRIDGE;
 	m->slot = UINT32_MAX;		/* nobody waits for the answer */
 	m->len = (uint8_t)eng_user_key(m->name, uid, len);
-	owner = (unsigned)((eng_chan_hash(m->name, m->len) >> 32) %
-			   r->eng->cfg.shards);
-	if (eng_post(r->eng, &r->ring, &r->eng->shards[owner].ring,
-		     ENG_OP_USER, m, 0) < 0)
-		eng_free(m);
+	eng_mail_post(&r->mail, eng_mail_owner(r->eng, eng_chan_hash(m->name,
+		      m->len)), ENG_OP_USER, m);
 	return;
 reject:
 	atomic_fetch_add_explicit(&r->rejected, 1, memory_order_relaxed);
 }
 
-static void on_reply(struct eng_redis *r, struct rconn *c, unsigned idx,
+static void on_reply(struct eng_bridge *r, struct rconn *c, unsigned idx,
 		     redisReply *rep)
 {
 	if (c->state == R_HELLO) {
@@ -814,7 +749,7 @@ static void on_reply(struct eng_redis *r, struct rconn *c, unsigned idx,
 	}
 }
 
-static void on_recv(struct eng_redis *r, struct rconn *c, unsigned idx,
+static void on_recv(struct eng_bridge *r, struct rconn *c, unsigned idx,
 		    int res)
 {
 	void *rep;
@@ -846,7 +781,7 @@ static void on_recv(struct eng_redis *r, struct rconn *c, unsigned idx,
 /* ---- batching ------------------------------------------------------------ */
 
 /* Sends one (UN)SUBSCRIBE per R_BATCH channels that changed. */
-static void flush_interest(struct eng_redis *r)
+static void flush_interest(struct eng_bridge *r)
 {
 	struct rconn *c = &r->c[R_SUB];
 	const char *argv[R_BATCH + 1];
@@ -899,7 +834,7 @@ static void flush_interest(struct eng_redis *r)
 
 /* ---- mail from the shards --------------------------------------------- */
 
-static void on_sub_mail(struct eng_redis *r, struct eng_rsub *m)
+static void on_sub_mail(struct eng_bridge *r, struct eng_rsub *m)
 {
 	struct rchan *ch = rchan_get(&r->chans, m->name, m->len);
 
@@ -910,7 +845,7 @@ static void on_sub_mail(struct eng_redis *r, struct eng_rsub *m)
 			ch->ack = 1;
 		mark_dirty(&r->chans, ch);
 	}
-	free(m);
+	eng_free(m);
 }
 
 /* Appends bytes already formatted as a RESP command. */
@@ -933,7 +868,7 @@ static int put_raw(struct rconn *c, const char *cmd, size_t n)
 	return 0;
 }
 
-static void on_pub_mail(struct eng_redis *r, struct eng_rreq *p)
+static void on_request_mail(struct eng_bridge *r, struct eng_rreq *p)
 {
 	struct rconn *c = &r->c[R_PUB];
 
@@ -954,17 +889,17 @@ static void on_pub_mail(struct eng_redis *r, struct eng_rreq *p)
 }
 
 /* Sends a request of the bridge's own (no shard waits for it). */
-static void own_request(struct eng_redis *r, uint8_t op, int argc,
+static void own_request(struct eng_bridge *r, uint8_t op, int argc,
 			const char **argv, const size_t *lens)
 {
 	struct eng_rreq *p = eng_rreq_new(op, argc, argv, lens);
 
 	if (p)
-		on_pub_mail(r, p);
+		on_request_mail(r, p);
 }
 
 /* A user's count on this node changed (from its owner shard). */
-static void on_presence_mail(struct eng_redis *r, struct eng_rpres *m)
+static void on_presence_mail(struct eng_bridge *r, struct eng_rpres *m)
 {
 	struct rchan *u = rchan_get(&r->pres, m->uid, m->len);
 
@@ -974,11 +909,29 @@ static void on_presence_mail(struct eng_redis *r, struct eng_rpres *m)
 		u->apps = strdup(m->apps);
 		mark_dirty(&r->pres, u);
 	}
-	free(m);
+	eng_free(m);
+}
+
+void eng_bridge_mail(void *self, unsigned op, void *ptr, int32_t res)
+{
+	struct eng_bridge *r = self;
+
+	(void)res;
+	switch (op) {
+	case ENG_OP_R_SUBSCRIBE:
+		on_sub_mail(r, ptr);
+		break;
+	case ENG_OP_R_REQUEST:
+		on_request_mail(r, ptr);
+		break;
+	case ENG_OP_R_PRESENCE:
+		on_presence_mail(r, ptr);
+		break;
+	}
 }
 
 /* This node's authenticated connections and users, as decimal text. */
-static void node_counts(struct eng_redis *r, char conns[24], char users[24])
+static void node_counts(struct eng_bridge *r, char conns[24], char users[24])
 {
 	unsigned long long c = 0, u = 0;
 
@@ -991,7 +944,7 @@ static void node_counts(struct eng_redis *r, char conns[24], char users[24])
 }
 
 /* Writes changed presence, a batch of users per EVAL. */
-static void flush_presence(struct eng_redis *r)
+static void flush_presence(struct eng_bridge *r)
 {
 	const struct eng_cfg *cfg = &r->eng->cfg;
 	const char *argv[3 + 4 + R_BATCH * 3];
@@ -1045,7 +998,7 @@ static void flush_presence(struct eng_redis *r)
 }
 
 /* Every second: this node is alive, with these counts. */
-static void beat(struct eng_redis *r)
+static void beat(struct eng_bridge *r)
 {
 	const struct eng_cfg *cfg = &r->eng->cfg;
 	char c[24], u[24], ttl[8];
@@ -1073,7 +1026,7 @@ static void beat(struct eng_redis *r)
 }
 
 /* A clean stop: remove this node's presence now, not in 5 s. */
-static void leave(struct eng_redis *r)
+static void leave(struct eng_bridge *r)
 {
 	const struct eng_cfg *cfg = &r->eng->cfg;
 	const char *argv[5] = { "EVAL", eng_lua_leave, "0", cfg->redis_prefix,
@@ -1087,7 +1040,7 @@ static void leave(struct eng_redis *r)
 
 /* ---- the loop ------------------------------------------------------------ */
 
-static void on_send(struct eng_redis *r, struct rconn *c, unsigned idx,
+static void on_send(struct eng_bridge *r, struct rconn *c, unsigned idx,
 		    int res)
 {
 	c->send_armed = false;
@@ -1099,17 +1052,17 @@ static void on_send(struct eng_redis *r, struct rconn *c, unsigned idx,
 	arm_send(r, c, idx);
 }
 
-static void arm_tick(struct eng_redis *r)
+static void arm_tick(struct eng_bridge *r)
 {
 	ring_timeout(&r->ring, R_TICK_MS, ring_ud(ENG_OP_TIMER, 0, 0));
 }
 
-static void on_tick(struct eng_redis *r)
+static void on_tick(struct eng_bridge *r)
 {
 	uint64_t now = now_ms();
 
-	if (r->retry)
-		retry(r);
+	if (r->mail.retry)
+		eng_mail_retry(&r->mail);
 
 	if (!r->stopping && r->c[R_PUB].state == R_READY &&
 	    now >= r->next_beat) {
@@ -1132,12 +1085,16 @@ static void on_tick(struct eng_redis *r)
 
 static void dispatch(void *arg, struct ring_cqe *cqe)
 {
-	struct eng_redis *r = arg;
+	struct eng_bridge *r = arg;
 	unsigned op = ring_ud_op(cqe->user_data);
 	unsigned idx = ring_ud_slot(cqe->user_data) & 1;
 	struct rconn *c = &r->c[idx];
 	bool stale = c->gen != ring_ud_gen(cqe->user_data);
 
+	if (eng_mail_is(op)) {
+		eng_mail_read(&r->mail, cqe);
+		return;
+	}
 	switch (op) {
 	case ENG_OP_R_CONNECT:
 		if (stale)
@@ -1158,36 +1115,19 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 	case ENG_OP_TIMER:
 		on_tick(r);
 		break;
-	case ENG_OP_R_SUBSCRIBE:
-		on_sub_mail(r, ring_ud_to_ptr(cqe->user_data));
-		break;
-	case ENG_OP_R_REQUEST:
-		on_pub_mail(r, ring_ud_to_ptr(cqe->user_data));
-		break;
-	case ENG_OP_R_PRESENCE:
-		on_presence_mail(r, ring_ud_to_ptr(cqe->user_data));
-		break;
 	case ENG_OP_STOP:
 		r->stopping = true;
 		r->stop_by = now_ms() + 1000;
 		leave(r);
 		break;
 	default:
-		if (op & ENG_OP_FAILED) {	/* our post to a shard failed */
-			void *p = ring_ud_to_ptr(cqe->user_data);
-
-			op &= ~ENG_OP_FAILED;
-			if (eng_is_mail(op))
-				atomic_fetch_sub(&r->eng->mail, 1);
-			failed(r, mail_to(op, p), op, p);
-		}
 		break;
 	}
 }
 
 static void *bridge_main(void *arg)
 {
-	struct eng_redis *r = arg;
+	struct eng_bridge *r = arg;
 
 	arm_tick(r);
 	start_connect(r, &r->c[R_SUB], R_SUB);
@@ -1221,13 +1161,13 @@ static void *bridge_main(void *arg)
 
 /*
  * Sets the bridge up before the shards start, so that interest they post
- * from their first client on waits in its ring; eng_redis_run() starts
+ * from their first client on waits in its ring; eng_bridge_run() starts
  * the thread. The ring has no SINGLE_ISSUER: main creates it, the bridge
  * thread submits to it.
  */
-int eng_redis_init(struct eng *e)
+int eng_bridge_init(struct eng *e)
 {
-	struct eng_redis *r = calloc(1, sizeof(*r));
+	struct eng_bridge *r = calloc(1, sizeof(*r));
 	struct rchan *all;
 	int ret = -ENOMEM;
 
@@ -1272,7 +1212,9 @@ int eng_redis_init(struct eng *e)
 	ret = ring_init(&r->ring, 256, 0, 0);
 	if (ret < 0)
 		goto err;
-	e->redis = r;
+	eng_mail_init(&r->mail, e, &r->ring, ENG_BRIDGE, r, &r->stopping,
+		      &r->mail_errors);
+	e->bridge = r;
 	return 0;
 err:
 	json_parser_free(r->json);
@@ -1284,9 +1226,9 @@ err:
 	return ret;
 }
 
-int eng_redis_run(struct eng *e)
+int eng_bridge_run(struct eng *e)
 {
-	struct eng_redis *r = e->redis;
+	struct eng_bridge *r = e->bridge;
 	int ret = pthread_create(&r->thread, NULL, bridge_main, r);
 
 	if (ret)
@@ -1295,44 +1237,38 @@ int eng_redis_run(struct eng *e)
 	return 0;
 }
 
-void eng_redis_stop(struct eng *e, struct ring *from)
+void eng_bridge_stop(struct eng *e, struct ring *from)
 {
-	struct eng_redis *r = e->redis;
+	struct eng_bridge *r = e->bridge;
 
 	if (!r || !r->up)
 		return;
-	ring_mbox_post(from, &r->ring, ring_ud(ENG_OP_STOP, 0, 0), 0,
-		       ring_ud(ENG_OP_MBOX_ERR, 0, 0));
+	eng_mail_stop(from, &r->ring);
 	ring_submit(from);
 	pthread_join(r->thread, NULL);
 	r->up = false;
 }
 
-void eng_redis_free(struct eng *e)
+void eng_bridge_free(struct eng *e)
 {
-	struct eng_redis *r = e->redis;
+	struct eng_bridge *r = e->bridge;
 
 	if (!r)
 		return;
+	eng_mail_discard(&r->ring);
 	ring_exit(&r->ring);
 	rtable_exit(&r->chans);
 	rtable_exit(&r->pres);
 	json_parser_free(r->json);
 	free(r->c[0].rbuf);
 	free(r->c[1].rbuf);
-	while (r->retry) {
-		struct eng_retry *next = r->retry->next;
-
-		free_mail(r->retry->op, r->retry->ptr);
-		free(r->retry);
-		r->retry = next;
-	}
+	eng_mail_exit(&r->mail);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
-	e->redis = NULL;
+	e->bridge = NULL;
 }
 
-struct ring *eng_redis_ring(const struct eng *e)
+struct ring *eng_bridge_ring(const struct eng *e)
 {
-	return &e->redis->ring;
+	return &e->bridge->ring;
 }

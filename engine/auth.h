@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * auth: JWT at the upgrade (auth.c, libjwt). The engine's configured keys
+ * pick the algorithm, so "none" and algorithm confusion are refused.
+ */
+#ifndef RC_ENGINE_AUTH_H
+#define RC_ENGINE_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eng.h"
+
+/* Who a connection is, from its token; owned by the connection. */
+struct eng_auth {
+	int64_t exp;			/* unix seconds, 0 = no expiry */
+	uint8_t uid_len;
+	uint8_t app_len;
+	uint8_t has_chans;		/* a "channels" claim restricts */
+	uint16_t npat;
+	char uid[ENG_CHAN_MAX + 1];
+	char app[ENG_APP_MAX + 1];
+	char *pat[];			/* npat patterns, strings follow */
+};
+
+/* Loads the keys of @cfg; 0, or -errno with *@why set. */
+int eng_auth_init(const struct eng_cfg *cfg, const char **why);
+void eng_auth_exit(void);
+
+/*
+ * Verifies token @tok: signature, exp and nbf with the leeway, claims.
+ * On success *@out is a new eng_auth (the caller's); on failure returns
+ * -errno with *@why a short reason for the 401.
+ */
+int eng_auth_verify(struct eng_shard *s, const char *tok, size_t len,
+		    struct eng_auth **out, const char **why);
+
+/* May @a (NULL: anonymous) subscribe to or publish on channel @name? */
+bool eng_auth_channel_ok(const struct eng_auth *a, const char *name,
+			 size_t len);
+
+/* The token of a request: ?token= or Authorization: Bearer. */
+struct hs_str;
+bool eng_auth_token(const struct hs_str *query, const struct hs_str *authz,
+		    const char **tok, size_t *len);
+
+#endif

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bridge: the Redis bridge (bridge.c), one thread with its own ring. It
+ * SUBSCRIBEs to the channels this node has subscribers for and turns
+ * every message into the same push frame a local publish makes; it
+ * writes the shards' requests (PUBLISH, presence) and hands back the
+ * replies. Its two Redis connections are RESP links (resp.h).
+ */
+#ifndef RC_ENGINE_BRIDGE_H
+#define RC_ENGINE_BRIDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eng.h"
+
+/*
+ * Sets the bridge up before the shards start, so that mail they post from
+ * their first client on waits in its ring; sets e->bridge. 0 or -errno.
+ */
+int eng_bridge_init(struct eng *e);
+/* Starts the bridge's thread; 0 or -errno. */
+int eng_bridge_run(struct eng *e);
+/* Stops the thread (mail from @from, a ring of main's) and joins it. */
+void eng_bridge_stop(struct eng *e, struct ring *from);
+/* Frees what eng_bridge_init() made; after eng_bridge_stop(). */
+void eng_bridge_free(struct eng *e);
+
+/* The bridge's ring: where mail to ENG_BRIDGE goes. */
+struct ring *eng_bridge_ring(const struct eng *e);
+
+/* True when both links are up; else false, with the reason in @why. */
+bool eng_bridge_healthy(struct eng_bridge *b, char *why, size_t len);
+
+/* Appends the bridge's figures as a JSON object; returns its length. */
+size_t eng_bridge_stats(struct eng_bridge *b, char *out, size_t cap);
+
+/* Mail handler (mail.h): R_SUBSCRIBE, R_REQUEST and R_PRESENCE. */
+void eng_bridge_mail(void *self, unsigned op, void *ptr, int32_t res);
+
+#endif

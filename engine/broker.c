@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * broker.c: the two brokers behind struct eng_broker. The embedded one
+ * encodes the frame here and hands it to its sequencer (pub.c), and asks
+ * users' owners directly (user.c); the Redis one sends a command through
+ * the bridge (rreq.c), and every node, this one included, hears the
+ * message back from Redis. main picks one at start-up.
+ */
+#include <errno.h>
+#include <stdio.h>
+
+#include "bridge.h"
+#include "broker.h"
+#include "buf.h"
+#include "conn.h"
+#include "hs.h"
+#include "mail.h"
+#include "pub.h"
+#include "rreq.h"
+#include "user.h"
+
+static const char json_type[] = "application/json";
+
+/* 200 {"ok":true} for an HTTP publisher, queued once sequenced. */
+static struct eng_buf *ok_response(struct eng_conn *c)
+{
+	static const char ok[] = "{\"ok\":true}\n";
+	struct eng_buf *b = eng_buf_new(256);
+	ssize_t n;
+
+	if (!b)
+		return NULL;
+	n = hs_write_response((char *)b->data, b->cap, 200, NULL, json_type,
+			      ok, sizeof(ok) - 1,
+			      !(c->flags & ENG_CONN_F_KEEP));
+	if (n < 0) {
+		eng_buf_put(b);
+		return NULL;
+	}
+	b->len = (uint32_t)n;
+	return b;
+}
+
+static int embedded_publish(struct eng_shard *s, struct eng_conn *c,
+			    uint8_t to, const char *name, size_t len,
+			    const uint8_t *payload, size_t plen, bool json,
+			    struct eng_buf *ok, struct eng_buf *err)
+{
+	struct eng_buf *frame;
+
+	eng_buf_put(err);	/* sequencing here cannot fail later */
+	if (to == ENG_TO_USER)
+		frame = eng_pub_user_frame(name, len, payload, plen, json);
+	else
+		frame = eng_pub_frame(name, len, payload, plen, json);
+	if (!ok && frame)
+		ok = ok_response(c);
+	if (!frame || !ok) {
+		eng_buf_put(frame);
+		eng_buf_put(ok);
+		return -ENOMEM;
+	}
+	return eng_publish(s, c, frame, ok);
+}
+
+static int embedded_user_query(struct eng_shard *s, struct eng_conn *c,
+			       const char *uid, size_t len)
+{
+	return eng_user_query(s, c, uid, len, ENG_OWN_QUERY);
+}
+
+static int embedded_user_kick(struct eng_shard *s, struct eng_conn *c,
+			      const char *uid, size_t len)
+{
+	return eng_user_query(s, c, uid, len, ENG_OWN_KICK);
+}
+
+/* This node's users and connections, summed over the owners' counters. */
+static int embedded_online(struct eng_shard *s, struct eng_conn *c)
+{
+	unsigned long long users = 0, conns = 0;
+	char body[128];
+	int n;
+
+	for (unsigned i = 0; i < s->eng->cfg.shards; i++) {
+		struct eng_stats *st = &s->eng->shards[i].stats;
+
+		users += atomic_load_explicit(&st->users_owned,
+					      memory_order_relaxed);
+		conns += atomic_load_explicit(&st->user_conns,
+					      memory_order_relaxed);
+	}
+	n = snprintf(body, sizeof(body),
+		     "{\"users\":%llu,\"connections\":%llu}\n", users, conns);
+	eng_conn_http_reply(s, c, 200, NULL, json_type, body, (size_t)n);
+	return 0;
+}
+
+const struct eng_broker eng_broker_embedded = {
+	.name = "embedded broker",
+	.publish = embedded_publish,
+	.user_query = embedded_user_query,
+	.user_kick = embedded_user_kick,
+	.online = embedded_online,
+};
+
+static int redis_publish(struct eng_shard *s, struct eng_conn *c, uint8_t to,
+			 const char *name, size_t len, const uint8_t *payload,
+			 size_t plen, bool json, struct eng_buf *ok,
+			 struct eng_buf *err)
+{
+	char key[ENG_CHAN_MAX + 2];
+
+	(void)json;	/* each node checks what Redis hands it */
+	if (to == ENG_TO_USER) {
+		len = eng_user_key(key, name, len);
+		name = key;
+	}
+	return eng_rreq_publish(s, c, name, len, payload, plen, ok, err);
+}
+
+const struct eng_broker eng_broker_redis = {
+	.name = "redis",
+	.publish = redis_publish,
+	.user_query = eng_rreq_query,
+	.user_kick = eng_rreq_kick,
+	.online = eng_rreq_online,
+};
+
+bool eng_broker_healthy(struct eng *e, char *why, size_t len)
+{
+	return !e->bridge || eng_bridge_healthy(e->bridge, why, len);
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * broker: where a message or a question about users goes, chosen once at
+ * start-up (broker.c): the embedded broker (the shards sequence
+ * everything themselves) or Redis (every node hears it back from Redis).
+ * HTTP and /ws handlers call one function per action through e->broker.
+ * Each function answers @c itself, later, and returns 0; or returns
+ * -errno having answered nothing (the caller answers 503).
+ */
+#ifndef RC_ENGINE_BROKER_H
+#define RC_ENGINE_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eng.h"
+
+/* Who a publish goes to. */
+enum { ENG_TO_CHANNEL = 0, ENG_TO_USER, ENG_TO_ALL };
+
+struct eng_broker {
+	const char *name;		/* for the start-up line */
+	/*
+	 * Publishes @payload (verbatim when @json, else as a JSON string)
+	 * to channel or user @name (@to), or to everyone (ENG_TO_ALL,
+	 * @name NULL). @ok and @err (taken over) are a /ws client's replies
+	 * on success and failure; an HTTP client passes NULL for both and
+	 * gets the broker's own JSON answer. On -errno both are dropped.
+	 */
+	int (*publish)(struct eng_shard *s, struct eng_conn *c, uint8_t to,
+		       const char *name, size_t len, const uint8_t *payload,
+		       size_t plen, bool json, struct eng_buf *ok,
+		       struct eng_buf *err);
+	/* GET /users/{uid}, POST /users/{uid}/disconnect, GET /online. */
+	int (*user_query)(struct eng_shard *s, struct eng_conn *c,
+			  const char *uid, size_t len);
+	int (*user_kick)(struct eng_shard *s, struct eng_conn *c,
+			 const char *uid, size_t len);
+	int (*online)(struct eng_shard *s, struct eng_conn *c);
+};
+
+extern const struct eng_broker eng_broker_embedded, eng_broker_redis;
+
+/* /healthz: true, or false with the reason in @why (Redis down). */
+bool eng_broker_healthy(struct eng *e, char *why, size_t len);
+
+#endif

@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * conn: one connection's life on its shard (conn.c): accept, the request
+ * head, the upgrade, frames in and out, timers and a deferred close.
+ * Every function here runs on the connection's own shard.
+ */
+#ifndef RC_ENGINE_CONN_H
+#define RC_ENGINE_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "eng.h"
+#include "ws.h"
+
+#define ENG_CONN_BUDGET		80	/* bytes; checked at build time */
+
+/* Connection states. */
+enum {
+	ENG_CONN_FREE = 0,
+	ENG_CONN_HTTP,		/* reading the request head */
+	ENG_CONN_WS,		/* open WebSocket */
+	ENG_CONN_CLOSING,	/* our close frame is queued or sent */
+	ENG_CONN_DRAIN,		/* last response queued: close once sent */
+	ENG_CONN_DEAD,		/* cancelling I/O, then close_direct */
+};
+
+/* What a connection is, once its first request is read. */
+enum {
+	ENG_CONN_K_HTTP = 0,	/* plain HTTP requests (keep-alive) */
+	ENG_CONN_K_ECHO,	/* WebSocket on /echo */
+	ENG_CONN_K_PUSH,	/* WebSocket on /ws: the push protocol */
+};
+
+/* Bits of eng_conn.flags. */
+#define ENG_CONN_F_RECV		(1u << 0)	/* multishot recv armed */
+#define ENG_CONN_F_SEND		(1u << 1)	/* one send in flight */
+#define ENG_CONN_F_CLOSE_FD	(1u << 2)	/* close_direct in flight */
+#define ENG_CONN_F_REARM	(1u << 3)	/* recv to re-arm: ran dry */
+#define ENG_CONN_F_PEER_CLOSED	(1u << 4)	/* peer's close frame seen */
+#define ENG_CONN_F_SHUT		(1u << 5)	/* shutdown(SHUT_WR) issued */
+#define ENG_CONN_F_WAIT		(1u << 6)	/* HTTP: reply awaits a publish */
+#define ENG_CONN_F_KEEP		(1u << 7)	/* HTTP: keep-alive after reply */
+#define ENG_CONN_F_ADMITTED	(1u << 8)	/* user: counted by the owner */
+#define ENG_CONN_F_RESUME	(1u << 9)	/* listed in resume[] */
+#define ENG_CONN_F_CANCEL	(1u << 10)	/* cancel in flight */
+#define ENG_CONN_F_SHUTTING	(1u << 11)	/* shutdown in flight */
+
+/* One entry of a connection's send queue: a reference, not a copy. */
+struct eng_sq {
+	struct eng_sq *next;
+	struct eng_buf *buf;	/* one reference owned by this entry */
+};
+
+/*
+ * Receive state that exists only while a connection holds bytes of its
+ * own: a request head or a frame split across reads, or a fragmented
+ * message being assembled. NULL on an idle connection.
+ */
+struct eng_rx {
+	uint8_t *part;		/* unconsumed bytes carried to the next read */
+	uint32_t plen;		/* bytes in part, consumed ones included */
+	uint32_t pcap;		/* bytes allocated for part */
+	uint32_t want;		/* unconsumed bytes needed before a re-parse */
+	uint32_t poff;		/* bytes of part already consumed; 0 if !plen */
+	struct eng_buf *msg;	/* fragments so far, after header room */
+	struct ws_msg ws;	/* sequencing and UTF-8 state */
+};
+
+/*
+ * One connection, indexed by its fixed-file slot. Kept small because a
+ * shard holds tens of thousands: the budget is ENG_CONN_BUDGET bytes,
+ * asserted below and reported by tests/test-engine-conn.c.
+ */
+struct eng_conn {
+	uint32_t gen;		/* bumped when the slot is freed */
+	uint8_t state;		/* ENG_CONN_* */
+	uint8_t kind;		/* ENG_CONN_K_* */
+	uint16_t flags;		/* ENG_CONN_F_* */
+	uint16_t nsubs;		/* entries in subs */
+	uint16_t nflight;	/* queue entries the send in flight covers */
+	uint32_t tprev, tnext;	/* timer wheel links (slots), ENG_NIL ends */
+	uint32_t tdue;		/* tick the timer fires at */
+	uint32_t last_rx;	/* tick of the last byte received */
+	uint32_t last_ping;	/* tick of our last ping */
+	uint32_t sent;		/* bytes of the queue head already sent */
+	uint32_t queued;	/* bytes queued, unsent: <= max_pending */
+	struct eng_sq *sq_head;	/* send queue; head is in flight if F_SEND */
+	struct eng_sq *sq_tail;
+	struct eng_rx *rx;	/* NULL while idle */
+	struct eng_sub *subs;	/* this connection's subscriptions */
+	struct eng_auth *auth;	/* owned; NULL when anonymous */
+};
+
+_Static_assert(sizeof(struct eng_conn) <= ENG_CONN_BUDGET,
+	       "struct eng_conn grew past ENG_CONN_BUDGET");
+
+/* A vectored send in flight: several queued frames in one sendmsg. */
+#define ENG_IOV_MAX	16
+struct eng_sendv {
+	struct msghdr mh;
+	struct iovec iov[ENG_IOV_MAX];
+	uint32_t slot, gen;
+};
+
+/* A send_zc in flight: its buffer stays referenced until the NOTIF. */
+struct eng_zc {
+	struct eng_buf *buf;	/* one reference, dropped at the NOTIF */
+	uint32_t slot, gen;
+};
+
+static inline uint32_t eng_slot(const struct eng_shard *s,
+				const struct eng_conn *c)
+{
+	return (uint32_t)(c - s->conns);
+}
+
+/* True until the connection is being torn down (DEAD) or free. */
+bool eng_conn_alive(const struct eng_conn *c);
+
+/* A new connection in @slot (accept's result): arms its recv and timer. */
+void eng_conn_accepted(struct eng_shard *s, uint32_t slot);
+
+/*
+ * Queues @b (one reference, taken over) on @c's send queue and sends it
+ * when no send is in flight. Over --max-pending-bytes @c is closed as a
+ * slow consumer (1008) and @b dropped. Returns 0, or -errno after
+ * dropping @b.
+ */
+int eng_conn_queue(struct eng_shard *s, struct eng_conn *c,
+		   struct eng_buf *b);
+
+/* Queues one frame of opcode @op carrying a copy of @payload. */
+int eng_conn_send_frame(struct eng_shard *s, struct eng_conn *c, uint8_t op,
+			const void *payload, size_t len);
+
+/*
+ * Answers @c's HTTP request: status line, @extra headers (CRLF-ended, or
+ * NULL), and a body of type @ctype. Closes after it unless keep-alive.
+ */
+void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
+			 const char *extra, const char *ctype,
+			 const char *body, size_t len);
+
+/* Queues a prebuilt HTTP response @b (taken over) for a waiting request. */
+void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
+			struct eng_buf *b);
+
+/*
+ * @c's request was answered: parse what it sent meanwhile after this
+ * batch (eng_conn_resumed, from the shard loop), not from inside a
+ * handler that may be deep in another connection's parse.
+ */
+void eng_conn_resume(struct eng_shard *s, struct eng_conn *c);
+void eng_conn_resumed(struct eng_shard *s, struct eng_conn *c);
+
+/* Fails @c: close frame @code (WebSocket) or a plain close (HTTP). */
+void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code);
+
+/* Sends the 101 for key @key and makes @c a WebSocket of @kind. */
+struct hs_str;
+void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
+		      const struct hs_str *key, uint8_t kind);
+
+/* The token of @c changed (refresh): its expiry timer follows. */
+void eng_conn_reschedule(struct eng_shard *s, struct eng_conn *c);
+
+/* Completions of @c's operations, from the shard's dispatch. */
+void eng_conn_on_recv(struct eng_shard *s, struct ring_cqe *cqe);
+void eng_conn_on_send(struct eng_shard *s, struct ring_cqe *cqe);
+void eng_conn_on_sendv(struct eng_shard *s, struct ring_cqe *cqe);
+void eng_conn_on_send_zc(struct eng_shard *s, struct ring_cqe *cqe);
+void eng_conn_on_close(struct eng_shard *s, struct ring_cqe *cqe);
+void eng_conn_on_cancel(struct eng_shard *s, struct ring_cqe *cqe);
+
+/* Arms @c's recv again after the buffer pool ran dry. */
+void eng_conn_rearm(struct eng_shard *s, struct eng_conn *c);
+
+/* @c's timer fired: ping, idle or handshake timeout, token expiry. */
+void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c);
+
+/* Close frame @f (a kick, one reference taken over), then close @c. */
+void eng_conn_kick(struct eng_shard *s, struct eng_conn *c,
+		   struct eng_buf *f);
+
+/* Graceful stop: 1001 to a WebSocket, a close to anything else. */
+void eng_conn_go_away(struct eng_shard *s, struct eng_conn *c);
+
+/* Tears @c down now: cancels its I/O; the slot frees when that is done. */
+void eng_conn_kill(struct eng_shard *s, struct eng_conn *c);
+
+/*
+ * Plain HTTP requests (http.c): routes the request at @p; returns the
+ * bytes used, or 0 while incomplete (*@want: bytes it needs in all).
+ */
+size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
+			const uint8_t *p, size_t n, size_t *want);
+
+/* One /ws client command of @len bytes at @p (push.c). */
+void eng_push_message(struct eng_shard *s, struct eng_conn *c,
+		      const uint8_t *p, size_t len);
+
+#endif

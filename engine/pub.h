@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pub: publishing and fan-out across shards (pub.c). A message is encoded
+ * once into a push frame in the shared arena; the channel's owner shard
+ * sequences it and hands the same frame to every shard with subscribers,
+ * in its own order, and each shard queues it on its local subscribers.
+ * Broadcasts are sequenced by shard 0.
+ */
+#ifndef RC_ENGINE_PUB_H
+#define RC_ENGINE_PUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eng.h"
+
+/*
+ * {"cmd":"push","channel":CHAN,"data":...}, or with @chan NULL
+ * {"cmd":"broadcast","data":...}, as one final text frame in the arena.
+ * @payload goes in verbatim when @json, else as a JSON string. Returns
+ * the frame with one reference, or NULL out of memory.
+ */
+struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
+			      const uint8_t *payload, size_t plen, bool json);
+
+/* {"cmd":"push","user":UID,"data":...}: a user push, encoded once. */
+struct eng_buf *eng_pub_user_frame(const char *uid, size_t ulen,
+				   const uint8_t *payload, size_t plen,
+				   bool json);
+
+/*
+ * Publishes @frame (its reference taken over) for @c: to the owner of its
+ * channel or user, which sequences it; @reply (taken over) is queued on
+ * @c once it is sequenced. An HTTP publisher reads no further request
+ * until then. Returns 0, or -ENOMEM after dropping both.
+ */
+int eng_publish(struct eng_shard *s, struct eng_conn *c,
+		struct eng_buf *frame, struct eng_buf *reply);
+
+/*
+ * On the owner: hands @f to every shard with subscribers of @ch, itself
+ * included, in its own order. Returns the shards reached.
+ */
+unsigned eng_pub_fanout(struct eng_shard *s, struct eng_buf *f,
+			struct eng_chan *ch);
+
+/*
+ * A message that arrived from Redis, on the bridge's thread (@m is the
+ * bridge's mailer): to its owner as a local publish is, but with nobody
+ * to answer. @frame's reference is taken over.
+ */
+void eng_pub_inject(struct eng_mailer *m, struct eng_buf *frame);
+
+/* Mail handlers (mail.h): PUB, PUB_ACK and DELIVER; PUB's undo. */
+void eng_pub_mail(void *self, unsigned op, void *ptr, int32_t res);
+void eng_pub_undo(void *self, unsigned op, void *ptr, int32_t res);
+
+#endif

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rreq: the shards' side of requests that go through Redis (rreq.c). A
+ * shard formats a command into a struct eng_rreq, the bridge writes it
+ * and hands the reply back, and the shard answers its client. Also the
+ * Lua scripts that keep presence in Redis.
+ */
+#ifndef RC_ENGINE_RREQ_H
+#define RC_ENGINE_RREQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eng.h"
+
+/* The Lua scripts the bridge runs with EVAL: heartbeat, presence, leave. */
+extern const char eng_lua_beat[], eng_lua_presence[], eng_lua_leave[];
+
+/*
+ * The Redis channel of a channel or user index key (@name NULL: the
+ * broadcast channel): <prefix>ch:NAME, <prefix>user:UID, <prefix>all.
+ */
+size_t eng_rreq_channel(const struct eng_cfg *cfg, char *out, size_t cap,
+			const char *name, size_t len);
+
+/* Formats @argv into a new request of kind @op (ENG_RQ_*); NULL: no memory. */
+struct eng_rreq *eng_rreq_new(uint8_t op, int argc, const char **argv,
+			      const size_t *lens);
+
+/*
+ * PUBLISH for @c on the channel or user index key @chan (NULL: everyone).
+ * @ok and @err (taken over) are a /ws client's replies; an HTTP client
+ * (both NULL) gets {"ok":true,"nodes":N} or a 503. Returns 0, or -ENOMEM
+ * after dropping both.
+ */
+int eng_rreq_publish(struct eng_shard *s, struct eng_conn *c,
+		     const char *chan, size_t clen, const void *payload,
+		     size_t plen, struct eng_buf *ok, struct eng_buf *err);
+
+/* GET /users/{uid}, POST /users/{uid}/disconnect, GET /online, through
+ * Redis; each answers @c later. Returns 0 or -ENOMEM. */
+int eng_rreq_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		   size_t len);
+int eng_rreq_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		  size_t len);
+int eng_rreq_online(struct eng_shard *s, struct eng_conn *c);
+
+/* Mail handler (mail.h) for R_REPLY, and R_REQUEST's undo. */
+void eng_rreq_mail(void *self, unsigned op, void *ptr, int32_t res);
+void eng_rreq_undo(void *self, unsigned op, void *ptr, int32_t res);
+
+#endif

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sub: subscribe, unsubscribe and interest (sub.c). The owner shard of a
+ * channel learns which shards have subscribers from interest mail; a
+ * shard holds a subscribe reply until the owner has registered it (and,
+ * with Redis, until Redis confirmed the SUBSCRIBE), so a message
+ * published after the reply always finds the subscriber.
+ */
+#ifndef RC_ENGINE_SUB_H
+#define RC_ENGINE_SUB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "eng.h"
+#include "json.h"
+
+/*
+ * Subscribes @c to @n channels; @reply (taken over) is queued once every
+ * owner has registered this shard. Returns 0, or -ENOMEM after dropping
+ * @reply (the caller fails the connection).
+ */
+int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
+		  const struct json_slice *names, unsigned n,
+		  struct eng_buf *reply);
+void eng_unsubscribe(struct eng_shard *s, struct eng_conn *c,
+		     const struct json_slice *names, unsigned n);
+void eng_unsubscribe_all(struct eng_shard *s, struct eng_conn *c);
+
+/*
+ * On the owner: shard @from has (@add) or no longer has subscribers of
+ * @ch. Returns true when @from may be acknowledged now; false when the
+ * acknowledgement waits for Redis to confirm the SUBSCRIBE (then @m is
+ * kept on ch->racks, or with @m NULL the owner's own local_rack is set).
+ */
+bool eng_sub_owner_update(struct eng_shard *s, struct eng_chan *ch,
+			  unsigned from, bool add, struct eng_owner_mail *m);
+
+/* Mail handlers (mail.h): INTEREST, INTEREST_ACK and R_SUB_ACK. */
+void eng_sub_mail(void *self, unsigned op, void *ptr, int32_t res);
+/* Before an R_SUBSCRIBE is posted again: add or not, as the owner is now. */
+void eng_sub_refresh(void *self, unsigned op, void *ptr, int32_t res);
+
+#endif

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * user: users as a target (user.c): admission against
+ * --max-conns-per-user before the 101, presence, push and kick. A user is
+ * an internal channel, ENG_USER_MARK + user id, on the same index, owner
+ * sequencing and fan-out as channels.
+ */
+#ifndef RC_ENGINE_USER_H
+#define RC_ENGINE_USER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eng.h"
+
+#define ENG_CLOSE_EXPIRED	4001	/* token expired, no refresh */
+#define ENG_CLOSE_KICKED	4003	/* POST /users/{uid}/disconnect */
+
+/* Writes the index key of user @uid to @out (ENG_CHAN_MAX + 2 bytes). */
+size_t eng_user_key(char *out, const char *uid, size_t len);
+
+/*
+ * @c passed authentication: registers it with its user's owner; the 101
+ * (key @key) goes out once the owner admitted it, a 429 if refused.
+ */
+struct hs_str;
+void eng_user_join(struct eng_shard *s, struct eng_conn *c,
+		   const struct hs_str *key);
+
+/* @c is closing: its user's owner counts one connection fewer. */
+void eng_user_leave(struct eng_shard *s, struct eng_conn *c);
+
+/*
+ * GET /users/{uid} (@kind ENG_OWN_QUERY) or POST .../disconnect
+ * (ENG_OWN_KICK) on the embedded broker: asks the owner, which answers
+ * @c. Returns 0, or -ENOMEM (the caller answers 503).
+ */
+int eng_user_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		   size_t len, uint8_t kind);
+
+/* Mail handlers (mail.h): USER and USER_ACK. */
+void eng_user_mail(void *self, unsigned op, void *ptr, int32_t res);
+/* Before an R_PRESENCE is posted again: the user's count as it is now. */
+void eng_user_refresh(void *self, unsigned op, void *ptr, int32_t res);
+
+#endif
