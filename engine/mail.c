@@ -203,12 +203,16 @@ static void failed(struct eng_mailer *m, unsigned op, void *ptr, int res)
 	atomic_fetch_add_explicit(&failed_n[op], 1, memory_order_relaxed);
 	/* Once per poster: the rest are counted in /stats ("mail"). */
 	if (!m->logged) {
+		char who[32];
+
 		m->logged = true;
-		fprintf(stderr, "ringcast: %s%u: a mail post (%s) failed: %s; "
-			"further failures are counted in /stats\n",
-			m->id == ENG_BRIDGE ? "redis bridge" : "shard ",
-			m->id == ENG_BRIDGE ? 0 : m->id, k->name,
-			strerror(-res));
+		if (m->id == ENG_BRIDGE)
+			snprintf(who, sizeof(who), "redis bridge");
+		else
+			snprintf(who, sizeof(who), "shard %u", m->id);
+		fprintf(stderr, "ringcast: %s: a mail post (%s) failed: %s; "
+			"further failures are counted in /stats\n", who,
+			k->name, strerror(-res));
 	}
 	if (k->on_fail == MAIL_UNDO)
 		k->undo(m->self, op, ptr, res);

@@ -1,13 +1,23 @@
 # SPDX-License-Identifier: MIT
 """Mailbox failures, in a build with -Dfault_inject=true: with
-RINGCAST_FAULT_MAIL=N every Nth post between rings fails, in turn at
-once and as the failure a refused MSG_RING brings back.  Under that,
-on two shards, with the embedded broker and with Redis: every subscribe
-is answered 200 (the interest and its acks are posted again), every
-HTTP publish is answered 200 or 503, unsubscribes and disconnects go
-through, no connection is left behind; JWT users are all admitted and
-presence counts them exactly, up and down again; and the engine still
-stops with status 0 (in the sanitized build: nothing leaked)."""
+RINGCAST_FAULT_MAIL=N every Nth post of each mail op between rings
+fails (shards and the Redis bridge alike), in turn at once and as the
+failure a refused MSG_RING brings back.  Under that, on two shards,
+with the embedded broker and with Redis, without and with JWT users:
+every subscribe is answered 200 (the interest and its acks are posted
+again), every HTTP publish is answered 200 or 503, unsubscribes and
+disconnects go through, no connection is left behind; users are all
+admitted and presence counts them exactly, up and down again, on this
+node and in Redis; and the engine still stops with status 0 (in the
+sanitized build: nothing leaked).
+
+Per mail op, from /stats "mail": every op the engine has was faulted
+in some run (a new op nobody faults fails the test); every failed post
+of an op that is posted again was posted again; each failed publish
+(PUB from a shard, R_REQUEST through Redis) was answered 503.  Lost by
+design, since a late one would break the channel's order: deliveries
+between shards, and a message from Redis whose post to its channel's
+owner failed (PUB from the bridge)."""
 
 import asyncio
 import json
@@ -56,6 +66,42 @@ async def client(eng, rng, outcomes):
             await ws.close()
 
 
+# What a failed post of each op does (engine/mail.c): posted again,
+# undone (its waiter hears 503), or lost.
+RETRIED = {"pub_ack", "interest", "interest_ack", "r_sub_ack", "r_reply",
+           "user", "user_ack", "r_subscribe", "r_presence"}
+UNDONE = {"pub", "r_request"}
+LOST = {"deliver"}
+FAULTED = set()     # the ops faulted over every run of this test
+
+
+def mail(eng):
+    return rc.stats(eng)["mail"]
+
+
+async def check_mail(eng, want, codes=None, redis=False):
+    """Every op in @want was faulted; every failed retried op was posted
+    again (awaited: retries go at the next tick); each failed publish was
+    answered 503 (@codes: the HTTP publishes' statuses; with @redis a
+    PUB comes from the bridge, where nobody waits).  Adds the ops
+    faulted to FAULTED."""
+    m = await rc.await_state(
+        "every failed post of a retried op posted again",
+        lambda: mail(eng),
+        lambda m: all(m["retried"][op] == m["failed"][op]
+                      for op in RETRIED))
+    failed = {op for op, n in m["failed"].items() if n}
+    print("     faults: %s" % {op: m["failed"][op] for op in sorted(failed)})
+    expect_eq(set(m["failed"]), RETRIED | UNDONE | LOST, "mail ops")
+    missing = set(want) - failed
+    expect(not missing, "never faulted here: %s", sorted(missing))
+    if codes is not None:
+        undone = m["failed"]["r_request"] + (0 if redis else
+                                             m["failed"]["pub"])
+        expect_eq(codes.get(503, 0), undone, "publishes answered 503")
+    FAULTED.update(failed)
+
+
 def publishes(eng, n, rng):
     """Each publish is answered 200 or 503 on a connection of its own."""
     codes = {}
@@ -67,7 +113,7 @@ def publishes(eng, n, rng):
     return codes
 
 
-async def check_faults(eng):
+async def check_faults(eng, ops, redis):
     rng = random.Random(11)
     outcomes = []
     pub = asyncio.to_thread(publishes, eng, 120, random.Random(12))
@@ -85,16 +131,17 @@ async def check_faults(eng):
     # Every client is gone; the engine must agree (nothing stuck).
     await rc.await_state("connections closed", lambda: rc.stats(eng),
                          lambda s: s["total"]["connections"] <= 1)
+    await check_mail(eng, ops, codes, redis)
 
 
 USERS = ["fu%d" % i for i in range(8)]
 SECRET = "fault-secret"
 
 
-async def check_faults_users(eng):
+async def check_faults_users(eng, ops):
     """Users under mailbox failures: every upgrade is admitted, presence
     counts every connection (JOIN) and, once they close, none (LEAVE),
-    and user pushes and queries are answered."""
+    and user pushes, queries and kicks are answered."""
     rng = random.Random(13)
     conns = []
     for i in range(40):
@@ -113,6 +160,11 @@ async def check_faults_users(eng):
         uid = rng.choice(USERS)
         status, doc = rc.api(eng, "POST", "/users/%s/push" % uid, b'{"x":1}')
         expect(status in (200, 503), "user push: %d %s", status, doc)
+    # Kicks of users nobody is connected as: answered, and with Redis
+    # carried to every node's owner shard (the bridge's USER mail).
+    for i in range(12):
+        status, doc = rc.api(eng, "POST", "/users/ghost%d/disconnect" % i)
+        expect(status in (200, 503), "kick: %d %s", status, doc)
     for _, ws in conns:
         await ws.close()
     for uid in USERS:
@@ -120,29 +172,50 @@ async def check_faults_users(eng):
             "GET /users/%s offline" % uid,
             lambda: rc.api(eng, "GET", "/users/" + uid),
             lambda r: r[0] == 200 and r[1].get("connections") == 0)
+    await check_mail(eng, ops)
 
 
 def main():
     run = rc.Run("faults")
     os.environ["RINGCAST_FAULT_MAIL"] = "3"
+    users = ("--auth", "optional", "--jwt-secret", SECRET)
+    shard = {"pub", "pub_ack", "deliver", "interest", "interest_ack"}
     try:
         with rc.Engine(run.exe, "--shards", "2") as eng:
-            run.check("faults", check_faults, eng, timeout=120)
+            run.check("faults", check_faults, eng, shard, False,
+                      timeout=120)
     except AssertionError as e:
         run.fail("engine", e)
     try:
-        with rc.Engine(run.exe, "--shards", "2", "--auth", "optional",
-                       "--jwt-secret", SECRET) as eng:
-            run.check("faults-users", check_faults_users, eng, timeout=120)
+        with rc.Engine(run.exe, "--shards", "2", *users) as eng:
+            run.check("faults-users", check_faults_users, eng,
+                      {"user", "user_ack"}, timeout=120)
     except AssertionError as e:
         run.fail("engine with users", e)
     try:
         with redisd.Redis() as redis, \
                 rc.Engine(run.exe, "--shards", "2", "--redis",
                           redis.url) as eng:
-            run.check("faults-redis", check_faults, eng, timeout=120)
+            run.check(
+                "faults-redis", check_faults, eng,
+                {"pub", "deliver", "r_subscribe", "r_sub_ack", "r_request",
+                 "r_reply"}, True, timeout=120)
     except AssertionError as e:
         run.fail("engine with redis", e)
+    try:
+        with redisd.Redis() as redis, \
+                rc.Engine(run.exe, "--shards", "2", "--redis", redis.url,
+                          *users) as eng:
+            run.check(
+                "faults-redis-users", check_faults_users, eng,
+                {"user", "user_ack", "r_presence", "r_request", "r_reply"},
+                timeout=120)
+    except AssertionError as e:
+        run.fail("engine with redis and users", e)
+    try:
+        expect_eq(FAULTED, RETRIED | UNDONE | LOST, "ops faulted in all")
+    except AssertionError as e:
+        run.fail("every op faulted", e)
     run.finish()
 
 
