@@ -265,6 +265,17 @@ void eng_mail_exit(struct eng_mailer *m)
 	}
 }
 
+void *eng_mail_alloc(struct eng_mailer *m, size_t size)
+{
+	void *p = eng_malloc(size);
+
+	if (!p) {
+		atomic_fetch_add_explicit(m->errors, 1, memory_order_relaxed);
+		return NULL;
+	}
+	return memset(p, 0, size);
+}
+
 void eng_mail_post(struct eng_mailer *m, unsigned to, unsigned op, void *ptr)
 {
 	const struct mail_kind *k = kind_of(op);

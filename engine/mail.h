@@ -136,6 +136,13 @@ void eng_mail_init(struct eng_mailer *m, struct eng *e, struct ring *ring,
 void eng_mail_exit(struct eng_mailer *m);
 
 /*
+ * A zeroed mail struct of @size bytes for @m to post, from the one heap
+ * all mail comes from (eng_malloc: freed by whichever thread reads it).
+ * NULL when out of memory, counted as a failed post of @m's.
+ */
+void *eng_mail_alloc(struct eng_mailer *m, size_t size);
+
+/*
  * Posts mail @op carrying @ptr to @to (a shard id or ENG_BRIDGE); the
  * mail is the reader's from here. Mail to the poster itself is read at
  * once, by a direct call. A post that fails, at once or later as its

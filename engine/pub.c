@@ -257,11 +257,16 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 	eng_mail_post(&s->mail, pub->from, ENG_OP_PUB_ACK, pub);
 }
 
-int eng_publish(struct eng_shard *s, struct eng_conn *c,
-		struct eng_buf *frame, struct eng_buf *reply)
+/*
+ * Posts @frame (taken over) to the owner of its channel or user, from
+ * poster @m; @reply (taken over, may be NULL) waits for the sequencing.
+ * Returns 0, or -ENOMEM after dropping both.
+ */
+static int post_pub(struct eng_mailer *m, struct eng_buf *frame,
+		    struct eng_buf *reply, uint32_t slot, uint32_t gen)
 {
-	struct eng_pub *pub = eng_malloc(sizeof(*pub));
-	unsigned owner = 0;
+	struct eng_pub *pub = eng_mail_alloc(m, sizeof(*pub));
+	unsigned owner = 0;		/* broadcasts: shard 0 */
 
 	if (!pub) {
 		eng_buf_put(frame);
@@ -272,43 +277,39 @@ int eng_publish(struct eng_shard *s, struct eng_conn *c,
 		char name[ENG_CHAN_MAX + 2];
 		size_t len = frame_key(frame, name);
 
-		owner = eng_mail_owner(s->eng, eng_chan_hash(name, len));
+		owner = eng_mail_owner(m->eng, eng_chan_hash(name, len));
 	}
 	pub->frame = frame;
 	pub->reply = reply;
-	pub->slot = eng_slot(s, c);
-	pub->gen = c->gen;
-	pub->from = (uint16_t)s->id;
+	pub->slot = slot;
+	pub->gen = gen;
+	pub->from = m->id;
 	pub->owner = (uint16_t)owner;
-	pub->shards = 0;
-	/* An HTTP publisher reads no further request until answered. */
-	if (c->kind == ENG_CONN_K_HTTP)
-		c->flags |= ENG_CONN_F_WAIT;
-	eng_mail_post(&s->mail, owner, ENG_OP_PUB, pub);
+	eng_mail_post(m, owner, ENG_OP_PUB, pub);
 	return 0;
 }
 
-/* On the bridge's thread: @m is its mailer. */
+int eng_publish(struct eng_shard *s, struct eng_conn *c,
+		struct eng_buf *frame, struct eng_buf *reply)
+{
+	int ret;
+
+	/*
+	 * An HTTP publisher reads no further request until answered; set
+	 * first, since an owner that is this shard answers within the post.
+	 */
+	if (c->kind == ENG_CONN_K_HTTP)
+		c->flags |= ENG_CONN_F_WAIT;
+	ret = post_pub(&s->mail, frame, reply, eng_slot(s, c), c->gen);
+	if (ret < 0)
+		c->flags &= ~ENG_CONN_F_WAIT;
+	return ret;
+}
+
+/* On the bridge's thread: @m is its mailer, and nobody waits. */
 void eng_pub_inject(struct eng_mailer *m, struct eng_buf *frame)
 {
-	struct eng_pub *pub = eng_malloc(sizeof(*pub));
-	unsigned owner = 0;
-
-	if (!pub) {
-		eng_buf_put(frame);
-		return;
-	}
-	if (!(frame->flags & ENG_BUF_F_BCAST)) {
-		char name[ENG_CHAN_MAX + 2];
-		size_t len = frame_key(frame, name);
-
-		owner = eng_mail_owner(m->eng, eng_chan_hash(name, len));
-	}
-	memset(pub, 0, sizeof(*pub));
-	pub->frame = frame;
-	pub->from = ENG_BRIDGE;
-	pub->owner = (uint16_t)owner;
-	eng_mail_post(m, owner, ENG_OP_PUB, pub);
+	post_pub(m, frame, NULL, 0, 0);
 }
 
 /* ---- mail ---------------------------------------------------------------- */

@@ -84,12 +84,10 @@ static void redis_interest(struct eng_shard *s, struct eng_chan *ch, bool add)
 	char name[ENG_CHAN_MAX + 128];
 	size_t len = eng_rreq_channel(&s->eng->cfg, name, sizeof(name),
 				      ch->name, ch->len);
-	struct eng_rsub *m = eng_malloc(sizeof(*m) + len);
+	struct eng_rsub *m = eng_mail_alloc(&s->mail, sizeof(*m) + len);
 
-	if (!m) {
-		ENG_STAT_ADD(s, mbox_errors, 1);
+	if (!m)
 		return;
-	}
 	m->from = (uint16_t)s->id;
 	m->add = add;
 	m->len = (uint16_t)len;
@@ -157,12 +155,9 @@ static void interest(struct eng_shard *s, struct eng_chan *ch, bool add)
 			ch->pending = 1;
 		return;
 	}
-	m = eng_malloc(sizeof(*m));
-	if (!m) {
-		ENG_STAT_ADD(s, mbox_errors, 1);
+	m = eng_mail_alloc(&s->mail, sizeof(*m));
+	if (!m)
 		return;
-	}
-	memset(m, 0, sizeof(*m));
 	m->kind = ENG_OWN_INTEREST;
 	m->from = (uint16_t)s->id;
 	m->add = add;

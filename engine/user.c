@@ -41,13 +41,10 @@ size_t eng_user_key(char *out, const char *uid, size_t len)
 static struct eng_owner_mail *mail_new(struct eng_shard *s, uint8_t kind,
 				     const char *uid, size_t len)
 {
-	struct eng_owner_mail *m = eng_malloc(sizeof(*m));
+	struct eng_owner_mail *m = eng_mail_alloc(&s->mail, sizeof(*m));
 
-	if (!m) {
-		ENG_STAT_ADD(s, mbox_errors, 1);
+	if (!m)
 		return NULL;
-	}
-	memset(m, 0, sizeof(*m));
 	m->kind = kind;
 	m->from = (uint16_t)s->id;
 	m->len = (uint8_t)eng_user_key(m->name, uid, len);
@@ -369,12 +366,9 @@ static void presence_changed(struct eng_shard *s, struct eng_chan *ch)
 
 	if (!s->eng->bridge || s->stopping)	/* a node goes as a whole */
 		return;
-	m = eng_malloc(sizeof(*m));
-	if (!m) {
-		ENG_STAT_ADD(s, mbox_errors, 1);
+	m = eng_mail_alloc(&s->mail, sizeof(*m));
+	if (!m)
 		return;
-	}
-	memset(m, 0, sizeof(*m));
 	m->len = (uint8_t)(ch->len - 1);
 	memcpy(m->uid, ch->name + 1, m->len);	/* past ENG_USER_MARK */
 	presence_of(ch, m);
