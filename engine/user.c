@@ -310,16 +310,27 @@ static void pres_del(struct eng_shard *s, struct eng_chan *ch,
 	}
 }
 
-static void query(struct eng_chan *ch, struct eng_owner_mail *m)
+/*
+ * The user's connections on this node, and its apps written to @out as
+ * "ios","web" (@quoted: for a JSON answer) or as ios,web (for Redis).
+ * @ch may be NULL: no connection.
+ */
+static uint32_t presence_of(const struct eng_chan *ch, char *out, size_t cap,
+			    bool quoted)
 {
+	const struct eng_pres *p = ch ? ch->pres : NULL;
 	size_t n = 0;
 
-	m->conns = ch && ch->pres ? ch->pres->conns : 0;
-	m->apps[0] = '\0';
-	for (unsigned i = 0; ch && ch->pres && i < ch->pres->napps; i++)
-		n += (size_t)snprintf(m->apps + n, sizeof(m->apps) - n,
-				      "%s\"%s\"", i ? "," : "",
-				      ch->pres->app[i].name);
+	out[0] = '\0';
+	for (unsigned i = 0; p && i < p->napps; i++)
+		n += (size_t)snprintf(out + n, cap - n, quoted ? "%s\"%s\"" :
+				      "%s%s", i ? "," : "", p->app[i].name);
+	return p ? p->conns : 0;
+}
+
+static void query(struct eng_chan *ch, struct eng_owner_mail *m)
+{
+	m->conns = presence_of(ch, m->apps, sizeof(m->apps), true);
 }
 
 /* Closes every connection of the user, on every shard that has one. */
@@ -343,19 +354,6 @@ static void kick(struct eng_shard *s, struct eng_chan *ch)
 	eng_buf_put(f);
 }
 
-/* Fills @m with the user's count and apps on this node, as they are. */
-static void presence_of(const struct eng_chan *ch, struct eng_rpres *m)
-{
-	size_t n = 0;
-
-	m->conns = ch && ch->pres ? ch->pres->conns : 0;
-	m->apps[0] = '\0';
-	for (unsigned i = 0; ch && ch->pres && i < ch->pres->napps; i++)
-		n += (size_t)snprintf(m->apps + n, sizeof(m->apps) - n,
-				      "%s%s", i ? "," : "",
-				      ch->pres->app[i].name);
-}
-
 /*
  * The user's count on this node changed: with Redis, the bridge writes it
  * (batched) so that other nodes can count it.
@@ -371,7 +369,7 @@ static void presence_changed(struct eng_shard *s, struct eng_chan *ch)
 		return;
 	m->len = (uint8_t)(ch->len - 1);
 	memcpy(m->uid, ch->name + 1, m->len);	/* past ENG_USER_MARK */
-	presence_of(ch, m);
+	m->conns = presence_of(ch, m->apps, sizeof(m->apps), false);
 	eng_mail_post(&s->mail, ENG_BRIDGE, ENG_OP_R_PRESENCE, m);
 }
 
@@ -389,8 +387,9 @@ void eng_user_refresh(void *self, unsigned op, void *ptr, int32_t res)
 
 	(void)op;
 	(void)res;
-	presence_of(eng_chan_find(&s->chans, key, len,
-				  eng_chan_hash(key, len)), m);
+	m->conns = presence_of(eng_chan_find(&s->chans, key, len,
+					     eng_chan_hash(key, len)),
+			       m->apps, sizeof(m->apps), false);
 }
 
 static void owner_mail(struct eng_shard *s, struct eng_owner_mail *m)
