@@ -47,6 +47,7 @@ enum {
 #define ENG_CONN_F_RESUME	(1u << 9)	/* listed in resume[] */
 #define ENG_CONN_F_CANCEL	(1u << 10)	/* cancel in flight */
 #define ENG_CONN_F_SHUTTING	(1u << 11)	/* shutdown in flight */
+#define ENG_CONN_F_CONTINUED	(1u << 12)	/* HTTP: 100 Continue sent */
 
 /* One entry of a connection's send queue: a reference, not a copy. */
 struct eng_sq {

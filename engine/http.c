@@ -338,6 +338,29 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 	eng_free(out);
 }
 
+/*
+ * A client that sent Expect: 100-continue waits for this before its body
+ * (curl for a second, then sends anyway): tell it to go on, once per
+ * request, since the head is parsed again as the body arrives.
+ */
+static void continue_once(struct eng_shard *s, struct eng_conn *c,
+			  const struct hs_req *req)
+{
+	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	struct eng_buf *b;
+
+	if (!(req->flags & HS_F_EXPECT_CONTINUE) ||
+	    (c->flags & ENG_CONN_F_CONTINUED))
+		return;
+	b = eng_buf_new(sizeof(cont));
+	if (!b)
+		return;		/* the client sends its body after a wait */
+	memcpy(b->data, cont, sizeof(cont) - 1);
+	b->len = sizeof(cont) - 1;
+	c->flags |= ENG_CONN_F_CONTINUED;
+	eng_conn_queue(s, c, b);
+}
+
 size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 			const uint8_t *p, size_t n, size_t *want)
 {
@@ -357,6 +380,15 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 		c->flags |= ENG_CONN_F_KEEP;
 	else
 		c->flags &= ~ENG_CONN_F_KEEP;
+	/* RFC 9112 section 3.2: an HTTP/1.1 request without Host is a 400. */
+	if (req.minor_version >= 1 && !req.host.p) {
+		reply_json(s, c, 400, "{\"error\":\"missing Host header\"}\n");
+		return 0;
+	}
+	if (req.flags & HS_F_EXPECT_OTHER) {
+		reply(s, c, 417, NULL);	/* RFC 9110 10.1.1 */
+		return 0;
+	}
 	if (req.flags & HS_F_CHUNKED) {
 		reply(s, c, 411, NULL);	/* bodies need Content-Length */
 		return 0;
@@ -369,9 +401,11 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 		body = (size_t)req.content_length;
 		if (n - (size_t)len < body) {
 			*want = (size_t)len + body;	/* wait for all of it */
+			continue_once(s, c, &req);
 			return 0;
 		}
 	}
+	c->flags &= ~ENG_CONN_F_CONTINUED;	/* the next request may ask */
 
 	if (str_is(&req.path, "/ws")) {
 		upgrade(s, c, &req, ENG_CONN_K_PUSH);

@@ -121,6 +121,10 @@ static int on_header(struct hs_req *r, const char *name, size_t nlen,
 	case 6:
 		if (mem_ieq(name, nlen, "origin"))
 			set_once(&r->origin, v, vlen);
+		else if (mem_ieq(name, nlen, "expect"))
+			/* RFC 9110 10.1.1: 100-continue is the only one */
+			r->flags |= mem_ieq(v, vlen, "100-continue") ?
+				    HS_F_EXPECT_CONTINUE : HS_F_EXPECT_OTHER;
 		break;
 	case 7:
 		if (mem_ieq(name, nlen, "upgrade") &&
@@ -438,6 +442,7 @@ ssize_t hs_write_response(char *out, size_t cap, int status,
 const char *hs_reason(int status)
 {
 	switch (status) {
+	case 100: return "Continue";
 	case 101: return "Switching Protocols";
 	case 200: return "OK";
 	case 204: return "No Content";
@@ -447,7 +452,9 @@ const char *hs_reason(int status)
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
 	case 408: return "Request Timeout";
+	case 411: return "Length Required";
 	case 413: return "Content Too Large";
+	case 417: return "Expectation Failed";
 	case 426: return "Upgrade Required";
 	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";

@@ -33,6 +33,8 @@ struct hs_limits {
 #define HS_F_CHUNKED		(1u << 3)	/* Transfer-Encoding present */
 #define HS_F_DUP_KEY		(1u << 4)	/* Sec-WebSocket-Key seen twice */
 #define HS_F_DUP_VERSION	(1u << 5)	/* Sec-WebSocket-Version twice */
+#define HS_F_EXPECT_CONTINUE	(1u << 6)	/* Expect: 100-continue */
+#define HS_F_EXPECT_OTHER	(1u << 7)	/* Expect: anything else (417) */
 
 /*
  * One parsed request head. Every hs_str points into the buffer given to

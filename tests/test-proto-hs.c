@@ -408,6 +408,29 @@ static int test_writers(void)
 	return 0;
 }
 
+/* Expect: 100-continue, any other expectation, and the reasons used. */
+static int test_expect(void)
+{
+	static const char cont[] = "POST /p HTTP/1.1\r\nHost: h\r\n"
+		"Expect: 100-Continue \r\nContent-Length: 5\r\n\r\n";
+	static const char other[] = "POST /p HTTP/1.1\r\nHost: h\r\n"
+		"Expect: 100-continue, x\r\n\r\n";
+	struct hs_req r;
+
+	if (check_parse("expect", cont, sizeof(cont) - 1, sizeof(cont) - 1,
+			0, NULL, &r))
+		return 1;
+	T_CHECK(r.flags == HS_F_EXPECT_CONTINUE);
+	if (check_parse("expect other", other, sizeof(other) - 1,
+			sizeof(other) - 1, 0, NULL, &r))
+		return 1;
+	T_CHECK(r.flags == HS_F_EXPECT_OTHER);
+	T_CHECK(!strcmp(hs_reason(100), "Continue"));
+	T_CHECK(!strcmp(hs_reason(411), "Length Required"));
+	T_CHECK(!strcmp(hs_reason(417), "Expectation Failed"));
+	return 0;
+}
+
 static int test_str_eq(void)
 {
 	struct hs_str s = { "WebSocket", 9 }, none = { NULL, 0 };
@@ -425,7 +448,8 @@ static int test_str_eq(void)
 int main(void)
 {
 	if (test_valid_upgrade() || test_fields() || test_cases() ||
-	    test_limits() || test_accept() || test_writers() || test_str_eq())
+	    test_limits() || test_accept() || test_writers() || test_expect() ||
+	    test_str_eq())
 		return T_EXIT_FAIL;
 	printf("test-proto-hs: %d parser inputs, %zu table cases: ok\n",
 	       nchecks, sizeof(cases) / sizeof(cases[0]));

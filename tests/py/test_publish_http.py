@@ -98,6 +98,46 @@ def check_411(eng):
                                           length=False))
             expect_eq(r.status, 411, "POST %s without Content-Length, "
                       "headers %s" % (path, hdrs))
+            expect_eq(r.status_line, "HTTP/1.1 411 Length Required",
+                      "411's status line")
+
+
+def check_host(eng):
+    """RFC 9112 3.2: an HTTP/1.1 request without Host is a 400, for every
+    path; HTTP/1.0 needs none."""
+    for method, path in (("GET", "/stats"), ("GET", "/healthz"),
+                         ("POST", "/publish/h"), ("GET", "/nope")):
+        data = raw_request(method, path, b"{}").replace(b"Host: t\r\n", b"")
+        r = exchange(eng, data)
+        expect_eq(r.status, 400, "%s %s without Host" % (method, path))
+    data = b"GET /healthz HTTP/1.0\r\n\r\n"
+    expect_eq(exchange(eng, data).status, 200, "HTTP/1.0 without Host")
+
+
+def check_expect(eng):
+    """Expect: 100-continue gets 100 Continue before the body is sent (curl
+    otherwise waits a second on every body over 1 KiB), then the final
+    answer; another expectation is a 417."""
+    body = json.dumps({"pad": "z" * 2000}).encode()
+    with subscriber(eng, ["cont"]) as ws:
+        s = rc.connect(eng.host, eng.port)
+        try:
+            head = raw_request("POST", "/publish/cont", body,
+                               (("Expect", "100-continue"),))
+            s.sendall(head[:len(head) - len(body)])
+            r, rest = rc.read_head(s)
+            expect(r.startswith(b"HTTP/1.1 100 Continue\r\n"),
+                   "interim answer: %r", r[:40])
+            s.sendall(body)
+            final, _ = rc.read_response(s, rest)
+            expect_eq(final.status, 200, "publish after 100 Continue")
+        finally:
+            s.close()
+        got = json.loads(ws.recv_message().payload)
+        expect_eq(got["data"], json.loads(body), "delivered body")
+    r = exchange(eng, raw_request("POST", "/publish/cont", b"{}",
+                                  (("Expect", "something-else"),)))
+    expect_eq(r.status, 417, "unknown expectation")
 
 
 def check_413(eng):
@@ -281,6 +321,8 @@ def main():
                        "--max-message", "64K") as eng:
             run.check("405", check_405, eng)
             run.check("411", check_411, eng)
+            run.check("host", check_host, eng)
+            run.check("expect", check_expect, eng)
             run.check("413", check_413, eng)
             run.check("400", check_400, eng)
             run.check("names-and-bodies", check_names_and_bodies, eng)
