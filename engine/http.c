@@ -430,7 +430,7 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 			reply(s, c, 405, "Allow: GET\r\n");
 		else if (req.path.len == 8)
 			healthz(s, c);
-		else
+		else if (key_ok(s, c, &req))	/* counts /online guards */
 			stats(s, c);
 	} else {
 		reply(s, c, 404, NULL);

@@ -84,6 +84,10 @@ class Engine:
         # backend (suite epoll) with RINGCAST_TEST_IO=epoll.
         if os.environ.get("RINGCAST_TEST_IO"):
             self.argv += ["--io", os.environ["RINGCAST_TEST_IO"]]
+        # /stats needs the API key when the engine has one.
+        self.api_key = os.environ.get("RINGCAST_API_KEY")
+        if "--api-key" in self.argv:
+            self.api_key = self.argv[self.argv.index("--api-key") + 1]
         self.log = []
         self.host = None
         self.port = None
@@ -653,11 +657,13 @@ def publish(conn, channel, body, key=None):
 
 
 def stats(eng):
-    """GET /stats on a connection of its own; returns the parsed JSON."""
+    """GET /stats on a connection of its own (with the engine's API key,
+    if it has one); returns the parsed JSON."""
     import json
     c = http_conn(eng)
+    hdrs = {"Authorization": "Bearer " + eng.api_key} if eng.api_key else {}
     try:
-        c.request("GET", "/stats")
+        c.request("GET", "/stats", headers=hdrs)
         r = c.getresponse()
         body = r.read()
     finally:

@@ -79,6 +79,16 @@ def check_api_key(eng):
         expect_eq(r.status, 200, "POST /broadcast with the key")
         expect_eq(next_push(ws), {"cmd": "broadcast", "data": "all"},
                   "broadcast")
+    # /stats shows what /online protects: behind the key too. /healthz
+    # stays open for load balancers.
+    for hdrs in auth:
+        r = exchange(eng, raw_request("GET", "/stats", b"", hdrs))
+        expect_eq(r.status, 401, "GET /stats with %s" % (hdrs,))
+    r = exchange(eng, raw_request("GET", "/stats", b"", good))
+    expect_eq(r.status, 200, "GET /stats with the key")
+    expect("total" in json.loads(r.body), "/stats body: %s", r.body[:80])
+    r = exchange(eng, raw_request("GET", "/healthz", b""))
+    expect_eq(r.status, 200, "GET /healthz without the key")
 
 
 def check_405(eng):
