@@ -47,7 +47,12 @@ static const char usage[] =
 "                           back unchanged (the RFC 6455 conformance endpoint)\n"
 "  --api-key KEY            publishing, /users, /online and /stats need\n"
 "                           Authorization: Bearer KEY (default: the\n"
-"                           RINGCAST_API_KEY variable, else none)\n"
+"                           RINGCAST_API_KEY variable, else none). Without a\n"
+"                           key ringcast listens on loopback (127.0.0.0/8)\n"
+"                           only, unless --insecure-open\n"
+"  --insecure-open          listen on any address without an API key: anyone\n"
+"                           who reaches the port may publish, push to and\n"
+"                           kick any user (for a network you fully control)\n"
 "  --client-publish         clients may publish with the publish command on /ws\n"
 "  --max-subs N             subscriptions per connection (default 100)\n"
 "  --max-pending-bytes SIZE queued unsent bytes per connection before it is\n"
@@ -252,6 +257,15 @@ static int env_secret(const char *name, char *dst, size_t size)
 	return 0;
 }
 
+/* Is IPv4 address @host in 127.0.0.0/8? */
+static bool is_loopback(const char *host)
+{
+	struct in_addr a;
+
+	return inet_pton(AF_INET, host, &a) == 1 &&
+	       (ntohl(a.s_addr) >> 24) == 127;
+}
+
 static void bad_value(const char *opt, const char *val)
 {
 	fprintf(stderr, "ringcast: invalid value for --%s: '%s' (see --help)\n",
@@ -265,6 +279,7 @@ enum {
 	OPT_API_KEY, OPT_CLIENT_PUBLISH, OPT_MAX_SUBS, OPT_MAX_PENDING,
 	OPT_ARENA, OPT_ZC, OPT_REDIS, OPT_REDIS_PREFIX, OPT_AUTH, OPT_JWT_SECRET,
 	OPT_JWT_PUBKEY, OPT_MAX_PER_USER, OPT_JWT_LEEWAY, OPT_IO,
+	OPT_INSECURE_OPEN,
 };
 
 static const struct option options[] = {
@@ -292,6 +307,7 @@ static const struct option options[] = {
 	{ "max-conns-per-user",	required_argument, NULL, OPT_MAX_PER_USER },
 	{ "jwt-leeway",		required_argument, NULL, OPT_JWT_LEEWAY },
 	{ "io",			required_argument, NULL, OPT_IO },
+	{ "insecure-open",	no_argument,	   NULL, OPT_INSECURE_OPEN },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -330,6 +346,9 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			break;
 		case OPT_ECHO:
 			cfg->echo = true;
+			break;
+		case OPT_INSECURE_OPEN:
+			cfg->insecure_open = true;
 			break;
 		case OPT_PING:
 			if (parse_dur(optarg, &cfg->ping_ms) < 0)
@@ -593,6 +612,20 @@ int main(int argc, char **argv)
 		       sizeof(e.cfg.jwt_secret)) < 0)
 		return 2;
 	parse_args(argc, argv, &e.cfg);
+	/*
+	 * Open by default is how push servers get abused: with no key,
+	 * anyone who reaches the port broadcasts, pushes to and kicks any
+	 * user. Only loopback may go without one, unless asked.
+	 */
+	if (!e.cfg.api_key[0] && !e.cfg.insecure_open &&
+	    !is_loopback(e.cfg.listen_host)) {
+		fprintf(stderr, "ringcast: refusing to listen on %s without an "
+			"API key: anyone who reaches the port could publish, "
+			"push to any user and kick them. Set --api-key (or "
+			"RINGCAST_API_KEY), listen on 127.0.0.1, or pass "
+			"--insecure-open (see --help)\n", e.cfg.listen_host);
+		return 2;
+	}
 #ifdef RC_FAULT_INJECT
 	eng_mail_fault_init();
 #endif

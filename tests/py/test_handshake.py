@@ -214,6 +214,28 @@ def check_first_frame_in_request(eng):
                   "frame split across the request's packet")
 
 
+def check_open_default(exe):
+    """Without an API key the engine listens on loopback only: any other
+    address is refused at start (status 2, the reason on stderr) unless
+    --insecure-open says so; with a key any address is fine."""
+    env = dict(os.environ)
+    env.pop("RINGCAST_API_KEY", None)
+    for listen in ("0.0.0.0:0", "192.0.2.1:0"):
+        p = subprocess.run([exe, "--listen", listen], env=env,
+                           capture_output=True, timeout=10)
+        expect_eq(p.returncode, 2, "exit status on %s without a key" % listen)
+        err = p.stderr.decode(errors="replace")
+        expect("--api-key" in err and "--insecure-open" in err,
+               "stderr does not say what to do: %r", err)
+    for args in (("--insecure-open",), ("--api-key", "k")):
+        with rc.Engine(exe, *args, listen="0.0.0.0:0") as eng:
+            r = rc.api(eng, "GET", "/healthz")
+            expect_eq(r[0], 200, "/healthz on 0.0.0.0 with %s" % (args,))
+    with rc.Engine(exe, listen="127.0.0.3:0") as eng:
+        expect_eq(rc.api(eng, "GET", "/healthz")[0], 200,
+                  "/healthz on 127.0.0.3 without a key")
+
+
 def check_cli(exe):
     p = subprocess.run([exe, "--help"], capture_output=True, timeout=10)
     expect_eq(p.returncode, 0, "--help exit status")
@@ -249,6 +271,7 @@ def main():
     run = rc.Run("handshake")
     run.check("accept-vector", check_accept_vector)
     run.check("cli", check_cli, run.exe)
+    run.check("open-default", check_open_default, run.exe)
     try:
         with rc.Engine(run.exe, *ECHO_ARGS) as eng:
             run.check("upgrade", check_upgrade, eng)
