@@ -102,11 +102,13 @@ void eng_auth_exit(void)
 static int b64url_decode(const char *in, size_t len, unsigned char *out,
 			 size_t cap)
 {
-	char buf[1024];
+	char small[1024] = "", *buf = small;	/* a header fits; claims not */
 	size_t n = 0, i;
-	int r;
+	int r = -1;
 
-	if (len + 3 > sizeof(buf) || (len * 3) / 4 + 3 > cap)
+	if ((len * 3) / 4 + 3 > cap || len > ENG_MAX_TOKEN)
+		return -1;
+	if (len + 3 > sizeof(small) && !(buf = eng_malloc(len + 4)))
 		return -1;
 	for (i = 0; i < len; i++) {
 		char ch = in[i];
@@ -116,18 +118,19 @@ static int b64url_decode(const char *in, size_t len, unsigned char *out,
 		else if (ch == '_')
 			ch = '/';
 		else if (ch == '+' || ch == '/' || ch == '=')
-			return -1;	/* not base64url */
+			goto out;	/* not base64url */
 		buf[n++] = ch;
 	}
 	while (n % 4)
 		buf[n++] = '=';
 	r = EVP_DecodeBlock(out, (unsigned char *)buf, (int)n);
-	if (r < 0)
-		return -1;
 	/* EVP_DecodeBlock counts the padding as zero bytes: drop them */
-	for (i = len; i % 4; i++)
+	for (i = len; r >= 0 && i % 4; i++)
 		r--;
-	return r;
+out:
+	if (buf != small)
+		eng_free(buf);
+	return r < 0 ? -1 : r;
 }
 
 static bool uid_ok(const char *p, size_t n)
@@ -261,6 +264,29 @@ static int numeric_date(struct eng_shard *s, const char *grants,
 	return 0;
 }
 
+/*
+ * Checks that the signed claims at @p (the token past its first dot,
+ * signature included) name no claim twice. Called after the signature
+ * was verified, so the segment is well formed base64url.
+ */
+static int claims_unique(struct eng_shard *s, const char *p, size_t len)
+{
+	const char *dot = memchr(p, '.', len);
+	unsigned char *body;
+	int n, ret;
+
+	if (!dot)
+		return -EBADMSG;
+	body = eng_malloc(ENG_MAX_TOKEN);	/* decoded is shorter */
+	if (!body)
+		return -ENOMEM;
+	n = b64url_decode(p, (size_t)(dot - p), body, ENG_MAX_TOKEN);
+	ret = n > 0 ? json_unique_keys(s->json, (const char *)body,
+				       (size_t)n) : -EBADMSG;
+	eng_free(body);
+	return ret;
+}
+
 int eng_auth_verify(struct eng_shard *s, const char *tok, size_t len,
 		    struct eng_auth **out, const char **why)
 {
@@ -314,6 +340,14 @@ int eng_auth_verify(struct eng_shard *s, const char *tok, size_t len,
 	if (jwt_decode(&jwt, copy, key, key_len) || !jwt ||
 	    jwt_get_alg(jwt) != want) {
 		*why = "bad signature or malformed token";
+		goto out;
+	}
+	/*
+	 * libjwt keeps the last of two claims of one name, other readers the
+	 * first: a token that names two users must not pass as either.
+	 */
+	if (claims_unique(s, dot + 1, len - (size_t)(dot + 1 - tok)) < 0) {
+		*why = "duplicate or malformed claims";
 		goto out;
 	}
 	grants = jwt_get_grants_json(jwt, NULL);	/* all claims */

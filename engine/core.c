@@ -147,14 +147,21 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 /* What the shard owns beside its ring: channels, the /ws parser, mail. */
 static int state_init(struct eng_shard *s)
 {
+	/* simdjson reads up to JSON_PADDING bytes past a command's end */
 	size_t cap = s->eng->cfg.max_message + JSON_PADDING;
 
 	eng_mail_init(&s->mail, s->eng, &s->ring, s->id, s, &s->stopping,
 		      &s->stats.mbox_errors);
 	if (eng_chans_init(&s->chans) < 0)
 		return -ENOMEM;
-	/* simdjson reads up to JSON_PADDING bytes past a command's end */
-	s->json = json_parser_new(s->eng->cfg.max_message);
+	/*
+	 * One parser for /ws commands, published bodies and token claims:
+	 * sized for the largest of a message and a token, so that a small
+	 * --max-message does not refuse a valid token with long claims.
+	 * Commands stay bounded by --max-message at the frame layer.
+	 */
+	s->json = json_parser_new(s->eng->cfg.max_message > ENG_MAX_TOKEN ?
+				  s->eng->cfg.max_message : ENG_MAX_TOKEN);
 	s->scratch = eng_malloc(cap);
 	if (!s->json || !s->scratch)
 		return -ENOMEM;

@@ -112,6 +112,15 @@ int json_get_number(struct json_parser *p, const char *buf, size_t len,
 int json_string_array(struct json_parser *p, const char *buf, size_t len,
 		      struct json_slice *out, unsigned max, unsigned *n);
 
+/*
+ * Parses @buf[0..@len) (no padding needed) as a JSON object and checks
+ * that no member name appears twice (compared after unescaping), since
+ * readers disagree on which of two wins. Returns 0; -EEXIST for a repeated
+ * name; -EBADMSG (not JSON, not an object) or -E2BIG (over the parser's
+ * @max_doc, or more than 256 members).
+ */
+int json_unique_keys(struct json_parser *p, const char *buf, size_t len);
+
 /* Bytes json_escape() may write for @len input bytes: quotes included. */
 static inline size_t json_escape_max(size_t len)
 {

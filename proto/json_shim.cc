@@ -434,6 +434,35 @@ extern "C" int json_string_array(struct json_parser *p, const char *buf,
 	return 0;
 }
 
+extern "C" int json_unique_keys(struct json_parser *p, const char *buf,
+				size_t len)
+{
+	const uint8_t *u = reinterpret_cast<const uint8_t *>(p->vbuf);
+	std::string_view keys[256];
+	simdjson::dom::element doc;
+	simdjson::dom::object obj;
+	simdjson::error_code e;
+	size_t n = 0;
+
+	if (len > p->max_doc)
+		return -E2BIG;
+	std::memcpy(p->vbuf, buf, len);
+	if ((e = p->dom.parse(u, len, false).get(doc)))
+		return json_errno(e);
+	if ((e = doc.get_object().get(obj)))
+		return json_errno(e);
+	/* The DOM keeps every member, repeats included, in document order. */
+	for (simdjson::dom::key_value_pair kv : obj) {
+		for (size_t i = 0; i < n; i++)
+			if (keys[i] == kv.key)
+				return -EEXIST;
+		if (n == sizeof(keys) / sizeof(keys[0]))
+			return -E2BIG;
+		keys[n++] = kv.key;
+	}
+	return 0;
+}
+
 extern "C" size_t json_escape(char *out, const char *in, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";

@@ -117,6 +117,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			assert(valid && v == v);	/* never NaN */
 	}
 
+	/* the JWT duplicate-claim check: an answer only for valid JSON */
+	ret = json_unique_keys(jv, buf, size);
+	assert(ret == 0 || ret == -EEXIST || ret == -EBADMSG || ret == -E2BIG);
+	if (ret == 0 || ret == -EEXIST)
+		assert(valid);
+
 	if (json_utf8_valid(buf, size))
 		check_roundtrip(buf, size);
 	free(buf);

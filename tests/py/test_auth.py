@@ -170,6 +170,33 @@ async def check_hs256_valid(eng):
                    "nbf in the past", via=("query",))
 
 
+async def check_duplicate_claims(eng):
+    """A token naming a claim twice is refused whichever copy a reader
+    would take: {"sub":"alice2","sub":"bob2"} is neither user."""
+    exp = int(time.time()) + 3600
+    for body in ('{"sub":"alice2","sub":"bob2","exp":%d}' % exp,
+                 '{"sub":"carol","exp":%d,"exp":%d}' % (exp, exp - 7200),
+                 '{"sub":"dan","exp":%d,"channels":["a"],"channels":["*"]}'
+                 % exp,
+                 '{"sub":"eve","\\u0073ub":"mallory","exp":%d}' % exp):
+        reason = expect_401(eng, jwtmint.hs256(body.encode(), SECRET),
+                            "duplicate claim in %s" % body)
+        expect("duplicate" in reason, "reason %r", reason)
+    # The same names once each still pass.
+    await accepted(eng, jwtmint.hs256(
+        '{"sub":"alice2","exp":%d}' % exp, SECRET), "no duplicate")
+
+
+async def check_token_limit(eng):
+    """The engine runs with --max-message 128: a valid token whose claims
+    are far longer is parsed with its own limit, not the message one."""
+    pats = ["room-%03d-*" % i for i in range(60)]
+    tok = jwtmint.hs256(claims("longclaims", app="web", channels=pats),
+                        SECRET)
+    expect(len(tok) > 1100, "token of %d bytes", len(tok))
+    await accepted(eng, tok, "a %d-byte token" % len(tok), via=("header",))
+
+
 def check_hs256_refused(eng, keys):
     ok = claims("alice")
     good = jwtmint.hs256(ok, SECRET)
@@ -361,7 +388,12 @@ def main():
                 run.check("hs256-refused", check_hs256_refused, eng, keys)
                 run.check("hs256-leeway", check_hs256_leeway, eng)
                 run.check("fractional-dates", check_fractional_dates, eng)
+                run.check("duplicate-claims", check_duplicate_claims, eng)
                 run.check("hs256-healthy-after", check_healthy, eng)
+            with rc.Engine(run.exe, "--shards", "1", "--auth", "required",
+                           "--jwt-secret", SECRET, "--max-message",
+                           "128") as eng:
+                run.check("token-limit", check_token_limit, eng)
             with rc.Engine(run.exe, "--shards", "1", "--auth", "required",
                            "--jwt-public-key", keys.pub("rsa")) as eng:
                 run.check("rs256", check_rs256, eng, keys)
