@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "auth.h"
 #include "bridge.h"
@@ -49,17 +50,28 @@ static bool has_prefix(const struct hs_str *s, const char *lit)
 	return s->len >= n && !memcmp(s->p, lit, n);
 }
 
-/* Authorization: Bearer <--api-key>, compared in constant time. */
+/*
+ * Authorization: Bearer <--api-key>, compared in constant time whatever
+ * the lengths: both sides are hashed first, so neither a wrong length nor
+ * a wrong byte answers sooner than another (a length check alone would
+ * tell an attacker the key's length).
+ */
 static bool authorized(const struct eng_cfg *cfg, const struct hs_req *req)
 {
-	size_t klen = strlen(cfg->api_key);
+	unsigned char want[EVP_MAX_MD_SIZE], got[EVP_MAX_MD_SIZE];
 	const struct hs_str *a = &req->authorization;
+	size_t klen = strlen(cfg->api_key);
+	unsigned wn = 0, gn = 0;
 
 	if (!klen)
 		return true;
-	if (!a->p || a->len != 7 + klen || strncasecmp(a->p, "Bearer ", 7))
+	/* the scheme is public; only what follows it is the secret */
+	if (!a->p || a->len < 7 || strncasecmp(a->p, "Bearer ", 7))
 		return false;
-	return CRYPTO_memcmp(a->p + 7, cfg->api_key, klen) == 0;
+	if (!EVP_Digest(cfg->api_key, klen, want, &wn, EVP_sha256(), NULL) ||
+	    !EVP_Digest(a->p + 7, a->len - 7, got, &gn, EVP_sha256(), NULL))
+		return false;
+	return wn == gn && CRYPTO_memcmp(want, got, wn) == 0;
 }
 
 static void reply(struct eng_shard *s, struct eng_conn *c, int status,
