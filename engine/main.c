@@ -69,7 +69,10 @@ static const char usage[] =
 "                           one gets HTTP 429 (default 0: no limit)\n"
 "  --redis URL              share messages with other nodes through Redis:\n"
 "                           redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]\n"
-"                           (default: none, the embedded broker alone)\n"
+"                           (default: the RINGCAST_REDIS_URL variable, else\n"
+"                           none, the embedded broker alone)\n"
+"  --redis-url-file FILE    the same URL read from FILE's first line, so\n"
+"                           that a password stays out of the command line\n"
 "  --redis-prefix PREFIX    Redis channel names start with it (default\n"
 "                           ringcast:): PREFIXch:NAME, PREFIXall\n"
 "  --zc-threshold SIZE      send frames this large with send_zc from the\n"
@@ -198,6 +201,9 @@ static int parse_redis(const char *url, struct eng_cfg *cfg)
 
 	if (strncmp(url, "redis://", 8))
 		return -EINVAL;
+	/* a later URL replaces an earlier one whole (environment, option) */
+	cfg->redis_user[0] = cfg->redis_password[0] = '\0';
+	cfg->redis_db = 0;
 	p = url + 8;
 	end = p + strlen(p);
 	slash = strchr(p, '/');
@@ -257,6 +263,41 @@ static int env_secret(const char *name, char *dst, size_t size)
 	return 0;
 }
 
+/*
+ * A Redis URL kept out of the command line (it may hold a password): from
+ * @what, whose text is @url. Errors name where it came from, never the
+ * URL. Returns 0 or -EINVAL.
+ */
+static int redis_url_from(const char *what, const char *url,
+			  struct eng_cfg *cfg)
+{
+	if (parse_redis(url, cfg) < 0) {
+		fprintf(stderr, "ringcast: %s is not a Redis URL "
+			"(redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])\n", what);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* --redis-url-file: the URL on the first line of @path. */
+static int redis_url_file(const char *path, struct eng_cfg *cfg)
+{
+	char line[1024], what[1100];
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		fprintf(stderr, "ringcast: --redis-url-file %s: %s\n", path,
+			strerror(errno));
+		return -errno;
+	}
+	if (!fgets(line, sizeof(line), f))
+		line[0] = '\0';
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	snprintf(what, sizeof(what), "the first line of %s", path);
+	return redis_url_from(what, line, cfg);
+}
+
 /* Is IPv4 address @host in 127.0.0.0/8? */
 static bool is_loopback(const char *host)
 {
@@ -279,7 +320,7 @@ enum {
 	OPT_API_KEY, OPT_CLIENT_PUBLISH, OPT_MAX_SUBS, OPT_MAX_PENDING,
 	OPT_ARENA, OPT_ZC, OPT_REDIS, OPT_REDIS_PREFIX, OPT_AUTH, OPT_JWT_SECRET,
 	OPT_JWT_PUBKEY, OPT_MAX_PER_USER, OPT_JWT_LEEWAY, OPT_IO,
-	OPT_INSECURE_OPEN,
+	OPT_INSECURE_OPEN, OPT_REDIS_FILE,
 };
 
 static const struct option options[] = {
@@ -308,6 +349,7 @@ static const struct option options[] = {
 	{ "jwt-leeway",		required_argument, NULL, OPT_JWT_LEEWAY },
 	{ "io",			required_argument, NULL, OPT_IO },
 	{ "insecure-open",	no_argument,	   NULL, OPT_INSECURE_OPEN },
+	{ "redis-url-file",	required_argument, NULL, OPT_REDIS_FILE },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -410,6 +452,10 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			if (parse_redis(optarg, cfg) < 0)
 				bad_value("redis (redis://[[USER]:PASSWORD@]HOST"
 					  "[:PORT][/DB])", optarg);
+			break;
+		case OPT_REDIS_FILE:
+			if (redis_url_file(optarg, cfg) < 0)
+				exit(2);
 			break;
 		case OPT_REDIS_PREFIX:
 			if (strlen(optarg) >= sizeof(cfg->redis_prefix) ||
@@ -610,6 +656,11 @@ int main(int argc, char **argv)
 		       sizeof(e.cfg.api_key)) < 0 ||
 	    env_secret("RINGCAST_JWT_SECRET", e.cfg.jwt_secret,
 		       sizeof(e.cfg.jwt_secret)) < 0)
+		return 2;
+	/* --redis and --redis-url-file, parsed after, take precedence. */
+	if (getenv("RINGCAST_REDIS_URL") &&
+	    redis_url_from("RINGCAST_REDIS_URL", getenv("RINGCAST_REDIS_URL"),
+			   &e.cfg) < 0)
 		return 2;
 	parse_args(argc, argv, &e.cfg);
 	/*

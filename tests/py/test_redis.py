@@ -13,7 +13,9 @@
 """
 
 import json
+import os
 import signal
+import subprocess
 
 import rc
 import redisd
@@ -185,6 +187,50 @@ def check_wait_backlog(exe, redis):
         expect(st["connections"] <= 1, "connections left: %s", st)
 
 
+async def check_url_kept_secret(exe):
+    """The Redis URL, password and all, may come from RINGCAST_REDIS_URL
+    or from a file (--redis-url-file), not only from the command line
+    that ps shows; a bad one stops the engine without printing it."""
+    pw = "s3cret-%d" % os.getpid()
+    with redisd.Redis() as redis:
+        redis.command("CONFIG", "SET", "requirepass", pw)
+        url = "redis://:%s@127.0.0.1:%d" % (pw, redis.port)
+        path = os.path.join(redis.dir, "url")
+        with open(path, "w") as f:
+            f.write(url + "\n")
+        saved = os.environ.get("RINGCAST_REDIS_URL")
+        for how, args, env in (("RINGCAST_REDIS_URL", (), url),
+                               ("--redis-url-file", ("--redis-url-file",
+                                                     path), None)):
+            if env:
+                os.environ["RINGCAST_REDIS_URL"] = env
+            else:
+                os.environ.pop("RINGCAST_REDIS_URL", None)
+            try:
+                with rc.Engine(exe, "--shards", "1", *args) as eng:
+                    await rc.await_state(
+                        "Redis up (AUTH passed) with the URL from %s" % how,
+                        lambda: rc.stats(eng).get("redis", {}),
+                        lambda r: r.get("up") is True)
+                    with open("/proc/%d/cmdline" % eng.proc.pid,
+                              "rb") as f:
+                        expect(pw.encode() not in f.read(),
+                               "password on the command line (%s)", how)
+            finally:
+                if saved is None:
+                    os.environ.pop("RINGCAST_REDIS_URL", None)
+                else:
+                    os.environ["RINGCAST_REDIS_URL"] = saved
+        bad = "redis://:%s@" % pw
+        env = dict(os.environ, RINGCAST_REDIS_URL=bad)
+        p = subprocess.run([exe, "--listen", "127.0.0.1:0"], env=env,
+                           capture_output=True, timeout=10)
+        expect_eq(p.returncode, 2, "exit status with a bad RINGCAST_REDIS_URL")
+        err = p.stderr.decode(errors="replace")
+        expect("RINGCAST_REDIS_URL" in err and pw not in err,
+               "stderr: %r", err)
+
+
 def main():
     run = rc.Run("redis")
     try:
@@ -200,6 +246,7 @@ def main():
             run.check("redis-down-at-start", check_late_redis, run.exe,
                       redis, timeout=120)
             run.check("wait-backlog", check_wait_backlog, run.exe, redis)
+        run.check("url-kept-secret", check_url_kept_secret, run.exe)
     except AssertionError as e:
         run.fail("setup", e)
     run.finish()
