@@ -16,18 +16,15 @@
  * confirm the SUBSCRIBE, so a message published after a client's
  * subscribe reply reaches it. When Redis goes away the bridge reconnects
  * with capped exponential backoff and jitter and subscribes again; the
- * engine keeps serving its clients meanwhile and /healthz says 503.
+ * engine keeps serving its clients meanwhile and /healthz says 503. The
+ * two connections are RESP links (resp.c); this file is what the bridge
+ * does with them.
  */
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -38,41 +35,17 @@
 #include "json.h"
 #include "mail.h"
 #include "pub.h"
+#include "resp.h"
 #include "rreq.h"
 #include "ud.h"
 #include "user.h"
 
-#define R_RBUF		65536		/* bytes per recv */
-#define R_BACKOFF_MIN	100		/* ms */
-#define R_BACKOFF_MAX	5000		/* ms */
 #define R_BATCH		512		/* channels per (UN)SUBSCRIBE */
 #define R_TICK_MS	100
 #define R_BEAT_MS	1000		/* presence heartbeat */
 #define R_NODE_TTL	5		/* s: a node silent this long is dead */
 
 enum { R_SUB = 0, R_PUB = 1 };
-enum { R_DOWN = 0, R_CONNECTING, R_HELLO, R_READY };
-
-/* One Redis connection. */
-struct rconn {
-	const char *role;		/* "subscriber", "publisher" */
-	int fd;				/* -1 while down */
-	uint32_t gen;			/* per attempt: stale CQEs are dropped */
-	int state;			/* R_* */
-	unsigned hello;			/* AUTH/SELECT replies still owed */
-	redisReader *reader;
-	char *rbuf;			/* R_RBUF bytes, one recv in flight */
-	bool recv_armed;
-	bool send_armed;
-	char *out;			/* bytes in flight */
-	size_t olen, osent;
-	char *next;			/* bytes queued behind them */
-	size_t nlen, ncap;
-	unsigned backoff;		/* ms before the next attempt */
-	uint64_t retry_at;		/* ms, CLOCK_MONOTONIC */
-	struct eng_rreq *fifo_head;	/* publisher: PUBLISHes awaiting */
-	struct eng_rreq *fifo_tail;
-};
 
 /*
  * An entry of one of the bridge's tables: a Redis channel this node wants
@@ -106,7 +79,9 @@ struct eng_bridge {
 	pthread_t thread;
 	bool up;
 	bool stopping;
-	struct rconn c[2];
+	struct eng_resp c[2];		/* the subscriber and publisher links */
+	struct eng_rreq *fifo_head;	/* publisher: requests awaiting */
+	struct eng_rreq *fifo_tail;
 	struct rtable chans;		/* Redis channels wanted */
 	struct rtable pres;		/* users' presence on this node */
 	uint64_t next_beat;		/* ms: the next heartbeat */
@@ -132,10 +107,7 @@ struct eng_bridge {
 
 static uint64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return eng_resp_now_ms();
 }
 
 static void set_reason(struct eng_bridge *r, const char *fmt, const char *a,
@@ -148,7 +120,7 @@ static void set_reason(struct eng_bridge *r, const char *fmt, const char *a,
 
 static void update_health(struct eng_bridge *r)
 {
-	int ok = r->c[R_SUB].state == R_READY && r->c[R_PUB].state == R_READY;
+	int ok = eng_resp_ready(&r->c[R_SUB]) && eng_resp_ready(&r->c[R_PUB]);
 
 	if (ok) {
 		pthread_mutex_lock(&r->lock);
@@ -309,50 +281,6 @@ static void mark_all(struct rtable *t, bool desired_only)
 
 /* ---- output ------------------------------------------------------------- */
 
-static void conn_down(struct eng_bridge *r, struct rconn *c, int err,
-		      const char *what);
-
-static void arm_send(struct eng_bridge *r, struct rconn *c, unsigned idx)
-{
-	if (c->send_armed || c->fd < 0 || c->state < R_HELLO)
-		return;
-	if (c->osent == c->olen) {
-		/* All sent: what was queued behind goes out now. */
-		if (!c->nlen)
-			return;
-		free(c->out);
-		c->out = c->next;
-		c->olen = c->nlen;
-		c->osent = 0;
-		c->next = NULL;
-		c->nlen = c->ncap = 0;
-	}
-	/* the kernel reads c->out until this SEND's CQE */
-	if (ring_fd_send(&r->ring, c->fd, c->out + c->osent,
-			 c->olen - c->osent,
-			 ring_ud(ENG_OP_R_SEND, idx, c->gen)) < 0) {
-		conn_down(r, c, -EBUSY, "submit");
-		return;
-	}
-	c->send_armed = true;
-}
-
-static int put_raw(struct rconn *c, const char *cmd, size_t n);
-
-/* Appends a formatted command; sent after what is in flight. */
-static int put_cmd(struct rconn *c, int argc, const char **argv,
-		   const size_t *lens)
-{
-	char *cmd;
-	int n = redisFormatCommandArgv(&cmd, argc, argv, lens), ret;
-
-	if (n < 0)
-		return -ENOMEM;
-	ret = put_raw(c, cmd, (size_t)n);
-	free(cmd);
-	return ret;
-}
-
 /* ---- acknowledgements back to the shards ------------------------------- */
 
 static void ack_sub(struct eng_bridge *r, struct rchan *ch)
@@ -386,174 +314,72 @@ static void ack_pub(struct eng_bridge *r, struct eng_rreq *p, long long n)
 	eng_mail_post(&r->mail, p->from, ENG_OP_R_REPLY, p);
 }
 
-/* ---- connection life ----------------------------------------------------- */
+/* ---- the links ----------------------------------------------------------- */
 
-static void schedule_retry(struct rconn *c)
+/*
+ * A link is ready: the subscriber subscribes to everything wanted, the
+ * publisher beats at once (which tells whether our presence survived).
+ */
+static void link_ready(struct eng_resp *l, void *arg)
 {
-	unsigned jitter = 0;
+	struct eng_bridge *r = arg;
 
-	if (getrandom(&jitter, sizeof(jitter), GRND_NONBLOCK) < 0)
-		jitter = (unsigned)now_ms();
-	/* full jitter within [backoff/2, backoff] spreads a node fleet */
-	c->retry_at = now_ms() + c->backoff / 2 + jitter % (c->backoff / 2 + 1);
-	c->backoff = c->backoff * 2 > R_BACKOFF_MAX ? R_BACKOFF_MAX
-						    : c->backoff * 2;
+	if (l == &r->c[R_SUB])
+		mark_all(&r->chans, true);
+	else
+		r->next_beat = 0;
+	update_health(r);
 }
 
-static void conn_down(struct eng_bridge *r, struct rconn *c, int err,
-		      const char *what)
+/* The hello got an error (a wrong password, an unknown db). */
+static void link_refused(struct eng_resp *l, void *arg, const char *err)
 {
-	char msg[96];
+	struct eng_bridge *r = arg;
 
-	if (c->state == R_DOWN)
-		return;
-	snprintf(msg, sizeof(msg), "%s: %s", what,
-		 err ? strerror(-err) : "closed by server");
-	if ((c->state == R_READY || c->state == R_HELLO) && !r->stopping)
-		fprintf(stderr, "ringcast: redis %s lost (%s); reconnecting\n",
-			c->role, msg);
-	set_reason(r, "redis %s %s", c->role, msg);
-	if (c->fd >= 0) {
-		/* Cancels the recv and send on it; their CQEs are stale. */
-		shutdown(c->fd, SHUT_RDWR);
-		close(c->fd);
-	}
-	c->fd = -1;
-	c->gen++;
-	c->state = R_DOWN;
-	c->recv_armed = c->send_armed = false;
-	free(c->out);
-	free(c->next);
-	c->out = c->next = NULL;
-	c->olen = c->osent = c->nlen = c->ncap = 0;
-	if (c->reader)
-		redisReaderFree(c->reader);
-	c->reader = NULL;
-	/* Publishes in flight: their fate is unknown, so they failed. */
-	while (c->fifo_head) {
-		struct eng_rreq *p = c->fifo_head;
+	fprintf(stderr, "ringcast: redis %s: %s\n", l->cfg.role, err);
+	set_reason(r, "redis %s: %s", l->cfg.role, err);
+}
 
-		c->fifo_head = p->next;
-		ack_pub(r, p, -ECONNRESET);
-	}
-	c->fifo_tail = NULL;
-	if (c == &r->c[R_SUB]) {
-		/* Everything must be subscribed again on the next link. */
+static void ack_pub(struct eng_bridge *r, struct eng_rreq *p, long long n);
+
+/*
+ * A link went down (or an attempt failed): say why, fail what waited
+ * on it, and let the subscriber subscribe to everything again next time.
+ */
+static void link_down(struct eng_resp *l, void *arg, bool was_up,
+		      const char *why)
+{
+	struct eng_bridge *r = arg;
+
+	if (was_up && !r->stopping)
+		fprintf(stderr, "ringcast: %s; reconnecting\n", why);
+	set_reason(r, "%s%s", why, "");
+	if (l == &r->c[R_PUB]) {
+		/* Requests in flight: their fate is unknown, so they failed. */
+		while (r->fifo_head) {
+			struct eng_rreq *p = r->fifo_head;
+
+			r->fifo_head = p->next;
+			ack_pub(r, p, -ECONNRESET);
+		}
+		r->fifo_tail = NULL;
+	} else {
 		for (size_t i = 0; i < r->chans.nbuckets; i++)
 			for (struct rchan *ch = r->chans.buckets[i]; ch;
 			     ch = ch->next)
 				ch->requested = ch->confirmed = 0;
 	}
 	update_health(r);
-	schedule_retry(c);
 }
 
-static void arm_recv(struct eng_bridge *r, struct rconn *c, unsigned idx)
-{
-	if (c->recv_armed || c->fd < 0)
-		return;
-	if (ring_fd_recv(&r->ring, c->fd, c->rbuf, R_RBUF,
-			 ring_ud(ENG_OP_R_RECV, idx, c->gen)) < 0) {
-		conn_down(r, c, -EBUSY, "submit");
-		return;
-	}
-	c->recv_armed = true;
-}
+static void link_reply(struct eng_resp *l, void *arg, redisReply *rep);
 
-static void start_connect(struct eng_bridge *r, struct rconn *c, unsigned idx)
-{
-	const struct eng_cfg *cfg = &r->eng->cfg;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
-	char port[8];
-	int ret, one = 1;
-
-	snprintf(port, sizeof(port), "%u", cfg->redis_port);
-	ret = getaddrinfo(cfg->redis_host, port, &hints, &ai);
-	if (ret) {
-		set_reason(r, "redis: cannot resolve %s: %s", cfg->redis_host,
-			   gai_strerror(ret));
-		schedule_retry(c);
-		return;
-	}
-	c->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		freeaddrinfo(ai);
-		set_reason(r, "redis: socket: %s%s", strerror(errno), "");
-		schedule_retry(c);
-		return;
-	}
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	/* connect reads the address at submission: the copy may go after */
-	if (ring_fd_connect(&r->ring, c->fd, ai->ai_addr, ai->ai_addrlen,
-			    ring_ud(ENG_OP_R_CONNECT, idx, c->gen + 1)) < 0) {
-		freeaddrinfo(ai);
-		close(c->fd);
-		c->fd = -1;
-		schedule_retry(c);
-		return;
-	}
-	c->gen++;
-	c->state = R_CONNECTING;
-	freeaddrinfo(ai);
-}
-
-/*
- * A connection is ready: the subscriber subscribes to everything wanted,
- * the publisher beats at once (which tells whether our presence survived).
- */
-static void on_ready(struct eng_bridge *r, unsigned idx)
-{
-	if (idx == R_SUB)
-		mark_all(&r->chans, true);
-	else
-		r->next_beat = 0;
-}
-
-/* Connected: say hello (AUTH, SELECT), then the role's own start. */
-static void on_connected(struct eng_bridge *r, struct rconn *c, unsigned idx)
-{
-	const struct eng_cfg *cfg = &r->eng->cfg;
-
-	c->reader = redisReaderCreate();
-	if (!c->reader) {
-		conn_down(r, c, -ENOMEM, "reader");
-		return;
-	}
-	c->state = R_HELLO;
-	c->hello = 0;
-	if (cfg->redis_password[0]) {
-		const char *argv[3] = { "AUTH", cfg->redis_user,
-					cfg->redis_password };
-		size_t lens[3] = { 4, strlen(cfg->redis_user),
-				   strlen(cfg->redis_password) };
-
-		if (cfg->redis_user[0])
-			put_cmd(c, 3, argv, lens);
-		else
-			put_cmd(c, 2, (const char *[]){ "AUTH",
-				cfg->redis_password },
-				(size_t[]){ 4, lens[2] });
-		c->hello++;
-	}
-	if (cfg->redis_db && idx == R_PUB) {
-		char db[16];
-		int n = snprintf(db, sizeof(db), "%u", cfg->redis_db);
-
-		put_cmd(c, 2, (const char *[]){ "SELECT", db },
-			(size_t[]){ 6, (size_t)n });
-		c->hello++;
-	}
-	if (!c->hello) {
-		c->state = R_READY;
-		c->backoff = R_BACKOFF_MIN;
-	}
-	if (c->state == R_READY)
-		on_ready(r, idx);
-	arm_recv(r, c, idx);
-	arm_send(r, c, idx);
-	update_health(r);
-}
+static const struct eng_resp_ops link_ops = {
+	.ready = link_ready,
+	.reply = link_reply,
+	.down = link_down,
+	.refused = link_refused,
+};
 
 /* ---- replies ------------------------------------------------------------ */
 
@@ -695,33 +521,19 @@ reject:
 	atomic_fetch_add_explicit(&r->rejected, 1, memory_order_relaxed);
 }
 
-static void on_reply(struct eng_bridge *r, struct rconn *c, unsigned idx,
-		     redisReply *rep)
+/* A reply on a ready link: the publisher's in FIFO order, or a push. */
+static void link_reply(struct eng_resp *l, void *arg, redisReply *rep)
 {
-	if (c->state == R_HELLO) {
-		if (rep->type == REDIS_REPLY_ERROR) {
-			fprintf(stderr, "ringcast: redis %s: %.*s\n", c->role,
-				(int)rep->len, rep->str);
-			set_reason(r, "redis %s: %s", c->role, rep->str);
-			conn_down(r, c, -EACCES, "hello");
-			return;
-		}
-		if (--c->hello)
-			return;
-		c->state = R_READY;
-		c->backoff = R_BACKOFF_MIN;
-		on_ready(r, idx);
-		update_health(r);
-		return;
-	}
-	if (idx == R_PUB) {
-		struct eng_rreq *p = c->fifo_head;
+	struct eng_bridge *r = arg;
+
+	if (l == &r->c[R_PUB]) {
+		struct eng_rreq *p = r->fifo_head;
 
 		if (!p)
 			return;
-		c->fifo_head = p->next;
-		if (!c->fifo_head)
-			c->fifo_tail = NULL;
+		r->fifo_head = p->next;
+		if (!r->fifo_head)
+			r->fifo_tail = NULL;
 		on_pub_reply(r, p, rep);
 		return;
 	}
@@ -749,41 +561,12 @@ static void on_reply(struct eng_bridge *r, struct rconn *c, unsigned idx,
 	}
 }
 
-static void on_recv(struct eng_bridge *r, struct rconn *c, unsigned idx,
-		    int res)
-{
-	void *rep;
-
-	c->recv_armed = false;
-	if (res <= 0) {
-		conn_down(r, c, res, "read");
-		return;
-	}
-	if (redisReaderFeed(c->reader, c->rbuf, (size_t)res) != REDIS_OK) {
-		conn_down(r, c, -ENOMEM, "reader");
-		return;
-	}
-	for (;;) {
-		if (redisReaderGetReply(c->reader, &rep) != REDIS_OK) {
-			conn_down(r, c, -EPROTO, c->reader->errstr);
-			return;
-		}
-		if (!rep)
-			break;
-		on_reply(r, c, idx, rep);
-		freeReplyObject(rep);
-		if (c->state == R_DOWN)
-			return;
-	}
-	arm_recv(r, c, idx);
-}
-
 /* ---- batching ------------------------------------------------------------ */
 
 /* Sends one (UN)SUBSCRIBE per R_BATCH channels that changed. */
 static void flush_interest(struct eng_bridge *r)
 {
-	struct rconn *c = &r->c[R_SUB];
+	struct eng_resp *c = &r->c[R_SUB];
 	const char *argv[R_BATCH + 1];
 	size_t lens[R_BATCH + 1];
 	int pass;
@@ -797,7 +580,7 @@ static void flush_interest(struct eng_bridge *r)
 		for (size_t i = 0; i < r->chans.ndirty; i++) {
 			struct rchan *ch = r->chans.dirty[i];
 
-			if (c->state != R_READY)
+			if (!eng_resp_ready(c))
 				break;
 			if (sub != !!ch->desired || ch->requested == ch->desired)
 				continue;
@@ -806,12 +589,12 @@ static void flush_interest(struct eng_bridge *r)
 			ch->requested = ch->desired;
 			ch->confirmed = 0;
 			if (++n == R_BATCH + 1) {
-				put_cmd(c, n, argv, lens);
+				eng_resp_put_cmd(c, n, argv, lens);
 				n = 1;
 			}
 		}
 		if (n > 1)
-			put_cmd(c, n, argv, lens);
+			eng_resp_put_cmd(c, n, argv, lens);
 	}
 	for (size_t i = 0; i < r->chans.ndirty; i++) {
 		struct rchan *ch = r->chans.dirty[i];
@@ -823,13 +606,13 @@ static void flush_interest(struct eng_bridge *r)
 		 * (a channel dropped and wanted again within one batch, or
 		 * wanted again by a new owner): no answer would come.
 		 */
-		if (c->state != R_READY || (ch->ack && ch->confirmed))
+		if (!eng_resp_ready(c) || (ch->ack && ch->confirmed))
 			ack_sub(r, ch);
 		if (!ch->desired && !ch->requested && !ch->ack)
 			rchan_free(&r->chans, ch);
 	}
 	r->chans.ndirty = 0;
-	arm_send(r, c, R_SUB);
+	eng_resp_flush(c);
 }
 
 /* ---- mail from the shards --------------------------------------------- */
@@ -848,31 +631,11 @@ static void on_sub_mail(struct eng_bridge *r, struct eng_rsub *m)
 	eng_free(m);
 }
 
-/* Appends bytes already formatted as a RESP command. */
-static int put_raw(struct rconn *c, const char *cmd, size_t n)
-{
-	if (c->nlen + n > c->ncap) {
-		size_t cap = c->ncap ? c->ncap : 4096;
-		char *nb;
-
-		while (cap < c->nlen + n)
-			cap *= 2;
-		nb = realloc(c->next, cap);
-		if (!nb)
-			return -ENOMEM;
-		c->next = nb;
-		c->ncap = cap;
-	}
-	memcpy(c->next + c->nlen, cmd, n);
-	c->nlen += n;
-	return 0;
-}
-
 static void on_request_mail(struct eng_bridge *r, struct eng_rreq *p)
 {
-	struct rconn *c = &r->c[R_PUB];
+	struct eng_resp *c = &r->c[R_PUB];
 
-	if (c->state != R_READY || put_raw(c, p->data, p->len) < 0) {
+	if (!eng_resp_ready(c) || eng_resp_put_raw(c, p->data, p->len) < 0) {
 		ack_pub(r, p, -ENOTCONN);
 		return;
 	}
@@ -880,12 +643,12 @@ static void on_request_mail(struct eng_bridge *r, struct eng_rreq *p)
 		atomic_fetch_add_explicit(&r->publishes, 1,
 					  memory_order_relaxed);
 	p->next = NULL;
-	if (c->fifo_tail)
-		c->fifo_tail->next = p;
+	if (r->fifo_tail)
+		r->fifo_tail->next = p;
 	else
-		c->fifo_head = p;
-	c->fifo_tail = p;
-	arm_send(r, c, R_PUB);
+		r->fifo_head = p;
+	r->fifo_tail = p;
+	eng_resp_flush(c);
 }
 
 /* Sends a request of the bridge's own (no shard waits for it). */
@@ -953,7 +716,7 @@ static void flush_presence(struct eng_bridge *r)
 	struct rtable *t = &r->pres;
 	size_t i = 0;
 
-	if (r->c[R_PUB].state != R_READY)
+	if (!eng_resp_ready(&r->c[R_PUB]))
 		return;		/* written again in full after the next beat */
 	node_counts(r, nc, nu);
 	while (i < t->ndirty) {
@@ -1034,23 +797,11 @@ static void leave(struct eng_bridge *r)
 	size_t lens[5] = { 4, strlen(eng_lua_leave), 1,
 			   strlen(cfg->redis_prefix), strlen(cfg->node_id) };
 
-	if (r->c[R_PUB].state == R_READY)
+	if (eng_resp_ready(&r->c[R_PUB]))
 		own_request(r, ENG_RQ_QUIET, 5, argv, lens);
 }
 
 /* ---- the loop ------------------------------------------------------------ */
-
-static void on_send(struct eng_bridge *r, struct rconn *c, unsigned idx,
-		    int res)
-{
-	c->send_armed = false;
-	if (res < 0) {
-		conn_down(r, c, res, "write");
-		return;
-	}
-	c->osent += (size_t)res;
-	arm_send(r, c, idx);
-}
 
 static void arm_tick(struct eng_bridge *r)
 {
@@ -1064,22 +815,16 @@ static void on_tick(struct eng_bridge *r)
 	if (r->mail.retry)
 		eng_mail_retry(&r->mail);
 
-	if (!r->stopping && r->c[R_PUB].state == R_READY &&
+	if (!r->stopping && eng_resp_ready(&r->c[R_PUB]) &&
 	    now >= r->next_beat) {
 		r->next_beat = now + R_BEAT_MS;
 		beat(r);
 	}
 
-	for (unsigned i = 0; i < 2; i++) {
-		struct rconn *c = &r->c[i];
-
-		if (c->state == R_DOWN && now >= c->retry_at) {
-			if (c->retry_at)
-				atomic_fetch_add_explicit(&r->reconnects, 1,
-							  memory_order_relaxed);
-			start_connect(r, c, i);
-		}
-	}
+	for (unsigned i = 0; i < 2; i++)
+		if (eng_resp_poll(&r->c[i], now))
+			atomic_fetch_add_explicit(&r->reconnects, 1,
+						  memory_order_relaxed);
 	arm_tick(r);
 }
 
@@ -1087,9 +832,6 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 {
 	struct eng_bridge *r = arg;
 	unsigned op = ring_ud_op(cqe->user_data);
-	unsigned idx = ring_ud_slot(cqe->user_data) & 1;
-	struct rconn *c = &r->c[idx];
-	bool stale = c->gen != ring_ud_gen(cqe->user_data);
 
 	if (eng_mail_is(op)) {
 		eng_mail_read(&r->mail, cqe);
@@ -1097,20 +839,11 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 	}
 	switch (op) {
 	case ENG_OP_R_CONNECT:
-		if (stale)
-			break;
-		if (cqe->res < 0)
-			conn_down(r, c, cqe->res, "connect");
-		else
-			on_connected(r, c, idx);
-		break;
 	case ENG_OP_R_RECV:
-		if (!stale)
-			on_recv(r, c, idx, cqe->res);
-		break;
 	case ENG_OP_R_SEND:
-		if (!stale)
-			on_send(r, c, idx, cqe->res);
+		/* the slot says which link: R_SUB or R_PUB */
+		eng_resp_on_cqe(&r->c[ring_ud_slot(cqe->user_data) & 1], op,
+				ring_ud_gen(cqe->user_data), cqe->res);
 		break;
 	case ENG_OP_TIMER:
 		on_tick(r);
@@ -1130,11 +863,11 @@ static void *bridge_main(void *arg)
 	struct eng_bridge *r = arg;
 
 	arm_tick(r);
-	start_connect(r, &r->c[R_SUB], R_SUB);
-	start_connect(r, &r->c[R_PUB], R_PUB);
+	eng_resp_poll(&r->c[R_SUB], now_ms());
+	eng_resp_poll(&r->c[R_PUB], now_ms());
 	/* After a stop, until our last writes are answered (or 1 s). */
-	while (!r->stopping || (r->c[R_PUB].fifo_head &&
-				r->c[R_PUB].state == R_READY &&
+	while (!r->stopping || (r->fifo_head &&
+				eng_resp_ready(&r->c[R_PUB]) &&
 				now_ms() < r->stop_by)) {
 		int ret = ring_run(&r->ring, 1, dispatch, r);
 
@@ -1153,7 +886,7 @@ static void *bridge_main(void *arg)
 			flush_presence(r);
 	}
 	for (unsigned i = 0; i < 2; i++)
-		conn_down(r, &r->c[i], 0, "stopping");
+		eng_resp_down(&r->c[i], 0, "stopping");
 	return NULL;
 }
 
@@ -1174,6 +907,7 @@ int eng_bridge_init(struct eng *e)
 	if (!r)
 		return -ENOMEM;
 	r->eng = e;
+	r->c[R_SUB].fd = r->c[R_PUB].fd = -1;	/* eng_resp_exit() on err */
 	pthread_mutex_init(&r->lock, NULL);
 	snprintf(r->reason, sizeof(r->reason), "redis: connecting to %s:%u",
 		 e->cfg.redis_host, e->cfg.redis_port);
@@ -1193,12 +927,24 @@ int eng_bridge_init(struct eng *e)
 		goto err;
 	r->json = json_parser_new(e->cfg.max_message);
 	for (unsigned i = 0; i < 2; i++) {
-		r->c[i].fd = -1;
-		r->c[i].role = i == R_SUB ? "subscriber" : "publisher";
-		r->c[i].backoff = R_BACKOFF_MIN;
-		r->c[i].rbuf = malloc(R_RBUF);
+		struct eng_resp_cfg lc = {
+			.role = i == R_SUB ? "subscriber" : "publisher",
+			.host = e->cfg.redis_host,
+			.port = e->cfg.redis_port,
+			.user = e->cfg.redis_user,
+			.password = e->cfg.redis_password,
+			/* pub/sub ignores the db: only the publisher selects */
+			.db = i == R_PUB ? e->cfg.redis_db : 0,
+			.op_connect = ENG_OP_R_CONNECT,
+			.op_recv = ENG_OP_R_RECV,
+			.op_send = ENG_OP_R_SEND,
+			.idx = i,
+		};
+
+		if (eng_resp_init(&r->c[i], &r->ring, &lc, &link_ops, r) < 0)
+			goto err;
 	}
-	if (!r->json || !r->c[0].rbuf || !r->c[1].rbuf)
+	if (!r->json)
 		goto err;
 	/* Broadcasts and kicks: every node wants them, always. */
 	all = rchan_get(&r->chans, r->all, r->all_len);
@@ -1220,8 +966,8 @@ err:
 	json_parser_free(r->json);
 	rtable_exit(&r->chans);
 	rtable_exit(&r->pres);
-	free(r->c[0].rbuf);
-	free(r->c[1].rbuf);
+	eng_resp_exit(&r->c[0]);
+	eng_resp_exit(&r->c[1]);
 	free(r);
 	return ret;
 }
@@ -1260,8 +1006,8 @@ void eng_bridge_free(struct eng *e)
 	rtable_exit(&r->chans);
 	rtable_exit(&r->pres);
 	json_parser_free(r->json);
-	free(r->c[0].rbuf);
-	free(r->c[1].rbuf);
+	eng_resp_exit(&r->c[0]);
+	eng_resp_exit(&r->c[1]);
 	eng_mail_exit(&r->mail);
 	pthread_mutex_destroy(&r->lock);
 	free(r);

@@ -1,0 +1,343 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * resp.c: one RESP link to Redis through a ring. Reads and writes are
+ * ring operations on an ordinary socket; replies are parsed with
+ * hiredis's redisReader and commands formatted with
+ * redisFormatCommandArgv (hiredis's own I/O is not used). A link that
+ * fails is torn down at once and tried again after a backoff that doubles
+ * up to ENG_RESP_BACKOFF_MAX, with jitter so that a fleet of nodes does
+ * not reconnect in step.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "resp.h"
+#include "ud.h"
+
+uint64_t eng_resp_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int eng_resp_init(struct eng_resp *l, struct ring *ring,
+		  const struct eng_resp_cfg *cfg,
+		  const struct eng_resp_ops *ops, void *arg)
+{
+	memset(l, 0, sizeof(*l));
+	l->cfg = *cfg;
+	l->ring = ring;
+	l->ops = ops;
+	l->arg = arg;
+	l->fd = -1;
+	l->backoff = ENG_RESP_BACKOFF_MIN;
+	l->rbuf = malloc(ENG_RESP_RBUF);
+	return l->rbuf ? 0 : -ENOMEM;
+}
+
+/* Closes the socket and frees the buffers: the link is down, quietly. */
+static void reset(struct eng_resp *l)
+{
+	if (l->fd >= 0) {
+		/* Cancels the recv and send on it; their CQEs are stale. */
+		shutdown(l->fd, SHUT_RDWR);
+		close(l->fd);
+	}
+	l->fd = -1;
+	l->gen++;
+	l->state = ENG_RESP_DOWN;
+	l->recv_armed = l->send_armed = false;
+	free(l->out);
+	free(l->next);
+	l->out = l->next = NULL;
+	l->olen = l->osent = l->nlen = l->ncap = 0;
+	if (l->reader)
+		redisReaderFree(l->reader);
+	l->reader = NULL;
+}
+
+void eng_resp_exit(struct eng_resp *l)
+{
+	reset(l);
+	free(l->rbuf);
+	l->rbuf = NULL;
+}
+
+static void schedule_retry(struct eng_resp *l)
+{
+	unsigned jitter = 0;
+	uint64_t now = eng_resp_now_ms();
+
+	if (getrandom(&jitter, sizeof(jitter), GRND_NONBLOCK) < 0)
+		jitter = (unsigned)now;
+	/* full jitter within [backoff/2, backoff] spreads a node fleet */
+	l->retry_at = now + l->backoff / 2 + jitter % (l->backoff / 2 + 1);
+	l->backoff = l->backoff * 2 > ENG_RESP_BACKOFF_MAX ?
+		     ENG_RESP_BACKOFF_MAX : l->backoff * 2;
+}
+
+void eng_resp_down(struct eng_resp *l, int err, const char *what)
+{
+	char why[160];
+	bool was_up = l->state == ENG_RESP_READY ||
+		      l->state == ENG_RESP_HELLO;
+
+	if (l->state == ENG_RESP_DOWN)
+		return;
+	snprintf(why, sizeof(why), "redis %s %s: %s", l->cfg.role, what,
+		 err ? strerror(-err) : "closed by server");
+	reset(l);
+	schedule_retry(l);
+	l->ops->down(l, l->arg, was_up, why);
+}
+
+/* An attempt failed before it had a socket worth closing. */
+static void start_failed(struct eng_resp *l, const char *why)
+{
+	schedule_retry(l);
+	l->ops->down(l, l->arg, false, why);
+}
+
+static void arm_recv(struct eng_resp *l)
+{
+	if (l->recv_armed || l->fd < 0)
+		return;
+	if (ring_fd_recv(l->ring, l->fd, l->rbuf, ENG_RESP_RBUF,
+			 ring_ud(l->cfg.op_recv, l->cfg.idx, l->gen)) < 0) {
+		eng_resp_down(l, -EBUSY, "submit");
+		return;
+	}
+	l->recv_armed = true;
+}
+
+void eng_resp_flush(struct eng_resp *l)
+{
+	if (l->send_armed || l->fd < 0 || l->state < ENG_RESP_HELLO)
+		return;
+	if (l->osent == l->olen) {
+		/* All sent: what was queued behind goes out now. */
+		if (!l->nlen)
+			return;
+		free(l->out);
+		l->out = l->next;
+		l->olen = l->nlen;
+		l->osent = 0;
+		l->next = NULL;
+		l->nlen = l->ncap = 0;
+	}
+	/* the kernel reads l->out until this SEND's CQE */
+	if (ring_fd_send(l->ring, l->fd, l->out + l->osent,
+			 l->olen - l->osent,
+			 ring_ud(l->cfg.op_send, l->cfg.idx, l->gen)) < 0) {
+		eng_resp_down(l, -EBUSY, "submit");
+		return;
+	}
+	l->send_armed = true;
+}
+
+int eng_resp_put_raw(struct eng_resp *l, const char *cmd, size_t n)
+{
+	if (l->nlen + n > l->ncap) {
+		size_t cap = l->ncap ? l->ncap : 4096;
+		char *nb;
+
+		while (cap < l->nlen + n)
+			cap *= 2;
+		nb = realloc(l->next, cap);
+		if (!nb)
+			return -ENOMEM;
+		l->next = nb;
+		l->ncap = cap;
+	}
+	memcpy(l->next + l->nlen, cmd, n);
+	l->nlen += n;
+	return 0;
+}
+
+int eng_resp_put_cmd(struct eng_resp *l, int argc, const char **argv,
+		     const size_t *lens)
+{
+	char *cmd;
+	int n = redisFormatCommandArgv(&cmd, argc, argv, lens), ret;
+
+	if (n < 0)
+		return -ENOMEM;
+	ret = eng_resp_put_raw(l, cmd, (size_t)n);
+	free(cmd);
+	return ret;
+}
+
+static void start_connect(struct eng_resp *l)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	char port[8], why[320];
+	int ret, one = 1;
+
+	snprintf(port, sizeof(port), "%u", l->cfg.port);
+	ret = getaddrinfo(l->cfg.host, port, &hints, &ai);
+	if (ret) {
+		snprintf(why, sizeof(why), "redis: cannot resolve %s: %s",
+			 l->cfg.host, gai_strerror(ret));
+		start_failed(l, why);
+		return;
+	}
+	l->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (l->fd < 0) {
+		freeaddrinfo(ai);
+		snprintf(why, sizeof(why), "redis: socket: %s",
+			 strerror(errno));
+		start_failed(l, why);
+		return;
+	}
+	setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(l->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	/* connect reads the address at submission: the copy may go after */
+	if (ring_fd_connect(l->ring, l->fd, ai->ai_addr, ai->ai_addrlen,
+			    ring_ud(l->cfg.op_connect, l->cfg.idx,
+				    l->gen + 1)) < 0) {
+		freeaddrinfo(ai);
+		close(l->fd);
+		l->fd = -1;
+		schedule_retry(l);
+		return;
+	}
+	l->gen++;
+	l->state = ENG_RESP_CONNECTING;
+	freeaddrinfo(ai);
+}
+
+bool eng_resp_poll(struct eng_resp *l, uint64_t now_ms)
+{
+	bool again = l->retry_at != 0;
+
+	if (l->state != ENG_RESP_DOWN || now_ms < l->retry_at)
+		return false;
+	start_connect(l);
+	return again;
+}
+
+static void ready(struct eng_resp *l)
+{
+	l->state = ENG_RESP_READY;
+	l->backoff = ENG_RESP_BACKOFF_MIN;
+	l->ops->ready(l, l->arg);
+}
+
+/* Connected: say hello (AUTH, SELECT) before anything else goes. */
+static void on_connected(struct eng_resp *l)
+{
+	l->reader = redisReaderCreate();
+	if (!l->reader) {
+		eng_resp_down(l, -ENOMEM, "reader");
+		return;
+	}
+	l->state = ENG_RESP_HELLO;
+	l->hello = 0;
+	if (l->cfg.password[0]) {
+		const char *argv[3] = { "AUTH", l->cfg.user, l->cfg.password };
+		size_t lens[3] = { 4, strlen(l->cfg.user),
+				   strlen(l->cfg.password) };
+
+		/* AUTH USER PASSWORD for Redis 6 ACLs, else AUTH PASSWORD */
+		if (l->cfg.user[0])
+			eng_resp_put_cmd(l, 3, argv, lens);
+		else
+			eng_resp_put_cmd(l, 2, (const char *[]){ "AUTH",
+					 l->cfg.password },
+					 (size_t[]){ 4, lens[2] });
+		l->hello++;
+	}
+	if (l->cfg.db) {
+		char db[16];
+		int n = snprintf(db, sizeof(db), "%u", l->cfg.db);
+
+		eng_resp_put_cmd(l, 2, (const char *[]){ "SELECT", db },
+				 (size_t[]){ 6, (size_t)n });
+		l->hello++;
+	}
+	if (!l->hello)
+		ready(l);
+	arm_recv(l);
+	eng_resp_flush(l);
+}
+
+static void on_reply(struct eng_resp *l, redisReply *rep)
+{
+	if (l->state != ENG_RESP_HELLO) {
+		l->ops->reply(l, l->arg, rep);
+		return;
+	}
+	if (rep->type == REDIS_REPLY_ERROR) {
+		l->ops->refused(l, l->arg, rep->str);
+		eng_resp_down(l, -EACCES, "hello");
+		return;
+	}
+	if (--l->hello == 0)
+		ready(l);
+}
+
+static void on_recv(struct eng_resp *l, int res)
+{
+	void *rep;
+
+	l->recv_armed = false;
+	if (res <= 0) {
+		eng_resp_down(l, res, "read");
+		return;
+	}
+	if (redisReaderFeed(l->reader, l->rbuf, (size_t)res) != REDIS_OK) {
+		eng_resp_down(l, -ENOMEM, "reader");
+		return;
+	}
+	for (;;) {
+		if (redisReaderGetReply(l->reader, &rep) != REDIS_OK) {
+			eng_resp_down(l, -EPROTO, l->reader->errstr);
+			return;
+		}
+		if (!rep)
+			break;
+		on_reply(l, rep);
+		freeReplyObject(rep);
+		if (l->state == ENG_RESP_DOWN)
+			return;
+	}
+	arm_recv(l);
+}
+
+static void on_send(struct eng_resp *l, int res)
+{
+	l->send_armed = false;
+	if (res < 0) {
+		eng_resp_down(l, res, "write");
+		return;
+	}
+	l->osent += (size_t)res;
+	eng_resp_flush(l);
+}
+
+void eng_resp_on_cqe(struct eng_resp *l, unsigned op, uint32_t gen, int res)
+{
+	if (gen != l->gen)
+		return;		/* an earlier attempt's */
+	if (op == l->cfg.op_connect) {
+		if (res < 0)
+			eng_resp_down(l, res, "connect");
+		else
+			on_connected(l);
+	} else if (op == l->cfg.op_recv) {
+		on_recv(l, res);
+	} else if (op == l->cfg.op_send) {
+		on_send(l, res);
+	}
+}
