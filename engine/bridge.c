@@ -909,8 +909,8 @@ int eng_bridge_init(struct eng *e)
 	r->eng = e;
 	r->c[R_SUB].fd = r->c[R_PUB].fd = -1;	/* eng_resp_exit() on err */
 	pthread_mutex_init(&r->lock, NULL);
-	snprintf(r->reason, sizeof(r->reason), "redis: connecting to %s:%u",
-		 e->cfg.redis_host, e->cfg.redis_port);
+	/* /healthz is open: its reasons name no host (main's log does) */
+	snprintf(r->reason, sizeof(r->reason), "redis: connecting");
 	r->all_len = (size_t)snprintf(r->all, sizeof(r->all), "%sall",
 				      e->cfg.redis_prefix);
 	{

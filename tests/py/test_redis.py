@@ -236,6 +236,24 @@ async def check_url_kept_secret(exe):
                "stderr: %r", err)
 
 
+async def check_healthz_names_no_host(exe):
+    """/healthz is open to anyone: while the link waits (here on a server
+    that accepts and never answers AUTH), it says 503 and why, without
+    naming Redis's address."""
+    import socket
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        port = mute.getsockname()[1]
+        url = "redis://:pw@127.0.0.1:%d" % port
+        with rc.Engine(exe, "--shards", "1", "--redis", url) as eng:
+            status, body = rc.api(eng, "GET", "/healthz")
+            expect_eq(status, 503, "healthz while Redis does not answer")
+            text = body.decode() if isinstance(body, bytes) else str(body)
+            expect("redis" in text and "127.0.0.1" not in text and
+                   str(port) not in text, "/healthz body %r", text)
+
+
 def main():
     run = rc.Run("redis")
     try:
@@ -252,6 +270,8 @@ def main():
                       redis, timeout=120)
             run.check("wait-backlog", check_wait_backlog, run.exe, redis)
         run.check("url-kept-secret", check_url_kept_secret, run.exe)
+        run.check("healthz-names-no-host", check_healthz_names_no_host,
+                  run.exe)
     except AssertionError as e:
         run.fail("setup", e)
     run.finish()
