@@ -450,6 +450,22 @@ static long long int_at(const redisReply *rep, size_t i)
 	return e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
 }
 
+/*
+ * Copies the comma-separated list @in (@len bytes) into @out, keeping only
+ * the entries that fit whole: a user's apps on every node may be more
+ * than one answer holds, and half a name would be a wrong name.
+ */
+static void csv_whole(char *out, size_t cap, const char *in, size_t len)
+{
+	size_t n = len < cap ? len : cap - 1;
+
+	if (n < len)		/* cut: back to the end of the last whole entry */
+		while (n && in[n] != ',')
+			n--;
+	memcpy(out, in, n);
+	out[n] = '\0';
+}
+
 /* A reply on the publisher connection, for the request at the FIFO head. */
 static void on_pub_reply(struct eng_bridge *r, struct eng_rreq *p,
 			 const redisReply *rep)
@@ -471,9 +487,8 @@ static void on_pub_reply(struct eng_bridge *r, struct eng_rreq *p,
 		if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2)
 			break;
 		if (rep->element[1]->type == REDIS_REPLY_STRING)
-			snprintf(p->text, sizeof(p->text), "%.*s",
-				 (int)rep->element[1]->len,
-				 rep->element[1]->str);
+			csv_whole(p->text, sizeof(p->text),
+				  rep->element[1]->str, rep->element[1]->len);
 		ack_pub(r, p, int_at(rep, 0));
 		return;
 	case ENG_RQ_ONLINE:

@@ -234,15 +234,18 @@ static size_t apps_json(char *out, size_t cap, const char *csv)
 {
 	size_t n = 0;
 
-	while (*csv && n + 4 < cap) {
+	out[0] = '\0';
+	while (*csv) {
 		const char *end = strchr(csv, ',');
 		size_t len = end ? (size_t)(end - csv) : strlen(csv);
 
+		/* whole entries only: a comma, two quotes and the NUL */
+		if (n + len + 4 > cap)
+			break;
 		n += (size_t)snprintf(out + n, cap - n, "%s\"%.*s\"",
 				      n ? "," : "", (int)len, csv);
 		csv += len + (end != NULL);
 	}
-	out[n < cap ? n : cap - 1] = '\0';
 	return n;
 }
 

@@ -148,6 +148,34 @@ async def check_cluster(a, b, redis, step):
         for i, ws in enumerate(alice[:2]):
             await tu.expect_pushes(ws, "alice", [(b'"after"', "after")],
                                    "alice #%d on A after B died" % i)
+    async def many_apps():
+        """16 apps of 32 bytes across the two nodes (8 each, the most a
+        node lists) do not fit one answer: GET /users/{uid} still says
+        every connection and lists whole app names, in valid JSON."""
+        names = ["%s%02d" % (c * 30, i) for i in range(8) for c in "xy"]
+        conns = []
+        try:
+            for n in names:
+                conns.append(await tu.user_ws(a if n[0] == "x" else b,
+                                              "many", app=n))
+            await many_apps_agree(names)
+        finally:
+            for ws in conns:
+                await ws.close()
+
+    async def many_apps_agree(names):
+        for eng in (a, b):
+            doc = await rc.await_state(
+                "GET /users/many counts 16 on :%d" % eng.port,
+                lambda: rc.api(eng, "GET", "/users/many", key=tu.KEY)[1],
+                lambda d: not isinstance(d, dict) or
+                d.get("connections") == 16)
+            expect(isinstance(doc, dict), "not JSON: %r", doc)
+            apps = doc["apps"]
+            expect(apps and set(apps) <= set(names) and
+                   len(set(apps)) == len(apps),
+                   "apps %r are not whole, distinct names", apps)
+    await step("many-apps", many_apps())
     await step("node-loss", node_loss())
     for ws in alice + bob:
         await ws.close()
