@@ -82,6 +82,7 @@ struct eng_bridge {
 	struct eng_resp c[2];		/* the subscriber and publisher links */
 	struct eng_rreq *fifo_head;	/* publisher: requests awaiting */
 	struct eng_rreq *fifo_tail;
+	size_t queued;			/* their bytes (each held twice) */
 	struct rtable chans;		/* Redis channels wanted */
 	struct rtable pres;		/* users' presence on this node */
 	uint64_t next_beat;		/* ms: the next heartbeat */
@@ -100,6 +101,8 @@ struct eng_bridge {
 	atomic_uint_fast64_t rejected;	/* not UTF-8, bad name */
 	atomic_uint_fast64_t publishes;
 	atomic_uint_fast64_t errors;	/* error replies from Redis */
+	atomic_uint_fast64_t refused;	/* over --redis-max-pending */
+	atomic_uint_fast64_t pending;	/* a copy of queued, for /stats */
 	atomic_uint_fast64_t mail_errors;	/* posts to shards that failed */
 	bool logged_error;		/* the first error reply was logged */
 	atomic_int healthy;
@@ -145,7 +148,8 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 	return (size_t)snprintf(out, cap,
 		"{\"up\":%s,\"reconnects\":%llu,\"messages\":%llu,"
 		"\"rejected\":%llu,\"publishes\":%llu,\"channels\":%zu,"
-		"\"error_replies\":%llu,\"mailbox_errors\":%llu}",
+		"\"error_replies\":%llu,\"mailbox_errors\":%llu,"
+		"\"over_budget\":%llu,\"pending_bytes\":%llu}",
 		atomic_load(&r->healthy) ? "true" : "false",
 		(unsigned long long)atomic_load(&r->reconnects),
 		(unsigned long long)atomic_load(&r->messages),
@@ -153,7 +157,9 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 		(unsigned long long)atomic_load(&r->publishes),
 		r->chans.count,
 		(unsigned long long)atomic_load(&r->errors),
-		(unsigned long long)atomic_load(&r->mail_errors));
+		(unsigned long long)atomic_load(&r->mail_errors),
+		(unsigned long long)atomic_load(&r->refused),
+		(unsigned long long)atomic_load(&r->pending));
 }
 
 /* ---- the tables ------------------------------------------------------------ */
@@ -270,7 +276,7 @@ static void mark_dirty(struct rtable *t, struct rchan *ch)
 	t->dirty[t->ndirty++] = ch;
 }
 
-/* Marks every entry of @t for which @want holds. */
+/* Marks every entry of @t, or only those wanted (@desired_only). */
 static void mark_all(struct rtable *t, bool desired_only)
 {
 	for (size_t i = 0; i < t->nbuckets; i++)
@@ -279,9 +285,34 @@ static void mark_all(struct rtable *t, bool desired_only)
 				mark_dirty(t, ch);
 }
 
-/* ---- output ------------------------------------------------------------- */
-
 /* ---- acknowledgements back to the shards ------------------------------- */
+
+/* Requests written to the publisher, answered in this order. */
+static void fifo_push(struct eng_bridge *r, struct eng_rreq *p)
+{
+	p->next = NULL;
+	if (r->fifo_tail)
+		r->fifo_tail->next = p;
+	else
+		r->fifo_head = p;
+	r->fifo_tail = p;
+	r->queued += p->len;
+	atomic_store_explicit(&r->pending, r->queued, memory_order_relaxed);
+}
+
+static struct eng_rreq *fifo_pop(struct eng_bridge *r)
+{
+	struct eng_rreq *p = r->fifo_head;
+
+	if (!p)
+		return NULL;
+	r->fifo_head = p->next;
+	if (!r->fifo_head)
+		r->fifo_tail = NULL;
+	r->queued -= p->len;
+	atomic_store_explicit(&r->pending, r->queued, memory_order_relaxed);
+	return p;
+}
 
 static void ack_sub(struct eng_bridge *r, struct rchan *ch)
 {
@@ -340,13 +371,11 @@ static void link_refused(struct eng_resp *l, void *arg, const char *err)
 	set_reason(r, "redis %s: %s", l->cfg.role, err);
 }
 
-static void ack_pub(struct eng_bridge *r, struct eng_rreq *p, long long n);
-
 /*
  * A link went down (or an attempt failed): say why, fail what waited
  * on it, and let the subscriber subscribe to everything again next time.
  */
-static void link_down(struct eng_resp *l, void *arg, bool was_up,
+static void link_down(struct eng_resp *l, void *arg, bool was_up, int err,
 		      const char *why)
 {
 	struct eng_bridge *r = arg;
@@ -355,14 +384,14 @@ static void link_down(struct eng_resp *l, void *arg, bool was_up,
 		fprintf(stderr, "ringcast: %s; reconnecting\n", why);
 	set_reason(r, "%s%s", why, "");
 	if (l == &r->c[R_PUB]) {
-		/* Requests in flight: their fate is unknown, so they failed. */
-		while (r->fifo_head) {
-			struct eng_rreq *p = r->fifo_head;
+		/*
+		 * Requests in flight: their fate is unknown, so they failed,
+		 * with the link's reason (-ETIMEDOUT: Redis froze).
+		 */
+		struct eng_rreq *p;
 
-			r->fifo_head = p->next;
-			ack_pub(r, p, -ECONNRESET);
-		}
-		r->fifo_tail = NULL;
+		while ((p = fifo_pop(r)))
+			ack_pub(r, p, err == -ETIMEDOUT ? err : -ECONNRESET);
 	} else {
 		for (size_t i = 0; i < r->chans.nbuckets; i++)
 			for (struct rchan *ch = r->chans.buckets[i]; ch;
@@ -542,14 +571,10 @@ static void link_reply(struct eng_resp *l, void *arg, redisReply *rep)
 	struct eng_bridge *r = arg;
 
 	if (l == &r->c[R_PUB]) {
-		struct eng_rreq *p = r->fifo_head;
+		struct eng_rreq *p = fifo_pop(r);
 
-		if (!p)
-			return;
-		r->fifo_head = p->next;
-		if (!r->fifo_head)
-			r->fifo_tail = NULL;
-		on_pub_reply(r, p, rep);
+		if (p)
+			on_pub_reply(r, p, rep);
 		return;
 	}
 	/* Subscriber: message, subscribe and unsubscribe confirmations. */
@@ -650,19 +675,29 @@ static void on_request_mail(struct eng_bridge *r, struct eng_rreq *p)
 {
 	struct eng_resp *c = &r->c[R_PUB];
 
-	if (!eng_resp_ready(c) || eng_resp_put_raw(c, p->data, p->len) < 0) {
+	if (!eng_resp_ready(c)) {
 		ack_pub(r, p, -ENOTCONN);
+		return;
+	}
+	/*
+	 * A Redis that reads slowly (or froze, until the timeout says so)
+	 * must not make us hold everything: past the budget, refuse now.
+	 * Our own requests are few (a beat a second, presence per user).
+	 */
+	if (p->from != ENG_BRIDGE &&
+	    r->queued + p->len > r->eng->cfg.redis_max_pending) {
+		atomic_fetch_add_explicit(&r->refused, 1, memory_order_relaxed);
+		ack_pub(r, p, -ENOBUFS);
+		return;
+	}
+	if (eng_resp_put_raw(c, p->data, p->len) < 0) {
+		ack_pub(r, p, -ENOMEM);
 		return;
 	}
 	if (p->op == ENG_RQ_PUBLISH)
 		atomic_fetch_add_explicit(&r->publishes, 1,
 					  memory_order_relaxed);
-	p->next = NULL;
-	if (r->fifo_tail)
-		r->fifo_tail->next = p;
-	else
-		r->fifo_head = p;
-	r->fifo_tail = p;
+	fifo_push(r, p);
 	eng_resp_flush(c);
 }
 
@@ -954,6 +989,7 @@ int eng_bridge_init(struct eng *e)
 			.op_recv = ENG_OP_R_RECV,
 			.op_send = ENG_OP_R_SEND,
 			.idx = i,
+			.timeout_ms = e->cfg.redis_timeout_ms,
 		};
 
 		if (eng_resp_init(&r->c[i], &r->ring, &lc, &link_ops, r) < 0)

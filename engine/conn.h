@@ -203,4 +203,11 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 void eng_push_message(struct eng_shard *s, struct eng_conn *c,
 		      const uint8_t *p, size_t len);
 
+/*
+ * A new reply frame like @reply (one push.c made, left unchanged) with
+ * another @code and @msg (plain text, no quotes); NULL: no memory.
+ */
+struct eng_buf *eng_push_reword(const struct eng_buf *reply, int code,
+				const char *msg);
+
 #endif

@@ -61,6 +61,8 @@ struct eng_cfg {
 	char redis_password[256];
 	char redis_prefix[64];		/* default "ringcast:" */
 	char node_id[40];		/* presence in Redis: this node */
+	unsigned redis_timeout_ms;	/* no answer this long: link down */
+	uint64_t redis_max_pending;	/* bytes queued toward Redis, at most */
 	uint8_t auth;			/* ENG_AUTH_* */
 	char jwt_secret[512];		/* HS256 key, "" = none */
 	char jwt_pubkey_file[1024];	/* RS256/ES256 PEM, "" = none */

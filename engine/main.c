@@ -73,6 +73,12 @@ static const char usage[] =
 "                           none, the embedded broker alone)\n"
 "  --redis-url-file FILE    the same URL read from FILE's first line, so\n"
 "                           that a password stays out of the command line\n"
+"  --redis-timeout DUR      a Redis that owes an answer and gives none for\n"
+"                           DUR is taken for dead: waiting publishes get 503,\n"
+"                           /healthz 503, and the link is made again; an idle\n"
+"                           link is PINGed every DUR/2 (default 5s)\n"
+"  --redis-max-pending SIZE bytes of requests queued toward Redis at most;\n"
+"                           past it a publish gets 503 at once (default 16M)\n"
 "  --redis-prefix PREFIX    Redis channel names start with it (default\n"
 "                           ringcast:): PREFIXch:NAME, PREFIXall\n"
 "  --zc-threshold SIZE      send frames this large with send_zc from the\n"
@@ -320,7 +326,8 @@ enum {
 	OPT_API_KEY, OPT_CLIENT_PUBLISH, OPT_MAX_SUBS, OPT_MAX_PENDING,
 	OPT_ARENA, OPT_ZC, OPT_REDIS, OPT_REDIS_PREFIX, OPT_AUTH, OPT_JWT_SECRET,
 	OPT_JWT_PUBKEY, OPT_MAX_PER_USER, OPT_JWT_LEEWAY, OPT_IO,
-	OPT_INSECURE_OPEN, OPT_REDIS_FILE,
+	OPT_INSECURE_OPEN, OPT_REDIS_FILE, OPT_REDIS_TIMEOUT,
+	OPT_REDIS_MAX_PENDING,
 };
 
 static const struct option options[] = {
@@ -350,6 +357,8 @@ static const struct option options[] = {
 	{ "io",			required_argument, NULL, OPT_IO },
 	{ "insecure-open",	no_argument,	   NULL, OPT_INSECURE_OPEN },
 	{ "redis-url-file",	required_argument, NULL, OPT_REDIS_FILE },
+	{ "redis-timeout",	required_argument, NULL, OPT_REDIS_TIMEOUT },
+	{ "redis-max-pending",	required_argument, NULL, OPT_REDIS_MAX_PENDING },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -452,6 +461,19 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			if (parse_redis(optarg, cfg) < 0)
 				bad_value("redis (redis://[[USER]:PASSWORD@]HOST"
 					  "[:PORT][/DB])", optarg);
+			break;
+		case OPT_REDIS_TIMEOUT:
+			/* under a tick it could not be watched */
+			if (parse_dur(optarg, &cfg->redis_timeout_ms) < 0 ||
+			    cfg->redis_timeout_ms < 200)
+				bad_value("redis-timeout (200ms at least)",
+					  optarg);
+			break;
+		case OPT_REDIS_MAX_PENDING:
+			if (parse_size(optarg, &v) < 0 || v < 4096)
+				bad_value("redis-max-pending (4K at least)",
+					  optarg);
+			cfg->redis_max_pending = v;
 			break;
 		case OPT_REDIS_FILE:
 			if (redis_url_file(optarg, cfg) < 0)
@@ -650,6 +672,8 @@ int main(int argc, char **argv)
 	e.cfg.arena_size = (size_t)64 << 20;
 	e.cfg.zc_threshold = UINT32_MAX;
 	strcpy(e.cfg.redis_prefix, "ringcast:");
+	e.cfg.redis_timeout_ms = 5000;
+	e.cfg.redis_max_pending = 16u << 20;
 	e.cfg.jwt_leeway = ENG_JWT_LEEWAY;
 	/* A secret that does not fit must stop us, never leave us open. */
 	if (env_secret("RINGCAST_API_KEY", e.cfg.api_key,

@@ -50,6 +50,38 @@ static struct eng_buf *reply_frame(const struct json_cmd *cmd, int code,
 	return b;
 }
 
+struct eng_buf *eng_push_reword(const struct eng_buf *reply, int code,
+				const char *msg)
+{
+	const uint8_t *h = reply->data + reply->start;
+	size_t hl = (h[1] & 0x7f) < 126 ? 2 : (h[1] & 0x7f) == 126 ? 4 : 10;
+	const char *pay = (const char *)h + hl, *tail = NULL;
+	size_t plen = reply->len - hl, keep, cap;
+	struct eng_buf *b;
+	char *p, *start;
+
+	/* reply_frame() ended it with "code":...}; msg holds no such text */
+	for (size_t i = plen; i-- > 0;)
+		if (pay[i] == '"' && plen - i > 7 && !memcmp(pay + i,
+							     "\"code\":", 7)) {
+			tail = pay + i;
+			break;
+		}
+	if (!tail)
+		return NULL;
+	keep = (size_t)(tail - pay);
+	cap = keep + 48 + strlen(msg);
+	b = eng_buf_new(WS_MAX_SERVER_HDR + cap);
+	if (!b)
+		return NULL;
+	start = p = (char *)b->data + WS_MAX_SERVER_HDR;
+	memcpy(p, pay, keep);
+	p += keep;
+	p += sprintf(p, "\"code\":%d,\"msg\":\"%s\"}", code, msg);
+	eng_buf_seal(b, (uint8_t *)start, WS_OP_TEXT, (size_t)(p - start));
+	return b;
+}
+
 static void reply(struct eng_shard *s, struct eng_conn *c,
 		  const struct json_cmd *cmd, int code, const char *msg)
 {
@@ -150,7 +182,7 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 	}
 	/* The replies are built now: the broker answers later, or never. */
 	ok = reply_frame(cmd, 200, "ok");
-	err = reply_frame(cmd, 503, "redis unavailable");
+	err = reply_frame(cmd, 503, "not published");
 	if (!ok || !err) {
 		eng_buf_put(ok);
 		eng_buf_put(err);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -57,6 +58,8 @@ static void reset(struct eng_resp *l)
 	l->fd = -1;
 	l->gen++;
 	l->state = ENG_RESP_DOWN;
+	l->expect = 0;
+	l->ping = false;
 	l->recv_armed = l->send_armed = false;
 	free(l->out);
 	free(l->next);
@@ -99,14 +102,14 @@ void eng_resp_down(struct eng_resp *l, int err, const char *what)
 		 err ? strerror(-err) : "closed by server");
 	reset(l);
 	schedule_retry(l);
-	l->ops->down(l, l->arg, was_up, why);
+	l->ops->down(l, l->arg, was_up, err ? err : -ECONNRESET, why);
 }
 
 /* An attempt failed before it had a socket worth closing. */
-static void start_failed(struct eng_resp *l, const char *why)
+static void start_failed(struct eng_resp *l, int err, const char *why)
 {
 	schedule_retry(l);
-	l->ops->down(l, l->arg, false, why);
+	l->ops->down(l, l->arg, false, err, why);
 }
 
 static void arm_recv(struct eng_resp *l)
@@ -127,9 +130,11 @@ void eng_resp_flush(struct eng_resp *l)
 		return;
 	if (l->osent == l->olen) {
 		/* All sent: what was queued behind goes out now. */
-		if (!l->nlen)
-			return;
 		free(l->out);
+		l->out = NULL;
+		l->olen = l->osent = 0;
+		if (!l->nlen)
+			return;	/* a burst's buffer is not kept while idle */
 		l->out = l->next;
 		l->olen = l->nlen;
 		l->osent = 0;
@@ -144,9 +149,12 @@ void eng_resp_flush(struct eng_resp *l)
 		return;
 	}
 	l->send_armed = true;
+	l->last_io = eng_resp_now_ms();
 }
 
-int eng_resp_put_raw(struct eng_resp *l, const char *cmd, size_t n)
+/* Appends @n bytes owing @replies replies. */
+static int put(struct eng_resp *l, const char *cmd, size_t n,
+	       unsigned replies)
 {
 	if (l->nlen + n > l->ncap) {
 		size_t cap = l->ncap ? l->ncap : 4096;
@@ -162,7 +170,25 @@ int eng_resp_put_raw(struct eng_resp *l, const char *cmd, size_t n)
 	}
 	memcpy(l->next + l->nlen, cmd, n);
 	l->nlen += n;
+	/* progress is measured from now when nothing was owed before */
+	if (!l->expect)
+		l->since = eng_resp_now_ms();
+	l->expect += replies;
 	return 0;
+}
+
+int eng_resp_put_raw(struct eng_resp *l, const char *cmd, size_t n)
+{
+	return put(l, cmd, n, 1);
+}
+
+/* (UN)SUBSCRIBE answers once per channel; everything else once. */
+static unsigned replies_of(int argc, const char **argv, const size_t *lens)
+{
+	if ((lens[0] == 9 && !strncasecmp(argv[0], "SUBSCRIBE", 9)) ||
+	    (lens[0] == 11 && !strncasecmp(argv[0], "UNSUBSCRIBE", 11)))
+		return (unsigned)(argc - 1);
+	return 1;
 }
 
 int eng_resp_put_cmd(struct eng_resp *l, int argc, const char **argv,
@@ -173,7 +199,7 @@ int eng_resp_put_cmd(struct eng_resp *l, int argc, const char **argv,
 
 	if (n < 0)
 		return -ENOMEM;
-	ret = eng_resp_put_raw(l, cmd, (size_t)n);
+	ret = put(l, cmd, (size_t)n, replies_of(argc, argv, lens));
 	free(cmd);
 	return ret;
 }
@@ -190,7 +216,7 @@ static void start_connect(struct eng_resp *l)
 		/* no host named: this may end up on an open /healthz */
 		snprintf(why, sizeof(why), "redis: cannot resolve the host: %s",
 			 gai_strerror(ret));
-		start_failed(l, why);
+		start_failed(l, -EHOSTUNREACH, why);
 		return;
 	}
 	l->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -198,7 +224,7 @@ static void start_connect(struct eng_resp *l)
 		freeaddrinfo(ai);
 		snprintf(why, sizeof(why), "redis: socket: %s",
 			 strerror(errno));
-		start_failed(l, why);
+		start_failed(l, -errno, why);
 		return;
 	}
 	setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -215,13 +241,48 @@ static void start_connect(struct eng_resp *l)
 	}
 	l->gen++;
 	l->state = ENG_RESP_CONNECTING;
+	l->since = eng_resp_now_ms();
 	freeaddrinfo(ai);
+}
+
+/* @then may be later than a @now the caller read before it. */
+static uint64_t since_ms(uint64_t now, uint64_t then)
+{
+	return now > then ? now - then : 0;
+}
+
+/* A Redis that stopped answering is down, like one that closed. */
+static void watch(struct eng_resp *l, uint64_t now)
+{
+	unsigned t = l->cfg.timeout_ms;
+
+	if (!t || l->state == ENG_RESP_DOWN)
+		return;
+	if (l->state != ENG_RESP_READY) {
+		if (since_ms(now, l->since) > t)
+			eng_resp_down(l, -ETIMEDOUT, l->state ==
+				      ENG_RESP_CONNECTING ? "connect" : "hello");
+		return;
+	}
+	if (l->expect) {
+		if (since_ms(now, l->since) > t)
+			eng_resp_down(l, -ETIMEDOUT, "reply");
+		return;
+	}
+	/* Idle: a PING tells a frozen Redis from a quiet one. */
+	if (since_ms(now, l->last_io) > t / 2 &&
+	    eng_resp_put_cmd(l, 1, (const char *[]){ "PING" },
+			     (size_t[]){ 4 }) == 0) {
+		l->ping = true;
+		eng_resp_flush(l);
+	}
 }
 
 bool eng_resp_poll(struct eng_resp *l, uint64_t now_ms)
 {
 	bool again = l->retry_at != 0;
 
+	watch(l, now_ms);
 	if (l->state != ENG_RESP_DOWN || now_ms < l->retry_at)
 		return false;
 	start_connect(l);
@@ -235,7 +296,7 @@ static void ready(struct eng_resp *l)
 	l->ops->ready(l, l->arg);
 }
 
-/* Connected: say hello (AUTH, SELECT) before anything else goes. */
+/* Connected: say hello (AUTH, SELECT, PING) before anything else goes. */
 static void on_connected(struct eng_resp *l)
 {
 	l->reader = redisReaderCreate();
@@ -244,6 +305,7 @@ static void on_connected(struct eng_resp *l)
 		return;
 	}
 	l->state = ENG_RESP_HELLO;
+	l->since = l->last_io = eng_resp_now_ms();
 	l->hello = 0;
 	if (l->cfg.password[0]) {
 		const char *argv[3] = { "AUTH", l->cfg.user, l->cfg.password };
@@ -267,14 +329,40 @@ static void on_connected(struct eng_resp *l)
 				 (size_t[]){ 6, (size_t)n });
 		l->hello++;
 	}
-	if (!l->hello)
-		ready(l);
+	/*
+	 * A PING last: a Redis that accepts connections but answers nothing
+	 * (stopped, or its accept queue taken by the kernel) is not ready.
+	 */
+	eng_resp_put_cmd(l, 1, (const char *[]){ "PING" }, (size_t[]){ 4 });
+	l->hello++;
 	arm_recv(l);
 	eng_resp_flush(l);
 }
 
+/* A pub/sub message: pushed by Redis, not the answer to anything. */
+static bool is_push(const redisReply *rep)
+{
+	const redisReply *k;
+
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
+		return false;
+	k = rep->element[0];
+	return k->type == REDIS_REPLY_STRING &&
+	       ((k->len == 7 && !memcmp(k->str, "message", 7)) ||
+		(k->len == 8 && !memcmp(k->str, "pmessage", 8)));
+}
+
 static void on_reply(struct eng_resp *l, redisReply *rep)
 {
+	if (!is_push(rep) && l->expect) {
+		/* an answer: progress, measured from here on */
+		l->expect--;
+		l->since = eng_resp_now_ms();
+		if (l->ping && l->state == ENG_RESP_READY) {
+			l->ping = false;	/* our PING's: nobody else's */
+			return;
+		}
+	}
 	if (l->state != ENG_RESP_HELLO) {
 		l->ops->reply(l, l->arg, rep);
 		return;
@@ -297,6 +385,7 @@ static void on_recv(struct eng_resp *l, int res)
 		eng_resp_down(l, res, "read");
 		return;
 	}
+	l->last_io = eng_resp_now_ms();
 	if (redisReaderFeed(l->reader, l->rbuf, (size_t)res) != REDIS_OK) {
 		eng_resp_down(l, -ENOMEM, "reader");
 		return;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * resp: one RESP link to Redis, driven through a ring (resp.c). It owns
- * the socket and its connect, the hello (AUTH, then SELECT when asked),
+ * the socket and its connect, the hello (AUTH and SELECT when asked, then
+ * a PING), a deadline on every answer and a PING on an idle link,
  * reconnecting with capped exponential backoff and jitter, the bytes in
  * flight and queued behind them, and the replies, read with hiredis's
  * redisReader and handed to the owner one by one. It knows nothing of the
@@ -39,9 +40,10 @@ struct eng_resp_ops {
 	 * @was_up: it had reached the hello. @why is for an operator, the
 	 * role included: "redis subscriber read: Connection reset by peer",
 	 * "redis: cannot resolve HOST: ...". Buffers are gone and a retry
-	 * is scheduled when this is called.
+	 * is scheduled when this is called. @err is the -errno behind it
+	 * (-ETIMEDOUT: Redis stopped answering within cfg.timeout_ms).
 	 */
-	void (*down)(struct eng_resp *l, void *arg, bool was_up,
+	void (*down)(struct eng_resp *l, void *arg, bool was_up, int err,
 		     const char *why);
 	/* The hello got an error reply (@err: its text); down() follows. */
 	void (*refused)(struct eng_resp *l, void *arg, const char *err);
@@ -59,6 +61,7 @@ struct eng_resp_cfg {
 	unsigned op_recv;
 	unsigned op_send;
 	unsigned idx;			/* user_data slot: tells links apart */
+	unsigned timeout_ms;		/* no progress this long: down; 0: off */
 };
 
 struct eng_resp {
@@ -69,7 +72,7 @@ struct eng_resp {
 	int fd;				/* -1 while down */
 	uint32_t gen;			/* per attempt: stale CQEs are dropped */
 	int state;			/* ENG_RESP_* */
-	unsigned hello;			/* AUTH/SELECT replies still owed */
+	unsigned hello;			/* AUTH, SELECT, PING replies owed */
 	redisReader *reader;
 	char *rbuf;			/* ENG_RESP_RBUF bytes, one recv */
 	bool recv_armed;
@@ -80,6 +83,10 @@ struct eng_resp {
 	size_t nlen, ncap;
 	unsigned backoff;		/* ms before the next attempt */
 	uint64_t retry_at;		/* ms, CLOCK_MONOTONIC; 0: never tried */
+	uint64_t since;			/* ms: state entered, or last progress */
+	uint64_t last_io;		/* ms: last byte sent or received */
+	unsigned expect;		/* replies owed (pushes not counted) */
+	bool ping;			/* our own PING's reply is the next */
 };
 
 #define ENG_RESP_RBUF		65536	/* bytes per recv */
@@ -98,9 +105,13 @@ int eng_resp_init(struct eng_resp *l, struct ring *ring,
 void eng_resp_exit(struct eng_resp *l);
 
 /*
- * Starts connecting if @l is down and its retry is due at @now_ms (a
- * CLOCK_MONOTONIC time); call it every tick. Returns true when this was
- * a reconnect (an attempt after an earlier one), for the owner to count.
+ * Call it every tick, with @now_ms a CLOCK_MONOTONIC time. Starts
+ * connecting if @l is down and its retry is due. With cfg.timeout_ms, it
+ * also takes the link down (-ETIMEDOUT) when a connect or a hello takes
+ * longer, or when replies are owed and none came for that long; and it
+ * PINGs a link idle for half of it, so that a Redis that froze is found
+ * even when nothing else is asked of it. Returns true when a reconnect
+ * attempt (after an earlier one) started, for the owner to count.
  */
 bool eng_resp_poll(struct eng_resp *l, uint64_t now_ms);
 
@@ -115,8 +126,9 @@ void eng_resp_on_cqe(struct eng_resp *l, unsigned op, uint32_t gen, int res);
 
 /*
  * Queues the command @argv (formatted with redisFormatCommandArgv), or
- * bytes already formatted as RESP, behind what is in flight; they go at
- * the next eng_resp_flush(). Returns 0 or -ENOMEM.
+ * one command already formatted as RESP, behind what is in flight; they
+ * go at the next eng_resp_flush(). (UN)SUBSCRIBE of N channels owes N
+ * replies, any other command one. Returns 0 or -ENOMEM.
  */
 int eng_resp_put_cmd(struct eng_resp *l, int argc, const char **argv,
 		     const size_t *lens);

@@ -249,6 +249,35 @@ static size_t apps_json(char *out, size_t cap, const char *csv)
 	return n;
 }
 
+/*
+ * What a publisher may conclude (docs/PROTOCOL.md): 503, not published,
+ * safe to send again; 504, the request reached Redis and no answer came,
+ * so it may have been published (sending again may make a duplicate).
+ */
+static int failed_code(long long err)
+{
+	return err == -ETIMEDOUT || err == -ECONNRESET || err == -EPROTO ?
+	       504 : 503;
+}
+
+static const char *why_failed(long long err)
+{
+	switch (err) {
+	case -ETIMEDOUT:
+		return "redis did not answer in time: may be published";
+	case -ECONNRESET:
+	case -EPROTO:
+		return "redis connection lost before its answer: may be "
+		       "published";
+	case -ENOBUFS:
+		return "too much is queued for redis: not published";
+	case -ENOTCONN:
+		return "redis is not connected: not published";
+	default:
+		return "redis unavailable: not published";
+	}
+}
+
 /* The bridge answered (or could not): tell the client. */
 static void ack(struct eng_shard *s, struct eng_rreq *p)
 {
@@ -259,18 +288,28 @@ static void ack(struct eng_shard *s, struct eng_rreq *p)
 	if (c->gen != p->gen || !eng_conn_alive(c))
 		goto out;
 	if (p->kind != ENG_CONN_K_HTTP) {		/* a /ws client's publish */
-		eng_conn_queue(s, c, p->result >= 0 ? p->ok : p->err);
-		if (p->result >= 0)
+		struct eng_buf *b = NULL;
+
+		if (p->result >= 0) {
+			b = p->ok;
 			p->ok = NULL;
-		else
-			p->err = NULL;
+		} else {
+			/* the reason if memory allows, else the plain 503 */
+			b = eng_push_reword(p->err, failed_code(p->result),
+					    why_failed(p->result));
+			if (!b) {
+				b = p->err;
+				p->err = NULL;
+			}
+		}
+		eng_conn_queue(s, c, b);
 		goto out;
 	}
 	c->flags &= ~ENG_CONN_F_WAIT;
 	if (p->result < 0) {
-		status = 503;
-		n = snprintf(body, sizeof(body), "{\"error\":\"redis: %s\"}\n",
-			     strerror((int)-p->result));
+		status = failed_code(p->result);
+		n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n",
+			     why_failed(p->result));
 	} else if (p->op == ENG_RQ_QUERY) {
 		apps_json(apps, sizeof(apps), p->text);
 		n = snprintf(body, sizeof(body),

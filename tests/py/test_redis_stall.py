@@ -1,0 +1,165 @@
+# SPDX-License-Identifier: MIT
+"""A Redis that stops answering (SIGSTOP) is found and bounded.
+
+- idle: with nothing asked of it, a frozen Redis is still found (the
+  engine PINGs an idle link): /healthz goes 503, and 200 once it thaws.
+- waiting: a publish that reached a frozen Redis is answered 504 ("may be
+  published") once --redis-timeout passes, not left hanging; meanwhile
+  new publishes get 503 ("not published") at once, and a message refused
+  with 503 is never delivered, even after Redis thaws.
+- budget: with a long timeout and a small --redis-max-pending, /ws
+  publishes past the budget get a 503 reply at once; /stats shows the
+  queued bytes within the budget; after the thaw every accepted publish is
+  answered 200 and delivered in order, the queue is empty again, and the
+  link never went down (the timeout is far off).
+"""
+
+import asyncio
+import json
+import signal
+
+import rc
+import redisd
+from rc import expect, expect_eq
+
+
+def healthz(eng):
+    return rc.api(eng, "GET", "/healthz")[0]
+
+
+async def subscribe(eng, channel):
+    ws = await rc.ws_connect(eng.url("/ws"), ping_interval=None)
+    await ws.send(json.dumps({"seq": 0, "cmd": "subscribe",
+                              "data": {"channels": [channel]}}))
+    expect_eq(json.loads(await rc.ws_recv(ws)).get("code"), 200,
+              "subscribe reply")
+    return ws
+
+
+async def pushes_until(ws, last):
+    """The data of every push up to and including @last."""
+    got = []
+    while True:
+        m = json.loads(await rc.ws_recv(ws))
+        expect_eq(m.get("cmd"), "push", "a push")
+        got.append(m["data"])
+        if m["data"] == last:
+            return got
+
+
+async def check_idle(eng, redis):
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        await rc.await_state("/healthz 503 with nothing asked of Redis",
+                             lambda: healthz(eng) == 503)
+        _, body = rc.api(eng, "GET", "/healthz")
+        expect(b"redis" in body, "503 says why: %r", body)
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    await rc.await_state("/healthz 200 after the thaw",
+                         lambda: healthz(eng) == 200)
+
+
+async def check_waiting(eng, redis):
+    ws = await subscribe(eng, "st")
+    await rc.await_state("Redis lists the subscription", lambda: redis.command(
+        "PUBSUB", "NUMSUB", "ringcast:ch:st")[1] == 1)
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        # rc.api's own timeout (10 s) is the bound on a hang here.
+        status, body = rc.api(eng, "POST", "/publish/st", b'"m1"')
+        expect_eq(status, 504, "a publish Redis never answered: %r" % body)
+        expect("may be published" in body.get("error", ""),
+               "504 says the message may be published: %r", body)
+        await rc.await_state("/healthz 503 while Redis is frozen",
+                             lambda: healthz(eng) == 503)
+        status, body = rc.api(eng, "POST", "/publish/st", b'"m2"')
+        expect_eq(status, 503, "a publish while the link is down: %r"
+                  % body)
+        expect("not published" in body.get("error", ""),
+               "503 says the message was not published: %r", body)
+        st = rc.stats(eng)["redis"]
+        expect(st["up"] is False, "/stats redis.up: %r", st)
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    await rc.await_state("/healthz 200 after the thaw",
+                         lambda: healthz(eng) == 200)
+    # The subscriber link was made again too; m3 goes out once it is.
+    await rc.await_state("subscription back", lambda: redis.command(
+        "PUBSUB", "NUMSUB", "ringcast:ch:st")[1] == 1)
+    status, body = rc.api(eng, "POST", "/publish/st", b'"m3"')
+    expect_eq((status, body), (200, {"ok": True, "nodes": 1}),
+              "publish after the thaw")
+    got = await pushes_until(ws, "m3")
+    expect("m2" not in got, "a message refused with 503 was delivered: %r",
+           got)
+    await ws.close()
+
+
+async def check_budget(eng, redis):
+    size, n = 16 << 10, 40			# 640K against a 64K budget
+    sub = await subscribe(eng, "budget")
+    pub = await rc.ws_connect(eng.url("/ws"), ping_interval=None)
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        for k in range(n):
+            data = "%04d" % k + "x" * size
+            await pub.send(json.dumps({"seq": k + 1, "cmd": "publish",
+                                       "data": {"channel": "budget",
+                                                "data": data}}))
+        # Refusals come at once, while Redis is still frozen.
+        refused = {}
+        while len(refused) < n - 8:
+            m = json.loads(await rc.ws_recv(pub))
+            expect_eq(m.get("code"), 503, "a reply while frozen: %r" % m)
+            expect("too much is queued" in m.get("msg", ""),
+                   "the 503 says why: %r", m)
+            refused[m["seq"]] = m
+        st = rc.stats(eng)["redis"]
+        expect(0 < st["pending_bytes"] <= (64 << 10), "queued bytes "
+               "within --redis-max-pending: %r", st)
+        expect(st["over_budget"] >= n - 8, "over_budget counted: %r", st)
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    answers = dict(refused)
+    while len(answers) < n:
+        m = json.loads(await rc.ws_recv(pub))
+        answers[m["seq"]] = m
+    accepted = sorted(k for k, m in answers.items() if m["code"] == 200)
+    expect(accepted and all(answers[k]["code"] in (200, 503)
+                            for k in answers), "answers: %r",
+           {k: m["code"] for k, m in answers.items()})
+    expect(len(accepted) * size <= (64 << 10) + size,
+           "%d accepted: more than the budget holds", len(accepted))
+    got = await pushes_until(sub, "%04d" % (accepted[-1] - 1) +
+                             "x" * size)
+    expect_eq([int(d[:4]) + 1 for d in got], accepted,
+              "delivered: exactly the accepted publishes, in order")
+    st = await rc.await_state("nothing queued toward Redis",
+                              lambda: rc.stats(eng)["redis"],
+                              lambda r: r["pending_bytes"] == 0)
+    # A 60 s timeout never fired: the link stayed up throughout.
+    expect_eq(st["reconnects"], 0, "reconnects with a 60 s timeout")
+    await pub.close()
+    await sub.close()
+
+
+def main():
+    run = rc.Run("redis-stall")
+    try:
+        with redisd.Redis() as redis:
+            with rc.Engine(run.exe, "--shards", "2", "--redis", redis.url,
+                           "--redis-timeout", "1s") as eng:
+                run.check("idle", check_idle, eng, redis)
+                run.check("waiting", check_waiting, eng, redis)
+            with rc.Engine(run.exe, "--shards", "2", "--redis", redis.url,
+                           "--redis-timeout", "60s", "--client-publish",
+                           "--redis-max-pending", "64K") as eng:
+                run.check("budget", check_budget, eng, redis)
+    except AssertionError as e:
+        run.fail("setup", e)
+    run.finish()
+
+
+if __name__ == "__main__":
+    main()
