@@ -167,40 +167,78 @@ static void upgrade(struct eng_shard *s, struct eng_conn *c,
 	eng_conn_upgrade(s, c, &req->ws_key, kind);
 }
 
+static int hex_val(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch |= 0x20;
+	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/*
+ * A channel name or user id from the path, percent-decoded (RFC 3986
+ * 2.1): a user id with a '/' is written %2F. Names never hold '%', so
+ * decoding is unambiguous. Returns the length, or -EINVAL for a bad
+ * escape or a name outside the rules (chan.h).
+ */
+static int path_name(const char *p, size_t n, char *out)
+{
+	size_t len = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int hi, lo;
+
+		if (len == ENG_CHAN_MAX)
+			return -EINVAL;
+		if (p[i] != '%') {
+			out[len++] = p[i];
+			continue;
+		}
+		if (n - i < 3 || (hi = hex_val(p[i + 1])) < 0 ||
+		    (lo = hex_val(p[i + 2])) < 0)
+			return -EINVAL;
+		out[len++] = (char)(hi << 4 | lo);
+		i += 2;
+	}
+	return eng_chan_name_ok(out, len) ? (int)len : -EINVAL;
+}
+
 /* /users/{uid}[/push|/disconnect], and GET /online. */
 static void users(struct eng_shard *s, struct eng_conn *c,
 		  const struct hs_req *req, const uint8_t *body, size_t len)
 {
-	const char *uid = req->path.p + 7, *end = req->path.p + req->path.len;
-	const char *slash = memchr(uid, '/', (size_t)(end - uid));
-	size_t ulen = (size_t)((slash ? slash : end) - uid);
+	const char *seg = req->path.p + 7, *end = req->path.p + req->path.len;
+	const char *slash = memchr(seg, '/', (size_t)(end - seg));
 	struct hs_str rest = { .p = slash, .len = (uint32_t)(slash ? end - slash : 0) };
+	const char *want = !slash ? "GET" : str_is(&rest, "/push") ||
+			   str_is(&rest, "/disconnect") ? "POST" : NULL;
+	char uid[ENG_CHAN_MAX];
+	int ulen;
 	bool json;
 
 	if (!key_ok(s, c, req))
 		return;
-	if (!eng_chan_name_ok(uid, ulen)) {
+	if (!want) {
+		reply(s, c, 404, NULL);
+		return;
+	}
+	if (!str_is(&req->method, want)) {
+		reply(s, c, 405, slash ? "Allow: POST\r\n" : "Allow: GET\r\n");
+		return;
+	}
+	ulen = path_name(seg, (size_t)((slash ? slash : end) - seg), uid);
+	if (ulen < 0) {
 		reply_json(s, c, 400, "{\"error\":\"bad user id\"}\n");
 		return;
 	}
 	if (!slash) {
-		if (!str_is(&req->method, "GET"))
-			reply(s, c, 405, "Allow: GET\r\n");
-		else if (s->eng->broker->user_query(s, c, uid, ulen) < 0)
+		if (s->eng->broker->user_query(s, c, uid, (size_t)ulen) < 0)
 			reply(s, c, 503, NULL);
-		return;
-	}
-	if (!str_is(&req->method, "POST")) {
-		reply(s, c, 405, "Allow: POST\r\n");
 		return;
 	}
 	if (str_is(&rest, "/disconnect")) {
-		if (s->eng->broker->user_kick(s, c, uid, ulen) < 0)
+		if (s->eng->broker->user_kick(s, c, uid, (size_t)ulen) < 0)
 			reply(s, c, 503, NULL);
-		return;
-	}
-	if (!str_is(&rest, "/push")) {
-		reply(s, c, 404, NULL);
 		return;
 	}
 	if (req->content_length < 0) {
@@ -209,8 +247,8 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 	}
 	if (!payload_ok(s, c, body, len, &json))
 		return;
-	if (s->eng->broker->publish(s, c, ENG_TO_USER, uid, ulen, body, len,
-				    json, NULL, NULL) < 0)
+	if (s->eng->broker->publish(s, c, ENG_TO_USER, uid, (size_t)ulen,
+				    body, len, json, NULL, NULL) < 0)
 		reply(s, c, 503, NULL);
 }
 
@@ -227,6 +265,7 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 		    const struct hs_req *req, const uint8_t *body, size_t len)
 {
 	const struct hs_str *path = &req->path;
+	char name[ENG_CHAN_MAX];
 	const char *chan = NULL;
 	size_t clen = 0;
 	bool json;
@@ -238,12 +277,15 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 	if (!key_ok(s, c, req))
 		return;
 	if (has_prefix(path, "/publish/")) {
-		chan = path->p + 9;
-		clen = path->len - 9;
-		if (!eng_chan_name_ok(chan, clen)) {
+		/* the rest of the path: a '/' in a channel needs no escape */
+		int n = path_name(path->p + 9, path->len - 9, name);
+
+		if (n < 0) {
 			reply_json(s, c, 400, "{\"error\":\"bad channel name\"}\n");
 			return;
 		}
+		chan = name;
+		clen = (size_t)n;
 	}
 	if (!payload_ok(s, c, body, len, &json))
 		return;

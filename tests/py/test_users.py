@@ -22,6 +22,10 @@ tokens from jwtmint.py).
   two writes; rc.api writes a request in one).
 - limit: --max-conns-per-user 2 refuses the third with 429 and keeps the
   first two; a slot freed by a close can be used again.
+- slash-ids: a user id with '/' (team/ann) is reached with %2F in the path
+  (push, presence, kick); a channel name in /publish/ may be
+  percent-encoded too; a bad escape is 400 and a sub-path that is no
+  route 404.
 """
 
 import json
@@ -427,6 +431,43 @@ async def check_limit(eng):
         await ws.close()
 
 
+async def check_slash_ids(eng, nodes=None):
+    """Also run by test_users_redis (@nodes: the publish answer's count)."""
+    uid, path = "team/ann", "team%2Fann"
+    ws = await user_ws(eng, uid)
+    await ws.send(json.dumps({"seq": 1, "cmd": "subscribe",
+                              "data": {"channels": ["a/b"]}}))
+    expect_eq(json.loads(await rc.ws_recv(ws))["code"], 200, "subscribe")
+    await settle_presence(eng, path, {"online": True, "connections": 1,
+                                      "apps": []})
+    want = {"ok": True} if nodes is None else {"ok": True, "nodes": nodes}
+    push_user(eng, path, b'{"n":1}', want=want)
+    await expect_pushes(ws, uid, [(b'{"n":1}', {"n": 1})], "push to " + uid)
+    for chan in ("a/b", "a%2Fb", "a%2fb"):
+        status, doc = rc.api(eng, "POST", "/publish/" + chan, b'"c"',
+                             key=KEY)
+        expect_eq((status, doc), (200, want), "POST /publish/" + chan)
+        m = json.loads(await rc.ws_recv(ws))
+        expect_eq((m.get("channel"), m.get("data")), ("a/b", "c"),
+                  "push on a/b from /publish/" + chan)
+    for method, bad, code in (("GET", "/users/team%2", 400),
+                              ("GET", "/users/team%zzann", 400),
+                              ("GET", "/users/team%20ann", 400),
+                              ("POST", "/publish/a%2", 400),
+                              ("GET", "/users/team/ann", 404),
+                              ("POST", "/users/team/ann", 404)):
+        status, doc = rc.api(eng, method, bad, b"" if method == "POST"
+                             else None, key=KEY)
+        expect_eq(status, code, "%s %s (%s)" % (method, bad, rc.short(doc)))
+    status, doc = rc.api(eng, "POST", "/users/%s/disconnect" % path, b"",
+                         key=KEY)
+    kicked = {"ok": True, "connections": 1} if nodes is None else want
+    expect_eq((status, doc), (200, kicked),
+              "POST /users/%s/disconnect" % path)
+    expect_eq(await rc.ws_await_close(ws), KICK, uid + " kicked")
+    await settle_presence(eng, path, OFFLINE)
+
+
 def main():
     run = rc.Run("users")
     step = Step(run)
@@ -439,6 +480,7 @@ def main():
             run.check("claims", check_claims, eng)
             run.check("refresh", check_refresh, eng, timeout=90)
             run.check("http-client", check_http_client, eng)
+            run.check("slash-ids", check_slash_ids, eng)
     except AssertionError as e:
         run.fail("engine", e)
     try:

@@ -14,6 +14,8 @@
   both with 4003; presence returns to 0 everywhere.
 - node loss: B killed with SIGKILL; within the bound its users stop
   counting on A, and user pushes still reach A's connections.
+- slash-ids: test_users's check through Redis: a user id with '/' is
+  reached with %2F in the path.
 """
 
 import json
@@ -199,6 +201,7 @@ def main():
                               timeout=240)
                 finally:
                     b.kill()
+                run.check("slash-ids", tu.check_slash_ids, a, 1)
     except AssertionError as e:
         run.fail("setup", e)
     run.finish()
