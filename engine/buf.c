@@ -28,6 +28,11 @@ void eng_free(void *p)
 {
 	mi_free(p);
 }
+
+void eng_mem_collect(void)
+{
+	mi_collect(true);	/* force: decommit freed spans now */
+}
 #else
 void *eng_malloc(size_t n)
 {
@@ -42,6 +47,10 @@ void *eng_realloc(void *p, size_t n)
 void eng_free(void *p)
 {
 	free(p);
+}
+
+void eng_mem_collect(void)
+{
 }
 #endif
 

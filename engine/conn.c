@@ -56,14 +56,43 @@ static uint64_t ud_of(struct eng_shard *s, struct eng_conn *c, unsigned op)
 
 /* ---- teardown ---------------------------------------------------------- */
 
-static void rx_free(struct eng_conn *c)
+/* /stats reads the shard's totals from other threads. */
+static void rx_publish(struct eng_shard *s)
+{
+	atomic_store_explicit(&s->stats.partial_bytes, s->rx_held,
+			      memory_order_relaxed);
+	atomic_store_explicit(&s->stats.partial_alloc, s->rx_alloc,
+			      memory_order_relaxed);
+}
+
+static void rx_free(struct eng_shard *s, struct eng_conn *c)
 {
 	if (!c->rx)
 		return;
+	s->rx_held -= c->rx->held;
+	s->rx_alloc -= c->rx->alloc;
+	rx_publish(s);
 	eng_free(c->rx->part);
 	eng_buf_put(c->rx->msg);
 	eng_free(c->rx);
 	c->rx = NULL;
+}
+
+/* Every change of state goes here: the shard's /ws bitmap follows it. */
+static void set_state(struct eng_shard *s, struct eng_conn *c, uint8_t st)
+{
+	bool was = eng_conn_deliverable(c);
+	uint32_t i;
+
+	c->state = st;
+	if (was == eng_conn_deliverable(c))
+		return;
+	i = eng_slot(s, c);
+	s->push_bits[i / 64] ^= UINT64_C(1) << (i % 64);
+	if (was)
+		s->nr_push--;
+	else
+		s->nr_push++;
 }
 
 /* Returns the slot to FREE once the kernel has closed it. */
@@ -80,13 +109,13 @@ static void release(struct eng_shard *s, struct eng_conn *c)
 		eng_free(q);
 		q = next;
 	}
-	rx_free(c);
+	rx_free(s, c);
 	eng_timer_del(s, c);
 	c->sq_head = c->sq_tail = NULL;
 	c->queued = 0;
 	c->sent = 0;
 	c->gen++;		/* late CQEs for the old connection are stale */
-	c->state = ENG_CONN_FREE;
+	set_state(s, c, ENG_CONN_FREE);
 	c->flags = 0;
 	atomic_fetch_sub_explicit(&s->stats.conns, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&s->eng->nconns, 1, memory_order_relaxed);
@@ -116,9 +145,9 @@ void eng_conn_kill(struct eng_shard *s, struct eng_conn *c)
 {
 	if (c->state == ENG_CONN_FREE || c->state == ENG_CONN_DEAD)
 		return;
-	c->state = ENG_CONN_DEAD;
+	set_state(s, c, ENG_CONN_DEAD);
 	eng_timer_del(s, c);
-	rx_free(c);
+	rx_free(s, c);
 	if ((c->flags & (ENG_CONN_F_RECV | ENG_CONN_F_SEND)) &&
 	    !ring_cancel_slot(&s->ring, eng_slot(s, c),
 			      ud_of(s, c, ENG_OP_CONN_CANCEL)))
@@ -442,9 +471,9 @@ static void send_close(struct eng_shard *s, struct eng_conn *c, uint16_t code,
 		return;
 	}
 	b->len = (uint32_t)ws_write_close(b->data, code, reason);
-	c->state = next;
+	set_state(s, c, next);
 	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(ENG_CLOSE_WAIT_MS));
-	rx_free(c);		/* no message will complete now */
+	rx_free(s, c);		/* no message will complete now */
 	queue(s, c, b);
 }
 
@@ -457,8 +486,8 @@ void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code)
 		 * Our close is out already and a second one is not allowed
 		 * (RFC 6455 5.5.1): stop parsing and finish what is queued.
 		 */
-		c->state = ENG_CONN_DRAIN;
-		rx_free(c);
+		set_state(s, c, ENG_CONN_DRAIN);
+		rx_free(s, c);
 		flush(s, c);
 		return;
 	}
@@ -533,7 +562,7 @@ void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
 		eng_timer_set(s, c, s->tick +
 			      eng_ms_to_ticks(s->eng->cfg.handshake_ms));
 	} else {
-		c->state = ENG_CONN_DRAIN;
+		set_state(s, c, ENG_CONN_DRAIN);
 		eng_timer_set(s, c, s->tick +
 			      eng_ms_to_ticks(ENG_CLOSE_WAIT_MS));
 	}
@@ -642,9 +671,9 @@ void eng_conn_kick(struct eng_shard *s, struct eng_conn *c,
 			eng_conn_kill(s, c);
 		return;
 	}
-	c->state = ENG_CONN_DRAIN;
+	set_state(s, c, ENG_CONN_DRAIN);
 	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(ENG_CLOSE_WAIT_MS));
-	rx_free(c);
+	rx_free(s, c);
 	queue(s, c, f);
 }
 
@@ -724,7 +753,7 @@ static void on_control(struct eng_shard *s, struct eng_conn *c,
 		c->flags |= ENG_CONN_F_PEER_CLOSED;
 		if (c->state == ENG_CONN_CLOSING) {
 			/* Our close was first; the handshake is complete. */
-			c->state = ENG_CONN_DRAIN;
+			set_state(s, c, ENG_CONN_DRAIN);
 			flush(s, c);
 			return;
 		}
@@ -859,8 +888,8 @@ void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	b->len = (uint32_t)n;
-	c->state = ENG_CONN_WS;
 	c->kind = kind;
+	set_state(s, c, ENG_CONN_WS);
 	c->flags &= ~ENG_CONN_F_KEEP;
 	c->last_rx = c->last_ping = s->tick;
 	ENG_STAT_ADD(s, upgraded, 1);
@@ -892,6 +921,72 @@ static size_t process(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 	return off;
 }
 
+/*
+ * Brings the shard's totals up to date with @rx after it changed. What a
+ * client controls is counted as bytes it sent that are held (carried and
+ * not yet parsed, or assembled fragments); what they cost as allocated.
+ */
+static void rx_count(struct eng_shard *s, struct eng_rx *rx)
+{
+	uint32_t held = (rx->plen - rx->poff) + (rx->msg ? rx->msg->len : 0);
+	uint32_t alloc = rx->pcap + (rx->msg ? rx->msg->cap : 0);
+
+	s->rx_held += (size_t)held - rx->held;
+	s->rx_alloc += (size_t)alloc - rx->alloc;
+	rx->held = held;
+	rx->alloc = alloc;
+	if (s->rx_alloc > s->rx_peak)
+		s->rx_peak = s->rx_alloc;
+	rx_publish(s);
+}
+
+/*
+ * Past this shard's share of --max-partial-memory, the connection that
+ * holds the most is closed (1009; an HTTP request is dropped), however
+ * small the one that tipped it over: one client cannot starve the rest.
+ * Rare by design, so a scan of the table is fine.
+ */
+static void rx_over_budget(struct eng_shard *s)
+{
+	while (s->rx_held > s->rx_budget) {
+		struct eng_conn *v = NULL;
+		uint32_t most = 0;
+
+		for (uint32_t i = 0; i < s->nr_conns; i++) {
+			struct eng_rx *rx = s->conns[i].rx;
+
+			if (rx && rx->held > most) {
+				most = rx->held;
+				v = &s->conns[i];
+			}
+		}
+		if (!v)
+			return;
+		ENG_STAT_ADD(s, partial_closed, 1);
+		if (v->state == ENG_CONN_WS || v->state == ENG_CONN_CLOSING)
+			eng_conn_fail(s, v, WS_CLOSE_TOO_BIG);
+		else
+			eng_conn_kill(s, v);
+		rx_free(s, v);		/* whatever the close left */
+	}
+}
+
+/* After a read changed @c's receive state: count it, bound the total. */
+static void rx_settle(struct eng_shard *s, struct eng_conn *c)
+{
+	struct eng_rx *rx = c->rx;
+
+	if (!rx)
+		return;
+	if (!rx->plen && !rx->msg) {
+		rx_free(s, c);	/* idle again: no receive memory of its own */
+		return;
+	}
+	rx_count(s, rx);
+	if (s->rx_held > s->rx_budget)
+		rx_over_budget(s);
+}
+
 /* Makes room for @cap bytes of carried data. Returns 0 or -ENOMEM. */
 static int reserve(struct eng_rx *rx, size_t cap)
 {
@@ -909,6 +1004,30 @@ static int reserve(struct eng_rx *rx, size_t cap)
 	rx->part = np;
 	rx->pcap = (uint32_t)cap;
 	return 0;
+}
+
+/*
+ * Gives carried memory back once it is consumed: none when nothing is
+ * left (a fragmented message may keep rx for long), and a smaller block
+ * when a large one holds little.
+ */
+static void shrink(struct eng_rx *rx)
+{
+	uint8_t *np;
+
+	if (!rx->plen) {
+		eng_free(rx->part);
+		rx->part = NULL;
+		rx->pcap = 0;
+		return;
+	}
+	if (rx->pcap <= 65536 || rx->plen > rx->pcap / 4)
+		return;
+	np = eng_realloc(rx->part, rx->plen);
+	if (np) {
+		rx->part = np;
+		rx->pcap = rx->plen;
+	}
 }
 
 /*
@@ -944,18 +1063,13 @@ static void drain_part(struct eng_shard *s, struct eng_conn *c, bool newline)
 		memmove(rx->part, rx->part + rx->poff, rest);
 		rx->plen = (uint32_t)rest;
 		rx->poff = 0;
+		shrink(rx);
 	}
+	/* room grows with the bytes that arrive, not with what a header
+	 * announces */
 	rx->want = (uint32_t)want;
-	if (rest && reserve(rx, (size_t)rx->poff + want) < 0)
-		goto nomem;
 out:
-	rx = c->rx;
-	if (rx && !rx->plen && !rx->msg)
-		rx_free(c);	/* idle again: no receive memory of its own */
-	return;
-nomem:
-	if (parsing(c))
-		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+	rx_settle(s, c);
 }
 
 /*
@@ -995,27 +1109,27 @@ static void feed(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 		if (!(c->flags & ENG_CONN_F_WAIT))
 			drain_part(s, c, c->state != ENG_CONN_HTTP ||
 					 memchr(p, '\n', n));
+		rx_settle(s, c);	/* drain_part may wait for more */
 		return;
 	}
 	used = process(s, c, p, n, &want);
 	rest = n - used;
 	if (parsing(c) && rest) {
-		/* A unit cut by the read: keep it, sized for all of it */
+		/* A unit cut by the read: keep what came, room for no more */
 		rx = rx_get(c);
-		if (!rx || reserve(rx, want > rest ? want : rest) < 0)
+		if (!rx || reserve(rx, rest) < 0)
 			goto nomem;
 		memcpy(rx->part, p + used, rest);
 		rx->plen = (uint32_t)rest;
 		rx->poff = 0;
 		rx->want = (uint32_t)want;
 	}
-	rx = c->rx;
-	if (rx && !rx->plen && !rx->msg)
-		rx_free(c);
+	rx_settle(s, c);
 	return;
 nomem:
 	if (parsing(c))
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+	rx_settle(s, c);
 }
 
 /* A publish was sequenced: go on with requests that arrived meanwhile. */
@@ -1122,7 +1236,7 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot)
 	 */
 	if (c->state != ENG_CONN_FREE)
 		release(s, c);
-	c->state = ENG_CONN_HTTP;
+	set_state(s, c, ENG_CONN_HTTP);
 	c->kind = ENG_CONN_K_HTTP;
 	c->flags = 0;
 	c->nsubs = 0;

@@ -68,6 +68,8 @@ struct eng_rx {
 	uint32_t poff;		/* bytes of part already consumed; 0 if !plen */
 	struct eng_buf *msg;	/* fragments so far, after header room */
 	struct ws_msg ws;	/* sequencing and UTF-8 state */
+	uint32_t held;		/* in the shard's rx_held: unconsumed + msg */
+	uint32_t alloc;		/* in the shard's rx_alloc: pcap + msg cap */
 };
 
 /*
@@ -116,6 +118,12 @@ static inline uint32_t eng_slot(const struct eng_shard *s,
 				const struct eng_conn *c)
 {
 	return (uint32_t)(c - s->conns);
+}
+
+/* An open /ws connection: broadcasts and pushes go to it. */
+static inline bool eng_conn_deliverable(const struct eng_conn *c)
+{
+	return c->state == ENG_CONN_WS && c->kind == ENG_CONN_K_PUSH;
 }
 
 /* True until the connection is being torn down (DEAD) or free. */

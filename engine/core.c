@@ -88,6 +88,14 @@ static void on_tick(struct eng_shard *s)
 	uint64_t ms = now_ms() - s->t0_ms;
 
 	eng_timer_advance(s, (uint32_t)(ms / ENG_TICK_MS));
+	/*
+	 * Large partial messages came and went: return their pages, or the
+	 * peak stays resident long after the clients left.
+	 */
+	if (s->rx_peak >= ((size_t)4 << 20) && s->rx_alloc < s->rx_peak / 4) {
+		eng_mem_collect();
+		s->rx_peak = s->rx_alloc;
+	}
 	if (s->mail.retry && !s->stopping)
 		eng_mail_retry(&s->mail);
 	if (s->stopping && s->tick >= s->stop_tick) {
@@ -237,9 +245,13 @@ static int shard_init(struct eng_shard *s)
 	}
 	s->rearm = eng_malloc((size_t)s->nr_conns * sizeof(*s->rearm));
 	s->resume = eng_malloc((size_t)s->nr_conns * 2 * sizeof(*s->resume));
-	if (!s->rearm || !s->resume) {
+	/* a broadcast walks this, not the table: 1 bit a slot, not 80 B */
+	s->push_bits = calloc((s->nr_conns + 63) / 64, sizeof(uint64_t));
+	s->nr_push = 0;
+	if (!s->rearm || !s->resume || !s->push_bits) {
 		eng_free(s->rearm);
 		eng_free(s->resume);
+		free(s->push_bits);
 		ret = -ENOMEM;
 		goto err_conns;
 	}
@@ -248,9 +260,12 @@ static int shard_init(struct eng_shard *s)
 		state_exit(s);
 		eng_free(s->rearm);
 		eng_free(s->resume);
+		free(s->push_bits);
 		goto err_conns;
 	}
 	s->nr_rearm = 0;
+	s->rx_held = s->rx_alloc = s->rx_peak = 0;
+	s->rx_budget = (size_t)(cfg->max_partial / cfg->shards);
 	eng_timer_init(s);
 	s->t0_ms = now_ms();
 	s->t0_unix = (int64_t)time(NULL);
@@ -276,6 +291,7 @@ static void shard_exit(struct eng_shard *s)
 	state_exit(s);
 	eng_free(s->rearm);
 	eng_free(s->resume);
+	free(s->push_bits);
 	munmap(s->conns, (size_t)s->nr_conns * sizeof(struct eng_conn));
 	ring_bufs_exit(&s->ring, &s->rbufs);
 	close(s->listen_fd);

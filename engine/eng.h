@@ -63,6 +63,7 @@ struct eng_cfg {
 	char node_id[40];		/* presence in Redis: this node */
 	unsigned redis_timeout_ms;	/* no answer this long: link down */
 	uint64_t redis_max_pending;	/* bytes queued toward Redis, at most */
+	uint64_t max_partial;		/* bytes of partial messages, all shards */
 	uint8_t auth;			/* ENG_AUTH_* */
 	char jwt_secret[512];		/* HS256 key, "" = none */
 	char jwt_pubkey_file[1024];	/* RS256/ES256 PEM, "" = none */
@@ -135,6 +136,9 @@ struct eng_stats {
 	atomic_uint_fast64_t auth_failed;	/* 401 at the upgrade */
 	atomic_uint_fast64_t kicked;		/* closed by a disconnect */
 	atomic_uint_fast64_t user_refused;	/* over --max-conns-per-user */
+	atomic_uint_fast64_t partial_bytes;	/* copy of rx_held */
+	atomic_uint_fast64_t partial_alloc;	/* copy of rx_alloc */
+	atomic_uint_fast64_t partial_closed;	/* over --max-partial-memory */
 };
 
 /* Declared in their subsystems' headers; named here for prototypes. */
@@ -179,6 +183,12 @@ struct eng_shard {
 	struct ring_bufs rbufs;
 	struct eng_conn *conns;		/* mmapped, nr_conns entries */
 	uint32_t nr_conns;		/* = fixed-file table size */
+	size_t rx_held;			/* bytes of partial messages held */
+	size_t rx_alloc;		/* bytes allocated to hold them */
+	size_t rx_peak;			/* rx_alloc's high mark since a purge */
+	size_t rx_budget;		/* --max-partial-memory / shards */
+	uint64_t *push_bits;		/* a bit per slot: open on /ws */
+	uint32_t nr_push;		/* bits set */
 	uint32_t *rearm;		/* slots whose recv ran out of buffers */
 	uint32_t nr_rearm;
 	uint32_t *resume;		/* slots to parse again after a batch */
@@ -228,6 +238,8 @@ void *eng_shard_main(void *arg);
 void *eng_malloc(size_t n);
 void *eng_realloc(void *p, size_t n);
 void eng_free(void *p);
+/* Gives the calling thread's freed memory back to the system. */
+void eng_mem_collect(void);
 
 #define ENG_STAT_ADD(s, field, n) \
 	atomic_fetch_add_explicit(&(s)->stats.field, (n), memory_order_relaxed)

@@ -43,6 +43,10 @@ static const char usage[] =
 "                           client gets HTTP 503 (default: what the shards hold)\n"
 "  --max-message SIZE       largest message a client may send, after\n"
 "                           reassembly (default 1M); larger gets close 1009\n"
+"  --max-partial-memory SIZE bytes of messages not yet complete, held for all\n"
+"                           clients (each shard takes an equal share); past it\n"
+"                           the client holding the most is closed with 1009\n"
+"                           (default 256M)\n"
 "  --echo                   serve ws://HOST:PORT/echo: every message comes\n"
 "                           back unchanged (the RFC 6455 conformance endpoint)\n"
 "  --api-key KEY            publishing, /users, /online and /stats need\n"
@@ -327,7 +331,7 @@ enum {
 	OPT_ARENA, OPT_ZC, OPT_REDIS, OPT_REDIS_PREFIX, OPT_AUTH, OPT_JWT_SECRET,
 	OPT_JWT_PUBKEY, OPT_MAX_PER_USER, OPT_JWT_LEEWAY, OPT_IO,
 	OPT_INSECURE_OPEN, OPT_REDIS_FILE, OPT_REDIS_TIMEOUT,
-	OPT_REDIS_MAX_PENDING,
+	OPT_REDIS_MAX_PENDING, OPT_MAX_PARTIAL,
 };
 
 static const struct option options[] = {
@@ -359,6 +363,7 @@ static const struct option options[] = {
 	{ "redis-url-file",	required_argument, NULL, OPT_REDIS_FILE },
 	{ "redis-timeout",	required_argument, NULL, OPT_REDIS_TIMEOUT },
 	{ "redis-max-pending",	required_argument, NULL, OPT_REDIS_MAX_PENDING },
+	{ "max-partial-memory",	required_argument, NULL, OPT_MAX_PARTIAL },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -474,6 +479,12 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 				bad_value("redis-max-pending (4K at least)",
 					  optarg);
 			cfg->redis_max_pending = v;
+			break;
+		case OPT_MAX_PARTIAL:
+			if (parse_size(optarg, &v) < 0 || v < 65536)
+				bad_value("max-partial-memory (64K at least)",
+					  optarg);
+			cfg->max_partial = v;
 			break;
 		case OPT_REDIS_FILE:
 			if (redis_url_file(optarg, cfg) < 0)
@@ -674,6 +685,7 @@ int main(int argc, char **argv)
 	strcpy(e.cfg.redis_prefix, "ringcast:");
 	e.cfg.redis_timeout_ms = 5000;
 	e.cfg.redis_max_pending = 16u << 20;
+	e.cfg.max_partial = (uint64_t)256 << 20;
 	e.cfg.jwt_leeway = ENG_JWT_LEEWAY;
 	/* A secret that does not fit must stop us, never leave us open. */
 	if (env_secret("RINGCAST_API_KEY", e.cfg.api_key,

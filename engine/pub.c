@@ -117,11 +117,6 @@ static size_t frame_key(const struct eng_buf *f, char *buf)
 	return f->name_len;
 }
 
-static bool deliverable(const struct eng_conn *c)
-{
-	return c->state == ENG_CONN_WS && c->kind == ENG_CONN_K_PUSH;
-}
-
 /*
  * Queues @f on every local target. The batch's references are taken in
  * one atomic add and the unused ones given back in one subtraction, so
@@ -134,16 +129,26 @@ static void deliver(struct eng_shard *s, struct eng_buf *f)
 	uint32_t want = 0, used = 0;
 
 	if ((f->flags & ENG_BUF_F_BCAST)) {
-		for (uint32_t i = 0; i < s->nr_conns; i++)
-			want += deliverable(&s->conns[i]);
+		want = s->nr_push;
 		if (!want)
 			return;
 		atomic_fetch_add_explicit(&f->refs, want, memory_order_relaxed);
-		for (uint32_t i = 0; i < s->nr_conns && used < want; i++) {
-			if (!deliverable(&s->conns[i]))
-				continue;
-			used++;
-			eng_conn_queue(s, &s->conns[i], f);
+		/*
+		 * The bitmap of open /ws slots, a word at a time: a queue()
+		 * that closes a slow consumer clears its bit behind us.
+		 */
+		for (uint32_t w = 0; w * 64 < s->nr_conns && used < want; w++) {
+			uint64_t bits = s->push_bits[w];
+
+			while (bits && used < want) {
+				uint32_t i = w * 64 + (uint32_t)__builtin_ctzll(bits);
+
+				bits &= bits - 1;
+				if (!eng_conn_deliverable(&s->conns[i]))
+					continue;
+				used++;
+				eng_conn_queue(s, &s->conns[i], f);
+			}
 		}
 	} else {
 		char name[ENG_CHAN_MAX + 2];
@@ -170,7 +175,7 @@ static void deliver(struct eng_shard *s, struct eng_buf *f)
 			struct eng_conn *c = &s->conns[sub->slot];
 
 			next = sub->next;
-			if (!deliverable(c))
+			if (!eng_conn_deliverable(c))
 				continue;
 			used++;
 			eng_conn_queue(s, c, f);
