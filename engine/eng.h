@@ -53,6 +53,7 @@ struct eng_cfg {
 	size_t arena_size;		/* shared frame arena, bytes */
 	uint32_t zc_threshold;		/* frames this size and up: send_zc */
 	char api_key[256];		/* "" = publishing needs no key */
+	char origins[1024];		/* --allowed-origins, "" = any */
 	bool insecure_open;		/* no key, yet not only loopback */
 	char redis_host[256];		/* "" = no Redis: embedded broker */
 	uint16_t redis_port;

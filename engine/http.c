@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -128,6 +129,43 @@ static void unauthorized(struct eng_shard *s, struct eng_conn *c,
 			    json_type, body, (size_t)n);
 }
 
+/* Case-insensitive: scheme and host are (RFC 6454 4). */
+static bool ieq(const char *a, const char *b, size_t n)
+{
+	return !strncasecmp(a, b, n);
+}
+
+/*
+ * Whether @o is in the comma-separated @list: an entry is an origin
+ * (https://app.example.com:8443), or one whose host starts with the
+ * label '*' (for *.example.com), which matches any host below it.
+ */
+static bool origin_allowed(const char *list, const struct hs_str *o)
+{
+	const char *e = list;
+
+	while (*e) {
+		const char *end = strchr(e, ',');
+		size_t n = end ? (size_t)(end - e) : strlen(e);
+		const char *star = memchr(e, '*', n);
+
+		if (!star) {
+			if (o->len == n && ieq(o->p, e, n))
+				return true;
+		} else {
+			/* "https://" then "*" then ".example.com[:port]" */
+			size_t pre = (size_t)(star - e), suf = n - pre - 1;
+
+			if (o->len > pre + suf && ieq(o->p, e, pre) &&
+			    ieq(o->p + o->len - suf, star + 1, suf) &&
+			    !memchr(o->p + pre, '/', o->len - pre - suf))
+				return true;
+		}
+		e += n + (end ? 1 : 0);
+	}
+	return false;
+}
+
 static void upgrade(struct eng_shard *s, struct eng_conn *c,
 		    const struct hs_req *req, uint8_t kind)
 {
@@ -144,6 +182,16 @@ static void upgrade(struct eng_shard *s, struct eng_conn *c,
 		return;
 	} else if (status) {
 		reply(s, c, status, NULL);
+		return;
+	}
+	/*
+	 * A browser always sends Origin, so a page elsewhere cannot borrow
+	 * its user's cookies or network position; other clients can send
+	 * anything, which is why this is no authentication.
+	 */
+	if (cfg->origins[0] && req->origin.p &&
+	    !origin_allowed(cfg->origins, &req->origin)) {
+		reply(s, c, 403, NULL);
 		return;
 	}
 	/* Authentication happens here, before any WebSocket byte. */

@@ -43,6 +43,11 @@ static const char usage[] =
 "                           client gets HTTP 503 (default: what the shards hold)\n"
 "  --max-message SIZE       largest message a client may send, after\n"
 "                           reassembly (default 1M); larger gets close 1009\n"
+"  --allowed-origins LIST   browsers' pages that may connect: a WebSocket\n"
+"                           upgrade whose Origin is not in LIST gets 403\n"
+"                           (comma-separated SCHEME://HOST[:PORT], HOST may be\n"
+"                           *.DOMAIN; default: any origin). Clients that send\n"
+"                           no Origin (apps, servers) are not affected\n"
 "  --max-partial-memory SIZE bytes of messages not yet complete, held for all\n"
 "                           clients (each shard takes an equal share); past it\n"
 "                           the client holding the most is closed with 1009\n"
@@ -184,6 +189,42 @@ static int parse_dur(const char *s, unsigned *ms)
 	if (v > UINT_MAX / mult)
 		return -ERANGE;
 	*ms = (unsigned)(v * mult);
+	return 0;
+}
+
+/*
+ * --allowed-origins: SCHEME://HOST[:PORT] entries, comma-separated, HOST
+ * possibly *.DOMAIN. Kept as given; http.c matches against it.
+ */
+static int parse_origins(const char *s, struct eng_cfg *cfg)
+{
+	const char *e = s;
+
+	if (!*s || strlen(s) >= sizeof(cfg->origins))
+		return -EINVAL;
+	while (*e) {
+		const char *end = strchr(e, ',');
+		size_t n = end ? (size_t)(end - e) : strlen(e);
+		const char *host = memmem(e, n, "://", 3);
+		const char *star = memchr(e, '*', n);
+
+		if (!host || host == e)
+			return -EINVAL;
+		host += 3;
+		if (host >= e + n || memchr(host, '/', (size_t)(e + n - host)))
+			return -EINVAL;	/* an origin has no path */
+		if (star && (star != host || star + 1 >= e + n ||
+			     star[1] != '.' || memchr(star + 1, '*',
+					(size_t)(e + n - star - 1))))
+			return -EINVAL;
+		for (size_t i = 0; i < n; i++)
+			if (e[i] <= ' ' || e[i] > '~')
+				return -EINVAL;
+		if (end && !end[1])
+			return -EINVAL;
+		e += n + (end ? 1 : 0);
+	}
+	strcpy(cfg->origins, s);
 	return 0;
 }
 
@@ -331,7 +372,7 @@ enum {
 	OPT_ARENA, OPT_ZC, OPT_REDIS, OPT_REDIS_PREFIX, OPT_AUTH, OPT_JWT_SECRET,
 	OPT_JWT_PUBKEY, OPT_MAX_PER_USER, OPT_JWT_LEEWAY, OPT_IO,
 	OPT_INSECURE_OPEN, OPT_REDIS_FILE, OPT_REDIS_TIMEOUT,
-	OPT_REDIS_MAX_PENDING, OPT_MAX_PARTIAL,
+	OPT_REDIS_MAX_PENDING, OPT_MAX_PARTIAL, OPT_ORIGINS,
 };
 
 static const struct option options[] = {
@@ -364,6 +405,7 @@ static const struct option options[] = {
 	{ "redis-timeout",	required_argument, NULL, OPT_REDIS_TIMEOUT },
 	{ "redis-max-pending",	required_argument, NULL, OPT_REDIS_MAX_PENDING },
 	{ "max-partial-memory",	required_argument, NULL, OPT_MAX_PARTIAL },
+	{ "allowed-origins",	required_argument, NULL, OPT_ORIGINS },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -479,6 +521,11 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 				bad_value("redis-max-pending (4K at least)",
 					  optarg);
 			cfg->redis_max_pending = v;
+			break;
+		case OPT_ORIGINS:
+			if (parse_origins(optarg, cfg) < 0)
+				bad_value("allowed-origins (SCHEME://HOST[:PORT]"
+					  ",... with HOST or *.DOMAIN)", optarg);
 			break;
 		case OPT_MAX_PARTIAL:
 			if (parse_size(optarg, &v) < 0 || v < 65536)

@@ -16,6 +16,9 @@ kept, not missed.
   the browser logs the 401 and the engine counts one auth failure.
 - browser-close: SIGTERM: the page's socket closes with 1001 and the
   engine exits 0.
+- browser-origin: --allowed-origins naming the page's origin lets its
+  socket open; a list without it makes the browser's socket fail (error,
+  close 1006, a 403 in the browser's log).
 """
 
 import asyncio
@@ -194,6 +197,27 @@ async def check_close(exe, chrome, site):
                       "engine exit status after SIGTERM")
 
 
+async def check_origin(exe, chrome, site):
+    page_origin = site.url.rstrip("/")
+    with rc.Engine(exe, "--allowed-origins",
+                   "https://app.example.com," + page_origin) as eng:
+        async with chrome.page(site.url) as page:
+            await subscribed(page, eng, "listed")
+    with rc.Engine(exe, "--allowed-origins",
+                   "https://app.example.com,https://*.example.org") as eng:
+        async with chrome.page(site.url) as page:
+            url = eng.url("/ws")
+            await open_socket(page, "other", url)
+            await next_event(page, "other", "error", "origin not listed")
+            ev = await next_event(page, "other", "close", "origin not listed")
+            expect_eq((ev["code"], ev["clean"]), (1006, False),
+                      "close of a socket from an origin not listed")
+            log = await page.log_entry(lambda t: url in t,
+                                       "the unlisted origin's socket")
+            expect("403" in log, "the browser's log does not show a 403: "
+                   "%r", log)
+
+
 def main():
     run = rc.Run("browser")
     chrome = cdp.Chromium()
@@ -206,6 +230,8 @@ def main():
                       timeout=90)
             run.check("browser-close", check_close, run.exe, chrome, site,
                       timeout=90)
+            run.check("browser-origin", check_origin, run.exe, chrome,
+                      site, timeout=90)
     except Exception as e:
         run.fail("browser", e)
     finally:

@@ -3,7 +3,7 @@
 independently), every rejected handshake with its status code,
 `Connection: close` and the server closing the socket, /healthz, 404s, a
 request written one byte at a time, a first frame in the request's
-packet, and the command line (--help, bad options)."""
+packet, the command line (--help, bad options), and --allowed-origins."""
 
 import os
 import subprocess
@@ -250,7 +250,20 @@ def check_cli(exe):
                        (["--max-pending-bytes", " 4M"], "--max-pending-bytes"),
                        (["--idle-timeout", "-1s"], "--idle-timeout"),
                        # a user's own subscription would wrap the count
-                       (["--max-subs", "65535"], "--max-subs")):
+                       (["--max-subs", "65535"], "--max-subs"),
+                       (["--allowed-origins", "example.com"],
+                        "--allowed-origins"),
+                       (["--allowed-origins", "https://a.com/path"],
+                        "--allowed-origins"),
+                       (["--allowed-origins", "https://a.*.com"],
+                        "--allowed-origins"),
+                       (["--allowed-origins", "https://a.com,"],
+                        "--allowed-origins"),
+                       (["--redis-timeout", "10ms"], "--redis-timeout"),
+                       (["--redis-max-pending", "1K"],
+                        "--redis-max-pending"),
+                       (["--max-partial-memory", "1K"],
+                        "--max-partial-memory")):
         p = subprocess.run([exe] + argv + ["--listen", "127.0.0.1:0"],
                            capture_output=True, timeout=10)
         expect_eq(p.returncode, 2, "exit status for %s" % argv)
@@ -265,6 +278,34 @@ def check_cli(exe):
         expect_eq(p.returncode, 2, "exit status with a 600-byte %s" % var)
         expect(var in p.stderr.decode(errors="replace"),
                "stderr does not name %s: %r", var, p.stderr)
+
+
+ORIGINS = "https://app.example.com,https://*.example.org,http://localhost:3000"
+
+
+def check_origins(exe):
+    """--allowed-origins: an upgrade with an Origin not listed is 403 and
+    nothing else; without Origin (not a browser) it goes through."""
+    cases = ((None, 101), ("https://app.example.com", 101),
+             ("HTTPS://App.Example.COM", 101), ("https://a.example.org", 101),
+             ("https://x.y.example.org", 101), ("http://localhost:3000", 101),
+             ("https://evil.com", 403), ("https://app.example.com.evil.com",
+                                         403),
+             ("http://app.example.com", 403), ("https://example.org", 403),
+             ("https://.example.org", 403), ("https://a.example.org:8443",
+                                             403),
+             ("http://localhost:3001", 403), ("null", 403))
+    with rc.Engine(exe, "--echo", "--allowed-origins", ORIGINS) as eng:
+        for origin, want in cases:
+            extra = [("Origin", origin)] if origin else []
+            with rc.connect(eng.host, eng.port) as s:
+                s.sendall(rc.upgrade_request(host=eng.host, extra=extra))
+                head, _ = rc.read_head(s)
+                expect_eq(rc.Response(head).status, want,
+                          "upgrade with Origin %r" % origin)
+                if want == 403:
+                    _, closed = rc.recv_until_eof(s)
+                    expect(closed, "connection left open after a 403")
 
 
 def main():
@@ -288,6 +329,7 @@ def main():
     except AssertionError as e:
         run.fail("engine", e)
     run.check("echo-disabled", check_echo_disabled, run.exe)
+    run.check("origins", check_origins, run.exe)
     run.finish()
 
 
