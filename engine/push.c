@@ -197,6 +197,58 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 }
 
 /*
+ * After a refresh: the channels the new token no longer allows are
+ * dropped, and the client is told which, before the refresh's reply.
+ * Returns 0, or -ENOMEM (nothing dropped; the caller fails @c).
+ */
+static int drop_denied(struct eng_shard *s, struct eng_conn *c)
+{
+	static const char head[] = "{\"cmd\":\"unsubscribed\",\"data\":"
+				   "{\"reason\":\"not allowed by the new token\","
+				   "\"channels\":[";
+	struct eng_sub *sub, *next;
+	size_t cap = sizeof(head) + 8;
+	struct eng_buf *b;
+	char *p, *start;
+	unsigned n = 0;
+
+	for (sub = c->subs; sub; sub = sub->cnext) {
+		const struct eng_chan *ch = sub->chan;
+
+		if (ch->name[0] != ENG_USER_MARK &&
+		    !eng_auth_channel_ok(c->auth, ch->name, ch->len)) {
+			cap += json_escape_max(ch->len) + 1;
+			n++;
+		}
+	}
+	if (!n)
+		return 0;
+	b = eng_buf_new(WS_MAX_SERVER_HDR + cap);
+	if (!b)
+		return -ENOMEM;
+	start = p = (char *)b->data + WS_MAX_SERVER_HDR;
+	memcpy(p, head, sizeof(head) - 1);
+	p += sizeof(head) - 1;
+	for (sub = c->subs; sub; sub = next) {
+		const struct eng_chan *ch = sub->chan;
+
+		next = sub->cnext;
+		if (ch->name[0] == ENG_USER_MARK ||
+		    eng_auth_channel_ok(c->auth, ch->name, ch->len))
+			continue;
+		if (p[-1] != '[')
+			*p++ = ',';
+		p += json_escape(p, ch->name, ch->len);
+		eng_unsubscribe_one(s, c, sub);	/* ch may go with it */
+	}
+	memcpy(p, "]}}", 3);
+	p += 3;
+	eng_buf_seal(b, (uint8_t *)start, WS_OP_TEXT, (size_t)(p - start));
+	eng_conn_queue(s, c, b);	/* a slow consumer closes itself */
+	return 0;
+}
+
+/*
  * A new token for a connection whose token will expire: same user, a
  * later expiry and possibly other channel rights. Channels already
  * subscribed stay. The app stays that of the first token.
@@ -234,6 +286,11 @@ static void refresh(struct eng_shard *s, struct eng_conn *c,
 	eng_free(c->auth);
 	c->auth = a;
 	eng_conn_reschedule(s, c);
+	/* rights follow the token: what it no longer allows goes */
+	if (drop_denied(s, c) < 0) {
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return;
+	}
 	reply(s, c, cmd, 200, "ok");
 }
 

@@ -378,6 +378,12 @@ void eng_unsubscribe(struct eng_shard *s, struct eng_conn *c,
 	}
 }
 
+void eng_unsubscribe_one(struct eng_shard *s, struct eng_conn *c,
+			 struct eng_sub *sub)
+{
+	drop_sub(s, c, sub);
+}
+
 void eng_unsubscribe_all(struct eng_shard *s, struct eng_conn *c)
 {
 	while (c->subs)

@@ -26,6 +26,9 @@ int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
 void eng_unsubscribe(struct eng_shard *s, struct eng_conn *c,
 		     const struct json_slice *names, unsigned n);
 void eng_unsubscribe_all(struct eng_shard *s, struct eng_conn *c);
+/* Drops the one subscription @sub of @c (from c->subs). */
+void eng_unsubscribe_one(struct eng_shard *s, struct eng_conn *c,
+			 struct eng_sub *sub);
 
 /*
  * On the owner: shard @from has (@add) or no longer has subscribers of

@@ -17,7 +17,9 @@ tokens from jwtmint.py).
 - refresh (--jwt-leeway 0): a refreshed connection outlives its first
   token (a push reaches it after connections with the same first expiry
   were closed with 4001); refresh with another user's token is 403, with
-  a bad one 401, on an anonymous connection 403; rights follow the token.
+  a bad one 401, on an anonymous connection 403; rights follow the token:
+  a narrower claim drops the subscriptions it no longer allows, with an
+  unsubscribed push before the reply, and nothing of them arrives after.
 - http-client: user pushes from Python's http.client (head and body in
   two writes; rc.api writes a request in one).
 - limit: --max-conns-per-user 2 refuses the third with 429 and keeps the
@@ -358,8 +360,25 @@ async def check_refresh(eng):
         m = await expect_code(rita, seq, "refresh", 401, token=bad)
         expect(isinstance(m.get("msg"), str) and m["msg"],
                "refresh with %s: msg %r, want the reason", what, m.get("msg"))
-    await expect_code(rita, 9, "refresh", 200,
-                      token=token("rita", channels=["after"]))
+    await expect_code(rita, 12, "refresh", 200,
+                      token=token("rita", channels=["before", "both"]))
+    await expect_code(rita, 13, "subscribe", 200, channels=["both"])
+    # A narrower claim: what it no longer allows is dropped, and said so
+    # before the refresh's reply.
+    await rita.send(rc.push_cmd("refresh", 9, token=token(
+        "rita", channels=["after", "both"])))
+    m = json.loads(await rc.ws_recv(rita))
+    expect_eq(m, {"cmd": "unsubscribed",
+                  "data": {"reason": "not allowed by the new token",
+                           "channels": ["before"]}},
+              "the push before a narrowing refresh's reply")
+    expect_eq((await rc.ws_reply(rita, 9))["code"], 200, "refresh reply")
+    for chan, body in (("before", b'"dropped"'), ("both", b'"kept"')):
+        status, _ = rc.api(eng, "POST", "/publish/" + chan, body, key=KEY)
+        expect_eq(status, 200, "POST /publish/" + chan)
+    m = json.loads(await rc.ws_recv(rita))
+    expect_eq((m.get("channel"), m.get("data")), ("both", "kept"),
+              "only the channel still allowed is delivered")
     await expect_code(rita, 10, "subscribe", 200, channels=["after"])
     await expect_code(rita, 11, "subscribe", 403, "channel not allowed",
                       channels=["before"])
