@@ -913,6 +913,22 @@ async def ws_quiet(ws, seq, what="connection"):
     expect(m.get("code") == 200, "%s: heartbeat reply %s", what, short(m))
 
 
+def rss_kib(pid):
+    """Resident memory of process @pid, in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def uses_mimalloc(exe):
+    """Whether @exe allocates with mimalloc: a sanitizer build uses libc
+    malloc, whose RSS (quarantine, shadow) says nothing about ours."""
+    with open(exe, "rb") as f:
+        return b"mi_collect" in f.read()
+
+
 async def await_state(what, get, pred=bool, timeout=20):
     """Polls blocking @get (in a thread, so the event loop keeps serving
     the open sockets) until pred(value) holds; returns that value.  For

@@ -97,21 +97,8 @@ def check_budget(eng):
         b.close()
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def uses_mimalloc(exe):
-    with open(exe, "rb") as f:
-        return b"mi_collect" in f.read()
-
-
 async def check_purge(eng, exe):
-    before = rss_kib(eng.proc.pid)
+    before = rc.rss_kib(eng.proc.pid)
     conns = []
     try:
         for _ in range(40):
@@ -120,19 +107,19 @@ async def check_purge(eng, exe):
                         [:14 + MIB])
             conns.append(ws)
         await_held(eng, lambda v: v == 40 * (14 + MIB), "40 MiB held")
-        peak = rss_kib(eng.proc.pid)
+        peak = rc.rss_kib(eng.proc.pid)
         expect(peak - before > 30 * 1024, "RSS grew by %d KiB only for "
                "40 MiB held", peak - before)
     finally:
         for ws in conns:
             ws.close()
     await_held(eng, lambda v: v == 0, "nothing held")
-    if not uses_mimalloc(exe):
+    if not rc.uses_mimalloc(exe):
         print("     (libc malloc: the purge is mimalloc's, not checked)")
         return
     # Memory has no event: poll RSS until it is back within 8 MiB.
     await rc.await_state("RSS back near %d KiB" % before,
-                         lambda: rss_kib(eng.proc.pid),
+                         lambda: rc.rss_kib(eng.proc.pid),
                          lambda v: v < before + 8 * 1024)
 
 

@@ -4,12 +4,13 @@
 - idle: with nothing asked of it, a frozen Redis is still found (the
   engine PINGs an idle link): /healthz goes 503, and 200 once it thaws.
 - waiting: a publish that reached a frozen Redis is answered 504 ("may be
-  published") once --redis-timeout passes, not left hanging; meanwhile
+  published") within --redis-timeout (1 s) plus 1 s, not left hanging; meanwhile
   new publishes get 503 ("not published") at once, and a message refused
   with 503 is never delivered, even after Redis thaws.
 - budget: with a long timeout and a small --redis-max-pending, /ws
   publishes past the budget get a 503 reply at once; /stats shows the
-  queued bytes within the budget; after the thaw every accepted publish is
+  queued bytes within the budget and RSS grows by far less than what was
+  offered (6.4 MiB); after the thaw every accepted publish is
   answered 200 and delivered in order, the queue is empty again, and the
   link never went down (the timeout is far off).
 """
@@ -66,8 +67,10 @@ async def check_waiting(eng, redis):
         "PUBSUB", "NUMSUB", "ringcast:ch:st")[1] == 1)
     redis.proc.send_signal(signal.SIGSTOP)
     try:
-        # rc.api's own timeout (10 s) is the bound on a hang here.
-        status, body = rc.api(eng, "POST", "/publish/st", b'"m1"')
+        # The answer is due within --redis-timeout (1 s) plus 1 s: the
+        # client's own timeout, past which the check fails.
+        status, body = rc.api(eng, "POST", "/publish/st", b'"m1"',
+                              timeout=2.0)
         expect_eq(status, 504, "a publish Redis never answered: %r" % body)
         expect("may be published" in body.get("error", ""),
                "504 says the message may be published: %r", body)
@@ -96,10 +99,11 @@ async def check_waiting(eng, redis):
     await ws.close()
 
 
-async def check_budget(eng, redis):
-    size, n = 16 << 10, 40			# 640K against a 64K budget
+async def check_budget(eng, redis, exe):
+    size, n = 16 << 10, 400		# 6.4 MiB against a 64K budget
     sub = await subscribe(eng, "budget")
     pub = await rc.ws_connect(eng.url("/ws"), ping_interval=None)
+    rss0 = rc.rss_kib(eng.proc.pid)
     redis.proc.send_signal(signal.SIGSTOP)
     try:
         for k in range(n):
@@ -118,6 +122,12 @@ async def check_budget(eng, redis):
         st = rc.stats(eng)["redis"]
         expect(0 < st["pending_bytes"] <= (64 << 10), "queued bytes "
                "within --redis-max-pending: %r", st)
+        # Held twice at most (the request and its RESP copy) plus the
+        # allocator's slack: not the 6.4 MiB offered, let alone twice.
+        grew = rc.rss_kib(eng.proc.pid) - rss0
+        if rc.uses_mimalloc(exe):
+            expect(grew < 4096, "RSS grew by %d KiB while Redis was "
+                   "frozen", grew)
         expect(st["over_budget"] >= n - 8, "over_budget counted: %r", st)
     finally:
         redis.proc.send_signal(signal.SIGCONT)
@@ -155,7 +165,7 @@ def main():
             with rc.Engine(run.exe, "--shards", "2", "--redis", redis.url,
                            "--redis-timeout", "60s", "--client-publish",
                            "--redis-max-pending", "64K") as eng:
-                run.check("budget", check_budget, eng, redis)
+                run.check("budget", check_budget, eng, redis, run.exe)
     except AssertionError as e:
         run.fail("setup", e)
     run.finish()
