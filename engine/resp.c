@@ -90,19 +90,35 @@ static void schedule_retry(struct eng_resp *l)
 		     ENG_RESP_BACKOFF_MAX : l->backoff * 2;
 }
 
+static void down(struct eng_resp *l, int err, const char *why)
+{
+	bool was_up = l->state == ENG_RESP_READY ||
+		      l->state == ENG_RESP_HELLO;
+
+	reset(l);
+	schedule_retry(l);
+	l->ops->down(l, l->arg, was_up, err, why);
+}
+
 void eng_resp_down(struct eng_resp *l, int err, const char *what)
 {
 	char why[160];
-	bool was_up = l->state == ENG_RESP_READY ||
-		      l->state == ENG_RESP_HELLO;
 
 	if (l->state == ENG_RESP_DOWN)
 		return;
 	snprintf(why, sizeof(why), "redis %s %s: %s", l->cfg.role, what,
 		 err ? strerror(-err) : "closed by server");
-	reset(l);
-	schedule_retry(l);
-	l->ops->down(l, l->arg, was_up, err ? err : -ECONNRESET, why);
+	down(l, err ? err : -ECONNRESET, why);
+}
+
+/* Our deadline passed (not the kernel's): say so, and which. */
+static void timed_out(struct eng_resp *l, const char *what)
+{
+	char why[160];
+
+	snprintf(why, sizeof(why), "redis %s %s: no answer within %u ms "
+		 "(--redis-timeout)", l->cfg.role, what, l->cfg.timeout_ms);
+	down(l, -ETIMEDOUT, why);
 }
 
 /* An attempt failed before it had a socket worth closing. */
@@ -260,13 +276,13 @@ static void watch(struct eng_resp *l, uint64_t now)
 		return;
 	if (l->state != ENG_RESP_READY) {
 		if (since_ms(now, l->since) > t)
-			eng_resp_down(l, -ETIMEDOUT, l->state ==
-				      ENG_RESP_CONNECTING ? "connect" : "hello");
+			timed_out(l, l->state == ENG_RESP_CONNECTING ?
+				  "connect" : "hello");
 		return;
 	}
 	if (l->expect) {
 		if (since_ms(now, l->since) > t)
-			eng_resp_down(l, -ETIMEDOUT, "reply");
+			timed_out(l, "request");
 		return;
 	}
 	/* Idle: a PING tells a frozen Redis from a quiet one. */

@@ -54,7 +54,8 @@ async def check_idle(eng, redis):
         await rc.await_state("/healthz 503 with nothing asked of Redis",
                              lambda: healthz(eng) == 503)
         _, body = rc.api(eng, "GET", "/healthz")
-        expect(b"redis" in body, "503 says why: %r", body)
+        expect(b"redis" in body and b"no answer within 1000 ms" in body,
+               "503 says why: %r", body)
     finally:
         redis.proc.send_signal(signal.SIGCONT)
     await rc.await_state("/healthz 200 after the thaw",
