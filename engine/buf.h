@@ -57,6 +57,9 @@ static inline struct eng_buf *eng_buf_get(struct eng_buf *b)
  */
 void eng_buf_seal(struct eng_buf *b, uint8_t *payload, uint8_t op, size_t n);
 
+/* Gives the calling thread's freed memory back to the system (mimalloc). */
+void eng_mem_collect(void);
+
 /* The arena (arena.c): one per process, made before the shards start. */
 int eng_arena_init(size_t size);
 void eng_arena_exit(void);

@@ -239,8 +239,6 @@ void *eng_shard_main(void *arg);
 void *eng_malloc(size_t n);
 void *eng_realloc(void *p, size_t n);
 void eng_free(void *p);
-/* Gives the calling thread's freed memory back to the system. */
-void eng_mem_collect(void);
 
 #define ENG_STAT_ADD(s, field, n) \
 	atomic_fetch_add_explicit(&(s)->stats.field, (n), memory_order_relaxed)
