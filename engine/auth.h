@@ -12,6 +12,9 @@
 
 #include "eng.h"
 
+#define ENG_MAX_PATTERNS	64	/* entries in a "channels" claim */
+#define ENG_JWT_LEEWAY		10	/* default --jwt-leeway, seconds */
+
 /* Who a connection is, from its token; owned by the connection. */
 struct eng_auth {
 	int64_t exp;			/* unix seconds, 0 = no expiry */

@@ -13,6 +13,7 @@
 #include "broker.h"
 #include "buf.h"
 #include "conn.h"
+#include "hist.h"
 #include "hs.h"
 #include "mail.h"
 #include "pub.h"
@@ -51,6 +52,8 @@ static int embedded_publish(struct eng_shard *s, struct eng_conn *c,
 	eng_buf_put(err);	/* sequencing here cannot fail later */
 	if (to == ENG_TO_USER)
 		frame = eng_pub_user_frame(name, len, payload, plen, json);
+	else if (to == ENG_TO_CHANNEL && eng_ns_find(&s->eng->cfg, name, len))
+		frame = eng_pub_hist_frame(name, len, payload, plen, json);
 	else
 		frame = eng_pub_frame(name, len, payload, plen, json);
 	if (!ok && frame)

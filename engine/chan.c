@@ -195,7 +195,7 @@ void eng_chan_maybe_free(struct eng_chans *t, struct eng_chan *ch)
 	struct eng_chan **pp;
 
 	if (ch->subs || ch->nshards || ch->waiters || ch->pending ||
-	    ch->racks || ch->local_rack || ch->pres)
+	    ch->racks || ch->local_rack || ch->pres || ch->hist)
 		return;
 	pp = &t->buckets[ch->hash & (t->nbuckets - 1)];
 	while (*pp != ch)
@@ -224,6 +224,7 @@ int eng_sub_add(struct eng_conn *c, uint32_t slot, struct eng_chan *ch)
 		return -ENOMEM;
 	sub->chan = ch;
 	sub->slot = slot;
+	sub->recovering = 0;
 	sub->prev = NULL;
 	sub->next = ch->subs;
 	if (ch->subs)

@@ -25,6 +25,7 @@ struct eng_sub {
 	struct eng_sub *cnext;	/* in the connection's list */
 	struct eng_chan *chan;	/* borrowed: lives while it has subs */
 	uint32_t slot;		/* the subscriber */
+	uint8_t recovering;	/* no delivery until its history arrives */
 };
 
 /* A subscribe reply waiting for the owner shard to register interest. */
@@ -71,6 +72,7 @@ struct eng_chan {
 	struct eng_pres *pres;		/* owner of a user: presence */
 	uint8_t local_rack;		/* owner: own ack awaits Redis */
 	struct eng_owner_mail *racks;	/* owner: acks awaiting Redis */
+	struct eng_hist *hist;		/* owner: history (hist.c), or NULL */
 	uint16_t len;
 	char name[];
 };

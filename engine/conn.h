@@ -16,6 +16,7 @@
 #include "ws.h"
 
 #define ENG_CONN_BUDGET		80	/* bytes; checked at build time */
+#define ENG_SLOW_WAIT_MS	30000	/* a slow consumer to read its 1008 */
 
 /* Connection states. */
 enum {

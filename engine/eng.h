@@ -5,8 +5,8 @@
  * other thread touches a shard's connections, so the per-connection path
  * takes no lock. Cross-shard work goes through mail (mail.h). Each
  * subsystem has its own header: conn.h, buf.h, chan.h, pub.h, sub.h,
- * user.h, auth.h, broker.h, rreq.h, bridge.h, timer.h; engine/README.md
- * says which file owns what.
+ * hist.h, user.h, auth.h, broker.h, rreq.h, bridge.h, resp.h, timer.h;
+ * engine/README.md says which file owns what.
  */
 #ifndef RC_ENGINE_ENG_H
 #define RC_ENGINE_ENG_H
@@ -26,11 +26,8 @@
 #define ENG_MAX_CMD_CHANNELS	256	/* channels in one (un)subscribe */
 #define ENG_APP_MAX		32	/* bytes in an "app" claim */
 #define ENG_PRES_APPS		8	/* apps listed in a user's presence */
-#define ENG_MAX_PATTERNS	64	/* entries in a "channels" claim */
 #define ENG_MAX_TOKEN		8192	/* bytes in a JWT */
-#define ENG_JWT_LEEWAY		10	/* default --jwt-leeway, seconds */
 #define ENG_CLOSE_WAIT_MS	2000	/* peer's close reply after ours */
-#define ENG_SLOW_WAIT_MS	30000	/* a slow consumer to read its 1008 */
 
 /* What the operator set; read-only once shards start. */
 struct eng_cfg {
@@ -65,6 +62,9 @@ struct eng_cfg {
 	unsigned redis_timeout_ms;	/* no answer this long: link down */
 	uint64_t redis_max_pending;	/* bytes queued toward Redis, at most */
 	uint64_t max_partial;		/* bytes of partial messages, all shards */
+	struct eng_ns *ns;		/* owned: --namespace entries (hist.h) */
+	unsigned nns;
+	uint64_t history_memory;	/* bytes of history, all shards */
 	uint8_t auth;			/* ENG_AUTH_* */
 	char jwt_secret[512];		/* HS256 key, "" = none */
 	char jwt_pubkey_file[1024];	/* RS256/ES256 PEM, "" = none */
@@ -103,6 +103,8 @@ enum {
 	ENG_OP_R_PRESENCE,	/* struct eng_rpres, owner -> bridge */
 	ENG_OP_USER,		/* struct eng_owner_mail to a user's owner */
 	ENG_OP_USER_ACK,	/* ... back */
+	ENG_OP_HIST,		/* struct eng_hreq to a channel's owner */
+	ENG_OP_HIST_ACK,	/* ... back, answered */
 	ENG_OP_MAX,
 	ENG_OP_FAILED = 0x80,	/* or-ed into a failed post's own CQE */
 };
@@ -137,14 +139,17 @@ struct eng_stats {
 	atomic_uint_fast64_t auth_failed;	/* 401 at the upgrade */
 	atomic_uint_fast64_t kicked;		/* closed by a disconnect */
 	atomic_uint_fast64_t user_refused;	/* over --max-conns-per-user */
-	atomic_uint_fast64_t partial_bytes;	/* copy of rx_held */
-	atomic_uint_fast64_t partial_alloc;	/* copy of rx_alloc */
-	atomic_uint_fast64_t partial_closed;	/* over --max-partial-memory */
+	/* copies of rx_held and rx_alloc; closed by --max-partial-memory */
+	atomic_uint_fast64_t partial_bytes, partial_alloc, partial_closed;
+	/* hist.c: bytes held, messages, evicted early, not kept (no memory) */
+	atomic_uint_fast64_t hist_bytes, hist_msgs, hist_evicted, hist_lost;
 };
 
 /* Declared in their subsystems' headers; named here for prototypes. */
 struct eng;
 struct eng_auth;
+struct eng_bridge;
+struct eng_broker;
 struct eng_buf;
 struct eng_chan;
 struct eng_conn;
@@ -153,10 +158,7 @@ struct eng_retry;
 struct eng_sub;
 struct json_parser;
 
-/*
- * A ring that posts mail: each shard, and the Redis bridge. mail.h posts
- * through it; it lives here because struct eng_shard embeds one.
- */
+/* A ring that posts mail (mail.h): each shard's, and the bridge's. */
 struct eng_mailer {
 	struct eng *eng;		/* borrowed */
 	struct ring *ring;		/* borrowed: the poster's own */
@@ -205,15 +207,13 @@ struct eng_shard {
 	uint32_t stop_tick;		/* force-close deadline */
 	struct eng_stats stats;
 	struct eng_chans chans;
+	struct eng_hists *hists;	/* owned: history channels (hist.c) */
 	struct eng_mailer mail;		/* this shard's posts */
 	struct json_parser *json;	/* owned: /ws commands */
 	uint8_t *scratch;		/* padded copy of a command */
 	bool fixed_arena;		/* arena registered as fixed buffer 0 */
 	pthread_t thread;
 };
-
-struct eng_bridge;
-struct eng_broker;
 
 struct eng {
 	struct eng_cfg cfg;

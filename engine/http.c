@@ -426,6 +426,26 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 		n += (size_t)snprintf(out + n, cap - n, ",\"redis\":");
 		n += eng_bridge_stats(e->bridge, out + n, cap - n);
 	}
+	if (e->cfg.nns) {
+		uint64_t h[4] = { 0 };
+
+		for (unsigned i = 0; i < e->cfg.shards; i++) {
+			struct eng_shard *sh = &e->shards[i];
+
+			h[0] += STAT(sh, hist_bytes);
+			h[1] += STAT(sh, hist_msgs);
+			h[2] += STAT(sh, hist_evicted);
+			h[3] += STAT(sh, hist_lost);
+		}
+		n += (size_t)snprintf(out + n, cap - n,
+				      ",\"history\":{\"bytes\":%llu,"
+				      "\"messages\":%llu,\"evicted\":%llu,"
+				      "\"lost\":%llu}",
+				      (unsigned long long)h[0],
+				      (unsigned long long)h[1],
+				      (unsigned long long)h[2],
+				      (unsigned long long)h[3]);
+	}
 	n += (size_t)snprintf(out + n, cap - n, ",\"mail\":");
 	n += eng_mail_stats(out + n, cap - n);
 	n += (size_t)snprintf(out + n, cap - n,

@@ -11,6 +11,7 @@
 #include "bridge.h"
 #include "buf.h"
 #include "chan.h"
+#include "hist.h"
 #include "mail.h"
 #include "pub.h"
 #include "rreq.h"
@@ -54,6 +55,9 @@ static const struct mail_kind kinds[ENG_OP_MAX] = {
 			       eng_rreq_undo, NULL },
 	[ENG_OP_R_PRESENCE] = { "r_presence", true, MAIL_RETRY,
 				eng_bridge_mail, NULL, eng_user_refresh },
+	[ENG_OP_HIST] = { "hist", false, MAIL_UNDO, eng_hist_mail,
+			  eng_hist_undo, NULL },
+	[ENG_OP_HIST_ACK] = SHARD("hist_ack", MAIL_RETRY, eng_hist_mail),
 };
 
 /* Mail whose post failed, to be posted again. */
@@ -101,6 +105,16 @@ static void free_mail(unsigned op, void *ptr)
 		eng_free(p);
 		break;
 	}
+	case ENG_OP_HIST:
+	case ENG_OP_HIST_ACK: {
+		struct eng_hreq *h = ptr;
+
+		for (uint32_t i = 0; i < h->n; i++)
+			eng_buf_put(h->frames[i]);
+		eng_free(h->frames);
+		eng_free(h);
+		break;
+	}
 	default:	/* owner mail, rsub, rpres: flat structs */
 		eng_free(ptr);
 		break;
@@ -127,6 +141,13 @@ static unsigned to_of(const struct eng *e, unsigned op, const void *ptr)
 		return ((const struct eng_rsub *)ptr)->from;
 	case ENG_OP_R_REPLY:
 		return ((const struct eng_rreq *)ptr)->from;
+	case ENG_OP_HIST: {
+		const struct eng_hreq *h = ptr;
+
+		return eng_mail_owner(e, eng_chan_hash(h->name, h->len));
+	}
+	case ENG_OP_HIST_ACK:
+		return ((const struct eng_hreq *)ptr)->from;
 	default:
 		return ENG_BRIDGE;
 	}

@@ -113,6 +113,38 @@ struct eng_rpres {
 	char apps[ENG_PRES_APPS * (ENG_APP_MAX + 1)];	/* "ios,web" */
 };
 
+/*
+ * ENG_OP_HIST and ENG_OP_HIST_ACK: a history read, asking shard -> the
+ * channel's owner -> back. RECOVER also means the subscription is held
+ * (recovering) on the asking shard until the answer arrives.
+ */
+struct eng_hreq {
+	uint32_t slot, gen;		/* the asking connection */
+	uint16_t from;			/* the asking shard */
+	uint8_t kind;			/* ENG_HREQ_* */
+	uint8_t len;			/* of name */
+	uint8_t status;			/* answer: ENG_HREQ_* below */
+	uint8_t seq_len;		/* of seq */
+	char name[ENG_CHAN_MAX];
+	char seq[64];			/* the command's seq, raw JSON */
+	char epoch[20];			/* asked, then answered ("" none) */
+	uint64_t after;			/* messages above this offset */
+	uint32_t max;			/* at most this many */
+	uint32_t n;			/* answer: frames */
+	uint64_t top;			/* answer: the newest offset */
+	struct eng_buf **frames;	/* answer: owned, n references */
+};
+
+enum {
+	ENG_HREQ_HISTORY = 0,	/* the "history" command */
+	ENG_HREQ_RECOVER,	/* a subscribe with an offset */
+	/* status */
+	ENG_HREQ_OK = 0,	/* recovered, or history read */
+	ENG_HREQ_GAP,		/* not recovered: epoch changed or too old */
+	ENG_HREQ_FUTURE,	/* an offset above the newest */
+	ENG_HREQ_NOMEM,
+};
+
 /* ---- posting ------------------------------------------------------------ */
 
 /*

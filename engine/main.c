@@ -26,6 +26,7 @@
 #include "buf.h"
 #include "chan.h"
 #include "conn.h"
+#include "hist.h"
 #include "mail.h"
 #include "ud.h"
 
@@ -48,6 +49,13 @@ static const char usage[] =
 "                           (comma-separated SCHEME://HOST[:PORT], HOST may be\n"
 "                           *.DOMAIN; default: any origin). Clients that send\n"
 "                           no Origin (apps, servers) are not affected\n"
+"  --namespace NAME:history=N,ttl=DUR\n"
+"                           channels NAME:... keep their last N messages for\n"
+"                           DUR, with offsets a client may recover from; an\n"
+"                           empty NAME is for names without ':'. Repeatable\n"
+"                           (16 at most); other channels keep nothing\n"
+"  --history-memory SIZE    bytes of history for all channels (default 64M);\n"
+"                           past it the least recently used lose their oldest\n"
 "  --max-partial-memory SIZE bytes of messages not yet complete, held for all\n"
 "                           clients (each shard takes an equal share); past it\n"
 "                           the client holding the most is closed with 1009\n"
@@ -373,7 +381,8 @@ enum {
 	OPT_ARENA, OPT_ZC, OPT_REDIS, OPT_REDIS_PREFIX, OPT_AUTH, OPT_JWT_SECRET,
 	OPT_JWT_PUBKEY, OPT_MAX_PER_USER, OPT_JWT_LEEWAY, OPT_IO,
 	OPT_INSECURE_OPEN, OPT_REDIS_FILE, OPT_REDIS_TIMEOUT,
-	OPT_REDIS_MAX_PENDING, OPT_MAX_PARTIAL, OPT_ORIGINS,
+	OPT_REDIS_MAX_PENDING, OPT_MAX_PARTIAL, OPT_ORIGINS, OPT_NAMESPACE,
+	OPT_HISTORY_MEMORY,
 };
 
 static const struct option options[] = {
@@ -407,6 +416,8 @@ static const struct option options[] = {
 	{ "redis-max-pending",	required_argument, NULL, OPT_REDIS_MAX_PENDING },
 	{ "max-partial-memory",	required_argument, NULL, OPT_MAX_PARTIAL },
 	{ "allowed-origins",	required_argument, NULL, OPT_ORIGINS },
+	{ "namespace",		required_argument, NULL, OPT_NAMESPACE },
+	{ "history-memory",	required_argument, NULL, OPT_HISTORY_MEMORY },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -527,6 +538,29 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			if (parse_origins(optarg, cfg) < 0)
 				bad_value("allowed-origins (SCHEME://HOST[:PORT]"
 					  ",... with HOST or *.DOMAIN)", optarg);
+			break;
+		case OPT_NAMESPACE:
+			if (!cfg->ns)
+				cfg->ns = calloc(ENG_NS_MAX, sizeof(*cfg->ns));
+			if (!cfg->ns || cfg->nns == ENG_NS_MAX ||
+			    eng_ns_parse(optarg, &cfg->ns[cfg->nns]) < 0)
+				bad_value("namespace (NAME:history=N,ttl=DUR, "
+					  "N up to 100000, at most 16 of them)",
+					  optarg);
+			for (unsigned i = 0; i < cfg->nns; i++)
+				if (cfg->ns[i].len == cfg->ns[cfg->nns].len &&
+				    !memcmp(cfg->ns[i].name,
+					    cfg->ns[cfg->nns].name,
+					    cfg->ns[i].len))
+					bad_value("namespace (given twice)",
+						  optarg);
+			cfg->nns++;
+			break;
+		case OPT_HISTORY_MEMORY:
+			if (parse_size(optarg, &v) < 0 || v < 65536)
+				bad_value("history-memory (64K at least)",
+					  optarg);
+			cfg->history_memory = v;
 			break;
 		case OPT_MAX_PARTIAL:
 			if (parse_size(optarg, &v) < 0 || v < 65536)
@@ -734,6 +768,7 @@ int main(int argc, char **argv)
 	e.cfg.redis_timeout_ms = 5000;
 	e.cfg.redis_max_pending = 16u << 20;
 	e.cfg.max_partial = (uint64_t)256 << 20;
+	e.cfg.history_memory = (uint64_t)64 << 20;
 	e.cfg.jwt_leeway = ENG_JWT_LEEWAY;
 	/* A secret that does not fit must stop us, never leave us open. */
 	if (env_secret("RINGCAST_API_KEY", e.cfg.api_key,
@@ -759,6 +794,18 @@ int main(int argc, char **argv)
 			"push to any user and kick them. Set --api-key (or "
 			"RINGCAST_API_KEY), listen on 127.0.0.1, or pass "
 			"--insecure-open (see --help)\n", e.cfg.listen_host);
+		return 2;
+	}
+	/*
+	 * With Redis a history must live in Redis, for any node to recover
+	 * from it; a per-node one would hand out offsets other nodes do not
+	 * know. Not built yet: refuse rather than mislead.
+	 */
+	if (e.cfg.nns && e.cfg.redis_host[0]) {
+		fprintf(stderr, "ringcast: --namespace with history needs the "
+			"embedded broker for now; with --redis, history is not "
+			"supported yet\n");
+		free(e.cfg.ns);
 		return 2;
 	}
 #ifdef RC_FAULT_INJECT
@@ -805,6 +852,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	eng_chan_global_init();
+	eng_hist_global_init();
 	ret = eng_arena_init(e.cfg.arena_size);
 	if (ret < 0) {
 		fprintf(stderr, "ringcast: frame arena of %zu bytes: %s\n",
@@ -917,6 +965,7 @@ stop:
 	}
 	eng_bridge_free(&e);
 	free(e.shards);
+	free(e.cfg.ns);
 	eng_arena_exit();
 	eng_auth_exit();
 	if (!status)

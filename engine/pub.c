@@ -23,6 +23,7 @@
 #include "buf.h"
 #include "chan.h"
 #include "conn.h"
+#include "hist.h"
 #include "json.h"
 #include "mail.h"
 #include "pub.h"
@@ -33,12 +34,18 @@ static const char push_head[] = "{\"cmd\":\"push\",\"channel\":\"";
 static const char push_mid[] = "\",\"data\":";
 static const char bcast_head[] = "{\"cmd\":\"broadcast\",\"data\":";
 
-struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
-			      const uint8_t *payload, size_t plen, bool json)
+/* A history channel's frame ends with room the owner stamps (hist.c). */
+static const char hist_tail[] =
+	",\"epoch\":\"0000000000000000\",\"offset\":null                }";
+
+static struct eng_buf *build(const char *chan, size_t clen,
+			     const uint8_t *payload, size_t plen, bool json,
+			     bool hist)
 {
 	size_t body = (json ? plen : json_escape_max(plen)) + 1 +
 		      (chan ? sizeof(push_head) + clen + sizeof(push_mid)
-			    : sizeof(bcast_head));
+			    : sizeof(bcast_head)) +
+		      (hist ? sizeof(hist_tail) : 0);
 	struct eng_buf *b = eng_arena_buf(WS_MAX_SERVER_HDR + body);
 	uint8_t *p, *start;
 
@@ -69,9 +76,28 @@ struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
 	} else {
 		p += json_escape((char *)p, (const char *)payload, plen);
 	}
-	*p++ = '}';
+	if (hist) {
+		memcpy(p, hist_tail, sizeof(hist_tail) - 1);
+		p += sizeof(hist_tail) - 1;
+		b->flags |= ENG_BUF_F_HIST;
+	} else {
+		*p++ = '}';
+	}
 	eng_buf_seal(b, start, WS_OP_TEXT, (size_t)(p - start));
 	return b;
+}
+
+struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
+			      const uint8_t *payload, size_t plen, bool json)
+{
+	return build(chan, clen, payload, plen, json, false);
+}
+
+struct eng_buf *eng_pub_hist_frame(const char *chan, size_t clen,
+				   const uint8_t *payload, size_t plen,
+				   bool json)
+{
+	return build(chan, clen, payload, plen, json, true);
 }
 
 static const char user_head[] = "{\"cmd\":\"push\",\"user\":\"";
@@ -175,8 +201,8 @@ static void deliver(struct eng_shard *s, struct eng_buf *f)
 			struct eng_conn *c = &s->conns[sub->slot];
 
 			next = sub->next;
-			if (!eng_conn_deliverable(c))
-				continue;
+			if (!eng_conn_deliverable(c) || sub->recovering)
+				continue;	/* recovering: in its history */
 			used++;
 			eng_conn_queue(s, c, f);
 		}
@@ -249,9 +275,17 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 	} else {
 		char name[ENG_CHAN_MAX + 2];
 		size_t len = frame_key(f, name);
+		uint64_t hash = eng_chan_hash(name, len);
+		struct eng_chan *ch;
 
-		reached = eng_pub_fanout(s, f, eng_chan_find(&s->chans, name,
-					 len, eng_chan_hash(name, len)));
+		if (f->flags & ENG_BUF_F_HIST) {
+			/* kept whether or not anyone listens now */
+			ch = eng_chan_get(&s->chans, name, len, hash);
+			eng_hist_append(s, ch, f);	/* ch NULL: no memory */
+		} else {
+			ch = eng_chan_find(&s->chans, name, len, hash);
+		}
+		reached = eng_pub_fanout(s, f, ch);
 	}
 	pub->shards = reached;
 	if (pub->from == ENG_BRIDGE) {	/* from Redis: nobody waits */

@@ -24,6 +24,15 @@
 struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
 			      const uint8_t *payload, size_t plen, bool json);
 
+/*
+ * As eng_pub_frame() for a channel with history: the frame ends with
+ * "epoch" and "offset" members, which its owner stamps (hist.h) before
+ * anyone else sees the frame.
+ */
+struct eng_buf *eng_pub_hist_frame(const char *chan, size_t clen,
+				   const uint8_t *payload, size_t plen,
+				   bool json);
+
 /* {"cmd":"push","user":UID,"data":...}: a user push, encoded once. */
 struct eng_buf *eng_pub_user_frame(const char *uid, size_t ulen,
 				   const uint8_t *payload, size_t plen,

@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "chan.h"
 #include "conn.h"
+#include "hist.h"
 #include "json.h"
 #include "sub.h"
 
@@ -156,6 +157,91 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 	}
 	ok = reply_frame(cmd, 200, "ok");
 	if (!ok || eng_subscribe(s, c, names, cmd->nchannels, ok) < 0)
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+}
+
+/*
+ * The channel a history command or a recovering subscribe names: one,
+ * well formed, allowed, with history. False after replying why not.
+ */
+static bool hist_channel(struct eng_shard *s, struct eng_conn *c,
+			 const struct json_cmd *cmd)
+{
+	const struct json_slice *ch = &cmd->channel;
+
+	if (!ch->p || cmd->nchannels) {
+		reply(s, c, cmd, 400, "one channel, as data.channel");
+		return false;
+	}
+	if (!eng_chan_name_ok(ch->p, ch->len)) {
+		reply(s, c, cmd, 400, "bad channel name");
+		return false;
+	}
+	if (!eng_auth_channel_ok(c->auth, ch->p, ch->len)) {
+		reply(s, c, cmd, 403, "channel not allowed");
+		return false;
+	}
+	if (!eng_ns_find(&s->eng->cfg, ch->p, ch->len)) {
+		reply(s, c, cmd, 400, "channel has no history");
+		return false;
+	}
+	if (cmd->seq.len > 64) {
+		reply(s, c, cmd, 400, "seq too long");
+		return false;
+	}
+	return true;
+}
+
+/* {"cmd":"history","data":{"channel":C,"limit":N}}: the last N messages. */
+static void history(struct eng_shard *s, struct eng_conn *c,
+		    const struct json_cmd *cmd)
+{
+	uint32_t max = cmd->limit < 0 ? 100 : cmd->limit > ENG_HIST_LIMIT ?
+		       ENG_HIST_LIMIT : (uint32_t)cmd->limit;
+
+	if (!hist_channel(s, c, cmd))
+		return;
+	if (eng_hist_ask(s, c, false, cmd->channel.p, cmd->channel.len, 0,
+			 "", 0, max, cmd->seq.p, cmd->seq.len) < 0)
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+}
+
+/*
+ * {"cmd":"subscribe","data":{"channel":C,"offset":N,"epoch":E}}: the
+ * subscription is held until the owner has read what came after N, so
+ * the client gets those, then live messages, with nothing between.
+ */
+static void recover(struct eng_shard *s, struct eng_conn *c,
+		    const struct json_cmd *cmd)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	int ret;
+
+	if (!hist_channel(s, c, cmd))
+		return;
+	if (cmd->offset < 0 || !cmd->epoch.p) {
+		reply(s, c, cmd, 400, "recovery needs offset and epoch");
+		return;
+	}
+	if (cmd->epoch.len > ENG_EPOCH_LEN) {
+		reply(s, c, cmd, 400, "bad epoch");
+		return;
+	}
+	if ((unsigned)(c->nsubs - (c->auth && (c->flags &
+					      ENG_CONN_F_ADMITTED))) + 1 >
+	    cfg->max_subs) {
+		reply(s, c, cmd, 413, "too many subscriptions");
+		return;
+	}
+	ret = eng_subscribe_recovering(s, c, cmd->channel.p, cmd->channel.len);
+	if (ret == -EEXIST) {
+		reply(s, c, cmd, 400, "already subscribed");
+		return;
+	}
+	if (ret < 0 || eng_hist_ask(s, c, true, cmd->channel.p,
+				    cmd->channel.len, (uint64_t)cmd->offset,
+				    cmd->epoch.p, cmd->epoch.len, 0,
+				    cmd->seq.p, cmd->seq.len) < 0)
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
@@ -318,8 +404,12 @@ void eng_push_message(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, &cmd, 400, "malformed command");
 		return;
 	}
-	if (cmd_is(&cmd, "subscribe")) {
+	if (cmd_is(&cmd, "subscribe") && (cmd.offset >= 0 || cmd.epoch.p)) {
+		recover(s, c, &cmd);
+	} else if (cmd_is(&cmd, "subscribe")) {
 		subscribe(s, c, &cmd, names);
+	} else if (cmd_is(&cmd, "history")) {
+		history(s, c, &cmd);
 	} else if (cmd_is(&cmd, "unsubscribe")) {
 		if (!names_ok(names, cmd.nchannels)) {
 			reply(s, c, &cmd, 400, "bad channel name");

@@ -352,6 +352,30 @@ nomem:
 	return -ENOMEM;
 }
 
+int eng_subscribe_recovering(struct eng_shard *s, struct eng_conn *c,
+			     const char *name, size_t len)
+{
+	struct eng_chan *ch = eng_chan_get(&s->chans, name, len,
+					   eng_chan_hash(name, len));
+	struct eng_sub *sub;
+
+	if (!ch)
+		return -ENOMEM;
+	if (eng_sub_find(c, ch))
+		return -EEXIST;
+	if (eng_sub_add(c, eng_slot(s, c), ch) < 0) {
+		eng_chan_maybe_free(&s->chans, ch);
+		return -ENOMEM;
+	}
+	sub = eng_sub_find(c, ch);
+	sub->recovering = 1;
+	ENG_STAT_ADD(s, subscriptions, 1);
+	if (ch->nsubs == 1)
+		ENG_STAT_ADD(s, channels, 1);
+	sync_interest(s, ch);	/* posted before the history read */
+	return 0;
+}
+
 static void drop_sub(struct eng_shard *s, struct eng_conn *c,
 		     struct eng_sub *sub)
 {

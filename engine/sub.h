@@ -23,6 +23,14 @@
 int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
 		  const struct json_slice *names, unsigned n,
 		  struct eng_buf *reply);
+/*
+ * Subscribes @c to channel @name, held (recovering) so that nothing is
+ * delivered to it until its history is read (hist.h): the owner hears of
+ * this shard's interest before that read, so nothing falls between.
+ * Returns 0, -EEXIST (already subscribed) or -ENOMEM.
+ */
+int eng_subscribe_recovering(struct eng_shard *s, struct eng_conn *c,
+			     const char *name, size_t len);
 void eng_unsubscribe(struct eng_shard *s, struct eng_conn *c,
 		     const struct json_slice *names, unsigned n);
 void eng_unsubscribe_all(struct eng_shard *s, struct eng_conn *c);

@@ -51,6 +51,9 @@ struct json_cmd {
 	struct json_slice data;		/* data.data's raw JSON, any type */
 	struct json_slice token;	/* data.token, unescaped */
 	unsigned nchannels;		/* data.channels entries in @chans */
+	long long limit;		/* data.limit, an integer; -1: absent */
+	long long offset;		/* data.offset, an integer; -1: absent */
+	struct json_slice epoch;	/* data.epoch, unescaped */
 };
 
 /*
@@ -58,7 +61,8 @@ struct json_cmd {
  * JSON_PADDING readable bytes. The top level must be an object; "cmd" a
  * string; "seq", when present, a number or a string; "data", when present,
  * an object, whose "channels" (when present) is an array of strings,
- * "channel" and "token" strings, and "data" any JSON value. Other members
+ * "channel", "token" and "epoch" strings, "limit" and "offset" integers
+ * from 0 to 2^62, and "data" any JSON value. Other members
  * are ignored; member order does not matter. The whole document must be
  * valid JSON. Channel names go to @chans, at most @max_chans of them.
  * Returns 0; -EBADMSG for malformed JSON or a member of the wrong type;

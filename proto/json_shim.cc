@@ -153,7 +153,21 @@ enum {
 	SEEN_CHANNEL	= 1 << 4,
 	SEEN_DDATA	= 1 << 5,
 	SEEN_TOKEN	= 1 << 6,
+	SEEN_LIMIT	= 1 << 7,
+	SEEN_OFFSET	= 1 << 8,
+	SEEN_EPOCH	= 1 << 9,
 };
+
+/* An integer from 0 to 2^62 into *@out; else -EBADMSG. */
+int get_count(od::value &v, long long *out)
+{
+	int64_t n;
+
+	if (v.get_int64().get(n) || n < 0 || n > (int64_t(1) << 62))
+		return -EBADMSG;
+	*out = n;
+	return 0;
+}
 
 /*
  * Marks @bit in @seen; a member read twice is -EBADMSG, so that no other
@@ -195,6 +209,18 @@ int parse_data(od::value &v, struct json_cmd *cmd, struct json_slice *chans,
 			ret = see(seen, SEEN_TOKEN);
 			if (!ret)
 				ret = get_str(f.value(), &cmd->token);
+		} else if (key == "limit") {
+			ret = see(seen, SEEN_LIMIT);
+			if (!ret)
+				ret = get_count(f.value(), &cmd->limit);
+		} else if (key == "offset") {
+			ret = see(seen, SEEN_OFFSET);
+			if (!ret)
+				ret = get_count(f.value(), &cmd->offset);
+		} else if (key == "epoch") {
+			ret = see(seen, SEEN_EPOCH);
+			if (!ret)
+				ret = get_str(f.value(), &cmd->epoch);
 		} else if (key == "data") {
 			ret = see(seen, SEEN_DDATA);
 			if (!ret)
@@ -332,6 +358,7 @@ extern "C" int json_cmd_parse(struct json_parser *p, const char *buf,
 			      struct json_slice *chans, unsigned max_chans)
 {
 	std::memset(cmd, 0, sizeof(*cmd));
+	cmd->limit = cmd->offset = -1;
 	if (len > p->max_doc)
 		return -E2BIG;
 	return parse_cmd(p, buf, len, cmd, chans, max_chans);

@@ -644,6 +644,38 @@ static int test_get_number(void)
 	return 0;
 }
 
+/* data.limit and data.offset: integers from 0 to 2^62; data.epoch a string. */
+static int test_counts(void)
+{
+	static const char *bad_docs[] = {
+		"{\"cmd\":\"x\",\"data\":{\"offset\":-1}}",
+		"{\"cmd\":\"x\",\"data\":{\"offset\":1.5}}",
+		"{\"cmd\":\"x\",\"data\":{\"offset\":\"3\"}}",
+		"{\"cmd\":\"x\",\"data\":{\"offset\":4611686018427387905}}",
+		"{\"cmd\":\"x\",\"data\":{\"limit\":null}}",
+		"{\"cmd\":\"x\",\"data\":{\"epoch\":7}}",
+		"{\"cmd\":\"x\",\"data\":{\"offset\":1,\"offset\":2}}",
+		"{\"cmd\":\"x\",\"data\":{\"epoch\":\"a\",\"epoch\":\"b\"}}",
+	};
+	struct json_slice chans[MAX_CHANS];
+	struct json_cmd c;
+	const char *ok = "{\"cmd\":\"x\",\"data\":{\"offset\":0,"
+			 "\"limit\":4611686018427387904,\"epoch\":\"e\\u0031\"}}";
+
+	for (unsigned i = 0; i < sizeof(bad_docs) / sizeof(bad_docs[0]); i++)
+		if (bad(bad_docs[i]))
+			return 1;
+	if (parse(jp, ok, strlen(ok), &c, chans, MAX_CHANS) ||
+	    c.offset != 0 || c.limit != (1ll << 62) || !slice_is(c.epoch, "e1"))
+		T_FAIL("%s: offset %lld limit %lld epoch '%.*s'", ok, c.offset,
+		       c.limit, (int)c.epoch.len, c.epoch.p);
+	if (parse(jp, "{\"cmd\":\"x\"}", 11, &c, chans, MAX_CHANS) ||
+	    c.offset != -1 || c.limit != -1 || c.epoch.p)
+		T_FAIL("absent members: offset %lld limit %lld", c.offset,
+		       c.limit);
+	return 0;
+}
+
 int main(void)
 {
 	int ret;
@@ -656,7 +688,7 @@ int main(void)
 	ret = test_shapes() || test_seq() || test_types() ||
 	      test_channels() || test_data() || test_malformed() ||
 	      test_sizes() || test_valid() || test_escape() ||
-	      test_get_number();
+	      test_get_number() || test_counts();
 	json_parser_free(jp);
 	free(cur);
 	return ret ? T_EXIT_FAIL : T_EXIT_PASS;

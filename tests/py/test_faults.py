@@ -69,8 +69,8 @@ async def client(eng, rng, outcomes):
 # What a failed post of each op does (engine/mail.c): posted again,
 # undone (its waiter hears 503), or lost.
 RETRIED = {"pub_ack", "interest", "interest_ack", "r_sub_ack", "r_reply",
-           "user", "user_ack", "r_subscribe", "r_presence"}
-UNDONE = {"pub", "r_request"}
+           "user", "user_ack", "r_subscribe", "r_presence", "hist_ack"}
+UNDONE = {"pub", "r_request", "hist"}
 LOST = {"deliver"}
 FAULTED = set()     # the ops faulted over every run of this test
 
@@ -175,6 +175,47 @@ async def check_faults_users(eng, ops):
     await check_mail(eng, ops)
 
 
+async def check_faults_history(eng, ops):
+    """History reads under mailbox failures: every history command and
+    every recovering subscribe is answered, 200 or (its read never
+    reached the owner) 503, and a 503 leaves no subscription behind."""
+    codes = publishes_to(eng, "f:1", 30)
+    for i in range(30):
+        ws = await rc.ws_connect(eng.url("/ws"), ping_interval=None)
+        try:
+            await ws.send(rc.push_cmd("history", seq=1, channel="f:1",
+                                      limit=5))
+            h = await rc.ws_reply(ws, 1)
+            expect(h["code"] in (200, 503), "history: %r", h)
+            if h["code"] != 200:
+                continue
+            await ws.send(rc.push_cmd("subscribe", seq=2, channel="f:1",
+                                      offset=max(h["data"]["offset"] - 3,
+                                                 0),
+                                      epoch=h["data"]["epoch"] or ""))
+            r = await rc.ws_reply(ws, 2)
+            expect(r["code"] in (200, 503), "recovering subscribe: %r", r)
+            if r["code"] == 503:
+                await ws.send(rc.push_cmd("unsubscribe", seq=3,
+                                          channels=["f:1"]))
+                await rc.ws_reply(ws, 3)
+        finally:
+            await ws.close()
+    await rc.await_state("connections closed", lambda: rc.stats(eng),
+                         lambda s: s["total"]["connections"] <= 1)
+    await check_mail(eng, ops, codes)
+
+
+def publishes_to(eng, chan, n):
+    codes = {}
+    for i in range(n):
+        status, _ = rc.api(eng, "POST", "/publish/" + chan,
+                           body=json.dumps({"i": i}))
+        expect(status in (200, 503), "publish %d: status %d", i, status)
+        codes[status] = codes.get(status, 0) + 1
+    return codes
+
+
 def main():
     run = rc.Run("faults")
     os.environ["RINGCAST_FAULT_MAIL"] = "3"
@@ -192,6 +233,13 @@ def main():
                       {"user", "user_ack"}, timeout=120)
     except AssertionError as e:
         run.fail("engine with users", e)
+    try:
+        with rc.Engine(run.exe, "--shards", "2", "--namespace",
+                       "f:history=50,ttl=10m") as eng:
+            run.check("faults-history", check_faults_history, eng,
+                      {"hist", "hist_ack"}, timeout=120)
+    except AssertionError as e:
+        run.fail("engine with history", e)
     try:
         with redisd.Redis() as redis, \
                 rc.Engine(run.exe, "--shards", "2", "--redis",

@@ -1,0 +1,569 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hist.c: channel history on the owner shard (hist.h).
+ *
+ * Each history channel has a ring of (frame, offset, tick) entries that
+ * grows by doubling up to its namespace's N. The shard keeps its history
+ * channels in one list, least recently appended first: the budget evicts
+ * from the front, and the tick walks it for expired messages.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdatomic.h>
+#include <sys/random.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "chan.h"
+#include "conn.h"
+#include "hist.h"
+#include "mail.h"
+#include "sub.h"
+
+static uint32_t epoch_base;		/* drawn at start: tells restarts apart */
+static atomic_uint epoch_seq;		/* tells histories of a run apart */
+
+struct eng_hent {
+	struct eng_buf *f;		/* one reference */
+	uint64_t offset;
+	uint32_t tick;			/* s->tick when appended */
+};
+
+struct eng_hist {
+	struct eng_hist *prev, *next;	/* the shard's list */
+	struct eng_chan *ch;		/* borrowed: owns this */
+	const struct eng_ns *ns;	/* borrowed: cfg's */
+	uint64_t top;			/* newest offset; 0: none yet */
+	char epoch[ENG_EPOCH_LEN + 1];	/* this history's name */
+	uint32_t cap, n, head;		/* ring; head: the oldest */
+	struct eng_hent *ent;		/* owned */
+};
+
+struct eng_hists {
+	struct eng_hist *head, *tail;	/* least recently appended first */
+	size_t budget;			/* bytes: this shard's share */
+	size_t held;			/* bytes: frames and rings */
+};
+
+static void held(struct eng_shard *s, ssize_t delta)
+{
+	s->hists->held += (size_t)delta;
+	atomic_store_explicit(&s->stats.hist_bytes, s->hists->held,
+			      memory_order_relaxed);
+}
+
+void eng_hist_global_init(void)
+{
+	while (getrandom(&epoch_base, sizeof(epoch_base), 0) !=
+	       sizeof(epoch_base))
+		;
+}
+
+int eng_ns_parse(const char *arg, struct eng_ns *ns)
+{
+	const char *colon = strchr(arg, ':'), *p;
+	unsigned long long n = 0, ttl = 0;
+	char *end;
+
+	memset(ns, 0, sizeof(*ns));
+	if (!colon || (size_t)(colon - arg) > ENG_NS_NAME_MAX)
+		return -EINVAL;
+	ns->len = (uint8_t)(colon - arg);
+	memcpy(ns->name, arg, ns->len);
+	if (ns->len && !eng_chan_name_ok(ns->name, ns->len))
+		return -EINVAL;
+	for (p = colon + 1; *p; p = *end ? end + 1 : end) {
+		if (!strncmp(p, "history=", 8) && p[8] >= '0' && p[8] <= '9') {
+			n = strtoull(p + 8, &end, 10);
+		} else if (!strncmp(p, "ttl=", 4) && p[4] >= '0' &&
+			   p[4] <= '9') {
+			ttl = strtoull(p + 4, &end, 10);
+			if (!strncmp(end, "ms", 2))
+				end += 2;
+			else if (*end == 's')
+				ttl *= 1000, end++;
+			else if (*end == 'm')
+				ttl *= 60000, end++;
+			else if (*end == 'h')
+				ttl *= 3600000, end++;
+			else
+				ttl *= 1000;
+		} else {
+			return -EINVAL;
+		}
+		if (*end && *end != ',')
+			return -EINVAL;
+	}
+	if (!n || n > ENG_HIST_MAX || !ttl || ttl > 30ull * 86400000)
+		return -EINVAL;
+	ns->history = (uint32_t)n;
+	ns->ttl_ms = (uint32_t)ttl;
+	return 0;
+}
+
+const struct eng_ns *eng_ns_find(const struct eng_cfg *cfg, const char *name,
+				 size_t len)
+{
+	const char *colon = memchr(name, ':', len);
+	size_t nl = colon ? (size_t)(colon - name) : 0;
+
+	for (unsigned i = 0; i < cfg->nns; i++) {
+		const struct eng_ns *ns = &cfg->ns[i];
+
+		if (ns->len == nl && (!colon ? !ns->len :
+				      !memcmp(ns->name, name, nl)))
+			return ns;
+	}
+	return NULL;
+}
+
+int eng_hist_init(struct eng_shard *s)
+{
+	s->hists = eng_malloc(sizeof(*s->hists));
+	if (!s->hists)
+		return -ENOMEM;
+	memset(s->hists, 0, sizeof(*s->hists));
+	s->hists->budget = (size_t)(s->eng->cfg.history_memory /
+				    s->eng->cfg.shards);
+	return 0;
+}
+
+static size_t ent_bytes(const struct eng_buf *f)
+{
+	return sizeof(struct eng_hent) + sizeof(*f) + f->cap;
+}
+
+/* Drops @h's oldest message. */
+static void drop_oldest(struct eng_shard *s, struct eng_hist *h)
+{
+	struct eng_hent *e = &h->ent[h->head];
+
+	held(s, -(ssize_t)ent_bytes(e->f));
+	ENG_STAT_SUB(s, hist_msgs, 1);
+	eng_buf_put(e->f);
+	e->f = NULL;
+	h->head = (h->head + 1) % h->cap;
+	h->n--;
+}
+
+static void unlink_hist(struct eng_shard *s, struct eng_hist *h)
+{
+	struct eng_hists *l = s->hists;
+
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		l->head = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	else
+		l->tail = h->prev;
+	h->prev = h->next = NULL;
+}
+
+static void link_tail(struct eng_shard *s, struct eng_hist *h)
+{
+	struct eng_hists *l = s->hists;
+
+	h->prev = l->tail;
+	h->next = NULL;
+	if (l->tail)
+		l->tail->next = h;
+	else
+		l->head = h;
+	l->tail = h;
+}
+
+/* Frees @h; its channel may go too. */
+static void free_hist(struct eng_shard *s, struct eng_hist *h)
+{
+	struct eng_chan *ch = h->ch;
+
+	while (h->n)
+		drop_oldest(s, h);
+	unlink_hist(s, h);
+	held(s, -(ssize_t)((size_t)h->cap * sizeof(*h->ent)));
+	eng_free(h->ent);
+	eng_free(h);
+	ch->hist = NULL;
+}
+
+void eng_hist_drop(struct eng_shard *s, struct eng_chan *ch)
+{
+	if (ch->hist)
+		free_hist(s, ch->hist);
+}
+
+void eng_hist_exit(struct eng_shard *s)
+{
+	if (!s->hists)
+		return;
+	while (s->hists->head)
+		free_hist(s, s->hists->head);
+	eng_free(s->hists);
+	s->hists = NULL;
+}
+
+/* Room for one more entry: the ring doubles up to the namespace's N. */
+static int grow(struct eng_shard *s, struct eng_hist *h)
+{
+	uint32_t cap = h->cap ? h->cap * 2 : 8;
+	struct eng_hent *ent;
+
+	if (cap > h->ns->history)
+		cap = h->ns->history;
+	ent = eng_malloc((size_t)cap * sizeof(*ent));
+	if (!ent)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < h->n; i++)
+		ent[i] = h->ent[(h->head + i) % h->cap];
+	held(s, (ssize_t)((size_t)(cap - h->cap) * sizeof(*ent)));
+	eng_free(h->ent);
+	h->ent = ent;
+	h->cap = cap;
+	h->head = 0;
+	return 0;
+}
+
+/*
+ * Writes @h's epoch and @offset (0: null) into the room eng_pub_frame()
+ * kept before the frame's final '}': "epoch":"<16>","offset":<20>}.
+ */
+static void stamp(struct eng_buf *f, const struct eng_hist *h,
+		  uint64_t offset)
+{
+	char *end = (char *)f->data + f->start + f->len - 1;
+	char *at = end - 20;
+	int n = offset ? snprintf(at, 21, "%llu", (unsigned long long)offset)
+		       : snprintf(at, 21, "null");
+
+	memset(at + n, ' ', (size_t)(20 - n));	/* JSON allows the blanks */
+	memcpy(at - 11 - ENG_EPOCH_LEN, h ? h->epoch :
+	       "0000000000000000", ENG_EPOCH_LEN);
+}
+
+uint64_t eng_hist_append(struct eng_shard *s, struct eng_chan *ch,
+			 struct eng_buf *f)
+{
+	struct eng_hist *h = ch ? ch->hist : NULL;
+	struct eng_hists *l = s->hists;
+	struct eng_hent *e;
+
+	if (!ch)
+		goto nomem;
+	if (!h) {
+		h = eng_malloc(sizeof(*h));
+		if (!h)
+			goto nomem;
+		memset(h, 0, sizeof(*h));
+		h->ch = ch;
+		/* a new history, a new name: offsets restart under it */
+		snprintf(h->epoch, sizeof(h->epoch), "%08x%08x", epoch_base,
+			 atomic_fetch_add(&epoch_seq, 1) + 1);
+		h->ns = eng_ns_find(&s->eng->cfg, ch->name, ch->len);
+		if (!h->ns) {
+			eng_free(h);
+			goto nomem;	/* cannot happen: the frame said so */
+		}
+		ch->hist = h;
+		link_tail(s, h);
+	} else if (h != l->tail) {
+		unlink_hist(s, h);
+		link_tail(s, h);
+	}
+	if (h->n == h->cap && h->cap < h->ns->history && grow(s, h) < 0 &&
+	    !h->n)
+		goto nomem;
+	if (h->n == h->cap)
+		drop_oldest(s, h);	/* the N-th newest goes: not counted */
+	e = &h->ent[(h->head + h->n) % h->cap];
+	e->f = eng_buf_get(f);
+	e->offset = ++h->top;
+	e->tick = s->tick;
+	h->n++;
+	held(s, (ssize_t)ent_bytes(f));
+	ENG_STAT_ADD(s, hist_msgs, 1);
+	stamp(f, h, e->offset);
+	/* Over budget: the oldest messages of the least recent channels. */
+	while (l->held > l->budget && l->head && (l->head != h || h->n > 1)) {
+		struct eng_hist *old = l->head;
+		struct eng_chan *och = old->ch;
+
+		drop_oldest(s, old);
+		ENG_STAT_ADD(s, hist_evicted, 1);
+		if (!old->n && old != h) {
+			free_hist(s, old);
+			eng_chan_maybe_free(&s->chans, och);
+		}
+	}
+	return h->top;
+nomem:
+	ENG_STAT_ADD(s, hist_lost, 1);
+	stamp(f, NULL, 0);
+	return 0;
+}
+
+unsigned eng_hist_read(struct eng_chan *ch, uint64_t after,
+		       struct eng_buf **out, unsigned max, uint64_t *top,
+		       uint64_t *oldest, const char **epoch)
+{
+	const struct eng_hist *h = ch ? ch->hist : NULL;
+	unsigned got = 0;
+
+	*epoch = h ? h->epoch : NULL;
+	if (!h || !h->n) {
+		*top = h ? h->top : 0;
+		*oldest = *top + 1;
+		return 0;
+	}
+	*top = h->top;
+	*oldest = h->ent[h->head].offset;
+	for (uint32_t i = 0; i < h->n && got < max; i++) {
+		const struct eng_hent *e = &h->ent[(h->head + i) % h->cap];
+
+		if (e->offset > after)
+			out[got++] = eng_buf_get(e->f);
+	}
+	return got;
+}
+
+void eng_hist_tick(struct eng_shard *s)
+{
+	struct eng_hist *h, *next;
+
+	if (!s->hists || s->tick % (1000 / ENG_TICK_MS))
+		return;		/* once a second is fine-grained enough */
+	for (h = s->hists->head; h; h = next) {
+		uint32_t ttl = h->ns->ttl_ms / ENG_TICK_MS;
+
+		next = h->next;
+		while (h->n && s->tick - h->ent[h->head].tick >= ttl)
+			drop_oldest(s, h);
+		if (!h->n) {
+			struct eng_chan *ch = h->ch;
+
+			free_hist(s, h);
+			eng_chan_maybe_free(&s->chans, ch);
+		}
+	}
+}
+
+/* ---- reads for clients: the history command and recovery ----------------- */
+
+int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, bool recover,
+		 const char *name, size_t len, uint64_t after,
+		 const char *epoch, size_t elen, uint32_t max,
+		 const char *seq, size_t seq_len)
+{
+	struct eng_hreq *h;
+
+	if (len > ENG_CHAN_MAX || seq_len > sizeof(h->seq) ||
+	    elen >= sizeof(h->epoch))
+		return -EINVAL;
+	h = eng_mail_alloc(&s->mail, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	memset(h, 0, sizeof(*h));
+	h->slot = eng_slot(s, c);
+	h->gen = c->gen;
+	h->from = (uint16_t)s->id;
+	h->kind = recover ? ENG_HREQ_RECOVER : ENG_HREQ_HISTORY;
+	h->len = (uint8_t)len;
+	memcpy(h->name, name, len);
+	h->seq_len = (uint8_t)seq_len;
+	memcpy(h->seq, seq, seq_len);
+	memcpy(h->epoch, epoch, elen);
+	h->after = after;
+	h->max = max;
+	eng_mail_post(&s->mail, eng_mail_owner(s->eng, eng_chan_hash(name,
+			len)), ENG_OP_HIST, h);
+	return 0;
+}
+
+/* On the owner: read what @h asks for, then send it back. */
+static void answer(struct eng_shard *s, struct eng_hreq *h)
+{
+	struct eng_chan *ch = eng_chan_find(&s->chans, h->name, h->len,
+					    eng_chan_hash(h->name, h->len));
+	uint64_t top, oldest, after = h->after;
+	const char *epoch;
+	uint32_t max = h->max;
+
+	eng_hist_read(ch, 0, NULL, 0, &top, &oldest, &epoch);
+	if (h->kind == ENG_HREQ_HISTORY) {
+		after = top > max ? top - max : 0;
+	} else if (!epoch || strcmp(epoch, h->epoch)) {
+		h->status = ENG_HREQ_GAP;	/* another history now */
+		max = 0;
+	} else if (after > top) {
+		h->status = ENG_HREQ_FUTURE;
+		max = 0;
+	} else if (after + 1 < oldest) {
+		h->status = ENG_HREQ_GAP;	/* some are gone already */
+		max = 0;
+	} else {
+		max = (uint32_t)(top - after);	/* all of them: at most N */
+	}
+	snprintf(h->epoch, sizeof(h->epoch), "%s", epoch ? epoch : "");
+	h->top = top;
+	if (max) {
+		h->frames = eng_malloc((size_t)max * sizeof(*h->frames));
+		if (h->frames)
+			h->n = eng_hist_read(ch, after, h->frames, max, &top,
+					     &oldest, &epoch);
+		else
+			h->status = ENG_HREQ_NOMEM;
+	}
+	eng_mail_post(&s->mail, h->from, ENG_OP_HIST_ACK, h);
+}
+
+/* The payload of a frame this engine sealed (header before it). */
+static const char *payload_of(const struct eng_buf *f, size_t *len)
+{
+	const uint8_t *p = f->data + f->start;
+	uint8_t l7 = p[1] & 0x7f;
+	size_t hl = l7 < 126 ? 2 : l7 == 126 ? 4 : 10;
+
+	*len = f->len - hl;
+	return (const char *)p + hl;
+}
+
+/*
+ * {"seq":S,"cmd":"history","code":200,"msg":"ok","data":{"epoch":E,
+ * "offset":T,"messages":[push, ...]}}, or for a recovery "subscribe"
+ * with "data":{"recovered":B,"epoch":E,"offset":T}; errors carry no data.
+ */
+static struct eng_buf *reply_of(const struct eng_hreq *h, int code,
+				const char *msg)
+{
+	bool rec = h->kind == ENG_HREQ_RECOVER;
+	size_t cap = 256 + h->seq_len + strlen(msg), len;
+	struct eng_buf *b;
+	char *p, *start;
+
+	for (uint32_t i = 0; i < h->n && !rec; i++)
+		cap += h->frames[i]->len + 1;
+	b = eng_buf_new(WS_MAX_SERVER_HDR + cap);
+	if (!b)
+		return NULL;
+	start = p = (char *)b->data + WS_MAX_SERVER_HDR;
+	p += sprintf(p, "{");
+	if (h->seq_len)
+		p += sprintf(p, "\"seq\":%.*s,", (int)h->seq_len, h->seq);
+	p += sprintf(p, "\"cmd\":\"%s\",\"code\":%d,\"msg\":\"%s\"",
+		     rec ? "subscribe" : "history", code, msg);
+	if (code == 200) {
+		p += sprintf(p, ",\"data\":{");
+		if (rec)
+			p += sprintf(p, "\"recovered\":%s,",
+				     h->status == ENG_HREQ_OK ? "true" :
+				     "false");
+		if (h->epoch[0])
+			p += sprintf(p, "\"epoch\":\"%s\"", h->epoch);
+		else
+			p += sprintf(p, "\"epoch\":null");
+		p += sprintf(p, ",\"offset\":%llu", (unsigned long long)h->top);
+		if (!rec) {
+			p += sprintf(p, ",\"messages\":[");
+			for (uint32_t i = 0; i < h->n; i++) {
+				const char *m = payload_of(h->frames[i], &len);
+
+				if (i)
+					*p++ = ',';
+				memcpy(p, m, len);
+				p += len;
+			}
+			*p++ = ']';
+		}
+		*p++ = '}';
+	}
+	*p++ = '}';
+	eng_buf_seal(b, (uint8_t *)start, WS_OP_TEXT, (size_t)(p - start));
+	return b;
+}
+
+/* The recovering subscription @h was for, or NULL: gone meanwhile. */
+static struct eng_sub *held_sub(struct eng_shard *s, struct eng_conn *c,
+				const struct eng_hreq *h)
+{
+	struct eng_chan *ch = eng_chan_find(&s->chans, h->name, h->len,
+					    eng_chan_hash(h->name, h->len));
+	struct eng_sub *sub = ch ? eng_sub_find(c, ch) : NULL;
+
+	return sub && sub->recovering ? sub : NULL;
+}
+
+/* On the asking shard: the answer goes to its client. */
+static void deliver_answer(struct eng_shard *s, struct eng_hreq *h)
+{
+	struct eng_conn *c = &s->conns[h->slot];
+	struct eng_sub *sub = NULL;
+	struct eng_buf *r;
+	int code = 200;
+	const char *msg = "ok";
+
+	if (c->gen != h->gen || !eng_conn_alive(c))
+		goto out;
+	if (h->kind == ENG_HREQ_RECOVER) {
+		sub = held_sub(s, c, h);
+		if (!sub)
+			goto out;	/* unsubscribed meanwhile */
+	}
+	if (h->status == ENG_HREQ_FUTURE) {
+		code = 400;
+		msg = "offset from the future";
+	} else if (h->status == ENG_HREQ_NOMEM) {
+		code = 503;
+		msg = "out of memory";
+	}
+	r = reply_of(h, code, msg);
+	if (!r) {
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		goto out;
+	}
+	if (sub && code != 200) {
+		eng_unsubscribe_one(s, c, sub);	/* nothing else changes */
+		sub = NULL;
+	}
+	if (eng_conn_queue(s, c, r) < 0)
+		goto out;	/* closed: a slow consumer */
+	if (sub) {
+		/* the missed messages, then (sub live again) the rest */
+		for (uint32_t i = 0; i < h->n; i++) {
+			ENG_STAT_ADD(s, delivered, 1);
+			if (eng_conn_queue(s, c, h->frames[i]) < 0) {
+				h->frames[i] = NULL;
+				goto out;
+			}
+			h->frames[i] = NULL;
+		}
+		sub->recovering = 0;
+	}
+out:
+	for (uint32_t i = 0; i < h->n; i++)
+		eng_buf_put(h->frames[i]);
+	eng_free(h->frames);
+	eng_free(h);
+}
+
+void eng_hist_mail(void *self, unsigned op, void *ptr, int32_t res)
+{
+	(void)res;
+	if (op == ENG_OP_HIST)
+		answer(self, ptr);
+	else
+		deliver_answer(self, ptr);
+}
+
+/* HIST never reached the owner: 503, and a held subscription goes. */
+void eng_hist_undo(void *self, unsigned op, void *ptr, int32_t res)
+{
+	struct eng_hreq *h = ptr;
+
+	(void)op;
+	(void)res;
+	h->status = ENG_HREQ_NOMEM;
+	deliver_answer(self, h);
+}
