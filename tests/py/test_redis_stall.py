@@ -28,6 +28,13 @@ def healthz(eng):
     return rc.api(eng, "GET", "/healthz")[0]
 
 
+async def links_up(eng):
+    """Both Redis links ready: a freeze starting earlier would be read as
+    "connecting", not as the deadline the checks are about."""
+    await rc.await_state("/healthz 200 before the freeze",
+                         lambda: healthz(eng) == 200)
+
+
 async def subscribe(eng, channel):
     ws = await rc.ws_connect(eng.url("/ws"), ping_interval=None)
     await ws.send(json.dumps({"seq": 0, "cmd": "subscribe",
@@ -49,6 +56,7 @@ async def pushes_until(ws, last):
 
 
 async def check_idle(eng, redis):
+    await links_up(eng)
     redis.proc.send_signal(signal.SIGSTOP)
     try:
         await rc.await_state("/healthz 503 with nothing asked of Redis",
@@ -66,6 +74,7 @@ async def check_waiting(eng, redis):
     ws = await subscribe(eng, "st")
     await rc.await_state("Redis lists the subscription", lambda: redis.command(
         "PUBSUB", "NUMSUB", "ringcast:ch:st")[1] == 1)
+    await links_up(eng)
     redis.proc.send_signal(signal.SIGSTOP)
     try:
         # The answer is due within --redis-timeout (1 s) plus 1 s: the
@@ -104,6 +113,7 @@ async def check_budget(eng, redis, exe):
     size, n = 16 << 10, 400		# 6.4 MiB against a 64K budget
     sub = await subscribe(eng, "budget")
     pub = await rc.ws_connect(eng.url("/ws"), ping_interval=None)
+    await links_up(eng)
     rss0 = rc.rss_kib(eng.proc.pid)
     redis.proc.send_signal(signal.SIGSTOP)
     try:
