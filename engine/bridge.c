@@ -32,6 +32,7 @@
 #include "bridge.h"
 #include "buf.h"
 #include "chan.h"
+#include "hist.h"
 #include "json.h"
 #include "mail.h"
 #include "pub.h"
@@ -420,6 +421,115 @@ static bool str_eq(const redisReply *e, const char *lit)
 	       !memcmp(e->str, lit, n);
 }
 
+/*
+ * A history channel's push frame for message @data with offset @off under
+ * @epoch, stamped (hist.h); NULL when the message cannot be carried.
+ */
+static struct eng_buf *hist_frame(struct eng_bridge *r, const char *name,
+				  size_t nlen, const char *epoch,
+				  uint64_t off, const char *data, size_t len)
+{
+	struct eng_buf *f;
+	bool json;
+
+	if (len > r->eng->cfg.max_message)
+		return NULL;
+	json = json_valid(r->json, data, len);
+	if (!json && !json_utf8_valid(data, len))
+		return NULL;
+	f = eng_pub_hist_frame(name, nlen, (const uint8_t *)data, len, json);
+	if (f)
+		eng_hist_stamp(f, epoch, off);
+	return f;
+}
+
+/* "EPOCH OFFSET:MESSAGE", as the publish script sends it. */
+static struct eng_buf *hist_message(struct eng_bridge *r, const char *name,
+				    size_t nlen, const char *p, size_t len)
+{
+	char epoch[ENG_EPOCH_LEN + 1];
+	uint64_t off = 0;
+	size_t i = ENG_EPOCH_LEN;
+
+	if (len < ENG_EPOCH_LEN + 2 || !eng_ns_find(&r->eng->cfg, name, nlen))
+		return NULL;
+	memcpy(epoch, p, ENG_EPOCH_LEN);
+	epoch[ENG_EPOCH_LEN] = '\0';
+	for (; i < len && p[i] >= '0' && p[i] <= '9' && i < 40; i++)
+		off = off * 10 + (uint64_t)(p[i] - '0');
+	if (i == len || p[i] != ':' || !off)
+		return NULL;
+	return hist_frame(r, name, nlen, epoch, off, p + i + 1, len - i - 1);
+}
+
+/*
+ * A history read's answer (rreq.c's script): {epoch or nil, top, first,
+ * message, ...} judged as hist.c's owner judges its own ring, into @h.
+ */
+static int hist_answer(struct eng_bridge *r, struct eng_hreq *h,
+		       const redisReply *rep)
+{
+	const redisReply *ep;
+	uint64_t top, first;
+	size_t n;
+
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+	    rep->element[1]->type != REDIS_REPLY_INTEGER ||
+	    rep->element[2]->type != REDIS_REPLY_INTEGER)
+		return -EPROTO;
+	ep = rep->element[0];
+	if (ep->type == REDIS_REPLY_STRING && ep->len != ENG_EPOCH_LEN)
+		return -EPROTO;
+	top = (uint64_t)rep->element[1]->integer;
+	first = (uint64_t)rep->element[2]->integer;
+	n = rep->elements - 3;
+	h->top = top;
+	if (ep->type != REDIS_REPLY_STRING) {
+		/* no history at all: none to recover, offsets start anew */
+		h->status = h->kind == ENG_HREQ_RECOVER ? ENG_HREQ_GAP :
+			    ENG_HREQ_OK;
+		h->epoch[0] = '\0';
+		return 0;
+	}
+	if (h->kind == ENG_HREQ_RECOVER) {
+		if (strlen(h->epoch) != ep->len ||
+		    memcmp(h->epoch, ep->str, ep->len))
+			h->status = ENG_HREQ_GAP;	/* another history now */
+		else if (h->after > top)
+			h->status = ENG_HREQ_FUTURE;
+		else if (h->after < top && (first != h->after + 1 ||
+					    first + n - 1 != top))
+			h->status = ENG_HREQ_GAP;	/* some are gone */
+		else
+			h->status = ENG_HREQ_OK;
+	} else {
+		h->status = ENG_HREQ_OK;
+	}
+	memcpy(h->epoch, ep->str, ep->len);
+	h->epoch[ep->len] = '\0';
+	if (h->status != ENG_HREQ_OK || !n)
+		return 0;
+	h->frames = eng_malloc(n * sizeof(*h->frames));
+	if (!h->frames) {
+		h->status = ENG_HREQ_NOMEM;
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const redisReply *d = rep->element[3 + i];
+		struct eng_buf *f = d->type != REDIS_REPLY_STRING ? NULL :
+			hist_frame(r, h->name, h->len, h->epoch, first + i,
+				   d->str, d->len);
+
+		if (!f) {	/* a message no frame can carry: not recovered */
+			h->status = h->kind == ENG_HREQ_RECOVER ?
+				    ENG_HREQ_GAP : ENG_HREQ_NOMEM;
+			return 0;
+		}
+		h->frames[h->n++] = f;
+	}
+	return 0;
+}
+
 /* A pub/sub message: becomes a push frame for the channel's owner. */
 static void on_message(struct eng_bridge *r, const redisReply *chan,
 		       const redisReply *payload)
@@ -451,8 +561,17 @@ static void on_message(struct eng_bridge *r, const redisReply *chan,
 	} else {
 		goto reject;
 	}
-	if (payload->type != REDIS_REPLY_STRING ||
-	    payload->len > cfg->max_message)
+	if (payload->type != REDIS_REPLY_STRING)
+		goto reject;
+	if (name && !user && payload->len && (uint8_t)payload->str[0] == 0xff) {
+		/* a history channel's message, from its script (rreq.c) */
+		f = hist_message(r, name, nlen, payload->str + 1,
+				 payload->len - 1);
+		if (!f)
+			goto reject;
+		goto inject;
+	}
+	if (payload->len > cfg->max_message)
 		goto reject;
 	json = json_valid(r->json, payload->str, payload->len);
 	if (!json && !json_utf8_valid(payload->str, payload->len))
@@ -465,6 +584,7 @@ static void on_message(struct eng_bridge *r, const redisReply *chan,
 				  payload->len, json);
 	if (!f)
 		goto reject;
+inject:
 	atomic_fetch_add_explicit(&r->messages, 1, memory_order_relaxed);
 	eng_pub_inject(&r->mail, f);
 	return;
@@ -520,6 +640,18 @@ static void on_pub_reply(struct eng_bridge *r, struct eng_rreq *p,
 				  rep->element[1]->str, rep->element[1]->len);
 		ack_pub(r, p, int_at(rep, 0));
 		return;
+	case ENG_RQ_HPUBLISH:	/* {receivers, offset, epoch} */
+		if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
+			break;
+		p->r2 = int_at(rep, 1);
+		ack_pub(r, p, int_at(rep, 0));
+		return;
+	case ENG_RQ_HREAD: {
+		int ret = hist_answer(r, p->hreq, rep);
+
+		ack_pub(r, p, ret);
+		return;
+	}
 	case ENG_RQ_ONLINE:
 		if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
 			break;
@@ -694,7 +826,7 @@ static void on_request_mail(struct eng_bridge *r, struct eng_rreq *p)
 		ack_pub(r, p, -ENOMEM);
 		return;
 	}
-	if (p->op == ENG_RQ_PUBLISH)
+	if (p->op == ENG_RQ_PUBLISH || p->op == ENG_RQ_HPUBLISH)
 		atomic_fetch_add_explicit(&r->publishes, 1,
 					  memory_order_relaxed);
 	fifo_push(r, p);

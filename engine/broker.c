@@ -113,11 +113,16 @@ static int redis_publish(struct eng_shard *s, struct eng_conn *c, uint8_t to,
 			 struct eng_buf *err)
 {
 	char key[ENG_CHAN_MAX + 2];
+	const struct eng_ns *ns;
 
 	(void)json;	/* each node checks what Redis hands it */
 	if (to == ENG_TO_USER) {
 		len = eng_user_key(key, name, len);
 		name = key;
+	} else if (to == ENG_TO_CHANNEL &&
+		   (ns = eng_ns_find(&s->eng->cfg, name, len))) {
+		return eng_rreq_hpublish(s, c, ns, name, len, payload, plen,
+					 ok, err);
 	}
 	return eng_rreq_publish(s, c, name, len, payload, plen, ok, err);
 }

@@ -25,7 +25,13 @@ struct eng_sub {
 	struct eng_sub *cnext;	/* in the connection's list */
 	struct eng_chan *chan;	/* borrowed: lives while it has subs */
 	uint32_t slot;		/* the subscriber */
-	uint8_t recovering;	/* no delivery until its history arrives */
+	uint8_t recovering;	/* ENG_SUB_*: live, or not yet */
+};
+
+enum {
+	ENG_SUB_LIVE = 0,
+	ENG_SUB_RECOVERING,	/* no delivery: its history comes first */
+	ENG_SUB_HOLDING,	/* ... through Redis: deliveries held (hist.h) */
 };
 
 /* A subscribe reply waiting for the owner shard to register interest. */

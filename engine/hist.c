@@ -20,6 +20,7 @@
 #include "conn.h"
 #include "hist.h"
 #include "mail.h"
+#include "rreq.h"
 #include "sub.h"
 
 static uint32_t epoch_base;		/* drawn at start: tells restarts apart */
@@ -41,7 +42,23 @@ struct eng_hist {
 	struct eng_hent *ent;		/* owned */
 };
 
+/*
+ * A recovery through Redis, on the asking shard: the subscription holds
+ * what is delivered while the read is out, and the answer's messages go
+ * first, then those held that came after them.
+ */
+struct eng_hrec {
+	struct eng_hrec *next;
+	struct eng_sub *sub;		/* borrowed: ENG_SUB_HOLDING */
+	struct eng_hreq *h;		/* owned until sent */
+	const struct eng_hreq *sent;	/* in flight: to match its answer */
+	struct eng_buf **held;		/* owned: one reference each */
+	uint32_t n, cap;
+	bool lost;			/* more than ENG_HIST_HOLD came */
+};
+
 struct eng_hists {
+	struct eng_hrec *recs;		/* Redis recoveries under way */
 	struct eng_hist *head, *tail;	/* least recently appended first */
 	size_t budget;			/* bytes: this shard's share */
 	size_t held;			/* bytes: frames and rings */
@@ -196,10 +213,41 @@ void eng_hist_drop(struct eng_shard *s, struct eng_chan *ch)
 		free_hist(s, ch->hist);
 }
 
+static void free_rec(struct eng_hrec *rec)
+{
+	for (uint32_t i = 0; i < rec->n; i++)
+		eng_buf_put(rec->held[i]);
+	eng_free(rec->held);
+	eng_hreq_free(rec->h);
+	eng_free(rec);
+}
+
+/* Takes the record of @sub (or of read @h) off the list; NULL: none. */
+static struct eng_hrec *take_rec(struct eng_shard *s,
+				 const struct eng_sub *sub,
+				 const struct eng_hreq *h)
+{
+	for (struct eng_hrec **pp = &s->hists->recs; *pp; pp = &(*pp)->next) {
+		struct eng_hrec *rec = *pp;
+
+		if ((sub && rec->sub == sub) || (h && rec->sent == h)) {
+			*pp = rec->next;
+			return rec;
+		}
+	}
+	return NULL;
+}
+
 void eng_hist_exit(struct eng_shard *s)
 {
 	if (!s->hists)
 		return;
+	while (s->hists->recs) {
+		struct eng_hrec *rec = s->hists->recs;
+
+		s->hists->recs = rec->next;
+		free_rec(rec);
+	}
 	while (s->hists->head)
 		free_hist(s, s->hists->head);
 	eng_free(s->hists);
@@ -227,21 +275,31 @@ static int grow(struct eng_shard *s, struct eng_hist *h)
 	return 0;
 }
 
-/*
- * Writes @h's epoch and @offset (0: null) into the room eng_pub_frame()
- * kept before the frame's final '}': "epoch":"<16>","offset":<20>}.
- */
-static void stamp(struct eng_buf *f, const struct eng_hist *h,
-		  uint64_t offset)
+void eng_hist_stamp(struct eng_buf *f, const char *epoch, uint64_t offset)
 {
 	char *end = (char *)f->data + f->start + f->len - 1;
 	char *at = end - 20;
 	int n = offset ? snprintf(at, 21, "%llu", (unsigned long long)offset)
 		       : snprintf(at, 21, "null");
 
+	*end = '}';			/* snprintf's NUL took its place */
 	memset(at + n, ' ', (size_t)(20 - n));	/* JSON allows the blanks */
-	memcpy(at - 11 - ENG_EPOCH_LEN, h ? h->epoch :
-	       "0000000000000000", ENG_EPOCH_LEN);
+	memcpy(at - 11 - ENG_EPOCH_LEN, epoch ? epoch : "0000000000000000",
+	       ENG_EPOCH_LEN);
+	f->flags |= ENG_BUF_F_STAMPED;
+}
+
+uint64_t eng_hist_offset_of(const struct eng_buf *f,
+			    char epoch[ENG_EPOCH_LEN + 1])
+{
+	const char *end = (const char *)f->data + f->start + f->len - 1;
+	uint64_t off = 0;
+
+	memcpy(epoch, end - 31 - ENG_EPOCH_LEN, ENG_EPOCH_LEN);
+	epoch[ENG_EPOCH_LEN] = '\0';
+	for (const char *p = end - 20; p < end && *p >= '0' && *p <= '9'; p++)
+		off = off * 10 + (uint64_t)(*p - '0');
+	return off;
 }
 
 uint64_t eng_hist_append(struct eng_shard *s, struct eng_chan *ch,
@@ -285,7 +343,7 @@ uint64_t eng_hist_append(struct eng_shard *s, struct eng_chan *ch,
 	h->n++;
 	held(s, (ssize_t)ent_bytes(f));
 	ENG_STAT_ADD(s, hist_msgs, 1);
-	stamp(f, h, e->offset);
+	eng_hist_stamp(f, h->epoch, e->offset);
 	/* Over budget: the oldest messages of the least recent channels. */
 	while (l->held > l->budget && l->head && (l->head != h || h->n > 1)) {
 		struct eng_hist *old = l->head;
@@ -301,7 +359,7 @@ uint64_t eng_hist_append(struct eng_shard *s, struct eng_chan *ch,
 	return h->top;
 nomem:
 	ENG_STAT_ADD(s, hist_lost, 1);
-	stamp(f, NULL, 0);
+	eng_hist_stamp(f, NULL, 0);
 	return 0;
 }
 
@@ -352,6 +410,106 @@ void eng_hist_tick(struct eng_shard *s)
 
 /* ---- reads for clients: the history command and recovery ----------------- */
 
+static void send_rec(struct eng_shard *s, struct eng_hrec *rec)
+{
+	struct eng_hreq *h = rec->h;
+
+	rec->h = NULL;
+	rec->sent = h;
+	if (eng_rreq_hread(s, h) < 0) {
+		h->status = ENG_HREQ_NOMEM;
+		eng_hist_redis_done(s, h, 0);
+	}
+}
+
+/*
+ * With Redis, history lives there: a history command asks it at once; a
+ * recovery first holds the subscription's deliveries and asks once Redis
+ * has confirmed the subscription, so that every message is either in
+ * what the read returns or among those held.
+ */
+static int redis_ask(struct eng_shard *s, struct eng_conn *c,
+		     struct eng_hreq *h)
+{
+	struct eng_chan *ch;
+	struct eng_sub *sub;
+	struct eng_hrec *rec;
+	int ret;
+
+	if (h->kind == ENG_HREQ_HISTORY) {
+		ret = eng_rreq_hread(s, h);
+		if (ret < 0)
+			eng_free(h);
+		return ret;
+	}
+	ch = eng_chan_find(&s->chans, h->name, h->len,
+			   eng_chan_hash(h->name, h->len));
+	sub = ch ? eng_sub_find(c, ch) : NULL;
+	rec = eng_malloc(sizeof(*rec));
+	if (!sub || !rec) {
+		eng_free(rec);
+		eng_free(h);
+		return -ENOMEM;
+	}
+	memset(rec, 0, sizeof(*rec));
+	rec->sub = sub;
+	rec->h = h;
+	rec->next = s->hists->recs;
+	s->hists->recs = rec;
+	sub->recovering = ENG_SUB_HOLDING;
+	if (ch->registered && !ch->pending)
+		send_rec(s, rec);
+	return 0;
+}
+
+void eng_hist_registered(struct eng_shard *s, struct eng_chan *ch)
+{
+	struct eng_hrec *rec, *next;
+
+	for (rec = s->hists->recs; rec; rec = next) {
+		next = rec->next;	/* an answer may come at once */
+		if (rec->h && rec->sub->chan == ch)
+			send_rec(s, rec);
+	}
+}
+
+void eng_hist_hold(struct eng_shard *s, struct eng_sub *sub,
+		   struct eng_buf *f)
+{
+	struct eng_hrec *rec;
+
+	for (rec = s->hists->recs; rec && rec->sub != sub; rec = rec->next)
+		;
+	if (!rec || rec->lost)
+		return;
+	if (rec->n == rec->cap) {
+		uint32_t cap = rec->cap ? rec->cap * 2 : 16;
+		struct eng_buf **held = cap > ENG_HIST_HOLD ? NULL :
+			eng_malloc(cap * sizeof(*held));
+
+		if (!held) {	/* recovered:false, and live from there */
+			rec->lost = true;
+			while (rec->n)
+				eng_buf_put(rec->held[--rec->n]);
+			return;
+		}
+		if (rec->n)
+			memcpy(held, rec->held, rec->n * sizeof(*held));
+		eng_free(rec->held);
+		rec->held = held;
+		rec->cap = cap;
+	}
+	rec->held[rec->n++] = eng_buf_get(f);
+}
+
+void eng_hist_forget(struct eng_shard *s, struct eng_sub *sub)
+{
+	struct eng_hrec *rec = take_rec(s, sub, NULL);
+
+	if (rec)
+		free_rec(rec);	/* a read in flight finds no record */
+}
+
 int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, bool recover,
 		 const char *name, size_t len, uint64_t after,
 		 const char *epoch, size_t elen, uint32_t max,
@@ -377,6 +535,8 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, bool recover,
 	memcpy(h->epoch, epoch, elen);
 	h->after = after;
 	h->max = max;
+	if (s->eng->bridge)
+		return redis_ask(s, c, h);
 	eng_mail_post(&s->mail, eng_mail_owner(s->eng, eng_chan_hash(name,
 			len)), ENG_OP_HIST, h);
 	return 0;
@@ -495,8 +655,39 @@ static struct eng_sub *held_sub(struct eng_shard *s, struct eng_conn *c,
 	return sub && sub->recovering ? sub : NULL;
 }
 
-/* On the asking shard: the answer goes to its client. */
-static void deliver_answer(struct eng_shard *s, struct eng_hreq *h)
+/*
+ * Queues @f on @c, taking the reference; false once @c closed (a slow
+ * consumer): the caller stops there.
+ */
+static bool queue_one(struct eng_shard *s, struct eng_conn *c,
+		      struct eng_buf **f)
+{
+	struct eng_buf *b = *f;
+
+	*f = NULL;
+	ENG_STAT_ADD(s, delivered, 1);
+	return eng_conn_queue(s, c, b) == 0;
+}
+
+/*
+ * Of the deliveries @rec held, those after the answer @h: a message the
+ * answer already had (same epoch, offset up to its top) is not sent again.
+ */
+static bool after_answer(const struct eng_hreq *h, const struct eng_buf *f)
+{
+	char epoch[ENG_EPOCH_LEN + 1];
+	uint64_t off = eng_hist_offset_of(f, epoch);
+
+	return !off || strcmp(epoch, h->epoch) || off > h->top;
+}
+
+/*
+ * On the asking shard: the answer goes to its client; for a recovery
+ * through Redis, @rec (taken off the list: freed here) holds what was
+ * delivered meanwhile.
+ */
+static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
+			   struct eng_hrec *rec)
 {
 	struct eng_conn *c = &s->conns[h->slot];
 	struct eng_sub *sub = NULL;
@@ -507,9 +698,14 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h)
 	if (c->gen != h->gen || !eng_conn_alive(c))
 		goto out;
 	if (h->kind == ENG_HREQ_RECOVER) {
-		sub = held_sub(s, c, h);
+		sub = rec ? rec->sub : held_sub(s, c, h);
 		if (!sub)
 			goto out;	/* unsubscribed meanwhile */
+		if (rec && rec->lost && h->status == ENG_HREQ_OK) {
+			h->status = ENG_HREQ_GAP;	/* held too many */
+			while (h->n)
+				eng_buf_put(h->frames[--h->n]);
+		}
 	}
 	if (h->status == ENG_HREQ_FUTURE) {
 		code = 400;
@@ -517,6 +713,9 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h)
 	} else if (h->status == ENG_HREQ_NOMEM) {
 		code = 503;
 		msg = "out of memory";
+	} else if (h->status == ENG_HREQ_UNAVAIL) {
+		code = 503;
+		msg = "redis unavailable";
 	}
 	r = reply_of(h, code, msg);
 	if (!r) {
@@ -524,6 +723,7 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h)
 		goto out;
 	}
 	if (sub && code != 200) {
+		sub->recovering = ENG_SUB_RECOVERING;	/* @rec is ours */
 		eng_unsubscribe_one(s, c, sub);	/* nothing else changes */
 		sub = NULL;
 	}
@@ -531,21 +731,33 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h)
 		goto out;	/* closed: a slow consumer */
 	if (sub) {
 		/* the missed messages, then (sub live again) the rest */
-		for (uint32_t i = 0; i < h->n; i++) {
-			ENG_STAT_ADD(s, delivered, 1);
-			if (eng_conn_queue(s, c, h->frames[i]) < 0) {
-				h->frames[i] = NULL;
+		for (uint32_t i = 0; i < h->n; i++)
+			if (!queue_one(s, c, &h->frames[i]))
 				goto out;
-			}
-			h->frames[i] = NULL;
-		}
-		sub->recovering = 0;
+		for (uint32_t i = 0; rec && i < rec->n; i++)
+			if (after_answer(h, rec->held[i]) &&
+			    !queue_one(s, c, &rec->held[i]))
+				goto out;
+		sub->recovering = ENG_SUB_LIVE;
 	}
 out:
-	for (uint32_t i = 0; i < h->n; i++)
-		eng_buf_put(h->frames[i]);
-	eng_free(h->frames);
-	eng_free(h);
+	eng_hreq_free(h);
+	if (rec)
+		free_rec(rec);
+}
+
+void eng_hist_redis_done(struct eng_shard *s, struct eng_hreq *h,
+			 long long result)
+{
+	struct eng_hrec *rec = take_rec(s, NULL, h);
+
+	if (result < 0)
+		h->status = ENG_HREQ_UNAVAIL;
+	if (h->kind == ENG_HREQ_RECOVER && !rec) {
+		eng_hreq_free(h);	/* the subscription went meanwhile */
+		return;
+	}
+	deliver_answer(s, h, rec);
 }
 
 void eng_hist_mail(void *self, unsigned op, void *ptr, int32_t res)
@@ -554,7 +766,7 @@ void eng_hist_mail(void *self, unsigned op, void *ptr, int32_t res)
 	if (op == ENG_OP_HIST)
 		answer(self, ptr);
 	else
-		deliver_answer(self, ptr);
+		deliver_answer(self, ptr, NULL);
 }
 
 /* HIST never reached the owner: 503, and a held subscription goes. */
@@ -565,5 +777,5 @@ void eng_hist_undo(void *self, unsigned op, void *ptr, int32_t res)
 	(void)op;
 	(void)res;
 	h->status = ENG_HREQ_NOMEM;
-	deliver_answer(self, h);
+	deliver_answer(self, h, NULL);
 }

@@ -17,11 +17,15 @@
 
 #include "eng.h"
 
+struct eng_hreq;	/* mail.h */
+struct eng_sub;		/* chan.h */
+
 #define ENG_NS_MAX		16	/* --namespace entries */
 #define ENG_NS_NAME_MAX		32	/* bytes in a namespace name */
 #define ENG_HIST_MAX		100000	/* history=N at most */
 #define ENG_HIST_LIMIT		1000	/* messages one history reply holds */
 #define ENG_EPOCH_LEN		16	/* hex characters */
+#define ENG_HIST_HOLD		65536	/* deliveries held while recovering */
 
 /* One --namespace: channels "NAME:..." (NAME "" : names without ':'). */
 struct eng_ns {
@@ -76,6 +80,17 @@ unsigned eng_hist_read(struct eng_chan *ch, uint64_t after,
 		       uint64_t *oldest, const char **epoch);
 
 
+/*
+ * Writes @epoch (NULL: zeros) and @offset (0: null) into the room
+ * eng_pub_hist_frame() kept at the end of push frame @f, before anyone
+ * sees it, and marks it ENG_BUF_F_STAMPED.
+ */
+void eng_hist_stamp(struct eng_buf *f, const char *epoch, uint64_t offset);
+
+/* A stamped frame's offset (0: null) and, in @epoch, its epoch. */
+uint64_t eng_hist_offset_of(const struct eng_buf *f,
+			    char epoch[ENG_EPOCH_LEN + 1]);
+
 /* Drops expired messages; called every tick. */
 void eng_hist_tick(struct eng_shard *s);
 
@@ -96,6 +111,22 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, bool recover,
 		 const char *name, size_t len, uint64_t after,
 		 const char *epoch, size_t elen, uint32_t max,
 		 const char *seq, size_t seq_len);
+
+/*
+ * Recovery through Redis (the subscription is ENG_SUB_HOLDING), on the
+ * asking shard. eng_hist_registered(): @ch's subscription is confirmed
+ * (sub.c): its recoveries read Redis now. eng_hist_hold(): @f was
+ * delivered to @sub meanwhile; it waits for the read (up to
+ * ENG_HIST_HOLD, past which the recovery says recovered:false).
+ * eng_hist_forget(): @sub goes before its answer came. And the answer
+ * itself, from rreq.c: @result < 0 when Redis could not be asked.
+ */
+void eng_hist_registered(struct eng_shard *s, struct eng_chan *ch);
+void eng_hist_hold(struct eng_shard *s, struct eng_sub *sub,
+		   struct eng_buf *f);
+void eng_hist_forget(struct eng_shard *s, struct eng_sub *sub);
+void eng_hist_redis_done(struct eng_shard *s, struct eng_hreq *h,
+			 long long result);
 
 /* @ch is going away: its history with it. */
 void eng_hist_drop(struct eng_shard *s, struct eng_chan *ch);

@@ -81,6 +81,16 @@ static struct ring *ring_of(struct eng *e, unsigned to)
 }
 
 /* Frees mail @op carrying @ptr, telling nobody. */
+void eng_hreq_free(struct eng_hreq *h)
+{
+	if (!h)
+		return;
+	for (uint32_t i = 0; i < h->n; i++)
+		eng_buf_put(h->frames[i]);
+	eng_free(h->frames);
+	eng_free(h);
+}
+
 static void free_mail(unsigned op, void *ptr)
 {
 	switch (op) {
@@ -102,19 +112,14 @@ static void free_mail(unsigned op, void *ptr)
 
 		eng_buf_put(p->ok);
 		eng_buf_put(p->err);
+		eng_hreq_free(p->hreq);
 		eng_free(p);
 		break;
 	}
 	case ENG_OP_HIST:
-	case ENG_OP_HIST_ACK: {
-		struct eng_hreq *h = ptr;
-
-		for (uint32_t i = 0; i < h->n; i++)
-			eng_buf_put(h->frames[i]);
-		eng_free(h->frames);
-		eng_free(h);
+	case ENG_OP_HIST_ACK:
+		eng_hreq_free(ptr);
 		break;
-	}
 	default:	/* owner mail, rsub, rpres: flat structs */
 		eng_free(ptr);
 		break;

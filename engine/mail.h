@@ -91,6 +91,7 @@ struct eng_rreq {
 	long long result;		/* the reply's integer, or -errno */
 	long long r2, r3;		/* ONLINE: connections, nodes */
 	struct eng_buf *ok, *err;	/* /ws: the replies, prebuilt */
+	struct eng_hreq *hreq;		/* HREAD: owned, answered in place */
 	char text[ENG_PRES_APPS * (ENG_APP_MAX + 3)];	/* QUERY: apps */
 	size_t len;			/* bytes of the command in data */
 	char data[];			/* the command, formatted as RESP */
@@ -103,6 +104,8 @@ enum {
 	ENG_RQ_PRESENCE,	/* bridge: presence writes, no one waits */
 	ENG_RQ_BEAT,		/* bridge: heartbeat; 0 = we had expired */
 	ENG_RQ_QUIET,		/* bridge: no reply expected by anyone */
+	ENG_RQ_HPUBLISH,	/* a history channel's publish (script) */
+	ENG_RQ_HREAD,		/* a history read (script): fills hreq */
 };
 
 /* ENG_OP_R_PRESENCE, owner shard -> bridge: a user's count on this node. */
@@ -143,7 +146,11 @@ enum {
 	ENG_HREQ_GAP,		/* not recovered: epoch changed or too old */
 	ENG_HREQ_FUTURE,	/* an offset above the newest */
 	ENG_HREQ_NOMEM,
+	ENG_HREQ_UNAVAIL,	/* Redis could not be asked or did not answer */
 };
+
+/* Frees @h, its frames included; NULL is a no-op. */
+void eng_hreq_free(struct eng_hreq *h);
 
 /* ---- posting ------------------------------------------------------------ */
 

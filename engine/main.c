@@ -796,18 +796,6 @@ int main(int argc, char **argv)
 			"--insecure-open (see --help)\n", e.cfg.listen_host);
 		return 2;
 	}
-	/*
-	 * With Redis a history must live in Redis, for any node to recover
-	 * from it; a per-node one would hand out offsets other nodes do not
-	 * know. Not built yet: refuse rather than mislead.
-	 */
-	if (e.cfg.nns && e.cfg.redis_host[0]) {
-		fprintf(stderr, "ringcast: --namespace with history needs the "
-			"embedded broker for now; with --redis, history is not "
-			"supported yet\n");
-		free(e.cfg.ns);
-		return 2;
-	}
 #ifdef RC_FAULT_INJECT
 	eng_mail_fault_init();
 #endif

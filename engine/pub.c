@@ -201,8 +201,13 @@ static void deliver(struct eng_shard *s, struct eng_buf *f)
 			struct eng_conn *c = &s->conns[sub->slot];
 
 			next = sub->next;
-			if (!eng_conn_deliverable(c) || sub->recovering)
-				continue;	/* recovering: in its history */
+			if (!eng_conn_deliverable(c))
+				continue;
+			if (sub->recovering) {	/* it gets it from history */
+				if (sub->recovering == ENG_SUB_HOLDING)
+					eng_hist_hold(s, sub, f);
+				continue;
+			}
 			used++;
 			eng_conn_queue(s, c, f);
 		}
@@ -278,7 +283,8 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 		uint64_t hash = eng_chan_hash(name, len);
 		struct eng_chan *ch;
 
-		if (f->flags & ENG_BUF_F_HIST) {
+		if ((f->flags & (ENG_BUF_F_HIST | ENG_BUF_F_STAMPED)) ==
+		    ENG_BUF_F_HIST) {	/* Redis's are stamped: kept there */
 			/* kept whether or not anyone listens now */
 			ch = eng_chan_get(&s->chans, name, len, hash);
 			eng_hist_append(s, ch, f);	/* ch NULL: no memory */

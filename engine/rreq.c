@@ -19,13 +19,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <hiredis/hiredis.h>
 
 #include "buf.h"
 #include "chan.h"
 #include "conn.h"
+#include "hist.h"
 #include "mail.h"
+#include "resp.h"
 #include "rreq.h"
 
 /* Drops every trace of nodes whose key expired. */
@@ -120,6 +123,76 @@ static const char lua_online[] = LUA_REAP
 	"end\n"
 	"return {redis.call('ZCARD', p .. 'online'), c, nodes}\n";
 
+/*
+ * History channels (docs/PROTOCOL.md). Keys, with P the prefix and C the
+ * channel: P hmeta:C (a hash: "epoch", "top", the newest offset) and
+ * P hist:C (a stream whose entry ids are OFFSET-0, fields t, the publish
+ * time in ms, and d, the message). Both expire ttl after the last publish;
+ * a history created again gets a new epoch, so offsets of the old one are
+ * never taken for offsets of the new.
+ *
+ * Publish. ARGV: prefix, channel, message, N, ttl ms, a fresh epoch. The
+ * message goes out on P ch:C as "\xff" EPOCH OFFSET ":" MESSAGE: the 0xff
+ * byte is never UTF-8, so no raw PUBLISH looks like it. Returns
+ * {receivers, offset, epoch}.
+ */
+static const char lua_hpub[] =
+	"local p, c = ARGV[1], ARGV[2]\n"
+	"local m, s = p .. 'hmeta:' .. c, p .. 'hist:' .. c\n"
+	"local ep = redis.call('HGET', m, 'epoch')\n"
+	"if not ep then\n"
+	"  ep = ARGV[6]\n"
+	"  redis.call('DEL', s)\n"
+	"  redis.call('HSET', m, 'epoch', ep, 'top', 0)\n"
+	"end\n"
+	"local off = redis.call('HINCRBY', m, 'top', 1)\n"
+	"local t = redis.call('TIME')\n"
+	"local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"redis.call('XADD', s, 'MAXLEN', ARGV[4], off .. '-0', 't', ms,"
+	" 'd', ARGV[3])\n"
+	"redis.call('PEXPIRE', s, ARGV[5])\n"
+	"redis.call('PEXPIRE', m, ARGV[5])\n"
+	"local n = redis.call('PUBLISH', p .. 'ch:' .. c,"
+	" '\\255' .. ep .. off .. ':' .. ARGV[3])\n"
+	"return {n, off, ep}\n";
+
+/*
+ * Read. ARGV: prefix, channel, after, max, last ("1": the newest max,
+ * else those above after), ttl ms. Returns {epoch or nil, top, first,
+ * message, ...}: the messages have offsets first, first + 1, ...; those
+ * older than ttl are left out (from the oldest end).
+ */
+static const char lua_hread[] =
+	"local p, c = ARGV[1], ARGV[2]\n"
+	"local after, max = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+	"local ep = redis.call('HGET', p .. 'hmeta:' .. c, 'epoch')\n"
+	"if not ep then return {false, 0, 0} end\n"
+	"local top = tonumber(redis.call('HGET', p .. 'hmeta:' .. c, 'top'))\n"
+	"local t = redis.call('TIME')\n"
+	"local cut = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)"
+	" - tonumber(ARGV[6])\n"
+	"local s, e = p .. 'hist:' .. c\n"
+	"if ARGV[5] == '1' then\n"
+	"  local r = redis.call('XREVRANGE', s, '+', '-', 'COUNT', max)\n"
+	"  e = {}\n"
+	"  for i = #r, 1, -1 do e[#e + 1] = r[i] end\n"
+	"elseif after >= top then\n"
+	"  return {ep, top, 0}\n"
+	"else\n"
+	"  e = redis.call('XRANGE', s, '(' .. after .. '-0', '+', 'COUNT', max)\n"
+	"end\n"
+	"local out, first = {ep, top, 0}, 0\n"
+	"for _, x in ipairs(e) do\n"
+	"  if first > 0 or tonumber(x[2][2]) >= cut then\n"
+	"    if first == 0 then\n"
+	"      first = tonumber(string.match(x[1], '^(%d+)'))\n"
+	"    end\n"
+	"    out[#out + 1] = x[2][4]\n"
+	"  end\n"
+	"end\n"
+	"out[3] = first\n"
+	"return out\n";
+
 size_t eng_rreq_channel(const struct eng_cfg *cfg, char *out, size_t cap,
 			const char *name, size_t len)
 {
@@ -195,6 +268,79 @@ int eng_rreq_publish(struct eng_shard *s, struct eng_conn *c,
 	p->ok = ok;
 	p->err = err;
 	return send_req(s, c, p);
+}
+
+/* 16 hex characters no other history is likely to have drawn. */
+static void fresh_epoch(char out[ENG_EPOCH_LEN + 1])
+{
+	static __thread uint64_t x;
+
+	if (!x && getrandom(&x, sizeof(x), 0) != sizeof(x))
+		x = eng_resp_now_ms() ^ (uint64_t)(uintptr_t)&x;
+	x ^= x << 13;		/* xorshift64: the seed is what is random */
+	x ^= x >> 7;
+	x ^= x << 17;
+	snprintf(out, ENG_EPOCH_LEN + 1, "%016llx", (unsigned long long)x);
+}
+
+int eng_rreq_hpublish(struct eng_shard *s, struct eng_conn *c,
+		      const struct eng_ns *ns, const char *chan, size_t clen,
+		      const void *payload, size_t plen, struct eng_buf *ok,
+		      struct eng_buf *err)
+{
+	const char *prefix = s->eng->cfg.redis_prefix;
+	char n[16], ttl[16], ep[ENG_EPOCH_LEN + 1];
+	const char *argv[9] = { "EVAL", lua_hpub, "0", prefix, chan, payload,
+				n, ttl, ep };
+	size_t lens[9] = { 4, sizeof(lua_hpub) - 1, 1, strlen(prefix), clen,
+			   plen, 0, 0, ENG_EPOCH_LEN };
+	struct eng_rreq *p;
+
+	lens[6] = (size_t)snprintf(n, sizeof(n), "%u", ns->history);
+	lens[7] = (size_t)snprintf(ttl, sizeof(ttl), "%u", ns->ttl_ms);
+	fresh_epoch(ep);
+	p = eng_rreq_new(ENG_RQ_HPUBLISH, 9, argv, lens);
+	if (!p) {
+		eng_buf_put(ok);
+		eng_buf_put(err);
+		return -ENOMEM;
+	}
+	p->ok = ok;
+	p->err = err;
+	return send_req(s, c, p);
+}
+
+int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h)
+{
+	const struct eng_ns *ns = eng_ns_find(&s->eng->cfg, h->name, h->len);
+	const char *prefix = s->eng->cfg.redis_prefix;
+	char after[24], max[16], ttl[16];
+	const char *argv[9] = { "EVAL", lua_hread, "0", prefix, h->name,
+				after, max,
+				h->kind == ENG_HREQ_HISTORY ? "1" : "0", ttl };
+	size_t lens[9] = { 4, sizeof(lua_hread) - 1, 1, strlen(prefix),
+			   h->len, 0, 0, 1, 0 };
+	struct eng_rreq *p;
+
+	if (!ns)
+		return -EINVAL;
+	lens[5] = (size_t)snprintf(after, sizeof(after), "%llu",
+				   (unsigned long long)h->after);
+	/* a recovery wants everything after @after: at most N are kept */
+	lens[6] = (size_t)snprintf(max, sizeof(max), "%u",
+				   h->kind == ENG_HREQ_HISTORY ? h->max :
+				   ns->history);
+	lens[8] = (size_t)snprintf(ttl, sizeof(ttl), "%u", ns->ttl_ms);
+	p = eng_rreq_new(ENG_RQ_HREAD, 9, argv, lens);
+	if (!p)
+		return -ENOMEM;
+	p->hreq = h;
+	p->from = (uint16_t)s->id;
+	p->kind = ENG_CONN_K_PUSH;
+	p->slot = h->slot;
+	p->gen = h->gen;
+	eng_mail_post(&s->mail, ENG_BRIDGE, ENG_OP_R_REQUEST, p);
+	return 0;
 }
 
 int eng_rreq_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
@@ -285,6 +431,11 @@ static void ack(struct eng_shard *s, struct eng_rreq *p)
 	char body[512], apps[320];
 	int n, status = 200;
 
+	if (p->op == ENG_RQ_HREAD) {	/* hist.c answers, whoever waits */
+		eng_hist_redis_done(s, p->hreq, p->result);
+		p->hreq = NULL;
+		goto out;
+	}
 	if (c->gen != p->gen || !eng_conn_alive(c))
 		goto out;
 	if (p->kind != ENG_CONN_K_HTTP) {		/* a /ws client's publish */

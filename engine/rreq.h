@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "eng.h"
+#include "hist.h"
 
 /* The Lua scripts the bridge runs with EVAL: heartbeat, presence, leave. */
 extern const char eng_lua_beat[], eng_lua_presence[], eng_lua_leave[];
@@ -36,6 +37,24 @@ struct eng_rreq *eng_rreq_new(uint8_t op, int argc, const char **argv,
 int eng_rreq_publish(struct eng_shard *s, struct eng_conn *c,
 		     const char *chan, size_t clen, const void *payload,
 		     size_t plen, struct eng_buf *ok, struct eng_buf *err);
+
+/*
+ * As eng_rreq_publish() for a channel of namespace @ns, which keeps
+ * history: one script appends the message to the channel's stream in
+ * Redis with the next offset and publishes it with that offset.
+ */
+int eng_rreq_hpublish(struct eng_shard *s, struct eng_conn *c,
+		      const struct eng_ns *ns, const char *chan, size_t clen,
+		      const void *payload, size_t plen, struct eng_buf *ok,
+		      struct eng_buf *err);
+
+/*
+ * Reads what history request @h (taken over) asks of Redis; the bridge
+ * fills its answer in and hist.c gets it back (eng_hist_redis_done()),
+ * also when Redis could not be asked. Returns 0, or -ENOMEM or -EINVAL
+ * (no history for its channel) with @h still the caller's.
+ */
+int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h);
 
 /* GET /users/{uid}, POST /users/{uid}/disconnect, GET /online, through
  * Redis; each answers @c later. Returns 0 or -ENOMEM. */

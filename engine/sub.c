@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "chan.h"
 #include "conn.h"
+#include "hist.h"
 #include "mail.h"
 #include "rreq.h"
 #include "sub.h"
@@ -182,6 +183,8 @@ static void sync_interest(struct eng_shard *s, struct eng_chan *ch)
 	}
 	if (!ch->pending && ch->registered && ch->waiters)
 		release_waiters(s, ch);
+	if (!ch->pending && ch->registered && s->eng->bridge)
+		eng_hist_registered(s, ch);
 	eng_chan_maybe_free(&s->chans, ch);
 }
 
@@ -368,7 +371,7 @@ int eng_subscribe_recovering(struct eng_shard *s, struct eng_conn *c,
 		return -ENOMEM;
 	}
 	sub = eng_sub_find(c, ch);
-	sub->recovering = 1;
+	sub->recovering = ENG_SUB_RECOVERING;
 	ENG_STAT_ADD(s, subscriptions, 1);
 	if (ch->nsubs == 1)
 		ENG_STAT_ADD(s, channels, 1);
@@ -381,6 +384,8 @@ static void drop_sub(struct eng_shard *s, struct eng_conn *c,
 {
 	struct eng_chan *ch = sub->chan;
 
+	if (sub->recovering == ENG_SUB_HOLDING)
+		eng_hist_forget(s, sub);
 	eng_sub_del(c, sub);
 	ENG_STAT_SUB(s, subscriptions, 1);
 	if (!ch->nsubs)
