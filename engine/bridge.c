@@ -64,7 +64,25 @@ struct rchan {
 	uint64_t hash;
 	uint32_t conns;			/* presence: connections here */
 	char *apps;			/* presence: "ios,web", malloc'd */
+	struct rhist *hist;		/* a history channel's: malloc'd */
 	char name[];
+};
+
+/*
+ * A history channel as the subscriber link sees it. The offsets handed to
+ * the owner follow each other: a gap (the link was down, or came back
+ * late) is read from the channel's stream before later messages go on,
+ * which wait here meanwhile.
+ */
+struct rhist {
+	uint64_t last;			/* the offset handed on last */
+	char epoch[ENG_EPOCH_LEN + 1];	/* ... its epoch; "" none yet */
+	bool filling;			/* a read for the gap is out */
+	bool stale;			/* the link went down: read once back */
+	bool skip;			/* a read failed: take the next as is */
+	bool want;			/* a read waits for the publisher link */
+	struct eng_buf **held;		/* came during the read: owned */
+	uint32_t n, cap;
 };
 
 struct rtable {
@@ -105,9 +123,17 @@ struct eng_bridge {
 	atomic_uint_fast64_t refused;	/* over --redis-max-pending */
 	atomic_uint_fast64_t pending;	/* a copy of queued, for /stats */
 	atomic_uint_fast64_t mail_errors;	/* posts to shards that failed */
+	atomic_uint_fast64_t fills;	/* history gaps read back */
+	atomic_uint_fast64_t gaps;	/* ... that could not be */
 	bool logged_error;		/* the first error reply was logged */
+	bool fills_waiting;		/* some rhist wants its read sent */
 	atomic_int healthy;
 };
+
+static void hist_filled(struct eng_bridge *r, struct eng_hreq *q,
+			long long result);
+static void on_request_mail(struct eng_bridge *r, struct eng_rreq *p);
+static void send_fills(struct eng_bridge *r);
 
 static uint64_t now_ms(void)
 {
@@ -150,7 +176,8 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 		"{\"up\":%s,\"reconnects\":%llu,\"messages\":%llu,"
 		"\"rejected\":%llu,\"publishes\":%llu,\"channels\":%zu,"
 		"\"error_replies\":%llu,\"mailbox_errors\":%llu,"
-		"\"over_budget\":%llu,\"pending_bytes\":%llu}",
+		"\"over_budget\":%llu,\"pending_bytes\":%llu,"
+		"\"history_fills\":%llu,\"history_gaps\":%llu}",
 		atomic_load(&r->healthy) ? "true" : "false",
 		(unsigned long long)atomic_load(&r->reconnects),
 		(unsigned long long)atomic_load(&r->messages),
@@ -160,7 +187,9 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 		(unsigned long long)atomic_load(&r->errors),
 		(unsigned long long)atomic_load(&r->mail_errors),
 		(unsigned long long)atomic_load(&r->refused),
-		(unsigned long long)atomic_load(&r->pending));
+		(unsigned long long)atomic_load(&r->pending),
+		(unsigned long long)atomic_load(&r->fills),
+		(unsigned long long)atomic_load(&r->gaps));
 }
 
 /* ---- the tables ------------------------------------------------------------ */
@@ -200,6 +229,16 @@ static void rchan_grow(struct rtable *t)
 	t->nbuckets = n;
 }
 
+static void rhist_free(struct rhist *h)
+{
+	if (!h)
+		return;
+	while (h->n)
+		eng_buf_put(h->held[--h->n]);
+	free(h->held);
+	free(h);
+}
+
 static struct rchan *rchan_get(struct rtable *t, const char *name,
 			       size_t len)
 {
@@ -230,6 +269,7 @@ static void rchan_free(struct rtable *t, struct rchan *ch)
 		pp = &(*pp)->next;
 	*pp = ch->next;
 	t->count--;
+	rhist_free(ch->hist);
 	free(ch->apps);
 	free(ch);
 }
@@ -249,6 +289,7 @@ static void rtable_exit(struct rtable *t)
 		while (ch) {
 			struct rchan *next = ch->next;
 
+			rhist_free(ch->hist);
 			free(ch->apps);
 			free(ch);
 			ch = next;
@@ -340,6 +381,10 @@ static void ack_pub(struct eng_bridge *r, struct eng_rreq *p, long long n)
 	if (p->from == ENG_BRIDGE) {	/* our own: nobody waits */
 		if (p->op == ENG_RQ_BEAT && n == 0)
 			r->resync = true;	/* our presence had expired */
+		if (p->op == ENG_RQ_HREAD) {
+			hist_filled(r, p->hreq, n);
+			p->hreq = NULL;
+		}
 		eng_free(p);
 		return;
 	}
@@ -356,10 +401,13 @@ static void link_ready(struct eng_resp *l, void *arg)
 {
 	struct eng_bridge *r = arg;
 
-	if (l == &r->c[R_SUB])
+	if (l == &r->c[R_SUB]) {
 		mark_all(&r->chans, true);
-	else
+	} else {
 		r->next_beat = 0;
+		if (r->fills_waiting)
+			send_fills(r);
+	}
 	update_health(r);
 }
 
@@ -396,8 +444,11 @@ static void link_down(struct eng_resp *l, void *arg, bool was_up, int err,
 	} else {
 		for (size_t i = 0; i < r->chans.nbuckets; i++)
 			for (struct rchan *ch = r->chans.buckets[i]; ch;
-			     ch = ch->next)
+			     ch = ch->next) {
 				ch->requested = ch->confirmed = 0;
+				if (ch->hist)	/* what it missed: read back */
+					ch->hist->stale = true;
+			}
 	}
 	update_health(r);
 }
@@ -530,6 +581,182 @@ static int hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 	return 0;
 }
 
+/* ---- history channels: no gap on the way in ---------------------------- */
+
+static void hist_live(struct eng_bridge *r, struct rchan *rc,
+		      struct eng_buf *f);
+
+/* Reads what @rc missed after @h->last; later messages wait meanwhile. */
+static void hist_fill(struct eng_bridge *r, struct rchan *rc,
+		      struct rhist *h)
+{
+	size_t skip = strlen(r->eng->cfg.redis_prefix) + 3;	/* P ch: */
+	struct eng_hreq *q;
+	struct eng_rreq *p;
+
+	h->filling = true;	/* later messages wait from now on */
+	if (!eng_resp_ready(&r->c[R_PUB])) {
+		h->want = true;		/* sent once the link is back */
+		r->fills_waiting = true;
+		return;
+	}
+	q = eng_malloc(sizeof(*q));
+	if (!q || rc->len <= skip || rc->len - skip > ENG_CHAN_MAX)
+		goto fail;
+	memset(q, 0, sizeof(*q));
+	q->kind = ENG_HREQ_RECOVER;
+	q->len = (uint8_t)(rc->len - skip);
+	memcpy(q->name, rc->name + skip, q->len);
+	memcpy(q->epoch, h->epoch, sizeof(h->epoch));
+	q->after = h->last;
+	p = eng_rreq_hread_new(&r->eng->cfg, q);
+	if (!p)
+		goto fail;
+	q = NULL;
+	p->from = ENG_BRIDGE;
+	atomic_fetch_add_explicit(&r->fills, 1, memory_order_relaxed);
+	on_request_mail(r, p);	/* may answer at once: hist_filled() */
+	return;
+fail:
+	eng_free(q);
+	h->filling = false;
+	h->skip = true;
+	atomic_fetch_add_explicit(&r->gaps, 1, memory_order_relaxed);
+}
+
+/* Hands the waiting messages on again, as if they came now. */
+static void hist_release(struct eng_bridge *r, struct rchan *rc,
+			 struct rhist *h)
+{
+	struct eng_buf **held = h->held;
+	uint32_t n = h->n;
+
+	h->held = NULL;
+	h->n = h->cap = 0;
+	for (uint32_t i = 0; i < n; i++)
+		hist_live(r, rc, held[i]);
+	free(held);
+}
+
+static void hand_on(struct eng_bridge *r, struct rhist *h, struct eng_buf *f,
+		    const char *epoch, uint64_t off)
+{
+	memcpy(h->epoch, epoch, sizeof(h->epoch));
+	h->last = off;
+	eng_pub_inject(&r->mail, f);
+}
+
+/* Message @f (taken over) of history channel @rc, in the link's order. */
+static void hist_live(struct eng_bridge *r, struct rchan *rc,
+		      struct eng_buf *f)
+{
+	char epoch[ENG_EPOCH_LEN + 1];
+	uint64_t off = eng_hist_offset_of(f, epoch);
+	struct rhist *h = rc ? rc->hist : NULL;
+
+	if (rc && !h)
+		h = rc->hist = calloc(1, sizeof(*h));
+	if (!h) {		/* not wanted here, or no memory: as it is */
+		eng_pub_inject(&r->mail, f);
+		return;
+	}
+	if (h->filling) {
+		if (h->n == h->cap) {
+			uint32_t cap = h->cap ? h->cap * 2 : 64;
+			struct eng_buf **held = cap > ENG_HIST_HOLD ? NULL :
+				realloc(h->held, cap * sizeof(*held));
+
+			if (!held) {	/* too many: give the read up */
+				h->filling = false;
+				h->skip = true;
+				atomic_fetch_add_explicit(&r->gaps, 1,
+							  memory_order_relaxed);
+				hist_release(r, rc, h);
+				hist_live(r, rc, f);
+				return;
+			}
+			h->held = held;
+			h->cap = cap;
+		}
+		h->held[h->n++] = f;
+		return;
+	}
+	if (strcmp(epoch, h->epoch)) {
+		/* the first message seen here, or a history begun again */
+		h->last = h->epoch[0] ? 0 : off - 1;
+		memcpy(h->epoch, epoch, sizeof(h->epoch));
+		h->skip = false;
+	}
+	if (off <= h->last) {
+		eng_buf_put(f);		/* read back already */
+	} else if (off == h->last + 1 || h->skip) {
+		h->skip = false;
+		hand_on(r, h, f, epoch, off);
+	} else {
+		h->filling = true;	/* hold @f first */
+		hist_live(r, rc, f);
+		hist_fill(r, rc, h);
+		if (!h->filling)	/* could not even ask */
+			hist_release(r, rc, h);
+	}
+}
+
+/* The answer to hist_fill()'s read (@q is ours to free). */
+static void hist_filled(struct eng_bridge *r, struct eng_hreq *q,
+			long long result)
+{
+	char name[ENG_CHAN_MAX + 128];
+	size_t len = eng_rreq_channel(&r->eng->cfg, name, sizeof(name),
+				      q->name, q->len);
+	struct rchan *rc = rchan_find(&r->chans, name, len,
+				      eng_chan_hash(name, len));
+	struct rhist *h = rc ? rc->hist : NULL;
+
+	if (h && h->filling && (result == -ENOTCONN || result == -ECONNRESET ||
+				result == -ETIMEDOUT)) {
+		h->want = true;		/* the link failed: again once back */
+		r->fills_waiting = true;
+	} else if (h && h->filling) {
+		h->filling = false;
+		if (result >= 0 && q->status == ENG_HREQ_OK &&
+		    !strcmp(q->epoch, h->epoch)) {
+			for (uint32_t i = 0; i < q->n; i++) {
+				uint64_t off = q->after + 1 + i;
+
+				if (off > h->last) {
+					hand_on(r, h, q->frames[i], q->epoch,
+						off);
+					q->frames[i] = NULL;
+				}
+			}
+		} else {
+			h->skip = true;		/* lost: say so in /stats */
+			atomic_fetch_add_explicit(&r->gaps, 1,
+						  memory_order_relaxed);
+		}
+		hist_release(r, rc, h);
+	}
+	eng_hreq_free(q);
+}
+
+/* The publisher link is back: the reads that waited for it go. */
+static void send_fills(struct eng_bridge *r)
+{
+	r->fills_waiting = false;
+	for (size_t i = 0; i < r->chans.nbuckets; i++)
+		for (struct rchan *ch = r->chans.buckets[i]; ch;
+		     ch = ch->next) {
+			struct rhist *h = ch->hist;
+
+			if (!h || !h->want)
+				continue;
+			h->want = false;
+			hist_fill(r, ch, h);
+			if (!h->filling)
+				hist_release(r, ch, h);
+		}
+}
+
 /* A pub/sub message: becomes a push frame for the channel's owner. */
 static void on_message(struct eng_bridge *r, const redisReply *chan,
 		       const redisReply *payload)
@@ -569,7 +796,11 @@ static void on_message(struct eng_bridge *r, const redisReply *chan,
 				 payload->len - 1);
 		if (!f)
 			goto reject;
-		goto inject;
+		atomic_fetch_add_explicit(&r->messages, 1,
+					  memory_order_relaxed);
+		hist_live(r, rchan_find(&r->chans, chan->str, chan->len,
+					eng_chan_hash(chan->str, chan->len)), f);
+		return;
 	}
 	if (payload->len > cfg->max_message)
 		goto reject;
@@ -584,7 +815,6 @@ static void on_message(struct eng_bridge *r, const redisReply *chan,
 				  payload->len, json);
 	if (!f)
 		goto reject;
-inject:
 	atomic_fetch_add_explicit(&r->messages, 1, memory_order_relaxed);
 	eng_pub_inject(&r->mail, f);
 	return;
@@ -727,8 +957,16 @@ static void link_reply(struct eng_resp *l, void *arg, redisReply *rep)
 				   eng_chan_hash(e->str, e->len)) : NULL;
 
 		if (ch) {
+			struct rhist *h = ch->hist;
+
 			ch->confirmed = ch->requested;
 			ack_sub(r, ch);
+			if (h && h->stale && h->epoch[0] && !h->filling) {
+				h->stale = false;
+				hist_fill(r, ch, h);
+				if (!h->filling)
+					hist_release(r, ch, h);
+			}
 		}
 	}
 }

@@ -32,6 +32,7 @@ enum {
 	ENG_SUB_LIVE = 0,
 	ENG_SUB_RECOVERING,	/* no delivery: its history comes first */
 	ENG_SUB_HOLDING,	/* ... through Redis: deliveries held (hist.h) */
+	ENG_SUB_SKIPPING,	/* ... answered: skips what the answer had */
 };
 
 /* A subscribe reply waiting for the owner shard to register interest. */

@@ -49,12 +49,14 @@ struct eng_hist {
  */
 struct eng_hrec {
 	struct eng_hrec *next;
-	struct eng_sub *sub;		/* borrowed: ENG_SUB_HOLDING */
+	struct eng_sub *sub;		/* borrowed: HOLDING or SKIPPING */
 	struct eng_hreq *h;		/* owned until sent */
 	const struct eng_hreq *sent;	/* in flight: to match its answer */
 	struct eng_buf **held;		/* owned: one reference each */
 	uint32_t n, cap;
 	bool lost;			/* more than ENG_HIST_HOLD came */
+	uint64_t top;			/* SKIPPING: the answer's newest */
+	char epoch[ENG_EPOCH_LEN + 1];	/* ... and its epoch */
 };
 
 struct eng_hists {
@@ -473,8 +475,8 @@ void eng_hist_registered(struct eng_shard *s, struct eng_chan *ch)
 	}
 }
 
-void eng_hist_hold(struct eng_shard *s, struct eng_sub *sub,
-		   struct eng_buf *f)
+/* @f was delivered to @sub while its read is out: it waits for it. */
+static void hold(struct eng_shard *s, struct eng_sub *sub, struct eng_buf *f)
 {
 	struct eng_hrec *rec;
 
@@ -500,6 +502,33 @@ void eng_hist_hold(struct eng_shard *s, struct eng_sub *sub,
 		rec->cap = cap;
 	}
 	rec->held[rec->n++] = eng_buf_get(f);
+}
+
+bool eng_hist_pass(struct eng_shard *s, struct eng_sub *sub,
+		   struct eng_buf *f)
+{
+	char epoch[ENG_EPOCH_LEN + 1];
+	struct eng_hrec *rec;
+	uint64_t off;
+
+	if (sub->recovering == ENG_SUB_RECOVERING)
+		return false;
+	if (sub->recovering == ENG_SUB_HOLDING) {
+		hold(s, sub, f);
+		return false;
+	}
+	/* SKIPPING: the read was ahead of this shard's deliveries */
+	off = eng_hist_offset_of(f, epoch);
+	rec = take_rec(s, sub, NULL);
+	if (rec && off && !strcmp(epoch, rec->epoch) && off <= rec->top) {
+		rec->next = s->hists->recs;	/* not yet past it */
+		s->hists->recs = rec;
+		return false;
+	}
+	if (rec)
+		free_rec(rec);
+	sub->recovering = ENG_SUB_LIVE;
+	return true;
 }
 
 void eng_hist_forget(struct eng_shard *s, struct eng_sub *sub)
@@ -734,11 +763,30 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 		for (uint32_t i = 0; i < h->n; i++)
 			if (!queue_one(s, c, &h->frames[i]))
 				goto out;
-		for (uint32_t i = 0; rec && i < rec->n; i++)
-			if (after_answer(h, rec->held[i]) &&
-			    !queue_one(s, c, &rec->held[i]))
+		bool caught_up = !rec;
+
+		for (uint32_t i = 0; rec && i < rec->n; i++) {
+			if (!after_answer(h, rec->held[i]))
+				continue;
+			caught_up = true;
+			if (!queue_one(s, c, &rec->held[i]))
 				goto out;
+		}
 		sub->recovering = ENG_SUB_LIVE;
+		if (!caught_up) {
+			/*
+			 * Redis answered before this shard was handed what it
+			 * had read: those still to come were sent already.
+			 */
+			sub->recovering = ENG_SUB_SKIPPING;
+			rec->top = h->top;
+			memcpy(rec->epoch, h->epoch, sizeof(rec->epoch));
+			while (rec->n)
+				eng_buf_put(rec->held[--rec->n]);
+			rec->next = s->hists->recs;
+			s->hists->recs = rec;
+			rec = NULL;
+		}
 	}
 out:
 	eng_hreq_free(h);

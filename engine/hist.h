@@ -115,16 +115,23 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, bool recover,
 /*
  * Recovery through Redis (the subscription is ENG_SUB_HOLDING), on the
  * asking shard. eng_hist_registered(): @ch's subscription is confirmed
- * (sub.c): its recoveries read Redis now. eng_hist_hold(): @f was
- * delivered to @sub meanwhile; it waits for the read (up to
- * ENG_HIST_HOLD, past which the recovery says recovered:false).
- * eng_hist_forget(): @sub goes before its answer came. And the answer
- * itself, from rreq.c: @result < 0 when Redis could not be asked.
+ * (sub.c): its recoveries read Redis now; what is delivered meanwhile
+ * waits for the read (up to ENG_HIST_HOLD, past which the recovery says
+ * recovered:false). eng_hist_forget(): @sub goes before it is live. And
+ * the answer itself, from rreq.c: @result < 0 when Redis could not be
+ * asked.
  */
 void eng_hist_registered(struct eng_shard *s, struct eng_chan *ch);
-void eng_hist_hold(struct eng_shard *s, struct eng_sub *sub,
-		   struct eng_buf *f);
 void eng_hist_forget(struct eng_shard *s, struct eng_sub *sub);
+
+/*
+ * Whether @f goes to @sub, which is not live yet (sub->recovering): no
+ * while its history is read (held, with Redis); with Redis, after the
+ * answer, no for the messages the answer had already, then yes (and
+ * @sub is live).
+ */
+bool eng_hist_pass(struct eng_shard *s, struct eng_sub *sub,
+		   struct eng_buf *f);
 void eng_hist_redis_done(struct eng_shard *s, struct eng_hreq *h,
 			 long long result);
 

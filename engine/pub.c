@@ -203,11 +203,8 @@ static void deliver(struct eng_shard *s, struct eng_buf *f)
 			next = sub->next;
 			if (!eng_conn_deliverable(c))
 				continue;
-			if (sub->recovering) {	/* it gets it from history */
-				if (sub->recovering == ENG_SUB_HOLDING)
-					eng_hist_hold(s, sub, f);
-				continue;
-			}
+			if (sub->recovering && !eng_hist_pass(s, sub, f))
+				continue;	/* it gets it from history */
 			used++;
 			eng_conn_queue(s, c, f);
 		}

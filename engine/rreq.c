@@ -310,10 +310,11 @@ int eng_rreq_hpublish(struct eng_shard *s, struct eng_conn *c,
 	return send_req(s, c, p);
 }
 
-int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h)
+struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
+				   struct eng_hreq *h)
 {
-	const struct eng_ns *ns = eng_ns_find(&s->eng->cfg, h->name, h->len);
-	const char *prefix = s->eng->cfg.redis_prefix;
+	const struct eng_ns *ns = eng_ns_find(cfg, h->name, h->len);
+	const char *prefix = cfg->redis_prefix;
 	char after[24], max[16], ttl[16];
 	const char *argv[9] = { "EVAL", lua_hread, "0", prefix, h->name,
 				after, max,
@@ -323,7 +324,7 @@ int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h)
 	struct eng_rreq *p;
 
 	if (!ns)
-		return -EINVAL;
+		return NULL;
 	lens[5] = (size_t)snprintf(after, sizeof(after), "%llu",
 				   (unsigned long long)h->after);
 	/* a recovery wants everything after @after: at most N are kept */
@@ -332,9 +333,17 @@ int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h)
 				   ns->history);
 	lens[8] = (size_t)snprintf(ttl, sizeof(ttl), "%u", ns->ttl_ms);
 	p = eng_rreq_new(ENG_RQ_HREAD, 9, argv, lens);
+	if (p)
+		p->hreq = h;
+	return p;
+}
+
+int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h)
+{
+	struct eng_rreq *p = eng_rreq_hread_new(&s->eng->cfg, h);
+
 	if (!p)
 		return -ENOMEM;
-	p->hreq = h;
 	p->from = (uint16_t)s->id;
 	p->kind = ENG_CONN_K_PUSH;
 	p->slot = h->slot;

@@ -51,10 +51,18 @@ int eng_rreq_hpublish(struct eng_shard *s, struct eng_conn *c,
 /*
  * Reads what history request @h (taken over) asks of Redis; the bridge
  * fills its answer in and hist.c gets it back (eng_hist_redis_done()),
- * also when Redis could not be asked. Returns 0, or -ENOMEM or -EINVAL
- * (no history for its channel) with @h still the caller's.
+ * also when Redis could not be asked. Returns 0, or -ENOMEM with @h
+ * still the caller's.
  */
 int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h);
+
+/*
+ * The request eng_rreq_hread() sends, for the bridge's own reads (@h
+ * becomes the request's); NULL out of memory or when @h's channel keeps
+ * no history.
+ */
+struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
+				   struct eng_hreq *h);
 
 /* GET /users/{uid}, POST /users/{uid}/disconnect, GET /online, through
  * Redis; each answers @c later. Returns 0 or -ENOMEM. */

@@ -384,7 +384,7 @@ static void drop_sub(struct eng_shard *s, struct eng_conn *c,
 {
 	struct eng_chan *ch = sub->chan;
 
-	if (sub->recovering == ENG_SUB_HOLDING)
+	if (sub->recovering >= ENG_SUB_HOLDING)	/* a record in hist.c */
 		eng_hist_forget(s, sub);
 	eng_sub_del(c, sub);
 	ENG_STAT_SUB(s, subscriptions, 1);

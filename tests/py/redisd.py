@@ -2,8 +2,10 @@
 """A real redis-server for the tests, on a free loopback port (never 6379),
 and a minimal RESP client to drive it (PUBLISH, PUBSUB NUMSUB).
 
-The server runs without persistence in a temporary directory and is
-killed when the test ends; restart() starts it again on the same port.
+The server runs in a temporary directory, without persistence unless
+asked for an append-only file (aof=True: fsync on every write, so a
+kill -9 loses nothing acknowledged), and is killed when the test ends;
+restart() starts it again on the same port and directory.
 """
 
 import os
@@ -23,7 +25,8 @@ def free_port():
 
 
 class Redis:
-    def __init__(self):
+    def __init__(self, aof=False):
+        self.aof = aof
         self.port = free_port()
         while self.port == 6379:
             self.port = free_port()
@@ -38,7 +41,8 @@ class Redis:
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir,
+             "--save", "", "--appendonly", "yes" if self.aof else "no",
+             "--appendfsync", "always", "--dir", self.dir,
              "--loglevel", "warning"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             preexec_fn=rc.die_with_parent)

@@ -167,6 +167,9 @@ def check_wait_backlog(exe, redis):
     with rc.Engine(exe, "--shards", "1", "--redis", redis.url,
                    "--max-pending-bytes", "256K",
                    "--max-message", "64K") as eng:
+        # Frozen before the links are up, the publish would get 503 at
+        # once ("not connected") instead of waiting.
+        rc.wait_stats(eng, lambda st: st["redis"]["up"], "redis links up")
         before = rc.stats(eng)["total"]
         s = rc.connect(eng.host, eng.port)
         req = (b"POST /publish/frozen HTTP/1.1\r\nHost: x\r\n"
