@@ -52,6 +52,8 @@ static int embedded_publish(struct eng_shard *s, struct eng_conn *c,
 	eng_buf_put(err);	/* sequencing here cannot fail later */
 	if (to == ENG_TO_USER)
 		frame = eng_pub_user_frame(name, len, payload, plen, json);
+	else if (to == ENG_TO_INBOX)
+		frame = eng_pub_inbox_frame(name, len, payload, plen, json);
 	else if (to == ENG_TO_CHANNEL && eng_ns_find(&s->eng->cfg, name, len))
 		frame = eng_pub_hist_frame(name, len, payload, plen, json);
 	else
@@ -116,6 +118,8 @@ static int redis_publish(struct eng_shard *s, struct eng_conn *c, uint8_t to,
 	const struct eng_ns *ns;
 
 	(void)json;	/* each node checks what Redis hands it */
+	if (to == ENG_TO_INBOX)
+		return -EOPNOTSUPP;	/* kept pushes: embedded broker only */
 	if (to == ENG_TO_USER) {
 		len = eng_user_key(key, name, len);
 		name = key;

@@ -16,8 +16,8 @@
 
 #include "eng.h"
 
-/* Who a publish goes to. */
-enum { ENG_TO_CHANNEL = 0, ENG_TO_USER, ENG_TO_ALL };
+/* Who a publish goes to; INBOX: a user, kept until acked (inbox.h). */
+enum { ENG_TO_CHANNEL = 0, ENG_TO_USER, ENG_TO_ALL, ENG_TO_INBOX };
 
 struct eng_broker {
 	const char *name;		/* for the start-up line */

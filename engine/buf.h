@@ -24,6 +24,7 @@ enum { ENG_BUF_HEAP = 0, ENG_BUF_ARENA };
 #define ENG_BUF_F_KICK		(1u << 3)	/* a close frame: disconnect */
 #define ENG_BUF_F_HIST		(1u << 4)	/* room for epoch, offset */
 #define ENG_BUF_F_STAMPED	(1u << 5)	/* ... written in (hist.h) */
+#define ENG_BUF_F_INBOX		(1u << 6)	/* room for an inbox id */
 
 struct eng_buf {
 	atomic_uint refs;	/* queue entries, mails, the builder */

@@ -195,7 +195,7 @@ void eng_chan_maybe_free(struct eng_chans *t, struct eng_chan *ch)
 	struct eng_chan **pp;
 
 	if (ch->subs || ch->nshards || ch->waiters || ch->pending ||
-	    ch->racks || ch->local_rack || ch->pres || ch->hist)
+	    ch->racks || ch->local_rack || ch->pres || ch->hist || ch->inbox)
 		return;
 	pp = &t->buckets[ch->hash & (t->nbuckets - 1)];
 	while (*pp != ch)

@@ -80,6 +80,7 @@ struct eng_chan {
 	uint8_t local_rack;		/* owner: own ack awaits Redis */
 	struct eng_owner_mail *racks;	/* owner: acks awaiting Redis */
 	struct eng_hist *hist;		/* owner: history (hist.c), or NULL */
+	struct eng_inbox *inbox;	/* owner of a user: inbox.c's, or NULL */
 	uint16_t len;
 	char name[];
 };

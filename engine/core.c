@@ -19,6 +19,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "hist.h"
+#include "inbox.h"
 #include "json.h"
 #include "mail.h"
 #include "timer.h"
@@ -90,6 +91,7 @@ static void on_tick(struct eng_shard *s)
 
 	eng_timer_advance(s, (uint32_t)(ms / ENG_TICK_MS));
 	eng_hist_tick(s);
+	eng_inbox_tick(s);
 	/*
 	 * Large partial messages came and went: return their pages, or the
 	 * peak stays resident long after the clients left.
@@ -162,7 +164,8 @@ static int state_init(struct eng_shard *s)
 
 	eng_mail_init(&s->mail, s->eng, &s->ring, s->id, s, &s->stopping,
 		      &s->stats.mbox_errors);
-	if (eng_chans_init(&s->chans) < 0 || eng_hist_init(s) < 0)
+	if (eng_chans_init(&s->chans) < 0 || eng_hist_init(s) < 0 ||
+	    eng_inbox_init(s) < 0)
 		return -ENOMEM;
 	/*
 	 * One parser for /ws commands, published bodies and token claims:
@@ -186,6 +189,7 @@ static void state_exit(struct eng_shard *s)
 	eng_free(s->scratch);
 	s->scratch = NULL;
 	eng_hist_exit(s);	/* before the channels its entries name */
+	eng_inbox_exit(s);
 	if (s->chans.buckets)
 		eng_chans_exit(&s->chans);
 }

@@ -65,6 +65,7 @@ struct eng_cfg {
 	struct eng_ns *ns;		/* owned: --namespace entries (hist.h) */
 	unsigned nns;
 	uint64_t history_memory;	/* bytes of history, all shards */
+	unsigned inbox_max, inbox_ttl_ms;	/* a user's inbox (inbox.h) */
 	uint8_t auth;			/* ENG_AUTH_* */
 	char jwt_secret[512];		/* HS256 key, "" = none */
 	char jwt_pubkey_file[1024];	/* RS256/ES256 PEM, "" = none */
@@ -105,6 +106,8 @@ enum {
 	ENG_OP_USER_ACK,	/* ... back */
 	ENG_OP_HIST,		/* struct eng_hreq to a channel's owner */
 	ENG_OP_HIST_ACK,	/* ... back, answered */
+	ENG_OP_INBOX,		/* struct eng_ibreq to a user's owner */
+	ENG_OP_INBOX_ACK,	/* ... back, answered */
 	ENG_OP_MAX,
 	ENG_OP_FAILED = 0x80,	/* or-ed into a failed post's own CQE */
 };
@@ -143,6 +146,8 @@ struct eng_stats {
 	atomic_uint_fast64_t partial_bytes, partial_alloc, partial_closed;
 	/* hist.c: bytes held, messages, evicted early, not kept (no memory) */
 	atomic_uint_fast64_t hist_bytes, hist_msgs, hist_evicted, hist_lost;
+	/* inbox.c: messages kept for users, dropped by --inbox-max or ttl */
+	atomic_uint_fast64_t inbox_msgs, inbox_evicted, inbox_expired;
 };
 
 /* Declared in their subsystems' headers; named here for prototypes. */
@@ -208,6 +213,7 @@ struct eng_shard {
 	struct eng_stats stats;
 	struct eng_chans chans;
 	struct eng_hists *hists;	/* owned: history channels (hist.c) */
+	struct eng_inboxes *inboxes;	/* owned: users' inboxes (inbox.c) */
 	struct eng_mailer mail;		/* this shard's posts */
 	struct json_parser *json;	/* owned: /ws commands */
 	uint8_t *scratch;		/* padded copy of a command */

@@ -21,6 +21,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "hs.h"
+#include "inbox.h"
 #include "json.h"
 #include "mail.h"
 #include "user.h"
@@ -251,17 +252,45 @@ static int path_name(const char *p, size_t n, char *out)
 	return eng_chan_name_ok(out, len) ? (int)len : -EINVAL;
 }
 
-/* /users/{uid}[/push|/disconnect], and GET /online. */
+/*
+ * Query parameter @name as a flag: 1 for "1" or "true", 0 for "0",
+ * "false" or absent, -1 for anything else.
+ */
+static int query_flag(const struct hs_str *q, const char *name)
+{
+	size_t n = strlen(name);
+	const char *p = q->p, *end = q->p + q->len;
+
+	while (p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		struct hs_str v = { .p = p + n + 1 };
+
+		if (!amp)
+			amp = end;
+		if ((size_t)(amp - p) > n && !memcmp(p, name, n) &&
+		    p[n] == '=') {
+			v.len = (uint32_t)(amp - v.p);
+			if (str_is(&v, "1") || str_is(&v, "true"))
+				return 1;
+			return str_is(&v, "0") || str_is(&v, "false") ? 0 : -1;
+		}
+		p = amp + 1;
+	}
+	return 0;
+}
+
+/* /users/{uid}[/push|/disconnect|/inbox], and GET /online. */
 static void users(struct eng_shard *s, struct eng_conn *c,
 		  const struct hs_req *req, const uint8_t *body, size_t len)
 {
 	const char *seg = req->path.p + 7, *end = req->path.p + req->path.len;
 	const char *slash = memchr(seg, '/', (size_t)(end - seg));
 	struct hs_str rest = { .p = slash, .len = (uint32_t)(slash ? end - slash : 0) };
-	const char *want = !slash ? "GET" : str_is(&rest, "/push") ||
+	const char *want = !slash || str_is(&rest, "/inbox") ? "GET" :
+			   str_is(&rest, "/push") ||
 			   str_is(&rest, "/disconnect") ? "POST" : NULL;
 	char uid[ENG_CHAN_MAX];
-	int ulen;
+	int ulen, persist, ret;
 	bool json;
 
 	if (!key_ok(s, c, req))
@@ -271,7 +300,8 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	if (!str_is(&req->method, want)) {
-		reply(s, c, 405, slash ? "Allow: POST\r\n" : "Allow: GET\r\n");
+		reply(s, c, 405, *want == 'P' ? "Allow: POST\r\n" :
+		      "Allow: GET\r\n");
 		return;
 	}
 	ulen = path_name(seg, (size_t)((slash ? slash : end) - seg), uid);
@@ -289,14 +319,33 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 			reply(s, c, 503, NULL);
 		return;
 	}
+	if (str_is(&rest, "/inbox")) {
+		if (s->eng->bridge)
+			reply_json(s, c, 501, "{\"error\":\"inboxes need the "
+				   "embedded broker (not --redis) for now\"}\n");
+		else if (eng_inbox_ask(s, c, ENG_IB_LIST, uid, (size_t)ulen, NULL, 0,
+				  NULL, 0) < 0)
+			reply(s, c, 503, NULL);
+		return;
+	}
+	persist = query_flag(&req->query, "persist");
+	if (persist < 0) {
+		reply_json(s, c, 400, "{\"error\":\"persist is 1 or 0\"}\n");
+		return;
+	}
 	if (req->content_length < 0) {
 		reply(s, c, 411, NULL);
 		return;
 	}
 	if (!payload_ok(s, c, body, len, &json))
 		return;
-	if (s->eng->broker->publish(s, c, ENG_TO_USER, uid, (size_t)ulen,
-				    body, len, json, NULL, NULL) < 0)
+	ret = s->eng->broker->publish(s, c, persist ? ENG_TO_INBOX :
+				      ENG_TO_USER, uid, (size_t)ulen, body,
+				      len, json, NULL, NULL);
+	if (ret == -EOPNOTSUPP)
+		reply_json(s, c, 501, "{\"error\":\"persist needs the "
+			   "embedded broker (not --redis) for now\"}\n");
+	else if (ret < 0)
 		reply(s, c, 503, NULL);
 }
 
@@ -413,7 +462,7 @@ static void healthz(struct eng_shard *s, struct eng_conn *c)
 static void stats(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng *e = s->eng;
-	size_t cap = 1024 + (size_t)e->cfg.shards * 768, n;
+	size_t cap = 2048 + (size_t)e->cfg.shards * 768, n;
 	char *out = eng_malloc(cap);
 
 	if (!out) {
@@ -445,6 +494,21 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 				      (unsigned long long)h[1],
 				      (unsigned long long)h[2],
 				      (unsigned long long)h[3]);
+	}
+	{
+		uint64_t b[3] = { 0 };
+
+		for (unsigned i = 0; i < e->cfg.shards; i++) {
+			b[0] += STAT(&e->shards[i], inbox_msgs);
+			b[1] += STAT(&e->shards[i], inbox_evicted);
+			b[2] += STAT(&e->shards[i], inbox_expired);
+		}
+		n += (size_t)snprintf(out + n, cap - n,
+				      ",\"inbox\":{\"messages\":%llu,"
+				      "\"evicted\":%llu,\"expired\":%llu}",
+				      (unsigned long long)b[0],
+				      (unsigned long long)b[1],
+				      (unsigned long long)b[2]);
 	}
 	n += (size_t)snprintf(out + n, cap - n, ",\"mail\":");
 	n += eng_mail_stats(out + n, cap - n);

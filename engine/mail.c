@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "chan.h"
 #include "hist.h"
+#include "inbox.h"
 #include "mail.h"
 #include "pub.h"
 #include "rreq.h"
@@ -58,6 +59,8 @@ static const struct mail_kind kinds[ENG_OP_MAX] = {
 	[ENG_OP_HIST] = { "hist", false, MAIL_UNDO, eng_hist_mail,
 			  eng_hist_undo, NULL },
 	[ENG_OP_HIST_ACK] = SHARD("hist_ack", MAIL_RETRY, eng_hist_mail),
+	[ENG_OP_INBOX] = SHARD("inbox", MAIL_RETRY, eng_inbox_mail),
+	[ENG_OP_INBOX_ACK] = SHARD("inbox_ack", MAIL_RETRY, eng_inbox_mail),
 };
 
 /* Mail whose post failed, to be posted again. */
@@ -120,6 +123,16 @@ static void free_mail(unsigned op, void *ptr)
 	case ENG_OP_HIST_ACK:
 		eng_hreq_free(ptr);
 		break;
+	case ENG_OP_USER:
+	case ENG_OP_USER_ACK: {
+		struct eng_owner_mail *m = ptr;
+
+		for (uint32_t i = 0; i < m->nframes; i++)
+			eng_buf_put(m->frames[i]);
+		eng_free(m->frames);
+		eng_free(m);
+		break;
+	}
 	default:	/* owner mail, rsub, rpres: flat structs */
 		eng_free(ptr);
 		break;
@@ -153,6 +166,13 @@ static unsigned to_of(const struct eng *e, unsigned op, const void *ptr)
 	}
 	case ENG_OP_HIST_ACK:
 		return ((const struct eng_hreq *)ptr)->from;
+	case ENG_OP_INBOX: {
+		const struct eng_ibreq *q = ptr;
+
+		return eng_mail_owner(e, eng_chan_hash(q->name, q->len));
+	}
+	case ENG_OP_INBOX_ACK:
+		return ((const struct eng_ibreq *)ptr)->from;
 	default:
 		return ENG_BRIDGE;
 	}

@@ -62,6 +62,8 @@ struct eng_owner_mail {
 	char name[ENG_CHAN_MAX + 2];	/* channel, or "\x01" + user id */
 	char apps[8 * (ENG_APP_MAX + 3)];	/* QUERY: "web","ios" */
 	char wskey[32];			/* JOIN: Sec-WebSocket-Key for the 101 */
+	struct eng_buf **frames;	/* JOIN's ack: the unread, owned */
+	uint32_t nframes;
 };
 
 /* What an eng_owner_mail asks of the owner. */
@@ -147,6 +149,36 @@ enum {
 	ENG_HREQ_FUTURE,	/* an offset above the newest */
 	ENG_HREQ_NOMEM,
 	ENG_HREQ_UNAVAIL,	/* Redis could not be asked or did not answer */
+};
+
+#define ENG_INBOX_IDS	100	/* ids one ack or listing holds */
+
+/*
+ * ENG_OP_INBOX and ENG_OP_INBOX_ACK: an ack of a user's messages, or a
+ * listing of its inbox, asking shard -> the user's owner -> back.
+ */
+struct eng_ibreq {
+	uint32_t slot, gen;		/* the asking connection */
+	uint16_t from;			/* the asking shard */
+	uint8_t kind;			/* ENG_IB_ACK or ENG_IB_LIST */
+	uint8_t http;			/* GET /users/{uid}/inbox */
+	uint8_t len;			/* of name */
+	uint8_t seq_len;
+	uint8_t status;			/* answer: ENG_IB_OK or _UNKNOWN */
+	char name[ENG_CHAN_MAX + 2];	/* the user's index key */
+	char seq[64];			/* the command's seq, raw JSON */
+	char epoch[12];			/* ack: the ids'; answer: the inbox's */
+	uint32_t n;			/* ids asked, then ids listed */
+	uint64_t unread, evicted, acked;	/* answer */
+	uint64_t ids[ENG_INBOX_IDS];	/* ack: asked; list: the oldest */
+};
+
+enum {
+	ENG_IB_ACK = 0,
+	ENG_IB_LIST,
+	/* status */
+	ENG_IB_OK = 0,
+	ENG_IB_UNKNOWN,		/* an id this inbox never gave */
 };
 
 /* Frees @h, its frames included; NULL is a no-op. */

@@ -27,6 +27,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "hist.h"
+#include "inbox.h"
 #include "mail.h"
 #include "ud.h"
 
@@ -56,6 +57,10 @@ static const char usage[] =
 "                           (16 at most); other channels keep nothing. With\n"
 "                           --redis the history is kept in Redis: give every\n"
 "                           node the same --namespace options\n"
+"  --inbox-max N            messages kept for one user until acked (pushes\n"
+"                           with persist=1; default 1000): past it the oldest\n"
+"                           goes, and the user sees it counted as evicted\n"
+"  --inbox-ttl DUR          ... each for this long (default 24h)\n"
 "  --history-memory SIZE    bytes of history for all channels (default 64M);\n"
 "                           past it the least recently used lose their oldest\n"
 "                           (embedded broker; with --redis, Redis holds it)\n"
@@ -117,7 +122,7 @@ static const char usage[] =
 "  --recv-buffer-size SIZE  bytes per receive buffer (default 8K)\n"
 "  -h, --help               print this help and exit\n"
 "\n"
-"SIZE takes K, M or G suffixes; DUR takes ms, s or m (default s).\n"
+"SIZE takes K, M or G suffixes; DUR takes ms, s, m or h (default s).\n"
 "\n"
 "Endpoints on the same port: ws://HOST:PORT/ws (the push protocol),\n"
 "POST /publish/CHANNEL and POST /broadcast (body = payload),\n"
@@ -179,7 +184,7 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* "500ms", "2s", "1m", or plain seconds; into milliseconds. */
+/* "500ms", "2s", "1m", "1h", or plain seconds; into milliseconds. */
 static int parse_dur(const char *s, unsigned *ms)
 {
 	char *end;
@@ -196,6 +201,8 @@ static int parse_dur(const char *s, unsigned *ms)
 		mult = 1;
 	else if (!strcmp(end, "m"))
 		mult = 60000;
+	else if (!strcmp(end, "h"))
+		mult = 3600000;
 	else if (*end && strcmp(end, "s"))
 		return -EINVAL;
 	if (v > UINT_MAX / mult)
@@ -385,7 +392,7 @@ enum {
 	OPT_JWT_PUBKEY, OPT_MAX_PER_USER, OPT_JWT_LEEWAY, OPT_IO,
 	OPT_INSECURE_OPEN, OPT_REDIS_FILE, OPT_REDIS_TIMEOUT,
 	OPT_REDIS_MAX_PENDING, OPT_MAX_PARTIAL, OPT_ORIGINS, OPT_NAMESPACE,
-	OPT_HISTORY_MEMORY,
+	OPT_HISTORY_MEMORY, OPT_INBOX_MAX, OPT_INBOX_TTL,
 };
 
 static const struct option options[] = {
@@ -421,6 +428,8 @@ static const struct option options[] = {
 	{ "allowed-origins",	required_argument, NULL, OPT_ORIGINS },
 	{ "namespace",		required_argument, NULL, OPT_NAMESPACE },
 	{ "history-memory",	required_argument, NULL, OPT_HISTORY_MEMORY },
+	{ "inbox-max",		required_argument, NULL, OPT_INBOX_MAX },
+	{ "inbox-ttl",		required_argument, NULL, OPT_INBOX_TTL },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -558,6 +567,17 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 					bad_value("namespace (given twice)",
 						  optarg);
 			cfg->nns++;
+			break;
+		case OPT_INBOX_MAX:
+			if (parse_u64(optarg, &v) < 0 || !v ||
+			    v > ENG_INBOX_MAX)
+				bad_value("inbox-max (1 to 100000)", optarg);
+			cfg->inbox_max = (unsigned)v;
+			break;
+		case OPT_INBOX_TTL:
+			if (parse_dur(optarg, &cfg->inbox_ttl_ms) < 0 ||
+			    cfg->inbox_ttl_ms < 1000)
+				bad_value("inbox-ttl (1s at least)", optarg);
 			break;
 		case OPT_HISTORY_MEMORY:
 			if (parse_size(optarg, &v) < 0 || v < 65536)
@@ -772,6 +792,8 @@ int main(int argc, char **argv)
 	e.cfg.redis_max_pending = 16u << 20;
 	e.cfg.max_partial = (uint64_t)256 << 20;
 	e.cfg.history_memory = (uint64_t)64 << 20;
+	e.cfg.inbox_max = 1000;
+	e.cfg.inbox_ttl_ms = 24 * 3600 * 1000;
 	e.cfg.jwt_leeway = ENG_JWT_LEEWAY;
 	/* A secret that does not fit must stop us, never leave us open. */
 	if (env_secret("RINGCAST_API_KEY", e.cfg.api_key,

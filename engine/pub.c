@@ -24,6 +24,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "hist.h"
+#include "inbox.h"
 #include "json.h"
 #include "mail.h"
 #include "pub.h"
@@ -38,14 +39,19 @@ static const char bcast_head[] = "{\"cmd\":\"broadcast\",\"data\":";
 static const char hist_tail[] =
 	",\"epoch\":\"0000000000000000\",\"offset\":null                }";
 
+/* ... and a user's kept message with room for its id (inbox.c). */
+static const char inbox_tail[] =
+	",\"id\":null                           }";
+
+/* @tail: NULL, or one of the above. */
 static struct eng_buf *build(const char *chan, size_t clen,
 			     const uint8_t *payload, size_t plen, bool json,
-			     bool hist)
+			     const char *tail)
 {
 	size_t body = (json ? plen : json_escape_max(plen)) + 1 +
 		      (chan ? sizeof(push_head) + clen + sizeof(push_mid)
 			    : sizeof(bcast_head)) +
-		      (hist ? sizeof(hist_tail) : 0);
+		      (tail ? strlen(tail) : 0);
 	struct eng_buf *b = eng_arena_buf(WS_MAX_SERVER_HDR + body);
 	uint8_t *p, *start;
 
@@ -76,10 +82,11 @@ static struct eng_buf *build(const char *chan, size_t clen,
 	} else {
 		p += json_escape((char *)p, (const char *)payload, plen);
 	}
-	if (hist) {
-		memcpy(p, hist_tail, sizeof(hist_tail) - 1);
-		p += sizeof(hist_tail) - 1;
-		b->flags |= ENG_BUF_F_HIST;
+	if (tail) {
+		memcpy(p, tail, strlen(tail));
+		p += strlen(tail);
+		b->flags |= tail == hist_tail ? ENG_BUF_F_HIST :
+			    ENG_BUF_F_INBOX;
 	} else {
 		*p++ = '}';
 	}
@@ -90,24 +97,24 @@ static struct eng_buf *build(const char *chan, size_t clen,
 struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
 			      const uint8_t *payload, size_t plen, bool json)
 {
-	return build(chan, clen, payload, plen, json, false);
+	return build(chan, clen, payload, plen, json, NULL);
 }
 
 struct eng_buf *eng_pub_hist_frame(const char *chan, size_t clen,
 				   const uint8_t *payload, size_t plen,
 				   bool json)
 {
-	return build(chan, clen, payload, plen, json, true);
+	return build(chan, clen, payload, plen, json, hist_tail);
 }
 
 static const char user_head[] = "{\"cmd\":\"push\",\"user\":\"";
 
 /* {"cmd":"push","user":"UID","data":...}: a user push, encoded once. */
-struct eng_buf *eng_pub_user_frame(const char *uid, size_t ulen,
-				   const uint8_t *payload, size_t plen,
-				   bool json)
+static struct eng_buf *user_frame(const char *uid, size_t ulen,
+				  const uint8_t *payload, size_t plen,
+				  bool json, const char *tail)
 {
-	struct eng_buf *b = eng_pub_frame(uid, ulen, payload, plen, json);
+	struct eng_buf *b = build(uid, ulen, payload, plen, json, tail);
 	size_t neu = sizeof(user_head) - 1;
 	uint8_t *end, *env;
 
@@ -124,6 +131,20 @@ struct eng_buf *eng_pub_user_frame(const char *uid, size_t ulen,
 	eng_buf_seal(b, env, WS_OP_TEXT, (size_t)(end - env));
 	b->flags |= ENG_BUF_F_USER;
 	return b;
+}
+
+struct eng_buf *eng_pub_user_frame(const char *uid, size_t ulen,
+				   const uint8_t *payload, size_t plen,
+				   bool json)
+{
+	return user_frame(uid, ulen, payload, plen, json, NULL);
+}
+
+struct eng_buf *eng_pub_inbox_frame(const char *uid, size_t ulen,
+				    const uint8_t *payload, size_t plen,
+				    bool json)
+{
+	return user_frame(uid, ulen, payload, plen, json, inbox_tail);
 }
 
 /* ---- delivery on one shard --------------------------------------------- */
@@ -285,6 +306,10 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 			/* kept whether or not anyone listens now */
 			ch = eng_chan_get(&s->chans, name, len, hash);
 			eng_hist_append(s, ch, f);	/* ch NULL: no memory */
+		} else if (f->flags & ENG_BUF_F_INBOX) {
+			/* kept until acked, online or not */
+			ch = eng_chan_get(&s->chans, name, len, hash);
+			eng_inbox_append(s, ch, f);	/* ch NULL: no memory */
 		} else {
 			ch = eng_chan_find(&s->chans, name, len, hash);
 		}

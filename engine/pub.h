@@ -39,6 +39,14 @@ struct eng_buf *eng_pub_user_frame(const char *uid, size_t ulen,
 				   bool json);
 
 /*
+ * As eng_pub_user_frame() for a message kept until acked: the frame ends
+ * with an "id" member, which the user's owner stamps (inbox.h).
+ */
+struct eng_buf *eng_pub_inbox_frame(const char *uid, size_t ulen,
+				    const uint8_t *payload, size_t plen,
+				    bool json);
+
+/*
  * Publishes @frame (its reference taken over) for @c: to the owner of its
  * channel or user, which sequences it; @reply (taken over) is queued on
  * @c once it is sequenced. An HTTP publisher reads no further request

@@ -16,6 +16,8 @@
 #include "chan.h"
 #include "conn.h"
 #include "hist.h"
+#include "inbox.h"
+#include "mail.h"
 #include "json.h"
 #include "sub.h"
 
@@ -245,6 +247,42 @@ static void recover(struct eng_shard *s, struct eng_conn *c,
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
+/*
+ * {"cmd":"ack","data":{"ids":[...]}} and {"cmd":"inbox"}: the user's
+ * kept messages (inbox.h), answered by the user's owner.
+ */
+static void inbox(struct eng_shard *s, struct eng_conn *c,
+		  const struct json_cmd *cmd, const struct json_slice *ids,
+		  uint8_t kind)
+{
+	int ret;
+
+	if (!c->auth) {
+		reply(s, c, cmd, 403, "no user: connect with a token");
+		return;
+	}
+	if (s->eng->bridge) {
+		reply(s, c, cmd, 501, "inboxes need the embedded broker");
+		return;
+	}
+	if (kind == ENG_IB_ACK && !cmd->nids) {
+		reply(s, c, cmd, 400, "ids needed");
+		return;
+	}
+	if (cmd->seq.len > 64) {
+		reply(s, c, cmd, 400, "seq too long");
+		return;
+	}
+	ret = eng_inbox_ask(s, c, kind, c->auth->uid, c->auth->uid_len, ids,
+			    cmd->nids, cmd->seq.p, cmd->seq.len);
+	if (ret == -EINVAL)
+		reply(s, c, cmd, 400, "unknown id");
+	else if (ret == -E2BIG)
+		reply(s, c, cmd, 413, "too many ids");
+	else if (ret < 0)
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+}
+
 static void publish(struct eng_shard *s, struct eng_conn *c,
 		    const struct json_cmd *cmd)
 {
@@ -410,6 +448,10 @@ void eng_push_message(struct eng_shard *s, struct eng_conn *c,
 		subscribe(s, c, &cmd, names);
 	} else if (cmd_is(&cmd, "history")) {
 		history(s, c, &cmd);
+	} else if (cmd_is(&cmd, "ack")) {
+		inbox(s, c, &cmd, names, ENG_IB_ACK);
+	} else if (cmd_is(&cmd, "inbox")) {
+		inbox(s, c, &cmd, names, ENG_IB_LIST);
 	} else if (cmd_is(&cmd, "unsubscribe")) {
 		if (!names_ok(names, cmd.nchannels)) {
 			reply(s, c, &cmd, 400, "bad channel name");

@@ -26,6 +26,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "hs.h"
+#include "inbox.h"
 #include "mail.h"
 #include "pub.h"
 #include "sub.h"
@@ -159,6 +160,15 @@ void eng_user_leave(struct eng_shard *s, struct eng_conn *c)
 	c->auth = NULL;
 }
 
+/* Frees @m and the unread it carries (eng_inbox_replay()). */
+static void free_mail(struct eng_owner_mail *m)
+{
+	for (uint32_t i = 0; i < m->nframes; i++)
+		eng_buf_put(m->frames[i]);
+	eng_free(m->frames);
+	eng_free(m);
+}
+
 /* The owner answered a JOIN. */
 static void on_join_ack(struct eng_shard *s, struct eng_owner_mail *m)
 {
@@ -171,21 +181,34 @@ static void on_join_ack(struct eng_shard *s, struct eng_owner_mail *m)
 	if (c->gen != m->gen || !eng_conn_alive(c) || !c->auth) {
 		/* Gone meanwhile; its leave said "not counted": correct it. */
 		if (m->ok) {
+			while (m->nframes)
+				eng_buf_put(m->frames[--m->nframes]);
+			eng_free(m->frames);
+			m->frames = NULL;
 			m->kind = ENG_OWN_LEAVE;
 			m->counted = 1;
 			m->last = 0;
 			to_owner(s, m);
 			return;
 		}
-		eng_free(m);
+		free_mail(m);
 		return;
 	}
 	c->flags &= ~ENG_CONN_F_WAIT;
 	if (m->ok) {
 		c->flags |= ENG_CONN_F_ADMITTED;
 		eng_conn_upgrade(s, c, &key, ENG_CONN_K_PUSH);
+		/* the unread after the 101, before anything live */
+		for (uint32_t i = 0; i < m->nframes; i++) {
+			struct eng_buf *f = m->frames[i];
+
+			m->frames[i] = NULL;
+			ENG_STAT_ADD(s, delivered, 1);
+			if (eng_conn_queue(s, c, f) < 0)
+				break;	/* closed: a slow consumer */
+		}
 		eng_conn_resume(s, c);
-		eng_free(m);
+		free_mail(m);
 		return;
 	}
 	/* Refused: over --max-conns-per-user on this node. */
@@ -210,7 +233,7 @@ static void on_join_ack(struct eng_shard *s, struct eng_owner_mail *m)
 		eng_conn_http_reply(s, c, 429, NULL, "application/json", body,
 				    sizeof(body) - 1);
 	}
-	eng_free(m);
+	free_mail(m);
 }
 
 /* The owner answered a QUERY or a KICK: the HTTP reply. */
@@ -412,6 +435,11 @@ static void owner_mail(struct eng_shard *s, struct eng_owner_mail *m)
 		m->ok = 1;
 		pres_add(s, ch, m->app, m->app_len);
 		presence_changed(s, ch);
+		/*
+		 * What it has not acked goes with the admission: a kept push
+		 * sequenced after this reaches the connection live, after it.
+		 */
+		eng_inbox_replay(ch, m);
 		/* The 101 waits until pushes for the user reach its shard. */
 		if (eng_sub_owner_update(s, ch, m->from, true, m))
 			to_asker(s, m);

@@ -54,13 +54,15 @@ struct json_cmd {
 	long long limit;		/* data.limit, an integer; -1: absent */
 	long long offset;		/* data.offset, an integer; -1: absent */
 	struct json_slice epoch;	/* data.epoch, unescaped */
+	unsigned nids;			/* data.ids entries, in @chans too */
 };
 
 /*
  * Parses one command from @buf[0..@len), which must be followed by
  * JSON_PADDING readable bytes. The top level must be an object; "cmd" a
  * string; "seq", when present, a number or a string; "data", when present,
- * an object, whose "channels" (when present) is an array of strings,
+ * an object, whose "channels" or "ids" (when present, not both) is an
+ * array of strings (into @chans, counted in nchannels or nids),
  * "channel", "token" and "epoch" strings, "limit" and "offset" integers
  * from 0 to 2^62, and "data" any JSON value. Other members
  * are ignored; member order does not matter. The whole document must be

@@ -156,6 +156,7 @@ enum {
 	SEEN_LIMIT	= 1 << 7,
 	SEEN_OFFSET	= 1 << 8,
 	SEEN_EPOCH	= 1 << 9,
+	SEEN_IDS	= 1 << 10,
 };
 
 /* An integer from 0 to 2^62 into *@out; else -EBADMSG. */
@@ -196,11 +197,19 @@ int parse_data(od::value &v, struct json_cmd *cmd, struct json_slice *chans,
 		if ((e = std::move(r).get(f)) ||
 		    (e = f.unescaped_key().get(key)))
 			return json_errno(e);
-		if (key == "channels") {
-			ret = see(seen, SEEN_CHANNELS);
+		if (key == "channels" || key == "ids") {
+			bool ids = key == "ids";
+
+			/* one array of strings: channels or ids, not both */
+			ret = *seen & (SEEN_CHANNELS | SEEN_IDS) ? -EBADMSG :
+			      see(seen, ids ? SEEN_IDS : SEEN_CHANNELS);
 			if (!ret)
 				ret = parse_channels(f.value(), cmd, chans,
 						     max_chans);
+			if (ids) {
+				cmd->nids = cmd->nchannels;
+				cmd->nchannels = 0;
+			}
 		} else if (key == "channel") {
 			ret = see(seen, SEEN_CHANNEL);
 			if (!ret)

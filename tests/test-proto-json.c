@@ -676,6 +676,32 @@ static int test_counts(void)
 	return 0;
 }
 
+/* data.ids: an array of strings in @chans, counted apart; not beside
+ * data.channels, which uses the same array. */
+static int test_ids(void)
+{
+	static const char *bad_docs[] = {
+		"{\"cmd\":\"ack\",\"data\":{\"ids\":[1]}}",
+		"{\"cmd\":\"ack\",\"data\":{\"ids\":\"a-1\"}}",
+		"{\"cmd\":\"ack\",\"data\":{\"ids\":[],\"ids\":[]}}",
+		"{\"cmd\":\"ack\",\"data\":{\"ids\":[],\"channels\":[]}}",
+		"{\"cmd\":\"ack\",\"data\":{\"channels\":[],\"ids\":[]}}",
+	};
+	struct json_slice chans[MAX_CHANS];
+	struct json_cmd c;
+	const char *ok = "{\"cmd\":\"ack\",\"data\":{\"ids\":[\"a-1\","
+			 "\"b-2\"]}}";
+
+	for (unsigned i = 0; i < sizeof(bad_docs) / sizeof(bad_docs[0]); i++)
+		if (bad(bad_docs[i]))
+			return 1;
+	if (parse(jp, ok, strlen(ok), &c, chans, MAX_CHANS) || c.nids != 2 ||
+	    c.nchannels || !slice_is(chans[0], "a-1") ||
+	    !slice_is(chans[1], "b-2"))
+		T_FAIL("%s: nids %u nchannels %u", ok, c.nids, c.nchannels);
+	return 0;
+}
+
 int main(void)
 {
 	int ret;
@@ -688,7 +714,7 @@ int main(void)
 	ret = test_shapes() || test_seq() || test_types() ||
 	      test_channels() || test_data() || test_malformed() ||
 	      test_sizes() || test_valid() || test_escape() ||
-	      test_get_number() || test_counts();
+	      test_get_number() || test_counts() || test_ids();
 	json_parser_free(jp);
 	free(cur);
 	return ret ? T_EXIT_FAIL : T_EXIT_PASS;

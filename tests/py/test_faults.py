@@ -69,7 +69,8 @@ async def client(eng, rng, outcomes):
 # What a failed post of each op does (engine/mail.c): posted again,
 # undone (its waiter hears 503), or lost.
 RETRIED = {"pub_ack", "interest", "interest_ack", "r_sub_ack", "r_reply",
-           "user", "user_ack", "r_subscribe", "r_presence", "hist_ack"}
+           "user", "user_ack", "r_subscribe", "r_presence", "hist_ack",
+           "inbox", "inbox_ack"}
 UNDONE = {"pub", "r_request", "hist"}
 LOST = {"deliver"}
 FAULTED = set()     # the ops faulted over every run of this test
@@ -175,6 +176,32 @@ async def check_faults_users(eng, ops):
     await check_mail(eng, ops)
 
 
+async def check_faults_inbox(eng, ops):
+    """Inboxes under mailbox failures: kept pushes are answered 200 or
+    503, and every ack and inbox command (and GET /users/{uid}/inbox)
+    is answered: acks and listings are posted again until they arrive."""
+    for i in range(30):
+        status, _ = rc.api(eng, "POST", "/users/ivy/push?persist=1",
+                           json.dumps(i))
+        expect(status in (200, 503), "kept push: %d", status)
+    tok = jwtmint.hs256(jwtmint.claims("ivy"), SECRET)
+    ws = await rc.ws_connect(eng.url("/ws"), ping_interval=None,
+                             extra_headers={"Authorization": "Bearer " + tok})
+    for seq in range(1, 41):
+        status, doc = rc.api(eng, "GET", "/users/ivy/inbox")
+        expect_eq(status, 200, "GET inbox (%r)" % doc)
+        ids = doc["ids"][:1]
+        await ws.send(rc.push_cmd("ack" if ids else "inbox", seq=seq,
+                                  ids=ids))
+        while True:	# pushes of the unread may come first
+            m = json.loads(await rc.ws_recv(ws))
+            if m.get("seq") == seq:
+                break
+        expect_eq(m["code"], 200, "answer %r" % m)
+    await ws.close()
+    await check_mail(eng, ops)
+
+
 async def check_faults_history(eng, ops, redis=False):
     """History reads under mailbox failures: every history command and
     every recovering subscribe is answered, 200 or (its read never
@@ -235,6 +262,12 @@ def main():
                       {"user", "user_ack"}, timeout=120)
     except AssertionError as e:
         run.fail("engine with users", e)
+    try:
+        with rc.Engine(run.exe, "--shards", "2", *users) as eng:
+            run.check("faults-inbox", check_faults_inbox, eng,
+                      {"inbox", "inbox_ack"}, timeout=120)
+    except AssertionError as e:
+        run.fail("engine with inboxes", e)
     try:
         with rc.Engine(run.exe, "--shards", "2", "--namespace",
                        "f:history=50,ttl=10m") as eng:

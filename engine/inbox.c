@@ -1,0 +1,490 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * inbox.c: users' offline inboxes on their owner shards (inbox.h).
+ *
+ * An inbox is a ring of (frame, N, tick) entries in N order; an ack turns
+ * an entry into a hole (frame NULL), and holes at the oldest end are
+ * dropped at once, those inside when room is needed. The ring doubles up
+ * to --inbox-max. The shard keeps its inboxes in one list, least recently
+ * pushed to first, which the tick walks for what the ttl ends.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "buf.h"
+#include "chan.h"
+#include "conn.h"
+#include "inbox.h"
+#include "json.h"
+#include "mail.h"
+#include "user.h"
+
+struct eng_ient {
+	struct eng_buf *f;		/* one reference; NULL: acked */
+	uint64_t n;
+	uint32_t tick;			/* s->tick when kept */
+};
+
+struct eng_inbox {
+	struct eng_inbox *prev, *next;	/* the shard's list */
+	struct eng_chan *ch;		/* borrowed: owns this */
+	uint64_t last;			/* the newest N given */
+	uint64_t evicted;		/* gone unacked: room or ttl */
+	uint32_t last_tick;		/* when the newest came */
+	uint32_t cap, used, head;	/* ring; used counts holes too */
+	uint32_t live;			/* unacked */
+	struct eng_ient *ent;		/* owned */
+	char epoch[ENG_INBOX_EPOCH_LEN + 1];
+};
+
+struct eng_inboxes {
+	struct eng_inbox *head, *tail;	/* least recently pushed to first */
+};
+
+int eng_inbox_init(struct eng_shard *s)
+{
+	s->inboxes = eng_malloc(sizeof(*s->inboxes));
+	if (!s->inboxes)
+		return -ENOMEM;
+	memset(s->inboxes, 0, sizeof(*s->inboxes));
+	return 0;
+}
+
+static struct eng_ient *at(const struct eng_inbox *b, uint32_t i)
+{
+	return &b->ent[(b->head + i) % b->cap];
+}
+
+static void unlink_box(struct eng_shard *s, struct eng_inbox *b)
+{
+	struct eng_inboxes *l = s->inboxes;
+
+	if (b->prev)
+		b->prev->next = b->next;
+	else
+		l->head = b->next;
+	if (b->next)
+		b->next->prev = b->prev;
+	else
+		l->tail = b->prev;
+	b->prev = b->next = NULL;
+}
+
+static void link_tail(struct eng_shard *s, struct eng_inbox *b)
+{
+	struct eng_inboxes *l = s->inboxes;
+
+	b->prev = l->tail;
+	b->next = NULL;
+	if (l->tail)
+		l->tail->next = b;
+	else
+		l->head = b;
+	l->tail = b;
+}
+
+/* Drops the oldest entry; one unacked is counted as evicted (@why). */
+static void drop_oldest(struct eng_shard *s, struct eng_inbox *b,
+			bool expired)
+{
+	struct eng_ient *e = at(b, 0);
+
+	if (e->f) {
+		eng_buf_put(e->f);
+		e->f = NULL;
+		b->live--;
+		b->evicted++;
+		ENG_STAT_SUB(s, inbox_msgs, 1);
+		if (expired)
+			ENG_STAT_ADD(s, inbox_expired, 1);
+		else
+			ENG_STAT_ADD(s, inbox_evicted, 1);
+	}
+	b->head = (b->head + 1) % b->cap;
+	b->used--;
+}
+
+/* Holes at the oldest end serve nobody. */
+static void trim_holes(struct eng_inbox *b)
+{
+	while (b->used && !at(b, 0)->f) {
+		b->head = (b->head + 1) % b->cap;
+		b->used--;
+	}
+}
+
+static void free_box(struct eng_shard *s, struct eng_inbox *b)
+{
+	while (b->used)
+		drop_oldest(s, b, false);
+	unlink_box(s, b);
+	b->ch->inbox = NULL;
+	eng_free(b->ent);
+	eng_free(b);
+}
+
+void eng_inbox_exit(struct eng_shard *s)
+{
+	if (!s->inboxes)
+		return;
+	while (s->inboxes->head) {
+		struct eng_inbox *b = s->inboxes->head;
+		struct eng_chan *ch = b->ch;
+
+		/* a restart loses them: documented, not evictions */
+		while (b->used) {
+			struct eng_ient *e = at(b, 0);
+
+			eng_buf_put(e->f);
+			e->f = NULL;
+			b->head = (b->head + 1) % b->cap;
+			b->used--;
+		}
+		b->live = 0;
+		free_box(s, b);
+		eng_chan_maybe_free(&s->chans, ch);
+	}
+	eng_free(s->inboxes);
+	s->inboxes = NULL;
+}
+
+/*
+ * Room for one more entry: holes inside go first, then the ring doubles
+ * up to --inbox-max, then the oldest unacked goes.
+ */
+static int make_room(struct eng_shard *s, struct eng_inbox *b)
+{
+	uint32_t max = s->eng->cfg.inbox_max, cap, j = 0;
+	struct eng_ient *ent;
+
+	if (b->used < b->cap)
+		return 0;
+	if (b->live < b->used) {		/* compact in place */
+		for (uint32_t i = 0; i < b->used; i++)
+			if (at(b, i)->f)
+				b->ent[(b->head + j++) % b->cap] = *at(b, i);
+		b->used = j;
+		return 0;
+	}
+	if (b->cap >= max) {
+		drop_oldest(s, b, false);
+		return 0;
+	}
+	cap = b->cap ? b->cap * 2 : 8;
+	if (cap > max)
+		cap = max;
+	ent = eng_malloc((size_t)cap * sizeof(*ent));
+	if (!ent) {
+		if (!b->used)
+			return -ENOMEM;
+		drop_oldest(s, b, false);
+		return 0;
+	}
+	for (uint32_t i = 0; i < b->used; i++)
+		ent[i] = *at(b, i);
+	eng_free(b->ent);
+	b->ent = ent;
+	b->cap = cap;
+	b->head = 0;
+	return 0;
+}
+
+/*
+ * Writes ,"id":"EPOCH-N" into the room eng_pub_inbox_frame() kept before
+ * the frame's final '}' (37 bytes: the longest id fits).
+ */
+static void stamp(struct eng_buf *f, const char *epoch, uint64_t n)
+{
+	char *end = (char *)f->data + f->start + f->len - 1;
+	char *room = end - 37;
+	int len = snprintf(room, 38, ",\"id\":\"%s-%llu\"", epoch,
+			   (unsigned long long)n);
+
+	memset(room + len, ' ', (size_t)(37 - len));	/* JSON allows them */
+	*end = '}';
+}
+
+static struct eng_inbox *new_box(struct eng_shard *s, struct eng_chan *ch)
+{
+	struct eng_inbox *b = eng_malloc(sizeof(*b));
+	uint32_t r;
+
+	if (!b)
+		return NULL;
+	memset(b, 0, sizeof(*b));
+	b->ch = ch;
+	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+		r = (uint32_t)(uintptr_t)b ^ s->tick;
+	snprintf(b->epoch, sizeof(b->epoch), "%08x", r);
+	ch->inbox = b;
+	link_tail(s, b);
+	return b;
+}
+
+void eng_inbox_append(struct eng_shard *s, struct eng_chan *ch,
+		      struct eng_buf *f)
+{
+	struct eng_inbox *b = ch ? ch->inbox : NULL;
+	struct eng_ient *e;
+
+	if (ch && !b)
+		b = new_box(s, ch);
+	if (!b || make_room(s, b) < 0)
+		return;		/* "id":null: the template says so already */
+	if (b != s->inboxes->tail) {
+		unlink_box(s, b);
+		link_tail(s, b);
+	}
+	e = at(b, b->used);
+	e->f = eng_buf_get(f);
+	e->n = ++b->last;
+	e->tick = s->tick;
+	b->used++;
+	b->live++;
+	b->last_tick = s->tick;
+	ENG_STAT_ADD(s, inbox_msgs, 1);
+	stamp(f, b->epoch, e->n);
+}
+
+void eng_inbox_replay(struct eng_chan *ch, struct eng_owner_mail *m)
+{
+	struct eng_inbox *b = ch->inbox;
+
+	if (!b || !b->live)
+		return;
+	m->frames = eng_malloc((size_t)b->live * sizeof(*m->frames));
+	if (!m->frames)
+		return;
+	for (uint32_t i = 0; i < b->used; i++)
+		if (at(b, i)->f)
+			m->frames[m->nframes++] = eng_buf_get(at(b, i)->f);
+}
+
+void eng_inbox_tick(struct eng_shard *s)
+{
+	uint32_t ttl = s->eng->cfg.inbox_ttl_ms / ENG_TICK_MS;
+	struct eng_inbox *b, *next;
+
+	if (!s->inboxes || s->tick % (1000 / ENG_TICK_MS))
+		return;		/* once a second */
+	for (b = s->inboxes->head; b; b = next) {
+		next = b->next;
+		while (b->used && s->tick - at(b, 0)->tick >= ttl)
+			drop_oldest(s, b, true);
+		/*
+		 * Kept empty for a ttl after its last message expired, so
+		 * that an ack racing another device's finds its inbox and the
+		 * user can still read what the ttl took.
+		 */
+		if (!b->used && s->tick - b->last_tick >= 2 * ttl) {
+			struct eng_chan *ch = b->ch;
+
+			free_box(s, b);
+			eng_chan_maybe_free(&s->chans, ch);
+		}
+	}
+}
+
+/* ---- acks and listings ---------------------------------------------------- */
+
+/* "EPOCH-N" into @epoch and *@n; false when it is not an id. */
+static bool parse_id(const struct json_slice *id, char *epoch, uint64_t *n)
+{
+	size_t i;
+
+	if (id->len < ENG_INBOX_EPOCH_LEN + 2 || id->len > 40 ||
+	    id->p[ENG_INBOX_EPOCH_LEN] != '-')
+		return false;
+	for (i = 0; i < ENG_INBOX_EPOCH_LEN; i++)
+		if (!((id->p[i] >= '0' && id->p[i] <= '9') ||
+		      (id->p[i] >= 'a' && id->p[i] <= 'f')))
+			return false;
+	memcpy(epoch, id->p, ENG_INBOX_EPOCH_LEN);
+	epoch[ENG_INBOX_EPOCH_LEN] = '\0';
+	*n = 0;
+	for (i = ENG_INBOX_EPOCH_LEN + 1; i < id->len; i++) {
+		if (id->p[i] < '0' || id->p[i] > '9' || *n > UINT64_MAX / 10)
+			return false;
+		*n = *n * 10 + (uint64_t)(id->p[i] - '0');
+	}
+	return *n > 0;
+}
+
+int eng_inbox_ask(struct eng_shard *s, struct eng_conn *c, uint8_t kind,
+		  const char *uid, size_t ulen, const struct json_slice *ids,
+		  unsigned n, const char *seq, size_t seq_len)
+{
+	char epoch[ENG_INBOX_EPOCH_LEN + 1];
+	struct eng_ibreq *q;
+
+	if (n > ENG_INBOX_IDS)
+		return -E2BIG;
+	if (seq_len > sizeof(q->seq))
+		return -EINVAL;
+	q = eng_mail_alloc(&s->mail, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		if (!parse_id(&ids[i], epoch, &q->ids[i]) ||
+		    (i && strcmp(epoch, q->epoch))) {
+			/* not an id, or two inboxes': one is not this one */
+			eng_free(q);
+			return -EINVAL;
+		}
+		memcpy(q->epoch, epoch, sizeof(epoch));
+	}
+	q->n = n;
+	q->kind = kind;
+	q->http = c->kind == ENG_CONN_K_HTTP;
+	q->slot = eng_slot(s, c);
+	q->gen = c->gen;
+	q->from = (uint16_t)s->id;
+	q->len = (uint8_t)eng_user_key(q->name, uid, ulen);
+	q->seq_len = (uint8_t)seq_len;
+	if (seq_len)		/* HTTP asks with none: NULL */
+		memcpy(q->seq, seq, seq_len);
+	if (q->http)
+		c->flags |= ENG_CONN_F_WAIT;
+	eng_mail_post(&s->mail, eng_mail_owner(s->eng, eng_chan_hash(q->name,
+			q->len)), ENG_OP_INBOX, q);
+	return 0;
+}
+
+/* The entry with @n, found by bisection (the ring is in N order). */
+static struct eng_ient *find(struct eng_inbox *b, uint64_t n)
+{
+	uint32_t lo = 0, hi = b->used;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (at(b, mid)->n < n)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < b->used && at(b, lo)->n == n ? at(b, lo) : NULL;
+}
+
+/* On the owner: acks or lists, then the answer goes back. */
+static void answer(struct eng_shard *s, struct eng_ibreq *q)
+{
+	struct eng_chan *ch = eng_chan_find(&s->chans, q->name, q->len,
+					    eng_chan_hash(q->name, q->len));
+	struct eng_inbox *b = ch ? ch->inbox : NULL;
+
+	if (q->kind == ENG_IB_ACK) {
+		/* all known, or nothing changes */
+		for (uint32_t i = 0; i < q->n; i++)
+			if (!b || strcmp(q->epoch, b->epoch) ||
+			    q->ids[i] > b->last)
+				q->status = ENG_IB_UNKNOWN;
+		for (uint32_t i = 0; b && !q->status && i < q->n; i++) {
+			struct eng_ient *e = find(b, q->ids[i]);
+
+			if (e && e->f) {	/* else acked or gone already */
+				eng_buf_put(e->f);
+				e->f = NULL;
+				b->live--;
+				q->acked++;
+				ENG_STAT_SUB(s, inbox_msgs, 1);
+			}
+		}
+		if (b)
+			trim_holes(b);
+		q->n = 0;
+	} else {
+		q->n = 0;
+		for (uint32_t i = 0; b && i < b->used && q->n < ENG_INBOX_IDS;
+		     i++)
+			if (at(b, i)->f)
+				q->ids[q->n++] = at(b, i)->n;
+	}
+	snprintf(q->epoch, sizeof(q->epoch), "%s", b ? b->epoch : "");
+	q->unread = b ? b->live : 0;
+	q->evicted = b ? b->evicted : 0;
+	eng_mail_post(&s->mail, q->from, ENG_OP_INBOX_ACK, q);
+}
+
+/* "ids":["EPOCH-N",...] of the answer, into @p; returns the bytes. */
+static size_t ids_json(const struct eng_ibreq *q, char *p)
+{
+	char *start = p;
+
+	p += sprintf(p, "\"ids\":[");
+	for (uint32_t i = 0; i < q->n; i++)
+		p += sprintf(p, "%s\"%s-%llu\"", i ? "," : "", q->epoch,
+			     (unsigned long long)q->ids[i]);
+	*p++ = ']';
+	return (size_t)(p - start);
+}
+
+/* On the asking shard: the answer goes to its client. */
+static void deliver_answer(struct eng_shard *s, struct eng_ibreq *q)
+{
+	struct eng_conn *c = &s->conns[q->slot];
+	bool ack = q->kind == ENG_IB_ACK;
+	size_t cap = 256 + q->seq_len + (size_t)q->n * 40;
+	struct eng_buf *b;
+	char *p, *start;
+
+	if (c->gen != q->gen || !eng_conn_alive(c))
+		goto out;
+	b = eng_buf_new(WS_MAX_SERVER_HDR + cap);
+	if (!b) {
+		if (q->http)
+			eng_conn_http_reply(s, c, 503, NULL, NULL, NULL, 0);
+		else
+			eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		goto out;
+	}
+	start = p = (char *)b->data + WS_MAX_SERVER_HDR;
+	if (q->http) {
+		p += sprintf(p, "{\"unread\":%llu,\"evicted\":%llu,",
+			     (unsigned long long)q->unread,
+			     (unsigned long long)q->evicted);
+		p += ids_json(q, p);
+		p += sprintf(p, "}\n");
+		c->flags &= ~ENG_CONN_F_WAIT;
+		eng_conn_http_reply(s, c, 200, NULL, "application/json", start,
+				    (size_t)(p - start));
+		eng_conn_resume(s, c);
+		eng_buf_put(b);
+		goto out;
+	}
+	p += sprintf(p, "{");
+	if (q->seq_len)
+		p += sprintf(p, "\"seq\":%.*s,", (int)q->seq_len, q->seq);
+	if (q->status == ENG_IB_UNKNOWN) {
+		p += sprintf(p, "\"cmd\":\"ack\",\"code\":400,"
+			     "\"msg\":\"unknown id\"}");
+	} else if (ack) {
+		p += sprintf(p, "\"cmd\":\"ack\",\"code\":200,\"msg\":\"ok\","
+			     "\"data\":{\"acked\":%llu,\"unread\":%llu}}",
+			     (unsigned long long)q->acked,
+			     (unsigned long long)q->unread);
+	} else {
+		p += sprintf(p, "\"cmd\":\"inbox\",\"code\":200,\"msg\":\"ok\","
+			     "\"data\":{\"unread\":%llu,\"evicted\":%llu,",
+			     (unsigned long long)q->unread,
+			     (unsigned long long)q->evicted);
+		p += ids_json(q, p);
+		p += sprintf(p, "}}");
+	}
+	eng_buf_seal(b, (uint8_t *)start, WS_OP_TEXT, (size_t)(p - start));
+	eng_conn_queue(s, c, b);
+out:
+	eng_free(q);
+}
+
+void eng_inbox_mail(void *self, unsigned op, void *ptr, int32_t res)
+{
+	(void)res;
+	if (op == ENG_OP_INBOX)
+		answer(self, ptr);
+	else
+		deliver_answer(self, ptr);
+}

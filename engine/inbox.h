@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * inbox: a user's offline inbox on the embedded broker (inbox.c). A push
+ * to a user with persist (POST /users/{uid}/push?persist=1) is kept on
+ * the user's owner shard until one of the user's connections acks it: it
+ * goes at once to every connection the user has, and to each one that
+ * opens later while it is unacked. Each message has an id, "EPOCH-N": N
+ * counts the user's messages from 1, EPOCH names this inbox (drawn when
+ * it is made; a restart, or an inbox that stayed empty past its ttl, gets
+ * a new one), so an id is never taken for another user's or an older
+ * inbox's. Bounded per user by --inbox-max (the oldest goes) and
+ * --inbox-ttl; what goes unacked is counted as evicted, which the user
+ * sees (an inbox stays, empty, a second ttl for that). Everything here
+ * runs on the user's owner shard, but
+ * eng_inbox_ask(), which runs on the asking one.
+ */
+#ifndef RC_ENGINE_INBOX_H
+#define RC_ENGINE_INBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eng.h"
+
+#define ENG_INBOX_MAX		100000	/* --inbox-max at most */
+#define ENG_INBOX_EPOCH_LEN	8	/* hex characters */
+
+struct eng_owner_mail;
+struct json_slice;
+
+int eng_inbox_init(struct eng_shard *s);
+void eng_inbox_exit(struct eng_shard *s);
+
+/* Drops messages past --inbox-ttl, and inboxes empty that long. */
+void eng_inbox_tick(struct eng_shard *s);
+
+/*
+ * Stamps push frame @f (eng_pub_inbox_frame()) with the next id of @ch's
+ * user and keeps a reference; past --inbox-max the oldest unacked goes.
+ * @ch NULL (no memory): the frame says "id":null and nothing is kept.
+ */
+void eng_inbox_append(struct eng_shard *s, struct eng_chan *ch,
+		      struct eng_buf *f);
+
+/*
+ * A connection of @ch's user was admitted: references to the user's
+ * unacked messages, oldest first, go into @m (frames, nframes) for the
+ * joining shard to send after the 101. Out of memory they do not; they
+ * stay for the next connection.
+ */
+void eng_inbox_replay(struct eng_chan *ch, struct eng_owner_mail *m);
+
+/*
+ * For @c's user @uid: an ack of the @n ids in @ids (ENG_IB_ACK), or a
+ * listing (ENG_IB_LIST, @ids unused). @c is a /ws client (@seq echoed in
+ * the reply) or an HTTP one (GET /users/{uid}/inbox). The answer comes
+ * later. Returns 0; -EINVAL when an id is not one (the caller answers
+ * 400), -E2BIG past ENG_INBOX_IDS, -ENOMEM.
+ */
+int eng_inbox_ask(struct eng_shard *s, struct eng_conn *c, uint8_t kind,
+		  const char *uid, size_t ulen, const struct json_slice *ids,
+		  unsigned n, const char *seq, size_t seq_len);
+
+/* Mail handler (mail.h): INBOX on the owner, INBOX_ACK on the asker. */
+void eng_inbox_mail(void *self, unsigned op, void *ptr, int32_t res);
+
+#endif

@@ -1,0 +1,214 @@
+# SPDX-License-Identifier: MIT
+"""A user's offline inbox on the embedded broker (--shards 2, JWT users).
+
+- offline: pushes with ?persist=1 to a user with no connection are kept;
+  the user's next connection gets them after the 101, oldest first, each
+  with its id; GET /users/{uid}/inbox lists them.
+- ack: an acked message is not sent again; one not acked is sent again
+  on the next connection, once per connection: a message a connection
+  got live is not sent to it twice.
+- devices: two connections of one user both get a kept push live; an ack
+  from one removes it for every later connection.
+- evict (--inbox-max 5): the oldest go, counted in "evicted" (the client
+  sees the gap in the ids too); the newest 5 stay.
+- ttl (--inbox-ttl 1s): kept messages expire and are counted.
+- errors: an id of another user, an id not yet given, a malformed id
+  (400 "unknown id", nothing acked); no ids (400); more than 100 (413);
+  an anonymous connection (403); persist=maybe (400).
+- restart: an inbox on the embedded broker does not survive a restart.
+"""
+
+import json
+
+import rc
+from rc import expect, expect_eq
+from test_users import KEY, SECRET, user_ws
+
+ARGS = ("--shards", "2", "--auth", "optional", "--jwt-secret", SECRET,
+        "--api-key", KEY)
+
+
+def keep(eng, uid, value):
+    status, doc = rc.api(eng, "POST", "/users/%s/push?persist=1" % uid,
+                         json.dumps(value), key=KEY)
+    expect_eq((status, doc), (200, {"ok": True}), "kept push to %s" % uid)
+
+
+def inbox(eng, uid):
+    status, doc = rc.api(eng, "GET", "/users/%s/inbox" % uid, key=KEY)
+    expect_eq(status, 200, "GET /users/%s/inbox (%r)" % (uid, doc))
+    return doc
+
+
+async def command(ws, seq, cmd, **data):
+    await ws.send(json.dumps({"seq": seq, "cmd": cmd, "data": data}))
+    return await rc.ws_reply(ws, seq)
+
+
+async def pushes(ws, n):
+    got = []
+    for _ in range(n):
+        m = json.loads(await rc.ws_recv(ws))
+        expect_eq(m.get("cmd"), "push", "a push")
+        got.append(m)
+    return got
+
+
+async def check_offline(eng):
+    expect_eq(inbox(eng, "olga"), {"unread": 0, "evicted": 0, "ids": []},
+              "an inbox never pushed to")
+    for i in range(3):
+        keep(eng, "olga", {"i": i})
+    listed = inbox(eng, "olga")
+    expect_eq((listed["unread"], len(listed["ids"])), (3, 3), "listed")
+    ws = await user_ws(eng, "olga")
+    got = await pushes(ws, 3)
+    expect_eq([(m["user"], m["data"]) for m in got],
+              [("olga", {"i": i}) for i in range(3)], "kept, in order")
+    expect_eq([m["id"] for m in got], listed["ids"], "ids as listed")
+    await rc.ws_quiet(ws, 1, "after the unread")
+    await ws.close()
+
+
+async def check_ack(eng):
+    keep(eng, "ada", "a")
+    keep(eng, "ada", "b")
+    ws = await user_ws(eng, "ada")
+    a, b = await pushes(ws, 2)
+    keep(eng, "ada", "c")
+    (c,) = await pushes(ws, 1)
+    r = await command(ws, 1, "ack", ids=[a["id"], c["id"]])
+    expect_eq((r["code"], r["data"]), (200, {"acked": 2, "unread": 1}),
+              "ack of two")
+    r = await command(ws, 2, "ack", ids=[a["id"]])
+    expect_eq((r["code"], r["data"]), (200, {"acked": 0, "unread": 1}),
+              "an ack again changes nothing")
+    r = await command(ws, 3, "inbox")
+    expect_eq(r["data"], {"unread": 1, "evicted": 0, "ids": [b["id"]]},
+              "the inbox command")
+    await ws.close()
+    ws = await user_ws(eng, "ada")
+    (again,) = await pushes(ws, 1)
+    expect_eq((again["id"], again["data"]), (b["id"], "b"),
+              "the unacked one, again, on the next connection")
+    keep(eng, "ada", "d")
+    (d,) = await pushes(ws, 1)
+    expect_eq(d["data"], "d", "live after the unread")
+    await rc.ws_quiet(ws, 4, "each message once per connection")
+    r = await command(ws, 5, "ack", ids=[b["id"], d["id"]])
+    expect_eq(r["data"], {"acked": 2, "unread": 0}, "all acked")
+    await ws.close()
+    ws = await user_ws(eng, "ada")
+    await rc.ws_quiet(ws, 6, "nothing unread")
+    await ws.close()
+
+
+async def check_devices(eng):
+    phone = await user_ws(eng, "dev")
+    laptop = await user_ws(eng, "dev")
+    keep(eng, "dev", "both")
+    (p,) = await pushes(phone, 1)
+    (l,) = await pushes(laptop, 1)
+    expect_eq(p, l, "both devices get it, with one id")
+    r = await command(phone, 1, "ack", ids=[p["id"]])
+    expect_eq(r["data"], {"acked": 1, "unread": 0}, "acked on the phone")
+    await laptop.close()
+    laptop = await user_ws(eng, "dev")
+    await rc.ws_quiet(laptop, 2, "acked on another device")
+    await laptop.close()
+    await phone.close()
+
+
+async def check_evict(exe):
+    with rc.Engine(exe, *ARGS, "--inbox-max", "5") as eng:
+        for i in range(8):
+            keep(eng, "eve", i)
+        listed = inbox(eng, "eve")
+        expect_eq((listed["unread"], listed["evicted"]), (5, 3),
+                  "the oldest 3 evicted")
+        ws = await user_ws(eng, "eve")
+        got = await pushes(ws, 5)
+        expect_eq([m["data"] for m in got], [3, 4, 5, 6, 7], "the newest")
+        expect_eq([int(m["id"].split("-")[1]) for m in got],
+                  [4, 5, 6, 7, 8], "the ids show the gap")
+        r = await command(ws, 1, "inbox")
+        expect_eq(r["data"]["evicted"], 3, "evicted, as the client sees")
+        expect_eq(rc.stats(eng)["inbox"]["evicted"], 3, "/stats")
+        await ws.close()
+
+
+async def check_ttl(exe):
+    with rc.Engine(exe, *ARGS, "--inbox-ttl", "1s") as eng:
+        keep(eng, "tim", "soon gone")
+        expect_eq(inbox(eng, "tim")["unread"], 1, "kept")
+        # Expiry has no event: ask until it happened (10 s at most).
+        doc = await rc.await_state("the kept push expired",
+                                   lambda: inbox(eng, "tim"),
+                                   lambda d: d["unread"] == 0, timeout=10)
+        expect_eq(doc["evicted"], 1, "counted as evicted for the user")
+        expect_eq(rc.stats(eng)["inbox"]["expired"], 1, "/stats expired")
+        ws = await user_ws(eng, "tim")
+        await rc.ws_quiet(ws, 1, "nothing after the ttl")
+        await ws.close()
+
+
+async def check_errors(eng):
+    keep(eng, "bob", "bob's")
+    keep(eng, "ann", "ann's")
+    bob = await user_ws(eng, "bob")
+    (theirs,) = await pushes(bob, 1)
+    ann = await user_ws(eng, "ann")
+    (mine,) = await pushes(ann, 1)
+    epoch, n = mine["id"].split("-")
+    for seq, ids, code, msg in (
+            (1, [theirs["id"]], 400, "unknown id"),
+            (2, ["%s-%d" % (epoch, int(n) + 5)], 400, "unknown id"),
+            (3, [mine["id"], theirs["id"]], 400, "unknown id"),
+            (4, ["nonsense"], 400, "unknown id"),
+            (5, ["%s-0" % epoch], 400, "unknown id"),
+            (6, [], 400, "ids needed"),
+            (7, ["%s-%d" % (epoch, i + 1) for i in range(101)], 413,
+             "too many ids")):
+        r = await command(ann, seq, "ack", ids=ids)
+        expect_eq((r["code"], r["msg"]), (code, msg), "ack %r" % ids[:3])
+    expect_eq(inbox(eng, "ann")["unread"], 1, "nothing was acked")
+    expect_eq(inbox(eng, "bob")["unread"], 1, "nor bob's")
+    anon = await user_ws(eng)
+    r = await command(anon, 1, "ack", ids=[mine["id"]])
+    expect_eq((r["code"], r["msg"]), (403, "no user: connect with a token"),
+              "an anonymous ack")
+    status, doc = rc.api(eng, "POST", "/users/ann/push?persist=maybe",
+                         b'"x"', key=KEY)
+    expect_eq((status, doc), (400, {"error": "persist is 1 or 0"}),
+              "persist=maybe")
+    status, _ = rc.api(eng, "GET", "/users/ann/inbox")
+    expect_eq(status, 401, "the inbox needs the API key")
+    for ws in (bob, ann, anon):
+        await ws.close()
+
+
+async def check_restart(exe):
+    with rc.Engine(exe, *ARGS) as eng:
+        keep(eng, "rex", "before")
+    with rc.Engine(exe, *ARGS) as eng:
+        expect_eq(inbox(eng, "rex")["unread"], 0, "lost with the process")
+
+
+def main():
+    run = rc.Run("inbox")
+    try:
+        with rc.Engine(run.exe, *ARGS) as eng:
+            run.check("offline", check_offline, eng)
+            run.check("ack", check_ack, eng)
+            run.check("devices", check_devices, eng)
+            run.check("errors", check_errors, eng)
+    except AssertionError as e:
+        run.fail("setup", e)
+    run.check("evict", check_evict, run.exe)
+    run.check("ttl", check_ttl, run.exe)
+    run.check("restart", check_restart, run.exe)
+    run.finish()
+
+
+if __name__ == "__main__":
+    main()
