@@ -33,6 +33,7 @@
 #include "buf.h"
 #include "chan.h"
 #include "hist.h"
+#include "inbox.h"
 #include "json.h"
 #include "mail.h"
 #include "pub.h"
@@ -472,14 +473,20 @@ static bool str_eq(const redisReply *e, const char *lit)
 	       !memcmp(e->str, lit, n);
 }
 
+/* What a script (rreq.c) stamped a message with. */
+enum { STAMP_HIST, STAMP_INBOX };
+
 /*
- * A history channel's push frame for message @data with offset @off under
- * @epoch, stamped (hist.h); NULL when the message cannot be carried.
+ * The push frame of message @data for channel (STAMP_HIST) or user
+ * (STAMP_INBOX) @name, stamped with @epoch and offset or N @n; NULL when
+ * the message cannot be carried.
  */
-static struct eng_buf *hist_frame(struct eng_bridge *r, const char *name,
-				  size_t nlen, const char *epoch,
-				  uint64_t off, const char *data, size_t len)
+static struct eng_buf *stamped_frame(struct eng_bridge *r, int kind,
+				     const char *name, size_t nlen,
+				     const char *epoch, uint64_t n,
+				     const char *data, size_t len)
 {
+	const uint8_t *d = (const uint8_t *)data;
 	struct eng_buf *f;
 	bool json;
 
@@ -488,29 +495,105 @@ static struct eng_buf *hist_frame(struct eng_bridge *r, const char *name,
 	json = json_valid(r->json, data, len);
 	if (!json && !json_utf8_valid(data, len))
 		return NULL;
-	f = eng_pub_hist_frame(name, nlen, (const uint8_t *)data, len, json);
-	if (f)
-		eng_hist_stamp(f, epoch, off);
+	f = kind == STAMP_HIST ? eng_pub_hist_frame(name, nlen, d, len, json) :
+	    eng_pub_inbox_frame(name, nlen, d, len, json);
+	if (f && kind == STAMP_HIST)
+		eng_hist_stamp(f, epoch, n);
+	else if (f)
+		eng_inbox_stamp(f, epoch, n);
 	return f;
 }
 
-/* "EPOCH OFFSET:MESSAGE", as the publish script sends it. */
-static struct eng_buf *hist_message(struct eng_bridge *r, const char *name,
-				    size_t nlen, const char *p, size_t len)
+/* "EPOCH N:MESSAGE", as the scripts PUBLISH it (after their marker). */
+static struct eng_buf *stamped_message(struct eng_bridge *r, int kind,
+				       const char *name, size_t nlen,
+				       const char *p, size_t len)
 {
+	size_t elen = kind == STAMP_HIST ? ENG_EPOCH_LEN : ENG_INBOX_EPOCH_LEN;
 	char epoch[ENG_EPOCH_LEN + 1];
-	uint64_t off = 0;
-	size_t i = ENG_EPOCH_LEN;
+	size_t i = elen;
+	uint64_t n = 0;
 
-	if (len < ENG_EPOCH_LEN + 2 || !eng_ns_find(&r->eng->cfg, name, nlen))
+	if (len < elen + 2)
 		return NULL;
-	memcpy(epoch, p, ENG_EPOCH_LEN);
-	epoch[ENG_EPOCH_LEN] = '\0';
+	memcpy(epoch, p, elen);
+	epoch[elen] = '\0';
 	for (; i < len && p[i] >= '0' && p[i] <= '9' && i < 40; i++)
-		off = off * 10 + (uint64_t)(p[i] - '0');
-	if (i == len || p[i] != ':' || !off)
+		n = n * 10 + (uint64_t)(p[i] - '0');
+	if (i == len || p[i] != ':' || !n)
 		return NULL;
-	return hist_frame(r, name, nlen, epoch, off, p + i + 1, len - i - 1);
+	return stamped_frame(r, kind, name, nlen, epoch, n, p + i + 1,
+			     len - i - 1);
+}
+
+static long long int_at(const redisReply *rep, size_t i)
+{
+	const redisReply *e = rep->element[i];
+
+	return e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
+}
+
+
+/*
+ * An inbox script's answer (rreq.c) into @q: an ack's {acked, unread,
+ * evicted} or {-1}; a read's {epoch or nil, unread, evicted, N,
+ * [message,] ...}.
+ */
+static int inbox_answer(struct eng_bridge *r, struct eng_ibreq *q,
+			const redisReply *rep)
+{
+	const redisReply *ep;
+	size_t step = q->kind == ENG_IB_REPLAY ? 2 : 1, n;
+
+	if (rep->type != REDIS_REPLY_ARRAY || !rep->elements)
+		return -EPROTO;
+	if (q->kind == ENG_IB_ACK) {
+		if (rep->elements == 1) {
+			q->status = ENG_IB_UNKNOWN;
+			return 0;
+		}
+		if (rep->elements != 3)
+			return -EPROTO;
+		q->acked = (uint64_t)int_at(rep, 0);
+		q->unread = (uint64_t)int_at(rep, 1);
+		q->evicted = (uint64_t)int_at(rep, 2);
+		q->n = 0;
+		return 0;
+	}
+	if (rep->elements < 3 || (rep->elements - 3) % step)
+		return -EPROTO;
+	ep = rep->element[0];
+	q->n = 0;
+	q->epoch[0] = '\0';
+	if (ep->type != REDIS_REPLY_STRING)
+		return 0;		/* no inbox: nothing unread */
+	if (ep->len != ENG_INBOX_EPOCH_LEN)
+		return -EPROTO;
+	memcpy(q->epoch, ep->str, ep->len);
+	q->epoch[ep->len] = '\0';
+	q->unread = (uint64_t)int_at(rep, 1);
+	q->evicted = (uint64_t)int_at(rep, 2);
+	n = (rep->elements - 3) / step;
+	if (q->kind == ENG_IB_LIST) {
+		for (size_t i = 0; i < n && i < ENG_INBOX_IDS; i++)
+			q->ids[q->n++] = (uint64_t)int_at(rep, 3 + i);
+		return 0;
+	}
+	q->frames = eng_malloc((n ? n : 1) * sizeof(*q->frames));
+	if (!q->frames)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const redisReply *d = rep->element[3 + 2 * i + 1];
+		struct eng_buf *f = d->type != REDIS_REPLY_STRING ? NULL :
+			stamped_frame(r, STAMP_INBOX, q->name + 1,
+				      q->len - 1u, q->epoch,
+				      (uint64_t)int_at(rep, 3 + 2 * i), d->str,
+				      d->len);
+
+		if (f)		/* one no frame can carry: left unread */
+			q->frames[q->nframes++] = f;
+	}
+	return 0;
 }
 
 /*
@@ -568,8 +651,8 @@ static int hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 	for (size_t i = 0; i < n; i++) {
 		const redisReply *d = rep->element[3 + i];
 		struct eng_buf *f = d->type != REDIS_REPLY_STRING ? NULL :
-			hist_frame(r, h->name, h->len, h->epoch, first + i,
-				   d->str, d->len);
+			stamped_frame(r, STAMP_HIST, h->name, h->len, h->epoch,
+				      first + i, d->str, d->len);
 
 		if (!f) {	/* a message no frame can carry: not recovered */
 			h->status = h->kind == ENG_HREQ_RECOVER ?
@@ -792,8 +875,9 @@ static void on_message(struct eng_bridge *r, const redisReply *chan,
 		goto reject;
 	if (name && !user && payload->len && (uint8_t)payload->str[0] == 0xff) {
 		/* a history channel's message, from its script (rreq.c) */
-		f = hist_message(r, name, nlen, payload->str + 1,
-				 payload->len - 1);
+		f = !eng_ns_find(cfg, name, nlen) ? NULL :
+		    stamped_message(r, STAMP_HIST, name, nlen,
+				    payload->str + 1, payload->len - 1);
 		if (!f)
 			goto reject;
 		atomic_fetch_add_explicit(&r->messages, 1,
@@ -801,6 +885,14 @@ static void on_message(struct eng_bridge *r, const redisReply *chan,
 		hist_live(r, rchan_find(&r->chans, chan->str, chan->len,
 					eng_chan_hash(chan->str, chan->len)), f);
 		return;
+	}
+	if (user && payload->len && (uint8_t)payload->str[0] == 0xfe) {
+		/* a kept push, from the inbox script (rreq.c) */
+		f = stamped_message(r, STAMP_INBOX, name, nlen,
+				    payload->str + 1, payload->len - 1);
+		if (!f)
+			goto reject;
+		goto inject;
 	}
 	if (payload->len > cfg->max_message)
 		goto reject;
@@ -815,6 +907,7 @@ static void on_message(struct eng_bridge *r, const redisReply *chan,
 				  payload->len, json);
 	if (!f)
 		goto reject;
+inject:
 	atomic_fetch_add_explicit(&r->messages, 1, memory_order_relaxed);
 	eng_pub_inject(&r->mail, f);
 	return;
@@ -822,12 +915,6 @@ reject:
 	atomic_fetch_add_explicit(&r->rejected, 1, memory_order_relaxed);
 }
 
-static long long int_at(const redisReply *rep, size_t i)
-{
-	const redisReply *e = rep->element[i];
-
-	return e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
-}
 
 /*
  * Copies the comma-separated list @in (@len bytes) into @out, keeping only
@@ -878,6 +965,12 @@ static void on_pub_reply(struct eng_bridge *r, struct eng_rreq *p,
 		return;
 	case ENG_RQ_HREAD: {
 		int ret = hist_answer(r, p->hreq, rep);
+
+		ack_pub(r, p, ret);
+		return;
+	}
+	case ENG_RQ_IBOX: {
+		int ret = inbox_answer(r, p->ibreq, rep);
 
 		ack_pub(r, p, ret);
 		return;

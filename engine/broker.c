@@ -118,8 +118,11 @@ static int redis_publish(struct eng_shard *s, struct eng_conn *c, uint8_t to,
 	const struct eng_ns *ns;
 
 	(void)json;	/* each node checks what Redis hands it */
-	if (to == ENG_TO_INBOX)
-		return -EOPNOTSUPP;	/* kept pushes: embedded broker only */
+	if (to == ENG_TO_INBOX) {
+		eng_buf_put(ok);	/* HTTP only: none */
+		eng_buf_put(err);
+		return eng_rreq_ikeep(s, c, name, len, payload, plen);
+	}
 	if (to == ENG_TO_USER) {
 		len = eng_user_key(key, name, len);
 		name = key;

@@ -290,7 +290,7 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 			   str_is(&rest, "/push") ||
 			   str_is(&rest, "/disconnect") ? "POST" : NULL;
 	char uid[ENG_CHAN_MAX];
-	int ulen, persist, ret;
+	int ulen, persist;
 	bool json;
 
 	if (!key_ok(s, c, req))
@@ -320,10 +320,7 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	if (str_is(&rest, "/inbox")) {
-		if (s->eng->bridge)
-			reply_json(s, c, 501, "{\"error\":\"inboxes need the "
-				   "embedded broker (not --redis) for now\"}\n");
-		else if (eng_inbox_ask(s, c, ENG_IB_LIST, uid, (size_t)ulen, NULL, 0,
+		if (eng_inbox_ask(s, c, ENG_IB_LIST, uid, (size_t)ulen, NULL, 0,
 				  NULL, 0) < 0)
 			reply(s, c, 503, NULL);
 		return;
@@ -339,13 +336,9 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 	}
 	if (!payload_ok(s, c, body, len, &json))
 		return;
-	ret = s->eng->broker->publish(s, c, persist ? ENG_TO_INBOX :
-				      ENG_TO_USER, uid, (size_t)ulen, body,
-				      len, json, NULL, NULL);
-	if (ret == -EOPNOTSUPP)
-		reply_json(s, c, 501, "{\"error\":\"persist needs the "
-			   "embedded broker (not --redis) for now\"}\n");
-	else if (ret < 0)
+	if (s->eng->broker->publish(s, c, persist ? ENG_TO_INBOX : ENG_TO_USER,
+				    uid, (size_t)ulen, body, len, json, NULL,
+				    NULL) < 0)
 		reply(s, c, 503, NULL);
 }
 

@@ -19,7 +19,9 @@
 #include "conn.h"
 #include "inbox.h"
 #include "json.h"
+#include "auth.h"
 #include "mail.h"
+#include "rreq.h"
 #include "user.h"
 
 struct eng_ient {
@@ -40,8 +42,27 @@ struct eng_inbox {
 	char epoch[ENG_INBOX_EPOCH_LEN + 1];
 };
 
+/*
+ * With Redis: a new connection's unread being read. What reaches the
+ * connection live meanwhile is noted, so the read sends it no second
+ * time (past ENG_INBOX_IDS noted, a later one may come twice: ids tell);
+ * once answered, live ones the read had already are skipped, until one
+ * it did not have comes (Redis may answer before the live flow caught
+ * up with it).
+ */
+struct eng_iread {
+	struct eng_iread *next;
+	uint32_t slot, gen;
+	uint32_t n;
+	bool answered;
+	uint64_t top;			/* answered: the read's newest N */
+	char epoch[ENG_INBOX_EPOCH_LEN + 1];
+	uint64_t seen[ENG_INBOX_IDS];
+};
+
 struct eng_inboxes {
 	struct eng_inbox *head, *tail;	/* least recently pushed to first */
+	struct eng_iread *reads;	/* Redis reads under way */
 };
 
 int eng_inbox_init(struct eng_shard *s)
@@ -130,6 +151,12 @@ void eng_inbox_exit(struct eng_shard *s)
 {
 	if (!s->inboxes)
 		return;
+	while (s->inboxes->reads) {
+		struct eng_iread *r = s->inboxes->reads;
+
+		s->inboxes->reads = r->next;
+		eng_free(r);
+	}
 	while (s->inboxes->head) {
 		struct eng_inbox *b = s->inboxes->head;
 		struct eng_chan *ch = b->ch;
@@ -192,11 +219,8 @@ static int make_room(struct eng_shard *s, struct eng_inbox *b)
 	return 0;
 }
 
-/*
- * Writes ,"id":"EPOCH-N" into the room eng_pub_inbox_frame() kept before
- * the frame's final '}' (37 bytes: the longest id fits).
- */
-static void stamp(struct eng_buf *f, const char *epoch, uint64_t n)
+/* Room eng_pub_inbox_frame() keeps before the final '}': any id fits. */
+void eng_inbox_stamp(struct eng_buf *f, const char *epoch, uint64_t n)
 {
 	char *end = (char *)f->data + f->start + f->len - 1;
 	char *room = end - 37;
@@ -205,6 +229,23 @@ static void stamp(struct eng_buf *f, const char *epoch, uint64_t n)
 
 	memset(room + len, ' ', (size_t)(37 - len));	/* JSON allows them */
 	*end = '}';
+	f->flags |= ENG_BUF_F_STAMPED;
+}
+
+/* A stamped frame's N (0: none) and, in @epoch, its EPOCH. */
+static uint64_t id_of(const struct eng_buf *f, char *epoch)
+{
+	const char *p = (const char *)f->data + f->start + f->len - 38;
+	uint64_t n = 0;
+
+	epoch[0] = '\0';
+	if (memcmp(p, ",\"id\":\"", 7))
+		return 0;
+	memcpy(epoch, p + 7, ENG_INBOX_EPOCH_LEN);
+	epoch[ENG_INBOX_EPOCH_LEN] = '\0';
+	for (p += 8 + ENG_INBOX_EPOCH_LEN; *p >= '0' && *p <= '9'; p++)
+		n = n * 10 + (uint64_t)(*p - '0');
+	return n;
 }
 
 static struct eng_inbox *new_box(struct eng_shard *s, struct eng_chan *ch)
@@ -246,7 +287,7 @@ void eng_inbox_append(struct eng_shard *s, struct eng_chan *ch,
 	b->live++;
 	b->last_tick = s->tick;
 	ENG_STAT_ADD(s, inbox_msgs, 1);
-	stamp(f, b->epoch, e->n);
+	eng_inbox_stamp(f, b->epoch, e->n);
 }
 
 void eng_inbox_replay(struct eng_chan *ch, struct eng_owner_mail *m)
@@ -289,6 +330,8 @@ void eng_inbox_tick(struct eng_shard *s)
 }
 
 /* ---- acks and listings ---------------------------------------------------- */
+
+static void deliver_answer(struct eng_shard *s, struct eng_ibreq *q);
 
 /* "EPOCH-N" into @epoch and *@n; false when it is not an id. */
 static bool parse_id(const struct json_slice *id, char *epoch, uint64_t *n)
@@ -346,11 +389,193 @@ int eng_inbox_ask(struct eng_shard *s, struct eng_conn *c, uint8_t kind,
 	q->seq_len = (uint8_t)seq_len;
 	if (seq_len)		/* HTTP asks with none: NULL */
 		memcpy(q->seq, seq, seq_len);
-	if (q->http)
+	if (q->http)		/* before: an answer may come at once */
 		c->flags |= ENG_CONN_F_WAIT;
-	eng_mail_post(&s->mail, eng_mail_owner(s->eng, eng_chan_hash(q->name,
-			q->len)), ENG_OP_INBOX, q);
+	if (s->eng->bridge && eng_rreq_inbox(s, q, uid, ulen) < 0) {
+		c->flags &= ~ENG_CONN_F_WAIT;
+		eng_free(q);
+		return -ENOMEM;
+	}
+	if (!s->eng->bridge)
+		eng_mail_post(&s->mail, eng_mail_owner(s->eng,
+			      eng_chan_hash(q->name, q->len)), ENG_OP_INBOX, q);
 	return 0;
+}
+
+/* ---- with Redis: the inbox lives there ------------------------------------ */
+
+void eng_inbox_redis_replay(struct eng_shard *s, struct eng_conn *c)
+{
+	const struct eng_auth *a = c->auth;
+	struct eng_iread *r = eng_malloc(sizeof(*r));
+	struct eng_ibreq *q = eng_mail_alloc(&s->mail, sizeof(*q));
+
+	if (!r || !q) {		/* they stay for the next connection */
+		eng_free(r);
+		eng_free(q);
+		return;
+	}
+	memset(r, 0, sizeof(*r));
+	r->slot = q->slot = eng_slot(s, c);
+	r->gen = q->gen = c->gen;
+	q->from = (uint16_t)s->id;
+	q->kind = ENG_IB_REPLAY;
+	q->len = (uint8_t)eng_user_key(q->name, a->uid, a->uid_len);
+	if (eng_rreq_inbox(s, q, a->uid, a->uid_len) < 0) {
+		eng_free(r);
+		eng_free(q);
+		return;
+	}
+	r->next = s->inboxes->reads;
+	s->inboxes->reads = r;
+}
+
+/* Takes @slot's read record off the list; NULL: none. */
+static struct eng_iread *take_read(struct eng_shard *s, uint32_t slot)
+{
+	for (struct eng_iread **pp = &s->inboxes->reads; *pp;
+	     pp = &(*pp)->next) {
+		struct eng_iread *r = *pp;
+
+		if (r->slot == slot) {
+			*pp = r->next;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+bool eng_inbox_pass(struct eng_shard *s, uint32_t slot, struct eng_buf *f)
+{
+	char epoch[ENG_INBOX_EPOCH_LEN + 1];
+	struct eng_iread *r;
+	uint64_t n;
+
+	if (!s->inboxes || !s->inboxes->reads)
+		return true;
+	for (r = s->inboxes->reads; r && r->slot != slot; r = r->next)
+		;
+	if (!r || r->gen != s->conns[slot].gen)
+		return true;
+	n = id_of(f, epoch);
+	if (!r->answered) {
+		if (n && r->n < ENG_INBOX_IDS) {
+			memcpy(r->epoch, epoch, sizeof(epoch));
+			r->seen[r->n++] = n;
+		}
+		return true;
+	}
+	if (n && n <= r->top && !strcmp(epoch, r->epoch))
+		return false;		/* the read had it */
+	eng_free(take_read(s, slot));	/* caught up */
+	return true;
+}
+
+void eng_inbox_forget(struct eng_shard *s, struct eng_conn *c)
+{
+	struct eng_iread *r;
+
+	if (!s->inboxes || !s->inboxes->reads)
+		return;
+	r = take_read(s, eng_slot(s, c));
+	if (r && r->gen != c->gen) {	/* another's: put it back */
+		r->next = s->inboxes->reads;
+		s->inboxes->reads = r;
+		return;
+	}
+	eng_free(r);
+}
+
+/* Whether @r noted id @epoch-@n as sent live already. */
+static bool was_seen(const struct eng_iread *r, const char *epoch, uint64_t n)
+{
+	for (uint32_t i = 0; i < r->n; i++)
+		if (r->seen[i] == n && !strcmp(r->epoch, epoch))
+			return true;
+	return false;
+}
+
+/* A new connection's unread, read from Redis: to it, but what it has. */
+static void replayed(struct eng_shard *s, struct eng_ibreq *q)
+{
+	struct eng_iread *r = take_read(s, q->slot);
+	struct eng_conn *c = &s->conns[q->slot];
+	char top_epoch[ENG_INBOX_EPOCH_LEN + 1];
+	uint64_t top = q->nframes ? id_of(q->frames[q->nframes - 1],
+					  top_epoch) : 0;	/* the newest */
+
+	if (r && r->gen != q->gen) {	/* another connection's now */
+		r->next = s->inboxes->reads;
+		s->inboxes->reads = r;
+		r = NULL;
+	}
+	for (uint32_t i = 0; r && i < q->nframes; i++) {
+		char epoch[ENG_INBOX_EPOCH_LEN + 1];
+		uint64_t n = id_of(q->frames[i], epoch);
+		struct eng_buf *f = q->frames[i];
+
+		if (c->gen != q->gen || !eng_conn_deliverable(c))
+			break;
+		if (was_seen(r, epoch, n))
+			continue;
+		q->frames[i] = NULL;
+		ENG_STAT_ADD(s, delivered, 1);
+		if (eng_conn_queue(s, c, f) < 0)
+			break;	/* closed: a slow consumer */
+	}
+	if (r && top && c->gen == q->gen && eng_conn_alive(c)) {
+		/* now skip, live, what the read had */
+		r->answered = true;
+		r->top = top;
+		memcpy(r->epoch, top_epoch, sizeof(r->epoch));
+		r->next = s->inboxes->reads;
+		s->inboxes->reads = r;
+		r = NULL;
+	}
+	eng_free(r);
+	eng_ibreq_free(q);
+}
+
+void eng_inbox_redis_done(struct eng_shard *s, struct eng_ibreq *q,
+			  long long result)
+{
+	struct eng_conn *c = &s->conns[q->slot];
+
+	if (q->kind == ENG_IB_REPLAY) {
+		replayed(s, q);
+		return;
+	}
+	if (result >= 0) {
+		deliver_answer(s, q);
+		return;
+	}
+	/* Redis could not be asked, or did not answer */
+	if (c->gen == q->gen && eng_conn_alive(c)) {
+		if (q->http) {
+			c->flags &= ~ENG_CONN_F_WAIT;
+			eng_conn_http_reply(s, c, 503, NULL, NULL, NULL, 0);
+			eng_conn_resume(s, c);
+		} else {
+			char buf[160];
+			int len = snprintf(buf, sizeof(buf),
+				"{%s%.*s%s\"cmd\":\"%s\",\"code\":503,"
+				"\"msg\":\"redis unavailable\"}",
+				q->seq_len ? "\"seq\":" : "", (int)q->seq_len,
+				q->seq, q->seq_len ? "," : "",
+				q->kind == ENG_IB_ACK ? "ack" : "inbox");
+			struct eng_buf *b = eng_buf_new(WS_MAX_SERVER_HDR +
+							(size_t)len);
+
+			if (b) {
+				memcpy(b->data + WS_MAX_SERVER_HDR, buf,
+				       (size_t)len);
+				eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR,
+					     WS_OP_TEXT, (size_t)len);
+				eng_conn_queue(s, c, b);
+			}
+		}
+	}
+	eng_ibreq_free(q);
 }
 
 /* The entry with @n, found by bisection (the ring is in N order). */

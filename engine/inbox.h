@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * inbox: a user's offline inbox on the embedded broker (inbox.c). A push
+ * inbox: a user's offline inbox (inbox.c); with Redis it lives there and
+ * this module is the shards' side of it (rreq.c has the scripts). A push
  * to a user with persist (POST /users/{uid}/push?persist=1) is kept on
  * the user's owner shard until one of the user's connections acks it: it
  * goes at once to every connection the user has, and to each one that
@@ -17,6 +18,7 @@
 #ifndef RC_ENGINE_INBOX_H
 #define RC_ENGINE_INBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +27,7 @@
 #define ENG_INBOX_MAX		100000	/* --inbox-max at most */
 #define ENG_INBOX_EPOCH_LEN	8	/* hex characters */
 
+struct eng_ibreq;
 struct eng_owner_mail;
 struct json_slice;
 
@@ -60,6 +63,26 @@ void eng_inbox_replay(struct eng_chan *ch, struct eng_owner_mail *m);
 int eng_inbox_ask(struct eng_shard *s, struct eng_conn *c, uint8_t kind,
 		  const char *uid, size_t ulen, const struct json_slice *ids,
 		  unsigned n, const char *seq, size_t seq_len);
+
+/*
+ * Writes ,"id":"@epoch-@n" into push frame @f (eng_pub_inbox_frame())
+ * before anyone sees it, and marks it ENG_BUF_F_STAMPED.
+ */
+void eng_inbox_stamp(struct eng_buf *f, const char *epoch, uint64_t n);
+
+/*
+ * With Redis the inbox lives there (rreq.c). eng_inbox_redis_replay():
+ * @c, a user's connection, was admitted: its unread are read and sent
+ * to it. eng_inbox_pass(): whether kept push @f goes to slot @slot live
+ * (not when that read had it already; the read skips those that did).
+ * eng_inbox_forget(): @c closes. eng_inbox_redis_done(): the bridge's
+ * answer to @q (@result < 0: Redis could not be asked).
+ */
+void eng_inbox_redis_replay(struct eng_shard *s, struct eng_conn *c);
+bool eng_inbox_pass(struct eng_shard *s, uint32_t slot, struct eng_buf *f);
+void eng_inbox_forget(struct eng_shard *s, struct eng_conn *c);
+void eng_inbox_redis_done(struct eng_shard *s, struct eng_ibreq *q,
+			  long long result);
 
 /* Mail handler (mail.h): INBOX on the owner, INBOX_ACK on the asker. */
 void eng_inbox_mail(void *self, unsigned op, void *ptr, int32_t res);

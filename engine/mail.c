@@ -84,6 +84,16 @@ static struct ring *ring_of(struct eng *e, unsigned to)
 }
 
 /* Frees mail @op carrying @ptr, telling nobody. */
+void eng_ibreq_free(struct eng_ibreq *q)
+{
+	if (!q)
+		return;
+	for (uint32_t i = 0; i < q->nframes; i++)
+		eng_buf_put(q->frames[i]);
+	eng_free(q->frames);
+	eng_free(q);
+}
+
 void eng_hreq_free(struct eng_hreq *h)
 {
 	if (!h)
@@ -116,12 +126,17 @@ static void free_mail(unsigned op, void *ptr)
 		eng_buf_put(p->ok);
 		eng_buf_put(p->err);
 		eng_hreq_free(p->hreq);
+		eng_ibreq_free(p->ibreq);
 		eng_free(p);
 		break;
 	}
 	case ENG_OP_HIST:
 	case ENG_OP_HIST_ACK:
 		eng_hreq_free(ptr);
+		break;
+	case ENG_OP_INBOX:
+	case ENG_OP_INBOX_ACK:
+		eng_ibreq_free(ptr);
 		break;
 	case ENG_OP_USER:
 	case ENG_OP_USER_ACK: {

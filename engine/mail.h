@@ -94,6 +94,7 @@ struct eng_rreq {
 	long long r2, r3;		/* ONLINE: connections, nodes */
 	struct eng_buf *ok, *err;	/* /ws: the replies, prebuilt */
 	struct eng_hreq *hreq;		/* HREAD: owned, answered in place */
+	struct eng_ibreq *ibreq;	/* IBOX: the same */
 	char text[ENG_PRES_APPS * (ENG_APP_MAX + 3)];	/* QUERY: apps */
 	size_t len;			/* bytes of the command in data */
 	char data[];			/* the command, formatted as RESP */
@@ -108,6 +109,7 @@ enum {
 	ENG_RQ_QUIET,		/* bridge: no reply expected by anyone */
 	ENG_RQ_HPUBLISH,	/* a history channel's publish (script) */
 	ENG_RQ_HREAD,		/* a history read (script): fills hreq */
+	ENG_RQ_IBOX,		/* an inbox read or ack (script): fills ibreq */
 };
 
 /* ENG_OP_R_PRESENCE, owner shard -> bridge: a user's count on this node. */
@@ -171,11 +173,14 @@ struct eng_ibreq {
 	uint32_t n;			/* ids asked, then ids listed */
 	uint64_t unread, evicted, acked;	/* answer */
 	uint64_t ids[ENG_INBOX_IDS];	/* ack: asked; list: the oldest */
+	struct eng_buf **frames;	/* REPLAY (Redis): the unread, owned */
+	uint32_t nframes;
 };
 
 enum {
 	ENG_IB_ACK = 0,
 	ENG_IB_LIST,
+	ENG_IB_REPLAY,		/* with Redis: a new connection's unread */
 	/* status */
 	ENG_IB_OK = 0,
 	ENG_IB_UNKNOWN,		/* an id this inbox never gave */
@@ -183,6 +188,9 @@ enum {
 
 /* Frees @h, its frames included; NULL is a no-op. */
 void eng_hreq_free(struct eng_hreq *h);
+
+/* The same for @q. */
+void eng_ibreq_free(struct eng_ibreq *q);
 
 /* ---- posting ------------------------------------------------------------ */
 

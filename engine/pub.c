@@ -226,6 +226,9 @@ static void deliver(struct eng_shard *s, struct eng_buf *f)
 				continue;
 			if (sub->recovering && !eng_hist_pass(s, sub, f))
 				continue;	/* it gets it from history */
+			if ((f->flags & ENG_BUF_F_INBOX) &&
+			    !eng_inbox_pass(s, sub->slot, f))
+				continue;	/* its unread read had it */
 			used++;
 			eng_conn_queue(s, c, f);
 		}
@@ -306,8 +309,9 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 			/* kept whether or not anyone listens now */
 			ch = eng_chan_get(&s->chans, name, len, hash);
 			eng_hist_append(s, ch, f);	/* ch NULL: no memory */
-		} else if (f->flags & ENG_BUF_F_INBOX) {
-			/* kept until acked, online or not */
+		} else if ((f->flags & (ENG_BUF_F_INBOX | ENG_BUF_F_STAMPED)) ==
+			   ENG_BUF_F_INBOX) {
+			/* kept until acked, online or not (Redis's: there) */
 			ch = eng_chan_get(&s->chans, name, len, hash);
 			eng_inbox_append(s, ch, f);	/* ch NULL: no memory */
 		} else {

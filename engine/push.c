@@ -261,10 +261,7 @@ static void inbox(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, cmd, 403, "no user: connect with a token");
 		return;
 	}
-	if (s->eng->bridge) {
-		reply(s, c, cmd, 501, "inboxes need the embedded broker");
-		return;
-	}
+
 	if (kind == ENG_IB_ACK && !cmd->nids) {
 		reply(s, c, cmd, 400, "ids needed");
 		return;

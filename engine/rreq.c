@@ -27,6 +27,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "hist.h"
+#include "inbox.h"
 #include "mail.h"
 #include "resp.h"
 #include "rreq.h"
@@ -193,6 +194,93 @@ static const char lua_hread[] =
 	"out[3] = first\n"
 	"return out\n";
 
+/*
+ * Users' inboxes (docs/PROTOCOL.md, "Offline inbox"). Keys, with U the
+ * user id: P inboxm:U (a hash: "epoch", "last", the newest N, and
+ * "evicted") and P inbox:U (a stream of the unacked, entry ids N-0,
+ * fields t, the time in ms, and d). Both expire two ttl after the last
+ * kept push, as the embedded inbox does.
+ *
+ * Keep. ARGV: prefix, uid, message, max, ttl ms, a fresh epoch. Past max
+ * the oldest go (counted in evicted). The message goes out on P user:U as
+ * "\xfe" EPOCH N ":" MESSAGE. Returns {receivers, N, epoch}.
+ */
+#define LUA_INBOX_KEYS \
+	"local p, u = ARGV[1], ARGV[2]\n" \
+	"local m, s = p .. 'inboxm:' .. u, p .. 'inbox:' .. u\n" \
+	"local t = redis.call('TIME')\n" \
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+/* Drops the entries older than @ttl ms from the oldest end, counted. */
+#define LUA_INBOX_EXPIRE \
+	"local function expire(ttl)\n" \
+	"  while true do\n" \
+	"    local e = redis.call('XRANGE', s, '-', '+', 'COUNT', 1)[1]\n" \
+	"    if not e or tonumber(e[2][2]) >= now - ttl then return end\n" \
+	"    redis.call('XDEL', s, e[1])\n" \
+	"    redis.call('HINCRBY', m, 'evicted', 1)\n" \
+	"  end\n" \
+	"end\n"
+
+static const char lua_ikeep[] = LUA_INBOX_KEYS LUA_INBOX_EXPIRE
+	"local ep = redis.call('HGET', m, 'epoch')\n"
+	"if not ep then\n"
+	"  ep = ARGV[6]\n"
+	"  redis.call('DEL', s)\n"
+	"  redis.call('HSET', m, 'epoch', ep, 'last', 0, 'evicted', 0)\n"
+	"end\n"
+	"expire(tonumber(ARGV[5]))\n"
+	"local over = redis.call('XLEN', s) - tonumber(ARGV[4]) + 1\n"
+	"if over > 0 then\n"
+	"  for _, e in ipairs(redis.call('XRANGE', s, '-', '+', 'COUNT', over))"
+	" do\n"
+	"    redis.call('XDEL', s, e[1])\n"
+	"  end\n"
+	"  redis.call('HINCRBY', m, 'evicted', over)\n"
+	"end\n"
+	"local n = redis.call('HINCRBY', m, 'last', 1)\n"
+	"redis.call('XADD', s, n .. '-0', 't', now, 'd', ARGV[3])\n"
+	"redis.call('PEXPIRE', s, 2 * tonumber(ARGV[5]))\n"
+	"redis.call('PEXPIRE', m, 2 * tonumber(ARGV[5]))\n"
+	"local r = redis.call('PUBLISH', p .. 'user:' .. u,"
+	" '\\254' .. ep .. n .. ':' .. ARGV[3])\n"
+	"return {r, n, ep}\n";
+
+/*
+ * Read. ARGV: prefix, uid, ttl ms, at most this many, "1": with the
+ * messages. Returns {epoch or nil, unread, evicted, N, [message,] ...},
+ * oldest first.
+ */
+static const char lua_iread[] = LUA_INBOX_KEYS LUA_INBOX_EXPIRE
+	"local ep = redis.call('HGET', m, 'epoch')\n"
+	"if not ep then return {false, 0, 0} end\n"
+	"expire(tonumber(ARGV[3]))\n"
+	"local out = {ep, redis.call('XLEN', s),"
+	" tonumber(redis.call('HGET', m, 'evicted'))}\n"
+	"for _, e in ipairs(redis.call('XRANGE', s, '-', '+', 'COUNT',"
+	" ARGV[4])) do\n"
+	"  out[#out + 1] = tonumber(string.match(e[1], '^(%d+)'))\n"
+	"  if ARGV[5] == '1' then out[#out + 1] = e[2][4] end\n"
+	"end\n"
+	"return out\n";
+
+/*
+ * Ack. ARGV: prefix, uid, epoch, N, ... Every N must be this inbox's
+ * (its epoch, not above last), or nothing is acked: {-1}. Else
+ * {acked, unread, evicted}.
+ */
+static const char lua_iack[] = LUA_INBOX_KEYS
+	"local ep = redis.call('HGET', m, 'epoch')\n"
+	"local last = tonumber(redis.call('HGET', m, 'last') or '0')\n"
+	"if ep ~= ARGV[3] then return {-1} end\n"
+	"for i = 4, #ARGV do\n"
+	"  if tonumber(ARGV[i]) > last then return {-1} end\n"
+	"end\n"
+	"local n = 0\n"
+	"for i = 4, #ARGV do n = n + redis.call('XDEL', s, ARGV[i] .. '-0') end\n"
+	"return {n, redis.call('XLEN', s),"
+	" tonumber(redis.call('HGET', m, 'evicted'))}\n";
+
 size_t eng_rreq_channel(const struct eng_cfg *cfg, char *out, size_t cap,
 			const char *name, size_t len)
 {
@@ -352,6 +440,75 @@ int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h)
 	return 0;
 }
 
+int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		   size_t ulen, const void *payload, size_t plen)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	char max[16], ttl[16], ep[ENG_EPOCH_LEN + 1];
+	const char *argv[9] = { "EVAL", lua_ikeep, "0", cfg->redis_prefix, uid,
+				payload, max, ttl, ep };
+	size_t lens[9] = { 4, sizeof(lua_ikeep) - 1, 1,
+			   strlen(cfg->redis_prefix), ulen, plen, 0, 0,
+			   ENG_INBOX_EPOCH_LEN };
+
+	lens[6] = (size_t)snprintf(max, sizeof(max), "%u", cfg->inbox_max);
+	lens[7] = (size_t)snprintf(ttl, sizeof(ttl), "%u", cfg->inbox_ttl_ms);
+	fresh_epoch(ep);	/* its first 8 characters name the inbox */
+	return send_req(s, c, eng_rreq_new(ENG_RQ_HPUBLISH, 9, argv, lens));
+}
+
+int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
+		   size_t ulen)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	const char *argv[4 + ENG_INBOX_IDS + 1];
+	size_t lens[4 + ENG_INBOX_IDS + 1];
+	char nums[ENG_INBOX_IDS][24], ttl[16], max[16];
+	struct eng_rreq *p;
+	int argc = 0;
+
+	argv[argc] = "EVAL";
+	lens[argc++] = 4;
+	argv[argc] = q->kind == ENG_IB_ACK ? lua_iack : lua_iread;
+	lens[argc++] = q->kind == ENG_IB_ACK ? sizeof(lua_iack) - 1 :
+		       sizeof(lua_iread) - 1;
+	argv[argc] = "0";
+	lens[argc++] = 1;
+	argv[argc] = cfg->redis_prefix;
+	lens[argc++] = strlen(cfg->redis_prefix);
+	argv[argc] = uid;
+	lens[argc++] = ulen;
+	if (q->kind == ENG_IB_ACK) {
+		argv[argc] = q->epoch;
+		lens[argc++] = strlen(q->epoch);
+		for (uint32_t i = 0; i < q->n; i++) {
+			argv[argc] = nums[i];
+			lens[argc++] = (size_t)snprintf(nums[i], sizeof(nums[i]),
+				"%llu", (unsigned long long)q->ids[i]);
+		}
+	} else {
+		argv[argc] = ttl;
+		lens[argc++] = (size_t)snprintf(ttl, sizeof(ttl), "%u",
+						cfg->inbox_ttl_ms);
+		argv[argc] = max;
+		lens[argc++] = (size_t)snprintf(max, sizeof(max), "%u",
+			q->kind == ENG_IB_REPLAY ? cfg->inbox_max :
+			ENG_INBOX_IDS);
+		argv[argc] = q->kind == ENG_IB_REPLAY ? "1" : "0";
+		lens[argc++] = 1;
+	}
+	p = eng_rreq_new(ENG_RQ_IBOX, argc, argv, lens);
+	if (!p)
+		return -ENOMEM;
+	p->ibreq = q;
+	p->from = (uint16_t)s->id;
+	p->kind = q->http ? ENG_CONN_K_HTTP : ENG_CONN_K_PUSH;
+	p->slot = q->slot;
+	p->gen = q->gen;
+	eng_mail_post(&s->mail, ENG_BRIDGE, ENG_OP_R_REQUEST, p);
+	return 0;
+}
+
 int eng_rreq_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		  size_t len)
 {
@@ -443,6 +600,11 @@ static void ack(struct eng_shard *s, struct eng_rreq *p)
 	if (p->op == ENG_RQ_HREAD) {	/* hist.c answers, whoever waits */
 		eng_hist_redis_done(s, p->hreq, p->result);
 		p->hreq = NULL;
+		goto out;
+	}
+	if (p->op == ENG_RQ_IBOX) {	/* ... and inbox.c */
+		eng_inbox_redis_done(s, p->ibreq, p->result);
+		p->ibreq = NULL;
 		goto out;
 	}
 	if (c->gen != p->gen || !eng_conn_alive(c))

@@ -64,6 +64,23 @@ int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h);
 struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 				   struct eng_hreq *h);
 
+/*
+ * A push to user @uid kept in its inbox in Redis (rreq.c's script),
+ * answered to @c as eng_rreq_publish() answers an HTTP publisher.
+ */
+int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
+		   size_t ulen, const void *payload, size_t plen);
+
+/*
+ * What @q (taken over) asks of user @uid's inbox in Redis: an ack, a
+ * listing or the unread for a new connection (ENG_IB_*). The bridge fills
+ * the answer in and inbox.c gets it back (eng_inbox_redis_done()).
+ * Returns 0, or -ENOMEM with @q still the caller's.
+ */
+struct eng_ibreq;
+int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
+		   size_t ulen);
+
 /* GET /users/{uid}, POST /users/{uid}/disconnect, GET /online, through
  * Redis; each answers @c later. Returns 0 or -ENOMEM. */
 int eng_rreq_query(struct eng_shard *s, struct eng_conn *c, const char *uid,

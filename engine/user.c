@@ -141,6 +141,7 @@ void eng_user_leave(struct eng_shard *s, struct eng_conn *c)
 
 	if (!c->auth)
 		return;
+	eng_inbox_forget(s, c);	/* a read of its unread may be out */
 	sub = user_sub(c);
 	if (sub) {
 		bool last;
@@ -198,6 +199,8 @@ static void on_join_ack(struct eng_shard *s, struct eng_owner_mail *m)
 	if (m->ok) {
 		c->flags |= ENG_CONN_F_ADMITTED;
 		eng_conn_upgrade(s, c, &key, ENG_CONN_K_PUSH);
+		if (s->eng->bridge)	/* the unread are in Redis */
+			eng_inbox_redis_replay(s, c);
 		/* the unread after the 101, before anything live */
 		for (uint32_t i = 0; i < m->nframes; i++) {
 			struct eng_buf *f = m->frames[i];

@@ -16,11 +16,24 @@
   (400 "unknown id", nothing acked); no ids (400); more than 100 (413);
   an anonymous connection (403); persist=maybe (400).
 - restart: an inbox on the embedded broker does not survive a restart.
+
+With Redis (two engines, A and B, on one real redis-server, where the
+inboxes live):
+- redis-nodes: kept on A while offline, read on B, acked on B, nothing
+  again on A; two devices of one user on A and B both get a kept push
+  live and an ack on one ends it for the other; while the unread are
+  read for a new connection, kept pushes keep coming: each reaches it
+  once.
+- redis-limits (--inbox-max 5, --inbox-ttl 2s): eviction and expiry are
+  counted; an unknown id is 400 and acks nothing; the inbox of an engine
+  restarted is still there (it is Redis's).
 """
 
 import json
+import threading
 
 import rc
+import redisd
 from rc import expect, expect_eq
 from test_users import KEY, SECRET, user_ws
 
@@ -31,7 +44,8 @@ ARGS = ("--shards", "2", "--auth", "optional", "--jwt-secret", SECRET,
 def keep(eng, uid, value):
     status, doc = rc.api(eng, "POST", "/users/%s/push?persist=1" % uid,
                          json.dumps(value), key=KEY)
-    expect_eq((status, doc), (200, {"ok": True}), "kept push to %s" % uid)
+    expect(status == 200 and doc.get("ok") is True,
+           "kept push to %s: %r", uid, (status, doc))
 
 
 def inbox(eng, uid):
@@ -194,6 +208,100 @@ async def check_restart(exe):
         expect_eq(inbox(eng, "rex")["unread"], 0, "lost with the process")
 
 
+async def healthy(*engines):
+    for eng in engines:
+        await rc.await_state("node up", lambda: rc.api(
+            eng, "GET", "/healthz")[0] == 200)
+
+
+async def check_redis_nodes(a, b):
+    await healthy(a, b)
+    keep(a, "rio", "one")
+    keep(a, "rio", "two")
+    expect_eq(inbox(b, "rio")["unread"], 2, "listed on the other node")
+    ws = await user_ws(b, "rio")
+    got = await pushes(ws, 2)
+    expect_eq([m["data"] for m in got], ["one", "two"], "read on B")
+    r = await command(ws, 1, "ack", ids=[m["id"] for m in got])
+    expect_eq(r["data"], {"acked": 2, "unread": 0}, "acked on B")
+    await ws.close()
+    ws = await user_ws(a, "rio")
+    await rc.ws_quiet(ws, 2, "acked on the other node")
+    await ws.close()
+
+    phone = await user_ws(a, "sam")
+    laptop = await user_ws(b, "sam")
+    keep(b, "sam", "both")
+    (p,) = await pushes(phone, 1)
+    (l,) = await pushes(laptop, 1)
+    expect_eq(p, l, "both nodes' devices, one id")
+    r = await command(phone, 1, "ack", ids=[p["id"]])
+    expect_eq(r["data"], {"acked": 1, "unread": 0}, "acked on A")
+    await laptop.close()
+    laptop = await user_ws(b, "sam")
+    await rc.ws_quiet(laptop, 2, "acked on the other device")
+    await laptop.close()
+    await phone.close()
+
+    # A new connection's unread are read while kept pushes keep coming:
+    # each reaches it once (the read and the live flow overlap).
+    for i in range(50):
+        keep(a, "kim", i)
+    stop = threading.Event()
+    sent = [50]
+
+    def keep_going():
+        while not stop.is_set() and sent[0] < 400:
+            keep(a, "kim", sent[0])
+            sent[0] += 1
+
+    t = threading.Thread(target=keep_going)
+    t.start()
+    try:
+        ws = await user_ws(b, "kim")
+        first = await pushes(ws, 60)
+    finally:
+        stop.set()
+        t.join(30)
+    got = first + await pushes(ws, sent[0] - 60)
+    expect_eq(sorted(m["data"] for m in got), list(range(sent[0])),
+              "every kept push once")
+    await rc.ws_quiet(ws, 3, "no second copy")
+    await ws.close()
+
+
+async def check_redis_limits(exe):
+    with redisd.Redis() as redis:
+        args = ARGS + ("--redis", redis.url, "--inbox-max", "5",
+                       "--inbox-ttl", "2s")
+        with rc.Engine(exe, *args) as a:
+            await healthy(a)
+            for i in range(8):
+                keep(a, "eve", i)
+            listed = inbox(a, "eve")
+            expect_eq((listed["unread"], listed["evicted"]), (5, 3),
+                      "evicted in Redis")
+            ws = await user_ws(a, "eve")
+            got = await pushes(ws, 5)
+            expect_eq([m["data"] for m in got], [3, 4, 5, 6, 7], "newest")
+            epoch, n = got[0]["id"].split("-")
+            for seq, ids in ((1, ["%s-99" % epoch]),
+                             (2, ["0badcafe-1", got[0]["id"]])):
+                r = await command(ws, seq, "ack", ids=ids)
+                expect_eq((r["code"], r["msg"]), (400, "unknown id"),
+                          "ack %r" % ids)
+            expect_eq(inbox(a, "eve")["unread"], 5, "nothing acked")
+            await ws.close()
+        with rc.Engine(exe, *args) as a:
+            await healthy(a)
+            expect_eq(inbox(a, "eve")["unread"], 5, "kept across a restart")
+            doc = await rc.await_state("the kept pushes expired",
+                                       lambda: inbox(a, "eve"),
+                                       lambda d: d["unread"] == 0,
+                                       timeout=15)
+            expect_eq(doc["evicted"], 8, "expiry counted as evicted")
+
+
 def main():
     run = rc.Run("inbox")
     try:
@@ -207,6 +315,16 @@ def main():
     run.check("evict", check_evict, run.exe)
     run.check("ttl", check_ttl, run.exe)
     run.check("restart", check_restart, run.exe)
+    try:
+        with redisd.Redis() as redis:
+            args = ARGS + ("--redis", redis.url)
+            with rc.Engine(run.exe, *args) as a, \
+                    rc.Engine(run.exe, *args) as b:
+                run.check("redis-nodes", check_redis_nodes, a, b,
+                          timeout=120)
+    except AssertionError as e:
+        run.fail("redis setup", e)
+    run.check("redis-limits", check_redis_limits, run.exe)
     run.finish()
 
 
