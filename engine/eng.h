@@ -5,7 +5,8 @@
  * other thread touches a shard's connections, so the per-connection path
  * takes no lock. Cross-shard work goes through mail (mail.h). Each
  * subsystem has its own header: conn.h, buf.h, chan.h, pub.h, sub.h,
- * hist.h, user.h, auth.h, broker.h, rreq.h, bridge.h, resp.h, timer.h;
+ * hist.h, inbox.h, user.h, auth.h, broker.h, rreq.h, bridge.h, resp.h,
+ * timer.h;
  * engine/README.md says which file owns what.
  */
 #ifndef RC_ENGINE_ENG_H
@@ -151,17 +152,9 @@ struct eng_stats {
 };
 
 /* Declared in their subsystems' headers; named here for prototypes. */
-struct eng;
-struct eng_auth;
-struct eng_bridge;
-struct eng_broker;
-struct eng_buf;
-struct eng_chan;
-struct eng_conn;
-struct eng_owner_mail;
-struct eng_retry;
-struct eng_sub;
-struct json_parser;
+struct eng; struct eng_auth; struct eng_bridge; struct eng_broker;
+struct eng_buf; struct eng_chan; struct eng_conn; struct eng_owner_mail;
+struct eng_retry; struct eng_sub; struct json_parser;
 
 /* A ring that posts mail (mail.h): each shard's, and the bridge's. */
 struct eng_mailer {
