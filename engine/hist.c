@@ -19,6 +19,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "hist.h"
+#include "lru.h"
 #include "mail.h"
 #include "rreq.h"
 #include "sub.h"
@@ -33,7 +34,7 @@ struct eng_hent {
 };
 
 struct eng_hist {
-	struct eng_hist *prev, *next;	/* the shard's list */
+	struct eng_lru_link lru;	/* first: the shard's list */
 	struct eng_chan *ch;		/* borrowed: owns this */
 	const struct eng_ns *ns;	/* borrowed: cfg's */
 	uint64_t top;			/* newest offset; 0: none yet */
@@ -59,9 +60,11 @@ struct eng_hrec {
 	char epoch[ENG_EPOCH_LEN + 1];	/* ... and its epoch */
 };
 
+_Static_assert(offsetof(struct eng_hist, lru) == 0, "a link is its record");
+
 struct eng_hists {
 	struct eng_hrec *recs;		/* Redis recoveries under way */
-	struct eng_hist *head, *tail;	/* least recently appended first */
+	struct eng_lru lru;		/* least recently appended first */
 	size_t budget;			/* bytes: this shard's share */
 	size_t held;			/* bytes: frames and rings */
 };
@@ -167,34 +170,6 @@ static void drop_oldest(struct eng_shard *s, struct eng_hist *h)
 	h->n--;
 }
 
-static void unlink_hist(struct eng_shard *s, struct eng_hist *h)
-{
-	struct eng_hists *l = s->hists;
-
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		l->head = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
-	else
-		l->tail = h->prev;
-	h->prev = h->next = NULL;
-}
-
-static void link_tail(struct eng_shard *s, struct eng_hist *h)
-{
-	struct eng_hists *l = s->hists;
-
-	h->prev = l->tail;
-	h->next = NULL;
-	if (l->tail)
-		l->tail->next = h;
-	else
-		l->head = h;
-	l->tail = h;
-}
-
 /* Frees @h; its channel may go too. */
 static void free_hist(struct eng_shard *s, struct eng_hist *h)
 {
@@ -202,7 +177,7 @@ static void free_hist(struct eng_shard *s, struct eng_hist *h)
 
 	while (h->n)
 		drop_oldest(s, h);
-	unlink_hist(s, h);
+	eng_lru_del(&s->hists->lru, &h->lru);
 	held(s, -(ssize_t)((size_t)h->cap * sizeof(*h->ent)));
 	eng_free(h->ent);
 	eng_free(h);
@@ -250,8 +225,8 @@ void eng_hist_exit(struct eng_shard *s)
 		s->hists->recs = rec->next;
 		free_rec(rec);
 	}
-	while (s->hists->head)
-		free_hist(s, s->hists->head);
+	while (s->hists->lru.head)
+		free_hist(s, (struct eng_hist *)s->hists->lru.head);
 	eng_free(s->hists);
 	s->hists = NULL;
 }
@@ -328,10 +303,9 @@ uint64_t eng_hist_append(struct eng_shard *s, struct eng_chan *ch,
 			goto nomem;	/* cannot happen: the frame said so */
 		}
 		ch->hist = h;
-		link_tail(s, h);
-	} else if (h != l->tail) {
-		unlink_hist(s, h);
-		link_tail(s, h);
+		eng_lru_add_tail(&l->lru, &h->lru);
+	} else {
+		eng_lru_touch(&l->lru, &h->lru);
 	}
 	if (h->n == h->cap && h->cap < h->ns->history && grow(s, h) < 0 &&
 	    !h->n)
@@ -347,8 +321,9 @@ uint64_t eng_hist_append(struct eng_shard *s, struct eng_chan *ch,
 	ENG_STAT_ADD(s, hist_msgs, 1);
 	eng_hist_stamp(f, h->epoch, e->offset);
 	/* Over budget: the oldest messages of the least recent channels. */
-	while (l->held > l->budget && l->head && (l->head != h || h->n > 1)) {
-		struct eng_hist *old = l->head;
+	while (l->held > l->budget && l->lru.head &&
+	       ((struct eng_hist *)l->lru.head != h || h->n > 1)) {
+		struct eng_hist *old = (struct eng_hist *)l->lru.head;
 		struct eng_chan *och = old->ch;
 
 		drop_oldest(s, old);
@@ -395,10 +370,10 @@ void eng_hist_tick(struct eng_shard *s)
 
 	if (!s->hists || s->tick % (1000 / ENG_TICK_MS))
 		return;		/* once a second is fine-grained enough */
-	for (h = s->hists->head; h; h = next) {
+	for (h = (struct eng_hist *)s->hists->lru.head; h; h = next) {
 		uint32_t ttl = h->ns->ttl_ms / ENG_TICK_MS;
 
-		next = h->next;
+		next = (struct eng_hist *)h->lru.next;
 		while (h->n && s->tick - h->ent[h->head].tick >= ttl)
 			drop_oldest(s, h);
 		if (!h->n) {

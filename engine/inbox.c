@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "inbox.h"
 #include "json.h"
+#include "lru.h"
 #include "auth.h"
 #include "mail.h"
 #include "rreq.h"
@@ -31,7 +32,7 @@ struct eng_ient {
 };
 
 struct eng_inbox {
-	struct eng_inbox *prev, *next;	/* the shard's list */
+	struct eng_lru_link lru;	/* first: the shard's list */
 	struct eng_chan *ch;		/* borrowed: owns this */
 	uint64_t last;			/* the newest N given */
 	uint64_t evicted;		/* gone unacked: room or ttl */
@@ -41,6 +42,8 @@ struct eng_inbox {
 	struct eng_ient *ent;		/* owned */
 	char epoch[ENG_INBOX_EPOCH_LEN + 1];
 };
+
+_Static_assert(offsetof(struct eng_inbox, lru) == 0, "a link is its record");
 
 /*
  * With Redis: a new connection's unread being read. What reaches the
@@ -61,7 +64,7 @@ struct eng_iread {
 };
 
 struct eng_inboxes {
-	struct eng_inbox *head, *tail;	/* least recently pushed to first */
+	struct eng_lru lru;		/* least recently pushed to first */
 	struct eng_iread *reads;	/* Redis reads under way */
 };
 
@@ -77,34 +80,6 @@ int eng_inbox_init(struct eng_shard *s)
 static struct eng_ient *at(const struct eng_inbox *b, uint32_t i)
 {
 	return &b->ent[(b->head + i) % b->cap];
-}
-
-static void unlink_box(struct eng_shard *s, struct eng_inbox *b)
-{
-	struct eng_inboxes *l = s->inboxes;
-
-	if (b->prev)
-		b->prev->next = b->next;
-	else
-		l->head = b->next;
-	if (b->next)
-		b->next->prev = b->prev;
-	else
-		l->tail = b->prev;
-	b->prev = b->next = NULL;
-}
-
-static void link_tail(struct eng_shard *s, struct eng_inbox *b)
-{
-	struct eng_inboxes *l = s->inboxes;
-
-	b->prev = l->tail;
-	b->next = NULL;
-	if (l->tail)
-		l->tail->next = b;
-	else
-		l->head = b;
-	l->tail = b;
 }
 
 /* Drops the oldest entry; one unacked is counted as evicted (@why). */
@@ -141,7 +116,7 @@ static void free_box(struct eng_shard *s, struct eng_inbox *b)
 {
 	while (b->used)
 		drop_oldest(s, b, false);
-	unlink_box(s, b);
+	eng_lru_del(&s->inboxes->lru, &b->lru);
 	b->ch->inbox = NULL;
 	eng_free(b->ent);
 	eng_free(b);
@@ -157,8 +132,8 @@ void eng_inbox_exit(struct eng_shard *s)
 		s->inboxes->reads = r->next;
 		eng_free(r);
 	}
-	while (s->inboxes->head) {
-		struct eng_inbox *b = s->inboxes->head;
+	while (s->inboxes->lru.head) {
+		struct eng_inbox *b = (struct eng_inbox *)s->inboxes->lru.head;
 		struct eng_chan *ch = b->ch;
 
 		/* a restart loses them: documented, not evictions */
@@ -261,7 +236,7 @@ static struct eng_inbox *new_box(struct eng_shard *s, struct eng_chan *ch)
 		r = (uint32_t)(uintptr_t)b ^ s->tick;
 	snprintf(b->epoch, sizeof(b->epoch), "%08x", r);
 	ch->inbox = b;
-	link_tail(s, b);
+	eng_lru_add_tail(&s->inboxes->lru, &b->lru);
 	return b;
 }
 
@@ -275,10 +250,7 @@ void eng_inbox_append(struct eng_shard *s, struct eng_chan *ch,
 		b = new_box(s, ch);
 	if (!b || make_room(s, b) < 0)
 		return;		/* "id":null: the template says so already */
-	if (b != s->inboxes->tail) {
-		unlink_box(s, b);
-		link_tail(s, b);
-	}
+	eng_lru_touch(&s->inboxes->lru, &b->lru);
 	e = at(b, b->used);
 	e->f = eng_buf_get(f);
 	e->n = ++b->last;
@@ -311,8 +283,8 @@ void eng_inbox_tick(struct eng_shard *s)
 
 	if (!s->inboxes || s->tick % (1000 / ENG_TICK_MS))
 		return;		/* once a second */
-	for (b = s->inboxes->head; b; b = next) {
-		next = b->next;
+	for (b = (struct eng_inbox *)s->inboxes->lru.head; b; b = next) {
+		next = (struct eng_inbox *)b->lru.next;
 		while (b->used && s->tick - at(b, 0)->tick >= ttl)
 			drop_oldest(s, b, true);
 		/*
