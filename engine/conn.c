@@ -340,8 +340,23 @@ static int queue(struct eng_shard *s, struct eng_conn *c, struct eng_buf *b)
 	c->sq_tail = q;
 	c->queued += b->len;
 	ENG_STAT_ADD(s, frames_out, 1);
-	flush(s, c);
+	if (c->flags & ENG_CONN_F_FLUSH)
+		return 0;		/* listed already: goes with the rest */
+	if (s->nr_flushq == s->nr_conns) {
+		flush(s, c);		/* a slot listed twice filled it: now */
+		return 0;
+	}
+	c->flags |= ENG_CONN_F_FLUSH;
+	s->flushq[s->nr_flushq++] = eng_slot(s, c);
 	return 0;
+}
+
+void eng_conn_flushed(struct eng_shard *s, struct eng_conn *c)
+{
+	if (!(c->flags & ENG_CONN_F_FLUSH))
+		return;		/* its slot was listed twice: flushed once */
+	c->flags &= ~ENG_CONN_F_FLUSH;
+	flush(s, c);
 }
 
 int eng_conn_queue(struct eng_shard *s, struct eng_conn *c,

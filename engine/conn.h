@@ -49,6 +49,7 @@ enum {
 #define ENG_CONN_F_CANCEL	(1u << 10)	/* cancel in flight */
 #define ENG_CONN_F_SHUTTING	(1u << 11)	/* shutdown in flight */
 #define ENG_CONN_F_CONTINUED	(1u << 12)	/* HTTP: 100 Continue sent */
+#define ENG_CONN_F_FLUSH	(1u << 13)	/* listed in flushq[] */
 
 /* One entry of a connection's send queue: a reference, not a copy. */
 struct eng_sq {
@@ -184,6 +185,12 @@ void eng_conn_on_sendv(struct eng_shard *s, struct ring_cqe *cqe);
 void eng_conn_on_send_zc(struct eng_shard *s, struct ring_cqe *cqe);
 void eng_conn_on_close(struct eng_shard *s, struct ring_cqe *cqe);
 void eng_conn_on_cancel(struct eng_shard *s, struct ring_cqe *cqe);
+
+/*
+ * Frames queued to @c are sent after the batch (eng_conn_flushed, from
+ * the shard loop), so that all of one batch's go in one send.
+ */
+void eng_conn_flushed(struct eng_shard *s, struct eng_conn *c);
 
 /* Arms @c's recv again after the buffer pool ran dry. */
 void eng_conn_rearm(struct eng_shard *s, struct eng_conn *c);

@@ -252,12 +252,14 @@ static int shard_init(struct eng_shard *s)
 	}
 	s->rearm = eng_malloc((size_t)s->nr_conns * sizeof(*s->rearm));
 	s->resume = eng_malloc((size_t)s->nr_conns * 2 * sizeof(*s->resume));
+	s->flushq = eng_malloc((size_t)s->nr_conns * sizeof(*s->flushq));
 	/* a broadcast walks this, not the table: 1 bit a slot, not 80 B */
 	s->push_bits = calloc((s->nr_conns + 63) / 64, sizeof(uint64_t));
 	s->nr_push = 0;
-	if (!s->rearm || !s->resume || !s->push_bits) {
+	if (!s->rearm || !s->resume || !s->flushq || !s->push_bits) {
 		eng_free(s->rearm);
 		eng_free(s->resume);
+		eng_free(s->flushq);
 		free(s->push_bits);
 		ret = -ENOMEM;
 		goto err_conns;
@@ -267,10 +269,12 @@ static int shard_init(struct eng_shard *s)
 		state_exit(s);
 		eng_free(s->rearm);
 		eng_free(s->resume);
+		eng_free(s->flushq);
 		free(s->push_bits);
 		goto err_conns;
 	}
 	s->nr_rearm = 0;
+	s->nr_flushq = 0;
 	s->rx_held = s->rx_alloc = s->rx_peak = 0;
 	s->rx_budget = (size_t)(cfg->max_partial / cfg->shards);
 	eng_timer_init(s);
@@ -298,6 +302,7 @@ static void shard_exit(struct eng_shard *s)
 	state_exit(s);
 	eng_free(s->rearm);
 	eng_free(s->resume);
+	eng_free(s->flushq);
 	free(s->push_bits);
 	munmap(s->conns, (size_t)s->nr_conns * sizeof(struct eng_conn));
 	ring_bufs_exit(&s->ring, &s->rbufs);
@@ -355,6 +360,13 @@ void *eng_shard_main(void *arg)
 			     s->tick >= s->stop_tick + eng_ms_to_ticks(2000)))
 				break;
 		}
+		/*
+		 * The sends, last before the submit: every frame queued to a
+		 * connection since the last one goes in one send (a sendmsg
+		 * for several), and none waits longer than it did.
+		 */
+		while (s->nr_flushq)
+			eng_conn_flushed(s, &s->conns[s->flushq[--s->nr_flushq]]);
 		ret = ring_run(&s->ring, s->nr_resume ? 0 : 1, dispatch, s);
 		if (ret < 0) {
 			fprintf(stderr, "ringcast: shard %u: submit: %s\n",

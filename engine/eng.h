@@ -194,6 +194,8 @@ struct eng_shard {
 	uint32_t nr_rearm;
 	uint32_t *resume;		/* slots to parse again after a batch */
 	uint32_t nr_resume;
+	uint32_t *flushq;		/* slots whose queue grew this batch */
+	uint32_t nr_flushq;
 	uint32_t wheel[ENG_WHEEL_SLOTS];/* heads of timer lists */
 	uint32_t tick;			/* ticks since start */
 	uint64_t t0_ms;			/* CLOCK_MONOTONIC at tick 0 */
