@@ -268,6 +268,7 @@ static void flush(struct eng_shard *s, struct eng_conn *c)
 		c->nflight = 1;
 	}
 	c->flags |= ENG_CONN_F_SEND;
+	ENG_STAT_ADD(s, sends, 1);
 	return;
 fail:
 	eng_conn_kill(s, c);
@@ -321,8 +322,12 @@ static void slow(struct eng_shard *s, struct eng_conn *c)
 		eng_timer_set(s, c, s->tick + eng_ms_to_ticks(ENG_SLOW_WAIT_MS));
 }
 
-/* Appends @b, taking over the caller's reference; never fails softly. */
-static int queue(struct eng_shard *s, struct eng_conn *c, struct eng_buf *b)
+/*
+ * Appends @b, taking over the caller's reference; never fails softly.
+ * @now: not a delivery, so it goes this loop turn whatever the window.
+ */
+static int queue_as(struct eng_shard *s, struct eng_conn *c,
+		    struct eng_buf *b, bool now)
 {
 	struct eng_sq *q = eng_malloc(sizeof(*q));
 
@@ -340,14 +345,22 @@ static int queue(struct eng_shard *s, struct eng_conn *c, struct eng_buf *b)
 	c->sq_tail = q;
 	c->queued += b->len;
 	ENG_STAT_ADD(s, frames_out, 1);
-	if (c->flags & ENG_CONN_F_FLUSH)
-		return 0;		/* listed already: goes with the rest */
-	if (s->nr_flushq == s->nr_conns) {
-		flush(s, c);		/* a slot listed twice filled it: now */
-		return 0;
+	if (!(c->flags & ENG_CONN_F_FLUSH)) {
+		if (s->nr_flushq == s->nr_conns) {
+			flush(s, c);	/* a slot listed twice filled it: now */
+			return 0;
+		}
+		/* the batch window runs from the first frame waiting */
+		if (!s->nr_flushq && s->eng->cfg.batch_window_us)
+			s->flush_at = eng_now_ns() +
+				      s->eng->cfg.batch_window_us * 1000ull;
+		c->flags |= ENG_CONN_F_FLUSH;
+		s->flushq[s->nr_flushq++] = eng_slot(s, c);
 	}
-	c->flags |= ENG_CONN_F_FLUSH;
-	s->flushq[s->nr_flushq++] = eng_slot(s, c);
+	if (now && !(c->flags & ENG_CONN_F_NOW)) {
+		c->flags |= ENG_CONN_F_NOW;
+		s->nr_flushnow++;	/* a hint: the loop recounts */
+	}
 	return 0;
 }
 
@@ -355,12 +368,19 @@ void eng_conn_flushed(struct eng_shard *s, struct eng_conn *c)
 {
 	if (!(c->flags & ENG_CONN_F_FLUSH))
 		return;		/* its slot was listed twice: flushed once */
-	c->flags &= ~ENG_CONN_F_FLUSH;
+	if (c->flags & ENG_CONN_F_NOW)
+		s->nr_flushnow--;
+	c->flags &= ~(ENG_CONN_F_FLUSH | ENG_CONN_F_NOW);
 	flush(s, c);
 }
 
-int eng_conn_queue(struct eng_shard *s, struct eng_conn *c,
-		   struct eng_buf *b)
+static int queue(struct eng_shard *s, struct eng_conn *c, struct eng_buf *b)
+{
+	return queue_as(s, c, b, true);
+}
+
+static int queue_bounded(struct eng_shard *s, struct eng_conn *c,
+			 struct eng_buf *b, bool now)
 {
 	if (!eng_conn_alive(c) || c->state == ENG_CONN_DRAIN) {
 		eng_buf_put(b);
@@ -377,7 +397,19 @@ int eng_conn_queue(struct eng_shard *s, struct eng_conn *c,
 		slow(s, c);
 		return -ENOBUFS;
 	}
-	return queue(s, c, b);
+	return queue_as(s, c, b, now);
+}
+
+int eng_conn_queue(struct eng_shard *s, struct eng_conn *c,
+		   struct eng_buf *b)
+{
+	return queue_bounded(s, c, b, true);
+}
+
+int eng_conn_deliver(struct eng_shard *s, struct eng_conn *c,
+		     struct eng_buf *b)
+{
+	return queue_bounded(s, c, b, false);
 }
 
 static void sent(struct eng_shard *s, struct eng_conn *c, int res);

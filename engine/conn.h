@@ -50,6 +50,7 @@ enum {
 #define ENG_CONN_F_SHUTTING	(1u << 11)	/* shutdown in flight */
 #define ENG_CONN_F_CONTINUED	(1u << 12)	/* HTTP: 100 Continue sent */
 #define ENG_CONN_F_FLUSH	(1u << 13)	/* listed in flushq[] */
+#define ENG_CONN_F_NOW		(1u << 14)	/* ... with more than deliveries */
 
 /* One entry of a connection's send queue: a reference, not a copy. */
 struct eng_sq {
@@ -142,6 +143,13 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot);
  */
 int eng_conn_queue(struct eng_shard *s, struct eng_conn *c,
 		   struct eng_buf *b);
+/*
+ * The same for a fan-out delivery: it may wait out --batch-window, where
+ * what eng_conn_queue() queues (replies, pongs, a close) goes on the
+ * loop turn it was queued in, and takes the deliveries waiting with it.
+ */
+int eng_conn_deliver(struct eng_shard *s, struct eng_conn *c,
+		     struct eng_buf *b);
 
 /* Queues one frame of opcode @op carrying a copy of @payload. */
 int eng_conn_send_frame(struct eng_shard *s, struct eng_conn *c, uint8_t op,
@@ -188,7 +196,8 @@ void eng_conn_on_cancel(struct eng_shard *s, struct ring_cqe *cqe);
 
 /*
  * Frames queued to @c are sent after the batch (eng_conn_flushed, from
- * the shard loop), so that all of one batch's go in one send.
+ * the shard loop), so that all of one batch's go in one send; with a
+ * batch window, deliveries alone wait until it has passed.
  */
 void eng_conn_flushed(struct eng_shard *s, struct eng_conn *c);
 

@@ -322,9 +322,30 @@ static void report_ready(struct eng_shard *s, int err)
 	pthread_mutex_unlock(&e->lock);
 }
 
+/*
+ * Within a batch window: sends for the connections that have more than
+ * deliveries waiting (a reply, a pong, a close), keeps the rest listed.
+ */
+static void flush_now(struct eng_shard *s)
+{
+	uint32_t keep = 0;
+
+	for (uint32_t i = 0; i < s->nr_flushq; i++) {
+		struct eng_conn *c = &s->conns[s->flushq[i]];
+
+		if (c->flags & ENG_CONN_F_NOW)
+			eng_conn_flushed(s, c);
+		else
+			s->flushq[keep++] = s->flushq[i];
+	}
+	s->nr_flushq = keep;
+	s->nr_flushnow = 0;
+}
+
 void *eng_shard_main(void *arg)
 {
 	struct eng_shard *s = arg;
+	uint64_t wait_ns;
 	int ret;
 
 	ret = shard_init(s);
@@ -363,11 +384,28 @@ void *eng_shard_main(void *arg)
 		/*
 		 * The sends, last before the submit: every frame queued to a
 		 * connection since the last one goes in one send (a sendmsg
-		 * for several), and none waits longer than it did.
+		 * for several), and none waits longer than it did. With a
+		 * batch window they wait until it has passed (not when
+		 * stopping), and the ring waits no longer than that.
 		 */
-		while (s->nr_flushq)
-			eng_conn_flushed(s, &s->conns[s->flushq[--s->nr_flushq]]);
-		ret = ring_run(&s->ring, s->nr_resume ? 0 : 1, dispatch, s);
+		wait_ns = 0;
+		if (s->nr_flushq && s->eng->cfg.batch_window_us &&
+		    !s->stopping) {
+			uint64_t now = eng_now_ns();
+
+			if (now < s->flush_at)
+				wait_ns = s->flush_at - now;
+		}
+		if (!wait_ns) {
+			while (s->nr_flushq)
+				eng_conn_flushed(s, &s->conns[s->flushq[--s->nr_flushq]]);
+			s->nr_flushnow = 0;
+		} else if (s->nr_flushnow)
+			flush_now(s);
+		if (wait_ns && !s->nr_resume)
+			ret = ring_run_for(&s->ring, wait_ns, dispatch, s);
+		else
+			ret = ring_run(&s->ring, s->nr_resume ? 0 : 1, dispatch, s);
 		if (ret < 0) {
 			fprintf(stderr, "ringcast: shard %u: submit: %s\n",
 				s->id, strerror(-ret));

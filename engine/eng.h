@@ -50,6 +50,7 @@ struct eng_cfg {
 	uint32_t max_pending;		/* queued bytes before 1008 */
 	size_t arena_size;		/* shared frame arena, bytes */
 	uint32_t zc_threshold;		/* frames this size and up: send_zc */
+	unsigned batch_window_us;	/* frames wait this long (0: a turn) */
 	char api_key[256];		/* "" = publishing needs no key */
 	char origins[1024];		/* --allowed-origins, "" = any */
 	bool insecure_open;		/* no key, yet not only loopback */
@@ -122,7 +123,7 @@ struct eng_stats {
 	atomic_uint_fast64_t bytes_in;
 	atomic_uint_fast64_t bytes_out;
 	atomic_uint_fast64_t msgs_in;
-	atomic_uint_fast64_t frames_out;
+	atomic_uint_fast64_t frames_out, sends;	/* frames in how many sends */
 	atomic_uint_fast64_t proto_errors;	/* we failed the connection */
 	atomic_uint_fast64_t http_errors;	/* 4xx/5xx answered */
 	atomic_uint_fast64_t timeouts;		/* handshake or idle */
@@ -195,7 +196,8 @@ struct eng_shard {
 	uint32_t *resume;		/* slots to parse again after a batch */
 	uint32_t nr_resume;
 	uint32_t *flushq;		/* slots whose queue grew this batch */
-	uint32_t nr_flushq;
+	uint32_t nr_flushq, nr_flushnow;/* ... those with more than pushes */
+	uint64_t flush_at;		/* batch window: flushq goes, ns */
 	uint32_t wheel[ENG_WHEEL_SLOTS];/* heads of timer lists */
 	uint32_t tick;			/* ticks since start */
 	uint64_t t0_ms;			/* CLOCK_MONOTONIC at tick 0 */

@@ -390,7 +390,7 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 /* Appends one shard's counters (or their totals) as a JSON object. */
 static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
 {
-	unsigned long long v[24] = { 0 };
+	unsigned long long v[25] = { 0 };
 	unsigned i;
 
 	for (i = 0; i < e->cfg.shards; i++) {
@@ -422,6 +422,7 @@ static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
 		v[21] += STAT(sh, partial_bytes);
 		v[22] += STAT(sh, partial_alloc);
 		v[23] += STAT(sh, partial_closed);
+		v[24] += STAT(sh, sends);
 	}
 	return (size_t)snprintf(out, cap,
 		"{\"connections\":%llu,\"upgraded\":%llu,\"channels\":%llu,"
@@ -432,10 +433,10 @@ static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
 		"\"timeouts\":%llu,\"zc_sends\":%llu,\"mailbox_errors\":%llu,"
 		"\"users_owned\":%llu,\"user_conns\":%llu,\"auth_failed\":%llu,"
 		"\"kicked\":%llu,\"user_refused\":%llu,\"partial_bytes\":%llu,"
-		"\"partial_alloc\":%llu,\"partial_closed\":%llu}",
+		"\"partial_alloc\":%llu,\"partial_closed\":%llu,\"sends\":%llu}",
 		v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9],
 		v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17], v[18],
-		v[19], v[20], v[21], v[22], v[23]);
+		v[19], v[20], v[21], v[22], v[23], v[24]);
 }
 
 /* 200 "ok", or 503 and the reason while Redis is unreachable. */

@@ -194,7 +194,7 @@ static void deliver(struct eng_shard *s, struct eng_buf *f)
 				if (!eng_conn_deliverable(&s->conns[i]))
 					continue;
 				used++;
-				eng_conn_queue(s, &s->conns[i], f);
+				eng_conn_deliver(s, &s->conns[i], f);
 			}
 		}
 	} else {
@@ -230,7 +230,7 @@ static void deliver(struct eng_shard *s, struct eng_buf *f)
 			    !eng_inbox_pass(s, sub->slot, f))
 				continue;	/* its unread read had it */
 			used++;
-			eng_conn_queue(s, c, f);
+			eng_conn_deliver(s, c, f);
 		}
 	}
 	if (used < want)

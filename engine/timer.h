@@ -7,6 +7,7 @@
 #define RC_ENGINE_TIMER_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include "eng.h"
 
@@ -27,6 +28,15 @@ static inline uint32_t eng_unix_to_tick(const struct eng_shard *s, int64_t t)
 	if (d > (int64_t)(UINT32_MAX / (1000 / ENG_TICK_MS)) - 1)
 		return UINT32_MAX - 1;
 	return (uint32_t)(d * (1000 / ENG_TICK_MS));
+}
+
+/* CLOCK_MONOTONIC in ns: finer than ticks, for the batch window. */
+static inline uint64_t eng_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static inline uint32_t eng_ms_to_ticks(unsigned ms)

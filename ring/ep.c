@@ -464,10 +464,17 @@ int ring__ep_timeout(struct ring *r, unsigned ms, uint64_t ud)
 
 /* ---- the loop ---------------------------------------------------------------- */
 
-static void poll_once(struct ring_ep *ep, int timeout_ms)
+/* @timeout_ns < 0: until something happens. */
+static void poll_once(struct ring_ep *ep, int64_t timeout_ns)
 {
 	struct epoll_event evs[EP_EVENTS];
-	int n = epoll_wait(ep->epfd, evs, EP_EVENTS, timeout_ms);
+	struct timespec ts = {
+		.tv_sec = timeout_ns / 1000000000,
+		.tv_nsec = timeout_ns % 1000000000,
+	};
+	/* epoll_pwait2: a batch window of 1 ms must not round to 2 */
+	int n = epoll_pwait2(ep->epfd, evs, EP_EVENTS,
+			     timeout_ns < 0 ? NULL : &ts, NULL);
 
 	for (int i = 0; i < n; i++) {
 		uint64_t tag = evs[i].data.u64;
@@ -486,7 +493,8 @@ static void poll_once(struct ring_ep *ep, int timeout_ms)
 	}
 }
 
-int ring__ep_run(struct ring *r, unsigned min, ring_cqe_fn *fn, void *arg)
+int ring__ep_run(struct ring *r, unsigned min, uint64_t until,
+		 ring_cqe_fn *fn, void *arg)
 {
 	struct ring_ep *ep = r->ep;
 	unsigned n, i;
@@ -514,16 +522,16 @@ int ring__ep_run(struct ring *r, unsigned min, ring_cqe_fn *fn, void *arg)
 			break;
 		}
 		{
-			int timeout = -1;
+			uint64_t now = now_ns(), at = UINT64_MAX;
 
-			if (ep->timer_armed) {
-				uint64_t now = now_ns();
-
-				timeout = ep->timer_at > now ?
-					  (int)((ep->timer_at - now + 999999) /
-						1000000) : 0;
-			}
-			poll_once(ep, timeout);
+			if (until && now >= until)
+				break;		/* waited long enough */
+			if (until)
+				at = until;
+			if (ep->timer_armed && ep->timer_at < at)
+				at = ep->timer_at;
+			poll_once(ep, at == UINT64_MAX ? -1 :
+				  at > now ? (int64_t)(at - now) : 0);
 		}
 	}
 	/* Hand out a snapshot: completions posted meanwhile wait a turn. */

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "ring.h"
 #include "ring_int.h"
@@ -298,12 +299,37 @@ int ring_run(struct ring *r, unsigned min, ring_cqe_fn *fn, void *arg)
 	int ret;
 
 	if (r->ep)
-		return ring__ep_run(r, min, fn, arg);
+		return ring__ep_run(r, min, 0, fn, arg);
 	if (min)
 		ret = io_uring_submit_and_wait(&r->uring, min);
 	else
 		ret = io_uring_submit(&r->uring) < 0 ? -EAGAIN :
 		      io_uring_get_events(&r->uring);
+	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
+	    ret != -ETIME)
+		return ret;
+	return ring_reap(r, fn, arg);
+}
+
+int ring_run_for(struct ring *r, uint64_t wait_ns, ring_cqe_fn *fn,
+		 void *arg)
+{
+	struct __kernel_timespec ts = {
+		.tv_sec = (long long)(wait_ns / 1000000000ull),
+		.tv_nsec = (long long)(wait_ns % 1000000000ull),
+	};
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	if (r->ep) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		return ring__ep_run(r, 1, (uint64_t)now.tv_sec * 1000000000ull +
+				    (uint64_t)now.tv_nsec + wait_ns, fn, arg);
+	}
+	/* one io_uring_enter: submit, and wait with the timeout (EXT_ARG) */
+	ret = io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, &ts, NULL);
 	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
 	    ret != -ETIME)
 		return ret;

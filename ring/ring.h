@@ -157,6 +157,9 @@ struct ring_cqe {
  */
 typedef void ring_cqe_fn(void *arg, struct ring_cqe *cqe);
 int ring_run(struct ring *r, unsigned min, ring_cqe_fn *fn, void *arg);
+/* As ring_run() with @min 1, but waits no longer than @wait_ns. */
+int ring_run_for(struct ring *r, uint64_t wait_ns, ring_cqe_fn *fn,
+		 void *arg);
 
 /*
  * Calls @fn for each completion already in the CQ and consumes them,

@@ -84,6 +84,8 @@ class Engine:
         # backend (suite epoll) with RINGCAST_TEST_IO=epoll.
         if os.environ.get("RINGCAST_TEST_IO"):
             self.argv += ["--io", os.environ["RINGCAST_TEST_IO"]]
+        # ... and the fan-out tests again with a batch window set.
+        self.argv += os.environ.get("RINGCAST_TEST_ARGS", "").split()
         # /stats needs the API key when the engine has one.
         self.api_key = os.environ.get("RINGCAST_API_KEY")
         if "--api-key" in self.argv:
