@@ -171,26 +171,45 @@ bool eng_bridge_healthy(struct eng_bridge *r, char *why, size_t len)
 	return false;
 }
 
+void eng_bridge_figures(struct eng_bridge *r, struct eng_bridge_figs *f)
+{
+	f->up = atomic_load(&r->healthy);
+	f->reconnects = atomic_load(&r->reconnects);
+	f->messages = atomic_load(&r->messages);
+	f->rejected = atomic_load(&r->rejected);
+	f->publishes = atomic_load(&r->publishes);
+	f->channels = r->chans.count;
+	f->errors = atomic_load(&r->errors);
+	f->mail_errors = atomic_load(&r->mail_errors);
+	f->refused = atomic_load(&r->refused);
+	f->pending = atomic_load(&r->pending);
+	f->fills = atomic_load(&r->fills);
+	f->gaps = atomic_load(&r->gaps);
+}
+
 size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 {
+	struct eng_bridge_figs f;
+
+	eng_bridge_figures(r, &f);
 	return (size_t)snprintf(out, cap,
 		"{\"up\":%s,\"reconnects\":%llu,\"messages\":%llu,"
-		"\"rejected\":%llu,\"publishes\":%llu,\"channels\":%zu,"
+		"\"rejected\":%llu,\"publishes\":%llu,\"channels\":%llu,"
 		"\"error_replies\":%llu,\"mailbox_errors\":%llu,"
 		"\"over_budget\":%llu,\"pending_bytes\":%llu,"
 		"\"history_fills\":%llu,\"history_gaps\":%llu}",
-		atomic_load(&r->healthy) ? "true" : "false",
-		(unsigned long long)atomic_load(&r->reconnects),
-		(unsigned long long)atomic_load(&r->messages),
-		(unsigned long long)atomic_load(&r->rejected),
-		(unsigned long long)atomic_load(&r->publishes),
-		r->chans.count,
-		(unsigned long long)atomic_load(&r->errors),
-		(unsigned long long)atomic_load(&r->mail_errors),
-		(unsigned long long)atomic_load(&r->refused),
-		(unsigned long long)atomic_load(&r->pending),
-		(unsigned long long)atomic_load(&r->fills),
-		(unsigned long long)atomic_load(&r->gaps));
+		f.up ? "true" : "false",
+		(unsigned long long)f.reconnects,
+		(unsigned long long)f.messages,
+		(unsigned long long)f.rejected,
+		(unsigned long long)f.publishes,
+		(unsigned long long)f.channels,
+		(unsigned long long)f.errors,
+		(unsigned long long)f.mail_errors,
+		(unsigned long long)f.refused,
+		(unsigned long long)f.pending,
+		(unsigned long long)f.fills,
+		(unsigned long long)f.gaps);
 }
 
 /* ---- the tables ------------------------------------------------------------ */

@@ -33,6 +33,14 @@ struct ring *eng_bridge_ring(const struct eng *e);
 /* True when both links are up; else false, with the reason in @why. */
 bool eng_bridge_healthy(struct eng_bridge *b, char *why, size_t len);
 
+/* The bridge's figures, read from any thread. */
+struct eng_bridge_figs {
+	bool up;
+	uint64_t reconnects, messages, rejected, publishes, channels, errors,
+		 mail_errors, refused, pending, fills, gaps;
+};
+void eng_bridge_figures(struct eng_bridge *b, struct eng_bridge_figs *f);
+
 /* Appends the bridge's figures as a JSON object; returns its length. */
 size_t eng_bridge_stats(struct eng_bridge *b, char *out, size_t cap);
 

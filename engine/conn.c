@@ -18,6 +18,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "hs.h"
+#include "metrics.h"
 #include "sub.h"
 #include "timer.h"
 #include "ud.h"
@@ -446,6 +447,8 @@ static void sent(struct eng_shard *s, struct eng_conn *c, int res)
 			break;
 		}
 		res -= (int)left;
+		if (q->buf->t_us && eng_slot(s, c) % ENG_LAT_EVERY == 0)
+			eng_lat_record(s, eng_lat_now() - q->buf->t_us);
 		c->sq_head = q->next;
 		if (!c->sq_head)
 			c->sq_tail = NULL;

@@ -21,6 +21,7 @@
 #include "ring.h"
 
 #define ENG_TICK_MS		100	/* timer resolution */
+#define ENG_LAT_BUCKETS		16	/* metrics.h: latency histogram */
 #define ENG_WHEEL_SLOTS		1024	/* 102.4 s before a timer laps */
 #define ENG_NIL			UINT32_MAX	/* end of a slot-linked list */
 #define ENG_CHAN_MAX		128	/* bytes in a channel name */
@@ -150,6 +151,8 @@ struct eng_stats {
 	atomic_uint_fast64_t hist_bytes, hist_msgs, hist_evicted, hist_lost;
 	/* inbox.c: messages kept for users, dropped by --inbox-max or ttl */
 	atomic_uint_fast64_t inbox_msgs, inbox_evicted, inbox_expired;
+	/* metrics.h: sampled publish-to-sent latency, µs buckets */
+	atomic_uint_fast64_t lat[ENG_LAT_BUCKETS + 1], lat_sum_us;
 };
 
 /* Declared in their subsystems' headers; named here for prototypes. */
@@ -197,6 +200,7 @@ struct eng_shard {
 	uint32_t nr_resume;
 	uint32_t *flushq;		/* slots whose queue grew this batch */
 	uint32_t nr_flushq, nr_flushnow;/* ... those with more than pushes */
+	uint32_t lat_seq;		/* publishes sequenced (metrics.h) */
 	uint64_t flush_at;		/* batch window: flushq goes, ns */
 	uint32_t wheel[ENG_WHEEL_SLOTS];/* heads of timer lists */
 	uint32_t tick;			/* ticks since start */

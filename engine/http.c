@@ -16,6 +16,7 @@
 
 #include "auth.h"
 #include "bridge.h"
+#include "metrics.h"
 #include "broker.h"
 #include "buf.h"
 #include "chan.h"
@@ -609,13 +610,18 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 		else
 			online(s, c, &req);
 	} else if (str_is(&req.path, "/healthz") ||
-		   str_is(&req.path, "/stats")) {
+		   str_is(&req.path, "/stats") ||
+		   str_is(&req.path, "/metrics")) {
 		if (!str_is(&req.method, "GET"))
 			reply(s, c, 405, "Allow: GET\r\n");
-		else if (req.path.len == 8)
+		else if (str_is(&req.path, "/healthz"))
 			healthz(s, c);
-		else if (key_ok(s, c, &req))	/* counts /online guards */
+		else if (!key_ok(s, c, &req))	/* counts /online guards */
+			;
+		else if (str_is(&req.path, "/stats"))
 			stats(s, c);
+		else
+			eng_metrics_reply(s, c);
 	} else {
 		reply(s, c, 404, NULL);
 	}

@@ -416,6 +416,17 @@ int eng_mail_stop(struct ring *from, struct ring *to)
 			      ring_ud(ENG_OP_MBOX_ERR, 0, 0));
 }
 
+bool eng_mail_counts(unsigned op, const char **name, uint64_t *failed,
+		     uint64_t *retried)
+{
+	if (!kind_of(op))
+		return false;
+	*name = kinds[op].name;
+	*failed = atomic_load(&failed_n[op]);
+	*retried = atomic_load(&retried_n[op]);
+	return true;
+}
+
 size_t eng_mail_stats(char *out, size_t cap)
 {
 	size_t n = 0;

@@ -264,6 +264,9 @@ static inline unsigned eng_mail_owner(const struct eng *e, uint64_t hash)
  * (faults included) and posts made again, per mail op.
  */
 size_t eng_mail_stats(char *out, size_t cap);
+/* The same for one @op: false when @op is no kind of mail. */
+bool eng_mail_counts(unsigned op, const char **name, uint64_t *failed,
+		     uint64_t *retried);
 
 #ifdef RC_FAULT_INJECT
 /*

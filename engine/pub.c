@@ -27,6 +27,7 @@
 #include "inbox.h"
 #include "json.h"
 #include "mail.h"
+#include "metrics.h"
 #include "pub.h"
 #include "user.h"
 
@@ -289,6 +290,7 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 	unsigned nshards = s->eng->cfg.shards, i, reached = 0;
 
 	ENG_STAT_ADD(s, published, 1);
+	eng_lat_stamp(s, f);
 	if ((f->flags & ENG_BUF_F_BCAST)) {
 		for (i = 0; i < nshards; i++) {
 			if (i == s->id)
