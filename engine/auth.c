@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include <jwt.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
@@ -32,6 +33,22 @@
 static unsigned char *pubkey;	/* PEM bytes, NUL-terminated */
 static size_t pubkey_len;
 static jwt_alg_t pubkey_alg;	/* JWT_ALG_RS256 or JWT_ALG_ES256 */
+
+bool eng_auth_key_ok(const struct eng_cfg *cfg, const char *p, size_t n)
+{
+	unsigned char want[EVP_MAX_MD_SIZE], got[EVP_MAX_MD_SIZE];
+	size_t klen = strlen(cfg->api_key);
+	unsigned wn = 0, gn = 0;
+
+	if (!klen)
+		return true;
+	if (!p)
+		return false;
+	if (!EVP_Digest(cfg->api_key, klen, want, &wn, EVP_sha256(), NULL) ||
+	    !EVP_Digest(p, n, got, &gn, EVP_sha256(), NULL))
+		return false;
+	return wn == gn && CRYPTO_memcmp(want, got, wn) == 0;
+}
 
 int eng_auth_init(const struct eng_cfg *cfg, const char **why)
 {

@@ -27,6 +27,12 @@ struct eng_auth {
 	char *pat[];			/* npat patterns, strings follow */
 };
 
+/*
+ * True when @p[0..@n) is --api-key, compared in constant time (as
+ * digests, so not even its length leaks); always true with no key set.
+ */
+bool eng_auth_key_ok(const struct eng_cfg *cfg, const char *p, size_t n);
+
 /* Loads the keys of @cfg; 0, or -errno with *@why set. */
 int eng_auth_init(const struct eng_cfg *cfg, const char **why);
 void eng_auth_exit(void);

@@ -568,7 +568,9 @@ void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 		c->flags &= ~ENG_CONN_F_KEEP;	/* after an error, start afresh */
 	}
 	keep = c->flags & ENG_CONN_F_KEEP;
-	b = eng_buf_new(512 + len);
+	/* the status line and fixed headers take under 256 bytes */
+	b = eng_buf_new(256 + (extra ? strlen(extra) : 0) +
+			(ctype ? strlen(ctype) : 0) + len);
 	if (!b) {
 		eng_conn_kill(s, c);
 		return;

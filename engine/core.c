@@ -22,6 +22,7 @@
 #include "inbox.h"
 #include "json.h"
 #include "mail.h"
+#include "metrics.h"
 #include "timer.h"
 #include "ud.h"
 
@@ -102,6 +103,10 @@ static void on_tick(struct eng_shard *s)
 	}
 	if (s->mail.retry && !s->stopping)
 		eng_mail_retry(&s->mail);
+	if (s->id == 0 && !s->stopping && s->tick >= s->sys_due) {
+		s->sys_due = s->tick + 1000 / ENG_TICK_MS;
+		eng_metrics_sys(s);
+	}
 	if (s->stopping && s->tick >= s->stop_tick) {
 		/* Peers that did not answer our close in time are dropped. */
 		for (uint32_t i = 0; i < s->nr_conns; i++)

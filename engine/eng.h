@@ -45,6 +45,7 @@ struct eng_cfg {
 	unsigned recv_buf_size;		/* bytes each */
 	unsigned sq_entries;
 	bool echo;			/* /echo endpoint */
+	bool demo;			/* /demo: the chat demo (www.h) */
 	bool epoll;			/* --io epoll: the comparison backend */
 	bool client_publish;		/* clients may publish on /ws */
 	unsigned max_subs;		/* subscriptions per connection */
@@ -201,6 +202,7 @@ struct eng_shard {
 	uint32_t *flushq;		/* slots whose queue grew this batch */
 	uint32_t nr_flushq, nr_flushnow;/* ... those with more than pushes */
 	uint32_t lat_seq;		/* publishes sequenced (metrics.h) */
+	uint32_t sys_due;		/* shard 0: tick of the next $sys */
 	uint64_t flush_at;		/* batch window: flushq goes, ns */
 	uint32_t wheel[ENG_WHEEL_SLOTS];/* heads of timer lists */
 	uint32_t tick;			/* ticks since start */

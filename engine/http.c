@@ -11,8 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "auth.h"
 #include "bridge.h"
@@ -26,6 +24,7 @@
 #include "json.h"
 #include "mail.h"
 #include "user.h"
+#include "www.h"
 
 static const struct hs_limits hs_lim = {
 	.max_bytes = HS_DEF_MAX_BYTES,
@@ -61,20 +60,14 @@ static bool has_prefix(const struct hs_str *s, const char *lit)
  */
 static bool authorized(const struct eng_cfg *cfg, const struct hs_req *req)
 {
-	unsigned char want[EVP_MAX_MD_SIZE], got[EVP_MAX_MD_SIZE];
 	const struct hs_str *a = &req->authorization;
-	size_t klen = strlen(cfg->api_key);
-	unsigned wn = 0, gn = 0;
 
-	if (!klen)
+	if (!cfg->api_key[0])
 		return true;
 	/* the scheme is public; only what follows it is the secret */
 	if (!a->p || a->len < 7 || strncasecmp(a->p, "Bearer ", 7))
 		return false;
-	if (!EVP_Digest(cfg->api_key, klen, want, &wn, EVP_sha256(), NULL) ||
-	    !EVP_Digest(a->p + 7, a->len - 7, got, &gn, EVP_sha256(), NULL))
-		return false;
-	return wn == gn && CRYPTO_memcmp(want, got, wn) == 0;
+	return eng_auth_key_ok(cfg, a->p + 7, a->len - 7);
 }
 
 static void reply(struct eng_shard *s, struct eng_conn *c, int status,
@@ -546,6 +539,51 @@ static void continue_once(struct eng_shard *s, struct eng_conn *c,
 	eng_conn_queue(s, c, b);
 }
 
+/*
+ * The files in the binary (www.h): the status page at / (and /status),
+ * /ringcast.js and its types, the pages' /base.css, and /demo with --demo. False when @req names none.
+ */
+static bool www(struct eng_shard *s, struct eng_conn *c,
+		const struct hs_req *req)
+{
+	/* the pages' scripts and styles are inline, their sockets this host */
+	static const char page_hdrs[] =
+		"X-Content-Type-Options: nosniff\r\n"
+		"Content-Security-Policy: default-src 'self'; "
+		"script-src 'self' 'unsafe-inline'; "
+		"style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; "
+		"img-src 'self' data:; frame-ancestors 'none'\r\n";
+	static const char file_hdrs[] =
+		"X-Content-Type-Options: nosniff\r\n"
+		"Access-Control-Allow-Origin: *\r\n";
+	const struct eng_www *f;
+	const char *want = NULL;
+
+	if (str_is(&req->path, "/") || str_is(&req->path, "/status"))
+		want = "/status";
+	else if (str_is(&req->path, "/demo") && s->eng->cfg.demo)
+		want = "/demo";
+	else if (str_is(&req->path, "/ringcast.js") ||
+		 str_is(&req->path, "/ringcast.d.ts") ||
+		 str_is(&req->path, "/base.css"))
+		want = "";
+	if (!want)
+		return false;
+	for (f = eng_www_files; f->path; f++)
+		if (*want ? !strcmp(f->path, want) :
+		    str_is(&req->path, f->path))
+			break;
+	if (!f->path)
+		return false;
+	if (!str_is(&req->method, "GET")) {
+		reply(s, c, 405, "Allow: GET\r\n");
+		return true;
+	}
+	eng_conn_http_reply(s, c, 200, *want ? page_hdrs : file_hdrs, f->type,
+			    (const char *)f->data, f->len);
+	return true;
+}
+
 size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 			const uint8_t *p, size_t n, size_t *want)
 {
@@ -622,7 +660,7 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 			stats(s, c);
 		else
 			eng_metrics_reply(s, c);
-	} else {
+	} else if (!www(s, c, &req)) {
 		reply(s, c, 404, NULL);
 	}
 	return (size_t)len + body;

@@ -70,6 +70,10 @@ static const char usage[] =
 "                           (default 256M)\n"
 "  --echo                   serve ws://HOST:PORT/echo: every message comes\n"
 "                           back unchanged (the RFC 6455 conformance endpoint)\n"
+"  --demo                   serve the chat demo at /demo: turns on\n"
+"                           --client-publish, keeps history for demo:ROOM\n"
+"                           channels and, without --listen, listens on\n"
+"                           127.0.0.1:8080 only\n"
 "  --api-key KEY            publishing, /users, /online, /stats and /metrics\n"
 "                           need Authorization: Bearer KEY (default: the\n"
 "                           RINGCAST_API_KEY variable, else none). Without a\n"
@@ -132,6 +136,7 @@ static const char usage[] =
 "POST /publish/CHANNEL and POST /broadcast (body = payload),\n"
 "POST /users/UID/push, GET /users/UID, POST /users/UID/disconnect,\n"
 "GET /online, GET /stats, GET /metrics (Prometheus), GET /healthz;\n"
+"the status page at GET / and ringcast.js at GET /ringcast.js;\n"
 "docs/PROTOCOL.md describes them.\n"
 "SIGINT or SIGTERM sends close 1001 to every client, then exits 0.\n"
 "\n"
@@ -426,6 +431,7 @@ enum {
 	OPT_INSECURE_OPEN, OPT_REDIS_FILE, OPT_REDIS_TIMEOUT,
 	OPT_REDIS_MAX_PENDING, OPT_MAX_PARTIAL, OPT_ORIGINS, OPT_NAMESPACE,
 	OPT_HISTORY_MEMORY, OPT_INBOX_MAX, OPT_INBOX_TTL, OPT_BATCH_WINDOW,
+	OPT_DEMO,
 };
 
 static const struct option options[] = {
@@ -434,6 +440,7 @@ static const struct option options[] = {
 	{ "max-conns",		required_argument, NULL, OPT_MAX_CONNS },
 	{ "max-message",	required_argument, NULL, OPT_MAX_MESSAGE },
 	{ "echo",		no_argument,	   NULL, OPT_ECHO },
+	{ "demo",		no_argument,	   NULL, OPT_DEMO },
 	{ "ping-interval",	required_argument, NULL, OPT_PING },
 	{ "idle-timeout",	required_argument, NULL, OPT_IDLE },
 	{ "handshake-timeout",	required_argument, NULL, OPT_HANDSHAKE },
@@ -468,8 +475,31 @@ static const struct option options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/*
+ * --demo: serves /demo, lets clients publish and keeps the last 100
+ * messages of demo:ROOM channels; on loopback unless --listen says where.
+ */
+static void demo_defaults(struct eng_cfg *cfg, bool listen_set)
+{
+	static const char ns[] = "demo:history=100,ttl=10m";
+
+	cfg->demo = true;
+	cfg->client_publish = true;
+	if (!listen_set)
+		strcpy(cfg->listen_host, "127.0.0.1");
+	for (unsigned i = 0; i < cfg->nns; i++)
+		if (cfg->ns[i].len == 4 && !memcmp(cfg->ns[i].name, "demo", 4))
+			return;		/* the operator's own */
+	if (!cfg->ns)
+		cfg->ns = calloc(ENG_NS_MAX, sizeof(*cfg->ns));
+	if (cfg->ns && cfg->nns < ENG_NS_MAX &&
+	    eng_ns_parse(ns, &cfg->ns[cfg->nns]) == 0)
+		cfg->nns++;
+}
+
 static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 {
+	bool listen_set = false, demo = false;
 	uint64_t v;
 	int opt;
 
@@ -482,6 +512,10 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 		case OPT_LISTEN:
 			if (parse_listen(optarg, cfg) < 0)
 				bad_value("listen", optarg);
+			listen_set = true;
+			break;
+		case OPT_DEMO:
+			demo = true;
 			break;
 		case OPT_SHARDS:
 			if (parse_u64(optarg, &v) < 0 || !v || v > 1024)
@@ -699,6 +733,8 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			"(see --help)\n", argv[optind]);
 		exit(2);
 	}
+	if (demo)
+		demo_defaults(cfg, listen_set);
 }
 
 /*

@@ -10,12 +10,14 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "bridge.h"
 #include "buf.h"
 #include "conn.h"
 #include "mail.h"
 #include "metrics.h"
+#include "pub.h"
 
 /* Bucket bounds, µs: 50 µs to 10 s, about three per decade. */
 const uint32_t eng_lat_bounds[ENG_LAT_BUCKETS] = {
@@ -324,5 +326,45 @@ void eng_metrics_reply(struct eng_shard *s, struct eng_conn *c)
 		eng_conn_http_reply(s, c, 503, NULL, NULL, "", 0);
 	else
 		eng_conn_http_reply(s, c, 200, NULL, type, t.p, t.len);
+	eng_free(t.p);
+}
+
+void eng_metrics_sys(struct eng_shard *s)
+{
+	struct eng *e = s->eng;
+	struct text t = { .cap = 512 + (size_t)e->cfg.shards * 192 };
+	struct eng_bridge_figs r = { .up = false };
+	struct timespec now;
+	struct eng_buf *f;
+
+	t.p = eng_malloc(t.cap);
+	if (!t.p)
+		return;		/* a second without figures */
+	if (e->bridge)
+		eng_bridge_figures(e->bridge, &r);
+	clock_gettime(CLOCK_REALTIME, &now);
+	put(&t, "{\"t\":%lld,\"uptime\":%u,\"redis\":%s,\"shards\":[",
+	    (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+	    s->tick / (1000 / ENG_TICK_MS),
+	    !e->bridge ? "null" : r.up ? "\"up\"" : "\"down\"");
+	for (unsigned i = 0; i < e->cfg.shards; i++) {
+		struct eng_shard *sh = &e->shards[i];
+
+		put(&t, "%s{\"conns\":%llu,\"ws\":%u,\"subs\":%llu,"
+		    "\"in\":%llu,\"published\":%llu,\"delivered\":%llu,"
+		    "\"bytes_out\":%llu,\"slow\":%llu}", i ? "," : "",
+		    SHARD_STAT(sh, conns),
+		    __atomic_load_n(&sh->nr_push, __ATOMIC_RELAXED),
+		    SHARD_STAT(sh, subscriptions), SHARD_STAT(sh, msgs_in),
+		    SHARD_STAT(sh, published), SHARD_STAT(sh, delivered),
+		    SHARD_STAT(sh, bytes_out), SHARD_STAT(sh, slow_closed));
+	}
+	put(&t, "]}");
+	if (!t.oom) {
+		f = eng_pub_frame(ENG_SYS_CHANNEL, sizeof(ENG_SYS_CHANNEL) - 1,
+				  (const uint8_t *)t.p, t.len, true);
+		if (f)
+			eng_pub_inject(&s->mail, f);
+	}
 	eng_free(t.p);
 }

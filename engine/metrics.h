@@ -17,6 +17,9 @@
 
 #define ENG_LAT_EVERY	16
 
+/* The channel of the node's figures: "$" keeps it from clients' names. */
+#define ENG_SYS_CHANNEL	"$sys"
+
 /* Microseconds of CLOCK_MONOTONIC, modulo 2^32, never 0 (0: unstamped). */
 static inline uint32_t eng_lat_now(void)
 {
@@ -41,5 +44,12 @@ extern const uint32_t eng_lat_bounds[ENG_LAT_BUCKETS];
 struct eng_conn;
 /* Answers GET /metrics for @c (the caller checked the API key). */
 void eng_metrics_reply(struct eng_shard *s, struct eng_conn *c);
+
+/*
+ * Publishes the node's figures on ENG_SYS_CHANNEL (this node only, never
+ * Redis): counters per shard, from which a reader computes rates. Shard
+ * 0 calls it once a second.
+ */
+void eng_metrics_sys(struct eng_shard *s);
 
 #endif

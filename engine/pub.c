@@ -335,7 +335,8 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
  * poster @m; @reply (taken over, may be NULL) waits for the sequencing.
  * Returns 0, or -ENOMEM after dropping both.
  */
-static int post_pub(struct eng_mailer *m, struct eng_buf *frame,
+/* @from: the shard to answer, or ENG_BRIDGE for nobody */
+static int post_pub(struct eng_mailer *m, uint16_t from, struct eng_buf *frame,
 		    struct eng_buf *reply, uint32_t slot, uint32_t gen)
 {
 	struct eng_pub *pub = eng_mail_alloc(m, sizeof(*pub));
@@ -356,7 +357,7 @@ static int post_pub(struct eng_mailer *m, struct eng_buf *frame,
 	pub->reply = reply;
 	pub->slot = slot;
 	pub->gen = gen;
-	pub->from = m->id;
+	pub->from = from;
 	pub->owner = (uint16_t)owner;
 	eng_mail_post(m, owner, ENG_OP_PUB, pub);
 	return 0;
@@ -373,7 +374,8 @@ int eng_publish(struct eng_shard *s, struct eng_conn *c,
 	 */
 	if (c->kind == ENG_CONN_K_HTTP)
 		c->flags |= ENG_CONN_F_WAIT;
-	ret = post_pub(&s->mail, frame, reply, eng_slot(s, c), c->gen);
+	ret = post_pub(&s->mail, s->mail.id, frame, reply, eng_slot(s, c),
+		       c->gen);
 	if (ret < 0)
 		c->flags &= ~ENG_CONN_F_WAIT;
 	return ret;
@@ -382,7 +384,7 @@ int eng_publish(struct eng_shard *s, struct eng_conn *c,
 /* On the bridge's thread: @m is its mailer, and nobody waits. */
 void eng_pub_inject(struct eng_mailer *m, struct eng_buf *frame)
 {
-	post_pub(m, frame, NULL, 0, 0);
+	post_pub(m, ENG_BRIDGE, frame, NULL, 0, 0);
 }
 
 /* ---- mail ---------------------------------------------------------------- */

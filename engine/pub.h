@@ -64,8 +64,9 @@ unsigned eng_pub_fanout(struct eng_shard *s, struct eng_buf *f,
 
 /*
  * A message that arrived from Redis, on the bridge's thread (@m is the
- * bridge's mailer): to its owner as a local publish is, but with nobody
- * to answer. @frame's reference is taken over.
+ * bridge's mailer), or one of the engine's own ($sys, from a shard's):
+ * to its owner as a local publish is, but with nobody to answer.
+ * @frame's reference is taken over.
  */
 void eng_pub_inject(struct eng_mailer *m, struct eng_buf *frame);
 

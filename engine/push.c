@@ -19,6 +19,7 @@
 #include "inbox.h"
 #include "mail.h"
 #include "json.h"
+#include "metrics.h"
 #include "sub.h"
 
 /* Builds {"seq":S,"cmd":"NAME","code":C,"msg":"M"} as a text frame. */
@@ -415,6 +416,27 @@ static void refresh(struct eng_shard *s, struct eng_conn *c,
 	reply(s, c, cmd, 200, "ok");
 }
 
+/*
+ * {"cmd":"sys","data":{"token":API_KEY}}: the node's own figures, once a
+ * second, as pushes of channel $sys (metrics.h), which no client can
+ * name otherwise. The status page reads them.
+ */
+static void sys(struct eng_shard *s, struct eng_conn *c,
+		const struct json_cmd *cmd)
+{
+	static const struct json_slice name = { ENG_SYS_CHANNEL,
+						sizeof(ENG_SYS_CHANNEL) - 1 };
+	struct eng_buf *ok;
+
+	if (!eng_auth_key_ok(&s->eng->cfg, cmd->token.p, cmd->token.len)) {
+		reply(s, c, cmd, 403, "api key needed");
+		return;
+	}
+	ok = reply_frame(cmd, 200, "ok");
+	if (!ok || eng_subscribe(s, c, &name, 1, ok) < 0)
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+}
+
 void eng_push_message(struct eng_shard *s, struct eng_conn *c,
 		      const uint8_t *p, size_t len)
 {
@@ -462,6 +484,8 @@ void eng_push_message(struct eng_shard *s, struct eng_conn *c,
 		refresh(s, c, &cmd);
 	} else if (cmd_is(&cmd, "heartbeat")) {
 		reply(s, c, &cmd, 200, "ok");
+	} else if (cmd_is(&cmd, "sys")) {
+		sys(s, c, &cmd);
 	} else {
 		reply(s, c, &cmd, 400, "unknown command");
 	}

@@ -108,7 +108,8 @@ bool eng_sub_owner_update(struct eng_shard *s, struct eng_chan *ch,
 	unsigned before = ch->nshards;
 
 	set_bit(s, ch, from, add);
-	if (!s->eng->bridge)
+	/* "$" names (metrics.h) are this node's own: never asked of Redis */
+	if (!s->eng->bridge || ch->name[0] == '$')
 		return true;
 	if (!before && ch->nshards) {
 		ch->rstate = ENG_R_PENDING;

@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: MIT
+// What the Node tests share: the engine as a child process on a loopback
+// port (started again on the same port after a kill), its HTTP API with
+// the API key, and bounded waits.
+import { spawn } from 'node:child_process';
+
+export const KEY = 'js-key';
+export const engines = new Set();	// running: killed after each check
+
+export function expect(cond, what) {
+	if (!cond)
+		throw new Error(what);
+}
+
+// A condition, polled with a bound so a lost event fails instead of
+// hanging (what it waits for is state another process changes).
+export function until(what, test, ms = 20000) {
+	return new Promise((resolve, reject) => {
+		const t0 = Date.now();
+		const poll = async () => {
+			let v;
+			try {
+				v = await test();
+			} catch (e) {
+				return reject(e);
+			}
+			if (v)
+				return resolve(v);
+			if (Date.now() - t0 > ms)
+				return reject(new Error('timed out waiting for ' + what));
+			setTimeout(poll, 10);
+		};
+		poll();
+	});
+}
+
+export class Engine {
+	constructor(exe, args, port = 0) {
+		this.exe = exe;
+		this.args = args;
+		this.port = port;
+		this.log = '';
+	}
+
+	start() {
+		this.past = (this.past ?? '') + this.log;	// a restart's first life
+		this.log = '';
+		const argv = ['--listen', '127.0.0.1:' + this.port, '--shards', '2',
+			      '--api-key', KEY, ...this.args];
+		if (process.env.RINGCAST_TEST_IO)
+			argv.push('--io', process.env.RINGCAST_TEST_IO);
+		this.proc = spawn(this.exe, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+		engines.add(this);
+		this.exited = new Promise((r) => this.proc.on('exit', r));
+		return new Promise((resolve, reject) => {
+			this.proc.stderr.on('data', (d) => {
+				this.log += d;
+				const m = /listening on 127\.0\.0\.1:(\d+)/.exec(this.log);
+				if (m && !this.up) {
+					this.up = true;
+					this.port = Number(m[1]);
+					resolve(this);
+				}
+			});
+			this.proc.on('exit', (code) => {
+				if (!this.up)
+					reject(new Error('engine exited ' + code + ': ' + this.log));
+			});
+		});
+	}
+
+	async kill() {
+		this.proc.kill('SIGKILL');
+		await this.exited;
+		this.up = false;
+		engines.delete(this);
+	}
+
+	async stop() {
+		this.proc.kill('SIGTERM');
+		await this.exited;
+		engines.delete(this);
+	}
+
+	get ws() {
+		return 'ws://127.0.0.1:' + this.port + '/ws';
+	}
+
+	async api(method, path, body) {
+		const r = await fetch('http://127.0.0.1:' + this.port + path, {
+			method, body, headers: { Authorization: 'Bearer ' + KEY } });
+		const text = await r.text();
+		expect(r.status === 200, method + ' ' + path + ': ' + r.status +
+		       ' ' + text);
+		return JSON.parse(text);
+	}
+
+	publish(channel, data) {
+		return this.api('POST', '/publish/' + encodeURIComponent(channel),
+				JSON.stringify(data));
+	}
+
+	async stats() {
+		return this.api('GET', '/stats');
+	}
+}
+

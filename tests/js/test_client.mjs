@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: MIT
+// ringcast.js in Node 20 with Debian's `ws`, against the built engine:
+// subscribe and publish; reconnect after the engine is killed and started
+// again on the same port, with every channel resubscribed; recovery of
+// what a dropped connection missed on a history channel, each message
+// once and in order; backoff within its bounds; a token refreshed before
+// it expires (a client without getToken is closed with 4001 at the same
+// expiry, the refreshed one stays); typed errors for 4001, 4003, 1008,
+// a refused token and a refused channel.
+// Usage: node test_client.mjs ENGINE_PATH   (NODE_PATH must find ws)
+import { createHmac } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { Client, RingcastError, backoff } from '../../clients/js/ringcast.js';
+import { Engine, engines, expect, until } from './engine.mjs';
+
+const require = createRequire(import.meta.url);
+const WebSocket = require('ws');
+const SECRET = 'js-secret-of-at-least-32-bytes-long';
+let failed = 0;
+
+function once(client, event, ms = 20000) {
+	return new Promise((resolve, reject) => {
+		const t = setTimeout(() => reject(new Error('no ' + event +
+			' event in ' + ms + ' ms')), ms);
+		const off = client.on(event, (...a) => {
+			clearTimeout(t);
+			off();
+			resolve(a);
+		});
+	});
+}
+
+function jwt(claims) {
+	const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+	const head = b64({ alg: 'HS256', typ: 'JWT' }) + '.' + b64(claims);
+	return head + '.' + createHmac('sha256', SECRET).update(head)
+		.digest('base64url');
+}
+
+function client(url, opts = {}) {
+	return new Client(url, { WebSocket, minDelay: 50, maxDelay: 500,
+				 heartbeat: 0, timeout: 5000, ...opts });
+}
+
+// ---- the checks ------------------------------------------------------
+
+async function checkPubSub() {
+	const eng = await new Engine(process.argv[2], []).start();
+	const c = client(eng.ws);
+	try {
+		await c.connect();
+		const got = [];
+		await c.subscribe('news', (d) => got.push(d));
+		for (let i = 0; i < 5; i++)
+			await eng.publish('news', { i });
+		await until('5 pushes', () => got.length === 5);
+		expect(JSON.stringify(got.map((d) => d.i)) === '[0,1,2,3,4]',
+		       'order: ' + JSON.stringify(got));
+		let err = null;
+		await c.publish('news', 1).catch((e) => { err = e; });
+		expect(err instanceof RingcastError && err.kind === 'not_allowed' &&
+		       err.code === 403, 'publish without --client-publish: ' + err);
+	} finally {
+		c.close();
+		await eng.stop();
+	}
+}
+
+async function checkReconnect() {
+	const eng = await new Engine(process.argv[2], []).start();
+	const c = client(eng.ws);
+	const delays = [];
+	c.on('reconnecting', (e) => delays.push(e));
+	try {
+		await c.connect();
+		const got = { a: [], b: [] };
+		await c.subscribe('a', (d) => got.a.push(d));
+		await c.subscribe('b', (d) => got.b.push(d));
+		await eng.kill();
+		await once(c, 'close');
+		// down for a while: several attempts, each within its bound
+		await until('3 failed attempts', () => delays.length >= 4);
+		await eng.start();
+		await once(c, 'open');
+		// opened() sent the subscribes: publish once they are answered
+		await c.channels.get('a').confirmed;
+		await c.channels.get('b').confirmed;
+		await eng.publish('a', 'after-a');
+		await eng.publish('b', 'after-b');
+		await until('both pushes', () => got.a.length && got.b.length);
+		expect(got.a[0] === 'after-a' && got.b[0] === 'after-b',
+		       'after restart: ' + JSON.stringify(got));
+		for (const d of delays) {
+			const cap = Math.min(500, 50 * 2 ** (d.attempt - 1));
+			expect(d.delay >= 0 && d.delay < cap,
+			       'attempt ' + d.attempt + ' waited ' + d.delay +
+			       ', bound ' + cap);
+		}
+	} finally {
+		c.close();
+		await eng.stop();
+	}
+}
+
+function checkBackoff() {
+	for (let n = 0; n < 40; n++) {
+		const cap = Math.min(30000, 500 * 2 ** n);
+		expect(backoff(n, 500, 30000, () => 0) === 0, 'low end');
+		const hi = backoff(n, 500, 30000, () => 0.999999);
+		expect(hi < cap && hi >= cap * 0.99, 'high end ' + hi + ' ' + cap);
+	}
+	// full jitter: draws spread over the whole range
+	const draws = Array.from({ length: 2000 }, () => backoff(3, 100, 1e6));
+	expect(Math.min(...draws) < 80 && Math.max(...draws) > 720,
+	       'jitter range ' + Math.min(...draws) + '..' + Math.max(...draws));
+}
+
+async function checkRecovery() {
+	const eng = await new Engine(process.argv[2], ['--namespace', 'chat:history=100,ttl=1m'])
+		.start();
+	const c = client(eng.ws);
+	const recovered = [];
+	c.on('recovered', (e) => recovered.push(e));
+	try {
+		await c.connect();
+		const got = [];
+		await c.subscribe('chat:r', (d, m) => got.push([d, m.offset]));
+		for (let i = 1; i <= 3; i++)
+			await eng.publish('chat:r', i);
+		await until('3 pushes', () => got.length === 3);
+		c.ws._socket.destroy();	// the network drops, not the server
+		for (let i = 4; i <= 8; i++)
+			await eng.publish('chat:r', i);
+		await until('8 pushes', () => got.length >= 8);
+		await until('a recovery', () => recovered.length);
+		expect(JSON.stringify(got.map((g) => g[0])) ===
+		       '[1,2,3,4,5,6,7,8]', 'recovered: ' + JSON.stringify(got));
+		expect(recovered[0].recovered === true, 'recovered flag ' +
+		       JSON.stringify(recovered));
+		await eng.publish('chat:r', 9);
+		await until('9 pushes', () => got.length >= 9);
+		expect(got.length === 9 && got[8][0] === 9, 'then live: ' +
+		       JSON.stringify(got));
+	} finally {
+		c.close();
+		await eng.stop();
+	}
+}
+
+async function checkToken() {
+	const eng = await new Engine(process.argv[2], ['--auth', 'required', '--jwt-secret',
+				      SECRET, '--jwt-leeway', '0']).start();
+	const exp = Math.floor(Date.now() / 1000) + 3;
+	let fetched = 0;
+	const a = client(eng.ws, {
+		token: jwt({ sub: 'ann', exp }), refreshBefore: 2000,
+		getToken: () => {
+			fetched++;
+			return jwt({ sub: 'ann', exp: exp + 600 });
+		},
+	});
+	const b = client(eng.ws, { token: jwt({ sub: 'bob', exp }) });
+	const errors = [];
+	b.on('error', (e) => errors.push(e));
+	try {
+		await a.connect();
+		await b.connect();
+		const [closed] = await once(b, 'close', 15000);
+		expect(closed.code === 4001, 'b closed with ' + closed.code);
+		await until('b gives up', () => b.state === 'closed');
+		expect(errors.some((e) => e.kind === 'auth' && e.code === 4001),
+		       'b errors: ' + errors.map(String));
+		expect(fetched === 1, 'getToken called ' + fetched + ' times');
+		expect(a.state === 'open', 'a is ' + a.state +
+		       ' though it refreshed');
+		await a.request('heartbeat');	// and still answers
+		// a token the engine refuses at the upgrade
+		const bad = client(eng.ws, { token: 'x.y.z' });
+		const berr = [];
+		bad.on('error', (e) => berr.push(e));
+		let rejected = null;
+		await bad.connect().catch((e) => { rejected = e; });
+		expect(rejected instanceof RingcastError && rejected.kind === 'auth',
+		       'bad token: ' + rejected);
+		// a channel the claim does not cover
+		const narrow = client(eng.ws, { token: jwt({ sub: 'cy',
+			exp: exp + 600, channels: ['mine'] }) });
+		await narrow.connect();
+		let refused = null;
+		await narrow.subscribe('theirs', () => {}).catch((e) => {
+			refused = e;
+		});
+		expect(refused && refused.kind === 'not_allowed' &&
+		       refused.code === 403, 'refused channel: ' + refused);
+		expect(!narrow.channels.has('theirs'), 'refused channel kept');
+		narrow.close();
+	} finally {
+		a.close();
+		b.close();
+		await eng.stop();
+	}
+}
+
+async function checkKicked() {
+	const eng = await new Engine(process.argv[2], ['--auth', 'optional', '--jwt-secret',
+				      SECRET]).start();
+	const c = client(eng.ws, { token: jwt({ sub: 'kim',
+		exp: Math.floor(Date.now() / 1000) + 600 }) });
+	const errors = [];
+	c.on('error', (e) => errors.push(e));
+	try {
+		await c.connect();
+		await eng.api('POST', '/users/kim/disconnect', '');
+		const [closed] = await once(c, 'close');
+		expect(closed.code === 4003, 'closed with ' + closed.code);
+		expect(errors.length === 1 && errors[0].kind === 'kicked',
+		       'errors: ' + errors.map(String));
+		expect(c.state === 'closed', 'kicked client is ' + c.state);
+	} finally {
+		c.close();
+		await eng.stop();
+	}
+}
+
+async function checkSlow() {
+	const eng = await new Engine(process.argv[2], ['--max-pending-bytes', '64K']).start();
+	const c = client(eng.ws);
+	const errors = [];
+	c.on('error', (e) => errors.push(e));
+	try {
+		await c.connect();
+		let n = 0;
+		await c.subscribe('flood', () => n++);
+		c.ws._socket.pause();	// stops reading: the engine's queue grows
+		const big = 'x'.repeat(60000);
+		let slow = 0;
+		for (let i = 0; i < 400 && !slow; i++) {
+			await eng.publish('flood', big);
+			slow = (await eng.stats()).total.slow_closed;
+		}
+		expect(slow === 1, 'never a slow consumer');
+		c.ws._socket.resume();
+		const [closed] = await once(c, 'close');
+		expect(closed.code === 1008, 'closed with ' + closed.code);
+		expect(errors.some((e) => e.kind === 'slow_consumer'),
+		       'errors: ' + errors.map(String));
+		await once(c, 'open');	// and comes back
+		expect(c.state === 'open', 'state ' + c.state);
+	} finally {
+		c.close();
+		await eng.stop();
+	}
+}
+
+const checks = { pubsub: checkPubSub, backoff: checkBackoff,
+		 reconnect: checkReconnect, recovery: checkRecovery,
+		 token: checkToken, kicked: checkKicked, slow: checkSlow };
+
+for (const [name, fn] of Object.entries(checks)) {
+	const t0 = Date.now();
+	let timer;
+	try {
+		await Promise.race([fn(), new Promise((_, reject) => {
+			timer = setTimeout(() => reject(new Error('timed out')), 60000);
+		})]);
+		clearTimeout(timer);
+		console.log('ok   ' + name + ' (' + (Date.now() - t0) / 1000 + 's)');
+	} catch (e) {
+		clearTimeout(timer);
+		failed++;
+		console.log('FAIL ' + name + ': ' + (e.stack || e));
+		for (const eng of engines)
+			console.log('---- engine ----\n' + eng.log.slice(-4000));
+	}
+	for (const eng of [...engines])
+		await eng.kill();
+}
+console.log(failed ? 'client_js: ' + failed + ' FAILED' :
+	    'client_js: all passed');
+process.exit(failed ? 1 : 0);
