@@ -15,7 +15,14 @@
  * process). The thread that reads a publish hands the frame to the others
  * with MSG_RING. Options it does not know (those bench/run passes to any
  * engine) are skipped with their value.
+ *
+ * --threads T (default: one per shard) runs the shards' rings on T
+ * threads instead, each waiting on all of its rings at once through one
+ * more ring that polls their fds: the experiment of whether a host whose
+ * fd limit needs 50 rings for a million sockets gains from 2 threads
+ * rather than 50 (bench/README.md, "Fewer threads than rings").
  */
+#include <poll.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <liburing.h>
@@ -67,7 +74,8 @@ struct fthread {
 };
 
 static struct fthread *threads;
-static unsigned nthreads = 1;
+static unsigned nthreads = 1;		/* shards: rings */
+static unsigned nworkers;		/* threads running them; 0: one each */
 static char host[64] = "127.0.0.1";
 static unsigned port;
 
@@ -343,46 +351,109 @@ static void on_frame_sent(struct fthread *t, unsigned idx)
 		free(f);
 }
 
-static void *thread_main(void *arg)
+/* Handles every completion in @t's CQ; returns how many. */
+static unsigned reap(struct fthread *t)
 {
-	struct fthread *t = arg;
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&t->ring, head, cqe) {
+		uint64_t d = io_uring_cqe_get_data64(cqe);
+		unsigned op = (unsigned)(d >> 56);
+		unsigned idx = (unsigned)(d >> 32) & 0xffffff;
+		unsigned slot = (unsigned)d;
+
+		n++;
+		switch (op) {
+		case OP_ACCEPT:
+			on_accept(t, cqe);
+			break;
+		case OP_RECV:
+			on_recv(t, slot, cqe->res);
+			break;
+		case OP_FRAME_SEND:
+			on_frame_sent(t, idx);
+			break;
+		case 0:		/* MSG_RING: another thread's frame */
+			fan_out(t, (struct frame *)(uintptr_t)d);
+			break;
+		default:	/* sends of replies, closes */
+			break;
+		}
+	}
+	io_uring_cq_advance(&t->ring, n);
+	return n;
+}
+
+static void pin(unsigned cpu)
+{
 	cpu_set_t set;
 
 	CPU_ZERO(&set);
-	CPU_SET(t->id % (unsigned)sysconf(_SC_NPROCESSORS_ONLN), &set);
+	CPU_SET(cpu % (unsigned)sysconf(_SC_NPROCESSORS_ONLN), &set);
 	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+/* One thread, one ring: as the engine's shards are. */
+static void *thread_main(void *arg)
+{
+	struct fthread *t = arg;
+
+	pin(t->id);
 	arm_accept(t);
 	for (;;) {
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
-
 		if (io_uring_submit_and_wait(&t->ring, 1) < 0 && errno != EINTR)
 			break;
-		io_uring_for_each_cqe(&t->ring, head, cqe) {
-			uint64_t d = io_uring_cqe_get_data64(cqe);
-			unsigned op = (unsigned)(d >> 56);
-			unsigned idx = (unsigned)(d >> 32) & 0xffffff;
-			unsigned slot = (unsigned)d;
+		reap(t);
+	}
+	return NULL;
+}
 
+/*
+ * One thread, the rings @w, @w + nworkers, ...: it submits and reaps each,
+ * and sleeps on a ring of its own that polls theirs (a ring's fd is
+ * readable while its CQ holds completions). The polls are multishot and
+ * armed before the last look at each CQ, so no wake-up is lost.
+ */
+static void *worker_main(void *arg)
+{
+	unsigned w = (unsigned)(uintptr_t)arg;
+	struct io_uring waiter;
+	struct io_uring_cqe *cqe;
+
+	pin(w);
+	if (io_uring_queue_init(256, &waiter, 0) < 0)
+		return NULL;
+	for (unsigned i = w; i < nthreads; i += nworkers) {
+		struct io_uring_sqe *sqe = sqe_get(&waiter);
+
+		io_uring_prep_poll_multishot(sqe, threads[i].ring.ring_fd, POLLIN);
+		io_uring_sqe_set_data64(sqe, i);
+		arm_accept(&threads[i]);
+	}
+	for (;;) {
+		unsigned busy = 0, head, n = 0;
+
+		for (unsigned i = w; i < nthreads; i += nworkers) {
+			io_uring_submit(&threads[i].ring);
+			busy += reap(&threads[i]);
+		}
+		if (busy)
+			continue;
+		if (io_uring_submit_and_wait(&waiter, 1) < 0 && errno != EINTR)
+			break;
+		io_uring_for_each_cqe(&waiter, head, cqe) {
 			n++;
-			switch (op) {
-			case OP_ACCEPT:
-				on_accept(t, cqe);
-				break;
-			case OP_RECV:
-				on_recv(t, slot, cqe->res);
-				break;
-			case OP_FRAME_SEND:
-				on_frame_sent(t, idx);
-				break;
-			case 0:		/* MSG_RING: another thread's frame */
-				fan_out(t, (struct frame *)(uintptr_t)d);
-				break;
-			default:	/* sends of replies, closes */
-				break;
+			if (!(cqe->flags & IORING_CQE_F_MORE)) {	/* re-arm */
+				struct io_uring_sqe *sqe = sqe_get(&waiter);
+				unsigned i = (unsigned)io_uring_cqe_get_data64(cqe);
+
+				io_uring_prep_poll_multishot(sqe,
+					threads[i].ring.ring_fd, POLLIN);
+				io_uring_sqe_set_data64(sqe, i);
 			}
 		}
-		io_uring_cq_advance(&t->ring, n);
+		io_uring_cq_advance(&waiter, n);
 	}
 	return NULL;
 }
@@ -441,7 +512,8 @@ int main(int argc, char **argv)
 
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			printf("usage: ringcast-floor [--listen HOST:PORT] "
-			       "[--shards N] (other options are ignored)\n");
+			       "[--shards N] [--threads T] (other options are "
+			       "ignored)\n");
 			return 0;
 		}
 		if (!v || strncmp(argv[i], "--", 2))
@@ -461,6 +533,8 @@ int main(int argc, char **argv)
 			nthreads = (unsigned)atoi(v);
 			if (!nthreads)
 				nthreads = 1;
+		} else if (!strcmp(argv[i], "--threads")) {
+			nworkers = (unsigned)atoi(v);
 		}
 		i++;		/* every option here takes a value */
 	}
@@ -483,11 +557,21 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	for (unsigned i = 0; i < nthreads; i++)
-		pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]);
-	fprintf(stderr, "ringcast-floor: listening on %s:%u (%u threads, "
-		"%u connections each)\n", host, port, nthreads, nfiles);
-	for (unsigned i = 0; i < nthreads; i++)
+	if (nworkers >= nthreads)
+		nworkers = 0;
+	if (!nworkers) {
+		for (unsigned i = 0; i < nthreads; i++)
+			pthread_create(&threads[i].tid, NULL, thread_main,
+				       &threads[i]);
+	} else {
+		for (unsigned w = 0; w < nworkers; w++)
+			pthread_create(&threads[w].tid, NULL, worker_main,
+				       (void *)(uintptr_t)w);
+	}
+	fprintf(stderr, "ringcast-floor: listening on %s:%u (%u rings on %u "
+		"threads, %u connections each)\n", host, port, nthreads,
+		nworkers ? nworkers : nthreads, nfiles);
+	for (unsigned i = 0; i < (nworkers ? nworkers : nthreads); i++)
 		pthread_join(threads[i].tid, NULL);
 	return 0;
 }

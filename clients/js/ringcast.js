@@ -263,6 +263,26 @@ export class Client {
 		this.emit('reconnecting', { attempt: this.attempt, delay });
 	}
 
+	// Gives up on a connection that stopped answering: a close handshake
+	// would wait for the very peer that is gone, so the socket is
+	// abandoned (terminated where the WebSocket can) and replaced now.
+	drop(why) {
+		const ws = this.ws;
+		if (!ws)
+			return;
+		this.ws = null;		// its own close event is ignored
+		try {
+			if (typeof ws.terminate === 'function')
+				ws.terminate();
+			else
+				ws.close(4000, 'heartbeat timeout');
+		} catch {
+			// closing a socket that is already gone
+		}
+		this.emit('error', new RingcastError('timeout', why));
+		this.lost(1006, why);
+	}
+
 	failPending(err) {
 		for (const [, p] of this.pending) {
 			clearTimeout(p.timer);
@@ -290,8 +310,9 @@ export class Client {
 				reject(new RingcastError('timeout', cmd + ': no reply in ' +
 							 this.timeout + ' ms', { command: cmd }));
 				this.emit('timeout', cmd);
-				if (cmd === 'heartbeat' && this.ws)
-					this.ws.close(4000, 'heartbeat timeout');
+				if (cmd === 'heartbeat')
+					this.drop('no answer to a heartbeat in ' +
+						  this.timeout + ' ms');
 			}, this.timeout);
 			this.pending.set(seq, { resolve, reject, timer, cmd });
 			try {

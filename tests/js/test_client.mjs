@@ -6,7 +6,9 @@
 // once and in order; backoff within its bounds; a token refreshed before
 // it expires (a client without getToken is closed with 4001 at the same
 // expiry, the refreshed one stays); typed errors for 4001, 4003, 1008,
-// a refused token and a refused channel.
+// a refused token and a refused channel; inbox pushes acked from one
+// device and gone for the other; an engine frozen with SIGSTOP found dead
+// by the heartbeat, and the connection made again once it thaws.
 // Usage: node test_client.mjs ENGINE_PATH   (NODE_PATH must find ws)
 import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
@@ -252,9 +254,77 @@ async function checkSlow() {
 	}
 }
 
+async function checkInbox() {
+	const eng = await new Engine(process.argv[2], ['--auth', 'required',
+						       '--jwt-secret', SECRET]).start();
+	const token = jwt({ sub: 'ida', exp: Math.floor(Date.now() / 1000) + 600 });
+	const a = client(eng.ws, { token });
+	const b = client(eng.ws, { token });	// a second device
+	const got = [];
+	a.on('user', (d, m) => got.push(m));
+	try {
+		await a.connect();
+		await b.connect();
+		await eng.api('POST', '/users/ida/push?persist=1', '"kept 1"');
+		await eng.api('POST', '/users/ida/push?persist=1', '"kept 2"');
+		await until('two kept pushes', () => got.length === 2);
+		expect(got.every((m) => typeof m.id === 'string'), 'ids: ' +
+		       JSON.stringify(got));
+		let box = await b.inbox();
+		expect(box.unread === 2, 'unread before ack: ' + JSON.stringify(box));
+		const r = await a.ack(got.map((m) => m.id));
+		expect(r.acked === 2 && r.unread === 0, 'ack: ' + JSON.stringify(r));
+		box = await b.inbox();
+		expect(box.unread === 0, 'unread after ack: ' + JSON.stringify(box));
+		// a reconnect replays nothing acked, and a replay of the same id
+		// (another connection's copy) is not handed out twice
+		a.ws._socket.destroy();
+		await once(a, 'open');
+		await eng.api('POST', '/users/ida/push?persist=1', '"kept 3"');
+		await until('the third', () => got.length === 3);
+		expect(got[2].data === 'kept 3', 'after reconnect: ' +
+		       JSON.stringify(got));
+		let err = null;
+		await a.ack('nope-1').catch((e) => { err = e; });
+		expect(err && err.kind === 'request' && err.code === 400,
+		       'ack of an unknown id: ' + err);
+	} finally {
+		a.close();
+		b.close();
+		await eng.stop();
+	}
+}
+
+async function checkHeartbeat() {
+	const eng = await new Engine(process.argv[2], []).start();
+	const c = client(eng.ws, { heartbeat: 200, timeout: 400 });
+	const timeouts = [];
+	c.on('timeout', (cmd) => timeouts.push(cmd));
+	try {
+		await c.connect();
+		const got = [];
+		await c.subscribe('hb', (d) => got.push(d));
+		eng.proc.kill('SIGSTOP');	// frozen: the TCP connection stays up
+		try {
+			await once(c, 'close', 10000);
+		} finally {
+			eng.proc.kill('SIGCONT');
+		}
+		expect(timeouts.includes('heartbeat'), 'timeouts: ' + timeouts);
+		await once(c, 'open');
+		await c.channels.get('hb').confirmed;
+		await eng.publish('hb', 'thawed');
+		await until('a push after the thaw', () => got.length === 1);
+	} finally {
+		c.close();
+		await eng.stop();
+	}
+}
+
 const checks = { pubsub: checkPubSub, backoff: checkBackoff,
 		 reconnect: checkReconnect, recovery: checkRecovery,
-		 token: checkToken, kicked: checkKicked, slow: checkSlow };
+		 token: checkToken, kicked: checkKicked, slow: checkSlow,
+		 inbox: checkInbox, heartbeat: checkHeartbeat };
 
 for (const [name, fn] of Object.entries(checks)) {
 	const t0 = Date.now();
