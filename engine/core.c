@@ -199,7 +199,7 @@ static void state_exit(struct eng_shard *s)
 		eng_chans_exit(&s->chans);
 }
 
-static int shard_init(struct eng_shard *s)
+static int shard_init(struct eng_shard *s, unsigned ring_flags)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	size_t bytes;
@@ -215,7 +215,8 @@ static int shard_init(struct eng_shard *s)
 			s->cpu = -1;
 	}
 	ret = ring_init(&s->ring, cfg->sq_entries, s->nr_conns,
-			RING_F_SINGLE | (cfg->epoll ? RING_F_EPOLL : 0));
+			RING_F_SINGLE | ring_flags |
+			(cfg->epoll ? RING_F_EPOLL : 0));
 	if (ret < 0) {
 		fprintf(stderr, "ringcast: shard %u: ring_init(%u files): %s\n",
 			s->id, s->nr_conns, strerror(-ret));
@@ -347,103 +348,200 @@ static void flush_now(struct eng_shard *s)
 	s->nr_flushnow = 0;
 }
 
-void *eng_shard_main(void *arg)
+/*
+ * One turn of @s's loop: the sends, the ring (waiting in the kernel when
+ * @block and there is nothing to resume), then what the batch left.
+ * Returns the completions handled (>= 0), or -1 once the shard is done
+ * (stopped and drained, or its ring failed). *@wait_ns is set to how
+ * long the batch window may still hold sends (0: none waiting), so that
+ * a thread with other shards sleeps no longer than that.
+ */
+static int shard_turn(struct eng_shard *s, bool block, uint64_t *wait_ns)
 {
-	struct eng_shard *s = arg;
-	uint64_t wait_ns;
+	uint64_t wait = 0;
 	int ret;
 
-	ret = shard_init(s);
+	if (s->stopping && atomic_load_explicit(&s->stats.conns,
+			memory_order_relaxed) == 0) {
+		/*
+		 * Our connections are gone; the mail their closing sent (a
+		 * user's leave, interest withdrawn) leaves now. Then we keep
+		 * reading mail until every shard is this far, so none is
+		 * left unread at exit.
+		 */
+		if (!s->drained) {
+			ring_submit(&s->ring);
+			s->drained = true;
+			atomic_fetch_add(&s->eng->drained, 1);
+		}
+		/*
+		 * Everyone drained and no mail in flight: nothing can arrive
+		 * any more. The mail count is checked too so a shard that
+		 * exits first leaves nothing unread; a count gone wrong must
+		 * not hang the stop, hence the bound.
+		 */
+		if (atomic_load(&s->eng->drained) == s->eng->cfg.shards &&
+		    (atomic_load(&s->eng->mail) == 0 ||
+		     s->tick >= s->stop_tick + eng_ms_to_ticks(2000)))
+			return -1;
+	}
+	/*
+	 * The sends, last before the submit: every frame queued to a
+	 * connection since the last one goes in one send (a sendmsg for
+	 * several), and none waits longer than it did. With a batch window
+	 * they wait until it has passed (not when stopping), and the ring
+	 * waits no longer than that.
+	 */
+	if (s->nr_flushq && s->eng->cfg.batch_window_us && !s->stopping) {
+		uint64_t now = eng_now_ns();
+
+		if (now < s->flush_at)
+			wait = s->flush_at - now;
+	}
+	if (!wait) {
+		while (s->nr_flushq)
+			eng_conn_flushed(s, &s->conns[s->flushq[--s->nr_flushq]]);
+		s->nr_flushnow = 0;
+	} else if (s->nr_flushnow) {
+		flush_now(s);
+	}
+	*wait_ns = wait;
+	if (!block || s->nr_resume)
+		ret = ring_run(&s->ring, 0, dispatch, s);
+	else if (wait)
+		ret = ring_run_for(&s->ring, wait, dispatch, s);
+	else
+		ret = ring_run(&s->ring, 1, dispatch, s);
+	if (ret < 0) {
+		fprintf(stderr, "ringcast: shard %u: submit: %s\n", s->id,
+			strerror(-ret));
+		return -1;
+	}
+	/*
+	 * The buffers this batch gave back go to the kernel now, the last
+	 * used first; recvs that ran out of them are re-armed only after.
+	 */
+	ring_bufs_refill(&s->rbufs);
+	while (s->nr_rearm) {
+		uint32_t slot = s->rearm[--s->nr_rearm];
+
+		eng_conn_rearm(s, &s->conns[slot]);
+	}
+	/*
+	 * Requests held while a publish was sequenced. Those listed again
+	 * meanwhile (a next pipelined publish) wait one turn, which bounds
+	 * the list at twice the connections.
+	 */
+	{
+		uint32_t n = s->nr_resume;
+
+		for (uint32_t i = 0; i < n; i++)
+			eng_conn_resumed(s, &s->conns[s->resume[i]]);
+		memmove(s->resume, s->resume + n,
+			(s->nr_resume - n) * sizeof(*s->resume));
+		s->nr_resume -= n;
+		if (n)
+			ret++;		/* work done: look again soon */
+	}
+	return ret;
+}
+
+/*
+ * Sets @s up on the calling thread, which owns its ring from now on, and
+ * adds the ring to @set when the thread drives several (else NULL).
+ */
+static bool shard_start(struct eng_shard *s, struct ring_set *set)
+{
+	int ret = shard_init(s, set ? RING_F_SHARED : 0);
+
+	if (ret == 0 && set) {
+		ret = ring_set_add(set, &s->ring);
+		if (ret < 0) {
+			shard_exit(s);
+			ring_exit(&s->ring);
+		}
+	}
 	s->up = ret == 0;
 	report_ready(s, ret);
 	if (ret < 0)
-		return NULL;
+		return false;
 	arm_accept(s);
 	arm_tick(s);
+	return true;
+}
 
-	for (;;) {
-		if (s->stopping && atomic_load_explicit(&s->stats.conns,
-				memory_order_relaxed) == 0) {
-			/*
-			 * Our connections are gone; the mail their closing
-			 * sent (a user's leave, interest withdrawn) leaves
-			 * now. Then we keep reading mail until every shard is
-			 * this far, so none is left unread at exit.
-			 */
-			if (!s->drained) {
-				ring_submit(&s->ring);
-				s->drained = true;
-				atomic_fetch_add(&s->eng->drained, 1);
-			}
-			/*
-			 * Everyone drained and no mail in flight: nothing can
-			 * arrive any more. The mail count is checked too so a
-			 * shard that exits first leaves nothing unread; a count
-			 * gone wrong must not hang the stop, hence the bound.
-			 */
-			if (atomic_load(&s->eng->drained) == s->eng->cfg.shards &&
-			    (atomic_load(&s->eng->mail) == 0 ||
-			     s->tick >= s->stop_tick + eng_ms_to_ticks(2000)))
-				break;
-		}
-		/*
-		 * The sends, last before the submit: every frame queued to a
-		 * connection since the last one goes in one send (a sendmsg
-		 * for several), and none waits longer than it did. With a
-		 * batch window they wait until it has passed (not when
-		 * stopping), and the ring waits no longer than that.
-		 */
-		wait_ns = 0;
-		if (s->nr_flushq && s->eng->cfg.batch_window_us &&
-		    !s->stopping) {
-			uint64_t now = eng_now_ns();
-
-			if (now < s->flush_at)
-				wait_ns = s->flush_at - now;
-		}
-		if (!wait_ns) {
-			while (s->nr_flushq)
-				eng_conn_flushed(s, &s->conns[s->flushq[--s->nr_flushq]]);
-			s->nr_flushnow = 0;
-		} else if (s->nr_flushnow)
-			flush_now(s);
-		if (wait_ns && !s->nr_resume)
-			ret = ring_run_for(&s->ring, wait_ns, dispatch, s);
-		else
-			ret = ring_run(&s->ring, s->nr_resume ? 0 : 1, dispatch, s);
-		if (ret < 0) {
-			fprintf(stderr, "ringcast: shard %u: submit: %s\n",
-				s->id, strerror(-ret));
-			break;
-		}
-		/*
-		 * The buffers this batch gave back go to the kernel now, the
-		 * last used first; recvs that ran out of them are re-armed
-		 * only after that.
-		 */
-		ring_bufs_refill(&s->rbufs);
-		while (s->nr_rearm) {
-			uint32_t slot = s->rearm[--s->nr_rearm];
-
-			eng_conn_rearm(s, &s->conns[slot]);
-		}
-		/*
-		 * Requests held while a publish was sequenced. Those listed
-		 * again meanwhile (a next pipelined publish) wait one turn,
-		 * which bounds the list at twice the connections.
-		 */
-		{
-			uint32_t n = s->nr_resume;
-
-			for (uint32_t i = 0; i < n; i++)
-				eng_conn_resumed(s, &s->conns[s->resume[i]]);
-			memmove(s->resume, s->resume + n,
-				(s->nr_resume - n) * sizeof(*s->resume));
-			s->nr_resume -= n;
-		}
-	}
-	/* Mail posted before the last shard drained is ours to free. */
+/* After its last turn: mail posted before the last shard drained is
+ * ours to free, then what the shard owns but its ring. */
+static void shard_stop(struct eng_shard *s)
+{
 	ring_run(&s->ring, 0, dispatch, s);
 	shard_exit(s);
+}
+
+void *eng_shard_main(void *arg)
+{
+	struct eng_shard *s = arg;
+	uint64_t wait;
+
+	if (!shard_start(s, NULL))
+		return NULL;
+	while (shard_turn(s, true, &wait) >= 0)
+		;
+	shard_stop(s);
+	return NULL;
+}
+
+void *eng_worker_main(void *arg)
+{
+	struct eng_shard *first = arg;
+	struct eng *e = first->eng;
+	unsigned step = e->cfg.threads, alive = 0, i;
+	struct ring_set set;
+	bool *done;
+	int ret;
+
+	done = calloc(e->cfg.shards, sizeof(*done));
+	ret = done ? ring_set_init(&set, e->cfg.shards / step + 1) : -ENOMEM;
+	for (i = first->id; i < e->cfg.shards; i += step) {
+		if (ret < 0)		/* each of ours says why it is not up */
+			report_ready(&e->shards[i], ret);
+		else if (shard_start(&e->shards[i], &set))
+			alive++;
+		else
+			done[i] = true;
+	}
+	while (alive) {
+		uint64_t sleep = UINT64_MAX;
+		bool busy = false;
+
+		for (i = first->id; i < e->cfg.shards; i += step) {
+			struct eng_shard *s = &e->shards[i];
+			uint64_t wait;
+			int n;
+
+			if (done[i])
+				continue;
+			n = shard_turn(s, false, &wait);
+			if (n < 0) {
+				shard_stop(s);
+				done[i] = true;
+				alive--;
+				continue;
+			}
+			busy |= n > 0;
+			if (wait && wait < sleep)
+				sleep = wait;
+		}
+		/*
+		 * Idle: sleep until a ring has completions. The polls were
+		 * armed before this turn looked at each CQ, so none is
+		 * missed; with work, only take what they reported.
+		 */
+		if (alive)	/* on an error the next turn runs them all */
+			(void)ring_set_wait(&set, busy ? 0 : sleep);
+	}
+	if (ret == 0)
+		ring_set_exit(&set);
+	free(done);
 	return NULL;
 }

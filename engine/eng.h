@@ -36,6 +36,7 @@ struct eng_cfg {
 	char listen_host[64];
 	uint16_t port;			/* 0: the kernel picks, shared */
 	unsigned shards;
+	unsigned threads;		/* running them; 0: one per shard */
 	uint64_t max_message;		/* bytes per message */
 	uint64_t max_conns;		/* whole process */
 	unsigned ping_ms;		/* 0: no server pings */
@@ -243,6 +244,8 @@ struct eng {
  * then serves until ENG_OP_STOP and every shard has drained (core.c).
  */
 void *eng_shard_main(void *arg);
+/* --threads: a thread driving shards @arg, @arg + threads, ... (core.c) */
+void *eng_worker_main(void *arg);
 
 /* Engine allocations go through mimalloc unless sanitizing (buf.c). */
 void *eng_malloc(size_t n);

@@ -41,6 +41,10 @@ static const char usage[] =
 "                           port 0 picks a free port shared by all shards\n"
 "  --shards N               shard threads (default: online CPUs); may exceed\n"
 "                           the CPU count, threads are then pinned round-robin\n"
+"  --threads T              run the shards on T threads instead of one each\n"
+"                           (io_uring only): a host whose fd limit needs 50\n"
+"                           shards for a million sockets runs them on one\n"
+"                           thread per core\n"
 "  --max-conns N            connections for the whole process; past it a new\n"
 "                           client gets HTTP 503 (default: what the shards hold)\n"
 "  --max-message SIZE       largest message a client may send, after\n"
@@ -431,12 +435,13 @@ enum {
 	OPT_INSECURE_OPEN, OPT_REDIS_FILE, OPT_REDIS_TIMEOUT,
 	OPT_REDIS_MAX_PENDING, OPT_MAX_PARTIAL, OPT_ORIGINS, OPT_NAMESPACE,
 	OPT_HISTORY_MEMORY, OPT_INBOX_MAX, OPT_INBOX_TTL, OPT_BATCH_WINDOW,
-	OPT_DEMO,
+	OPT_DEMO, OPT_THREADS,
 };
 
 static const struct option options[] = {
 	{ "listen",		required_argument, NULL, OPT_LISTEN },
 	{ "shards",		required_argument, NULL, OPT_SHARDS },
+	{ "threads",		required_argument, NULL, OPT_THREADS },
 	{ "max-conns",		required_argument, NULL, OPT_MAX_CONNS },
 	{ "max-message",	required_argument, NULL, OPT_MAX_MESSAGE },
 	{ "echo",		no_argument,	   NULL, OPT_ECHO },
@@ -516,6 +521,11 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			break;
 		case OPT_DEMO:
 			demo = true;
+			break;
+		case OPT_THREADS:
+			if (parse_u64(optarg, &v) < 0 || !v || v > 1024)
+				bad_value("threads (1 to 1024)", optarg);
+			cfg->threads = (unsigned)v;
 			break;
 		case OPT_SHARDS:
 			if (parse_u64(optarg, &v) < 0 || !v || v > 1024)
@@ -843,7 +853,7 @@ int main(int argc, char **argv)
 	struct ring ctl;
 	struct eng e;
 	sigset_t sigs;
-	unsigned i, started = 0, per_ring;
+	unsigned i, started = 0, nready = 0, nthreads, per_ring;
 	uint16_t port;
 	int sig, ret, status = 0;
 
@@ -917,6 +927,14 @@ int main(int argc, char **argv)
 	}
 	if (!e.cfg.shards)
 		e.cfg.shards = online_cpus();
+	/* --threads as many as the shards is the default: one each */
+	if (e.cfg.threads >= e.cfg.shards)
+		e.cfg.threads = 0;
+	if (e.cfg.threads && e.cfg.epoll) {
+		fprintf(stderr, "ringcast: --threads needs --io uring: an "
+			"epoll shard waits in its own epoll_wait\n");
+		return 2;
+	}
 
 	per_ring = files_per_ring();
 	if (!e.cfg.max_conns) {
@@ -981,7 +999,8 @@ int main(int argc, char **argv)
 
 		s->eng = &e;
 		s->id = i;
-		s->cpu = nth_cpu(i);
+		/* a thread of several shards pins them all to its CPU */
+		s->cpu = nth_cpu(e.cfg.threads ? i % e.cfg.threads : i);
 		s->nr_conns = per_ring;
 		s->listen_fd = open_listener(&e.cfg, port, &port);
 		if (s->listen_fd < 0) {
@@ -993,9 +1012,16 @@ int main(int argc, char **argv)
 	}
 	e.cfg.port = port;
 
-	for (i = 0; i < e.cfg.shards; i++) {
-		ret = pthread_create(&e.shards[i].thread, NULL, eng_shard_main,
-				     &e.shards[i]);
+	/*
+	 * One thread per shard, or with --threads T, thread i runs shards
+	 * i, i + T, ... (its pthread_t kept in shard i); each shard reports
+	 * ready once.
+	 */
+	nthreads = e.cfg.threads ? e.cfg.threads : e.cfg.shards;
+	for (i = 0; i < nthreads; i++) {
+		ret = pthread_create(&e.shards[i].thread, NULL,
+				     e.cfg.threads ? eng_worker_main :
+				     eng_shard_main, &e.shards[i]);
 		if (ret) {
 			fprintf(stderr, "ringcast: pthread_create: %s\n",
 				strerror(ret));
@@ -1003,9 +1029,11 @@ int main(int argc, char **argv)
 			break;
 		}
 		started++;
+		nready += e.cfg.threads ?
+			  (e.cfg.shards - i + e.cfg.threads - 1) / e.cfg.threads : 1;
 	}
 	pthread_mutex_lock(&e.lock);
-	while (e.ready < started)
+	while (e.ready < nready)
 		pthread_cond_wait(&e.cond, &e.lock);
 	ret = e.failed;
 	pthread_mutex_unlock(&e.lock);
@@ -1025,6 +1053,9 @@ int main(int argc, char **argv)
 			 e.cfg.redis_port);
 	if (e.cfg.epoll)
 		strcat(broker, "; epoll backend");
+	if (e.cfg.threads)
+		snprintf(broker + strlen(broker), sizeof(broker) - strlen(broker),
+			 "; on %u threads", e.cfg.threads);
 	fprintf(stderr, "ringcast: listening on %s:%u (%u shards, %u "
 		"connections per shard, max %llu; %s)\n", e.cfg.listen_host,
 		e.cfg.port, e.cfg.shards, per_ring,

@@ -5,6 +5,8 @@
  * and the MSG_RING mailbox.
  */
 #include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -53,7 +55,7 @@ int ring_init(struct ring *r, unsigned entries, unsigned nr_files,
 	 * so the loop reaps whole batches without IPIs; it needs
 	 * SINGLE_ISSUER (6.0). Older kernels say -EINVAL: step down.
 	 */
-	if (flags & RING_F_SINGLE) {
+	if ((flags & RING_F_SINGLE) && !(flags & RING_F_SHARED)) {
 		ret = setup(r, entries, IORING_SETUP_SINGLE_ISSUER |
 				   IORING_SETUP_DEFER_TASKRUN);
 		if (ret == -EINVAL)
@@ -356,4 +358,82 @@ int ring_reap(struct ring *r, ring_cqe_fn *fn, void *arg)
 	}
 	io_uring_cq_advance(&r->uring, seen);
 	return (int)seen;
+}
+
+/* ---- several rings on one thread ------------------------------------------ */
+
+static int set_poll(struct ring_set *w, unsigned i)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->uring);
+
+	if (!sqe) {
+		io_uring_submit(&w->uring);
+		sqe = io_uring_get_sqe(&w->uring);
+		if (!sqe)
+			return -EBUSY;
+	}
+	/* multishot: one SQE for the ring's life, re-armed if it ends */
+	io_uring_prep_poll_multishot(sqe, w->fds[i], POLLIN);
+	io_uring_sqe_set_data64(sqe, i);
+	return 0;
+}
+
+int ring_set_init(struct ring_set *w, unsigned n)
+{
+	int ret;
+
+	memset(w, 0, sizeof(*w));
+	w->fds = calloc(n ? n : 1, sizeof(*w->fds));
+	if (!w->fds)
+		return -ENOMEM;
+	ret = io_uring_queue_init(n < 32 ? 64 : 2 * n, &w->uring, 0);
+	if (ret < 0) {
+		free(w->fds);
+		return ret;
+	}
+	return 0;
+}
+
+void ring_set_exit(struct ring_set *w)
+{
+	io_uring_queue_exit(&w->uring);
+	free(w->fds);
+}
+
+int ring_set_add(struct ring_set *w, struct ring *r)
+{
+	if (r->ep)
+		return -EOPNOTSUPP;
+	w->fds[w->n] = r->uring.ring_fd;
+	return set_poll(w, w->n++);
+}
+
+int ring_set_wait(struct ring_set *w, uint64_t wait_ns)
+{
+	struct __kernel_timespec ts = {
+		.tv_sec = (long long)(wait_ns / 1000000000ull),
+		.tv_nsec = (long long)(wait_ns % 1000000000ull),
+	};
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	int ret = 0;
+
+	if (wait_ns)
+		ret = io_uring_submit_and_wait_timeout(&w->uring, &cqe, 1,
+				wait_ns == UINT64_MAX ? NULL : &ts, NULL);
+	else
+		ret = io_uring_submit(&w->uring);
+	if (ret < 0 && ret != -EINTR && ret != -ETIME && ret != -EAGAIN &&
+	    ret != -EBUSY)
+		return ret;
+	ret = 0;
+	/* Which members woke matters not: the caller runs them all. */
+	io_uring_for_each_cqe(&w->uring, head, cqe) {
+		seen++;
+		if (!(cqe->flags & IORING_CQE_F_MORE) &&
+		    set_poll(w, (unsigned)io_uring_cqe_get_data64(cqe)) < 0)
+			ret = -EBUSY;
+	}
+	io_uring_cq_advance(&w->uring, seen);
+	return ret;
 }

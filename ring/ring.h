@@ -35,6 +35,11 @@
 /* Bits of ring_init()'s @flags. */
 #define RING_F_SINGLE	(1u << 0)	/* one thread submits: try DEFER_TASKRUN */
 #define RING_F_EPOLL	(1u << 1)	/* the epoll backend */
+#define RING_F_SHARED	(1u << 2)	/* its thread drives other rings
+					 * too (struct ring_set): no
+					 * DEFER_TASKRUN, whose completions
+					 * run only while this ring is
+					 * waited on */
 
 struct ring_ep;
 
@@ -170,6 +175,30 @@ int ring_reap(struct ring *r, ring_cqe_fn *fn, void *arg);
 
 /* Submits what is queued without waiting. */
 int ring_submit(struct ring *r);
+
+/*
+ * Several io_uring rings driven by one thread: a ring of the set's own
+ * polls each member's fd, which is readable while the member's CQ holds
+ * completions, so the thread sleeps on all of them at once. Members are
+ * made with RING_F_SHARED; epoll rings cannot be members.
+ */
+struct ring_set {
+	struct io_uring uring;		/* the polls' completions */
+	unsigned n;			/* members */
+	int *fds;			/* owned: each member's ring fd */
+};
+
+/* A set for up to @n members; 0 or -errno. */
+int ring_set_init(struct ring_set *w, unsigned n);
+void ring_set_exit(struct ring_set *w);
+/* Adds @r (an io_uring ring, not epoll); 0 or -errno. */
+int ring_set_add(struct ring_set *w, struct ring *r);
+/*
+ * Sleeps until a member may have completions, or @wait_ns have passed
+ * (UINT64_MAX: no limit; 0: only takes what the polls reported). The
+ * caller then runs each member with ring_run(r, 0, ...). 0 or -errno.
+ */
+int ring_set_wait(struct ring_set *w, uint64_t wait_ns);
 
 /*
  * A provided buffer ring (IORING_REGISTER_PBUF_RING): @nr buffers of

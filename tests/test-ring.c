@@ -229,6 +229,48 @@ static int wait_ud(struct ring *r, struct got *g, uint64_t ud)
 }
 
 /*
+ * A ring_set sleeps for two member rings at once: mail posted to the
+ * second wakes it, and only that ring holds the completion; a timer on
+ * the first wakes it too; with nothing due it returns after its limit.
+ */
+static int test_set(void)
+{
+	struct ring a, m[2];
+	struct ring_set set;
+	struct got g = { .n = 0 };
+	uint64_t ud = ring_ud(7, 43, 2);
+
+	T_CHECK(ring_init(&a, 8, 0, 0) == 0);
+	T_CHECK(ring_set_init(&set, 2) == 0);
+	for (int i = 0; i < 2; i++) {
+		T_CHECK(ring_init(&m[i], 8, 0, RING_F_SINGLE | RING_F_SHARED) == 0);
+		T_CHECK(ring_set_add(&set, &m[i]) == 0);
+	}
+	T_CHECK(ring_set_wait(&set, 1000000) == 0);	/* 1 ms, nothing due */
+	T_CHECK(ring_run(&m[0], 0, collect, &g) == 0);
+	T_CHECK(ring_run(&m[1], 0, collect, &g) == 0);
+
+	T_CHECK(ring_mbox_post(&a, &m[1], ud, 5, 99) == 0);
+	T_CHECK(io_uring_submit(&a.uring) == 1);
+	T_CHECK(ring_set_wait(&set, UINT64_MAX) == 0);	/* no limit: woken */
+	T_CHECK(ring_run(&m[0], 0, collect, &g) == 0);
+	T_CHECK(ring_run(&m[1], 0, collect, &g) == 1);
+	T_CHECK(g.n == 1 && g.cqe[0].user_data == ud && g.cqe[0].res == 5);
+
+	T_CHECK(ring_timeout(&m[0], 1, ring_ud(7, 44, 0)) == 0);
+	T_CHECK(ring_submit(&m[0]) >= 0);
+	T_CHECK(ring_set_wait(&set, UINT64_MAX) == 0);
+	T_CHECK(ring_run(&m[0], 0, collect, &g) == 1);
+	T_CHECK(g.n == 2 && g.cqe[1].res == -ETIME);
+
+	ring_set_exit(&set);
+	for (int i = 0; i < 2; i++)
+		ring_exit(&m[i]);
+	ring_exit(&a);
+	return 0;
+}
+
+/*
  * ring_cancel_slot() on io_uring ends what is pending on a TCP socket, a
  * multishot recv and a send stuck behind a peer that does not read, then
  * completes itself; the slot then closes and the peer sees EOF.
@@ -371,8 +413,8 @@ static int test_epoll(void)
 
 int main(void)
 {
-	if (test_ud() || test_bufs_recv() || test_bufs_lifo() || test_mbox() || test_end_slot() ||
-	    test_epoll())
+	if (test_ud() || test_bufs_recv() || test_bufs_lifo() || test_mbox() ||
+	    test_set() || test_end_slot() || test_epoll())
 		return T_EXIT_FAIL;
 	return T_EXIT_PASS;
 }
