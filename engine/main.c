@@ -41,10 +41,10 @@ static const char usage[] =
 "                           port 0 picks a free port shared by all shards\n"
 "  --shards N               shard threads (default: online CPUs); may exceed\n"
 "                           the CPU count, threads are then pinned round-robin\n"
-"  --threads T              run the shards on T threads instead of one each\n"
-"                           (io_uring only): a host whose fd limit needs 50\n"
-"                           shards for a million sockets runs them on one\n"
-"                           thread per core\n"
+"  --threads T              run the shards on T threads (io_uring only;\n"
+"                           default: one per shard, at most one per CPU), so\n"
+"                           that a host whose fd limit needs 50 shards for a\n"
+"                           million sockets still runs one thread per core\n"
 "  --max-conns N            connections for the whole process; past it a new\n"
 "                           client gets HTTP 503 (default: what the shards hold)\n"
 "  --max-message SIZE       largest message a client may send, after\n"
@@ -927,9 +927,15 @@ int main(int argc, char **argv)
 	}
 	if (!e.cfg.shards)
 		e.cfg.shards = online_cpus();
-	/* --threads as many as the shards is the default: one each */
+	/*
+	 * One thread per shard up to one per CPU: more shards than CPUs (a
+	 * low fd limit) share threads, which measured faster (bench/README.md,
+	 * "Fewer threads than rings"). The epoll backend keeps one each.
+	 */
+	if (!e.cfg.threads && !e.cfg.epoll && e.cfg.shards > online_cpus())
+		e.cfg.threads = online_cpus();
 	if (e.cfg.threads >= e.cfg.shards)
-		e.cfg.threads = 0;
+		e.cfg.threads = 0;	/* one each */
 	if (e.cfg.threads && e.cfg.epoll) {
 		fprintf(stderr, "ringcast: --threads needs --io uring: an "
 			"epoll shard waits in its own epoll_wait\n");
