@@ -559,6 +559,8 @@ static bool www(struct eng_shard *s, struct eng_conn *c,
 	const struct eng_www *f;
 	const char *want = NULL;
 
+	if (req->flags & HS_F_UPGRADE_WS)
+		return false;	/* a page is no WebSocket endpoint: 404 */
 	if (str_is(&req->path, "/") || str_is(&req->path, "/status"))
 		want = "/status";
 	else if (str_is(&req->path, "/demo") && s->eng->cfg.demo)

@@ -164,11 +164,22 @@ def check_healthz(eng):
 
 
 def check_not_found(eng):
-    for path in ("/", "/nope", "/echo/x", "/healthzz"):
+    # / is the status page, /demo the demo (with --demo only): neither
+    # is a WebSocket endpoint.
+    for path in ("/", "/status", "/nope", "/echo/x", "/healthzz", "/demo"):
         req = rc.upgrade_request(path=path, host=eng.host)
         expect_error(eng, req, 404, "upgrade to %s" % path)
+    for path in ("/nope", "/echo/x", "/healthzz", "/demo", "/ringcast.jsx"):
         req = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode()
         expect_error(eng, req, 404, "GET %s" % path)
+    for path, ctype in (("/", "text/html"), ("/status", "text/html"),
+                        ("/ringcast.js", "text/javascript")):
+        r = rc.http_request(eng.host, eng.port,
+                            ("GET %s HTTP/1.1\r\nHost: x\r\n"
+                             "Connection: close\r\n\r\n" % path).encode())
+        expect_eq(r.status, 200, "GET %s" % path)
+        expect((r.header("content-type") or "").startswith(ctype),
+               "GET %s: type %s", path, r.header("content-type"))
 
 
 def check_echo_disabled(exe):
