@@ -25,6 +25,7 @@ enum { ENG_BUF_HEAP = 0, ENG_BUF_ARENA };
 #define ENG_BUF_F_HIST		(1u << 4)	/* room for epoch, offset */
 #define ENG_BUF_F_STAMPED	(1u << 5)	/* ... written in (hist.h) */
 #define ENG_BUF_F_INBOX		(1u << 6)	/* room for an inbox id */
+#define ENG_BUF_F_SYS		(1u << 7)	/* the node's own figures */
 
 struct eng_buf {
 	atomic_uint refs;	/* queue entries, mails, the builder */

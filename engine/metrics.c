@@ -363,8 +363,10 @@ void eng_metrics_sys(struct eng_shard *s)
 	if (!t.oom) {
 		f = eng_pub_frame(ENG_SYS_CHANNEL, sizeof(ENG_SYS_CHANNEL) - 1,
 				  (const uint8_t *)t.p, t.len, true);
-		if (f)
+		if (f) {
+			f->flags |= ENG_BUF_F_SYS;
 			eng_pub_inject(&s->mail, f);
+		}
 	}
 	eng_free(t.p);
 }

@@ -289,7 +289,9 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 	struct eng_buf *f = pub->frame;
 	unsigned nshards = s->eng->cfg.shards, i, reached = 0;
 
-	ENG_STAT_ADD(s, published, 1);
+	/* The engine's own $sys figures are not something anyone published. */
+	if (!(f->flags & ENG_BUF_F_SYS))
+		ENG_STAT_ADD(s, published, 1);
 	eng_lat_stamp(s, f);
 	if ((f->flags & ENG_BUF_F_BCAST)) {
 		for (i = 0; i < nshards; i++) {

@@ -122,6 +122,25 @@ def check_counts(eng):
             ws.close()
 
 
+def check_sys_not_published(eng):
+    """The node's own $sys figures are not messages anyone published: two
+    of them reach a subscriber and ringcast_published stays 0."""
+    ws = rc.RawWs(eng.host, eng.port, path="/ws")
+    try:
+        ws.send(OP_TEXT, rc.push_cmd("sys", seq=1, token=KEY))
+        got = json.loads(ws.recv_message().payload)
+        expect_eq(got.get("code"), 200, "sys reply")
+        for _ in range(2):
+            got = json.loads(ws.recv_message().payload)
+            expect_eq(got.get("channel"), "$sys", "a $sys push")
+        _, _, text = scrape(eng)
+        fams = families(text)
+        expect_eq(total(fams, "ringcast_published"), 0, "published")
+        expect(total(fams, "ringcast_delivered") >= 2, "$sys deliveries")
+    finally:
+        ws.close()
+
+
 def check_redis(exe):
     with redisd.Redis() as r:
         with rc.Engine(exe, "--shards", "2", "--api-key", KEY,
@@ -143,6 +162,8 @@ def main():
     with rc.Engine(run.exe, "--shards", "2", "--api-key", KEY) as eng:
         run.check("key", check_key, eng)
         run.check("counts", check_counts, eng)
+    with rc.Engine(run.exe, "--shards", "2", "--api-key", KEY) as eng:
+        run.check("sys_not_published", check_sys_not_published, eng)
     run.check("redis", check_redis, run.exe)
     run.finish()
 
