@@ -32,6 +32,7 @@
 #include "bridge.h"
 #include "buf.h"
 #include "chan.h"
+#include "cluster.h"
 #include "hist.h"
 #include "inbox.h"
 #include "json.h"
@@ -46,6 +47,12 @@
 #define R_TICK_MS	100
 #define R_BEAT_MS	1000		/* presence heartbeat */
 #define R_NODE_TTL	5		/* s: a node silent this long is dead */
+#define R_NODES_MAX	64		/* cluster: masters linked to, ever */
+#define R_CTL_IDX	(2 * R_NODES_MAX)	/* the slot-map link's slot */
+#define R_SEEDS_MAX	16
+#define R_REDIRECTS	5		/* MOVED/ASK a request may follow */
+#define R_MAP_MS	10000		/* the slot map, asked again ... */
+#define R_MAP_BAD_MS	500		/* ... or this soon while unhealthy */
 
 enum { R_SUB = 0, R_PUB = 1 };
 
@@ -62,6 +69,9 @@ struct rchan {
 	uint8_t dirty;			/* listed in its dirty list */
 	uint16_t owner;			/* shard to acknowledge */
 	uint16_t len;
+	uint16_t slot;			/* cluster: its hash slot */
+	uint8_t node;			/* cluster: where it was requested */
+	uint8_t again;			/* lost its master: count the next */
 	uint64_t hash;
 	uint32_t conns;			/* presence: connections here */
 	char *apps;			/* presence: "ios,web", malloc'd */
@@ -93,16 +103,49 @@ struct rtable {
 	size_t ndirty, dcap;
 };
 
+/*
+ * A Redis master and this node's two links to it: the subscriber and the
+ * publisher (requests, answered in order). Without a cluster there is
+ * one, the --redis server. Never freed before the bridge: the links'
+ * configurations borrow @addr.
+ */
+struct rnode {
+	struct eng_cluster_addr addr;
+	struct eng_resp c[2];		/* R_SUB, R_PUB */
+	struct eng_rreq *fifo_head;	/* R_PUB: requests awaiting replies */
+	struct eng_rreq *fifo_tail;
+	uint32_t slots;			/* cluster: slots the map gives it */
+};
+
 struct eng_bridge {
 	struct eng *eng;		/* borrowed */
 	struct ring ring;
 	pthread_t thread;
 	bool up;
 	bool stopping;
-	struct eng_resp c[2];		/* the subscriber and publisher links */
-	struct eng_rreq *fifo_head;	/* publisher: requests awaiting */
-	struct eng_rreq *fifo_tail;
-	size_t queued;			/* their bytes (each held twice) */
+	bool cluster;			/* --redis-cluster */
+	struct rnode *nodes;		/* owned: 1, or R_NODES_MAX on a cluster */
+	unsigned nnodes;
+	size_t queued;			/* bytes of requests awaiting, all nodes */
+	/* cluster only */
+	uint16_t *map;			/* owned: slot -> node, or ENG_SLOT_NONE */
+	uint32_t uncovered;		/* slots no master serves (all: no map) */
+	struct eng_resp mapl;		/* asks for the slot map */
+	struct eng_cluster_addr seeds[R_SEEDS_MAX];
+	unsigned nseeds, ctl_at;	/* ctl links to seeds, then nodes */
+	bool map_out;			/* CLUSTER SLOTS sent, not answered */
+	bool map_due;			/* ask again soon: something moved */
+	uint64_t map_last;		/* ms: asked last */
+	uint16_t *map_next;		/* owned: on_map()'s scratch */
+	uint16_t pres_slot;		/* the presence keys' slot */
+	char pkeys[ENG_RREQ_KEYS_MAX];	/* ... and their prefix (rreq.h) */
+	size_t pkeys_len;
+	char map_error[256];		/* the last CLUSTER SLOTS error logged */
+	atomic_uint_fast64_t moved;	/* MOVED and ASK replies followed */
+	atomic_uint_fast64_t maps;	/* slot maps read */
+	atomic_uint_fast64_t resubscribes;	/* channels moved to a master */
+	atomic_uint masters, masters_up;	/* serving slots; ... linked */
+	atomic_uint uncovered_pub;		/* a copy of uncovered */
 	struct rtable chans;		/* Redis channels wanted */
 	struct rtable pres;		/* users' presence on this node */
 	uint64_t next_beat;		/* ms: the next heartbeat */
@@ -149,10 +192,66 @@ static void set_reason(struct eng_bridge *r, const char *fmt, const char *a,
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* The node that serves hash slot @slot: -1 when none does (yet). */
+static int node_for(const struct eng_bridge *r, uint16_t slot)
+{
+	if (!r->cluster)
+		return 0;
+	if (!r->map || r->map[slot] == ENG_SLOT_NONE)
+		return -1;
+	return r->map[slot];
+}
+
+/* The link of @role to the master of @slot, or NULL. */
+static struct eng_resp *link_for(struct eng_bridge *r, uint16_t slot,
+				 int role)
+{
+	int n = node_for(r, slot);
+
+	return n < 0 ? NULL : &r->nodes[n].c[role];
+}
+
+static bool ready_for(struct eng_bridge *r, uint16_t slot, int role)
+{
+	struct eng_resp *l = link_for(r, slot, role);
+
+	return l && eng_resp_ready(l);
+}
+
+/*
+ * Healthy: every slot has a master and this node's two links to each
+ * master that serves slots are up. A cluster's reason names no host
+ * either: the log does.
+ */
 static void update_health(struct eng_bridge *r)
 {
-	int ok = eng_resp_ready(&r->c[R_SUB]) && eng_resp_ready(&r->c[R_PUB]);
+	unsigned masters = 0, up = 0;
+	int ok = 1;
 
+	for (unsigned i = 0; i < r->nnodes; i++) {
+		struct rnode *n = &r->nodes[i];
+
+		if (r->cluster && !n->slots)
+			continue;
+		masters++;
+		if (eng_resp_ready(&n->c[R_SUB]) && eng_resp_ready(&n->c[R_PUB]))
+			up++;
+		else
+			ok = 0;
+	}
+	atomic_store(&r->masters, masters);
+	atomic_store(&r->uncovered_pub, r->uncovered);
+	atomic_store(&r->masters_up, up);
+	if (r->cluster && r->uncovered) {
+		char what[64];
+
+		ok = 0;
+		snprintf(what, sizeof(what), "%u of %u slots", r->uncovered,
+			 ENG_SLOTS);
+		if (!r->map_error[0])
+			set_reason(r, "redis cluster: %s have no master%s",
+				   what, "");
+	}
 	if (ok) {
 		pthread_mutex_lock(&r->lock);
 		r->reason[0] = '\0';
@@ -185,19 +284,26 @@ void eng_bridge_figures(struct eng_bridge *r, struct eng_bridge_figs *f)
 	f->pending = atomic_load(&r->pending);
 	f->fills = atomic_load(&r->fills);
 	f->gaps = atomic_load(&r->gaps);
+	f->cluster = r->cluster;
+	f->masters = atomic_load(&r->masters);
+	f->masters_up = atomic_load(&r->masters_up);
+	f->moved = atomic_load(&r->moved);
+	f->maps = atomic_load(&r->maps);
+	f->resubscribes = atomic_load(&r->resubscribes);
 }
 
 size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 {
 	struct eng_bridge_figs f;
+	size_t n;
 
 	eng_bridge_figures(r, &f);
-	return (size_t)snprintf(out, cap,
+	n = (size_t)snprintf(out, cap,
 		"{\"up\":%s,\"reconnects\":%llu,\"messages\":%llu,"
 		"\"rejected\":%llu,\"publishes\":%llu,\"channels\":%llu,"
 		"\"error_replies\":%llu,\"mailbox_errors\":%llu,"
 		"\"over_budget\":%llu,\"pending_bytes\":%llu,"
-		"\"history_fills\":%llu,\"history_gaps\":%llu}",
+		"\"history_fills\":%llu,\"history_gaps\":%llu",
 		f.up ? "true" : "false",
 		(unsigned long long)f.reconnects,
 		(unsigned long long)f.messages,
@@ -210,6 +316,19 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 		(unsigned long long)f.pending,
 		(unsigned long long)f.fills,
 		(unsigned long long)f.gaps);
+	if (n < cap && f.cluster)
+		n += (size_t)snprintf(out + n, cap - n,
+			",\"cluster\":{\"masters\":%u,\"masters_up\":%u,"
+			"\"uncovered_slots\":%u,\"slot_maps\":%llu,"
+			"\"moved\":%llu,\"resubscribes\":%llu}",
+			f.masters, f.masters_up,
+			(unsigned)atomic_load(&r->uncovered_pub),
+			(unsigned long long)f.maps,
+			(unsigned long long)f.moved,
+			(unsigned long long)f.resubscribes);
+	if (n < cap)
+		n += (size_t)snprintf(out + n, cap - n, "}");
+	return n;
 }
 
 /* ---- the tables ------------------------------------------------------------ */
@@ -272,6 +391,7 @@ static struct rchan *rchan_get(struct rtable *t, const char *name,
 		return NULL;
 	ch->hash = hash;
 	ch->len = (uint16_t)len;
+	ch->slot = eng_cluster_slot(name, len);
 	memcpy(ch->name, name, len);
 	if (t->count >= t->nbuckets)
 		rchan_grow(t);
@@ -349,28 +469,29 @@ static void mark_all(struct rtable *t, bool desired_only)
 
 /* ---- acknowledgements back to the shards ------------------------------- */
 
-/* Requests written to the publisher, answered in this order. */
-static void fifo_push(struct eng_bridge *r, struct eng_rreq *p)
+/* Requests written to a node's publisher, answered in this order. */
+static void fifo_push(struct eng_bridge *r, struct rnode *n,
+		      struct eng_rreq *p)
 {
 	p->next = NULL;
-	if (r->fifo_tail)
-		r->fifo_tail->next = p;
+	if (n->fifo_tail)
+		n->fifo_tail->next = p;
 	else
-		r->fifo_head = p;
-	r->fifo_tail = p;
+		n->fifo_head = p;
+	n->fifo_tail = p;
 	r->queued += p->len;
 	atomic_store_explicit(&r->pending, r->queued, memory_order_relaxed);
 }
 
-static struct eng_rreq *fifo_pop(struct eng_bridge *r)
+static struct eng_rreq *fifo_pop(struct eng_bridge *r, struct rnode *n)
 {
-	struct eng_rreq *p = r->fifo_head;
+	struct eng_rreq *p = n->fifo_head;
 
 	if (!p)
 		return NULL;
-	r->fifo_head = p->next;
-	if (!r->fifo_head)
-		r->fifo_tail = NULL;
+	n->fifo_head = p->next;
+	if (!n->fifo_head)
+		n->fifo_tail = NULL;
 	r->queued -= p->len;
 	atomic_store_explicit(&r->pending, r->queued, memory_order_relaxed);
 	return p;
@@ -413,6 +534,12 @@ static void ack_pub(struct eng_bridge *r, struct eng_rreq *p, long long n)
 
 /* ---- the links ----------------------------------------------------------- */
 
+/* The node a link of its belongs to; cfg.idx is node * 2 + role. */
+static struct rnode *node_of(struct eng_bridge *r, const struct eng_resp *l)
+{
+	return &r->nodes[l->cfg.idx / 2];
+}
+
 /*
  * A link is ready: the subscriber subscribes to everything wanted, the
  * publisher beats at once (which tells whether our presence survived).
@@ -421,10 +548,12 @@ static void link_ready(struct eng_resp *l, void *arg)
 {
 	struct eng_bridge *r = arg;
 
-	if (l == &r->c[R_SUB]) {
+	if (l->cfg.idx % 2 == R_SUB) {
 		mark_all(&r->chans, true);
 	} else {
-		r->next_beat = 0;
+		if (!r->cluster || node_for(r, r->pres_slot) ==
+		    (int)(l->cfg.idx / 2))
+			r->next_beat = 0;
 		if (r->fills_waiting)
 			send_fills(r);
 	}
@@ -449,22 +578,33 @@ static void link_down(struct eng_resp *l, void *arg, bool was_up, int err,
 {
 	struct eng_bridge *r = arg;
 
-	if (was_up && !r->stopping)
+	struct rnode *n = node_of(r, l);
+	unsigned idx = l->cfg.idx / 2;
+
+	if (was_up && !r->stopping && r->cluster)
+		fprintf(stderr, "ringcast: %s (master %s:%u); reconnecting\n",
+			why, n->addr.host, n->addr.port);
+	else if (was_up && !r->stopping)
 		fprintf(stderr, "ringcast: %s; reconnecting\n", why);
 	set_reason(r, "%s%s", why, "");
-	if (l == &r->c[R_PUB]) {
+	if (r->cluster)
+		r->map_due = true;	/* a master died, maybe: where now? */
+	if (l->cfg.idx % 2 == R_PUB) {
 		/*
 		 * Requests in flight: their fate is unknown, so they failed,
 		 * with the link's reason (-ETIMEDOUT: Redis froze).
 		 */
 		struct eng_rreq *p;
 
-		while ((p = fifo_pop(r)))
+		while ((p = fifo_pop(r, n)))
 			ack_pub(r, p, err == -ETIMEDOUT ? err : -ECONNRESET);
 	} else {
 		for (size_t i = 0; i < r->chans.nbuckets; i++)
 			for (struct rchan *ch = r->chans.buckets[i]; ch;
 			     ch = ch->next) {
+				if (ch->node != idx)
+					continue;
+				ch->again |= ch->requested;	/* counted */
 				ch->requested = ch->confirmed = 0;
 				if (ch->hist)	/* what it missed: read back */
 					ch->hist->stale = true;
@@ -697,7 +837,7 @@ static void hist_fill(struct eng_bridge *r, struct rchan *rc,
 	struct eng_rreq *p;
 
 	h->filling = true;	/* later messages wait from now on */
-	if (!eng_resp_ready(&r->c[R_PUB])) {
+	if (!ready_for(r, rc->slot, R_PUB)) {
 		h->want = true;		/* sent once the link is back */
 		r->fills_waiting = true;
 		return;
@@ -1039,22 +1179,111 @@ reject:
 	atomic_fetch_add_explicit(&r->rejected, 1, memory_order_relaxed);
 }
 
+/* The subscription @e names on node @idx's subscriber link, or NULL. */
+static struct rchan *sub_of(struct eng_bridge *r, const redisReply *e)
+{
+	return e->type != REDIS_REPLY_STRING ? NULL :
+	       rchan_find(&r->chans, e->str, e->len,
+			  eng_chan_hash(e->str, e->len));
+}
+
+/*
+ * Redis confirmed a subscription: its owner may answer now, and a history
+ * channel reads back what it missed while it had none.
+ */
+static void on_subscribed(struct eng_bridge *r, struct rchan *ch)
+{
+	struct rhist *h = ch->hist;
+
+	ch->confirmed = ch->requested;
+	ack_sub(r, ch);
+	if (h && h->stale && h->epoch[0] && !h->filling) {
+		h->stale = false;
+		hist_fill(r, ch, h);
+		if (!h->filling)
+			hist_release(r, ch, h);
+	}
+}
+
+/*
+ * A cluster master dropped @ch itself (an SUNSUBSCRIBE we did not ask
+ * for: its slot moved away): subscribe again where the map says, once it
+ * has been read again.
+ */
+static void on_dropped(struct eng_bridge *r, struct rchan *ch, unsigned idx)
+{
+	if (!ch->desired || !ch->requested || ch->node != idx)
+		return;		/* the answer to our own SUNSUBSCRIBE */
+	ch->requested = ch->confirmed = 0;
+	ch->again = 1;
+	if (ch->hist)
+		ch->hist->stale = true;
+	mark_dirty(&r->chans, ch);
+	r->map_due = true;
+}
+
+/*
+ * An error on a cluster master's subscriber link: an SSUBSCRIBE refused
+ * (-MOVED: the slot is elsewhere; -CLUSTERDOWN, -TRYAGAIN). Whatever it
+ * has not confirmed is asked again: at once where a MOVED points, else
+ * after the map has been read again.
+ */
+static int node_add(struct eng_bridge *r, const struct eng_cluster_addr *a);
+static void map_set(struct eng_bridge *r, uint16_t slot, int node);
+
+static void on_sub_error(struct eng_bridge *r, unsigned idx,
+			 const redisReply *rep)
+{
+	struct eng_cluster_addr to;
+	bool ask, moved;
+	uint16_t slot;
+	int n;
+
+	r->map_due = true;
+	moved = eng_cluster_redirect(rep->str, rep->len, &slot, &to, &ask) &&
+		!ask;
+	if (moved && (n = node_add(r, &to)) >= 0) {
+		map_set(r, slot, n);
+		atomic_fetch_add_explicit(&r->moved, 1, memory_order_relaxed);
+	}
+	for (size_t i = 0; i < r->chans.nbuckets; i++)
+		for (struct rchan *ch = r->chans.buckets[i]; ch; ch = ch->next) {
+			if (ch->node != idx || !ch->requested || ch->confirmed)
+				continue;
+			ch->requested = 0;
+			ch->again = 1;
+			if (moved)
+				mark_dirty(&r->chans, ch);
+		}
+}
+
+static bool redirect(struct eng_bridge *r, struct eng_rreq *p,
+		     const redisReply *rep);
+
 /* A reply on a ready link: the publisher's in FIFO order, or a push. */
 static void link_reply(struct eng_resp *l, void *arg, redisReply *rep)
 {
 	struct eng_bridge *r = arg;
+	unsigned idx = l->cfg.idx / 2;
+	const redisReply *k;
 
-	if (l == &r->c[R_PUB]) {
-		struct eng_rreq *p = fifo_pop(r);
+	if (l->cfg.idx % 2 == R_PUB) {
+		struct eng_rreq *p = fifo_pop(r, node_of(r, l));
 
-		if (p)
+		if (p && !(r->cluster && rep->type == REDIS_REPLY_ERROR &&
+			   redirect(r, p, rep)))
 			on_pub_reply(r, p, rep);
+		return;
+	}
+	if (rep->type == REDIS_REPLY_ERROR && r->cluster) {
+		on_sub_error(r, idx, rep);
 		return;
 	}
 	/* Subscriber: message, subscribe and unsubscribe confirmations. */
 	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3)
 		return;
-	if (str_eq(rep->element[0], "message")) {
+	k = rep->element[0];
+	if (str_eq(k, "message") || str_eq(k, "smessage")) {
 		const redisReply *ch = rep->element[1];
 
 		if (ch->type == REDIS_REPLY_STRING && ch->len == r->ctl_len &&
@@ -1062,61 +1291,96 @@ static void link_reply(struct eng_resp *l, void *arg, redisReply *rep)
 			on_ctl(r, rep->element[2]);
 		else
 			on_message(r, ch, rep->element[2]);
-	} else if (str_eq(rep->element[0], "subscribe")) {
-		const redisReply *e = rep->element[1];
-		struct rchan *ch = e->type == REDIS_REPLY_STRING ?
-			rchan_find(&r->chans, e->str, e->len,
-				   eng_chan_hash(e->str, e->len)) : NULL;
+	} else if (str_eq(k, "subscribe") || str_eq(k, "ssubscribe")) {
+		struct rchan *ch = sub_of(r, rep->element[1]);
 
-		if (ch) {
-			struct rhist *h = ch->hist;
+		if (ch && ch->node == idx)
+			on_subscribed(r, ch);
+	} else if (str_eq(k, "sunsubscribe")) {
+		struct rchan *ch = sub_of(r, rep->element[1]);
 
-			ch->confirmed = ch->requested;
-			ack_sub(r, ch);
-			if (h && h->stale && h->epoch[0] && !h->filling) {
-				h->stale = false;
-				hist_fill(r, ch, h);
-				if (!h->filling)
-					hist_release(r, ch, h);
-			}
-		}
+		if (ch)
+			on_dropped(r, ch, idx);
 	}
 }
 
 /* ---- batching ------------------------------------------------------------ */
 
-/* Sends one (UN)SUBSCRIBE per R_BATCH channels that changed. */
-static void flush_interest(struct eng_bridge *r)
-{
-	struct eng_resp *c = &r->c[R_SUB];
+/* One (UN)SUBSCRIBE being built: up to R_BATCH channels. */
+struct batch {
 	const char *argv[R_BATCH + 1];
 	size_t lens[R_BATCH + 1];
-	int pass;
+	int n;
+};
 
-	for (pass = 0; pass < 2; pass++) {
-		bool sub = pass == 0;
-		int n = 1;
+static void batch_send(struct eng_resp *c, struct batch *b)
+{
+	if (b->n > 1)
+		eng_resp_put_cmd(c, b->n, b->argv, b->lens);
+	b->n = 1;
+}
 
-		argv[0] = sub ? "SUBSCRIBE" : "UNSUBSCRIBE";
-		lens[0] = strlen(argv[0]);
-		for (size_t i = 0; i < r->chans.ndirty; i++) {
-			struct rchan *ch = r->chans.dirty[i];
+/*
+ * Asks node @node to (un)subscribe @ch. One Redis takes channels in
+ * batches of R_BATCH; a cluster master takes one per SSUBSCRIBE, since a
+ * command's channels must share a slot and a refused one is refused whole.
+ */
+static void put_interest(struct eng_bridge *r, unsigned node, bool sub,
+			 struct rchan *ch, struct batch *b)
+{
+	struct eng_resp *c = &r->nodes[node].c[R_SUB];
 
-			if (!eng_resp_ready(c))
-				break;
-			if (sub != !!ch->desired || ch->requested == ch->desired)
-				continue;
-			argv[n] = ch->name;
-			lens[n] = ch->len;
-			ch->requested = ch->desired;
-			ch->confirmed = 0;
-			if (++n == R_BATCH + 1) {
-				eng_resp_put_cmd(c, n, argv, lens);
-				n = 1;
-			}
+	if (!eng_resp_ready(c))
+		return;
+	if (r->cluster) {
+		const char *argv[2] = { sub ? "SSUBSCRIBE" : "SUNSUBSCRIBE",
+					ch->name };
+		size_t lens[2] = { sub ? 10 : 12, ch->len };
+
+		eng_resp_put_cmd(c, 2, argv, lens);
+		return;
+	}
+	b->argv[b->n] = ch->name;
+	b->lens[b->n] = ch->len;
+	if (++b->n == R_BATCH + 1)
+		batch_send(c, b);
+}
+
+/* Sends what the channels that changed need, then acks and frees. */
+static void flush_interest(struct eng_bridge *r)
+{
+	struct batch sub = { .argv = { "SUBSCRIBE" }, .lens = { 9 }, .n = 1 };
+	struct batch uns = { .argv = { "UNSUBSCRIBE" }, .lens = { 11 },
+			     .n = 1 };
+
+	for (size_t i = 0; i < r->chans.ndirty; i++) {
+		struct rchan *ch = r->chans.dirty[i];
+		int t = node_for(r, ch->slot);
+
+		if (ch->requested && (int)ch->node != t) {
+			/* its slot moved: leave the old master for the new */
+			put_interest(r, ch->node, false, ch, &uns);
+			ch->requested = ch->confirmed = 0;
+			ch->again = 1;
 		}
-		if (n > 1)
-			eng_resp_put_cmd(c, n, argv, lens);
+		if (ch->desired && !ch->requested && t >= 0 &&
+		    eng_resp_ready(&r->nodes[t].c[R_SUB])) {
+			put_interest(r, (unsigned)t, true, ch, &sub);
+			ch->requested = 1;
+			ch->confirmed = 0;
+			ch->node = (uint8_t)t;
+			if (ch->again && r->cluster)
+				atomic_fetch_add_explicit(&r->resubscribes, 1,
+							  memory_order_relaxed);
+			ch->again = 0;
+		} else if (!ch->desired && ch->requested) {
+			put_interest(r, ch->node, false, ch, &uns);
+			ch->requested = ch->confirmed = 0;
+		}
+	}
+	if (!r->cluster) {
+		batch_send(&r->nodes[0].c[R_SUB], &sub);
+		batch_send(&r->nodes[0].c[R_SUB], &uns);
 	}
 	for (size_t i = 0; i < r->chans.ndirty; i++) {
 		struct rchan *ch = r->chans.dirty[i];
@@ -1128,13 +1392,14 @@ static void flush_interest(struct eng_bridge *r)
 		 * (a channel dropped and wanted again within one batch, or
 		 * wanted again by a new owner): no answer would come.
 		 */
-		if (!eng_resp_ready(c) || (ch->ack && ch->confirmed))
+		if (!ready_for(r, ch->slot, R_SUB) || (ch->ack && ch->confirmed))
 			ack_sub(r, ch);
 		if (!ch->desired && !ch->requested && !ch->ack)
 			rchan_free(&r->chans, ch);
 	}
 	r->chans.ndirty = 0;
-	eng_resp_flush(c);
+	for (unsigned i = 0; i < r->nnodes; i++)
+		eng_resp_flush(&r->nodes[i].c[R_SUB]);
 }
 
 /* ---- mail from the shards --------------------------------------------- */
@@ -1153,44 +1418,93 @@ static void on_sub_mail(struct eng_bridge *r, struct eng_rsub *m)
 	eng_free(m);
 }
 
+/*
+ * Writes @p on node @node's publisher link, behind what is in flight;
+ * false (and @p answered) when that link is not up.
+ */
+static bool send_to(struct eng_bridge *r, int node, struct eng_rreq *p)
+{
+	struct eng_resp *c = node < 0 ? NULL : &r->nodes[node].c[R_PUB];
+
+	if (!c || !eng_resp_ready(c)) {
+		ack_pub(r, p, -ENOTCONN);
+		return false;
+	}
+	if (eng_resp_put_raw(c, p->data, p->len) < 0) {
+		ack_pub(r, p, -ENOMEM);
+		return false;
+	}
+	fifo_push(r, &r->nodes[node], p);
+	eng_resp_flush(c);
+	return true;
+}
+
 static void on_request_mail(struct eng_bridge *r, struct eng_rreq *p)
 {
-	struct eng_resp *c = &r->c[R_PUB];
-
-	if (!eng_resp_ready(c)) {
-		ack_pub(r, p, -ENOTCONN);
-		return;
-	}
 	/*
 	 * A Redis that reads slowly (or froze, until the timeout says so)
 	 * must not make us hold everything: past the budget, refuse now.
 	 * Our own requests are few (a beat a second, presence per user).
 	 */
 	if (p->from != ENG_BRIDGE &&
-	    r->queued + p->len > r->eng->cfg.redis_max_pending) {
+	    r->queued + p->len > r->eng->cfg.redis_max_pending &&
+	    ready_for(r, p->hslot, R_PUB)) {
 		atomic_fetch_add_explicit(&r->refused, 1, memory_order_relaxed);
 		ack_pub(r, p, -ENOBUFS);
 		return;
 	}
-	if (eng_resp_put_raw(c, p->data, p->len) < 0) {
-		ack_pub(r, p, -ENOMEM);
-		return;
-	}
-	if (p->op == ENG_RQ_PUBLISH || p->op == ENG_RQ_HPUBLISH)
+	if ((p->op == ENG_RQ_PUBLISH || p->op == ENG_RQ_HPUBLISH) &&
+	    ready_for(r, p->hslot, R_PUB))
 		atomic_fetch_add_explicit(&r->publishes, 1,
 					  memory_order_relaxed);
-	fifo_push(r, p);
-	eng_resp_flush(c);
+	send_to(r, node_for(r, p->hslot), p);
 }
 
-/* Sends a request of the bridge's own (no shard waits for it). */
+/*
+ * A cluster master answered @p with -MOVED or -ASK: @p goes again to the
+ * master named (after ASKING, for an ASK), R_REDIRECTS times at most. A
+ * MOVED also corrects the map for that slot, and the map is read again.
+ * False when @rep is no redirection, or one too many.
+ */
+static bool redirect(struct eng_bridge *r, struct eng_rreq *p,
+		     const redisReply *rep)
+{
+	struct eng_cluster_addr to;
+	uint16_t slot;
+	bool ask;
+	int n;
+
+	if (!eng_cluster_redirect(rep->str, rep->len, &slot, &to, &ask))
+		return false;
+	atomic_fetch_add_explicit(&r->moved, 1, memory_order_relaxed);
+	r->map_due = true;
+	n = node_add(r, &to);
+	if (n < 0 || p->redirects >= R_REDIRECTS)
+		return false;
+	p->redirects++;
+	if (!ask) {
+		map_set(r, slot, n);
+	} else if (eng_resp_ready(&r->nodes[n].c[R_PUB])) {
+		struct eng_rreq *a = eng_rreq_new(ENG_RQ_QUIET, 1,
+			(const char *[]){ "ASKING" }, (size_t[]){ 6 });
+
+		if (!a || !send_to(r, n, a))
+			return false;
+	}
+	send_to(r, n, p);
+	return true;
+}
+
+/* Sends a presence request of the bridge's own (no shard waits for it). */
 static void own_request(struct eng_bridge *r, uint8_t op, int argc,
 			const char **argv, const size_t *lens)
 {
 	struct eng_rreq *p = eng_rreq_new(op, argc, argv, lens);
 
-	if (p)
+	if (p) {
+		p->hslot = r->pres_slot;
 		on_request_mail(r, p);
+	}
 }
 
 /* A user's count on this node changed (from its owner shard). */
@@ -1242,13 +1556,13 @@ static void node_counts(struct eng_bridge *r, char conns[24], char users[24])
 static void flush_presence(struct eng_bridge *r)
 {
 	const struct eng_cfg *cfg = &r->eng->cfg;
-	const char *argv[3 + 4 + R_BATCH * 3];
-	size_t lens[3 + 4 + R_BATCH * 3];
+	const char *argv[4 + 4 + R_BATCH * 3];
+	size_t lens[4 + 4 + R_BATCH * 3];
 	char counts[R_BATCH][12], nc[24], nu[24];
 	struct rtable *t = &r->pres;
 	size_t i = 0;
 
-	if (!eng_resp_ready(&r->c[R_PUB]))
+	if (!ready_for(r, r->pres_slot, R_PUB))
 		return;		/* written again in full after the next beat */
 	node_counts(r, nc, nu);
 	while (i < t->ndirty) {
@@ -1258,10 +1572,12 @@ static void flush_presence(struct eng_bridge *r)
 		lens[n++] = 4;
 		argv[n] = eng_lua_presence;
 		lens[n++] = strlen(eng_lua_presence);
-		argv[n] = "0";
+		argv[n] = "1";
 		lens[n++] = 1;
-		argv[n] = cfg->redis_prefix;
-		lens[n++] = strlen(cfg->redis_prefix);
+		argv[n] = r->pkeys;
+		lens[n++] = r->pkeys_len;
+		argv[n] = r->pkeys;
+		lens[n++] = r->pkeys_len;
 		argv[n] = cfg->node_id;
 		lens[n++] = strlen(cfg->node_id);
 		argv[n] = nc;
@@ -1297,41 +1613,234 @@ static void beat(struct eng_bridge *r)
 {
 	const struct eng_cfg *cfg = &r->eng->cfg;
 	char c[24], u[24], ttl[8];
-	const char *argv[8];
-	size_t lens[8];
+	const char *argv[9] = { "EVAL", eng_lua_beat, "1", r->pkeys, r->pkeys,
+				cfg->node_id, ttl, c, u };
+	size_t lens[9] = { 4, strlen(eng_lua_beat), 1, r->pkeys_len,
+			   r->pkeys_len, strlen(cfg->node_id), 0, 0, 0 };
 
 	node_counts(r, c, u);
-	argv[0] = "EVAL";
-	argv[1] = eng_lua_beat;
-	argv[2] = "0";
-	argv[3] = cfg->redis_prefix;
-	argv[4] = cfg->node_id;
-	argv[5] = ttl;
-	argv[6] = c;
-	argv[7] = u;
-	lens[0] = 4;
-	lens[1] = strlen(eng_lua_beat);
-	lens[2] = 1;
-	lens[3] = strlen(cfg->redis_prefix);
-	lens[4] = strlen(cfg->node_id);
-	lens[5] = (size_t)snprintf(ttl, sizeof(ttl), "%u", R_NODE_TTL);
-	lens[6] = strlen(c);
-	lens[7] = strlen(u);
-	own_request(r, ENG_RQ_BEAT, 8, argv, lens);
+	lens[6] = (size_t)snprintf(ttl, sizeof(ttl), "%u", R_NODE_TTL);
+	lens[7] = strlen(c);
+	lens[8] = strlen(u);
+	own_request(r, ENG_RQ_BEAT, 9, argv, lens);
 }
 
 /* A clean stop: remove this node's presence now, not in 5 s. */
 static void leave(struct eng_bridge *r)
 {
 	const struct eng_cfg *cfg = &r->eng->cfg;
-	const char *argv[5] = { "EVAL", eng_lua_leave, "0", cfg->redis_prefix,
+	const char *argv[6] = { "EVAL", eng_lua_leave, "1", r->pkeys, r->pkeys,
 				cfg->node_id };
-	size_t lens[5] = { 4, strlen(eng_lua_leave), 1,
-			   strlen(cfg->redis_prefix), strlen(cfg->node_id) };
+	size_t lens[6] = { 4, strlen(eng_lua_leave), 1, r->pkeys_len,
+			   r->pkeys_len, strlen(cfg->node_id) };
 
-	if (eng_resp_ready(&r->c[R_PUB]))
-		own_request(r, ENG_RQ_QUIET, 5, argv, lens);
+	if (ready_for(r, r->pres_slot, R_PUB))
+		own_request(r, ENG_RQ_QUIET, 6, argv, lens);
 }
+
+/* ---- the cluster's slot map -------------------------------------------- */
+
+/* Sets link @l up toward @host:@port, as role @role of user_data @idx. */
+static int link_init(struct eng_bridge *r, struct eng_resp *l,
+		     const char *role, const char *host, uint16_t port,
+		     unsigned db, unsigned idx, const struct eng_resp_ops *ops)
+{
+	const struct eng_cfg *cfg = &r->eng->cfg;
+	struct eng_resp_cfg lc = {
+		.role = role,
+		.host = host,
+		.port = port,
+		.user = cfg->redis_user,
+		.password = cfg->redis_password,
+		.db = db,
+		.op_connect = ENG_OP_R_CONNECT,
+		.op_recv = ENG_OP_R_RECV,
+		.op_send = ENG_OP_R_SEND,
+		.idx = idx,
+		.timeout_ms = cfg->redis_timeout_ms,
+	};
+
+	return eng_resp_init(l, &r->ring, &lc, ops, r);
+}
+
+/*
+ * The node of master @a, linked to from now on if it is new: its index,
+ * or -1 when R_NODES_MAX masters were seen already (or no memory).
+ */
+static int node_add(struct eng_bridge *r, const struct eng_cluster_addr *a)
+{
+	struct rnode *n;
+	unsigned i;
+
+	for (i = 0; i < r->nnodes; i++)
+		if (r->nodes[i].addr.port == a->port &&
+		    !strcmp(r->nodes[i].addr.host, a->host))
+			return (int)i;
+	if (!r->cluster || r->nnodes == R_NODES_MAX)
+		return -1;
+	n = &r->nodes[i];
+	n->addr = *a;
+	n->c[R_SUB].fd = n->c[R_PUB].fd = -1;
+	if (link_init(r, &n->c[R_SUB], "subscriber", n->addr.host,
+		      n->addr.port, 0, 2 * i + R_SUB, &link_ops) < 0)
+		return -1;
+	if (link_init(r, &n->c[R_PUB], "publisher", n->addr.host,
+		      n->addr.port, 0, 2 * i + R_PUB, &link_ops) < 0) {
+		eng_resp_exit(&n->c[R_SUB]);
+		return -1;
+	}
+	r->nnodes++;
+	eng_resp_poll(&n->c[R_SUB], now_ms());
+	eng_resp_poll(&n->c[R_PUB], now_ms());
+	return (int)i;
+}
+
+/* A MOVED said where @slot lives now: the map follows until read again. */
+static void map_set(struct eng_bridge *r, uint16_t slot, int node)
+{
+	uint16_t old = r->map[slot];
+
+	if (old == node)
+		return;
+	if (old == ENG_SLOT_NONE)
+		r->uncovered--;
+	else
+		r->nodes[old].slots--;
+	r->map[slot] = (uint16_t)node;
+	r->nodes[node].slots++;
+	mark_all(&r->chans, true);	/* flush_interest() moves them */
+}
+
+/* Asks for the slot map, if the link is up and no answer is owed. */
+static void map_ask(struct eng_bridge *r)
+{
+	const char *argv[2] = { "CLUSTER", "SLOTS" };
+	size_t lens[2] = { 7, 5 };
+
+	if (r->map_out || !eng_resp_ready(&r->mapl))
+		return;
+	if (eng_resp_put_cmd(&r->mapl, 2, argv, lens) < 0)
+		return;
+	eng_resp_flush(&r->mapl);
+	r->map_out = true;
+	r->map_due = false;
+	r->map_last = now_ms();
+}
+
+struct map_fill {
+	struct eng_bridge *r;
+	uint16_t *map;
+	bool full;			/* some master found no node */
+};
+
+static void map_range(void *arg, uint16_t first, uint16_t last,
+		      const struct eng_cluster_addr *m)
+{
+	struct map_fill *f = arg;
+	int n = node_add(f->r, m);
+
+	if (n < 0) {
+		f->full = true;
+		return;
+	}
+	for (unsigned s = first; s <= last; s++)
+		f->map[s] = (uint16_t)n;
+}
+
+/* The answer to CLUSTER SLOTS: the map from now on, or an error to say. */
+static void on_map(struct eng_bridge *r, const redisReply *rep)
+{
+	uint16_t *next = r->map_next;
+	struct map_fill f = { .r = r, .map = next };
+	uint32_t uncovered = 0;
+
+	r->map_out = false;
+	for (unsigned s = 0; s < ENG_SLOTS; s++)
+		next[s] = ENG_SLOT_NONE;
+	if (rep->type == REDIS_REPLY_ERROR ||
+	    eng_cluster_parse_slots(rep, r->mapl.cfg.host, map_range, &f) < 0) {
+		char err[200];
+
+		snprintf(err, sizeof(err), "%s",
+			 rep->type == REDIS_REPLY_ERROR ? rep->str :
+			 "CLUSTER SLOTS: an answer not understood");
+		if (strcmp(err, r->map_error))
+			fprintf(stderr, "ringcast: redis cluster %s:%u: %s\n",
+				r->mapl.cfg.host, r->mapl.cfg.port, err);
+		snprintf(r->map_error, sizeof(r->map_error), "%s", err);
+		set_reason(r, "redis cluster: %s%s", err, "");
+		update_health(r);
+		return;
+	}
+	if (f.full && !r->map_error[0])
+		fprintf(stderr, "ringcast: redis cluster: more than %u masters;"
+			" the slots of the others have no link\n", R_NODES_MAX);
+	r->map_error[0] = '\0';
+	atomic_fetch_add_explicit(&r->maps, 1, memory_order_relaxed);
+	for (unsigned i = 0; i < r->nnodes; i++)
+		r->nodes[i].slots = 0;
+	for (unsigned s = 0; s < ENG_SLOTS; s++) {
+		if (next[s] == ENG_SLOT_NONE)
+			uncovered++;
+		else
+			r->nodes[next[s]].slots++;
+	}
+	r->uncovered = uncovered;
+	if (memcmp(next, r->map, ENG_SLOTS * sizeof(*next))) {
+		memcpy(r->map, next, ENG_SLOTS * sizeof(*next));
+		mark_all(&r->chans, true);	/* flush_interest() moves them */
+		if (r->fills_waiting)
+			send_fills(r);
+	}
+	update_health(r);
+}
+
+static void ctl_ready(struct eng_resp *l, void *arg)
+{
+	(void)l;
+	map_ask(arg);
+}
+
+static void ctl_reply(struct eng_resp *l, void *arg, redisReply *rep)
+{
+	(void)l;
+	on_map(arg, rep);
+}
+
+/*
+ * The slot-map link went down, or could not connect: the next attempt
+ * goes to the next seed, then to the masters met so far, in turn.
+ */
+static void ctl_down(struct eng_resp *l, void *arg, bool was_up, int err,
+		     const char *why)
+{
+	struct eng_bridge *r = arg;
+	unsigned n = r->nseeds + r->nnodes;
+	const struct eng_cluster_addr *a;
+
+	(void)err;
+	r->map_out = false;
+	if (!r->stopping && !was_up && strcmp(why, r->map_error)) {
+		fprintf(stderr, "ringcast: %s (cluster seed %s:%u)\n", why,
+			l->cfg.host, l->cfg.port);
+		snprintf(r->map_error, sizeof(r->map_error), "%s", why);
+	}
+	if (r->uncovered == ENG_SLOTS)
+		set_reason(r, "%s%s", why, "");
+	r->ctl_at = (r->ctl_at + 1) % n;
+	a = r->ctl_at < r->nseeds ? &r->seeds[r->ctl_at] :
+	    &r->nodes[r->ctl_at - r->nseeds].addr;
+	l->cfg.host = a->host;		/* both outlive the link */
+	l->cfg.port = a->port;
+	update_health(r);
+}
+
+static const struct eng_resp_ops ctl_ops = {
+	.ready = ctl_ready,
+	.reply = ctl_reply,
+	.down = ctl_down,
+	.refused = link_refused,
+};
 
 /* ---- the loop ------------------------------------------------------------ */
 
@@ -1347,16 +1856,26 @@ static void on_tick(struct eng_bridge *r)
 	if (r->mail.retry)
 		eng_mail_retry(&r->mail);
 
-	if (!r->stopping && eng_resp_ready(&r->c[R_PUB]) &&
+	if (!r->stopping && ready_for(r, r->pres_slot, R_PUB) &&
 	    now >= r->next_beat) {
 		r->next_beat = now + R_BEAT_MS;
 		beat(r);
 	}
 
-	for (unsigned i = 0; i < 2; i++)
-		if (eng_resp_poll(&r->c[i], now))
-			atomic_fetch_add_explicit(&r->reconnects, 1,
-						  memory_order_relaxed);
+	for (unsigned i = 0; i < r->nnodes; i++)
+		for (unsigned k = 0; k < 2; k++)
+			if (eng_resp_poll(&r->nodes[i].c[k], now))
+				atomic_fetch_add_explicit(&r->reconnects, 1,
+							  memory_order_relaxed);
+	if (r->cluster && !r->stopping) {
+		/* often while something is wrong, else now and then */
+		uint64_t every = r->map_due || !atomic_load(&r->healthy) ?
+				 R_MAP_BAD_MS : R_MAP_MS;
+
+		eng_resp_poll(&r->mapl, now);
+		if (now >= r->map_last + every)
+			map_ask(r);
+	}
 	arm_tick(r);
 }
 
@@ -1372,11 +1891,18 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 	switch (op) {
 	case ENG_OP_R_CONNECT:
 	case ENG_OP_R_RECV:
-	case ENG_OP_R_SEND:
-		/* the slot says which link: R_SUB or R_PUB */
-		eng_resp_on_cqe(&r->c[ring_ud_slot(cqe->user_data) & 1], op,
-				ring_ud_gen(cqe->user_data), cqe->res);
+	case ENG_OP_R_SEND: {
+		/* the slot says which link: node * 2 + R_SUB or R_PUB */
+		uint32_t idx = ring_ud_slot(cqe->user_data);
+
+		if (idx == R_CTL_IDX && r->cluster)
+			eng_resp_on_cqe(&r->mapl, op, ring_ud_gen(cqe->user_data),
+					cqe->res);
+		else if (idx / 2 < r->nnodes)
+			eng_resp_on_cqe(&r->nodes[idx / 2].c[idx % 2], op,
+					ring_ud_gen(cqe->user_data), cqe->res);
 		break;
+	}
 	case ENG_OP_TIMER:
 		on_tick(r);
 		break;
@@ -1390,17 +1916,29 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 	}
 }
 
+/* Some request written to a link that is still up awaits its answer. */
+static bool awaiting(struct eng_bridge *r)
+{
+	for (unsigned i = 0; i < r->nnodes; i++)
+		if (r->nodes[i].fifo_head &&
+		    eng_resp_ready(&r->nodes[i].c[R_PUB]))
+			return true;
+	return false;
+}
+
 static void *bridge_main(void *arg)
 {
 	struct eng_bridge *r = arg;
 
 	arm_tick(r);
-	eng_resp_poll(&r->c[R_SUB], now_ms());
-	eng_resp_poll(&r->c[R_PUB], now_ms());
+	for (unsigned i = 0; i < r->nnodes; i++) {
+		eng_resp_poll(&r->nodes[i].c[R_SUB], now_ms());
+		eng_resp_poll(&r->nodes[i].c[R_PUB], now_ms());
+	}
+	if (r->cluster)
+		eng_resp_poll(&r->mapl, now_ms());
 	/* After a stop, until our last writes are answered (or 1 s). */
-	while (!r->stopping || (r->fifo_head &&
-				eng_resp_ready(&r->c[R_PUB]) &&
-				now_ms() < r->stop_by)) {
+	while (!r->stopping || (awaiting(r) && now_ms() < r->stop_by)) {
 		int ret = ring_run(&r->ring, 1, dispatch, r);
 
 		if (ret < 0) {
@@ -1417,12 +1955,31 @@ static void *bridge_main(void *arg)
 		if (r->pres.ndirty)
 			flush_presence(r);
 	}
-	for (unsigned i = 0; i < 2; i++)
-		eng_resp_down(&r->c[i], 0, "stopping");
+	for (unsigned i = 0; i < r->nnodes; i++) {
+		eng_resp_down(&r->nodes[i].c[R_SUB], 0, "stopping");
+		eng_resp_down(&r->nodes[i].c[R_PUB], 0, "stopping");
+	}
+	if (r->cluster)
+		eng_resp_down(&r->mapl, 0, "stopping");
 	return NULL;
 }
 
 /* ---- set-up ------------------------------------------------------------- */
+
+/* Closes every link and frees the nodes and the map. */
+static void nodes_exit(struct eng_bridge *r)
+{
+	for (unsigned i = 0; i < r->nnodes || (i == 0 && r->nodes); i++) {
+		eng_resp_exit(&r->nodes[i].c[R_SUB]);
+		eng_resp_exit(&r->nodes[i].c[R_PUB]);
+	}
+	eng_resp_exit(&r->mapl);
+	free(r->nodes);
+	free(r->map);
+	free(r->map_next);
+	r->nodes = NULL;
+	r->map = r->map_next = NULL;
+}
 
 /*
  * Sets the bridge up before the shards start, so that interest they post
@@ -1439,8 +1996,20 @@ int eng_bridge_init(struct eng *e)
 	if (!r)
 		return -ENOMEM;
 	r->eng = e;
-	r->c[R_SUB].fd = r->c[R_PUB].fd = -1;	/* eng_resp_exit() on err */
+	r->cluster = e->cfg.redis_cluster;
+	r->mapl.fd = -1;				/* eng_resp_exit() on err */
+	r->nodes = calloc(r->cluster ? R_NODES_MAX : 1, sizeof(*r->nodes));
+	if (!r->nodes) {
+		free(r);
+		return -ENOMEM;
+	}
+	r->nodes[0].c[R_SUB].fd = r->nodes[0].c[R_PUB].fd = -1;
 	pthread_mutex_init(&r->lock, NULL);
+	/* Built here, before the shards run: they read them (rreq.c). */
+	if (!eng_cluster_tag(0))
+		goto err;
+	r->pkeys_len = eng_rreq_keys(&e->cfg, r->pkeys, sizeof(r->pkeys),
+				     NULL, 0, &r->pres_slot);
 	/* /healthz is open: its reasons name no host (main's log does) */
 	snprintf(r->reason, sizeof(r->reason), "redis: connecting");
 	r->all_len = (size_t)snprintf(r->all, sizeof(r->all), "%sall",
@@ -1458,27 +2027,39 @@ int eng_bridge_init(struct eng *e)
 	if (rtable_init(&r->chans) < 0 || rtable_init(&r->pres) < 0)
 		goto err;
 	r->json = json_parser_new(e->cfg.max_message);
-	for (unsigned i = 0; i < 2; i++) {
-		struct eng_resp_cfg lc = {
-			.role = i == R_SUB ? "subscriber" : "publisher",
-			.host = e->cfg.redis_host,
-			.port = e->cfg.redis_port,
-			.user = e->cfg.redis_user,
-			.password = e->cfg.redis_password,
-			/* pub/sub ignores the db: only the publisher selects */
-			.db = i == R_PUB ? e->cfg.redis_db : 0,
-			.op_connect = ENG_OP_R_CONNECT,
-			.op_recv = ENG_OP_R_RECV,
-			.op_send = ENG_OP_R_SEND,
-			.idx = i,
-			.timeout_ms = e->cfg.redis_timeout_ms,
-		};
-
-		if (eng_resp_init(&r->c[i], &r->ring, &lc, &link_ops, r) < 0)
-			goto err;
-	}
 	if (!r->json)
 		goto err;
+	if (r->cluster) {
+		int n = eng_cluster_parse_seeds(e->cfg.redis_seeds, r->seeds,
+						R_SEEDS_MAX);
+
+		/* main.c checked the list: this cannot fail but for memory */
+		r->map = malloc(ENG_SLOTS * sizeof(*r->map));
+		r->map_next = malloc(ENG_SLOTS * sizeof(*r->map_next));
+		if (n <= 0 || !r->map || !r->map_next)
+			goto err;
+		r->nseeds = (unsigned)n;
+		for (unsigned s = 0; s < ENG_SLOTS; s++)
+			r->map[s] = ENG_SLOT_NONE;
+		r->uncovered = ENG_SLOTS;
+		if (link_init(r, &r->mapl, "cluster", r->seeds[0].host,
+			      r->seeds[0].port, 0, R_CTL_IDX, &ctl_ops) < 0)
+			goto err;
+	} else {
+		struct rnode *n = &r->nodes[0];
+
+		snprintf(n->addr.host, sizeof(n->addr.host), "%s",
+			 e->cfg.redis_host);
+		n->addr.port = e->cfg.redis_port;
+		r->nnodes = 1;
+		/* pub/sub ignores the db: only the publisher selects */
+		if (link_init(r, &n->c[R_SUB], "subscriber", n->addr.host,
+			      n->addr.port, 0, R_SUB, &link_ops) < 0 ||
+		    link_init(r, &n->c[R_PUB], "publisher", n->addr.host,
+			      n->addr.port, e->cfg.redis_db, R_PUB,
+			      &link_ops) < 0)
+			goto err;
+	}
 	/* Broadcasts and kicks: every node wants them, always. */
 	all = rchan_get(&r->chans, r->all, r->all_len);
 	if (!all)
@@ -1499,8 +2080,7 @@ err:
 	json_parser_free(r->json);
 	rtable_exit(&r->chans);
 	rtable_exit(&r->pres);
-	eng_resp_exit(&r->c[0]);
-	eng_resp_exit(&r->c[1]);
+	nodes_exit(r);
 	free(r);
 	return ret;
 }
@@ -1539,8 +2119,7 @@ void eng_bridge_free(struct eng *e)
 	rtable_exit(&r->chans);
 	rtable_exit(&r->pres);
 	json_parser_free(r->json);
-	eng_resp_exit(&r->c[0]);
-	eng_resp_exit(&r->c[1]);
+	nodes_exit(r);
 	eng_mail_exit(&r->mail);
 	pthread_mutex_destroy(&r->lock);
 	free(r);

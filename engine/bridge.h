@@ -38,6 +38,9 @@ struct eng_bridge_figs {
 	bool up;
 	uint64_t reconnects, messages, rejected, publishes, channels, errors,
 		 mail_errors, refused, pending, fills, gaps;
+	bool cluster;			/* --redis-cluster: the rest is set */
+	unsigned masters, masters_up;	/* serving slots; ... both links up */
+	uint64_t moved, maps, resubscribes;
 };
 void eng_bridge_figures(struct eng_bridge *b, struct eng_bridge_figs *f);
 

@@ -63,6 +63,8 @@ struct eng_cfg {
 	char redis_user[128];
 	char redis_password[256];
 	char redis_prefix[64];		/* default "ringcast:" */
+	bool redis_cluster;		/* --redis-cluster: seeds, not one */
+	char redis_seeds[1024];		/* ... "HOST:PORT,HOST:PORT" */
 	char node_id[40];		/* presence in Redis: this node */
 	unsigned redis_timeout_ms;	/* no answer this long: link down */
 	uint64_t redis_max_pending;	/* bytes queued toward Redis, at most */
@@ -233,6 +235,7 @@ struct eng {
 	atomic_uint_fast64_t nconns;	/* all shards, for --max-conns */
 	atomic_uint drained;		/* shards stopped with no connection */
 	atomic_long mail;		/* mail to shards posted, not yet read */
+	atomic_long sys_subs;		/* subscriptions to $sys, all shards */
 	pthread_mutex_t lock;		/* start-up handshake only */
 	pthread_cond_t cond;
 	unsigned ready;			/* shards up, under lock */

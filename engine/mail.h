@@ -89,6 +89,8 @@ struct eng_rreq {
 	uint16_t from;			/* the asking shard, or ENG_BRIDGE */
 	uint8_t kind;			/* ENG_CONN_K_HTTP or ENG_CONN_K_PUSH */
 	uint8_t op;			/* ENG_RQ_* */
+	uint16_t hslot;			/* cluster: the hash slot it goes to */
+	uint8_t redirects;		/* cluster: MOVED or ASK so far */
 	uint32_t slot, gen;		/* the asking connection */
 	long long result;		/* the reply's integer, or -errno */
 	long long r2, r3;		/* ONLINE: connections, nodes */

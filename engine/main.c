@@ -25,6 +25,7 @@
 #include "broker.h"
 #include "buf.h"
 #include "chan.h"
+#include "cluster.h"
 #include "conn.h"
 #include "hist.h"
 #include "inbox.h"
@@ -106,6 +107,11 @@ static const char usage[] =
 "                           none, the embedded broker alone)\n"
 "  --redis-url-file FILE    the same URL read from FILE's first line, so\n"
 "                           that a password stays out of the command line\n"
+"  --redis-cluster SEEDS    share messages through a Redis Cluster with\n"
+"                           sharded pub/sub (SSUBSCRIBE, SPUBLISH), instead\n"
+"                           of --redis: [redis://[[USER]:PASSWORD@]]HOST:PORT\n"
+"                           [,HOST:PORT...], up to 16 seeds (default: the\n"
+"                           RINGCAST_REDIS_CLUSTER variable)\n"
 "  --redis-timeout DUR      a Redis that owes an answer and gives none for\n"
 "                           DUR is taken for dead: waiting publishes get 504\n"
 "                           (may be published), /healthz 503, and the link is\n"
@@ -304,6 +310,21 @@ static int parse_listen(const char *s, struct eng_cfg *cfg)
 	return 0;
 }
 
+/* "[USER]:PASSWORD" from @p up to @at (the '@') into @cfg. */
+static int parse_userinfo(const char *p, const char *at, struct eng_cfg *cfg)
+{
+	const char *sep = memchr(p, ':', (size_t)(at - p));
+
+	if (!sep || (size_t)(sep - p) >= sizeof(cfg->redis_user) ||
+	    (size_t)(at - sep - 1) >= sizeof(cfg->redis_password))
+		return -EINVAL;
+	memcpy(cfg->redis_user, p, (size_t)(sep - p));
+	cfg->redis_user[sep - p] = '\0';
+	memcpy(cfg->redis_password, sep + 1, (size_t)(at - sep - 1));
+	cfg->redis_password[at - sep - 1] = '\0';
+	return 0;
+}
+
 /* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] */
 static int parse_redis(const char *url, struct eng_cfg *cfg)
 {
@@ -322,18 +343,10 @@ static int parse_redis(const char *url, struct eng_cfg *cfg)
 	if (!slash)
 		slash = end;
 	at = memchr(p, '@', (size_t)(slash - p));
-	if (at) {
-		const char *sep = memchr(p, ':', (size_t)(at - p));
-
-		if (!sep || (size_t)(sep - p) >= sizeof(cfg->redis_user) ||
-		    (size_t)(at - sep - 1) >= sizeof(cfg->redis_password))
-			return -EINVAL;
-		memcpy(cfg->redis_user, p, (size_t)(sep - p));
-		cfg->redis_user[sep - p] = '\0';
-		memcpy(cfg->redis_password, sep + 1, (size_t)(at - sep - 1));
-		cfg->redis_password[at - sep - 1] = '\0';
+	if (at && parse_userinfo(p, at, cfg) < 0)
+		return -EINVAL;
+	if (at)
 		p = at + 1;
-	}
 	colon = memchr(p, ':', (size_t)(slash - p));
 	cfg->redis_port = 6379;
 	if (colon) {
@@ -356,6 +369,36 @@ static int parse_redis(const char *url, struct eng_cfg *cfg)
 			return -EINVAL;
 		cfg->redis_db = (unsigned)v;
 	}
+	return 0;
+}
+
+/*
+ * --redis-cluster: [redis://[[USER]:PASSWORD@]]HOST:PORT[,HOST:PORT...].
+ * The seeds are only where the slot map is first asked: the masters come
+ * from it. No /DB: a cluster has only database 0.
+ */
+static int parse_redis_cluster(const char *v, struct eng_cfg *cfg)
+{
+	struct eng_cluster_addr seeds[16];
+	const char *p = v, *at;
+	int n;
+
+	cfg->redis_user[0] = cfg->redis_password[0] = '\0';
+	cfg->redis_db = 0;
+	if (!strncmp(p, "redis://", 8))
+		p += 8;
+	at = strchr(p, '@');
+	if (at && parse_userinfo(p, at, cfg) < 0)
+		return -EINVAL;
+	if (at)
+		p = at + 1;
+	n = eng_cluster_parse_seeds(p, seeds, 16);
+	if (n <= 0 || strlen(p) >= sizeof(cfg->redis_seeds))
+		return -EINVAL;
+	strcpy(cfg->redis_seeds, p);
+	snprintf(cfg->redis_host, sizeof(cfg->redis_host), "%s", seeds[0].host);
+	cfg->redis_port = seeds[0].port;
+	cfg->redis_cluster = true;
 	return 0;
 }
 
@@ -432,7 +475,7 @@ enum {
 	OPT_API_KEY, OPT_CLIENT_PUBLISH, OPT_MAX_SUBS, OPT_MAX_PENDING,
 	OPT_ARENA, OPT_ZC, OPT_REDIS, OPT_REDIS_PREFIX, OPT_AUTH, OPT_JWT_SECRET,
 	OPT_JWT_PUBKEY, OPT_MAX_PER_USER, OPT_JWT_LEEWAY, OPT_IO,
-	OPT_INSECURE_OPEN, OPT_REDIS_FILE, OPT_REDIS_TIMEOUT,
+	OPT_INSECURE_OPEN, OPT_REDIS_FILE, OPT_REDIS_TIMEOUT, OPT_REDIS_CLUSTER,
 	OPT_REDIS_MAX_PENDING, OPT_MAX_PARTIAL, OPT_ORIGINS, OPT_NAMESPACE,
 	OPT_HISTORY_MEMORY, OPT_INBOX_MAX, OPT_INBOX_TTL, OPT_BATCH_WINDOW,
 	OPT_DEMO, OPT_THREADS,
@@ -468,6 +511,7 @@ static const struct option options[] = {
 	{ "io",			required_argument, NULL, OPT_IO },
 	{ "insecure-open",	no_argument,	   NULL, OPT_INSECURE_OPEN },
 	{ "redis-url-file",	required_argument, NULL, OPT_REDIS_FILE },
+	{ "redis-cluster",	required_argument, NULL, OPT_REDIS_CLUSTER },
 	{ "redis-timeout",	required_argument, NULL, OPT_REDIS_TIMEOUT },
 	{ "redis-max-pending",	required_argument, NULL, OPT_REDIS_MAX_PENDING },
 	{ "max-partial-memory",	required_argument, NULL, OPT_MAX_PARTIAL },
@@ -504,7 +548,7 @@ static void demo_defaults(struct eng_cfg *cfg, bool listen_set)
 
 static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 {
-	bool listen_set = false, demo = false;
+	bool listen_set = false, demo = false, one = false, cluster = false;
 	uint64_t v;
 	int opt;
 
@@ -615,6 +659,15 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			if (parse_redis(optarg, cfg) < 0)
 				bad_value("redis (redis://[[USER]:PASSWORD@]HOST"
 					  "[:PORT][/DB])", optarg);
+			cfg->redis_cluster = false;
+			one = true;
+			break;
+		case OPT_REDIS_CLUSTER:
+			if (parse_redis_cluster(optarg, cfg) < 0)
+				bad_value("redis-cluster ([redis://[[USER]:"
+					  "PASSWORD@]]HOST:PORT[,HOST:PORT...], "
+					  "up to 16)", optarg);
+			cluster = true;
 			break;
 		case OPT_REDIS_TIMEOUT:
 			/* under a tick it could not be watched */
@@ -677,6 +730,8 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 		case OPT_REDIS_FILE:
 			if (redis_url_file(optarg, cfg) < 0)
 				exit(2);
+			cfg->redis_cluster = false;
+			one = true;
 			break;
 		case OPT_REDIS_PREFIX:
 			if (strlen(optarg) >= sizeof(cfg->redis_prefix) ||
@@ -741,6 +796,18 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 	if (optind < argc) {
 		fprintf(stderr, "ringcast: unexpected argument '%s' "
 			"(see --help)\n", argv[optind]);
+		exit(2);
+	}
+	if (one && cluster) {
+		fprintf(stderr, "ringcast: --redis-cluster and --redis (or "
+			"--redis-url-file) exclude each other: one Redis, or "
+			"one cluster\n");
+		exit(2);
+	}
+	/* the keys' hash tags are ours (rreq.h): the prefix must hold none */
+	if (cfg->redis_cluster && strpbrk(cfg->redis_prefix, "{}")) {
+		fprintf(stderr, "ringcast: with --redis-cluster, --redis-prefix "
+			"may not hold { or }\n");
 		exit(2);
 	}
 	if (demo)
@@ -848,7 +915,7 @@ static int post_stop(struct eng *e, struct ring *r)
 
 int main(int argc, char **argv)
 {
-	char broker[320] = "embedded broker";
+	char broker[1200] = "embedded broker";
 	bool ctl_ok = false;
 	struct ring ctl;
 	struct eng e;
@@ -891,6 +958,13 @@ int main(int argc, char **argv)
 	    redis_url_from("RINGCAST_REDIS_URL", getenv("RINGCAST_REDIS_URL"),
 			   &e.cfg) < 0)
 		return 2;
+	if (getenv("RINGCAST_REDIS_CLUSTER") &&
+	    parse_redis_cluster(getenv("RINGCAST_REDIS_CLUSTER"), &e.cfg) < 0) {
+		fprintf(stderr, "ringcast: RINGCAST_REDIS_CLUSTER is not a list "
+			"of seeds ([redis://[[USER]:PASSWORD@]]HOST:PORT"
+			"[,HOST:PORT...])\n");
+		return 2;
+	}
 	parse_args(argc, argv, &e.cfg);
 	/*
 	 * Open by default is how push servers get abused: with no key,
@@ -1054,7 +1128,10 @@ int main(int argc, char **argv)
 		status = 1;
 		goto stop;
 	}
-	if (e.bridge)
+	if (e.bridge && e.cfg.redis_cluster)
+		snprintf(broker, sizeof(broker), "redis cluster, seeds %s",
+			 e.cfg.redis_seeds);
+	else if (e.bridge)
 		snprintf(broker, sizeof(broker), "redis %s:%u", e.cfg.redis_host,
 			 e.cfg.redis_port);
 	if (e.cfg.epoll)

@@ -271,6 +271,26 @@ static void redis(struct text *t, struct eng *e)
 		put(t, "ringcast_%s %llu\n", rows[i].name,
 		    (unsigned long long)v);
 	}
+	if (!f.cluster)
+		return;
+	head(t, "redis_cluster_masters", "gauge",
+	     "Cluster masters serving slots (state=linked: both links up).");
+	put(t, "ringcast_redis_cluster_masters{state=\"serving\"} %u\n",
+	    f.masters);
+	put(t, "ringcast_redis_cluster_masters{state=\"linked\"} %u\n",
+	    f.masters_up);
+	head(t, "redis_cluster_moved_total", "counter",
+	     "MOVED and ASK replies followed.");
+	put(t, "ringcast_redis_cluster_moved_total %llu\n",
+	    (unsigned long long)f.moved);
+	head(t, "redis_cluster_slot_maps_total", "counter",
+	     "Slot maps read (CLUSTER SLOTS).");
+	put(t, "ringcast_redis_cluster_slot_maps_total %llu\n",
+	    (unsigned long long)f.maps);
+	head(t, "redis_cluster_resubscribes_total", "counter",
+	     "Channels subscribed again after their master changed.");
+	put(t, "ringcast_redis_cluster_resubscribes_total %llu\n",
+	    (unsigned long long)f.resubscribes);
 }
 
 static void latency(struct text *t, struct eng *e)
@@ -337,6 +357,8 @@ void eng_metrics_sys(struct eng_shard *s)
 	struct timespec now;
 	struct eng_buf *f;
 
+	if (!atomic_load_explicit(&e->sys_subs, memory_order_relaxed))
+		return;		/* nobody would read them */
 	t.p = eng_malloc(t.cap);
 	if (!t.p)
 		return;		/* a second without figures */

@@ -198,11 +198,22 @@ int eng_resp_put_raw(struct eng_resp *l, const char *cmd, size_t n)
 	return put(l, cmd, n, 1);
 }
 
-/* (UN)SUBSCRIBE answers once per channel; everything else once. */
+/*
+ * (UN)SUBSCRIBE and their sharded forms answer once per channel (an
+ * error, once for the command: the bridge sends one channel per sharded
+ * command); everything else once.
+ */
 static unsigned replies_of(int argc, const char **argv, const size_t *lens)
 {
-	if ((lens[0] == 9 && !strncasecmp(argv[0], "SUBSCRIBE", 9)) ||
-	    (lens[0] == 11 && !strncasecmp(argv[0], "UNSUBSCRIBE", 11)))
+	const char *c = argv[0];
+	size_t n = lens[0];
+
+	if (n > 0 && (c[0] == 'S' || c[0] == 's') && n != 9) {
+		c++;	/* SSUBSCRIBE, SUNSUBSCRIBE */
+		n--;
+	}
+	if ((n == 9 && !strncasecmp(c, "SUBSCRIBE", 9)) ||
+	    (n == 11 && !strncasecmp(c, "UNSUBSCRIBE", 11)))
 		return (unsigned)(argc - 1);
 	return 1;
 }
@@ -365,7 +376,20 @@ static bool is_push(const redisReply *rep)
 	k = rep->element[0];
 	return k->type == REDIS_REPLY_STRING &&
 	       ((k->len == 7 && !memcmp(k->str, "message", 7)) ||
-		(k->len == 8 && !memcmp(k->str, "pmessage", 8)));
+		(k->len == 8 && (!memcmp(k->str, "pmessage", 8) ||
+				 !memcmp(k->str, "smessage", 8))));
+}
+
+/* PING's answer: +PONG, or ["pong", ""] on a subscribed link. */
+static bool is_pong(const redisReply *rep)
+{
+	const redisReply *k = rep;
+
+	if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2)
+		k = rep->element[0];
+	return (k->type == REDIS_REPLY_STATUS ||
+		k->type == REDIS_REPLY_STRING) && k->len == 4 &&
+	       !strncasecmp(k->str, "pong", 4);
 }
 
 static void on_reply(struct eng_resp *l, redisReply *rep)
@@ -374,8 +398,12 @@ static void on_reply(struct eng_resp *l, redisReply *rep)
 		/* an answer: progress, measured from here on */
 		l->expect--;
 		l->since = eng_resp_now_ms();
-		if (l->ping && l->state == ENG_RESP_READY) {
-			l->ping = false;	/* our PING's: nobody else's */
+		/*
+		 * Our PING's, nobody else's; not a cluster's SUNSUBSCRIBE of
+		 * its own accord, which owes nothing but looks like a reply.
+		 */
+		if (l->ping && l->state == ENG_RESP_READY && is_pong(rep)) {
+			l->ping = false;
 			return;
 		}
 	}

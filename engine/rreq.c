@@ -25,6 +25,7 @@
 
 #include "buf.h"
 #include "chan.h"
+#include "cluster.h"
 #include "conn.h"
 #include "hist.h"
 #include "inbox.h"
@@ -132,10 +133,11 @@ static const char lua_online[] = LUA_REAP
  * a history created again gets a new epoch, so offsets of the old one are
  * never taken for offsets of the new.
  *
- * Publish. ARGV: prefix, channel, message, N, ttl ms, a fresh epoch. The
- * message goes out on P ch:C as "\xff" EPOCH OFFSET ":" MESSAGE: the 0xff
- * byte is never UTF-8, so no raw PUBLISH looks like it. Returns
- * {receivers, offset, epoch}.
+ * Publish. ARGV: prefix, channel, message, N, ttl ms, a fresh epoch, the
+ * Redis channel (P ch:C) and the command that publishes on it. The
+ * message goes out as "\xff" EPOCH OFFSET ":" MESSAGE: the 0xff byte is
+ * never UTF-8, so no raw PUBLISH looks like it. Returns {receivers,
+ * offset, epoch}.
  */
 static const char lua_hpub[] =
 	"local p, c = ARGV[1], ARGV[2]\n"
@@ -153,7 +155,7 @@ static const char lua_hpub[] =
 	" 'd', ARGV[3])\n"
 	"redis.call('PEXPIRE', s, ARGV[5])\n"
 	"redis.call('PEXPIRE', m, ARGV[5])\n"
-	"local n = redis.call('PUBLISH', p .. 'ch:' .. c,"
+	"local n = redis.call(ARGV[8], ARGV[7],"
 	" '\\255' .. ep .. off .. ':' .. ARGV[3])\n"
 	"return {n, off, ep}\n";
 
@@ -201,9 +203,10 @@ static const char lua_hread[] =
  * fields t, the time in ms, and d). Both expire two ttl after the last
  * kept push, as the embedded inbox does.
  *
- * Keep. ARGV: prefix, uid, message, max, ttl ms, a fresh epoch. Past max
- * the oldest go (counted in evicted). The message goes out on P user:U as
- * "\xfe" EPOCH N ":" MESSAGE. Returns {receivers, N, epoch}.
+ * Keep. ARGV: prefix, uid, message, max, ttl ms, a fresh epoch, the Redis
+ * channel (P user:U) and the command that publishes on it. Past max the
+ * oldest go (counted in evicted). The message goes out as "\xfe" EPOCH N
+ * ":" MESSAGE. Returns {receivers, N, epoch}.
  */
 #define LUA_INBOX_KEYS \
 	"local p, u = ARGV[1], ARGV[2]\n" \
@@ -242,7 +245,7 @@ static const char lua_ikeep[] = LUA_INBOX_KEYS LUA_INBOX_EXPIRE
 	"redis.call('XADD', s, n .. '-0', 't', now, 'd', ARGV[3])\n"
 	"redis.call('PEXPIRE', s, 2 * tonumber(ARGV[5]))\n"
 	"redis.call('PEXPIRE', m, 2 * tonumber(ARGV[5]))\n"
-	"local r = redis.call('PUBLISH', p .. 'user:' .. u,"
+	"local r = redis.call(ARGV[8], ARGV[7],"
 	" '\\254' .. ep .. n .. ':' .. ARGV[3])\n"
 	"return {r, n, ep}\n";
 
@@ -280,6 +283,31 @@ static const char lua_iack[] = LUA_INBOX_KEYS
 	"for i = 4, #ARGV do n = n + redis.call('XDEL', s, ARGV[i] .. '-0') end\n"
 	"return {n, redis.call('XLEN', s),"
 	" tonumber(redis.call('HGET', m, 'evicted'))}\n";
+
+/* The command that publishes: on a cluster the sharded one, SPUBLISH. */
+static const char *pub_cmd(const struct eng_cfg *cfg, size_t *len)
+{
+	*len = cfg->redis_cluster ? 8 : 7;
+	return cfg->redis_cluster ? "SPUBLISH" : "PUBLISH";
+}
+
+size_t eng_rreq_keys(const struct eng_cfg *cfg, char *out, size_t cap,
+		     const char *chan, size_t clen, uint16_t *hslot)
+{
+	uint16_t slot;
+
+	if (!cfg->redis_cluster) {
+		*hslot = 0;
+		return (size_t)snprintf(out, cap, "%s", cfg->redis_prefix);
+	}
+	slot = chan ? eng_cluster_slot(chan, clen) :
+	       eng_cluster_slot(ENG_RREQ_PRESENCE_TAG,
+				sizeof(ENG_RREQ_PRESENCE_TAG) - 1);
+	*hslot = slot;
+	return (size_t)snprintf(out, cap, "%s{%s}", cfg->redis_prefix,
+				chan ? eng_cluster_tag(slot) :
+				ENG_RREQ_PRESENCE_TAG);
+}
 
 size_t eng_rreq_channel(const struct eng_cfg *cfg, char *out, size_t cap,
 			const char *name, size_t len)
@@ -344,15 +372,18 @@ int eng_rreq_publish(struct eng_shard *s, struct eng_conn *c,
 	char name[ENG_CHAN_MAX + 128];
 	size_t nlen = eng_rreq_channel(&s->eng->cfg, name, sizeof(name), chan,
 				       clen);
-	const char *argv[3] = { "PUBLISH", name, payload };
-	size_t lens[3] = { 7, nlen, plen };
-	struct eng_rreq *p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
+	const char *argv[3] = { NULL, name, payload };
+	size_t lens[3] = { 0, nlen, plen };
+	struct eng_rreq *p;
 
+	argv[0] = pub_cmd(&s->eng->cfg, &lens[0]);
+	p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
 	if (!p) {
 		eng_buf_put(ok);
 		eng_buf_put(err);
 		return -ENOMEM;
 	}
+	p->hslot = eng_cluster_slot(name, nlen);
 	p->ok = ok;
 	p->err = err;
 	return send_req(s, c, p);
@@ -376,23 +407,30 @@ int eng_rreq_hpublish(struct eng_shard *s, struct eng_conn *c,
 		      const void *payload, size_t plen, struct eng_buf *ok,
 		      struct eng_buf *err)
 {
-	const char *prefix = s->eng->cfg.redis_prefix;
-	char n[16], ttl[16], ep[ENG_EPOCH_LEN + 1];
-	const char *argv[9] = { "EVAL", lua_hpub, "0", prefix, chan, payload,
-				n, ttl, ep };
-	size_t lens[9] = { 4, sizeof(lua_hpub) - 1, 1, strlen(prefix), clen,
-			   plen, 0, 0, ENG_EPOCH_LEN };
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	char n[16], ttl[16], ep[ENG_EPOCH_LEN + 1], keys[ENG_RREQ_KEYS_MAX];
+	char name[ENG_CHAN_MAX + 128];
+	const char *argv[12] = { "EVAL", lua_hpub, "1", keys, keys, chan,
+				 payload, n, ttl, ep, name, NULL };
+	size_t lens[12] = { 4, sizeof(lua_hpub) - 1, 1, 0, 0, clen, plen, 0, 0,
+			    ENG_EPOCH_LEN, 0, 0 };
 	struct eng_rreq *p;
+	uint16_t hslot;
 
-	lens[6] = (size_t)snprintf(n, sizeof(n), "%u", ns->history);
-	lens[7] = (size_t)snprintf(ttl, sizeof(ttl), "%u", ns->ttl_ms);
+	lens[10] = eng_rreq_channel(cfg, name, sizeof(name), chan, clen);
+	lens[3] = lens[4] = eng_rreq_keys(cfg, keys, sizeof(keys), name,
+					  lens[10], &hslot);
+	lens[7] = (size_t)snprintf(n, sizeof(n), "%u", ns->history);
+	lens[8] = (size_t)snprintf(ttl, sizeof(ttl), "%u", ns->ttl_ms);
+	argv[11] = pub_cmd(cfg, &lens[11]);
 	fresh_epoch(ep);
-	p = eng_rreq_new(ENG_RQ_HPUBLISH, 9, argv, lens);
+	p = eng_rreq_new(ENG_RQ_HPUBLISH, 12, argv, lens);
 	if (!p) {
 		eng_buf_put(ok);
 		eng_buf_put(err);
 		return -ENOMEM;
 	}
+	p->hslot = hslot;
 	p->ok = ok;
 	p->err = err;
 	return send_req(s, c, p);
@@ -402,27 +440,34 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 				   struct eng_hreq *h)
 {
 	const struct eng_ns *ns = eng_ns_find(cfg, h->name, h->len);
-	const char *prefix = cfg->redis_prefix;
-	char after[24], max[16], ttl[16];
-	const char *argv[9] = { "EVAL", lua_hread, "0", prefix, h->name,
-				after, max,
-				h->kind == ENG_HREQ_HISTORY ? "1" : "0", ttl };
-	size_t lens[9] = { 4, sizeof(lua_hread) - 1, 1, strlen(prefix),
-			   h->len, 0, 0, 1, 0 };
+	char after[24], max[16], ttl[16], keys[ENG_RREQ_KEYS_MAX];
+	char name[ENG_CHAN_MAX + 128];
+	const char *argv[10] = { "EVAL", lua_hread, "1", keys, keys, h->name,
+				 after, max,
+				 h->kind == ENG_HREQ_HISTORY ? "1" : "0", ttl };
+	size_t lens[10] = { 4, sizeof(lua_hread) - 1, 1, 0, 0, h->len, 0, 0,
+			    1, 0 };
 	struct eng_rreq *p;
+	uint16_t hslot;
+	size_t nlen;
 
 	if (!ns)
 		return NULL;
-	lens[5] = (size_t)snprintf(after, sizeof(after), "%llu",
+	nlen = eng_rreq_channel(cfg, name, sizeof(name), h->name, h->len);
+	lens[3] = lens[4] = eng_rreq_keys(cfg, keys, sizeof(keys), name, nlen,
+					  &hslot);
+	lens[6] = (size_t)snprintf(after, sizeof(after), "%llu",
 				   (unsigned long long)h->after);
 	/* a recovery wants everything after @after: at most N are kept */
-	lens[6] = (size_t)snprintf(max, sizeof(max), "%u",
+	lens[7] = (size_t)snprintf(max, sizeof(max), "%u",
 				   h->kind == ENG_HREQ_HISTORY ? h->max :
 				   ns->history);
-	lens[8] = (size_t)snprintf(ttl, sizeof(ttl), "%u", ns->ttl_ms);
-	p = eng_rreq_new(ENG_RQ_HREAD, 9, argv, lens);
-	if (p)
+	lens[9] = (size_t)snprintf(ttl, sizeof(ttl), "%u", ns->ttl_ms);
+	p = eng_rreq_new(ENG_RQ_HREAD, 10, argv, lens);
+	if (p) {
 		p->hreq = h;
+		p->hslot = hslot;
+	}
 	return p;
 }
 
@@ -444,17 +489,27 @@ int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		   size_t ulen, const void *payload, size_t plen)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
-	char max[16], ttl[16], ep[ENG_EPOCH_LEN + 1];
-	const char *argv[9] = { "EVAL", lua_ikeep, "0", cfg->redis_prefix, uid,
-				payload, max, ttl, ep };
-	size_t lens[9] = { 4, sizeof(lua_ikeep) - 1, 1,
-			   strlen(cfg->redis_prefix), ulen, plen, 0, 0,
-			   ENG_INBOX_EPOCH_LEN };
+	char max[16], ttl[16], ep[ENG_EPOCH_LEN + 1], keys[ENG_RREQ_KEYS_MAX];
+	char name[ENG_CHAN_MAX + 128];
+	const char *argv[12] = { "EVAL", lua_ikeep, "1", keys, keys, uid,
+				 payload, max, ttl, ep, name, NULL };
+	size_t lens[12] = { 4, sizeof(lua_ikeep) - 1, 1, 0, 0, ulen, plen, 0,
+			    0, ENG_INBOX_EPOCH_LEN, 0, 0 };
+	struct eng_rreq *p;
+	uint16_t hslot;
 
-	lens[6] = (size_t)snprintf(max, sizeof(max), "%u", cfg->inbox_max);
-	lens[7] = (size_t)snprintf(ttl, sizeof(ttl), "%u", cfg->inbox_ttl_ms);
+	lens[10] = (size_t)snprintf(name, sizeof(name), "%suser:%.*s",
+				    cfg->redis_prefix, (int)ulen, uid);
+	lens[3] = lens[4] = eng_rreq_keys(cfg, keys, sizeof(keys), name,
+					  lens[10], &hslot);
+	lens[7] = (size_t)snprintf(max, sizeof(max), "%u", cfg->inbox_max);
+	lens[8] = (size_t)snprintf(ttl, sizeof(ttl), "%u", cfg->inbox_ttl_ms);
+	argv[11] = pub_cmd(cfg, &lens[11]);
 	fresh_epoch(ep);	/* its first 8 characters name the inbox */
-	return send_req(s, c, eng_rreq_new(ENG_RQ_HPUBLISH, 9, argv, lens));
+	p = eng_rreq_new(ENG_RQ_HPUBLISH, 12, argv, lens);
+	if (p)
+		p->hslot = hslot;
+	return send_req(s, c, p);
 }
 
 int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
@@ -464,18 +519,28 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 	const char *argv[4 + ENG_INBOX_IDS + 1];
 	size_t lens[4 + ENG_INBOX_IDS + 1];
 	char nums[ENG_INBOX_IDS][24], ttl[16], max[16];
+	char keys[ENG_RREQ_KEYS_MAX], name[ENG_CHAN_MAX + 128];
 	struct eng_rreq *p;
+	uint16_t hslot;
+	size_t klen;
 	int argc = 0;
+
+	klen = eng_rreq_keys(cfg, keys, sizeof(keys), name,
+			     (size_t)snprintf(name, sizeof(name), "%suser:%.*s",
+					      cfg->redis_prefix, (int)ulen,
+					      uid), &hslot);
 
 	argv[argc] = "EVAL";
 	lens[argc++] = 4;
 	argv[argc] = q->kind == ENG_IB_ACK ? lua_iack : lua_iread;
 	lens[argc++] = q->kind == ENG_IB_ACK ? sizeof(lua_iack) - 1 :
 		       sizeof(lua_iread) - 1;
-	argv[argc] = "0";
+	argv[argc] = "1";
 	lens[argc++] = 1;
-	argv[argc] = cfg->redis_prefix;
-	lens[argc++] = strlen(cfg->redis_prefix);
+	argv[argc] = keys;
+	lens[argc++] = klen;
+	argv[argc] = keys;
+	lens[argc++] = klen;
 	argv[argc] = uid;
 	lens[argc++] = ulen;
 	if (q->kind == ENG_IB_ACK) {
@@ -501,6 +566,7 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 	if (!p)
 		return -ENOMEM;
 	p->ibreq = q;
+	p->hslot = hslot;
 	p->from = (uint16_t)s->id;
 	p->kind = q->http ? ENG_CONN_K_HTTP : ENG_CONN_K_PUSH;
 	p->slot = q->slot;
@@ -516,29 +582,47 @@ int eng_rreq_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
 	char chan[80], msg[ENG_CHAN_MAX + 8];
 	int clen = snprintf(chan, sizeof(chan), "%sctl", cfg->redis_prefix);
 	int mlen = snprintf(msg, sizeof(msg), "kick %.*s", (int)len, uid);
-	const char *argv[3] = { "PUBLISH", chan, msg };
-	size_t lens[3] = { 7, (size_t)clen, (size_t)mlen };
+	const char *argv[3] = { NULL, chan, msg };
+	size_t lens[3] = { 0, (size_t)clen, (size_t)mlen };
+	struct eng_rreq *p;
 
-	return send_req(s, c, eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens));
+	argv[0] = pub_cmd(cfg, &lens[0]);
+	p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
+	if (p)
+		p->hslot = eng_cluster_slot(chan, (size_t)clen);
+	return send_req(s, c, p);
+}
+
+/* A presence script of @op run for @c, with @uid (NULL: none) after the keys. */
+static int presence_req(struct eng_shard *s, struct eng_conn *c, uint8_t op,
+			const char *script, size_t slen, const char *uid,
+			size_t len)
+{
+	char keys[ENG_RREQ_KEYS_MAX];
+	const char *argv[6] = { "EVAL", script, "1", keys, keys, uid };
+	size_t lens[6] = { 4, slen, 1, 0, 0, len };
+	struct eng_rreq *p;
+	uint16_t hslot;
+
+	lens[3] = lens[4] = eng_rreq_keys(&s->eng->cfg, keys, sizeof(keys),
+					  NULL, 0, &hslot);
+	p = eng_rreq_new(op, uid ? 6 : 5, argv, lens);
+	if (p)
+		p->hslot = hslot;
+	return send_req(s, c, p);
 }
 
 int eng_rreq_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		   size_t len)
 {
-	const char *prefix = s->eng->cfg.redis_prefix;
-	const char *argv[5] = { "EVAL", lua_query, "0", prefix, uid };
-	size_t lens[5] = { 4, sizeof(lua_query) - 1, 1, strlen(prefix), len };
-
-	return send_req(s, c, eng_rreq_new(ENG_RQ_QUERY, 5, argv, lens));
+	return presence_req(s, c, ENG_RQ_QUERY, lua_query,
+			    sizeof(lua_query) - 1, uid, len);
 }
 
 int eng_rreq_online(struct eng_shard *s, struct eng_conn *c)
 {
-	const char *prefix = s->eng->cfg.redis_prefix;
-	const char *argv[4] = { "EVAL", lua_online, "0", prefix };
-	size_t lens[4] = { 4, sizeof(lua_online) - 1, 1, strlen(prefix) };
-
-	return send_req(s, c, eng_rreq_new(ENG_RQ_ONLINE, 4, argv, lens));
+	return presence_req(s, c, ENG_RQ_ONLINE, lua_online,
+			    sizeof(lua_online) - 1, NULL, 0);
 }
 
 /* "ios,web" as JSON strings: "ios","web" (app names need no escaping). */

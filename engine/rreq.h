@@ -24,6 +24,22 @@ extern const char eng_lua_beat[], eng_lua_presence[], eng_lua_leave[];
 size_t eng_rreq_channel(const struct eng_cfg *cfg, char *out, size_t cap,
 			const char *name, size_t len);
 
+/*
+ * The hash tag of the presence keys on a cluster: they are read together
+ * (who is online on which node), so they share one slot.
+ */
+#define ENG_RREQ_PRESENCE_TAG	"presence"
+#define ENG_RREQ_KEYS_MAX	96	/* a key prefix, NUL included */
+
+/*
+ * The prefix of the keys that go with Redis channel @chan (NULL: the
+ * presence keys) into @out, its slot into @hslot. On a cluster it is
+ * "P{TAG}", TAG naming @chan's slot, so a script's keys and the channel
+ * it publishes on share one slot; else P (and slot 0). Returns its length.
+ */
+size_t eng_rreq_keys(const struct eng_cfg *cfg, char *out, size_t cap,
+		     const char *chan, size_t clen, uint16_t *hslot);
+
 /* Formats @argv into a new request of kind @op (ENG_RQ_*); NULL: no memory. */
 struct eng_rreq *eng_rreq_new(uint8_t op, int argc, const char **argv,
 			      const size_t *lens);

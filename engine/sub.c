@@ -291,6 +291,18 @@ static void on_rsub_ack(struct eng_shard *s, struct eng_rsub *r)
 
 /* ---- subscribe and unsubscribe ------------------------------------------ */
 
+/*
+ * Subscriptions to the node's own "$" channels, counted: with none, shard
+ * 0 publishes no figures (metrics.c), so an idle node sends nothing and
+ * its mail carries only what clients did.
+ */
+static void count_sys(struct eng_shard *s, const struct eng_chan *ch, long d)
+{
+	if (ch->len && ch->name[0] == '$')
+		atomic_fetch_add_explicit(&s->eng->sys_subs, d,
+					  memory_order_relaxed);
+}
+
 int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
 		  const struct json_slice *names, unsigned n,
 		  struct eng_buf *reply)
@@ -315,6 +327,7 @@ int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
 		ENG_STAT_ADD(s, subscriptions, 1);
 		if (ch->nsubs == 1)
 			ENG_STAT_ADD(s, channels, 1);
+		count_sys(s, ch, 1);
 		sync_interest(s, ch);
 		if (ch->registered && !ch->pending)
 			continue;
@@ -376,6 +389,7 @@ int eng_subscribe_recovering(struct eng_shard *s, struct eng_conn *c,
 	ENG_STAT_ADD(s, subscriptions, 1);
 	if (ch->nsubs == 1)
 		ENG_STAT_ADD(s, channels, 1);
+	count_sys(s, ch, 1);
 	sync_interest(s, ch);	/* posted before the history read */
 	return 0;
 }
@@ -391,6 +405,7 @@ static void drop_sub(struct eng_shard *s, struct eng_conn *c,
 	ENG_STAT_SUB(s, subscriptions, 1);
 	if (!ch->nsubs)
 		ENG_STAT_SUB(s, channels, 1);
+	count_sys(s, ch, -1);
 	sync_interest(s, ch);
 }
 

@@ -25,11 +25,13 @@ def free_port():
 
 
 class Redis:
-    def __init__(self, aof=False):
+    def __init__(self, aof=False, cluster=False):
         self.aof = aof
+        self.cluster = cluster
         self.port = free_port()
         while self.port == 6379:
             self.port = free_port()
+        self.bus_port = free_port() if cluster else None
         self.dir = tempfile.mkdtemp(prefix="ringcast-redis-")
         self.proc = None
 
@@ -43,7 +45,13 @@ class Redis:
             [exe, "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "yes" if self.aof else "no",
              "--appendfsync", "always", "--dir", self.dir,
-             "--loglevel", "warning"],
+             "--loglevel", "warning"] +
+            (["--cluster-enabled", "yes", "--cluster-config-file",
+              "nodes.conf", "--cluster-node-timeout", "1000",
+              # the bus on a free port too, not port + 10000
+              "--cluster-port", str(self.bus_port),
+              "--cluster-replica-validity-factor", "0"]
+             if self.cluster else []),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             preexec_fn=rc.die_with_parent)
         # Ready when it answers PING: the only event redis offers.
@@ -84,6 +92,81 @@ class Redis:
     def __exit__(self, *a):
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Cluster:
+    """A Redis Cluster of @masters masters with @replicas replicas each,
+    made by redis-cli --cluster create as an operator would, on free
+    loopback ports. A failed master's replica takes over within about two
+    seconds (cluster-node-timeout 1000 ms)."""
+
+    def __init__(self, masters=3, replicas=1):
+        self.nodes = [Redis(cluster=True)
+                      for _ in range(masters * (1 + replicas))]
+        self.replicas = replicas
+
+    def start(self, timeout=60):
+        for n in self.nodes:
+            n.start()
+        redis_cli(self.nodes[0].port, "--cluster", "create",
+                  *["127.0.0.1:%d" % n.port for n in self.nodes],
+                  "--cluster-replicas", str(self.replicas), "--cluster-yes")
+        self.wait_ok(timeout)
+        return self
+
+    def wait_ok(self, timeout=60):
+        """Until every live node says cluster_state:ok and every slot's
+        master is known the same way by all of them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                maps = [self.slot_map(n) for n in self.live()]
+                oks = [b"cluster_state:ok" in n.command("CLUSTER", "INFO")
+                       for n in self.live()]
+                if all(oks) and all(m == maps[0] for m in maps) and \
+                        len(maps[0]) == 16384:
+                    return
+            except (OSError, AssertionError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("the cluster did not settle")
+            time.sleep(0.1)
+
+    def live(self):
+        return [n for n in self.nodes if n.proc and n.proc.poll() is None]
+
+    @staticmethod
+    def slot_map(node):
+        """slot -> master port, as CLUSTER SLOTS on @node says."""
+        m = {}
+        for r in node.command("CLUSTER", "SLOTS"):
+            for s in range(r[0], r[1] + 1):
+                m[s] = r[2][1]
+        return m
+
+    def masters(self):
+        """The live masters, as Redis objects, in port order."""
+        ports = set(self.slot_map(self.live()[0]).values())
+        return sorted((n for n in self.live() if n.port in ports),
+                      key=lambda n: n.port)
+
+    def node_id(self, node):
+        return node.command("CLUSTER", "MYID").decode()
+
+    def seeds(self, n=2):
+        return ",".join("127.0.0.1:%d" % x.port for x in self.nodes[:n])
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *a):
+        for n in self.nodes:
+            n.kill()
+            shutil.rmtree(n.dir, ignore_errors=True)
 
 
 def encode(args):
