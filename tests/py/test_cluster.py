@@ -13,6 +13,10 @@ replicas, made by redis-cli --cluster create on free loopback ports.
 - reshard: redis-cli --cluster reshard moves 1500 slots while messages
   flow; afterwards every channel is subscribed on its new master by both
   nodes and delivers, and no channel saw its messages out of order.
+- features: history recovery across nodes (the stream in the channel's
+  slot), inboxes kept on one node and acked on the other (the user's
+  slot), presence of a user's devices on both nodes and a kick (the
+  presence keys' one slot), as the single-Redis tests check them.
 - bad: seeds nobody answers on, a Redis without cluster mode, and a
   cluster with slots no master serves give /healthz 503 with the reason,
   never a crash; bad options stop the engine at start-up.
@@ -27,6 +31,9 @@ import time
 
 import rc
 import redisd
+import test_history_redis as th
+import test_inbox as ti
+import test_users as tu
 from rc import expect, expect_eq
 
 PREFIX = "ringcast:"
@@ -227,6 +234,33 @@ async def check_reshard(cl, a, b, subs):
           % (len(moved), sent[0]))
 
 
+async def check_features(cl, exe):
+    seeds = ("--redis-cluster", cl.seeds(3))
+    with rc.Engine(exe, "--shards", "2", *th.NS, *seeds) as a, \
+            rc.Engine(exe, "--shards", "2", *th.NS, *seeds) as b:
+        await th.healthy(a, b)
+        await th.check_across(a, b, None)
+    with rc.Engine(exe, *ti.ARGS, *seeds) as a, \
+            rc.Engine(exe, *ti.ARGS, *seeds) as b:
+        await ti.check_redis_nodes(a, b)
+        zoe = [await tu.user_ws(a, "zoe", app="ios"),
+               await tu.user_ws(b, "zoe", app="web")]
+        want = {"online": True, "connections": 2, "apps": ["ios", "web"]}
+        for eng in (a, b):
+            await rc.await_state("zoe's two devices seen from %d" % eng.port,
+                                 lambda: tu.sorted_apps(tu.presence(eng,
+                                                                    "zoe")),
+                                 lambda d: d == want)
+        status, _ = rc.api(b, "POST", "/users/zoe/disconnect", key=tu.KEY)
+        expect_eq(status, 200, "kick through the cluster")
+        for ws in zoe:
+            code, _ = await rc.ws_await_close(ws)
+            expect_eq(code, tu.KICK[0], "close code of a kicked device")
+        await rc.await_state("zoe gone", lambda: tu.presence(a, "zoe"),
+                             lambda d: d == tu.OFFLINE)
+    print("features: history, inbox, presence and kick on the cluster")
+
+
 async def cluster_checks(exe):
     with redisd.Cluster() as cl:
         with engine(exe, cl) as a, engine(exe, cl) as b:
@@ -241,6 +275,7 @@ async def cluster_checks(exe):
             finally:
                 for ws in subs:
                     await ws.close()
+        await check_features(cl, exe)
 
 
 def unhealthy(eng, why):
