@@ -19,6 +19,14 @@
  * engine keeps serving its clients meanwhile and /healthz says 503. The
  * two connections are RESP links (resp.c); this file is what the bridge
  * does with them.
+ *
+ * On a Redis Cluster (--redis-cluster) there is a pair of links per
+ * master (struct rnode), and everything goes by hash slot (cluster.c):
+ * channels are SSUBSCRIBEd on their slot's master, requests written to
+ * the master of their hslot, and a third link reads the slot map (CLUSTER
+ * SLOTS) from the seeds, again whenever a MOVED, a server's SUNSUBSCRIBE
+ * or a lost link says it changed. One Redis is the same with one node
+ * that serves every slot.
  */
 #include <errno.h>
 #include <stdio.h>
