@@ -179,6 +179,7 @@ struct opts {
 	char redis_host[64];		/* publish with Redis PUBLISH, or "" */
 	unsigned redis_port;
 	const char *redis_prefix;	/* the engine's --redis-prefix */
+	bool spublish;			/* SPUBLISH: a cluster's master */
 	int engine_pid;
 };
 
@@ -1073,7 +1074,8 @@ static int redis_publish(struct pub *p, const char *chan, const char *body,
 		redisSetTimeout(p->redis, tmo);
 		p->reconnects++;
 	}
-	r = redisCommand(p->redis, "PUBLISH %s %b", chan, body, len);
+	r = redisCommand(p->redis, "%s %s %b",
+			 o.spublish ? "SPUBLISH" : "PUBLISH", chan, body, len);
 	if (!r) {
 		/* The context is dead after an I/O error: start afresh. */
 		ret = p->redis->err == REDIS_ERR_IO && errno == EAGAIN ?
@@ -1261,6 +1263,8 @@ static void usage(FILE *f)
 "                         <prefix>all) instead of HTTP; the engine must run\n"
 "                         with --redis on the same server\n"
 "  --redis-prefix P       the engine's --redis-prefix (default ringcast:)\n"
+"  --spublish             with --redis, SPUBLISH (a Redis Cluster's sharded\n"
+"                         pub/sub): HOST:PORT is the master of the slot\n"
 "  --window N             handshakes in flight per thread (default 256)\n"
 "  --sizes LIST           fanout payload sizes in bytes (default 64,1024,16384)\n"
 "  --patterns LIST        burst, steady or both (default burst,steady)\n"
@@ -1329,6 +1333,7 @@ static int parse_opts(int argc, char **argv)
 		{ "publish-timeout", required_argument, NULL, 'O' },
 		{ "redis", required_argument, NULL, 'y' },
 		{ "redis-prefix", required_argument, NULL, 'Y' },
+		{ "spublish", no_argument, NULL, 'U' },
 		{ "engine-pid", required_argument, NULL, 'p' },
 		{ "recv-bufs", required_argument, NULL, 'R' },
 		{ "recv-buf-size", required_argument, NULL, 'Z' },
@@ -1420,6 +1425,7 @@ static int parse_opts(int argc, char **argv)
 				goto bad;
 			o.redis_prefix = optarg;
 			break;
+		case 'U': o.spublish = true; break;
 		case 'p': o.engine_pid = atoi(optarg); break;
 		case 'R': o.recv_bufs = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'Z': o.recv_buf_size = (unsigned)strtoul(optarg, NULL, 10); break;

@@ -55,7 +55,7 @@
 #define R_TICK_MS	100
 #define R_BEAT_MS	1000		/* presence heartbeat */
 #define R_NODE_TTL	5		/* s: a node silent this long is dead */
-#define R_NODES_MAX	64		/* cluster: masters linked to, ever */
+#define R_NODES_MAX	ENG_BRIDGE_NODES_MAX	/* cluster: masters, ever */
 #define R_CTL_IDX	(2 * R_NODES_MAX)	/* the slot-map link's slot */
 #define R_SEEDS_MAX	16
 #define R_REDIRECTS	5		/* MOVED/ASK a request may follow */
@@ -123,6 +123,7 @@ struct rnode {
 	struct eng_rreq *fifo_head;	/* R_PUB: requests awaiting replies */
 	struct eng_rreq *fifo_tail;
 	uint32_t slots;			/* cluster: slots the map gives it */
+	atomic_uint shown;		/* for /stats: slots << 2 | pub << 1 | sub */
 };
 
 struct eng_bridge {
@@ -154,6 +155,7 @@ struct eng_bridge {
 	atomic_uint_fast64_t resubscribes;	/* channels moved to a master */
 	atomic_uint masters, masters_up;	/* serving slots; ... linked */
 	atomic_uint uncovered_pub;		/* a copy of uncovered */
+	atomic_uint nnodes_pub;			/* nodes whose addr is set */
 	struct rtable chans;		/* Redis channels wanted */
 	struct rtable pres;		/* users' presence on this node */
 	uint64_t next_beat;		/* ms: the next heartbeat */
@@ -239,6 +241,10 @@ static void update_health(struct eng_bridge *r)
 	for (unsigned i = 0; i < r->nnodes; i++) {
 		struct rnode *n = &r->nodes[i];
 
+		atomic_store_explicit(&n->shown, n->slots << 2 |
+				      (unsigned)eng_resp_ready(&n->c[R_PUB]) << 1 |
+				      (unsigned)eng_resp_ready(&n->c[R_SUB]),
+				      memory_order_relaxed);
 		if (r->cluster && !n->slots)
 			continue;
 		masters++;
@@ -248,6 +254,7 @@ static void update_health(struct eng_bridge *r)
 			ok = 0;
 	}
 	atomic_store(&r->masters, masters);
+	atomic_store_explicit(&r->nnodes_pub, r->nnodes, memory_order_release);
 	atomic_store(&r->uncovered_pub, r->uncovered);
 	atomic_store(&r->masters_up, up);
 	if (r->cluster && r->uncovered) {
@@ -328,12 +335,33 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 		n += (size_t)snprintf(out + n, cap - n,
 			",\"cluster\":{\"masters\":%u,\"masters_up\":%u,"
 			"\"uncovered_slots\":%u,\"slot_maps\":%llu,"
-			"\"moved\":%llu,\"resubscribes\":%llu}",
+			"\"moved\":%llu,\"resubscribes\":%llu",
 			f.masters, f.masters_up,
 			(unsigned)atomic_load(&r->uncovered_pub),
 			(unsigned long long)f.maps,
 			(unsigned long long)f.moved,
 			(unsigned long long)f.resubscribes);
+	if (n < cap && f.cluster) {
+		/* every master met, with the slots it serves now (0: none) */
+		unsigned k = atomic_load_explicit(&r->nnodes_pub,
+						  memory_order_acquire);
+
+		n += (size_t)snprintf(out + n, cap - n, ",\"links\":[");
+		for (unsigned i = 0; i < k && n < cap; i++) {
+			const struct rnode *nd = &r->nodes[i];
+			unsigned v = atomic_load_explicit(&nd->shown,
+							  memory_order_relaxed);
+
+			n += (size_t)snprintf(out + n, cap - n,
+				"%s{\"master\":\"%s:%u\",\"slots\":%u,"
+				"\"subscriber\":%s,\"publisher\":%s}",
+				i ? "," : "", nd->addr.host, nd->addr.port,
+				v >> 2, v & 1 ? "true" : "false",
+				v & 2 ? "true" : "false");
+		}
+		if (n < cap)
+			n += (size_t)snprintf(out + n, cap - n, "]}");
+	}
 	if (n < cap)
 		n += (size_t)snprintf(out + n, cap - n, "}");
 	return n;

@@ -44,6 +44,11 @@ struct eng_bridge_figs {
 };
 void eng_bridge_figures(struct eng_bridge *b, struct eng_bridge_figs *f);
 
+/* Masters a node links to, at most, over its life (--redis-cluster). */
+#define ENG_BRIDGE_NODES_MAX	64
+/* What eng_bridge_stats() writes at most: room to give it. */
+#define ENG_BRIDGE_STATS_MAX	(1024 + ENG_BRIDGE_NODES_MAX * 384)
+
 /* Appends the bridge's figures as a JSON object; returns its length. */
 size_t eng_bridge_stats(struct eng_bridge *b, char *out, size_t cap);
 

@@ -450,7 +450,8 @@ static void healthz(struct eng_shard *s, struct eng_conn *c)
 static void stats(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng *e = s->eng;
-	size_t cap = 2048 + (size_t)e->cfg.shards * 768, n;
+	size_t cap = 2048 + (size_t)e->cfg.shards * 768 +
+		     (e->bridge ? ENG_BRIDGE_STATS_MAX : 0), n;
 	char *out = eng_malloc(cap);
 
 	if (!out) {

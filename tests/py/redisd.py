@@ -108,9 +108,14 @@ class Cluster:
     def start(self, timeout=60):
         for n in self.nodes:
             n.start()
-        redis_cli(self.nodes[0].port, "--cluster", "create",
-                  *["127.0.0.1:%d" % n.port for n in self.nodes],
-                  "--cluster-replicas", str(self.replicas), "--cluster-yes")
+        if len(self.nodes) == 1:
+            # redis-cli creates 3 masters at least: one takes every slot
+            self.nodes[0].command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        else:
+            redis_cli(self.nodes[0].port, "--cluster", "create",
+                      *["127.0.0.1:%d" % n.port for n in self.nodes],
+                      "--cluster-replicas", str(self.replicas),
+                      "--cluster-yes")
         self.wait_ok(timeout)
         return self
 

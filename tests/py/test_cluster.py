@@ -29,6 +29,8 @@ import subprocess
 import threading
 import time
 
+from prometheus_client.parser import text_string_to_metric_families
+
 import rc
 import redisd
 import test_history_redis as th
@@ -143,6 +145,21 @@ async def check_fanout(cl, a, b, subs):
     st = rc.stats(a)["redis"]["cluster"]
     expect_eq((st["masters"], st["masters_up"], st["uncovered_slots"]),
               (3, 3, 0), "cluster figures in /stats")
+    links = {l["master"]: l for l in st["links"] if l["slots"]}
+    expect_eq(sorted(links), sorted("127.0.0.1:%d" % m.port
+                                    for m in cl.masters()),
+              "masters linked, in /stats")
+    expect_eq(sum(l["slots"] for l in links.values()), 16384, "slots")
+    expect(all(l["subscriber"] and l["publisher"] for l in links.values()),
+           "links down: %s", links)
+    status, body = rc.api(a, "GET", "/metrics", key=KEY)
+    expect_eq(status, 200, "/metrics")
+    fams = {f.name: f for f in
+            text_string_to_metric_families(body.decode())}
+    linked = [x.value for x in fams["ringcast_redis_cluster_masters"].samples
+              if x.labels.get("state") == "linked"]
+    expect_eq(linked, [3], "linked masters in /metrics")
+    expect("ringcast_redis_cluster_moved" in fams, "no MOVED counter")
 
 
 async def check_failover(cl, a, b, subs):
