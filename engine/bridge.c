@@ -144,6 +144,7 @@ struct eng_bridge {
 	unsigned nseeds, ctl_at;	/* ctl links to seeds, then nodes */
 	bool map_out;			/* CLUSTER SLOTS sent, not answered */
 	bool map_due;			/* ask again soon: something moved */
+	bool resub_due;			/* refused subscriptions: at the next map */
 	uint64_t map_last;		/* ms: asked last */
 	uint16_t *map_next;		/* owned: on_map()'s scratch */
 	uint16_t pres_slot;		/* the presence keys' slot */
@@ -1288,8 +1289,14 @@ static void on_sub_error(struct eng_bridge *r, unsigned idx,
 				continue;
 			ch->requested = 0;
 			ch->again = 1;
-			if (moved)
+			if (moved) {
 				mark_dirty(&r->chans, ch);
+			} else {
+				/* as while Redis is down: the owner must not
+				 * wait for a cluster that may stay down */
+				ack_sub(r, ch);
+				r->resub_due = true;
+			}
 		}
 }
 
@@ -1822,8 +1829,9 @@ static void on_map(struct eng_bridge *r, const redisReply *rep)
 			r->nodes[next[s]].slots++;
 	}
 	r->uncovered = uncovered;
-	if (memcmp(next, r->map, ENG_SLOTS * sizeof(*next))) {
+	if (memcmp(next, r->map, ENG_SLOTS * sizeof(*next)) || r->resub_due) {
 		memcpy(r->map, next, ENG_SLOTS * sizeof(*next));
+		r->resub_due = false;
 		mark_all(&r->chans, true);	/* flush_interest() moves them */
 		if (r->fills_waiting)
 			send_fills(r);

@@ -306,6 +306,27 @@ def unhealthy(eng, why):
         time.sleep(0.05)
 
 
+async def subscribe_while_down(eng, r, chan):
+    ws = await rc.ws_connect(eng.url("/ws"), ping_interval=None)
+    try:
+        await ws.send(json.dumps({"seq": 1, "cmd": "subscribe",
+                                  "data": {"channels": [chan]}}))
+        reply = json.loads(await rc.ws_recv(ws))
+        expect_eq(reply.get("code"), 200, "subscribe while the cluster is "
+                  "down: %r" % reply)
+        r.command("CLUSTER", "ADDSLOTSRANGE", 10000, 16383)
+        await rc.await_state("the cluster up", lambda: healthz(eng)[0],
+                             lambda st: st == 200)
+        await rc.await_state("subscribed once it is up", lambda: r.command(
+            "PUBSUB", "SHARDNUMSUB", rname(chan))[1], lambda n: n == 1)
+        status, _ = rc.api(eng, "POST", "/publish/" + chan, '"up"')
+        expect_eq(status, 200, "publish once up")
+        got = await collect(ws, lambda g: chan in g)
+        expect_eq(got[chan], ["up"], "the message")
+    finally:
+        await ws.close()
+
+
 def check_bad(exe):
     # nobody listens on the seed
     port = redisd.free_port()
@@ -320,12 +341,17 @@ def check_bad(exe):
         with rc.Engine(exe, "--redis-cluster",
                        "127.0.0.1:%d" % r.port) as eng:
             unhealthy(eng, "cluster support disabled")
-    # a cluster whose slots are not all served
+    # a cluster whose slots are not all served: down until they are; a
+    # subscription made meanwhile, to a slot without a master, is answered
+    # at once and works once the slot is served
     with redisd.Redis(cluster=True) as r:
         r.command("CLUSTER", "ADDSLOTSRANGE", 0, 9999)
         with rc.Engine(exe, "--redis-cluster",
                        "127.0.0.1:%d" % r.port) as eng:
             unhealthy(eng, "6384 of 16384 slots have no master")
+            chan = next(c for c in CHANNELS if
+                        r.command("CLUSTER", "KEYSLOT", rname(c)) >= 10000)
+            asyncio.run(subscribe_while_down(eng, r, chan))
     for args in (["--redis-cluster", "nohost"],
                  ["--redis-cluster", "a:1,"],
                  ["--redis-cluster", "a:1", "--redis", "redis://a:1"],
