@@ -153,6 +153,18 @@ void eng_conn_kill(struct eng_shard *s, struct eng_conn *c)
 	    !ring_cancel_slot(&s->ring, eng_slot(s, c),
 			      ud_of(s, c, ENG_OP_CONN_CANCEL)))
 		c->flags |= ENG_CONN_F_CANCEL;
+	/*
+	 * The recv is cancelled by its user_data (one lookup, and never
+	 * another connection's: the gen differs), not by SHUT_RD: after
+	 * SHUT_RD a recv reads on while the peer sends, and a socket closed
+	 * with nothing left unread after it sends no reset, so a peer blocked
+	 * on our zero window hung until the kernel gave the orphan up. Its
+	 * completion is nobody's: the recv's last one says it ended.
+	 */
+	if ((c->flags & ENG_CONN_F_RECV) &&
+	    !ring_cancel(&s->ring, ud_of(s, c, ENG_OP_RECV),
+			 ring_ud(ENG_OP_CANCEL, 0, 0)))
+		c->flags |= ENG_CONN_F_RCANCEL;
 	maybe_close_fd(s, c);
 }
 

@@ -51,6 +51,7 @@ enum {
 #define ENG_CONN_F_CONTINUED	(1u << 12)	/* HTTP: 100 Continue sent */
 #define ENG_CONN_F_FLUSH	(1u << 13)	/* listed in flushq[] */
 #define ENG_CONN_F_NOW		(1u << 14)	/* ... with more than deliveries */
+#define ENG_CONN_F_RCANCEL	(1u << 15)	/* dead: its recv's cancel sent */
 
 /* One entry of a connection's send queue: a reference, not a copy. */
 struct eng_sq {

@@ -204,10 +204,13 @@ int ring_cancel_slot(struct ring *r, unsigned slot, uint64_t ud)
 	 * Not a cancel by descriptor: the kernel finds those by walking every
 	 * armed request of the ring, once per match plus once more, so when
 	 * 20,000 connections of a shard closed at once the walks took
-	 * minutes. A shutdown costs the same at any size, and it ends a
-	 * pending recv (0) and a pending send (-EPIPE) all the same.
+	 * minutes. A shutdown costs the same at any size and ends a pending
+	 * send (-EPIPE). Only the writing half: after SHUT_RD a multishot
+	 * recv reads on while the peer sends, and a socket then closed with
+	 * nothing unread sends no reset (a peer blocked on a zero window
+	 * hangs); the caller ends the recv with ring_cancel() instead.
 	 */
-	io_uring_prep_shutdown(sqe, (int)slot, SHUT_RDWR);
+	io_uring_prep_shutdown(sqe, (int)slot, SHUT_WR);
 	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data64(sqe, ud);
 	return 0;

@@ -113,11 +113,12 @@ int ring_send_zc(struct ring *r, unsigned slot, const void *p, size_t len,
 /* Closes @slot; its CQE says the slot may be reused. */
 int ring_close(struct ring *r, unsigned slot, uint64_t ud);
 /*
- * Ends everything in flight on @slot: io_uring shuts the socket down both
- * ways (a recv ends with 0, a send with -EPIPE), epoll drops the socket's
- * pending operations. The caller waits for their completions and for
- * this one's before closing the slot, or a late shutdown could hit the
- * connection that reuses it.
+ * Ends what is in flight on @slot: io_uring shuts the writing half down
+ * (a send ends with -EPIPE; end a recv with ring_cancel() of its
+ * user_data), epoll drops the socket's pending operations, recv and send.
+ * The caller waits for their completions and for this one's before
+ * closing the slot, or a late shutdown could hit the connection that
+ * reuses it.
  */
 int ring_cancel_slot(struct ring *r, unsigned slot, uint64_t ud);
 /* Cancels the operation whose user_data is @target. */

@@ -271,9 +271,10 @@ static int test_set(void)
 }
 
 /*
- * ring_cancel_slot() on io_uring ends what is pending on a TCP socket, a
- * multishot recv and a send stuck behind a peer that does not read, then
- * completes itself; the slot then closes and the peer sees EOF.
+ * ring_cancel_slot() on io_uring ends a send stuck behind a peer that does
+ * not read, then completes itself; ring_cancel() of its user_data ends the
+ * multishot recv (SHUT_RD would not, while the peer sends); the slot then
+ * closes and the peer sees EOF.
  */
 static int test_end_slot(void)
 {
@@ -313,12 +314,15 @@ static int test_end_slot(void)
 	T_CHECK(ring_send(&r, 0, fill, 1024, 3) == 0);
 	T_CHECK(ring_submit(&r) >= 0);
 	T_CHECK(ring_cancel_slot(&r, 0, 5) == 0);
+	T_CHECK(ring_cancel(&r, 2, 6) == 0);
 	i = wait_ud(&r, &g, 3);
 	T_CHECK(i >= 0 && g.cqe[i].res == -EPIPE);
 	i = wait_ud(&r, &g, 2);
-	T_CHECK(i >= 0 && g.cqe[i].res == 0);
+	T_CHECK(i >= 0 && g.cqe[i].res == -ECANCELED);
 	T_CHECK(!(g.cqe[i].flags & IORING_CQE_F_MORE));
 	i = wait_ud(&r, &g, 5);
+	T_CHECK(i >= 0 && g.cqe[i].res == 0);
+	i = wait_ud(&r, &g, 6);
 	T_CHECK(i >= 0 && g.cqe[i].res == 0);
 	T_CHECK(ring_close(&r, 0, 4) == 0);
 	i = wait_ud(&r, &g, 4);
