@@ -56,8 +56,8 @@
 #define R_BEAT_MS	1000		/* presence heartbeat */
 #define R_NODE_TTL	5		/* s: a node silent this long is dead */
 #define R_NODES_MAX	ENG_BRIDGE_NODES_MAX	/* cluster: masters, ever */
-#define R_CTL_IDX	(2 * R_NODES_MAX)	/* the slot-map link's slot */
-#define R_SEEDS_MAX	16
+#define R_MAP_IDX	(2 * R_NODES_MAX)	/* the slot-map link's slot */
+#define R_SEEDS_MAX	ENG_CLUSTER_SEEDS_MAX
 #define R_REDIRECTS	5		/* MOVED/ASK a request may follow */
 #define R_MAP_MS	10000		/* the slot map, asked again ... */
 #define R_MAP_BAD_MS	500		/* ... or this soon while unhealthy */
@@ -141,7 +141,7 @@ struct eng_bridge {
 	uint32_t uncovered;		/* slots no master serves (all: no map) */
 	struct eng_resp mapl;		/* asks for the slot map */
 	struct eng_cluster_addr seeds[R_SEEDS_MAX];
-	unsigned nseeds, ctl_at;	/* ctl links to seeds, then nodes */
+	unsigned nseeds, map_at;	/* mapl goes to seeds, then nodes */
 	bool map_out;			/* CLUSTER SLOTS sent, not answered */
 	bool map_due;			/* ask again soon: something moved */
 	bool resub_due;			/* refused subscriptions: at the next map */
@@ -241,15 +241,16 @@ static void update_health(struct eng_bridge *r)
 
 	for (unsigned i = 0; i < r->nnodes; i++) {
 		struct rnode *n = &r->nodes[i];
+		bool sub = eng_resp_ready(&n->c[R_SUB]);
+		bool pub = eng_resp_ready(&n->c[R_PUB]);
 
 		atomic_store_explicit(&n->shown, n->slots << 2 |
-				      (unsigned)eng_resp_ready(&n->c[R_PUB]) << 1 |
-				      (unsigned)eng_resp_ready(&n->c[R_SUB]),
+				      (unsigned)pub << 1 | (unsigned)sub,
 				      memory_order_relaxed);
 		if (r->cluster && !n->slots)
 			continue;
 		masters++;
-		if (eng_resp_ready(&n->c[R_SUB]) && eng_resp_ready(&n->c[R_PUB]))
+		if (sub && pub)
 			up++;
 		else
 			ok = 0;
@@ -332,22 +333,20 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 		(unsigned long long)f.pending,
 		(unsigned long long)f.fills,
 		(unsigned long long)f.gaps);
-	if (n < cap && f.cluster)
-		n += (size_t)snprintf(out + n, cap - n,
-			",\"cluster\":{\"masters\":%u,\"masters_up\":%u,"
-			"\"uncovered_slots\":%u,\"slot_maps\":%llu,"
-			"\"moved\":%llu,\"resubscribes\":%llu",
-			f.masters, f.masters_up,
-			(unsigned)atomic_load(&r->uncovered_pub),
-			(unsigned long long)f.maps,
-			(unsigned long long)f.moved,
-			(unsigned long long)f.resubscribes);
 	if (n < cap && f.cluster) {
 		/* every master met, with the slots it serves now (0: none) */
 		unsigned k = atomic_load_explicit(&r->nnodes_pub,
 						  memory_order_acquire);
 
-		n += (size_t)snprintf(out + n, cap - n, ",\"links\":[");
+		n += (size_t)snprintf(out + n, cap - n,
+			",\"cluster\":{\"masters\":%u,\"masters_up\":%u,"
+			"\"uncovered_slots\":%u,\"slot_maps\":%llu,"
+			"\"moved\":%llu,\"resubscribes\":%llu,\"links\":[",
+			f.masters, f.masters_up,
+			(unsigned)atomic_load(&r->uncovered_pub),
+			(unsigned long long)f.maps,
+			(unsigned long long)f.moved,
+			(unsigned long long)f.resubscribes);
 		for (unsigned i = 0; i < k && n < cap; i++) {
 			const struct rnode *nd = &r->nodes[i];
 			unsigned v = atomic_load_explicit(&nd->shown,
@@ -571,6 +570,19 @@ static void ack_pub(struct eng_bridge *r, struct eng_rreq *p, long long n)
 
 /* ---- the links ----------------------------------------------------------- */
 
+/*
+ * @ch's subscription is gone (its link fell, or its master dropped it):
+ * subscribe again, counted as a resubscribe, and read back what a history
+ * channel missed meanwhile.
+ */
+static void sub_lost(struct rchan *ch)
+{
+	ch->again |= ch->requested;
+	ch->requested = ch->confirmed = 0;
+	if (ch->hist)
+		ch->hist->stale = true;
+}
+
 /* The node a link of its belongs to; cfg.idx is node * 2 + role. */
 static struct rnode *node_of(struct eng_bridge *r, const struct eng_resp *l)
 {
@@ -588,9 +600,8 @@ static void link_ready(struct eng_resp *l, void *arg)
 	if (l->cfg.idx % 2 == R_SUB) {
 		mark_all(&r->chans, true);
 	} else {
-		if (!r->cluster || node_for(r, r->pres_slot) ==
-		    (int)(l->cfg.idx / 2))
-			r->next_beat = 0;
+		if (node_for(r, r->pres_slot) == (int)(l->cfg.idx / 2))
+			r->next_beat = 0;	/* the presence keys' master */
 		if (r->fills_waiting)
 			send_fills(r);
 	}
@@ -639,12 +650,8 @@ static void link_down(struct eng_resp *l, void *arg, bool was_up, int err,
 		for (size_t i = 0; i < r->chans.nbuckets; i++)
 			for (struct rchan *ch = r->chans.buckets[i]; ch;
 			     ch = ch->next) {
-				if (ch->node != idx)
-					continue;
-				ch->again |= ch->requested;	/* counted */
-				ch->requested = ch->confirmed = 0;
-				if (ch->hist)	/* what it missed: read back */
-					ch->hist->stale = true;
+				if (ch->node == idx)
+					sub_lost(ch);
 			}
 	}
 	update_health(r);
@@ -1216,7 +1223,7 @@ reject:
 	atomic_fetch_add_explicit(&r->rejected, 1, memory_order_relaxed);
 }
 
-/* The subscription @e names on node @idx's subscriber link, or NULL. */
+/* The subscription a reply's element @e names, or NULL. */
 static struct rchan *sub_of(struct eng_bridge *r, const redisReply *e)
 {
 	return e->type != REDIS_REPLY_STRING ? NULL :
@@ -1251,10 +1258,7 @@ static void on_dropped(struct eng_bridge *r, struct rchan *ch, unsigned idx)
 {
 	if (!ch->desired || !ch->requested || ch->node != idx)
 		return;		/* the answer to our own SUNSUBSCRIBE */
-	ch->requested = ch->confirmed = 0;
-	ch->again = 1;
-	if (ch->hist)
-		ch->hist->stale = true;
+	sub_lost(ch);
 	mark_dirty(&r->chans, ch);
 	r->map_due = true;
 }
@@ -1484,20 +1488,22 @@ static bool send_to(struct eng_bridge *r, int node, struct eng_rreq *p)
 
 static void on_request_mail(struct eng_bridge *r, struct eng_rreq *p)
 {
+	if (!ready_for(r, p->hslot, R_PUB)) {
+		ack_pub(r, p, -ENOTCONN);
+		return;
+	}
 	/*
 	 * A Redis that reads slowly (or froze, until the timeout says so)
 	 * must not make us hold everything: past the budget, refuse now.
 	 * Our own requests are few (a beat a second, presence per user).
 	 */
 	if (p->from != ENG_BRIDGE &&
-	    r->queued + p->len > r->eng->cfg.redis_max_pending &&
-	    ready_for(r, p->hslot, R_PUB)) {
+	    r->queued + p->len > r->eng->cfg.redis_max_pending) {
 		atomic_fetch_add_explicit(&r->refused, 1, memory_order_relaxed);
 		ack_pub(r, p, -ENOBUFS);
 		return;
 	}
-	if ((p->op == ENG_RQ_PUBLISH || p->op == ENG_RQ_HPUBLISH) &&
-	    ready_for(r, p->hslot, R_PUB))
+	if (p->op == ENG_RQ_PUBLISH || p->op == ENG_RQ_HPUBLISH)
 		atomic_fetch_add_explicit(&r->publishes, 1,
 					  memory_order_relaxed);
 	send_to(r, node_for(r, p->hslot), p);
@@ -1839,13 +1845,13 @@ static void on_map(struct eng_bridge *r, const redisReply *rep)
 	update_health(r);
 }
 
-static void ctl_ready(struct eng_resp *l, void *arg)
+static void map_ready(struct eng_resp *l, void *arg)
 {
 	(void)l;
 	map_ask(arg);
 }
 
-static void ctl_reply(struct eng_resp *l, void *arg, redisReply *rep)
+static void map_reply(struct eng_resp *l, void *arg, redisReply *rep)
 {
 	(void)l;
 	on_map(arg, rep);
@@ -1855,7 +1861,7 @@ static void ctl_reply(struct eng_resp *l, void *arg, redisReply *rep)
  * The slot-map link went down, or could not connect: the next attempt
  * goes to the next seed, then to the masters met so far, in turn.
  */
-static void ctl_down(struct eng_resp *l, void *arg, bool was_up, int err,
+static void map_down(struct eng_resp *l, void *arg, bool was_up, int err,
 		     const char *why)
 {
 	struct eng_bridge *r = arg;
@@ -1871,18 +1877,18 @@ static void ctl_down(struct eng_resp *l, void *arg, bool was_up, int err,
 	}
 	if (r->uncovered == ENG_SLOTS)
 		set_reason(r, "%s%s", why, "");
-	r->ctl_at = (r->ctl_at + 1) % n;
-	a = r->ctl_at < r->nseeds ? &r->seeds[r->ctl_at] :
-	    &r->nodes[r->ctl_at - r->nseeds].addr;
+	r->map_at = (r->map_at + 1) % n;
+	a = r->map_at < r->nseeds ? &r->seeds[r->map_at] :
+	    &r->nodes[r->map_at - r->nseeds].addr;
 	l->cfg.host = a->host;		/* both outlive the link */
 	l->cfg.port = a->port;
 	update_health(r);
 }
 
-static const struct eng_resp_ops ctl_ops = {
-	.ready = ctl_ready,
-	.reply = ctl_reply,
-	.down = ctl_down,
+static const struct eng_resp_ops map_ops = {
+	.ready = map_ready,
+	.reply = map_reply,
+	.down = map_down,
 	.refused = link_refused,
 };
 
@@ -1939,7 +1945,7 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 		/* the slot says which link: node * 2 + R_SUB or R_PUB */
 		uint32_t idx = ring_ud_slot(cqe->user_data);
 
-		if (idx == R_CTL_IDX && r->cluster)
+		if (idx == R_MAP_IDX && r->cluster)
 			eng_resp_on_cqe(&r->mapl, op, ring_ud_gen(cqe->user_data),
 					cqe->res);
 		else if (idx / 2 < r->nnodes)
@@ -2013,7 +2019,10 @@ static void *bridge_main(void *arg)
 /* Closes every link and frees the nodes and the map. */
 static void nodes_exit(struct eng_bridge *r)
 {
-	for (unsigned i = 0; i < r->nnodes || (i == 0 && r->nodes); i++) {
+	/* one Redis: node 0 was set up for eng_resp_exit() before nnodes */
+	unsigned n = r->cluster ? r->nnodes : 1;
+
+	for (unsigned i = 0; i < n && r->nodes; i++) {
 		eng_resp_exit(&r->nodes[i].c[R_SUB]);
 		eng_resp_exit(&r->nodes[i].c[R_PUB]);
 	}
@@ -2087,7 +2096,7 @@ int eng_bridge_init(struct eng *e)
 			r->map[s] = ENG_SLOT_NONE;
 		r->uncovered = ENG_SLOTS;
 		if (link_init(r, &r->mapl, "cluster", r->seeds[0].host,
-			      r->seeds[0].port, 0, R_CTL_IDX, &ctl_ops) < 0)
+			      r->seeds[0].port, 0, R_MAP_IDX, &map_ops) < 0)
 			goto err;
 	} else {
 		struct rnode *n = &r->nodes[0];

@@ -20,6 +20,7 @@
 #define ENG_SLOT_NONE		0xffff	/* no master serves it */
 #define ENG_CLUSTER_TAG_MAX	8	/* a slot's tag, NUL included */
 #define ENG_CLUSTER_HOST_MAX	256
+#define ENG_CLUSTER_SEEDS_MAX	16	/* --redis-cluster's list, at most */
 
 /* The slot of key or shard channel @key: CRC16 of its hash tag, or of it. */
 uint16_t eng_cluster_slot(const char *key, size_t len);

@@ -379,7 +379,7 @@ static int parse_redis(const char *url, struct eng_cfg *cfg)
  */
 static int parse_redis_cluster(const char *v, struct eng_cfg *cfg)
 {
-	struct eng_cluster_addr seeds[16];
+	struct eng_cluster_addr seeds[ENG_CLUSTER_SEEDS_MAX];
 	const char *p = v, *at;
 	int n;
 
@@ -392,7 +392,7 @@ static int parse_redis_cluster(const char *v, struct eng_cfg *cfg)
 		return -EINVAL;
 	if (at)
 		p = at + 1;
-	n = eng_cluster_parse_seeds(p, seeds, 16);
+	n = eng_cluster_parse_seeds(p, seeds, ENG_CLUSTER_SEEDS_MAX);
 	if (n <= 0 || strlen(p) >= sizeof(cfg->redis_seeds))
 		return -EINVAL;
 	strcpy(cfg->redis_seeds, p);

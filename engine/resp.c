@@ -205,16 +205,14 @@ int eng_resp_put_raw(struct eng_resp *l, const char *cmd, size_t n)
  */
 static unsigned replies_of(int argc, const char **argv, const size_t *lens)
 {
-	const char *c = argv[0];
-	size_t n = lens[0];
+	static const char *const per_channel[] = {
+		"SUBSCRIBE", "UNSUBSCRIBE", "SSUBSCRIBE", "SUNSUBSCRIBE",
+	};
 
-	if (n > 0 && (c[0] == 'S' || c[0] == 's') && n != 9) {
-		c++;	/* SSUBSCRIBE, SUNSUBSCRIBE */
-		n--;
-	}
-	if ((n == 9 && !strncasecmp(c, "SUBSCRIBE", 9)) ||
-	    (n == 11 && !strncasecmp(c, "UNSUBSCRIBE", 11)))
-		return (unsigned)(argc - 1);
+	for (size_t i = 0; i < sizeof(per_channel) / sizeof(*per_channel); i++)
+		if (lens[0] == strlen(per_channel[i]) &&
+		    !strncasecmp(argv[0], per_channel[i], lens[0]))
+			return (unsigned)(argc - 1);
 	return 1;
 }
 

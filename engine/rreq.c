@@ -309,15 +309,21 @@ size_t eng_rreq_keys(const struct eng_cfg *cfg, char *out, size_t cap,
 				ENG_RREQ_PRESENCE_TAG);
 }
 
+/* The Redis channel of user @uid's pushes: <prefix>user:UID. */
+static size_t user_channel(const struct eng_cfg *cfg, char *out, size_t cap,
+			   const char *uid, size_t len)
+{
+	return (size_t)snprintf(out, cap, "%suser:%.*s", cfg->redis_prefix,
+				(int)len, uid);
+}
+
 size_t eng_rreq_channel(const struct eng_cfg *cfg, char *out, size_t cap,
 			const char *name, size_t len)
 {
 	if (!name)
 		return (size_t)snprintf(out, cap, "%sall", cfg->redis_prefix);
 	if (len && name[0] == ENG_USER_MARK)
-		return (size_t)snprintf(out, cap, "%suser:%.*s",
-					cfg->redis_prefix, (int)len - 1,
-					name + 1);
+		return user_channel(cfg, out, cap, name + 1, len - 1);
 	return (size_t)snprintf(out, cap, "%sch:%.*s", cfg->redis_prefix,
 				(int)len, name);
 }
@@ -498,8 +504,7 @@ int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
 	struct eng_rreq *p;
 	uint16_t hslot;
 
-	lens[10] = (size_t)snprintf(name, sizeof(name), "%suser:%.*s",
-				    cfg->redis_prefix, (int)ulen, uid);
+	lens[10] = user_channel(cfg, name, sizeof(name), uid, ulen);
 	lens[3] = lens[4] = eng_rreq_keys(cfg, keys, sizeof(keys), name,
 					  lens[10], &hslot);
 	lens[7] = (size_t)snprintf(max, sizeof(max), "%u", cfg->inbox_max);
@@ -526,9 +531,8 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 	int argc = 0;
 
 	klen = eng_rreq_keys(cfg, keys, sizeof(keys), name,
-			     (size_t)snprintf(name, sizeof(name), "%suser:%.*s",
-					      cfg->redis_prefix, (int)ulen,
-					      uid), &hslot);
+			     user_channel(cfg, name, sizeof(name), uid, ulen),
+			     &hslot);
 
 	argv[argc] = "EVAL";
 	lens[argc++] = 4;
