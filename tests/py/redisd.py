@@ -24,22 +24,48 @@ def free_port():
         return s.getsockname()[1]
 
 
+class PortTaken(AssertionError):
+    """redis-server could not bind a port picked as free."""
+
+
 class Redis:
     def __init__(self, aof=False, cluster=False):
         self.aof = aof
         self.cluster = cluster
-        self.port = free_port()
-        while self.port == 6379:
-            self.port = free_port()
-        self.bus_port = free_port() if cluster else None
+        self.pick_ports()
         self.dir = tempfile.mkdtemp(prefix="ringcast-redis-")
         self.proc = None
+        self.started = False
+
+    def pick_ports(self, taken=()):
+        """A free port (never 6379), and one for a cluster's bus; none of
+        @taken. Free when asked: another process may take it before the
+        server binds it, which start() survives on a first start."""
+        self.port = free_port()
+        while self.port == 6379 or self.port in taken:
+            self.port = free_port()
+        self.bus_port = None
+        if self.cluster:
+            self.bus_port = free_port()
+            while self.bus_port in (6379, self.port) or \
+                    self.bus_port in taken:
+                self.bus_port = free_port()
 
     @property
     def url(self):
         return "redis://127.0.0.1:%d" % self.port
 
-    def start(self, timeout=20):
+    def start(self, timeout=20, taken=()):
+        for attempt in range(5):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                # only a first start may move: restart() keeps the port
+                if self.started or attempt == 4:
+                    raise
+                self.pick_ports(taken)
+
+    def _start(self, timeout):
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1",
@@ -59,12 +85,15 @@ class Redis:
         while True:
             try:
                 if self.command("PING") == "PONG":
+                    self.started = True
                     return self
             except OSError:
                 pass
             if self.proc.poll() is not None:
-                raise AssertionError("redis-server exited: %s"
-                                     % self.proc.stdout.read())
+                out = self.proc.stdout.read()
+                if b"Address already in use" in out:
+                    raise PortTaken(out)
+                raise AssertionError("redis-server exited: %s" % out)
             if time.monotonic() > deadline:
                 raise AssertionError("redis-server not ready")
             time.sleep(0.02)
@@ -106,8 +135,10 @@ class Cluster:
         self.replicas = replicas
 
     def start(self, timeout=60):
+        taken = set()
         for n in self.nodes:
-            n.start()
+            n.start(taken=taken)
+            taken |= {n.port, n.bus_port}
         if len(self.nodes) == 1:
             # redis-cli creates 3 masters at least: one takes every slot
             self.nodes[0].command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
