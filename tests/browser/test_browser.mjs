@@ -17,7 +17,7 @@
 import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
 import { chromium } from 'playwright-core';
-import { Engine, engines, expect } from '../js/engine.mjs';
+import { Engine, engines, expect, same } from '../js/engine.mjs';
 
 const exe = process.argv[2];
 const SECRET = 'browser-secret-0123456789abcdef0123456789';
@@ -122,12 +122,6 @@ async function nextJson(page, name, what) {
 	const ev = await nextEvent(page, name, 'message', what);
 	expect(ev.text !== null, what + ': a binary message');
 	return [ev.text, JSON.parse(ev.text)];
-}
-
-function same(got, want, what) {
-	expect(JSON.stringify(got) === JSON.stringify(want),
-	       what + ': got ' + JSON.stringify(got) + ', want ' +
-	       JSON.stringify(want));
 }
 
 // A console line about @url, waited for: Chromium logs a failed

@@ -2,7 +2,10 @@
 // The pages the engine serves, in Debian's Chromium driven by
 // playwright-core: two demo pages see each other in the room and chat;
 // the engine is killed and started again on the same port, and both
-// pages reconnect and chat on without a reload; the status page, given
+// pages reconnect and chat on without a reload; a tab whose network was
+// down while the engine restarted and the other tab talked catches up on
+// what was said, each message once, and says some may be missing (its
+// recovery was answered recovered:false); the status page, given
 // the API key, shows the connection count rise as 200 more clients
 // connect. Screenshots of both pages at 360 and 1440 px wide go to
 // $RINGCAST_ARTIFACTS; neither page may scroll sideways at either width,
@@ -15,7 +18,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join as pathJoin } from 'node:path';
 import { chromium } from 'playwright-core';
-import { Engine, KEY, engines, expect, until } from '../js/engine.mjs';
+import { Engine, KEY, engines, expect, same, until } from '../js/engine.mjs';
 
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
@@ -23,6 +26,7 @@ const exe = process.argv[2];
 const out = process.env.RINGCAST_ARTIFACTS || pathJoin(tmpdir(), 'ringcast-artifacts');
 const WIDE = { width: 1440, height: 900 }, NARROW = { width: 360, height: 740 };
 const errors = [];
+const pages = new Set();	// open: closed after each check, passed or not
 let restarting = false;
 let failed = 0;
 
@@ -30,6 +34,8 @@ mkdirSync(out, { recursive: true });
 
 async function open(browser, eng, path, viewport, name) {
 	const page = await browser.newPage({ viewport });
+	pages.add(page);
+	page.on('close', () => pages.delete(page));
 	page.on('console', (m) => {
 		if (m.type() !== 'error')
 			return;
@@ -85,14 +91,21 @@ async function shots(browser, eng, path, name, prepare) {
 	}
 }
 
-async function checkDemo(browser) {
-	const eng = await new Engine(exe, ['--demo']).start();
+// Ann's and Bob's demo pages, each in its own browser context, in @room
+// and seeing each other there.
+async function pair(browser, eng, room) {
 	const a = await open(browser, eng, '/demo', WIDE, 'ann');
 	const b = await open(browser, eng, '/demo', WIDE, 'bob');
-	await join(a, 'ann', 'r1');
-	await join(b, 'bob', 'r1');
+	await join(a, 'ann', room);
+	await join(b, 'bob', room);
 	await present(a, 'bob');
 	await present(b, 'ann');
+	return [a, b];
+}
+
+async function checkDemo(browser) {
+	const eng = await new Engine(exe, ['--demo']).start();
+	const [a, b] = await pair(browser, eng, 'r1');
 	await say(a, 'hello from ann');
 	await heard(b, 'hello from ann');
 	await say(b, 'hi ann, bob here');
@@ -123,6 +136,78 @@ async function checkDemo(browser) {
 		await say(p, 'cy says hi at ' + w + ' px');
 		await heard(p, 'cy says hi at ' + w + ' px');
 	});
+	await a.close();
+	await b.close();
+	await eng.stop();
+}
+
+// How many times each of @texts from @who is on @page's screen.
+const counts = (page, who, texts) => page.evaluate(([w, ts]) => {
+	const lines = [...document.querySelectorAll('#messages li')]
+		.map((li) => li.textContent);
+	return ts.map((t) => lines.filter((l) => l === w + t).length);
+}, [who, texts]);
+
+const notices = (page) => page.evaluate(() =>
+	[...document.querySelectorAll('#messages li.sys')]
+		.filter((li) => li.textContent.includes('may be missing')).length);
+
+// Waits until @page shows each of @texts from @who at least once, then
+// says how often each is there.
+async function shown(page, who, texts, what) {
+	let n = [];
+	try {
+		await until(what, async () => {
+			n = await counts(page, who, texts);
+			return n.every((k) => k > 0);
+		});
+	} catch {
+		throw new Error(what + ': shown ' + JSON.stringify(n) + ' times');
+	}
+	return n;
+}
+
+// Bob's tab loses its network, the engine restarts (its in-memory
+// history gone), Ann says six things, Bob's network comes back: his
+// recovery is answered recovered:false, and his tab must read the room's
+// history and show each of the six once, with a notice, and keep what
+// it showed before once.
+async function checkCatchUp(browser) {
+	const eng = await new Engine(exe, ['--demo']).start();
+	const [a, b] = await pair(browser, eng, 'r2');
+	await say(a, 'before the restart');
+	await heard(b, 'before the restart');
+
+	restarting = true;
+	await b.context().setOffline(true);
+	await eng.kill();
+	await a.waitForSelector('#state:not(.open)');
+	await b.waitForSelector('#state:not(.open)');
+	await eng.start();
+	await a.waitForSelector('#state.open', { timeout: 30000 });
+	await until('ann subscribed again', async () =>
+		(await eng.stats()).total.subscriptions >= 1);
+	const six = [1, 2, 3, 4, 5, 6].map((i) => 'while bob was away ' + i);
+	for (const t of six) {
+		await say(a, t);
+		await heard(a, t);
+	}
+	expect(await b.evaluate(() => document.getElementById('state')
+		.className !== 'open'), 'bob connected while offline');
+	await b.context().setOffline(false);
+	await b.waitForSelector('#state.open', { timeout: 30000 });
+	restarting = false;
+
+	await shown(b, 'ann', six, 'bob catches up on the six');
+	// anything shown twice is on screen before the next live message
+	await say(a, 'welcome back');
+	await heard(b, 'welcome back');
+	same(await counts(b, 'ann', [...six, 'before the restart', 'welcome back']),
+	     [1, 1, 1, 1, 1, 1, 1, 1], 'times bob shows each message');
+	expect(await notices(b) === 1, 'bob shows ' + await notices(b) +
+	       ' notices that messages may be missing, want 1');
+	expect(await notices(a) === 1, 'ann shows ' + await notices(a) +
+	       ' notices that messages may be missing, want 1');
 	await a.close();
 	await b.close();
 	await eng.stop();
@@ -168,7 +253,8 @@ const browser = await chromium.launch({
 	executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
 	args: ['--no-sandbox'],
 });
-for (const [name, fn] of [['demo', checkDemo], ['status', checkStatus]]) {
+for (const [name, fn] of [['demo', checkDemo], ['demo-catch-up', checkCatchUp],
+			  ['status', checkStatus]]) {
 	const t0 = Date.now();
 	try {
 		await fn(browser);
@@ -180,7 +266,10 @@ for (const [name, fn] of [['demo', checkDemo], ['status', checkStatus]]) {
 		for (const eng of engines)
 			console.log('---- engine ----\n' + eng.past + eng.log);
 	}
+	for (const page of [...pages])
+		await page.close();
 	errors.length = 0;
+	restarting = false;
 	for (const eng of [...engines])
 		await eng.kill();
 }

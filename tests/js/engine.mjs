@@ -12,6 +12,13 @@ export function expect(cond, what) {
 		throw new Error(what);
 }
 
+// @got and @want as JSON, equal.
+export function same(got, want, what) {
+	expect(JSON.stringify(got) === JSON.stringify(want),
+	       what + ': got ' + JSON.stringify(got) + ', want ' +
+	       JSON.stringify(want));
+}
+
 // A condition, polled with a bound so a lost event fails instead of
 // hanging (what it waits for is state another process changes).
 export function until(what, test, ms = 20000) {
