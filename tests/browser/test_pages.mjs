@@ -7,11 +7,15 @@
 // what was said, each message once, and says some may be missing (its
 // recovery was answered recovered:false); the status page, given
 // the API key, shows the connection count rise as 200 more clients
-// connect. Screenshots of both pages at 360 and 1440 px wide go to
-// $RINGCAST_ARTIFACTS; neither page may scroll sideways at either width,
-// and any console error or uncaught exception fails the test (while the
-// engine is down, Chromium's own "WebSocket connection failed" is
-// expected and allowed).
+// connect. At 320, 360 and 1440 px wide, nothing on any page the engine
+// serves (the status page asking for its key and showing its figures,
+// the demo's form, a room, a room with the longest names and a long
+// message, and the other files as a browser shows them) may be cut off
+// or scroll sideways: every element and line of text lies inside the
+// viewport and inside any box that clips it; screenshots of the pages go
+// to $RINGCAST_ARTIFACTS. Any console error or uncaught exception fails
+// the test (while the engine is down, Chromium's own "WebSocket
+// connection failed" is expected and allowed).
 // Usage: node test_pages.mjs ENGINE_PATH
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -24,7 +28,8 @@ const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
 const exe = process.argv[2];
 const out = process.env.RINGCAST_ARTIFACTS || pathJoin(tmpdir(), 'ringcast-artifacts');
-const WIDE = { width: 1440, height: 900 }, NARROW = { width: 360, height: 740 };
+const WIDE = { width: 1440, height: 900 };
+const VIEWPORTS = [{ width: 320, height: 640 }, { width: 360, height: 740 }, WIDE];
 const errors = [];
 const pages = new Set();	// open: closed after each check, passed or not
 let restarting = false;
@@ -32,8 +37,8 @@ let failed = 0;
 
 mkdirSync(out, { recursive: true });
 
-async function open(browser, eng, path, viewport, name) {
-	const page = await browser.newPage({ viewport });
+async function open(browser, eng, path, viewport, name, headers = {}) {
+	const page = await browser.newPage({ viewport, extraHTTPHeaders: headers });
 	pages.add(page);
 	page.on('close', () => pages.delete(page));
 	page.on('console', (m) => {
@@ -49,6 +54,9 @@ async function open(browser, eng, path, viewport, name) {
 		if (f === page.mainFrame())
 			page.navigations++;
 	});
+	// the engine has no /favicon.ico (its pages say so), and a 404 is
+	// a console error; a browser asks for it beside the other files
+	await page.route('**/favicon.ico', (r) => r.fulfill({ status: 204 }));
 	await page.goto('http://127.0.0.1:' + eng.port + path);
 	return page;
 }
@@ -73,18 +81,89 @@ const present = (page, who) => page.waitForFunction((w) =>
 	[...document.querySelectorAll('#members li')].some((li) =>
 		li.textContent === w), who, { timeout: 20000 });
 
-async function noSideScroll(page, what) {
-	const [sw, iw] = await page.evaluate(() =>
-		[document.documentElement.scrollWidth, window.innerWidth]);
-	expect(sw <= iw, what + ' scrolls sideways: ' + sw + ' > ' + iw);
+// What does not fit across @page's viewport: the page wider than it
+// (scrollWidth over clientWidth), an element or a line of text reaching
+// past its left or right edge, or past the edge of a box that clips or
+// scrolls it (so hidden, or shown only by scrolling sideways). Elements
+// not rendered (display: none) have no box and are skipped.
+const misfits = (page) => page.evaluate(() => {
+	const root = document.documentElement;
+	const vw = root.clientWidth;
+	const bad = [];
+	if (root.scrollWidth > vw)
+		bad.push('scrollWidth ' + root.scrollWidth + ' > clientWidth ' + vw);
+	const name = (el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+		(typeof el.className === 'string' && el.className ?
+			'.' + el.className.split(' ').join('.') : '');
+	// the horizontal bounds @el must keep inside
+	const bounds = (el) => {
+		let lo = 0, hi = vw, why = 'the viewport';
+		for (let a = el.parentElement; a && a !== root; a = a.parentElement) {
+			if (getComputedStyle(a).overflowX === 'visible')
+				continue;
+			const r = a.getBoundingClientRect();
+			if (r.left > lo)
+				[lo, why] = [r.left, name(a)];
+			if (r.right < hi)
+				[hi, why] = [r.right, name(a)];
+		}
+		return [lo, hi, why];
+	};
+	const out = (r, lo, hi) => r.width > 0 &&
+		(r.left < lo - 0.5 || r.right > hi + 0.5);
+	const check = (what, el, rects, inked = () => true) => {
+		const [lo, hi, why] = bounds(el);
+		const r = [...rects].find((r) => out(r, lo, hi));
+		if (r && inked(lo, hi))
+			bad.push(what + ' spans ' + Math.round(r.left) + '..' +
+				 Math.round(r.right) + ', outside ' + why + ' ' +
+				 Math.round(lo) + '..' + Math.round(hi));
+	};
+	// Whether a word of text node @t is out: a blank at the end of a
+	// wrapped line may hang past the edge unseen.
+	const inked = (t) => (lo, hi) => {
+		const range = document.createRange();
+		for (const m of t.data.matchAll(/\S+/g)) {
+			range.setStart(t, m.index);
+			range.setEnd(t, m.index + m[0].length);
+			if ([...range.getClientRects()].some((r) => out(r, lo, hi)))
+				return true;
+		}
+		return false;
+	};
+	for (const el of document.body.querySelectorAll('*')) {
+		if (getComputedStyle(el).visibility !== 'hidden')
+			check(name(el), el, [el.getBoundingClientRect()]);
+	}
+	const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+	for (let t = walk.nextNode(); t; t = walk.nextNode()) {
+		if (!t.textContent.trim() || !t.parentElement ||
+		    getComputedStyle(t.parentElement).visibility === 'hidden')
+			continue;
+		const range = document.createRange();
+		range.selectNodeContents(t);
+		check('text "' + t.textContent.trim().slice(0, 30) + '" in ' +
+		      name(t.parentElement), t.parentElement, range.getClientRects(),
+		      inked(t));
+	}
+	return bad;
+});
+
+async function fits(page, what) {
+	const bad = await misfits(page);
+	expect(bad.length === 0, what + ' does not fit:\n  ' +
+	       bad.slice(0, 20).join('\n  '));
 }
 
+// @path at 320, 360 and 1440 px wide, after @prepare: nothing may be cut
+// off or scroll sideways; a screenshot of each goes to $RINGCAST_ARTIFACTS.
 async function shots(browser, eng, path, name, prepare) {
-	for (const [vp, w] of [[NARROW, 360], [WIDE, 1440]]) {
+	for (const vp of VIEWPORTS) {
+		const w = vp.width;
 		const page = await open(browser, eng, path, vp, name + '@' + w);
 		if (prepare)
 			await prepare(page, w);
-		await noSideScroll(page, name + ' at ' + w + ' px');
+		await fits(page, name + ' at ' + w + ' px');
 		await page.screenshot({ path: pathJoin(out, name + '-' + w + '.png'),
 					fullPage: true });
 		await page.close();
@@ -130,11 +209,21 @@ async function checkDemo(browser) {
 	expect(a.navigations === 1 && b.navigations === 1,
 	       'a page reloaded: ' + a.navigations + ', ' + b.navigations);
 
+	await shots(browser, eng, '/demo', 'demo-join', (p) =>
+		p.waitForSelector('#state.open'));
 	await shots(browser, eng, '/demo', 'demo', async (p, w) => {
 		await join(p, 'cy at ' + w, 'r1');
 		await present(p, 'ann');
 		await say(p, 'cy says hi at ' + w + ' px');
 		await heard(p, 'cy says hi at ' + w + ' px');
+	});
+	// the longest name and room the form takes, and a long message, all
+	// without a space to break at
+	await shots(browser, eng, '/demo', 'demo-long', async (p, w) => {
+		const text = 'W'.repeat(300);
+		await join(p, ('dee' + w).padEnd(32, 'M'), 'R'.repeat(40));
+		await say(p, text);
+		await heard(p, text);
 	});
 	await a.close();
 	await b.close();
@@ -217,6 +306,8 @@ async function checkStatus(browser) {
 	const eng = await new Engine(exe, []).start();
 	const page = await open(browser, eng, '/', WIDE, 'status');
 	await page.waitForSelector('#keybox:not([hidden])');
+	await shots(browser, eng, '/', 'status-key', (p) =>
+		p.waitForSelector('#keybox:not([hidden])'));
 	await page.fill('#key', 'wrong');
 	await page.click('#keyform button');
 	await page.waitForFunction(() =>
@@ -240,6 +331,10 @@ async function checkStatus(browser) {
 		await shots(browser, eng, '/#key=' + KEY, 'status', async (p) => {
 			await p.waitForFunction(() => Number(
 				document.getElementById('connections').textContent) >= 200);
+			// every figure and every shard's row filled in
+			await p.waitForFunction(() =>
+				document.getElementById('out-rate').textContent !== '–' &&
+				document.querySelectorAll('#shards tr').length === 2);
 		});
 	} finally {
 		for (const ws of extra)
@@ -249,12 +344,29 @@ async function checkStatus(browser) {
 	await eng.stop();
 }
 
+// The engine's other files, as a browser shows them to someone who opens
+// them, fit the narrowest screen too.
+async function checkFiles(browser) {
+	const eng = await new Engine(exe, []).start();
+	const auth = { Authorization: 'Bearer ' + KEY };
+	for (const path of ['/ringcast.js', '/ringcast.d.ts', '/base.css',
+			    '/healthz', '/metrics', '/stats']) {
+		const page = await open(browser, eng, path, WIDE, path, auth);
+		for (const vp of VIEWPORTS) {
+			await page.setViewportSize(vp);
+			await fits(page, path + ' at ' + vp.width + ' px');
+		}
+		await page.close();
+	}
+	await eng.stop();
+}
+
 const browser = await chromium.launch({
 	executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
 	args: ['--no-sandbox'],
 });
 for (const [name, fn] of [['demo', checkDemo], ['demo-catch-up', checkCatchUp],
-			  ['status', checkStatus]]) {
+			  ['status', checkStatus], ['files', checkFiles]]) {
 	const t0 = Date.now();
 	try {
 		await fn(browser);
