@@ -45,6 +45,9 @@ export interface Options {
 	timeout?: number;
 }
 
+/** How a recovery went. `recovered: false`: some missed messages will not
+ * come (reload the channel's state). Without epoch and offset when the
+ * server refused the recovery (400) and the channel was subscribed afresh. */
 export interface Recovered {
 	channel: string;
 	recovered: boolean;

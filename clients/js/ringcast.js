@@ -392,8 +392,10 @@ export class Client {
 			await this.send('unsubscribe', { channels: [channel] });
 	}
 
-	// One channel, recovering from its last offset when it has one.
+	// One channel, recovering from its last offset when it has one. Every
+	// recovery ends in a `recovered` event, once the channel is subscribed.
 	async subscribeOne(channel, ch) {
+		let refused = false;
 		if (ch.epoch !== null) {
 			try {
 				const r = await this.send('subscribe',
@@ -408,10 +410,16 @@ export class Client {
 			} catch (e) {
 				if (e.code !== 400)
 					throw e;
-				ch.epoch = null;	// history gone: subscribe afresh
+				// an offset the history never reached (a Redis that
+				// lost its last writes), or no history: subscribe
+				// afresh, and nothing missed comes back
+				ch.epoch = null;
+				refused = true;
 			}
 		}
 		await this.send('subscribe', { channels: [channel] });
+		if (refused)
+			this.emit('recovered', { channel, recovered: false });
 	}
 
 	// After each open: every channel again, plain ones 256 a command.

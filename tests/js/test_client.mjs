@@ -3,7 +3,8 @@
 // subscribe and publish; reconnect after the engine is killed and started
 // again on the same port, with every channel resubscribed; recovery of
 // what a dropped connection missed on a history channel, each message
-// once and in order; backoff within its bounds; a token refreshed before
+// once and in order, and a recovery refused with 400 reported as
+// recovered:false; backoff within its bounds; a token refreshed before
 // it expires (a client without getToken is closed with 4001 at the same
 // expiry, the refreshed one stays); typed errors for 4001, 4003, 1008,
 // a refused token and a refused channel; inbox pushes acked from one
@@ -13,7 +14,7 @@
 import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { Client, RingcastError, backoff } from '../../clients/js/ringcast.js';
-import { Engine, engines, expect, until } from './engine.mjs';
+import { Engine, engines, expect, same, until } from './engine.mjs';
 
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
@@ -117,14 +118,21 @@ function checkBackoff() {
 	       'jitter range ' + Math.min(...draws) + '..' + Math.max(...draws));
 }
 
-async function checkRecovery() {
+// An engine keeping the history of chat:*, and a client connected to it
+// that notes its recovered events.
+async function withHistory() {
 	const eng = await new Engine(process.argv[2], ['--namespace', 'chat:history=100,ttl=1m'])
 		.start();
 	const c = client(eng.ws);
 	const recovered = [];
 	c.on('recovered', (e) => recovered.push(e));
+	await c.connect();
+	return [eng, c, recovered];
+}
+
+async function checkRecovery() {
+	const [eng, c, recovered] = await withHistory();
 	try {
-		await c.connect();
 		const got = [];
 		await c.subscribe('chat:r', (d, m) => got.push([d, m.offset]));
 		for (let i = 1; i <= 3; i++)
@@ -143,6 +151,29 @@ async function checkRecovery() {
 		await until('9 pushes', () => got.length >= 9);
 		expect(got.length === 9 && got[8][0] === 9, 'then live: ' +
 		       JSON.stringify(got));
+	} finally {
+		c.close();
+		await eng.stop();
+	}
+}
+
+// A recovery the server refuses with 400 (here an offset the channel
+// never reached, as after a Redis restart that lost its last writes): the
+// channel is subscribed afresh, and the application is told that nothing
+// was recovered, as for a reply that says recovered:false.
+async function checkRecoveryRefused() {
+	const [eng, c, recovered] = await withHistory();
+	try {
+		await eng.publish('chat:f', 1);
+		const h = await c.history('chat:f');
+		const got = [];
+		await c.subscribe('chat:f', (d) => got.push(d),
+				  { epoch: h.epoch, offset: h.offset + 5 });
+		same(recovered, [{ channel: 'chat:f', recovered: false }],
+		     'recovered events once subscribed');
+		await eng.publish('chat:f', 2);
+		await until('a live push', () => got.length);
+		same(got, [2], 'pushes after the refused recovery');
 	} finally {
 		c.close();
 		await eng.stop();
@@ -323,6 +354,7 @@ async function checkHeartbeat() {
 
 const checks = { pubsub: checkPubSub, backoff: checkBackoff,
 		 reconnect: checkReconnect, recovery: checkRecovery,
+		 'recovery-refused': checkRecoveryRefused,
 		 token: checkToken, kicked: checkKicked, slow: checkSlow,
 		 inbox: checkInbox, heartbeat: checkHeartbeat };
 
