@@ -728,7 +728,8 @@ static int test_key_updates(void)
 /* The nonce uses all 64 bits of the sequence; the last one is refused. */
 static int test_sequence_limits(void)
 {
-	uint8_t out[200], pay[50];
+	uint8_t out[200], pay[50], inner[51], ref[200];
+	struct tls_dir d;
 	struct iovec iov = { pay, sizeof(pay) };
 	struct tls_rl c, s;
 	struct tls_rec rec;
@@ -739,8 +740,14 @@ static int test_sequence_limits(void)
 		return 1;
 	/* handshake records do not rekey: they reach any sequence */
 	c.tx.seq = s.rx.seq = 0xfedcba9876543210ull;
+	d = c.tx;
 	r = tls_seal(&c, ctx, TLS_CT_HANDSHAKE, &iov, 1, 0, out, sizeof(out));
 	T_CHECK(r > 0);
+	/* the same record with the nonce made here: all 64 bits count */
+	memcpy(inner, pay, sizeof(pay));
+	inner[50] = TLS_CT_HANDSHAKE;
+	T_CHECK(raw_seal(&d, inner, sizeof(inner), ref) == (size_t)r);
+	T_CHECK(!memcmp(ref, out, (size_t)r));
 	s.rx.seq--;	/* the wrong nonce fails */
 	T_CHECK(tls_open(&s, ctx, out, (size_t)r, &rec) == -EBADMSG);
 	s.rx.seq++;
