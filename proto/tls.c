@@ -415,9 +415,7 @@ ssize_t tls_open(struct tls_rl *rl, EVP_CIPHER_CTX *ctx, uint8_t *buf,
 		return -EPROTO;
 	if ((buf[1] << 8 | buf[2]) != LEGACY_VERSION)
 		return -EILSEQ;
-	/* over 2^14 + 256 is record_overflow (5.2); and as every suite
-	 * expands by its tag alone, so is a TLSInnerPlaintext over 2^14 + 1 */
-	if (clen > TLS_MAX_PLAIN + 1 + TLS_TAG_LEN)
+	if (clen > TLS_MAX_CIPHER)
 		return -EMSGSIZE;
 	if (clen < TLS_TAG_LEN)
 		return -EBADMSG;
@@ -451,6 +449,13 @@ ssize_t tls_open(struct tls_rl *rl, EVP_CIPHER_CTX *ctx, uint8_t *buf,
 	rec->data = p;
 	rec->len = inner - 1;
 	rec->alert = 0;
+	/*
+	 * Senders keep TLSInnerPlaintext to 2^14 + 1 bytes (5.4), but some
+	 * JDK 11 releases padded past it (JDK-8221253); like OpenSSL, only
+	 * content over 2^14 is refused, once the padding is gone.
+	 */
+	if (rec->len > TLS_MAX_PLAIN)
+		return -EMSGSIZE;
 	switch (rec->type) {
 	case TLS_CT_APPLICATION_DATA:
 		break;

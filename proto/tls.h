@@ -168,7 +168,8 @@ struct tls_rec {
  * Opens the record at @buf[0..@len), decrypting in place with the rx key on
  * @ctx. Returns the record's length on the wire (header included), with
  * *@rec filled, once it is whole; -EAGAIN while it is not. rx.seq advances
- * only on success. @rec->data points into @buf and holds:
+ * only once the record authenticates. @rec->data points into @buf and
+ * holds:
  *  - application data (possibly 0 bytes): the caller's to consume;
  *  - an alert: @rec->alert is its description. close_notify: the peer has
  *    finished sending; user_canceled: ignore (a close_notify follows);
@@ -177,8 +178,8 @@ struct tls_rec {
  *    secret (and set TLS_RL_UPDATE_OWED if the peer asked for ours), a
  *    NewSessionTicket to a client was ignored. Nothing for the caller.
  * Errors, the alert in brackets:
- *  -EMSGSIZE (record_overflow): ciphertext over 2^14 + 256 bytes, or a
- *   TLSInnerPlaintext over 2^14 + 1; known from the header alone;
+ *  -EMSGSIZE (record_overflow): ciphertext over 2^14 + 256 bytes, known
+ *   from the header alone, or content over 2^14 bytes without padding;
  *  -EPROTO (unexpected_message): an outer type other than application_data
  *   (ChangeCipherSpec included: the handshake is over), an unknown inner
  *   type, no non-zero byte in the plaintext, an empty alert or handshake
