@@ -175,10 +175,14 @@ void tls_rl_exit(struct tls_rl *rl)
  */
 static int aead_init(EVP_CIPHER_CTX *ctx, const struct tls_dir *d, int enc)
 {
-	const EVP_CIPHER *c = find_suite(d->suite)->cipher();
+	const struct suite *s = find_suite(d->suite);
 	uint8_t nonce[TLS_IV_LEN];
+	const EVP_CIPHER *c;
 	int i;
 
+	if (!s)
+		return -EINVAL;	/* a tls_rl never set up */
+	c = s->cipher();
 	memcpy(nonce, d->iv, TLS_IV_LEN);
 	for (i = 0; i < 8; i++)
 		nonce[TLS_IV_LEN - 1 - i] ^= (uint8_t)(d->seq >> (8 * i));
@@ -330,9 +334,10 @@ ssize_t tls_seal(struct tls_rl *rl, EVP_CIPHER_CTX *ctx, uint8_t type,
 			pos += (size_t)ret;
 		}
 		n = total < TLS_MAX_PLAIN ? total : TLS_MAX_PLAIN;
-		room = TLS_MAX_PLAIN - n;	/* inner plaintext <= 2^14 + 1 */
-		ret = seal_one(&rl->tx, ctx, type, &c, n, pad < room ? pad : room,
-			       out + pos);
+		/* padding keeps TLSInnerPlaintext to 2^14 + 1 (5.4) */
+		room = TLS_MAX_PLAIN - n;
+		ret = seal_one(&rl->tx, ctx, type, &c, n,
+			       pad < room ? pad : room, out + pos);
 		if (ret < 0)
 			return ret;
 		pos += (size_t)ret;

@@ -77,7 +77,7 @@ enum {
 #define TLS_IV_LEN		12
 #define TLS_MAX_KEY		32
 #define TLS_MAX_SECRET		48		/* SHA-384 */
-#define TLS_MAX_PLAIN		16384		/* 2^14 content bytes a record */
+#define TLS_MAX_PLAIN		16384		/* content bytes a record */
 #define TLS_MAX_CIPHER		(TLS_MAX_PLAIN + 256)	/* on the wire */
 #define TLS_MAX_RECORD		(TLS_HDR_LEN + TLS_MAX_CIPHER)
 /* a record's own bytes beside its content: header, type byte, tag */
@@ -160,7 +160,8 @@ void tls_rl_exit(struct tls_rl *rl);
 struct tls_rec {
 	uint8_t *data;		/* content, in place in the caller's buffer */
 	size_t len;		/* content bytes, padding and type removed */
-	uint8_t type;		/* TLS_CT_APPLICATION_DATA, _ALERT, _HANDSHAKE */
+	uint8_t type;		/* TLS_CT_APPLICATION_DATA, _ALERT or
+				 * _HANDSHAKE */
 	uint8_t alert;		/* for an alert: its description */
 };
 

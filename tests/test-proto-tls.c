@@ -175,7 +175,7 @@ static int rfc_server(struct tls_rl *rl)
 /* Sealing as the RFC's client and server gives its records exactly. */
 static int test_rfc8448_seal(void)
 {
-	uint8_t pay[50], want[300], out[400], nst[205];
+	uint8_t pay[50], want[300], out[400], nst[205], sec[32], fin[36];
 	struct iovec iov[3] = { { pay, 7 }, { pay + 7, 0 }, { pay + 7, 43 } };
 	struct tls_rl rl;
 	size_t n;
@@ -211,10 +211,8 @@ static int test_rfc8448_seal(void)
 	T_CHECK(r == (ssize_t)n && !memcmp(out, want, n));
 
 	/* the handshake-traffic record: the client's Finished */
-	uint8_t sec[32], fin[36];
-	struct tls_dir *d = &rl.tx;
 	unhex(C_HS_SECRET, sec);
-	T_CHECK(tls_dir_init(d, TLS_AES_128_GCM_SHA256, sec, 32) == 0);
+	T_CHECK(tls_dir_init(&rl.tx, TLS_AES_128_GCM_SHA256, sec, 32) == 0);
 	unhex(C_FINISHED, fin);
 	iov[0] = (struct iovec){ fin, sizeof(fin) };
 	r = tls_seal(&rl, ctx, TLS_CT_HANDSHAKE, iov, 1, 0, out, sizeof(out));
@@ -245,7 +243,8 @@ static int open_hex(struct tls_rl *rl, const char *hex, uint8_t type,
 
 static int test_rfc8448_open(void)
 {
-	uint8_t pay[50], nst[205], buf[300], close_notify[2] = { 1, 0 };
+	uint8_t pay[50], nst[205], buf[300], sec[32];
+	uint8_t close_notify[2] = { 1, 0 };
 	struct tls_rl rl;
 	struct tls_rec rec;
 	size_t n;
@@ -274,7 +273,6 @@ static int test_rfc8448_open(void)
 	T_CHECK(tls_alert_of(-EPROTO) == TLS_ALERT_UNEXPECTED_MESSAGE);
 
 	/* a Finished after the handshake is unexpected too */
-	uint8_t sec[32];
 	unhex(C_HS_SECRET, sec);
 	T_CHECK(tls_dir_init(&rl.rx, TLS_AES_128_GCM_SHA256, sec, 32) == 0);
 	n = unhex(C_FINISHED_REC, buf);
@@ -678,8 +676,9 @@ static int test_truncation(void)
 static int test_key_updates(void)
 {
 	static uint8_t out[3 * TLS_MAX_RECORD], got[2 * TLS_MAX_PLAIN];
+	static uint8_t in[TLS_MAX_PLAIN + 100];
 	uint8_t pay[50], old[TLS_MAX_SECRET];
-	struct iovec iov = { pay, sizeof(pay) };
+	struct iovec iov = { pay, sizeof(pay) }, big = { in, sizeof(in) };
 	struct tls_rl c, s;
 	size_t got_len = 0, i;
 	ssize_t r;
@@ -711,8 +710,6 @@ static int test_key_updates(void)
 		T_CHECK(open_all(&c, out, (size_t)r, got, &got_len, 0) == 1);
 
 		/* the limit, crossed in the middle of one call */
-		static uint8_t in[TLS_MAX_PLAIN + 100];
-		struct iovec big = { in, sizeof(in) };
 		s.tx.seq = c.rx.seq = TLS_SEQ_REKEY - 1;
 		r = tls_seal(&s, ctx, TLS_CT_APPLICATION_DATA, &big, 1, 0, out,
 			     sizeof(out));
@@ -788,6 +785,8 @@ static int test_sequence_limits(void)
 			 sizeof(out)) == -EINVAL);
 	T_CHECK(tls_seal(&c, ctx, TLS_CT_CHANGE_CIPHER_SPEC, &iov, 1, 0, out,
 			 sizeof(out)) == -EINVAL);
+	memset(&s, 0, sizeof(s));	/* never set up */
+	T_CHECK(tls_open(&s, ctx, out, (size_t)r, &rec) == -EINVAL);
 	T_CHECK(sizeof(struct tls_rl) <= 256);
 	return 0;
 }
@@ -935,6 +934,7 @@ static int interop(const char *name, uint16_t suite, int tickets, int end)
 	static const char upgrade[] = "GET /ws HTTP/1.1\r\nHost: localhost\r\n"
 				      "Upgrade: websocket\r\n\r\n";
 	static uint8_t big[BIG], left[TLS_MAX_RECORD], nst[4096];
+	uint8_t ku[TLS_KEY_UPDATE_LEN], buf[256];
 	SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
 	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
 	BIO *c_in = BIO_new(BIO_s_mem()), *c_out = BIO_new(BIO_s_mem());
@@ -942,8 +942,9 @@ static int interop(const char *name, uint16_t suite, int tickets, int end)
 	struct tls_rl rl;
 	struct tls_rec rec;
 	SSL *c, *s;
-	size_t left_len, nst_len;
+	size_t left_len, nst_len, n;
 	int r, ret = 1;
+	ssize_t sr;
 
 	memset(&rl, 0, sizeof(rl));
 	memset(&keylog, 0, sizeof(keylog));
@@ -1051,7 +1052,6 @@ static int interop(const char *name, uint16_t suite, int tickets, int end)
 		goto out;
 
 	/* we ask: the client's next write carries its key update */
-	uint8_t ku[TLS_KEY_UPDATE_LEN];
 	if (tls_seal_key_update(&rl, ctx, true, ku, sizeof(ku)) !=
 	    TLS_KEY_UPDATE_LEN)
 		goto out;
@@ -1063,9 +1063,6 @@ static int interop(const char *name, uint16_t suite, int tickets, int end)
 	    rl.rx.seq != 1)
 		goto out;
 
-	uint8_t buf[256];
-	size_t n;
-	ssize_t sr;
 	if (end == END_CLOSE) {
 		/* close_notify each way */
 		if (SSL_shutdown(c) < 0)
