@@ -38,8 +38,10 @@ static const char usage[] =
 "A WebSocket push engine on io_uring. Each shard is a thread pinned to a\n"
 "CPU with its own io_uring ring, SO_REUSEPORT listener and connections.\n"
 "\n"
-"  --listen ADDR:PORT       address to listen on (default 0.0.0.0:8080);\n"
-"                           port 0 picks a free port shared by all shards\n"
+"  --listen ADDR:PORT       address to listen on (default 127.0.0.1:8080\n"
+"                           without an API key, 0.0.0.0:8080 with one or\n"
+"                           with --insecure-open); port 0 picks a free port\n"
+"                           shared by all shards\n"
 "  --shards N               shard threads (default: online CPUs); may exceed\n"
 "                           the CPU count, threads are then pinned round-robin\n"
 "  --threads T              run the shards on T threads (io_uring only;\n"
@@ -916,7 +918,7 @@ static int post_stop(struct eng *e, struct ring *r)
 int main(int argc, char **argv)
 {
 	char broker[1200] = "embedded broker";
-	bool ctl_ok = false;
+	bool ctl_ok = false, local_only = false;
 	struct ring ctl;
 	struct eng e;
 	sigset_t sigs;
@@ -925,8 +927,7 @@ int main(int argc, char **argv)
 	int sig, ret, status = 0;
 
 	memset(&e, 0, sizeof(e));
-	strcpy(e.cfg.listen_host, "0.0.0.0");
-	e.cfg.port = 8080;
+	e.cfg.port = 8080;	/* the address follows the key: see below */
 	e.cfg.shards = 0;
 	e.cfg.max_message = 1u << 20;
 	e.cfg.ping_ms = 30000;
@@ -966,6 +967,15 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	parse_args(argc, argv, &e.cfg);
+	/*
+	 * Without --listen: every address with a key (or --insecure-open),
+	 * else loopback alone, as Redis does in protected mode, so that a
+	 * bare ringcast starts and serves this host at once.
+	 */
+	if (!e.cfg.listen_host[0]) {
+		local_only = !e.cfg.api_key[0] && !e.cfg.insecure_open;
+		strcpy(e.cfg.listen_host, local_only ? "127.0.0.1" : "0.0.0.0");
+	}
 	/*
 	 * Open by default is how push servers get abused: with no key,
 	 * anyone who reaches the port broadcasts, pushes to and kicks any
@@ -1143,6 +1153,12 @@ int main(int argc, char **argv)
 		"connections per shard, max %llu; %s)\n", e.cfg.listen_host,
 		e.cfg.port, e.cfg.shards, per_ring,
 		(unsigned long long)e.cfg.max_conns, broker);
+	if (local_only)
+		fprintf(stderr, "ringcast: no API key, so only this host "
+			"can connect; to serve others, give one (--api-key "
+			"KEY or RINGCAST_API_KEY), with which the default is "
+			"0.0.0.0:%u, or name the address: --listen "
+			"0.0.0.0:%u --api-key KEY\n", e.cfg.port, e.cfg.port);
 
 	if (sigwait(&sigs, &sig) == 0)
 		fprintf(stderr, "ringcast: %s: closing connections\n",

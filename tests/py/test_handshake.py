@@ -7,11 +7,13 @@ packet, the command line (--help, bad options), and --allowed-origins."""
 
 import os
 import subprocess
+import threading
 
 import rc
 from rc import expect, expect_eq
 
 ECHO_ARGS = ("--echo", "--shards", "2")
+KEY = "test-key-0123456789abcdef"
 
 
 def check_upgrade(eng):
@@ -247,6 +249,67 @@ def check_open_default(exe):
                   "/healthz on 127.0.0.3 without a key")
 
 
+def start_bare(exe, env, *args):
+    """Runs @exe with @args and no --listen in a network namespace of its
+    own (unshare -rn), where port 8080 is free whatever else runs on this
+    machine; returns its stderr up to the ready line (or its exit) and
+    stops it. Without unshare it runs here and a port 8080 already taken
+    shows the address in the bind error instead."""
+    probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True,
+                           timeout=10)
+    argv = ([exe] if probe.returncode else ["unshare", "-rn", exe])
+    p = subprocess.Popen(argv + list(args), env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, preexec_fn=rc.die_with_parent)
+    lines, ready = [], threading.Event()
+
+    def drain():
+        for raw in p.stderr:
+            lines.append(raw.decode(errors="replace"))
+            if "listening on" in lines[-1]:
+                ready.set()
+        ready.set()		# EOF: it exited
+
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    try:
+        ready.wait(rc.READY_TIMEOUT)
+        if p.poll() is None:
+            p.terminate()
+        p.wait(rc.EXIT_TIMEOUT)
+        t.join(rc.EXIT_TIMEOUT)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return "".join(lines)
+
+
+def check_bare_default(exe):
+    """A bare `ringcast` starts: without an API key on 127.0.0.1:8080,
+    saying how to open it to other hosts; with a key (option or
+    environment) on 0.0.0.0:8080."""
+    env = dict(os.environ)
+    env.pop("RINGCAST_API_KEY", None)
+    io = ["--io", os.environ["RINGCAST_TEST_IO"]] \
+        if os.environ.get("RINGCAST_TEST_IO") else []
+    for args, extra, want in (
+            ((), {}, "127.0.0.1:8080"),
+            (("--api-key", KEY), {}, "0.0.0.0:8080"),
+            ((), {"RINGCAST_API_KEY": KEY}, "0.0.0.0:8080")):
+        err = start_bare(exe, dict(env, **extra), "--shards", "1", *io,
+                         *args)
+        what = "ringcast %s%s" % (" ".join(args),
+                                  " with RINGCAST_API_KEY" if extra else "")
+        expect("listening on " + want in err or
+               "listen %s: Address already in use" % want in err,
+               "%s: not on %s: %r", what, want, err)
+        hint = "--api-key" in err and "--listen 0.0.0.0" in err
+        expect(hint == (want.startswith("127.")),
+               "%s: hint on how to open it %s: %r", what,
+               "missing" if not hint else "printed with a key", err)
+
+
 def check_cli(exe):
     p = subprocess.run([exe, "--help"], capture_output=True, timeout=10)
     expect_eq(p.returncode, 0, "--help exit status")
@@ -324,6 +387,7 @@ def main():
     run.check("accept-vector", check_accept_vector)
     run.check("cli", check_cli, run.exe)
     run.check("open-default", check_open_default, run.exe)
+    run.check("bare-default", check_bare_default, run.exe)
     try:
         with rc.Engine(run.exe, *ECHO_ARGS) as eng:
             run.check("upgrade", check_upgrade, eng)
