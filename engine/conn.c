@@ -565,7 +565,6 @@ void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 			 const char *extra, const char *ctype,
 			 const char *body, size_t len)
 {
-	bool keep;
 	struct eng_buf *b;
 	char text[64];
 	ssize_t n;
@@ -579,7 +578,6 @@ void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 		ENG_STAT_ADD(s, http_errors, 1);
 		c->flags &= ~ENG_CONN_F_KEEP;	/* after an error, start afresh */
 	}
-	keep = c->flags & ENG_CONN_F_KEEP;
 	/* the status line and fixed headers take under 256 bytes */
 	b = eng_buf_new(256 + (extra ? strlen(extra) : 0) +
 			(ctype ? strlen(ctype) : 0) + len);
@@ -588,7 +586,7 @@ void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 		return;
 	}
 	n = hs_write_response((char *)b->data, b->cap, status, extra, ctype,
-			      body, len, !keep);
+			      body, len, eng_conn_keep_s(s, c));
 	if (n < 0) {
 		eng_buf_put(b);
 		eng_conn_kill(s, c);
@@ -596,6 +594,13 @@ void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 	}
 	b->len = (uint32_t)n;
 	eng_conn_http_done(s, c, b);
+}
+
+unsigned eng_conn_keep_s(const struct eng_shard *s, const struct eng_conn *c)
+{
+	/* rounded down: a pool that trusts it never meets our close */
+	return c->flags & ENG_CONN_F_KEEP ? s->eng->cfg.http_idle_ms / 1000
+					  : 0;
 }
 
 /*
@@ -622,9 +627,15 @@ void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	if (c->flags & ENG_CONN_F_KEEP) {
-		/* The next request gets the handshake timeout again. */
-		eng_timer_set(s, c, s->tick +
-			      eng_ms_to_ticks(s->eng->cfg.handshake_ms));
+		/*
+		 * Idle until the next request's first byte, which gives it the
+		 * handshake timeout (on_recv); one already begun has it now.
+		 */
+		bool begun = c->rx && c->rx->plen > c->rx->poff;
+
+		eng_timer_set(s, c, s->tick + eng_ms_to_ticks(begun ?
+			      s->eng->cfg.handshake_ms :
+			      s->eng->cfg.http_idle_ms));
 	} else {
 		set_state(s, c, ENG_CONN_DRAIN);
 		eng_timer_set(s, c, s->tick +
@@ -1261,6 +1272,14 @@ void eng_conn_on_recv(struct eng_shard *s, struct ring_cqe *cqe)
 	if (cqe->res > 0) {
 		ENG_STAT_ADD(s, bytes_in, cqe->res);
 		c->last_rx = s->tick;
+		/*
+		 * A request's first byte: from here it has the handshake
+		 * timeout to arrive whole, whatever idle time was left.
+		 */
+		if (c->state == ENG_CONN_HTTP && !c->rx &&
+		    !(c->flags & ENG_CONN_F_WAIT))
+			eng_timer_set(s, c, s->tick +
+				      eng_ms_to_ticks(s->eng->cfg.handshake_ms));
 		if (parsing(c))
 			feed(s, c, ring_bufs_ptr(&s->rbufs, bid),
 			     (size_t)cqe->res);

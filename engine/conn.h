@@ -164,6 +164,13 @@ void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 			 const char *extra, const char *ctype,
 			 const char *body, size_t len);
 
+/*
+ * What @c's HTTP answer says of the connection, as hs_write_response()'s
+ * @keep_s: the idle seconds it stays open (--http-idle-timeout) when the
+ * request keeps it, else 0 (Connection: close).
+ */
+unsigned eng_conn_keep_s(const struct eng_shard *s, const struct eng_conn *c);
+
 /* Queues a prebuilt HTTP response @b (taken over) for a waiting request. */
 void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
 			struct eng_buf *b);

@@ -42,6 +42,7 @@ struct eng_cfg {
 	unsigned ping_ms;		/* 0: no server pings */
 	unsigned idle_ms;		/* 0: no idle timeout */
 	unsigned handshake_ms;		/* upgrade must finish in time */
+	unsigned http_idle_ms;		/* kept HTTP connection; 0: none */
 	unsigned recv_bufs;		/* provided buffers per shard */
 	unsigned recv_buf_size;		/* bytes each */
 	unsigned sq_entries;

@@ -601,8 +601,9 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, hs_error_status((int)len), NULL);
 		return 0;
 	}
-	/* HTTP/1.1 keeps the connection unless asked not to. */
-	if (req.minor_version >= 1 && !(req.flags & HS_F_CONN_CLOSE))
+	/* HTTP/1.1 keeps the connection unless asked (or told) not to. */
+	if (req.minor_version >= 1 && !(req.flags & HS_F_CONN_CLOSE) &&
+	    cfg->http_idle_ms)
 		c->flags |= ENG_CONN_F_KEEP;
 	else
 		c->flags &= ~ENG_CONN_F_KEEP;

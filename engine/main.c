@@ -134,8 +134,14 @@ static const char usage[] =
 "  --ping-interval DUR      ping a connection quiet for DUR (default 30s, 0 off)\n"
 "  --idle-timeout DUR       close a connection silent for DUR with 1001\n"
 "                           (default 90s, 0 off)\n"
-"  --handshake-timeout DUR  drop a client that has not upgraded within DUR\n"
-"                           (default 10s)\n"
+"  --handshake-timeout DUR  drop a client that sends nothing within DUR of\n"
+"                           connecting, or whose request (an upgrade or an\n"
+"                           HTTP request) is not whole within DUR of its\n"
+"                           first byte (default 10s)\n"
+"  --http-idle-timeout DUR  close a kept-alive HTTP connection idle for DUR\n"
+"                           between requests; answers say Keep-Alive:\n"
+"                           timeout=SECONDS (default 60s; 0: close after\n"
+"                           every answer)\n"
 "  --io uring|epoll         I/O backend (default uring); epoll exists to\n"
 "                           compare the same engine on the older model\n"
 "  --recv-buffers N         provided receive buffers per shard (default 1024)\n"
@@ -480,7 +486,7 @@ enum {
 	OPT_INSECURE_OPEN, OPT_REDIS_FILE, OPT_REDIS_TIMEOUT, OPT_REDIS_CLUSTER,
 	OPT_REDIS_MAX_PENDING, OPT_MAX_PARTIAL, OPT_ORIGINS, OPT_NAMESPACE,
 	OPT_HISTORY_MEMORY, OPT_INBOX_MAX, OPT_INBOX_TTL, OPT_BATCH_WINDOW,
-	OPT_DEMO, OPT_THREADS,
+	OPT_DEMO, OPT_THREADS, OPT_HTTP_IDLE,
 };
 
 static const struct option options[] = {
@@ -494,6 +500,7 @@ static const struct option options[] = {
 	{ "ping-interval",	required_argument, NULL, OPT_PING },
 	{ "idle-timeout",	required_argument, NULL, OPT_IDLE },
 	{ "handshake-timeout",	required_argument, NULL, OPT_HANDSHAKE },
+	{ "http-idle-timeout",	required_argument, NULL, OPT_HTTP_IDLE },
 	{ "recv-buffers",	required_argument, NULL, OPT_RECV_BUFS },
 	{ "recv-buffer-size",	required_argument, NULL, OPT_RECV_BUF_SIZE },
 	{ "api-key",		required_argument, NULL, OPT_API_KEY },
@@ -608,6 +615,13 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			if (parse_dur(optarg, &cfg->handshake_ms) < 0 ||
 			    !cfg->handshake_ms)
 				bad_value("handshake-timeout", optarg);
+			break;
+		case OPT_HTTP_IDLE:
+			/* whole seconds: Keep-Alive: timeout=N says seconds */
+			if (parse_dur(optarg, &cfg->http_idle_ms) < 0 ||
+			    (cfg->http_idle_ms && cfg->http_idle_ms < 1000))
+				bad_value("http-idle-timeout (0, or 1s at least)",
+					  optarg);
 			break;
 		case OPT_RECV_BUFS:
 			if (parse_u64(optarg, &v) < 0 || !v || v > 32768 ||
@@ -933,6 +947,7 @@ int main(int argc, char **argv)
 	e.cfg.ping_ms = 30000;
 	e.cfg.idle_ms = 90000;
 	e.cfg.handshake_ms = 10000;
+	e.cfg.http_idle_ms = 60000;
 	e.cfg.recv_bufs = 1024;
 	e.cfg.recv_buf_size = 8192;
 	e.cfg.sq_entries = 4096;

@@ -4,9 +4,12 @@
 silent WebSocket with 1001 "idle timeout"; --ping-interval sends pings,
 and a client that answers them stays open well past the idle timeout
 while one that ignores them is still closed for idleness; a protocol
-error after the idle close brings no second close frame."""
+error after the idle close brings no second close frame; an idle HTTP
+keep-alive connection lasts --http-idle-timeout, not the handshake's."""
 
 import asyncio
+import select
+import socket
 import threading
 import time
 
@@ -133,6 +136,55 @@ async def check_pings_keep_alive(eng, idle=2.0):
                   "websockets echo")
 
 
+def get_healthz(s, host, close=False):
+    """GET /healthz on socket @s; returns the Response."""
+    s.sendall(("GET /healthz HTTP/1.1\r\nHost: %s\r\n%s\r\n"
+               % (host, "Connection: close\r\n" if close else ""))
+              .encode())
+    r, rest = rc.read_response(s)
+    expect_eq((r.status, rest), (200, b""), "/healthz answer")
+    return r
+
+
+def expect_clean_close(s, what):
+    """Waits (bounded) for the server to close @s with a FIN, no bytes."""
+    s.settimeout(TIMER_BOUND)
+    try:
+        data = s.recv(4096)
+    except socket.timeout:
+        raise AssertionError("%s: still open after %ss" % (what, TIMER_BOUND))
+    except ConnectionResetError:
+        raise AssertionError("%s: reset, not closed" % what)
+    expect_eq(data, b"", "%s: bytes before the close" % what)
+
+
+def check_http_keep_alive(eng):
+    """An idle keep-alive connection outlives --handshake-timeout (a
+    connection opened after its answer is dropped first, on the same
+    shard) and serves the next request; idle for --http-idle-timeout it
+    is closed with a FIN. Keep-alive answers say Keep-Alive: timeout=N,
+    the last one Connection: close."""
+    with rc.connect(eng.host, eng.port) as ka:
+        r = get_healthz(ka, eng.host)
+        expect_eq(r.header("Keep-Alive"), "timeout=3", "Keep-Alive")
+        expect(not r.has_token("Connection", "close"),
+               "Connection: close on a kept connection: %r", r)
+        with rc.connect(eng.host, eng.port) as silent:
+            expect_dropped(silent, "connection opened after the answer")
+        readable, _, _ = select.select([ka], [], [], 0)
+        expect(not readable, "idle keep-alive connection closed by the "
+               "handshake timeout")
+        get_healthz(ka, eng.host)
+        expect_clean_close(ka, "keep-alive connection idle past "
+                           "--http-idle-timeout")
+    with rc.connect(eng.host, eng.port) as one:
+        r = get_healthz(one, eng.host, close=True)
+        expect(r.has_token("Connection", "close"),
+               "no Connection: close when closing: %r", r)
+        expect_eq(r.header("Keep-Alive"), None, "Keep-Alive when closing")
+        expect_clean_close(one, "Connection: close request")
+
+
 def main():
     run = rc.Run("timeouts")
     configs = (
@@ -146,6 +198,10 @@ def main():
          [("idle-timeout-ms", check_idle_timeout)]),
         (("--ping-interval", "300ms", "--idle-timeout", "2s"),
          [("pings-keep-alive", check_pings_keep_alive)]),
+        # one shard: the silent connection's timer is on the same wheel
+        (("--shards", "1", "--handshake-timeout", "250ms",
+          "--http-idle-timeout", "3s"),
+         [("http-keep-alive", check_http_keep_alive)]),
     )
     for args, checks in configs:
         try:
