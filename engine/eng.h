@@ -57,6 +57,7 @@ struct eng_cfg {
 	unsigned batch_window_us;	/* frames wait this long (0: a turn) */
 	char api_key[256];		/* "" = publishing needs no key */
 	char origins[1024];		/* --allowed-origins, "" = any */
+	char hosts[1024];		/* --allowed-hosts, "" = none */
 	bool insecure_open;		/* no key, yet not only loopback */
 	char redis_host[256];		/* "" = no Redis: embedded broker */
 	uint16_t redis_port;

@@ -7,7 +7,9 @@
  * and is answered once the message has been sequenced. Connections are
  * kept alive between requests unless the client or an error says not.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -82,48 +84,6 @@ static void reply_json(struct eng_shard *s, struct eng_conn *c, int status,
 	eng_conn_http_reply(s, c, status, NULL, json_type, body, strlen(body));
 }
 
-/* The API key check of every publisher endpoint; false: 401 sent. */
-static bool key_ok(struct eng_shard *s, struct eng_conn *c,
-		   const struct hs_req *req)
-{
-	static const char bad[] = "{\"error\":\"bad api key\"}\n";
-
-	if (authorized(&s->eng->cfg, req))
-		return true;
-	eng_conn_http_reply(s, c, 401, "WWW-Authenticate: Bearer\r\n",
-			    json_type, bad, sizeof(bad) - 1);
-	return false;
-}
-
-/*
- * A published body is delivered verbatim when it is JSON and as a JSON
- * string when it is other UTF-8 text; anything else cannot go in a text
- * frame. Returns false after answering 400.
- */
-static bool payload_ok(struct eng_shard *s, struct eng_conn *c,
-		       const uint8_t *body, size_t len, bool *json)
-{
-	*json = json_valid(s->json, (const char *)body, len);
-	if (*json || json_utf8_valid(body, len))
-		return true;
-	reply_json(s, c, 400, "{\"error\":\"payload is neither JSON nor "
-		   "UTF-8 text\"}\n");
-	return false;
-}
-
-/* 401 with a short reason, no upgrade (RFC 6750 names the header). */
-static void unauthorized(struct eng_shard *s, struct eng_conn *c,
-			 const char *why)
-{
-	char body[160];
-	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", why);
-
-	ENG_STAT_ADD(s, auth_failed, 1);
-	eng_conn_http_reply(s, c, 401,
-			    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n",
-			    json_type, body, (size_t)n);
-}
-
 /* Case-insensitive: scheme and host are (RFC 6454 4). */
 static bool ieq(const char *a, const char *b, size_t n)
 {
@@ -159,6 +119,152 @@ static bool origin_allowed(const char *list, const struct hs_str *o)
 		e += n + (end ? 1 : 0);
 	}
 	return false;
+}
+
+/* Whether @name (@n bytes) ends with the label-aligned @suffix. */
+static bool below(const char *name, size_t n, const char *suffix, size_t sn)
+{
+	return n > sn && name[n - sn - 1] == '.' &&
+	       ieq(name + n - sn, suffix, sn);
+}
+
+/*
+ * Whether Host @h names this engine for a page: an address (no DNS was
+ * asked, so no rebinding), localhost and names below it (browsers
+ * resolve those to loopback themselves), or a name in @list
+ * (--allowed-hosts: NAME or *.DOMAIN, comma-separated). The port is
+ * not compared: a rebound name reaches the port the page asked for.
+ */
+static bool host_allowed(const char *list, const struct hs_str *h)
+{
+	const char *colon = memrchr(h->p, ':', h->len);
+	size_t n = h->len;
+	char ip[64];
+
+	if (h->len && h->p[0] == '[') {		/* [v6]:port */
+		const char *end = memchr(h->p, ']', h->len);
+		size_t len = end ? (size_t)(end - h->p) - 1 : 0;
+		struct in6_addr a6;
+
+		if (!len || len >= sizeof(ip))
+			return false;
+		memcpy(ip, h->p + 1, len);
+		ip[len] = '\0';
+		return inet_pton(AF_INET6, ip, &a6) == 1;
+	}
+	if (colon)
+		n = (size_t)(colon - h->p);
+	if (n < sizeof(ip)) {
+		struct in_addr a4;
+
+		memcpy(ip, h->p, n);
+		ip[n] = '\0';
+		if (inet_pton(AF_INET, ip, &a4) == 1)
+			return true;
+	}
+	if ((n == 9 && ieq(h->p, "localhost", 9)) ||
+	    below(h->p, n, "localhost", 9))
+		return true;
+	while (*list) {
+		const char *end = strchr(list, ',');
+		size_t len = end ? (size_t)(end - list) : strlen(list);
+
+		if (list[0] == '*' ? below(h->p, n, list + 2, len - 2) :
+		    (n == len && ieq(h->p, list, n)))
+			return true;
+		list += len + (end ? 1 : 0);
+	}
+	return false;
+}
+
+/*
+ * Whether Origin @o is a page this engine served: its host[:port] is the
+ * request's Host, whatever the scheme (a TLS proxy may front us).
+ */
+static bool same_origin(const struct hs_str *o, const struct hs_str *host)
+{
+	const char *rest = memmem(o->p, o->len, "://", 3);
+	size_t n;
+
+	if (!rest || !host->p)
+		return false;
+	rest += 3;
+	n = (size_t)(o->p + o->len - rest);
+	return n == host->len && ieq(rest, host->p, n);
+}
+
+/*
+ * Without an API key, whoever reaches the port may use the API, and a
+ * browser on this host reaches it for any page it shows. So a keyless
+ * engine refuses what only a page elsewhere sends: an Origin that is
+ * neither the engine's own pages' nor in --allowed-origins (a
+ * cross-site POST, even a "simple" text/plain one), and a Host that is
+ * a name it was not given (DNS rebinding). Clients that are no browser
+ * send no Origin and an address or a name of ours. False: 403 sent.
+ */
+static bool page_ok(struct eng_shard *s, struct eng_conn *c,
+		    const struct hs_req *req)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	const char *why = NULL;
+
+	if (req->host.p && !host_allowed(cfg->hosts, &req->host))
+		why = "{\"error\":\"host not allowed\"}\n";
+	else if (req->origin.p && !same_origin(&req->origin, &req->host) &&
+		 !origin_allowed(cfg->origins, &req->origin))
+		why = "{\"error\":\"origin not allowed\"}\n";
+	if (!why)
+		return true;
+	reply_json(s, c, 403, why);
+	return false;
+}
+
+/*
+ * The guard of every API endpoint: the key when there is one (a browser
+ * never sends it on its own, so Origin and Host need no check), else
+ * page_ok(). False: 401 or 403 sent.
+ */
+static bool key_ok(struct eng_shard *s, struct eng_conn *c,
+		   const struct hs_req *req)
+{
+	static const char bad[] = "{\"error\":\"bad api key\"}\n";
+
+	if (!s->eng->cfg.api_key[0])
+		return page_ok(s, c, req);
+	if (authorized(&s->eng->cfg, req))
+		return true;
+	eng_conn_http_reply(s, c, 401, "WWW-Authenticate: Bearer\r\n",
+			    json_type, bad, sizeof(bad) - 1);
+	return false;
+}
+
+/*
+ * A published body is delivered verbatim when it is JSON and as a JSON
+ * string when it is other UTF-8 text; anything else cannot go in a text
+ * frame. Returns false after answering 400.
+ */
+static bool payload_ok(struct eng_shard *s, struct eng_conn *c,
+		       const uint8_t *body, size_t len, bool *json)
+{
+	*json = json_valid(s->json, (const char *)body, len);
+	if (*json || json_utf8_valid(body, len))
+		return true;
+	reply_json(s, c, 400, "{\"error\":\"payload is neither JSON nor "
+		   "UTF-8 text\"}\n");
+	return false;
+}
+
+/* 401 with a short reason, no upgrade (RFC 6750 names the header). */
+static void unauthorized(struct eng_shard *s, struct eng_conn *c,
+			 const char *why)
+{
+	char body[160];
+	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", why);
+
+	ENG_STAT_ADD(s, auth_failed, 1);
+	eng_conn_http_reply(s, c, 401,
+			    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n",
+			    json_type, body, (size_t)n);
 }
 
 static void upgrade(struct eng_shard *s, struct eng_conn *c,

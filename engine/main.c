@@ -5,6 +5,7 @@
  * threads and waits for SIGINT/SIGTERM, which it turns into a graceful
  * stop: a mailbox message to every shard, then join and exit 0.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -56,7 +57,14 @@ static const char usage[] =
 "                           upgrade whose Origin is not in LIST gets 403\n"
 "                           (comma-separated SCHEME://HOST[:PORT], HOST may be\n"
 "                           *.DOMAIN; default: any origin). Clients that send\n"
-"                           no Origin (apps, servers) are not affected\n"
+"                           no Origin (apps, servers) are not affected.\n"
+"                           Without an API key, the pages besides the\n"
+"                           engine's own that may call the HTTP API\n"
+"                           (default: none; others get 403)\n"
+"  --allowed-hosts LIST     without an API key, the names the HTTP API\n"
+"                           answers to in Host besides addresses, localhost\n"
+"                           and *.localhost; others get 403, which stops DNS\n"
+"                           rebinding (comma-separated NAME or *.DOMAIN)\n"
 "  --namespace NAME:history=N,ttl=DUR\n"
 "                           channels NAME:... keep their last N messages for\n"
 "                           DUR, with offsets a client may recover from; an\n"
@@ -303,6 +311,37 @@ static int parse_origins(const char *s, struct eng_cfg *cfg)
 	return 0;
 }
 
+/*
+ * --allowed-hosts: NAME or *.DOMAIN entries, comma-separated, of letters,
+ * digits, '-' and '.'; no port (http.c compares names only).
+ */
+static int parse_hosts(const char *s, struct eng_cfg *cfg)
+{
+	const char *e = s;
+
+	if (!*s || strlen(s) >= sizeof(cfg->hosts))
+		return -EINVAL;
+	while (*e) {
+		size_t n = strcspn(e, ","), i = 0;
+
+		if (e[0] == '*' && (n < 3 || e[1] != '.'))
+			return -EINVAL;
+		if (e[0] == '*')
+			i = 2;
+		if (i == n || e[i] == '.' || e[n - 1] == '.')
+			return -EINVAL;
+		for (; i < n; i++)
+			if (!isalnum((unsigned char)e[i]) && e[i] != '-' &&
+			    e[i] != '.')
+				return -EINVAL;
+		if (e[n] == ',' && !e[n + 1])
+			return -EINVAL;
+		e += n + (e[n] ? 1 : 0);
+	}
+	strcpy(cfg->hosts, s);
+	return 0;
+}
+
 static int parse_listen(const char *s, struct eng_cfg *cfg)
 {
 	const char *colon = strrchr(s, ':');
@@ -486,7 +525,7 @@ enum {
 	OPT_INSECURE_OPEN, OPT_REDIS_FILE, OPT_REDIS_TIMEOUT, OPT_REDIS_CLUSTER,
 	OPT_REDIS_MAX_PENDING, OPT_MAX_PARTIAL, OPT_ORIGINS, OPT_NAMESPACE,
 	OPT_HISTORY_MEMORY, OPT_INBOX_MAX, OPT_INBOX_TTL, OPT_BATCH_WINDOW,
-	OPT_DEMO, OPT_THREADS, OPT_HTTP_IDLE,
+	OPT_DEMO, OPT_THREADS, OPT_HTTP_IDLE, OPT_HOSTS,
 };
 
 static const struct option options[] = {
@@ -525,6 +564,7 @@ static const struct option options[] = {
 	{ "redis-max-pending",	required_argument, NULL, OPT_REDIS_MAX_PENDING },
 	{ "max-partial-memory",	required_argument, NULL, OPT_MAX_PARTIAL },
 	{ "allowed-origins",	required_argument, NULL, OPT_ORIGINS },
+	{ "allowed-hosts",	required_argument, NULL, OPT_HOSTS },
 	{ "namespace",		required_argument, NULL, OPT_NAMESPACE },
 	{ "history-memory",	required_argument, NULL, OPT_HISTORY_MEMORY },
 	{ "inbox-max",		required_argument, NULL, OPT_INBOX_MAX },
@@ -702,6 +742,11 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			if (parse_origins(optarg, cfg) < 0)
 				bad_value("allowed-origins (SCHEME://HOST[:PORT]"
 					  ",... with HOST or *.DOMAIN)", optarg);
+			break;
+		case OPT_HOSTS:
+			if (parse_hosts(optarg, cfg) < 0)
+				bad_value("allowed-hosts (NAME,... with NAME or "
+					  "*.DOMAIN, no port)", optarg);
 			break;
 		case OPT_NAMESPACE:
 			if (!cfg->ns)

@@ -5,7 +5,9 @@ the 400s (channel names, bodies neither JSON nor UTF-8); a channel with
 no subscriber; POST /broadcast reaching every /ws client on both shards
 and no /echo client; pipelined requests on one keep-alive connection
 answered in order and published in that order, written at once and in
-small pieces; Connection: close honoured."""
+small pieces; Connection: close honoured; without a key, the API
+refuses what a page elsewhere makes a browser send (a foreign Origin, a
+Host that is no name of ours), with a key the key decides."""
 
 import json
 import os
@@ -23,7 +25,7 @@ def raw_request(method, path, body=b"", headers=(), length=True):
     """One request as bytes; Content-Length unless @length is False."""
     if isinstance(path, str):
         path = path.encode()
-    lines = [method.encode() + b" " + path + b" HTTP/1.1", b"Host: t"]
+    lines = [method.encode() + b" " + path + b" HTTP/1.1", b"Host: 127.0.0.1"]
     if length:
         lines.append(b"Content-Length: %d" % len(body))
     lines += [("%s: %s" % h).encode() for h in headers]
@@ -117,7 +119,7 @@ def check_host(eng):
     path; HTTP/1.0 needs none."""
     for method, path in (("GET", "/stats"), ("GET", "/healthz"),
                          ("POST", "/publish/h"), ("GET", "/nope")):
-        data = raw_request(method, path, b"{}").replace(b"Host: t\r\n", b"")
+        data = raw_request(method, path, b"{}").replace(b"Host: 127.0.0.1\r\n", b"")
         r = exchange(eng, data)
         expect_eq(r.status, 400, "%s %s without Host" % (method, path))
     data = b"GET /healthz HTTP/1.0\r\n\r\n"
@@ -322,6 +324,100 @@ def check_connection_close(eng):
                rc.short(r.body[n:]))
 
 
+def guarded(eng, method, path, host, origin=None, key=None, body=None):
+    """Status of one request from what a browser would send: Host @host
+    (its port added), Origin @origin, a text/plain body for a POST."""
+    hdrs = [("Origin", origin)] if origin else []
+    if key:
+        hdrs.append(("Authorization", "Bearer " + key))
+    if method == "POST":
+        hdrs.append(("Content-Type", "text/plain"))
+    post = method == "POST"
+    data = raw_request(method, path, (body or b'"from a page"') if post
+                       else b"", hdrs, length=post)
+    data = data.replace(b"Host: 127.0.0.1", ("Host: %s:%d" % (host, eng.port))
+                        .encode(), 1)
+    return exchange(eng, data).status
+
+
+# What a page elsewhere can make a browser send without any key.
+API = (("POST", "/publish/news"), ("POST", "/broadcast"),
+       ("POST", "/users/bob/push?persist=1"), ("POST", "/users/bob/disconnect"),
+       ("GET", "/stats"), ("GET", "/metrics"), ("GET", "/online"),
+       ("GET", "/users/bob"), ("GET", "/users/bob/inbox"))
+EVIL = "https://evil.example"
+
+
+def check_cross_site(eng):
+    """Without an API key the API refuses a foreign Origin (a cross-site
+    "simple" POST included) and a Host that is a name it was not given
+    (DNS rebinding, with or without the page's own Origin): 403, and
+    nothing published, broadcast or kept. Requests without Origin for
+    an address or localhost, and the engine's own pages' Origin, pass."""
+    host = eng.host
+    with subscriber(eng, ["news"]) as ws:
+        for method, path in API:
+            for h, origin in ((host, EVIL), ("localhost", EVIL),
+                              (host, "null"),
+                              (host, "http://%s:%d.evil.example" %
+                               (host, eng.port)),
+                              ("rebound.example", None),
+                              ("rebound.example",
+                               "http://rebound.example:%d" % eng.port)):
+                got = guarded(eng, method, path, h, origin)
+                expect_eq(got, 403, "%s %s, Host %s, Origin %s"
+                          % (method, path, h, origin))
+        for h, origin in ((host, None), ("localhost", None), ("[::1]", None),
+                          (host, "http://%s:%d" % (host, eng.port)),
+                          ("localhost", "http://localhost:%d" % eng.port)):
+            got = guarded(eng, "POST", "/publish/news", h, origin,
+                          body=b'"marker"')
+            expect_eq(got, 200, "publish, Host %s, Origin %s" % (h, origin))
+            expect_eq(next_push(ws), {"cmd": "push", "channel": "news",
+                                      "data": "marker"},
+                      "first push after the refusals")
+    r = exchange(eng, raw_request("GET", "/users/bob/inbox", length=False))
+    expect_eq((r.status, json.loads(r.body)["unread"]), (200, 0),
+              "bob's inbox after refused pushes")
+    # Open to all: /healthz, and the files pages load cross-site.
+    for path in ("/healthz", "/ringcast.js", "/"):
+        expect_eq(guarded(eng, "GET", path, "rebound.example", EVIL), 200,
+                  "GET %s from a page elsewhere" % path)
+
+
+def check_allowed_lists(eng):
+    """--allowed-hosts names the Host may carry, --allowed-origins pages
+    elsewhere that may call the API; anything else still gets 403."""
+    for h, origin, want in (("push.example", None, 200),
+                            ("PUSH.example", None, 200),
+                            ("a.dev.example", None, 200),
+                            ("dev.example", None, 403),
+                            ("other.example", None, 403),
+                            (eng.host, "http://app.example:3000", 200),
+                            (eng.host, "http://app.example:3001", 403),
+                            ("push.example", "http://push.example:%d"
+                             % eng.port, 200),
+                            ("push.example", EVIL, 403)):
+        for method, path in (("POST", "/publish/x"), ("GET", "/stats")):
+            got = guarded(eng, method, path, h, origin)
+            expect_eq(got, want, "%s %s, Host %s, Origin %s"
+                      % (method, path, h, origin))
+
+
+def check_key_decides(eng):
+    """With an API key the key decides: a browser never sends it on its
+    own, so Origin and Host are not checked; without it, 401."""
+    for method, path in API:
+        for key, want in ((KEY, None), (None, 401), ("wrong", 401)):
+            got = guarded(eng, method, path, "rebound.example", EVIL, key)
+            if want:
+                expect_eq(got, want, "%s %s with key %s" % (method, path,
+                                                            key))
+            else:
+                expect(got < 400, "%s %s from a page elsewhere with the "
+                       "key: %d", method, path, got)
+
+
 def main():
     run = rc.Run("publish_http")
     try:
@@ -339,6 +435,16 @@ def main():
             run.check("broadcast", check_broadcast, eng)
             run.check("pipelined", check_pipelined, eng)
             run.check("connection-close", check_connection_close, eng)
+        with rc.Engine(run.exe, "--shards", "2") as eng:
+            run.check("cross-site", check_cross_site, eng)
+        with rc.Engine(run.exe, "--demo") as eng:
+            run.check("cross-site-demo", check_cross_site, eng)
+        with rc.Engine(run.exe, "--allowed-hosts",
+                       "push.example,*.dev.example", "--allowed-origins",
+                       "http://app.example:3000") as eng:
+            run.check("allowed-lists", check_allowed_lists, eng)
+        with rc.Engine(run.exe, "--api-key", KEY) as eng:
+            run.check("key-decides", check_key_decides, eng)
     except AssertionError as e:
         run.fail("engine", e)
     run.finish()
