@@ -539,6 +539,13 @@ static void send_close(struct eng_shard *s, struct eng_conn *c, uint16_t code,
 	queue(s, c, b);
 }
 
+void eng_conn_close_ws(struct eng_shard *s, struct eng_conn *c, uint16_t code,
+		       const char *reason)
+{
+	if (c->state == ENG_CONN_WS)
+		send_close(s, c, code, reason, ENG_CONN_CLOSING);
+}
+
 /* Fails the WebSocket connection (RFC 6455 7.1.7) with @code. */
 void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code)
 {

@@ -183,6 +183,14 @@ void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
 void eng_conn_resume(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_resumed(struct eng_shard *s, struct eng_conn *c);
 
+/*
+ * Closes open WebSocket @c with @code and @reason (plain text, at most
+ * 123 bytes) for a reason of the engine's, not a protocol error: what is
+ * queued goes first, then the close; a no-op on a closing connection.
+ */
+void eng_conn_close_ws(struct eng_shard *s, struct eng_conn *c, uint16_t code,
+		       const char *reason);
+
 /* Fails @c: close frame @code (WebSocket) or a plain close (HTTP). */
 void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code);
 

@@ -149,6 +149,7 @@ struct eng_stats {
 	atomic_uint_fast64_t users_owned;	/* owner: users with conns */
 	atomic_uint_fast64_t user_conns;	/* owner: their connections */
 	atomic_uint_fast64_t auth_failed;	/* 401 at the upgrade */
+	atomic_uint_fast64_t key_failed;	/* wrong API keys, HTTP or /ws */
 	atomic_uint_fast64_t kicked;		/* closed by a disconnect */
 	atomic_uint_fast64_t user_refused;	/* over --max-conns-per-user */
 	/* copies of rx_held and rx_alloc; closed by --max-partial-memory */
@@ -208,6 +209,7 @@ struct eng_shard {
 	uint32_t nr_flushq, nr_flushnow;/* ... those with more than pushes */
 	uint32_t lat_seq;		/* publishes sequenced (metrics.h) */
 	uint32_t sys_due;		/* shard 0: tick of the next $sys */
+	uint8_t *key_strikes;		/* a byte a slot: wrong keys (push.c) */
 	uint64_t flush_at;		/* batch window: flushq goes, ns */
 	uint32_t wheel[ENG_WHEEL_SLOTS];/* heads of timer lists */
 	uint32_t tick;			/* ticks since start */

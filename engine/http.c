@@ -233,6 +233,7 @@ static bool key_ok(struct eng_shard *s, struct eng_conn *c,
 		return page_ok(s, c, req);
 	if (authorized(&s->eng->cfg, req))
 		return true;
+	eng_auth_key_failed(s, "HTTP");
 	eng_conn_http_reply(s, c, 401, "WWW-Authenticate: Bearer\r\n",
 			    json_type, bad, sizeof(bad) - 1);
 	return false;
@@ -490,7 +491,7 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 /* Appends one shard's counters (or their totals) as a JSON object. */
 static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
 {
-	unsigned long long v[25] = { 0 };
+	unsigned long long v[26] = { 0 };
 	unsigned i;
 
 	for (i = 0; i < e->cfg.shards; i++) {
@@ -523,6 +524,7 @@ static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
 		v[22] += STAT(sh, partial_alloc);
 		v[23] += STAT(sh, partial_closed);
 		v[24] += STAT(sh, sends);
+		v[25] += STAT(sh, key_failed);
 	}
 	return (size_t)snprintf(out, cap,
 		"{\"connections\":%llu,\"upgraded\":%llu,\"channels\":%llu,"
@@ -533,10 +535,11 @@ static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
 		"\"timeouts\":%llu,\"zc_sends\":%llu,\"mailbox_errors\":%llu,"
 		"\"users_owned\":%llu,\"user_conns\":%llu,\"auth_failed\":%llu,"
 		"\"kicked\":%llu,\"user_refused\":%llu,\"partial_bytes\":%llu,"
-		"\"partial_alloc\":%llu,\"partial_closed\":%llu,\"sends\":%llu}",
+		"\"partial_alloc\":%llu,\"partial_closed\":%llu,\"sends\":%llu,"
+		"\"key_failed\":%llu}",
 		v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9],
 		v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17], v[18],
-		v[19], v[20], v[21], v[22], v[23], v[24]);
+		v[19], v[20], v[21], v[22], v[23], v[24], v[25]);
 }
 
 /* 200 "ok", or 503 and the reason while Redis is unreachable. */
@@ -556,7 +559,7 @@ static void healthz(struct eng_shard *s, struct eng_conn *c)
 static void stats(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng *e = s->eng;
-	size_t cap = 2048 + (size_t)e->cfg.shards * 768 +
+	size_t cap = 2048 + (size_t)e->cfg.shards * 1024 +
 		     (e->bridge ? ENG_BRIDGE_STATS_MAX : 0), n;
 	char *out = eng_malloc(cap);
 

@@ -91,8 +91,10 @@ static const char usage[] =
 "                           127.0.0.1:8080 only\n"
 "  --api-key KEY            publishing, /users, /online, /stats and /metrics\n"
 "                           need Authorization: Bearer KEY (default: the\n"
-"                           RINGCAST_API_KEY variable, else none). Without a\n"
-"                           key ringcast listens on loopback (127.0.0.0/8)\n"
+"                           RINGCAST_API_KEY variable, else none); 16 bytes\n"
+"                           at least. A /ws client that sends 3 wrong keys\n"
+"                           (sys) is closed with 4029. Without a key\n"
+"                           ringcast listens on loopback (127.0.0.0/8)\n"
 "                           only, unless --insecure-open\n"
 "  --insecure-open          listen on any address without an API key: anyone\n"
 "                           who reaches the port may publish, push to and\n"
@@ -677,8 +679,11 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			cfg->recv_buf_size = (unsigned)v;
 			break;
 		case OPT_API_KEY:
-			if (!*optarg || strlen(optarg) >= sizeof(cfg->api_key))
-				bad_value("api-key (1 to 255 bytes)", "...");
+			/* a short key is guessed, however slowly we answer */
+			if (strlen(optarg) < ENG_KEY_MIN ||
+			    strlen(optarg) >= sizeof(cfg->api_key))
+				bad_value("api-key (16 to 255 bytes; `openssl "
+					  "rand -hex 16` makes one)", "...");
 			strcpy(cfg->api_key, optarg);
 			break;
 		case OPT_CLIENT_PUBLISH:
@@ -1027,6 +1032,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	parse_args(argc, argv, &e.cfg);
+	/* --api-key was checked as parsed; what is left came from here */
+	if (e.cfg.api_key[0] && strlen(e.cfg.api_key) < ENG_KEY_MIN) {
+		fprintf(stderr, "ringcast: RINGCAST_API_KEY is %zu bytes long; "
+			"an API key needs %d at least, or it can be guessed "
+			"(`openssl rand -hex 16` makes one)\n",
+			strlen(e.cfg.api_key), ENG_KEY_MIN);
+		return 2;
+	}
 	/*
 	 * Without --listen: every address with a key (or --insecure-open),
 	 * else loopback alone, as Redis does in protected mode, so that a

@@ -240,7 +240,7 @@ def check_open_default(exe):
         err = p.stderr.decode(errors="replace")
         expect("--api-key" in err and "--insecure-open" in err,
                "stderr does not say what to do: %r", err)
-    for args in (("--insecure-open",), ("--api-key", "k")):
+    for args in (("--insecure-open",), ("--api-key", KEY)):
         with rc.Engine(exe, *args, listen="0.0.0.0:0") as eng:
             r = rc.api(eng, "GET", "/healthz")
             expect_eq(r[0], 200, "/healthz on 0.0.0.0 with %s" % (args,))
@@ -340,6 +340,8 @@ def check_cli(exe):
                        (["--allowed-hosts", "a.*.example"],
                         "--allowed-hosts"),
                        (["--allowed-hosts", "*"], "--allowed-hosts"),
+                       # a short key is guessed; 16 bytes at least
+                       (["--api-key", "fifteen-bytes.."], "16"),
                        (["--redis-timeout", "10ms"], "--redis-timeout"),
                        (["--redis-max-pending", "1K"],
                         "--redis-max-pending"),
@@ -350,6 +352,13 @@ def check_cli(exe):
         expect_eq(p.returncode, 2, "exit status for %s" % argv)
         expect(name in p.stderr.decode(errors="replace"),
                "stderr for %s does not name %s: %r", argv, name, p.stderr)
+    env = dict(os.environ, RINGCAST_API_KEY="short")
+    p = subprocess.run([exe, "--listen", "127.0.0.1:0"], env=env,
+                       capture_output=True, timeout=10)
+    err = p.stderr.decode(errors="replace")
+    expect_eq(p.returncode, 2, "exit status with a 5-byte RINGCAST_API_KEY")
+    expect("RINGCAST_API_KEY" in err and "16" in err,
+           "stderr does not say the key is too short: %r", err)
     # A secret from the environment that does not fit stops the engine;
     # it must never start without the key it was given.
     for var in ("RINGCAST_API_KEY", "RINGCAST_JWT_SECRET"):

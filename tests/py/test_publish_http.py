@@ -7,7 +7,9 @@ and no /echo client; pipelined requests on one keep-alive connection
 answered in order and published in that order, written at once and in
 small pieces; Connection: close honoured; without a key, the API
 refuses what a page elsewhere makes a browser send (a foreign Origin, a
-Host that is no name of ours), with a key the key decides."""
+Host that is no name of ours), with a key the key decides; wrong keys
+are counted, logged now and then, and end a /ws connection at the
+third."""
 
 import json
 import os
@@ -418,6 +420,60 @@ def check_key_decides(eng):
                        "key: %d", method, path, got)
 
 
+def sys_cmd(token, seq):
+    """The /ws sys command with @token (None: no token at all)."""
+    data = {} if token is None else {"token": token}
+    return json.dumps({"seq": seq, "cmd": "sys", "data": data})
+
+
+def key_failed_metric(eng):
+    """ringcast_key_failed_total from /metrics, or None."""
+    status, body = rc.api(eng, "GET", "/metrics", key=KEY)
+    expect_eq(status, 200, "GET /metrics")
+    for line in body.decode().splitlines():
+        if line.startswith("ringcast_key_failed_total "):
+            return int(float(line.split()[1]))
+    return None
+
+
+def check_key_guesses(eng):
+    """The API key is no oracle: a /ws connection that sends 3 wrong keys
+    to sys gets close 4029 after the third reply, asking without a key
+    is no guess, and every wrong key (/ws or HTTP) is counted in /stats
+    and /metrics and logged, a line now and then, not one each."""
+    before = rc.stats(eng)["total"].get("key_failed")
+    expect(before is not None, "no key_failed in /stats")
+    with subscriber(eng, []) as ws:
+        # The status page asks without a key to learn whether one is needed.
+        for i in range(4):
+            for token in (None, ""):
+                ws.send(OP_TEXT, sys_cmd(token, i))
+                expect_eq(next_push(ws), {"seq": i, "cmd": "sys",
+                                          "code": 403,
+                                          "msg": "api key needed"},
+                          "sys without a key")
+        for i in range(2):
+            ws.send(OP_TEXT, sys_cmd("guess-%d-0123456789" % i, 10 + i))
+            expect_eq(next_push(ws)["code"], 403, "wrong key %d" % i)
+        ws.send(OP_TEXT, sys_cmd("guess-2-0123456789", 12))
+        expect_eq(next_push(ws)["code"], 403, "third wrong key")
+        ws.expect_close(4029, "too many bad keys")
+    with subscriber(eng, []) as ws:
+        ws.send(OP_TEXT, sys_cmd(KEY, 1))
+        expect_eq(next_push(ws)["code"], 200, "sys with the key afterwards")
+    for i in range(40):
+        r = exchange(eng, raw_request("GET", "/stats", b"",
+                                      (("Authorization", "Bearer x%d" % i),),
+                                      length=False))
+        expect_eq(r.status, 401, "GET /stats with a wrong key")
+    got = rc.stats(eng)["total"]["key_failed"]
+    expect_eq(got - before, 43, "key_failed after 3 + 40 wrong keys")
+    expect_eq(key_failed_metric(eng), got, "ringcast_key_failed_total")
+    lines = [l for l in eng.log if "wrong API key" in l]
+    expect(lines, "no log line about the wrong keys")
+    expect(len(lines) <= 10, "%d log lines for 43 wrong keys", len(lines))
+
+
 def main():
     run = rc.Run("publish_http")
     try:
@@ -445,6 +501,8 @@ def main():
             run.check("allowed-lists", check_allowed_lists, eng)
         with rc.Engine(run.exe, "--api-key", KEY) as eng:
             run.check("key-decides", check_key_decides, eng)
+        with rc.Engine(run.exe, "--shards", "2", "--api-key", KEY) as eng:
+            run.check("key-guesses", check_key_guesses, eng)
     except AssertionError as e:
         run.fail("engine", e)
     run.finish()
