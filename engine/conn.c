@@ -565,8 +565,9 @@ void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code)
 }
 
 /*
- * Answers an HTTP request. Errors, and requests that asked for it, close
- * the connection after the reply; others keep it for the next request.
+ * Answers an HTTP request. Requests that asked for it, and those http.c
+ * will not read past (ENG_CONN_F_KEEP cleared), close the connection
+ * after the reply; others, errors included, keep it for the next.
  */
 void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 			 const char *extra, const char *ctype,
@@ -581,10 +582,8 @@ void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 				       hs_reason(status));
 		body = text;
 	}
-	if (status >= 400) {
+	if (status >= 400)
 		ENG_STAT_ADD(s, http_errors, 1);
-		c->flags &= ~ENG_CONN_F_KEEP;	/* after an error, start afresh */
-	}
 	/* the status line and fixed headers take under 256 bytes */
 	b = eng_buf_new(256 + (extra ? strlen(extra) : 0) +
 			(ctype ? strlen(ctype) : 0) + len);

@@ -5,7 +5,9 @@
  * broadcast, /stats and /healthz. Publishing is the only request with a
  * body; it waits until the whole body is here (bounded by --max-message)
  * and is answered once the message has been sequenced. Connections are
- * kept alive between requests unless the client or an error says not.
+ * kept alive between requests, errors included, unless the client asks
+ * not to, the request was an upgrade, or an error leaves unknown where
+ * the next request starts.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -82,6 +84,20 @@ static void reply_json(struct eng_shard *s, struct eng_conn *c, int status,
 		       const char *body)
 {
 	eng_conn_http_reply(s, c, status, NULL, json_type, body, strlen(body));
+}
+
+/*
+ * An error after which the stream cannot be trusted to resume at the
+ * next request (where the request ends is unknown): answer, then close.
+ */
+static void reply_close(struct eng_shard *s, struct eng_conn *c, int status,
+			const char *body)
+{
+	c->flags &= ~ENG_CONN_F_KEEP;
+	if (body)
+		reply_json(s, c, status, body);
+	else
+		reply(s, c, status, NULL);
 }
 
 /* Case-insensitive: scheme and host are (RFC 6454 4). */
@@ -234,6 +250,7 @@ static bool key_ok(struct eng_shard *s, struct eng_conn *c,
 	if (authorized(&s->eng->cfg, req))
 		return true;
 	eng_auth_key_failed(s, "HTTP");
+	c->flags &= ~ENG_CONN_F_KEEP;	/* a guess costs a connection */
 	eng_conn_http_reply(s, c, 401, "WWW-Authenticate: Bearer\r\n",
 			    json_type, bad, sizeof(bad) - 1);
 	return false;
@@ -707,7 +724,7 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 	if (len == -EAGAIN)
 		return 0;
 	if (len < 0) {
-		reply(s, c, hs_error_status((int)len), NULL);
+		reply_close(s, c, hs_error_status((int)len), NULL);
 		return 0;
 	}
 	/* HTTP/1.1 keeps the connection unless asked (or told) not to. */
@@ -716,22 +733,28 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 		c->flags |= ENG_CONN_F_KEEP;
 	else
 		c->flags &= ~ENG_CONN_F_KEEP;
+	/* a refused upgrade closes: its client wanted no more HTTP */
+	if ((req.flags & HS_F_UPGRADE_WS) || str_is(&req.path, "/ws") ||
+	    (str_is(&req.path, "/echo") && cfg->echo))
+		c->flags &= ~ENG_CONN_F_KEEP;
 	/* RFC 9112 section 3.2: an HTTP/1.1 request without Host is a 400. */
 	if (req.minor_version >= 1 && !req.host.p) {
-		reply_json(s, c, 400, "{\"error\":\"missing Host header\"}\n");
+		reply_close(s, c, 400, "{\"error\":\"missing Host header\"}\n");
 		return 0;
 	}
+	/* the body of these is not read: where the next request starts is
+	 * not known */
 	if (req.flags & HS_F_EXPECT_OTHER) {
-		reply(s, c, 417, NULL);	/* RFC 9110 10.1.1 */
+		reply_close(s, c, 417, NULL);	/* RFC 9110 10.1.1 */
 		return 0;
 	}
 	if (req.flags & HS_F_CHUNKED) {
-		reply(s, c, 411, NULL);	/* bodies need Content-Length */
+		reply_close(s, c, 411, NULL);	/* bodies need Content-Length */
 		return 0;
 	}
 	if (req.content_length > 0) {
 		if ((uint64_t)req.content_length > cfg->max_message) {
-			reply(s, c, 413, NULL);
+			reply_close(s, c, 413, NULL);
 			return 0;
 		}
 		body = (size_t)req.content_length;

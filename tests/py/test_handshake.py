@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: MIT
 """HTTP side of the engine: the /echo upgrade (accept key computed here,
 independently), every rejected handshake with its status code,
-`Connection: close` and the server closing the socket, /healthz, 404s, a
-request written one byte at a time, a first frame in the request's
-packet, the command line (--help, bad options), and --allowed-origins."""
+`Connection: close` and the server closing the socket, /healthz, 404s (a
+plain request's keeping its connection), a request written one byte at
+a time, a first frame in the request's packet, the command line
+(--help, bad options, the default address), and --allowed-origins."""
 
 import os
 import subprocess
@@ -171,9 +172,17 @@ def check_not_found(eng):
     for path in ("/", "/status", "/nope", "/echo/x", "/healthzz", "/demo"):
         req = rc.upgrade_request(path=path, host=eng.host)
         expect_error(eng, req, 404, "upgrade to %s" % path)
-    for path in ("/nope", "/echo/x", "/healthzz", "/demo", "/ringcast.jsx"):
-        req = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode()
-        expect_error(eng, req, 404, "GET %s" % path)
+    # A plain request read whole keeps its connection after a 404.
+    with rc.connect(eng.host, eng.port) as s:
+        for path in ("/nope", "/echo/x", "/healthzz", "/demo",
+                     "/ringcast.jsx", "/healthz"):
+            s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+                      .encode())
+            r, _ = rc.read_response(s)
+            expect_eq(r.status, 200 if path == "/healthz" else 404,
+                      "GET %s" % path)
+            expect(not r.has_token("Connection", "close"),
+                   "GET %s: closed after a 404: %r", path, r)
     for path, ctype in (("/", "text/html"), ("/status", "text/html"),
                         ("/ringcast.js", "text/javascript")):
         r = rc.http_request(eng.host, eng.port,

@@ -17,6 +17,7 @@ import random
 import threading
 
 import rc
+import redisd
 from rc import OP_TEXT, expect, expect_eq
 
 KEY = "sekret-\u00e9".encode().hex()   # any token; hex keeps it ASCII
@@ -93,6 +94,14 @@ def check_api_key(eng):
     expect("total" in json.loads(r.body), "/stats body: %s", r.body[:80])
     r = exchange(eng, raw_request("GET", "/healthz", b""))
     expect_eq(r.status, 200, "GET /healthz without the key")
+    # a wrong key costs a connection: no pipelined guesses
+    r = rc.http_request(eng.host, eng.port,
+                        raw_request("GET", "/stats", b"", auth[1],
+                                    length=False) +
+                        raw_request("GET", "/healthz", length=False))
+    expect(r.status == 401 and r.closed and
+           r.has_token("Connection", "close"),
+           "a wrong key left the connection open: %r", r)
 
 
 def check_405(eng):
@@ -474,6 +483,70 @@ def check_key_guesses(eng):
     expect(len(lines) <= 10, "%d log lines for 43 wrong keys", len(lines))
 
 
+def answer_on(s, data, what):
+    """Sends @data on keep-alive socket @s; returns the Response."""
+    s.sendall(data)
+    r, rest = rc.read_response(s)
+    expect_eq(rest, b"", "%s: bytes after the answer" % what)
+    return r
+
+
+def expect_kept(r, status, what):
+    expect_eq(r.status, status, what)
+    expect(r.header("Keep-Alive") and not r.has_token("Connection", "close"),
+           "%s: answered as if closing: %r", what, r)
+
+
+def check_errors_keep_alive(eng):
+    """An error answer to a request read whole keeps the connection (the
+    next request on it is served); one whose request could not be read
+    whole (its end unknown) says Connection: close and closes."""
+    with rc.connect(eng.host, eng.port) as s:
+        for status, data in (
+                (404, raw_request("GET", "/nope", length=False)),
+                (405, raw_request("PUT", "/publish/x", b"{}")),
+                (400, raw_request("POST", "/publish/bad%ZZ", b"{}")),
+                (400, raw_request("POST", "/publish/x", b"\xff\xfe")),
+                (403, raw_request("POST", "/publish/x", b"{}",
+                                  (("Origin", EVIL),))),
+                (411, raw_request("POST", "/publish/x", length=False)),
+                (200, raw_request("GET", "/healthz", length=False))):
+            what = "%s on a kept connection" % data.split(b"\r\n")[0]
+            expect_kept(answer_on(s, data, what), status, what)
+    big = raw_request("POST", "/publish/x", b"").replace(
+        b"Content-Length: 0", b"Content-Length: %d" % (MAX_MESSAGE + 1))
+    for status, data in (
+            (413, big),
+            (411, raw_request("POST", "/publish/x", b"2\r\n{}\r\n0\r\n\r\n",
+                              (("Transfer-Encoding", "chunked"),),
+                              length=False)),
+            (417, raw_request("POST", "/publish/x", b"{}",
+                              (("Expect", "later"),))),
+            (400, raw_request("GET", "/healthz", length=False)
+             .replace(b"Host: 127.0.0.1\r\n", b"")),
+            (400, b"GET /healthz HTTP/1.1 extra\r\nHost: a\r\n\r\n"),
+            (431, raw_request("GET", "/healthz", length=False,
+                              headers=(("X-Big", "b" * 9000),)))):
+        r = rc.http_request(eng.host, eng.port,
+                            data + raw_request("GET", "/healthz",
+                                               length=False))
+        what = "%d for %s" % (status, data.split(b"\r\n")[0][:40])
+        expect_eq(r.status, status, what)
+        expect(r.has_token("Connection", "close") and r.closed and
+               r.header("Keep-Alive") is None,
+               "%s: connection not closed as answered: %r", what, r)
+
+
+def check_503_keep_alive(eng):
+    """A publish the broker cannot take (Redis unreachable) gets 503 and
+    the connection stays, as docs/PROTOCOL.md says."""
+    with rc.connect(eng.host, eng.port) as s:
+        for i in range(2):
+            r = answer_on(s, raw_request("POST", "/publish/x", b"{}"),
+                          "publish with Redis down")
+            expect_kept(r, 503, "publish %d with Redis down" % i)
+
+
 def main():
     run = rc.Run("publish_http")
     try:
@@ -491,6 +564,10 @@ def main():
             run.check("broadcast", check_broadcast, eng)
             run.check("pipelined", check_pipelined, eng)
             run.check("connection-close", check_connection_close, eng)
+            run.check("errors-keep-alive", check_errors_keep_alive, eng)
+        with rc.Engine(run.exe, "--shards", "1", "--redis",
+                       "redis://127.0.0.1:%d" % redisd.free_port()) as eng:
+            run.check("503-keep-alive", check_503_keep_alive, eng)
         with rc.Engine(run.exe, "--shards", "2") as eng:
             run.check("cross-site", check_cross_site, eng)
         with rc.Engine(run.exe, "--demo") as eng:
