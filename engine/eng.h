@@ -50,6 +50,7 @@ struct eng_cfg {
 	bool demo;			/* /demo: the chat demo (www.h) */
 	bool epoll;			/* --io epoll: the comparison backend */
 	bool client_publish;		/* clients may publish on /ws */
+	bool demo_publish;		/* ... to demo:* only (--demo alone) */
 	unsigned max_subs;		/* subscriptions per connection */
 	uint32_t max_pending;		/* queued bytes before 1008 */
 	size_t arena_size;		/* shared frame arena, bytes */

@@ -85,10 +85,10 @@ static const char usage[] =
 "                           (default 256M)\n"
 "  --echo                   serve ws://HOST:PORT/echo: every message comes\n"
 "                           back unchanged (the RFC 6455 conformance endpoint)\n"
-"  --demo                   serve the chat demo at /demo: turns on\n"
-"                           --client-publish, keeps history for demo:ROOM\n"
-"                           channels and, without --listen, listens on\n"
-"                           127.0.0.1:8080 only\n"
+"  --demo                   serve the chat demo at /demo: clients may publish\n"
+"                           to demo:ROOM channels (every channel with\n"
+"                           --client-publish too), which keep history, and,\n"
+"                           without --listen, listens on 127.0.0.1:8080 only\n"
 "  --api-key KEY            publishing, /users, /online, /stats and /metrics\n"
 "                           need Authorization: Bearer KEY (default: the\n"
 "                           RINGCAST_API_KEY variable, else none); 16 bytes\n"
@@ -576,14 +576,17 @@ static const struct option options[] = {
 };
 
 /*
- * --demo: serves /demo, lets clients publish and keeps the last 100
- * messages of demo:ROOM channels; on loopback unless --listen says where.
+ * --demo: serves /demo, lets clients publish to demo:ROOM channels and
+ * keeps their last 100 messages; on loopback unless --listen says where.
  */
 static void demo_defaults(struct eng_cfg *cfg, bool listen_set)
 {
 	static const char ns[] = "demo:history=100,ttl=10m";
 
 	cfg->demo = true;
+	/* its rooms only, unless the operator opened every channel */
+	if (!cfg->client_publish)
+		cfg->demo_publish = true;
 	cfg->client_publish = true;
 	if (!listen_set)
 		strcpy(cfg->listen_host, "127.0.0.1");

@@ -287,7 +287,10 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 {
 	struct eng_buf *ok, *err;
 
-	if (!s->eng->cfg.client_publish) {
+	/* --demo alone opens its rooms, not every channel */
+	if (!s->eng->cfg.client_publish ||
+	    (s->eng->cfg.demo_publish && (cmd->channel.len < 5 ||
+	     memcmp(cmd->channel.p, "demo:", 5)))) {
 		reply(s, c, cmd, 403, "publish not allowed");
 		return;
 	}

@@ -9,7 +9,7 @@ small pieces; Connection: close honoured; without a key, the API
 refuses what a page elsewhere makes a browser send (a foreign Origin, a
 Host that is no name of ours), with a key the key decides; wrong keys
 are counted, logged now and then, and end a /ws connection at the
-third."""
+third; --demo opens client publishing to its rooms only."""
 
 import json
 import os
@@ -547,6 +547,31 @@ def check_503_keep_alive(eng):
             expect_kept(r, 503, "publish %d with Redis down" % i)
 
 
+def ws_publish(ws, channel, seq):
+    ws.send(OP_TEXT, rc.push_cmd("publish", seq=seq, channel=channel,
+                                 data={"n": seq}))
+    m = next_push(ws)
+    while m.get("cmd") == "push":	# its own message, subscribed
+        m = next_push(ws)
+    return m["code"], m["msg"]
+
+
+def check_demo_publish(eng, everywhere):
+    """--demo lets clients publish to its rooms (demo:*) only, unless
+    --client-publish opens every channel."""
+    with subscriber(eng, []) as ws:
+        expect_eq(ws_publish(ws, "demo:lobby", 1), (200, "ok"),
+                  "publish to demo:lobby")
+        for i, ch in enumerate(("news", "demo", "demox:a", "$sys")):
+            want = (200, "ok") if everywhere and ch[0] != "$" else \
+                (403, "publish not allowed") if ch[0] != "$" else None
+            got = ws_publish(ws, ch, 2 + i)
+            if want:
+                expect_eq(got, want, "publish to %s" % ch)
+            else:
+                expect(got[0] >= 400, "publish to $sys: %s", got)
+
+
 def main():
     run = rc.Run("publish_http")
     try:
@@ -572,6 +597,9 @@ def main():
             run.check("cross-site", check_cross_site, eng)
         with rc.Engine(run.exe, "--demo") as eng:
             run.check("cross-site-demo", check_cross_site, eng)
+            run.check("demo-publish", check_demo_publish, eng, False)
+        with rc.Engine(run.exe, "--demo", "--client-publish") as eng:
+            run.check("demo-publish-all", check_demo_publish, eng, True)
         with rc.Engine(run.exe, "--allowed-hosts",
                        "push.example,*.dev.example", "--allowed-origins",
                        "http://app.example:3000") as eng:
