@@ -610,6 +610,19 @@ unsigned eng_conn_keep_s(const struct eng_shard *s, const struct eng_conn *c)
 }
 
 /*
+ * Times kept-alive @c after an answer: the handshake timeout for the next
+ * request if its first bytes are here (@begun), else the idle timeout
+ * until they come (eng_conn_on_recv then starts the handshake's).
+ */
+static void http_rearm(struct eng_shard *s, struct eng_conn *c, bool begun)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+
+	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(begun ? cfg->handshake_ms
+								: cfg->http_idle_ms));
+}
+
+/*
  * Queues a complete HTTP response @b (taking its reference), then keeps
  * the connection for the next request or drains and closes it, as the
  * request's ENG_CONN_F_KEEP says.
@@ -634,14 +647,11 @@ void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
 	}
 	if (c->flags & ENG_CONN_F_KEEP) {
 		/*
-		 * Idle until the next request's first byte, which gives it the
-		 * handshake timeout (on_recv); one already begun has it now.
+		 * Right for an answer that comes later (the request consumed,
+		 * what is held is the next one's); one given while parsing
+		 * still counts its own bytes as held, and process() times it.
 		 */
-		bool begun = c->rx && c->rx->plen > c->rx->poff;
-
-		eng_timer_set(s, c, s->tick + eng_ms_to_ticks(begun ?
-			      s->eng->cfg.handshake_ms :
-			      s->eng->cfg.http_idle_ms));
+		http_rearm(s, c, c->rx && c->rx->plen > c->rx->poff);
 	} else {
 		set_state(s, c, ENG_CONN_DRAIN);
 		eng_timer_set(s, c, s->tick +
@@ -987,6 +997,7 @@ void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
 static size_t process(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 		      size_t n, size_t *want)
 {
+	uint32_t queued = c->queued;
 	size_t off = 0, used;
 
 	*want = 0;
@@ -999,6 +1010,10 @@ static size_t process(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 			break;
 		off += used;
 	}
+	/* Answered here, kept alive: what is left begins the next request. */
+	if (c->state == ENG_CONN_HTTP && c->queued != queued &&
+	    !(c->flags & ENG_CONN_F_WAIT))
+		http_rearm(s, c, off < n);
 	return off;
 }
 
