@@ -351,6 +351,9 @@ def check_cli(exe):
                        (["--allowed-hosts", "*"], "--allowed-hosts"),
                        # a short key is guessed; 16 bytes at least
                        (["--api-key", "fifteen-bytes.."], "16"),
+                       # Keep-Alive: timeout=N counts whole seconds
+                       (["--http-idle-timeout", "500ms"],
+                        "--http-idle-timeout"),
                        (["--redis-timeout", "10ms"], "--redis-timeout"),
                        (["--redis-max-pending", "1K"],
                         "--redis-max-pending"),
