@@ -466,7 +466,11 @@ def check_key_guesses(eng):
             expect_eq(next_push(ws)["code"], 403, "wrong key %d" % i)
         ws.send(OP_TEXT, sys_cmd("guess-2-0123456789", 12))
         expect_eq(next_push(ws)["code"], 403, "third wrong key")
-        ws.expect_close(4029, "too many bad keys")
+        f = ws.recv_frame()
+        expect_eq((f.op, f.close_code(), f.payload[2:]),
+                  (rc.OP_CLOSE, 4029, b"too many bad keys"), "close")
+        ws.send_close(4029)	# the engine closes TCP on our answer
+        ws.expect_eof()
     with subscriber(eng, []) as ws:
         ws.send(OP_TEXT, sys_cmd(KEY, 1))
         expect_eq(next_push(ws)["code"], 200, "sys with the key afterwards")
