@@ -14,6 +14,7 @@
  * or "prefix*" patterns the user may subscribe to.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #include "conn.h"
 #include "json.h"
 #include "hs.h"
+#include "timer.h"
 
 static unsigned char *pubkey;	/* PEM bytes, NUL-terminated */
 static size_t pubkey_len;
@@ -48,6 +50,27 @@ bool eng_auth_key_ok(const struct eng_cfg *cfg, const char *p, size_t n)
 	    !EVP_Digest(p, n, got, &gn, EVP_sha256(), NULL))
 		return false;
 	return wn == gn && CRYPTO_memcmp(want, got, wn) == 0;
+}
+
+/* The next time (CLOCK_MONOTONIC ms) a wrong key may be logged, and how
+ * many came since the last line: shared by every shard. */
+static atomic_uint_fast64_t key_log_at, key_unlogged;
+
+void eng_auth_key_failed(struct eng_shard *s, const char *where)
+{
+	uint64_t now = eng_now_ns() / 1000000;
+	uint_fast64_t at = atomic_load_explicit(&key_log_at,
+						memory_order_relaxed);
+
+	ENG_STAT_ADD(s, key_failed, 1);
+	atomic_fetch_add_explicit(&key_unlogged, 1, memory_order_relaxed);
+	/* one shard wins the slot; the others only count */
+	if (now < at || !atomic_compare_exchange_strong(&key_log_at, &at,
+							now + 10000))
+		return;
+	fprintf(stderr, "ringcast: shard %u: wrong API key on %s (%llu since "
+		"the last such line; one line per 10 s at most)\n", s->id,
+		where, (unsigned long long)atomic_exchange(&key_unlogged, 0));
 }
 
 int eng_auth_init(const struct eng_cfg *cfg, const char **why)

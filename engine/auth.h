@@ -14,6 +14,9 @@
 
 #define ENG_MAX_PATTERNS	64	/* entries in a "channels" claim */
 #define ENG_JWT_LEEWAY		10	/* default --jwt-leeway, seconds */
+#define ENG_KEY_MIN		16	/* bytes in --api-key, at least */
+#define ENG_KEY_STRIKES		3	/* wrong keys that end a /ws client */
+#define ENG_CLOSE_BAD_KEYS	4029	/* ... with this close code */
 
 /* Who a connection is, from its token; owned by the connection. */
 struct eng_auth {
@@ -32,6 +35,14 @@ struct eng_auth {
  * digests, so not even its length leaks); always true with no key set.
  */
 bool eng_auth_key_ok(const struct eng_cfg *cfg, const char *p, size_t n);
+
+/*
+ * A request or command on @s carried a wrong API key (@where says which
+ * way it came, for the log): counts it (key_failed) and logs it, one line
+ * every 10 s at most for the whole process, saying how many came since
+ * the last, so that a guesser cannot flood the log.
+ */
+void eng_auth_key_failed(struct eng_shard *s, const char *where);
 
 /* Loads the keys of @cfg; 0, or -errno with *@why set. */
 int eng_auth_init(const struct eng_cfg *cfg, const char **why);

@@ -23,7 +23,7 @@
 static const char json_type[] = "application/json";
 
 /* 200 {"ok":true} for an HTTP publisher, queued once sequenced. */
-static struct eng_buf *ok_response(struct eng_conn *c)
+static struct eng_buf *ok_response(struct eng_shard *s, struct eng_conn *c)
 {
 	static const char ok[] = "{\"ok\":true}\n";
 	struct eng_buf *b = eng_buf_new(256);
@@ -32,8 +32,7 @@ static struct eng_buf *ok_response(struct eng_conn *c)
 	if (!b)
 		return NULL;
 	n = hs_write_response((char *)b->data, b->cap, 200, NULL, json_type,
-			      ok, sizeof(ok) - 1,
-			      !(c->flags & ENG_CONN_F_KEEP));
+			      ok, sizeof(ok) - 1, eng_conn_keep_s(s, c));
 	if (n < 0) {
 		eng_buf_put(b);
 		return NULL;
@@ -59,7 +58,7 @@ static int embedded_publish(struct eng_shard *s, struct eng_conn *c,
 	else
 		frame = eng_pub_frame(name, len, payload, plen, json);
 	if (!ok && frame)
-		ok = ok_response(c);
+		ok = ok_response(s, c);
 	if (!frame || !ok) {
 		eng_buf_put(frame);
 		eng_buf_put(ok);

@@ -539,6 +539,13 @@ static void send_close(struct eng_shard *s, struct eng_conn *c, uint16_t code,
 	queue(s, c, b);
 }
 
+void eng_conn_close_ws(struct eng_shard *s, struct eng_conn *c, uint16_t code,
+		       const char *reason)
+{
+	if (c->state == ENG_CONN_WS)
+		send_close(s, c, code, reason, ENG_CONN_CLOSING);
+}
+
 /* Fails the WebSocket connection (RFC 6455 7.1.7) with @code. */
 void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code)
 {
@@ -558,14 +565,14 @@ void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code)
 }
 
 /*
- * Answers an HTTP request. Errors, and requests that asked for it, close
- * the connection after the reply; others keep it for the next request.
+ * Answers an HTTP request. Requests that asked for it, and those http.c
+ * will not read past (ENG_CONN_F_KEEP cleared), close the connection
+ * after the reply; others, errors included, keep it for the next.
  */
 void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 			 const char *extra, const char *ctype,
 			 const char *body, size_t len)
 {
-	bool keep;
 	struct eng_buf *b;
 	char text[64];
 	ssize_t n;
@@ -575,11 +582,8 @@ void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 				       hs_reason(status));
 		body = text;
 	}
-	if (status >= 400) {
+	if (status >= 400)
 		ENG_STAT_ADD(s, http_errors, 1);
-		c->flags &= ~ENG_CONN_F_KEEP;	/* after an error, start afresh */
-	}
-	keep = c->flags & ENG_CONN_F_KEEP;
 	/* the status line and fixed headers take under 256 bytes */
 	b = eng_buf_new(256 + (extra ? strlen(extra) : 0) +
 			(ctype ? strlen(ctype) : 0) + len);
@@ -588,7 +592,7 @@ void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 		return;
 	}
 	n = hs_write_response((char *)b->data, b->cap, status, extra, ctype,
-			      body, len, !keep);
+			      body, len, eng_conn_keep_s(s, c));
 	if (n < 0) {
 		eng_buf_put(b);
 		eng_conn_kill(s, c);
@@ -596,6 +600,26 @@ void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 	}
 	b->len = (uint32_t)n;
 	eng_conn_http_done(s, c, b);
+}
+
+unsigned eng_conn_keep_s(const struct eng_shard *s, const struct eng_conn *c)
+{
+	/* rounded down: a pool that trusts it never meets our close */
+	return c->flags & ENG_CONN_F_KEEP ? s->eng->cfg.http_idle_ms / 1000
+					  : 0;
+}
+
+/*
+ * Times kept-alive @c after an answer: the handshake timeout for the next
+ * request if its first bytes are here (@begun), else the idle timeout
+ * until they come (eng_conn_on_recv then starts the handshake's).
+ */
+static void http_rearm(struct eng_shard *s, struct eng_conn *c, bool begun)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+
+	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(begun ? cfg->handshake_ms
+								: cfg->http_idle_ms));
 }
 
 /*
@@ -622,9 +646,12 @@ void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	if (c->flags & ENG_CONN_F_KEEP) {
-		/* The next request gets the handshake timeout again. */
-		eng_timer_set(s, c, s->tick +
-			      eng_ms_to_ticks(s->eng->cfg.handshake_ms));
+		/*
+		 * Right for an answer that comes later (the request consumed,
+		 * what is held is the next one's); one given while parsing
+		 * still counts its own bytes as held, and process() times it.
+		 */
+		http_rearm(s, c, c->rx && c->rx->plen > c->rx->poff);
 	} else {
 		set_state(s, c, ENG_CONN_DRAIN);
 		eng_timer_set(s, c, s->tick +
@@ -970,6 +997,7 @@ void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
 static size_t process(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 		      size_t n, size_t *want)
 {
+	uint32_t queued = c->queued;
 	size_t off = 0, used;
 
 	*want = 0;
@@ -982,6 +1010,10 @@ static size_t process(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 			break;
 		off += used;
 	}
+	/* Answered here, kept alive: what is left begins the next request. */
+	if (c->state == ENG_CONN_HTTP && c->queued != queued &&
+	    !(c->flags & ENG_CONN_F_WAIT))
+		http_rearm(s, c, off < n);
 	return off;
 }
 
@@ -1261,6 +1293,14 @@ void eng_conn_on_recv(struct eng_shard *s, struct ring_cqe *cqe)
 	if (cqe->res > 0) {
 		ENG_STAT_ADD(s, bytes_in, cqe->res);
 		c->last_rx = s->tick;
+		/*
+		 * A request's first byte: from here it has the handshake
+		 * timeout to arrive whole, whatever idle time was left.
+		 */
+		if (c->state == ENG_CONN_HTTP && !c->rx &&
+		    !(c->flags & ENG_CONN_F_WAIT))
+			eng_timer_set(s, c, s->tick +
+				      eng_ms_to_ticks(s->eng->cfg.handshake_ms));
 		if (parsing(c))
 			feed(s, c, ring_bufs_ptr(&s->rbufs, bid),
 			     (size_t)cqe->res);

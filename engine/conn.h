@@ -164,6 +164,13 @@ void eng_conn_http_reply(struct eng_shard *s, struct eng_conn *c, int status,
 			 const char *extra, const char *ctype,
 			 const char *body, size_t len);
 
+/*
+ * What @c's HTTP answer says of the connection, as hs_write_response()'s
+ * @keep_s: the idle seconds it stays open (--http-idle-timeout) when the
+ * request keeps it, else 0 (Connection: close).
+ */
+unsigned eng_conn_keep_s(const struct eng_shard *s, const struct eng_conn *c);
+
 /* Queues a prebuilt HTTP response @b (taken over) for a waiting request. */
 void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
 			struct eng_buf *b);
@@ -175,6 +182,14 @@ void eng_conn_http_done(struct eng_shard *s, struct eng_conn *c,
  */
 void eng_conn_resume(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_resumed(struct eng_shard *s, struct eng_conn *c);
+
+/*
+ * Closes open WebSocket @c with @code and @reason (plain text, at most
+ * 123 bytes) for a reason of the engine's, not a protocol error: what is
+ * queued goes first, then the close; a no-op on a closing connection.
+ */
+void eng_conn_close_ws(struct eng_shard *s, struct eng_conn *c, uint16_t code,
+		       const char *reason);
 
 /* Fails @c: close frame @code (WebSocket) or a plain close (HTTP). */
 void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code);

@@ -310,6 +310,7 @@ static void shard_exit(struct eng_shard *s)
 	eng_free(s->resume);
 	eng_free(s->flushq);
 	free(s->push_bits);
+	free(s->key_strikes);
 	munmap(s->conns, (size_t)s->nr_conns * sizeof(struct eng_conn));
 	ring_bufs_exit(&s->ring, &s->rbufs);
 	close(s->listen_fd);

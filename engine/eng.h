@@ -42,6 +42,7 @@ struct eng_cfg {
 	unsigned ping_ms;		/* 0: no server pings */
 	unsigned idle_ms;		/* 0: no idle timeout */
 	unsigned handshake_ms;		/* upgrade must finish in time */
+	unsigned http_idle_ms;		/* kept HTTP connection; 0: none */
 	unsigned recv_bufs;		/* provided buffers per shard */
 	unsigned recv_buf_size;		/* bytes each */
 	unsigned sq_entries;
@@ -49,6 +50,7 @@ struct eng_cfg {
 	bool demo;			/* /demo: the chat demo (www.h) */
 	bool epoll;			/* --io epoll: the comparison backend */
 	bool client_publish;		/* clients may publish on /ws */
+	bool demo_publish;		/* ... to demo:* only (--demo alone) */
 	unsigned max_subs;		/* subscriptions per connection */
 	uint32_t max_pending;		/* queued bytes before 1008 */
 	size_t arena_size;		/* shared frame arena, bytes */
@@ -56,6 +58,7 @@ struct eng_cfg {
 	unsigned batch_window_us;	/* frames wait this long (0: a turn) */
 	char api_key[256];		/* "" = publishing needs no key */
 	char origins[1024];		/* --allowed-origins, "" = any */
+	char hosts[1024];		/* --allowed-hosts, "" = none */
 	bool insecure_open;		/* no key, yet not only loopback */
 	char redis_host[256];		/* "" = no Redis: embedded broker */
 	uint16_t redis_port;
@@ -147,6 +150,7 @@ struct eng_stats {
 	atomic_uint_fast64_t users_owned;	/* owner: users with conns */
 	atomic_uint_fast64_t user_conns;	/* owner: their connections */
 	atomic_uint_fast64_t auth_failed;	/* 401 at the upgrade */
+	atomic_uint_fast64_t key_failed;	/* wrong API keys, HTTP or /ws */
 	atomic_uint_fast64_t kicked;		/* closed by a disconnect */
 	atomic_uint_fast64_t user_refused;	/* over --max-conns-per-user */
 	/* copies of rx_held and rx_alloc; closed by --max-partial-memory */
@@ -206,6 +210,7 @@ struct eng_shard {
 	uint32_t nr_flushq, nr_flushnow;/* ... those with more than pushes */
 	uint32_t lat_seq;		/* publishes sequenced (metrics.h) */
 	uint32_t sys_due;		/* shard 0: tick of the next $sys */
+	uint8_t *key_strikes;		/* a byte a slot: wrong keys (push.c) */
 	uint64_t flush_at;		/* batch window: flushq goes, ns */
 	uint32_t wheel[ENG_WHEEL_SLOTS];/* heads of timer lists */
 	uint32_t tick;			/* ticks since start */

@@ -5,9 +5,13 @@
  * broadcast, /stats and /healthz. Publishing is the only request with a
  * body; it waits until the whole body is here (bounded by --max-message)
  * and is answered once the message has been sequenced. Connections are
- * kept alive between requests unless the client or an error says not.
+ * kept alive between requests, errors included, unless the client asks
+ * not to, the request was an upgrade, or an error leaves unknown where
+ * the next request starts.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -82,46 +86,18 @@ static void reply_json(struct eng_shard *s, struct eng_conn *c, int status,
 	eng_conn_http_reply(s, c, status, NULL, json_type, body, strlen(body));
 }
 
-/* The API key check of every publisher endpoint; false: 401 sent. */
-static bool key_ok(struct eng_shard *s, struct eng_conn *c,
-		   const struct hs_req *req)
-{
-	static const char bad[] = "{\"error\":\"bad api key\"}\n";
-
-	if (authorized(&s->eng->cfg, req))
-		return true;
-	eng_conn_http_reply(s, c, 401, "WWW-Authenticate: Bearer\r\n",
-			    json_type, bad, sizeof(bad) - 1);
-	return false;
-}
-
 /*
- * A published body is delivered verbatim when it is JSON and as a JSON
- * string when it is other UTF-8 text; anything else cannot go in a text
- * frame. Returns false after answering 400.
+ * An error after which the stream cannot be trusted to resume at the
+ * next request (where the request ends is unknown): answer, then close.
  */
-static bool payload_ok(struct eng_shard *s, struct eng_conn *c,
-		       const uint8_t *body, size_t len, bool *json)
+static void reply_close(struct eng_shard *s, struct eng_conn *c, int status,
+			const char *body)
 {
-	*json = json_valid(s->json, (const char *)body, len);
-	if (*json || json_utf8_valid(body, len))
-		return true;
-	reply_json(s, c, 400, "{\"error\":\"payload is neither JSON nor "
-		   "UTF-8 text\"}\n");
-	return false;
-}
-
-/* 401 with a short reason, no upgrade (RFC 6750 names the header). */
-static void unauthorized(struct eng_shard *s, struct eng_conn *c,
-			 const char *why)
-{
-	char body[160];
-	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", why);
-
-	ENG_STAT_ADD(s, auth_failed, 1);
-	eng_conn_http_reply(s, c, 401,
-			    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n",
-			    json_type, body, (size_t)n);
+	c->flags &= ~ENG_CONN_F_KEEP;
+	if (body)
+		reply_json(s, c, status, body);
+	else
+		reply(s, c, status, NULL);
 }
 
 /* Case-insensitive: scheme and host are (RFC 6454 4). */
@@ -159,6 +135,154 @@ static bool origin_allowed(const char *list, const struct hs_str *o)
 		e += n + (end ? 1 : 0);
 	}
 	return false;
+}
+
+/* Whether @name (@n bytes) ends with the label-aligned @suffix. */
+static bool below(const char *name, size_t n, const char *suffix, size_t sn)
+{
+	return n > sn && name[n - sn - 1] == '.' &&
+	       ieq(name + n - sn, suffix, sn);
+}
+
+/*
+ * Whether Host @h names this engine for a page: an address (no DNS was
+ * asked, so no rebinding), localhost and names below it (browsers
+ * resolve those to loopback themselves), or a name in @list
+ * (--allowed-hosts: NAME or *.DOMAIN, comma-separated). The port is
+ * not compared: a rebound name reaches the port the page asked for.
+ */
+static bool host_allowed(const char *list, const struct hs_str *h)
+{
+	const char *colon = memrchr(h->p, ':', h->len);
+	size_t n = h->len;
+	char ip[64];
+
+	if (h->len && h->p[0] == '[') {		/* [v6]:port */
+		const char *end = memchr(h->p, ']', h->len);
+		size_t len = end ? (size_t)(end - h->p) - 1 : 0;
+		struct in6_addr a6;
+
+		if (!len || len >= sizeof(ip))
+			return false;
+		memcpy(ip, h->p + 1, len);
+		ip[len] = '\0';
+		return inet_pton(AF_INET6, ip, &a6) == 1;
+	}
+	if (colon)
+		n = (size_t)(colon - h->p);
+	if (n < sizeof(ip)) {
+		struct in_addr a4;
+
+		memcpy(ip, h->p, n);
+		ip[n] = '\0';
+		if (inet_pton(AF_INET, ip, &a4) == 1)
+			return true;
+	}
+	if ((n == 9 && ieq(h->p, "localhost", 9)) ||
+	    below(h->p, n, "localhost", 9))
+		return true;
+	while (*list) {
+		const char *end = strchr(list, ',');
+		size_t len = end ? (size_t)(end - list) : strlen(list);
+
+		if (list[0] == '*' ? below(h->p, n, list + 2, len - 2) :
+		    (n == len && ieq(h->p, list, n)))
+			return true;
+		list += len + (end ? 1 : 0);
+	}
+	return false;
+}
+
+/*
+ * Whether Origin @o is a page this engine served: its host[:port] is the
+ * request's Host, whatever the scheme (a TLS proxy may front us).
+ */
+static bool same_origin(const struct hs_str *o, const struct hs_str *host)
+{
+	const char *rest = memmem(o->p, o->len, "://", 3);
+	size_t n;
+
+	if (!rest || !host->p)
+		return false;
+	rest += 3;
+	n = (size_t)(o->p + o->len - rest);
+	return n == host->len && ieq(rest, host->p, n);
+}
+
+/*
+ * Without an API key, whoever reaches the port may use the API, and a
+ * browser on this host reaches it for any page it shows. So a keyless
+ * engine refuses what only a page elsewhere sends: an Origin that is
+ * neither the engine's own pages' nor in --allowed-origins (a
+ * cross-site POST, even a "simple" text/plain one), and a Host that is
+ * a name it was not given (DNS rebinding). Clients that are no browser
+ * send no Origin and an address or a name of ours. False: 403 sent.
+ */
+static bool page_ok(struct eng_shard *s, struct eng_conn *c,
+		    const struct hs_req *req)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	const char *why = NULL;
+
+	if (req->host.p && !host_allowed(cfg->hosts, &req->host))
+		why = "{\"error\":\"host not allowed\"}\n";
+	else if (req->origin.p && !same_origin(&req->origin, &req->host) &&
+		 !origin_allowed(cfg->origins, &req->origin))
+		why = "{\"error\":\"origin not allowed\"}\n";
+	if (!why)
+		return true;
+	reply_json(s, c, 403, why);
+	return false;
+}
+
+/*
+ * The guard of every API endpoint: the key when there is one (a browser
+ * never sends it on its own, so Origin and Host need no check), else
+ * page_ok(). False: 401 or 403 sent.
+ */
+static bool key_ok(struct eng_shard *s, struct eng_conn *c,
+		   const struct hs_req *req)
+{
+	static const char bad[] = "{\"error\":\"bad api key\"}\n";
+
+	if (!s->eng->cfg.api_key[0])
+		return page_ok(s, c, req);
+	if (authorized(&s->eng->cfg, req))
+		return true;
+	eng_auth_key_failed(s, "HTTP");
+	c->flags &= ~ENG_CONN_F_KEEP;	/* a guess costs a connection */
+	eng_conn_http_reply(s, c, 401, "WWW-Authenticate: Bearer\r\n",
+			    json_type, bad, sizeof(bad) - 1);
+	return false;
+}
+
+/*
+ * A published body is delivered verbatim when it is JSON and as a JSON
+ * string when it is other UTF-8 text; anything else cannot go in a text
+ * frame. Returns false after answering 400.
+ */
+static bool payload_ok(struct eng_shard *s, struct eng_conn *c,
+		       const uint8_t *body, size_t len, bool *json)
+{
+	*json = json_valid(s->json, (const char *)body, len);
+	if (*json || json_utf8_valid(body, len))
+		return true;
+	reply_json(s, c, 400, "{\"error\":\"payload is neither JSON nor "
+		   "UTF-8 text\"}\n");
+	return false;
+}
+
+/* 401 with a short reason, no upgrade (RFC 6750 names the header). */
+static void unauthorized(struct eng_shard *s, struct eng_conn *c,
+			 const char *why)
+{
+	char body[160];
+	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", why);
+
+	ENG_STAT_ADD(s, auth_failed, 1);
+	eng_conn_http_reply(s, c, 401,
+			    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n",
+			    json_type, body, (size_t)n);
 }
 
 static void upgrade(struct eng_shard *s, struct eng_conn *c,
@@ -384,7 +508,7 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 /* Appends one shard's counters (or their totals) as a JSON object. */
 static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
 {
-	unsigned long long v[25] = { 0 };
+	unsigned long long v[26] = { 0 };
 	unsigned i;
 
 	for (i = 0; i < e->cfg.shards; i++) {
@@ -417,6 +541,7 @@ static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
 		v[22] += STAT(sh, partial_alloc);
 		v[23] += STAT(sh, partial_closed);
 		v[24] += STAT(sh, sends);
+		v[25] += STAT(sh, key_failed);
 	}
 	return (size_t)snprintf(out, cap,
 		"{\"connections\":%llu,\"upgraded\":%llu,\"channels\":%llu,"
@@ -427,10 +552,11 @@ static size_t stats_obj(char *out, size_t cap, struct eng *e, int only)
 		"\"timeouts\":%llu,\"zc_sends\":%llu,\"mailbox_errors\":%llu,"
 		"\"users_owned\":%llu,\"user_conns\":%llu,\"auth_failed\":%llu,"
 		"\"kicked\":%llu,\"user_refused\":%llu,\"partial_bytes\":%llu,"
-		"\"partial_alloc\":%llu,\"partial_closed\":%llu,\"sends\":%llu}",
+		"\"partial_alloc\":%llu,\"partial_closed\":%llu,\"sends\":%llu,"
+		"\"key_failed\":%llu}",
 		v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9],
 		v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17], v[18],
-		v[19], v[20], v[21], v[22], v[23], v[24]);
+		v[19], v[20], v[21], v[22], v[23], v[24], v[25]);
 }
 
 /* 200 "ok", or 503 and the reason while Redis is unreachable. */
@@ -450,7 +576,7 @@ static void healthz(struct eng_shard *s, struct eng_conn *c)
 static void stats(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng *e = s->eng;
-	size_t cap = 2048 + (size_t)e->cfg.shards * 768 +
+	size_t cap = 2048 + (size_t)e->cfg.shards * 1024 +
 		     (e->bridge ? ENG_BRIDGE_STATS_MAX : 0), n;
 	char *out = eng_malloc(cap);
 
@@ -598,30 +724,37 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 	if (len == -EAGAIN)
 		return 0;
 	if (len < 0) {
-		reply(s, c, hs_error_status((int)len), NULL);
+		reply_close(s, c, hs_error_status((int)len), NULL);
 		return 0;
 	}
-	/* HTTP/1.1 keeps the connection unless asked not to. */
-	if (req.minor_version >= 1 && !(req.flags & HS_F_CONN_CLOSE))
+	/* HTTP/1.1 keeps the connection unless asked (or told) not to. */
+	if (req.minor_version >= 1 && !(req.flags & HS_F_CONN_CLOSE) &&
+	    cfg->http_idle_ms)
 		c->flags |= ENG_CONN_F_KEEP;
 	else
 		c->flags &= ~ENG_CONN_F_KEEP;
+	/* a refused upgrade closes: its client wanted no more HTTP */
+	if ((req.flags & HS_F_UPGRADE_WS) || str_is(&req.path, "/ws") ||
+	    (str_is(&req.path, "/echo") && cfg->echo))
+		c->flags &= ~ENG_CONN_F_KEEP;
 	/* RFC 9112 section 3.2: an HTTP/1.1 request without Host is a 400. */
 	if (req.minor_version >= 1 && !req.host.p) {
-		reply_json(s, c, 400, "{\"error\":\"missing Host header\"}\n");
+		reply_close(s, c, 400, "{\"error\":\"missing Host header\"}\n");
 		return 0;
 	}
+	/* the body of these is not read: where the next request starts is
+	 * not known */
 	if (req.flags & HS_F_EXPECT_OTHER) {
-		reply(s, c, 417, NULL);	/* RFC 9110 10.1.1 */
+		reply_close(s, c, 417, NULL);	/* RFC 9110 10.1.1 */
 		return 0;
 	}
 	if (req.flags & HS_F_CHUNKED) {
-		reply(s, c, 411, NULL);	/* bodies need Content-Length */
+		reply_close(s, c, 411, NULL);	/* bodies need Content-Length */
 		return 0;
 	}
 	if (req.content_length > 0) {
 		if ((uint64_t)req.content_length > cfg->max_message) {
-			reply(s, c, 413, NULL);
+			reply_close(s, c, 413, NULL);
 			return 0;
 		}
 		body = (size_t)req.content_length;

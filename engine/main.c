@@ -5,6 +5,7 @@
  * threads and waits for SIGINT/SIGTERM, which it turns into a graceful
  * stop: a mailbox message to every shard, then join and exit 0.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -38,8 +39,10 @@ static const char usage[] =
 "A WebSocket push engine on io_uring. Each shard is a thread pinned to a\n"
 "CPU with its own io_uring ring, SO_REUSEPORT listener and connections.\n"
 "\n"
-"  --listen ADDR:PORT       address to listen on (default 0.0.0.0:8080);\n"
-"                           port 0 picks a free port shared by all shards\n"
+"  --listen ADDR:PORT       address to listen on (default 127.0.0.1:8080\n"
+"                           without an API key, 0.0.0.0:8080 with one or\n"
+"                           with --insecure-open); port 0 picks a free port\n"
+"                           shared by all shards\n"
 "  --shards N               shard threads (default: online CPUs); may exceed\n"
 "                           the CPU count, threads are then pinned round-robin\n"
 "  --threads T              run the shards on T threads (io_uring only;\n"
@@ -54,7 +57,14 @@ static const char usage[] =
 "                           upgrade whose Origin is not in LIST gets 403\n"
 "                           (comma-separated SCHEME://HOST[:PORT], HOST may be\n"
 "                           *.DOMAIN; default: any origin). Clients that send\n"
-"                           no Origin (apps, servers) are not affected\n"
+"                           no Origin (apps, servers) are not affected.\n"
+"                           Without an API key, the pages besides the\n"
+"                           engine's own that may call the HTTP API\n"
+"                           (default: none; others get 403)\n"
+"  --allowed-hosts LIST     without an API key, the names the HTTP API\n"
+"                           answers to in Host besides addresses, localhost\n"
+"                           and *.localhost; others get 403, which stops DNS\n"
+"                           rebinding (comma-separated NAME or *.DOMAIN)\n"
 "  --namespace NAME:history=N,ttl=DUR\n"
 "                           channels NAME:... keep their last N messages for\n"
 "                           DUR, with offsets a client may recover from; an\n"
@@ -75,14 +85,16 @@ static const char usage[] =
 "                           (default 256M)\n"
 "  --echo                   serve ws://HOST:PORT/echo: every message comes\n"
 "                           back unchanged (the RFC 6455 conformance endpoint)\n"
-"  --demo                   serve the chat demo at /demo: turns on\n"
-"                           --client-publish, keeps history for demo:ROOM\n"
-"                           channels and, without --listen, listens on\n"
-"                           127.0.0.1:8080 only\n"
+"  --demo                   serve the chat demo at /demo: clients may publish\n"
+"                           to demo:ROOM channels (every channel with\n"
+"                           --client-publish too), which keep history, and,\n"
+"                           without --listen, listens on 127.0.0.1:8080 only\n"
 "  --api-key KEY            publishing, /users, /online, /stats and /metrics\n"
 "                           need Authorization: Bearer KEY (default: the\n"
-"                           RINGCAST_API_KEY variable, else none). Without a\n"
-"                           key ringcast listens on loopback (127.0.0.0/8)\n"
+"                           RINGCAST_API_KEY variable, else none); 16 bytes\n"
+"                           at least. A /ws client that sends 3 wrong keys\n"
+"                           (sys) is closed with 4029. Without a key\n"
+"                           ringcast listens on loopback (127.0.0.0/8)\n"
 "                           only, unless --insecure-open\n"
 "  --insecure-open          listen on any address without an API key: anyone\n"
 "                           who reaches the port may publish, push to and\n"
@@ -132,8 +144,14 @@ static const char usage[] =
 "  --ping-interval DUR      ping a connection quiet for DUR (default 30s, 0 off)\n"
 "  --idle-timeout DUR       close a connection silent for DUR with 1001\n"
 "                           (default 90s, 0 off)\n"
-"  --handshake-timeout DUR  drop a client that has not upgraded within DUR\n"
-"                           (default 10s)\n"
+"  --handshake-timeout DUR  drop a client that sends nothing within DUR of\n"
+"                           connecting, or whose request (an upgrade or an\n"
+"                           HTTP request) is not whole within DUR of its\n"
+"                           first byte (default 10s)\n"
+"  --http-idle-timeout DUR  close a kept-alive HTTP connection idle for DUR\n"
+"                           between requests; answers say Keep-Alive:\n"
+"                           timeout=SECONDS (default 60s; 0: close after\n"
+"                           every answer)\n"
 "  --io uring|epoll         I/O backend (default uring); epoll exists to\n"
 "                           compare the same engine on the older model\n"
 "  --recv-buffers N         provided receive buffers per shard (default 1024)\n"
@@ -292,6 +310,37 @@ static int parse_origins(const char *s, struct eng_cfg *cfg)
 		e += n + (end ? 1 : 0);
 	}
 	strcpy(cfg->origins, s);
+	return 0;
+}
+
+/*
+ * --allowed-hosts: NAME or *.DOMAIN entries, comma-separated, of letters,
+ * digits, '-' and '.'; no port (http.c compares names only).
+ */
+static int parse_hosts(const char *s, struct eng_cfg *cfg)
+{
+	const char *e = s;
+
+	if (!*s || strlen(s) >= sizeof(cfg->hosts))
+		return -EINVAL;
+	while (*e) {
+		size_t n = strcspn(e, ","), i = 0;
+
+		if (e[0] == '*' && (n < 3 || e[1] != '.'))
+			return -EINVAL;
+		if (e[0] == '*')
+			i = 2;
+		if (i == n || e[i] == '.' || e[n - 1] == '.')
+			return -EINVAL;
+		for (; i < n; i++)
+			if (!isalnum((unsigned char)e[i]) && e[i] != '-' &&
+			    e[i] != '.')
+				return -EINVAL;
+		if (e[n] == ',' && !e[n + 1])
+			return -EINVAL;
+		e += n + (e[n] ? 1 : 0);
+	}
+	strcpy(cfg->hosts, s);
 	return 0;
 }
 
@@ -478,7 +527,7 @@ enum {
 	OPT_INSECURE_OPEN, OPT_REDIS_FILE, OPT_REDIS_TIMEOUT, OPT_REDIS_CLUSTER,
 	OPT_REDIS_MAX_PENDING, OPT_MAX_PARTIAL, OPT_ORIGINS, OPT_NAMESPACE,
 	OPT_HISTORY_MEMORY, OPT_INBOX_MAX, OPT_INBOX_TTL, OPT_BATCH_WINDOW,
-	OPT_DEMO, OPT_THREADS,
+	OPT_DEMO, OPT_THREADS, OPT_HTTP_IDLE, OPT_HOSTS,
 };
 
 static const struct option options[] = {
@@ -492,6 +541,7 @@ static const struct option options[] = {
 	{ "ping-interval",	required_argument, NULL, OPT_PING },
 	{ "idle-timeout",	required_argument, NULL, OPT_IDLE },
 	{ "handshake-timeout",	required_argument, NULL, OPT_HANDSHAKE },
+	{ "http-idle-timeout",	required_argument, NULL, OPT_HTTP_IDLE },
 	{ "recv-buffers",	required_argument, NULL, OPT_RECV_BUFS },
 	{ "recv-buffer-size",	required_argument, NULL, OPT_RECV_BUF_SIZE },
 	{ "api-key",		required_argument, NULL, OPT_API_KEY },
@@ -516,6 +566,7 @@ static const struct option options[] = {
 	{ "redis-max-pending",	required_argument, NULL, OPT_REDIS_MAX_PENDING },
 	{ "max-partial-memory",	required_argument, NULL, OPT_MAX_PARTIAL },
 	{ "allowed-origins",	required_argument, NULL, OPT_ORIGINS },
+	{ "allowed-hosts",	required_argument, NULL, OPT_HOSTS },
 	{ "namespace",		required_argument, NULL, OPT_NAMESPACE },
 	{ "history-memory",	required_argument, NULL, OPT_HISTORY_MEMORY },
 	{ "inbox-max",		required_argument, NULL, OPT_INBOX_MAX },
@@ -525,14 +576,17 @@ static const struct option options[] = {
 };
 
 /*
- * --demo: serves /demo, lets clients publish and keeps the last 100
- * messages of demo:ROOM channels; on loopback unless --listen says where.
+ * --demo: serves /demo, lets clients publish to demo:ROOM channels and
+ * keeps their last 100 messages; on loopback unless --listen says where.
  */
 static void demo_defaults(struct eng_cfg *cfg, bool listen_set)
 {
 	static const char ns[] = "demo:history=100,ttl=10m";
 
 	cfg->demo = true;
+	/* its rooms only, unless the operator opened every channel */
+	if (!cfg->client_publish)
+		cfg->demo_publish = true;
 	cfg->client_publish = true;
 	if (!listen_set)
 		strcpy(cfg->listen_host, "127.0.0.1");
@@ -607,6 +661,13 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			    !cfg->handshake_ms)
 				bad_value("handshake-timeout", optarg);
 			break;
+		case OPT_HTTP_IDLE:
+			/* whole seconds: Keep-Alive: timeout=N says seconds */
+			if (parse_dur(optarg, &cfg->http_idle_ms) < 0 ||
+			    (cfg->http_idle_ms && cfg->http_idle_ms < 1000))
+				bad_value("http-idle-timeout (0, or 1s at least)",
+					  optarg);
+			break;
 		case OPT_RECV_BUFS:
 			if (parse_u64(optarg, &v) < 0 || !v || v > 32768 ||
 			    (v & (v - 1)))
@@ -621,8 +682,11 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			cfg->recv_buf_size = (unsigned)v;
 			break;
 		case OPT_API_KEY:
-			if (!*optarg || strlen(optarg) >= sizeof(cfg->api_key))
-				bad_value("api-key (1 to 255 bytes)", "...");
+			/* a short key is guessed, however slowly we answer */
+			if (strlen(optarg) < ENG_KEY_MIN ||
+			    strlen(optarg) >= sizeof(cfg->api_key))
+				bad_value("api-key (16 to 255 bytes; `openssl "
+					  "rand -hex 16` makes one)", "...");
 			strcpy(cfg->api_key, optarg);
 			break;
 		case OPT_CLIENT_PUBLISH:
@@ -686,6 +750,11 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 			if (parse_origins(optarg, cfg) < 0)
 				bad_value("allowed-origins (SCHEME://HOST[:PORT]"
 					  ",... with HOST or *.DOMAIN)", optarg);
+			break;
+		case OPT_HOSTS:
+			if (parse_hosts(optarg, cfg) < 0)
+				bad_value("allowed-hosts (NAME,... with NAME or "
+					  "*.DOMAIN, no port)", optarg);
 			break;
 		case OPT_NAMESPACE:
 			if (!cfg->ns)
@@ -916,7 +985,7 @@ static int post_stop(struct eng *e, struct ring *r)
 int main(int argc, char **argv)
 {
 	char broker[1200] = "embedded broker";
-	bool ctl_ok = false;
+	bool ctl_ok = false, local_only = false;
 	struct ring ctl;
 	struct eng e;
 	sigset_t sigs;
@@ -925,13 +994,13 @@ int main(int argc, char **argv)
 	int sig, ret, status = 0;
 
 	memset(&e, 0, sizeof(e));
-	strcpy(e.cfg.listen_host, "0.0.0.0");
-	e.cfg.port = 8080;
+	e.cfg.port = 8080;	/* the address follows the key: see below */
 	e.cfg.shards = 0;
 	e.cfg.max_message = 1u << 20;
 	e.cfg.ping_ms = 30000;
 	e.cfg.idle_ms = 90000;
 	e.cfg.handshake_ms = 10000;
+	e.cfg.http_idle_ms = 60000;
 	e.cfg.recv_bufs = 1024;
 	e.cfg.recv_buf_size = 8192;
 	e.cfg.sq_entries = 4096;
@@ -966,6 +1035,23 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	parse_args(argc, argv, &e.cfg);
+	/* --api-key was checked as parsed; what is left came from here */
+	if (e.cfg.api_key[0] && strlen(e.cfg.api_key) < ENG_KEY_MIN) {
+		fprintf(stderr, "ringcast: RINGCAST_API_KEY is %zu bytes long; "
+			"an API key needs %d at least, or it can be guessed "
+			"(`openssl rand -hex 16` makes one)\n",
+			strlen(e.cfg.api_key), ENG_KEY_MIN);
+		return 2;
+	}
+	/*
+	 * Without --listen: every address with a key (or --insecure-open),
+	 * else loopback alone, as Redis does in protected mode, so that a
+	 * bare ringcast starts and serves this host at once.
+	 */
+	if (!e.cfg.listen_host[0]) {
+		local_only = !e.cfg.api_key[0] && !e.cfg.insecure_open;
+		strcpy(e.cfg.listen_host, local_only ? "127.0.0.1" : "0.0.0.0");
+	}
 	/*
 	 * Open by default is how push servers get abused: with no key,
 	 * anyone who reaches the port broadcasts, pushes to and kicks any
@@ -1143,6 +1229,12 @@ int main(int argc, char **argv)
 		"connections per shard, max %llu; %s)\n", e.cfg.listen_host,
 		e.cfg.port, e.cfg.shards, per_ring,
 		(unsigned long long)e.cfg.max_conns, broker);
+	if (local_only)
+		fprintf(stderr, "ringcast: no API key, so only this host "
+			"can connect; to serve others, give one (--api-key "
+			"KEY or RINGCAST_API_KEY), with which the default is "
+			"0.0.0.0:%u, or name the address: --listen "
+			"0.0.0.0:%u --api-key KEY\n", e.cfg.port, e.cfg.port);
 
 	if (sigwait(&sigs, &sig) == 0)
 		fprintf(stderr, "ringcast: %s: closing connections\n",

@@ -131,6 +131,9 @@ static void connections(struct text *t, struct eng *e)
 	TOTAL(t, e, "auth_failed_total", "counter",
 	      "Upgrades refused with 401 (token missing or invalid).",
 	      auth_failed);
+	TOTAL(t, e, "key_failed_total", "counter",
+	      "Wrong API keys, over HTTP (401) and in the /ws sys command.",
+	      key_failed);
 	TOTAL(t, e, "user_refused_total", "counter",
 	      "Upgrades refused over --max-conns-per-user (429).",
 	      user_refused);

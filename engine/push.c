@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "auth.h"
@@ -286,7 +287,10 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 {
 	struct eng_buf *ok, *err;
 
-	if (!s->eng->cfg.client_publish) {
+	/* --demo alone opens its rooms, not every channel */
+	if (!s->eng->cfg.client_publish ||
+	    (s->eng->cfg.demo_publish && (cmd->channel.len < 5 ||
+	     memcmp(cmd->channel.p, "demo:", 5)))) {
 		reply(s, c, cmd, 403, "publish not allowed");
 		return;
 	}
@@ -417,6 +421,30 @@ static void refresh(struct eng_shard *s, struct eng_conn *c,
 }
 
 /*
+ * Counts a wrong key from @c and returns how many it has sent, up to
+ * ENG_KEY_STRIKES. struct eng_conn has no byte to spare, so the count is
+ * a byte per slot, allocated at the shard's first wrong key: the slot's
+ * generation in the top 6 bits (a reused slot starts afresh), the count
+ * in the low 2.
+ */
+static unsigned key_strike(struct eng_shard *s, struct eng_conn *c)
+{
+	uint8_t tag = (uint8_t)((c->gen & 0x3f) << 2), *v;
+
+	_Static_assert(ENG_KEY_STRIKES <= 3, "the count has 2 bits");
+	if (!s->key_strikes)
+		s->key_strikes = calloc(s->nr_conns, 1);
+	if (!s->key_strikes)
+		return ENG_KEY_STRIKES;	/* cannot count: take it as the last */
+	v = &s->key_strikes[eng_slot(s, c)];
+	if ((*v & 0xfc) != tag)
+		*v = tag;
+	if ((*v & 3) < ENG_KEY_STRIKES)
+		(*v)++;
+	return *v & 3;
+}
+
+/*
  * {"cmd":"sys","data":{"token":API_KEY}}: the node's own figures, once a
  * second, as pushes of channel $sys (metrics.h), which no client can
  * name otherwise. The status page reads them.
@@ -430,6 +458,17 @@ static void sys(struct eng_shard *s, struct eng_conn *c,
 
 	if (!eng_auth_key_ok(&s->eng->cfg, cmd->token.p, cmd->token.len)) {
 		reply(s, c, cmd, 403, "api key needed");
+		/*
+		 * No token is no guess (the status page asks so, to learn
+		 * whether a key is needed); a wrong one is, and a connection
+		 * gets only a few, so that it is no oracle.
+		 */
+		if (!cmd->token.len)
+			return;
+		eng_auth_key_failed(s, "/ws (sys)");
+		if (key_strike(s, c) >= ENG_KEY_STRIKES)
+			eng_conn_close_ws(s, c, ENG_CLOSE_BAD_KEYS,
+					  "too many bad keys");
 		return;
 	}
 	ok = reply_frame(cmd, 200, "ok");

@@ -405,20 +405,27 @@ ssize_t hs_write_101(char *out, size_t cap, const struct hs_str *key)
 
 ssize_t hs_write_response(char *out, size_t cap, int status,
 			  const char *extra, const char *ctype,
-			  const void *body, size_t body_len, int close)
+			  const void *body, size_t body_len, unsigned keep_s)
 {
 	/* RFC 9110 section 8.6: no Content-Length on 1xx and 204, so no body. */
 	int bodiless = status < 200 || status == 204;
+	char conn[48];
 	ssize_t n;
 
 	if (bodiless && body_len)
 		return -EINVAL;
+	/* a pool that knows the idle limit never reuses a closed socket */
+	if (keep_s)
+		snprintf(conn, sizeof(conn), "Keep-Alive: timeout=%u\r\n",
+			 keep_s);
+	else
+		strcpy(conn, "Connection: close\r\n");
 	if (bodiless)
 		n = fmt_ret(snprintf(out, cap,
 				     "HTTP/1.1 %d %s\r\n%s"
 				     "Cache-Control: no-store\r\n%s\r\n",
 				     status, hs_reason(status), extra ? extra : "",
-				     close ? "Connection: close\r\n" : ""), cap);
+				     conn), cap);
 	else
 		n = fmt_ret(snprintf(out, cap,
 				     "HTTP/1.1 %d %s\r\n%s"
@@ -427,7 +434,7 @@ ssize_t hs_write_response(char *out, size_t cap, int status,
 				     "Cache-Control: no-store\r\n%s\r\n",
 				     status, hs_reason(status), extra ? extra : "",
 				     ctype ? ctype : "text/plain", body_len,
-				     close ? "Connection: close\r\n" : ""), cap);
+				     conn), cap);
 	if (n < 0)
 		return n;
 	/* like snprintf(), always leave a NUL: handy in logs and tests */

@@ -96,12 +96,14 @@ ssize_t hs_write_101(char *out, size_t cap, const struct hs_str *key);
 /*
  * Writes a complete response with Content-Length into @out: status line,
  * @extra (zero or more "Name: value\r\n" lines, or NULL), Content-Type
- * @ctype (NULL for text/plain), "Connection: close" when @close, then
- * @body. Returns its length, or -ENOSPC.
+ * @ctype (NULL for text/plain), then "Keep-Alive: timeout=@keep_s" when
+ * the connection stays open for @keep_s seconds of idleness, or
+ * "Connection: close" when @keep_s is 0, then @body. Returns its length,
+ * or -ENOSPC.
  */
 ssize_t hs_write_response(char *out, size_t cap, int status,
 			  const char *extra, const char *ctype,
-			  const void *body, size_t body_len, int close);
+			  const void *body, size_t body_len, unsigned keep_s);
 
 /* The reason phrase for @status ("Bad Request"), "Unknown" when unlisted. */
 const char *hs_reason(int status);

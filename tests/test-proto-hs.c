@@ -377,9 +377,10 @@ static int test_writers(void)
 		"Connection: close\r\n\r\nnope";
 	static const char r200[] = "HTTP/1.1 200 OK\r\n"
 		"Content-Type: application/json\r\n"
-		"Content-Length: 2\r\nCache-Control: no-store\r\n\r\n{}";
+		"Content-Length: 2\r\nCache-Control: no-store\r\n"
+		"Keep-Alive: timeout=60\r\n\r\n{}";
 	static const char r204[] = "HTTP/1.1 204 No Content\r\n"
-		"Cache-Control: no-store\r\n\r\n";
+		"Cache-Control: no-store\r\nConnection: close\r\n\r\n";
 	struct hs_str k = { "dGhlIHNhbXBsZSBub25jZQ==", 24 };
 	static const int listed[] = { 101, 200, 204, 400, 401, 403, 404, 405,
 				      408, 413, 426, 429, 431, 500, 503 };
@@ -389,9 +390,9 @@ static int test_writers(void)
 	nchecks += 4;
 	CHECK_WRITER(r101, cap, hs_write_101(out, cap, &k));
 	CHECK_WRITER(r404, cap, hs_write_response(out, cap, 404,
-			"Allow: GET\r\n", NULL, "nope", 4, 1));
+			"Allow: GET\r\n", NULL, "nope", 4, 0));
 	CHECK_WRITER(r200, cap, hs_write_response(out, cap, 200, NULL,
-			"application/json", "{}", 2, 0));
+			"application/json", "{}", 2, 60));
 	CHECK_WRITER(r204, cap, hs_write_response(out, cap, 204, NULL, NULL,
 			NULL, 0, 0));
 	T_CHECK(hs_write_response(out, sizeof(out), 204, NULL, NULL, "x", 1,

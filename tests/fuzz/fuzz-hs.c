@@ -28,7 +28,8 @@ static void after_head(const struct hs_req *r)
 		assert(n > 0 && (size_t)n < sizeof(out));
 	}
 	n = hs_write_response(out, sizeof(out), 404, NULL, NULL, r->path.p,
-			      r->path.len, r->flags & HS_F_CONN_CLOSE);
+			      r->path.len,
+			      r->flags & HS_F_CONN_CLOSE ? 0 : 60);
 	assert(n == -ENOSPC || (n > 0 && (size_t)n < sizeof(out)));
 }
 

@@ -39,7 +39,7 @@ import test_users as tu
 from rc import expect, expect_eq
 
 PREFIX = "ringcast:"
-KEY = "cluster-key"
+KEY = "cluster-key-0123456789"
 CHANNELS = ["c%d" % i for i in range(200)]
 
 

@@ -1,17 +1,20 @@
 # SPDX-License-Identifier: MIT
 """HTTP side of the engine: the /echo upgrade (accept key computed here,
 independently), every rejected handshake with its status code,
-`Connection: close` and the server closing the socket, /healthz, 404s, a
-request written one byte at a time, a first frame in the request's
-packet, the command line (--help, bad options), and --allowed-origins."""
+`Connection: close` and the server closing the socket, /healthz, 404s (a
+plain request's keeping its connection), a request written one byte at
+a time, a first frame in the request's packet, the command line
+(--help, bad options, the default address), and --allowed-origins."""
 
 import os
 import subprocess
+import threading
 
 import rc
 from rc import expect, expect_eq
 
 ECHO_ARGS = ("--echo", "--shards", "2")
+KEY = "test-key-0123456789abcdef"
 
 
 def check_upgrade(eng):
@@ -169,9 +172,17 @@ def check_not_found(eng):
     for path in ("/", "/status", "/nope", "/echo/x", "/healthzz", "/demo"):
         req = rc.upgrade_request(path=path, host=eng.host)
         expect_error(eng, req, 404, "upgrade to %s" % path)
-    for path in ("/nope", "/echo/x", "/healthzz", "/demo", "/ringcast.jsx"):
-        req = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode()
-        expect_error(eng, req, 404, "GET %s" % path)
+    # A plain request read whole keeps its connection after a 404.
+    with rc.connect(eng.host, eng.port) as s:
+        for path in ("/nope", "/echo/x", "/healthzz", "/demo",
+                     "/ringcast.jsx", "/healthz"):
+            s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+                      .encode())
+            r, _ = rc.read_response(s)
+            expect_eq(r.status, 200 if path == "/healthz" else 404,
+                      "GET %s" % path)
+            expect(not r.has_token("Connection", "close"),
+                   "GET %s: closed after a 404: %r", path, r)
     for path, ctype in (("/", "text/html"), ("/status", "text/html"),
                         ("/ringcast.js", "text/javascript")):
         r = rc.http_request(eng.host, eng.port,
@@ -238,13 +249,74 @@ def check_open_default(exe):
         err = p.stderr.decode(errors="replace")
         expect("--api-key" in err and "--insecure-open" in err,
                "stderr does not say what to do: %r", err)
-    for args in (("--insecure-open",), ("--api-key", "k")):
+    for args in (("--insecure-open",), ("--api-key", KEY)):
         with rc.Engine(exe, *args, listen="0.0.0.0:0") as eng:
             r = rc.api(eng, "GET", "/healthz")
             expect_eq(r[0], 200, "/healthz on 0.0.0.0 with %s" % (args,))
     with rc.Engine(exe, listen="127.0.0.3:0") as eng:
         expect_eq(rc.api(eng, "GET", "/healthz")[0], 200,
                   "/healthz on 127.0.0.3 without a key")
+
+
+def start_bare(exe, env, *args):
+    """Runs @exe with @args and no --listen in a network namespace of its
+    own (unshare -rn), where port 8080 is free whatever else runs on this
+    machine; returns its stderr up to the ready line (or its exit) and
+    stops it. Without unshare it runs here and a port 8080 already taken
+    shows the address in the bind error instead."""
+    probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True,
+                           timeout=10)
+    argv = ([exe] if probe.returncode else ["unshare", "-rn", exe])
+    p = subprocess.Popen(argv + list(args), env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, preexec_fn=rc.die_with_parent)
+    lines, ready = [], threading.Event()
+
+    def drain():
+        for raw in p.stderr:
+            lines.append(raw.decode(errors="replace"))
+            if "listening on" in lines[-1]:
+                ready.set()
+        ready.set()		# EOF: it exited
+
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    try:
+        ready.wait(rc.READY_TIMEOUT)
+        if p.poll() is None:
+            p.terminate()
+        p.wait(rc.EXIT_TIMEOUT)
+        t.join(rc.EXIT_TIMEOUT)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return "".join(lines)
+
+
+def check_bare_default(exe):
+    """A bare `ringcast` starts: without an API key on 127.0.0.1:8080,
+    saying how to open it to other hosts; with a key (option or
+    environment) on 0.0.0.0:8080."""
+    env = dict(os.environ)
+    env.pop("RINGCAST_API_KEY", None)
+    io = ["--io", os.environ["RINGCAST_TEST_IO"]] \
+        if os.environ.get("RINGCAST_TEST_IO") else []
+    for args, extra, want in (
+            ((), {}, "127.0.0.1:8080"),
+            (("--api-key", KEY), {}, "0.0.0.0:8080"),
+            ((), {"RINGCAST_API_KEY": KEY}, "0.0.0.0:8080")):
+        err = start_bare(exe, dict(env, **extra), "--shards", "1", *io,
+                         *args)
+        what = "ringcast %s%s" % (" ".join(args),
+                                  " with RINGCAST_API_KEY" if extra else "")
+        expect("listening on " + want in err or
+               "listen %s: Address already in use" % want in err,
+               "%s: not on %s: %r", what, want, err)
+        hint = "--api-key" in err and "--listen 0.0.0.0" in err
+        expect(hint == (want.startswith("127.")),
+               "%s: hint on how to open it %s: %r", what,
+               "missing" if not hint else "printed with a key", err)
 
 
 def check_cli(exe):
@@ -270,6 +342,18 @@ def check_cli(exe):
                         "--allowed-origins"),
                        (["--allowed-origins", "https://a.com,"],
                         "--allowed-origins"),
+                       (["--allowed-hosts", "a.example:8080"],
+                        "--allowed-hosts"),
+                       (["--allowed-hosts", "*.a.example,"],
+                        "--allowed-hosts"),
+                       (["--allowed-hosts", "a.*.example"],
+                        "--allowed-hosts"),
+                       (["--allowed-hosts", "*"], "--allowed-hosts"),
+                       # a short key is guessed; 16 bytes at least
+                       (["--api-key", "fifteen-bytes.."], "16"),
+                       # Keep-Alive: timeout=N counts whole seconds
+                       (["--http-idle-timeout", "500ms"],
+                        "--http-idle-timeout"),
                        (["--redis-timeout", "10ms"], "--redis-timeout"),
                        (["--redis-max-pending", "1K"],
                         "--redis-max-pending"),
@@ -280,6 +364,13 @@ def check_cli(exe):
         expect_eq(p.returncode, 2, "exit status for %s" % argv)
         expect(name in p.stderr.decode(errors="replace"),
                "stderr for %s does not name %s: %r", argv, name, p.stderr)
+    env = dict(os.environ, RINGCAST_API_KEY="short")
+    p = subprocess.run([exe, "--listen", "127.0.0.1:0"], env=env,
+                       capture_output=True, timeout=10)
+    err = p.stderr.decode(errors="replace")
+    expect_eq(p.returncode, 2, "exit status with a 5-byte RINGCAST_API_KEY")
+    expect("RINGCAST_API_KEY" in err and "16" in err,
+           "stderr does not say the key is too short: %r", err)
     # A secret from the environment that does not fit stops the engine;
     # it must never start without the key it was given.
     for var in ("RINGCAST_API_KEY", "RINGCAST_JWT_SECRET"):
@@ -324,6 +415,7 @@ def main():
     run.check("accept-vector", check_accept_vector)
     run.check("cli", check_cli, run.exe)
     run.check("open-default", check_open_default, run.exe)
+    run.check("bare-default", check_bare_default, run.exe)
     try:
         with rc.Engine(run.exe, *ECHO_ARGS) as eng:
             run.check("upgrade", check_upgrade, eng)

@@ -17,7 +17,7 @@ import redisd
 
 N = 64
 M = 64
-KEY = "metrics-key"
+KEY = "metrics-key-0123456789"
 
 
 def scrape(eng, key=KEY):

@@ -5,7 +5,11 @@ the 400s (channel names, bodies neither JSON nor UTF-8); a channel with
 no subscriber; POST /broadcast reaching every /ws client on both shards
 and no /echo client; pipelined requests on one keep-alive connection
 answered in order and published in that order, written at once and in
-small pieces; Connection: close honoured."""
+small pieces; Connection: close honoured; without a key, the API
+refuses what a page elsewhere makes a browser send (a foreign Origin, a
+Host that is no name of ours), with a key the key decides; wrong keys
+are counted, logged now and then, and end a /ws connection at the
+third; --demo opens client publishing to its rooms only."""
 
 import json
 import os
@@ -13,6 +17,7 @@ import random
 import threading
 
 import rc
+import redisd
 from rc import OP_TEXT, expect, expect_eq
 
 KEY = "sekret-\u00e9".encode().hex()   # any token; hex keeps it ASCII
@@ -23,7 +28,7 @@ def raw_request(method, path, body=b"", headers=(), length=True):
     """One request as bytes; Content-Length unless @length is False."""
     if isinstance(path, str):
         path = path.encode()
-    lines = [method.encode() + b" " + path + b" HTTP/1.1", b"Host: t"]
+    lines = [method.encode() + b" " + path + b" HTTP/1.1", b"Host: 127.0.0.1"]
     if length:
         lines.append(b"Content-Length: %d" % len(body))
     lines += [("%s: %s" % h).encode() for h in headers]
@@ -89,6 +94,14 @@ def check_api_key(eng):
     expect("total" in json.loads(r.body), "/stats body: %s", r.body[:80])
     r = exchange(eng, raw_request("GET", "/healthz", b""))
     expect_eq(r.status, 200, "GET /healthz without the key")
+    # a wrong key costs a connection: no pipelined guesses
+    r = rc.http_request(eng.host, eng.port,
+                        raw_request("GET", "/stats", b"", auth[1],
+                                    length=False) +
+                        raw_request("GET", "/healthz", length=False))
+    expect(r.status == 401 and r.closed and
+           r.has_token("Connection", "close"),
+           "a wrong key left the connection open: %r", r)
 
 
 def check_405(eng):
@@ -117,7 +130,7 @@ def check_host(eng):
     path; HTTP/1.0 needs none."""
     for method, path in (("GET", "/stats"), ("GET", "/healthz"),
                          ("POST", "/publish/h"), ("GET", "/nope")):
-        data = raw_request(method, path, b"{}").replace(b"Host: t\r\n", b"")
+        data = raw_request(method, path, b"{}").replace(b"Host: 127.0.0.1\r\n", b"")
         r = exchange(eng, data)
         expect_eq(r.status, 400, "%s %s without Host" % (method, path))
     data = b"GET /healthz HTTP/1.0\r\n\r\n"
@@ -322,6 +335,247 @@ def check_connection_close(eng):
                rc.short(r.body[n:]))
 
 
+def guarded(eng, method, path, host, origin=None, key=None, body=None):
+    """Status of one request from what a browser would send: Host @host
+    (its port added), Origin @origin, a text/plain body for a POST."""
+    hdrs = [("Origin", origin)] if origin else []
+    if key:
+        hdrs.append(("Authorization", "Bearer " + key))
+    if method == "POST":
+        hdrs.append(("Content-Type", "text/plain"))
+    post = method == "POST"
+    data = raw_request(method, path, (body or b'"from a page"') if post
+                       else b"", hdrs, length=post)
+    data = data.replace(b"Host: 127.0.0.1", ("Host: %s:%d" % (host, eng.port))
+                        .encode(), 1)
+    return exchange(eng, data).status
+
+
+# What a page elsewhere can make a browser send without any key.
+API = (("POST", "/publish/news"), ("POST", "/broadcast"),
+       ("POST", "/users/bob/push?persist=1"), ("POST", "/users/bob/disconnect"),
+       ("GET", "/stats"), ("GET", "/metrics"), ("GET", "/online"),
+       ("GET", "/users/bob"), ("GET", "/users/bob/inbox"))
+EVIL = "https://evil.example"
+
+
+def check_cross_site(eng):
+    """Without an API key the API refuses a foreign Origin (a cross-site
+    "simple" POST included) and a Host that is a name it was not given
+    (DNS rebinding, with or without the page's own Origin): 403, and
+    nothing published, broadcast or kept. Requests without Origin for
+    an address or localhost, and the engine's own pages' Origin, pass."""
+    host = eng.host
+    with subscriber(eng, ["news"]) as ws:
+        for method, path in API:
+            for h, origin in ((host, EVIL), ("localhost", EVIL),
+                              (host, "null"),
+                              (host, "http://%s:%d.evil.example" %
+                               (host, eng.port)),
+                              ("rebound.example", None),
+                              ("rebound.example",
+                               "http://rebound.example:%d" % eng.port)):
+                got = guarded(eng, method, path, h, origin)
+                expect_eq(got, 403, "%s %s, Host %s, Origin %s"
+                          % (method, path, h, origin))
+        for h, origin in ((host, None), ("localhost", None), ("[::1]", None),
+                          (host, "http://%s:%d" % (host, eng.port)),
+                          ("localhost", "http://localhost:%d" % eng.port)):
+            got = guarded(eng, "POST", "/publish/news", h, origin,
+                          body=b'"marker"')
+            expect_eq(got, 200, "publish, Host %s, Origin %s" % (h, origin))
+            expect_eq(next_push(ws), {"cmd": "push", "channel": "news",
+                                      "data": "marker"},
+                      "first push after the refusals")
+    r = exchange(eng, raw_request("GET", "/users/bob/inbox", length=False))
+    expect_eq((r.status, json.loads(r.body)["unread"]), (200, 0),
+              "bob's inbox after refused pushes")
+    # Open to all: /healthz, and the files pages load cross-site.
+    for path in ("/healthz", "/ringcast.js", "/"):
+        expect_eq(guarded(eng, "GET", path, "rebound.example", EVIL), 200,
+                  "GET %s from a page elsewhere" % path)
+
+
+def check_allowed_lists(eng):
+    """--allowed-hosts names the Host may carry, --allowed-origins pages
+    elsewhere that may call the API; anything else still gets 403."""
+    for h, origin, want in (("push.example", None, 200),
+                            ("PUSH.example", None, 200),
+                            ("a.dev.example", None, 200),
+                            ("dev.example", None, 403),
+                            ("other.example", None, 403),
+                            (eng.host, "http://app.example:3000", 200),
+                            (eng.host, "http://app.example:3001", 403),
+                            ("push.example", "http://push.example:%d"
+                             % eng.port, 200),
+                            ("push.example", EVIL, 403)):
+        for method, path in (("POST", "/publish/x"), ("GET", "/stats")):
+            got = guarded(eng, method, path, h, origin)
+            expect_eq(got, want, "%s %s, Host %s, Origin %s"
+                      % (method, path, h, origin))
+
+
+def check_key_decides(eng):
+    """With an API key the key decides: a browser never sends it on its
+    own, so Origin and Host are not checked; without it, 401."""
+    for method, path in API:
+        for key, want in ((KEY, None), (None, 401), ("wrong", 401)):
+            got = guarded(eng, method, path, "rebound.example", EVIL, key)
+            if want:
+                expect_eq(got, want, "%s %s with key %s" % (method, path,
+                                                            key))
+            else:
+                expect(got < 400, "%s %s from a page elsewhere with the "
+                       "key: %d", method, path, got)
+
+
+def sys_cmd(token, seq):
+    """The /ws sys command with @token (None: no token at all)."""
+    data = {} if token is None else {"token": token}
+    return json.dumps({"seq": seq, "cmd": "sys", "data": data})
+
+
+def key_failed_metric(eng):
+    """ringcast_key_failed_total from /metrics, or None."""
+    status, body = rc.api(eng, "GET", "/metrics", key=KEY)
+    expect_eq(status, 200, "GET /metrics")
+    for line in body.decode().splitlines():
+        if line.startswith("ringcast_key_failed_total "):
+            return int(float(line.split()[1]))
+    return None
+
+
+def check_key_guesses(eng):
+    """The API key is no oracle: a /ws connection that sends 3 wrong keys
+    to sys gets close 4029 after the third reply, asking without a key
+    is no guess, and every wrong key (/ws or HTTP) is counted in /stats
+    and /metrics and logged, a line now and then, not one each."""
+    before = rc.stats(eng)["total"].get("key_failed")
+    expect(before is not None, "no key_failed in /stats")
+    with subscriber(eng, []) as ws:
+        # The status page asks without a key to learn whether one is needed.
+        for i in range(4):
+            for token in (None, ""):
+                ws.send(OP_TEXT, sys_cmd(token, i))
+                expect_eq(next_push(ws), {"seq": i, "cmd": "sys",
+                                          "code": 403,
+                                          "msg": "api key needed"},
+                          "sys without a key")
+        for i in range(2):
+            ws.send(OP_TEXT, sys_cmd("guess-%d-0123456789" % i, 10 + i))
+            expect_eq(next_push(ws)["code"], 403, "wrong key %d" % i)
+        ws.send(OP_TEXT, sys_cmd("guess-2-0123456789", 12))
+        expect_eq(next_push(ws)["code"], 403, "third wrong key")
+        f = ws.recv_frame()
+        expect_eq((f.op, f.close_code(), f.payload[2:]),
+                  (rc.OP_CLOSE, 4029, b"too many bad keys"), "close")
+        ws.send_close(4029)	# the engine closes TCP on our answer
+        ws.expect_eof()
+    with subscriber(eng, []) as ws:
+        ws.send(OP_TEXT, sys_cmd(KEY, 1))
+        expect_eq(next_push(ws)["code"], 200, "sys with the key afterwards")
+    for i in range(40):
+        r = exchange(eng, raw_request("GET", "/stats", b"",
+                                      (("Authorization", "Bearer x%d" % i),),
+                                      length=False))
+        expect_eq(r.status, 401, "GET /stats with a wrong key")
+    got = rc.stats(eng)["total"]["key_failed"]
+    expect_eq(got - before, 43, "key_failed after 3 + 40 wrong keys")
+    expect_eq(key_failed_metric(eng), got, "ringcast_key_failed_total")
+    lines = [l for l in eng.log if "wrong API key" in l]
+    expect(lines, "no log line about the wrong keys")
+    expect(len(lines) <= 10, "%d log lines for 43 wrong keys", len(lines))
+
+
+def answer_on(s, data, what):
+    """Sends @data on keep-alive socket @s; returns the Response."""
+    s.sendall(data)
+    r, rest = rc.read_response(s)
+    expect_eq(rest, b"", "%s: bytes after the answer" % what)
+    return r
+
+
+def expect_kept(r, status, what):
+    expect_eq(r.status, status, what)
+    expect(r.header("Keep-Alive") and not r.has_token("Connection", "close"),
+           "%s: answered as if closing: %r", what, r)
+
+
+def check_errors_keep_alive(eng):
+    """An error answer to a request read whole keeps the connection (the
+    next request on it is served); one whose request could not be read
+    whole (its end unknown) says Connection: close and closes."""
+    with rc.connect(eng.host, eng.port) as s:
+        for status, data in (
+                (404, raw_request("GET", "/nope", length=False)),
+                (405, raw_request("PUT", "/publish/x", b"{}")),
+                (400, raw_request("POST", "/publish/bad%ZZ", b"{}")),
+                (400, raw_request("POST", "/publish/x", b"\xff\xfe")),
+                (403, raw_request("POST", "/publish/x", b"{}",
+                                  (("Origin", EVIL),))),
+                (411, raw_request("POST", "/publish/x", length=False)),
+                (200, raw_request("GET", "/healthz", length=False))):
+            what = "%s on a kept connection" % data.split(b"\r\n")[0]
+            expect_kept(answer_on(s, data, what), status, what)
+    big = raw_request("POST", "/publish/x", b"").replace(
+        b"Content-Length: 0", b"Content-Length: %d" % (MAX_MESSAGE + 1))
+    for status, data in (
+            (413, big),
+            (411, raw_request("POST", "/publish/x", b"2\r\n{}\r\n0\r\n\r\n",
+                              (("Transfer-Encoding", "chunked"),),
+                              length=False)),
+            (417, raw_request("POST", "/publish/x", b"{}",
+                              (("Expect", "later"),))),
+            (400, raw_request("GET", "/healthz", length=False)
+             .replace(b"Host: 127.0.0.1\r\n", b"")),
+            (400, b"GET /healthz HTTP/1.1 extra\r\nHost: a\r\n\r\n"),
+            (431, raw_request("GET", "/healthz", length=False,
+                              headers=(("X-Big", "b" * 9000),)))):
+        r = rc.http_request(eng.host, eng.port,
+                            data + raw_request("GET", "/healthz",
+                                               length=False))
+        what = "%d for %s" % (status, data.split(b"\r\n")[0][:40])
+        expect_eq(r.status, status, what)
+        expect(r.has_token("Connection", "close") and r.closed and
+               r.header("Keep-Alive") is None,
+               "%s: connection not closed as answered: %r", what, r)
+
+
+def check_503_keep_alive(eng):
+    """A publish the broker cannot take (Redis unreachable) gets 503 and
+    the connection stays, as docs/PROTOCOL.md says."""
+    with rc.connect(eng.host, eng.port) as s:
+        for i in range(2):
+            r = answer_on(s, raw_request("POST", "/publish/x", b"{}"),
+                          "publish with Redis down")
+            expect_kept(r, 503, "publish %d with Redis down" % i)
+
+
+def ws_publish(ws, channel, seq):
+    ws.send(OP_TEXT, rc.push_cmd("publish", seq=seq, channel=channel,
+                                 data={"n": seq}))
+    m = next_push(ws)
+    while m.get("cmd") == "push":	# its own message, subscribed
+        m = next_push(ws)
+    return m["code"], m["msg"]
+
+
+def check_demo_publish(eng, everywhere):
+    """--demo lets clients publish to its rooms (demo:*) only, unless
+    --client-publish opens every channel."""
+    with subscriber(eng, []) as ws:
+        expect_eq(ws_publish(ws, "demo:lobby", 1), (200, "ok"),
+                  "publish to demo:lobby")
+        for i, ch in enumerate(("news", "demo", "demox:a", "$sys")):
+            want = (200, "ok") if everywhere and ch[0] != "$" else \
+                (403, "publish not allowed") if ch[0] != "$" else None
+            got = ws_publish(ws, ch, 2 + i)
+            if want:
+                expect_eq(got, want, "publish to %s" % ch)
+            else:
+                expect(got[0] >= 400, "publish to $sys: %s", got)
+
+
 def main():
     run = rc.Run("publish_http")
     try:
@@ -339,6 +593,25 @@ def main():
             run.check("broadcast", check_broadcast, eng)
             run.check("pipelined", check_pipelined, eng)
             run.check("connection-close", check_connection_close, eng)
+            run.check("errors-keep-alive", check_errors_keep_alive, eng)
+        with rc.Engine(run.exe, "--shards", "1", "--redis",
+                       "redis://127.0.0.1:%d" % redisd.free_port()) as eng:
+            run.check("503-keep-alive", check_503_keep_alive, eng)
+        with rc.Engine(run.exe, "--shards", "2") as eng:
+            run.check("cross-site", check_cross_site, eng)
+        with rc.Engine(run.exe, "--demo") as eng:
+            run.check("cross-site-demo", check_cross_site, eng)
+            run.check("demo-publish", check_demo_publish, eng, False)
+        with rc.Engine(run.exe, "--demo", "--client-publish") as eng:
+            run.check("demo-publish-all", check_demo_publish, eng, True)
+        with rc.Engine(run.exe, "--allowed-hosts",
+                       "push.example,*.dev.example", "--allowed-origins",
+                       "http://app.example:3000") as eng:
+            run.check("allowed-lists", check_allowed_lists, eng)
+        with rc.Engine(run.exe, "--api-key", KEY) as eng:
+            run.check("key-decides", check_key_decides, eng)
+        with rc.Engine(run.exe, "--shards", "2", "--api-key", KEY) as eng:
+            run.check("key-guesses", check_key_guesses, eng)
     except AssertionError as e:
         run.fail("engine", e)
     run.finish()

@@ -175,7 +175,7 @@ def check_wait_backlog(exe, redis):
         rc.wait_stats(eng, lambda st: st["redis"]["up"], "redis links up")
         before = rc.stats(eng)["total"]
         s = rc.connect(eng.host, eng.port)
-        req = (b"POST /publish/frozen HTTP/1.1\r\nHost: x\r\n"
+        req = (b"POST /publish/frozen HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                b"Content-Length: 2\r\n\r\n{}")
         redis.proc.send_signal(signal.SIGSTOP)
         try:

@@ -4,9 +4,12 @@
 silent WebSocket with 1001 "idle timeout"; --ping-interval sends pings,
 and a client that answers them stays open well past the idle timeout
 while one that ignores them is still closed for idleness; a protocol
-error after the idle close brings no second close frame."""
+error after the idle close brings no second close frame; an idle HTTP
+keep-alive connection lasts --http-idle-timeout, not the handshake's."""
 
 import asyncio
+import select
+import socket
 import threading
 import time
 
@@ -133,6 +136,93 @@ async def check_pings_keep_alive(eng, idle=2.0):
                   "websockets echo")
 
 
+def get_healthz(s, host, close=False):
+    """GET /healthz on socket @s; returns the Response."""
+    s.sendall(("GET /healthz HTTP/1.1\r\nHost: %s\r\n%s\r\n"
+               % (host, "Connection: close\r\n" if close else ""))
+              .encode())
+    r, rest = rc.read_response(s)
+    expect_eq((r.status, rest), (200, b""), "/healthz answer")
+    return r
+
+
+def expect_clean_close(s, what):
+    """Waits (bounded) for the server to close @s with a FIN, no bytes."""
+    s.settimeout(TIMER_BOUND)
+    try:
+        data = s.recv(4096)
+    except socket.timeout:
+        raise AssertionError("%s: still open after %ss" % (what, TIMER_BOUND))
+    except ConnectionResetError:
+        raise AssertionError("%s: reset, not closed" % what)
+    expect_eq(data, b"", "%s: bytes before the close" % what)
+
+
+def publish_split(s, host):
+    """POST /publish/ka whose body comes in a read of its own: it is sent
+    once the 100 Continue for the head is here."""
+    s.sendall(("POST /publish/ka HTTP/1.1\r\nHost: %s\r\nContent-Length: 2"
+               "\r\nExpect: 100-continue\r\n\r\n" % host).encode())
+    head, rest = rc.read_head(s)
+    expect(head.startswith(b"HTTP/1.1 100 "), "no 100 Continue: %r", head)
+    s.sendall(b"{}")
+    r, rest = rc.read_response(s, rest)
+    expect_eq((r.status, rest), (200, b""), "publish answer")
+    return r
+
+
+def check_http_keep_alive(eng):
+    """An idle keep-alive connection outlives --handshake-timeout (a
+    connection opened after its answer is dropped first, on the same
+    shard) and serves the next request, whether its last request came in
+    one read or two; idle for --http-idle-timeout it is closed with a
+    FIN. Keep-alive answers say Keep-Alive: timeout=N, the last one
+    Connection: close."""
+    with rc.connect(eng.host, eng.port) as a, \
+            rc.connect(eng.host, eng.port) as b:
+        kept = ((a, "after a GET", get_healthz),
+                (b, "after a POST read in two pieces", publish_split))
+        for s, what, first in kept:
+            r = first(s, eng.host)
+            expect_eq(r.header("Keep-Alive"), "timeout=3",
+                      "Keep-Alive %s" % what)
+            expect(not r.has_token("Connection", "close"),
+                   "Connection: close on a kept connection: %r", r)
+        with rc.connect(eng.host, eng.port) as silent:
+            expect_dropped(silent, "connection opened after the answers")
+        for s, what, _ in kept:
+            readable, _, _ = select.select([s], [], [], 0)
+            expect(not readable, "idle keep-alive connection %s closed by "
+                   "the handshake timeout" % what)
+            get_healthz(s, eng.host)
+        for s, what, _ in kept:
+            expect_clean_close(s, "keep-alive connection idle past "
+                               "--http-idle-timeout")
+    with rc.connect(eng.host, eng.port) as one:
+        r = get_healthz(one, eng.host, close=True)
+        expect(r.has_token("Connection", "close"),
+               "no Connection: close when closing: %r", r)
+        expect_eq(r.header("Keep-Alive"), None, "Keep-Alive when closing")
+        expect_clean_close(one, "Connection: close request")
+
+
+def check_http_partial_after_answer(eng):
+    """A request begun in the read that brought the one before it has the
+    handshake timeout from its first byte, not the idle time: it is
+    dropped while a connection answered just before it is still open."""
+    req = ("GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n" % eng.host).encode()
+    with rc.connect(eng.host, eng.port) as idle, \
+            rc.connect(eng.host, eng.port) as slow:
+        get_healthz(idle, eng.host)
+        slow.sendall(req + req[:10])
+        r, rest = rc.read_response(slow)
+        expect_eq((r.status, rest), (200, b""), "first answer")
+        expect_dropped(slow, "request begun after an answer")
+        readable, _, _ = select.select([idle], [], [], 0)
+        expect(not readable, "the idle connection closed first: the begun "
+               "request had the idle timeout")
+
+
 def main():
     run = rc.Run("timeouts")
     configs = (
@@ -146,6 +236,11 @@ def main():
          [("idle-timeout-ms", check_idle_timeout)]),
         (("--ping-interval", "300ms", "--idle-timeout", "2s"),
          [("pings-keep-alive", check_pings_keep_alive)]),
+        # one shard: the silent connection's timer is on the same wheel
+        (("--shards", "1", "--handshake-timeout", "250ms",
+          "--http-idle-timeout", "3s"),
+         [("http-keep-alive", check_http_keep_alive),
+          ("http-partial-after-answer", check_http_partial_after_answer)]),
     )
     for args, checks in configs:
         try:
