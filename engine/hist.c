@@ -56,6 +56,7 @@ struct eng_hrec {
 	struct eng_buf **held;		/* owned: one reference each */
 	uint32_t n, cap;
 	bool lost;			/* more than ENG_HIST_HOLD came */
+	bool failed;			/* @h failed as it was sent: tick */
 	uint64_t top;			/* SKIPPING: the answer's newest */
 	char epoch[ENG_EPOCH_LEN + 1];	/* ... and its epoch */
 };
@@ -67,6 +68,7 @@ struct eng_hists {
 	struct eng_lru lru;		/* least recently appended first */
 	size_t budget;			/* bytes: this shard's share */
 	size_t held;			/* bytes: frames and rings */
+	bool sending;			/* in send_rec() */
 };
 
 static void held(struct eng_shard *s, ssize_t delta)
@@ -364,11 +366,16 @@ unsigned eng_hist_read(struct eng_chan *ch, uint64_t after,
 	return got;
 }
 
+static void answer_failed(struct eng_shard *s);
+
 void eng_hist_tick(struct eng_shard *s)
 {
 	struct eng_hist *h, *next;
 
-	if (!s->hists || s->tick % (1000 / ENG_TICK_MS))
+	if (!s->hists)
+		return;
+	answer_failed(s);
+	if (s->tick % (1000 / ENG_TICK_MS))
 		return;		/* once a second is fine-grained enough */
 	for (h = (struct eng_hist *)s->hists->lru.head; h; h = next) {
 		uint32_t ttl = h->ns->ttl_ms / ENG_TICK_MS;
@@ -387,42 +394,45 @@ void eng_hist_tick(struct eng_shard *s)
 
 /* ---- reads for clients: the history command and recovery ----------------- */
 
+/*
+ * Sends @rec's read: to the channel's owner (embedded) or to Redis. A
+ * read answered at once with an error (our own shard owns the channel,
+ * or the post failed) is not answered here, from inside whatever
+ * registered the channel (its answer drops the subscription, and maybe
+ * the channel with it): it waits, failed, for the next tick.
+ */
 static void send_rec(struct eng_shard *s, struct eng_hrec *rec)
 {
 	struct eng_hreq *h = rec->h;
 
 	rec->h = NULL;
 	rec->sent = h;
-	if (eng_rreq_hread(s, h) < 0) {
-		h->status = ENG_HREQ_NOMEM;
-		eng_hist_redis_done(s, h, 0);
-	}
+	s->hists->sending = true;
+	if (!s->eng->bridge)
+		eng_mail_post(&s->mail, eng_mail_owner(s->eng,
+			      eng_chan_hash(h->name, h->len)), ENG_OP_HIST, h);
+	else if (eng_rreq_hread(s, h) < 0)
+		eng_hist_redis_done(s, h, -ENOMEM);
+	s->hists->sending = false;
 }
 
 /*
- * With Redis, history lives there: a history command asks it at once; a
- * recovery first holds the subscription's deliveries and asks once Redis
- * has confirmed the subscription, so that every message is either in
- * what the read returns or among those held.
+ * A recovery holds its subscription's deliveries from the start and
+ * sends its read only once the owner (and, with Redis, Redis) has
+ * registered this shard's interest in the channel: every message is then
+ * either in what the read returns or among those held. A read sent
+ * earlier could reach the owner before the interest (after an
+ * unsubscribe whose withdrawal is still on its way, say), and the
+ * messages between would be in neither.
  */
-static int redis_ask(struct eng_shard *s, struct eng_conn *c,
-		     struct eng_hreq *h)
+static int recover_ask(struct eng_shard *s, struct eng_conn *c,
+		       struct eng_hreq *h)
 {
-	struct eng_chan *ch;
-	struct eng_sub *sub;
-	struct eng_hrec *rec;
-	int ret;
+	struct eng_chan *ch = eng_chan_find(&s->chans, h->name, h->len,
+					    eng_chan_hash(h->name, h->len));
+	struct eng_sub *sub = ch ? eng_sub_find(c, ch) : NULL;
+	struct eng_hrec *rec = eng_malloc(sizeof(*rec));
 
-	if (h->kind == ENG_HREQ_HISTORY) {
-		ret = eng_rreq_hread(s, h);
-		if (ret < 0)
-			eng_free(h);
-		return ret;
-	}
-	ch = eng_chan_find(&s->chans, h->name, h->len,
-			   eng_chan_hash(h->name, h->len));
-	sub = ch ? eng_sub_find(c, ch) : NULL;
-	rec = eng_malloc(sizeof(*rec));
 	if (!sub || !rec) {
 		eng_free(rec);
 		eng_free(h);
@@ -444,8 +454,8 @@ void eng_hist_registered(struct eng_shard *s, struct eng_chan *ch)
 	struct eng_hrec *rec, *next;
 
 	for (rec = s->hists->recs; rec; rec = next) {
-		next = rec->next;	/* an answer may come at once */
-		if (rec->h && rec->sub->chan == ch)
+		next = rec->next;	/* a failure is only marked: see send_rec */
+		if (rec->h && !rec->failed && rec->sub->chan == ch)
 			send_rec(s, rec);
 	}
 }
@@ -506,12 +516,18 @@ bool eng_hist_pass(struct eng_shard *s, struct eng_sub *sub,
 	return true;
 }
 
-void eng_hist_forget(struct eng_shard *s, struct eng_sub *sub)
+struct eng_hreq *eng_hist_forget(struct eng_shard *s, struct eng_sub *sub)
 {
 	struct eng_hrec *rec = take_rec(s, sub, NULL);
+	struct eng_hreq *h = NULL;
 
-	if (rec)
-		free_rec(rec);	/* a read in flight finds no record */
+	if (!rec)
+		return NULL;
+	/* a read in flight finds no record: its answer says so then */
+	h = rec->h;
+	rec->h = NULL;
+	free_rec(rec);
+	return h;
 }
 
 int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, bool recover,
@@ -539,8 +555,15 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, bool recover,
 	memcpy(h->epoch, epoch, elen);
 	h->after = after;
 	h->max = max;
-	if (s->eng->bridge)
-		return redis_ask(s, c, h);
+	if (recover)
+		return recover_ask(s, c, h);
+	if (s->eng->bridge) {
+		int ret = eng_rreq_hread(s, h);
+
+		if (ret < 0)
+			eng_free(h);
+		return ret;
+	}
 	eng_mail_post(&s->mail, eng_mail_owner(s->eng, eng_chan_hash(name,
 			len)), ENG_OP_HIST, h);
 	return 0;
@@ -648,17 +671,6 @@ static struct eng_buf *reply_of(const struct eng_hreq *h, int code,
 	return b;
 }
 
-/* The recovering subscription @h was for, or NULL: gone meanwhile. */
-static struct eng_sub *held_sub(struct eng_shard *s, struct eng_conn *c,
-				const struct eng_hreq *h)
-{
-	struct eng_chan *ch = eng_chan_find(&s->chans, h->name, h->len,
-					    eng_chan_hash(h->name, h->len));
-	struct eng_sub *sub = ch ? eng_sub_find(c, ch) : NULL;
-
-	return sub && sub->recovering ? sub : NULL;
-}
-
 /*
  * Queues @f on @c, taking the reference; false once @c closed (a slow
  * consumer): the caller stops there.
@@ -686,9 +698,9 @@ static bool after_answer(const struct eng_hreq *h, const struct eng_buf *f)
 }
 
 /*
- * On the asking shard: the answer goes to its client; for a recovery
- * through Redis, @rec (taken off the list: freed here) holds what was
- * delivered meanwhile.
+ * On the asking shard: the answer goes to its client; for a recovery,
+ * @rec (taken off the list: freed here) holds what was delivered
+ * meanwhile, and none means the subscription went first.
  */
 static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 			   struct eng_hrec *rec)
@@ -701,17 +713,21 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 
 	if (c->gen != h->gen || !eng_conn_alive(c))
 		goto out;
-	if (h->kind == ENG_HREQ_RECOVER) {
-		sub = rec ? rec->sub : held_sub(s, c, h);
-		if (!sub)
-			goto out;	/* unsubscribed meanwhile */
-		if (rec && rec->lost && h->status == ENG_HREQ_OK) {
+	if (h->kind == ENG_HREQ_RECOVER && !rec) {
+		/* its subscription went before the answer: said, not lost */
+		code = 409;
+		msg = "unsubscribed meanwhile";
+	} else if (h->kind == ENG_HREQ_RECOVER) {
+		sub = rec->sub;
+		if (rec->lost && h->status == ENG_HREQ_OK) {
 			h->status = ENG_HREQ_GAP;	/* held too many */
 			while (h->n)
 				eng_buf_put(h->frames[--h->n]);
 		}
 	}
-	if (h->status == ENG_HREQ_FUTURE) {
+	if (code != 200) {
+		/* said above */
+	} else if (h->status == ENG_HREQ_FUTURE) {
 		code = 400;
 		msg = "offset from the future";
 	} else if (h->status == ENG_HREQ_NOMEM) {
@@ -750,8 +766,9 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 		sub->recovering = ENG_SUB_LIVE;
 		if (!caught_up) {
 			/*
-			 * Redis answered before this shard was handed what it
-			 * had read: those still to come were sent already.
+			 * The read was ahead of this shard's deliveries (Redis,
+			 * or an answer's mail retried): those still to come
+			 * were sent already.
 			 */
 			sub->recovering = ENG_SUB_SKIPPING;
 			rec->top = h->top;
@@ -769,18 +786,63 @@ out:
 		free_rec(rec);
 }
 
-void eng_hist_redis_done(struct eng_shard *s, struct eng_hreq *h,
-			 long long result)
+/*
+ * Read @h is answered (or failed): to its client, with the record of its
+ * recovery if that still stands. One that failed while being sent waits
+ * for the tick (see send_rec()).
+ */
+static void answered(struct eng_shard *s, struct eng_hreq *h)
 {
 	struct eng_hrec *rec = take_rec(s, NULL, h);
 
-	if (result < 0)
-		h->status = ENG_HREQ_UNAVAIL;
-	if (h->kind == ENG_HREQ_RECOVER && !rec) {
-		eng_hreq_free(h);	/* the subscription went meanwhile */
+	/* an answer of our own, read at once: only an error must wait */
+	if (rec && s->hists->sending && (h->status == ENG_HREQ_FUTURE ||
+					 h->status == ENG_HREQ_NOMEM ||
+					 h->status == ENG_HREQ_UNAVAIL)) {
+		rec->h = h;
+		rec->sent = NULL;
+		rec->failed = true;
+		rec->next = s->hists->recs;
+		s->hists->recs = rec;
 		return;
 	}
 	deliver_answer(s, h, rec);
+}
+
+void eng_hist_unanswered(struct eng_shard *s, struct eng_hreq *h)
+{
+	if (h)
+		deliver_answer(s, h, NULL);
+}
+
+/* Answers the reads that failed while being sent. */
+static void answer_failed(struct eng_shard *s)
+{
+	struct eng_hrec *rec;
+
+	for (unsigned i = 0; i < 1024; i++) {	/* the rest next tick */
+		for (rec = s->hists->recs; rec && !rec->failed;
+		     rec = rec->next)
+			;
+		if (!rec)
+			return;
+		take_rec(s, rec->sub, NULL);
+		{
+			struct eng_hreq *h = rec->h;
+
+			rec->h = NULL;
+			rec->failed = false;
+			deliver_answer(s, h, rec);
+		}
+	}
+}
+
+void eng_hist_redis_done(struct eng_shard *s, struct eng_hreq *h,
+			 long long result)
+{
+	if (result < 0)
+		h->status = ENG_HREQ_UNAVAIL;
+	answered(s, h);
 }
 
 void eng_hist_mail(void *self, unsigned op, void *ptr, int32_t res)
@@ -789,7 +851,7 @@ void eng_hist_mail(void *self, unsigned op, void *ptr, int32_t res)
 	if (op == ENG_OP_HIST)
 		answer(self, ptr);
 	else
-		deliver_answer(self, ptr, NULL);
+		answered(self, ptr);
 }
 
 /* HIST never reached the owner: 503, and a held subscription goes. */
@@ -800,5 +862,5 @@ void eng_hist_undo(void *self, unsigned op, void *ptr, int32_t res)
 	(void)op;
 	(void)res;
 	h->status = ENG_HREQ_NOMEM;
-	deliver_answer(self, h, NULL);
+	answered(self, h);
 }

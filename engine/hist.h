@@ -113,16 +113,20 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, bool recover,
 		 const char *seq, size_t seq_len);
 
 /*
- * Recovery through Redis (the subscription is ENG_SUB_HOLDING), on the
- * asking shard. eng_hist_registered(): @ch's subscription is confirmed
- * (sub.c): its recoveries read Redis now; what is delivered meanwhile
- * waits for the read (up to ENG_HIST_HOLD, past which the recovery says
- * recovered:false). eng_hist_forget(): @sub goes before it is live. And
- * the answer itself, from rreq.c: @result < 0 when Redis could not be
- * asked.
+ * A recovery holds its subscription (ENG_SUB_HOLDING) from the start, on
+ * the asking shard, on both brokers: what is delivered meanwhile waits
+ * for the read (up to ENG_HIST_HOLD, past which the recovery says
+ * recovered:false), and the read is sent only once this shard's interest
+ * in the channel is registered. eng_hist_registered(): @ch's
+ * subscription is registered (sub.c): its recoveries read now.
+ * eng_hist_forget(): @sub goes before it is live; returns its read if it
+ * was never sent (NULL otherwise), which the caller, once done with the
+ * subscription, hands to eng_hist_unanswered() to answer 409 (a read in
+ * flight is answered so when it comes back).
  */
 void eng_hist_registered(struct eng_shard *s, struct eng_chan *ch);
-void eng_hist_forget(struct eng_shard *s, struct eng_sub *sub);
+struct eng_hreq *eng_hist_forget(struct eng_shard *s, struct eng_sub *sub);
+void eng_hist_unanswered(struct eng_shard *s, struct eng_hreq *h);
 
 /*
  * Whether @f goes to @sub, which is not live yet (sub->recovering): no
@@ -132,6 +136,7 @@ void eng_hist_forget(struct eng_shard *s, struct eng_sub *sub);
  */
 bool eng_hist_pass(struct eng_shard *s, struct eng_sub *sub,
 		   struct eng_buf *f);
+/* A read through Redis answered (@result < 0: Redis could not be asked). */
 void eng_hist_redis_done(struct eng_shard *s, struct eng_hreq *h,
 			 long long result);
 
