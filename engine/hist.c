@@ -61,6 +61,21 @@ struct eng_hrec {
 	char epoch[ENG_EPOCH_LEN + 1];	/* ... and its epoch */
 };
 
+/*
+ * A history command's read in flight, on the asking shard: a connection
+ * has at most one per channel, and a SINCE read keeps the epoch it asked
+ * for, which the answer overwrites.
+ */
+struct eng_hread {
+	struct eng_hread *next;		/* in its bucket */
+	const struct eng_hreq *h;	/* in flight: to match its answer */
+	uint32_t slot, gen;		/* the asking connection */
+	uint64_t hash;			/* the channel's */
+	char epoch[ENG_EPOCH_LEN + 1];	/* SINCE: asked for ("" none) */
+};
+
+#define READ_BUCKETS	256
+
 _Static_assert(offsetof(struct eng_hist, lru) == 0, "a link is its record");
 
 struct eng_hists {
@@ -69,6 +84,7 @@ struct eng_hists {
 	size_t budget;			/* bytes: this shard's share */
 	size_t held;			/* bytes: frames and rings */
 	bool sending;			/* in send_rec() */
+	struct eng_hread *reads[READ_BUCKETS];	/* history reads in flight */
 };
 
 static void held(struct eng_shard *s, ssize_t delta)
@@ -229,6 +245,13 @@ void eng_hist_exit(struct eng_shard *s)
 	}
 	while (s->hists->lru.head)
 		free_hist(s, (struct eng_hist *)s->hists->lru.head);
+	for (unsigned i = 0; i < READ_BUCKETS; i++)
+		while (s->hists->reads[i]) {
+			struct eng_hread *r = s->hists->reads[i];
+
+			s->hists->reads[i] = r->next;
+			eng_free(r);
+		}
 	eng_free(s->hists);
 	s->hists = NULL;
 }
@@ -342,28 +365,57 @@ nomem:
 	return 0;
 }
 
-unsigned eng_hist_read(struct eng_chan *ch, uint64_t after,
-		       struct eng_buf **out, unsigned max, uint64_t *top,
-		       uint64_t *oldest, const char **epoch)
+/* The newest offset of @ch (0: none yet), its lowest kept and epoch. */
+static const char *hist_top(const struct eng_chan *ch, uint64_t *top,
+			    uint64_t *oldest)
 {
 	const struct eng_hist *h = ch ? ch->hist : NULL;
-	unsigned got = 0;
 
-	*epoch = h ? h->epoch : NULL;
-	if (!h || !h->n) {
-		*top = h ? h->top : 0;
-		*oldest = *top + 1;
+	*top = h ? h->top : 0;
+	*oldest = h && h->n ? h->ent[h->head].offset : *top + 1;
+	return h ? h->epoch : NULL;
+}
+
+/*
+ * Takes references to @ch's messages above @after, oldest first, into
+ * @q->frames: at most @max of them and q->max_bytes of frames (one
+ * whatever its size when q->lone); q->more when some within @max did
+ * not fit. With @all, either every one of them or, past the bytes, none
+ * (q->more then says so). Returns how many, or -ENOMEM.
+ */
+static int read_page(const struct eng_chan *ch, struct eng_hreq *q,
+		     uint64_t after, uint32_t max, bool all)
+{
+	const struct eng_hist *h = ch ? ch->hist : NULL;
+	uint32_t first = 0, got = 0;
+	size_t bytes = 0;
+
+	if (!h)
 		return 0;
-	}
-	*top = h->top;
-	*oldest = h->ent[h->head].offset;
-	for (uint32_t i = 0; i < h->n && got < max; i++) {
-		const struct eng_hent *e = &h->ent[(h->head + i) % h->cap];
+	/* a ring's offsets follow one another from its oldest */
+	if (h->n && after >= h->ent[h->head].offset)
+		first = after - h->ent[h->head].offset + 1 >= h->n ? h->n :
+			(uint32_t)(after - h->ent[h->head].offset + 1);
+	for (uint32_t i = first; i < h->n && got < max; i++, got++) {
+		const struct eng_buf *f = h->ent[(h->head + i) % h->cap].f;
 
-		if (e->offset > after)
-			out[got++] = eng_buf_get(e->f);
+		if (bytes + f->len > q->max_bytes && !(got == 0 && q->lone)) {
+			q->more = 1;
+			break;
+		}
+		bytes += f->len;
 	}
-	return got;
+	if (q->more && all)
+		return 0;
+	if (!got)
+		return 0;
+	q->frames = eng_malloc((size_t)got * sizeof(*q->frames));
+	if (!q->frames)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < got; i++)
+		q->frames[i] = eng_buf_get(h->ent[(h->head + first + i) %
+						  h->cap].f);
+	return (int)got;
 }
 
 static void answer_failed(struct eng_shard *s);
@@ -530,16 +582,72 @@ struct eng_hreq *eng_hist_forget(struct eng_shard *s, struct eng_sub *sub)
 	return h;
 }
 
-int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, bool recover,
+/* Bytes @c may still be sent before it is a slow consumer, less @keep. */
+static size_t room_of(const struct eng_shard *s, const struct eng_conn *c,
+		      size_t keep)
+{
+	uint64_t max = s->eng->cfg.max_pending;
+
+	return c->queued + keep < max ? (size_t)(max - c->queued - keep) : 0;
+}
+
+/* The bucket of @slot's reads of the channel hashed @hash. */
+static struct eng_hread **reads_of(struct eng_shard *s, uint32_t slot,
+				   uint64_t hash)
+{
+	return &s->hists->reads[(hash ^ slot * 0x9e3779b9u) % READ_BUCKETS];
+}
+
+/* Whether @c has a read of the channel hashed @hash in flight. */
+static bool reading(struct eng_shard *s, struct eng_conn *c, uint64_t hash,
+		    const char *name, size_t len)
+{
+	uint32_t slot = eng_slot(s, c);
+	struct eng_chan *ch = eng_chan_find(&s->chans, name, len, hash);
+	struct eng_sub *sub = ch ? eng_sub_find(c, ch) : NULL;
+
+	if (sub && sub->recovering >= ENG_SUB_HOLDING && sub->recovering !=
+	    ENG_SUB_SKIPPING)
+		return true;	/* a recovery waiting for its answer */
+	for (struct eng_hread *r = *reads_of(s, slot, hash); r; r = r->next)
+		if (r->slot == slot && r->gen == c->gen && r->hash == hash)
+			return true;
+	return false;
+}
+
+/* Takes the record of history read @h off its list; NULL: none. */
+static struct eng_hread *read_take(struct eng_shard *s,
+				   const struct eng_hreq *h)
+{
+	struct eng_hread **pp = reads_of(s, h->slot,
+					 eng_chan_hash(h->name, h->len));
+
+	for (; *pp; pp = &(*pp)->next) {
+		struct eng_hread *r = *pp;
+
+		if (r->h == h) {
+			*pp = r->next;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 		 const char *name, size_t len, uint64_t after,
 		 const char *epoch, size_t elen, uint32_t max,
 		 const char *seq, size_t seq_len)
 {
+	uint64_t hash = eng_chan_hash(name, len);
+	struct eng_hread *r;
 	struct eng_hreq *h;
+	size_t room;
 
 	if (len > ENG_CHAN_MAX || seq_len > sizeof(h->seq) ||
-	    elen >= sizeof(h->epoch))
+	    elen > ENG_EPOCH_LEN)
 		return -EINVAL;
+	if (kind != ENG_HREQ_RECOVER && reading(s, c, hash, name, len))
+		return -EBUSY;
 	h = eng_mail_alloc(&s->mail, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
@@ -547,25 +655,46 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, bool recover,
 	h->slot = eng_slot(s, c);
 	h->gen = c->gen;
 	h->from = (uint16_t)s->id;
-	h->kind = recover ? ENG_HREQ_RECOVER : ENG_HREQ_HISTORY;
+	h->kind = (uint8_t)kind;
 	h->len = (uint8_t)len;
 	memcpy(h->name, name, len);
 	h->seq_len = (uint8_t)seq_len;
-	memcpy(h->seq, seq, seq_len);
-	memcpy(h->epoch, epoch, elen);
+	if (seq_len)	/* @seq is NULL without one */
+		memcpy(h->seq, seq, seq_len);
+	if (elen)
+		memcpy(h->epoch, epoch, elen);
 	h->after = after;
 	h->max = max;
-	if (recover)
+	/* what @c has room for now; the answer is fitted again on arrival */
+	room = room_of(s, c, ENG_HIST_SLACK);
+	if (kind != ENG_HREQ_RECOVER && room > ENG_HIST_PAGE)
+		room = ENG_HIST_PAGE;
+	h->max_bytes = room > UINT32_MAX ? UINT32_MAX : (uint32_t)room;
+	h->lone = !c->queued;
+	if (kind == ENG_HREQ_RECOVER)
 		return recover_ask(s, c, h);
-	if (s->eng->bridge) {
-		int ret = eng_rreq_hread(s, h);
-
-		if (ret < 0)
-			eng_free(h);
-		return ret;
+	r = eng_malloc(sizeof(*r));
+	if (!r) {
+		eng_free(h);
+		return -ENOMEM;
 	}
-	eng_mail_post(&s->mail, eng_mail_owner(s->eng, eng_chan_hash(name,
-			len)), ENG_OP_HIST, h);
+	r->h = h;
+	r->slot = h->slot;
+	r->gen = h->gen;
+	r->hash = hash;
+	memcpy(r->epoch, h->epoch, sizeof(r->epoch));
+	r->next = *reads_of(s, h->slot, hash);
+	*reads_of(s, h->slot, hash) = r;	/* first: the answer may be ours */
+	if (!s->eng->bridge) {
+		eng_mail_post(&s->mail, eng_mail_owner(s->eng, hash),
+			      ENG_OP_HIST, h);
+		return 0;
+	}
+	if (eng_rreq_hread(s, h) < 0) {
+		eng_free(read_take(s, h));
+		eng_free(h);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -575,12 +704,15 @@ static void answer(struct eng_shard *s, struct eng_hreq *h)
 	struct eng_chan *ch = eng_chan_find(&s->chans, h->name, h->len,
 					    eng_chan_hash(h->name, h->len));
 	uint64_t top, oldest, after = h->after;
-	const char *epoch;
+	const char *epoch = hist_top(ch, &top, &oldest);
 	uint32_t max = h->max;
+	int got;
 
-	eng_hist_read(ch, 0, NULL, 0, &top, &oldest, &epoch);
 	if (h->kind == ENG_HREQ_HISTORY) {
 		after = top > max ? top - max : 0;
+	} else if (h->kind == ENG_HREQ_SINCE) {
+		if (h->epoch[0] && (!epoch || strcmp(epoch, h->epoch)))
+			max = 0;	/* another history: its offsets */
 	} else if (!epoch || strcmp(epoch, h->epoch)) {
 		h->status = ENG_HREQ_GAP;	/* another history now */
 		max = 0;
@@ -595,14 +727,15 @@ static void answer(struct eng_shard *s, struct eng_hreq *h)
 	}
 	snprintf(h->epoch, sizeof(h->epoch), "%s", epoch ? epoch : "");
 	h->top = top;
-	if (max) {
-		h->frames = eng_malloc((size_t)max * sizeof(*h->frames));
-		if (h->frames)
-			h->n = eng_hist_read(ch, after, h->frames, max, &top,
-					     &oldest, &epoch);
-		else
-			h->status = ENG_HREQ_NOMEM;
-	}
+	h->after = after;
+	got = max ? read_page(ch, h, after, max,
+			      h->kind == ENG_HREQ_RECOVER) : 0;
+	if (got < 0)
+		h->status = ENG_HREQ_NOMEM;
+	else
+		h->n = (uint32_t)got;
+	if (h->kind == ENG_HREQ_RECOVER && h->more)
+		h->status = ENG_HREQ_BACKLOG;	/* more than it may hold */
 	eng_mail_post(&s->mail, h->from, ENG_OP_HIST_ACK, h);
 }
 
@@ -619,8 +752,10 @@ static const char *payload_of(const struct eng_buf *f, size_t *len)
 
 /*
  * {"seq":S,"cmd":"history","code":200,"msg":"ok","data":{"epoch":E,
- * "offset":T,"messages":[push, ...]}}, or for a recovery "subscribe"
- * with "data":{"recovered":B,"epoch":E,"offset":T}; errors carry no data.
+ * "offset":T,"messages":[push, ...]}} (and "more":true,"next":h->after
+ * when cut short), or for a recovery "subscribe" with "data":
+ * {"recovered":B,"epoch":E,"offset":T} ("reason":"backlog" when it was
+ * too much); errors carry no data.
  */
 static struct eng_buf *reply_of(const struct eng_hreq *h, int code,
 				const char *msg)
@@ -647,6 +782,8 @@ static struct eng_buf *reply_of(const struct eng_hreq *h, int code,
 			p += sprintf(p, "\"recovered\":%s,",
 				     h->status == ENG_HREQ_OK ? "true" :
 				     "false");
+		if (rec && h->status == ENG_HREQ_BACKLOG)
+			p += sprintf(p, "\"reason\":\"backlog\",");
 		if (h->epoch[0])
 			p += sprintf(p, "\"epoch\":\"%s\"", h->epoch);
 		else
@@ -664,6 +801,9 @@ static struct eng_buf *reply_of(const struct eng_hreq *h, int code,
 			}
 			*p++ = ']';
 		}
+		if (!rec && h->more)
+			p += sprintf(p, ",\"more\":true,\"next\":%llu",
+				     (unsigned long long)h->after);
 		*p++ = '}';
 	}
 	*p++ = '}';
@@ -698,6 +838,45 @@ static bool after_answer(const struct eng_hreq *h, const struct eng_buf *f)
 }
 
 /*
+ * The answer's messages that @c has room for now (its queue may have
+ * grown since it asked): a history's page is cut further (h->more, and
+ * h->after the offset to ask from next); a recovery's must fit whole,
+ * or it is not made (ENG_HREQ_BACKLOG).
+ */
+static void fit(struct eng_shard *s, const struct eng_conn *c,
+		struct eng_hreq *h)
+{
+	char epoch[ENG_EPOCH_LEN + 1];
+	size_t room = room_of(s, c, ENG_HIST_SLACK), bytes = 0;
+	uint64_t from = h->n ? eng_hist_offset_of(h->frames[0], epoch) - 1 :
+			h->after;
+	uint32_t keep = 0;
+
+	if (h->kind != ENG_HREQ_RECOVER && room > ENG_HIST_PAGE)
+		room = ENG_HIST_PAGE;
+	for (; keep < h->n; keep++) {
+		size_t len = h->frames[keep]->len;
+
+		if (bytes + len > room && !(keep == 0 && !c->queued))
+			break;
+		bytes += len;
+	}
+	if (keep == h->n)
+		goto out;
+	h->more = 1;
+	if (h->kind == ENG_HREQ_RECOVER) {
+		h->status = ENG_HREQ_BACKLOG;
+		keep = 0;
+	}
+	while (h->n > keep)
+		eng_buf_put(h->frames[--h->n]);
+out:
+	if (h->kind != ENG_HREQ_RECOVER && h->more)
+		h->after = h->n ? eng_hist_offset_of(h->frames[h->n - 1],
+						     epoch) : from;
+}
+
+/*
  * On the asking shard: the answer goes to its client; for a recovery,
  * @rec (taken off the list: freed here) holds what was delivered
  * meanwhile, and none means the subscription went first.
@@ -725,6 +904,9 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 				eng_buf_put(h->frames[--h->n]);
 		}
 	}
+	if (code == 200 && (h->status == ENG_HREQ_OK ||
+			    h->status == ENG_HREQ_BACKLOG))
+		fit(s, c, h);
 	if (code != 200) {
 		/* said above */
 	} else if (h->status == ENG_HREQ_FUTURE) {
@@ -794,6 +976,15 @@ out:
 static void answered(struct eng_shard *s, struct eng_hreq *h)
 {
 	struct eng_hrec *rec = take_rec(s, NULL, h);
+	struct eng_hread *r = h->kind != ENG_HREQ_RECOVER ? read_take(s, h) :
+			      NULL;
+
+	/* an answer from Redis says the epoch it read, not the one asked */
+	if (r && h->kind == ENG_HREQ_SINCE && r->epoch[0] &&
+	    strcmp(r->epoch, h->epoch))
+		while (h->n)
+			eng_buf_put(h->frames[--h->n]);
+	eng_free(r);
 
 	/* an answer of our own, read at once: only an error must wait */
 	if (rec && s->hists->sending && (h->status == ENG_HREQ_FUTURE ||
