@@ -19,6 +19,9 @@
 - budget (--history-memory 64K): old messages are evicted and counted,
   the bytes stay near the budget.
 - restart: a new engine has new epochs: an old position is not recovered.
+- backlog: a recovery missing 600 x 8 KB, more than --max-pending-bytes:
+  "recovered":false with "reason":"backlog" (not a 1008 before the
+  reply), live messages from there, the missed ones read in pages.
 - pages: a history of 1000 x 32 KB comes in pages of at most 256 KiB of
   messages, with "more" and "next", read on with "offset" and "epoch":
   together every offset once, in order; another epoch's offset reads
@@ -347,6 +350,50 @@ async def check_pages(exe):
         await ws.close()
 
 
+async def backlog(subscriber, publisher, chan, offset, epoch):
+    """A recovery missing 600 x 8 KB, more than --max-pending-bytes: not
+    a 1008 before its reply, but "recovered":false with the reason, live
+    messages from there, and the missed ones read back in history pages.
+    Returns the (top, epoch) of the reply."""
+    pad = "x" * (8 << 10)
+    conn = rc.http_conn(publisher)
+    try:
+        for n in range(600):
+            status, _ = rc.post(conn, "/publish/" + chan,
+                                json.dumps({"n": n, "pad": pad}))
+            expect_eq(status, 200, "publish %d" % n)
+    finally:
+        conn.close()
+    ws = await ws_open(subscriber)
+    r = await command(ws, 2, "subscribe", channel=chan, offset=offset,
+                      epoch=epoch)
+    expect_eq((r["code"], r["data"]), (200, {"recovered": False,
+                                             "reason": "backlog",
+                                             "epoch": epoch,
+                                             "offset": offset + 600}),
+              "a recovery of more than a connection may hold")
+    publish(publisher, chan, "live")
+    m = await push(ws)
+    expect_eq((m["offset"], m["data"]), (offset + 601, "live"),
+              "live after a recovery refused for its size")
+    seen, after = [], offset
+    for seq in range(10, 200):
+        r = await command(ws, seq, "history", channel=chan, offset=after,
+                          epoch=epoch, limit=1000)
+        seen += [m["offset"] for m in r["data"]["messages"]]
+        if not r["data"].get("more"):
+            break
+        after = r["data"]["next"]
+    expect_eq(seen, list(range(offset + 1, offset + 602)),
+              "the missed ones, read back in pages")
+    await ws.close()
+
+
+async def check_backlog(eng):
+    offset, epoch = await position(eng, "chat:bk")
+    await backlog(eng, eng, "chat:bk", offset, epoch)
+
+
 def inflight(eng):
     """Two reads of one channel in one write: the second, while the first
     is in flight, gets 429 (for channels another shard owns; the own
@@ -415,6 +462,7 @@ def main():
                       timeout=120)
             run.check("gap", check_gap, eng)
             run.check("errors", check_errors, eng)
+            run.check("backlog", check_backlog, eng, timeout=120)
             run.check("history", check_history, eng)
             run.check("expiry", check_expiry, eng)
     except AssertionError as e:
