@@ -85,6 +85,7 @@ struct eng_hists {
 	size_t held;			/* bytes: frames and rings */
 	bool sending;			/* in send_rec() */
 	struct eng_hread *reads[READ_BUCKETS];	/* history reads in flight */
+	uint8_t *nreads;		/* ... of each slot (NULL: none) */
 };
 
 static void held(struct eng_shard *s, ssize_t delta)
@@ -165,6 +166,15 @@ int eng_hist_init(struct eng_shard *s)
 	if (!s->hists)
 		return -ENOMEM;
 	memset(s->hists, 0, sizeof(*s->hists));
+	if (s->nr_conns) {
+		s->hists->nreads = eng_malloc(s->nr_conns);
+		if (!s->hists->nreads) {
+			eng_free(s->hists);
+			s->hists = NULL;
+			return -ENOMEM;
+		}
+		memset(s->hists->nreads, 0, s->nr_conns);
+	}
 	s->hists->budget = (size_t)(s->eng->cfg.history_memory /
 				    s->eng->cfg.shards);
 	return 0;
@@ -252,6 +262,7 @@ void eng_hist_exit(struct eng_shard *s)
 			s->hists->reads[i] = r->next;
 			eng_free(r);
 		}
+	eng_free(s->hists->nreads);
 	eng_free(s->hists);
 	s->hists = NULL;
 }
@@ -606,8 +617,7 @@ static bool reading(struct eng_shard *s, struct eng_conn *c, uint64_t hash,
 	struct eng_chan *ch = eng_chan_find(&s->chans, name, len, hash);
 	struct eng_sub *sub = ch ? eng_sub_find(c, ch) : NULL;
 
-	if (sub && sub->recovering >= ENG_SUB_HOLDING && sub->recovering !=
-	    ENG_SUB_SKIPPING)
+	if (sub && sub->recovering == ENG_SUB_HOLDING)
 		return true;	/* a recovery waiting for its answer */
 	for (struct eng_hread *r = *reads_of(s, slot, hash); r; r = r->next)
 		if (r->slot == slot && r->gen == c->gen && r->hash == hash)
@@ -627,6 +637,8 @@ static struct eng_hread *read_take(struct eng_shard *s,
 
 		if (r->h == h) {
 			*pp = r->next;
+			if (s->hists->nreads)
+				s->hists->nreads[r->slot]--;
 			return r;
 		}
 	}
@@ -648,6 +660,9 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 		return -EINVAL;
 	if (kind != ENG_HREQ_RECOVER && reading(s, c, hash, name, len))
 		return -EBUSY;
+	if (kind != ENG_HREQ_RECOVER && s->hists->nreads &&
+	    s->hists->nreads[eng_slot(s, c)] >= ENG_HIST_READS)
+		return -EAGAIN;
 	h = eng_mail_alloc(&s->mail, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
@@ -685,6 +700,8 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 	memcpy(r->epoch, h->epoch, sizeof(r->epoch));
 	r->next = *reads_of(s, h->slot, hash);
 	*reads_of(s, h->slot, hash) = r;	/* first: the answer may be ours */
+	if (s->hists->nreads)
+		s->hists->nreads[h->slot]++;
 	if (!s->eng->bridge) {
 		eng_mail_post(&s->mail, eng_mail_owner(s->eng, hash),
 			      ENG_OP_HIST, h);

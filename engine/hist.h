@@ -28,6 +28,7 @@ struct eng_sub;		/* chan.h */
 #define ENG_HIST_HOLD		65536	/* deliveries held while recovering */
 #define ENG_HIST_PAGE		(256 << 10)	/* bytes of messages per reply */
 #define ENG_HIST_SLACK		1024	/* bytes of a reply besides them */
+#define ENG_HIST_READS		16	/* history reads in flight per conn */
 
 /* One --namespace: channels "NAME:..." (NAME "" : names without ':'). */
 struct eng_ns {
@@ -100,7 +101,7 @@ void eng_hist_undo(void *self, unsigned op, void *ptr, int32_t res);
  * what @c has room for under --max-pending-bytes, a history's at most
  * ENG_HIST_PAGE bytes of messages. The reply goes to @c later. Returns 0,
  * -EBUSY (@c has a read of @name in flight already: nothing asked),
- * -EINVAL or -ENOMEM.
+ * -EAGAIN (ENG_HIST_READS of them, of any channels), -EINVAL or -ENOMEM.
  */
 int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 		 const char *name, size_t len, uint64_t after,

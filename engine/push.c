@@ -219,6 +219,8 @@ static void history(struct eng_shard *s, struct eng_conn *c,
 			   cmd->epoch.len, max, cmd->seq.p, cmd->seq.len);
 	if (ret == -EBUSY)
 		reply(s, c, cmd, 429, "history read in flight");
+	else if (ret == -EAGAIN)
+		reply(s, c, cmd, 429, "too many history reads in flight");
 	else if (ret < 0)
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }

@@ -29,7 +29,8 @@
 - amplify: 40 connections each ask that history and never read: RSS grows
   by a page each, not by the history (before: 1.2 GB); a bystander's
   heartbeat is answered; a second read of a channel while the first is in
-  flight gets 429, every command one reply.
+  flight gets 429, and so does a 17th read in flight of one connection;
+  every command one reply.
 """
 
 import asyncio
@@ -418,6 +419,23 @@ def inflight(eng):
             else:
                 expect_eq(got[2]["code"], 200, "the second read")
     expect(busy > 0, "no read of 16 channels was refused in flight")
+    # 64 channels in one write: about half are another shard's, read in
+    # flight together, past the 16 a connection may have
+    with rc.RawWs(eng.host, eng.port, "/ws") as ws:
+        ws.send_raw(b"".join(rc.build_frame(rc.OP_TEXT, rc.push_cmd(
+            "history", i, channel="big:m%d" % i, limit=5))
+            for i in range(64)))
+        got = {}
+        for _ in range(64):
+            m = json.loads(ws.recv_message().payload)
+            expect(m["seq"] not in got, "seq %r answered twice", m["seq"])
+            got[m["seq"]] = m
+        codes = sorted((m["code"], m["msg"]) for m in got.values())
+        expect((429, "too many history reads in flight") in codes,
+               "64 reads at once, none refused: %r" % codes)
+        expect(set(codes) <= {(200, "ok"),
+                              (429, "too many history reads in flight")},
+               "replies %r" % set(codes))
 
 
 async def check_amplify(exe):
