@@ -76,10 +76,14 @@ struct eng_backlog {
 	struct eng_buf **frames;	/* owned: references i..n-1 */
 };
 
+#define BACKLOG_BUCKETS	64
+
 struct eng_inboxes {
 	struct eng_lru lru;		/* least recently pushed to first */
 	struct eng_iread *reads;	/* Redis reads under way */
-	struct eng_backlog *backlogs;	/* unread still to send */
+	/* unread still to send, by slot: every send completion looks */
+	struct eng_backlog *backlogs[BACKLOG_BUCKETS];
+	uint32_t nbacklogs;
 	bool draining;			/* in eng_inbox_drain() */
 };
 
@@ -145,31 +149,45 @@ static void free_backlog(struct eng_backlog *bl)
 	eng_free(bl);
 }
 
-/* Takes @slot's backlog off the list; NULL: none. */
+/* Takes @slot's backlog off its bucket; NULL: none. */
 static struct eng_backlog *take_backlog(struct eng_shard *s, uint32_t slot)
 {
-	for (struct eng_backlog **pp = &s->inboxes->backlogs; *pp;
-	     pp = &(*pp)->next) {
+	struct eng_backlog **pp = &s->inboxes->backlogs[slot %
+							BACKLOG_BUCKETS];
+
+	for (; *pp; pp = &(*pp)->next) {
 		struct eng_backlog *bl = *pp;
 
 		if (bl->slot == slot) {
 			*pp = bl->next;
+			s->inboxes->nbacklogs--;
 			return bl;
 		}
 	}
 	return NULL;
 }
 
+static void put_backlog(struct eng_shard *s, struct eng_backlog *bl)
+{
+	struct eng_backlog **head = &s->inboxes->backlogs[bl->slot %
+							  BACKLOG_BUCKETS];
+
+	bl->next = *head;
+	*head = bl;
+	s->inboxes->nbacklogs++;
+}
+
 void eng_inbox_exit(struct eng_shard *s)
 {
 	if (!s->inboxes)
 		return;
-	while (s->inboxes->backlogs) {
-		struct eng_backlog *bl = s->inboxes->backlogs;
+	for (unsigned i = 0; i < BACKLOG_BUCKETS; i++)
+		while (s->inboxes->backlogs[i]) {
+			struct eng_backlog *bl = s->inboxes->backlogs[i];
 
-		s->inboxes->backlogs = bl->next;
-		free_backlog(bl);
-	}
+			s->inboxes->backlogs[i] = bl->next;
+			free_backlog(bl);
+		}
 	while (s->inboxes->reads) {
 		struct eng_iread *r = s->inboxes->reads;
 
@@ -466,8 +484,7 @@ void eng_inbox_backlog(struct eng_shard *s, struct eng_conn *c,
 		free_backlog(bl);
 		return;
 	}
-	bl->next = s->inboxes->backlogs;
-	s->inboxes->backlogs = bl;
+	put_backlog(s, bl);
 }
 
 void eng_inbox_drain(struct eng_shard *s, struct eng_conn *c)
@@ -475,18 +492,16 @@ void eng_inbox_drain(struct eng_shard *s, struct eng_conn *c)
 	struct eng_backlog *bl;
 
 	/* a send that completes at once may come back here: once is enough */
-	if (!s->inboxes || !s->inboxes->backlogs || s->inboxes->draining)
+	if (!s->inboxes || !s->inboxes->nbacklogs || s->inboxes->draining)
 		return;
 	bl = take_backlog(s, eng_slot(s, c));
 	if (!bl)
 		return;
 	s->inboxes->draining = true;
-	if (send_some(s, c, bl)) {
+	if (send_some(s, c, bl))
 		free_backlog(bl);
-	} else {
-		bl->next = s->inboxes->backlogs;
-		s->inboxes->backlogs = bl;
-	}
+	else
+		put_backlog(s, bl);
 	s->inboxes->draining = false;
 }
 
@@ -566,7 +581,8 @@ void eng_inbox_forget(struct eng_shard *s, struct eng_conn *c)
 
 	if (!s->inboxes)
 		return;
-	bl = s->inboxes->draining ? NULL : take_backlog(s, eng_slot(s, c));
+	bl = s->inboxes->draining || !s->inboxes->nbacklogs ? NULL :
+	     take_backlog(s, eng_slot(s, c));
 	if (bl)
 		free_backlog(bl);	/* a stale one (another gen) too */
 	if (!s->inboxes->reads)
