@@ -247,6 +247,12 @@ async def check_history(eng):
     r = await command(ws, 4, "history", channel="tiny:h2", limit=100)
     expect_eq([m["data"] for m in r["data"]["messages"]], list(range(5, 15)),
               "a history of 10 holds the last 10")
+    # no seq (and no epoch): the reply has none either
+    await ws.send(json.dumps({"cmd": "history",
+                              "data": {"channel": "tiny:h2", "limit": 1}}))
+    r = json.loads(await rc.ws_recv(ws))
+    expect_eq((r.get("seq", "none"), r["code"], len(r["data"]["messages"])),
+              ("none", 200, 1), "history without seq")
     await ws.close()
 
 
