@@ -8,7 +8,8 @@ channel, all in one TCP write ("burst") or 1 ms apart ("paced"), on a new
 connection and a new channel each trial (so both shards own some and ask
 for some). Each trial must see:
 
-- every command answered exactly once;
+- every command answered exactly once: the first subscribe 200, or 409
+  "unsubscribed meanwhile" when the unsubscribe came before its answer;
 - the last subscribe answered 200; when it says "recovered":true, the
   pushes after its reply are O+1, O+2, ... with no gap and no duplicate.
 
@@ -143,6 +144,11 @@ def trial(eng, chan, paced):
         r = replies[3]
         expect_eq(r.get("code"), 200, "%s: the last subscribe: %r" %
                   (chan, r))
+        expect_eq(replies[2].get("code"), 200, "%s: the unsubscribe" % chan)
+        # the first: answered before the unsubscribe, or told it came late
+        first = (replies[1].get("code"), replies[1].get("msg"))
+        expect(first in ((200, "ok"), (409, "unsubscribed meanwhile")),
+               "%s: the first subscribe: %r", chan, replies[1])
         if r["data"]["recovered"]:
             want = list(range(after + 1, after + 1 + len(last)))
             expect(last == want, "%s: recovered:true from %d (reply %r) "
