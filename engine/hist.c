@@ -474,8 +474,10 @@ static void send_rec(struct eng_shard *s, struct eng_hrec *rec)
 	if (!s->eng->bridge)
 		eng_mail_post(&s->mail, eng_mail_owner(s->eng,
 			      eng_chan_hash(h->name, h->len)), ENG_OP_HIST, h);
-	else if (eng_rreq_hread(s, h) < 0)
-		eng_hist_redis_done(s, h, -ENOMEM);
+	else if (eng_rreq_hread(s, h) < 0) {
+		h->status = ENG_HREQ_NOMEM;
+		eng_hist_redis_done(s, h, 0);
+	}
 	s->hists->sending = false;
 }
 
@@ -998,9 +1000,11 @@ static void answered(struct eng_shard *s, struct eng_hreq *h)
 
 	/* an answer from Redis says the epoch it read, not the one asked */
 	if (r && h->kind == ENG_HREQ_SINCE && r->epoch[0] &&
-	    strcmp(r->epoch, h->epoch))
+	    strcmp(r->epoch, h->epoch)) {
 		while (h->n)
 			eng_buf_put(h->frames[--h->n]);
+		h->more = 0;	/* none of them: nothing to read on */
+	}
 	eng_free(r);
 
 	/* an answer of our own, read at once: only an error must wait */
@@ -1026,22 +1030,19 @@ void eng_hist_unanswered(struct eng_shard *s, struct eng_hreq *h)
 /* Answers the reads that failed while being sent. */
 static void answer_failed(struct eng_shard *s)
 {
-	struct eng_hrec *rec;
-
 	for (unsigned i = 0; i < 1024; i++) {	/* the rest next tick */
-		for (rec = s->hists->recs; rec && !rec->failed;
-		     rec = rec->next)
-			;
+		struct eng_hrec *rec = s->hists->recs;
+		struct eng_hreq *h;
+
+		while (rec && !rec->failed)
+			rec = rec->next;
 		if (!rec)
 			return;
 		take_rec(s, rec->sub, NULL);
-		{
-			struct eng_hreq *h = rec->h;
-
-			rec->h = NULL;
-			rec->failed = false;
-			deliver_answer(s, h, rec);
-		}
+		h = rec->h;
+		rec->h = NULL;
+		rec->failed = false;
+		deliver_answer(s, h, rec);
 	}
 }
 
