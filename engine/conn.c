@@ -18,6 +18,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "hs.h"
+#include "inbox.h"
 #include "metrics.h"
 #include "sub.h"
 #include "timer.h"
@@ -468,6 +469,7 @@ static void sent(struct eng_shard *s, struct eng_conn *c, int res)
 		eng_buf_put(q->buf);
 		eng_free(q);
 	}
+	eng_inbox_drain(s, c);	/* a user's unread waiting for room */
 	flush(s, c);
 }
 

@@ -56,9 +56,25 @@ struct eng_hrec {
 	struct eng_buf **held;		/* owned: one reference each */
 	uint32_t n, cap;
 	bool lost;			/* more than ENG_HIST_HOLD came */
+	bool failed;			/* @h failed as it was sent: tick */
 	uint64_t top;			/* SKIPPING: the answer's newest */
 	char epoch[ENG_EPOCH_LEN + 1];	/* ... and its epoch */
 };
+
+/*
+ * A history command's read in flight, on the asking shard: a connection
+ * has at most one per channel, and a SINCE read keeps the epoch it asked
+ * for, which the answer overwrites.
+ */
+struct eng_hread {
+	struct eng_hread *next;		/* in its bucket */
+	const struct eng_hreq *h;	/* in flight: to match its answer */
+	uint32_t slot, gen;		/* the asking connection */
+	uint64_t hash;			/* the channel's */
+	char epoch[ENG_EPOCH_LEN + 1];	/* SINCE: asked for ("" none) */
+};
+
+#define READ_BUCKETS	256
 
 _Static_assert(offsetof(struct eng_hist, lru) == 0, "a link is its record");
 
@@ -67,6 +83,9 @@ struct eng_hists {
 	struct eng_lru lru;		/* least recently appended first */
 	size_t budget;			/* bytes: this shard's share */
 	size_t held;			/* bytes: frames and rings */
+	bool sending;			/* in send_rec() */
+	struct eng_hread *reads[READ_BUCKETS];	/* history reads in flight */
+	uint8_t *nreads;		/* ... of each slot (NULL: none) */
 };
 
 static void held(struct eng_shard *s, ssize_t delta)
@@ -147,6 +166,15 @@ int eng_hist_init(struct eng_shard *s)
 	if (!s->hists)
 		return -ENOMEM;
 	memset(s->hists, 0, sizeof(*s->hists));
+	if (s->nr_conns) {
+		s->hists->nreads = eng_malloc(s->nr_conns);
+		if (!s->hists->nreads) {
+			eng_free(s->hists);
+			s->hists = NULL;
+			return -ENOMEM;
+		}
+		memset(s->hists->nreads, 0, s->nr_conns);
+	}
 	s->hists->budget = (size_t)(s->eng->cfg.history_memory /
 				    s->eng->cfg.shards);
 	return 0;
@@ -227,6 +255,14 @@ void eng_hist_exit(struct eng_shard *s)
 	}
 	while (s->hists->lru.head)
 		free_hist(s, (struct eng_hist *)s->hists->lru.head);
+	for (unsigned i = 0; i < READ_BUCKETS; i++)
+		while (s->hists->reads[i]) {
+			struct eng_hread *r = s->hists->reads[i];
+
+			s->hists->reads[i] = r->next;
+			eng_free(r);
+		}
+	eng_free(s->hists->nreads);
 	eng_free(s->hists);
 	s->hists = NULL;
 }
@@ -340,35 +376,69 @@ nomem:
 	return 0;
 }
 
-unsigned eng_hist_read(struct eng_chan *ch, uint64_t after,
-		       struct eng_buf **out, unsigned max, uint64_t *top,
-		       uint64_t *oldest, const char **epoch)
+/* The newest offset of @ch (0: none yet), its lowest kept and epoch. */
+static const char *hist_top(const struct eng_chan *ch, uint64_t *top,
+			    uint64_t *oldest)
 {
 	const struct eng_hist *h = ch ? ch->hist : NULL;
-	unsigned got = 0;
 
-	*epoch = h ? h->epoch : NULL;
-	if (!h || !h->n) {
-		*top = h ? h->top : 0;
-		*oldest = *top + 1;
-		return 0;
-	}
-	*top = h->top;
-	*oldest = h->ent[h->head].offset;
-	for (uint32_t i = 0; i < h->n && got < max; i++) {
-		const struct eng_hent *e = &h->ent[(h->head + i) % h->cap];
-
-		if (e->offset > after)
-			out[got++] = eng_buf_get(e->f);
-	}
-	return got;
+	*top = h ? h->top : 0;
+	*oldest = h && h->n ? h->ent[h->head].offset : *top + 1;
+	return h ? h->epoch : NULL;
 }
+
+/*
+ * Takes references to @ch's messages above @after, oldest first, into
+ * @q->frames: at most @max of them and q->max_bytes of frames (one
+ * whatever its size when q->lone); q->more when some within @max did
+ * not fit. With @all, either every one of them or, past the bytes, none
+ * (q->more then says so). Returns how many, or -ENOMEM.
+ */
+static int read_page(const struct eng_chan *ch, struct eng_hreq *q,
+		     uint64_t after, uint32_t max, bool all)
+{
+	const struct eng_hist *h = ch ? ch->hist : NULL;
+	uint32_t first = 0, got = 0;
+	size_t bytes = 0;
+
+	if (!h)
+		return 0;
+	/* a ring's offsets follow one another from its oldest */
+	if (h->n && after >= h->ent[h->head].offset)
+		first = after - h->ent[h->head].offset + 1 >= h->n ? h->n :
+			(uint32_t)(after - h->ent[h->head].offset + 1);
+	for (uint32_t i = first; i < h->n && got < max; i++, got++) {
+		const struct eng_buf *f = h->ent[(h->head + i) % h->cap].f;
+
+		if (bytes + f->len > q->max_bytes && !(got == 0 && q->lone)) {
+			q->more = 1;
+			break;
+		}
+		bytes += f->len;
+	}
+	if (q->more && all)
+		return 0;
+	if (!got)
+		return 0;
+	q->frames = eng_malloc((size_t)got * sizeof(*q->frames));
+	if (!q->frames)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < got; i++)
+		q->frames[i] = eng_buf_get(h->ent[(h->head + first + i) %
+						  h->cap].f);
+	return (int)got;
+}
+
+static void answer_failed(struct eng_shard *s);
 
 void eng_hist_tick(struct eng_shard *s)
 {
 	struct eng_hist *h, *next;
 
-	if (!s->hists || s->tick % (1000 / ENG_TICK_MS))
+	if (!s->hists)
+		return;
+	answer_failed(s);
+	if (s->tick % (1000 / ENG_TICK_MS))
 		return;		/* once a second is fine-grained enough */
 	for (h = (struct eng_hist *)s->hists->lru.head; h; h = next) {
 		uint32_t ttl = h->ns->ttl_ms / ENG_TICK_MS;
@@ -387,42 +457,47 @@ void eng_hist_tick(struct eng_shard *s)
 
 /* ---- reads for clients: the history command and recovery ----------------- */
 
+/*
+ * Sends @rec's read: to the channel's owner (embedded) or to Redis. A
+ * read answered at once with an error (our own shard owns the channel,
+ * or the post failed) is not answered here, from inside whatever
+ * registered the channel (its answer drops the subscription, and maybe
+ * the channel with it): it waits, failed, for the next tick.
+ */
 static void send_rec(struct eng_shard *s, struct eng_hrec *rec)
 {
 	struct eng_hreq *h = rec->h;
 
 	rec->h = NULL;
 	rec->sent = h;
-	if (eng_rreq_hread(s, h) < 0) {
+	s->hists->sending = true;
+	if (!s->eng->bridge)
+		eng_mail_post(&s->mail, eng_mail_owner(s->eng,
+			      eng_chan_hash(h->name, h->len)), ENG_OP_HIST, h);
+	else if (eng_rreq_hread(s, h) < 0) {
 		h->status = ENG_HREQ_NOMEM;
 		eng_hist_redis_done(s, h, 0);
 	}
+	s->hists->sending = false;
 }
 
 /*
- * With Redis, history lives there: a history command asks it at once; a
- * recovery first holds the subscription's deliveries and asks once Redis
- * has confirmed the subscription, so that every message is either in
- * what the read returns or among those held.
+ * A recovery holds its subscription's deliveries from the start and
+ * sends its read only once the owner (and, with Redis, Redis) has
+ * registered this shard's interest in the channel: every message is then
+ * either in what the read returns or among those held. A read sent
+ * earlier could reach the owner before the interest (after an
+ * unsubscribe whose withdrawal is still on its way, say), and the
+ * messages between would be in neither.
  */
-static int redis_ask(struct eng_shard *s, struct eng_conn *c,
-		     struct eng_hreq *h)
+static int recover_ask(struct eng_shard *s, struct eng_conn *c,
+		       struct eng_hreq *h)
 {
-	struct eng_chan *ch;
-	struct eng_sub *sub;
-	struct eng_hrec *rec;
-	int ret;
+	struct eng_chan *ch = eng_chan_find(&s->chans, h->name, h->len,
+					    eng_chan_hash(h->name, h->len));
+	struct eng_sub *sub = ch ? eng_sub_find(c, ch) : NULL;
+	struct eng_hrec *rec = eng_malloc(sizeof(*rec));
 
-	if (h->kind == ENG_HREQ_HISTORY) {
-		ret = eng_rreq_hread(s, h);
-		if (ret < 0)
-			eng_free(h);
-		return ret;
-	}
-	ch = eng_chan_find(&s->chans, h->name, h->len,
-			   eng_chan_hash(h->name, h->len));
-	sub = ch ? eng_sub_find(c, ch) : NULL;
-	rec = eng_malloc(sizeof(*rec));
 	if (!sub || !rec) {
 		eng_free(rec);
 		eng_free(h);
@@ -444,8 +519,8 @@ void eng_hist_registered(struct eng_shard *s, struct eng_chan *ch)
 	struct eng_hrec *rec, *next;
 
 	for (rec = s->hists->recs; rec; rec = next) {
-		next = rec->next;	/* an answer may come at once */
-		if (rec->h && rec->sub->chan == ch)
+		next = rec->next;	/* a failure is only marked: see send_rec */
+		if (rec->h && !rec->failed && rec->sub->chan == ch)
 			send_rec(s, rec);
 	}
 }
@@ -506,24 +581,90 @@ bool eng_hist_pass(struct eng_shard *s, struct eng_sub *sub,
 	return true;
 }
 
-void eng_hist_forget(struct eng_shard *s, struct eng_sub *sub)
+struct eng_hreq *eng_hist_forget(struct eng_shard *s, struct eng_sub *sub)
 {
 	struct eng_hrec *rec = take_rec(s, sub, NULL);
+	struct eng_hreq *h = NULL;
 
-	if (rec)
-		free_rec(rec);	/* a read in flight finds no record */
+	if (!rec)
+		return NULL;
+	/* a read in flight finds no record: its answer says so then */
+	h = rec->h;
+	rec->h = NULL;
+	free_rec(rec);
+	return h;
 }
 
-int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, bool recover,
+/* Bytes @c may still be sent before it is a slow consumer, less @keep. */
+static size_t room_of(const struct eng_shard *s, const struct eng_conn *c,
+		      size_t keep)
+{
+	uint64_t max = s->eng->cfg.max_pending;
+
+	return c->queued + keep < max ? (size_t)(max - c->queued - keep) : 0;
+}
+
+/* The bucket of @slot's reads of the channel hashed @hash. */
+static struct eng_hread **reads_of(struct eng_shard *s, uint32_t slot,
+				   uint64_t hash)
+{
+	return &s->hists->reads[(hash ^ slot * 0x9e3779b9u) % READ_BUCKETS];
+}
+
+/* Whether @c has a read of the channel hashed @hash in flight. */
+static bool reading(struct eng_shard *s, struct eng_conn *c, uint64_t hash,
+		    const char *name, size_t len)
+{
+	uint32_t slot = eng_slot(s, c);
+	struct eng_chan *ch = eng_chan_find(&s->chans, name, len, hash);
+	struct eng_sub *sub = ch ? eng_sub_find(c, ch) : NULL;
+
+	if (sub && sub->recovering == ENG_SUB_HOLDING)
+		return true;	/* a recovery waiting for its answer */
+	for (struct eng_hread *r = *reads_of(s, slot, hash); r; r = r->next)
+		if (r->slot == slot && r->gen == c->gen && r->hash == hash)
+			return true;
+	return false;
+}
+
+/* Takes the record of history read @h off its list; NULL: none. */
+static struct eng_hread *read_take(struct eng_shard *s,
+				   const struct eng_hreq *h)
+{
+	struct eng_hread **pp = reads_of(s, h->slot,
+					 eng_chan_hash(h->name, h->len));
+
+	for (; *pp; pp = &(*pp)->next) {
+		struct eng_hread *r = *pp;
+
+		if (r->h == h) {
+			*pp = r->next;
+			if (s->hists->nreads)
+				s->hists->nreads[r->slot]--;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 		 const char *name, size_t len, uint64_t after,
 		 const char *epoch, size_t elen, uint32_t max,
 		 const char *seq, size_t seq_len)
 {
+	uint64_t hash = eng_chan_hash(name, len);
+	struct eng_hread *r;
 	struct eng_hreq *h;
+	size_t room;
 
 	if (len > ENG_CHAN_MAX || seq_len > sizeof(h->seq) ||
-	    elen >= sizeof(h->epoch))
+	    elen > ENG_EPOCH_LEN)
 		return -EINVAL;
+	if (kind != ENG_HREQ_RECOVER && reading(s, c, hash, name, len))
+		return -EBUSY;
+	if (kind != ENG_HREQ_RECOVER && s->hists->nreads &&
+	    s->hists->nreads[eng_slot(s, c)] >= ENG_HIST_READS)
+		return -EAGAIN;
 	h = eng_mail_alloc(&s->mail, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
@@ -531,18 +672,48 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, bool recover,
 	h->slot = eng_slot(s, c);
 	h->gen = c->gen;
 	h->from = (uint16_t)s->id;
-	h->kind = recover ? ENG_HREQ_RECOVER : ENG_HREQ_HISTORY;
+	h->kind = (uint8_t)kind;
 	h->len = (uint8_t)len;
 	memcpy(h->name, name, len);
 	h->seq_len = (uint8_t)seq_len;
-	memcpy(h->seq, seq, seq_len);
-	memcpy(h->epoch, epoch, elen);
+	if (seq_len)	/* @seq is NULL without one */
+		memcpy(h->seq, seq, seq_len);
+	if (elen)
+		memcpy(h->epoch, epoch, elen);
 	h->after = after;
 	h->max = max;
-	if (s->eng->bridge)
-		return redis_ask(s, c, h);
-	eng_mail_post(&s->mail, eng_mail_owner(s->eng, eng_chan_hash(name,
-			len)), ENG_OP_HIST, h);
+	/* what @c has room for now; the answer is fitted again on arrival */
+	room = room_of(s, c, ENG_HIST_SLACK);
+	if (kind != ENG_HREQ_RECOVER && room > ENG_HIST_PAGE)
+		room = ENG_HIST_PAGE;
+	h->max_bytes = room > UINT32_MAX ? UINT32_MAX : (uint32_t)room;
+	h->lone = !c->queued;
+	if (kind == ENG_HREQ_RECOVER)
+		return recover_ask(s, c, h);
+	r = eng_malloc(sizeof(*r));
+	if (!r) {
+		eng_free(h);
+		return -ENOMEM;
+	}
+	r->h = h;
+	r->slot = h->slot;
+	r->gen = h->gen;
+	r->hash = hash;
+	memcpy(r->epoch, h->epoch, sizeof(r->epoch));
+	r->next = *reads_of(s, h->slot, hash);
+	*reads_of(s, h->slot, hash) = r;	/* first: the answer may be ours */
+	if (s->hists->nreads)
+		s->hists->nreads[h->slot]++;
+	if (!s->eng->bridge) {
+		eng_mail_post(&s->mail, eng_mail_owner(s->eng, hash),
+			      ENG_OP_HIST, h);
+		return 0;
+	}
+	if (eng_rreq_hread(s, h) < 0) {
+		eng_free(read_take(s, h));
+		eng_free(h);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -552,12 +723,15 @@ static void answer(struct eng_shard *s, struct eng_hreq *h)
 	struct eng_chan *ch = eng_chan_find(&s->chans, h->name, h->len,
 					    eng_chan_hash(h->name, h->len));
 	uint64_t top, oldest, after = h->after;
-	const char *epoch;
+	const char *epoch = hist_top(ch, &top, &oldest);
 	uint32_t max = h->max;
+	int got;
 
-	eng_hist_read(ch, 0, NULL, 0, &top, &oldest, &epoch);
 	if (h->kind == ENG_HREQ_HISTORY) {
 		after = top > max ? top - max : 0;
+	} else if (h->kind == ENG_HREQ_SINCE) {
+		if (h->epoch[0] && (!epoch || strcmp(epoch, h->epoch)))
+			max = 0;	/* another history: its offsets */
 	} else if (!epoch || strcmp(epoch, h->epoch)) {
 		h->status = ENG_HREQ_GAP;	/* another history now */
 		max = 0;
@@ -572,14 +746,15 @@ static void answer(struct eng_shard *s, struct eng_hreq *h)
 	}
 	snprintf(h->epoch, sizeof(h->epoch), "%s", epoch ? epoch : "");
 	h->top = top;
-	if (max) {
-		h->frames = eng_malloc((size_t)max * sizeof(*h->frames));
-		if (h->frames)
-			h->n = eng_hist_read(ch, after, h->frames, max, &top,
-					     &oldest, &epoch);
-		else
-			h->status = ENG_HREQ_NOMEM;
-	}
+	h->after = after;
+	got = max ? read_page(ch, h, after, max,
+			      h->kind == ENG_HREQ_RECOVER) : 0;
+	if (got < 0)
+		h->status = ENG_HREQ_NOMEM;
+	else
+		h->n = (uint32_t)got;
+	if (h->kind == ENG_HREQ_RECOVER && h->more)
+		h->status = ENG_HREQ_BACKLOG;	/* more than it may hold */
 	eng_mail_post(&s->mail, h->from, ENG_OP_HIST_ACK, h);
 }
 
@@ -596,8 +771,10 @@ static const char *payload_of(const struct eng_buf *f, size_t *len)
 
 /*
  * {"seq":S,"cmd":"history","code":200,"msg":"ok","data":{"epoch":E,
- * "offset":T,"messages":[push, ...]}}, or for a recovery "subscribe"
- * with "data":{"recovered":B,"epoch":E,"offset":T}; errors carry no data.
+ * "offset":T,"messages":[push, ...]}} (and "more":true,"next":h->after
+ * when cut short), or for a recovery "subscribe" with "data":
+ * {"recovered":B,"epoch":E,"offset":T} ("reason":"backlog" when it was
+ * too much); errors carry no data.
  */
 static struct eng_buf *reply_of(const struct eng_hreq *h, int code,
 				const char *msg)
@@ -624,6 +801,8 @@ static struct eng_buf *reply_of(const struct eng_hreq *h, int code,
 			p += sprintf(p, "\"recovered\":%s,",
 				     h->status == ENG_HREQ_OK ? "true" :
 				     "false");
+		if (rec && h->status == ENG_HREQ_BACKLOG)
+			p += sprintf(p, "\"reason\":\"backlog\",");
 		if (h->epoch[0])
 			p += sprintf(p, "\"epoch\":\"%s\"", h->epoch);
 		else
@@ -641,22 +820,14 @@ static struct eng_buf *reply_of(const struct eng_hreq *h, int code,
 			}
 			*p++ = ']';
 		}
+		if (!rec && h->more)
+			p += sprintf(p, ",\"more\":true,\"next\":%llu",
+				     (unsigned long long)h->after);
 		*p++ = '}';
 	}
 	*p++ = '}';
 	eng_buf_seal(b, (uint8_t *)start, WS_OP_TEXT, (size_t)(p - start));
 	return b;
-}
-
-/* The recovering subscription @h was for, or NULL: gone meanwhile. */
-static struct eng_sub *held_sub(struct eng_shard *s, struct eng_conn *c,
-				const struct eng_hreq *h)
-{
-	struct eng_chan *ch = eng_chan_find(&s->chans, h->name, h->len,
-					    eng_chan_hash(h->name, h->len));
-	struct eng_sub *sub = ch ? eng_sub_find(c, ch) : NULL;
-
-	return sub && sub->recovering ? sub : NULL;
 }
 
 /*
@@ -686,9 +857,48 @@ static bool after_answer(const struct eng_hreq *h, const struct eng_buf *f)
 }
 
 /*
- * On the asking shard: the answer goes to its client; for a recovery
- * through Redis, @rec (taken off the list: freed here) holds what was
- * delivered meanwhile.
+ * The answer's messages that @c has room for now (its queue may have
+ * grown since it asked): a history's page is cut further (h->more, and
+ * h->after the offset to ask from next); a recovery's must fit whole,
+ * or it is not made (ENG_HREQ_BACKLOG).
+ */
+static void fit(struct eng_shard *s, const struct eng_conn *c,
+		struct eng_hreq *h)
+{
+	char epoch[ENG_EPOCH_LEN + 1];
+	size_t room = room_of(s, c, ENG_HIST_SLACK), bytes = 0;
+	uint64_t from = h->n ? eng_hist_offset_of(h->frames[0], epoch) - 1 :
+			h->after;
+	uint32_t keep = 0;
+
+	if (h->kind != ENG_HREQ_RECOVER && room > ENG_HIST_PAGE)
+		room = ENG_HIST_PAGE;
+	for (; keep < h->n; keep++) {
+		size_t len = h->frames[keep]->len;
+
+		if (bytes + len > room && !(keep == 0 && !c->queued))
+			break;
+		bytes += len;
+	}
+	if (keep == h->n)
+		goto out;
+	h->more = 1;
+	if (h->kind == ENG_HREQ_RECOVER) {
+		h->status = ENG_HREQ_BACKLOG;
+		keep = 0;
+	}
+	while (h->n > keep)
+		eng_buf_put(h->frames[--h->n]);
+out:
+	if (h->kind != ENG_HREQ_RECOVER && h->more)
+		h->after = h->n ? eng_hist_offset_of(h->frames[h->n - 1],
+						     epoch) : from;
+}
+
+/*
+ * On the asking shard: the answer goes to its client; for a recovery,
+ * @rec (taken off the list: freed here) holds what was delivered
+ * meanwhile, and none means the subscription went first.
  */
 static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 			   struct eng_hrec *rec)
@@ -701,17 +911,24 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 
 	if (c->gen != h->gen || !eng_conn_alive(c))
 		goto out;
-	if (h->kind == ENG_HREQ_RECOVER) {
-		sub = rec ? rec->sub : held_sub(s, c, h);
-		if (!sub)
-			goto out;	/* unsubscribed meanwhile */
-		if (rec && rec->lost && h->status == ENG_HREQ_OK) {
+	if (h->kind == ENG_HREQ_RECOVER && !rec) {
+		/* its subscription went before the answer: said, not lost */
+		code = 409;
+		msg = "unsubscribed meanwhile";
+	} else if (h->kind == ENG_HREQ_RECOVER) {
+		sub = rec->sub;
+		if (rec->lost && h->status == ENG_HREQ_OK) {
 			h->status = ENG_HREQ_GAP;	/* held too many */
 			while (h->n)
 				eng_buf_put(h->frames[--h->n]);
 		}
 	}
-	if (h->status == ENG_HREQ_FUTURE) {
+	if (code == 200 && (h->status == ENG_HREQ_OK ||
+			    h->status == ENG_HREQ_BACKLOG))
+		fit(s, c, h);
+	if (code != 200) {
+		/* said above */
+	} else if (h->status == ENG_HREQ_FUTURE) {
 		code = 400;
 		msg = "offset from the future";
 	} else if (h->status == ENG_HREQ_NOMEM) {
@@ -750,8 +967,9 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 		sub->recovering = ENG_SUB_LIVE;
 		if (!caught_up) {
 			/*
-			 * Redis answered before this shard was handed what it
-			 * had read: those still to come were sent already.
+			 * The read was ahead of this shard's deliveries (Redis,
+			 * or an answer's mail retried): those still to come
+			 * were sent already.
 			 */
 			sub->recovering = ENG_SUB_SKIPPING;
 			rec->top = h->top;
@@ -769,18 +987,71 @@ out:
 		free_rec(rec);
 }
 
-void eng_hist_redis_done(struct eng_shard *s, struct eng_hreq *h,
-			 long long result)
+/*
+ * Read @h is answered (or failed): to its client, with the record of its
+ * recovery if that still stands. One that failed while being sent waits
+ * for the tick (see send_rec()).
+ */
+static void answered(struct eng_shard *s, struct eng_hreq *h)
 {
 	struct eng_hrec *rec = take_rec(s, NULL, h);
+	struct eng_hread *r = h->kind != ENG_HREQ_RECOVER ? read_take(s, h) :
+			      NULL;
 
-	if (result < 0)
-		h->status = ENG_HREQ_UNAVAIL;
-	if (h->kind == ENG_HREQ_RECOVER && !rec) {
-		eng_hreq_free(h);	/* the subscription went meanwhile */
+	/* an answer from Redis says the epoch it read, not the one asked */
+	if (r && h->kind == ENG_HREQ_SINCE && r->epoch[0] &&
+	    strcmp(r->epoch, h->epoch)) {
+		while (h->n)
+			eng_buf_put(h->frames[--h->n]);
+		h->more = 0;	/* none of them: nothing to read on */
+	}
+	eng_free(r);
+
+	/* an answer of our own, read at once: only an error must wait */
+	if (rec && s->hists->sending && (h->status == ENG_HREQ_FUTURE ||
+					 h->status == ENG_HREQ_NOMEM ||
+					 h->status == ENG_HREQ_UNAVAIL)) {
+		rec->h = h;
+		rec->sent = NULL;
+		rec->failed = true;
+		rec->next = s->hists->recs;
+		s->hists->recs = rec;
 		return;
 	}
 	deliver_answer(s, h, rec);
+}
+
+void eng_hist_unanswered(struct eng_shard *s, struct eng_hreq *h)
+{
+	if (h)
+		deliver_answer(s, h, NULL);
+}
+
+/* Answers the reads that failed while being sent. */
+static void answer_failed(struct eng_shard *s)
+{
+	for (unsigned i = 0; i < 1024; i++) {	/* the rest next tick */
+		struct eng_hrec *rec = s->hists->recs;
+		struct eng_hreq *h;
+
+		while (rec && !rec->failed)
+			rec = rec->next;
+		if (!rec)
+			return;
+		take_rec(s, rec->sub, NULL);
+		h = rec->h;
+		rec->h = NULL;
+		rec->failed = false;
+		deliver_answer(s, h, rec);
+	}
+}
+
+void eng_hist_redis_done(struct eng_shard *s, struct eng_hreq *h,
+			 long long result)
+{
+	if (result < 0)
+		h->status = ENG_HREQ_UNAVAIL;
+	answered(s, h);
 }
 
 void eng_hist_mail(void *self, unsigned op, void *ptr, int32_t res)
@@ -789,7 +1060,7 @@ void eng_hist_mail(void *self, unsigned op, void *ptr, int32_t res)
 	if (op == ENG_OP_HIST)
 		answer(self, ptr);
 	else
-		deliver_answer(self, ptr, NULL);
+		answered(self, ptr);
 }
 
 /* HIST never reached the owner: 503, and a held subscription goes. */
@@ -800,5 +1071,5 @@ void eng_hist_undo(void *self, unsigned op, void *ptr, int32_t res)
 	(void)op;
 	(void)res;
 	h->status = ENG_HREQ_NOMEM;
-	deliver_answer(self, h, NULL);
+	answered(self, h);
 }

@@ -26,6 +26,9 @@ struct eng_sub;		/* chan.h */
 #define ENG_HIST_LIMIT		1000	/* messages one history reply holds */
 #define ENG_EPOCH_LEN		16	/* hex characters */
 #define ENG_HIST_HOLD		65536	/* deliveries held while recovering */
+#define ENG_HIST_PAGE		(256 << 10)	/* bytes of messages per reply */
+#define ENG_HIST_SLACK		1024	/* bytes of a reply besides them */
+#define ENG_HIST_READS		16	/* history reads in flight per conn */
 
 /* One --namespace: channels "NAME:..." (NAME "" : names without ':'). */
 struct eng_ns {
@@ -69,18 +72,6 @@ uint64_t eng_hist_append(struct eng_shard *s, struct eng_chan *ch,
 			 struct eng_buf *f);	/* @ch NULL: none could be had */
 
 /*
- * The newest offset of @ch (0: nothing published yet), its epoch (NULL:
- * no history now) and up to @max references to its messages with an
- * offset above @after, oldest first, in @out (each taken: eng_buf_put()
- * them). *@oldest is the lowest offset still kept (top + 1 when none
- * is). Returns how many. @ch may be NULL.
- */
-unsigned eng_hist_read(struct eng_chan *ch, uint64_t after,
-		       struct eng_buf **out, unsigned max, uint64_t *top,
-		       uint64_t *oldest, const char **epoch);
-
-
-/*
  * Writes @epoch (NULL: zeros) and @offset (0: null) into the room
  * eng_pub_hist_frame() kept at the end of push frame @f, before anyone
  * sees it, and marks it ENG_BUF_F_STAMPED.
@@ -102,27 +93,36 @@ void eng_hist_mail(void *self, unsigned op, void *ptr, int32_t res);
 void eng_hist_undo(void *self, unsigned op, void *ptr, int32_t res);
 
 /*
- * A history read for @c: the "history" command (@recover false: the last
- * @max messages of @name) or a recovering subscribe (messages above
- * @after under @epoch; @c already holds the subscription, marked
- * recovering). The reply goes to @c later. Returns 0 or -ENOMEM.
+ * A history read for @c, of @kind (mail.h): ENG_HREQ_HISTORY, the last
+ * @max messages of @name; ENG_HREQ_SINCE, at most @max above @after
+ * (none if @epoch, when given, is not the channel's); or ENG_HREQ_RECOVER,
+ * a recovering subscribe (every message above @after under @epoch; @c
+ * already holds the subscription, marked recovering). The answer holds
+ * what @c has room for under --max-pending-bytes, a history's at most
+ * ENG_HIST_PAGE bytes of messages. The reply goes to @c later. Returns 0,
+ * -EBUSY (@c has a read of @name in flight already: nothing asked),
+ * -EAGAIN (ENG_HIST_READS of them, of any channels), -EINVAL or -ENOMEM.
  */
-int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, bool recover,
+int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 		 const char *name, size_t len, uint64_t after,
 		 const char *epoch, size_t elen, uint32_t max,
 		 const char *seq, size_t seq_len);
 
 /*
- * Recovery through Redis (the subscription is ENG_SUB_HOLDING), on the
- * asking shard. eng_hist_registered(): @ch's subscription is confirmed
- * (sub.c): its recoveries read Redis now; what is delivered meanwhile
- * waits for the read (up to ENG_HIST_HOLD, past which the recovery says
- * recovered:false). eng_hist_forget(): @sub goes before it is live. And
- * the answer itself, from rreq.c: @result < 0 when Redis could not be
- * asked.
+ * A recovery holds its subscription (ENG_SUB_HOLDING) from the start, on
+ * the asking shard, on both brokers: what is delivered meanwhile waits
+ * for the read (up to ENG_HIST_HOLD, past which the recovery says
+ * recovered:false), and the read is sent only once this shard's interest
+ * in the channel is registered. eng_hist_registered(): @ch's
+ * subscription is registered (sub.c): its recoveries read now.
+ * eng_hist_forget(): @sub goes before it is live; returns its read if it
+ * was never sent (NULL otherwise), which the caller, once done with the
+ * subscription, hands to eng_hist_unanswered() to answer 409 (a read in
+ * flight is answered so when it comes back).
  */
 void eng_hist_registered(struct eng_shard *s, struct eng_chan *ch);
-void eng_hist_forget(struct eng_shard *s, struct eng_sub *sub);
+struct eng_hreq *eng_hist_forget(struct eng_shard *s, struct eng_sub *sub);
+void eng_hist_unanswered(struct eng_shard *s, struct eng_hreq *h);
 
 /*
  * Whether @f goes to @sub, which is not live yet (sub->recovering): no
@@ -132,6 +132,7 @@ void eng_hist_forget(struct eng_shard *s, struct eng_sub *sub);
  */
 bool eng_hist_pass(struct eng_shard *s, struct eng_sub *sub,
 		   struct eng_buf *f);
+/* A read through Redis answered (@result < 0: Redis could not be asked). */
 void eng_hist_redis_done(struct eng_shard *s, struct eng_hreq *h,
 			 long long result);
 

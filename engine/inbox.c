@@ -63,9 +63,28 @@ struct eng_iread {
 	uint64_t seen[ENG_INBOX_IDS];
 };
 
+/*
+ * A new connection's unread that did not fit its send queue at once:
+ * sent as it drains (eng_inbox_drain()), never more than half of
+ * --max-pending-bytes queued, so that the 101 always goes first and live
+ * messages keep room behind them.
+ */
+struct eng_backlog {
+	struct eng_backlog *next;
+	uint32_t slot, gen;		/* the connection */
+	uint32_t i, n;			/* the next to send; how many */
+	struct eng_buf **frames;	/* owned: references i..n-1 */
+};
+
+#define BACKLOG_BUCKETS	64
+
 struct eng_inboxes {
 	struct eng_lru lru;		/* least recently pushed to first */
 	struct eng_iread *reads;	/* Redis reads under way */
+	/* unread still to send, by slot: every send completion looks */
+	struct eng_backlog *backlogs[BACKLOG_BUCKETS];
+	uint32_t nbacklogs;
+	bool draining;			/* in eng_inbox_drain() */
 };
 
 int eng_inbox_init(struct eng_shard *s)
@@ -122,10 +141,53 @@ static void free_box(struct eng_shard *s, struct eng_inbox *b)
 	eng_free(b);
 }
 
+static void free_backlog(struct eng_backlog *bl)
+{
+	while (bl->i < bl->n)
+		eng_buf_put(bl->frames[bl->i++]);
+	eng_free(bl->frames);
+	eng_free(bl);
+}
+
+/* Takes @slot's backlog off its bucket; NULL: none. */
+static struct eng_backlog *take_backlog(struct eng_shard *s, uint32_t slot)
+{
+	struct eng_backlog **pp = &s->inboxes->backlogs[slot %
+							BACKLOG_BUCKETS];
+
+	for (; *pp; pp = &(*pp)->next) {
+		struct eng_backlog *bl = *pp;
+
+		if (bl->slot == slot) {
+			*pp = bl->next;
+			s->inboxes->nbacklogs--;
+			return bl;
+		}
+	}
+	return NULL;
+}
+
+static void put_backlog(struct eng_shard *s, struct eng_backlog *bl)
+{
+	struct eng_backlog **head = &s->inboxes->backlogs[bl->slot %
+							  BACKLOG_BUCKETS];
+
+	bl->next = *head;
+	*head = bl;
+	s->inboxes->nbacklogs++;
+}
+
 void eng_inbox_exit(struct eng_shard *s)
 {
 	if (!s->inboxes)
 		return;
+	for (unsigned i = 0; i < BACKLOG_BUCKETS; i++)
+		while (s->inboxes->backlogs[i]) {
+			struct eng_backlog *bl = s->inboxes->backlogs[i];
+
+			s->inboxes->backlogs[i] = bl->next;
+			free_backlog(bl);
+		}
 	while (s->inboxes->reads) {
 		struct eng_iread *r = s->inboxes->reads;
 
@@ -374,6 +436,75 @@ int eng_inbox_ask(struct eng_shard *s, struct eng_conn *c, uint8_t kind,
 	return 0;
 }
 
+/* ---- a backlog: the unread, as the connection drains --------------------- */
+
+/*
+ * Queues @bl's next frames on @c while half of --max-pending-bytes has
+ * room for them (one whatever its size into an empty queue). True when
+ * nothing is left to send: all went, or @c takes no more.
+ */
+static bool send_some(struct eng_shard *s, struct eng_conn *c,
+		      struct eng_backlog *bl)
+{
+	uint64_t half = s->eng->cfg.max_pending / 2;
+
+	while (bl->i < bl->n) {
+		struct eng_buf *f = bl->frames[bl->i];
+
+		if (c->gen != bl->gen || !eng_conn_alive(c) ||
+		    c->state == ENG_CONN_DRAIN)
+			return true;
+		if (c->queued && (uint64_t)c->queued + f->len > half)
+			return false;
+		bl->frames[bl->i++] = NULL;
+		ENG_STAT_ADD(s, delivered, 1);
+		if (eng_conn_queue(s, c, f) < 0)
+			return true;
+	}
+	return true;
+}
+
+void eng_inbox_backlog(struct eng_shard *s, struct eng_conn *c,
+		       struct eng_buf **frames, uint32_t n)
+{
+	struct eng_backlog *bl = n ? eng_malloc(sizeof(*bl)) : NULL;
+
+	if (!bl) {	/* none, or no memory: they stay for the next one */
+		for (uint32_t i = 0; i < n; i++)
+			eng_buf_put(frames[i]);
+		eng_free(frames);
+		return;
+	}
+	memset(bl, 0, sizeof(*bl));
+	bl->slot = eng_slot(s, c);
+	bl->gen = c->gen;
+	bl->n = n;
+	bl->frames = frames;
+	if (send_some(s, c, bl)) {
+		free_backlog(bl);
+		return;
+	}
+	put_backlog(s, bl);
+}
+
+void eng_inbox_drain(struct eng_shard *s, struct eng_conn *c)
+{
+	struct eng_backlog *bl;
+
+	/* a send that completes at once may come back here: once is enough */
+	if (!s->inboxes || !s->inboxes->nbacklogs || s->inboxes->draining)
+		return;
+	bl = take_backlog(s, eng_slot(s, c));
+	if (!bl)
+		return;
+	s->inboxes->draining = true;
+	if (send_some(s, c, bl))
+		free_backlog(bl);
+	else
+		put_backlog(s, bl);
+	s->inboxes->draining = false;
+}
+
 /* ---- with Redis: the inbox lives there ------------------------------------ */
 
 void eng_inbox_redis_replay(struct eng_shard *s, struct eng_conn *c)
@@ -446,8 +577,15 @@ bool eng_inbox_pass(struct eng_shard *s, uint32_t slot, struct eng_buf *f)
 void eng_inbox_forget(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng_iread *r;
+	struct eng_backlog *bl;
 
-	if (!s->inboxes || !s->inboxes->reads)
+	if (!s->inboxes)
+		return;
+	bl = s->inboxes->draining || !s->inboxes->nbacklogs ? NULL :
+	     take_backlog(s, eng_slot(s, c));
+	if (bl)
+		free_backlog(bl);	/* a stale one (another gen) too */
+	if (!s->inboxes->reads)
 		return;
 	r = take_read(s, eng_slot(s, c));
 	if (r && r->gen != c->gen) {	/* another's: put it back */
@@ -481,19 +619,22 @@ static void replayed(struct eng_shard *s, struct eng_ibreq *q)
 		s->inboxes->reads = r;
 		r = NULL;
 	}
-	for (uint32_t i = 0; r && i < q->nframes; i++) {
-		char epoch[ENG_INBOX_EPOCH_LEN + 1];
-		uint64_t n = id_of(q->frames[i], epoch);
-		struct eng_buf *f = q->frames[i];
+	if (r && c->gen == q->gen && eng_conn_deliverable(c)) {
+		uint32_t keep = 0;
 
-		if (c->gen != q->gen || !eng_conn_deliverable(c))
-			break;
-		if (was_seen(r, epoch, n))
-			continue;
-		q->frames[i] = NULL;
-		ENG_STAT_ADD(s, delivered, 1);
-		if (eng_conn_queue(s, c, f) < 0)
-			break;	/* closed: a slow consumer */
+		/* all but those it got live: as it drains */
+		for (uint32_t i = 0; i < q->nframes; i++) {
+			char epoch[ENG_INBOX_EPOCH_LEN + 1];
+			uint64_t n = id_of(q->frames[i], epoch);
+
+			if (was_seen(r, epoch, n))
+				eng_buf_put(q->frames[i]);
+			else
+				q->frames[keep++] = q->frames[i];
+		}
+		eng_inbox_backlog(s, c, q->frames, keep);
+		q->frames = NULL;
+		q->nframes = 0;
 	}
 	if (r && top && c->gen == q->gen && eng_conn_alive(c)) {
 		/* now skip, live, what the read had */

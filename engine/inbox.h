@@ -54,6 +54,17 @@ void eng_inbox_append(struct eng_shard *s, struct eng_chan *ch,
 void eng_inbox_replay(struct eng_chan *ch, struct eng_owner_mail *m);
 
 /*
+ * Sends @c, a new connection of a user, the @n unread in @frames (taken
+ * over, array and references): at once what half of --max-pending-bytes
+ * has room for, the rest as @c drains (eng_inbox_drain(), from conn.c
+ * after each send), so a backlog larger than a connection may hold is
+ * never a slow consumer's. Out of memory none go; they stay unread.
+ */
+void eng_inbox_backlog(struct eng_shard *s, struct eng_conn *c,
+		       struct eng_buf **frames, uint32_t n);
+void eng_inbox_drain(struct eng_shard *s, struct eng_conn *c);
+
+/*
  * For @c's user @uid: an ack of the @n ids in @ids (ENG_IB_ACK), or a
  * listing (ENG_IB_LIST, @ids unused). @c is a /ws client (@seq echoed in
  * the reply) or an HTTP one (GET /users/{uid}/inbox). The answer comes
@@ -75,7 +86,7 @@ void eng_inbox_stamp(struct eng_buf *f, const char *epoch, uint64_t n);
  * @c, a user's connection, was admitted: its unread are read and sent
  * to it. eng_inbox_pass(): whether kept push @f goes to slot @slot live
  * (not when that read had it already; the read skips those that did).
- * eng_inbox_forget(): @c closes. eng_inbox_redis_done(): the bridge's
+ * eng_inbox_forget(): @c closes (its backlog goes too, on both brokers). eng_inbox_redis_done(): the bridge's
  * answer to @q (@result < 0: Redis could not be asked).
  */
 void eng_inbox_redis_replay(struct eng_shard *s, struct eng_conn *c);

@@ -139,6 +139,9 @@ struct eng_hreq {
 	char epoch[20];			/* asked, then answered ("" none) */
 	uint64_t after;			/* messages above this offset */
 	uint32_t max;			/* at most this many */
+	uint32_t max_bytes;		/* ... of at most this many bytes */
+	uint8_t lone;			/* ... but one whatever its size */
+	uint8_t more;			/* answer: max_bytes cut it short */
 	uint32_t n;			/* answer: frames */
 	uint64_t top;			/* answer: the newest offset */
 	struct eng_buf **frames;	/* answer: owned, n references */
@@ -147,12 +150,14 @@ struct eng_hreq {
 enum {
 	ENG_HREQ_HISTORY = 0,	/* the "history" command */
 	ENG_HREQ_RECOVER,	/* a subscribe with an offset */
+	ENG_HREQ_SINCE,		/* "history" from an offset: above @after */
 	/* status */
 	ENG_HREQ_OK = 0,	/* recovered, or history read */
 	ENG_HREQ_GAP,		/* not recovered: epoch changed or too old */
 	ENG_HREQ_FUTURE,	/* an offset above the newest */
 	ENG_HREQ_NOMEM,
 	ENG_HREQ_UNAVAIL,	/* Redis could not be asked or did not answer */
+	ENG_HREQ_BACKLOG,	/* not recovered: more than max_bytes missed */
 };
 
 #define ENG_INBOX_IDS	100	/* ids one ack or listing holds */

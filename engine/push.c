@@ -196,17 +196,33 @@ static bool hist_channel(struct eng_shard *s, struct eng_conn *c,
 	return true;
 }
 
-/* {"cmd":"history","data":{"channel":C,"limit":N}}: the last N messages. */
+/*
+ * {"cmd":"history","data":{"channel":C,"limit":N}}: the last N messages;
+ * with "offset":O (and "epoch":E), those above O. One page per reply.
+ */
 static void history(struct eng_shard *s, struct eng_conn *c,
 		    const struct json_cmd *cmd)
 {
 	uint32_t max = cmd->limit < 0 ? 100 : cmd->limit > ENG_HIST_LIMIT ?
 		       ENG_HIST_LIMIT : (uint32_t)cmd->limit;
+	bool since = cmd->offset >= 0;
+	int ret;
 
 	if (!hist_channel(s, c, cmd))
 		return;
-	if (eng_hist_ask(s, c, false, cmd->channel.p, cmd->channel.len, 0,
-			 "", 0, max, cmd->seq.p, cmd->seq.len) < 0)
+	if (cmd->epoch.len > ENG_EPOCH_LEN) {
+		reply(s, c, cmd, 400, "bad epoch");
+		return;
+	}
+	ret = eng_hist_ask(s, c, since ? ENG_HREQ_SINCE : ENG_HREQ_HISTORY,
+			   cmd->channel.p, cmd->channel.len,
+			   since ? (uint64_t)cmd->offset : 0, cmd->epoch.p,
+			   cmd->epoch.len, max, cmd->seq.p, cmd->seq.len);
+	if (ret == -EBUSY)
+		reply(s, c, cmd, 429, "history read in flight");
+	else if (ret == -EAGAIN)
+		reply(s, c, cmd, 429, "too many history reads in flight");
+	else if (ret < 0)
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
@@ -242,7 +258,7 @@ static void recover(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, cmd, 400, "already subscribed");
 		return;
 	}
-	if (ret < 0 || eng_hist_ask(s, c, true, cmd->channel.p,
+	if (ret < 0 || eng_hist_ask(s, c, ENG_HREQ_RECOVER, cmd->channel.p,
 				    cmd->channel.len, (uint64_t)cmd->offset,
 				    cmd->epoch.p, cmd->epoch.len, 0,
 				    cmd->seq.p, cmd->seq.len) < 0)

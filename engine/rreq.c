@@ -466,7 +466,7 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 				   (unsigned long long)h->after);
 	/* a recovery wants everything after @after: at most N are kept */
 	lens[7] = (size_t)snprintf(max, sizeof(max), "%u",
-				   h->kind == ENG_HREQ_HISTORY ? h->max :
+				   h->kind != ENG_HREQ_RECOVER ? h->max :
 				   ns->history);
 	lens[9] = (size_t)snprintf(ttl, sizeof(ttl), "%u", ns->ttl_ms);
 	p = eng_rreq_new(ENG_RQ_HREAD, 10, argv, lens);

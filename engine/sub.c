@@ -184,7 +184,7 @@ static void sync_interest(struct eng_shard *s, struct eng_chan *ch)
 	}
 	if (!ch->pending && ch->registered && ch->waiters)
 		release_waiters(s, ch);
-	if (!ch->pending && ch->registered && s->eng->bridge)
+	if (!ch->pending && ch->registered)
 		eng_hist_registered(s, ch);
 	eng_chan_maybe_free(&s->chans, ch);
 }
@@ -398,15 +398,18 @@ static void drop_sub(struct eng_shard *s, struct eng_conn *c,
 		     struct eng_sub *sub)
 {
 	struct eng_chan *ch = sub->chan;
+	struct eng_hreq *unsent = NULL;
 
 	if (sub->recovering >= ENG_SUB_HOLDING)	/* a record in hist.c */
-		eng_hist_forget(s, sub);
+		unsent = eng_hist_forget(s, sub);
 	eng_sub_del(c, sub);
 	ENG_STAT_SUB(s, subscriptions, 1);
 	if (!ch->nsubs)
 		ENG_STAT_SUB(s, channels, 1);
 	count_sys(s, ch, -1);
 	sync_interest(s, ch);
+	/* last: answering may close @c, which drops what it holds */
+	eng_hist_unanswered(s, unsent);
 }
 
 void eng_unsubscribe(struct eng_shard *s, struct eng_conn *c,

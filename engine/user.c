@@ -201,15 +201,10 @@ static void on_join_ack(struct eng_shard *s, struct eng_owner_mail *m)
 		eng_conn_upgrade(s, c, &key, ENG_CONN_K_PUSH);
 		if (s->eng->bridge)	/* the unread are in Redis */
 			eng_inbox_redis_replay(s, c);
-		/* the unread after the 101, before anything live */
-		for (uint32_t i = 0; i < m->nframes; i++) {
-			struct eng_buf *f = m->frames[i];
-
-			m->frames[i] = NULL;
-			ENG_STAT_ADD(s, delivered, 1);
-			if (eng_conn_queue(s, c, f) < 0)
-				break;	/* closed: a slow consumer */
-		}
+		/* the unread after the 101, as the connection drains */
+		eng_inbox_backlog(s, c, m->frames, m->nframes);
+		m->frames = NULL;
+		m->nframes = 0;
 		eng_conn_resume(s, c);
 		free_mail(m);
 		return;

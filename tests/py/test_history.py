@@ -19,6 +19,18 @@
 - budget (--history-memory 64K): old messages are evicted and counted,
   the bytes stay near the budget.
 - restart: a new engine has new epochs: an old position is not recovered.
+- backlog: a recovery missing 600 x 8 KB, more than --max-pending-bytes:
+  "recovered":false with "reason":"backlog" (not a 1008 before the
+  reply), live messages from there, the missed ones read in pages.
+- pages: a history of 1000 x 32 KB comes in pages of at most 256 KiB of
+  messages, with "more" and "next", read on with "offset" and "epoch":
+  together every offset once, in order; another epoch's offset reads
+  nothing.
+- amplify: 40 connections each ask that history and never read: RSS grows
+  by a page each, not by the history (before: 1.2 GB); a bystander's
+  heartbeat is answered; a second read of a channel while the first is in
+  flight gets 429, and so does a 17th read in flight of one connection;
+  every command one reply.
 """
 
 import asyncio
@@ -235,6 +247,12 @@ async def check_history(eng):
     r = await command(ws, 4, "history", channel="tiny:h2", limit=100)
     expect_eq([m["data"] for m in r["data"]["messages"]], list(range(5, 15)),
               "a history of 10 holds the last 10")
+    # no seq (and no epoch): the reply has none either
+    await ws.send(json.dumps({"cmd": "history",
+                              "data": {"channel": "tiny:h2", "limit": 1}}))
+    r = json.loads(await rc.ws_recv(ws))
+    expect_eq((r.get("seq", "none"), r["code"], len(r["data"]["messages"])),
+              ("none", 200, 1), "history without seq")
     await ws.close()
 
 
@@ -288,6 +306,176 @@ async def check_restart(exe):
         await ws.close()
 
 
+BIG = ("--shards", "2", "--namespace", "big:history=1000,ttl=10m",
+       "--history-memory", "256M")
+PAGE = 256 << 10
+
+
+def fill(eng, chan, n, size):
+    conn = rc.http_conn(eng)
+    try:
+        for i in range(n):
+            status, _ = rc.post(conn, "/publish/" + chan,
+                                json.dumps({"i": i, "pad": "x" * size}))
+            expect_eq(status, 200, "publish %d to %s" % (i, chan))
+    finally:
+        conn.close()
+
+
+async def check_pages(exe):
+    """A history larger than a page comes in pages, each within 256 KiB
+    of messages, which together are the history once, in order."""
+    with rc.Engine(exe, *BIG) as eng:
+        fill(eng, "big:p", 1000, 32 << 10)
+        ws = await ws_open(eng)
+        r = await command(ws, 1, "history", channel="big:p", limit=1000)
+        top, epoch = r["data"]["offset"], r["data"]["epoch"]
+        seen, seq = [], 1
+        while True:
+            d = r["data"]
+            got = [m["offset"] for m in d["messages"]]
+            size = sum(len(json.dumps(m)) for m in d["messages"])
+            expect(size <= PAGE, "a page of %d bytes", size)
+            expect(got, "an empty page (reply %s)", rc.short(d))
+            seen += got
+            if not d.get("more"):
+                break
+            expect_eq(d["next"], got[-1], "next: the last offset given")
+            expect(seq < 200, "more than 200 pages")
+            seq += 1
+            r = await command(ws, seq, "history", channel="big:p",
+                              offset=d["next"], epoch=epoch, limit=1000)
+            expect_eq(r["code"], 200, "page %d" % seq)
+        expect(seq > 100, "only %d pages for 32 MB" % seq)
+        expect_eq(seen, list(range(top - 999, top + 1)),
+                  "the pages hold every offset once")
+        # another epoch: nothing of this one is read as its
+        r = await command(ws, 500, "history", channel="big:p", offset=0,
+                          epoch="0" * 16)
+        expect_eq((r["data"]["epoch"], r["data"]["messages"]),
+                  (epoch, []), "history from an offset of another epoch")
+        await ws.close()
+
+
+async def backlog(subscriber, publisher, chan, offset, epoch):
+    """A recovery missing 600 x 8 KB, more than --max-pending-bytes: not
+    a 1008 before its reply, but "recovered":false with the reason, live
+    messages from there, and the missed ones read back in history pages.
+    Returns the (top, epoch) of the reply."""
+    pad = "x" * (8 << 10)
+    conn = rc.http_conn(publisher)
+    try:
+        for n in range(600):
+            status, _ = rc.post(conn, "/publish/" + chan,
+                                json.dumps({"n": n, "pad": pad}))
+            expect_eq(status, 200, "publish %d" % n)
+    finally:
+        conn.close()
+    ws = await ws_open(subscriber)
+    r = await command(ws, 2, "subscribe", channel=chan, offset=offset,
+                      epoch=epoch)
+    expect_eq((r["code"], r["data"]), (200, {"recovered": False,
+                                             "reason": "backlog",
+                                             "epoch": epoch,
+                                             "offset": offset + 600}),
+              "a recovery of more than a connection may hold")
+    publish(publisher, chan, "live")
+    m = await push(ws)
+    expect_eq((m["offset"], m["data"]), (offset + 601, "live"),
+              "live after a recovery refused for its size")
+    seen, after = [], offset
+    for seq in range(10, 200):
+        r = await command(ws, seq, "history", channel=chan, offset=after,
+                          epoch=epoch, limit=1000)
+        seen += [m["offset"] for m in r["data"]["messages"]]
+        if not r["data"].get("more"):
+            break
+        after = r["data"]["next"]
+    expect_eq(seen, list(range(offset + 1, offset + 602)),
+              "the missed ones, read back in pages")
+    await ws.close()
+
+
+async def check_backlog(eng):
+    offset, epoch = await position(eng, "chat:bk")
+    await backlog(eng, eng, "chat:bk", offset, epoch)
+
+
+def inflight(eng):
+    """Two reads of one channel in one write: the second, while the first
+    is in flight, gets 429 (for channels another shard owns; the own
+    shard answers at once). Each command is answered once."""
+    busy = 0
+    for i in range(16):
+        chan = "big:f%d" % i
+        with rc.RawWs(eng.host, eng.port, "/ws") as ws:
+            ws.send_raw(b"".join(rc.build_frame(rc.OP_TEXT, rc.push_cmd(
+                "history", seq, channel=chan, limit=5)) for seq in (1, 2)))
+            got = {}
+            for _ in range(2):
+                m = json.loads(ws.recv_message().payload)
+                expect(m["seq"] not in got, "seq %r answered twice",
+                       m["seq"])
+                got[m["seq"]] = m
+            expect_eq(got[1]["code"], 200, "the first read")
+            if got[2]["code"] == 429:
+                expect_eq(got[2]["msg"], "history read in flight",
+                          "the second read")
+                busy += 1
+            else:
+                expect_eq(got[2]["code"], 200, "the second read")
+    expect(busy > 0, "no read of 16 channels was refused in flight")
+    # 64 channels in one write: about half are another shard's, read in
+    # flight together, past the 16 a connection may have
+    with rc.RawWs(eng.host, eng.port, "/ws") as ws:
+        ws.send_raw(b"".join(rc.build_frame(rc.OP_TEXT, rc.push_cmd(
+            "history", i, channel="big:m%d" % i, limit=5))
+            for i in range(64)))
+        got = {}
+        for _ in range(64):
+            m = json.loads(ws.recv_message().payload)
+            expect(m["seq"] not in got, "seq %r answered twice", m["seq"])
+            got[m["seq"]] = m
+        codes = sorted((m["code"], m["msg"]) for m in got.values())
+        expect((429, "too many history reads in flight") in codes,
+               "64 reads at once, none refused: %r" % codes)
+        expect(set(codes) <= {(200, "ok"),
+                              (429, "too many history reads in flight")},
+               "replies %r" % set(codes))
+
+
+async def check_amplify(exe):
+    """40 connections each ask for a history of 1000 x 32 KB and never
+    read: the engine holds a page for each, not the history; a
+    bystander's heartbeat is still answered."""
+    with rc.Engine(exe, *BIG) as eng:
+        fill(eng, "big:a", 1000, 32 << 10)
+        before = rc.vm_rss_kb(eng.proc.pid)
+        out = rc.stats(eng)["total"]["frames_out"]
+        idle = []
+        try:
+            for i in range(40):
+                ws = rc.RawWs(eng.host, eng.port, "/ws")
+                idle.append(ws)
+                ws.send_raw(rc.build_frame(rc.OP_TEXT, rc.push_cmd(
+                    "history", i, channel="big:a", limit=1000)))
+            rc.wait_stats(eng, lambda st: st["total"]["frames_out"] >= out + 40,
+                          "the 40 replies queued")
+            grew = rc.vm_rss_kb(eng.proc.pid) - before
+            if rc.uses_mimalloc(exe):
+                # a page each (256 KiB and a message) is 11 MiB: before,
+                # each reply held the whole 32 MB history
+                expect(grew < 128 << 10, "RSS grew by %d KiB", grew)
+            by = await ws_open(eng)
+            m = await command(by, 1, "heartbeat")
+            expect_eq(m["code"], 200, "the bystander's heartbeat")
+            await by.close()
+        finally:
+            for ws in idle:
+                ws.close()
+        inflight(eng)
+
+
 def main():
     run = rc.Run("history")
     try:
@@ -298,11 +486,14 @@ def main():
                       timeout=120)
             run.check("gap", check_gap, eng)
             run.check("errors", check_errors, eng)
+            run.check("backlog", check_backlog, eng, timeout=120)
             run.check("history", check_history, eng)
             run.check("expiry", check_expiry, eng)
     except AssertionError as e:
         run.fail("setup", e)
     run.check("budget", check_budget, run.exe)
+    run.check("pages", check_pages, run.exe, timeout=120)
+    run.check("amplify", check_amplify, run.exe, timeout=120)
     run.check("restart", check_restart, run.exe)
     run.finish()
 

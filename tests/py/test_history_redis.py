@@ -11,6 +11,8 @@
   epoch (recovered:false with the current position), a channel without
   history; the history command reads Redis from any node; a raw PUBLISH
   on a history channel is delivered without an offset.
+- backlog: a recovery on node B missing 600 x 8 KB published on node A
+  says "recovered":false, "reason":"backlog" instead of closing 1008.
 - kill9: node A is killed (SIGKILL) while its subscribers receive; they
   reconnect to node B with their last position and lose nothing.
 - freeze: Redis is stopped (SIGSTOP) for 10 s while a publisher keeps
@@ -33,7 +35,7 @@ import threading
 import rc
 import redisd
 from rc import expect, expect_eq
-from test_history import command, publish, push, ws_open
+from test_history import backlog, command, publish, push, ws_open
 
 NS = ("--namespace", "chat:history=100000,ttl=10m")
 
@@ -138,6 +140,12 @@ async def check_across(a, b, redis):
               "no gap and no duplicate across the recovery")
     await rc.ws_quiet(ws, 9, "after the last message")
     await ws.close()
+
+
+async def check_backlog(a, b, redis):
+    """A recovery on node B missing 600 x 8 KB published on node A."""
+    offset, epoch = await position(a, b, "chat:bk", redis)
+    await backlog(b, a, "chat:bk", offset, epoch)
 
 
 async def check_errors(a, b, redis):
@@ -402,6 +410,8 @@ def main():
                 run.check("setup", healthy, a, b)
                 run.check("across", check_across, a, b, redis, timeout=120)
                 run.check("errors", check_errors, a, b, redis)
+                run.check("backlog", check_backlog, a, b, redis,
+                          timeout=120)
             run.check("kill9", check_kill9, run.exe, redis, timeout=120)
             run.check("freeze", check_freeze, run.exe, redis, timeout=120)
     except AssertionError as e:

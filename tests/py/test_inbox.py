@@ -24,6 +24,9 @@ inboxes live):
   live and an ack on one ends it for the other; while the unread are
   read for a new connection, kept pushes keep coming: each reaches it
   once.
+- backlog, redis-backlog: 600 kept pushes of 8 KB, more than
+  --max-pending-bytes lets a connection hold: every upgrade gets its 101,
+  then all 600, oldest first, as it reads, and stays open.
 - redis-limits (--inbox-max 5, --inbox-ttl 2s): eviction and expiry are
   counted; an unknown id is 400 and acks nothing; the inbox of an engine
   restarted is still there (it is Redis's).
@@ -302,6 +305,26 @@ async def check_redis_limits(exe):
             expect_eq(doc["evicted"], 8, "expiry counted as evicted")
 
 
+async def check_backlog(eng, uid):
+    """600 kept pushes of 8 KB, more than --max-pending-bytes (4 MiB):
+    every upgrade of the user gets its 101 and then all of them, in
+    order, as it reads (before: a close frame instead of the 101, or 101
+    then 1008)."""
+    pad = "x" * (8 << 10)
+    for i in range(600):
+        keep(eng, uid, {"i": i, "pad": pad})
+    for attempt in range(2):
+        ws = await user_ws(eng, uid)	# fails unless the answer is a 101
+        got = await pushes(ws, 600)
+        expect_eq([m["data"]["i"] for m in got], list(range(600)),
+                  "upgrade %d: the kept pushes, oldest first" % attempt)
+        ids = [m["id"] for m in got]
+        expect_eq(len(set(ids)), 600, "upgrade %d: 600 ids" % attempt)
+        m = await command(ws, 1, "heartbeat")
+        expect_eq(m["code"], 200, "upgrade %d: open after them" % attempt)
+        await ws.close()
+
+
 def main():
     run = rc.Run("inbox")
     try:
@@ -310,6 +333,7 @@ def main():
             run.check("ack", check_ack, eng)
             run.check("devices", check_devices, eng)
             run.check("errors", check_errors, eng)
+            run.check("backlog", check_backlog, eng, "bea", timeout=120)
     except AssertionError as e:
         run.fail("setup", e)
     run.check("evict", check_evict, run.exe)
@@ -321,6 +345,8 @@ def main():
             with rc.Engine(run.exe, *args) as a, \
                     rc.Engine(run.exe, *args) as b:
                 run.check("redis-nodes", check_redis_nodes, a, b,
+                          timeout=120)
+                run.check("redis-backlog", check_backlog, b, "rob",
                           timeout=120)
     except AssertionError as e:
         run.fail("redis setup", e)
