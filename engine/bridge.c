@@ -180,6 +180,7 @@ struct eng_bridge {
 	atomic_uint_fast64_t mail_errors;	/* posts to shards that failed */
 	atomic_uint_fast64_t fills;	/* history gaps read back */
 	atomic_uint_fast64_t gaps;	/* ... that could not be */
+	atomic_bool loading;		/* a link's Redis loads its dataset */
 	bool logged_error;		/* the first error reply was logged */
 	bool fills_waiting;		/* some rhist wants its read sent */
 	atomic_int healthy;
@@ -237,12 +238,15 @@ static bool ready_for(struct eng_bridge *r, uint16_t slot, int role)
 static void update_health(struct eng_bridge *r)
 {
 	unsigned masters = 0, up = 0;
+	bool loading = r->cluster && r->mapl.loading;
 	int ok = 1;
 
 	for (unsigned i = 0; i < r->nnodes; i++) {
 		struct rnode *n = &r->nodes[i];
 		bool sub = eng_resp_ready(&n->c[R_SUB]);
 		bool pub = eng_resp_ready(&n->c[R_PUB]);
+
+		loading |= n->c[R_SUB].loading || n->c[R_PUB].loading;
 
 		atomic_store_explicit(&n->shown, n->slots << 2 |
 				      (unsigned)pub << 1 | (unsigned)sub,
@@ -274,6 +278,7 @@ static void update_health(struct eng_bridge *r)
 		r->reason[0] = '\0';
 		pthread_mutex_unlock(&r->lock);
 	}
+	atomic_store(&r->loading, loading);
 	atomic_store_explicit(&r->healthy, ok, memory_order_release);
 }
 
@@ -301,6 +306,7 @@ void eng_bridge_figures(struct eng_bridge *r, struct eng_bridge_figs *f)
 	f->pending = atomic_load(&r->pending);
 	f->fills = atomic_load(&r->fills);
 	f->gaps = atomic_load(&r->gaps);
+	f->loading = atomic_load(&r->loading);
 	f->cluster = r->cluster;
 	f->masters = atomic_load(&r->masters);
 	f->masters_up = atomic_load(&r->masters_up);
@@ -309,19 +315,41 @@ void eng_bridge_figures(struct eng_bridge *r, struct eng_bridge_figs *f)
 	f->resubscribes = atomic_load(&r->resubscribes);
 }
 
+/*
+ * Writes what /healthz says when unhealthy ("" when healthy) as a JSON
+ * string into @out (R_REASON_JSON bytes). Redis's error texts are not
+ * ours: bytes outside printable ASCII are shown as '?', so it is UTF-8.
+ */
+#define R_REASON_JSON	(6 * sizeof(((struct eng_bridge *)0)->reason) + 2)
+static size_t reason_json(struct eng_bridge *r, char *out)
+{
+	char why[sizeof(r->reason)] = "";
+	size_t len;
+
+	if (eng_bridge_healthy(r, why, sizeof(why)))
+		why[0] = '\0';
+	len = strlen(why);
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)why[i] < 0x20 || (unsigned char)why[i] > 0x7e)
+			why[i] = '?';
+	return json_escape(out, why, len);
+}
+
 size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 {
 	struct eng_bridge_figs f;
+	char why[R_REASON_JSON];
 	size_t n;
 
 	eng_bridge_figures(r, &f);
+	why[reason_json(r, why)] = '\0';
 	n = (size_t)snprintf(out, cap,
-		"{\"up\":%s,\"reconnects\":%llu,\"messages\":%llu,"
+		"{\"up\":%s,\"loading\":%s,\"reason\":%s,\"reconnects\":%llu,\"messages\":%llu,"
 		"\"rejected\":%llu,\"publishes\":%llu,\"channels\":%llu,"
 		"\"error_replies\":%llu,\"mailbox_errors\":%llu,"
 		"\"over_budget\":%llu,\"pending_bytes\":%llu,"
 		"\"history_fills\":%llu,\"history_gaps\":%llu",
-		f.up ? "true" : "false",
+		f.up ? "true" : "false", f.loading ? "true" : "false", why,
 		(unsigned long long)f.reconnects,
 		(unsigned long long)f.messages,
 		(unsigned long long)f.rejected,
@@ -618,6 +646,27 @@ static void link_refused(struct eng_resp *l, void *arg, const char *err)
 }
 
 /*
+ * Redis answered a link's hello with -LOADING: it is reading its dataset
+ * back. Said as such (not as a refusal), once per link made; resp.c says
+ * hello again until Redis is ready.
+ */
+static void link_loading(struct eng_resp *l, void *arg)
+{
+	struct eng_bridge *r = arg;
+
+	if (r->cluster)
+		fprintf(stderr, "ringcast: redis: loading the dataset (%s "
+			"link, %s %s:%u); waiting for it\n", l->cfg.role,
+			l == &r->mapl ? "seed" : "master", l->cfg.host,
+			l->cfg.port);
+	else
+		fprintf(stderr, "ringcast: redis: loading the dataset (%s "
+			"link); waiting for it\n", l->cfg.role);
+	set_reason(r, "%s%s", "redis: loading the dataset", "");
+	update_health(r);
+}
+
+/*
  * A link went down (or an attempt failed): say why, fail what waited
  * on it, and let the subscriber subscribe to everything again next time.
  */
@@ -664,6 +713,7 @@ static const struct eng_resp_ops link_ops = {
 	.reply = link_reply,
 	.down = link_down,
 	.refused = link_refused,
+	.loading = link_loading,
 };
 
 /* ---- replies ------------------------------------------------------------ */
@@ -1890,6 +1940,7 @@ static const struct eng_resp_ops map_ops = {
 	.reply = map_reply,
 	.down = map_down,
 	.refused = link_refused,
+	.loading = link_loading,
 };
 
 /* ---- the loop ------------------------------------------------------------ */
