@@ -161,15 +161,26 @@ static const char lua_hpub[] =
 
 /*
  * Read. ARGV: prefix, channel, after, max, last ("1": the newest max,
- * else those above after), ttl ms. Returns {epoch or nil, top, first,
- * message, ...}: the messages have offsets first, first + 1, ...; those
- * older than ttl are left out (from the oldest end).
+ * else those above after), ttl ms, a fresh epoch. Returns {epoch or nil,
+ * top, first, message, ...}: the messages have offsets first, first + 1,
+ * ...; those older than ttl are left out (from the oldest end). A
+ * recovery (last not "1") of a channel with no history creates it, under
+ * the fresh epoch and at offset 0, as a publish would: the client is
+ * told at once the position the next message goes on from, which a
+ * history lost with Redis's data would otherwise leave unknown.
  */
 static const char lua_hread[] =
 	"local p, c = ARGV[1], ARGV[2]\n"
 	"local after, max = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
 	"local ep = redis.call('HGET', p .. 'hmeta:' .. c, 'epoch')\n"
-	"if not ep then return {false, 0, 0} end\n"
+	"if not ep and ARGV[5] == '1' then return {false, 0, 0} end\n"
+	"if not ep then\n"
+	"  local m = p .. 'hmeta:' .. c\n"
+	"  redis.call('DEL', p .. 'hist:' .. c)\n"
+	"  redis.call('HSET', m, 'epoch', ARGV[7], 'top', 0)\n"
+	"  redis.call('PEXPIRE', m, ARGV[6])\n"
+	"  return {ARGV[7], 0, 0}\n"
+	"end\n"
 	"local top = tonumber(redis.call('HGET', p .. 'hmeta:' .. c, 'top'))\n"
 	"local t = redis.call('TIME')\n"
 	"local cut = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)"
@@ -447,12 +458,13 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 {
 	const struct eng_ns *ns = eng_ns_find(cfg, h->name, h->len);
 	char after[24], max[16], ttl[16], keys[ENG_RREQ_KEYS_MAX];
-	char name[ENG_CHAN_MAX + 128];
-	const char *argv[10] = { "EVAL", lua_hread, "1", keys, keys, h->name,
+	char name[ENG_CHAN_MAX + 128], ep[ENG_EPOCH_LEN + 1];
+	const char *argv[11] = { "EVAL", lua_hread, "1", keys, keys, h->name,
 				 after, max,
-				 h->kind == ENG_HREQ_HISTORY ? "1" : "0", ttl };
-	size_t lens[10] = { 4, sizeof(lua_hread) - 1, 1, 0, 0, h->len, 0, 0,
-			    1, 0 };
+				 h->kind == ENG_HREQ_HISTORY ? "1" : "0", ttl,
+				 ep };
+	size_t lens[11] = { 4, sizeof(lua_hread) - 1, 1, 0, 0, h->len, 0, 0,
+			    1, 0, ENG_EPOCH_LEN };
 	struct eng_rreq *p;
 	uint16_t hslot;
 	size_t nlen;
@@ -469,7 +481,8 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 				   h->kind == ENG_HREQ_HISTORY ? h->max :
 				   ns->history);
 	lens[9] = (size_t)snprintf(ttl, sizeof(ttl), "%u", ns->ttl_ms);
-	p = eng_rreq_new(ENG_RQ_HREAD, 10, argv, lens);
+	fresh_epoch(ep);	/* used only if the history is gone */
+	p = eng_rreq_new(ENG_RQ_HREAD, 11, argv, lens);
 	if (p) {
 		p->hreq = h;
 		p->hslot = hslot;

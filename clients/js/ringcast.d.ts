@@ -48,7 +48,12 @@ export interface Options {
 export interface Recovered {
 	channel: string;
 	recovered: boolean;
-	epoch?: string;
+	/**
+	 * The channel's epoch now; null when it keeps nothing at the moment
+	 * (embedded broker: a history that expired whole), until its next
+	 * message begins one. With Redis always a string.
+	 */
+	epoch?: string | null;
 	offset?: number;
 }
 

@@ -23,6 +23,10 @@
   is lost. Without persistence the history is gone: the pushes carry a
   new epoch, offsets begin again and a recovery from the old position
   says recovered:false. Never a silent gap.
+- flushed: Redis loses its data (FLUSHALL) under a channel's clients; a
+  recovery from the old position says recovered:false with the
+  channel's new epoch and offset 0 at once, and that epoch is the one
+  the next message carries and a later recovery goes on from.
 """
 
 import asyncio
@@ -394,6 +398,34 @@ async def check_restart(exe):
             await ws.close()
 
 
+async def check_flushed(a, b, redis):
+    offset, epoch = await position(a, b, "chat:flushed", redis)
+    expect_eq(redis.command("FLUSHALL"), "OK", "FLUSHALL")
+    ws = await ws_open(b)
+    r = await command(ws, 1, "subscribe", channel="chat:flushed",
+                      offset=offset, epoch=epoch)
+    expect_eq(r["code"], 200, "recovery after the flush: %r" % r)
+    new = r["data"]["epoch"]
+    expect(isinstance(new, str) and len(new) == 16 and new != epoch and
+           r["data"] == {"recovered": False, "epoch": new, "offset": 0},
+           "recovery from a history Redis lost: the new epoch at once, "
+           "offset 0: %r", r["data"])
+    publish(a, "chat:flushed", "next")
+    m = await push(ws)
+    expect_eq((m["epoch"], m["offset"], m["data"]), (new, 1, "next"),
+              "the next message under the epoch the reply gave")
+    await ws.close()
+    ws = await ws_open(a)
+    r = await command(ws, 2, "subscribe", channel="chat:flushed", offset=0,
+                      epoch=new)
+    expect_eq(r["data"], {"recovered": True, "epoch": new, "offset": 1},
+              "a recovery from the reply's position")
+    m = await push(ws)
+    expect_eq((m["epoch"], m["offset"], m["data"]), (new, 1, "next"),
+              "recovered from offset 0 of the new epoch")
+    await ws.close()
+
+
 def main():
     run = rc.Run("history-redis")
     try:
@@ -402,6 +434,7 @@ def main():
                 run.check("setup", healthy, a, b)
                 run.check("across", check_across, a, b, redis, timeout=120)
                 run.check("errors", check_errors, a, b, redis)
+                run.check("flushed", check_flushed, a, b, redis)
             run.check("kill9", check_kill9, run.exe, redis, timeout=120)
             run.check("freeze", check_freeze, run.exe, redis, timeout=120)
     except AssertionError as e:
