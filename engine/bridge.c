@@ -136,6 +136,9 @@ struct eng_bridge {
 	struct rnode *nodes;		/* owned: 1, or R_NODES_MAX on a cluster */
 	unsigned nnodes;
 	size_t queued;			/* bytes of requests awaiting, all nodes */
+	size_t reading;			/* read bytes reserved, all nodes */
+	struct eng_rreq *wait_head;	/* replays waiting for reading room */
+	struct eng_rreq *wait_tail;
 	/* cluster only */
 	uint16_t *map;			/* owned: slot -> node, or ENG_SLOT_NONE */
 	uint32_t uncovered;		/* slots no master serves (all: no map) */
@@ -181,6 +184,8 @@ struct eng_bridge {
 	atomic_uint_fast64_t fills;	/* history gaps read back */
 	atomic_uint_fast64_t gaps;	/* ... that could not be */
 	atomic_bool loading;		/* a link's Redis loads its dataset */
+	atomic_uint_fast64_t reading_pub;	/* a copy of reading */
+	atomic_uint_fast64_t reads_refused;	/* over --redis-max-reading */
 	bool logged_error;		/* the first error reply was logged */
 	bool fills_waiting;		/* some rhist wants its read sent */
 	atomic_int healthy;
@@ -307,6 +312,8 @@ void eng_bridge_figures(struct eng_bridge *r, struct eng_bridge_figs *f)
 	f->fills = atomic_load(&r->fills);
 	f->gaps = atomic_load(&r->gaps);
 	f->loading = atomic_load(&r->loading);
+	f->reading = atomic_load(&r->reading_pub);
+	f->reads_refused = atomic_load(&r->reads_refused);
 	f->cluster = r->cluster;
 	f->masters = atomic_load(&r->masters);
 	f->masters_up = atomic_load(&r->masters_up);
@@ -348,7 +355,8 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 		"\"rejected\":%llu,\"publishes\":%llu,\"channels\":%llu,"
 		"\"error_replies\":%llu,\"mailbox_errors\":%llu,"
 		"\"over_budget\":%llu,\"pending_bytes\":%llu,"
-		"\"history_fills\":%llu,\"history_gaps\":%llu",
+		"\"history_fills\":%llu,\"history_gaps\":%llu,"
+		"\"reading_bytes\":%llu,\"reads_refused\":%llu",
 		f.up ? "true" : "false", f.loading ? "true" : "false", why,
 		(unsigned long long)f.reconnects,
 		(unsigned long long)f.messages,
@@ -360,7 +368,9 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 		(unsigned long long)f.refused,
 		(unsigned long long)f.pending,
 		(unsigned long long)f.fills,
-		(unsigned long long)f.gaps);
+		(unsigned long long)f.gaps,
+		(unsigned long long)f.reading,
+		(unsigned long long)f.reads_refused);
 	if (n < cap && f.cluster) {
 		/* every master met, with the slots it serves now (0: none) */
 		unsigned k = atomic_load_explicit(&r->nnodes_pub,
@@ -580,8 +590,18 @@ static void ack_sub(struct eng_bridge *r, struct rchan *ch)
 	eng_mail_post(&r->mail, ch->owner, ENG_OP_R_SUB_ACK, m);
 }
 
+/* @p's read is answered, or goes no further: its bytes are free again. */
+static void read_done(struct eng_bridge *r, struct eng_rreq *p)
+{
+	r->reading -= p->reserve;
+	p->reserve = 0;
+	atomic_store_explicit(&r->reading_pub, r->reading,
+			      memory_order_relaxed);
+}
+
 static void ack_pub(struct eng_bridge *r, struct eng_rreq *p, long long n)
 {
+	read_done(r, p);
 	p->result = n;
 	if (p->from == ENG_BRIDGE) {	/* our own: nobody waits */
 		if (p->op == ENG_RQ_BEAT && n == 0)
@@ -849,43 +869,60 @@ static int inbox_answer(struct eng_bridge *r, struct eng_ibreq *q,
 	return 0;
 }
 
+/* Drops what pages before had read: the answer will not use them. */
+static void hist_drop_frames(struct eng_hreq *h)
+{
+	while (h->n)
+		eng_buf_put(h->frames[--h->n]);
+	h->bytes = 0;
+	h->more = false;
+}
+
 /*
  * A history read's answer (rreq.c's script): {epoch or nil, top, first,
- * message, ...} judged as hist.c's owner judges its own ring, into @h.
+ * more, message, ...} judged as hist.c's owner judges its own ring, into
+ * @h; a page after a cut one (h->more) adds to the frames it has.
  */
 static int hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 		       const redisReply *rep)
 {
+	uint64_t after = h->more ? h->next : h->after;	/* this page's */
 	const redisReply *ep;
+	struct eng_buf **frames;
 	uint64_t top, first;
+	bool more;
 	size_t n;
 
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 4 ||
 	    rep->element[1]->type != REDIS_REPLY_INTEGER ||
-	    rep->element[2]->type != REDIS_REPLY_INTEGER)
+	    rep->element[2]->type != REDIS_REPLY_INTEGER ||
+	    rep->element[3]->type != REDIS_REPLY_INTEGER)
 		return -EPROTO;
 	ep = rep->element[0];
 	if (ep->type == REDIS_REPLY_STRING && ep->len != ENG_EPOCH_LEN)
 		return -EPROTO;
 	top = (uint64_t)rep->element[1]->integer;
 	first = (uint64_t)rep->element[2]->integer;
-	n = rep->elements - 3;
+	more = rep->element[3]->integer != 0;
+	n = rep->elements - 4;
 	h->top = top;
+	h->more = false;
 	if (ep->type != REDIS_REPLY_STRING) {
 		/* no history at all: none to recover, offsets start anew */
 		h->status = h->kind == ENG_HREQ_RECOVER ? ENG_HREQ_GAP :
 			    ENG_HREQ_OK;
 		h->epoch[0] = '\0';
+		hist_drop_frames(h);
 		return 0;
 	}
 	if (h->kind == ENG_HREQ_RECOVER) {
 		if (strlen(h->epoch) != ep->len ||
 		    memcmp(h->epoch, ep->str, ep->len))
 			h->status = ENG_HREQ_GAP;	/* another history now */
-		else if (h->after > top)
+		else if (after > top)
 			h->status = ENG_HREQ_FUTURE;
-		else if (h->after < top && (first != h->after + 1 ||
-					    first + n - 1 != top))
+		else if (after < top && (first != after + 1 || !n ||
+					 (!more && first + n - 1 != top)))
 			h->status = ENG_HREQ_GAP;	/* some are gone */
 		else
 			h->status = ENG_HREQ_OK;
@@ -894,15 +931,19 @@ static int hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 	}
 	memcpy(h->epoch, ep->str, ep->len);
 	h->epoch[ep->len] = '\0';
+	if (h->status != ENG_HREQ_OK)
+		hist_drop_frames(h);
 	if (h->status != ENG_HREQ_OK || !n)
 		return 0;
-	h->frames = eng_malloc(n * sizeof(*h->frames));
-	if (!h->frames) {
+	frames = eng_realloc(h->frames, (h->n + n) * sizeof(*h->frames));
+	if (!frames) {
 		h->status = ENG_HREQ_NOMEM;
+		hist_drop_frames(h);
 		return 0;
 	}
+	h->frames = frames;
 	for (size_t i = 0; i < n; i++) {
-		const redisReply *d = rep->element[3 + i];
+		const redisReply *d = rep->element[4 + i];
 		struct eng_buf *f = d->type != REDIS_REPLY_STRING ? NULL :
 			stamped_frame(r, STAMP_HIST, h->name, h->len, h->epoch,
 				      first + i, d->str, d->len);
@@ -910,10 +951,14 @@ static int hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 		if (!f) {	/* a message no frame can carry: not recovered */
 			h->status = h->kind == ENG_HREQ_RECOVER ?
 				    ENG_HREQ_GAP : ENG_HREQ_NOMEM;
+			hist_drop_frames(h);
 			return 0;
 		}
 		h->frames[h->n++] = f;
+		h->bytes += d->len;
 	}
+	h->more = more;			/* cut by the read's byte bound */
+	h->next = first + n - 1;
 	return 0;
 }
 
@@ -1053,6 +1098,8 @@ static void hist_filled(struct eng_bridge *r, struct eng_hreq *q,
 		h->want = true;		/* the link failed: again once back */
 		r->fills_waiting = true;
 	} else if (h && h->filling) {
+		bool more = false;
+
 		h->filling = false;
 		if (result >= 0 && q->status == ENG_HREQ_OK &&
 		    !strcmp(q->epoch, h->epoch)) {
@@ -1065,12 +1112,17 @@ static void hist_filled(struct eng_bridge *r, struct eng_hreq *q,
 					q->frames[i] = NULL;
 				}
 			}
+			more = q->more;
 		} else {
 			h->skip = true;		/* lost: say so in /stats */
 			atomic_fetch_add_explicit(&r->gaps, 1,
 						  memory_order_relaxed);
 		}
-		hist_release(r, rc, h);
+		/* cut by the read's bound: the next page, the rest waiting */
+		if (more)
+			hist_fill(r, rc, h);
+		if (!h->filling)
+			hist_release(r, rc, h);
 	}
 	eng_hreq_free(q);
 }
@@ -1185,6 +1237,48 @@ static void csv_whole(char *out, size_t cap, const char *in, size_t len)
 	out[n] = '\0';
 }
 
+/*
+ * A client's recovery whose read was cut by its byte bound (@p answered,
+ * h->more): the next page is read into the same answer, as a request of
+ * its own, and @p is done. Past half of what the connection may hold
+ * (--max-pending-bytes; the rest is room for what else it is sent) the
+ * recovery cannot be delivered at once: it is answered "recovered":false
+ * rather than closed as a slow consumer. False when @p is to be answered
+ * now.
+ */
+static bool hist_next_page(struct eng_bridge *r, struct eng_rreq *p)
+{
+	struct eng_hreq *h = p->hreq;
+	struct eng_rreq *q;
+
+	if (p->from == ENG_BRIDGE || h->kind != ENG_HREQ_RECOVER ||
+	    h->status != ENG_HREQ_OK)
+		return false;
+	if (h->bytes > r->eng->cfg.max_pending / 2) {
+		h->status = ENG_HREQ_GAP;
+		hist_drop_frames(h);
+		return false;
+	}
+	if (!h->more)
+		return false;
+	q = eng_rreq_hread_new(&r->eng->cfg, h);
+	if (!q) {
+		h->status = ENG_HREQ_NOMEM;
+		hist_drop_frames(h);
+		return false;
+	}
+	q->from = p->from;
+	q->kind = p->kind;
+	q->slot = p->slot;
+	q->gen = p->gen;
+	q->page = true;
+	p->hreq = NULL;
+	read_done(r, p);
+	eng_free(p);
+	on_request_mail(r, q);
+	return true;
+}
+
 /* A reply on the publisher connection, for the request at the FIFO head. */
 static void on_pub_reply(struct eng_bridge *r, struct eng_rreq *p,
 			 const redisReply *rep)
@@ -1219,6 +1313,8 @@ static void on_pub_reply(struct eng_bridge *r, struct eng_rreq *p,
 	case ENG_RQ_HREAD: {
 		int ret = hist_answer(r, p->hreq, rep);
 
+		if (!ret && hist_next_page(r, p))
+			return;
 		ack_pub(r, p, ret);
 		return;
 	}
@@ -1536,12 +1632,80 @@ static bool send_to(struct eng_bridge *r, int node, struct eng_rreq *p)
 	return true;
 }
 
+/* The bytes a read's answer may take: see read_admitted(). */
+static uint64_t read_reserve(const struct eng_bridge *r)
+{
+	return r->eng->cfg.max_message > ENG_RREQ_READ_MAX ?
+	       r->eng->cfg.max_message : ENG_RREQ_READ_MAX;
+}
+
+static bool read_room(const struct eng_bridge *r)
+{
+	return !r->reading || r->reading + read_reserve(r) <=
+			      r->eng->cfg.redis_max_reading;
+}
+
+/*
+ * A history read or a connection's inbox replay: its answer may be as
+ * large as ENG_RREQ_READ_MAX (or one message, when that is larger), and
+ * Redis builds it in memory, so the node keeps such bytes in flight under
+ * --redis-max-reading. Past it a client's history read or recovery is
+ * answered 503 at once, and a replay (which no command waits for) waits
+ * its turn, sent as answers free room (send_waiting()). The first read
+ * always goes, and so do our own (a gap to fill) and the later pages of
+ * a read already let through.
+ */
+static bool read_admitted(struct eng_bridge *r, struct eng_rreq *p)
+{
+	uint64_t reserve = read_reserve(r);
+
+	if (p->op != ENG_RQ_HREAD && (p->op != ENG_RQ_IBOX ||
+				      p->ibreq->kind != ENG_IB_REPLAY))
+		return true;
+	if (p->from != ENG_BRIDGE && !p->page && !read_room(r)) {
+		if (p->op == ENG_RQ_IBOX) {
+			p->next = NULL;
+			if (r->wait_tail)
+				r->wait_tail->next = p;
+			else
+				r->wait_head = p;
+			r->wait_tail = p;
+			return false;
+		}
+		atomic_fetch_add_explicit(&r->reads_refused, 1,
+					  memory_order_relaxed);
+		p->hreq->status = ENG_HREQ_BUSY;	/* said so: not UNAVAIL */
+		ack_pub(r, p, 0);
+		return false;
+	}
+	p->reserve = reserve;
+	r->reading += reserve;
+	atomic_store_explicit(&r->reading_pub, r->reading,
+			      memory_order_relaxed);
+	return true;
+}
+
+/* Replays that waited for reading room, while there is some. */
+static void send_waiting(struct eng_bridge *r)
+{
+	while (r->wait_head && read_room(r)) {
+		struct eng_rreq *p = r->wait_head;
+
+		r->wait_head = p->next;
+		if (!r->wait_head)
+			r->wait_tail = NULL;
+		on_request_mail(r, p);
+	}
+}
+
 static void on_request_mail(struct eng_bridge *r, struct eng_rreq *p)
 {
 	if (!ready_for(r, p->hslot, R_PUB)) {
 		ack_pub(r, p, -ENOTCONN);
 		return;
 	}
+	if (!read_admitted(r, p))
+		return;
 	/*
 	 * A Redis that reads slowly (or froze, until the timeout says so)
 	 * must not make us hold everything: past the budget, refuse now.
@@ -2055,6 +2219,15 @@ static void *bridge_main(void *arg)
 		}
 		if (r->pres.ndirty)
 			flush_presence(r);
+		if (r->wait_head)
+			send_waiting(r);
+	}
+	while (r->wait_head) {		/* stopping: nobody waits for them */
+		struct eng_rreq *p = r->wait_head;
+
+		r->wait_head = p->next;
+		eng_ibreq_free(p->ibreq);
+		eng_free(p);
 	}
 	for (unsigned i = 0; i < r->nnodes; i++) {
 		eng_resp_down(&r->nodes[i].c[R_SUB], 0, "stopping");

@@ -37,6 +37,7 @@ bool eng_bridge_healthy(struct eng_bridge *b, char *why, size_t len);
 struct eng_bridge_figs {
 	bool up;
 	bool loading;			/* a Redis is loading its dataset */
+	uint64_t reading, reads_refused;	/* --redis-max-reading */
 	uint64_t reconnects, messages, rejected, publishes, channels, errors,
 		 mail_errors, refused, pending, fills, gaps;
 	bool cluster;			/* --redis-cluster: the rest is set */

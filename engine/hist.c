@@ -557,7 +557,8 @@ static void answer(struct eng_shard *s, struct eng_hreq *h)
 
 	eng_hist_read(ch, 0, NULL, 0, &top, &oldest, &epoch);
 	if (h->kind == ENG_HREQ_HISTORY) {
-		after = top > max ? top - max : 0;
+		if (after == ENG_HIST_LAST)
+			after = top > max ? top - max : 0;
 	} else if (!epoch || strcmp(epoch, h->epoch)) {
 		h->status = ENG_HREQ_GAP;	/* another history now */
 		max = 0;
@@ -629,6 +630,9 @@ static struct eng_buf *reply_of(const struct eng_hreq *h, int code,
 		else
 			p += sprintf(p, "\"epoch\":null");
 		p += sprintf(p, ",\"offset\":%llu", (unsigned long long)h->top);
+		if (h->more && !rec)	/* cut: where to ask from next */
+			p += sprintf(p, ",\"more\":true,\"next\":%llu",
+				     (unsigned long long)h->next);
 		if (!rec) {
 			p += sprintf(p, ",\"messages\":[");
 			for (uint32_t i = 0; i < h->n; i++) {
@@ -717,6 +721,9 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 	} else if (h->status == ENG_HREQ_NOMEM) {
 		code = 503;
 		msg = "out of memory";
+	} else if (h->status == ENG_HREQ_BUSY) {
+		code = 503;
+		msg = "redis busy: too many reads in flight";
 	} else if (h->status == ENG_HREQ_UNAVAIL) {
 		code = 503;
 		msg = "redis unavailable";

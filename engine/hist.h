@@ -26,6 +26,8 @@ struct eng_sub;		/* chan.h */
 #define ENG_HIST_LIMIT		1000	/* messages one history reply holds */
 #define ENG_EPOCH_LEN		16	/* hex characters */
 #define ENG_HIST_HOLD		65536	/* deliveries held while recovering */
+#define ENG_HIST_LAST		UINT64_MAX	/* history: the newest, not
+						 * those after an offset */
 
 /* One --namespace: channels "NAME:..." (NAME "" : names without ':'). */
 struct eng_ns {

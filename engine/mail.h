@@ -97,6 +97,8 @@ struct eng_rreq {
 	struct eng_buf *ok, *err;	/* /ws: the replies, prebuilt */
 	struct eng_hreq *hreq;		/* HREAD: owned, answered in place */
 	struct eng_ibreq *ibreq;	/* IBOX: the same */
+	uint64_t reserve;		/* bridge: read bytes it holds (budget) */
+	bool page;			/* bridge: a cut read's next page */
 	char text[ENG_PRES_APPS * (ENG_APP_MAX + 3)];	/* QUERY: apps */
 	size_t len;			/* bytes of the command in data */
 	char data[];			/* the command, formatted as RESP */
@@ -137,11 +139,15 @@ struct eng_hreq {
 	char name[ENG_CHAN_MAX];
 	char seq[64];			/* the command's seq, raw JSON */
 	char epoch[20];			/* asked, then answered ("" none) */
-	uint64_t after;			/* messages above this offset */
+	uint64_t after;			/* messages above this offset, or
+					 * ENG_HIST_LAST: the newest max */
 	uint32_t max;			/* at most this many */
 	uint32_t n;			/* answer: frames */
 	uint64_t top;			/* answer: the newest offset */
 	struct eng_buf **frames;	/* answer: owned, n references */
+	bool more;			/* answer cut by the read bound: ... */
+	uint64_t next;			/* ... it ends at this offset */
+	size_t bytes;			/* answer: message bytes in frames */
 };
 
 enum {
@@ -153,6 +159,7 @@ enum {
 	ENG_HREQ_FUTURE,	/* an offset above the newest */
 	ENG_HREQ_NOMEM,
 	ENG_HREQ_UNAVAIL,	/* Redis could not be asked or did not answer */
+	ENG_HREQ_BUSY,		/* over the node's --redis-max-reading */
 };
 
 #define ENG_INBOX_IDS	100	/* ids one ack or listing holds */

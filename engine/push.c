@@ -195,16 +195,21 @@ static bool hist_channel(struct eng_shard *s, struct eng_conn *c,
 	return true;
 }
 
-/* {"cmd":"history","data":{"channel":C,"limit":N}}: the last N messages. */
+/*
+ * {"cmd":"history","data":{"channel":C,"limit":N}}: the last N messages;
+ * with "offset":K, the N after offset K (where a cut reply said to go on).
+ */
 static void history(struct eng_shard *s, struct eng_conn *c,
 		    const struct json_cmd *cmd)
 {
 	uint32_t max = cmd->limit < 0 ? 100 : cmd->limit > ENG_HIST_LIMIT ?
 		       ENG_HIST_LIMIT : (uint32_t)cmd->limit;
+	uint64_t after = cmd->offset < 0 ? ENG_HIST_LAST :
+			 (uint64_t)cmd->offset;
 
 	if (!hist_channel(s, c, cmd))
 		return;
-	if (eng_hist_ask(s, c, false, cmd->channel.p, cmd->channel.len, 0,
+	if (eng_hist_ask(s, c, false, cmd->channel.p, cmd->channel.len, after,
 			 "", 0, max, cmd->seq.p, cmd->seq.len) < 0)
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }

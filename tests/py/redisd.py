@@ -126,6 +126,11 @@ class Redis:
             s.sendall(encode(args))
             return read_reply(s.makefile("rb"))
 
+    def info(self, section):
+        """INFO @section as a dict of strings (it answers while loading)."""
+        text = self.command("INFO", section).decode()
+        return dict(l.split(":", 1) for l in text.splitlines() if ":" in l)
+
     def __enter__(self):
         return self.start()
 

@@ -276,12 +276,6 @@ async def check_healthz_names_no_host(exe):
 LOADING_KEYS = 1000000
 
 
-def info(redis, section):
-    """INFO @section as a dict (INFO answers while Redis is loading)."""
-    text = redis.command("INFO", section).decode()
-    return dict(l.split(":", 1) for l in text.splitlines() if ":" in l)
-
-
 async def check_loading(exe):
     with redisd.Redis(aof=True, args=("--enable-debug-command",
                                       "local")) as redis:
@@ -290,7 +284,7 @@ async def check_loading(exe):
         # POPULATE writes no AOF: a rewrite puts the dataset in it.
         redis.command("BGREWRITEAOF")
         await rc.await_state(
-            "the AOF rewritten", lambda: info(redis, "persistence"),
+            "the AOF rewritten", lambda: redis.info("persistence"),
             lambda i: i["aof_rewrite_in_progress"] == "0" and
             i["aof_rewrite_scheduled"] == "0" and
             i["aof_last_bgrewrite_status"] == "ok", timeout=120)
@@ -302,7 +296,7 @@ async def check_loading(exe):
             for _ in range(20000):
                 status, body = rc.api(eng, "GET", "/healthz")
                 st = rc.stats(eng)["redis"]
-                loading = info(redis, "persistence")["loading"] == "1"
+                loading = redis.info("persistence")["loading"] == "1"
                 seen.append((status, body, st.get("reason"),
                              st.get("loading"), loading))
                 if status == 503 and body == b"redis: loading the dataset\n" \
