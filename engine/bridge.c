@@ -184,6 +184,7 @@ struct eng_bridge {
 	atomic_uint_fast64_t fills;	/* history gaps read back */
 	atomic_uint_fast64_t gaps;	/* ... that could not be */
 	atomic_bool loading;		/* a link's Redis loads its dataset */
+	bool loading_said;		/* ... logged, and its end not yet */
 	atomic_uint_fast64_t reading_pub;	/* a copy of reading */
 	atomic_uint_fast64_t reads_refused;	/* over --redis-max-reading */
 	bool logged_error;		/* the first error reply was logged */
@@ -240,18 +241,26 @@ static bool ready_for(struct eng_bridge *r, uint16_t slot, int role)
  * master that serves slots are up. A cluster's reason names no host
  * either: the log does.
  */
+/* Whether a link's Redis is loading its dataset. */
+static bool links_loading(const struct eng_bridge *r)
+{
+	bool loading = r->cluster && r->mapl.loading;
+
+	for (unsigned i = 0; i < r->nnodes; i++)
+		loading |= r->nodes[i].c[R_SUB].loading ||
+			   r->nodes[i].c[R_PUB].loading;
+	return loading;
+}
+
 static void update_health(struct eng_bridge *r)
 {
 	unsigned masters = 0, up = 0;
-	bool loading = r->cluster && r->mapl.loading;
 	int ok = 1;
 
 	for (unsigned i = 0; i < r->nnodes; i++) {
 		struct rnode *n = &r->nodes[i];
 		bool sub = eng_resp_ready(&n->c[R_SUB]);
 		bool pub = eng_resp_ready(&n->c[R_PUB]);
-
-		loading |= n->c[R_SUB].loading || n->c[R_PUB].loading;
 
 		atomic_store_explicit(&n->shown, n->slots << 2 |
 				      (unsigned)pub << 1 | (unsigned)sub,
@@ -283,7 +292,7 @@ static void update_health(struct eng_bridge *r)
 		r->reason[0] = '\0';
 		pthread_mutex_unlock(&r->lock);
 	}
-	atomic_store(&r->loading, loading);
+	atomic_store(&r->loading, links_loading(r));
 	atomic_store_explicit(&r->healthy, ok, memory_order_release);
 }
 
@@ -653,6 +662,11 @@ static void link_ready(struct eng_resp *l, void *arg)
 		if (r->fills_waiting)
 			send_fills(r);
 	}
+	/* said before /healthz can say 200 */
+	if (r->loading_said && !links_loading(r)) {
+		r->loading_said = false;
+		fprintf(stderr, "ringcast: redis: the dataset is loaded\n");
+	}
 	update_health(r);
 }
 
@@ -683,6 +697,7 @@ static void link_loading(struct eng_resp *l, void *arg)
 		fprintf(stderr, "ringcast: redis: loading the dataset (%s "
 			"link); waiting for it\n", l->cfg.role);
 	set_reason(r, "%s%s", "redis: loading the dataset", "");
+	r->loading_said = true;
 	update_health(r);
 }
 

@@ -37,6 +37,10 @@
   says recovered:true with every message; one missing 80 x 64 KB (more
   than --max-pending-bytes) says recovered:false, instead of closing the
   connection as a slow consumer, which stays open and live.
+- big-fill: 40 x 64 KB appear in a channel's stream without reaching
+  node A's link (written into Redis as the publish script would, minus
+  the PUBLISH); the next message shows A the gap, which it reads back
+  page by page: its subscriber sees every offset once, in order.
 - read-budget (--redis-max-reading 1M): reads past the node's budget of
   bytes in flight are answered 503 "redis busy", each command once, on a
   connection that stays open.
@@ -557,6 +561,29 @@ async def check_big_recovery(a, b, redis):
         await ws.close()
 
 
+async def check_big_fill(a, b, redis):
+    ws = await subscribed(a, "chat:fill", redis)
+    publish(b, "chat:fill", "first")	# A's link follows from here
+    m = await push(ws)
+    offset, epoch = m["offset"], m["epoch"]
+    body = json.dumps("x" * (BIG - 2))
+    for n in range(offset + 1, offset + 41):
+        redis.command("XADD", "ringcast:hist:chat:fill", "%d-0" % n, "t",
+                      int(redis.command("TIME")[0]) * 1000, "d", body)
+        redis.command("HINCRBY", "ringcast:hmeta:chat:fill", "top", 1)
+    fills = rc.stats(a)["redis"]["history_fills"]
+    publish(b, "chat:fill", "after")
+    seen = []
+    await read_to(ws, offset + 41, seen)
+    expect_eq([(e, o) for e, o, _ in seen],
+              [(epoch, n) for n in range(offset + 1, offset + 42)],
+              "the gap read back, then the message that showed it")
+    st = rc.stats(a)["redis"]
+    expect(st["history_fills"] > fills and st["history_gaps"] == 0,
+           "read back in pages, no gap: %r", st)
+    await ws.close()
+
+
 async def check_read_budget(exe):
     with redisd.Redis() as redis:
         with node(exe, redis, "--redis-max-reading", "1M") as eng:
@@ -597,6 +624,7 @@ def main():
                 run.check("limit0", check_limit0, a, b, redis)
                 run.check("big-recovery", check_big_recovery, a, b, redis,
                           timeout=120)
+                run.check("big-fill", check_big_fill, a, b, redis)
             run.check("kill9", check_kill9, run.exe, redis, timeout=120)
             run.check("freeze", check_freeze, run.exe, redis, timeout=120)
     except AssertionError as e:

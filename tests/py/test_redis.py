@@ -321,7 +321,11 @@ async def check_loading(exe):
             status, body = rc.api(eng, "POST", "/publish/l", b"2")
             expect_eq((status, body), (200, {"ok": True, "nodes": 0}),
                       "publish once loaded")
-            log = "\n".join(eng.log)
+            # stderr is read by a thread of the test's: await the line
+            log = await rc.await_state(
+                "the log saying loading, then loaded",
+                lambda: "\n".join(eng.log),
+                lambda t: "redis: the dataset is loaded" in t)
             expect("redis: loading the dataset" in log and
                    "Permission denied" not in log, "log: %s", log[-2000:])
 
