@@ -345,9 +345,12 @@ static size_t reason_json(struct eng_bridge *r, char *out)
 	if (eng_bridge_healthy(r, why, sizeof(why)))
 		why[0] = '\0';
 	len = strlen(why);
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)why[i] < 0x20 || (unsigned char)why[i] > 0x7e)
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)why[i];
+
+		if (ch < 0x20 || ch > 0x7e)
 			why[i] = '?';
+	}
 	return json_escape(out, why, len);
 }
 
@@ -360,7 +363,8 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 	eng_bridge_figures(r, &f);
 	why[reason_json(r, why)] = '\0';
 	n = (size_t)snprintf(out, cap,
-		"{\"up\":%s,\"loading\":%s,\"reason\":%s,\"reconnects\":%llu,\"messages\":%llu,"
+		"{\"up\":%s,\"loading\":%s,\"reason\":%s,"
+		"\"reconnects\":%llu,\"messages\":%llu,"
 		"\"rejected\":%llu,\"publishes\":%llu,\"channels\":%llu,"
 		"\"error_replies\":%llu,\"mailbox_errors\":%llu,"
 		"\"over_budget\":%llu,\"pending_bytes\":%llu,"
