@@ -136,6 +136,9 @@ struct eng_bridge {
 	struct rnode *nodes;		/* owned: 1, or R_NODES_MAX on a cluster */
 	unsigned nnodes;
 	size_t queued;			/* bytes of requests awaiting, all nodes */
+	size_t reading;			/* read bytes reserved, all nodes */
+	struct eng_rreq *wait_head;	/* replays waiting for reading room */
+	struct eng_rreq *wait_tail;
 	/* cluster only */
 	uint16_t *map;			/* owned: slot -> node, or ENG_SLOT_NONE */
 	uint32_t uncovered;		/* slots no master serves (all: no map) */
@@ -180,6 +183,10 @@ struct eng_bridge {
 	atomic_uint_fast64_t mail_errors;	/* posts to shards that failed */
 	atomic_uint_fast64_t fills;	/* history gaps read back */
 	atomic_uint_fast64_t gaps;	/* ... that could not be */
+	atomic_bool loading;		/* a link's Redis loads its dataset */
+	bool loading_said;		/* ... logged, and its end not yet */
+	atomic_uint_fast64_t reading_pub;	/* a copy of reading */
+	atomic_uint_fast64_t reads_refused;	/* over --redis-max-reading */
 	bool logged_error;		/* the first error reply was logged */
 	bool fills_waiting;		/* some rhist wants its read sent */
 	atomic_int healthy;
@@ -234,6 +241,17 @@ static bool ready_for(struct eng_bridge *r, uint16_t slot, int role)
  * master that serves slots are up. A cluster's reason names no host
  * either: the log does.
  */
+/* Whether a link's Redis is loading its dataset. */
+static bool links_loading(const struct eng_bridge *r)
+{
+	bool loading = r->cluster && r->mapl.loading;
+
+	for (unsigned i = 0; i < r->nnodes; i++)
+		loading |= r->nodes[i].c[R_SUB].loading ||
+			   r->nodes[i].c[R_PUB].loading;
+	return loading;
+}
+
 static void update_health(struct eng_bridge *r)
 {
 	unsigned masters = 0, up = 0;
@@ -274,6 +292,7 @@ static void update_health(struct eng_bridge *r)
 		r->reason[0] = '\0';
 		pthread_mutex_unlock(&r->lock);
 	}
+	atomic_store(&r->loading, links_loading(r));
 	atomic_store_explicit(&r->healthy, ok, memory_order_release);
 }
 
@@ -301,6 +320,9 @@ void eng_bridge_figures(struct eng_bridge *r, struct eng_bridge_figs *f)
 	f->pending = atomic_load(&r->pending);
 	f->fills = atomic_load(&r->fills);
 	f->gaps = atomic_load(&r->gaps);
+	f->loading = atomic_load(&r->loading);
+	f->reading = atomic_load(&r->reading_pub);
+	f->reads_refused = atomic_load(&r->reads_refused);
 	f->cluster = r->cluster;
 	f->masters = atomic_load(&r->masters);
 	f->masters_up = atomic_load(&r->masters_up);
@@ -309,19 +331,46 @@ void eng_bridge_figures(struct eng_bridge *r, struct eng_bridge_figs *f)
 	f->resubscribes = atomic_load(&r->resubscribes);
 }
 
+/*
+ * Writes what /healthz says when unhealthy ("" when healthy) as a JSON
+ * string into @out (R_REASON_JSON bytes). Redis's error texts are not
+ * ours: bytes outside printable ASCII are shown as '?', so it is UTF-8.
+ */
+#define R_REASON_JSON	(6 * sizeof(((struct eng_bridge *)0)->reason) + 2)
+static size_t reason_json(struct eng_bridge *r, char *out)
+{
+	char why[sizeof(r->reason)] = "";
+	size_t len;
+
+	if (eng_bridge_healthy(r, why, sizeof(why)))
+		why[0] = '\0';
+	len = strlen(why);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)why[i];
+
+		if (ch < 0x20 || ch > 0x7e)
+			why[i] = '?';
+	}
+	return json_escape(out, why, len);
+}
+
 size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 {
 	struct eng_bridge_figs f;
+	char why[R_REASON_JSON];
 	size_t n;
 
 	eng_bridge_figures(r, &f);
+	why[reason_json(r, why)] = '\0';
 	n = (size_t)snprintf(out, cap,
-		"{\"up\":%s,\"reconnects\":%llu,\"messages\":%llu,"
+		"{\"up\":%s,\"loading\":%s,\"reason\":%s,"
+		"\"reconnects\":%llu,\"messages\":%llu,"
 		"\"rejected\":%llu,\"publishes\":%llu,\"channels\":%llu,"
 		"\"error_replies\":%llu,\"mailbox_errors\":%llu,"
 		"\"over_budget\":%llu,\"pending_bytes\":%llu,"
-		"\"history_fills\":%llu,\"history_gaps\":%llu",
-		f.up ? "true" : "false",
+		"\"history_fills\":%llu,\"history_gaps\":%llu,"
+		"\"reading_bytes\":%llu,\"reads_refused\":%llu",
+		f.up ? "true" : "false", f.loading ? "true" : "false", why,
 		(unsigned long long)f.reconnects,
 		(unsigned long long)f.messages,
 		(unsigned long long)f.rejected,
@@ -332,7 +381,9 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 		(unsigned long long)f.refused,
 		(unsigned long long)f.pending,
 		(unsigned long long)f.fills,
-		(unsigned long long)f.gaps);
+		(unsigned long long)f.gaps,
+		(unsigned long long)f.reading,
+		(unsigned long long)f.reads_refused);
 	if (n < cap && f.cluster) {
 		/* every master met, with the slots it serves now (0: none) */
 		unsigned k = atomic_load_explicit(&r->nnodes_pub,
@@ -552,8 +603,18 @@ static void ack_sub(struct eng_bridge *r, struct rchan *ch)
 	eng_mail_post(&r->mail, ch->owner, ENG_OP_R_SUB_ACK, m);
 }
 
+/* @p's read is answered, or goes no further: its bytes are free again. */
+static void read_done(struct eng_bridge *r, struct eng_rreq *p)
+{
+	r->reading -= p->reserve;
+	p->reserve = 0;
+	atomic_store_explicit(&r->reading_pub, r->reading,
+			      memory_order_relaxed);
+}
+
 static void ack_pub(struct eng_bridge *r, struct eng_rreq *p, long long n)
 {
+	read_done(r, p);
 	p->result = n;
 	if (p->from == ENG_BRIDGE) {	/* our own: nobody waits */
 		if (p->op == ENG_RQ_BEAT && n == 0)
@@ -605,6 +666,11 @@ static void link_ready(struct eng_resp *l, void *arg)
 		if (r->fills_waiting)
 			send_fills(r);
 	}
+	/* said before /healthz can say 200 */
+	if (r->loading_said && !links_loading(r)) {
+		r->loading_said = false;
+		fprintf(stderr, "ringcast: redis: the dataset is loaded\n");
+	}
 	update_health(r);
 }
 
@@ -615,6 +681,28 @@ static void link_refused(struct eng_resp *l, void *arg, const char *err)
 
 	fprintf(stderr, "ringcast: redis %s: %s\n", l->cfg.role, err);
 	set_reason(r, "redis %s: %s", l->cfg.role, err);
+}
+
+/*
+ * Redis answered a link's hello with -LOADING: it is reading its dataset
+ * back. Said as such (not as a refusal), once per link made; resp.c says
+ * hello again until Redis is ready.
+ */
+static void link_loading(struct eng_resp *l, void *arg)
+{
+	struct eng_bridge *r = arg;
+
+	if (r->cluster)
+		fprintf(stderr, "ringcast: redis: loading the dataset (%s "
+			"link, %s %s:%u); waiting for it\n", l->cfg.role,
+			l == &r->mapl ? "seed" : "master", l->cfg.host,
+			l->cfg.port);
+	else
+		fprintf(stderr, "ringcast: redis: loading the dataset (%s "
+			"link); waiting for it\n", l->cfg.role);
+	set_reason(r, "%s%s", "redis: loading the dataset", "");
+	r->loading_said = true;
+	update_health(r);
 }
 
 /*
@@ -664,6 +752,7 @@ static const struct eng_resp_ops link_ops = {
 	.reply = link_reply,
 	.down = link_down,
 	.refused = link_refused,
+	.loading = link_loading,
 };
 
 /* ---- replies ------------------------------------------------------------ */
@@ -799,43 +888,60 @@ static int inbox_answer(struct eng_bridge *r, struct eng_ibreq *q,
 	return 0;
 }
 
+/* Drops what pages before had read: the answer will not use them. */
+static void hist_drop_frames(struct eng_hreq *h)
+{
+	while (h->n)
+		eng_buf_put(h->frames[--h->n]);
+	h->bytes = 0;
+	h->more = false;
+}
+
 /*
  * A history read's answer (rreq.c's script): {epoch or nil, top, first,
- * message, ...} judged as hist.c's owner judges its own ring, into @h.
+ * more, message, ...} judged as hist.c's owner judges its own ring, into
+ * @h; a page after a cut one (h->more) adds to the frames it has.
  */
 static int hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 		       const redisReply *rep)
 {
+	uint64_t after = h->more ? h->next : h->after;	/* this page's */
 	const redisReply *ep;
+	struct eng_buf **frames;
 	uint64_t top, first;
+	bool more;
 	size_t n;
 
-	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 4 ||
 	    rep->element[1]->type != REDIS_REPLY_INTEGER ||
-	    rep->element[2]->type != REDIS_REPLY_INTEGER)
+	    rep->element[2]->type != REDIS_REPLY_INTEGER ||
+	    rep->element[3]->type != REDIS_REPLY_INTEGER)
 		return -EPROTO;
 	ep = rep->element[0];
 	if (ep->type == REDIS_REPLY_STRING && ep->len != ENG_EPOCH_LEN)
 		return -EPROTO;
 	top = (uint64_t)rep->element[1]->integer;
 	first = (uint64_t)rep->element[2]->integer;
-	n = rep->elements - 3;
+	more = rep->element[3]->integer != 0;
+	n = rep->elements - 4;
 	h->top = top;
+	h->more = false;
 	if (ep->type != REDIS_REPLY_STRING) {
 		/* no history at all: none to recover, offsets start anew */
 		h->status = h->kind == ENG_HREQ_RECOVER ? ENG_HREQ_GAP :
 			    ENG_HREQ_OK;
 		h->epoch[0] = '\0';
+		hist_drop_frames(h);
 		return 0;
 	}
 	if (h->kind == ENG_HREQ_RECOVER) {
 		if (strlen(h->epoch) != ep->len ||
 		    memcmp(h->epoch, ep->str, ep->len))
 			h->status = ENG_HREQ_GAP;	/* another history now */
-		else if (h->after > top)
+		else if (after > top)
 			h->status = ENG_HREQ_FUTURE;
-		else if (h->after < top && (first != h->after + 1 ||
-					    first + n - 1 != top))
+		else if (after < top && (first != after + 1 || !n ||
+					 (!more && first + n - 1 != top)))
 			h->status = ENG_HREQ_GAP;	/* some are gone */
 		else
 			h->status = ENG_HREQ_OK;
@@ -844,15 +950,19 @@ static int hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 	}
 	memcpy(h->epoch, ep->str, ep->len);
 	h->epoch[ep->len] = '\0';
+	if (h->status != ENG_HREQ_OK)
+		hist_drop_frames(h);
 	if (h->status != ENG_HREQ_OK || !n)
 		return 0;
-	h->frames = eng_malloc(n * sizeof(*h->frames));
-	if (!h->frames) {
+	frames = eng_realloc(h->frames, (h->n + n) * sizeof(*h->frames));
+	if (!frames) {
 		h->status = ENG_HREQ_NOMEM;
+		hist_drop_frames(h);
 		return 0;
 	}
+	h->frames = frames;
 	for (size_t i = 0; i < n; i++) {
-		const redisReply *d = rep->element[3 + i];
+		const redisReply *d = rep->element[4 + i];
 		struct eng_buf *f = d->type != REDIS_REPLY_STRING ? NULL :
 			stamped_frame(r, STAMP_HIST, h->name, h->len, h->epoch,
 				      first + i, d->str, d->len);
@@ -860,10 +970,14 @@ static int hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 		if (!f) {	/* a message no frame can carry: not recovered */
 			h->status = h->kind == ENG_HREQ_RECOVER ?
 				    ENG_HREQ_GAP : ENG_HREQ_NOMEM;
+			hist_drop_frames(h);
 			return 0;
 		}
 		h->frames[h->n++] = f;
+		h->bytes += d->len;
 	}
+	h->more = more;			/* cut by the read's byte bound */
+	h->next = first + n - 1;
 	return 0;
 }
 
@@ -1003,6 +1117,8 @@ static void hist_filled(struct eng_bridge *r, struct eng_hreq *q,
 		h->want = true;		/* the link failed: again once back */
 		r->fills_waiting = true;
 	} else if (h && h->filling) {
+		bool more = false;
+
 		h->filling = false;
 		if (result >= 0 && q->status == ENG_HREQ_OK &&
 		    !strcmp(q->epoch, h->epoch)) {
@@ -1015,12 +1131,17 @@ static void hist_filled(struct eng_bridge *r, struct eng_hreq *q,
 					q->frames[i] = NULL;
 				}
 			}
+			more = q->more;
 		} else {
 			h->skip = true;		/* lost: say so in /stats */
 			atomic_fetch_add_explicit(&r->gaps, 1,
 						  memory_order_relaxed);
 		}
-		hist_release(r, rc, h);
+		/* cut by the read's bound: the next page, the rest waiting */
+		if (more)
+			hist_fill(r, rc, h);
+		if (!h->filling)
+			hist_release(r, rc, h);
 	}
 	eng_hreq_free(q);
 }
@@ -1135,6 +1256,48 @@ static void csv_whole(char *out, size_t cap, const char *in, size_t len)
 	out[n] = '\0';
 }
 
+/*
+ * A client's recovery whose read was cut by its byte bound (@p answered,
+ * h->more): the next page is read into the same answer, as a request of
+ * its own, and @p is done. Past half of what the connection may hold
+ * (--max-pending-bytes; the rest is room for what else it is sent) the
+ * recovery cannot be delivered at once: it is answered "recovered":false
+ * rather than closed as a slow consumer. False when @p is to be answered
+ * now.
+ */
+static bool hist_next_page(struct eng_bridge *r, struct eng_rreq *p)
+{
+	struct eng_hreq *h = p->hreq;
+	struct eng_rreq *q;
+
+	if (p->from == ENG_BRIDGE || h->kind != ENG_HREQ_RECOVER ||
+	    h->status != ENG_HREQ_OK)
+		return false;
+	if (h->bytes > r->eng->cfg.max_pending / 2) {
+		h->status = ENG_HREQ_BACKLOG;	/* more than it may hold */
+		hist_drop_frames(h);
+		return false;
+	}
+	if (!h->more)
+		return false;
+	q = eng_rreq_hread_new(&r->eng->cfg, h);
+	if (!q) {
+		h->status = ENG_HREQ_NOMEM;
+		hist_drop_frames(h);
+		return false;
+	}
+	q->from = p->from;
+	q->kind = p->kind;
+	q->slot = p->slot;
+	q->gen = p->gen;
+	q->page = true;
+	p->hreq = NULL;
+	read_done(r, p);
+	eng_free(p);
+	on_request_mail(r, q);
+	return true;
+}
+
 /* A reply on the publisher connection, for the request at the FIFO head. */
 static void on_pub_reply(struct eng_bridge *r, struct eng_rreq *p,
 			 const redisReply *rep)
@@ -1169,6 +1332,8 @@ static void on_pub_reply(struct eng_bridge *r, struct eng_rreq *p,
 	case ENG_RQ_HREAD: {
 		int ret = hist_answer(r, p->hreq, rep);
 
+		if (!ret && hist_next_page(r, p))
+			return;
 		ack_pub(r, p, ret);
 		return;
 	}
@@ -1486,12 +1651,80 @@ static bool send_to(struct eng_bridge *r, int node, struct eng_rreq *p)
 	return true;
 }
 
+/* The bytes a read's answer may take: see read_admitted(). */
+static uint64_t read_reserve(const struct eng_bridge *r)
+{
+	return r->eng->cfg.max_message > ENG_RREQ_READ_MAX ?
+	       r->eng->cfg.max_message : ENG_RREQ_READ_MAX;
+}
+
+static bool read_room(const struct eng_bridge *r)
+{
+	return !r->reading || r->reading + read_reserve(r) <=
+			      r->eng->cfg.redis_max_reading;
+}
+
+/*
+ * A history read or a connection's inbox replay: its answer may be as
+ * large as ENG_RREQ_READ_MAX (or one message, when that is larger), and
+ * Redis builds it in memory, so the node keeps such bytes in flight under
+ * --redis-max-reading. Past it a client's history read or recovery is
+ * answered 503 at once, and a replay (which no command waits for) waits
+ * its turn, sent as answers free room (send_waiting()). The first read
+ * always goes, and so do our own (a gap to fill) and the later pages of
+ * a read already let through.
+ */
+static bool read_admitted(struct eng_bridge *r, struct eng_rreq *p)
+{
+	uint64_t reserve = read_reserve(r);
+
+	if (p->op != ENG_RQ_HREAD && (p->op != ENG_RQ_IBOX ||
+				      p->ibreq->kind != ENG_IB_REPLAY))
+		return true;
+	if (p->from != ENG_BRIDGE && !p->page && !read_room(r)) {
+		if (p->op == ENG_RQ_IBOX) {
+			p->next = NULL;
+			if (r->wait_tail)
+				r->wait_tail->next = p;
+			else
+				r->wait_head = p;
+			r->wait_tail = p;
+			return false;
+		}
+		atomic_fetch_add_explicit(&r->reads_refused, 1,
+					  memory_order_relaxed);
+		p->hreq->status = ENG_HREQ_BUSY;	/* said so: not UNAVAIL */
+		ack_pub(r, p, 0);
+		return false;
+	}
+	p->reserve = reserve;
+	r->reading += reserve;
+	atomic_store_explicit(&r->reading_pub, r->reading,
+			      memory_order_relaxed);
+	return true;
+}
+
+/* Replays that waited for reading room, while there is some. */
+static void send_waiting(struct eng_bridge *r)
+{
+	while (r->wait_head && read_room(r)) {
+		struct eng_rreq *p = r->wait_head;
+
+		r->wait_head = p->next;
+		if (!r->wait_head)
+			r->wait_tail = NULL;
+		on_request_mail(r, p);
+	}
+}
+
 static void on_request_mail(struct eng_bridge *r, struct eng_rreq *p)
 {
 	if (!ready_for(r, p->hslot, R_PUB)) {
 		ack_pub(r, p, -ENOTCONN);
 		return;
 	}
+	if (!read_admitted(r, p))
+		return;
 	/*
 	 * A Redis that reads slowly (or froze, until the timeout says so)
 	 * must not make us hold everything: past the budget, refuse now.
@@ -1890,6 +2123,7 @@ static const struct eng_resp_ops map_ops = {
 	.reply = map_reply,
 	.down = map_down,
 	.refused = link_refused,
+	.loading = link_loading,
 };
 
 /* ---- the loop ------------------------------------------------------------ */
@@ -2004,6 +2238,15 @@ static void *bridge_main(void *arg)
 		}
 		if (r->pres.ndirty)
 			flush_presence(r);
+		if (r->wait_head)
+			send_waiting(r);
+	}
+	while (r->wait_head) {		/* stopping: nobody waits for them */
+		struct eng_rreq *p = r->wait_head;
+
+		r->wait_head = p->next;
+		eng_ibreq_free(p->ibreq);
+		eng_free(p);
 	}
 	for (unsigned i = 0; i < r->nnodes; i++) {
 		eng_resp_down(&r->nodes[i].c[R_SUB], 0, "stopping");

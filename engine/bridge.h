@@ -36,6 +36,8 @@ bool eng_bridge_healthy(struct eng_bridge *b, char *why, size_t len);
 /* The bridge's figures, read from any thread. */
 struct eng_bridge_figs {
 	bool up;
+	bool loading;			/* a Redis is loading its dataset */
+	uint64_t reading, reads_refused;	/* --redis-max-reading */
 	uint64_t reconnects, messages, rejected, publishes, channels, errors,
 		 mail_errors, refused, pending, fills, gaps;
 	bool cluster;			/* --redis-cluster: the rest is set */
@@ -47,7 +49,7 @@ void eng_bridge_figures(struct eng_bridge *b, struct eng_bridge_figs *f);
 /* Masters a node links to, at most, over its life (--redis-cluster). */
 #define ENG_BRIDGE_NODES_MAX	64
 /* What eng_bridge_stats() writes at most: room to give it. */
-#define ENG_BRIDGE_STATS_MAX	(1024 + ENG_BRIDGE_NODES_MAX * 384)
+#define ENG_BRIDGE_STATS_MAX	(5 * 1024 + ENG_BRIDGE_NODES_MAX * 384)
 
 /* Appends the bridge's figures as a JSON object; returns its length. */
 size_t eng_bridge_stats(struct eng_bridge *b, char *out, size_t cap);

@@ -71,6 +71,7 @@ struct eng_cfg {
 	char node_id[40];		/* presence in Redis: this node */
 	unsigned redis_timeout_ms;	/* no answer this long: link down */
 	uint64_t redis_max_pending;	/* bytes queued toward Redis, at most */
+	uint64_t redis_max_reading;	/* read bytes in flight, at most */
 	uint64_t max_partial;		/* bytes of partial messages, all shards */
 	struct eng_ns *ns;		/* owned: --namespace entries (hist.h) */
 	unsigned nns;

@@ -934,6 +934,9 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 	} else if (h->status == ENG_HREQ_NOMEM) {
 		code = 503;
 		msg = "out of memory";
+	} else if (h->status == ENG_HREQ_BUSY) {
+		code = 503;
+		msg = "redis busy: too many reads in flight";
 	} else if (h->status == ENG_HREQ_UNAVAIL) {
 		code = 503;
 		msg = "redis unavailable";

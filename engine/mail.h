@@ -97,6 +97,8 @@ struct eng_rreq {
 	struct eng_buf *ok, *err;	/* /ws: the replies, prebuilt */
 	struct eng_hreq *hreq;		/* HREAD: owned, answered in place */
 	struct eng_ibreq *ibreq;	/* IBOX: the same */
+	uint64_t reserve;		/* bridge: read bytes it holds (budget) */
+	bool page;			/* bridge: a cut read's next page */
 	char text[ENG_PRES_APPS * (ENG_APP_MAX + 3)];	/* QUERY: apps */
 	size_t len;			/* bytes of the command in data */
 	char data[];			/* the command, formatted as RESP */
@@ -141,10 +143,13 @@ struct eng_hreq {
 	uint32_t max;			/* at most this many */
 	uint32_t max_bytes;		/* ... of at most this many bytes */
 	uint8_t lone;			/* ... but one whatever its size */
-	uint8_t more;			/* answer: max_bytes cut it short */
+	uint8_t more;			/* answer cut short (max_bytes, or a
+					 * Redis read's bound: see next) */
 	uint32_t n;			/* answer: frames */
 	uint64_t top;			/* answer: the newest offset */
 	struct eng_buf **frames;	/* answer: owned, n references */
+	uint64_t next;			/* a cut Redis read ends here */
+	size_t bytes;			/* answer: message bytes in frames */
 };
 
 enum {
@@ -158,6 +163,7 @@ enum {
 	ENG_HREQ_NOMEM,
 	ENG_HREQ_UNAVAIL,	/* Redis could not be asked or did not answer */
 	ENG_HREQ_BACKLOG,	/* not recovered: more than max_bytes missed */
+	ENG_HREQ_BUSY,		/* over the node's --redis-max-reading */
 };
 
 #define ENG_INBOX_IDS	100	/* ids one ack or listing holds */

@@ -131,6 +131,11 @@ static const char usage[] =
 "                           (default 5s)\n"
 "  --redis-max-pending SIZE bytes of requests queued toward Redis at most;\n"
 "                           past it a publish gets 503 at once (default 16M)\n"
+"  --redis-max-reading SIZE bytes of history and inbox reads in flight to\n"
+"                           Redis at most, each counted as 1M (or\n"
+"                           --max-message if larger); past it a history\n"
+"                           read gets 503 at once, a new connection's inbox\n"
+"                           waits (default 32M)\n"
 "  --redis-prefix PREFIX    Redis channel names start with it (default\n"
 "                           ringcast:): PREFIXch:NAME, PREFIXall\n"
 "  --zc-threshold SIZE      send frames this large with send_zc from the\n"
@@ -525,7 +530,8 @@ enum {
 	OPT_ARENA, OPT_ZC, OPT_REDIS, OPT_REDIS_PREFIX, OPT_AUTH, OPT_JWT_SECRET,
 	OPT_JWT_PUBKEY, OPT_MAX_PER_USER, OPT_JWT_LEEWAY, OPT_IO,
 	OPT_INSECURE_OPEN, OPT_REDIS_FILE, OPT_REDIS_TIMEOUT, OPT_REDIS_CLUSTER,
-	OPT_REDIS_MAX_PENDING, OPT_MAX_PARTIAL, OPT_ORIGINS, OPT_NAMESPACE,
+	OPT_REDIS_MAX_PENDING, OPT_REDIS_MAX_READING, OPT_MAX_PARTIAL,
+	OPT_ORIGINS, OPT_NAMESPACE,
 	OPT_HISTORY_MEMORY, OPT_INBOX_MAX, OPT_INBOX_TTL, OPT_BATCH_WINDOW,
 	OPT_DEMO, OPT_THREADS, OPT_HTTP_IDLE, OPT_HOSTS,
 };
@@ -564,6 +570,7 @@ static const struct option options[] = {
 	{ "redis-cluster",	required_argument, NULL, OPT_REDIS_CLUSTER },
 	{ "redis-timeout",	required_argument, NULL, OPT_REDIS_TIMEOUT },
 	{ "redis-max-pending",	required_argument, NULL, OPT_REDIS_MAX_PENDING },
+	{ "redis-max-reading",	required_argument, NULL, OPT_REDIS_MAX_READING },
 	{ "max-partial-memory",	required_argument, NULL, OPT_MAX_PARTIAL },
 	{ "allowed-origins",	required_argument, NULL, OPT_ORIGINS },
 	{ "allowed-hosts",	required_argument, NULL, OPT_HOSTS },
@@ -745,6 +752,12 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 				bad_value("redis-max-pending (4K at least)",
 					  optarg);
 			cfg->redis_max_pending = v;
+			break;
+		case OPT_REDIS_MAX_READING:
+			if (parse_size(optarg, &v) < 0 || v < 4096)
+				bad_value("redis-max-reading (4K at least)",
+					  optarg);
+			cfg->redis_max_reading = v;
 			break;
 		case OPT_ORIGINS:
 			if (parse_origins(optarg, cfg) < 0)
@@ -1011,6 +1024,7 @@ int main(int argc, char **argv)
 	strcpy(e.cfg.redis_prefix, "ringcast:");
 	e.cfg.redis_timeout_ms = 5000;
 	e.cfg.redis_max_pending = 16u << 20;
+	e.cfg.redis_max_reading = 32u << 20;
 	e.cfg.max_partial = (uint64_t)256 << 20;
 	e.cfg.history_memory = (uint64_t)64 << 20;
 	e.cfg.inbox_max = 1000;

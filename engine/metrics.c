@@ -257,6 +257,11 @@ static void redis(struct text *t, struct eng *e)
 		    fills),
 		ROW("redis_history_gaps_total", "counter",
 		    "Such reads that found the messages gone.", gaps),
+		ROW("redis_reading_bytes", "gauge",
+		    "History and inbox read bytes in flight to Redis.",
+		    reading),
+		ROW("redis_reads_refused_total", "counter",
+		    "Reads refused over --redis-max-reading.", reads_refused),
 #undef ROW
 	};
 

@@ -24,6 +24,8 @@
 #include "resp.h"
 #include "ud.h"
 
+static void say_hello(struct eng_resp *l);
+
 uint64_t eng_resp_now_ms(void)
 {
 	struct timespec ts;
@@ -60,6 +62,8 @@ static void reset(struct eng_resp *l)
 	l->state = ENG_RESP_DOWN;
 	l->expect = 0;
 	l->ping = false;
+	l->loading = l->again = false;
+	l->hello_at = 0;
 	l->recv_armed = l->send_armed = false;
 	free(l->out);
 	free(l->next);
@@ -284,6 +288,9 @@ static void watch(struct eng_resp *l, uint64_t now)
 	if (!t || l->state == ENG_RESP_DOWN)
 		return;
 	if (l->state != ENG_RESP_READY) {
+		/* between hellos to a loading Redis, nothing is owed */
+		if (l->hello_at)
+			return;
 		if (since_ms(now, l->since) > t)
 			timed_out(l, l->state == ENG_RESP_CONNECTING ?
 				  "connect" : "hello");
@@ -308,6 +315,12 @@ bool eng_resp_poll(struct eng_resp *l, uint64_t now_ms)
 	bool again = l->retry_at != 0;
 
 	watch(l, now_ms);
+	if (l->state == ENG_RESP_HELLO && l->hello_at &&
+	    now_ms >= l->hello_at) {
+		l->hello_at = 0;
+		say_hello(l);
+		return false;
+	}
 	if (l->state != ENG_RESP_DOWN || now_ms < l->retry_at)
 		return false;
 	start_connect(l);
@@ -317,20 +330,17 @@ bool eng_resp_poll(struct eng_resp *l, uint64_t now_ms)
 static void ready(struct eng_resp *l)
 {
 	l->state = ENG_RESP_READY;
+	l->loading = false;
 	l->backoff = ENG_RESP_BACKOFF_MIN;
 	l->ops->ready(l, l->arg);
 }
 
-/* Connected: say hello (AUTH, SELECT, PING) before anything else goes. */
-static void on_connected(struct eng_resp *l)
+/*
+ * The hello: AUTH and SELECT when asked, then a PING; said once connected
+ * and again while Redis answers -LOADING.
+ */
+static void say_hello(struct eng_resp *l)
 {
-	l->reader = redisReaderCreate();
-	if (!l->reader) {
-		eng_resp_down(l, -ENOMEM, "reader");
-		return;
-	}
-	l->state = ENG_RESP_HELLO;
-	l->since = l->last_io = eng_resp_now_ms();
 	l->hello = 0;
 	if (l->cfg.password[0]) {
 		const char *argv[3] = { "AUTH", l->cfg.user, l->cfg.password };
@@ -360,8 +370,21 @@ static void on_connected(struct eng_resp *l)
 	 */
 	eng_resp_put_cmd(l, 1, (const char *[]){ "PING" }, (size_t[]){ 4 });
 	l->hello++;
-	arm_recv(l);
 	eng_resp_flush(l);
+}
+
+/* Connected: say hello before anything else goes. */
+static void on_connected(struct eng_resp *l)
+{
+	l->reader = redisReaderCreate();
+	if (!l->reader) {
+		eng_resp_down(l, -ENOMEM, "reader");
+		return;
+	}
+	l->state = ENG_RESP_HELLO;
+	l->since = l->last_io = eng_resp_now_ms();
+	arm_recv(l);
+	say_hello(l);
 }
 
 /* A pub/sub message: pushed by Redis, not the answer to anything. */
@@ -409,13 +432,29 @@ static void on_reply(struct eng_resp *l, redisReply *rep)
 		l->ops->reply(l, l->arg, rep);
 		return;
 	}
-	if (rep->type == REDIS_REPLY_ERROR) {
+	if (rep->type == REDIS_REPLY_ERROR && rep->len >= 8 &&
+	    !memcmp(rep->str, "LOADING ", 8)) {
+		/*
+		 * Up but reading its dataset back, which may take minutes:
+		 * not refused, only not ready. The link stays; the rest of
+		 * this hello is read, then it is said again.
+		 */
+		if (!l->loading)
+			l->ops->loading(l, l->arg);
+		l->loading = l->again = true;
+	} else if (rep->type == REDIS_REPLY_ERROR) {
 		l->ops->refused(l, l->arg, rep->str);
 		eng_resp_down(l, -EACCES, "hello");
 		return;
 	}
-	if (--l->hello == 0)
-		ready(l);
+	if (--l->hello)
+		return;
+	if (l->again) {
+		l->again = false;
+		l->hello_at = eng_resp_now_ms() + ENG_RESP_LOADING_MS;
+		return;
+	}
+	ready(l);
 }
 
 static void on_recv(struct eng_resp *l, int res)

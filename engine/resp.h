@@ -2,7 +2,7 @@
 /*
  * resp: one RESP link to Redis, driven through a ring (resp.c). It owns
  * the socket and its connect, the hello (AUTH and SELECT when asked, then
- * a PING), a deadline on every answer and a PING on an idle link,
+ * a PING; said again while Redis loads its dataset), a deadline on every answer and a PING on an idle link,
  * reconnecting with capped exponential backoff and jitter, the bytes in
  * flight and queued behind them, and the replies, read with hiredis's
  * redisReader and handed to the owner one by one. It knows nothing of the
@@ -47,6 +47,13 @@ struct eng_resp_ops {
 		     const char *why);
 	/* The hello got an error reply (@err: its text); down() follows. */
 	void (*refused)(struct eng_resp *l, void *arg, const char *err);
+	/*
+	 * The hello was answered -LOADING: Redis is reading its dataset
+	 * back. The link stays and says hello again every
+	 * ENG_RESP_LOADING_MS until Redis is ready (then ready()); this is
+	 * called once per link made, not per answer.
+	 */
+	void (*loading)(struct eng_resp *l, void *arg);
 };
 
 /* Where and how to connect; the strings are borrowed for the link's life. */
@@ -73,6 +80,9 @@ struct eng_resp {
 	uint32_t gen;			/* per attempt: stale CQEs are dropped */
 	int state;			/* ENG_RESP_* */
 	unsigned hello;			/* AUTH, SELECT, PING replies owed */
+	bool loading;			/* the hello was answered -LOADING */
+	bool again;			/* ... this time: say it again */
+	uint64_t hello_at;		/* ms: say hello again (loading) */
 	redisReader *reader;
 	char *rbuf;			/* ENG_RESP_RBUF bytes, one recv */
 	bool recv_armed;
@@ -92,6 +102,7 @@ struct eng_resp {
 #define ENG_RESP_RBUF		65536	/* bytes per recv */
 #define ENG_RESP_BACKOFF_MIN	100	/* ms */
 #define ENG_RESP_BACKOFF_MAX	5000	/* ms */
+#define ENG_RESP_LOADING_MS	100	/* ms between hellos while loading */
 
 /*
  * Sets @l up, down and due at once; @cfg is copied (its strings are not).
@@ -110,7 +121,8 @@ void eng_resp_exit(struct eng_resp *l);
  * also takes the link down (-ETIMEDOUT) when a connect or a hello takes
  * longer, or when replies are owed and none came for that long; and it
  * PINGs a link idle for half of it, so that a Redis that froze is found
- * even when nothing else is asked of it. Returns true when a reconnect
+ * even when nothing else is asked of it; a link whose Redis is loading
+ * says hello again when it is due. Returns true when a reconnect
  * attempt (after an earlier one) started, for the owner to count.
  */
 bool eng_resp_poll(struct eng_resp *l, uint64_t now_ms);

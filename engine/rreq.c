@@ -160,37 +160,60 @@ static const char lua_hpub[] =
 	"return {n, off, ep}\n";
 
 /*
- * Read. ARGV: prefix, channel, after, max, last ("1": the newest max,
- * else those above after), ttl ms. Returns {epoch or nil, top, first,
- * message, ...}: the messages have offsets first, first + 1, ...; those
- * older than ttl are left out (from the oldest end).
+ * Read. ARGV: prefix, channel, after, max, mode, ttl ms, a fresh epoch,
+ * a byte budget. Mode "last": the newest max; "after": up to max above
+ * after; "recover": the same, and a channel with no history is created,
+ * under the fresh epoch and at offset 0, as a publish would: the client
+ * is told at once the position the next message goes on from, which a
+ * history lost with Redis's data would otherwise leave unknown.
+ *
+ * Returns {epoch or nil, top, first, more, message, ...}: the messages
+ * have offsets first, first + 1, ...; those older than ttl are left out
+ * (from the oldest end). The stream is read a few entries at a time and
+ * the read stops before the message that would pass the budget (the
+ * first always goes), with more 1: neither the script nor its reply
+ * holds much more than the budget, whatever the channel keeps.
  */
 static const char lua_hread[] =
-	"local p, c = ARGV[1], ARGV[2]\n"
+	"local p, c, mode = ARGV[1], ARGV[2], ARGV[5]\n"
 	"local after, max = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
-	"local ep = redis.call('HGET', p .. 'hmeta:' .. c, 'epoch')\n"
-	"if not ep then return {false, 0, 0} end\n"
-	"local top = tonumber(redis.call('HGET', p .. 'hmeta:' .. c, 'top'))\n"
+	"local budget = tonumber(ARGV[8])\n"
+	"local m, s = p .. 'hmeta:' .. c, p .. 'hist:' .. c\n"
+	"local ep = redis.call('HGET', m, 'epoch')\n"
+	"if not ep and mode ~= 'recover' then return {false, 0, 0, 0} end\n"
+	"if not ep then\n"
+	"  redis.call('DEL', s)\n"
+	"  redis.call('HSET', m, 'epoch', ARGV[7], 'top', 0)\n"
+	"  redis.call('PEXPIRE', m, ARGV[6])\n"
+	"  return {ARGV[7], 0, 0, 0}\n"
+	"end\n"
+	"local top = tonumber(redis.call('HGET', m, 'top'))\n"
+	"if mode == 'last' then after = math.max(top - max, 0) end\n"
+	"if after >= top or max <= 0 then return {ep, top, 0, 0} end\n"
 	"local t = redis.call('TIME')\n"
 	"local cut = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)"
 	" - tonumber(ARGV[6])\n"
-	"local s, e = p .. 'hist:' .. c\n"
-	"if ARGV[5] == '1' then\n"
-	"  local r = redis.call('XREVRANGE', s, '+', '-', 'COUNT', max)\n"
-	"  e = {}\n"
-	"  for i = #r, 1, -1 do e[#e + 1] = r[i] end\n"
-	"elseif after >= top then\n"
-	"  return {ep, top, 0}\n"
-	"else\n"
-	"  e = redis.call('XRANGE', s, '(' .. after .. '-0', '+', 'COUNT', max)\n"
-	"end\n"
-	"local out, first = {ep, top, 0}, 0\n"
-	"for _, x in ipairs(e) do\n"
-	"  if first > 0 or tonumber(x[2][2]) >= cut then\n"
-	"    if first == 0 then\n"
-	"      first = tonumber(string.match(x[1], '^(%d+)'))\n"
+	"local out, first, size, from = {ep, top, 0, 0}, 0, 0, '(' .. after .. '-0'\n"
+	"while max > 0 do\n"
+	"  local e = redis.call('XRANGE', s, from, '+', 'COUNT', math.min(max, 16))\n"
+	"  if #e == 0 then break end\n"
+	"  for _, x in ipairs(e) do\n"
+	"    from = '(' .. x[1]\n"
+	"    if first > 0 or tonumber(x[2][2]) >= cut then\n"
+	"      local d = x[2][4]\n"
+	"      if first > 0 and size + #d > budget then\n"
+	"        out[4] = 1\n"
+	"        max = 0\n"
+	"        break\n"
+	"      end\n"
+	"      if first == 0 then\n"
+	"        first = tonumber(string.match(x[1], '^(%d+)'))\n"
+	"      end\n"
+	"      out[#out + 1] = d\n"
+	"      size = size + #d\n"
+	"      max = max - 1\n"
+	"      if max == 0 then break end\n"
 	"    end\n"
-	"    out[#out + 1] = x[2][4]\n"
 	"  end\n"
 	"end\n"
 	"out[3] = first\n"
@@ -251,8 +274,10 @@ static const char lua_ikeep[] = LUA_INBOX_KEYS LUA_INBOX_EXPIRE
 
 /*
  * Read. ARGV: prefix, uid, ttl ms, at most this many, "1": with the
- * messages. Returns {epoch or nil, unread, evicted, N, [message,] ...},
- * oldest first.
+ * messages, a byte budget for them. Returns {epoch or nil, unread,
+ * evicted, N, [message,] ...}, oldest first. As the history read, it
+ * reads a few entries at a time and stops before the message that would
+ * pass the budget (the first always goes): the rest stay unread.
  */
 static const char lua_iread[] = LUA_INBOX_KEYS LUA_INBOX_EXPIRE
 	"local ep = redis.call('HGET', m, 'epoch')\n"
@@ -260,10 +285,23 @@ static const char lua_iread[] = LUA_INBOX_KEYS LUA_INBOX_EXPIRE
 	"expire(tonumber(ARGV[3]))\n"
 	"local out = {ep, redis.call('XLEN', s),"
 	" tonumber(redis.call('HGET', m, 'evicted'))}\n"
-	"for _, e in ipairs(redis.call('XRANGE', s, '-', '+', 'COUNT',"
-	" ARGV[4])) do\n"
-	"  out[#out + 1] = tonumber(string.match(e[1], '^(%d+)'))\n"
-	"  if ARGV[5] == '1' then out[#out + 1] = e[2][4] end\n"
+	"local left, budget, size, from = tonumber(ARGV[4]),"
+	" tonumber(ARGV[6]), 0, '-'\n"
+	"while left > 0 do\n"
+	"  local e = redis.call('XRANGE', s, from, '+', 'COUNT',"
+	" math.min(left, 16))\n"
+	"  if #e == 0 then break end\n"
+	"  for _, x in ipairs(e) do\n"
+	"    from = '(' .. x[1]\n"
+	"    if ARGV[5] == '1' then\n"
+	"      if #out > 3 and size + #x[2][4] > budget then return out end\n"
+	"      size = size + #x[2][4]\n"
+	"    end\n"
+	"    out[#out + 1] = tonumber(string.match(x[1], '^(%d+)'))\n"
+	"    if ARGV[5] == '1' then out[#out + 1] = x[2][4] end\n"
+	"    left = left - 1\n"
+	"    if left == 0 then break end\n"
+	"  end\n"
 	"end\n"
 	"return out\n";
 
@@ -446,13 +484,17 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 				   struct eng_hreq *h)
 {
 	const struct eng_ns *ns = eng_ns_find(cfg, h->name, h->len);
+	/* a cut recovery's next page goes on after its last message */
+	uint64_t from = h->more ? h->next : h->after;
+	const char *mode = h->kind == ENG_HREQ_RECOVER ? "recover" :
+			   h->kind == ENG_HREQ_HISTORY && !h->more ? "last" :
+			   "after";
 	char after[24], max[16], ttl[16], keys[ENG_RREQ_KEYS_MAX];
-	char name[ENG_CHAN_MAX + 128];
-	const char *argv[10] = { "EVAL", lua_hread, "1", keys, keys, h->name,
-				 after, max,
-				 h->kind == ENG_HREQ_HISTORY ? "1" : "0", ttl };
-	size_t lens[10] = { 4, sizeof(lua_hread) - 1, 1, 0, 0, h->len, 0, 0,
-			    1, 0 };
+	char name[ENG_CHAN_MAX + 128], ep[ENG_EPOCH_LEN + 1], budget[16];
+	const char *argv[12] = { "EVAL", lua_hread, "1", keys, keys, h->name,
+				 after, max, mode, ttl, ep, budget };
+	size_t lens[12] = { 4, sizeof(lua_hread) - 1, 1, 0, 0, h->len, 0, 0,
+			    strlen(mode), 0, ENG_EPOCH_LEN, 0 };
 	struct eng_rreq *p;
 	uint16_t hslot;
 	size_t nlen;
@@ -463,13 +505,16 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 	lens[3] = lens[4] = eng_rreq_keys(cfg, keys, sizeof(keys), name, nlen,
 					  &hslot);
 	lens[6] = (size_t)snprintf(after, sizeof(after), "%llu",
-				   (unsigned long long)h->after);
+				   (unsigned long long)from);
+	lens[11] = (size_t)snprintf(budget, sizeof(budget), "%u",
+				    ENG_RREQ_READ_MAX);
 	/* a recovery wants everything after @after: at most N are kept */
 	lens[7] = (size_t)snprintf(max, sizeof(max), "%u",
 				   h->kind != ENG_HREQ_RECOVER ? h->max :
 				   ns->history);
 	lens[9] = (size_t)snprintf(ttl, sizeof(ttl), "%u", ns->ttl_ms);
-	p = eng_rreq_new(ENG_RQ_HREAD, 10, argv, lens);
+	fresh_epoch(ep);	/* used only if the history is gone */
+	p = eng_rreq_new(ENG_RQ_HREAD, 12, argv, lens);
 	if (p) {
 		p->hreq = h;
 		p->hslot = hslot;
@@ -521,9 +566,9 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 		   size_t ulen)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
-	const char *argv[4 + ENG_INBOX_IDS + 1];
-	size_t lens[4 + ENG_INBOX_IDS + 1];
-	char nums[ENG_INBOX_IDS][24], ttl[16], max[16];
+	const char *argv[6 + ENG_INBOX_IDS + 1];
+	size_t lens[6 + ENG_INBOX_IDS + 1];
+	char nums[ENG_INBOX_IDS][24], ttl[16], max[16], budget[16];
 	char keys[ENG_RREQ_KEYS_MAX], name[ENG_CHAN_MAX + 128];
 	struct eng_rreq *p;
 	uint16_t hslot;
@@ -565,6 +610,9 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 			ENG_INBOX_IDS);
 		argv[argc] = q->kind == ENG_IB_REPLAY ? "1" : "0";
 		lens[argc++] = 1;
+		argv[argc] = budget;
+		lens[argc++] = (size_t)snprintf(budget, sizeof(budget), "%u",
+						ENG_RREQ_READ_MAX);
 	}
 	p = eng_rreq_new(ENG_RQ_IBOX, argc, argv, lens);
 	if (!p)

@@ -40,6 +40,14 @@ size_t eng_rreq_channel(const struct eng_cfg *cfg, char *out, size_t cap,
 size_t eng_rreq_keys(const struct eng_cfg *cfg, char *out, size_t cap,
 		     const char *chan, size_t clen, uint16_t *hslot);
 
+/*
+ * Bytes of messages one history or inbox read through Redis returns at
+ * most (a single larger message still goes, alone): the script reads the
+ * stream a few entries at a time and stops there, so that neither Redis
+ * nor the node holds a channel's whole history for one command.
+ */
+#define ENG_RREQ_READ_MAX	(1u << 20)
+
 /* Formats @argv into a new request of kind @op (ENG_RQ_*); NULL: no memory. */
 struct eng_rreq *eng_rreq_new(uint8_t op, int argc, const char **argv,
 			      const size_t *lens);
@@ -75,7 +83,8 @@ int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h);
 /*
  * The request eng_rreq_hread() sends, for the bridge's own reads (@h
  * becomes the request's); NULL out of memory or when @h's channel keeps
- * no history.
+ * no history. An @h whose answer so far was cut (h->more) asks for the
+ * next page, after h->next. At most ENG_RREQ_READ_MAX bytes come back.
  */
 struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 				   struct eng_hreq *h);

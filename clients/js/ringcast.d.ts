@@ -51,7 +51,12 @@ export interface Options {
 export interface Recovered {
 	channel: string;
 	recovered: boolean;
-	epoch?: string;
+	/**
+	 * The channel's epoch now; null when it keeps nothing at the moment
+	 * (embedded broker: a history that expired whole), until its next
+	 * message begins one. With Redis always a string.
+	 */
+	epoch?: string | null;
 	offset?: number;
 }
 
@@ -100,8 +105,13 @@ export class Client {
 	publish(channel: string, data: unknown): Promise<unknown>;
 	ack(ids: string | string[]): Promise<{ acked: number; unread: number }>;
 	inbox(): Promise<{ unread: number; evicted: number; ids: string[] }>;
-	history(channel: string, limit?: number):
-		Promise<{ epoch: string | null; offset: number; messages: Push[] }>;
+	/**
+	 * The last `limit` messages, or with `offset` the first `limit` after
+	 * it. `more`: the reply was cut (its size); ask again with `next`.
+	 */
+	history(channel: string, limit?: number, offset?: number):
+		Promise<{ epoch: string | null; offset: number; messages: Push[];
+			  more?: boolean; next?: number }>;
 	refresh(): Promise<void>;
 	/** The node's figures once a second ($sys); needs the API key. */
 	system(key: string | null, handler: (figures: SystemFigures) => void):

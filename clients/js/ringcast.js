@@ -487,9 +487,17 @@ export class Client {
 		return this.request('inbox');
 	}
 
-	history(channel, limit) {
-		return this.request('history', limit === undefined ? { channel } :
-				    { channel, limit });
+	// The last @limit messages of @channel, or with @offset the first
+	// @limit after it. A reply with `more` holds part of them: call again
+	// with its `next` as @offset for the rest.
+	history(channel, limit, offset) {
+		const data = { channel };
+
+		if (limit !== undefined)
+			data.limit = limit;
+		if (offset !== undefined)
+			data.offset = offset;
+		return this.request('history', data);
 	}
 
 	// ---- the token ---------------------------------------------------

@@ -151,6 +151,11 @@ async function checkRecovery() {
 		await until('9 pushes', () => got.length >= 9);
 		expect(got.length === 9 && got[8][0] === 9, 'then live: ' +
 		       JSON.stringify(got));
+		// history from an offset: the 2 after the 3rd message
+		const page = await c.history('chat:r', 2, got[2][1]);
+		expect(JSON.stringify(page.messages.map((m) => m.data)) ===
+		       '[4,5]' && !page.more, 'history from an offset: ' +
+		       JSON.stringify(page));
 	} finally {
 		c.close();
 		await eng.stop();

@@ -690,6 +690,33 @@ def wait_stats(eng, pred, what, timeout=30):
         time.sleep(0.05)
 
 
+class HealthWatch:
+    """GET /healthz on @eng every 20 ms in a thread, for as long as the
+    `with` block runs; .seen holds every status. For "healthy throughout"
+    checks: there is no event for staying healthy."""
+
+    def __init__(self, eng):
+        self.eng = eng
+        self.seen = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        for _ in range(100000):		# 2000 s at most
+            if self._stop.is_set():
+                return
+            self.seen.append(api(self.eng, "GET", "/healthz")[0])
+            self._stop.wait(0.02)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self._thread.join(30)
+
+
 def vm_rss_kb(pid):
     """VmRSS of process @pid in KiB, from /proc/PID/status."""
     with open("/proc/%d/status" % pid) as f:

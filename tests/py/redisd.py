@@ -29,9 +29,10 @@ class PortTaken(AssertionError):
 
 
 class Redis:
-    def __init__(self, aof=False, cluster=False):
+    def __init__(self, aof=False, cluster=False, args=()):
         self.aof = aof
         self.cluster = cluster
+        self.args = list(args)		# more redis-server options
         self.pick_ports()
         self.dir = tempfile.mkdtemp(prefix="ringcast-redis-")
         self.proc = None
@@ -55,17 +56,20 @@ class Redis:
     def url(self):
         return "redis://127.0.0.1:%d" % self.port
 
-    def start(self, timeout=20, taken=()):
+    def start(self, timeout=20, taken=(), loading_ok=False):
+        """Starts the server; returns once it answers PING, or with
+        @loading_ok once it answers at all (-LOADING while it reads its
+        append-only file back)."""
         for attempt in range(5):
             try:
-                return self._start(timeout)
+                return self._start(timeout, loading_ok)
             except PortTaken:
                 # only a first start may move: restart() keeps the port
                 if self.started or attempt == 4:
                     raise
                 self.pick_ports(taken)
 
-    def _start(self, timeout):
+    def _start(self, timeout, loading_ok):
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1",
@@ -77,7 +81,7 @@ class Redis:
               # the bus on a free port too, not port + 10000
               "--cluster-port", str(self.bus_port),
               "--cluster-replica-validity-factor", "0"]
-             if self.cluster else []),
+             if self.cluster else []) + self.args,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             preexec_fn=rc.die_with_parent)
         # Ready when it answers PING: the only event redis offers.
@@ -89,6 +93,13 @@ class Redis:
                     return self
             except OSError:
                 pass
+            except AssertionError as e:
+                # -LOADING: up, reading its dataset back; ready later
+                if "LOADING" not in str(e):
+                    raise
+                if loading_ok:
+                    self.started = True
+                    return self
             if self.proc.poll() is not None:
                 out = self.proc.stdout.read()
                 if b"Address already in use" in out:
@@ -104,9 +115,9 @@ class Redis:
             self.proc.wait(10)
         self.proc = None
 
-    def restart(self):
+    def restart(self, loading_ok=False):
         self.kill()
-        return self.start()
+        return self.start(loading_ok=loading_ok)
 
     def command(self, *args, timeout=10):
         """Sends one command, returns the decoded reply."""
@@ -114,6 +125,11 @@ class Redis:
                                       timeout=timeout) as s:
             s.sendall(encode(args))
             return read_reply(s.makefile("rb"))
+
+    def info(self, section):
+        """INFO @section as a dict of strings (it answers while loading)."""
+        text = self.command("INFO", section).decode()
+        return dict(l.split(":", 1) for l in text.splitlines() if ":" in l)
 
     def __enter__(self):
         return self.start()

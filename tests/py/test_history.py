@@ -14,6 +14,8 @@
   history, several channels at once; a wrong epoch is "recovered":false.
 - history: the last N messages of a channel, bounded by limit; a channel
   never published has epoch null and offset 0.
+- history-offset: with data.offset, the first N after that offset; limit
+  0 gives the position only.
 - expiry (ttl=1s): messages go after their ttl; the history starts again
   under a new epoch, and an old position is not "recovered".
 - budget (--history-memory 64K): old messages are evicted and counted,
@@ -476,6 +478,27 @@ async def check_amplify(exe):
         inflight(eng)
 
 
+async def check_history_offset(eng):
+    for n in range(10):
+        publish(eng, "chat:ho", n)
+    ws = await ws_open(eng)
+    r = await command(ws, 1, "history", channel="chat:ho", limit=0)
+    expect_eq((r["code"], r["data"]["offset"], r["data"]["messages"]),
+              (200, 10, []), "limit 0")
+    base = r["data"]["offset"] - 10
+    r = await command(ws, 2, "history", channel="chat:ho", limit=3,
+                      offset=base + 4)
+    expect_eq([(m["offset"], m["data"]) for m in r["data"]["messages"]],
+              [(base + 5, 4), (base + 6, 5), (base + 7, 6)],
+              "the 3 after offset 4")
+    expect("more" not in r["data"], "a whole reply has no more: %r",
+           r["data"])
+    r = await command(ws, 3, "history", channel="chat:ho", limit=100,
+                      offset=base + 10)
+    expect_eq(r["data"]["messages"], [], "none after the newest")
+    await ws.close()
+
+
 def main():
     run = rc.Run("history")
     try:
@@ -488,6 +511,7 @@ def main():
             run.check("errors", check_errors, eng)
             run.check("backlog", check_backlog, eng, timeout=120)
             run.check("history", check_history, eng)
+            run.check("history-offset", check_history_offset, eng)
             run.check("expiry", check_expiry, eng)
     except AssertionError as e:
         run.fail("setup", e)

@@ -25,6 +25,28 @@
   is lost. Without persistence the history is gone: the pushes carry a
   new epoch, offsets begin again and a recovery from the old position
   says recovered:false. Never a silent gap.
+- flushed: Redis loses its data (FLUSHALL) under a channel's clients; a
+  recovery from the old position says recovered:false with the
+  channel's new epoch and offset 0 at once, and that epoch is the one
+  the next message carries and a later recovery goes on from.
+- limit0: a history command with limit 0 is answered 200, no messages.
+- big-reads: 20 clients read at once the history of a channel holding
+  200 x 64 KB: Redis's memory stays bounded (each read is cut at the
+  per-read byte bound, the reply says "more" and where to go on), the
+  node stays healthy throughout, and paging with data.offset reads every
+  message once, in order.
+- big-recovery: a recovery missing 24 x 64 KB is read in pages and
+  says recovered:true with every message; one missing 80 x 64 KB (more
+  than --max-pending-bytes) says recovered:false with reason "backlog",
+  instead of closing the connection as a slow consumer, which stays open
+  and live.
+- big-fill: 40 x 64 KB appear in a channel's stream without reaching
+  node A's link (written into Redis as the publish script would, minus
+  the PUBLISH); the next message shows A the gap, which it reads back
+  page by page: its subscriber sees every offset once, in order.
+- read-budget (--redis-max-reading 1M): reads past the node's budget of
+  bytes in flight are answered 503 "redis busy", each command once, on a
+  connection that stays open.
 """
 
 import asyncio
@@ -402,6 +424,208 @@ async def check_restart(exe):
             await ws.close()
 
 
+async def check_flushed(a, b, redis):
+    offset, epoch = await position(a, b, "chat:flushed", redis)
+    expect_eq(redis.command("FLUSHALL"), "OK", "FLUSHALL")
+    ws = await ws_open(b)
+    r = await command(ws, 1, "subscribe", channel="chat:flushed",
+                      offset=offset, epoch=epoch)
+    expect_eq(r["code"], 200, "recovery after the flush: %r" % r)
+    new = r["data"]["epoch"]
+    expect(isinstance(new, str) and len(new) == 16 and new != epoch and
+           r["data"] == {"recovered": False, "epoch": new, "offset": 0},
+           "recovery from a history Redis lost: the new epoch at once, "
+           "offset 0: %r", r["data"])
+    publish(a, "chat:flushed", "next")
+    m = await push(ws)
+    expect_eq((m["epoch"], m["offset"], m["data"]), (new, 1, "next"),
+              "the next message under the epoch the reply gave")
+    await ws.close()
+    ws = await ws_open(a)
+    r = await command(ws, 2, "subscribe", channel="chat:flushed", offset=0,
+                      epoch=new)
+    expect_eq(r["data"], {"recovered": True, "epoch": new, "offset": 1},
+              "a recovery from the reply's position")
+    m = await push(ws)
+    expect_eq((m["epoch"], m["offset"], m["data"]), (new, 1, "next"),
+              "recovered from offset 0 of the new epoch")
+    await ws.close()
+
+
+async def check_limit0(a, b, redis):
+    publish(a, "chat:zero", "one")
+    ws = await ws_open(b)
+    r = await command(ws, 1, "history", channel="chat:zero", limit=0)
+    expect_eq((r["code"], r.get("data", {}).get("messages")), (200, []),
+              "history with limit 0: %r" % r)
+    expect_eq(r["data"]["offset"], 1, "the newest offset, limit 0")
+    await ws.close()
+
+
+BIG = 64 * 1024
+
+
+async def big_open(eng):
+    """A client that takes a frame of any size."""
+    return await rc.ws_connect(eng.url("/ws"), ping_interval=None,
+                               max_size=None)
+
+
+def bounded(redis, base, health, what):
+    """Redis's memory peaked less than 64 MB above @base (bytes) while
+    @what ran, and /healthz (@health, an rc.HealthWatch) said 200 all the
+    while."""
+    peak = int(redis.info("memory")["used_memory_peak"])
+    expect(peak - base < 64 << 20, "Redis grew %d MB over %d MB for %s",
+           (peak - base) >> 20, base >> 20, what)
+    expect(health.seen and set(health.seen) == {200},
+           "/healthz during %s: %r", what, sorted(set(health.seen)))
+
+
+def pages_ok(r, first, what):
+    """A history reply cut by the read bound: messages from offset
+    @first on, one after another, "more" and "next" the last of them."""
+    expect_eq(r["code"], 200, "%s: %r" % (what, rc.short(r, 200)))
+    d = r["data"]
+    offs = [m["offset"] for m in d["messages"]]
+    expect(offs and offs == list(range(first, first + len(offs))),
+           "%s: offsets %r from %d", what, offs[:5], first)
+    return offs
+
+
+async def check_big_reads(exe):
+    with redisd.Redis() as redis:
+        with node(exe, redis) as eng:
+            await healthy(eng)
+            body = json.dumps("x" * (BIG - 2))
+            c = rc.http_conn(eng)
+            try:
+                for _ in range(200):
+                    st, doc = rc.post(c, "/publish/chat:big", body)
+                    expect_eq(st, 200, "publish 64 KB (%r)" % doc)
+            finally:
+                c.close()
+            base = int(redis.info("memory")["used_memory"])
+            with rc.HealthWatch(eng) as health:
+                clients = [await big_open(eng) for _ in range(20)]
+                for i, ws in enumerate(clients):
+                    await ws.send(json.dumps({"seq": i, "cmd": "history",
+                                              "data": {"channel": "chat:big",
+                                                       "limit": 1000}}))
+                replies = [await rc.ws_reply(ws, i, timeout=60)
+                           for i, ws in enumerate(clients)]
+            bounded(redis, base, health, "20 history reads")
+            for i, r in enumerate(replies):
+                offs = pages_ok(r, 1, "reader %d" % i)
+                expect(r["data"].get("more") is True and
+                       r["data"].get("next") == offs[-1] and
+                       len(offs) < 200, "reader %d: a cut read says so: "
+                       "%d messages, more %r, next %r", i, len(offs),
+                       r["data"].get("more"), r["data"].get("next"))
+            # Paging on from "next" reads each message once, in order.
+            ws, seen = clients[0], pages_ok(replies[0], 1, "page 1")
+            for seq in range(100, 400):
+                if not replies[0]["data"].get("more"):
+                    break
+                replies[0] = await command(ws, seq, "history",
+                                           channel="chat:big", limit=1000,
+                                           offset=seen[-1])
+                seen += pages_ok(replies[0], seen[-1] + 1, "page %d" % seq)
+            expect_eq(seen, list(range(1, 201)), "every offset, paging")
+            expect_eq(replies[0]["data"].get("more"), None,
+                      "the last page says no more")
+            for ws in clients:
+                await ws.close()
+
+
+async def check_big_recovery(a, b, redis):
+    body = "x" * (BIG - 2)
+    for n, want in ((24, True), (80, False)):
+        chan = "chat:bigrec%d" % n
+        offset, epoch = await position(a, b, chan, redis)
+        c = rc.http_conn(b)
+        try:
+            for _ in range(n):
+                st, doc = rc.post(c, "/publish/" + chan, json.dumps(body))
+                expect_eq(st, 200, "publish 64 KB (%r)" % doc)
+        finally:
+            c.close()
+        ws = await big_open(a)
+        r = await command(ws, 1, "subscribe", channel=chan, offset=offset,
+                          epoch=epoch)
+        data = {"recovered": want, "epoch": epoch, "offset": offset + n}
+        if not want:
+            data["reason"] = "backlog"
+        expect_eq(r.get("data"), data, "a recovery missing %d x 64 KB" % n)
+        if want:
+            seen = []
+            await read_to(ws, offset + n, seen)
+            expect_eq([o for _, o, _ in seen],
+                      list(range(offset + 1, offset + n + 1)),
+                      "every missed message, in order")
+        await rc.ws_quiet(ws, 2, "after the recovery")
+        publish(b, chan, "live")
+        m = await push(ws)
+        expect_eq((m["offset"], m["data"]), (offset + n + 1, "live"),
+                  "live after the recovery")
+        await ws.close()
+
+
+async def check_big_fill(a, b, redis):
+    ws = await subscribed(a, "chat:fill", redis)
+    publish(b, "chat:fill", "first")	# A's link follows from here
+    m = await push(ws)
+    offset, epoch = m["offset"], m["epoch"]
+    body = json.dumps("x" * (BIG - 2))
+    for n in range(offset + 1, offset + 41):
+        redis.command("XADD", "ringcast:hist:chat:fill", "%d-0" % n, "t",
+                      int(redis.command("TIME")[0]) * 1000, "d", body)
+        redis.command("HINCRBY", "ringcast:hmeta:chat:fill", "top", 1)
+    fills = rc.stats(a)["redis"]["history_fills"]
+    publish(b, "chat:fill", "after")
+    seen = []
+    await read_to(ws, offset + 41, seen)
+    expect_eq([(e, o) for e, o, _ in seen],
+              [(epoch, n) for n in range(offset + 1, offset + 42)],
+              "the gap read back, then the message that showed it")
+    st = rc.stats(a)["redis"]
+    expect(st["history_fills"] > fills and st["history_gaps"] == 0,
+           "read back in pages, no gap: %r", st)
+    await ws.close()
+
+
+async def check_read_budget(exe):
+    with redisd.Redis() as redis:
+        with node(exe, redis, "--redis-max-reading", "1M") as eng:
+            await healthy(eng)
+            for n in range(40):
+                publish(eng, "chat:budget", "x" * 60000)
+            # a connection has one read of a channel in flight: 20 of them
+            conns = [await big_open(eng) for _ in range(20)]
+            for i, c in enumerate(conns):	# all sent before any answer
+                await c.send(json.dumps(
+                    {"seq": i, "cmd": "history",
+                     "data": {"channel": "chat:budget", "limit": 1000}}))
+            got = {}
+            for i, c in enumerate(conns):
+                r = json.loads(await rc.ws_recv(c, 60))
+                expect_eq(r.get("seq"), i, "the reply on connection %d" % i)
+                got[i] = (r["code"], r["msg"])
+            ws = conns.pop()
+            for c in conns:
+                await c.close()
+            codes = sorted(set(got.values()))
+            expect((200, "ok") in codes and
+                   (503, "redis busy: too many reads in flight") in codes and
+                   len(codes) == 2, "replies past the budget: %r", codes)
+            st = rc.stats(eng)["redis"]
+            expect(st["reads_refused"] >= 1 and st["reading_bytes"] == 0,
+                   "/stats: %r", st)
+            r = await command(ws, 99, "heartbeat")
+            expect_eq(r["code"], 200, "the connection stays open")
+            await ws.close()
+
+
 def main():
     run = rc.Run("history-redis")
     try:
@@ -412,11 +636,18 @@ def main():
                 run.check("errors", check_errors, a, b, redis)
                 run.check("backlog", check_backlog, a, b, redis,
                           timeout=120)
+                run.check("flushed", check_flushed, a, b, redis)
+                run.check("limit0", check_limit0, a, b, redis)
+                run.check("big-recovery", check_big_recovery, a, b, redis,
+                          timeout=120)
+                run.check("big-fill", check_big_fill, a, b, redis)
             run.check("kill9", check_kill9, run.exe, redis, timeout=120)
             run.check("freeze", check_freeze, run.exe, redis, timeout=120)
     except AssertionError as e:
         run.fail("setup", e)
     run.check("restart", check_restart, run.exe, timeout=120)
+    run.check("big-reads", check_big_reads, run.exe, timeout=240)
+    run.check("read-budget", check_read_budget, run.exe, timeout=120)
     run.finish()
 
 

@@ -30,6 +30,10 @@ inboxes live):
 - redis-limits (--inbox-max 5, --inbox-ttl 2s): eviction and expiry are
   counted; an unknown id is 400 and acks nothing; the inbox of an engine
   restarted is still there (it is Redis's).
+- redis-replay-bound: a user with 1000 x 8 KB unread opens 60
+  connections at once: each gets the oldest that fit the per-read byte
+  bound, in order, and stays open; the rest stay unread; Redis's memory
+  stays bounded and the node healthy throughout.
 """
 
 import json
@@ -38,6 +42,7 @@ import threading
 import rc
 import redisd
 from rc import expect, expect_eq
+from test_history_redis import bounded
 from test_users import KEY, SECRET, user_ws
 
 ARGS = ("--shards", "2", "--auth", "optional", "--jwt-secret", SECRET,
@@ -325,6 +330,44 @@ async def check_backlog(eng, uid):
         await ws.close()
 
 
+async def check_redis_replay_bound(exe):
+    with redisd.Redis() as redis:
+        with rc.Engine(exe, *ARGS, "--redis", redis.url) as eng:
+            await healthy(eng)
+            c = rc.http_conn(eng)
+            body = json.dumps("x" * 8190)
+            try:
+                for _ in range(1000):
+                    st, doc = rc.post(c, "/users/lee/push?persist=1", body,
+                                      {"Authorization": "Bearer " + KEY})
+                    expect_eq(st, 200, "kept push (%r)" % doc)
+            finally:
+                c.close()
+            base = int(redis.info("memory")["used_memory"])
+            with rc.HealthWatch(eng) as health:
+                conns = [await user_ws(eng, "lee") for _ in range(60)]
+                got = []
+                for ws in conns:
+                    seen = []
+                    for _ in range(1000):
+                        m = json.loads(await rc.ws_recv(ws, 60))
+                        expect(m.get("cmd") == "push", "not a push: %r",
+                               rc.short(m, 200))
+                        seen.append(int(m["id"].split("-")[1]))
+                        if len(seen) * 8192 > (1 << 20) - 8192:
+                            break
+                    got.append(seen)
+                for i, ws in enumerate(conns):
+                    await rc.ws_quiet(ws, 1000 + i, "after the replay")
+            bounded(redis, base, health, "60 replays")
+            for i, seen in enumerate(got):
+                expect_eq(seen, list(range(1, len(seen) + 1)),
+                          "connection %d: the oldest, in order" % i)
+            expect_eq(inbox(eng, "lee")["unread"], 1000, "the rest unread")
+            for ws in conns:
+                await ws.close()
+
+
 def main():
     run = rc.Run("inbox")
     try:
@@ -351,6 +394,8 @@ def main():
     except AssertionError as e:
         run.fail("redis setup", e)
     run.check("redis-limits", check_redis_limits, run.exe)
+    run.check("redis-replay-bound", check_redis_replay_bound, run.exe,
+              timeout=240)
     run.finish()
 
 

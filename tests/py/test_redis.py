@@ -10,8 +10,12 @@
   stay connected, /healthz goes 503 then 200, delivery resumes; a node
   started while Redis is down comes up and connects later; with Redis
   frozen, a client that sends far ahead of its waiting publish is dropped.
+- loading: a Redis restarted on a large append-only file answers -LOADING
+  for seconds; /healthz, /stats and the log say so (not "Permission
+  denied"), publishes get 503, and the node is ready once Redis is.
 """
 
+import asyncio
 import json
 import os
 import signal
@@ -267,6 +271,65 @@ async def check_healthz_names_no_host(exe):
                    str(port) not in text, "/healthz body %r", text)
 
 
+# Keys of 100 bytes in the append-only file: seconds of loading, enough to
+# be seen by polling on any machine, and about 150 MB in Redis.
+LOADING_KEYS = 1000000
+
+
+async def check_loading(exe):
+    with redisd.Redis(aof=True, args=("--enable-debug-command",
+                                      "local")) as redis:
+        expect_eq(redis.command("DEBUG", "POPULATE", LOADING_KEYS, "fill",
+                                100, timeout=120), "OK", "DEBUG POPULATE")
+        # POPULATE writes no AOF: a rewrite puts the dataset in it.
+        redis.command("BGREWRITEAOF")
+        await rc.await_state(
+            "the AOF rewritten", lambda: redis.info("persistence"),
+            lambda i: i["aof_rewrite_in_progress"] == "0" and
+            i["aof_rewrite_scheduled"] == "0" and
+            i["aof_last_bgrewrite_status"] == "ok", timeout=120)
+        with rc.Engine(exe, "--shards", "2", "--redis", redis.url) as eng:
+            await rc.await_state("/healthz 200", lambda: healthz(eng) == 200)
+            redis.restart(loading_ok=True)
+            # Polled until seen, while Redis says it is still loading.
+            seen = []
+            for _ in range(20000):
+                status, body = rc.api(eng, "GET", "/healthz")
+                st = rc.stats(eng)["redis"]
+                loading = redis.info("persistence")["loading"] == "1"
+                seen.append((status, body, st.get("reason"),
+                             st.get("loading"), loading))
+                if status == 503 and body == b"redis: loading the dataset\n" \
+                        and st.get("loading") is True and \
+                        st.get("reason") == "redis: loading the dataset":
+                    break
+                expect(loading or status == 503,
+                       "Redis finished loading before /healthz and /stats "
+                       "said so; saw %s", seen[-5:])
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("never said loading: %s" % seen[-5:])
+            expect(loading, "Redis loading when /healthz said so: %s",
+                   seen[-3:])
+            status, body = rc.api(eng, "POST", "/publish/l", b"1")
+            expect_eq(status, 503, "publish while Redis loads (%r)" % body)
+            await rc.await_state("/healthz 200 once loaded",
+                                 lambda: healthz(eng) == 200, timeout=120)
+            st = rc.stats(eng)["redis"]
+            expect(st["up"] is True and st["loading"] is False and
+                   st["reason"] == "", "/stats once loaded: %r", st)
+            status, body = rc.api(eng, "POST", "/publish/l", b"2")
+            expect_eq((status, body), (200, {"ok": True, "nodes": 0}),
+                      "publish once loaded")
+            # stderr is read by a thread of the test's: await the line
+            log = await rc.await_state(
+                "the log saying loading, then loaded",
+                lambda: "\n".join(eng.log),
+                lambda t: "redis: the dataset is loaded" in t)
+            expect("redis: loading the dataset" in log and
+                   "Permission denied" not in log, "log: %s", log[-2000:])
+
+
 def main():
     run = rc.Run("redis")
     try:
@@ -285,6 +348,7 @@ def main():
         run.check("url-kept-secret", check_url_kept_secret, run.exe)
         run.check("healthz-names-no-host", check_healthz_names_no_host,
                   run.exe)
+        run.check("loading", check_loading, run.exe, timeout=300)
     except AssertionError as e:
         run.fail("setup", e)
     run.finish()
