@@ -14,6 +14,8 @@ replicas, made by redis-cli --cluster create on free loopback ports.
   channel, every message answered 200 arrived once, in order, but those
   answered within 50 ms of the kill (none is lost in practice); each node
   counts one resubscribe per channel of the dead master.
+- manual failover: the same load while CLUSTER FAILOVER makes another
+  master's replica take over: nothing answered 200 is lost.
 - reshard: redis-cli --cluster reshard moves 1500 slots while messages
   flow; afterwards every channel is subscribed on its new master (and
   its replica) by both nodes and delivers, each moved channel counted
@@ -109,11 +111,11 @@ def replicas_of(cl):
     return {m: [live[p] for p in sorted(ps)] for m, ps in out.items()}
 
 
-def shard_state(cl, own):
-    """Per master and replica: (channels it lists, channels both nodes
-    subscribed), against what its shard should hold."""
+def shard_state(cl, own, replicas):
+    """Per master, and its replicas if @replicas: (channels it lists,
+    channels both nodes subscribed), against what its shard holds."""
     out = []
-    reps = replicas_of(cl)
+    reps = replicas_of(cl) if replicas else {}
     for m in cl.masters():
         want = {rname(c) for c in CHANNELS if own[c] == m.port}
         for n in [m] + reps.get(m.port, []):
@@ -146,9 +148,9 @@ async def await_resubscribes(engines, since, want, what):
         expect_eq(got, want, "%s: resubscribes on %d" % (what, e.port))
 
 
-async def await_subscribed(cl, own, what):
+async def await_subscribed(cl, own, what, replicas=True):
     await rc.await_state(
-        what, lambda: shard_state(cl, own),
+        what, lambda: shard_state(cl, own, replicas),
         lambda st: all(ok and twice for _, ok, twice in st), timeout=30)
 
 
@@ -166,7 +168,7 @@ async def check_fanout(cl, a, b, subs):
         m.command("CONFIG", "RESETSTAT")
     subs += [await subscribe_all(a), await subscribe_all(b)]
     await await_subscribed(cl, own, "each master holding its channels, "
-                           "subscribed by both nodes")
+                           "subscribed by both nodes", replicas=False)
     for k in range(3):
         for i, c in enumerate(CHANNELS):
             status, doc = publish(a if (i + k) % 2 else b, c, {"k": k})
@@ -232,8 +234,9 @@ class Load:
     through both engines in turn; every answer is kept with the times
     its request was sent and its answer read."""
 
-    def __init__(self, engines, chans):
+    def __init__(self, engines, chans, key):
         self.engines = engines
+        self.key = key
         self.answers = {c: [] for c in chans}   # (seq, status, sent, read)
         self.stop = threading.Event()
         self.threads = [threading.Thread(target=self.run, args=(i, c))
@@ -246,7 +249,7 @@ class Load:
             sent = time.monotonic()
             try:
                 status, _ = publish(self.engines[(seq + i) % 2], chan,
-                                    {"f": seq})
+                                    {self.key: seq})
             except OSError:
                 status = 0      # no answer: as a 504
             self.answers[chan].append((seq, status, sent,
@@ -273,47 +276,52 @@ class Load:
             t.join()
 
 
-async def check_failover(cl, a, b, subs):
+async def under_load(cl, a, b, subs, master, what, event):
+    """Publishes LOAD_CHANNELS channels of @master through both nodes
+    while event() makes its replica take over; returns when the nodes are
+    healthy again and published another second. Every message answered
+    200 must reach both nodes once, in order, but those answered within
+    the window event() returns (t0, t1), in which the master may have
+    died before passing them on; each node counts one resubscribe per
+    channel of @master."""
     own = owners(cl)
-    victim = cl.masters()[0]
-    chans = [c for c in CHANNELS if own[c] == victim.port][:LOAD_CHANNELS]
-    smap = redisd.Cluster.slot_map(victim)
-    theirs = sum(1 for s in wanted_slots(cl) if smap[s] == victim.port)
+    chans = [c for c in CHANNELS if own[c] == master.port][:LOAD_CHANNELS]
+    expect_eq(len(chans), LOAD_CHANNELS, "channels of %d" % master.port)
+    smap = redisd.Cluster.slot_map(master)
+    theirs = sum(1 for s in wanted_slots(cl) if smap[s] == master.port)
     since = [resubscribes(e) for e in (a, b)]
-    expect_eq(len(chans), LOAD_CHANNELS, "channels of the victim")
     # Pushes are read all along, so that the flood never backs up.
     readers = [asyncio.create_task(collect(ws, lambda g: all(
-        any("after" in d for d in g.get(c, [])) for c in CHANNELS),
+        any(d.get("after") == what for d in g.get(c, [])) for c in CHANNELS),
         timeout=180)) for ws in subs]
-    with Load((a, b), chans) as load:
-        await rc.await_state("a second of load before the kill",
+    with Load((a, b), chans, what) as load:
+        await rc.await_state("a second of load before the %s" % what,
                              lambda: load.ok_since(0),
                              lambda n: n >= LOAD_RATE, timeout=60)
-        t_kill = time.monotonic()
-        victim.kill()
-        t_dead = time.monotonic()
-        await rc.await_state("both nodes healthy after the kill", lambda: [
-            healthz(e)[0] for e in (a, b)], lambda s: s == [200, 200],
-            timeout=30)
-        resumed = time.monotonic() - t_kill
+        t0 = time.monotonic()
+        window = event()
+        await rc.await_state("both nodes healthy after the %s" % what,
+                             lambda: [healthz(e)[0] for e in (a, b)],
+                             lambda st: st == [200, 200], timeout=30)
+        resumed = time.monotonic() - t0
         cl.wait_ok()
         own = owners(cl)
-        expect(own[chans[0]] != victim.port, "the replica took over")
+        expect(own[chans[0]] != master.port, "the replica took over")
         await await_subscribed(cl, own, "both nodes subscribed on the "
-                               "promoted replica")
+                               "promoted replica", replicas=False)
         healthy = time.monotonic()
-        await rc.await_state("a second of load after the failover",
+        await rc.await_state("a second of load after the %s" % what,
                              lambda: load.ok_since(healthy),
                              lambda n: n >= LOAD_RATE, timeout=60)
     for c in CHANNELS:
-        status, doc = publish(b, c, {"after": 1})
-        expect_eq(status, 200, "publish to %s after the failover" % c)
+        status, doc = publish(b, c, {"after": what})
+        expect_eq(status, 200, "publish to %s after the %s" % (c, what))
     forbidden = []
     for name, task in zip("ab", readers):
         got = await task
-        lost, window = {}, 0
+        lost, excused = {}, 0
         for c in chans:
-            seen = [d["f"] for d in got.get(c, []) if "f" in d]
+            seen = [d[what] for d in got.get(c, []) if what in d]
             expect_eq(seen, sorted(set(seen)),
                       "node %s: %s once each, in order" % (name, c))
             ans = {s: (st, sent, read) for s, st, sent, read
@@ -321,27 +329,55 @@ async def check_failover(cl, a, b, subs):
             expect(not [s for s in seen if ans[s][0] == 503],
                    "node %s got a message answered 503 on %s", name, c)
             miss = [s for s in ans if ans[s][0] == 200 and s not in seen]
-            # lost and excused: answered within KILL_SLACK of the kill,
-            # by a master that may have died before passing it on
-            excused = [s for s in miss if ans[s][2] >= t_kill - KILL_SLACK
-                       and ans[s][1] <= t_dead]
-            window += len(excused)
-            if len(miss) > len(excused):
-                lost[c] = len(miss) - len(excused)
-                forbidden += ["%s %s #%d answered %+.3fs from the kill" %
-                              (name, c, s, ans[s][2] - t_kill)
-                              for s in miss if s not in excused]
+            ok = [s for s in miss if window and
+                  ans[s][2] >= window[0] and ans[s][1] <= window[1]]
+            excused += len(ok)
+            if len(miss) > len(ok):
+                lost[c] = len(miss) - len(ok)
+                forbidden += ["%s %s #%d answered %+.3fs from the %s" %
+                              (name, c, s, ans[s][2] - t0, what)
+                              for s in miss if s not in ok]
         total = sum(len(load.answers[c]) for c in chans)
         ok = sum(1 for c in chans for x in load.answers[c] if x[1] == 200)
-        print("failover: node %s: %d publishes on %d channels of the "
-              "killed master, %d answered 200, %d refused; lost %d (per "
-              "channel: %s), %d more within %dms of the kill; healthy "
-              "again after %.1fs" % (name, total, len(chans), ok, total - ok,
-                                     sum(lost.values()), lost or "none",
-                                     window, KILL_SLACK * 1000, resumed))
+        print("%s: node %s: %d publishes on %d channels of the master, %d "
+              "answered 200, %d refused; lost %d (per channel: %s), %d "
+              "more within %dms of the kill; healthy again after %.1fs"
+              % (what, name, total, len(chans), ok, total - ok,
+                 sum(lost.values()), lost or "none", excused,
+                 KILL_SLACK * 1000, resumed))
     expect(not forbidden, "answered 200 and lost: %s", forbidden[:20])
+    await await_subscribed(cl, owners(cl), "both nodes subscribed on "
+                           "every master and its replica")
     # once each: the replica that took over serves the slot now
-    await await_resubscribes((a, b), since, theirs, "failover")
+    await await_resubscribes((a, b), since, theirs, what)
+
+
+async def check_failover(cl, a, b, subs):
+    victim = cl.masters()[0]
+
+    def kill():
+        # what the master answered just before it died may die with it
+        t = time.monotonic()
+        victim.kill()
+        return (t - KILL_SLACK, time.monotonic())
+
+    await under_load(cl, a, b, subs, victim, "failover", kill)
+
+
+async def check_manual_failover(cl, a, b, subs):
+    """CLUSTER FAILOVER: the master stays up, drops the nodes' channels
+    when its replica has taken over, and becomes its replica: nothing
+    answered 200 may be lost."""
+    reps = replicas_of(cl)
+    master = next(m for m in cl.masters() if reps.get(m.port))
+    replica = reps[master.port][0]
+
+    def failover():
+        expect_eq(replica.command("CLUSTER", "FAILOVER"), "OK",
+                  "CLUSTER FAILOVER")
+        return None
+
+    await under_load(cl, a, b, subs, master, "manual failover", failover)
 
 
 async def check_reshard(cl, a, b, subs):
@@ -431,6 +467,7 @@ async def cluster_checks(exe):
             try:
                 await check_fanout(cl, a, b, subs)
                 await check_failover(cl, a, b, subs)
+                await check_manual_failover(cl, a, b, subs)
                 await check_reshard(cl, a, b, subs)
             finally:
                 for ws in subs:
