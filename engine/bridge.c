@@ -1663,6 +1663,8 @@ static void flush_interest(struct eng_bridge *r)
 			    !eng_resp_ready(&r->nodes[t].c[R_SUB]))
 				continue;
 			put_interest(r, (unsigned)t, true, ch, &sub);
+			if (ch->gone == t)
+				ch->gone = R_NOSUB;	/* its own from now */
 			ch->sub[k].node = (uint8_t)t;
 			ch->sub[k].requested = 1;
 			ch->sub[k].confirmed = 0;
@@ -2032,23 +2034,27 @@ static void map_ask(struct eng_bridge *r)
 struct map_fill {
 	struct eng_bridge *r;
 	uint16_t *map, *rmap;
+	bool replicas;			/* the second pass */
 	bool full;			/* some node found no room */
 };
 
+/*
+ * One range of the map, read twice: the masters first, then the replicas,
+ * so that replicas only take the room in the node table masters leave.
+ */
 static void map_range(void *arg, uint16_t first, uint16_t last,
 		      const struct eng_cluster_addr *m,
 		      const struct eng_cluster_addr *replica)
 {
 	struct map_fill *f = arg;
-	int n = node_add(f->r, m);
-	int rp = replica ? node_add(f->r, replica) : -1;
+	const struct eng_cluster_addr *a = f->replicas ? replica : m;
+	int n = a ? node_add(f->r, a) : -1;
+	uint16_t *to = f->replicas ? f->rmap : f->map;
 
-	if (n < 0 || (replica && rp < 0))
+	if (a && n < 0)
 		f->full = true;
-	for (unsigned s = first; s <= last && n >= 0; s++) {
-		f->map[s] = (uint16_t)n;
-		f->rmap[s] = rp < 0 ? ENG_SLOT_NONE : (uint16_t)rp;
-	}
+	for (unsigned s = first; s <= last && n >= 0; s++)
+		to[s] = (uint16_t)n;
 }
 
 /* The answer to CLUSTER SLOTS: the map from now on, or an error to say. */
@@ -2057,12 +2063,19 @@ static void on_map(struct eng_bridge *r, const redisReply *rep)
 	uint16_t *next = r->map_next, *rnext = r->rmap_next;
 	struct map_fill f = { .r = r, .map = next, .rmap = rnext };
 	uint32_t uncovered = 0;
+	int ret;
 
 	r->map_out = false;
 	for (unsigned s = 0; s < ENG_SLOTS; s++)
 		next[s] = rnext[s] = ENG_SLOT_NONE;
-	if (rep->type == REDIS_REPLY_ERROR ||
-	    eng_cluster_parse_slots(rep, r->mapl.cfg.host, map_range, &f) < 0) {
+	ret = rep->type == REDIS_REPLY_ERROR ? -EPROTO :
+	      eng_cluster_parse_slots(rep, r->mapl.cfg.host, map_range, &f);
+	if (ret >= 0) {
+		f.replicas = true;	/* the same answer: parses again */
+		ret = eng_cluster_parse_slots(rep, r->mapl.cfg.host, map_range,
+					      &f);
+	}
+	if (ret < 0) {
 		char err[200];
 
 		snprintf(err, sizeof(err), "%s",
