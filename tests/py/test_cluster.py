@@ -16,6 +16,8 @@ replicas, made by redis-cli --cluster create on free loopback ports.
   counts one resubscribe per channel of the dead master.
 - manual failover: the same load while CLUSTER FAILOVER makes another
   master's replica take over: nothing answered 200 is lost.
+- replica death: the same load while a master's replica is killed:
+  nothing answered 200 is lost, and nothing is counted as resubscribed.
 - reshard: redis-cli --cluster reshard moves 1500 slots while messages
   flow; afterwards every channel is subscribed on its new master (and
   its replica) by both nodes and delivers, each moved channel counted
@@ -276,19 +278,20 @@ class Load:
             t.join()
 
 
-async def under_load(cl, a, b, subs, master, what, event):
+async def under_load(cl, a, b, subs, master, what, event, takeover=True):
     """Publishes LOAD_CHANNELS channels of @master through both nodes
-    while event() makes its replica take over; returns when the nodes are
-    healthy again and published another second. Every message answered
-    200 must reach both nodes once, in order, but those answered within
-    the window event() returns (t0, t1), in which the master may have
-    died before passing them on; each node counts one resubscribe per
-    channel of @master."""
+    while event() makes its replica take over (or, not @takeover, kills
+    the replica); returns when the nodes are healthy again and published
+    another second. Every message answered 200 must reach both nodes
+    once, in order, but those answered within the window event() returns
+    (t0, t1), in which the master may have died before passing them on;
+    each node counts one resubscribe per channel of @master that moved."""
     own = owners(cl)
     chans = [c for c in CHANNELS if own[c] == master.port][:LOAD_CHANNELS]
     expect_eq(len(chans), LOAD_CHANNELS, "channels of %d" % master.port)
     smap = redisd.Cluster.slot_map(master)
-    theirs = sum(1 for s in wanted_slots(cl) if smap[s] == master.port)
+    theirs = sum(1 for s in wanted_slots(cl) if smap[s] == master.port) \
+        if takeover else 0
     since = [resubscribes(e) for e in (a, b)]
     # Pushes are read all along, so that the flood never backs up.
     readers = [asyncio.create_task(collect(ws, lambda g: all(
@@ -298,15 +301,22 @@ async def under_load(cl, a, b, subs, master, what, event):
         await rc.await_state("a second of load before the %s" % what,
                              lambda: load.ok_since(0),
                              lambda n: n >= LOAD_RATE, timeout=60)
+        slot = int(master.command("CLUSTER", "KEYSLOT", rname(chans[0])))
         t0 = time.monotonic()
         window = event()
+        if takeover:
+            await rc.await_state("the replica taking over", lambda:
+                                 redisd.Cluster.slot_map(cl.live()[0])[slot],
+                                 lambda port: port != master.port,
+                                 timeout=60)
         await rc.await_state("both nodes healthy after the %s" % what,
                              lambda: [healthz(e)[0] for e in (a, b)],
                              lambda st: st == [200, 200], timeout=30)
         resumed = time.monotonic() - t0
         cl.wait_ok()
         own = owners(cl)
-        expect(own[chans[0]] != master.port, "the replica took over")
+        expect((own[chans[0]] != master.port) == takeover,
+               "the replica took over, or not")
         await await_subscribed(cl, own, "both nodes subscribed on the "
                                "promoted replica", replicas=False)
         healthy = time.monotonic()
@@ -340,11 +350,13 @@ async def under_load(cl, a, b, subs, master, what, event):
         total = sum(len(load.answers[c]) for c in chans)
         ok = sum(1 for c in chans for x in load.answers[c] if x[1] == 200)
         print("%s: node %s: %d publishes on %d channels of the master, %d "
-              "answered 200, %d refused; lost %d (per channel: %s), %d "
-              "more within %dms of the kill; healthy again after %.1fs"
+              "answered 200, %d refused; lost %d (per channel: %s)%s; "
+              "healthy again after %.1fs"
               % (what, name, total, len(chans), ok, total - ok,
-                 sum(lost.values()), lost or "none", excused,
-                 KILL_SLACK * 1000, resumed))
+                 sum(lost.values()), lost or "none",
+                 ", %d more within %dms of the kill" % (
+                     excused, KILL_SLACK * 1000) if window else "",
+                 resumed))
     expect(not forbidden, "answered 200 and lost: %s", forbidden[:20])
     await await_subscribed(cl, owners(cl), "both nodes subscribed on "
                            "every master and its replica")
@@ -378,6 +390,21 @@ async def check_manual_failover(cl, a, b, subs):
         return None
 
     await under_load(cl, a, b, subs, master, "manual failover", failover)
+
+
+async def check_replica_death(cl, a, b, subs):
+    """A replica killed: the nodes' standby there is lost, and nothing
+    else; no resubscribe either."""
+    reps = replicas_of(cl)
+    master = next(m for m in cl.masters() if reps.get(m.port))
+    replica = reps[master.port][0]
+
+    def kill():
+        replica.kill()
+        return None
+
+    await under_load(cl, a, b, subs, master, "replica death", kill,
+                     takeover=False)
 
 
 async def check_reshard(cl, a, b, subs):
@@ -468,6 +495,7 @@ async def cluster_checks(exe):
                 await check_fanout(cl, a, b, subs)
                 await check_failover(cl, a, b, subs)
                 await check_manual_failover(cl, a, b, subs)
+                await check_replica_death(cl, a, b, subs)
                 await check_reshard(cl, a, b, subs)
             finally:
                 for ws in subs:
