@@ -65,6 +65,7 @@
 #define R_MAP_BAD_MS	500		/* ... or this soon while unhealthy */
 #define R_NOSUB		0xff		/* struct rchan's prim, gone: none */
 #define R_DUP_MAX	64		/* hashes a struct rdup holds, at most */
+#define R_DUP_MS	2000		/* ms: older ones the other never shows */
 
 enum { R_SUB = 0, R_PUB = 1 };
 
@@ -110,15 +111,21 @@ struct rchan {
 /*
  * Which messages of a channel one of its two subscriptions has shown and
  * the other not yet (a hash of each payload, oldest first). Both show the
- * same messages in the same order, the replica's a little later; so the
- * standby's next messages are, in order, those listed, and the delivering
- * one's next messages are those a standby @ahead listed.
+ * same messages in the same order, the replica's a few milliseconds
+ * later; so the standby's next messages are, in order, those listed, and
+ * the delivering one's next messages are those a standby @ahead listed.
+ * One listed for R_DUP_MS was lost on the way to the other (the cluster
+ * bus dropped it): forgotten, lest it match a later message with the
+ * same payload.
  */
 struct rdup {
 	uint8_t ahead;			/* DUP_PRIM or DUP_STANDBY listed them */
 	bool draining;			/* took over: what is listed went on */
 	uint16_t n, cap;
-	uint64_t h[];
+	struct {
+		uint64_t h;		/* the payload's hash */
+		uint64_t at;		/* ms: when it was listed */
+	} e[];
 };
 
 enum { DUP_PRIM, DUP_STANDBY };
@@ -629,6 +636,69 @@ static int sub_at(const struct rchan *ch, unsigned idx)
 	return -1;
 }
 
+/* Drops the first @k entries of @d's list. */
+static void dup_drop(struct rdup *d, uint16_t k)
+{
+	d->n = (uint16_t)(d->n - k);
+	memmove(d->e, d->e + k, d->n * sizeof(d->e[0]));
+}
+
+/* Forgets what @d listed longer than R_DUP_MS before @now. */
+static void dup_expire(struct rdup *d, uint64_t now)
+{
+	uint16_t k = 0;
+
+	while (d && k < d->n && d->e[k].at + R_DUP_MS < now)
+		k++;
+	if (k)
+		dup_drop(d, k);
+}
+
+/*
+ * Lists hash @x, from stream @side, at @now in @ch's dup (dropped if no
+ * memory).
+ */
+static void dup_push(struct rchan *ch, uint64_t x, uint8_t side,
+		     uint64_t now)
+{
+	struct rdup *d = ch->dup;
+
+	if (d && d->ahead != side)
+		d->n = 0;	/* the other's list is left behind: stale */
+	if (d && d->n == d->cap && d->cap == R_DUP_MAX) {
+		dup_drop(d, 1);	/* far behind: forget the oldest */
+	} else if (!d || d->n == d->cap) {
+		uint16_t cap = d ? (uint16_t)(d->cap * 2) : 4;
+
+		d = realloc(d, sizeof(*d) + cap * sizeof(d->e[0]));
+		if (!d)
+			return;
+		if (!ch->dup) {
+			d->n = 0;
+			d->draining = false;
+		}
+		d->cap = cap;
+		ch->dup = d;
+	}
+	d->ahead = side;
+	d->e[d->n].h = x;
+	d->e[d->n++].at = now;
+}
+
+/*
+ * Finds hash @x in @d's list and drops it with everything before it (the
+ * other stream lost those): true; false when it is not listed.
+ */
+static bool dup_take(struct rdup *d, uint64_t x)
+{
+	for (uint16_t i = 0; d && i < d->n; i++)
+		if (d->e[i].h == x) {
+			dup_drop(d, (uint16_t)(i + 1));
+			return true;
+		}
+	return false;
+}
+
 /*
  * @ch's subscription @k is gone: its link fell, its node dropped it, or
  * this node left it. If it was the one delivering, the other takes over
@@ -646,6 +716,8 @@ static void sub_drop(struct eng_bridge *r, struct rchan *ch, unsigned k,
 	struct rdup *d = ch->dup;
 
 	ch->sub[k].requested = ch->sub[k].confirmed = 0;
+	if (d)
+		dup_expire(d, now_ms());
 	if (ch->prim != k) {
 		if (ch->desired)
 			prim_pick(r, ch);	/* the other waited for it */
@@ -672,49 +744,6 @@ static void sub_drop(struct eng_bridge *r, struct rchan *ch, unsigned k,
 	}
 }
 
-/* Lists hash @x, from stream @side, in @ch's dup (dropped if no memory). */
-static void dup_push(struct rchan *ch, uint64_t x, uint8_t side)
-{
-	struct rdup *d = ch->dup;
-
-	if (d && d->ahead != side)
-		d->n = 0;	/* the other's list is left behind: stale */
-	if (d && d->n == d->cap && d->cap == R_DUP_MAX) {
-		/* far behind (or some were lost): forget the oldest */
-		memmove(d->h, d->h + 1, (d->n - 1) * sizeof(d->h[0]));
-		d->n--;
-	} else if (!d || d->n == d->cap) {
-		uint16_t cap = d ? (uint16_t)(d->cap * 2) : 4;
-
-		d = realloc(d, sizeof(*d) + cap * sizeof(d->h[0]));
-		if (!d)
-			return;
-		if (!ch->dup) {
-			d->n = 0;
-			d->draining = false;
-		}
-		d->cap = cap;
-		ch->dup = d;
-	}
-	d->ahead = side;
-	d->h[d->n++] = x;
-}
-
-/*
- * Finds hash @x in @d's list and drops it with everything before it (the
- * other stream lost those): true; false when it is not listed.
- */
-static bool dup_take(struct rdup *d, uint64_t x)
-{
-	for (uint16_t i = 0; d && i < d->n; i++)
-		if (d->h[i] == x) {
-			d->n = (uint16_t)(d->n - i - 1);
-			memmove(d->h, d->h + i + 1, d->n * sizeof(d->h[0]));
-			return true;
-		}
-	return false;
-}
-
 /*
  * A message of @ch whose payload hashes to @x came on node @idx's link:
  * whether it goes on. The delivering stream's do, but for those a standby
@@ -725,16 +754,21 @@ static bool dup_pass(struct rchan *ch, unsigned idx, uint64_t x)
 {
 	int k = sub_at(ch, idx);
 	struct rdup *d = ch->dup;
+	uint64_t now;
 
 	if (k < 0 || !ch->sub[k].confirmed)
 		return idx == ch->gone;	/* what it sent before we left */
+	if (!ch->sub[!k].confirmed && ch->prim == k && !(d && d->draining))
+		return true;		/* no standby: nothing to list */
+	now = now_ms();
+	dup_expire(d, now);
 	if (k != ch->prim) {
 		if (d && d->draining)
 			return false;	/* aligned once the other is */
 		if (d && d->n && d->ahead == DUP_PRIM)
 			dup_take(d, x);	/* not listed: from before */
 		else
-			dup_push(ch, x, DUP_STANDBY);
+			dup_push(ch, x, DUP_STANDBY, now);
 		return false;
 	}
 	if (d && d->draining) {
@@ -748,7 +782,7 @@ static bool dup_pass(struct rchan *ch, unsigned idx, uint64_t x)
 	if (!ch->sub[!k].confirmed)
 		return true;
 	if (!(d && d->n && d->ahead == DUP_STANDBY && dup_take(d, x)))
-		dup_push(ch, x, DUP_PRIM);
+		dup_push(ch, x, DUP_PRIM, now);
 	return true;
 }
 
