@@ -199,6 +199,7 @@ struct eng_bridge {
 	atomic_uint_fast64_t moved;	/* MOVED and ASK replies followed */
 	atomic_uint_fast64_t maps;	/* slot maps read */
 	atomic_uint_fast64_t resubscribes;	/* channels moved to a master */
+	atomic_uint_fast64_t takeovers;		/* ... a standby delivering */
 	atomic_uint masters, masters_up;	/* serving slots; ... linked */
 	atomic_uint uncovered_pub;		/* a copy of uncovered */
 	atomic_uint nnodes_pub;			/* nodes whose addr is set */
@@ -361,6 +362,7 @@ void eng_bridge_figures(struct eng_bridge *r, struct eng_bridge_figs *f)
 	f->moved = atomic_load(&r->moved);
 	f->maps = atomic_load(&r->maps);
 	f->resubscribes = atomic_load(&r->resubscribes);
+	f->takeovers = atomic_load(&r->takeovers);
 }
 
 size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
@@ -395,12 +397,14 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 		n += (size_t)snprintf(out + n, cap - n,
 			",\"cluster\":{\"masters\":%u,\"masters_up\":%u,"
 			"\"uncovered_slots\":%u,\"slot_maps\":%llu,"
-			"\"moved\":%llu,\"resubscribes\":%llu,\"links\":[",
+			"\"moved\":%llu,\"resubscribes\":%llu,"
+			"\"takeovers\":%llu,\"links\":[",
 			f.masters, f.masters_up,
 			(unsigned)atomic_load(&r->uncovered_pub),
 			(unsigned long long)f.maps,
 			(unsigned long long)f.moved,
-			(unsigned long long)f.resubscribes);
+			(unsigned long long)f.resubscribes,
+			(unsigned long long)f.takeovers);
 		for (unsigned i = 0; i < k && n < cap; i++) {
 			const struct rnode *nd = &r->nodes[i];
 			unsigned v = atomic_load_explicit(&nd->shown,
@@ -731,6 +735,8 @@ static void sub_drop(struct eng_bridge *r, struct rchan *ch, unsigned k,
 				d->n = 0;	/* listed by the standby: lost */
 		}
 		ch->again = ch->desired;
+		atomic_fetch_add_explicit(&r->takeovers, 1,
+					  memory_order_relaxed);
 		return;
 	}
 	ch->prim = R_NOSUB;

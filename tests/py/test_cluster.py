@@ -137,17 +137,22 @@ def wanted_slots(cl):
     return [int(node.command("CLUSTER", "KEYSLOT", n)) for n in names]
 
 
-def resubscribes(eng):
-    return rc.stats(eng)["redis"]["cluster"]["resubscribes"]
+def counts(eng):
+    """The node's (resubscribes, takeovers), from /stats."""
+    st = rc.stats(eng)["redis"]["cluster"]
+    return st["resubscribes"], st["takeovers"]
 
 
-async def await_resubscribes(engines, since, want, what):
-    """Each engine counts @want resubscribes more than @since, no more."""
+async def await_counts(engines, since, want, what):
+    """Each engine counts @want (resubscribes, takeovers) more than
+    @since, no more."""
     for e, n in zip(engines, since):
         got = await rc.await_state(
-            "%s: %d resubscribes on %d" % (what, want, e.port),
-            lambda: resubscribes(e) - n, lambda k: k >= want, timeout=30)
-        expect_eq(got, want, "%s: resubscribes on %d" % (what, e.port))
+            "%s: %s (resubscribes, takeovers) on %d" % (what, want, e.port),
+            lambda: tuple(x - y for x, y in zip(counts(e), n)),
+            lambda k: k[0] >= want[0] and k[1] >= want[1], timeout=30)
+        expect_eq(got, want, "%s: (resubscribes, takeovers) on %d"
+                  % (what, e.port))
 
 
 async def await_subscribed(cl, own, what, replicas=True):
@@ -285,14 +290,15 @@ async def under_load(cl, a, b, subs, master, what, event, takeover=True):
     another second. Every message answered 200 must reach both nodes
     once, in order, but those answered within the window event() returns
     (t0, t1), in which the master may have died before passing them on;
-    each node counts one resubscribe per channel of @master that moved."""
+    each node counts one resubscribe and one takeover per channel of
+    @master that moved."""
     own = owners(cl)
     chans = [c for c in CHANNELS if own[c] == master.port][:LOAD_CHANNELS]
     expect_eq(len(chans), LOAD_CHANNELS, "channels of %d" % master.port)
     smap = redisd.Cluster.slot_map(master)
     theirs = sum(1 for s in wanted_slots(cl) if smap[s] == master.port) \
         if takeover else 0
-    since = [resubscribes(e) for e in (a, b)]
+    since = [counts(e) for e in (a, b)]
     # Pushes are read all along, so that the flood never backs up.
     readers = [asyncio.create_task(collect(ws, lambda g: all(
         any(d.get("after") == what for d in g.get(c, [])) for c in CHANNELS),
@@ -360,8 +366,8 @@ async def under_load(cl, a, b, subs, master, what, event, takeover=True):
     expect(not forbidden, "answered 200 and lost: %s", forbidden[:20])
     await await_subscribed(cl, owners(cl), "both nodes subscribed on "
                            "every master and its replica")
-    # once each: the replica that took over serves the slot now
-    await await_resubscribes((a, b), since, theirs, what)
+    # once each: the standby took over, and serves the slot now
+    await await_counts((a, b), since, (theirs, theirs), what)
 
 
 async def check_failover(cl, a, b, subs):
@@ -410,7 +416,7 @@ async def check_replica_death(cl, a, b, subs):
 async def check_reshard(cl, a, b, subs):
     before = redisd.Cluster.slot_map(cl.live()[0])
     src, dst = cl.masters()[:2]
-    since = [resubscribes(e) for e in (a, b)]
+    since = [counts(e) for e in (a, b)]
     stop = threading.Event()
     sent = [0]
 
@@ -442,8 +448,14 @@ async def check_reshard(cl, a, b, subs):
     await await_subscribed(cl, own, "both nodes subscribed where the "
                            "slots now are")
     after = redisd.Cluster.slot_map(cl.live()[0])
-    await await_resubscribes((a, b), since, sum(
-        1 for s in wanted_slots(cl) if before[s] != after[s]), "reshard")
+    moves = sum(1 for s in wanted_slots(cl) if before[s] != after[s])
+    # a master's and its replica's subscriptions both go: the standby
+    # may take over for an instant, then the channel moves once
+    for e, n in zip((a, b), since):
+        got = await rc.await_state(
+            "reshard: %d resubscribes on %d" % (moves, e.port),
+            lambda: counts(e)[0] - n[0], lambda k: k >= moves, timeout=30)
+        expect_eq(got, moves, "reshard: resubscribes on %d" % e.port)
     for c in CHANNELS:
         status, doc = publish(b, c, {"final": 1})
         expect_eq(status, 200, "publish to %s after the reshard" % c)
