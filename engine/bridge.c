@@ -21,9 +21,11 @@
  * does with them.
  *
  * On a Redis Cluster (--redis-cluster) there is a pair of links per
- * master (struct rnode), and everything goes by hash slot (cluster.c):
- * channels are SSUBSCRIBEd on their slot's master, requests written to
- * the master of their hslot, and a third link reads the slot map (CLUSTER
+ * master and per replica the map names (struct rnode), and everything
+ * goes by hash slot (cluster.c): channels are SSUBSCRIBEd on their slot's
+ * master, which delivers, and on one of its replicas, a standby that takes
+ * over when the master dies (struct rchan); requests are written to the
+ * master of their hslot, and a third link reads the slot map (CLUSTER
  * SLOTS) from the seeds, again whenever a MOVED, a server's SUNSUBSCRIBE
  * or a lost link says it changed. One Redis is the same with one node
  * that serves every slot.
@@ -61,31 +63,72 @@
 #define R_REDIRECTS	5		/* MOVED/ASK a request may follow */
 #define R_MAP_MS	10000		/* the slot map, asked again ... */
 #define R_MAP_BAD_MS	500		/* ... or this soon while unhealthy */
+#define R_NOSUB		0xff		/* struct rchan's prim, gone: none */
+#define R_DUP_MAX	64		/* hashes a struct rdup holds, at most */
+#define R_DUP_MS	2000		/* ms: older ones the other never shows */
 
 enum { R_SUB = 0, R_PUB = 1 };
+
+/* One subscription of a channel, on one Redis node. */
+struct rsub {
+	uint8_t node;			/* the node it is asked of */
+	uint8_t requested;		/* (S)SUBSCRIBE sent on its link */
+	uint8_t confirmed;		/* ... and Redis answered it */
+};
 
 /*
  * An entry of one of the bridge's tables: a Redis channel this node wants
  * (or has just stopped wanting), or a user's presence on this node.
+ *
+ * On a cluster a channel is subscribed twice: on its slot's master and on
+ * one of the master's replicas, which Redis 7 sends every message of the
+ * master's shard channels over the cluster bus, in the master's order, and
+ * which keeps its subscribers when it is promoted. The messages of one of
+ * the two, @prim, go on; the other's only keep @dup up to date, so that
+ * when @prim is lost (its master died) the standby takes over without a
+ * message lost or repeated.
  */
 struct rchan {
 	struct rchan *next;
 	uint8_t desired;		/* some shard has subscribers */
-	uint8_t requested;		/* SUBSCRIBE sent on this connection */
-	uint8_t confirmed;		/* ... and Redis answered it */
 	uint8_t ack;			/* the owner waits for confirmation */
 	uint8_t dirty;			/* listed in its dirty list */
+	uint8_t prim;			/* the sub[] delivering, or R_NOSUB */
+	uint8_t gone;			/* a node left while it delivered */
+	uint8_t again;			/* lost its delivering sub: count */
 	uint16_t owner;			/* shard to acknowledge */
 	uint16_t len;
 	uint16_t slot;			/* cluster: its hash slot */
-	uint8_t node;			/* cluster: where it was requested */
-	uint8_t again;			/* lost its master: count the next */
+	struct rsub sub[2];		/* [1]: cluster only */
 	uint64_t hash;
 	uint32_t conns;			/* presence: connections here */
 	char *apps;			/* presence: "ios,web", malloc'd */
 	struct rhist *hist;		/* a history channel's: malloc'd */
+	struct rdup *dup;		/* cluster: malloc'd */
 	char name[];
 };
+
+/*
+ * Which messages of a channel one of its two subscriptions has shown and
+ * the other not yet (a hash of each payload, oldest first). Both show the
+ * same messages in the same order, the replica's a few milliseconds
+ * later; so the standby's next messages are, in order, those listed, and
+ * the delivering one's next messages are those a standby @ahead listed.
+ * One listed for R_DUP_MS was lost on the way to the other (the cluster
+ * bus dropped it): forgotten, lest it match a later message with the
+ * same payload.
+ */
+struct rdup {
+	uint8_t ahead;			/* DUP_PRIM or DUP_STANDBY listed them */
+	bool draining;			/* took over: what is listed went on */
+	uint16_t n, cap;
+	struct {
+		uint64_t h;		/* the payload's hash */
+		uint64_t at;		/* ms: when it was listed */
+	} e[];
+};
+
+enum { DUP_PRIM, DUP_STANDBY };
 
 /*
  * A history channel as the subscriber link sees it. The offsets handed to
@@ -141,6 +184,7 @@ struct eng_bridge {
 	struct eng_rreq *wait_tail;
 	/* cluster only */
 	uint16_t *map;			/* owned: slot -> node, or ENG_SLOT_NONE */
+	uint16_t *rmap;			/* owned: slot -> a replica of its node */
 	uint32_t uncovered;		/* slots no master serves (all: no map) */
 	struct eng_resp mapl;		/* asks for the slot map */
 	struct eng_cluster_addr seeds[R_SEEDS_MAX];
@@ -149,7 +193,8 @@ struct eng_bridge {
 	bool map_due;			/* ask again soon: something moved */
 	bool resub_due;			/* refused subscriptions: at the next map */
 	uint64_t map_last;		/* ms: asked last */
-	uint16_t *map_next;		/* owned: on_map()'s scratch */
+	uint16_t *map_next;		/* owned: on_map()'s scratch, ... */
+	uint16_t *rmap_next;		/* ... both */
 	uint16_t pres_slot;		/* the presence keys' slot */
 	char pkeys[ENG_RREQ_KEYS_MAX];	/* ... and their prefix (rreq.h) */
 	size_t pkeys_len;
@@ -157,6 +202,7 @@ struct eng_bridge {
 	atomic_uint_fast64_t moved;	/* MOVED and ASK replies followed */
 	atomic_uint_fast64_t maps;	/* slot maps read */
 	atomic_uint_fast64_t resubscribes;	/* channels moved to a master */
+	atomic_uint_fast64_t takeovers;		/* ... a standby delivering */
 	atomic_uint masters, masters_up;	/* serving slots; ... linked */
 	atomic_uint uncovered_pub;		/* a copy of uncovered */
 	atomic_uint nnodes_pub;			/* nodes whose addr is set */
@@ -196,6 +242,7 @@ static void hist_filled(struct eng_bridge *r, struct eng_hreq *q,
 			long long result);
 static void on_request_mail(struct eng_bridge *r, struct eng_rreq *p);
 static void send_fills(struct eng_bridge *r);
+static void prim_pick(struct eng_bridge *r, struct rchan *ch);
 
 static uint64_t now_ms(void)
 {
@@ -218,6 +265,14 @@ static int node_for(const struct eng_bridge *r, uint16_t slot)
 	if (!r->map || r->map[slot] == ENG_SLOT_NONE)
 		return -1;
 	return r->map[slot];
+}
+
+/* A replica of the master of @slot (cluster), -1 when none is known. */
+static int replica_for(const struct eng_bridge *r, uint16_t slot)
+{
+	if (!r->cluster || !r->rmap || r->rmap[slot] == ENG_SLOT_NONE)
+		return -1;
+	return r->rmap[slot];
 }
 
 /* The link of @role to the master of @slot, or NULL. */
@@ -329,6 +384,7 @@ void eng_bridge_figures(struct eng_bridge *r, struct eng_bridge_figs *f)
 	f->moved = atomic_load(&r->moved);
 	f->maps = atomic_load(&r->maps);
 	f->resubscribes = atomic_load(&r->resubscribes);
+	f->takeovers = atomic_load(&r->takeovers);
 }
 
 /*
@@ -392,12 +448,14 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 		n += (size_t)snprintf(out + n, cap - n,
 			",\"cluster\":{\"masters\":%u,\"masters_up\":%u,"
 			"\"uncovered_slots\":%u,\"slot_maps\":%llu,"
-			"\"moved\":%llu,\"resubscribes\":%llu,\"links\":[",
+			"\"moved\":%llu,\"resubscribes\":%llu,"
+			"\"takeovers\":%llu,\"links\":[",
 			f.masters, f.masters_up,
 			(unsigned)atomic_load(&r->uncovered_pub),
 			(unsigned long long)f.maps,
 			(unsigned long long)f.moved,
-			(unsigned long long)f.resubscribes);
+			(unsigned long long)f.resubscribes,
+			(unsigned long long)f.takeovers);
 		for (unsigned i = 0; i < k && n < cap; i++) {
 			const struct rnode *nd = &r->nodes[i];
 			unsigned v = atomic_load_explicit(&nd->shown,
@@ -478,6 +536,7 @@ static struct rchan *rchan_get(struct rtable *t, const char *name,
 		return NULL;
 	ch->hash = hash;
 	ch->len = (uint16_t)len;
+	ch->prim = ch->gone = R_NOSUB;
 	ch->slot = eng_cluster_slot(name, len);
 	memcpy(ch->name, name, len);
 	if (t->count >= t->nbuckets)
@@ -497,6 +556,7 @@ static void rchan_free(struct rtable *t, struct rchan *ch)
 	*pp = ch->next;
 	t->count--;
 	rhist_free(ch->hist);
+	free(ch->dup);
 	free(ch->apps);
 	free(ch);
 }
@@ -517,6 +577,7 @@ static void rtable_exit(struct rtable *t)
 			struct rchan *next = ch->next;
 
 			rhist_free(ch->hist);
+			free(ch->dup);
 			free(ch->apps);
 			free(ch);
 			ch = next;
@@ -631,17 +692,165 @@ static void ack_pub(struct eng_bridge *r, struct eng_rreq *p, long long n)
 
 /* ---- the links ----------------------------------------------------------- */
 
-/*
- * @ch's subscription is gone (its link fell, or its master dropped it):
- * subscribe again, counted as a resubscribe, and read back what a history
- * channel missed meanwhile.
- */
-static void sub_lost(struct rchan *ch)
+/* Which of @ch's subscriptions was asked of node @idx: 0, 1 or -1. */
+static int sub_at(const struct rchan *ch, unsigned idx)
 {
-	ch->again |= ch->requested;
-	ch->requested = ch->confirmed = 0;
-	if (ch->hist)
-		ch->hist->stale = true;
+	for (int k = 0; k < 2; k++)
+		if (ch->sub[k].requested && ch->sub[k].node == idx)
+			return k;
+	return -1;
+}
+
+/* Drops the first @k entries of @d's list. */
+static void dup_drop(struct rdup *d, uint16_t k)
+{
+	d->n = (uint16_t)(d->n - k);
+	memmove(d->e, d->e + k, d->n * sizeof(d->e[0]));
+}
+
+/* Forgets what @d listed longer than R_DUP_MS before @now. */
+static void dup_expire(struct rdup *d, uint64_t now)
+{
+	uint16_t k = 0;
+
+	while (d && k < d->n && d->e[k].at + R_DUP_MS < now)
+		k++;
+	if (k)
+		dup_drop(d, k);
+}
+
+/*
+ * Lists hash @x, from stream @side, at @now in @ch's dup (dropped if no
+ * memory).
+ */
+static void dup_push(struct rchan *ch, uint64_t x, uint8_t side,
+		     uint64_t now)
+{
+	struct rdup *d = ch->dup;
+
+	if (d && d->ahead != side)
+		d->n = 0;	/* the other's list is left behind: stale */
+	if (d && d->n == d->cap && d->cap == R_DUP_MAX) {
+		dup_drop(d, 1);	/* far behind: forget the oldest */
+	} else if (!d || d->n == d->cap) {
+		uint16_t cap = d ? (uint16_t)(d->cap * 2) : 4;
+
+		d = realloc(d, sizeof(*d) + cap * sizeof(d->e[0]));
+		if (!d)
+			return;
+		if (!ch->dup) {
+			d->n = 0;
+			d->draining = false;
+		}
+		d->cap = cap;
+		ch->dup = d;
+	}
+	d->ahead = side;
+	d->e[d->n].h = x;
+	d->e[d->n++].at = now;
+}
+
+/*
+ * Finds hash @x in @d's list and drops it with everything before it (the
+ * other stream lost those): true; false when it is not listed.
+ */
+static bool dup_take(struct rdup *d, uint64_t x)
+{
+	for (uint16_t i = 0; d && i < d->n; i++)
+		if (d->e[i].h == x) {
+			dup_drop(d, (uint16_t)(i + 1));
+			return true;
+		}
+	return false;
+}
+
+/*
+ * @ch's subscription @k is gone: its link fell, its node dropped it, or
+ * this node left it. If it was the one delivering, the other takes over
+ * when Redis has confirmed it and it stays (@may_switch), skipping first
+ * what the lost one handed on already; else the channel has none until
+ * subscribed again, and a history channel reads back what it missed
+ * meanwhile. Either way one resubscribe is counted, once the channel is
+ * delivered again from its slot's master (flush_interest(), prim_pick()):
+ * a replica that took over may lose the slot next (a reshard moves it from
+ * a master and its replicas alike).
+ */
+static void sub_drop(struct eng_bridge *r, struct rchan *ch, unsigned k,
+		     bool may_switch)
+{
+	struct rdup *d = ch->dup;
+
+	ch->sub[k].requested = ch->sub[k].confirmed = 0;
+	if (d)
+		dup_expire(d, now_ms());
+	if (ch->prim != k) {
+		if (ch->desired)
+			prim_pick(r, ch);	/* the other waited for it */
+		return;
+	}
+	if (may_switch && ch->sub[!k].confirmed) {
+		ch->prim = (uint8_t)!k;
+		if (d) {
+			d->draining = d->n && d->ahead == DUP_PRIM;
+			if (!d->draining)
+				d->n = 0;	/* listed by the standby: lost */
+		}
+		ch->again = ch->desired;
+		atomic_fetch_add_explicit(&r->takeovers, 1,
+					  memory_order_relaxed);
+		return;
+	}
+	ch->prim = R_NOSUB;
+	ch->gone = ch->sub[k].node;
+	if (d)
+		d->n = 0;
+	if (ch->desired) {
+		ch->again = 1;
+		if (ch->hist)
+			ch->hist->stale = true;
+	}
+}
+
+/*
+ * A message of @ch whose payload hashes to @x came on node @idx's link:
+ * whether it goes on. The delivering stream's do, but for those a standby
+ * that took over showed already; the standby's never do, and are matched
+ * against the other's instead.
+ */
+static bool dup_pass(struct rchan *ch, unsigned idx, uint64_t x)
+{
+	int k = sub_at(ch, idx);
+	struct rdup *d = ch->dup;
+	uint64_t now;
+
+	if (k < 0 || !ch->sub[k].confirmed)
+		return idx == ch->gone;	/* what it sent before we left */
+	if (!ch->sub[!k].confirmed && ch->prim == k && !(d && d->draining))
+		return true;		/* no standby: nothing to list */
+	now = now_ms();
+	dup_expire(d, now);
+	if (k != ch->prim) {
+		if (d && d->draining)
+			return false;	/* aligned once the other is */
+		if (d && d->n && d->ahead == DUP_PRIM)
+			dup_take(d, x);	/* not listed: from before */
+		else
+			dup_push(ch, x, DUP_STANDBY, now);
+		return false;
+	}
+	if (d && d->draining) {
+		if (dup_take(d, x)) {
+			d->draining = d->n > 0;
+			return false;	/* the lost one handed it on */
+		}
+		d->draining = false;	/* past them: new from here on */
+		d->n = 0;
+	}
+	if (!ch->sub[!k].confirmed)
+		return true;
+	if (!(d && d->n && d->ahead == DUP_STANDBY && dup_take(d, x)))
+		dup_push(ch, x, DUP_PRIM, now);
+	return true;
 }
 
 /* The node a link of its belongs to; cfg.idx is node * 2 + role. */
@@ -718,8 +927,9 @@ static void link_down(struct eng_resp *l, void *arg, bool was_up, int err,
 	unsigned idx = l->cfg.idx / 2;
 
 	if (was_up && !r->stopping && r->cluster)
-		fprintf(stderr, "ringcast: %s (master %s:%u); reconnecting\n",
-			why, n->addr.host, n->addr.port);
+		fprintf(stderr, "ringcast: %s (%s %s:%u); reconnecting\n", why,
+			n->slots ? "master" : "replica", n->addr.host,
+			n->addr.port);
 	else if (was_up && !r->stopping)
 		fprintf(stderr, "ringcast: %s; reconnecting\n", why);
 	set_reason(r, "%s%s", why, "");
@@ -738,8 +948,10 @@ static void link_down(struct eng_resp *l, void *arg, bool was_up, int err,
 		for (size_t i = 0; i < r->chans.nbuckets; i++)
 			for (struct rchan *ch = r->chans.buckets[i]; ch;
 			     ch = ch->next) {
-				if (ch->node == idx)
-					sub_lost(ch);
+				int k = sub_at(ch, idx);
+
+				if (k >= 0)
+					sub_drop(r, ch, (unsigned)k, true);
 			}
 	}
 	update_health(r);
@@ -1397,14 +1609,36 @@ static struct rchan *sub_of(struct eng_bridge *r, const redisReply *e)
 }
 
 /*
- * Redis confirmed a subscription: its owner may answer now, and a history
+ * If none of @ch's subscriptions delivers, the one that will: the one on
+ * the slot's master once Redis confirmed it (a replica's lag behind its
+ * master would be lost when it hands over to the master), else one that
+ * no other is pending beside. Its owner may answer now, and a history
  * channel reads back what it missed while it had none.
  */
-static void on_subscribed(struct eng_bridge *r, struct rchan *ch)
+static void prim_pick(struct eng_bridge *r, struct rchan *ch)
 {
 	struct rhist *h = ch->hist;
+	int m = node_for(r, ch->slot);
+	unsigned k;
 
-	ch->confirmed = ch->requested;
+	if (ch->prim != R_NOSUB)
+		return;
+	for (k = 0; k < 2; k++)
+		if (ch->sub[k].confirmed && (ch->sub[k].node == m ||
+					     !ch->sub[!k].requested ||
+					     ch->sub[!k].confirmed))
+			break;
+	if (k == 2)
+		return;
+	ch->prim = (uint8_t)k;
+	if (ch->dup) {			/* aligned from here on */
+		ch->dup->n = 0;
+		ch->dup->draining = false;
+	}
+	if (ch->again && r->cluster)
+		atomic_fetch_add_explicit(&r->resubscribes, 1,
+					  memory_order_relaxed);
+	ch->again = 0;
 	ack_sub(r, ch);
 	if (h && h->stale && h->epoch[0] && !h->filling) {
 		h->stale = false;
@@ -1415,15 +1649,36 @@ static void on_subscribed(struct eng_bridge *r, struct rchan *ch)
 }
 
 /*
- * A cluster master dropped @ch itself (an SUNSUBSCRIBE we did not ask
- * for: its slot moved away): subscribe again where the map says, once it
- * has been read again.
+ * Redis confirmed @ch's subscription on node @idx: the delivering one, if
+ * none is, or the standby, matched against it from here on.
+ */
+static void on_subscribed(struct eng_bridge *r, struct rchan *ch,
+			  unsigned idx)
+{
+	int k = sub_at(ch, idx);
+
+	if (k < 0 || ch->sub[k].confirmed)
+		return;
+	ch->sub[k].confirmed = 1;
+	if (ch->prim == R_NOSUB)
+		prim_pick(r, ch);
+	else if (ch->dup && !ch->dup->draining)
+		ch->dup->n = 0;
+}
+
+/*
+ * A cluster node dropped @ch itself (an SUNSUBSCRIBE we did not ask for:
+ * its slot moved away): the standby delivers if it can, and the channel
+ * is subscribed again where the map says, once it has been read again.
  */
 static void on_dropped(struct eng_bridge *r, struct rchan *ch, unsigned idx)
 {
-	if (!ch->desired || !ch->requested || ch->node != idx)
-		return;		/* the answer to our own SUNSUBSCRIBE */
-	sub_lost(ch);
+	int k = sub_at(ch, idx);
+
+	/* else the answer to our own SUNSUBSCRIBE */
+	if (!ch->desired || k < 0 || !ch->sub[k].confirmed)
+		return;
+	sub_drop(r, ch, (unsigned)k, true);
 	mark_dirty(&r->chans, ch);
 	r->map_due = true;
 }
@@ -1454,10 +1709,12 @@ static void on_sub_error(struct eng_bridge *r, unsigned idx,
 	}
 	for (size_t i = 0; i < r->chans.nbuckets; i++)
 		for (struct rchan *ch = r->chans.buckets[i]; ch; ch = ch->next) {
-			if (ch->node != idx || !ch->requested || ch->confirmed)
+			int k = sub_at(ch, idx);
+
+			if (k < 0 || ch->sub[k].confirmed)
 				continue;
-			ch->requested = 0;
-			ch->again = 1;
+			ch->sub[k].requested = 0;
+			prim_pick(r, ch);	/* a replica's may deliver */
 			if (moved) {
 				mark_dirty(&r->chans, ch);
 			} else {
@@ -1471,6 +1728,19 @@ static void on_sub_error(struct eng_bridge *r, unsigned idx,
 
 static bool redirect(struct eng_bridge *r, struct eng_rreq *p,
 		     const redisReply *rep);
+
+/*
+ * Cluster: whether message @rep (smessage, channel, payload) from node
+ * @idx goes on, or is a standby's copy (or of a channel not wanted).
+ */
+static bool pass(struct eng_bridge *r, const redisReply *rep, unsigned idx)
+{
+	struct rchan *ch = sub_of(r, rep->element[1]);
+	const redisReply *d = rep->element[2];
+
+	return ch && dup_pass(ch, idx, d->type != REDIS_REPLY_STRING ? 0 :
+			      eng_chan_hash(d->str, d->len));
+}
 
 /* A reply on a ready link: the publisher's in FIFO order, or a push. */
 static void link_reply(struct eng_resp *l, void *arg, redisReply *rep)
@@ -1498,6 +1768,8 @@ static void link_reply(struct eng_resp *l, void *arg, redisReply *rep)
 	if (str_eq(k, "message") || str_eq(k, "smessage")) {
 		const redisReply *ch = rep->element[1];
 
+		if (r->cluster && !pass(r, rep, idx))
+			return;
 		if (ch->type == REDIS_REPLY_STRING && ch->len == r->ctl_len &&
 		    !memcmp(ch->str, r->ctl, r->ctl_len))
 			on_ctl(r, rep->element[2]);
@@ -1506,8 +1778,8 @@ static void link_reply(struct eng_resp *l, void *arg, redisReply *rep)
 	} else if (str_eq(k, "subscribe") || str_eq(k, "ssubscribe")) {
 		struct rchan *ch = sub_of(r, rep->element[1]);
 
-		if (ch && ch->node == idx)
-			on_subscribed(r, ch);
+		if (ch)
+			on_subscribed(r, ch, idx);
 	} else if (str_eq(k, "sunsubscribe")) {
 		struct rchan *ch = sub_of(r, rep->element[1]);
 
@@ -1567,27 +1839,47 @@ static void flush_interest(struct eng_bridge *r)
 
 	for (size_t i = 0; i < r->chans.ndirty; i++) {
 		struct rchan *ch = r->chans.dirty[i];
-		int t = node_for(r, ch->slot);
+		/* where it belongs: its slot's master, and a replica of it */
+		int want[2] = { node_for(r, ch->slot),
+				replica_for(r, ch->slot) };
+		bool keep[2];
 
-		if (ch->requested && (int)ch->node != t) {
-			/* its slot moved: leave the old master for the new */
-			put_interest(r, ch->node, false, ch, &uns);
-			ch->requested = ch->confirmed = 0;
-			ch->again = 1;
+		for (unsigned k = 0; k < 2; k++) {
+			const struct rsub *s = &ch->sub[k];
+
+			/* a slot without a master: keep what may come back */
+			keep[k] = s->requested && ch->desired &&
+				  (want[0] < 0 || s->node == want[0] ||
+				   s->node == want[1]);
 		}
-		if (ch->desired && !ch->requested && t >= 0 &&
-		    eng_resp_ready(&r->nodes[t].c[R_SUB])) {
+		for (unsigned k = 0; k < 2; k++) {
+			if (!ch->sub[k].requested || keep[k])
+				continue;
+			/* not wanted, or its slot moved: leave that node */
+			put_interest(r, ch->sub[k].node, false, ch, &uns);
+			sub_drop(r, ch, k, keep[!k]);
+		}
+		for (unsigned w = 0; w < 2 && ch->desired; w++) {
+			int t = want[w];
+			unsigned k = ch->sub[0].requested ? 1 : 0;
+
+			if (t < 0 || sub_at(ch, (unsigned)t) >= 0 ||
+			    ch->sub[k].requested ||
+			    !eng_resp_ready(&r->nodes[t].c[R_SUB]))
+				continue;
 			put_interest(r, (unsigned)t, true, ch, &sub);
-			ch->requested = 1;
-			ch->confirmed = 0;
-			ch->node = (uint8_t)t;
-			if (ch->again && r->cluster)
-				atomic_fetch_add_explicit(&r->resubscribes, 1,
-							  memory_order_relaxed);
+			if (ch->gone == t)
+				ch->gone = R_NOSUB;	/* its own from now */
+			ch->sub[k].node = (uint8_t)t;
+			ch->sub[k].requested = 1;
+			ch->sub[k].confirmed = 0;
+		}
+		if (ch->again && ch->prim != R_NOSUB && r->cluster &&
+		    ch->sub[ch->prim].node == want[0]) {
+			/* a replica that took over is its slot's master now */
 			ch->again = 0;
-		} else if (!ch->desired && ch->requested) {
-			put_interest(r, ch->node, false, ch, &uns);
-			ch->requested = ch->confirmed = 0;
+			atomic_fetch_add_explicit(&r->resubscribes, 1,
+						  memory_order_relaxed);
 		}
 	}
 	if (!r->cluster) {
@@ -1604,9 +1896,11 @@ static void flush_interest(struct eng_bridge *r)
 		 * (a channel dropped and wanted again within one batch, or
 		 * wanted again by a new owner): no answer would come.
 		 */
-		if (!ready_for(r, ch->slot, R_SUB) || (ch->ack && ch->confirmed))
+		if (!ready_for(r, ch->slot, R_SUB) ||
+		    (ch->ack && ch->prim != R_NOSUB))
 			ack_sub(r, ch);
-		if (!ch->desired && !ch->requested && !ch->ack)
+		if (!ch->desired && !ch->sub[0].requested &&
+		    !ch->sub[1].requested && !ch->ack)
 			rchan_free(&r->chans, ch);
 	}
 	r->chans.ndirty = 0;
@@ -1989,6 +2283,7 @@ static void map_set(struct eng_bridge *r, uint16_t slot, int node)
 	else
 		r->nodes[old].slots--;
 	r->map[slot] = (uint16_t)node;
+	r->rmap[slot] = ENG_SLOT_NONE;	/* its replicas: known at the map */
 	r->nodes[node].slots++;
 	mark_all(&r->chans, true);	/* flush_interest() moves them */
 }
@@ -2011,36 +2306,49 @@ static void map_ask(struct eng_bridge *r)
 
 struct map_fill {
 	struct eng_bridge *r;
-	uint16_t *map;
-	bool full;			/* some master found no node */
+	uint16_t *map, *rmap;
+	bool replicas;			/* the second pass */
+	bool full;			/* some node found no room */
 };
 
+/*
+ * One range of the map, read twice: the masters first, then the replicas,
+ * so that replicas only take the room in the node table masters leave.
+ */
 static void map_range(void *arg, uint16_t first, uint16_t last,
-		      const struct eng_cluster_addr *m)
+		      const struct eng_cluster_addr *m,
+		      const struct eng_cluster_addr *replica)
 {
 	struct map_fill *f = arg;
-	int n = node_add(f->r, m);
+	const struct eng_cluster_addr *a = f->replicas ? replica : m;
+	int n = a ? node_add(f->r, a) : -1;
+	uint16_t *to = f->replicas ? f->rmap : f->map;
 
-	if (n < 0) {
+	if (a && n < 0)
 		f->full = true;
-		return;
-	}
-	for (unsigned s = first; s <= last; s++)
-		f->map[s] = (uint16_t)n;
+	for (unsigned s = first; s <= last && n >= 0; s++)
+		to[s] = (uint16_t)n;
 }
 
 /* The answer to CLUSTER SLOTS: the map from now on, or an error to say. */
 static void on_map(struct eng_bridge *r, const redisReply *rep)
 {
-	uint16_t *next = r->map_next;
-	struct map_fill f = { .r = r, .map = next };
+	uint16_t *next = r->map_next, *rnext = r->rmap_next;
+	struct map_fill f = { .r = r, .map = next, .rmap = rnext };
 	uint32_t uncovered = 0;
+	int ret;
 
 	r->map_out = false;
 	for (unsigned s = 0; s < ENG_SLOTS; s++)
-		next[s] = ENG_SLOT_NONE;
-	if (rep->type == REDIS_REPLY_ERROR ||
-	    eng_cluster_parse_slots(rep, r->mapl.cfg.host, map_range, &f) < 0) {
+		next[s] = rnext[s] = ENG_SLOT_NONE;
+	ret = rep->type == REDIS_REPLY_ERROR ? -EPROTO :
+	      eng_cluster_parse_slots(rep, r->mapl.cfg.host, map_range, &f);
+	if (ret >= 0) {
+		f.replicas = true;	/* the same answer: parses again */
+		ret = eng_cluster_parse_slots(rep, r->mapl.cfg.host, map_range,
+					      &f);
+	}
+	if (ret < 0) {
 		char err[200];
 
 		snprintf(err, sizeof(err), "%s",
@@ -2055,8 +2363,8 @@ static void on_map(struct eng_bridge *r, const redisReply *rep)
 		return;
 	}
 	if (f.full && !r->map_error[0])
-		fprintf(stderr, "ringcast: redis cluster: more than %u masters;"
-			" the slots of the others have no link\n", R_NODES_MAX);
+		fprintf(stderr, "ringcast: redis cluster: more than %u nodes;"
+			" the others have no link\n", R_NODES_MAX);
 	r->map_error[0] = '\0';
 	atomic_fetch_add_explicit(&r->maps, 1, memory_order_relaxed);
 	for (unsigned i = 0; i < r->nnodes; i++)
@@ -2068,8 +2376,11 @@ static void on_map(struct eng_bridge *r, const redisReply *rep)
 			r->nodes[next[s]].slots++;
 	}
 	r->uncovered = uncovered;
-	if (memcmp(next, r->map, ENG_SLOTS * sizeof(*next)) || r->resub_due) {
+	if (memcmp(next, r->map, ENG_SLOTS * sizeof(*next)) ||
+	    memcmp(rnext, r->rmap, ENG_SLOTS * sizeof(*rnext)) ||
+	    r->resub_due) {
 		memcpy(r->map, next, ENG_SLOTS * sizeof(*next));
+		memcpy(r->rmap, rnext, ENG_SLOTS * sizeof(*rnext));
 		r->resub_due = false;
 		mark_all(&r->chans, true);	/* flush_interest() moves them */
 		if (r->fills_waiting)
@@ -2273,8 +2584,10 @@ static void nodes_exit(struct eng_bridge *r)
 	free(r->nodes);
 	free(r->map);
 	free(r->map_next);
+	free(r->rmap);
+	free(r->rmap_next);
 	r->nodes = NULL;
-	r->map = r->map_next = NULL;
+	r->map = r->map_next = r->rmap = r->rmap_next = NULL;
 }
 
 /*
@@ -2332,11 +2645,14 @@ int eng_bridge_init(struct eng *e)
 		/* main.c checked the list: this cannot fail but for memory */
 		r->map = malloc(ENG_SLOTS * sizeof(*r->map));
 		r->map_next = malloc(ENG_SLOTS * sizeof(*r->map_next));
-		if (n <= 0 || !r->map || !r->map_next)
+		r->rmap = malloc(ENG_SLOTS * sizeof(*r->rmap));
+		r->rmap_next = malloc(ENG_SLOTS * sizeof(*r->rmap_next));
+		if (n <= 0 || !r->map || !r->map_next || !r->rmap ||
+		    !r->rmap_next)
 			goto err;
 		r->nseeds = (unsigned)n;
 		for (unsigned s = 0; s < ENG_SLOTS; s++)
-			r->map[s] = ENG_SLOT_NONE;
+			r->map[s] = r->rmap[s] = ENG_SLOT_NONE;
 		r->uncovered = ENG_SLOTS;
 		if (link_init(r, &r->mapl, "cluster", r->seeds[0].host,
 			      r->seeds[0].port, 0, R_MAP_IDX, &map_ops) < 0)

@@ -43,10 +43,14 @@ struct eng_bridge_figs {
 	bool cluster;			/* --redis-cluster: the rest is set */
 	unsigned masters, masters_up;	/* serving slots; ... both links up */
 	uint64_t moved, maps, resubscribes;
+	uint64_t takeovers;		/* a standby subscription took over */
 };
 void eng_bridge_figures(struct eng_bridge *b, struct eng_bridge_figs *f);
 
-/* Masters a node links to, at most, over its life (--redis-cluster). */
+/*
+ * Masters and replicas a node links to, at most, over its life
+ * (--redis-cluster); masters first.
+ */
 #define ENG_BRIDGE_NODES_MAX	64
 /* What eng_bridge_stats() writes at most: room to give it. */
 #define ENG_BRIDGE_STATS_MAX	(5 * 1024 + ENG_BRIDGE_NODES_MAX * 384)

@@ -95,6 +95,38 @@ static bool int_of(const redisReply *e, long long *v)
 	return true;
 }
 
+/*
+ * A node as CLUSTER SLOTS names it, {host, port, id, ...}, into @a: 0; 1
+ * when its endpoint is unknown ("?": @a is @fallback_host's); or -EPROTO.
+ */
+static int node_of(const redisReply *m, const char *fallback_host,
+		   struct eng_cluster_addr *a)
+{
+	const redisReply *h;
+	long long port;
+
+	if (m->type != REDIS_REPLY_ARRAY || m->elements < 2 ||
+	    !int_of(m->element[1], &port) ||
+	    (m->element[0]->type != REDIS_REPLY_STRING &&
+	     m->element[0]->type != REDIS_REPLY_NIL) ||
+	    port <= 0 || port > 65535)
+		return -EPROTO;
+	h = m->element[0];
+	a->port = (uint16_t)port;
+	if (h->type == REDIS_REPLY_STRING && h->len == 1 && h->str[0] == '?') {
+		snprintf(a->host, sizeof(a->host), "%s", fallback_host);
+		return 1;
+	}
+	if (h->type == REDIS_REPLY_STRING && h->len) {
+		if (h->len >= sizeof(a->host))
+			return -EPROTO;
+		memcpy(a->host, h->str, h->len + 1);
+	} else {
+		snprintf(a->host, sizeof(a->host), "%s", fallback_host);
+	}
+	return 0;
+}
+
 int eng_cluster_parse_slots(const redisReply *rep, const char *fallback_host,
 			    eng_cluster_range_fn fn, void *arg)
 {
@@ -103,34 +135,28 @@ int eng_cluster_parse_slots(const redisReply *rep, const char *fallback_host,
 	if (rep->type != REDIS_REPLY_ARRAY)
 		return -EPROTO;
 	for (size_t i = 0; i < rep->elements; i++) {
-		const redisReply *r = rep->element[i], *m;
-		struct eng_cluster_addr a;
-		long long first, last, port;
+		const redisReply *r = rep->element[i];
+		struct eng_cluster_addr a, rp;
+		const struct eng_cluster_addr *replica = NULL;
+		long long first, last;
 
 		if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
 		    !int_of(r->element[0], &first) ||
-		    !int_of(r->element[1], &last))
+		    !int_of(r->element[1], &last) ||
+		    first < 0 || last < first || last >= ENG_SLOTS)
 			return -EPROTO;
-		m = r->element[2];
-		if (m->type != REDIS_REPLY_ARRAY || m->elements < 2 ||
-		    !int_of(m->element[1], &port) ||
-		    (m->element[0]->type != REDIS_REPLY_STRING &&
-		     m->element[0]->type != REDIS_REPLY_NIL))
+		if (node_of(r->element[2], fallback_host, &a) < 0)
 			return -EPROTO;
-		if (first < 0 || last < first || last >= ENG_SLOTS ||
-		    port <= 0 || port > 65535)
-			return -EPROTO;
-		if (m->element[0]->type == REDIS_REPLY_STRING &&
-		    m->element[0]->len && strcmp(m->element[0]->str, "?")) {
-			if (m->element[0]->len >= sizeof(a.host))
-				return -EPROTO;
-			memcpy(a.host, m->element[0]->str,
-			       m->element[0]->len + 1);
-		} else {
-			snprintf(a.host, sizeof(a.host), "%s", fallback_host);
+		for (size_t k = 3; k < r->elements && !replica; k++) {
+			/* one whose endpoint is unknown cannot be reached */
+			int ret = node_of(r->element[k], fallback_host, &rp);
+
+			if (ret < 0)
+				return ret;
+			if (ret == 0)
+				replica = &rp;
 		}
-		a.port = (uint16_t)port;
-		fn(arg, (uint16_t)first, (uint16_t)last, &a);
+		fn(arg, (uint16_t)first, (uint16_t)last, &a, replica);
 		n++;
 	}
 	return n;

@@ -40,15 +40,18 @@ struct eng_cluster_addr {
 };
 
 /*
- * One range of CLUSTER SLOTS' answer: slots first..last served by @master.
- * eng_cluster_parse_slots() calls @fn for each; @fallback_host stands in
- * for a master named with an empty host (Redis's "the one you asked").
- * Returns the ranges, or -EPROTO when @rep is not such an answer (an
- * error reply included: see eng_cluster_error()).
+ * One range of CLUSTER SLOTS' answer: slots first..last served by @master,
+ * with @replica the first of its replicas listed with an endpoint (NULL
+ * when none is: Redis leaves failed ones out). eng_cluster_parse_slots()
+ * calls @fn for each; @fallback_host stands in for a node named with an
+ * empty host (Redis's "the one you asked"). Both addresses are valid
+ * during the call only. Returns the ranges, or -EPROTO when @rep is not
+ * such an answer (an error reply included).
  */
 typedef void (*eng_cluster_range_fn)(void *arg, uint16_t first,
 				     uint16_t last,
-				     const struct eng_cluster_addr *master);
+				     const struct eng_cluster_addr *master,
+				     const struct eng_cluster_addr *replica);
 int eng_cluster_parse_slots(const redisReply *rep, const char *fallback_host,
 			    eng_cluster_range_fn fn, void *arg);
 

@@ -296,9 +296,15 @@ static void redis(struct text *t, struct eng *e)
 	put(t, "ringcast_redis_cluster_slot_maps_total %llu\n",
 	    (unsigned long long)f.maps);
 	head(t, "redis_cluster_resubscribes_total", "counter",
-	     "Channels subscribed again after their master changed.");
+	     "Channels delivered again from their slot's master after "
+	     "losing the subscription that delivered them.");
 	put(t, "ringcast_redis_cluster_resubscribes_total %llu\n",
 	    (unsigned long long)f.resubscribes);
+	head(t, "redis_cluster_takeovers_total", "counter",
+	     "Channels whose standby subscription on a replica took over "
+	     "delivery.");
+	put(t, "ringcast_redis_cluster_takeovers_total %llu\n",
+	    (unsigned long long)f.takeovers);
 }
 
 static void latency(struct text *t, struct eng *e)

@@ -45,22 +45,33 @@ static int test_tags(void)
 	return 0;
 }
 
+/* Counts the slots whose master and first reachable replica are right. */
 static void count_range(void *arg, uint16_t first, uint16_t last,
-			const struct eng_cluster_addr *m)
+			const struct eng_cluster_addr *m,
+			const struct eng_cluster_addr *rp)
 {
 	unsigned *n = arg;
+	bool ok;
 
-	if (!strcmp(m->host, first ? "10.0.0.2" : "seed") &&
-	    m->port == (first ? 7001 : 7000))
+	if (first == 0)		/* the "?" replica is passed over */
+		ok = !strcmp(m->host, "seed") && m->port == 7000 && rp &&
+		     !strcmp(rp->host, "127.0.0.1") && rp->port == 7003;
+	else
+		ok = !strcmp(m->host, "10.0.0.2") && m->port == 7001 && !rp;
+	if (ok)
 		*n += (unsigned)(last - first + 1);
 }
 
 static int test_parse(void)
 {
-	/* CLUSTER SLOTS: [[0,8191,["",7000,"id"],...],[8192,16383,[...]]] */
+	/*
+	 * CLUSTER SLOTS: [[0,8191,["",7000,"id"],["?",7004,"id3"],
+	 * ["127.0.0.1",7003,"id2"]],[8192,16383,[...]]]
+	 */
 	static const char resp[] =
 		"*2\r\n"
-		"*4\r\n:0\r\n:8191\r\n*3\r\n$0\r\n\r\n:7000\r\n$2\r\nid\r\n"
+		"*5\r\n:0\r\n:8191\r\n*3\r\n$0\r\n\r\n:7000\r\n$2\r\nid\r\n"
+		"*3\r\n$1\r\n?\r\n:7004\r\n$3\r\nid3\r\n"
 		"*3\r\n$9\r\n127.0.0.1\r\n:7003\r\n$3\r\nid2\r\n"
 		"*3\r\n:8192\r\n:16383\r\n*3\r\n$8\r\n10.0.0.2\r\n:7001\r\n"
 		"$2\r\nid\r\n";
