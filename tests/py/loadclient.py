@@ -9,8 +9,11 @@ Talks to its parent through lines on stdout and stdin:
     ready OPEN FAILED               all handshakes tried; waits for "go"
     result OK BAD                   after "go": one unique message per
                                     connection echoed and compared
-    closed CODE1001 OTHER           every connection closed by the server
-                                    (the parent sends the engine SIGTERM)
+    closed SHUTDOWN OTHER           every connection closed by the server
+                                    (the parent sends the engine SIGTERM):
+                                    SHUTDOWN with 1001 "server shutting
+                                    down", OTHER otherwise (an idle
+                                    timeout's 1001 among them)
     error TEXT                      up to 10 samples of what went wrong
 It exits 0 after "closed", or 1 when stdin reaches EOF first (the parent
 is gone).  Each connection keeps only its websockets protocol object.
@@ -24,6 +27,7 @@ import sys
 
 import websockets
 
+SHUTDOWN = "1001 server shutting down"      # the close SIGTERM brings
 
 def say(*words):
     sys.stdout.write(" ".join(str(w) for w in words) + "\n")
@@ -77,11 +81,12 @@ class Load:
         return True
 
     async def closed_code(self, ws):
+        """The server's close as "CODE REASON", None if none came."""
         try:
             await asyncio.wait_for(ws.wait_closed(), 300)
         except asyncio.TimeoutError:
             return None
-        return ws.close_code
+        return "%s %s" % (ws.close_code, ws.close_reason)
 
 
 async def main():
@@ -121,9 +126,9 @@ async def main():
 
     codes = await asyncio.gather(*(load.closed_code(ws)
                                    for ws in load.conns))
-    others = [c for c in codes if c != 1001]
+    others = [c for c in codes if c != SHUTDOWN]
     for c in sorted(set(others), key=str)[:10]:
-        say("error", "close code %s x%d" % (c, others.count(c)))
+        say("error", "close %r x%d" % (c, others.count(c)))
     say("closed", len(codes) - len(others), len(others))
 
 

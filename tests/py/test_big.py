@@ -114,10 +114,11 @@ async def check_big(eng):
         eng.send_signal(signal.SIGTERM)
         closed = await asyncio.gather(*(p.line("closed", 200)
                                         for p in procs))
-        log("closes (1001, other): %s" % closed)
-        for p, (n1001, other) in zip(procs, closed):
-            expect(n1001 == PER_PROC and other == 0, "%s: %d closed with "
-                   "1001, %d otherwise", p.name, n1001, other)
+        log("closes (shutdown, other): %s" % closed)
+        for p, (down, other) in zip(procs, closed):
+            expect(down == PER_PROC and other == 0, "%s: %d closed with "
+                   "1001 'server shutting down', %d otherwise", p.name,
+                   down, other)
         status = await asyncio.to_thread(eng.wait, 60)
         expect_eq(status, 0, "engine exit status after SIGTERM")
         for p in procs:

@@ -254,7 +254,7 @@ class Sub:
 
 async def subscribe(url, sub, sem):
     async with sem:
-        ws = await rc.ws_connect(url, ping_interval=None, open_timeout=60)
+        ws = await rc.ws_connect(url, open_timeout=60)
     await ws.send(rc.push_cmd("subscribe", seq=sub.i,
                               channels=sub.channels))
     reply = json.loads(await rc.ws_recv(ws, 60))
@@ -264,8 +264,15 @@ async def subscribe(url, sub, sem):
 
 
 async def receive(ws, sub, exp):
-    while len(sub.fenced) < len(sub.channels):
-        sub.take(exp, await rc.ws_recv(ws, 120))
+    import websockets
+    try:
+        while len(sub.fenced) < len(sub.channels):
+            sub.take(exp, await rc.ws_recv(ws, 120))
+    except websockets.ConnectionClosed:
+        # say which close, not only websockets' "no close frame"
+        raise AssertionError("sub %d closed (%s %r) after %d messages"
+                             % (sub.i, ws.close_code, ws.close_reason,
+                                sum(len(v) for v in sub.got.values())))
 
 
 async def worker(config, io):

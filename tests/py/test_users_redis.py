@@ -40,7 +40,7 @@ async def await_numsub(redis, uid, n):
                          lambda: numsub(redis, uid), lambda v: v == n)
 
 
-async def await_everywhere(nodes, what, get, want, timeout=20):
+async def await_everywhere(nodes, what, get, want, timeout=60):
     """Polls @get(node) on every node until it returns @want."""
     for eng in nodes:
         await rc.await_state("%s == %s on :%d" % (what, want, eng.port),
