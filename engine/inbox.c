@@ -383,9 +383,13 @@ static bool parse_id(const struct json_slice *id, char *epoch, uint64_t *n)
 	epoch[ENG_INBOX_EPOCH_LEN] = '\0';
 	*n = 0;
 	for (i = ENG_INBOX_EPOCH_LEN + 1; i < id->len; i++) {
-		if (id->p[i] < '0' || id->p[i] > '9' || *n > UINT64_MAX / 10)
+		uint64_t d = (uint64_t)(id->p[i] - '0');
+
+		/* past UINT64_MAX is no id: never wrapped round to one */
+		if (id->p[i] < '0' || id->p[i] > '9' ||
+		    *n > (UINT64_MAX - d) / 10)
 			return false;
-		*n = *n * 10 + (uint64_t)(id->p[i] - '0');
+		*n = *n * 10 + d;
 	}
 	return *n > 0;
 }

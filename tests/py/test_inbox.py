@@ -12,8 +12,9 @@
 - evict (--inbox-max 5): the oldest go, counted in "evicted" (the client
   sees the gap in the ids too); the newest 5 stay.
 - ttl (--inbox-ttl 1s): kept messages expire and are counted.
-- errors: an id of another user, an id not yet given, a malformed id
-  (400 "unknown id", nothing acked); no ids (400); more than 100 (413);
+- errors: an id of another user, an id not yet given, a malformed id,
+  an N past 2**64 - 1 (400 "unknown id", nothing acked, never wrapped
+  round to an id that exists); no ids (400); more than 100 (413);
   an anonymous connection (403); persist=maybe (400).
 - restart: an inbox on the embedded broker does not survive a restart.
 
@@ -28,7 +29,8 @@ inboxes live):
   --max-pending-bytes lets a connection hold: every upgrade gets its 101,
   then all 600, oldest first, as it reads, and stays open.
 - redis-limits (--inbox-max 5, --inbox-ttl 2s): eviction and expiry are
-  counted; an unknown id is 400 and acks nothing; the inbox of an engine
+  counted; an unknown id (an N past 2**64 - 1 too) is 400 and acks
+  nothing; the inbox of an engine
   restarted is still there (it is Redis's).
 """
 
@@ -183,6 +185,10 @@ async def check_errors(eng):
             (3, [mine["id"], theirs["id"]], 400, "unknown id"),
             (4, ["nonsense"], 400, "unknown id"),
             (5, ["%s-0" % epoch], 400, "unknown id"),
+            # past 2**64 - 1: refused, not wrapped to mine (before: acked)
+            (8, ["%s-%d" % (epoch, 2**64 + int(n))], 400, "unknown id"),
+            (9, ["%s-%d" % (epoch, 10 * 2**64 + int(n))], 400,
+             "unknown id"),
             (6, [], 400, "ids needed"),
             (7, ["%s-%d" % (epoch, i + 1) for i in range(101)], 413,
              "too many ids")):
@@ -289,7 +295,9 @@ async def check_redis_limits(exe):
             expect_eq([m["data"] for m in got], [3, 4, 5, 6, 7], "newest")
             epoch, n = got[0]["id"].split("-")
             for seq, ids in ((1, ["%s-99" % epoch]),
-                             (2, ["0badcafe-1", got[0]["id"]])):
+                             (2, ["0badcafe-1", got[0]["id"]]),
+                             # wraps to 1 unless refused (before: 200)
+                             (3, ["%s-%d" % (epoch, 2**64 + 1)])):
                 r = await command(ws, seq, "ack", ids=ids)
                 expect_eq((r["code"], r["msg"]), (400, "unknown id"),
                           "ack %r" % ids)
