@@ -17,6 +17,13 @@
   round to an id that exists); no ids (400); more than 100 (413);
   an anonymous connection (403); persist=maybe (400).
 - restart: an inbox on the embedded broker does not survive a restart.
+- memory (--inbox-memory 2M): 40 users, one after the other, each kept 8
+  pushes of 32 KB, 10 MB in all (20 MB as frames): the engine holds at
+  most 2 MiB of them (/stats "inbox" "bytes", its own accounting: the
+  frame arena hides so little from RSS), the least recently pushed to
+  lost theirs, counted in
+  "memory_evicted" and in each one's "evicted", which the first user
+  still reads; the last user has all 8, reads and acks them.
 
 With Redis (two engines, A and B, on one real redis-server, where the
 inboxes live):
@@ -210,6 +217,34 @@ async def check_errors(eng):
         await ws.close()
 
 
+async def check_memory(exe):
+    pad = "m" * (32 << 10)
+    with rc.Engine(exe, *ARGS, "--inbox-memory", "2M") as eng:
+        for u in range(40):
+            for i in range(8):
+                keep(eng, "mem%d" % u, {"i": i, "pad": pad})
+        st = rc.stats(eng)["inbox"]
+        expect(0 < st["bytes"] <= 2 << 20, "bytes held %r", st)
+        expect_eq(st["messages"] + st["memory_evicted"], 320,
+                  "every push kept or counted %r" % st)
+        expect(st["memory_evicted"] >= 200, "evicted by memory %r", st)
+        first = inbox(eng, "mem0")
+        expect_eq(first["unread"] + first["evicted"], 8,
+                  "the first user sees what went %r" % first)
+        expect(first["evicted"] > 0, "the first user lost some %r", first)
+        last = inbox(eng, "mem39")
+        expect_eq((last["unread"], last["evicted"]), (8, 0),
+                  "the last one pushed to has all")
+        ws = await user_ws(eng, "mem39")
+        got = await pushes(ws, 8)
+        expect_eq([m["data"]["i"] for m in got], list(range(8)),
+                  "mem39's pushes, oldest first")
+        r = await command(ws, 1, "ack", ids=[m["id"] for m in got])
+        expect_eq((r["code"], r["data"]), (200, {"acked": 8, "unread": 0}),
+                  "mem39 acks them all")
+        await ws.close()
+
+
 async def check_restart(exe):
     with rc.Engine(exe, *ARGS) as eng:
         keep(eng, "rex", "before")
@@ -347,6 +382,7 @@ def main():
     run.check("evict", check_evict, run.exe)
     run.check("ttl", check_ttl, run.exe)
     run.check("restart", check_restart, run.exe)
+    run.check("memory", check_memory, run.exe, timeout=120)
     try:
         with redisd.Redis() as redis:
             args = ARGS + ("--redis", redis.url)
