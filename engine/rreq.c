@@ -29,6 +29,7 @@
 #include "conn.h"
 #include "hist.h"
 #include "inbox.h"
+#include "json.h"
 #include "mail.h"
 #include "resp.h"
 #include "rreq.h"
@@ -629,7 +630,11 @@ int eng_rreq_online(struct eng_shard *s, struct eng_conn *c)
 			    sizeof(lua_online) - 1, NULL, 0);
 }
 
-/* "ios,web" as JSON strings: "ios","web" (app names need no escaping). */
+/*
+ * "ios,web" as JSON strings: "ios","web". Escaped: the names come from
+ * Redis, which anyone who can write to it fills; one that is not UTF-8
+ * is no name this engine wrote, and is left out.
+ */
 static size_t apps_json(char *out, size_t cap, const char *csv)
 {
 	size_t n = 0;
@@ -639,11 +644,15 @@ static size_t apps_json(char *out, size_t cap, const char *csv)
 		const char *end = strchr(csv, ',');
 		size_t len = end ? (size_t)(end - csv) : strlen(csv);
 
-		/* whole entries only: a comma, two quotes and the NUL */
-		if (n + len + 4 > cap)
+		/* whole entries only: a comma, the string and the NUL */
+		if (n + 1 + json_escape_max(len) + 1 > cap)
 			break;
-		n += (size_t)snprintf(out + n, cap - n, "%s\"%.*s\"",
-				      n ? "," : "", (int)len, csv);
+		if (json_utf8_valid(csv, len)) {
+			if (n)
+				out[n++] = ',';
+			n += json_escape(out + n, csv, len);
+			out[n] = '\0';
+		}
 		csv += len + (end != NULL);
 	}
 	return n;
