@@ -351,11 +351,20 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 			const struct rnode *nd = &r->nodes[i];
 			unsigned v = atomic_load_explicit(&nd->shown,
 							  memory_order_relaxed);
+			/* the host is what CLUSTER SLOTS or -MOVED said */
+			char host[6 * ENG_CLUSTER_HOST_MAX + 2];
+			size_t hl = strlen(nd->addr.host);
 
+			if (json_utf8_valid(nd->addr.host, hl))
+				hl = json_escape(host, nd->addr.host, hl);
+			else
+				hl = (size_t)snprintf(host, sizeof(host),
+						      "\"?\"");
 			n += (size_t)snprintf(out + n, cap - n,
-				"%s{\"master\":\"%s:%u\",\"slots\":%u,"
+				"%s{\"master\":\"%.*s:%u\",\"slots\":%u,"
 				"\"subscriber\":%s,\"publisher\":%s}",
-				i ? "," : "", nd->addr.host, nd->addr.port,
+				i ? "," : "", (int)hl - 2, host + 1,
+				nd->addr.port,
 				v >> 2, v & 1 ? "true" : "false",
 				v & 2 ? "true" : "false");
 		}
@@ -680,6 +689,20 @@ static bool str_eq(const redisReply *e, const char *lit)
 enum { STAMP_HIST, STAMP_INBOX };
 
 /*
+ * Whether @p[0..@len) is an epoch as the scripts write them: lowercase
+ * hex. One someone else left in Redis must not reach the JSON it goes
+ * into unescaped (ids, offsets, replies).
+ */
+static bool epoch_ok(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') ||
+		      (p[i] >= 'a' && p[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/*
  * The push frame of message @data for channel (STAMP_HIST) or user
  * (STAMP_INBOX) @name, stamped with @epoch and offset or N @n; NULL when
  * the message cannot be carried.
@@ -717,7 +740,7 @@ static struct eng_buf *stamped_message(struct eng_bridge *r, int kind,
 	size_t i = elen;
 	uint64_t n = 0;
 
-	if (len < elen + 2)
+	if (len < elen + 2 || !epoch_ok(p, elen))
 		return NULL;
 	memcpy(epoch, p, elen);
 	epoch[elen] = '\0';
@@ -770,7 +793,7 @@ static int inbox_answer(struct eng_bridge *r, struct eng_ibreq *q,
 	q->epoch[0] = '\0';
 	if (ep->type != REDIS_REPLY_STRING)
 		return 0;		/* no inbox: nothing unread */
-	if (ep->len != ENG_INBOX_EPOCH_LEN)
+	if (ep->len != ENG_INBOX_EPOCH_LEN || !epoch_ok(ep->str, ep->len))
 		return -EPROTO;
 	memcpy(q->epoch, ep->str, ep->len);
 	q->epoch[ep->len] = '\0';
@@ -815,7 +838,8 @@ static int hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 	    rep->element[2]->type != REDIS_REPLY_INTEGER)
 		return -EPROTO;
 	ep = rep->element[0];
-	if (ep->type == REDIS_REPLY_STRING && ep->len != ENG_EPOCH_LEN)
+	if (ep->type == REDIS_REPLY_STRING && (ep->len != ENG_EPOCH_LEN ||
+					       !epoch_ok(ep->str, ep->len)))
 		return -EPROTO;
 	top = (uint64_t)rep->element[1]->integer;
 	first = (uint64_t)rep->element[2]->integer;

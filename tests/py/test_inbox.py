@@ -35,6 +35,11 @@ inboxes live):
 - backlog, redis-backlog: 600 kept pushes of 8 KB, more than
   --max-pending-bytes lets a connection hold: every upgrade gets its 101,
   then all 600, oldest first, as it reads, and stays open.
+- redis-epoch: an inbox whose epoch someone else wrote into Redis
+  (quotes, a backslash, a control character): no JSON the engine writes
+  carries it; the kept push it would stamp is refused (counted in
+  redis.rejected) and GET /users/{uid}/inbox is 503, while a user with a
+  sound inbox is served.
 - redis-limits (--inbox-max 5, --inbox-ttl 2s): eviction and expiry are
   counted; an unknown id (an N past 2**64 - 1 too) is 400 and acks
   nothing; the inbox of an engine
@@ -348,6 +353,26 @@ async def check_redis_limits(exe):
             expect_eq(doc["evicted"], 8, "expiry counted as evicted")
 
 
+async def check_redis_epoch(exe):
+    with redisd.Redis() as redis:
+        with rc.Engine(exe, *ARGS, "--redis", redis.url) as a:
+            await healthy(a)
+            redis.command("HSET", "ringcast:inboxm:zed", "epoch",
+                          b'a"\\b\x01cde', "last", 0, "evicted", 0)
+            ws = await user_ws(a, "zed")
+            keep(a, "zed", "hostile")
+            keep(a, "ned", "sound")
+            status, doc = rc.api(a, "GET", "/users/zed/inbox", key=KEY)
+            expect(status == 503 and b'a"' not in doc,
+                   "zed's inbox: %r", (status, doc))
+            expect_eq(inbox(a, "ned")["unread"], 1, "ned's inbox")
+            rc.wait_stats(a, lambda st: st["redis"]["rejected"] >= 1,
+                          "the stamped push refused")
+            m = await command(ws, 1, "heartbeat")	# nothing came before
+            expect_eq(m.get("code"), 200, "zed's connection: %r" % m)
+            await ws.close()
+
+
 async def check_backlog(eng, uid):
     """600 kept pushes of 8 KB, more than --max-pending-bytes (4 MiB):
     every upgrade of the user gets its 101 and then all of them, in
@@ -395,6 +420,7 @@ def main():
     except AssertionError as e:
         run.fail("redis setup", e)
     run.check("redis-limits", check_redis_limits, run.exe)
+    run.check("redis-epoch", check_redis_epoch, run.exe)
     run.finish()
 
 
