@@ -54,6 +54,8 @@
 #define R_BATCH		512		/* channels per (UN)SUBSCRIBE */
 #define R_TICK_MS	100
 #define R_BEAT_MS	1000		/* presence heartbeat */
+#define R_COLLECT_S	10		/* after a burst: heap given back */
+#define R_QUIET_BYTES	65536		/* received in a tick: still quiet */
 #define R_NODE_TTL	5		/* s: a node silent this long is dead */
 #define R_NODES_MAX	ENG_BRIDGE_NODES_MAX	/* cluster: masters, ever */
 #define R_MAP_IDX	(2 * R_NODES_MAX)	/* the slot-map link's slot */
@@ -162,6 +164,10 @@ struct eng_bridge {
 	uint64_t next_beat;		/* ms: the next heartbeat */
 	uint64_t stop_by;		/* ms: give up on last writes */
 	bool resync;			/* presence to write again, all */
+	uint64_t rx_bytes;		/* received from Redis, all links */
+	uint64_t heap_seen;		/* rx_bytes at the last tick */
+	uint64_t heap_next;		/* ms: the next collect, if quiet */
+	unsigned heap_quiet;		/* quiet collects still to do */
 	struct eng_mailer mail;		/* the bridge's posts to shards */
 	struct json_parser *json;
 	char all[128];			/* <prefix>all */
@@ -1923,12 +1929,38 @@ static void arm_tick(struct eng_bridge *r)
 	ring_timeout(&r->ring, R_TICK_MS, ring_ud(ENG_OP_TIMER, 0, 0));
 }
 
+/*
+ * After a burst from Redis, give this thread's heap back: the frames it
+ * built (those the arena had no room for) are freed by the shards as
+ * their clients read them, into pages only this thread reclaims, and it
+ * allocates nothing while quiet, so without this a storm's peak stays
+ * resident. Once a second while quiet (heartbeats and pings are), for
+ * R_COLLECT_S seconds, which slow clients take to drain the rest.
+ */
+static void give_back(struct eng_bridge *r, uint64_t now)
+{
+	uint64_t got = r->rx_bytes - r->heap_seen;
+
+	r->heap_seen = r->rx_bytes;
+	if (got > R_QUIET_BYTES) {		/* busy: not yet */
+		r->heap_quiet = R_COLLECT_S;
+		r->heap_next = now;
+		return;
+	}
+	if (r->heap_quiet && now >= r->heap_next) {
+		r->heap_quiet--;
+		r->heap_next = now + 1000;
+		eng_mem_collect();
+	}
+}
+
 static void on_tick(struct eng_bridge *r)
 {
 	uint64_t now = now_ms();
 
 	if (r->mail.retry)
 		eng_mail_retry(&r->mail);
+	give_back(r, now);
 
 	if (!r->stopping && ready_for(r, r->pres_slot, R_PUB) &&
 	    now >= r->next_beat) {
@@ -1969,6 +2001,8 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 		/* the slot says which link: node * 2 + R_SUB or R_PUB */
 		uint32_t idx = ring_ud_slot(cqe->user_data);
 
+		if (op == ENG_OP_R_RECV && cqe->res > 0)
+			r->rx_bytes += (uint64_t)cqe->res;	/* give_back() */
 		if (idx == R_MAP_IDX && r->cluster)
 			eng_resp_on_cqe(&r->mapl, op, ring_ud_gen(cqe->user_data),
 					cqe->res);
