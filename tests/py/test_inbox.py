@@ -23,7 +23,10 @@
   frame arena hides so little from RSS), the least recently pushed to
   lost theirs, counted in
   "memory_evicted" and in each one's "evicted", which the first user
-  still reads; the last user has all 8, reads and acks them.
+  still reads; the last user has all 8, reads and acks them. With
+  --inbox-memory 64K and one push to each of 1500 users, the emptied
+  inboxes themselves are over the bound: the oldest go (the first
+  user's reads as new), the bytes stay bounded, the last user has his.
 
 With Redis (two engines, A and B, on one real redis-server, where the
 inboxes live):
@@ -248,6 +251,14 @@ async def check_memory(exe):
         expect_eq((r["code"], r["data"]), (200, {"acked": 8, "unread": 0}),
                   "mem39 acks them all")
         await ws.close()
+    with rc.Engine(exe, *ARGS, "--inbox-memory", "64K") as eng:
+        for u in range(1500):
+            keep(eng, "few%d" % u, u)
+        st = rc.stats(eng)["inbox"]
+        expect(0 < st["bytes"] <= 64 << 10, "bytes held %r", st)
+        expect_eq(inbox(eng, "few0"), {"unread": 0, "evicted": 0, "ids": []},
+                  "the first user's inbox went, emptied")
+        expect_eq(inbox(eng, "few1499")["unread"], 1, "the last one's push")
 
 
 async def check_restart(exe):
