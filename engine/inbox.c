@@ -38,7 +38,7 @@ struct eng_inbox {
 	struct eng_chan *ch;		/* borrowed: owns this */
 	bool shelved;			/* emptied for memory: on the shelf */
 	uint64_t last;			/* the newest N given */
-	uint64_t evicted;		/* gone unacked: room or ttl */
+	uint64_t evicted;		/* gone unacked: room, ttl, memory */
 	uint32_t last_tick;		/* when the newest came */
 	uint32_t cap, used, head;	/* ring; used counts holes too */
 	uint32_t live;			/* unacked */
