@@ -19,7 +19,8 @@
 - hostile-apps: app names written into Redis by someone else (quotes,
   backslashes, control characters, a '<', bytes that are not UTF-8):
   GET /users/{uid} still answers JSON, each UTF-8 name as it was, the
-  others left out.
+  others (and one longer than any app claim) left out; 8 apps of the
+  longest a claim allows are all listed.
 """
 
 import json
@@ -64,7 +65,7 @@ HOSTILE_APPS = ['q"uote', 'back\\slash', 'ctl\x01\x1f\n\tend', '</script>',
 def check_hostile_apps(eng, redis):
     node = "intruder-node"
     redis.command("SET", PREFIX + "node:" + node, "1", "EX", "60")
-    raw = ",".join(HOSTILE_APPS).encode() + b",bad\xff\xfeutf8"
+    raw = ",".join(HOSTILE_APPS).encode() + b",bad\xff\xfeutf8," + b"L" * 33
     redis.command("HSET", PREFIX + "pres:mallory", node, b"2 " + raw)
     status, doc = rc.api(eng, "GET", "/users/mallory", key=tu.KEY)
     expect(isinstance(doc, dict), "the answer is JSON: %r", doc)
@@ -72,7 +73,13 @@ def check_hostile_apps(eng, redis):
               (200, True, 2), "GET /users/mallory")
     expect_eq(sorted(doc["apps"]), sorted(HOSTILE_APPS),
               "every UTF-8 name round-trips, the rest are left out")
-    redis.command("DEL", PREFIX + "node:" + node, PREFIX + "pres:mallory")
+    longest = ["%d%s" % (i, "a" * 31) for i in range(8)]
+    redis.command("HSET", PREFIX + "pres:lena", node,
+                  "8 " + ",".join(longest))
+    expect_eq(tu.presence(eng, "lena")["apps"], longest,
+              "8 apps of 32 bytes, all listed")
+    redis.command("DEL", PREFIX + "node:" + node, PREFIX + "pres:mallory",
+                  PREFIX + "pres:lena")
 
 
 async def check_cluster(a, b, redis, step):
