@@ -56,6 +56,8 @@
 #define R_BATCH		512		/* channels per (UN)SUBSCRIBE */
 #define R_TICK_MS	100
 #define R_BEAT_MS	1000		/* presence heartbeat */
+#define R_COLLECT_S	10		/* after a burst: heap given back */
+#define R_QUIET_BYTES	65536		/* received in a tick: still quiet */
 #define R_NODE_TTL	5		/* s: a node silent this long is dead */
 #define R_NODES_MAX	ENG_BRIDGE_NODES_MAX	/* cluster: masters, ever */
 #define R_MAP_IDX	(2 * R_NODES_MAX)	/* the slot-map link's slot */
@@ -211,6 +213,10 @@ struct eng_bridge {
 	uint64_t next_beat;		/* ms: the next heartbeat */
 	uint64_t stop_by;		/* ms: give up on last writes */
 	bool resync;			/* presence to write again, all */
+	uint64_t rx_bytes;		/* received from Redis, all links */
+	uint64_t heap_seen;		/* rx_bytes at the last tick */
+	uint64_t heap_next;		/* ms: the next collect, if quiet */
+	unsigned heap_quiet;		/* quiet collects still to do */
 	struct eng_mailer mail;		/* the bridge's posts to shards */
 	struct json_parser *json;
 	char all[128];			/* <prefix>all */
@@ -460,11 +466,20 @@ size_t eng_bridge_stats(struct eng_bridge *r, char *out, size_t cap)
 			const struct rnode *nd = &r->nodes[i];
 			unsigned v = atomic_load_explicit(&nd->shown,
 							  memory_order_relaxed);
+			/* the host is what CLUSTER SLOTS or -MOVED said */
+			char host[6 * ENG_CLUSTER_HOST_MAX + 2];
+			size_t hl = strlen(nd->addr.host);
 
+			if (json_utf8_valid(nd->addr.host, hl))
+				hl = json_escape(host, nd->addr.host, hl);
+			else
+				hl = (size_t)snprintf(host, sizeof(host),
+						      "\"?\"");
 			n += (size_t)snprintf(out + n, cap - n,
-				"%s{\"master\":\"%s:%u\",\"slots\":%u,"
+				"%s{\"master\":\"%.*s:%u\",\"slots\":%u,"
 				"\"subscriber\":%s,\"publisher\":%s}",
-				i ? "," : "", nd->addr.host, nd->addr.port,
+				i ? "," : "", (int)hl - 2, host + 1,
+				nd->addr.port,
 				v >> 2, v & 1 ? "true" : "false",
 				v & 2 ? "true" : "false");
 		}
@@ -981,6 +996,20 @@ static bool str_eq(const redisReply *e, const char *lit)
 enum { STAMP_HIST, STAMP_INBOX };
 
 /*
+ * Whether @p[0..@len) is an epoch as the scripts write them: lowercase
+ * hex. One someone else left in Redis must not reach the JSON it goes
+ * into unescaped (ids, offsets, replies).
+ */
+static bool epoch_ok(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') ||
+		      (p[i] >= 'a' && p[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/*
  * The push frame of message @data for channel (STAMP_HIST) or user
  * (STAMP_INBOX) @name, stamped with @epoch and offset or N @n; NULL when
  * the message cannot be carried.
@@ -1018,7 +1047,7 @@ static struct eng_buf *stamped_message(struct eng_bridge *r, int kind,
 	size_t i = elen;
 	uint64_t n = 0;
 
-	if (len < elen + 2)
+	if (len < elen + 2 || !epoch_ok(p, elen))
 		return NULL;
 	memcpy(epoch, p, elen);
 	epoch[elen] = '\0';
@@ -1071,7 +1100,7 @@ static int inbox_answer(struct eng_bridge *r, struct eng_ibreq *q,
 	q->epoch[0] = '\0';
 	if (ep->type != REDIS_REPLY_STRING)
 		return 0;		/* no inbox: nothing unread */
-	if (ep->len != ENG_INBOX_EPOCH_LEN)
+	if (ep->len != ENG_INBOX_EPOCH_LEN || !epoch_ok(ep->str, ep->len))
 		return -EPROTO;
 	memcpy(q->epoch, ep->str, ep->len);
 	q->epoch[ep->len] = '\0';
@@ -1130,7 +1159,8 @@ static int hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 	    rep->element[3]->type != REDIS_REPLY_INTEGER)
 		return -EPROTO;
 	ep = rep->element[0];
-	if (ep->type == REDIS_REPLY_STRING && ep->len != ENG_EPOCH_LEN)
+	if (ep->type == REDIS_REPLY_STRING && (ep->len != ENG_EPOCH_LEN ||
+					       !epoch_ok(ep->str, ep->len)))
 		return -EPROTO;
 	top = (uint64_t)rep->element[1]->integer;
 	first = (uint64_t)rep->element[2]->integer;
@@ -2444,12 +2474,38 @@ static void arm_tick(struct eng_bridge *r)
 	ring_timeout(&r->ring, R_TICK_MS, ring_ud(ENG_OP_TIMER, 0, 0));
 }
 
+/*
+ * After a burst from Redis, give this thread's heap back: the frames it
+ * built (those the arena had no room for) are freed by the shards as
+ * their clients read them, into pages only this thread reclaims, and it
+ * allocates nothing while quiet, so without this a storm's peak stays
+ * resident. Once a second while quiet (heartbeats and pings are), for
+ * R_COLLECT_S seconds, which slow clients take to drain the rest.
+ */
+static void give_back(struct eng_bridge *r, uint64_t now)
+{
+	uint64_t got = r->rx_bytes - r->heap_seen;
+
+	r->heap_seen = r->rx_bytes;
+	if (got > R_QUIET_BYTES) {		/* busy: not yet */
+		r->heap_quiet = R_COLLECT_S;
+		r->heap_next = now;
+		return;
+	}
+	if (r->heap_quiet && now >= r->heap_next) {
+		r->heap_quiet--;
+		r->heap_next = now + 1000;
+		eng_mem_collect();
+	}
+}
+
 static void on_tick(struct eng_bridge *r)
 {
 	uint64_t now = now_ms();
 
 	if (r->mail.retry)
 		eng_mail_retry(&r->mail);
+	give_back(r, now);
 
 	if (!r->stopping && ready_for(r, r->pres_slot, R_PUB) &&
 	    now >= r->next_beat) {
@@ -2490,6 +2546,8 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 		/* the slot says which link: node * 2 + R_SUB or R_PUB */
 		uint32_t idx = ring_ud_slot(cqe->user_data);
 
+		if (op == ENG_OP_R_RECV && cqe->res > 0)
+			r->rx_bytes += (uint64_t)cqe->res;	/* give_back() */
 		if (idx == R_MAP_IDX && r->cluster)
 			eng_resp_on_cqe(&r->mapl, op, ring_ud_gen(cqe->user_data),
 					cqe->res);

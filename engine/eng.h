@@ -77,6 +77,7 @@ struct eng_cfg {
 	unsigned nns;
 	uint64_t history_memory;	/* bytes of history, all shards */
 	unsigned inbox_max, inbox_ttl_ms;	/* a user's inbox (inbox.h) */
+	uint64_t inbox_memory;		/* bytes of inboxes, all shards */
 	uint8_t auth;			/* ENG_AUTH_* */
 	char jwt_secret[512];		/* HS256 key, "" = none */
 	char jwt_pubkey_file[1024];	/* RS256/ES256 PEM, "" = none */
@@ -158,8 +159,12 @@ struct eng_stats {
 	atomic_uint_fast64_t partial_bytes, partial_alloc, partial_closed;
 	/* hist.c: bytes held, messages, evicted early, not kept (no memory) */
 	atomic_uint_fast64_t hist_bytes, hist_msgs, hist_evicted, hist_lost;
-	/* inbox.c: messages kept for users, dropped by --inbox-max or ttl */
+	/*
+	 * inbox.c: messages kept for users, dropped by --inbox-max, ttl or
+	 * --inbox-memory; bytes held
+	 */
 	atomic_uint_fast64_t inbox_msgs, inbox_evicted, inbox_expired;
+	atomic_uint_fast64_t inbox_mem_evicted, inbox_bytes;
 	/* metrics.h: sampled publish-to-sent latency, µs buckets */
 	atomic_uint_fast64_t lat[ENG_LAT_BUCKETS + 1], lat_sum_us;
 };

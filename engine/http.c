@@ -611,19 +611,24 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 				      (unsigned long long)h[3]);
 	}
 	{
-		uint64_t b[3] = { 0 };
+		uint64_t b[5] = { 0 };
 
 		for (unsigned i = 0; i < e->cfg.shards; i++) {
 			b[0] += STAT(&e->shards[i], inbox_msgs);
 			b[1] += STAT(&e->shards[i], inbox_evicted);
 			b[2] += STAT(&e->shards[i], inbox_expired);
+			b[3] += STAT(&e->shards[i], inbox_mem_evicted);
+			b[4] += STAT(&e->shards[i], inbox_bytes);
 		}
 		n += (size_t)snprintf(out + n, cap - n,
 				      ",\"inbox\":{\"messages\":%llu,"
-				      "\"evicted\":%llu,\"expired\":%llu}",
+				      "\"evicted\":%llu,\"expired\":%llu,"
+				      "\"memory_evicted\":%llu,\"bytes\":%llu}",
 				      (unsigned long long)b[0],
 				      (unsigned long long)b[1],
-				      (unsigned long long)b[2]);
+				      (unsigned long long)b[2],
+				      (unsigned long long)b[3],
+				      (unsigned long long)b[4]);
 	}
 	n += (size_t)snprintf(out + n, cap - n, ",\"mail\":");
 	n += eng_mail_stats(out + n, cap - n);

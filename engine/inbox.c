@@ -6,7 +6,9 @@
  * an entry into a hole (frame NULL), and holes at the oldest end are
  * dropped at once, those inside when room is needed. The ring doubles up
  * to --inbox-max. The shard keeps its inboxes in one list, least recently
- * pushed to first, which the tick walks for what the ttl ends.
+ * pushed to first, which the tick walks for what the ttl ends and which
+ * --inbox-memory evicts from: the bytes of the frames kept, the rings
+ * and the inboxes are counted against the shard's share of it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -32,10 +34,11 @@ struct eng_ient {
 };
 
 struct eng_inbox {
-	struct eng_lru_link lru;	/* first: the shard's list */
+	struct eng_lru_link lru;	/* first: the shard's list or shelf */
 	struct eng_chan *ch;		/* borrowed: owns this */
+	bool shelved;			/* emptied for memory: on the shelf */
 	uint64_t last;			/* the newest N given */
-	uint64_t evicted;		/* gone unacked: room or ttl */
+	uint64_t evicted;		/* gone unacked: room, ttl, memory */
 	uint32_t last_tick;		/* when the newest came */
 	uint32_t cap, used, head;	/* ring; used counts holes too */
 	uint32_t live;			/* unacked */
@@ -80,6 +83,9 @@ struct eng_backlog {
 
 struct eng_inboxes {
 	struct eng_lru lru;		/* least recently pushed to first */
+	struct eng_lru shelf;		/* emptied for memory, oldest first */
+	size_t budget;			/* bytes: this shard's share */
+	size_t held;			/* bytes: frames, rings, inboxes */
 	struct eng_iread *reads;	/* Redis reads under way */
 	/* unread still to send, by slot: every send completion looks */
 	struct eng_backlog *backlogs[BACKLOG_BUCKETS];
@@ -93,7 +99,22 @@ int eng_inbox_init(struct eng_shard *s)
 	if (!s->inboxes)
 		return -ENOMEM;
 	memset(s->inboxes, 0, sizeof(*s->inboxes));
+	s->inboxes->budget = (size_t)(s->eng->cfg.inbox_memory /
+				      s->eng->cfg.shards);
 	return 0;
+}
+
+static void held(struct eng_shard *s, ssize_t delta)
+{
+	s->inboxes->held += (size_t)delta;
+	atomic_store_explicit(&s->stats.inbox_bytes, s->inboxes->held,
+			      memory_order_relaxed);
+}
+
+/* What a kept frame costs: the ring's entry is counted with the ring. */
+static ssize_t frame_bytes(const struct eng_buf *f)
+{
+	return (ssize_t)(sizeof(*f) + f->cap);
 }
 
 static struct eng_ient *at(const struct eng_inbox *b, uint32_t i)
@@ -101,20 +122,32 @@ static struct eng_ient *at(const struct eng_inbox *b, uint32_t i)
 	return &b->ent[(b->head + i) % b->cap];
 }
 
+/* Lets go of @e's frame: acked, dropped or the shard stops. */
+static void put_ent(struct eng_shard *s, struct eng_inbox *b,
+		    struct eng_ient *e)
+{
+	held(s, -frame_bytes(e->f));
+	eng_buf_put(e->f);
+	e->f = NULL;
+	b->live--;
+	ENG_STAT_SUB(s, inbox_msgs, 1);
+}
+
+/* Why an unacked message goes unread. */
+enum { DROP_MAX, DROP_TTL, DROP_MEMORY };
+
 /* Drops the oldest entry; one unacked is counted as evicted (@why). */
-static void drop_oldest(struct eng_shard *s, struct eng_inbox *b,
-			bool expired)
+static void drop_oldest(struct eng_shard *s, struct eng_inbox *b, int why)
 {
 	struct eng_ient *e = at(b, 0);
 
 	if (e->f) {
-		eng_buf_put(e->f);
-		e->f = NULL;
-		b->live--;
+		put_ent(s, b, e);
 		b->evicted++;
-		ENG_STAT_SUB(s, inbox_msgs, 1);
-		if (expired)
+		if (why == DROP_TTL)
 			ENG_STAT_ADD(s, inbox_expired, 1);
+		else if (why == DROP_MEMORY)
+			ENG_STAT_ADD(s, inbox_mem_evicted, 1);
 		else
 			ENG_STAT_ADD(s, inbox_evicted, 1);
 	}
@@ -134,9 +167,11 @@ static void trim_holes(struct eng_inbox *b)
 static void free_box(struct eng_shard *s, struct eng_inbox *b)
 {
 	while (b->used)
-		drop_oldest(s, b, false);
-	eng_lru_del(&s->inboxes->lru, &b->lru);
+		drop_oldest(s, b, DROP_MAX);
+	eng_lru_del(b->shelved ? &s->inboxes->shelf : &s->inboxes->lru,
+		    &b->lru);
 	b->ch->inbox = NULL;
+	held(s, -(ssize_t)(sizeof(*b) + (size_t)b->cap * sizeof(*b->ent)));
 	eng_free(b->ent);
 	eng_free(b);
 }
@@ -194,20 +229,20 @@ void eng_inbox_exit(struct eng_shard *s)
 		s->inboxes->reads = r->next;
 		eng_free(r);
 	}
-	while (s->inboxes->lru.head) {
-		struct eng_inbox *b = (struct eng_inbox *)s->inboxes->lru.head;
+	while (s->inboxes->lru.head || s->inboxes->shelf.head) {
+		struct eng_inbox *b = (struct eng_inbox *)(s->inboxes->lru.head ?
+			s->inboxes->lru.head : s->inboxes->shelf.head);
 		struct eng_chan *ch = b->ch;
 
 		/* a restart loses them: documented, not evictions */
 		while (b->used) {
 			struct eng_ient *e = at(b, 0);
 
-			eng_buf_put(e->f);
-			e->f = NULL;
+			if (e->f)
+				put_ent(s, b, e);
 			b->head = (b->head + 1) % b->cap;
 			b->used--;
 		}
-		b->live = 0;
 		free_box(s, b);
 		eng_chan_maybe_free(&s->chans, ch);
 	}
@@ -234,7 +269,7 @@ static int make_room(struct eng_shard *s, struct eng_inbox *b)
 		return 0;
 	}
 	if (b->cap >= max) {
-		drop_oldest(s, b, false);
+		drop_oldest(s, b, DROP_MAX);
 		return 0;
 	}
 	cap = b->cap ? b->cap * 2 : 8;
@@ -244,11 +279,12 @@ static int make_room(struct eng_shard *s, struct eng_inbox *b)
 	if (!ent) {
 		if (!b->used)
 			return -ENOMEM;
-		drop_oldest(s, b, false);
+		drop_oldest(s, b, DROP_MAX);
 		return 0;
 	}
 	for (uint32_t i = 0; i < b->used; i++)
 		ent[i] = *at(b, i);
+	held(s, (ssize_t)((size_t)(cap - b->cap) * sizeof(*ent)));
 	eng_free(b->ent);
 	b->ent = ent;
 	b->cap = cap;
@@ -299,7 +335,48 @@ static struct eng_inbox *new_box(struct eng_shard *s, struct eng_chan *ch)
 	snprintf(b->epoch, sizeof(b->epoch), "%08x", r);
 	ch->inbox = b;
 	eng_lru_add_tail(&s->inboxes->lru, &b->lru);
+	held(s, (ssize_t)sizeof(*b));
 	return b;
+}
+
+/*
+ * Over the shard's share of --inbox-memory: the users least recently
+ * pushed to lose their oldest unacked (counted as evicted). An inbox
+ * left empty gives back its ring and goes on the shelf, so that its user
+ * still reads what went and acks keep their EPOCH; only when the shelf
+ * alone is over the budget do its oldest go too. @b's newest message
+ * stays.
+ */
+static void squeeze(struct eng_shard *s, struct eng_inbox *b)
+{
+	struct eng_inboxes *l = s->inboxes;
+
+	while (l->held > l->budget) {
+		struct eng_inbox *old = (struct eng_inbox *)l->lru.head;
+
+		if (old && (old != b || b->used > 1) && old->used) {
+			drop_oldest(s, old, DROP_MEMORY);
+			trim_holes(old);
+		} else if (old && old != b) {		/* empty: shelved */
+			held(s, -(ssize_t)((size_t)old->cap *
+					   sizeof(*old->ent)));
+			eng_free(old->ent);
+			old->ent = NULL;
+			old->cap = old->head = 0;
+			eng_lru_del(&l->lru, &old->lru);
+			eng_lru_add_tail(&l->shelf, &old->lru);
+			old->shelved = true;
+		} else if (l->shelf.head) {
+			struct eng_chan *ch;
+
+			old = (struct eng_inbox *)l->shelf.head;
+			ch = old->ch;
+			free_box(s, old);
+			eng_chan_maybe_free(&s->chans, ch);
+		} else {
+			return;
+		}
+	}
 }
 
 void eng_inbox_append(struct eng_shard *s, struct eng_chan *ch,
@@ -312,7 +389,13 @@ void eng_inbox_append(struct eng_shard *s, struct eng_chan *ch,
 		b = new_box(s, ch);
 	if (!b || make_room(s, b) < 0)
 		return;		/* "id":null: the template says so already */
-	eng_lru_touch(&s->inboxes->lru, &b->lru);
+	if (b->shelved) {	/* pushed to again: back on the list */
+		eng_lru_del(&s->inboxes->shelf, &b->lru);
+		eng_lru_add_tail(&s->inboxes->lru, &b->lru);
+		b->shelved = false;
+	} else {
+		eng_lru_touch(&s->inboxes->lru, &b->lru);
+	}
 	e = at(b, b->used);
 	e->f = eng_buf_get(f);
 	e->n = ++b->last;
@@ -321,7 +404,9 @@ void eng_inbox_append(struct eng_shard *s, struct eng_chan *ch,
 	b->live++;
 	b->last_tick = s->tick;
 	ENG_STAT_ADD(s, inbox_msgs, 1);
+	held(s, frame_bytes(f));
 	eng_inbox_stamp(f, b->epoch, e->n);
+	squeeze(s, b);
 }
 
 void eng_inbox_replay(struct eng_chan *ch, struct eng_owner_mail *m)
@@ -338,17 +423,15 @@ void eng_inbox_replay(struct eng_chan *ch, struct eng_owner_mail *m)
 			m->frames[m->nframes++] = eng_buf_get(at(b, i)->f);
 }
 
-void eng_inbox_tick(struct eng_shard *s)
+/* Ends, in the inboxes of @list, what @ttl (ticks) ends. */
+static void age(struct eng_shard *s, struct eng_lru *list, uint32_t ttl)
 {
-	uint32_t ttl = s->eng->cfg.inbox_ttl_ms / ENG_TICK_MS;
 	struct eng_inbox *b, *next;
 
-	if (!s->inboxes || s->tick % (1000 / ENG_TICK_MS))
-		return;		/* once a second */
-	for (b = (struct eng_inbox *)s->inboxes->lru.head; b; b = next) {
+	for (b = (struct eng_inbox *)list->head; b; b = next) {
 		next = (struct eng_inbox *)b->lru.next;
 		while (b->used && s->tick - at(b, 0)->tick >= ttl)
-			drop_oldest(s, b, true);
+			drop_oldest(s, b, DROP_TTL);
 		/*
 		 * Kept empty for a ttl after its last message expired, so
 		 * that an ack racing another device's finds its inbox and the
@@ -361,6 +444,16 @@ void eng_inbox_tick(struct eng_shard *s)
 			eng_chan_maybe_free(&s->chans, ch);
 		}
 	}
+}
+
+void eng_inbox_tick(struct eng_shard *s)
+{
+	uint32_t ttl = s->eng->cfg.inbox_ttl_ms / ENG_TICK_MS;
+
+	if (!s->inboxes || s->tick % (1000 / ENG_TICK_MS))
+		return;		/* once a second */
+	age(s, &s->inboxes->lru, ttl);
+	age(s, &s->inboxes->shelf, ttl);	/* empty: the second ttl */
 }
 
 /* ---- acks and listings ---------------------------------------------------- */
@@ -383,9 +476,13 @@ static bool parse_id(const struct json_slice *id, char *epoch, uint64_t *n)
 	epoch[ENG_INBOX_EPOCH_LEN] = '\0';
 	*n = 0;
 	for (i = ENG_INBOX_EPOCH_LEN + 1; i < id->len; i++) {
-		if (id->p[i] < '0' || id->p[i] > '9' || *n > UINT64_MAX / 10)
+		uint64_t d = (uint64_t)(id->p[i] - '0');
+
+		/* past UINT64_MAX is no id: never wrapped round to one */
+		if (id->p[i] < '0' || id->p[i] > '9' ||
+		    *n > (UINT64_MAX - d) / 10)
 			return false;
-		*n = *n * 10 + (uint64_t)(id->p[i] - '0');
+		*n = *n * 10 + d;
 	}
 	return *n > 0;
 }
@@ -724,11 +821,8 @@ static void answer(struct eng_shard *s, struct eng_ibreq *q)
 			struct eng_ient *e = find(b, q->ids[i]);
 
 			if (e && e->f) {	/* else acked or gone already */
-				eng_buf_put(e->f);
-				e->f = NULL;
-				b->live--;
+				put_ent(s, b, e);
 				q->acked++;
-				ENG_STAT_SUB(s, inbox_msgs, 1);
 			}
 		}
 		if (b)

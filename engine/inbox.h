@@ -10,8 +10,10 @@
  * it is made; a restart, or an inbox that stayed empty past its ttl, gets
  * a new one), so an id is never taken for another user's or an older
  * inbox's. Bounded per user by --inbox-max (the oldest goes) and
- * --inbox-ttl; what goes unacked is counted as evicted, which the user
- * sees (an inbox stays, empty, a second ttl for that). Everything here
+ * --inbox-ttl, and for all of a shard's users by its share of
+ * --inbox-memory (the least recently pushed to lose their oldest); what
+ * goes unacked is counted as evicted, which the user sees (an inbox
+ * stays, empty, a second ttl for that). Everything here
  * runs on the user's owner shard, but
  * eng_inbox_ask(), which runs on the asking one.
  */
@@ -39,7 +41,8 @@ void eng_inbox_tick(struct eng_shard *s);
 
 /*
  * Stamps push frame @f (eng_pub_inbox_frame()) with the next id of @ch's
- * user and keeps a reference; past --inbox-max the oldest unacked goes.
+ * user and keeps a reference; past --inbox-max the oldest unacked goes,
+ * past the shard's share of --inbox-memory other users' oldest first.
  * @ch NULL (no memory): the frame says "id":null and nothing is kept.
  */
 void eng_inbox_append(struct eng_shard *s, struct eng_chan *ch,

@@ -76,6 +76,10 @@ static const char usage[] =
 "                           with persist=1; default 1000): past it the oldest\n"
 "                           goes, and the user sees it counted as evicted\n"
 "  --inbox-ttl DUR          ... each for this long (default 24h)\n"
+"  --inbox-memory SIZE      bytes of inboxes for all users (default 256M);\n"
+"                           past it the users least recently pushed to lose\n"
+"                           their oldest, counted as evicted (embedded\n"
+"                           broker; with --redis, Redis holds them)\n"
 "  --history-memory SIZE    bytes of history for all channels (default 64M);\n"
 "                           past it the least recently used lose their oldest\n"
 "                           (embedded broker; with --redis, Redis holds it)\n"
@@ -531,8 +535,8 @@ enum {
 	OPT_JWT_PUBKEY, OPT_MAX_PER_USER, OPT_JWT_LEEWAY, OPT_IO,
 	OPT_INSECURE_OPEN, OPT_REDIS_FILE, OPT_REDIS_TIMEOUT, OPT_REDIS_CLUSTER,
 	OPT_REDIS_MAX_PENDING, OPT_REDIS_MAX_READING, OPT_MAX_PARTIAL,
-	OPT_ORIGINS, OPT_NAMESPACE,
-	OPT_HISTORY_MEMORY, OPT_INBOX_MAX, OPT_INBOX_TTL, OPT_BATCH_WINDOW,
+	OPT_ORIGINS, OPT_NAMESPACE, OPT_HISTORY_MEMORY, OPT_INBOX_MAX,
+	OPT_INBOX_TTL, OPT_INBOX_MEMORY, OPT_BATCH_WINDOW,
 	OPT_DEMO, OPT_THREADS, OPT_HTTP_IDLE, OPT_HOSTS,
 };
 
@@ -578,6 +582,7 @@ static const struct option options[] = {
 	{ "history-memory",	required_argument, NULL, OPT_HISTORY_MEMORY },
 	{ "inbox-max",		required_argument, NULL, OPT_INBOX_MAX },
 	{ "inbox-ttl",		required_argument, NULL, OPT_INBOX_TTL },
+	{ "inbox-memory",	required_argument, NULL, OPT_INBOX_MEMORY },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -798,10 +803,14 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 				bad_value("inbox-ttl (1s at least)", optarg);
 			break;
 		case OPT_HISTORY_MEMORY:
+		case OPT_INBOX_MEMORY:
 			if (parse_size(optarg, &v) < 0 || v < 65536)
-				bad_value("history-memory (64K at least)",
+				bad_value(opt == OPT_INBOX_MEMORY ?
+					  "inbox-memory (64K at least)" :
+					  "history-memory (64K at least)",
 					  optarg);
-			cfg->history_memory = v;
+			*(opt == OPT_INBOX_MEMORY ? &cfg->inbox_memory :
+			  &cfg->history_memory) = v;
 			break;
 		case OPT_MAX_PARTIAL:
 			if (parse_size(optarg, &v) < 0 || v < 65536)
@@ -1029,6 +1038,7 @@ int main(int argc, char **argv)
 	e.cfg.history_memory = (uint64_t)64 << 20;
 	e.cfg.inbox_max = 1000;
 	e.cfg.inbox_ttl_ms = 24 * 3600 * 1000;
+	e.cfg.inbox_memory = (uint64_t)256 << 20;
 	e.cfg.jwt_leeway = ENG_JWT_LEEWAY;
 	/* A secret that does not fit must stop us, never leave us open. */
 	if (env_secret("RINGCAST_API_KEY", e.cfg.api_key,

@@ -195,6 +195,11 @@ static void users(struct text *t, struct eng *e)
 	      "Inbox messages dropped by --inbox-max.", inbox_evicted);
 	TOTAL(t, e, "inbox_expired_total", "counter",
 	      "Inbox messages dropped by --inbox-ttl.", inbox_expired);
+	TOTAL(t, e, "inbox_memory_evicted_total", "counter",
+	      "Inbox messages dropped early by --inbox-memory.",
+	      inbox_mem_evicted);
+	TOTAL(t, e, "inbox_bytes", "gauge",
+	      "Bytes held by users' inboxes (embedded broker).", inbox_bytes);
 	TOTAL(t, e, "history_bytes", "gauge",
 	      "Bytes held by channel histories (embedded broker).",
 	      hist_bytes);

@@ -29,6 +29,7 @@
 #include "conn.h"
 #include "hist.h"
 #include "inbox.h"
+#include "json.h"
 #include "mail.h"
 #include "resp.h"
 #include "rreq.h"
@@ -677,22 +678,33 @@ int eng_rreq_online(struct eng_shard *s, struct eng_conn *c)
 			    sizeof(lua_online) - 1, NULL, 0);
 }
 
-/* "ios,web" as JSON strings: "ios","web" (app names need no escaping). */
+/*
+ * "ios,web" as JSON strings: "ios","web". Escaped: the names come from
+ * Redis, which anyone who can write to it fills; one longer than
+ * ENG_APP_MAX or not UTF-8 is no name a node wrote, and is left out.
+ */
 static size_t apps_json(char *out, size_t cap, const char *csv)
 {
+	char one[6 * ENG_APP_MAX + 2];	/* json_escape_max(ENG_APP_MAX) */
 	size_t n = 0;
 
 	out[0] = '\0';
 	while (*csv) {
-		const char *end = strchr(csv, ',');
-		size_t len = end ? (size_t)(end - csv) : strlen(csv);
+		const char *name = csv, *end = strchr(csv, ',');
+		size_t len = end ? (size_t)(end - csv) : strlen(csv), elen;
 
-		/* whole entries only: a comma, two quotes and the NUL */
-		if (n + len + 4 > cap)
-			break;
-		n += (size_t)snprintf(out + n, cap - n, "%s\"%.*s\"",
-				      n ? "," : "", (int)len, csv);
 		csv += len + (end != NULL);
+		if (len > ENG_APP_MAX || !json_utf8_valid(name, len))
+			continue;
+		elen = json_escape(one, name, len);
+		/* whole entries only: a comma, the string and the NUL */
+		if (n + 1 + elen + 1 > cap)
+			break;
+		if (n)
+			out[n++] = ',';
+		memcpy(out + n, one, elen);
+		n += elen;
+		out[n] = '\0';
 	}
 	return n;
 }

@@ -11,11 +11,23 @@
   from one removes it for every later connection.
 - evict (--inbox-max 5): the oldest go, counted in "evicted" (the client
   sees the gap in the ids too); the newest 5 stay.
-- ttl (--inbox-ttl 1s): kept messages expire and are counted.
-- errors: an id of another user, an id not yet given, a malformed id
-  (400 "unknown id", nothing acked); no ids (400); more than 100 (413);
+- ttl (--inbox-ttl 3s): kept messages expire and are counted (the
+  emptied inbox stays a second ttl, so the count is read in that window).
+- errors: an id of another user, an id not yet given, a malformed id,
+  an N past 2**64 - 1 (400 "unknown id", nothing acked, never wrapped
+  round to an id that exists); no ids (400); more than 100 (413);
   an anonymous connection (403); persist=maybe (400).
 - restart: an inbox on the embedded broker does not survive a restart.
+- memory (--inbox-memory 2M): 40 users, one after the other, each kept 8
+  pushes of 32 KB, 10 MB in all (20 MB as frames): the engine holds at
+  most 2 MiB of them (/stats "inbox" "bytes", its own accounting: the
+  frame arena hides so little from RSS), the least recently pushed to
+  lost theirs, counted in
+  "memory_evicted" and in each one's "evicted", which the first user
+  still reads; the last user has all 8, reads and acks them. With
+  --inbox-memory 64K and one push to each of 1500 users, the emptied
+  inboxes themselves are over the bound: the oldest go (the first
+  user's reads as new), the bytes stay bounded, the last user has his.
 
 With Redis (two engines, A and B, on one real redis-server, where the
 inboxes live):
@@ -27,8 +39,14 @@ inboxes live):
 - backlog, redis-backlog: 600 kept pushes of 8 KB, more than
   --max-pending-bytes lets a connection hold: every upgrade gets its 101,
   then all 600, oldest first, as it reads, and stays open.
+- redis-epoch: an inbox whose epoch someone else wrote into Redis
+  (quotes, a backslash, a control character): no JSON the engine writes
+  carries it; the kept push it would stamp is refused (counted in
+  redis.rejected) and GET /users/{uid}/inbox is 503, while a user with a
+  sound inbox is served.
 - redis-limits (--inbox-max 5, --inbox-ttl 2s): eviction and expiry are
-  counted; an unknown id is 400 and acks nothing; the inbox of an engine
+  counted; an unknown id (an N past 2**64 - 1 too) is 400 and acks
+  nothing; the inbox of an engine
   restarted is still there (it is Redis's).
 - redis-replay-bound: a user with 1000 x 8 KB unread opens 60
   connections at once: each gets the oldest that fit the per-read byte
@@ -160,13 +178,15 @@ async def check_evict(exe):
 
 
 async def check_ttl(exe):
-    with rc.Engine(exe, *ARGS, "--inbox-ttl", "1s") as eng:
+    # 3 s, not 1: the emptied inbox (and its count) stays a second ttl,
+    # a window a loaded machine's polls missed when it was 1 s
+    with rc.Engine(exe, *ARGS, "--inbox-ttl", "3s") as eng:
         keep(eng, "tim", "soon gone")
         expect_eq(inbox(eng, "tim")["unread"], 1, "kept")
-        # Expiry has no event: ask until it happened (10 s at most).
+        # Expiry has no event: ask until it happened (15 s at most).
         doc = await rc.await_state("the kept push expired",
                                    lambda: inbox(eng, "tim"),
-                                   lambda d: d["unread"] == 0, timeout=10)
+                                   lambda d: d["unread"] == 0, timeout=15)
         expect_eq(doc["evicted"], 1, "counted as evicted for the user")
         expect_eq(rc.stats(eng)["inbox"]["expired"], 1, "/stats expired")
         ws = await user_ws(eng, "tim")
@@ -188,6 +208,10 @@ async def check_errors(eng):
             (3, [mine["id"], theirs["id"]], 400, "unknown id"),
             (4, ["nonsense"], 400, "unknown id"),
             (5, ["%s-0" % epoch], 400, "unknown id"),
+            # past 2**64 - 1: refused, not wrapped to mine (before: acked)
+            (8, ["%s-%d" % (epoch, 2**64 + int(n))], 400, "unknown id"),
+            (9, ["%s-%d" % (epoch, 10 * 2**64 + int(n))], 400,
+             "unknown id"),
             (6, [], 400, "ids needed"),
             (7, ["%s-%d" % (epoch, i + 1) for i in range(101)], 413,
              "too many ids")):
@@ -207,6 +231,42 @@ async def check_errors(eng):
     expect_eq(status, 401, "the inbox needs the API key")
     for ws in (bob, ann, anon):
         await ws.close()
+
+
+async def check_memory(exe):
+    pad = "m" * (32 << 10)
+    with rc.Engine(exe, *ARGS, "--inbox-memory", "2M") as eng:
+        for u in range(40):
+            for i in range(8):
+                keep(eng, "mem%d" % u, {"i": i, "pad": pad})
+        st = rc.stats(eng)["inbox"]
+        expect(0 < st["bytes"] <= 2 << 20, "bytes held %r", st)
+        expect_eq(st["messages"] + st["memory_evicted"], 320,
+                  "every push kept or counted %r" % st)
+        expect(st["memory_evicted"] >= 200, "evicted by memory %r", st)
+        first = inbox(eng, "mem0")
+        expect_eq(first["unread"] + first["evicted"], 8,
+                  "the first user sees what went %r" % first)
+        expect(first["evicted"] > 0, "the first user lost some %r", first)
+        last = inbox(eng, "mem39")
+        expect_eq((last["unread"], last["evicted"]), (8, 0),
+                  "the last one pushed to has all")
+        ws = await user_ws(eng, "mem39")
+        got = await pushes(ws, 8)
+        expect_eq([m["data"]["i"] for m in got], list(range(8)),
+                  "mem39's pushes, oldest first")
+        r = await command(ws, 1, "ack", ids=[m["id"] for m in got])
+        expect_eq((r["code"], r["data"]), (200, {"acked": 8, "unread": 0}),
+                  "mem39 acks them all")
+        await ws.close()
+    with rc.Engine(exe, *ARGS, "--inbox-memory", "64K") as eng:
+        for u in range(1500):
+            keep(eng, "few%d" % u, u)
+        st = rc.stats(eng)["inbox"]
+        expect(0 < st["bytes"] <= 64 << 10, "bytes held %r", st)
+        expect_eq(inbox(eng, "few0"), {"unread": 0, "evicted": 0, "ids": []},
+                  "the first user's inbox went, emptied")
+        expect_eq(inbox(eng, "few1499")["unread"], 1, "the last one's push")
 
 
 async def check_restart(exe):
@@ -294,7 +354,9 @@ async def check_redis_limits(exe):
             expect_eq([m["data"] for m in got], [3, 4, 5, 6, 7], "newest")
             epoch, n = got[0]["id"].split("-")
             for seq, ids in ((1, ["%s-99" % epoch]),
-                             (2, ["0badcafe-1", got[0]["id"]])):
+                             (2, ["0badcafe-1", got[0]["id"]]),
+                             # wraps to 1 unless refused (before: 200)
+                             (3, ["%s-%d" % (epoch, 2**64 + 1)])):
                 r = await command(ws, seq, "ack", ids=ids)
                 expect_eq((r["code"], r["msg"]), (400, "unknown id"),
                           "ack %r" % ids)
@@ -308,6 +370,26 @@ async def check_redis_limits(exe):
                                        lambda d: d["unread"] == 0,
                                        timeout=15)
             expect_eq(doc["evicted"], 8, "expiry counted as evicted")
+
+
+async def check_redis_epoch(exe):
+    with redisd.Redis() as redis:
+        with rc.Engine(exe, *ARGS, "--redis", redis.url) as a:
+            await healthy(a)
+            redis.command("HSET", "ringcast:inboxm:zed", "epoch",
+                          b'a"\\b\x01cde', "last", 0, "evicted", 0)
+            ws = await user_ws(a, "zed")
+            keep(a, "zed", "hostile")
+            keep(a, "ned", "sound")
+            status, doc = rc.api(a, "GET", "/users/zed/inbox", key=KEY)
+            expect(status == 503 and b'a"' not in doc,
+                   "zed's inbox: %r", (status, doc))
+            expect_eq(inbox(a, "ned")["unread"], 1, "ned's inbox")
+            rc.wait_stats(a, lambda st: st["redis"]["rejected"] >= 1,
+                          "the stamped push refused")
+            m = await command(ws, 1, "heartbeat")	# nothing came before
+            expect_eq(m.get("code"), 200, "zed's connection: %r" % m)
+            await ws.close()
 
 
 async def check_backlog(eng, uid):
@@ -382,6 +464,7 @@ def main():
     run.check("evict", check_evict, run.exe)
     run.check("ttl", check_ttl, run.exe)
     run.check("restart", check_restart, run.exe)
+    run.check("memory", check_memory, run.exe, timeout=120)
     try:
         with redisd.Redis() as redis:
             args = ARGS + ("--redis", redis.url)
@@ -396,6 +479,7 @@ def main():
     run.check("redis-limits", check_redis_limits, run.exe)
     run.check("redis-replay-bound", check_redis_replay_bound, run.exe,
               timeout=240)
+    run.check("redis-epoch", check_redis_epoch, run.exe)
     run.finish()
 
 

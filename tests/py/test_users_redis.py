@@ -16,6 +16,11 @@
   counting on A, and user pushes still reach A's connections.
 - slash-ids: test_users's check through Redis: a user id with '/' is
   reached with %2F in the path.
+- hostile-apps: app names written into Redis by someone else (quotes,
+  backslashes, control characters, a '<', bytes that are not UTF-8):
+  GET /users/{uid} still answers JSON, each UTF-8 name as it was, the
+  others (and one longer than any app claim) left out; 8 apps of the
+  longest a claim allows are all listed.
 """
 
 import json
@@ -50,6 +55,31 @@ async def await_everywhere(nodes, what, get, want, timeout=60):
 
 def user_doc(uid):
     return lambda eng: tu.sorted_apps(tu.presence(eng, uid))
+
+
+# Names another writer of Redis may leave in a presence hash.
+HOSTILE_APPS = ['q"uote', 'back\\slash', 'ctl\x01\x1f\n\tend', '</script>',
+                'caf\u00e9']
+
+
+def check_hostile_apps(eng, redis):
+    node = "intruder-node"
+    redis.command("SET", PREFIX + "node:" + node, "1", "EX", "60")
+    raw = ",".join(HOSTILE_APPS).encode() + b",bad\xff\xfeutf8," + b"L" * 33
+    redis.command("HSET", PREFIX + "pres:mallory", node, b"2 " + raw)
+    status, doc = rc.api(eng, "GET", "/users/mallory", key=tu.KEY)
+    expect(isinstance(doc, dict), "the answer is JSON: %r", doc)
+    expect_eq((status, doc.get("online"), doc.get("connections")),
+              (200, True, 2), "GET /users/mallory")
+    expect_eq(sorted(doc["apps"]), sorted(HOSTILE_APPS),
+              "every UTF-8 name round-trips, the rest are left out")
+    longest = ["%d%s" % (i, "a" * 31) for i in range(8)]
+    redis.command("HSET", PREFIX + "pres:lena", node,
+                  "8 " + ",".join(longest))
+    expect_eq(tu.presence(eng, "lena")["apps"], longest,
+              "8 apps of 32 bytes, all listed")
+    redis.command("DEL", PREFIX + "node:" + node, PREFIX + "pres:mallory",
+                  PREFIX + "pres:lena")
 
 
 async def check_cluster(a, b, redis, step):
@@ -202,6 +232,7 @@ def main():
                 finally:
                     b.kill()
                 run.check("slash-ids", tu.check_slash_ids, a, 1)
+                run.check("hostile-apps", check_hostile_apps, a, redis)
     except AssertionError as e:
         run.fail("setup", e)
     run.finish()
