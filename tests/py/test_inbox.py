@@ -27,6 +27,8 @@ inboxes live):
 - backlog, redis-backlog: 600 kept pushes of 8 KB, more than
   --max-pending-bytes lets a connection hold: every upgrade gets its 101,
   then all 600, oldest first, as it reads, and stays open.
+- redis-replay-live: 300 x 8 KB unread, read page by page, while 100
+  more are kept: all 400 arrive once, in the order kept.
 - redis-limits (--inbox-max 5, --inbox-ttl 2s): eviction and expiry are
   counted; an unknown id is 400 and acks nothing; the inbox of an engine
   restarted is still there (it is Redis's).
@@ -332,6 +334,29 @@ async def check_backlog(eng, uid):
         await ws.close()
 
 
+async def check_redis_replay_live(a, b):
+    """300 x 8 KB unread (pages of 1 MiB) read on B while 100 more are
+    kept on A: the connection gets all 400 once, in the order kept (the
+    live ones go through the pages too)."""
+    pad = "x" * (8 << 10)
+    for i in range(300):
+        keep(a, "liv", {"i": i, "pad": pad})
+    ws = await user_ws(b, "liv")
+    got = await pushes(ws, 50)
+    t = threading.Thread(target=lambda: [keep(a, "liv", {"i": 300 + i})
+                                         for i in range(100)])
+    t.start()
+    try:
+        got += await pushes(ws, 350)
+    finally:
+        t.join(60)
+    expect_eq([m["data"]["i"] for m in got], list(range(400)),
+              "every kept push once, in order")
+    expect_eq(len(set(m["id"] for m in got)), 400, "400 ids")
+    await rc.ws_quiet(ws, 1, "no second copy")
+    await ws.close()
+
+
 async def replay_all(ws, n, what):
     """Reads @n pushes from @ws, each within 60 s: the inbox ids they
     carry, which must be 1..@n in order."""
@@ -409,6 +434,8 @@ def main():
                           timeout=120)
                 run.check("redis-backlog", check_backlog, b, "rob",
                           timeout=120)
+                run.check("redis-replay-live", check_redis_replay_live, a,
+                          b, timeout=120)
     except AssertionError as e:
         run.fail("redis setup", e)
     run.check("redis-limits", check_redis_limits, run.exe)
