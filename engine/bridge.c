@@ -859,7 +859,7 @@ static int inbox_answer(struct eng_bridge *r, struct eng_ibreq *q,
 	ep = rep->element[0];
 	if (ep->type != REDIS_REPLY_STRING || ep->len != strlen(q->epoch) ||
 	    memcmp(ep->str, q->epoch, ep->len))
-		q->after = 0;	/* none, or another inbox: read from its start */
+		q->after = 0;	/* none, or another inbox: from its start */
 	q->n = 0;
 	q->epoch[0] = '\0';
 	if (ep->type != REDIS_REPLY_STRING)

@@ -62,7 +62,7 @@ struct eng_iread {
 	uint8_t state;			/* READ_* */
 	bool more;			/* the last page was cut */
 	uint64_t top;			/* the newest N the pages read */
-	uint64_t held;			/* the newest N not sent live; 0: none */
+	uint64_t held;			/* the newest N held back; 0: none */
 	char epoch[ENG_INBOX_EPOCH_LEN + 1];	/* top's inbox ("": none) */
 	char held_epoch[ENG_INBOX_EPOCH_LEN + 1];
 };
