@@ -1069,8 +1069,10 @@ static long long int_at(const redisReply *rep, size_t i)
 
 /*
  * An inbox script's answer (rreq.c) into @q: an ack's {acked, unread,
- * evicted} or {-1}; a read's {epoch or nil, unread, evicted, N,
- * [message,] ...}.
+ * evicted} or {-1}; a read's {epoch or nil, unread, evicted, more, N,
+ * [message,] ...}. A replay's page also says where the next one goes on
+ * (q->after, the last N read, even one no frame could carry) and whether
+ * there is one (q->more).
  */
 static int inbox_answer(struct eng_bridge *r, struct eng_ibreq *q,
 			const redisReply *rep)
@@ -1093,9 +1095,12 @@ static int inbox_answer(struct eng_bridge *r, struct eng_ibreq *q,
 		q->n = 0;
 		return 0;
 	}
-	if (rep->elements < 3 || (rep->elements - 3) % step)
+	if (rep->elements < 4 || (rep->elements - 4) % step)
 		return -EPROTO;
 	ep = rep->element[0];
+	if (ep->type != REDIS_REPLY_STRING || ep->len != strlen(q->epoch) ||
+	    memcmp(ep->str, q->epoch, ep->len))
+		q->after = 0;	/* none, or another inbox: from its start */
 	q->n = 0;
 	q->epoch[0] = '\0';
 	if (ep->type != REDIS_REPLY_STRING)
@@ -1106,21 +1111,24 @@ static int inbox_answer(struct eng_bridge *r, struct eng_ibreq *q,
 	q->epoch[ep->len] = '\0';
 	q->unread = (uint64_t)int_at(rep, 1);
 	q->evicted = (uint64_t)int_at(rep, 2);
-	n = (rep->elements - 3) / step;
+	n = (rep->elements - 4) / step;
 	if (q->kind == ENG_IB_LIST) {
 		for (size_t i = 0; i < n && i < ENG_INBOX_IDS; i++)
-			q->ids[q->n++] = (uint64_t)int_at(rep, 3 + i);
+			q->ids[q->n++] = (uint64_t)int_at(rep, 4 + i);
 		return 0;
 	}
+	q->more = int_at(rep, 3) != 0;
+	if (n)
+		q->after = (uint64_t)int_at(rep, 4 + 2 * (n - 1));
 	q->frames = eng_malloc((n ? n : 1) * sizeof(*q->frames));
 	if (!q->frames)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		const redisReply *d = rep->element[3 + 2 * i + 1];
+		const redisReply *d = rep->element[4 + 2 * i + 1];
 		struct eng_buf *f = d->type != REDIS_REPLY_STRING ? NULL :
 			stamped_frame(r, STAMP_INBOX, q->name + 1,
 				      q->len - 1u, q->epoch,
-				      (uint64_t)int_at(rep, 3 + 2 * i), d->str,
+				      (uint64_t)int_at(rep, 4 + 2 * i), d->str,
 				      d->len);
 
 		if (f)		/* one no frame can carry: left unread */

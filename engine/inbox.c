@@ -49,21 +49,31 @@ struct eng_inbox {
 _Static_assert(offsetof(struct eng_inbox, lru) == 0, "a link is its record");
 
 /*
- * With Redis: a new connection's unread being read. What reaches the
- * connection live meanwhile is noted, so the read sends it no second
- * time (past ENG_INBOX_IDS noted, a later one may come twice: ids tell);
- * once answered, live ones the read had already are skipped, until one
- * it did not have comes (Redis may answer before the live flow caught
- * up with it).
+ * With Redis: a new connection's unread, read a page at a time (each at
+ * most a read's byte budget), the next only once the connection's
+ * backlog has gone out, so that neither Redis nor the node holds more
+ * than a page of it whatever the inbox keeps. Kept pushes that reach the
+ * connection live meanwhile are not sent: Redis kept each before it was
+ * published, so a page reads it, in order; one newer than the last page
+ * asks for one more page. Once the last page is out, live ones the pages
+ * had are skipped, until one they did not have comes (Redis may answer a
+ * page before the live flow caught up with it).
  */
 struct eng_iread {
 	struct eng_iread *next;
 	uint32_t slot, gen;
-	uint32_t n;
-	bool answered;
-	uint64_t top;			/* answered: the read's newest N */
-	char epoch[ENG_INBOX_EPOCH_LEN + 1];
-	uint64_t seen[ENG_INBOX_IDS];
+	uint8_t state;			/* READ_* */
+	bool more;			/* the last page was cut */
+	uint64_t top;			/* the newest N the pages read */
+	uint64_t held;			/* the newest N held back; 0: none */
+	char epoch[ENG_INBOX_EPOCH_LEN + 1];	/* top's inbox ("": none) */
+	char held_epoch[ENG_INBOX_EPOCH_LEN + 1];
+};
+
+enum {
+	READ_PAGE,		/* a page is asked for */
+	READ_SENDING,		/* a page answered, going out as it drains */
+	READ_DONE,		/* all read: live ones pass, not those read */
 };
 
 /*
@@ -584,9 +594,12 @@ void eng_inbox_backlog(struct eng_shard *s, struct eng_conn *c,
 	put_backlog(s, bl);
 }
 
+static void page_sent(struct eng_shard *s, struct eng_conn *c);
+
 void eng_inbox_drain(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng_backlog *bl;
+	bool all;
 
 	/* a send that completes at once may come back here: once is enough */
 	if (!s->inboxes || !s->inboxes->nbacklogs || s->inboxes->draining)
@@ -595,54 +608,122 @@ void eng_inbox_drain(struct eng_shard *s, struct eng_conn *c)
 	if (!bl)
 		return;
 	s->inboxes->draining = true;
-	if (send_some(s, c, bl))
+	all = send_some(s, c, bl);
+	if (all)
 		free_backlog(bl);
 	else
 		put_backlog(s, bl);
 	s->inboxes->draining = false;
+	if (all)
+		page_sent(s, c);	/* with Redis: the next page, if any */
 }
 
 /* ---- with Redis: the inbox lives there ------------------------------------ */
 
-void eng_inbox_redis_replay(struct eng_shard *s, struct eng_conn *c)
+/* @slot's read record; NULL: none. */
+static struct eng_iread *find_read(struct eng_shard *s, uint32_t slot)
+{
+	struct eng_iread *r = s->inboxes->reads;
+
+	while (r && r->slot != slot)
+		r = r->next;
+	return r;
+}
+
+/* Takes @r off the shard's list and frees it. */
+static void end_read(struct eng_shard *s, struct eng_iread *r)
+{
+	struct eng_iread **pp = &s->inboxes->reads;
+
+	while (*pp != r)
+		pp = &(*pp)->next;
+	*pp = r->next;
+	eng_free(r);
+}
+
+/*
+ * Asks Redis for @c's next page: the unread after @r's top. Returns 0, or
+ * -ENOMEM with nothing asked. @r is not to be used after a 0: a post
+ * that fails is answered at once (replayed()), which ends it.
+ */
+static int ask_page(struct eng_shard *s, struct eng_conn *c,
+		    struct eng_iread *r)
 {
 	const struct eng_auth *a = c->auth;
-	struct eng_iread *r = eng_malloc(sizeof(*r));
 	struct eng_ibreq *q = eng_mail_alloc(&s->mail, sizeof(*q));
 
-	if (!r || !q) {		/* they stay for the next connection */
-		eng_free(r);
-		eng_free(q);
-		return;
-	}
-	memset(r, 0, sizeof(*r));
-	r->slot = q->slot = eng_slot(s, c);
-	r->gen = q->gen = c->gen;
+	if (!q)
+		return -ENOMEM;
+	q->slot = r->slot;
+	q->gen = r->gen;
 	q->from = (uint16_t)s->id;
 	q->kind = ENG_IB_REPLAY;
 	q->len = (uint8_t)eng_user_key(q->name, a->uid, a->uid_len);
+	q->after = r->top;
+	memcpy(q->epoch, r->epoch, sizeof(r->epoch));
+	r->state = READ_PAGE;
+	r->held = 0;	/* Redis had those already: this page reads them */
 	if (eng_rreq_inbox(s, q, a->uid, a->uid_len) < 0) {
-		eng_free(r);
 		eng_free(q);
-		return;
+		return -ENOMEM;
 	}
-	r->next = s->inboxes->reads;
-	s->inboxes->reads = r;
+	return 0;
 }
 
-/* Takes @slot's read record off the list; NULL: none. */
-static struct eng_iread *take_read(struct eng_shard *s, uint32_t slot)
+void eng_inbox_redis_replay(struct eng_shard *s, struct eng_conn *c)
 {
-	for (struct eng_iread **pp = &s->inboxes->reads; *pp;
-	     pp = &(*pp)->next) {
-		struct eng_iread *r = *pp;
+	struct eng_iread *r = eng_malloc(sizeof(*r));
 
-		if (r->slot == slot) {
-			*pp = r->next;
-			return r;
-		}
+	if (!r)			/* they stay for the next connection */
+		return;
+	memset(r, 0, sizeof(*r));
+	r->slot = eng_slot(s, c);
+	r->gen = c->gen;
+	r->next = s->inboxes->reads;
+	s->inboxes->reads = r;
+	if (ask_page(s, c, r) < 0)
+		end_read(s, r);
+}
+
+/* Whether a backlog of @slot's is still going out. */
+static bool backlog_left(struct eng_shard *s, uint32_t slot)
+{
+	struct eng_backlog *bl = s->inboxes->backlogs[slot % BACKLOG_BUCKETS];
+
+	while (bl && bl->slot != slot)
+		bl = bl->next;
+	return bl != NULL;
+}
+
+/*
+ * @c's backlog went out (or it had none): with Redis, the page it came
+ * from is sent, so the next is asked for, when the last was cut or a
+ * live push newer than it was held back; else the replay is done.
+ */
+static void page_sent(struct eng_shard *s, struct eng_conn *c)
+{
+	struct eng_iread *r;
+
+	if (!s->inboxes->reads)
+		return;
+	r = find_read(s, eng_slot(s, c));
+	if (!r || r->gen != c->gen || r->state != READ_SENDING ||
+	    backlog_left(s, r->slot))
+		return;
+	if (!eng_conn_deliverable(c)) {
+		end_read(s, r);
+		return;
 	}
-	return NULL;
+	if (r->more || (r->held && (r->held > r->top ||
+				    strcmp(r->held_epoch, r->epoch)))) {
+		if (ask_page(s, c, r) < 0)
+			end_read(s, r);	/* the rest stay unread */
+		return;
+	}
+	if (!r->top)
+		end_read(s, r);		/* nothing read: nothing to skip */
+	else
+		r->state = READ_DONE;
 }
 
 bool eng_inbox_pass(struct eng_shard *s, uint32_t slot, struct eng_buf *f)
@@ -653,21 +734,21 @@ bool eng_inbox_pass(struct eng_shard *s, uint32_t slot, struct eng_buf *f)
 
 	if (!s->inboxes || !s->inboxes->reads)
 		return true;
-	for (r = s->inboxes->reads; r && r->slot != slot; r = r->next)
-		;
+	r = find_read(s, slot);
 	if (!r || r->gen != s->conns[slot].gen)
 		return true;
 	n = id_of(f, epoch);
-	if (!r->answered) {
-		if (n && r->n < ENG_INBOX_IDS) {
-			memcpy(r->epoch, epoch, sizeof(epoch));
-			r->seen[r->n++] = n;
-		}
-		return true;
+	if (!n)
+		return true;		/* no id: Redis did not keep it */
+	if (r->state != READ_DONE) {
+		/* a page reads it, after those before it */
+		r->held = n;
+		memcpy(r->held_epoch, epoch, sizeof(epoch));
+		return false;
 	}
-	if (n && n <= r->top && !strcmp(epoch, r->epoch))
-		return false;		/* the read had it */
-	eng_free(take_read(s, slot));	/* caught up */
+	if (n <= r->top && !strcmp(epoch, r->epoch))
+		return false;		/* a page had it */
+	end_read(s, r);			/* caught up */
 	return true;
 }
 
@@ -684,66 +765,42 @@ void eng_inbox_forget(struct eng_shard *s, struct eng_conn *c)
 		free_backlog(bl);	/* a stale one (another gen) too */
 	if (!s->inboxes->reads)
 		return;
-	r = take_read(s, eng_slot(s, c));
-	if (r && r->gen != c->gen) {	/* another's: put it back */
-		r->next = s->inboxes->reads;
-		s->inboxes->reads = r;
+	r = find_read(s, eng_slot(s, c));
+	if (r && r->gen == c->gen)	/* not another's */
+		end_read(s, r);
+}
+
+/*
+ * A page of a new connection's unread, read from Redis (@result < 0: it
+ * could not be): out to the connection as it drains, and once it is out
+ * the next page (page_sent()). A failed page ends the replay; what it did
+ * not send stays unread, for the next connection.
+ */
+static void replayed(struct eng_shard *s, struct eng_ibreq *q,
+		     long long result)
+{
+	struct eng_iread *r = find_read(s, q->slot);
+	struct eng_conn *c = &s->conns[q->slot];
+
+	if (!r || r->gen != q->gen || r->state != READ_PAGE) {
+		eng_ibreq_free(q);	/* the connection is gone */
 		return;
 	}
-	eng_free(r);
-}
-
-/* Whether @r noted id @epoch-@n as sent live already. */
-static bool was_seen(const struct eng_iread *r, const char *epoch, uint64_t n)
-{
-	for (uint32_t i = 0; i < r->n; i++)
-		if (r->seen[i] == n && !strcmp(r->epoch, epoch))
-			return true;
-	return false;
-}
-
-/* A new connection's unread, read from Redis: to it, but what it has. */
-static void replayed(struct eng_shard *s, struct eng_ibreq *q)
-{
-	struct eng_iread *r = take_read(s, q->slot);
-	struct eng_conn *c = &s->conns[q->slot];
-	char top_epoch[ENG_INBOX_EPOCH_LEN + 1];
-	uint64_t top = q->nframes ? id_of(q->frames[q->nframes - 1],
-					  top_epoch) : 0;	/* the newest */
-
-	if (r && r->gen != q->gen) {	/* another connection's now */
-		r->next = s->inboxes->reads;
-		s->inboxes->reads = r;
-		r = NULL;
+	if (result < 0 || c->gen != q->gen || !eng_conn_deliverable(c)) {
+		end_read(s, r);
+		eng_ibreq_free(q);
+		return;
 	}
-	if (r && c->gen == q->gen && eng_conn_deliverable(c)) {
-		uint32_t keep = 0;
-
-		/* all but those it got live: as it drains */
-		for (uint32_t i = 0; i < q->nframes; i++) {
-			char epoch[ENG_INBOX_EPOCH_LEN + 1];
-			uint64_t n = id_of(q->frames[i], epoch);
-
-			if (was_seen(r, epoch, n))
-				eng_buf_put(q->frames[i]);
-			else
-				q->frames[keep++] = q->frames[i];
-		}
-		eng_inbox_backlog(s, c, q->frames, keep);
-		q->frames = NULL;
-		q->nframes = 0;
-	}
-	if (r && top && c->gen == q->gen && eng_conn_alive(c)) {
-		/* now skip, live, what the read had */
-		r->answered = true;
-		r->top = top;
-		memcpy(r->epoch, top_epoch, sizeof(r->epoch));
-		r->next = s->inboxes->reads;
-		s->inboxes->reads = r;
-		r = NULL;
-	}
-	eng_free(r);
+	r->state = READ_SENDING;
+	r->more = q->more;
+	r->top = q->after;
+	memcpy(r->epoch, q->epoch, sizeof(r->epoch));
+	eng_inbox_backlog(s, c, q->frames, q->nframes);
+	q->frames = NULL;
+	q->nframes = 0;
 	eng_ibreq_free(q);
+	/* all of it queued at once, or none: ask on (r may be gone) */
+	page_sent(s, c);
 }
 
 void eng_inbox_redis_done(struct eng_shard *s, struct eng_ibreq *q,
@@ -752,7 +809,7 @@ void eng_inbox_redis_done(struct eng_shard *s, struct eng_ibreq *q,
 	struct eng_conn *c = &s->conns[q->slot];
 
 	if (q->kind == ENG_IB_REPLAY) {
-		replayed(s, q);
+		replayed(s, q, result);
 		return;
 	}
 	if (result >= 0) {

@@ -86,11 +86,15 @@ void eng_inbox_stamp(struct eng_buf *f, const char *epoch, uint64_t n);
 
 /*
  * With Redis the inbox lives there (rreq.c). eng_inbox_redis_replay():
- * @c, a user's connection, was admitted: its unread are read and sent
- * to it. eng_inbox_pass(): whether kept push @f goes to slot @slot live
- * (not when that read had it already; the read skips those that did).
- * eng_inbox_forget(): @c closes (its backlog goes too, on both brokers). eng_inbox_redis_done(): the bridge's
- * answer to @q (@result < 0: Redis could not be asked).
+ * @c, a user's connection, was admitted: its unread are read a page at a
+ * time and sent to it as a backlog, the next page once that backlog has
+ * gone out (eng_inbox_drain()); a page that fails ends it, the rest stay
+ * unread. eng_inbox_pass(): whether kept push @f goes to slot @slot live
+ * (not while that connection's replay is under way: a page brings it in
+ * order; not when a page had it already). eng_inbox_forget(): @c closes
+ * (its backlog and replay go too, on both brokers).
+ * eng_inbox_redis_done(): the bridge's answer to @q (@result < 0: Redis
+ * could not be asked).
  */
 void eng_inbox_redis_replay(struct eng_shard *s, struct eng_conn *c);
 bool eng_inbox_pass(struct eng_shard *s, uint32_t slot, struct eng_buf *f);

@@ -182,18 +182,24 @@ struct eng_ibreq {
 	uint8_t status;			/* answer: ENG_IB_OK or _UNKNOWN */
 	char name[ENG_CHAN_MAX + 2];	/* the user's index key */
 	char seq[64];			/* the command's seq, raw JSON */
-	char epoch[12];			/* ack: the ids'; answer: the inbox's */
+	char epoch[12];			/* ack: the ids'; a replay's page: the
+					 * inbox it goes on in ("" the first);
+					 * answer: the inbox's */
 	uint32_t n;			/* ids asked, then ids listed */
 	uint64_t unread, evicted, acked;	/* answer */
 	uint64_t ids[ENG_INBOX_IDS];	/* ack: asked; list: the oldest */
 	struct eng_buf **frames;	/* REPLAY (Redis): the unread, owned */
 	uint32_t nframes;
+	uint64_t after;			/* REPLAY: the page starts after this
+					 * N; answer: the newest N it read */
+	uint8_t more;			/* REPLAY answer: cut by its budget */
 };
 
 enum {
 	ENG_IB_ACK = 0,
 	ENG_IB_LIST,
-	ENG_IB_REPLAY,		/* with Redis: a new connection's unread */
+	ENG_IB_REPLAY,		/* with Redis: a page of a new connection's
+				 * unread */
 	/* status */
 	ENG_IB_OK = 0,
 	ENG_IB_UNKNOWN,		/* an id this inbox never gave */

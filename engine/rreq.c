@@ -275,35 +275,42 @@ static const char lua_ikeep[] = LUA_INBOX_KEYS LUA_INBOX_EXPIRE
 
 /*
  * Read. ARGV: prefix, uid, ttl ms, at most this many, "1": with the
- * messages, a byte budget for them. Returns {epoch or nil, unread,
- * evicted, N, [message,] ...}, oldest first. As the history read, it
- * reads a few entries at a time and stops before the message that would
- * pass the budget (the first always goes): the rest stay unread.
+ * messages, a byte budget for them, and for a replay the N and the epoch
+ * its page goes on after (an epoch not the inbox's: from its start, as
+ * the inbox is a new one). Returns {epoch or nil, unread, evicted, more,
+ * N, [message,] ...}, oldest first. As the history read, it reads a few
+ * entries at a time and stops before the message that would pass the
+ * budget (the first always goes), with more 1: the next page goes on
+ * after the last N.
  */
 static const char lua_iread[] = LUA_INBOX_KEYS LUA_INBOX_EXPIRE
 	"local ep = redis.call('HGET', m, 'epoch')\n"
-	"if not ep then return {false, 0, 0} end\n"
+	"if not ep then return {false, 0, 0, 0} end\n"
 	"expire(tonumber(ARGV[3]))\n"
 	"local out = {ep, redis.call('XLEN', s),"
-	" tonumber(redis.call('HGET', m, 'evicted'))}\n"
+	" tonumber(redis.call('HGET', m, 'evicted')), 0}\n"
 	"local left, budget, size, from = tonumber(ARGV[4]),"
 	" tonumber(ARGV[6]), 0, '-'\n"
+	"if ARGV[8] == ep then from = '(' .. ARGV[7] .. '-0' end\n"
 	"while left > 0 do\n"
 	"  local e = redis.call('XRANGE', s, from, '+', 'COUNT',"
 	" math.min(left, 16))\n"
-	"  if #e == 0 then break end\n"
+	"  if #e == 0 then return out end\n"
 	"  for _, x in ipairs(e) do\n"
 	"    from = '(' .. x[1]\n"
 	"    if ARGV[5] == '1' then\n"
-	"      if #out > 3 and size + #x[2][4] > budget then return out end\n"
+	"      if #out > 4 and size + #x[2][4] > budget then\n"
+	"        out[4] = 1\n"
+	"        return out\n"
+	"      end\n"
 	"      size = size + #x[2][4]\n"
 	"    end\n"
 	"    out[#out + 1] = tonumber(string.match(x[1], '^(%d+)'))\n"
 	"    if ARGV[5] == '1' then out[#out + 1] = x[2][4] end\n"
 	"    left = left - 1\n"
-	"    if left == 0 then break end\n"
 	"  end\n"
 	"end\n"
+	"out[4] = 1\n"
 	"return out\n";
 
 /*
@@ -563,13 +570,24 @@ int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
 	return send_req(s, c, p);
 }
 
+/*
+ * The bytes of one page of a replay: ENG_RREQ_READ_MAX, or less when
+ * half of --max-pending-bytes is less, so that a page waiting to be sent
+ * and what the connection has queued stay within what it may hold.
+ */
+static uint32_t replay_budget(const struct eng_cfg *cfg)
+{
+	return cfg->max_pending / 2 < ENG_RREQ_READ_MAX ?
+	       cfg->max_pending / 2 : ENG_RREQ_READ_MAX;
+}
+
 int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 		   size_t ulen)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	const char *argv[6 + ENG_INBOX_IDS + 1];
 	size_t lens[6 + ENG_INBOX_IDS + 1];
-	char nums[ENG_INBOX_IDS][24], ttl[16], max[16], budget[16];
+	char nums[ENG_INBOX_IDS][24], ttl[16], max[16], budget[16], after[24];
 	char keys[ENG_RREQ_KEYS_MAX], name[ENG_CHAN_MAX + 128];
 	struct eng_rreq *p;
 	uint16_t hslot;
@@ -613,7 +631,14 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 		lens[argc++] = 1;
 		argv[argc] = budget;
 		lens[argc++] = (size_t)snprintf(budget, sizeof(budget), "%u",
-						ENG_RREQ_READ_MAX);
+						replay_budget(cfg));
+	}
+	if (q->kind == ENG_IB_REPLAY) {		/* the page goes on after */
+		argv[argc] = after;
+		lens[argc++] = (size_t)snprintf(after, sizeof(after), "%llu",
+						(unsigned long long)q->after);
+		argv[argc] = q->epoch;
+		lens[argc++] = strlen(q->epoch);
 	}
 	p = eng_rreq_new(ENG_RQ_IBOX, argc, argv, lens);
 	if (!p)

@@ -98,9 +98,13 @@ int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
 
 /*
  * What @q (taken over) asks of user @uid's inbox in Redis: an ack, a
- * listing or the unread for a new connection (ENG_IB_*). The bridge fills
- * the answer in and inbox.c gets it back (eng_inbox_redis_done()).
- * Returns 0, or -ENOMEM with @q still the caller's.
+ * listing or a page of a new connection's unread (ENG_IB_*): those after
+ * q->after in inbox q->epoch ("": from the oldest), oldest first, at most
+ * ENG_RREQ_READ_MAX bytes of them (less when half of --max-pending-bytes
+ * is less; one whatever its size), the answer saying whether more are
+ * left. The bridge fills the answer in and inbox.c gets it back
+ * (eng_inbox_redis_done()). Returns 0, or -ENOMEM with @q still the
+ * caller's.
  */
 struct eng_ibreq;
 int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
