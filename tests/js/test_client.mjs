@@ -83,8 +83,10 @@ async function checkReconnect() {
 		await once(c, 'close');
 		// down for a while: several attempts, each within its bound
 		await until('3 failed attempts', () => delays.length >= 4);
+		// listen first: the client may open before start() returns
+		const opened = once(c, 'open');
 		await eng.start();
-		await once(c, 'open');
+		await opened;
 		// opened() sent the subscribes: publish once they are answered
 		await c.channels.get('a').confirmed;
 		await c.channels.get('b').confirmed;
