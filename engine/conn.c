@@ -197,29 +197,52 @@ void eng_conn_on_close(struct eng_shard *s, struct ring_cqe *cqe)
 
 /* ---- sending ----------------------------------------------------------- */
 
+static bool xport_send(struct eng_shard *s, struct eng_conn *c);
+
 static void flush(struct eng_shard *s, struct eng_conn *c)
+{
+	if ((c->flags & ENG_CONN_F_SEND) || c->state == ENG_CONN_DEAD)
+		return;
+	if (xport_send(s, c))
+		return;		/* on its way, or the connection died */
+	if (c->state == ENG_CONN_DRAIN && !(c->flags & ENG_CONN_F_SHUT)) {
+		/*
+		 * Everything is sent: half-close so the peer sees EOF, and
+		 * keep reading until it closes too. Closing with unread bytes
+		 * would send an RST that can destroy the response before the
+		 * peer reads it.
+		 */
+		if (ring_shutdown_wr(&s->ring, eng_slot(s, c),
+				     ud_of(s, c, ENG_OP_CONN_CANCEL))) {
+			eng_conn_kill(s, c);
+			return;
+		}
+		c->flags |= ENG_CONN_F_SHUT | ENG_CONN_F_SHUTTING;
+	}
+}
+
+/*
+ * ---- transport ---------------------------------------------------------
+ * Every byte a connection receives or sends passes here: xport_recv()
+ * takes what a read brought, xport_send() puts the send queue on the
+ * wire, xport_sent() says how much of the queue a send's completion
+ * covers. Plain connections go straight through; receive, reassembly,
+ * the frame parser and the send queue above know nothing of the wire.
+ */
+
+/*
+ * Puts the head of @c's queue (or several entries) on the wire. Returns
+ * false when there was nothing to send, true when a send went out or @c
+ * had to be killed.
+ */
+static bool xport_send(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng_buf *b;
 	const uint8_t *p;
 	uint32_t len;
 
-	if ((c->flags & ENG_CONN_F_SEND) || c->state == ENG_CONN_DEAD)
-		return;
-	if (!c->sq_head) {
-		if (c->state == ENG_CONN_DRAIN && !(c->flags & ENG_CONN_F_SHUT)) {
-			/*
-			 * Everything is sent: half-close so the peer sees EOF,
-			 * and keep reading until it closes too. Closing with
-			 * unread bytes would send an RST that can destroy the
-			 * response before the peer reads it.
-			 */
-			if (ring_shutdown_wr(&s->ring, eng_slot(s, c),
-					     ud_of(s, c, ENG_OP_CONN_CANCEL)))
-				goto fail;
-			c->flags |= ENG_CONN_F_SHUT | ENG_CONN_F_SHUTTING;
-		}
-		return;
-	}
+	if (!c->sq_head)
+		return false;
 	b = c->sq_head->buf;
 	p = b->data + b->start + c->sent;
 	len = b->len - c->sent;
@@ -282,9 +305,10 @@ static void flush(struct eng_shard *s, struct eng_conn *c)
 	}
 	c->flags |= ENG_CONN_F_SEND;
 	ENG_STAT_ADD(s, sends, 1);
-	return;
+	return true;
 fail:
 	eng_conn_kill(s, c);
+	return true;
 }
 
 static void send_close(struct eng_shard *s, struct eng_conn *c, uint16_t code,
@@ -425,6 +449,18 @@ int eng_conn_deliver(struct eng_shard *s, struct eng_conn *c,
 	return queue_bounded(s, c, b, false);
 }
 
+/*
+ * A send of @c's completed with @res (bytes on the wire, or -errno).
+ * Returns how many bytes of the send queue that finished, or -EINPROGRESS
+ * when the transport sent a rest of its own and the queue waits for it.
+ */
+static int xport_sent(struct eng_shard *s, struct eng_conn *c, int res)
+{
+	(void)s;
+	(void)c;
+	return res;
+}
+
 static void sent(struct eng_shard *s, struct eng_conn *c, int res);
 
 void eng_conn_on_send(struct eng_shard *s, struct ring_cqe *cqe)
@@ -441,6 +477,9 @@ static void sent(struct eng_shard *s, struct eng_conn *c, int res)
 	struct eng_sq *q;
 
 	c->flags &= ~ENG_CONN_F_SEND;
+	res = xport_sent(s, c, res);
+	if (res == -EINPROGRESS)
+		return;		/* the transport's own rest is on its way */
 	if (res < 0 || c->state == ENG_CONN_DEAD) {
 		/* EPIPE, ECONNRESET, ECANCELED: the peer is gone. */
 		eng_conn_kill(s, c);
@@ -1222,6 +1261,13 @@ void eng_conn_resumed(struct eng_shard *s, struct eng_conn *c)
 
 /* ---- recv and accept --------------------------------------------------- */
 
+/* What a read brought, into the receive path (the transport seam). */
+static void xport_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		       size_t n)
+{
+	feed(s, c, p, n);
+}
+
 static void arm_recv(struct eng_shard *s, struct eng_conn *c)
 {
 	/* No buffer of its own: one comes from the shard's pool per read. */
@@ -1262,8 +1308,8 @@ void eng_conn_on_recv(struct eng_shard *s, struct ring_cqe *cqe)
 		ENG_STAT_ADD(s, bytes_in, cqe->res);
 		c->last_rx = s->tick;
 		if (parsing(c))
-			feed(s, c, ring_bufs_ptr(&s->rbufs, bid),
-			     (size_t)cqe->res);
+			xport_recv(s, c, ring_bufs_ptr(&s->rbufs, bid),
+				   (size_t)cqe->res);
 		/* DRAIN discards what the peer still sends. */
 	}
 	if (has_buf)
