@@ -21,6 +21,7 @@
 #include "metrics.h"
 #include "sub.h"
 #include "timer.h"
+#include "tlsio.h"
 #include "ud.h"
 #include "user.h"
 
@@ -111,6 +112,7 @@ static void release(struct eng_shard *s, struct eng_conn *c)
 		q = next;
 	}
 	rx_free(s, c);
+	eng_tls_release(s, eng_slot(s, c));
 	eng_timer_del(s, c);
 	c->sq_head = c->sq_tail = NULL;
 	c->queued = 0;
@@ -149,6 +151,8 @@ void eng_conn_kill(struct eng_shard *s, struct eng_conn *c)
 	set_state(s, c, ENG_CONN_DEAD);
 	eng_timer_del(s, c);
 	rx_free(s, c);
+	/* TLS: close_notify or the alert owed, before the shutdown below */
+	eng_tls_close(s, c);
 	if ((c->flags & (ENG_CONN_F_RECV | ENG_CONN_F_SEND)) &&
 	    !ring_cancel_slot(&s->ring, eng_slot(s, c),
 			      ud_of(s, c, ENG_OP_CONN_CANCEL)))
@@ -241,6 +245,14 @@ static bool xport_send(struct eng_shard *s, struct eng_conn *c)
 	const uint8_t *p;
 	uint32_t len;
 
+	if (eng_tls_at(s, eng_slot(s, c))) {
+		/* TLS: the queue sealed into one buffer of the connection's */
+		int r = eng_tls_send(s, c);
+
+		if (r < 0)
+			eng_conn_kill(s, c);
+		return r != 0;
+	}
 	if (!c->sq_head)
 		return false;
 	b = c->sq_head->buf;
@@ -456,8 +468,8 @@ int eng_conn_deliver(struct eng_shard *s, struct eng_conn *c,
  */
 static int xport_sent(struct eng_shard *s, struct eng_conn *c, int res)
 {
-	(void)s;
-	(void)c;
+	if (eng_tls_at(s, eng_slot(s, c)))
+		return eng_tls_sent(s, c, res);
 	return res;
 }
 
@@ -716,6 +728,7 @@ void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c)
 	switch (c->state) {
 	case ENG_CONN_HTTP:		/* slowloris: no complete upgrade in time */
 		ENG_STAT_ADD(s, timeouts, 1);
+		eng_tls_timed_out(s, eng_slot(s, c));
 		eng_conn_kill(s, c);
 		return;
 	case ENG_CONN_WS:
@@ -1265,7 +1278,20 @@ void eng_conn_resumed(struct eng_shard *s, struct eng_conn *c)
 static void xport_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 		       size_t n)
 {
-	feed(s, c, p, n);
+	if (!eng_tls_at(s, eng_slot(s, c))) {
+		feed(s, c, p, n);
+		return;
+	}
+	/* records opened in place; their plaintext to eng_conn_feed() */
+	if (eng_tls_recv(s, c, p, n))
+		flush(s, c);	/* handshake output, or a KeyUpdate owed */
+}
+
+void eng_conn_feed(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		   size_t n)
+{
+	if (parsing(c))
+		feed(s, c, p, n);
 }
 
 static void arm_recv(struct eng_shard *s, struct eng_conn *c)
@@ -1363,6 +1389,10 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot)
 	ENG_STAT_ADD(s, accepted, 1);
 	total = atomic_fetch_add_explicit(&s->eng->nconns, 1,
 					  memory_order_relaxed) + 1;
+	if (s->tls && eng_tls_accept(s, slot) < 0) {
+		eng_conn_kill(s, c);	/* over the handshake cap */
+		return;
+	}
 	arm_recv(s, c);
 	if (total > cfg->max_conns) {
 		ENG_STAT_ADD(s, rejected, 1);

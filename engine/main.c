@@ -30,6 +30,7 @@
 #include "hist.h"
 #include "inbox.h"
 #include "mail.h"
+#include "tlsio.h"
 #include "ud.h"
 
 static const char usage[] =
@@ -134,6 +135,13 @@ static const char usage[] =
 "                           (default 90s, 0 off)\n"
 "  --handshake-timeout DUR  drop a client that has not upgraded within DUR\n"
 "                           (default 10s)\n"
+"  --tls-cert FILE          speak TLS on the port (wss://, https://): the\n"
+"                           certificate chain, PEM, leaf first\n"
+"  --tls-key FILE           its private key, PEM (both or neither)\n"
+"  --tls-min 1.3            lowest TLS version; only 1.3 is supported for\n"
+"                           now (1.2 is refused)\n"
+"  --tls-max-handshakes N   TLS handshakes in progress per shard; past it a\n"
+"                           new client is closed at once (default 1024)\n"
 "  --io uring|epoll         I/O backend (default uring); epoll exists to\n"
 "                           compare the same engine on the older model\n"
 "  --recv-buffers N         provided receive buffers per shard (default 1024)\n"
@@ -480,6 +488,7 @@ enum {
 	OPT_HISTORY_MEMORY, OPT_INBOX_MAX, OPT_INBOX_TTL, OPT_BATCH_WINDOW,
 	OPT_DEMO, OPT_THREADS,
 };
+enum { OPT_TLS_CERT = 512, OPT_TLS_KEY, OPT_TLS_MIN, OPT_TLS_HANDSHAKES };
 
 static const struct option options[] = {
 	{ "listen",		required_argument, NULL, OPT_LISTEN },
@@ -520,9 +529,43 @@ static const struct option options[] = {
 	{ "history-memory",	required_argument, NULL, OPT_HISTORY_MEMORY },
 	{ "inbox-max",		required_argument, NULL, OPT_INBOX_MAX },
 	{ "inbox-ttl",		required_argument, NULL, OPT_INBOX_TTL },
+	{ "tls-cert",		required_argument, NULL, OPT_TLS_CERT },
+	{ "tls-key",		required_argument, NULL, OPT_TLS_KEY },
+	{ "tls-min",		required_argument, NULL, OPT_TLS_MIN },
+	{ "tls-max-handshakes",	required_argument, NULL, OPT_TLS_HANDSHAKES },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
+
+/* The TLS options (tlsio.h). Returns false for an option not of them. */
+static bool tls_opt(int opt, const char *arg, struct eng_cfg *cfg)
+{
+	uint64_t v;
+
+	switch (opt) {
+	case OPT_TLS_CERT:
+	case OPT_TLS_KEY: {
+		char *dst = opt == OPT_TLS_CERT ? cfg->tls_cert : cfg->tls_key;
+
+		if (!*arg || strlen(arg) >= sizeof(cfg->tls_cert))
+			bad_value(opt == OPT_TLS_CERT ? "tls-cert" : "tls-key",
+				  arg);
+		strcpy(dst, arg);
+		return true;
+	}
+	case OPT_TLS_MIN:
+		/* 1.2 would need the SSL* kept per connection: not yet */
+		if (strcmp(arg, "1.3"))
+			bad_value("tls-min (only 1.3 for now)", arg);
+		return true;
+	case OPT_TLS_HANDSHAKES:
+		if (parse_u64(arg, &v) < 0 || !v || v > 1000000)
+			bad_value("tls-max-handshakes (1 to 1000000)", arg);
+		cfg->tls_max_handshakes = (unsigned)v;
+		return true;
+	}
+	return false;
+}
 
 /*
  * --demo: serves /demo, lets clients publish and keeps the last 100
@@ -788,6 +831,8 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 				"(see --help)\n", name);
 			exit(2);
 		default:
+			if (tls_opt(opt, optarg, cfg))
+				break;
 			fprintf(stderr, "ringcast: unknown option %s "
 				"(see --help)\n", name);
 			exit(2);
@@ -947,6 +992,7 @@ int main(int argc, char **argv)
 	e.cfg.inbox_max = 1000;
 	e.cfg.inbox_ttl_ms = 24 * 3600 * 1000;
 	e.cfg.jwt_leeway = ENG_JWT_LEEWAY;
+	e.cfg.tls_max_handshakes = 1024;
 	/* A secret that does not fit must stop us, never leave us open. */
 	if (env_secret("RINGCAST_API_KEY", e.cfg.api_key,
 		       sizeof(e.cfg.api_key)) < 0 ||
@@ -996,6 +1042,19 @@ int main(int argc, char **argv)
 		if (eng_auth_init(&e.cfg, &why) < 0) {
 			fprintf(stderr, "ringcast: --jwt-public-key %s: %s\n",
 				e.cfg.jwt_pubkey_file, why);
+			return 2;
+		}
+	}
+	if (!e.cfg.tls_cert[0] != !e.cfg.tls_key[0]) {
+		fprintf(stderr, "ringcast: --tls-cert and --tls-key go "
+			"together (see --help)\n");
+		return 2;
+	}
+	{
+		char why[512];
+
+		if (eng_tls_init(&e, why, sizeof(why)) < 0) {
+			fprintf(stderr, "ringcast: %s\n", why);
 			return 2;
 		}
 	}
@@ -1136,6 +1195,8 @@ int main(int argc, char **argv)
 			 e.cfg.redis_port);
 	if (e.cfg.epoll)
 		strcat(broker, "; epoll backend");
+	if (e.tls_ctx)
+		strcat(broker, "; TLS 1.3");
 	if (e.cfg.threads)
 		snprintf(broker + strlen(broker), sizeof(broker) - strlen(broker),
 			 "; on %u threads", e.cfg.threads);
@@ -1170,6 +1231,7 @@ stop:
 	free(e.cfg.ns);
 	eng_arena_exit();
 	eng_auth_exit();
+	eng_tls_exit(&e);
 	if (!status)
 		fprintf(stderr, "ringcast: stopped\n");
 	return status;
