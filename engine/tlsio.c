@@ -119,15 +119,25 @@ static int alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 	return SSL_TLSEXT_ERR_OK;
 }
 
-/* The last OpenSSL error as text, for the operator. */
-static void ssl_why(char *why, size_t n, const char *what, const char *file)
+/*
+ * Why @file (given to option @opt) was refused, for the operator: the
+ * system's reason when it cannot be read, else @what and OpenSSL's.
+ */
+static void ssl_why(char *why, size_t n, const char *opt, const char *file,
+		    const char *what)
 {
 	char err[256] = "unknown error";
 	unsigned long e = ERR_peek_last_error();
+	FILE *f = fopen(file, "r");
 
-	if (e)
-		ERR_error_string_n(e, err, sizeof(err));
-	snprintf(why, n, "%s %s: %s", what, file, err);
+	if (!f) {
+		snprintf(why, n, "%s %s: %s", opt, file, strerror(errno));
+	} else {
+		fclose(f);
+		if (e)
+			ERR_error_string_n(e, err, sizeof(err));
+		snprintf(why, n, "%s %s: %s (%s)", opt, file, what, err);
+	}
 	ERR_clear_error();
 }
 
@@ -146,17 +156,19 @@ int eng_tls_init(struct eng *e, char *why, size_t why_len)
 	/* TLS 1.3 only: the record layer after the handshake is 1.3's */
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
-		ssl_why(why, why_len, "--tls-cert", cfg->tls_cert);
+		ssl_why(why, why_len, "--tls-cert", cfg->tls_cert,
+			"not a PEM certificate chain");
 		goto err;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key,
 					SSL_FILETYPE_PEM) != 1) {
-		ssl_why(why, why_len, "--tls-key", cfg->tls_key);
+		ssl_why(why, why_len, "--tls-key", cfg->tls_key,
+			"not a PEM private key, or not the certificate's");
 		goto err;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		ssl_why(why, why_len, "--tls-key does not match --tls-cert",
-			cfg->tls_key);
+		ssl_why(why, why_len, "--tls-key", cfg->tls_key,
+			"not the key of --tls-cert");
 		goto err;
 	}
 	/*
@@ -720,40 +732,51 @@ void eng_tls_close(struct eng_shard *s, struct eng_conn *c)
 
 /* ---- /stats ------------------------------------------------------------ */
 
-size_t eng_tls_stats(const struct eng *e, char *out, size_t cap)
-{
-	static const char *const why[ENG_TLS_FAIL_MAX] = {
-		"garbage", "handshake", "timeout", "cap", "closed",
-	};
-	uint64_t v[4] = { 0 }, f[ENG_TLS_FAIL_MAX] = { 0 }, hs = 0;
-	size_t n;
+const char *const eng_tls_fail_names[ENG_TLS_FAIL_MAX] = {
+	"garbage", "handshake", "timeout", "cap", "closed",
+};
 
+void eng_tls_sum(const struct eng *e, struct eng_tls_totals *t)
+{
+	memset(t, 0, sizeof(*t));
 	for (unsigned i = 0; i < e->cfg.shards; i++) {
 		struct eng_tls_shard *ts = e->shards[i].tls;
 
 		if (!ts)
 			continue;
-		v[0] += atomic_load_explicit(&ts->conns, memory_order_relaxed);
-		v[1] += atomic_load_explicit(&ts->done, memory_order_relaxed);
-		v[2] += atomic_load_explicit(&ts->alerts, memory_order_relaxed);
-		v[3] += atomic_load_explicit(&ts->state_bytes,
-					     memory_order_relaxed);
-		hs += atomic_load_explicit(&ts->handshaking,
-					   memory_order_relaxed);
+		t->conns += atomic_load_explicit(&ts->conns,
+						 memory_order_relaxed);
+		t->handshaking += atomic_load_explicit(&ts->handshaking,
+						       memory_order_relaxed);
+		t->done += atomic_load_explicit(&ts->done, memory_order_relaxed);
+		t->alerts += atomic_load_explicit(&ts->alerts,
+						  memory_order_relaxed);
+		t->state_bytes += atomic_load_explicit(&ts->state_bytes,
+						       memory_order_relaxed);
 		for (unsigned k = 0; k < ENG_TLS_FAIL_MAX; k++)
-			f[k] += atomic_load_explicit(&ts->failed[k],
-						     memory_order_relaxed);
+			t->failed[k] += atomic_load_explicit(&ts->failed[k],
+							     memory_order_relaxed);
 	}
+}
+
+size_t eng_tls_stats(const struct eng *e, char *out, size_t cap)
+{
+	struct eng_tls_totals t;
+	size_t n;
+
+	eng_tls_sum(e, &t);
 	n = (size_t)snprintf(out, cap, "{\"conns\":%llu,\"handshaking\":%llu,"
 			     "\"handshakes\":%llu,\"alerts\":%llu,"
 			     "\"state_bytes\":%llu,\"failed\":{",
-			     (unsigned long long)v[0], (unsigned long long)hs,
-			     (unsigned long long)v[1], (unsigned long long)v[2],
-			     (unsigned long long)v[3]);
+			     (unsigned long long)t.conns,
+			     (unsigned long long)t.handshaking,
+			     (unsigned long long)t.done,
+			     (unsigned long long)t.alerts,
+			     (unsigned long long)t.state_bytes);
 	for (unsigned k = 0; k < ENG_TLS_FAIL_MAX && n < cap; k++)
 		n += (size_t)snprintf(out + n, cap - n, "%s\"%s\":%llu",
-				      k ? "," : "", why[k],
-				      (unsigned long long)f[k]);
+				      k ? "," : "", eng_tls_fail_names[k],
+				      (unsigned long long)t.failed[k]);
 	if (n < cap)
 		n += (size_t)snprintf(out + n, cap - n, "}}");
 	return n < cap ? n : cap;

@@ -31,6 +31,9 @@ enum {
 	ENG_TLS_FAIL_MAX,
 };
 
+/* Their names in /stats and /metrics: "garbage", "handshake", ... */
+extern const char *const eng_tls_fail_names[ENG_TLS_FAIL_MAX];
+
 /* A shard's TLS side; NULL in eng_shard when TLS is off. */
 struct eng_tls_shard {
 	EVP_CIPHER_CTX *cctx;		/* owned: re-keyed for every record */
@@ -107,6 +110,13 @@ int eng_tls_sent(struct eng_shard *s, struct eng_conn *c, int res);
  * flight. Best effort: sets ENG_CONN_F_SEND when it sent.
  */
 void eng_tls_close(struct eng_shard *s, struct eng_conn *c);
+
+/* Every shard's TLS figures, summed (relaxed reads, from any thread). */
+struct eng_tls_totals {
+	uint64_t conns, handshaking, done, alerts, state_bytes;
+	uint64_t failed[ENG_TLS_FAIL_MAX];
+};
+void eng_tls_sum(const struct eng *e, struct eng_tls_totals *t);
 
 /* {"conns":..} for /stats: every shard's TLS figures. Returns the length. */
 size_t eng_tls_stats(const struct eng *e, char *out, size_t cap);

@@ -269,12 +269,42 @@ ws.on('error', (e) => { console.log('error ' + e.message); process.exit(1); });
 
 
 def check_stats(eng):
+    """/stats and /metrics count what the checks before did."""
+    st, body = https(eng, "GET", "/metrics")
+    expect_eq(st, 200, "GET /metrics over https")
+    text = body.decode()
+    for want in ("ringcast_tls_handshakes_total ",
+                 'ringcast_tls_handshake_failures_total{reason="garbage"} 1',
+                 "ringcast_tls_alerts_total 2", "ringcast_tls_state_bytes "):
+        expect(want in text, "/metrics has no %r", want)
     t = tls_stats(eng)
     expect(t["handshakes"] >= 10, "handshakes %d", t["handshakes"])
     expect(t["alerts"] >= 2, "alerts %d", t["alerts"])
     # this very request's connection holds its state: a few hundred bytes
     expect(t["conns"] >= 1 and 0 < t["state_bytes"] <= 4096 * t["conns"],
            "state %s", t)
+
+
+def check_bad_files(exe):
+    """A certificate or key that cannot be used stops start-up, saying
+    which file and why; so does one of the pair alone."""
+    missing = os.path.join(TMP, "missing.pem")
+    cases = [
+        (["--tls-cert", missing, "--tls-key", KEY], missing),
+        (["--tls-cert", KEY, "--tls-key", KEY], "not a PEM certificate"),
+        (["--tls-cert", CERT, "--tls-key", os.path.join(TMP, "ca.key")],
+         "not the certificate's"),
+        (["--tls-cert", CERT], "go together"),
+        (["--tls-cert", CERT, "--tls-key", KEY, "--tls-min", "1.2"],
+         "tls-min"),
+    ]
+    for args, want in cases:
+        p = subprocess.run([exe, "--listen", "127.0.0.1:0"] + args,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=30)
+        err = p.stderr.decode()
+        expect(p.returncode == 2 and want in err,
+               "%s: status %d, %r", args, p.returncode, err)
 
 
 def check_deadline(exe):
@@ -335,6 +365,7 @@ def main():
             run.check("key_update", check_key_update, eng)
             run.check("node_ws", check_node, eng)
             run.check("stats", check_stats, eng)
+        run.check("bad_files", check_bad_files, exe)
         run.check("handshake_deadline", check_deadline, exe)
         run.check("handshake_cap", check_cap, exe)
     except Exception as e:
