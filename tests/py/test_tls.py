@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+import websockets
+
 import rc
 from rc import expect, expect_eq
 
@@ -134,6 +136,36 @@ async def check_wss_pubsub(eng):
                    "push %d: %s", i, rc.short(m))
             expect(m["data"]["i"] == i and len(m["data"]["pad"]) == n,
                    "push %d out of order or cut", i)
+
+
+async def check_backpressure(eng):
+    """A subscriber that stops reading: the engine's sealed sends go out
+    in parts as the socket drains, and every push still arrives whole and
+    in order (about 12 MB against a few MB of socket buffers)."""
+    n, size = 120, 100000
+    url = "wss://127.0.0.1:%d/ws" % eng.port
+    async with rc.ws_connect(url, ssl=client_ctx(), max_queue=1,
+                             read_limit=1 << 14) as ws:
+        await ws.send(rc.push_cmd("subscribe", seq=1, channels=["bulk"]))
+        reply = json.loads(await rc.ws_recv(ws))
+        expect_eq(reply.get("code"), 200, "subscribe")
+        conn = http.client.HTTPSConnection("127.0.0.1", eng.port,
+                                           context=client_ctx(),
+                                           timeout=rc.IO_TIMEOUT)
+        loop = asyncio.get_running_loop()
+        try:
+            for i in range(n):
+                body = json.dumps({"i": i, "pad": chr(97 + i % 26) * size})
+                st, got = await loop.run_in_executor(
+                    None, https, eng, "POST", "/publish/bulk", body, conn)
+                expect(st == 200, "publish %d: %d %s", i, st, got)
+        finally:
+            conn.close()
+        for i in range(n):
+            m = json.loads(await rc.ws_recv(ws, 60))
+            expect(m["data"]["i"] == i and
+                   m["data"]["pad"] == chr(97 + i % 26) * size,
+                   "push %d out of order or damaged", i)
 
 
 async def check_wss_echo_big(eng):
@@ -285,6 +317,40 @@ def check_stats(eng):
            "state %s", t)
 
 
+def check_slow_consumer(exe):
+    """Over --max-pending-bytes a wss:// subscriber that does not read is
+    told 1008, as on ws://: what was in flight, then the close frame."""
+    async def go(eng):
+        url = "wss://127.0.0.1:%d/ws" % eng.port
+        async with rc.ws_connect(url, ssl=client_ctx(), max_queue=1,
+                                 read_limit=1 << 14) as ws:
+            await ws.send(rc.push_cmd("subscribe", seq=1, channels=["s"]))
+            expect_eq(json.loads(await rc.ws_recv(ws)).get("code"), 200,
+                      "subscribe")
+            conn = http.client.HTTPSConnection("127.0.0.1", eng.port,
+                                               context=client_ctx(),
+                                               timeout=rc.IO_TIMEOUT)
+            loop = asyncio.get_running_loop()
+            try:
+                for i in range(100):
+                    await loop.run_in_executor(
+                        None, https, eng, "POST", "/publish/s",
+                        json.dumps({"i": i, "pad": "z" * 100000}), conn)
+            finally:
+                conn.close()
+            try:
+                for _ in range(100):
+                    await rc.ws_recv(ws, 30)
+            except websockets.ConnectionClosed:
+                pass
+            expect_eq(ws.close_code, 1008, "close code")
+
+    with tls_engine(exe, "--max-pending-bytes", "1M") as eng:
+        asyncio.run(asyncio.wait_for(go(eng), 120))
+        # only this very request's connection is left
+        wait_stats(eng, lambda t: t["conns"] == 1, "subscriber closed")
+
+
 def check_bad_files(exe):
     """A certificate or key that cannot be used stops start-up, saying
     which file and why; so does one of the pair alone."""
@@ -355,8 +421,10 @@ def main():
     make_certs()
     exe = run.exe
     try:
-        with tls_engine(exe, "--echo", "--shards", "2") as eng:
+        with tls_engine(exe, "--echo", "--shards", "2",
+                        "--max-pending-bytes", "64M") as eng:
             run.check("wss_pubsub", check_wss_pubsub, eng, timeout=120)
+            run.check("backpressure", check_backpressure, eng, timeout=120)
             run.check("wss_echo_big", check_wss_echo_big, eng)
             run.check("s_client_suites", check_s_client_suites, eng)
             run.check("close_notify", check_close_notify, eng)
@@ -365,6 +433,7 @@ def main():
             run.check("key_update", check_key_update, eng)
             run.check("node_ws", check_node, eng)
             run.check("stats", check_stats, eng)
+        run.check("slow_consumer", check_slow_consumer, exe, timeout=150)
         run.check("bad_files", check_bad_files, exe)
         run.check("handshake_deadline", check_deadline, exe)
         run.check("handshake_cap", check_cap, exe)
