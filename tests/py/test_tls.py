@@ -300,6 +300,14 @@ ws.on('error', (e) => { console.log('error ' + e.message); process.exit(1); });
     expect_eq(p.stdout.decode().strip(), "ok", "node ws over wss")
 
 
+def check_status_page(eng):
+    """The status page and ringcast.js come over https:// too."""
+    for path, want in (("/", b"<html"), ("/ringcast.js", b"WebSocket")):
+        st, body = https(eng, "GET", path)
+        expect(st == 200 and want in body[:200000], "GET %s: %d, %d bytes",
+               path, st, len(body))
+
+
 def check_stats(eng):
     """/stats and /metrics count what the checks before did."""
     st, body = https(eng, "GET", "/metrics")
@@ -432,6 +440,7 @@ def main():
             run.check("alerts", check_alerts, eng)
             run.check("key_update", check_key_update, eng)
             run.check("node_ws", check_node, eng)
+            run.check("status_page", check_status_page, eng)
             run.check("stats", check_stats, eng)
         run.check("slow_consumer", check_slow_consumer, exe, timeout=150)
         run.check("bad_files", check_bad_files, exe)
