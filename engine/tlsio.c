@@ -42,17 +42,29 @@ struct hs {
 	uint8_t len[2];
 };
 
+/* A buffer of the connection's own, its lengths in front of its bytes. */
+struct tbuf {
+	uint32_t len;			/* bytes in b */
+	uint32_t aux;			/* part: bytes allocated; out: sent */
+	uint8_t b[];
+};
+
 /* A TLS connection's own state, beside its struct eng_conn. */
 struct eng_tls {
 	struct tls_rl rl;		/* records, once T_ESTABLISHED */
 	struct hs *hs;			/* while handshaking, else NULL */
-	uint8_t *part;			/* a record cut by a read, else NULL */
-	uint8_t *out;			/* sealed bytes of the send in flight */
-	uint32_t plen, pcap;		/* bytes in part, allocated */
-	uint32_t olen, ooff;		/* bytes in out, already sent */
+	struct tbuf *part;		/* a record cut by a read, else NULL */
+	struct tbuf *out;		/* sealed bytes of the send in flight */
 	uint8_t flags;			/* T_* */
 	uint8_t alert;			/* owed at close, or NO_ALERT */
 };
+
+/*
+ * With the shard's slot pointer, 256 bytes beside struct eng_conn (the
+ * issue's budget), and within the allocator's 256-byte size class.
+ */
+_Static_assert(sizeof(struct eng_tls) <= 248,
+	       "struct eng_tls grew past its 248 bytes");
 
 static const unsigned char alpn_ours[] = "\x08http/1.1";
 
@@ -251,18 +263,20 @@ static void hs_free(struct eng_shard *s, struct eng_tls *t)
 
 static void part_free(struct eng_shard *s, struct eng_tls *t)
 {
-	account(s, -(int64_t)t->pcap);
+	if (!t->part)
+		return;
+	account(s, -(int64_t)(sizeof(struct tbuf) + t->part->aux));
 	eng_free(t->part);
 	t->part = NULL;
-	t->plen = t->pcap = 0;
 }
 
 static void out_free(struct eng_shard *s, struct eng_tls *t)
 {
-	account(s, -(int64_t)t->olen);
+	if (!t->out)
+		return;
+	account(s, -(int64_t)(sizeof(struct tbuf) + t->out->len));
 	eng_free(t->out);
 	t->out = NULL;
-	t->olen = t->ooff = 0;
 }
 
 int eng_tls_accept(struct eng_shard *s, uint32_t slot)
@@ -488,21 +502,23 @@ static int record(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t,
 static int carry(struct eng_shard *s, struct eng_tls *t, const uint8_t *p,
 		 size_t n, size_t size)
 {
-	size_t cap = size > n ? size : n;
-	uint8_t *np;
+	size_t cap = size > n ? size : n, had = t->part ? t->part->aux : 0;
+	struct tbuf *np;
 
 	if (cap < TLS_HDR_LEN)
 		cap = TLS_HDR_LEN;
-	if (cap > t->pcap) {
-		np = eng_realloc(t->part, cap);
+	if (cap > had) {
+		np = eng_realloc(t->part, sizeof(*np) + cap);
 		if (!np)
 			return -ENOMEM;
-		account(s, (int64_t)cap - t->pcap);
+		if (!t->part)
+			np->len = 0;
+		account(s, (int64_t)(cap - had) + (t->part ? 0 : sizeof(*np)));
+		np->aux = (uint32_t)cap;
 		t->part = np;
-		t->pcap = (uint32_t)cap;
 	}
-	memcpy(t->part + t->plen, p, n);
-	t->plen += (uint32_t)n;
+	memcpy(t->part->b + t->part->len, p, n);
+	t->part->len += (uint32_t)n;
 	return 0;
 }
 
@@ -520,27 +536,27 @@ bool eng_tls_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 	ssize_t size;
 
 	while (n && !(t->flags & T_FAILED) && eng_conn_alive(c)) {
-		if (t->plen) {
+		if (t->part) {
 			/* finish the record carried from earlier reads */
 			size_t take, need = TLS_HDR_LEN;
 
-			if (t->plen >= TLS_HDR_LEN)
-				need = (size_t)rec_size(t->part);
-			take = need - t->plen < n ? need - t->plen : n;
+			if (t->part->len >= TLS_HDR_LEN)
+				need = (size_t)rec_size(t->part->b);
+			take = need - t->part->len < n ? need - t->part->len : n;
 			if (carry(s, t, p, take, need) < 0)
 				goto nomem;
 			p += take;
 			n -= take;
-			if (t->plen < need)
+			if (t->part->len < need)
 				break;
 			if (need == TLS_HDR_LEN) {
-				size = rec_size(t->part);
+				size = rec_size(t->part->b);
 				if (size < 0)
 					goto bad;
 				if ((size_t)size > TLS_HDR_LEN)
 					continue;	/* the body next */
 			}
-			if (record(s, c, t, t->part, t->plen) < 0)
+			if (record(s, c, t, t->part->b, t->part->len) < 0)
 				break;
 			part_free(s, t);
 			continue;
@@ -574,13 +590,14 @@ nomem:
 
 /* ---- sending ----------------------------------------------------------- */
 
-/* Sends @t->out[@t->ooff..@t->olen); the kernel reads it until the CQE. */
+/* Sends what of @t->out is unsent; the kernel reads it until the CQE. */
 static int put_out(struct eng_shard *s, struct eng_conn *c,
 		   struct eng_tls *t)
 {
 	uint32_t slot = eng_slot(s, c);
 
-	if (ring_send(&s->ring, slot, t->out + t->ooff, t->olen - t->ooff,
+	if (ring_send(&s->ring, slot, t->out->b + t->out->aux,
+		      t->out->len - t->out->aux,
 		      ring_ud(ENG_OP_SEND, slot, c->gen)))
 		return -EIO;
 	c->flags |= ENG_CONN_F_SEND;
@@ -590,20 +607,20 @@ static int put_out(struct eng_shard *s, struct eng_conn *c,
 
 static int out_new(struct eng_shard *s, struct eng_tls *t, size_t cap)
 {
-	t->out = eng_malloc(cap);
+	t->out = eng_malloc(sizeof(*t->out) + cap);
 	if (!t->out)
 		return -ENOMEM;
-	t->olen = (uint32_t)cap;	/* accounted as allocated until sealed */
-	t->ooff = 0;
-	account(s, (int64_t)cap);
+	t->out->len = (uint32_t)cap;	/* accounted as allocated until sealed */
+	t->out->aux = 0;
+	account(s, (int64_t)(sizeof(*t->out) + cap));
 	return 0;
 }
 
 /* Trims @t->out's accounting to the @len bytes sealed into it. */
 static void out_sealed(struct eng_shard *s, struct eng_tls *t, size_t len)
 {
-	account(s, (int64_t)len - t->olen);
-	t->olen = (uint32_t)len;
+	account(s, (int64_t)len - t->out->len);
+	t->out->len = (uint32_t)len;
 }
 
 /* The handshake's output, straight from OpenSSL's write BIO. */
@@ -617,7 +634,7 @@ static int send_hs(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t)
 		return c->sq_head ? -EPROTO : 0;	/* no bytes before it */
 	if (out_new(s, t, n) < 0)
 		return -ENOMEM;
-	if (BIO_read(wb, t->out, (int)n) != (int)n)
+	if (BIO_read(wb, t->out->b, (int)n) != (int)n)
 		return -EIO;
 	return put_out(s, c, t);
 }
@@ -653,15 +670,15 @@ int eng_tls_send(struct eng_shard *s, struct eng_conn *c)
 		return -ENOMEM;
 	if (n)
 		len = tls_seal(&t->rl, s->tls->cctx, TLS_CT_APPLICATION_DATA,
-			       iov, n, 0, t->out, cap);
+			       iov, n, 0, t->out->b, cap);
 	else if (t->rl.flags & TLS_RL_UPDATE_OWED)
-		len = tls_seal_key_update(&t->rl, s->tls->cctx, false, t->out,
-					  cap);
+		len = tls_seal_key_update(&t->rl, s->tls->cctx, false,
+					  t->out->b, cap);
 	else
 		len = 0;
 	if (len >= 0 && drain) {
 		a = tls_seal_alert(&t->rl, s->tls->cctx, TLS_ALERT_CLOSE_NOTIFY,
-				   t->out + len, cap - (size_t)len);
+				   t->out->b + len, cap - (size_t)len);
 		len = a < 0 ? a : len + a;
 		t->flags |= T_CLOSE_SENT;
 	}
@@ -684,8 +701,8 @@ int eng_tls_sent(struct eng_shard *s, struct eng_conn *c, int res)
 		out_free(s, t);
 		return res;
 	}
-	t->ooff += (uint32_t)res;
-	if (t->ooff < t->olen) {
+	t->out->aux += (uint32_t)res;
+	if (t->out->aux < t->out->len) {
 		/* a partial send: the rest of the same records, first */
 		if (put_out(s, c, t) < 0) {
 			out_free(s, t);
@@ -719,7 +736,8 @@ void eng_tls_close(struct eng_shard *s, struct eng_conn *c)
 	t->flags |= T_CLOSE_SENT;
 	if (out_new(s, t, TLS_RECORD_OVERHEAD + 2) < 0)
 		return;
-	len = tls_seal_alert(&t->rl, s->tls->cctx, desc, t->out, t->olen);
+	len = tls_seal_alert(&t->rl, s->tls->cctx, desc, t->out->b,
+			     t->out->len);
 	if (len < 0) {
 		out_free(s, t);
 		return;
