@@ -224,6 +224,21 @@ def check_close_notify(eng):
            "GET /healthz: %r", data)
 
 
+def check_alpn(eng):
+    """ALPN: http/1.1 when offered; a client offering only h2 goes on
+    without ALPN rather than being refused."""
+    for offer, want in ((["h2", "http/1.1"], "http/1.1"), (["h2"], None)):
+        ctx = client_ctx()
+        ctx.set_alpn_protocols(offer)
+        raw = rc.connect(eng.host, eng.port)
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            expect_eq(s.selected_alpn_protocol(), want, "ALPN for %s" % offer)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                      b"Connection: close\r\n\r\n")
+            head = s.recv(4096)
+        expect(head.startswith(b"HTTP/1.1 200"), "answer %r", head)
+
+
 def check_garbage(eng):
     """Plain HTTP on the TLS port: closed at once, counted."""
     before = tls_stats(eng)["failed"]["garbage"]
@@ -436,6 +451,7 @@ def main():
             run.check("wss_echo_big", check_wss_echo_big, eng)
             run.check("s_client_suites", check_s_client_suites, eng)
             run.check("close_notify", check_close_notify, eng)
+            run.check("alpn", check_alpn, eng)
             run.check("garbage", check_garbage, eng)
             run.check("alerts", check_alerts, eng)
             run.check("key_update", check_key_update, eng)
