@@ -266,6 +266,7 @@ static void part_free(struct eng_shard *s, struct eng_tls *t)
 	if (!t->part)
 		return;
 	account(s, -(int64_t)(sizeof(struct tbuf) + t->part->aux));
+	s->tls->carried -= t->part->aux;
 	eng_free(t->part);
 	t->part = NULL;
 }
@@ -498,22 +499,33 @@ static int record(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t,
 	}
 }
 
-/* Keeps @n bytes at @p, the start of a record, for the next read. */
+/*
+ * Keeps @n bytes at @p, of a record of @size bytes, for the next read.
+ * Room grows with the bytes that arrive (doubling, up to @size), not with
+ * what the header announces, and counts against the shard's share of
+ * --max-partial-memory as the plain path's carried bytes do. Returns 0,
+ * -ENOBUFS past that share, or -ENOMEM.
+ */
 static int carry(struct eng_shard *s, struct eng_tls *t, const uint8_t *p,
 		 size_t n, size_t size)
 {
-	size_t cap = size > n ? size : n, had = t->part ? t->part->aux : 0;
+	size_t had = t->part ? t->part->aux : 0;
+	size_t need = (t->part ? t->part->len : 0) + n, cap;
 	struct tbuf *np;
 
-	if (cap < TLS_HDR_LEN)
-		cap = TLS_HDR_LEN;
-	if (cap > had) {
+	if (need > had) {
+		cap = 2 * had < size ? 2 * had : size;
+		if (cap < need)
+			cap = need;
+		if (s->rx_held + s->tls->carried + (cap - had) > s->rx_budget)
+			return -ENOBUFS;
 		np = eng_realloc(t->part, sizeof(*np) + cap);
 		if (!np)
 			return -ENOMEM;
 		if (!t->part)
 			np->len = 0;
 		account(s, (int64_t)(cap - had) + (t->part ? 0 : sizeof(*np)));
+		s->tls->carried += cap - had;
 		np->aux = (uint32_t)cap;
 		t->part = np;
 	}
@@ -543,7 +555,7 @@ bool eng_tls_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 			if (t->part->len >= TLS_HDR_LEN)
 				need = (size_t)rec_size(t->part->b);
 			take = need - t->part->len < n ? need - t->part->len : n;
-			if (carry(s, t, p, take, need) < 0)
+			if ((size = carry(s, t, p, take, need)) < 0)
 				goto nomem;
 			p += take;
 			n -= take;
@@ -562,7 +574,7 @@ bool eng_tls_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 			continue;
 		}
 		if (n < TLS_HDR_LEN) {
-			if (carry(s, t, p, n, TLS_HDR_LEN) < 0)
+			if ((size = carry(s, t, p, n, TLS_HDR_LEN)) < 0)
 				goto nomem;
 			break;
 		}
@@ -570,7 +582,7 @@ bool eng_tls_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 		if (size < 0)
 			goto bad;
 		if (n < (size_t)size) {
-			if (carry(s, t, p, n, (size_t)size) < 0)
+			if ((size = carry(s, t, p, n, (size_t)size)) < 0)
 				goto nomem;
 			break;
 		}
@@ -584,6 +596,8 @@ bad:
 	fail(s, c, t, ENG_TLS_FAIL_GARBAGE, tls_alert_of((int)size));
 	return false;
 nomem:
+	if (size == -ENOBUFS)	/* --max-partial-memory, as for plain bytes */
+		ENG_STAT_ADD(s, partial_closed, 1);
 	fail(s, c, t, ENG_TLS_FAIL_HANDSHAKE, TLS_ALERT_INTERNAL_ERROR);
 	return false;
 }

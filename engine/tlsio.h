@@ -39,6 +39,7 @@ struct eng_tls_shard {
 	EVP_CIPHER_CTX *cctx;		/* owned: re-keyed for every record */
 	struct eng_tls **conn;		/* owned: a slot's TLS state or NULL */
 	atomic_uint_fast64_t handshaking; /* handshakes in progress now */
+	size_t carried;			/* bytes allocated to cut records */
 	atomic_uint_fast64_t conns;	/* established now */
 	atomic_uint_fast64_t done;	/* handshakes completed, ever */
 	atomic_uint_fast64_t failed[ENG_TLS_FAIL_MAX];

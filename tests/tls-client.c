@@ -15,6 +15,9 @@
  *   tls-client HOST PORT CAFILE tamper|overflow
  *	sends a record with its tag changed, or a header announcing 2^14 + 257
  *	bytes, and prints "alert N" for the alert the engine answers with.
+ *   tls-client HOST PORT CAFILE partial
+ *	sends the first 8,000 bytes of a record announcing 16,000, prints
+ *	"sent", then "closed" when the engine closes (within 60 s) or "open".
  * Any failure prints "error ..." and exits 1. Every wait is bounded.
  */
 #include <arpa/inet.h>
@@ -288,6 +291,28 @@ static int bad_record(int overflow)
 	return 0;
 }
 
+static int partial(void)
+{
+	static uint8_t rec[5 + 8000] = { 23, 3, 3, 16000 >> 8, 16000 & 0xff };
+	struct pollfd p = { .fd = sock, .events = POLLIN };
+	uint8_t buf[4096];
+
+	if (send(sock, rec, sizeof(rec), MSG_NOSIGNAL) != (ssize_t)sizeof(rec))
+		die("send");
+	printf("sent\n");
+	/* whatever comes first (close_notify or an alert) precedes EOF */
+	while (poll(&p, 1, 60000) == 1) {
+		ssize_t n = recv(sock, buf, sizeof(buf), 0);
+
+		if (n <= 0) {
+			printf("closed\n");
+			return 0;
+		}
+	}
+	printf("open\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
@@ -296,7 +321,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 5) {
 		fprintf(stderr, "usage: %s HOST PORT CAFILE keyupdate CHANNEL | "
-			"tamper | overflow\n", argv[0]);
+			"tamper | overflow | partial\n", argv[0]);
 		return 2;
 	}
 	if (getaddrinfo(argv[1], argv[2], &hints, &ai))
@@ -324,6 +349,8 @@ int main(int argc, char **argv)
 		return bad_record(0);
 	if (!strcmp(argv[4], "overflow"))
 		return bad_record(1);
+	if (!strcmp(argv[4], "partial"))
+		return partial();
 	die("unknown mode");
 	return 1;
 }

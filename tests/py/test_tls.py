@@ -374,6 +374,35 @@ def check_slow_consumer(exe):
         wait_stats(eng, lambda t: t["conns"] == 1, "subscriber closed")
 
 
+def check_partial_budget(exe):
+    """Records cut by a read count against --max-partial-memory: with a
+    64 KiB share, eight clients holding 8,000 bytes of a record fit, the
+    ninth is closed (partial_closed) and the eight stay."""
+    client = os.environ["RINGCAST_TLS_CLIENT"]
+    procs = []
+    with tls_engine(exe, "--shards", "1", "--max-partial-memory", "64K",
+                    "--handshake-timeout", "120s") as eng:
+        try:
+            for i in range(9):
+                p = subprocess.Popen([client, "127.0.0.1", str(eng.port), CA,
+                                      "partial"], stdout=subprocess.PIPE,
+                                     preexec_fn=rc.die_with_parent)
+                procs.append(p)
+                expect_eq(p.stdout.readline().strip(), b"sent",
+                          "client %d" % i)
+            expect_eq(procs[8].stdout.readline().strip(), b"closed",
+                      "the client over the budget")
+            st = json.loads(https(eng, "GET", "/stats")[1])
+            expect_eq(st["total"]["partial_closed"], 1, "partial_closed")
+            for i, p in enumerate(procs[:8]):
+                expect(p.poll() is None, "client %d within budget closed", i)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                p.wait()
+
+
 def check_bad_files(exe):
     """A certificate or key that cannot be used stops start-up, saying
     which file and why; so does one of the pair alone."""
@@ -459,6 +488,7 @@ def main():
             run.check("status_page", check_status_page, eng)
             run.check("stats", check_stats, eng)
         run.check("slow_consumer", check_slow_consumer, exe, timeout=150)
+        run.check("partial_budget", check_partial_budget, exe)
         run.check("bad_files", check_bad_files, exe)
         run.check("handshake_deadline", check_deadline, exe)
         run.check("handshake_cap", check_cap, exe)
