@@ -315,6 +315,47 @@ ws.on('error', (e) => { console.log('error ' + e.message); process.exit(1); });
     expect_eq(p.stdout.decode().strip(), "ok", "node ws over wss")
 
 
+RINGCAST_JS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "..", "..", "clients", "js", "ringcast.js")
+
+
+def check_ringcast_js(eng):
+    """ringcast.js in Node over wss://, with ws given the test CA."""
+    script = """
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+const require = createRequire(process.argv[1]);
+const WebSocket = require('ws');
+const { Client } = await import(process.argv[1]);
+const ca = fs.readFileSync(process.argv[3]);
+class TlsWebSocket extends WebSocket {
+    constructor(url, protocols) { super(url, protocols, { ca }); }
+}
+const c = new Client(process.argv[2], { WebSocket: TlsWebSocket,
+                                        heartbeat: 0, timeout: 5000 });
+await c.connect();
+await c.subscribe('js', (d) => { console.log('push ' + d.n); process.exit(0); });
+console.log('subscribed');
+setTimeout(() => { console.log('no push'); process.exit(1); }, 20000);
+"""
+    env = dict(os.environ, NODE_PATH=rc.node_path())
+    p = subprocess.Popen(["node", "--input-type=module", "-e", script,
+                          os.path.abspath(RINGCAST_JS),
+                          "wss://127.0.0.1:%d/ws" % eng.port, CA],
+                         env=env, stdout=subprocess.PIPE,
+                         preexec_fn=rc.die_with_parent)
+    try:
+        expect_eq(p.stdout.readline().strip(), b"subscribed", "ringcast.js")
+        st, body = https(eng, "POST", "/publish/js", json.dumps({"n": 7}))
+        expect_eq(st, 200, "publish")
+        expect_eq(p.stdout.readline().strip(), b"push 7", "ringcast.js")
+        expect_eq(p.wait(rc.EXIT_TIMEOUT), 0, "node status")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def check_status_page(eng):
     """The status page and ringcast.js come over https:// too."""
     for path, want in (("/", b"<html"), ("/ringcast.js", b"WebSocket")):
@@ -485,6 +526,7 @@ def main():
             run.check("alerts", check_alerts, eng)
             run.check("key_update", check_key_update, eng)
             run.check("node_ws", check_node, eng)
+            run.check("ringcast_js", check_ringcast_js, eng)
             run.check("status_page", check_status_page, eng)
             run.check("stats", check_stats, eng)
         run.check("slow_consumer", check_slow_consumer, exe, timeout=150)
