@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "sub.h"
 #include "timer.h"
+#include "tlsio.h"
 #include "ud.h"
 #include "user.h"
 
@@ -112,6 +113,7 @@ static void release(struct eng_shard *s, struct eng_conn *c)
 		q = next;
 	}
 	rx_free(s, c);
+	eng_tls_release(s, eng_slot(s, c));
 	eng_timer_del(s, c);
 	c->sq_head = c->sq_tail = NULL;
 	c->queued = 0;
@@ -150,6 +152,8 @@ void eng_conn_kill(struct eng_shard *s, struct eng_conn *c)
 	set_state(s, c, ENG_CONN_DEAD);
 	eng_timer_del(s, c);
 	rx_free(s, c);
+	/* TLS: close_notify or the alert owed, before the shutdown below */
+	eng_tls_close(s, c);
 	if ((c->flags & (ENG_CONN_F_RECV | ENG_CONN_F_SEND)) &&
 	    !ring_cancel_slot(&s->ring, eng_slot(s, c),
 			      ud_of(s, c, ENG_OP_CONN_CANCEL)))
@@ -198,29 +202,60 @@ void eng_conn_on_close(struct eng_shard *s, struct ring_cqe *cqe)
 
 /* ---- sending ----------------------------------------------------------- */
 
+static bool xport_send(struct eng_shard *s, struct eng_conn *c);
+
 static void flush(struct eng_shard *s, struct eng_conn *c)
+{
+	if ((c->flags & ENG_CONN_F_SEND) || c->state == ENG_CONN_DEAD)
+		return;
+	if (xport_send(s, c))
+		return;		/* on its way, or the connection died */
+	if (c->state == ENG_CONN_DRAIN && !(c->flags & ENG_CONN_F_SHUT)) {
+		/*
+		 * Everything is sent: half-close so the peer sees EOF, and
+		 * keep reading until it closes too. Closing with unread bytes
+		 * would send an RST that can destroy the response before the
+		 * peer reads it.
+		 */
+		if (ring_shutdown_wr(&s->ring, eng_slot(s, c),
+				     ud_of(s, c, ENG_OP_CONN_CANCEL))) {
+			eng_conn_kill(s, c);
+			return;
+		}
+		c->flags |= ENG_CONN_F_SHUT | ENG_CONN_F_SHUTTING;
+	}
+}
+
+/*
+ * ---- transport ---------------------------------------------------------
+ * Every byte a connection receives or sends passes here: xport_recv()
+ * takes what a read brought, xport_send() puts the send queue on the
+ * wire, xport_sent() says how much of the queue a send's completion
+ * covers. Plain connections go straight through; receive, reassembly,
+ * the frame parser and the send queue above know nothing of the wire.
+ */
+
+/*
+ * Puts the head of @c's queue (or several entries) on the wire. Returns
+ * false when there was nothing to send, true when a send went out or @c
+ * had to be killed.
+ */
+static bool xport_send(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng_buf *b;
 	const uint8_t *p;
 	uint32_t len;
 
-	if ((c->flags & ENG_CONN_F_SEND) || c->state == ENG_CONN_DEAD)
-		return;
-	if (!c->sq_head) {
-		if (c->state == ENG_CONN_DRAIN && !(c->flags & ENG_CONN_F_SHUT)) {
-			/*
-			 * Everything is sent: half-close so the peer sees EOF,
-			 * and keep reading until it closes too. Closing with
-			 * unread bytes would send an RST that can destroy the
-			 * response before the peer reads it.
-			 */
-			if (ring_shutdown_wr(&s->ring, eng_slot(s, c),
-					     ud_of(s, c, ENG_OP_CONN_CANCEL)))
-				goto fail;
-			c->flags |= ENG_CONN_F_SHUT | ENG_CONN_F_SHUTTING;
-		}
-		return;
+	if (eng_tls_at(s, eng_slot(s, c))) {
+		/* TLS: the queue sealed into one buffer of the connection's */
+		int r = eng_tls_send(s, c);
+
+		if (r < 0)
+			eng_conn_kill(s, c);
+		return r != 0;
 	}
+	if (!c->sq_head)
+		return false;
 	b = c->sq_head->buf;
 	p = b->data + b->start + c->sent;
 	len = b->len - c->sent;
@@ -283,9 +318,10 @@ static void flush(struct eng_shard *s, struct eng_conn *c)
 	}
 	c->flags |= ENG_CONN_F_SEND;
 	ENG_STAT_ADD(s, sends, 1);
-	return;
+	return true;
 fail:
 	eng_conn_kill(s, c);
+	return true;
 }
 
 static void send_close(struct eng_shard *s, struct eng_conn *c, uint16_t code,
@@ -426,6 +462,18 @@ int eng_conn_deliver(struct eng_shard *s, struct eng_conn *c,
 	return queue_bounded(s, c, b, false);
 }
 
+/*
+ * A send of @c's completed with @res (bytes on the wire, or -errno).
+ * Returns how many bytes of the send queue that finished, or -EINPROGRESS
+ * when the transport sent a rest of its own and the queue waits for it.
+ */
+static int xport_sent(struct eng_shard *s, struct eng_conn *c, int res)
+{
+	if (eng_tls_at(s, eng_slot(s, c)))
+		return eng_tls_sent(s, c, res);
+	return res;
+}
+
 static void sent(struct eng_shard *s, struct eng_conn *c, int res);
 
 void eng_conn_on_send(struct eng_shard *s, struct ring_cqe *cqe)
@@ -442,6 +490,9 @@ static void sent(struct eng_shard *s, struct eng_conn *c, int res)
 	struct eng_sq *q;
 
 	c->flags &= ~ENG_CONN_F_SEND;
+	res = xport_sent(s, c, res);
+	if (res == -EINPROGRESS)
+		return;		/* the transport's own rest is on its way */
 	if (res < 0 || c->state == ENG_CONN_DEAD) {
 		/* EPIPE, ECONNRESET, ECANCELED: the peer is gone. */
 		eng_conn_kill(s, c);
@@ -706,6 +757,7 @@ void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c)
 	switch (c->state) {
 	case ENG_CONN_HTTP:		/* slowloris: no complete upgrade in time */
 		ENG_STAT_ADD(s, timeouts, 1);
+		eng_tls_timed_out(s, eng_slot(s, c));
 		eng_conn_kill(s, c);
 		return;
 	case ENG_CONN_WS:
@@ -1256,6 +1308,26 @@ void eng_conn_resumed(struct eng_shard *s, struct eng_conn *c)
 
 /* ---- recv and accept --------------------------------------------------- */
 
+/* What a read brought, into the receive path (the transport seam). */
+static void xport_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		       size_t n)
+{
+	if (!eng_tls_at(s, eng_slot(s, c))) {
+		feed(s, c, p, n);
+		return;
+	}
+	/* records opened in place; their plaintext to eng_conn_feed() */
+	if (eng_tls_recv(s, c, p, n))
+		flush(s, c);	/* handshake output, or a KeyUpdate owed */
+}
+
+void eng_conn_feed(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		   size_t n)
+{
+	if (parsing(c))
+		feed(s, c, p, n);
+}
+
 static void arm_recv(struct eng_shard *s, struct eng_conn *c)
 {
 	/* No buffer of its own: one comes from the shard's pool per read. */
@@ -1304,8 +1376,8 @@ void eng_conn_on_recv(struct eng_shard *s, struct ring_cqe *cqe)
 			eng_timer_set(s, c, s->tick +
 				      eng_ms_to_ticks(s->eng->cfg.handshake_ms));
 		if (parsing(c))
-			feed(s, c, ring_bufs_ptr(&s->rbufs, bid),
-			     (size_t)cqe->res);
+			xport_recv(s, c, ring_bufs_ptr(&s->rbufs, bid),
+				   (size_t)cqe->res);
 		/* DRAIN discards what the peer still sends. */
 	}
 	if (has_buf)
@@ -1359,6 +1431,10 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot)
 	ENG_STAT_ADD(s, accepted, 1);
 	total = atomic_fetch_add_explicit(&s->eng->nconns, 1,
 					  memory_order_relaxed) + 1;
+	if (s->tls && eng_tls_accept(s, slot) < 0) {
+		eng_conn_kill(s, c);	/* over the handshake cap */
+		return;
+	}
 	arm_recv(s, c);
 	if (total > cfg->max_conns) {
 		ENG_STAT_ADD(s, rejected, 1);

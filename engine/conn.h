@@ -217,6 +217,14 @@ void eng_conn_on_cancel(struct eng_shard *s, struct ring_cqe *cqe);
  */
 void eng_conn_flushed(struct eng_shard *s, struct eng_conn *c);
 
+/*
+ * Bytes @c received, as plaintext (from the transport: TLS records opened
+ * in place), into the receive path; ignored once @c stopped parsing.
+ * @p is borrowed for the call: what must stay is copied.
+ */
+void eng_conn_feed(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		   size_t n);
+
 /* Arms @c's recv again after the buffer pool ran dry. */
 void eng_conn_rearm(struct eng_shard *s, struct eng_conn *c);
 

@@ -24,6 +24,7 @@
 #include "mail.h"
 #include "metrics.h"
 #include "timer.h"
+#include "tlsio.h"
 #include "ud.h"
 
 static uint64_t now_ms(void)
@@ -170,7 +171,7 @@ static int state_init(struct eng_shard *s)
 	eng_mail_init(&s->mail, s->eng, &s->ring, s->id, s, &s->stopping,
 		      &s->stats.mbox_errors);
 	if (eng_chans_init(&s->chans) < 0 || eng_hist_init(s) < 0 ||
-	    eng_inbox_init(s) < 0)
+	    eng_inbox_init(s) < 0 || eng_tls_shard_init(s) < 0)
 		return -ENOMEM;
 	/*
 	 * One parser for /ws commands, published bodies and token claims:
@@ -195,6 +196,7 @@ static void state_exit(struct eng_shard *s)
 	s->scratch = NULL;
 	eng_hist_exit(s);	/* before the channels its entries name */
 	eng_inbox_exit(s);
+	eng_tls_shard_exit(s);
 	if (s->chans.buckets)
 		eng_chans_exit(&s->chans);
 }

@@ -83,6 +83,9 @@ struct eng_cfg {
 	char jwt_pubkey_file[1024];	/* RS256/ES256 PEM, "" = none */
 	unsigned max_conns_per_user;	/* per node; 0 = no limit */
 	unsigned jwt_leeway;		/* seconds of clock skew on exp, nbf */
+	char tls_cert[1024];		/* PEM chain, "" = plain ws:// */
+	char tls_key[1024];		/* PEM private key */
+	unsigned tls_max_handshakes;	/* in progress per shard */
 };
 
 enum { ENG_AUTH_OFF = 0, ENG_AUTH_OPTIONAL, ENG_AUTH_REQUIRED };
@@ -172,7 +175,8 @@ struct eng_stats {
 /* Declared in their subsystems' headers; named here for prototypes. */
 struct eng; struct eng_auth; struct eng_bridge; struct eng_broker;
 struct eng_buf; struct eng_chan; struct eng_conn; struct eng_owner_mail;
-struct eng_retry; struct eng_sub; struct json_parser;
+struct eng_retry; struct eng_sub; struct eng_tls_shard; struct json_parser;
+struct ssl_ctx_st;
 
 /* A ring that posts mail (mail.h): each shard's, and the bridge's. */
 struct eng_mailer {
@@ -235,6 +239,7 @@ struct eng_shard {
 	struct json_parser *json;	/* owned: /ws commands */
 	uint8_t *scratch;		/* padded copy of a command */
 	bool fixed_arena;		/* arena registered as fixed buffer 0 */
+	struct eng_tls_shard *tls;	/* owned; NULL without TLS (tlsio.h) */
 	pthread_t thread;
 };
 
@@ -242,6 +247,7 @@ struct eng {
 	struct eng_cfg cfg;
 	const struct eng_broker *broker;/* embedded or Redis, chosen once */
 	struct eng_bridge *bridge;	/* NULL without --redis */
+	struct ssl_ctx_st *tls_ctx;	/* owned SSL_CTX; NULL without TLS */
 	struct eng_shard *shards;	/* cfg.shards of them */
 	atomic_uint_fast64_t nconns;	/* all shards, for --max-conns */
 	atomic_uint drained;		/* shards stopped with no connection */

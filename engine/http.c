@@ -27,6 +27,7 @@
 #include "inbox.h"
 #include "json.h"
 #include "mail.h"
+#include "tlsio.h"
 #include "user.h"
 #include "www.h"
 
@@ -576,7 +577,7 @@ static void healthz(struct eng_shard *s, struct eng_conn *c)
 static void stats(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng *e = s->eng;
-	size_t cap = 2048 + (size_t)e->cfg.shards * 1024 +
+	size_t cap = 2560 + (size_t)e->cfg.shards * 1024 +
 		     (e->bridge ? ENG_BRIDGE_STATS_MAX : 0), n;
 	char *out = eng_malloc(cap);
 
@@ -629,6 +630,10 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 				      (unsigned long long)b[2],
 				      (unsigned long long)b[3],
 				      (unsigned long long)b[4]);
+	}
+	if (e->tls_ctx) {
+		n += (size_t)snprintf(out + n, cap - n, ",\"tls\":");
+		n += eng_tls_stats(e, out + n, cap - n);
 	}
 	n += (size_t)snprintf(out + n, cap - n, ",\"mail\":");
 	n += eng_mail_stats(out + n, cap - n);

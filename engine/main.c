@@ -31,6 +31,7 @@
 #include "hist.h"
 #include "inbox.h"
 #include "mail.h"
+#include "tlsio.h"
 #include "ud.h"
 
 static const char usage[] =
@@ -156,11 +157,19 @@ static const char usage[] =
 "  --handshake-timeout DUR  drop a client that sends nothing within DUR of\n"
 "                           connecting, or whose request (an upgrade or an\n"
 "                           HTTP request) is not whole within DUR of its\n"
-"                           first byte (default 10s)\n"
+"                           first byte (default 10s); with TLS, also the\n"
+"                           deadline of the TLS handshake\n"
 "  --http-idle-timeout DUR  close a kept-alive HTTP connection idle for DUR\n"
 "                           between requests; answers say Keep-Alive:\n"
 "                           timeout=SECONDS (default 60s; 0: close after\n"
 "                           every answer)\n"
+"  --tls-cert FILE          speak TLS on the port (wss://, https://): the\n"
+"                           certificate chain, PEM, leaf first\n"
+"  --tls-key FILE           its private key, PEM (both or neither)\n"
+"  --tls-min 1.3            lowest TLS version; only 1.3 is supported for\n"
+"                           now (1.2 is refused)\n"
+"  --tls-max-handshakes N   TLS handshakes in progress per shard; past it a\n"
+"                           new client is closed at once (default 1024)\n"
 "  --io uring|epoll         I/O backend (default uring); epoll exists to\n"
 "                           compare the same engine on the older model\n"
 "  --recv-buffers N         provided receive buffers per shard (default 1024)\n"
@@ -174,7 +183,8 @@ static const char usage[] =
 "POST /users/UID/push, GET /users/UID, POST /users/UID/disconnect,\n"
 "GET /online, GET /stats, GET /metrics (Prometheus), GET /healthz;\n"
 "the status page at GET / and ringcast.js at GET /ringcast.js;\n"
-"docs/PROTOCOL.md describes them.\n"
+"docs/PROTOCOL.md describes them. With --tls-cert they are all TLS 1.3:\n"
+"wss://HOST:PORT/ws, https://HOST:PORT/publish/CHANNEL, ...\n"
 "SIGINT or SIGTERM sends close 1001 to every client, then exits 0.\n"
 "\n"
 "Connections per shard: client sockets are io_uring direct descriptors and\n"
@@ -539,6 +549,7 @@ enum {
 	OPT_INBOX_TTL, OPT_INBOX_MEMORY, OPT_BATCH_WINDOW,
 	OPT_DEMO, OPT_THREADS, OPT_HTTP_IDLE, OPT_HOSTS,
 };
+enum { OPT_TLS_CERT = 512, OPT_TLS_KEY, OPT_TLS_MIN, OPT_TLS_HANDSHAKES };
 
 static const struct option options[] = {
 	{ "listen",		required_argument, NULL, OPT_LISTEN },
@@ -583,9 +594,43 @@ static const struct option options[] = {
 	{ "inbox-max",		required_argument, NULL, OPT_INBOX_MAX },
 	{ "inbox-ttl",		required_argument, NULL, OPT_INBOX_TTL },
 	{ "inbox-memory",	required_argument, NULL, OPT_INBOX_MEMORY },
+	{ "tls-cert",		required_argument, NULL, OPT_TLS_CERT },
+	{ "tls-key",		required_argument, NULL, OPT_TLS_KEY },
+	{ "tls-min",		required_argument, NULL, OPT_TLS_MIN },
+	{ "tls-max-handshakes",	required_argument, NULL, OPT_TLS_HANDSHAKES },
 	{ "help",		no_argument,	   NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
+
+/* The TLS options (tlsio.h). Returns false for an option not of them. */
+static bool tls_opt(int opt, const char *arg, struct eng_cfg *cfg)
+{
+	uint64_t v;
+
+	switch (opt) {
+	case OPT_TLS_CERT:
+	case OPT_TLS_KEY: {
+		char *dst = opt == OPT_TLS_CERT ? cfg->tls_cert : cfg->tls_key;
+
+		if (!*arg || strlen(arg) >= sizeof(cfg->tls_cert))
+			bad_value(opt == OPT_TLS_CERT ? "tls-cert" : "tls-key",
+				  arg);
+		strcpy(dst, arg);
+		return true;
+	}
+	case OPT_TLS_MIN:
+		/* 1.2 would need the SSL* kept per connection: not yet */
+		if (strcmp(arg, "1.3"))
+			bad_value("tls-min (only 1.3 for now)", arg);
+		return true;
+	case OPT_TLS_HANDSHAKES:
+		if (parse_u64(arg, &v) < 0 || !v || v > 1000000)
+			bad_value("tls-max-handshakes (1 to 1000000)", arg);
+		cfg->tls_max_handshakes = (unsigned)v;
+		return true;
+	}
+	return false;
+}
 
 /*
  * --demo: serves /demo, lets clients publish to demo:ROOM channels and
@@ -879,6 +924,8 @@ static void parse_args(int argc, char **argv, struct eng_cfg *cfg)
 				"(see --help)\n", name);
 			exit(2);
 		default:
+			if (tls_opt(opt, optarg, cfg))
+				break;
 			fprintf(stderr, "ringcast: unknown option %s "
 				"(see --help)\n", name);
 			exit(2);
@@ -1040,6 +1087,7 @@ int main(int argc, char **argv)
 	e.cfg.inbox_ttl_ms = 24 * 3600 * 1000;
 	e.cfg.inbox_memory = (uint64_t)256 << 20;
 	e.cfg.jwt_leeway = ENG_JWT_LEEWAY;
+	e.cfg.tls_max_handshakes = 1024;
 	/* A secret that does not fit must stop us, never leave us open. */
 	if (env_secret("RINGCAST_API_KEY", e.cfg.api_key,
 		       sizeof(e.cfg.api_key)) < 0 ||
@@ -1106,6 +1154,19 @@ int main(int argc, char **argv)
 		if (eng_auth_init(&e.cfg, &why) < 0) {
 			fprintf(stderr, "ringcast: --jwt-public-key %s: %s\n",
 				e.cfg.jwt_pubkey_file, why);
+			return 2;
+		}
+	}
+	if (!e.cfg.tls_cert[0] != !e.cfg.tls_key[0]) {
+		fprintf(stderr, "ringcast: --tls-cert and --tls-key go "
+			"together (see --help)\n");
+		return 2;
+	}
+	{
+		char why[512];
+
+		if (eng_tls_init(&e, why, sizeof(why)) < 0) {
+			fprintf(stderr, "ringcast: %s\n", why);
 			return 2;
 		}
 	}
@@ -1246,6 +1307,8 @@ int main(int argc, char **argv)
 			 e.cfg.redis_port);
 	if (e.cfg.epoll)
 		strcat(broker, "; epoll backend");
+	if (e.tls_ctx)
+		strcat(broker, "; TLS 1.3");
 	if (e.cfg.threads)
 		snprintf(broker + strlen(broker), sizeof(broker) - strlen(broker),
 			 "; on %u threads", e.cfg.threads);
@@ -1286,6 +1349,7 @@ stop:
 	free(e.cfg.ns);
 	eng_arena_exit();
 	eng_auth_exit();
+	eng_tls_exit(&e);
 	if (!status)
 		fprintf(stderr, "ringcast: stopped\n");
 	return status;

@@ -18,6 +18,7 @@
 #include "mail.h"
 #include "metrics.h"
 #include "pub.h"
+#include "tlsio.h"
 
 /* Bucket bounds, µs: 50 µs to 10 s, about three per decade. */
 const uint32_t eng_lat_bounds[ENG_LAT_BUCKETS] = {
@@ -312,6 +313,38 @@ static void redis(struct text *t, struct eng *e)
 	    (unsigned long long)f.takeovers);
 }
 
+/* A family of one series without labels. */
+static void single(struct text *t, const char *name, const char *type,
+		   const char *help, uint64_t v)
+{
+	head(t, name, type, help);
+	put(t, "ringcast_%s %llu\n", name, (unsigned long long)v);
+}
+
+/* With --tls-cert: the shards' TLS figures (tlsio.h), summed. */
+static void tls(struct text *t, struct eng *e)
+{
+	struct eng_tls_totals v;
+
+	if (!e->tls_ctx)
+		return;
+	eng_tls_sum(e, &v);
+	single(t, "tls_connections", "gauge",
+	       "TLS connections past their handshake.", v.conns);
+	single(t, "tls_handshakes_total", "counter",
+	       "TLS handshakes completed.", v.done);
+	single(t, "tls_state_bytes", "gauge", "Memory held by TLS state.",
+	       v.state_bytes);
+	single(t, "tls_alerts_total", "counter",
+	       "Fatal alerts sent for bad records, then closed.", v.alerts);
+	head(t, "tls_handshake_failures_total", "counter",
+	     "TLS handshakes that did not finish, by reason.");
+	for (unsigned k = 0; k < ENG_TLS_FAIL_MAX; k++)
+		put(t, "ringcast_tls_handshake_failures_total{reason=\"%s\"} "
+		    "%llu\n", eng_tls_fail_names[k],
+		    (unsigned long long)v.failed[k]);
+}
+
 static void latency(struct text *t, struct eng *e)
 {
 	unsigned long long cum = 0, sum = 0;
@@ -354,6 +387,7 @@ void eng_metrics_reply(struct eng_shard *s, struct eng_conn *c)
 	users(&t, e);
 	mail(&t, e);
 	redis(&t, e);
+	tls(&t, e);
 	latency(&t, e);
 	head(&t, "frames_live", "gauge",
 	     "Push frames still referenced by some queue.");

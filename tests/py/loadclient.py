@@ -2,7 +2,9 @@
 """Load helper for test_big.py: one process holding many idle WebSockets.
 
     loadclient.py --url URL --count K [--local-addr IP] [--handshakes N]
-                  [--name NAME]
+                  [--name NAME] [--ca FILE]
+
+(--ca: a wss:// URL's server certificate is checked against FILE.)
 
 Talks to its parent through lines on stdout and stdin:
     progress OPEN FAILED RSS_KB     every 1000 handshakes
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import os
 import resource
+import ssl
 import sys
 
 import websockets
@@ -50,6 +53,8 @@ class Load:
         kw = {}
         if self.args.local_addr:
             kw["local_addr"] = (self.args.local_addr, 0)
+        if self.args.ca:
+            kw["ssl"] = ssl.create_default_context(cafile=self.args.ca)
         async with sem:
             try:
                 ws = await websockets.connect(
@@ -96,6 +101,7 @@ async def main():
     p.add_argument("--local-addr")
     p.add_argument("--handshakes", type=int, default=500)
     p.add_argument("--name", default=str(os.getpid()))
+    p.add_argument("--ca")
     args = p.parse_args()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

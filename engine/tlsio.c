@@ -1,0 +1,815 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tlsio.c: TLS under a connection, through conn.c's transport seam. The
+ * handshake is OpenSSL's, on memory BIOs, fed one whole record at a time
+ * so that it stops exactly at the record after the client's Finished;
+ * then the traffic secrets the keylog callback caught go into a struct
+ * tls_rl (proto/tls.c), the SSL* is freed, and records are opened and
+ * sealed here with the shard's one EVP_CIPHER_CTX. What a connection holds
+ * between reads is its struct eng_tls alone: a record cut by a read is
+ * carried in a buffer that exists only until the record is whole, and the
+ * sealed bytes of a send only until that send completes.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "buf.h"
+#include "conn.h"
+#include "tlsio.h"
+#include "ud.h"
+
+/* Bits of eng_tls.flags. */
+enum {
+	T_ESTABLISHED	= 1 << 0,	/* handshake done: rl is live */
+	T_CLOSE_SENT	= 1 << 1,	/* close_notify (or an alert) sealed */
+	T_FAILED	= 1 << 2,	/* counted; nothing more is processed */
+	T_TIMED_OUT	= 1 << 3,	/* the handshake deadline passed */
+};
+
+#define NO_ALERT	0xff
+#define SEAL_IOV	64		/* queue entries sealed in one send */
+#define SEAL_BYTES	(256u << 10)	/* plaintext sealed in one send */
+
+/* What only a handshake needs: freed once it ends. */
+struct hs {
+	SSL *ssl;			/* owned; its BIOs with it */
+	uint8_t secret[2][TLS_MAX_SECRET]; /* client's, server's: _0 */
+	uint8_t len[2];
+};
+
+/* A buffer of the connection's own, its lengths in front of its bytes. */
+struct tbuf {
+	uint32_t len;			/* bytes in b */
+	uint32_t aux;			/* part: bytes allocated; out: sent */
+	uint8_t b[];
+};
+
+/* A TLS connection's own state, beside its struct eng_conn. */
+struct eng_tls {
+	struct tls_rl rl;		/* records, once T_ESTABLISHED */
+	struct hs *hs;			/* while handshaking, else NULL */
+	struct tbuf *part;		/* a record cut by a read, else NULL */
+	struct tbuf *out;		/* sealed bytes of the send in flight */
+	uint8_t flags;			/* T_* */
+	uint8_t alert;			/* owed at close, or NO_ALERT */
+};
+
+/*
+ * With the shard's slot pointer, 256 bytes beside struct eng_conn (the
+ * issue's budget), and within the allocator's 256-byte size class.
+ */
+_Static_assert(sizeof(struct eng_tls) <= 248,
+	       "struct eng_tls grew past its 248 bytes");
+
+static const unsigned char alpn_ours[] = "\x08http/1.1";
+
+/* ---- the SSL_CTX ------------------------------------------------------- */
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/*
+ * SSL_CTX_set_keylog_callback(): "LABEL <client_random> <secret>". Only
+ * the two application traffic secrets are kept, in the handshake's hs.
+ */
+static void keylog(const SSL *ssl, const char *line)
+{
+	struct hs *h = SSL_get_app_data((SSL *)ssl);
+	const char *hex = strrchr(line, ' ');
+	size_t n, i;
+	int which;
+
+	if (!h || !hex)
+		return;
+	if (!strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24))
+		which = 0;
+	else if (!strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24))
+		which = 1;
+	else
+		return;
+	hex++;
+	n = strlen(hex) / 2;
+	if (n > TLS_MAX_SECRET || strlen(hex) % 2)
+		return;
+	for (i = 0; i < n; i++) {
+		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return;
+		h->secret[which][i] = (uint8_t)(hi << 4 | lo);
+	}
+	h->len[which] = (uint8_t)n;
+}
+
+/* ALPN: http/1.1 if offered; a client offering only others goes on
+ * without ALPN rather than failing (it speaks HTTP/1.1 or nothing here). */
+static int alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		const unsigned char *in, unsigned inlen, void *arg)
+{
+	unsigned char *sel;
+
+	(void)ssl;
+	(void)arg;
+	if (SSL_select_next_proto(&sel, outlen, alpn_ours,
+				  sizeof(alpn_ours) - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/*
+ * Why @file (given to option @opt) was refused, for the operator: the
+ * system's reason when it cannot be read, else @what and OpenSSL's.
+ */
+static void ssl_why(char *why, size_t n, const char *opt, const char *file,
+		    const char *what)
+{
+	char err[256] = "unknown error";
+	unsigned long e = ERR_peek_last_error();
+	FILE *f = fopen(file, "r");
+
+	if (!f) {
+		snprintf(why, n, "%s %s: %s", opt, file, strerror(errno));
+	} else {
+		fclose(f);
+		if (e)
+			ERR_error_string_n(e, err, sizeof(err));
+		snprintf(why, n, "%s %s: %s (%s)", opt, file, what, err);
+	}
+	ERR_clear_error();
+}
+
+int eng_tls_init(struct eng *e, char *why, size_t why_len)
+{
+	const struct eng_cfg *cfg = &e->cfg;
+	SSL_CTX *ctx;
+
+	if (!cfg->tls_cert[0])
+		return 0;
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx) {
+		snprintf(why, why_len, "SSL_CTX_new failed");
+		return -ENOMEM;
+	}
+	/* TLS 1.3 only: the record layer after the handshake is 1.3's */
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+		ssl_why(why, why_len, "--tls-cert", cfg->tls_cert,
+			"not a PEM certificate chain");
+		goto err;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key,
+					SSL_FILETYPE_PEM) != 1) {
+		ssl_why(why, why_len, "--tls-key", cfg->tls_key,
+			"not a PEM private key, or not the certificate's");
+		goto err;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		ssl_why(why, why_len, "--tls-key", cfg->tls_key,
+			"not the key of --tls-cert");
+		goto err;
+	}
+	/*
+	 * No tickets: the SSL* is gone after the handshake, so there is no
+	 * session to resume, and tx.seq then starts at 0.
+	 */
+	SSL_CTX_set_num_tickets(ctx, 0);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn, NULL);
+	SSL_CTX_set_keylog_callback(ctx, keylog);
+	e->tls_ctx = ctx;
+	return 0;
+err:
+	SSL_CTX_free(ctx);
+	return -EINVAL;
+}
+
+void eng_tls_exit(struct eng *e)
+{
+	SSL_CTX_free(e->tls_ctx);
+	e->tls_ctx = NULL;
+}
+
+int eng_tls_shard_init(struct eng_shard *s)
+{
+	struct eng_tls_shard *ts;
+
+	s->tls = NULL;
+	if (!s->eng->tls_ctx)
+		return 0;
+	ts = calloc(1, sizeof(*ts));
+	if (!ts)
+		return -ENOMEM;
+	ts->cctx = EVP_CIPHER_CTX_new();
+	/* 8 bytes a slot, in pages touched only by the slots in use */
+	ts->conn = calloc(s->nr_conns, sizeof(*ts->conn));
+	if (!ts->cctx || !ts->conn) {
+		EVP_CIPHER_CTX_free(ts->cctx);
+		free(ts->conn);
+		free(ts);
+		return -ENOMEM;
+	}
+	s->tls = ts;
+	return 0;
+}
+
+void eng_tls_shard_exit(struct eng_shard *s)
+{
+	struct eng_tls_shard *ts = s->tls;
+
+	if (!ts)
+		return;
+	for (uint32_t i = 0; i < s->nr_conns; i++)
+		eng_tls_release(s, i);
+	EVP_CIPHER_CTX_free(ts->cctx);
+	free(ts->conn);
+	free(ts);
+	s->tls = NULL;
+}
+
+/* ---- per connection ---------------------------------------------------- */
+
+static void account(struct eng_shard *s, int64_t delta)
+{
+	atomic_fetch_add_explicit(&s->tls->state_bytes, (uint64_t)delta,
+				  memory_order_relaxed);
+}
+
+static void hs_free(struct eng_shard *s, struct eng_tls *t)
+{
+	if (!t->hs)
+		return;
+	SSL_free(t->hs->ssl);
+	OPENSSL_cleanse(t->hs, sizeof(*t->hs));
+	eng_free(t->hs);
+	t->hs = NULL;
+	account(s, -(int64_t)sizeof(struct hs));
+}
+
+static void part_free(struct eng_shard *s, struct eng_tls *t)
+{
+	if (!t->part)
+		return;
+	account(s, -(int64_t)(sizeof(struct tbuf) + t->part->aux));
+	s->tls->carried -= t->part->aux;
+	eng_free(t->part);
+	t->part = NULL;
+}
+
+static void out_free(struct eng_shard *s, struct eng_tls *t)
+{
+	if (!t->out)
+		return;
+	account(s, -(int64_t)(sizeof(struct tbuf) + t->out->len));
+	eng_free(t->out);
+	t->out = NULL;
+}
+
+int eng_tls_accept(struct eng_shard *s, uint32_t slot)
+{
+	struct eng_tls_shard *ts = s->tls;
+	struct eng_tls *t;
+
+	/*
+	 * The cap counts from the accept, not the first byte: clients that
+	 * connect and say nothing hold a handshake slot too.
+	 */
+	if (atomic_load_explicit(&ts->handshaking, memory_order_relaxed) >=
+	    s->eng->cfg.tls_max_handshakes) {
+		atomic_fetch_add_explicit(&ts->failed[ENG_TLS_FAIL_CAP], 1,
+					  memory_order_relaxed);
+		return -EBUSY;
+	}
+	t = eng_malloc(sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	memset(t, 0, sizeof(*t));
+	t->alert = NO_ALERT;
+	ts->conn[slot] = t;
+	atomic_fetch_add_explicit(&ts->handshaking, 1, memory_order_relaxed);
+	account(s, sizeof(*t));
+	return 0;
+}
+
+/* The handshake ended, either way: it no longer counts against the cap. */
+static void hs_over(struct eng_shard *s, struct eng_tls *t, int fail)
+{
+	struct eng_tls_shard *ts = s->tls;
+
+	atomic_fetch_sub_explicit(&ts->handshaking, 1, memory_order_relaxed);
+	if (fail >= 0) {
+		t->flags |= T_FAILED;
+		atomic_fetch_add_explicit(&ts->failed[fail], 1,
+					  memory_order_relaxed);
+	}
+}
+
+void eng_tls_release(struct eng_shard *s, uint32_t slot)
+{
+	struct eng_tls *t = eng_tls_at(s, slot);
+
+	if (!t)
+		return;
+	if (t->flags & T_ESTABLISHED)
+		atomic_fetch_sub_explicit(&s->tls->conns, 1,
+					  memory_order_relaxed);
+	else if (!(t->flags & T_FAILED))
+		hs_over(s, t, t->flags & T_TIMED_OUT ? ENG_TLS_FAIL_TIMEOUT
+						     : ENG_TLS_FAIL_CLOSED);
+	hs_free(s, t);
+	part_free(s, t);
+	out_free(s, t);
+	tls_rl_exit(&t->rl);
+	eng_free(t);
+	account(s, -(int64_t)sizeof(*t));
+	s->tls->conn[slot] = NULL;
+}
+
+void eng_tls_timed_out(struct eng_shard *s, uint32_t slot)
+{
+	struct eng_tls *t = eng_tls_at(s, slot);
+
+	if (t && !(t->flags & T_ESTABLISHED))
+		t->flags |= T_TIMED_OUT;
+}
+
+/* ---- receiving --------------------------------------------------------- */
+
+/*
+ * Checks a record header: a content type TLS knows, version 3.x and a
+ * length within the limit. Returns the record's size on the wire, or
+ * -errno as tls_open() would give it.
+ */
+static ssize_t rec_size(const uint8_t *h)
+{
+	size_t len = (size_t)h[3] << 8 | h[4];
+
+	if (h[0] < TLS_CT_CHANGE_CIPHER_SPEC || h[0] > TLS_CT_APPLICATION_DATA)
+		return -EPROTO;
+	if (h[1] != 3)
+		return -EILSEQ;
+	if (len > TLS_MAX_CIPHER)
+		return -EMSGSIZE;
+	return (ssize_t)(TLS_HDR_LEN + len);
+}
+
+/* Ends @c after a failure: the alert @t owes goes out from eng_tls_close. */
+static void fail(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t,
+		 int hs_reason, uint8_t alert)
+{
+	if (t->flags & T_ESTABLISHED) {
+		t->flags |= T_FAILED;
+		t->alert = alert;
+		if (alert != NO_ALERT)
+			atomic_fetch_add_explicit(&s->tls->alerts, 1,
+						  memory_order_relaxed);
+	} else if (!(t->flags & T_FAILED)) {
+		hs_over(s, t, hs_reason);
+	}
+	eng_conn_kill(s, c);
+}
+
+/* The handshake finished: keep the record layer, free the SSL*. */
+static int established(struct eng_shard *s, struct eng_tls *t)
+{
+	struct hs *h = t->hs;
+	const SSL_CIPHER *cipher = SSL_get_current_cipher(h->ssl);
+	uint16_t suite = cipher ? SSL_CIPHER_get_protocol_id(cipher) : 0;
+	size_t len = tls_secret_len(suite);
+
+	/*
+	 * One record went in, so nothing is left in the read BIO; without
+	 * tickets nothing was written after the server's Finished, which
+	 * eng_tls_send() drained before the client could answer it.
+	 */
+	if (!len || h->len[0] != len || h->len[1] != len ||
+	    BIO_ctrl_pending(SSL_get_rbio(h->ssl)) ||
+	    BIO_ctrl_pending(SSL_get_wbio(h->ssl)))
+		return -EPROTO;
+	if (tls_rl_init(&t->rl, suite, h->secret[0], h->secret[1], len, 0))
+		return -EIO;
+	hs_free(s, t);
+	t->flags |= T_ESTABLISHED;
+	hs_over(s, t, -1);
+	atomic_fetch_add_explicit(&s->tls->conns, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->tls->done, 1, memory_order_relaxed);
+	return 0;
+}
+
+/* One whole handshake record @rec (@len bytes) into OpenSSL. */
+static int hs_record(struct eng_shard *s, struct eng_conn *c,
+		     struct eng_tls *t, const uint8_t *rec, size_t len)
+{
+	int r;
+
+	if (!t->hs) {
+		BIO *rb, *wb;
+
+		/* a ClientHello or nothing: garbage costs no SSL* */
+		if (rec[0] != TLS_CT_HANDSHAKE) {
+			fail(s, c, t, ENG_TLS_FAIL_GARBAGE, NO_ALERT);
+			return -EPROTO;
+		}
+		t->hs = eng_malloc(sizeof(*t->hs));
+		if (!t->hs)
+			goto internal;
+		memset(t->hs, 0, sizeof(*t->hs));
+		account(s, sizeof(*t->hs));
+		t->hs->ssl = SSL_new(s->eng->tls_ctx);
+		rb = BIO_new(BIO_s_mem());
+		wb = BIO_new(BIO_s_mem());
+		if (!t->hs->ssl || !rb || !wb) {
+			BIO_free(rb);
+			BIO_free(wb);
+			goto internal;
+		}
+		SSL_set_bio(t->hs->ssl, rb, wb);
+		SSL_set_accept_state(t->hs->ssl);
+		SSL_set_app_data(t->hs->ssl, t->hs);
+	}
+	if (BIO_write(SSL_get_rbio(t->hs->ssl), rec, (int)len) != (int)len)
+		goto internal;
+	r = SSL_do_handshake(t->hs->ssl);
+	if (r == 1) {
+		if (established(s, t) < 0)
+			goto internal;
+		return 0;
+	}
+	if (SSL_get_error(t->hs->ssl, r) == SSL_ERROR_WANT_READ)
+		return 0;
+	/* OpenSSL's own alert waits in the write BIO for eng_tls_close */
+	ERR_clear_error();
+	fail(s, c, t, ENG_TLS_FAIL_HANDSHAKE, NO_ALERT);
+	return -EPROTO;
+internal:
+	ERR_clear_error();
+	fail(s, c, t, ENG_TLS_FAIL_HANDSHAKE, NO_ALERT);
+	return -ENOMEM;
+}
+
+/* One whole record at @rec, writable: opened in place. */
+static int record(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t,
+		  uint8_t *rec, size_t len)
+{
+	struct tls_rec r;
+	ssize_t n;
+
+	if (!(t->flags & T_ESTABLISHED))
+		return hs_record(s, c, t, rec, len);
+	n = tls_open(&t->rl, s->tls->cctx, rec, len, &r);
+	if (n < 0) {
+		fail(s, c, t, -1, tls_alert_of((int)n));
+		return (int)n;
+	}
+	switch (r.type) {
+	case TLS_CT_APPLICATION_DATA:
+		if (r.len)
+			eng_conn_feed(s, c, r.data, r.len);
+		return 0;
+	case TLS_CT_ALERT:
+		if (r.alert == TLS_ALERT_USER_CANCELED)
+			return 0;
+		/*
+		 * close_notify: the peer sends no more, and answering it
+		 * with ours is all a close needs. Any other alert ended the
+		 * connection: send nothing back (RFC 8446 6.2).
+		 */
+		if (r.alert != TLS_ALERT_CLOSE_NOTIFY)
+			t->flags |= T_CLOSE_SENT;
+		t->flags |= T_FAILED;
+		eng_conn_kill(s, c);
+		return -EPIPE;
+	default:		/* a KeyUpdate, already applied */
+		return 0;
+	}
+}
+
+/*
+ * Keeps @n bytes at @p, of a record of @size bytes, for the next read.
+ * Room grows with the bytes that arrive (doubling, up to @size), not with
+ * what the header announces, and counts against the shard's share of
+ * --max-partial-memory as the plain path's carried bytes do. Returns 0,
+ * -ENOBUFS past that share, or -ENOMEM.
+ */
+static int carry(struct eng_shard *s, struct eng_tls *t, const uint8_t *p,
+		 size_t n, size_t size)
+{
+	size_t had = t->part ? t->part->aux : 0;
+	size_t need = (t->part ? t->part->len : 0) + n, cap;
+	struct tbuf *np;
+
+	if (need > had) {
+		cap = 2 * had < size ? 2 * had : size;
+		if (cap < need)
+			cap = need;
+		if (s->rx_held + s->tls->carried + (cap - had) > s->rx_budget)
+			return -ENOBUFS;
+		np = eng_realloc(t->part, sizeof(*np) + cap);
+		if (!np)
+			return -ENOMEM;
+		if (!t->part)
+			np->len = 0;
+		account(s, (int64_t)(cap - had) + (t->part ? 0 : sizeof(*np)));
+		s->tls->carried += cap - had;
+		np->aux = (uint32_t)cap;
+		t->part = np;
+	}
+	memcpy(t->part->b + t->part->len, p, n);
+	t->part->len += (uint32_t)n;
+	return 0;
+}
+
+static bool owes(const struct eng_tls *t)
+{
+	if (!(t->flags & T_ESTABLISHED))
+		return t->hs && BIO_ctrl_pending(SSL_get_wbio(t->hs->ssl));
+	return t->rl.flags & TLS_RL_UPDATE_OWED;
+}
+
+bool eng_tls_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		  size_t n)
+{
+	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
+	ssize_t size;
+
+	while (n && !(t->flags & T_FAILED) && eng_conn_alive(c)) {
+		if (t->part) {
+			/* finish the record carried from earlier reads */
+			size_t take, need = TLS_HDR_LEN;
+
+			if (t->part->len >= TLS_HDR_LEN)
+				need = (size_t)rec_size(t->part->b);
+			take = need - t->part->len < n ? need - t->part->len : n;
+			if ((size = carry(s, t, p, take, need)) < 0)
+				goto nomem;
+			p += take;
+			n -= take;
+			if (t->part->len < need)
+				break;
+			if (need == TLS_HDR_LEN) {
+				size = rec_size(t->part->b);
+				if (size < 0)
+					goto bad;
+				if ((size_t)size > TLS_HDR_LEN)
+					continue;	/* the body next */
+			}
+			if (record(s, c, t, t->part->b, t->part->len) < 0)
+				break;
+			part_free(s, t);
+			continue;
+		}
+		if (n < TLS_HDR_LEN) {
+			if ((size = carry(s, t, p, n, TLS_HDR_LEN)) < 0)
+				goto nomem;
+			break;
+		}
+		size = rec_size(p);
+		if (size < 0)
+			goto bad;
+		if (n < (size_t)size) {
+			if ((size = carry(s, t, p, n, (size_t)size)) < 0)
+				goto nomem;
+			break;
+		}
+		if (record(s, c, t, p, (size_t)size) < 0)
+			break;
+		p += size;
+		n -= (size_t)size;
+	}
+	return eng_conn_alive(c) && owes(t);
+bad:
+	fail(s, c, t, ENG_TLS_FAIL_GARBAGE, tls_alert_of((int)size));
+	return false;
+nomem:
+	if (size == -ENOBUFS)	/* --max-partial-memory, as for plain bytes */
+		ENG_STAT_ADD(s, partial_closed, 1);
+	fail(s, c, t, ENG_TLS_FAIL_HANDSHAKE, TLS_ALERT_INTERNAL_ERROR);
+	return false;
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+/* Sends what of @t->out is unsent; the kernel reads it until the CQE. */
+static int put_out(struct eng_shard *s, struct eng_conn *c,
+		   struct eng_tls *t)
+{
+	uint32_t slot = eng_slot(s, c);
+
+	if (ring_send(&s->ring, slot, t->out->b + t->out->aux,
+		      t->out->len - t->out->aux,
+		      ring_ud(ENG_OP_SEND, slot, c->gen)))
+		return -EIO;
+	c->flags |= ENG_CONN_F_SEND;
+	ENG_STAT_ADD(s, sends, 1);
+	return 1;
+}
+
+static int out_new(struct eng_shard *s, struct eng_tls *t, size_t cap)
+{
+	t->out = eng_malloc(sizeof(*t->out) + cap);
+	if (!t->out)
+		return -ENOMEM;
+	t->out->len = (uint32_t)cap;	/* accounted as allocated until sealed */
+	t->out->aux = 0;
+	account(s, (int64_t)(sizeof(*t->out) + cap));
+	return 0;
+}
+
+/* Trims @t->out's accounting to the @len bytes sealed into it. */
+static void out_sealed(struct eng_shard *s, struct eng_tls *t, size_t len)
+{
+	account(s, (int64_t)len - t->out->len);
+	t->out->len = (uint32_t)len;
+}
+
+/* The handshake's output, straight from OpenSSL's write BIO. */
+static int send_hs(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t)
+{
+	BIO *wb = t->hs ? SSL_get_wbio(t->hs->ssl) : NULL;
+	size_t n = wb ? BIO_ctrl_pending(wb) : 0;
+
+	c->nflight = 0;
+	if (!n)
+		return c->sq_head ? -EPROTO : 0;	/* no bytes before it */
+	if (out_new(s, t, n) < 0)
+		return -ENOMEM;
+	if (BIO_read(wb, t->out->b, (int)n) != (int)n)
+		return -EIO;
+	return put_out(s, c, t);
+}
+
+int eng_tls_send(struct eng_shard *s, struct eng_conn *c)
+{
+	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
+	struct iovec iov[SEAL_IOV];
+	bool drain = c->state == ENG_CONN_DRAIN;
+	struct eng_sq *q = c->sq_head;
+	size_t total = 0, cap;
+	unsigned n = 0;
+	ssize_t len, a;
+
+	if (t->out)
+		return put_out(s, c, t);	/* cannot happen: F_SEND */
+	if (!(t->flags & T_ESTABLISHED))
+		return send_hs(s, c, t);
+	if (!q && !(t->rl.flags & TLS_RL_UPDATE_OWED) &&
+	    (!drain || (t->flags & T_CLOSE_SENT)))
+		return 0;
+	/* c->sent stays 0: a send covers whole entries (eng_tls_sent) */
+	for (; q && n < SEAL_IOV && total < SEAL_BYTES; q = q->next, n++) {
+		iov[n].iov_base = q->buf->data + q->buf->start;
+		iov[n].iov_len = q->buf->len;
+		total += q->buf->len;
+	}
+	/* the last of a draining queue takes close_notify along */
+	drain = drain && !q && !(t->flags & T_CLOSE_SENT);
+	cap = (n ? tls_seal_bound(total, 0) : TLS_KEY_UPDATE_LEN) +
+	      (drain ? TLS_RECORD_OVERHEAD + 2 : 0);
+	if (out_new(s, t, cap) < 0)
+		return -ENOMEM;
+	if (n)
+		len = tls_seal(&t->rl, s->tls->cctx, TLS_CT_APPLICATION_DATA,
+			       iov, n, 0, t->out->b, cap);
+	else if (t->rl.flags & TLS_RL_UPDATE_OWED)
+		len = tls_seal_key_update(&t->rl, s->tls->cctx, false,
+					  t->out->b, cap);
+	else
+		len = 0;
+	if (len >= 0 && drain) {
+		a = tls_seal_alert(&t->rl, s->tls->cctx, TLS_ALERT_CLOSE_NOTIFY,
+				   t->out->b + len, cap - (size_t)len);
+		len = a < 0 ? a : len + a;
+		t->flags |= T_CLOSE_SENT;
+	}
+	if (len < 0)
+		return (int)len;
+	out_sealed(s, t, (size_t)len);
+	c->nflight = (uint16_t)n;
+	return put_out(s, c, t);
+}
+
+int eng_tls_sent(struct eng_shard *s, struct eng_conn *c, int res)
+{
+	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
+	struct eng_sq *q = c->sq_head;
+	int plain = 0;
+
+	if (!t || !t->out)
+		return res;
+	if (res < 0 || c->state == ENG_CONN_DEAD) {
+		out_free(s, t);
+		return res;
+	}
+	t->out->aux += (uint32_t)res;
+	if (t->out->aux < t->out->len) {
+		/* a partial send: the rest of the same records, first */
+		if (put_out(s, c, t) < 0) {
+			out_free(s, t);
+			return -EIO;
+		}
+		return -EINPROGRESS;
+	}
+	out_free(s, t);
+	for (unsigned i = 0; i < c->nflight && q; i++, q = q->next)
+		plain += (int)q->buf->len;
+	return plain;
+}
+
+void eng_tls_close(struct eng_shard *s, struct eng_conn *c)
+{
+	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
+	uint8_t desc;
+	ssize_t len;
+
+	if (!t || (c->flags & ENG_CONN_F_SEND) || t->out)
+		return;
+	if (!(t->flags & T_ESTABLISHED)) {
+		/* a failed handshake: OpenSSL's alert, if it wrote one */
+		if (t->hs && send_hs(s, c, t) < 0)
+			out_free(s, t);
+		return;
+	}
+	if (t->flags & T_CLOSE_SENT)
+		return;
+	desc = t->alert == NO_ALERT ? TLS_ALERT_CLOSE_NOTIFY : t->alert;
+	t->flags |= T_CLOSE_SENT;
+	if (out_new(s, t, TLS_RECORD_OVERHEAD + 2) < 0)
+		return;
+	len = tls_seal_alert(&t->rl, s->tls->cctx, desc, t->out->b,
+			     t->out->len);
+	if (len < 0) {
+		out_free(s, t);
+		return;
+	}
+	out_sealed(s, t, (size_t)len);
+	c->nflight = 0;
+	if (put_out(s, c, t) < 0)
+		out_free(s, t);
+}
+
+/* ---- /stats ------------------------------------------------------------ */
+
+const char *const eng_tls_fail_names[ENG_TLS_FAIL_MAX] = {
+	"garbage", "handshake", "timeout", "cap", "closed",
+};
+
+void eng_tls_sum(const struct eng *e, struct eng_tls_totals *t)
+{
+	memset(t, 0, sizeof(*t));
+	for (unsigned i = 0; i < e->cfg.shards; i++) {
+		struct eng_tls_shard *ts = e->shards[i].tls;
+
+		if (!ts)
+			continue;
+		t->conns += atomic_load_explicit(&ts->conns,
+						 memory_order_relaxed);
+		t->handshaking += atomic_load_explicit(&ts->handshaking,
+						       memory_order_relaxed);
+		t->done += atomic_load_explicit(&ts->done, memory_order_relaxed);
+		t->alerts += atomic_load_explicit(&ts->alerts,
+						  memory_order_relaxed);
+		t->state_bytes += atomic_load_explicit(&ts->state_bytes,
+						       memory_order_relaxed);
+		for (unsigned k = 0; k < ENG_TLS_FAIL_MAX; k++)
+			t->failed[k] += atomic_load_explicit(&ts->failed[k],
+							     memory_order_relaxed);
+	}
+}
+
+size_t eng_tls_stats(const struct eng *e, char *out, size_t cap)
+{
+	struct eng_tls_totals t;
+	size_t n;
+
+	eng_tls_sum(e, &t);
+	n = (size_t)snprintf(out, cap, "{\"conns\":%llu,\"handshaking\":%llu,"
+			     "\"handshakes\":%llu,\"alerts\":%llu,"
+			     "\"state_bytes\":%llu,\"failed\":{",
+			     (unsigned long long)t.conns,
+			     (unsigned long long)t.handshaking,
+			     (unsigned long long)t.done,
+			     (unsigned long long)t.alerts,
+			     (unsigned long long)t.state_bytes);
+	for (unsigned k = 0; k < ENG_TLS_FAIL_MAX && n < cap; k++)
+		n += (size_t)snprintf(out + n, cap - n, "%s\"%s\":%llu",
+				      k ? "," : "", eng_tls_fail_names[k],
+				      (unsigned long long)t.failed[k]);
+	if (n < cap)
+		n += (size_t)snprintf(out + n, cap - n, "}}");
+	return n < cap ? n : cap;
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tlsio: wss:// and https:// on the engine's port (engine/tlsio.c). With
+ * --tls-cert and --tls-key every connection speaks TLS 1.3. OpenSSL runs
+ * the handshake over memory BIOs, fed whole records from the ring's
+ * receive buffers, its output sent as the connection's own bytes; once it
+ * is done the SSL* is freed and the connection keeps only struct tls_rl
+ * (proto/tls.h) and the few fields below. From then on records are opened
+ * in place in the receive buffers and the plaintext goes up the same
+ * receive path as on a plain connection; the send queue keeps its shared
+ * plaintext frames, sealed per connection at send time into one buffer.
+ * conn.c calls in here only from its transport seam (xport_*).
+ */
+#ifndef RC_ENGINE_TLSIO_H
+#define RC_ENGINE_TLSIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eng.h"
+#include "tls.h"
+
+/* Handshake failures, by reason (/stats "tls" "failed"). */
+enum {
+	ENG_TLS_FAIL_GARBAGE = 0,	/* the first bytes were no TLS record */
+	ENG_TLS_FAIL_HANDSHAKE,		/* OpenSSL refused the handshake */
+	ENG_TLS_FAIL_TIMEOUT,		/* not done by --handshake-timeout */
+	ENG_TLS_FAIL_CAP,		/* over --tls-max-handshakes */
+	ENG_TLS_FAIL_CLOSED,		/* the peer left half-way */
+	ENG_TLS_FAIL_MAX,
+};
+
+/* Their names in /stats and /metrics: "garbage", "handshake", ... */
+extern const char *const eng_tls_fail_names[ENG_TLS_FAIL_MAX];
+
+/* A shard's TLS side; NULL in eng_shard when TLS is off. */
+struct eng_tls_shard {
+	EVP_CIPHER_CTX *cctx;		/* owned: re-keyed for every record */
+	struct eng_tls **conn;		/* owned: a slot's TLS state or NULL */
+	atomic_uint_fast64_t handshaking; /* handshakes in progress now */
+	size_t carried;			/* bytes allocated to cut records */
+	atomic_uint_fast64_t conns;	/* established now */
+	atomic_uint_fast64_t done;	/* handshakes completed, ever */
+	atomic_uint_fast64_t failed[ENG_TLS_FAIL_MAX];
+	atomic_uint_fast64_t alerts;	/* records refused: alert, close */
+	atomic_uint_fast64_t state_bytes; /* held by struct eng_tls + buffers */
+};
+
+/*
+ * Reads --tls-cert and --tls-key into @e's SSL_CTX (TLS 1.3 only, ALPN
+ * http/1.1, no session tickets). Does nothing without --tls-cert. Returns
+ * 0 or -errno with a sentence for the operator in @why.
+ */
+int eng_tls_init(struct eng *e, char *why, size_t why_len);
+void eng_tls_exit(struct eng *e);
+
+/* A shard's cipher context and slot table, when TLS is on. 0 or -ENOMEM. */
+int eng_tls_shard_init(struct eng_shard *s);
+void eng_tls_shard_exit(struct eng_shard *s);
+
+/* The TLS state of @slot on @s, or NULL for a plain connection. */
+static inline struct eng_tls *eng_tls_at(const struct eng_shard *s,
+					 uint32_t slot)
+{
+	return s->tls ? s->tls->conn[slot] : NULL;
+}
+
+/*
+ * A connection was accepted into @slot: its TLS state, handshake pending.
+ * Returns 0, -EBUSY past the shard's handshake cap (counted), or -ENOMEM;
+ * on error the caller closes the connection at once.
+ */
+int eng_tls_accept(struct eng_shard *s, uint32_t slot);
+
+/* Frees @slot's TLS state; counts a handshake that never finished. */
+void eng_tls_release(struct eng_shard *s, uint32_t slot);
+
+/* @slot's handshake deadline passed: counted as a timeout when it closes. */
+void eng_tls_timed_out(struct eng_shard *s, uint32_t slot);
+
+/*
+ * @n bytes a read brought to @c (in the ring's buffer @p, writable: records
+ * are opened in place). Whole handshake records go to OpenSSL; after the
+ * handshake each record's plaintext goes to eng_conn_feed(). Returns true
+ * when @c has something of the transport's own to send (handshake output,
+ * a KeyUpdate owed); false otherwise or once @c failed (then it is killed).
+ */
+bool eng_tls_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		  size_t n);
+
+/*
+ * Puts @c's bytes on the wire when no send is in flight: handshake output,
+ * else everything queued sealed into one buffer (KeyUpdate first if owed),
+ * else a KeyUpdate owed, else close_notify once @c is draining. Returns 1
+ * when a send went out, 0 when there is nothing to send, -errno when the
+ * connection must die.
+ */
+int eng_tls_send(struct eng_shard *s, struct eng_conn *c);
+
+/*
+ * A send of @c's completed with @res. Returns the plaintext bytes of the
+ * queue it covered, -EINPROGRESS when the rest of the sealed buffer went
+ * out again, or @res when it is an error.
+ */
+int eng_tls_sent(struct eng_shard *s, struct eng_conn *c, int res);
+
+/*
+ * @c is being torn down: sends close_notify (or the alert its failure
+ * owes) as its last bytes when the handshake is done and no send is in
+ * flight. Best effort: sets ENG_CONN_F_SEND when it sent.
+ */
+void eng_tls_close(struct eng_shard *s, struct eng_conn *c);
+
+/* Every shard's TLS figures, summed (relaxed reads, from any thread). */
+struct eng_tls_totals {
+	uint64_t conns, handshaking, done, alerts, state_bytes;
+	uint64_t failed[ENG_TLS_FAIL_MAX];
+};
+void eng_tls_sum(const struct eng *e, struct eng_tls_totals *t);
+
+/* {"conns":..} for /stats: every shard's TLS figures. Returns the length. */
+size_t eng_tls_stats(const struct eng *e, char *out, size_t cap);
+
+#endif
