@@ -801,18 +801,26 @@ class Worker:
         self.proc.stdin.flush()
 
     def recv(self, ev, timeout=60):
-        """The worker's next message, which must be event @ev."""
+        """The worker's next message, which must be event @ev.  A
+        "progress" message (WorkerIO.progress()) on the way is passed
+        over and gives the worker @timeout again: a long phase is bounded
+        by the worker's silence, not by how fast a loaded machine is."""
         import queue
-        try:
-            raw = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError("worker %d: no %r within %ss"
-                                 % (self.proc.pid, ev, timeout))
-        if raw is None:
-            self.lines.put(None)
-            raise AssertionError("worker %d exited (status %r) before %r"
-                                 % (self.proc.pid, self.proc.wait(), ev))
-        m = self.json.loads(raw)
+        while True:
+            try:
+                raw = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError("worker %d: no %r (nor progress) "
+                                     "within %ss"
+                                     % (self.proc.pid, ev, timeout))
+            if raw is None:
+                self.lines.put(None)
+                raise AssertionError("worker %d exited (status %r) before "
+                                     "%r" % (self.proc.pid,
+                                             self.proc.wait(), ev))
+            m = self.json.loads(raw)
+            if m.get("ev") != "progress" or ev == "progress":
+                break
         if m.get("ev") == "error":
             raise AssertionError("worker %d: %s"
                                  % (self.proc.pid, m.get("text")))
@@ -837,6 +845,13 @@ class WorkerIO:
         kw["ev"] = ev
         sys.stdout.write(self.json.dumps(kw) + "\n")
         sys.stdout.flush()
+
+    def progress(self, step=1000):
+        """Counts one unit of work; every @step says "progress", which
+        keeps the parent's Worker.recv() waiting."""
+        self.done = getattr(self, "done", 0) + 1
+        if self.done % step == 0:
+            self.say("progress", done=self.done)
 
     async def next(self):
         """Awaits the parent's next message; exits on EOF (parent gone)."""

@@ -252,7 +252,7 @@ class Sub:
         return digests
 
 
-async def subscribe(url, sub, sem):
+async def subscribe(url, sub, sem, io):
     async with sem:
         ws = await rc.ws_connect(url, open_timeout=60)
     await ws.send(rc.push_cmd("subscribe", seq=sub.i,
@@ -260,14 +260,16 @@ async def subscribe(url, sub, sem):
     reply = json.loads(await rc.ws_recv(ws, 60))
     want = {"seq": sub.i, "cmd": "subscribe", "code": 200, "msg": "ok"}
     expect(reply == want, "sub %d: subscribe reply %s", sub.i, reply)
+    io.progress(100)
     return ws
 
 
-async def receive(ws, sub, exp):
+async def receive(ws, sub, exp, io):
     import websockets
     try:
         while len(sub.fenced) < len(sub.channels):
             sub.take(exp, await rc.ws_recv(ws, 120))
+            io.progress()
     except websockets.ConnectionClosed:
         # say which close, not only websockets' "no close frame"
         raise AssertionError("sub %d closed (%s %r) after %d messages"
@@ -279,10 +281,10 @@ async def worker(config, io):
     exp = Expected()
     subs = [Sub(i, chans) for i, chans in config["subs"]]
     sem = asyncio.Semaphore(100)
-    conns = await asyncio.gather(*(subscribe(config["url"], s, sem)
+    conns = await asyncio.gather(*(subscribe(config["url"], s, sem, io)
                                    for s in subs))
     io.say("ready")
-    await asyncio.gather(*(receive(ws, s, exp)
+    await asyncio.gather(*(receive(ws, s, exp, io)
                            for ws, s in zip(conns, subs)))
     digests = {}
     for s in subs:
@@ -349,7 +351,8 @@ def check_fanout(eng, workers, subs):
 
     digests, errors, received = {}, [], 0
     for w in workers:
-        m = w.recv("result", timeout=180)
+        # bounded by a worker's silence: it says "progress" as it reads
+        m = w.recv("result", timeout=120)
         errors += m["errors"]
         received += m["received"]
         for c, ds in m["digests"].items():

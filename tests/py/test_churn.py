@@ -136,9 +136,10 @@ class Client:
             await self.ws.close()
         await asyncio.wait_for(self.reader, WAIT)
 
-    async def run(self):
+    async def run(self, io):
         await self.connect()
         for it in range(ITERATIONS):
+            io.progress(100)
             op = self.rng.random()
             chans = self.rng.sample(CHANNELS, self.rng.randint(1, 3))
             if op < 0.45:
@@ -158,7 +159,7 @@ class Client:
 async def worker(config, io):
     clients = [Client(config["url"], k, config["seed"] * 100 + k)
                for k in config["clients"]]
-    await asyncio.gather(*(c.run() for c in clients))
+    await asyncio.gather(*(c.run(io) for c in clients))
     io.say("done", bad=[b for c in clients for b in c.bad],
            pushes=sum(c.pushes for c in clients),
            commands=sum(c.commands for c in clients),
@@ -201,7 +202,7 @@ def check_churn(eng):
                 "clients": list(range(k * CLIENTS, (k + 1) * CLIENTS))}))
         bad, pushes, commands, reconnects = [], 0, 0, 0
         for w in workers:
-            m = w.recv("done", 240)
+            m = w.recv("done", 120)     # of silence: see rc.Worker
             bad += m["bad"]
             pushes += m["pushes"]
             commands += m["commands"]
