@@ -247,7 +247,15 @@ struct eng {
 	struct eng_cfg cfg;
 	const struct eng_broker *broker;/* embedded or Redis, chosen once */
 	struct eng_bridge *bridge;	/* NULL without --redis */
-	struct ssl_ctx_st *tls_ctx;	/* owned SSL_CTX; NULL without TLS */
+	/*
+	 * The SSL_CTX new handshakes start from, one reference owned; NULL
+	 * without TLS. SIGHUP replaces it (eng_tls_reload) under tls_lock
+	 * and bumps tls_gen; each shard keeps a reference of its own.
+	 */
+	_Atomic(struct ssl_ctx_st *) tls_ctx;
+	pthread_mutex_t tls_lock;
+	atomic_uint tls_gen;
+	atomic_uint_fast64_t tls_reloads, tls_reload_failed;
 	struct eng_shard *shards;	/* cfg.shards of them */
 	atomic_uint_fast64_t nconns;	/* all shards, for --max-conns */
 	atomic_uint drained;		/* shards stopped with no connection */

@@ -3,7 +3,8 @@
  * main.c: the ringcast binary. Parses options, raises the fd limit,
  * creates one SO_REUSEPORT listener per shard, starts the pinned shard
  * threads and waits for SIGINT/SIGTERM, which it turns into a graceful
- * stop: a mailbox message to every shard, then join and exit 0.
+ * stop: a mailbox message to every shard, then join and exit 0. SIGHUP
+ * in between reloads the TLS certificates (eng_tls_reload).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -186,6 +187,8 @@ static const char usage[] =
 "docs/PROTOCOL.md describes them. With --tls-cert they are all TLS 1.3:\n"
 "wss://HOST:PORT/ws, https://HOST:PORT/publish/CHANNEL, ...\n"
 "SIGINT or SIGTERM sends close 1001 to every client, then exits 0.\n"
+"SIGHUP reads --tls-cert and --tls-key again for new connections; open\n"
+"ones keep theirs, and bad files leave the ones in use (stderr says why).\n"
 "\n"
 "Connections per shard: client sockets are io_uring direct descriptors and\n"
 "never use the process fd table, but each ring's fixed-file table is capped\n"
@@ -1060,7 +1063,7 @@ int main(int argc, char **argv)
 	sigset_t sigs;
 	unsigned i, started = 0, nready = 0, nthreads, per_ring;
 	uint16_t port;
-	int sig, ret, status = 0;
+	int sig = 0, ret, status = 0;
 
 	memset(&e, 0, sizeof(e));
 	e.cfg.port = 8080;	/* the address follows the key: see below */
@@ -1205,6 +1208,7 @@ int main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -1323,7 +1327,10 @@ int main(int argc, char **argv)
 			"0.0.0.0:%u, or name the address: --listen "
 			"0.0.0.0:%u --api-key KEY\n", e.cfg.port, e.cfg.port);
 
-	if (sigwait(&sigs, &sig) == 0)
+	/* SIGHUP reloads the TLS certificates and waits again */
+	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+		eng_tls_reload(&e);
+	if (sig != SIGHUP)
 		fprintf(stderr, "ringcast: %s: closing connections\n",
 			sig == SIGINT ? "SIGINT" : "SIGTERM");
 stop:

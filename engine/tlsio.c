@@ -153,17 +153,18 @@ static void ssl_why(char *why, size_t n, const char *opt, const char *file,
 	ERR_clear_error();
 }
 
-int eng_tls_init(struct eng *e, char *why, size_t why_len)
+/*
+ * A server SSL_CTX from --tls-cert and --tls-key, checked: TLS 1.3 only,
+ * ALPN http/1.1, no session tickets. NULL with the reason in @why.
+ */
+static SSL_CTX *ctx_new(const struct eng_cfg *cfg, char *why, size_t why_len)
 {
-	const struct eng_cfg *cfg = &e->cfg;
-	SSL_CTX *ctx;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 
-	if (!cfg->tls_cert[0])
-		return 0;
-	ctx = SSL_CTX_new(TLS_server_method());
 	if (!ctx) {
 		snprintf(why, why_len, "SSL_CTX_new failed");
-		return -ENOMEM;
+		ERR_clear_error();
+		return NULL;
 	}
 	/* TLS 1.3 only: the record layer after the handshake is 1.3's */
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
@@ -192,17 +193,88 @@ int eng_tls_init(struct eng *e, char *why, size_t why_len)
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn, NULL);
 	SSL_CTX_set_keylog_callback(ctx, keylog);
-	e->tls_ctx = ctx;
-	return 0;
+	return ctx;
 err:
 	SSL_CTX_free(ctx);
-	return -EINVAL;
+	return NULL;
+}
+
+int eng_tls_init(struct eng *e, char *why, size_t why_len)
+{
+	SSL_CTX *ctx;
+
+	if (!e->cfg.tls_cert[0])
+		return 0;
+	ctx = ctx_new(&e->cfg, why, why_len);
+	if (!ctx)
+		return -EINVAL;
+	pthread_mutex_init(&e->tls_lock, NULL);
+	atomic_store(&e->tls_ctx, ctx);
+	return 0;
+}
+
+void eng_tls_reload(struct eng *e)
+{
+	char why[512];
+	SSL_CTX *ctx, *old;
+
+	if (!atomic_load(&e->tls_ctx)) {
+		fprintf(stderr, "ringcast: SIGHUP: no TLS, nothing to reload\n");
+		return;
+	}
+	/* built and checked here, in main's thread, off the shards' loops */
+	ctx = ctx_new(&e->cfg, why, sizeof(why));
+	if (!ctx) {
+		atomic_fetch_add(&e->tls_reload_failed, 1);
+		fprintf(stderr, "ringcast: SIGHUP: TLS reload failed, the "
+			"certificates in use stay: %s\n", why);
+		return;
+	}
+	pthread_mutex_lock(&e->tls_lock);
+	old = atomic_exchange(&e->tls_ctx, ctx);
+	atomic_fetch_add(&e->tls_gen, 1);
+	pthread_mutex_unlock(&e->tls_lock);
+	/* shards and handshakes that still use it hold references of their own */
+	SSL_CTX_free(old);
+	atomic_fetch_add(&e->tls_reloads, 1);
+	fprintf(stderr, "ringcast: SIGHUP: TLS certificate reloaded from %s\n",
+		e->cfg.tls_cert);
 }
 
 void eng_tls_exit(struct eng *e)
 {
-	SSL_CTX_free(e->tls_ctx);
-	e->tls_ctx = NULL;
+	SSL_CTX *ctx = atomic_exchange(&e->tls_ctx, NULL);
+
+	if (!ctx)
+		return;
+	SSL_CTX_free(ctx);
+	pthread_mutex_destroy(&e->tls_lock);
+}
+
+/*
+ * The SSL_CTX a new handshake on @s starts from. The shard keeps its own
+ * reference and trades it for the current one only after a reload, so
+ * the lock is taken once per reload per shard, not per handshake.
+ */
+static SSL_CTX *shard_ctx(struct eng_shard *s)
+{
+	struct eng_tls_shard *ts = s->tls;
+	struct eng *e = s->eng;
+
+	if (atomic_load_explicit(&e->tls_gen, memory_order_acquire) !=
+	    ts->gen) {
+		SSL_CTX *ctx;
+
+		pthread_mutex_lock(&e->tls_lock);
+		ctx = atomic_load_explicit(&e->tls_ctx, memory_order_relaxed);
+		SSL_CTX_up_ref(ctx);
+		SSL_CTX_free(ts->ctx);
+		ts->ctx = ctx;
+		ts->gen = atomic_load_explicit(&e->tls_gen,
+					       memory_order_relaxed);
+		pthread_mutex_unlock(&e->tls_lock);
+	}
+	return ts->ctx;
 }
 
 int eng_tls_shard_init(struct eng_shard *s)
@@ -210,7 +282,7 @@ int eng_tls_shard_init(struct eng_shard *s)
 	struct eng_tls_shard *ts;
 
 	s->tls = NULL;
-	if (!s->eng->tls_ctx)
+	if (!atomic_load(&s->eng->tls_ctx))
 		return 0;
 	ts = calloc(1, sizeof(*ts));
 	if (!ts)
@@ -224,6 +296,8 @@ int eng_tls_shard_init(struct eng_shard *s)
 		free(ts);
 		return -ENOMEM;
 	}
+	/* the generation no reload has: shard_ctx() takes its reference */
+	ts->gen = ~0u;
 	s->tls = ts;
 	return 0;
 }
@@ -237,6 +311,7 @@ void eng_tls_shard_exit(struct eng_shard *s)
 	for (uint32_t i = 0; i < s->nr_conns; i++)
 		eng_tls_release(s, i);
 	EVP_CIPHER_CTX_free(ts->cctx);
+	SSL_CTX_free(ts->ctx);
 	free(ts->conn);
 	free(ts);
 	s->tls = NULL;
@@ -430,7 +505,7 @@ static int hs_record(struct eng_shard *s, struct eng_conn *c,
 			goto internal;
 		memset(t->hs, 0, sizeof(*t->hs));
 		account(s, sizeof(*t->hs));
-		t->hs->ssl = SSL_new(s->eng->tls_ctx);
+		t->hs->ssl = SSL_new(shard_ctx(s));
 		rb = BIO_new(BIO_s_mem());
 		wb = BIO_new(BIO_s_mem());
 		if (!t->hs->ssl || !rb || !wb) {
@@ -771,6 +846,12 @@ const char *const eng_tls_fail_names[ENG_TLS_FAIL_MAX] = {
 void eng_tls_sum(const struct eng *e, struct eng_tls_totals *t)
 {
 	memset(t, 0, sizeof(*t));
+	t->reloads = atomic_load_explicit(&e->tls_reloads, memory_order_relaxed);
+	t->reload_failed = atomic_load_explicit(&e->tls_reload_failed,
+						memory_order_relaxed);
+	t->reloads = atomic_load_explicit(&e->tls_reloads, memory_order_relaxed);
+	t->reload_failed = atomic_load_explicit(&e->tls_reload_failed,
+						memory_order_relaxed);
 	for (unsigned i = 0; i < e->cfg.shards; i++) {
 		struct eng_tls_shard *ts = e->shards[i].tls;
 
@@ -799,12 +880,15 @@ size_t eng_tls_stats(const struct eng *e, char *out, size_t cap)
 	eng_tls_sum(e, &t);
 	n = (size_t)snprintf(out, cap, "{\"conns\":%llu,\"handshaking\":%llu,"
 			     "\"handshakes\":%llu,\"alerts\":%llu,"
-			     "\"state_bytes\":%llu,\"failed\":{",
+			     "\"state_bytes\":%llu,\"reloads\":%llu,"
+			     "\"reload_failed\":%llu,\"failed\":{",
 			     (unsigned long long)t.conns,
 			     (unsigned long long)t.handshaking,
 			     (unsigned long long)t.done,
 			     (unsigned long long)t.alerts,
-			     (unsigned long long)t.state_bytes);
+			     (unsigned long long)t.state_bytes,
+			     (unsigned long long)t.reloads,
+			     (unsigned long long)t.reload_failed);
 	for (unsigned k = 0; k < ENG_TLS_FAIL_MAX && n < cap; k++)
 		n += (size_t)snprintf(out + n, cap - n, "%s\"%s\":%llu",
 				      k ? "," : "", eng_tls_fail_names[k],

@@ -15,6 +15,7 @@ import asyncio
 import http.client
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -40,20 +41,33 @@ def openssl(*args):
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def make_certs():
-    """A CA, and a certificate for localhost and 127.0.0.1 it signed."""
+def issue(name, cn, sans):
+    """A key and a certificate the test CA signs for @cn with @sans (a
+    subjectAltName value), as TMP/@name.pem and TMP/@name.key."""
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
           "-nodes"]
-    ca_key = os.path.join(TMP, "ca.key")
-    csr = os.path.join(TMP, "srv.csr")
-    ext = os.path.join(TMP, "ext.cnf")
-    openssl("req", "-x509", *ec, "-keyout", ca_key, "-out", CA, "-days",
-            "2", "-subj", "/CN=ringcast test CA")
-    openssl("req", *ec, "-keyout", KEY, "-out", csr, "-subj", "/CN=localhost")
+    cert = os.path.join(TMP, name + ".pem")
+    key = os.path.join(TMP, name + ".key")
+    csr = os.path.join(TMP, name + ".csr")
+    ext = os.path.join(TMP, name + ".cnf")
+    openssl("req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=" + cn)
     with open(ext, "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", csr, "-CA", CA, "-CAkey", ca_key,
-            "-CAcreateserial", "-out", CERT, "-days", "2", "-extfile", ext)
+        f.write("subjectAltName=%s\n" % sans)
+    openssl("x509", "-req", "-in", csr, "-CA", CA, "-CAkey",
+            os.path.join(TMP, "ca.key"), "-CAcreateserial", "-out", cert,
+            "-days", "2", "-extfile", ext)
+    return cert, key
+
+
+def make_certs():
+    """A CA, and a certificate for localhost and 127.0.0.1 it signed."""
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+            os.path.join(TMP, "ca.key"), "-out", CA, "-days", "2", "-subj",
+            "/CN=ringcast test CA")
+    cert, key = issue("server", "localhost", "DNS:localhost,IP:127.0.0.1")
+    os.rename(cert, CERT)
+    os.rename(key, KEY)
 
 
 def client_ctx():
@@ -466,6 +480,75 @@ def check_bad_files(exe):
                "%s: status %d, %r", args, p.returncode, err)
 
 
+def peer_cert(eng, name="localhost"):
+    """The subject CN and serial of the certificate a new client gets,
+    asking for @name by SNI (and checking the certificate is for it)."""
+    with socket.create_connection(("127.0.0.1", eng.port),
+                                  timeout=rc.IO_TIMEOUT) as raw:
+        with client_ctx().wrap_socket(raw, server_hostname=name) as s:
+            c = s.getpeercert()
+    cn = [v for rdn in c["subject"] for k, v in rdn if k == "commonName"]
+    return cn[0], c["serialNumber"]
+
+
+def check_reload(exe):
+    """SIGHUP: new clients get the new certificate, an open wss://
+    client keeps receiving; a bad file keeps the one in use, counted and
+    said on stderr."""
+    cert, key = os.path.join(TMP, "live.pem"), os.path.join(TMP, "live.key")
+    b_cert, b_key = issue("reload-b", "reload B",
+                          "DNS:localhost,IP:127.0.0.1")
+    for src, dst in ((CERT, cert), (KEY, key)):
+        with open(src, "rb") as f, open(dst, "wb") as g:
+            g.write(f.read())
+
+    def swap(src_cert, src_key):
+        # rename: the engine never reads a half-written file
+        for src, dst in ((src_cert, cert), (src_key, key)):
+            with open(src, "rb") as f, open(dst + ".new", "wb") as g:
+                g.write(f.read())
+            os.rename(dst + ".new", dst)
+
+    async def run(eng):
+        url = "wss://127.0.0.1:%d/ws" % eng.port
+        first = peer_cert(eng)
+        expect_eq(first[0], "localhost", "certificate before SIGHUP")
+        async with rc.ws_connect(url, ssl=client_ctx()) as ws:
+            await ws.send(rc.push_cmd("subscribe", seq=1, channels=["r"]))
+            expect_eq(json.loads(await rc.ws_recv(ws)).get("code"), 200,
+                      "subscribe")
+            swap(b_cert, b_key)
+            eng.send_signal(signal.SIGHUP)
+            wait_stats(eng, lambda t: t["reloads"] == 1, "reload counted")
+            second = peer_cert(eng)
+            expect(second[0] == "reload B" and second[1] != first[1],
+                   "after SIGHUP a new client got %s", second)
+            for i in range(3):
+                st, _ = https(eng, "POST", "/publish/r", json.dumps({"i": i}))
+                expect_eq(st, 200, "publish")
+                m = json.loads(await rc.ws_recv(ws))
+                expect_eq(m.get("data"), {"i": i}, "push to the client of before")
+            # a bad certificate file: B stays
+            with open(cert + ".new", "w") as g:
+                g.write("not a certificate\n")
+            os.rename(cert + ".new", cert)
+            eng.send_signal(signal.SIGHUP)
+            t = wait_stats(eng, lambda t: t["reload_failed"] == 1,
+                           "failed reload counted")
+            expect_eq(t["reloads"], 1, "reloads after a bad one")
+            expect_eq(peer_cert(eng)[0], "reload B", "certificate kept")
+            expect("TLS reload failed" in eng.output() and
+                   "not a PEM certificate" in eng.output(),
+                   "no reason on stderr: %s", eng.output()[-400:])
+            st, _ = https(eng, "POST", "/publish/r", json.dumps(9))
+            m = json.loads(await rc.ws_recv(ws))
+            expect_eq(m.get("data"), 9, "push after the failed reload")
+
+    with rc.Engine(exe, "--tls-cert", cert, "--tls-key", key,
+                   "--ping-interval", "0", "--shards", "2") as eng:
+        asyncio.run(run(eng))
+
+
 def check_deadline(exe):
     """A TCP client that never sends a ClientHello is closed at the
     handshake deadline and counted as a timeout."""
@@ -532,6 +615,7 @@ def main():
         run.check("slow_consumer", check_slow_consumer, exe, timeout=150)
         run.check("partial_budget", check_partial_budget, exe)
         run.check("bad_files", check_bad_files, exe)
+        run.check("reload", check_reload, exe)
         run.check("handshake_deadline", check_deadline, exe)
         run.check("handshake_cap", check_cap, exe)
     except Exception as e:
