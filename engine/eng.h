@@ -32,6 +32,8 @@
 #define ENG_CLOSE_WAIT_MS	2000	/* peer's close reply after ours */
 
 /* What the operator set; read-only once shards start. */
+#define ENG_TLS_MAX_CERTS 16	/* --tls-cert pairs, for SNI */
+
 struct eng_cfg {
 	char listen_host[64];
 	uint16_t port;			/* 0: the kernel picks, shared */
@@ -83,8 +85,11 @@ struct eng_cfg {
 	char jwt_pubkey_file[1024];	/* RS256/ES256 PEM, "" = none */
 	unsigned max_conns_per_user;	/* per node; 0 = no limit */
 	unsigned jwt_leeway;		/* seconds of clock skew on exp, nbf */
-	char tls_cert[1024];		/* PEM chain, "" = plain ws:// */
-	char tls_key[1024];		/* PEM private key */
+	/* --tls-cert/--tls-key pairs in order (argv's strings), the first
+	 * the default, the others chosen by SNI; none = plain ws:// */
+	const char *tls_cert[ENG_TLS_MAX_CERTS];
+	const char *tls_key[ENG_TLS_MAX_CERTS];
+	unsigned tls_ncert, tls_nkey;
 	unsigned tls_max_handshakes;	/* in progress per shard */
 };
 

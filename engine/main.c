@@ -166,7 +166,10 @@ static const char usage[] =
 "                           every answer)\n"
 "  --tls-cert FILE          speak TLS on the port (wss://, https://): the\n"
 "                           certificate chain, PEM, leaf first\n"
-"  --tls-key FILE           its private key, PEM (both or neither)\n"
+"  --tls-key FILE           its private key, PEM (both or neither). Both\n"
+"                           repeat, in pairs, up to 16: a client's SNI name\n"
+"                           picks the certificate whose names (SAN DNS,\n"
+"                           wildcards) match it; the first is the default\n"
 "  --tls-min 1.3            lowest TLS version; only 1.3 is supported for\n"
 "                           now (1.2 is refused)\n"
 "  --tls-max-handshakes N   TLS handshakes in progress per shard; past it a\n"
@@ -613,12 +616,13 @@ static bool tls_opt(int opt, const char *arg, struct eng_cfg *cfg)
 	switch (opt) {
 	case OPT_TLS_CERT:
 	case OPT_TLS_KEY: {
-		char *dst = opt == OPT_TLS_CERT ? cfg->tls_cert : cfg->tls_key;
+		bool cert = opt == OPT_TLS_CERT;
+		unsigned *n = cert ? &cfg->tls_ncert : &cfg->tls_nkey;
 
-		if (!*arg || strlen(arg) >= sizeof(cfg->tls_cert))
-			bad_value(opt == OPT_TLS_CERT ? "tls-cert" : "tls-key",
-				  arg);
-		strcpy(dst, arg);
+		if (!*arg || *n == ENG_TLS_MAX_CERTS)
+			bad_value(cert ? "tls-cert (at most 16)" :
+					 "tls-key (at most 16)", arg);
+		(cert ? cfg->tls_cert : cfg->tls_key)[(*n)++] = arg;
 		return true;
 	}
 	case OPT_TLS_MIN:
@@ -1160,9 +1164,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!e.cfg.tls_cert[0] != !e.cfg.tls_key[0]) {
+	if (e.cfg.tls_ncert != e.cfg.tls_nkey) {
 		fprintf(stderr, "ringcast: --tls-cert and --tls-key go "
-			"together (see --help)\n");
+			"together, in pairs (see --help)\n");
 		return 2;
 	}
 	{

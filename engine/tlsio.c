@@ -17,6 +17,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "buf.h"
 #include "conn.h"
@@ -154,10 +155,13 @@ static void ssl_why(char *why, size_t n, const char *opt, const char *file,
 }
 
 /*
- * A server SSL_CTX from --tls-cert and --tls-key, checked: TLS 1.3 only,
- * ALPN http/1.1, no session tickets. NULL with the reason in @why.
+ * A server SSL_CTX for the pair @i of --tls-cert and --tls-key, checked:
+ * TLS 1.3 only, ALPN http/1.1, no session tickets. Every pair's context
+ * is set up alike, as SNI may switch a handshake to any of them. NULL
+ * with the reason in @why.
  */
-static SSL_CTX *ctx_new(const struct eng_cfg *cfg, char *why, size_t why_len)
+static SSL_CTX *ctx_new(const struct eng_cfg *cfg, unsigned i, char *why,
+			size_t why_len)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 
@@ -168,19 +172,19 @@ static SSL_CTX *ctx_new(const struct eng_cfg *cfg, char *why, size_t why_len)
 	}
 	/* TLS 1.3 only: the record layer after the handshake is 1.3's */
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
-		ssl_why(why, why_len, "--tls-cert", cfg->tls_cert,
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert[i]) != 1) {
+		ssl_why(why, why_len, "--tls-cert", cfg->tls_cert[i],
 			"not a PEM certificate chain");
 		goto err;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key,
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key[i],
 					SSL_FILETYPE_PEM) != 1) {
-		ssl_why(why, why_len, "--tls-key", cfg->tls_key,
+		ssl_why(why, why_len, "--tls-key", cfg->tls_key[i],
 			"not a PEM private key, or not the certificate's");
 		goto err;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		ssl_why(why, why_len, "--tls-key", cfg->tls_key,
+		ssl_why(why, why_len, "--tls-key", cfg->tls_key[i],
 			"not the key of --tls-cert");
 		goto err;
 	}
@@ -199,13 +203,108 @@ err:
 	return NULL;
 }
 
+/*
+ * The certificates after the first, for SNI: a reference to each, owned
+ * by the default context (its ex_data, freed with it), so a reload that
+ * replaces the default lets go of them all once no handshake needs them.
+ */
+struct sni {
+	unsigned n;
+	SSL_CTX *ctx[ENG_TLS_MAX_CERTS - 1];
+};
+
+static int sni_idx = -1;
+
+static void sni_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+		     long argl, void *argp)
+{
+	struct sni *x = ptr;
+
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (!x)
+		return;
+	for (unsigned i = 0; i < x->n; i++)
+		SSL_CTX_free(x->ctx[i]);
+	free(x);
+}
+
+static bool names(SSL_CTX *ctx, const char *name)
+{
+	X509 *leaf = SSL_CTX_get0_certificate(ctx);
+
+	return leaf && X509_check_host(leaf, name, 0,
+				       X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+				       NULL) == 1;
+}
+
+/*
+ * The servername callback, on the default context: the first certificate
+ * in --tls-cert order whose names (SAN DNS entries, wildcards; the CN
+ * without them) match the client's SNI. No name, or none matching: the
+ * default stays.
+ */
+static int servername(SSL *ssl, int *alert, void *arg)
+{
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	struct sni *x = arg;
+
+	(void)alert;
+	if (!name || names(SSL_get_SSL_CTX(ssl), name))
+		return SSL_TLSEXT_ERR_OK;
+	for (unsigned i = 0; i < x->n; i++) {
+		if (names(x->ctx[i], name)) {
+			if (!SSL_set_SSL_CTX(ssl, x->ctx[i]))
+				return SSL_TLSEXT_ERR_ALERT_FATAL;
+			break;
+		}
+	}
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* Every pair's context; the default one returned, the others in its sni. */
+static SSL_CTX *ctxs_new(const struct eng_cfg *cfg, char *why, size_t why_len)
+{
+	SSL_CTX *def = ctx_new(cfg, 0, why, why_len);
+	struct sni *x;
+
+	if (!def || cfg->tls_ncert < 2)
+		return def;
+	x = calloc(1, sizeof(*x));
+	if (!x || !SSL_CTX_set_ex_data(def, sni_idx, x)) {
+		free(x);
+		snprintf(why, why_len, "out of memory");
+		goto err;
+	}
+	for (unsigned i = 1; i < cfg->tls_ncert; i++) {
+		x->ctx[x->n] = ctx_new(cfg, i, why, why_len);
+		if (!x->ctx[x->n])
+			goto err;
+		x->n++;
+	}
+	SSL_CTX_set_tlsext_servername_callback(def, servername);
+	SSL_CTX_set_tlsext_servername_arg(def, x);
+	return def;
+err:
+	SSL_CTX_free(def);	/* and x, through sni_free */
+	return NULL;
+}
+
 int eng_tls_init(struct eng *e, char *why, size_t why_len)
 {
 	SSL_CTX *ctx;
 
-	if (!e->cfg.tls_cert[0])
+	if (!e->cfg.tls_ncert)
 		return 0;
-	ctx = ctx_new(&e->cfg, why, why_len);
+	sni_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_free);
+	if (sni_idx < 0) {
+		snprintf(why, why_len, "SSL_CTX_get_ex_new_index failed");
+		return -ENOMEM;
+	}
+	ctx = ctxs_new(&e->cfg, why, why_len);
 	if (!ctx)
 		return -EINVAL;
 	pthread_mutex_init(&e->tls_lock, NULL);
@@ -223,7 +322,7 @@ void eng_tls_reload(struct eng *e)
 		return;
 	}
 	/* built and checked here, in main's thread, off the shards' loops */
-	ctx = ctx_new(&e->cfg, why, sizeof(why));
+	ctx = ctxs_new(&e->cfg, why, sizeof(why));
 	if (!ctx) {
 		atomic_fetch_add(&e->tls_reload_failed, 1);
 		fprintf(stderr, "ringcast: SIGHUP: TLS reload failed, the "
@@ -237,8 +336,8 @@ void eng_tls_reload(struct eng *e)
 	/* shards and handshakes that still use it hold references of their own */
 	SSL_CTX_free(old);
 	atomic_fetch_add(&e->tls_reloads, 1);
-	fprintf(stderr, "ringcast: SIGHUP: TLS certificate reloaded from %s\n",
-		e->cfg.tls_cert);
+	fprintf(stderr, "ringcast: SIGHUP: TLS certificates reloaded (%u)\n",
+		e->cfg.tls_ncert);
 }
 
 void eng_tls_exit(struct eng *e)

@@ -51,8 +51,10 @@ struct eng_tls_shard {
 
 /*
  * Reads --tls-cert and --tls-key into @e's SSL_CTX (TLS 1.3 only, ALPN
- * http/1.1, no session tickets). Does nothing without --tls-cert. Returns
- * 0 or -errno with a sentence for the operator in @why.
+ * http/1.1, no session tickets); with several pairs, one SSL_CTX each,
+ * the first the default, the others reached from its servername
+ * callback by the client's SNI name. Does nothing without --tls-cert.
+ * Returns 0 or -errno with a sentence for the operator in @why.
  */
 int eng_tls_init(struct eng *e, char *why, size_t why_len);
 void eng_tls_exit(struct eng *e);

@@ -8,7 +8,8 @@ python3-websockets and http.client with an ssl context trusting the CA,
 client tests/tls-client.c (KeyUpdate mid-stream, a tampered and an
 oversized record). Handshake limits: garbage instead of a ClientHello, a
 client that never sends one (the handshake deadline), and the cap on
-handshakes in progress.
+handshakes in progress. SIGHUP reloads the certificates; several are
+chosen by SNI.
 """
 
 import asyncio
@@ -480,12 +481,14 @@ def check_bad_files(exe):
                "%s: status %d, %r", args, p.returncode, err)
 
 
-def peer_cert(eng, name="localhost"):
+def peer_cert(eng, name="localhost", check=True):
     """The subject CN and serial of the certificate a new client gets,
-    asking for @name by SNI (and checking the certificate is for it)."""
+    asking for @name by SNI (and, if @check, that it is for @name)."""
+    ctx = client_ctx()
+    ctx.check_hostname = check
     with socket.create_connection(("127.0.0.1", eng.port),
                                   timeout=rc.IO_TIMEOUT) as raw:
-        with client_ctx().wrap_socket(raw, server_hostname=name) as s:
+        with ctx.wrap_socket(raw, server_hostname=name) as s:
             c = s.getpeercert()
     cn = [v for rdn in c["subject"] for k, v in rdn if k == "commonName"]
     return cn[0], c["serialNumber"]
@@ -547,6 +550,54 @@ def check_reload(exe):
     with rc.Engine(exe, "--tls-cert", cert, "--tls-key", key,
                    "--ping-interval", "0", "--shards", "2") as eng:
         asyncio.run(run(eng))
+
+
+def check_sni(exe):
+    """Three certificates: the client's SNI name picks the one whose SAN
+    names it (a wildcard for one label), any other name gets the first;
+    wss:// works through the one chosen; SIGHUP reloads them all."""
+    b_cert, b_key = issue("sni-b", "sni b", "DNS:b.test,DNS:*.b.test")
+    c_new = issue("sni-c2", "sni c", "DNS:c.test")
+    c_cert, c_key = issue("sni-c", "sni c", "DNS:c.test")
+
+    async def echo(eng, name):
+        url = "wss://%s:%d/echo" % (name, eng.port)
+        async with rc.ws_connect(url, ssl=client_ctx(),
+                                 server_hostname=name,
+                                 host="127.0.0.1") as ws:
+            await ws.send("over " + name)
+            expect_eq(await rc.ws_recv(ws), "over " + name, "echo")
+
+    with rc.Engine(exe, "--tls-cert", CERT, "--tls-key", KEY,
+                   "--tls-cert", b_cert, "--tls-key", b_key,
+                   "--tls-cert", c_cert, "--tls-key", c_key,
+                   "--ping-interval", "0", "--echo") as eng:
+        for name, want in (("localhost", "localhost"), ("b.test", "sni b"),
+                           ("x.b.test", "sni b"), ("c.test", "sni c")):
+            expect_eq(peer_cert(eng, name)[0], want, "certificate for " + name)
+        for name in ("y.x.b.test", "nope.test", "b.test.evil"):
+            expect_eq(peer_cert(eng, name, check=False)[0], "localhost",
+                      "default certificate for " + name)
+        p = subprocess.run(
+            ["openssl", "s_client", "-connect", "127.0.0.1:%d" % eng.port,
+             "-servername", "x.b.test", "-CAfile", CA, "-verify_return_error",
+             "-brief", "-ign_eof"],
+            input=b"GET /healthz HTTP/1.1\r\nHost: x.b.test\r\n"
+                  b"Connection: close\r\n\r\n",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        err = p.stderr.decode()
+        expect("sni b" in err and p.stdout.startswith(b"HTTP/1.1 200 OK"),
+               "s_client -servername x.b.test: %s %r", err, p.stdout[:40])
+        asyncio.run(echo(eng, "c.test"))
+        old = peer_cert(eng, "c.test")[1]
+        for src, dst in zip(c_new, (c_cert, c_key)):
+            os.rename(src, dst)
+        eng.send_signal(signal.SIGHUP)
+        wait_stats(eng, lambda t: t["reloads"] == 1, "reload counted")
+        expect(peer_cert(eng, "c.test")[1] != old,
+               "c.test's certificate not reloaded")
+        expect_eq(peer_cert(eng, "b.test")[0], "sni b", "b.test after reload")
+        asyncio.run(echo(eng, "b.test"))
 
 
 def check_deadline(exe):
@@ -616,6 +667,7 @@ def main():
         run.check("partial_budget", check_partial_budget, exe)
         run.check("bad_files", check_bad_files, exe)
         run.check("reload", check_reload, exe)
+        run.check("sni", check_sni, exe)
         run.check("handshake_deadline", check_deadline, exe)
         run.check("handshake_cap", check_cap, exe)
     except Exception as e:
