@@ -91,6 +91,7 @@ struct eng_cfg {
 	const char *tls_key[ENG_TLS_MAX_CERTS];
 	unsigned tls_ncert, tls_nkey;
 	unsigned tls_max_handshakes;	/* in progress per shard */
+	unsigned tls_min;		/* --tls-min: 12 or 13 */
 };
 
 enum { ENG_AUTH_OFF = 0, ENG_AUTH_OPTIONAL, ENG_AUTH_REQUIRED };

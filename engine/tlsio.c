@@ -30,9 +30,15 @@ enum {
 	T_CLOSE_SENT	= 1 << 1,	/* close_notify (or an alert) sealed */
 	T_FAILED	= 1 << 2,	/* counted; nothing more is processed */
 	T_TIMED_OUT	= 1 << 3,	/* the handshake deadline passed */
+	T_SSL		= 1 << 4,	/* TLS 1.2: hs->ssl kept for life */
 };
 
 #define NO_ALERT	0xff
+
+/* TLS 1.2's suites, as Mozilla's "intermediate": ECDHE, AES-GCM, ChaCha20 */
+#define TLS12_CIPHERS	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+			"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+			"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define SEAL_IOV	64		/* queue entries sealed in one send */
 #define SEAL_BYTES	(256u << 10)	/* plaintext sealed in one send */
 
@@ -170,8 +176,19 @@ static SSL_CTX *ctx_new(const struct eng_cfg *cfg, unsigned i, char *why,
 		ERR_clear_error();
 		return NULL;
 	}
-	/* TLS 1.3 only: the record layer after the handshake is 1.3's */
-	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	/*
+	 * 1.3 switches to the record layer of our own after the handshake;
+	 * 1.2 (--tls-min 1.2) keeps the SSL*, with ECDHE and AEAD suites
+	 * only, no renegotiation and no tickets.
+	 */
+	SSL_CTX_set_min_proto_version(ctx, cfg->tls_min == 12 ?
+					   TLS1_2_VERSION : TLS1_3_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
+				 SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
+		snprintf(why, why_len, "no TLS 1.2 cipher suite");
+		goto err;
+	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert[i]) != 1) {
 		ssl_why(why, why_len, "--tls-cert", cfg->tls_cert[i],
 			"not a PEM certificate chain");
@@ -566,6 +583,11 @@ static int established(struct eng_shard *s, struct eng_tls *t)
 	uint16_t suite = cipher ? SSL_CIPHER_get_protocol_id(cipher) : 0;
 	size_t len = tls_secret_len(suite);
 
+	if (SSL_version(h->ssl) != TLS1_3_VERSION) {
+		/* 1.2: OpenSSL keeps the records; its Finished is owed */
+		t->flags |= T_ESTABLISHED | T_SSL;
+		goto done;
+	}
 	/*
 	 * One record went in, so nothing is left in the read BIO; without
 	 * tickets nothing was written after the server's Finished, which
@@ -579,6 +601,7 @@ static int established(struct eng_shard *s, struct eng_tls *t)
 		return -EIO;
 	hs_free(s, t);
 	t->flags |= T_ESTABLISHED;
+done:
 	hs_over(s, t, -1);
 	atomic_fetch_add_explicit(&s->tls->conns, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->tls->done, 1, memory_order_relaxed);
@@ -636,6 +659,42 @@ internal:
 	return -ENOMEM;
 }
 
+/* TLS 1.2: one whole record through the connection's SSL*. */
+static int ssl_record(struct eng_shard *s, struct eng_conn *c,
+		      struct eng_tls *t, const uint8_t *rec, size_t len)
+{
+	SSL *ssl = t->hs->ssl;
+	uint8_t buf[TLS_MAX_PLAIN];
+	int r;
+
+	if (BIO_write(SSL_get_rbio(ssl), rec, (int)len) != (int)len) {
+		fail(s, c, t, -1, NO_ALERT);
+		return -ENOMEM;
+	}
+	while (eng_conn_alive(c)) {
+		r = SSL_read(ssl, buf, sizeof(buf));
+		if (r > 0) {
+			eng_conn_feed(s, c, buf, (size_t)r);
+			continue;
+		}
+		switch (SSL_get_error(ssl, r)) {
+		case SSL_ERROR_WANT_READ:
+			return 0;
+		case SSL_ERROR_ZERO_RETURN:	/* close_notify: answer it */
+			eng_conn_kill(s, c);
+			return -EPIPE;
+		default:	/* OpenSSL's alert waits in the write BIO */
+			ERR_clear_error();
+			atomic_fetch_add_explicit(&s->tls->alerts, 1,
+						  memory_order_relaxed);
+			t->flags |= T_FAILED;
+			eng_conn_kill(s, c);
+			return -EPROTO;
+		}
+	}
+	return -EPIPE;
+}
+
 /* One whole record at @rec, writable: opened in place. */
 static int record(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t,
 		  uint8_t *rec, size_t len)
@@ -645,6 +704,8 @@ static int record(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t,
 
 	if (!(t->flags & T_ESTABLISHED))
 		return hs_record(s, c, t, rec, len);
+	if (t->flags & T_SSL)
+		return ssl_record(s, c, t, rec, len);
 	n = tls_open(&t->rl, s->tls->cctx, rec, len, &r);
 	if (n < 0) {
 		fail(s, c, t, -1, tls_alert_of((int)n));
@@ -710,7 +771,7 @@ static int carry(struct eng_shard *s, struct eng_tls *t, const uint8_t *p,
 
 static bool owes(const struct eng_tls *t)
 {
-	if (!(t->flags & T_ESTABLISHED))
+	if (!(t->flags & T_ESTABLISHED) || (t->flags & T_SSL))
 		return t->hs && BIO_ctrl_pending(SSL_get_wbio(t->hs->ssl));
 	return t->rl.flags & TLS_RL_UPDATE_OWED;
 }
@@ -811,20 +872,63 @@ static void out_sealed(struct eng_shard *s, struct eng_tls *t, size_t len)
 	t->out->len = (uint32_t)len;
 }
 
+/* Whatever @t's SSL* wrote, as one send covering @n queue entries. */
+static int ssl_flush(struct eng_shard *s, struct eng_conn *c,
+		     struct eng_tls *t, unsigned n)
+{
+	BIO *wb = SSL_get_wbio(t->hs->ssl);
+	size_t len = BIO_ctrl_pending(wb);
+
+	c->nflight = (uint16_t)n;
+	if (!len)
+		return 0;
+	if (out_new(s, t, len) < 0)
+		return -ENOMEM;
+	if (BIO_read(wb, t->out->b, (int)len) != (int)len)
+		return -EIO;
+	return put_out(s, c, t);
+}
+
 /* The handshake's output, straight from OpenSSL's write BIO. */
 static int send_hs(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t)
 {
-	BIO *wb = t->hs ? SSL_get_wbio(t->hs->ssl) : NULL;
-	size_t n = wb ? BIO_ctrl_pending(wb) : 0;
+	int r;
 
 	c->nflight = 0;
-	if (!n)
-		return c->sq_head ? -EPROTO : 0;	/* no bytes before it */
-	if (out_new(s, t, n) < 0)
-		return -ENOMEM;
-	if (BIO_read(wb, t->out->b, (int)n) != (int)n)
-		return -EIO;
-	return put_out(s, c, t);
+	r = t->hs ? ssl_flush(s, c, t, 0) : 0;
+	if (!r && c->sq_head)
+		return -EPROTO;		/* no bytes before it */
+	return r;
+}
+
+/*
+ * TLS 1.2: the queue through SSL_write into the write BIO (which keeps
+ * all of it), then close_notify if @c is draining, all in one send.
+ */
+static int ssl_send(struct eng_shard *s, struct eng_conn *c,
+		    struct eng_tls *t)
+{
+	bool drain = c->state == ENG_CONN_DRAIN;
+	struct eng_sq *q = c->sq_head;
+	size_t total = 0;
+	unsigned n = 0;
+
+	for (; q && n < SEAL_IOV && total < SEAL_BYTES; q = q->next, n++) {
+		int len = (int)q->buf->len;
+
+		if (len && SSL_write(t->hs->ssl, q->buf->data + q->buf->start,
+				     len) != len) {
+			ERR_clear_error();
+			return -EIO;
+		}
+		total += q->buf->len;
+	}
+	if (drain && !q && !(t->flags & T_CLOSE_SENT)) {
+		t->flags |= T_CLOSE_SENT;
+		SSL_shutdown(t->hs->ssl);
+		ERR_clear_error();
+	}
+	return ssl_flush(s, c, t, n);
 }
 
 int eng_tls_send(struct eng_shard *s, struct eng_conn *c)
@@ -841,6 +945,8 @@ int eng_tls_send(struct eng_shard *s, struct eng_conn *c)
 		return put_out(s, c, t);	/* cannot happen: F_SEND */
 	if (!(t->flags & T_ESTABLISHED))
 		return send_hs(s, c, t);
+	if (t->flags & T_SSL)
+		return ssl_send(s, c, t);
 	if (!q && !(t->rl.flags & TLS_RL_UPDATE_OWED) &&
 	    (!drain || (t->flags & T_CLOSE_SENT)))
 		return 0;
@@ -920,6 +1026,16 @@ void eng_tls_close(struct eng_shard *s, struct eng_conn *c)
 	}
 	if (t->flags & T_CLOSE_SENT)
 		return;
+	if (t->flags & T_SSL) {
+		/* close_notify, unless OpenSSL failed it: then its alert */
+		t->flags |= T_CLOSE_SENT;
+		if (!(t->flags & T_FAILED))
+			SSL_shutdown(t->hs->ssl);
+		ERR_clear_error();
+		if (ssl_flush(s, c, t, 0) < 0)
+			out_free(s, t);
+		return;
+	}
 	desc = t->alert == NO_ALERT ? TLS_ALERT_CLOSE_NOTIFY : t->alert;
 	t->flags |= T_CLOSE_SENT;
 	if (out_new(s, t, TLS_RECORD_OVERHEAD + 2) < 0)

@@ -9,6 +9,9 @@
  * in place in the receive buffers and the plaintext goes up the same
  * receive path as on a plain connection; the send queue keeps its shared
  * plaintext frames, sealed per connection at send time into one buffer.
+ * With --tls-min 1.2 a TLS 1.2 connection is the exception: it keeps its
+ * SSL* for life, its records going through SSL_read and SSL_write over
+ * the same memory BIOs.
  * conn.c calls in here only from its transport seam (xport_*).
  */
 #ifndef RC_ENGINE_TLSIO_H

@@ -469,7 +469,7 @@ def check_bad_files(exe):
         (["--tls-cert", CERT, "--tls-key", os.path.join(TMP, "ca.key")],
          "not the certificate's"),
         (["--tls-cert", CERT], "go together"),
-        (["--tls-cert", CERT, "--tls-key", KEY, "--tls-min", "1.2"],
+        (["--tls-cert", CERT, "--tls-key", KEY, "--tls-min", "1.1"],
          "tls-min"),
     ]
     for args, want in cases:
@@ -600,6 +600,80 @@ def check_sni(exe):
         asyncio.run(echo(eng, "b.test"))
 
 
+TLS12_SUITES = ["ECDHE-ECDSA-AES128-GCM-SHA256",
+                "ECDHE-ECDSA-AES256-GCM-SHA384",
+                "ECDHE-ECDSA-CHACHA20-POLY1305"]
+
+
+def ctx12():
+    ctx = client_ctx()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def check_tls12_refused(eng):
+    """Without --tls-min 1.2 a client that speaks only 1.2 is refused,
+    and counted as a failed handshake."""
+    before = tls_stats(eng)["failed"]["handshake"]
+    try:
+        with socket.create_connection(("127.0.0.1", eng.port),
+                                      timeout=rc.IO_TIMEOUT) as raw:
+            with ctx12().wrap_socket(raw, server_hostname="localhost"):
+                raise AssertionError("a TLS 1.2 handshake succeeded")
+    except ssl.SSLError:
+        pass
+    wait_stats(eng, lambda t: t["failed"]["handshake"] == before + 1,
+               "refused 1.2 handshake counted")
+
+
+def check_tls12(exe):
+    """--tls-min 1.2: s_client -tls1_2 with each suite, websockets over
+    1.2 with pushes over 16 KiB and big echoes, 1.3 clients as before."""
+    async def run(eng):
+        sizes = [10, 20000, 16385, 70000, 5]
+        url = "wss://127.0.0.1:%d/ws" % eng.port
+        async with rc.ws_connect(url, ssl=ctx12()) as ws:
+            expect_eq(ws.transport.get_extra_info("ssl_object").version(),
+                      "TLSv1.2", "version")
+            await ws.send(rc.push_cmd("subscribe", seq=1, channels=["t"]))
+            expect_eq(json.loads(await rc.ws_recv(ws)).get("code"), 200,
+                      "subscribe")
+            for i, n in enumerate(sizes):
+                body = json.dumps({"i": i, "pad": "y" * n})
+                st, _ = https(eng, "POST", "/publish/t", body)
+                expect_eq(st, 200, "publish")
+            for i, n in enumerate(sizes):
+                m = json.loads(await rc.ws_recv(ws))
+                expect(m["data"]["i"] == i and len(m["data"]["pad"]) == n,
+                       "push %d over 1.2 out of order or cut", i)
+        url = "wss://127.0.0.1:%d/echo" % eng.port
+        async with rc.ws_connect(url, ssl=ctx12()) as ws:
+            for n in (17000, 100000, 1):
+                data = os.urandom(n)
+                await ws.send(data)
+                expect(await rc.ws_recv(ws) == data, "1.2 echo of %d", n)
+
+    with tls_engine(exe, "--tls-min", "1.2", "--echo") as eng:
+        for suite in TLS12_SUITES:
+            p = subprocess.run(
+                ["openssl", "s_client", "-connect",
+                 "127.0.0.1:%d" % eng.port, "-servername", "localhost",
+                 "-tls1_2", "-cipher", suite, "-CAfile", CA,
+                 "-verify_return_error", "-brief", "-ign_eof"],
+                input=b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n"
+                      b"Connection: close\r\n\r\n",
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            out, err = p.stdout.decode(), p.stderr.decode()
+            expect("Ciphersuite: " + suite in err, "%s: %s", suite, err)
+            expect(out.startswith("HTTP/1.1 200 OK") and
+                   out.endswith("ok\n"), "%s: /healthz %r", suite, out)
+        asyncio.run(run(eng))
+        asyncio.run(check_wss_echo_big(eng))
+        t = wait_stats(eng, lambda t: t["conns"] == 1, "1.2 clients gone")
+        expect_eq(t["failed"]["handshake"], 0, "failed handshakes")
+
+
 def check_deadline(exe):
     """A TCP client that never sends a ClientHello is closed at the
     handshake deadline and counted as a timeout."""
@@ -663,11 +737,13 @@ def main():
             run.check("ringcast_js", check_ringcast_js, eng)
             run.check("status_page", check_status_page, eng)
             run.check("stats", check_stats, eng)
+            run.check("tls12_refused", check_tls12_refused, eng)
         run.check("slow_consumer", check_slow_consumer, exe, timeout=150)
         run.check("partial_budget", check_partial_budget, exe)
         run.check("bad_files", check_bad_files, exe)
         run.check("reload", check_reload, exe)
         run.check("sni", check_sni, exe)
+        run.check("tls12", check_tls12, exe)
         run.check("handshake_deadline", check_deadline, exe)
         run.check("handshake_cap", check_cap, exe)
     except Exception as e:
