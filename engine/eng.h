@@ -32,6 +32,8 @@
 #define ENG_CLOSE_WAIT_MS	2000	/* peer's close reply after ours */
 
 /* What the operator set; read-only once shards start. */
+#define ENG_TLS_MAX_CERTS 16	/* --tls-cert pairs, for SNI */
+
 struct eng_cfg {
 	char listen_host[64];
 	uint16_t port;			/* 0: the kernel picks, shared */
@@ -83,9 +85,13 @@ struct eng_cfg {
 	char jwt_pubkey_file[1024];	/* RS256/ES256 PEM, "" = none */
 	unsigned max_conns_per_user;	/* per node; 0 = no limit */
 	unsigned jwt_leeway;		/* seconds of clock skew on exp, nbf */
-	char tls_cert[1024];		/* PEM chain, "" = plain ws:// */
-	char tls_key[1024];		/* PEM private key */
+	/* --tls-cert/--tls-key pairs in order (argv's strings), the first
+	 * the default, the others chosen by SNI; none = plain ws:// */
+	const char *tls_cert[ENG_TLS_MAX_CERTS];
+	const char *tls_key[ENG_TLS_MAX_CERTS];
+	unsigned tls_ncert, tls_nkey;
 	unsigned tls_max_handshakes;	/* in progress per shard */
+	unsigned tls_min;		/* --tls-min: 12 or 13 */
 };
 
 enum { ENG_AUTH_OFF = 0, ENG_AUTH_OPTIONAL, ENG_AUTH_REQUIRED };
@@ -247,7 +253,15 @@ struct eng {
 	struct eng_cfg cfg;
 	const struct eng_broker *broker;/* embedded or Redis, chosen once */
 	struct eng_bridge *bridge;	/* NULL without --redis */
-	struct ssl_ctx_st *tls_ctx;	/* owned SSL_CTX; NULL without TLS */
+	/*
+	 * The SSL_CTX new handshakes start from, one reference owned; NULL
+	 * without TLS. SIGHUP replaces it (eng_tls_reload) under tls_lock
+	 * and bumps tls_gen; each shard keeps a reference of its own.
+	 */
+	_Atomic(struct ssl_ctx_st *) tls_ctx;
+	pthread_mutex_t tls_lock;
+	atomic_uint tls_gen;
+	atomic_uint_fast64_t tls_reloads, tls_reload_failed;
 	struct eng_shard *shards;	/* cfg.shards of them */
 	atomic_uint_fast64_t nconns;	/* all shards, for --max-conns */
 	atomic_uint drained;		/* shards stopped with no connection */

@@ -3,7 +3,8 @@
  * main.c: the ringcast binary. Parses options, raises the fd limit,
  * creates one SO_REUSEPORT listener per shard, starts the pinned shard
  * threads and waits for SIGINT/SIGTERM, which it turns into a graceful
- * stop: a mailbox message to every shard, then join and exit 0.
+ * stop: a mailbox message to every shard, then join and exit 0. SIGHUP
+ * in between reloads the TLS certificates (eng_tls_reload).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -165,9 +166,13 @@ static const char usage[] =
 "                           every answer)\n"
 "  --tls-cert FILE          speak TLS on the port (wss://, https://): the\n"
 "                           certificate chain, PEM, leaf first\n"
-"  --tls-key FILE           its private key, PEM (both or neither)\n"
-"  --tls-min 1.3            lowest TLS version; only 1.3 is supported for\n"
-"                           now (1.2 is refused)\n"
+"  --tls-key FILE           its private key, PEM (both or neither). Both\n"
+"                           repeat, in pairs, up to 16: a client's SNI name\n"
+"                           picks the certificate whose names (SAN DNS,\n"
+"                           wildcards) match it; the first is the default\n"
+"  --tls-min 1.2|1.3        lowest TLS version (default 1.3); a 1.2\n"
+"                           connection keeps OpenSSL's state, about 15 KB\n"
+"                           more than a 1.3 one\n"
 "  --tls-max-handshakes N   TLS handshakes in progress per shard; past it a\n"
 "                           new client is closed at once (default 1024)\n"
 "  --io uring|epoll         I/O backend (default uring); epoll exists to\n"
@@ -186,6 +191,8 @@ static const char usage[] =
 "docs/PROTOCOL.md describes them. With --tls-cert they are all TLS 1.3:\n"
 "wss://HOST:PORT/ws, https://HOST:PORT/publish/CHANNEL, ...\n"
 "SIGINT or SIGTERM sends close 1001 to every client, then exits 0.\n"
+"SIGHUP reads --tls-cert and --tls-key again for new connections; open\n"
+"ones keep theirs, and bad files leave the ones in use (stderr says why).\n"
 "\n"
 "Connections per shard: client sockets are io_uring direct descriptors and\n"
 "never use the process fd table, but each ring's fixed-file table is capped\n"
@@ -610,18 +617,19 @@ static bool tls_opt(int opt, const char *arg, struct eng_cfg *cfg)
 	switch (opt) {
 	case OPT_TLS_CERT:
 	case OPT_TLS_KEY: {
-		char *dst = opt == OPT_TLS_CERT ? cfg->tls_cert : cfg->tls_key;
+		bool cert = opt == OPT_TLS_CERT;
+		unsigned *n = cert ? &cfg->tls_ncert : &cfg->tls_nkey;
 
-		if (!*arg || strlen(arg) >= sizeof(cfg->tls_cert))
-			bad_value(opt == OPT_TLS_CERT ? "tls-cert" : "tls-key",
-				  arg);
-		strcpy(dst, arg);
+		if (!*arg || *n == ENG_TLS_MAX_CERTS)
+			bad_value(cert ? "tls-cert (at most 16)" :
+					 "tls-key (at most 16)", arg);
+		(cert ? cfg->tls_cert : cfg->tls_key)[(*n)++] = arg;
 		return true;
 	}
 	case OPT_TLS_MIN:
-		/* 1.2 would need the SSL* kept per connection: not yet */
-		if (strcmp(arg, "1.3"))
-			bad_value("tls-min (only 1.3 for now)", arg);
+		if (strcmp(arg, "1.2") && strcmp(arg, "1.3"))
+			bad_value("tls-min (1.2 or 1.3)", arg);
+		cfg->tls_min = arg[2] == '2' ? 12 : 13;
 		return true;
 	case OPT_TLS_HANDSHAKES:
 		if (parse_u64(arg, &v) < 0 || !v || v > 1000000)
@@ -1060,7 +1068,7 @@ int main(int argc, char **argv)
 	sigset_t sigs;
 	unsigned i, started = 0, nready = 0, nthreads, per_ring;
 	uint16_t port;
-	int sig, ret, status = 0;
+	int sig = 0, ret, status = 0;
 
 	memset(&e, 0, sizeof(e));
 	e.cfg.port = 8080;	/* the address follows the key: see below */
@@ -1088,6 +1096,7 @@ int main(int argc, char **argv)
 	e.cfg.inbox_memory = (uint64_t)256 << 20;
 	e.cfg.jwt_leeway = ENG_JWT_LEEWAY;
 	e.cfg.tls_max_handshakes = 1024;
+	e.cfg.tls_min = 13;
 	/* A secret that does not fit must stop us, never leave us open. */
 	if (env_secret("RINGCAST_API_KEY", e.cfg.api_key,
 		       sizeof(e.cfg.api_key)) < 0 ||
@@ -1157,9 +1166,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!e.cfg.tls_cert[0] != !e.cfg.tls_key[0]) {
+	if (e.cfg.tls_ncert != e.cfg.tls_nkey) {
 		fprintf(stderr, "ringcast: --tls-cert and --tls-key go "
-			"together (see --help)\n");
+			"together, in pairs (see --help)\n");
 		return 2;
 	}
 	{
@@ -1205,6 +1214,7 @@ int main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -1308,7 +1318,8 @@ int main(int argc, char **argv)
 	if (e.cfg.epoll)
 		strcat(broker, "; epoll backend");
 	if (e.tls_ctx)
-		strcat(broker, "; TLS 1.3");
+		strcat(broker, e.cfg.tls_min == 12 ? "; TLS 1.2 and 1.3" :
+						     "; TLS 1.3");
 	if (e.cfg.threads)
 		snprintf(broker + strlen(broker), sizeof(broker) - strlen(broker),
 			 "; on %u threads", e.cfg.threads);
@@ -1323,7 +1334,10 @@ int main(int argc, char **argv)
 			"0.0.0.0:%u, or name the address: --listen "
 			"0.0.0.0:%u --api-key KEY\n", e.cfg.port, e.cfg.port);
 
-	if (sigwait(&sigs, &sig) == 0)
+	/* SIGHUP reloads the TLS certificates and waits again */
+	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+		eng_tls_reload(&e);
+	if (sig != SIGHUP)
 		fprintf(stderr, "ringcast: %s: closing connections\n",
 			sig == SIGINT ? "SIGINT" : "SIGTERM");
 stop:

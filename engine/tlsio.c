@@ -17,6 +17,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "buf.h"
 #include "conn.h"
@@ -29,9 +30,15 @@ enum {
 	T_CLOSE_SENT	= 1 << 1,	/* close_notify (or an alert) sealed */
 	T_FAILED	= 1 << 2,	/* counted; nothing more is processed */
 	T_TIMED_OUT	= 1 << 3,	/* the handshake deadline passed */
+	T_SSL		= 1 << 4,	/* TLS 1.2: hs->ssl kept for life */
 };
 
 #define NO_ALERT	0xff
+
+/* TLS 1.2's suites, as Mozilla's "intermediate": ECDHE, AES-GCM, ChaCha20 */
+#define TLS12_CIPHERS	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+			"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+			"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define SEAL_IOV	64		/* queue entries sealed in one send */
 #define SEAL_BYTES	(256u << 10)	/* plaintext sealed in one send */
 
@@ -153,33 +160,48 @@ static void ssl_why(char *why, size_t n, const char *opt, const char *file,
 	ERR_clear_error();
 }
 
-int eng_tls_init(struct eng *e, char *why, size_t why_len)
+/*
+ * A server SSL_CTX for the pair @i of --tls-cert and --tls-key, checked:
+ * TLS 1.3 only, ALPN http/1.1, no session tickets. Every pair's context
+ * is set up alike, as SNI may switch a handshake to any of them. NULL
+ * with the reason in @why.
+ */
+static SSL_CTX *ctx_new(const struct eng_cfg *cfg, unsigned i, char *why,
+			size_t why_len)
 {
-	const struct eng_cfg *cfg = &e->cfg;
-	SSL_CTX *ctx;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 
-	if (!cfg->tls_cert[0])
-		return 0;
-	ctx = SSL_CTX_new(TLS_server_method());
 	if (!ctx) {
 		snprintf(why, why_len, "SSL_CTX_new failed");
-		return -ENOMEM;
+		ERR_clear_error();
+		return NULL;
 	}
-	/* TLS 1.3 only: the record layer after the handshake is 1.3's */
-	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
-		ssl_why(why, why_len, "--tls-cert", cfg->tls_cert,
+	/*
+	 * 1.3 switches to the record layer of our own after the handshake;
+	 * 1.2 (--tls-min 1.2) keeps the SSL*, with ECDHE and AEAD suites
+	 * only, no renegotiation and no tickets.
+	 */
+	SSL_CTX_set_min_proto_version(ctx, cfg->tls_min == 12 ?
+					   TLS1_2_VERSION : TLS1_3_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
+				 SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
+		snprintf(why, why_len, "no TLS 1.2 cipher suite");
+		goto err;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert[i]) != 1) {
+		ssl_why(why, why_len, "--tls-cert", cfg->tls_cert[i],
 			"not a PEM certificate chain");
 		goto err;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key,
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key[i],
 					SSL_FILETYPE_PEM) != 1) {
-		ssl_why(why, why_len, "--tls-key", cfg->tls_key,
+		ssl_why(why, why_len, "--tls-key", cfg->tls_key[i],
 			"not a PEM private key, or not the certificate's");
 		goto err;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		ssl_why(why, why_len, "--tls-key", cfg->tls_key,
+		ssl_why(why, why_len, "--tls-key", cfg->tls_key[i],
 			"not the key of --tls-cert");
 		goto err;
 	}
@@ -192,17 +214,183 @@ int eng_tls_init(struct eng *e, char *why, size_t why_len)
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn, NULL);
 	SSL_CTX_set_keylog_callback(ctx, keylog);
-	e->tls_ctx = ctx;
-	return 0;
+	return ctx;
 err:
 	SSL_CTX_free(ctx);
-	return -EINVAL;
+	return NULL;
+}
+
+/*
+ * The certificates after the first, for SNI: a reference to each, owned
+ * by the default context (its ex_data, freed with it), so a reload that
+ * replaces the default lets go of them all once no handshake needs them.
+ */
+struct sni {
+	unsigned n;
+	SSL_CTX *ctx[ENG_TLS_MAX_CERTS - 1];
+};
+
+static int sni_idx = -1;
+
+static void sni_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+		     long argl, void *argp)
+{
+	struct sni *x = ptr;
+
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (!x)
+		return;
+	for (unsigned i = 0; i < x->n; i++)
+		SSL_CTX_free(x->ctx[i]);
+	free(x);
+}
+
+static bool names(SSL_CTX *ctx, const char *name)
+{
+	X509 *leaf = SSL_CTX_get0_certificate(ctx);
+
+	return leaf && X509_check_host(leaf, name, 0,
+				       X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+				       NULL) == 1;
+}
+
+/*
+ * The servername callback, on the default context: the first certificate
+ * in --tls-cert order whose names (SAN DNS entries, wildcards; the CN
+ * without them) match the client's SNI. No name, or none matching: the
+ * default stays.
+ */
+static int servername(SSL *ssl, int *alert, void *arg)
+{
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	struct sni *x = arg;
+
+	(void)alert;
+	if (!name || names(SSL_get_SSL_CTX(ssl), name))
+		return SSL_TLSEXT_ERR_OK;
+	for (unsigned i = 0; i < x->n; i++) {
+		if (names(x->ctx[i], name)) {
+			if (!SSL_set_SSL_CTX(ssl, x->ctx[i]))
+				return SSL_TLSEXT_ERR_ALERT_FATAL;
+			break;
+		}
+	}
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* Every pair's context; the default one returned, the others in its sni. */
+static SSL_CTX *ctxs_new(const struct eng_cfg *cfg, char *why, size_t why_len)
+{
+	SSL_CTX *def = ctx_new(cfg, 0, why, why_len);
+	struct sni *x;
+
+	if (!def || cfg->tls_ncert < 2)
+		return def;
+	x = calloc(1, sizeof(*x));
+	if (!x || !SSL_CTX_set_ex_data(def, sni_idx, x)) {
+		free(x);
+		snprintf(why, why_len, "out of memory");
+		goto err;
+	}
+	for (unsigned i = 1; i < cfg->tls_ncert; i++) {
+		x->ctx[x->n] = ctx_new(cfg, i, why, why_len);
+		if (!x->ctx[x->n])
+			goto err;
+		x->n++;
+	}
+	SSL_CTX_set_tlsext_servername_callback(def, servername);
+	SSL_CTX_set_tlsext_servername_arg(def, x);
+	return def;
+err:
+	SSL_CTX_free(def);	/* and x, through sni_free */
+	return NULL;
+}
+
+int eng_tls_init(struct eng *e, char *why, size_t why_len)
+{
+	SSL_CTX *ctx;
+
+	if (!e->cfg.tls_ncert)
+		return 0;
+	sni_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_free);
+	if (sni_idx < 0) {
+		snprintf(why, why_len, "SSL_CTX_get_ex_new_index failed");
+		return -ENOMEM;
+	}
+	ctx = ctxs_new(&e->cfg, why, why_len);
+	if (!ctx)
+		return -EINVAL;
+	pthread_mutex_init(&e->tls_lock, NULL);
+	atomic_store(&e->tls_ctx, ctx);
+	return 0;
+}
+
+void eng_tls_reload(struct eng *e)
+{
+	char why[512];
+	SSL_CTX *ctx, *old;
+
+	if (!atomic_load(&e->tls_ctx)) {
+		fprintf(stderr, "ringcast: SIGHUP: no TLS, nothing to reload\n");
+		return;
+	}
+	/* built and checked here, in main's thread, off the shards' loops */
+	ctx = ctxs_new(&e->cfg, why, sizeof(why));
+	if (!ctx) {
+		atomic_fetch_add(&e->tls_reload_failed, 1);
+		fprintf(stderr, "ringcast: SIGHUP: TLS reload failed, the "
+			"certificates in use stay: %s\n", why);
+		return;
+	}
+	pthread_mutex_lock(&e->tls_lock);
+	old = atomic_exchange(&e->tls_ctx, ctx);
+	atomic_fetch_add(&e->tls_gen, 1);
+	pthread_mutex_unlock(&e->tls_lock);
+	/* shards and handshakes that still use it hold references of their own */
+	SSL_CTX_free(old);
+	atomic_fetch_add(&e->tls_reloads, 1);
+	fprintf(stderr, "ringcast: SIGHUP: TLS certificates reloaded (%u)\n",
+		e->cfg.tls_ncert);
 }
 
 void eng_tls_exit(struct eng *e)
 {
-	SSL_CTX_free(e->tls_ctx);
-	e->tls_ctx = NULL;
+	SSL_CTX *ctx = atomic_exchange(&e->tls_ctx, NULL);
+
+	if (!ctx)
+		return;
+	SSL_CTX_free(ctx);
+	pthread_mutex_destroy(&e->tls_lock);
+}
+
+/*
+ * The SSL_CTX a new handshake on @s starts from. The shard keeps its own
+ * reference and trades it for the current one only after a reload, so
+ * the lock is taken once per reload per shard, not per handshake.
+ */
+static SSL_CTX *shard_ctx(struct eng_shard *s)
+{
+	struct eng_tls_shard *ts = s->tls;
+	struct eng *e = s->eng;
+
+	if (atomic_load_explicit(&e->tls_gen, memory_order_acquire) !=
+	    ts->gen) {
+		SSL_CTX *ctx;
+
+		pthread_mutex_lock(&e->tls_lock);
+		ctx = atomic_load_explicit(&e->tls_ctx, memory_order_relaxed);
+		SSL_CTX_up_ref(ctx);
+		SSL_CTX_free(ts->ctx);
+		ts->ctx = ctx;
+		ts->gen = atomic_load_explicit(&e->tls_gen,
+					       memory_order_relaxed);
+		pthread_mutex_unlock(&e->tls_lock);
+	}
+	return ts->ctx;
 }
 
 int eng_tls_shard_init(struct eng_shard *s)
@@ -210,7 +398,7 @@ int eng_tls_shard_init(struct eng_shard *s)
 	struct eng_tls_shard *ts;
 
 	s->tls = NULL;
-	if (!s->eng->tls_ctx)
+	if (!atomic_load(&s->eng->tls_ctx))
 		return 0;
 	ts = calloc(1, sizeof(*ts));
 	if (!ts)
@@ -224,6 +412,8 @@ int eng_tls_shard_init(struct eng_shard *s)
 		free(ts);
 		return -ENOMEM;
 	}
+	/* the generation no reload has: shard_ctx() takes its reference */
+	ts->gen = ~0u;
 	s->tls = ts;
 	return 0;
 }
@@ -237,6 +427,7 @@ void eng_tls_shard_exit(struct eng_shard *s)
 	for (uint32_t i = 0; i < s->nr_conns; i++)
 		eng_tls_release(s, i);
 	EVP_CIPHER_CTX_free(ts->cctx);
+	SSL_CTX_free(ts->ctx);
 	free(ts->conn);
 	free(ts);
 	s->tls = NULL;
@@ -392,6 +583,11 @@ static int established(struct eng_shard *s, struct eng_tls *t)
 	uint16_t suite = cipher ? SSL_CIPHER_get_protocol_id(cipher) : 0;
 	size_t len = tls_secret_len(suite);
 
+	if (SSL_version(h->ssl) != TLS1_3_VERSION) {
+		/* 1.2: OpenSSL keeps the records; its Finished is owed */
+		t->flags |= T_ESTABLISHED | T_SSL;
+		goto done;
+	}
 	/*
 	 * One record went in, so nothing is left in the read BIO; without
 	 * tickets nothing was written after the server's Finished, which
@@ -405,6 +601,7 @@ static int established(struct eng_shard *s, struct eng_tls *t)
 		return -EIO;
 	hs_free(s, t);
 	t->flags |= T_ESTABLISHED;
+done:
 	hs_over(s, t, -1);
 	atomic_fetch_add_explicit(&s->tls->conns, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->tls->done, 1, memory_order_relaxed);
@@ -430,7 +627,7 @@ static int hs_record(struct eng_shard *s, struct eng_conn *c,
 			goto internal;
 		memset(t->hs, 0, sizeof(*t->hs));
 		account(s, sizeof(*t->hs));
-		t->hs->ssl = SSL_new(s->eng->tls_ctx);
+		t->hs->ssl = SSL_new(shard_ctx(s));
 		rb = BIO_new(BIO_s_mem());
 		wb = BIO_new(BIO_s_mem());
 		if (!t->hs->ssl || !rb || !wb) {
@@ -462,6 +659,42 @@ internal:
 	return -ENOMEM;
 }
 
+/* TLS 1.2: one whole record through the connection's SSL*. */
+static int ssl_record(struct eng_shard *s, struct eng_conn *c,
+		      struct eng_tls *t, const uint8_t *rec, size_t len)
+{
+	SSL *ssl = t->hs->ssl;
+	uint8_t buf[TLS_MAX_PLAIN];
+	int r;
+
+	if (BIO_write(SSL_get_rbio(ssl), rec, (int)len) != (int)len) {
+		fail(s, c, t, -1, NO_ALERT);
+		return -ENOMEM;
+	}
+	while (eng_conn_alive(c)) {
+		r = SSL_read(ssl, buf, sizeof(buf));
+		if (r > 0) {
+			eng_conn_feed(s, c, buf, (size_t)r);
+			continue;
+		}
+		switch (SSL_get_error(ssl, r)) {
+		case SSL_ERROR_WANT_READ:
+			return 0;
+		case SSL_ERROR_ZERO_RETURN:	/* close_notify: answer it */
+			eng_conn_kill(s, c);
+			return -EPIPE;
+		default:	/* OpenSSL's alert waits in the write BIO */
+			ERR_clear_error();
+			atomic_fetch_add_explicit(&s->tls->alerts, 1,
+						  memory_order_relaxed);
+			t->flags |= T_FAILED;
+			eng_conn_kill(s, c);
+			return -EPROTO;
+		}
+	}
+	return -EPIPE;
+}
+
 /* One whole record at @rec, writable: opened in place. */
 static int record(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t,
 		  uint8_t *rec, size_t len)
@@ -471,6 +704,8 @@ static int record(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t,
 
 	if (!(t->flags & T_ESTABLISHED))
 		return hs_record(s, c, t, rec, len);
+	if (t->flags & T_SSL)
+		return ssl_record(s, c, t, rec, len);
 	n = tls_open(&t->rl, s->tls->cctx, rec, len, &r);
 	if (n < 0) {
 		fail(s, c, t, -1, tls_alert_of((int)n));
@@ -536,7 +771,7 @@ static int carry(struct eng_shard *s, struct eng_tls *t, const uint8_t *p,
 
 static bool owes(const struct eng_tls *t)
 {
-	if (!(t->flags & T_ESTABLISHED))
+	if (!(t->flags & T_ESTABLISHED) || (t->flags & T_SSL))
 		return t->hs && BIO_ctrl_pending(SSL_get_wbio(t->hs->ssl));
 	return t->rl.flags & TLS_RL_UPDATE_OWED;
 }
@@ -637,20 +872,63 @@ static void out_sealed(struct eng_shard *s, struct eng_tls *t, size_t len)
 	t->out->len = (uint32_t)len;
 }
 
+/* Whatever @t's SSL* wrote, as one send covering @n queue entries. */
+static int ssl_flush(struct eng_shard *s, struct eng_conn *c,
+		     struct eng_tls *t, unsigned n)
+{
+	BIO *wb = SSL_get_wbio(t->hs->ssl);
+	size_t len = BIO_ctrl_pending(wb);
+
+	c->nflight = (uint16_t)n;
+	if (!len)
+		return 0;
+	if (out_new(s, t, len) < 0)
+		return -ENOMEM;
+	if (BIO_read(wb, t->out->b, (int)len) != (int)len)
+		return -EIO;
+	return put_out(s, c, t);
+}
+
 /* The handshake's output, straight from OpenSSL's write BIO. */
 static int send_hs(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t)
 {
-	BIO *wb = t->hs ? SSL_get_wbio(t->hs->ssl) : NULL;
-	size_t n = wb ? BIO_ctrl_pending(wb) : 0;
+	int r;
 
 	c->nflight = 0;
-	if (!n)
-		return c->sq_head ? -EPROTO : 0;	/* no bytes before it */
-	if (out_new(s, t, n) < 0)
-		return -ENOMEM;
-	if (BIO_read(wb, t->out->b, (int)n) != (int)n)
-		return -EIO;
-	return put_out(s, c, t);
+	r = t->hs ? ssl_flush(s, c, t, 0) : 0;
+	if (!r && c->sq_head)
+		return -EPROTO;		/* no bytes before it */
+	return r;
+}
+
+/*
+ * TLS 1.2: the queue through SSL_write into the write BIO (which keeps
+ * all of it), then close_notify if @c is draining, all in one send.
+ */
+static int ssl_send(struct eng_shard *s, struct eng_conn *c,
+		    struct eng_tls *t)
+{
+	bool drain = c->state == ENG_CONN_DRAIN;
+	struct eng_sq *q = c->sq_head;
+	size_t total = 0;
+	unsigned n = 0;
+
+	for (; q && n < SEAL_IOV && total < SEAL_BYTES; q = q->next, n++) {
+		int len = (int)q->buf->len;
+
+		if (len && SSL_write(t->hs->ssl, q->buf->data + q->buf->start,
+				     len) != len) {
+			ERR_clear_error();
+			return -EIO;
+		}
+		total += q->buf->len;
+	}
+	if (drain && !q && !(t->flags & T_CLOSE_SENT)) {
+		t->flags |= T_CLOSE_SENT;
+		SSL_shutdown(t->hs->ssl);
+		ERR_clear_error();
+	}
+	return ssl_flush(s, c, t, n);
 }
 
 int eng_tls_send(struct eng_shard *s, struct eng_conn *c)
@@ -667,6 +945,8 @@ int eng_tls_send(struct eng_shard *s, struct eng_conn *c)
 		return put_out(s, c, t);	/* cannot happen: F_SEND */
 	if (!(t->flags & T_ESTABLISHED))
 		return send_hs(s, c, t);
+	if (t->flags & T_SSL)
+		return ssl_send(s, c, t);
 	if (!q && !(t->rl.flags & TLS_RL_UPDATE_OWED) &&
 	    (!drain || (t->flags & T_CLOSE_SENT)))
 		return 0;
@@ -746,6 +1026,16 @@ void eng_tls_close(struct eng_shard *s, struct eng_conn *c)
 	}
 	if (t->flags & T_CLOSE_SENT)
 		return;
+	if (t->flags & T_SSL) {
+		/* close_notify, unless OpenSSL failed it: then its alert */
+		t->flags |= T_CLOSE_SENT;
+		if (!(t->flags & T_FAILED))
+			SSL_shutdown(t->hs->ssl);
+		ERR_clear_error();
+		if (ssl_flush(s, c, t, 0) < 0)
+			out_free(s, t);
+		return;
+	}
 	desc = t->alert == NO_ALERT ? TLS_ALERT_CLOSE_NOTIFY : t->alert;
 	t->flags |= T_CLOSE_SENT;
 	if (out_new(s, t, TLS_RECORD_OVERHEAD + 2) < 0)
@@ -771,6 +1061,12 @@ const char *const eng_tls_fail_names[ENG_TLS_FAIL_MAX] = {
 void eng_tls_sum(const struct eng *e, struct eng_tls_totals *t)
 {
 	memset(t, 0, sizeof(*t));
+	t->reloads = atomic_load_explicit(&e->tls_reloads, memory_order_relaxed);
+	t->reload_failed = atomic_load_explicit(&e->tls_reload_failed,
+						memory_order_relaxed);
+	t->reloads = atomic_load_explicit(&e->tls_reloads, memory_order_relaxed);
+	t->reload_failed = atomic_load_explicit(&e->tls_reload_failed,
+						memory_order_relaxed);
 	for (unsigned i = 0; i < e->cfg.shards; i++) {
 		struct eng_tls_shard *ts = e->shards[i].tls;
 
@@ -799,12 +1095,15 @@ size_t eng_tls_stats(const struct eng *e, char *out, size_t cap)
 	eng_tls_sum(e, &t);
 	n = (size_t)snprintf(out, cap, "{\"conns\":%llu,\"handshaking\":%llu,"
 			     "\"handshakes\":%llu,\"alerts\":%llu,"
-			     "\"state_bytes\":%llu,\"failed\":{",
+			     "\"state_bytes\":%llu,\"reloads\":%llu,"
+			     "\"reload_failed\":%llu,\"failed\":{",
 			     (unsigned long long)t.conns,
 			     (unsigned long long)t.handshaking,
 			     (unsigned long long)t.done,
 			     (unsigned long long)t.alerts,
-			     (unsigned long long)t.state_bytes);
+			     (unsigned long long)t.state_bytes,
+			     (unsigned long long)t.reloads,
+			     (unsigned long long)t.reload_failed);
 	for (unsigned k = 0; k < ENG_TLS_FAIL_MAX && n < cap; k++)
 		n += (size_t)snprintf(out + n, cap - n, "%s\"%s\":%llu",
 				      k ? "," : "", eng_tls_fail_names[k],

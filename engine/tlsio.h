@@ -9,6 +9,9 @@
  * in place in the receive buffers and the plaintext goes up the same
  * receive path as on a plain connection; the send queue keeps its shared
  * plaintext frames, sealed per connection at send time into one buffer.
+ * With --tls-min 1.2 a TLS 1.2 connection is the exception: it keeps its
+ * SSL* for life, its records going through SSL_read and SSL_write over
+ * the same memory BIOs.
  * conn.c calls in here only from its transport seam (xport_*).
  */
 #ifndef RC_ENGINE_TLSIO_H
@@ -37,6 +40,8 @@ extern const char *const eng_tls_fail_names[ENG_TLS_FAIL_MAX];
 /* A shard's TLS side; NULL in eng_shard when TLS is off. */
 struct eng_tls_shard {
 	EVP_CIPHER_CTX *cctx;		/* owned: re-keyed for every record */
+	SSL_CTX *ctx;			/* a reference: new handshakes' context */
+	unsigned gen;			/* eng.tls_gen when ctx was taken */
 	struct eng_tls **conn;		/* owned: a slot's TLS state or NULL */
 	atomic_uint_fast64_t handshaking; /* handshakes in progress now */
 	size_t carried;			/* bytes allocated to cut records */
@@ -49,11 +54,23 @@ struct eng_tls_shard {
 
 /*
  * Reads --tls-cert and --tls-key into @e's SSL_CTX (TLS 1.3 only, ALPN
- * http/1.1, no session tickets). Does nothing without --tls-cert. Returns
- * 0 or -errno with a sentence for the operator in @why.
+ * http/1.1, no session tickets); with several pairs, one SSL_CTX each,
+ * the first the default, the others reached from its servername
+ * callback by the client's SNI name. Does nothing without --tls-cert.
+ * Returns 0 or -errno with a sentence for the operator in @why.
  */
 int eng_tls_init(struct eng *e, char *why, size_t why_len);
 void eng_tls_exit(struct eng *e);
+
+/*
+ * SIGHUP, in main's thread: reads the files again into a new SSL_CTX and,
+ * when it checks out, makes it the one new handshakes start from (each
+ * shard picks it up at its next handshake); handshakes under way keep
+ * theirs, established connections hold none. When a file is bad the
+ * context in use stays. Either way one line on stderr says what happened,
+ * and /stats counts it ("reloads", "reload_failed").
+ */
+void eng_tls_reload(struct eng *e);
 
 /* A shard's cipher context and slot table, when TLS is on. 0 or -ENOMEM. */
 int eng_tls_shard_init(struct eng_shard *s);
@@ -115,6 +132,7 @@ void eng_tls_close(struct eng_shard *s, struct eng_conn *c);
 /* Every shard's TLS figures, summed (relaxed reads, from any thread). */
 struct eng_tls_totals {
 	uint64_t conns, handshaking, done, alerts, state_bytes;
+	uint64_t reloads, reload_failed;	/* SIGHUP, eng_tls_reload() */
 	uint64_t failed[ENG_TLS_FAIL_MAX];
 };
 void eng_tls_sum(const struct eng *e, struct eng_tls_totals *t);

@@ -8,13 +8,15 @@ python3-websockets and http.client with an ssl context trusting the CA,
 client tests/tls-client.c (KeyUpdate mid-stream, a tampered and an
 oversized record). Handshake limits: garbage instead of a ClientHello, a
 client that never sends one (the handshake deadline), and the cap on
-handshakes in progress.
+handshakes in progress. SIGHUP reloads the certificates; several are
+chosen by SNI.
 """
 
 import asyncio
 import http.client
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -40,20 +42,33 @@ def openssl(*args):
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def make_certs():
-    """A CA, and a certificate for localhost and 127.0.0.1 it signed."""
+def issue(name, cn, sans):
+    """A key and a certificate the test CA signs for @cn with @sans (a
+    subjectAltName value), as TMP/@name.pem and TMP/@name.key."""
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
           "-nodes"]
-    ca_key = os.path.join(TMP, "ca.key")
-    csr = os.path.join(TMP, "srv.csr")
-    ext = os.path.join(TMP, "ext.cnf")
-    openssl("req", "-x509", *ec, "-keyout", ca_key, "-out", CA, "-days",
-            "2", "-subj", "/CN=ringcast test CA")
-    openssl("req", *ec, "-keyout", KEY, "-out", csr, "-subj", "/CN=localhost")
+    cert = os.path.join(TMP, name + ".pem")
+    key = os.path.join(TMP, name + ".key")
+    csr = os.path.join(TMP, name + ".csr")
+    ext = os.path.join(TMP, name + ".cnf")
+    openssl("req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=" + cn)
     with open(ext, "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", csr, "-CA", CA, "-CAkey", ca_key,
-            "-CAcreateserial", "-out", CERT, "-days", "2", "-extfile", ext)
+        f.write("subjectAltName=%s\n" % sans)
+    openssl("x509", "-req", "-in", csr, "-CA", CA, "-CAkey",
+            os.path.join(TMP, "ca.key"), "-CAcreateserial", "-out", cert,
+            "-days", "2", "-extfile", ext)
+    return cert, key
+
+
+def make_certs():
+    """A CA, and a certificate for localhost and 127.0.0.1 it signed."""
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+            os.path.join(TMP, "ca.key"), "-out", CA, "-days", "2", "-subj",
+            "/CN=ringcast test CA")
+    cert, key = issue("server", "localhost", "DNS:localhost,IP:127.0.0.1")
+    os.rename(cert, CERT)
+    os.rename(key, KEY)
 
 
 def client_ctx():
@@ -454,7 +469,7 @@ def check_bad_files(exe):
         (["--tls-cert", CERT, "--tls-key", os.path.join(TMP, "ca.key")],
          "not the certificate's"),
         (["--tls-cert", CERT], "go together"),
-        (["--tls-cert", CERT, "--tls-key", KEY, "--tls-min", "1.2"],
+        (["--tls-cert", CERT, "--tls-key", KEY, "--tls-min", "1.1"],
          "tls-min"),
     ]
     for args, want in cases:
@@ -464,6 +479,199 @@ def check_bad_files(exe):
         err = p.stderr.decode()
         expect(p.returncode == 2 and want in err,
                "%s: status %d, %r", args, p.returncode, err)
+
+
+def peer_cert(eng, name="localhost", check=True):
+    """The subject CN and serial of the certificate a new client gets,
+    asking for @name by SNI (and, if @check, that it is for @name)."""
+    ctx = client_ctx()
+    ctx.check_hostname = check
+    with socket.create_connection(("127.0.0.1", eng.port),
+                                  timeout=rc.IO_TIMEOUT) as raw:
+        with ctx.wrap_socket(raw, server_hostname=name) as s:
+            c = s.getpeercert()
+    cn = [v for rdn in c["subject"] for k, v in rdn if k == "commonName"]
+    return cn[0], c["serialNumber"]
+
+
+def check_reload(exe):
+    """SIGHUP: new clients get the new certificate, an open wss://
+    client keeps receiving; a bad file keeps the one in use, counted and
+    said on stderr."""
+    cert, key = os.path.join(TMP, "live.pem"), os.path.join(TMP, "live.key")
+    b_cert, b_key = issue("reload-b", "reload B",
+                          "DNS:localhost,IP:127.0.0.1")
+    for src, dst in ((CERT, cert), (KEY, key)):
+        with open(src, "rb") as f, open(dst, "wb") as g:
+            g.write(f.read())
+
+    def swap(src_cert, src_key):
+        # rename: the engine never reads a half-written file
+        for src, dst in ((src_cert, cert), (src_key, key)):
+            with open(src, "rb") as f, open(dst + ".new", "wb") as g:
+                g.write(f.read())
+            os.rename(dst + ".new", dst)
+
+    async def run(eng):
+        url = "wss://127.0.0.1:%d/ws" % eng.port
+        first = peer_cert(eng)
+        expect_eq(first[0], "localhost", "certificate before SIGHUP")
+        async with rc.ws_connect(url, ssl=client_ctx()) as ws:
+            await ws.send(rc.push_cmd("subscribe", seq=1, channels=["r"]))
+            expect_eq(json.loads(await rc.ws_recv(ws)).get("code"), 200,
+                      "subscribe")
+            swap(b_cert, b_key)
+            eng.send_signal(signal.SIGHUP)
+            wait_stats(eng, lambda t: t["reloads"] == 1, "reload counted")
+            second = peer_cert(eng)
+            expect(second[0] == "reload B" and second[1] != first[1],
+                   "after SIGHUP a new client got %s", second)
+            for i in range(3):
+                st, _ = https(eng, "POST", "/publish/r", json.dumps({"i": i}))
+                expect_eq(st, 200, "publish")
+                m = json.loads(await rc.ws_recv(ws))
+                expect_eq(m.get("data"), {"i": i}, "push to the client of before")
+            # a bad certificate file: B stays
+            with open(cert + ".new", "w") as g:
+                g.write("not a certificate\n")
+            os.rename(cert + ".new", cert)
+            eng.send_signal(signal.SIGHUP)
+            t = wait_stats(eng, lambda t: t["reload_failed"] == 1,
+                           "failed reload counted")
+            expect_eq(t["reloads"], 1, "reloads after a bad one")
+            expect_eq(peer_cert(eng)[0], "reload B", "certificate kept")
+            expect("TLS reload failed" in eng.output() and
+                   "not a PEM certificate" in eng.output(),
+                   "no reason on stderr: %s", eng.output()[-400:])
+            st, _ = https(eng, "POST", "/publish/r", json.dumps(9))
+            m = json.loads(await rc.ws_recv(ws))
+            expect_eq(m.get("data"), 9, "push after the failed reload")
+
+    with rc.Engine(exe, "--tls-cert", cert, "--tls-key", key,
+                   "--ping-interval", "0", "--shards", "2") as eng:
+        asyncio.run(run(eng))
+
+
+def check_sni(exe):
+    """Three certificates: the client's SNI name picks the one whose SAN
+    names it (a wildcard for one label), any other name gets the first;
+    wss:// works through the one chosen; SIGHUP reloads them all."""
+    b_cert, b_key = issue("sni-b", "sni b", "DNS:b.test,DNS:*.b.test")
+    c_new = issue("sni-c2", "sni c", "DNS:c.test")
+    c_cert, c_key = issue("sni-c", "sni c", "DNS:c.test")
+
+    async def echo(eng, name):
+        url = "wss://%s:%d/echo" % (name, eng.port)
+        async with rc.ws_connect(url, ssl=client_ctx(),
+                                 server_hostname=name,
+                                 host="127.0.0.1") as ws:
+            await ws.send("over " + name)
+            expect_eq(await rc.ws_recv(ws), "over " + name, "echo")
+
+    with rc.Engine(exe, "--tls-cert", CERT, "--tls-key", KEY,
+                   "--tls-cert", b_cert, "--tls-key", b_key,
+                   "--tls-cert", c_cert, "--tls-key", c_key,
+                   "--ping-interval", "0", "--echo") as eng:
+        for name, want in (("localhost", "localhost"), ("b.test", "sni b"),
+                           ("x.b.test", "sni b"), ("c.test", "sni c")):
+            expect_eq(peer_cert(eng, name)[0], want, "certificate for " + name)
+        for name in ("y.x.b.test", "nope.test", "b.test.evil"):
+            expect_eq(peer_cert(eng, name, check=False)[0], "localhost",
+                      "default certificate for " + name)
+        p = subprocess.run(
+            ["openssl", "s_client", "-connect", "127.0.0.1:%d" % eng.port,
+             "-servername", "x.b.test", "-CAfile", CA, "-verify_return_error",
+             "-brief", "-ign_eof"],
+            input=b"GET /healthz HTTP/1.1\r\nHost: x.b.test\r\n"
+                  b"Connection: close\r\n\r\n",
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        err = p.stderr.decode()
+        expect("sni b" in err and p.stdout.startswith(b"HTTP/1.1 200 OK"),
+               "s_client -servername x.b.test: %s %r", err, p.stdout[:40])
+        asyncio.run(echo(eng, "c.test"))
+        old = peer_cert(eng, "c.test")[1]
+        for src, dst in zip(c_new, (c_cert, c_key)):
+            os.rename(src, dst)
+        eng.send_signal(signal.SIGHUP)
+        wait_stats(eng, lambda t: t["reloads"] == 1, "reload counted")
+        expect(peer_cert(eng, "c.test")[1] != old,
+               "c.test's certificate not reloaded")
+        expect_eq(peer_cert(eng, "b.test")[0], "sni b", "b.test after reload")
+        asyncio.run(echo(eng, "b.test"))
+
+
+TLS12_SUITES = ["ECDHE-ECDSA-AES128-GCM-SHA256",
+                "ECDHE-ECDSA-AES256-GCM-SHA384",
+                "ECDHE-ECDSA-CHACHA20-POLY1305"]
+
+
+def ctx12():
+    ctx = client_ctx()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def check_tls12_refused(eng):
+    """Without --tls-min 1.2 a client that speaks only 1.2 is refused,
+    and counted as a failed handshake."""
+    before = tls_stats(eng)["failed"]["handshake"]
+    try:
+        with socket.create_connection(("127.0.0.1", eng.port),
+                                      timeout=rc.IO_TIMEOUT) as raw:
+            with ctx12().wrap_socket(raw, server_hostname="localhost"):
+                raise AssertionError("a TLS 1.2 handshake succeeded")
+    except ssl.SSLError:
+        pass
+    wait_stats(eng, lambda t: t["failed"]["handshake"] == before + 1,
+               "refused 1.2 handshake counted")
+
+
+def check_tls12(exe):
+    """--tls-min 1.2: s_client -tls1_2 with each suite, websockets over
+    1.2 with pushes over 16 KiB and big echoes, 1.3 clients as before."""
+    async def run(eng):
+        sizes = [10, 20000, 16385, 70000, 5]
+        url = "wss://127.0.0.1:%d/ws" % eng.port
+        async with rc.ws_connect(url, ssl=ctx12()) as ws:
+            expect_eq(ws.transport.get_extra_info("ssl_object").version(),
+                      "TLSv1.2", "version")
+            await ws.send(rc.push_cmd("subscribe", seq=1, channels=["t"]))
+            expect_eq(json.loads(await rc.ws_recv(ws)).get("code"), 200,
+                      "subscribe")
+            for i, n in enumerate(sizes):
+                body = json.dumps({"i": i, "pad": "y" * n})
+                st, _ = https(eng, "POST", "/publish/t", body)
+                expect_eq(st, 200, "publish")
+            for i, n in enumerate(sizes):
+                m = json.loads(await rc.ws_recv(ws))
+                expect(m["data"]["i"] == i and len(m["data"]["pad"]) == n,
+                       "push %d over 1.2 out of order or cut", i)
+        url = "wss://127.0.0.1:%d/echo" % eng.port
+        async with rc.ws_connect(url, ssl=ctx12()) as ws:
+            for n in (17000, 100000, 1):
+                data = os.urandom(n)
+                await ws.send(data)
+                expect(await rc.ws_recv(ws) == data, "1.2 echo of %d", n)
+
+    with tls_engine(exe, "--tls-min", "1.2", "--echo") as eng:
+        for suite in TLS12_SUITES:
+            p = subprocess.run(
+                ["openssl", "s_client", "-connect",
+                 "127.0.0.1:%d" % eng.port, "-servername", "localhost",
+                 "-tls1_2", "-cipher", suite, "-CAfile", CA,
+                 "-verify_return_error", "-brief", "-ign_eof"],
+                input=b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n"
+                      b"Connection: close\r\n\r\n",
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            out, err = p.stdout.decode(), p.stderr.decode()
+            expect("Ciphersuite: " + suite in err, "%s: %s", suite, err)
+            expect(out.startswith("HTTP/1.1 200 OK") and
+                   out.endswith("ok\n"), "%s: /healthz %r", suite, out)
+        asyncio.run(run(eng))
+        asyncio.run(check_wss_echo_big(eng))
+        t = wait_stats(eng, lambda t: t["conns"] == 1, "1.2 clients gone")
+        expect_eq(t["failed"]["handshake"], 0, "failed handshakes")
 
 
 def check_deadline(exe):
@@ -529,9 +737,13 @@ def main():
             run.check("ringcast_js", check_ringcast_js, eng)
             run.check("status_page", check_status_page, eng)
             run.check("stats", check_stats, eng)
+            run.check("tls12_refused", check_tls12_refused, eng)
         run.check("slow_consumer", check_slow_consumer, exe, timeout=150)
         run.check("partial_budget", check_partial_budget, exe)
         run.check("bad_files", check_bad_files, exe)
+        run.check("reload", check_reload, exe)
+        run.check("sni", check_sni, exe)
+        run.check("tls12", check_tls12, exe)
         run.check("handshake_deadline", check_deadline, exe)
         run.check("handshake_cap", check_cap, exe)
     except Exception as e:
