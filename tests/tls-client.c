@@ -2,9 +2,9 @@
 /*
  * tls-client: an OpenSSL TLS 1.3 client for tests/py/test_tls.py, for what
  * Python's ssl module cannot do: send a KeyUpdate mid-stream, or send a
- * record that is tampered with or over the size limit. It runs the
- * connection on memory BIOs over a blocking socket, so the test sees the
- * raw records the engine sends.
+ * record that is tampered with, over the size limit, of a type the engine
+ * must refuse, or cut short. It runs the connection on memory BIOs over a
+ * blocking socket, so the test sees the raw records the engine sends.
  *
  *   tls-client HOST PORT CAFILE keyupdate CHANNEL
  *	upgrades to /ws, subscribes to CHANNEL, prints "ready", then one line
@@ -12,9 +12,15 @@
  *	requests ours, alone, and waits for the engine's KeyUpdate record to
  *	arrive by itself ("server updated"); after push 3, a KeyUpdate that
  *	does not, with a ping behind it. After push 5: "done".
- *   tls-client HOST PORT CAFILE tamper|overflow
- *	sends a record with its tag changed, or a header announcing 2^14 + 257
- *	bytes, and prints "alert N" for the alert the engine answers with.
+ *   tls-client HOST PORT CAFILE tamper|overflow|badtype|clienthello
+ *	sends a record with its tag changed, a header announcing 2^14 + 257
+ *	bytes, a record that authenticates but has inner content type 99, or
+ *	one holding a ClientHello, and prints "alert N" for the alert the
+ *	engine answers with.
+ *   tls-client HOST PORT CAFILE truncated
+ *	sends the first half of a whole record and shuts its write side,
+ *	then prints "alert N" if the engine sends an alert and "closed" at
+ *	EOF.
  *   tls-client HOST PORT CAFILE partial
  *	sends the first 8,000 bytes of a record announcing 16,000, prints
  *	"sent", then "closed" when the engine closes (within 60 s) or "open".
@@ -31,7 +37,10 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
+
+#include "tls.h"
 
 #define WAIT_MS	10000
 
@@ -39,6 +48,9 @@ static int sock = -1;
 static SSL *ssl;
 static BIO *rb, *wb;
 static int alert_seen = -1;
+/* our first application traffic secret, from OpenSSL's key log */
+static uint8_t tx_secret[TLS_MAX_SECRET];
+static size_t tx_secret_len;
 
 static void die(const char *what)
 {
@@ -260,6 +272,24 @@ static void on_msg(int write_p, int version, int type, const void *buf,
 		alert_seen = ((const uint8_t *)buf)[1];
 }
 
+/* Reads the engine's answer up to its alert; prints "alert N". */
+static int read_alert(void)
+{
+	for (int i = 0; i < 10 && alert_seen < 0; i++) {
+		uint8_t buf[256];
+		int r = SSL_read(ssl, buf, sizeof(buf));
+
+		if (r > 0)
+			die("data after a bad record");
+		if (SSL_get_error(ssl, r) != SSL_ERROR_WANT_READ || !fill())
+			break;
+	}
+	if (alert_seen < 0)
+		die("no alert");
+	printf("alert %d\n", alert_seen);
+	return 0;
+}
+
 static int bad_record(int overflow)
 {
 	static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -283,18 +313,125 @@ static int bad_record(int overflow)
 	}
 	if (send(sock, rec, (size_t)n, MSG_NOSIGNAL) != n)
 		die("send");
-	for (int i = 0; i < 10 && alert_seen < 0; i++) {
-		uint8_t buf[256];
-		int r = SSL_read(ssl, buf, sizeof(buf));
+	return read_alert();
+}
 
-		if (r > 0)
-			die("data after a bad record");
-		if (SSL_get_error(ssl, r) != SSL_ERROR_WANT_READ || !fill())
+
+static void keylog(const SSL *s, const char *line)
+{
+	static const char label[] = "CLIENT_TRAFFIC_SECRET_0 ";
+	const char *hex = strrchr(line, ' ');
+	size_t n;
+
+	(void)s;
+	if (strncmp(line, label, sizeof(label) - 1) || !hex)
+		return;
+	n = strlen(++hex) / 2;
+	if (n > sizeof(tx_secret))
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (sscanf(hex + 2 * i, "%2hhx", &tx_secret[i]) != 1)
+			return;
+	tx_secret_len = n;
+}
+
+/*
+ * Seals @len bytes at @body with inner content type @type under our first
+ * application traffic key, as the first record after Finished (sequence
+ * 0, so the nonce is the IV itself), into @rec. OpenSSL will not send a
+ * type of our choosing, so the record is made here. Returns its length.
+ */
+static int forge(uint8_t type, const uint8_t *body, size_t len, uint8_t *rec)
+{
+	uint16_t suite = SSL_CIPHER_get_protocol_id(SSL_get_current_cipher(ssl));
+	size_t clen = len + 1 + TLS_TAG_LEN;
+	const EVP_CIPHER *aead;
+	EVP_CIPHER_CTX *ctx;
+	struct tls_dir d;
+	int out, fin;
+
+	if (!tx_secret_len || tls_dir_init(&d, suite, tx_secret, tx_secret_len))
+		die("no traffic secret");
+	aead = suite == 0x1301 ? EVP_aes_128_gcm() :
+	       suite == 0x1302 ? EVP_aes_256_gcm() : EVP_chacha20_poly1305();
+	rec[0] = TLS_CT_APPLICATION_DATA;
+	rec[1] = 3;
+	rec[2] = 3;
+	rec[3] = (uint8_t)(clen >> 8);
+	rec[4] = (uint8_t)clen;
+	memcpy(rec + TLS_HDR_LEN, body, len);
+	rec[TLS_HDR_LEN + len] = type;
+	ctx = EVP_CIPHER_CTX_new();
+	if (!ctx || EVP_EncryptInit_ex(ctx, aead, NULL, d.key, d.iv) != 1 ||
+	    EVP_EncryptUpdate(ctx, NULL, &out, rec, TLS_HDR_LEN) != 1 ||
+	    EVP_EncryptUpdate(ctx, rec + TLS_HDR_LEN, &out, rec + TLS_HDR_LEN,
+			      (int)len + 1) != 1 ||
+	    EVP_EncryptFinal_ex(ctx, rec + TLS_HDR_LEN + out, &fin) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TLS_TAG_LEN,
+				rec + TLS_HDR_LEN + len + 1) != 1)
+		die("sealing");
+	EVP_CIPHER_CTX_free(ctx);
+	return (int)(TLS_HDR_LEN + clen);
+}
+
+/*
+ * A record that authenticates but that the engine must refuse: inner type
+ * 99 (none RFC 8446 defines), or a ClientHello, which a client may not send
+ * after the handshake. The answer is read as bad_record() reads it: the
+ * engine's records still open with OpenSSL's keys.
+ */
+static int bad_content(int hello)
+{
+	static const uint8_t clienthello[] = { 1, 0, 0, 0 };
+	static const uint8_t data[] = "GET /healthz HTTP/1.1\r\n\r\n";
+	uint8_t rec[256];
+	int n;
+
+	SSL_set_msg_callback(ssl, on_msg);
+	flush_out();		/* Finished first, on its own */
+	n = hello ? forge(TLS_CT_HANDSHAKE, clienthello, sizeof(clienthello), rec)
+		  : forge(99, data, sizeof(data) - 1, rec);
+	if (send(sock, rec, (size_t)n, MSG_NOSIGNAL) != n)
+		die("send");
+	return read_alert();
+}
+
+/*
+ * The first half of a whole record, then our write side shut: the engine
+ * sees EOF inside a record. Prints the alert it sends, if any, then
+ * "closed" at EOF.
+ */
+static int truncated(void)
+{
+	static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+	uint8_t rec[256], buf[4096];
+	ssize_t got;
+	int n;
+
+	SSL_set_msg_callback(ssl, on_msg);
+	flush_out();		/* Finished first, on its own */
+	if (SSL_write(ssl, req, sizeof(req) - 1) != (int)sizeof(req) - 1)
+		die("SSL_write");
+	n = BIO_read(wb, rec, sizeof(rec));
+	if (n <= TLS_HDR_LEN)
+		die("no record");
+	if (send(sock, rec, (size_t)n / 2, MSG_NOSIGNAL) != n / 2 ||
+	    shutdown(sock, SHUT_WR))
+		die("send");
+	/* raw_read's deadline bounds each read; 64 reads bound the rest */
+	for (int i = 0; i < 64; i++) {
+		got = raw_read(buf, sizeof(buf));
+		if (!got)
 			break;
+		BIO_write(rb, buf, (int)got);
 	}
-	if (alert_seen < 0)
-		die("no alert");
-	printf("alert %d\n", alert_seen);
+	if (got)
+		die("no EOF");
+	while (SSL_read(ssl, buf, sizeof(buf)) > 0)
+		die("data after a truncated record");
+	if (alert_seen >= 0)
+		printf("alert %d\n", alert_seen);
+	printf("closed\n");
 	return 0;
 }
 
@@ -329,7 +466,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 5) {
 		fprintf(stderr, "usage: %s HOST PORT CAFILE keyupdate CHANNEL | "
-			"tamper | overflow | partial\n", argv[0]);
+			"tamper | overflow | badtype | clienthello | truncated | "
+			"partial\n", argv[0]);
 		return 2;
 	}
 	if (getaddrinfo(argv[1], argv[2], &hints, &ai))
@@ -343,6 +481,7 @@ int main(int argc, char **argv)
 		die("CA file");
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_keylog_callback(ctx, keylog);
 	ssl = SSL_new(ctx);
 	rb = BIO_new(BIO_s_mem());
 	wb = BIO_new(BIO_s_mem());
@@ -357,6 +496,10 @@ int main(int argc, char **argv)
 		return bad_record(0);
 	if (!strcmp(argv[4], "overflow"))
 		return bad_record(1);
+	if (!strcmp(argv[4], "badtype") || !strcmp(argv[4], "clienthello"))
+		return bad_content(argv[4][0] == 'c');
+	if (!strcmp(argv[4], "truncated"))
+		return truncated();
 	if (!strcmp(argv[4], "partial"))
 		return partial();
 	die("unknown mode");
