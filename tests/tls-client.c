@@ -290,19 +290,30 @@ static int read_alert(void)
 	return 0;
 }
 
-static int bad_record(int overflow)
+/*
+ * Sends our Finished on its own, then has OpenSSL seal a request into
+ * @rec without sending it. Returns the record's length.
+ */
+static int request_record(uint8_t *rec, int cap)
 {
 	static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-	uint8_t rec[20000];
 	int n;
 
 	SSL_set_msg_callback(ssl, on_msg);
-	flush_out();		/* Finished first, on its own */
+	flush_out();
 	if (SSL_write(ssl, req, sizeof(req) - 1) != (int)sizeof(req) - 1)
 		die("SSL_write");
-	n = BIO_read(wb, rec, sizeof(rec));
-	if (n <= 5)
+	n = BIO_read(wb, rec, cap);
+	if (n <= TLS_HDR_LEN)
 		die("no record");
+	return n;
+}
+
+static int bad_record(int overflow)
+{
+	uint8_t rec[20000];
+	int n = request_record(rec, sizeof(rec));
+
 	if (overflow) {
 		/* 2^14 + 257 bytes announced: too long from the header alone */
 		rec[3] = (16384 + 257) >> 8;
@@ -315,7 +326,6 @@ static int bad_record(int overflow)
 		die("send");
 	return read_alert();
 }
-
 
 static void keylog(const SSL *s, const char *line)
 {
@@ -403,18 +413,10 @@ static int bad_content(int hello)
  */
 static int truncated(void)
 {
-	static const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
 	uint8_t rec[256], buf[4096];
-	ssize_t got;
-	int n;
+	int n = request_record(rec, sizeof(rec));
+	ssize_t got = 0;
 
-	SSL_set_msg_callback(ssl, on_msg);
-	flush_out();		/* Finished first, on its own */
-	if (SSL_write(ssl, req, sizeof(req) - 1) != (int)sizeof(req) - 1)
-		die("SSL_write");
-	n = BIO_read(wb, rec, sizeof(rec));
-	if (n <= TLS_HDR_LEN)
-		die("no record");
 	if (send(sock, rec, (size_t)n / 2, MSG_NOSIGNAL) != n / 2 ||
 	    shutdown(sock, SHUT_WR))
 		die("send");
