@@ -69,7 +69,7 @@ static struct {
 	struct sockaddr_in dst, src;
 	bool have_src, tls, upgrade;
 	enum mode mode;
-	unsigned conns, window, burst, nsizes;
+	unsigned conns, window, burst, nsizes, rate;
 	unsigned sizes[MAX_SIZES];
 	int server_pid;
 	double duration, drain;
@@ -500,6 +500,7 @@ struct burst {
 	unsigned size;
 	int err;
 	unsigned sent;
+	uint64_t t0_ns;			/* CLOCK_MONOTONIC at the start */
 };
 
 static void *pub_burst(void *arg)
@@ -517,6 +518,15 @@ static void *pub_burst(void *arg)
 	memcpy(body, "{\"p\":\"", 6);
 	memcpy(body + b->size - 2, "\"}", 2);
 	for (i = 0; i < o.burst && !stop; i++) {
+		if (o.rate) {
+			/* Absolute pacing: a slow answer delays, never bunches. */
+			struct timespec ts;
+			uint64_t ns = b->t0_ns + (uint64_t)i * 1000000000ULL / o.rate;
+
+			ts.tv_sec = (time_t)(ns / 1000000000ULL);
+			ts.tv_nsec = (long)(ns % 1000000000ULL);
+			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+		}
 		b->err = pub_one(b->p, body, b->size);
 		if (b->err)
 			break;
@@ -538,14 +548,15 @@ static int run_fanout(void)
 	}
 	open_all(o.conns);
 	printf("{\"mode\":\"fanout\",\"tls\":%s,\"conns\":%u,\"ready\":%u,\"failed\":%u,"
-	       "\"burst\":%u,\"phases\":[", o.tls ? "true" : "false", o.conns, ready,
-	       failed, o.burst);
+	       "\"burst\":%u,\"rate\":%u,\"phases\":[", o.tls ? "true" : "false", o.conns,
+	       ready, failed, o.burst, o.rate);
 	for (k = 0; k < o.nsizes; k++) {
 		struct burst b = { .p = &p, .size = o.sizes[k] };
 		uint64_t d0 = __atomic_load_n(&delivered, __ATOMIC_RELAXED), want;
 		double c0 = proc_cpu_s(o.server_pid), t0 = now_s(), t1, c1, dl;
 		pthread_t th;
 
+		b.t0_ns = (uint64_t)(t0 * 1e9);
 		pthread_create(&th, NULL, pub_burst, &b);
 		want = (uint64_t)o.burst * ready;
 		dl = now_s() + o.drain;
@@ -622,6 +633,8 @@ static void usage(FILE *f)
 "                       close_notify after the TLS handshake and waits\n"
 "                       for the server's close (works with openssl s_server)\n"
 "  --burst B            fanout: publishes per size (default 100)\n"
+"  --rate R             fanout: R publishes a second (default 0: back to\n"
+"                       back, each waiting for the answer to the one before)\n"
 "  --sizes LIST         fanout: message sizes in bytes (default 64,1024)\n"
 "  --drain S            fanout: seconds to wait for one burst (default 30)\n"
 "  --duration S         everything stops after S seconds (default 300)\n"
@@ -652,7 +665,8 @@ static int parse_opts(int argc, char **argv)
 		{ "target", 1, 0, 't' }, { "tls", 0, 0, 'T' }, { "mode", 1, 0, 'm' },
 		{ "conns", 1, 0, 'n' }, { "window", 1, 0, 'w' }, { "src", 1, 0, 's' },
 		{ "server-pid", 1, 0, 'p' }, { "upgrade", 0, 0, 'u' },
-		{ "burst", 1, 0, 'b' }, { "sizes", 1, 0, 'z' }, { "drain", 1, 0, 'd' },
+		{ "burst", 1, 0, 'b' }, { "rate", 1, 0, 'r' },
+		{ "sizes", 1, 0, 'z' }, { "drain", 1, 0, 'd' },
 		{ "duration", 1, 0, 'D' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	bool target = false;
@@ -689,6 +703,7 @@ static int parse_opts(int argc, char **argv)
 		case 'p': o.server_pid = atoi(optarg); break;
 		case 'u': o.upgrade = true; break;
 		case 'b': o.burst = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'r': o.rate = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'z': {
 			char *p = optarg, *e;
 
