@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proc.h"
+
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT	24	/* linux/in.h; glibc 2.36 lacks it */
 #endif
@@ -724,30 +726,6 @@ static void *worker_main(void *arg)
 }
 
 /* ---- engine and host figures from /proc ---- */
-
-/* utime + stime of @pid in seconds, or -1. */
-static double proc_cpu_s(int pid)
-{
-	char path[64], buf[2048], *p;
-	unsigned long long ut, st;
-	FILE *f;
-	size_t n;
-
-	if (pid <= 0)
-		return -1;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	p = strrchr(buf, ')');	/* the command name may hold spaces */
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-			 &ut, &st) != 2)
-		return -1;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
 
 /* The "KEY: N kB" line of a /proc file, in kB, or -1. */
 static long proc_kb(const char *path, const char *key)
