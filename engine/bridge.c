@@ -93,8 +93,8 @@ void bridge__update_health(struct eng_bridge *r)
 		snprintf(what, sizeof(what), "%u of %u slots", r->uncovered,
 			 ENG_SLOTS);
 		if (!r->map_error[0])
-			bridge__set_reason(r, "redis cluster: %s have no master%s",
-					   what, "");
+			bridge__set_reason(r, "redis cluster: %s have no "
+					   "master%s", what, "");
 	}
 	if (ok) {
 		pthread_mutex_lock(&r->lock);
@@ -322,7 +322,8 @@ static void link_down(struct eng_resp *l, void *arg, bool was_up, int err,
 		struct eng_rreq *p;
 
 		while ((p = bridge__fifo_pop(r, n)))
-			bridge__ack_pub(r, p, err == -ETIMEDOUT ? err : -ECONNRESET);
+			bridge__ack_pub(r, p, err == -ETIMEDOUT ? err :
+					-ECONNRESET);
 	} else {
 		for (size_t i = 0; i < r->chans.nbuckets; i++)
 			for (struct rchan *ch = r->chans.buckets[i]; ch;
@@ -330,7 +331,8 @@ static void link_down(struct eng_resp *l, void *arg, bool was_up, int err,
 				int k = bridge__sub_at(ch, idx);
 
 				if (k >= 0)
-					bridge__sub_drop(r, ch, (unsigned)k, true);
+					bridge__sub_drop(r, ch, (unsigned)k,
+							 true);
 			}
 	}
 	bridge__update_health(r);
@@ -663,7 +665,8 @@ int eng_bridge_init(struct eng *e)
 	}
 	r->ctl_len = (size_t)snprintf(r->ctl, sizeof(r->ctl), "%sctl",
 				      e->cfg.redis_prefix);
-	if (bridge__rtable_init(&r->chans) < 0 || bridge__rtable_init(&r->pres) < 0)
+	if (bridge__rtable_init(&r->chans) < 0 ||
+	    bridge__rtable_init(&r->pres) < 0)
 		goto err;
 	r->json = json_parser_new(e->cfg.max_message);
 	if (!r->json)
@@ -695,10 +698,12 @@ int eng_bridge_init(struct eng *e)
 		n->addr.port = e->cfg.redis_port;
 		r->nnodes = 1;
 		/* pub/sub ignores the db: only the publisher selects */
-		if (bridge__link_init(r, &n->c[R_SUB], "subscriber", n->addr.host,
-				      n->addr.port, 0, R_SUB, &bridge__link_ops) < 0 ||
-		    bridge__link_init(r, &n->c[R_PUB], "publisher", n->addr.host,
-				      n->addr.port, e->cfg.redis_db, R_PUB,
+		if (bridge__link_init(r, &n->c[R_SUB], "subscriber",
+				      n->addr.host, n->addr.port, 0, R_SUB,
+				      &bridge__link_ops) < 0 ||
+		    bridge__link_init(r, &n->c[R_PUB], "publisher",
+				      n->addr.host, n->addr.port,
+				      e->cfg.redis_db, R_PUB,
 				      &bridge__link_ops) < 0)
 			goto err;
 	}

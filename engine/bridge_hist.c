@@ -32,8 +32,8 @@ int bridge__hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 	    rep->element[3]->type != REDIS_REPLY_INTEGER)
 		return -EPROTO;
 	ep = rep->element[0];
-	if (ep->type == REDIS_REPLY_STRING && (ep->len != ENG_EPOCH_LEN ||
-					       !bridge__epoch_ok(ep->str, ep->len)))
+	if (ep->type == REDIS_REPLY_STRING &&
+	    (ep->len != ENG_EPOCH_LEN || !bridge__epoch_ok(ep->str, ep->len)))
 		return -EPROTO;
 	top = (uint64_t)rep->element[1]->integer;
 	first = (uint64_t)rep->element[2]->integer;
@@ -79,8 +79,9 @@ int bridge__hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 	for (size_t i = 0; i < n; i++) {
 		const redisReply *d = rep->element[4 + i];
 		struct eng_buf *f = d->type != REDIS_REPLY_STRING ? NULL :
-			bridge__stamped_frame(r, STAMP_HIST, h->name, h->len, h->epoch,
-					      first + i, d->str, d->len);
+			bridge__stamped_frame(r, STAMP_HIST, h->name, h->len,
+					      h->epoch, first + i, d->str,
+					      d->len);
 
 		if (!f) {	/* a message no frame can carry: not recovered */
 			h->status = h->kind == ENG_HREQ_RECOVER ?
@@ -124,7 +125,8 @@ void bridge__hist_fill(struct eng_bridge *r, struct rchan *rc,
 	q = NULL;
 	p->from = ENG_BRIDGE;
 	atomic_fetch_add_explicit(&r->fills, 1, memory_order_relaxed);
-	bridge__on_request_mail(r, p);	/* may answer at once: bridge__hist_filled() */
+	/* may answer at once: bridge__hist_filled() */
+	bridge__on_request_mail(r, p);
 	return;
 fail:
 	eng_free(q);

@@ -36,7 +36,8 @@ int bridge__inbox_answer(struct eng_bridge *r, struct eng_ibreq *q,
 	q->epoch[0] = '\0';
 	if (ep->type != REDIS_REPLY_STRING)
 		return 0;		/* no inbox: nothing unread */
-	if (ep->len != ENG_INBOX_EPOCH_LEN || !bridge__epoch_ok(ep->str, ep->len))
+	if (ep->len != ENG_INBOX_EPOCH_LEN ||
+	    !bridge__epoch_ok(ep->str, ep->len))
 		return -EPROTO;
 	memcpy(q->epoch, ep->str, ep->len);
 	q->epoch[ep->len] = '\0';
@@ -59,8 +60,9 @@ int bridge__inbox_answer(struct eng_bridge *r, struct eng_ibreq *q,
 		struct eng_buf *f = d->type != REDIS_REPLY_STRING ? NULL :
 			bridge__stamped_frame(r, STAMP_INBOX, q->name + 1,
 					      q->len - 1u, q->epoch,
-					      (uint64_t)bridge__int_at(rep, 4 + 2 * i), d->str,
-					      d->len);
+					      (uint64_t)bridge__int_at(rep,
+							4 + 2 * i),
+					      d->str, d->len);
 
 		if (f)		/* one no frame can carry: left unread */
 			q->frames[q->nframes++] = f;

@@ -256,7 +256,8 @@ extern const struct eng_resp_ops bridge__link_ops;
 /* Sets link @l up toward @host:@port, as role @role of user_data @idx. */
 int bridge__link_init(struct eng_bridge *r, struct eng_resp *l,
 		      const char *role, const char *host, uint16_t port,
-		      unsigned db, unsigned idx, const struct eng_resp_ops *ops);
+		      unsigned db, unsigned idx,
+		      const struct eng_resp_ops *ops);
 
 /* ---- bridge_table.c: the tables ---------------------------------------- */
 

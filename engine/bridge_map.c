@@ -54,10 +54,12 @@ int bridge__node_add(struct eng_bridge *r, const struct eng_cluster_addr *a)
 	n->addr = *a;
 	n->c[R_SUB].fd = n->c[R_PUB].fd = -1;
 	if (bridge__link_init(r, &n->c[R_SUB], "subscriber", n->addr.host,
-			      n->addr.port, 0, 2 * i + R_SUB, &bridge__link_ops) < 0)
+			      n->addr.port, 0, 2 * i + R_SUB,
+			      &bridge__link_ops) < 0)
 		return -1;
 	if (bridge__link_init(r, &n->c[R_PUB], "publisher", n->addr.host,
-			      n->addr.port, 0, 2 * i + R_PUB, &bridge__link_ops) < 0) {
+			      n->addr.port, 0, 2 * i + R_PUB,
+			      &bridge__link_ops) < 0) {
 		eng_resp_exit(&n->c[R_SUB]);
 		return -1;
 	}
@@ -80,7 +82,8 @@ void bridge__map_set(struct eng_bridge *r, uint16_t slot, int node)
 	r->map[slot] = (uint16_t)node;
 	r->rmap[slot] = ENG_SLOT_NONE;	/* its replicas: known at the map */
 	r->nodes[node].slots++;
-	bridge__mark_all(&r->chans, true);	/* bridge__flush_interest() moves them */
+	/* bridge__flush_interest() moves them */
+	bridge__mark_all(&r->chans, true);
 }
 
 void bridge__map_ask(struct eng_bridge *r)
@@ -176,7 +179,8 @@ static void on_map(struct eng_bridge *r, const redisReply *rep)
 		memcpy(r->map, next, ENG_SLOTS * sizeof(*next));
 		memcpy(r->rmap, rnext, ENG_SLOTS * sizeof(*rnext));
 		r->resub_due = false;
-		bridge__mark_all(&r->chans, true);	/* bridge__flush_interest() moves them */
+		/* bridge__flush_interest() moves them */
+		bridge__mark_all(&r->chans, true);
 		if (r->fills_waiting)
 			bridge__send_fills(r);
 	}

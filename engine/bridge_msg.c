@@ -69,6 +69,7 @@ void bridge__on_message(struct eng_bridge *r, const redisReply *chan,
 	const char *name = NULL;
 	size_t nlen = 0;
 	struct eng_buf *f;
+	struct rchan *rc;
 	bool json, user = false;
 
 	if (chan->len == r->all_len && !memcmp(chan->str, r->all, r->all_len)) {
@@ -102,8 +103,9 @@ void bridge__on_message(struct eng_bridge *r, const redisReply *chan,
 			goto reject;
 		atomic_fetch_add_explicit(&r->messages, 1,
 					  memory_order_relaxed);
-		bridge__hist_live(r, bridge__rchan_find(&r->chans, chan->str, chan->len,
-					eng_chan_hash(chan->str, chan->len)), f);
+		rc = bridge__rchan_find(&r->chans, chan->str, chan->len,
+					eng_chan_hash(chan->str, chan->len));
+		bridge__hist_live(r, rc, f);
 		return;
 	}
 	if (user && payload->len && (uint8_t)payload->str[0] == 0xfe) {
