@@ -28,7 +28,8 @@
  * master of their hslot, and a third link reads the slot map (CLUSTER
  * SLOTS) from the seeds, again whenever a MOVED, a server's SUNSUBSCRIBE
  * or a lost link says it changed. One Redis is the same with one node
- * that serves every slot.
+ * that serves every slot; what does differ is chosen once, at start-up
+ * (struct bridge_mode).
  *
  * Each of the bridge's jobs has a file (bridge_int.h, which only they
  * include, lists what they share): this one is the thread and its ring,
@@ -367,13 +368,13 @@ static void link_reply(struct eng_resp *l, void *arg, redisReply *rep)
 	if (l->cfg.idx % 2 == R_PUB) {
 		struct eng_rreq *p = bridge__fifo_pop(r, node_of(r, l));
 
-		if (p && !(r->cluster && rep->type == REDIS_REPLY_ERROR &&
-			   bridge__redirect(r, p, rep)))
+		if (p && !(rep->type == REDIS_REPLY_ERROR &&
+			   r->mode->redirect(r, p, rep)))
 			bridge__on_pub_reply(r, p, rep);
 		return;
 	}
-	if (rep->type == REDIS_REPLY_ERROR && r->cluster) {
-		bridge__on_sub_error(r, idx, rep);
+	if (rep->type == REDIS_REPLY_ERROR) {
+		r->mode->sub_error(r, idx, rep);
 		return;
 	}
 	/* Subscriber: message, subscribe and unsubscribe confirmations. */
@@ -383,7 +384,7 @@ static void link_reply(struct eng_resp *l, void *arg, redisReply *rep)
 	if (str_eq(k, "message") || str_eq(k, "smessage")) {
 		const redisReply *ch = rep->element[1];
 
-		if (r->cluster && !bridge__pass(r, rep, idx))
+		if (!r->mode->pass(r, rep, idx))
 			return;
 		if (ch->type == REDIS_REPLY_STRING && ch->len == r->ctl_len &&
 		    !memcmp(ch->str, r->ctl, r->ctl_len))
@@ -523,7 +524,7 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 
 		if (op == ENG_OP_R_RECV && cqe->res > 0)
 			r->rx_bytes += (uint64_t)cqe->res;	/* give_back() */
-		if (idx == R_MAP_IDX && r->cluster)
+		if (idx == R_MAP_IDX)	/* only a cluster has one */
 			eng_resp_on_cqe(&r->mapl, op, ring_ud_gen(cqe->user_data),
 					cqe->res);
 		else if (idx / 2 < r->nnodes)
@@ -601,6 +602,42 @@ static void *bridge_main(void *arg)
 	return NULL;
 }
 
+/* One Redis redirects nothing: an error answers the request. */
+static bool no_redirect(struct eng_bridge *r, struct eng_rreq *p,
+			const redisReply *rep)
+{
+	(void)r;
+	(void)p;
+	(void)rep;
+	return false;
+}
+
+/* ... nor refuses a SUBSCRIBE for a slot: an error is dropped. */
+static void no_sub_error(struct eng_bridge *r, unsigned idx,
+			 const redisReply *rep)
+{
+	(void)r;
+	(void)idx;
+	(void)rep;
+}
+
+/* ... and has one subscription per channel: every message goes on. */
+static bool pass_all(struct eng_bridge *r, const redisReply *rep,
+		     unsigned idx)
+{
+	(void)r;
+	(void)rep;
+	(void)idx;
+	return true;
+}
+
+/* One Redis, then a cluster (r->cluster), in struct bridge_mode's order. */
+static const struct bridge_mode modes[2] = {
+	{ no_redirect, no_sub_error, pass_all,
+	  "SUBSCRIBE", "UNSUBSCRIBE", R_BATCH },
+	{ bridge__redirect, bridge__on_sub_error, bridge__pass,
+	  "SSUBSCRIBE", "SUNSUBSCRIBE", 1 },
+};
 
 /* Closes every link and frees the nodes and the map. */
 static void nodes_exit(struct eng_bridge *r)
@@ -638,6 +675,7 @@ int eng_bridge_init(struct eng *e)
 		return -ENOMEM;
 	r->eng = e;
 	r->cluster = e->cfg.redis_cluster;
+	r->mode = &modes[r->cluster];
 	r->mapl.fd = -1;				/* eng_resp_exit() on err */
 	r->nodes = calloc(r->cluster ? R_NODES_MAX : 1, sizeof(*r->nodes));
 	if (!r->nodes) {
@@ -671,24 +709,29 @@ int eng_bridge_init(struct eng *e)
 	r->json = json_parser_new(e->cfg.max_message);
 	if (!r->json)
 		goto err;
+	/* one Redis has a map too: every slot on node 0, no replica */
+	r->map = malloc(ENG_SLOTS * sizeof(*r->map));
+	r->rmap = malloc(ENG_SLOTS * sizeof(*r->rmap));
+	if (!r->map || !r->rmap)
+		goto err;
+	for (unsigned s = 0; s < ENG_SLOTS; s++) {
+		r->map[s] = r->cluster ? ENG_SLOT_NONE : 0;
+		r->rmap[s] = ENG_SLOT_NONE;
+	}
 	if (r->cluster) {
 		int n = eng_cluster_parse_seeds(e->cfg.redis_seeds, r->seeds,
 						R_SEEDS_MAX);
 
 		/* main.c checked the list: this cannot fail but for memory */
-		r->map = malloc(ENG_SLOTS * sizeof(*r->map));
 		r->map_next = malloc(ENG_SLOTS * sizeof(*r->map_next));
-		r->rmap = malloc(ENG_SLOTS * sizeof(*r->rmap));
 		r->rmap_next = malloc(ENG_SLOTS * sizeof(*r->rmap_next));
-		if (n <= 0 || !r->map || !r->map_next || !r->rmap ||
-		    !r->rmap_next)
+		if (n <= 0 || !r->map_next || !r->rmap_next)
 			goto err;
 		r->nseeds = (unsigned)n;
-		for (unsigned s = 0; s < ENG_SLOTS; s++)
-			r->map[s] = r->rmap[s] = ENG_SLOT_NONE;
 		r->uncovered = ENG_SLOTS;
 		if (bridge__link_init(r, &r->mapl, "cluster", r->seeds[0].host,
-				      r->seeds[0].port, 0, R_MAP_IDX, &bridge__map_ops) < 0)
+				      r->seeds[0].port, 0, R_MAP_IDX,
+				      &bridge__map_ops) < 0)
 			goto err;
 	} else {
 		struct rnode *n = &r->nodes[0];

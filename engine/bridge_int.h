@@ -147,6 +147,27 @@ struct rnode {
 	atomic_uint shown;		/* for /stats: slots << 2 | pub << 1 | sub */
 };
 
+/*
+ * What differs between one Redis and a cluster, chosen once by
+ * eng_bridge_init() so that no event asks again: how a link's error
+ * replies and messages are taken, and how interest is sent. (Routing
+ * needs no entry: one Redis has a slot map too, every slot on node 0.)
+ */
+struct bridge_mode {
+	/* an error answering @p: sent on elsewhere (true), or its answer */
+	bool (*redirect)(struct eng_bridge *r, struct eng_rreq *p,
+			 const redisReply *rep);
+	/* an error on node @idx's subscriber link */
+	void (*sub_error)(struct eng_bridge *r, unsigned idx,
+			  const redisReply *rep);
+	/* whether message @rep from node @idx goes on */
+	bool (*pass)(struct eng_bridge *r, const redisReply *rep,
+		     unsigned idx);
+	const char *subscribe;		/* (S)SUBSCRIBE */
+	const char *unsubscribe;	/* (S)UNSUBSCRIBE */
+	int batch;			/* channels per command */
+};
+
 struct eng_bridge {
 	struct eng *eng;		/* borrowed */
 	struct ring ring;
@@ -154,15 +175,16 @@ struct eng_bridge {
 	bool up;
 	bool stopping;
 	bool cluster;			/* --redis-cluster */
+	const struct bridge_mode *mode;	/* ... and what it changes */
 	struct rnode *nodes;		/* owned: 1, or R_NODES_MAX on a cluster */
 	unsigned nnodes;
 	size_t queued;			/* bytes of requests awaiting, all nodes */
 	size_t reading;			/* read bytes reserved, all nodes */
 	struct eng_rreq *wait_head;	/* replays waiting for reading room */
 	struct eng_rreq *wait_tail;
-	/* cluster only */
 	uint16_t *map;			/* owned: slot -> node, or ENG_SLOT_NONE */
 	uint16_t *rmap;			/* owned: slot -> a replica of its node */
+	/* cluster only */
 	uint32_t uncovered;		/* slots no master serves (all: no map) */
 	struct eng_resp mapl;		/* asks for the slot map */
 	struct eng_cluster_addr seeds[R_SEEDS_MAX];

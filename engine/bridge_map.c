@@ -9,18 +9,12 @@
 
 int bridge__node_for(const struct eng_bridge *r, uint16_t slot)
 {
-	if (!r->cluster)
-		return 0;
-	if (!r->map || r->map[slot] == ENG_SLOT_NONE)
-		return -1;
-	return r->map[slot];
+	return r->map[slot] == ENG_SLOT_NONE ? -1 : r->map[slot];
 }
 
 int bridge__replica_for(const struct eng_bridge *r, uint16_t slot)
 {
-	if (!r->cluster || !r->rmap || r->rmap[slot] == ENG_SLOT_NONE)
-		return -1;
-	return r->rmap[slot];
+	return r->rmap[slot] == ENG_SLOT_NONE ? -1 : r->rmap[slot];
 }
 
 /* The link of @role to the master of @slot, or NULL. */

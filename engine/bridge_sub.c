@@ -297,51 +297,57 @@ bool bridge__pass(struct eng_bridge *r, const redisReply *rep, unsigned idx)
 }
 
 
-/* One (UN)SUBSCRIBE being built: up to R_BATCH channels. */
+/* One (UN)SUBSCRIBE being built: up to R_BATCH channels, to link @c. */
 struct batch {
+	struct eng_resp *c;
 	const char *argv[R_BATCH + 1];
 	size_t lens[R_BATCH + 1];
 	int n;
 };
 
-static void batch_send(struct eng_resp *c, struct batch *b)
+static void batch_init(struct batch *b, const char *cmd)
+{
+	b->c = NULL;
+	b->argv[0] = cmd;
+	b->lens[0] = strlen(cmd);
+	b->n = 1;
+}
+
+static void batch_send(struct batch *b)
 {
 	if (b->n > 1)
-		eng_resp_put_cmd(c, b->n, b->argv, b->lens);
+		eng_resp_put_cmd(b->c, b->n, b->argv, b->lens);
 	b->n = 1;
 }
 
 /*
- * Asks node @node to (un)subscribe @ch. One Redis takes channels in
- * batches of R_BATCH; a cluster master takes one per SSUBSCRIBE, since a
- * command's channels must share a slot and a refused one is refused whole.
+ * Asks node @node to (un)subscribe @ch, in batch @b. One Redis takes
+ * channels in batches of R_BATCH; a cluster master takes one per
+ * SSUBSCRIBE (r->mode->batch), since a command's channels must share a
+ * slot and a refused one is refused whole.
  */
-static void put_interest(struct eng_bridge *r, unsigned node, bool sub,
+static void put_interest(struct eng_bridge *r, unsigned node,
 			 struct rchan *ch, struct batch *b)
 {
 	struct eng_resp *c = &r->nodes[node].c[R_SUB];
 
 	if (!eng_resp_ready(c))
 		return;
-	if (r->cluster) {
-		const char *argv[2] = { sub ? "SSUBSCRIBE" : "SUNSUBSCRIBE",
-					ch->name };
-		size_t lens[2] = { sub ? 10 : 12, ch->len };
-
-		eng_resp_put_cmd(c, 2, argv, lens);
-		return;
-	}
+	if (b->c != c)
+		batch_send(b);	/* another node's: they go one by one */
+	b->c = c;
 	b->argv[b->n] = ch->name;
 	b->lens[b->n] = ch->len;
-	if (++b->n == R_BATCH + 1)
-		batch_send(c, b);
+	if (++b->n == r->mode->batch + 1)
+		batch_send(b);
 }
 
 void bridge__flush_interest(struct eng_bridge *r)
 {
-	struct batch sub = { .argv = { "SUBSCRIBE" }, .lens = { 9 }, .n = 1 };
-	struct batch uns = { .argv = { "UNSUBSCRIBE" }, .lens = { 11 },
-			     .n = 1 };
+	struct batch sub, uns;
+
+	batch_init(&sub, r->mode->subscribe);
+	batch_init(&uns, r->mode->unsubscribe);
 
 	for (size_t i = 0; i < r->chans.ndirty; i++) {
 		struct rchan *ch = r->chans.dirty[i];
@@ -362,7 +368,7 @@ void bridge__flush_interest(struct eng_bridge *r)
 			if (!ch->sub[k].requested || keep[k])
 				continue;
 			/* not wanted, or its slot moved: leave that node */
-			put_interest(r, ch->sub[k].node, false, ch, &uns);
+			put_interest(r, ch->sub[k].node, ch, &uns);
 			bridge__sub_drop(r, ch, k, keep[!k]);
 		}
 		for (unsigned w = 0; w < 2 && ch->desired; w++) {
@@ -373,7 +379,7 @@ void bridge__flush_interest(struct eng_bridge *r)
 			    ch->sub[k].requested ||
 			    !eng_resp_ready(&r->nodes[t].c[R_SUB]))
 				continue;
-			put_interest(r, (unsigned)t, true, ch, &sub);
+			put_interest(r, (unsigned)t, ch, &sub);
 			if (ch->gone == t)
 				ch->gone = R_NOSUB;	/* its own from now */
 			ch->sub[k].node = (uint8_t)t;
@@ -388,10 +394,8 @@ void bridge__flush_interest(struct eng_bridge *r)
 						  memory_order_relaxed);
 		}
 	}
-	if (!r->cluster) {
-		batch_send(&r->nodes[0].c[R_SUB], &sub);
-		batch_send(&r->nodes[0].c[R_SUB], &uns);
-	}
+	batch_send(&sub);
+	batch_send(&uns);
 	for (size_t i = 0; i < r->chans.ndirty; i++) {
 		struct rchan *ch = r->chans.dirty[i];
 
