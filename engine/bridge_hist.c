@@ -1,11 +1,108 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bridge_hist.c: history through Redis, on the bridge thread: the history
- * read script's answer into push frames, judged for recovery, read page
- * by page; and a history channel's messages handed on without a gap, a
- * gap read back from the channel's stream before later messages go on.
+ * bridge_hist.c: history through Redis: the publish and read scripts
+ * (the shards send them, rreq.c), and on the bridge thread the read's
+ * answer into push frames, judged for recovery, read page by page; and a
+ * history channel's messages handed on without a gap, a gap read back
+ * from the channel's stream before later messages go on.
  */
 #include "bridge_int.h"
+
+/*
+ * History channels (docs/PROTOCOL.md). Keys, with P the prefix and C the
+ * channel: P hmeta:C (a hash: "epoch", "top", the newest offset) and
+ * P hist:C (a stream whose entry ids are OFFSET-0, fields t, the publish
+ * time in ms, and d, the message). Both expire ttl after the last publish;
+ * a history created again gets a new epoch, so offsets of the old one are
+ * never taken for offsets of the new.
+ *
+ * Publish. ARGV: prefix, channel, message, N, ttl ms, a fresh epoch, the
+ * Redis channel (P ch:C) and the command that publishes on it. The
+ * message goes out as "\xff" EPOCH OFFSET ":" MESSAGE: the 0xff byte is
+ * never UTF-8, so no raw PUBLISH looks like it. Returns {receivers,
+ * offset, epoch}.
+ */
+const char eng_lua_hpub[] =
+	"local p, c = ARGV[1], ARGV[2]\n"
+	"local m, s = p .. 'hmeta:' .. c, p .. 'hist:' .. c\n"
+	"local ep = redis.call('HGET', m, 'epoch')\n"
+	"if not ep then\n"
+	"  ep = ARGV[6]\n"
+	"  redis.call('DEL', s)\n"
+	"  redis.call('HSET', m, 'epoch', ep, 'top', 0)\n"
+	"end\n"
+	"local off = redis.call('HINCRBY', m, 'top', 1)\n"
+	"local t = redis.call('TIME')\n"
+	"local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"redis.call('XADD', s, 'MAXLEN', ARGV[4], off .. '-0', 't', ms,"
+	" 'd', ARGV[3])\n"
+	"redis.call('PEXPIRE', s, ARGV[5])\n"
+	"redis.call('PEXPIRE', m, ARGV[5])\n"
+	"local n = redis.call(ARGV[8], ARGV[7],"
+	" '\\255' .. ep .. off .. ':' .. ARGV[3])\n"
+	"return {n, off, ep}\n";
+const size_t eng_lua_hpub_len = sizeof(eng_lua_hpub) - 1;
+
+/*
+ * Read. ARGV: prefix, channel, after, max, mode, ttl ms, a fresh epoch,
+ * a byte budget. Mode "last": the newest max; "after": up to max above
+ * after; "recover": the same, and a channel with no history is created,
+ * under the fresh epoch and at offset 0, as a publish would: the client
+ * is told at once the position the next message goes on from, which a
+ * history lost with Redis's data would otherwise leave unknown.
+ *
+ * Returns {epoch or nil, top, first, more, message, ...}: the messages
+ * have offsets first, first + 1, ...; those older than ttl are left out
+ * (from the oldest end). The stream is read a few entries at a time and
+ * the read stops before the message that would pass the budget (the
+ * first always goes), with more 1: neither the script nor its reply
+ * holds much more than the budget, whatever the channel keeps.
+ */
+const char eng_lua_hread[] =
+	"local p, c, mode = ARGV[1], ARGV[2], ARGV[5]\n"
+	"local after, max = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+	"local budget = tonumber(ARGV[8])\n"
+	"local m, s = p .. 'hmeta:' .. c, p .. 'hist:' .. c\n"
+	"local ep = redis.call('HGET', m, 'epoch')\n"
+	"if not ep and mode ~= 'recover' then return {false, 0, 0, 0} end\n"
+	"if not ep then\n"
+	"  redis.call('DEL', s)\n"
+	"  redis.call('HSET', m, 'epoch', ARGV[7], 'top', 0)\n"
+	"  redis.call('PEXPIRE', m, ARGV[6])\n"
+	"  return {ARGV[7], 0, 0, 0}\n"
+	"end\n"
+	"local top = tonumber(redis.call('HGET', m, 'top'))\n"
+	"if mode == 'last' then after = math.max(top - max, 0) end\n"
+	"if after >= top or max <= 0 then return {ep, top, 0, 0} end\n"
+	"local t = redis.call('TIME')\n"
+	"local cut = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)"
+	" - tonumber(ARGV[6])\n"
+	"local out, first, size, from = {ep, top, 0, 0}, 0, 0, '(' .. after .. '-0'\n"
+	"while max > 0 do\n"
+	"  local e = redis.call('XRANGE', s, from, '+', 'COUNT', math.min(max, 16))\n"
+	"  if #e == 0 then break end\n"
+	"  for _, x in ipairs(e) do\n"
+	"    from = '(' .. x[1]\n"
+	"    if first > 0 or tonumber(x[2][2]) >= cut then\n"
+	"      local d = x[2][4]\n"
+	"      if first > 0 and size + #d > budget then\n"
+	"        out[4] = 1\n"
+	"        max = 0\n"
+	"        break\n"
+	"      end\n"
+	"      if first == 0 then\n"
+	"        first = tonumber(string.match(x[1], '^(%d+)'))\n"
+	"      end\n"
+	"      out[#out + 1] = d\n"
+	"      size = size + #d\n"
+	"      max = max - 1\n"
+	"      if max == 0 then break end\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"out[3] = first\n"
+	"return out\n";
+const size_t eng_lua_hread_len = sizeof(eng_lua_hread) - 1;
 
 /* Drops what pages before had read: the answer will not use them. */
 static void hist_drop_frames(struct eng_hreq *h)

@@ -242,7 +242,7 @@ struct eng_bridge {
 	atomic_int healthy;
 };
 
-/* What a script (rreq.c) stamped a message with. */
+/* What a script (bridge_hist.c, bridge_inbox.c) stamped a message with. */
 enum { STAMP_HIST, STAMP_INBOX };
 
 static inline uint64_t now_ms(void)
@@ -431,7 +431,7 @@ void bridge__on_ctl(struct eng_bridge *r, const redisReply *payload);
 /* ---- bridge_hist.c: history reads and gap reads ------------------------ */
 
 /*
- * A history read's answer (rreq.c's script): {epoch or nil, top, first,
+ * A history read's answer (eng_lua_hread): {epoch or nil, top, first,
  * more, message, ...} judged as hist.c's owner judges its own ring, into
  * @h; a page after a cut one (h->more) adds to the frames it has.
  */
@@ -471,9 +471,9 @@ bool bridge__hist_next_page(struct eng_bridge *r, struct eng_rreq *p);
 /* ---- bridge_inbox.c: inbox answers ------------------------------------- */
 
 /*
- * An inbox script's answer (rreq.c) into @q: an ack's {acked, unread,
- * evicted} or {-1}; a read's {epoch or nil, unread, evicted, more, N,
- * [message,] ...}. A replay's page also says where the next one goes on
+ * An inbox script's answer (eng_lua_iread, eng_lua_iack) into @q: an
+ * ack's {acked, unread, evicted} or {-1}; a read's {epoch or nil,
+ * unread, evicted, more, N, [message,] ...}. A replay's page also says where the next one goes on
  * (q->after, the last N read, even one no frame could carry) and whether
  * there is one (q->more).
  */

@@ -95,7 +95,7 @@ void bridge__on_message(struct eng_bridge *r, const redisReply *chan,
 	if (payload->type != REDIS_REPLY_STRING)
 		goto reject;
 	if (name && !user && payload->len && (uint8_t)payload->str[0] == 0xff) {
-		/* a history channel's message, from its script (rreq.c) */
+		/* a history channel's message, from eng_lua_hpub */
 		f = !eng_ns_find(cfg, name, nlen) ? NULL :
 		    stamped_message(r, STAMP_HIST, name, nlen,
 				    payload->str + 1, payload->len - 1);
@@ -109,7 +109,7 @@ void bridge__on_message(struct eng_bridge *r, const redisReply *chan,
 		return;
 	}
 	if (user && payload->len && (uint8_t)payload->str[0] == 0xfe) {
-		/* a kept push, from the inbox script (rreq.c) */
+		/* a kept push, from eng_lua_ikeep */
 		f = stamped_message(r, STAMP_INBOX, name, nlen,
 				    payload->str + 1, payload->len - 1);
 		if (!f)

@@ -1,11 +1,115 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * bridge_presence.c: this node's presence in Redis, on the bridge thread:
- * users' counts as their owner shards report them, written a batch per
- * EVAL; the heartbeat that keeps this node alive; its leaving at a clean
- * stop.
+ * bridge_presence.c: presence in Redis: its scripts (a user's presence
+ * and who is online are the shards' queries, rreq.c), and on the bridge
+ * thread this node's: users' counts as their owner shards report them,
+ * written a batch per EVAL; the heartbeat that keeps this node alive; its
+ * leaving at a clean stop.
  */
 #include "bridge_int.h"
+
+/*
+ * Presence keys, with P the prefix: P node:ID (a live node: "conns users",
+ * 5 s expiry, renewed every second), P nodes (node ids), P nu:ID (the
+ * users on node ID), P pres:UID (node -> "conns app,app"), P online
+ * (users -> number of nodes they are on). Scripts ignore nodes whose key
+ * expired and reap them, so a dead node stops counting within about six
+ * seconds.
+ */
+
+/* Drops every trace of nodes whose key expired. */
+#define LUA_REAP \
+	"local function reap(p)\n" \
+	"  for _, id in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do\n" \
+	"    if redis.call('EXISTS', p .. 'node:' .. id) == 0 then\n" \
+	"      local nu = p .. 'nu:' .. id\n" \
+	"      for _, u in ipairs(redis.call('SMEMBERS', nu)) do\n" \
+	"        redis.call('HDEL', p .. 'pres:' .. u, id)\n" \
+	"        if tonumber(redis.call('ZINCRBY', p .. 'online', -1, u))" \
+	" <= 0 then\n" \
+	"          redis.call('ZREM', p .. 'online', u)\n" \
+	"        end\n" \
+	"      end\n" \
+	"      redis.call('DEL', nu)\n" \
+	"      redis.call('SREM', p .. 'nodes', id)\n" \
+	"    end\n" \
+	"  end\n" \
+	"end\n"
+
+/* ARGV: prefix, node, ttl, conns, users. Returns 1 if we were alive. */
+const char eng_lua_beat[] = LUA_REAP
+	"local p, node = ARGV[1], ARGV[2]\n"
+	"local was = redis.call('EXISTS', p .. 'node:' .. node)\n"
+	"redis.call('SET', p .. 'node:' .. node, ARGV[4] .. ' ' .. ARGV[5],"
+	" 'EX', tonumber(ARGV[3]))\n"
+	"redis.call('SADD', p .. 'nodes', node)\n"
+	"reap(p)\n"
+	"return was\n";
+
+/*
+ * ARGV: prefix, node, node's conns, node's users, then (uid, conns, apps)
+ * triples. The node's own counts are refreshed too, keeping the key's
+ * expiry, so /online follows changes without waiting for a beat.
+ */
+const char eng_lua_presence[] =
+	"local p, node = ARGV[1], ARGV[2]\n"
+	"local nu = p .. 'nu:' .. node\n"
+	"if redis.call('EXISTS', p .. 'node:' .. node) == 1 then\n"
+	"  redis.call('SET', p .. 'node:' .. node, ARGV[3] .. ' ' .. ARGV[4],"
+	" 'KEEPTTL')\n"
+	"end\n"
+	"for i = 5, #ARGV, 3 do\n"
+	"  local u, n = ARGV[i], tonumber(ARGV[i + 1])\n"
+	"  if n > 0 then\n"
+	"    redis.call('HSET', p .. 'pres:' .. u, node, n .. ' ' .. ARGV[i + 2])\n"
+	"    if redis.call('SADD', nu, u) == 1 then\n"
+	"      redis.call('ZINCRBY', p .. 'online', 1, u)\n"
+	"    end\n"
+	"  else\n"
+	"    redis.call('HDEL', p .. 'pres:' .. u, node)\n"
+	"    if redis.call('SREM', nu, u) == 1 and\n"
+	"       tonumber(redis.call('ZINCRBY', p .. 'online', -1, u)) <= 0 then\n"
+	"      redis.call('ZREM', p .. 'online', u)\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"return 0\n";
+
+/* ARGV: prefix, node. Our own traces, on a clean stop. */
+const char eng_lua_leave[] =
+	"redis.call('DEL', ARGV[1] .. 'node:' .. ARGV[2])\n" LUA_REAP
+	"reap(ARGV[1])\n"
+	"return 0\n";
+
+/* ARGV: prefix, uid. Returns {connections, "app,app"} on live nodes. */
+const char eng_lua_query[] =
+	"local p = ARGV[1]\n"
+	"local h = redis.call('HGETALL', p .. 'pres:' .. ARGV[2])\n"
+	"local n, seen, apps = 0, {}, {}\n"
+	"for i = 1, #h, 2 do\n"
+	"  if redis.call('EXISTS', p .. 'node:' .. h[i]) == 1 then\n"
+	"    local c, a = string.match(h[i + 1], '^(%d+) ?(.*)$')\n"
+	"    n = n + tonumber(c)\n"
+	"    for app in string.gmatch(a, '[^,]+') do\n"
+	"      if not seen[app] then seen[app] = true; apps[#apps + 1] = app end\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"table.sort(apps)\n"
+	"return {n, table.concat(apps, ',')}\n";
+const size_t eng_lua_query_len = sizeof(eng_lua_query) - 1;
+
+/* ARGV: prefix. Returns {users, connections, nodes} of live nodes. */
+const char eng_lua_online[] = LUA_REAP
+	"local p = ARGV[1]\n"
+	"reap(p)\n"
+	"local c, nodes = 0, 0\n"
+	"for _, id in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do\n"
+	"  local v = redis.call('GET', p .. 'node:' .. id)\n"
+	"  if v then nodes = nodes + 1; c = c + tonumber(string.match(v, '^%d+')) end\n"
+	"end\n"
+	"return {redis.call('ZCARD', p .. 'online'), c, nodes}\n";
+const size_t eng_lua_online_len = sizeof(eng_lua_online) - 1;
 
 /* Sends a presence request of the bridge's own (no shard waits for it). */
 static void own_request(struct eng_bridge *r, uint8_t op, int argc,
