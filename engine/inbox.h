@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * inbox: a user's offline inbox (inbox.c); with Redis it lives there and
- * this module is the shards' side of it (rreq.c has the scripts). A push
+ * this module is the shards' side of it (scripts: bridge_inbox.c). A push
  * to a user with persist (POST /users/{uid}/push?persist=1) is kept on
  * the user's owner shard until one of the user's connections acks it: it
  * goes at once to every connection the user has, and to each one that

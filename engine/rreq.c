@@ -5,15 +5,9 @@
  * writes it on its publisher connection and hands the reply back
  * (R_REQUEST, R_REPLY), and the shard answers its client. PUBLISH for channel, user and broadcast
  * messages; a kick is a PUBLISH on <prefix>ctl; presence lives in Redis
- * and is read and written with the Lua scripts below (EVAL: each script
- * runs atomically, and one round trip does a whole query).
- *
- * Presence keys, with P the prefix: P node:ID (a live node: "conns users",
- * 5 s expiry, renewed every second), P nodes (node ids), P nu:ID (the
- * users on node ID), P pres:UID (node -> "conns app,app"), P online
- * (users -> number of nodes they are on). Scripts ignore nodes whose key
- * expired and reap them, so a dead node stops counting within about six
- * seconds.
+ * and is read and written with Lua scripts (EVAL: each script runs
+ * atomically, and one round trip does a whole query). The scripts live
+ * next to the code that reads their answers (rreq.h says where).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -33,302 +27,6 @@
 #include "mail.h"
 #include "resp.h"
 #include "rreq.h"
-
-/* Drops every trace of nodes whose key expired. */
-#define LUA_REAP \
-	"local function reap(p)\n" \
-	"  for _, id in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do\n" \
-	"    if redis.call('EXISTS', p .. 'node:' .. id) == 0 then\n" \
-	"      local nu = p .. 'nu:' .. id\n" \
-	"      for _, u in ipairs(redis.call('SMEMBERS', nu)) do\n" \
-	"        redis.call('HDEL', p .. 'pres:' .. u, id)\n" \
-	"        if tonumber(redis.call('ZINCRBY', p .. 'online', -1, u))" \
-	" <= 0 then\n" \
-	"          redis.call('ZREM', p .. 'online', u)\n" \
-	"        end\n" \
-	"      end\n" \
-	"      redis.call('DEL', nu)\n" \
-	"      redis.call('SREM', p .. 'nodes', id)\n" \
-	"    end\n" \
-	"  end\n" \
-	"end\n"
-
-/* ARGV: prefix, node, ttl, conns, users. Returns 1 if we were alive. */
-const char eng_lua_beat[] = LUA_REAP
-	"local p, node = ARGV[1], ARGV[2]\n"
-	"local was = redis.call('EXISTS', p .. 'node:' .. node)\n"
-	"redis.call('SET', p .. 'node:' .. node, ARGV[4] .. ' ' .. ARGV[5],"
-	" 'EX', tonumber(ARGV[3]))\n"
-	"redis.call('SADD', p .. 'nodes', node)\n"
-	"reap(p)\n"
-	"return was\n";
-
-/*
- * ARGV: prefix, node, node's conns, node's users, then (uid, conns, apps)
- * triples. The node's own counts are refreshed too, keeping the key's
- * expiry, so /online follows changes without waiting for a beat.
- */
-const char eng_lua_presence[] =
-	"local p, node = ARGV[1], ARGV[2]\n"
-	"local nu = p .. 'nu:' .. node\n"
-	"if redis.call('EXISTS', p .. 'node:' .. node) == 1 then\n"
-	"  redis.call('SET', p .. 'node:' .. node, ARGV[3] .. ' ' .. ARGV[4],"
-	" 'KEEPTTL')\n"
-	"end\n"
-	"for i = 5, #ARGV, 3 do\n"
-	"  local u, n = ARGV[i], tonumber(ARGV[i + 1])\n"
-	"  if n > 0 then\n"
-	"    redis.call('HSET', p .. 'pres:' .. u, node, n .. ' ' .. ARGV[i + 2])\n"
-	"    if redis.call('SADD', nu, u) == 1 then\n"
-	"      redis.call('ZINCRBY', p .. 'online', 1, u)\n"
-	"    end\n"
-	"  else\n"
-	"    redis.call('HDEL', p .. 'pres:' .. u, node)\n"
-	"    if redis.call('SREM', nu, u) == 1 and\n"
-	"       tonumber(redis.call('ZINCRBY', p .. 'online', -1, u)) <= 0 then\n"
-	"      redis.call('ZREM', p .. 'online', u)\n"
-	"    end\n"
-	"  end\n"
-	"end\n"
-	"return 0\n";
-
-/* ARGV: prefix, node. Our own traces, on a clean stop. */
-const char eng_lua_leave[] =
-	"redis.call('DEL', ARGV[1] .. 'node:' .. ARGV[2])\n" LUA_REAP
-	"reap(ARGV[1])\n"
-	"return 0\n";
-
-/* ARGV: prefix, uid. Returns {connections, "app,app"} on live nodes. */
-static const char lua_query[] =
-	"local p = ARGV[1]\n"
-	"local h = redis.call('HGETALL', p .. 'pres:' .. ARGV[2])\n"
-	"local n, seen, apps = 0, {}, {}\n"
-	"for i = 1, #h, 2 do\n"
-	"  if redis.call('EXISTS', p .. 'node:' .. h[i]) == 1 then\n"
-	"    local c, a = string.match(h[i + 1], '^(%d+) ?(.*)$')\n"
-	"    n = n + tonumber(c)\n"
-	"    for app in string.gmatch(a, '[^,]+') do\n"
-	"      if not seen[app] then seen[app] = true; apps[#apps + 1] = app end\n"
-	"    end\n"
-	"  end\n"
-	"end\n"
-	"table.sort(apps)\n"
-	"return {n, table.concat(apps, ',')}\n";
-
-/* ARGV: prefix. Returns {users, connections, nodes} of live nodes. */
-static const char lua_online[] = LUA_REAP
-	"local p = ARGV[1]\n"
-	"reap(p)\n"
-	"local c, nodes = 0, 0\n"
-	"for _, id in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do\n"
-	"  local v = redis.call('GET', p .. 'node:' .. id)\n"
-	"  if v then nodes = nodes + 1; c = c + tonumber(string.match(v, '^%d+')) end\n"
-	"end\n"
-	"return {redis.call('ZCARD', p .. 'online'), c, nodes}\n";
-
-/*
- * History channels (docs/PROTOCOL.md). Keys, with P the prefix and C the
- * channel: P hmeta:C (a hash: "epoch", "top", the newest offset) and
- * P hist:C (a stream whose entry ids are OFFSET-0, fields t, the publish
- * time in ms, and d, the message). Both expire ttl after the last publish;
- * a history created again gets a new epoch, so offsets of the old one are
- * never taken for offsets of the new.
- *
- * Publish. ARGV: prefix, channel, message, N, ttl ms, a fresh epoch, the
- * Redis channel (P ch:C) and the command that publishes on it. The
- * message goes out as "\xff" EPOCH OFFSET ":" MESSAGE: the 0xff byte is
- * never UTF-8, so no raw PUBLISH looks like it. Returns {receivers,
- * offset, epoch}.
- */
-static const char lua_hpub[] =
-	"local p, c = ARGV[1], ARGV[2]\n"
-	"local m, s = p .. 'hmeta:' .. c, p .. 'hist:' .. c\n"
-	"local ep = redis.call('HGET', m, 'epoch')\n"
-	"if not ep then\n"
-	"  ep = ARGV[6]\n"
-	"  redis.call('DEL', s)\n"
-	"  redis.call('HSET', m, 'epoch', ep, 'top', 0)\n"
-	"end\n"
-	"local off = redis.call('HINCRBY', m, 'top', 1)\n"
-	"local t = redis.call('TIME')\n"
-	"local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-	"redis.call('XADD', s, 'MAXLEN', ARGV[4], off .. '-0', 't', ms,"
-	" 'd', ARGV[3])\n"
-	"redis.call('PEXPIRE', s, ARGV[5])\n"
-	"redis.call('PEXPIRE', m, ARGV[5])\n"
-	"local n = redis.call(ARGV[8], ARGV[7],"
-	" '\\255' .. ep .. off .. ':' .. ARGV[3])\n"
-	"return {n, off, ep}\n";
-
-/*
- * Read. ARGV: prefix, channel, after, max, mode, ttl ms, a fresh epoch,
- * a byte budget. Mode "last": the newest max; "after": up to max above
- * after; "recover": the same, and a channel with no history is created,
- * under the fresh epoch and at offset 0, as a publish would: the client
- * is told at once the position the next message goes on from, which a
- * history lost with Redis's data would otherwise leave unknown.
- *
- * Returns {epoch or nil, top, first, more, message, ...}: the messages
- * have offsets first, first + 1, ...; those older than ttl are left out
- * (from the oldest end). The stream is read a few entries at a time and
- * the read stops before the message that would pass the budget (the
- * first always goes), with more 1: neither the script nor its reply
- * holds much more than the budget, whatever the channel keeps.
- */
-static const char lua_hread[] =
-	"local p, c, mode = ARGV[1], ARGV[2], ARGV[5]\n"
-	"local after, max = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
-	"local budget = tonumber(ARGV[8])\n"
-	"local m, s = p .. 'hmeta:' .. c, p .. 'hist:' .. c\n"
-	"local ep = redis.call('HGET', m, 'epoch')\n"
-	"if not ep and mode ~= 'recover' then return {false, 0, 0, 0} end\n"
-	"if not ep then\n"
-	"  redis.call('DEL', s)\n"
-	"  redis.call('HSET', m, 'epoch', ARGV[7], 'top', 0)\n"
-	"  redis.call('PEXPIRE', m, ARGV[6])\n"
-	"  return {ARGV[7], 0, 0, 0}\n"
-	"end\n"
-	"local top = tonumber(redis.call('HGET', m, 'top'))\n"
-	"if mode == 'last' then after = math.max(top - max, 0) end\n"
-	"if after >= top or max <= 0 then return {ep, top, 0, 0} end\n"
-	"local t = redis.call('TIME')\n"
-	"local cut = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)"
-	" - tonumber(ARGV[6])\n"
-	"local out, first, size, from = {ep, top, 0, 0}, 0, 0, '(' .. after .. '-0'\n"
-	"while max > 0 do\n"
-	"  local e = redis.call('XRANGE', s, from, '+', 'COUNT', math.min(max, 16))\n"
-	"  if #e == 0 then break end\n"
-	"  for _, x in ipairs(e) do\n"
-	"    from = '(' .. x[1]\n"
-	"    if first > 0 or tonumber(x[2][2]) >= cut then\n"
-	"      local d = x[2][4]\n"
-	"      if first > 0 and size + #d > budget then\n"
-	"        out[4] = 1\n"
-	"        max = 0\n"
-	"        break\n"
-	"      end\n"
-	"      if first == 0 then\n"
-	"        first = tonumber(string.match(x[1], '^(%d+)'))\n"
-	"      end\n"
-	"      out[#out + 1] = d\n"
-	"      size = size + #d\n"
-	"      max = max - 1\n"
-	"      if max == 0 then break end\n"
-	"    end\n"
-	"  end\n"
-	"end\n"
-	"out[3] = first\n"
-	"return out\n";
-
-/*
- * Users' inboxes (docs/PROTOCOL.md, "Offline inbox"). Keys, with U the
- * user id: P inboxm:U (a hash: "epoch", "last", the newest N, and
- * "evicted") and P inbox:U (a stream of the unacked, entry ids N-0,
- * fields t, the time in ms, and d). Both expire two ttl after the last
- * kept push, as the embedded inbox does.
- *
- * Keep. ARGV: prefix, uid, message, max, ttl ms, a fresh epoch, the Redis
- * channel (P user:U) and the command that publishes on it. Past max the
- * oldest go (counted in evicted). The message goes out as "\xfe" EPOCH N
- * ":" MESSAGE. Returns {receivers, N, epoch}.
- */
-#define LUA_INBOX_KEYS \
-	"local p, u = ARGV[1], ARGV[2]\n" \
-	"local m, s = p .. 'inboxm:' .. u, p .. 'inbox:' .. u\n" \
-	"local t = redis.call('TIME')\n" \
-	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-
-/* Drops the entries older than @ttl ms from the oldest end, counted. */
-#define LUA_INBOX_EXPIRE \
-	"local function expire(ttl)\n" \
-	"  while true do\n" \
-	"    local e = redis.call('XRANGE', s, '-', '+', 'COUNT', 1)[1]\n" \
-	"    if not e or tonumber(e[2][2]) >= now - ttl then return end\n" \
-	"    redis.call('XDEL', s, e[1])\n" \
-	"    redis.call('HINCRBY', m, 'evicted', 1)\n" \
-	"  end\n" \
-	"end\n"
-
-static const char lua_ikeep[] = LUA_INBOX_KEYS LUA_INBOX_EXPIRE
-	"local ep = redis.call('HGET', m, 'epoch')\n"
-	"if not ep then\n"
-	"  ep = ARGV[6]\n"
-	"  redis.call('DEL', s)\n"
-	"  redis.call('HSET', m, 'epoch', ep, 'last', 0, 'evicted', 0)\n"
-	"end\n"
-	"expire(tonumber(ARGV[5]))\n"
-	"local over = redis.call('XLEN', s) - tonumber(ARGV[4]) + 1\n"
-	"if over > 0 then\n"
-	"  for _, e in ipairs(redis.call('XRANGE', s, '-', '+', 'COUNT', over))"
-	" do\n"
-	"    redis.call('XDEL', s, e[1])\n"
-	"  end\n"
-	"  redis.call('HINCRBY', m, 'evicted', over)\n"
-	"end\n"
-	"local n = redis.call('HINCRBY', m, 'last', 1)\n"
-	"redis.call('XADD', s, n .. '-0', 't', now, 'd', ARGV[3])\n"
-	"redis.call('PEXPIRE', s, 2 * tonumber(ARGV[5]))\n"
-	"redis.call('PEXPIRE', m, 2 * tonumber(ARGV[5]))\n"
-	"local r = redis.call(ARGV[8], ARGV[7],"
-	" '\\254' .. ep .. n .. ':' .. ARGV[3])\n"
-	"return {r, n, ep}\n";
-
-/*
- * Read. ARGV: prefix, uid, ttl ms, at most this many, "1": with the
- * messages, a byte budget for them, and for a replay the N and the epoch
- * its page goes on after (an epoch not the inbox's: from its start, as
- * the inbox is a new one). Returns {epoch or nil, unread, evicted, more,
- * N, [message,] ...}, oldest first. As the history read, it reads a few
- * entries at a time and stops before the message that would pass the
- * budget (the first always goes), with more 1: the next page goes on
- * after the last N.
- */
-static const char lua_iread[] = LUA_INBOX_KEYS LUA_INBOX_EXPIRE
-	"local ep = redis.call('HGET', m, 'epoch')\n"
-	"if not ep then return {false, 0, 0, 0} end\n"
-	"expire(tonumber(ARGV[3]))\n"
-	"local out = {ep, redis.call('XLEN', s),"
-	" tonumber(redis.call('HGET', m, 'evicted')), 0}\n"
-	"local left, budget, size, from = tonumber(ARGV[4]),"
-	" tonumber(ARGV[6]), 0, '-'\n"
-	"if ARGV[8] == ep then from = '(' .. ARGV[7] .. '-0' end\n"
-	"while left > 0 do\n"
-	"  local e = redis.call('XRANGE', s, from, '+', 'COUNT',"
-	" math.min(left, 16))\n"
-	"  if #e == 0 then return out end\n"
-	"  for _, x in ipairs(e) do\n"
-	"    from = '(' .. x[1]\n"
-	"    if ARGV[5] == '1' then\n"
-	"      if #out > 4 and size + #x[2][4] > budget then\n"
-	"        out[4] = 1\n"
-	"        return out\n"
-	"      end\n"
-	"      size = size + #x[2][4]\n"
-	"    end\n"
-	"    out[#out + 1] = tonumber(string.match(x[1], '^(%d+)'))\n"
-	"    if ARGV[5] == '1' then out[#out + 1] = x[2][4] end\n"
-	"    left = left - 1\n"
-	"  end\n"
-	"end\n"
-	"out[4] = 1\n"
-	"return out\n";
-
-/*
- * Ack. ARGV: prefix, uid, epoch, N, ... Every N must be this inbox's
- * (its epoch, not above last), or nothing is acked: {-1}. Else
- * {acked, unread, evicted}.
- */
-static const char lua_iack[] = LUA_INBOX_KEYS
-	"local ep = redis.call('HGET', m, 'epoch')\n"
-	"local last = tonumber(redis.call('HGET', m, 'last') or '0')\n"
-	"if ep ~= ARGV[3] then return {-1} end\n"
-	"for i = 4, #ARGV do\n"
-	"  if tonumber(ARGV[i]) > last then return {-1} end\n"
-	"end\n"
-	"local n = 0\n"
-	"for i = 4, #ARGV do n = n + redis.call('XDEL', s, ARGV[i] .. '-0') end\n"
-	"return {n, redis.call('XLEN', s),"
-	" tonumber(redis.call('HGET', m, 'evicted'))}\n";
 
 /* The command that publishes: on a cluster the sharded one, SPUBLISH. */
 static const char *pub_cmd(const struct eng_cfg *cfg, size_t *len)
@@ -462,9 +160,9 @@ int eng_rreq_hpublish(struct eng_shard *s, struct eng_conn *c,
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	char n[16], ttl[16], ep[ENG_EPOCH_LEN + 1], keys[ENG_RREQ_KEYS_MAX];
 	char name[ENG_CHAN_MAX + 128];
-	const char *argv[12] = { "EVAL", lua_hpub, "1", keys, keys, chan,
+	const char *argv[12] = { "EVAL", eng_lua_hpub, "1", keys, keys, chan,
 				 payload, n, ttl, ep, name, NULL };
-	size_t lens[12] = { 4, sizeof(lua_hpub) - 1, 1, 0, 0, clen, plen, 0, 0,
+	size_t lens[12] = { 4, eng_lua_hpub_len, 1, 0, 0, clen, plen, 0, 0,
 			    ENG_EPOCH_LEN, 0, 0 };
 	struct eng_rreq *p;
 	uint16_t hslot;
@@ -499,9 +197,9 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 			   "after";
 	char after[24], max[16], ttl[16], keys[ENG_RREQ_KEYS_MAX];
 	char name[ENG_CHAN_MAX + 128], ep[ENG_EPOCH_LEN + 1], budget[16];
-	const char *argv[12] = { "EVAL", lua_hread, "1", keys, keys, h->name,
-				 after, max, mode, ttl, ep, budget };
-	size_t lens[12] = { 4, sizeof(lua_hread) - 1, 1, 0, 0, h->len, 0, 0,
+	const char *argv[12] = { "EVAL", eng_lua_hread, "1", keys, keys,
+				 h->name, after, max, mode, ttl, ep, budget };
+	size_t lens[12] = { 4, eng_lua_hread_len, 1, 0, 0, h->len, 0, 0,
 			    strlen(mode), 0, ENG_EPOCH_LEN, 0 };
 	struct eng_rreq *p;
 	uint16_t hslot;
@@ -550,9 +248,9 @@ int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	char max[16], ttl[16], ep[ENG_EPOCH_LEN + 1], keys[ENG_RREQ_KEYS_MAX];
 	char name[ENG_CHAN_MAX + 128];
-	const char *argv[12] = { "EVAL", lua_ikeep, "1", keys, keys, uid,
+	const char *argv[12] = { "EVAL", eng_lua_ikeep, "1", keys, keys, uid,
 				 payload, max, ttl, ep, name, NULL };
-	size_t lens[12] = { 4, sizeof(lua_ikeep) - 1, 1, 0, 0, ulen, plen, 0,
+	size_t lens[12] = { 4, eng_lua_ikeep_len, 1, 0, 0, ulen, plen, 0,
 			    0, ENG_INBOX_EPOCH_LEN, 0, 0 };
 	struct eng_rreq *p;
 	uint16_t hslot;
@@ -600,9 +298,9 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 
 	argv[argc] = "EVAL";
 	lens[argc++] = 4;
-	argv[argc] = q->kind == ENG_IB_ACK ? lua_iack : lua_iread;
-	lens[argc++] = q->kind == ENG_IB_ACK ? sizeof(lua_iack) - 1 :
-		       sizeof(lua_iread) - 1;
+	argv[argc] = q->kind == ENG_IB_ACK ? eng_lua_iack : eng_lua_iread;
+	lens[argc++] = q->kind == ENG_IB_ACK ? eng_lua_iack_len :
+		       eng_lua_iread_len;
 	argv[argc] = "1";
 	lens[argc++] = 1;
 	argv[argc] = keys;
@@ -693,14 +391,14 @@ static int presence_req(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 int eng_rreq_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		   size_t len)
 {
-	return presence_req(s, c, ENG_RQ_QUERY, lua_query,
-			    sizeof(lua_query) - 1, uid, len);
+	return presence_req(s, c, ENG_RQ_QUERY, eng_lua_query,
+			    eng_lua_query_len, uid, len);
 }
 
 int eng_rreq_online(struct eng_shard *s, struct eng_conn *c)
 {
-	return presence_req(s, c, ENG_RQ_ONLINE, lua_online,
-			    sizeof(lua_online) - 1, NULL, 0);
+	return presence_req(s, c, ENG_RQ_ONLINE, eng_lua_online,
+			    eng_lua_online_len, NULL, 0);
 }
 
 /*

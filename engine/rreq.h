@@ -2,8 +2,8 @@
 /*
  * rreq: the shards' side of requests that go through Redis (rreq.c). A
  * shard formats a command into a struct eng_rreq, the bridge writes it
- * and hands the reply back, and the shard answers its client. Also the
- * Lua scripts that keep presence in Redis.
+ * and hands the reply back, and the shard answers its client. The Lua
+ * scripts those requests run are declared here.
  */
 #ifndef RC_ENGINE_RREQ_H
 #define RC_ENGINE_RREQ_H
@@ -14,8 +14,20 @@
 #include "eng.h"
 #include "hist.h"
 
-/* The Lua scripts the bridge runs with EVAL: heartbeat, presence, leave. */
+/*
+ * The Lua scripts run with EVAL, each defined next to the code that reads
+ * its answer, where its ARGV and answer are described: the heartbeat,
+ * presence writes, leaving, a user's presence and who is online
+ * (bridge_presence.c); history publish and read (bridge_hist.c); inbox
+ * keep, read and ack (bridge_inbox.c). Each _len is the script's strlen().
+ */
 extern const char eng_lua_beat[], eng_lua_presence[], eng_lua_leave[];
+extern const char eng_lua_query[], eng_lua_online[];
+extern const char eng_lua_hpub[], eng_lua_hread[];
+extern const char eng_lua_ikeep[], eng_lua_iread[], eng_lua_iack[];
+extern const size_t eng_lua_query_len, eng_lua_online_len;
+extern const size_t eng_lua_hpub_len, eng_lua_hread_len;
+extern const size_t eng_lua_ikeep_len, eng_lua_iread_len, eng_lua_iack_len;
 
 /*
  * The Redis channel of a channel or user index key (@name NULL: the
@@ -90,7 +102,7 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 				   struct eng_hreq *h);
 
 /*
- * A push to user @uid kept in its inbox in Redis (rreq.c's script),
+ * A push to user @uid kept in its inbox in Redis (eng_lua_ikeep),
  * answered to @c as eng_rreq_publish() answers an HTTP publisher.
  */
 int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
