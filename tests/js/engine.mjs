@@ -3,6 +3,7 @@
 // port (started again on the same port after a kill), its HTTP API with
 // the API key, and bounded waits.
 import { spawn } from 'node:child_process';
+import { request } from 'node:https';
 
 export const KEY = 'js-key-0123456789abcdef';
 export const engines = new Set();	// running: killed after each check
@@ -41,11 +42,30 @@ export function until(what, test, ms = 20000) {
 	});
 }
 
+// One request with node:https trusting @ca (Node's fetch takes no CA);
+// resolves to [status, body text].
+function httpsCall(url, ca, method, headers, body) {
+	return new Promise((resolve, reject) => {
+		const req = request(url, { method, headers, ca }, (r) => {
+			let text = '';
+			r.setEncoding('utf8');
+			r.on('data', (d) => { text += d; });
+			r.on('end', () => resolve([r.statusCode, text]));
+			r.on('error', reject);
+		});
+		req.on('error', reject);
+		req.end(body);
+	});
+}
+
 export class Engine {
-	constructor(exe, args, port = 0) {
+	// With @ca (the PEM of the CA that signed the engine's --tls-cert),
+	// the engine speaks TLS and the API is called over https:// trusting it.
+	constructor(exe, args, port = 0, ca = null) {
 		this.exe = exe;
 		this.args = args;
 		this.port = port;
+		this.ca = ca;
 		this.log = '';
 	}
 
@@ -90,14 +110,20 @@ export class Engine {
 	}
 
 	get ws() {
-		return 'ws://127.0.0.1:' + this.port + '/ws';
+		return (this.ca ? 'wss' : 'ws') + '://127.0.0.1:' + this.port + '/ws';
+	}
+
+	get origin() {
+		return (this.ca ? 'https' : 'http') + '://127.0.0.1:' + this.port;
 	}
 
 	async api(method, path, body) {
-		const r = await fetch('http://127.0.0.1:' + this.port + path, {
-			method, body, headers: { Authorization: 'Bearer ' + KEY } });
-		const text = await r.text();
-		expect(r.status === 200, method + ' ' + path + ': ' + r.status +
+		const headers = { Authorization: 'Bearer ' + KEY };
+		const [status, text] = this.ca ?
+			await httpsCall(this.origin + path, this.ca, method, headers, body) :
+			await fetch(this.origin + path, { method, body, headers }).then(
+				async (r) => [r.status, await r.text()]);
+		expect(status === 200, method + ' ' + path + ': ' + status +
 		       ' ' + text);
 		return JSON.parse(text);
 	}
