@@ -20,14 +20,13 @@
 // pages chat over https:// and wss://, and the status page shows the
 // TLS figures and fits at each width.
 // Usage: node test_pages.mjs ENGINE_PATH
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join as pathJoin } from 'node:path';
 import { chromium } from 'playwright-core';
-import { Engine, KEY, engines, expect, same, until } from '../js/engine.mjs';
+import { Engine, KEY, engines, expect, makeCerts, same, until } from '../js/engine.mjs';
 
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
@@ -351,23 +350,6 @@ async function checkStatus(browser) {
 	}
 	await page.close();
 	await eng.stop();
-}
-
-// A CA and a certificate for 127.0.0.1 it signed, by the openssl command
-// line, in a temporary directory: {ca (PEM text), cert, key (paths)}.
-function makeCerts() {
-	const d = mkdtempSync(pathJoin(tmpdir(), 'ringcast-pages-tls-'));
-	const ssl = (...a) => execFileSync('openssl', a, { cwd: d, stdio: 'ignore' });
-	const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
-		    '-nodes', '-days', '2'];
-	writeFileSync(pathJoin(d, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
-	ssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem',
-	    '-subj', '/CN=ringcast test CA');
-	ssl('req', ...ec, '-keyout', 'key.pem', '-out', 'srv.csr', '-subj', '/CN=127.0.0.1');
-	ssl('x509', '-req', '-in', 'srv.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key',
-	    '-CAcreateserial', '-out', 'cert.pem', '-days', '2', '-extfile', 'ext.cnf');
-	return { ca: readFileSync(pathJoin(d, 'ca.pem')), cert: pathJoin(d, 'cert.pem'),
-		 key: pathJoin(d, 'key.pem') };
 }
 
 // Plain HTTP to the TLS port: the engine closes it, a handshake failure
