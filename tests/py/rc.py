@@ -242,6 +242,8 @@ def tls_files():
             subprocess.run(["openssl"] + cmd, cwd=d, check=True, timeout=60,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         os.environ["RINGCAST_TEST_TLS_DIR"] = d
+        # ... and with Node's clients (node_client.js, ws)
+        os.environ["NODE_EXTRA_CA_CERTS"] = os.path.join(d, "ca.pem")
     return tuple(os.path.join(d, f) for f in ("ca.pem", "cert.pem",
                                                 "key.pem"))
 
