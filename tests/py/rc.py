@@ -227,7 +227,10 @@ def tls_files():
     import tempfile
     d = os.environ.get("RINGCAST_TEST_TLS_DIR")
     if not d:
+        import atexit
+        import shutil
         d = tempfile.mkdtemp(prefix="ringcast-tls-axis-")
+        atexit.register(shutil.rmtree, d, True)	# the maker's, not workers'
         ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
               "-nodes", "-days", "2"]
         with open(os.path.join(d, "ext.cnf"), "w") as f:
