@@ -434,7 +434,15 @@ void eng_metrics_sys(struct eng_shard *s)
 		    SHARD_STAT(sh, published), SHARD_STAT(sh, delivered),
 		    SHARD_STAT(sh, bytes_out), SHARD_STAT(sh, slow_closed));
 	}
-	put(&t, "]}");
+	put(&t, "]");
+	if (e->tls_ctx) {
+		/* the status page's TLS figures; 512 bytes hold the object */
+		char tls[512];
+		size_t n = eng_tls_stats(e, tls, sizeof(tls));
+
+		put(&t, ",\"tls\":%.*s", (int)n, tls);
+	}
+	put(&t, "}");
 	if (!t.oom) {
 		f = eng_pub_frame(ENG_SYS_CHANNEL, sizeof(ENG_SYS_CHANNEL) - 1,
 				  (const uint8_t *)t.p, t.len, true);

@@ -15,14 +15,18 @@
 // viewport and inside any box that clips it; screenshots of the pages go
 // to $RINGCAST_ARTIFACTS. Any console error or uncaught exception fails
 // the test (while the engine is down, Chromium's own "WebSocket
-// connection failed" is expected and allowed).
+// connection failed" is expected and allowed). Over TLS (--tls-cert with
+// a CA the test makes, in contexts that take its certificate): two demo
+// pages chat over https:// and wss://, and the status page shows the
+// TLS figures and fits at each width.
 // Usage: node test_pages.mjs ENGINE_PATH
 import { mkdirSync } from 'node:fs';
+import { connect } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join as pathJoin } from 'node:path';
 import { chromium } from 'playwright-core';
-import { Engine, KEY, engines, expect, same, until } from '../js/engine.mjs';
+import { Engine, KEY, engines, expect, makeCerts, same, until } from '../js/engine.mjs';
 
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
@@ -38,7 +42,9 @@ let failed = 0;
 mkdirSync(out, { recursive: true });
 
 async function open(browser, eng, path, viewport, name, headers = {}) {
-	const page = await browser.newPage({ viewport, extraHTTPHeaders: headers });
+	// ignoreHTTPSErrors: the TLS engine's certificate is the test's own
+	const page = await browser.newPage({ viewport, extraHTTPHeaders: headers,
+					     ignoreHTTPSErrors: true });
 	pages.add(page);
 	page.on('close', () => pages.delete(page));
 	page.on('console', (m) => {
@@ -57,7 +63,7 @@ async function open(browser, eng, path, viewport, name, headers = {}) {
 	// the engine has no /favicon.ico (its pages say so), and a 404 is
 	// a console error; a browser asks for it beside the other files
 	await page.route('**/favicon.ico', (r) => r.fulfill({ status: 204 }));
-	await page.goto('http://127.0.0.1:' + eng.port + path);
+	await page.goto(eng.origin + path);
 	return page;
 }
 
@@ -308,6 +314,8 @@ async function checkStatus(browser) {
 	await page.waitForSelector('#keybox:not([hidden])');
 	await shots(browser, eng, '/', 'status-key', (p) =>
 		p.waitForSelector('#keybox:not([hidden])'));
+	expect(await page.evaluate(() => document.getElementById('tls').hidden),
+	       'TLS figures shown by an engine without TLS');
 	await page.fill('#key', 'wrong');
 	await page.click('#keyform button');
 	await page.waitForFunction(() =>
@@ -344,6 +352,44 @@ async function checkStatus(browser) {
 	await eng.stop();
 }
 
+// Plain HTTP to the TLS port: the engine closes it, a handshake failure
+// of reason "garbage".
+function garbage(eng) {
+	return new Promise((resolve, reject) => {
+		const s = connect(eng.port, '127.0.0.1', () =>
+			s.end('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+		s.on('error', reject);
+		s.on('close', resolve);
+	});
+}
+
+async function checkTls(browser) {
+	const tls = makeCerts();
+	const eng = await new Engine(exe, ['--demo', '--tls-cert', tls.cert,
+					   '--tls-key', tls.key], 0, tls.ca).start();
+	const [a, b] = await pair(browser, eng, 'rt');
+	await say(a, 'hello over wss');
+	await heard(b, 'hello over wss');
+	await say(b, 'hi ann, over wss too');
+	await heard(a, 'hi ann, over wss too');
+	await a.close();
+	await b.close();
+	await garbage(eng);
+	await until('the garbage counted', async () =>
+		(await eng.stats()).tls.failed.garbage === 1);
+	await shots(browser, eng, '/#key=' + KEY, 'status-tls', (p) =>
+		p.waitForFunction(() => {
+			const $ = (id) => document.getElementById(id);
+			const rows = [...document.querySelectorAll('#tls-failed tr')]
+				.map((tr) => tr.textContent);
+			return !$('tls').hidden && Number($('tls-conns').textContent) >= 1 &&
+				$('tls-rate').textContent !== '–' &&
+				$('tls-bytes').textContent !== '–' &&
+				rows.length === 5 && rows.includes('garbage1');
+		}));
+	await eng.stop();
+}
+
 // The engine's other files, as a browser shows them to someone who opens
 // them, fit the narrowest screen too.
 async function checkFiles(browser) {
@@ -366,7 +412,8 @@ const browser = await chromium.launch({
 	args: ['--no-sandbox'],
 });
 for (const [name, fn] of [['demo', checkDemo], ['demo-catch-up', checkCatchUp],
-			  ['status', checkStatus], ['files', checkFiles]]) {
+			  ['status', checkStatus], ['files', checkFiles],
+			  ['tls', checkTls]]) {
 	const t0 = Date.now();
 	try {
 		await fn(browser);

@@ -2,7 +2,11 @@
 // What the Node tests share: the engine as a child process on a loopback
 // port (started again on the same port after a kill), its HTTP API with
 // the API key, and bounded waits.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join as pathJoin } from 'node:path';
 
 export const KEY = 'js-key-0123456789abcdef';
 export const engines = new Set();	// running: killed after each check
@@ -41,11 +45,58 @@ export function until(what, test, ms = 20000) {
 	});
 }
 
+// A CA and a certificate for 127.0.0.1 it signed, by the openssl command
+// line, in a temporary directory: {ca (PEM text), cert, key (paths)}.
+// Made once per process.
+let certs = null;
+export function makeCerts() {
+	if (certs)
+		return certs;
+	const d = mkdtempSync(pathJoin(tmpdir(), 'ringcast-js-tls-'));
+	const ssl = (...a) => execFileSync('openssl', a, { cwd: d, stdio: 'ignore' });
+	const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
+		    '-nodes', '-days', '2'];
+	writeFileSync(pathJoin(d, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
+	ssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem',
+	    '-subj', '/CN=ringcast test CA');
+	ssl('req', ...ec, '-keyout', 'key.pem', '-out', 'srv.csr', '-subj', '/CN=127.0.0.1');
+	ssl('x509', '-req', '-in', 'srv.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key',
+	    '-CAcreateserial', '-out', 'cert.pem', '-days', '2', '-extfile', 'ext.cnf');
+	certs = { ca: readFileSync(pathJoin(d, 'ca.pem')), cert: pathJoin(d, 'cert.pem'),
+		  key: pathJoin(d, 'key.pem') };
+	return certs;
+}
+
+// One request with node:https trusting @ca (Node's fetch takes no CA);
+// resolves to [status, body text].
+function httpsCall(url, ca, method, headers, body) {
+	return new Promise((resolve, reject) => {
+		const req = request(url, { method, headers, ca }, (r) => {
+			let text = '';
+			r.setEncoding('utf8');
+			r.on('data', (d) => { text += d; });
+			r.on('end', () => resolve([r.statusCode, text]));
+			r.on('error', reject);
+		});
+		req.on('error', reject);
+		req.end(body);
+	});
+}
+
 export class Engine {
-	constructor(exe, args, port = 0) {
+	// With @ca (the PEM of the CA that signed the engine's --tls-cert),
+	// the engine speaks TLS and the API is called over https:// trusting it.
+	// RINGCAST_TEST_TLS=1 (suite tls) gives every engine makeCerts()'.
+	constructor(exe, args, port = 0, ca = null) {
 		this.exe = exe;
 		this.args = args;
 		this.port = port;
+		this.ca = ca;
+		if (!ca && process.env.RINGCAST_TEST_TLS === '1') {
+			const t = makeCerts();
+			this.args = [...args, '--tls-cert', t.cert, '--tls-key', t.key];
+			this.ca = t.ca;
+		}
 		this.log = '';
 	}
 
@@ -90,14 +141,20 @@ export class Engine {
 	}
 
 	get ws() {
-		return 'ws://127.0.0.1:' + this.port + '/ws';
+		return (this.ca ? 'wss' : 'ws') + '://127.0.0.1:' + this.port + '/ws';
+	}
+
+	get origin() {
+		return (this.ca ? 'https' : 'http') + '://127.0.0.1:' + this.port;
 	}
 
 	async api(method, path, body) {
-		const r = await fetch('http://127.0.0.1:' + this.port + path, {
-			method, body, headers: { Authorization: 'Bearer ' + KEY } });
-		const text = await r.text();
-		expect(r.status === 200, method + ' ' + path + ': ' + r.status +
+		const headers = { Authorization: 'Bearer ' + KEY };
+		const [status, text] = this.ca ?
+			await httpsCall(this.origin + path, this.ca, method, headers, body) :
+			await fetch(this.origin + path, { method, body, headers }).then(
+				async (r) => [r.status, await r.text()]);
+		expect(status === 200, method + ' ' + path + ': ' + status +
 		       ' ' + text);
 		return JSON.parse(text);
 	}

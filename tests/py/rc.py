@@ -23,6 +23,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -105,6 +106,10 @@ class Engine:
             self.argv += ["--io", os.environ["RINGCAST_TEST_IO"]]
         # ... and the fan-out tests again with a batch window set.
         self.argv += os.environ.get("RINGCAST_TEST_ARGS", "").split()
+        # ... and the integration tests again over TLS (suite tls).
+        if TLS and "--tls-cert" not in args:
+            _, cert, key = tls_files()
+            self.argv += ["--tls-cert", cert, "--tls-key", key]
         # /stats needs the API key when the engine has one.
         self.api_key = os.environ.get("RINGCAST_API_KEY")
         if "--api-key" in self.argv:
@@ -151,7 +156,8 @@ class Engine:
         self._ready.set()
 
     def url(self, path="/echo", host=None):
-        return "ws://%s:%d%s" % (host or self.host, self.port, path)
+        return "%s://%s:%d%s" % ("wss" if TLS else "ws", host or self.host,
+                                 self.port, path)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -203,6 +209,68 @@ class Engine:
         else:
             self.kill()
         return False
+
+
+# ---------------------------------------------------------------- tls axis
+
+# meson's suite tls sets RINGCAST_TEST_TLS=1: every Engine then speaks TLS
+# with a certificate made once per test process (and shared with its
+# workers through RINGCAST_TEST_TLS_DIR), and the helpers below connect
+# with wss:// and https:// trusting that CA.
+TLS = os.environ.get("RINGCAST_TEST_TLS") == "1"
+
+
+def tls_files():
+    """(CA, certificate, key) paths: a test CA and an ECDSA P-256
+    certificate for localhost and 127.0.0.1 it signed, made on first use
+    by the openssl command line in a temporary directory."""
+    import tempfile
+    d = os.environ.get("RINGCAST_TEST_TLS_DIR")
+    if not d:
+        import atexit
+        import shutil
+        d = tempfile.mkdtemp(prefix="ringcast-tls-axis-")
+        atexit.register(shutil.rmtree, d, True)	# the maker's, not workers'
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+              "-nodes", "-days", "2"]
+        with open(os.path.join(d, "ext.cnf"), "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        for cmd in (["req", "-x509", *ec, "-keyout", "ca.key", "-out",
+                     "ca.pem", "-subj", "/CN=ringcast test CA"],
+                    ["req", *ec, "-keyout", "key.pem", "-out", "srv.csr",
+                     "-subj", "/CN=localhost"],
+                    ["x509", "-req", "-in", "srv.csr", "-CA", "ca.pem",
+                     "-CAkey", "ca.key", "-CAcreateserial", "-out",
+                     "cert.pem", "-days", "2", "-extfile", "ext.cnf"]):
+            subprocess.run(["openssl"] + cmd, cwd=d, check=True, timeout=60,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        os.environ["RINGCAST_TEST_TLS_DIR"] = d
+        # ... and with Node's clients (node_client.js, ws)
+        os.environ["NODE_EXTRA_CA_CERTS"] = os.path.join(d, "ca.pem")
+    return tuple(os.path.join(d, f) for f in ("ca.pem", "cert.pem",
+                                                "key.pem"))
+
+
+def tls_ctx():
+    """A client ssl context trusting the test CA.  The chain is checked,
+    not the name: the tests reach the engine as 0.0.0.0 or 127.0.0.3 too
+    (test_tls checks the name)."""
+    ctx = ssl.create_default_context(cafile=tls_files()[0])
+    ctx.check_hostname = False
+    return ctx
+
+
+def tls_wrap(sock, host):
+    """@sock with a TLS handshake done over it on the tls axis, else
+    @sock itself."""
+    return tls_ctx().wrap_socket(sock, server_hostname=host) if TLS else sock
+
+
+# What a read sees when the peer is gone: a reset, or on the tls axis a
+# TLS connection that ended without close_notify (a server that closes
+# with our bytes unread sends RST, which cuts its close_notify too).
+CLOSED_ERRORS = (ConnectionResetError, ssl.SSLEOFError,
+                 ssl.SSLZeroReturnError)
 
 
 # ---------------------------------------------------------------- runner
@@ -287,7 +355,7 @@ def short(v, n=80):
 def connect(host, port, timeout=IO_TIMEOUT):
     s = socket.create_connection((host, port), timeout=timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
+    return tls_wrap(s, host)
 
 
 def recv_until_eof(s, timeout=IO_TIMEOUT):
@@ -306,7 +374,7 @@ def recv_until_eof(s, timeout=IO_TIMEOUT):
             chunk = s.recv(65536)
         except socket.timeout:
             return data, False
-        except ConnectionResetError:
+        except CLOSED_ERRORS:
             return data, True
         if not chunk:
             return data, True
@@ -323,7 +391,7 @@ def read_head(s, buf=b"", timeout=IO_TIMEOUT):
         s.settimeout(left)
         try:
             chunk = s.recv(65536)
-        except ConnectionResetError:
+        except CLOSED_ERRORS:
             chunk = b""
         expect(chunk, "connection closed before a complete HTTP "
                "response head (got %s)", short(buf))
@@ -504,7 +572,7 @@ class RawWs:
             except socket.timeout:
                 raise TimeoutError("no frame from server within "
                                    "%ss" % self.timeout)
-            except ConnectionResetError:
+            except CLOSED_ERRORS:
                 chunk = b""
             if not chunk:
                 self.buf = b"".join(chunks)
@@ -612,6 +680,8 @@ def ws_connect(url, **kw):
     kw.setdefault("close_timeout", CLOSE_TIMEOUT)
     kw.setdefault("ping_interval", None)
     kw.setdefault("ping_timeout", None)
+    if url.startswith("wss:"):
+        kw.setdefault("ssl", tls_ctx())
     return websockets.connect(url, **kw)
 
 
@@ -662,6 +732,9 @@ def push_cmd(cmd, seq=None, **data):
 def http_conn(eng, timeout=IO_TIMEOUT):
     """A keep-alive http.client connection to @eng."""
     import http.client
+    if TLS:
+        return http.client.HTTPSConnection(eng.host, eng.port,
+                                           timeout=timeout, context=tls_ctx())
     return http.client.HTTPConnection(eng.host, eng.port, timeout=timeout)
 
 

@@ -101,7 +101,11 @@ def check_counts(eng):
         expect_eq(shards, {"0", "1"}, "shard labels")
         for f in fams.values():
             for s in f.samples:
-                expect(set(s.labels) <= {"shard", "state", "kind", "le"},
+                # "reason" only on the TLS handshake failures (tls axis)
+                allowed = {"shard", "state", "kind", "le"} | (
+                    {"reason"} if s.name.startswith(
+                        "ringcast_tls_handshake_failures") else set())
+                expect(set(s.labels) <= allowed,
                        "labels %s on %s", s.labels, s.name)
         lat = fams["ringcast_delivery_latency_seconds"]
         expect_eq(lat.type, "histogram", "latency type")

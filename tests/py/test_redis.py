@@ -190,7 +190,7 @@ def check_wait_backlog(exe, redis):
                 for _ in range(640):
                     s.sendall(req * 1500)
                     sent += len(req) * 1500
-            except (BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError,) + rc.CLOSED_ERRORS:
                 reset = True
             except socket.timeout:
                 # what the engine holds, while Redis is still frozen

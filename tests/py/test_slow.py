@@ -43,6 +43,7 @@ class Stalled(rc.RawWs):
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         self.sock.settimeout(rc.IO_TIMEOUT)
         self.sock.connect((eng.host, eng.port))
+        self.sock = rc.tls_wrap(self.sock, eng.host)
         self.timeout = 60
         self.buf = b""
         self.handshake(eng.host, "/ws")
@@ -186,13 +187,14 @@ def check_http_reader_stalls(eng):
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.settimeout(rc.IO_TIMEOUT)
     s.connect((eng.host, eng.port))
+    s = rc.tls_wrap(s, eng.host)
     req = b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     # About 1.5 KB each: 12,000 answers are 18 MB, far past the kernel's
     # send buffer plus the 1M bound.
     try:
         for _ in range(40):
             s.sendall(req * 300)
-    except (BrokenPipeError, ConnectionResetError):
+    except (BrokenPipeError,) + rc.CLOSED_ERRORS:
         pass		# dropped while we were still writing: fine
     rc.wait_stats(eng, lambda st: st["total"]["slow_closed"] > before,
                   "a slow close for the stalled HTTP reader")
