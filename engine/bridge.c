@@ -66,8 +66,7 @@
 #define R_MAP_MS	10000		/* the slot map, asked again ... */
 #define R_MAP_BAD_MS	500		/* ... or this soon while unhealthy */
 #define R_NOSUB		0xff		/* struct rchan's prim, gone: none */
-#define R_DUP_MAX	64		/* hashes a struct rdup holds, at most */
-#define R_DUP_MS	2000		/* ms: older ones the other never shows */
+#define R_DUP_MAX	1024		/* hashes a struct rdup holds: 8 KiB */
 
 enum { R_SUB = 0, R_PUB = 1 };
 
@@ -114,20 +113,22 @@ struct rchan {
  * Which messages of a channel one of its two subscriptions has shown and
  * the other not yet (a hash of each payload, oldest first). Both show the
  * same messages in the same order, the replica's a few milliseconds
- * later; so the standby's next messages are, in order, those listed, and
- * the delivering one's next messages are those a standby @ahead listed.
- * One listed for R_DUP_MS was lost on the way to the other (the cluster
- * bus dropped it): forgotten, lest it match a later message with the
- * same payload.
+ * later (or, on a busy machine, seconds later); so the standby's next
+ * messages are, in order, those listed, and the delivering one's next
+ * messages are those a standby @ahead listed. One the other skips (the
+ * cluster bus lost it) is dropped when a later one matches. No clock:
+ * however far behind, a copy is matched by count and order alone. A list
+ * full at R_DUP_MAX forgets its older half and says so (@forgot) until the
+ * other matches one still listed: a standby that far behind cannot tell
+ * its copies of forgotten messages from new ones, so it does not take
+ * over (sub_drop()): a gap, never a message twice.
  */
 struct rdup {
 	uint8_t ahead;			/* DUP_PRIM or DUP_STANDBY listed them */
 	bool draining;			/* took over: what is listed went on */
+	bool forgot;			/* older ones than e[0] were dropped */
 	uint16_t n, cap;
-	struct {
-		uint64_t h;		/* the payload's hash */
-		uint64_t at;		/* ms: when it was listed */
-	} e[];
+	uint64_t e[];			/* the payloads' hashes */
 };
 
 enum { DUP_PRIM, DUP_STANDBY };
@@ -723,46 +724,44 @@ static void dup_drop(struct rdup *d, uint16_t k)
 	memmove(d->e, d->e + k, d->n * sizeof(d->e[0]));
 }
 
-/* Forgets what @d listed longer than R_DUP_MS before @now. */
-static void dup_expire(struct rdup *d, uint64_t now)
+/* Empties @d's list: nothing is owed either way. */
+static void dup_clear(struct rdup *d)
 {
-	uint16_t k = 0;
-
-	while (d && k < d->n && d->e[k].at + R_DUP_MS < now)
-		k++;
-	if (k)
-		dup_drop(d, k);
+	d->n = 0;
+	d->forgot = false;
 }
 
 /*
- * Lists hash @x, from stream @side, at @now in @ch's dup (dropped if no
- * memory).
+ * Lists hash @x, from stream @side, in @ch's dup. With no memory it is
+ * not listed, and the list says it forgot one.
  */
-static void dup_push(struct rchan *ch, uint64_t x, uint8_t side,
-		     uint64_t now)
+static void dup_push(struct rchan *ch, uint64_t x, uint8_t side)
 {
 	struct rdup *d = ch->dup;
 
 	if (d && d->ahead != side)
-		d->n = 0;	/* the other's list is left behind: stale */
+		dup_clear(d);	/* the other's list is left behind: stale */
 	if (d && d->n == d->cap && d->cap == R_DUP_MAX) {
-		dup_drop(d, 1);	/* far behind: forget the oldest */
+		dup_drop(d, d->n / 2);	/* far behind: forget the older */
+		d->forgot = true;
 	} else if (!d || d->n == d->cap) {
 		uint16_t cap = d ? (uint16_t)(d->cap * 2) : 4;
+		struct rdup *g = realloc(d, sizeof(*d) + cap * sizeof(d->e[0]));
 
-		d = realloc(d, sizeof(*d) + cap * sizeof(d->e[0]));
-		if (!d)
+		if (!g) {
+			if (d)
+				d->forgot = true;
 			return;
-		if (!ch->dup) {
-			d->n = 0;
-			d->draining = false;
 		}
-		d->cap = cap;
-		ch->dup = d;
+		if (!d) {
+			g->draining = false;
+			dup_clear(g);
+		}
+		g->cap = cap;
+		ch->dup = d = g;
 	}
 	d->ahead = side;
-	d->e[d->n].h = x;
-	d->e[d->n++].at = now;
+	d->e[d->n++] = x;
 }
 
 /*
@@ -772,12 +771,16 @@ static void dup_push(struct rchan *ch, uint64_t x, uint8_t side,
 static bool dup_take(struct rdup *d, uint64_t x)
 {
 	for (uint16_t i = 0; d && i < d->n; i++)
-		if (d->e[i].h == x) {
+		if (d->e[i] == x) {
 			dup_drop(d, (uint16_t)(i + 1));
 			return true;
 		}
 	return false;
 }
+
+struct batch;
+static void put_interest(struct eng_bridge *r, unsigned node, bool sub,
+			 struct rchan *ch, struct batch *b);
 
 /*
  * @ch's subscription @k is gone: its link fell, its node dropped it, or
@@ -785,7 +788,8 @@ static bool dup_take(struct rdup *d, uint64_t x)
  * when Redis has confirmed it and it stays (@may_switch), skipping first
  * what the lost one handed on already; else the channel has none until
  * subscribed again, and a history channel reads back what it missed
- * meanwhile. Either way one resubscribe is counted, once the channel is
+ * meanwhile. A standby further behind than its list holds is no standby:
+ * it is left and subscribed again, its backlog not delivered. Either way one resubscribe is counted, once the channel is
  * delivered again from its slot's master (flush_interest(), prim_pick()):
  * a replica that took over may lose the slot next (a reshard moves it from
  * a master and its replicas alike).
@@ -796,29 +800,35 @@ static void sub_drop(struct eng_bridge *r, struct rchan *ch, unsigned k,
 	struct rdup *d = ch->dup;
 
 	ch->sub[k].requested = ch->sub[k].confirmed = 0;
-	if (d)
-		dup_expire(d, now_ms());
 	if (ch->prim != k) {
 		if (ch->desired)
 			prim_pick(r, ch);	/* the other waited for it */
 		return;
 	}
-	if (may_switch && ch->sub[!k].confirmed) {
+	if (may_switch && ch->sub[!k].confirmed &&
+	    !(d && d->forgot && d->ahead == DUP_PRIM)) {
 		ch->prim = (uint8_t)!k;
 		if (d) {
 			d->draining = d->n && d->ahead == DUP_PRIM;
 			if (!d->draining)
-				d->n = 0;	/* listed by the standby: lost */
+				dup_clear(d);	/* listed by the standby: lost */
 		}
 		ch->again = ch->desired;
 		atomic_fetch_add_explicit(&r->takeovers, 1,
 					  memory_order_relaxed);
 		return;
 	}
+	if (ch->sub[!k].requested && d && d->forgot && d->ahead == DUP_PRIM) {
+		struct rsub *s = &ch->sub[!k];
+
+		put_interest(r, s->node, false, ch, NULL);
+		s->requested = s->confirmed = 0;
+		mark_dirty(&r->chans, ch);
+	}
 	ch->prim = R_NOSUB;
 	ch->gone = ch->sub[k].node;
 	if (d)
-		d->n = 0;
+		dup_clear(d);
 	if (ch->desired) {
 		ch->again = 1;
 		if (ch->hist)
@@ -836,21 +846,21 @@ static bool dup_pass(struct rchan *ch, unsigned idx, uint64_t x)
 {
 	int k = sub_at(ch, idx);
 	struct rdup *d = ch->dup;
-	uint64_t now;
 
 	if (k < 0 || !ch->sub[k].confirmed)
 		return idx == ch->gone;	/* what it sent before we left */
 	if (!ch->sub[!k].confirmed && ch->prim == k && !(d && d->draining))
 		return true;		/* no standby: nothing to list */
-	now = now_ms();
-	dup_expire(d, now);
 	if (k != ch->prim) {
 		if (d && d->draining)
 			return false;	/* aligned once the other is */
-		if (d && d->n && d->ahead == DUP_PRIM)
-			dup_take(d, x);	/* not listed: from before */
-		else
-			dup_push(ch, x, DUP_STANDBY, now);
+		if (d && d->n && d->ahead == DUP_PRIM) {
+			/* not listed: from before (or forgotten) */
+			if (dup_take(d, x))
+				d->forgot = false;	/* caught up */
+		} else {
+			dup_push(ch, x, DUP_STANDBY);
+		}
 		return false;
 	}
 	if (d && d->draining) {
@@ -859,12 +869,12 @@ static bool dup_pass(struct rchan *ch, unsigned idx, uint64_t x)
 			return false;	/* the lost one handed it on */
 		}
 		d->draining = false;	/* past them: new from here on */
-		d->n = 0;
+		dup_clear(d);
 	}
 	if (!ch->sub[!k].confirmed)
 		return true;
 	if (!(d && d->n && d->ahead == DUP_STANDBY && dup_take(d, x)))
-		dup_push(ch, x, DUP_PRIM, now);
+		dup_push(ch, x, DUP_PRIM);
 	return true;
 }
 
@@ -1670,7 +1680,7 @@ static void prim_pick(struct eng_bridge *r, struct rchan *ch)
 		return;
 	ch->prim = (uint8_t)k;
 	if (ch->dup) {			/* aligned from here on */
-		ch->dup->n = 0;
+		dup_clear(ch->dup);
 		ch->dup->draining = false;
 	}
 	if (ch->again && r->cluster)
@@ -1701,7 +1711,7 @@ static void on_subscribed(struct eng_bridge *r, struct rchan *ch,
 	if (ch->prim == R_NOSUB)
 		prim_pick(r, ch);
 	else if (ch->dup && !ch->dup->draining)
-		ch->dup->n = 0;
+		dup_clear(ch->dup);
 }
 
 /*
