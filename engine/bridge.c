@@ -732,33 +732,45 @@ static void dup_clear(struct rdup *d)
 }
 
 /*
- * Lists hash @x, from stream @side, in @ch's dup. With no memory it is
- * not listed, and the list says it forgot one.
+ * Whether @d's standby is further behind than the list holds: its next
+ * copies may be of forgotten messages, which cannot be told from new ones.
+ */
+static bool dup_lost(const struct rdup *d)
+{
+	return d && d->forgot && d->ahead == DUP_PRIM;
+}
+
+/*
+ * Lists hash @x, from stream @side, in @ch's dup. Full at R_DUP_MAX (or
+ * out of memory), the list forgets its older half and says so.
  */
 static void dup_push(struct rchan *ch, uint64_t x, uint8_t side)
 {
 	struct rdup *d = ch->dup;
 
-	if (d && d->ahead != side)
+	if (!d) {
+		d = malloc(sizeof(*d) + 4 * sizeof(d->e[0]));
+		if (!d)
+			return;
+		d->draining = false;
+		d->cap = 4;
+		dup_clear(d);
+		ch->dup = d;
+	} else if (d->ahead != side) {
 		dup_clear(d);	/* the other's list is left behind: stale */
-	if (d && d->n == d->cap && d->cap == R_DUP_MAX) {
-		dup_drop(d, d->n / 2);	/* far behind: forget the older */
-		d->forgot = true;
-	} else if (!d || d->n == d->cap) {
-		uint16_t cap = d ? (uint16_t)(d->cap * 2) : 4;
+	}
+	if (d->n == d->cap && d->cap < R_DUP_MAX) {
+		uint16_t cap = (uint16_t)(d->cap * 2);
 		struct rdup *g = realloc(d, sizeof(*d) + cap * sizeof(d->e[0]));
 
-		if (!g) {
-			if (d)
-				d->forgot = true;
-			return;
+		if (g) {
+			g->cap = cap;
+			ch->dup = d = g;
 		}
-		if (!d) {
-			g->draining = false;
-			dup_clear(g);
-		}
-		g->cap = cap;
-		ch->dup = d = g;
+	}
+	if (d->n == d->cap) {
+		dup_drop(d, d->n / 2);	/* far behind: forget the older */
+		d->forgot = true;
 	}
 	d->ahead = side;
 	d->e[d->n++] = x;
@@ -788,11 +800,13 @@ static void put_interest(struct eng_bridge *r, unsigned node, bool sub,
  * when Redis has confirmed it and it stays (@may_switch), skipping first
  * what the lost one handed on already; else the channel has none until
  * subscribed again, and a history channel reads back what it missed
- * meanwhile. A standby further behind than its list holds is no standby:
- * it is left and subscribed again, its backlog not delivered. Either way one resubscribe is counted, once the channel is
- * delivered again from its slot's master (flush_interest(), prim_pick()):
- * a replica that took over may lose the slot next (a reshard moves it from
- * a master and its replicas alike).
+ * meanwhile. A standby further behind than its list holds (dup_lost())
+ * is no standby: it is left too and subscribed again, its backlog never
+ * delivered (a gap, rather than messages twice). Either way one
+ * resubscribe is counted, once the channel is delivered again from its
+ * slot's master (flush_interest(), prim_pick()): a replica that took over
+ * may lose the slot next (a reshard moves it from a master and its
+ * replicas alike).
  */
 static void sub_drop(struct eng_bridge *r, struct rchan *ch, unsigned k,
 		     bool may_switch)
@@ -805,8 +819,7 @@ static void sub_drop(struct eng_bridge *r, struct rchan *ch, unsigned k,
 			prim_pick(r, ch);	/* the other waited for it */
 		return;
 	}
-	if (may_switch && ch->sub[!k].confirmed &&
-	    !(d && d->forgot && d->ahead == DUP_PRIM)) {
+	if (may_switch && ch->sub[!k].confirmed && !dup_lost(d)) {
 		ch->prim = (uint8_t)!k;
 		if (d) {
 			d->draining = d->n && d->ahead == DUP_PRIM;
@@ -818,7 +831,7 @@ static void sub_drop(struct eng_bridge *r, struct rchan *ch, unsigned k,
 					  memory_order_relaxed);
 		return;
 	}
-	if (ch->sub[!k].requested && d && d->forgot && d->ahead == DUP_PRIM) {
+	if (ch->sub[!k].requested && dup_lost(d)) {
 		struct rsub *s = &ch->sub[!k];
 
 		put_interest(r, s->node, false, ch, NULL);
