@@ -42,8 +42,7 @@
 #define R_MAP_MS	10000		/* the slot map, asked again ... */
 #define R_MAP_BAD_MS	500		/* ... or this soon while unhealthy */
 #define R_NOSUB		0xff		/* struct rchan's prim, gone: none */
-#define R_DUP_MAX	64		/* hashes a struct rdup holds, at most */
-#define R_DUP_MS	2000		/* ms: older ones the other never shows */
+#define R_DUP_MAX	1024		/* hashes a struct rdup holds: 8 KiB */
 
 enum { R_SUB = 0, R_PUB = 1 };
 
@@ -90,20 +89,22 @@ struct rchan {
  * Which messages of a channel one of its two subscriptions has shown and
  * the other not yet (a hash of each payload, oldest first). Both show the
  * same messages in the same order, the replica's a few milliseconds
- * later; so the standby's next messages are, in order, those listed, and
- * the delivering one's next messages are those a standby @ahead listed.
- * One listed for R_DUP_MS was lost on the way to the other (the cluster
- * bus dropped it): forgotten, lest it match a later message with the
- * same payload.
+ * later (or, on a busy machine, seconds later); so the standby's next
+ * messages are, in order, those listed, and the delivering one's next
+ * messages are those a standby @ahead listed. One the other skips (the
+ * cluster bus lost it) is dropped when a later one matches. No clock:
+ * however far behind, a copy is matched by count and order alone. A list
+ * full at R_DUP_MAX forgets its older half and says so (@forgot) until the
+ * other matches one still listed: a standby that far behind cannot tell
+ * its copies of forgotten messages from new ones, so it does not take
+ * over (bridge__sub_drop()): a gap, never a message twice.
  */
 struct rdup {
 	uint8_t ahead;			/* DUP_PRIM or DUP_STANDBY listed them */
 	bool draining;			/* took over: what is listed went on */
+	bool forgot;			/* older ones than e[0] were dropped */
 	uint16_t n, cap;
-	struct {
-		uint64_t h;		/* the payload's hash */
-		uint64_t at;		/* ms: when it was listed */
-	} e[];
+	uint64_t e[];			/* the payloads' hashes */
 };
 
 enum { DUP_PRIM, DUP_STANDBY };
@@ -356,8 +357,11 @@ int bridge__sub_at(const struct rchan *ch, unsigned idx);
  * when Redis has confirmed it and it stays (@may_switch), skipping first
  * what the lost one handed on already; else the channel has none until
  * subscribed again, and a history channel reads back what it missed
- * meanwhile. Either way one resubscribe is counted, once the channel is
- * delivered again from its slot's master (bridge__flush_interest(),
+ * meanwhile. A standby further behind than its list holds (dup_lost())
+ * is no standby: it is left too and subscribed again, its backlog never
+ * delivered (a gap, rather than messages twice). Either way one
+ * resubscribe is counted, once the channel is delivered again from its
+ * slot's master (bridge__flush_interest(),
  * prim_pick()): a replica that took over may lose the slot next (a
  * reshard moves it from a master and its replicas alike).
  */

@@ -46,46 +46,56 @@ static void dup_drop(struct rdup *d, uint16_t k)
 	memmove(d->e, d->e + k, d->n * sizeof(d->e[0]));
 }
 
-/* Forgets what @d listed longer than R_DUP_MS before @now. */
-static void dup_expire(struct rdup *d, uint64_t now)
+/* Empties @d's list: nothing is owed either way. */
+static void dup_clear(struct rdup *d)
 {
-	uint16_t k = 0;
-
-	while (d && k < d->n && d->e[k].at + R_DUP_MS < now)
-		k++;
-	if (k)
-		dup_drop(d, k);
+	d->n = 0;
+	d->forgot = false;
 }
 
 /*
- * Lists hash @x, from stream @side, at @now in @ch's dup (dropped if no
- * memory).
+ * Whether @d's standby is further behind than the list holds: its next
+ * copies may be of forgotten messages, which cannot be told from new ones.
  */
-static void dup_push(struct rchan *ch, uint64_t x, uint8_t side,
-		     uint64_t now)
+static bool dup_lost(const struct rdup *d)
+{
+	return d && d->forgot && d->ahead == DUP_PRIM;
+}
+
+/*
+ * Lists hash @x, from stream @side, in @ch's dup. Full at R_DUP_MAX (or
+ * out of memory), the list forgets its older half and says so.
+ */
+static void dup_push(struct rchan *ch, uint64_t x, uint8_t side)
 {
 	struct rdup *d = ch->dup;
 
-	if (d && d->ahead != side)
-		d->n = 0;	/* the other's list is left behind: stale */
-	if (d && d->n == d->cap && d->cap == R_DUP_MAX) {
-		dup_drop(d, 1);	/* far behind: forget the oldest */
-	} else if (!d || d->n == d->cap) {
-		uint16_t cap = d ? (uint16_t)(d->cap * 2) : 4;
-
-		d = realloc(d, sizeof(*d) + cap * sizeof(d->e[0]));
+	if (!d) {
+		d = malloc(sizeof(*d) + 4 * sizeof(d->e[0]));
 		if (!d)
 			return;
-		if (!ch->dup) {
-			d->n = 0;
-			d->draining = false;
-		}
-		d->cap = cap;
+		d->draining = false;
+		d->cap = 4;
+		dup_clear(d);
 		ch->dup = d;
+	} else if (d->ahead != side) {
+		dup_clear(d);	/* the other's list is left behind: stale */
+	}
+	if (d->n == d->cap && d->cap < R_DUP_MAX) {
+		uint16_t cap = (uint16_t)(d->cap * 2);
+		struct rdup *g = realloc(d, sizeof(*d) + cap * sizeof(d->e[0]));
+
+		if (g) {
+			g->cap = cap;
+			ch->dup = d = g;
+		}
+	}
+	if (d->n == d->cap) {
+		dup_drop(d, d->n / 2);	/* far behind: forget the older */
+		d->forgot = true;
 	}
 	d->ahead = side;
-	d->e[d->n].h = x;
-	d->e[d->n++].at = now;
+	d->e[d->n++] = x;
 }
 
 /*
@@ -95,12 +105,15 @@ static void dup_push(struct rchan *ch, uint64_t x, uint8_t side,
 static bool dup_take(struct rdup *d, uint64_t x)
 {
 	for (uint16_t i = 0; d && i < d->n; i++)
-		if (d->e[i].h == x) {
+		if (d->e[i] == x) {
 			dup_drop(d, (uint16_t)(i + 1));
 			return true;
 		}
 	return false;
 }
+
+static void unsubscribe_now(struct eng_bridge *r, unsigned node,
+			    struct rchan *ch);
 
 void bridge__sub_drop(struct eng_bridge *r, struct rchan *ch, unsigned k,
 		      bool may_switch)
@@ -108,29 +121,34 @@ void bridge__sub_drop(struct eng_bridge *r, struct rchan *ch, unsigned k,
 	struct rdup *d = ch->dup;
 
 	ch->sub[k].requested = ch->sub[k].confirmed = 0;
-	if (d)
-		dup_expire(d, now_ms());
 	if (ch->prim != k) {
 		if (ch->desired)
 			prim_pick(r, ch);	/* the other waited for it */
 		return;
 	}
-	if (may_switch && ch->sub[!k].confirmed) {
+	if (may_switch && ch->sub[!k].confirmed && !dup_lost(d)) {
 		ch->prim = (uint8_t)!k;
 		if (d) {
 			d->draining = d->n && d->ahead == DUP_PRIM;
 			if (!d->draining)
-				d->n = 0;	/* listed by the standby: lost */
+				dup_clear(d);	/* listed by the standby: lost */
 		}
 		ch->again = ch->desired;
 		atomic_fetch_add_explicit(&r->takeovers, 1,
 					  memory_order_relaxed);
 		return;
 	}
+	if (ch->sub[!k].requested && dup_lost(d)) {
+		struct rsub *s = &ch->sub[!k];
+
+		unsubscribe_now(r, s->node, ch);
+		s->requested = s->confirmed = 0;
+		bridge__mark_dirty(&r->chans, ch);
+	}
 	ch->prim = R_NOSUB;
 	ch->gone = ch->sub[k].node;
 	if (d)
-		d->n = 0;
+		dup_clear(d);
 	if (ch->desired) {
 		ch->again = 1;
 		if (ch->hist)
@@ -148,21 +166,21 @@ static bool dup_pass(struct rchan *ch, unsigned idx, uint64_t x)
 {
 	int k = bridge__sub_at(ch, idx);
 	struct rdup *d = ch->dup;
-	uint64_t now;
 
 	if (k < 0 || !ch->sub[k].confirmed)
 		return idx == ch->gone;	/* what it sent before we left */
 	if (!ch->sub[!k].confirmed && ch->prim == k && !(d && d->draining))
 		return true;		/* no standby: nothing to list */
-	now = now_ms();
-	dup_expire(d, now);
 	if (k != ch->prim) {
 		if (d && d->draining)
 			return false;	/* aligned once the other is */
-		if (d && d->n && d->ahead == DUP_PRIM)
-			dup_take(d, x);	/* not listed: from before */
-		else
-			dup_push(ch, x, DUP_STANDBY, now);
+		if (d && d->n && d->ahead == DUP_PRIM) {
+			/* not listed: from before (or forgotten) */
+			if (dup_take(d, x))
+				d->forgot = false;	/* caught up */
+		} else {
+			dup_push(ch, x, DUP_STANDBY);
+		}
 		return false;
 	}
 	if (d && d->draining) {
@@ -171,12 +189,12 @@ static bool dup_pass(struct rchan *ch, unsigned idx, uint64_t x)
 			return false;	/* the lost one handed it on */
 		}
 		d->draining = false;	/* past them: new from here on */
-		d->n = 0;
+		dup_clear(d);
 	}
 	if (!ch->sub[!k].confirmed)
 		return true;
 	if (!(d && d->n && d->ahead == DUP_STANDBY && dup_take(d, x)))
-		dup_push(ch, x, DUP_PRIM, now);
+		dup_push(ch, x, DUP_PRIM);
 	return true;
 }
 
@@ -211,7 +229,7 @@ static void prim_pick(struct eng_bridge *r, struct rchan *ch)
 		return;
 	ch->prim = (uint8_t)k;
 	if (ch->dup) {			/* aligned from here on */
-		ch->dup->n = 0;
+		dup_clear(ch->dup);
 		ch->dup->draining = false;
 	}
 	if (ch->again && r->cluster)
@@ -238,7 +256,7 @@ void bridge__on_subscribed(struct eng_bridge *r, struct rchan *ch,
 	if (ch->prim == R_NOSUB)
 		prim_pick(r, ch);
 	else if (ch->dup && !ch->dup->draining)
-		ch->dup->n = 0;
+		dup_clear(ch->dup);
 }
 
 void bridge__on_dropped(struct eng_bridge *r, struct rchan *ch, unsigned idx)
@@ -340,6 +358,17 @@ static void put_interest(struct eng_bridge *r, unsigned node,
 	b->lens[b->n] = ch->len;
 	if (++b->n == r->mode->batch + 1)
 		batch_send(b);
+}
+
+/* Asks node @node to unsubscribe @ch at once, alone (bridge__sub_drop()). */
+static void unsubscribe_now(struct eng_bridge *r, unsigned node,
+			    struct rchan *ch)
+{
+	struct batch b;
+
+	batch_init(&b, r->mode->unsubscribe);
+	put_interest(r, node, ch, &b);
+	batch_send(&b);
 }
 
 void bridge__flush_interest(struct eng_bridge *r)

@@ -206,7 +206,9 @@ class Cluster:
         return node.command("CLUSTER", "MYID").decode()
 
     def seeds(self, n=2):
-        return ",".join("127.0.0.1:%d" % x.port for x in self.nodes[:n])
+        """The first @n nodes still running: a node a test killed is no
+        seed for an engine started after it."""
+        return ",".join("127.0.0.1:%d" % x.port for x in self.live()[:n])
 
     def __enter__(self):
         try:

@@ -16,6 +16,10 @@ replicas, made by redis-cli --cluster create on free loopback ports.
   counts one resubscribe per channel of the dead master.
 - manual failover: the same load while CLUSTER FAILOVER makes another
   master's replica take over: nothing answered 200 is lost.
+- standby behind: a replica frozen (SIGSTOP) while its master passes on
+  300 messages of one channel, then the master killed and the replica
+  let go: the standby takes over with its copies of all 300 still to
+  come, and each node skips them all (none twice, none lost).
 - replica death: the same load while a master's replica is killed:
   nothing answered 200 is lost, and nothing is counted as resubscribed.
 - reshard: redis-cli --cluster reshard moves 1500 slots while messages
@@ -35,6 +39,8 @@ replicas, made by redis-cli --cluster create on free loopback ports.
 import asyncio
 import json
 import re
+import signal
+import socket
 import subprocess
 import threading
 import time
@@ -96,6 +102,20 @@ async def collect(ws, done, timeout=30):
         expect_eq(m.get("cmd"), "push", "a push")
         got.setdefault(m["channel"], []).append(m["data"])
     return got
+
+
+def expect_once_in_order(seen, what):
+    """@seen strictly increasing; else say the first repeat or step back,
+    where it is and the seqs around it (the whole list is too long)."""
+    bad = next((i for i in range(1, len(seen)) if seen[i] <= seen[i - 1]),
+               None)
+    if bad is None:
+        return
+    kind = "repeated" if seen[bad] in seen[:bad] else "out of order"
+    raise AssertionError(
+        "%s: #%r %s at position %d of %d (after #%r); around it: %r"
+        % (what, seen[bad], kind, bad, len(seen), seen[bad - 1],
+           seen[max(0, bad - 6):bad + 6]))
 
 
 def publish(eng, channel, data):
@@ -213,6 +233,7 @@ async def check_fanout(cl, a, b, subs):
 
 LOAD_CHANNELS = 10      # of the killed master, as issue 23 measured
 LOAD_RATE = 20          # messages a second on each
+STANDBY_BURST = 300     # more than a standby's list held before
 KILL_SLACK = 0.05       # s: what a master answered this close to its
                         # death may die with it
 
@@ -338,8 +359,8 @@ async def under_load(cl, a, b, subs, master, what, event, takeover=True):
         lost, excused = {}, 0
         for c in chans:
             seen = [d[what] for d in got.get(c, []) if what in d]
-            expect_eq(seen, sorted(set(seen)),
-                      "node %s: %s once each, in order" % (name, c))
+            expect_once_in_order(seen, "node %s: %s once each, in order"
+                                 % (name, c))
             ans = {s: (st, sent, read) for s, st, sent, read
                    in load.answers[c]}
             expect(not [s for s in seen if ans[s][0] == 503],
@@ -396,6 +417,62 @@ async def check_manual_failover(cl, a, b, subs):
         return None
 
     await under_load(cl, a, b, subs, master, "manual failover", failover)
+
+
+async def check_standby_behind(cl, a, b, subs):
+    """The replica frozen while its master passes on STANDBY_BURST
+    messages of one channel, then the master killed and the replica let
+    go: the standby takes over while its copies of all of them are still
+    on the way, more than a short list of what went on would hold. Each
+    node must skip every one of them: nothing repeated, nothing lost
+    (the master passed them all on before it died)."""
+    reps = replicas_of(cl)
+    master = next(m for m in cl.masters() if reps.get(m.port))
+    replica = reps[master.port][0]
+    own = owners(cl)
+    chan = next(c for c in CHANNELS if own[c] == master.port)
+    what = "standby behind"
+    before = [rc.stats(e)["redis"]["messages"] for e in (a, b)]
+    replica.proc.send_signal(signal.SIGSTOP)
+    try:
+        with socket.create_connection(("127.0.0.1", master.port),
+                                      timeout=30) as s:
+            s.sendall(b"".join(redisd.encode(
+                ("SPUBLISH", rname(chan), json.dumps({what: i})))
+                for i in range(STANDBY_BURST)))
+            f = s.makefile("rb")
+            for _ in range(STANDBY_BURST):
+                redisd.read_reply(f)
+        for e, n in zip((a, b), before):
+            await rc.await_state(
+                "%d messages delivered on %d" % (STANDBY_BURST, e.port),
+                lambda: rc.stats(e)["redis"]["messages"] - n,
+                lambda k: k >= STANDBY_BURST, timeout=60)
+        slot = int(master.command("CLUSTER", "KEYSLOT", rname(chan)))
+        master.kill()
+    finally:
+        replica.proc.send_signal(signal.SIGCONT)
+    await rc.await_state("the replica taking over", lambda:
+                         redisd.Cluster.slot_map(cl.live()[0])[slot],
+                         lambda port: port == replica.port, timeout=60)
+    await rc.await_state("both nodes healthy after the %s" % what,
+                         lambda: [healthz(e)[0] for e in (a, b)],
+                         lambda st: st == [200, 200], timeout=30)
+    cl.wait_ok()
+    await await_subscribed(cl, owners(cl), "both nodes subscribed on the "
+                           "promoted replica", replicas=False)
+    status, _ = publish(b, chan, {"after": what})
+    expect_eq(status, 200, "publish to %s after the %s" % (chan, what))
+    for name, ws in zip("ab", subs):
+        got = await collect(ws, lambda g: any(
+            d.get("after") == what for d in g.get(chan, [])))
+        seen = [d[what] for d in got[chan] if what in d]
+        expect_once_in_order(seen, "node %s: %s once each, in order"
+                             % (name, chan))
+        expect_eq(seen, list(range(STANDBY_BURST)),
+                  "node %s: all %d of %s" % (name, STANDBY_BURST, chan))
+    print("%s: %d messages the standby had not shown yet, skipped once "
+          "each on both nodes" % (what, STANDBY_BURST))
 
 
 async def check_replica_death(cl, a, b, subs):
@@ -464,7 +541,7 @@ async def check_reshard(cl, a, b, subs):
             any("final" in d for d in g.get(c, [])) for c in CHANNELS))
         for c in CHANNELS:
             rs = [d["r"] for d in got.get(c, []) if "r" in d]
-            expect_eq(rs, sorted(set(rs)), "once each, in order, on %s" % c)
+            expect_once_in_order(rs, "once each, in order, on %s" % c)
     print("reshard: %d channels moved, %d publishes during it"
           % (len(moved), sent[0]))
 
@@ -507,6 +584,7 @@ async def cluster_checks(exe):
                 await check_fanout(cl, a, b, subs)
                 await check_failover(cl, a, b, subs)
                 await check_manual_failover(cl, a, b, subs)
+                await check_standby_behind(cl, a, b, subs)
                 await check_replica_death(cl, a, b, subs)
                 await check_reshard(cl, a, b, subs)
             finally:
