@@ -1094,11 +1094,12 @@ static void rx_count(struct eng_shard *s, struct eng_rx *rx)
  * Past this shard's share of --max-partial-memory, the connection that
  * holds the most is closed (1009; an HTTP request is dropped), however
  * small the one that tipped it over: one client cannot starve the rest.
- * Rare by design, so a scan of the table is fine.
+ * Rare by design, so a scan of the table is fine. @extra: bytes the
+ * transport carries besides (a TLS record cut by a read).
  */
-static void rx_over_budget(struct eng_shard *s)
+bool eng_rx_room(struct eng_shard *s, size_t extra)
 {
-	while (s->rx_held > s->rx_budget) {
+	while (s->rx_held + extra > s->rx_budget) {
 		struct eng_conn *v = NULL;
 		uint32_t most = 0;
 
@@ -1111,7 +1112,7 @@ static void rx_over_budget(struct eng_shard *s)
 			}
 		}
 		if (!v)
-			return;
+			return false;
 		ENG_STAT_ADD(s, partial_closed, 1);
 		if (v->state == ENG_CONN_WS || v->state == ENG_CONN_CLOSING)
 			eng_conn_fail(s, v, WS_CLOSE_TOO_BIG);
@@ -1119,6 +1120,7 @@ static void rx_over_budget(struct eng_shard *s)
 			eng_conn_kill(s, v);
 		rx_free(s, v);		/* whatever the close left */
 	}
+	return true;
 }
 
 /* After a read changed @c's receive state: count it, bound the total. */
@@ -1134,7 +1136,7 @@ static void rx_settle(struct eng_shard *s, struct eng_conn *c)
 	}
 	rx_count(s, rx);
 	if (s->rx_held > s->rx_budget)
-		rx_over_budget(s);
+		eng_rx_room(s, 0);
 }
 
 /* Makes room for @cap bytes of carried data. Returns 0 or -ENOMEM. */

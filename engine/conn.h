@@ -130,6 +130,16 @@ static inline bool eng_conn_deliverable(const struct eng_conn *c)
 	return c->state == ENG_CONN_WS && c->kind == ENG_CONN_K_PUSH;
 }
 
+/*
+ * Closes the connections of @s holding the most partial-message bytes
+ * (1009; an HTTP request is dropped) until @extra more bytes fit within
+ * its share of --max-partial-memory. For what the transport carries
+ * besides (a TLS record cut by a read): the largest holder pays, not the
+ * one that tipped the total. False if nothing is left to close and
+ * @extra still does not fit.
+ */
+bool eng_rx_room(struct eng_shard *s, size_t extra);
+
 /* True until the connection is being torn down (DEAD) or free. */
 bool eng_conn_alive(const struct eng_conn *c);
 

@@ -738,8 +738,9 @@ static int record(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t,
  * Keeps @n bytes at @p, of a record of @size bytes, for the next read.
  * Room grows with the bytes that arrive (doubling, up to @size), not with
  * what the header announces, and counts against the shard's share of
- * --max-partial-memory as the plain path's carried bytes do. Returns 0,
- * -ENOBUFS past that share, or -ENOMEM.
+ * --max-partial-memory as the plain path's carried bytes do: past it the
+ * largest holder of partial messages is closed first (eng_rx_room).
+ * Returns 0, -ENOBUFS if still past that share, or -ENOMEM.
  */
 static int carry(struct eng_shard *s, struct eng_tls *t, const uint8_t *p,
 		 size_t n, size_t size)
@@ -752,7 +753,7 @@ static int carry(struct eng_shard *s, struct eng_tls *t, const uint8_t *p,
 		cap = 2 * had < size ? 2 * had : size;
 		if (cap < need)
 			cap = need;
-		if (s->rx_held + s->tls->carried + (cap - had) > s->rx_budget)
+		if (!eng_rx_room(s, s->tls->carried + (cap - had)))
 			return -ENOBUFS;
 		np = eng_realloc(t->part, sizeof(*np) + cap);
 		if (!np)
