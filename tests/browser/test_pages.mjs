@@ -81,11 +81,11 @@ async function say(page, text) {
 
 const heard = (page, text) => page.waitForFunction((t) =>
 	[...document.querySelectorAll('#messages li')].some((li) =>
-		li.textContent.includes(t)), text, { timeout: 20000 });
+		li.textContent.includes(t)), text, { timeout: 60000 });
 
 const present = (page, who) => page.waitForFunction((w) =>
 	[...document.querySelectorAll('#members li')].some((li) =>
-		li.textContent === w), who, { timeout: 20000 });
+		li.textContent === w), who, { timeout: 60000 });
 
 // What does not fit across @page's viewport: the page wider than it
 // (scrollWidth over clientWidth), an element or a line of text reaching
