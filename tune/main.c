@@ -27,7 +27,7 @@ static const char usage[] =
 "  --profile NAME         sysctl profile to hold the host to: server,\n"
 "                         loadgen, a file name or a path; none skips the\n"
 "                         sysctls (default: server)\n"
-"  --per-conn-bytes B     memory per connection (default 84 in ringcast\n"
+"  --per-conn-bytes B     memory per connection (default 96 in ringcast\n"
 "                         + 4864 in the kernel, an idle TCP socket as\n"
 "                         measured by bench/run)\n"
 "  --arena-size SIZE      as ringcast --arena-size (default 64M)\n"

@@ -25,10 +25,10 @@
 /*
  * Bytes per connection in ringcast itself: struct eng_conn's budget
  * (ENG_CONN_BUDGET, 80, which tests/test-engine-conn.c holds it to) and
- * its slot in the shard's rearm array (4). tests/tune/test-tune-budget.c
- * fails when the engine's budget outgrows this.
+ * its entries in the shard's per-slot arrays (rearm 4, resume 8, flushq 4).
+ * tests/tune/test-tune-budget.c fails when the engine outgrows this.
  */
-#define TUNE_CONN_USER_BYTES	84
+#define TUNE_CONN_USER_BYTES	96
 /*
  * Kernel bytes per idle established TCP socket, as measured: bench/run's
  * scenarios (b) and (c) found 9,693 B of Slab per loopback connection pair
