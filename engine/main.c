@@ -121,16 +121,231 @@ static int post_stop(struct eng *e, struct ring *r)
 }
 
 
+/* The files the options name: the JWT public key, the TLS certificates. */
+static int load_files(struct eng *e)
+{
+	const char *why = NULL;
+	char buf[512];
+
+	if (eng_auth_init(&e->cfg, &why) < 0) {
+		fprintf(stderr, "ringcast: --jwt-public-key %s: %s\n",
+			e->cfg.jwt_pubkey_file, why);
+		return -EINVAL;
+	}
+	if (eng_tls_init(e, buf, sizeof(buf)) < 0) {
+		fprintf(stderr, "ringcast: %s\n", buf);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* --max-conns, by default what the shards' rings of @per_ring hold. */
+static void size_conns(struct eng_cfg *cfg, unsigned per_ring)
+{
+	uint64_t hold = (uint64_t)per_ring * cfg->shards;
+
+	if (!cfg->max_conns) {
+		cfg->max_conns = hold;
+	} else if (cfg->max_conns > hold) {
+		fprintf(stderr, "ringcast: warning: --max-conns %llu exceeds "
+			"what %u shards hold here (%u each, RLIMIT_NOFILE): "
+			"raise the nofile limit (sysctl.d/, tune/) or use "
+			"--shards %llu\n",
+			(unsigned long long)cfg->max_conns, cfg->shards,
+			per_ring,
+			(unsigned long long)((cfg->max_conns + per_ring - 1) /
+					     per_ring));
+	}
+}
+
+/*
+ * What the shards need before they start: the shared tables, the frame
+ * arena, the control ring, the shards' array, the broker and with Redis
+ * the bridge. Returns 0 or -errno, said on stderr.
+ */
+static int prepare(struct eng *e, struct ring *ctl)
+{
+	int ret;
+
+	eng_chan_global_init();
+	eng_hist_global_init();
+	ret = eng_arena_init(e->cfg.arena_size);
+	if (ret < 0) {
+		fprintf(stderr, "ringcast: frame arena of %zu bytes: %s\n",
+			e->cfg.arena_size, strerror(-ret));
+		return ret;
+	}
+	/*
+	 * The ring that carries the stop is made now: at the end, with the
+	 * fd table full of clients (epoll), there may be no fd left for it.
+	 */
+	ret = ring_init(ctl, 64, 0, 0);
+	if (ret < 0) {
+		fprintf(stderr, "ringcast: control ring: %s\n", strerror(-ret));
+		return ret;
+	}
+	e->shards = calloc(e->cfg.shards, sizeof(*e->shards));
+	e->broker = e->cfg.redis_host[0] ? &eng_broker_redis
+					 : &eng_broker_embedded;
+	if (e->shards && e->cfg.redis_host[0]) {
+		ret = eng_bridge_init(e);
+		if (ret < 0) {
+			fprintf(stderr, "ringcast: redis bridge: %s\n",
+				strerror(-ret));
+			return ret;
+		}
+	}
+	if (!e->shards) {
+		fprintf(stderr, "ringcast: out of memory\n");
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->cond, NULL);
+	return 0;
+}
+
+/* One listener per shard, all on one port (the first's, with port 0). */
+static int open_listeners(struct eng *e, unsigned per_ring)
+{
+	uint16_t port = e->cfg.port;
+
+	for (unsigned i = 0; i < e->cfg.shards; i++) {
+		struct eng_shard *s = &e->shards[i];
+
+		s->eng = e;
+		s->id = i;
+		/* a thread of several shards pins them all to its CPU */
+		s->cpu = nth_cpu(e->cfg.threads ? i % e->cfg.threads : i);
+		s->nr_conns = per_ring;
+		s->listen_fd = open_listener(&e->cfg, port, &port);
+		if (s->listen_fd < 0) {
+			fprintf(stderr, "ringcast: listen %s:%u: %s\n",
+				e->cfg.listen_host, port,
+				strerror(-s->listen_fd));
+			return s->listen_fd;
+		}
+	}
+	e->cfg.port = port;
+	return 0;
+}
+
+/*
+ * One thread per shard, or with --threads T, thread i runs shards i,
+ * i + T, ... (its pthread_t kept in shard i); each shard reports ready
+ * once. Then the bridge. @started counts the threads to join. Returns 0
+ * or -errno; shards that did start are stopped as at exit.
+ */
+static int start(struct eng *e, unsigned *started)
+{
+	unsigned i, nready = 0, t = e->cfg.threads;
+	unsigned nthreads = t ? t : e->cfg.shards;
+	int ret;
+
+	for (i = 0; i < nthreads; i++) {
+		ret = pthread_create(&e->shards[i].thread, NULL,
+				     t ? eng_worker_main : eng_shard_main,
+				     &e->shards[i]);
+		if (ret) {
+			fprintf(stderr, "ringcast: pthread_create: %s\n",
+				strerror(ret));
+			e->failed = -ret;
+			break;
+		}
+		(*started)++;
+		nready += t ? (e->cfg.shards - i + t - 1) / t : 1;
+	}
+	pthread_mutex_lock(&e->lock);
+	while (e->ready < nready)
+		pthread_cond_wait(&e->cond, &e->lock);
+	ret = e->failed;
+	pthread_mutex_unlock(&e->lock);
+	if (ret == 0 && e->bridge) {
+		ret = eng_bridge_run(e);
+		if (ret < 0)
+			fprintf(stderr, "ringcast: redis bridge: %s\n",
+				strerror(-ret));
+	}
+	return ret;
+}
+
+/* The ready line tests and operators wait for, and the loopback hint. */
+static void announce(const struct eng *e, unsigned per_ring, bool local_only)
+{
+	const struct eng_cfg *cfg = &e->cfg;
+	char broker[1200] = "embedded broker";
+
+	if (e->bridge && cfg->redis_cluster)
+		snprintf(broker, sizeof(broker), "redis cluster, seeds %s",
+			 cfg->redis_seeds);
+	else if (e->bridge)
+		snprintf(broker, sizeof(broker), "redis %s:%u", cfg->redis_host,
+			 cfg->redis_port);
+	if (cfg->epoll)
+		strcat(broker, "; epoll backend");
+	if (e->tls_ctx)
+		strcat(broker, cfg->tls_min == 12 ? "; TLS 1.2 and 1.3" :
+						    "; TLS 1.3");
+	if (cfg->threads)
+		snprintf(broker + strlen(broker), sizeof(broker) - strlen(broker),
+			 "; on %u threads", cfg->threads);
+	fprintf(stderr, "ringcast: listening on %s:%u (%u shards, %u "
+		"connections per shard, max %llu; %s)\n", cfg->listen_host,
+		cfg->port, cfg->shards, per_ring,
+		(unsigned long long)cfg->max_conns, broker);
+	if (local_only)
+		fprintf(stderr, "ringcast: no API key, so only this host "
+			"can connect; to serve others, give one (--api-key "
+			"KEY or RINGCAST_API_KEY), with which the default is "
+			"0.0.0.0:%u, or name the address: --listen "
+			"0.0.0.0:%u --api-key KEY\n", cfg->port, cfg->port);
+}
+
+/*
+ * The drained stop: every shard told through @ctl, the @started threads
+ * joined, then the bridge, the rings and the rest. Returns @status, or 1
+ * if the shards cannot be reached.
+ */
+static int stop(struct eng *e, struct ring *ctl, unsigned started,
+		int status)
+{
+	unsigned i;
+	int ret = post_stop(e, ctl);
+
+	if (ret < 0) {
+		fprintf(stderr, "ringcast: cannot reach shards: %s\n",
+			strerror(-ret));
+		return 1;
+	}
+	for (i = 0; i < started; i++)
+		pthread_join(e->shards[i].thread, NULL);
+	/* The bridge last: shards post to it until they have stopped. */
+	eng_bridge_stop(e, ctl);
+	ring_exit(ctl);
+	for (i = 0; i < e->cfg.shards; i++) {
+		if (!e->shards[i].up)
+			continue;
+		eng_mail_discard(&e->shards[i].ring);
+		ring_exit(&e->shards[i].ring);
+	}
+	eng_bridge_free(e);
+	free(e->shards);
+	free(e->cfg.ns);
+	eng_arena_exit();
+	eng_auth_exit();
+	eng_tls_exit(e);
+	if (!status)
+		fprintf(stderr, "ringcast: stopped\n");
+	return status;
+}
+
 int main(int argc, char **argv)
 {
-	char broker[1200] = "embedded broker";
-	bool ctl_ok = false, local_only = false;
+	bool local_only = false;
+	unsigned per_ring, started = 0;
 	struct ring ctl;
 	struct eng e;
 	sigset_t sigs;
-	unsigned i, started = 0, nready = 0, nthreads, per_ring;
-	uint16_t port;
-	int sig = 0, ret, status = 0;
+	int sig = 0, ret;
 
 	memset(&e, 0, sizeof(e));
 	ret = eng_opts_parse(&e.cfg, argc, argv, &local_only);
@@ -139,36 +354,10 @@ int main(int argc, char **argv)
 #ifdef RC_FAULT_INJECT
 	eng_mail_fault_init();
 #endif
-	{
-		const char *why = NULL;
-
-		if (eng_auth_init(&e.cfg, &why) < 0) {
-			fprintf(stderr, "ringcast: --jwt-public-key %s: %s\n",
-				e.cfg.jwt_pubkey_file, why);
-			return 2;
-		}
-	}
-	{
-		char why[512];
-
-		if (eng_tls_init(&e, why, sizeof(why)) < 0) {
-			fprintf(stderr, "ringcast: %s\n", why);
-			return 2;
-		}
-	}
+	if (load_files(&e) < 0)
+		return 2;
 	per_ring = files_per_ring();
-	if (!e.cfg.max_conns) {
-		e.cfg.max_conns = (uint64_t)per_ring * e.cfg.shards;
-	} else if (e.cfg.max_conns > (uint64_t)per_ring * e.cfg.shards) {
-		fprintf(stderr, "ringcast: warning: --max-conns %llu exceeds "
-			"what %u shards hold here (%u each, RLIMIT_NOFILE): "
-			"raise the nofile limit (sysctl.d/, tune/) or use "
-			"--shards %llu\n",
-			(unsigned long long)e.cfg.max_conns, e.cfg.shards,
-			per_ring,
-			(unsigned long long)((e.cfg.max_conns + per_ring - 1) /
-					     per_ring));
-	}
+	size_conns(&e.cfg, per_ring);
 
 	/* Shards must not take the signals: main waits for them. */
 	sigemptyset(&sigs);
@@ -178,153 +367,16 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	eng_chan_global_init();
-	eng_hist_global_init();
-	ret = eng_arena_init(e.cfg.arena_size);
-	if (ret < 0) {
-		fprintf(stderr, "ringcast: frame arena of %zu bytes: %s\n",
-			e.cfg.arena_size, strerror(-ret));
+	if (prepare(&e, &ctl) < 0 || open_listeners(&e, per_ring) < 0)
 		return 1;
-	}
-	/*
-	 * The ring that carries the stop is made now: at the end, with the
-	 * fd table full of clients (epoll), there may be no fd left for it.
-	 */
-	ret = ring_init(&ctl, 64, 0, 0);
-	if (ret < 0) {
-		fprintf(stderr, "ringcast: control ring: %s\n", strerror(-ret));
-		return 1;
-	}
-	ctl_ok = true;
-	e.shards = calloc(e.cfg.shards, sizeof(*e.shards));
-	e.broker = e.cfg.redis_host[0] ? &eng_broker_redis
-				       : &eng_broker_embedded;
-	if (e.shards && e.cfg.redis_host[0]) {
-		ret = eng_bridge_init(&e);
-		if (ret < 0) {
-			fprintf(stderr, "ringcast: redis bridge: %s\n",
-				strerror(-ret));
-			return 1;
-		}
-	}
-	if (!e.shards) {
-		fprintf(stderr, "ringcast: out of memory\n");
-		return 1;
-	}
-	pthread_mutex_init(&e.lock, NULL);
-	pthread_cond_init(&e.cond, NULL);
-
-	port = e.cfg.port;
-	for (i = 0; i < e.cfg.shards; i++) {
-		struct eng_shard *s = &e.shards[i];
-
-		s->eng = &e;
-		s->id = i;
-		/* a thread of several shards pins them all to its CPU */
-		s->cpu = nth_cpu(e.cfg.threads ? i % e.cfg.threads : i);
-		s->nr_conns = per_ring;
-		s->listen_fd = open_listener(&e.cfg, port, &port);
-		if (s->listen_fd < 0) {
-			fprintf(stderr, "ringcast: listen %s:%u: %s\n",
-				e.cfg.listen_host, port,
-				strerror(-s->listen_fd));
-			return 1;
-		}
-	}
-	e.cfg.port = port;
-
-	/*
-	 * One thread per shard, or with --threads T, thread i runs shards
-	 * i, i + T, ... (its pthread_t kept in shard i); each shard reports
-	 * ready once.
-	 */
-	nthreads = e.cfg.threads ? e.cfg.threads : e.cfg.shards;
-	for (i = 0; i < nthreads; i++) {
-		ret = pthread_create(&e.shards[i].thread, NULL,
-				     e.cfg.threads ? eng_worker_main :
-				     eng_shard_main, &e.shards[i]);
-		if (ret) {
-			fprintf(stderr, "ringcast: pthread_create: %s\n",
-				strerror(ret));
-			e.failed = -ret;
-			break;
-		}
-		started++;
-		nready += e.cfg.threads ?
-			  (e.cfg.shards - i + e.cfg.threads - 1) / e.cfg.threads : 1;
-	}
-	pthread_mutex_lock(&e.lock);
-	while (e.ready < nready)
-		pthread_cond_wait(&e.cond, &e.lock);
-	ret = e.failed;
-	pthread_mutex_unlock(&e.lock);
-	if (ret == 0 && e.bridge) {
-		ret = eng_bridge_run(&e);
-		if (ret < 0)
-			fprintf(stderr, "ringcast: redis bridge: %s\n",
-				strerror(-ret));
-	}
-	if (ret < 0) {
-		/* Shards that did start are stopped the same way as at exit. */
-		status = 1;
-		goto stop;
-	}
-	if (e.bridge && e.cfg.redis_cluster)
-		snprintf(broker, sizeof(broker), "redis cluster, seeds %s",
-			 e.cfg.redis_seeds);
-	else if (e.bridge)
-		snprintf(broker, sizeof(broker), "redis %s:%u", e.cfg.redis_host,
-			 e.cfg.redis_port);
-	if (e.cfg.epoll)
-		strcat(broker, "; epoll backend");
-	if (e.tls_ctx)
-		strcat(broker, e.cfg.tls_min == 12 ? "; TLS 1.2 and 1.3" :
-						     "; TLS 1.3");
-	if (e.cfg.threads)
-		snprintf(broker + strlen(broker), sizeof(broker) - strlen(broker),
-			 "; on %u threads", e.cfg.threads);
-	fprintf(stderr, "ringcast: listening on %s:%u (%u shards, %u "
-		"connections per shard, max %llu; %s)\n", e.cfg.listen_host,
-		e.cfg.port, e.cfg.shards, per_ring,
-		(unsigned long long)e.cfg.max_conns, broker);
-	if (local_only)
-		fprintf(stderr, "ringcast: no API key, so only this host "
-			"can connect; to serve others, give one (--api-key "
-			"KEY or RINGCAST_API_KEY), with which the default is "
-			"0.0.0.0:%u, or name the address: --listen "
-			"0.0.0.0:%u --api-key KEY\n", e.cfg.port, e.cfg.port);
-
+	if (start(&e, &started) < 0)
+		return stop(&e, &ctl, started, 1);
+	announce(&e, per_ring, local_only);
 	/* SIGHUP reloads the TLS certificates and waits again */
 	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
 		eng_tls_reload(&e);
 	if (sig != SIGHUP)
 		fprintf(stderr, "ringcast: %s: closing connections\n",
 			sig == SIGINT ? "SIGINT" : "SIGTERM");
-stop:
-	ret = ctl_ok ? post_stop(&e, &ctl) : -EBADF;
-	if (ret < 0) {
-		fprintf(stderr, "ringcast: cannot reach shards: %s\n",
-			strerror(-ret));
-		return 1;
-	}
-	for (i = 0; i < started; i++)
-		pthread_join(e.shards[i].thread, NULL);
-	/* The bridge last: shards post to it until they have stopped. */
-	eng_bridge_stop(&e, &ctl);
-	ring_exit(&ctl);
-	for (i = 0; i < e.cfg.shards; i++) {
-		if (!e.shards[i].up)
-			continue;
-		eng_mail_discard(&e.shards[i].ring);
-		ring_exit(&e.shards[i].ring);
-	}
-	eng_bridge_free(&e);
-	free(e.shards);
-	free(e.cfg.ns);
-	eng_arena_exit();
-	eng_auth_exit();
-	eng_tls_exit(&e);
-	if (!status)
-		fprintf(stderr, "ringcast: stopped\n");
-	return status;
+	return stop(&e, &ctl, started, 0);
 }
