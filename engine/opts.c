@@ -705,7 +705,8 @@ int opts__argv(int argc, char **argv, struct eng_cfg *cfg)
 			VAL0 + (int)i };
 	memset(&longs[NOPTS], 0, sizeof(longs[NOPTS]));
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+	/* with the leading ":" a missing value is ":", not "?" (unknown) */
+	while ((opt = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
 		const char *name = optind > 0 && optind <= argc ?
 				   argv[optind - 1] : "?";
 

@@ -223,6 +223,7 @@ def check_command_line(exe):
     """What getopt itself refuses, and that the first problem is the one
     reported (argv's order), with --help only where it comes first."""
     unknown = "ringcast: unknown option %s" + SEE
+    needs = "ringcast: option %s needs a value" + SEE
     for args, err in (
             (["--no-such-option"], unknown % "--no-such-option"),
             (["-x"], unknown % "-x"),
@@ -230,8 +231,9 @@ def check_command_line(exe):
             (["--help=x"], unknown % "--help=x"),
             # an abbreviation that fits two options
             (["--redis-max", "1"], unknown % "--redis-max"),
-            # the value missing at the end of the line
-            (["--listen", "127.0.0.1:0", "--shards"], unknown % "--shards"),
+            # the value missing at the end of the line: a known option
+            (["--listen", "127.0.0.1:0", "--shards"], needs % "--shards"),
+            (["--listen", "127.0.0.1:0", "--api-key"], needs % "--api-key"),
             (["extra"], "ringcast: unexpected argument 'extra'" + SEE),
             (["--", "--shards"],
              "ringcast: unexpected argument '--shards'" + SEE),
