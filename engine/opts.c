@@ -725,7 +725,11 @@ int opts__argv(int argc, char **argv, struct eng_cfg *cfg)
 			"one cluster\n");
 		return -EINVAL;
 	}
-	/* the keys' hash tags are ours (rreq.h): the prefix must hold none */
+	/*
+	 * The keys' hash tags are ours (rreq.h): the prefix must hold none.
+	 * A channel name has no braces today, so --redis-prefix's own check
+	 * refuses them first; this one holds if that rule ever widens.
+	 */
 	if (cfg->redis_cluster && strpbrk(cfg->redis_prefix, "{}")) {
 		fprintf(stderr, "ringcast: with --redis-cluster, --redis-prefix "
 			"may not hold { or }\n");

@@ -14,7 +14,7 @@
 #include "eng.h"
 
 /*
- * Fills @cfg: the defaults, then RINGCAST_API_KEY, RINGCAST_JWT_SECRET,
+ * Fills @cfg, all of it: the defaults, then RINGCAST_API_KEY, RINGCAST_JWT_SECRET,
  * RINGCAST_REDIS_URL and RINGCAST_REDIS_CLUSTER, then @argv's options in
  * order (a later one wins), then what follows from them: the address
  * without --listen, --demo's settings, the shards and threads for this

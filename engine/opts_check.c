@@ -21,6 +21,7 @@
 
 static void defaults(struct eng_cfg *cfg)
 {
+	memset(cfg, 0, sizeof(*cfg));	/* what has no default is off */
 	cfg->port = 8080;	/* the address follows the key: see below */
 	cfg->shards = 0;
 	cfg->max_message = 1u << 20;
