@@ -7,7 +7,6 @@ channel or a user; the latency histogram is well formed and has samples;
 with Redis, the link figures appear."""
 
 import json
-import os
 
 from prometheus_client.parser import text_string_to_metric_families
 

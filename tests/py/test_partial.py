@@ -15,9 +15,6 @@
   back down (mimalloc builds; a sanitizer build uses libc malloc).
 """
 
-import os
-import socket
-import time
 
 import rc
 from rc import OP_BINARY, OP_CONT, expect, expect_eq

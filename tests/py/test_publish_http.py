@@ -12,7 +12,6 @@ are counted, logged now and then, and end a /ws connection at the
 third; --demo opens client publishing to its rooms only."""
 
 import json
-import os
 import random
 import threading
 

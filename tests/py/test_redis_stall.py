@@ -15,7 +15,6 @@
   link never went down (the timeout is far off).
 """
 
-import asyncio
 import json
 import signal
 

@@ -12,7 +12,6 @@ engine no resident memory that stays.
 
 import asyncio
 import json
-import os
 import select
 import socket
 import ssl
