@@ -6,6 +6,11 @@ module starts the engine on a free loopback port and parses its ready
 line (Engine), runs named checks and reports them (Run), speaks raw HTTP
 (http_request) and raw RFC 6455 frames (RawWs), so that the tests can send
 exactly the bytes a well-behaved client library would refuse to send.
+A script's last lines are `rc.main(TITLE, checks)`: checks(run) holds
+only its checks.  The environment picks the axes a script runs on:
+RINGCAST_TEST_IO (the I/O backend), RINGCAST_TEST_TLS, RINGCAST_TEST_ARGS
+(more engine options) and RINGCAST_TEST_BROKER (the broker its engines
+share: broker(), nodes(), only_on()).
 
 No helper sleeps: each one blocks on an event (a line, a byte, EOF, a
 process exit) with a generous timeout so that a hang fails the test.
