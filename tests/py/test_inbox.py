@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: MIT
 """A user's offline inbox (--shards 2, JWT users), on the broker of the
 broker axis: embedded (one engine), or redis (two engines, A and B, on one
-real redis-server, where the inboxes live). On both: offline, ack, devices
-(on A and B), errors, backlog. Embedded only: evict, ttl, restart, memory.
-Redis only: the redis-* checks.
+real redis-server, where the inboxes live), or cluster (the same two on a
+Redis Cluster of three masters). On each: offline, ack, devices (on A and
+B), errors, backlog; with Redis or a cluster, redis-nodes. Embedded only:
+evict, ttl, restart, memory. Redis only: the other redis-* checks.
 
 - offline: pushes with ?persist=1 to a user with no connection are kept;
   the user's next connection gets them after the 101, oldest first, each
@@ -492,7 +493,7 @@ def checks(run):
         run.check("devices", check_devices, a, b)
         run.check("errors", check_errors, a)
         run.check("backlog", check_backlog, b, "bea", timeout=120)
-        if rc.only_on("redis"):
+        if rc.only_on("redis", "cluster"):
             run.check("redis-nodes", check_redis_nodes, a, b, timeout=120)
     if rc.only_on("embedded"):
         run.check("evict", check_evict, run.exe)
