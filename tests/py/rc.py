@@ -6,6 +6,11 @@ module starts the engine on a free loopback port and parses its ready
 line (Engine), runs named checks and reports them (Run), speaks raw HTTP
 (http_request) and raw RFC 6455 frames (RawWs), so that the tests can send
 exactly the bytes a well-behaved client library would refuse to send.
+A script's last lines are `rc.main(TITLE, checks)`: checks(run) holds
+only its checks.  The environment picks the axes a script runs on:
+RINGCAST_TEST_IO (the I/O backend), RINGCAST_TEST_TLS, RINGCAST_TEST_ARGS
+(more engine options) and RINGCAST_TEST_BROKER (the broker its engines
+share: broker(), nodes(), only_on()).
 
 No helper sleeps: each one blocks on an event (a line, a byte, EOF, a
 process exit) with a generous timeout so that a hang fails the test.
@@ -17,6 +22,7 @@ not closed for it (see ws_connect() and Engine).
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import inspect
 import os
@@ -91,12 +97,15 @@ class Engine:
     engine gets SIGTERM and must exit with status 0 (so every test also
     checks the engine did not crash); on an exception it is killed.
     The engine's idle timeout is IDLE_TIMEOUT unless @args set one (the
-    tests of the timeout do).
+    tests of the timeout do).  With @broker, the engine joins the broker
+    of the broker axis (broker_args(); nothing on embedded).
     """
 
-    def __init__(self, exe, *args, listen="127.0.0.1:0"):
+    def __init__(self, exe, *args, listen="127.0.0.1:0", broker=False):
         self.exe = exe
         args = [str(a) for a in args]
+        if broker:
+            args += broker_args()
         if "--idle-timeout" not in args:
             args = ["--idle-timeout", IDLE_TIMEOUT] + args
         self.argv = [exe, "--listen", listen] + args
@@ -211,6 +220,89 @@ class Engine:
         return False
 
 
+# ---------------------------------------------------------------- broker axis
+
+# meson's broker axis sets RINGCAST_TEST_BROKER: "embedded" (the default:
+# no Redis), "redis" (one redis-server) or "cluster" (a Redis Cluster of
+# three masters). A test runs the same checks on each and marks the few
+# that only make sense on one (only_on()); the server is started on first
+# use, shared by the test's engines and killed when the test ends.
+BROKERS = ("embedded", "redis", "cluster")
+BROKER = os.environ.get("RINGCAST_TEST_BROKER") or "embedded"
+if BROKER not in BROKERS:
+    raise SystemExit("RINGCAST_TEST_BROKER=%s: want one of %s"
+                     % (BROKER, ", ".join(BROKERS)))
+_broker = []
+
+
+def broker():
+    """The axis's server: None on embedded, else a redisd.Redis (redis)
+    or redisd.Cluster (cluster), started on the first call."""
+    if BROKER == "embedded":
+        return None
+    if not _broker:
+        import atexit
+        import redisd
+        srv = redisd.Redis() if BROKER == "redis" else \
+            redisd.Cluster(masters=3, replicas=0)
+        atexit.register(srv.__exit__)
+        _broker.append(srv.__enter__())
+    return _broker[0]
+
+
+def broker_args():
+    """The engine options that join the axis's broker: none on
+    embedded, --redis URL or --redis-cluster SEEDS."""
+    srv = broker()
+    if srv is None:
+        return []
+    if BROKER == "redis":
+        return ["--redis", srv.url]
+    return ["--redis-cluster", srv.seeds(3)]
+
+
+def only_on(*brokers):
+    """Whether the axis's broker is one of @brokers: for the checks that
+    only make sense there (a raw PUBLISH into one redis-server, a new
+    epoch after an engine restart)."""
+    return BROKER in brokers
+
+
+def wait_until(what, pred, timeout=60):
+    """Polls @pred() until it holds, blocking: for a state with no event
+    (a node's /healthz turning 200) while no client is open to serve."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s"
+                                 % (timeout, what))
+        time.sleep(0.05)
+
+
+async def healthy(*engines):
+    """Until GET /healthz answers 200 on each of @engines: an engine on
+    Redis says 503 until its links are up."""
+    for eng in engines:
+        await await_state("node %d up" % eng.port, lambda: api(
+            eng, "GET", "/healthz")[0] == 200)
+
+
+@contextlib.contextmanager
+def nodes(exe, *args, count=2):
+    """@count engines started with @args on the axis's broker, as a list,
+    once /healthz says they are up.  On embedded there is no other node:
+    the list is one engine @count times, so that what a check does "on
+    another node" it does on the same one."""
+    with contextlib.ExitStack() as stack:
+        n = 1 if BROKER == "embedded" else count
+        engs = [stack.enter_context(Engine(exe, *args, broker=True))
+                for _ in range(n)]
+        for eng in engs:
+            wait_until("node %d up" % eng.port, lambda: api(
+                eng, "GET", "/healthz")[0] == 200)
+        yield engs * count if n == 1 else engs
+
+
 # ---------------------------------------------------------------- tls axis
 
 # meson's suite tls sets RINGCAST_TEST_TLS=1: every Engine then speaks TLS
@@ -322,6 +414,17 @@ class Run:
         print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
         sys.stdout.flush()
 
+    @contextlib.contextmanager
+    def section(self, name="engine", errors=AssertionError):
+        """A block whose setup may fail (an engine that does not start or
+        does not exit cleanly): the failure (one of @errors) is recorded
+        as @name and the test goes on after the block.  `with
+        run.section(), Engine(...)` catches the engine's start too."""
+        try:
+            yield
+        except errors as e:
+            self.fail(name, e)
+
     def finish(self):
         if self.failed:
             for e in _engines:
@@ -332,6 +435,21 @@ class Run:
             sys.exit(1)
         print("%s: all passed" % self.title)
         sys.exit(0)
+
+
+def main(title, body, worker=None, open_publish=False):
+    """The whole of a test script: `python3 test_x.py ENGINE` runs
+    body(Run(@title)) and exits with its result; `python3 test_x.py
+    --worker` (a Worker's process) runs coroutine @worker instead.  With
+    @open_publish the tests' RINGCAST_API_KEY is dropped, for the engine
+    and the workers it starts, so that publishing needs no key."""
+    if open_publish:
+        os.environ.pop("RINGCAST_API_KEY", None)
+    if worker is not None and sys.argv[1:] == ["--worker"]:
+        worker_main(worker)
+    run = Run(title)
+    body(run)
+    run.finish()
 
 
 def expect(cond, msg, *args):
@@ -756,6 +874,26 @@ def publish(conn, channel, body, key=None):
            channel, short(got))
 
 
+def post_many(eng, path, bodies, key=None):
+    """POSTs each of @bodies to @path (with `Authorization: Bearer @key`
+    when given) on one keep-alive connection, in order; each must be
+    answered 200."""
+    hdrs = {"Authorization": "Bearer " + key} if key else {}
+    conn = http_conn(eng)
+    try:
+        for i, body in enumerate(bodies):
+            status, got = post(conn, path, body, hdrs)
+            expect(status == 200, "POST %s #%d: status %d, body %s", path,
+                   i, status, short(got))
+    finally:
+        conn.close()
+
+
+def publish_many(eng, channel, bodies):
+    """POST /publish/@channel of each of @bodies, over one connection."""
+    post_many(eng, "/publish/" + channel, bodies)
+
+
 def stats(eng):
     """GET /stats on a connection of its own (with the engine's API key,
     if it has one); returns the parsed JSON."""
@@ -845,6 +983,21 @@ def read_response(s, buf=b"", timeout=IO_TIMEOUT):
 
 
 # ---------------------------------------------------------------- workers
+
+@contextlib.contextmanager
+def reaped(procs):
+    """A block that owns @procs, one subprocess.Popen or a list of them
+    (which the block may still fill): whatever happens in it, each one
+    still running at its end is killed, and each is waited for, so no
+    client outlives its check."""
+    try:
+        yield procs
+    finally:
+        for p in procs if isinstance(procs, list) else [procs]:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
 
 class Worker:
     """A client process for load Python cannot carry in one interpreter:
@@ -1053,15 +1206,6 @@ async def ws_quiet(ws, seq, what="connection"):
     leave a connection in order)."""
     m = await ws_command(ws, "heartbeat", seq)
     expect(m.get("code") == 200, "%s: heartbeat reply %s", what, short(m))
-
-
-def rss_kib(pid):
-    """Resident memory of process @pid, in KiB."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 def uses_mimalloc(exe):

@@ -8,7 +8,6 @@ kill -9 loses nothing acknowledged), and is killed when the test ends;
 restart() starts it again on the same port and directory.
 """
 
-import os
 import shutil
 import socket
 import subprocess

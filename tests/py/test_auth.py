@@ -377,43 +377,38 @@ async def check_off(eng):
         await ws.close()
 
 
-def main():
-    run = rc.Run("auth")
-    try:
-        with jwtmint.Keys() as keys:
-            run.check("mint", check_mint, keys)
-            with rc.Engine(run.exe, "--shards", "2", "--auth", "required",
-                           "--jwt-secret", SECRET) as eng:
-                run.check("hs256-valid", check_hs256_valid, eng)
-                run.check("hs256-refused", check_hs256_refused, eng, keys)
-                run.check("hs256-leeway", check_hs256_leeway, eng)
-                run.check("fractional-dates", check_fractional_dates, eng)
-                run.check("duplicate-claims", check_duplicate_claims, eng)
-                run.check("hs256-healthy-after", check_healthy, eng)
-            with rc.Engine(run.exe, "--shards", "1", "--auth", "required",
-                           "--jwt-secret", SECRET, "--max-message",
-                           "128") as eng:
-                run.check("token-limit", check_token_limit, eng)
-            with rc.Engine(run.exe, "--shards", "1", "--auth", "required",
-                           "--jwt-public-key", keys.pub("rsa")) as eng:
-                run.check("rs256", check_rs256, eng, keys)
-            with rc.Engine(run.exe, "--shards", "1", "--auth", "required",
-                           "--jwt-public-key", keys.pub("ec"),
-                           "--jwt-leeway", "120") as eng:
-                run.check("es256", check_es256, eng, keys)
-            with rc.Engine(run.exe, "--shards", "2", "--auth", "optional",
-                           "--jwt-secret", SECRET, "--jwt-leeway",
-                           "0") as eng:
-                run.check("optional", check_optional, eng)
-            with rc.Engine(run.exe, "--shards", "1", "--auth", "off",
-                           "--jwt-secret", SECRET) as eng:
-                run.check("off", check_off, eng)
-            with rc.Engine(run.exe, "--shards", "1") as eng:
-                run.check("off-by-default", check_off, eng)
-    except AssertionError as e:
-        run.fail("engine", e)
-    run.finish()
+def checks(run):
+    with run.section(), jwtmint.Keys() as keys:
+        run.check("mint", check_mint, keys)
+        with rc.Engine(run.exe, "--shards", "2", "--auth", "required",
+                       "--jwt-secret", SECRET) as eng:
+            run.check("hs256-valid", check_hs256_valid, eng)
+            run.check("hs256-refused", check_hs256_refused, eng, keys)
+            run.check("hs256-leeway", check_hs256_leeway, eng)
+            run.check("fractional-dates", check_fractional_dates, eng)
+            run.check("duplicate-claims", check_duplicate_claims, eng)
+            run.check("hs256-healthy-after", check_healthy, eng)
+        with rc.Engine(run.exe, "--shards", "1", "--auth", "required",
+                       "--jwt-secret", SECRET, "--max-message",
+                       "128") as eng:
+            run.check("token-limit", check_token_limit, eng)
+        with rc.Engine(run.exe, "--shards", "1", "--auth", "required",
+                       "--jwt-public-key", keys.pub("rsa")) as eng:
+            run.check("rs256", check_rs256, eng, keys)
+        with rc.Engine(run.exe, "--shards", "1", "--auth", "required",
+                       "--jwt-public-key", keys.pub("ec"),
+                       "--jwt-leeway", "120") as eng:
+            run.check("es256", check_es256, eng, keys)
+        with rc.Engine(run.exe, "--shards", "2", "--auth", "optional",
+                       "--jwt-secret", SECRET, "--jwt-leeway",
+                       "0") as eng:
+            run.check("optional", check_optional, eng)
+        with rc.Engine(run.exe, "--shards", "1", "--auth", "off",
+                       "--jwt-secret", SECRET) as eng:
+            run.check("off", check_off, eng)
+        with rc.Engine(run.exe, "--shards", "1") as eng:
+            run.check("off-by-default", check_off, eng)
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("auth", checks)

@@ -8,7 +8,6 @@ The fan-out suites also run whole with a window (meson's -window tests)."""
 
 import json
 import math
-import os
 import subprocess
 import time
 
@@ -74,13 +73,10 @@ def check_bad_values(exe):
                p.stderr)
 
 
-def main():
-    run = rc.Run("batch")
+def checks(run):
     run.check("coalesced", check_coalesced, run.exe)
     run.check("bad-values", check_bad_values, run.exe)
-    run.finish()
 
 
 if __name__ == "__main__":
-    os.environ.pop("RINGCAST_API_KEY", None)
-    main()
+    rc.main("batch", checks, open_publish=True)

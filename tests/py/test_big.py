@@ -131,16 +131,11 @@ async def check_big(eng):
                 await p.proc.wait()
 
 
-def main():
-    run = rc.Run("big")
-    try:
-        with rc.Engine(run.exe, "--echo", "--shards", "2",
-                       "--max-conns", str(TOTAL + 1000)) as eng:
-            run.check("38k-conns", check_big, eng, timeout=540)
-    except AssertionError as e:
-        run.fail("engine", e)
-    run.finish()
+def checks(run):
+    with run.section(), rc.Engine(run.exe, "--echo", "--shards", "2",
+                                  "--max-conns", str(TOTAL + 1000)) as eng:
+        run.check("38k-conns", check_big, eng, timeout=540)
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("big", checks)

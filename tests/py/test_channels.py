@@ -15,9 +15,7 @@ returns to zero once everybody has left."""
 import asyncio
 import hashlib
 import json
-import os
 import random
-import sys
 import threading
 
 import rc
@@ -389,32 +387,25 @@ def check_leave(eng, workers):
                   "frames_live 0")
 
 
-def main():
-    run = rc.Run("channels")
+def checks(run):
     subs = subscriptions()
     workers = []
     try:
         # Delivery is under test here, not slow consumers: Python workers
         # on a loaded machine must not be closed as such (test_slow is).
-        with rc.Engine(run.exe, "--shards", "2",
-                       "--max-pending-bytes", "512M") as eng:
+        with run.section(), rc.Engine(run.exe, "--shards", "2",
+                                      "--max-pending-bytes", "512M") as eng:
             for k in range(WORKERS):
                 mine = [(i, subs[i]) for i in range(k, SUBSCRIBERS, WORKERS)]
                 workers.append(rc.Worker(__file__, {"url": eng.url("/ws"),
                                                     "subs": mine}))
             if run.check("fanout", check_fanout, eng, workers, subs):
                 run.check("leave", check_leave, eng, workers)
-    except AssertionError as e:
-        run.fail("engine", e)
     finally:
         for w in workers:
             w.close()
-    run.finish()
 
 
 if __name__ == "__main__":
-    # Popen inherits the environment: keep publishing open.
-    os.environ.pop("RINGCAST_API_KEY", None)
-    if sys.argv[1:] == ["--worker"]:
-        rc.worker_main(worker)
-    main()
+    # Popen inherits the environment: publishing stays open for workers.
+    rc.main("channels", checks, worker=worker, open_publish=True)

@@ -12,9 +12,7 @@ request), and the engine must exit 0 on SIGTERM."""
 
 import asyncio
 import json
-import os
 import random
-import sys
 import threading
 
 import rc
@@ -239,20 +237,12 @@ def check_settled(eng):
                   "frames_live 0")
 
 
-def main():
-    run = rc.Run("churn")
-    try:
-        with rc.Engine(run.exe, "--shards", "2",
-                       "--max-pending-bytes", "64M") as eng:
-            if run.check("churn", check_churn, eng, timeout=300):
-                run.check("settled", check_settled, eng)
-    except AssertionError as e:
-        run.fail("engine", e)
-    run.finish()
+def checks(run):
+    with run.section(), rc.Engine(run.exe, "--shards", "2",
+                                  "--max-pending-bytes", "64M") as eng:
+        if run.check("churn", check_churn, eng, timeout=300):
+            run.check("settled", check_settled, eng)
 
 
 if __name__ == "__main__":
-    os.environ.pop("RINGCAST_API_KEY", None)
-    if sys.argv[1:] == ["--worker"]:
-        rc.worker_main(worker)
-    main()
+    rc.main("churn", checks, worker=worker, open_publish=True)

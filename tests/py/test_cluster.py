@@ -49,7 +49,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import rc
 import redisd
-import test_history_redis as th
+import test_history as th
 import test_inbox as ti
 import test_users as tu
 from rc import expect, expect_eq
@@ -548,10 +548,11 @@ async def check_reshard(cl, a, b, subs):
 
 async def check_features(cl, exe):
     seeds = ("--redis-cluster", cl.seeds(3))
-    with rc.Engine(exe, "--shards", "2", *th.NS, *seeds) as a, \
-            rc.Engine(exe, "--shards", "2", *th.NS, *seeds) as b:
-        await th.healthy(a, b)
-        await th.check_across(a, b, None)
+    with rc.Engine(exe, "--shards", "2", *th.NS_REDIS, *seeds) as a, \
+            rc.Engine(exe, "--shards", "2", *th.NS_REDIS, *seeds) as b:
+        await rc.healthy(a, b)
+        await th.check_recover(a, b)
+        await th.check_recover_racing(a, b)
     with rc.Engine(exe, *ti.ARGS, *seeds) as a, \
             rc.Engine(exe, *ti.ARGS, *seeds) as b:
         await ti.check_redis_nodes(a, b)
@@ -660,13 +661,11 @@ def check_bad(exe):
         expect("redis" in p.stderr, "no word of it: %r", p.stderr)
 
 
-def main():
-    run = rc.Run("cluster")
+def checks(run):
     run.check("cluster", lambda: asyncio.run(cluster_checks(run.exe)),
               timeout=240)
     run.check("bad", check_bad, run.exe, timeout=120)
-    run.finish()
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("cluster", checks)

@@ -8,7 +8,6 @@ serving a heartbeat afterwards and nothing of a failed command applied
 --client-publish and delivered with it; a binary message closes 1003."""
 
 import json
-import os
 
 import rc
 from rc import OP_TEXT, OP_BINARY, expect, expect_eq
@@ -265,9 +264,8 @@ def check_binary(eng):
         ws.heartbeat()
 
 
-def main():
-    run = rc.Run("commands")
-    try:
+def checks(run):
+    with run.section():
         with rc.Engine(run.exe, "--shards", "2") as eng:
             run.check("seq-echo", check_seq_echo, eng)
             run.check("errors", check_errors, eng)
@@ -282,11 +280,7 @@ def main():
             run.check("publish-allowed", check_publish_allowed, eng)
         with rc.Engine(run.exe, "--max-subs", "1000") as eng:
             run.check("too-large", check_too_large, eng)
-    except AssertionError as e:
-        run.fail("engine", e)
-    run.finish()
 
 
 if __name__ == "__main__":
-    os.environ.pop("RINGCAST_API_KEY", None)
-    main()
+    rc.main("commands", checks, open_publish=True)

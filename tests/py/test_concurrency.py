@@ -86,16 +86,11 @@ async def check_still_serving(eng):
         expect(await rc.ws_recv(ws) == "after the crowd", "echo after")
 
 
-def main():
-    run = rc.Run("concurrency")
-    try:
-        with rc.Engine(run.exe, "--echo", "--shards", "2") as eng:
-            run.check("1000-clients", check_many_clients, eng, timeout=240)
-            run.check("still-serving", check_still_serving, eng)
-    except AssertionError as e:
-        run.fail("engine", e)
-    run.finish()
+def checks(run):
+    with run.section(), rc.Engine(run.exe, "--echo", "--shards", "2") as eng:
+        run.check("1000-clients", check_many_clients, eng, timeout=240)
+        run.check("still-serving", check_still_serving, eng)
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("concurrency", checks)

@@ -139,24 +139,17 @@ async def check_large(eng):
                "echo differs")
 
 
-def main():
-    run = rc.Run("echo")
-    try:
-        with rc.Engine(run.exe, "--echo", "--shards", "2") as eng:
-            run.check("sizes", check_sizes, eng)
-            run.check("fragmented", check_fragmented, eng)
-            run.check("ping", check_ping, eng)
-            run.check("pipelined", check_pipelined, eng)
-            run.check("two-clients", check_two_clients, eng)
-    except AssertionError as e:
-        run.fail("engine", e)
-    try:
-        with rc.Engine(run.exe, "--echo", "--max-message", "16M") as eng:
-            run.check("large", check_large, eng, timeout=120)
-    except AssertionError as e:
-        run.fail("engine --max-message 16M", e)
-    run.finish()
+def checks(run):
+    with run.section(), rc.Engine(run.exe, "--echo", "--shards", "2") as eng:
+        run.check("sizes", check_sizes, eng)
+        run.check("fragmented", check_fragmented, eng)
+        run.check("ping", check_ping, eng)
+        run.check("pipelined", check_pipelined, eng)
+        run.check("two-clients", check_two_clients, eng)
+    with run.section("engine --max-message 16M"), \
+            rc.Engine(run.exe, "--echo", "--max-message", "16M") as eng:
+        run.check("large", check_large, eng, timeout=120)
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("echo", checks)

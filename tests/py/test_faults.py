@@ -245,71 +245,49 @@ def publishes_to(eng, chan, n):
     return codes
 
 
-def main():
-    run = rc.Run("faults")
+def checks(run):
     os.environ["RINGCAST_FAULT_MAIL"] = "3"
     users = ("--auth", "optional", "--jwt-secret", SECRET)
     shard = {"pub", "pub_ack", "deliver", "interest", "interest_ack"}
-    try:
-        with rc.Engine(run.exe, "--shards", "2") as eng:
-            run.check("faults", check_faults, eng, shard, False,
-                      timeout=120)
-    except AssertionError as e:
-        run.fail("engine", e)
-    try:
-        with rc.Engine(run.exe, "--shards", "2", *users) as eng:
-            run.check("faults-users", check_faults_users, eng,
-                      {"user", "user_ack"}, timeout=120)
-    except AssertionError as e:
-        run.fail("engine with users", e)
-    try:
-        with rc.Engine(run.exe, "--shards", "2", *users) as eng:
-            run.check("faults-inbox", check_faults_inbox, eng,
-                      {"inbox", "inbox_ack"}, timeout=120)
-    except AssertionError as e:
-        run.fail("engine with inboxes", e)
-    try:
-        with rc.Engine(run.exe, "--shards", "2", "--namespace",
-                       "f:history=50,ttl=10m") as eng:
-            run.check("faults-history", check_faults_history, eng,
-                      {"hist", "hist_ack"}, timeout=120)
-    except AssertionError as e:
-        run.fail("engine with history", e)
-    try:
-        with redisd.Redis() as redis, \
-                rc.Engine(run.exe, "--shards", "2", "--redis", redis.url,
-                          "--namespace", "f:history=50,ttl=10m") as eng:
-            run.check("faults-history-redis", check_faults_history, eng,
-                      {"r_request", "r_reply"}, True, timeout=120)
-    except AssertionError as e:
-        run.fail("engine with history in Redis", e)
-    try:
-        with redisd.Redis() as redis, \
-                rc.Engine(run.exe, "--shards", "2", "--redis",
-                          redis.url) as eng:
-            run.check(
-                "faults-redis", check_faults, eng,
-                {"pub", "deliver", "r_subscribe", "r_sub_ack", "r_request",
-                 "r_reply"}, True, timeout=120)
-    except AssertionError as e:
-        run.fail("engine with redis", e)
-    try:
-        with redisd.Redis() as redis, \
-                rc.Engine(run.exe, "--shards", "2", "--redis", redis.url,
-                          *users) as eng:
-            run.check(
-                "faults-redis-users", check_faults_users, eng,
-                {"user", "user_ack", "r_presence", "r_request", "r_reply"},
-                timeout=120)
-    except AssertionError as e:
-        run.fail("engine with redis and users", e)
-    try:
+    with run.section(), rc.Engine(run.exe, "--shards", "2") as eng:
+        run.check("faults", check_faults, eng, shard, False, timeout=120)
+    with run.section("engine with users"), \
+            rc.Engine(run.exe, "--shards", "2", *users) as eng:
+        run.check("faults-users", check_faults_users, eng,
+                  {"user", "user_ack"}, timeout=120)
+    with run.section("engine with inboxes"), \
+            rc.Engine(run.exe, "--shards", "2", *users) as eng:
+        run.check("faults-inbox", check_faults_inbox, eng,
+                  {"inbox", "inbox_ack"}, timeout=120)
+    with run.section("engine with history"), \
+            rc.Engine(run.exe, "--shards", "2", "--namespace",
+                      "f:history=50,ttl=10m") as eng:
+        run.check("faults-history", check_faults_history, eng,
+                  {"hist", "hist_ack"}, timeout=120)
+    with run.section("engine with history in Redis"), \
+            redisd.Redis() as redis, \
+            rc.Engine(run.exe, "--shards", "2", "--redis", redis.url,
+                      "--namespace", "f:history=50,ttl=10m") as eng:
+        run.check("faults-history-redis", check_faults_history, eng,
+                  {"r_request", "r_reply"}, True, timeout=120)
+    with run.section("engine with redis"), redisd.Redis() as redis, \
+            rc.Engine(run.exe, "--shards", "2", "--redis",
+                      redis.url) as eng:
+        run.check(
+            "faults-redis", check_faults, eng,
+            {"pub", "deliver", "r_subscribe", "r_sub_ack", "r_request",
+             "r_reply"}, True, timeout=120)
+    with run.section("engine with redis and users"), \
+            redisd.Redis() as redis, \
+            rc.Engine(run.exe, "--shards", "2", "--redis", redis.url,
+                      *users) as eng:
+        run.check(
+            "faults-redis-users", check_faults_users, eng,
+            {"user", "user_ack", "r_presence", "r_request", "r_reply"},
+            timeout=120)
+    with run.section("every op faulted"):
         expect_eq(FAULTED, RETRIED | UNDONE | LOST, "ops faulted in all")
-    except AssertionError as e:
-        run.fail("every op faulted", e)
-    run.finish()
 
 
 if __name__ == "__main__":
-    os.environ.pop("RINGCAST_API_KEY", None)
-    main()
+    rc.main("faults", checks, open_publish=True)

@@ -281,16 +281,12 @@ def start_bare(exe, env, *args):
 
     t = threading.Thread(target=drain, daemon=True)
     t.start()
-    try:
+    with rc.reaped(p):
         ready.wait(rc.READY_TIMEOUT)
         if p.poll() is None:
             p.terminate()
         p.wait(rc.EXIT_TIMEOUT)
         t.join(rc.EXIT_TIMEOUT)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
     return "".join(lines)
 
 
@@ -410,31 +406,26 @@ def check_origins(exe):
                     expect(closed, "connection left open after a 403")
 
 
-def main():
-    run = rc.Run("handshake")
+def checks(run):
     run.check("accept-vector", check_accept_vector)
     run.check("cli", check_cli, run.exe)
     run.check("open-default", check_open_default, run.exe)
     run.check("bare-default", check_bare_default, run.exe)
-    try:
-        with rc.Engine(run.exe, *ECHO_ARGS) as eng:
-            run.check("upgrade", check_upgrade, eng)
-            run.check("upgrade-variants", check_upgrade_variants, eng)
-            run.check("bad-handshakes", check_bad_handshakes, eng)
-            run.check("limits-inclusive", check_limits_inclusive, eng)
-            run.check("healthz", check_healthz, eng)
-            run.check("not-found", check_not_found, eng)
-            run.check("byte-writes", check_byte_writes, eng)
-            run.check("first-frame-in-request",
-                      check_first_frame_in_request, eng)
-            # Still serving after all of the above.
-            run.check("upgrade-after", check_upgrade, eng)
-    except AssertionError as e:
-        run.fail("engine", e)
+    with run.section(), rc.Engine(run.exe, *ECHO_ARGS) as eng:
+        run.check("upgrade", check_upgrade, eng)
+        run.check("upgrade-variants", check_upgrade_variants, eng)
+        run.check("bad-handshakes", check_bad_handshakes, eng)
+        run.check("limits-inclusive", check_limits_inclusive, eng)
+        run.check("healthz", check_healthz, eng)
+        run.check("not-found", check_not_found, eng)
+        run.check("byte-writes", check_byte_writes, eng)
+        run.check("first-frame-in-request",
+                  check_first_frame_in_request, eng)
+        # Still serving after all of the above.
+        run.check("upgrade-after", check_upgrade, eng)
     run.check("echo-disabled", check_echo_disabled, run.exe)
     run.check("origins", check_origins, run.exe)
-    run.finish()
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("handshake", checks)

@@ -1,5 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""A user's offline inbox on the embedded broker (--shards 2, JWT users).
+"""A user's offline inbox (--shards 2, JWT users), on the broker of the
+broker axis: embedded (one engine), or redis (two engines, A and B, on one
+real redis-server, where the inboxes live), or cluster (the same two on a
+Redis Cluster of three masters). On each: offline, ack, devices (on A and
+B), errors, backlog; with Redis or a cluster, redis-nodes. Embedded only:
+evict, ttl, restart, memory. Redis only: the other redis-* checks.
 
 - offline: pushes with ?persist=1 to a user with no connection are kept;
   the user's next connection gets them after the 101, oldest first, each
@@ -36,7 +41,7 @@ inboxes live):
   live and an ack on one ends it for the other; while the unread are
   read for a new connection, kept pushes keep coming: each reaches it
   once.
-- backlog, redis-backlog: 600 kept pushes of 8 KB, more than
+- backlog: 600 kept pushes of 8 KB, more than
   --max-pending-bytes lets a connection hold: every upgrade gets its 101,
   then all 600, oldest first, as it reads, and stays open.
 - redis-epoch: an inbox whose epoch someone else wrote into Redis
@@ -65,7 +70,7 @@ import threading
 import rc
 import redisd
 from rc import expect, expect_eq
-from test_history_redis import bounded
+from test_history import bounded
 from test_users import KEY, SECRET, user_ws
 
 ARGS = ("--shards", "2", "--auth", "optional", "--jwt-secret", SECRET,
@@ -148,18 +153,22 @@ async def check_ack(eng):
     await ws.close()
 
 
-async def check_devices(eng):
-    phone = await user_ws(eng, "dev")
-    laptop = await user_ws(eng, "dev")
-    keep(eng, "dev", "both")
+async def check_devices(a, b=None, uid="dev"):
+    """A phone on @a and a laptop on @b (or @a too): both get a kept
+    message, with one id; acked on the phone, it is not unread on the
+    laptop's next connection."""
+    b = b or a
+    phone = await user_ws(a, uid)
+    laptop = await user_ws(b, uid)
+    keep(b, uid, "both")
     (p,) = await pushes(phone, 1)
     (l,) = await pushes(laptop, 1)
     expect_eq(p, l, "both devices get it, with one id")
     r = await command(phone, 1, "ack", ids=[p["id"]])
     expect_eq(r["data"], {"acked": 1, "unread": 0}, "acked on the phone")
     await laptop.close()
-    laptop = await user_ws(eng, "dev")
-    await rc.ws_quiet(laptop, 2, "acked on another device")
+    laptop = await user_ws(b, uid)
+    await rc.ws_quiet(laptop, 2, "acked on the other device")
     await laptop.close()
     await phone.close()
 
@@ -281,14 +290,8 @@ async def check_restart(exe):
         expect_eq(inbox(eng, "rex")["unread"], 0, "lost with the process")
 
 
-async def healthy(*engines):
-    for eng in engines:
-        await rc.await_state("node up", lambda: rc.api(
-            eng, "GET", "/healthz")[0] == 200)
-
-
 async def check_redis_nodes(a, b):
-    await healthy(a, b)
+    await rc.healthy(a, b)
     keep(a, "rio", "one")
     keep(a, "rio", "two")
     expect_eq(inbox(b, "rio")["unread"], 2, "listed on the other node")
@@ -302,19 +305,7 @@ async def check_redis_nodes(a, b):
     await rc.ws_quiet(ws, 2, "acked on the other node")
     await ws.close()
 
-    phone = await user_ws(a, "sam")
-    laptop = await user_ws(b, "sam")
-    keep(b, "sam", "both")
-    (p,) = await pushes(phone, 1)
-    (l,) = await pushes(laptop, 1)
-    expect_eq(p, l, "both nodes' devices, one id")
-    r = await command(phone, 1, "ack", ids=[p["id"]])
-    expect_eq(r["data"], {"acked": 1, "unread": 0}, "acked on A")
-    await laptop.close()
-    laptop = await user_ws(b, "sam")
-    await rc.ws_quiet(laptop, 2, "acked on the other device")
-    await laptop.close()
-    await phone.close()
+    await check_devices(a, b, "sam")
 
     # A new connection's unread are read while kept pushes keep coming:
     # each reaches it once (the read and the live flow overlap).
@@ -348,7 +339,7 @@ async def check_redis_limits(exe):
         args = ARGS + ("--redis", redis.url, "--inbox-max", "5",
                        "--inbox-ttl", "2s")
         with rc.Engine(exe, *args) as a:
-            await healthy(a)
+            await rc.healthy(a)
             for i in range(8):
                 keep(a, "eve", i)
             listed = inbox(a, "eve")
@@ -368,7 +359,7 @@ async def check_redis_limits(exe):
             expect_eq(inbox(a, "eve")["unread"], 5, "nothing acked")
             await ws.close()
         with rc.Engine(exe, *args) as a:
-            await healthy(a)
+            await rc.healthy(a)
             expect_eq(inbox(a, "eve")["unread"], 5, "kept across a restart")
             doc = await rc.await_state("the kept pushes expired",
                                        lambda: inbox(a, "eve"),
@@ -380,7 +371,7 @@ async def check_redis_limits(exe):
 async def check_redis_epoch(exe):
     with redisd.Redis() as redis:
         with rc.Engine(exe, *ARGS, "--redis", redis.url) as a:
-            await healthy(a)
+            await rc.healthy(a)
             redis.command("HSET", "ringcast:inboxm:zed", "epoch",
                           b'a"\\b\x01cde', "last", 0, "evicted", 0)
             ws = await user_ws(a, "zed")
@@ -427,7 +418,7 @@ async def check_redis_replay_live(exe):
         args = ARGS + ("--redis", redis.url, "--inbox-max", "1000",
                        "--max-pending-bytes", "1M")
         with rc.Engine(exe, *args) as a, rc.Engine(exe, *args) as b:
-            await healthy(a, b)
+            await rc.healthy(a, b)
             pad = "x" * (32 << 10)
             for i in range(500):
                 keep(a, "liv", {"i": i, "pad": pad})
@@ -473,16 +464,9 @@ async def check_redis_replay_bound(exe):
     oldest 1 MiB, then nothing)."""
     with redisd.Redis() as redis:
         with rc.Engine(exe, *ARGS, "--redis", redis.url) as eng:
-            await healthy(eng)
-            c = rc.http_conn(eng)
-            body = json.dumps("x" * 8190)
-            try:
-                for _ in range(1000):
-                    st, doc = rc.post(c, "/users/lee/push?persist=1", body,
-                                      {"Authorization": "Bearer " + KEY})
-                    expect_eq(st, 200, "kept push (%r)" % doc)
-            finally:
-                c.close()
+            await rc.healthy(eng)
+            rc.post_many(eng, "/users/lee/push?persist=1",
+                         [json.dumps("x" * 8190)] * 1000, KEY)
             base = int(redis.info("memory")["used_memory"])
             conns = []
             try:
@@ -502,40 +486,28 @@ async def check_redis_replay_bound(exe):
                     await ws.close()
 
 
-def main():
-    run = rc.Run("inbox")
-    try:
-        with rc.Engine(run.exe, *ARGS) as eng:
-            run.check("offline", check_offline, eng)
-            run.check("ack", check_ack, eng)
-            run.check("devices", check_devices, eng)
-            run.check("errors", check_errors, eng)
-            run.check("backlog", check_backlog, eng, "bea", timeout=120)
-    except AssertionError as e:
-        run.fail("setup", e)
-    run.check("evict", check_evict, run.exe)
-    run.check("ttl", check_ttl, run.exe)
-    run.check("restart", check_restart, run.exe)
-    run.check("memory", check_memory, run.exe, timeout=120)
-    try:
-        with redisd.Redis() as redis:
-            args = ARGS + ("--redis", redis.url)
-            with rc.Engine(run.exe, *args) as a, \
-                    rc.Engine(run.exe, *args) as b:
-                run.check("redis-nodes", check_redis_nodes, a, b,
-                          timeout=120)
-                run.check("redis-backlog", check_backlog, b, "rob",
-                          timeout=120)
-    except AssertionError as e:
-        run.fail("redis setup", e)
-    run.check("redis-limits", check_redis_limits, run.exe)
-    run.check("redis-replay-live", check_redis_replay_live, run.exe,
-              timeout=120)
-    run.check("redis-replay-bound", check_redis_replay_bound, run.exe,
-              timeout=240)
-    run.check("redis-epoch", check_redis_epoch, run.exe)
-    run.finish()
+def checks(run):
+    with run.section("setup"), rc.nodes(run.exe, *ARGS) as (a, b):
+        run.check("offline", check_offline, a)
+        run.check("ack", check_ack, a)
+        run.check("devices", check_devices, a, b)
+        run.check("errors", check_errors, a)
+        run.check("backlog", check_backlog, b, "bea", timeout=120)
+        if rc.only_on("redis", "cluster"):
+            run.check("redis-nodes", check_redis_nodes, a, b, timeout=120)
+    if rc.only_on("embedded"):
+        run.check("evict", check_evict, run.exe)
+        run.check("ttl", check_ttl, run.exe)
+        run.check("restart", check_restart, run.exe)
+        run.check("memory", check_memory, run.exe, timeout=120)
+    if rc.only_on("redis"):
+        run.check("redis-limits", check_redis_limits, run.exe)
+        run.check("redis-replay-live", check_redis_replay_live, run.exe,
+                  timeout=120)
+        run.check("redis-replay-bound", check_redis_replay_bound, run.exe,
+                  timeout=240)
+        run.check("redis-epoch", check_redis_epoch, run.exe)
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("inbox-" + rc.BROKER, checks)

@@ -7,7 +7,6 @@ channel or a user; the latency histogram is well formed and has samples;
 with Redis, the link figures appear."""
 
 import json
-import os
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -170,16 +169,14 @@ def check_redis(exe):
                 expect(name in fams, "no %s", name)
 
 
-def main():
-    run = rc.Run("metrics")
+def checks(run):
     with rc.Engine(run.exe, "--shards", "2", "--api-key", KEY) as eng:
         run.check("key", check_key, eng)
         run.check("counts", check_counts, eng)
     with rc.Engine(run.exe, "--shards", "2", "--api-key", KEY) as eng:
         run.check("sys_not_published", check_sys_not_published, eng)
     run.check("redis", check_redis, run.exe)
-    run.finish()
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("metrics", checks)

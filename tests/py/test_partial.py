@@ -15,9 +15,6 @@
   back down (mimalloc builds; a sanitizer build uses libc malloc).
 """
 
-import os
-import socket
-import time
 
 import rc
 from rc import OP_BINARY, OP_CONT, expect, expect_eq
@@ -98,7 +95,7 @@ def check_budget(eng):
 
 
 async def check_purge(eng, exe):
-    before = rc.rss_kib(eng.proc.pid)
+    before = rc.vm_rss_kb(eng.proc.pid)
     conns = []
     try:
         for _ in range(40):
@@ -107,7 +104,7 @@ async def check_purge(eng, exe):
                         [:14 + MIB])
             conns.append(ws)
         await_held(eng, lambda v: v == 40 * (14 + MIB), "40 MiB held")
-        peak = rc.rss_kib(eng.proc.pid)
+        peak = rc.vm_rss_kb(eng.proc.pid)
         expect(peak - before > 30 * 1024, "RSS grew by %d KiB only for "
                "40 MiB held", peak - before)
     finally:
@@ -119,13 +116,12 @@ async def check_purge(eng, exe):
         return
     # Memory has no event: poll RSS until it is back within 8 MiB.
     await rc.await_state("RSS back near %d KiB" % before,
-                         lambda: rc.rss_kib(eng.proc.pid),
+                         lambda: rc.vm_rss_kb(eng.proc.pid),
                          lambda v: v < before + 8 * 1024)
 
 
-def main():
-    run = rc.Run("partial")
-    try:
+def checks(run):
+    with run.section("setup"):
         with rc.Engine(run.exe, "--shards", "1", "--echo",
                        "--max-message", "4M") as eng:
             run.check("announced", check_announced, eng)
@@ -135,10 +131,7 @@ def main():
                        "--max-message", "4M",
                        "--max-partial-memory", "4M") as eng:
             run.check("budget", check_budget, eng)
-    except AssertionError as e:
-        run.fail("setup", e)
-    run.finish()
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("partial", checks)

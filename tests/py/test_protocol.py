@@ -292,36 +292,25 @@ def check_max_message_16m(eng):
         ws.expect_close(1009)
 
 
-def main():
-    run = rc.Run("protocol")
-    try:
-        with rc.Engine(run.exe, "--echo", "--shards", "2") as eng:
-            run.check("close-cases", check_close_cases, eng)
-            run.check("echo-frames", check_echo_frames, eng)
-            run.check("ping-pong", check_ping_pong, eng)
-            run.check("control-between-fragments",
-                      check_control_between_fragments, eng)
-            run.check("utf8-fail-fast", check_utf8_fail_fast, eng)
-            run.check("utf8-split", check_utf8_split, eng)
-            run.check("frame-bytewise", check_frame_bytewise, eng)
-            run.check("max-message-default", check_max_message, eng,
-                      1 << 20)
-    except AssertionError as e:
-        run.fail("engine", e)
+def checks(run):
+    with run.section(), rc.Engine(run.exe, "--echo", "--shards", "2") as eng:
+        run.check("close-cases", check_close_cases, eng)
+        run.check("echo-frames", check_echo_frames, eng)
+        run.check("ping-pong", check_ping_pong, eng)
+        run.check("control-between-fragments",
+                  check_control_between_fragments, eng)
+        run.check("utf8-fail-fast", check_utf8_fail_fast, eng)
+        run.check("utf8-split", check_utf8_split, eng)
+        run.check("frame-bytewise", check_frame_bytewise, eng)
+        run.check("max-message-default", check_max_message, eng, 1 << 20)
     for arg, limit in (("1000", 1000), ("2K", 2048)):
-        try:
-            with rc.Engine(run.exe, "--echo", "--max-message", arg) as eng:
-                run.check("max-message-" + arg, check_max_message, eng,
-                          limit)
-        except AssertionError as e:
-            run.fail("engine --max-message " + arg, e)
-    try:
-        with rc.Engine(run.exe, "--echo", "--max-message", "16M") as eng:
-            run.check("max-message-16M", check_max_message_16m, eng)
-    except AssertionError as e:
-        run.fail("engine --max-message 16M", e)
-    run.finish()
+        with run.section("engine --max-message " + arg), \
+                rc.Engine(run.exe, "--echo", "--max-message", arg) as eng:
+            run.check("max-message-" + arg, check_max_message, eng, limit)
+    with run.section("engine --max-message 16M"), \
+            rc.Engine(run.exe, "--echo", "--max-message", "16M") as eng:
+        run.check("max-message-16M", check_max_message_16m, eng)
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("protocol", checks)

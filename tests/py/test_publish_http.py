@@ -12,7 +12,6 @@ are counted, logged now and then, and end a /ws connection at the
 third; --demo opens client publishing to its rooms only."""
 
 import json
-import os
 import random
 import threading
 
@@ -576,9 +575,8 @@ def check_demo_publish(eng, everywhere):
                 expect(got[0] >= 400, "publish to $sys: %s", got)
 
 
-def main():
-    run = rc.Run("publish_http")
-    try:
+def checks(run):
+    with run.section():
         with rc.Engine(run.exe, "--shards", "2", "--api-key", KEY) as eng:
             run.check("api-key", check_api_key, eng)
         with rc.Engine(run.exe, "--shards", "2", "--echo",
@@ -612,11 +610,7 @@ def main():
             run.check("key-decides", check_key_decides, eng)
         with rc.Engine(run.exe, "--shards", "2", "--api-key", KEY) as eng:
             run.check("key-guesses", check_key_guesses, eng)
-    except AssertionError as e:
-        run.fail("engine", e)
-    run.finish()
 
 
 if __name__ == "__main__":
-    os.environ.pop("RINGCAST_API_KEY", None)
-    main()
+    rc.main("publish_http", checks, open_publish=True)

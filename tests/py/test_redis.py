@@ -330,9 +330,8 @@ async def check_loading(exe):
                    "Permission denied" not in log, "log: %s", log[-2000:])
 
 
-def main():
-    run = rc.Run("redis")
-    try:
+def checks(run):
+    with run.section("setup"):
         with redisd.Redis() as redis:
             args = ("--shards", "2", "--redis", redis.url)
             with rc.Engine(run.exe, *args) as a, \
@@ -349,10 +348,7 @@ def main():
         run.check("healthz-names-no-host", check_healthz_names_no_host,
                   run.exe)
         run.check("loading", check_loading, run.exe, timeout=300)
-    except AssertionError as e:
-        run.fail("setup", e)
-    run.finish()
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("redis", checks)

@@ -103,11 +103,9 @@ async def check_storm(exe):
                 await ws.close()
 
 
-def main():
-    run = rc.Run("redis-memory")
+def checks(run):
     run.check("storm", check_storm, run.exe, timeout=150)
-    run.finish()
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("redis-memory", checks)

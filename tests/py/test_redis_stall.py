@@ -15,7 +15,6 @@
   link never went down (the timeout is far off).
 """
 
-import asyncio
 import json
 import signal
 
@@ -115,7 +114,7 @@ async def check_budget(eng, redis, exe):
     sub = await subscribe(eng, "budget")
     pub = await rc.ws_connect(eng.url("/ws"), ping_interval=None)
     await links_up(eng)
-    rss0 = rc.rss_kib(eng.proc.pid)
+    rss0 = rc.vm_rss_kb(eng.proc.pid)
     redis.proc.send_signal(signal.SIGSTOP)
     try:
         for k in range(n):
@@ -136,7 +135,7 @@ async def check_budget(eng, redis, exe):
                "within --redis-max-pending: %r", st)
         # Held twice at most (the request and its RESP copy) plus the
         # allocator's slack: not the 6.4 MiB offered, let alone twice.
-        grew = rc.rss_kib(eng.proc.pid) - rss0
+        grew = rc.vm_rss_kb(eng.proc.pid) - rss0
         if rc.uses_mimalloc(exe):
             expect(grew < 4096, "RSS grew by %d KiB while Redis was "
                    "frozen", grew)
@@ -166,22 +165,17 @@ async def check_budget(eng, redis, exe):
     await sub.close()
 
 
-def main():
-    run = rc.Run("redis-stall")
-    try:
-        with redisd.Redis() as redis:
-            with rc.Engine(run.exe, "--shards", "2", "--redis", redis.url,
-                           "--redis-timeout", "1s") as eng:
-                run.check("idle", check_idle, eng, redis)
-                run.check("waiting", check_waiting, eng, redis)
-            with rc.Engine(run.exe, "--shards", "2", "--redis", redis.url,
-                           "--redis-timeout", "60s", "--client-publish",
-                           "--redis-max-pending", "64K") as eng:
-                run.check("budget", check_budget, eng, redis, run.exe)
-    except AssertionError as e:
-        run.fail("setup", e)
-    run.finish()
+def checks(run):
+    with run.section("setup"), redisd.Redis() as redis:
+        with rc.Engine(run.exe, "--shards", "2", "--redis", redis.url,
+                       "--redis-timeout", "1s") as eng:
+            run.check("idle", check_idle, eng, redis)
+            run.check("waiting", check_waiting, eng, redis)
+        with rc.Engine(run.exe, "--shards", "2", "--redis", redis.url,
+                       "--redis-timeout", "60s", "--client-publish",
+                       "--redis-max-pending", "64K") as eng:
+            run.check("budget", check_budget, eng, redis, run.exe)
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("redis-stall", checks)

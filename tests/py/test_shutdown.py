@@ -77,14 +77,12 @@ def check_idle_engine(exe):
             eng.stop(sig)
 
 
-def main():
-    run = rc.Run("shutdown")
+def checks(run):
     run.check("idle-engine", check_idle_engine, run.exe)
     run.check("sigterm", check_signal, run.exe, signal.SIGTERM)
     run.check("sigint", check_signal, run.exe, signal.SIGINT)
     run.check("node-ws", check_node, run.exe)
-    run.finish()
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("shutdown", checks)

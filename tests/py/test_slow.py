@@ -14,9 +14,7 @@ way."""
 
 import asyncio
 import json
-import os
 import socket
-import sys
 
 import rc
 from rc import OP_TEXT, expect, expect_eq
@@ -203,23 +201,15 @@ def check_http_reader_stalls(eng):
     s.close()
 
 
-def main():
-    run = rc.Run("slow")
+def checks(run):
     state = {}
-    try:
-        with rc.Engine(run.exe, "--shards", "2", "--max-pending-bytes",
-                       "1M") as eng:
-            run.check("slow-consumer", check_slow, eng, state, timeout=240)
-            run.check("late-reader", check_late_reader, eng, state)
-            run.check("still-serving", check_still_serving, eng)
-            run.check("http-reader-stalls", check_http_reader_stalls, eng)
-    except AssertionError as e:
-        run.fail("engine", e)
-    run.finish()
+    with run.section(), rc.Engine(run.exe, "--shards", "2",
+                                  "--max-pending-bytes", "1M") as eng:
+        run.check("slow-consumer", check_slow, eng, state, timeout=240)
+        run.check("late-reader", check_late_reader, eng, state)
+        run.check("still-serving", check_still_serving, eng)
+        run.check("http-reader-stalls", check_http_reader_stalls, eng)
 
 
 if __name__ == "__main__":
-    os.environ.pop("RINGCAST_API_KEY", None)
-    if sys.argv[1:] == ["--worker"]:
-        rc.worker_main(worker)
-    main()
+    rc.main("slow", checks, worker=worker, open_publish=True)

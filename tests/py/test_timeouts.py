@@ -223,8 +223,7 @@ def check_http_partial_after_answer(eng):
                "request had the idle timeout")
 
 
-def main():
-    run = rc.Run("timeouts")
+def checks(run):
     configs = (
         (("--handshake-timeout", "1s"),
          [("handshake-timeout", check_handshake_timeout)]),
@@ -243,14 +242,11 @@ def main():
           ("http-partial-after-answer", check_http_partial_after_answer)]),
     )
     for args, checks in configs:
-        try:
-            with rc.Engine(run.exe, "--echo", "--shards", "2", *args) as eng:
-                for name, fn in checks:
-                    run.check(name, fn, eng)
-        except AssertionError as e:
-            run.fail("engine " + " ".join(args), e)
-    run.finish()
+        with run.section("engine " + " ".join(args)), \
+                rc.Engine(run.exe, "--echo", "--shards", "2", *args) as eng:
+            for name, fn in checks:
+                run.check(name, fn, eng)
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("timeouts", checks)

@@ -20,7 +20,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -295,7 +294,7 @@ def check_key_update(eng):
     p = subprocess.Popen([exe, "127.0.0.1", str(eng.port), CA, "keyupdate",
                           "ku"], stdout=subprocess.PIPE,
                          preexec_fn=rc.die_with_parent)
-    try:
+    with rc.reaped(p):
         def line():
             ln = p.stdout.readline().decode().strip()
             expect(ln and not ln.startswith("error"), "client: %r", ln)
@@ -310,10 +309,6 @@ def check_key_update(eng):
                 expect_eq(line(), "server updated", "client")
         expect_eq(line(), "done", "client")
         expect_eq(p.wait(rc.EXIT_TIMEOUT), 0, "client status")
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
 
 
 def check_node(eng):
@@ -368,16 +363,12 @@ setTimeout(() => { console.log('no push'); process.exit(1); }, 20000);
                           "wss://127.0.0.1:%d/ws" % eng.port, CA],
                          env=env, stdout=subprocess.PIPE,
                          preexec_fn=rc.die_with_parent)
-    try:
+    with rc.reaped(p):
         expect_eq(p.stdout.readline().strip(), b"subscribed", "ringcast.js")
         st, body = https(eng, "POST", "/publish/js", json.dumps({"n": 7}))
         expect_eq(st, 200, "publish")
         expect_eq(p.stdout.readline().strip(), b"push 7", "ringcast.js")
         expect_eq(p.wait(rc.EXIT_TIMEOUT), 0, "node status")
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
 
 
 def check_status_page(eng):
@@ -448,7 +439,7 @@ def check_partial_budget(exe):
     procs = []
     with tls_engine(exe, "--shards", "1", "--max-partial-memory", "64K",
                     "--handshake-timeout", "120s") as eng:
-        try:
+        with rc.reaped(procs):
             for i in range(9):
                 p = subprocess.Popen([client, "127.0.0.1", str(eng.port), CA,
                                       "partial"], stdout=subprocess.PIPE,
@@ -462,11 +453,6 @@ def check_partial_budget(exe):
             expect_eq(st["total"]["partial_closed"], 1, "partial_closed")
             for i, p in enumerate(procs[:8]):
                 expect(p.poll() is None, "client %d within budget closed", i)
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                p.wait()
 
 
 def check_bad_files(exe):
@@ -727,11 +713,10 @@ def check_cap(exe):
         expect_eq(t["failed"]["cap"], extra + REFUSED[0], "cap refusals")
 
 
-def main():
-    run = rc.Run("tls")
+def checks(run):
     make_certs()
     exe = run.exe
-    try:
+    with run.section(errors=Exception):
         with tls_engine(exe, "--echo", "--shards", "2",
                         "--max-pending-bytes", "64M") as eng:
             run.check("wss_pubsub", check_wss_pubsub, eng, timeout=120)
@@ -756,10 +741,7 @@ def main():
         run.check("tls12", check_tls12, exe)
         run.check("handshake_deadline", check_deadline, exe)
         run.check("handshake_cap", check_cap, exe)
-    except Exception as e:
-        run.fail("engine", e)
-    run.finish()
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("tls", checks)

@@ -12,7 +12,6 @@ engine no resident memory that stays.
 
 import asyncio
 import json
-import os
 import select
 import socket
 import ssl
@@ -244,7 +243,7 @@ def check_garbage(exe):
 
         batch(GARBAGE_BATCH)		# warm the allocator's pages
         before = tls_stats(eng, refused)
-        rss0 = rc.rss_kib(eng.proc.pid)
+        rss0 = rc.vm_rss_kb(eng.proc.pid)
         for _ in range(GARBAGE // GARBAGE_BATCH):
             batch(GARBAGE_BATCH)
         deadline = time.monotonic() + 60
@@ -258,21 +257,19 @@ def check_garbage(exe):
         expect_eq(t["failed"]["garbage"] - before["failed"]["garbage"],
                   GARBAGE, "garbage clients counted")
         expect_eq(t["handshaking"], 0, "handshaking after garbage")
-        grew = rc.rss_kib(eng.proc.pid) - rss0
+        grew = rc.vm_rss_kb(eng.proc.pid) - rss0
         print("rss grew %d KiB over %d garbage clients" % (grew, GARBAGE))
         if rc.uses_mimalloc(exe):
             expect(grew < GARBAGE_RSS_KIB, "RSS grew %d KiB over %d garbage "
                    "clients", grew, GARBAGE)
 
 
-def main():
-    # every Engine here speaks TLS, as on the tls axis
-    rc.TLS = True
-    run = rc.Run("tls_flood")
+def checks(run):
     run.check("flood", check_flood, run.exe, timeout=240)
     run.check("garbage", check_garbage, run.exe, timeout=240)
-    run.finish()
 
 
 if __name__ == "__main__":
-    main()
+    # every Engine here speaks TLS, as on the tls axis
+    rc.TLS = True
+    rc.main("tls_flood", checks)

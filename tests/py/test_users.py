@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""Users on one node (embedded broker, --shards 2, --auth optional, HS256
-tokens from jwtmint.py).
+"""Users, on each broker of the broker axis (RINGCAST_TEST_BROKER), with
+HS256 tokens from jwtmint.py.
+
+Embedded: one node (--shards 2, --auth optional).
 
 - push: alice has 3 connections from two apps, spread over both shards
   (checked with /stats shards[*].upgraded); POST /users/alice/push reaches
@@ -23,11 +25,33 @@ tokens from jwtmint.py).
 - http-client: user pushes from Python's http.client (head and body in
   two writes; rc.api writes a request in one).
 - limit: --max-conns-per-user 2 refuses the third with 429 and keeps the
-  first two; a slot freed by a close can be used again.
+  first two; a slot freed by a close can be used again. On redis too
+  (one node).
 - slash-ids: a user id with '/' (team/ann) is reached with %2F in the path
   (push, presence, kick); a channel name in /publish/ may be
   percent-encoded too; a bad escape is 400 and a sub-path that is no
-  route 404.
+  route 404.  On redis too, the answers counting the nodes.
+
+Redis: two nodes on one real redis-server (free loopback port), --shards
+2 each, --auth required.
+
+- interest: a node subscribes to ringcast:user:<uid> only while the user
+  has a connection on it (PUBSUB NUMSUB), and drops it when the last one
+  leaves.
+- push: alice has 3 connections (ios and web on A, web on B); a user push
+  over HTTP on A, over HTTP on B and by a raw PUBLISH reaches each of them
+  exactly once; bob's connections get nothing; HTTP answers with the
+  number of nodes that got it.
+- presence: GET /users/{uid} and GET /online say the same on both nodes.
+- kick: POST /users/kim/disconnect on one node closes kim's connections on
+  both with 4003; presence returns to 0 everywhere.
+- node loss: B killed with SIGKILL; within the bound its users stop
+  counting on A, and user pushes still reach A's connections.
+- hostile-apps: app names written into Redis by someone else (quotes,
+  backslashes, control characters, a '<', bytes that are not UTF-8):
+  GET /users/{uid} still answers JSON, each UTF-8 name as it was, the
+  others (and one longer than any app claim) left out; 8 apps of the
+  longest a claim allows are all listed.
 """
 
 import json
@@ -199,6 +223,18 @@ PAYLOADS = [(b'{"n":1}', {"n": 1}),
             (b'', "")]
 
 
+async def kicked(eng, uid, want, conns):
+    """POST /users/@uid/disconnect on @eng answers @want, and closes each
+    of @conns with 4003."""
+    status, doc = rc.api(eng, "POST", "/users/%s/disconnect" % uid, b"",
+                         key=KEY)
+    expect_eq((status, doc), (200, want),
+              "POST /users/%s/disconnect on :%d" % (uid, eng.port))
+    for i, ws in enumerate(conns):
+        expect_eq(await rc.ws_await_close(ws), KICK,
+                  "%s #%d close" % (uid, i))
+
+
 async def check_push(eng, step):
     alice = await spread(eng, "alice", ["ios", "web", "web"])
     print("     alice on shards %s" % [s for _, s in alice])
@@ -254,13 +290,7 @@ async def check_push(eng, step):
     await step("api-key", api_key())
 
     async def kick():
-        status, doc = rc.api(eng, "POST", "/users/alice/disconnect", b"",
-                             key=KEY)
-        expect_eq((status, doc), (200, {"ok": True, "connections": 3}),
-                  "POST /users/alice/disconnect")
-        for i, ws in enumerate(alice):
-            expect_eq(await rc.ws_await_close(ws), KICK,
-                      "alice #%d close" % i)
+        await kicked(eng, "alice", {"ok": True, "connections": 3}, alice)
         await settle_presence(eng, "alice", OFFLINE)
         expect_eq(online(eng), {"users": 2, "connections": 3},
                   "GET /online after the kick")
@@ -453,8 +483,9 @@ async def check_limit(eng):
         await ws.close()
 
 
-async def check_slash_ids(eng, nodes=None):
-    """Also run by test_users_redis (@nodes: the publish answer's count)."""
+async def check_slash_ids(eng):
+    """On Redis, the answers count the nodes that got it: one here."""
+    nodes = None if rc.only_on("embedded") else 1
     uid, path = "team/ann", "team%2Fann"
     ws = await user_ws(eng, uid)
     await ws.send(json.dumps({"seq": 1, "cmd": "subscribe",
@@ -490,30 +521,218 @@ async def check_slash_ids(eng, nodes=None):
     await settle_presence(eng, path, OFFLINE)
 
 
-def main():
-    run = rc.Run("users")
+# ---------------------------------------------------------------- redis
+
+PREFIX = "ringcast:"
+# The spec: heartbeat every 1 s, 5 s expiry, so about 6 s; generous here.
+NODE_LOSS_BOUND = 20
+
+
+def numsub(redis, uid):
+    return redis.command("PUBSUB", "NUMSUB", PREFIX + "user:" + uid)[1]
+
+
+async def await_numsub(redis, uid, n):
+    await rc.await_state("NUMSUB %suser:%s == %d" % (PREFIX, uid, n),
+                         lambda: numsub(redis, uid), lambda v: v == n)
+
+
+async def await_everywhere(nodes, what, get, want, timeout=60):
+    """Polls @get(node) on every node until it returns @want."""
+    for eng in nodes:
+        await rc.await_state("%s == %s on :%d" % (what, want, eng.port),
+                             lambda: get(eng), lambda v: v == want,
+                             timeout=timeout)
+
+
+def user_doc(uid):
+    return lambda eng: sorted_apps(presence(eng, uid))
+
+
+# Names another writer of Redis may leave in a presence hash.
+HOSTILE_APPS = ['q"uote', 'back\\slash', 'ctl\x01\x1f\n\tend', '</script>',
+                'caf\u00e9']
+
+
+def check_hostile_apps(eng, redis):
+    node = "intruder-node"
+    redis.command("SET", PREFIX + "node:" + node, "1", "EX", "60")
+    raw = ",".join(HOSTILE_APPS).encode() + b",bad\xff\xfeutf8," + b"L" * 33
+    redis.command("HSET", PREFIX + "pres:mallory", node, b"2 " + raw)
+    status, doc = rc.api(eng, "GET", "/users/mallory", key=KEY)
+    expect(isinstance(doc, dict), "the answer is JSON: %r", doc)
+    expect_eq((status, doc.get("online"), doc.get("connections")),
+              (200, True, 2), "GET /users/mallory")
+    expect_eq(sorted(doc["apps"]), sorted(HOSTILE_APPS),
+              "every UTF-8 name round-trips, the rest are left out")
+    longest = ["%d%s" % (i, "a" * 31) for i in range(8)]
+    redis.command("HSET", PREFIX + "pres:lena", node,
+                  "8 " + ",".join(longest))
+    expect_eq(presence(eng, "lena")["apps"], longest,
+              "8 apps of 32 bytes, all listed")
+    redis.command("DEL", PREFIX + "node:" + node, PREFIX + "pres:mallory",
+                  PREFIX + "pres:lena")
+
+
+async def check_nodes(a, b, redis, step):
+    alice = [await user_ws(a, "alice", app="ios"),
+             await user_ws(a, "alice", app="web"),
+             await user_ws(b, "alice", app="web")]
+    bob = [await user_ws(a, "bob", app="android"),
+           await user_ws(b, "bob", app="android")]
+
+    async def interest():
+        await await_numsub(redis, "alice", 2)
+        await await_numsub(redis, "bob", 2)
+        expect_eq(numsub(redis, "nobody"), 0, "NUMSUB of a user nowhere")
+    if not await step("interest", interest()):
+        return
+
+    async def push():
+        sent = []
+        for i, eng in enumerate((a, b)):
+            body = ('{"via":"http","node":%d}' % i).encode()
+            push_user(eng, "alice", body, want={"ok": True, "nodes": 2})
+            sent.append((body, json.loads(body)))
+        for body in (b'{"via": "redis"}', b"plain text"):
+            got = redis.command("PUBLISH", PREFIX + "user:alice", body)
+            expect_eq(got, 2, "PUBLISH %s receivers" % body)
+            sent.append((body, body.decode() if body == b"plain text"
+                         else json.loads(body)))
+        for i, ws in enumerate(alice):
+            await expect_pushes(ws, "alice", sent, "alice #%d" % i)
+        push_user(a, "nobody", b'"x"', want={"ok": True, "nodes": 0})
+        for i, ws in enumerate(bob):
+            await rc.ws_quiet(ws, 1, "bob #%d" % i)
+    await step("push", push())
+
+    async def agree():
+        nodes = (a, b)
+        await await_everywhere(nodes, "GET /users/alice", user_doc("alice"),
+                               {"online": True, "connections": 3,
+                                "apps": ["ios", "web"]})
+        await await_everywhere(nodes, "GET /users/bob", user_doc("bob"),
+                               {"online": True, "connections": 2,
+                                "apps": ["android"]})
+        await await_everywhere(nodes, "GET /online", online,
+                               {"users": 2, "connections": 5, "nodes": 2})
+        for eng in nodes:
+            expect_eq(presence(eng, "nobody"), OFFLINE,
+                      "GET /users/nobody on :%d" % eng.port)
+        # bob leaves B: B drops its interest, presence follows.
+        await bob.pop().close()
+        await await_numsub(redis, "bob", 1)
+        await await_everywhere(nodes, "GET /users/bob", user_doc("bob"),
+                               {"online": True, "connections": 1,
+                                "apps": ["android"]})
+        await await_everywhere(nodes, "GET /online", online,
+                               {"users": 2, "connections": 4, "nodes": 2})
+    await step("presence", agree())
+
+    async def kick():
+        kim = [await user_ws(a, "kim", app="web"),
+               await user_ws(a, "kim", app="ios"),
+               await user_ws(b, "kim", app="web")]
+        await await_numsub(redis, "kim", 2)
+        await await_everywhere((a, b), "GET /users/kim", user_doc("kim"),
+                               {"online": True, "connections": 3,
+                                "apps": ["ios", "web"]})
+        await kicked(b, "kim", {"ok": True, "nodes": 2}, kim)
+        await await_numsub(redis, "kim", 0)
+        await await_everywhere((a, b), "GET /users/kim", user_doc("kim"),
+                               OFFLINE)
+        for i, ws in enumerate(alice + bob):
+            await rc.ws_quiet(ws, 2, "bystander #%d after kim's kick" % i)
+    await step("kick", kick())
+
+    async def node_loss():
+        b.kill()
+        t0 = time.monotonic()
+        await rc.await_state(
+                "A's GET /users/alice without B",
+                lambda: user_doc("alice")(a),
+                lambda d: d == {"online": True, "connections": 2,
+                                "apps": ["ios", "web"]},
+                timeout=NODE_LOSS_BOUND)
+        await rc.await_state(
+                "A's GET /online without B", lambda: online(a),
+                lambda d: d == {"users": 2, "connections": 3, "nodes": 1},
+                timeout=NODE_LOSS_BOUND)
+        print("     B's users gone from A after %.1fs"
+              % (time.monotonic() - t0))
+        expect_eq(presence(a, "bob")["connections"], 1, "bob on A")
+        await await_numsub(redis, "alice", 1)
+        push_user(a, "alice", b'"after"', want={"ok": True, "nodes": 1})
+        for i, ws in enumerate(alice[:2]):
+            await expect_pushes(ws, "alice", [(b'"after"', "after")],
+                                   "alice #%d on A after B died" % i)
+    async def many_apps():
+        """16 apps of 32 bytes across the two nodes (8 each, the most a
+        node lists) do not fit one answer: GET /users/{uid} still says
+        every connection and lists whole app names, in valid JSON."""
+        names = ["%s%02d" % (c * 30, i) for i in range(8) for c in "xy"]
+        conns = []
+        try:
+            for n in names:
+                conns.append(await user_ws(a if n[0] == "x" else b,
+                                              "many", app=n))
+            await many_apps_agree(names)
+        finally:
+            for ws in conns:
+                await ws.close()
+
+    async def many_apps_agree(names):
+        for eng in (a, b):
+            doc = await rc.await_state(
+                "GET /users/many counts 16 on :%d" % eng.port,
+                lambda: rc.api(eng, "GET", "/users/many", key=KEY)[1],
+                lambda d: not isinstance(d, dict) or
+                d.get("connections") == 16)
+            expect(isinstance(doc, dict), "not JSON: %r", doc)
+            apps = doc["apps"]
+            expect(apps and set(apps) <= set(names) and
+                   len(set(apps)) == len(apps),
+                   "apps %r are not whole, distinct names", apps)
+    await step("many-apps", many_apps())
+    await step("node-loss", node_loss())
+    for ws in alice + bob:
+        await ws.close()
+    expect(not step.failed, "steps failed: %s", ", ".join(step.failed))
+
+
+def checks(run):
     step = Step(run)
-    try:
-        with rc.Engine(run.exe, "--shards", "2", "--auth", "optional",
-                       "--jwt-secret", SECRET, "--jwt-leeway", "0",
-                       "--api-key", KEY, "--client-publish") as eng:
+    if rc.only_on("embedded"):
+        with run.section(), rc.Engine(
+                run.exe, "--shards", "2", "--auth", "optional",
+                "--jwt-secret", SECRET, "--jwt-leeway", "0",
+                "--api-key", KEY, "--client-publish") as eng:
             run.check("push-presence-kick", check_push, eng, step,
                       timeout=120)
             run.check("claims", check_claims, eng)
             run.check("refresh", check_refresh, eng, timeout=90)
             run.check("http-client", check_http_client, eng)
             run.check("slash-ids", check_slash_ids, eng)
-    except AssertionError as e:
-        run.fail("engine", e)
-    try:
-        with rc.Engine(run.exe, "--shards", "2", "--auth", "required",
-                       "--jwt-secret", SECRET,
-                       "--max-conns-per-user", "2") as eng:
-            run.check("max-conns-per-user", check_limit, eng)
-    except AssertionError as e:
-        run.fail("engine", e)
-    run.finish()
+    with run.section(), rc.Engine(
+            run.exe, "--shards", "2", "--auth", "required", "--jwt-secret",
+            SECRET, "--max-conns-per-user", "2", broker=True) as eng:
+        run.check("max-conns-per-user", check_limit, eng)
+    if rc.only_on("redis"):
+        args = ("--shards", "2", "--auth", "required", "--jwt-secret",
+                SECRET, "--api-key", KEY)
+        with run.section("setup"), rc.Engine(run.exe, *args,
+                                             broker=True) as a:
+            # B is SIGKILLed by the test: no clean-exit check for it.
+            b = rc.Engine(run.exe, *args, broker=True)
+            try:
+                b.start()
+                run.check("two-nodes", check_nodes, a, b, rc.broker(), step,
+                          timeout=240)
+            finally:
+                b.kill()
+            run.check("slash-ids", check_slash_ids, a)
+            run.check("hostile-apps", check_hostile_apps, a, rc.broker())
 
 
 if __name__ == "__main__":
-    main()
+    rc.main("users-" + rc.BROKER, checks)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test-cluster: hash slots as Redis computes them, the per-slot tags, and
- * the parsing of Redis Cluster's answers (engine/cluster.c).
+ * test-engine-cluster: hash slots as Redis computes them, the per-slot
+ * tags, and the parsing of Redis Cluster's answers (engine/cluster.c).
  */
 #include <hiredis/hiredis.h>
 
