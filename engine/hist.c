@@ -1057,6 +1057,16 @@ void eng_hist_redis_done(struct eng_shard *s, struct eng_hreq *h,
 	answered(s, h);
 }
 
+void eng_hreq_free(struct eng_hreq *h)
+{
+	if (!h)
+		return;
+	for (uint32_t i = 0; i < h->n; i++)
+		eng_buf_put(h->frames[i]);
+	eng_free(h->frames);
+	eng_free(h);
+}
+
 void eng_hist_mail(void *self, unsigned op, void *ptr, int32_t res)
 {
 	(void)res;

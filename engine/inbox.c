@@ -969,6 +969,16 @@ out:
 	eng_free(q);
 }
 
+void eng_ibreq_free(struct eng_ibreq *q)
+{
+	if (!q)
+		return;
+	for (uint32_t i = 0; i < q->nframes; i++)
+		eng_buf_put(q->frames[i]);
+	eng_free(q->frames);
+	eng_free(q);
+}
+
 void eng_inbox_mail(void *self, unsigned op, void *ptr, int32_t res)
 {
 	(void)res;

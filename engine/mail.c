@@ -84,26 +84,6 @@ static struct ring *ring_of(struct eng *e, unsigned to)
 }
 
 /* Frees mail @op carrying @ptr, telling nobody. */
-void eng_ibreq_free(struct eng_ibreq *q)
-{
-	if (!q)
-		return;
-	for (uint32_t i = 0; i < q->nframes; i++)
-		eng_buf_put(q->frames[i]);
-	eng_free(q->frames);
-	eng_free(q);
-}
-
-void eng_hreq_free(struct eng_hreq *h)
-{
-	if (!h)
-		return;
-	for (uint32_t i = 0; i < h->n; i++)
-		eng_buf_put(h->frames[i]);
-	eng_free(h->frames);
-	eng_free(h);
-}
-
 static void free_mail(unsigned op, void *ptr)
 {
 	switch (op) {

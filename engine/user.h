@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chan.h"	/* struct eng_owner_mail, ENG_OWN_* */
 #include "eng.h"
 
 #define ENG_CLOSE_EXPIRED	4001	/* token expired, no refresh */
@@ -37,6 +38,14 @@ void eng_user_leave(struct eng_shard *s, struct eng_conn *c);
  */
 int eng_user_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		   size_t len, uint8_t kind);
+
+/* ENG_OP_R_PRESENCE, owner shard -> bridge: a user's count on this node. */
+struct eng_rpres {
+	uint32_t conns;
+	uint8_t len;
+	char uid[ENG_CHAN_MAX + 1];
+	char apps[ENG_PRES_APPS * (ENG_APP_MAX + 1)];	/* "ios,web" */
+};
 
 /* Mail handlers (mail.h): USER and USER_ACK. */
 void eng_user_mail(void *self, unsigned op, void *ptr, int32_t res);
