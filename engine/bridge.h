@@ -58,7 +58,4 @@ void eng_bridge_figures(struct eng_bridge *b, struct eng_bridge_figs *f);
 /* Appends the bridge's figures as a JSON object; returns its length. */
 size_t eng_bridge_stats(struct eng_bridge *b, char *out, size_t cap);
 
-/* Mail handler (mail.h): R_SUBSCRIBE, R_REQUEST and R_PRESENCE. */
-void eng_bridge_mail(void *self, unsigned op, void *ptr, int32_t res);
-
 #endif

@@ -87,7 +87,8 @@ struct eng_chan {
 
 /*
  * ENG_OP_INTEREST and ENG_OP_USER, and their acks: what a shard asks of a
- * channel's or a user's owner shard, answered in the same struct.
+ * channel's or a user's owner shard, answered in the same struct. Their
+ * kinds of mail are sub.c's and user.c's.
  */
 struct eng_owner_mail {
 	struct eng_owner_mail *next;	/* owner: in racks */

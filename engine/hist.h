@@ -87,7 +87,8 @@ void eng_hist_tick(struct eng_shard *s);
 /*
  * ENG_OP_HIST and ENG_OP_HIST_ACK: a history read, asking shard -> the
  * channel's owner -> back. RECOVER also means the subscription is held
- * (recovering) on the asking shard until the answer arrives.
+ * (recovering) on the asking shard until the answer arrives. hist.c
+ * registers their kinds of mail.
  */
 struct eng_hreq {
 	uint32_t slot, gen;		/* the asking connection */
@@ -128,13 +129,6 @@ enum {
 
 /* Frees @h, its frames included; NULL is a no-op. */
 void eng_hreq_free(struct eng_hreq *h);
-
-/*
- * Mail handlers (mail.h) for HIST, on the owner, and HIST_ACK, on the
- * asking shard; and HIST's undo when it never reached the owner.
- */
-void eng_hist_mail(void *self, unsigned op, void *ptr, int32_t res);
-void eng_hist_undo(void *self, unsigned op, void *ptr, int32_t res);
 
 /*
  * A history read for @c, of @kind (above): ENG_HREQ_HISTORY, the last

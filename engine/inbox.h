@@ -107,6 +107,7 @@ void eng_inbox_redis_done(struct eng_shard *s, struct eng_ibreq *q,
 /*
  * ENG_OP_INBOX and ENG_OP_INBOX_ACK: an ack of a user's messages, or a
  * listing of its inbox, asking shard -> the user's owner -> back.
+ * inbox.c registers their kinds of mail.
  */
 struct eng_ibreq {
 	uint32_t slot, gen;		/* the asking connection */
@@ -143,8 +144,5 @@ enum {
 
 /* Frees @q, its frames included; NULL is a no-op. */
 void eng_ibreq_free(struct eng_ibreq *q);
-
-/* Mail handler (mail.h): INBOX on the owner, INBOX_ACK on the asker. */
-void eng_inbox_mail(void *self, unsigned op, void *ptr, int32_t res);
 
 #endif

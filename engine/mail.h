@@ -3,10 +3,12 @@
  * mail: every message between rings. Each shard and the Redis bridge run
  * one ring on one thread; what one asks of another travels as a pointer
  * in a MSG_RING completion (ring_mbox_post), and the struct it points to
- * belongs to the mail until its reader takes it. This module owns the
- * table of mail kinds (who reads each op, how its struct is freed, what a
- * failed post does), posting with fault injection in test builds, the
- * retry of failed mail, and which shard owns a channel.
+ * belongs to the mail until its reader takes it. This module owns
+ * posting, with fault injection in test builds, the retry or undoing of
+ * failed mail, the per-kind counters, and which shard owns a channel. It
+ * knows no kind of mail itself: each subsystem declares its own (its
+ * struct, its reader, what a failed post of it does) next to its code,
+ * in a table of struct eng_mail_kind registered with ENG_MAIL_KINDS().
  *
  * Mail is allocated with eng_malloc() and freed with eng_free() on
  * whichever thread ends up with it: mimalloc frees across threads.
@@ -38,6 +40,93 @@
  * @res is the completion's res: 0 for mail read, -errno for a failed post.
  */
 typedef void eng_mail_fn(void *self, unsigned op, void *ptr, int32_t res);
+/* Frees mail @ptr and what it holds, telling nobody. */
+typedef void eng_mail_free_fn(void *ptr);
+/* The shard (or ENG_BRIDGE) mail @ptr goes to when it is posted again. */
+typedef unsigned eng_mail_to_fn(const struct eng *e, const void *ptr);
+
+/* What a failed post of a kind does. */
+enum {
+	ENG_MAIL_LOSE = 0,	/* freed, counted: a late delivery breaks order */
+	ENG_MAIL_RETRY,		/* listed and posted again at the next tick */
+	ENG_MAIL_UNDO,		/* the waiter is told now (503, a close, an error) */
+};
+
+/*
+ * One kind of mail, declared by the subsystem that posts it, next to the
+ * struct it carries. Mail to a shard is read by @read on the shard; mail
+ * to the bridge by the handler the bridge gave eng_mail_bridge().
+ */
+struct eng_mail_kind {
+	unsigned op;			/* ENG_OP_*: its user_data op */
+	const char *name;		/* in /stats and /metrics */
+	bool to_bridge;			/* read by the bridge; else by a shard */
+	uint8_t on_fail;		/* ENG_MAIL_* */
+	eng_mail_fn *read;		/* to a shard: the reader's handler */
+	eng_mail_fn *undo;		/* UNDO: on the poster, owns the mail */
+	eng_mail_fn *refresh;		/* RETRY, optional: bring up to date */
+	eng_mail_free_fn *free;		/* NULL: a flat struct, eng_free() */
+	eng_mail_to_fn *to;		/* RETRY to a shard: where it goes */
+};
+
+/*
+ * Registers the @n kinds of @kinds, which stay borrowed (static tables).
+ * Returns 0; -ERANGE when an op is no mail op (ENG_OP_PUB up to
+ * ENG_OP_MAX); -EEXIST when an op is registered already, or twice in
+ * @kinds; -EINVAL when a kind lacks what its rule needs: a name, a reader
+ * for shard mail and none for the bridge's, undo for ENG_MAIL_UNDO, @to
+ * for ENG_MAIL_RETRY to a shard. On error nothing is registered. The
+ * table is read without a lock: register before any ring starts.
+ */
+int eng_mail_register(const struct eng_mail_kind *kinds, unsigned n);
+
+/* ENG_MAIL_KINDS()'s: eng_mail_register() or abort, naming @file. */
+void eng_mail__load(const struct eng_mail_kind *kinds, unsigned n,
+		    const char *file);
+
+/*
+ * Registers a subsystem's table @kinds (an array) when the program
+ * loads, before main() runs (as DPDK's RTE_INIT does): every binary that
+ * links the subsystem reads its mail, and no list elsewhere names it. A
+ * table eng_mail_register() refuses is a programmer's error: abort().
+ */
+#define ENG_MAIL_KINDS(kinds)						\
+	__attribute__((constructor)) static void mail_kinds_load(void)	\
+	{								\
+		eng_mail__load(kinds, sizeof(kinds) / sizeof((kinds)[0]), \
+			       __FILE__);				\
+	}
+
+/*
+ * Defines eng_mail_to_fn @fn for mail of struct @type: it goes back to
+ * the shard (or ENG_BRIDGE) in its field @field, the asker's.
+ */
+#define ENG_MAIL_TO_FIELD(fn, type, field)				\
+	static unsigned fn(const struct eng *e, const void *ptr)	\
+	{								\
+		(void)e;						\
+		return ((const type *)ptr)->field;			\
+	}
+
+/*
+ * Defines eng_mail_to_fn @fn for mail of struct @type: it goes to the
+ * owner of the channel or user index key in its fields name and len
+ * (eng_chan_hash(): the file that expands it includes chan.h).
+ */
+#define ENG_MAIL_TO_OWNER(fn, type)					\
+	static unsigned fn(const struct eng *e, const void *ptr)	\
+	{								\
+		const type *m = ptr;					\
+									\
+		return eng_mail_owner(e, eng_chan_hash(m->name, m->len)); \
+	}
+
+/*
+ * The Redis bridge, once its ring is up (there is one bridge a process):
+ * mail posted to ENG_BRIDGE goes to @ring, where @read reads every kind
+ * registered to_bridge. NULL and NULL when the bridge is freed.
+ */
+void eng_mail_bridge(struct ring *ring, eng_mail_fn *read);
 
 
 /*
@@ -102,7 +191,7 @@ static inline unsigned eng_mail_owner(const struct eng *e, uint64_t hash)
  * (faults included) and posts made again, per mail op.
  */
 size_t eng_mail_stats(char *out, size_t cap);
-/* The same for one @op: false when @op is no kind of mail. */
+/* The same for one @op: false when no kind of mail is registered at @op. */
 bool eng_mail_counts(unsigned op, const char **name, uint64_t *failed,
 		     uint64_t *retried);
 

@@ -70,7 +70,10 @@ unsigned eng_pub_fanout(struct eng_shard *s, struct eng_buf *f,
  */
 void eng_pub_inject(struct eng_mailer *m, struct eng_buf *frame);
 
-/* ENG_OP_PUB and ENG_OP_PUB_ACK: one publish, publisher -> owner -> back. */
+/*
+ * ENG_OP_PUB and ENG_OP_PUB_ACK: one publish, publisher -> owner -> back.
+ * pub.c registers their kinds of mail, and DELIVER's (a push frame).
+ */
 struct eng_pub {
 	struct eng_buf *frame;		/* one reference */
 	struct eng_buf *reply;		/* owned; queued when sequenced */
@@ -79,9 +82,5 @@ struct eng_pub {
 	uint16_t owner;
 	uint32_t shards;		/* set by the owner: shards reached */
 };
-
-/* Mail handlers (mail.h): PUB, PUB_ACK and DELIVER; PUB's undo. */
-void eng_pub_mail(void *self, unsigned op, void *ptr, int32_t res);
-void eng_pub_undo(void *self, unsigned op, void *ptr, int32_t res);
 
 #endif

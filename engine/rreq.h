@@ -130,7 +130,10 @@ int eng_rreq_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		  size_t len);
 int eng_rreq_online(struct eng_shard *s, struct eng_conn *c);
 
-/* ENG_OP_R_REQUEST and ENG_OP_R_REPLY: a request that goes through Redis. */
+/*
+ * ENG_OP_R_REQUEST and ENG_OP_R_REPLY: a request that goes through Redis.
+ * rreq.c registers their kinds of mail.
+ */
 struct eng_rreq {
 	struct eng_rreq *next;		/* bridge: awaiting its reply */
 	uint16_t from;			/* the asking shard, or ENG_BRIDGE */
@@ -162,9 +165,5 @@ enum {
 	ENG_RQ_HREAD,		/* a history read (script): fills hreq */
 	ENG_RQ_IBOX,		/* an inbox read or ack (script): fills ibreq */
 };
-
-/* Mail handler (mail.h) for R_REPLY, and R_REQUEST's undo. */
-void eng_rreq_mail(void *self, unsigned op, void *ptr, int32_t res);
-void eng_rreq_undo(void *self, unsigned op, void *ptr, int32_t res);
 
 #endif
