@@ -818,8 +818,3 @@ void eng_bridge_free(struct eng *e)
 	free(r);
 	e->bridge = NULL;
 }
-
-struct ring *eng_bridge_ring(const struct eng *e)
-{
-	return &e->bridge->ring;
-}

@@ -27,9 +27,6 @@ void eng_bridge_stop(struct eng *e, struct ring *from);
 /* Frees what eng_bridge_init() made; after eng_bridge_stop(). */
 void eng_bridge_free(struct eng *e);
 
-/* The bridge's ring: where mail to ENG_BRIDGE goes. */
-struct ring *eng_bridge_ring(const struct eng *e);
-
 /* True when both links are up; else false, with the reason in @why. */
 bool eng_bridge_healthy(struct eng_bridge *b, char *why, size_t len);
 
