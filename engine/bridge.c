@@ -404,7 +404,8 @@ static void link_reply(struct eng_resp *l, void *arg, redisReply *rep)
 	}
 }
 
-void eng_bridge_mail(void *self, unsigned op, void *ptr, int32_t res)
+/* The mail to the bridge: R_SUBSCRIBE, R_REQUEST and R_PRESENCE. */
+static void read_mail(void *self, unsigned op, void *ptr, int32_t res)
 {
 	struct eng_bridge *r = self;
 
@@ -764,6 +765,7 @@ int eng_bridge_init(struct eng *e)
 		goto err;
 	eng_mail_init(&r->mail, e, &r->ring, ENG_BRIDGE, r, &r->stopping,
 		      &r->mail_errors);
+	eng_mail_bridge(&r->ring, read_mail);
 	e->bridge = r;
 	return 0;
 err:
@@ -805,6 +807,7 @@ void eng_bridge_free(struct eng *e)
 	if (!r)
 		return;
 	eng_mail_discard(&r->ring);
+	eng_mail_bridge(NULL, NULL);
 	ring_exit(&r->ring);
 	bridge__rtable_exit(&r->chans);
 	bridge__rtable_exit(&r->pres);
@@ -814,9 +817,4 @@ void eng_bridge_free(struct eng *e)
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 	e->bridge = NULL;
-}
-
-struct ring *eng_bridge_ring(const struct eng *e)
-{
-	return &e->bridge->ring;
 }

@@ -27,9 +27,6 @@ void eng_bridge_stop(struct eng *e, struct ring *from);
 /* Frees what eng_bridge_init() made; after eng_bridge_stop(). */
 void eng_bridge_free(struct eng *e);
 
-/* The bridge's ring: where mail to ENG_BRIDGE goes. */
-struct ring *eng_bridge_ring(const struct eng *e);
-
 /* True when both links are up; else false, with the reason in @why. */
 bool eng_bridge_healthy(struct eng_bridge *b, char *why, size_t len);
 
@@ -57,8 +54,5 @@ void eng_bridge_figures(struct eng_bridge *b, struct eng_bridge_figs *f);
 
 /* Appends the bridge's figures as a JSON object; returns its length. */
 size_t eng_bridge_stats(struct eng_bridge *b, char *out, size_t cap);
-
-/* Mail handler (mail.h): R_SUBSCRIBE, R_REQUEST and R_PRESENCE. */
-void eng_bridge_mail(void *self, unsigned op, void *ptr, int32_t res);
 
 #endif

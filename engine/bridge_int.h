@@ -26,6 +26,7 @@
 #include "pub.h"
 #include "resp.h"
 #include "rreq.h"
+#include "sub.h"
 #include "ud.h"
 #include "user.h"
 

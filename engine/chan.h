@@ -85,6 +85,40 @@ struct eng_chan {
 	char name[];
 };
 
+/*
+ * ENG_OP_INTEREST and ENG_OP_USER, and their acks: what a shard asks of a
+ * channel's or a user's owner shard, answered in the same struct. Their
+ * kinds of mail are sub.c's and user.c's.
+ */
+struct eng_owner_mail {
+	struct eng_owner_mail *next;	/* owner: in racks */
+	uint16_t from;			/* the asking shard, or ENG_BRIDGE */
+	uint8_t add;
+	uint8_t len;
+	uint8_t kind;			/* ENG_OWN_* */
+	uint8_t ok;			/* JOIN: admitted */
+	uint8_t counted;		/* LEAVE: was admitted */
+	uint8_t last;			/* LEAVE: none left on that shard */
+	uint8_t app_len;
+	uint32_t slot, gen;		/* JOIN, QUERY, KICK: the connection */
+	uint32_t conns;			/* QUERY, KICK: the user's connections */
+	char app[ENG_APP_MAX + 1];
+	char name[ENG_CHAN_MAX + 2];	/* channel, or "\x01" + user id */
+	char apps[8 * (ENG_APP_MAX + 3)];	/* QUERY: "web","ios" */
+	char wskey[32];			/* JOIN: Sec-WebSocket-Key for the 101 */
+	struct eng_buf **frames;	/* JOIN's ack: the unread, owned */
+	uint32_t nframes;
+};
+
+/* What an eng_owner_mail asks of the owner. */
+enum {
+	ENG_OWN_INTEREST = 0,	/* this shard has subscribers, or not */
+	ENG_OWN_JOIN,		/* admit one more connection of a user */
+	ENG_OWN_LEAVE,		/* a user's connection left (or was refused) */
+	ENG_OWN_QUERY,		/* GET /users/{uid} */
+	ENG_OWN_KICK,		/* POST /users/{uid}/disconnect */
+};
+
 /* Draws the hash key; once, before any shard starts. */
 void eng_chan_global_init(void);
 uint64_t eng_chan_hash(const char *name, size_t len);

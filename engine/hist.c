@@ -1057,7 +1057,17 @@ void eng_hist_redis_done(struct eng_shard *s, struct eng_hreq *h,
 	answered(s, h);
 }
 
-void eng_hist_mail(void *self, unsigned op, void *ptr, int32_t res)
+void eng_hreq_free(struct eng_hreq *h)
+{
+	if (!h)
+		return;
+	for (uint32_t i = 0; i < h->n; i++)
+		eng_buf_put(h->frames[i]);
+	eng_free(h->frames);
+	eng_free(h);
+}
+
+static void read_mail(void *self, unsigned op, void *ptr, int32_t res)
 {
 	(void)res;
 	if (op == ENG_OP_HIST)
@@ -1067,7 +1077,7 @@ void eng_hist_mail(void *self, unsigned op, void *ptr, int32_t res)
 }
 
 /* HIST never reached the owner: 503, and a held subscription goes. */
-void eng_hist_undo(void *self, unsigned op, void *ptr, int32_t res)
+static void undo_mail(void *self, unsigned op, void *ptr, int32_t res)
 {
 	struct eng_hreq *h = ptr;
 
@@ -1076,3 +1086,19 @@ void eng_hist_undo(void *self, unsigned op, void *ptr, int32_t res)
 	h->status = ENG_HREQ_NOMEM;
 	answered(self, h);
 }
+
+static void free_hreq(void *ptr)
+{
+	eng_hreq_free(ptr);
+}
+
+ENG_MAIL_TO_FIELD(hreq_from, struct eng_hreq, from)
+
+/* A read that never reached the owner is answered; an answer goes again. */
+static const struct eng_mail_kind kinds[] = {
+	{ .op = ENG_OP_HIST, .name = "hist", .on_fail = ENG_MAIL_UNDO,
+	  .read = read_mail, .undo = undo_mail, .free = free_hreq },
+	{ .op = ENG_OP_HIST_ACK, .name = "hist_ack", .on_fail = ENG_MAIL_RETRY,
+	  .read = read_mail, .free = free_hreq, .to = hreq_from },
+};
+ENG_MAIL_KINDS(kinds)

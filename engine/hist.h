@@ -17,7 +17,6 @@
 
 #include "eng.h"
 
-struct eng_hreq;	/* mail.h */
 struct eng_sub;		/* chan.h */
 
 #define ENG_NS_MAX		16	/* --namespace entries */
@@ -86,14 +85,53 @@ uint64_t eng_hist_offset_of(const struct eng_buf *f,
 void eng_hist_tick(struct eng_shard *s);
 
 /*
- * Mail handlers (mail.h) for HIST, on the owner, and HIST_ACK, on the
- * asking shard; and HIST's undo when it never reached the owner.
+ * ENG_OP_HIST and ENG_OP_HIST_ACK: a history read, asking shard -> the
+ * channel's owner -> back. RECOVER also means the subscription is held
+ * (recovering) on the asking shard until the answer arrives. hist.c
+ * registers their kinds of mail.
  */
-void eng_hist_mail(void *self, unsigned op, void *ptr, int32_t res);
-void eng_hist_undo(void *self, unsigned op, void *ptr, int32_t res);
+struct eng_hreq {
+	uint32_t slot, gen;		/* the asking connection */
+	uint16_t from;			/* the asking shard */
+	uint8_t kind;			/* ENG_HREQ_* */
+	uint8_t len;			/* of name */
+	uint8_t status;			/* answer: ENG_HREQ_* below */
+	uint8_t seq_len;		/* of seq */
+	char name[ENG_CHAN_MAX];
+	char seq[64];			/* the command's seq, raw JSON */
+	char epoch[20];			/* asked, then answered ("" none) */
+	uint64_t after;			/* messages above this offset */
+	uint32_t max;			/* at most this many */
+	uint32_t max_bytes;		/* ... of at most this many bytes */
+	uint8_t lone;			/* ... but one whatever its size */
+	uint8_t more;			/* answer cut short (max_bytes, or a
+					 * Redis read's bound: see next) */
+	uint32_t n;			/* answer: frames */
+	uint64_t top;			/* answer: the newest offset */
+	struct eng_buf **frames;	/* answer: owned, n references */
+	uint64_t next;			/* a cut Redis read ends here */
+	size_t bytes;			/* answer: message bytes in frames */
+};
+
+enum {
+	ENG_HREQ_HISTORY = 0,	/* the "history" command */
+	ENG_HREQ_RECOVER,	/* a subscribe with an offset */
+	ENG_HREQ_SINCE,		/* "history" from an offset: above @after */
+	/* status */
+	ENG_HREQ_OK = 0,	/* recovered, or history read */
+	ENG_HREQ_GAP,		/* not recovered: epoch changed or too old */
+	ENG_HREQ_FUTURE,	/* an offset above the newest */
+	ENG_HREQ_NOMEM,
+	ENG_HREQ_UNAVAIL,	/* Redis could not be asked or did not answer */
+	ENG_HREQ_BACKLOG,	/* not recovered: more than max_bytes missed */
+	ENG_HREQ_BUSY,		/* over the node's --redis-max-reading */
+};
+
+/* Frees @h, its frames included; NULL is a no-op. */
+void eng_hreq_free(struct eng_hreq *h);
 
 /*
- * A history read for @c, of @kind (mail.h): ENG_HREQ_HISTORY, the last
+ * A history read for @c, of @kind (above): ENG_HREQ_HISTORY, the last
  * @max messages of @name; ENG_HREQ_SINCE, at most @max above @after
  * (none if @epoch, when given, is not the channel's); or ENG_HREQ_RECOVER,
  * a recovering subscribe (every message above @after under @epoch; @c

@@ -969,7 +969,17 @@ out:
 	eng_free(q);
 }
 
-void eng_inbox_mail(void *self, unsigned op, void *ptr, int32_t res)
+void eng_ibreq_free(struct eng_ibreq *q)
+{
+	if (!q)
+		return;
+	for (uint32_t i = 0; i < q->nframes; i++)
+		eng_buf_put(q->frames[i]);
+	eng_free(q->frames);
+	eng_free(q);
+}
+
+static void read_mail(void *self, unsigned op, void *ptr, int32_t res)
 {
 	(void)res;
 	if (op == ENG_OP_INBOX)
@@ -977,3 +987,22 @@ void eng_inbox_mail(void *self, unsigned op, void *ptr, int32_t res)
 	else
 		deliver_answer(self, ptr);
 }
+
+static void free_ibreq(void *ptr)
+{
+	eng_ibreq_free(ptr);
+}
+
+/* INBOX goes to the user's owner; its answer back to the asker. */
+ENG_MAIL_TO_OWNER(ibreq_to, struct eng_ibreq)
+ENG_MAIL_TO_FIELD(ibreq_from, struct eng_ibreq, from)
+
+/* Both go again when their post fails: neither carries an order. */
+static const struct eng_mail_kind kinds[] = {
+	{ .op = ENG_OP_INBOX, .name = "inbox", .on_fail = ENG_MAIL_RETRY,
+	  .read = read_mail, .free = free_ibreq, .to = ibreq_to },
+	{ .op = ENG_OP_INBOX_ACK, .name = "inbox_ack",
+	  .on_fail = ENG_MAIL_RETRY, .read = read_mail, .free = free_ibreq,
+	  .to = ibreq_from },
+};
+ENG_MAIL_KINDS(kinds)

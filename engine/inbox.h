@@ -102,7 +102,47 @@ void eng_inbox_forget(struct eng_shard *s, struct eng_conn *c);
 void eng_inbox_redis_done(struct eng_shard *s, struct eng_ibreq *q,
 			  long long result);
 
-/* Mail handler (mail.h): INBOX on the owner, INBOX_ACK on the asker. */
-void eng_inbox_mail(void *self, unsigned op, void *ptr, int32_t res);
+#define ENG_INBOX_IDS	100	/* ids one ack or listing holds */
+
+/*
+ * ENG_OP_INBOX and ENG_OP_INBOX_ACK: an ack of a user's messages, or a
+ * listing of its inbox, asking shard -> the user's owner -> back.
+ * inbox.c registers their kinds of mail.
+ */
+struct eng_ibreq {
+	uint32_t slot, gen;		/* the asking connection */
+	uint16_t from;			/* the asking shard */
+	uint8_t kind;			/* ENG_IB_ACK or ENG_IB_LIST */
+	uint8_t http;			/* GET /users/{uid}/inbox */
+	uint8_t len;			/* of name */
+	uint8_t seq_len;
+	uint8_t status;			/* answer: ENG_IB_OK or _UNKNOWN */
+	char name[ENG_CHAN_MAX + 2];	/* the user's index key */
+	char seq[64];			/* the command's seq, raw JSON */
+	char epoch[12];			/* ack: the ids'; a replay's page: the
+					 * inbox it goes on in ("" the first);
+					 * answer: the inbox's */
+	uint32_t n;			/* ids asked, then ids listed */
+	uint64_t unread, evicted, acked;	/* answer */
+	uint64_t ids[ENG_INBOX_IDS];	/* ack: asked; list: the oldest */
+	struct eng_buf **frames;	/* REPLAY (Redis): the unread, owned */
+	uint32_t nframes;
+	uint64_t after;			/* REPLAY: the page starts after this
+					 * N; answer: the newest N it read */
+	uint8_t more;			/* REPLAY answer: cut by its budget */
+};
+
+enum {
+	ENG_IB_ACK = 0,
+	ENG_IB_LIST,
+	ENG_IB_REPLAY,		/* with Redis: a page of a new connection's
+				 * unread */
+	/* status */
+	ENG_IB_OK = 0,
+	ENG_IB_UNKNOWN,		/* an id this inbox never gave */
+};
+
+/* Frees @q, its frames included; NULL is a no-op. */
+void eng_ibreq_free(struct eng_ibreq *q);
 
 #endif

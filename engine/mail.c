@@ -1,67 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * mail.c: posting between rings, the table of mail kinds, retries and
- * fault injection. See mail.h for the rules every kind follows.
+ * mail.c: posting between rings, the registered kinds of mail, retries,
+ * undoing, counters and fault injection. See mail.h for the rules every
+ * kind follows; the kinds themselves live with their subsystems.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge.h"
-#include "buf.h"
-#include "chan.h"
-#include "hist.h"
-#include "inbox.h"
 #include "mail.h"
-#include "pub.h"
-#include "rreq.h"
-#include "sub.h"
 #include "ud.h"
-#include "user.h"
 
-/* What a failed post of a kind does. */
-enum {
-	MAIL_LOSE = 0,	/* freed, counted: a late delivery breaks order */
-	MAIL_RETRY,	/* listed and posted again at the next tick */
-	MAIL_UNDO,	/* the waiter is told now (503, a close, an error) */
-};
+/* Registered kinds by op (borrowed); NULL where no kind is. */
+static const struct eng_mail_kind *kinds[ENG_OP_MAX];
 
-struct mail_kind {
-	const char *name;	/* in /stats */
-	bool to_bridge;		/* read by the bridge; else by a shard */
-	uint8_t on_fail;	/* MAIL_* */
-	eng_mail_fn *read;	/* the reader's handler */
-	eng_mail_fn *undo;	/* MAIL_UNDO: on the poster, owns the mail */
-	eng_mail_fn *refresh;	/* MAIL_RETRY: bring up to date first */
-};
-
-#define SHARD(n, fail, fn)	{ n, false, fail, fn, NULL, NULL }
-
-static const struct mail_kind kinds[ENG_OP_MAX] = {
-	[ENG_OP_PUB] = { "pub", false, MAIL_UNDO, eng_pub_mail, eng_pub_undo,
-			 NULL },
-	[ENG_OP_PUB_ACK] = SHARD("pub_ack", MAIL_RETRY, eng_pub_mail),
-	[ENG_OP_DELIVER] = SHARD("deliver", MAIL_LOSE, eng_pub_mail),
-	[ENG_OP_INTEREST] = SHARD("interest", MAIL_RETRY, eng_sub_mail),
-	[ENG_OP_INTEREST_ACK] = SHARD("interest_ack", MAIL_RETRY,
-				      eng_sub_mail),
-	[ENG_OP_R_SUB_ACK] = SHARD("r_sub_ack", MAIL_RETRY, eng_sub_mail),
-	[ENG_OP_R_REPLY] = SHARD("r_reply", MAIL_RETRY, eng_rreq_mail),
-	[ENG_OP_USER] = SHARD("user", MAIL_RETRY, eng_user_mail),
-	[ENG_OP_USER_ACK] = SHARD("user_ack", MAIL_RETRY, eng_user_mail),
-	[ENG_OP_R_SUBSCRIBE] = { "r_subscribe", true, MAIL_RETRY,
-				 eng_bridge_mail, NULL, eng_sub_refresh },
-	[ENG_OP_R_REQUEST] = { "r_request", true, MAIL_UNDO, eng_bridge_mail,
-			       eng_rreq_undo, NULL },
-	[ENG_OP_R_PRESENCE] = { "r_presence", true, MAIL_RETRY,
-				eng_bridge_mail, NULL, eng_user_refresh },
-	[ENG_OP_HIST] = { "hist", false, MAIL_UNDO, eng_hist_mail,
-			  eng_hist_undo, NULL },
-	[ENG_OP_HIST_ACK] = SHARD("hist_ack", MAIL_RETRY, eng_hist_mail),
-	[ENG_OP_INBOX] = SHARD("inbox", MAIL_RETRY, eng_inbox_mail),
-	[ENG_OP_INBOX_ACK] = SHARD("inbox_ack", MAIL_RETRY, eng_inbox_mail),
-};
+/* The bridge's ring and its reader of to_bridge kinds (eng_mail_bridge). */
+static struct ring *bridge_ring;
+static eng_mail_fn *bridge_read;
 
 /* Mail whose post failed, to be posted again. */
 struct eng_retry {
@@ -73,124 +30,78 @@ struct eng_retry {
 
 static atomic_uint_fast64_t failed_n[ENG_OP_MAX], retried_n[ENG_OP_MAX];
 
-static const struct mail_kind *kind_of(unsigned op)
+static const struct eng_mail_kind *kind_of(unsigned op)
 {
-	return op < ENG_OP_MAX && kinds[op].read ? &kinds[op] : NULL;
+	return op < ENG_OP_MAX ? kinds[op] : NULL;
+}
+
+/* Why kind @k cannot be registered, as -errno; 0 if it can. */
+static int kind_check(const struct eng_mail_kind *k)
+{
+	if (k->op < ENG_OP_PUB || k->op >= ENG_OP_MAX)
+		return -ERANGE;
+	if (kinds[k->op])
+		return -EEXIST;
+	if (!k->name || k->on_fail > ENG_MAIL_UNDO ||
+	    k->to_bridge == (k->read != NULL) ||
+	    (k->on_fail == ENG_MAIL_UNDO && !k->undo) ||
+	    (k->on_fail == ENG_MAIL_RETRY && !k->to_bridge && !k->to))
+		return -EINVAL;
+	return 0;
+}
+
+int eng_mail_register(const struct eng_mail_kind *k, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		int ret = kind_check(&k[i]);
+
+		if (ret < 0)
+			return ret;
+		for (unsigned j = 0; j < i; j++)
+			if (k[j].op == k[i].op)
+				return -EEXIST;
+	}
+	for (unsigned i = 0; i < n; i++)
+		kinds[k[i].op] = &k[i];
+	return 0;
+}
+
+void eng_mail__load(const struct eng_mail_kind *k, unsigned n,
+		    const char *file)
+{
+	int ret = eng_mail_register(k, n);
+
+	if (ret < 0) {
+		fprintf(stderr, "ringcast: %s: its mail kinds: %s\n", file,
+			strerror(-ret));
+		abort();
+	}
+}
+
+void eng_mail_bridge(struct ring *ring, eng_mail_fn *read)
+{
+	bridge_ring = ring;
+	bridge_read = read;
 }
 
 static struct ring *ring_of(struct eng *e, unsigned to)
 {
-	return to == ENG_BRIDGE ? eng_bridge_ring(e) : &e->shards[to].ring;
+	return to == ENG_BRIDGE ? bridge_ring : &e->shards[to].ring;
 }
 
-/* Frees mail @op carrying @ptr, telling nobody. */
-void eng_ibreq_free(struct eng_ibreq *q)
+/* Who reads kind @k: its handler, or for the bridge, the bridge's. */
+static eng_mail_fn *reader_of(const struct eng_mail_kind *k)
 {
-	if (!q)
-		return;
-	for (uint32_t i = 0; i < q->nframes; i++)
-		eng_buf_put(q->frames[i]);
-	eng_free(q->frames);
-	eng_free(q);
+	return k->to_bridge ? bridge_read : k->read;
 }
 
-void eng_hreq_free(struct eng_hreq *h)
+/* Frees mail of kind @k carrying @ptr, telling nobody. */
+static void free_mail(const struct eng_mail_kind *k, void *ptr)
 {
-	if (!h)
-		return;
-	for (uint32_t i = 0; i < h->n; i++)
-		eng_buf_put(h->frames[i]);
-	eng_free(h->frames);
-	eng_free(h);
-}
-
-static void free_mail(unsigned op, void *ptr)
-{
-	switch (op) {
-	case ENG_OP_DELIVER:
-		eng_buf_put(ptr);
-		break;
-	case ENG_OP_PUB:
-	case ENG_OP_PUB_ACK: {
-		struct eng_pub *pub = ptr;
-
-		eng_buf_put(pub->reply);
-		eng_buf_put(pub->frame);
-		eng_free(pub);
-		break;
-	}
-	case ENG_OP_R_REQUEST:
-	case ENG_OP_R_REPLY: {
-		struct eng_rreq *p = ptr;
-
-		eng_buf_put(p->ok);
-		eng_buf_put(p->err);
-		eng_hreq_free(p->hreq);
-		eng_ibreq_free(p->ibreq);
-		eng_free(p);
-		break;
-	}
-	case ENG_OP_HIST:
-	case ENG_OP_HIST_ACK:
-		eng_hreq_free(ptr);
-		break;
-	case ENG_OP_INBOX:
-	case ENG_OP_INBOX_ACK:
-		eng_ibreq_free(ptr);
-		break;
-	case ENG_OP_USER:
-	case ENG_OP_USER_ACK: {
-		struct eng_owner_mail *m = ptr;
-
-		for (uint32_t i = 0; i < m->nframes; i++)
-			eng_buf_put(m->frames[i]);
-		eng_free(m->frames);
-		eng_free(m);
-		break;
-	}
-	default:	/* owner mail, rsub, rpres: flat structs */
+	if (k->free)
+		k->free(ptr);
+	else
 		eng_free(ptr);
-		break;
-	}
-}
-
-/* Where mail @op carrying @ptr goes: what a retry posts it to. */
-static unsigned to_of(const struct eng *e, unsigned op, const void *ptr)
-{
-	const struct eng_owner_mail *m = ptr;
-
-	switch (op) {
-	case ENG_OP_PUB:
-		return ((const struct eng_pub *)ptr)->owner;
-	case ENG_OP_PUB_ACK:
-		return ((const struct eng_pub *)ptr)->from;
-	case ENG_OP_INTEREST_ACK:
-	case ENG_OP_USER_ACK:
-		return m->from;
-	case ENG_OP_INTEREST:
-	case ENG_OP_USER:	/* the owner of the channel, or of the user */
-		return eng_mail_owner(e, eng_chan_hash(m->name, m->len));
-	case ENG_OP_R_SUB_ACK:
-		return ((const struct eng_rsub *)ptr)->from;
-	case ENG_OP_R_REPLY:
-		return ((const struct eng_rreq *)ptr)->from;
-	case ENG_OP_HIST: {
-		const struct eng_hreq *h = ptr;
-
-		return eng_mail_owner(e, eng_chan_hash(h->name, h->len));
-	}
-	case ENG_OP_HIST_ACK:
-		return ((const struct eng_hreq *)ptr)->from;
-	case ENG_OP_INBOX: {
-		const struct eng_ibreq *q = ptr;
-
-		return eng_mail_owner(e, eng_chan_hash(q->name, q->len));
-	}
-	case ENG_OP_INBOX_ACK:
-		return ((const struct eng_ibreq *)ptr)->from;
-	default:
-		return ENG_BRIDGE;
-	}
 }
 
 /* ---- fault injection (test builds) -------------------------------------- */
@@ -238,7 +149,8 @@ static bool fault(struct eng_mailer *m, unsigned op, void *ptr, int *ret)
 /* ---- failure and retry --------------------------------------------------- */
 
 /* Lists @ptr to be posted again; false when out of memory or stopping. */
-static bool retry_later(struct eng_mailer *m, unsigned op, void *ptr)
+static bool retry_later(struct eng_mailer *m, const struct eng_mail_kind *k,
+			void *ptr)
 {
 	struct eng_retry *r;
 
@@ -247,8 +159,8 @@ static bool retry_later(struct eng_mailer *m, unsigned op, void *ptr)
 	r = eng_malloc(sizeof(*r));
 	if (!r)
 		return false;
-	r->op = op;
-	r->to = to_of(m->eng, op, ptr);
+	r->op = k->op;
+	r->to = k->to_bridge ? ENG_BRIDGE : k->to(m->eng, ptr);
 	r->ptr = ptr;
 	r->next = m->retry;
 	m->retry = r;
@@ -258,7 +170,7 @@ static bool retry_later(struct eng_mailer *m, unsigned op, void *ptr)
 /* A post of ours failed with @res: count it, then retry, undo or lose it. */
 static void failed(struct eng_mailer *m, unsigned op, void *ptr, int res)
 {
-	const struct mail_kind *k = kind_of(op);
+	const struct eng_mail_kind *k = kind_of(op);
 
 	atomic_fetch_add_explicit(m->errors, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&failed_n[op], 1, memory_order_relaxed);
@@ -275,10 +187,10 @@ static void failed(struct eng_mailer *m, unsigned op, void *ptr, int res)
 			"further failures are counted in /stats\n", who,
 			k->name, strerror(-res));
 	}
-	if (k->on_fail == MAIL_UNDO)
+	if (k->on_fail == ENG_MAIL_UNDO)
 		k->undo(m->self, op, ptr, res);
-	else if (k->on_fail != MAIL_RETRY || !retry_later(m, op, ptr))
-		free_mail(op, ptr);
+	else if (k->on_fail != ENG_MAIL_RETRY || !retry_later(m, k, ptr))
+		free_mail(k, ptr);
 }
 
 void eng_mail_retry(struct eng_mailer *m)
@@ -288,7 +200,7 @@ void eng_mail_retry(struct eng_mailer *m)
 	m->retry = NULL;	/* what fails again is listed anew */
 	while (r) {
 		struct eng_retry *next = r->next;
-		const struct mail_kind *k = kind_of(r->op);
+		const struct eng_mail_kind *k = kind_of(r->op);
 
 		if (k->refresh)
 			k->refresh(m->self, r->op, r->ptr, 0);
@@ -320,7 +232,7 @@ void eng_mail_exit(struct eng_mailer *m)
 	while (m->retry) {
 		struct eng_retry *next = m->retry->next;
 
-		free_mail(m->retry->op, m->retry->ptr);
+		free_mail(kind_of(m->retry->op), m->retry->ptr);
 		eng_free(m->retry);
 		m->retry = next;
 	}
@@ -339,12 +251,13 @@ void *eng_mail_alloc(struct eng_mailer *m, size_t size)
 
 void eng_mail_post(struct eng_mailer *m, unsigned to, unsigned op, void *ptr)
 {
-	const struct mail_kind *k = kind_of(op);
+	const struct eng_mail_kind *k = kind_of(op);
 	struct eng *e = m->eng;
 	int ret;
 
+	assert(k);	/* every op posted has its kind registered */
 	if (to == m->id) {	/* our own: read now */
-		k->read(m->self, op, ptr, 0);
+		reader_of(k)(m->self, op, ptr, 0);
 		return;
 	}
 	/*
@@ -353,10 +266,10 @@ void eng_mail_post(struct eng_mailer *m, unsigned to, unsigned op, void *ptr)
 	 * unread at exit.
 	 */
 	if (*m->stopping) {
-		if (k->on_fail == MAIL_UNDO)
+		if (k->on_fail == ENG_MAIL_UNDO)
 			k->undo(m->self, op, ptr, -ESHUTDOWN);
 		else
-			free_mail(op, ptr);
+			free_mail(k, ptr);
 		return;
 	}
 	/* Mail to shards is counted until read, so none exits with some. */
@@ -385,7 +298,7 @@ void eng_mail_read(struct eng_mailer *m, const struct ring_cqe *cqe)
 {
 	unsigned op = ring_ud_op(cqe->user_data);
 	unsigned base = op & ~ENG_OP_FAILED;
-	const struct mail_kind *k = kind_of(base);
+	const struct eng_mail_kind *k = kind_of(base);
 	void *ptr = ring_ud_to_ptr(cqe->user_data);
 
 	if (!k->to_bridge)
@@ -393,16 +306,17 @@ void eng_mail_read(struct eng_mailer *m, const struct ring_cqe *cqe)
 	if (op & ENG_OP_FAILED)
 		failed(m, base, ptr, cqe->res);
 	else
-		k->read(m->self, op, ptr, cqe->res);
+		reader_of(k)(m->self, op, ptr, cqe->res);
 }
 
 static void discard(void *arg, struct ring_cqe *cqe)
 {
-	unsigned op = ring_ud_op(cqe->user_data) & ~ENG_OP_FAILED;
+	const struct eng_mail_kind *k =
+		kind_of(ring_ud_op(cqe->user_data) & ~ENG_OP_FAILED);
 
 	(void)arg;
-	if (kind_of(op))
-		free_mail(op, ring_ud_to_ptr(cqe->user_data));
+	if (k)
+		free_mail(k, ring_ud_to_ptr(cqe->user_data));
 }
 
 void eng_mail_discard(struct ring *r)
@@ -421,7 +335,7 @@ bool eng_mail_counts(unsigned op, const char **name, uint64_t *failed,
 {
 	if (!kind_of(op))
 		return false;
-	*name = kinds[op].name;
+	*name = kinds[op]->name;
 	*failed = atomic_load(&failed_n[op]);
 	*retried = atomic_load(&retried_n[op]);
 	return true;
@@ -439,11 +353,11 @@ size_t eng_mail_stats(char *out, size_t cap)
 				      pass ? "," : "{",
 				      pass ? "retried" : "failed");
 		for (unsigned op = 0; op < ENG_OP_MAX; op++) {
-			if (!kinds[op].read)
+			if (!kinds[op])
 				continue;
 			n += (size_t)snprintf(out + n, n < cap ? cap - n : 0,
 					      "%s\"%s\":%llu", first ? "" : ",",
-					      kinds[op].name,
+					      kinds[op]->name,
 					      (unsigned long long)atomic_load(&v[op]));
 			first = false;
 		}

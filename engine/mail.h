@@ -3,10 +3,12 @@
  * mail: every message between rings. Each shard and the Redis bridge run
  * one ring on one thread; what one asks of another travels as a pointer
  * in a MSG_RING completion (ring_mbox_post), and the struct it points to
- * belongs to the mail until its reader takes it. This module owns the
- * table of mail kinds (who reads each op, how its struct is freed, what a
- * failed post does), posting with fault injection in test builds, the
- * retry of failed mail, and which shard owns a channel.
+ * belongs to the mail until its reader takes it. This module owns
+ * posting, with fault injection in test builds, the retry or undoing of
+ * failed mail, the per-kind counters, and which shard owns a channel. It
+ * knows no kind of mail itself: each subsystem declares its own (its
+ * struct, its reader, what a failed post of it does) next to its code,
+ * in a table of struct eng_mail_kind registered with ENG_MAIL_KINDS().
  *
  * Mail is allocated with eng_malloc() and freed with eng_free() on
  * whichever thread ends up with it: mimalloc frees across threads.
@@ -30,187 +32,6 @@
  * as a sender it also means that nobody awaits a reply. */
 #define ENG_BRIDGE	0xffff
 
-/* ---- the mail structs --------------------------------------------------- */
-
-/* ENG_OP_PUB and ENG_OP_PUB_ACK: one publish, publisher -> owner -> back. */
-struct eng_pub {
-	struct eng_buf *frame;		/* one reference */
-	struct eng_buf *reply;		/* owned; queued when sequenced */
-	uint32_t slot, gen;		/* the publishing connection */
-	uint16_t from;			/* the publishing shard, or ENG_BRIDGE */
-	uint16_t owner;
-	uint32_t shards;		/* set by the owner: shards reached */
-};
-
-/*
- * ENG_OP_INTEREST and ENG_OP_USER, and their acks: what a shard asks of a
- * channel's or a user's owner shard, answered in the same struct.
- */
-struct eng_owner_mail {
-	struct eng_owner_mail *next;	/* owner: in racks */
-	uint16_t from;			/* the asking shard, or ENG_BRIDGE */
-	uint8_t add;
-	uint8_t len;
-	uint8_t kind;			/* ENG_OWN_* */
-	uint8_t ok;			/* JOIN: admitted */
-	uint8_t counted;		/* LEAVE: was admitted */
-	uint8_t last;			/* LEAVE: none left on that shard */
-	uint8_t app_len;
-	uint32_t slot, gen;		/* JOIN, QUERY, KICK: the connection */
-	uint32_t conns;			/* QUERY, KICK: the user's connections */
-	char app[ENG_APP_MAX + 1];
-	char name[ENG_CHAN_MAX + 2];	/* channel, or "\x01" + user id */
-	char apps[8 * (ENG_APP_MAX + 3)];	/* QUERY: "web","ios" */
-	char wskey[32];			/* JOIN: Sec-WebSocket-Key for the 101 */
-	struct eng_buf **frames;	/* JOIN's ack: the unread, owned */
-	uint32_t nframes;
-};
-
-/* What an eng_owner_mail asks of the owner. */
-enum {
-	ENG_OWN_INTEREST = 0,	/* this shard has subscribers, or not */
-	ENG_OWN_JOIN,		/* admit one more connection of a user */
-	ENG_OWN_LEAVE,		/* a user's connection left (or was refused) */
-	ENG_OWN_QUERY,		/* GET /users/{uid} */
-	ENG_OWN_KICK,		/* POST /users/{uid}/disconnect */
-};
-
-/* ENG_OP_R_SUBSCRIBE and ENG_OP_R_SUB_ACK: owner -> bridge -> owner. */
-struct eng_rsub {
-	uint16_t from;			/* the owner shard */
-	uint8_t add;
-	uint16_t len;
-	char name[];			/* the Redis channel name */
-};
-
-/* ENG_OP_R_REQUEST and ENG_OP_R_REPLY: a request that goes through Redis. */
-struct eng_rreq {
-	struct eng_rreq *next;		/* bridge: awaiting its reply */
-	uint16_t from;			/* the asking shard, or ENG_BRIDGE */
-	uint8_t kind;			/* ENG_CONN_K_HTTP or ENG_CONN_K_PUSH */
-	uint8_t op;			/* ENG_RQ_* */
-	uint16_t hslot;			/* cluster: the hash slot it goes to */
-	uint8_t redirects;		/* cluster: MOVED or ASK so far */
-	uint32_t slot, gen;		/* the asking connection */
-	long long result;		/* the reply's integer, or -errno */
-	long long r2, r3;		/* ONLINE: connections, nodes */
-	struct eng_buf *ok, *err;	/* /ws: the replies, prebuilt */
-	struct eng_hreq *hreq;		/* HREAD: owned, answered in place */
-	struct eng_ibreq *ibreq;	/* IBOX: the same */
-	uint64_t reserve;		/* bridge: read bytes it holds (budget) */
-	bool page;			/* bridge: a cut read's next page */
-	char text[ENG_PRES_APPS * (ENG_APP_MAX + 3)];	/* QUERY: apps */
-	size_t len;			/* bytes of the command in data */
-	char data[];			/* the command, formatted as RESP */
-};
-
-enum {
-	ENG_RQ_PUBLISH = 0,	/* PUBLISH: receivers */
-	ENG_RQ_QUERY,		/* one user's presence on live nodes */
-	ENG_RQ_ONLINE,		/* users, connections, nodes */
-	ENG_RQ_PRESENCE,	/* bridge: presence writes, no one waits */
-	ENG_RQ_BEAT,		/* bridge: heartbeat; 0 = we had expired */
-	ENG_RQ_QUIET,		/* bridge: no reply expected by anyone */
-	ENG_RQ_HPUBLISH,	/* a history channel's publish (script) */
-	ENG_RQ_HREAD,		/* a history read (script): fills hreq */
-	ENG_RQ_IBOX,		/* an inbox read or ack (script): fills ibreq */
-};
-
-/* ENG_OP_R_PRESENCE, owner shard -> bridge: a user's count on this node. */
-struct eng_rpres {
-	uint32_t conns;
-	uint8_t len;
-	char uid[ENG_CHAN_MAX + 1];
-	char apps[ENG_PRES_APPS * (ENG_APP_MAX + 1)];	/* "ios,web" */
-};
-
-/*
- * ENG_OP_HIST and ENG_OP_HIST_ACK: a history read, asking shard -> the
- * channel's owner -> back. RECOVER also means the subscription is held
- * (recovering) on the asking shard until the answer arrives.
- */
-struct eng_hreq {
-	uint32_t slot, gen;		/* the asking connection */
-	uint16_t from;			/* the asking shard */
-	uint8_t kind;			/* ENG_HREQ_* */
-	uint8_t len;			/* of name */
-	uint8_t status;			/* answer: ENG_HREQ_* below */
-	uint8_t seq_len;		/* of seq */
-	char name[ENG_CHAN_MAX];
-	char seq[64];			/* the command's seq, raw JSON */
-	char epoch[20];			/* asked, then answered ("" none) */
-	uint64_t after;			/* messages above this offset */
-	uint32_t max;			/* at most this many */
-	uint32_t max_bytes;		/* ... of at most this many bytes */
-	uint8_t lone;			/* ... but one whatever its size */
-	uint8_t more;			/* answer cut short (max_bytes, or a
-					 * Redis read's bound: see next) */
-	uint32_t n;			/* answer: frames */
-	uint64_t top;			/* answer: the newest offset */
-	struct eng_buf **frames;	/* answer: owned, n references */
-	uint64_t next;			/* a cut Redis read ends here */
-	size_t bytes;			/* answer: message bytes in frames */
-};
-
-enum {
-	ENG_HREQ_HISTORY = 0,	/* the "history" command */
-	ENG_HREQ_RECOVER,	/* a subscribe with an offset */
-	ENG_HREQ_SINCE,		/* "history" from an offset: above @after */
-	/* status */
-	ENG_HREQ_OK = 0,	/* recovered, or history read */
-	ENG_HREQ_GAP,		/* not recovered: epoch changed or too old */
-	ENG_HREQ_FUTURE,	/* an offset above the newest */
-	ENG_HREQ_NOMEM,
-	ENG_HREQ_UNAVAIL,	/* Redis could not be asked or did not answer */
-	ENG_HREQ_BACKLOG,	/* not recovered: more than max_bytes missed */
-	ENG_HREQ_BUSY,		/* over the node's --redis-max-reading */
-};
-
-#define ENG_INBOX_IDS	100	/* ids one ack or listing holds */
-
-/*
- * ENG_OP_INBOX and ENG_OP_INBOX_ACK: an ack of a user's messages, or a
- * listing of its inbox, asking shard -> the user's owner -> back.
- */
-struct eng_ibreq {
-	uint32_t slot, gen;		/* the asking connection */
-	uint16_t from;			/* the asking shard */
-	uint8_t kind;			/* ENG_IB_ACK or ENG_IB_LIST */
-	uint8_t http;			/* GET /users/{uid}/inbox */
-	uint8_t len;			/* of name */
-	uint8_t seq_len;
-	uint8_t status;			/* answer: ENG_IB_OK or _UNKNOWN */
-	char name[ENG_CHAN_MAX + 2];	/* the user's index key */
-	char seq[64];			/* the command's seq, raw JSON */
-	char epoch[12];			/* ack: the ids'; a replay's page: the
-					 * inbox it goes on in ("" the first);
-					 * answer: the inbox's */
-	uint32_t n;			/* ids asked, then ids listed */
-	uint64_t unread, evicted, acked;	/* answer */
-	uint64_t ids[ENG_INBOX_IDS];	/* ack: asked; list: the oldest */
-	struct eng_buf **frames;	/* REPLAY (Redis): the unread, owned */
-	uint32_t nframes;
-	uint64_t after;			/* REPLAY: the page starts after this
-					 * N; answer: the newest N it read */
-	uint8_t more;			/* REPLAY answer: cut by its budget */
-};
-
-enum {
-	ENG_IB_ACK = 0,
-	ENG_IB_LIST,
-	ENG_IB_REPLAY,		/* with Redis: a page of a new connection's
-				 * unread */
-	/* status */
-	ENG_IB_OK = 0,
-	ENG_IB_UNKNOWN,		/* an id this inbox never gave */
-};
-
-/* Frees @h, its frames included; NULL is a no-op. */
-void eng_hreq_free(struct eng_hreq *h);
-
-/* The same for @q. */
-void eng_ibreq_free(struct eng_ibreq *q);
-
 /* ---- posting ------------------------------------------------------------ */
 
 /*
@@ -219,6 +40,93 @@ void eng_ibreq_free(struct eng_ibreq *q);
  * @res is the completion's res: 0 for mail read, -errno for a failed post.
  */
 typedef void eng_mail_fn(void *self, unsigned op, void *ptr, int32_t res);
+/* Frees mail @ptr and what it holds, telling nobody. */
+typedef void eng_mail_free_fn(void *ptr);
+/* The shard (or ENG_BRIDGE) mail @ptr goes to when it is posted again. */
+typedef unsigned eng_mail_to_fn(const struct eng *e, const void *ptr);
+
+/* What a failed post of a kind does. */
+enum {
+	ENG_MAIL_LOSE = 0,	/* freed, counted: a late delivery breaks order */
+	ENG_MAIL_RETRY,		/* listed and posted again at the next tick */
+	ENG_MAIL_UNDO,		/* the waiter is told now (503, a close, an error) */
+};
+
+/*
+ * One kind of mail, declared by the subsystem that posts it, next to the
+ * struct it carries. Mail to a shard is read by @read on the shard; mail
+ * to the bridge by the handler the bridge gave eng_mail_bridge().
+ */
+struct eng_mail_kind {
+	unsigned op;			/* ENG_OP_*: its user_data op */
+	const char *name;		/* in /stats and /metrics */
+	bool to_bridge;			/* read by the bridge; else by a shard */
+	uint8_t on_fail;		/* ENG_MAIL_* */
+	eng_mail_fn *read;		/* to a shard: the reader's handler */
+	eng_mail_fn *undo;		/* UNDO: on the poster, owns the mail */
+	eng_mail_fn *refresh;		/* RETRY, optional: bring up to date */
+	eng_mail_free_fn *free;		/* NULL: a flat struct, eng_free() */
+	eng_mail_to_fn *to;		/* RETRY to a shard: where it goes */
+};
+
+/*
+ * Registers the @n kinds of @kinds, which stay borrowed (static tables).
+ * Returns 0; -ERANGE when an op is no mail op (ENG_OP_PUB up to
+ * ENG_OP_MAX); -EEXIST when an op is registered already, or twice in
+ * @kinds; -EINVAL when a kind lacks what its rule needs: a name, a reader
+ * for shard mail and none for the bridge's, undo for ENG_MAIL_UNDO, @to
+ * for ENG_MAIL_RETRY to a shard. On error nothing is registered. The
+ * table is read without a lock: register before any ring starts.
+ */
+int eng_mail_register(const struct eng_mail_kind *kinds, unsigned n);
+
+/* ENG_MAIL_KINDS()'s: eng_mail_register() or abort, naming @file. */
+void eng_mail__load(const struct eng_mail_kind *kinds, unsigned n,
+		    const char *file);
+
+/*
+ * Registers a subsystem's table @kinds (an array) when the program
+ * loads, before main() runs (as DPDK's RTE_INIT does): every binary that
+ * links the subsystem reads its mail, and no list elsewhere names it. A
+ * table eng_mail_register() refuses is a programmer's error: abort().
+ */
+#define ENG_MAIL_KINDS(kinds)						\
+	__attribute__((constructor)) static void mail_kinds_load(void)	\
+	{								\
+		eng_mail__load(kinds, sizeof(kinds) / sizeof((kinds)[0]), \
+			       __FILE__);				\
+	}
+
+/*
+ * Defines eng_mail_to_fn @fn for mail of struct @type: it goes back to
+ * the shard (or ENG_BRIDGE) in its field @field, the asker's.
+ */
+#define ENG_MAIL_TO_FIELD(fn, type, field)				\
+	static unsigned fn(const struct eng *e, const void *ptr)	\
+	{								\
+		(void)e;						\
+		return ((const type *)ptr)->field;			\
+	}
+
+/*
+ * Defines eng_mail_to_fn @fn for mail of struct @type: it goes to the
+ * owner of the channel or user index key in its fields name and len
+ * (eng_chan_hash(): the file that expands it includes chan.h).
+ */
+#define ENG_MAIL_TO_OWNER(fn, type)					\
+	static unsigned fn(const struct eng *e, const void *ptr)	\
+	{								\
+		const type *m = ptr;					\
+									\
+		return eng_mail_owner(e, eng_chan_hash(m->name, m->len)); \
+	}
+
+/*
+ * The Redis bridge, once its ring is up (there is one bridge a process):
+ * mail posted to ENG_BRIDGE goes to @ring, where @read reads every kind
+ * registered to_bridge. NULL and NULL when the bridge is freed.
+ */
+void eng_mail_bridge(struct ring *ring, eng_mail_fn *read);
 
 
 /*
@@ -283,7 +191,7 @@ static inline unsigned eng_mail_owner(const struct eng *e, uint64_t hash)
  * (faults included) and posts made again, per mail op.
  */
 size_t eng_mail_stats(char *out, size_t cap);
-/* The same for one @op: false when @op is no kind of mail. */
+/* The same for one @op: false when no kind of mail is registered at @op. */
 bool eng_mail_counts(unsigned op, const char **name, uint64_t *failed,
 		     uint64_t *retried);
 

@@ -391,7 +391,7 @@ void eng_pub_inject(struct eng_mailer *m, struct eng_buf *frame)
 
 /* ---- mail ---------------------------------------------------------------- */
 
-void eng_pub_mail(void *self, unsigned op, void *ptr, int32_t res)
+static void read_mail(void *self, unsigned op, void *ptr, int32_t res)
 {
 	struct eng_shard *s = self;
 
@@ -415,7 +415,16 @@ void eng_pub_mail(void *self, unsigned op, void *ptr, int32_t res)
  * 1011 on /ws). From the bridge nobody waits: the message is lost, and
  * counted as a failed post.
  */
-void eng_pub_undo(void *self, unsigned op, void *ptr, int32_t res)
+static void free_pub(void *ptr)
+{
+	struct eng_pub *pub = ptr;
+
+	eng_buf_put(pub->reply);
+	eng_buf_put(pub->frame);
+	eng_free(pub);
+}
+
+static void undo_mail(void *self, unsigned op, void *ptr, int32_t res)
 {
 	struct eng_pub *pub = ptr;
 
@@ -433,7 +442,28 @@ void eng_pub_undo(void *self, unsigned op, void *ptr, int32_t res)
 				eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 		}
 	}
-	eng_buf_put(pub->reply);
-	eng_buf_put(pub->frame);
-	eng_free(pub);
+	free_pub(pub);
 }
+
+static void free_deliver(void *ptr)
+{
+	eng_buf_put(ptr);
+}
+
+/* A sequenced publish goes back to its publisher. */
+ENG_MAIL_TO_FIELD(pub_from, struct eng_pub, from)
+
+/*
+ * What a failed post does: a PUB is undone (its publisher told), an ack
+ * posted again; a delivery is lost, since a late one would break the
+ * channel's order on that shard.
+ */
+static const struct eng_mail_kind kinds[] = {
+	{ .op = ENG_OP_PUB, .name = "pub", .on_fail = ENG_MAIL_UNDO,
+	  .read = read_mail, .undo = undo_mail, .free = free_pub },
+	{ .op = ENG_OP_PUB_ACK, .name = "pub_ack", .on_fail = ENG_MAIL_RETRY,
+	  .read = read_mail, .free = free_pub, .to = pub_from },
+	{ .op = ENG_OP_DELIVER, .name = "deliver", .on_fail = ENG_MAIL_LOSE,
+	  .read = read_mail, .free = free_deliver },
+};
+ENG_MAIL_KINDS(kinds)

@@ -70,8 +70,17 @@ unsigned eng_pub_fanout(struct eng_shard *s, struct eng_buf *f,
  */
 void eng_pub_inject(struct eng_mailer *m, struct eng_buf *frame);
 
-/* Mail handlers (mail.h): PUB, PUB_ACK and DELIVER; PUB's undo. */
-void eng_pub_mail(void *self, unsigned op, void *ptr, int32_t res);
-void eng_pub_undo(void *self, unsigned op, void *ptr, int32_t res);
+/*
+ * ENG_OP_PUB and ENG_OP_PUB_ACK: one publish, publisher -> owner -> back.
+ * pub.c registers their kinds of mail, and DELIVER's (a push frame).
+ */
+struct eng_pub {
+	struct eng_buf *frame;		/* one reference */
+	struct eng_buf *reply;		/* owned; queued when sequenced */
+	uint32_t slot, gen;		/* the publishing connection */
+	uint16_t from;			/* the publishing shard, or ENG_BRIDGE */
+	uint16_t owner;
+	uint32_t shards;		/* set by the owner: shards reached */
+};
 
 #endif

@@ -98,7 +98,7 @@ struct eng_rreq *eng_rreq_new(uint8_t op, int argc, const char **argv,
 
 /*
  * Sends @p for connection @c; the reply comes back as R_REPLY, or, if
- * the bridge never sees it, eng_rreq_undo() answers as for Redis down.
+ * the bridge never sees it, undo_mail() answers as for Redis down.
  */
 static int send_req(struct eng_shard *s, struct eng_conn *c,
 		    struct eng_rreq *p)
@@ -526,7 +526,7 @@ out:
 	eng_free(p);
 }
 
-void eng_rreq_mail(void *self, unsigned op, void *ptr, int32_t res)
+static void read_mail(void *self, unsigned op, void *ptr, int32_t res)
 {
 	(void)op;
 	(void)res;
@@ -534,7 +534,7 @@ void eng_rreq_mail(void *self, unsigned op, void *ptr, int32_t res)
 }
 
 /* The bridge never saw the request: answer as for Redis down. */
-void eng_rreq_undo(void *self, unsigned op, void *ptr, int32_t res)
+static void undo_mail(void *self, unsigned op, void *ptr, int32_t res)
 {
 	struct eng_rreq *p = ptr;
 
@@ -542,3 +542,25 @@ void eng_rreq_undo(void *self, unsigned op, void *ptr, int32_t res)
 	p->result = res < 0 ? res : -EIO;
 	ack(self, p);
 }
+
+static void free_rreq(void *ptr)
+{
+	struct eng_rreq *p = ptr;
+
+	eng_buf_put(p->ok);
+	eng_buf_put(p->err);
+	eng_hreq_free(p->hreq);
+	eng_ibreq_free(p->ibreq);
+	eng_free(p);
+}
+
+ENG_MAIL_TO_FIELD(rreq_from, struct eng_rreq, from)
+
+/* A request that never reached the bridge is answered; a reply goes again. */
+static const struct eng_mail_kind kinds[] = {
+	{ .op = ENG_OP_R_REQUEST, .name = "r_request", .to_bridge = true,
+	  .on_fail = ENG_MAIL_UNDO, .undo = undo_mail, .free = free_rreq },
+	{ .op = ENG_OP_R_REPLY, .name = "r_reply", .on_fail = ENG_MAIL_RETRY,
+	  .read = read_mail, .free = free_rreq, .to = rreq_from },
+};
+ENG_MAIL_KINDS(kinds)

@@ -130,8 +130,40 @@ int eng_rreq_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		  size_t len);
 int eng_rreq_online(struct eng_shard *s, struct eng_conn *c);
 
-/* Mail handler (mail.h) for R_REPLY, and R_REQUEST's undo. */
-void eng_rreq_mail(void *self, unsigned op, void *ptr, int32_t res);
-void eng_rreq_undo(void *self, unsigned op, void *ptr, int32_t res);
+/*
+ * ENG_OP_R_REQUEST and ENG_OP_R_REPLY: a request that goes through Redis.
+ * rreq.c registers their kinds of mail.
+ */
+struct eng_rreq {
+	struct eng_rreq *next;		/* bridge: awaiting its reply */
+	uint16_t from;			/* the asking shard, or ENG_BRIDGE */
+	uint8_t kind;			/* ENG_CONN_K_HTTP or ENG_CONN_K_PUSH */
+	uint8_t op;			/* ENG_RQ_* */
+	uint16_t hslot;			/* cluster: the hash slot it goes to */
+	uint8_t redirects;		/* cluster: MOVED or ASK so far */
+	uint32_t slot, gen;		/* the asking connection */
+	long long result;		/* the reply's integer, or -errno */
+	long long r2, r3;		/* ONLINE: connections, nodes */
+	struct eng_buf *ok, *err;	/* /ws: the replies, prebuilt */
+	struct eng_hreq *hreq;		/* HREAD: owned, answered in place */
+	struct eng_ibreq *ibreq;	/* IBOX: the same */
+	uint64_t reserve;		/* bridge: read bytes it holds (budget) */
+	bool page;			/* bridge: a cut read's next page */
+	char text[ENG_PRES_APPS * (ENG_APP_MAX + 3)];	/* QUERY: apps */
+	size_t len;			/* bytes of the command in data */
+	char data[];			/* the command, formatted as RESP */
+};
+
+enum {
+	ENG_RQ_PUBLISH = 0,	/* PUBLISH: receivers */
+	ENG_RQ_QUERY,		/* one user's presence on live nodes */
+	ENG_RQ_ONLINE,		/* users, connections, nodes */
+	ENG_RQ_PRESENCE,	/* bridge: presence writes, no one waits */
+	ENG_RQ_BEAT,		/* bridge: heartbeat; 0 = we had expired */
+	ENG_RQ_QUIET,		/* bridge: no reply expected by anyone */
+	ENG_RQ_HPUBLISH,	/* a history channel's publish (script) */
+	ENG_RQ_HREAD,		/* a history read (script): fills hreq */
+	ENG_RQ_IBOX,		/* an inbox read or ack (script): fills ibreq */
+};
 
 #endif

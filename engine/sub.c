@@ -252,7 +252,7 @@ static struct eng_chan *rsub_chan(struct eng_shard *s,
  * since a later one may have been posted meanwhile, and the bridge reads
  * them in order.
  */
-void eng_sub_refresh(void *self, unsigned op, void *ptr, int32_t res)
+static void refresh_rsub(void *self, unsigned op, void *ptr, int32_t res)
 {
 	struct eng_rsub *r = ptr;
 	struct eng_chan *ch = rsub_chan(self, r);
@@ -438,7 +438,7 @@ void eng_unsubscribe_all(struct eng_shard *s, struct eng_conn *c)
 		drop_sub(s, c, c->subs);
 }
 
-void eng_sub_mail(void *self, unsigned op, void *ptr, int32_t res)
+static void read_mail(void *self, unsigned op, void *ptr, int32_t res)
 {
 	struct eng_shard *s = self;
 
@@ -455,3 +455,24 @@ void eng_sub_mail(void *self, unsigned op, void *ptr, int32_t res)
 		break;
 	}
 }
+
+/* Interest goes to the channel's owner; its ack back to the asker. */
+ENG_MAIL_TO_OWNER(interest_to, struct eng_owner_mail)
+ENG_MAIL_TO_FIELD(interest_from, struct eng_owner_mail, from)
+ENG_MAIL_TO_FIELD(rsub_from, struct eng_rsub, from)
+
+/*
+ * Every failed post goes again: none carries an order of its own, and an
+ * R_SUBSCRIBE is brought up to date first. All are flat structs.
+ */
+static const struct eng_mail_kind kinds[] = {
+	{ .op = ENG_OP_INTEREST, .name = "interest",
+	  .on_fail = ENG_MAIL_RETRY, .read = read_mail, .to = interest_to },
+	{ .op = ENG_OP_INTEREST_ACK, .name = "interest_ack",
+	  .on_fail = ENG_MAIL_RETRY, .read = read_mail, .to = interest_from },
+	{ .op = ENG_OP_R_SUBSCRIBE, .name = "r_subscribe", .to_bridge = true,
+	  .on_fail = ENG_MAIL_RETRY, .refresh = refresh_rsub },
+	{ .op = ENG_OP_R_SUB_ACK, .name = "r_sub_ack",
+	  .on_fail = ENG_MAIL_RETRY, .read = read_mail, .to = rsub_from },
+};
+ENG_MAIL_KINDS(kinds)

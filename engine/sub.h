@@ -47,9 +47,15 @@ void eng_unsubscribe_one(struct eng_shard *s, struct eng_conn *c,
 bool eng_sub_owner_update(struct eng_shard *s, struct eng_chan *ch,
 			  unsigned from, bool add, struct eng_owner_mail *m);
 
-/* Mail handlers (mail.h): INTEREST, INTEREST_ACK and R_SUB_ACK. */
-void eng_sub_mail(void *self, unsigned op, void *ptr, int32_t res);
-/* Before an R_SUBSCRIBE is posted again: add or not, as the owner is now. */
-void eng_sub_refresh(void *self, unsigned op, void *ptr, int32_t res);
+/*
+ * ENG_OP_R_SUBSCRIBE and ENG_OP_R_SUB_ACK: owner -> bridge -> owner.
+ * sub.c registers their kinds of mail, and INTEREST's and its ack's.
+ */
+struct eng_rsub {
+	uint16_t from;			/* the owner shard */
+	uint8_t add;
+	uint16_t len;
+	char name[];			/* the Redis channel name */
+};
 
 #endif

@@ -69,7 +69,7 @@ static void to_asker(struct eng_shard *s, struct eng_owner_mail *m)
 
 /*
  * @c passed authentication: register it with its user before the upgrade.
- * The 101 goes out when the owner admits it (eng_user_mail).
+ * The 101 goes out when the owner admits it (on_join_ack()).
  */
 void eng_user_join(struct eng_shard *s, struct eng_conn *c,
 		   const struct hs_str *key)
@@ -162,8 +162,10 @@ void eng_user_leave(struct eng_shard *s, struct eng_conn *c)
 }
 
 /* Frees @m and the unread it carries (eng_inbox_replay()). */
-static void free_mail(struct eng_owner_mail *m)
+static void free_mail(void *ptr)
 {
+	struct eng_owner_mail *m = ptr;
+
 	for (uint32_t i = 0; i < m->nframes; i++)
 		eng_buf_put(m->frames[i]);
 	eng_free(m->frames);
@@ -399,7 +401,7 @@ static void presence_changed(struct eng_shard *s, struct eng_chan *ch)
  * a later one may have been posted meanwhile and the bridge keeps the last
  * it reads.
  */
-void eng_user_refresh(void *self, unsigned op, void *ptr, int32_t res)
+static void refresh_rpres(void *self, unsigned op, void *ptr, int32_t res)
 {
 	struct eng_shard *s = self;
 	struct eng_rpres *m = ptr;
@@ -475,7 +477,7 @@ static void owner_mail(struct eng_shard *s, struct eng_owner_mail *m)
 	}
 }
 
-void eng_user_mail(void *self, unsigned op, void *ptr, int32_t res)
+static void read_mail(void *self, unsigned op, void *ptr, int32_t res)
 {
 	struct eng_shard *s = self;
 	struct eng_owner_mail *m = ptr;
@@ -488,3 +490,21 @@ void eng_user_mail(void *self, unsigned op, void *ptr, int32_t res)
 	else
 		on_http_ack(s, m);
 }
+
+/* USER goes to the user's owner; its ack back to the asker. */
+ENG_MAIL_TO_OWNER(user_to, struct eng_owner_mail)
+ENG_MAIL_TO_FIELD(user_from, struct eng_owner_mail, from)
+
+/*
+ * Every failed post goes again: a JOIN's 101 waits for its answer, and
+ * an R_PRESENCE is brought up to the user's count first.
+ */
+static const struct eng_mail_kind kinds[] = {
+	{ .op = ENG_OP_R_PRESENCE, .name = "r_presence", .to_bridge = true,
+	  .on_fail = ENG_MAIL_RETRY, .refresh = refresh_rpres },
+	{ .op = ENG_OP_USER, .name = "user", .on_fail = ENG_MAIL_RETRY,
+	  .read = read_mail, .free = free_mail, .to = user_to },
+	{ .op = ENG_OP_USER_ACK, .name = "user_ack", .on_fail = ENG_MAIL_RETRY,
+	  .read = read_mail, .free = free_mail, .to = user_from },
+};
+ENG_MAIL_KINDS(kinds)

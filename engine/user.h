@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chan.h"	/* struct eng_owner_mail, ENG_OWN_* */
 #include "eng.h"
 
 #define ENG_CLOSE_EXPIRED	4001	/* token expired, no refresh */
@@ -38,9 +39,15 @@ void eng_user_leave(struct eng_shard *s, struct eng_conn *c);
 int eng_user_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		   size_t len, uint8_t kind);
 
-/* Mail handlers (mail.h): USER and USER_ACK. */
-void eng_user_mail(void *self, unsigned op, void *ptr, int32_t res);
-/* Before an R_PRESENCE is posted again: the user's count as it is now. */
-void eng_user_refresh(void *self, unsigned op, void *ptr, int32_t res);
+/*
+ * ENG_OP_R_PRESENCE, owner shard -> bridge: a user's count on this node.
+ * user.c registers its kind of mail, and USER's and its ack's.
+ */
+struct eng_rpres {
+	uint32_t conns;
+	uint8_t len;
+	char uid[ENG_CHAN_MAX + 1];
+	char apps[ENG_PRES_APPS * (ENG_APP_MAX + 1)];	/* "ios,web" */
+};
 
 #endif

@@ -66,8 +66,9 @@ async def client(eng, rng, outcomes):
             await ws.close()
 
 
-# What a failed post of each op does (engine/mail.c): posted again,
-# undone (its waiter hears 503), or lost.
+# What a failed post of each op does, as the subsystem that owns the op
+# registered its kind (engine/pub.c, sub.c, user.c, rreq.c, hist.c,
+# inbox.c): posted again, undone (its waiter hears 503), or lost.
 RETRIED = {"pub_ack", "interest", "interest_ack", "r_sub_ack", "r_reply",
            "user", "user_ack", "r_subscribe", "r_presence", "hist_ack",
            "inbox", "inbox_ack"}
