@@ -117,9 +117,10 @@ int bridge__hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 			const redisReply *rep)
 {
 	uint64_t after = h->more ? h->next : h->after;	/* this page's */
+	char epoch[ENG_EPOCH_LEN + 1];
 	const redisReply *ep;
 	struct eng_buf **frames;
-	uint64_t top, first;
+	uint64_t top, first, last;
 	bool more;
 	size_t n;
 
@@ -138,30 +139,23 @@ int bridge__hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 	n = rep->elements - 4;
 	h->top = top;
 	h->more = false;
+	if (ep->type == REDIS_REPLY_STRING) {
+		memcpy(epoch, ep->str, ep->len);
+		epoch[ep->len] = '\0';
+	}
+	/* the newest it gave, or top when cut short by the budget */
+	last = !n ? 0 : more ? top : first + n - 1;
+	h->status = h->kind != ENG_HREQ_RECOVER ? ENG_HREQ_OK :
+		    (uint8_t)eng_hist_judge(h->epoch, after,
+					    ep->type == REDIS_REPLY_STRING ?
+					    epoch : NULL, top, first, last);
 	if (ep->type != REDIS_REPLY_STRING) {
 		/* no history at all: none to recover, offsets start anew */
-		h->status = h->kind == ENG_HREQ_RECOVER ? ENG_HREQ_GAP :
-			    ENG_HREQ_OK;
 		h->epoch[0] = '\0';
 		hist_drop_frames(h);
 		return 0;
 	}
-	if (h->kind == ENG_HREQ_RECOVER) {
-		if (strlen(h->epoch) != ep->len ||
-		    memcmp(h->epoch, ep->str, ep->len))
-			h->status = ENG_HREQ_GAP;	/* another history now */
-		else if (after > top)
-			h->status = ENG_HREQ_FUTURE;
-		else if (after < top && (first != after + 1 || !n ||
-					 (!more && first + n - 1 != top)))
-			h->status = ENG_HREQ_GAP;	/* some are gone */
-		else
-			h->status = ENG_HREQ_OK;
-	} else {
-		h->status = ENG_HREQ_OK;
-	}
-	memcpy(h->epoch, ep->str, ep->len);
-	h->epoch[ep->len] = '\0';
+	memcpy(h->epoch, epoch, sizeof(epoch));
 	if (h->status != ENG_HREQ_OK)
 		hist_drop_frames(h);
 	if (h->status != ENG_HREQ_OK || !n)

@@ -717,6 +717,18 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 	return 0;
 }
 
+int eng_hist_judge(const char *asked, uint64_t after, const char *epoch,
+		   uint64_t top, uint64_t first, uint64_t last)
+{
+	if (!epoch || strcmp(epoch, asked))
+		return ENG_HREQ_GAP;		/* another history now */
+	if (after > top)
+		return ENG_HREQ_FUTURE;
+	if (after < top && (first != after + 1 || last != top))
+		return ENG_HREQ_GAP;		/* some are gone already */
+	return ENG_HREQ_OK;
+}
+
 /* On the owner: read what @h asks for, then send it back. */
 static void answer(struct eng_shard *s, struct eng_hreq *h)
 {
@@ -732,17 +744,13 @@ static void answer(struct eng_shard *s, struct eng_hreq *h)
 	} else if (h->kind == ENG_HREQ_SINCE) {
 		if (h->epoch[0] && (!epoch || strcmp(epoch, h->epoch)))
 			max = 0;	/* another history: its offsets */
-	} else if (!epoch || strcmp(epoch, h->epoch)) {
-		h->status = ENG_HREQ_GAP;	/* another history now */
-		max = 0;
-	} else if (after > top) {
-		h->status = ENG_HREQ_FUTURE;
-		max = 0;
-	} else if (after + 1 < oldest) {
-		h->status = ENG_HREQ_GAP;	/* some are gone already */
-		max = 0;
 	} else {
-		max = (uint32_t)(top - after);	/* all of them: at most N */
+		/* the ring has every offset from its oldest up to top */
+		h->status = (uint8_t)eng_hist_judge(h->epoch, after, epoch, top,
+						    after < oldest ? oldest :
+						    after + 1, top);
+		/* all of them: at most N */
+		max = h->status == ENG_HREQ_OK ? (uint32_t)(top - after) : 0;
 	}
 	snprintf(h->epoch, sizeof(h->epoch), "%s", epoch ? epoch : "");
 	h->top = top;

@@ -109,6 +109,18 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 		 const char *seq, size_t seq_len);
 
 /*
+ * The judgement of a recovery's read, the same on both brokers: from
+ * @after under @asked, of a history named @epoch (NULL: none) whose
+ * newest offset is @top, when the read finds @first and @last, the
+ * offsets of the oldest and the newest message it can give above @after
+ * (the newest it has, @top, when it stops short of it on purpose).
+ * Returns ENG_HREQ_OK, ENG_HREQ_GAP (another history, or some messages
+ * gone) or ENG_HREQ_FUTURE (mail.h).
+ */
+int eng_hist_judge(const char *asked, uint64_t after, const char *epoch,
+		   uint64_t top, uint64_t first, uint64_t last);
+
+/*
  * A recovery holds its subscription (ENG_SUB_HOLDING) from the start, on
  * the asking shard, on both brokers: what is delivered meanwhile waits
  * for the read (up to ENG_HIST_HOLD, past which the recovery says

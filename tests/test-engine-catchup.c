@@ -6,10 +6,12 @@
  * more than the hold bound, a catch-up that only notes, a consumer that
  * stops and one that begins a new read while it is handed items. Every
  * case checks the exact order items reach the consumer and which are let
- * go.
+ * go. Also eng_hist_judge(), the one judgement of a recovery's read.
  */
 #include "catchup.h"
 #include "helpers.h"
+#include "hist.h"
+#include "mail.h"
 
 /* An item: where it stands, and its name in the logs. */
 struct item {
@@ -393,6 +395,21 @@ static int test_release_reenters(void)
 	return 0;
 }
 
+/* eng_hist_judge(): what a recovery's read can say, on both brokers. */
+static int test_judge(void)
+{
+	/* asked e1 after 5; history e1, top 9, first and last found */
+	T_CHECK(eng_hist_judge("e1", 5, "e1", 9, 6, 9) == ENG_HREQ_OK);
+	T_CHECK(eng_hist_judge("e1", 9, "e1", 9, 0, 0) == ENG_HREQ_OK);
+	T_CHECK(eng_hist_judge("e1", 10, "e1", 9, 0, 0) == ENG_HREQ_FUTURE);
+	T_CHECK(eng_hist_judge("e1", 5, "e2", 9, 6, 9) == ENG_HREQ_GAP);
+	T_CHECK(eng_hist_judge("e1", 5, NULL, 0, 0, 0) == ENG_HREQ_GAP);
+	T_CHECK(eng_hist_judge("e1", 5, "e1", 9, 7, 9) == ENG_HREQ_GAP);
+	T_CHECK(eng_hist_judge("e1", 5, "e1", 9, 6, 8) == ENG_HREQ_GAP);
+	T_CHECK(eng_hist_judge("e1", 5, "e1", 9, 0, 0) == ENG_HREQ_GAP);
+	return 0;
+}
+
 int main(void)
 {
 	for (unsigned i = 0; i < 20; i++)
@@ -400,7 +417,7 @@ int main(void)
 	if (test_read_first() || test_live_first() || test_interleaved() ||
 	    test_read_fails() || test_duplicates() || test_over_bound() ||
 	    test_noted() || test_consumer_stops() ||
-	    test_release_reenters())
+	    test_release_reenters() || test_judge())
 		return T_EXIT_FAIL;
 	return T_EXIT_PASS;
 }
