@@ -125,24 +125,17 @@ int eng_catchup_live(struct eng_catchup *cu, void *p)
 	return eng_catchup_had(cu, &pos) ? ENG_CU_SKIP : ENG_CU_PASS;
 }
 
-int eng_catchup_read(struct eng_catchup *cu, void **items, uint32_t n,
-		     eng_catchup_fn *fn, void *arg)
+int eng_catchup_read(struct eng_catchup *cu, void *p, eng_catchup_fn *fn,
+		     void *arg)
 {
 	struct eng_cu_pos pos;
 
-	for (uint32_t i = 0; i < n; i++) {
-		void *p = items[i];
-
-		pos.n = cu->ops->pos(p, pos.epoch);
-		if (eng_catchup_had(cu, &pos))
-			continue;	/* the caller's still: it frees them */
-		items[i] = NULL;
-		if (pos.n)
-			cu->top = pos;
-		if (!fn(arg, p))
-			return -EPIPE;
-	}
-	return 0;
+	pos.n = cu->ops->pos(p, pos.epoch);
+	if (eng_catchup_had(cu, &pos))
+		return 0;	/* the caller's still: it frees it */
+	if (pos.n)
+		cu->top = pos;
+	return fn(arg, p) ? 1 : -EPIPE;
 }
 
 int eng_catchup_release(struct eng_catchup *cu, eng_catchup_fn *fn,

@@ -118,13 +118,14 @@ int eng_catchup_live(struct eng_catchup *cu, void *p);
 bool eng_catchup_behind(const struct eng_catchup *cu);
 
 /*
- * The read's answer: of its @n @items, oldest first, each the consumer
- * has not had goes to @fn (its slot set NULL; the item becomes the top),
- * the others stay in @items for their owner. Returns 0, or -EPIPE once
- * @fn said stop.
+ * One of the read's items, @p, oldest first: if the consumer had it, it
+ * is not taken (0: it stays its owner's); else it goes to @fn and becomes
+ * the top (1; -EPIPE when @fn said stop, the rest are not to be offered).
+ * One at a time, so that callers keep their items in arrays of their
+ * own type (a struct eng_buf ** is no void **).
  */
-int eng_catchup_read(struct eng_catchup *cu, void **items, uint32_t n,
-		     eng_catchup_fn *fn, void *arg);
+int eng_catchup_read(struct eng_catchup *cu, void *p, eng_catchup_fn *fn,
+		     void *arg);
 
 /*
  * Ends the read and hands what was held on to @fn, oldest first, but for
