@@ -17,6 +17,7 @@
 
 #include "eng.h"
 
+struct eng_catchup_ops;	/* catchup.h */
 struct eng_hreq;	/* mail.h */
 struct eng_sub;		/* chan.h */
 
@@ -81,6 +82,9 @@ void eng_hist_stamp(struct eng_buf *f, const char *epoch, uint64_t offset);
 /* A stamped frame's offset (0: null) and, in @epoch, its epoch. */
 uint64_t eng_hist_offset_of(const struct eng_buf *f,
 			    char epoch[ENG_EPOCH_LEN + 1]);
+
+/* Stamped frames as catch-up items (catchup.h), placed by their offset. */
+extern const struct eng_catchup_ops eng_hist_frame_ops;
 
 /* Drops expired messages; called every tick. */
 void eng_hist_tick(struct eng_shard *s);
