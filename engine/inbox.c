@@ -744,13 +744,15 @@ bool eng_inbox_pass(struct eng_shard *s, uint32_t slot, struct eng_buf *f)
 {
 	char epoch[ENG_INBOX_EPOCH_LEN + 1];
 	struct eng_iread *r;
+	uint64_t n;
 
 	if (!s->inboxes || !s->inboxes->reads)
 		return true;
 	r = find_read(s, slot);
 	if (!r || r->gen != s->conns[slot].gen)
 		return true;
-	if (!id_of(f, epoch))
+	n = id_of(f, epoch);
+	if (!n)
 		return true;		/* no id: Redis did not keep it */
 	/* NOTED: a page reads it, after those before it; SKIP: one had it */
 	if (eng_catchup_live(&r->cu, f) != ENG_CU_PASS)
