@@ -117,9 +117,10 @@ int bridge__hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 			const redisReply *rep)
 {
 	uint64_t after = h->more ? h->next : h->after;	/* this page's */
+	char epoch[ENG_EPOCH_LEN + 1];
 	const redisReply *ep;
 	struct eng_buf **frames;
-	uint64_t top, first;
+	uint64_t top, first, last;
 	bool more;
 	size_t n;
 
@@ -138,30 +139,23 @@ int bridge__hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 	n = rep->elements - 4;
 	h->top = top;
 	h->more = false;
+	if (ep->type == REDIS_REPLY_STRING) {
+		memcpy(epoch, ep->str, ep->len);
+		epoch[ep->len] = '\0';
+	}
+	/* the newest it gave, or top when cut short by the budget */
+	last = !n ? 0 : more ? top : first + n - 1;
+	h->status = h->kind != ENG_HREQ_RECOVER ? ENG_HREQ_OK :
+		    (uint8_t)eng_hist_judge(h->epoch, after,
+					    ep->type == REDIS_REPLY_STRING ?
+					    epoch : NULL, top, first, last);
 	if (ep->type != REDIS_REPLY_STRING) {
 		/* no history at all: none to recover, offsets start anew */
-		h->status = h->kind == ENG_HREQ_RECOVER ? ENG_HREQ_GAP :
-			    ENG_HREQ_OK;
 		h->epoch[0] = '\0';
 		hist_drop_frames(h);
 		return 0;
 	}
-	if (h->kind == ENG_HREQ_RECOVER) {
-		if (strlen(h->epoch) != ep->len ||
-		    memcmp(h->epoch, ep->str, ep->len))
-			h->status = ENG_HREQ_GAP;	/* another history now */
-		else if (after > top)
-			h->status = ENG_HREQ_FUTURE;
-		else if (after < top && (first != after + 1 || !n ||
-					 (!more && first + n - 1 != top)))
-			h->status = ENG_HREQ_GAP;	/* some are gone */
-		else
-			h->status = ENG_HREQ_OK;
-	} else {
-		h->status = ENG_HREQ_OK;
-	}
-	memcpy(h->epoch, ep->str, ep->len);
-	h->epoch[ep->len] = '\0';
+	memcpy(h->epoch, epoch, sizeof(epoch));
 	if (h->status != ENG_HREQ_OK)
 		hist_drop_frames(h);
 	if (h->status != ENG_HREQ_OK || !n)
@@ -201,7 +195,7 @@ void bridge__hist_fill(struct eng_bridge *r, struct rchan *rc,
 	struct eng_hreq *q;
 	struct eng_rreq *p;
 
-	h->filling = true;	/* later messages wait from now on */
+	eng_catchup_begin(&h->cu);	/* later messages wait from now on */
 	if (!bridge__ready_for(r, rc->slot, R_PUB)) {
 		h->want = true;		/* sent once the link is back */
 		r->fills_waiting = true;
@@ -214,8 +208,8 @@ void bridge__hist_fill(struct eng_bridge *r, struct rchan *rc,
 	q->kind = ENG_HREQ_RECOVER;
 	q->len = (uint8_t)(rc->len - skip);
 	memcpy(q->name, rc->name + skip, q->len);
-	memcpy(q->epoch, h->epoch, sizeof(h->epoch));
-	q->after = h->last;
+	memcpy(q->epoch, h->cu.top.epoch, sizeof(h->cu.top.epoch));
+	q->after = h->cu.top.n;
 	p = eng_rreq_hread_new(&r->eng->cfg, q);
 	if (!p)
 		goto fail;
@@ -227,29 +221,47 @@ void bridge__hist_fill(struct eng_bridge *r, struct rchan *rc,
 	return;
 fail:
 	eng_free(q);
-	h->filling = false;
+	eng_catchup_end(&h->cu);
 	h->skip = true;
 	atomic_fetch_add_explicit(&r->gaps, 1, memory_order_relaxed);
+}
+
+/* A history channel's link, as the consumer of its catch-up. */
+struct to_link {
+	struct eng_bridge *r;
+	struct rchan *rc;
+};
+
+/* A held message goes through bridge__hist_live() again: a gap holds. */
+static bool again(void *arg, void *p)
+{
+	struct to_link *to = arg;
+
+	bridge__hist_live(to->r, to->rc, p);
+	return true;
 }
 
 void bridge__hist_release(struct eng_bridge *r, struct rchan *rc,
 			  struct rhist *h)
 {
-	struct eng_buf **held = h->held;
-	uint32_t n = h->n;
+	struct to_link to = { r, rc };
 
-	h->held = NULL;
-	h->n = h->cap = 0;
-	for (uint32_t i = 0; i < n; i++)
-		bridge__hist_live(r, rc, held[i]);
-	free(held);
+	eng_catchup_release(&h->cu, again, &to);
+}
+
+/* A message of a read goes to the owner (the catch-up's top now). */
+static bool inject(void *arg, void *p)
+{
+	struct eng_bridge *r = arg;
+
+	eng_pub_inject(&r->mail, p);
+	return true;
 }
 
 static void hand_on(struct eng_bridge *r, struct rhist *h, struct eng_buf *f,
 		    const char *epoch, uint64_t off)
 {
-	memcpy(h->epoch, epoch, sizeof(h->epoch));
-	h->last = off;
+	eng_catchup_at(&h->cu, epoch, off);
 	eng_pub_inject(&r->mail, f);
 }
 
@@ -260,49 +272,44 @@ void bridge__hist_live(struct eng_bridge *r, struct rchan *rc,
 	uint64_t off = eng_hist_offset_of(f, epoch);
 	struct rhist *h = rc ? rc->hist : NULL;
 
-	if (rc && !h)
+	if (rc && !h) {
 		h = rc->hist = calloc(1, sizeof(*h));
+		if (h)
+			eng_catchup_init(&h->cu, &eng_hist_frame_ops,
+					 ENG_HIST_HOLD);
+	}
 	if (!h) {		/* not wanted here, or no memory: as it is */
 		eng_pub_inject(&r->mail, f);
 		return;
 	}
-	if (h->filling) {
-		if (h->n == h->cap) {
-			uint32_t cap = h->cap ? h->cap * 2 : 64;
-			struct eng_buf **held = cap > ENG_HIST_HOLD ? NULL :
-				realloc(h->held, cap * sizeof(*held));
-
-			if (!held) {	/* too many: give the read up */
-				h->filling = false;
-				h->skip = true;
-				atomic_fetch_add_explicit(&r->gaps, 1,
-							  memory_order_relaxed);
-				bridge__hist_release(r, rc, h);
-				bridge__hist_live(r, rc, f);
-				return;
-			}
-			h->held = held;
-			h->cap = cap;
-		}
-		h->held[h->n++] = f;
+	switch (eng_catchup_live(&h->cu, f)) {
+	case ENG_CU_HELD:		/* a read is out: after it */
+		return;
+	case ENG_CU_FULL:		/* too many: give the read up */
+		eng_catchup_end(&h->cu);
+		h->skip = true;
+		atomic_fetch_add_explicit(&r->gaps, 1, memory_order_relaxed);
+		bridge__hist_release(r, rc, h);
+		bridge__hist_live(r, rc, f);
+		return;
+	case ENG_CU_SKIP:
+		eng_buf_put(f);		/* read back already */
 		return;
 	}
-	if (strcmp(epoch, h->epoch)) {
+	if (strcmp(epoch, h->cu.top.epoch)) {
 		/* the first message seen here, or a history begun again */
-		h->last = h->epoch[0] ? 0 : off - 1;
-		memcpy(h->epoch, epoch, sizeof(h->epoch));
+		eng_catchup_at(&h->cu, epoch,
+			       h->cu.top.epoch[0] ? 0 : off - 1);
 		h->skip = false;
 	}
-	if (off <= h->last) {
-		eng_buf_put(f);		/* read back already */
-	} else if (off == h->last + 1 || h->skip) {
+	if (off == h->cu.top.n + 1 || h->skip) {
 		h->skip = false;
 		hand_on(r, h, f, epoch, off);
 	} else {
-		h->filling = true;	/* hold @f first */
+		eng_catchup_begin(&h->cu);	/* hold @f first */
 		bridge__hist_live(r, rc, f);
 		bridge__hist_fill(r, rc, h);
-		if (!h->filling)	/* could not even ask */
+		if (!eng_catchup_reading(&h->cu))	/* could not even ask */
 			bridge__hist_release(r, rc, h);
 	}
 }
@@ -316,26 +323,23 @@ void bridge__hist_filled(struct eng_bridge *r, struct eng_hreq *q,
 	struct rchan *rc = bridge__rchan_find(&r->chans, name, len,
 					      eng_chan_hash(name, len));
 	struct rhist *h = rc ? rc->hist : NULL;
+	bool reading = h && eng_catchup_reading(&h->cu);
 
-	if (h && h->filling && (result == -ENOTCONN || result == -ECONNRESET ||
-				result == -ETIMEDOUT)) {
+	if (reading && (result == -ENOTCONN || result == -ECONNRESET ||
+			result == -ETIMEDOUT)) {
 		h->want = true;		/* the link failed: again once back */
 		r->fills_waiting = true;
-	} else if (h && h->filling) {
+	} else if (reading) {
 		bool more = false;
 
-		h->filling = false;
+		eng_catchup_end(&h->cu);
 		if (result >= 0 && q->status == ENG_HREQ_OK &&
-		    !strcmp(q->epoch, h->epoch)) {
-			for (uint32_t i = 0; i < q->n; i++) {
-				uint64_t off = q->after + 1 + i;
-
-				if (off > h->last) {
-					hand_on(r, h, q->frames[i], q->epoch,
-						off);
+		    !strcmp(q->epoch, h->cu.top.epoch)) {
+			/* those not handed on already, in order */
+			for (uint32_t i = 0; i < q->n; i++)
+				if (eng_catchup_read(&h->cu, q->frames[i],
+						     inject, r))
 					q->frames[i] = NULL;
-				}
-			}
 			more = q->more;
 		} else {
 			h->skip = true;		/* lost: say so in /stats */
@@ -345,7 +349,7 @@ void bridge__hist_filled(struct eng_bridge *r, struct eng_hreq *q,
 		/* cut by the read's bound: the next page, the rest waiting */
 		if (more)
 			bridge__hist_fill(r, rc, h);
-		if (!h->filling)
+		if (!eng_catchup_reading(&h->cu))
 			bridge__hist_release(r, rc, h);
 	}
 	eng_hreq_free(q);
@@ -363,7 +367,7 @@ void bridge__send_fills(struct eng_bridge *r)
 				continue;
 			h->want = false;
 			bridge__hist_fill(r, ch, h);
-			if (!h->filling)
+			if (!eng_catchup_reading(&h->cu))
 				bridge__hist_release(r, ch, h);
 		}
 }

@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "chan.h"
 #include "cluster.h"
+#include "catchup.h"
 #include "hist.h"
 #include "inbox.h"
 #include "json.h"
@@ -114,17 +115,14 @@ enum { DUP_PRIM, DUP_STANDBY };
  * A history channel as the subscriber link sees it. The offsets handed to
  * the owner follow each other: a gap (the link was down, or came back
  * late) is read from the channel's stream before later messages go on,
- * which wait here meanwhile.
+ * which wait meanwhile in @cu (catchup.h: its top is the offset handed on
+ * last and its epoch, "" none yet; reading while a read for a gap is out).
  */
 struct rhist {
-	uint64_t last;			/* the offset handed on last */
-	char epoch[ENG_EPOCH_LEN + 1];	/* ... its epoch; "" none yet */
-	bool filling;			/* a read for the gap is out */
+	struct eng_catchup cu;		/* held: came during the read, owned */
 	bool stale;			/* the link went down: read once back */
 	bool skip;			/* a read failed: take the next as is */
 	bool want;			/* a read waits for the publisher link */
-	struct eng_buf **held;		/* came during the read: owned */
-	uint32_t n, cap;
 };
 
 struct rtable {
@@ -443,11 +441,14 @@ void bridge__on_ctl(struct eng_bridge *r, const redisReply *payload);
 int bridge__hist_answer(struct eng_bridge *r, struct eng_hreq *h,
 			const redisReply *rep);
 
-/* Reads what @rc missed after @h->last; later messages wait meanwhile. */
+/* Reads what @rc missed after @h handed on last; later ones wait meanwhile. */
 void bridge__hist_fill(struct eng_bridge *r, struct rchan *rc,
 		       struct rhist *h);
 
-/* Hands the waiting messages on again, as if they came now. */
+/*
+ * Hands the waiting messages on again, as if they came now, but for those
+ * handed on already.
+ */
 void bridge__hist_release(struct eng_bridge *r, struct rchan *rc,
 			  struct rhist *h);
 

@@ -237,10 +237,11 @@ static void prim_pick(struct eng_bridge *r, struct rchan *ch)
 					  memory_order_relaxed);
 	ch->again = 0;
 	ack_sub(r, ch);
-	if (h && h->stale && h->epoch[0] && !h->filling) {
+	if (h && h->stale && h->cu.top.epoch[0] &&
+	    !eng_catchup_reading(&h->cu)) {
 		h->stale = false;
 		bridge__hist_fill(r, ch, h);
-		if (!h->filling)
+		if (!eng_catchup_reading(&h->cu))
 			bridge__hist_release(r, ch, h);
 	}
 }

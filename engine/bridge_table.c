@@ -45,9 +45,7 @@ static void rhist_free(struct rhist *h)
 {
 	if (!h)
 		return;
-	while (h->n)
-		eng_buf_put(h->held[--h->n]);
-	free(h->held);
+	eng_catchup_exit(&h->cu);
 	free(h);
 }
 

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "catchup.h"
 #include "chan.h"
 #include "conn.h"
 #include "hist.h"
@@ -23,6 +24,8 @@
 #include "mail.h"
 #include "rreq.h"
 #include "sub.h"
+
+_Static_assert(ENG_EPOCH_LEN <= ENG_CU_EPOCH, "an epoch fits a catch-up's");
 
 static uint32_t epoch_base;		/* drawn at start: tells restarts apart */
 static atomic_uint epoch_seq;		/* tells histories of a run apart */
@@ -44,21 +47,17 @@ struct eng_hist {
 };
 
 /*
- * A recovery through Redis, on the asking shard: the subscription holds
- * what is delivered while the read is out, and the answer's messages go
- * first, then those held that came after them.
+ * A recovery, on the asking shard: the subscription holds what is
+ * delivered while the read is out, and the answer's messages go first,
+ * then those held that came after them (@cu: catchup.h).
  */
 struct eng_hrec {
 	struct eng_hrec *next;
 	struct eng_sub *sub;		/* borrowed: HOLDING or SKIPPING */
 	struct eng_hreq *h;		/* owned until sent */
 	const struct eng_hreq *sent;	/* in flight: to match its answer */
-	struct eng_buf **held;		/* owned: one reference each */
-	uint32_t n, cap;
-	bool lost;			/* more than ENG_HIST_HOLD came */
+	struct eng_catchup cu;		/* held: one reference each */
 	bool failed;			/* @h failed as it was sent: tick */
-	uint64_t top;			/* SKIPPING: the answer's newest */
-	char epoch[ENG_EPOCH_LEN + 1];	/* ... and its epoch */
 };
 
 /*
@@ -218,11 +217,22 @@ void eng_hist_drop(struct eng_shard *s, struct eng_chan *ch)
 		free_hist(s, ch->hist);
 }
 
+/* Frames as a catch-up's items: placed by their stamped offset. */
+static uint64_t frame_pos(const void *p, char epoch[ENG_CU_EPOCH + 1])
+{
+	return eng_hist_offset_of(p, epoch);
+}
+
+static void frame_drop(void *p)
+{
+	eng_buf_put(p);
+}
+
+const struct eng_catchup_ops eng_hist_frame_ops = { frame_pos, frame_drop };
+
 static void free_rec(struct eng_hrec *rec)
 {
-	for (uint32_t i = 0; i < rec->n; i++)
-		eng_buf_put(rec->held[i]);
-	eng_free(rec->held);
+	eng_catchup_exit(&rec->cu);
 	eng_hreq_free(rec->h);
 	eng_free(rec);
 }
@@ -504,6 +514,8 @@ static int recover_ask(struct eng_shard *s, struct eng_conn *c,
 		return -ENOMEM;
 	}
 	memset(rec, 0, sizeof(*rec));
+	eng_catchup_init(&rec->cu, &eng_hist_frame_ops, ENG_HIST_HOLD);
+	eng_catchup_begin(&rec->cu);
 	rec->sub = sub;
 	rec->h = h;
 	rec->next = s->hists->recs;
@@ -532,34 +544,22 @@ static void hold(struct eng_shard *s, struct eng_sub *sub, struct eng_buf *f)
 
 	for (rec = s->hists->recs; rec && rec->sub != sub; rec = rec->next)
 		;
-	if (!rec || rec->lost)
+	if (!rec)
 		return;
-	if (rec->n == rec->cap) {
-		uint32_t cap = rec->cap ? rec->cap * 2 : 16;
-		struct eng_buf **held = cap > ENG_HIST_HOLD ? NULL :
-			eng_malloc(cap * sizeof(*held));
-
-		if (!held) {	/* recovered:false, and live from there */
-			rec->lost = true;
-			while (rec->n)
-				eng_buf_put(rec->held[--rec->n]);
-			return;
-		}
-		if (rec->n)
-			memcpy(held, rec->held, rec->n * sizeof(*held));
-		eng_free(rec->held);
-		rec->held = held;
-		rec->cap = cap;
+	switch (eng_catchup_live(&rec->cu, f)) {
+	case ENG_CU_HELD:
+		eng_buf_get(f);		/* the reference the catch-up keeps */
+		break;
+	case ENG_CU_FULL:		/* recovered:false, and live from there */
+		eng_catchup_drop(&rec->cu);
+		break;
 	}
-	rec->held[rec->n++] = eng_buf_get(f);
 }
 
 bool eng_hist_pass(struct eng_shard *s, struct eng_sub *sub,
 		   struct eng_buf *f)
 {
-	char epoch[ENG_EPOCH_LEN + 1];
 	struct eng_hrec *rec;
-	uint64_t off;
 
 	if (sub->recovering == ENG_SUB_RECOVERING)
 		return false;
@@ -568,9 +568,8 @@ bool eng_hist_pass(struct eng_shard *s, struct eng_sub *sub,
 		return false;
 	}
 	/* SKIPPING: the read was ahead of this shard's deliveries */
-	off = eng_hist_offset_of(f, epoch);
 	rec = take_rec(s, sub, NULL);
-	if (rec && off && !strcmp(epoch, rec->epoch) && off <= rec->top) {
+	if (rec && eng_catchup_live(&rec->cu, f) == ENG_CU_SKIP) {
 		rec->next = s->hists->recs;	/* not yet past it */
 		s->hists->recs = rec;
 		return false;
@@ -717,6 +716,18 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 	return 0;
 }
 
+int eng_hist_judge(const char *asked, uint64_t after, const char *epoch,
+		   uint64_t top, uint64_t first, uint64_t last)
+{
+	if (!epoch || strcmp(epoch, asked))
+		return ENG_HREQ_GAP;		/* another history now */
+	if (after > top)
+		return ENG_HREQ_FUTURE;
+	if (after < top && (first != after + 1 || last != top))
+		return ENG_HREQ_GAP;		/* some are gone already */
+	return ENG_HREQ_OK;
+}
+
 /* On the owner: read what @h asks for, then send it back. */
 static void answer(struct eng_shard *s, struct eng_hreq *h)
 {
@@ -732,17 +743,13 @@ static void answer(struct eng_shard *s, struct eng_hreq *h)
 	} else if (h->kind == ENG_HREQ_SINCE) {
 		if (h->epoch[0] && (!epoch || strcmp(epoch, h->epoch)))
 			max = 0;	/* another history: its offsets */
-	} else if (!epoch || strcmp(epoch, h->epoch)) {
-		h->status = ENG_HREQ_GAP;	/* another history now */
-		max = 0;
-	} else if (after > top) {
-		h->status = ENG_HREQ_FUTURE;
-		max = 0;
-	} else if (after + 1 < oldest) {
-		h->status = ENG_HREQ_GAP;	/* some are gone already */
-		max = 0;
 	} else {
-		max = (uint32_t)(top - after);	/* all of them: at most N */
+		/* the ring has every offset from its oldest up to top */
+		h->status = (uint8_t)eng_hist_judge(h->epoch, after, epoch, top,
+						    after < oldest ? oldest :
+						    after + 1, top);
+		/* all of them: at most N */
+		max = h->status == ENG_HREQ_OK ? (uint32_t)(top - after) : 0;
 	}
 	snprintf(h->epoch, sizeof(h->epoch), "%s", epoch ? epoch : "");
 	h->top = top;
@@ -830,30 +837,22 @@ static struct eng_buf *reply_of(const struct eng_hreq *h, int code,
 	return b;
 }
 
-/*
- * Queues @f on @c, taking the reference; false once @c closed (a slow
- * consumer): the caller stops there.
- */
-static bool queue_one(struct eng_shard *s, struct eng_conn *c,
-		      struct eng_buf **f)
-{
-	struct eng_buf *b = *f;
-
-	*f = NULL;
-	ENG_STAT_ADD(s, delivered, 1);
-	return eng_conn_queue(s, c, b) == 0;
-}
+/* A recovering connection, as the consumer of its catch-up. */
+struct to_conn {
+	struct eng_shard *s;
+	struct eng_conn *c;
+};
 
 /*
- * Of the deliveries @rec held, those after the answer @h: a message the
- * answer already had (same epoch, offset up to its top) is not sent again.
+ * Queues frame @p on the connection @arg, taking the reference; false
+ * once it closed (a slow consumer): the catch-up stops there.
  */
-static bool after_answer(const struct eng_hreq *h, const struct eng_buf *f)
+static bool queue_one(void *arg, void *p)
 {
-	char epoch[ENG_EPOCH_LEN + 1];
-	uint64_t off = eng_hist_offset_of(f, epoch);
+	struct to_conn *to = arg;
 
-	return !off || strcmp(epoch, h->epoch) || off > h->top;
+	ENG_STAT_ADD(to->s, delivered, 1);
+	return eng_conn_queue(to->s, to->c, p) == 0;
 }
 
 /*
@@ -917,7 +916,7 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 		msg = "unsubscribed meanwhile";
 	} else if (h->kind == ENG_HREQ_RECOVER) {
 		sub = rec->sub;
-		if (rec->lost && h->status == ENG_HREQ_OK) {
+		if (rec->cu.lost && h->status == ENG_HREQ_OK) {
 			h->status = ENG_HREQ_GAP;	/* held too many */
 			while (h->n)
 				eng_buf_put(h->frames[--h->n]);
@@ -954,31 +953,32 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 	if (eng_conn_queue(s, c, r) < 0)
 		goto out;	/* closed: a slow consumer */
 	if (sub) {
-		/* the missed messages, then (sub live again) the rest */
-		for (uint32_t i = 0; i < h->n; i++)
-			if (!queue_one(s, c, &h->frames[i]))
-				goto out;
-		bool caught_up = !rec;
+		struct to_conn to = { s, c };
+		int went;
 
-		for (uint32_t i = 0; rec && i < rec->n; i++) {
-			if (!after_answer(h, rec->held[i]))
-				continue;
-			caught_up = true;
-			if (!queue_one(s, c, &rec->held[i]))
+		/* the missed messages, then (sub live again) the rest */
+		for (uint32_t i = 0; i < h->n; i++) {
+			int ret = eng_catchup_read(&rec->cu, h->frames[i],
+						   queue_one, &to);
+
+			if (ret)
+				h->frames[i] = NULL;	/* taken */
+			if (ret < 0)
 				goto out;
 		}
+		/* what the answer had is not sent again: held or to come */
+		eng_catchup_at(&rec->cu, h->epoch, h->top);
+		went = eng_catchup_release(&rec->cu, queue_one, &to);
+		if (went < 0)
+			goto out;
 		sub->recovering = ENG_SUB_LIVE;
-		if (!caught_up) {
+		if (!went) {
 			/*
 			 * The read was ahead of this shard's deliveries (Redis,
 			 * or an answer's mail retried): those still to come
 			 * were sent already.
 			 */
 			sub->recovering = ENG_SUB_SKIPPING;
-			rec->top = h->top;
-			memcpy(rec->epoch, h->epoch, sizeof(rec->epoch));
-			while (rec->n)
-				eng_buf_put(rec->held[--rec->n]);
 			rec->next = s->hists->recs;
 			s->hists->recs = rec;
 			rec = NULL;

@@ -17,6 +17,7 @@
 
 #include "eng.h"
 
+struct eng_catchup_ops;	/* catchup.h */
 struct eng_sub;		/* chan.h */
 
 #define ENG_NS_MAX		16	/* --namespace entries */
@@ -80,6 +81,9 @@ void eng_hist_stamp(struct eng_buf *f, const char *epoch, uint64_t offset);
 /* A stamped frame's offset (0: null) and, in @epoch, its epoch. */
 uint64_t eng_hist_offset_of(const struct eng_buf *f,
 			    char epoch[ENG_EPOCH_LEN + 1]);
+
+/* Stamped frames as catch-up items (catchup.h), placed by their offset. */
+extern const struct eng_catchup_ops eng_hist_frame_ops;
 
 /* Drops expired messages; called every tick. */
 void eng_hist_tick(struct eng_shard *s);
@@ -145,6 +149,18 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 		 const char *name, size_t len, uint64_t after,
 		 const char *epoch, size_t elen, uint32_t max,
 		 const char *seq, size_t seq_len);
+
+/*
+ * The judgement of a recovery's read, the same on both brokers: from
+ * @after under @asked, of a history named @epoch (NULL: none) whose
+ * newest offset is @top, when the read finds @first and @last, the
+ * offsets of the oldest and the newest message it can give above @after
+ * (the newest it has, @top, when it stops short of it on purpose).
+ * Returns ENG_HREQ_OK, ENG_HREQ_GAP (another history, or some messages
+ * gone) or ENG_HREQ_FUTURE (mail.h).
+ */
+int eng_hist_judge(const char *asked, uint64_t after, const char *epoch,
+		   uint64_t top, uint64_t first, uint64_t last);
 
 /*
  * A recovery holds its subscription (ENG_SUB_HOLDING) from the start, on

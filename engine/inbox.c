@@ -17,6 +17,7 @@
 #include <sys/random.h>
 
 #include "buf.h"
+#include "catchup.h"
 #include "chan.h"
 #include "conn.h"
 #include "inbox.h"
@@ -57,18 +58,19 @@ _Static_assert(offsetof(struct eng_inbox, lru) == 0, "a link is its record");
  * published, so a page reads it, in order; one newer than the last page
  * asks for one more page. Once the last page is out, live ones the pages
  * had are skipped, until one they did not have comes (Redis may answer a
- * page before the live flow caught up with it).
+ * page before the live flow caught up with it). The catch-up (catchup.h)
+ * holds none of them: it notes the newest held back, and its top is the
+ * newest N the pages read, under their inbox's EPOCH ("": none yet).
  */
 struct eng_iread {
 	struct eng_iread *next;
 	uint32_t slot, gen;
 	uint8_t state;			/* READ_* */
 	bool more;			/* the last page was cut */
-	uint64_t top;			/* the newest N the pages read */
-	uint64_t held;			/* the newest N held back; 0: none */
-	char epoch[ENG_INBOX_EPOCH_LEN + 1];	/* top's inbox ("": none) */
-	char held_epoch[ENG_INBOX_EPOCH_LEN + 1];
+	struct eng_catchup cu;		/* holds nothing: freed with this */
 };
+
+_Static_assert(ENG_INBOX_EPOCH_LEN <= ENG_CU_EPOCH, "an EPOCH fits");
 
 enum {
 	READ_PAGE,		/* a page is asked for */
@@ -620,6 +622,14 @@ void eng_inbox_drain(struct eng_shard *s, struct eng_conn *c)
 
 /* ---- with Redis: the inbox lives there ------------------------------------ */
 
+/* Kept pushes as a catch-up's items: placed by their id. */
+static uint64_t kept_pos(const void *p, char epoch[ENG_CU_EPOCH + 1])
+{
+	return id_of(p, epoch);
+}
+
+static const struct eng_catchup_ops kept_ops = { kept_pos, NULL };
+
 /* @slot's read record; NULL: none. */
 static struct eng_iread *find_read(struct eng_shard *s, uint32_t slot)
 {
@@ -659,10 +669,12 @@ static int ask_page(struct eng_shard *s, struct eng_conn *c,
 	q->from = (uint16_t)s->id;
 	q->kind = ENG_IB_REPLAY;
 	q->len = (uint8_t)eng_user_key(q->name, a->uid, a->uid_len);
-	q->after = r->top;
-	memcpy(q->epoch, r->epoch, sizeof(r->epoch));
+	q->after = r->cu.top.n;
+	/* an inbox's EPOCH: at most ENG_INBOX_EPOCH_LEN, NUL included */
+	memcpy(q->epoch, r->cu.top.epoch, ENG_INBOX_EPOCH_LEN + 1);
 	r->state = READ_PAGE;
-	r->held = 0;	/* Redis had those already: this page reads them */
+	/* those held back so far Redis had already: this page reads them */
+	eng_catchup_begin(&r->cu);
 	if (eng_rreq_inbox(s, q, a->uid, a->uid_len) < 0) {
 		eng_free(q);
 		return -ENOMEM;
@@ -677,6 +689,7 @@ void eng_inbox_redis_replay(struct eng_shard *s, struct eng_conn *c)
 	if (!r)			/* they stay for the next connection */
 		return;
 	memset(r, 0, sizeof(*r));
+	eng_catchup_init(&r->cu, &kept_ops, 0);
 	r->slot = eng_slot(s, c);
 	r->gen = c->gen;
 	r->next = s->inboxes->reads;
@@ -714,16 +727,17 @@ static void page_sent(struct eng_shard *s, struct eng_conn *c)
 		end_read(s, r);
 		return;
 	}
-	if (r->more || (r->held && (r->held > r->top ||
-				    strcmp(r->held_epoch, r->epoch)))) {
+	if (r->more || eng_catchup_behind(&r->cu)) {
 		if (ask_page(s, c, r) < 0)
 			end_read(s, r);	/* the rest stay unread */
 		return;
 	}
-	if (!r->top)
+	if (!r->cu.top.n) {
 		end_read(s, r);		/* nothing read: nothing to skip */
-	else
+	} else {
 		r->state = READ_DONE;
+		eng_catchup_end(&r->cu);
+	}
 }
 
 bool eng_inbox_pass(struct eng_shard *s, uint32_t slot, struct eng_buf *f)
@@ -740,14 +754,9 @@ bool eng_inbox_pass(struct eng_shard *s, uint32_t slot, struct eng_buf *f)
 	n = id_of(f, epoch);
 	if (!n)
 		return true;		/* no id: Redis did not keep it */
-	if (r->state != READ_DONE) {
-		/* a page reads it, after those before it */
-		r->held = n;
-		memcpy(r->held_epoch, epoch, sizeof(epoch));
+	/* NOTED: a page reads it, after those before it; SKIP: one had it */
+	if (eng_catchup_live(&r->cu, f) != ENG_CU_PASS)
 		return false;
-	}
-	if (n <= r->top && !strcmp(epoch, r->epoch))
-		return false;		/* a page had it */
 	end_read(s, r);			/* caught up */
 	return true;
 }
@@ -793,8 +802,7 @@ static void replayed(struct eng_shard *s, struct eng_ibreq *q,
 	}
 	r->state = READ_SENDING;
 	r->more = q->more;
-	r->top = q->after;
-	memcpy(r->epoch, q->epoch, sizeof(r->epoch));
+	eng_catchup_at(&r->cu, q->epoch, q->after);
 	eng_inbox_backlog(s, c, q->frames, q->nframes);
 	q->frames = NULL;
 	q->nframes = 0;
