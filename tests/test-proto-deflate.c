@@ -5,7 +5,7 @@
  * deflate_accept(); the RFC's section 7.2.3 bytes both ways; no context
  * carried between messages; round trips over many sizes checked against a
  * plain zlib inflater (what a browser runs); fragmented input; output given
- * room in steps; the inflation bound (a bomb).
+ * room in steps; the inflation bound (a bomb); RSV1 rules in ws_parse_ext().
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -485,6 +485,82 @@ static int test_answer(void)
 	return 0;
 }
 
+/* A masked client frame header for @b0 and a short @len, key 0. */
+static size_t frame(uint8_t *out, uint8_t b0, uint8_t len)
+{
+	out[0] = b0;
+	out[1] = 0x80 | len;
+	memset(out + 2, 0, 4);
+	return 6;
+}
+
+static int test_ws_rsv1(void)
+{
+	/* 7.2.3.1's fragmented "Hello": RSV1 on the first frame only */
+	static const uint8_t p1[] = { 0xf2, 0x48, 0xcd };
+	static const uint8_t p2[] = { 0xc9, 0xc9, 0x07, 0x00 };
+	struct deflate_io io;
+	struct ws_msg m = { 0 };
+	struct ws_frame f;
+	uint8_t b[16], out[8];
+	unsigned op;
+
+	frame(b, 0xc1, 7);	/* FIN RSV1 TEXT */
+	T_CHECK(ws_parse_ext(&f, b, 6, 100, WS_EXT_DEFLATE) == 6 && f.rsv1);
+	T_CHECK(ws_parse_ext(&f, b, 6, 100, 0) == -EPROTO);
+	T_CHECK(ws_parse(&f, b, 1, 100) == -EPROTO);
+	frame(b, 0x81, 7);
+	T_CHECK(ws_parse_ext(&f, b, 6, 100, WS_EXT_DEFLATE) == 6 && !f.rsv1);
+	T_CHECK(ws_parse(&f, b, 6, 100) == 6 && !f.rsv1);
+	T_CHECK(ws_close_code(-EPROTO) == WS_CLOSE_PROTOCOL);
+
+	/* RSV1 on control and CONT frames, RSV2 and RSV3: 1002 at byte 0 */
+	for (op = 0; op < 16; op++) {
+		int data = op == WS_OP_TEXT || op == WS_OP_BINARY;
+		uint8_t b0 = (uint8_t)(0x80 | op);
+
+		if (op != WS_OP_CONT && !data && !ws_is_control((uint8_t)op))
+			continue;	/* reserved opcodes fail anyway */
+		if (op > WS_OP_PONG)
+			continue;
+		b[0] = b0 | WS_RSV1;
+		T_CHECK((ws_parse_ext(&f, b, 1, 100, WS_EXT_DEFLATE) ==
+			 -EAGAIN) == data);
+		b[0] = b0 | 0x20;
+		T_CHECK(ws_parse_ext(&f, b, 1, 100, WS_EXT_DEFLATE) == -EPROTO);
+		b[0] = b0 | 0x10;
+		T_CHECK(ws_parse_ext(&f, b, 1, 100, WS_EXT_DEFLATE) == -EPROTO);
+		b[0] = b0 | 0x60;
+		T_CHECK(ws_parse_ext(&f, b, 1, 100, WS_EXT_DEFLATE) == -EPROTO);
+	}
+
+	/* the fragmented message, frame by frame, inflated in pieces */
+	deflate_rx_begin(rx, 5);
+	io = (struct deflate_io){ p1, sizeof(p1), out, sizeof(out) };
+	frame(b, 0x41, sizeof(p1));
+	T_CHECK(ws_parse_ext(&f, b, 6, 100, WS_EXT_DEFLATE) == 6);
+	T_CHECK(ws_msg_frame(&m, &f, 100) == 0 && m.deflate);
+	T_CHECK(deflate_inflate(rx, &io, f.fin) == 0);
+	frame(b, 0x80, sizeof(p2));
+	T_CHECK(ws_parse_ext(&f, b, 6, 100, WS_EXT_DEFLATE) == 6);
+	T_CHECK(ws_msg_frame(&m, &f, 100) == 0 && m.deflate && m.len == 7);
+	io.in = p2;
+	io.in_len = sizeof(p2);
+	T_CHECK(deflate_inflate(rx, &io, f.fin) == 1);
+	T_CHECK(io.out - out == 5 && !memcmp(out, "Hello", 5));
+	ws_msg_end(&m);
+	T_CHECK(!m.deflate);
+
+	/* a continuation claiming RSV1 is refused by the sequencer too */
+	frame(b, 0x41, 3);
+	T_CHECK(ws_parse_ext(&f, b, 6, 100, WS_EXT_DEFLATE) == 6);
+	T_CHECK(ws_msg_frame(&m, &f, 100) == 0);
+	f.opcode = WS_OP_CONT;
+	f.rsv1 = 1;
+	T_CHECK(ws_msg_frame(&m, &f, 100) == -EPROTO);
+	return 0;
+}
+
 int main(void)
 {
 	int ret;
@@ -500,7 +576,7 @@ int main(void)
 	}
 	ret = test_rfc_vectors() || test_no_context_takeover() ||
 	      test_round_trips() || test_bomb() || test_bad_data() ||
-	      test_negotiation() || test_answer();
+	      test_negotiation() || test_answer() || test_ws_rsv1();
 	deflate_tx_free(tx);
 	deflate_rx_free(rx);
 	deflate_tx_free(NULL);
