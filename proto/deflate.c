@@ -30,6 +30,8 @@ int deflate_accept(const struct deflate_offers *o, unsigned wbits)
 
 	if (wbits < DEFLATE_MIN_WBITS || wbits > DEFLATE_MAX_WBITS)
 		return -EINVAL;
+	if (o->broken)
+		return -ENOENT;
 	/* The client lists offers by preference; take the first we honour. */
 	for (i = 0; i < o->n && i < DEFLATE_MAX_OFFERS; i++) {
 		if (!o->smax[i])
@@ -38,6 +40,27 @@ int deflate_accept(const struct deflate_offers *o, unsigned wbits)
 			return o->smax[i];
 	}
 	return -ENOENT;
+}
+
+int deflate_ua_broken(const char *ua, size_t len)
+{
+	static const char ver[] = " Version/15.";
+	const char *p = memmem(ua, len, ver, sizeof(ver) - 1);
+	const char *end = ua + len;
+	unsigned minor = 0, digits = 0;
+
+	if (!p)
+		return 0;
+	/* "Version/15.N" then a space or ".patch"; N from 0 to 3 */
+	for (p += sizeof(ver) - 1; p < end && *p >= '0' && *p <= '9'; p++) {
+		if (++digits > 2)
+			return 0;
+		minor = minor * 10 + (unsigned)(*p - '0');
+	}
+	if (!digits || minor > 3 || p >= end || (*p != ' ' && *p != '.'))
+		return 0;
+	/* Safari's token follows; other WebKit browsers have their own */
+	return memmem(p, (size_t)(end - p), " Safari/", 8) != NULL;
 }
 
 ssize_t deflate_write_answer(char *out, size_t cap, int smax)
@@ -185,7 +208,7 @@ struct deflate_rx {
 	uint64_t seen;		/* compressed bytes fed so far */
 	uint8_t ntail;		/* bytes of tail[] fed */
 	uint8_t ended;		/* a BFINAL block ended the stream */
-	uint8_t flushing;	/* zlib filled the last output: may hold more */
+	uint8_t flushing;	/* output was filled: zlib may hold more */
 	uint8_t dead;		/* an error ended the message */
 };
 

@@ -37,14 +37,25 @@ struct deflate_offers {
 	uint8_t smax[DEFLATE_MAX_OFFERS];
 	uint8_t n;		/* offers in smax[] */
 	uint8_t declined;	/* offers declined as malformed (saturates) */
+	uint8_t broken;		/* the client's no-context-takeover is broken
+				 * (deflate_ua_broken()): decline them all */
 };
+
+/*
+ * Whether the User-Agent @ua[0..@len) is Safari 15.0 to 15.3, whose
+ * permessage-deflate ignores client_no_context_takeover: its messages
+ * refer to earlier ones, which an inflater reset per message refuses.
+ * hs_parse() sets deflate_offers.broken from it.
+ */
+int deflate_ua_broken(const char *ua, size_t len);
 
 /*
  * Chooses the first offer in @o that a compressor with a 2^@wbits window
  * can honour: any offer without server_max_window_bits, or one asking for
  * a window of @wbits or more. Returns the server_max_window_bits to
  * answer, the offer's own value (8..15), or 0 to answer without it; or
- * -ENOENT when no offer can be honoured (the connection stays plain), and
+ * -ENOENT when no offer can be honoured or @o->broken is set (the
+ * connection stays plain), and
  * -EINVAL when @wbits is not DEFLATE_MIN_WBITS..DEFLATE_MAX_WBITS.
  */
 int deflate_accept(const struct deflate_offers *o, unsigned wbits);

@@ -292,6 +292,9 @@ static int on_header(struct hs_req *r, const char *name, size_t nlen,
 				r->flags |= HS_F_CONN_UPGRADE;
 			if (list_has(v, vlen, "close"))
 				r->flags |= HS_F_CONN_CLOSE;
+		} else if (mem_ieq(name, nlen, "user-agent") &&
+			   deflate_ua_broken(v, vlen)) {
+			r->deflate.broken = 1;
 		}
 		break;
 	case 13:

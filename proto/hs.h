@@ -59,7 +59,8 @@ struct hs_req {
 	struct hs_str origin;
 	struct hs_str authorization;
 	struct deflate_offers deflate;	/* permessage-deflate offers, from
-					 * every Extensions line */
+					 * every Extensions line, and the
+					 * User-Agent's deflate_ua_broken() */
 };
 
 /*

@@ -135,8 +135,9 @@ struct ws_msg {
  * -EPROTO, as is RSV1 on a frame that does not start a message. The
  * message's total payload may not exceed @max_message (-EMSGSIZE); for a
  * compressed one that bounds the compressed bytes, and the inflater bounds
- * the rest. A message's first frame sets m->deflate from f->rsv1. On success the frame's length is counted, and a FIN frame
- * leaves @m ready for the next message once ws_msg_end() is called.
+ * the rest. A message's first frame sets m->deflate from f->rsv1. On
+ * success the frame's length is counted, and a FIN frame leaves @m ready
+ * for the next message once ws_msg_end() is called.
  */
 int ws_msg_frame(struct ws_msg *m, const struct ws_frame *f,
 		 uint64_t max_message);

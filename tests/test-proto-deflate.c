@@ -393,6 +393,31 @@ static const struct ncase ncases[] = {
 	"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" \
 	"Sec-WebSocket-Version: 13\r\n"
 
+static const struct {
+	const char *ua;
+	unsigned broken;
+} uas[] = {
+	{ "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+	  "(KHTML, like Gecko) Version/15.2 Safari/605.1.15", 1 },
+	{ "Mozilla/5.0 (iPhone; CPU iPhone OS 15_0 like Mac OS X) "
+	  "AppleWebKit/605.1.15 (KHTML, like Gecko) Version/15.0 "
+	  "Mobile/15E148 Safari/604.1", 1 },
+	{ "Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+	  "Version/15.3.1 Safari/605.1.15", 1 },
+	{ "Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+	  "Version/15.4 Safari/605.1.15", 0 },
+	{ "Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+	  "Version/16.0 Safari/605.1.15", 0 },
+	{ "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like "
+	  "Gecko) Chrome/120.0.0.0 Safari/537.36", 0 },
+	{ "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 "
+	  "Firefox/120.0", 0 },
+	{ "Version/15.1", 0 },
+	{ "x Version/15.1 Safari/", 1 },
+	{ "x Version/15. Safari/1", 0 },
+	{ "x Version/15.123 Safari/1", 0 },
+};
+
 static int test_negotiation(void)
 {
 	static const char nine[] = "permessage-deflate; "
@@ -438,6 +463,17 @@ static int test_negotiation(void)
 	T_CHECK(r.ws_extensions.len == 5 && r.deflate.n == 1 &&
 		r.deflate.smax[0] == 11);
 	T_CHECK(deflate_accept(&r.deflate, 11) == 11);
+
+	/* Safari 15.0-15.3 keeps its context whatever it agreed to */
+	for (i = 0; i < sizeof(uas) / sizeof(uas[0]); i++) {
+		n = snprintf(req, sizeof(req), REQ "User-Agent: %s\r\n"
+			     "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+			     "\r\n", uas[i].ua);
+		T_CHECK(hs_parse(&r, (const uint8_t *)req, (size_t)n, NULL) == n);
+		if (r.deflate.broken != uas[i].broken ||
+		    deflate_accept(&r.deflate, 15) != (uas[i].broken ? -ENOENT : 0))
+			T_FAIL("user agent %zu: broken %u", i, r.deflate.broken);
+	}
 
 	/* offers past DEFLATE_MAX_OFFERS are dropped, not overflowed */
 	memset(&r.deflate, 0, sizeof(r.deflate));

@@ -3,7 +3,8 @@
  * fuzz-deflate: permessage-deflate's two parsers of client bytes. Byte 0
  * picks one. Even: the rest is a Sec-WebSocket-Extensions value, parsed
  * alone and inside a request by hs_parse(), which must agree; every choice
- * and answer stays in range. Odd: bytes 1-3 pick an inflation bound, a
+ * and answer stays in range; the same bytes as a User-Agent go through
+ * deflate_ua_broken(). Odd: bytes 1-3 pick an inflation bound, a
  * piece size and an output step, and the rest is a compressed message,
  * inflated whole and in pieces into buffers of exactly the bound (ASan
  * sees any write past it); both ways must give the same result and bytes,
@@ -28,7 +29,7 @@ static void offers(const uint8_t *v, size_t n)
 				   "Sec-WebSocket-Extensions: ";
 	char ans[DEFLATE_ANSWER_MAX], resp[512];
 	struct hs_str key = { "dGhlIHNhbXBsZSBub25jZQ==", 24 };
-	struct deflate_offers o = { 0 };
+	struct deflate_offers o = { 0 }, ua;
 	size_t len = sizeof(head) - 1 + n + 4;
 	struct hs_req r;
 	unsigned w, i;
@@ -36,6 +37,10 @@ static void offers(const uint8_t *v, size_t n)
 	int smax;
 
 	hs_deflate_offers(&o, (const char *)v, n);
+	/* the same bytes as a User-Agent: a broken one declines all */
+	ua = o;
+	ua.broken = (uint8_t)deflate_ua_broken((const char *)v, n);
+	assert(!ua.broken || deflate_accept(&ua, 15) == -ENOENT);
 	assert(o.n <= DEFLATE_MAX_OFFERS);
 	for (i = 0; i < o.n; i++)
 		assert(!o.smax[i] || (o.smax[i] >= 8 && o.smax[i] <= 15));
