@@ -76,6 +76,161 @@ static int list_has(const char *v, size_t n, const char *tok)
 	return 0;
 }
 
+/*
+ * The end of the list element starting at @i: the next comma outside a
+ * quoted-string, or @n. An unterminated quote runs to @n.
+ */
+static size_t elem_end(const char *v, size_t n, size_t i)
+{
+	int quoted = 0;
+
+	for (; i < n; i++) {
+		if (quoted && v[i] == '\\')
+			i++;		/* quoted-pair: skip the escaped byte */
+		else if (v[i] == '"')
+			quoted = !quoted;
+		else if (!quoted && v[i] == ',')
+			break;
+	}
+	return i < n ? i : n;
+}
+
+static size_t skip_ows(const char *v, size_t n, size_t i)
+{
+	while (i < n && is_ows((uint8_t)v[i]))
+		i++;
+	return i;
+}
+
+static size_t skip_token(const char *v, size_t n, size_t i)
+{
+	while (i < n && tchar[(uint8_t)v[i]])
+		i++;
+	return i;
+}
+
+/*
+ * Reads a parameter value at *@i: a token, or a quoted-string whose
+ * unescaped text must be a token (RFC 6455 section 9.1). Up to @cap - 1
+ * bytes of the text go to @out with a NUL; a longer one is cut to
+ * @cap - 1, which no valid window value is. Returns 0, or -EBADMSG.
+ */
+static int param_value(const char *v, size_t n, size_t *i, char *out,
+		       size_t cap)
+{
+	size_t k = *i, len = 0;
+	uint8_t c;
+
+	if (k < n && v[k] != '"') {
+		*i = skip_token(v, n, k);
+		if (*i == k)
+			return -EBADMSG;
+		len = *i - k < cap - 1 ? *i - k : cap - 1;
+		memcpy(out, v + k, len);
+		out[len] = '\0';
+		return 0;
+	}
+	for (k++; k < n && v[k] != '"'; k++) {
+		if (v[k] == '\\' && ++k >= n)
+			return -EBADMSG;
+		c = (uint8_t)v[k];
+		if (!tchar[c])
+			return -EBADMSG;
+		if (len < cap - 1)
+			out[len++] = (char)c;
+	}
+	if (k >= n || len == 0)
+		return -EBADMSG;
+	out[len] = '\0';
+	*i = k + 1;
+	return 0;
+}
+
+/* A window-bits value: 8..15 in decimal, no leading zero. 0 if not. */
+static unsigned window_bits(const char *s)
+{
+	if (s[0] >= '8' && s[0] <= '9' && !s[1])
+		return (unsigned)(s[0] - '0');
+	if (s[0] == '1' && s[1] >= '0' && s[1] <= '5' && !s[2])
+		return 10u + (unsigned)(s[1] - '0');
+	return 0;
+}
+
+/*
+ * The parameters of one permessage-deflate offer, @v[@i..@n) after its
+ * name. Sets *@smax to server_max_window_bits, 0 when absent. Returns 0
+ * for an offer we may accept, -EBADMSG to decline it.
+ */
+static int deflate_params(const char *v, size_t n, size_t i, uint8_t *smax)
+{
+	enum { SNCT = 1, CNCT = 2, SMAX = 4, CMAX = 8 };
+	unsigned seen = 0, bit, bits;
+	size_t ns, ne;
+	char val[4];
+	int has_val;
+
+	*smax = 0;
+	for (i = skip_ows(v, n, i); i < n; i = skip_ows(v, n, i)) {
+		if (v[i] != ';')
+			return -EBADMSG;
+		ns = skip_ows(v, n, i + 1);
+		ne = skip_token(v, n, ns);
+		if (ne == ns)
+			return -EBADMSG;
+		i = skip_ows(v, n, ne);
+		has_val = i < n && v[i] == '=';
+		if (has_val) {
+			i = skip_ows(v, n, i + 1);
+			if (param_value(v, n, &i, val, sizeof(val)))
+				return -EBADMSG;
+		}
+		if (mem_ieq(v + ns, ne - ns, "server_no_context_takeover"))
+			bit = SNCT;
+		else if (mem_ieq(v + ns, ne - ns, "client_no_context_takeover"))
+			bit = CNCT;
+		else if (mem_ieq(v + ns, ne - ns, "server_max_window_bits"))
+			bit = SMAX;
+		else if (mem_ieq(v + ns, ne - ns, "client_max_window_bits"))
+			bit = CMAX;
+		else
+			return -EBADMSG;	/* not defined for an offer */
+		if (seen & bit)
+			return -EBADMSG;	/* 7.1: a repeat declines */
+		seen |= bit;
+		bits = has_val ? window_bits(val) : 0;
+		if ((bit & (SNCT | CNCT)) && has_val)
+			return -EBADMSG;
+		/* client_max_window_bits alone says "I can take a value" */
+		if ((bit == SMAX && !bits) || (bit == CMAX && has_val && !bits))
+			return -EBADMSG;
+		if (bit == SMAX)
+			*smax = (uint8_t)bits;
+	}
+	return 0;
+}
+
+void hs_deflate_offers(struct deflate_offers *o, const char *v, size_t len)
+{
+	size_t i = 0, e, ns, ne;
+	uint8_t smax;
+
+	while (i < len) {
+		e = elem_end(v, len, i);
+		ns = skip_ows(v, e, i);
+		ne = skip_token(v, e, ns);
+		/* Other extensions and empty elements are not ours. */
+		if (mem_ieq(v + ns, ne - ns, "permessage-deflate")) {
+			if (deflate_params(v, e, ne, &smax)) {
+				if (o->declined < UINT8_MAX)
+					o->declined++;
+			} else if (o->n < DEFLATE_MAX_OFFERS) {
+				o->smax[o->n++] = smax;
+			}
+		}
+		i = e + 1;
+	}
+}
+
 static int parse_content_length(const char *v, size_t n, int64_t *out)
 {
 	int64_t x = 0;
@@ -137,6 +292,9 @@ static int on_header(struct hs_req *r, const char *name, size_t nlen,
 				r->flags |= HS_F_CONN_UPGRADE;
 			if (list_has(v, vlen, "close"))
 				r->flags |= HS_F_CONN_CLOSE;
+		} else if (mem_ieq(name, nlen, "user-agent") &&
+			   deflate_ua_broken(v, vlen)) {
+			r->deflate.broken = 1;
 		}
 		break;
 	case 13:
@@ -174,8 +332,11 @@ static int on_header(struct hs_req *r, const char *name, size_t nlen,
 			set_once(&r->ws_protocol, v, vlen);
 		break;
 	case 24:
-		if (mem_ieq(name, nlen, "sec-websocket-extensions"))
+		if (mem_ieq(name, nlen, "sec-websocket-extensions")) {
 			set_once(&r->ws_extensions, v, vlen);
+			/* RFC 9110 5.3: repeated lines are one list */
+			hs_deflate_offers(&r->deflate, v, vlen);
+		}
 		break;
 	}
 	return 0;
@@ -388,7 +549,8 @@ static ssize_t fmt_ret(int n, size_t cap)
 	return n;
 }
 
-ssize_t hs_write_101(char *out, size_t cap, const struct hs_str *key)
+ssize_t hs_write_101_ext(char *out, size_t cap, const struct hs_str *key,
+			 const char *extra)
 {
 	char acc[HS_ACCEPT_LEN + 1];
 	int ret;
@@ -400,7 +562,13 @@ ssize_t hs_write_101(char *out, size_t cap, const struct hs_str *key)
 				"HTTP/1.1 101 Switching Protocols\r\n"
 				"Upgrade: websocket\r\n"
 				"Connection: Upgrade\r\n"
-				"Sec-WebSocket-Accept: %s\r\n\r\n", acc), cap);
+				"Sec-WebSocket-Accept: %s\r\n%s\r\n", acc,
+				extra ? extra : ""), cap);
+}
+
+ssize_t hs_write_101(char *out, size_t cap, const struct hs_str *key)
+{
+	return hs_write_101_ext(out, cap, key, NULL);
 }
 
 ssize_t hs_write_response(char *out, size_t cap, int status,

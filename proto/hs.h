@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "deflate.h"
+
 #define HS_ACCEPT_LEN		28	/* base64 of a SHA-1 digest */
 #define HS_DEF_MAX_BYTES	8192	/* request head, request line included */
 #define HS_DEF_MAX_HEADERS	64
@@ -52,9 +54,13 @@ struct hs_req {
 	struct hs_str ws_key;		/* Sec-WebSocket-Key */
 	struct hs_str ws_version;	/* Sec-WebSocket-Version */
 	struct hs_str ws_protocol;	/* Sec-WebSocket-Protocol */
-	struct hs_str ws_extensions;	/* Sec-WebSocket-Extensions */
+	struct hs_str ws_extensions;	/* Sec-WebSocket-Extensions (the
+					 * first line) */
 	struct hs_str origin;
 	struct hs_str authorization;
+	struct deflate_offers deflate;	/* permessage-deflate offers, from
+					 * every Extensions line, and the
+					 * User-Agent's deflate_ua_broken() */
 };
 
 /*
@@ -70,6 +76,22 @@ struct hs_req {
  */
 ssize_t hs_parse(struct hs_req *r, const uint8_t *buf, size_t len,
 		 const struct hs_limits *lim);
+
+/*
+ * Adds the permessage-deflate offers in one Sec-WebSocket-Extensions value
+ * @v[0..@len) to @o, as hs_parse() does for each such header line. The
+ * syntax is RFC 6455 section 9.1's: comma-separated extensions, each a
+ * token and ";"-separated parameters, a parameter with or without "=" and
+ * a token or quoted-string value. Other extensions are ignored. An offer
+ * is declined (only counted in @o->declined) when it is malformed, repeats
+ * a parameter, has one RFC 7692 section 7.1 does not define for an offer,
+ * or has a bad value: a value is a decimal 8..15 without leading zeros,
+ * quoted or not; client_max_window_bits may be bare (Chrome sends it so),
+ * server_max_window_bits may not, and the two no_context_takeover
+ * parameters take none. Offers past DEFLATE_MAX_OFFERS are ignored. Never
+ * fails: a bad header only declines, and the handshake goes on plain.
+ */
+void hs_deflate_offers(struct deflate_offers *o, const char *v, size_t len);
 
 /*
  * Checks a parsed request against RFC 6455 section 4.2.1. Returns 0 for a
@@ -92,6 +114,13 @@ int hs_accept_key(const struct hs_str *key, char out[HS_ACCEPT_LEN + 1]);
  * both writers add a NUL after the response and count it in @cap.
  */
 ssize_t hs_write_101(char *out, size_t cap, const struct hs_str *key);
+
+/*
+ * hs_write_101() with @extra, zero or more "Name: value\r\n" lines (such as
+ * deflate_write_answer()'s) before the blank line; NULL for none.
+ */
+ssize_t hs_write_101_ext(char *out, size_t cap, const struct hs_str *key,
+			 const char *extra);
 
 /*
  * Writes a complete response with Content-Length into @out: status line,

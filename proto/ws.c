@@ -18,8 +18,26 @@ static int reserved_opcode(uint8_t op)
 	return (op >= 0x3 && op <= 0x7) || op >= 0xb;
 }
 
+/*
+ * Whether byte 0's RSV bits are allowed: only RSV1, only with
+ * permessage-deflate, only where a message starts (RFC 7692 section 6.1).
+ */
+static int rsv_ok(uint8_t b0, uint8_t op, unsigned ext)
+{
+	if (!(b0 & 0x70))
+		return 1;
+	return (b0 & 0x70) == WS_RSV1 && (ext & WS_EXT_DEFLATE) &&
+	       (op == WS_OP_TEXT || op == WS_OP_BINARY);
+}
+
 ssize_t ws_parse(struct ws_frame *f, const uint8_t *buf, size_t len,
 		 uint64_t max_payload)
+{
+	return ws_parse_ext(f, buf, len, max_payload, 0);
+}
+
+ssize_t ws_parse_ext(struct ws_frame *f, const uint8_t *buf, size_t len,
+		     uint64_t max_payload, unsigned ext)
 {
 	uint8_t op, l7;
 	size_t hdr, nlen, i;
@@ -28,7 +46,7 @@ ssize_t ws_parse(struct ws_frame *f, const uint8_t *buf, size_t len,
 	if (len < 1)
 		return -EAGAIN;
 	op = buf[0] & 0x0f;
-	if ((buf[0] & 0x70) || reserved_opcode(op))
+	if (!rsv_ok(buf[0], op, ext) || reserved_opcode(op))
 		return -EPROTO;
 	if (ws_is_control(op) && !(buf[0] & 0x80))
 		return -EPROTO;
@@ -71,6 +89,7 @@ ssize_t ws_parse(struct ws_frame *f, const uint8_t *buf, size_t len,
 	f->opcode = op;
 	f->fin = buf[0] >> 7;
 	f->hdr_len = (uint8_t)hdr;
+	f->rsv1 = !!(buf[0] & WS_RSV1);
 	return (ssize_t)hdr;
 }
 
@@ -230,7 +249,8 @@ int ws_msg_frame(struct ws_msg *m, const struct ws_frame *f,
 		return 0;
 	switch (f->opcode) {
 	case WS_OP_CONT:
-		if (!m->opcode)
+		/* RSV1 marks a message's first frame only (RFC 7692 6.1) */
+		if (!m->opcode || f->rsv1)
 			return -EPROTO;
 		break;
 	case WS_OP_TEXT:
@@ -239,6 +259,7 @@ int ws_msg_frame(struct ws_msg *m, const struct ws_frame *f,
 			return -EPROTO;
 		memset(m, 0, sizeof(*m));
 		m->opcode = f->opcode;
+		m->deflate = f->rsv1;
 		break;
 	default:
 		return -EPROTO;

@@ -27,6 +27,10 @@ enum {
 #define WS_MAX_HDR		14	/* 2 + 8 length + 4 mask */
 #define WS_MAX_SERVER_HDR	10	/* server frames are not masked */
 #define WS_MAX_CONTROL		125	/* control frame payload */
+#define WS_RSV1			0x40	/* first header byte: compressed */
+
+/* ws_parse_ext() flags: what the connection negotiated. */
+#define WS_EXT_DEFLATE		(1u << 0)	/* permessage-deflate */
 
 enum {
 	WS_CLOSE_NORMAL		= 1000,
@@ -52,6 +56,7 @@ struct ws_frame {
 	uint8_t opcode;		/* WS_OP_* */
 	uint8_t fin;		/* 1 on the last frame of a message */
 	uint8_t hdr_len;	/* 2..14: payload starts here */
+	uint8_t rsv1;		/* 1: a compressed message starts here */
 };
 
 /*
@@ -66,6 +71,17 @@ ssize_t ws_parse(struct ws_frame *f, const uint8_t *buf, size_t len,
 		 uint64_t max_payload);
 
 /*
+ * ws_parse() for a connection that negotiated the extensions in @ext
+ * (WS_EXT_*); with @ext 0 it is ws_parse(). With WS_EXT_DEFLATE, RSV1 may
+ * be set on a TEXT or BINARY frame, the first of a message, and marks the
+ * message compressed (f->rsv1; RFC 7692 section 6). RSV1 on a control or
+ * CONT frame, or without the extension, and RSV2 or RSV3 always, are
+ * -EPROTO (close 1002), decided by the first byte.
+ */
+ssize_t ws_parse_ext(struct ws_frame *f, const uint8_t *buf, size_t len,
+		     uint64_t max_payload, unsigned ext);
+
+/*
  * Unmasks @n bytes at @p in place with @key; @off is the offset of @p
  * within the frame's payload, so a payload can be unmasked in pieces.
  */
@@ -74,7 +90,8 @@ void ws_unmask(uint8_t *p, size_t n, const uint8_t key[4], uint64_t off);
 /*
  * Writes an unmasked server frame header for a payload of @len into @out
  * (WS_MAX_SERVER_HDR bytes are enough). Returns the header length: 2, 4 or
- * 10, the shortest encoding.
+ * 10, the shortest encoding. For a compressed message, OR WS_RSV1 into
+ * @out[0] of its first frame.
  */
 size_t ws_write_header(uint8_t *out, uint8_t opcode, bool fin, uint64_t len);
 
@@ -99,10 +116,15 @@ struct ws_utf8 {
  */
 int ws_utf8_feed(struct ws_utf8 *u, const uint8_t *p, size_t n, bool fin);
 
-/* The data message in progress on one connection. Zero it to start. */
+/*
+ * The data message in progress on one connection. Zero it to start. For a
+ * compressed message, len counts compressed bytes, and UTF-8 is checked on
+ * the inflated bytes (deflate_inflate()), never on the payload.
+ */
 struct ws_msg {
 	uint64_t len;		/* payload bytes of the message so far */
 	uint8_t opcode;		/* TEXT or BINARY while a message is open */
+	uint8_t deflate;	/* its first frame had RSV1: inflate it */
 	struct ws_utf8 utf8;
 };
 
@@ -110,9 +132,12 @@ struct ws_msg {
  * Admits frame @f into the message sequence. Control frames are always
  * admitted (they may interleave). A data frame must continue the open
  * message (CONT) or start a new one (TEXT/BINARY) when none is open, else
- * -EPROTO. The message's total payload may not exceed @max_message
- * (-EMSGSIZE). On success the frame's length is counted, and a FIN frame
- * leaves @m ready for the next message once ws_msg_end() is called.
+ * -EPROTO, as is RSV1 on a frame that does not start a message. The
+ * message's total payload may not exceed @max_message (-EMSGSIZE); for a
+ * compressed one that bounds the compressed bytes, and the inflater bounds
+ * the rest. A message's first frame sets m->deflate from f->rsv1. On
+ * success the frame's length is counted, and a FIN frame leaves @m ready
+ * for the next message once ws_msg_end() is called.
  */
 int ws_msg_frame(struct ws_msg *m, const struct ws_frame *f,
 		 uint64_t max_message);
