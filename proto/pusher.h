@@ -193,7 +193,9 @@ int pusher_api_check(const struct pusher_app *app,
  * there is a body, body_md5, sorted, then &auth_signature=..., into @out
  * (NUL-terminated). Keys are not lower-cased here: pass them lower case.
  * Returns the length; -EINVAL when @req->query holds one of those
- * parameters; -ENOSPC when @cap is short; -EBADMSG, -E2BIG or -ENOMEM.
+ * parameters; -E2BIG when it has more than PUSHER_QUERY_PARAMS - 5 (the
+ * signed query would be refused); -ENOSPC when @cap is short; -EBADMSG
+ * or -ENOMEM.
  */
 ssize_t pusher_api_sign(const struct pusher_app *app,
 			const struct pusher_api_req *req, int64_t ts,

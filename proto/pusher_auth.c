@@ -7,6 +7,7 @@
  * neither a re-serialization nor the time a compare takes can be used
  * against a secret.
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -351,6 +352,7 @@ static int api_signature(const struct pusher_app *app,
 	unsigned k = 0;
 	int i;
 
+	assert(n <= PUSHER_QUERY_PARAMS);	/* split_query()'s bound */
 	parts[k++] = req->method;
 	parts[k++] = lit("\n");
 	parts[k++] = req->path;
@@ -446,7 +448,7 @@ ssize_t pusher_api_sign(const struct pusher_app *app,
 			char *out, size_t cap)
 {
 	char tsbuf[24], md5[32], hex[PUSHER_SIG_HEX];
-	struct param v[PUSHER_QUERY_PARAMS + 4], p;
+	struct param v[PUSHER_QUERY_PARAMS], p;
 	int n, i, j, ret, extra = 0;
 	size_t len = 0;
 
@@ -455,6 +457,9 @@ ssize_t pusher_api_sign(const struct pusher_app *app,
 	n = split_query(req->query, v, NULL);
 	if (n < 0)
 		return n;
+	/* room for our 4 and, in the query checked, auth_signature */
+	if (n > PUSHER_QUERY_PARAMS - 5)
+		return -E2BIG;
 	for (i = 0; i < n; i++)
 		if (eq_lit(v[i].key, "auth_key") ||
 		    eq_lit(v[i].key, "auth_timestamp") ||

@@ -403,6 +403,23 @@ static int test_api(void)
 		for (unsigned i = 0; i <= PUSHER_QUERY_PARAMS; i++)
 			sprintf(big + strlen(big), "p%u=1&", i);
 		T_CHECK(api_check("GET", "/a", big, "", t) == -E2BIG);
+		/* signing what the check would refuse: 27, our 4, the signature */
+		strcpy(big, "");
+		for (unsigned i = 0; i < PUSHER_QUERY_PARAMS - 5; i++)
+			sprintf(big + strlen(big), "p%u=1&", i);
+		T_CHECK(api_roundtrip("POST", "/a", big, "x", t, t, q,
+				      sizeof(q)) == 0);
+		strcat(big, "z=1");
+		T_CHECK(api_roundtrip("POST", "/a", big, "x", t, t, q,
+				      sizeof(q)) == -E2BIG);
+		/* ...with the sign refusing it, not the check */
+		r = (struct pusher_api_req){ S("POST"), S("/a"), S(big), S("x") };
+		T_CHECK(pusher_api_sign(doc_app, &r, t, q, sizeof(q)) == -E2BIG);
+		for (unsigned i = 0; i < 4; i++)
+			sprintf(big + strlen(big), "&y%u=1", i);
+		T_CHECK(pusher_api_sign(doc_app, &r, t, q, sizeof(q)) == -E2BIG);
+		r.query = S(big);
+		T_CHECK(pusher_api_sign(doc_app, &r, t, q, sizeof(q)) == -E2BIG);
 	}
 	why = NULL;
 	r = (struct pusher_api_req){ S("GET"), S("/a"), S(""), S("") };
@@ -530,8 +547,8 @@ static int test_msg(void)
 		"{\"event\":\"x\",\"event\":\"y\"}",
 		"{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":1}}",
 		"{\"event\":\"pusher:subscribe\",\"data\":{\"auth\":null}}",
-		"{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":\"a\","
-		"\"channel\":\"b\"}}",
+		("{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":\"a\","
+		 "\"channel\":\"b\"}}"),
 		"{\"event\":\"pusher:subscribe\",\"data\":\"{\\\"channel\\\":1}\"}",
 		"{\"event\":\"pusher:subscribe\",\"data\":\"not json\"}",
 		"{\"event\":\"pusher:subscribe\",\"data\":\"[1]\"}",
