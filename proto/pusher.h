@@ -275,8 +275,8 @@ struct pusher_msg {
  * when present, a string; "data" anything. When data is an object, or a
  * string whose text is an object, and the event starts with "pusher:",
  * its "channel", "auth", "channel_data" and "user_data" must be strings
- * when present; other events' data is left alone (client events carry
- * any JSON). No member read may appear twice.
+ * when present (data "" counts as none); other events' data is left
+ * alone (client events carry any JSON). No member read may appear twice.
  * Slices are copied into @scratch (@cap bytes; 2 * @len + 16 always
  * suffice), so they stay valid while @scratch does, whatever @p parses
  * next. Returns 0; -EBADMSG (not JSON, wrong types); -E2BIG (over @p's

@@ -100,7 +100,8 @@ int pusher_msg_parse(struct json_parser *p, const char *buf, size_t len,
 		return 0;	/* a client event's data is its own */
 	if (m->data_type == JSON_OBJECT)
 		return data_members(p, m->data, m, &a);
-	if (m->data_type == JSON_STRING)	/* the spec's "double" form */
+	/* the spec's "double" form; "" is no data (a ping may carry it) */
+	if (m->data_type == JSON_STRING && inner.len)
 		return data_members(p, inner, m, &a);
 	return 0;
 }

@@ -631,6 +631,11 @@ static int test_msg(void)
 	T_CHECK(msg("{\"event\":\"pusher:ping\",\"data\":{}}", &m, scratch,
 		    sizeof(scratch)) == 0);
 	T_CHECK(is(m.event, "pusher:ping") && is(m.data, "{}"));
+	T_CHECK(msg("{\"event\":\"pusher:ping\",\"data\":\"\"}", &m, scratch,
+		    sizeof(scratch)) == 0);
+	T_CHECK(is(m.data, "\"\"") && is(m.d_channel, NULL));
+	T_CHECK(msg("{\"event\":\"pusher:ping\",\"data\":\"{}\"}", &m,
+		    scratch, sizeof(scratch)) == 0);
 	T_CHECK(msg("{\"event\":\"pusher:ping\"}", &m, scratch,
 		    sizeof(scratch)) == 0);
 	T_CHECK(m.data_type == JSON_ABSENT && !m.data.p);
