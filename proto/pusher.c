@@ -289,3 +289,44 @@ ssize_t pusher_socket_id_new(char *out)
 		     r[0], r[1]);
 	return n;
 }
+
+/* The value of query parameter @name in @q[0..@len), undecoded, or p NULL. */
+static struct json_slice query_param(const char *q, size_t len,
+				     const char *name)
+{
+	size_t i = 0, n = strlen(name);
+
+	while (i < len) {
+		const char *s = q + i, *amp = memchr(s, '&', len - i);
+		size_t plen = amp ? (size_t)(amp - s) : len - i;
+
+		if (plen > n && s[n] == '=' && !memcmp(s, name, n))
+			return (struct json_slice){ s + n + 1, plen - n - 1 };
+		i += plen + 1;
+	}
+	return (struct json_slice){ NULL, 0 };
+}
+
+int pusher_ws_target(const char *target, size_t len, struct json_slice *key,
+		     unsigned *protocol)
+{
+	const char *q = memchr(target, '?', len);
+	size_t plen = q ? (size_t)(q - target) : len;
+	struct json_slice v;
+
+	if (plen <= 5 || memcmp(target, "/app/", 5) ||
+	    memchr(target + 5, '/', plen - 5))
+		return PUSHER_PATH_NOT_FOUND;
+	if (!field_ok(target + 5, plen - 5, PUSHER_KEY_MAX, name_byte))
+		return PUSHER_APP_NOT_FOUND;
+	*key = (struct json_slice){ target + 5, plen - 5 };
+	v = q ? query_param(q + 1, len - plen - 1, "protocol") :
+		(struct json_slice){ NULL, 0 };
+	/* the spec would infer it from "version"; it names 4008 for this */
+	if (!v.p)
+		return PUSHER_NO_PROTOCOL;
+	if (v.len != 1 || v.p[0] < '5' || v.p[0] > '7')
+		return PUSHER_PROTOCOL_UNSUPPORTED;
+	*protocol = (unsigned)(v.p[0] - '0');
+	return 0;
+}

@@ -250,6 +250,20 @@ bool pusher_socket_id_valid(const char *s, size_t len);
  */
 ssize_t pusher_socket_id_new(char *out);
 
+/*
+ * Reads the request target of a Pusher WebSocket upgrade,
+ * "/app/{key}?protocol=7&client=js&version=8.4.0&flash=false" (pusher-js
+ * src/core/transports/url_schemes.ts): the path must be exactly /app/
+ * and a key of 1 to PUSHER_KEY_MAX bytes of [A-Za-z0-9_.-]; "protocol"
+ * must be given, from 5 to 7. Returns 0 with *@key pointing into
+ * @target and *@protocol set, or the code to close with:
+ * PUSHER_PATH_NOT_FOUND, PUSHER_APP_NOT_FOUND (a key no app can have),
+ * PUSHER_NO_PROTOCOL, PUSHER_PROTOCOL_UNSUPPORTED. Whether an app has the
+ * key is the caller's lookup (4001 too).
+ */
+int pusher_ws_target(const char *target, size_t len, struct json_slice *key,
+		     unsigned *protocol);
+
 /* ---- A client's message ---- */
 
 /*

@@ -525,6 +525,71 @@ static int test_names(void)
 	return 0;
 }
 
+static int test_ws_target(void)
+{
+	static const struct {
+		const char *target;
+		int ret;
+		const char *key;
+		unsigned protocol;
+	} cases[] = {
+		{ "/app/278d425bdf160c739803?protocol=7&client=js&version=8.4.0"
+		  "&flash=false", 0, "278d425bdf160c739803", 7 },
+		{ "/app/k?client=js&protocol=5", 0, "k", 5 },
+		{ "/app/k.2_-?protocol=6", 0, "k.2_-", 6 },
+		{ "/app/k", PUSHER_NO_PROTOCOL, NULL, 0 },
+		{ "/app/k?", PUSHER_NO_PROTOCOL, NULL, 0 },
+		{ "/app/k?version=8.4.0", PUSHER_NO_PROTOCOL, NULL, 0 },
+		{ "/app/k?xprotocol=7", PUSHER_NO_PROTOCOL, NULL, 0 },
+		{ "/app/k?protocol=", PUSHER_PROTOCOL_UNSUPPORTED, NULL, 0 },
+		{ "/app/k?protocol=8", PUSHER_PROTOCOL_UNSUPPORTED, NULL, 0 },
+		{ "/app/k?protocol=4", PUSHER_PROTOCOL_UNSUPPORTED, NULL, 0 },
+		{ "/app/k?protocol=77", PUSHER_PROTOCOL_UNSUPPORTED, NULL, 0 },
+		{ "/app/k?protocol=%37", PUSHER_PROTOCOL_UNSUPPORTED, NULL, 0 },
+		{ "/app/", PUSHER_PATH_NOT_FOUND, NULL, 0 },
+		{ "/app/?protocol=7", PUSHER_PATH_NOT_FOUND, NULL, 0 },
+		{ "/app", PUSHER_PATH_NOT_FOUND, NULL, 0 },
+		{ "/apps/k?protocol=7", PUSHER_PATH_NOT_FOUND, NULL, 0 },
+		{ "/app/k/x?protocol=7", PUSHER_PATH_NOT_FOUND, NULL, 0 },
+		{ "/x/app/k?protocol=7", PUSHER_PATH_NOT_FOUND, NULL, 0 },
+		{ "/ws", PUSHER_PATH_NOT_FOUND, NULL, 0 },
+		{ "", PUSHER_PATH_NOT_FOUND, NULL, 0 },
+		{ "/app/k:x?protocol=7", PUSHER_APP_NOT_FOUND, NULL, 0 },
+		{ "/app/k%20?protocol=7", PUSHER_APP_NOT_FOUND, NULL, 0 },
+	};
+	char longkey[PUSHER_KEY_MAX + 32];
+	struct json_slice key;
+	unsigned i, protocol;
+	int ret;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = strlen(cases[i].target);
+		char *b = malloc(len ? len : 1);	/* exact: ASan sees */
+
+		memcpy(b, cases[i].target, len);
+		key = NONE;
+		protocol = 0;
+		ret = pusher_ws_target(b, len, &key, &protocol);
+		if (ret != cases[i].ret)
+			T_FAIL("'%s': %d, want %d", cases[i].target, ret,
+			       cases[i].ret);
+		if (!ret && (key.p < b || key.len != strlen(cases[i].key) ||
+			     memcmp(key.p, cases[i].key, key.len) ||
+			     protocol != cases[i].protocol))
+			T_FAIL("'%s': key or protocol wrong", cases[i].target);
+		free(b);
+	}
+	strcpy(longkey, "/app/");
+	memset(longkey + 5, 'k', PUSHER_KEY_MAX);
+	strcpy(longkey + 5 + PUSHER_KEY_MAX, "?protocol=7");
+	T_CHECK(pusher_ws_target(longkey, strlen(longkey), &key, &protocol) == 0);
+	memset(longkey + 5, 'k', PUSHER_KEY_MAX + 1);
+	strcpy(longkey + 6 + PUSHER_KEY_MAX, "?protocol=7");
+	T_CHECK(pusher_ws_target(longkey, strlen(longkey), &key, &protocol) ==
+		PUSHER_APP_NOT_FOUND);
+	return 0;
+}
+
 /* pusher_msg_parse() on an exact heap copy of @json. */
 static int msg(const char *json, struct pusher_msg *m, char *scratch,
 	       size_t cap)
@@ -811,7 +876,8 @@ int main(void)
 	if (!doc_app)
 		return T_EXIT_FAIL;
 	ret = test_apps() || test_channel_auth() || test_user_auth() ||
-	      test_webhook() || test_api() || test_names() || test_msg() ||
+	      test_webhook() || test_api() || test_names() ||
+	      test_ws_target() || test_msg() ||
 	      test_encode();
 	pusher_apps_exit(&apps);
 	json_parser_free(jp);

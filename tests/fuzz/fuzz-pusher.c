@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz-pusher: proto/pusher on one input as a client's message, a channel
- * name, an event name, a socket id, an apps text and an HTTP API query.
+ * name, an event name, a socket id, a WebSocket request target, an apps
+ * text and an HTTP API query.
  * A message that parses is valid JSON, its strings are valid UTF-8, and
  * they survive being written into server events (data double encoded)
  * and parsed back unchanged; a channel's kind agrees with its prefix and
@@ -128,6 +129,17 @@ static void check_names(const char *s, size_t len)
 		assert(starts(s, len, "client-") && len <= PUSHER_EVENT_MAX);
 	if (pusher_socket_id_valid(s, len))
 		assert(len <= PUSHER_SOCKET_ID_MAX && memchr(s, '.', len));
+	{
+		struct json_slice key;
+		unsigned protocol;
+		int ret = pusher_ws_target(s, len, &key, &protocol);
+
+		assert(ret == 0 || (ret >= 4000 && ret < 4100));
+		if (!ret)
+			assert(key.p == s + 5 && key.len &&
+			       key.len <= PUSHER_KEY_MAX &&
+			       protocol >= 5 && protocol <= 7);
+	}
 }
 
 static void check_apps(const char *s, size_t len)
