@@ -127,6 +127,38 @@ int json_string_array(struct json_parser *p, const char *buf, size_t len,
  */
 int json_unique_keys(struct json_parser *p, const char *buf, size_t len);
 
+/* A JSON value's type, as json_get_members() reports it. */
+enum json_type {
+	JSON_ABSENT = 0,	/* no such member */
+	JSON_STRING,
+	JSON_NUMBER,
+	JSON_OBJECT,
+	JSON_ARRAY,
+	JSON_BOOL,
+	JSON_NULL,
+};
+
+/* One member json_get_members() looks for. */
+struct json_member {
+	const char *key;	/* in: the member's name, NUL-terminated */
+	enum json_type type;	/* out: JSON_ABSENT when not there */
+	struct json_slice raw;	/* out: the value's JSON text, as written */
+	struct json_slice str;	/* out: a string's value, unescaped */
+};
+
+/*
+ * Parses @buf[0..@len) (no padding needed) as a JSON object and fills
+ * each of @m[0..@n) whose key is a member: its type, its raw JSON text
+ * and, for a string, its unescaped value (str.p is non-NULL then, even
+ * for ""). Other members are ignored. The whole document must be valid.
+ * Returns 0; -EBADMSG (not JSON, not an object, or a looked-for member
+ * appearing twice, which readers would resolve differently) or -E2BIG
+ * (over the parser's @max_doc). Slices point into @p and are valid until
+ * the next call with @p.
+ */
+int json_get_members(struct json_parser *p, const char *buf, size_t len,
+		     struct json_member *m, unsigned n);
+
 /* Bytes json_escape() may write for @len input bytes: quotes included. */
 static inline size_t json_escape_max(size_t len)
 {

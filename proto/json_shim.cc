@@ -499,6 +499,86 @@ extern "C" int json_unique_keys(struct json_parser *p, const char *buf,
 	return 0;
 }
 
+/* simdjson's type as ours. */
+static enum json_type type_of(od::json_type t)
+{
+	switch (t) {
+	case od::json_type::string:
+		return JSON_STRING;
+	case od::json_type::number:
+		return JSON_NUMBER;
+	case od::json_type::object:
+		return JSON_OBJECT;
+	case od::json_type::array:
+		return JSON_ARRAY;
+	case od::json_type::boolean:
+		return JSON_BOOL;
+	default:
+		return JSON_NULL;
+	}
+}
+
+/* Fills @m from value @v: type, raw text and, for a string, its value. */
+static int fill_member(od::value &v, struct json_member *m)
+{
+	simdjson::error_code e;
+	od::json_type t;
+	int ret;
+
+	if ((e = v.type().get(t)))
+		return json_errno(e);
+	m->type = type_of(t);
+	if (m->type != JSON_STRING)
+		return raw_value(v, &m->raw);
+	/* a string is one token: its raw text first, then its value */
+	set_slice(&m->raw, trim_blanks(v.raw_json_token()));
+	ret = get_str(v, &m->str);
+	if (!ret && !m->str.p)
+		m->str.p = "";	/* present, however simdjson spells "" */
+	return ret;
+}
+
+extern "C" int json_get_members(struct json_parser *p, const char *buf,
+				size_t len, struct json_member *m, unsigned n)
+{
+	const uint8_t *u = reinterpret_cast<const uint8_t *>(p->vbuf);
+	simdjson::error_code e;
+	std::string_view key;
+	od::document doc;
+	od::object obj;
+	od::field f;
+	unsigned i;
+	int ret;
+
+	for (i = 0; i < n; i++) {
+		m[i].type = JSON_ABSENT;
+		m[i].raw = m[i].str = json_slice{nullptr, 0};
+	}
+	if (len > p->max_doc)
+		return -E2BIG;
+	/* pass 1 validates all of it, pass 2 (ondemand) picks members */
+	std::memcpy(p->vbuf, buf, len);
+	if ((e = p->dom.parse(u, len, false).error()))
+		return json_errno(e);
+	if ((e = p->od.iterate(p->vbuf, len, len + JSON_PADDING).get(doc)) ||
+	    (e = doc.get_object().get(obj)))
+		return json_errno(e);
+	for (auto r : obj) {
+		if ((e = std::move(r).get(f)) ||
+		    (e = f.unescaped_key().get(key)))
+			return json_errno(e);
+		for (i = 0; i < n && key != m[i].key; i++)
+			;
+		if (i == n)
+			continue;	/* ondemand skips it */
+		if (m[i].type != JSON_ABSENT)
+			return -EBADMSG;	/* twice: refuse, as cmd does */
+		if ((ret = fill_member(f.value(), &m[i])))
+			return ret;
+	}
+	return 0;
+}
+
 extern "C" size_t json_escape(char *out, const char *in, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";

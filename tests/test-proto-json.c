@@ -702,6 +702,44 @@ static int test_ids(void)
 	return 0;
 }
 
+/* json_get_members(): types, raw text, unescaped strings, repeats. */
+static int test_get_members(void)
+{
+	const char *doc = "{\"s\":\"a\\u0041\\n\", \"n\" : -1.5e3 ,\"o\":"
+			  "{\"x\":[1, {}]} ,\"a\":[],\"b\":true,\"z\":null,"
+			  "\"e\":\"\",\"skip\":{\"s\":1}}";
+	struct json_member m[] = {
+		{ .key = "s" }, { .key = "n" }, { .key = "o" }, { .key = "a" },
+		{ .key = "b" }, { .key = "z" }, { .key = "e" }, { .key = "q" },
+	};
+	size_t len = strlen(doc);
+	char *b = malloc(len);	/* no padding: the parser copies */
+
+	T_CHECK(b);
+	memcpy(b, doc, len);
+	T_CHECK(json_get_members(jp, b, len, m, 8) == 0);
+	free(b);
+	T_CHECK(m[0].type == JSON_STRING && slice_is(m[0].str, "aA\n"));
+	T_CHECK(slice_is(m[0].raw, "\"a\\u0041\\n\""));
+	T_CHECK(m[1].type == JSON_NUMBER && slice_is(m[1].raw, "-1.5e3"));
+	T_CHECK(m[2].type == JSON_OBJECT && slice_is(m[2].raw, "{\"x\":[1, {}]}"));
+	T_CHECK(m[3].type == JSON_ARRAY && slice_is(m[3].raw, "[]"));
+	T_CHECK(m[4].type == JSON_BOOL && slice_is(m[4].raw, "true"));
+	T_CHECK(m[5].type == JSON_NULL && slice_is(m[5].raw, "null"));
+	T_CHECK(m[6].type == JSON_STRING && m[6].str.p && !m[6].str.len);
+	T_CHECK(m[7].type == JSON_ABSENT && !m[7].raw.p && !m[7].str.p);
+	T_CHECK(!m[1].str.p);
+	/* a looked-for member twice is refused; an ignored one is not */
+	T_CHECK(json_get_members(jp, "{\"s\":1,\"s\":2}", 13, m, 1) ==
+		-EBADMSG);
+	T_CHECK(json_get_members(jp, "{\"t\":1,\"t\":2}", 13, m, 1) == 0);
+	T_CHECK(json_get_members(jp, "[1]", 3, m, 1) == -EBADMSG);
+	T_CHECK(json_get_members(jp, "{\"s\":1} 1", 10, m, 1) == -EBADMSG);
+	T_CHECK(json_get_members(jp, "{\"s\":[}", 8, m, 1) == -EBADMSG);
+	T_CHECK(json_get_members(jp, "", 0, m, 1) == -EBADMSG);
+	return 0;
+}
+
 int main(void)
 {
 	int ret;
@@ -714,7 +752,8 @@ int main(void)
 	ret = test_shapes() || test_seq() || test_types() ||
 	      test_channels() || test_data() || test_malformed() ||
 	      test_sizes() || test_valid() || test_escape() ||
-	      test_get_number() || test_counts() || test_ids();
+	      test_get_number() || test_counts() || test_ids() ||
+	      test_get_members();
 	json_parser_free(jp);
 	free(cur);
 	return ret ? T_EXIT_FAIL : T_EXIT_PASS;
