@@ -393,6 +393,7 @@ bool bridge__hist_next_page(struct eng_bridge *r, struct eng_rreq *p)
 	q->kind = p->kind;
 	q->slot = p->slot;
 	q->gen = p->gen;
+	q->done = p->done;
 	q->page = true;
 	p->hreq = NULL;
 	bridge__read_done(r, p);

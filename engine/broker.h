@@ -16,6 +16,14 @@
 
 #include "eng.h"
 
+/*
+ * A new /ws reply frame like @reply with another @code and @msg (push.c's
+ * eng_push_reword, passed by the /ws side so that a broker needs not know
+ * it); NULL: no memory.
+ */
+typedef struct eng_buf *eng_reword_fn(const struct eng_buf *reply, int code,
+				      const char *msg);
+
 /* Who a publish goes to; INBOX: a user, kept until acked (inbox.h). */
 enum { ENG_TO_CHANNEL = 0, ENG_TO_USER, ENG_TO_ALL, ENG_TO_INBOX };
 
@@ -25,13 +33,14 @@ struct eng_broker {
 	 * Publishes @payload (verbatim when @json, else as a JSON string)
 	 * to channel or user @name (@to), or to everyone (ENG_TO_ALL,
 	 * @name NULL). @ok and @err (taken over) are a /ws client's replies
-	 * on success and failure; an HTTP client passes NULL for both and
-	 * gets the broker's own JSON answer. On -errno both are dropped.
+	 * on success and failure, @reword makes @err say why it failed; an
+	 * HTTP client passes NULL for all three and gets the broker's own
+	 * JSON answer. On -errno both are dropped.
 	 */
 	int (*publish)(struct eng_shard *s, struct eng_conn *c, uint8_t to,
 		       const char *name, size_t len, const uint8_t *payload,
 		       size_t plen, bool json, struct eng_buf *ok,
-		       struct eng_buf *err);
+		       struct eng_buf *err, eng_reword_fn *reword);
 	/* GET /users/{uid}, POST /users/{uid}/disconnect, GET /online. */
 	int (*user_query)(struct eng_shard *s, struct eng_conn *c,
 			  const char *uid, size_t len);

@@ -474,7 +474,7 @@ static void send_rec(struct eng_shard *s, struct eng_hrec *rec)
 	if (!s->eng->bridge)
 		eng_mail_post(&s->mail, eng_mail_owner(s->eng,
 			      eng_chan_hash(h->name, h->len)), ENG_OP_HIST, h);
-	else if (eng_rreq_hread(s, h) < 0) {
+	else if (eng_hist_redis_read(s, h) < 0) {
 		h->status = ENG_HREQ_NOMEM;
 		eng_hist_redis_done(s, h, 0);
 	}
@@ -709,7 +709,7 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 			      ENG_OP_HIST, h);
 		return 0;
 	}
-	if (eng_rreq_hread(s, h) < 0) {
+	if (eng_hist_redis_read(s, h) < 0) {
 		eng_free(read_take(s, h));
 		eng_free(h);
 		return -ENOMEM;

@@ -532,7 +532,7 @@ int eng_inbox_ask(struct eng_shard *s, struct eng_conn *c, uint8_t kind,
 		memcpy(q->seq, seq, seq_len);
 	if (q->http)		/* before: an answer may come at once */
 		c->flags |= ENG_CONN_F_WAIT;
-	if (s->eng->bridge && eng_rreq_inbox(s, q, uid, ulen) < 0) {
+	if (s->eng->bridge && eng_inbox_redis_ask(s, q, uid, ulen) < 0) {
 		c->flags &= ~ENG_CONN_F_WAIT;
 		eng_free(q);
 		return -ENOMEM;
@@ -663,7 +663,7 @@ static int ask_page(struct eng_shard *s, struct eng_conn *c,
 	memcpy(q->epoch, r->epoch, sizeof(r->epoch));
 	r->state = READ_PAGE;
 	r->held = 0;	/* Redis had those already: this page reads them */
-	if (eng_rreq_inbox(s, q, a->uid, a->uid_len) < 0) {
+	if (eng_inbox_redis_ask(s, q, a->uid, a->uid_len) < 0) {
 		eng_free(q);
 		return -ENOMEM;
 	}

@@ -101,6 +101,13 @@ bool eng_inbox_pass(struct eng_shard *s, uint32_t slot, struct eng_buf *f);
 void eng_inbox_forget(struct eng_shard *s, struct eng_conn *c);
 void eng_inbox_redis_done(struct eng_shard *s, struct eng_ibreq *q,
 			  long long result);
+/*
+ * Sends @q (taken over) for user @uid's inbox to Redis (inbox_redis.c);
+ * its answer comes back to eng_inbox_redis_done(), also when Redis could
+ * not be asked. Returns 0, or -ENOMEM with @q still the caller's.
+ */
+int eng_inbox_redis_ask(struct eng_shard *s, struct eng_ibreq *q,
+			const char *uid, size_t ulen);
 
 /* Mail handler (mail.h): INBOX on the owner, INBOX_ACK on the asker. */
 void eng_inbox_mail(void *self, unsigned op, void *ptr, int32_t res);

@@ -95,6 +95,8 @@ struct eng_rreq {
 	long long result;		/* the reply's integer, or -errno */
 	long long r2, r3;		/* ONLINE: connections, nodes */
 	struct eng_buf *ok, *err;	/* /ws: the replies, prebuilt */
+	void (*done)(struct eng_shard *s, struct eng_rreq *p);	/* rreq.h */
+	struct eng_buf *(*reword)(const struct eng_buf *, int, const char *);	/* /ws */
 	struct eng_hreq *hreq;		/* HREAD: owned, answered in place */
 	struct eng_ibreq *ibreq;	/* IBOX: the same */
 	uint64_t reserve;		/* bridge: read bytes it holds (budget) */

@@ -3,8 +3,9 @@
  * rreq.c: the shards' side of the Redis bridge. A shard formats a command
  * (hiredis's redisFormatCommandArgv) into a struct eng_rreq, the bridge
  * writes it on its publisher connection and hands the reply back
- * (R_REQUEST, R_REPLY), and the shard answers its client. PUBLISH for channel, user and broadcast
- * messages; a kick is a PUBLISH on <prefix>ctl; presence lives in Redis
+ * (R_REQUEST, R_REPLY), and the request's own completion (p->done, set
+ * by whoever asked) takes the answer. PUBLISH for channel, user and
+ * broadcast messages; a kick is a PUBLISH on <prefix>ctl; presence lives in Redis
  * and is read and written with Lua scripts (EVAL: each script runs
  * atomically, and one round trip does a whole query). The scripts live
  * next to the code that reads their answers (rreq.h says where).
@@ -23,7 +24,6 @@
 #include "conn.h"
 #include "hist.h"
 #include "inbox.h"
-#include "json.h"
 #include "mail.h"
 #include "resp.h"
 #include "rreq.h"
@@ -96,12 +96,7 @@ struct eng_rreq *eng_rreq_new(uint8_t op, int argc, const char **argv,
 	return p;
 }
 
-/*
- * Sends @p for connection @c; the reply comes back as R_REPLY, or, if
- * the bridge never sees it, eng_rreq_undo() answers as for Redis down.
- */
-static int send_req(struct eng_shard *s, struct eng_conn *c,
-		    struct eng_rreq *p)
+int eng_rreq_send(struct eng_shard *s, struct eng_conn *c, struct eng_rreq *p)
 {
 	if (!p)
 		return -ENOMEM;
@@ -115,28 +110,21 @@ static int send_req(struct eng_shard *s, struct eng_conn *c,
 	return 0;
 }
 
-int eng_rreq_publish(struct eng_shard *s, struct eng_conn *c,
-		      const char *chan, size_t clen, const void *payload,
-		      size_t plen, struct eng_buf *ok, struct eng_buf *err)
+struct eng_rreq *eng_rreq_publish(const struct eng_cfg *cfg, const char *chan,
+				  size_t clen, const void *payload,
+				  size_t plen)
 {
 	char name[ENG_CHAN_MAX + 128];
-	size_t nlen = eng_rreq_channel(&s->eng->cfg, name, sizeof(name), chan,
-				       clen);
+	size_t nlen = eng_rreq_channel(cfg, name, sizeof(name), chan, clen);
 	const char *argv[3] = { NULL, name, payload };
 	size_t lens[3] = { 0, nlen, plen };
 	struct eng_rreq *p;
 
-	argv[0] = pub_cmd(&s->eng->cfg, &lens[0]);
+	argv[0] = pub_cmd(cfg, &lens[0]);
 	p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
-	if (!p) {
-		eng_buf_put(ok);
-		eng_buf_put(err);
-		return -ENOMEM;
-	}
-	p->hslot = eng_cluster_slot(name, nlen);
-	p->ok = ok;
-	p->err = err;
-	return send_req(s, c, p);
+	if (p)
+		p->hslot = eng_cluster_slot(name, nlen);
+	return p;
 }
 
 /* 16 hex characters no other history is likely to have drawn. */
@@ -152,12 +140,11 @@ static void fresh_epoch(char out[ENG_EPOCH_LEN + 1])
 	snprintf(out, ENG_EPOCH_LEN + 1, "%016llx", (unsigned long long)x);
 }
 
-int eng_rreq_hpublish(struct eng_shard *s, struct eng_conn *c,
-		      const struct eng_ns *ns, const char *chan, size_t clen,
-		      const void *payload, size_t plen, struct eng_buf *ok,
-		      struct eng_buf *err)
+struct eng_rreq *eng_rreq_hpublish(const struct eng_cfg *cfg,
+				   const struct eng_ns *ns, const char *chan,
+				   size_t clen, const void *payload,
+				   size_t plen)
 {
-	const struct eng_cfg *cfg = &s->eng->cfg;
 	char n[16], ttl[16], ep[ENG_EPOCH_LEN + 1], keys[ENG_RREQ_KEYS_MAX];
 	char name[ENG_CHAN_MAX + 128];
 	const char *argv[12] = { "EVAL", eng_lua_hpub, "1", keys, keys, chan,
@@ -175,15 +162,9 @@ int eng_rreq_hpublish(struct eng_shard *s, struct eng_conn *c,
 	argv[11] = pub_cmd(cfg, &lens[11]);
 	fresh_epoch(ep);
 	p = eng_rreq_new(ENG_RQ_HPUBLISH, 12, argv, lens);
-	if (!p) {
-		eng_buf_put(ok);
-		eng_buf_put(err);
-		return -ENOMEM;
-	}
-	p->hslot = hslot;
-	p->ok = ok;
-	p->err = err;
-	return send_req(s, c, p);
+	if (p)
+		p->hslot = hslot;
+	return p;
 }
 
 struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
@@ -228,7 +209,8 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 	return p;
 }
 
-int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h)
+int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h,
+		   eng_rreq_done_fn *done)
 {
 	struct eng_rreq *p = eng_rreq_hread_new(&s->eng->cfg, h);
 
@@ -238,14 +220,14 @@ int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h)
 	p->kind = ENG_CONN_K_PUSH;
 	p->slot = h->slot;
 	p->gen = h->gen;
+	p->done = done;
 	eng_mail_post(&s->mail, ENG_BRIDGE, ENG_OP_R_REQUEST, p);
 	return 0;
 }
 
-int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		   size_t ulen, const void *payload, size_t plen)
+struct eng_rreq *eng_rreq_ikeep(const struct eng_cfg *cfg, const char *uid,
+				size_t ulen, const void *payload, size_t plen)
 {
-	const struct eng_cfg *cfg = &s->eng->cfg;
 	char max[16], ttl[16], ep[ENG_EPOCH_LEN + 1], keys[ENG_RREQ_KEYS_MAX];
 	char name[ENG_CHAN_MAX + 128];
 	const char *argv[12] = { "EVAL", eng_lua_ikeep, "1", keys, keys, uid,
@@ -265,7 +247,7 @@ int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
 	p = eng_rreq_new(ENG_RQ_HPUBLISH, 12, argv, lens);
 	if (p)
 		p->hslot = hslot;
-	return send_req(s, c, p);
+	return p;
 }
 
 /*
@@ -280,7 +262,7 @@ static uint32_t replay_budget(const struct eng_cfg *cfg)
 }
 
 int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
-		   size_t ulen)
+		   size_t ulen, eng_rreq_done_fn *done)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	const char *argv[6 + ENG_INBOX_IDS + 1];
@@ -347,14 +329,14 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 	p->kind = q->http ? ENG_CONN_K_HTTP : ENG_CONN_K_PUSH;
 	p->slot = q->slot;
 	p->gen = q->gen;
+	p->done = done;
 	eng_mail_post(&s->mail, ENG_BRIDGE, ENG_OP_R_REQUEST, p);
 	return 0;
 }
 
-int eng_rreq_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		  size_t len)
+struct eng_rreq *eng_rreq_kick(const struct eng_cfg *cfg, const char *uid,
+			       size_t len)
 {
-	const struct eng_cfg *cfg = &s->eng->cfg;
 	char chan[80], msg[ENG_CHAN_MAX + 8];
 	int clen = snprintf(chan, sizeof(chan), "%sctl", cfg->redis_prefix);
 	int mlen = snprintf(msg, sizeof(msg), "kick %.*s", (int)len, uid);
@@ -366,13 +348,13 @@ int eng_rreq_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
 	p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
 	if (p)
 		p->hslot = eng_cluster_slot(chan, (size_t)clen);
-	return send_req(s, c, p);
+	return p;
 }
 
-/* A presence script of @op run for @c, with @uid (NULL: none) after the keys. */
-static int presence_req(struct eng_shard *s, struct eng_conn *c, uint8_t op,
-			const char *script, size_t slen, const char *uid,
-			size_t len)
+/* A presence script of @op, with @uid (NULL: none) after the keys. */
+static struct eng_rreq *presence_req(const struct eng_cfg *cfg, uint8_t op,
+				     const char *script, size_t slen,
+				     const char *uid, size_t len)
 {
 	char keys[ENG_RREQ_KEYS_MAX];
 	const char *argv[6] = { "EVAL", script, "1", keys, keys, uid };
@@ -380,147 +362,31 @@ static int presence_req(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 	struct eng_rreq *p;
 	uint16_t hslot;
 
-	lens[3] = lens[4] = eng_rreq_keys(&s->eng->cfg, keys, sizeof(keys),
-					  NULL, 0, &hslot);
+	lens[3] = lens[4] = eng_rreq_keys(cfg, keys, sizeof(keys), NULL, 0,
+					  &hslot);
 	p = eng_rreq_new(op, uid ? 6 : 5, argv, lens);
 	if (p)
 		p->hslot = hslot;
-	return send_req(s, c, p);
+	return p;
 }
 
-int eng_rreq_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		   size_t len)
+struct eng_rreq *eng_rreq_query(const struct eng_cfg *cfg, const char *uid,
+				size_t len)
 {
-	return presence_req(s, c, ENG_RQ_QUERY, eng_lua_query,
+	return presence_req(cfg, ENG_RQ_QUERY, eng_lua_query,
 			    eng_lua_query_len, uid, len);
 }
 
-int eng_rreq_online(struct eng_shard *s, struct eng_conn *c)
+struct eng_rreq *eng_rreq_online(const struct eng_cfg *cfg)
 {
-	return presence_req(s, c, ENG_RQ_ONLINE, eng_lua_online,
+	return presence_req(cfg, ENG_RQ_ONLINE, eng_lua_online,
 			    eng_lua_online_len, NULL, 0);
 }
 
-/*
- * "ios,web" as JSON strings: "ios","web". Escaped: the names come from
- * Redis, which anyone who can write to it fills; one longer than
- * ENG_APP_MAX or not UTF-8 is no name a node wrote, and is left out.
- */
-static size_t apps_json(char *out, size_t cap, const char *csv)
-{
-	char one[6 * ENG_APP_MAX + 2];	/* json_escape_max(ENG_APP_MAX) */
-	size_t n = 0;
-
-	out[0] = '\0';
-	while (*csv) {
-		const char *name = csv, *end = strchr(csv, ',');
-		size_t len = end ? (size_t)(end - csv) : strlen(csv), elen;
-
-		csv += len + (end != NULL);
-		if (len > ENG_APP_MAX || !json_utf8_valid(name, len))
-			continue;
-		elen = json_escape(one, name, len);
-		/* whole entries only: a comma, the string and the NUL */
-		if (n + 1 + elen + 1 > cap)
-			break;
-		if (n)
-			out[n++] = ',';
-		memcpy(out + n, one, elen);
-		n += elen;
-		out[n] = '\0';
-	}
-	return n;
-}
-
-/*
- * What a publisher may conclude (docs/PROTOCOL.md): 503, not published,
- * safe to send again; 504, the request reached Redis and no answer came,
- * so it may have been published (sending again may make a duplicate).
- */
-static int failed_code(long long err)
-{
-	return err == -ETIMEDOUT || err == -ECONNRESET || err == -EPROTO ?
-	       504 : 503;
-}
-
-static const char *why_failed(long long err)
-{
-	switch (err) {
-	case -ETIMEDOUT:
-		return "redis did not answer in time: may be published";
-	case -ECONNRESET:
-	case -EPROTO:
-		return "redis connection lost before its answer: may be "
-		       "published";
-	case -ENOBUFS:
-		return "too much is queued for redis: not published";
-	case -ENOTCONN:
-		return "redis is not connected: not published";
-	default:
-		return "redis unavailable: not published";
-	}
-}
-
-/* The bridge answered (or could not): tell the client. */
+/* The answer is back on this shard (or the bridge never saw @p). */
 static void ack(struct eng_shard *s, struct eng_rreq *p)
 {
-	struct eng_conn *c = &s->conns[p->slot];
-	char body[512], apps[320];
-	int n, status = 200;
-
-	if (p->op == ENG_RQ_HREAD) {	/* hist.c answers, whoever waits */
-		eng_hist_redis_done(s, p->hreq, p->result);
-		p->hreq = NULL;
-		goto out;
-	}
-	if (p->op == ENG_RQ_IBOX) {	/* ... and inbox.c */
-		eng_inbox_redis_done(s, p->ibreq, p->result);
-		p->ibreq = NULL;
-		goto out;
-	}
-	if (c->gen != p->gen || !eng_conn_alive(c))
-		goto out;
-	if (p->kind != ENG_CONN_K_HTTP) {		/* a /ws client's publish */
-		struct eng_buf *b = NULL;
-
-		if (p->result >= 0) {
-			b = p->ok;
-			p->ok = NULL;
-		} else {
-			/* the reason if memory allows, else the plain 503 */
-			b = eng_push_reword(p->err, failed_code(p->result),
-					    why_failed(p->result));
-			if (!b) {
-				b = p->err;
-				p->err = NULL;
-			}
-		}
-		eng_conn_queue(s, c, b);
-		goto out;
-	}
-	c->flags &= ~ENG_CONN_F_WAIT;
-	if (p->result < 0) {
-		status = failed_code(p->result);
-		n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n",
-			     why_failed(p->result));
-	} else if (p->op == ENG_RQ_QUERY) {
-		apps_json(apps, sizeof(apps), p->text);
-		n = snprintf(body, sizeof(body),
-			     "{\"online\":%s,\"connections\":%lld,"
-			     "\"apps\":[%s]}\n", p->result ? "true" : "false",
-			     p->result, apps);
-	} else if (p->op == ENG_RQ_ONLINE) {
-		n = snprintf(body, sizeof(body),
-			     "{\"users\":%lld,\"connections\":%lld,"
-			     "\"nodes\":%lld}\n", p->result, p->r2, p->r3);
-	} else {
-		n = snprintf(body, sizeof(body),
-			     "{\"ok\":true,\"nodes\":%lld}\n", p->result);
-	}
-	eng_conn_http_reply(s, c, status, NULL, "application/json", body,
-			    (size_t)n);
-	eng_conn_resume(s, c);
-out:
+	p->done(s, p);
 	eng_buf_put(p->ok);
 	eng_buf_put(p->err);
 	eng_free(p);

@@ -65,32 +65,45 @@ struct eng_rreq *eng_rreq_new(uint8_t op, int argc, const char **argv,
 			      const size_t *lens);
 
 /*
- * PUBLISH for @c on the channel or user index key @chan (NULL: everyone).
- * @ok and @err (taken over) are a /ws client's replies; an HTTP client
- * (both NULL) gets {"ok":true,"nodes":N} or a 503. Returns 0, or -ENOMEM
- * after dropping both.
+ * What a request does with its answer, on the shard that asked it: set
+ * by whoever asks, it takes what it wants of @p (p->result < 0: Redis
+ * could not be asked, or failed) and clears those fields; rreq.c then
+ * frees the rest of @p. rreq.c itself answers nobody.
  */
-int eng_rreq_publish(struct eng_shard *s, struct eng_conn *c,
-		     const char *chan, size_t clen, const void *payload,
-		     size_t plen, struct eng_buf *ok, struct eng_buf *err);
+typedef void eng_rreq_done_fn(struct eng_shard *s, struct eng_rreq *p);
 
 /*
- * As eng_rreq_publish() for a channel of namespace @ns, which keeps
- * history: one script appends the message to the channel's stream in
- * Redis with the next offset and publishes it with that offset.
+ * Sends @p for connection @c (HTTP: @c waits, ENG_CONN_F_WAIT) with
+ * p->done, which the caller has set, to take its answer; if the bridge
+ * never sees it, p->done gets -EIO as for Redis down. Returns 0, or
+ * -ENOMEM when @p is NULL (a request-maker below ran out of memory).
  */
-int eng_rreq_hpublish(struct eng_shard *s, struct eng_conn *c,
-		      const struct eng_ns *ns, const char *chan, size_t clen,
-		      const void *payload, size_t plen, struct eng_buf *ok,
-		      struct eng_buf *err);
+int eng_rreq_send(struct eng_shard *s, struct eng_conn *c, struct eng_rreq *p);
+
+/*
+ * The requests a broker sends for a client (broker.h): each is made and
+ * returned, for eng_rreq_send(); NULL out of memory.
+ * publish: PUBLISH on the channel or user index key @chan (NULL: everyone);
+ * hpublish: for a channel of namespace @ns, which keeps history: one
+ * script appends the message to the channel's stream in Redis with the
+ * next offset and publishes it with that offset.
+ */
+struct eng_rreq *eng_rreq_publish(const struct eng_cfg *cfg, const char *chan,
+				  size_t clen, const void *payload,
+				  size_t plen);
+struct eng_rreq *eng_rreq_hpublish(const struct eng_cfg *cfg,
+				   const struct eng_ns *ns, const char *chan,
+				   size_t clen, const void *payload,
+				   size_t plen);
 
 /*
  * Reads what history request @h (taken over) asks of Redis; the bridge
- * fills its answer in and hist.c gets it back (eng_hist_redis_done()),
- * also when Redis could not be asked. Returns 0, or -ENOMEM with @h
- * still the caller's.
+ * fills its answer in and @done gets it back on this shard, also when
+ * Redis could not be asked. Returns 0, or -ENOMEM with @h still the
+ * caller's.
  */
-int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h);
+int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h,
+		   eng_rreq_done_fn *done);
 
 /*
  * The request eng_rreq_hread() sends, for the bridge's own reads (@h
@@ -101,12 +114,9 @@ int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h);
 struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 				   struct eng_hreq *h);
 
-/*
- * A push to user @uid kept in its inbox in Redis (eng_lua_ikeep),
- * answered to @c as eng_rreq_publish() answers an HTTP publisher.
- */
-int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		   size_t ulen, const void *payload, size_t plen);
+/* A push to user @uid kept in its inbox in Redis (eng_lua_ikeep). */
+struct eng_rreq *eng_rreq_ikeep(const struct eng_cfg *cfg, const char *uid,
+				size_t ulen, const void *payload, size_t plen);
 
 /*
  * What @q (taken over) asks of user @uid's inbox in Redis: an ack, a
@@ -114,21 +124,23 @@ int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
  * q->after in inbox q->epoch ("": from the oldest), oldest first, at most
  * ENG_RREQ_READ_MAX bytes of them (less when half of --max-pending-bytes
  * is less; one whatever its size), the answer saying whether more are
- * left. The bridge fills the answer in and inbox.c gets it back
- * (eng_inbox_redis_done()). Returns 0, or -ENOMEM with @q still the
- * caller's.
+ * left. The bridge fills the answer in and @done gets it back. Returns 0,
+ * or -ENOMEM with @q still the caller's.
  */
 struct eng_ibreq;
 int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
-		   size_t ulen);
+		   size_t ulen, eng_rreq_done_fn *done);
 
-/* GET /users/{uid}, POST /users/{uid}/disconnect, GET /online, through
- * Redis; each answers @c later. Returns 0 or -ENOMEM. */
-int eng_rreq_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		   size_t len);
-int eng_rreq_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		  size_t len);
-int eng_rreq_online(struct eng_shard *s, struct eng_conn *c);
+/*
+ * A kick of @uid on every node (a PUBLISH on <prefix>ctl), and the
+ * presence scripts of GET /users/{uid} and GET /online, for
+ * eng_rreq_send().
+ */
+struct eng_rreq *eng_rreq_kick(const struct eng_cfg *cfg, const char *uid,
+			       size_t len);
+struct eng_rreq *eng_rreq_query(const struct eng_cfg *cfg, const char *uid,
+				size_t len);
+struct eng_rreq *eng_rreq_online(const struct eng_cfg *cfg);
 
 /* Mail handler (mail.h) for R_REPLY, and R_REQUEST's undo. */
 void eng_rreq_mail(void *self, unsigned op, void *ptr, int32_t res);
