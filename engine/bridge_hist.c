@@ -216,7 +216,7 @@ void bridge__hist_fill(struct eng_bridge *r, struct rchan *rc,
 	memcpy(q->name, rc->name + skip, q->len);
 	memcpy(q->epoch, h->epoch, sizeof(h->epoch));
 	q->after = h->last;
-	p = eng_rreq_hread_new(&r->eng->cfg, q);
+	p = eng_rreq_hread_new(r->eng, q);
 	if (!p)
 		goto fail;
 	q = NULL;
@@ -383,7 +383,7 @@ bool bridge__hist_next_page(struct eng_bridge *r, struct eng_rreq *p)
 	}
 	if (!h->more)
 		return false;
-	q = eng_rreq_hread_new(&r->eng->cfg, h);
+	q = eng_rreq_hread_new(r->eng, h);
 	if (!q) {
 		h->status = ENG_HREQ_NOMEM;
 		hist_drop_frames(h);

@@ -167,6 +167,7 @@ struct bridge_mode {
 	const char *subscribe;		/* (S)SUBSCRIBE */
 	const char *unsubscribe;	/* (S)UNSUBSCRIBE */
 	int batch;			/* channels per command */
+	const struct eng_rreq_mode *req;	/* the shards' requests' words */
 };
 
 struct eng_bridge {

@@ -169,7 +169,7 @@ static int redis_publish(struct eng_shard *s, struct eng_conn *c, uint8_t to,
 	if (to == ENG_TO_INBOX) {
 		eng_buf_put(ok);	/* HTTP only: none */
 		eng_buf_put(err);
-		return ask(s, c, eng_rreq_ikeep(cfg, name, len, payload, plen),
+		return ask(s, c, eng_rreq_ikeep(s->eng, name, len, payload, plen),
 			   NULL, NULL, NULL);
 	}
 	if (to == ENG_TO_USER) {
@@ -177,29 +177,29 @@ static int redis_publish(struct eng_shard *s, struct eng_conn *c, uint8_t to,
 		name = key;
 	}
 	if (to == ENG_TO_CHANNEL && (ns = eng_ns_find(cfg, name, len)))
-		p = eng_rreq_hpublish(cfg, ns, name, len, payload, plen);
+		p = eng_rreq_hpublish(s->eng, ns, name, len, payload, plen);
 	else
-		p = eng_rreq_publish(cfg, name, len, payload, plen);
+		p = eng_rreq_publish(s->eng, name, len, payload, plen);
 	return ask(s, c, p, ok, err, reword);
 }
 
 static int redis_user_query(struct eng_shard *s, struct eng_conn *c,
 			    const char *uid, size_t len)
 {
-	return ask(s, c, eng_rreq_query(&s->eng->cfg, uid, len), NULL, NULL,
+	return ask(s, c, eng_rreq_query(s->eng, uid, len), NULL, NULL,
 		   NULL);
 }
 
 static int redis_user_kick(struct eng_shard *s, struct eng_conn *c,
 			   const char *uid, size_t len)
 {
-	return ask(s, c, eng_rreq_kick(&s->eng->cfg, uid, len), NULL, NULL,
+	return ask(s, c, eng_rreq_kick(s->eng, uid, len), NULL, NULL,
 		   NULL);
 }
 
 static int redis_online(struct eng_shard *s, struct eng_conn *c)
 {
-	return ask(s, c, eng_rreq_online(&s->eng->cfg), NULL, NULL, NULL);
+	return ask(s, c, eng_rreq_online(s->eng), NULL, NULL, NULL);
 }
 
 const struct eng_broker eng_broker_redis = {

@@ -28,22 +28,22 @@
 #include "resp.h"
 #include "rreq.h"
 
-/* The command that publishes: on a cluster the sharded one, SPUBLISH. */
-static const char *pub_cmd(const struct eng_cfg *cfg, size_t *len)
+/* One Redis: every key under the bare prefix, in slot 0. */
+static size_t single_keys(const struct eng_cfg *cfg, char *out, size_t cap,
+			  const char *chan, size_t clen, uint16_t *hslot)
 {
-	*len = cfg->redis_cluster ? 8 : 7;
-	return cfg->redis_cluster ? "SPUBLISH" : "PUBLISH";
+	(void)chan;
+	(void)clen;
+	*hslot = 0;
+	return (size_t)snprintf(out, cap, "%s", cfg->redis_prefix);
 }
 
-size_t eng_rreq_keys(const struct eng_cfg *cfg, char *out, size_t cap,
-		     const char *chan, size_t clen, uint16_t *hslot)
+/* A cluster: the keys tagged with their channel's slot, or presence's. */
+static size_t cluster_keys(const struct eng_cfg *cfg, char *out, size_t cap,
+			   const char *chan, size_t clen, uint16_t *hslot)
 {
 	uint16_t slot;
 
-	if (!cfg->redis_cluster) {
-		*hslot = 0;
-		return (size_t)snprintf(out, cap, "%s", cfg->redis_prefix);
-	}
 	slot = chan ? eng_cluster_slot(chan, clen) :
 	       eng_cluster_slot(ENG_RREQ_PRESENCE_TAG,
 				sizeof(ENG_RREQ_PRESENCE_TAG) - 1);
@@ -51,6 +51,27 @@ size_t eng_rreq_keys(const struct eng_cfg *cfg, char *out, size_t cap,
 	return (size_t)snprintf(out, cap, "%s{%s}", cfg->redis_prefix,
 				chan ? eng_cluster_tag(slot) :
 				ENG_RREQ_PRESENCE_TAG);
+}
+
+const struct eng_rreq_mode eng_rreq_single = {
+	"PUBLISH", 7, single_keys,
+};
+/* on a cluster the sharded publish, SPUBLISH */
+const struct eng_rreq_mode eng_rreq_cluster = {
+	"SPUBLISH", 8, cluster_keys,
+};
+
+size_t eng_rreq_keys(const struct eng *e, char *out, size_t cap,
+		     const char *chan, size_t clen, uint16_t *hslot)
+{
+	return e->redis->keys(&e->cfg, out, cap, chan, clen, hslot);
+}
+
+/* The command that publishes, fixed at start-up (eng_rreq_mode). */
+static const char *pub_cmd(const struct eng *e, size_t *len)
+{
+	*len = e->redis->publish_len;
+	return e->redis->publish;
 }
 
 /* The Redis channel of user @uid's pushes: <prefix>user:UID. */
@@ -110,17 +131,17 @@ int eng_rreq_send(struct eng_shard *s, struct eng_conn *c, struct eng_rreq *p)
 	return 0;
 }
 
-struct eng_rreq *eng_rreq_publish(const struct eng_cfg *cfg, const char *chan,
+struct eng_rreq *eng_rreq_publish(const struct eng *e, const char *chan,
 				  size_t clen, const void *payload,
 				  size_t plen)
 {
 	char name[ENG_CHAN_MAX + 128];
-	size_t nlen = eng_rreq_channel(cfg, name, sizeof(name), chan, clen);
+	size_t nlen = eng_rreq_channel(&e->cfg, name, sizeof(name), chan, clen);
 	const char *argv[3] = { NULL, name, payload };
 	size_t lens[3] = { 0, nlen, plen };
 	struct eng_rreq *p;
 
-	argv[0] = pub_cmd(cfg, &lens[0]);
+	argv[0] = pub_cmd(e, &lens[0]);
 	p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
 	if (p)
 		p->hslot = eng_cluster_slot(name, nlen);
@@ -140,7 +161,7 @@ static void fresh_epoch(char out[ENG_EPOCH_LEN + 1])
 	snprintf(out, ENG_EPOCH_LEN + 1, "%016llx", (unsigned long long)x);
 }
 
-struct eng_rreq *eng_rreq_hpublish(const struct eng_cfg *cfg,
+struct eng_rreq *eng_rreq_hpublish(const struct eng *e,
 				   const struct eng_ns *ns, const char *chan,
 				   size_t clen, const void *payload,
 				   size_t plen)
@@ -154,12 +175,12 @@ struct eng_rreq *eng_rreq_hpublish(const struct eng_cfg *cfg,
 	struct eng_rreq *p;
 	uint16_t hslot;
 
-	lens[10] = eng_rreq_channel(cfg, name, sizeof(name), chan, clen);
-	lens[3] = lens[4] = eng_rreq_keys(cfg, keys, sizeof(keys), name,
+	lens[10] = eng_rreq_channel(&e->cfg, name, sizeof(name), chan, clen);
+	lens[3] = lens[4] = eng_rreq_keys(e, keys, sizeof(keys), name,
 					  lens[10], &hslot);
 	lens[7] = (size_t)snprintf(n, sizeof(n), "%u", ns->history);
 	lens[8] = (size_t)snprintf(ttl, sizeof(ttl), "%u", ns->ttl_ms);
-	argv[11] = pub_cmd(cfg, &lens[11]);
+	argv[11] = pub_cmd(e, &lens[11]);
 	fresh_epoch(ep);
 	p = eng_rreq_new(ENG_RQ_HPUBLISH, 12, argv, lens);
 	if (p)
@@ -167,10 +188,10 @@ struct eng_rreq *eng_rreq_hpublish(const struct eng_cfg *cfg,
 	return p;
 }
 
-struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
+struct eng_rreq *eng_rreq_hread_new(const struct eng *e,
 				   struct eng_hreq *h)
 {
-	const struct eng_ns *ns = eng_ns_find(cfg, h->name, h->len);
+	const struct eng_ns *ns = eng_ns_find(&e->cfg, h->name, h->len);
 	/* a cut recovery's next page goes on after its last message */
 	uint64_t from = h->more ? h->next : h->after;
 	const char *mode = h->kind == ENG_HREQ_RECOVER ? "recover" :
@@ -188,8 +209,8 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 
 	if (!ns)
 		return NULL;
-	nlen = eng_rreq_channel(cfg, name, sizeof(name), h->name, h->len);
-	lens[3] = lens[4] = eng_rreq_keys(cfg, keys, sizeof(keys), name, nlen,
+	nlen = eng_rreq_channel(&e->cfg, name, sizeof(name), h->name, h->len);
+	lens[3] = lens[4] = eng_rreq_keys(e, keys, sizeof(keys), name, nlen,
 					  &hslot);
 	lens[6] = (size_t)snprintf(after, sizeof(after), "%llu",
 				   (unsigned long long)from);
@@ -212,7 +233,7 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h,
 		   eng_rreq_done_fn *done)
 {
-	struct eng_rreq *p = eng_rreq_hread_new(&s->eng->cfg, h);
+	struct eng_rreq *p = eng_rreq_hread_new(s->eng, h);
 
 	if (!p)
 		return -ENOMEM;
@@ -225,9 +246,10 @@ int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h,
 	return 0;
 }
 
-struct eng_rreq *eng_rreq_ikeep(const struct eng_cfg *cfg, const char *uid,
+struct eng_rreq *eng_rreq_ikeep(const struct eng *e, const char *uid,
 				size_t ulen, const void *payload, size_t plen)
 {
+	const struct eng_cfg *cfg = &e->cfg;
 	char max[16], ttl[16], ep[ENG_EPOCH_LEN + 1], keys[ENG_RREQ_KEYS_MAX];
 	char name[ENG_CHAN_MAX + 128];
 	const char *argv[12] = { "EVAL", eng_lua_ikeep, "1", keys, keys, uid,
@@ -238,11 +260,11 @@ struct eng_rreq *eng_rreq_ikeep(const struct eng_cfg *cfg, const char *uid,
 	uint16_t hslot;
 
 	lens[10] = user_channel(cfg, name, sizeof(name), uid, ulen);
-	lens[3] = lens[4] = eng_rreq_keys(cfg, keys, sizeof(keys), name,
+	lens[3] = lens[4] = eng_rreq_keys(e, keys, sizeof(keys), name,
 					  lens[10], &hslot);
 	lens[7] = (size_t)snprintf(max, sizeof(max), "%u", cfg->inbox_max);
 	lens[8] = (size_t)snprintf(ttl, sizeof(ttl), "%u", cfg->inbox_ttl_ms);
-	argv[11] = pub_cmd(cfg, &lens[11]);
+	argv[11] = pub_cmd(e, &lens[11]);
 	fresh_epoch(ep);	/* its first 8 characters name the inbox */
 	p = eng_rreq_new(ENG_RQ_HPUBLISH, 12, argv, lens);
 	if (p)
@@ -274,7 +296,7 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 	size_t klen;
 	int argc = 0;
 
-	klen = eng_rreq_keys(cfg, keys, sizeof(keys), name,
+	klen = eng_rreq_keys(s->eng, keys, sizeof(keys), name,
 			     user_channel(cfg, name, sizeof(name), uid, ulen),
 			     &hslot);
 
@@ -334,17 +356,17 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 	return 0;
 }
 
-struct eng_rreq *eng_rreq_kick(const struct eng_cfg *cfg, const char *uid,
+struct eng_rreq *eng_rreq_kick(const struct eng *e, const char *uid,
 			       size_t len)
 {
 	char chan[80], msg[ENG_CHAN_MAX + 8];
-	int clen = snprintf(chan, sizeof(chan), "%sctl", cfg->redis_prefix);
+	int clen = snprintf(chan, sizeof(chan), "%sctl", e->cfg.redis_prefix);
 	int mlen = snprintf(msg, sizeof(msg), "kick %.*s", (int)len, uid);
 	const char *argv[3] = { NULL, chan, msg };
 	size_t lens[3] = { 0, (size_t)clen, (size_t)mlen };
 	struct eng_rreq *p;
 
-	argv[0] = pub_cmd(cfg, &lens[0]);
+	argv[0] = pub_cmd(e, &lens[0]);
 	p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
 	if (p)
 		p->hslot = eng_cluster_slot(chan, (size_t)clen);
@@ -352,7 +374,7 @@ struct eng_rreq *eng_rreq_kick(const struct eng_cfg *cfg, const char *uid,
 }
 
 /* A presence script of @op, with @uid (NULL: none) after the keys. */
-static struct eng_rreq *presence_req(const struct eng_cfg *cfg, uint8_t op,
+static struct eng_rreq *presence_req(const struct eng *e, uint8_t op,
 				     const char *script, size_t slen,
 				     const char *uid, size_t len)
 {
@@ -362,7 +384,7 @@ static struct eng_rreq *presence_req(const struct eng_cfg *cfg, uint8_t op,
 	struct eng_rreq *p;
 	uint16_t hslot;
 
-	lens[3] = lens[4] = eng_rreq_keys(cfg, keys, sizeof(keys), NULL, 0,
+	lens[3] = lens[4] = eng_rreq_keys(e, keys, sizeof(keys), NULL, 0,
 					  &hslot);
 	p = eng_rreq_new(op, uid ? 6 : 5, argv, lens);
 	if (p)
@@ -370,16 +392,16 @@ static struct eng_rreq *presence_req(const struct eng_cfg *cfg, uint8_t op,
 	return p;
 }
 
-struct eng_rreq *eng_rreq_query(const struct eng_cfg *cfg, const char *uid,
+struct eng_rreq *eng_rreq_query(const struct eng *e, const char *uid,
 				size_t len)
 {
-	return presence_req(cfg, ENG_RQ_QUERY, eng_lua_query,
+	return presence_req(e, ENG_RQ_QUERY, eng_lua_query,
 			    eng_lua_query_len, uid, len);
 }
 
-struct eng_rreq *eng_rreq_online(const struct eng_cfg *cfg)
+struct eng_rreq *eng_rreq_online(const struct eng *e)
 {
-	return presence_req(cfg, ENG_RQ_ONLINE, eng_lua_online,
+	return presence_req(e, ENG_RQ_ONLINE, eng_lua_online,
 			    eng_lua_online_len, NULL, 0);
 }
 

@@ -44,12 +44,24 @@ size_t eng_rreq_channel(const struct eng_cfg *cfg, char *out, size_t cap,
 #define ENG_RREQ_KEYS_MAX	96	/* a key prefix, NUL included */
 
 /*
- * The prefix of the keys that go with Redis channel @chan (NULL: the
- * presence keys) into @out, its slot into @hslot. On a cluster it is
- * "P{TAG}", TAG naming @chan's slot, so a script's keys and the channel
- * it publishes on share one slot; else P (and slot 0). Returns its length.
+ * What "one Redis or a cluster" changes in a request's words, chosen once
+ * at start-up by the bridge (struct bridge_mode sets e->redis): the
+ * command that publishes (PUBLISH; on a cluster the sharded SPUBLISH),
+ * and the prefix of the keys that go with Redis channel @chan (NULL: the
+ * presence keys) into @out, its slot into @hslot: on a cluster "P{TAG}",
+ * TAG naming @chan's slot, so that a script's keys and the channel it
+ * publishes on share one slot; else P (and slot 0). Returns its length.
  */
-size_t eng_rreq_keys(const struct eng_cfg *cfg, char *out, size_t cap,
+struct eng_rreq_mode {
+	const char *publish;
+	size_t publish_len;
+	size_t (*keys)(const struct eng_cfg *cfg, char *out, size_t cap,
+		       const char *chan, size_t clen, uint16_t *hslot);
+};
+extern const struct eng_rreq_mode eng_rreq_single, eng_rreq_cluster;
+
+/* e->redis->keys(), for the bridge and the requests below. */
+size_t eng_rreq_keys(const struct eng *e, char *out, size_t cap,
 		     const char *chan, size_t clen, uint16_t *hslot);
 
 /*
@@ -88,10 +100,10 @@ int eng_rreq_send(struct eng_shard *s, struct eng_conn *c, struct eng_rreq *p);
  * script appends the message to the channel's stream in Redis with the
  * next offset and publishes it with that offset.
  */
-struct eng_rreq *eng_rreq_publish(const struct eng_cfg *cfg, const char *chan,
+struct eng_rreq *eng_rreq_publish(const struct eng *e, const char *chan,
 				  size_t clen, const void *payload,
 				  size_t plen);
-struct eng_rreq *eng_rreq_hpublish(const struct eng_cfg *cfg,
+struct eng_rreq *eng_rreq_hpublish(const struct eng *e,
 				   const struct eng_ns *ns, const char *chan,
 				   size_t clen, const void *payload,
 				   size_t plen);
@@ -111,11 +123,11 @@ int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h,
  * no history. An @h whose answer so far was cut (h->more) asks for the
  * next page, after h->next. At most ENG_RREQ_READ_MAX bytes come back.
  */
-struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
+struct eng_rreq *eng_rreq_hread_new(const struct eng *e,
 				   struct eng_hreq *h);
 
 /* A push to user @uid kept in its inbox in Redis (eng_lua_ikeep). */
-struct eng_rreq *eng_rreq_ikeep(const struct eng_cfg *cfg, const char *uid,
+struct eng_rreq *eng_rreq_ikeep(const struct eng *e, const char *uid,
 				size_t ulen, const void *payload, size_t plen);
 
 /*
@@ -136,11 +148,11 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
  * presence scripts of GET /users/{uid} and GET /online, for
  * eng_rreq_send().
  */
-struct eng_rreq *eng_rreq_kick(const struct eng_cfg *cfg, const char *uid,
+struct eng_rreq *eng_rreq_kick(const struct eng *e, const char *uid,
 			       size_t len);
-struct eng_rreq *eng_rreq_query(const struct eng_cfg *cfg, const char *uid,
+struct eng_rreq *eng_rreq_query(const struct eng *e, const char *uid,
 				size_t len);
-struct eng_rreq *eng_rreq_online(const struct eng_cfg *cfg);
+struct eng_rreq *eng_rreq_online(const struct eng *e);
 
 /* Mail handler (mail.h) for R_REPLY, and R_REQUEST's undo. */
 void eng_rreq_mail(void *self, unsigned op, void *ptr, int32_t res);
