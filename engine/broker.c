@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "hist.h"
 #include "hs.h"
+#include "inbox.h"
 #include "mail.h"
 #include "pub.h"
 #include "user.h"
@@ -100,12 +101,44 @@ static int embedded_online(struct eng_shard *s, struct eng_conn *c)
 	return 0;
 }
 
+/* Nothing to read elsewhere: the user's owner sent the unread along. */
+static void embedded_joined(struct eng_shard *s, struct eng_conn *c)
+{
+	(void)s;
+	(void)c;
+}
+
+/* The owner's record of interested shards is all there is. */
+static bool embedded_interest(struct eng_shard *s, struct eng_chan *ch,
+			      unsigned before, bool add,
+			      struct eng_owner_mail *m)
+{
+	(void)s;
+	(void)ch;
+	(void)before;
+	(void)add;
+	(void)m;
+	return true;
+}
+
+/* Presence is the owner's own: nobody else counts it. */
+static void embedded_presence(struct eng_shard *s, struct eng_chan *ch)
+{
+	(void)s;
+	(void)ch;
+}
+
 const struct eng_broker eng_broker_embedded = {
 	.name = "embedded broker",
 	.publish = embedded_publish,
 	.user_query = embedded_user_query,
 	.user_kick = embedded_user_kick,
 	.online = embedded_online,
+	.hist_read = eng_hist_owner_read,
+	.inbox_ask = eng_inbox_owner_ask,
+	.joined = embedded_joined,
+	.interest = embedded_interest,
+	.presence = embedded_presence,
 };
 
 bool eng_broker_healthy(struct eng *e, char *why, size_t len)

@@ -16,6 +16,8 @@
 
 #include "eng.h"
 
+struct eng_hreq; struct eng_ibreq;	/* mail.h */
+
 /*
  * A new /ws reply frame like @reply with another @code and @msg (push.c's
  * eng_push_reword, passed by the /ws side so that a broker needs not know
@@ -47,6 +49,40 @@ struct eng_broker {
 	int (*user_kick)(struct eng_shard *s, struct eng_conn *c,
 			 const char *uid, size_t len);
 	int (*online)(struct eng_shard *s, struct eng_conn *c);
+
+	/*
+	 * The shards' side, where the two differ: each shard calls these
+	 * and never asks which broker it has.
+	 *
+	 * hist_read: sends history read @h (taken over): to the channel's
+	 * owner shard, or to Redis; its answer comes back to hist.c, also
+	 * when it could not be asked. Returns 0, or -ENOMEM with @h still
+	 * the caller's.
+	 */
+	int (*hist_read)(struct eng_shard *s, struct eng_hreq *h);
+	/*
+	 * inbox_ask: the same for @q (taken over), an ack, a listing or a
+	 * replay's page of user @uid's inbox: to the user's owner, or to
+	 * Redis; the answer comes back to inbox.c.
+	 */
+	int (*inbox_ask)(struct eng_shard *s, struct eng_ibreq *q,
+			 const char *uid, size_t ulen);
+	/*
+	 * joined: @c, a user's connection, was admitted (before its 101's
+	 * backlog goes): with Redis its unread are read from there.
+	 */
+	void (*joined)(struct eng_shard *s, struct eng_conn *c);
+	/*
+	 * interest: on @ch's owner, the shards with subscribers of @ch
+	 * changed (@before: how many there were; @from's bit set or cleared
+	 * by @add). True when the interest may be acknowledged now; false
+	 * when the acknowledgement waits for Redis to confirm (queued: @m,
+	 * or the owner's own when @m is NULL). See eng_sub_owner_update().
+	 */
+	bool (*interest)(struct eng_shard *s, struct eng_chan *ch,
+			 unsigned before, bool add, struct eng_owner_mail *m);
+	/* presence: user @ch's count on this node changed (on its owner). */
+	void (*presence)(struct eng_shard *s, struct eng_chan *ch);
 };
 
 extern const struct eng_broker eng_broker_embedded, eng_broker_redis;

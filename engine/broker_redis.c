@@ -14,9 +14,11 @@
 #include "buf.h"
 #include "conn.h"
 #include "hist.h"
+#include "inbox.h"
 #include "json.h"
 #include "mail.h"
 #include "rreq.h"
+#include "sub.h"
 #include "user.h"
 
 /*
@@ -208,4 +210,9 @@ const struct eng_broker eng_broker_redis = {
 	.user_query = redis_user_query,
 	.user_kick = redis_user_kick,
 	.online = redis_online,
+	.hist_read = eng_hist_redis_read,
+	.inbox_ask = eng_inbox_redis_ask,
+	.joined = eng_inbox_redis_replay,
+	.interest = eng_sub_redis_interest,
+	.presence = eng_user_redis_presence,
 };

@@ -15,13 +15,13 @@
 #include <sys/random.h>
 #include <sys/types.h>
 
+#include "broker.h"
 #include "buf.h"
 #include "chan.h"
 #include "conn.h"
 #include "hist.h"
 #include "lru.h"
 #include "mail.h"
-#include "rreq.h"
 #include "sub.h"
 
 static uint32_t epoch_base;		/* drawn at start: tells restarts apart */
@@ -457,12 +457,21 @@ void eng_hist_tick(struct eng_shard *s)
 
 /* ---- reads for clients: the history command and recovery ----------------- */
 
+static void answered(struct eng_shard *s, struct eng_hreq *h);
+
+int eng_hist_owner_read(struct eng_shard *s, struct eng_hreq *h)
+{
+	eng_mail_post(&s->mail, eng_mail_owner(s->eng, eng_chan_hash(h->name,
+		      h->len)), ENG_OP_HIST, h);
+	return 0;
+}
+
 /*
- * Sends @rec's read: to the channel's owner (embedded) or to Redis. A
- * read answered at once with an error (our own shard owns the channel,
- * or the post failed) is not answered here, from inside whatever
- * registered the channel (its answer drops the subscription, and maybe
- * the channel with it): it waits, failed, for the next tick.
+ * Sends @rec's read through the broker: to the channel's owner, or to
+ * Redis. A read answered at once with an error (our own shard owns the
+ * channel, or the post failed) is not answered here, from inside
+ * whatever registered the channel (its answer drops the subscription,
+ * and maybe the channel with it): it waits, failed, for the next tick.
  */
 static void send_rec(struct eng_shard *s, struct eng_hrec *rec)
 {
@@ -471,12 +480,9 @@ static void send_rec(struct eng_shard *s, struct eng_hrec *rec)
 	rec->h = NULL;
 	rec->sent = h;
 	s->hists->sending = true;
-	if (!s->eng->bridge)
-		eng_mail_post(&s->mail, eng_mail_owner(s->eng,
-			      eng_chan_hash(h->name, h->len)), ENG_OP_HIST, h);
-	else if (eng_hist_redis_read(s, h) < 0) {
+	if (s->eng->broker->hist_read(s, h) < 0) {
 		h->status = ENG_HREQ_NOMEM;
-		eng_hist_redis_done(s, h, 0);
+		answered(s, h);
 	}
 	s->hists->sending = false;
 }
@@ -704,12 +710,7 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 	*reads_of(s, h->slot, hash) = r;	/* first: the answer may be ours */
 	if (s->hists->nreads)
 		s->hists->nreads[h->slot]++;
-	if (!s->eng->bridge) {
-		eng_mail_post(&s->mail, eng_mail_owner(s->eng, hash),
-			      ENG_OP_HIST, h);
-		return 0;
-	}
-	if (eng_hist_redis_read(s, h) < 0) {
+	if (s->eng->broker->hist_read(s, h) < 0) {
 		eng_free(read_take(s, h));
 		eng_free(h);
 		return -ENOMEM;

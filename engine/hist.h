@@ -133,10 +133,12 @@ void eng_hist_unanswered(struct eng_shard *s, struct eng_hreq *h);
 bool eng_hist_pass(struct eng_shard *s, struct eng_sub *sub,
 		   struct eng_buf *f);
 /*
- * Sends history read @h (taken over) to Redis (hist_redis.c); its answer
- * comes back to eng_hist_redis_done(), also when Redis could not be
- * asked. Returns 0, or -ENOMEM with @h still the caller's.
+ * The brokers' history reads (broker.h hist_read): @h (taken over) to
+ * its channel's owner shard (hist.c), or to Redis (hist_redis.c), whose
+ * answer comes back to eng_hist_redis_done(), also when Redis could not
+ * be asked. Returns 0, or -ENOMEM with @h still the caller's.
  */
+int eng_hist_owner_read(struct eng_shard *s, struct eng_hreq *h);
 int eng_hist_redis_read(struct eng_shard *s, struct eng_hreq *h);
 /* A read through Redis answered (@result < 0: Redis could not be asked). */
 void eng_hist_redis_done(struct eng_shard *s, struct eng_hreq *h,

@@ -23,6 +23,7 @@
 #include "json.h"
 #include "lru.h"
 #include "auth.h"
+#include "broker.h"
 #include "mail.h"
 #include "rreq.h"
 #include "user.h"
@@ -532,14 +533,21 @@ int eng_inbox_ask(struct eng_shard *s, struct eng_conn *c, uint8_t kind,
 		memcpy(q->seq, seq, seq_len);
 	if (q->http)		/* before: an answer may come at once */
 		c->flags |= ENG_CONN_F_WAIT;
-	if (s->eng->bridge && eng_inbox_redis_ask(s, q, uid, ulen) < 0) {
+	if (s->eng->broker->inbox_ask(s, q, uid, ulen) < 0) {
 		c->flags &= ~ENG_CONN_F_WAIT;
 		eng_free(q);
 		return -ENOMEM;
 	}
-	if (!s->eng->bridge)
-		eng_mail_post(&s->mail, eng_mail_owner(s->eng,
-			      eng_chan_hash(q->name, q->len)), ENG_OP_INBOX, q);
+	return 0;
+}
+
+int eng_inbox_owner_ask(struct eng_shard *s, struct eng_ibreq *q,
+			const char *uid, size_t ulen)
+{
+	(void)uid;	/* q->name has the user's key */
+	(void)ulen;
+	eng_mail_post(&s->mail, eng_mail_owner(s->eng, eng_chan_hash(q->name,
+		      q->len)), ENG_OP_INBOX, q);
 	return 0;
 }
 

@@ -102,10 +102,14 @@ void eng_inbox_forget(struct eng_shard *s, struct eng_conn *c);
 void eng_inbox_redis_done(struct eng_shard *s, struct eng_ibreq *q,
 			  long long result);
 /*
- * Sends @q (taken over) for user @uid's inbox to Redis (inbox_redis.c);
- * its answer comes back to eng_inbox_redis_done(), also when Redis could
- * not be asked. Returns 0, or -ENOMEM with @q still the caller's.
+ * The brokers' inbox asks (broker.h inbox_ask): @q (taken over) for user
+ * @uid's inbox to the user's owner shard (inbox.c), or to Redis
+ * (inbox_redis.c), whose answer comes back to eng_inbox_redis_done(),
+ * also when Redis could not be asked. Returns 0, or -ENOMEM with @q
+ * still the caller's.
  */
+int eng_inbox_owner_ask(struct eng_shard *s, struct eng_ibreq *q,
+			const char *uid, size_t ulen);
 int eng_inbox_redis_ask(struct eng_shard *s, struct eng_ibreq *q,
 			const char *uid, size_t ulen);
 

@@ -47,6 +47,15 @@ void eng_unsubscribe_one(struct eng_shard *s, struct eng_conn *c,
 bool eng_sub_owner_update(struct eng_shard *s, struct eng_chan *ch,
 			  unsigned from, bool add, struct eng_owner_mail *m);
 
+/*
+ * The Redis broker's interest (broker.h; sub_redis.c): the bridge told
+ * when this node first needs @ch or no longer does, and the
+ * acknowledgement of an added interest held until Redis confirms.
+ */
+bool eng_sub_redis_interest(struct eng_shard *s, struct eng_chan *ch,
+			    unsigned before, bool add,
+			    struct eng_owner_mail *m);
+
 /* Mail handlers (mail.h): INTEREST, INTEREST_ACK and R_SUB_ACK. */
 void eng_sub_mail(void *self, unsigned op, void *ptr, int32_t res);
 /* Before an R_SUBSCRIBE is posted again: add or not, as the owner is now. */

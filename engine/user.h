@@ -38,6 +38,20 @@ void eng_user_leave(struct eng_shard *s, struct eng_conn *c);
 int eng_user_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
 		   size_t len, uint8_t kind);
 
+/*
+ * The user's connections on this node, and its apps written to @out as
+ * "ios","web" (@quoted: for a JSON answer) or as ios,web (for Redis).
+ * @ch may be NULL: no connection.
+ */
+uint32_t eng_user_presence_of(const struct eng_chan *ch, char *out,
+			      size_t cap, bool quoted);
+
+/*
+ * The Redis broker's presence (broker.h; user_redis.c): user @ch's count
+ * on this node to the bridge, which writes it for the other nodes.
+ */
+void eng_user_redis_presence(struct eng_shard *s, struct eng_chan *ch);
+
 /* Mail handlers (mail.h): USER and USER_ACK. */
 void eng_user_mail(void *self, unsigned op, void *ptr, int32_t res);
 /* Before an R_PRESENCE is posted again: the user's count as it is now. */
