@@ -102,64 +102,6 @@ void eng_hist_global_init(void)
 		;
 }
 
-int eng_ns_parse(const char *arg, struct eng_ns *ns)
-{
-	const char *colon = strchr(arg, ':'), *p;
-	unsigned long long n = 0, ttl = 0;
-	char *end;
-
-	memset(ns, 0, sizeof(*ns));
-	if (!colon || (size_t)(colon - arg) > ENG_NS_NAME_MAX)
-		return -EINVAL;
-	ns->len = (uint8_t)(colon - arg);
-	memcpy(ns->name, arg, ns->len);
-	if (ns->len && !eng_chan_name_ok(ns->name, ns->len))
-		return -EINVAL;
-	for (p = colon + 1; *p; p = *end ? end + 1 : end) {
-		if (!strncmp(p, "history=", 8) && p[8] >= '0' && p[8] <= '9') {
-			n = strtoull(p + 8, &end, 10);
-		} else if (!strncmp(p, "ttl=", 4) && p[4] >= '0' &&
-			   p[4] <= '9') {
-			ttl = strtoull(p + 4, &end, 10);
-			if (!strncmp(end, "ms", 2))
-				end += 2;
-			else if (*end == 's')
-				ttl *= 1000, end++;
-			else if (*end == 'm')
-				ttl *= 60000, end++;
-			else if (*end == 'h')
-				ttl *= 3600000, end++;
-			else
-				ttl *= 1000;
-		} else {
-			return -EINVAL;
-		}
-		if (*end && *end != ',')
-			return -EINVAL;
-	}
-	if (!n || n > ENG_HIST_MAX || !ttl || ttl > 30ull * 86400000)
-		return -EINVAL;
-	ns->history = (uint32_t)n;
-	ns->ttl_ms = (uint32_t)ttl;
-	return 0;
-}
-
-const struct eng_ns *eng_ns_find(const struct eng_cfg *cfg, const char *name,
-				 size_t len)
-{
-	const char *colon = memchr(name, ':', len);
-	size_t nl = colon ? (size_t)(colon - name) : 0;
-
-	for (unsigned i = 0; i < cfg->nns; i++) {
-		const struct eng_ns *ns = &cfg->ns[i];
-
-		if (ns->len == nl && (!colon ? !ns->len :
-				      !memcmp(ns->name, name, nl)))
-			return ns;
-	}
-	return NULL;
-}
-
 int eng_hist_init(struct eng_shard *s)
 {
 	s->hists = eng_malloc(sizeof(*s->hists));
@@ -286,33 +228,6 @@ static int grow(struct eng_shard *s, struct eng_hist *h)
 	h->cap = cap;
 	h->head = 0;
 	return 0;
-}
-
-void eng_hist_stamp(struct eng_buf *f, const char *epoch, uint64_t offset)
-{
-	char *end = (char *)f->data + f->start + f->len - 1;
-	char *at = end - 20;
-	int n = offset ? snprintf(at, 21, "%llu", (unsigned long long)offset)
-		       : snprintf(at, 21, "null");
-
-	*end = '}';			/* snprintf's NUL took its place */
-	memset(at + n, ' ', (size_t)(20 - n));	/* JSON allows the blanks */
-	memcpy(at - 11 - ENG_EPOCH_LEN, epoch ? epoch : "0000000000000000",
-	       ENG_EPOCH_LEN);
-	f->flags |= ENG_BUF_F_STAMPED;
-}
-
-uint64_t eng_hist_offset_of(const struct eng_buf *f,
-			    char epoch[ENG_EPOCH_LEN + 1])
-{
-	const char *end = (const char *)f->data + f->start + f->len - 1;
-	uint64_t off = 0;
-
-	memcpy(epoch, end - 31 - ENG_EPOCH_LEN, ENG_EPOCH_LEN);
-	epoch[ENG_EPOCH_LEN] = '\0';
-	for (const char *p = end - 20; p < end && *p >= '0' && *p <= '9'; p++)
-		off = off * 10 + (uint64_t)(*p - '0');
-	return off;
 }
 
 uint64_t eng_hist_append(struct eng_shard *s, struct eng_chan *ch,
@@ -601,15 +516,6 @@ struct eng_hreq *eng_hist_forget(struct eng_shard *s, struct eng_sub *sub)
 	return h;
 }
 
-/* Bytes @c may still be sent before it is a slow consumer, less @keep. */
-static size_t room_of(const struct eng_shard *s, const struct eng_conn *c,
-		      size_t keep)
-{
-	uint64_t max = s->eng->cfg.max_pending;
-
-	return c->queued + keep < max ? (size_t)(max - c->queued - keep) : 0;
-}
-
 /* The bucket of @slot's reads of the channel hashed @hash. */
 static struct eng_hread **reads_of(struct eng_shard *s, uint32_t slot,
 				   uint64_t hash)
@@ -689,7 +595,7 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 	h->after = after;
 	h->max = max;
 	/* what @c has room for now; the answer is fitted again on arrival */
-	room = room_of(s, c, ENG_HIST_SLACK);
+	room = hist__room(s, c, ENG_HIST_SLACK);
 	if (kind != ENG_HREQ_RECOVER && room > ENG_HIST_PAGE)
 		room = ENG_HIST_PAGE;
 	h->max_bytes = room > UINT32_MAX ? UINT32_MAX : (uint32_t)room;
@@ -759,78 +665,6 @@ static void answer(struct eng_shard *s, struct eng_hreq *h)
 	eng_mail_post(&s->mail, h->from, ENG_OP_HIST_ACK, h);
 }
 
-/* The payload of a frame this engine sealed (header before it). */
-static const char *payload_of(const struct eng_buf *f, size_t *len)
-{
-	const uint8_t *p = f->data + f->start;
-	uint8_t l7 = p[1] & 0x7f;
-	size_t hl = l7 < 126 ? 2 : l7 == 126 ? 4 : 10;
-
-	*len = f->len - hl;
-	return (const char *)p + hl;
-}
-
-/*
- * {"seq":S,"cmd":"history","code":200,"msg":"ok","data":{"epoch":E,
- * "offset":T,"messages":[push, ...]}} (and "more":true,"next":h->after
- * when cut short), or for a recovery "subscribe" with "data":
- * {"recovered":B,"epoch":E,"offset":T} ("reason":"backlog" when it was
- * too much); errors carry no data.
- */
-static struct eng_buf *reply_of(const struct eng_hreq *h, int code,
-				const char *msg)
-{
-	bool rec = h->kind == ENG_HREQ_RECOVER;
-	size_t cap = 256 + h->seq_len + strlen(msg), len;
-	struct eng_buf *b;
-	char *p, *start;
-
-	for (uint32_t i = 0; i < h->n && !rec; i++)
-		cap += h->frames[i]->len + 1;
-	b = eng_buf_new(WS_MAX_SERVER_HDR + cap);
-	if (!b)
-		return NULL;
-	start = p = (char *)b->data + WS_MAX_SERVER_HDR;
-	p += sprintf(p, "{");
-	if (h->seq_len)
-		p += sprintf(p, "\"seq\":%.*s,", (int)h->seq_len, h->seq);
-	p += sprintf(p, "\"cmd\":\"%s\",\"code\":%d,\"msg\":\"%s\"",
-		     rec ? "subscribe" : "history", code, msg);
-	if (code == 200) {
-		p += sprintf(p, ",\"data\":{");
-		if (rec)
-			p += sprintf(p, "\"recovered\":%s,",
-				     h->status == ENG_HREQ_OK ? "true" :
-				     "false");
-		if (rec && h->status == ENG_HREQ_BACKLOG)
-			p += sprintf(p, "\"reason\":\"backlog\",");
-		if (h->epoch[0])
-			p += sprintf(p, "\"epoch\":\"%s\"", h->epoch);
-		else
-			p += sprintf(p, "\"epoch\":null");
-		p += sprintf(p, ",\"offset\":%llu", (unsigned long long)h->top);
-		if (!rec) {
-			p += sprintf(p, ",\"messages\":[");
-			for (uint32_t i = 0; i < h->n; i++) {
-				const char *m = payload_of(h->frames[i], &len);
-
-				if (i)
-					*p++ = ',';
-				memcpy(p, m, len);
-				p += len;
-			}
-			*p++ = ']';
-		}
-		if (!rec && h->more)
-			p += sprintf(p, ",\"more\":true,\"next\":%llu",
-				     (unsigned long long)h->after);
-		*p++ = '}';
-	}
-	*p++ = '}';
-	eng_buf_seal(b, (uint8_t *)start, WS_OP_TEXT, (size_t)(p - start));
-	return b;
-}
-
 /*
  * Queues @f on @c, taking the reference; false once @c closed (a slow
  * consumer): the caller stops there.
@@ -855,45 +689,6 @@ static bool after_answer(const struct eng_hreq *h, const struct eng_buf *f)
 	uint64_t off = eng_hist_offset_of(f, epoch);
 
 	return !off || strcmp(epoch, h->epoch) || off > h->top;
-}
-
-/*
- * The answer's messages that @c has room for now (its queue may have
- * grown since it asked): a history's page is cut further (h->more, and
- * h->after the offset to ask from next); a recovery's must fit whole,
- * or it is not made (ENG_HREQ_BACKLOG).
- */
-static void fit(struct eng_shard *s, const struct eng_conn *c,
-		struct eng_hreq *h)
-{
-	char epoch[ENG_EPOCH_LEN + 1];
-	size_t room = room_of(s, c, ENG_HIST_SLACK), bytes = 0;
-	uint64_t from = h->n ? eng_hist_offset_of(h->frames[0], epoch) - 1 :
-			h->after;
-	uint32_t keep = 0;
-
-	if (h->kind != ENG_HREQ_RECOVER && room > ENG_HIST_PAGE)
-		room = ENG_HIST_PAGE;
-	for (; keep < h->n; keep++) {
-		size_t len = h->frames[keep]->len;
-
-		if (bytes + len > room && !(keep == 0 && !c->queued))
-			break;
-		bytes += len;
-	}
-	if (keep == h->n)
-		goto out;
-	h->more = 1;
-	if (h->kind == ENG_HREQ_RECOVER) {
-		h->status = ENG_HREQ_BACKLOG;
-		keep = 0;
-	}
-	while (h->n > keep)
-		eng_buf_put(h->frames[--h->n]);
-out:
-	if (h->kind != ENG_HREQ_RECOVER && h->more)
-		h->after = h->n ? eng_hist_offset_of(h->frames[h->n - 1],
-						     epoch) : from;
 }
 
 /*
@@ -926,7 +721,7 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 	}
 	if (code == 200 && (h->status == ENG_HREQ_OK ||
 			    h->status == ENG_HREQ_BACKLOG))
-		fit(s, c, h);
+		hist__fit(s, c, h);
 	if (code != 200) {
 		/* said above */
 	} else if (h->status == ENG_HREQ_FUTURE) {
@@ -942,7 +737,7 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 		code = 503;
 		msg = "redis unavailable";
 	}
-	r = reply_of(h, code, msg);
+	r = hist__reply(h, code, msg);
 	if (!r) {
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 		goto out;

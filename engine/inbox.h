@@ -80,9 +80,12 @@ int eng_inbox_ask(struct eng_shard *s, struct eng_conn *c, uint8_t kind,
 
 /*
  * Writes ,"id":"@epoch-@n" into push frame @f (eng_pub_inbox_frame())
- * before anyone sees it, and marks it ENG_BUF_F_STAMPED.
+ * before anyone sees it, and marks it ENG_BUF_F_STAMPED (frame.c, which
+ * any module may call).
  */
 void eng_inbox_stamp(struct eng_buf *f, const char *epoch, uint64_t n);
+/* A stamped frame's N (0: none) and, in @epoch, its EPOCH (frame.c). */
+uint64_t eng_inbox_id_of(const struct eng_buf *f, char *epoch);
 
 /*
  * With Redis the inbox lives there (rreq.c). eng_inbox_redis_replay():
@@ -112,6 +115,14 @@ int eng_inbox_owner_ask(struct eng_shard *s, struct eng_ibreq *q,
 			const char *uid, size_t ulen);
 int eng_inbox_redis_ask(struct eng_shard *s, struct eng_ibreq *q,
 			const char *uid, size_t ulen);
+
+/*
+ * Between inbox.c and inbox_reply.c only (the asking shard's side), each
+ * freeing @q: inbox__answer(), the answer to @q goes to its client;
+ * inbox__unavailable(), Redis could not be asked: a 503 to it.
+ */
+void inbox__answer(struct eng_shard *s, struct eng_ibreq *q);
+void inbox__unavailable(struct eng_shard *s, struct eng_ibreq *q);
 
 /* Mail handler (mail.h): INBOX on the owner, INBOX_ACK on the asker. */
 void eng_inbox_mail(void *self, unsigned op, void *ptr, int32_t res);
