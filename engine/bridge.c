@@ -677,6 +677,14 @@ int eng_bridge_init(struct eng *e)
 	r->cluster = e->cfg.redis_cluster;
 	r->mode = &modes[r->cluster];
 	e->redis = r->mode->req;	/* the shards' requests say it too */
+	r->lua = (struct eng_rreq_lua){
+		eng_lua_hpub, eng_lua_hread, eng_lua_ikeep, eng_lua_iread,
+		eng_lua_iack, eng_lua_query, eng_lua_online,
+		eng_lua_hpub_len, eng_lua_hread_len, eng_lua_ikeep_len,
+		eng_lua_iread_len, eng_lua_iack_len, eng_lua_query_len,
+		eng_lua_online_len,
+	};
+	e->lua = &r->lua;
 	r->mapl.fd = -1;				/* eng_resp_exit() on err */
 	r->nodes = calloc(r->cluster ? R_NODES_MAX : 1, sizeof(*r->nodes));
 	if (!r->nodes) {

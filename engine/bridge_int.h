@@ -178,6 +178,7 @@ struct eng_bridge {
 	bool stopping;
 	bool cluster;			/* --redis-cluster */
 	const struct bridge_mode *mode;	/* ... and what it changes */
+	struct eng_rreq_lua lua;	/* the shards' scripts (e->lua) */
 	struct rnode *nodes;		/* owned: 1, or R_NODES_MAX on a cluster */
 	unsigned nnodes;
 	size_t queued;			/* bytes of requests awaiting, all nodes */

@@ -1,17 +1,138 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * frame.c: what is stamped into a push frame after it was built, and read
- * back: a history channel's epoch and offset (hist.h) and a kept push's
- * inbox id (inbox.h), each written into the room the frame kept for it
- * (pub.c). Pure: the owner shard that sequences a message and the bridge
- * that hears it from Redis both stamp, and the shards read.
+ * frame.c: push frames, encoded once (frame.h), and what is stamped into
+ * them after they were built and read back: a history channel's epoch
+ * and offset (hist.h) and a kept push's inbox id (inbox.h), each written
+ * into the room the frame kept for it. Pure, and below every module: the
+ * brokers, the bridge and /metrics build frames; the owner shard that
+ * sequences a message and the bridge that hears it from Redis both stamp,
+ * and the shards read.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "buf.h"
+#include "frame.h"
 #include "hist.h"
 #include "inbox.h"
+#include "json.h"
+#include "ws.h"
+
+static const char push_head[] = "{\"cmd\":\"push\",\"channel\":\"";
+static const char push_mid[] = "\",\"data\":";
+static const char bcast_head[] = "{\"cmd\":\"broadcast\",\"data\":";
+
+/* A history channel's frame ends with room the owner stamps (hist.c). */
+static const char hist_tail[] =
+	",\"epoch\":\"0000000000000000\",\"offset\":null                }";
+
+/* ... and a user's kept message with room for its id (inbox.c). */
+static const char inbox_tail[] =
+	",\"id\":null                           }";
+
+/* @tail: NULL, or one of the above. */
+static struct eng_buf *build(const char *chan, size_t clen,
+			     const uint8_t *payload, size_t plen, bool json,
+			     const char *tail)
+{
+	size_t body = (json ? plen : json_escape_max(plen)) + 1 +
+		      (chan ? sizeof(push_head) + clen + sizeof(push_mid)
+			    : sizeof(bcast_head)) +
+		      (tail ? strlen(tail) : 0);
+	struct eng_buf *b = eng_arena_buf(WS_MAX_SERVER_HDR + body);
+	uint8_t *p, *start;
+
+	if (!b)
+		return NULL;
+	/*
+	 * The envelope goes after header room; the header is written last,
+	 * right-aligned against it, once the length is known.
+	 */
+	start = p = b->data + WS_MAX_SERVER_HDR;
+	if (chan) {
+		memcpy(p, push_head, sizeof(push_head) - 1);
+		p += sizeof(push_head) - 1;
+		b->name_off = (uint32_t)(p - b->data);
+		b->name_len = (uint8_t)clen;
+		memcpy(p, chan, clen);	/* names need no escaping */
+		p += clen;
+		memcpy(p, push_mid, sizeof(push_mid) - 1);
+		p += sizeof(push_mid) - 1;
+	} else {
+		memcpy(p, bcast_head, sizeof(bcast_head) - 1);
+		p += sizeof(bcast_head) - 1;
+		b->flags |= ENG_BUF_F_BCAST;
+	}
+	if (json) {
+		memcpy(p, payload, plen);
+		p += plen;
+	} else {
+		p += json_escape((char *)p, (const char *)payload, plen);
+	}
+	if (tail) {
+		memcpy(p, tail, strlen(tail));
+		p += strlen(tail);
+		b->flags |= tail == hist_tail ? ENG_BUF_F_HIST :
+			    ENG_BUF_F_INBOX;
+	} else {
+		*p++ = '}';
+	}
+	eng_buf_seal(b, start, WS_OP_TEXT, (size_t)(p - start));
+	return b;
+}
+
+struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
+			      const uint8_t *payload, size_t plen, bool json)
+{
+	return build(chan, clen, payload, plen, json, NULL);
+}
+
+struct eng_buf *eng_pub_hist_frame(const char *chan, size_t clen,
+				   const uint8_t *payload, size_t plen,
+				   bool json)
+{
+	return build(chan, clen, payload, plen, json, hist_tail);
+}
+
+static const char user_head[] = "{\"cmd\":\"push\",\"user\":\"";
+
+/* {"cmd":"push","user":"UID","data":...}: a user push, encoded once. */
+static struct eng_buf *user_frame(const char *uid, size_t ulen,
+				  const uint8_t *payload, size_t plen,
+				  bool json, const char *tail)
+{
+	struct eng_buf *b = build(uid, ulen, payload, plen, json, tail);
+	size_t neu = sizeof(user_head) - 1;
+	uint8_t *end, *env;
+
+	if (!b)
+		return NULL;
+	/*
+	 * The channel frame with "user" for "channel": the shorter head is
+	 * written in place, ending where the name starts, and the header
+	 * moves up against it.
+	 */
+	end = b->data + b->start + b->len;
+	env = b->data + b->name_off - neu;
+	memcpy(env, user_head, neu);
+	eng_buf_seal(b, env, WS_OP_TEXT, (size_t)(end - env));
+	b->flags |= ENG_BUF_F_USER;
+	return b;
+}
+
+struct eng_buf *eng_pub_user_frame(const char *uid, size_t ulen,
+				   const uint8_t *payload, size_t plen,
+				   bool json)
+{
+	return user_frame(uid, ulen, payload, plen, json, NULL);
+}
+
+struct eng_buf *eng_pub_inbox_frame(const char *uid, size_t ulen,
+				    const uint8_t *payload, size_t plen,
+				    bool json)
+{
+	return user_frame(uid, ulen, payload, plen, json, inbox_tail);
+}
 
 void eng_hist_stamp(struct eng_buf *f, const char *epoch, uint64_t offset)
 {

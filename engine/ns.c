@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ns.c: the --namespace entries (hist.h): parsed from the options, and a
- * channel's found by its name. Pure and below every module that keeps or
- * reads history (hist, pub, the brokers, rreq, the bridge): it calls only
- * chan.c.
+ * ns.c: what a channel's name says: the --namespace entries (hist.h),
+ * parsed from the options, and a channel's found by its name; and a
+ * user's index key (user.h). Pure and below every module that names
+ * channels (hist, inbox, pub, sub, the brokers, rreq, the bridge): it
+ * calls only chan.c.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "chan.h"
 #include "hist.h"
+#include "user.h"
 
 int eng_ns_parse(const char *arg, struct eng_ns *ns)
 {
@@ -68,4 +70,11 @@ const struct eng_ns *eng_ns_find(const struct eng_cfg *cfg, const char *name,
 			return ns;
 	}
 	return NULL;
+}
+
+size_t eng_user_key(char *out, const char *uid, size_t len)
+{
+	out[0] = ENG_USER_MARK;
+	memcpy(out + 1, uid, len);
+	return len + 1;
 }

@@ -168,9 +168,9 @@ struct eng_rreq *eng_rreq_hpublish(const struct eng *e,
 {
 	char n[16], ttl[16], ep[ENG_EPOCH_LEN + 1], keys[ENG_RREQ_KEYS_MAX];
 	char name[ENG_CHAN_MAX + 128];
-	const char *argv[12] = { "EVAL", eng_lua_hpub, "1", keys, keys, chan,
+	const char *argv[12] = { "EVAL", e->lua->hpub, "1", keys, keys, chan,
 				 payload, n, ttl, ep, name, NULL };
-	size_t lens[12] = { 4, eng_lua_hpub_len, 1, 0, 0, clen, plen, 0, 0,
+	size_t lens[12] = { 4, e->lua->hpub_len, 1, 0, 0, clen, plen, 0, 0,
 			    ENG_EPOCH_LEN, 0, 0 };
 	struct eng_rreq *p;
 	uint16_t hslot;
@@ -199,9 +199,9 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng *e,
 			   "after";
 	char after[24], max[16], ttl[16], keys[ENG_RREQ_KEYS_MAX];
 	char name[ENG_CHAN_MAX + 128], ep[ENG_EPOCH_LEN + 1], budget[16];
-	const char *argv[12] = { "EVAL", eng_lua_hread, "1", keys, keys,
+	const char *argv[12] = { "EVAL", e->lua->hread, "1", keys, keys,
 				 h->name, after, max, mode, ttl, ep, budget };
-	size_t lens[12] = { 4, eng_lua_hread_len, 1, 0, 0, h->len, 0, 0,
+	size_t lens[12] = { 4, e->lua->hread_len, 1, 0, 0, h->len, 0, 0,
 			    strlen(mode), 0, ENG_EPOCH_LEN, 0 };
 	struct eng_rreq *p;
 	uint16_t hslot;
@@ -252,9 +252,9 @@ struct eng_rreq *eng_rreq_ikeep(const struct eng *e, const char *uid,
 	const struct eng_cfg *cfg = &e->cfg;
 	char max[16], ttl[16], ep[ENG_EPOCH_LEN + 1], keys[ENG_RREQ_KEYS_MAX];
 	char name[ENG_CHAN_MAX + 128];
-	const char *argv[12] = { "EVAL", eng_lua_ikeep, "1", keys, keys, uid,
+	const char *argv[12] = { "EVAL", e->lua->ikeep, "1", keys, keys, uid,
 				 payload, max, ttl, ep, name, NULL };
-	size_t lens[12] = { 4, eng_lua_ikeep_len, 1, 0, 0, ulen, plen, 0,
+	size_t lens[12] = { 4, e->lua->ikeep_len, 1, 0, 0, ulen, plen, 0,
 			    0, ENG_INBOX_EPOCH_LEN, 0, 0 };
 	struct eng_rreq *p;
 	uint16_t hslot;
@@ -287,6 +287,7 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 		   size_t ulen, eng_rreq_done_fn *done)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
+	const struct eng_rreq_lua *lua = s->eng->lua;
 	const char *argv[6 + ENG_INBOX_IDS + 1];
 	size_t lens[6 + ENG_INBOX_IDS + 1];
 	char nums[ENG_INBOX_IDS][24], ttl[16], max[16], budget[16], after[24];
@@ -302,9 +303,8 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 
 	argv[argc] = "EVAL";
 	lens[argc++] = 4;
-	argv[argc] = q->kind == ENG_IB_ACK ? eng_lua_iack : eng_lua_iread;
-	lens[argc++] = q->kind == ENG_IB_ACK ? eng_lua_iack_len :
-		       eng_lua_iread_len;
+	argv[argc] = q->kind == ENG_IB_ACK ? lua->iack : lua->iread;
+	lens[argc++] = q->kind == ENG_IB_ACK ? lua->iack_len : lua->iread_len;
 	argv[argc] = "1";
 	lens[argc++] = 1;
 	argv[argc] = keys;
@@ -395,14 +395,14 @@ static struct eng_rreq *presence_req(const struct eng *e, uint8_t op,
 struct eng_rreq *eng_rreq_query(const struct eng *e, const char *uid,
 				size_t len)
 {
-	return presence_req(e, ENG_RQ_QUERY, eng_lua_query,
-			    eng_lua_query_len, uid, len);
+	return presence_req(e, ENG_RQ_QUERY, e->lua->query, e->lua->query_len,
+			    uid, len);
 }
 
 struct eng_rreq *eng_rreq_online(const struct eng *e)
 {
-	return presence_req(e, ENG_RQ_ONLINE, eng_lua_online,
-			    eng_lua_online_len, NULL, 0);
+	return presence_req(e, ENG_RQ_ONLINE, e->lua->online,
+			    e->lua->online_len, NULL, 0);
 }
 
 /* The answer is back on this shard (or the bridge never saw @p). */

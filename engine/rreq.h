@@ -2,8 +2,11 @@
 /*
  * rreq: the shards' side of requests that go through Redis (rreq.c). A
  * shard formats a command into a struct eng_rreq, the bridge writes it
- * and hands the reply back, and the shard answers its client. The Lua
- * scripts those requests run are declared here.
+ * and hands the reply back, and the request's own completion (p->done,
+ * set by whoever asked: a broker, hist_redis.c, inbox_redis.c) takes it.
+ * rreq.c sits below them all and below the bridge: what it needs of the
+ * bridge (the words of one Redis or a cluster, the scripts) it reads
+ * through e->redis and e->lua. The Lua scripts are declared here.
  */
 #ifndef RC_ENGINE_RREQ_H
 #define RC_ENGINE_RREQ_H
@@ -28,6 +31,17 @@ extern const char eng_lua_ikeep[], eng_lua_iread[], eng_lua_iack[];
 extern const size_t eng_lua_query_len, eng_lua_online_len;
 extern const size_t eng_lua_hpub_len, eng_lua_hread_len;
 extern const size_t eng_lua_ikeep_len, eng_lua_iread_len, eng_lua_iack_len;
+
+/*
+ * The scripts the shards' requests run, handed to them once at start-up
+ * by the bridge (eng_bridge_init() sets e->lua), so that rreq.c, below
+ * the bridge, names none of the bridge's symbols.
+ */
+struct eng_rreq_lua {
+	const char *hpub, *hread, *ikeep, *iread, *iack, *query, *online;
+	size_t hpub_len, hread_len, ikeep_len, iread_len, iack_len;
+	size_t query_len, online_len;
+};
 
 /*
  * The Redis channel of a channel or user index key (@name NULL: the

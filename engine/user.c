@@ -33,13 +33,6 @@
 #include "sub.h"
 #include "user.h"
 
-size_t eng_user_key(char *out, const char *uid, size_t len)
-{
-	out[0] = ENG_USER_MARK;
-	memcpy(out + 1, uid, len);
-	return len + 1;
-}
-
 static struct eng_owner_mail *mail_new(struct eng_shard *s, uint8_t kind,
 				     const char *uid, size_t len)
 {

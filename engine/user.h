@@ -16,7 +16,10 @@
 #define ENG_CLOSE_EXPIRED	4001	/* token expired, no refresh */
 #define ENG_CLOSE_KICKED	4003	/* POST /users/{uid}/disconnect */
 
-/* Writes the index key of user @uid to @out (ENG_CHAN_MAX + 2 bytes). */
+/*
+ * Writes the index key of user @uid to @out (ENG_CHAN_MAX + 2 bytes).
+ * In ns.c, which any module may call.
+ */
 size_t eng_user_key(char *out, const char *uid, size_t len);
 
 /*
