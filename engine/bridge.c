@@ -635,9 +635,9 @@ static bool pass_all(struct eng_bridge *r, const redisReply *rep,
 /* One Redis, then a cluster (r->cluster), in struct bridge_mode's order. */
 static const struct bridge_mode modes[2] = {
 	{ no_redirect, no_sub_error, pass_all,
-	  "SUBSCRIBE", "UNSUBSCRIBE", R_BATCH },
+	  "SUBSCRIBE", "UNSUBSCRIBE", R_BATCH, &eng_rreq_single },
 	{ bridge__redirect, bridge__on_sub_error, bridge__pass,
-	  "SSUBSCRIBE", "SUNSUBSCRIBE", 1 },
+	  "SSUBSCRIBE", "SUNSUBSCRIBE", 1, &eng_rreq_cluster },
 };
 
 /* Closes every link and frees the nodes and the map. */
@@ -677,6 +677,15 @@ int eng_bridge_init(struct eng *e)
 	r->eng = e;
 	r->cluster = e->cfg.redis_cluster;
 	r->mode = &modes[r->cluster];
+	e->redis = r->mode->req;	/* the shards' requests say it too */
+	r->lua = (struct eng_rreq_lua){
+		eng_lua_hpub, eng_lua_hread, eng_lua_ikeep, eng_lua_iread,
+		eng_lua_iack, eng_lua_query, eng_lua_online,
+		eng_lua_hpub_len, eng_lua_hread_len, eng_lua_ikeep_len,
+		eng_lua_iread_len, eng_lua_iack_len, eng_lua_query_len,
+		eng_lua_online_len,
+	};
+	e->lua = &r->lua;
 	r->mapl.fd = -1;				/* eng_resp_exit() on err */
 	r->nodes = calloc(r->cluster ? R_NODES_MAX : 1, sizeof(*r->nodes));
 	if (!r->nodes) {
@@ -688,7 +697,7 @@ int eng_bridge_init(struct eng *e)
 	/* Built here, before the shards run: they read them (rreq.c). */
 	if (!eng_cluster_tag(0))
 		goto err;
-	r->pkeys_len = eng_rreq_keys(&e->cfg, r->pkeys, sizeof(r->pkeys),
+	r->pkeys_len = eng_rreq_keys(e, r->pkeys, sizeof(r->pkeys),
 				     NULL, 0, &r->pres_slot);
 	/* /healthz is open: its reasons name no host (main's log does) */
 	snprintf(r->reason, sizeof(r->reason), "redis: connecting");

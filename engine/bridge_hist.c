@@ -210,7 +210,7 @@ void bridge__hist_fill(struct eng_bridge *r, struct rchan *rc,
 	memcpy(q->name, rc->name + skip, q->len);
 	memcpy(q->epoch, h->cu.top.epoch, sizeof(h->cu.top.epoch));
 	q->after = h->cu.top.n;
-	p = eng_rreq_hread_new(&r->eng->cfg, q);
+	p = eng_rreq_hread_new(r->eng, q);
 	if (!p)
 		goto fail;
 	q = NULL;
@@ -387,7 +387,7 @@ bool bridge__hist_next_page(struct eng_bridge *r, struct eng_rreq *p)
 	}
 	if (!h->more)
 		return false;
-	q = eng_rreq_hread_new(&r->eng->cfg, h);
+	q = eng_rreq_hread_new(r->eng, h);
 	if (!q) {
 		h->status = ENG_HREQ_NOMEM;
 		hist_drop_frames(h);
@@ -397,6 +397,7 @@ bool bridge__hist_next_page(struct eng_bridge *r, struct eng_rreq *p)
 	q->kind = p->kind;
 	q->slot = p->slot;
 	q->gen = p->gen;
+	q->done = p->done;
 	q->page = true;
 	p->hreq = NULL;
 	bridge__read_done(r, p);

@@ -166,6 +166,7 @@ struct bridge_mode {
 	const char *subscribe;		/* (S)SUBSCRIBE */
 	const char *unsubscribe;	/* (S)UNSUBSCRIBE */
 	int batch;			/* channels per command */
+	const struct eng_rreq_mode *req;	/* the shards' requests' words */
 };
 
 struct eng_bridge {
@@ -176,6 +177,7 @@ struct eng_bridge {
 	bool stopping;
 	bool cluster;			/* --redis-cluster */
 	const struct bridge_mode *mode;	/* ... and what it changes */
+	struct eng_rreq_lua lua;	/* the shards' scripts (e->lua) */
 	struct rnode *nodes;		/* owned: 1, or R_NODES_MAX on a cluster */
 	unsigned nnodes;
 	size_t queued;			/* bytes of requests awaiting, all nodes */

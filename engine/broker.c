@@ -1,10 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * broker.c: the two brokers behind struct eng_broker. The embedded one
- * encodes the frame here and hands it to its sequencer (pub.c), and asks
- * users' owners directly (user.c); the Redis one sends a command through
- * the bridge (rreq.c), and every node, this one included, hears the
- * message back from Redis. main picks one at start-up.
+ * broker.c: the embedded broker behind struct eng_broker: it encodes the
+ * frame here and hands it to its sequencer (pub.c), and asks users'
+ * owners directly (user.c). The Redis one is in broker_redis.c; main
+ * picks one at start-up.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,9 +14,9 @@
 #include "conn.h"
 #include "hist.h"
 #include "hs.h"
+#include "inbox.h"
 #include "mail.h"
 #include "pub.h"
-#include "rreq.h"
 #include "user.h"
 
 static const char json_type[] = "application/json";
@@ -44,10 +43,12 @@ static struct eng_buf *ok_response(struct eng_shard *s, struct eng_conn *c)
 static int embedded_publish(struct eng_shard *s, struct eng_conn *c,
 			    uint8_t to, const char *name, size_t len,
 			    const uint8_t *payload, size_t plen, bool json,
-			    struct eng_buf *ok, struct eng_buf *err)
+			    struct eng_buf *ok, struct eng_buf *err,
+			    eng_reword_fn *reword)
 {
 	struct eng_buf *frame;
 
+	(void)reword;
 	eng_buf_put(err);	/* sequencing here cannot fail later */
 	if (to == ENG_TO_USER)
 		frame = eng_pub_user_frame(name, len, payload, plen, json);
@@ -100,45 +101,44 @@ static int embedded_online(struct eng_shard *s, struct eng_conn *c)
 	return 0;
 }
 
+/* Nothing to read elsewhere: the user's owner sent the unread along. */
+static void embedded_joined(struct eng_shard *s, struct eng_conn *c)
+{
+	(void)s;
+	(void)c;
+}
+
+/* The owner's record of interested shards is all there is. */
+static bool embedded_interest(struct eng_shard *s, struct eng_chan *ch,
+			      unsigned before, bool add,
+			      struct eng_owner_mail *m)
+{
+	(void)s;
+	(void)ch;
+	(void)before;
+	(void)add;
+	(void)m;
+	return true;
+}
+
+/* Presence is the owner's own: nobody else counts it. */
+static void embedded_presence(struct eng_shard *s, struct eng_chan *ch)
+{
+	(void)s;
+	(void)ch;
+}
+
 const struct eng_broker eng_broker_embedded = {
 	.name = "embedded broker",
 	.publish = embedded_publish,
 	.user_query = embedded_user_query,
 	.user_kick = embedded_user_kick,
 	.online = embedded_online,
-};
-
-static int redis_publish(struct eng_shard *s, struct eng_conn *c, uint8_t to,
-			 const char *name, size_t len, const uint8_t *payload,
-			 size_t plen, bool json, struct eng_buf *ok,
-			 struct eng_buf *err)
-{
-	char key[ENG_CHAN_MAX + 2];
-	const struct eng_ns *ns;
-
-	(void)json;	/* each node checks what Redis hands it */
-	if (to == ENG_TO_INBOX) {
-		eng_buf_put(ok);	/* HTTP only: none */
-		eng_buf_put(err);
-		return eng_rreq_ikeep(s, c, name, len, payload, plen);
-	}
-	if (to == ENG_TO_USER) {
-		len = eng_user_key(key, name, len);
-		name = key;
-	} else if (to == ENG_TO_CHANNEL &&
-		   (ns = eng_ns_find(&s->eng->cfg, name, len))) {
-		return eng_rreq_hpublish(s, c, ns, name, len, payload, plen,
-					 ok, err);
-	}
-	return eng_rreq_publish(s, c, name, len, payload, plen, ok, err);
-}
-
-const struct eng_broker eng_broker_redis = {
-	.name = "redis",
-	.publish = redis_publish,
-	.user_query = eng_rreq_query,
-	.user_kick = eng_rreq_kick,
-	.online = eng_rreq_online,
+	.hist_read = eng_hist_owner_read,
+	.inbox_ask = eng_inbox_owner_ask,
+	.joined = embedded_joined,
+	.interest = embedded_interest,
+	.presence = embedded_presence,
 };
 
 bool eng_broker_healthy(struct eng *e, char *why, size_t len)

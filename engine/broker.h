@@ -16,6 +16,16 @@
 
 #include "eng.h"
 
+struct eng_hreq; struct eng_ibreq;	/* mail.h */
+
+/*
+ * A new /ws reply frame like @reply with another @code and @msg (push.c's
+ * eng_push_reword, passed by the /ws side so that a broker needs not know
+ * it); NULL: no memory.
+ */
+typedef struct eng_buf *eng_reword_fn(const struct eng_buf *reply, int code,
+				      const char *msg);
+
 /* Who a publish goes to; INBOX: a user, kept until acked (inbox.h). */
 enum { ENG_TO_CHANNEL = 0, ENG_TO_USER, ENG_TO_ALL, ENG_TO_INBOX };
 
@@ -25,19 +35,54 @@ struct eng_broker {
 	 * Publishes @payload (verbatim when @json, else as a JSON string)
 	 * to channel or user @name (@to), or to everyone (ENG_TO_ALL,
 	 * @name NULL). @ok and @err (taken over) are a /ws client's replies
-	 * on success and failure; an HTTP client passes NULL for both and
-	 * gets the broker's own JSON answer. On -errno both are dropped.
+	 * on success and failure, @reword makes @err say why it failed; an
+	 * HTTP client passes NULL for all three and gets the broker's own
+	 * JSON answer. On -errno both are dropped.
 	 */
 	int (*publish)(struct eng_shard *s, struct eng_conn *c, uint8_t to,
 		       const char *name, size_t len, const uint8_t *payload,
 		       size_t plen, bool json, struct eng_buf *ok,
-		       struct eng_buf *err);
+		       struct eng_buf *err, eng_reword_fn *reword);
 	/* GET /users/{uid}, POST /users/{uid}/disconnect, GET /online. */
 	int (*user_query)(struct eng_shard *s, struct eng_conn *c,
 			  const char *uid, size_t len);
 	int (*user_kick)(struct eng_shard *s, struct eng_conn *c,
 			 const char *uid, size_t len);
 	int (*online)(struct eng_shard *s, struct eng_conn *c);
+
+	/*
+	 * The shards' side, where the two differ: each shard calls these
+	 * and never asks which broker it has.
+	 *
+	 * hist_read: sends history read @h (taken over): to the channel's
+	 * owner shard, or to Redis; its answer comes back to hist.c, also
+	 * when it could not be asked. Returns 0, or -ENOMEM with @h still
+	 * the caller's.
+	 */
+	int (*hist_read)(struct eng_shard *s, struct eng_hreq *h);
+	/*
+	 * inbox_ask: the same for @q (taken over), an ack, a listing or a
+	 * replay's page of user @uid's inbox: to the user's owner, or to
+	 * Redis; the answer comes back to inbox.c.
+	 */
+	int (*inbox_ask)(struct eng_shard *s, struct eng_ibreq *q,
+			 const char *uid, size_t ulen);
+	/*
+	 * joined: @c, a user's connection, was admitted (before its 101's
+	 * backlog goes): with Redis its unread are read from there.
+	 */
+	void (*joined)(struct eng_shard *s, struct eng_conn *c);
+	/*
+	 * interest: on @ch's owner, the shards with subscribers of @ch
+	 * changed (@before: how many there were; @from's bit set or cleared
+	 * by @add). True when the interest may be acknowledged now; false
+	 * when the acknowledgement waits for Redis to confirm (queued: @m,
+	 * or the owner's own when @m is NULL). See eng_sub_owner_update().
+	 */
+	bool (*interest)(struct eng_shard *s, struct eng_chan *ch,
+			 unsigned before, bool add, struct eng_owner_mail *m);
+	/* presence: user @ch's count on this node changed (on its owner). */
+	void (*presence)(struct eng_shard *s, struct eng_chan *ch);
 };
 
 extern const struct eng_broker eng_broker_embedded, eng_broker_redis;

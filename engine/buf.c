@@ -83,6 +83,13 @@ void eng_buf_put(struct eng_buf *b)
 		eng_free(b);
 }
 
+void eng_bufs_put(struct eng_buf **v, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		eng_buf_put(v[i]);
+	eng_free(v);
+}
+
 void eng_buf_seal(struct eng_buf *b, uint8_t *payload, uint8_t op, size_t n)
 {
 	uint8_t hdr[WS_MAX_SERVER_HDR];

@@ -47,6 +47,12 @@ struct eng_buf *eng_buf_new(size_t cap);
 /* Drops one reference; the last frees @b. NULL is a no-op. */
 void eng_buf_put(struct eng_buf *b);
 
+/*
+ * Drops one reference to each of @v's @n buffers and frees the array
+ * (eng_malloc'd): a mail struct's frames, as its owner lets them go.
+ */
+void eng_bufs_put(struct eng_buf **v, uint32_t n);
+
 static inline struct eng_buf *eng_buf_get(struct eng_buf *b)
 {
 	atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);

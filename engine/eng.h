@@ -253,6 +253,8 @@ struct eng {
 	struct eng_cfg cfg;
 	const struct eng_broker *broker;/* embedded or Redis, chosen once */
 	struct eng_bridge *bridge;	/* NULL without --redis */
+	const struct eng_rreq_mode *redis;	/* the bridge's, for requests */
+	const struct eng_rreq_lua *lua;	/* ... and the scripts they run */
 	/*
 	 * The SSL_CTX new handshakes start from, one reference owned; NULL
 	 * without TLS. SIGHUP replaces it (eng_tls_reload) under tls_lock

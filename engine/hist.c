@@ -15,6 +15,7 @@
 #include <sys/random.h>
 #include <sys/types.h>
 
+#include "broker.h"
 #include "buf.h"
 #include "catchup.h"
 #include "chan.h"
@@ -22,7 +23,6 @@
 #include "hist.h"
 #include "lru.h"
 #include "mail.h"
-#include "rreq.h"
 #include "sub.h"
 
 _Static_assert(ENG_EPOCH_LEN <= ENG_CU_EPOCH, "an epoch fits a catch-up's");
@@ -99,64 +99,6 @@ void eng_hist_global_init(void)
 	while (getrandom(&epoch_base, sizeof(epoch_base), 0) !=
 	       sizeof(epoch_base))
 		;
-}
-
-int eng_ns_parse(const char *arg, struct eng_ns *ns)
-{
-	const char *colon = strchr(arg, ':'), *p;
-	unsigned long long n = 0, ttl = 0;
-	char *end;
-
-	memset(ns, 0, sizeof(*ns));
-	if (!colon || (size_t)(colon - arg) > ENG_NS_NAME_MAX)
-		return -EINVAL;
-	ns->len = (uint8_t)(colon - arg);
-	memcpy(ns->name, arg, ns->len);
-	if (ns->len && !eng_chan_name_ok(ns->name, ns->len))
-		return -EINVAL;
-	for (p = colon + 1; *p; p = *end ? end + 1 : end) {
-		if (!strncmp(p, "history=", 8) && p[8] >= '0' && p[8] <= '9') {
-			n = strtoull(p + 8, &end, 10);
-		} else if (!strncmp(p, "ttl=", 4) && p[4] >= '0' &&
-			   p[4] <= '9') {
-			ttl = strtoull(p + 4, &end, 10);
-			if (!strncmp(end, "ms", 2))
-				end += 2;
-			else if (*end == 's')
-				ttl *= 1000, end++;
-			else if (*end == 'm')
-				ttl *= 60000, end++;
-			else if (*end == 'h')
-				ttl *= 3600000, end++;
-			else
-				ttl *= 1000;
-		} else {
-			return -EINVAL;
-		}
-		if (*end && *end != ',')
-			return -EINVAL;
-	}
-	if (!n || n > ENG_HIST_MAX || !ttl || ttl > 30ull * 86400000)
-		return -EINVAL;
-	ns->history = (uint32_t)n;
-	ns->ttl_ms = (uint32_t)ttl;
-	return 0;
-}
-
-const struct eng_ns *eng_ns_find(const struct eng_cfg *cfg, const char *name,
-				 size_t len)
-{
-	const char *colon = memchr(name, ':', len);
-	size_t nl = colon ? (size_t)(colon - name) : 0;
-
-	for (unsigned i = 0; i < cfg->nns; i++) {
-		const struct eng_ns *ns = &cfg->ns[i];
-
-		if (ns->len == nl && (!colon ? !ns->len :
-				      !memcmp(ns->name, name, nl)))
-			return ns;
-	}
-	return NULL;
 }
 
 int eng_hist_init(struct eng_shard *s)
@@ -296,33 +238,6 @@ static int grow(struct eng_shard *s, struct eng_hist *h)
 	h->cap = cap;
 	h->head = 0;
 	return 0;
-}
-
-void eng_hist_stamp(struct eng_buf *f, const char *epoch, uint64_t offset)
-{
-	char *end = (char *)f->data + f->start + f->len - 1;
-	char *at = end - 20;
-	int n = offset ? snprintf(at, 21, "%llu", (unsigned long long)offset)
-		       : snprintf(at, 21, "null");
-
-	*end = '}';			/* snprintf's NUL took its place */
-	memset(at + n, ' ', (size_t)(20 - n));	/* JSON allows the blanks */
-	memcpy(at - 11 - ENG_EPOCH_LEN, epoch ? epoch : "0000000000000000",
-	       ENG_EPOCH_LEN);
-	f->flags |= ENG_BUF_F_STAMPED;
-}
-
-uint64_t eng_hist_offset_of(const struct eng_buf *f,
-			    char epoch[ENG_EPOCH_LEN + 1])
-{
-	const char *end = (const char *)f->data + f->start + f->len - 1;
-	uint64_t off = 0;
-
-	memcpy(epoch, end - 31 - ENG_EPOCH_LEN, ENG_EPOCH_LEN);
-	epoch[ENG_EPOCH_LEN] = '\0';
-	for (const char *p = end - 20; p < end && *p >= '0' && *p <= '9'; p++)
-		off = off * 10 + (uint64_t)(*p - '0');
-	return off;
 }
 
 uint64_t eng_hist_append(struct eng_shard *s, struct eng_chan *ch,
@@ -467,12 +382,21 @@ void eng_hist_tick(struct eng_shard *s)
 
 /* ---- reads for clients: the history command and recovery ----------------- */
 
+static void answered(struct eng_shard *s, struct eng_hreq *h);
+
+int eng_hist_owner_read(struct eng_shard *s, struct eng_hreq *h)
+{
+	eng_mail_post(&s->mail, eng_mail_owner(s->eng, eng_chan_hash(h->name,
+		      h->len)), ENG_OP_HIST, h);
+	return 0;
+}
+
 /*
- * Sends @rec's read: to the channel's owner (embedded) or to Redis. A
- * read answered at once with an error (our own shard owns the channel,
- * or the post failed) is not answered here, from inside whatever
- * registered the channel (its answer drops the subscription, and maybe
- * the channel with it): it waits, failed, for the next tick.
+ * Sends @rec's read through the broker: to the channel's owner, or to
+ * Redis. A read answered at once with an error (our own shard owns the
+ * channel, or the post failed) is not answered here, from inside
+ * whatever registered the channel (its answer drops the subscription,
+ * and maybe the channel with it): it waits, failed, for the next tick.
  */
 static void send_rec(struct eng_shard *s, struct eng_hrec *rec)
 {
@@ -481,12 +405,9 @@ static void send_rec(struct eng_shard *s, struct eng_hrec *rec)
 	rec->h = NULL;
 	rec->sent = h;
 	s->hists->sending = true;
-	if (!s->eng->bridge)
-		eng_mail_post(&s->mail, eng_mail_owner(s->eng,
-			      eng_chan_hash(h->name, h->len)), ENG_OP_HIST, h);
-	else if (eng_rreq_hread(s, h) < 0) {
+	if (s->eng->broker->hist_read(s, h) < 0) {
 		h->status = ENG_HREQ_NOMEM;
-		eng_hist_redis_done(s, h, 0);
+		answered(s, h);
 	}
 	s->hists->sending = false;
 }
@@ -594,15 +515,6 @@ struct eng_hreq *eng_hist_forget(struct eng_shard *s, struct eng_sub *sub)
 	return h;
 }
 
-/* Bytes @c may still be sent before it is a slow consumer, less @keep. */
-static size_t room_of(const struct eng_shard *s, const struct eng_conn *c,
-		      size_t keep)
-{
-	uint64_t max = s->eng->cfg.max_pending;
-
-	return c->queued + keep < max ? (size_t)(max - c->queued - keep) : 0;
-}
-
 /* The bucket of @slot's reads of the channel hashed @hash. */
 static struct eng_hread **reads_of(struct eng_shard *s, uint32_t slot,
 				   uint64_t hash)
@@ -682,7 +594,7 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 	h->after = after;
 	h->max = max;
 	/* what @c has room for now; the answer is fitted again on arrival */
-	room = room_of(s, c, ENG_HIST_SLACK);
+	room = hist__room(s, c, ENG_HIST_SLACK);
 	if (kind != ENG_HREQ_RECOVER && room > ENG_HIST_PAGE)
 		room = ENG_HIST_PAGE;
 	h->max_bytes = room > UINT32_MAX ? UINT32_MAX : (uint32_t)room;
@@ -703,12 +615,7 @@ int eng_hist_ask(struct eng_shard *s, struct eng_conn *c, unsigned kind,
 	*reads_of(s, h->slot, hash) = r;	/* first: the answer may be ours */
 	if (s->hists->nreads)
 		s->hists->nreads[h->slot]++;
-	if (!s->eng->bridge) {
-		eng_mail_post(&s->mail, eng_mail_owner(s->eng, hash),
-			      ENG_OP_HIST, h);
-		return 0;
-	}
-	if (eng_rreq_hread(s, h) < 0) {
+	if (s->eng->broker->hist_read(s, h) < 0) {
 		eng_free(read_take(s, h));
 		eng_free(h);
 		return -ENOMEM;
@@ -765,78 +672,6 @@ static void answer(struct eng_shard *s, struct eng_hreq *h)
 	eng_mail_post(&s->mail, h->from, ENG_OP_HIST_ACK, h);
 }
 
-/* The payload of a frame this engine sealed (header before it). */
-static const char *payload_of(const struct eng_buf *f, size_t *len)
-{
-	const uint8_t *p = f->data + f->start;
-	uint8_t l7 = p[1] & 0x7f;
-	size_t hl = l7 < 126 ? 2 : l7 == 126 ? 4 : 10;
-
-	*len = f->len - hl;
-	return (const char *)p + hl;
-}
-
-/*
- * {"seq":S,"cmd":"history","code":200,"msg":"ok","data":{"epoch":E,
- * "offset":T,"messages":[push, ...]}} (and "more":true,"next":h->after
- * when cut short), or for a recovery "subscribe" with "data":
- * {"recovered":B,"epoch":E,"offset":T} ("reason":"backlog" when it was
- * too much); errors carry no data.
- */
-static struct eng_buf *reply_of(const struct eng_hreq *h, int code,
-				const char *msg)
-{
-	bool rec = h->kind == ENG_HREQ_RECOVER;
-	size_t cap = 256 + h->seq_len + strlen(msg), len;
-	struct eng_buf *b;
-	char *p, *start;
-
-	for (uint32_t i = 0; i < h->n && !rec; i++)
-		cap += h->frames[i]->len + 1;
-	b = eng_buf_new(WS_MAX_SERVER_HDR + cap);
-	if (!b)
-		return NULL;
-	start = p = (char *)b->data + WS_MAX_SERVER_HDR;
-	p += sprintf(p, "{");
-	if (h->seq_len)
-		p += sprintf(p, "\"seq\":%.*s,", (int)h->seq_len, h->seq);
-	p += sprintf(p, "\"cmd\":\"%s\",\"code\":%d,\"msg\":\"%s\"",
-		     rec ? "subscribe" : "history", code, msg);
-	if (code == 200) {
-		p += sprintf(p, ",\"data\":{");
-		if (rec)
-			p += sprintf(p, "\"recovered\":%s,",
-				     h->status == ENG_HREQ_OK ? "true" :
-				     "false");
-		if (rec && h->status == ENG_HREQ_BACKLOG)
-			p += sprintf(p, "\"reason\":\"backlog\",");
-		if (h->epoch[0])
-			p += sprintf(p, "\"epoch\":\"%s\"", h->epoch);
-		else
-			p += sprintf(p, "\"epoch\":null");
-		p += sprintf(p, ",\"offset\":%llu", (unsigned long long)h->top);
-		if (!rec) {
-			p += sprintf(p, ",\"messages\":[");
-			for (uint32_t i = 0; i < h->n; i++) {
-				const char *m = payload_of(h->frames[i], &len);
-
-				if (i)
-					*p++ = ',';
-				memcpy(p, m, len);
-				p += len;
-			}
-			*p++ = ']';
-		}
-		if (!rec && h->more)
-			p += sprintf(p, ",\"more\":true,\"next\":%llu",
-				     (unsigned long long)h->after);
-		*p++ = '}';
-	}
-	*p++ = '}';
-	eng_buf_seal(b, (uint8_t *)start, WS_OP_TEXT, (size_t)(p - start));
-	return b;
-}
-
 /* A recovering connection, as the consumer of its catch-up. */
 struct to_conn {
 	struct eng_shard *s;
@@ -853,45 +688,6 @@ static bool queue_one(void *arg, void *p)
 
 	ENG_STAT_ADD(to->s, delivered, 1);
 	return eng_conn_queue(to->s, to->c, p) == 0;
-}
-
-/*
- * The answer's messages that @c has room for now (its queue may have
- * grown since it asked): a history's page is cut further (h->more, and
- * h->after the offset to ask from next); a recovery's must fit whole,
- * or it is not made (ENG_HREQ_BACKLOG).
- */
-static void fit(struct eng_shard *s, const struct eng_conn *c,
-		struct eng_hreq *h)
-{
-	char epoch[ENG_EPOCH_LEN + 1];
-	size_t room = room_of(s, c, ENG_HIST_SLACK), bytes = 0;
-	uint64_t from = h->n ? eng_hist_offset_of(h->frames[0], epoch) - 1 :
-			h->after;
-	uint32_t keep = 0;
-
-	if (h->kind != ENG_HREQ_RECOVER && room > ENG_HIST_PAGE)
-		room = ENG_HIST_PAGE;
-	for (; keep < h->n; keep++) {
-		size_t len = h->frames[keep]->len;
-
-		if (bytes + len > room && !(keep == 0 && !c->queued))
-			break;
-		bytes += len;
-	}
-	if (keep == h->n)
-		goto out;
-	h->more = 1;
-	if (h->kind == ENG_HREQ_RECOVER) {
-		h->status = ENG_HREQ_BACKLOG;
-		keep = 0;
-	}
-	while (h->n > keep)
-		eng_buf_put(h->frames[--h->n]);
-out:
-	if (h->kind != ENG_HREQ_RECOVER && h->more)
-		h->after = h->n ? eng_hist_offset_of(h->frames[h->n - 1],
-						     epoch) : from;
 }
 
 /*
@@ -924,7 +720,7 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 	}
 	if (code == 200 && (h->status == ENG_HREQ_OK ||
 			    h->status == ENG_HREQ_BACKLOG))
-		fit(s, c, h);
+		hist__fit(s, c, h);
 	if (code != 200) {
 		/* said above */
 	} else if (h->status == ENG_HREQ_FUTURE) {
@@ -940,7 +736,7 @@ static void deliver_answer(struct eng_shard *s, struct eng_hreq *h,
 		code = 503;
 		msg = "redis unavailable";
 	}
-	r = reply_of(h, code, msg);
+	r = hist__reply(h, code, msg);
 	if (!r) {
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 		goto out;
@@ -1055,16 +851,6 @@ void eng_hist_redis_done(struct eng_shard *s, struct eng_hreq *h,
 	if (result < 0)
 		h->status = ENG_HREQ_UNAVAIL;
 	answered(s, h);
-}
-
-void eng_hreq_free(struct eng_hreq *h)
-{
-	if (!h)
-		return;
-	for (uint32_t i = 0; i < h->n; i++)
-		eng_buf_put(h->frames[i]);
-	eng_free(h->frames);
-	eng_free(h);
 }
 
 static void read_mail(void *self, unsigned op, void *ptr, int32_t res)

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "eng.h"
 
 struct eng_catchup_ops;	/* catchup.h */
@@ -39,7 +40,8 @@ struct eng_ns {
 };
 
 /*
- * Parses "NAME:history=N,ttl=DUR" into @ns. Returns 0 or -EINVAL. DUR as
+ * Namespaces (ns.c, which any module may call). Parses
+ * "NAME:history=N,ttl=DUR" into @ns. Returns 0 or -EINVAL. DUR as
  * elsewhere (ms, s, m, h); N from 1 to ENG_HIST_MAX.
  */
 int eng_ns_parse(const char *arg, struct eng_ns *ns);
@@ -74,7 +76,8 @@ uint64_t eng_hist_append(struct eng_shard *s, struct eng_chan *ch,
 /*
  * Writes @epoch (NULL: zeros) and @offset (0: null) into the room
  * eng_pub_hist_frame() kept at the end of push frame @f, before anyone
- * sees it, and marks it ENG_BUF_F_STAMPED.
+ * sees it, and marks it ENG_BUF_F_STAMPED. This and the next are in
+ * frame.c, which any module may call.
  */
 void eng_hist_stamp(struct eng_buf *f, const char *epoch, uint64_t offset);
 
@@ -131,8 +134,17 @@ enum {
 	ENG_HREQ_BUSY,		/* over the node's --redis-max-reading */
 };
 
-/* Frees @h, its frames included; NULL is a no-op. */
-void eng_hreq_free(struct eng_hreq *h);
+/*
+ * Frees @h, its frames included; NULL is a no-op. Inline: rreq.c and the
+ * bridge, below this module, free what they were handed.
+ */
+static inline void eng_hreq_free(struct eng_hreq *h)
+{
+	if (h) {
+		eng_bufs_put(h->frames, h->n);
+		eng_free(h);
+	}
+}
 
 /*
  * A history read for @c, of @kind (above): ENG_HREQ_HISTORY, the last
@@ -186,9 +198,38 @@ void eng_hist_unanswered(struct eng_shard *s, struct eng_hreq *h);
  */
 bool eng_hist_pass(struct eng_shard *s, struct eng_sub *sub,
 		   struct eng_buf *f);
+/*
+ * The brokers' history reads (broker.h hist_read): @h (taken over) to
+ * its channel's owner shard (hist.c), or to Redis (hist_redis.c), whose
+ * answer comes back to eng_hist_redis_done(), also when Redis could not
+ * be asked. Returns 0, or -ENOMEM with @h still the caller's.
+ */
+int eng_hist_owner_read(struct eng_shard *s, struct eng_hreq *h);
+int eng_hist_redis_read(struct eng_shard *s, struct eng_hreq *h);
 /* A read through Redis answered (@result < 0: Redis could not be asked). */
 void eng_hist_redis_done(struct eng_shard *s, struct eng_hreq *h,
 			 long long result);
+
+/*
+ * Between hist.c and hist_reply.c only (the asking shard's side):
+ * hist__room(): the bytes @c may still be sent before it is a slow
+ * consumer, less @keep. hist__reply(): the reply to @h,
+ * {"seq":S,"cmd":"history","code":200,"msg":"ok","data":{"epoch":E,
+ * "offset":T,"messages":[push, ...]}} (and "more":true,"next":h->after
+ * when cut short), or for a recovery "subscribe" with "data":
+ * {"recovered":B,"epoch":E,"offset":T} ("reason":"backlog" when it was
+ * too much); errors carry no data; NULL: no memory. hist__fit(): keeps of
+ * @h's messages those @c has room for now (its queue may have grown
+ * since it asked): a history's page is cut further (h->more, and
+ * h->after the offset to ask from next); a recovery's must fit whole, or
+ * it is not made (ENG_HREQ_BACKLOG).
+ */
+size_t hist__room(const struct eng_shard *s, const struct eng_conn *c,
+		  size_t keep);
+struct eng_buf *hist__reply(const struct eng_hreq *h, int code,
+			    const char *msg);
+void hist__fit(struct eng_shard *s, const struct eng_conn *c,
+	       struct eng_hreq *h);
 
 /* @ch is going away: its history with it. */
 void eng_hist_drop(struct eng_shard *s, struct eng_chan *ch);

@@ -457,7 +457,7 @@ static void users(struct eng_shard *s, struct eng_conn *c,
 		return;
 	if (s->eng->broker->publish(s, c, persist ? ENG_TO_INBOX : ENG_TO_USER,
 				    uid, (size_t)ulen, body, len, json, NULL,
-				    NULL) < 0)
+				    NULL, NULL) < 0)
 		reply(s, c, 503, NULL);
 }
 
@@ -500,7 +500,7 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 		return;
 	if (s->eng->broker->publish(s, c, chan ? ENG_TO_CHANNEL : ENG_TO_ALL,
 				    chan, clen, body, len, json, NULL,
-				    NULL) < 0)
+				    NULL, NULL) < 0)
 		reply(s, c, 503, NULL);
 }
 

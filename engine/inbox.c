@@ -24,6 +24,7 @@
 #include "json.h"
 #include "lru.h"
 #include "auth.h"
+#include "broker.h"
 #include "mail.h"
 #include "rreq.h"
 #include "user.h"
@@ -304,35 +305,6 @@ static int make_room(struct eng_shard *s, struct eng_inbox *b)
 	return 0;
 }
 
-/* Room eng_pub_inbox_frame() keeps before the final '}': any id fits. */
-void eng_inbox_stamp(struct eng_buf *f, const char *epoch, uint64_t n)
-{
-	char *end = (char *)f->data + f->start + f->len - 1;
-	char *room = end - 37;
-	int len = snprintf(room, 38, ",\"id\":\"%s-%llu\"", epoch,
-			   (unsigned long long)n);
-
-	memset(room + len, ' ', (size_t)(37 - len));	/* JSON allows them */
-	*end = '}';
-	f->flags |= ENG_BUF_F_STAMPED;
-}
-
-/* A stamped frame's N (0: none) and, in @epoch, its EPOCH. */
-static uint64_t id_of(const struct eng_buf *f, char *epoch)
-{
-	const char *p = (const char *)f->data + f->start + f->len - 38;
-	uint64_t n = 0;
-
-	epoch[0] = '\0';
-	if (memcmp(p, ",\"id\":\"", 7))
-		return 0;
-	memcpy(epoch, p + 7, ENG_INBOX_EPOCH_LEN);
-	epoch[ENG_INBOX_EPOCH_LEN] = '\0';
-	for (p += 8 + ENG_INBOX_EPOCH_LEN; *p >= '0' && *p <= '9'; p++)
-		n = n * 10 + (uint64_t)(*p - '0');
-	return n;
-}
-
 static struct eng_inbox *new_box(struct eng_shard *s, struct eng_chan *ch)
 {
 	struct eng_inbox *b = eng_malloc(sizeof(*b));
@@ -470,8 +442,6 @@ void eng_inbox_tick(struct eng_shard *s)
 
 /* ---- acks and listings ---------------------------------------------------- */
 
-static void deliver_answer(struct eng_shard *s, struct eng_ibreq *q);
-
 /* "EPOCH-N" into @epoch and *@n; false when it is not an id. */
 static bool parse_id(const struct json_slice *id, char *epoch, uint64_t *n)
 {
@@ -534,14 +504,21 @@ int eng_inbox_ask(struct eng_shard *s, struct eng_conn *c, uint8_t kind,
 		memcpy(q->seq, seq, seq_len);
 	if (q->http)		/* before: an answer may come at once */
 		c->flags |= ENG_CONN_F_WAIT;
-	if (s->eng->bridge && eng_rreq_inbox(s, q, uid, ulen) < 0) {
+	if (s->eng->broker->inbox_ask(s, q, uid, ulen) < 0) {
 		c->flags &= ~ENG_CONN_F_WAIT;
 		eng_free(q);
 		return -ENOMEM;
 	}
-	if (!s->eng->bridge)
-		eng_mail_post(&s->mail, eng_mail_owner(s->eng,
-			      eng_chan_hash(q->name, q->len)), ENG_OP_INBOX, q);
+	return 0;
+}
+
+int eng_inbox_owner_ask(struct eng_shard *s, struct eng_ibreq *q,
+			const char *uid, size_t ulen)
+{
+	(void)uid;	/* q->name has the user's key */
+	(void)ulen;
+	eng_mail_post(&s->mail, eng_mail_owner(s->eng, eng_chan_hash(q->name,
+		      q->len)), ENG_OP_INBOX, q);
 	return 0;
 }
 
@@ -625,7 +602,7 @@ void eng_inbox_drain(struct eng_shard *s, struct eng_conn *c)
 /* Kept pushes as a catch-up's items: placed by their id. */
 static uint64_t kept_pos(const void *p, char epoch[ENG_CU_EPOCH + 1])
 {
-	return id_of(p, epoch);
+	return eng_inbox_id_of(p, epoch);
 }
 
 static const struct eng_catchup_ops kept_ops = { kept_pos, NULL };
@@ -675,7 +652,7 @@ static int ask_page(struct eng_shard *s, struct eng_conn *c,
 	r->state = READ_PAGE;
 	/* those held back so far Redis had already: this page reads them */
 	eng_catchup_begin(&r->cu);
-	if (eng_rreq_inbox(s, q, a->uid, a->uid_len) < 0) {
+	if (eng_inbox_redis_ask(s, q, a->uid, a->uid_len) < 0) {
 		eng_free(q);
 		return -ENOMEM;
 	}
@@ -751,7 +728,7 @@ bool eng_inbox_pass(struct eng_shard *s, uint32_t slot, struct eng_buf *f)
 	r = find_read(s, slot);
 	if (!r || r->gen != s->conns[slot].gen)
 		return true;
-	n = id_of(f, epoch);
+	n = eng_inbox_id_of(f, epoch);
 	if (!n)
 		return true;		/* no id: Redis did not keep it */
 	/* NOTED: a page reads it, after those before it; SKIP: one had it */
@@ -814,43 +791,15 @@ static void replayed(struct eng_shard *s, struct eng_ibreq *q,
 void eng_inbox_redis_done(struct eng_shard *s, struct eng_ibreq *q,
 			  long long result)
 {
-	struct eng_conn *c = &s->conns[q->slot];
-
 	if (q->kind == ENG_IB_REPLAY) {
 		replayed(s, q, result);
 		return;
 	}
 	if (result >= 0) {
-		deliver_answer(s, q);
+		inbox__answer(s, q);
 		return;
 	}
-	/* Redis could not be asked, or did not answer */
-	if (c->gen == q->gen && eng_conn_alive(c)) {
-		if (q->http) {
-			c->flags &= ~ENG_CONN_F_WAIT;
-			eng_conn_http_reply(s, c, 503, NULL, NULL, NULL, 0);
-			eng_conn_resume(s, c);
-		} else {
-			char buf[160];
-			int len = snprintf(buf, sizeof(buf),
-				"{%s%.*s%s\"cmd\":\"%s\",\"code\":503,"
-				"\"msg\":\"redis unavailable\"}",
-				q->seq_len ? "\"seq\":" : "", (int)q->seq_len,
-				q->seq, q->seq_len ? "," : "",
-				q->kind == ENG_IB_ACK ? "ack" : "inbox");
-			struct eng_buf *b = eng_buf_new(WS_MAX_SERVER_HDR +
-							(size_t)len);
-
-			if (b) {
-				memcpy(b->data + WS_MAX_SERVER_HDR, buf,
-				       (size_t)len);
-				eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR,
-					     WS_OP_TEXT, (size_t)len);
-				eng_conn_queue(s, c, b);
-			}
-		}
-	}
-	eng_ibreq_free(q);
+	inbox__unavailable(s, q);	/* Redis could not be asked */
 }
 
 /* The entry with @n, found by bisection (the ring is in N order). */
@@ -906,94 +855,13 @@ static void answer(struct eng_shard *s, struct eng_ibreq *q)
 	eng_mail_post(&s->mail, q->from, ENG_OP_INBOX_ACK, q);
 }
 
-/* "ids":["EPOCH-N",...] of the answer, into @p; returns the bytes. */
-static size_t ids_json(const struct eng_ibreq *q, char *p)
-{
-	char *start = p;
-
-	p += sprintf(p, "\"ids\":[");
-	for (uint32_t i = 0; i < q->n; i++)
-		p += sprintf(p, "%s\"%s-%llu\"", i ? "," : "", q->epoch,
-			     (unsigned long long)q->ids[i]);
-	*p++ = ']';
-	return (size_t)(p - start);
-}
-
-/* On the asking shard: the answer goes to its client. */
-static void deliver_answer(struct eng_shard *s, struct eng_ibreq *q)
-{
-	struct eng_conn *c = &s->conns[q->slot];
-	bool ack = q->kind == ENG_IB_ACK;
-	size_t cap = 256 + q->seq_len + (size_t)q->n * 40;
-	struct eng_buf *b;
-	char *p, *start;
-
-	if (c->gen != q->gen || !eng_conn_alive(c))
-		goto out;
-	b = eng_buf_new(WS_MAX_SERVER_HDR + cap);
-	if (!b) {
-		if (q->http)
-			eng_conn_http_reply(s, c, 503, NULL, NULL, NULL, 0);
-		else
-			eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
-		goto out;
-	}
-	start = p = (char *)b->data + WS_MAX_SERVER_HDR;
-	if (q->http) {
-		p += sprintf(p, "{\"unread\":%llu,\"evicted\":%llu,",
-			     (unsigned long long)q->unread,
-			     (unsigned long long)q->evicted);
-		p += ids_json(q, p);
-		p += sprintf(p, "}\n");
-		c->flags &= ~ENG_CONN_F_WAIT;
-		eng_conn_http_reply(s, c, 200, NULL, "application/json", start,
-				    (size_t)(p - start));
-		eng_conn_resume(s, c);
-		eng_buf_put(b);
-		goto out;
-	}
-	p += sprintf(p, "{");
-	if (q->seq_len)
-		p += sprintf(p, "\"seq\":%.*s,", (int)q->seq_len, q->seq);
-	if (q->status == ENG_IB_UNKNOWN) {
-		p += sprintf(p, "\"cmd\":\"ack\",\"code\":400,"
-			     "\"msg\":\"unknown id\"}");
-	} else if (ack) {
-		p += sprintf(p, "\"cmd\":\"ack\",\"code\":200,\"msg\":\"ok\","
-			     "\"data\":{\"acked\":%llu,\"unread\":%llu}}",
-			     (unsigned long long)q->acked,
-			     (unsigned long long)q->unread);
-	} else {
-		p += sprintf(p, "\"cmd\":\"inbox\",\"code\":200,\"msg\":\"ok\","
-			     "\"data\":{\"unread\":%llu,\"evicted\":%llu,",
-			     (unsigned long long)q->unread,
-			     (unsigned long long)q->evicted);
-		p += ids_json(q, p);
-		p += sprintf(p, "}}");
-	}
-	eng_buf_seal(b, (uint8_t *)start, WS_OP_TEXT, (size_t)(p - start));
-	eng_conn_queue(s, c, b);
-out:
-	eng_free(q);
-}
-
-void eng_ibreq_free(struct eng_ibreq *q)
-{
-	if (!q)
-		return;
-	for (uint32_t i = 0; i < q->nframes; i++)
-		eng_buf_put(q->frames[i]);
-	eng_free(q->frames);
-	eng_free(q);
-}
-
 static void read_mail(void *self, unsigned op, void *ptr, int32_t res)
 {
 	(void)res;
 	if (op == ENG_OP_INBOX)
 		answer(self, ptr);
 	else
-		deliver_answer(self, ptr);
+		inbox__answer(self, ptr);
 }
 
 static void free_ibreq(void *ptr)

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "eng.h"
 
 #define ENG_INBOX_MAX		100000	/* --inbox-max at most */
@@ -80,9 +81,12 @@ int eng_inbox_ask(struct eng_shard *s, struct eng_conn *c, uint8_t kind,
 
 /*
  * Writes ,"id":"@epoch-@n" into push frame @f (eng_pub_inbox_frame())
- * before anyone sees it, and marks it ENG_BUF_F_STAMPED.
+ * before anyone sees it, and marks it ENG_BUF_F_STAMPED (frame.c, which
+ * any module may call).
  */
 void eng_inbox_stamp(struct eng_buf *f, const char *epoch, uint64_t n);
+/* A stamped frame's N (0: none) and, in @epoch, its EPOCH (frame.c). */
+uint64_t eng_inbox_id_of(const struct eng_buf *f, char *epoch);
 
 /*
  * With Redis the inbox lives there (rreq.c). eng_inbox_redis_replay():
@@ -101,6 +105,25 @@ bool eng_inbox_pass(struct eng_shard *s, uint32_t slot, struct eng_buf *f);
 void eng_inbox_forget(struct eng_shard *s, struct eng_conn *c);
 void eng_inbox_redis_done(struct eng_shard *s, struct eng_ibreq *q,
 			  long long result);
+/*
+ * The brokers' inbox asks (broker.h inbox_ask): @q (taken over) for user
+ * @uid's inbox to the user's owner shard (inbox.c), or to Redis
+ * (inbox_redis.c), whose answer comes back to eng_inbox_redis_done(),
+ * also when Redis could not be asked. Returns 0, or -ENOMEM with @q
+ * still the caller's.
+ */
+int eng_inbox_owner_ask(struct eng_shard *s, struct eng_ibreq *q,
+			const char *uid, size_t ulen);
+int eng_inbox_redis_ask(struct eng_shard *s, struct eng_ibreq *q,
+			const char *uid, size_t ulen);
+
+/*
+ * Between inbox.c and inbox_reply.c only (the asking shard's side), each
+ * freeing @q: inbox__answer(), the answer to @q goes to its client;
+ * inbox__unavailable(), Redis could not be asked: a 503 to it.
+ */
+void inbox__answer(struct eng_shard *s, struct eng_ibreq *q);
+void inbox__unavailable(struct eng_shard *s, struct eng_ibreq *q);
 
 #define ENG_INBOX_IDS	100	/* ids one ack or listing holds */
 
@@ -142,7 +165,13 @@ enum {
 	ENG_IB_UNKNOWN,		/* an id this inbox never gave */
 };
 
-/* Frees @q, its frames included; NULL is a no-op. */
-void eng_ibreq_free(struct eng_ibreq *q);
+/* Frees @q, its frames included; NULL is a no-op. Inline, as hist.h's. */
+static inline void eng_ibreq_free(struct eng_ibreq *q)
+{
+	if (q) {
+		eng_bufs_put(q->frames, q->nframes);
+		eng_free(q);
+	}
+}
 
 #endif

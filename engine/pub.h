@@ -14,37 +14,7 @@
 #include <stdint.h>
 
 #include "eng.h"
-
-/*
- * {"cmd":"push","channel":CHAN,"data":...}, or with @chan NULL
- * {"cmd":"broadcast","data":...}, as one final text frame in the arena.
- * @payload goes in verbatim when @json, else as a JSON string. Returns
- * the frame with one reference, or NULL out of memory.
- */
-struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
-			      const uint8_t *payload, size_t plen, bool json);
-
-/*
- * As eng_pub_frame() for a channel with history: the frame ends with
- * "epoch" and "offset" members, which its owner stamps (hist.h) before
- * anyone else sees the frame.
- */
-struct eng_buf *eng_pub_hist_frame(const char *chan, size_t clen,
-				   const uint8_t *payload, size_t plen,
-				   bool json);
-
-/* {"cmd":"push","user":UID,"data":...}: a user push, encoded once. */
-struct eng_buf *eng_pub_user_frame(const char *uid, size_t ulen,
-				   const uint8_t *payload, size_t plen,
-				   bool json);
-
-/*
- * As eng_pub_user_frame() for a message kept until acked: the frame ends
- * with an "id" member, which the user's owner stamps (inbox.h).
- */
-struct eng_buf *eng_pub_inbox_frame(const char *uid, size_t ulen,
-				    const uint8_t *payload, size_t plen,
-				    bool json);
+#include "frame.h"	/* the frames it publishes */
 
 /*
  * Publishes @frame (its reference taken over) for @c: to the owner of its

@@ -334,7 +334,7 @@ static void publish(struct eng_shard *s, struct eng_conn *c,
 	if (s->eng->broker->publish(s, c, ENG_TO_CHANNEL, cmd->channel.p,
 				    cmd->channel.len,
 				    (const uint8_t *)cmd->data.p,
-				    cmd->data.len, true, ok, err) < 0)
+				    cmd->data.len, true, ok, err, eng_push_reword) < 0)
 		reply(s, c, cmd, 503, "out of memory");
 }
 

@@ -3,8 +3,9 @@
  * rreq.c: the shards' side of the Redis bridge. A shard formats a command
  * (hiredis's redisFormatCommandArgv) into a struct eng_rreq, the bridge
  * writes it on its publisher connection and hands the reply back
- * (R_REQUEST, R_REPLY), and the shard answers its client. PUBLISH for channel, user and broadcast
- * messages; a kick is a PUBLISH on <prefix>ctl; presence lives in Redis
+ * (R_REQUEST, R_REPLY), and the request's own completion (p->done, set
+ * by whoever asked) takes the answer. PUBLISH for channel, user and
+ * broadcast messages; a kick is a PUBLISH on <prefix>ctl; presence lives in Redis
  * and is read and written with Lua scripts (EVAL: each script runs
  * atomically, and one round trip does a whole query). The scripts live
  * next to the code that reads their answers (rreq.h says where).
@@ -23,27 +24,26 @@
 #include "conn.h"
 #include "hist.h"
 #include "inbox.h"
-#include "json.h"
 #include "mail.h"
 #include "resp.h"
 #include "rreq.h"
 
-/* The command that publishes: on a cluster the sharded one, SPUBLISH. */
-static const char *pub_cmd(const struct eng_cfg *cfg, size_t *len)
+/* One Redis: every key under the bare prefix, in slot 0. */
+static size_t single_keys(const struct eng_cfg *cfg, char *out, size_t cap,
+			  const char *chan, size_t clen, uint16_t *hslot)
 {
-	*len = cfg->redis_cluster ? 8 : 7;
-	return cfg->redis_cluster ? "SPUBLISH" : "PUBLISH";
+	(void)chan;
+	(void)clen;
+	*hslot = 0;
+	return (size_t)snprintf(out, cap, "%s", cfg->redis_prefix);
 }
 
-size_t eng_rreq_keys(const struct eng_cfg *cfg, char *out, size_t cap,
-		     const char *chan, size_t clen, uint16_t *hslot)
+/* A cluster: the keys tagged with their channel's slot, or presence's. */
+static size_t cluster_keys(const struct eng_cfg *cfg, char *out, size_t cap,
+			   const char *chan, size_t clen, uint16_t *hslot)
 {
 	uint16_t slot;
 
-	if (!cfg->redis_cluster) {
-		*hslot = 0;
-		return (size_t)snprintf(out, cap, "%s", cfg->redis_prefix);
-	}
 	slot = chan ? eng_cluster_slot(chan, clen) :
 	       eng_cluster_slot(ENG_RREQ_PRESENCE_TAG,
 				sizeof(ENG_RREQ_PRESENCE_TAG) - 1);
@@ -51,6 +51,27 @@ size_t eng_rreq_keys(const struct eng_cfg *cfg, char *out, size_t cap,
 	return (size_t)snprintf(out, cap, "%s{%s}", cfg->redis_prefix,
 				chan ? eng_cluster_tag(slot) :
 				ENG_RREQ_PRESENCE_TAG);
+}
+
+const struct eng_rreq_mode eng_rreq_single = {
+	"PUBLISH", 7, single_keys,
+};
+/* on a cluster the sharded publish, SPUBLISH */
+const struct eng_rreq_mode eng_rreq_cluster = {
+	"SPUBLISH", 8, cluster_keys,
+};
+
+size_t eng_rreq_keys(const struct eng *e, char *out, size_t cap,
+		     const char *chan, size_t clen, uint16_t *hslot)
+{
+	return e->redis->keys(&e->cfg, out, cap, chan, clen, hslot);
+}
+
+/* The command that publishes, fixed at start-up (eng_rreq_mode). */
+static const char *pub_cmd(const struct eng *e, size_t *len)
+{
+	*len = e->redis->publish_len;
+	return e->redis->publish;
 }
 
 /* The Redis channel of user @uid's pushes: <prefix>user:UID. */
@@ -96,12 +117,7 @@ struct eng_rreq *eng_rreq_new(uint8_t op, int argc, const char **argv,
 	return p;
 }
 
-/*
- * Sends @p for connection @c; the reply comes back as R_REPLY, or, if
- * the bridge never sees it, undo_mail() answers as for Redis down.
- */
-static int send_req(struct eng_shard *s, struct eng_conn *c,
-		    struct eng_rreq *p)
+int eng_rreq_send(struct eng_shard *s, struct eng_conn *c, struct eng_rreq *p)
 {
 	if (!p)
 		return -ENOMEM;
@@ -115,28 +131,21 @@ static int send_req(struct eng_shard *s, struct eng_conn *c,
 	return 0;
 }
 
-int eng_rreq_publish(struct eng_shard *s, struct eng_conn *c,
-		      const char *chan, size_t clen, const void *payload,
-		      size_t plen, struct eng_buf *ok, struct eng_buf *err)
+struct eng_rreq *eng_rreq_publish(const struct eng *e, const char *chan,
+				  size_t clen, const void *payload,
+				  size_t plen)
 {
 	char name[ENG_CHAN_MAX + 128];
-	size_t nlen = eng_rreq_channel(&s->eng->cfg, name, sizeof(name), chan,
-				       clen);
+	size_t nlen = eng_rreq_channel(&e->cfg, name, sizeof(name), chan, clen);
 	const char *argv[3] = { NULL, name, payload };
 	size_t lens[3] = { 0, nlen, plen };
 	struct eng_rreq *p;
 
-	argv[0] = pub_cmd(&s->eng->cfg, &lens[0]);
+	argv[0] = pub_cmd(e, &lens[0]);
 	p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
-	if (!p) {
-		eng_buf_put(ok);
-		eng_buf_put(err);
-		return -ENOMEM;
-	}
-	p->hslot = eng_cluster_slot(name, nlen);
-	p->ok = ok;
-	p->err = err;
-	return send_req(s, c, p);
+	if (p)
+		p->hslot = eng_cluster_slot(name, nlen);
+	return p;
 }
 
 /* 16 hex characters no other history is likely to have drawn. */
@@ -152,44 +161,37 @@ static void fresh_epoch(char out[ENG_EPOCH_LEN + 1])
 	snprintf(out, ENG_EPOCH_LEN + 1, "%016llx", (unsigned long long)x);
 }
 
-int eng_rreq_hpublish(struct eng_shard *s, struct eng_conn *c,
-		      const struct eng_ns *ns, const char *chan, size_t clen,
-		      const void *payload, size_t plen, struct eng_buf *ok,
-		      struct eng_buf *err)
+struct eng_rreq *eng_rreq_hpublish(const struct eng *e,
+				   const struct eng_ns *ns, const char *chan,
+				   size_t clen, const void *payload,
+				   size_t plen)
 {
-	const struct eng_cfg *cfg = &s->eng->cfg;
 	char n[16], ttl[16], ep[ENG_EPOCH_LEN + 1], keys[ENG_RREQ_KEYS_MAX];
 	char name[ENG_CHAN_MAX + 128];
-	const char *argv[12] = { "EVAL", eng_lua_hpub, "1", keys, keys, chan,
+	const char *argv[12] = { "EVAL", e->lua->hpub, "1", keys, keys, chan,
 				 payload, n, ttl, ep, name, NULL };
-	size_t lens[12] = { 4, eng_lua_hpub_len, 1, 0, 0, clen, plen, 0, 0,
+	size_t lens[12] = { 4, e->lua->hpub_len, 1, 0, 0, clen, plen, 0, 0,
 			    ENG_EPOCH_LEN, 0, 0 };
 	struct eng_rreq *p;
 	uint16_t hslot;
 
-	lens[10] = eng_rreq_channel(cfg, name, sizeof(name), chan, clen);
-	lens[3] = lens[4] = eng_rreq_keys(cfg, keys, sizeof(keys), name,
+	lens[10] = eng_rreq_channel(&e->cfg, name, sizeof(name), chan, clen);
+	lens[3] = lens[4] = eng_rreq_keys(e, keys, sizeof(keys), name,
 					  lens[10], &hslot);
 	lens[7] = (size_t)snprintf(n, sizeof(n), "%u", ns->history);
 	lens[8] = (size_t)snprintf(ttl, sizeof(ttl), "%u", ns->ttl_ms);
-	argv[11] = pub_cmd(cfg, &lens[11]);
+	argv[11] = pub_cmd(e, &lens[11]);
 	fresh_epoch(ep);
 	p = eng_rreq_new(ENG_RQ_HPUBLISH, 12, argv, lens);
-	if (!p) {
-		eng_buf_put(ok);
-		eng_buf_put(err);
-		return -ENOMEM;
-	}
-	p->hslot = hslot;
-	p->ok = ok;
-	p->err = err;
-	return send_req(s, c, p);
+	if (p)
+		p->hslot = hslot;
+	return p;
 }
 
-struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
+struct eng_rreq *eng_rreq_hread_new(const struct eng *e,
 				   struct eng_hreq *h)
 {
-	const struct eng_ns *ns = eng_ns_find(cfg, h->name, h->len);
+	const struct eng_ns *ns = eng_ns_find(&e->cfg, h->name, h->len);
 	/* a cut recovery's next page goes on after its last message */
 	uint64_t from = h->more ? h->next : h->after;
 	const char *mode = h->kind == ENG_HREQ_RECOVER ? "recover" :
@@ -197,9 +199,9 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 			   "after";
 	char after[24], max[16], ttl[16], keys[ENG_RREQ_KEYS_MAX];
 	char name[ENG_CHAN_MAX + 128], ep[ENG_EPOCH_LEN + 1], budget[16];
-	const char *argv[12] = { "EVAL", eng_lua_hread, "1", keys, keys,
+	const char *argv[12] = { "EVAL", e->lua->hread, "1", keys, keys,
 				 h->name, after, max, mode, ttl, ep, budget };
-	size_t lens[12] = { 4, eng_lua_hread_len, 1, 0, 0, h->len, 0, 0,
+	size_t lens[12] = { 4, e->lua->hread_len, 1, 0, 0, h->len, 0, 0,
 			    strlen(mode), 0, ENG_EPOCH_LEN, 0 };
 	struct eng_rreq *p;
 	uint16_t hslot;
@@ -207,8 +209,8 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 
 	if (!ns)
 		return NULL;
-	nlen = eng_rreq_channel(cfg, name, sizeof(name), h->name, h->len);
-	lens[3] = lens[4] = eng_rreq_keys(cfg, keys, sizeof(keys), name, nlen,
+	nlen = eng_rreq_channel(&e->cfg, name, sizeof(name), h->name, h->len);
+	lens[3] = lens[4] = eng_rreq_keys(e, keys, sizeof(keys), name, nlen,
 					  &hslot);
 	lens[6] = (size_t)snprintf(after, sizeof(after), "%llu",
 				   (unsigned long long)from);
@@ -228,9 +230,10 @@ struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
 	return p;
 }
 
-int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h)
+int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h,
+		   eng_rreq_done_fn *done)
 {
-	struct eng_rreq *p = eng_rreq_hread_new(&s->eng->cfg, h);
+	struct eng_rreq *p = eng_rreq_hread_new(s->eng, h);
 
 	if (!p)
 		return -ENOMEM;
@@ -238,34 +241,35 @@ int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h)
 	p->kind = ENG_CONN_K_PUSH;
 	p->slot = h->slot;
 	p->gen = h->gen;
+	p->done = done;
 	eng_mail_post(&s->mail, ENG_BRIDGE, ENG_OP_R_REQUEST, p);
 	return 0;
 }
 
-int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		   size_t ulen, const void *payload, size_t plen)
+struct eng_rreq *eng_rreq_ikeep(const struct eng *e, const char *uid,
+				size_t ulen, const void *payload, size_t plen)
 {
-	const struct eng_cfg *cfg = &s->eng->cfg;
+	const struct eng_cfg *cfg = &e->cfg;
 	char max[16], ttl[16], ep[ENG_EPOCH_LEN + 1], keys[ENG_RREQ_KEYS_MAX];
 	char name[ENG_CHAN_MAX + 128];
-	const char *argv[12] = { "EVAL", eng_lua_ikeep, "1", keys, keys, uid,
+	const char *argv[12] = { "EVAL", e->lua->ikeep, "1", keys, keys, uid,
 				 payload, max, ttl, ep, name, NULL };
-	size_t lens[12] = { 4, eng_lua_ikeep_len, 1, 0, 0, ulen, plen, 0,
+	size_t lens[12] = { 4, e->lua->ikeep_len, 1, 0, 0, ulen, plen, 0,
 			    0, ENG_INBOX_EPOCH_LEN, 0, 0 };
 	struct eng_rreq *p;
 	uint16_t hslot;
 
 	lens[10] = user_channel(cfg, name, sizeof(name), uid, ulen);
-	lens[3] = lens[4] = eng_rreq_keys(cfg, keys, sizeof(keys), name,
+	lens[3] = lens[4] = eng_rreq_keys(e, keys, sizeof(keys), name,
 					  lens[10], &hslot);
 	lens[7] = (size_t)snprintf(max, sizeof(max), "%u", cfg->inbox_max);
 	lens[8] = (size_t)snprintf(ttl, sizeof(ttl), "%u", cfg->inbox_ttl_ms);
-	argv[11] = pub_cmd(cfg, &lens[11]);
+	argv[11] = pub_cmd(e, &lens[11]);
 	fresh_epoch(ep);	/* its first 8 characters name the inbox */
 	p = eng_rreq_new(ENG_RQ_HPUBLISH, 12, argv, lens);
 	if (p)
 		p->hslot = hslot;
-	return send_req(s, c, p);
+	return p;
 }
 
 /*
@@ -280,9 +284,10 @@ static uint32_t replay_budget(const struct eng_cfg *cfg)
 }
 
 int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
-		   size_t ulen)
+		   size_t ulen, eng_rreq_done_fn *done)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
+	const struct eng_rreq_lua *lua = s->eng->lua;
 	const char *argv[6 + ENG_INBOX_IDS + 1];
 	size_t lens[6 + ENG_INBOX_IDS + 1];
 	char nums[ENG_INBOX_IDS][24], ttl[16], max[16], budget[16], after[24];
@@ -292,15 +297,14 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 	size_t klen;
 	int argc = 0;
 
-	klen = eng_rreq_keys(cfg, keys, sizeof(keys), name,
+	klen = eng_rreq_keys(s->eng, keys, sizeof(keys), name,
 			     user_channel(cfg, name, sizeof(name), uid, ulen),
 			     &hslot);
 
 	argv[argc] = "EVAL";
 	lens[argc++] = 4;
-	argv[argc] = q->kind == ENG_IB_ACK ? eng_lua_iack : eng_lua_iread;
-	lens[argc++] = q->kind == ENG_IB_ACK ? eng_lua_iack_len :
-		       eng_lua_iread_len;
+	argv[argc] = q->kind == ENG_IB_ACK ? lua->iack : lua->iread;
+	lens[argc++] = q->kind == ENG_IB_ACK ? lua->iack_len : lua->iread_len;
 	argv[argc] = "1";
 	lens[argc++] = 1;
 	argv[argc] = keys;
@@ -347,32 +351,32 @@ int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
 	p->kind = q->http ? ENG_CONN_K_HTTP : ENG_CONN_K_PUSH;
 	p->slot = q->slot;
 	p->gen = q->gen;
+	p->done = done;
 	eng_mail_post(&s->mail, ENG_BRIDGE, ENG_OP_R_REQUEST, p);
 	return 0;
 }
 
-int eng_rreq_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		  size_t len)
+struct eng_rreq *eng_rreq_kick(const struct eng *e, const char *uid,
+			       size_t len)
 {
-	const struct eng_cfg *cfg = &s->eng->cfg;
 	char chan[80], msg[ENG_CHAN_MAX + 8];
-	int clen = snprintf(chan, sizeof(chan), "%sctl", cfg->redis_prefix);
+	int clen = snprintf(chan, sizeof(chan), "%sctl", e->cfg.redis_prefix);
 	int mlen = snprintf(msg, sizeof(msg), "kick %.*s", (int)len, uid);
 	const char *argv[3] = { NULL, chan, msg };
 	size_t lens[3] = { 0, (size_t)clen, (size_t)mlen };
 	struct eng_rreq *p;
 
-	argv[0] = pub_cmd(cfg, &lens[0]);
+	argv[0] = pub_cmd(e, &lens[0]);
 	p = eng_rreq_new(ENG_RQ_PUBLISH, 3, argv, lens);
 	if (p)
 		p->hslot = eng_cluster_slot(chan, (size_t)clen);
-	return send_req(s, c, p);
+	return p;
 }
 
-/* A presence script of @op run for @c, with @uid (NULL: none) after the keys. */
-static int presence_req(struct eng_shard *s, struct eng_conn *c, uint8_t op,
-			const char *script, size_t slen, const char *uid,
-			size_t len)
+/* A presence script of @op, with @uid (NULL: none) after the keys. */
+static struct eng_rreq *presence_req(const struct eng *e, uint8_t op,
+				     const char *script, size_t slen,
+				     const char *uid, size_t len)
 {
 	char keys[ENG_RREQ_KEYS_MAX];
 	const char *argv[6] = { "EVAL", script, "1", keys, keys, uid };
@@ -380,147 +384,31 @@ static int presence_req(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 	struct eng_rreq *p;
 	uint16_t hslot;
 
-	lens[3] = lens[4] = eng_rreq_keys(&s->eng->cfg, keys, sizeof(keys),
-					  NULL, 0, &hslot);
+	lens[3] = lens[4] = eng_rreq_keys(e, keys, sizeof(keys), NULL, 0,
+					  &hslot);
 	p = eng_rreq_new(op, uid ? 6 : 5, argv, lens);
 	if (p)
 		p->hslot = hslot;
-	return send_req(s, c, p);
+	return p;
 }
 
-int eng_rreq_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		   size_t len)
+struct eng_rreq *eng_rreq_query(const struct eng *e, const char *uid,
+				size_t len)
 {
-	return presence_req(s, c, ENG_RQ_QUERY, eng_lua_query,
-			    eng_lua_query_len, uid, len);
+	return presence_req(e, ENG_RQ_QUERY, e->lua->query, e->lua->query_len,
+			    uid, len);
 }
 
-int eng_rreq_online(struct eng_shard *s, struct eng_conn *c)
+struct eng_rreq *eng_rreq_online(const struct eng *e)
 {
-	return presence_req(s, c, ENG_RQ_ONLINE, eng_lua_online,
-			    eng_lua_online_len, NULL, 0);
+	return presence_req(e, ENG_RQ_ONLINE, e->lua->online,
+			    e->lua->online_len, NULL, 0);
 }
 
-/*
- * "ios,web" as JSON strings: "ios","web". Escaped: the names come from
- * Redis, which anyone who can write to it fills; one longer than
- * ENG_APP_MAX or not UTF-8 is no name a node wrote, and is left out.
- */
-static size_t apps_json(char *out, size_t cap, const char *csv)
-{
-	char one[6 * ENG_APP_MAX + 2];	/* json_escape_max(ENG_APP_MAX) */
-	size_t n = 0;
-
-	out[0] = '\0';
-	while (*csv) {
-		const char *name = csv, *end = strchr(csv, ',');
-		size_t len = end ? (size_t)(end - csv) : strlen(csv), elen;
-
-		csv += len + (end != NULL);
-		if (len > ENG_APP_MAX || !json_utf8_valid(name, len))
-			continue;
-		elen = json_escape(one, name, len);
-		/* whole entries only: a comma, the string and the NUL */
-		if (n + 1 + elen + 1 > cap)
-			break;
-		if (n)
-			out[n++] = ',';
-		memcpy(out + n, one, elen);
-		n += elen;
-		out[n] = '\0';
-	}
-	return n;
-}
-
-/*
- * What a publisher may conclude (docs/PROTOCOL.md): 503, not published,
- * safe to send again; 504, the request reached Redis and no answer came,
- * so it may have been published (sending again may make a duplicate).
- */
-static int failed_code(long long err)
-{
-	return err == -ETIMEDOUT || err == -ECONNRESET || err == -EPROTO ?
-	       504 : 503;
-}
-
-static const char *why_failed(long long err)
-{
-	switch (err) {
-	case -ETIMEDOUT:
-		return "redis did not answer in time: may be published";
-	case -ECONNRESET:
-	case -EPROTO:
-		return "redis connection lost before its answer: may be "
-		       "published";
-	case -ENOBUFS:
-		return "too much is queued for redis: not published";
-	case -ENOTCONN:
-		return "redis is not connected: not published";
-	default:
-		return "redis unavailable: not published";
-	}
-}
-
-/* The bridge answered (or could not): tell the client. */
+/* The answer is back on this shard (or the bridge never saw @p). */
 static void ack(struct eng_shard *s, struct eng_rreq *p)
 {
-	struct eng_conn *c = &s->conns[p->slot];
-	char body[512], apps[320];
-	int n, status = 200;
-
-	if (p->op == ENG_RQ_HREAD) {	/* hist.c answers, whoever waits */
-		eng_hist_redis_done(s, p->hreq, p->result);
-		p->hreq = NULL;
-		goto out;
-	}
-	if (p->op == ENG_RQ_IBOX) {	/* ... and inbox.c */
-		eng_inbox_redis_done(s, p->ibreq, p->result);
-		p->ibreq = NULL;
-		goto out;
-	}
-	if (c->gen != p->gen || !eng_conn_alive(c))
-		goto out;
-	if (p->kind != ENG_CONN_K_HTTP) {		/* a /ws client's publish */
-		struct eng_buf *b = NULL;
-
-		if (p->result >= 0) {
-			b = p->ok;
-			p->ok = NULL;
-		} else {
-			/* the reason if memory allows, else the plain 503 */
-			b = eng_push_reword(p->err, failed_code(p->result),
-					    why_failed(p->result));
-			if (!b) {
-				b = p->err;
-				p->err = NULL;
-			}
-		}
-		eng_conn_queue(s, c, b);
-		goto out;
-	}
-	c->flags &= ~ENG_CONN_F_WAIT;
-	if (p->result < 0) {
-		status = failed_code(p->result);
-		n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n",
-			     why_failed(p->result));
-	} else if (p->op == ENG_RQ_QUERY) {
-		apps_json(apps, sizeof(apps), p->text);
-		n = snprintf(body, sizeof(body),
-			     "{\"online\":%s,\"connections\":%lld,"
-			     "\"apps\":[%s]}\n", p->result ? "true" : "false",
-			     p->result, apps);
-	} else if (p->op == ENG_RQ_ONLINE) {
-		n = snprintf(body, sizeof(body),
-			     "{\"users\":%lld,\"connections\":%lld,"
-			     "\"nodes\":%lld}\n", p->result, p->r2, p->r3);
-	} else {
-		n = snprintf(body, sizeof(body),
-			     "{\"ok\":true,\"nodes\":%lld}\n", p->result);
-	}
-	eng_conn_http_reply(s, c, status, NULL, "application/json", body,
-			    (size_t)n);
-	eng_conn_resume(s, c);
-out:
+	p->done(s, p);
 	eng_buf_put(p->ok);
 	eng_buf_put(p->err);
 	eng_free(p);

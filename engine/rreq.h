@@ -2,8 +2,11 @@
 /*
  * rreq: the shards' side of requests that go through Redis (rreq.c). A
  * shard formats a command into a struct eng_rreq, the bridge writes it
- * and hands the reply back, and the shard answers its client. The Lua
- * scripts those requests run are declared here.
+ * and hands the reply back, and the request's own completion (p->done,
+ * set by whoever asked: a broker, hist_redis.c, inbox_redis.c) takes it.
+ * rreq.c sits below them all and below the bridge: what it needs of the
+ * bridge (the words of one Redis or a cluster, the scripts) it reads
+ * through e->redis and e->lua. The Lua scripts are declared here.
  */
 #ifndef RC_ENGINE_RREQ_H
 #define RC_ENGINE_RREQ_H
@@ -30,6 +33,17 @@ extern const size_t eng_lua_hpub_len, eng_lua_hread_len;
 extern const size_t eng_lua_ikeep_len, eng_lua_iread_len, eng_lua_iack_len;
 
 /*
+ * The scripts the shards' requests run, handed to them once at start-up
+ * by the bridge (eng_bridge_init() sets e->lua), so that rreq.c, below
+ * the bridge, names none of the bridge's symbols.
+ */
+struct eng_rreq_lua {
+	const char *hpub, *hread, *ikeep, *iread, *iack, *query, *online;
+	size_t hpub_len, hread_len, ikeep_len, iread_len, iack_len;
+	size_t query_len, online_len;
+};
+
+/*
  * The Redis channel of a channel or user index key (@name NULL: the
  * broadcast channel): <prefix>ch:NAME, <prefix>user:UID, <prefix>all.
  */
@@ -44,12 +58,24 @@ size_t eng_rreq_channel(const struct eng_cfg *cfg, char *out, size_t cap,
 #define ENG_RREQ_KEYS_MAX	96	/* a key prefix, NUL included */
 
 /*
- * The prefix of the keys that go with Redis channel @chan (NULL: the
- * presence keys) into @out, its slot into @hslot. On a cluster it is
- * "P{TAG}", TAG naming @chan's slot, so a script's keys and the channel
- * it publishes on share one slot; else P (and slot 0). Returns its length.
+ * What "one Redis or a cluster" changes in a request's words, chosen once
+ * at start-up by the bridge (struct bridge_mode sets e->redis): the
+ * command that publishes (PUBLISH; on a cluster the sharded SPUBLISH),
+ * and the prefix of the keys that go with Redis channel @chan (NULL: the
+ * presence keys) into @out, its slot into @hslot: on a cluster "P{TAG}",
+ * TAG naming @chan's slot, so that a script's keys and the channel it
+ * publishes on share one slot; else P (and slot 0). Returns its length.
  */
-size_t eng_rreq_keys(const struct eng_cfg *cfg, char *out, size_t cap,
+struct eng_rreq_mode {
+	const char *publish;
+	size_t publish_len;
+	size_t (*keys)(const struct eng_cfg *cfg, char *out, size_t cap,
+		       const char *chan, size_t clen, uint16_t *hslot);
+};
+extern const struct eng_rreq_mode eng_rreq_single, eng_rreq_cluster;
+
+/* e->redis->keys(), for the bridge and the requests below. */
+size_t eng_rreq_keys(const struct eng *e, char *out, size_t cap,
 		     const char *chan, size_t clen, uint16_t *hslot);
 
 /*
@@ -65,32 +91,45 @@ struct eng_rreq *eng_rreq_new(uint8_t op, int argc, const char **argv,
 			      const size_t *lens);
 
 /*
- * PUBLISH for @c on the channel or user index key @chan (NULL: everyone).
- * @ok and @err (taken over) are a /ws client's replies; an HTTP client
- * (both NULL) gets {"ok":true,"nodes":N} or a 503. Returns 0, or -ENOMEM
- * after dropping both.
+ * What a request does with its answer, on the shard that asked it: set
+ * by whoever asks, it takes what it wants of @p (p->result < 0: Redis
+ * could not be asked, or failed) and clears those fields; rreq.c then
+ * frees the rest of @p. rreq.c itself answers nobody.
  */
-int eng_rreq_publish(struct eng_shard *s, struct eng_conn *c,
-		     const char *chan, size_t clen, const void *payload,
-		     size_t plen, struct eng_buf *ok, struct eng_buf *err);
+typedef void eng_rreq_done_fn(struct eng_shard *s, struct eng_rreq *p);
 
 /*
- * As eng_rreq_publish() for a channel of namespace @ns, which keeps
- * history: one script appends the message to the channel's stream in
- * Redis with the next offset and publishes it with that offset.
+ * Sends @p for connection @c (HTTP: @c waits, ENG_CONN_F_WAIT) with
+ * p->done, which the caller has set, to take its answer; if the bridge
+ * never sees it, p->done gets -EIO as for Redis down. Returns 0, or
+ * -ENOMEM when @p is NULL (a request-maker below ran out of memory).
  */
-int eng_rreq_hpublish(struct eng_shard *s, struct eng_conn *c,
-		      const struct eng_ns *ns, const char *chan, size_t clen,
-		      const void *payload, size_t plen, struct eng_buf *ok,
-		      struct eng_buf *err);
+int eng_rreq_send(struct eng_shard *s, struct eng_conn *c, struct eng_rreq *p);
+
+/*
+ * The requests a broker sends for a client (broker.h): each is made and
+ * returned, for eng_rreq_send(); NULL out of memory.
+ * publish: PUBLISH on the channel or user index key @chan (NULL: everyone);
+ * hpublish: for a channel of namespace @ns, which keeps history: one
+ * script appends the message to the channel's stream in Redis with the
+ * next offset and publishes it with that offset.
+ */
+struct eng_rreq *eng_rreq_publish(const struct eng *e, const char *chan,
+				  size_t clen, const void *payload,
+				  size_t plen);
+struct eng_rreq *eng_rreq_hpublish(const struct eng *e,
+				   const struct eng_ns *ns, const char *chan,
+				   size_t clen, const void *payload,
+				   size_t plen);
 
 /*
  * Reads what history request @h (taken over) asks of Redis; the bridge
- * fills its answer in and hist.c gets it back (eng_hist_redis_done()),
- * also when Redis could not be asked. Returns 0, or -ENOMEM with @h
- * still the caller's.
+ * fills its answer in and @done gets it back on this shard, also when
+ * Redis could not be asked. Returns 0, or -ENOMEM with @h still the
+ * caller's.
  */
-int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h);
+int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h,
+		   eng_rreq_done_fn *done);
 
 /*
  * The request eng_rreq_hread() sends, for the bridge's own reads (@h
@@ -98,15 +137,12 @@ int eng_rreq_hread(struct eng_shard *s, struct eng_hreq *h);
  * no history. An @h whose answer so far was cut (h->more) asks for the
  * next page, after h->next. At most ENG_RREQ_READ_MAX bytes come back.
  */
-struct eng_rreq *eng_rreq_hread_new(const struct eng_cfg *cfg,
+struct eng_rreq *eng_rreq_hread_new(const struct eng *e,
 				   struct eng_hreq *h);
 
-/*
- * A push to user @uid kept in its inbox in Redis (eng_lua_ikeep),
- * answered to @c as eng_rreq_publish() answers an HTTP publisher.
- */
-int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		   size_t ulen, const void *payload, size_t plen);
+/* A push to user @uid kept in its inbox in Redis (eng_lua_ikeep). */
+struct eng_rreq *eng_rreq_ikeep(const struct eng *e, const char *uid,
+				size_t ulen, const void *payload, size_t plen);
 
 /*
  * What @q (taken over) asks of user @uid's inbox in Redis: an ack, a
@@ -114,21 +150,23 @@ int eng_rreq_ikeep(struct eng_shard *s, struct eng_conn *c, const char *uid,
  * q->after in inbox q->epoch ("": from the oldest), oldest first, at most
  * ENG_RREQ_READ_MAX bytes of them (less when half of --max-pending-bytes
  * is less; one whatever its size), the answer saying whether more are
- * left. The bridge fills the answer in and inbox.c gets it back
- * (eng_inbox_redis_done()). Returns 0, or -ENOMEM with @q still the
- * caller's.
+ * left. The bridge fills the answer in and @done gets it back. Returns 0,
+ * or -ENOMEM with @q still the caller's.
  */
 struct eng_ibreq;
 int eng_rreq_inbox(struct eng_shard *s, struct eng_ibreq *q, const char *uid,
-		   size_t ulen);
+		   size_t ulen, eng_rreq_done_fn *done);
 
-/* GET /users/{uid}, POST /users/{uid}/disconnect, GET /online, through
- * Redis; each answers @c later. Returns 0 or -ENOMEM. */
-int eng_rreq_query(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		   size_t len);
-int eng_rreq_kick(struct eng_shard *s, struct eng_conn *c, const char *uid,
-		  size_t len);
-int eng_rreq_online(struct eng_shard *s, struct eng_conn *c);
+/*
+ * A kick of @uid on every node (a PUBLISH on <prefix>ctl), and the
+ * presence scripts of GET /users/{uid} and GET /online, for
+ * eng_rreq_send().
+ */
+struct eng_rreq *eng_rreq_kick(const struct eng *e, const char *uid,
+			       size_t len);
+struct eng_rreq *eng_rreq_query(const struct eng *e, const char *uid,
+				size_t len);
+struct eng_rreq *eng_rreq_online(const struct eng *e);
 
 /*
  * ENG_OP_R_REQUEST and ENG_OP_R_REPLY: a request that goes through Redis.
@@ -145,6 +183,8 @@ struct eng_rreq {
 	long long result;		/* the reply's integer, or -errno */
 	long long r2, r3;		/* ONLINE: connections, nodes */
 	struct eng_buf *ok, *err;	/* /ws: the replies, prebuilt */
+	void (*done)(struct eng_shard *s, struct eng_rreq *p);	/* rreq.h */
+	struct eng_buf *(*reword)(const struct eng_buf *, int, const char *);	/* /ws */
 	struct eng_hreq *hreq;		/* HREAD: owned, answered in place */
 	struct eng_ibreq *ibreq;	/* IBOX: the same */
 	uint64_t reserve;		/* bridge: read bytes it holds (budget) */

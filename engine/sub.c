@@ -16,12 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker.h"
 #include "buf.h"
 #include "chan.h"
 #include "conn.h"
 #include "hist.h"
 #include "mail.h"
-#include "rreq.h"
 #include "sub.h"
 #include "user.h"
 
@@ -79,23 +79,6 @@ static void release_waiters(struct eng_shard *s, struct eng_chan *ch)
 	}
 }
 
-/* Tells the Redis bridge whether this node needs channel @ch. */
-static void redis_interest(struct eng_shard *s, struct eng_chan *ch, bool add)
-{
-	char name[ENG_CHAN_MAX + 128];
-	size_t len = eng_rreq_channel(&s->eng->cfg, name, sizeof(name),
-				      ch->name, ch->len);
-	struct eng_rsub *m = eng_mail_alloc(&s->mail, sizeof(*m) + len);
-
-	if (!m)
-		return;
-	m->from = (uint16_t)s->id;
-	m->add = add;
-	m->len = (uint16_t)len;
-	memcpy(m->name, name, len);
-	eng_mail_post(&s->mail, ENG_BRIDGE, ENG_OP_R_SUBSCRIBE, m);
-}
-
 /*
  * The owner records that shard @from has (or no longer has) subscribers
  * of @ch. Returns true when @from may be acknowledged now; false when
@@ -108,25 +91,7 @@ bool eng_sub_owner_update(struct eng_shard *s, struct eng_chan *ch,
 	unsigned before = ch->nshards;
 
 	set_bit(s, ch, from, add);
-	/* "$" names (metrics.h) are this node's own: never asked of Redis */
-	if (!s->eng->bridge || ch->name[0] == '$')
-		return true;
-	if (!before && ch->nshards) {
-		ch->rstate = ENG_R_PENDING;
-		redis_interest(s, ch, true);
-	} else if (before && !ch->nshards) {
-		ch->rstate = ENG_R_NONE;
-		redis_interest(s, ch, false);
-	}
-	if (!add || ch->rstate == ENG_R_CONFIRMED)
-		return true;
-	if (m) {
-		m->next = ch->racks;
-		ch->racks = m;
-	} else {
-		ch->local_rack = 1;
-	}
-	return false;
+	return s->eng->broker->interest(s, ch, before, add, m);
 }
 
 /* Acknowledges @m: to its shard, or to ourselves when we sent it. */

@@ -58,4 +58,13 @@ struct eng_rsub {
 	char name[];			/* the Redis channel name */
 };
 
+/*
+ * The Redis broker's interest (broker.h; sub_redis.c): the bridge told
+ * when this node first needs @ch or no longer does, and the
+ * acknowledgement of an added interest held until Redis confirms.
+ */
+bool eng_sub_redis_interest(struct eng_shard *s, struct eng_chan *ch,
+			    unsigned before, bool add,
+			    struct eng_owner_mail *m);
+
 #endif

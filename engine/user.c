@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "broker.h"
 #include "buf.h"
 #include "chan.h"
 #include "conn.h"
@@ -31,13 +32,6 @@
 #include "pub.h"
 #include "sub.h"
 #include "user.h"
-
-size_t eng_user_key(char *out, const char *uid, size_t len)
-{
-	out[0] = ENG_USER_MARK;
-	memcpy(out + 1, uid, len);
-	return len + 1;
-}
 
 static struct eng_owner_mail *mail_new(struct eng_shard *s, uint8_t kind,
 				     const char *uid, size_t len)
@@ -201,8 +195,7 @@ static void on_join_ack(struct eng_shard *s, struct eng_owner_mail *m)
 	if (m->ok) {
 		c->flags |= ENG_CONN_F_ADMITTED;
 		eng_conn_upgrade(s, c, &key, ENG_CONN_K_PUSH);
-		if (s->eng->bridge)	/* the unread are in Redis */
-			eng_inbox_redis_replay(s, c);
+		s->eng->broker->joined(s, c);	/* Redis: the unread there */
 		/* the unread after the 101, as the connection drains */
 		eng_inbox_backlog(s, c, m->frames, m->nframes);
 		m->frames = NULL;
@@ -333,13 +326,8 @@ static void pres_del(struct eng_shard *s, struct eng_chan *ch,
 	}
 }
 
-/*
- * The user's connections on this node, and its apps written to @out as
- * "ios","web" (@quoted: for a JSON answer) or as ios,web (for Redis).
- * @ch may be NULL: no connection.
- */
-static uint32_t presence_of(const struct eng_chan *ch, char *out, size_t cap,
-			    bool quoted)
+uint32_t eng_user_presence_of(const struct eng_chan *ch, char *out,
+			      size_t cap, bool quoted)
 {
 	const struct eng_pres *p = ch ? ch->pres : NULL;
 	size_t n = 0;
@@ -353,7 +341,7 @@ static uint32_t presence_of(const struct eng_chan *ch, char *out, size_t cap,
 
 static void query(struct eng_chan *ch, struct eng_owner_mail *m)
 {
-	m->conns = presence_of(ch, m->apps, sizeof(m->apps), true);
+	m->conns = eng_user_presence_of(ch, m->apps, sizeof(m->apps), true);
 }
 
 /* Closes every connection of the user, on every shard that has one. */
@@ -377,42 +365,11 @@ static void kick(struct eng_shard *s, struct eng_chan *ch)
 	eng_buf_put(f);
 }
 
-/*
- * The user's count on this node changed: with Redis, the bridge writes it
- * (batched) so that other nodes can count it.
- */
+/* The user's count on this node changed: the broker may tell others. */
 static void presence_changed(struct eng_shard *s, struct eng_chan *ch)
 {
-	struct eng_rpres *m;
-
-	if (!s->eng->bridge || s->stopping)	/* a node goes as a whole */
-		return;
-	m = eng_mail_alloc(&s->mail, sizeof(*m));
-	if (!m)
-		return;
-	m->len = (uint8_t)(ch->len - 1);
-	memcpy(m->uid, ch->name + 1, m->len);	/* past ENG_USER_MARK */
-	m->conns = presence_of(ch, m->apps, sizeof(m->apps), false);
-	eng_mail_post(&s->mail, ENG_BRIDGE, ENG_OP_R_PRESENCE, m);
-}
-
-/*
- * An R_PRESENCE failed and goes again: with the count as it is now, since
- * a later one may have been posted meanwhile and the bridge keeps the last
- * it reads.
- */
-static void refresh_rpres(void *self, unsigned op, void *ptr, int32_t res)
-{
-	struct eng_shard *s = self;
-	struct eng_rpres *m = ptr;
-	char key[ENG_CHAN_MAX + 2];
-	size_t len = eng_user_key(key, m->uid, m->len);
-
-	(void)op;
-	(void)res;
-	m->conns = presence_of(eng_chan_find(&s->chans, key, len,
-					     eng_chan_hash(key, len)),
-			       m->apps, sizeof(m->apps), false);
+	if (!s->stopping)	/* a node goes as a whole */
+		s->eng->broker->presence(s, ch);
 }
 
 static void owner_mail(struct eng_shard *s, struct eng_owner_mail *m)
@@ -501,7 +458,7 @@ ENG_MAIL_TO_FIELD(user_from, struct eng_owner_mail, from)
  */
 static const struct eng_mail_kind kinds[] = {
 	{ .op = ENG_OP_R_PRESENCE, .name = "r_presence", .to_bridge = true,
-	  .on_fail = ENG_MAIL_RETRY, .refresh = refresh_rpres },
+	  .on_fail = ENG_MAIL_RETRY, .refresh = eng_user_refresh },
 	{ .op = ENG_OP_USER, .name = "user", .on_fail = ENG_MAIL_RETRY,
 	  .read = read_mail, .free = free_mail, .to = user_to },
 	{ .op = ENG_OP_USER_ACK, .name = "user_ack", .on_fail = ENG_MAIL_RETRY,

@@ -17,7 +17,10 @@
 #define ENG_CLOSE_EXPIRED	4001	/* token expired, no refresh */
 #define ENG_CLOSE_KICKED	4003	/* POST /users/{uid}/disconnect */
 
-/* Writes the index key of user @uid to @out (ENG_CHAN_MAX + 2 bytes). */
+/*
+ * Writes the index key of user @uid to @out (ENG_CHAN_MAX + 2 bytes).
+ * In ns.c, which any module may call.
+ */
 size_t eng_user_key(char *out, const char *uid, size_t len);
 
 /*
@@ -49,5 +52,22 @@ struct eng_rpres {
 	char uid[ENG_CHAN_MAX + 1];
 	char apps[ENG_PRES_APPS * (ENG_APP_MAX + 1)];	/* "ios,web" */
 };
+
+/*
+ * The user's connections on this node, and its apps written to @out as
+ * "ios","web" (@quoted: for a JSON answer) or as ios,web (for Redis).
+ * @ch may be NULL: no connection.
+ */
+uint32_t eng_user_presence_of(const struct eng_chan *ch, char *out,
+			      size_t cap, bool quoted);
+
+/*
+ * The Redis broker's presence (broker.h; user_redis.c): user @ch's count
+ * on this node to the bridge, which writes it for the other nodes.
+ */
+void eng_user_redis_presence(struct eng_shard *s, struct eng_chan *ch);
+
+/* Before an R_PRESENCE is posted again: the user's count as it is now. */
+void eng_user_refresh(void *self, unsigned op, void *ptr, int32_t res);
 
 #endif

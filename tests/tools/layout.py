@@ -152,7 +152,7 @@ def main():
     if report:
         for a in sorted(g):
             print(f"{a} -> {' '.join(sorted(g[a]))}")
-        pairs = sorted((a, b) for a in g for b in g[a] if a < b and a in g[b])
+        pairs = sorted((a, b) for a in g for b in g[a] if a < b and a in g.get(b, ()))
         print(f"mutual pairs: {len(pairs)} " +
               " ".join(f"{a}<->{b}" for a, b in pairs))
     for b in bad:

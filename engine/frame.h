@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * frame: push frames, each encoded once into the shared arena (frame.c),
+ * for any module to build: the brokers, the bridge and /metrics. What is
+ * stamped into them later is declared with its owner: a history's offset
+ * in hist.h, an inbox id in inbox.h (both in frame.c too).
+ */
+#ifndef RC_ENGINE_FRAME_H
+#define RC_ENGINE_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eng.h"
+
+/*
+ * {"cmd":"push","channel":CHAN,"data":...}, or with @chan NULL
+ * {"cmd":"broadcast","data":...}, as one final text frame in the arena.
+ * @payload goes in verbatim when @json, else as a JSON string. Returns
+ * the frame with one reference, or NULL out of memory.
+ */
+struct eng_buf *eng_pub_frame(const char *chan, size_t clen,
+			      const uint8_t *payload, size_t plen, bool json);
+
+/*
+ * As eng_pub_frame() for a channel with history: the frame ends with
+ * "epoch" and "offset" members, which its owner stamps (hist.h) before
+ * anyone else sees the frame.
+ */
+struct eng_buf *eng_pub_hist_frame(const char *chan, size_t clen,
+				   const uint8_t *payload, size_t plen,
+				   bool json);
+
+/* {"cmd":"push","user":UID,"data":...}: a user push, encoded once. */
+struct eng_buf *eng_pub_user_frame(const char *uid, size_t ulen,
+				   const uint8_t *payload, size_t plen,
+				   bool json);
+
+/*
+ * As eng_pub_user_frame() for a message kept until acked: the frame ends
+ * with an "id" member, which the user's owner stamps (inbox.h).
+ */
+struct eng_buf *eng_pub_inbox_frame(const char *uid, size_t ulen,
+				    const uint8_t *payload, size_t plen,
+				    bool json);
+
+#endif
