@@ -18,14 +18,11 @@
 #include "chan.h"
 #include "conn.h"
 #include "hs.h"
-#include "inbox.h"
-#include "metrics.h"
-#include "sub.h"
+#include "lat.h"
 #include "timer.h"
 #include "tlsio.h"
 #include "ud.h"
-#include "user.h"
-
+#include "user.h"	/* ENG_CLOSE_EXPIRED */
 
 bool eng_conn_alive(const struct eng_conn *c)
 {
@@ -55,6 +52,48 @@ static struct eng_conn *lookup(struct eng_shard *s, uint64_t ud)
 static uint64_t ud_of(struct eng_shard *s, struct eng_conn *c, unsigned op)
 {
 	return ring_ud(op, eng_slot(s, c), c->gen);
+}
+
+/* ---- endpoints --------------------------------------------------------- */
+
+/* Written before the shards start, read-only after (eng_endpoint_add). */
+static const struct eng_endpoint *endpoints[ENG_CONN_KINDS];
+
+int eng_endpoint_add(const struct eng_endpoint *ep)
+{
+	if (ep->kind >= ENG_CONN_KINDS)
+		return -EINVAL;
+	if (endpoints[ep->kind] && endpoints[ep->kind] != ep)
+		return -EEXIST;
+	endpoints[ep->kind] = ep;
+	return 0;
+}
+
+const struct eng_endpoint *eng_endpoint_find(const struct eng_shard *s,
+					     const struct hs_str *path)
+{
+	for (unsigned k = 0; k < ENG_CONN_KINDS; k++) {
+		const struct eng_endpoint *ep = endpoints[k];
+		size_t n;
+
+		if (!ep || !ep->path)
+			continue;
+		n = strlen(ep->path);
+		if (path->len < n || memcmp(path->p, ep->path, n) ||
+		    (!ep->prefix && path->len != n))
+			continue;
+		if (!ep->enabled || ep->enabled(s))
+			return ep;
+	}
+	return NULL;
+}
+
+/* @c's endpoint; one that does nothing for a kind nobody registered. */
+static const struct eng_endpoint *endpoint(const struct eng_conn *c)
+{
+	static const struct eng_endpoint none = { .name = "none" };
+
+	return endpoints[c->kind] ? endpoints[c->kind] : &none;
 }
 
 /* ---- teardown ---------------------------------------------------------- */
@@ -101,10 +140,11 @@ static void set_state(struct eng_shard *s, struct eng_conn *c, uint8_t st)
 /* Returns the slot to FREE once the kernel has closed it. */
 static void release(struct eng_shard *s, struct eng_conn *c)
 {
+	const struct eng_endpoint *ep = endpoint(c);
 	struct eng_sq *q = c->sq_head;
 
-	eng_user_leave(s, c);
-	eng_unsubscribe_all(s, c);
+	if (ep->on_close)
+		ep->on_close(s, c);
 	while (q) {
 		struct eng_sq *next = q->next;
 
@@ -520,7 +560,8 @@ static void sent(struct eng_shard *s, struct eng_conn *c, int res)
 		eng_buf_put(q->buf);
 		eng_free(q);
 	}
-	eng_inbox_drain(s, c);	/* a user's unread waiting for room */
+	if (endpoint(c)->on_drained)	/* e.g. a user's unread waiting */
+		endpoint(c)->on_drained(s, c);
 	flush(s, c);
 }
 
@@ -848,32 +889,30 @@ static struct eng_rx *rx_get(struct eng_conn *c)
 static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 		       const uint8_t *p, size_t len)
 {
+	const struct eng_endpoint *ep = endpoint(c);
+
 	ENG_STAT_ADD(s, msgs_in, 1);
-	if (c->kind == ENG_CONN_K_ECHO)
-		eng_conn_send_frame(s, c, op, p, len);
-	else if (op != WS_OP_TEXT)	/* the push protocol is JSON text */
-		eng_conn_fail(s, c, WS_CLOSE_UNSUPPORTED);
-	else
-		eng_push_message(s, c, p, len);
+	if (ep->on_message)
+		ep->on_message(s, c, op, p, len);
 }
 
 /*
  * The last fragment of a fragmented message arrived: its payload sits in
- * @b after WS_MAX_SERVER_HDR bytes of room, so the echo needs no copy.
+ * @b after WS_MAX_SERVER_HDR bytes of room, which an endpoint may send
+ * on without a copy (the echo).
  */
 static void on_assembled(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 			 struct eng_buf *b)
 {
-	uint32_t plen = b->len;
+	const struct eng_endpoint *ep = endpoint(c);
 
-	if (c->kind != ENG_CONN_K_ECHO) {
-		on_message(s, c, op, b->data + WS_MAX_SERVER_HDR, plen);
+	if (!ep->on_assembled) {
+		on_message(s, c, op, b->data + WS_MAX_SERVER_HDR, b->len);
 		eng_buf_put(b);
 		return;
 	}
 	ENG_STAT_ADD(s, msgs_in, 1);
-	eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, op, plen);
-	eng_conn_queue(s, c, b);
+	ep->on_assembled(s, c, op, b);
 }
 
 static void on_control(struct eng_shard *s, struct eng_conn *c,
@@ -1042,6 +1081,19 @@ void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
 	queue(s, c, b);
 }
 
+/* A request head (and body) for @c's endpoint: plain HTTP's. */
+static size_t http_step(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+			size_t n, size_t *want)
+{
+	const struct eng_endpoint *ep = endpoint(c);
+
+	if (!ep->on_request) {
+		eng_conn_kill(s, c);	/* nobody serves HTTP here */
+		return 0;
+	}
+	return ep->on_request(s, c, p, n, want);
+}
+
 /*
  * Parses as much of @p as forms complete units. Returns the bytes used;
  * the rest is an incomplete unit (*@want: its full size when known). An
@@ -1057,7 +1109,7 @@ static size_t process(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 	*want = 0;
 	while (off < n && parsing(c) && !(c->flags & ENG_CONN_F_WAIT)) {
 		if (c->state == ENG_CONN_HTTP)
-			used = eng_http_request(s, c, p + off, n - off, want);
+			used = http_step(s, c, p + off, n - off, want);
 		else
 			used = ws_step(s, c, p + off, n - off, want);
 		if (!used)

@@ -18,6 +18,8 @@
 #define ENG_CONN_BUDGET		80	/* bytes; checked at build time */
 #define ENG_SLOW_WAIT_MS	30000	/* a slow consumer to read its 1008 */
 
+struct hs_str;
+
 /* Connection states. */
 enum {
 	ENG_CONN_FREE = 0,
@@ -28,7 +30,10 @@ enum {
 	ENG_CONN_DEAD,		/* cancelling I/O, then close_direct */
 };
 
-/* What a connection is, once its first request is read. */
+/*
+ * What a connection is, once its first request is read: the index of its
+ * endpoint (struct eng_endpoint, below). Every connection starts as HTTP.
+ */
 enum {
 	ENG_CONN_K_HTTP = 0,	/* plain HTTP requests (keep-alive) */
 	ENG_CONN_K_ECHO,	/* WebSocket on /echo */
@@ -205,7 +210,6 @@ void eng_conn_close_ws(struct eng_shard *s, struct eng_conn *c, uint16_t code,
 void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code);
 
 /* Sends the 101 for key @key and makes @c a WebSocket of @kind. */
-struct hs_str;
 void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
 		      const struct hs_str *key, uint8_t kind);
 
@@ -252,21 +256,63 @@ void eng_conn_go_away(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_kill(struct eng_shard *s, struct eng_conn *c);
 
 /*
- * Plain HTTP requests (http.c): routes the request at @p; returns the
- * bytes used, or 0 while incomplete (*@want: bytes it needs in all).
+ * ---- endpoints ---------------------------------------------------------
+ * What a connection of one kind does with what it receives. conn.c calls
+ * an endpoint only through this table, by the connection's kind, so a new
+ * client protocol is a new endpoint and no edit of conn.c. The owners
+ * (http.c: plain HTTP and /echo; push.c: /ws) register theirs once
+ * before the shards start (core.c); the table is read-only after that.
+ * Every callback runs on the connection's shard; NULL ones do nothing.
  */
-size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
-			const uint8_t *p, size_t n, size_t *want);
+struct hs_req;
+struct eng_endpoint {
+	const char *name;	/* "http", "echo", "ws": for the record */
+	const char *path;	/* its upgrade's path; NULL: plain HTTP */
+	bool prefix;		/* @path matches as a prefix (/app/{key}) */
+	uint8_t kind;		/* ENG_CONN_K_*: c->kind of its connections */
+	/* Whether the configuration serves it (NULL: always). */
+	bool (*enabled)(const struct eng_shard *s);
+	/*
+	 * The plain HTTP endpoint only: a request at @p; returns the bytes
+	 * used, or 0 while incomplete (*@want: the bytes it needs in all)
+	 * or once @c was answered for good.
+	 */
+	size_t (*on_request)(struct eng_shard *s, struct eng_conn *c,
+			     const uint8_t *p, size_t n, size_t *want);
+	/*
+	 * An upgrade to this endpoint passed the checks every upgrade has
+	 * (method, version, key, Origin): admits it with eng_conn_upgrade()
+	 * or answers it over HTTP. NULL: upgraded at once.
+	 */
+	void (*on_upgrade)(struct eng_shard *s, struct eng_conn *c,
+			   const struct hs_req *req);
+	/* A complete data message @op of @len bytes at @p (borrowed). */
+	void (*on_message)(struct eng_shard *s, struct eng_conn *c, uint8_t op,
+			   const uint8_t *p, size_t len);
+	/*
+	 * The same for a message assembled from fragments: its payload sits
+	 * in @b (one reference, taken over) after WS_MAX_SERVER_HDR bytes of
+	 * room. NULL: on_message(), then @b is dropped.
+	 */
+	void (*on_assembled)(struct eng_shard *s, struct eng_conn *c,
+			     uint8_t op, struct eng_buf *b);
+	/* A send of @c's completed: its queue has room again. */
+	void (*on_drained)(struct eng_shard *s, struct eng_conn *c);
+	/* @c's slot is being freed: what the endpoint holds for it goes. */
+	void (*on_close)(struct eng_shard *s, struct eng_conn *c);
+};
 
-/* One /ws client command of @len bytes at @p (push.c). */
-void eng_push_message(struct eng_shard *s, struct eng_conn *c,
-		      const uint8_t *p, size_t len);
+#define ENG_CONN_KINDS	8	/* endpoints the table holds */
 
 /*
- * A new reply frame like @reply (one push.c made, left unchanged) with
- * another @code and @msg (plain text, no quotes); NULL: no memory.
+ * Makes @ep (static, never freed) the endpoint of connections of kind
+ * @ep->kind. Before the shards start only. Returns 0, -EINVAL for a kind
+ * out of range or -EEXIST when another holds it.
  */
-struct eng_buf *eng_push_reword(const struct eng_buf *reply, int code,
-				const char *msg);
+int eng_endpoint_add(const struct eng_endpoint *ep);
+
+/* The endpoint an upgrade to @path goes to on @s, or NULL: none. */
+const struct eng_endpoint *eng_endpoint_find(const struct eng_shard *s,
+					     const struct hs_str *path);
 
 #endif

@@ -19,10 +19,12 @@
 #include "chan.h"
 #include "conn.h"
 #include "hist.h"
+#include "http.h"
 #include "inbox.h"
 #include "json.h"
 #include "mail.h"
 #include "metrics.h"
+#include "push.h"
 #include "timer.h"
 #include "tlsio.h"
 #include "ud.h"
@@ -201,11 +203,29 @@ static void state_exit(struct eng_shard *s)
 		eng_chans_exit(&s->chans);
 }
 
+/*
+ * The endpoints a connection may turn into (conn.h), registered by their
+ * owners once for the process, by whichever shard starts first.
+ */
+static pthread_once_t endpoints_once = PTHREAD_ONCE_INIT;
+static int endpoints_err;
+
+static void endpoints_register(void)
+{
+	endpoints_err = eng_http_register();
+	if (!endpoints_err)
+		endpoints_err = eng_push_register();
+}
+
 static int shard_init(struct eng_shard *s, unsigned ring_flags)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	size_t bytes;
 	int ret;
+
+	pthread_once(&endpoints_once, endpoints_register);
+	if (endpoints_err)
+		return endpoints_err;
 
 	if (s->cpu >= 0) {
 		cpu_set_t set;

@@ -25,6 +25,7 @@
 #include "inbox.h"
 #include "json.h"
 #include "mail.h"
+#include "push.h"
 #include "resp.h"
 #include "rreq.h"
 
