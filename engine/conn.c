@@ -20,7 +20,6 @@
 #include "hs.h"
 #include "lat.h"
 #include "timer.h"
-#include "tlsio.h"
 #include "ud.h"
 #include "user.h"	/* ENG_CLOSE_EXPIRED */
 
@@ -96,6 +95,41 @@ static const struct eng_endpoint *endpoint(const struct eng_conn *c)
 	return endpoints[c->kind] ? endpoints[c->kind] : &none;
 }
 
+/* ---- transports -------------------------------------------------------- */
+
+static bool plain_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		       size_t n);
+static int plain_send(struct eng_shard *s, struct eng_conn *c);
+
+/* Plain: the socket's bytes are the connection's own. */
+static const struct eng_xport plain = {
+	.name = "plain",
+	.id = ENG_XPORT_PLAIN,
+	.recv = plain_recv,
+	.send = plain_send,
+};
+
+/* Written before the shards start, read-only after (eng_xport_add). */
+static const struct eng_xport *xports[ENG_XPORTS] = {
+	[ENG_XPORT_PLAIN] = &plain,
+};
+
+int eng_xport_add(const struct eng_xport *x)
+{
+	if (x->id >= ENG_XPORTS)
+		return -EINVAL;
+	if (xports[x->id] && xports[x->id] != x)
+		return -EEXIST;
+	xports[x->id] = x;
+	return 0;
+}
+
+/* @c's transport; plain for one nobody registered. */
+static const struct eng_xport *xport(const struct eng_conn *c)
+{
+	return xports[c->xport] ? xports[c->xport] : &plain;
+}
+
 /* ---- teardown ---------------------------------------------------------- */
 
 /* /stats reads the shard's totals from other threads. */
@@ -153,7 +187,8 @@ static void release(struct eng_shard *s, struct eng_conn *c)
 		q = next;
 	}
 	rx_free(s, c);
-	eng_tls_release(s, eng_slot(s, c));
+	if (xport(c)->release)
+		xport(c)->release(s, c);
 	eng_timer_del(s, c);
 	c->sq_head = c->sq_tail = NULL;
 	c->queued = 0;
@@ -193,7 +228,8 @@ void eng_conn_kill(struct eng_shard *s, struct eng_conn *c)
 	eng_timer_del(s, c);
 	rx_free(s, c);
 	/* TLS: close_notify or the alert owed, before the shutdown below */
-	eng_tls_close(s, c);
+	if (xport(c)->close)
+		xport(c)->close(s, c);
 	if ((c->flags & (ENG_CONN_F_RECV | ENG_CONN_F_SEND)) &&
 	    !ring_cancel_slot(&s->ring, eng_slot(s, c),
 			      ud_of(s, c, ENG_OP_CONN_CANCEL)))
@@ -271,31 +307,38 @@ static void flush(struct eng_shard *s, struct eng_conn *c)
  * Every byte a connection receives or sends passes here: xport_recv()
  * takes what a read brought, xport_send() puts the send queue on the
  * wire, xport_sent() says how much of the queue a send's completion
- * covers. Plain connections go straight through; receive, reassembly,
- * the frame parser and the send queue above know nothing of the wire.
+ * covers, each through the connection's transport (struct eng_xport).
+ * Plain connections go straight through; receive, reassembly, the frame
+ * parser and the send queue above know nothing of the wire.
  */
 
 /*
- * Puts the head of @c's queue (or several entries) on the wire. Returns
- * false when there was nothing to send, true when a send went out or @c
- * had to be killed.
+ * Puts @c's bytes on the wire, through its transport. Returns false when
+ * there was nothing to send, true when a send went out or @c had to be
+ * killed.
  */
 static bool xport_send(struct eng_shard *s, struct eng_conn *c)
+{
+	int r = xport(c)->send(s, c);
+
+	if (r < 0)
+		eng_conn_kill(s, c);
+	return r != 0;
+}
+
+/*
+ * Plain: puts the head of @c's queue (or several entries) on the wire.
+ * Returns 1 when a send went out, 0 when there was nothing to send, or
+ * -errno.
+ */
+static int plain_send(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng_buf *b;
 	const uint8_t *p;
 	uint32_t len;
 
-	if (eng_tls_at(s, eng_slot(s, c))) {
-		/* TLS: the queue sealed into one buffer of the connection's */
-		int r = eng_tls_send(s, c);
-
-		if (r < 0)
-			eng_conn_kill(s, c);
-		return r != 0;
-	}
 	if (!c->sq_head)
-		return false;
+		return 0;
 	b = c->sq_head->buf;
 	p = b->data + b->start + c->sent;
 	len = b->len - c->sent;
@@ -308,7 +351,7 @@ static bool xport_send(struct eng_shard *s, struct eng_conn *c)
 		struct eng_zc *zc = eng_malloc(sizeof(*zc));
 
 		if (!zc)
-			goto fail;
+			return -ENOMEM;
 		/* kernel owns b until the NOTIF cqe; see eng_conn_on_send_zc() */
 		zc->buf = eng_buf_get(b);
 		zc->slot = eng_slot(s, c);
@@ -317,7 +360,7 @@ static bool xport_send(struct eng_shard *s, struct eng_conn *c)
 				 ring_ud_ptr(ENG_OP_SEND_ZC, zc))) {
 			eng_buf_put(zc->buf);
 			eng_free(zc);
-			goto fail;
+			return -EAGAIN;
 		}
 		ENG_STAT_ADD(s, zc_sends, 1);
 		c->nflight = 1;
@@ -333,7 +376,7 @@ static bool xport_send(struct eng_shard *s, struct eng_conn *c)
 		unsigned n = 0;
 
 		if (!v)
-			goto fail;
+			return -ENOMEM;
 		for (; q && n < ENG_IOV_MAX; q = q->next, n++) {
 			v->iov[n].iov_base = q->buf->data + q->buf->start +
 					     (n ? 0 : c->sent);
@@ -347,21 +390,18 @@ static bool xport_send(struct eng_shard *s, struct eng_conn *c)
 		if (ring_sendmsg(&s->ring, v->slot, &v->mh,
 				 ring_ud_ptr(ENG_OP_SENDV, v))) {
 			eng_free(v);
-			goto fail;
+			return -EAGAIN;
 		}
 		c->nflight = (uint16_t)n;
 	} else if (ring_send(&s->ring, eng_slot(s, c), p, len,
 			     ud_of(s, c, ENG_OP_SEND))) {
-		goto fail;	/* the kernel reads b until this SEND's CQE */
+		return -EAGAIN;	/* the kernel reads b until this SEND's CQE */
 	} else {
 		c->nflight = 1;
 	}
 	c->flags |= ENG_CONN_F_SEND;
 	ENG_STAT_ADD(s, sends, 1);
-	return true;
-fail:
-	eng_conn_kill(s, c);
-	return true;
+	return 1;
 }
 
 static void send_close(struct eng_shard *s, struct eng_conn *c, uint16_t code,
@@ -509,9 +549,7 @@ int eng_conn_deliver(struct eng_shard *s, struct eng_conn *c,
  */
 static int xport_sent(struct eng_shard *s, struct eng_conn *c, int res)
 {
-	if (eng_tls_at(s, eng_slot(s, c)))
-		return eng_tls_sent(s, c, res);
-	return res;
+	return xport(c)->sent ? xport(c)->sent(s, c, res) : res;
 }
 
 static void sent(struct eng_shard *s, struct eng_conn *c, int res);
@@ -798,7 +836,8 @@ void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c)
 	switch (c->state) {
 	case ENG_CONN_HTTP:		/* slowloris: no complete upgrade in time */
 		ENG_STAT_ADD(s, timeouts, 1);
-		eng_tls_timed_out(s, eng_slot(s, c));
+		if (xport(c)->timed_out)
+			xport(c)->timed_out(s, c);
 		eng_conn_kill(s, c);
 		return;
 	case ENG_CONN_WS:
@@ -1366,13 +1405,16 @@ void eng_conn_resumed(struct eng_shard *s, struct eng_conn *c)
 static void xport_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 		       size_t n)
 {
-	if (!eng_tls_at(s, eng_slot(s, c))) {
-		feed(s, c, p, n);
-		return;
-	}
-	/* records opened in place; their plaintext to eng_conn_feed() */
-	if (eng_tls_recv(s, c, p, n))
+	/* TLS: records opened in place; their plaintext to eng_conn_feed() */
+	if (xport(c)->recv(s, c, p, n))
 		flush(s, c);	/* handshake output, or a KeyUpdate owed */
+}
+
+static bool plain_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		       size_t n)
+{
+	feed(s, c, p, n);
+	return false;
 }
 
 void eng_conn_feed(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
@@ -1453,7 +1495,7 @@ void eng_conn_on_recv(struct eng_shard *s, struct ring_cqe *cqe)
 	maybe_close_fd(s, c);
 }
 
-void eng_conn_accepted(struct eng_shard *s, uint32_t slot)
+void eng_conn_accepted(struct eng_shard *s, uint32_t slot, unsigned xp)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	struct eng_conn *c;
@@ -1470,6 +1512,7 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot)
 		release(s, c);
 	set_state(s, c, ENG_CONN_HTTP);
 	c->kind = ENG_CONN_K_HTTP;
+	c->xport = xp < ENG_XPORTS ? xp : ENG_XPORT_PLAIN;
 	c->flags = 0;
 	c->nsubs = 0;
 	c->subs = NULL;
@@ -1485,8 +1528,8 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot)
 	ENG_STAT_ADD(s, accepted, 1);
 	total = atomic_fetch_add_explicit(&s->eng->nconns, 1,
 					  memory_order_relaxed) + 1;
-	if (s->tls && eng_tls_accept(s, slot) < 0) {
-		eng_conn_kill(s, c);	/* over the handshake cap */
+	if (xport(c)->accept && xport(c)->accept(s, c) < 0) {
+		eng_conn_kill(s, c);	/* over TLS's handshake cap */
 		return;
 	}
 	arm_recv(s, c);

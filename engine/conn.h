@@ -89,7 +89,8 @@ struct eng_rx {
 struct eng_conn {
 	uint32_t gen;		/* bumped when the slot is freed */
 	uint8_t state;		/* ENG_CONN_* */
-	uint8_t kind;		/* ENG_CONN_K_* */
+	uint8_t kind : 4;	/* ENG_CONN_K_*: its endpoint */
+	uint8_t xport : 4;	/* ENG_XPORT_*: its transport */
 	uint16_t flags;		/* ENG_CONN_F_* */
 	uint16_t nsubs;		/* entries in subs */
 	uint16_t nflight;	/* queue entries the send in flight covers */
@@ -148,8 +149,11 @@ bool eng_rx_room(struct eng_shard *s, size_t extra);
 /* True until the connection is being torn down (DEAD) or free. */
 bool eng_conn_alive(const struct eng_conn *c);
 
-/* A new connection in @slot (accept's result): arms its recv and timer. */
-void eng_conn_accepted(struct eng_shard *s, uint32_t slot);
+/*
+ * A new connection in @slot (accept's result) on transport @xport
+ * (ENG_XPORT_*, the listener's): arms its recv and timer.
+ */
+void eng_conn_accepted(struct eng_shard *s, uint32_t slot, unsigned xport);
 
 /*
  * Queues @b (one reference, taken over) on @c's send queue and sends it
@@ -314,5 +318,65 @@ int eng_endpoint_add(const struct eng_endpoint *ep);
 /* The endpoint an upgrade to @path goes to on @s, or NULL: none. */
 const struct eng_endpoint *eng_endpoint_find(const struct eng_shard *s,
 					     const struct hs_str *path);
+
+/*
+ * ---- the transport -----------------------------------------------------
+ * What carries a connection's bytes, under receive, reassembly and the
+ * send queue, which do not know what the wire is: every byte received
+ * and sent passes its transport's table, through xport_recv(),
+ * xport_send() and xport_sent() in conn.c. Plain (conn.c's own) goes
+ * straight to the socket; TLS (tlsio.c) registers its own. A connection's
+ * is set at accept (eng_conn_accepted) and kept for its life. Every
+ * callback runs on the connection's shard; NULL ones do nothing.
+ */
+enum {
+	ENG_XPORT_PLAIN = 0,	/* the socket's bytes as they are */
+	ENG_XPORT_TLS,		/* TLS records (tlsio.c) */
+	ENG_XPORTS = 4,		/* transports the table holds */
+};
+
+struct eng_xport {
+	const char *name;	/* "plain", "tls": for the record */
+	uint8_t id;		/* ENG_XPORT_*: c->xport of its connections */
+	/*
+	 * @c was accepted on it: its state. Returns 0, or -errno (over a
+	 * cap, no memory): then @c is closed at once.
+	 */
+	int (*accept)(struct eng_shard *s, struct eng_conn *c);
+	/*
+	 * @n bytes a read brought to @c, in the ring's buffer @p (writable,
+	 * borrowed for the call). What they carry for the connection goes
+	 * up through eng_conn_feed(). Returns true when the transport has
+	 * bytes of its own to send (a handshake's, a KeyUpdate owed).
+	 */
+	bool (*recv)(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		     size_t n);
+	/*
+	 * Puts @c's bytes on the wire when no send is in flight: its own,
+	 * then the send queue (ENG_CONN_F_SEND and c->nflight set for the
+	 * entries it covers). Returns 1 when a send went out, 0 when there
+	 * was nothing to send, -errno when @c must die.
+	 */
+	int (*send)(struct eng_shard *s, struct eng_conn *c);
+	/*
+	 * A send of @c's completed with @res. Returns the bytes of the send
+	 * queue it covered, -EINPROGRESS when the transport sent a rest of
+	 * its own and the queue waits for it, or -errno. NULL: @res.
+	 */
+	int (*sent)(struct eng_shard *s, struct eng_conn *c, int res);
+	/* @c's teardown began: its last bytes (close_notify), best effort. */
+	void (*close)(struct eng_shard *s, struct eng_conn *c);
+	/* @c's handshake deadline passed (counted when it closes). */
+	void (*timed_out)(struct eng_shard *s, struct eng_conn *c);
+	/* @c's slot is being freed: the transport's state goes. */
+	void (*release)(struct eng_shard *s, struct eng_conn *c);
+};
+
+/*
+ * Makes @x (static, never freed) transport @x->id. Before the shards
+ * start only. Returns 0, -EINVAL for an id out of range or -EEXIST when
+ * another holds it.
+ */
+int eng_xport_add(const struct eng_xport *x);
 
 #endif

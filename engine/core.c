@@ -57,7 +57,9 @@ static void on_accept(struct eng_shard *s, struct ring_cqe *cqe)
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		s->accepting = false;
 	if (cqe->res >= 0) {
-		eng_conn_accepted(s, (uint32_t)cqe->res);
+		/* the listener's transport: TLS on every connection, or none */
+		eng_conn_accepted(s, (uint32_t)cqe->res,
+				  s->tls ? ENG_XPORT_TLS : ENG_XPORT_PLAIN);
 	} else if (cqe->res == -ENFILE) {
 		/*
 		 * The fixed-file table is full. Accept is re-armed when a

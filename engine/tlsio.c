@@ -310,12 +310,18 @@ err:
 	return NULL;
 }
 
+static int xport_register(void);
+
 int eng_tls_init(struct eng *e, char *why, size_t why_len)
 {
 	SSL_CTX *ctx;
 
 	if (!e->cfg.tls_ncert)
 		return 0;
+	if (xport_register() < 0) {
+		snprintf(why, why_len, "the TLS transport is taken");
+		return -EEXIST;
+	}
 	sni_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_free);
 	if (sni_idx < 0) {
 		snprintf(why, why_len, "SSL_CTX_get_ex_new_index failed");
@@ -418,6 +424,8 @@ int eng_tls_shard_init(struct eng_shard *s)
 	return 0;
 }
 
+static void release_slot(struct eng_shard *s, uint32_t slot);
+
 void eng_tls_shard_exit(struct eng_shard *s)
 {
 	struct eng_tls_shard *ts = s->tls;
@@ -425,7 +433,7 @@ void eng_tls_shard_exit(struct eng_shard *s)
 	if (!ts)
 		return;
 	for (uint32_t i = 0; i < s->nr_conns; i++)
-		eng_tls_release(s, i);
+		release_slot(s, i);
 	EVP_CIPHER_CTX_free(ts->cctx);
 	SSL_CTX_free(ts->ctx);
 	free(ts->conn);
@@ -471,9 +479,11 @@ static void out_free(struct eng_shard *s, struct eng_tls *t)
 	t->out = NULL;
 }
 
-int eng_tls_accept(struct eng_shard *s, uint32_t slot)
+/* As struct eng_xport's accept: -EBUSY past the shard's handshake cap. */
+static int xp_accept(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng_tls_shard *ts = s->tls;
+	uint32_t slot = eng_slot(s, c);
 	struct eng_tls *t;
 
 	/*
@@ -510,7 +520,8 @@ static void hs_over(struct eng_shard *s, struct eng_tls *t, int fail)
 	}
 }
 
-void eng_tls_release(struct eng_shard *s, uint32_t slot)
+/* Frees @slot's TLS state; counts a handshake that never finished. */
+static void release_slot(struct eng_shard *s, uint32_t slot)
 {
 	struct eng_tls *t = eng_tls_at(s, slot);
 
@@ -531,9 +542,15 @@ void eng_tls_release(struct eng_shard *s, uint32_t slot)
 	s->tls->conn[slot] = NULL;
 }
 
-void eng_tls_timed_out(struct eng_shard *s, uint32_t slot)
+static void xp_release(struct eng_shard *s, struct eng_conn *c)
 {
-	struct eng_tls *t = eng_tls_at(s, slot);
+	release_slot(s, eng_slot(s, c));
+}
+
+/* Counted as a timeout when it closes, not as a peer that left. */
+static void xp_timed_out(struct eng_shard *s, struct eng_conn *c)
+{
+	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
 
 	if (t && !(t->flags & T_ESTABLISHED))
 		t->flags |= T_TIMED_OUT;
@@ -777,11 +794,19 @@ static bool owes(const struct eng_tls *t)
 	return t->rl.flags & TLS_RL_UPDATE_OWED;
 }
 
-bool eng_tls_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
-		  size_t n)
+/*
+ * As struct eng_xport's recv: whole handshake records go to OpenSSL;
+ * after the handshake each record's plaintext goes to eng_conn_feed().
+ * False too once @c failed (then it is killed).
+ */
+static bool xp_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		    size_t n)
 {
 	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
 	ssize_t size;
+
+	if (!t)
+		return false;	/* its accept failed: it is being closed */
 
 	while (n && !(t->flags & T_FAILED) && eng_conn_alive(c)) {
 		if (t->part) {
@@ -932,7 +957,12 @@ static int ssl_send(struct eng_shard *s, struct eng_conn *c,
 	return ssl_flush(s, c, t, n);
 }
 
-int eng_tls_send(struct eng_shard *s, struct eng_conn *c)
+/*
+ * As struct eng_xport's send: handshake output, else everything queued
+ * sealed into one buffer (KeyUpdate first if owed), else a KeyUpdate
+ * owed, else close_notify once @c is draining.
+ */
+static int xp_send(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
 	struct iovec iov[SEAL_IOV];
@@ -942,6 +972,8 @@ int eng_tls_send(struct eng_shard *s, struct eng_conn *c)
 	unsigned n = 0;
 	ssize_t len, a;
 
+	if (!t)
+		return 0;	/* its accept failed: it is being closed */
 	if (t->out)
 		return put_out(s, c, t);	/* cannot happen: F_SEND */
 	if (!(t->flags & T_ESTABLISHED))
@@ -984,7 +1016,11 @@ int eng_tls_send(struct eng_shard *s, struct eng_conn *c)
 	return put_out(s, c, t);
 }
 
-int eng_tls_sent(struct eng_shard *s, struct eng_conn *c, int res)
+/*
+ * As struct eng_xport's sent: the plaintext bytes of the queue a sealed
+ * buffer covered, -EINPROGRESS when its rest went out again.
+ */
+static int xp_sent(struct eng_shard *s, struct eng_conn *c, int res)
 {
 	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
 	struct eng_sq *q = c->sq_head;
@@ -1011,7 +1047,12 @@ int eng_tls_sent(struct eng_shard *s, struct eng_conn *c, int res)
 	return plain;
 }
 
-void eng_tls_close(struct eng_shard *s, struct eng_conn *c)
+/*
+ * As struct eng_xport's close: close_notify (or the alert its failure
+ * owes) as @c's last bytes when the handshake is done and no send is in
+ * flight. Sets ENG_CONN_F_SEND when it sent.
+ */
+static void xp_close(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
 	uint8_t desc;
@@ -1051,6 +1092,24 @@ void eng_tls_close(struct eng_shard *s, struct eng_conn *c)
 	c->nflight = 0;
 	if (put_out(s, c, t) < 0)
 		out_free(s, t);
+}
+
+/* What conn.c calls, through its transport seam only. */
+static const struct eng_xport tls_xport = {
+	.name = "tls",
+	.id = ENG_XPORT_TLS,
+	.accept = xp_accept,
+	.recv = xp_recv,
+	.send = xp_send,
+	.sent = xp_sent,
+	.close = xp_close,
+	.timed_out = xp_timed_out,
+	.release = xp_release,
+};
+
+static int xport_register(void)
+{
+	return eng_xport_add(&tls_xport);
 }
 
 /* ---- /stats ------------------------------------------------------------ */
