@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * conn: one connection's life on its shard (conn.c): accept, the request
- * head, the upgrade, frames in and out, timers and a deferred close.
+ * conn: one connection on its shard: its life, timers and deferred close
+ * (conn.c), what it sends (conn_send.c), what it receives, the upgrade
+ * and frames in (conn_recv.c); below them its transport, above them its
+ * endpoint, both through tables (struct eng_xport, struct eng_endpoint).
  * Every function here runs on the connection's own shard.
  */
 #ifndef RC_ENGINE_CONN_H
