@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "chan.h"
 #include "conn.h"
+#include "core.h"
 #include "hist.h"
 #include "http.h"
 #include "inbox.h"

@@ -273,14 +273,6 @@ struct eng {
 	int failed;			/* a shard's -errno, under lock */
 };
 
-/*
- * A shard's thread: sets its ring up, reports to main through e->lock,
- * then serves until ENG_OP_STOP and every shard has drained (core.c).
- */
-void *eng_shard_main(void *arg);
-/* --threads: a thread driving shards @arg, @arg + threads, ... (core.c) */
-void *eng_worker_main(void *arg);
-
 /* Engine allocations go through mimalloc unless sanitizing (buf.c). */
 void *eng_malloc(size_t n);
 void *eng_realloc(void *p, size_t n);

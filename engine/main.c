@@ -29,6 +29,7 @@
 #include "chan.h"
 #include "cluster.h"
 #include "conn.h"
+#include "core.h"
 #include "hist.h"
 #include "inbox.h"
 #include "mail.h"
