@@ -37,7 +37,7 @@ struct eng_buf {
 	uint8_t flags;		/* ENG_BUF_F_* */
 	uint8_t name_len;	/* push frame: channel name at name_off */
 	uint32_t name_off;
-	uint32_t t_us;		/* sampled: sequenced at (metrics.h), or 0 */
+	uint32_t t_us;		/* sampled: sequenced at (lat.h), or 0 */
 	uint8_t data[];
 };
 

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * conn: one connection's life on its shard (conn.c): accept, the request
- * head, the upgrade, frames in and out, timers and a deferred close.
+ * conn: one connection on its shard: its life, timers and deferred close
+ * (conn.c), what it sends (conn_send.c), what it receives, the upgrade
+ * and frames in (conn_recv.c); below them its transport, above them its
+ * endpoint, both through tables (struct eng_xport, struct eng_endpoint).
  * Every function here runs on the connection's own shard.
  */
 #ifndef RC_ENGINE_CONN_H
@@ -18,6 +20,8 @@
 #define ENG_CONN_BUDGET		80	/* bytes; checked at build time */
 #define ENG_SLOW_WAIT_MS	30000	/* a slow consumer to read its 1008 */
 
+struct hs_str;
+
 /* Connection states. */
 enum {
 	ENG_CONN_FREE = 0,
@@ -28,7 +32,10 @@ enum {
 	ENG_CONN_DEAD,		/* cancelling I/O, then close_direct */
 };
 
-/* What a connection is, once its first request is read. */
+/*
+ * What a connection is, once its first request is read: the index of its
+ * endpoint (struct eng_endpoint, below). Every connection starts as HTTP.
+ */
 enum {
 	ENG_CONN_K_HTTP = 0,	/* plain HTTP requests (keep-alive) */
 	ENG_CONN_K_ECHO,	/* WebSocket on /echo */
@@ -84,7 +91,8 @@ struct eng_rx {
 struct eng_conn {
 	uint32_t gen;		/* bumped when the slot is freed */
 	uint8_t state;		/* ENG_CONN_* */
-	uint8_t kind;		/* ENG_CONN_K_* */
+	uint8_t kind : 4;	/* ENG_CONN_K_*: its endpoint */
+	uint8_t xport : 4;	/* ENG_XPORT_*: its transport */
 	uint16_t flags;		/* ENG_CONN_F_* */
 	uint16_t nsubs;		/* entries in subs */
 	uint16_t nflight;	/* queue entries the send in flight covers */
@@ -143,8 +151,11 @@ bool eng_rx_room(struct eng_shard *s, size_t extra);
 /* True until the connection is being torn down (DEAD) or free. */
 bool eng_conn_alive(const struct eng_conn *c);
 
-/* A new connection in @slot (accept's result): arms its recv and timer. */
-void eng_conn_accepted(struct eng_shard *s, uint32_t slot);
+/*
+ * A new connection in @slot (accept's result) on transport @xport
+ * (ENG_XPORT_*, the listener's): arms its recv and timer.
+ */
+void eng_conn_accepted(struct eng_shard *s, uint32_t slot, unsigned xport);
 
 /*
  * Queues @b (one reference, taken over) on @c's send queue and sends it
@@ -205,7 +216,6 @@ void eng_conn_close_ws(struct eng_shard *s, struct eng_conn *c, uint16_t code,
 void eng_conn_fail(struct eng_shard *s, struct eng_conn *c, uint16_t code);
 
 /* Sends the 101 for key @key and makes @c a WebSocket of @kind. */
-struct hs_str;
 void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
 		      const struct hs_str *key, uint8_t kind);
 
@@ -252,21 +262,123 @@ void eng_conn_go_away(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_kill(struct eng_shard *s, struct eng_conn *c);
 
 /*
- * Plain HTTP requests (http.c): routes the request at @p; returns the
- * bytes used, or 0 while incomplete (*@want: bytes it needs in all).
+ * ---- endpoints ---------------------------------------------------------
+ * What a connection of one kind does with what it receives. conn.c calls
+ * an endpoint only through this table, by the connection's kind, so a new
+ * client protocol is a new endpoint and no edit of conn.c. The owners
+ * (http.c: plain HTTP and /echo; push.c: /ws) register theirs once
+ * before the shards start (core.c); the table is read-only after that.
+ * Every callback runs on the connection's shard; NULL ones do nothing.
  */
-size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
-			const uint8_t *p, size_t n, size_t *want);
+struct hs_req;
+struct eng_endpoint {
+	const char *name;	/* "http", "echo", "ws": for the record */
+	const char *path;	/* its upgrade's path; NULL: plain HTTP */
+	bool prefix;		/* @path matches as a prefix (/app/{key}) */
+	uint8_t kind;		/* ENG_CONN_K_*: c->kind of its connections */
+	/* Whether the configuration serves it (NULL: always). */
+	bool (*enabled)(const struct eng_shard *s);
+	/*
+	 * The plain HTTP endpoint only: a request at @p; returns the bytes
+	 * used, or 0 while incomplete (*@want: the bytes it needs in all)
+	 * or once @c was answered for good.
+	 */
+	size_t (*on_request)(struct eng_shard *s, struct eng_conn *c,
+			     const uint8_t *p, size_t n, size_t *want);
+	/*
+	 * An upgrade to this endpoint passed the checks every upgrade has
+	 * (method, version, key, Origin): admits it with eng_conn_upgrade()
+	 * or answers it over HTTP. NULL: upgraded at once.
+	 */
+	void (*on_upgrade)(struct eng_shard *s, struct eng_conn *c,
+			   const struct hs_req *req);
+	/* A complete data message @op of @len bytes at @p (borrowed). */
+	void (*on_message)(struct eng_shard *s, struct eng_conn *c, uint8_t op,
+			   const uint8_t *p, size_t len);
+	/*
+	 * The same for a message assembled from fragments: its payload sits
+	 * in @b (one reference, taken over) after WS_MAX_SERVER_HDR bytes of
+	 * room. NULL: on_message(), then @b is dropped.
+	 */
+	void (*on_assembled)(struct eng_shard *s, struct eng_conn *c,
+			     uint8_t op, struct eng_buf *b);
+	/* A send of @c's completed: its queue has room again. */
+	void (*on_drained)(struct eng_shard *s, struct eng_conn *c);
+	/* @c's slot is being freed: what the endpoint holds for it goes. */
+	void (*on_close)(struct eng_shard *s, struct eng_conn *c);
+};
 
-/* One /ws client command of @len bytes at @p (push.c). */
-void eng_push_message(struct eng_shard *s, struct eng_conn *c,
-		      const uint8_t *p, size_t len);
+#define ENG_CONN_KINDS	8	/* endpoints the table holds */
 
 /*
- * A new reply frame like @reply (one push.c made, left unchanged) with
- * another @code and @msg (plain text, no quotes); NULL: no memory.
+ * Makes @ep (static, never freed) the endpoint of connections of kind
+ * @ep->kind. Before the shards start only. Returns 0, -EINVAL for a kind
+ * out of range or -EEXIST when another holds it.
  */
-struct eng_buf *eng_push_reword(const struct eng_buf *reply, int code,
-				const char *msg);
+int eng_endpoint_add(const struct eng_endpoint *ep);
+
+/* The endpoint an upgrade to @path goes to on @s, or NULL: none. */
+const struct eng_endpoint *eng_endpoint_find(const struct eng_shard *s,
+					     const struct hs_str *path);
+
+/*
+ * ---- the transport -----------------------------------------------------
+ * What carries a connection's bytes, under receive, reassembly and the
+ * send queue, which do not know what the wire is: every byte received
+ * and sent passes its transport's table, through xport_recv(),
+ * xport_send() and xport_sent() in conn.c. Plain (conn.c's own) goes
+ * straight to the socket; TLS (tlsio.c) registers its own. A connection's
+ * is set at accept (eng_conn_accepted) and kept for its life. Every
+ * callback runs on the connection's shard; NULL ones do nothing.
+ */
+enum {
+	ENG_XPORT_PLAIN = 0,	/* the socket's bytes as they are */
+	ENG_XPORT_TLS,		/* TLS records (tlsio.c) */
+	ENG_XPORTS = 4,		/* transports the table holds */
+};
+
+struct eng_xport {
+	const char *name;	/* "plain", "tls": for the record */
+	uint8_t id;		/* ENG_XPORT_*: c->xport of its connections */
+	/*
+	 * @c was accepted on it: its state. Returns 0, or -errno (over a
+	 * cap, no memory): then @c is closed at once.
+	 */
+	int (*accept)(struct eng_shard *s, struct eng_conn *c);
+	/*
+	 * @n bytes a read brought to @c, in the ring's buffer @p (writable,
+	 * borrowed for the call). What they carry for the connection goes
+	 * up through eng_conn_feed(). Returns true when the transport has
+	 * bytes of its own to send (a handshake's, a KeyUpdate owed).
+	 */
+	bool (*recv)(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		     size_t n);
+	/*
+	 * Puts @c's bytes on the wire when no send is in flight: its own,
+	 * then the send queue (ENG_CONN_F_SEND and c->nflight set for the
+	 * entries it covers). Returns 1 when a send went out, 0 when there
+	 * was nothing to send, -errno when @c must die.
+	 */
+	int (*send)(struct eng_shard *s, struct eng_conn *c);
+	/*
+	 * A send of @c's completed with @res. Returns the bytes of the send
+	 * queue it covered, -EINPROGRESS when the transport sent a rest of
+	 * its own and the queue waits for it, or -errno. NULL: @res.
+	 */
+	int (*sent)(struct eng_shard *s, struct eng_conn *c, int res);
+	/* @c's teardown began: its last bytes (close_notify), best effort. */
+	void (*close)(struct eng_shard *s, struct eng_conn *c);
+	/* @c's handshake deadline passed (counted when it closes). */
+	void (*timed_out)(struct eng_shard *s, struct eng_conn *c);
+	/* @c's slot is being freed: the transport's state goes. */
+	void (*release)(struct eng_shard *s, struct eng_conn *c);
+};
+
+/*
+ * Makes @x (static, never freed) transport @x->id. Before the shards
+ * start only. Returns 0, -EINVAL for an id out of range or -EEXIST when
+ * another holds it.
+ */
+int eng_xport_add(const struct eng_xport *x);
 
 #endif

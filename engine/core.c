@@ -18,11 +18,14 @@
 #include "buf.h"
 #include "chan.h"
 #include "conn.h"
+#include "core.h"
 #include "hist.h"
+#include "http.h"
 #include "inbox.h"
 #include "json.h"
 #include "mail.h"
 #include "metrics.h"
+#include "push.h"
 #include "timer.h"
 #include "tlsio.h"
 #include "ud.h"
@@ -55,7 +58,9 @@ static void on_accept(struct eng_shard *s, struct ring_cqe *cqe)
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		s->accepting = false;
 	if (cqe->res >= 0) {
-		eng_conn_accepted(s, (uint32_t)cqe->res);
+		/* the listener's transport: TLS on every connection, or none */
+		eng_conn_accepted(s, (uint32_t)cqe->res,
+				  s->tls ? ENG_XPORT_TLS : ENG_XPORT_PLAIN);
 	} else if (cqe->res == -ENFILE) {
 		/*
 		 * The fixed-file table is full. Accept is re-armed when a
@@ -201,11 +206,29 @@ static void state_exit(struct eng_shard *s)
 		eng_chans_exit(&s->chans);
 }
 
+/*
+ * The endpoints a connection may turn into (conn.h), registered by their
+ * owners once for the process, by whichever shard starts first.
+ */
+static pthread_once_t endpoints_once = PTHREAD_ONCE_INIT;
+static int endpoints_err;
+
+static void endpoints_register(void)
+{
+	endpoints_err = eng_http_register();
+	if (!endpoints_err)
+		endpoints_err = eng_push_register();
+}
+
 static int shard_init(struct eng_shard *s, unsigned ring_flags)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	size_t bytes;
 	int ret;
+
+	pthread_once(&endpoints_once, endpoints_register);
+	if (endpoints_err)
+		return endpoints_err;
 
 	if (s->cpu >= 0) {
 		cpu_set_t set;

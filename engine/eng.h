@@ -21,7 +21,7 @@
 #include "ring.h"
 
 #define ENG_TICK_MS		100	/* timer resolution */
-#define ENG_LAT_BUCKETS		16	/* metrics.h: latency histogram */
+#define ENG_LAT_BUCKETS		16	/* lat.h: latency histogram */
 #define ENG_WHEEL_SLOTS		1024	/* 102.4 s before a timer laps */
 #define ENG_NIL			UINT32_MAX	/* end of a slot-linked list */
 #define ENG_CHAN_MAX		128	/* bytes in a channel name */
@@ -174,7 +174,7 @@ struct eng_stats {
 	 */
 	atomic_uint_fast64_t inbox_msgs, inbox_evicted, inbox_expired;
 	atomic_uint_fast64_t inbox_mem_evicted, inbox_bytes;
-	/* metrics.h: sampled publish-to-sent latency, µs buckets */
+	/* lat.h: sampled publish-to-sent latency, µs buckets */
 	atomic_uint_fast64_t lat[ENG_LAT_BUCKETS + 1], lat_sum_us;
 };
 
@@ -224,7 +224,7 @@ struct eng_shard {
 	uint32_t nr_resume;
 	uint32_t *flushq;		/* slots whose queue grew this batch */
 	uint32_t nr_flushq, nr_flushnow;/* ... those with more than pushes */
-	uint32_t lat_seq;		/* publishes sequenced (metrics.h) */
+	uint32_t lat_seq;		/* publishes sequenced (lat.h) */
 	uint32_t sys_due;		/* shard 0: tick of the next $sys */
 	uint8_t *key_strikes;		/* a byte a slot: wrong keys (push.c) */
 	uint64_t flush_at;		/* batch window: flushq goes, ns */
@@ -274,14 +274,6 @@ struct eng {
 	unsigned ready;			/* shards up, under lock */
 	int failed;			/* a shard's -errno, under lock */
 };
-
-/*
- * A shard's thread: sets its ring up, reports to main through e->lock,
- * then serves until ENG_OP_STOP and every shard has drained (core.c).
- */
-void *eng_shard_main(void *arg);
-/* --threads: a thread driving shards @arg, @arg + threads, ... (core.c) */
-void *eng_worker_main(void *arg);
 
 /* Engine allocations go through mimalloc unless sanitizing (buf.c). */
 void *eng_malloc(size_t n);

@@ -24,9 +24,11 @@
 #include "chan.h"
 #include "conn.h"
 #include "hs.h"
+#include "http.h"
 #include "inbox.h"
 #include "json.h"
 #include "mail.h"
+#include "push.h"
 #include "tlsio.h"
 #include "user.h"
 #include "www.h"
@@ -273,26 +275,15 @@ static bool payload_ok(struct eng_shard *s, struct eng_conn *c,
 	return false;
 }
 
-/* 401 with a short reason, no upgrade (RFC 6750 names the header). */
-static void unauthorized(struct eng_shard *s, struct eng_conn *c,
-			 const char *why)
-{
-	char body[160];
-	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", why);
-
-	ENG_STAT_ADD(s, auth_failed, 1);
-	eng_conn_http_reply(s, c, 401,
-			    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n",
-			    json_type, body, (size_t)n);
-}
-
+/*
+ * An upgrade request to endpoint @ep: what every upgrade checks here, then
+ * what @ep checks of its own (a token, say) before its 101.
+ */
 static void upgrade(struct eng_shard *s, struct eng_conn *c,
-		    const struct hs_req *req, uint8_t kind)
+		    const struct hs_req *req, const struct eng_endpoint *ep)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	int status = hs_check_upgrade(req);
-	const char *tok, *why = NULL;
-	size_t len;
 
 	if (status == 426) {
 		reply(s, c, 426, "Sec-WebSocket-Version: 13\r\n");
@@ -314,25 +305,10 @@ static void upgrade(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, 403, NULL);
 		return;
 	}
-	/* Authentication happens here, before any WebSocket byte. */
-	if (kind == ENG_CONN_K_PUSH && cfg->auth != ENG_AUTH_OFF) {
-		bool found = eng_auth_token(&req->query, &req->authorization,
-					    &tok, &len);
-
-		if (!found && cfg->auth == ENG_AUTH_REQUIRED) {
-			unauthorized(s, c, "missing token");
-			return;
-		}
-		if (found) {
-			if (eng_auth_verify(s, tok, len, &c->auth, &why) < 0) {
-				unauthorized(s, c, why);
-				return;
-			}
-			eng_user_join(s, c, &req->ws_key);
-			return;
-		}
-	}
-	eng_conn_upgrade(s, c, &req->ws_key, kind);
+	if (ep->on_upgrade)
+		ep->on_upgrade(s, c, req);
+	else
+		eng_conn_upgrade(s, c, &req->ws_key, ep->kind);
 }
 
 static int hex_val(char ch)
@@ -723,10 +699,12 @@ static bool www(struct eng_shard *s, struct eng_conn *c,
 	return true;
 }
 
-size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
-			const uint8_t *p, size_t n, size_t *want)
+/* A request at @p, as struct eng_endpoint's on_request. */
+static size_t on_request(struct eng_shard *s, struct eng_conn *c,
+			 const uint8_t *p, size_t n, size_t *want)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
+	const struct eng_endpoint *ep;
 	struct hs_req req;
 	ssize_t len = hs_parse(&req, p, n, &hs_lim);
 	size_t body = 0;
@@ -744,8 +722,8 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 	else
 		c->flags &= ~ENG_CONN_F_KEEP;
 	/* a refused upgrade closes: its client wanted no more HTTP */
-	if ((req.flags & HS_F_UPGRADE_WS) || str_is(&req.path, "/ws") ||
-	    (str_is(&req.path, "/echo") && cfg->echo))
+	ep = eng_endpoint_find(s, &req.path);
+	if ((req.flags & HS_F_UPGRADE_WS) || ep)
 		c->flags &= ~ENG_CONN_F_KEEP;
 	/* RFC 9112 section 3.2: an HTTP/1.1 request without Host is a 400. */
 	if (req.minor_version >= 1 && !req.host.p) {
@@ -776,10 +754,8 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 	}
 	c->flags &= ~ENG_CONN_F_CONTINUED;	/* the next request may ask */
 
-	if (str_is(&req.path, "/ws")) {
-		upgrade(s, c, &req, ENG_CONN_K_PUSH);
-	} else if (str_is(&req.path, "/echo") && cfg->echo) {
-		upgrade(s, c, &req, ENG_CONN_K_ECHO);
+	if (ep) {
+		upgrade(s, c, &req, ep);
 	} else if (has_prefix(&req.path, "/publish/") ||
 		   str_is(&req.path, "/broadcast")) {
 		if (req.content_length < 0 && str_is(&req.method, "POST"))
@@ -810,4 +786,48 @@ size_t eng_http_request(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, 404, NULL);
 	}
 	return (size_t)len + body;
+}
+
+/* /echo: every message straight back, with --echo (benchmarks, tests). */
+static bool echo_enabled(const struct eng_shard *s)
+{
+	return s->eng->cfg.echo;
+}
+
+static void echo_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
+			 const uint8_t *p, size_t len)
+{
+	eng_conn_send_frame(s, c, op, p, len);
+}
+
+/* An assembled message goes back in its own buffer: no copy. */
+static void echo_assembled(struct eng_shard *s, struct eng_conn *c,
+			   uint8_t op, struct eng_buf *b)
+{
+	eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, op, b->len);
+	eng_conn_queue(s, c, b);
+}
+
+static const struct eng_endpoint http_endpoint = {
+	.name = "http",
+	.kind = ENG_CONN_K_HTTP,
+	.on_request = on_request,
+	/* a /ws upgrade waiting for its user's admission is still HTTP */
+	.on_close = eng_push_close,
+};
+
+static const struct eng_endpoint echo_endpoint = {
+	.name = "echo",
+	.path = "/echo",
+	.kind = ENG_CONN_K_ECHO,
+	.enabled = echo_enabled,
+	.on_message = echo_message,
+	.on_assembled = echo_assembled,
+};
+
+int eng_http_register(void)
+{
+	int ret = eng_endpoint_add(&http_endpoint);
+
+	return ret < 0 ? ret : eng_endpoint_add(&echo_endpoint);
 }

@@ -60,7 +60,7 @@ void eng_inbox_replay(struct eng_chan *ch, struct eng_owner_mail *m);
 /*
  * Sends @c, a new connection of a user, the @n unread in @frames (taken
  * over, array and references): at once what half of --max-pending-bytes
- * has room for, the rest as @c drains (eng_inbox_drain(), from conn.c
+ * has room for, the rest as @c drains (eng_inbox_drain(), /ws's endpoint
  * after each send), so a backlog larger than a connection may hold is
  * never a slow consumer's. Out of memory none go; they stay unread.
  */

@@ -25,6 +25,7 @@
 #include "broker.h"
 #include "buf.h"
 #include "chan.h"
+#include "core.h"
 #include "hist.h"
 #include "mail.h"
 #include "opts.h"

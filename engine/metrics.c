@@ -15,26 +15,11 @@
 #include "bridge.h"
 #include "buf.h"
 #include "conn.h"
+#include "lat.h"
 #include "mail.h"
 #include "metrics.h"
 #include "pub.h"
 #include "tlsio.h"
-
-/* Bucket bounds, µs: 50 µs to 10 s, about three per decade. */
-const uint32_t eng_lat_bounds[ENG_LAT_BUCKETS] = {
-	50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
-	250000, 500000, 1000000, 2500000, 10000000,
-};
-
-void eng_lat_record(struct eng_shard *s, uint32_t us)
-{
-	unsigned i = 0;
-
-	while (i < ENG_LAT_BUCKETS && us > eng_lat_bounds[i])
-		i++;
-	ENG_STAT_ADD(s, lat[i], 1);
-	ENG_STAT_ADD(s, lat_sum_us, us);
-}
 
 /* The response being written: grows, or remembers it could not. */
 struct text {

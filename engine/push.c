@@ -17,11 +17,14 @@
 #include "chan.h"
 #include "conn.h"
 #include "hist.h"
+#include "hs.h"
 #include "inbox.h"
 #include "mail.h"
 #include "json.h"
 #include "metrics.h"
+#include "push.h"
 #include "sub.h"
+#include "user.h"
 
 /* Builds {"seq":S,"cmd":"NAME","code":C,"msg":"M"} as a text frame. */
 static struct eng_buf *reply_frame(const struct json_cmd *cmd, int code,
@@ -492,8 +495,9 @@ static void sys(struct eng_shard *s, struct eng_conn *c,
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
-void eng_push_message(struct eng_shard *s, struct eng_conn *c,
-		      const uint8_t *p, size_t len)
+/* One /ws client command of @len bytes at @p. */
+static void command(struct eng_shard *s, struct eng_conn *c, const uint8_t *p,
+		    size_t len)
 {
 	struct json_slice names[ENG_MAX_CMD_CHANNELS];
 	struct json_cmd cmd;
@@ -544,4 +548,80 @@ void eng_push_message(struct eng_shard *s, struct eng_conn *c,
 	} else {
 		reply(s, c, &cmd, 400, "unknown command");
 	}
+}
+
+/* A complete message on /ws: the protocol is JSON text. */
+static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
+		       const uint8_t *p, size_t len)
+{
+	if (op != WS_OP_TEXT)
+		eng_conn_fail(s, c, WS_CLOSE_UNSUPPORTED);
+	else
+		command(s, c, p, len);
+}
+
+/* 401 with a short reason, no upgrade (RFC 6750 names the header). */
+static void unauthorized(struct eng_shard *s, struct eng_conn *c,
+			 const char *why)
+{
+	char body[160];
+	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", why);
+
+	ENG_STAT_ADD(s, auth_failed, 1);
+	eng_conn_http_reply(s, c, 401,
+			    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n",
+			    "application/json", body, (size_t)n);
+}
+
+/*
+ * The upgrade to /ws: authentication happens here, before any WebSocket
+ * byte. With a token the user is admitted by its owner shard first
+ * (eng_user_join), which upgrades @c once it answers.
+ */
+static void on_upgrade(struct eng_shard *s, struct eng_conn *c,
+		       const struct hs_req *req)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	const char *tok, *why = NULL;
+	size_t len;
+
+	if (cfg->auth != ENG_AUTH_OFF) {
+		bool found = eng_auth_token(&req->query, &req->authorization,
+					    &tok, &len);
+
+		if (!found && cfg->auth == ENG_AUTH_REQUIRED) {
+			unauthorized(s, c, "missing token");
+			return;
+		}
+		if (found) {
+			if (eng_auth_verify(s, tok, len, &c->auth, &why) < 0) {
+				unauthorized(s, c, why);
+				return;
+			}
+			eng_user_join(s, c, &req->ws_key);
+			return;
+		}
+	}
+	eng_conn_upgrade(s, c, &req->ws_key, ENG_CONN_K_PUSH);
+}
+
+void eng_push_close(struct eng_shard *s, struct eng_conn *c)
+{
+	eng_user_leave(s, c);
+	eng_unsubscribe_all(s, c);
+}
+
+static const struct eng_endpoint push_endpoint = {
+	.name = "ws",
+	.path = "/ws",
+	.kind = ENG_CONN_K_PUSH,
+	.on_upgrade = on_upgrade,
+	.on_message = on_message,
+	.on_drained = eng_inbox_drain,	/* a user's unread waiting for room */
+	.on_close = eng_push_close,
+};
+
+int eng_push_register(void)
+{
+	return eng_endpoint_add(&push_endpoint);
 }

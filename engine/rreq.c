@@ -25,6 +25,7 @@
 #include "hist.h"
 #include "inbox.h"
 #include "mail.h"
+#include "push.h"
 #include "resp.h"
 #include "rreq.h"
 

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tlsio.c: TLS under a connection, through conn.c's transport seam. The
- * handshake is OpenSSL's, on memory BIOs, fed one whole record at a time
- * so that it stops exactly at the record after the client's Finished;
- * then the traffic secrets the keylog callback caught go into a struct
- * tls_rl (proto/tls.c), the SSL* is freed, and records are opened and
- * sealed here with the shard's one EVP_CIPHER_CTX. What a connection holds
- * between reads is its struct eng_tls alone: a record cut by a read is
- * carried in a buffer that exists only until the record is whole, and the
- * sealed bytes of a send only until that send completes.
+ * tlsio.c: TLS under a connection, as the transport (struct eng_xport)
+ * it registers and conn_*.c call through; the SSL_CTX it starts from is
+ * tlsio_ctx.c's. The handshake is OpenSSL's, on memory BIOs, fed one
+ * whole record at a time so that it stops exactly at the record after
+ * the client's Finished; then the traffic secrets the keylog callback
+ * caught go into a struct tls_rl (proto/tls.c), the SSL* is freed, and
+ * records are opened and sealed here with the shard's one
+ * EVP_CIPHER_CTX. What a connection holds between reads is its struct
+ * eng_tls alone: a record cut by a read is carried in a buffer that
+ * exists only until the record is whole, and the sealed bytes of a send
+ * only until that send completes.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,11 +19,11 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include "buf.h"
 #include "conn.h"
 #include "tlsio.h"
+#include "tlsio_int.h"
 #include "ud.h"
 
 /* Bits of eng_tls.flags. */
@@ -35,10 +37,6 @@ enum {
 
 #define NO_ALERT	0xff
 
-/* TLS 1.2's suites, as Mozilla's "intermediate": ECDHE, AES-GCM, ChaCha20 */
-#define TLS12_CIPHERS	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
-			"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
-			"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define SEAL_IOV	64		/* queue entries sealed in one send */
 #define SEAL_BYTES	(256u << 10)	/* plaintext sealed in one send */
 
@@ -73,9 +71,7 @@ struct eng_tls {
 _Static_assert(sizeof(struct eng_tls) <= 248,
 	       "struct eng_tls grew past its 248 bytes");
 
-static const unsigned char alpn_ours[] = "\x08http/1.1";
-
-/* ---- the SSL_CTX ------------------------------------------------------- */
+/* ---- the handshake's secrets ------------------------------------------ */
 
 static int hexval(char ch)
 {
@@ -92,7 +88,7 @@ static int hexval(char ch)
  * SSL_CTX_set_keylog_callback(): "LABEL <client_random> <secret>". Only
  * the two application traffic secrets are kept, in the handshake's hs.
  */
-static void keylog(const SSL *ssl, const char *line)
+void tlsio__keylog(const SSL *ssl, const char *line)
 {
 	struct hs *h = SSL_get_app_data((SSL *)ssl);
 	const char *hex = strrchr(line, ' ');
@@ -121,278 +117,6 @@ static void keylog(const SSL *ssl, const char *line)
 	h->len[which] = (uint8_t)n;
 }
 
-/* ALPN: http/1.1 if offered; a client offering only others goes on
- * without ALPN rather than failing (it speaks HTTP/1.1 or nothing here). */
-static int alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-		const unsigned char *in, unsigned inlen, void *arg)
-{
-	unsigned char *sel;
-
-	(void)ssl;
-	(void)arg;
-	if (SSL_select_next_proto(&sel, outlen, alpn_ours,
-				  sizeof(alpn_ours) - 1, in, inlen) !=
-	    OPENSSL_NPN_NEGOTIATED)
-		return SSL_TLSEXT_ERR_NOACK;
-	*out = sel;
-	return SSL_TLSEXT_ERR_OK;
-}
-
-/*
- * Why @file (given to option @opt) was refused, for the operator: the
- * system's reason when it cannot be read, else @what and OpenSSL's.
- */
-static void ssl_why(char *why, size_t n, const char *opt, const char *file,
-		    const char *what)
-{
-	char err[256] = "unknown error";
-	unsigned long e = ERR_peek_last_error();
-	FILE *f = fopen(file, "r");
-
-	if (!f) {
-		snprintf(why, n, "%s %s: %s", opt, file, strerror(errno));
-	} else {
-		fclose(f);
-		if (e)
-			ERR_error_string_n(e, err, sizeof(err));
-		snprintf(why, n, "%s %s: %s (%s)", opt, file, what, err);
-	}
-	ERR_clear_error();
-}
-
-/*
- * A server SSL_CTX for the pair @i of --tls-cert and --tls-key, checked:
- * TLS 1.3 only, ALPN http/1.1, no session tickets. Every pair's context
- * is set up alike, as SNI may switch a handshake to any of them. NULL
- * with the reason in @why.
- */
-static SSL_CTX *ctx_new(const struct eng_cfg *cfg, unsigned i, char *why,
-			size_t why_len)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-
-	if (!ctx) {
-		snprintf(why, why_len, "SSL_CTX_new failed");
-		ERR_clear_error();
-		return NULL;
-	}
-	/*
-	 * 1.3 switches to the record layer of our own after the handshake;
-	 * 1.2 (--tls-min 1.2) keeps the SSL*, with ECDHE and AEAD suites
-	 * only, no renegotiation and no tickets.
-	 */
-	SSL_CTX_set_min_proto_version(ctx, cfg->tls_min == 12 ?
-					   TLS1_2_VERSION : TLS1_3_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
-				 SSL_OP_CIPHER_SERVER_PREFERENCE);
-	if (SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
-		snprintf(why, why_len, "no TLS 1.2 cipher suite");
-		goto err;
-	}
-	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert[i]) != 1) {
-		ssl_why(why, why_len, "--tls-cert", cfg->tls_cert[i],
-			"not a PEM certificate chain");
-		goto err;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key[i],
-					SSL_FILETYPE_PEM) != 1) {
-		ssl_why(why, why_len, "--tls-key", cfg->tls_key[i],
-			"not a PEM private key, or not the certificate's");
-		goto err;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		ssl_why(why, why_len, "--tls-key", cfg->tls_key[i],
-			"not the key of --tls-cert");
-		goto err;
-	}
-	/*
-	 * No tickets: the SSL* is gone after the handshake, so there is no
-	 * session to resume, and tx.seq then starts at 0.
-	 */
-	SSL_CTX_set_num_tickets(ctx, 0);
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_alpn_select_cb(ctx, alpn, NULL);
-	SSL_CTX_set_keylog_callback(ctx, keylog);
-	return ctx;
-err:
-	SSL_CTX_free(ctx);
-	return NULL;
-}
-
-/*
- * The certificates after the first, for SNI: a reference to each, owned
- * by the default context (its ex_data, freed with it), so a reload that
- * replaces the default lets go of them all once no handshake needs them.
- */
-struct sni {
-	unsigned n;
-	SSL_CTX *ctx[ENG_TLS_MAX_CERTS - 1];
-};
-
-static int sni_idx = -1;
-
-static void sni_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
-		     long argl, void *argp)
-{
-	struct sni *x = ptr;
-
-	(void)parent;
-	(void)ad;
-	(void)idx;
-	(void)argl;
-	(void)argp;
-	if (!x)
-		return;
-	for (unsigned i = 0; i < x->n; i++)
-		SSL_CTX_free(x->ctx[i]);
-	free(x);
-}
-
-static bool names(SSL_CTX *ctx, const char *name)
-{
-	X509 *leaf = SSL_CTX_get0_certificate(ctx);
-
-	return leaf && X509_check_host(leaf, name, 0,
-				       X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
-				       NULL) == 1;
-}
-
-/*
- * The servername callback, on the default context: the first certificate
- * in --tls-cert order whose names (SAN DNS entries, wildcards; the CN
- * without them) match the client's SNI. No name, or none matching: the
- * default stays.
- */
-static int servername(SSL *ssl, int *alert, void *arg)
-{
-	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-	struct sni *x = arg;
-
-	(void)alert;
-	if (!name || names(SSL_get_SSL_CTX(ssl), name))
-		return SSL_TLSEXT_ERR_OK;
-	for (unsigned i = 0; i < x->n; i++) {
-		if (names(x->ctx[i], name)) {
-			if (!SSL_set_SSL_CTX(ssl, x->ctx[i]))
-				return SSL_TLSEXT_ERR_ALERT_FATAL;
-			break;
-		}
-	}
-	return SSL_TLSEXT_ERR_OK;
-}
-
-/* Every pair's context; the default one returned, the others in its sni. */
-static SSL_CTX *ctxs_new(const struct eng_cfg *cfg, char *why, size_t why_len)
-{
-	SSL_CTX *def = ctx_new(cfg, 0, why, why_len);
-	struct sni *x;
-
-	if (!def || cfg->tls_ncert < 2)
-		return def;
-	x = calloc(1, sizeof(*x));
-	if (!x || !SSL_CTX_set_ex_data(def, sni_idx, x)) {
-		free(x);
-		snprintf(why, why_len, "out of memory");
-		goto err;
-	}
-	for (unsigned i = 1; i < cfg->tls_ncert; i++) {
-		x->ctx[x->n] = ctx_new(cfg, i, why, why_len);
-		if (!x->ctx[x->n])
-			goto err;
-		x->n++;
-	}
-	SSL_CTX_set_tlsext_servername_callback(def, servername);
-	SSL_CTX_set_tlsext_servername_arg(def, x);
-	return def;
-err:
-	SSL_CTX_free(def);	/* and x, through sni_free */
-	return NULL;
-}
-
-int eng_tls_init(struct eng *e, char *why, size_t why_len)
-{
-	SSL_CTX *ctx;
-
-	if (!e->cfg.tls_ncert)
-		return 0;
-	sni_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_free);
-	if (sni_idx < 0) {
-		snprintf(why, why_len, "SSL_CTX_get_ex_new_index failed");
-		return -ENOMEM;
-	}
-	ctx = ctxs_new(&e->cfg, why, why_len);
-	if (!ctx)
-		return -EINVAL;
-	pthread_mutex_init(&e->tls_lock, NULL);
-	atomic_store(&e->tls_ctx, ctx);
-	return 0;
-}
-
-void eng_tls_reload(struct eng *e)
-{
-	char why[512];
-	SSL_CTX *ctx, *old;
-
-	if (!atomic_load(&e->tls_ctx)) {
-		fprintf(stderr, "ringcast: SIGHUP: no TLS, nothing to reload\n");
-		return;
-	}
-	/* built and checked here, in main's thread, off the shards' loops */
-	ctx = ctxs_new(&e->cfg, why, sizeof(why));
-	if (!ctx) {
-		atomic_fetch_add(&e->tls_reload_failed, 1);
-		fprintf(stderr, "ringcast: SIGHUP: TLS reload failed, the "
-			"certificates in use stay: %s\n", why);
-		return;
-	}
-	pthread_mutex_lock(&e->tls_lock);
-	old = atomic_exchange(&e->tls_ctx, ctx);
-	atomic_fetch_add(&e->tls_gen, 1);
-	pthread_mutex_unlock(&e->tls_lock);
-	/* shards and handshakes that still use it hold references of their own */
-	SSL_CTX_free(old);
-	atomic_fetch_add(&e->tls_reloads, 1);
-	fprintf(stderr, "ringcast: SIGHUP: TLS certificates reloaded (%u)\n",
-		e->cfg.tls_ncert);
-}
-
-void eng_tls_exit(struct eng *e)
-{
-	SSL_CTX *ctx = atomic_exchange(&e->tls_ctx, NULL);
-
-	if (!ctx)
-		return;
-	SSL_CTX_free(ctx);
-	pthread_mutex_destroy(&e->tls_lock);
-}
-
-/*
- * The SSL_CTX a new handshake on @s starts from. The shard keeps its own
- * reference and trades it for the current one only after a reload, so
- * the lock is taken once per reload per shard, not per handshake.
- */
-static SSL_CTX *shard_ctx(struct eng_shard *s)
-{
-	struct eng_tls_shard *ts = s->tls;
-	struct eng *e = s->eng;
-
-	if (atomic_load_explicit(&e->tls_gen, memory_order_acquire) !=
-	    ts->gen) {
-		SSL_CTX *ctx;
-
-		pthread_mutex_lock(&e->tls_lock);
-		ctx = atomic_load_explicit(&e->tls_ctx, memory_order_relaxed);
-		SSL_CTX_up_ref(ctx);
-		SSL_CTX_free(ts->ctx);
-		ts->ctx = ctx;
-		ts->gen = atomic_load_explicit(&e->tls_gen,
-					       memory_order_relaxed);
-		pthread_mutex_unlock(&e->tls_lock);
-	}
-	return ts->ctx;
-}
-
 int eng_tls_shard_init(struct eng_shard *s)
 {
 	struct eng_tls_shard *ts;
@@ -412,11 +136,13 @@ int eng_tls_shard_init(struct eng_shard *s)
 		free(ts);
 		return -ENOMEM;
 	}
-	/* the generation no reload has: shard_ctx() takes its reference */
+	/* the generation no reload has: tlsio__shard_ctx() takes its reference */
 	ts->gen = ~0u;
 	s->tls = ts;
 	return 0;
 }
+
+static void release_slot(struct eng_shard *s, uint32_t slot);
 
 void eng_tls_shard_exit(struct eng_shard *s)
 {
@@ -425,7 +151,7 @@ void eng_tls_shard_exit(struct eng_shard *s)
 	if (!ts)
 		return;
 	for (uint32_t i = 0; i < s->nr_conns; i++)
-		eng_tls_release(s, i);
+		release_slot(s, i);
 	EVP_CIPHER_CTX_free(ts->cctx);
 	SSL_CTX_free(ts->ctx);
 	free(ts->conn);
@@ -471,9 +197,11 @@ static void out_free(struct eng_shard *s, struct eng_tls *t)
 	t->out = NULL;
 }
 
-int eng_tls_accept(struct eng_shard *s, uint32_t slot)
+/* As struct eng_xport's accept: -EBUSY past the shard's handshake cap. */
+static int xp_accept(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng_tls_shard *ts = s->tls;
+	uint32_t slot = eng_slot(s, c);
 	struct eng_tls *t;
 
 	/*
@@ -510,7 +238,8 @@ static void hs_over(struct eng_shard *s, struct eng_tls *t, int fail)
 	}
 }
 
-void eng_tls_release(struct eng_shard *s, uint32_t slot)
+/* Frees @slot's TLS state; counts a handshake that never finished. */
+static void release_slot(struct eng_shard *s, uint32_t slot)
 {
 	struct eng_tls *t = eng_tls_at(s, slot);
 
@@ -531,9 +260,15 @@ void eng_tls_release(struct eng_shard *s, uint32_t slot)
 	s->tls->conn[slot] = NULL;
 }
 
-void eng_tls_timed_out(struct eng_shard *s, uint32_t slot)
+static void xp_release(struct eng_shard *s, struct eng_conn *c)
 {
-	struct eng_tls *t = eng_tls_at(s, slot);
+	release_slot(s, eng_slot(s, c));
+}
+
+/* Counted as a timeout when it closes, not as a peer that left. */
+static void xp_timed_out(struct eng_shard *s, struct eng_conn *c)
+{
+	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
 
 	if (t && !(t->flags & T_ESTABLISHED))
 		t->flags |= T_TIMED_OUT;
@@ -627,7 +362,7 @@ static int hs_record(struct eng_shard *s, struct eng_conn *c,
 			goto internal;
 		memset(t->hs, 0, sizeof(*t->hs));
 		account(s, sizeof(*t->hs));
-		t->hs->ssl = SSL_new(shard_ctx(s));
+		t->hs->ssl = SSL_new(tlsio__shard_ctx(s));
 		rb = BIO_new(BIO_s_mem());
 		wb = BIO_new(BIO_s_mem());
 		if (!t->hs->ssl || !rb || !wb) {
@@ -777,11 +512,19 @@ static bool owes(const struct eng_tls *t)
 	return t->rl.flags & TLS_RL_UPDATE_OWED;
 }
 
-bool eng_tls_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
-		  size_t n)
+/*
+ * As struct eng_xport's recv: whole handshake records go to OpenSSL;
+ * after the handshake each record's plaintext goes to eng_conn_feed().
+ * False too once @c failed (then it is killed).
+ */
+static bool xp_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
+		    size_t n)
 {
 	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
 	ssize_t size;
+
+	if (!t)
+		return false;	/* its accept failed: it is being closed */
 
 	while (n && !(t->flags & T_FAILED) && eng_conn_alive(c)) {
 		if (t->part) {
@@ -932,7 +675,12 @@ static int ssl_send(struct eng_shard *s, struct eng_conn *c,
 	return ssl_flush(s, c, t, n);
 }
 
-int eng_tls_send(struct eng_shard *s, struct eng_conn *c)
+/*
+ * As struct eng_xport's send: handshake output, else everything queued
+ * sealed into one buffer (KeyUpdate first if owed), else a KeyUpdate
+ * owed, else close_notify once @c is draining.
+ */
+static int xp_send(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
 	struct iovec iov[SEAL_IOV];
@@ -942,6 +690,8 @@ int eng_tls_send(struct eng_shard *s, struct eng_conn *c)
 	unsigned n = 0;
 	ssize_t len, a;
 
+	if (!t)
+		return 0;	/* its accept failed: it is being closed */
 	if (t->out)
 		return put_out(s, c, t);	/* cannot happen: F_SEND */
 	if (!(t->flags & T_ESTABLISHED))
@@ -984,7 +734,11 @@ int eng_tls_send(struct eng_shard *s, struct eng_conn *c)
 	return put_out(s, c, t);
 }
 
-int eng_tls_sent(struct eng_shard *s, struct eng_conn *c, int res)
+/*
+ * As struct eng_xport's sent: the plaintext bytes of the queue a sealed
+ * buffer covered, -EINPROGRESS when its rest went out again.
+ */
+static int xp_sent(struct eng_shard *s, struct eng_conn *c, int res)
 {
 	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
 	struct eng_sq *q = c->sq_head;
@@ -1011,7 +765,12 @@ int eng_tls_sent(struct eng_shard *s, struct eng_conn *c, int res)
 	return plain;
 }
 
-void eng_tls_close(struct eng_shard *s, struct eng_conn *c)
+/*
+ * As struct eng_xport's close: close_notify (or the alert its failure
+ * owes) as @c's last bytes when the handshake is done and no send is in
+ * flight. Sets ENG_CONN_F_SEND when it sent.
+ */
+static void xp_close(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
 	uint8_t desc;
@@ -1053,6 +812,24 @@ void eng_tls_close(struct eng_shard *s, struct eng_conn *c)
 		out_free(s, t);
 }
 
+/* What conn.c calls, through its transport seam only. */
+static const struct eng_xport tls_xport = {
+	.name = "tls",
+	.id = ENG_XPORT_TLS,
+	.accept = xp_accept,
+	.recv = xp_recv,
+	.send = xp_send,
+	.sent = xp_sent,
+	.close = xp_close,
+	.timed_out = xp_timed_out,
+	.release = xp_release,
+};
+
+int tlsio__xport_register(void)
+{
+	return eng_xport_add(&tls_xport);
+}
+
 /* ---- /stats ------------------------------------------------------------ */
 
 const char *const eng_tls_fail_names[ENG_TLS_FAIL_MAX] = {
@@ -1062,9 +839,6 @@ const char *const eng_tls_fail_names[ENG_TLS_FAIL_MAX] = {
 void eng_tls_sum(const struct eng *e, struct eng_tls_totals *t)
 {
 	memset(t, 0, sizeof(*t));
-	t->reloads = atomic_load_explicit(&e->tls_reloads, memory_order_relaxed);
-	t->reload_failed = atomic_load_explicit(&e->tls_reload_failed,
-						memory_order_relaxed);
 	t->reloads = atomic_load_explicit(&e->tls_reloads, memory_order_relaxed);
 	t->reload_failed = atomic_load_explicit(&e->tls_reload_failed,
 						memory_order_relaxed);

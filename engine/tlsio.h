@@ -12,7 +12,8 @@
  * With --tls-min 1.2 a TLS 1.2 connection is the exception: it keeps its
  * SSL* for life, its records going through SSL_read and SSL_write over
  * the same memory BIOs.
- * conn.c calls in here only from its transport seam (xport_*).
+ * conn.c reaches it only through the transport table (struct eng_xport,
+ * conn.h), which eng_tls_init() registers as ENG_XPORT_TLS.
  */
 #ifndef RC_ENGINE_TLSIO_H
 #define RC_ENGINE_TLSIO_H
@@ -56,7 +57,9 @@ struct eng_tls_shard {
  * Reads --tls-cert and --tls-key into @e's SSL_CTX (TLS 1.3 only, ALPN
  * http/1.1, no session tickets); with several pairs, one SSL_CTX each,
  * the first the default, the others reached from its servername
- * callback by the client's SNI name. Does nothing without --tls-cert.
+ * callback by the client's SNI name, and registers the TLS transport
+ * (eng_xport_add). Once, before the shards start. Does nothing without
+ * --tls-cert.
  * Returns 0 or -errno with a sentence for the operator in @why.
  */
 int eng_tls_init(struct eng *e, char *why, size_t why_len);
@@ -82,52 +85,6 @@ static inline struct eng_tls *eng_tls_at(const struct eng_shard *s,
 {
 	return s->tls ? s->tls->conn[slot] : NULL;
 }
-
-/*
- * A connection was accepted into @slot: its TLS state, handshake pending.
- * Returns 0, -EBUSY past the shard's handshake cap (counted), or -ENOMEM;
- * on error the caller closes the connection at once.
- */
-int eng_tls_accept(struct eng_shard *s, uint32_t slot);
-
-/* Frees @slot's TLS state; counts a handshake that never finished. */
-void eng_tls_release(struct eng_shard *s, uint32_t slot);
-
-/* @slot's handshake deadline passed: counted as a timeout when it closes. */
-void eng_tls_timed_out(struct eng_shard *s, uint32_t slot);
-
-/*
- * @n bytes a read brought to @c (in the ring's buffer @p, writable: records
- * are opened in place). Whole handshake records go to OpenSSL; after the
- * handshake each record's plaintext goes to eng_conn_feed(). Returns true
- * when @c has something of the transport's own to send (handshake output,
- * a KeyUpdate owed); false otherwise or once @c failed (then it is killed).
- */
-bool eng_tls_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
-		  size_t n);
-
-/*
- * Puts @c's bytes on the wire when no send is in flight: handshake output,
- * else everything queued sealed into one buffer (KeyUpdate first if owed),
- * else a KeyUpdate owed, else close_notify once @c is draining. Returns 1
- * when a send went out, 0 when there is nothing to send, -errno when the
- * connection must die.
- */
-int eng_tls_send(struct eng_shard *s, struct eng_conn *c);
-
-/*
- * A send of @c's completed with @res. Returns the plaintext bytes of the
- * queue it covered, -EINPROGRESS when the rest of the sealed buffer went
- * out again, or @res when it is an error.
- */
-int eng_tls_sent(struct eng_shard *s, struct eng_conn *c, int res);
-
-/*
- * @c is being torn down: sends close_notify (or the alert its failure
- * owes) as its last bytes when the handshake is done and no send is in
- * flight. Best effort: sets ENG_CONN_F_SEND when it sent.
- */
-void eng_tls_close(struct eng_shard *s, struct eng_conn *c);
 
 /* Every shard's TLS figures, summed (relaxed reads, from any thread). */
 struct eng_tls_totals {
