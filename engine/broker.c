@@ -145,3 +145,26 @@ bool eng_broker_healthy(struct eng *e, char *why, size_t len)
 {
 	return !e->bridge || eng_bridge_healthy(e->bridge, why, len);
 }
+
+size_t eng_broker_stats_max(const struct eng *e)
+{
+	return e->bridge ? 16 + ENG_BRIDGE_STATS_MAX : 0;
+}
+
+size_t eng_broker_stats(struct eng *e, char *out, size_t cap)
+{
+	size_t n;
+
+	if (!e->bridge)
+		return 0;
+	n = (size_t)snprintf(out, cap, ",\"redis\":");
+	return n + eng_bridge_stats(e->bridge, out + n, cap - n);
+}
+
+bool eng_broker_figures(struct eng *e, struct eng_bridge_figs *f)
+{
+	if (!e->bridge)
+		return false;
+	eng_bridge_figures(e->bridge, f);
+	return true;
+}

@@ -90,4 +90,20 @@ extern const struct eng_broker eng_broker_embedded, eng_broker_redis;
 /* /healthz: true, or false with the reason in @why (Redis down). */
 bool eng_broker_healthy(struct eng *e, char *why, size_t len);
 
+struct eng_bridge_figs;		/* bridge.h */
+
+/*
+ * /stats' part of the broker: `,"redis":{...}` written to @out (at most
+ * eng_broker_stats_max() bytes); the embedded broker writes nothing and
+ * returns 0.
+ */
+size_t eng_broker_stats_max(const struct eng *e);
+size_t eng_broker_stats(struct eng *e, char *out, size_t cap);
+
+/*
+ * The Redis figures for /metrics and $sys into @f; false (and @f left
+ * alone) on the embedded broker, which has none.
+ */
+bool eng_broker_figures(struct eng *e, struct eng_bridge_figs *f);
+
 #endif

@@ -17,7 +17,6 @@
 #include <strings.h>
 
 #include "auth.h"
-#include "bridge.h"
 #include "metrics.h"
 #include "broker.h"
 #include "buf.h"
@@ -554,7 +553,7 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng *e = s->eng;
 	size_t cap = 2560 + (size_t)e->cfg.shards * 1024 +
-		     (e->bridge ? ENG_BRIDGE_STATS_MAX : 0), n;
+		     eng_broker_stats_max(e), n;
 	char *out = eng_malloc(cap);
 
 	if (!out) {
@@ -563,10 +562,7 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 	}
 	n = (size_t)snprintf(out, cap, "{\"total\":");
 	n += stats_obj(out + n, cap - n, e, -1);
-	if (e->bridge) {
-		n += (size_t)snprintf(out + n, cap - n, ",\"redis\":");
-		n += eng_bridge_stats(e->bridge, out + n, cap - n);
-	}
+	n += eng_broker_stats(e, out + n, cap - n);
 	if (e->cfg.nns) {
 		uint64_t h[4] = { 0 };
 

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "bridge.h"
+#include "broker.h"
 #include "buf.h"
 #include "conn.h"
 #include "lat.h"
@@ -256,9 +257,8 @@ static void redis(struct text *t, struct eng *e)
 #undef ROW
 	};
 
-	if (!e->bridge)
+	if (!eng_broker_figures(e, &f))
 		return;
-	eng_bridge_figures(e->bridge, &f);
 	head(t, "redis_up", "gauge",
 	     "1 while both Redis links are up, else 0.");
 	put(t, "ringcast_redis_up %d\n", f.up ? 1 : 0);
@@ -394,19 +394,19 @@ void eng_metrics_sys(struct eng_shard *s)
 	struct eng_bridge_figs r = { .up = false };
 	struct timespec now;
 	struct eng_buf *f;
+	bool redis;
 
 	if (!atomic_load_explicit(&e->sys_subs, memory_order_relaxed))
 		return;		/* nobody would read them */
 	t.p = eng_malloc(t.cap);
 	if (!t.p)
 		return;		/* a second without figures */
-	if (e->bridge)
-		eng_bridge_figures(e->bridge, &r);
+	redis = eng_broker_figures(e, &r);
 	clock_gettime(CLOCK_REALTIME, &now);
 	put(&t, "{\"t\":%lld,\"uptime\":%u,\"redis\":%s,\"shards\":[",
 	    (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000,
 	    s->tick / (1000 / ENG_TICK_MS),
-	    !e->bridge ? "null" : r.up ? "\"up\"" : "\"down\"");
+	    !redis ? "null" : r.up ? "\"up\"" : "\"down\"");
 	for (unsigned i = 0; i < e->cfg.shards; i++) {
 		struct eng_shard *sh = &e->shards[i];
 

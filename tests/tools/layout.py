@@ -30,7 +30,7 @@ MAX_FUNC = 120
 # Files where "which broker" may be asked: they implement the choice.
 BROKER_FILES = re.compile(r"^(broker|bridge|cluster|main|opts)")
 # The rest of engine/ reaches Redis only through broker.h.
-BRIDGE_TEST = re.compile(r"->eng->bridge\b|\beng->bridge\b|redis_cluster\b")
+BRIDGE_TEST = re.compile(r"->eng->bridge\b|\be->bridge\b|\beng->bridge\b|redis_cluster\b")
 
 
 def module_of(path):
