@@ -160,6 +160,9 @@ static int test_down_before_submit(void)
 	if (sp[0] == old)
 		fprintf(stderr, "fd %d was free while the link's recv and "
 			"send named it\n", old);
+	/* no new attempt while the old socket's operations are out */
+	eng_resp_poll(&l, l.retry_at);
+	T_CHECK(l.state == ENG_RESP_DOWN);
 	RUN_UNTIL(&r, seen.recv >= 1 && seen.send >= 1);
 
 	n = recv(sp[1], got, sizeof(got), MSG_DONTWAIT);
