@@ -4,7 +4,8 @@
  * ring operations on an ordinary socket; replies are parsed with
  * hiredis's redisReader and commands formatted with
  * redisFormatCommandArgv (hiredis's own I/O is not used). A link that
- * fails is torn down at once and tried again after a backoff that doubles
+ * fails is torn down at once (its socket shut down, and closed once no
+ * operation names it) and tried again after a backoff that doubles
  * up to ENG_RESP_BACKOFF_MAX, with jitter so that a fleet of nodes does
  * not reconnect in step.
  */
@@ -49,13 +50,47 @@ int eng_resp_init(struct eng_resp *l, struct ring *ring,
 	return l->rbuf ? 0 : -ENOMEM;
 }
 
-/* Closes the socket and frees the buffers: the link is down, quietly. */
+/* The old socket's operations still owed (struct eng_resp's old_ops). */
+#define RESP_OLD_RECV	1u
+#define RESP_OLD_SEND	2u
+
+/* Closes the old socket and frees its send's bytes. */
+static void old_close(struct eng_resp *l)
+{
+	close(l->old_fd);
+	free(l->old_out);
+	l->old_out = NULL;
+	l->old_ops = 0;
+}
+
+/*
+ * Shuts the socket down and frees the buffers: the link is down, quietly.
+ * The socket is closed now only if nothing is in flight on it; else on
+ * its last completion (old_done()).
+ */
 static void reset(struct eng_resp *l)
 {
 	if (l->fd >= 0) {
-		/* Cancels the recv and send on it; their CQEs are stale. */
+		/*
+		 * Ends the recv and send in flight, and fails at once those
+		 * queued but not yet submitted; their CQEs are stale.
+		 */
 		shutdown(l->fd, SHUT_RDWR);
-		close(l->fd);
+		if (l->recv_armed || l->send_armed) {
+			/* a new attempt waits for this one's end: one old */
+			l->old_fd = l->fd;
+			l->old_gen = l->gen;
+			l->old_ops = (l->recv_armed ? RESP_OLD_RECV : 0) |
+				     (l->send_armed ? RESP_OLD_SEND : 0);
+			/* the kernel reads l->out until the SEND's CQE */
+			l->old_out = NULL;
+			if (l->send_armed) {
+				l->old_out = l->out;
+				l->out = NULL;
+			}
+		} else {
+			close(l->fd);
+		}
 	}
 	l->fd = -1;
 	l->gen++;
@@ -77,6 +112,8 @@ static void reset(struct eng_resp *l)
 void eng_resp_exit(struct eng_resp *l)
 {
 	reset(l);
+	if (l->old_ops)		/* the ring is gone: nothing comes back */
+		old_close(l);
 	free(l->rbuf);
 	l->rbuf = NULL;
 }
@@ -321,7 +358,8 @@ bool eng_resp_poll(struct eng_resp *l, uint64_t now_ms)
 		say_hello(l);
 		return false;
 	}
-	if (l->state != ENG_RESP_DOWN || now_ms < l->retry_at)
+	/* the last socket first: its recv buffer is l->rbuf too */
+	if (l->state != ENG_RESP_DOWN || now_ms < l->retry_at || l->old_ops)
 		return false;
 	start_connect(l);
 	return again;
@@ -497,10 +535,27 @@ static void on_send(struct eng_resp *l, int res)
 	eng_resp_flush(l);
 }
 
+/* A completion of the old socket's: the last one closes it. */
+static void old_done(struct eng_resp *l, unsigned op)
+{
+	if (op == l->cfg.op_recv)
+		l->old_ops &= ~RESP_OLD_RECV;
+	else if (op == l->cfg.op_send)
+		l->old_ops &= ~RESP_OLD_SEND;
+	else
+		return;
+	if (!l->old_ops)
+		old_close(l);
+}
+
 void eng_resp_on_cqe(struct eng_resp *l, unsigned op, uint32_t gen, int res)
 {
-	if (gen != l->gen)
-		return;		/* an earlier attempt's */
+	if (gen != l->gen) {
+		/* an earlier attempt's */
+		if (l->old_ops && gen == l->old_gen)
+			old_done(l, op);
+		return;
+	}
 	if (op == l->cfg.op_connect) {
 		if (res < 0)
 			eng_resp_down(l, res, "connect");

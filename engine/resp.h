@@ -97,6 +97,15 @@ struct eng_resp {
 	uint64_t last_io;		/* ms: last byte sent or received */
 	unsigned expect;		/* replies owed (pushes not counted) */
 	bool ping;			/* our own PING's reply is the next */
+	/*
+	 * The last attempt's socket, shut down but not closed while its
+	 * recv or send is in flight (queued SQEs name its number; the
+	 * kernel reads old_out), and no new attempt until it is closed.
+	 */
+	unsigned old_ops;		/* RESP_OLD_* bits still owed; 0: none */
+	int old_fd;
+	uint32_t old_gen;
+	char *old_out;			/* its send's bytes, freed with it */
 };
 
 #define ENG_RESP_RBUF		65536	/* bytes per recv */
@@ -112,7 +121,11 @@ int eng_resp_init(struct eng_resp *l, struct ring *ring,
 		  const struct eng_resp_cfg *cfg,
 		  const struct eng_resp_ops *ops, void *arg);
 
-/* Closes the link (without calling down()) and frees its memory. */
+/*
+ * Closes the link (without calling down()) and frees its memory. Call it
+ * once the ring no longer runs @l's operations (after ring_exit(), or
+ * before any was queued): what is still in flight is not waited for.
+ */
 void eng_resp_exit(struct eng_resp *l);
 
 /*
@@ -150,9 +163,13 @@ int eng_resp_put_raw(struct eng_resp *l, const char *cmd, size_t n);
 void eng_resp_flush(struct eng_resp *l);
 
 /*
- * Takes @l down now: the socket is shut and closed (its completions turn
+ * Takes @l down now: the socket is shut down (its completions turn
  * stale), buffers freed, the owner told (@err, -errno or 0 for "closed
- * by server", and @what, as "read") and a retry scheduled.
+ * by server", and @what, as "read") and a retry scheduled. A socket with
+ * a recv or send in flight is closed, and the send's bytes freed, only
+ * when their completions come back: until then a queued SQE still names
+ * its number, which a close would free for the next socket the process
+ * makes (a client a shard accepts). The retry waits for that.
  */
 void eng_resp_down(struct eng_resp *l, int err, const char *what);
 

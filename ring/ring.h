@@ -131,7 +131,12 @@ int ring_timeout(struct ring *r, unsigned ms, uint64_t ud);
 /*
  * Operations on an ordinary descriptor @fd of the process table, not a
  * fixed slot: a client connection of the ring's own (the Redis link).
- * io_uring only (-EOPNOTSUPP on epoll).
+ * io_uring only (-EOPNOTSUPP on epoll). The kernel looks @fd up when the
+ * SQE is submitted (the next ring_run() or ring_submit()), not when it
+ * is queued: closed before then, its number may already name another
+ * socket of the process (on epoll shards, a client just accepted), which
+ * the operation would then read or write. So close @fd only after the
+ * CQEs of what was queued on it; shutdown(2) ends them promptly.
  */
 /* connect(2); @addr is read at submission, so it may go once submitted. */
 int ring_fd_connect(struct ring *r, int fd, const struct sockaddr *addr,

@@ -13,10 +13,18 @@
   offered (6.4 MiB); after the thaw every accepted publish is
   answered 200 and delivered in order, the queue is empty again, and the
   link never went down (the timeout is far off).
+- strangers: Redis is frozen and thawed 20 times, each freeze until the
+  links time out, while clients read /healthz, each on a connection of
+  its own: every client gets an HTTP response, never bytes meant for
+  Redis (a link's socket closed while a send on it was queued gave its
+  number to the next client accepted, which read the heartbeat's EVAL),
+  and none waits in vain. Each freeze has a chance of the race, not a
+  certainty; test-engine-resp makes it happen every time.
 """
 
 import json
 import signal
+import threading
 
 import rc
 import redisd
@@ -165,6 +173,89 @@ async def check_budget(eng, redis, exe):
     await sub.close()
 
 
+def exchange(eng, req, timeout):
+    """The bytes @eng answers @req with on a connection of its own, up to
+    its close; None if it kept the connection open for @timeout s."""
+    s = rc.connect(eng.host, eng.port, timeout)
+    try:
+        s.sendall(req)
+        data, closed = rc.recv_until_eof(s, timeout)
+    finally:
+        s.close()
+    return data if closed else None
+
+
+class Strangers(threading.Thread):
+    """While @go is set, sends @req over and over, each time on a new
+    connection (at most 100000 times), until told to stop; keeps whatever
+    was not an HTTP answer."""
+
+    def __init__(self, eng, req, go):
+        super().__init__()
+        self.eng, self.req, self.go = eng, req, go
+        self.done = 0
+        self.bad = []
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set() and self.done < 100000:
+            if not self.go.wait(1):
+                continue
+            try:
+                data = exchange(self.eng, self.req, 10)
+            except ConnectionError:
+                data = b"HTTP/1.1 "	# refused or reset: nothing wrong
+            if data is None or not data.startswith(b"HTTP/1.1 "):
+                self.bad.append(data)
+            self.done += 1
+
+
+async def check_strangers(eng, redis):
+    # Redis is never asked anything here but the engine's own: the
+    # presence heartbeat (an EVAL, every second) and the PINGs of an
+    # idle link. A heartbeat that is the first request after the freeze
+    # is due again on the tick its deadline passes, and is queued just
+    # before the link closes.
+    req = (b"GET /healthz HTTP/1.1\r\nHost: " + eng.host.encode() +
+           b"\r\nConnection: close\r\n\r\n")
+    go = threading.Event()
+    clients = [Strangers(eng, req, go) for _ in range(6)]
+    for c in clients:
+        c.start()
+
+    def answers():
+        return (sum(c.done for c in clients),
+                sum(len(c.bad) for c in clients))
+    try:
+        for _ in range(20):
+            await links_up(eng)
+            redis.proc.send_signal(signal.SIGSTOP)
+            go.set()
+            try:
+                # the links time out and close while clients come
+                await rc.await_state("/healthz 503 while Redis is frozen",
+                                     lambda: healthz(eng) == 503)
+                n = answers()[0]
+                await rc.await_state("100 more answers after the links "
+                                     "went down", answers,
+                                     lambda v: v[0] >= n + 100 or v[1])
+            finally:
+                go.clear()
+                redis.proc.send_signal(signal.SIGCONT)
+            if answers()[1]:
+                break
+    finally:
+        for c in clients:
+            c.halt.set()
+        go.set()
+        for c in clients:
+            c.join(60)
+    bad = [b for c in clients for b in c.bad]
+    expect(not bad, "%d of %d clients got no HTTP answer: %r", len(bad),
+           answers()[0], [b[:48] if b is not None else
+                          "nothing within 10 s" for b in bad[:5]])
+
+
 def checks(run):
     with run.section("setup"), redisd.Redis() as redis:
         with rc.Engine(run.exe, "--shards", "2", "--redis", redis.url,
@@ -175,6 +266,10 @@ def checks(run):
                        "--redis-timeout", "60s", "--client-publish",
                        "--redis-max-pending", "64K") as eng:
             run.check("budget", check_budget, eng, redis, run.exe)
+        with rc.Engine(run.exe, "--shards", "2", "--redis", redis.url,
+                       "--redis-timeout", "1s") as eng:
+            run.check("strangers", check_strangers, eng, redis,
+                      timeout=150)
 
 
 if __name__ == "__main__":
