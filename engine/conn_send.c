@@ -281,6 +281,32 @@ int conn__queue(struct eng_shard *s, struct eng_conn *c, struct eng_buf *b)
 	return queue_as(s, c, b, true);
 }
 
+/*
+ * To a connection that negotiated permessage-deflate, a frame that has a
+ * compressed twin (zframe.h) goes as the twin: @b's reference for one
+ * of the twin's. Its data messages are counted, compressed or plain.
+ */
+static struct eng_buf *pick(struct eng_shard *s, const struct eng_conn *c,
+			    struct eng_buf *b)
+{
+	struct eng_buf *z = b->z;
+	uint8_t b0 = b->len ? b->data[b->start] : 0;
+
+	if (!c->deflate || !b->len || ws_is_control(b0 & 0x0f))
+		return b;
+	if (!z) {
+		if (b0 & WS_RSV1)	/* made for it (zframe.h) */
+			ENG_STAT_ADD(s, sent_deflated, 1);
+		else
+			ENG_STAT_ADD(s, sent_plain, 1);
+		return b;
+	}
+	ENG_STAT_ADD(s, sent_deflated, 1);
+	eng_buf_get(z);		/* first: @b's may be the last, freeing z's */
+	eng_buf_put(b);
+	return z;
+}
+
 static int queue_bounded(struct eng_shard *s, struct eng_conn *c,
 			 struct eng_buf *b, bool now)
 {
@@ -288,6 +314,7 @@ static int queue_bounded(struct eng_shard *s, struct eng_conn *c,
 		eng_buf_put(b);
 		return -EPIPE;
 	}
+	b = pick(s, c, b);
 	/*
 	 * The bound is on what waits behind: a lone frame larger than it
 	 * (a big echo or message) still goes when the queue is empty.

@@ -32,6 +32,7 @@
 #include "tlsio.h"
 #include "user.h"
 #include "www.h"
+#include "zframe.h"
 
 static const struct hs_limits hs_lim = {
 	.max_bytes = HS_DEF_MAX_BYTES,
@@ -305,6 +306,8 @@ static void upgrade(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, 403, NULL);
 		return;
 	}
+	/* decided now: the 101 may come later (a user's admission) */
+	c->deflate = eng_zframe_negotiate(cfg, &req->deflate);
 	if (ep->on_upgrade)
 		ep->on_upgrade(s, c, req);
 	else
@@ -553,7 +556,7 @@ static void healthz(struct eng_shard *s, struct eng_conn *c)
 static void stats(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng *e = s->eng;
-	size_t cap = 2560 + (size_t)e->cfg.shards * 1024 +
+	size_t cap = 2816 + (size_t)e->cfg.shards * 1024 +
 		     (e->bridge ? ENG_BRIDGE_STATS_MAX : 0), n;
 	char *out = eng_malloc(cap);
 
@@ -611,6 +614,8 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 		n += (size_t)snprintf(out + n, cap - n, ",\"tls\":");
 		n += eng_tls_stats(e, out + n, cap - n);
 	}
+	n += (size_t)snprintf(out + n, cap - n, ",\"deflate\":");
+	n += eng_zframe_stats(e, out + n, cap - n);
 	n += (size_t)snprintf(out + n, cap - n, ",\"mail\":");
 	n += eng_mail_stats(out + n, cap - n);
 	n += (size_t)snprintf(out + n, cap - n,
@@ -797,13 +802,29 @@ static bool echo_enabled(const struct eng_shard *s)
 static void echo_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 			 const uint8_t *p, size_t len)
 {
-	eng_conn_send_frame(s, c, op, p, len);
+	struct eng_buf *b;
+
+	if (!c->deflate) {
+		eng_conn_send_frame(s, c, op, p, len);
+		return;
+	}
+	/* to a client that negotiated it, compressed when that pays */
+	b = eng_zframe_one(s, op, p, len);
+	if (!b)
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+	else
+		eng_conn_queue(s, c, b);
 }
 
 /* An assembled message goes back in its own buffer: no copy. */
 static void echo_assembled(struct eng_shard *s, struct eng_conn *c,
 			   uint8_t op, struct eng_buf *b)
 {
+	if (c->deflate) {
+		echo_message(s, c, op, b->data + WS_MAX_SERVER_HDR, b->len);
+		eng_buf_put(b);
+		return;
+	}
 	eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, op, b->len);
 	eng_conn_queue(s, c, b);
 }

@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zframe.c: permessage-deflate on a shard. The negotiation's answer, a
+ * push frame's compressed twin made once by the shard that sequences it,
+ * and a client's compressed message inflated within --max-message. The
+ * zlib streams are the shard's, reset per message (proto/deflate.c), so
+ * a compressed frame is valid for every connection that negotiated.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "buf.h"
+#include "deflate.h"
+#include "zframe.h"
+
+/* A shard's deflate state: the streams and the compressor's output. */
+struct eng_zip {
+	struct deflate_tx *tx;
+	struct deflate_rx *rx;
+	uint8_t *out;		/* compressed bytes, before their frame */
+	size_t cap;		/* bytes at out */
+};
+
+int eng_zframe_init(struct eng_shard *s)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	struct eng_zip *z;
+
+	if (!cfg->deflate)
+		return 0;	/* nobody negotiates: no zlib memory at all */
+	z = eng_malloc(sizeof(*z));
+	if (!z)
+		return -ENOMEM;
+	memset(z, 0, sizeof(*z));
+	s->zip = z;
+	z->tx = deflate_tx_new(cfg->deflate_level, ENG_ZFRAME_WBITS);
+	z->rx = deflate_rx_new();
+	return z->tx && z->rx ? 0 : -ENOMEM;
+}
+
+void eng_zframe_exit(struct eng_shard *s)
+{
+	struct eng_zip *z = s->zip;
+
+	if (!z)
+		return;
+	deflate_tx_free(z->tx);
+	deflate_rx_free(z->rx);
+	eng_free(z->out);
+	eng_free(z);
+	s->zip = NULL;
+}
+
+uint8_t eng_zframe_negotiate(const struct eng_cfg *cfg,
+			     const struct deflate_offers *o)
+{
+	int smax;
+
+	if (!cfg->deflate || !o->n)
+		return ENG_DEFLATE_NO;
+	smax = deflate_accept(o, ENG_ZFRAME_WBITS);
+	if (smax < 0)
+		return ENG_DEFLATE_NO;
+	return smax ? ENG_DEFLATE_YES_SMAX : ENG_DEFLATE_YES;
+}
+
+ssize_t eng_zframe_answer(uint8_t deflate, char *out, size_t cap)
+{
+	if (deflate == ENG_DEFLATE_NO) {
+		if (cap)
+			*out = '\0';
+		return 0;
+	}
+	/* the window is fixed, so the only value to echo is its own */
+	return deflate_write_answer(out, cap, deflate == ENG_DEFLATE_YES_SMAX ?
+				    ENG_ZFRAME_WBITS : 0);
+}
+
+/*
+ * Compresses @p[0..@n) into the shard's output. Returns the compressed
+ * length, 0 when it is not worth it (short, or not smaller), or -errno.
+ */
+static ssize_t squeeze(struct eng_shard *s, const uint8_t *p, size_t n)
+{
+	struct eng_zip *z = s->zip;
+	ssize_t got;
+
+	if (!z || n < s->eng->cfg.deflate_min || n < 2)
+		return 0;
+	if (z->cap < n + DEFLATE_SLACK) {
+		uint8_t *np = eng_realloc(z->out, n + DEFLATE_SLACK);
+
+		if (!np)
+			return -ENOMEM;
+		z->out = np;
+		z->cap = n + DEFLATE_SLACK;
+	}
+	got = deflate_compress(z->tx, p, n, z->out, n - 1);
+	ENG_STAT_ADD(s, deflate_calls, 1);
+	ENG_STAT_ADD(s, deflate_in, n);
+	if (got > 0)
+		ENG_STAT_ADD(s, deflate_out, got);
+	else
+		ENG_STAT_ADD(s, deflate_out, n);	/* sent as it was */
+	return got;
+}
+
+/* A frame of opcode @op, RSV1 set, around the shard's @n output bytes. */
+static struct eng_buf *zbuf(struct eng_shard *s, uint8_t op, size_t n)
+{
+	struct eng_buf *b = eng_arena_buf(WS_MAX_SERVER_HDR + n);
+
+	if (!b)
+		return NULL;
+	memcpy(b->data + WS_MAX_SERVER_HDR, s->zip->out, n);
+	eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, op, n);
+	b->data[b->start] |= WS_RSV1;
+	return b;
+}
+
+struct eng_buf *eng_zframe_one(struct eng_shard *s, uint8_t op,
+			       const uint8_t *p, size_t n)
+{
+	ssize_t got = squeeze(s, p, n);
+	struct eng_buf *b;
+
+	if (got > 0 && (b = zbuf(s, op, (size_t)got)))
+		return b;
+	b = eng_buf_new(WS_MAX_SERVER_HDR + n);
+	if (!b)
+		return NULL;
+	memcpy(b->data + WS_MAX_SERVER_HDR, p, n);
+	eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, op, n);
+	return b;
+}
+
+/* Grows @b to @cap bytes of payload room, at most. 0 or -ENOMEM. */
+static int grow(struct eng_buf **b, size_t cap)
+{
+	struct eng_buf *nb = eng_realloc(*b, sizeof(**b) + WS_MAX_SERVER_HDR +
+					 cap);
+
+	if (!nb)
+		return -ENOMEM;
+	nb->cap = (uint32_t)(WS_MAX_SERVER_HDR + cap);
+	*b = nb;
+	return 0;
+}
+
+int eng_zframe_inflate(struct eng_shard *s, const uint8_t *p, size_t n,
+		       uint64_t max, struct eng_buf **out)
+{
+	struct eng_zip *z = s->zip;
+	struct deflate_io io = { .in = p, .in_len = n };
+	/* a guess at the ratio; room doubles from there, up to @max */
+	uint64_t room = (uint64_t)n * 4 + 256;
+	struct eng_buf *b;
+	int ret;
+
+	if (!z)
+		return -EILSEQ;		/* cannot happen: not negotiated */
+	if (room > max)
+		room = max;
+	b = eng_buf_new(WS_MAX_SERVER_HDR + room);
+	if (!b)
+		return -ENOMEM;
+	deflate_rx_begin(z->rx, max);
+	io.out = b->data + WS_MAX_SERVER_HDR;
+	io.out_len = room;
+	while ((ret = deflate_inflate(z->rx, &io, 1)) == -ENOBUFS) {
+		size_t used = room - io.out_len;
+
+		room = room * 2 > max ? max : room * 2;
+		if (grow(&b, room) < 0) {
+			ret = -ENOMEM;
+			break;
+		}
+		io.out = b->data + WS_MAX_SERVER_HDR + used;
+		io.out_len = room - used;
+	}
+	if (ret != 1) {
+		eng_buf_put(b);
+		return ret < 0 ? ret : -EILSEQ;
+	}
+	b->len = (uint32_t)(room - io.out_len);
+	ENG_STAT_ADD(s, inflated, 1);
+	*out = b;
+	return 0;
+}
+
+size_t eng_zframe_stats(struct eng *e, char *out, size_t cap)
+{
+	static const size_t at[] = {
+		offsetof(struct eng_stats, deflate_conns),
+		offsetof(struct eng_stats, deflate_calls),
+		offsetof(struct eng_stats, deflate_in),
+		offsetof(struct eng_stats, deflate_out),
+		offsetof(struct eng_stats, sent_deflated),
+		offsetof(struct eng_stats, sent_plain),
+		offsetof(struct eng_stats, inflated),
+	};
+	unsigned long long v[7] = { 0 };
+	int n;
+
+	for (unsigned i = 0; i < e->cfg.shards; i++)
+		for (unsigned k = 0; k < 7; k++)
+			v[k] += atomic_load_explicit(
+				(atomic_uint_fast64_t *)((char *)&e->shards[i].stats +
+							 at[k]),
+				memory_order_relaxed);
+	n = snprintf(out, cap, "{\"enabled\":%s,\"connections\":%llu,"
+		     "\"calls\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+		     "\"sent_compressed\":%llu,\"sent_plain\":%llu,"
+		     "\"inflated\":%llu}", e->cfg.deflate ? "true" : "false",
+		     v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+	return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap ? cap - 1 : 0;
+}
