@@ -17,6 +17,7 @@
 #include "hs.h"
 #include "lat.h"
 #include "timer.h"
+#include "zframe.h"
 
 static bool xport_send(struct eng_shard *s, struct eng_conn *c);
 
@@ -282,20 +283,25 @@ int conn__queue(struct eng_shard *s, struct eng_conn *c, struct eng_buf *b)
 }
 
 /*
- * To a connection that negotiated permessage-deflate, a frame that has a
- * compressed twin (zframe.h) goes as the twin: @b's reference for one
- * of the twin's. Its data messages are counted, compressed or plain.
+ * To a connection that negotiated permessage-deflate, a push frame that
+ * has a compressed twin (zframe.h) goes as the twin, @b's reference for
+ * one of the twin's; a frame of its own (a reply, an echo) is compressed
+ * now. Its data messages are counted, compressed or plain.
  */
 static struct eng_buf *pick(struct eng_shard *s, const struct eng_conn *c,
 			    struct eng_buf *b)
 {
 	struct eng_buf *z = b->z;
-	uint8_t b0 = b->len ? b->data[b->start] : 0;
 
-	if (!c->deflate || !b->len || ws_is_control(b0 & 0x0f))
+	if (!c->deflate || c->kind == ENG_CONN_K_HTTP || b->len < 2 ||
+	    ws_is_control(b->data[b->start] & 0x0f))
 		return b;
 	if (!z) {
-		if (b0 & WS_RSV1)	/* made for it (zframe.h) */
+		/* never a shared frame: that is compressed once, or not */
+		if (!(b->flags & ENG_BUF_F_FRAME) &&
+		    atomic_load_explicit(&b->refs, memory_order_relaxed) == 1)
+			b = eng_zframe_own(s, b);
+		if (b->data[b->start] & WS_RSV1)
 			ENG_STAT_ADD(s, sent_deflated, 1);
 		else
 			ENG_STAT_ADD(s, sent_plain, 1);

@@ -802,29 +802,13 @@ static bool echo_enabled(const struct eng_shard *s)
 static void echo_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 			 const uint8_t *p, size_t len)
 {
-	struct eng_buf *b;
-
-	if (!c->deflate) {
-		eng_conn_send_frame(s, c, op, p, len);
-		return;
-	}
-	/* to a client that negotiated it, compressed when that pays */
-	b = eng_zframe_one(s, op, p, len);
-	if (!b)
-		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
-	else
-		eng_conn_queue(s, c, b);
+	eng_conn_send_frame(s, c, op, p, len);
 }
 
 /* An assembled message goes back in its own buffer: no copy. */
 static void echo_assembled(struct eng_shard *s, struct eng_conn *c,
 			   uint8_t op, struct eng_buf *b)
 {
-	if (c->deflate) {
-		echo_message(s, c, op, b->data + WS_MAX_SERVER_HDR, b->len);
-		eng_buf_put(b);
-		return;
-	}
 	eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, op, b->len);
 	eng_conn_queue(s, c, b);
 }

@@ -77,6 +77,43 @@ ssize_t eng_zframe_answer(uint8_t deflate, char *out, size_t cap)
 				    ENG_ZFRAME_WBITS : 0);
 }
 
+bool eng_zframe_wanted(const struct eng *e, const uint64_t *shards)
+{
+	for (unsigned i = 0; i < e->cfg.shards; i++) {
+		if (shards && !(shards[i / 64] & (1ull << (i % 64))))
+			continue;
+		if (atomic_load_explicit(&e->shards[i].stats.deflate_conns,
+					 memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The payload of @f when it is one whole final data frame (what else a
+ * buffer may hold is left alone), else NULL.
+ */
+static const uint8_t *payload_of(const struct eng_buf *f, size_t *n)
+{
+	const uint8_t *h = f->data + f->start;
+	uint8_t l7;
+	size_t hl;
+	uint64_t len = 0;
+
+	if (f->len < 2 || (h[0] & 0xf0) != 0x80 || ws_is_control(h[0] & 0x0f))
+		return NULL;	/* not final, RSV set already, or control */
+	l7 = h[1] & 0x7f;
+	hl = l7 == 127 ? 10 : l7 == 126 ? 4 : 2;
+	if (f->len < hl)
+		return NULL;
+	for (size_t i = 2; i < hl; i++)
+		len = len << 8 | h[i];
+	if ((hl == 2 ? l7 : len) != f->len - hl)
+		return NULL;	/* more than one frame */
+	*n = f->len - hl;
+	return h + hl;
+}
+
 /*
  * Compresses @p[0..@n) into the shard's output. Returns the compressed
  * length, 0 when it is not worth it (short, or not smaller), or -errno.
@@ -106,10 +143,15 @@ static ssize_t squeeze(struct eng_shard *s, const uint8_t *p, size_t n)
 	return got;
 }
 
-/* A frame of opcode @op, RSV1 set, around the shard's @n output bytes. */
-static struct eng_buf *zbuf(struct eng_shard *s, uint8_t op, size_t n)
+/*
+ * A frame of opcode @op, RSV1 set, around the shard's @n output bytes:
+ * in the arena for a push frame's twin, on the heap for a reply.
+ */
+static struct eng_buf *zbuf(struct eng_shard *s, uint8_t op, size_t n,
+			    bool arena)
 {
-	struct eng_buf *b = eng_arena_buf(WS_MAX_SERVER_HDR + n);
+	struct eng_buf *b = arena ? eng_arena_buf(WS_MAX_SERVER_HDR + n) :
+				    eng_buf_new(WS_MAX_SERVER_HDR + n);
 
 	if (!b)
 		return NULL;
@@ -119,20 +161,39 @@ static struct eng_buf *zbuf(struct eng_shard *s, uint8_t op, size_t n)
 	return b;
 }
 
-struct eng_buf *eng_zframe_one(struct eng_shard *s, uint8_t op,
-			       const uint8_t *p, size_t n)
+void eng_zframe_attach(struct eng_shard *s, struct eng_buf *f)
 {
-	ssize_t got = squeeze(s, p, n);
-	struct eng_buf *b;
+	size_t n;
+	const uint8_t *p = payload_of(f, &n);
+	ssize_t got;
 
-	if (got > 0 && (b = zbuf(s, op, (size_t)got)))
+	if (f->z || !p)
+		return;		/* compressed once already, or a close */
+	got = squeeze(s, p, n);
+	if (got <= 0)
+		return;
+	f->z = zbuf(s, f->data[f->start] & 0x0f, (size_t)got, true);
+	if (f->z)
+		f->z->t_us = f->t_us;	/* the latency sample follows */
+}
+
+struct eng_buf *eng_zframe_own(struct eng_shard *s, struct eng_buf *b)
+{
+	size_t n;
+	const uint8_t *p = payload_of(b, &n);
+	struct eng_buf *z;
+	ssize_t got;
+
+	if (b->z || !p)
 		return b;
-	b = eng_buf_new(WS_MAX_SERVER_HDR + n);
-	if (!b)
-		return NULL;
-	memcpy(b->data + WS_MAX_SERVER_HDR, p, n);
-	eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, op, n);
-	return b;
+	got = squeeze(s, p, n);
+	if (got <= 0)
+		return b;
+	z = zbuf(s, b->data[b->start] & 0x0f, (size_t)got, false);
+	if (!z)
+		return b;	/* no memory: it goes as it is */
+	eng_buf_put(b);
+	return z;
 }
 
 /* Grows @b to @cap bytes of payload room, at most. 0 or -ENOMEM. */

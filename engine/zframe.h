@@ -48,12 +48,28 @@ uint8_t eng_zframe_negotiate(const struct eng_cfg *cfg,
 ssize_t eng_zframe_answer(uint8_t deflate, char *out, size_t cap);
 
 /*
- * A single-receiver message: one final frame of opcode @op for @p[0..@n),
- * compressed with @s's compressor when that is worth it (as above), else
- * plain. Returns it with one reference, or NULL out of memory.
+ * Whether a frame sequenced now should be compressed: some shard among
+ * @shards (a bitmap of cfg.shards bits; NULL: every shard) has an open
+ * connection that negotiated the extension.
  */
-struct eng_buf *eng_zframe_one(struct eng_shard *s, uint8_t op,
-			       const uint8_t *p, size_t n);
+bool eng_zframe_wanted(const struct eng *e, const uint64_t *shards);
+
+/*
+ * Compresses push frame @f once, on its sequencing shard @s, when its
+ * payload is --deflate-min or more and the result is smaller: @f->z is
+ * then the compressed frame (RSV1 set, in the arena), owned by @f and
+ * freed with it. @f must not change after this (stamps come first).
+ * Counted: deflate calls, bytes in and out. A failure leaves @f plain.
+ */
+void eng_zframe_attach(struct eng_shard *s, struct eng_buf *f);
+
+/*
+ * A frame only one connection will send (a reply, an echo: @b, one
+ * reference, taken over), compressed as eng_zframe_attach() would.
+ * Returns the compressed frame (a heap buffer; @b dropped), or @b as it
+ * is when it is not one whole data frame or compressing does not pay.
+ */
+struct eng_buf *eng_zframe_own(struct eng_shard *s, struct eng_buf *b);
 
 /*
  * Inflates a client's compressed message @p[0..@n) (unmasked payload, all

@@ -9,7 +9,9 @@ fails: an inflation bomb (1009), RSV1 on a control or continuation frame
 and a compressed message on a connection that negotiated nothing (1002),
 a message that refers back to an earlier one although
 client_no_context_takeover was agreed, bad DEFLATE and bad UTF-8 inside
-it (1007)."""
+it (1007). Fan-out: subscribers of which half negotiated get the same
+messages, and each publication is compressed once, whatever the number
+of subscribers (deflate calls counted in /stats)."""
 
 import asyncio
 import json
@@ -309,6 +311,89 @@ def check_ws_commands(eng):
     return ws_commands(eng)
 
 
+def raw_subscribe(eng, channels, offer=OFFER_CHROME):
+    ws = ZWs(eng, "/ws", offer)
+    ws.send(rc.OP_TEXT, rc.push_cmd("subscribe", seq=1, channels=channels))
+    reply = json.loads(ws.recv_data()[1])
+    expect_eq(reply.get("code"), 200, "raw subscribe reply %s" % reply)
+    return ws
+
+
+async def fan_subscribe(eng, i):
+    ws = await rc.ws_connect(eng.url("/ws"),
+                             compression="deflate" if i % 2 else None)
+    await ws.send(rc.push_cmd("subscribe", seq=i, channels=["fan"]))
+    reply = json.loads(await rc.ws_recv(ws))
+    expect_eq(reply.get("code"), 200, "subscribe reply %s" % reply)
+    return ws
+
+
+async def expect_pushes(ws, want, who):
+    """@ws receives @want, (cmd, JSON text) pairs, in order."""
+    for cmd, body in want:
+        m = json.loads(await rc.ws_recv(ws))
+        expect_eq((m["cmd"], m["data"]), (cmd, json.loads(body)), who)
+
+
+async def fan_out(eng):
+    rnd = random.Random(7)
+    big = [json_text(1024, rnd) for _ in range(10)]
+    small = json.dumps({"n": 1})
+    # plain subscribers alone: nothing is compressed (the earlier checks'
+    # deflate connections gone first)
+    await asyncio.to_thread(rc.wait_until, "deflate connections closed",
+                            lambda: deflate_stats(eng)["connections"] == 0)
+    subs = [await fan_subscribe(eng, i) for i in range(0, 8, 2)]
+    before = deflate_stats(eng)
+    await asyncio.to_thread(rc.publish_many, eng, "fan", big[:2])
+    for i, ws in enumerate(subs):
+        await expect_pushes(ws, [("push", b) for b in big[:2]],
+                            "plain subscriber %d" % i)
+    expect_eq(deflate_stats(eng)["calls"], before["calls"],
+              "deflate calls without a deflate subscriber")
+    # then as many that negotiated, and a raw one that reads the frames
+    subs += [await fan_subscribe(eng, i) for i in range(1, 8, 2)]
+    raw = raw_subscribe(eng, ["fan"])
+    try:
+        zsubs = 1 + sum(1 for ws in subs if ws.response_headers.get(
+            "Sec-WebSocket-Extensions"))
+        expect_eq(zsubs, 5, "subscribers that negotiated")
+        before = deflate_stats(eng)
+        await asyncio.to_thread(rc.publish_many, eng, "fan", big + [small])
+        # a broadcast: sequenced by shard 0, delivered by both
+        await asyncio.to_thread(rc.post_many, eng, "/broadcast", [big[0]])
+        want = [("push", b) for b in big + [small]] + [("broadcast", big[0])]
+        for i, ws in enumerate(subs):
+            await expect_pushes(ws, want, "subscriber %d" % i)
+        sizes = []
+        for cmd, body in want:
+            op, data, rsv = raw.recv_data()
+            m = json.loads(data)
+            expect_eq((m["cmd"], m["data"]), (cmd, json.loads(body)),
+                      "raw subscriber's message")
+            sizes.append((len(body), rsv))
+        expect(all(rsv == 4 for n, rsv in sizes if n >= 1000),
+               "1 KiB JSON not compressed: %s", sizes)
+        expect_eq(sizes[10][1], 0, "a small message's RSV1")
+        after = deflate_stats(eng)
+        delta = {k: after[k] - before[k] for k in after if k != "enabled"}
+        # once per publication (10 + the broadcast), not per subscriber,
+        # and not for the small one
+        expect_eq(delta["calls"], 11, "deflate calls (%s)" % delta)
+        expect_eq(delta["sent_compressed"], 11 * zsubs, "sent compressed")
+        expect_eq(delta["sent_plain"], zsubs, "sent plain")
+        expect(delta["bytes_out"] * 2.5 <= delta["bytes_in"],
+               "1 KiB JSON shrank less than 2.5x: %s", delta)
+    finally:
+        raw.close()
+        for ws in subs:
+            await ws.close()
+
+
+def check_fan_out(eng):
+    return fan_out(eng)
+
+
 def checks(run):
     exe = run.exe
     with run.section(), \
@@ -320,6 +405,7 @@ def checks(run):
         run.check("protocol_errors", check_protocol_errors, eng)
         run.check("bad_data", check_bad_data, eng)
         run.check("ws_commands", check_ws_commands, eng)
+        run.check("fan_out", check_fan_out, eng)
     run.check("off", check_off, exe)
     run.check("bomb", check_bomb, exe)
 
