@@ -11,12 +11,15 @@ a message that refers back to an earlier one although
 client_no_context_takeover was agreed, bad DEFLATE and bad UTF-8 inside
 it (1007). Fan-out: subscribers of which half negotiated get the same
 messages, and each publication is compressed once, whatever the number
-of subscribers (deflate calls counted in /stats)."""
+of subscribers (deflate calls counted in /stats). Node's ws with
+perMessageDeflate: echoes both ways at many sizes, fragmented, and
+pushes to a node subscriber."""
 
 import asyncio
 import json
 import os
 import random
+import subprocess
 import zlib
 
 import rc
@@ -394,6 +397,73 @@ def check_fan_out(eng):
     return fan_out(eng)
 
 
+NODE_ECHO = r"""
+const WebSocket = require('ws');
+const fs = require('fs');
+const [url, ca] = process.argv.slice(1);
+const opts = { perMessageDeflate: { threshold: 0 } };
+if (ca)
+    opts.ca = fs.readFileSync(ca);
+const ws = new WebSocket(url, opts);
+const want = [];
+const sizes = [0, 1, 100, 127, 128, 1000, 4096, 65535, 65536, 300000];
+let seed = 1;
+const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648);
+function json(n) {
+    const a = [];
+    for (let len = 2; len < n; len += JSON.stringify(a[a.length - 1]).length + 1)
+        a.push({ id: rnd() % 1000, side: rnd() % 2 ? 'buy' : 'sell' });
+    return JSON.stringify(a);
+}
+ws.on('open', () => {
+    if (ws.extensions !== 'permessage-deflate')
+        fail('extensions: ' + ws.extensions);
+    for (const n of sizes) {
+        want.push(Buffer.from(json(n)));
+        ws.send(want[want.length - 1].toString());
+        const b = Buffer.alloc(n, 0x61 + n % 26);
+        want.push(b);
+        ws.send(b, { binary: true });
+    }
+    // one message in three compressed fragments
+    const parts = [json(3000), json(10), json(70000)];
+    want.push(Buffer.from(parts.join('')));
+    parts.forEach((p, i) => ws.send(p, { fin: i === 2, compress: true }));
+});
+let got = 0;
+ws.on('message', (d) => {
+    if (!Buffer.from(d).equals(want[got]))
+        fail('echo ' + got + ' differs (' + d.length + ' bytes)');
+    if (++got === want.length) {
+        console.log('ok ' + got);
+        ws.close(1000);
+    }
+});
+ws.on('close', () => process.exit(got === want.length ? 0 : 1));
+ws.on('error', (e) => fail(e.message));
+function fail(m) { console.log('error ' + m); process.exit(1); }
+"""
+
+
+def run_node(script, *args):
+    env = dict(os.environ, NODE_PATH=rc.node_path())
+    p = subprocess.run(["node", "-e", script] + list(args), env=env,
+                       stdout=subprocess.PIPE, timeout=120)
+    return p.stdout.decode().strip()
+
+
+def check_node_echo(eng):
+    before = deflate_stats(eng)
+    ca = rc.tls_files()[0] if rc.TLS else ""
+    out = run_node(NODE_ECHO, eng.url(), ca)
+    expect_eq(out, "ok 21", "node ws echo")
+    after = deflate_stats(eng)
+    expect(after["inflated"] - before["inflated"] >= 21,
+           "node's messages were not compressed: %s", after)
+    expect(after["sent_compressed"] - before["sent_compressed"] >= 10,
+           "echoes to node were not compressed: %s", after)
+
+
 def checks(run):
     exe = run.exe
     with run.section(), \
@@ -406,6 +476,7 @@ def checks(run):
         run.check("bad_data", check_bad_data, eng)
         run.check("ws_commands", check_ws_commands, eng)
         run.check("fan_out", check_fan_out, eng)
+        run.check("node_echo", check_node_echo, eng)
     run.check("off", check_off, exe)
     run.check("bomb", check_bomb, exe)
 
