@@ -11,7 +11,9 @@ a message that refers back to an earlier one although
 client_no_context_takeover was agreed, bad DEFLATE and bad UTF-8 inside
 it (1007). Fan-out: subscribers of which half negotiated get the same
 messages, and each publication is compressed once, whatever the number
-of subscribers (deflate calls counted in /stats). Node's ws with
+of subscribers (deflate calls counted in /stats); history recovery
+replays those compressed frames, and a history page is compressed as a
+reply. Node's ws with
 perMessageDeflate: echoes both ways at many sizes, fragmented, and
 pushes to a node subscriber."""
 
@@ -397,6 +399,50 @@ def check_fan_out(eng):
     return fan_out(eng)
 
 
+def check_recovery(eng):
+    """History replays send the frames kept, compressed once at
+    publication; a plain client recovering the same gets them plain."""
+    rnd = random.Random(9)
+    bodies = [json_text(1024, rnd) for _ in range(5)]
+    live = raw_subscribe(eng, ["h:x"])
+    try:
+        before = deflate_stats(eng)["calls"]
+        rc.publish_many(eng, "h:x", bodies)
+        pushes = []
+        for body in bodies:
+            op, data, rsv = live.recv_data()
+            m = json.loads(data)
+            expect_eq((m["data"], rsv), (json.loads(body), 4), "live push")
+            pushes.append(m)
+        expect_eq(deflate_stats(eng)["calls"] - before, 5, "deflate calls")
+        for offer in (OFFER_CHROME, None):
+            with ZWs(eng, "/ws", offer) as ws:
+                ws.send(rc.OP_TEXT, rc.push_cmd(
+                    "subscribe", seq=5, channel="h:x",
+                    offset=pushes[0]["offset"] - 1,
+                    epoch=pushes[0]["epoch"]))
+                reply = json.loads(ws.recv_data()[1])
+                expect_eq(reply["data"].get("recovered"), True,
+                          "recovery reply %s" % reply)
+                for m in pushes:
+                    op, data, rsv = ws.recv_data()
+                    expect_eq(json.loads(data), m, "replayed push")
+                    expect_eq(rsv, 4 if offer else 0, "replay's RSV1")
+                # a history page is a reply of its own: compressed as sent
+                ws.send(rc.OP_TEXT, rc.push_cmd(
+                    "history", seq=6, channel="h:x",
+                    offset=pushes[0]["offset"] - 1,
+                    epoch=pushes[0]["epoch"]))
+                op, data, rsv = ws.recv_data()
+                page = json.loads(data)
+                expect_eq(len(page["data"]["messages"]), 5, "history page")
+                expect_eq(rsv, 4 if offer else 0, "history page's RSV1")
+        expect_eq(deflate_stats(eng)["calls"] - before, 6,
+                  "deflate calls after the replays (5 pushes, 1 page)")
+    finally:
+        live.close()
+
+
 NODE_ECHO = r"""
 const WebSocket = require('ws');
 const fs = require('fs');
@@ -467,8 +513,8 @@ def check_node_echo(eng):
 def checks(run):
     exe = run.exe
     with run.section(), \
-            rc.Engine(exe, "--echo", "--deflate", "on", "--shards", "2") \
-            as eng:
+            rc.Engine(exe, "--echo", "--deflate", "on", "--shards", "2",
+                      "--namespace", "h:history=100,ttl=1m") as eng:
         run.check("negotiation", check_negotiation, eng)
         run.check("echo_sizes", check_echo_sizes, eng)
         run.check("raw_fragments", check_raw_fragments, eng)
@@ -477,6 +523,7 @@ def checks(run):
         run.check("ws_commands", check_ws_commands, eng)
         run.check("fan_out", check_fan_out, eng)
         run.check("node_echo", check_node_echo, eng)
+        run.check("recovery", check_recovery, eng)
     run.check("off", check_off, exe)
     run.check("bomb", check_bomb, exe)
 
