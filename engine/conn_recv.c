@@ -173,6 +173,17 @@ static int assemble(struct eng_rx *rx, const uint8_t *p, size_t len)
 }
 
 /*
+ * The compressed bytes a message of @max may take: DEFLATE stores what it
+ * cannot shrink, 5 bytes a block more, and a client's zlib with a small
+ * memLevel (python-websockets' 5) cuts blocks of 2 KiB, down to 128 B at
+ * memLevel 1: 1/16 covers that. What it inflates to is held to @max.
+ */
+static uint64_t zmax(uint64_t max)
+{
+	return max + (max >> 4) + 64;
+}
+
+/*
  * Handles the frame at @p. Returns the bytes it used, or 0 when the frame
  * is incomplete (then *@want is the whole frame's size when known) or the
  * connection failed.
@@ -181,13 +192,14 @@ static size_t ws_step(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 		      size_t n, size_t *want)
 {
 	uint64_t max = s->eng->cfg.max_message;
+	uint64_t lim = c->deflate ? zmax(max) : max;
 	struct ws_msg tmp, *m;
 	struct ws_frame f;
 	uint8_t *payload;
 	ssize_t h;
 	int ret;
 
-	h = ws_parse_ext(&f, p, n, max, c->deflate ? WS_EXT_DEFLATE : 0);
+	h = ws_parse_ext(&f, p, n, lim, c->deflate ? WS_EXT_DEFLATE : 0);
 	if (h == -EAGAIN)
 		return 0;
 	if (h < 0) {
@@ -214,7 +226,8 @@ static size_t ws_step(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 		memset(&tmp, 0, sizeof(tmp));
 		m = &tmp;
 	}
-	ret = ws_msg_frame(m, &f, max);
+	/* a plain message is held to @max, a compressed one's bytes to @lim */
+	ret = ws_msg_frame(m, &f, f.rsv1 || m->deflate ? lim : max);
 	/* a compressed message's text is checked once inflated */
 	if (ret == 0 && m->opcode == WS_OP_TEXT && !m->deflate)
 		ret = ws_utf8_feed(&m->utf8, payload, f.len, f.fin);

@@ -190,6 +190,12 @@ async def echo_sizes(eng):
             await ws.send(data)
             got = await rc.ws_recv(ws)
             expect(got == data, "binary of %d bytes: echo differs", n)
+        # --max-message of random bytes: compressed, a little larger,
+        # and still a message of the limit's size
+        data = os.urandom(1 << 20)
+        await ws.send(data)
+        got = await rc.ws_recv(ws)
+        expect(got == data, "1 MiB of random bytes: echo differs")
         # fragmented by websockets itself: one compressed stream
         parts = [json_text(k, rnd) for k in (10, 3000, 0, 70000, 5)]
         await ws.send(iter(parts))
@@ -253,6 +259,12 @@ def check_bomb(exe):
         expect_fail(eng, 1009, [
             rc.build_frame(rc.OP_BINARY, bomb[:h], fin=False, rsv=4),
             rc.build_frame(rc.OP_CONT, bomb[h:])])
+        # compressed bytes past the limit and its sixteenth; a plain
+        # message on a deflate connection is held to the limit itself
+        expect_fail(eng, 1009, [rc.build_frame(
+            rc.OP_BINARY, deflate(os.urandom(72 << 10)), rsv=4)])
+        expect_fail(eng, 1009, [rc.build_frame(rc.OP_BINARY,
+                                               os.urandom(65 << 10))])
         # just within the limit it is a message
         with ZWs(eng) as ws:
             data = b"\0" * (64 << 10)
