@@ -14,6 +14,8 @@
 #include "deflate.h"
 #include "zframe.h"
 
+#define OUT_KEEP	(256u << 10)	/* output room kept between messages */
+
 /* A shard's deflate state: the streams and the compressor's output. */
 struct eng_zip {
 	struct deflate_tx *tx;
@@ -121,17 +123,19 @@ static const uint8_t *payload_of(const struct eng_buf *f, size_t *n)
 static ssize_t squeeze(struct eng_shard *s, const uint8_t *p, size_t n)
 {
 	struct eng_zip *z = s->zip;
+	size_t need = n + DEFLATE_SLACK;
 	ssize_t got;
 
 	if (!z || n < s->eng->cfg.deflate_min || n < 2)
 		return 0;
-	if (z->cap < n + DEFLATE_SLACK) {
-		uint8_t *np = eng_realloc(z->out, n + DEFLATE_SLACK);
+	/* one large message does not keep its room after it */
+	if (z->cap < need || (z->cap > OUT_KEEP && need <= OUT_KEEP)) {
+		uint8_t *np = eng_realloc(z->out, need);
 
 		if (!np)
 			return -ENOMEM;
 		z->out = np;
-		z->cap = n + DEFLATE_SLACK;
+		z->cap = need;
 	}
 	got = deflate_compress(z->tx, p, n, z->out, n - 1);
 	ENG_STAT_ADD(s, deflate_calls, 1);
@@ -232,6 +236,10 @@ int eng_zframe_inflate(struct eng_shard *s, const uint8_t *p, size_t n,
 	while ((ret = deflate_inflate(z->rx, &io, 1)) == -ENOBUFS) {
 		size_t used = room - io.out_len;
 
+		if (room == max) {	/* cannot be: full at @max is a probe */
+			ret = -EMSGSIZE;
+			break;
+		}
 		room = room * 2 > max ? max : room * 2;
 		if (grow(&b, room) < 0) {
 			ret = -ENOMEM;
