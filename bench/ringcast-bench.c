@@ -13,6 +13,10 @@
  * connection) and, in fanout mode, end-to-end latency and delivery rate of
  * messages it publishes itself over HTTP with their send time inside. It
  * prints one JSON object on stdout; every loop is bounded by --duration.
+ * With --deflate it offers permessage-deflate, as browsers do, and reads
+ * the start of a compressed push with one inflater per thread; --json
+ * makes the payload JSON with a push stream's repetition, not padding.
+ * Every phase counts the wire bytes of the frames it delivered.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -36,6 +40,7 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "proc.h"
 
@@ -50,6 +55,8 @@
 #define BENCH_OPEN_BATCH	128	/* fds open at once per thread, at most */
 #define BENCH_FD_RESERVE	256	/* fds kept free for the rest of us */
 #define BENCH_PRE		96	/* bytes of each message we keep */
+#define BENCH_ZPRE		255	/* ... of a compressed one (--deflate):
+					 * a dynamic block's code tables first */
 #define BENCH_WS_KEY		"dGhlIHNhbXBsZSBub25jZQ=="	/* RFC 6455 sample */
 
 /*
@@ -182,6 +189,8 @@ struct opts {
 	unsigned redis_port;
 	const char *redis_prefix;	/* the engine's --redis-prefix */
 	bool spublish;			/* SPUBLISH: a cluster's master */
+	bool deflate;			/* offer permessage-deflate */
+	bool json;			/* JSON payloads, not padding */
 	int engine_pid;
 };
 
@@ -213,12 +222,13 @@ enum { ST_FREE, ST_CONNECT, ST_HS, ST_SUB, ST_READY, ST_DEAD };
 struct conn {
 	uint8_t state;
 	uint8_t hdr_len;		/* frame header bytes so far, or HDR_PAYLOAD */
-	uint8_t pre_len;		/* bytes in pre[] */
+	uint8_t pre_len;		/* bytes in pre[] (or zpre, compressed) */
 	uint8_t hs_match;		/* bytes of "\r\n\r\n" matched */
 	uint8_t op;			/* opcode of the frame being read */
 	uint8_t recv_armed;		/* a multishot recv is live */
 	uint8_t chan;			/* channel index */
 	uint8_t hdr[10];		/* server frames are unmasked: 10 at most */
+	uint32_t wire;			/* header and payload of this frame */
 	uint64_t remain;		/* payload bytes still to come */
 	uint64_t t_start;		/* when the connect was issued */
 	char pre[BENCH_PRE];		/* the first bytes of the payload */
@@ -228,6 +238,8 @@ struct conn {
 struct wphase {
 	uint64_t delivered;		/* atomic: main reads it while we run */
 	uint64_t last_recv;		/* atomic */
+	uint64_t wire;			/* bytes of those frames; read after join */
+	uint64_t compressed;		/* of them, with RSV1 */
 	struct hist lat;
 };
 
@@ -255,6 +267,9 @@ struct worker {
 	int first_err;
 	struct hist hs;			/* connect to ready, ns */
 	struct wphase *ph;		/* [BENCH_MAX_PHASES] */
+	z_stream z;			/* inflates a compressed push's start */
+	bool z_ok;
+	char *zpre;			/* BENCH_ZPRE a connection, --deflate */
 };
 
 static struct worker *workers;
@@ -363,12 +378,38 @@ static uint64_t parse_u64(const char *p, const char *end, bool *ok)
 }
 
 /* A whole text frame arrived; pre[] holds its first bytes. */
+/*
+ * The first bytes of compressed payload @c->pre, inflated into @out (at
+ * most @cap): no context takeover, so each message inflates on its own,
+ * and a prefix of it gives a prefix of the text. Returns the bytes made.
+ */
+static size_t inflate_pre(struct worker *w, struct conn *c, char *out,
+			  size_t cap)
+{
+	if (!w->z_ok)
+		return 0;
+	inflateReset(&w->z);
+	w->z.next_in = (Bytef *)w->zpre + (size_t)(c - w->conns) * BENCH_ZPRE;
+	w->z.avail_in = c->pre_len;
+	w->z.next_out = (Bytef *)out;
+	w->z.avail_out = (uInt)cap;
+	inflate(&w->z, Z_SYNC_FLUSH);	/* a truncated stream: what it gives */
+	return cap - w->z.avail_out;
+}
+
 static void on_message(struct worker *w, struct conn *c, unsigned slot,
 		       uint64_t now)
 {
-	const char *end = c->pre + c->pre_len, *p;
+	char text[4 * BENCH_PRE];
+	const char *end = c->pre + c->pre_len, *p, *start = c->pre;
+	bool zipped = c->hdr[0] & 0x40;
 	uint64_t ph, t;
 	bool ok1, ok2;
+
+	if (zipped) {
+		start = text;
+		end = text + inflate_pre(w, c, text, sizeof(text));
+	}
 
 	if (c->state == ST_SUB) {
 		if (memmem(c->pre, c->pre_len, "\"code\":200", 10))
@@ -378,7 +419,7 @@ static void on_message(struct worker *w, struct conn *c, unsigned slot,
 		return;
 	}
 	/* Pushes carry {"ph":K,"t":NS,...} at the start of their data. */
-	p = memmem(c->pre, c->pre_len, "{\"ph\":", 6);
+	p = memmem(start, (size_t)(end - start), "{\"ph\":", 6);
 	if (!p) {
 		w->other_msgs++;
 		return;
@@ -391,6 +432,8 @@ static void on_message(struct worker *w, struct conn *c, unsigned slot,
 		return;
 	}
 	hist_add(&w->ph[ph].lat, now - t);
+	w->ph[ph].wire += c->wire;
+	w->ph[ph].compressed += zipped;
 	__atomic_store_n(&w->ph[ph].last_recv, now, __ATOMIC_RELAXED);
 	__atomic_store_n(&w->ph[ph].delivered, w->ph[ph].delivered + 1,
 			 __ATOMIC_RELAXED);
@@ -459,15 +502,19 @@ static void feed(struct worker *w, struct conn *c, unsigned slot,
 				c->remain = l7;
 			}
 			c->op = c->hdr[0] & 0x0f;
+			c->wire = (uint32_t)(need + c->remain);
 			c->hdr_len = HDR_PAYLOAD;
 			c->pre_len = 0;
 		} else {
 			size_t k = len < c->remain ? len : (size_t)c->remain;
-			size_t keep = BENCH_PRE - c->pre_len;
+			bool z = (c->hdr[0] & 0x40) && w->zpre;
+			char *pre = z ? w->zpre + (size_t)(c - w->conns) *
+					BENCH_ZPRE : c->pre;
+			size_t keep = (z ? BENCH_ZPRE : BENCH_PRE) - c->pre_len;
 
 			if (keep > k)
 				keep = k;
-			memcpy(c->pre + c->pre_len, d, keep);
+			memcpy(pre + c->pre_len, d, keep);
 			c->pre_len += (uint8_t)keep;
 			c->remain -= k;
 			d += k;
@@ -675,6 +722,11 @@ static int worker_setup(struct worker *w)
 		recycle(w, i);
 	io_uring_buf_ring_advance(w->br, (int)w->br_added);
 	w->br_added = 0;
+	/* raw DEFLATE, any window (RFC 7692): only with --deflate */
+	w->z_ok = o.deflate && inflateInit2(&w->z, -MAX_WBITS) == Z_OK;
+	if (o.deflate && !(w->zpre = malloc((size_t)(w->n ? w->n : 1) *
+					    BENCH_ZPRE)))
+		return -ENOMEM;
 	return 0;
 }
 
@@ -1073,6 +1125,36 @@ static int redis_publish(struct pub *p, const char *chan, const char *body,
  * Publishes one message of phase @k: a JSON object exactly @size bytes long
  * (or the smallest that holds the header) with its send time in it.
  */
+/*
+ * Fills @n bytes at @p with a JSON array's opening and members of the
+ * shape a trade stream has (ids and prices that vary, names that
+ * repeat), padded with blanks; the caller closes it with "]". @seed
+ * varies the numbers from one message to the next.
+ */
+static void json_fill(char *p, size_t n, uint64_t seed)
+{
+	static const char *const side[] = { "buy", "sell" };
+	char item[96];
+	size_t at = 1;
+	int len;
+
+	p[0] = '[';
+	for (;;) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		len = snprintf(item, sizeof(item), "%s{\"id\":%u,\"px\":%u.%02u,"
+			       "\"qty\":%u,\"side\":\"%s\",\"sym\":\"BTC-USD\"}",
+			       at > 1 ? "," : "", (unsigned)(seed >> 40),
+			       (unsigned)(seed >> 20) % 70000,
+			       (unsigned)(seed >> 12) % 100,
+			       (unsigned)(seed >> 8) % 500, side[seed >> 63]);
+		if (at + (size_t)len > n)
+			break;
+		memcpy(p + at, item, (size_t)len);
+		at += (size_t)len;
+	}
+	memset(p + at, ' ', n - at);
+}
+
 static int publish_one(struct pub *p, unsigned k, struct phase *ph,
 		       char *body, uint64_t *t_out)
 {
@@ -1085,8 +1167,11 @@ static int publish_one(struct pub *p, unsigned k, struct phase *ph,
 	n = snprintf(body, 64, "{\"ph\":%u,\"t\":%llu,\"p\":\"", k,
 		     (unsigned long long)t);
 	len = ph->size > (size_t)n + 2 ? ph->size : (size_t)n + 2;
-	memset(body + n, 'x', len - 2 - (size_t)n);
-	memcpy(body + len - 2, "\"}", 2);
+	if (o.json)
+		json_fill(body + n - 1, len - 1 - (size_t)n, t);
+	else
+		memset(body + n, 'x', len - 2 - (size_t)n);
+	memcpy(body + len - 2, o.json ? "]}" : "\"}", 2);
 	if (o.redis_port) {
 		if (o.broadcast)
 			snprintf(path, sizeof(path), "%sall", o.redis_prefix);
@@ -1265,6 +1350,10 @@ static void usage(FILE *f)
 "  --recv-bufs N          provided receive buffers per ring (power of 2,\n"
 "                         default 2048)\n"
 "  --recv-buf-size N      bytes per receive buffer (default 4096)\n"
+"  --deflate              offer permessage-deflate (as browsers do); what\n"
+"                         comes compressed is inflated to be timed\n"
+"  --json                 fanout payloads are JSON (an array of trades),\n"
+"                         not padding: what compression meets in practice\n"
 "  -h, --help             print this help and exit\n");
 }
 
@@ -1315,6 +1404,8 @@ static int parse_opts(int argc, char **argv)
 		{ "engine-pid", required_argument, NULL, 'p' },
 		{ "recv-bufs", required_argument, NULL, 'R' },
 		{ "recv-buf-size", required_argument, NULL, 'Z' },
+		{ "deflate", no_argument, NULL, 'z' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1407,6 +1498,8 @@ static int parse_opts(int argc, char **argv)
 		case 'p': o.engine_pid = atoi(optarg); break;
 		case 'R': o.recv_bufs = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'Z': o.recv_buf_size = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'z': o.deflate = true; break;
+		case 'j': o.json = true; break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -1433,7 +1526,9 @@ static void build_requests(void)
 	upgrade_len = (size_t)snprintf(upgrade_req, sizeof(upgrade_req),
 		"GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
 		"Connection: Upgrade\r\nSec-WebSocket-Key: " BENCH_WS_KEY "\r\n"
-		"Sec-WebSocket-Version: 13\r\n\r\n", o.target_str);
+		"Sec-WebSocket-Version: 13\r\n%s\r\n", o.target_str,
+		o.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+			    "client_max_window_bits\r\n" : "");
 	for (k = 0; k < o.channels; k++) {
 		uint8_t *f = (uint8_t *)sub_frame[k];
 		int n = snprintf((char *)f + 6, sizeof(sub_frame[k]) - 6,
@@ -1722,6 +1817,18 @@ int main(int argc, char **argv)
 			  true);
 		print_num("delivered_per_s", (double)ph->delivered / span, true);
 		print_num("engine_cpu_s", ph->engine_cpu_s, true);
+		{
+			uint64_t wire = 0, zn = 0;
+
+			for (w = 0; w < nr_workers; w++) {
+				wire += workers[w].ph[i].wire;
+				zn += workers[w].ph[i].compressed;
+			}
+			print_num("wire_bytes_per_delivery", ph->delivered ?
+				  (double)wire / (double)ph->delivered : NAN,
+				  true);
+			printf("\"compressed\":%llu,", (unsigned long long)zn);
+		}
 		print_num("engine_cpu_s_per_million", o.engine_pid > 0 &&
 			  ph->delivered ? ph->engine_cpu_s * 1e6 /
 			  (double)ph->delivered : NAN, true);

@@ -77,6 +77,7 @@ void eng_buf_put(struct eng_buf *b)
 	/* acq_rel: the freeing thread must see every writer's stores */
 	if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	eng_buf_put(b->z);	/* what sent it holds references of its own */
 	if (b->kind == ENG_BUF_ARENA || (b->flags & ENG_BUF_F_FRAME))
 		eng_arena_free(b);
 	else

@@ -38,6 +38,7 @@ struct eng_buf {
 	uint8_t name_len;	/* push frame: channel name at name_off */
 	uint32_t name_off;
 	uint32_t t_us;		/* sampled: sequenced at (lat.h), or 0 */
+	struct eng_buf *z;	/* owned: its compressed twin (zframe.h) */
 	uint8_t data[];
 };
 

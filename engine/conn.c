@@ -107,6 +107,8 @@ static void release(struct eng_shard *s, struct eng_conn *c)
 	if (conn__xport(c)->release)
 		conn__xport(c)->release(s, c);
 	eng_timer_del(s, c);
+	if (c->deflate && c->kind != ENG_CONN_K_HTTP)	/* upgraded with it */
+		ENG_STAT_SUB(s, deflate_conns, 1);
 	c->gen++;		/* late CQEs for the old connection are stale */
 	conn__set_state(s, c, ENG_CONN_FREE);
 	c->flags = 0;
@@ -339,6 +341,7 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot, unsigned xp)
 	conn__set_state(s, c, ENG_CONN_HTTP);
 	c->kind = ENG_CONN_K_HTTP;
 	c->xport = xp < ENG_XPORTS ? xp : ENG_XPORT_PLAIN;
+	c->deflate = 0;
 	c->flags = 0;
 	c->nsubs = 0;
 	c->subs = NULL;

@@ -92,7 +92,8 @@ struct eng_conn {
 	uint32_t gen;		/* bumped when the slot is freed */
 	uint8_t state;		/* ENG_CONN_* */
 	uint8_t kind : 4;	/* ENG_CONN_K_*: its endpoint */
-	uint8_t xport : 4;	/* ENG_XPORT_*: its transport */
+	uint8_t xport : 2;	/* ENG_XPORT_*: its transport */
+	uint8_t deflate : 2;	/* ENG_DEFLATE_* (zframe.h) */
 	uint16_t flags;		/* ENG_CONN_F_* */
 	uint16_t nsubs;		/* entries in subs */
 	uint16_t nflight;	/* queue entries the send in flight covers */
@@ -336,6 +337,7 @@ enum {
 	ENG_XPORT_TLS,		/* TLS records (tlsio.c) */
 	ENG_XPORTS = 4,		/* transports the table holds */
 };
+_Static_assert(ENG_XPORTS <= 4, "eng_conn.xport is 2 bits");
 
 struct eng_xport {
 	const char *name;	/* "plain", "tls": for the record */

@@ -16,6 +16,7 @@
 #include "conn_int.h"
 #include "hs.h"
 #include "timer.h"
+#include "zframe.h"
 
 static bool parsing(const struct eng_conn *c)
 {
@@ -119,6 +120,33 @@ static void on_control(struct eng_shard *s, struct eng_conn *c,
 }
 
 /*
+ * A compressed message's bytes @p[0..@n), all of them: inflated within
+ * --max-message by the shard's inflater, its text checked, then to the
+ * endpoint as an assembled message. False when @c failed instead.
+ */
+static bool inflated(struct eng_shard *s, struct eng_conn *c, uint8_t op,
+		     const uint8_t *p, size_t n)
+{
+	struct ws_utf8 u = { 0 };
+	struct eng_buf *b;
+	int ret = eng_zframe_inflate(s, p, n, s->eng->cfg.max_message, &b);
+
+	if (!ret && op == WS_OP_TEXT) {
+		ret = ws_utf8_feed(&u, b->data + WS_MAX_SERVER_HDR, b->len,
+				   true);
+		if (ret < 0)
+			eng_buf_put(b);
+	}
+	if (ret < 0) {
+		eng_conn_fail(s, c, ret == -ENOMEM ? WS_CLOSE_INTERNAL :
+				    ws_close_code(ret));
+		return false;
+	}
+	on_assembled(s, c, op, b);
+	return true;
+}
+
+/*
  * Appends a fragment's payload to the message being assembled. Returns 0
  * or -ENOMEM. The message stays within max_message (ws_msg_frame).
  */
@@ -145,6 +173,17 @@ static int assemble(struct eng_rx *rx, const uint8_t *p, size_t len)
 }
 
 /*
+ * The compressed bytes a message of @max may take: DEFLATE stores what it
+ * cannot shrink, 5 bytes a block more, and a client's zlib with a small
+ * memLevel (python-websockets' 5) cuts blocks of 2 KiB, down to 128 B at
+ * memLevel 1: 1/16 covers that. What it inflates to is held to @max.
+ */
+static uint64_t zmax(uint64_t max)
+{
+	return max + (max >> 4) + 64;
+}
+
+/*
  * Handles the frame at @p. Returns the bytes it used, or 0 when the frame
  * is incomplete (then *@want is the whole frame's size when known) or the
  * connection failed.
@@ -153,13 +192,14 @@ static size_t ws_step(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 		      size_t n, size_t *want)
 {
 	uint64_t max = s->eng->cfg.max_message;
+	uint64_t lim = c->deflate ? zmax(max) : max;
 	struct ws_msg tmp, *m;
 	struct ws_frame f;
 	uint8_t *payload;
 	ssize_t h;
 	int ret;
 
-	h = ws_parse(&f, p, n, max);
+	h = ws_parse_ext(&f, p, n, lim, c->deflate ? WS_EXT_DEFLATE : 0);
 	if (h == -EAGAIN)
 		return 0;
 	if (h < 0) {
@@ -186,15 +226,20 @@ static size_t ws_step(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 		memset(&tmp, 0, sizeof(tmp));
 		m = &tmp;
 	}
-	ret = ws_msg_frame(m, &f, max);
-	if (ret == 0 && m->opcode == WS_OP_TEXT)
+	/* a plain message is held to @max, a compressed one's bytes to @lim */
+	ret = ws_msg_frame(m, &f, f.rsv1 || m->deflate ? lim : max);
+	/* a compressed message's text is checked once inflated */
+	if (ret == 0 && m->opcode == WS_OP_TEXT && !m->deflate)
 		ret = ws_utf8_feed(&m->utf8, payload, f.len, f.fin);
 	if (ret < 0) {
 		eng_conn_fail(s, c, ws_close_code(ret));
 		return 0;
 	}
 	if (m == &tmp && f.fin) {	/* the common case: one frame */
-		on_message(s, c, m->opcode, payload, f.len);
+		if (!m->deflate)
+			on_message(s, c, m->opcode, payload, f.len);
+		else if (!inflated(s, c, m->opcode, payload, f.len))
+			return 0;
 		return (size_t)h + f.len;
 	}
 	if (m == &tmp) {		/* first fragment: start assembling */
@@ -214,10 +259,18 @@ static size_t ws_step(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 	if (f.fin) {
 		struct eng_buf *b = c->rx->msg;
 		uint8_t op = m->opcode;
+		bool zipped = m->deflate, ok;
 
 		c->rx->msg = NULL;
 		ws_msg_end(m);
-		on_assembled(s, c, op, b);
+		if (!zipped) {
+			on_assembled(s, c, op, b);
+			return (size_t)h + f.len;
+		}
+		ok = inflated(s, c, op, b->data + WS_MAX_SERVER_HDR, b->len);
+		eng_buf_put(b);
+		if (!ok)
+			return 0;
 	}
 	return (size_t)h + f.len;
 nomem:
@@ -228,14 +281,19 @@ nomem:
 void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
 		      const struct hs_str *key, uint8_t kind)
 {
-	struct eng_buf *b = eng_buf_new(256);
+	struct eng_buf *b = eng_buf_new(256 + DEFLATE_ANSWER_MAX);
+	char ext[DEFLATE_ANSWER_MAX];
 	ssize_t n;
 
 	if (!b) {
 		eng_conn_kill(s, c);
 		return;
 	}
-	n = hs_write_101((char *)b->data, b->cap, key);
+	/* c->deflate was decided at the request (http.c), answered here */
+	n = eng_zframe_answer(c->deflate, ext, sizeof(ext));
+	if (n >= 0)
+		n = hs_write_101_ext((char *)b->data, b->cap, key,
+				     n ? ext : NULL);
 	if (n < 0) {
 		eng_buf_put(b);
 		eng_conn_http_reply(s, c, 500, NULL, NULL, NULL, 0);
@@ -247,6 +305,8 @@ void eng_conn_upgrade(struct eng_shard *s, struct eng_conn *c,
 	c->flags &= ~ENG_CONN_F_KEEP;
 	c->last_rx = c->last_ping = s->tick;
 	ENG_STAT_ADD(s, upgraded, 1);
+	if (c->deflate)
+		ENG_STAT_ADD(s, deflate_conns, 1);
 	conn__schedule_ws(s, c);
 	conn__queue(s, c, b);
 }

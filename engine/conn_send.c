@@ -17,6 +17,7 @@
 #include "hs.h"
 #include "lat.h"
 #include "timer.h"
+#include "zframe.h"
 
 static bool xport_send(struct eng_shard *s, struct eng_conn *c);
 
@@ -281,6 +282,37 @@ int conn__queue(struct eng_shard *s, struct eng_conn *c, struct eng_buf *b)
 	return queue_as(s, c, b, true);
 }
 
+/*
+ * To a connection that negotiated permessage-deflate, a push frame that
+ * has a compressed twin (zframe.h) goes as the twin, @b's reference for
+ * one of the twin's; a frame of its own (a reply, an echo) is compressed
+ * now. Its data messages are counted, compressed or plain.
+ */
+static struct eng_buf *pick(struct eng_shard *s, const struct eng_conn *c,
+			    struct eng_buf *b)
+{
+	struct eng_buf *z = b->z;
+
+	if (!c->deflate || c->kind == ENG_CONN_K_HTTP || b->len < 2 ||
+	    ws_is_control(b->data[b->start] & 0x0f))
+		return b;
+	if (!z) {
+		/* never a shared frame: that is compressed once, or not */
+		if (!(b->flags & ENG_BUF_F_FRAME) &&
+		    atomic_load_explicit(&b->refs, memory_order_relaxed) == 1)
+			b = eng_zframe_own(s, b);
+		if (b->data[b->start] & WS_RSV1)
+			ENG_STAT_ADD(s, sent_deflated, 1);
+		else
+			ENG_STAT_ADD(s, sent_plain, 1);
+		return b;
+	}
+	ENG_STAT_ADD(s, sent_deflated, 1);
+	eng_buf_get(z);		/* first: @b's may be the last, freeing z's */
+	eng_buf_put(b);
+	return z;
+}
+
 static int queue_bounded(struct eng_shard *s, struct eng_conn *c,
 			 struct eng_buf *b, bool now)
 {
@@ -288,6 +320,7 @@ static int queue_bounded(struct eng_shard *s, struct eng_conn *c,
 		eng_buf_put(b);
 		return -EPIPE;
 	}
+	b = pick(s, c, b);
 	/*
 	 * The bound is on what waits behind: a lone frame larger than it
 	 * (a big echo or message) still goes when the queue is empty.

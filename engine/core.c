@@ -29,6 +29,7 @@
 #include "timer.h"
 #include "tlsio.h"
 #include "ud.h"
+#include "zframe.h"
 
 static uint64_t now_ms(void)
 {
@@ -189,7 +190,7 @@ static int state_init(struct eng_shard *s)
 	s->scratch = eng_malloc(cap);
 	if (!s->json || !s->scratch)
 		return -ENOMEM;
-	return 0;
+	return eng_zframe_init(s);
 }
 
 static void state_exit(struct eng_shard *s)
@@ -202,6 +203,7 @@ static void state_exit(struct eng_shard *s)
 	eng_hist_exit(s);	/* before the channels its entries name */
 	eng_inbox_exit(s);
 	eng_tls_shard_exit(s);
+	eng_zframe_exit(s);
 	if (s->chans.buckets)
 		eng_chans_exit(&s->chans);
 }

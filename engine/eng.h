@@ -92,6 +92,9 @@ struct eng_cfg {
 	unsigned tls_ncert, tls_nkey;
 	unsigned tls_max_handshakes;	/* in progress per shard */
 	unsigned tls_min;		/* --tls-min: 12 or 13 */
+	bool deflate;			/* --deflate on: permessage-deflate */
+	unsigned deflate_level;		/* zlib's 1..9 */
+	uint32_t deflate_min;		/* smaller messages go plain */
 };
 
 enum { ENG_AUTH_OFF = 0, ENG_AUTH_OPTIONAL, ENG_AUTH_REQUIRED };
@@ -176,13 +179,20 @@ struct eng_stats {
 	atomic_uint_fast64_t inbox_mem_evicted, inbox_bytes;
 	/* lat.h: sampled publish-to-sent latency, µs buckets */
 	atomic_uint_fast64_t lat[ENG_LAT_BUCKETS + 1], lat_sum_us;
+	/*
+	 * zframe.c: open connections that negotiated permessage-deflate;
+	 * compressions, their bytes in and out; client messages inflated;
+	 * messages sent to the negotiated compressed and plain
+	 */
+	atomic_uint_fast64_t deflate_conns, deflate_calls, deflate_in;
+	atomic_uint_fast64_t deflate_out, inflated, sent_deflated, sent_plain;
 };
 
 /* Declared in their subsystems' headers; named here for prototypes. */
 struct eng; struct eng_auth; struct eng_bridge; struct eng_broker;
 struct eng_buf; struct eng_chan; struct eng_conn; struct eng_owner_mail;
 struct eng_retry; struct eng_sub; struct eng_tls_shard; struct json_parser;
-struct ssl_ctx_st;
+struct ssl_ctx_st; struct eng_zip;
 
 /* A ring that posts mail (mail.h): each shard's, and the bridge's. */
 struct eng_mailer {
@@ -246,6 +256,7 @@ struct eng_shard {
 	uint8_t *scratch;		/* padded copy of a command */
 	bool fixed_arena;		/* arena registered as fixed buffer 0 */
 	struct eng_tls_shard *tls;	/* owned; NULL without TLS (tlsio.h) */
+	struct eng_zip *zip;		/* owned; NULL without --deflate */
 	pthread_t thread;
 };
 

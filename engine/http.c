@@ -31,6 +31,7 @@
 #include "tlsio.h"
 #include "user.h"
 #include "www.h"
+#include "zframe.h"
 
 static const struct hs_limits hs_lim = {
 	.max_bytes = HS_DEF_MAX_BYTES,
@@ -304,6 +305,8 @@ static void upgrade(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, 403, NULL);
 		return;
 	}
+	/* decided now: the 101 may come later (a user's admission) */
+	c->deflate = eng_zframe_negotiate(cfg, &req->deflate);
 	if (ep->on_upgrade)
 		ep->on_upgrade(s, c, req);
 	else
@@ -552,7 +555,7 @@ static void healthz(struct eng_shard *s, struct eng_conn *c)
 static void stats(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng *e = s->eng;
-	size_t cap = 2560 + (size_t)e->cfg.shards * 1024 +
+	size_t cap = 2816 + (size_t)e->cfg.shards * 1024 +
 		     eng_broker_stats_max(e), n;
 	char *out = eng_malloc(cap);
 
@@ -607,6 +610,8 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 		n += (size_t)snprintf(out + n, cap - n, ",\"tls\":");
 		n += eng_tls_stats(e, out + n, cap - n);
 	}
+	n += (size_t)snprintf(out + n, cap - n, ",\"deflate\":");
+	n += eng_zframe_stats(e, out + n, cap - n);
 	n += (size_t)snprintf(out + n, cap - n, ",\"mail\":");
 	n += eng_mail_stats(out + n, cap - n);
 	n += (size_t)snprintf(out + n, cap - n,

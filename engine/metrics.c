@@ -197,6 +197,29 @@ static void users(struct text *t, struct eng *e)
 	      hist_evicted);
 }
 
+static void deflate(struct text *t, struct eng *e)
+{
+	TOTAL(t, e, "deflate_connections", "gauge",
+	      "Open connections that negotiated permessage-deflate.",
+	      deflate_conns);
+	PER_SHARD(t, e, "deflate_calls_total", "counter",
+		  "Messages compressed: once per publication, whatever the "
+		  "receivers.", deflate_calls);
+	PER_SHARD(t, e, "deflate_in_bytes_total", "counter",
+		  "Bytes those compressions took in.", deflate_in);
+	PER_SHARD(t, e, "deflate_out_bytes_total", "counter",
+		  "Bytes they gave (a message not made smaller counts as "
+		  "it was).", deflate_out);
+	TOTAL(t, e, "deflate_sent_compressed_total", "counter",
+	      "Messages sent compressed to connections that negotiated.",
+	      sent_deflated);
+	TOTAL(t, e, "deflate_sent_plain_total", "counter",
+	      "Messages sent plain to them (short, or not smaller).",
+	      sent_plain);
+	TOTAL(t, e, "inflated_total", "counter",
+	      "Compressed client messages inflated.", inflated);
+}
+
 static void mail(struct text *t, struct eng *e)
 {
 	static const char *const what[2] = { "failed", "retried" };
@@ -370,6 +393,7 @@ void eng_metrics_reply(struct eng_shard *s, struct eng_conn *c)
 	connections(&t, e);
 	traffic(&t, e);
 	users(&t, e);
+	deflate(&t, e);
 	mail(&t, e);
 	redis(&t, e);
 	tls(&t, e);

@@ -305,6 +305,9 @@ static const struct word auth_words[] = {
 static const struct word io_words[] = {
 	{ "uring", false }, { "epoll", true }, { NULL, 0 },
 };
+static const struct word onoff_words[] = {
+	{ "off", false }, { "on", true }, { NULL, 0 },
+};
 static const struct word tls_words[] = {
 	{ "1.2", 12 }, { "1.3", 13 }, { NULL, 0 },
 };
@@ -426,6 +429,18 @@ static const struct opt opts[] = {
 	  .why = "1M and up",
 	  .help = "shared frame arena for published messages\n"
 		  "(default 64M; frames beyond it use the heap)" },
+	{ .name = "deflate", .arg = "off|on", .parse = word, FIELD(deflate),
+	  .max = 1, .words = onoff_words, .why = "off, on",
+	  .help = "accept permessage-deflate when a client offers it\n"
+		  "(default off): each message is compressed once for\n"
+		  "all its receivers, no context kept, no zlib state\n"
+		  "per connection (docs/PROTOCOL.md)" },
+	{ .name = "deflate-min", .arg = "SIZE", .parse = size,
+	  FIELD(deflate_min), .min = 2, .max = UINT32_MAX,
+	  .help = "smaller messages go plain (default 128)" },
+	{ .name = "deflate-level", .arg = "N", .parse = num,
+	  FIELD(deflate_level), .min = 1, .max = 9, .why = "1 to 9",
+	  .help = "zlib's level, 1 fastest to 9 smallest (default 6)" },
 	{ .name = "auth", .arg = "MODE", .parse = word, FIELD(auth),
 	  .max = ENG_AUTH_REQUIRED, .words = auth_words,
 	  .why = "off, optional, required",

@@ -48,6 +48,8 @@ static void defaults(struct eng_cfg *cfg)
 	cfg->jwt_leeway = ENG_JWT_LEEWAY;
 	cfg->tls_max_handshakes = 1024;
 	cfg->tls_min = 13;
+	cfg->deflate_level = 6;
+	cfg->deflate_min = 128;
 }
 
 /* Copies environment variable @name into @dst; -E2BIG if it does not fit. */

@@ -29,6 +29,7 @@
 #include "metrics.h"
 #include "pub.h"
 #include "user.h"
+#include "zframe.h"
 
 
 /* ---- delivery on one shard --------------------------------------------- */
@@ -167,6 +168,18 @@ unsigned eng_pub_fanout(struct eng_shard *s, struct eng_buf *f,
 	return reached;
 }
 
+/*
+ * Compresses @f once for every receiver, when one of the shards it goes
+ * to (@shards; NULL: all) has a connection that negotiated deflate:
+ * here, before any other shard sees @f, and after its stamps.
+ */
+static void compress_once(struct eng_shard *s, struct eng_buf *f,
+			  const uint64_t *shards)
+{
+	if (s->zip && eng_zframe_wanted(s->eng, shards))
+		eng_zframe_attach(s, f);
+}
+
 static void sequence(struct eng_shard *s, struct eng_pub *pub)
 {
 	struct eng_buf *f = pub->frame;
@@ -177,6 +190,7 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 		ENG_STAT_ADD(s, published, 1);
 	eng_lat_stamp(s, f);
 	if ((f->flags & ENG_BUF_F_BCAST)) {
+		compress_once(s, f, NULL);
 		for (i = 0; i < nshards; i++) {
 			if (i == s->id)
 				continue;
@@ -204,6 +218,8 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 		} else {
 			ch = eng_chan_find(&s->chans, name, len, hash);
 		}
+		if (ch && ch->shards)
+			compress_once(s, f, ch->shards);
 		reached = eng_pub_fanout(s, f, ch);
 	}
 	pub->shards = reached;

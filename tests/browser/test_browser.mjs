@@ -13,6 +13,9 @@
 // - close: SIGTERM closes the page's socket with 1001; the engine exits 0.
 // - origin: --allowed-origins naming the page's origin lets it in; a list
 //   without it fails the socket (close 1006, a 403 in the console).
+// - deflate: --deflate on: a 4 KiB JSON push reaches the page compressed
+//   (the engine's counters say so) and the page's own publish arrives
+//   compressed and is inflated.
 // With RINGCAST_TEST_TLS=1 (suite tls) the engine speaks TLS and each of
 // these runs over wss://.
 // Usage: node test_browser.mjs ENGINE_PATH
@@ -244,6 +247,51 @@ async function checkOrigin(browser, site) {
 	await eng.stop();
 }
 
+const deflated = async (eng) => (await eng.stats()).deflate;
+
+// --deflate on: Chromium offers permessage-deflate, receives a 4 KiB push
+// compressed (counted by the engine as sent compressed to it) and
+// compresses what it sends (a publish, counted as inflated).
+async function checkDeflate(browser, site) {
+	const eng = await new Engine(exe, ['--deflate', 'on',
+					   '--client-publish']).start();
+	const page = await openPage(browser, site);
+	await subscribed(page, eng, 'news');
+	expect((await deflated(eng)).connections === 1,
+	       'Chromium did not negotiate: ' + JSON.stringify(await deflated(eng)));
+	const items = [];
+	for (let i = 0; items.length < 60; i++)
+		items.push({ id: i, title: 'story ' + i, tags: ['a', 'b'] });
+	const body = JSON.stringify(items);
+	let before = await deflated(eng);
+	same(await eng.api('POST', '/publish/news', body), { ok: true },
+	     'POST /publish/news');
+	const [raw, push] = await nextJson(page, 'news', 'compressed push');
+	same(push.data, items, 'compressed push');
+	expect(raw.includes(body), 'payload not verbatim');
+	let after = await deflated(eng);
+	expect(after.sent_compressed === before.sent_compressed + 1 &&
+	       after.calls === before.calls + 1,
+	       'push not sent compressed: ' + JSON.stringify([before, after]));
+
+	before = after;
+	const cmd = JSON.stringify({ seq: 2, cmd: 'publish',
+				     data: { channel: 'news', data: items } });
+	await page.evaluate(([n, t]) => socks[n].ws.send(t), ['news', cmd]);
+	for (let k = 0; k < 2; k++) {	// the reply and the push, any order
+		const [, m] = await nextJson(page, 'news', 'after a publish');
+		if (m.cmd === 'push')
+			same(m.data, items, 'own push');
+		else
+			same([m.seq, m.code], [2, 200], 'publish reply');
+	}
+	after = await deflated(eng);
+	expect(after.inflated > before.inflated,
+	       'Chromium sent plain: ' + JSON.stringify([before, after]));
+	await page.close();
+	await eng.stop();
+}
+
 const browser = await chromium.launch({
 	executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
 	args: ['--no-sandbox'],
@@ -252,7 +300,8 @@ const site = await new Site().start();
 for (const [name, fn] of [['browser-subscribe', checkSubscribe],
 			  ['browser-token', checkToken],
 			  ['browser-close', checkClose],
-			  ['browser-origin', checkOrigin]]) {
+			  ['browser-origin', checkOrigin],
+			  ['browser-deflate', checkDeflate]]) {
 	const t0 = Date.now();
 	try {
 		await fn(browser, site);
