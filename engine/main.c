@@ -330,7 +330,7 @@ static int stop(struct eng *e, struct ring *ctl, unsigned started,
 	}
 	eng_bridge_free(e);
 	free(e->shards);
-	free(e->cfg.ns);
+	eng_opts_exit(&e->cfg);
 	eng_arena_exit();
 	eng_auth_exit();
 	eng_tls_exit(e);
@@ -355,8 +355,10 @@ int main(int argc, char **argv)
 #ifdef RC_FAULT_INJECT
 	eng_mail_fault_init();
 #endif
-	if (load_files(&e) < 0)
+	if (load_files(&e) < 0) {
+		eng_opts_exit(&e.cfg);
 		return 2;
+	}
 	per_ring = files_per_ring();
 	size_conns(&e.cfg, per_ring);
 
@@ -368,8 +370,10 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (prepare(&e, &ctl) < 0 || open_listeners(&e, per_ring) < 0)
+	if (prepare(&e, &ctl) < 0 || open_listeners(&e, per_ring) < 0) {
+		eng_opts_exit(&e.cfg);
 		return 1;
+	}
 	if (start(&e, &started) < 0)
 		return stop(&e, &ctl, started, 1);
 	announce(&e, per_ring, local_only);

@@ -24,9 +24,14 @@
  * Returns 0 to start; 1 when --help was asked for and printed on stdout
  * (exit 0); -EINVAL after saying on stderr what is wrong (exit 2).
  * @local_only is set when, for want of an API key, the address chosen is
- * loopback's. @cfg->ns (--namespace, --demo) is the caller's to free.
+ * loopback's. Unless it returns 0, nothing of @cfg is left allocated;
+ * after 0, eng_opts_exit() frees what it holds (@cfg->ns: --namespace,
+ * --demo).
  */
 int eng_opts_parse(struct eng_cfg *cfg, int argc, char **argv,
 		   bool *local_only);
+
+/* Frees what eng_opts_parse() allocated in @cfg; twice is harmless. */
+void eng_opts_exit(struct eng_cfg *cfg);
 
 #endif

@@ -192,9 +192,16 @@ int eng_opts_parse(struct eng_cfg *cfg, int argc, char **argv,
 	if (environment(cfg) < 0)
 		return -EINVAL;
 	ret = opts__argv(argc, argv, cfg);
+	if (ret == 0 && (exposure(cfg, local_only) < 0 || companions(cfg) < 0))
+		ret = -EINVAL;
 	if (ret)
-		return ret;
-	if (exposure(cfg, local_only) < 0 || companions(cfg) < 0)
-		return -EINVAL;
-	return 0;
+		eng_opts_exit(cfg);	/* --help or a bad option: no start */
+	return ret;
+}
+
+void eng_opts_exit(struct eng_cfg *cfg)
+{
+	free(cfg->ns);
+	cfg->ns = NULL;
+	cfg->nns = 0;
 }
