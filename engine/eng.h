@@ -34,6 +34,8 @@
 /* What the operator set; read-only once shards start. */
 #define ENG_TLS_MAX_CERTS 16	/* --tls-cert pairs, for SNI */
 
+struct eng_pusher_cfg;
+
 struct eng_cfg {
 	char listen_host[64];
 	uint16_t port;			/* 0: the kernel picks, shared */
@@ -92,6 +94,7 @@ struct eng_cfg {
 	unsigned tls_ncert, tls_nkey;
 	unsigned tls_max_handshakes;	/* in progress per shard */
 	unsigned tls_min;		/* --tls-min: 12 or 13 */
+	struct eng_pusher_cfg *pusher;	/* owned: Pusher apps; NULL: none */
 };
 
 enum { ENG_AUTH_OFF = 0, ENG_AUTH_OPTIONAL, ENG_AUTH_REQUIRED };

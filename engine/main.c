@@ -29,6 +29,7 @@
 #include "hist.h"
 #include "mail.h"
 #include "opts.h"
+#include "pusher_eng.h"
 #include "tlsio.h"
 
 /*
@@ -331,6 +332,7 @@ static int stop(struct eng *e, struct ring *ctl, unsigned started,
 	eng_bridge_free(e);
 	free(e->shards);
 	free(e->cfg.ns);
+	eng_pusher_cfg_free(&e->cfg);
 	eng_arena_exit();
 	eng_auth_exit();
 	eng_tls_exit(e);

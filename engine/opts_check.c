@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "pusher_eng.h"
 #include "opts.h"
 #include "opts_int.h"
 
@@ -192,7 +193,8 @@ int eng_opts_parse(struct eng_cfg *cfg, int argc, char **argv,
 	ret = opts__argv(argc, argv, cfg);
 	if (ret)
 		return ret;
-	if (exposure(cfg, local_only) < 0 || companions(cfg) < 0)
+	if (exposure(cfg, local_only) < 0 || companions(cfg) < 0 ||
+	    eng_pusher_opts_finish(cfg) < 0)
 		return -EINVAL;
 	return 0;
 }
