@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "chan.h"
 #include "frame.h"
 #include "hist.h"
 #include "inbox.h"
@@ -30,6 +31,28 @@ static const char hist_tail[] =
 static const char inbox_tail[] =
 	",\"id\":null                           }";
 
+/*
+ * A Pusher channel's frame (chan.h's ENG_PUSHER_MARK) is the Pusher event
+ * as published, which names its channel itself: the engine's name, which
+ * routes it, is kept before the header room, outside what is sent.
+ */
+static struct eng_buf *raw(const char *chan, size_t clen,
+			   const uint8_t *payload, size_t plen)
+{
+	struct eng_buf *b = eng_arena_buf(clen + WS_MAX_SERVER_HDR + plen);
+	uint8_t *start;
+
+	if (!b)
+		return NULL;
+	memcpy(b->data, chan, clen);
+	b->name_off = 0;
+	b->name_len = (uint8_t)clen;
+	start = b->data + clen + WS_MAX_SERVER_HDR;
+	memcpy(start, payload, plen);
+	eng_buf_seal(b, start, WS_OP_TEXT, plen);
+	return b;
+}
+
 /* @tail: NULL, or one of the above. */
 static struct eng_buf *build(const char *chan, size_t clen,
 			     const uint8_t *payload, size_t plen, bool json,
@@ -39,9 +62,12 @@ static struct eng_buf *build(const char *chan, size_t clen,
 		      (chan ? sizeof(push_head) + clen + sizeof(push_mid)
 			    : sizeof(bcast_head)) +
 		      (tail ? strlen(tail) : 0);
-	struct eng_buf *b = eng_arena_buf(WS_MAX_SERVER_HDR + body);
+	struct eng_buf *b;
 	uint8_t *p, *start;
 
+	if (chan && clen && chan[0] == ENG_PUSHER_MARK && json && !tail)
+		return raw(chan, clen, payload, plen);
+	b = eng_arena_buf(WS_MAX_SERVER_HDR + body);
 	if (!b)
 		return NULL;
 	/*

@@ -106,7 +106,8 @@ static void deliver(struct eng_shard *s, struct eng_buf *f)
 			struct eng_conn *c = &s->conns[sub->slot];
 
 			next = sub->next;
-			if (!eng_conn_deliverable(c))
+			/* any endpoint's subscriber: /ws or Pusher's */
+			if (c->state != ENG_CONN_WS)
 				continue;
 			if (sub->recovering && !eng_hist_pass(s, sub, f))
 				continue;	/* it gets it from history */

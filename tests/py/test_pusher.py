@@ -1,17 +1,239 @@
 # SPDX-License-Identifier: MIT
-"""The Pusher front door's apps (issue 26, docs/PUSHER.md): from
---pusher-app, RINGCAST_PUSHER_APPS and --pusher-apps-file; a bad one
-stops the engine without its secret in the message."""
+"""The Pusher front door (issue 26, docs/PUSHER.md) driven by the
+official clients: pusher-js 8 under Node connects to /app/{key}, its
+private and presence channels authorized by the official `pusher` server
+SDK, and the SDK's trigger() publishes through /apps/{id}/events, from
+another node on the redis axis (tests/js/pusher_clients.mjs). Bad input:
+an unknown key closes 4001 and pusher-js stops; a bad signature gets
+pusher:subscription_error; a signed publish replayed after 600 s, a
+wrong signature or body_md5 get 401; malformed JSON gets pusher:error
+and the connection stays; oversized names and data are refused. The
+apps come from --pusher-app, RINGCAST_PUSHER_APPS and
+--pusher-apps-file, and a bad one stops the engine without its secret
+in the message."""
 
+import asyncio
+import hashlib
+import hmac
+import json
 import os
 import subprocess
 import tempfile
+import time
+import urllib.parse
 
 import rc
-from rc import expect
+from rc import expect, expect_eq
 
 APP = {"id": "42", "key": "key-42", "secret": "s3cret-42"}
+APP2 = {"id": "43", "key": "key-43", "secret": "s3cret-43"}
 SPEC = "%(id)s:%(key)s:%(secret)s"
+JS = os.path.join(rc.HERE, "..", "js", "pusher_clients.mjs")
+NODE_TIMEOUT = 120
+
+
+def pusher_js(scenario, engs, app=APP):
+    """Runs pusher_clients.mjs @scenario against @engs; its JSON."""
+    env = dict(os.environ)
+    if rc.TLS:
+        env["NODE_EXTRA_CA_CERTS"] = rc.tls_files()[0]
+    cfg = {"host": engs[0].host, "ports": [e.port for e in engs],
+           "tls": rc.TLS, "app": app}
+    p = subprocess.run(["node", JS, scenario, json.dumps(cfg)], env=env,
+                       capture_output=True, text=True, timeout=NODE_TIMEOUT)
+    expect(p.returncode == 0, "pusher_clients %s: exit %d: %s %s", scenario,
+           p.returncode, p.stderr[-2000:], p.stdout[-500:])
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def signed(app, method, path, body, ts=None, secret=None):
+    """The query the Pusher SDKs sign (done here apart from the SDK)."""
+    params = {"auth_key": app["key"], "auth_timestamp": str(
+        int(time.time()) if ts is None else ts), "auth_version": "1.0"}
+    if body:
+        params["body_md5"] = hashlib.md5(body).hexdigest()
+    q = "&".join("%s=%s" % kv for kv in sorted(params.items()))
+    sig = hmac.new((secret or app["secret"]).encode(),
+                   ("%s\n%s\n%s" % (method, path, q)).encode(),
+                   hashlib.sha256).hexdigest()
+    return q + "&auth_signature=" + sig
+
+
+def trigger(eng, body, app=APP, **kw):
+    """POST /apps/{id}/events with @body (a dict or bytes), signed."""
+    if not isinstance(body, bytes):
+        body = json.dumps(body).encode()
+    path = "/apps/%s/events" % app["id"]
+    return rc.api(eng, "POST", path + "?" + signed(app, "POST", path, body,
+                                                   **kw), body)
+
+
+def ws_url(eng, key=APP["key"]):
+    return eng.url("/app/%s?protocol=7&client=js&version=8.4.0&flash=false"
+                   % key)
+
+
+async def connected(eng, key=APP["key"]):
+    ws = await rc.ws_connect(ws_url(eng, key))
+    ev = json.loads(await rc.ws_recv(ws))
+    expect_eq(ev["event"], "pusher:connection_established", "first event")
+    return ws, json.loads(ev["data"])
+
+
+async def event(ws):
+    ev = json.loads(await rc.ws_recv(ws))
+    if isinstance(ev.get("data"), str) and ev["event"].startswith("pusher"):
+        ev["data"] = json.loads(ev["data"])
+    return ev
+
+
+def engine_args(*more):
+    return ["--pusher-app", SPEC % APP, "--pusher-app", SPEC % APP2] + \
+        list(more)
+
+
+# ---------------------------------------------------------------- checks
+
+def check_official_clients(engs):
+    out = pusher_js("fanout", engs)
+    for sid in out["socket_ids"]:
+        expect(sid.count(".") == 1 and sid.replace(".", "").isdigit(),
+               "socket_id %r is not ^\\d+\\.\\d+$", sid)
+    expect(out["socket_ids"][0] != out["socket_ids"][1], "same socket_id")
+    expect_eq(out["me"], "u2", "presence members.me")
+    want = {"n": 0, "text": "x\u00e9\"\\\n"}
+    got = out["events"]
+    expect_eq(len(got), 6, "events received (3 channels, 2 clients)")
+    for i, (chan, data) in enumerate(got):
+        want["n"] = ["room-1", "private-room", "presence-room"].index(chan)
+        expect_eq(data, want, "event %d on %s" % (i, chan))
+
+
+def check_bad_auth(engs):
+    err = pusher_js("badauth", engs)["error"]
+    expect_eq((err.get("type"), err.get("status")), ("AuthError", 401),
+              "subscription_error")
+
+
+def check_unknown_key(engs):
+    out = pusher_js("unknownkey", engs)
+    expect_eq(out["error"]["data"]["code"], 4001, "close code")
+    expect_eq(out["state"], "disconnected", "pusher-js's state")
+    expect("unavailable" not in out["states"], "pusher-js retried: %s",
+           out["states"])
+
+
+async def check_ws_protocol(eng):
+    ws, hello = await connected(eng)
+    expect(hello["activity_timeout"] > 0, "activity_timeout %r", hello)
+    await ws.send('{"event":"pusher:ping","data":{}}')
+    expect_eq((await event(ws))["event"], "pusher:pong", "pong")
+    # data as a JSON string, as the protocol page shows it
+    await ws.send(json.dumps({"event": "pusher:subscribe",
+                              "data": json.dumps({"channel": "s-1"})}))
+    ev = await event(ws)
+    expect_eq((ev["event"], ev["channel"]),
+              ("pusher_internal:subscription_succeeded", "s-1"), "subscribe")
+    for bad in ("{", "[1]", '{"event":1}', '{"data":{}}', "\u00e9"):
+        await ws.send(bad)
+        ev = await event(ws)
+        expect_eq(ev["event"], "pusher:error", "answer to %r" % bad)
+    long_name = "c" * 165
+    await ws.send(json.dumps({"event": "pusher:subscribe",
+                              "data": {"channel": long_name}}))
+    ev = await event(ws)
+    expect_eq((ev["event"], ev["data"]["status"]),
+              ("pusher:subscription_error", 400), "165-byte channel")
+    # private- without an auth, and one with another app's key
+    await ws.send(json.dumps({"event": "pusher:subscribe",
+                              "data": {"channel": "private-p"}}))
+    expect_eq((await event(ws))["data"]["type"], "AuthError", "no auth")
+    await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
+        "channel": "presence-p", "auth": APP["key"] + ":" + "0" * 64,
+        "channel_data": '{"user_id":"1"}'}}))
+    expect_eq((await event(ws))["data"]["status"], 401, "bad presence sig")
+    # still open, still subscribed: an HTTP publish reaches it
+    status, _ = trigger(eng, {"name": "e", "channel": "s-1", "data": "d"})
+    expect_eq(status, 200, "publish")
+    ev = json.loads(await rc.ws_recv(ws))
+    expect_eq(ev, {"event": "e", "channel": "s-1", "data": "d"}, "event")
+    await ws.send(json.dumps({"event": "pusher:unsubscribe",
+                              "data": {"channel": "s-1"}}))
+    await ws.send('{"event":"pusher:ping"}')
+    expect_eq((await event(ws))["event"], "pusher:pong", "pong after")
+    status, _ = trigger(eng, {"name": "e", "channel": "s-1", "data": "2"})
+    await ws.send('{"event":"pusher:ping"}')
+    expect_eq((await event(ws))["event"], "pusher:pong",
+              "nothing but the pong after unsubscribing")
+    await ws.close()
+
+
+async def check_raw_close_codes(eng):
+    for path, code in (("/app/nope?protocol=7", 4001),
+                       ("/app/%s" % APP["key"], 4008),
+                       ("/app/%s?protocol=3" % APP["key"], 4007)):
+        ws = await rc.ws_connect(eng.url(path))
+        got, _ = await rc.ws_await_close(ws)
+        expect_eq(got, code, path)
+
+
+async def check_apps_apart(eng):
+    """The same channel name in two apps: two channels."""
+    a, _ = await connected(eng, APP["key"])
+    b, _ = await connected(eng, APP2["key"])
+    for ws in (a, b):
+        await ws.send(json.dumps({"event": "pusher:subscribe",
+                                  "data": {"channel": "same"}}))
+        await event(ws)
+    expect_eq(trigger(eng, {"name": "e", "channel": "same", "data": "2"},
+                      app=APP2)[0], 200, "publish to app 2")
+    ev = json.loads(await rc.ws_recv(b))
+    expect_eq(ev["data"], "2", "app 2's client")
+    expect_eq(trigger(eng, {"name": "e", "channel": "same", "data": "1"})[0],
+              200, "publish to app 1")
+    ev = json.loads(await rc.ws_recv(a))
+    expect_eq(ev["data"], "1", "app 1's client got its own app's first")
+    # app 2's client got nothing of app 1: its next message is a pong
+    await b.send('{"event":"pusher:ping"}')
+    expect_eq((await event(b))["event"], "pusher:pong", "app 2 after")
+    await a.close()
+    await b.close()
+    # a /ws client cannot name a Pusher channel's engine name
+    ws = await rc.ws_connect(eng.url("/ws"))
+    await ws.send(rc.push_cmd("subscribe", seq=1, channels=["!p:42:same"]))
+    got = json.loads(await rc.ws_recv(ws))
+    expect_eq(got["code"], 400, "/ws subscribing to a Pusher channel")
+    await ws.close()
+
+
+def check_api_refusals(eng):
+    body = json.dumps({"name": "e", "channel": "c", "data": "x"}).encode()
+    path = "/apps/%s/events" % APP["id"]
+    old = int(time.time()) - 660   # the unit test has the 601 s edge
+    q = signed(APP, "POST", path, body, ts=old)
+    expect_eq(rc.api(eng, "POST", path + "?" + q, body)[0], 401,
+              "replayed after 600 s")
+    expect_eq(trigger(eng, body, secret="wrong")[0], 401, "wrong secret")
+    q = signed(APP, "POST", path, body)
+    expect_eq(rc.api(eng, "POST", path + "?" + q, body + b" ")[0], 401,
+              "body changed (body_md5)")
+    expect_eq(trigger(eng, body, app=dict(APP, id="nope"))[0], 404,
+              "unknown app")
+    for doc, status, what in (
+            (b"{", 400, "malformed JSON"),
+            ({"name": "e" * 201, "channel": "c", "data": "x"}, 400,
+             "201-byte event name"),
+            ({"name": "e", "channel": "c" * 165, "data": "x"}, 400,
+             "165-byte channel"),
+            ({"name": "e", "channel": "c", "data": "x" * 10241}, 413,
+             "10,241-byte data"),
+            ({"name": "e", "channel": "c", "data": {"o": 1}}, 400,
+             "data not a string"),
+            ({"name": "e", "channel": "c", "data": "x",
+              "socket_id": "1.x"}, 400, "bad socket_id")):
+        expect_eq(trigger(eng, doc)[0], status, what)
+    expect_eq(trigger(eng, {"name": "e", "channel": "c",
+                            "data": "x" * 10240})[0], 200, "10,240 bytes")
 
 
 def check_options(run):
@@ -43,9 +265,44 @@ def check_options(run):
             words=["No such file"])
 
 
+async def check_sources(eng):
+    """Apps from the variable and the file are served."""
+    for key in ("key-env", "key-file", APP["key"]):
+        ws, hello = await connected(eng, key)
+        expect("socket_id" in hello, "hello for %s" % key)
+        await ws.close()
+
+
 def body(run):
     run.check("options: bad apps refused, secrets unsaid", check_options,
               run)
+    with run.section(), rc.nodes(run.exe, *engine_args()) as engs:
+        run.check("pusher-js and the pusher SDK: public, private, presence",
+                  check_official_clients, engs)
+        run.check("pusher-js: bad signature -> subscription_error",
+                  check_bad_auth, engs)
+        run.check("pusher-js: unknown key -> 4001, no retry",
+                  check_unknown_key, engs)
+        run.check("protocol: ping, subscribe forms, errors, unsubscribe",
+                  check_ws_protocol, engs[0])
+        run.check("close codes of the upgrade", check_raw_close_codes,
+                  engs[0])
+        run.check("two apps' channels never meet", check_apps_apart,
+                  engs[0])
+        run.check("HTTP API refusals: replay, signature, sizes",
+                  check_api_refusals, engs[0])
+    with tempfile.NamedTemporaryFile("w", suffix=".apps") as f:
+        f.write("# comment\n7:key-file:c2VjcmV0  # trailing\n")
+        f.flush()
+        os.environ["RINGCAST_PUSHER_APPS"] = "6:key-env:abc"
+        try:
+            with run.section("sources"), rc.Engine(
+                    run.exe, "--pusher-apps-file", f.name,
+                    "--pusher-app", SPEC % APP) as eng:
+                run.check("apps from the variable, the file, the option",
+                          check_sources, eng)
+        finally:
+            del os.environ["RINGCAST_PUSHER_APPS"]
 
 
 rc.main("test_pusher", body)

@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pusher.c: the Pusher Channels protocol v7 on /app/{key} (pusher_eng.h,
+ * docs/PUSHER.md). The upgrade finds the app by its key (4001 when none
+ * has it) and draws the connection's socket_id from the CSPRNG; each text
+ * message is one Pusher event, read by proto/pusher.c: pusher:ping,
+ * pusher:subscribe (private and presence channels checked against the
+ * app's secret there, in constant time, after the name's kind), and
+ * pusher:unsubscribe. A Pusher channel is an engine channel named for its
+ * app (eng_pusher_chan_name), so publishing and fan-out are the engine's.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "buf.h"
+#include "chan.h"
+#include "conn.h"
+#include "hs.h"
+#include "pusher_eng.h"
+#include "sub.h"
+
+#define ACTIVITY_S	120	/* activity_timeout sent: pusher-js's default */
+#define MALFORMED	4300	/* pusher:error code of a message we cannot read */
+
+/* What a Pusher connection holds besides struct eng_conn, by slot. */
+struct pconn {
+	uint32_t gen;		/* the slot's generation it belongs to */
+	uint16_t app;		/* index in the apps' table, plus one */
+	uint8_t sid_len;
+	char sid[PUSHER_SOCKET_ID_MAX + 1];
+};
+
+/* Each shard's table, by shard id; touched by that shard only. */
+#define SHARDS_MAX	1024
+static struct pconn *tabs[SHARDS_MAX];
+
+static const struct eng_pusher_cfg *pcfg(const struct eng_shard *s)
+{
+	return s->eng->cfg.pusher;
+}
+
+/* @c's record: NULL when it has none (it is not a Pusher connection). */
+static struct pconn *pconn_of(struct eng_shard *s, struct eng_conn *c)
+{
+	struct pconn *t = s->id < SHARDS_MAX ? tabs[s->id] : NULL;
+	struct pconn *pc = t ? &t[eng_slot(s, c)] : NULL;
+
+	return pc && pc->app && pc->gen == c->gen ? pc : NULL;
+}
+
+static const struct pusher_app *app_of(struct eng_shard *s,
+				       const struct pconn *pc)
+{
+	return &pcfg(s)->apps.v[pc->app - 1];
+}
+
+int eng_pusher_chan_name(const struct pusher_app *app, const char *ch,
+			 size_t len, char *out)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	size_t n = app->id_len + 4;
+
+	if (!len || len > PUSHER_CHANNEL_MAX)
+		return -EINVAL;
+	out[0] = ENG_PUSHER_MARK;
+	out[2] = ':';
+	memcpy(out + 3, app->id, app->id_len);
+	out[n - 1] = ':';
+	/* the engine's alphabet lacks Pusher's ',', ';' and '#' */
+	if (n + len <= ENG_CHAN_MAX && eng_chan_name_ok(ch, len)) {
+		out[1] = 'p';
+		memcpy(out + n, ch, len);
+		out[n + len] = '\0';
+		return (int)(n + len);
+	}
+	if (!EVP_Digest(ch, len, md, &mdlen, EVP_sha256(), NULL))
+		return -EINVAL;
+	out[1] = 'h';
+	for (unsigned i = 0; i < 20; i++)
+		sprintf(out + n + 2 * i, "%02x", md[i]);
+	return (int)(n + 40);
+}
+
+/* ---- frames --------------------------------------------------------------- */
+
+/* A text frame of at most @cap bytes of JSON; *@out: where to write it. */
+static struct eng_buf *frame_new(size_t cap, char **out)
+{
+	struct eng_buf *b = eng_buf_new(WS_MAX_SERVER_HDR + cap);
+
+	if (b)
+		*out = (char *)b->data + WS_MAX_SERVER_HDR;
+	return b;
+}
+
+/* Seals @b's @n bytes of JSON, or drops @b when the encoder failed. */
+static struct eng_buf *frame_seal(struct eng_buf *b, ssize_t n)
+{
+	if (!b || n < 0) {
+		if (b)
+			eng_buf_put(b);
+		return NULL;
+	}
+	eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, WS_OP_TEXT, (size_t)n);
+	return b;
+}
+
+/* Queues @b, or fails @c when it could not be made. */
+static void send_buf(struct eng_shard *s, struct eng_conn *c,
+		     struct eng_buf *b)
+{
+	if (b)
+		eng_conn_queue(s, c, b);
+	else
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+}
+
+static void send_error(struct eng_shard *s, struct eng_conn *c, int code,
+		       const char *msg)
+{
+	size_t cap = 96 + 2 * json_escape_max(strlen(msg));
+	char *o = NULL;
+	struct eng_buf *b = frame_new(cap, &o);
+
+	send_buf(s, c, frame_seal(b, b ? pusher_enc_error(o, cap, code, msg)
+				      : -1));
+}
+
+static void sub_error(struct eng_shard *s, struct eng_conn *c,
+		      struct json_slice ch, const char *type,
+		      const char *err, int status)
+{
+	size_t cap = 96 + 2 * json_escape_max(ch.len) + strlen(err);
+	char *o = NULL;
+	struct eng_buf *b = frame_new(cap, &o);
+
+	send_buf(s, c, frame_seal(b, b ? pusher_enc_sub_error(o, cap, ch, type,
+							      err, status)
+				      : -1));
+}
+
+static void send_pong(struct eng_shard *s, struct eng_conn *c)
+{
+	char *o = NULL;
+	struct eng_buf *b = frame_new(64, &o);
+
+	send_buf(s, c, frame_seal(b, b ? pusher_enc_pong(o, 64) : -1));
+}
+
+/* ---- pusher:subscribe ----------------------------------------------------- */
+
+/*
+ * The subscription_succeeded @c gets once the subscription is registered.
+ * Presence lists @mb alone for now: other members are not tracked yet.
+ */
+static struct eng_buf *succeeded(struct json_slice ch, int kind,
+				 const struct pusher_member *mb)
+{
+	size_t cap = 128 + 2 * json_escape_max(ch.len) +
+		     (mb ? 4 * (mb->id.len + mb->id_str.len + mb->info.len) +
+			   64 : 0);
+	char *o = NULL;
+	struct eng_buf *b = frame_new(cap, &o);
+
+	if (!b)
+		return NULL;
+	return frame_seal(b, (kind & PUSHER_CH_PRESENCE) ?
+			     pusher_enc_presence(o, cap, ch, mb, 1) :
+			     pusher_enc_subscribed(o, cap, ch));
+}
+
+/*
+ * Whether @c may join @ch: its auth checked for private and presence
+ * channels, presence's member read from channel_data into @mb (its
+ * slices in @scratch). Replies with subscription_error when not.
+ */
+static bool admitted(struct eng_shard *s, struct eng_conn *c,
+		     const struct pconn *pc, const struct pusher_msg *m,
+		     int kind, struct pusher_member *mb, char *scratch,
+		     size_t cap)
+{
+	const struct pusher_app *app = app_of(s, pc);
+	struct json_slice sid = { pc->sid, pc->sid_len }, cd = { 0 };
+	int ret;
+
+	if (!pusher_channel_needs_auth(kind))
+		return true;
+	if (!m->d_auth.p) {
+		sub_error(s, c, m->d_channel, "AuthError", "auth needed", 401);
+		return false;
+	}
+	if (kind & PUSHER_CH_PRESENCE) {
+		if (!m->d_channel_data.p) {
+			sub_error(s, c, m->d_channel, "AuthError",
+				  "channel_data needed", 401);
+			return false;
+		}
+		cd = m->d_channel_data;
+	}
+	ret = pusher_channel_auth_check(app, sid, m->d_channel, cd, m->d_auth);
+	if (ret == -EACCES) {
+		sub_error(s, c, m->d_channel, "AuthError", "invalid signature",
+			  401);
+		return false;
+	}
+	if (ret < 0) {
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return false;
+	}
+	if ((kind & PUSHER_CH_PRESENCE) &&
+	    pusher_member_parse(s->json, cd, mb, scratch, cap) < 0) {
+		sub_error(s, c, m->d_channel, "AuthError",
+			  "channel_data needs a user_id", 400);
+		return false;
+	}
+	return true;
+}
+
+static void subscribe(struct eng_shard *s, struct eng_conn *c,
+		      const struct pconn *pc, const struct pusher_msg *m,
+		      char *scratch, size_t cap)
+{
+	struct pusher_member mb = { 0 };
+	char name[ENG_CHAN_MAX + 1];
+	struct json_slice one;
+	struct eng_buf *ok;
+	int kind, len;
+
+	if (!m->d_channel.p) {
+		send_error(s, c, MALFORMED, "pusher:subscribe needs a channel");
+		return;
+	}
+	/* the kind first: it keeps ':' out of what the signature covers */
+	kind = pusher_channel_kind(m->d_channel.p, m->d_channel.len);
+	if (kind < 0 || (kind & PUSHER_CH_USER)) {
+		sub_error(s, c, m->d_channel, "InvalidChannel",
+			  kind < 0 ? "invalid channel name" :
+			  "user channels need pusher:signin (not supported)",
+			  400);
+		return;
+	}
+	if (!admitted(s, c, pc, m, kind, &mb, scratch, cap))
+		return;
+	len = eng_pusher_chan_name(app_of(s, pc), m->d_channel.p,
+				   m->d_channel.len, name);
+	if (len < 0) {
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return;
+	}
+	one = (struct json_slice){ name, (size_t)len };
+	if (c->nsubs >= s->eng->cfg.max_subs &&
+	    !eng_sub_find(c, eng_chan_find(&s->chans, name, (size_t)len,
+					   eng_chan_hash(name, (size_t)len)))) {
+		sub_error(s, c, m->d_channel, "LimitReached",
+			  "too many subscriptions", 4100);
+		return;
+	}
+	ok = succeeded(m->d_channel, kind, (kind & PUSHER_CH_PRESENCE) ? &mb :
+		       NULL);
+	if (!ok || eng_subscribe(s, c, &one, 1, ok) < 0)
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+}
+
+static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
+			const struct pconn *pc, const struct pusher_msg *m)
+{
+	char name[ENG_CHAN_MAX + 1];
+	int len;
+
+	if (!m->d_channel.p ||
+	    pusher_channel_kind(m->d_channel.p, m->d_channel.len) < 0)
+		return;		/* nothing it could have joined */
+	len = eng_pusher_chan_name(app_of(s, pc), m->d_channel.p,
+				   m->d_channel.len, name);
+	if (len > 0)
+		eng_unsubscribe(s, c, &(struct json_slice){ name, (size_t)len },
+				1);
+}
+
+static bool event_is(const struct pusher_msg *m, const char *name)
+{
+	size_t n = strlen(name);
+
+	return m->event.len == n && !memcmp(m->event.p, name, n);
+}
+
+/* One Pusher event from @c, @len bytes at @p. */
+static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
+		       const uint8_t *p, size_t len)
+{
+	struct pconn *pc = pconn_of(s, c);
+	size_t cap = 2 * len + 16;	/* each parser's scratch */
+	struct pusher_msg m;
+	char *scratch;
+
+	if (op != WS_OP_TEXT || !pc) {	/* the protocol is JSON text */
+		eng_conn_fail(s, c, WS_CLOSE_UNSUPPORTED);
+		return;
+	}
+	scratch = malloc(2 * cap);
+	if (!scratch) {
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return;
+	}
+	if (pusher_msg_parse(s->json, (const char *)p, len, &m, scratch,
+			     cap) < 0)
+		send_error(s, c, MALFORMED, "malformed message");
+	else if (event_is(&m, "pusher:ping"))
+		send_pong(s, c);
+	else if (event_is(&m, "pusher:subscribe"))
+		subscribe(s, c, pc, &m, scratch + cap, cap);
+	else if (event_is(&m, "pusher:unsubscribe"))
+		unsubscribe(s, c, pc, &m);
+	else if (m.event.len >= 7 && !memcmp(m.event.p, "client-", 7))
+		send_error(s, c, 4301, "client events are not supported yet");
+	/* pusher:pong and others: nothing to do */
+	free(scratch);
+}
+
+/* ---- the upgrade and the close ------------------------------------------ */
+
+/* @c's record, made for a new connection. NULL: no memory. */
+static struct pconn *pconn_new(struct eng_shard *s, struct eng_conn *c)
+{
+	if (s->id >= SHARDS_MAX)
+		return NULL;
+	/* calloc'd whole: pages of slots never used are never touched */
+	if (!tabs[s->id])
+		tabs[s->id] = calloc(s->nr_conns, sizeof(struct pconn));
+	return tabs[s->id] ? &tabs[s->id][eng_slot(s, c)] : NULL;
+}
+
+/* The target again, "/app/{key}?query", into @buf (@cap bytes). */
+static ssize_t target(const struct hs_req *req, char *buf, size_t cap)
+{
+	size_t n = req->path.len;
+
+	if (n + 1 + req->query.len > cap)
+		return -E2BIG;
+	memcpy(buf, req->path.p, n);
+	if (req->query.len) {
+		buf[n++] = '?';
+		memcpy(buf + n, req->query.p, req->query.len);
+		n += req->query.len;
+	}
+	return (ssize_t)n;
+}
+
+/* Upgrades @c only to close it with Pusher's @code: pusher-js acts on it. */
+static void refuse(struct eng_shard *s, struct eng_conn *c,
+		   const struct hs_req *req, int code)
+{
+	eng_conn_upgrade(s, c, &req->ws_key, ENG_CONN_K_PUSHER);
+	eng_conn_close_ws(s, c, (uint16_t)code, pusher_code_text(code));
+}
+
+/*
+ * GET /app/{key}?protocol=7&...: the app found by its key, a socket_id
+ * drawn, the 101 and pusher:connection_established.
+ */
+static void on_upgrade(struct eng_shard *s, struct eng_conn *c,
+		       const struct hs_req *req)
+{
+	const struct pusher_apps *apps = &pcfg(s)->apps;
+	const struct pusher_app *app;
+	struct json_slice key, sid;
+	char buf[1024], *o = NULL;
+	unsigned protocol;
+	struct eng_buf *b;
+	struct pconn *pc;
+	ssize_t n = target(req, buf, sizeof(buf));
+	int code;
+
+	code = n < 0 ? PUSHER_PATH_NOT_FOUND :
+	       pusher_ws_target(buf, (size_t)n, &key, &protocol);
+	if (code) {
+		refuse(s, c, req, code);
+		return;
+	}
+	app = pusher_app_by_key(apps, key.p, key.len);
+	if (!app) {
+		refuse(s, c, req, PUSHER_APP_NOT_FOUND);
+		return;
+	}
+	pc = pconn_new(s, c);
+	n = pc ? pusher_socket_id_new(pc->sid) : -ENOMEM;
+	if (n < 0) {
+		refuse(s, c, req, PUSHER_OVER_CAPACITY);
+		return;
+	}
+	pc->gen = c->gen;
+	pc->app = (uint16_t)(app - apps->v + 1);
+	pc->sid_len = (uint8_t)n;
+	sid = (struct json_slice){ pc->sid, pc->sid_len };
+	eng_conn_upgrade(s, c, &req->ws_key, ENG_CONN_K_PUSHER);
+	b = frame_new(128, &o);
+	send_buf(s, c, frame_seal(b, b ? pusher_enc_connected(o, 128, sid,
+							      ACTIVITY_S)
+				      : -1));
+}
+
+static void on_close(struct eng_shard *s, struct eng_conn *c)
+{
+	struct pconn *pc = pconn_of(s, c);
+
+	eng_unsubscribe_all(s, c);
+	if (pc)
+		memset(pc, 0, sizeof(*pc));
+}
+
+static bool enabled(const struct eng_shard *s)
+{
+	return s->eng->cfg.pusher && s->eng->cfg.pusher->apps.n;
+}
+
+static const struct eng_endpoint pusher_endpoint = {
+	.name = "pusher",
+	.path = "/app/",
+	.prefix = true,
+	.kind = ENG_CONN_K_PUSHER,
+	.enabled = enabled,
+	.on_upgrade = on_upgrade,
+	.on_message = on_message,
+	.on_close = on_close,
+};
+
+int eng_pusher_register(void)
+{
+	return eng_endpoint_add(&pusher_endpoint);
+}

@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: MIT
+// The official Pusher clients against a running ringcast (test_pusher.py
+// runs it): pusher-js 8 (its Node build) connecting to /app/{key}, with
+// private and presence channels authorized by the official `pusher`
+// server SDK (authorizeChannel, as an app's auth endpoint would), and the
+// SDK's trigger() publishing through ringcast's /apps/{id}/events.
+// Usage: node pusher_clients.mjs SCENARIO CONFIG_JSON; CONFIG_JSON holds
+// host, ports (one per node), tls, app {id,key,secret}. Prints one JSON
+// line of results and exits 0, or says what failed and exits 1. Every
+// wait is for an event, bounded by a deadline that only turns a hang
+// into a failure.
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const PusherJs = require('pusher-js');
+const PusherServer = require('pusher');
+const DEADLINE_MS = 30000;
+
+const [scenario, cfgText] = process.argv.slice(2);
+const cfg = JSON.parse(cfgText);
+const sdkFor = (port, secret) => new PusherServer({
+    appId: cfg.app.id, key: cfg.app.key, secret: secret || cfg.app.secret,
+    host: cfg.host, port: String(port), useTLS: cfg.tls,
+});
+
+function fail(msg) {
+    console.error('pusher_clients ' + scenario + ': ' + msg);
+    process.exit(1);
+}
+
+// Resolves when @emitter emits @event (once), or fails after a deadline.
+function once(emitter, event, what) {
+    return new Promise((resolve) => {
+        const t = setTimeout(() => fail('no ' + (what || event)), DEADLINE_MS);
+        const cb = (data) => {
+            clearTimeout(t);
+            emitter.unbind(event, cb);
+            resolve(data);
+        };
+        emitter.bind(event, cb);
+    });
+}
+
+// A pusher-js client of the app on @port; @auth signs its channels.
+function client(port, opts = {}) {
+    const auth = opts.auth || sdkFor(cfg.ports[0]);
+    return new PusherJs(opts.key || cfg.app.key, {
+        cluster: 'ringcast', wsHost: cfg.host, wsPort: port, wssPort: port,
+        forceTLS: cfg.tls, enabledTransports: ['ws', 'wss'],
+        disableStats: true,
+        channelAuthorization: {
+            customHandler: ({ socketId, channelName }, cb) => {
+                const user = channelName.startsWith('presence-') ?
+                    { user_id: opts.user || 'u1',
+                      user_info: { name: 'Ann "A" \u00e9' } } : undefined;
+                cb(null, auth.authorizeChannel(socketId, channelName, user));
+            },
+        },
+    });
+}
+
+// Until @p is connected (it may be already: the event went by).
+async function connected(p) {
+    if (p.connection.state !== 'connected')
+        await once(p.connection, 'connected', 'connected');
+}
+
+async function subscribed(p, name) {
+    const ch = p.subscribe(name);
+    const data = await once(ch, 'pusher:subscription_succeeded',
+                            'subscription_succeeded on ' + name);
+    return [ch, data];
+}
+
+// A client on node 0 and one on node 1 on public, private and presence
+// channels; the SDK publishes on node 1; each event reaches both once.
+async function fanout() {
+    const a = client(cfg.ports[0]), b = client(cfg.ports[1], { user: 'u2' });
+    const names = ['room-1', 'private-room', 'presence-room'];
+    const out = { socket_ids: [], events: [] };
+
+    for (const p of [a, b]) {
+        await connected(p);
+        out.socket_ids.push(p.connection.socket_id);
+    }
+    const chans = [];
+    for (const n of names) {
+        const [ca] = await subscribed(a, n);
+        const [cb, members] = await subscribed(b, n);
+        chans.push([ca, cb]);
+        if (n.startsWith('presence-'))
+            out.me = members.me.id;
+    }
+    const sdk = sdkFor(cfg.ports[1]);
+    for (let i = 0; i < names.length; i++) {
+        const payload = { n: i, text: 'x\u00e9"\\\n' };
+        const got = chans[i].map((c) => once(c, 'news', 'news on ' +
+                                             names[i]));
+        const r = await sdk.trigger(names[i], 'news', payload);
+        if (r.status !== 200)
+            fail('trigger answered ' + r.status);
+        for (const d of await Promise.all(got))
+            out.events.push([names[i], d]);
+    }
+    a.disconnect();
+    b.disconnect();
+    return out;
+}
+
+// A private channel authorized with another secret: subscription_error.
+async function badauth() {
+    const p = client(cfg.ports[0],
+                     { auth: sdkFor(cfg.ports[0], 'not-the-secret') });
+    await connected(p);
+    const ch = p.subscribe('private-x');
+    const err = await once(ch, 'pusher:subscription_error',
+                           'subscription_error');
+    p.disconnect();
+    return { error: err };
+}
+
+// An unknown key: close 4001, which pusher-js takes as refused: it
+// disconnects (a retry would go back to connecting or unavailable).
+async function unknownkey() {
+    const p = client(cfg.ports[0], { key: 'no-such-key' });
+    const states = [];
+    p.connection.bind('state_change', (s) => states.push(s.current));
+    const err = await once(p.connection, 'error', 'error');
+    if (p.connection.state !== 'disconnected')
+        await once(p.connection, 'disconnected', 'disconnected');
+    return { error: err.error, states, state: p.connection.state };
+}
+
+const run = { fanout, badauth, unknownkey }[scenario];
+if (!run)
+    fail('unknown scenario');
+run().then((out) => {
+    console.log(JSON.stringify(out));
+    process.exit(0);
+}, (e) => fail(e.stack || String(e)));
