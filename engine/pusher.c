@@ -20,6 +20,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "hs.h"
+#include "pub.h"
 #include "pusher_eng.h"
 #include "sub.h"
 
@@ -418,6 +419,15 @@ static bool enabled(const struct eng_shard *s)
 	return s->eng->cfg.pusher && s->eng->cfg.pusher->apps.n;
 }
 
+/* eng_pub_skip: whether @c is the connection of socket_id @id. */
+static bool is_socket(struct eng_shard *s, struct eng_conn *c, const char *id,
+		      size_t len)
+{
+	const struct pconn *pc = pconn_of(s, c);
+
+	return pc && pc->sid_len == len && !memcmp(pc->sid, id, len);
+}
+
 static const struct eng_endpoint pusher_endpoint = {
 	.name = "pusher",
 	.path = "/app/",
@@ -431,5 +441,6 @@ static const struct eng_endpoint pusher_endpoint = {
 
 int eng_pusher_register(void)
 {
+	eng_pub_skip = is_socket;
 	return eng_endpoint_add(&pusher_endpoint);
 }

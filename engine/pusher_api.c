@@ -15,6 +15,7 @@
 #include "broker.h"
 #include "chan.h"
 #include "conn.h"
+#include "frame.h"
 #include "hs.h"
 #include "json.h"
 #include "pusher_eng.h"
@@ -61,6 +62,34 @@ static bool one_channel(const struct json_member *m, struct json_slice *ch,
 	}
 	*ch = (struct json_slice){ p + 1, (size_t)(end - p - 2) };
 	return true;
+}
+
+/*
+ * The event's frame as published: {"event":..,"channel":..,"data":..},
+ * after ENG_FRAME_SKIP "SID", when @skip.p (frame.h): all subscribers
+ * but that connection get it.
+ */
+static ssize_t encode(char *out, size_t cap, struct json_slice name,
+		      struct json_slice ch, struct json_slice data,
+		      struct json_slice skip)
+{
+	size_t hl = 0;
+	ssize_t n;
+
+	if (skip.p) {
+		hl = sizeof(ENG_FRAME_SKIP) - 1;
+		memcpy(out, ENG_FRAME_SKIP, hl);
+		memcpy(out + hl, skip.p, skip.len);	/* digits and a dot */
+		hl += skip.len;
+		out[hl++] = '"';
+	}
+	n = pusher_enc_event(out + hl, cap - hl, name, ch, data,
+			     (struct json_slice){ 0 });
+	if (n < 0)
+		return n;
+	if (hl)
+		out[hl] = ',';	/* its '{' is the head's */
+	return (ssize_t)hl + n;
 }
 
 /* POST /apps/{id}/events, its signature checked: the body published. */
@@ -112,10 +141,9 @@ static void events(struct eng_shard *s, struct eng_conn *c,
 	nlen = eng_pusher_chan_name(app, ch.p, ch.len, name);
 	/* the frame, encoded once: event name, channel and data as sent */
 	cap = 64 + json_escape_max(m[2].str.len) + json_escape_max(ch.len) +
-	      m[3].raw.len;
+	      m[3].raw.len + sizeof(ENG_FRAME_SKIP) + m[4].str.len;
 	ev = malloc(cap);
-	n = ev && nlen > 0 ? pusher_enc_event(ev, cap, m[2].str, ch, m[3].raw,
-					      (struct json_slice){ 0 })
+	n = ev && nlen > 0 ? encode(ev, cap, m[2].str, ch, m[3].raw, m[4].str)
 			   : -ENOMEM;
 	if (n < 0 || s->eng->broker->publish(s, c, ENG_TO_CHANNEL, name,
 					     (size_t)nlen, (const uint8_t *)ev,

@@ -206,6 +206,29 @@ async def check_apps_apart(eng):
     await ws.close()
 
 
+async def check_socket_id_skipped(engs):
+    """A publish with a socket_id reaches every subscriber but that one,
+    on both nodes; the frame sent holds no trace of it."""
+    a, ha = await connected(engs[0])
+    b, hb = await connected(engs[1])
+    for ws in (a, b):
+        await ws.send(json.dumps({"event": "pusher:subscribe",
+                                  "data": {"channel": "skip-me"}}))
+        await event(ws)
+    doc = {"name": "e", "channel": "skip-me", "data": "1",
+           "socket_id": ha["socket_id"]}
+    expect_eq(trigger(engs[1], doc)[0], 200, "publish skipping a")
+    got = await rc.ws_recv(b)
+    expect_eq(json.loads(got), {"event": "e", "channel": "skip-me",
+                                "data": "1"}, "b's event")
+    doc.update(data="2", socket_id=hb["socket_id"])
+    expect_eq(trigger(engs[1], doc)[0], 200, "publish skipping b")
+    expect_eq(json.loads(await rc.ws_recv(a))["data"], "2",
+              "a's first event is the one that skipped b")
+    await a.close()
+    await b.close()
+
+
 def check_api_refusals(eng):
     body = json.dumps({"name": "e", "channel": "c", "data": "x"}).encode()
     path = "/apps/%s/events" % APP["id"]
@@ -289,6 +312,8 @@ def body(run):
                   engs[0])
         run.check("two apps' channels never meet", check_apps_apart,
                   engs[0])
+        run.check("socket_id: all subscribers but that one",
+                  check_socket_id_skipped, engs)
         run.check("HTTP API refusals: replay, signature, sizes",
                   check_api_refusals, engs[0])
     with tempfile.NamedTemporaryFile("w", suffix=".apps") as f:
