@@ -27,8 +27,18 @@
 #define ACTIVITY_S	120	/* activity_timeout sent: pusher-js's default */
 #define MALFORMED	4300	/* pusher:error code of a message we cannot read */
 
+/* A presence channel a connection joined, as whom. */
+struct join {
+	struct join *next;
+	size_t len, clen, ulen;
+	char name[ENG_CHAN_MAX + 1];		/* the engine's */
+	char ch[PUSHER_CHANNEL_MAX + 1];	/* Pusher's */
+	char uid[];				/* user_id, unescaped */
+};
+
 /* What a Pusher connection holds besides struct eng_conn, by slot. */
 struct pconn {
+	struct join *joins;	/* presence channels joined */
 	uint32_t gen;		/* the slot's generation it belongs to */
 	uint16_t app;		/* index in the apps' table, plus one */
 	uint8_t sid_len;
@@ -155,24 +165,86 @@ static void send_pong(struct eng_shard *s, struct eng_conn *c)
 
 /* ---- pusher:subscribe ----------------------------------------------------- */
 
-/*
- * The subscription_succeeded @c gets once the subscription is registered.
- * Presence lists @mb alone for now: other members are not tracked yet.
- */
-static struct eng_buf *succeeded(struct json_slice ch, int kind,
-				 const struct pusher_member *mb)
+/* The subscription_succeeded @c gets once the subscription is registered. */
+static struct eng_buf *succeeded(struct json_slice ch)
 {
-	size_t cap = 128 + 2 * json_escape_max(ch.len) +
-		     (mb ? 4 * (mb->id.len + mb->id_str.len + mb->info.len) +
-			   64 : 0);
+	size_t cap = 128 + 2 * json_escape_max(ch.len);
 	char *o = NULL;
 	struct eng_buf *b = frame_new(cap, &o);
 
-	if (!b)
-		return NULL;
-	return frame_seal(b, (kind & PUSHER_CH_PRESENCE) ?
-			     pusher_enc_presence(o, cap, ch, mb, 1) :
-			     pusher_enc_subscribed(o, cap, ch));
+	return b ? frame_seal(b, pusher_enc_subscribed(o, cap, ch)) : NULL;
+}
+
+static struct join *joined(struct pconn *pc, const char *name, size_t len)
+{
+	struct join *j;
+
+	for (j = pc->joins; j; j = j->next)
+		if (j->len == len && !memcmp(j->name, name, len))
+			return j;
+	return NULL;
+}
+
+/*
+ * Presence channel @one (Pusher's @ch) joined as @mb: the member counted
+ * and announced (pusher_presence.c), the subscription registered, and
+ * the join kept for the leave. A second subscribe is answered again.
+ */
+static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
+		 const struct json_slice *one, struct json_slice ch,
+		 const struct pusher_member *mb)
+{
+	struct json_slice sid = { pc->sid, pc->sid_len };
+	struct eng_buf *ok = NULL;
+	struct join *j = NULL;
+	int ret;
+
+	if (joined(pc, one->p, one->len)) {
+		sub_error(s, c, ch, "AlreadySubscribed", "already subscribed",
+			  400);
+		return;
+	}
+	j = calloc(1, sizeof(*j) + mb->id_str.len + 1);
+	ret = j ? eng_pusher_join(s, one->p, one->len, ch, sid, mb, &ok)
+		: -ENOMEM;
+	if (ret == -E2BIG) {
+		free(j);
+		sub_error(s, c, ch, "LimitReached", "too many members", 4100);
+		return;
+	}
+	if (ret < 0 || eng_subscribe(s, c, one, 1, ok) < 0) {
+		free(j);
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return;
+	}
+	j->len = one->len;
+	memcpy(j->name, one->p, one->len);
+	j->clen = ch.len;
+	memcpy(j->ch, ch.p, ch.len);
+	j->ulen = mb->id_str.len;
+	memcpy(j->uid, mb->id_str.p, mb->id_str.len);
+	j->next = pc->joins;
+	pc->joins = j;
+}
+
+/* @c leaves presence channel @name, if it joined it. */
+static void leave(struct eng_shard *s, struct pconn *pc, const char *name,
+		  size_t len)
+{
+	struct join **jp, *j;
+
+	for (jp = &pc->joins; *jp; jp = &(*jp)->next) {
+		j = *jp;
+		if (j->len != len || memcmp(j->name, name, len))
+			continue;
+		*jp = j->next;
+		eng_pusher_leave(s, j->name, j->len,
+				 (struct json_slice){ j->ch, j->clen },
+				 (struct json_slice){ pc->sid, pc->sid_len },
+				 (struct json_slice){ j->uid, j->ulen });
+		free(j);
+		return;
+	}
 }
 
 /*
@@ -223,7 +295,7 @@ static bool admitted(struct eng_shard *s, struct eng_conn *c,
 }
 
 static void subscribe(struct eng_shard *s, struct eng_conn *c,
-		      const struct pconn *pc, const struct pusher_msg *m,
+		      struct pconn *pc, const struct pusher_msg *m,
 		      char *scratch, size_t cap)
 {
 	struct pusher_member mb = { 0 };
@@ -261,14 +333,17 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 			  "too many subscriptions", 4100);
 		return;
 	}
-	ok = succeeded(m->d_channel, kind, (kind & PUSHER_CH_PRESENCE) ? &mb :
-		       NULL);
+	if (kind & PUSHER_CH_PRESENCE) {
+		join(s, c, pc, &one, m->d_channel, &mb);
+		return;
+	}
+	ok = succeeded(m->d_channel);
 	if (!ok || eng_subscribe(s, c, &one, 1, ok) < 0)
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
 static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
-			const struct pconn *pc, const struct pusher_msg *m)
+			struct pconn *pc, const struct pusher_msg *m)
 {
 	char name[ENG_CHAN_MAX + 1];
 	int len;
@@ -278,9 +353,10 @@ static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
 		return;		/* nothing it could have joined */
 	len = eng_pusher_chan_name(app_of(s, pc), m->d_channel.p,
 				   m->d_channel.len, name);
-	if (len > 0)
-		eng_unsubscribe(s, c, &(struct json_slice){ name, (size_t)len },
-				1);
+	if (len <= 0)
+		return;
+	eng_unsubscribe(s, c, &(struct json_slice){ name, (size_t)len }, 1);
+	leave(s, pc, name, (size_t)len);
 }
 
 static bool event_is(const struct pusher_msg *m, const char *name)
@@ -410,6 +486,8 @@ static void on_close(struct eng_shard *s, struct eng_conn *c)
 	struct pconn *pc = pconn_of(s, c);
 
 	eng_unsubscribe_all(s, c);
+	while (pc && pc->joins)
+		leave(s, pc, pc->joins->name, pc->joins->len);
 	if (pc)
 		memset(pc, 0, sizeof(*pc));
 }

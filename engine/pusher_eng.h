@@ -65,6 +65,28 @@ void eng_pusher_cfg_free(struct eng_cfg *cfg);
 int eng_pusher_chan_name(const struct pusher_app *app, const char *ch,
 			 size_t len, char *out);
 
+#define ENG_PUSHER_MEMBERS_MAX	100	/* a presence channel's users */
+
+/*
+ * Member @mb of presence channel @ch (engine channel @name[0..@len))
+ * joins on connection @sid: counted, and announced to the channel's
+ * other subscribers with member_added when it is the user's first
+ * connection. *@ok: the subscription_succeeded @sid gets, listing every
+ * member. Returns 0; -E2BIG when the channel has ENG_PUSHER_MEMBERS_MAX
+ * users already; -ENOMEM.
+ */
+int eng_pusher_join(struct eng_shard *s, const char *name, size_t len,
+		    struct json_slice ch, struct json_slice sid,
+		    const struct pusher_member *mb, struct eng_buf **ok);
+
+/*
+ * Connection @sid of user @id_str left presence channel @ch: at the
+ * user's last connection, member_removed to the channel.
+ */
+void eng_pusher_leave(struct eng_shard *s, const char *name, size_t len,
+		      struct json_slice ch, struct json_slice sid,
+		      struct json_slice id_str);
+
 /*
  * Registers the /app/ endpoint (eng_endpoint_add). Once, before the
  * shards start. Returns 0 or -errno.

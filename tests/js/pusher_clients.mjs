@@ -131,7 +131,37 @@ async function unknownkey() {
     return { error: err.error, states, state: p.connection.state };
 }
 
-const run = { fanout, badauth, unknownkey }[scenario];
+// Presence on one node: u1 (a), then u2 twice (b, then c). a hears
+// u2 added once, at its first connection, and removed once, at its last.
+async function presence() {
+    const port = cfg.ports[0], name = 'presence-p';
+    const a = client(port, { user: 'u1' });
+    const [ca] = await subscribed(a, name);
+    const seen = [];
+    ca.bind('pusher:member_added', (m) => seen.push(['added', m.id]));
+    ca.bind('pusher:member_removed', (m) => seen.push(['removed', m.id]));
+    const b = client(port, { user: 'u2' });
+    const addedB = once(ca, 'pusher:member_added', 'member_added');
+    const [, membersB] = await subscribed(b, name);
+    await addedB;
+    const c = client(port, { user: 'u2' });
+    const [cc, membersC] = await subscribed(c, name);
+    const out = { b: [], c: [], infoA: membersB.get('u1').info };
+    membersB.each((m) => out.b.push(m.id));
+    membersC.each((m) => out.c.push(m.id));
+    // c goes first: u2 still has b, so nothing is said
+    const goneC = once(ca, 'pusher:member_removed', 'member_removed');
+    c.disconnect();
+    b.disconnect();
+    await goneC;
+    out.seen = seen;
+    out.countA = ca.members.count;
+    a.disconnect();
+    void cc;
+    return out;
+}
+
+const run = { fanout, badauth, unknownkey, presence }[scenario];
 if (!run)
     fail('unknown scenario');
 run().then((out) => {

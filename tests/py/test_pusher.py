@@ -109,6 +109,16 @@ def check_official_clients(engs):
         expect_eq(data, want, "event %d on %s" % (i, chan))
 
 
+def check_presence(engs):
+    out = pusher_js("presence", engs[:1])
+    expect_eq(sorted(out["b"]), ["u1", "u2"], "members b saw")
+    expect_eq(sorted(out["c"]), ["u1", "u2"], "members c saw")
+    expect_eq(out["infoA"], {"name": 'Ann "A" \u00e9'}, "u1's user_info")
+    expect_eq(out["seen"], [["added", "u2"], ["removed", "u2"]],
+              "member events a heard")
+    expect_eq(out["countA"], 1, "members left")
+
+
 def check_bad_auth(engs):
     err = pusher_js("badauth", engs)["error"]
     expect_eq((err.get("type"), err.get("status")), ("AuthError", 401),
@@ -302,6 +312,8 @@ def body(run):
     with run.section(), rc.nodes(run.exe, *engine_args()) as engs:
         run.check("pusher-js and the pusher SDK: public, private, presence",
                   check_official_clients, engs)
+        run.check("pusher-js presence on one node: members, first join, "
+                  "last leave", check_presence, engs)
         run.check("pusher-js: bad signature -> subscription_error",
                   check_bad_auth, engs)
         run.check("pusher-js: unknown key -> 4001, no retry",
