@@ -20,6 +20,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "hs.h"
+#include "frame.h"
 #include "pub.h"
 #include "pusher_eng.h"
 #include "sub.h"
@@ -95,6 +96,30 @@ int eng_pusher_chan_name(const struct pusher_app *app, const char *ch,
 	for (unsigned i = 0; i < 20; i++)
 		sprintf(out + n + 2 * i, "%02x", md[i]);
 	return (int)(n + 40);
+}
+
+ssize_t eng_pusher_skip_event(char *out, size_t cap, struct json_slice skip,
+			      struct json_slice name, struct json_slice ch,
+			      struct json_slice data, struct json_slice user_id)
+{
+	size_t hl = 0;
+	ssize_t n;
+
+	if (skip.p) {
+		hl = sizeof(ENG_FRAME_SKIP) - 1;
+		if (cap < hl + skip.len + 1)
+			return -ENOSPC;
+		memcpy(out, ENG_FRAME_SKIP, hl);
+		memcpy(out + hl, skip.p, skip.len);	/* digits and a dot */
+		hl += skip.len;
+		out[hl++] = '"';
+	}
+	n = pusher_enc_event(out + hl, cap - hl, name, ch, data, user_id);
+	if (n < 0)
+		return n;
+	if (hl)
+		out[hl] = ',';	/* its '{' is the head's */
+	return (ssize_t)hl + n;
 }
 
 /* ---- frames --------------------------------------------------------------- */
@@ -359,6 +384,84 @@ static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
 	leave(s, pc, name, (size_t)len);
 }
 
+/*
+ * Why @c may not send client event @m, or NULL: the app allows them, on
+ * a private or presence channel (not encrypted) that @c joined, with a
+ * name and data within bounds. *@name: the channel's engine name.
+ */
+static const char *client_refusal(struct eng_shard *s, struct eng_conn *c,
+				  const struct pconn *pc,
+				  const struct pusher_msg *m, char *name,
+				  int *len)
+{
+	int kind;
+
+	if (!app_of(s, pc)->client_events)
+		return "client events are not enabled for this app";
+	if (!m->channel.p || m->data_type == JSON_ABSENT)
+		return "a client event needs a channel and data";
+	kind = pusher_channel_kind(m->channel.p, m->channel.len);
+	if (kind < 0 || !pusher_channel_needs_auth(kind) ||
+	    (kind & PUSHER_CH_ENCRYPTED))
+		return "client events go on private and presence channels only";
+	if (pusher_event_name_check(m->event.p, m->event.len, true) < 0 ||
+	    m->data.len > ENG_PUSHER_DATA_MAX)
+		return "client event name or data too long";
+	*len = eng_pusher_chan_name(app_of(s, pc), m->channel.p,
+				    m->channel.len, name);
+	if (*len < 0 || !eng_sub_find(c, eng_chan_find(&s->chans, name,
+						       (size_t)*len,
+						       eng_chan_hash(name,
+								     (size_t)*len))))
+		return "subscribe to the channel first";
+	return NULL;
+}
+
+/*
+ * A client-* event on a channel @c joined: to every other subscriber on
+ * this node, with the sender's user_id on a presence channel.
+ */
+static void client_event(struct eng_shard *s, struct eng_conn *c,
+			 const struct pconn *pc, const struct pusher_msg *m)
+{
+	struct json_slice uid = { 0 };
+	char name[ENG_CHAN_MAX + 1], *ev;
+	const struct join *j;
+	const char *why;
+	struct eng_buf *f;
+	size_t cap;
+	ssize_t n;
+	int len;
+
+	why = client_refusal(s, c, pc, m, name, &len);
+	if (why) {
+		send_error(s, c, PUSHER_UNAUTHORIZED, why);
+		return;
+	}
+	j = joined((struct pconn *)pc, name, (size_t)len);
+	cap = 96 + json_escape_max(m->event.len) + json_escape_max(m->channel.len) +
+	      m->data.len + (j ? json_escape_max(j->ulen) : 0) +
+	      sizeof(ENG_FRAME_SKIP) + pc->sid_len;
+	ev = malloc(cap);
+	if (!ev) {
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return;
+	}
+	if (j) {	/* user_id as a JSON string, written at the end */
+		char *u = ev + cap - json_escape_max(j->ulen);
+
+		uid = (struct json_slice){ u, json_escape(u, j->uid, j->ulen) };
+	}
+	n = eng_pusher_skip_event(ev, cap - (j ? json_escape_max(j->ulen) : 0),
+				  (struct json_slice){ pc->sid, pc->sid_len },
+				  m->event, m->channel, m->data, uid);
+	f = n < 0 ? NULL : eng_pub_frame(name, (size_t)len, (uint8_t *)ev,
+					 (size_t)n, true);
+	free(ev);
+	if (f)
+		eng_pub_inject(&s->mail, f);
+}
+
 static bool event_is(const struct pusher_msg *m, const char *name)
 {
 	size_t n = strlen(name);
@@ -394,7 +497,7 @@ static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 	else if (event_is(&m, "pusher:unsubscribe"))
 		unsubscribe(s, c, pc, &m);
 	else if (m.event.len >= 7 && !memcmp(m.event.p, "client-", 7))
-		send_error(s, c, 4301, "client events are not supported yet");
+		client_event(s, c, pc, &m);
 	/* pusher:pong and others: nothing to do */
 	free(scratch);
 }

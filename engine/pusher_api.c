@@ -20,7 +20,6 @@
 #include "json.h"
 #include "pusher_eng.h"
 
-#define DATA_MAX	10240	/* bytes of data, Pusher's limit (413) */
 
 static void reply(struct eng_shard *s, struct eng_conn *c, int status,
 		  const char *msg)
@@ -64,34 +63,6 @@ static bool one_channel(const struct json_member *m, struct json_slice *ch,
 	return true;
 }
 
-/*
- * The event's frame as published: {"event":..,"channel":..,"data":..},
- * after ENG_FRAME_SKIP "SID", when @skip.p (frame.h): all subscribers
- * but that connection get it.
- */
-static ssize_t encode(char *out, size_t cap, struct json_slice name,
-		      struct json_slice ch, struct json_slice data,
-		      struct json_slice skip)
-{
-	size_t hl = 0;
-	ssize_t n;
-
-	if (skip.p) {
-		hl = sizeof(ENG_FRAME_SKIP) - 1;
-		memcpy(out, ENG_FRAME_SKIP, hl);
-		memcpy(out + hl, skip.p, skip.len);	/* digits and a dot */
-		hl += skip.len;
-		out[hl++] = '"';
-	}
-	n = pusher_enc_event(out + hl, cap - hl, name, ch, data,
-			     (struct json_slice){ 0 });
-	if (n < 0)
-		return n;
-	if (hl)
-		out[hl] = ',';	/* its '{' is the head's */
-	return (ssize_t)hl + n;
-}
-
 /* POST /apps/{id}/events, its signature checked: the body published. */
 static void events(struct eng_shard *s, struct eng_conn *c,
 		   const struct pusher_app *app, const uint8_t *body,
@@ -117,7 +88,7 @@ static void events(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, 400, "name and data must be strings");
 		return;
 	}
-	if (m[3].str.len > DATA_MAX) {
+	if (m[3].str.len > ENG_PUSHER_DATA_MAX) {
 		reply(s, c, 413, "data over 10 KB");
 		return;
 	}
@@ -143,7 +114,9 @@ static void events(struct eng_shard *s, struct eng_conn *c,
 	cap = 64 + json_escape_max(m[2].str.len) + json_escape_max(ch.len) +
 	      m[3].raw.len + sizeof(ENG_FRAME_SKIP) + m[4].str.len;
 	ev = malloc(cap);
-	n = ev && nlen > 0 ? encode(ev, cap, m[2].str, ch, m[3].raw, m[4].str)
+	n = ev && nlen > 0 ? eng_pusher_skip_event(ev, cap, m[4].str, m[2].str,
+						   ch, m[3].raw,
+						   (struct json_slice){ 0 })
 			   : -ENOMEM;
 	if (n < 0 || s->eng->broker->publish(s, c, ENG_TO_CHANNEL, name,
 					     (size_t)nlen, (const uint8_t *)ev,

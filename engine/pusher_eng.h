@@ -66,6 +66,16 @@ int eng_pusher_chan_name(const struct pusher_app *app, const char *ch,
 			 size_t len, char *out);
 
 #define ENG_PUSHER_MEMBERS_MAX	100	/* a presence channel's users */
+#define ENG_PUSHER_DATA_MAX	10240	/* bytes of an event's data */
+
+/*
+ * A channel event's frame as published (pusher_enc_event's), after
+ * ENG_FRAME_SKIP "@skip", when @skip.p is not NULL: all subscribers but
+ * connection @skip get it (frame.h). Returns its length or -ENOSPC.
+ */
+ssize_t eng_pusher_skip_event(char *out, size_t cap, struct json_slice skip,
+			      struct json_slice name, struct json_slice ch,
+			      struct json_slice data, struct json_slice user_id);
 
 /*
  * Member @mb of presence channel @ch (engine channel @name[0..@len))

@@ -161,7 +161,38 @@ async function presence() {
     return out;
 }
 
-const run = { fanout, badauth, unknownkey, presence }[scenario];
+// Client events on a private and a presence channel, on one node: the
+// other subscribers get them (with user_id on presence), the sender not:
+// the first event it sees on the channel is the server's that follows.
+async function clientEvents() {
+    const port = cfg.ports[0];
+    const [s, r] = [client(port, { user: 'sender' }),
+                    client(port, { user: 'rcpt' })];
+    const out = {};
+    for (const name of ['private-chat', 'presence-chat']) {
+        const [cs] = await subscribed(s, name);
+        const [cr] = await subscribed(r, name);
+        const sent = [];
+        cs.bind_global((ev) => {
+            if (!ev.startsWith('pusher')) sent.push(ev);
+        });
+        const got = new Promise((resolve) => cr.bind('client-msg',
+            (data, meta) => resolve({ data, user_id: meta && meta.user_id })));
+        const news = once(cs, 'news', 'news on ' + name);
+        if (!cs.trigger('client-msg', { hi: name }))
+            fail('trigger refused on ' + name);
+        out[name] = await got;
+        await sdkFor(port).trigger(name, 'news', 'after');
+        await news;
+        out[name].sender_saw = sent;
+    }
+    s.disconnect();
+    r.disconnect();
+    return out;
+}
+
+const run = { fanout, badauth, unknownkey, presence,
+              client: clientEvents }[scenario];
 if (!run)
     fail('unknown scenario');
 run().then((out) => {

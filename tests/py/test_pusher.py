@@ -88,8 +88,8 @@ async def event(ws):
 
 
 def engine_args(*more):
-    return ["--pusher-app", SPEC % APP, "--pusher-app", SPEC % APP2] + \
-        list(more)
+    return ["--pusher-app", SPEC % APP, "--pusher-app", SPEC % APP2,
+            "--pusher-client-events", APP["id"]] + list(more)
 
 
 # ---------------------------------------------------------------- checks
@@ -117,6 +117,40 @@ def check_presence(engs):
     expect_eq(out["seen"], [["added", "u2"], ["removed", "u2"]],
               "member events a heard")
     expect_eq(out["countA"], 1, "members left")
+
+
+def check_client_events(engs):
+    out = pusher_js("client", engs[:1])
+    expect_eq(out["private-chat"], {"data": {"hi": "private-chat"},
+                                    "sender_saw": ["news"]}, "private")
+    expect_eq(out["presence-chat"], {"data": {"hi": "presence-chat"},
+                                     "user_id": "sender",
+                                     "sender_saw": ["news"]}, "presence")
+
+
+async def check_client_refusals(eng):
+    """Client events: not on a public channel, not on one not joined,
+    not for an app without them; answered pusher:error, still open."""
+    ws, _ = await connected(eng)
+    await ws.send(json.dumps({"event": "pusher:subscribe",
+                              "data": {"channel": "pub"}}))
+    await event(ws)
+    for chan, what in (("pub", "public channel"),
+                       ("private-not-joined", "channel not joined")):
+        await ws.send(json.dumps({"event": "client-x", "channel": chan,
+                                  "data": {}}))
+        ev = await event(ws)
+        expect_eq((ev["event"], ev["data"]["code"]), ("pusher:error", 4009),
+                  what)
+    await ws.close()
+    ws, _ = await connected(eng, APP2["key"])
+    await ws.send(json.dumps({"event": "client-x", "channel": "private-a",
+                              "data": {}}))
+    ev = await event(ws)
+    expect("not enabled" in ev["data"]["message"], "app 2: %r", ev)
+    await ws.send('{"event":"pusher:ping"}')
+    expect_eq((await event(ws))["event"], "pusher:pong", "still open")
+    await ws.close()
 
 
 def check_bad_auth(engs):
@@ -314,6 +348,10 @@ def body(run):
                   check_official_clients, engs)
         run.check("pusher-js presence on one node: members, first join, "
                   "last leave", check_presence, engs)
+        run.check("pusher-js client events on one node",
+                  check_client_events, engs)
+        run.check("client events refused: public, not joined, app off",
+                  check_client_refusals, engs[0])
         run.check("pusher-js: bad signature -> subscription_error",
                   check_bad_auth, engs)
         run.check("pusher-js: unknown key -> 4001, no retry",
