@@ -237,7 +237,11 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		sub_error(s, c, ch, "LimitReached", "too many members", 4100);
 		return;
 	}
-	if (ret < 0 || eng_subscribe(s, c, one, 1, ok) < 0) {
+	if (ret >= 0 && eng_subscribe(s, c, one, 1, ok) < 0) {
+		ret = -ENOMEM;	/* the member counted goes again */
+		eng_pusher_leave(s, one->p, one->len, ch, sid, mb->id_str);
+	}
+	if (ret < 0) {
 		free(j);
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 		return;
@@ -512,7 +516,10 @@ static struct pconn *pconn_new(struct eng_shard *s, struct eng_conn *c)
 	/* calloc'd whole: pages of slots never used are never touched */
 	if (!tabs[s->id])
 		tabs[s->id] = calloc(s->nr_conns, sizeof(struct pconn));
-	return tabs[s->id] ? &tabs[s->id][eng_slot(s, c)] : NULL;
+	if (!tabs[s->id])
+		return NULL;
+	/* a slot's last Pusher connection left it clean (on_close) */
+	return &tabs[s->id][eng_slot(s, c)];
 }
 
 /* The target again, "/app/{key}?query", into @buf (@cap bytes). */
@@ -535,8 +542,10 @@ static ssize_t target(const struct hs_req *req, char *buf, size_t cap)
 static void refuse(struct eng_shard *s, struct eng_conn *c,
 		   const struct hs_req *req, int code)
 {
+	const char *why = pusher_code_text(code);
+
 	eng_conn_upgrade(s, c, &req->ws_key, ENG_CONN_K_PUSHER);
-	eng_conn_close_ws(s, c, (uint16_t)code, pusher_code_text(code));
+	eng_conn_close_ws(s, c, (uint16_t)code, why ? why : "");
 }
 
 /*

@@ -182,6 +182,16 @@ async def check_ws_protocol(eng):
         await ws.send(bad)
         ev = await event(ws)
         expect_eq(ev["event"], "pusher:error", "answer to %r" % bad)
+    # names the engine's alphabet lacks, or too long with the app's id:
+    # hashed, yet delivered as named
+    for name in ("x,y;z=@.", "L" * 164):
+        await ws.send(json.dumps({"event": "pusher:subscribe",
+                                  "data": {"channel": name}}))
+        expect_eq((await event(ws))["channel"], name, "subscribed")
+        status, _ = trigger(eng, {"name": "h", "channel": name, "data": "!"})
+        expect_eq(status, 200, "publish to %s" % name[:10])
+        expect_eq(json.loads(await rc.ws_recv(ws)),
+                  {"event": "h", "channel": name, "data": "!"}, name[:10])
     long_name = "c" * 165
     await ws.send(json.dumps({"event": "pusher:subscribe",
                               "data": {"channel": long_name}}))
