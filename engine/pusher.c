@@ -26,6 +26,8 @@
 #include "sub.h"
 
 #define ACTIVITY_S	120	/* activity_timeout sent: pusher-js's default */
+#define EVENTS_PER_S	10	/* a connection's client events: Pusher's */
+#define TICKS_PER_S	10	/* the shard's tick is 100 ms */
 #define MALFORMED	4300	/* pusher:error code of a message we cannot read */
 
 /* A presence channel a connection joined, as whom. */
@@ -41,6 +43,8 @@ struct join {
 struct pconn {
 	struct join *joins;	/* presence channels joined */
 	uint32_t gen;		/* the slot's generation it belongs to */
+	uint32_t ev_tick;	/* tick its current second of events began */
+	uint8_t ev_n;		/* client events in that second */
 	uint16_t app;		/* index in the apps' table, plus one */
 	uint8_t sid_len;
 	char sid[PUSHER_SOCKET_ID_MAX + 1];
@@ -426,7 +430,7 @@ static const char *client_refusal(struct eng_shard *s, struct eng_conn *c,
  * this node, with the sender's user_id on a presence channel.
  */
 static void client_event(struct eng_shard *s, struct eng_conn *c,
-			 const struct pconn *pc, const struct pusher_msg *m)
+			 struct pconn *pc, const struct pusher_msg *m)
 {
 	struct json_slice uid = { 0 };
 	char name[ENG_CHAN_MAX + 1], *ev;
@@ -442,7 +446,17 @@ static void client_event(struct eng_shard *s, struct eng_conn *c,
 		send_error(s, c, PUSHER_UNAUTHORIZED, why);
 		return;
 	}
-	j = joined((struct pconn *)pc, name, (size_t)len);
+	if (s->tick - pc->ev_tick >= TICKS_PER_S) {
+		pc->ev_tick = s->tick;
+		pc->ev_n = 0;
+	}
+	if (pc->ev_n >= EVENTS_PER_S) {	/* dropped; the client goes on */
+		send_error(s, c, PUSHER_CLIENT_EVENT_RATE,
+			   "over 10 client events a second");
+		return;
+	}
+	pc->ev_n++;
+	j = joined(pc, name, (size_t)len);
 	cap = 96 + json_escape_max(m->event.len) + json_escape_max(m->channel.len) +
 	      m->data.len + (j ? json_escape_max(j->ulen) : 0) +
 	      sizeof(ENG_FRAME_SKIP) + pc->sid_len;
@@ -538,6 +552,20 @@ static ssize_t target(const struct hs_req *req, char *buf, size_t cap)
 	return (ssize_t)n;
 }
 
+/*
+ * The activity_timeout pusher-js pings after: ACTIVITY_S, or less when
+ * the engine sends no pings and would close a client quiet that long.
+ */
+static unsigned activity(const struct eng_shard *s)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	unsigned half = cfg->idle_ms / 2000;
+
+	if (cfg->ping_ms || !cfg->idle_ms || half >= ACTIVITY_S)
+		return ACTIVITY_S;
+	return half ? half : 1;
+}
+
 /* Upgrades @c only to close it with Pusher's @code: pusher-js acts on it. */
 static void refuse(struct eng_shard *s, struct eng_conn *c,
 		   const struct hs_req *req, int code)
@@ -589,7 +617,7 @@ static void on_upgrade(struct eng_shard *s, struct eng_conn *c,
 	eng_conn_upgrade(s, c, &req->ws_key, ENG_CONN_K_PUSHER);
 	b = frame_new(128, &o);
 	send_buf(s, c, frame_seal(b, b ? pusher_enc_connected(o, 128, sid,
-							      ACTIVITY_S)
+							      activity(s))
 				      : -1));
 }
 

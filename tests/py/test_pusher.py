@@ -153,6 +153,48 @@ async def check_client_refusals(eng):
     await ws.close()
 
 
+def channel_auth(app, sid, channel, channel_data=None):
+    """The auth an app's endpoint signs (done here apart from the SDK)."""
+    msg = "%s:%s" % (sid, channel) + (":" + channel_data if channel_data
+                                      else "")
+    return app["key"] + ":" + hmac.new(app["secret"].encode(), msg.encode(),
+                                       hashlib.sha256).hexdigest()
+
+
+async def check_client_rate(eng):
+    """Over 10 client events a second: pusher:error 4301 for those
+    dropped, and the connection stays."""
+    ws, hello = await connected(eng)
+    chan = "private-rate"
+    await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
+        "channel": chan,
+        "auth": channel_auth(APP, hello["socket_id"], chan)}}))
+    expect_eq((await event(ws))["event"],
+              "pusher_internal:subscription_succeeded", "subscribed")
+    for i in range(200):
+        await ws.send(json.dumps({"event": "client-x", "channel": chan,
+                                  "data": {"i": i}}))
+    await ws.send('{"event":"pusher:ping"}')
+    refused = 0
+    for _ in range(201):
+        ev = await event(ws)
+        if ev["event"] == "pusher:pong":
+            break
+        expect_eq((ev["event"], ev["data"]["code"]), ("pusher:error", 4301),
+                  "answer to a client event")
+        refused += 1
+    expect(refused >= 1, "200 client events at once, none refused")
+    await ws.close()
+
+
+async def check_activity_timeout(eng):
+    """Without server pings, activity_timeout is half the idle timeout,
+    so that pusher-js's own ping comes first."""
+    ws, hello = await connected(eng)
+    expect_eq(hello["activity_timeout"], 5, "activity_timeout")
+    await ws.close()
+
+
 def check_bad_auth(engs):
     err = pusher_js("badauth", engs)["error"]
     expect_eq((err.get("type"), err.get("status")), ("AuthError", 401),
@@ -362,6 +404,8 @@ def body(run):
                   check_client_events, engs)
         run.check("client events refused: public, not joined, app off",
                   check_client_refusals, engs[0])
+        run.check("client events over 10 a second: 4301, still open",
+                  check_client_rate, engs[0])
         run.check("pusher-js: bad signature -> subscription_error",
                   check_bad_auth, engs)
         run.check("pusher-js: unknown key -> 4001, no retry",
@@ -376,6 +420,11 @@ def body(run):
                   check_socket_id_skipped, engs)
         run.check("HTTP API refusals: replay, signature, sizes",
                   check_api_refusals, engs[0])
+    with run.section("activity"), rc.Engine(
+            run.exe, "--pusher-app", SPEC % APP, "--ping-interval", "0",
+            "--idle-timeout", "10s") as eng:
+        run.check("activity_timeout follows --idle-timeout",
+                  check_activity_timeout, eng)
     with tempfile.NamedTemporaryFile("w", suffix=".apps") as f:
         f.write("# comment\n7:key-file:c2VjcmV0  # trailing\n")
         f.flush()
