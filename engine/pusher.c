@@ -16,6 +16,7 @@
 
 #include <openssl/evp.h>
 
+#include "broker.h"
 #include "buf.h"
 #include "chan.h"
 #include "conn.h"
@@ -426,17 +427,31 @@ static const char *client_refusal(struct eng_shard *s, struct eng_conn *c,
 }
 
 /*
- * A client-* event on a channel @c joined: to every other subscriber on
- * this node, with the sender's user_id on a presence channel.
+ * What the broker sends a client event's sender when it has published
+ * it: Pusher answers nothing, so an empty ping, which the client's
+ * WebSocket answers and pusher-js never sees.
+ */
+static struct eng_buf *ping_frame(void)
+{
+	struct eng_buf *b = eng_buf_new(WS_MAX_SERVER_HDR);
+
+	if (b)
+		eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, WS_OP_PING, 0);
+	return b;
+}
+
+/*
+ * A client-* event on a channel @c joined: to every other subscriber, on
+ * every node, with the sender's user_id on a presence channel.
  */
 static void client_event(struct eng_shard *s, struct eng_conn *c,
 			 struct pconn *pc, const struct pusher_msg *m)
 {
 	struct json_slice uid = { 0 };
 	char name[ENG_CHAN_MAX + 1], *ev;
+	struct eng_buf *ok, *err;
 	const struct join *j;
 	const char *why;
-	struct eng_buf *f;
 	size_t cap;
 	ssize_t n;
 	int len;
@@ -473,11 +488,17 @@ static void client_event(struct eng_shard *s, struct eng_conn *c,
 	n = eng_pusher_skip_event(ev, cap - (j ? json_escape_max(j->ulen) : 0),
 				  (struct json_slice){ pc->sid, pc->sid_len },
 				  m->event, m->channel, m->data, uid);
-	f = n < 0 ? NULL : eng_pub_frame(name, (size_t)len, (uint8_t *)ev,
-					 (size_t)n, true);
+	ok = n < 0 ? NULL : ping_frame();
+	err = ok ? ping_frame() : NULL;
+	/* through the broker: every node's subscribers, the sender skipped */
+	if (!err || s->eng->broker->publish(s, c, ENG_TO_CHANNEL, name,
+					    (size_t)len, (const uint8_t *)ev,
+					    (size_t)n, true, ok, err,
+					    NULL) < 0)
+		send_error(s, c, MALFORMED, "client event not sent");
+	if (!err)
+		eng_buf_put(ok);
 	free(ev);
-	if (f)
-		eng_pub_inject(&s->mail, f);
 }
 
 static bool event_is(const struct pusher_msg *m, const char *name)

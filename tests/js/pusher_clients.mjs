@@ -161,13 +161,13 @@ async function presence() {
     return out;
 }
 
-// Client events on a private and a presence channel, on one node: the
-// other subscribers get them (with user_id on presence), the sender not:
+// Client events on a private and a presence channel, the receiver on
+// the other node: the other subscribers get them (with user_id on presence), the sender not:
 // the first event it sees on the channel is the server's that follows.
 async function clientEvents() {
     const port = cfg.ports[0];
     const [s, r] = [client(port, { user: 'sender' }),
-                    client(port, { user: 'rcpt' })];
+                    client(cfg.ports[1], { user: 'rcpt' })];
     const out = {};
     for (const name of ['private-chat', 'presence-chat']) {
         const [cs] = await subscribed(s, name);

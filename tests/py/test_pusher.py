@@ -120,7 +120,7 @@ def check_presence(engs):
 
 
 def check_client_events(engs):
-    out = pusher_js("client", engs[:1])
+    out = pusher_js("client", engs)
     expect_eq(out["private-chat"], {"data": {"hi": "private-chat"},
                                     "sender_saw": ["news"]}, "private")
     expect_eq(out["presence-chat"], {"data": {"hi": "presence-chat"},
@@ -400,7 +400,7 @@ def body(run):
                   check_official_clients, engs)
         run.check("pusher-js presence on one node: members, first join, "
                   "last leave", check_presence, engs)
-        run.check("pusher-js client events on one node",
+        run.check("pusher-js client events, to the other node",
                   check_client_events, engs)
         run.check("client events refused: public, not joined, app off",
                   check_client_refusals, engs[0])
