@@ -218,7 +218,7 @@ static struct join *joined(struct pconn *pc, const char *name, size_t len)
 /*
  * Presence channel @one (Pusher's @ch) joined as @mb: the member counted
  * and announced (pusher_presence.c), the subscription registered, and
- * the join kept for the leave. A second subscribe is answered again.
+ * the join kept for the leave. A second subscribe is refused.
  */
 static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		 const struct json_slice *one, struct json_slice ch,

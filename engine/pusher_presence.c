@@ -123,6 +123,21 @@ static bool member_add(struct pchan *pc, const struct pusher_member *mb)
 }
 
 /*
+ * One connection of @m less in @pc: the member goes with its last, the
+ * channel with its last member. True when the member went.
+ */
+static bool uncount(struct pchan *pc, struct member *m)
+{
+	if (--m->conns)
+		return false;
+	member_free(m);
+	*m = pc->v[--pc->n];
+	if (!pc->n)
+		pchan_drop(pc);
+	return true;
+}
+
+/*
  * Publishes @ev (an event's JSON, @n bytes, taken as is: it may name a
  * connection to skip, frame.h) to the engine channel @name on this
  * node, with nobody to answer.
@@ -182,12 +197,15 @@ int eng_pusher_join(struct eng_shard *s, const char *name, size_t len,
 	m = pc ? member_find(pc, mb->id_str.p, mb->id_str.len) : NULL;
 	if (m) {
 		m->conns++;
-	} else if (pc && pc->n >= ENG_PUSHER_MEMBERS_MAX) {
-		n = -E2BIG;
-		goto out;
-	} else if (pc && member_add(pc, mb)) {
+	} else if (pc && pc->n < ENG_PUSHER_MEMBERS_MAX &&
+		   member_add(pc, mb)) {
 		first = true;
+		m = &pc->v[pc->n - 1];
 	} else {
+		if (pc && pc->n >= ENG_PUSHER_MEMBERS_MAX)
+			n = -E2BIG;
+		else if (pc && !pc->n)
+			pchan_drop(pc);	/* made for nobody */
 		goto out;
 	}
 	all = calloc(pc->n, sizeof(*all));
@@ -209,6 +227,8 @@ int eng_pusher_join(struct eng_shard *s, const char *name, size_t len,
 		announce(s, name, len, ev,
 			 skipping(ev, ecap, sid, pusher_enc_member_added, ch,
 				  mb));
+	if (n < 0)
+		uncount(pc, m);	/* not joined after all */
 out:
 	pthread_mutex_unlock(&lock);
 	free(all);
@@ -236,7 +256,7 @@ void eng_pusher_leave(struct eng_shard *s, const char *name, size_t len,
 	pthread_mutex_lock(&lock);
 	pc = pchan_find(name, len, false);
 	m = pc ? member_find(pc, id_str.p, id_str.len) : NULL;
-	if (m && !--m->conns) {
+	if (m && m->conns == 1) {
 		mb.id = (struct json_slice){ m->id, m->id_len };
 		cap = 2 * json_escape_max(ch.len) + member_bytes(&mb) + 128;
 		ev = malloc(cap);
@@ -244,11 +264,9 @@ void eng_pusher_leave(struct eng_shard *s, const char *name, size_t len,
 			announce(s, name, len, ev,
 				 skipping(ev, cap, sid,
 					  pusher_enc_member_removed, ch, &mb));
-		member_free(m);
-		*m = pc->v[--pc->n];
-		if (!pc->n)
-			pchan_drop(pc);
 	}
+	if (m)
+		uncount(pc, m);
 	pthread_mutex_unlock(&lock);
 	free(ev);
 }
