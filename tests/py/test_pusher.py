@@ -195,6 +195,28 @@ async def check_activity_timeout(eng):
     await ws.close()
 
 
+def check_stop_with_members(eng):
+    """Presence members still connected when the engine stops: it stops
+    cleanly (the with block checks its exit status)."""
+    async def join():
+        cd = json.dumps({"user_id": "stays"})
+        for _ in range(2):
+            ws, hello = await connected(eng)
+            await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
+                "channel": "presence-stop", "channel_data": cd,
+                "auth": channel_auth(APP, hello["socket_id"],
+                                     "presence-stop", cd)}}))
+            ev = await event(ws)
+            expect_eq(ev["event"], "pusher_internal:subscription_succeeded",
+                      "joined")
+            held.append(ws)
+    held = []
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(join())
+    eng.stop()
+    loop.close()
+
+
 def check_bad_auth(engs):
     err = pusher_js("badauth", engs)["error"]
     expect_eq((err.get("type"), err.get("status")), ("AuthError", 401),
@@ -425,6 +447,8 @@ def body(run):
             "--idle-timeout", "10s") as eng:
         run.check("activity_timeout follows --idle-timeout",
                   check_activity_timeout, eng)
+        run.check("stopping with presence members connected",
+                  check_stop_with_members, eng)
     with tempfile.NamedTemporaryFile("w", suffix=".apps") as f:
         f.write("# comment\n7:key-file:c2VjcmV0  # trailing\n")
         f.flush()
