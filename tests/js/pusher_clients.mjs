@@ -102,6 +102,19 @@ async function fanout() {
         for (const d of await Promise.all(got))
             out.events.push([names[i], d]);
     }
+    // one trigger to three channels, then a batch of three events
+    const all = chans.flat();
+    let got = all.map((c) => once(c, 'multi', 'multi'));
+    let r = await sdk.trigger(names, 'multi', { all: true });
+    if (r.status !== 200)
+        fail('trigger to 3 channels answered ' + r.status);
+    out.multi = (await Promise.all(got)).length;
+    got = all.map((c) => once(c, 'batched', 'batched'));
+    r = await sdk.triggerBatch(names.map((n, i) => (
+        { channel: n, name: 'batched', data: { i } })));
+    if (r.status !== 200)
+        fail('triggerBatch answered ' + r.status);
+    out.batched = (await Promise.all(got)).map((d) => d.i);
     a.disconnect();
     b.disconnect();
     return out;

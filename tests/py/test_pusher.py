@@ -104,6 +104,8 @@ def check_official_clients(engs):
     want = {"n": 0, "text": "x\u00e9\"\\\n"}
     got = out["events"]
     expect_eq(len(got), 6, "events received (3 channels, 2 clients)")
+    expect_eq(out["multi"], 6, "one trigger to 3 channels: received")
+    expect_eq(out["batched"], [0, 0, 1, 1, 2, 2], "a batch: received")
     for i, (chan, data) in enumerate(got):
         want["n"] = ["room-1", "private-room", "presence-room"].index(chan)
         expect_eq(data, want, "event %d on %s" % (i, chan))
@@ -375,6 +377,41 @@ def check_api_refusals(eng):
         expect_eq(trigger(eng, doc)[0], status, what)
     expect_eq(trigger(eng, {"name": "e", "channel": "c",
                             "data": "x" * 10240})[0], 200, "10,240 bytes")
+    chans = ["c%d" % i for i in range(101)]
+    expect_eq(trigger(eng, {"name": "e", "channels": chans, "data": "x"})[0],
+              400, "101 channels")
+    expect_eq(trigger(eng, {"name": "e", "channels": chans[:100],
+                            "data": "x"})[0], 200, "100 channels")
+    expect_eq(trigger(eng, {"name": "e", "channels": [], "data": "x"})[0],
+              400, "no channel")
+
+
+def batch(eng, events, app=APP):
+    body = json.dumps({"batch": events}).encode()
+    path = "/apps/%s/batch_events" % app["id"]
+    return rc.api(eng, "POST", path + "?" + signed(app, "POST", path, body),
+                  body)[0]
+
+
+async def check_batch(eng):
+    """A batch is checked whole before any event goes: one bad event,
+    or more than 10, and none is published."""
+    ws, _ = await connected(eng)
+    await ws.send(json.dumps({"event": "pusher:subscribe",
+                              "data": {"channel": "b"}}))
+    await event(ws)
+    good = {"name": "e", "channel": "b", "data": "bad batch"}
+    expect_eq(batch(eng, [good, dict(good, channel="#x")]), 400,
+              "a bad channel in a batch")
+    expect_eq(batch(eng, [good] * 11), 400, "11 events")
+    expect_eq(batch(eng, []), 400, "no event")
+    expect_eq(batch(eng, [dict(good, data="x" * 10241)]), 413, "10 KB")
+    expect_eq(batch(eng, [dict(good, data=str(i)) for i in range(10)]), 200,
+              "10 events")
+    for i in range(10):
+        ev = json.loads(await rc.ws_recv(ws))
+        expect_eq(ev["data"], str(i), "event %d of the batch" % i)
+    await ws.close()
 
 
 def check_options(run):
@@ -440,6 +477,8 @@ def body(run):
                   engs[0])
         run.check("socket_id: all subscribers but that one",
                   check_socket_id_skipped, engs)
+        run.check("batch_events: checked whole, then published",
+                  check_batch, engs[0])
         run.check("HTTP API refusals: replay, signature, sizes",
                   check_api_refusals, engs[0])
     with run.section("activity"), rc.Engine(
