@@ -43,6 +43,7 @@ struct join {
 /* What a Pusher connection holds besides struct eng_conn, by slot. */
 struct pconn {
 	struct join *joins;	/* presence channels joined */
+	char *uid;		/* signed in as (pusher:signin), or NULL */
 	uint32_t gen;		/* the slot's generation it belongs to */
 	uint32_t ev_tick;	/* tick its current second of events began */
 	uint8_t ev_n;		/* client events in that second */
@@ -328,6 +329,51 @@ static bool admitted(struct eng_shard *s, struct eng_conn *c,
 	return true;
 }
 
+/* Whether @ch is #server-to-user-{id} of the user @pc signed in as. */
+static bool own_user_channel(const struct pconn *pc, struct json_slice ch)
+{
+	size_t pl = sizeof(PUSHER_USER_PREFIX) - 1;
+
+	return pc->uid && ch.len - pl == strlen(pc->uid) &&
+	       !memcmp(ch.p + pl, pc->uid, ch.len - pl);
+}
+
+/*
+ * pusher:signin, {"auth":"KEY:HEX","user_data":"{\"id\":...}"}: the
+ * signature over socket_id::user::user_data checked, the id kept for
+ * #server-to-user-{id}, pusher:signin_success. A bad one is told with
+ * pusher:error and closes 4009, as pusher-js expects.
+ */
+static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
+		   const struct pusher_msg *m, char *scratch, size_t cap)
+{
+	struct json_slice sid = { pc->sid, pc->sid_len };
+	size_t ocap = 96 + 2 * json_escape_max(m->d_user_data.len);
+	ssize_t n = -EACCES;
+	struct eng_buf *b;
+	char *o = NULL;
+
+	if (m->d_auth.p && m->d_user_data.p &&
+	    !pusher_user_auth_check(app_of(s, pc), sid, m->d_user_data,
+				    m->d_auth))
+		n = pusher_user_id_parse(s->json, m->d_user_data, scratch, cap);
+	if (n <= 0 || (size_t)n > PUSHER_CHANNEL_MAX) {
+		send_error(s, c, PUSHER_UNAUTHORIZED, "invalid signin");
+		eng_conn_close_ws(s, c, PUSHER_UNAUTHORIZED, "invalid signin");
+		return;
+	}
+	free(pc->uid);
+	pc->uid = malloc((size_t)n + 1);
+	b = pc->uid ? frame_new(ocap, &o) : NULL;
+	if (b) {
+		memcpy(pc->uid, scratch, (size_t)n);
+		pc->uid[n] = '\0';
+		b = frame_seal(b, pusher_enc_signed_in(o, ocap,
+						       m->d_user_data));
+	}
+	send_buf(s, c, b);
+}
+
 static void subscribe(struct eng_shard *s, struct eng_conn *c,
 		      struct pconn *pc, const struct pusher_msg *m,
 		      char *scratch, size_t cap)
@@ -344,11 +390,14 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 	}
 	/* the kind first: it keeps ':' out of what the signature covers */
 	kind = pusher_channel_kind(m->d_channel.p, m->d_channel.len);
-	if (kind < 0 || (kind & PUSHER_CH_USER)) {
+	if (kind < 0) {
 		sub_error(s, c, m->d_channel, "InvalidChannel",
-			  kind < 0 ? "invalid channel name" :
-			  "user channels need pusher:signin (not supported)",
-			  400);
+			  "invalid channel name", 400);
+		return;
+	}
+	if ((kind & PUSHER_CH_USER) && !own_user_channel(pc, m->d_channel)) {
+		sub_error(s, c, m->d_channel, "AuthError",
+			  "the signed-in user's channel only", 401);
 		return;
 	}
 	if (!admitted(s, c, pc, m, kind, &mb, scratch, cap))
@@ -533,6 +582,8 @@ static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 		send_pong(s, c);
 	else if (event_is(&m, "pusher:subscribe"))
 		subscribe(s, c, pc, &m, scratch + cap, cap);
+	else if (event_is(&m, "pusher:signin"))
+		signin(s, c, pc, &m, scratch + cap, cap);
 	else if (event_is(&m, "pusher:unsubscribe"))
 		unsubscribe(s, c, pc, &m);
 	else if (m.event.len >= 7 && !memcmp(m.event.p, "client-", 7))
@@ -649,8 +700,10 @@ static void on_close(struct eng_shard *s, struct eng_conn *c)
 	eng_unsubscribe_all(s, c);
 	while (pc && pc->joins)
 		leave(s, pc, pc->joins->name, pc->joins->len);
-	if (pc)
+	if (pc) {
+		free(pc->uid);
 		memset(pc, 0, sizeof(*pc));
+	}
 }
 
 static bool enabled(const struct eng_shard *s)

@@ -41,10 +41,25 @@ function once(emitter, event, what) {
     });
 }
 
+// @promise, or a failure after the deadline.
+function within(promise, what) {
+    let t;
+    const late = new Promise(() => {
+        t = setTimeout(() => fail('no ' + what), DEADLINE_MS);
+    });
+    return Promise.race([promise, late]).finally(() => clearTimeout(t));
+}
+
 // A pusher-js client of the app on @port; @auth signs its channels.
 function client(port, opts = {}) {
     const auth = opts.auth || sdkFor(cfg.ports[0]);
+    const signer = opts.signer || auth;
     return new PusherJs(opts.key || cfg.app.key, {
+        userAuthentication: {
+            customHandler: ({ socketId }, cb) => cb(null,
+                signer.authenticateUser(socketId, { id: opts.user || 'u1',
+                                                    name: 'N' })),
+        },
         cluster: 'ringcast', wsHost: cfg.host, wsPort: port, wssPort: port,
         forceTLS: cfg.tls, enabledTransports: ['ws', 'wss'],
         disableStats: true,
@@ -204,8 +219,41 @@ async function clientEvents() {
     return out;
 }
 
+// pusher.signin() with the SDK's authenticateUser(), then the SDK's
+// sendToUser() on the other node reaches the user's channel.
+async function user() {
+    const p = client(cfg.ports[0], { user: 'u9' });
+    p.signin();
+    await within(p.user.signinDonePromise, 'signin');
+    const ch = p.user.serverToUserChannel;
+    if (!ch)
+        fail('no server-to-user channel after signin');
+    if (!ch.subscribed)
+        await once(ch, 'pusher:subscription_succeeded',
+                   'subscription_succeeded on ' + ch.name);
+    const got = once(p.user, 'hello', 'hello');
+    await sdkFor(cfg.ports[1]).sendToUser('u9', 'hello', { x: 1 });
+    const out = { channel: ch.name, data: await got, id: p.user.user_data.id };
+    p.disconnect();
+    return out;
+}
+
+// A signin signed with another secret: pusher:error and close 4009,
+// which pusher-js takes as refused.
+async function badsignin() {
+    const p = client(cfg.ports[0],
+                     { signer: sdkFor(cfg.ports[0], 'not-the-secret') });
+    await connected(p);
+    const errors = [];
+    p.connection.bind('error', (e) => errors.push(e));
+    const gone = once(p.connection, 'disconnected', 'disconnected');
+    p.signin();
+    await gone;
+    return { errors, state: p.connection.state };
+}
+
 const run = { fanout, badauth, unknownkey, presence,
-              client: clientEvents }[scenario];
+              client: clientEvents, user, badsignin }[scenario];
 if (!run)
     fail('unknown scenario');
 run().then((out) => {

@@ -219,6 +219,33 @@ def check_stop_with_members(eng):
     loop.close()
 
 
+def check_user(engs):
+    out = pusher_js("user", engs)
+    expect_eq(out, {"channel": "#server-to-user-u9", "data": {"x": 1},
+                    "id": "u9"}, "signin and sendToUser")
+
+
+def check_bad_signin(engs):
+    out = pusher_js("badsignin", engs)
+    codes = [(e.get("type"), (e.get("data") or e.get("error", {}).get("data")
+                              or {}).get("code")) for e in out["errors"]]
+    expect(("PusherError", 4009) in codes, "no pusher:error 4009: %s",
+           codes)
+    expect_eq(codes[-1], ("WebSocketError", 4009), "the close")
+    expect_eq(out["state"], "disconnected", "pusher-js's state")
+
+
+async def check_user_channel_refused(eng):
+    """#server-to-user-{id}: only for the user signed in as {id}."""
+    ws, _ = await connected(eng)
+    await ws.send(json.dumps({"event": "pusher:subscribe",
+                              "data": {"channel": "#server-to-user-u9"}}))
+    ev = await event(ws)
+    expect_eq((ev["event"], ev["data"]["status"]),
+              ("pusher:subscription_error", 401), "not signed in")
+    await ws.close()
+
+
 def check_bad_auth(engs):
     err = pusher_js("badauth", engs)["error"]
     expect_eq((err.get("type"), err.get("status")), ("AuthError", 401),
@@ -465,6 +492,12 @@ def body(run):
                   check_client_refusals, engs[0])
         run.check("client events over 10 a second: 4301, still open",
                   check_client_rate, engs[0])
+        run.check("pusher-js signin, sendToUser from the other node",
+                  check_user, engs)
+        run.check("pusher-js signin with a bad signature: 4009",
+                  check_bad_signin, engs)
+        run.check("#server-to-user- refused when not signed in as it",
+                  check_user_channel_refused, engs[0])
         run.check("pusher-js: bad signature -> subscription_error",
                   check_bad_auth, engs)
         run.check("pusher-js: unknown key -> 4001, no retry",
