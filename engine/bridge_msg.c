@@ -79,7 +79,7 @@ void bridge__on_message(struct eng_bridge *r, const redisReply *chan,
 		   !memcmp(chan->str + plen, "ch:", 3)) {
 		name = chan->str + plen + 3;
 		nlen = chan->len - plen - 3;
-		if (!eng_chan_name_ok(name, nlen))
+		if (!eng_chan_wire_ok(name, nlen))
 			goto reject;
 	} else if (chan->len > plen + 5 && !memcmp(chan->str, cfg->redis_prefix,
 						   plen) &&

@@ -58,6 +58,10 @@ static int embedded_publish(struct eng_shard *s, struct eng_conn *c,
 		frame = eng_pub_hist_frame(name, len, payload, plen, json);
 	else
 		frame = eng_pub_frame(name, len, payload, plen, json);
+	if (!c && frame) {		/* nobody to answer */
+		eng_pub_inject(&s->mail, frame);
+		return 0;
+	}
 	if (!ok && frame)
 		ok = ok_response(s, c);
 	if (!frame || !ok) {

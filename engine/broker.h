@@ -37,7 +37,10 @@ struct eng_broker {
 	 * @name NULL). @ok and @err (taken over) are a /ws client's replies
 	 * on success and failure, @reword makes @err say why it failed; an
 	 * HTTP client passes NULL for all three and gets the broker's own
-	 * JSON answer. On -errno both are dropped.
+	 * JSON answer. On -errno both are dropped. @c NULL (with @ok and
+	 * @err NULL): nobody is answered, and a failure after the return
+	 * is not told (the Pusher API's publishes to all channels but
+	 * the last).
 	 */
 	int (*publish)(struct eng_shard *s, struct eng_conn *c, uint8_t to,
 		       const char *name, size_t len, const uint8_t *payload,

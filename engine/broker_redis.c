@@ -157,6 +157,24 @@ static int ask(struct eng_shard *s, struct eng_conn *c, struct eng_rreq *p,
 	return eng_rreq_send(s, c, p);
 }
 
+static void forget(struct eng_shard *s, struct eng_rreq *p)
+{
+	(void)s;
+	(void)p;
+}
+
+/* Sends @p for nobody: its answer is dropped. */
+static int quiet(struct eng_shard *s, struct eng_rreq *p)
+{
+	if (!p)
+		return -ENOMEM;
+	p->from = (uint16_t)s->id;
+	p->kind = ENG_CONN_K_HTTP;
+	p->done = forget;
+	eng_mail_post(&s->mail, ENG_BRIDGE, ENG_OP_R_REQUEST, p);
+	return 0;
+}
+
 static int redis_publish(struct eng_shard *s, struct eng_conn *c, uint8_t to,
 			 const char *name, size_t len, const uint8_t *payload,
 			 size_t plen, bool json, struct eng_buf *ok,
@@ -182,7 +200,7 @@ static int redis_publish(struct eng_shard *s, struct eng_conn *c, uint8_t to,
 		p = eng_rreq_hpublish(s->eng, ns, name, len, payload, plen);
 	else
 		p = eng_rreq_publish(s->eng, name, len, payload, plen);
-	return ask(s, c, p, ok, err, reword);
+	return c ? ask(s, c, p, ok, err, reword) : quiet(s, p);
 }
 
 static int redis_user_query(struct eng_shard *s, struct eng_conn *c,

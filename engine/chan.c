@@ -69,6 +69,13 @@ bool eng_chan_name_ok(const char *p, size_t len)
 	return true;
 }
 
+bool eng_chan_wire_ok(const char *p, size_t len)
+{
+	if (len > 1 && p[0] == ENG_PUSHER_MARK)
+		return eng_chan_name_ok(p + 1, len - 1);
+	return eng_chan_name_ok(p, len);
+}
+
 /*
  * Frees @ch and what only it holds: owner state, held replies and acks.
  * At exit nobody waits for them any more.

@@ -18,6 +18,11 @@
  * a channel name, so a client cannot subscribe to another's messages. */
 #define ENG_USER_MARK	'\x01'
 
+/* Pusher channels (pusher_eng.h) start with this byte, never valid in a
+ * client's name either: a /ws client cannot read or write them. Their
+ * frames are the Pusher events as published (frame.h). */
+#define ENG_PUSHER_MARK	'!'
+
 /* One connection's subscription to one channel. */
 struct eng_sub {
 	struct eng_sub *prev;	/* in the channel's list */
@@ -124,6 +129,8 @@ void eng_chan_global_init(void);
 uint64_t eng_chan_hash(const char *name, size_t len);
 /* A client-given channel (or user id): 1..ENG_CHAN_MAX printable bytes. */
 bool eng_chan_name_ok(const char *p, size_t len);
+/* A channel a node may hear from Redis: a client's, or a Pusher one. */
+bool eng_chan_wire_ok(const char *p, size_t len);
 
 int eng_chans_init(struct eng_chans *t);
 void eng_chans_exit(struct eng_chans *t);

@@ -40,6 +40,7 @@ enum {
 	ENG_CONN_K_HTTP = 0,	/* plain HTTP requests (keep-alive) */
 	ENG_CONN_K_ECHO,	/* WebSocket on /echo */
 	ENG_CONN_K_PUSH,	/* WebSocket on /ws: the push protocol */
+	ENG_CONN_K_PUSHER,	/* WebSocket on /app/{key}: Pusher's */
 };
 
 /* Bits of eng_conn.flags. */

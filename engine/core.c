@@ -26,6 +26,7 @@
 #include "mail.h"
 #include "metrics.h"
 #include "push.h"
+#include "pusher_eng.h"
 #include "timer.h"
 #include "tlsio.h"
 #include "ud.h"
@@ -220,6 +221,8 @@ static void endpoints_register(void)
 	endpoints_err = eng_http_register();
 	if (!endpoints_err)
 		endpoints_err = eng_push_register();
+	if (!endpoints_err)
+		endpoints_err = eng_pusher_register();
 }
 
 static int shard_init(struct eng_shard *s, unsigned ring_flags)

@@ -34,6 +34,8 @@
 /* What the operator set; read-only once shards start. */
 #define ENG_TLS_MAX_CERTS 16	/* --tls-cert pairs, for SNI */
 
+struct eng_pusher_cfg;
+
 struct eng_cfg {
 	char listen_host[64];
 	uint16_t port;			/* 0: the kernel picks, shared */
@@ -95,6 +97,7 @@ struct eng_cfg {
 	bool deflate;			/* --deflate on: permessage-deflate */
 	unsigned deflate_level;		/* zlib's 1..9 */
 	uint32_t deflate_min;		/* smaller messages go plain */
+	struct eng_pusher_cfg *pusher;	/* owned: Pusher apps; NULL: none */
 };
 
 enum { ENG_AUTH_OFF = 0, ENG_AUTH_OPTIONAL, ENG_AUTH_REQUIRED };

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "chan.h"
 #include "frame.h"
 #include "hist.h"
 #include "inbox.h"
@@ -30,6 +31,58 @@ static const char hist_tail[] =
 static const char inbox_tail[] =
 	",\"id\":null                           }";
 
+/*
+ * A Pusher channel's frame (chan.h's ENG_PUSHER_MARK) is the Pusher event
+ * as published, which names its channel itself: the engine's name, which
+ * routes it, is kept before the header room, outside what is sent, with
+ * the socket_id the event skips (eng_frame_skip) when it begins with
+ * ENG_FRAME_SKIP "SID", (taken out of what is sent).
+ */
+static struct eng_buf *raw(const char *chan, size_t clen,
+			   const uint8_t *payload, size_t plen)
+{
+	size_t hl = sizeof(ENG_FRAME_SKIP) - 1, sl = 0;
+	const uint8_t *sid = NULL;
+	struct eng_buf *b;
+	uint8_t *start;
+
+	if (plen > hl && !memcmp(payload, ENG_FRAME_SKIP, hl)) {
+		sid = payload + hl;
+		while (hl + sl < plen && sl < 48 && sid[sl] != '"')
+			sl++;
+		if (sl == 48 || hl + sl + 2 >= plen || sid[sl + 1] != ',')
+			return NULL;	/* not what pusher_api.c writes */
+		payload += hl + sl + 1;	/* the ',' becomes the '{' */
+		plen -= hl + sl + 1;
+	}
+	b = eng_arena_buf(clen + 1 + sl + WS_MAX_SERVER_HDR + plen);
+	if (!b)
+		return NULL;
+	memcpy(b->data, chan, clen);
+	b->name_off = 0;
+	b->name_len = (uint8_t)clen;
+	b->data[clen] = (uint8_t)sl;
+	if (sl)
+		memcpy(b->data + clen + 1, sid, sl);
+	start = b->data + clen + 1 + sl + WS_MAX_SERVER_HDR;
+	memcpy(start, payload, plen);
+	if (sid)
+		start[0] = '{';
+	eng_buf_seal(b, start, WS_OP_TEXT, plen);
+	return b;
+}
+
+size_t eng_frame_skip(const struct eng_buf *f, const char **id)
+{
+	size_t n;
+
+	if (f->name_off || !f->name_len || f->data[0] != ENG_PUSHER_MARK)
+		return 0;
+	n = f->data[f->name_len];
+	*id = (const char *)f->data + f->name_len + 1;
+	return n;
+}
+
 /* @tail: NULL, or one of the above. */
 static struct eng_buf *build(const char *chan, size_t clen,
 			     const uint8_t *payload, size_t plen, bool json,
@@ -39,9 +92,12 @@ static struct eng_buf *build(const char *chan, size_t clen,
 		      (chan ? sizeof(push_head) + clen + sizeof(push_mid)
 			    : sizeof(bcast_head)) +
 		      (tail ? strlen(tail) : 0);
-	struct eng_buf *b = eng_arena_buf(WS_MAX_SERVER_HDR + body);
+	struct eng_buf *b;
 	uint8_t *p, *start;
 
+	if (chan && clen && chan[0] == ENG_PUSHER_MARK && json && !tail)
+		return raw(chan, clen, payload, plen);
+	b = eng_arena_buf(WS_MAX_SERVER_HDR + body);
 	if (!b)
 		return NULL;
 	/*

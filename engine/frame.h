@@ -45,4 +45,13 @@ struct eng_buf *eng_pub_inbox_frame(const char *uid, size_t ulen,
 				    const uint8_t *payload, size_t plen,
 				    bool json);
 
+/*
+ * A Pusher event published as ENG_FRAME_SKIP "SID",... (the rest of the
+ * event's members) goes to every subscriber but connection SID: its
+ * frame keeps SID apart, and eng_frame_skip() gives it (its length; 0
+ * for any other frame, or none to skip) for pub.c's eng_pub_skip.
+ */
+#define ENG_FRAME_SKIP	"{\"#skip\":\""
+size_t eng_frame_skip(const struct eng_buf *f, const char **id);
+
 #endif

@@ -28,6 +28,7 @@
 #include "json.h"
 #include "mail.h"
 #include "push.h"
+#include "pusher_eng.h"
 #include "tlsio.h"
 #include "user.h"
 #include "www.h"
@@ -763,6 +764,8 @@ static size_t on_request(struct eng_shard *s, struct eng_conn *c,
 			reply(s, c, 411, NULL);
 		else
 			publish(s, c, &req, p + len, body);
+	} else if (has_prefix(&req.path, "/apps/")) {
+		eng_pusher_api(s, c, &req, p + len, body);	/* signed */
 	} else if (has_prefix(&req.path, "/users/")) {
 		users(s, c, &req, p + len, body);
 	} else if (str_is(&req.path, "/online")) {

@@ -29,6 +29,7 @@
 #include "hist.h"
 #include "mail.h"
 #include "opts.h"
+#include "pusher_eng.h"
 #include "tlsio.h"
 
 /*

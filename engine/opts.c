@@ -22,6 +22,7 @@
 #include "hist.h"
 #include "inbox.h"
 #include "opts_int.h"
+#include "pusher_eng.h"
 
 /* ---- the table's row and its generic parsers ----------------------------- */
 
@@ -294,6 +295,16 @@ static int redis_cluster(const struct opt *o, const char *arg,
 	return 0;
 }
 
+/* --pusher-app, --pusher-client-events, --pusher-apps-file (pusher_eng.h) */
+static int pusher(const struct opt *o, const char *arg, struct state *st)
+{
+	if (!strcmp(o->name, "pusher-app"))
+		return eng_pusher_opt_app(st->cfg, arg, &st->why);
+	if (!strcmp(o->name, "pusher-apps-file"))
+		return eng_pusher_opt_file(st->cfg, arg, &st->why);
+	return eng_pusher_opt_events(st->cfg, arg, &st->why);
+}
+
 static int help(const struct opt *o, const char *arg, struct state *st);
 
 /* ---- the table: --help's order --------------------------------------- */
@@ -536,6 +547,19 @@ static const struct opt opts[] = {
 		  "between requests; answers say Keep-Alive:\n"
 		  "timeout=SECONDS (default 60s; 0: close after\n"
 		  "every answer)" },
+	{ .name = "pusher-app", .arg = "ID:KEY:SECRET", .parse = pusher,
+	  .secret = true,
+	  .help = "serve Pusher Channels app ID on /app/KEY and\n"
+		  "/apps/ID/... (docs/PUSHER.md). Repeatable; or\n"
+		  "the RINGCAST_PUSHER_APPS variable, or a file:\n"
+		  "secrets stay off the command line" },
+	{ .name = "pusher-apps-file", .arg = "FILE", .parse = pusher,
+	  .help = "Pusher apps, ID:KEY:SECRET separated by new\n"
+		  "lines, commas or spaces, # comments" },
+	{ .name = "pusher-client-events", .arg = "ID", .parse = pusher,
+	  .help = "app ID's clients may send client-* events on\n"
+		  "private and presence channels (default: off).\n"
+		  "Repeatable" },
 	{ .name = "tls-cert", .arg = "FILE", .parse = tls_file,
 	  .why = "at most 16",
 	  .help = "speak TLS on the port (wss://, https://): the\n"

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "pusher_eng.h"
 #include "opts.h"
 #include "opts_int.h"
 
@@ -189,10 +190,9 @@ int eng_opts_parse(struct eng_cfg *cfg, int argc, char **argv,
 	int ret;
 
 	defaults(cfg);
-	if (environment(cfg) < 0)
-		return -EINVAL;
-	ret = opts__argv(argc, argv, cfg);
-	if (ret == 0 && (exposure(cfg, local_only) < 0 || companions(cfg) < 0))
+	ret = environment(cfg) < 0 ? -EINVAL : opts__argv(argc, argv, cfg);
+	if (ret == 0 && (exposure(cfg, local_only) < 0 || companions(cfg) < 0 ||
+			 eng_pusher_opts_finish(cfg) < 0))
 		ret = -EINVAL;
 	if (ret)
 		eng_opts_exit(cfg);	/* --help or a bad option: no start */
@@ -204,4 +204,5 @@ void eng_opts_exit(struct eng_cfg *cfg)
 	free(cfg->ns);
 	cfg->ns = NULL;
 	cfg->nns = 0;
+	eng_pusher_cfg_free(cfg);
 }

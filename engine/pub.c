@@ -23,6 +23,7 @@
 #include "buf.h"
 #include "chan.h"
 #include "conn.h"
+#include "frame.h"
 #include "hist.h"
 #include "inbox.h"
 #include "mail.h"
@@ -33,6 +34,9 @@
 
 
 /* ---- delivery on one shard --------------------------------------------- */
+
+bool (*eng_pub_skip)(struct eng_shard *s, struct eng_conn *c, const char *id,
+		     size_t len);
 
 /* The index key of push frame @f: its channel, or its user's key. */
 static size_t frame_key(const struct eng_buf *f, char *buf)
@@ -88,6 +92,8 @@ static void deliver(struct eng_shard *s, struct eng_buf *f)
 		struct eng_chan *ch = eng_chan_find(&s->chans, name, len,
 						    eng_chan_hash(name, len));
 		struct eng_sub *sub, *next;
+		const char *skip = NULL;
+		size_t skip_len = eng_frame_skip(f, &skip);
 
 		if (!ch || !ch->nsubs)
 			return;
@@ -107,8 +113,12 @@ static void deliver(struct eng_shard *s, struct eng_buf *f)
 			struct eng_conn *c = &s->conns[sub->slot];
 
 			next = sub->next;
-			if (!eng_conn_deliverable(c))
+			/* any endpoint's subscriber: /ws or Pusher's */
+			if (c->state != ENG_CONN_WS)
 				continue;
+			if (skip_len && eng_pub_skip &&
+			    eng_pub_skip(s, c, skip, skip_len))
+				continue;	/* the publisher's own */
 			if (sub->recovering && !eng_hist_pass(s, sub, f))
 				continue;	/* it gets it from history */
 			if ((f->flags & ENG_BUF_F_INBOX) &&

@@ -53,4 +53,12 @@ struct eng_pub {
 	uint32_t shards;		/* set by the owner: shards reached */
 };
 
+/*
+ * Whether @c is the connection @id[0..@len) names, which the frame being
+ * delivered skips (frame.h's eng_frame_skip): set once, before the shards
+ * start, by the endpoint whose ids they are (pusher.c); NULL: none.
+ */
+extern bool (*eng_pub_skip)(struct eng_shard *s, struct eng_conn *c,
+			    const char *id, size_t len);
+
 #endif

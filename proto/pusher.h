@@ -57,6 +57,7 @@ struct pusher_app {
 	char key[PUSHER_KEY_MAX + 1];		/* NUL-terminated */
 	char secret[PUSHER_SECRET_MAX + 1];	/* NUL-terminated */
 	size_t id_len, key_len, secret_len;
+	bool client_events;	/* clients may send client-* events */
 };
 
 /* The apps a server serves; pusher_apps_init() makes it empty. */

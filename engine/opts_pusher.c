@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * opts_pusher.c: the Pusher apps (pusher_eng.h) from --pusher-app,
+ * RINGCAST_PUSHER_APPS and --pusher-apps-file, read by proto/pusher.c's
+ * parser, and --pusher-client-events. An error names the field and where
+ * it came from, never the spec: it holds a secret.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "pusher_eng.h"
+
+#define APPS_FILE_MAX	(1u << 20)	/* bytes of an apps file */
+
+static struct eng_pusher_cfg *cfg_get(struct eng_cfg *cfg)
+{
+	if (!cfg->pusher) {
+		cfg->pusher = calloc(1, sizeof(*cfg->pusher));
+		if (cfg->pusher)
+			pusher_apps_init(&cfg->pusher->apps);
+	}
+	return cfg->pusher;
+}
+
+int eng_pusher_opt_app(struct eng_cfg *cfg, const char *spec,
+		       const char **why)
+{
+	struct eng_pusher_cfg *pc = cfg_get(cfg);
+
+	*why = "out of memory";
+	if (!pc || pusher_apps_add(&pc->apps, spec, strlen(spec), why) < 0)
+		return -EINVAL;
+	return 0;
+}
+
+int eng_pusher_opt_events(struct eng_cfg *cfg, const char *id,
+			  const char **why)
+{
+	struct eng_pusher_cfg *pc = cfg_get(cfg);
+
+	*why = "an app's ID, at most 64 of them";
+	if (!pc || !*id || pc->nevents == ENG_PUSHER_EVENTS_MAX)
+		return -EINVAL;
+	pc->events[pc->nevents++] = id;
+	return 0;
+}
+
+int eng_pusher_opt_file(struct eng_cfg *cfg, const char *path,
+			const char **why)
+{
+	struct eng_pusher_cfg *pc = cfg_get(cfg);
+
+	*why = "a file's path";
+	if (!pc || !*path)
+		return -EINVAL;
+	pc->file = path;
+	return 0;
+}
+
+/* Adds the apps of @text, said to come from @what. */
+static int add_text(struct eng_pusher_cfg *pc, const char *what,
+		    const char *text, size_t len)
+{
+	const char *why = "malformed";
+	unsigned line = 0;
+
+	if (pusher_apps_parse(&pc->apps, text, len, &line, &why) < 0) {
+		fprintf(stderr, "ringcast: %s, line %u: %s\n", what, line, why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Reads @path whole (at most APPS_FILE_MAX bytes) and adds its apps. */
+static int add_file(struct eng_pusher_cfg *pc, const char *path)
+{
+	char what[1100];
+	FILE *f = fopen(path, "r");
+	size_t n = 0;
+	char *text;
+	int ret;
+
+	if (!f) {
+		fprintf(stderr, "ringcast: --pusher-apps-file %s: %s\n", path,
+			strerror(errno));
+		return -EINVAL;
+	}
+	text = malloc(APPS_FILE_MAX + 1);
+	if (text)
+		n = fread(text, 1, APPS_FILE_MAX + 1, f);
+	fclose(f);
+	if (!text || n > APPS_FILE_MAX) {
+		fprintf(stderr, "ringcast: --pusher-apps-file %s: %s\n", path,
+			text ? "over 1 MiB" : "out of memory");
+		free(text);
+		return -EINVAL;
+	}
+	snprintf(what, sizeof(what), "--pusher-apps-file %s", path);
+	ret = add_text(pc, what, text, n);
+	OPENSSL_cleanse(text, n);
+	free(text);
+	return ret;
+}
+
+int eng_pusher_opts_finish(struct eng_cfg *cfg)
+{
+	const char *env = getenv("RINGCAST_PUSHER_APPS");
+	struct eng_pusher_cfg *pc;
+
+	if (!env && !cfg->pusher)
+		return 0;
+	pc = cfg_get(cfg);
+	if (!pc)
+		return -ENOMEM;
+	if (env && add_text(pc, "RINGCAST_PUSHER_APPS", env, strlen(env)) < 0)
+		return -EINVAL;
+	if (pc->file && add_file(pc, pc->file) < 0)
+		return -EINVAL;
+	for (unsigned i = 0; i < pc->nevents; i++) {
+		const char *id = pc->events[i];
+		const struct pusher_app *app =
+			pusher_app_by_id(&pc->apps, id, strlen(id));
+
+		if (!app) {
+			fprintf(stderr, "ringcast: --pusher-client-events %s: "
+				"no app has this ID\n", id);
+			return -EINVAL;
+		}
+		((struct pusher_app *)app)->client_events = true;
+	}
+	if (!pc->apps.n) {
+		fprintf(stderr, "ringcast: the Pusher options name no app "
+			"(--pusher-app, RINGCAST_PUSHER_APPS or "
+			"--pusher-apps-file)\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void eng_pusher_cfg_free(struct eng_cfg *cfg)
+{
+	if (!cfg->pusher)
+		return;
+	pusher_apps_exit(&cfg->pusher->apps);
+	free(cfg->pusher);
+	cfg->pusher = NULL;
+}

@@ -1,0 +1,738 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pusher.c: the Pusher Channels protocol v7 on /app/{key} (pusher_eng.h,
+ * docs/PUSHER.md). The upgrade finds the app by its key (4001 when none
+ * has it) and draws the connection's socket_id from the CSPRNG; each text
+ * message is one Pusher event, read by proto/pusher.c: pusher:ping,
+ * pusher:subscribe (private and presence channels checked against the
+ * app's secret there, in constant time, after the name's kind), and
+ * pusher:unsubscribe. A Pusher channel is an engine channel named for its
+ * app (eng_pusher_chan_name), so publishing and fan-out are the engine's.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "broker.h"
+#include "buf.h"
+#include "chan.h"
+#include "conn.h"
+#include "hs.h"
+#include "frame.h"
+#include "pub.h"
+#include "pusher_eng.h"
+#include "sub.h"
+
+#define ACTIVITY_S	120	/* activity_timeout sent: pusher-js's default */
+#define EVENTS_PER_S	10	/* a connection's client events: Pusher's */
+#define TICKS_PER_S	10	/* the shard's tick is 100 ms */
+#define MALFORMED	4300	/* pusher:error code of a message we cannot read */
+
+/* A presence channel a connection joined, as whom. */
+struct join {
+	struct join *next;
+	size_t len, clen, ulen;
+	char name[ENG_CHAN_MAX + 1];		/* the engine's */
+	char ch[PUSHER_CHANNEL_MAX + 1];	/* Pusher's */
+	char uid[];				/* user_id, unescaped */
+};
+
+/* What a Pusher connection holds besides struct eng_conn, by slot. */
+struct pconn {
+	struct join *joins;	/* presence channels joined */
+	char *uid;		/* signed in as (pusher:signin), or NULL */
+	uint32_t gen;		/* the slot's generation it belongs to */
+	uint32_t ev_tick;	/* tick its current second of events began */
+	uint8_t ev_n;		/* client events in that second */
+	uint16_t app;		/* index in the apps' table, plus one */
+	uint8_t sid_len;
+	char sid[PUSHER_SOCKET_ID_MAX + 1];
+};
+
+/* Each shard's table, by shard id; touched by that shard only. */
+#define SHARDS_MAX	1024
+static struct pconn *tabs[SHARDS_MAX];
+
+static const struct eng_pusher_cfg *pcfg(const struct eng_shard *s)
+{
+	return s->eng->cfg.pusher;
+}
+
+/* @c's record: NULL when it has none (it is not a Pusher connection). */
+static struct pconn *pconn_of(struct eng_shard *s, struct eng_conn *c)
+{
+	struct pconn *t = s->id < SHARDS_MAX ? tabs[s->id] : NULL;
+	struct pconn *pc = t ? &t[eng_slot(s, c)] : NULL;
+
+	return pc && pc->app && pc->gen == c->gen ? pc : NULL;
+}
+
+static const struct pusher_app *app_of(struct eng_shard *s,
+				       const struct pconn *pc)
+{
+	return &pcfg(s)->apps.v[pc->app - 1];
+}
+
+int eng_pusher_chan_name(const struct pusher_app *app, const char *ch,
+			 size_t len, char *out)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	size_t n = app->id_len + 4;
+
+	if (!len || len > PUSHER_CHANNEL_MAX)
+		return -EINVAL;
+	out[0] = ENG_PUSHER_MARK;
+	out[2] = ':';
+	memcpy(out + 3, app->id, app->id_len);
+	out[n - 1] = ':';
+	/* the engine's alphabet lacks Pusher's ',', ';' and '#' */
+	if (n + len <= ENG_CHAN_MAX && eng_chan_name_ok(ch, len)) {
+		out[1] = 'p';
+		memcpy(out + n, ch, len);
+		out[n + len] = '\0';
+		return (int)(n + len);
+	}
+	if (!EVP_Digest(ch, len, md, &mdlen, EVP_sha256(), NULL))
+		return -EINVAL;
+	out[1] = 'h';
+	for (unsigned i = 0; i < 20; i++)
+		sprintf(out + n + 2 * i, "%02x", md[i]);
+	return (int)(n + 40);
+}
+
+ssize_t eng_pusher_skip_event(char *out, size_t cap, struct json_slice skip,
+			      struct json_slice name, struct json_slice ch,
+			      struct json_slice data, struct json_slice user_id)
+{
+	size_t hl = 0;
+	ssize_t n;
+
+	if (skip.p) {
+		hl = sizeof(ENG_FRAME_SKIP) - 1;
+		if (cap < hl + skip.len + 1)
+			return -ENOSPC;
+		memcpy(out, ENG_FRAME_SKIP, hl);
+		memcpy(out + hl, skip.p, skip.len);	/* digits and a dot */
+		hl += skip.len;
+		out[hl++] = '"';
+	}
+	n = pusher_enc_event(out + hl, cap - hl, name, ch, data, user_id);
+	if (n < 0)
+		return n;
+	if (hl)
+		out[hl] = ',';	/* its '{' is the head's */
+	return (ssize_t)hl + n;
+}
+
+/* ---- frames --------------------------------------------------------------- */
+
+/* A text frame of at most @cap bytes of JSON; *@out: where to write it. */
+static struct eng_buf *frame_new(size_t cap, char **out)
+{
+	struct eng_buf *b = eng_buf_new(WS_MAX_SERVER_HDR + cap);
+
+	if (b)
+		*out = (char *)b->data + WS_MAX_SERVER_HDR;
+	return b;
+}
+
+/* Seals @b's @n bytes of JSON, or drops @b when the encoder failed. */
+static struct eng_buf *frame_seal(struct eng_buf *b, ssize_t n)
+{
+	if (!b || n < 0) {
+		if (b)
+			eng_buf_put(b);
+		return NULL;
+	}
+	eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, WS_OP_TEXT, (size_t)n);
+	return b;
+}
+
+/* Queues @b, or fails @c when it could not be made. */
+static void send_buf(struct eng_shard *s, struct eng_conn *c,
+		     struct eng_buf *b)
+{
+	if (b)
+		eng_conn_queue(s, c, b);
+	else
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+}
+
+static void send_error(struct eng_shard *s, struct eng_conn *c, int code,
+		       const char *msg)
+{
+	size_t cap = 96 + 2 * json_escape_max(strlen(msg));
+	char *o = NULL;
+	struct eng_buf *b = frame_new(cap, &o);
+
+	send_buf(s, c, frame_seal(b, b ? pusher_enc_error(o, cap, code, msg)
+				      : -1));
+}
+
+static void sub_error(struct eng_shard *s, struct eng_conn *c,
+		      struct json_slice ch, const char *type,
+		      const char *err, int status)
+{
+	size_t cap = 96 + 2 * json_escape_max(ch.len) + strlen(err);
+	char *o = NULL;
+	struct eng_buf *b = frame_new(cap, &o);
+
+	send_buf(s, c, frame_seal(b, b ? pusher_enc_sub_error(o, cap, ch, type,
+							      err, status)
+				      : -1));
+}
+
+static void send_pong(struct eng_shard *s, struct eng_conn *c)
+{
+	char *o = NULL;
+	struct eng_buf *b = frame_new(64, &o);
+
+	send_buf(s, c, frame_seal(b, b ? pusher_enc_pong(o, 64) : -1));
+}
+
+/* ---- pusher:subscribe ----------------------------------------------------- */
+
+/* The subscription_succeeded @c gets once the subscription is registered. */
+static struct eng_buf *succeeded(struct json_slice ch)
+{
+	size_t cap = 128 + 2 * json_escape_max(ch.len);
+	char *o = NULL;
+	struct eng_buf *b = frame_new(cap, &o);
+
+	return b ? frame_seal(b, pusher_enc_subscribed(o, cap, ch)) : NULL;
+}
+
+static struct join *joined(struct pconn *pc, const char *name, size_t len)
+{
+	struct join *j;
+
+	for (j = pc->joins; j; j = j->next)
+		if (j->len == len && !memcmp(j->name, name, len))
+			return j;
+	return NULL;
+}
+
+/*
+ * Presence channel @one (Pusher's @ch) joined as @mb: the member counted
+ * and announced (pusher_presence.c), the subscription registered, and
+ * the join kept for the leave. A second subscribe is refused.
+ */
+static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
+		 const struct json_slice *one, struct json_slice ch,
+		 const struct pusher_member *mb)
+{
+	struct json_slice sid = { pc->sid, pc->sid_len };
+	struct eng_buf *ok = NULL;
+	struct join *j = NULL;
+	int ret;
+
+	if (joined(pc, one->p, one->len)) {
+		sub_error(s, c, ch, "AlreadySubscribed", "already subscribed",
+			  400);
+		return;
+	}
+	j = calloc(1, sizeof(*j) + mb->id_str.len + 1);
+	ret = j ? eng_pusher_join(s, one->p, one->len, ch, sid, mb, &ok)
+		: -ENOMEM;
+	if (ret == -E2BIG) {
+		free(j);
+		sub_error(s, c, ch, "LimitReached", "too many members", 4100);
+		return;
+	}
+	if (ret >= 0 && eng_subscribe(s, c, one, 1, ok) < 0) {
+		ret = -ENOMEM;	/* the member counted goes again */
+		eng_pusher_leave(s, one->p, one->len, ch, sid, mb->id_str);
+	}
+	if (ret < 0) {
+		free(j);
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return;
+	}
+	j->len = one->len;
+	memcpy(j->name, one->p, one->len);
+	j->clen = ch.len;
+	memcpy(j->ch, ch.p, ch.len);
+	j->ulen = mb->id_str.len;
+	memcpy(j->uid, mb->id_str.p, mb->id_str.len);
+	j->next = pc->joins;
+	pc->joins = j;
+}
+
+/* @c leaves presence channel @name, if it joined it. */
+static void leave(struct eng_shard *s, struct pconn *pc, const char *name,
+		  size_t len)
+{
+	struct join **jp, *j;
+
+	for (jp = &pc->joins; *jp; jp = &(*jp)->next) {
+		j = *jp;
+		if (j->len != len || memcmp(j->name, name, len))
+			continue;
+		*jp = j->next;
+		eng_pusher_leave(s, j->name, j->len,
+				 (struct json_slice){ j->ch, j->clen },
+				 (struct json_slice){ pc->sid, pc->sid_len },
+				 (struct json_slice){ j->uid, j->ulen });
+		free(j);
+		return;
+	}
+}
+
+/*
+ * Whether @c may join @ch: its auth checked for private and presence
+ * channels, presence's member read from channel_data into @mb (its
+ * slices in @scratch). Replies with subscription_error when not.
+ */
+static bool admitted(struct eng_shard *s, struct eng_conn *c,
+		     const struct pconn *pc, const struct pusher_msg *m,
+		     int kind, struct pusher_member *mb, char *scratch,
+		     size_t cap)
+{
+	const struct pusher_app *app = app_of(s, pc);
+	struct json_slice sid = { pc->sid, pc->sid_len }, cd = { 0 };
+	int ret;
+
+	if (!pusher_channel_needs_auth(kind))
+		return true;
+	if (!m->d_auth.p) {
+		sub_error(s, c, m->d_channel, "AuthError", "auth needed", 401);
+		return false;
+	}
+	if (kind & PUSHER_CH_PRESENCE) {
+		if (!m->d_channel_data.p) {
+			sub_error(s, c, m->d_channel, "AuthError",
+				  "channel_data needed", 401);
+			return false;
+		}
+		cd = m->d_channel_data;
+	}
+	ret = pusher_channel_auth_check(app, sid, m->d_channel, cd, m->d_auth);
+	if (ret == -EACCES) {
+		sub_error(s, c, m->d_channel, "AuthError", "invalid signature",
+			  401);
+		return false;
+	}
+	if (ret < 0) {
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return false;
+	}
+	if ((kind & PUSHER_CH_PRESENCE) &&
+	    pusher_member_parse(s->json, cd, mb, scratch, cap) < 0) {
+		sub_error(s, c, m->d_channel, "AuthError",
+			  "channel_data needs a user_id", 400);
+		return false;
+	}
+	return true;
+}
+
+/* Whether @ch is #server-to-user-{id} of the user @pc signed in as. */
+static bool own_user_channel(const struct pconn *pc, struct json_slice ch)
+{
+	size_t pl = sizeof(PUSHER_USER_PREFIX) - 1;
+
+	return pc->uid && ch.len - pl == strlen(pc->uid) &&
+	       !memcmp(ch.p + pl, pc->uid, ch.len - pl);
+}
+
+/*
+ * pusher:signin, {"auth":"KEY:HEX","user_data":"{\"id\":...}"}: the
+ * signature over socket_id::user::user_data checked, the id kept for
+ * #server-to-user-{id}, pusher:signin_success. A bad one is told with
+ * pusher:error and closes 4009, as pusher-js expects.
+ */
+static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
+		   const struct pusher_msg *m, char *scratch, size_t cap)
+{
+	struct json_slice sid = { pc->sid, pc->sid_len };
+	size_t ocap = 96 + 2 * json_escape_max(m->d_user_data.len);
+	ssize_t n = -EACCES;
+	struct eng_buf *b;
+	char *o = NULL;
+
+	if (m->d_auth.p && m->d_user_data.p &&
+	    !pusher_user_auth_check(app_of(s, pc), sid, m->d_user_data,
+				    m->d_auth))
+		n = pusher_user_id_parse(s->json, m->d_user_data, scratch, cap);
+	if (n <= 0 || (size_t)n > PUSHER_CHANNEL_MAX) {
+		send_error(s, c, PUSHER_UNAUTHORIZED, "invalid signin");
+		eng_conn_close_ws(s, c, PUSHER_UNAUTHORIZED, "invalid signin");
+		return;
+	}
+	free(pc->uid);
+	pc->uid = malloc((size_t)n + 1);
+	b = pc->uid ? frame_new(ocap, &o) : NULL;
+	if (b) {
+		memcpy(pc->uid, scratch, (size_t)n);
+		pc->uid[n] = '\0';
+		b = frame_seal(b, pusher_enc_signed_in(o, ocap,
+						       m->d_user_data));
+	}
+	send_buf(s, c, b);
+}
+
+static void subscribe(struct eng_shard *s, struct eng_conn *c,
+		      struct pconn *pc, const struct pusher_msg *m,
+		      char *scratch, size_t cap)
+{
+	struct pusher_member mb = { 0 };
+	char name[ENG_CHAN_MAX + 1];
+	struct json_slice one;
+	struct eng_buf *ok;
+	int kind, len;
+
+	if (!m->d_channel.p) {
+		send_error(s, c, MALFORMED, "pusher:subscribe needs a channel");
+		return;
+	}
+	/* the kind first: it keeps ':' out of what the signature covers */
+	kind = pusher_channel_kind(m->d_channel.p, m->d_channel.len);
+	if (kind < 0) {
+		sub_error(s, c, m->d_channel, "InvalidChannel",
+			  "invalid channel name", 400);
+		return;
+	}
+	if ((kind & PUSHER_CH_USER) && !own_user_channel(pc, m->d_channel)) {
+		sub_error(s, c, m->d_channel, "AuthError",
+			  "the signed-in user's channel only", 401);
+		return;
+	}
+	if (!admitted(s, c, pc, m, kind, &mb, scratch, cap))
+		return;
+	len = eng_pusher_chan_name(app_of(s, pc), m->d_channel.p,
+				   m->d_channel.len, name);
+	if (len < 0) {
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return;
+	}
+	one = (struct json_slice){ name, (size_t)len };
+	if (c->nsubs >= s->eng->cfg.max_subs &&
+	    !eng_sub_find(c, eng_chan_find(&s->chans, name, (size_t)len,
+					   eng_chan_hash(name, (size_t)len)))) {
+		sub_error(s, c, m->d_channel, "LimitReached",
+			  "too many subscriptions", 4100);
+		return;
+	}
+	if (kind & PUSHER_CH_PRESENCE) {
+		join(s, c, pc, &one, m->d_channel, &mb);
+		return;
+	}
+	ok = succeeded(m->d_channel);
+	if (!ok || eng_subscribe(s, c, &one, 1, ok) < 0)
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+}
+
+static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
+			struct pconn *pc, const struct pusher_msg *m)
+{
+	char name[ENG_CHAN_MAX + 1];
+	int len;
+
+	if (!m->d_channel.p ||
+	    pusher_channel_kind(m->d_channel.p, m->d_channel.len) < 0)
+		return;		/* nothing it could have joined */
+	len = eng_pusher_chan_name(app_of(s, pc), m->d_channel.p,
+				   m->d_channel.len, name);
+	if (len <= 0)
+		return;
+	eng_unsubscribe(s, c, &(struct json_slice){ name, (size_t)len }, 1);
+	leave(s, pc, name, (size_t)len);
+}
+
+/*
+ * Why @c may not send client event @m, or NULL: the app allows them, on
+ * a private or presence channel (not encrypted) that @c joined, with a
+ * name and data within bounds. *@name: the channel's engine name.
+ */
+static const char *client_refusal(struct eng_shard *s, struct eng_conn *c,
+				  const struct pconn *pc,
+				  const struct pusher_msg *m, char *name,
+				  int *len)
+{
+	int kind;
+
+	if (!app_of(s, pc)->client_events)
+		return "client events are not enabled for this app";
+	if (!m->channel.p || m->data_type == JSON_ABSENT)
+		return "a client event needs a channel and data";
+	kind = pusher_channel_kind(m->channel.p, m->channel.len);
+	if (kind < 0 || !pusher_channel_needs_auth(kind) ||
+	    (kind & PUSHER_CH_ENCRYPTED))
+		return "client events go on private and presence channels only";
+	if (pusher_event_name_check(m->event.p, m->event.len, true) < 0 ||
+	    m->data.len > ENG_PUSHER_DATA_MAX)
+		return "client event name or data too long";
+	*len = eng_pusher_chan_name(app_of(s, pc), m->channel.p,
+				    m->channel.len, name);
+	if (*len < 0 || !eng_sub_find(c, eng_chan_find(&s->chans, name,
+						       (size_t)*len,
+						       eng_chan_hash(name,
+								     (size_t)*len))))
+		return "subscribe to the channel first";
+	return NULL;
+}
+
+/*
+ * What the broker sends a client event's sender when it has published
+ * it: Pusher answers nothing, so an empty ping, which the client's
+ * WebSocket answers and pusher-js never sees.
+ */
+static struct eng_buf *ping_frame(void)
+{
+	struct eng_buf *b = eng_buf_new(WS_MAX_SERVER_HDR);
+
+	if (b)
+		eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, WS_OP_PING, 0);
+	return b;
+}
+
+/*
+ * A client-* event on a channel @c joined: to every other subscriber, on
+ * every node, with the sender's user_id on a presence channel.
+ */
+static void client_event(struct eng_shard *s, struct eng_conn *c,
+			 struct pconn *pc, const struct pusher_msg *m)
+{
+	struct json_slice uid = { 0 };
+	char name[ENG_CHAN_MAX + 1], *ev;
+	struct eng_buf *ok, *err;
+	const struct join *j;
+	const char *why;
+	size_t cap;
+	ssize_t n;
+	int len;
+
+	why = client_refusal(s, c, pc, m, name, &len);
+	if (why) {
+		send_error(s, c, PUSHER_UNAUTHORIZED, why);
+		return;
+	}
+	if (s->tick - pc->ev_tick >= TICKS_PER_S) {
+		pc->ev_tick = s->tick;
+		pc->ev_n = 0;
+	}
+	if (pc->ev_n >= EVENTS_PER_S) {	/* dropped; the client goes on */
+		send_error(s, c, PUSHER_CLIENT_EVENT_RATE,
+			   "over 10 client events a second");
+		return;
+	}
+	pc->ev_n++;
+	j = joined(pc, name, (size_t)len);
+	cap = 96 + json_escape_max(m->event.len) + json_escape_max(m->channel.len) +
+	      m->data.len + (j ? json_escape_max(j->ulen) : 0) +
+	      sizeof(ENG_FRAME_SKIP) + pc->sid_len;
+	ev = malloc(cap);
+	if (!ev) {
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return;
+	}
+	if (j) {	/* user_id as a JSON string, written at the end */
+		char *u = ev + cap - json_escape_max(j->ulen);
+
+		uid = (struct json_slice){ u, json_escape(u, j->uid, j->ulen) };
+	}
+	n = eng_pusher_skip_event(ev, cap - (j ? json_escape_max(j->ulen) : 0),
+				  (struct json_slice){ pc->sid, pc->sid_len },
+				  m->event, m->channel, m->data, uid);
+	ok = n < 0 ? NULL : ping_frame();
+	err = ok ? ping_frame() : NULL;
+	/* through the broker: every node's subscribers, the sender skipped */
+	if (!err || s->eng->broker->publish(s, c, ENG_TO_CHANNEL, name,
+					    (size_t)len, (const uint8_t *)ev,
+					    (size_t)n, true, ok, err,
+					    NULL) < 0)
+		send_error(s, c, MALFORMED, "client event not sent");
+	if (!err)
+		eng_buf_put(ok);
+	free(ev);
+}
+
+static bool event_is(const struct pusher_msg *m, const char *name)
+{
+	size_t n = strlen(name);
+
+	return m->event.len == n && !memcmp(m->event.p, name, n);
+}
+
+/* One Pusher event from @c, @len bytes at @p. */
+static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
+		       const uint8_t *p, size_t len)
+{
+	struct pconn *pc = pconn_of(s, c);
+	size_t cap = 2 * len + 16;	/* each parser's scratch */
+	struct pusher_msg m;
+	char *scratch;
+
+	if (op != WS_OP_TEXT || !pc) {	/* the protocol is JSON text */
+		eng_conn_fail(s, c, WS_CLOSE_UNSUPPORTED);
+		return;
+	}
+	scratch = malloc(2 * cap);
+	if (!scratch) {
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return;
+	}
+	if (pusher_msg_parse(s->json, (const char *)p, len, &m, scratch,
+			     cap) < 0)
+		send_error(s, c, MALFORMED, "malformed message");
+	else if (event_is(&m, "pusher:ping"))
+		send_pong(s, c);
+	else if (event_is(&m, "pusher:subscribe"))
+		subscribe(s, c, pc, &m, scratch + cap, cap);
+	else if (event_is(&m, "pusher:signin"))
+		signin(s, c, pc, &m, scratch + cap, cap);
+	else if (event_is(&m, "pusher:unsubscribe"))
+		unsubscribe(s, c, pc, &m);
+	else if (m.event.len >= 7 && !memcmp(m.event.p, "client-", 7))
+		client_event(s, c, pc, &m);
+	/* pusher:pong and others: nothing to do */
+	free(scratch);
+}
+
+/* ---- the upgrade and the close ------------------------------------------ */
+
+/* @c's record, made for a new connection. NULL: no memory. */
+static struct pconn *pconn_new(struct eng_shard *s, struct eng_conn *c)
+{
+	if (s->id >= SHARDS_MAX)
+		return NULL;
+	/* calloc'd whole: pages of slots never used are never touched */
+	if (!tabs[s->id])
+		tabs[s->id] = calloc(s->nr_conns, sizeof(struct pconn));
+	if (!tabs[s->id])
+		return NULL;
+	/* a slot's last Pusher connection left it clean (on_close) */
+	return &tabs[s->id][eng_slot(s, c)];
+}
+
+/* The target again, "/app/{key}?query", into @buf (@cap bytes). */
+static ssize_t target(const struct hs_req *req, char *buf, size_t cap)
+{
+	size_t n = req->path.len;
+
+	if (n + 1 + req->query.len > cap)
+		return -E2BIG;
+	memcpy(buf, req->path.p, n);
+	if (req->query.len) {
+		buf[n++] = '?';
+		memcpy(buf + n, req->query.p, req->query.len);
+		n += req->query.len;
+	}
+	return (ssize_t)n;
+}
+
+/*
+ * The activity_timeout pusher-js pings after: ACTIVITY_S, or less when
+ * the engine sends no pings and would close a client quiet that long.
+ */
+static unsigned activity(const struct eng_shard *s)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	unsigned half = cfg->idle_ms / 2000;
+
+	if (cfg->ping_ms || !cfg->idle_ms || half >= ACTIVITY_S)
+		return ACTIVITY_S;
+	return half ? half : 1;
+}
+
+/* Upgrades @c only to close it with Pusher's @code: pusher-js acts on it. */
+static void refuse(struct eng_shard *s, struct eng_conn *c,
+		   const struct hs_req *req, int code)
+{
+	const char *why = pusher_code_text(code);
+
+	eng_conn_upgrade(s, c, &req->ws_key, ENG_CONN_K_PUSHER);
+	eng_conn_close_ws(s, c, (uint16_t)code, why ? why : "");
+}
+
+/*
+ * GET /app/{key}?protocol=7&...: the app found by its key, a socket_id
+ * drawn, the 101 and pusher:connection_established.
+ */
+static void on_upgrade(struct eng_shard *s, struct eng_conn *c,
+		       const struct hs_req *req)
+{
+	const struct pusher_apps *apps = &pcfg(s)->apps;
+	const struct pusher_app *app;
+	struct json_slice key, sid;
+	char buf[1024], *o = NULL;
+	unsigned protocol;
+	struct eng_buf *b;
+	struct pconn *pc;
+	ssize_t n = target(req, buf, sizeof(buf));
+	int code;
+
+	code = n < 0 ? PUSHER_PATH_NOT_FOUND :
+	       pusher_ws_target(buf, (size_t)n, &key, &protocol);
+	if (code) {
+		refuse(s, c, req, code);
+		return;
+	}
+	app = pusher_app_by_key(apps, key.p, key.len);
+	if (!app) {
+		refuse(s, c, req, PUSHER_APP_NOT_FOUND);
+		return;
+	}
+	pc = pconn_new(s, c);
+	n = pc ? pusher_socket_id_new(pc->sid) : -ENOMEM;
+	if (n < 0) {
+		refuse(s, c, req, PUSHER_OVER_CAPACITY);
+		return;
+	}
+	pc->gen = c->gen;
+	pc->app = (uint16_t)(app - apps->v + 1);
+	pc->sid_len = (uint8_t)n;
+	sid = (struct json_slice){ pc->sid, pc->sid_len };
+	eng_conn_upgrade(s, c, &req->ws_key, ENG_CONN_K_PUSHER);
+	b = frame_new(128, &o);
+	send_buf(s, c, frame_seal(b, b ? pusher_enc_connected(o, 128, sid,
+							      activity(s))
+				      : -1));
+}
+
+static void on_close(struct eng_shard *s, struct eng_conn *c)
+{
+	struct pconn *pc = pconn_of(s, c);
+
+	eng_unsubscribe_all(s, c);
+	while (pc && pc->joins)
+		leave(s, pc, pc->joins->name, pc->joins->len);
+	if (pc) {
+		free(pc->uid);
+		memset(pc, 0, sizeof(*pc));
+	}
+}
+
+static bool enabled(const struct eng_shard *s)
+{
+	return s->eng->cfg.pusher && s->eng->cfg.pusher->apps.n;
+}
+
+/* eng_pub_skip: whether @c is the connection of socket_id @id. */
+static bool is_socket(struct eng_shard *s, struct eng_conn *c, const char *id,
+		      size_t len)
+{
+	const struct pconn *pc = pconn_of(s, c);
+
+	return pc && pc->sid_len == len && !memcmp(pc->sid, id, len);
+}
+
+static const struct eng_endpoint pusher_endpoint = {
+	.name = "pusher",
+	.path = "/app/",
+	.prefix = true,
+	.kind = ENG_CONN_K_PUSHER,
+	.enabled = enabled,
+	.on_upgrade = on_upgrade,
+	.on_message = on_message,
+	.on_close = on_close,
+};
+
+int eng_pusher_register(void)
+{
+	eng_pub_skip = is_socket;
+	return eng_endpoint_add(&pusher_endpoint);
+}

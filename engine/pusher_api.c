@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pusher_api.c: the Pusher HTTP API on /apps/{id}/... (pusher_eng.h):
+ * POST events, signed as the server SDKs sign (pusher_api_check: the
+ * signature, body_md5 and auth_timestamp within 600 s, compared in
+ * constant time). The event is encoded once, as the frame Pusher clients
+ * get, and published to the app's engine channel through the broker.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker.h"
+#include "chan.h"
+#include "conn.h"
+#include "frame.h"
+#include "hs.h"
+#include "json.h"
+#include "pusher_eng.h"
+
+
+static void reply(struct eng_shard *s, struct eng_conn *c, int status,
+		  const char *msg)
+{
+	char body[256];
+	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", msg);
+
+	eng_conn_http_reply(s, c, status, NULL, "application/json", body,
+			    (size_t)n);
+}
+
+#define CHANNELS_MAX	100	/* channels of one event: Pusher's */
+#define BATCH_MAX	10	/* events of one batch: Pusher's */
+
+static bool space(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+/*
+ * The elements of JSON array @raw (valid JSON: the parser checked it),
+ * each's text trimmed, into @v. Returns how many, or -E2BIG over @max.
+ */
+static int items(struct json_slice raw, struct json_slice *v, unsigned max)
+{
+	const char *p = raw.p + 1, *end = raw.p + raw.len - 1, *start;
+	unsigned n = 0, depth = 0;
+	bool str = false;
+
+	while (p < end && space(*p))
+		p++;
+	if (p == end)
+		return 0;
+	for (start = p; p <= end; p++) {
+		if (str) {
+			if (*p == '\\')
+				p++;
+			else if (*p == '"')
+				str = false;
+		} else if (*p == '"') {
+			str = true;
+		} else if (*p == '{' || *p == '[') {
+			depth++;
+		} else if ((*p == '}' || *p == ']') && depth) {
+			depth--;
+		} else if (p == end || (*p == ',' && !depth)) {
+			const char *e = p;
+
+			while (e > start && space(e[-1]))
+				e--;
+			if (n == max)
+				return -E2BIG;
+			v[n++] = (struct json_slice){ start, (size_t)(e - start) };
+			for (start = p + 1; start < end && space(*start);)
+				start++;
+		}
+	}
+	return (int)n;
+}
+
+/* One event of a publish, as read from its JSON object. */
+struct pev {
+	struct json_slice name, data, skip;	/* data: its JSON text */
+	struct json_slice ch[CHANNELS_MAX];
+	unsigned nch;
+};
+
+/*
+ * Reads and checks event object @doc[0..@len) into @e (its slices valid
+ * until @s->json parses again): "name", "data" a string, "channel" or
+ * "channels" (one to 100 names), "socket_id" optional. Returns 0, or the
+ * HTTP status to refuse it with, *@why set.
+ */
+static int read_event(struct eng_shard *s, const char *doc, size_t len,
+		      struct pev *e, const char **why)
+{
+	struct json_member m[] = {
+		{ .key = "channel" }, { .key = "channels" }, { .key = "name" },
+		{ .key = "data" }, { .key = "socket_id" },
+	};
+	int n;
+
+	*why = "not a JSON object";
+	if (json_get_members(s->json, doc, len, m, 5) < 0)
+		return 400;
+	*why = "name and data must be strings";
+	if (m[2].type != JSON_STRING || m[3].type != JSON_STRING ||
+	    (m[4].type != JSON_ABSENT && m[4].type != JSON_STRING))
+		return 400;
+	*why = "data over 10 KB";
+	if (m[3].str.len > ENG_PUSHER_DATA_MAX)
+		return 413;
+	*why = "invalid event name";
+	if (pusher_event_name_check(m[2].str.p, m[2].str.len, false) < 0)
+		return 400;
+	*why = "invalid socket_id";
+	if (m[4].type == JSON_STRING &&
+	    !pusher_socket_id_valid(m[4].str.p, m[4].str.len))
+		return 400;
+	e->name = m[2].str;
+	e->data = m[3].raw;
+	e->skip = m[4].type == JSON_STRING ? m[4].str : (struct json_slice){ 0 };
+	*why = "channel or channels (1 to 100) needed";
+	if (m[0].type == JSON_STRING && m[1].type == JSON_ABSENT) {
+		e->ch[0] = m[0].str;
+		e->nch = 1;
+	} else if (m[1].type == JSON_ARRAY && m[0].type == JSON_ABSENT) {
+		n = items(m[1].raw, e->ch, CHANNELS_MAX);
+		if (n <= 0)
+			return 400;
+		e->nch = (unsigned)n;
+	} else {
+		return 400;
+	}
+	*why = "invalid channel name";
+	for (unsigned i = 0; i < e->nch; i++) {
+		struct json_slice *c = &e->ch[i];
+
+		if (m[1].type == JSON_ARRAY) {	/* a string, no escapes */
+			if (c->len < 2 || c->p[0] != '"' ||
+			    memchr(c->p, '\\', c->len))
+				return 400;
+			*c = (struct json_slice){ c->p + 1, c->len - 2 };
+		}
+		if (pusher_channel_kind(c->p, c->len) < 0)
+			return 400;
+	}
+	return 0;
+}
+
+/*
+ * Publishes @e to each of its channels, encoded once per channel; the
+ * last one answers @c when @last, the others nobody (broker.h).
+ * Returns 0, or -errno when @c was answered nothing.
+ */
+static int publish(struct eng_shard *s, struct eng_conn *c,
+		   const struct pusher_app *app, const struct pev *e,
+		   bool last)
+{
+	size_t cap = 64 + json_escape_max(e->name.len) +
+		     json_escape_max(PUSHER_CHANNEL_MAX) + e->data.len +
+		     sizeof(ENG_FRAME_SKIP) + e->skip.len;
+	char name[ENG_CHAN_MAX + 1], *ev = malloc(cap);
+	int ret = ev ? 0 : -ENOMEM;
+
+	for (unsigned i = 0; !ret && i < e->nch; i++) {
+		bool answer = last && i == e->nch - 1;
+		int nlen = eng_pusher_chan_name(app, e->ch[i].p, e->ch[i].len,
+						name);
+		ssize_t n = nlen < 0 ? -EINVAL :
+			    eng_pusher_skip_event(ev, cap, e->skip, e->name,
+						  e->ch[i], e->data,
+						  (struct json_slice){ 0 });
+
+		ret = n < 0 ? (int)n :
+		      s->eng->broker->publish(s, answer ? c : NULL,
+					      ENG_TO_CHANNEL, name,
+					      (size_t)nlen, (const uint8_t *)ev,
+					      (size_t)n, true, NULL, NULL,
+					      NULL);
+	}
+	free(ev);
+	return ret;
+}
+
+/* POST /apps/{id}/events, its signature checked: the body published. */
+static void events(struct eng_shard *s, struct eng_conn *c,
+		   const struct pusher_app *app, const uint8_t *body,
+		   size_t len)
+{
+	struct pev *e = malloc(sizeof(*e));
+	const char *why = "out of memory";
+	int status = e ? read_event(s, (const char *)body, len, e, &why) : 503;
+
+	if (status)
+		reply(s, c, status, why);
+	else if (publish(s, c, app, e, true) < 0)
+		reply(s, c, 503, "not published");
+	free(e);
+}
+
+/*
+ * POST /apps/{id}/batch_events, {"batch":[event, ...]}: up to 10 events,
+ * each with "channel"; all are checked before any is published.
+ */
+static void batch(struct eng_shard *s, struct eng_conn *c,
+		  const struct pusher_app *app, const uint8_t *body,
+		  size_t len)
+{
+	struct json_member m = { .key = "batch" };
+	struct json_slice v[BATCH_MAX];
+	const char *why = "batch: an array of 1 to 10 events";
+	char *copy = malloc(len + 1);
+	struct pev *e = malloc(sizeof(*e));
+	int n = -1, status = 400;
+
+	/* the parser is used again for each event: the array stays here */
+	if (copy && e &&
+	    !json_get_members(s->json, (const char *)body, len, &m, 1) &&
+	    m.type == JSON_ARRAY) {
+		memcpy(copy, m.raw.p, m.raw.len);
+		n = items((struct json_slice){ copy, m.raw.len }, v, BATCH_MAX);
+	}
+	if (!copy || !e)
+		status = 503, why = "out of memory";
+	if (n > 0)
+		status = 0;
+	for (int i = 0; !status && i < n; i++)	/* every one checked first */
+		status = read_event(s, v[i].p, v[i].len, e, &why);
+	for (int i = 0; !status && i < n; i++)	/* then read again, sent */
+		if (read_event(s, v[i].p, v[i].len, e, &why) ||
+		    publish(s, c, app, e, i == n - 1) < 0)
+			status = 503, why = "not published";
+	if (status)
+		reply(s, c, status, why);
+	free(copy);
+	free(e);
+}
+
+void eng_pusher_api(struct eng_shard *s, struct eng_conn *c,
+		    const struct hs_req *req, const uint8_t *body, size_t len)
+{
+	const struct eng_pusher_cfg *pc = s->eng->cfg.pusher;
+	const struct pusher_app *app;
+	struct pusher_api_req ar;
+	const char *p = req->path.p + 6, *slash, *why = "unauthorized";
+	size_t rest = req->path.len - 6;
+	int ret;
+
+	slash = memchr(p, '/', rest);
+	app = pc && slash ? pusher_app_by_id(&pc->apps, p, (size_t)(slash - p))
+			  : NULL;
+	if (!app) {
+		reply(s, c, 404, "no such app");
+		return;
+	}
+	rest -= (size_t)(slash - p);
+	if (!(rest == 7 && !memcmp(slash, "/events", 7)) &&
+	    !(rest == 13 && !memcmp(slash, "/batch_events", 13))) {
+		reply(s, c, 404, "not served (yet): only POST events and "
+			  "batch_events");
+		return;
+	}
+	if (req->method.len != 4 || memcmp(req->method.p, "POST", 4)) {
+		eng_conn_http_reply(s, c, 405, "Allow: POST\r\n", NULL, NULL, 0);
+		return;
+	}
+	ar = (struct pusher_api_req){
+		.method = { req->method.p, req->method.len },
+		.path = { req->path.p, req->path.len },
+		.query = { req->query.p, req->query.len },
+		.body = { (const char *)body, len },
+	};
+	ret = pusher_api_check(app, &ar, (int64_t)time(NULL), &why);
+	if (ret == -EACCES)
+		reply(s, c, 401, why);
+	else if (ret == -EBADMSG || ret == -E2BIG)
+		reply(s, c, 400, ret == -E2BIG ? "query too long" : why);
+	else if (ret < 0)
+		reply(s, c, 503, "out of memory");
+	else if (rest == 7)
+		events(s, c, app, body, len);
+	else
+		batch(s, c, app, body, len);
+}

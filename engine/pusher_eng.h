@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pusher_eng: the Pusher Channels protocol v7 front door (issue 26; the
+ * protocol itself is proto/pusher.h, without I/O). Its apps from the
+ * options (opts_pusher.c), the WebSocket endpoint on /app/{key}
+ * (pusher.c), registered as the endpoint of ENG_CONN_K_PUSHER
+ * connections, and the HTTP API on /apps/{id}/... (pusher_api.c). A
+ * Pusher channel is an engine channel whose name carries its app's id
+ * (eng_pusher_chan_name), so two apps' channels never meet, in Redis
+ * either; its frames are the Pusher events themselves (frame.h).
+ * docs/PUSHER.md is the user's guide.
+ */
+#ifndef RC_ENGINE_PUSHER_ENG_H
+#define RC_ENGINE_PUSHER_ENG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eng.h"
+#include "pusher.h"
+
+struct hs_req;
+
+#define ENG_PUSHER_EVENTS_MAX	64	/* --pusher-client-events given */
+
+/* What the --pusher-* options and RINGCAST_PUSHER_APPS configure. */
+struct eng_pusher_cfg {
+	struct pusher_apps apps;	/* secrets wiped when freed */
+	const char *file;		/* --pusher-apps-file, argv's */
+	const char *events[ENG_PUSHER_EVENTS_MAX];	/* app ids, argv's */
+	unsigned nevents;
+};
+
+/*
+ * --pusher-app ID:KEY:SECRET (one more app) and --pusher-client-events
+ * ID, into @cfg->pusher (allocated at the first). Return 0, or -EINVAL
+ * with *@why set to a static message that never holds the secret.
+ */
+int eng_pusher_opt_app(struct eng_cfg *cfg, const char *spec,
+		       const char **why);
+int eng_pusher_opt_events(struct eng_cfg *cfg, const char *id,
+			  const char **why);
+int eng_pusher_opt_file(struct eng_cfg *cfg, const char *path,
+			const char **why);
+
+/*
+ * After the command line: the apps of RINGCAST_PUSHER_APPS and of
+ * --pusher-apps-file added, --pusher-client-events applied to theirs.
+ * Returns 0, or -EINVAL after saying on stderr what is wrong (where,
+ * and the field; never a secret).
+ */
+int eng_pusher_opts_finish(struct eng_cfg *cfg);
+
+/* Frees @cfg->pusher, secrets wiped. Safe when there is none. */
+void eng_pusher_cfg_free(struct eng_cfg *cfg);
+
+/*
+ * The engine channel of Pusher channel @ch[0..@len) (a name
+ * pusher_channel_kind() accepted) of app @app, into @out (ENG_CHAN_MAX +
+ * 1 bytes, NUL-terminated): "!p:", the app's id, ':' and
+ * the channel when that fits the engine's name rules, else
+ * "!h:", the id, ':' and 40 hex digits of the channel's
+ * SHA-256. Returns its length, or -EINVAL.
+ */
+int eng_pusher_chan_name(const struct pusher_app *app, const char *ch,
+			 size_t len, char *out);
+
+#define ENG_PUSHER_MEMBERS_MAX	100	/* a presence channel's users */
+#define ENG_PUSHER_DATA_MAX	10240	/* bytes of an event's data */
+
+/*
+ * A channel event's frame as published (pusher_enc_event's), after
+ * ENG_FRAME_SKIP "@skip", when @skip.p is not NULL: all subscribers but
+ * connection @skip get it (frame.h). Returns its length or -ENOSPC.
+ */
+ssize_t eng_pusher_skip_event(char *out, size_t cap, struct json_slice skip,
+			      struct json_slice name, struct json_slice ch,
+			      struct json_slice data, struct json_slice user_id);
+
+/*
+ * Member @mb of presence channel @ch (engine channel @name[0..@len))
+ * joins on connection @sid: counted, and announced to the channel's
+ * other subscribers with member_added when it is the user's first
+ * connection. *@ok: the subscription_succeeded @sid gets, listing every
+ * member. Returns 0; -E2BIG when the channel has ENG_PUSHER_MEMBERS_MAX
+ * users already; -ENOMEM.
+ */
+int eng_pusher_join(struct eng_shard *s, const char *name, size_t len,
+		    struct json_slice ch, struct json_slice sid,
+		    const struct pusher_member *mb, struct eng_buf **ok);
+
+/*
+ * Connection @sid of user @id_str left presence channel @ch: at the
+ * user's last connection, member_removed to the channel.
+ */
+void eng_pusher_leave(struct eng_shard *s, const char *name, size_t len,
+		      struct json_slice ch, struct json_slice sid,
+		      struct json_slice id_str);
+
+/*
+ * Registers the /app/ endpoint (eng_endpoint_add). Once, before the
+ * shards start. Returns 0 or -errno.
+ */
+int eng_pusher_register(void);
+
+/*
+ * A plain HTTP request to /apps/{id}/... (@body[0..@len), all of it
+ * read): the Pusher HTTP API, signed (pusher_api_check). Answers @c,
+ * now or once the broker has.
+ */
+void eng_pusher_api(struct eng_shard *s, struct eng_conn *c,
+		    const struct hs_req *req, const uint8_t *body, size_t len);
+
+#endif
