@@ -24,6 +24,7 @@
 #include "lru.h"
 #include "mail.h"
 #include "sub.h"
+#include "zframe.h"
 
 _Static_assert(ENG_EPOCH_LEN <= ENG_CU_EPOCH, "an epoch fits a catch-up's");
 
@@ -123,7 +124,7 @@ int eng_hist_init(struct eng_shard *s)
 
 static size_t ent_bytes(const struct eng_buf *f)
 {
-	return sizeof(struct eng_hent) + sizeof(*f) + f->cap;
+	return sizeof(struct eng_hent) + eng_zframe_kept(f);
 }
 
 /* Drops @h's oldest message. */
@@ -278,9 +279,11 @@ uint64_t eng_hist_append(struct eng_shard *s, struct eng_chan *ch,
 	e->offset = ++h->top;
 	e->tick = s->tick;
 	h->n++;
+	eng_hist_stamp(f, h->epoch, e->offset);
+	if (ch->shards)		/* the twin first: it is counted too */
+		eng_zframe_once(s, f, ch->shards);
 	held(s, (ssize_t)ent_bytes(f));
 	ENG_STAT_ADD(s, hist_msgs, 1);
-	eng_hist_stamp(f, h->epoch, e->offset);
 	/* Over budget: the oldest messages of the least recent channels. */
 	while (l->held > l->budget && l->lru.head &&
 	       ((struct eng_hist *)l->lru.head != h || h->n > 1)) {

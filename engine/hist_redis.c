@@ -8,10 +8,16 @@
 #include "hist.h"
 #include "mail.h"
 #include "rreq.h"
+#include "zframe.h"
 
 /* The bridge filled @p's read in, or Redis could not be asked. */
 static void read_done(struct eng_shard *s, struct eng_rreq *p)
 {
+	struct eng_hreq *h = p->hreq;
+
+	/* a recovery's frames go out as they are; a page is one reply */
+	if (h->kind == ENG_HREQ_RECOVER && p->result >= 0)
+		eng_zframe_read(s, h->slot, h->gen, h->frames, h->n);
 	eng_hist_redis_done(s, p->hreq, p->result);
 	p->hreq = NULL;
 }

@@ -28,6 +28,7 @@
 #include "mail.h"
 #include "rreq.h"
 #include "user.h"
+#include "zframe.h"
 
 struct eng_ient {
 	struct eng_buf *f;		/* one reference; NULL: acked */
@@ -127,7 +128,7 @@ static void held(struct eng_shard *s, ssize_t delta)
 /* What a kept frame costs: the ring's entry is counted with the ring. */
 static ssize_t frame_bytes(const struct eng_buf *f)
 {
-	return (ssize_t)(sizeof(*f) + f->cap);
+	return (ssize_t)eng_zframe_kept(f);
 }
 
 static struct eng_ient *at(const struct eng_inbox *b, uint32_t i)
@@ -388,8 +389,10 @@ void eng_inbox_append(struct eng_shard *s, struct eng_chan *ch,
 	b->live++;
 	b->last_tick = s->tick;
 	ENG_STAT_ADD(s, inbox_msgs, 1);
-	held(s, frame_bytes(f));
 	eng_inbox_stamp(f, b->epoch, e->n);
+	if (ch->shards)		/* the twin first: it is counted too */
+		eng_zframe_once(s, f, ch->shards);
+	held(s, frame_bytes(f));
 	squeeze(s, b);
 }
 

@@ -8,10 +8,15 @@
 #include "inbox.h"
 #include "mail.h"
 #include "rreq.h"
+#include "zframe.h"
 
 /* The bridge filled @p's answer in, or Redis could not be asked. */
 static void ask_done(struct eng_shard *s, struct eng_rreq *p)
 {
+	struct eng_ibreq *q = p->ibreq;
+
+	if (q->kind == ENG_IB_REPLAY && p->result >= 0)
+		eng_zframe_read(s, q->slot, q->gen, q->frames, q->nframes);
 	eng_inbox_redis_done(s, p->ibreq, p->result);
 	p->ibreq = NULL;
 }

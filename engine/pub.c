@@ -178,18 +178,6 @@ unsigned eng_pub_fanout(struct eng_shard *s, struct eng_buf *f,
 	return reached;
 }
 
-/*
- * Compresses @f once for every receiver, when one of the shards it goes
- * to (@shards; NULL: all) has a connection that negotiated deflate:
- * here, before any other shard sees @f, and after its stamps.
- */
-static void compress_once(struct eng_shard *s, struct eng_buf *f,
-			  const uint64_t *shards)
-{
-	if (s->zip && eng_zframe_wanted(s->eng, shards))
-		eng_zframe_attach(s, f);
-}
-
 static void sequence(struct eng_shard *s, struct eng_pub *pub)
 {
 	struct eng_buf *f = pub->frame;
@@ -200,7 +188,7 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 		ENG_STAT_ADD(s, published, 1);
 	eng_lat_stamp(s, f);
 	if ((f->flags & ENG_BUF_F_BCAST)) {
-		compress_once(s, f, NULL);
+		eng_zframe_once(s, f, NULL);
 		for (i = 0; i < nshards; i++) {
 			if (i == s->id)
 				continue;
@@ -217,7 +205,8 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 
 		if ((f->flags & (ENG_BUF_F_HIST | ENG_BUF_F_STAMPED)) ==
 		    ENG_BUF_F_HIST) {	/* Redis's are stamped: kept there */
-			/* kept whether or not anyone listens now */
+			/* kept whether or not anyone listens now; compressed
+			 * there, after the stamp, so that the twin is counted */
 			ch = eng_chan_get(&s->chans, name, len, hash);
 			eng_hist_append(s, ch, f);	/* ch NULL: no memory */
 		} else if ((f->flags & (ENG_BUF_F_INBOX | ENG_BUF_F_STAMPED)) ==
@@ -227,9 +216,9 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 			eng_inbox_append(s, ch, f);	/* ch NULL: no memory */
 		} else {
 			ch = eng_chan_find(&s->chans, name, len, hash);
+			if (ch && ch->shards)
+				eng_zframe_once(s, f, ch->shards);
 		}
-		if (ch && ch->shards)
-			compress_once(s, f, ch->shards);
 		reached = eng_pub_fanout(s, f, ch);
 	}
 	pub->shards = reached;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "conn.h"
 #include "deflate.h"
 #include "zframe.h"
 
@@ -179,6 +180,25 @@ void eng_zframe_attach(struct eng_shard *s, struct eng_buf *f)
 	f->z = zbuf(s, f->data[f->start] & 0x0f, (size_t)got, true);
 	if (f->z)
 		f->z->t_us = f->t_us;	/* the latency sample follows */
+}
+
+void eng_zframe_once(struct eng_shard *s, struct eng_buf *f,
+		     const uint64_t *shards)
+{
+	if (s->zip && eng_zframe_wanted(s->eng, shards))
+		eng_zframe_attach(s, f);
+}
+
+void eng_zframe_read(struct eng_shard *s, uint32_t slot, uint32_t gen,
+		     struct eng_buf **f, size_t n)
+{
+	const struct eng_conn *c = slot < s->nr_conns ? &s->conns[slot] : NULL;
+
+	if (!s->zip || !c || c->gen != gen || !c->deflate)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (f[i])
+			eng_zframe_attach(s, f[i]);
 }
 
 struct eng_buf *eng_zframe_own(struct eng_shard *s, struct eng_buf *b)

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "buf.h"
 #include "deflate.h"
 #include "eng.h"
 
@@ -62,6 +63,32 @@ bool eng_zframe_wanted(const struct eng *e, const uint64_t *shards);
  * Counted: deflate calls, bytes in and out. A failure leaves @f plain.
  */
 void eng_zframe_attach(struct eng_shard *s, struct eng_buf *f);
+
+/*
+ * eng_zframe_attach() when @s has a compressor and eng_zframe_wanted()
+ * says some shard of @shards needs it: a frame @s sequences (after its
+ * stamps, before any other shard sees it).
+ */
+void eng_zframe_once(struct eng_shard *s, struct eng_buf *f,
+		     const uint64_t *shards);
+
+/*
+ * Frames @f[0..@n) read back from Redis for the one connection @slot,
+ * @gen of @s (a recovery, a page of unread), that nothing else holds
+ * yet: each compressed once, on @s, if that connection is still there
+ * and negotiated the extension. Others keep them plain.
+ */
+void eng_zframe_read(struct eng_shard *s, uint32_t slot, uint32_t gen,
+		     struct eng_buf **f, size_t n);
+
+/*
+ * What a kept frame @f occupies, its compressed twin included: what
+ * --history-memory and --inbox-memory count.
+ */
+static inline size_t eng_zframe_kept(const struct eng_buf *f)
+{
+	return sizeof(*f) + f->cap + (f->z ? sizeof(*f->z) + f->z->cap : 0);
+}
 
 /*
  * A frame only one connection will send (a reply, an echo: @b, one

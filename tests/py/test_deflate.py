@@ -14,7 +14,11 @@ messages, and each publication is compressed once, whatever the number
 of subscribers (deflate calls counted in /stats); history recovery
 replays those compressed frames (embedded broker), and a history page
 is compressed as a reply; with Redis (test_deflate-redis) a message
-from Redis is compressed once by its owner shard too. Node's ws with
+from Redis is compressed once by its owner shard too, and a recovery's
+and an inbox replay's frames read back from Redis are compressed for a
+client that negotiated (RSV1, inflating to the messages). history_memory
+(embedded): --history-memory counts a kept frame's compressed copy, and
+the bound holds counting both. Node's ws with
 perMessageDeflate: echoes both ways at many sizes, fragmented, and
 pushes to a node subscriber."""
 
@@ -26,6 +30,8 @@ import subprocess
 import zlib
 
 import rc
+import test_inbox
+import test_users
 from rc import expect, expect_eq
 
 OFFER_CHROME = "permessage-deflate; client_max_window_bits"
@@ -65,8 +71,9 @@ def json_text(n, rnd):
 class ZWs(rc.RawWs):
     """A raw client that offers @offer and reads compressed frames."""
 
-    def __init__(self, eng, path="/echo", offer=OFFER_CHROME):
+    def __init__(self, eng, path="/echo", offer=OFFER_CHROME, extra=()):
         self.offer = offer
+        self.extra = list(extra)
         self.negotiated = False
         super().__init__(eng.host, eng.port, path)
 
@@ -74,6 +81,7 @@ class ZWs(rc.RawWs):
         key = rc.new_key()
         extra = [("Sec-WebSocket-Extensions", self.offer)] if self.offer \
             else []
+        extra += self.extra
         self.sock.sendall(rc.upgrade_request(path, host, key, extra=extra))
         head, self.buf = rc.read_head(self.sock, timeout=self.timeout)
         r = rc.Response(head)
@@ -415,7 +423,9 @@ def check_fan_out(eng):
 def check_recovery(eng):
     """History replays send the frames kept, compressed once at
     publication; a plain client recovering the same gets them plain. With
-    Redis the replays are read back from Redis and go plain."""
+    Redis the replays are read back from Redis, and compressed once each
+    on the shard that gets the read's answer, for a client that
+    negotiated."""
     rnd = random.Random(9)
     bodies = [json_text(1024, rnd) for _ in range(5)]
     live = raw_subscribe(eng, ["h:x"])
@@ -441,8 +451,7 @@ def check_recovery(eng):
                 for m in pushes:
                     op, data, rsv = ws.recv_data()
                     expect_eq(json.loads(data), m, "replayed push")
-                    expect_eq(rsv, 4 if offer and rc.only_on("embedded")
-                              else 0, "replay's RSV1")
+                    expect_eq(rsv, 4 if offer else 0, "replay's RSV1")
                 # a history page is a reply of its own: compressed as sent
                 ws.send(rc.OP_TEXT, rc.push_cmd(
                     "history", seq=6, channel="h:x",
@@ -452,10 +461,76 @@ def check_recovery(eng):
                 page = json.loads(data)
                 expect_eq(len(page["data"]["messages"]), 5, "history page")
                 expect_eq(rsv, 4 if offer else 0, "history page's RSV1")
-        expect_eq(deflate_stats(eng)["calls"] - before, 6,
+        # with Redis the 5 read back for the client that negotiated too
+        expect_eq(deflate_stats(eng)["calls"] - before,
+                  6 if rc.only_on("embedded") else 11,
                   "deflate calls after the replays (5 pushes, 1 page)")
     finally:
         live.close()
+
+
+def check_inbox_replay(exe):
+    """A new connection's unread, replayed: with Redis read back from
+    Redis and compressed for a connection that negotiated (the embedded
+    broker keeps them plain: no connection of the user negotiated when
+    they were pushed)."""
+    rnd = random.Random(11)
+    bodies = [json_text(1024, rnd) for _ in range(3)]
+    with rc.Engine(exe, "--deflate", "on", *test_inbox.ARGS,
+                   broker=True) as eng:
+        for b in bodies:
+            test_inbox.keep(eng, "zoe", json.loads(b))
+        for offer in (OFFER_CHROME, None):
+            auth = [("Authorization", "Bearer " + test_users.token("zoe"))]
+            with ZWs(eng, "/ws", offer, auth) as ws:
+                for b in bodies:
+                    op, data, rsv = ws.recv_data()
+                    m = json.loads(data)
+                    expect_eq((m["cmd"], m["data"]), ("push", json.loads(b)),
+                              "replayed unread")
+                    expect_eq(rsv, 4 if offer and rc.only_on("redis") else 0,
+                              "an unread's RSV1 (offer %r)" % offer)
+
+
+def hist_bytes(eng):
+    return rc.stats(eng)["history"]
+
+
+def check_history_memory(exe):
+    """--history-memory counts a kept frame's compressed copy: the same
+    messages cost more held with a twin than without, by at least the
+    compressed bytes, and the bound holds counting both."""
+    rnd = random.Random(13)
+    bodies = [json_text(1024, rnd) for _ in range(10)]
+    with rc.Engine(exe, "--deflate", "on", "--shards", "1",
+                   "--history-memory", "64K",
+                   "--namespace", "m:history=1000,ttl=1m") as eng:
+        sub = raw_subscribe(eng, ["m:z"])
+        try:
+            st0 = hist_bytes(eng)
+            rc.publish_many(eng, "m:plain", bodies)	# nobody: no twin
+            st1, z1 = hist_bytes(eng), deflate_stats(eng)
+            rc.publish_many(eng, "m:z", bodies)
+            for b in bodies:
+                expect_eq(sub.recv_data()[2], 4, "a live push's RSV1")
+            st2, z2 = hist_bytes(eng), deflate_stats(eng)
+            expect_eq(st2["messages"], 20, "kept, none evicted %r" % st2)
+            plain = st1["bytes"] - st0["bytes"]
+            twins = st2["bytes"] - st1["bytes"]
+            zout = z2["bytes_out"] - z1["bytes_out"]
+            expect(twins - plain >= zout, "the compressed copies (%d bytes) "
+                   "not counted: %d bytes held plain, %d with twins",
+                   zout, plain, twins)
+            # past the bound: the oldest go, what stays fits counting both
+            for _ in range(8):
+                rc.publish_many(eng, "m:z", bodies)
+                for b in bodies:
+                    sub.recv_data()
+            st3 = hist_bytes(eng)
+            expect(st3["bytes"] <= 64 << 10 and st3["evicted"] > 0,
+                   "history over --history-memory: %r", st3)
+        finally:
+            sub.close()
 
 
 NODE_ECHO = r"""
@@ -541,6 +616,9 @@ def checks(run):
         run.check("node_echo", check_node_echo, eng)
         run.check("recovery", check_recovery, eng)
     run.check("off", check_off, exe)
+    run.check("inbox_replay", check_inbox_replay, exe)
+    if rc.only_on("embedded"):
+        run.check("history_memory", check_history_memory, exe)
     run.check("bomb", check_bomb, exe)
 
 
