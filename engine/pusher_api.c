@@ -151,13 +151,70 @@ static int read_event(struct eng_shard *s, const char *doc, size_t len,
 }
 
 /*
- * Publishes @e to each of its channels, encoded once per channel; the
- * last one answers @c when @last, the others nobody (broker.h).
- * Returns 0, or -errno when @c was answered nothing.
+ * The publishes one request makes (every channel of every event), each
+ * counted when done; the last to end answers the client: {} when all
+ * were published, else 503 (or 504 when those that failed may have
+ * been) saying how many failed. @left starts at 1, held while they are
+ * made, so that one ending at once cannot answer early.
  */
-static int publish(struct eng_shard *s, struct eng_conn *c,
-		   const struct pusher_app *app, const struct pev *e,
-		   bool last)
+struct tally {
+	unsigned left, made, failed;
+	int status;		/* 503 or 504 once one failed */
+	uint32_t slot, gen;	/* the client */
+};
+
+static void tally_end(struct eng_shard *s, void *arg, long long result)
+{
+	struct tally *t = arg;
+	struct eng_conn *c = &s->conns[t->slot];
+	char body[160];
+	int n;
+
+	if (result < 0) {
+		int st = eng_broker_failed_code(result);
+
+		t->failed++;
+		t->status = t->status == 503 ? 503 : st;
+	}
+	if (--t->left)
+		return;
+	if (c->gen == t->gen && eng_conn_alive(c)) {
+		c->flags &= ~ENG_CONN_F_WAIT;
+		if (t->failed)
+			n = snprintf(body, sizeof(body), "{\"error\":\"%u of %u "
+				     "publishes failed: %s\"}\n", t->failed,
+				     t->made, t->status == 503 ?
+				     "not published" : "may be published");
+		else
+			n = snprintf(body, sizeof(body), "{}\n");
+		eng_conn_http_reply(s, c, t->failed ? t->status : 200, NULL,
+				    "application/json", body, (size_t)n);
+		eng_conn_resume(s, c);
+	}
+	free(t);
+}
+
+/* A tally for @c, which reads no further request until answered. */
+static struct tally *tally_new(struct eng_shard *s, struct eng_conn *c)
+{
+	struct tally *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->left = 1;
+	t->slot = eng_slot(s, c);
+	t->gen = c->gen;
+	c->flags |= ENG_CONN_F_WAIT;
+	return t;
+}
+
+/*
+ * Publishes @e to each of its channels, encoded once per channel, each
+ * counted in @t. One that cannot be made is counted as failed (503) and
+ * the rest are not tried; returns false then.
+ */
+static bool publish(struct eng_shard *s, struct tally *t,
+		    const struct pusher_app *app, const struct pev *e)
 {
 	size_t cap = 64 + json_escape_max(e->name.len) +
 		     json_escape_max(PUSHER_CHANNEL_MAX) + e->data.len +
@@ -166,7 +223,6 @@ static int publish(struct eng_shard *s, struct eng_conn *c,
 	int ret = ev ? 0 : -ENOMEM;
 
 	for (unsigned i = 0; !ret && i < e->nch; i++) {
-		bool answer = last && i == e->nch - 1;
 		int nlen = eng_pusher_chan_name(app, e->ch[i].p, e->ch[i].len,
 						name);
 		ssize_t n = nlen < 0 ? -EINVAL :
@@ -174,15 +230,20 @@ static int publish(struct eng_shard *s, struct eng_conn *c,
 						  e->ch[i], e->data,
 						  (struct json_slice){ 0 });
 
+		t->left++;
+		t->made++;
 		ret = n < 0 ? (int)n :
-		      s->eng->broker->publish(s, answer ? c : NULL,
-					      ENG_TO_CHANNEL, name,
-					      (size_t)nlen, (const uint8_t *)ev,
-					      (size_t)n, true, NULL, NULL,
-					      NULL);
+		      s->eng->broker->publish_fin(s, name, (size_t)nlen,
+						  (const uint8_t *)ev,
+						  (size_t)n, tally_end, t);
 	}
 	free(ev);
-	return ret;
+	if (ret < 0) {		/* the one not made */
+		t->failed++;
+		t->status = 503;
+		t->left--;
+	}
+	return !ret;
 }
 
 /* POST /apps/{id}/events, its signature checked: the body published. */
@@ -193,11 +254,14 @@ static void events(struct eng_shard *s, struct eng_conn *c,
 	struct pev *e = malloc(sizeof(*e));
 	const char *why = "out of memory";
 	int status = e ? read_event(s, (const char *)body, len, e, &why) : 503;
+	struct tally *t = status ? NULL : tally_new(s, c);
 
-	if (status)
-		reply(s, c, status, why);
-	else if (publish(s, c, app, e, true) < 0)
-		reply(s, c, 503, "not published");
+	if (status || !t) {
+		reply(s, c, status ? status : 503, why);
+	} else {
+		publish(s, t, app, e);
+		tally_end(s, t, 0);	/* the hold let go */
+	}
 	free(e);
 }
 
@@ -214,6 +278,7 @@ static void batch(struct eng_shard *s, struct eng_conn *c,
 	const char *why = "batch: an array of 1 to 10 events";
 	char *copy = malloc(len + 1);
 	struct pev *e = malloc(sizeof(*e));
+	struct tally *t = NULL;
 	int n = -1, status = 400;
 
 	/* the parser is used again for each event: the array stays here */
@@ -229,12 +294,21 @@ static void batch(struct eng_shard *s, struct eng_conn *c,
 		status = 0;
 	for (int i = 0; !status && i < n; i++)	/* every one checked first */
 		status = read_event(s, v[i].p, v[i].len, e, &why);
-	for (int i = 0; !status && i < n; i++)	/* then read again, sent */
-		if (read_event(s, v[i].p, v[i].len, e, &why) ||
-		    publish(s, c, app, e, i == n - 1) < 0)
-			status = 503, why = "not published";
+	if (!status && !(t = tally_new(s, c)))
+		status = 503, why = "out of memory";
 	if (status)
 		reply(s, c, status, why);
+	for (int i = 0; t && i < n; i++) {	/* then read again, sent */
+		if (read_event(s, v[i].p, v[i].len, e, &why)) {
+			t->failed++;	/* read once already: cannot be */
+			t->status = 503;
+			break;
+		}
+		if (!publish(s, t, app, e))
+			break;
+	}
+	if (t)
+		tally_end(s, t, 0);
 	free(copy);
 	free(e);
 }

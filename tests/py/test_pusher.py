@@ -413,11 +413,23 @@ def check_api_refusals(eng):
               400, "no channel")
 
 
-def batch(eng, events, app=APP):
+def batch(eng, events, app=APP, whole=False):
     body = json.dumps({"batch": events}).encode()
     path = "/apps/%s/batch_events" % app["id"]
-    return rc.api(eng, "POST", path + "?" + signed(app, "POST", path, body),
-                  body)[0]
+    got = rc.api(eng, "POST", path + "?" + signed(app, "POST", path, body),
+                 body)
+    return got if whole else got[0]
+
+
+def check_api_answers(eng):
+    """Answers as Pusher's: {} for a publish to one channel or many and
+    for a batch."""
+    for doc in ({"name": "e", "channel": "a", "data": "1"},
+                {"name": "e", "channels": ["a", "b", "c"], "data": "1"}):
+        expect_eq(trigger(eng, doc), (200, {}), "events %s" % doc)
+    ev = {"name": "e", "channel": "a", "data": "1"}
+    expect_eq(batch(eng, [ev, dict(ev, channel="b")], whole=True), (200, {}),
+              "batch_events")
 
 
 async def check_batch(eng):
@@ -439,6 +451,29 @@ async def check_batch(eng):
         ev = json.loads(await rc.ws_recv(ws))
         expect_eq(ev["data"], str(i), "event %d of the batch" % i)
     await ws.close()
+
+
+def check_partial_failure(run):
+    """A publish to three channels of which Redis refuses the first (an
+    ACL user may PUBLISH only to channels not ending in X): the failure
+    is told (503), though the last was published; a batch likewise."""
+    import redisd
+    with redisd.Redis() as r:
+        r.command("ACL", "SETUSER", "rc", "on", ">pw", "+@all", "-publish",
+                  "~*", "&*", "(+publish &*[^X])")
+        url = r.url.replace("redis://", "redis://rc:pw@")
+        with rc.Engine(run.exe, "--redis", url, *engine_args()) as eng:
+            rc.wait_until("up", lambda: rc.api(eng, "GET",
+                                               "/healthz")[0] == 200)
+            ok = {"name": "e", "channel": "ok", "data": "1"}
+            expect_eq(trigger(eng, ok), (200, {}), "a channel Redis takes")
+            status, doc = trigger(eng, {"name": "e", "data": "1",
+                                        "channels": ["noX", "a", "b"]})
+            expect_eq(status, 503, "the first of three refused: %r" % doc)
+            expect("1 of 3" in doc["error"], "says how many: %r", doc)
+            status, doc = batch(eng, [dict(ok, channel="noX"), ok],
+                                whole=True)
+            expect_eq(status, 503, "the first of a batch refused: %r" % doc)
 
 
 def check_options(run):
@@ -512,8 +547,13 @@ def body(run):
                   check_socket_id_skipped, engs)
         run.check("batch_events: checked whole, then published",
                   check_batch, engs[0])
+        run.check("HTTP API answers: {} as Pusher's", check_api_answers,
+                  engs[-1])
         run.check("HTTP API refusals: replay, signature, sizes",
                   check_api_refusals, engs[0])
+    if rc.BROKER == "redis":
+        run.check("a failure on any channel is told, not the last's only",
+                  check_partial_failure, run)
     with run.section("activity"), rc.Engine(
             run.exe, "--pusher-app", SPEC % APP, "--ping-interval", "0",
             "--idle-timeout", "10s") as eng:
