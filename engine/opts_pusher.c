@@ -146,6 +146,7 @@ void eng_pusher_cfg_free(struct eng_cfg *cfg)
 	if (!cfg->pusher)
 		return;
 	pusher_apps_exit(&cfg->pusher->apps);
+	eng_pusher_count_clear();
 	free(cfg->pusher);
 	cfg->pusher = NULL;
 }

@@ -246,6 +246,8 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 	if (ret >= 0 && eng_subscribe(s, c, one, 1, ok) < 0) {
 		ret = -ENOMEM;	/* the member counted goes again */
 		eng_pusher_leave(s, one->p, one->len, ch, sid, mb->id_str);
+	} else if (ret >= 0) {
+		eng_pusher_count_add(one->p, one->len, ch, 1);
 	}
 	if (ret < 0) {
 		free(j);
@@ -383,6 +385,7 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 	struct json_slice one;
 	struct eng_buf *ok;
 	int kind, len;
+	bool fresh;
 
 	if (!m->d_channel.p) {
 		send_error(s, c, MALFORMED, "pusher:subscribe needs a channel");
@@ -409,9 +412,9 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	one = (struct json_slice){ name, (size_t)len };
-	if (c->nsubs >= s->eng->cfg.max_subs &&
-	    !eng_sub_find(c, eng_chan_find(&s->chans, name, (size_t)len,
-					   eng_chan_hash(name, (size_t)len)))) {
+	fresh = !eng_sub_find(c, eng_chan_find(&s->chans, name, (size_t)len,
+					       eng_chan_hash(name, (size_t)len)));
+	if (c->nsubs >= s->eng->cfg.max_subs && fresh) {
 		sub_error(s, c, m->d_channel, "LimitReached",
 			  "too many subscriptions", 4100);
 		return;
@@ -423,6 +426,8 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 	ok = succeeded(m->d_channel);
 	if (!ok || eng_subscribe(s, c, &one, 1, ok) < 0)
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+	else if (fresh)
+		eng_pusher_count_add(name, (size_t)len, m->d_channel, 1);
 }
 
 static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
@@ -438,6 +443,9 @@ static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
 				   m->d_channel.len, name);
 	if (len <= 0)
 		return;
+	if (eng_sub_find(c, eng_chan_find(&s->chans, name, (size_t)len,
+					  eng_chan_hash(name, (size_t)len))))
+		eng_pusher_count_add(name, (size_t)len, m->d_channel, -1);
 	eng_unsubscribe(s, c, &(struct json_slice){ name, (size_t)len }, 1);
 	leave(s, pc, name, (size_t)len);
 }
@@ -697,6 +705,9 @@ static void on_close(struct eng_shard *s, struct eng_conn *c)
 {
 	struct pconn *pc = pconn_of(s, c);
 
+	for (struct eng_sub *sub = c->subs; sub; sub = sub->cnext)
+		eng_pusher_count_add(sub->chan->name, sub->chan->len,
+				     (struct json_slice){ 0 }, -1);
 	eng_unsubscribe_all(s, c);
 	while (pc && pc->joins)
 		leave(s, pc, pc->joins->name, pc->joins->len);

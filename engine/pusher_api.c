@@ -313,15 +313,129 @@ static void batch(struct eng_shard *s, struct eng_conn *c,
 	free(e);
 }
 
+static int hexval(char ch)
+{
+	return ch >= '0' && ch <= '9' ? ch - '0' :
+	       ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 :
+	       ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+/* @in percent-decoded ('+' a space) into @out (@cap); length or -1. */
+static ssize_t decode(struct json_slice in, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < in.len; i++, n++) {
+		char ch = in.p[i];
+
+		if (n == cap)
+			return -1;
+		if (ch == '%') {
+			int hi = i + 2 < in.len ? hexval(in.p[i + 1]) : -1;
+			int lo = hi < 0 ? -1 : hexval(in.p[i + 2]);
+
+			if (lo < 0)
+				return -1;
+			ch = (char)(hi << 4 | lo);
+			i += 2;
+		}
+		out[n] = ch == '+' ? ' ' : ch;
+	}
+	return (ssize_t)n;
+}
+
+/*
+ * Reads a GET query's filter_by_prefix and info (a comma list) into @q
+ * (the signature already checked it whole). False: malformed.
+ */
+static bool read_query(struct json_slice query, struct eng_pusher_query *q)
+{
+	const char *p = query.p, *end = query.p + query.len;
+	char info[128];
+
+	memset(q, 0, sizeof(*q));
+	q->prefix.p = q->buf;
+	while (p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p)), *eq;
+		const char *stop = amp ? amp : end;
+		struct json_slice v;
+		ssize_t n;
+
+		eq = memchr(p, '=', (size_t)(stop - p));
+		v = eq ? (struct json_slice){ eq + 1, (size_t)(stop - eq - 1) } :
+			 (struct json_slice){ stop, 0 };
+		if (eq && eq - p == 16 && !memcmp(p, "filter_by_prefix", 16)) {
+			n = decode(v, q->buf, sizeof(q->buf));
+			if (n < 0)
+				return false;
+			q->prefix.len = (size_t)n;
+		} else if (eq && eq - p == 4 && !memcmp(p, "info", 4)) {
+			n = decode(v, info, sizeof(info) - 1);
+			if (n < 0)
+				return false;
+			info[n] = '\0';
+			for (char *sv, *t = strtok_r(info, ",", &sv); t;
+			     t = strtok_r(NULL, ",", &sv))
+				if (!strcmp(t, "subscription_count"))
+					q->subscription_count = true;
+				else if (!strcmp(t, "user_count"))
+					q->user_count = true;
+		}
+		p = stop + 1;
+	}
+	return true;
+}
+
+/* What a request to /apps/{id}@rest[0..@len) is; 0: none served. */
+enum { R_NONE, R_EVENTS, R_BATCH, R_CHANNELS, R_CHANNEL };
+
+static int route(const char *rest, size_t len, struct json_slice *ch)
+{
+	if (len == 7 && !memcmp(rest, "/events", 7))
+		return R_EVENTS;
+	if (len == 13 && !memcmp(rest, "/batch_events", 13))
+		return R_BATCH;
+	if (len == 9 && !memcmp(rest, "/channels", 9))
+		return R_CHANNELS;
+	if (len > 10 && !memcmp(rest, "/channels/", 10) &&
+	    !memchr(rest + 10, '/', len - 10)) {
+		*ch = (struct json_slice){ rest + 10, len - 10 };
+		return R_CHANNEL;
+	}
+	return R_NONE;
+}
+
+/* The signed request @ar, routed @r, answered. */
+static void serve(struct eng_shard *s, struct eng_conn *c,
+		  const struct pusher_app *app,
+		  const struct pusher_api_req *ar, int r, struct json_slice ch)
+{
+	struct eng_pusher_query q;
+	const uint8_t *body = (const uint8_t *)ar->body.p;
+
+	if (r == R_EVENTS)
+		events(s, c, app, body, ar->body.len);
+	else if (r == R_BATCH)
+		batch(s, c, app, body, ar->body.len);
+	else if (!read_query(ar->query, &q))
+		reply(s, c, 400, "malformed query");
+	else if (r == R_CHANNELS)
+		eng_pusher_channels(s, c, app, &q);
+	else
+		eng_pusher_channel(s, c, app, ch, &q);
+}
+
 void eng_pusher_api(struct eng_shard *s, struct eng_conn *c,
 		    const struct hs_req *req, const uint8_t *body, size_t len)
 {
 	const struct eng_pusher_cfg *pc = s->eng->cfg.pusher;
 	const struct pusher_app *app;
 	struct pusher_api_req ar;
+	struct json_slice ch = { 0 };
 	const char *p = req->path.p + 6, *slash, *why = "unauthorized";
+	const char *method = "POST";
 	size_t rest = req->path.len - 6;
-	int ret;
+	int ret, r;
 
 	slash = memchr(p, '/', rest);
 	app = pc && slash ? pusher_app_by_id(&pc->apps, p, (size_t)(slash - p))
@@ -331,14 +445,18 @@ void eng_pusher_api(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	rest -= (size_t)(slash - p);
-	if (!(rest == 7 && !memcmp(slash, "/events", 7)) &&
-	    !(rest == 13 && !memcmp(slash, "/batch_events", 13))) {
-		reply(s, c, 404, "not served (yet): only POST events and "
-			  "batch_events");
+	r = route(slash, rest, &ch);
+	if (r == R_NONE) {
+		reply(s, c, 404, "not served: see docs/PUSHER.md");
 		return;
 	}
-	if (req->method.len != 4 || memcmp(req->method.p, "POST", 4)) {
-		eng_conn_http_reply(s, c, 405, "Allow: POST\r\n", NULL, NULL, 0);
+	if (r == R_CHANNELS || r == R_CHANNEL)
+		method = "GET";
+	if (req->method.len != strlen(method) ||
+	    memcmp(req->method.p, method, req->method.len)) {
+		eng_conn_http_reply(s, c, 405, r == R_CHANNELS ||
+				    r == R_CHANNEL ? "Allow: GET\r\n" :
+				    "Allow: POST\r\n", NULL, NULL, 0);
 		return;
 	}
 	ar = (struct pusher_api_req){
@@ -354,8 +472,6 @@ void eng_pusher_api(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, 400, ret == -E2BIG ? "query too long" : why);
 	else if (ret < 0)
 		reply(s, c, 503, "out of memory");
-	else if (rest == 7)
-		events(s, c, app, body, len);
 	else
-		batch(s, c, app, body, len);
+		serve(s, c, app, &ar, r, ch);
 }

@@ -98,6 +98,38 @@ void eng_pusher_leave(struct eng_shard *s, const char *name, size_t len,
 		      struct json_slice id_str);
 
 /*
+ * This node's subscriptions to Pusher channels (pusher_count.c), one
+ * table under a mutex: @delta (+1 or -1) to engine channel @name[0..@len)
+ * (Pusher's @ch, kept for listings). Returns the new count.
+ * eng_pusher_count_get(): the count now. eng_pusher_count_clear(): the
+ * table freed, at the stop.
+ */
+unsigned eng_pusher_count_add(const char *name, size_t len,
+			      struct json_slice ch, int delta);
+unsigned eng_pusher_count_get(const char *name, size_t len);
+void eng_pusher_count_clear(void);
+
+/* What a GET query of the HTTP API asks (its query string, read). */
+struct eng_pusher_query {
+	struct json_slice prefix;	/* filter_by_prefix, decoded */
+	bool subscription_count;	/* info= holds subscription_count */
+	bool user_count;		/* ... and user_count */
+	char buf[PUSHER_CHANNEL_MAX + 1];	/* prefix's bytes */
+};
+
+/*
+ * GET /apps/{id}/channels (app @app's occupied channels on this node,
+ * those beginning with @q->prefix) and GET /apps/{id}/channels/{@ch}:
+ * answered to @c at once, from this node's counts.
+ */
+void eng_pusher_channels(struct eng_shard *s, struct eng_conn *c,
+			 const struct pusher_app *app,
+			 const struct eng_pusher_query *q);
+void eng_pusher_channel(struct eng_shard *s, struct eng_conn *c,
+			const struct pusher_app *app, struct json_slice ch,
+			const struct eng_pusher_query *q);
+
+/*
  * Registers the /app/ endpoint (eng_endpoint_add). Once, before the
  * shards start. Returns 0 or -errno.
  */

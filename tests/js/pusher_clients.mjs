@@ -252,7 +252,68 @@ async function badsignin() {
     return { errors, state: p.connection.state };
 }
 
-const run = { fanout, badauth, unknownkey, presence,
+// The SDK's get() of @path with @params: [status, the JSON answer]
+// (the SDK throws a RequestError, with the status, for a non-2xx).
+async function sdkGet(sdk, path, params) {
+    try {
+        const r = await within(sdk.get({ path, params }), 'get ' + path);
+        return [r.status, await r.json()];
+    } catch (e) {
+        if (e.status === undefined)
+            throw e;
+        return [e.status, JSON.parse(e.body)];
+    }
+}
+
+// Until @cond(answer) holds for get(@path): bounded in tries and time.
+async function getUntil(sdk, path, params, cond, what) {
+    for (let i = 0; i < 300; i++) {
+        const [, doc] = await sdkGet(sdk, path, params);
+        if (cond(doc))
+            return doc;
+        await new Promise((r) => setTimeout(r, 50));
+    }
+    fail('never ' + what);
+}
+
+// Two clients on node 0 subscribed; the SDK's get() of /channels and
+// /channels/{name} on that node, then after an unsubscribe and the
+// disconnects.
+async function queries() {
+    const a = client(cfg.ports[0]), b = client(cfg.ports[0]);
+    const sdk = sdkFor(cfg.ports[0]);
+    const out = {};
+
+    await subscribed(a, 'q-room');
+    await subscribed(b, 'q-room');
+    await subscribed(a, 'q-other');
+    await subscribed(b, 'private-q');
+    out.all = await sdkGet(sdk, '/channels', {});
+    out.counts = await sdkGet(sdk, '/channels',
+                              { info: 'subscription_count' });
+    out.priv = await sdkGet(sdk, '/channels',
+                            { filter_by_prefix: 'private-' });
+    out.one = await sdkGet(sdk, '/channels/q-room',
+                           { info: 'subscription_count' });
+    out.plain = await sdkGet(sdk, '/channels/q-room', {});
+    out.users = await sdkGet(sdk, '/channels', { info: 'user_count' });
+    b.unsubscribe('q-room');
+    out.after = await getUntil(sdk, '/channels/q-room',
+                               { info: 'subscription_count' },
+                               (d) => d.subscription_count === 1,
+                               'one subscriber left');
+    a.disconnect();
+    b.disconnect();
+    out.gone = await getUntil(sdk, '/channels', {},
+                              (d) => !Object.keys(d.channels).some(
+                                  (n) => n.startsWith('q') ||
+                                      n === 'private-q'),
+                              'the channels gone');
+    out.none = await sdkGet(sdk, '/channels/q-room', {});
+    return out;
+}
+
+const run = { fanout, badauth, unknownkey, presence, queries,
               client: clientEvents, user, badsignin }[scenario];
 if (!run)
     fail('unknown scenario');

@@ -453,6 +453,48 @@ async def check_batch(eng):
     await ws.close()
 
 
+def check_queries(engs):
+    """The SDK's get() of /channels and /channels/{name}: this node's
+    subscribers counted, a prefix filtered, an unsubscribe and the
+    closes seen."""
+    out = pusher_js("queries", engs)
+    names = lambda doc: sorted(n for n in doc[1]["channels"]
+                               if n.startswith("q") or n == "private-q")
+    expect_eq(out["all"][0], 200, "GET channels")
+    expect_eq(names(out["all"]), ["private-q", "q-other", "q-room"],
+              "occupied channels")
+    counts = out["counts"][1]["channels"]
+    expect_eq((counts["q-room"], counts["q-other"]),
+              ({"subscription_count": 2}, {"subscription_count": 1}),
+              "subscription counts")
+    expect_eq(out["priv"], [200, {"channels": {"private-q": {}}}],
+              "filter_by_prefix")
+    expect_eq(out["one"], [200, {"occupied": True,
+                                 "subscription_count": 2}], "one channel")
+    expect_eq(out["plain"], [200, {"occupied": True}], "without info")
+    expect_eq(out["users"][0], 400, "user_count without presence-")
+    expect_eq(out["after"], {"occupied": True, "subscription_count": 1},
+              "after an unsubscribe")
+    expect_eq(names([200, out["gone"]]), [], "after the closes")
+    expect_eq(out["none"], [200, {"occupied": False}], "unoccupied")
+
+
+def check_query_refusals(eng):
+    """GET queries are signed like the rest; POST on them is 405."""
+    path = "/apps/%s/channels" % APP["id"]
+    old = int(time.time()) - 660
+    expect_eq(rc.api(eng, "GET", path + "?" + signed(
+        APP, "GET", path, b"", ts=old))[0], 401, "replayed after 600 s")
+    expect_eq(rc.api(eng, "GET", path + "?" + signed(
+        APP, "GET", path, b"", secret="wrong"))[0], 401, "wrong secret")
+    expect_eq(rc.api(eng, "GET", path)[0], 401, "unsigned")
+    expect_eq(rc.api(eng, "POST", path + "?" + signed(
+        APP, "POST", path, b""), b"")[0], 405, "POST")
+    bad = "/apps/%s/channels/%s" % (APP["id"], "c" * 165)
+    expect_eq(rc.api(eng, "GET", bad + "?" + signed(
+        APP, "GET", bad, b""))[0], 400, "165-byte name")
+
+
 def check_partial_failure(run):
     """A publish to three channels of which Redis refuses the first (an
     ACL user may PUBLISH only to channels not ending in X): the failure
@@ -549,6 +591,10 @@ def body(run):
                   check_batch, engs[0])
         run.check("HTTP API answers: {} as Pusher's", check_api_answers,
                   engs[-1])
+        run.check("the SDK's get(): channels, one channel, counts",
+                  check_queries, engs)
+        run.check("GET queries: signed, GET only", check_query_refusals,
+                  engs[0])
         run.check("HTTP API refusals: replay, signature, sizes",
                   check_api_refusals, engs[0])
     if rc.BROKER == "redis":
