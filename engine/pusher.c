@@ -341,6 +341,31 @@ static bool own_user_channel(const struct pconn *pc, struct json_slice ch)
 }
 
 /*
+ * @c, signed in as pc->uid, joins the channel a terminate of that user
+ * goes to (eng_pusher_user_key): @ok, signin_success, goes once that is
+ * registered, so a terminate after it finds @c. @ok NULL: leaves it.
+ * Returns 0 or -errno (@ok dropped).
+ */
+static int user_subscribe(struct eng_shard *s, struct eng_conn *c,
+			  const struct pconn *pc, struct eng_buf *ok)
+{
+	char key[ENG_CHAN_MAX + 1];
+	int n = eng_pusher_user_key(app_of(s, pc), pc->uid, strlen(pc->uid),
+				    key);
+	struct json_slice one = { key, n < 0 ? 0 : (size_t)n };
+
+	if (n < 0) {
+		eng_buf_put(ok);
+		return n;
+	}
+	if (!ok) {
+		eng_unsubscribe(s, c, &one, 1);
+		return 0;
+	}
+	return eng_subscribe(s, c, &one, 1, ok);
+}
+
+/*
  * pusher:signin, {"auth":"KEY:HEX","user_data":"{\"id\":...}"}: the
  * signature over socket_id::user::user_data checked, the id kept for
  * #server-to-user-{id}, pusher:signin_success. A bad one is told with
@@ -364,6 +389,8 @@ static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		eng_conn_close_ws(s, c, PUSHER_UNAUTHORIZED, "invalid signin");
 		return;
 	}
+	if (pc->uid)		/* signed in again: no longer the other one */
+		user_subscribe(s, c, pc, NULL);
 	free(pc->uid);
 	pc->uid = malloc((size_t)n + 1);
 	b = pc->uid ? frame_new(ocap, &o) : NULL;
@@ -373,7 +400,8 @@ static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		b = frame_seal(b, pusher_enc_signed_in(o, ocap,
 						       m->d_user_data));
 	}
-	send_buf(s, c, b);
+	if (!b || user_subscribe(s, c, pc, b) < 0)
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
 static void subscribe(struct eng_shard *s, struct eng_conn *c,
@@ -722,11 +750,23 @@ static bool enabled(const struct eng_shard *s)
 	return s->eng->cfg.pusher && s->eng->cfg.pusher->apps.n;
 }
 
-/* eng_pub_skip: whether @c is the connection of socket_id @id. */
+/*
+ * eng_pub_skip: whether @c is the connection of socket_id @id. A
+ * terminate (ENG_PUSHER_TERMINATE, never a socket_id) is skipped by
+ * everyone, and closes each connection it reaches, as Pusher does.
+ */
 static bool is_socket(struct eng_shard *s, struct eng_conn *c, const char *id,
 		      size_t len)
 {
 	const struct pconn *pc = pconn_of(s, c);
+
+	if (pc && len == sizeof(ENG_PUSHER_TERMINATE) - 1 &&
+	    !memcmp(id, ENG_PUSHER_TERMINATE, len)) {
+		send_error(s, c, PUSHER_UNAUTHORIZED, "terminated by the app");
+		eng_conn_close_ws(s, c, PUSHER_UNAUTHORIZED,
+				  "terminated by the app");
+		return true;
+	}
 
 	return pc && pc->sid_len == len && !memcmp(pc->sid, id, len);
 }

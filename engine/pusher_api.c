@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "broker.h"
 #include "chan.h"
 #include "conn.h"
@@ -313,6 +315,22 @@ static void batch(struct eng_shard *s, struct eng_conn *c,
 	free(e);
 }
 
+int eng_pusher_user_key(const struct pusher_app *app, const char *uid,
+			size_t len, char *out)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	int n = snprintf(out, ENG_CHAN_MAX + 1, "%cu:%s:", ENG_PUSHER_MARK,
+			 app->id);
+
+	if (!len || n + 40 > ENG_CHAN_MAX ||
+	    !EVP_Digest(uid, len, md, &mdlen, EVP_sha256(), NULL))
+		return -EINVAL;
+	for (unsigned i = 0; i < 20; i++)
+		snprintf(out + n + 2 * i, 3, "%02x", md[i]);
+	return n + 40;
+}
+
 static int hexval(char ch)
 {
 	return ch >= '0' && ch <= '9' ? ch - '0' :
@@ -387,7 +405,7 @@ static bool read_query(struct json_slice query, struct eng_pusher_query *q)
 }
 
 /* What a request to /apps/{id}@rest[0..@len) is; 0: none served. */
-enum { R_NONE, R_EVENTS, R_BATCH, R_CHANNELS, R_CHANNEL };
+enum { R_NONE, R_EVENTS, R_BATCH, R_CHANNELS, R_CHANNEL, R_TERMINATE };
 
 static int route(const char *rest, size_t len, struct json_slice *ch)
 {
@@ -402,7 +420,43 @@ static int route(const char *rest, size_t len, struct json_slice *ch)
 		*ch = (struct json_slice){ rest + 10, len - 10 };
 		return R_CHANNEL;
 	}
+	if (len > 7 + 22 && !memcmp(rest, "/users/", 7) &&
+	    !memcmp(rest + len - 22, "/terminate_connections", 22) &&
+	    !memchr(rest + 7, '/', len - 7 - 22)) {
+		*ch = (struct json_slice){ rest + 7, len - 7 - 22 };
+		return R_TERMINATE;
+	}
 	return R_NONE;
+}
+
+/*
+ * POST .../users/{@uid}/terminate_connections: a frame skipping
+ * ENG_PUSHER_TERMINATE published to the user's channel, on every node,
+ * which closes each connection signed in as @uid (pusher.c); {} once
+ * published.
+ */
+static void terminate(struct eng_shard *s, struct eng_conn *c,
+		      const struct pusher_app *app, struct json_slice uid)
+{
+	static const char ev[] = ENG_FRAME_SKIP ENG_PUSHER_TERMINATE
+				 "\",\"event\":\"terminate\"}";
+	char id[PUSHER_CHANNEL_MAX], key[ENG_CHAN_MAX + 1];
+	ssize_t n = decode(uid, id, sizeof(id));
+	int klen = n > 0 ? eng_pusher_user_key(app, id, (size_t)n, key) : -1;
+	struct tally *t = klen < 0 ? NULL : tally_new(s, c);
+
+	if (klen < 0 || !t) {
+		reply(s, c, klen < 0 ? 400 : 503, klen < 0 ? "invalid user id" :
+		      "out of memory");
+		return;
+	}
+	t->left++;
+	t->made++;
+	if (s->eng->broker->publish_fin(s, key, (size_t)klen,
+					(const uint8_t *)ev, sizeof(ev) - 1,
+					tally_end, t) < 0)
+		tally_end(s, t, -ENOMEM);
+	tally_end(s, t, 0);	/* the hold let go */
 }
 
 /* The signed request @ar, routed @r, answered. */
@@ -413,7 +467,9 @@ static void serve(struct eng_shard *s, struct eng_conn *c,
 	struct eng_pusher_query q;
 	const uint8_t *body = (const uint8_t *)ar->body.p;
 
-	if (r == R_EVENTS)
+	if (r == R_TERMINATE)
+		terminate(s, c, app, ch);
+	else if (r == R_EVENTS)
 		events(s, c, app, body, ar->body.len);
 	else if (r == R_BATCH)
 		batch(s, c, app, body, ar->body.len);

@@ -98,6 +98,25 @@ void eng_pusher_leave(struct eng_shard *s, const char *name, size_t len,
 		      struct json_slice id_str);
 
 /*
+ * The engine channel that connections signed in (pusher:signin) as user
+ * @uid[0..@len) of @app join, and that POST
+ * .../users/{uid}/terminate_connections publishes to, through the
+ * broker (every node): "!u:", the app's id, ':' and 40 hex digits of the
+ * id's SHA-256, into @out (ENG_CHAN_MAX + 1 bytes, NUL-terminated). No
+ * /ws client and no Pusher channel has such a name. Returns its length,
+ * or -EINVAL.
+ */
+int eng_pusher_user_key(const struct pusher_app *app, const char *uid,
+			size_t len, char *out);
+
+/*
+ * The socket_id a terminate's frame skips (frame.h ENG_FRAME_SKIP), on
+ * the user's channel above: no socket_id looks like it, and pusher.c
+ * closes (4009) each connection it would reach instead.
+ */
+#define ENG_PUSHER_TERMINATE	"!terminate"
+
+/*
  * This node's subscriptions to Pusher channels (pusher_count.c), one
  * table under a mutex: @delta (+1 or -1) to engine channel @name[0..@len)
  * (Pusher's @ch, kept for listings). Returns the new count.

@@ -313,7 +313,36 @@ async function queries() {
     return out;
 }
 
-const run = { fanout, badauth, unknownkey, presence, queries,
+// Two connections signed in as u7 (one per node) and one as u8; the
+// SDK's terminateUserConnections('u7') on node 1: both u7's close (with
+// the code pusher-js gets), u8's stays.
+async function terminate() {
+    const a = client(cfg.ports[0], { user: 'u7' });
+    const b = client(cfg.ports[1], { user: 'u7' });
+    const c = client(cfg.ports[0], { user: 'u8' });
+    const out = { codes: [] };
+
+    for (const p of [a, b, c]) {
+        p.signin();
+        await within(p.user.signinDonePromise, 'signin');
+    }
+    const gone = [a, b].map((p) => new Promise((resolve) => {
+        p.connection.bind('error', (e) => {
+            if (e.type === 'WebSocketError' || e.type === 'PusherError')
+                out.codes.push((e.data || e.error?.data || {}).code);
+        });
+        p.connection.bind('disconnected', resolve);
+    }));
+    const r = await within(sdkFor(cfg.ports[1]).terminateUserConnections(
+        'u7'), 'terminateUserConnections');
+    out.status = r.status;
+    await within(Promise.all(gone), 'u7 disconnected');
+    out.states = [a, b, c].map((p) => p.connection.state);
+    c.disconnect();
+    return out;
+}
+
+const run = { fanout, badauth, unknownkey, presence, queries, terminate,
               client: clientEvents, user, badsignin }[scenario];
 if (!run)
     fail('unknown scenario');

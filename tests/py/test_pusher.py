@@ -479,6 +479,15 @@ def check_queries(engs):
     expect_eq(out["none"], [200, {"occupied": False}], "unoccupied")
 
 
+def check_terminate(engs):
+    out = pusher_js("terminate", engs)
+    expect_eq(out["status"], 200, "terminateUserConnections")
+    expect_eq(out["states"], ["disconnected", "disconnected", "connected"],
+              "u7's two connections closed (one per node), u8's not")
+    expect(out["codes"] and set(out["codes"]) == {4009},
+           "pusher:error and close codes: %s", out["codes"])
+
+
 def check_query_refusals(eng):
     """GET queries are signed like the rest; POST on them is 405."""
     path = "/apps/%s/channels" % APP["id"]
@@ -593,6 +602,8 @@ def body(run):
                   engs[-1])
         run.check("the SDK's get(): channels, one channel, counts",
                   check_queries, engs)
+        run.check("terminateUserConnections: the user's, on every node",
+                  check_terminate, engs)
         run.check("GET queries: signed, GET only", check_query_refusals,
                   engs[0])
         run.check("HTTP API refusals: replay, signature, sizes",
