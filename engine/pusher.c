@@ -247,7 +247,8 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		ret = -ENOMEM;	/* the member counted goes again */
 		eng_pusher_leave(s, one->p, one->len, ch, sid, mb->id_str);
 	} else if (ret >= 0) {
-		eng_pusher_count_add(one->p, one->len, ch, 1);
+		eng_pusher_count_add(one->p, one->len, ch, 1,
+				     app_of(s, pc)->sub_count);
 	}
 	if (ret < 0) {
 		free(j);
@@ -455,7 +456,8 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 	if (!ok || eng_subscribe(s, c, &one, 1, ok) < 0)
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 	else if (fresh)
-		eng_pusher_count_add(name, (size_t)len, m->d_channel, 1);
+		eng_pusher_count_add(name, (size_t)len, m->d_channel, 1,
+				     app_of(s, pc)->sub_count);
 }
 
 static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
@@ -473,7 +475,8 @@ static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
 		return;
 	if (eng_sub_find(c, eng_chan_find(&s->chans, name, (size_t)len,
 					  eng_chan_hash(name, (size_t)len))))
-		eng_pusher_count_add(name, (size_t)len, m->d_channel, -1);
+		eng_pusher_count_add(name, (size_t)len, m->d_channel, -1,
+				     false);
 	eng_unsubscribe(s, c, &(struct json_slice){ name, (size_t)len }, 1);
 	leave(s, pc, name, (size_t)len);
 }
@@ -735,7 +738,7 @@ static void on_close(struct eng_shard *s, struct eng_conn *c)
 
 	for (struct eng_sub *sub = c->subs; sub; sub = sub->cnext)
 		eng_pusher_count_add(sub->chan->name, sub->chan->len,
-				     (struct json_slice){ 0 }, -1);
+				     (struct json_slice){ 0 }, -1, false);
 	eng_unsubscribe_all(s, c);
 	while (pc && pc->joins)
 		leave(s, pc, pc->joins->name, pc->joins->len);

@@ -16,16 +16,21 @@
 
 #include "chan.h"
 #include "conn.h"
+#include "frame.h"
 #include "hs.h"
+#include "pub.h"
 #include "pusher_eng.h"
 
 #define BUCKETS		1024	/* a power of two */
 #define LIST_MAX	(256 * 1024)	/* bytes of a GET channels answer */
+#define COUNT_TICKS	(1000 / ENG_TICK_MS)	/* a count sent at most so often */
 
 struct count {
 	struct count *next;
 	uint64_t hash;
 	uint32_t n;			/* subscriptions on this node */
+	uint32_t sent_tick;		/* shard 0's tick of the last count sent */
+	bool announce, due, sent;	/* sub_count: the app's; a change unsent */
 	uint8_t len, clen;
 	char name[ENG_CHAN_MAX + 1];	/* the engine's: "!p:ID:..." */
 	char ch[PUSHER_CHANNEL_MAX + 1];	/* Pusher's */
@@ -33,6 +38,7 @@ struct count {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct count *table[BUCKETS];
+static unsigned ndue;		/* entries with due set */
 
 static struct count **slot_of(const char *name, size_t len, uint64_t h)
 {
@@ -44,7 +50,7 @@ static struct count **slot_of(const char *name, size_t len, uint64_t h)
 }
 
 unsigned eng_pusher_count_add(const char *name, size_t len,
-			      struct json_slice ch, int delta)
+			      struct json_slice ch, int delta, bool announce)
 {
 	uint64_t h = eng_chan_hash(name, len);
 	struct count **pp, *e;
@@ -61,13 +67,19 @@ unsigned eng_pusher_count_add(const char *name, size_t len,
 		memcpy(e->name, name, len);
 		e->clen = (uint8_t)ch.len;
 		memcpy(e->ch, ch.p, ch.len);
+		e->announce = announce;
 		*pp = e;
 	}
 	if (e) {
 		/* a leave not counted (no memory at its join) stops at 0 */
 		e->n = delta < 0 && e->n < (uint32_t)-delta ? 0 : e->n + delta;
 		n = e->n;
+		if (e->announce && !e->due && n) {
+			e->due = true;
+			__atomic_add_fetch(&ndue, 1, __ATOMIC_RELAXED);
+		}
 		if (!n) {
+			__atomic_sub_fetch(&ndue, e->due, __ATOMIC_RELAXED);
 			*pp = e->next;
 			free(e);
 		}
@@ -88,6 +100,40 @@ unsigned eng_pusher_count_get(const char *name, size_t len)
 	return n;
 }
 
+/* pusher_internal:subscription_count of @e to its subscribers here. */
+static void send_count(struct eng_shard *s, const struct count *e)
+{
+	char out[128 + 2 * 6 * PUSHER_CHANNEL_MAX];
+	ssize_t n = pusher_enc_sub_count(out, sizeof(out),
+					 (struct json_slice){ e->ch, e->clen },
+					 e->n);
+	struct eng_buf *f = n < 0 ? NULL :
+			    eng_pub_frame(e->name, e->len, (const uint8_t *)out,
+					  (size_t)n, true);
+
+	if (f)		/* this node's subscribers only: its own count */
+		eng_pub_inject(&s->mail, f);
+}
+
+void eng_pusher_tick(struct eng_shard *s)
+{
+	if (s->id || !__atomic_load_n(&ndue, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&lock);
+	for (unsigned i = 0; i < BUCKETS && ndue; i++)
+		for (struct count *e = table[i]; e; e = e->next) {
+			if (!e->due || (e->sent &&
+					s->tick - e->sent_tick < COUNT_TICKS))
+				continue;
+			send_count(s, e);
+			e->due = false;
+			e->sent = true;
+			e->sent_tick = s->tick;
+			__atomic_sub_fetch(&ndue, 1, __ATOMIC_RELAXED);
+		}
+	pthread_mutex_unlock(&lock);
+}
+
 void eng_pusher_count_clear(void)
 {
 	pthread_mutex_lock(&lock);
@@ -98,6 +144,7 @@ void eng_pusher_count_clear(void)
 			table[i] = e->next;
 			free(e);
 		}
+	__atomic_store_n(&ndue, 0, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&lock);
 }
 

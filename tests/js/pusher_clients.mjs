@@ -342,7 +342,48 @@ async function terminate() {
     return out;
 }
 
+// Until @ch's pusher:subscription_count says @n (it may have already).
+function countIs(ch, n) {
+    if (ch.subscriptionCount === n)
+        return Promise.resolve(n);
+    return new Promise((resolve) => {
+        const t = setTimeout(() => fail('subscription_count never ' + n +
+                                        ' (' + ch.subscriptionCount + ')'),
+                             DEADLINE_MS);
+        const cb = (d) => {
+            if (d.subscription_count !== n)
+                return;
+            clearTimeout(t);
+            ch.unbind('pusher:subscription_count', cb);
+            resolve(n);
+        };
+        ch.bind('pusher:subscription_count', cb);
+    });
+}
+
+// pusher_internal:subscription_count as clients come and go: a sees 1,
+// then 4 after three more joined at once, then 1 again; how many counts
+// it was sent in all.
+async function subcount() {
+    const a = client(cfg.ports[0]);
+    const others = [0, 1, 2].map(() => client(cfg.ports[0]));
+    const [ch] = await subscribed(a, 'sc-room');
+    let sent = 0;
+    ch.bind('pusher:subscription_count', () => sent++);
+    const out = { first: await countIs(ch, 1) };
+    await Promise.all(others.map((p) => subscribed(p, 'sc-room')));
+    out.joined = await countIs(ch, 4);
+    for (const p of others)
+        p.unsubscribe('sc-room');
+    out.left = await countIs(ch, 1);
+    out.sent = sent;
+    a.disconnect();
+    others.forEach((p) => p.disconnect());
+    return out;
+}
+
 const run = { fanout, badauth, unknownkey, presence, queries, terminate,
+              subcount,
               client: clientEvents, user, badsignin }[scenario];
 if (!run)
     fail('unknown scenario');

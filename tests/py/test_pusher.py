@@ -488,6 +488,17 @@ def check_terminate(engs):
            "pusher:error and close codes: %s", out["codes"])
 
 
+def check_sub_count(engs):
+    """--pusher-subscription-count: pusher-js's channel.subscriptionCount
+    follows joins and leaves; a burst is sent as fewer messages than
+    changes (at most one a second a channel)."""
+    out = pusher_js("subcount", engs)
+    expect_eq((out["first"], out["joined"], out["left"]), (1, 4, 1),
+              "counts seen")
+    expect(out["sent"] < 7, "7 changes, %d counts sent: none coalesced",
+           out["sent"])
+
+
 def check_query_refusals(eng):
     """GET queries are signed like the rest; POST on them is 405."""
     path = "/apps/%s/channels" % APP["id"]
@@ -546,6 +557,9 @@ def check_options(run):
             words=["given twice"])
     refused(["--pusher-client-events", "9", "--pusher-app", SPEC % APP],
             words=["no app has this ID"])
+    refused(["--pusher-subscription-count", "9", "--pusher-app",
+             SPEC % APP], words=["--pusher-subscription-count 9",
+                                 "no app has this ID"])
     refused([], env={"RINGCAST_PUSHER_APPS": "1:k:s3cret\n2:k:Xsecret"},
             words=["RINGCAST_PUSHER_APPS, line 2"])
     with tempfile.NamedTemporaryFile("w", suffix=".apps") as f:
@@ -608,6 +622,11 @@ def body(run):
                   engs[0])
         run.check("HTTP API refusals: replay, signature, sizes",
                   check_api_refusals, engs[0])
+    with run.section("subscription count"), rc.nodes(
+            run.exe, *engine_args("--pusher-subscription-count", APP["id"]),
+            count=1) as engs:
+        run.check("pusher_internal:subscription_count, rate-limited",
+                  check_sub_count, engs)
     if rc.BROKER == "redis":
         run.check("a failure on any channel is told, not the last's only",
                   check_partial_failure, run)
