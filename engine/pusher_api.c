@@ -87,6 +87,7 @@ struct pev {
 	struct json_slice name, data, skip;	/* data: its JSON text */
 	struct json_slice ch[CHANNELS_MAX];
 	unsigned nch;
+	bool counts;		/* "info" asks for subscription_count */
 };
 
 /*
@@ -100,17 +101,21 @@ static int read_event(struct eng_shard *s, const char *doc, size_t len,
 {
 	struct json_member m[] = {
 		{ .key = "channel" }, { .key = "channels" }, { .key = "name" },
-		{ .key = "data" }, { .key = "socket_id" },
+		{ .key = "data" }, { .key = "socket_id" }, { .key = "info" },
 	};
 	int n;
 
 	*why = "not a JSON object";
-	if (json_get_members(s->json, doc, len, m, 5) < 0)
+	if (json_get_members(s->json, doc, len, m, 6) < 0)
 		return 400;
-	*why = "name and data must be strings";
+	*why = "name, data and info must be strings";
 	if (m[2].type != JSON_STRING || m[3].type != JSON_STRING ||
-	    (m[4].type != JSON_ABSENT && m[4].type != JSON_STRING))
+	    (m[4].type != JSON_ABSENT && m[4].type != JSON_STRING) ||
+	    (m[5].type != JSON_ABSENT && m[5].type != JSON_STRING))
 		return 400;
+	/* "user_count" too is Pusher's: not counted here (docs/PUSHER.md) */
+	e->counts = m[5].type == JSON_STRING &&
+		    memmem(m[5].str.p, m[5].str.len, "subscription_count", 18);
 	*why = "data over 10 KB";
 	if (m[3].str.len > ENG_PUSHER_DATA_MAX)
 		return 413;
@@ -163,6 +168,8 @@ struct tally {
 	unsigned left, made, failed;
 	int status;		/* 503 or 504 once one failed */
 	uint32_t slot, gen;	/* the client */
+	char *ok;		/* the answer when all went: NULL, {} */
+	size_t ok_len;
 };
 
 static void tally_end(struct eng_shard *s, void *arg, long long result)
@@ -187,12 +194,16 @@ static void tally_end(struct eng_shard *s, void *arg, long long result)
 				     "publishes failed: %s\"}\n", t->failed,
 				     t->made, t->status == 503 ?
 				     "not published" : "may be published");
+		else if (t->ok)
+			n = 0;
 		else
 			n = snprintf(body, sizeof(body), "{}\n");
 		eng_conn_http_reply(s, c, t->failed ? t->status : 200, NULL,
-				    "application/json", body, (size_t)n);
+				    "application/json", n ? body : t->ok,
+				    n ? (size_t)n : t->ok_len);
 		eng_conn_resume(s, c);
 	}
+	free(t->ok);
 	free(t);
 }
 
@@ -248,6 +259,57 @@ static bool publish(struct eng_shard *s, struct tally *t,
 	return !ret;
 }
 
+/*
+ * With "info": the answer's counts, this node's, appended to @t->ok
+ * (grown as needed): {"NAME":{"subscription_count":N},...} of @e's
+ * channels for an event (@whole), or {"subscription_count":N} of a
+ * batch's event. False: no memory.
+ */
+static bool info(struct tally *t, const struct pusher_app *app,
+		 const struct pev *e, bool whole)
+{
+	size_t need = t->ok_len + 64 + e->nch * (json_escape_max(
+		PUSHER_CHANNEL_MAX) + 48);
+	char name[ENG_CHAN_MAX + 1], *o = realloc(t->ok, need);
+	size_t n = t->ok_len;
+
+	if (!o)
+		return false;
+	t->ok = o;
+	for (unsigned i = 0; i < e->nch; i++) {
+		int len = eng_pusher_chan_name(app, e->ch[i].p, e->ch[i].len,
+					       name);
+		unsigned cnt = len < 0 ? 0 :
+			       eng_pusher_count_get(name, (size_t)len);
+
+		if (whole) {
+			o[n++] = i ? ',' : '{';
+			n += json_escape(o + n, e->ch[i].p, e->ch[i].len);
+			o[n++] = ':';
+		}
+		n += (size_t)snprintf(o + n, need - n,
+				      "{\"subscription_count\":%u}", cnt);
+	}
+	if (whole)
+		o[n++] = '}';
+	t->ok_len = n;
+	return true;
+}
+
+/* Appends @s to @t->ok; false: no memory. */
+static bool ok_add(struct tally *t, const char *s)
+{
+	size_t len = strlen(s);
+	char *o = realloc(t->ok, t->ok_len + len);
+
+	if (!o)
+		return false;
+	memcpy(o + t->ok_len, s, len);
+	t->ok = o;
+	t->ok_len += len;
+	return true;
+}
+
 /* POST /apps/{id}/events, its signature checked: the body published. */
 static void events(struct eng_shard *s, struct eng_conn *c,
 		   const struct pusher_app *app, const uint8_t *body,
@@ -260,6 +322,11 @@ static void events(struct eng_shard *s, struct eng_conn *c,
 
 	if (status || !t) {
 		reply(s, c, status ? status : 503, why);
+	} else if (e->counts &&
+		   !(ok_add(t, "{\"channels\":") && info(t, app, e, true) &&
+		     ok_add(t, "}\n"))) {
+		t->made = 1;		/* told as one not published */
+		tally_end(s, t, -ENOMEM);
 	} else {
 		publish(s, t, app, e);
 		tally_end(s, t, 0);	/* the hold let go */
@@ -282,6 +349,7 @@ static void batch(struct eng_shard *s, struct eng_conn *c,
 	struct pev *e = malloc(sizeof(*e));
 	struct tally *t = NULL;
 	int n = -1, status = 400;
+	bool any = false;	/* an event asks for info */
 
 	/* the parser is used again for each event: the array stays here */
 	if (copy && e &&
@@ -294,8 +362,10 @@ static void batch(struct eng_shard *s, struct eng_conn *c,
 		status = 503, why = "out of memory";
 	if (n > 0)
 		status = 0;
-	for (int i = 0; !status && i < n; i++)	/* every one checked first */
+	for (int i = 0; !status && i < n; i++) {	/* every one checked first */
 		status = read_event(s, v[i].p, v[i].len, e, &why);
+		any |= !status && e->counts;
+	}
 	if (!status && !(t = tally_new(s, c)))
 		status = 503, why = "out of memory";
 	if (status)
@@ -306,8 +376,19 @@ static void batch(struct eng_shard *s, struct eng_conn *c,
 			t->status = 503;
 			break;
 		}
+		if (any && !(ok_add(t, i ? "," : "{\"batch\":[") &&
+			     (e->counts ? info(t, app, e, false) :
+			      ok_add(t, "{}")))) {
+			t->failed++;	/* no answer to make: told as failed */
+			t->status = 503;
+			break;
+		}
 		if (!publish(s, t, app, e))
 			break;
+	}
+	if (t && any && !t->failed && !ok_add(t, "]}\n")) {
+		t->failed++;
+		t->status = 503;
 	}
 	if (t)
 		tally_end(s, t, 0);

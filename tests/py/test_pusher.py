@@ -515,6 +515,29 @@ def check_query_refusals(eng):
         APP, "GET", bad, b""))[0], 400, "165-byte name")
 
 
+async def check_info(eng):
+    """info=subscription_count in events and batch_events: this node's
+    counts in the answer, as Pusher's."""
+    ws, _ = await connected(eng)
+    await ws.send(json.dumps({"event": "pusher:subscribe",
+                              "data": {"channel": "inf"}}))
+    await event(ws)
+    ev = {"name": "e", "channel": "inf", "data": "1",
+          "info": "subscription_count"}
+    expect_eq(trigger(eng, ev), (200, {"channels": {
+        "inf": {"subscription_count": 1}}}), "one channel with info")
+    many = {"name": "e", "channels": ["inf", "nobody"], "data": "1",
+            "info": "subscription_count"}
+    expect_eq(trigger(eng, many), (200, {"channels": {
+        "inf": {"subscription_count": 1},
+        "nobody": {"subscription_count": 0}}}), "two channels with info")
+    plain = {"name": "e", "channel": "inf", "data": "1"}
+    expect_eq(batch(eng, [ev, plain], whole=True),
+              (200, {"batch": [{"subscription_count": 1}, {}]}),
+              "batch with info")
+    await ws.close()
+
+
 def check_partial_failure(run):
     """A publish to three channels of which Redis refuses the first (an
     ACL user may PUBLISH only to channels not ending in X): the failure
@@ -614,6 +637,8 @@ def body(run):
                   check_batch, engs[0])
         run.check("HTTP API answers: {} as Pusher's", check_api_answers,
                   engs[-1])
+        run.check("info=subscription_count in events and batches",
+                  check_info, engs[0])
         run.check("the SDK's get(): channels, one channel, counts",
                   check_queries, engs)
         run.check("terminateUserConnections: the user's, on every node",
