@@ -500,7 +500,8 @@ def check_sub_count(engs):
 
 
 def check_query_refusals(eng):
-    """GET queries are signed like the rest; POST on them is 405."""
+    """GET queries and terminate are signed like the rest; the wrong
+    method is 405."""
     path = "/apps/%s/channels" % APP["id"]
     old = int(time.time()) - 660
     expect_eq(rc.api(eng, "GET", path + "?" + signed(
@@ -510,6 +511,10 @@ def check_query_refusals(eng):
     expect_eq(rc.api(eng, "GET", path)[0], 401, "unsigned")
     expect_eq(rc.api(eng, "POST", path + "?" + signed(
         APP, "POST", path, b""), b"")[0], 405, "POST")
+    term = "/apps/%s/users/u1/terminate_connections" % APP["id"]
+    expect_eq(rc.api(eng, "POST", term, b"{}")[0], 401, "terminate unsigned")
+    expect_eq(rc.api(eng, "GET", term + "?" + signed(
+        APP, "GET", term, b""))[0], 405, "terminate with GET")
     bad = "/apps/%s/channels/%s" % (APP["id"], "c" * 165)
     expect_eq(rc.api(eng, "GET", bad + "?" + signed(
         APP, "GET", bad, b""))[0], 400, "165-byte name")
@@ -643,7 +648,8 @@ def body(run):
                   check_queries, engs)
         run.check("terminateUserConnections: the user's, on every node",
                   check_terminate, engs)
-        run.check("GET queries: signed, GET only", check_query_refusals,
+        run.check("queries and terminate: signed, their method only",
+                  check_query_refusals,
                   engs[0])
         run.check("HTTP API refusals: replay, signature, sizes",
                   check_api_refusals, engs[0])
