@@ -649,8 +649,7 @@ def body(run):
         run.check("terminateUserConnections: the user's, on every node",
                   check_terminate, engs)
         run.check("queries and terminate: signed, their method only",
-                  check_query_refusals,
-                  engs[0])
+                  check_query_refusals, engs[0])
         run.check("HTTP API refusals: replay, signature, sizes",
                   check_api_refusals, engs[0])
     with run.section("subscription count"), rc.nodes(
