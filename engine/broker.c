@@ -72,6 +72,19 @@ static int embedded_publish(struct eng_shard *s, struct eng_conn *c,
 	return eng_publish(s, c, frame, ok);
 }
 
+/* Sequencing here cannot fail once the frame is handed over. */
+static int embedded_publish_fin(struct eng_shard *s, const char *name,
+				size_t len, const uint8_t *payload,
+				size_t plen, eng_pub_fin_fn *fin, void *arg)
+{
+	int ret = embedded_publish(s, NULL, ENG_TO_CHANNEL, name, len, payload,
+				   plen, true, NULL, NULL, NULL);
+
+	if (!ret)
+		fin(s, arg, 0);
+	return ret;
+}
+
 static int embedded_user_query(struct eng_shard *s, struct eng_conn *c,
 			       const char *uid, size_t len)
 {
@@ -135,6 +148,7 @@ static void embedded_presence(struct eng_shard *s, struct eng_chan *ch)
 const struct eng_broker eng_broker_embedded = {
 	.name = "embedded broker",
 	.publish = embedded_publish,
+	.publish_fin = embedded_publish_fin,
 	.user_query = embedded_user_query,
 	.user_kick = embedded_user_kick,
 	.online = embedded_online,

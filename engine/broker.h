@@ -26,6 +26,14 @@ struct eng_hreq; struct eng_ibreq;	/* mail.h */
 typedef struct eng_buf *eng_reword_fn(const struct eng_buf *reply, int code,
 				      const char *msg);
 
+/*
+ * A counted publish is done: @result 0 (handed to every node), or
+ * -errno (not published, or, for -ETIMEDOUT, -ECONNRESET and -EPROTO,
+ * may have been: eng_broker_failed_code()). Called on the shard that
+ * published, with the @arg it gave.
+ */
+typedef void eng_pub_fin_fn(struct eng_shard *s, void *arg, long long result);
+
 /* Who a publish goes to; INBOX: a user, kept until acked (inbox.h). */
 enum { ENG_TO_CHANNEL = 0, ENG_TO_USER, ENG_TO_ALL, ENG_TO_INBOX };
 
@@ -46,6 +54,17 @@ struct eng_broker {
 		       const char *name, size_t len, const uint8_t *payload,
 		       size_t plen, bool json, struct eng_buf *ok,
 		       struct eng_buf *err, eng_reword_fn *reword);
+	/*
+	 * Publishes JSON frame @payload to channel @name, answering
+	 * nobody: @fin(@s, @arg, result) is called once it is done or has
+	 * failed, maybe before the return (the embedded broker), when and
+	 * only when 0 is returned. For a client that waits on several
+	 * publishes (the Pusher API's channels and batches): every
+	 * failure is told, not only the last one's.
+	 */
+	int (*publish_fin)(struct eng_shard *s, const char *name, size_t len,
+			   const uint8_t *payload, size_t plen,
+			   eng_pub_fin_fn *fin, void *arg);
 	/* GET /users/{uid}, POST /users/{uid}/disconnect, GET /online. */
 	int (*user_query)(struct eng_shard *s, struct eng_conn *c,
 			  const char *uid, size_t len);
@@ -89,6 +108,13 @@ struct eng_broker {
 };
 
 extern const struct eng_broker eng_broker_embedded, eng_broker_redis;
+
+/*
+ * The HTTP status telling what a publish that failed with @err may have
+ * done: 503, not published, safe to send again; 504, Redis got it and no
+ * answer came, so it may have been published.
+ */
+int eng_broker_failed_code(long long err);
 
 /* /healthz: true, or false with the reason in @why (Redis down). */
 bool eng_broker_healthy(struct eng *e, char *why, size_t len);

@@ -52,12 +52,8 @@ static size_t apps_json(char *out, size_t cap, const char *csv)
 	return n;
 }
 
-/*
- * What a publisher may conclude (docs/PROTOCOL.md): 503, not published,
- * safe to send again; 504, the request reached Redis and no answer came,
- * so it may have been published (sending again may make a duplicate).
- */
-static int failed_code(long long err)
+/* What a publisher may conclude: docs/PROTOCOL.md, broker.h. */
+int eng_broker_failed_code(long long err)
 {
 	return err == -ETIMEDOUT || err == -ECONNRESET || err == -EPROTO ?
 	       504 : 503;
@@ -103,7 +99,7 @@ static void answer(struct eng_shard *s, struct eng_rreq *p)
 		} else {
 			/* the reason if memory allows, else the plain 503 */
 			b = p->reword ? p->reword(p->err,
-						  failed_code(p->result),
+						  eng_broker_failed_code(p->result),
 						  why_failed(p->result)) :
 			    NULL;
 			if (!b) {
@@ -116,7 +112,7 @@ static void answer(struct eng_shard *s, struct eng_rreq *p)
 	}
 	c->flags &= ~ENG_CONN_F_WAIT;
 	if (p->result < 0) {
-		status = failed_code(p->result);
+		status = eng_broker_failed_code(p->result);
 		n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n",
 			     why_failed(p->result));
 	} else if (p->op == ENG_RQ_QUERY) {
@@ -175,14 +171,23 @@ static int quiet(struct eng_shard *s, struct eng_rreq *p)
 	return 0;
 }
 
+/* The channel's PUBLISH, or its history script's when it keeps one. */
+static struct eng_rreq *channel_rreq(struct eng_shard *s, const char *name,
+				     size_t len, const uint8_t *payload,
+				     size_t plen)
+{
+	const struct eng_ns *ns = eng_ns_find(&s->eng->cfg, name, len);
+
+	return ns ? eng_rreq_hpublish(s->eng, ns, name, len, payload, plen) :
+		    eng_rreq_publish(s->eng, name, len, payload, plen);
+}
+
 static int redis_publish(struct eng_shard *s, struct eng_conn *c, uint8_t to,
 			 const char *name, size_t len, const uint8_t *payload,
 			 size_t plen, bool json, struct eng_buf *ok,
 			 struct eng_buf *err, eng_reword_fn *reword)
 {
-	const struct eng_cfg *cfg = &s->eng->cfg;
 	char key[ENG_CHAN_MAX + 2];
-	const struct eng_ns *ns;
 	struct eng_rreq *p;
 
 	(void)json;	/* each node checks what Redis hands it */
@@ -196,11 +201,34 @@ static int redis_publish(struct eng_shard *s, struct eng_conn *c, uint8_t to,
 		len = eng_user_key(key, name, len);
 		name = key;
 	}
-	if (to == ENG_TO_CHANNEL && (ns = eng_ns_find(cfg, name, len)))
-		p = eng_rreq_hpublish(s->eng, ns, name, len, payload, plen);
+	if (to == ENG_TO_CHANNEL)
+		p = channel_rreq(s, name, len, payload, plen);
 	else
 		p = eng_rreq_publish(s->eng, name, len, payload, plen);
 	return c ? ask(s, c, p, ok, err, reword) : quiet(s, p);
+}
+
+/* A counted publish's answer goes to its @fin, not to a connection. */
+static void counted(struct eng_shard *s, struct eng_rreq *p)
+{
+	p->fin(s, p->arg, p->result);
+}
+
+static int redis_publish_fin(struct eng_shard *s, const char *name,
+			     size_t len, const uint8_t *payload, size_t plen,
+			     eng_pub_fin_fn *fin, void *arg)
+{
+	struct eng_rreq *p = channel_rreq(s, name, len, payload, plen);
+
+	if (!p)
+		return -ENOMEM;
+	p->from = (uint16_t)s->id;
+	p->kind = ENG_CONN_K_HTTP;
+	p->done = counted;
+	p->fin = fin;
+	p->arg = arg;
+	eng_mail_post(&s->mail, ENG_BRIDGE, ENG_OP_R_REQUEST, p);
+	return 0;
 }
 
 static int redis_user_query(struct eng_shard *s, struct eng_conn *c,
@@ -225,6 +253,7 @@ static int redis_online(struct eng_shard *s, struct eng_conn *c)
 const struct eng_broker eng_broker_redis = {
 	.name = "redis",
 	.publish = redis_publish,
+	.publish_fin = redis_publish_fin,
 	.user_query = redis_user_query,
 	.user_kick = redis_user_kick,
 	.online = redis_online,

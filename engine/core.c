@@ -101,6 +101,7 @@ static void on_tick(struct eng_shard *s)
 	eng_timer_advance(s, (uint32_t)(ms / ENG_TICK_MS));
 	eng_hist_tick(s);
 	eng_inbox_tick(s);
+	eng_pusher_tick(s);
 	/*
 	 * Large partial messages came and went: return their pages, or the
 	 * peak stays resident long after the clients left.

@@ -295,14 +295,17 @@ static int redis_cluster(const struct opt *o, const char *arg,
 	return 0;
 }
 
-/* --pusher-app, --pusher-client-events, --pusher-apps-file (pusher_eng.h) */
+/* --pusher-app, --pusher-apps-file and the per-app options (pusher_eng.h) */
 static int pusher(const struct opt *o, const char *arg, struct state *st)
 {
 	if (!strcmp(o->name, "pusher-app"))
 		return eng_pusher_opt_app(st->cfg, arg, &st->why);
 	if (!strcmp(o->name, "pusher-apps-file"))
 		return eng_pusher_opt_file(st->cfg, arg, &st->why);
-	return eng_pusher_opt_events(st->cfg, arg, &st->why);
+	return eng_pusher_opt_events(st->cfg, arg,
+				     strcmp(o->name, "pusher-client-events") ?
+				     ENG_PUSHER_SUB_COUNT :
+				     ENG_PUSHER_CLIENT_EVENTS, &st->why);
 }
 
 static int help(const struct opt *o, const char *arg, struct state *st);
@@ -560,6 +563,11 @@ static const struct opt opts[] = {
 	  .help = "app ID's clients may send client-* events on\n"
 		  "private and presence channels (default: off).\n"
 		  "Repeatable" },
+	{ .name = "pusher-subscription-count", .arg = "ID", .parse = pusher,
+	  .help = "app ID's subscribers get pusher_internal:\n"
+		  "subscription_count as their channel's count on\n"
+		  "this node changes, at most once a second a\n"
+		  "channel (default: off). Repeatable" },
 	{ .name = "tls-cert", .arg = "FILE", .parse = tls_file,
 	  .why = "at most 16",
 	  .help = "speak TLS on the port (wss://, https://): the\n"

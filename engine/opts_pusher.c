@@ -37,7 +37,7 @@ int eng_pusher_opt_app(struct eng_cfg *cfg, const char *spec,
 	return 0;
 }
 
-int eng_pusher_opt_events(struct eng_cfg *cfg, const char *id,
+int eng_pusher_opt_events(struct eng_cfg *cfg, const char *id, uint8_t what,
 			  const char **why)
 {
 	struct eng_pusher_cfg *pc = cfg_get(cfg);
@@ -45,6 +45,7 @@ int eng_pusher_opt_events(struct eng_cfg *cfg, const char *id,
 	*why = "an app's ID, at most 64 of them";
 	if (!pc || !*id || pc->nevents == ENG_PUSHER_EVENTS_MAX)
 		return -EINVAL;
+	pc->what[pc->nevents] = what;
 	pc->events[pc->nevents++] = id;
 	return 0;
 }
@@ -122,15 +123,20 @@ int eng_pusher_opts_finish(struct eng_cfg *cfg)
 		return -EINVAL;
 	for (unsigned i = 0; i < pc->nevents; i++) {
 		const char *id = pc->events[i];
-		const struct pusher_app *app =
+		struct pusher_app *app = (struct pusher_app *)
 			pusher_app_by_id(&pc->apps, id, strlen(id));
+		bool events = pc->what[i] == ENG_PUSHER_CLIENT_EVENTS;
 
 		if (!app) {
-			fprintf(stderr, "ringcast: --pusher-client-events %s: "
-				"no app has this ID\n", id);
+			fprintf(stderr, "ringcast: --pusher-%s %s: no app has "
+				"this ID\n", events ? "client-events" :
+				"subscription-count", id);
 			return -EINVAL;
 		}
-		((struct pusher_app *)app)->client_events = true;
+		if (events)
+			app->client_events = true;
+		else
+			app->sub_count = true;
 	}
 	if (!pc->apps.n) {
 		fprintf(stderr, "ringcast: the Pusher options name no app "
@@ -146,6 +152,7 @@ void eng_pusher_cfg_free(struct eng_cfg *cfg)
 	if (!cfg->pusher)
 		return;
 	pusher_apps_exit(&cfg->pusher->apps);
+	eng_pusher_count_clear();
 	free(cfg->pusher);
 	cfg->pusher = NULL;
 }

@@ -246,6 +246,9 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 	if (ret >= 0 && eng_subscribe(s, c, one, 1, ok) < 0) {
 		ret = -ENOMEM;	/* the member counted goes again */
 		eng_pusher_leave(s, one->p, one->len, ch, sid, mb->id_str);
+	} else if (ret >= 0) {
+		eng_pusher_count_add(one->p, one->len, ch, 1,
+				     app_of(s, pc)->sub_count);
 	}
 	if (ret < 0) {
 		free(j);
@@ -339,6 +342,31 @@ static bool own_user_channel(const struct pconn *pc, struct json_slice ch)
 }
 
 /*
+ * @c, signed in as pc->uid, joins the channel a terminate of that user
+ * goes to (eng_pusher_user_key): @ok, signin_success, goes once that is
+ * registered, so a terminate after it finds @c. @ok NULL: leaves it.
+ * Returns 0 or -errno (@ok dropped).
+ */
+static int user_subscribe(struct eng_shard *s, struct eng_conn *c,
+			  const struct pconn *pc, struct eng_buf *ok)
+{
+	char key[ENG_CHAN_MAX + 1];
+	int n = eng_pusher_user_key(app_of(s, pc), pc->uid, strlen(pc->uid),
+				    key);
+	struct json_slice one = { key, n < 0 ? 0 : (size_t)n };
+
+	if (n < 0) {
+		eng_buf_put(ok);
+		return n;
+	}
+	if (!ok) {
+		eng_unsubscribe(s, c, &one, 1);
+		return 0;
+	}
+	return eng_subscribe(s, c, &one, 1, ok);
+}
+
+/*
  * pusher:signin, {"auth":"KEY:HEX","user_data":"{\"id\":...}"}: the
  * signature over socket_id::user::user_data checked, the id kept for
  * #server-to-user-{id}, pusher:signin_success. A bad one is told with
@@ -362,6 +390,8 @@ static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		eng_conn_close_ws(s, c, PUSHER_UNAUTHORIZED, "invalid signin");
 		return;
 	}
+	if (pc->uid)		/* signed in again: no longer the other one */
+		user_subscribe(s, c, pc, NULL);
 	free(pc->uid);
 	pc->uid = malloc((size_t)n + 1);
 	b = pc->uid ? frame_new(ocap, &o) : NULL;
@@ -371,7 +401,8 @@ static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		b = frame_seal(b, pusher_enc_signed_in(o, ocap,
 						       m->d_user_data));
 	}
-	send_buf(s, c, b);
+	if (!b || user_subscribe(s, c, pc, b) < 0)
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
 static void subscribe(struct eng_shard *s, struct eng_conn *c,
@@ -383,6 +414,7 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 	struct json_slice one;
 	struct eng_buf *ok;
 	int kind, len;
+	bool fresh;
 
 	if (!m->d_channel.p) {
 		send_error(s, c, MALFORMED, "pusher:subscribe needs a channel");
@@ -409,9 +441,9 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	one = (struct json_slice){ name, (size_t)len };
-	if (c->nsubs >= s->eng->cfg.max_subs &&
-	    !eng_sub_find(c, eng_chan_find(&s->chans, name, (size_t)len,
-					   eng_chan_hash(name, (size_t)len)))) {
+	fresh = !eng_sub_find(c, eng_chan_find(&s->chans, name, (size_t)len,
+					       eng_chan_hash(name, (size_t)len)));
+	if (c->nsubs >= s->eng->cfg.max_subs && fresh) {
 		sub_error(s, c, m->d_channel, "LimitReached",
 			  "too many subscriptions", 4100);
 		return;
@@ -423,6 +455,9 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 	ok = succeeded(m->d_channel);
 	if (!ok || eng_subscribe(s, c, &one, 1, ok) < 0)
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+	else if (fresh)
+		eng_pusher_count_add(name, (size_t)len, m->d_channel, 1,
+				     app_of(s, pc)->sub_count);
 }
 
 static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
@@ -438,6 +473,10 @@ static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
 				   m->d_channel.len, name);
 	if (len <= 0)
 		return;
+	if (eng_sub_find(c, eng_chan_find(&s->chans, name, (size_t)len,
+					  eng_chan_hash(name, (size_t)len))))
+		eng_pusher_count_add(name, (size_t)len, m->d_channel, -1,
+				     false);
 	eng_unsubscribe(s, c, &(struct json_slice){ name, (size_t)len }, 1);
 	leave(s, pc, name, (size_t)len);
 }
@@ -697,6 +736,9 @@ static void on_close(struct eng_shard *s, struct eng_conn *c)
 {
 	struct pconn *pc = pconn_of(s, c);
 
+	for (struct eng_sub *sub = c->subs; sub; sub = sub->cnext)
+		eng_pusher_count_add(sub->chan->name, sub->chan->len,
+				     (struct json_slice){ 0 }, -1, false);
 	eng_unsubscribe_all(s, c);
 	while (pc && pc->joins)
 		leave(s, pc, pc->joins->name, pc->joins->len);
@@ -711,11 +753,23 @@ static bool enabled(const struct eng_shard *s)
 	return s->eng->cfg.pusher && s->eng->cfg.pusher->apps.n;
 }
 
-/* eng_pub_skip: whether @c is the connection of socket_id @id. */
+/*
+ * eng_pub_skip: whether @c is the connection of socket_id @id. A
+ * terminate (ENG_PUSHER_TERMINATE, never a socket_id) is skipped by
+ * everyone, and closes each connection it reaches, as Pusher does.
+ */
 static bool is_socket(struct eng_shard *s, struct eng_conn *c, const char *id,
 		      size_t len)
 {
 	const struct pconn *pc = pconn_of(s, c);
+
+	if (pc && len == sizeof(ENG_PUSHER_TERMINATE) - 1 &&
+	    !memcmp(id, ENG_PUSHER_TERMINATE, len)) {
+		send_error(s, c, PUSHER_UNAUTHORIZED, "terminated by the app");
+		eng_conn_close_ws(s, c, PUSHER_UNAUTHORIZED,
+				  "terminated by the app");
+		return true;
+	}
 
 	return pc && pc->sid_len == len && !memcmp(pc->sid, id, len);
 }

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "broker.h"
 #include "chan.h"
 #include "conn.h"
@@ -85,6 +87,7 @@ struct pev {
 	struct json_slice name, data, skip;	/* data: its JSON text */
 	struct json_slice ch[CHANNELS_MAX];
 	unsigned nch;
+	bool counts;		/* "info" asks for subscription_count */
 };
 
 /*
@@ -98,17 +101,21 @@ static int read_event(struct eng_shard *s, const char *doc, size_t len,
 {
 	struct json_member m[] = {
 		{ .key = "channel" }, { .key = "channels" }, { .key = "name" },
-		{ .key = "data" }, { .key = "socket_id" },
+		{ .key = "data" }, { .key = "socket_id" }, { .key = "info" },
 	};
 	int n;
 
 	*why = "not a JSON object";
-	if (json_get_members(s->json, doc, len, m, 5) < 0)
+	if (json_get_members(s->json, doc, len, m, 6) < 0)
 		return 400;
-	*why = "name and data must be strings";
+	*why = "name, data and info must be strings";
 	if (m[2].type != JSON_STRING || m[3].type != JSON_STRING ||
-	    (m[4].type != JSON_ABSENT && m[4].type != JSON_STRING))
+	    (m[4].type != JSON_ABSENT && m[4].type != JSON_STRING) ||
+	    (m[5].type != JSON_ABSENT && m[5].type != JSON_STRING))
 		return 400;
+	/* "user_count" too is Pusher's: not counted here (docs/PUSHER.md) */
+	e->counts = m[5].type == JSON_STRING &&
+		    memmem(m[5].str.p, m[5].str.len, "subscription_count", 18);
 	*why = "data over 10 KB";
 	if (m[3].str.len > ENG_PUSHER_DATA_MAX)
 		return 413;
@@ -151,13 +158,76 @@ static int read_event(struct eng_shard *s, const char *doc, size_t len,
 }
 
 /*
- * Publishes @e to each of its channels, encoded once per channel; the
- * last one answers @c when @last, the others nobody (broker.h).
- * Returns 0, or -errno when @c was answered nothing.
+ * The publishes one request makes (every channel of every event), each
+ * counted when done; the last to end answers the client: {} when all
+ * were published, else 503 (or 504 when those that failed may have
+ * been) saying how many failed. @left starts at 1, held while they are
+ * made, so that one ending at once cannot answer early.
  */
-static int publish(struct eng_shard *s, struct eng_conn *c,
-		   const struct pusher_app *app, const struct pev *e,
-		   bool last)
+struct tally {
+	unsigned left, made, failed;
+	int status;		/* 503 or 504 once one failed */
+	uint32_t slot, gen;	/* the client */
+	char *ok;		/* the answer when all went: NULL, {} */
+	size_t ok_len;
+};
+
+static void tally_end(struct eng_shard *s, void *arg, long long result)
+{
+	struct tally *t = arg;
+	struct eng_conn *c = &s->conns[t->slot];
+	char body[160];
+	int n;
+
+	if (result < 0) {
+		int st = eng_broker_failed_code(result);
+
+		t->failed++;
+		t->status = t->status == 503 ? 503 : st;
+	}
+	if (--t->left)
+		return;
+	if (c->gen == t->gen && eng_conn_alive(c)) {
+		c->flags &= ~ENG_CONN_F_WAIT;
+		if (t->failed)
+			n = snprintf(body, sizeof(body), "{\"error\":\"%u of %u "
+				     "publishes failed: %s\"}\n", t->failed,
+				     t->made, t->status == 503 ?
+				     "not published" : "may be published");
+		else if (t->ok)
+			n = 0;
+		else
+			n = snprintf(body, sizeof(body), "{}\n");
+		eng_conn_http_reply(s, c, t->failed ? t->status : 200, NULL,
+				    "application/json", n ? body : t->ok,
+				    n ? (size_t)n : t->ok_len);
+		eng_conn_resume(s, c);
+	}
+	free(t->ok);
+	free(t);
+}
+
+/* A tally for @c, which reads no further request until answered. */
+static struct tally *tally_new(struct eng_shard *s, struct eng_conn *c)
+{
+	struct tally *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->left = 1;
+	t->slot = eng_slot(s, c);
+	t->gen = c->gen;
+	c->flags |= ENG_CONN_F_WAIT;
+	return t;
+}
+
+/*
+ * Publishes @e to each of its channels, encoded once per channel, each
+ * counted in @t. One that cannot be made is counted as failed (503) and
+ * the rest are not tried; returns false then.
+ */
+static bool publish(struct eng_shard *s, struct tally *t,
+		    const struct pusher_app *app, const struct pev *e)
 {
 	size_t cap = 64 + json_escape_max(e->name.len) +
 		     json_escape_max(PUSHER_CHANNEL_MAX) + e->data.len +
@@ -166,7 +236,6 @@ static int publish(struct eng_shard *s, struct eng_conn *c,
 	int ret = ev ? 0 : -ENOMEM;
 
 	for (unsigned i = 0; !ret && i < e->nch; i++) {
-		bool answer = last && i == e->nch - 1;
 		int nlen = eng_pusher_chan_name(app, e->ch[i].p, e->ch[i].len,
 						name);
 		ssize_t n = nlen < 0 ? -EINVAL :
@@ -174,15 +243,71 @@ static int publish(struct eng_shard *s, struct eng_conn *c,
 						  e->ch[i], e->data,
 						  (struct json_slice){ 0 });
 
+		t->left++;
+		t->made++;
 		ret = n < 0 ? (int)n :
-		      s->eng->broker->publish(s, answer ? c : NULL,
-					      ENG_TO_CHANNEL, name,
-					      (size_t)nlen, (const uint8_t *)ev,
-					      (size_t)n, true, NULL, NULL,
-					      NULL);
+		      s->eng->broker->publish_fin(s, name, (size_t)nlen,
+						  (const uint8_t *)ev,
+						  (size_t)n, tally_end, t);
 	}
 	free(ev);
-	return ret;
+	if (ret < 0) {		/* the one not made */
+		t->failed++;
+		t->status = 503;
+		t->left--;
+	}
+	return !ret;
+}
+
+/*
+ * With "info": the answer's counts, this node's, appended to @t->ok
+ * (grown as needed): {"NAME":{"subscription_count":N},...} of @e's
+ * channels for an event (@whole), or {"subscription_count":N} of a
+ * batch's event. False: no memory.
+ */
+static bool info(struct tally *t, const struct pusher_app *app,
+		 const struct pev *e, bool whole)
+{
+	size_t need = t->ok_len + 64 + e->nch * (json_escape_max(
+		PUSHER_CHANNEL_MAX) + 48);
+	char name[ENG_CHAN_MAX + 1], *o = realloc(t->ok, need);
+	size_t n = t->ok_len;
+
+	if (!o)
+		return false;
+	t->ok = o;
+	for (unsigned i = 0; i < e->nch; i++) {
+		int len = eng_pusher_chan_name(app, e->ch[i].p, e->ch[i].len,
+					       name);
+		unsigned cnt = len < 0 ? 0 :
+			       eng_pusher_count_get(name, (size_t)len);
+
+		if (whole) {
+			o[n++] = i ? ',' : '{';
+			n += json_escape(o + n, e->ch[i].p, e->ch[i].len);
+			o[n++] = ':';
+		}
+		n += (size_t)snprintf(o + n, need - n,
+				      "{\"subscription_count\":%u}", cnt);
+	}
+	if (whole)
+		o[n++] = '}';
+	t->ok_len = n;
+	return true;
+}
+
+/* Appends @s to @t->ok; false: no memory. */
+static bool ok_add(struct tally *t, const char *s)
+{
+	size_t len = strlen(s);
+	char *o = realloc(t->ok, t->ok_len + len);
+
+	if (!o)
+		return false;
+	memcpy(o + t->ok_len, s, len);
+	t->ok = o;
+	t->ok_len += len;
+	return true;
 }
 
 /* POST /apps/{id}/events, its signature checked: the body published. */
@@ -193,11 +318,19 @@ static void events(struct eng_shard *s, struct eng_conn *c,
 	struct pev *e = malloc(sizeof(*e));
 	const char *why = "out of memory";
 	int status = e ? read_event(s, (const char *)body, len, e, &why) : 503;
+	struct tally *t = status ? NULL : tally_new(s, c);
 
-	if (status)
-		reply(s, c, status, why);
-	else if (publish(s, c, app, e, true) < 0)
-		reply(s, c, 503, "not published");
+	if (status || !t) {
+		reply(s, c, status ? status : 503, why);
+	} else if (e->counts &&
+		   !(ok_add(t, "{\"channels\":") && info(t, app, e, true) &&
+		     ok_add(t, "}\n"))) {
+		t->made = 1;		/* told as one not published */
+		tally_end(s, t, -ENOMEM);
+	} else {
+		publish(s, t, app, e);
+		tally_end(s, t, 0);	/* the hold let go */
+	}
 	free(e);
 }
 
@@ -214,7 +347,9 @@ static void batch(struct eng_shard *s, struct eng_conn *c,
 	const char *why = "batch: an array of 1 to 10 events";
 	char *copy = malloc(len + 1);
 	struct pev *e = malloc(sizeof(*e));
+	struct tally *t = NULL;
 	int n = -1, status = 400;
+	bool any = false;	/* an event asks for info */
 
 	/* the parser is used again for each event: the array stays here */
 	if (copy && e &&
@@ -227,16 +362,204 @@ static void batch(struct eng_shard *s, struct eng_conn *c,
 		status = 503, why = "out of memory";
 	if (n > 0)
 		status = 0;
-	for (int i = 0; !status && i < n; i++)	/* every one checked first */
+	for (int i = 0; !status && i < n; i++) {	/* every one checked first */
 		status = read_event(s, v[i].p, v[i].len, e, &why);
-	for (int i = 0; !status && i < n; i++)	/* then read again, sent */
-		if (read_event(s, v[i].p, v[i].len, e, &why) ||
-		    publish(s, c, app, e, i == n - 1) < 0)
-			status = 503, why = "not published";
+		any |= !status && e->counts;
+	}
+	if (!status && !(t = tally_new(s, c)))
+		status = 503, why = "out of memory";
 	if (status)
 		reply(s, c, status, why);
+	for (int i = 0; t && i < n; i++) {	/* then read again, sent */
+		if (read_event(s, v[i].p, v[i].len, e, &why)) {
+			t->failed++;	/* read once already: cannot be */
+			t->status = 503;
+			break;
+		}
+		if (any && !(ok_add(t, i ? "," : "{\"batch\":[") &&
+			     (e->counts ? info(t, app, e, false) :
+			      ok_add(t, "{}")))) {
+			t->failed++;	/* no answer to make: told as failed */
+			t->status = 503;
+			break;
+		}
+		if (!publish(s, t, app, e))
+			break;
+	}
+	if (t && any && !t->failed && !ok_add(t, "]}\n")) {
+		t->failed++;
+		t->status = 503;
+	}
+	if (t)
+		tally_end(s, t, 0);
 	free(copy);
 	free(e);
+}
+
+int eng_pusher_user_key(const struct pusher_app *app, const char *uid,
+			size_t len, char *out)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	int n = snprintf(out, ENG_CHAN_MAX + 1, "%cu:%s:", ENG_PUSHER_MARK,
+			 app->id);
+
+	if (!len || n + 40 > ENG_CHAN_MAX ||
+	    !EVP_Digest(uid, len, md, &mdlen, EVP_sha256(), NULL))
+		return -EINVAL;
+	for (unsigned i = 0; i < 20; i++)
+		snprintf(out + n + 2 * i, 3, "%02x", md[i]);
+	return n + 40;
+}
+
+static int hexval(char ch)
+{
+	return ch >= '0' && ch <= '9' ? ch - '0' :
+	       ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 :
+	       ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+/* @in percent-decoded ('+' a space) into @out (@cap); length or -1. */
+static ssize_t decode(struct json_slice in, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < in.len; i++, n++) {
+		char ch = in.p[i];
+
+		if (n == cap)
+			return -1;
+		if (ch == '%') {
+			int hi = i + 2 < in.len ? hexval(in.p[i + 1]) : -1;
+			int lo = hi < 0 ? -1 : hexval(in.p[i + 2]);
+
+			if (lo < 0)
+				return -1;
+			ch = (char)(hi << 4 | lo);
+			i += 2;
+		}
+		out[n] = ch == '+' ? ' ' : ch;
+	}
+	return (ssize_t)n;
+}
+
+/*
+ * Reads a GET query's filter_by_prefix and info (a comma list) into @q
+ * (the signature already checked it whole). False: malformed.
+ */
+static bool read_query(struct json_slice query, struct eng_pusher_query *q)
+{
+	const char *p = query.p, *end = query.p + query.len;
+	char info[128];
+
+	memset(q, 0, sizeof(*q));
+	q->prefix.p = q->buf;
+	while (p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p)), *eq;
+		const char *stop = amp ? amp : end;
+		struct json_slice v;
+		ssize_t n;
+
+		eq = memchr(p, '=', (size_t)(stop - p));
+		v = eq ? (struct json_slice){ eq + 1, (size_t)(stop - eq - 1) } :
+			 (struct json_slice){ stop, 0 };
+		if (eq && eq - p == 16 && !memcmp(p, "filter_by_prefix", 16)) {
+			n = decode(v, q->buf, sizeof(q->buf));
+			if (n < 0)
+				return false;
+			q->prefix.len = (size_t)n;
+		} else if (eq && eq - p == 4 && !memcmp(p, "info", 4)) {
+			n = decode(v, info, sizeof(info) - 1);
+			if (n < 0)
+				return false;
+			info[n] = '\0';
+			for (char *sv, *t = strtok_r(info, ",", &sv); t;
+			     t = strtok_r(NULL, ",", &sv))
+				if (!strcmp(t, "subscription_count"))
+					q->subscription_count = true;
+				else if (!strcmp(t, "user_count"))
+					q->user_count = true;
+		}
+		p = stop + 1;
+	}
+	return true;
+}
+
+/* What a request to /apps/{id}@rest[0..@len) is; 0: none served. */
+enum { R_NONE, R_EVENTS, R_BATCH, R_CHANNELS, R_CHANNEL, R_TERMINATE };
+
+static int route(const char *rest, size_t len, struct json_slice *ch)
+{
+	if (len == 7 && !memcmp(rest, "/events", 7))
+		return R_EVENTS;
+	if (len == 13 && !memcmp(rest, "/batch_events", 13))
+		return R_BATCH;
+	if (len == 9 && !memcmp(rest, "/channels", 9))
+		return R_CHANNELS;
+	if (len > 10 && !memcmp(rest, "/channels/", 10) &&
+	    !memchr(rest + 10, '/', len - 10)) {
+		*ch = (struct json_slice){ rest + 10, len - 10 };
+		return R_CHANNEL;
+	}
+	if (len > 7 + 22 && !memcmp(rest, "/users/", 7) &&
+	    !memcmp(rest + len - 22, "/terminate_connections", 22) &&
+	    !memchr(rest + 7, '/', len - 7 - 22)) {
+		*ch = (struct json_slice){ rest + 7, len - 7 - 22 };
+		return R_TERMINATE;
+	}
+	return R_NONE;
+}
+
+/*
+ * POST .../users/{@uid}/terminate_connections: a frame skipping
+ * ENG_PUSHER_TERMINATE published to the user's channel, on every node,
+ * which closes each connection signed in as @uid (pusher.c); {} once
+ * published.
+ */
+static void terminate(struct eng_shard *s, struct eng_conn *c,
+		      const struct pusher_app *app, struct json_slice uid)
+{
+	static const char ev[] = ENG_FRAME_SKIP ENG_PUSHER_TERMINATE
+				 "\",\"event\":\"terminate\"}";
+	char id[PUSHER_CHANNEL_MAX], key[ENG_CHAN_MAX + 1];
+	ssize_t n = decode(uid, id, sizeof(id));
+	int klen = n > 0 ? eng_pusher_user_key(app, id, (size_t)n, key) : -1;
+	struct tally *t = klen < 0 ? NULL : tally_new(s, c);
+
+	if (klen < 0 || !t) {
+		reply(s, c, klen < 0 ? 400 : 503, klen < 0 ? "invalid user id" :
+		      "out of memory");
+		return;
+	}
+	t->left++;
+	t->made++;
+	if (s->eng->broker->publish_fin(s, key, (size_t)klen,
+					(const uint8_t *)ev, sizeof(ev) - 1,
+					tally_end, t) < 0)
+		tally_end(s, t, -ENOMEM);
+	tally_end(s, t, 0);	/* the hold let go */
+}
+
+/* The signed request @ar, routed @r, answered. */
+static void serve(struct eng_shard *s, struct eng_conn *c,
+		  const struct pusher_app *app,
+		  const struct pusher_api_req *ar, int r, struct json_slice ch)
+{
+	struct eng_pusher_query q;
+	const uint8_t *body = (const uint8_t *)ar->body.p;
+
+	if (r == R_TERMINATE)
+		terminate(s, c, app, ch);
+	else if (r == R_EVENTS)
+		events(s, c, app, body, ar->body.len);
+	else if (r == R_BATCH)
+		batch(s, c, app, body, ar->body.len);
+	else if (!read_query(ar->query, &q))
+		reply(s, c, 400, "malformed query");
+	else if (r == R_CHANNELS)
+		eng_pusher_channels(s, c, app, &q);
+	else
+		eng_pusher_channel(s, c, app, ch, &q);
 }
 
 void eng_pusher_api(struct eng_shard *s, struct eng_conn *c,
@@ -245,9 +568,11 @@ void eng_pusher_api(struct eng_shard *s, struct eng_conn *c,
 	const struct eng_pusher_cfg *pc = s->eng->cfg.pusher;
 	const struct pusher_app *app;
 	struct pusher_api_req ar;
+	struct json_slice ch = { 0 };
 	const char *p = req->path.p + 6, *slash, *why = "unauthorized";
+	const char *method = "POST";
 	size_t rest = req->path.len - 6;
-	int ret;
+	int ret, r;
 
 	slash = memchr(p, '/', rest);
 	app = pc && slash ? pusher_app_by_id(&pc->apps, p, (size_t)(slash - p))
@@ -257,14 +582,18 @@ void eng_pusher_api(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	rest -= (size_t)(slash - p);
-	if (!(rest == 7 && !memcmp(slash, "/events", 7)) &&
-	    !(rest == 13 && !memcmp(slash, "/batch_events", 13))) {
-		reply(s, c, 404, "not served (yet): only POST events and "
-			  "batch_events");
+	r = route(slash, rest, &ch);
+	if (r == R_NONE) {
+		reply(s, c, 404, "not served: see docs/PUSHER.md");
 		return;
 	}
-	if (req->method.len != 4 || memcmp(req->method.p, "POST", 4)) {
-		eng_conn_http_reply(s, c, 405, "Allow: POST\r\n", NULL, NULL, 0);
+	if (r == R_CHANNELS || r == R_CHANNEL)
+		method = "GET";
+	if (req->method.len != strlen(method) ||
+	    memcmp(req->method.p, method, req->method.len)) {
+		eng_conn_http_reply(s, c, 405, r == R_CHANNELS ||
+				    r == R_CHANNEL ? "Allow: GET\r\n" :
+				    "Allow: POST\r\n", NULL, NULL, 0);
 		return;
 	}
 	ar = (struct pusher_api_req){
@@ -280,8 +609,6 @@ void eng_pusher_api(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, 400, ret == -E2BIG ? "query too long" : why);
 	else if (ret < 0)
 		reply(s, c, 503, "out of memory");
-	else if (rest == 7)
-		events(s, c, app, body, len);
 	else
-		batch(s, c, app, body, len);
+		serve(s, c, app, &ar, r, ch);
 }

@@ -21,31 +21,39 @@
 
 struct hs_req;
 
-#define ENG_PUSHER_EVENTS_MAX	64	/* --pusher-client-events given */
+#define ENG_PUSHER_EVENTS_MAX	64	/* per-app options given */
+
+/* What a per-app option turns on (eng_pusher_opt_events). */
+enum {
+	ENG_PUSHER_CLIENT_EVENTS = 1,	/* --pusher-client-events */
+	ENG_PUSHER_SUB_COUNT,		/* --pusher-subscription-count */
+};
 
 /* What the --pusher-* options and RINGCAST_PUSHER_APPS configure. */
 struct eng_pusher_cfg {
 	struct pusher_apps apps;	/* secrets wiped when freed */
 	const char *file;		/* --pusher-apps-file, argv's */
 	const char *events[ENG_PUSHER_EVENTS_MAX];	/* app ids, argv's */
+	uint8_t what[ENG_PUSHER_EVENTS_MAX];	/* ENG_PUSHER_* of each */
 	unsigned nevents;
 };
 
 /*
- * --pusher-app ID:KEY:SECRET (one more app) and --pusher-client-events
- * ID, into @cfg->pusher (allocated at the first). Return 0, or -EINVAL
- * with *@why set to a static message that never holds the secret.
+ * --pusher-app ID:KEY:SECRET (one more app), and a per-app option's ID
+ * (--pusher-client-events, --pusher-subscription-count: @what), into
+ * @cfg->pusher (allocated at the first). Return 0, or -EINVAL with *@why
+ * set to a static message that never holds the secret.
  */
 int eng_pusher_opt_app(struct eng_cfg *cfg, const char *spec,
 		       const char **why);
-int eng_pusher_opt_events(struct eng_cfg *cfg, const char *id,
+int eng_pusher_opt_events(struct eng_cfg *cfg, const char *id, uint8_t what,
 			  const char **why);
 int eng_pusher_opt_file(struct eng_cfg *cfg, const char *path,
 			const char **why);
 
 /*
  * After the command line: the apps of RINGCAST_PUSHER_APPS and of
- * --pusher-apps-file added, --pusher-client-events applied to theirs.
+ * --pusher-apps-file added, the per-app options applied to theirs.
  * Returns 0, or -EINVAL after saying on stderr what is wrong (where,
  * and the field; never a secret).
  */
@@ -96,6 +104,68 @@ int eng_pusher_join(struct eng_shard *s, const char *name, size_t len,
 void eng_pusher_leave(struct eng_shard *s, const char *name, size_t len,
 		      struct json_slice ch, struct json_slice sid,
 		      struct json_slice id_str);
+
+/*
+ * The engine channel that connections signed in (pusher:signin) as user
+ * @uid[0..@len) of @app join, and that POST
+ * .../users/{uid}/terminate_connections publishes to, through the
+ * broker (every node): "!u:", the app's id, ':' and 40 hex digits of the
+ * id's SHA-256, into @out (ENG_CHAN_MAX + 1 bytes, NUL-terminated). No
+ * /ws client and no Pusher channel has such a name. Returns its length,
+ * or -EINVAL.
+ */
+int eng_pusher_user_key(const struct pusher_app *app, const char *uid,
+			size_t len, char *out);
+
+/*
+ * The socket_id a terminate's frame skips (frame.h ENG_FRAME_SKIP), on
+ * the user's channel above: no socket_id looks like it, and pusher.c
+ * closes (4009) each connection it would reach instead.
+ */
+#define ENG_PUSHER_TERMINATE	"!terminate"
+
+/*
+ * This node's subscriptions to Pusher channels (pusher_count.c), one
+ * table under a mutex: @delta (+1 or -1) to engine channel @name[0..@len)
+ * (Pusher's @ch, kept for listings); @announce (the app's sub_count, at
+ * the first) has the change sent by eng_pusher_tick(). Returns the new
+ * count. eng_pusher_count_get(): the count now.
+ * eng_pusher_count_clear(): the table freed, at the stop.
+ */
+unsigned eng_pusher_count_add(const char *name, size_t len,
+			      struct json_slice ch, int delta, bool announce);
+unsigned eng_pusher_count_get(const char *name, size_t len);
+void eng_pusher_count_clear(void);
+
+/*
+ * Every tick, on shard 0 (others return at once): each channel of an
+ * app with --pusher-subscription-count whose count changed gets
+ * pusher_internal:subscription_count, this node's count, delivered to
+ * this node's subscribers; at most once a second a channel, so a burst
+ * of changes is one message, sent at the first tick a second after the
+ * previous one.
+ */
+void eng_pusher_tick(struct eng_shard *s);
+
+/* What a GET query of the HTTP API asks (its query string, read). */
+struct eng_pusher_query {
+	struct json_slice prefix;	/* filter_by_prefix, decoded */
+	bool subscription_count;	/* info= holds subscription_count */
+	bool user_count;		/* ... and user_count */
+	char buf[PUSHER_CHANNEL_MAX + 1];	/* prefix's bytes */
+};
+
+/*
+ * GET /apps/{id}/channels (app @app's occupied channels on this node,
+ * those beginning with @q->prefix) and GET /apps/{id}/channels/{@ch}:
+ * answered to @c at once, from this node's counts.
+ */
+void eng_pusher_channels(struct eng_shard *s, struct eng_conn *c,
+			 const struct pusher_app *app,
+			 const struct eng_pusher_query *q);
+void eng_pusher_channel(struct eng_shard *s, struct eng_conn *c,
+			const struct pusher_app *app, struct json_slice ch,
+			const struct eng_pusher_query *q);
 
 /*
  * Registers the /app/ endpoint (eng_endpoint_add). Once, before the

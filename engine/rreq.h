@@ -184,6 +184,9 @@ struct eng_rreq {
 	long long r2, r3;		/* ONLINE: connections, nodes */
 	struct eng_buf *ok, *err;	/* /ws: the replies, prebuilt */
 	void (*done)(struct eng_shard *s, struct eng_rreq *p);	/* rreq.h */
+	/* a counted publish's (broker.h publish_fin), and its argument */
+	void (*fin)(struct eng_shard *s, void *arg, long long result);
+	void *arg;
 	struct eng_buf *(*reword)(const struct eng_buf *, int, const char *);	/* /ws */
 	struct eng_hreq *hreq;		/* HREAD: owned, answered in place */
 	struct eng_ibreq *ibreq;	/* IBOX: the same */

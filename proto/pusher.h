@@ -58,6 +58,7 @@ struct pusher_app {
 	char secret[PUSHER_SECRET_MAX + 1];	/* NUL-terminated */
 	size_t id_len, key_len, secret_len;
 	bool client_events;	/* clients may send client-* events */
+	bool sub_count;		/* pusher_internal:subscription_count sent */
 };
 
 /* The apps a server serves; pusher_apps_init() makes it empty. */

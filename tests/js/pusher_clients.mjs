@@ -252,7 +252,138 @@ async function badsignin() {
     return { errors, state: p.connection.state };
 }
 
-const run = { fanout, badauth, unknownkey, presence,
+// The SDK's get() of @path with @params: [status, the JSON answer]
+// (the SDK throws a RequestError, with the status, for a non-2xx).
+async function sdkGet(sdk, path, params) {
+    try {
+        const r = await within(sdk.get({ path, params }), 'get ' + path);
+        return [r.status, await r.json()];
+    } catch (e) {
+        if (e.status === undefined)
+            throw e;
+        return [e.status, JSON.parse(e.body)];
+    }
+}
+
+// Until @cond(answer) holds for get(@path): bounded in tries and time.
+async function getUntil(sdk, path, params, cond, what) {
+    for (let i = 0; i < 300; i++) {
+        const [, doc] = await sdkGet(sdk, path, params);
+        if (cond(doc))
+            return doc;
+        await new Promise((r) => setTimeout(r, 50));
+    }
+    fail('never ' + what);
+}
+
+// Two clients on node 0 subscribed; the SDK's get() of /channels and
+// /channels/{name} on that node, then after an unsubscribe and the
+// disconnects.
+async function queries() {
+    const a = client(cfg.ports[0]), b = client(cfg.ports[0]);
+    const sdk = sdkFor(cfg.ports[0]);
+    const out = {};
+
+    await subscribed(a, 'q-room');
+    await subscribed(b, 'q-room');
+    await subscribed(a, 'q-other');
+    await subscribed(b, 'private-q');
+    out.all = await sdkGet(sdk, '/channels', {});
+    out.counts = await sdkGet(sdk, '/channels',
+                              { info: 'subscription_count' });
+    out.priv = await sdkGet(sdk, '/channels',
+                            { filter_by_prefix: 'private-' });
+    out.one = await sdkGet(sdk, '/channels/q-room',
+                           { info: 'subscription_count' });
+    out.plain = await sdkGet(sdk, '/channels/q-room', {});
+    out.users = await sdkGet(sdk, '/channels', { info: 'user_count' });
+    b.unsubscribe('q-room');
+    out.after = await getUntil(sdk, '/channels/q-room',
+                               { info: 'subscription_count' },
+                               (d) => d.subscription_count === 1,
+                               'one subscriber left');
+    a.disconnect();
+    b.disconnect();
+    out.gone = await getUntil(sdk, '/channels', {},
+                              (d) => !Object.keys(d.channels).some(
+                                  (n) => n.startsWith('q') ||
+                                      n === 'private-q'),
+                              'the channels gone');
+    out.none = await sdkGet(sdk, '/channels/q-room', {});
+    return out;
+}
+
+// Two connections signed in as u7 (one per node) and one as u8; the
+// SDK's terminateUserConnections('u7') on node 1: both u7's close (with
+// the code pusher-js gets), u8's stays.
+async function terminate() {
+    const a = client(cfg.ports[0], { user: 'u7' });
+    const b = client(cfg.ports[1], { user: 'u7' });
+    const c = client(cfg.ports[0], { user: 'u8' });
+    const out = { codes: [] };
+
+    for (const p of [a, b, c]) {
+        p.signin();
+        await within(p.user.signinDonePromise, 'signin');
+    }
+    const gone = [a, b].map((p) => new Promise((resolve) => {
+        p.connection.bind('error', (e) => {
+            if (e.type === 'WebSocketError' || e.type === 'PusherError')
+                out.codes.push((e.data || e.error?.data || {}).code);
+        });
+        p.connection.bind('disconnected', resolve);
+    }));
+    const r = await within(sdkFor(cfg.ports[1]).terminateUserConnections(
+        'u7'), 'terminateUserConnections');
+    out.status = r.status;
+    await within(Promise.all(gone), 'u7 disconnected');
+    out.states = [a, b, c].map((p) => p.connection.state);
+    c.disconnect();
+    return out;
+}
+
+// Until @ch's pusher:subscription_count says @n (it may have already).
+function countIs(ch, n) {
+    if (ch.subscriptionCount === n)
+        return Promise.resolve(n);
+    return new Promise((resolve) => {
+        const t = setTimeout(() => fail('subscription_count never ' + n +
+                                        ' (' + ch.subscriptionCount + ')'),
+                             DEADLINE_MS);
+        const cb = (d) => {
+            if (d.subscription_count !== n)
+                return;
+            clearTimeout(t);
+            ch.unbind('pusher:subscription_count', cb);
+            resolve(n);
+        };
+        ch.bind('pusher:subscription_count', cb);
+    });
+}
+
+// pusher_internal:subscription_count as clients come and go: a sees 1,
+// then 4 after three more joined at once, then 1 again; how many counts
+// it was sent in all.
+async function subcount() {
+    const a = client(cfg.ports[0]);
+    const others = [0, 1, 2].map(() => client(cfg.ports[0]));
+    const [ch] = await subscribed(a, 'sc-room');
+    let sent = 0;
+    ch.bind('pusher:subscription_count', () => sent++);
+    const out = { first: await countIs(ch, 1) };
+    await Promise.all(others.map((p) => subscribed(p, 'sc-room')));
+    out.joined = await countIs(ch, 4);
+    for (const p of others)
+        p.unsubscribe('sc-room');
+    out.left = await countIs(ch, 1);
+    out.sent = sent;
+    a.disconnect();
+    others.forEach((p) => p.disconnect());
+    return out;
+}
+
+const run = { fanout, badauth, unknownkey, presence, queries, terminate,
+              subcount,
               client: clientEvents, user, badsignin }[scenario];
 if (!run)
     fail('unknown scenario');

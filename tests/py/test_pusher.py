@@ -413,11 +413,23 @@ def check_api_refusals(eng):
               400, "no channel")
 
 
-def batch(eng, events, app=APP):
+def batch(eng, events, app=APP, whole=False):
     body = json.dumps({"batch": events}).encode()
     path = "/apps/%s/batch_events" % app["id"]
-    return rc.api(eng, "POST", path + "?" + signed(app, "POST", path, body),
-                  body)[0]
+    got = rc.api(eng, "POST", path + "?" + signed(app, "POST", path, body),
+                 body)
+    return got if whole else got[0]
+
+
+def check_api_answers(eng):
+    """Answers as Pusher's: {} for a publish to one channel or many and
+    for a batch."""
+    for doc in ({"name": "e", "channel": "a", "data": "1"},
+                {"name": "e", "channels": ["a", "b", "c"], "data": "1"}):
+        expect_eq(trigger(eng, doc), (200, {}), "events %s" % doc)
+    ev = {"name": "e", "channel": "a", "data": "1"}
+    expect_eq(batch(eng, [ev, dict(ev, channel="b")], whole=True), (200, {}),
+              "batch_events")
 
 
 async def check_batch(eng):
@@ -441,6 +453,119 @@ async def check_batch(eng):
     await ws.close()
 
 
+def check_queries(engs):
+    """The SDK's get() of /channels and /channels/{name}: this node's
+    subscribers counted, a prefix filtered, an unsubscribe and the
+    closes seen."""
+    out = pusher_js("queries", engs)
+    names = lambda doc: sorted(n for n in doc[1]["channels"]
+                               if n.startswith("q") or n == "private-q")
+    expect_eq(out["all"][0], 200, "GET channels")
+    expect_eq(names(out["all"]), ["private-q", "q-other", "q-room"],
+              "occupied channels")
+    counts = out["counts"][1]["channels"]
+    expect_eq((counts["q-room"], counts["q-other"]),
+              ({"subscription_count": 2}, {"subscription_count": 1}),
+              "subscription counts")
+    expect_eq(out["priv"], [200, {"channels": {"private-q": {}}}],
+              "filter_by_prefix")
+    expect_eq(out["one"], [200, {"occupied": True,
+                                 "subscription_count": 2}], "one channel")
+    expect_eq(out["plain"], [200, {"occupied": True}], "without info")
+    expect_eq(out["users"][0], 400, "user_count without presence-")
+    expect_eq(out["after"], {"occupied": True, "subscription_count": 1},
+              "after an unsubscribe")
+    expect_eq(names([200, out["gone"]]), [], "after the closes")
+    expect_eq(out["none"], [200, {"occupied": False}], "unoccupied")
+
+
+def check_terminate(engs):
+    out = pusher_js("terminate", engs)
+    expect_eq(out["status"], 200, "terminateUserConnections")
+    expect_eq(out["states"], ["disconnected", "disconnected", "connected"],
+              "u7's two connections closed (one per node), u8's not")
+    expect(out["codes"] and set(out["codes"]) == {4009},
+           "pusher:error and close codes: %s", out["codes"])
+
+
+def check_sub_count(engs):
+    """--pusher-subscription-count: pusher-js's channel.subscriptionCount
+    follows joins and leaves; a burst is sent as fewer messages than
+    changes (at most one a second a channel)."""
+    out = pusher_js("subcount", engs)
+    expect_eq((out["first"], out["joined"], out["left"]), (1, 4, 1),
+              "counts seen")
+    expect(out["sent"] < 7, "7 changes, %d counts sent: none coalesced",
+           out["sent"])
+
+
+def check_query_refusals(eng):
+    """GET queries and terminate are signed like the rest; the wrong
+    method is 405."""
+    path = "/apps/%s/channels" % APP["id"]
+    old = int(time.time()) - 660
+    expect_eq(rc.api(eng, "GET", path + "?" + signed(
+        APP, "GET", path, b"", ts=old))[0], 401, "replayed after 600 s")
+    expect_eq(rc.api(eng, "GET", path + "?" + signed(
+        APP, "GET", path, b"", secret="wrong"))[0], 401, "wrong secret")
+    expect_eq(rc.api(eng, "GET", path)[0], 401, "unsigned")
+    expect_eq(rc.api(eng, "POST", path + "?" + signed(
+        APP, "POST", path, b""), b"")[0], 405, "POST")
+    term = "/apps/%s/users/u1/terminate_connections" % APP["id"]
+    expect_eq(rc.api(eng, "POST", term, b"{}")[0], 401, "terminate unsigned")
+    expect_eq(rc.api(eng, "GET", term + "?" + signed(
+        APP, "GET", term, b""))[0], 405, "terminate with GET")
+    bad = "/apps/%s/channels/%s" % (APP["id"], "c" * 165)
+    expect_eq(rc.api(eng, "GET", bad + "?" + signed(
+        APP, "GET", bad, b""))[0], 400, "165-byte name")
+
+
+async def check_info(eng):
+    """info=subscription_count in events and batch_events: this node's
+    counts in the answer, as Pusher's."""
+    ws, _ = await connected(eng)
+    await ws.send(json.dumps({"event": "pusher:subscribe",
+                              "data": {"channel": "inf"}}))
+    await event(ws)
+    ev = {"name": "e", "channel": "inf", "data": "1",
+          "info": "subscription_count"}
+    expect_eq(trigger(eng, ev), (200, {"channels": {
+        "inf": {"subscription_count": 1}}}), "one channel with info")
+    many = {"name": "e", "channels": ["inf", "nobody"], "data": "1",
+            "info": "subscription_count"}
+    expect_eq(trigger(eng, many), (200, {"channels": {
+        "inf": {"subscription_count": 1},
+        "nobody": {"subscription_count": 0}}}), "two channels with info")
+    plain = {"name": "e", "channel": "inf", "data": "1"}
+    expect_eq(batch(eng, [ev, plain], whole=True),
+              (200, {"batch": [{"subscription_count": 1}, {}]}),
+              "batch with info")
+    await ws.close()
+
+
+def check_partial_failure(run):
+    """A publish to three channels of which Redis refuses the first (an
+    ACL user may PUBLISH only to channels not ending in X): the failure
+    is told (503), though the last was published; a batch likewise."""
+    import redisd
+    with redisd.Redis() as r:
+        r.command("ACL", "SETUSER", "rc", "on", ">pw", "+@all", "-publish",
+                  "~*", "&*", "(+publish &*[^X])")
+        url = r.url.replace("redis://", "redis://rc:pw@")
+        with rc.Engine(run.exe, "--redis", url, *engine_args()) as eng:
+            rc.wait_until("up", lambda: rc.api(eng, "GET",
+                                               "/healthz")[0] == 200)
+            ok = {"name": "e", "channel": "ok", "data": "1"}
+            expect_eq(trigger(eng, ok), (200, {}), "a channel Redis takes")
+            status, doc = trigger(eng, {"name": "e", "data": "1",
+                                        "channels": ["noX", "a", "b"]})
+            expect_eq(status, 503, "the first of three refused: %r" % doc)
+            expect("1 of 3" in doc["error"], "says how many: %r", doc)
+            status, doc = batch(eng, [dict(ok, channel="noX"), ok],
+                                whole=True)
+            expect_eq(status, 503, "the first of a batch refused: %r" % doc)
+
+
 def check_options(run):
     exe = run.exe
 
@@ -460,6 +585,9 @@ def check_options(run):
             words=["given twice"])
     refused(["--pusher-client-events", "9", "--pusher-app", SPEC % APP],
             words=["no app has this ID"])
+    refused(["--pusher-subscription-count", "9", "--pusher-app",
+             SPEC % APP], words=["--pusher-subscription-count 9",
+                                 "no app has this ID"])
     refused([], env={"RINGCAST_PUSHER_APPS": "1:k:s3cret\n2:k:Xsecret"},
             words=["RINGCAST_PUSHER_APPS, line 2"])
     with tempfile.NamedTemporaryFile("w", suffix=".apps") as f:
@@ -512,8 +640,26 @@ def body(run):
                   check_socket_id_skipped, engs)
         run.check("batch_events: checked whole, then published",
                   check_batch, engs[0])
+        run.check("HTTP API answers: {} as Pusher's", check_api_answers,
+                  engs[-1])
+        run.check("info=subscription_count in events and batches",
+                  check_info, engs[0])
+        run.check("the SDK's get(): channels, one channel, counts",
+                  check_queries, engs)
+        run.check("terminateUserConnections: the user's, on every node",
+                  check_terminate, engs)
+        run.check("queries and terminate: signed, their method only",
+                  check_query_refusals, engs[0])
         run.check("HTTP API refusals: replay, signature, sizes",
                   check_api_refusals, engs[0])
+    with run.section("subscription count"), rc.nodes(
+            run.exe, *engine_args("--pusher-subscription-count", APP["id"]),
+            count=1) as engs:
+        run.check("pusher_internal:subscription_count, rate-limited",
+                  check_sub_count, engs)
+    if rc.BROKER == "redis":
+        run.check("a failure on any channel is told, not the last's only",
+                  check_partial_failure, run)
     with run.section("activity"), rc.Engine(
             run.exe, "--pusher-app", SPEC % APP, "--ping-interval", "0",
             "--idle-timeout", "10s") as eng:
