@@ -206,6 +206,8 @@ static struct eng_buf *succeeded(struct json_slice ch)
 	return b ? frame_seal(b, pusher_enc_subscribed(o, cap, ch)) : NULL;
 }
 
+static struct eng_buf *ping_frame(void);
+
 static struct join *joined(struct pconn *pc, const char *name, size_t len)
 {
 	struct join *j;
@@ -236,8 +238,10 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		return;
 	}
 	j = calloc(1, sizeof(*j) + mb->id_str.len + 1);
-	ret = j ? eng_pusher_join(s, one->p, one->len, ch, sid, mb, &ok)
+	ret = j ? eng_pusher_join(s, c, one->p, one->len, ch, sid, mb, &ok)
 		: -ENOMEM;
+	if (ret >= 0 && !ok)	/* Redis answers with the members later */
+		ok = ping_frame();
 	if (ret == -E2BIG) {
 		free(j);
 		sub_error(s, c, ch, "LimitReached", "too many members", 4100);
@@ -245,7 +249,7 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 	}
 	if (ret >= 0 && eng_subscribe(s, c, one, 1, ok) < 0) {
 		ret = -ENOMEM;	/* the member counted goes again */
-		eng_pusher_leave(s, one->p, one->len, ch, sid, mb->id_str);
+		eng_pusher_leave(s, c, one->p, one->len, ch, sid, mb->id_str);
 	}
 	if (ret < 0) {
 		free(j);
@@ -263,8 +267,8 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 }
 
 /* @c leaves presence channel @name, if it joined it. */
-static void leave(struct eng_shard *s, struct pconn *pc, const char *name,
-		  size_t len)
+static void leave(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
+		  const char *name, size_t len)
 {
 	struct join **jp, *j;
 
@@ -273,7 +277,7 @@ static void leave(struct eng_shard *s, struct pconn *pc, const char *name,
 		if (j->len != len || memcmp(j->name, name, len))
 			continue;
 		*jp = j->next;
-		eng_pusher_leave(s, j->name, j->len,
+		eng_pusher_leave(s, c, j->name, j->len,
 				 (struct json_slice){ j->ch, j->clen },
 				 (struct json_slice){ pc->sid, pc->sid_len },
 				 (struct json_slice){ j->uid, j->ulen });
@@ -439,7 +443,7 @@ static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
 	if (len <= 0)
 		return;
 	eng_unsubscribe(s, c, &(struct json_slice){ name, (size_t)len }, 1);
-	leave(s, pc, name, (size_t)len);
+	leave(s, c, pc, name, (size_t)len);
 }
 
 /*
@@ -699,7 +703,7 @@ static void on_close(struct eng_shard *s, struct eng_conn *c)
 
 	eng_unsubscribe_all(s, c);
 	while (pc && pc->joins)
-		leave(s, pc, pc->joins->name, pc->joins->len);
+		leave(s, c, pc, pc->joins->name, pc->joins->len);
 	if (pc) {
 		free(pc->uid);
 		memset(pc, 0, sizeof(*pc));
