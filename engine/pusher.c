@@ -333,6 +333,31 @@ static bool admitted(struct eng_shard *s, struct eng_conn *c,
 	return true;
 }
 
+void eng_pusher_full(struct eng_shard *s, struct eng_conn *c,
+		     struct json_slice ch)
+{
+	struct pconn *pc = pconn_of(s, c);
+	char name[ENG_CHAN_MAX + 1];
+	struct join **jp, *j;
+	int len;
+
+	len = pc ? eng_pusher_chan_name(app_of(s, pc), ch.p, ch.len, name) : -1;
+	if (len <= 0) {
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return;
+	}
+	eng_unsubscribe(s, c, &(struct json_slice){ name, (size_t)len }, 1);
+	for (jp = &pc->joins; *jp; jp = &(*jp)->next) {
+		j = *jp;
+		if (j->len == (size_t)len && !memcmp(j->name, name, j->len)) {
+			*jp = j->next;	/* never counted: nothing to leave */
+			free(j);
+			break;
+		}
+	}
+	sub_error(s, c, ch, "LimitReached", "too many members", 4100);
+}
+
 /* Whether @ch is #server-to-user-{id} of the user @pc signed in as. */
 static bool own_user_channel(const struct pconn *pc, struct json_slice ch)
 {

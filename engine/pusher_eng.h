@@ -83,8 +83,8 @@ ssize_t eng_pusher_skip_event(char *out, size_t cap, struct json_slice skip,
  * channel's other subscribers with member_added when it is the user's
  * first connection (on any node, with one Redis). *@ok: the
  * subscription_succeeded @c gets, listing every member; NULL with one
- * Redis, where @c gets it once Redis has answered (a channel full or
- * Redis failing then fails @c). Returns 0; -E2BIG when the channel has
+ * Redis, where @c gets it once Redis has answered (a channel full then
+ * goes to eng_pusher_full(); Redis failing fails @c). Returns 0; -E2BIG when the channel has
  * ENG_PUSHER_MEMBERS_MAX users already; -ENOMEM.
  */
 int eng_pusher_join(struct eng_shard *s, struct eng_conn *c,
@@ -100,6 +100,14 @@ int eng_pusher_join(struct eng_shard *s, struct eng_conn *c,
 void eng_pusher_leave(struct eng_shard *s, struct eng_conn *c,
 		      const char *name, size_t len, struct json_slice ch,
 		      struct json_slice sid, struct json_slice id_str);
+
+/*
+ * Redis refused @c's join of presence channel @ch (Pusher's name): the
+ * channel has ENG_PUSHER_MEMBERS_MAX users. @c is unsubscribed, its join
+ * forgotten, and told with subscription_error LimitReached 4100.
+ */
+void eng_pusher_full(struct eng_shard *s, struct eng_conn *c,
+		     struct json_slice ch);
 
 /*
  * Registers the /app/ endpoint (eng_endpoint_add). Once, before the

@@ -337,6 +337,10 @@ static void joined_done(struct eng_shard *s, struct eng_rreq *p)
 	/* gone: its leave, sent after the join, undoes it */
 	if (c->gen != p->gen || !eng_conn_alive(c))
 		return;
+	if (p->result == -1) {	/* the script's "channel full" */
+		eng_pusher_full(s, c, ch);
+		return;
+	}
 	if (p->result < 0 || !p->blob ||
 	    !(v = calloc(ENG_PUSHER_MEMBERS_MAX, sizeof(*v))) ||
 	    !(b = eng_buf_new(WS_MAX_SERVER_HDR + cap)))

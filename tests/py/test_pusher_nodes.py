@@ -24,11 +24,15 @@ CH = "presence-nodes"
 
 async def join(eng, uid):
     """A connection to @eng joined to CH as @uid; (ws, members seen)."""
+    return await join_as(eng, uid, CH)
+
+
+async def join_as(eng, uid, ch):
     ws, hello = await connected(eng)
     cd = json.dumps({"user_id": uid, "user_info": {"n": uid}})
     await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
-        "channel": CH, "channel_data": cd,
-        "auth": channel_auth(APP, hello["socket_id"], CH, cd)}}))
+        "channel": ch, "channel_data": cd,
+        "auth": channel_auth(APP, hello["socket_id"], ch, cd)}}))
     while True:
         ev = await event(ws)
         if ev["event"] == "pusher_internal:subscription_succeeded":
@@ -113,10 +117,39 @@ async def check_node_dies(engs):
                 break
 
 
+async def check_full(engs):
+    """100 users in a channel: the 101st, on the other node, gets
+    subscription_error LimitReached 4100 and stays open, unsubscribed."""
+    held = []
+    for i in range(100):
+        ws, _ = await join_as(engs[i % 2], "f%d" % i, "presence-full")
+        held.append(ws)
+    ws, hello = await connected(engs[1])
+    cd = json.dumps({"user_id": "over"})
+    await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
+        "channel": "presence-full", "channel_data": cd,
+        "auth": channel_auth(APP, hello["socket_id"], "presence-full", cd)}}))
+    ev = await event(ws)
+    expect_eq((ev["event"], ev["data"].get("type"), ev["data"].get("status")),
+              ("pusher:subscription_error", "LimitReached", 4100),
+              "the 101st user")
+    status, _ = trigger(engs[0], {"name": "e", "channel": "presence-full",
+                                  "data": "x"})
+    expect_eq(status, 200, "publish")
+    await ws.send('{"event":"pusher:ping"}')
+    expect_eq((await event(ws))["event"], "pusher:pong",
+              "open, and not subscribed")
+    await ws.close()
+    for w in held:  # unread member events fill their queues: no handshake
+        w.transport.abort()
+
+
 def body(run):
     with run.section(), rc.nodes(run.exe, *engine_args()) as engs:
         run.check("presence: every node's members, first join, last leave",
                   check_members, engs)
+        run.check("presence: 100 users, the 101st on the other node refused",
+                  check_full, engs)
         if rc.only_on("redis"):
             run.check("presence: a node killed, its members removed once",
                       check_node_dies, engs)
