@@ -14,7 +14,8 @@
  * users on node ID), P pres:UID (node -> "conns app,app"), P online
  * (users -> number of nodes they are on). Scripts ignore nodes whose key
  * expired and reap them, so a dead node stops counting within about six
- * seconds.
+ * seconds; a dead node's Pusher presence members go with it, their
+ * member_removed published by the script that reaps them (bridge_pusher.c).
  */
 
 /* Drops every trace of nodes whose key expired. */
@@ -31,15 +32,34 @@
 	"        end\n" \
 	"      end\n" \
 	"      redis.call('DEL', nu)\n" \
+	"      local q = p .. 'pq:' .. id\n" \
+	"      local h = redis.call('HGETALL', q)\n" \
+	"      for i = 1, #h, 2 do\n" \
+	"        local rch, u = string.match(h[i], '^([^%z]*)%z(.*)$')\n" \
+	"        local pt = p .. 'pt:' .. rch\n" \
+	"        if tonumber(redis.call('HINCRBY', pt, u, -h[i + 1]))" \
+	" <= 0 then\n" \
+	"          redis.call('HDEL', pt, u)\n" \
+	"          redis.call('HDEL', p .. 'pm:' .. rch, u)\n" \
+	"          local ev = redis.call('HGET', p .. 'pr:' .. rch, u)\n" \
+	"          redis.call('HDEL', p .. 'pr:' .. rch, u)\n" \
+	"          if ev then redis.call('PUBLISH', rch, ev) end\n" \
+	"        end\n" \
+	"      end\n" \
+	"      redis.call('DEL', q)\n" \
 	"      redis.call('SREM', p .. 'nodes', id)\n" \
 	"    end\n" \
 	"  end\n" \
 	"end\n"
 
-/* ARGV: prefix, node, ttl, conns, users. Returns 1 if we were alive. */
+/*
+ * ARGV: prefix, node, ttl, conns, users. Returns 1 if we were alive (a
+ * key "new", made by a Pusher join before our first beat, is not).
+ */
 const char eng_lua_beat[] = LUA_REAP
 	"local p, node = ARGV[1], ARGV[2]\n"
-	"local was = redis.call('EXISTS', p .. 'node:' .. node)\n"
+	"local v = redis.call('GET', p .. 'node:' .. node)\n"
+	"local was = (v and v ~= 'new') and 1 or 0\n"
 	"redis.call('SET', p .. 'node:' .. node, ARGV[4] .. ' ' .. ARGV[5],"
 	" 'EX', tonumber(ARGV[3]))\n"
 	"redis.call('SADD', p .. 'nodes', node)\n"
@@ -106,7 +126,7 @@ const char eng_lua_online[] = LUA_REAP
 	"local c, nodes = 0, 0\n"
 	"for _, id in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do\n"
 	"  local v = redis.call('GET', p .. 'node:' .. id)\n"
-	"  if v then nodes = nodes + 1; c = c + tonumber(string.match(v, '^%d+')) end\n"
+	"  if v then nodes = nodes + 1; c = c + (tonumber(string.match(v, '^%d+')) or 0) end\n"
 	"end\n"
 	"return {redis.call('ZCARD', p .. 'online'), c, nodes}\n";
 const size_t eng_lua_online_len = sizeof(eng_lua_online) - 1;

@@ -148,6 +148,20 @@ void bridge__on_pub_reply(struct eng_bridge *r, struct eng_rreq *p,
 		bridge__ack_pub(r, p, ret);
 		return;
 	}
+	case ENG_RQ_SCRIPT:	/* {integer, string} */
+		if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+		    rep->element[1]->type != REDIS_REPLY_STRING)
+			break;
+		p->blob = eng_malloc(rep->element[1]->len + 1);
+		if (!p->blob) {
+			bridge__ack_pub(r, p, -ENOMEM);
+			return;
+		}
+		memcpy(p->blob, rep->element[1]->str, rep->element[1]->len);
+		p->blob[rep->element[1]->len] = '\0';
+		p->blob_len = rep->element[1]->len;
+		bridge__ack_pub(r, p, bridge__int_at(rep, 0));
+		return;
 	case ENG_RQ_ONLINE:
 		if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
 			break;

@@ -206,6 +206,8 @@ static struct eng_buf *succeeded(struct json_slice ch)
 	return b ? frame_seal(b, pusher_enc_subscribed(o, cap, ch)) : NULL;
 }
 
+static struct eng_buf *ping_frame(void);
+
 static struct join *joined(struct pconn *pc, const char *name, size_t len)
 {
 	struct join *j;
@@ -236,8 +238,10 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		return;
 	}
 	j = calloc(1, sizeof(*j) + mb->id_str.len + 1);
-	ret = j ? eng_pusher_join(s, one->p, one->len, ch, sid, mb, &ok)
+	ret = j ? eng_pusher_join(s, c, one->p, one->len, ch, sid, mb, &ok)
 		: -ENOMEM;
+	if (ret >= 0 && !ok)	/* Redis answers with the members later */
+		ok = ping_frame();
 	if (ret == -E2BIG) {
 		free(j);
 		sub_error(s, c, ch, "LimitReached", "too many members", 4100);
@@ -245,7 +249,7 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 	}
 	if (ret >= 0 && eng_subscribe(s, c, one, 1, ok) < 0) {
 		ret = -ENOMEM;	/* the member counted goes again */
-		eng_pusher_leave(s, one->p, one->len, ch, sid, mb->id_str);
+		eng_pusher_leave(s, c, one->p, one->len, ch, sid, mb->id_str);
 	} else if (ret >= 0) {
 		eng_pusher_count_add(one->p, one->len, ch, 1,
 				     app_of(s, pc)->sub_count);
@@ -266,8 +270,8 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 }
 
 /* @c leaves presence channel @name, if it joined it. */
-static void leave(struct eng_shard *s, struct pconn *pc, const char *name,
-		  size_t len)
+static void leave(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
+		  const char *name, size_t len)
 {
 	struct join **jp, *j;
 
@@ -276,7 +280,7 @@ static void leave(struct eng_shard *s, struct pconn *pc, const char *name,
 		if (j->len != len || memcmp(j->name, name, len))
 			continue;
 		*jp = j->next;
-		eng_pusher_leave(s, j->name, j->len,
+		eng_pusher_leave(s, c, j->name, j->len,
 				 (struct json_slice){ j->ch, j->clen },
 				 (struct json_slice){ pc->sid, pc->sid_len },
 				 (struct json_slice){ j->uid, j->ulen });
@@ -330,6 +334,31 @@ static bool admitted(struct eng_shard *s, struct eng_conn *c,
 		return false;
 	}
 	return true;
+}
+
+void eng_pusher_full(struct eng_shard *s, struct eng_conn *c,
+		     struct json_slice ch)
+{
+	struct pconn *pc = pconn_of(s, c);
+	char name[ENG_CHAN_MAX + 1];
+	struct join **jp, *j;
+	int len;
+
+	len = pc ? eng_pusher_chan_name(app_of(s, pc), ch.p, ch.len, name) : -1;
+	if (len <= 0) {
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return;
+	}
+	eng_unsubscribe(s, c, &(struct json_slice){ name, (size_t)len }, 1);
+	for (jp = &pc->joins; *jp; jp = &(*jp)->next) {
+		j = *jp;
+		if (j->len == (size_t)len && !memcmp(j->name, name, j->len)) {
+			*jp = j->next;	/* never counted: nothing to leave */
+			free(j);
+			break;
+		}
+	}
+	sub_error(s, c, ch, "LimitReached", "too many members", 4100);
 }
 
 /* Whether @ch is #server-to-user-{id} of the user @pc signed in as. */
@@ -478,7 +507,7 @@ static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
 		eng_pusher_count_add(name, (size_t)len, m->d_channel, -1,
 				     false);
 	eng_unsubscribe(s, c, &(struct json_slice){ name, (size_t)len }, 1);
-	leave(s, pc, name, (size_t)len);
+	leave(s, c, pc, name, (size_t)len);
 }
 
 /*
@@ -741,7 +770,7 @@ static void on_close(struct eng_shard *s, struct eng_conn *c)
 				     (struct json_slice){ 0 }, -1, false);
 	eng_unsubscribe_all(s, c);
 	while (pc && pc->joins)
-		leave(s, pc, pc->joins->name, pc->joins->len);
+		leave(s, c, pc, pc->joins->name, pc->joins->len);
 	if (pc) {
 		free(pc->uid);
 		memset(pc, 0, sizeof(*pc));

@@ -87,23 +87,35 @@ ssize_t eng_pusher_skip_event(char *out, size_t cap, struct json_slice skip,
 
 /*
  * Member @mb of presence channel @ch (engine channel @name[0..@len))
- * joins on connection @sid: counted, and announced to the channel's
- * other subscribers with member_added when it is the user's first
- * connection. *@ok: the subscription_succeeded @sid gets, listing every
- * member. Returns 0; -E2BIG when the channel has ENG_PUSHER_MEMBERS_MAX
- * users already; -ENOMEM.
+ * joins on connection @c, socket_id @sid: counted, and announced to the
+ * channel's other subscribers with member_added when it is the user's
+ * first connection (on any node, with one Redis). *@ok: the
+ * subscription_succeeded @c gets, listing every member; NULL with one
+ * Redis, where @c gets it once Redis has answered (a channel full then
+ * goes to eng_pusher_full(); Redis failing fails @c). Returns 0; -E2BIG when the channel has
+ * ENG_PUSHER_MEMBERS_MAX users already; -ENOMEM.
  */
-int eng_pusher_join(struct eng_shard *s, const char *name, size_t len,
-		    struct json_slice ch, struct json_slice sid,
-		    const struct pusher_member *mb, struct eng_buf **ok);
+int eng_pusher_join(struct eng_shard *s, struct eng_conn *c,
+		    const char *name, size_t len, struct json_slice ch,
+		    struct json_slice sid, const struct pusher_member *mb,
+		    struct eng_buf **ok);
 
 /*
- * Connection @sid of user @id_str left presence channel @ch: at the
- * user's last connection, member_removed to the channel.
+ * Connection @c (@sid) of user @id_str left presence channel @ch: at the
+ * user's last connection (on any node, with one Redis), member_removed
+ * to the channel.
  */
-void eng_pusher_leave(struct eng_shard *s, const char *name, size_t len,
-		      struct json_slice ch, struct json_slice sid,
-		      struct json_slice id_str);
+void eng_pusher_leave(struct eng_shard *s, struct eng_conn *c,
+		      const char *name, size_t len, struct json_slice ch,
+		      struct json_slice sid, struct json_slice id_str);
+
+/*
+ * Redis refused @c's join of presence channel @ch (Pusher's name): the
+ * channel has ENG_PUSHER_MEMBERS_MAX users. @c is unsubscribed, its join
+ * forgotten, and told with subscription_error LimitReached 4100.
+ */
+void eng_pusher_full(struct eng_shard *s, struct eng_conn *c,
+		     struct json_slice ch);
 
 /*
  * The engine channel that connections signed in (pusher:signin) as user

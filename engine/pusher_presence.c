@@ -5,9 +5,12 @@
  * connection and a count of its connections in the channel; its first
  * connection is announced with pusher_internal:member_added, its last
  * one's leaving with member_removed, each to the channel's other
- * subscribers. One table for the node, under a mutex: joining a presence
- * channel is rare beside the fan-out. Across nodes (Redis) each node
- * knows only its own members so far.
+ * subscribers. On the embedded broker (and a Redis Cluster, so far) one
+ * table for the node, under a mutex: joining a presence channel is rare
+ * beside the fan-out. With one Redis, the members are Redis's, counted by
+ * scripts (bridge_pusher.c) that publish member_added and member_removed
+ * themselves, in the order Redis ran them, and the list comes back in the
+ * join's answer.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -16,9 +19,11 @@
 
 #include "buf.h"
 #include "chan.h"
+#include "conn.h"
 #include "frame.h"
 #include "pub.h"
 #include "pusher_eng.h"
+#include "rreq.h"
 
 struct member {
 	char *id;		/* user_id's JSON, as sent */
@@ -180,9 +185,17 @@ static size_t member_bytes(const struct pusher_member *mb)
 	return 64 + 2 * json_escape_max(mb->id.len + mb->info.len);
 }
 
-int eng_pusher_join(struct eng_shard *s, const char *name, size_t len,
-		    struct json_slice ch, struct json_slice sid,
-		    const struct pusher_member *mb, struct eng_buf **ok)
+static bool across(const struct eng_shard *s);
+static int rjoin(struct eng_shard *s, struct eng_conn *c, const char *name,
+		 size_t len, struct json_slice ch, struct json_slice sid,
+		 const struct pusher_member *mb);
+static void rleave(struct eng_shard *s, struct eng_conn *c, const char *name,
+		   size_t len, struct json_slice id_str);
+
+int eng_pusher_join(struct eng_shard *s, struct eng_conn *c,
+		    const char *name, size_t len, struct json_slice ch,
+		    struct json_slice sid, const struct pusher_member *mb,
+		    struct eng_buf **ok)
 {
 	struct pusher_member *all = NULL;
 	struct member *m;
@@ -192,6 +205,9 @@ int eng_pusher_join(struct eng_shard *s, const char *name, size_t len,
 	ssize_t n = -ENOMEM;
 	bool first = false;
 
+	*ok = NULL;
+	if (across(s))
+		return rjoin(s, c, name, len, ch, sid, mb);
 	pthread_mutex_lock(&lock);
 	pc = pchan_find(name, len, true);
 	m = pc ? member_find(pc, mb->id_str.p, mb->id_str.len) : NULL;
@@ -243,9 +259,9 @@ out:
 	return 0;
 }
 
-void eng_pusher_leave(struct eng_shard *s, const char *name, size_t len,
-		      struct json_slice ch, struct json_slice sid,
-		      struct json_slice id_str)
+void eng_pusher_leave(struct eng_shard *s, struct eng_conn *c,
+		      const char *name, size_t len, struct json_slice ch,
+		      struct json_slice sid, struct json_slice id_str)
 {
 	struct pusher_member mb = { .id_str = id_str };
 	struct member *m;
@@ -253,6 +269,10 @@ void eng_pusher_leave(struct eng_shard *s, const char *name, size_t len,
 	char *ev = NULL;
 	size_t cap;
 
+	if (across(s)) {
+		rleave(s, c, name, len, id_str);
+		return;
+	}
 	pthread_mutex_lock(&lock);
 	pc = pchan_find(name, len, false);
 	m = pc ? member_find(pc, id_str.p, id_str.len) : NULL;
@@ -269,4 +289,155 @@ void eng_pusher_leave(struct eng_shard *s, const char *name, size_t len,
 		uncount(pc, m);
 	pthread_mutex_unlock(&lock);
 	free(ev);
+}
+
+/* ---- with one Redis --------------------------------------------------- */
+
+/* Whether presence is Redis's (one Redis; a cluster keeps it per node). */
+static bool across(const struct eng_shard *s)
+{
+	return s->eng->redis == &eng_rreq_single;
+}
+
+/* "ID\0STR\0INFO" triples in @blob into @v (at most @max); their count. */
+static unsigned members_read(char *blob, size_t len, struct pusher_member *v,
+			     unsigned max)
+{
+	struct json_slice f[3];
+	unsigned n = 0, k = 0;
+	char *p = blob, *end = blob + len;
+
+	while (len && p <= end && n < max) {
+		char *z = memchr(p, '\0', (size_t)(end - p));
+
+		if (!z)
+			z = end;
+		f[k++] = (struct json_slice){ p, (size_t)(z - p) };
+		p = z + 1;
+		if (k < 3)
+			continue;
+		v[n++] = (struct pusher_member){ .id = f[0], .id_str = f[1],
+			.info = f[2].len ? f[2] : (struct json_slice){ 0 } };
+		k = 0;
+	}
+	return n;
+}
+
+/* The join's answer: @c (if still here) gets the channel's members. */
+static void joined_done(struct eng_shard *s, struct eng_rreq *p)
+{
+	struct eng_conn *c = &s->conns[p->slot];
+	struct json_slice ch = { p->text, strlen(p->text) };
+	struct pusher_member *v = NULL;
+	struct eng_buf *b = NULL;
+	size_t cap = 160 + 2 * json_escape_max(ch.len) + 2 * p->blob_len;
+	ssize_t n = -ENOMEM;
+	unsigned nv;
+
+	/* gone: its leave, sent after the join, undoes it */
+	if (c->gen != p->gen || !eng_conn_alive(c))
+		return;
+	if (p->result == -1) {	/* the script's "channel full" */
+		eng_pusher_full(s, c, ch);
+		return;
+	}
+	if (p->result < 0 || !p->blob ||
+	    !(v = calloc(ENG_PUSHER_MEMBERS_MAX, sizeof(*v))) ||
+	    !(b = eng_buf_new(WS_MAX_SERVER_HDR + cap)))
+		goto out;
+	nv = members_read(p->blob, p->blob_len, v, ENG_PUSHER_MEMBERS_MAX);
+	n = pusher_enc_presence((char *)b->data + WS_MAX_SERVER_HDR, cap, ch,
+				v, nv);
+out:
+	free(v);
+	if (n < 0) {
+		if (b)
+			eng_buf_put(b);
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return;
+	}
+	eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, WS_OP_TEXT, (size_t)n);
+	eng_conn_queue(s, c, b);
+}
+
+static void left_done(struct eng_shard *s, struct eng_rreq *p)
+{
+	(void)s;
+	(void)p;
+}
+
+/* @mb as "ID\0STR\0INFO" into @out; its length. */
+static size_t member_blob(char *out, const struct pusher_member *mb)
+{
+	size_t n = 0;
+
+	memcpy(out, mb->id.p, mb->id.len);
+	n += mb->id.len;
+	out[n++] = '\0';
+	memcpy(out + n, mb->id_str.p, mb->id_str.len);
+	n += mb->id_str.len;
+	out[n++] = '\0';
+	if (mb->info.p)
+		memcpy(out + n, mb->info.p, mb->info.len);
+	return n + (mb->info.p ? mb->info.len : 0);
+}
+
+static int rjoin(struct eng_shard *s, struct eng_conn *c,
+		 const char *name, size_t len, struct json_slice ch,
+		 struct json_slice sid, const struct pusher_member *mb)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	size_t ecap = 2 * json_escape_max(ch.len) + member_bytes(mb) + 128;
+	char rch[ENG_CHAN_MAX + 128], *mem, *add, *rem;
+	const char *argv[6];
+	size_t lens[6];
+	struct eng_rreq *p = NULL;
+	ssize_t na, nr;
+
+	mem = malloc(mb->id.len + mb->id_str.len + mb->info.len + 2 + 2 * ecap);
+	if (!mem)
+		return -ENOMEM;
+	add = mem + mb->id.len + mb->id_str.len + mb->info.len + 2;
+	rem = add + ecap;
+	na = skipping(add, ecap, sid, pusher_enc_member_added, ch, mb);
+	nr = pusher_enc_member_removed(rem, ecap, ch, mb);
+	argv[0] = cfg->node_id;
+	lens[0] = strlen(cfg->node_id);
+	argv[1] = rch;
+	lens[1] = eng_rreq_channel(cfg, rch, sizeof(rch), name, len);
+	argv[2] = mb->id_str.p;
+	lens[2] = mb->id_str.len;
+	argv[3] = mem;
+	lens[3] = member_blob(mem, mb);
+	argv[4] = add;
+	lens[4] = (size_t)na;
+	argv[5] = rem;
+	lens[5] = (size_t)nr;
+	if (na >= 0 && nr >= 0 && ch.len < sizeof(p->text))
+		p = eng_rreq_pusher(s->eng, true, 6, argv, lens);
+	free(mem);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p->text, ch.p, ch.len);
+	p->text[ch.len] = '\0';
+	p->done = joined_done;
+	return eng_rreq_send(s, c, p);
+}
+
+/* Connection @c of user @id_str left, with Redis. */
+static void rleave(struct eng_shard *s, struct eng_conn *c, const char *name,
+		   size_t len, struct json_slice id_str)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	char rch[ENG_CHAN_MAX + 128];
+	const char *argv[3] = { cfg->node_id, rch, id_str.p };
+	size_t lens[3] = { strlen(cfg->node_id), 0, id_str.len };
+	struct eng_rreq *p;
+
+	lens[1] = eng_rreq_channel(cfg, rch, sizeof(rch), name, len);
+	p = eng_rreq_pusher(s->eng, false, 3, argv, lens);
+	if (p) {
+		p->done = left_done;
+		eng_rreq_send(s, c, p);
+	}
 }

@@ -406,10 +406,33 @@ struct eng_rreq *eng_rreq_online(const struct eng *e)
 			    e->lua->online_len, NULL, 0);
 }
 
+struct eng_rreq *eng_rreq_pusher(const struct eng *e, bool join, int argc,
+				 const char **argv, const size_t *lens)
+{
+	const char *av[16] = { "EVAL", join ? e->lua->pjoin : e->lua->pleave,
+			       "1" };
+	size_t ls[16] = { 4, join ? e->lua->pjoin_len : e->lua->pleave_len, 1 };
+	char keys[ENG_RREQ_KEYS_MAX];
+	struct eng_rreq *p;
+	uint16_t hslot;
+
+	if (argc > 11)
+		return NULL;
+	ls[3] = ls[4] = eng_rreq_keys(e, keys, sizeof(keys), NULL, 0, &hslot);
+	av[3] = av[4] = keys;
+	memcpy(av + 5, argv, (size_t)argc * sizeof(*argv));
+	memcpy(ls + 5, lens, (size_t)argc * sizeof(*lens));
+	p = eng_rreq_new(ENG_RQ_SCRIPT, 5 + argc, av, ls);
+	if (p)
+		p->hslot = hslot;
+	return p;
+}
+
 /* The answer is back on this shard (or the bridge never saw @p). */
 static void ack(struct eng_shard *s, struct eng_rreq *p)
 {
 	p->done(s, p);
+	eng_free(p->blob);
 	eng_buf_put(p->ok);
 	eng_buf_put(p->err);
 	eng_free(p);

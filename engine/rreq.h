@@ -21,11 +21,14 @@
  * The Lua scripts run with EVAL, each defined next to the code that reads
  * its answer, where its ARGV and answer are described: the heartbeat,
  * presence writes, leaving, a user's presence and who is online
- * (bridge_presence.c); history publish and read (bridge_hist.c); inbox
- * keep, read and ack (bridge_inbox.c). Each _len is the script's strlen().
+ * (bridge_presence.c); Pusher presence join and leave (bridge_pusher.c);
+ * history publish and read (bridge_hist.c); inbox keep, read and ack
+ * (bridge_inbox.c). Each _len is the script's strlen().
  */
 extern const char eng_lua_beat[], eng_lua_presence[], eng_lua_leave[];
 extern const char eng_lua_query[], eng_lua_online[];
+extern const char eng_lua_pjoin[], eng_lua_pleave[];
+extern const size_t eng_lua_pjoin_len, eng_lua_pleave_len;
 extern const char eng_lua_hpub[], eng_lua_hread[];
 extern const char eng_lua_ikeep[], eng_lua_iread[], eng_lua_iack[];
 extern const size_t eng_lua_query_len, eng_lua_online_len;
@@ -41,6 +44,8 @@ struct eng_rreq_lua {
 	const char *hpub, *hread, *ikeep, *iread, *iack, *query, *online;
 	size_t hpub_len, hread_len, ikeep_len, iread_len, iack_len;
 	size_t query_len, online_len;
+	const char *pjoin, *pleave;	/* Pusher presence (bridge_pusher.c) */
+	size_t pjoin_len, pleave_len;
 };
 
 /*
@@ -169,6 +174,15 @@ struct eng_rreq *eng_rreq_query(const struct eng *e, const char *uid,
 struct eng_rreq *eng_rreq_online(const struct eng *e);
 
 /*
+ * A Pusher presence script (bridge_pusher.c) on the presence keys: join
+ * (@join) or leave, its @argc arguments after the keys' prefix. Its
+ * answer is {integer, string}: p->result and p->blob (eng_malloc'd,
+ * freed after p->done unless it took it). NULL out of memory.
+ */
+struct eng_rreq *eng_rreq_pusher(const struct eng *e, bool join, int argc,
+				 const char **argv, const size_t *lens);
+
+/*
  * ENG_OP_R_REQUEST and ENG_OP_R_REPLY: a request that goes through Redis.
  * rreq.c registers their kinds of mail.
  */
@@ -192,6 +206,8 @@ struct eng_rreq {
 	struct eng_ibreq *ibreq;	/* IBOX: the same */
 	uint64_t reserve;		/* bridge: read bytes it holds (budget) */
 	bool page;			/* bridge: a cut read's next page */
+	char *blob;			/* SCRIPT: the answer's string */
+	size_t blob_len;
 	char text[ENG_PRES_APPS * (ENG_APP_MAX + 3)];	/* QUERY: apps */
 	size_t len;			/* bytes of the command in data */
 	char data[];			/* the command, formatted as RESP */
@@ -207,6 +223,7 @@ enum {
 	ENG_RQ_HPUBLISH,	/* a history channel's publish (script) */
 	ENG_RQ_HREAD,		/* a history read (script): fills hreq */
 	ENG_RQ_IBOX,		/* an inbox read or ack (script): fills ibreq */
+	ENG_RQ_SCRIPT,		/* {integer, string}: result and blob */
 };
 
 #endif

@@ -681,4 +681,5 @@ def body(run):
             del os.environ["RINGCAST_PUSHER_APPS"]
 
 
-rc.main("test_pusher", body)
+if __name__ == "__main__":
+    rc.main("test_pusher", body)
