@@ -38,11 +38,21 @@ const APP = { id: '4242', key: 'browser-key-0123456789',
 const CSRF = 'csrf-token-for-echo';
 const WAIT_MS = 20000;
 
-// The clients' browser builds, as a site would serve them.
-const nm = (p) => new URL('./node_modules/' + p, import.meta.url);
+// The clients' browser builds, as a site would serve them; a missing
+// one fails the test with what to run.
+function npmFile(path) {
+	try {
+		return readFileSync(new URL('./node_modules/' + path,
+					    import.meta.url));
+	} catch (e) {
+		console.log('FAIL tests/browser/node_modules/' + path + ': ' +
+			    e.code + ' (run tests/install-deps)');
+		process.exit(1);
+	}
+}
 const SCRIPTS = {
-	'/pusher.min.js': readFileSync(nm('pusher-js/dist/web/pusher.min.js')),
-	'/echo.iife.js': readFileSync(nm('laravel-echo/dist/echo.iife.js')),
+	'/pusher.min.js': npmFile('pusher-js/dist/web/pusher.min.js'),
+	'/echo.iife.js': npmFile('laravel-echo/dist/echo.iife.js'),
 };
 
 // note() queues an event under a kind; take() hands out the oldest event
