@@ -16,7 +16,10 @@
  * With --deflate it offers permessage-deflate, as browsers do, and reads
  * the start of a compressed push with one inflater per thread; --json
  * makes the payload JSON with a push stream's repetition, not padding.
- * Every phase counts the wire bytes of the frames it delivered.
+ * Every phase counts the wire bytes of the frames it delivered. With
+ * --pusher the clients speak the Pusher protocol (docs/PUSHER.md) to the
+ * engine's /app/{key} and the publishes go through the app's signed HTTP
+ * API, so the same figures compare the two front doors.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -41,6 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "proc.h"
 
@@ -191,6 +196,8 @@ struct opts {
 	bool spublish;			/* SPUBLISH: a cluster's master */
 	bool deflate;			/* offer permessage-deflate */
 	bool json;			/* JSON payloads, not padding */
+	bool pusher;			/* the Pusher protocol, app below */
+	char pusher_id[32], pusher_key[64], pusher_secret[128];
 	int engine_pid;
 };
 
@@ -215,7 +222,7 @@ static struct opts o = {
 };
 
 /* Connection states. */
-enum { ST_FREE, ST_CONNECT, ST_HS, ST_SUB, ST_READY, ST_DEAD };
+enum { ST_FREE, ST_CONNECT, ST_HS, ST_EST, ST_SUB, ST_READY, ST_DEAD };
 
 #define HDR_PAYLOAD	0xff	/* hdr_len: header done, in the payload */
 
@@ -278,7 +285,7 @@ static int g_stop;			/* atomic: workers leave their loop */
 static int g_connect_stop;		/* atomic: open no more connections */
 static uint64_t g_deadline;		/* now_ns() when everything stops */
 
-static char upgrade_req[512];
+static char upgrade_req[640];
 static size_t upgrade_len;
 static char sub_frame[BENCH_MAX_CHANNELS][128];
 static size_t sub_len[BENCH_MAX_CHANNELS];
@@ -377,7 +384,24 @@ static uint64_t parse_u64(const char *p, const char *end, bool *ok)
 	return v;
 }
 
-/* A whole text frame arrived; pre[] holds its first bytes. */
+/*
+ * Where the value after @plain ("key":) or, when that is not in [@p,
+ * @end), after @esc (the same inside a JSON string: \"key\":) starts;
+ * NULL when neither is there.
+ */
+static const char *find_key(const char *p, const char *end, const char *plain,
+			    const char *esc)
+{
+	size_t n = strlen(plain);
+	const char *hit = memmem(p, (size_t)(end - p), plain, n);
+
+	if (hit)
+		return hit + n;
+	n = strlen(esc);
+	hit = memmem(p, (size_t)(end - p), esc, n);
+	return hit ? hit + n : NULL;
+}
+
 /*
  * The first bytes of compressed payload @c->pre, inflated into @out (at
  * most @cap): no context takeover, so each message inflates on its own,
@@ -397,6 +421,7 @@ static size_t inflate_pre(struct worker *w, struct conn *c, char *out,
 	return cap - w->z.avail_out;
 }
 
+/* A whole text frame arrived; pre[] holds its first bytes. */
 static void on_message(struct worker *w, struct conn *c, unsigned slot,
 		       uint64_t now)
 {
@@ -411,22 +436,41 @@ static void on_message(struct worker *w, struct conn *c, unsigned slot,
 		end = text + inflate_pre(w, c, text, sizeof(text));
 	}
 
+	if (c->state == ST_EST) {	/* Pusher: the first event */
+		if (!memmem(c->pre, c->pre_len,
+			    "\"pusher:connection_established\"", 31)) {
+			conn_dead(w, c, slot, -EPROTO);
+		} else if (o.channels) {
+			c->state = ST_SUB;
+			send_static(w, slot, sub_frame[c->chan],
+				    sub_len[c->chan]);
+		} else {
+			conn_ready(w, c, now);
+		}
+		return;
+	}
 	if (c->state == ST_SUB) {
-		if (memmem(c->pre, c->pre_len, "\"code\":200", 10))
+		if (o.pusher ? memmem(c->pre, c->pre_len, "\"pusher_internal:"
+				      "subscription_succeeded\"", 40) != NULL :
+		    memmem(c->pre, c->pre_len, "\"code\":200", 10) != NULL)
 			conn_ready(w, c, now);
 		else
 			conn_dead(w, c, slot, -EPROTO);
 		return;
 	}
-	/* Pushes carry {"ph":K,"t":NS,...} at the start of their data. */
-	p = memmem(start, (size_t)(end - start), "{\"ph\":", 6);
+	/*
+	 * Pushes carry {"ph":K,"t":NS,...} at the start of their data; a
+	 * Pusher event's data is that object as a JSON string, its quotes
+	 * escaped.
+	 */
+	p = find_key(start, end, "\"ph\":", "\\\"ph\\\":");
 	if (!p) {
 		w->other_msgs++;
 		return;
 	}
-	ph = parse_u64(p + 6, end, &ok1);
-	p = memmem(p, (size_t)(end - p), "\"t\":", 4);
-	t = p ? parse_u64(p + 4, end, &ok2) : 0;
+	ph = parse_u64(p, end, &ok1);
+	p = find_key(p, end, "\"t\":", "\\\"t\\\":");
+	t = p ? parse_u64(p, end, &ok2) : 0;
 	if (!p || !ok1 || !ok2 || ph >= BENCH_MAX_PHASES || t > now) {
 		w->bad_msgs++;
 		return;
@@ -451,7 +495,9 @@ static void on_upgraded(struct worker *w, struct conn *c, unsigned slot,
 	__atomic_store_n(&w->t_last_upgraded, now, __ATOMIC_RELAXED);
 	c->pre_len = 0;
 	c->hdr_len = 0;
-	if (o.channels) {
+	if (o.pusher) {
+		c->state = ST_EST;
+	} else if (o.channels) {
 		c->state = ST_SUB;
 		send_static(w, slot, sub_frame[c->chan], sub_len[c->chan]);
 	} else {
@@ -932,7 +978,7 @@ static int pub_request(struct pub *p, const char *method, const char *path,
 		       const char *body, size_t blen, char *body_out,
 		       size_t out_size)
 {
-	char head[256];
+	char head[640];		/* a Pusher API path is ~250 bytes */
 	int hl, status = 0, attempt;
 
 	hl = snprintf(head, sizeof(head),
@@ -1155,6 +1201,59 @@ static void json_fill(char *p, size_t n, uint64_t seed)
 	memset(p + at, ' ', n - at);
 }
 
+static void hex(char *out, const unsigned char *d, unsigned n)
+{
+	static const char digits[] = "0123456789abcdef";
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[d[i] >> 4];
+		out[2 * i + 1] = digits[d[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+/*
+ * Publishes @payload (@len bytes of JSON without a backslash) on channel
+ * c@ch as a Pusher server SDK does: POST /apps/{id}/events with the
+ * payload as the event's data string, signed (body_md5, then HMAC-SHA256
+ * of "POST\npath\nsorted query" with the app's secret). @req has room for
+ * 2 x @len + 128 bytes. Returns the HTTP status or -errno.
+ */
+static int pusher_publish(struct pub *p, unsigned ch, const char *payload,
+			  size_t len, char *req)
+{
+	char path[400], tosign[400], md5[33], sig[65];
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned dn = 0;
+	size_t n, i;
+	int q;
+
+	n = (size_t)sprintf(req, "{\"name\":\"bench\",\"channels\":[\"c%u\"],"
+			    "\"data\":\"", ch);
+	for (i = 0; i < len; i++) {
+		if (payload[i] == '"')
+			req[n++] = '\\';
+		req[n++] = payload[i];
+	}
+	memcpy(req + n, "\"}", 2);
+	n += 2;
+	if (!EVP_Digest(req, n, d, &dn, EVP_md5(), NULL))
+		return -EIO;
+	hex(md5, d, dn);
+	q = snprintf(path, sizeof(path), "/apps/%s/events?auth_key=%s&"
+		     "auth_timestamp=%lld&auth_version=1.0&body_md5=%s",
+		     o.pusher_id, o.pusher_key, (long long)time(NULL), md5);
+	snprintf(tosign, sizeof(tosign), "POST\n%.*s\n%s",
+		 (int)(strchr(path, '?') - path), path, strchr(path, '?') + 1);
+	if (!HMAC(EVP_sha256(), o.pusher_secret, (int)strlen(o.pusher_secret),
+		  (const unsigned char *)tosign, strlen(tosign), d, &dn))
+		return -EIO;
+	hex(sig, d, dn);
+	snprintf(path + q, sizeof(path) - (size_t)q, "&auth_signature=%s", sig);
+	return pub_request(p, "POST", path, req, n, NULL, 0);
+}
+
 static int publish_one(struct pub *p, unsigned k, struct phase *ph,
 		       char *body, uint64_t *t_out)
 {
@@ -1180,6 +1279,9 @@ static int publish_one(struct pub *p, unsigned k, struct phase *ph,
 				 ch);
 		st = redis_publish(p, path, body, len);
 		st = st ? st : 200;
+	} else if (o.pusher) {
+		/* the request after the payload: run_phase() made room */
+		st = pusher_publish(p, ch, body, len, body + len);
 	} else {
 		if (o.broadcast)
 			snprintf(path, sizeof(path), "/broadcast");
@@ -1210,7 +1312,8 @@ static int publish_one(struct pub *p, unsigned k, struct phase *ph,
 
 static void run_phase(struct pub *p, unsigned k, struct phase *ph)
 {
-	char *body = malloc(ph->size + 128);
+	/* the payload, then (--pusher) the request holding it escaped */
+	char *body = malloc(3 * ph->size + 512);
 	double cpu0 = proc_cpu_s(o.engine_pid), self0 = self_cpu_s();
 	uint64_t t, start = now_ns(), drain_end, i;
 	unsigned w;
@@ -1354,6 +1457,13 @@ static void usage(FILE *f)
 "                         comes compressed is inflated to be timed\n"
 "  --json                 fanout payloads are JSON (an array of trades),\n"
 "                         not padding: what compression meets in practice\n"
+"  --pusher ID:KEY:SECRET speak the Pusher protocol: connect to /app/KEY,\n"
+"                         await pusher:connection_established, subscribe\n"
+"                         with pusher:subscribe (public channel c<i %% K>),\n"
+"                         and publish through POST /apps/ID/events signed\n"
+"                         with SECRET, the payload as the event's data; the\n"
+"                         engine runs with --pusher-app ID:KEY:SECRET (not\n"
+"                         with --broadcast nor --redis)\n"
 "  -h, --help             print this help and exit\n");
 }
 
@@ -1406,6 +1516,7 @@ static int parse_opts(int argc, char **argv)
 		{ "recv-buf-size", required_argument, NULL, 'Z' },
 		{ "deflate", no_argument, NULL, 'z' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "pusher", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1500,6 +1611,12 @@ static int parse_opts(int argc, char **argv)
 		case 'Z': o.recv_buf_size = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'z': o.deflate = true; break;
 		case 'j': o.json = true; break;
+		case 'K':
+			o.pusher = true;
+			if (sscanf(optarg, "%31[^:]:%63[^:]:%127s", o.pusher_id,
+				   o.pusher_key, o.pusher_secret) != 3)
+				goto bad;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -1511,7 +1628,8 @@ static int parse_opts(int argc, char **argv)
 	    !o.window || o.recv_bufs < 2 || o.recv_bufs > 32768 ||
 	    (o.recv_bufs & (o.recv_bufs - 1)) || o.recv_buf_size < 256 ||
 	    o.duration <= 0 || o.pub_timeout <= 0 || (o.nr_rates != 1 && o.nr_rates != o.nr_sizes) ||
-	    (o.mode == MODE_FANOUT && !o.channels && !o.broadcast))
+	    (o.mode == MODE_FANOUT && !o.channels && !o.broadcast) ||
+	    (o.pusher && (o.broadcast || o.redis_port)))
 		goto bad;
 	return 0;
 bad:
@@ -1521,19 +1639,30 @@ bad:
 
 static void build_requests(void)
 {
+	char path[128];
 	unsigned k;
 
+	/* the query pusher-js 8 sends */
+	if (o.pusher)
+		snprintf(path, sizeof(path), "/app/%s?protocol=7&client=js&"
+			 "version=8.6.0&flash=false", o.pusher_key);
+	else
+		snprintf(path, sizeof(path), "/ws");
 	upgrade_len = (size_t)snprintf(upgrade_req, sizeof(upgrade_req),
-		"GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+		"GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
 		"Connection: Upgrade\r\nSec-WebSocket-Key: " BENCH_WS_KEY "\r\n"
-		"Sec-WebSocket-Version: 13\r\n%s\r\n", o.target_str,
+		"Sec-WebSocket-Version: 13\r\n%s\r\n", path, o.target_str,
 		o.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
 			    "client_max_window_bits\r\n" : "");
 	for (k = 0; k < o.channels; k++) {
 		uint8_t *f = (uint8_t *)sub_frame[k];
-		int n = snprintf((char *)f + 6, sizeof(sub_frame[k]) - 6,
-			"{\"seq\":1,\"cmd\":\"subscribe\","
-			"\"data\":{\"channels\":[\"c%u\"]}}", k);
+		int n = o.pusher ?
+			snprintf((char *)f + 6, sizeof(sub_frame[k]) - 6,
+				 "{\"event\":\"pusher:subscribe\","
+				 "\"data\":{\"channel\":\"c%u\"}}", k) :
+			snprintf((char *)f + 6, sizeof(sub_frame[k]) - 6,
+				 "{\"seq\":1,\"cmd\":\"subscribe\","
+				 "\"data\":{\"channels\":[\"c%u\"]}}", k);
 
 		/* FIN + text, masked, with an all-zero key: the XOR is a no-op. */
 		f[0] = 0x81;
@@ -1727,11 +1856,13 @@ int main(int argc, char **argv)
 	printf("{\"tool\":\"ringcast-bench\",\"mode\":\"%s\",",
 	       o.mode == MODE_FANOUT ? "fanout" :
 	       o.mode == MODE_IDLE ? "idle" : "connect");
+	printf("\"protocol\":\"%s\",", o.pusher ? "pusher" : "ringcast");
 	printf("\"target\":\"%s\",\"conns\":%u,\"threads\":%u,\"src_addrs\":%u,"
 	       "\"channels\":%u,\"broadcast\":%s,\"publisher\":\"%s\","
 	       "\"window\":%u,\"engine_pid\":%d,",
 	       o.target_str, o.conns, nr_workers, o.src_addrs, o.channels,
-	       o.broadcast ? "true" : "false", o.redis_port ? "redis" : "http",
+	       o.broadcast ? "true" : "false", o.redis_port ? "redis" :
+	       o.pusher ? "pusher-http" : "http",
 	       o.window, o.engine_pid);
 	printf("\"setup\":{\"upgraded\":%llu,\"ready\":%llu,\"failed\":%llu,"
 	       "\"pending\":%llu,", (unsigned long long)upgraded,

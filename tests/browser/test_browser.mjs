@@ -21,13 +21,12 @@
 // Usage: node test_browser.mjs ENGINE_PATH
 import { createHmac } from 'node:crypto';
 import { createServer } from 'node:http';
-import { chromium } from 'playwright-core';
-import { Engine, engines, expect, same } from '../js/engine.mjs';
+import { Engine, engines, expect, runChecks, same } from '../js/engine.mjs';
+import { launchChromium } from './chromium.mjs';
 
 const exe = process.argv[2];
 const SECRET = 'browser-secret-0123456789abcdef0123456789';
 const WAIT_MS = 20000;
-let failed = 0;
 
 // record() opens socket NAME and queues its events; the subscribe goes
 // out from onopen when @hello is given. next() hands out the oldest
@@ -292,30 +291,12 @@ async function checkDeflate(browser, site) {
 	await eng.stop();
 }
 
-const browser = await chromium.launch({
-	executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-	args: ['--no-sandbox'],
-});
+const browser = await launchChromium();
 const site = await new Site().start();
-for (const [name, fn] of [['browser-subscribe', checkSubscribe],
-			  ['browser-token', checkToken],
-			  ['browser-close', checkClose],
-			  ['browser-origin', checkOrigin],
-			  ['browser-deflate', checkDeflate]]) {
-	const t0 = Date.now();
-	try {
-		await fn(browser, site);
-		console.log('ok   ' + name + ' (' + (Date.now() - t0) / 1000 + 's)');
-	} catch (e) {
-		failed++;
-		console.log('FAIL ' + name + ': ' + (e.stack || e));
-		for (const eng of engines)
-			console.log('---- engine ----\n' + eng.log);
-	}
-	for (const eng of [...engines])
-		await eng.kill();
-}
+const failed = await runChecks('browser', [
+	['browser-subscribe', checkSubscribe], ['browser-token', checkToken],
+	['browser-close', checkClose], ['browser-origin', checkOrigin],
+	['browser-deflate', checkDeflate]], browser, site);
 site.close();
 await browser.close();
-console.log(failed ? 'browser: ' + failed + ' FAILED' : 'browser: all passed');
 process.exit(failed ? 1 : 0);

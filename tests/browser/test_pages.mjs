@@ -25,8 +25,8 @@ import { connect } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join as pathJoin } from 'node:path';
-import { chromium } from 'playwright-core';
 import { Engine, KEY, engines, expect, makeCerts, same, until } from '../js/engine.mjs';
+import { launchChromium } from './chromium.mjs';
 
 const require = createRequire(import.meta.url);
 const WebSocket = require('ws');
@@ -407,10 +407,7 @@ async function checkFiles(browser) {
 	await eng.stop();
 }
 
-const browser = await chromium.launch({
-	executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-	args: ['--no-sandbox'],
-});
+const browser = await launchChromium();
 for (const [name, fn] of [['demo', checkDemo], ['demo-catch-up', checkCatchUp],
 			  ['status', checkStatus], ['files', checkFiles],
 			  ['tls', checkTls]]) {

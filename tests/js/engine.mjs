@@ -23,6 +23,30 @@ export function same(got, want, what) {
 	       JSON.stringify(want));
 }
 
+// Runs each [name, fn] of @checks in turn, awaiting fn(...@args), and
+// prints "ok" or "FAIL" with the error and the log of every engine still
+// running; then kills those engines, so a failed check leaves none
+// behind. Prints @label's summary; resolves to the number that failed.
+export async function runChecks(label, checks, ...args) {
+	let failed = 0;
+	for (const [name, fn] of checks) {
+		const t0 = Date.now();
+		try {
+			await fn(...args);
+			console.log('ok   ' + name + ' (' + (Date.now() - t0) / 1000 + 's)');
+		} catch (e) {
+			failed++;
+			console.log('FAIL ' + name + ': ' + (e.stack || e));
+			for (const eng of engines)
+				console.log('---- engine ----\n' + eng.log);
+		}
+		for (const eng of [...engines])
+			await eng.kill();
+	}
+	console.log(label + ': ' + (failed ? failed + ' FAILED' : 'all passed'));
+	return failed;
+}
+
 // A condition, polled with a bound so a lost event fails instead of
 // hanging (what it waits for is state another process changes).
 export function until(what, test, ms = 20000) {
