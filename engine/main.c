@@ -26,6 +26,7 @@
 #include "buf.h"
 #include "chan.h"
 #include "core.h"
+#include "handover.h"
 #include "hist.h"
 #include "mail.h"
 #include "opts.h"
@@ -219,7 +220,10 @@ static int open_listeners(struct eng *e, unsigned per_ring)
 		/* a thread of several shards pins them all to its CPU */
 		s->cpu = nth_cpu(e->cfg.threads ? i % e->cfg.threads : i);
 		s->nr_conns = per_ring;
-		s->listen_fd = open_listener(&e->cfg, port, &port);
+		/* a take-over's listeners first: no connection is refused */
+		s->listen_fd = eng_handover_listener(e);
+		if (s->listen_fd < 0)
+			s->listen_fd = open_listener(&e->cfg, port, &port);
 		if (s->listen_fd < 0) {
 			fprintf(stderr, "ringcast: listen %s:%u: %s\n",
 				e->cfg.listen_host, port,
@@ -311,8 +315,10 @@ static int stop(struct eng *e, struct ring *ctl, unsigned started,
 		int status)
 {
 	unsigned i;
-	int ret = post_stop(e, ctl);
+	int ret;
 
+	eng_handover_exit(e);	/* no take-over begins from now on */
+	ret = post_stop(e, ctl);
 	if (ret < 0) {
 		fprintf(stderr, "ringcast: cannot reach shards: %s\n",
 			strerror(-ret));
@@ -335,6 +341,7 @@ static int stop(struct eng *e, struct ring *ctl, unsigned started,
 	eng_arena_exit();
 	eng_auth_exit();
 	eng_tls_exit(e);
+	eng_free(e->ho);
 	if (!status)
 		fprintf(stderr, "ringcast: stopped\n");
 	return status;
@@ -371,13 +378,28 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (prepare(&e, &ctl) < 0 || open_listeners(&e, per_ring) < 0) {
+	/*
+	 * A take-over's sockets and state come before the listeners, a
+	 * fresh start's handover socket too: a live process there is an
+	 * error, not something to replace.
+	 */
+	if (prepare(&e, &ctl) < 0 || eng_handover_take(&e) < 0 ||
+	    (!e.cfg.take_over[0] && eng_handover_listen(&e, false) < 0) ||
+	    open_listeners(&e, per_ring) < 0) {
 		eng_opts_exit(&e.cfg);
 		return 1;
 	}
 	if (start(&e, &started) < 0)
 		return stop(&e, &ctl, started, 1);
 	announce(&e, per_ring, local_only);
+	/* accepting: the old process may drain, and we take its socket */
+	if (e.cfg.take_over[0] && eng_handover_taken(&e) == 0 &&
+	    eng_handover_listen(&e, true) < 0)
+		fprintf(stderr, "ringcast: warning: no --handover-socket: the "
+			"next upgrade cannot take over from this process\n");
+	if (eng_handover_start(&e) < 0)
+		fprintf(stderr, "ringcast: warning: --handover-socket: no "
+			"thread to serve it\n");
 	/* SIGHUP reloads the TLS certificates and waits again */
 	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
 		eng_tls_reload(&e);
