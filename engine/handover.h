@@ -242,6 +242,7 @@ struct eng_handover {
 	int *fds;			/* listeners received, owned */
 	unsigned nfds, fds_used;
 	struct eng_ho_buf state;	/* the state received */
+	atomic_bool hold;		/* shards wait to accept: not all up */
 	bool install;			/* ... understood: shards take theirs */
 	/* /stats and the log: what the last hand-over did */
 	const char *role;		/* "given", "taken" or NULL */
@@ -304,7 +305,9 @@ int eng_handover_taken(struct eng *e);
 /*
  * ---- the shards (handover_shard.c), each on its own thread --------------
  * At start: installs the histories and inboxes of the received state
- * that this shard owns. Returns how many.
+ * that this shard owns, and holds its accept until every shard is up
+ * (eng_handover_taken): the listeners come with clients waiting, whose
+ * requests a shard not yet up could not serve. Returns how many.
  */
 unsigned eng_handover_install(struct eng_shard *s);
 

@@ -43,7 +43,10 @@ unsigned eng_handover_install(struct eng_shard *s)
 	struct eng_ho_rd r;
 	unsigned got = 0;
 
-	if (!ho || !ho->install)
+	if (!ho)
+		return 0;
+	s->ho_frozen = atomic_load(&ho->hold);	/* no accept until all up */
+	if (!ho->install)
 		return 0;
 	r = (struct eng_ho_rd){ ho->state.p, ho->state.len, 0, false };
 	while (r.off < r.len) {
@@ -150,9 +153,9 @@ int eng_handover_tick(struct eng_shard *s)
 		return 0;
 	switch (phase) {
 	case ENG_HO_IDLE:
-		if (!s->ho_frozen)
+		if (!s->ho_frozen || atomic_load(&ho->hold))
 			return 0;
-		/* the take-over failed: serve as before */
+		/* every shard is up, or the take-over failed: serve */
 		if (s->ho_dump) {	/* written, never collected */
 			eng_ho_buf_free(s->ho_dump);
 			eng_free(s->ho_dump);

@@ -220,6 +220,7 @@ int eng_handover_take(struct eng *e)
 		return ret;
 	}
 	ho->take_fd = fd;
+	atomic_store(&ho->hold, true);
 	atomic_store(&ho->listeners, ho->nfds);
 	atomic_store(&ho->state_bytes, ho->state.len);
 	/* the port the clients know: the listeners' own */
@@ -248,6 +249,7 @@ int eng_handover_taken(struct eng *e)
 
 	if (!ho || ho->take_fd < 0)
 		return 0;
+	atomic_store(&ho->hold, false);	/* all up: accept, on the next tick */
 	/* listeners no shard of ours took: the others accept their queue */
 	while (ho->nfds > ho->fds_used)
 		close(ho->fds[--ho->nfds]);
