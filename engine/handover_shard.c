@@ -130,8 +130,9 @@ static void wave(struct eng_shard *s)
 
 		if (c->state == ENG_CONN_WS) {
 			eng_conn_restart(s, c);
-		} else if (c->state == ENG_CONN_HTTP &&
-			   !(c->flags & ENG_CONN_F_WAIT)) {
+		} else if (c->state == ENG_CONN_HTTP && !c->sq_head &&
+			   !(c->flags & (ENG_CONN_F_WAIT | ENG_CONN_F_SEND))) {
+			/* idle between requests: an answer is never cut */
 			eng_conn_kill(s, c);
 		} else {
 			continue;
