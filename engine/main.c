@@ -8,6 +8,7 @@
  * reloads the TLS certificates (eng_tls_reload).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -274,6 +276,36 @@ static int start(struct eng *e, unsigned *started)
 	return ret;
 }
 
+/*
+ * Tells systemd (Type=notify, $NOTIFY_SOCKET) @state: READY=1 once
+ * serving; after a take-over MAINPID= too, so that the old process's
+ * exit does not end the service (the unit's NotifyAccess=all lets a
+ * process that is not the main one say it). No systemd: nothing.
+ */
+static void notify_systemd(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	socklen_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@') ||
+	    strlen(path) >= sizeof(sun.sun_path))
+		return;
+	memcpy(sun.sun_path, path, strlen(path));
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';	/* an abstract socket */
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL,
+		   (struct sockaddr *)&sun, len) < 0)
+		fprintf(stderr, "ringcast: warning: NOTIFY_SOCKET %s: %s\n",
+			path, strerror(errno));
+	close(fd);
+}
+
 /* The ready line tests and operators wait for, and the loopback hint. */
 static void announce(const struct eng *e, unsigned per_ring, bool local_only)
 {
@@ -400,11 +432,20 @@ int main(int argc, char **argv)
 	if (eng_handover_start(&e) < 0)
 		fprintf(stderr, "ringcast: warning: --handover-socket: no "
 			"thread to serve it\n");
+	{
+		char state[64] = "READY=1";
+
+		if (e.cfg.take_over[0])	/* systemd follows us, not the old */
+			snprintf(state, sizeof(state), "MAINPID=%d\nREADY=1",
+				 (int)getpid());
+		notify_systemd(state);
+	}
 	/* SIGHUP reloads the TLS certificates and waits again */
 	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
 		eng_tls_reload(&e);
 	if (sig != SIGHUP)
 		fprintf(stderr, "ringcast: %s: closing connections\n",
 			sig == SIGINT ? "SIGINT" : "SIGTERM");
+	notify_systemd("STOPPING=1");
 	return stop(&e, &ctl, started, 0);
 }

@@ -423,10 +423,18 @@ async def check_version(exe, d):
 
     t = threading.Thread(target=old, daemon=True)
     t.start()
+    # systemd's side: the new process says it is the service's main one
+    sd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sd.bind(os.path.join(d, "notify"))
+    sd.settimeout(rc.READY_TIMEOUT)
+    os.environ["NOTIFY_SOCKET"] = os.path.join(d, "notify")
     try:
         new = rc.Engine(exe, *args(os.path.join(d, "next.sock"),
                                    "--take-over", sock))
         with new:
+            del os.environ["NOTIFY_SOCKET"]
+            expect_eq(sd.recv(256).decode(), "MAINPID=%d\nREADY=1"
+                      % new.proc.pid, "sd_notify")
             t.join(rc.READY_TIMEOUT)
             expect_eq(seen, {"hello": 1, "ready": 5}, "the hellos, READY")
             expect_eq(new.port, lst.getsockname()[1], "serves on ours")
@@ -440,6 +448,8 @@ async def check_version(exe, d):
             await ws.close()
             expect("state format 99" in new.output(), "the log says why")
     finally:
+        os.environ.pop("NOTIFY_SOCKET", None)
+        sd.close()
         srv.close()
         lst.close()
 
