@@ -257,6 +257,7 @@ struct eng_shard {
 	bool ho_frozen;			/* hand-over: no accept, no publish */
 	int ho_done;			/* hand-over phase this shard acked */
 	uint64_t ho_credit;		/* drain: closes owed, x 1000 x shards */
+	uint32_t ho_next;		/* drain: the slot the next wave starts at */
 	void *ho_dump;			/* owned: its state (struct eng_ho_buf) */
 	uint32_t stop_tick;		/* force-close deadline */
 	struct eng_stats stats;

@@ -125,8 +125,11 @@ static void wave(struct eng_shard *s)
 	uint64_t cost = 1000ull * cfg->shards;
 
 	s->ho_credit += (uint64_t)cfg->drain_rate * ENG_TICK_MS;
-	for (uint32_t i = 0; i < s->nr_conns && s->ho_credit >= cost; i++) {
-		struct eng_conn *c = &s->conns[i];
+	/* on from where the last wave stopped: each looks at a slot once */
+	for (uint32_t k = 0; k < s->nr_conns && s->ho_credit >= cost; k++) {
+		struct eng_conn *c = &s->conns[s->ho_next];
+
+		s->ho_next = s->ho_next + 1 < s->nr_conns ? s->ho_next + 1 : 0;
 
 		if (c->state == ENG_CONN_WS) {
 			eng_conn_restart(s, c);

@@ -239,6 +239,8 @@ def keep(eng, uid, n):
 
 def pusher_node(eng):
     env = dict(os.environ, NODE_PATH=rc.node_path())
+    if rc.TLS:
+        env["NODE_EXTRA_CA_CERTS"] = rc.tls_files()[0]
     p = subprocess.Popen(["node", JS, eng.url("/app/key-42?protocol=7")],
                          stdout=subprocess.PIPE, text=True, env=env)
     line = p.stdout.readline().strip()
