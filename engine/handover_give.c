@@ -386,8 +386,8 @@ static void *serve(void *arg)
 		} else {
 			atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_PEER], 1);
 			atomic_store(&ho->phase, ENG_HO_IDLE);
-			fprintf(stderr, "ringcast: hand-over: the new process "
-				"went before it accepted (%s): serving on\n",
+			fprintf(stderr, "ringcast: hand-over: failed before the "
+				"new process accepted (%s): serving on\n",
 				strerror(-ret));
 		}
 		atomic_store(&ho->cfd, -1);

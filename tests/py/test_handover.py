@@ -18,6 +18,10 @@
   READY (played by this script on the socket): the old one serves on,
   counts it (peer_lost), publishes still reach its clients, and a real
   take-over afterwards succeeds.
+- socket: a plain file at PATH, or a socket a process listens on, stop
+  a fresh start; the file is removed at the stop. Garbage on the
+  socket (an HTTP request, a hello without the magic) is counted and
+  the old process serves on.
 - version: an old process (played by this script) whose state format
   the new binary does not read: the new one serves on the listener it
   was given, installs nothing, counts it (state_version), a recovery
@@ -371,11 +375,29 @@ async def check_crash(exe, d):
                 os.close(f)
             s.close()	# dies before READY, with the state on the way
 
+        def garbage(data):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(rc.IO_TIMEOUT)
+            s.connect(sock)
+            s.sendall(data)
+            try:	# closed: at once (a reset: our bytes were unread)
+                expect_eq(s.recv(64), b"", "garbage answered")
+            except ConnectionResetError:
+                pass
+            s.close()
+
+        # an HTTP request (its length 1.2 GB), a hello without the magic
+        for n, data in enumerate([b"GET / HTTP/1.1\r\n\r\n",
+                                  msg(1, b"x" * 20)[0]]):
+            await loop.run_in_executor(None, garbage, data)
+            await rc.await_state("garbage %d counted" % n, lambda: rc.stats(
+                old)["handover"]["fallbacks"]["peer_lost"],
+                lambda v, n=n: v == n + 1)
         await loop.run_in_executor(None, crash)
         await rc.await_state("the old process counting the loss",
                              lambda: rc.stats(old).get("handover", {}).get(
                                  "fallbacks", {}).get("peer_lost"),
-                             lambda v: v == 1)
+                             lambda v: v == 3)
         stop = threading.Event()
         pub = Publisher(old, "h:crash", stop)
         pub.start()
@@ -456,11 +478,32 @@ async def check_version(exe, d):
         lst.close()
 
 
+def check_socket(exe, d):
+    """A file that is not a socket, and a socket a process listens on,
+    stop a fresh start with --handover-socket (exit 1, said why)."""
+    path = os.path.join(d, "file")
+    open(path, "w").close()
+    p = subprocess.run([exe, "--listen", "127.0.0.1:0", "--handover-socket",
+                        path], capture_output=True, text=True,
+                       timeout=rc.EXIT_TIMEOUT)
+    expect(p.returncode == 1 and "is not a socket" in p.stderr,
+           "a plain file: %d %s", p.returncode, p.stderr)
+    sock = os.path.join(d, "live.sock")
+    with rc.Engine(exe, "--handover-socket", sock):
+        p = subprocess.run([exe, "--listen", "127.0.0.1:0",
+                            "--handover-socket", sock], capture_output=True,
+                           text=True, timeout=rc.EXIT_TIMEOUT)
+        expect(p.returncode == 1 and "--take-over" in p.stderr,
+               "a live socket: %d %s", p.returncode, p.stderr)
+    expect(not os.path.exists(sock), "socket left behind at the stop")
+
+
 def checks(run):
     with tempfile.TemporaryDirectory() as d:
         run.check("drain", check_drain, run.exe, d, timeout=300)
         run.check("crash", check_crash, run.exe, d)
         run.check("version", check_version, run.exe, d)
+        run.check("socket", check_socket, run.exe, d)
 
 
 if __name__ == "__main__":
