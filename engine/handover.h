@@ -243,6 +243,7 @@ struct eng_handover {
 	unsigned nfds, fds_used;
 	struct eng_ho_buf state;	/* the state received */
 	atomic_bool hold;		/* shards wait to accept: not all up */
+	uint64_t t_state;		/* ms: the state came (for confirm_ms) */
 	bool install;			/* ... understood: shards take theirs */
 	/* /stats and the log: what the last hand-over did */
 	const char *role;		/* "given", "taken" or NULL */

@@ -345,10 +345,15 @@ static void drain(struct eng *e)
 	}
 	atomic_store(&ho->drain_ms, now_ms() - t);
 	fprintf(stderr, "ringcast: hand-over: %llu connections drained in "
-		"%llu ms%s; stopping\n",
+		"%llu ms%s; before it: freeze %llu ms, listeners and %llu "
+		"bytes of state %llu ms, READY %llu ms; stopping\n",
 		(unsigned long long)atomic_load(&ho->drained),
 		(unsigned long long)atomic_load(&ho->drain_ms),
-		now_ms() >= until ? " (deadline: the rest now)" : "");
+		now_ms() >= until ? " (deadline: the rest now)" : "",
+		(unsigned long long)atomic_load(&ho->freeze_ms),
+		(unsigned long long)atomic_load(&ho->state_bytes),
+		(unsigned long long)atomic_load(&ho->state_ms),
+		(unsigned long long)atomic_load(&ho->confirm_ms));
 }
 
 static void *serve(void *arg)

@@ -16,10 +16,19 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "broker.h"
 #include "handover.h"
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* The socket the old process listens on: ours, and a socket. */
 static int dial(const char *path)
@@ -195,6 +204,7 @@ int eng_handover_take(struct eng *e)
 	struct eng_ho_hello old;
 	struct sockaddr_in6 sa;
 	socklen_t len = sizeof(sa);
+	uint64_t t;
 	int fd, ret;
 
 	if (!e->cfg.take_over[0])
@@ -210,9 +220,13 @@ int eng_handover_take(struct eng *e)
 			strerror(-fd));
 		return fd;
 	}
+	t = now_ms();
 	ret = hellos(e, fd, &old);
+	/* the old process's freeze and dump are in this wait too */
 	if (ret == 0)
 		ret = receive(e, fd, &old);
+	atomic_store(&ho->state_ms, now_ms() - t);
+	ho->t_state = now_ms();
 	if (ret < 0) {
 		fprintf(stderr, "ringcast: --take-over %s: %s\n",
 			e->cfg.take_over, strerror(-ret));
@@ -264,6 +278,8 @@ int eng_handover_taken(struct eng *e)
 	eng_ho_buf_free(&msg);
 	close(ho->take_fd);
 	ho->take_fd = -1;
+	/* the shards' start and the state installed */
+	atomic_store(&ho->confirm_ms, now_ms() - ho->t_state);
 	fprintf(stderr, "ringcast: take-over: accepting on %u listeners "
 		"with %llu histories and %llu inboxes; the old process "
 		"drains%s\n", ho->fds_used,
