@@ -33,7 +33,7 @@
 #define ENG_HO_STATE		1	/* the state records' format */
 #define ENG_HO_MAX_MSG		(4u << 20)	/* bytes in one message */
 #define ENG_HO_MAX_FDS		253	/* SCM_MAX_FD: fds in one message */
-#define ENG_HO_HELLO_LEN	20	/* a hello's body, version 1 */
+#define ENG_HO_FRAME_MIN	64	/* bytes: no kept push frame is shorter */
 
 /* Message types; one with ENG_HO_T_OPTIONAL set may be skipped. */
 enum {

@@ -113,6 +113,11 @@ int eng_hist_load(struct eng_shard *s, const char *name, size_t len,
 
 		if (!f)
 			return r->err ? -EBADMSG : -ENOMEM;
+		/* a push frame with its stamp, which reads back from its end */
+		if (f->len < ENG_HO_FRAME_MIN) {
+			eng_buf_put(f);
+			return -EBADMSG;
+		}
 		/* a smaller N here keeps the newest; a ttl run out, none */
 		if (n - i > h->cap || age >= ns->ttl_ms / ENG_TICK_MS) {
 			eng_buf_put(f);

@@ -123,6 +123,10 @@ int eng_inbox_load(struct eng_shard *s, const char *name, size_t len,
 
 		if (!f)
 			return r->err ? -EBADMSG : -ENOMEM;
+		if (f->len < ENG_HO_FRAME_MIN) {	/* its id reads from the end */
+			eng_buf_put(f);
+			return -EBADMSG;
+		}
 		/* a smaller --inbox-max keeps the newest; a ttl run out, none */
 		if (n - i > x->cap || age >= ttl) {
 			x->evicted++;
