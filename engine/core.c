@@ -43,7 +43,7 @@ static uint64_t now_ms(void)
 
 static void arm_accept(struct eng_shard *s)
 {
-	if (s->accepting || s->stopping || s->ho_frozen)
+	if (s->accepting || s->stopping || s->ho_noaccept)
 		return;
 	/* io_uring: direct descriptors, never in the process fd table. */
 	if (ring_accept(&s->ring, s->listen_fd, ring_ud(ENG_OP_ACCEPT, 0, 0)))
@@ -104,7 +104,7 @@ static void on_tick(struct eng_shard *s)
 	eng_inbox_tick(s);
 	eng_pusher_tick(s);
 	switch (eng_handover_tick(s)) {
-	case ENG_HO_ACCEPT_OFF:	/* the new process will accept instead */
+	case ENG_HO_ACCEPT_OFF:	/* the new process accepts instead */
 		if (s->accepting)
 			ring_cancel(&s->ring, ring_ud(ENG_OP_ACCEPT, 0, 0),
 				    ring_ud(ENG_OP_CANCEL, 0, 0));

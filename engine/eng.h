@@ -254,7 +254,8 @@ struct eng_shard {
 	bool accepting;			/* multishot accept armed */
 	bool stopping;			/* SIGTERM seen: closing everyone */
 	bool drained;			/* stopping, and no connection left */
-	bool ho_frozen;			/* hand-over: no accept, no publish */
+	bool ho_frozen;			/* hand-over: no state-changing request */
+	bool ho_noaccept;		/* hand-over: accept held, or handed on */
 	int ho_done;			/* hand-over phase this shard acked */
 	uint64_t ho_credit;		/* drain: closes owed, x 1000 x shards */
 	uint32_t ho_next;		/* drain: the slot the next wave starts at */

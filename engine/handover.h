@@ -213,7 +213,7 @@ int eng_ho_peer_ok(int fd);
 /* Phases the old process's shards follow (eng_handover.phase). */
 enum {
 	ENG_HO_IDLE = 0,	/* serving */
-	ENG_HO_FREEZE,		/* stop accepting and publishing */
+	ENG_HO_FREEZE,		/* no request that changes state */
 	ENG_HO_DUMP,		/* write the state out */
 	ENG_HO_DRAIN,		/* the new one accepts: close in waves */
 };
@@ -313,9 +313,9 @@ int eng_handover_taken(struct eng *e);
 unsigned eng_handover_install(struct eng_shard *s);
 
 /*
- * Every tick: follows e->ho.phase. Returns ENG_HO_ACCEPT_OFF when the
- * shard must cancel its accept, ENG_HO_ACCEPT_ON when it may accept
- * again (a failed hand-over), else 0.
+ * Every tick: follows e->ho->phase. Returns ENG_HO_ACCEPT_OFF when the
+ * shard must cancel its accept (the new process accepts), ENG_HO_ACCEPT_ON
+ * when it may accept (all shards up, or a failed hand-over), else 0.
  */
 enum { ENG_HO_ACCEPT_OFF = 1, ENG_HO_ACCEPT_ON = 2 };
 int eng_handover_tick(struct eng_shard *s);

@@ -2,12 +2,13 @@
 /*
  * handover_give.c: the running process's side of a take-over (handover.h,
  * docs/HANDOVER.md), on a thread of its own. It waits on the unix socket
- * for a new process, says hello, freezes the shards (no accept, no
- * publishing request, every publish under way answered), sends the
- * listening sockets and, on the embedded broker, the histories and
- * inboxes the shards write out, then waits for READY. Without it (the
+ * for a new process, says hello, freezes the shards (no request that
+ * changes state, every publish under way answered; they accept on),
+ * sends the listening sockets and, on the embedded broker, the histories
+ * and inboxes the shards write out, then waits for READY. Without it (the
  * new process died, or gave up) the shards serve on as before; with it
- * they close their listeners and drain their clients in waves, and once
+ * they stop accepting, close their listeners and drain their clients in
+ * waves, and once
  * none is left or --drain-deadline has passed the thread stops the
  * process, which closes the rest with 1012 (4200) and exits 0.
  */

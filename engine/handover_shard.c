@@ -2,11 +2,12 @@
 /*
  * handover_shard.c: a take-over as each shard sees it, on its own thread
  * (handover.h). In the old process the shard follows e->ho->phase on its
- * tick: FREEZE stops its accept and its publishing requests and acks once
- * no publish of its clients is still being sequenced; DUMP writes its
- * histories and inboxes out; DRAIN closes its listener and its clients
- * in waves (--drain-rate over all shards); IDLE again after a freeze
- * means the take-over failed: accept again. In the new process, a shard
+ * tick: FREEZE stops the requests that change state and acks once no
+ * publish of its clients is still being sequenced; DUMP writes its
+ * histories and inboxes out; DRAIN (the new process accepts) stops its
+ * accept, closes its listener and its clients in waves (--drain-rate
+ * over all shards); IDLE again after a freeze means the take-over
+ * failed: serve as before. In the new process, a shard
  * installs at start what the old process's state holds that it owns.
  */
 #include <errno.h>
@@ -45,7 +46,7 @@ unsigned eng_handover_install(struct eng_shard *s)
 
 	if (!ho)
 		return 0;
-	s->ho_frozen = atomic_load(&ho->hold);	/* no accept until all up */
+	s->ho_noaccept = atomic_load(&ho->hold);	/* none until all up */
 	if (!ho->install)
 		return 0;
 	r = (struct eng_ho_rd){ ho->state.p, ho->state.len, 0, false };
@@ -157,7 +158,7 @@ int eng_handover_tick(struct eng_shard *s)
 		return 0;
 	switch (phase) {
 	case ENG_HO_IDLE:
-		if (!s->ho_frozen || atomic_load(&ho->hold))
+		if ((!s->ho_frozen && !s->ho_noaccept) || atomic_load(&ho->hold))
 			return 0;
 		/* every shard is up, or the take-over failed: serve */
 		if (s->ho_dump) {	/* written, never collected */
@@ -165,7 +166,7 @@ int eng_handover_tick(struct eng_shard *s)
 			eng_free(s->ho_dump);
 			s->ho_dump = NULL;
 		}
-		s->ho_frozen = false;
+		s->ho_frozen = s->ho_noaccept = false;
 		s->ho_done = ENG_HO_IDLE;
 		/* a new process on epoll may have made it non-blocking */
 		if (!s->eng->cfg.epoll && s->listen_fd >= 0)
@@ -173,12 +174,12 @@ int eng_handover_tick(struct eng_shard *s)
 			      fcntl(s->listen_fd, F_GETFL) & ~O_NONBLOCK);
 		return ENG_HO_ACCEPT_ON;
 	case ENG_HO_FREEZE:
-		if (!s->ho_frozen) {
+		if (!s->ho_frozen) {	/* accepting on: until READY */
 			s->ho_frozen = true;
 			s->ho_credit = 0;
 			if (!publishing(s))
 				ack(s, phase);
-			return ENG_HO_ACCEPT_OFF;
+			return 0;
 		}
 		if (s->ho_done != phase && !publishing(s))
 			ack(s, phase);
@@ -191,11 +192,19 @@ int eng_handover_tick(struct eng_shard *s)
 		return 0;
 	case ENG_HO_DRAIN:
 		if (s->ho_done != phase) {
-			/* the new process holds the listener now */
-			if (s->listen_fd >= 0)
-				close(s->listen_fd);
-			s->listen_fd = -1;
+			/* the new process accepts now: we stop */
+			s->ho_noaccept = true;
 			ack(s, phase);
+			return ENG_HO_ACCEPT_OFF;
+		}
+		/*
+		 * Once the accept's cancel is done, the listener goes (the
+		 * new process holds it): closed earlier, epoll would still
+		 * watch the socket under a number that may be reused.
+		 */
+		if (s->listen_fd >= 0 && !s->accepting) {
+			close(s->listen_fd);
+			s->listen_fd = -1;
 		}
 		wave(s);
 		return 0;
