@@ -210,7 +210,7 @@ int eng_ho_peer_ok(int fd);
 
 /* ---- what the process keeps ------------------------------------------ */
 
-/* Phases the old process's shards follow (eng_handover.phase). */
+/* Phases the old process's shards follow (eng_handover.phase, read on each tick). */
 enum {
 	ENG_HO_IDLE = 0,	/* serving */
 	ENG_HO_FREEZE,		/* no request that changes state */
@@ -231,7 +231,7 @@ struct eng_handover {
 	int lfd;			/* --handover-socket's, or -1 */
 	uint64_t ino, dev;		/* ... its file, ours to unlink */
 	pthread_t thread;		/* handover_give.c's */
-	bool thread_up;
+	bool thread_up;			/* ... started: join it at the stop */
 	atomic_int phase;		/* ENG_HO_*: shards follow it */
 	atomic_uint acked;		/* shards done with the phase */
 	atomic_bool restarting;		/* closes say 1012 / 4200 */
@@ -243,8 +243,8 @@ struct eng_handover {
 	unsigned nfds, fds_used;
 	struct eng_ho_buf state;	/* the state received */
 	atomic_bool hold;		/* shards wait to accept: not all up */
+	bool install;			/* the state understood: shards take theirs */
 	uint64_t t_state;		/* ms: the state came (for confirm_ms) */
-	bool install;			/* ... understood: shards take theirs */
 	/* /stats and the log: what the last hand-over did */
 	const char *role;		/* "given", "taken" or NULL */
 	uint8_t mode_asked, mode_used;
@@ -270,7 +270,7 @@ int eng_handover_listen(struct eng *e, bool replace);
 /*
  * Starts the thread that serves take-overs on the socket; after the
  * shards are up. When a take-over is confirmed and its drain done, the
- * thread sends the process SIGTERM with e->ho.restarting set, and the
+ * thread sends the process SIGTERM with e->ho->restarting set, and the
  * stop closes what is left with 1012 (4200). Returns 0 or -errno.
  */
 int eng_handover_start(struct eng *e);
@@ -284,7 +284,7 @@ void eng_handover_exit(struct eng *e);
 /*
  * ---- the new side (handover_take.c) ------------------------------------
  * --take-over PATH: connects, says hello, receives the listening sockets
- * (kept in e->ho.fds for open_listeners) and the state (kept for the
+ * (kept in e->ho->fds for open_listeners) and the state (kept for the
  * shards, which install theirs as they start). Before the shards start.
  * Returns 0 or -errno, said on stderr (then the process exits: the old
  * one serves on).
