@@ -187,7 +187,11 @@ static int hellos(struct eng *e, int fd, struct eng_ho_hello *old)
 			"yet: pid %u drains its clients instead (level 1)\n",
 			old->pid);
 	}
-	if (old->state != ENG_HO_STATE && !me.redis && !old->redis) {
+	if (me.redis || old->redis) {
+		atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_BROKER], 1);
+		fprintf(stderr, "ringcast: take-over: histories and inboxes "
+			"are in Redis: none sent\n");
+	} else if (old->state != ENG_HO_STATE) {
 		atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_VERSION], 1);
 		fprintf(stderr, "ringcast: take-over: pid %u writes state "
 			"format %u, this binary reads %u: starting without its "

@@ -22,6 +22,9 @@
   a fresh start; the file is removed at the stop. Garbage on the
   socket (an HTTP request, a hello without the magic) is counted and
   the old process serves on.
+- redis (the redis axis alone): the state is Redis's and not sent
+  (fallbacks.broker); a client drained with 1012 recovers from Redis on
+  the new process.
 - version: an old process (played by this script) whose state format
   the new binary does not read: the new one serves on the listener it
   was given, installs nothing, counts it (state_version), a recovery
@@ -498,8 +501,46 @@ def check_socket(exe, d):
     expect(not os.path.exists(sock), "socket left behind at the stop")
 
 
+async def check_redis(exe, d):
+    """With Redis the state is Redis's: not sent (fallbacks.broker), and
+    a drained client recovers all the same, from Redis."""
+    sock = os.path.join(d, "redis.sock")
+    loop = asyncio.get_running_loop()
+    with rc.Engine(exe, *args(sock), broker=True) as old:
+        await rc.healthy(old)
+        ws = await rc.ws_connect(old.url("/ws"))
+        r = await rc.ws_command(ws, "subscribe", 1, channels=["h:r"])
+        expect_eq(r["code"], 200, "subscribe")
+        rc.post_many(old, "/publish/h:r", [json.dumps({"n": i})
+                                           for i in range(5)], key=KEY)
+        last = [json.loads(await rc.ws_recv(ws)) for _ in range(5)][-1]
+        new = rc.Engine(exe, *args(sock, "--take-over", sock), broker=True,
+                        listen="127.0.0.1:%d" % old.port)
+        with new:
+            expect_eq((await rc.ws_await_close(ws, 60))[0], 1012, "close")
+            expect_eq(await loop.run_in_executor(None, old.wait, 120), 0,
+                      "the old process's exit status")
+            await rc.healthy(new)
+            rc.post_many(new, "/publish/h:r", [json.dumps({"n": 5})],
+                         key=KEY)
+            ws = await rc.ws_connect(new.url("/ws"))
+            r = await rc.ws_command(ws, "subscribe", 1, channel="h:r",
+                                    epoch=last["epoch"],
+                                    offset=last["offset"])
+            expect(r["data"].get("recovered") is True, "recovery: %s", r)
+            m = json.loads(await rc.ws_recv(ws))
+            expect_eq(m["data"], {"n": 5}, "the message missed")
+            await ws.close()
+            ho = rc.stats(new)["handover"]
+            expect_eq((ho["fallbacks"]["broker"], ho["histories"]), (1, 0),
+                      "state left in Redis")
+
+
 def checks(run):
     with tempfile.TemporaryDirectory() as d:
+        if rc.only_on("redis"):
+            run.check("redis", check_redis, run.exe, d)
+            return
         run.check("drain", check_drain, run.exe, d, timeout=300)
         run.check("crash", check_crash, run.exe, d)
         run.check("version", check_version, run.exe, d)
