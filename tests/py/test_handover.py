@@ -2,7 +2,7 @@
 """A new process takes over from a running one (docs/HANDOVER.md, level
 1: the listeners and the embedded broker's state, then a paced drain).
 
-- drain: 200 clients (users u0..u199, 4 history channels), 20 of them
+- drain: 300 clients (users u0..u299, 4 history channels), 20 of them
   with kept pushes, 10 offline users with inboxes, a Pusher client (Node
   `ws`), and 4 publishers publishing {"n": i} through the hand-over (a
   request closed unanswered was not done and is sent again). A new
@@ -17,7 +17,8 @@
 - crash: a new process that dies after taking the listeners, before
   READY (played by this script on the socket): the old one serves on,
   counts it (peer_lost), publishes still reach its clients, and a real
-  take-over afterwards succeeds.
+  take-over afterwards succeeds, and a third process takes over from
+  that one (the socket is the new process's once it accepts).
 - socket: a plain file at PATH, or a socket a process listens on, stop
   a fresh start; the file is removed at the stop. Garbage on the
   socket (an HTTP request, a hello without the magic) is counted and
@@ -45,7 +46,7 @@ import rc
 from rc import expect, expect_eq
 from test_users import KEY, SECRET, token
 
-NCLIENTS = 200
+NCLIENTS = 300
 CHANS = ["h:c%d" % i for i in range(4)]
 KEPT = 20		# online users with kept pushes
 OFFLINE = 10		# offline users with inboxes
@@ -420,6 +421,13 @@ async def check_crash(exe, d):
             ho = rc.stats(new)["handover"]
             expect_eq((ho["mode_asked"], ho["fallbacks"]["live"]),
                       ("drain", 0), "drain asked, no fallback")
+            # the socket is the new process's now: the next upgrade
+            with rc.Engine(exe, *args(sock, "--take-over", sock),
+                           listen="127.0.0.1:%d" % old.port) as third:
+                expect_eq(await loop.run_in_executor(None, new.wait, 120),
+                          0, "the second process's exit status")
+                expect_eq(rc.stats(third)["handover"]["listeners"], 2,
+                          "listeners handed on")
 
 
 async def check_version(exe, d):
