@@ -206,7 +206,7 @@ int eng_handover_take(struct eng *e)
 {
 	struct eng_handover *ho;
 	struct eng_ho_hello old;
-	struct sockaddr_in6 sa;
+	struct sockaddr_storage sa;
 	socklen_t len = sizeof(sa);
 	uint64_t t;
 	int fd, ret;
@@ -241,9 +241,26 @@ int eng_handover_take(struct eng *e)
 	atomic_store(&ho->hold, true);
 	atomic_store(&ho->listeners, ho->nfds);
 	atomic_store(&ho->state_bytes, ho->state.len);
-	/* the port the clients know: the listeners' own */
-	if (getsockname(ho->fds[0], (struct sockaddr *)&sa, &len) == 0)
-		e->cfg.port = ntohs(sa.sin6_port);
+	/*
+	 * The address the clients know is the listeners' own, whatever
+	 * --listen says; a shard beyond them binds that one too.
+	 */
+	if (getsockname(ho->fds[0], (struct sockaddr *)&sa, &len) == 0 &&
+	    sa.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&sa;
+		char host[INET_ADDRSTRLEN];
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		if (strcmp(host, e->cfg.listen_host) ||
+		    (e->cfg.port && e->cfg.port != ntohs(in->sin_port)))
+			fprintf(stderr, "ringcast: take-over: --listen %s:%u, "
+				"but the listeners are on %s:%u: serving "
+				"there\n", e->cfg.listen_host, e->cfg.port,
+				host, ntohs(in->sin_port));
+		snprintf(e->cfg.listen_host, sizeof(e->cfg.listen_host), "%s",
+			 host);
+		e->cfg.port = ntohs(in->sin_port);
+	}
 	fprintf(stderr, "ringcast: take-over: from pid %u: %u listeners, "
 		"%zu bytes of state%s\n", old.pid, ho->nfds, ho->state.len,
 		ho->install ? "" : " (not installed)");
