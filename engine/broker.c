@@ -147,6 +147,7 @@ static void embedded_presence(struct eng_shard *s, struct eng_chan *ch)
 
 const struct eng_broker eng_broker_embedded = {
 	.name = "embedded broker",
+	.state_here = true,
 	.publish = embedded_publish,
 	.publish_fin = embedded_publish_fin,
 	.user_query = embedded_user_query,

@@ -40,6 +40,12 @@ enum { ENG_TO_CHANNEL = 0, ENG_TO_USER, ENG_TO_ALL, ENG_TO_INBOX };
 struct eng_broker {
 	const char *name;		/* for the start-up line */
 	/*
+	 * Histories and inboxes live in this process (the embedded broker):
+	 * a take-over carries them to the new one (handover.h). Redis's
+	 * stay in Redis.
+	 */
+	bool state_here;
+	/*
 	 * Publishes @payload (verbatim when @json, else as a JSON string)
 	 * to channel or user @name (@to), or to everyone (ENG_TO_ALL,
 	 * @name NULL). @ok and @err (taken over) are a /ws client's replies

@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "conn_int.h"
+#include "handover.h"
 #include "hs.h"
 #include "timer.h"
 #include "user.h"	/* ENG_CLOSE_EXPIRED */
@@ -313,10 +314,28 @@ void eng_conn_kick(struct eng_shard *s, struct eng_conn *c,
 	conn__queue(s, c, f);
 }
 
-/* SIGTERM: 1001 to open connections, drop those still handshaking. */
+void eng_conn_restart(struct eng_shard *s, struct eng_conn *c)
+{
+	const struct eng_endpoint *ep = conn__endpoint(c);
+
+	if (c->state != ENG_CONN_WS)
+		eng_conn_kill(s, c);
+	else if (ep && ep->on_restart)
+		ep->on_restart(s, c);
+	else
+		conn__send_close(s, c, WS_CLOSE_SERVICE_RESTART,
+				 "service restart", ENG_CONN_CLOSING);
+}
+
+/*
+ * SIGTERM: 1001 to open connections, drop those still handshaking; after
+ * a take-over, what its drain left is told to reconnect instead.
+ */
 void eng_conn_go_away(struct eng_shard *s, struct eng_conn *c)
 {
-	if (c->state == ENG_CONN_HTTP)
+	if (s->eng->ho && atomic_load(&s->eng->ho->restarting))
+		eng_conn_restart(s, c);
+	else if (c->state == ENG_CONN_HTTP)
 		eng_conn_kill(s, c);
 	else if (c->state == ENG_CONN_WS)
 		conn__send_close(s, c, WS_CLOSE_GOING_AWAY, "server shutting down",

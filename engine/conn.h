@@ -260,6 +260,12 @@ void eng_conn_kick(struct eng_shard *s, struct eng_conn *c,
 /* Graceful stop: 1001 to a WebSocket, a close to anything else. */
 void eng_conn_go_away(struct eng_shard *s, struct eng_conn *c);
 
+/*
+ * A take-over's drain: open WebSocket @c told to reconnect by its
+ * endpoint (on_restart: 1012, or Pusher's 4200); anything else killed.
+ */
+void eng_conn_restart(struct eng_shard *s, struct eng_conn *c);
+
 /* Tears @c down now: cancels its I/O; the slot frees when that is done. */
 void eng_conn_kill(struct eng_shard *s, struct eng_conn *c);
 
@@ -308,6 +314,11 @@ struct eng_endpoint {
 	void (*on_drained)(struct eng_shard *s, struct eng_conn *c);
 	/* @c's slot is being freed: what the endpoint holds for it goes. */
 	void (*on_close)(struct eng_shard *s, struct eng_conn *c);
+	/*
+	 * The process hands over to a new one (handover.h): tell @c to
+	 * reconnect now, and close it. NULL: close 1012 (service restart).
+	 */
+	void (*on_restart)(struct eng_shard *s, struct eng_conn *c);
 };
 
 #define ENG_CONN_KINDS	8	/* endpoints the table holds */

@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "conn_int.h"
+#include "handover.h"
 #include "hs.h"
 #include "timer.h"
 #include "zframe.h"
@@ -319,6 +320,16 @@ static size_t http_step(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 
 	if (!ep->on_request) {
 		eng_conn_kill(s, c);	/* nobody serves HTTP here */
+		return 0;
+	}
+	/*
+	 * Handing over: a request that may change state (a publish, a
+	 * push, an ack) would change the old process's copy only. Closed
+	 * unanswered, it was not done: its client sends it again, to the
+	 * new process. Reads and upgrades go on.
+	 */
+	if (eng_handover_frozen(s) && n >= 4 && memcmp(p, "GET ", 4)) {
+		eng_conn_kill(s, c);
 		return 0;
 	}
 	return ep->on_request(s, c, p, n, want);

@@ -19,6 +19,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "core.h"
+#include "handover.h"
 #include "hist.h"
 #include "http.h"
 #include "inbox.h"
@@ -42,7 +43,7 @@ static uint64_t now_ms(void)
 
 static void arm_accept(struct eng_shard *s)
 {
-	if (s->accepting || s->stopping)
+	if (s->accepting || s->stopping || s->ho_noaccept)
 		return;
 	/* io_uring: direct descriptors, never in the process fd table. */
 	if (ring_accept(&s->ring, s->listen_fd, ring_ud(ENG_OP_ACCEPT, 0, 0)))
@@ -102,6 +103,16 @@ static void on_tick(struct eng_shard *s)
 	eng_hist_tick(s);
 	eng_inbox_tick(s);
 	eng_pusher_tick(s);
+	switch (eng_handover_tick(s)) {
+	case ENG_HO_ACCEPT_OFF:	/* the new process accepts instead */
+		if (s->accepting)
+			ring_cancel(&s->ring, ring_ud(ENG_OP_ACCEPT, 0, 0),
+				    ring_ud(ENG_OP_CANCEL, 0, 0));
+		break;
+	case ENG_HO_ACCEPT_ON:	/* it did not: we do again */
+		arm_accept(s);
+		break;
+	}
 	/*
 	 * Large partial messages came and went: return their pages, or the
 	 * peak stays resident long after the clients left.
@@ -493,6 +504,8 @@ static bool shard_start(struct eng_shard *s, struct ring_set *set)
 			ring_exit(&s->ring);
 		}
 	}
+	if (ret == 0)	/* a take-over's state, before main frees it */
+		eng_handover_install(s);
 	s->up = ret == 0;
 	report_ready(s, ret);
 	if (ret < 0)

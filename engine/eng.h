@@ -98,6 +98,11 @@ struct eng_cfg {
 	unsigned deflate_level;		/* zlib's 1..9 */
 	uint32_t deflate_min;		/* smaller messages go plain */
 	struct eng_pusher_cfg *pusher;	/* owned: Pusher apps; NULL: none */
+	char handover_path[108];	/* --handover-socket, "" = none */
+	char take_over[108];		/* --take-over PATH, "" = a fresh start */
+	uint8_t take_over_mode;		/* ENG_HO_MODE_* (handover.h) */
+	unsigned drain_rate;		/* connections closed a second */
+	unsigned drain_deadline_ms;	/* then the rest at once */
 };
 
 enum { ENG_AUTH_OFF = 0, ENG_AUTH_OPTIONAL, ENG_AUTH_REQUIRED };
@@ -195,7 +200,7 @@ struct eng_stats {
 struct eng; struct eng_auth; struct eng_bridge; struct eng_broker;
 struct eng_buf; struct eng_chan; struct eng_conn; struct eng_owner_mail;
 struct eng_retry; struct eng_sub; struct eng_tls_shard; struct json_parser;
-struct ssl_ctx_st; struct eng_zip;
+struct ssl_ctx_st; struct eng_zip; struct eng_handover;
 
 /* A ring that posts mail (mail.h): each shard's, and the bridge's. */
 struct eng_mailer {
@@ -249,6 +254,12 @@ struct eng_shard {
 	bool accepting;			/* multishot accept armed */
 	bool stopping;			/* SIGTERM seen: closing everyone */
 	bool drained;			/* stopping, and no connection left */
+	bool ho_frozen;			/* hand-over: no state-changing request */
+	bool ho_noaccept;		/* hand-over: accept held, or handed on */
+	int ho_done;			/* hand-over phase this shard acked */
+	uint64_t ho_credit;		/* drain: closes owed, x 1000 x shards */
+	uint32_t ho_next;		/* drain: the slot the next wave starts at */
+	void *ho_dump;			/* owned: its state (struct eng_ho_buf) */
 	uint32_t stop_tick;		/* force-close deadline */
 	struct eng_stats stats;
 	struct eng_chans chans;
@@ -279,6 +290,7 @@ struct eng {
 	atomic_uint tls_gen;
 	atomic_uint_fast64_t tls_reloads, tls_reload_failed;
 	struct eng_shard *shards;	/* cfg.shards of them */
+	struct eng_handover *ho;	/* owned: take-overs (handover.h) */
 	atomic_uint_fast64_t nconns;	/* all shards, for --max-conns */
 	atomic_uint drained;		/* shards stopped with no connection */
 	atomic_long mail;		/* mail to shards posted, not yet read */

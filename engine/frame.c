@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "chan.h"
 #include "frame.h"
+#include "handover.h"
 #include "hist.h"
 #include "inbox.h"
 #include "json.h"
@@ -243,4 +244,41 @@ uint64_t eng_inbox_id_of(const struct eng_buf *f, char *epoch)
 	for (p += 8 + ENG_INBOX_EPOCH_LEN; *p >= '0' && *p <= '9'; p++)
 		n = n * 10 + (uint64_t)(*p - '0');
 	return n;
+}
+
+void eng_frame_save(struct eng_ho_buf *b, const struct eng_buf *f)
+{
+	eng_ho_put_u32(b, f->start);
+	eng_ho_put_u32(b, f->len);
+	eng_ho_put_u32(b, f->name_off);
+	eng_ho_put_u8(b, f->name_len);
+	eng_ho_put_u8(b, f->flags);
+	eng_ho_put(b, f->data, (size_t)f->start + f->len);
+}
+
+struct eng_buf *eng_frame_load(struct eng_ho_rd *r)
+{
+	uint32_t start = eng_ho_get_u32(r), len = eng_ho_get_u32(r);
+	uint32_t name_off = eng_ho_get_u32(r);
+	uint8_t name_len = eng_ho_get_u8(r), flags = eng_ho_get_u8(r);
+	const uint8_t *p;
+	struct eng_buf *f;
+
+	/* what points into the frame must stay inside it */
+	if (r->err || (uint64_t)start + len > ENG_HO_MAX_MSG * 64ull ||
+	    (uint64_t)name_off + name_len > (uint64_t)start + len)
+		return NULL;
+	p = eng_ho_get(r, (size_t)start + len);
+	if (!p)
+		return NULL;
+	f = eng_arena_buf((size_t)start + len);
+	if (!f)
+		return NULL;
+	memcpy(f->data, p, (size_t)start + len);
+	f->start = start;
+	f->len = len;
+	f->name_off = name_off;
+	f->name_len = name_len;
+	f->flags = (uint8_t)(ENG_BUF_F_FRAME | (flags & ~ENG_BUF_F_FRAME));
+	return f;
 }

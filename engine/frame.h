@@ -54,4 +54,16 @@ struct eng_buf *eng_pub_inbox_frame(const char *uid, size_t ulen,
 #define ENG_FRAME_SKIP	"{\"#skip\":\""
 size_t eng_frame_skip(const struct eng_buf *f, const char **id);
 
+/*
+ * A kept frame for a take-over (handover.h, docs/HANDOVER.md): its bytes
+ * from data[0] (the name and skip before the header room too) and what
+ * says where they are, written to @b; read back from @r as a new frame
+ * with one reference (NULL: malformed, or no memory). Its compressed
+ * twin is not carried: the new process sends it plain.
+ */
+struct eng_ho_buf;
+struct eng_ho_rd;
+void eng_frame_save(struct eng_ho_buf *b, const struct eng_buf *f);
+struct eng_buf *eng_frame_load(struct eng_ho_rd *r);
+
 #endif

@@ -21,6 +21,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "hist.h"
+#include "hist_int.h"
 #include "lru.h"
 #include "mail.h"
 #include "sub.h"
@@ -30,22 +31,6 @@ _Static_assert(ENG_EPOCH_LEN <= ENG_CU_EPOCH, "an epoch fits a catch-up's");
 
 static uint32_t epoch_base;		/* drawn at start: tells restarts apart */
 static atomic_uint epoch_seq;		/* tells histories of a run apart */
-
-struct eng_hent {
-	struct eng_buf *f;		/* one reference */
-	uint64_t offset;
-	uint32_t tick;			/* s->tick when appended */
-};
-
-struct eng_hist {
-	struct eng_lru_link lru;	/* first: the shard's list */
-	struct eng_chan *ch;		/* borrowed: owns this */
-	const struct eng_ns *ns;	/* borrowed: cfg's */
-	uint64_t top;			/* newest offset; 0: none yet */
-	char epoch[ENG_EPOCH_LEN + 1];	/* this history's name */
-	uint32_t cap, n, head;		/* ring; head: the oldest */
-	struct eng_hent *ent;		/* owned */
-};
 
 /*
  * A recovery, on the asking shard: the subscription holds what is
@@ -73,27 +58,6 @@ struct eng_hread {
 	uint64_t hash;			/* the channel's */
 	char epoch[ENG_EPOCH_LEN + 1];	/* SINCE: asked for ("" none) */
 };
-
-#define READ_BUCKETS	256
-
-_Static_assert(offsetof(struct eng_hist, lru) == 0, "a link is its record");
-
-struct eng_hists {
-	struct eng_hrec *recs;		/* Redis recoveries under way */
-	struct eng_lru lru;		/* least recently appended first */
-	size_t budget;			/* bytes: this shard's share */
-	size_t held;			/* bytes: frames and rings */
-	bool sending;			/* in send_rec() */
-	struct eng_hread *reads[READ_BUCKETS];	/* history reads in flight */
-	uint8_t *nreads;		/* ... of each slot (NULL: none) */
-};
-
-static void held(struct eng_shard *s, ssize_t delta)
-{
-	s->hists->held += (size_t)delta;
-	atomic_store_explicit(&s->stats.hist_bytes, s->hists->held,
-			      memory_order_relaxed);
-}
 
 void eng_hist_global_init(void)
 {
@@ -132,7 +96,7 @@ static void drop_oldest(struct eng_shard *s, struct eng_hist *h)
 {
 	struct eng_hent *e = &h->ent[h->head];
 
-	held(s, -(ssize_t)ent_bytes(e->f));
+	hist__held(s, -(ssize_t)ent_bytes(e->f));
 	ENG_STAT_SUB(s, hist_msgs, 1);
 	eng_buf_put(e->f);
 	e->f = NULL;
@@ -148,7 +112,7 @@ static void free_hist(struct eng_shard *s, struct eng_hist *h)
 	while (h->n)
 		drop_oldest(s, h);
 	eng_lru_del(&s->hists->lru, &h->lru);
-	held(s, -(ssize_t)((size_t)h->cap * sizeof(*h->ent)));
+	hist__held(s, -(ssize_t)((size_t)h->cap * sizeof(*h->ent)));
 	eng_free(h->ent);
 	eng_free(h);
 	ch->hist = NULL;
@@ -233,7 +197,7 @@ static int grow(struct eng_shard *s, struct eng_hist *h)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < h->n; i++)
 		ent[i] = h->ent[(h->head + i) % h->cap];
-	held(s, (ssize_t)((size_t)(cap - h->cap) * sizeof(*ent)));
+	hist__held(s, (ssize_t)((size_t)(cap - h->cap) * sizeof(*ent)));
 	eng_free(h->ent);
 	h->ent = ent;
 	h->cap = cap;
@@ -282,7 +246,7 @@ uint64_t eng_hist_append(struct eng_shard *s, struct eng_chan *ch,
 	eng_hist_stamp(f, h->epoch, e->offset);
 	if (ch->shards)		/* the twin first: it is counted too */
 		eng_zframe_once(s, f, ch->shards);
-	held(s, (ssize_t)ent_bytes(f));
+	hist__held(s, (ssize_t)ent_bytes(f));
 	ENG_STAT_ADD(s, hist_msgs, 1);
 	/* Over budget: the oldest messages of the least recent channels. */
 	while (l->held > l->budget && l->lru.head &&

@@ -231,6 +231,20 @@ struct eng_buf *hist__reply(const struct eng_hreq *h, int code,
 void hist__fit(struct eng_shard *s, const struct eng_conn *c,
 	       struct eng_hreq *h);
 
+/*
+ * A take-over (handover.h, docs/HANDOVER.md), hist_handover.c:
+ * eng_hist_dump() writes every history of @s as a state record to @b and
+ * returns how many; eng_hist_load() reads one record's rest from @r, of
+ * channel @name (@len bytes), and installs it on @s, its owner here.
+ * Returns 1, 0 when this process keeps no history for it, -EBADMSG or
+ * -ENOMEM.
+ */
+struct eng_ho_buf;
+struct eng_ho_rd;
+unsigned eng_hist_dump(struct eng_shard *s, struct eng_ho_buf *b);
+int eng_hist_load(struct eng_shard *s, const char *name, size_t len,
+		  struct eng_ho_rd *r);
+
 /* @ch is going away: its history with it. */
 void eng_hist_drop(struct eng_shard *s, struct eng_chan *ch);
 

@@ -22,6 +22,7 @@
 #include "buf.h"
 #include "chan.h"
 #include "conn.h"
+#include "handover.h"
 #include "hs.h"
 #include "http.h"
 #include "inbox.h"
@@ -556,7 +557,7 @@ static void healthz(struct eng_shard *s, struct eng_conn *c)
 static void stats(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng *e = s->eng;
-	size_t cap = 2816 + (size_t)e->cfg.shards * 1024 +
+	size_t cap = 3328 + (size_t)e->cfg.shards * 1024 +
 		     eng_broker_stats_max(e), n;
 	char *out = eng_malloc(cap);
 
@@ -567,6 +568,7 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 	n = (size_t)snprintf(out, cap, "{\"total\":");
 	n += stats_obj(out + n, cap - n, e, -1);
 	n += eng_broker_stats(e, out + n, cap - n);
+	n += eng_handover_stats(e, out + n, cap - n);
 	if (e->cfg.nns) {
 		uint64_t h[4] = { 0 };
 

@@ -21,6 +21,7 @@
 #include "chan.h"
 #include "conn.h"
 #include "inbox.h"
+#include "inbox_int.h"
 #include "json.h"
 #include "lru.h"
 #include "auth.h"
@@ -30,26 +31,6 @@
 #include "user.h"
 #include "zframe.h"
 
-struct eng_ient {
-	struct eng_buf *f;		/* one reference; NULL: acked */
-	uint64_t n;
-	uint32_t tick;			/* s->tick when kept */
-};
-
-struct eng_inbox {
-	struct eng_lru_link lru;	/* first: the shard's list or shelf */
-	struct eng_chan *ch;		/* borrowed: owns this */
-	bool shelved;			/* emptied for memory: on the shelf */
-	uint64_t last;			/* the newest N given */
-	uint64_t evicted;		/* gone unacked: room, ttl, memory */
-	uint32_t last_tick;		/* when the newest came */
-	uint32_t cap, used, head;	/* ring; used counts holes too */
-	uint32_t live;			/* unacked */
-	struct eng_ient *ent;		/* owned */
-	char epoch[ENG_INBOX_EPOCH_LEN + 1];
-};
-
-_Static_assert(offsetof(struct eng_inbox, lru) == 0, "a link is its record");
 
 /*
  * With Redis: a new connection's unread, read a page at a time (each at
@@ -93,19 +74,6 @@ struct eng_backlog {
 	struct eng_buf **frames;	/* owned: references i..n-1 */
 };
 
-#define BACKLOG_BUCKETS	64
-
-struct eng_inboxes {
-	struct eng_lru lru;		/* least recently pushed to first */
-	struct eng_lru shelf;		/* emptied for memory, oldest first */
-	size_t budget;			/* bytes: this shard's share */
-	size_t held;			/* bytes: frames, rings, inboxes */
-	struct eng_iread *reads;	/* Redis reads under way */
-	/* unread still to send, by slot: every send completion looks */
-	struct eng_backlog *backlogs[BACKLOG_BUCKETS];
-	uint32_t nbacklogs;
-	bool draining;			/* in eng_inbox_drain() */
-};
 
 int eng_inbox_init(struct eng_shard *s)
 {
@@ -118,29 +86,17 @@ int eng_inbox_init(struct eng_shard *s)
 	return 0;
 }
 
-static void held(struct eng_shard *s, ssize_t delta)
-{
-	s->inboxes->held += (size_t)delta;
-	atomic_store_explicit(&s->stats.inbox_bytes, s->inboxes->held,
-			      memory_order_relaxed);
-}
-
 /* What a kept frame costs: the ring's entry is counted with the ring. */
 static ssize_t frame_bytes(const struct eng_buf *f)
 {
 	return (ssize_t)eng_zframe_kept(f);
 }
 
-static struct eng_ient *at(const struct eng_inbox *b, uint32_t i)
-{
-	return &b->ent[(b->head + i) % b->cap];
-}
-
 /* Lets go of @e's frame: acked, dropped or the shard stops. */
 static void put_ent(struct eng_shard *s, struct eng_inbox *b,
 		    struct eng_ient *e)
 {
-	held(s, -frame_bytes(e->f));
+	inbox__held(s, -frame_bytes(e->f));
 	eng_buf_put(e->f);
 	e->f = NULL;
 	b->live--;
@@ -153,7 +109,7 @@ enum { DROP_MAX, DROP_TTL, DROP_MEMORY };
 /* Drops the oldest entry; one unacked is counted as evicted (@why). */
 static void drop_oldest(struct eng_shard *s, struct eng_inbox *b, int why)
 {
-	struct eng_ient *e = at(b, 0);
+	struct eng_ient *e = inbox__at(b, 0);
 
 	if (e->f) {
 		put_ent(s, b, e);
@@ -172,7 +128,7 @@ static void drop_oldest(struct eng_shard *s, struct eng_inbox *b, int why)
 /* Holes at the oldest end serve nobody. */
 static void trim_holes(struct eng_inbox *b)
 {
-	while (b->used && !at(b, 0)->f) {
+	while (b->used && !inbox__at(b, 0)->f) {
 		b->head = (b->head + 1) % b->cap;
 		b->used--;
 	}
@@ -185,7 +141,7 @@ static void free_box(struct eng_shard *s, struct eng_inbox *b)
 	eng_lru_del(b->shelved ? &s->inboxes->shelf : &s->inboxes->lru,
 		    &b->lru);
 	b->ch->inbox = NULL;
-	held(s, -(ssize_t)(sizeof(*b) + (size_t)b->cap * sizeof(*b->ent)));
+	inbox__held(s, -(ssize_t)(sizeof(*b) + (size_t)b->cap * sizeof(*b->ent)));
 	eng_free(b->ent);
 	eng_free(b);
 }
@@ -250,7 +206,7 @@ void eng_inbox_exit(struct eng_shard *s)
 
 		/* a restart loses them: documented, not evictions */
 		while (b->used) {
-			struct eng_ient *e = at(b, 0);
+			struct eng_ient *e = inbox__at(b, 0);
 
 			if (e->f)
 				put_ent(s, b, e);
@@ -277,8 +233,8 @@ static int make_room(struct eng_shard *s, struct eng_inbox *b)
 		return 0;
 	if (b->live < b->used) {		/* compact in place */
 		for (uint32_t i = 0; i < b->used; i++)
-			if (at(b, i)->f)
-				b->ent[(b->head + j++) % b->cap] = *at(b, i);
+			if (inbox__at(b, i)->f)
+				b->ent[(b->head + j++) % b->cap] = *inbox__at(b, i);
 		b->used = j;
 		return 0;
 	}
@@ -297,8 +253,8 @@ static int make_room(struct eng_shard *s, struct eng_inbox *b)
 		return 0;
 	}
 	for (uint32_t i = 0; i < b->used; i++)
-		ent[i] = *at(b, i);
-	held(s, (ssize_t)((size_t)(cap - b->cap) * sizeof(*ent)));
+		ent[i] = *inbox__at(b, i);
+	inbox__held(s, (ssize_t)((size_t)(cap - b->cap) * sizeof(*ent)));
 	eng_free(b->ent);
 	b->ent = ent;
 	b->cap = cap;
@@ -320,7 +276,7 @@ static struct eng_inbox *new_box(struct eng_shard *s, struct eng_chan *ch)
 	snprintf(b->epoch, sizeof(b->epoch), "%08x", r);
 	ch->inbox = b;
 	eng_lru_add_tail(&s->inboxes->lru, &b->lru);
-	held(s, (ssize_t)sizeof(*b));
+	inbox__held(s, (ssize_t)sizeof(*b));
 	return b;
 }
 
@@ -343,7 +299,7 @@ static void squeeze(struct eng_shard *s, struct eng_inbox *b)
 			drop_oldest(s, old, DROP_MEMORY);
 			trim_holes(old);
 		} else if (old && old != b) {		/* empty: shelved */
-			held(s, -(ssize_t)((size_t)old->cap *
+			inbox__held(s, -(ssize_t)((size_t)old->cap *
 					   sizeof(*old->ent)));
 			eng_free(old->ent);
 			old->ent = NULL;
@@ -381,7 +337,7 @@ void eng_inbox_append(struct eng_shard *s, struct eng_chan *ch,
 	} else {
 		eng_lru_touch(&s->inboxes->lru, &b->lru);
 	}
-	e = at(b, b->used);
+	e = inbox__at(b, b->used);
 	e->f = eng_buf_get(f);
 	e->n = ++b->last;
 	e->tick = s->tick;
@@ -392,7 +348,7 @@ void eng_inbox_append(struct eng_shard *s, struct eng_chan *ch,
 	eng_inbox_stamp(f, b->epoch, e->n);
 	if (ch->shards)		/* the twin first: it is counted too */
 		eng_zframe_once(s, f, ch->shards);
-	held(s, frame_bytes(f));
+	inbox__held(s, frame_bytes(f));
 	squeeze(s, b);
 }
 
@@ -406,8 +362,8 @@ void eng_inbox_replay(struct eng_chan *ch, struct eng_owner_mail *m)
 	if (!m->frames)
 		return;
 	for (uint32_t i = 0; i < b->used; i++)
-		if (at(b, i)->f)
-			m->frames[m->nframes++] = eng_buf_get(at(b, i)->f);
+		if (inbox__at(b, i)->f)
+			m->frames[m->nframes++] = eng_buf_get(inbox__at(b, i)->f);
 }
 
 /* Ends, in the inboxes of @list, what @ttl (ticks) ends. */
@@ -417,7 +373,7 @@ static void age(struct eng_shard *s, struct eng_lru *list, uint32_t ttl)
 
 	for (b = (struct eng_inbox *)list->head; b; b = next) {
 		next = (struct eng_inbox *)b->lru.next;
-		while (b->used && s->tick - at(b, 0)->tick >= ttl)
+		while (b->used && s->tick - inbox__at(b, 0)->tick >= ttl)
 			drop_oldest(s, b, DROP_TTL);
 		/*
 		 * Kept empty for a ttl after its last message expired, so
@@ -813,12 +769,12 @@ static struct eng_ient *find(struct eng_inbox *b, uint64_t n)
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 
-		if (at(b, mid)->n < n)
+		if (inbox__at(b, mid)->n < n)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return lo < b->used && at(b, lo)->n == n ? at(b, lo) : NULL;
+	return lo < b->used && inbox__at(b, lo)->n == n ? inbox__at(b, lo) : NULL;
 }
 
 /* On the owner: acks or lists, then the answer goes back. */
@@ -849,8 +805,8 @@ static void answer(struct eng_shard *s, struct eng_ibreq *q)
 		q->n = 0;
 		for (uint32_t i = 0; b && i < b->used && q->n < ENG_INBOX_IDS;
 		     i++)
-			if (at(b, i)->f)
-				q->ids[q->n++] = at(b, i)->n;
+			if (inbox__at(b, i)->f)
+				q->ids[q->n++] = inbox__at(b, i)->n;
 	}
 	snprintf(q->epoch, sizeof(q->epoch), "%s", b ? b->epoch : "");
 	q->unread = b ? b->live : 0;

@@ -174,4 +174,17 @@ static inline void eng_ibreq_free(struct eng_ibreq *q)
 	}
 }
 
+/*
+ * A take-over (handover.h, docs/HANDOVER.md), inbox_handover.c:
+ * eng_inbox_dump() writes every inbox of @s as a state record to @b and
+ * returns how many; eng_inbox_load() reads one record's rest from @r, of
+ * user key @name (@len bytes), and installs it on @s, its owner here.
+ * Returns 1, 0 (already there), -EBADMSG or -ENOMEM.
+ */
+struct eng_ho_buf;
+struct eng_ho_rd;
+unsigned eng_inbox_dump(struct eng_shard *s, struct eng_ho_buf *b);
+int eng_inbox_load(struct eng_shard *s, const char *name, size_t len,
+		   struct eng_ho_rd *r);
+
 #endif

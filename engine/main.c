@@ -8,6 +8,7 @@
  * reloads the TLS certificates (eng_tls_reload).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -26,6 +28,7 @@
 #include "buf.h"
 #include "chan.h"
 #include "core.h"
+#include "handover.h"
 #include "hist.h"
 #include "mail.h"
 #include "opts.h"
@@ -219,7 +222,10 @@ static int open_listeners(struct eng *e, unsigned per_ring)
 		/* a thread of several shards pins them all to its CPU */
 		s->cpu = nth_cpu(e->cfg.threads ? i % e->cfg.threads : i);
 		s->nr_conns = per_ring;
-		s->listen_fd = open_listener(&e->cfg, port, &port);
+		/* a take-over's listeners first: no connection is refused */
+		s->listen_fd = eng_handover_listener(e);
+		if (s->listen_fd < 0)
+			s->listen_fd = open_listener(&e->cfg, port, &port);
 		if (s->listen_fd < 0) {
 			fprintf(stderr, "ringcast: listen %s:%u: %s\n",
 				e->cfg.listen_host, port,
@@ -270,6 +276,36 @@ static int start(struct eng *e, unsigned *started)
 	return ret;
 }
 
+/*
+ * Tells systemd (Type=notify, $NOTIFY_SOCKET) @state: READY=1 once
+ * serving; after a take-over MAINPID= too, so that the old process's
+ * exit does not end the service (the unit's NotifyAccess=all lets a
+ * process that is not the main one say it). No systemd: nothing.
+ */
+static void notify_systemd(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	socklen_t len;
+	int fd;
+
+	if (!path || (path[0] != '/' && path[0] != '@') ||
+	    strlen(path) >= sizeof(sun.sun_path))
+		return;
+	memcpy(sun.sun_path, path, strlen(path));
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';	/* an abstract socket */
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL,
+		   (struct sockaddr *)&sun, len) < 0)
+		fprintf(stderr, "ringcast: warning: NOTIFY_SOCKET %s: %s\n",
+			path, strerror(errno));
+	close(fd);
+}
+
 /* The ready line tests and operators wait for, and the loopback hint. */
 static void announce(const struct eng *e, unsigned per_ring, bool local_only)
 {
@@ -311,8 +347,10 @@ static int stop(struct eng *e, struct ring *ctl, unsigned started,
 		int status)
 {
 	unsigned i;
-	int ret = post_stop(e, ctl);
+	int ret;
 
+	eng_handover_exit(e);	/* no take-over begins from now on */
+	ret = post_stop(e, ctl);
 	if (ret < 0) {
 		fprintf(stderr, "ringcast: cannot reach shards: %s\n",
 			strerror(-ret));
@@ -335,6 +373,7 @@ static int stop(struct eng *e, struct ring *ctl, unsigned started,
 	eng_arena_exit();
 	eng_auth_exit();
 	eng_tls_exit(e);
+	eng_free(e->ho);
 	if (!status)
 		fprintf(stderr, "ringcast: stopped\n");
 	return status;
@@ -371,18 +410,42 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (prepare(&e, &ctl) < 0 || open_listeners(&e, per_ring) < 0) {
+	/*
+	 * A take-over's sockets and state come before the listeners, a
+	 * fresh start's handover socket too: a live process there is an
+	 * error, not something to replace.
+	 */
+	if (prepare(&e, &ctl) < 0 || eng_handover_take(&e) < 0 ||
+	    (!e.cfg.take_over[0] && eng_handover_listen(&e, false) < 0) ||
+	    open_listeners(&e, per_ring) < 0) {
 		eng_opts_exit(&e.cfg);
 		return 1;
 	}
 	if (start(&e, &started) < 0)
 		return stop(&e, &ctl, started, 1);
 	announce(&e, per_ring, local_only);
+	/* accepting: the old process may drain, and we take its socket */
+	if (e.cfg.take_over[0] && eng_handover_taken(&e) == 0 &&
+	    eng_handover_listen(&e, true) < 0)
+		fprintf(stderr, "ringcast: warning: no --handover-socket: the "
+			"next upgrade cannot take over from this process\n");
+	if (eng_handover_start(&e) < 0)
+		fprintf(stderr, "ringcast: warning: --handover-socket: no "
+			"thread to serve it\n");
+	{
+		char state[64] = "READY=1";
+
+		if (e.cfg.take_over[0])	/* systemd follows us, not the old */
+			snprintf(state, sizeof(state), "MAINPID=%d\nREADY=1",
+				 (int)getpid());
+		notify_systemd(state);
+	}
 	/* SIGHUP reloads the TLS certificates and waits again */
 	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
 		eng_tls_reload(&e);
 	if (sig != SIGHUP)
 		fprintf(stderr, "ringcast: %s: closing connections\n",
 			sig == SIGINT ? "SIGINT" : "SIGTERM");
+	notify_systemd("STOPPING=1");
 	return stop(&e, &ctl, started, 0);
 }

@@ -19,6 +19,7 @@
 
 #include "auth.h"
 #include "chan.h"
+#include "handover.h"
 #include "hist.h"
 #include "inbox.h"
 #include "opts_int.h"
@@ -322,6 +323,10 @@ static const struct word io_words[] = {
 static const struct word onoff_words[] = {
 	{ "off", false }, { "on", true }, { NULL, 0 },
 };
+static const struct word takeover_words[] = {
+	{ "drain", ENG_HO_MODE_DRAIN }, { "live", ENG_HO_MODE_LIVE },
+	{ NULL, 0 },
+};
 static const struct word tls_words[] = {
 	{ "1.2", 12 }, { "1.3", 13 }, { NULL, 0 },
 };
@@ -592,6 +597,35 @@ static const struct opt opts[] = {
 	  .max = 1, .words = io_words, .why = "uring, epoll",
 	  .help = "I/O backend (default uring); epoll exists to\n"
 		  "compare the same engine on the older model" },
+	{ .name = "handover-socket", .arg = "PATH", .parse = str,
+	  FIELD(handover_path), .min = 1, .why = "1 to 107 bytes",
+	  .help = "listen on unix socket PATH (made mode 0600) for\n"
+		  "a new process to take over: it gets the\n"
+		  "listeners, the histories and inboxes, then this\n"
+		  "one drains its clients and exits 0\n"
+		  "(docs/HANDOVER.md)" },
+	{ .name = "take-over", .arg = "PATH", .parse = str, FIELD(take_over),
+	  .min = 1, .why = "1 to 107 bytes",
+	  .help = "start by taking over from the process listening\n"
+		  "on PATH (its --handover-socket); give the same\n"
+		  "options as it had" },
+	{ .name = "take-over-mode", .arg = "live|drain", .parse = word,
+	  FIELD(take_over_mode), .max = 1, .words = takeover_words,
+	  .why = "live, drain",
+	  .help = "live: hand over open connections too (not built\n"
+		  "yet: falls back to drain, said in the log and\n"
+		  "/stats); drain: the old process closes its\n"
+		  "clients, which reconnect here (default live)" },
+	{ .name = "drain-rate", .arg = "N", .parse = num, FIELD(drain_rate),
+	  .min = 1, .max = 10000000, .why = "1 to 10000000",
+	  .help = "connections a second the old process closes with\n"
+		  "1012 (Pusher: 4200) after a take-over (default\n"
+		  "1000)" },
+	{ .name = "drain-deadline", .arg = "DUR", .parse = dur,
+	  FIELD(drain_deadline_ms), .min = 1000, .max = 86400000,
+	  .why = "1s to 24h",
+	  .help = "... then it closes what is left at once and\n"
+		  "exits (default 60s)" },
 	{ .name = "recv-buffers", .arg = "N", .parse = pow2, FIELD(recv_bufs),
 	  .min = 1, .max = 32768, .why = "a power of two up to 32768",
 	  .help = "provided receive buffers per shard (default 1024)" },
@@ -629,6 +663,8 @@ static const char help_tail[] =
 "SIGINT or SIGTERM sends close 1001 to every client, then exits 0.\n"
 "SIGHUP reads --tls-cert and --tls-key again for new connections; open\n"
 "ones keep theirs, and bad files leave the ones in use (stderr says why).\n"
+"To upgrade without refusing a connection, start the new binary with\n"
+"--take-over PATH next to one running with --handover-socket PATH.\n"
 "\n"
 "Connections per shard: client sockets are io_uring direct descriptors and\n"
 "never use the process fd table, but each ring's fixed-file table is capped\n"

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "handover.h"
 #include "pusher_eng.h"
 #include "opts.h"
 #include "opts_int.h"
@@ -30,6 +31,9 @@ static void defaults(struct eng_cfg *cfg)
 	cfg->idle_ms = 90000;
 	cfg->handshake_ms = 10000;
 	cfg->http_idle_ms = 60000;
+	cfg->take_over_mode = ENG_HO_MODE_LIVE;	/* falls back to drain */
+	cfg->drain_rate = 1000;
+	cfg->drain_deadline_ms = 60000;
 	cfg->recv_bufs = 1024;
 	cfg->recv_buf_size = 8192;
 	cfg->sq_entries = 4096;

@@ -803,6 +803,16 @@ static bool is_socket(struct eng_shard *s, struct eng_conn *c, const char *id,
 	return pc && pc->sid_len == len && !memcmp(pc->sid, id, len);
 }
 
+/*
+ * A take-over's drain (handover.h): pusher:error 4200 then close 4200,
+ * "reconnect immediately", which pusher-js does, to the new process.
+ */
+static void on_restart(struct eng_shard *s, struct eng_conn *c)
+{
+	send_error(s, c, PUSHER_RECONNECT, "service restart: reconnect now");
+	eng_conn_close_ws(s, c, PUSHER_RECONNECT, "service restart");
+}
+
 static const struct eng_endpoint pusher_endpoint = {
 	.name = "pusher",
 	.path = "/app/",
@@ -812,6 +822,7 @@ static const struct eng_endpoint pusher_endpoint = {
 	.on_upgrade = on_upgrade,
 	.on_message = on_message,
 	.on_close = on_close,
+	.on_restart = on_restart,
 };
 
 int eng_pusher_register(void)

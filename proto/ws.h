@@ -42,6 +42,7 @@ enum {
 	WS_CLOSE_POLICY		= 1008,
 	WS_CLOSE_TOO_BIG	= 1009,
 	WS_CLOSE_INTERNAL	= 1011,
+	WS_CLOSE_SERVICE_RESTART = 1012,	/* reconnect: a new process */
 };
 
 static inline bool ws_is_control(uint8_t opcode)

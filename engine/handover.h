@@ -1,0 +1,336 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * handover: a new ringcast process takes over from a running one
+ * (docs/HANDOVER.md). The running process listens on a unix stream
+ * socket (--handover-socket, owner-only); the new one, started with the
+ * same options and --take-over PATH, connects there. They exchange
+ * hellos (versions, capabilities), the old sends its listening sockets
+ * (SCM_RIGHTS) and the embedded broker's histories and inboxes, the new
+ * installs them, starts accepting and says so, and the old closes its
+ * clients in paced waves (1012; 4200 on the Pusher endpoint) and exits 0.
+ *
+ * handover.c: the wire (messages, fds, hellos, the sockets' checks);
+ * handover_give.c: the old process's side, on a thread of its own;
+ * handover_take.c: the new process's side, in main before the shards;
+ * handover_shard.c: what each shard does, on its own thread: freeze,
+ * dump, resume, the drain's waves, and at start the state it owns.
+ */
+#ifndef RC_ENGINE_HANDOVER_H
+#define RC_ENGINE_HANDOVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "eng.h"
+
+/* ---- the wire (docs/HANDOVER.md) --------------------------------------- */
+
+#define ENG_HO_MAGIC		0x5243484fu	/* "RCHO" */
+#define ENG_HO_PROTO		1	/* message framing and hello */
+#define ENG_HO_STATE		1	/* the state records' format */
+#define ENG_HO_MAX_MSG		(4u << 20)	/* bytes in one message */
+#define ENG_HO_MAX_FDS		253	/* SCM_MAX_FD: fds in one message */
+#define ENG_HO_FRAME_MIN	64	/* bytes: no kept push frame is shorter */
+
+/* Message types; one with ENG_HO_T_OPTIONAL set may be skipped. */
+enum {
+	ENG_HO_T_HELLO = 1,	/* both ways, first */
+	ENG_HO_T_LISTENERS,	/* old -> new: listening sockets (fds) */
+	ENG_HO_T_STATE,		/* old -> new: a piece of the state */
+	ENG_HO_T_STATE_END,	/* old -> new: the state is whole */
+	ENG_HO_T_READY,		/* new -> old: accepting on them now */
+	ENG_HO_T_ABORT,		/* either way: giving up (a reason) */
+	ENG_HO_T_OPTIONAL = 0x80,
+};
+
+/* Capabilities, a hello's bits. */
+#define ENG_HO_CAP_LISTENERS	(1u << 0)	/* listening sockets */
+#define ENG_HO_CAP_STATE	(1u << 1)	/* histories and inboxes */
+#define ENG_HO_CAP_LIVE		(1u << 2)	/* live connections (Level 2) */
+
+/* State records, in the STATE messages' byte stream. */
+enum {
+	ENG_HO_R_HIST = 1,	/* one channel's history */
+	ENG_HO_R_INBOX = 2,	/* one user's inbox */
+};
+
+enum { ENG_HO_MODE_DRAIN = 0, ENG_HO_MODE_LIVE = 1 };
+
+/* A hello, either way. */
+struct eng_ho_hello {
+	uint32_t magic;
+	uint16_t proto;			/* ENG_HO_PROTO of the sender */
+	uint16_t state;			/* the state format it writes/reads */
+	uint32_t caps;			/* ENG_HO_CAP_* it has */
+	uint16_t shards;
+	uint8_t mode;			/* ENG_HO_MODE_*: asked for (new) */
+	uint8_t redis;			/* 1: its broker is Redis */
+	uint32_t pid;
+};
+
+/*
+ * A growing byte buffer written big-endian (the state, a message's body)
+ * and a cursor reading one. A failed allocation sets @err and every
+ * later put is a no-op; a read past the end sets @err and gives zeros.
+ */
+struct eng_ho_buf {
+	uint8_t *p;			/* owned, eng_malloc'd */
+	size_t len, cap;
+	bool err;
+};
+
+struct eng_ho_rd {
+	const uint8_t *p;		/* borrowed */
+	size_t len, off;
+	bool err;
+};
+
+/* Appends to @b, reads from @r (the wire's integers, big-endian). */
+static inline void eng_ho_put(struct eng_ho_buf *b, const void *src, size_t n)
+{
+	if (b->err || !n)
+		return;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		uint8_t *p;
+
+		while (cap < b->len + n)
+			cap *= 2;
+		p = eng_realloc(b->p, cap);
+		if (!p) {
+			b->err = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, src, n);
+	b->len += n;
+}
+
+static inline void eng_ho_put_u8(struct eng_ho_buf *b, uint8_t v)
+{
+	eng_ho_put(b, &v, 1);
+}
+
+static inline void eng_ho_put_u16(struct eng_ho_buf *b, uint16_t v)
+{
+	uint8_t x[2] = { (uint8_t)(v >> 8), (uint8_t)v };
+
+	eng_ho_put(b, x, 2);
+}
+
+static inline void eng_ho_put_u32(struct eng_ho_buf *b, uint32_t v)
+{
+	eng_ho_put_u16(b, (uint16_t)(v >> 16));
+	eng_ho_put_u16(b, (uint16_t)v);
+}
+
+static inline void eng_ho_put_u64(struct eng_ho_buf *b, uint64_t v)
+{
+	eng_ho_put_u32(b, (uint32_t)(v >> 32));
+	eng_ho_put_u32(b, (uint32_t)v);
+}
+
+static inline void eng_ho_buf_free(struct eng_ho_buf *b)
+{
+	eng_free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+static inline const uint8_t *eng_ho_get(struct eng_ho_rd *r, size_t n)
+{
+	const uint8_t *p;
+
+	if (r->err || n > r->len - r->off) {
+		r->err = true;
+		return NULL;
+	}
+	p = r->p + r->off;
+	r->off += n;
+	return p;
+}
+
+static inline uint8_t eng_ho_get_u8(struct eng_ho_rd *r)
+{
+	const uint8_t *p = eng_ho_get(r, 1);
+
+	return p ? p[0] : 0;
+}
+
+static inline uint16_t eng_ho_get_u16(struct eng_ho_rd *r)
+{
+	const uint8_t *p = eng_ho_get(r, 2);
+
+	return p ? (uint16_t)(p[0] << 8 | p[1]) : 0;
+}
+
+static inline uint32_t eng_ho_get_u32(struct eng_ho_rd *r)
+{
+	uint32_t hi = eng_ho_get_u16(r);
+
+	return hi << 16 | eng_ho_get_u16(r);
+}
+
+static inline uint64_t eng_ho_get_u64(struct eng_ho_rd *r)
+{
+	uint64_t hi = eng_ho_get_u32(r);
+
+	return hi << 32 | eng_ho_get_u32(r);
+}
+
+/*
+ * Sends one message of @type and @len bytes of @body on @fd, with @nfds
+ * (at most ENG_HO_MAX_FDS) of @fds as SCM_RIGHTS. Returns 0 or -errno.
+ */
+int eng_ho_send(int fd, uint8_t type, const void *body, size_t len,
+		const int *fds, unsigned nfds);
+
+/*
+ * Receives one message: its type in *@type, its body in @body (emptied
+ * first), the fds that came with it in @fds (at most ENG_HO_MAX_FDS,
+ * *@nfds of them, the caller's to close). Returns 0, -EPIPE when the
+ * peer closed, -EBADMSG for a message over ENG_HO_MAX_MSG, or -errno.
+ */
+int eng_ho_recv(int fd, uint8_t *type, struct eng_ho_buf *body, int *fds,
+		unsigned *nfds);
+
+/* @h as a hello's body, and back (-EPROTO: not a hello). */
+void eng_ho_hello_put(struct eng_ho_buf *b, const struct eng_ho_hello *h);
+int eng_ho_hello_get(const struct eng_ho_buf *b, struct eng_ho_hello *h);
+
+/*
+ * The peer of connected unix socket @fd runs as our user (SO_PEERCRED).
+ * Returns 0, or -EPERM after saying so on stderr.
+ */
+int eng_ho_peer_ok(int fd);
+
+/* ---- what the process keeps ------------------------------------------ */
+
+/* Phases the old process's shards follow (eng_handover.phase, read on each tick). */
+enum {
+	ENG_HO_IDLE = 0,	/* serving */
+	ENG_HO_FREEZE,		/* no request that changes state */
+	ENG_HO_DUMP,		/* write the state out */
+	ENG_HO_DRAIN,		/* the new one accepts: close in waves */
+};
+
+/* Why a hand-over did less than asked (counted in /stats). */
+enum {
+	ENG_HO_FB_LIVE = 0,	/* live asked, not built: drained */
+	ENG_HO_FB_VERSION,	/* state format not understood: not sent */
+	ENG_HO_FB_BROKER,	/* Redis on either side: not sent */
+	ENG_HO_FB_PEER,		/* the new process went before READY */
+	ENG_HO_FBS,
+};
+
+struct eng_handover {
+	int lfd;			/* --handover-socket's, or -1 */
+	uint64_t ino, dev;		/* ... its file, ours to unlink */
+	pthread_t thread;		/* handover_give.c's */
+	bool thread_up;			/* ... started: join it at the stop */
+	atomic_int phase;		/* ENG_HO_*: shards follow it */
+	atomic_uint acked;		/* shards done with the phase */
+	atomic_bool restarting;		/* closes say 1012 / 4200 */
+	atomic_bool exiting;		/* the process stops: thread, end */
+	atomic_int cfd;			/* the take-over's connection, or -1 */
+	/* the new process's side, until its shards have started */
+	int take_fd;			/* to the old process, or -1 */
+	int *fds;			/* listeners received, owned */
+	unsigned nfds, fds_used;
+	struct eng_ho_buf state;	/* the state received */
+	atomic_bool hold;		/* shards wait to accept: not all up */
+	bool install;			/* the state understood: shards take theirs */
+	uint64_t t_state;		/* ms: the state came (for confirm_ms) */
+	/* /stats and the log: what the last hand-over did */
+	const char *role;		/* "given", "taken" or NULL */
+	uint8_t mode_asked, mode_used;
+	atomic_uint_fast64_t fallbacks[ENG_HO_FBS];
+	atomic_uint_fast64_t listeners, state_bytes, hists, inboxes;
+	atomic_uint_fast64_t drained, attempts;
+	atomic_uint_fast64_t freeze_ms, state_ms, confirm_ms, drain_ms;
+};
+
+/* e->ho, made on first use (zeroed, no fds); NULL out of memory. */
+struct eng_handover *eng_handover_new(struct eng *e);
+
+/*
+ * ---- the old side (handover_give.c) ------------------------------------
+ * Opens --handover-socket PATH if the options name one: a unix stream
+ * socket of mode 0600, ours (checked after bind). A stale file is
+ * replaced; one a live process listens on is refused unless @replace
+ * (the new process, once the old one has handed over). Returns 0 or
+ * -errno, said on stderr.
+ */
+int eng_handover_listen(struct eng *e, bool replace);
+
+/*
+ * Starts the thread that serves take-overs on the socket; after the
+ * shards are up. When a take-over is confirmed and its drain done, the
+ * thread sends the process SIGTERM with e->ho->restarting set, and the
+ * stop closes what is left with 1012 (4200). Returns 0 or -errno.
+ */
+int eng_handover_start(struct eng *e);
+
+/*
+ * At the stop: the socket closed and its file unlinked if still ours;
+ * the thread ended (it is told through the socket's shutdown).
+ */
+void eng_handover_exit(struct eng *e);
+
+/*
+ * ---- the new side (handover_take.c) ------------------------------------
+ * --take-over PATH: connects, says hello, receives the listening sockets
+ * (kept in e->ho->fds for open_listeners) and the state (kept for the
+ * shards, which install theirs as they start). Before the shards start.
+ * Returns 0 or -errno, said on stderr (then the process exits: the old
+ * one serves on).
+ */
+int eng_handover_take(struct eng *e);
+
+/*
+ * The next received listener for a shard (the caller owns it), or -1
+ * when they are used up.
+ */
+int eng_handover_listener(struct eng *e);
+
+/*
+ * The shards are up and accepting: READY to the old process, the state
+ * freed, received listeners no shard took closed. Returns 0 or -errno.
+ */
+int eng_handover_taken(struct eng *e);
+
+/*
+ * ---- the shards (handover_shard.c), each on its own thread --------------
+ * At start: installs the histories and inboxes of the received state
+ * that this shard owns, and holds its accept until every shard is up
+ * (eng_handover_taken): the listeners come with clients waiting, whose
+ * requests a shard not yet up could not serve. Returns how many.
+ */
+unsigned eng_handover_install(struct eng_shard *s);
+
+/*
+ * Every tick: follows e->ho->phase. Returns ENG_HO_ACCEPT_OFF when the
+ * shard must cancel its accept (the new process accepts), ENG_HO_ACCEPT_ON
+ * when it may accept (all shards up, or a failed hand-over), else 0.
+ */
+enum { ENG_HO_ACCEPT_OFF = 1, ENG_HO_ACCEPT_ON = 2 };
+int eng_handover_tick(struct eng_shard *s);
+
+/*
+ * Whether @s takes no request that changes state now (frozen for a
+ * hand-over): such a request's connection is closed unanswered, and its
+ * client retries it on the new process.
+ */
+static inline bool eng_handover_frozen(const struct eng_shard *s)
+{
+	return s->ho_frozen;
+}
+
+/* Appends ,"handover":{...} for /stats (nothing before a hand-over). */
+size_t eng_handover_stats(struct eng *e, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * handover_take.c: the new process's side of a take-over (handover.h,
+ * docs/HANDOVER.md), in main before the shards start: connect to
+ * --take-over PATH, say hello, take the listening sockets and the state,
+ * then, once the shards accept on those sockets, READY. A state whose
+ * format this binary does not read is not installed: the take-over goes
+ * on as a drain without it, and clients recover with recovered:false.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "handover.h"
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The socket the old process listens on: ours, and a socket. */
+static int dial(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct timeval rcv = { 120, 0 };
+	struct stat st;
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid())
+		return -EPERM;
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int ret = -errno;
+
+		close(fd);
+		return ret;
+	}
+	/* the old process freezes its shards and writes its state first */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &rcv, sizeof(rcv));
+	if (eng_ho_peer_ok(fd) < 0) {
+		close(fd);
+		return -EPERM;
+	}
+	return fd;
+}
+
+/* A listening TCP socket, as the old process's shards have. */
+static bool listening(int fd)
+{
+	int v = 0;
+	socklen_t len = sizeof(v);
+
+	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v;
+}
+
+/*
+ * LISTENERS: their fds kept, in the order the old shards had them. The
+ * epoll backend made them non-blocking (a flag of the socket, which both
+ * processes share); io_uring's accept wants them blocking.
+ */
+static int take_fds(struct eng *e, const struct eng_ho_buf *msg,
+		    const int *fds, unsigned nfds, bool *last)
+{
+	struct eng_handover *ho = e->ho;
+	struct eng_ho_rd r = { msg->p, msg->len, 0, false };
+	unsigned n = eng_ho_get_u16(&r), total = eng_ho_get_u16(&r);
+	int *all;
+
+	*last = eng_ho_get_u8(&r);
+	if (r.err || n != nfds || total > 65535)
+		return -EPROTO;
+	all = eng_realloc(ho->fds, (ho->nfds + nfds) * sizeof(int));
+	if (!all)
+		return -ENOMEM;
+	ho->fds = all;
+	for (unsigned i = 0; i < nfds; i++) {
+		if (!listening(fds[i]))
+			return -ENOTSOCK;
+		if (!e->cfg.epoll)
+			fcntl(fds[i], F_SETFL,
+			      fcntl(fds[i], F_GETFL) & ~O_NONBLOCK);
+		ho->fds[ho->nfds++] = fds[i];
+	}
+	return 0;
+}
+
+/* Messages until STATE_END: the listeners, the state's pieces. */
+static int receive(struct eng *e, int fd, const struct eng_ho_hello *old)
+{
+	struct eng_handover *ho = e->ho;
+	struct eng_ho_buf msg = { 0 };
+	int fds[ENG_HO_MAX_FDS];
+	bool last = false;
+	int ret = 0;
+
+	for (;;) {
+		unsigned nfds = 0;
+		uint8_t type;
+
+		ret = eng_ho_recv(fd, &type, &msg, fds, &nfds);
+		if (ret < 0)
+			break;
+		if (type == ENG_HO_T_LISTENERS) {
+			ret = take_fds(e, &msg, fds, nfds, &last);
+			nfds = ret < 0 ? nfds : 0;
+		} else if (type == ENG_HO_T_STATE) {
+			/* kept whole: the shards read it as they start */
+			if (old->state == ENG_HO_STATE &&
+			    e->broker->state_here)
+				eng_ho_put(&ho->state, msg.p, msg.len);
+			ret = ho->state.err ? -ENOMEM : 0;
+		} else if (type == ENG_HO_T_STATE_END) {
+			struct eng_ho_rd r = { msg.p, msg.len, 0, false };
+
+			ho->install = eng_ho_get_u8(&r) && !r.err &&
+				      old->state == ENG_HO_STATE &&
+				      e->broker->state_here;
+			break;
+		} else if (!(type & ENG_HO_T_OPTIONAL)) {
+			ret = type == ENG_HO_T_ABORT ? -ECANCELED : -EPROTO;
+		}
+		while (nfds)		/* fds nobody took */
+			close(fds[--nfds]);
+		if (ret < 0)
+			break;
+	}
+	eng_ho_buf_free(&msg);
+	if (ret == 0 && (!last || !ho->nfds))
+		ret = -EPROTO;	/* no listener: nothing to serve on */
+	return ret;
+}
+
+/* Our hello, then the old process's, and what they agree on, said. */
+static int hellos(struct eng *e, int fd, struct eng_ho_hello *old)
+{
+	struct eng_handover *ho = e->ho;
+	struct eng_ho_hello me = {
+		.magic = ENG_HO_MAGIC, .proto = ENG_HO_PROTO,
+		.state = ENG_HO_STATE,
+		.caps = ENG_HO_CAP_LISTENERS | ENG_HO_CAP_STATE,
+		.shards = (uint16_t)e->cfg.shards, .mode = e->cfg.take_over_mode,
+		.redis = !e->broker->state_here,
+		.pid = (uint32_t)getpid(),
+	};
+	struct eng_ho_buf msg = { 0 };
+	unsigned nfds;
+	uint8_t type;
+	int ret;
+
+	eng_ho_hello_put(&msg, &me);
+	ret = msg.err ? -ENOMEM : eng_ho_send(fd, ENG_HO_T_HELLO, msg.p,
+					      msg.len, NULL, 0);
+	if (ret == 0)
+		ret = eng_ho_recv(fd, &type, &msg, NULL, &nfds);
+	if (ret == 0 && (type != ENG_HO_T_HELLO ||
+			 eng_ho_hello_get(&msg, old) < 0))
+		ret = -EPROTO;
+	eng_ho_buf_free(&msg);
+	if (ret < 0)
+		return ret;
+	ho->role = "taken";
+	ho->mode_asked = e->cfg.take_over_mode;
+	ho->mode_used = ENG_HO_MODE_DRAIN;
+	if (me.mode == ENG_HO_MODE_LIVE && !(old->caps & ENG_HO_CAP_LIVE)) {
+		atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_LIVE], 1);
+		fprintf(stderr, "ringcast: take-over: live mode is not built "
+			"yet: pid %u drains its clients instead (level 1)\n",
+			old->pid);
+	}
+	if (me.redis || old->redis) {
+		atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_BROKER], 1);
+		fprintf(stderr, "ringcast: take-over: histories and inboxes "
+			"are in Redis: none sent\n");
+	} else if (old->state != ENG_HO_STATE) {
+		atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_VERSION], 1);
+		fprintf(stderr, "ringcast: take-over: pid %u writes state "
+			"format %u, this binary reads %u: starting without its "
+			"histories and inboxes (clients recover with "
+			"recovered:false)\n", old->pid, old->state,
+			ENG_HO_STATE);
+	}
+	return 0;
+}
+
+int eng_handover_take(struct eng *e)
+{
+	struct eng_handover *ho;
+	struct eng_ho_hello old;
+	struct sockaddr_storage sa;
+	socklen_t len = sizeof(sa);
+	uint64_t t;
+	int fd, ret;
+
+	if (!e->cfg.take_over[0])
+		return 0;
+	ho = eng_handover_new(e);
+	if (!ho)
+		return -ENOMEM;
+	fd = dial(e->cfg.take_over);
+	if (fd < 0) {
+		fprintf(stderr, "ringcast: --take-over %s: %s\n",
+			e->cfg.take_over, fd == -EPERM ? "not a socket of "
+			"ours (owner and peer must be this user)" :
+			strerror(-fd));
+		return fd;
+	}
+	t = now_ms();
+	ret = hellos(e, fd, &old);
+	/* the old process's freeze and dump are in this wait too */
+	if (ret == 0)
+		ret = receive(e, fd, &old);
+	atomic_store(&ho->state_ms, now_ms() - t);
+	ho->t_state = now_ms();
+	if (ret < 0) {
+		fprintf(stderr, "ringcast: --take-over %s: %s\n",
+			e->cfg.take_over, strerror(-ret));
+		close(fd);
+		return ret;
+	}
+	ho->take_fd = fd;
+	atomic_store(&ho->hold, true);
+	atomic_store(&ho->listeners, ho->nfds);
+	atomic_store(&ho->state_bytes, ho->state.len);
+	/*
+	 * The address the clients know is the listeners' own, whatever
+	 * --listen says; a shard beyond them binds that one too.
+	 */
+	if (getsockname(ho->fds[0], (struct sockaddr *)&sa, &len) == 0 &&
+	    sa.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&sa;
+		char host[INET_ADDRSTRLEN];
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		if (strcmp(host, e->cfg.listen_host) ||
+		    (e->cfg.port && e->cfg.port != ntohs(in->sin_port)))
+			fprintf(stderr, "ringcast: take-over: --listen %s:%u, "
+				"but the listeners are on %s:%u: serving "
+				"there\n", e->cfg.listen_host, e->cfg.port,
+				host, ntohs(in->sin_port));
+		snprintf(e->cfg.listen_host, sizeof(e->cfg.listen_host), "%s",
+			 host);
+		e->cfg.port = ntohs(in->sin_port);
+	}
+	fprintf(stderr, "ringcast: take-over: from pid %u: %u listeners, "
+		"%zu bytes of state%s\n", old.pid, ho->nfds, ho->state.len,
+		ho->install ? "" : " (not installed)");
+	return 0;
+}
+
+int eng_handover_listener(struct eng *e)
+{
+	struct eng_handover *ho = e->ho;
+
+	if (!ho || ho->fds_used >= ho->nfds)
+		return -1;
+	return ho->fds[ho->fds_used++];
+}
+
+int eng_handover_taken(struct eng *e)
+{
+	struct eng_handover *ho = e->ho;
+	struct eng_ho_buf msg = { 0 };
+	int ret;
+
+	if (!ho || ho->take_fd < 0)
+		return 0;
+	atomic_store(&ho->hold, false);	/* all up: accept, on the next tick */
+	/* listeners no shard of ours took: the others accept their queue */
+	while (ho->nfds > ho->fds_used)
+		close(ho->fds[--ho->nfds]);
+	eng_free(ho->fds);
+	ho->fds = NULL;
+	eng_ho_buf_free(&ho->state);
+	eng_ho_put_u32(&msg, ho->fds_used);
+	eng_ho_put_u32(&msg, (uint32_t)atomic_load(&ho->hists));
+	eng_ho_put_u32(&msg, (uint32_t)atomic_load(&ho->inboxes));
+	ret = msg.err ? -ENOMEM : eng_ho_send(ho->take_fd, ENG_HO_T_READY,
+					      msg.p, msg.len, NULL, 0);
+	eng_ho_buf_free(&msg);
+	close(ho->take_fd);
+	ho->take_fd = -1;
+	/* the shards' start and the state installed */
+	atomic_store(&ho->confirm_ms, now_ms() - ho->t_state);
+	fprintf(stderr, "ringcast: take-over: accepting on %u listeners "
+		"with %llu histories and %llu inboxes; the old process "
+		"drains%s\n", ho->fds_used,
+		(unsigned long long)atomic_load(&ho->hists),
+		(unsigned long long)atomic_load(&ho->inboxes),
+		ret < 0 ? " (READY not sent: it serves on)" : "");
+	return ret;
+}
