@@ -140,17 +140,42 @@ static unsigned new_subs(struct eng_shard *s, struct eng_conn *c,
 	return fresh;
 }
 
+/*
+ * The channels a subscribe or unsubscribe names: data.channels, or one
+ * as data.channel. Their count into *@names (which may become
+ * &cmd->channel), or -1 after replying why there are none.
+ */
+static int chan_list(struct eng_shard *s, struct eng_conn *c,
+		     const struct json_cmd *cmd,
+		     const struct json_slice **names)
+{
+	if (cmd->channel.p && cmd->nchannels) {
+		reply(s, c, cmd, 400, "channel or channels, not both");
+		return -1;
+	}
+	if (cmd->channel.p) {
+		*names = &cmd->channel;
+		return 1;
+	}
+	if (!cmd->nchannels) {
+		reply(s, c, cmd, 400, "channels needed");
+		return -1;
+	}
+	return (int)cmd->nchannels;
+}
+
 static void subscribe(struct eng_shard *s, struct eng_conn *c,
-		      const struct json_cmd *cmd, const struct json_slice *names)
+		      const struct json_cmd *cmd, const struct json_slice *names,
+		      unsigned n)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	struct eng_buf *ok;
 
-	if (!names_ok(names, cmd->nchannels)) {
+	if (!names_ok(names, n)) {
 		reply(s, c, cmd, 400, "bad channel name");
 		return;
 	}
-	for (unsigned i = 0; i < cmd->nchannels; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		if (!eng_auth_channel_ok(c->auth, names[i].p, names[i].len)) {
 			reply(s, c, cmd, 403, "channel not allowed");
 			return;
@@ -158,12 +183,12 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 	}
 	/* The user's own subscription is not the client's to count. */
 	if (c->nsubs - (c->auth && (c->flags & ENG_CONN_F_ADMITTED)) +
-	    new_subs(s, c, names, cmd->nchannels) > cfg->max_subs) {
+	    new_subs(s, c, names, n) > cfg->max_subs) {
 		reply(s, c, cmd, 413, "too many subscriptions");
 		return;
 	}
 	ok = reply_frame(cmd, 200, "ok");
-	if (!ok || eng_subscribe(s, c, names, cmd->nchannels, ok) < 0)
+	if (!ok || eng_subscribe(s, c, names, n, ok) < 0)
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
@@ -499,16 +524,17 @@ static void sys(struct eng_shard *s, struct eng_conn *c,
 static void command(struct eng_shard *s, struct eng_conn *c, const uint8_t *p,
 		    size_t len)
 {
-	struct json_slice names[ENG_MAX_CMD_CHANNELS];
+	struct json_slice arr[ENG_MAX_CMD_CHANNELS];
+	const struct json_slice *names = arr;
 	struct json_cmd cmd;
-	int ret;
+	int ret, n = 0;
 
 	/* simdjson reads up to JSON_PADDING bytes past the end. */
 	memcpy(s->scratch, p, len);
 	memset(s->scratch + len, 0, JSON_PADDING);
 	memset(&cmd, 0, sizeof(cmd));
 	ret = json_cmd_parse(s->json, (const char *)s->scratch, len, &cmd,
-			     names, ENG_MAX_CMD_CHANNELS);
+			     arr, ENG_MAX_CMD_CHANNELS);
 	if (ret == -E2BIG) {
 		/* more channels than one command may carry (or, with no cmd,
 		 * more bytes than any document) */
@@ -522,8 +548,12 @@ static void command(struct eng_shard *s, struct eng_conn *c, const uint8_t *p,
 	}
 	if (cmd_is(&cmd, "subscribe") && (cmd.offset >= 0 || cmd.epoch.p)) {
 		recover(s, c, &cmd);
+	} else if ((cmd_is(&cmd, "subscribe") ||
+		    cmd_is(&cmd, "unsubscribe")) &&
+		   (n = chan_list(s, c, &cmd, &names)) < 0) {
+		/* refused */
 	} else if (cmd_is(&cmd, "subscribe")) {
-		subscribe(s, c, &cmd, names);
+		subscribe(s, c, &cmd, names, (unsigned)n);
 	} else if (cmd_is(&cmd, "history")) {
 		history(s, c, &cmd);
 	} else if (cmd_is(&cmd, "ack")) {
@@ -531,11 +561,11 @@ static void command(struct eng_shard *s, struct eng_conn *c, const uint8_t *p,
 	} else if (cmd_is(&cmd, "inbox")) {
 		inbox(s, c, &cmd, names, ENG_IB_LIST);
 	} else if (cmd_is(&cmd, "unsubscribe")) {
-		if (!names_ok(names, cmd.nchannels)) {
+		if (!names_ok(names, (unsigned)n)) {
 			reply(s, c, &cmd, 400, "bad channel name");
 			return;
 		}
-		eng_unsubscribe(s, c, names, cmd.nchannels);
+		eng_unsubscribe(s, c, names, (unsigned)n);
 		reply(s, c, &cmd, 200, "ok");
 	} else if (cmd_is(&cmd, "publish")) {
 		publish(s, c, &cmd);

@@ -180,6 +180,31 @@ def check_empty_cmd(eng):
         ws.heartbeat()
 
 
+def check_one_channel(eng):
+    """data.channel names one channel (no offset: a plain subscribe);
+    a subscribe or unsubscribe naming none, or both forms, is refused."""
+    with Cmds(eng) as ws:
+        ws.cmd("subscribe", 1, 200, "ok", channel="solo")
+        expect_eq(subs_total(eng), 1, "subscriptions after data.channel")
+        http = rc.http_conn(eng)
+        rc.publish(http, "solo", b'"one"')
+        http.close()
+        got = json.loads(ws.recv_message().payload)
+        expect_eq(got, {"cmd": "push", "channel": "solo", "data": "one"},
+                  "push to the data.channel subscription")
+        for cmd in ("subscribe", "unsubscribe"):
+            ws.cmd(cmd, 2, 400, "channels needed")
+            ws.heartbeat()
+            ws.cmd(cmd, 3, 400, "channels needed", channels=[])
+            ws.heartbeat()
+            ws.cmd(cmd, 4, 400, "channel or channels, not both",
+                   channel="solo", channels=["solo2"])
+            ws.heartbeat()
+        expect_eq(subs_total(eng), 1, "subscriptions after the refusals")
+        ws.cmd("unsubscribe", 5, 200, "ok", channel="solo")
+        expect_eq(subs_total(eng), 0, "subscriptions after unsubscribe")
+
+
 def check_too_large(eng):
     """--max-subs 1000: 256 channels in a command is the most."""
     with Cmds(eng) as ws:
@@ -272,6 +297,7 @@ def checks(run):
             run.check("publish-refused", check_publish_refused, eng)
             run.check("binary-1003", check_binary, eng)
             run.check("empty-cmd", check_empty_cmd, eng)
+            run.check("one-channel", check_one_channel, eng)
             run.check("max-subs-one-command", check_max_subs_one_command,
                       eng)
         with rc.Engine(run.exe, "--shards", "2", "--max-subs", "3",
