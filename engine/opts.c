@@ -302,10 +302,17 @@ static int pusher(const struct opt *o, const char *arg, struct state *st)
 		return eng_pusher_opt_app(st->cfg, arg, &st->why);
 	if (!strcmp(o->name, "pusher-apps-file"))
 		return eng_pusher_opt_file(st->cfg, arg, &st->why);
+	if (!strcmp(o->name, "pusher-activity-timeout") ||
+	    !strcmp(o->name, "pusher-pong-timeout"))
+		return eng_pusher_opt_dur(st->cfg, arg,
+					  !strcmp(o->name, "pusher-pong-timeout"),
+					  &st->why);
 	return eng_pusher_opt_events(st->cfg, arg,
-				     strcmp(o->name, "pusher-client-events") ?
-				     ENG_PUSHER_SUB_COUNT :
-				     ENG_PUSHER_CLIENT_EVENTS, &st->why);
+				     !strcmp(o->name, "pusher-client-events") ?
+				     ENG_PUSHER_CLIENT_EVENTS :
+				     !strcmp(o->name, "pusher-client-event-rate") ?
+				     ENG_PUSHER_RATE : ENG_PUSHER_SUB_COUNT,
+				     &st->why);
 }
 
 static int help(const struct opt *o, const char *arg, struct state *st);
@@ -563,6 +570,18 @@ static const struct opt opts[] = {
 	  .help = "app ID's clients may send client-* events on\n"
 		  "private and presence channels (default: off).\n"
 		  "Repeatable" },
+	{ .name = "pusher-client-event-rate", .arg = "ID=N", .parse = pusher,
+	  .help = "app ID's connections may send N client events\n"
+		  "a second (1 to 255; default 10, Pusher's); the\n"
+		  "rest get pusher:error 4301. Repeatable" },
+	{ .name = "pusher-activity-timeout", .arg = "DUR", .parse = pusher,
+	  .help = "the activity_timeout Pusher clients are told,\n"
+		  "and how long a quiet one waits for our\n"
+		  "pusher:ping (whole seconds; default 120s)" },
+	{ .name = "pusher-pong-timeout", .arg = "DUR", .parse = pusher,
+	  .help = "close with 4201 a Pusher client that sends\n"
+		  "nothing within DUR of our pusher:ping (whole\n"
+		  "seconds; default 30s)" },
 	{ .name = "pusher-subscription-count", .arg = "ID", .parse = pusher,
 	  .help = "app ID's subscribers get pusher_internal:\n"
 		  "subscription_count as their channel's count on\n"

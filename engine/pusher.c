@@ -25,8 +25,8 @@
 #include "pub.h"
 #include "pusher_eng.h"
 #include "sub.h"
+#include "timer.h"
 
-#define ACTIVITY_S	120	/* activity_timeout sent: pusher-js's default */
 #define EVENTS_PER_S	10	/* a connection's client events: Pusher's */
 #define TICKS_PER_S	10	/* the shard's tick is 100 ms */
 #define MALFORMED	4300	/* pusher:error code of a message we cannot read */
@@ -186,12 +186,14 @@ static void sub_error(struct eng_shard *s, struct eng_conn *c,
 				      : -1));
 }
 
-static void send_pong(struct eng_shard *s, struct eng_conn *c)
+/* pusher:pong (@ping false) or pusher:ping. */
+static void send_pong(struct eng_shard *s, struct eng_conn *c, bool ping)
 {
 	char *o = NULL;
 	struct eng_buf *b = frame_new(64, &o);
 
-	send_buf(s, c, frame_seal(b, b ? pusher_enc_pong(o, 64) : -1));
+	send_buf(s, c, frame_seal(b, !b ? -1 : ping ? pusher_enc_ping(o, 64)
+						  : pusher_enc_pong(o, 64)));
 }
 
 /* ---- pusher:subscribe ----------------------------------------------------- */
@@ -582,9 +584,10 @@ static void client_event(struct eng_shard *s, struct eng_conn *c,
 		pc->ev_tick = s->tick;
 		pc->ev_n = 0;
 	}
-	if (pc->ev_n >= EVENTS_PER_S) {	/* dropped; the client goes on */
+	if (pc->ev_n >= (app_of(s, pc)->client_rate ?: EVENTS_PER_S)) {
+		/* dropped; the client goes on */
 		send_error(s, c, PUSHER_CLIENT_EVENT_RATE,
-			   "over 10 client events a second");
+			   "too many client events a second");
 		return;
 	}
 	pc->ev_n++;
@@ -647,7 +650,7 @@ static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 			     cap) < 0)
 		send_error(s, c, MALFORMED, "malformed message");
 	else if (event_is(&m, "pusher:ping"))
-		send_pong(s, c);
+		send_pong(s, c, false);
 	else if (event_is(&m, "pusher:subscribe"))
 		subscribe(s, c, pc, &m, scratch + cap, cap);
 	else if (event_is(&m, "pusher:signin"))
@@ -693,17 +696,35 @@ static ssize_t target(const struct hs_req *req, char *buf, size_t cap)
 }
 
 /*
- * The activity_timeout pusher-js pings after: ACTIVITY_S, or less when
- * the engine sends no pings and would close a client quiet that long.
+ * The keep-alive (eng_endpoint due and on_due), in place of the engine's
+ * pings and --idle-timeout, from the two ticks every connection has:
+ * after activity_timeout of silence from the client, pusher:ping
+ * (last_ping = now); nothing from it within --pusher-pong-timeout of
+ * that, close 4201, which pusher-js answers by reconnecting at once. A
+ * ping waits while nothing was received since: last_ping > last_rx.
  */
-static unsigned activity(const struct eng_shard *s)
+static uint32_t keepalive_due(const struct eng_shard *s,
+			      const struct eng_conn *c)
 {
-	const struct eng_cfg *cfg = &s->eng->cfg;
-	unsigned half = cfg->idle_ms / 2000;
+	const struct eng_pusher_cfg *p = pcfg(s);
 
-	if (cfg->ping_ms || !cfg->idle_ms || half >= ACTIVITY_S)
-		return ACTIVITY_S;
-	return half ? half : 1;
+	if (c->last_ping > c->last_rx)
+		return c->last_ping + eng_ms_to_ticks(p->pong_ms);
+	return c->last_rx + eng_ms_to_ticks(p->activity_ms);
+}
+
+static void keepalive(struct eng_shard *s, struct eng_conn *c)
+{
+	if (s->tick < keepalive_due(s, c))
+		return;		/* it spoke since: the timer is set again */
+	if (c->last_ping > c->last_rx) {
+		ENG_STAT_ADD(s, timeouts, 1);
+		eng_conn_close_ws(s, c, PUSHER_PONG_TIMEOUT,
+				  "pong not received");
+		return;
+	}
+	c->last_ping = s->tick;
+	send_pong(s, c, true);
 }
 
 /* Upgrades @c only to close it with Pusher's @code: pusher-js acts on it. */
@@ -757,8 +778,7 @@ static void on_upgrade(struct eng_shard *s, struct eng_conn *c,
 	eng_conn_upgrade(s, c, &req->ws_key, ENG_CONN_K_PUSHER);
 	b = frame_new(128, &o);
 	send_buf(s, c, frame_seal(b, b ? pusher_enc_connected(o, 128, sid,
-							      activity(s))
-				      : -1));
+				pcfg(s)->activity_ms / 1000) : -1));
 }
 
 static void on_close(struct eng_shard *s, struct eng_conn *c)
@@ -811,6 +831,8 @@ static const struct eng_endpoint pusher_endpoint = {
 	.enabled = enabled,
 	.on_upgrade = on_upgrade,
 	.on_message = on_message,
+	.due = keepalive_due,
+	.on_due = keepalive,
 	.on_close = on_close,
 };
 

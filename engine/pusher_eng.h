@@ -27,7 +27,12 @@ struct hs_req;
 enum {
 	ENG_PUSHER_CLIENT_EVENTS = 1,	/* --pusher-client-events */
 	ENG_PUSHER_SUB_COUNT,		/* --pusher-subscription-count */
+	ENG_PUSHER_RATE,		/* --pusher-client-event-rate */
 };
+
+#define ENG_PUSHER_ACTIVITY_MS	120000	/* activity_timeout: pusher-js's */
+#define ENG_PUSHER_PONG_MS	30000	/* a pusher:ping's answer: Pusher's */
+#define ENG_PUSHER_RATE_MAX	255	/* --pusher-client-event-rate N */
 
 /* What the --pusher-* options and RINGCAST_PUSHER_APPS configure. */
 struct eng_pusher_cfg {
@@ -36,13 +41,18 @@ struct eng_pusher_cfg {
 	const char *events[ENG_PUSHER_EVENTS_MAX];	/* app ids, argv's */
 	uint8_t what[ENG_PUSHER_EVENTS_MAX];	/* ENG_PUSHER_* of each */
 	unsigned nevents;
+	unsigned activity_ms;	/* --pusher-activity-timeout */
+	unsigned pong_ms;	/* --pusher-pong-timeout */
 };
 
 /*
  * --pusher-app ID:KEY:SECRET (one more app), and a per-app option's ID
- * (--pusher-client-events, --pusher-subscription-count: @what), into
- * @cfg->pusher (allocated at the first). Return 0, or -EINVAL with *@why
- * set to a static message that never holds the secret.
+ * (--pusher-client-events, --pusher-subscription-count: @what; "ID=N"
+ * for --pusher-client-event-rate, N from 1 to ENG_PUSHER_RATE_MAX), into
+ * @cfg->pusher (allocated at the first); --pusher-activity-timeout and
+ * --pusher-pong-timeout (@pong), whole seconds from 1 s to a day. Return
+ * 0, or -EINVAL with *@why set to a static message that never holds the
+ * secret.
  */
 int eng_pusher_opt_app(struct eng_cfg *cfg, const char *spec,
 		       const char **why);
@@ -50,6 +60,8 @@ int eng_pusher_opt_events(struct eng_cfg *cfg, const char *id, uint8_t what,
 			  const char **why);
 int eng_pusher_opt_file(struct eng_cfg *cfg, const char *path,
 			const char **why);
+int eng_pusher_opt_dur(struct eng_cfg *cfg, const char *arg, bool pong,
+		       const char **why);
 
 /*
  * After the command line: the apps of RINGCAST_PUSHER_APPS and of

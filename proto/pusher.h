@@ -59,6 +59,8 @@ struct pusher_app {
 	size_t id_len, key_len, secret_len;
 	bool client_events;	/* clients may send client-* events */
 	bool sub_count;		/* pusher_internal:subscription_count sent */
+	uint8_t client_rate;	/* client events a second a connection may
+				 * send; 0: Pusher's 10 */
 };
 
 /* The apps a server serves; pusher_apps_init() makes it empty. */
@@ -364,8 +366,9 @@ ssize_t pusher_enc_sub_error(char *out, size_t cap, struct json_slice channel,
 /* pusher:error, data {"code":@code,"message":@message}. */
 ssize_t pusher_enc_error(char *out, size_t cap, int code, const char *message);
 
-/* pusher:pong, data {}. */
+/* pusher:pong and pusher:ping (the server's keep-alive), data {}. */
 ssize_t pusher_enc_pong(char *out, size_t cap);
+ssize_t pusher_enc_ping(char *out, size_t cap);
 
 /* pusher_internal:member_added (user_id, user_info) on @channel. */
 ssize_t pusher_enc_member_added(char *out, size_t cap,

@@ -349,6 +349,11 @@ ssize_t pusher_enc_pong(char *buf, size_t cap)
 	return empty_event(buf, cap, "pusher:pong", NO_CHANNEL);
 }
 
+ssize_t pusher_enc_ping(char *buf, size_t cap)
+{
+	return empty_event(buf, cap, "pusher:ping", NO_CHANNEL);
+}
+
 /* member_added and member_removed: user_info only in the first. */
 static ssize_t member_event(char *buf, size_t cap, const char *event,
 			    struct json_slice channel,

@@ -823,6 +823,8 @@ static int test_encode(void)
 	T_CHECK(!short_sizes(enc_nasty_error, n));
 	n = pusher_enc_pong(out, sizeof(out));
 	T_CHECK(!event_is(out, n, "pusher:pong", NULL, "{}"));
+	n = pusher_enc_ping(out, sizeof(out));
+	T_CHECK(!event_is(out, n, "pusher:ping", NULL, "{}"));
 	n = pusher_enc_member_added(out, sizeof(out), S("presence-r"), &mb);
 	T_CHECK(!event_is(out, n, "pusher_internal:member_added", "presence-r",
 			  "{\"user_id\":\"u1\",\"user_info\":{\"n\":\"\\\"\"}}"));

@@ -163,38 +163,61 @@ def channel_auth(app, sid, channel, channel_data=None):
                                        hashlib.sha256).hexdigest()
 
 
-async def check_client_rate(eng):
-    """Over 10 client events a second: pusher:error 4301 for those
-    dropped, and the connection stays."""
+async def client_refusals(eng, chan, n):
+    """Sends @n client events at once on @chan; how many got 4301 (the
+    others none, the connection still open)."""
     ws, hello = await connected(eng)
-    chan = "private-rate"
     await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
         "channel": chan,
         "auth": channel_auth(APP, hello["socket_id"], chan)}}))
     expect_eq((await event(ws))["event"],
               "pusher_internal:subscription_succeeded", "subscribed")
-    for i in range(200):
+    for i in range(n):
         await ws.send(json.dumps({"event": "client-x", "channel": chan,
                                   "data": {"i": i}}))
     await ws.send('{"event":"pusher:ping"}')
     refused = 0
-    for _ in range(201):
+    for _ in range(n + 1):
         ev = await event(ws)
         if ev["event"] == "pusher:pong":
             break
         expect_eq((ev["event"], ev["data"]["code"]), ("pusher:error", 4301),
                   "answer to a client event")
         refused += 1
+    await ws.close()
+    return refused
+
+
+async def check_client_rate(eng):
+    """Over 10 client events a second: pusher:error 4301 for those
+    dropped, and the connection stays."""
+    refused = await client_refusals(eng, "private-rate", 200)
     expect(refused >= 1, "200 client events at once, none refused")
-    await ws.close()
 
 
-async def check_activity_timeout(eng):
-    """Without server pings, activity_timeout is half the idle timeout,
-    so that pusher-js's own ping comes first."""
-    ws, hello = await connected(eng)
-    expect_eq(hello["activity_timeout"], 5, "activity_timeout")
-    await ws.close()
+async def check_keepalive(eng):
+    """--pusher-activity-timeout 1s: activity_timeout 1, then our
+    pusher:ping after a second of silence; a client that answers it stays
+    (it gets the next ping), one that does not is closed with 4201."""
+    answers, _ = await connected(eng)
+    silent, hello = await connected(eng)
+    expect_eq(hello["activity_timeout"], 1, "activity_timeout")
+    for ws in (answers, silent):
+        expect_eq((await event(ws))["event"], "pusher:ping", "our ping")
+    await answers.send('{"event":"pusher:pong","data":{}}')
+    code, _ = await rc.ws_await_close(silent)
+    expect_eq(code, 4201, "no pong: the close")
+    expect_eq((await event(answers))["event"], "pusher:ping",
+              "the client that answered: pinged again, still open")
+    await answers.close()
+
+
+async def check_rate_option(eng):
+    """--pusher-client-event-rate 42=3: of 10 client events sent at once,
+    at most 6 pass (two windows of a second), the rest get 4301."""
+    refused = await client_refusals(eng, "private-rate3", 10)
+    expect(refused >= 4, "10 client events at a rate of 3: %d refused",
+           refused)
 
 
 def check_stop_with_members(eng):
@@ -588,6 +611,15 @@ def check_options(run):
     refused(["--pusher-subscription-count", "9", "--pusher-app",
              SPEC % APP], words=["--pusher-subscription-count 9",
                                  "no app has this ID"])
+    refused(["--pusher-app", SPEC % APP, "--pusher-client-event-rate",
+             "9=3"], words=["no app has this ID"])
+    for rate in ("42=0", "42=256", "42", "42=x", "42=3s"):
+        refused(["--pusher-app", SPEC % APP, "--pusher-client-event-rate",
+                 rate], words=["--pusher-client-event-rate " + rate])
+    for opt in ("--pusher-activity-timeout", "--pusher-pong-timeout"):
+        for bad in ("0", "1500ms", "25h"):
+            refused(["--pusher-app", SPEC % APP, opt, bad],
+                    words=["whole seconds"])
     refused([], env={"RINGCAST_PUSHER_APPS": "1:k:s3cret\n2:k:Xsecret"},
             words=["RINGCAST_PUSHER_APPS, line 2"])
     with tempfile.NamedTemporaryFile("w", suffix=".apps") as f:
@@ -660,11 +692,17 @@ def body(run):
     if rc.BROKER == "redis":
         run.check("a failure on any channel is told, not the last's only",
                   check_partial_failure, run)
-    with run.section("activity"), rc.Engine(
-            run.exe, "--pusher-app", SPEC % APP, "--ping-interval", "0",
-            "--idle-timeout", "10s") as eng:
-        run.check("activity_timeout follows --idle-timeout",
-                  check_activity_timeout, eng)
+    with run.section("keep-alive"), rc.Engine(
+            run.exe, "--pusher-app", SPEC % APP, "--pusher-client-events",
+            APP["id"], "--pusher-activity-timeout", "1s",
+            "--pusher-pong-timeout", "1s", "--pusher-client-event-rate",
+            APP["id"] + "=3") as eng:
+        run.check("pusher:ping after activity_timeout, 4201 without pong",
+                  check_keepalive, eng)
+        run.check("--pusher-client-event-rate 3: 4301 past it",
+                  check_rate_option, eng)
+    with run.section("stop"), rc.Engine(
+            run.exe, "--pusher-app", SPEC % APP) as eng:
         run.check("stopping with presence members connected",
                   check_stop_with_members, eng)
     with tempfile.NamedTemporaryFile("w", suffix=".apps") as f:
