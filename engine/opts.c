@@ -302,6 +302,8 @@ static int pusher(const struct opt *o, const char *arg, struct state *st)
 		return eng_pusher_opt_app(st->cfg, arg, &st->why);
 	if (!strcmp(o->name, "pusher-apps-file"))
 		return eng_pusher_opt_file(st->cfg, arg, &st->why);
+	if (!strcmp(o->name, "pusher-cache-ttl"))
+		return eng_pusher_opt_ttl(st->cfg, arg, &st->why);
 	if (!strcmp(o->name, "pusher-activity-timeout") ||
 	    !strcmp(o->name, "pusher-pong-timeout"))
 		return eng_pusher_opt_dur(st->cfg, arg,
@@ -574,6 +576,10 @@ static const struct opt opts[] = {
 	  .help = "app ID's connections may send N client events\n"
 		  "a second (1 to 255; default 10, Pusher's); the\n"
 		  "rest get pusher:error 4301. Repeatable" },
+	{ .name = "pusher-cache-ttl", .arg = "DUR", .parse = pusher,
+	  .help = "how long a cache channel keeps its last event\n"
+		  "for new subscribers (1s to 24h; default 30m,\n"
+		  "Pusher's)" },
 	{ .name = "pusher-activity-timeout", .arg = "DUR", .parse = pusher,
 	  .help = "the activity_timeout Pusher clients are told,\n"
 		  "and how long a quiet one waits for our\n"

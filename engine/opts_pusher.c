@@ -67,6 +67,20 @@ int eng_pusher_opt_dur(struct eng_cfg *cfg, const char *arg, bool pong,
 	return 0;
 }
 
+int eng_pusher_opt_ttl(struct eng_cfg *cfg, const char *arg,
+		       const char **why)
+{
+	struct eng_pusher_cfg *pc = cfg_get(cfg);
+	unsigned ms = 0;
+
+	*why = "from 1s to 24h";
+	if (!pc || opts__dur(arg, &ms) < 0 || ms < 1000 ||
+	    ms > ENG_PUSHER_CACHE_TTL_MAX)
+		return -EINVAL;
+	pc->cache_ms = ms;
+	return 0;
+}
+
 int eng_pusher_opt_file(struct eng_cfg *cfg, const char *path,
 			const char **why)
 {
@@ -180,6 +194,8 @@ int eng_pusher_opts_finish(struct eng_cfg *cfg)
 		pc->activity_ms = ENG_PUSHER_ACTIVITY_MS;
 	if (!pc->pong_ms)
 		pc->pong_ms = ENG_PUSHER_PONG_MS;
+	if (!pc->cache_ms)
+		pc->cache_ms = ENG_PUSHER_CACHE_TTL_MS;
 	for (unsigned i = 0; i < pc->nevents; i++)
 		if (per_app(pc, pc->events[i], pc->what[i]) < 0)
 			return -EINVAL;
@@ -198,6 +214,7 @@ void eng_pusher_cfg_free(struct eng_cfg *cfg)
 		return;
 	pusher_apps_exit(&cfg->pusher->apps);
 	eng_pusher_count_clear();
+	eng_pusher_cache_clear();
 	free(cfg->pusher);
 	cfg->pusher = NULL;
 }

@@ -152,6 +152,16 @@ static struct eng_buf *frame_seal(struct eng_buf *b, ssize_t n)
 	return b;
 }
 
+struct eng_buf *eng_pusher_text(const char *json, size_t n)
+{
+	char *o = NULL;
+	struct eng_buf *b = frame_new(n, &o);
+
+	if (b)
+		memcpy(o, json, n);
+	return frame_seal(b, (ssize_t)n);
+}
+
 /* Queues @b, or fails @c when it could not be made. */
 static void send_buf(struct eng_shard *s, struct eng_conn *c,
 		     struct eng_buf *b)
@@ -223,14 +233,16 @@ static struct join *joined(struct pconn *pc, const char *name, size_t len)
 /*
  * Presence channel @one (Pusher's @ch) joined as @mb: the member counted
  * and announced (pusher_presence.c), the subscription registered, and
- * the join kept for the leave. A second subscribe is refused.
+ * the join kept for the leave. A second subscribe is refused. A cache
+ * channel's last event (or cache_miss) is asked after the join, so that
+ * it comes behind the member list.
  */
 static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		 const struct json_slice *one, struct json_slice ch,
-		 const struct pusher_member *mb)
+		 const struct pusher_member *mb, bool cache)
 {
 	struct json_slice sid = { pc->sid, pc->sid_len };
-	struct eng_buf *ok = NULL;
+	struct eng_buf *ok = NULL, *then = NULL;
 	struct join *j = NULL;
 	int ret;
 
@@ -249,7 +261,14 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		sub_error(s, c, ch, "LimitReached", "too many members", 4100);
 		return;
 	}
-	if (ret >= 0 && eng_subscribe(s, c, one, 1, ok) < 0) {
+	if (ret >= 0 && cache &&
+	    eng_pusher_cache_get(s, c, app_of(s, pc), one->p, one->len, ch,
+				 true, &then) < 0) {
+		eng_buf_put(ok);
+		ok = NULL;	/* fails the subscribe below */
+	}
+	if (ret >= 0 && (!ok || eng_subscribe_then(s, c, one, 1, ok, then) < 0)) {
+		eng_buf_put(then);
 		ret = -ENOMEM;	/* the member counted goes again */
 		eng_pusher_leave(s, c, one->p, one->len, ch, sid, mb->id_str);
 	} else if (ret >= 0) {
@@ -442,9 +461,9 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 {
 	struct pusher_member mb = { 0 };
 	char name[ENG_CHAN_MAX + 1];
+	struct eng_buf *then = NULL;
 	struct json_slice one;
-	struct eng_buf *ok;
-	int kind, len;
+	int kind, len, ret;
 	bool fresh;
 
 	if (!m->d_channel.p) {
@@ -480,15 +499,45 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	if (kind & PUSHER_CH_PRESENCE) {
-		join(s, c, pc, &one, m->d_channel, &mb);
+		join(s, c, pc, &one, m->d_channel, &mb, kind & PUSHER_CH_CACHE);
 		return;
 	}
-	ok = succeeded(m->d_channel);
-	if (!ok || eng_subscribe(s, c, &one, 1, ok) < 0)
+	if (kind & PUSHER_CH_CACHE) {
+		ret = eng_pusher_cache_get(s, c, app_of(s, pc), name,
+					   (size_t)len, m->d_channel, false,
+					   &then);
+		if (ret < 0)
+			eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		if (ret <= 0)	/* failed, or Redis answers later */
+			return;
+	}
+	eng_pusher_cached(s, c, m->d_channel, then);
+}
+
+void eng_pusher_cached(struct eng_shard *s, struct eng_conn *c,
+		       struct json_slice ch, struct eng_buf *then)
+{
+	struct pconn *pc = pconn_of(s, c);
+	char name[ENG_CHAN_MAX + 1];
+	struct eng_buf *ok;
+	int len = pc ? eng_pusher_chan_name(app_of(s, pc), ch.p, ch.len, name)
+		     : -EINVAL;
+	bool fresh = len > 0 &&
+		     !eng_sub_find(c, eng_chan_find(&s->chans, name, (size_t)len,
+						    eng_chan_hash(name,
+								  (size_t)len)));
+
+	ok = len > 0 ? succeeded(ch) : NULL;
+	if (!ok) {
+		eng_buf_put(then);
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
-	else if (fresh)
-		eng_pusher_count_add(name, (size_t)len, m->d_channel, 1,
+	} else if (eng_subscribe_then(s, c, &(struct json_slice){ name,
+				      (size_t)len }, 1, ok, then) < 0) {
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+	} else if (fresh) {
+		eng_pusher_count_add(name, (size_t)len, ch, 1,
 				     app_of(s, pc)->sub_count);
+	}
 }
 
 static void unsubscribe(struct eng_shard *s, struct eng_conn *c,

@@ -245,6 +245,9 @@ static bool publish(struct eng_shard *s, struct tally *t,
 
 		t->left++;
 		t->made++;
+		if (n >= 0)	/* a cache channel's: kept ahead of the publish */
+			eng_pusher_cache_put(s, name, (size_t)nlen, e->name,
+					     e->ch[i], e->data);
 		ret = n < 0 ? (int)n :
 		      s->eng->broker->publish_fin(s, name, (size_t)nlen,
 						  (const uint8_t *)ev,

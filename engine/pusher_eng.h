@@ -43,6 +43,7 @@ struct eng_pusher_cfg {
 	unsigned nevents;
 	unsigned activity_ms;	/* --pusher-activity-timeout */
 	unsigned pong_ms;	/* --pusher-pong-timeout */
+	unsigned cache_ms;	/* --pusher-cache-ttl */
 };
 
 /*
@@ -50,7 +51,8 @@ struct eng_pusher_cfg {
  * (--pusher-client-events, --pusher-subscription-count: @what; "ID=N"
  * for --pusher-client-event-rate, N from 1 to ENG_PUSHER_RATE_MAX), into
  * @cfg->pusher (allocated at the first); --pusher-activity-timeout and
- * --pusher-pong-timeout (@pong), whole seconds from 1 s to a day. Return
+ * --pusher-pong-timeout (@pong), whole seconds from 1 s to a day, and
+ * --pusher-cache-ttl (eng_pusher_opt_ttl, 1 s to a day). Return
  * 0, or -EINVAL with *@why set to a static message that never holds the
  * secret.
  */
@@ -61,6 +63,8 @@ int eng_pusher_opt_events(struct eng_cfg *cfg, const char *id, uint8_t what,
 int eng_pusher_opt_file(struct eng_cfg *cfg, const char *path,
 			const char **why);
 int eng_pusher_opt_dur(struct eng_cfg *cfg, const char *arg, bool pong,
+		       const char **why);
+int eng_pusher_opt_ttl(struct eng_cfg *cfg, const char *arg,
 		       const char **why);
 
 /*
@@ -147,6 +151,51 @@ int eng_pusher_user_key(const struct pusher_app *app, const char *uid,
  * closes (4009) each connection it would reach instead.
  */
 #define ENG_PUSHER_TERMINATE	"!terminate"
+
+/*
+ * A text frame holding JSON @json[0..@n), sealed, one reference the
+ * caller's; NULL out of memory.
+ */
+struct eng_buf *eng_pusher_text(const char *json, size_t n);
+
+#define ENG_PUSHER_CACHE_TTL_MS	1800000u	/* a cached event: Pusher's */
+#define ENG_PUSHER_CACHE_TTL_MAX 86400000u	/* --pusher-cache-ttl at most */
+#define ENG_PUSHER_CACHE_BYTES	(64u << 20)	/* a node's cache table */
+
+/*
+ * Cache channels (pusher_cache.c). eng_pusher_cache_put(): event @event
+ * with @data, published by the HTTP API to Pusher channel @ch (engine
+ * channel @name[0..@len)), becomes its last when @ch is a cache channel
+ * (else nothing): for --pusher-cache-ttl (ENG_PUSHER_CACHE_TTL_MS by
+ * default), in Redis with one Redis
+ * (sent ahead of the event's own publish, on the same link), else in
+ * this node's table, whose entries and frames take at most
+ * ENG_PUSHER_CACHE_BYTES (the oldest go first).
+ *
+ * eng_pusher_cache_get(): @c subscribes to cache channel @ch of @app:
+ * what it gets after subscription_succeeded, the last event or
+ * pusher:cache_miss. From the table: *@then set, returns 1. From Redis:
+ * returns 0 and the answer goes, once there, to eng_pusher_cached() or,
+ * for @presence (whose join was sent to Redis before), straight to @c,
+ * behind the members. -ENOMEM: nothing asked.
+ */
+void eng_pusher_cache_put(struct eng_shard *s, const char *name, size_t len,
+			  struct json_slice event, struct json_slice ch,
+			  struct json_slice data);
+int eng_pusher_cache_get(struct eng_shard *s, struct eng_conn *c,
+			 const struct pusher_app *app, const char *name,
+			 size_t len, struct json_slice ch, bool presence,
+			 struct eng_buf **then);
+/* The table's figures now; emptied at the stop. */
+void eng_pusher_cache_figures(unsigned *entries, size_t *bytes);
+void eng_pusher_cache_clear(void);
+
+/*
+ * pusher.c: @c's subscribe to (non-presence) cache channel @ch goes on
+ * with @then (taken over) queued behind its subscription_succeeded.
+ */
+void eng_pusher_cached(struct eng_shard *s, struct eng_conn *c,
+		       struct json_slice ch, struct eng_buf *then);
 
 /*
  * This node's subscriptions to Pusher channels (pusher_count.c), one

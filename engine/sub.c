@@ -54,6 +54,28 @@ static void set_bit(struct eng_shard *s, struct eng_chan *ch, unsigned id,
 	}
 }
 
+/* @pd's replies, in order, to @c; what is queued is no longer @pd's. */
+static int send_pend(struct eng_shard *s, struct eng_conn *c,
+		     struct eng_pend *pd)
+{
+	int ret = pd->reply ? eng_conn_queue(s, c, pd->reply) : 0;
+
+	pd->reply = NULL;
+	if (pd->then && !ret)
+		ret = eng_conn_queue(s, c, pd->then);
+	else
+		eng_buf_put(pd->then);
+	pd->then = NULL;
+	return ret;
+}
+
+static void pend_free(struct eng_pend *pd)
+{
+	eng_buf_put(pd->reply);
+	eng_buf_put(pd->then);
+	eng_free(pd);
+}
+
 /* Releases the replies held for @ch: the owner now knows this shard. */
 static void release_waiters(struct eng_shard *s, struct eng_chan *ch)
 {
@@ -67,12 +89,9 @@ static void release_waiters(struct eng_shard *s, struct eng_chan *ch)
 		if (--pd->count == 0) {
 			struct eng_conn *c = &s->conns[pd->slot];
 
-			if (c->gen == pd->gen && eng_conn_alive(c)) {
-				eng_conn_queue(s, c, pd->reply);
-				pd->reply = NULL;
-			}
-			eng_buf_put(pd->reply);
-			eng_free(pd);
+			if (c->gen == pd->gen && eng_conn_alive(c))
+				send_pend(s, c, pd);
+			pend_free(pd);
 		}
 		eng_free(w);
 		w = next;
@@ -272,6 +291,14 @@ int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
 		  const struct json_slice *names, unsigned n,
 		  struct eng_buf *reply)
 {
+	return eng_subscribe_then(s, c, names, n, reply, NULL);
+}
+
+int eng_subscribe_then(struct eng_shard *s, struct eng_conn *c,
+		       const struct json_slice *names, unsigned n,
+		       struct eng_buf *reply, struct eng_buf *then)
+{
+	struct eng_pend now = { .reply = reply, .then = then };
 	struct eng_pend *pd = NULL;
 	uint32_t slot = eng_slot(s, c);
 	unsigned i;
@@ -305,7 +332,8 @@ int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
 			pd->gen = c->gen;
 			pd->count = 1;	/* ours, dropped below */
 			pd->reply = reply;
-			reply = NULL;
+			pd->then = then;
+			reply = then = NULL;
 		}
 		{
 			struct eng_wait *w = eng_malloc(sizeof(*w));
@@ -318,19 +346,18 @@ int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
 			pd->count++;
 		}
 	}
-	if (reply)
-		return eng_conn_queue(s, c, reply);
-	if (pd && --pd->count == 0) {	/* every owner answered already */
-		eng_conn_queue(s, c, pd->reply);
+	if (!pd)		/* registered everywhere already */
+		return send_pend(s, c, &now);
+	if (--pd->count == 0) {	/* every owner answered already */
+		send_pend(s, c, pd);
 		eng_free(pd);
 	}
 	return 0;
 nomem:
 	eng_buf_put(reply);
-	if (pd && --pd->count == 0) {
-		eng_buf_put(pd->reply);
-		eng_free(pd);
-	}
+	eng_buf_put(then);
+	if (pd && --pd->count == 0)
+		pend_free(pd);
 	return -ENOMEM;
 }
 

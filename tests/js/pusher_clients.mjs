@@ -382,8 +382,39 @@ async function subcount() {
     return out;
 }
 
+// Cache channels: a subscriber before any event gets pusher:cache_miss
+// after subscription_succeeded; the SDK publishes on the last node; a
+// subscriber there after it gets that event, after its
+// subscription_succeeded. Each client's events in order, per channel.
+async function cache() {
+    const out = {};
+    const sdk = sdkFor(cfg.ports[cfg.ports.length - 1]);
+    for (const name of ['cache-c', 'private-cache-c', 'presence-cache-c']) {
+        const a = client(cfg.ports[0], { user: 'ca' });
+        const b = client(cfg.ports[cfg.ports.length - 1], { user: 'cb' });
+        const seqA = [], seqB = [];
+        const chA = a.channel(name) || a.subscribe(name);
+        chA.bind_global((ev) => seqA.push(ev));
+        await once(chA, 'pusher:cache_miss', 'cache_miss on ' + name);
+        const live = once(chA, 'state', 'state on ' + name + ' (live)');
+        const r = await sdk.trigger(name, 'state', { v: name });
+        if (r.status !== 200)
+            fail('trigger answered ' + r.status);
+        await live;
+        const chB = b.subscribe(name);
+        chB.bind_global((ev) => seqB.push(ev));
+        const data = await once(chB, 'state', 'state on ' + name +
+                                ' (cached)');
+        out[name] = { a: seqA.filter((e) => !e.includes('member')),
+                      b: seqB, data };
+        a.disconnect();
+        b.disconnect();
+    }
+    return out;
+}
+
 const run = { fanout, badauth, unknownkey, presence, queries, terminate,
-              subcount,
+              subcount, cache,
               client: clientEvents, user, badsignin }[scenario];
 if (!run)
     fail('unknown scenario');

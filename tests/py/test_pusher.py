@@ -163,6 +163,54 @@ def channel_auth(app, sid, channel, channel_data=None):
                                        hashlib.sha256).hexdigest()
 
 
+def check_cache(engs):
+    """Cache channels with pusher-js: cache_miss before any event, the
+    last event to a later subscriber on another node, each after
+    subscription_succeeded."""
+    out = pusher_js("cache", engs)
+    ok = "pusher:subscription_succeeded"
+    for name in ("cache-c", "private-cache-c", "presence-cache-c"):
+        expect_eq(out[name]["a"], [ok, "pusher:cache_miss", "state"],
+                  "%s: the first subscriber's events" % name)
+        expect_eq(out[name]["b"], [ok, "state"],
+                  "%s: the later subscriber's events" % name)
+        expect_eq(out[name]["data"], {"v": name}, "%s: the event" % name)
+
+
+async def cache_replay(eng, chan):
+    """A new subscriber of @chan on @eng: the event after its
+    subscription_succeeded (None for a plain channel's nothing)."""
+    ws, _ = await connected(eng)
+    await ws.send(json.dumps({"event": "pusher:subscribe",
+                              "data": {"channel": chan}}))
+    expect_eq((await event(ws))["event"],
+              "pusher_internal:subscription_succeeded", "subscribed")
+    await ws.send('{"event":"pusher:ping"}')
+    ev = await event(ws)
+    await ws.close()
+    return None if ev["event"] == "pusher:pong" else ev
+
+
+async def check_cache_ttl(engs):
+    """--pusher-cache-ttl 1s: the event is replayed on the other node,
+    then, once expired, cache_miss; a plain channel replays nothing."""
+    for chan in ("cache-ttl", "plain-ttl"):
+        status, _ = trigger(engs[-1], {"name": "s", "channel": chan,
+                                       "data": "{\"v\":1}"})
+        expect_eq(status, 200, "publish to %s" % chan)
+    expect_eq(await cache_replay(engs[0], "plain-ttl"), None,
+              "a plain channel's subscriber")
+    ev = await cache_replay(engs[0], "cache-ttl")
+    expect_eq(ev, {"event": "s", "channel": "cache-ttl", "data": '{"v":1}'},
+              "replayed")
+    deadline = time.monotonic() + 30
+    while ev["event"] != "pusher:cache_miss":
+        expect(time.monotonic() < deadline, "still cached after 30 s: %r",
+               ev)
+        await asyncio.sleep(0.2)
+        ev = await cache_replay(engs[0], "cache-ttl")
+
+
 async def client_refusals(eng, chan, n):
     """Sends @n client events at once on @chan; how many got 4301 (the
     others none, the connection still open)."""
@@ -616,6 +664,9 @@ def check_options(run):
     for rate in ("42=0", "42=256", "42", "42=x", "42=3s"):
         refused(["--pusher-app", SPEC % APP, "--pusher-client-event-rate",
                  rate], words=["--pusher-client-event-rate " + rate])
+    for bad in ("0", "500ms", "25h"):
+        refused(["--pusher-app", SPEC % APP, "--pusher-cache-ttl", bad],
+                words=["--pusher-cache-ttl"])
     for opt in ("--pusher-activity-timeout", "--pusher-pong-timeout"):
         for bad in ("0", "1500ms", "25h"):
             refused(["--pusher-app", SPEC % APP, opt, bad],
@@ -646,6 +697,8 @@ def body(run):
                   check_official_clients, engs)
         run.check("pusher-js presence on one node: members, first join, "
                   "last leave", check_presence, engs)
+        run.check("pusher-js cache channels: cache_miss, then the last "
+                  "event, on every node", check_cache, engs)
         run.check("pusher-js client events, to the other node",
                   check_client_events, engs)
         run.check("client events refused: public, not joined, app off",
@@ -684,6 +737,10 @@ def body(run):
                   check_query_refusals, engs[0])
         run.check("HTTP API refusals: replay, signature, sizes",
                   check_api_refusals, engs[0])
+    with run.section("cache ttl"), rc.nodes(
+            run.exe, *engine_args("--pusher-cache-ttl", "1s")) as engs:
+        run.check("--pusher-cache-ttl: replayed, then expired",
+                  check_cache_ttl, engs)
     with run.section("subscription count"), rc.nodes(
             run.exe, *engine_args("--pusher-subscription-count", APP["id"]),
             count=1) as engs:
