@@ -302,6 +302,8 @@ static int pusher(const struct opt *o, const char *arg, struct state *st)
 		return eng_pusher_opt_app(st->cfg, arg, &st->why);
 	if (!strcmp(o->name, "pusher-apps-file"))
 		return eng_pusher_opt_file(st->cfg, arg, &st->why);
+	if (!strcmp(o->name, "pusher-max-data"))
+		return eng_pusher_opt_data(st->cfg, arg, &st->why);
 	if (!strcmp(o->name, "pusher-cache-ttl"))
 		return eng_pusher_opt_ttl(st->cfg, arg, &st->why);
 	if (!strcmp(o->name, "pusher-activity-timeout") ||
@@ -576,6 +578,10 @@ static const struct opt opts[] = {
 	  .help = "app ID's connections may send N client events\n"
 		  "a second (1 to 255; default 10, Pusher's); the\n"
 		  "rest get pusher:error 4301. Repeatable" },
+	{ .name = "pusher-max-data", .arg = "BYTES", .parse = pusher,
+	  .help = "the most data a Pusher event may carry, from the\n"
+		  "HTTP API (413 beyond) or a client (default 10K,\n"
+		  "Pusher's 10240 bytes; at most 1M)" },
 	{ .name = "pusher-cache-ttl", .arg = "DUR", .parse = pusher,
 	  .help = "how long a cache channel keeps its last event\n"
 		  "for new subscribers (1s to 24h; default 30m,\n"

@@ -81,6 +81,19 @@ int eng_pusher_opt_ttl(struct eng_cfg *cfg, const char *arg,
 	return 0;
 }
 
+int eng_pusher_opt_data(struct eng_cfg *cfg, const char *arg,
+			const char **why)
+{
+	struct eng_pusher_cfg *pc = cfg_get(cfg);
+	uint64_t n = 0;
+
+	*why = "bytes, from 1 to 1M";
+	if (!pc || opts__size(arg, &n) < 0 || !n || n > ENG_PUSHER_DATA_CAP)
+		return -EINVAL;
+	pc->max_data = (unsigned)n;
+	return 0;
+}
+
 int eng_pusher_opt_file(struct eng_cfg *cfg, const char *path,
 			const char **why)
 {
@@ -196,6 +209,8 @@ int eng_pusher_opts_finish(struct eng_cfg *cfg)
 		pc->pong_ms = ENG_PUSHER_PONG_MS;
 	if (!pc->cache_ms)
 		pc->cache_ms = ENG_PUSHER_CACHE_TTL_MS;
+	if (!pc->max_data)
+		pc->max_data = ENG_PUSHER_DATA_MAX;
 	for (unsigned i = 0; i < pc->nevents; i++)
 		if (per_app(pc, pc->events[i], pc->what[i]) < 0)
 			return -EINVAL;

@@ -582,7 +582,7 @@ static const char *client_refusal(struct eng_shard *s, struct eng_conn *c,
 	    (kind & PUSHER_CH_ENCRYPTED))
 		return "client events go on private and presence channels only";
 	if (pusher_event_name_check(m->event.p, m->event.len, true) < 0 ||
-	    m->data.len > ENG_PUSHER_DATA_MAX)
+	    m->data.len > pcfg(s)->max_data)
 		return "client event name or data too long";
 	*len = eng_pusher_chan_name(app_of(s, pc), m->channel.p,
 				    m->channel.len, name);

@@ -44,6 +44,7 @@ struct eng_pusher_cfg {
 	unsigned activity_ms;	/* --pusher-activity-timeout */
 	unsigned pong_ms;	/* --pusher-pong-timeout */
 	unsigned cache_ms;	/* --pusher-cache-ttl */
+	unsigned max_data;	/* --pusher-max-data */
 };
 
 /*
@@ -52,7 +53,9 @@ struct eng_pusher_cfg {
  * for --pusher-client-event-rate, N from 1 to ENG_PUSHER_RATE_MAX), into
  * @cfg->pusher (allocated at the first); --pusher-activity-timeout and
  * --pusher-pong-timeout (@pong), whole seconds from 1 s to a day, and
- * --pusher-cache-ttl (eng_pusher_opt_ttl, 1 s to a day). Return
+ * --pusher-cache-ttl (eng_pusher_opt_ttl, 1 s to a day), and
+ * --pusher-max-data (eng_pusher_opt_data, 1 to ENG_PUSHER_DATA_CAP
+ * bytes). Return
  * 0, or -EINVAL with *@why set to a static message that never holds the
  * secret.
  */
@@ -66,6 +69,8 @@ int eng_pusher_opt_dur(struct eng_cfg *cfg, const char *arg, bool pong,
 		       const char **why);
 int eng_pusher_opt_ttl(struct eng_cfg *cfg, const char *arg,
 		       const char **why);
+int eng_pusher_opt_data(struct eng_cfg *cfg, const char *arg,
+			const char **why);
 
 /*
  * After the command line: the apps of RINGCAST_PUSHER_APPS and of
@@ -90,7 +95,8 @@ int eng_pusher_chan_name(const struct pusher_app *app, const char *ch,
 			 size_t len, char *out);
 
 #define ENG_PUSHER_MEMBERS_MAX	100	/* a presence channel's users */
-#define ENG_PUSHER_DATA_MAX	10240	/* bytes of an event's data */
+#define ENG_PUSHER_DATA_MAX	10240	/* an event's data: Pusher's default */
+#define ENG_PUSHER_DATA_CAP	(1u << 20)	/* --pusher-max-data at most */
 
 /*
  * A channel event's frame as published (pusher_enc_event's), after

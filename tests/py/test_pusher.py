@@ -484,6 +484,60 @@ def check_api_refusals(eng):
               400, "no channel")
 
 
+async def check_presence_byte(eng):
+    """Presence channel_data changed by one byte after it was signed:
+    subscription_error 401, the connection still open."""
+    ws, hello = await connected(eng)
+    chan, cd = "presence-byte", json.dumps({"user_id": "u1"})
+    await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
+        "channel": chan, "channel_data": cd.replace("u1", "u2"),
+        "auth": channel_auth(APP, hello["socket_id"], chan, cd)}}))
+    ev = await event(ws)
+    expect_eq((ev["event"], ev["data"]["type"], ev["data"]["status"]),
+              ("pusher:subscription_error", "AuthError", 401),
+              "channel_data changed by one byte")
+    await ws.send('{"event":"pusher:ping"}')
+    expect_eq((await event(ws))["event"], "pusher:pong", "still open")
+    await ws.close()
+
+
+def check_api_timestamps(eng):
+    """auth_timestamp: 660 s ahead is refused like 660 s behind; the
+    same signed request sent twice within the window is taken twice,
+    as Pusher does (an SDK's retry; SECURITY.md)."""
+    body = json.dumps({"name": "e", "channel": "c", "data": "x"}).encode()
+    path = "/apps/%s/events" % APP["id"]
+    q = signed(APP, "POST", path, body, ts=int(time.time()) + 660)
+    expect_eq(rc.api(eng, "POST", path + "?" + q, body)[0], 401,
+              "660 s in the future")
+    q = signed(APP, "POST", path, body)
+    for i in range(2):
+        expect_eq(rc.api(eng, "POST", path + "?" + q, body)[0], 200,
+                  "the same request, sent %d times" % (i + 1))
+
+
+async def check_max_data(eng):
+    """--pusher-max-data 10000: 10,001 bytes of data are 413 from the
+    HTTP API and pusher:error from a client; 10,000 pass."""
+    expect_eq(trigger(eng, {"name": "e", "channel": "c",
+                            "data": "x" * 10001})[0], 413, "10,001 bytes")
+    expect_eq(trigger(eng, {"name": "e", "channel": "c",
+                            "data": "x" * 10000})[0], 200, "10,000 bytes")
+    ws, hello = await connected(eng)
+    chan = "private-big"
+    await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
+        "channel": chan,
+        "auth": channel_auth(APP, hello["socket_id"], chan)}}))
+    expect_eq((await event(ws))["event"],
+              "pusher_internal:subscription_succeeded", "subscribed")
+    await ws.send(json.dumps({"event": "client-x", "channel": chan,
+                              "data": "x" * 9999}))
+    ev = await event(ws)
+    expect_eq((ev["event"], ev["data"]["code"]), ("pusher:error", 4009),
+              "a client event of 10,001 bytes of data")
+    await ws.close()
+
+
 def batch(eng, events, app=APP, whole=False):
     body = json.dumps({"batch": events}).encode()
     path = "/apps/%s/batch_events" % app["id"]
@@ -664,6 +718,9 @@ def check_options(run):
     for rate in ("42=0", "42=256", "42", "42=x", "42=3s"):
         refused(["--pusher-app", SPEC % APP, "--pusher-client-event-rate",
                  rate], words=["--pusher-client-event-rate " + rate])
+    for bad in ("0", "2M", "x"):
+        refused(["--pusher-app", SPEC % APP, "--pusher-max-data", bad],
+                words=["--pusher-max-data"])
     for bad in ("0", "500ms", "25h"):
         refused(["--pusher-app", SPEC % APP, "--pusher-cache-ttl", bad],
                 words=["--pusher-cache-ttl"])
@@ -737,6 +794,14 @@ def body(run):
                   check_query_refusals, engs[0])
         run.check("HTTP API refusals: replay, signature, sizes",
                   check_api_refusals, engs[0])
+        run.check("HTTP API: auth_timestamp window both ways, a retry taken",
+                  check_api_timestamps, engs[0])
+        run.check("presence channel_data changed by one byte: 401",
+                  check_presence_byte, engs[0])
+    with run.section("max data"), rc.Engine(
+            run.exe, *engine_args("--pusher-max-data", "10000")) as eng:
+        run.check("--pusher-max-data 10000: 10,001 bytes refused",
+                  check_max_data, eng)
     with run.section("cache ttl"), rc.nodes(
             run.exe, *engine_args("--pusher-cache-ttl", "1s")) as engs:
         run.check("--pusher-cache-ttl: replayed, then expired",
