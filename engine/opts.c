@@ -315,7 +315,9 @@ static int pusher(const struct opt *o, const char *arg, struct state *st)
 				     !strcmp(o->name, "pusher-client-events") ?
 				     ENG_PUSHER_CLIENT_EVENTS :
 				     !strcmp(o->name, "pusher-client-event-rate") ?
-				     ENG_PUSHER_RATE : ENG_PUSHER_SUB_COUNT,
+				     ENG_PUSHER_RATE :
+				     !strcmp(o->name, "pusher-watchlist") ?
+				     ENG_PUSHER_WATCHLIST : ENG_PUSHER_SUB_COUNT,
 				     &st->why);
 }
 
@@ -578,6 +580,11 @@ static const struct opt opts[] = {
 	  .help = "app ID's connections may send N client events\n"
 		  "a second (1 to 255; default 10, Pusher's); the\n"
 		  "rest get pusher:error 4301. Repeatable" },
+	{ .name = "pusher-watchlist", .arg = "ID", .parse = pusher,
+	  .help = "app ID's signed-in users may watch up to 100\n"
+		  "others (user_data.watchlist): watchlist_events\n"
+		  "online and offline, on every node (default:\n"
+		  "off). Repeatable" },
 	{ .name = "pusher-max-data", .arg = "BYTES", .parse = pusher,
 	  .help = "the most data a Pusher event may carry, from the\n"
 		  "HTTP API (413 beyond) or a client (default 10K,\n"

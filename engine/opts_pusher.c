@@ -155,6 +155,7 @@ static const char *const what_opt[] = {
 	[ENG_PUSHER_CLIENT_EVENTS] = "client-events",
 	[ENG_PUSHER_SUB_COUNT] = "subscription-count",
 	[ENG_PUSHER_RATE] = "client-event-rate",
+	[ENG_PUSHER_WATCHLIST] = "watchlist",
 };
 
 /* A per-app option @what, "ID" (or "ID=N": a rate), applied to its app. */
@@ -184,6 +185,8 @@ static int per_app(struct eng_pusher_cfg *pc, const char *arg, uint8_t what)
 		app->client_events = true;
 	else if (what == ENG_PUSHER_SUB_COUNT)
 		app->sub_count = true;
+	else if (what == ENG_PUSHER_WATCHLIST)
+		app->watchlist = true;
 	else
 		app->client_rate = (uint8_t)n;
 	return 0;

@@ -10,11 +10,9 @@
  * app (eng_pusher_chan_name), so publishing and fan-out are the engine's.
  */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 
 #include "broker.h"
 #include "buf.h"
@@ -74,34 +72,6 @@ static const struct pusher_app *app_of(struct eng_shard *s,
 				       const struct pconn *pc)
 {
 	return &pcfg(s)->apps.v[pc->app - 1];
-}
-
-int eng_pusher_chan_name(const struct pusher_app *app, const char *ch,
-			 size_t len, char *out)
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	size_t n = app->id_len + 4;
-
-	if (!len || len > PUSHER_CHANNEL_MAX)
-		return -EINVAL;
-	out[0] = ENG_PUSHER_MARK;
-	out[2] = ':';
-	memcpy(out + 3, app->id, app->id_len);
-	out[n - 1] = ':';
-	/* the engine's alphabet lacks Pusher's ',', ';' and '#' */
-	if (n + len <= ENG_CHAN_MAX && eng_chan_name_ok(ch, len)) {
-		out[1] = 'p';
-		memcpy(out + n, ch, len);
-		out[n + len] = '\0';
-		return (int)(n + len);
-	}
-	if (!EVP_Digest(ch, len, md, &mdlen, EVP_sha256(), NULL))
-		return -EINVAL;
-	out[1] = 'h';
-	for (unsigned i = 0; i < 20; i++)
-		sprintf(out + n + 2 * i, "%02x", md[i]);
-	return (int)(n + 40);
 }
 
 ssize_t eng_pusher_skip_event(char *out, size_t cap, struct json_slice skip,
@@ -416,6 +386,16 @@ static int user_subscribe(struct eng_shard *s, struct eng_conn *c,
 	return eng_subscribe(s, c, &one, 1, ok);
 }
 
+/* @c, signed in as pc->uid, is no longer: its channel and watches go. */
+static void unsign(struct eng_shard *s, struct eng_conn *c, struct pconn *pc)
+{
+	user_subscribe(s, c, pc, NULL);
+	if (app_of(s, pc)->watchlist)
+		eng_pusher_unwatch(s, c, app_of(s, pc),
+				   (struct json_slice){ pc->sid, pc->sid_len },
+				   pc->uid);
+}
+
 /*
  * pusher:signin, {"auth":"KEY:HEX","user_data":"{\"id\":...}"}: the
  * signature over socket_id::user::user_data checked, the id kept for
@@ -441,7 +421,7 @@ static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		return;
 	}
 	if (pc->uid)		/* signed in again: no longer the other one */
-		user_subscribe(s, c, pc, NULL);
+		unsign(s, c, pc);
 	free(pc->uid);
 	pc->uid = malloc((size_t)n + 1);
 	b = pc->uid ? frame_new(ocap, &o) : NULL;
@@ -451,8 +431,18 @@ static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		b = frame_seal(b, pusher_enc_signed_in(o, ocap,
 						       m->d_user_data));
 	}
-	if (!b || user_subscribe(s, c, pc, b) < 0)
+	if (!b || user_subscribe(s, c, pc, b) < 0) {
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		return;
+	}
+	n = app_of(s, pc)->watchlist ?
+	    eng_pusher_watch(s, c, app_of(s, pc), sid, pc->uid, m->d_user_data,
+			     scratch, cap) : 0;
+	if (n == -ENOMEM)
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+	else if (n < 0)		/* signed in all the same, watching nobody */
+		send_error(s, c, PUSHER_WATCHLIST_LIMIT,
+			   "watchlist: at most 100 user ids, as strings");
 }
 
 static void subscribe(struct eng_shard *s, struct eng_conn *c,
@@ -840,6 +830,10 @@ static void on_close(struct eng_shard *s, struct eng_conn *c)
 	eng_unsubscribe_all(s, c);
 	while (pc && pc->joins)
 		leave(s, c, pc, pc->joins->name, pc->joins->len);
+	if (pc && pc->uid && app_of(s, pc)->watchlist)
+		eng_pusher_unwatch(s, c, app_of(s, pc),
+				   (struct json_slice){ pc->sid, pc->sid_len },
+				   pc->uid);
 	if (pc) {
 		free(pc->uid);
 		memset(pc, 0, sizeof(*pc));

@@ -56,12 +56,6 @@ static struct {
 	unsigned n;
 } tab = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* Whether the cache is Redis's: one Redis, as for presence. */
-static bool in_redis(const struct eng_shard *s)
-{
-	return s->eng->redis == &eng_rreq_single;
-}
-
 static uint64_t now_ms(void)
 {
 	return eng_now_ns() / 1000000;
@@ -227,7 +221,7 @@ void eng_pusher_cache_put(struct eng_shard *s, const char *name, size_t len,
 	if (kind < 0 || !(kind & PUSHER_CH_CACHE) || !(ev = malloc(cap)))
 		return;
 	n = pusher_enc_event(ev, cap, event, ch, data, (struct json_slice){ 0 });
-	if (n >= 0 && in_redis(s)) {
+	if (n >= 0 && eng_pusher_across(s)) {
 		const char *argv[2] = { ev, ttl };
 		size_t lens[2] = { (size_t)n, 0 };
 
@@ -311,7 +305,7 @@ int eng_pusher_cache_get(struct eng_shard *s, struct eng_conn *c,
 	struct eng_rreq *p;
 
 	*then = NULL;
-	if (!in_redis(s)) {
+	if (!eng_pusher_across(s)) {
 		*then = after(s, app, ch, table_get(name, len));
 		return *then ? 1 : -ENOMEM;
 	}

@@ -28,6 +28,7 @@ enum {
 	ENG_PUSHER_CLIENT_EVENTS = 1,	/* --pusher-client-events */
 	ENG_PUSHER_SUB_COUNT,		/* --pusher-subscription-count */
 	ENG_PUSHER_RATE,		/* --pusher-client-event-rate */
+	ENG_PUSHER_WATCHLIST,		/* --pusher-watchlist */
 };
 
 #define ENG_PUSHER_ACTIVITY_MS	120000	/* activity_timeout: pusher-js's */
@@ -150,6 +151,45 @@ void eng_pusher_full(struct eng_shard *s, struct eng_conn *c,
  */
 int eng_pusher_user_key(const struct pusher_app *app, const char *uid,
 			size_t len, char *out);
+
+/*
+ * Watchlists (pusher_watch.c), for an app with --pusher-watchlist. User
+ * U's watch channel is "!w:" (ENG_PUSHER_WATCH), the app's id, ':' and 40
+ * hex digits of U's SHA-256 (eng_pusher_watch_key). U's signed-in
+ * connections are its members, counted by pusher_presence.c as a
+ * presence channel's (on every node with one Redis, also after a node
+ * dies), whose first and last announce watchlist_events online and
+ * offline to the channel's subscribers: the connections watching U.
+ *
+ * eng_pusher_watch(): @c (socket @sid) signed in as @uid with
+ * @user_data: counted in its own watch channel, and subscribed to the
+ * watch channel of each id of user_data's watchlist (at most
+ * PUSHER_WATCHLIST_MAX; not counted against --max-subs); those online
+ * now get one watchlist_events online, queued now or once Redis has
+ * answered. @scratch (@cap bytes, @user_data's length) is overwritten.
+ * Returns 0, -EBADMSG or -E2BIG (a bad watchlist: nothing done), or
+ * -ENOMEM. eng_pusher_unwatch(): all that undone (signed in again, or
+ * closing).
+ */
+#define ENG_PUSHER_WATCH	'w'
+int eng_pusher_watch_key(const struct pusher_app *app, const char *uid,
+			 size_t len, char *out);
+int eng_pusher_watch(struct eng_shard *s, struct eng_conn *c,
+		     const struct pusher_app *app, struct json_slice sid,
+		     const char *uid, struct json_slice user_data,
+		     char *scratch, size_t cap);
+void eng_pusher_unwatch(struct eng_shard *s, struct eng_conn *c,
+			const struct pusher_app *app, struct json_slice sid,
+			const char *uid);
+
+/*
+ * Whether presence, watchlists and cache channels are Redis's: with one
+ * Redis; on the embedded broker and a Redis Cluster, each node's own.
+ */
+bool eng_pusher_across(const struct eng_shard *s);
+
+/* The members of engine channel @name in this node's table now. */
+unsigned eng_pusher_members(const char *name, size_t len);
 
 /*
  * The socket_id a terminate's frame skips (frame.h ENG_FRAME_SKIP), on

@@ -10,7 +10,8 @@
  * beside the fan-out. With one Redis, the members are Redis's, counted by
  * scripts (bridge_pusher.c) that publish member_added and member_removed
  * themselves, in the order Redis ran them, and the list comes back in the
- * join's answer.
+ * join's answer. A user's watch channel (pusher_watch.c) is counted the
+ * same way, with watchlist_events for member events.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -180,12 +181,53 @@ static ssize_t skipping(char *out, size_t cap, struct json_slice sid,
 	return (ssize_t)hl + n;
 }
 
+/*
+ * A user's watch channel (pusher_watch.c, "!w:..."), whose member is the
+ * user itself, announces watchlist_events online and offline to the
+ * connections watching it, not member events.
+ */
+static ssize_t watch_online(char *out, size_t cap, struct json_slice ch,
+			    const struct pusher_member *mb)
+{
+	(void)ch;
+	return pusher_enc_watchlist(out, cap, true, &mb->id_str, 1);
+}
+
+static ssize_t watch_offline(char *out, size_t cap, struct json_slice ch,
+			     const struct pusher_member *mb)
+{
+	(void)ch;
+	return pusher_enc_watchlist(out, cap, false, &mb->id_str, 1);
+}
+
+typedef ssize_t member_enc_fn(char *, size_t, struct json_slice,
+			      const struct pusher_member *);
+
+/* The member_added (@added) or member_removed of engine channel @name. */
+static member_enc_fn *enc_of(const char *name, bool added)
+{
+	if (name[1] == ENG_PUSHER_WATCH)
+		return added ? watch_online : watch_offline;
+	return added ? pusher_enc_member_added : pusher_enc_member_removed;
+}
+
+unsigned eng_pusher_members(const char *name, size_t len)
+{
+	struct pchan *pc;
+	unsigned n;
+
+	pthread_mutex_lock(&lock);
+	pc = pchan_find(name, len, false);
+	n = pc ? pc->n : 0;
+	pthread_mutex_unlock(&lock);
+	return n;
+}
+
 static size_t member_bytes(const struct pusher_member *mb)
 {
 	return 64 + 2 * json_escape_max(mb->id.len + mb->info.len);
 }
 
-static bool across(const struct eng_shard *s);
 static int rjoin(struct eng_shard *s, struct eng_conn *c, const char *name,
 		 size_t len, struct json_slice ch, struct json_slice sid,
 		 const struct pusher_member *mb);
@@ -206,7 +248,7 @@ int eng_pusher_join(struct eng_shard *s, struct eng_conn *c,
 	bool first = false;
 
 	*ok = NULL;
-	if (across(s))
+	if (eng_pusher_across(s))
 		return rjoin(s, c, name, len, ch, sid, mb);
 	pthread_mutex_lock(&lock);
 	pc = pchan_find(name, len, true);
@@ -241,8 +283,7 @@ int eng_pusher_join(struct eng_shard *s, struct eng_conn *c,
 	ecap = 2 * json_escape_max(ch.len) + member_bytes(mb) + 128;
 	if (n >= 0 && first && (ev = malloc(ecap)))
 		announce(s, name, len, ev,
-			 skipping(ev, ecap, sid, pusher_enc_member_added, ch,
-				  mb));
+			 skipping(ev, ecap, sid, enc_of(name, true), ch, mb));
 	if (n < 0)
 		uncount(pc, m);	/* not joined after all */
 out:
@@ -269,7 +310,7 @@ void eng_pusher_leave(struct eng_shard *s, struct eng_conn *c,
 	char *ev = NULL;
 	size_t cap;
 
-	if (across(s)) {
+	if (eng_pusher_across(s)) {
 		rleave(s, c, name, len, id_str);
 		return;
 	}
@@ -282,8 +323,8 @@ void eng_pusher_leave(struct eng_shard *s, struct eng_conn *c,
 		ev = malloc(cap);
 		if (ev)
 			announce(s, name, len, ev,
-				 skipping(ev, cap, sid,
-					  pusher_enc_member_removed, ch, &mb));
+				 skipping(ev, cap, sid, enc_of(name, false), ch,
+					  &mb));
 	}
 	if (m)
 		uncount(pc, m);
@@ -293,8 +334,7 @@ void eng_pusher_leave(struct eng_shard *s, struct eng_conn *c,
 
 /* ---- with one Redis --------------------------------------------------- */
 
-/* Whether presence is Redis's (one Redis; a cluster keeps it per node). */
-static bool across(const struct eng_shard *s)
+bool eng_pusher_across(const struct eng_shard *s)
 {
 	return s->eng->redis == &eng_rreq_single;
 }
@@ -334,8 +374,8 @@ static void joined_done(struct eng_shard *s, struct eng_rreq *p)
 	ssize_t n = -ENOMEM;
 	unsigned nv;
 
-	/* gone: its leave, sent after the join, undoes it */
-	if (c->gen != p->gen || !eng_conn_alive(c))
+	/* gone: its leave, sent after the join, undoes it; a watch: no list */
+	if (c->gen != p->gen || !eng_conn_alive(c) || !ch.len)
 		return;
 	if (p->result == -1) {	/* the script's "channel full" */
 		eng_pusher_full(s, c, ch);
@@ -399,8 +439,8 @@ static int rjoin(struct eng_shard *s, struct eng_conn *c,
 		return -ENOMEM;
 	add = mem + mb->id.len + mb->id_str.len + mb->info.len + 2;
 	rem = add + ecap;
-	na = skipping(add, ecap, sid, pusher_enc_member_added, ch, mb);
-	nr = pusher_enc_member_removed(rem, ecap, ch, mb);
+	na = skipping(add, ecap, sid, enc_of(name, true), ch, mb);
+	nr = enc_of(name, false)(rem, ecap, ch, mb);
 	argv[0] = cfg->node_id;
 	lens[0] = strlen(cfg->node_id);
 	argv[1] = rch;

@@ -57,8 +57,9 @@ function client(port, opts = {}) {
     return new PusherJs(opts.key || cfg.app.key, {
         userAuthentication: {
             customHandler: ({ socketId }, cb) => cb(null,
-                signer.authenticateUser(socketId, { id: opts.user || 'u1',
-                                                    name: 'N' })),
+                signer.authenticateUser(socketId, Object.assign(
+                    { id: opts.user || 'u1', name: 'N' },
+                    opts.watchlist ? { watchlist: opts.watchlist } : {}))),
         },
         cluster: 'ringcast', wsHost: cfg.host, wsPort: port, wssPort: port,
         forceTLS: cfg.tls, enabledTransports: ['ws', 'wss'],
@@ -413,8 +414,40 @@ async function cache() {
     return out;
 }
 
+// Watchlists: wc signs in on the last node; then wa, on node 0, with
+// the watchlist [wb, wc], hears wc online at once; wb signs in on the
+// last node (online), then goes (offline). What wa's watchlist emitted,
+// in order.
+async function watchlist() {
+    const last = cfg.ports[cfg.ports.length - 1];
+    const signedIn = async (p) => {
+        p.signin();
+        await within(p.user.signinDonePromise, 'signin');
+    };
+    const c = client(last, { user: 'wc' });
+    await signedIn(c);
+    const a = client(cfg.ports[0], { user: 'wa', watchlist: ['wb', 'wc'] });
+    const seen = [];
+    const next = (name) => once(a.user.watchlist, name, name);
+    for (const name of ['online', 'offline'])
+        a.user.watchlist.bind(name, (ev) => seen.push([name, ev.user_ids]));
+    let ev = next('online');
+    await signedIn(a);
+    await ev;
+    const b = client(last, { user: 'wb' });
+    ev = next('online');
+    await signedIn(b);
+    await ev;
+    ev = next('offline');
+    b.disconnect();
+    await ev;
+    a.disconnect();
+    c.disconnect();
+    return { seen };
+}
+
 const run = { fanout, badauth, unknownkey, presence, queries, terminate,
-              subcount, cache,
+              subcount, cache, watchlist,
               client: clientEvents, user, badsignin }[scenario];
 if (!run)
     fail('unknown scenario');

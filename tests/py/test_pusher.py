@@ -89,7 +89,8 @@ async def event(ws):
 
 def engine_args(*more):
     return ["--pusher-app", SPEC % APP, "--pusher-app", SPEC % APP2,
-            "--pusher-client-events", APP["id"]] + list(more)
+            "--pusher-client-events", APP["id"], "--pusher-watchlist",
+            APP["id"]] + list(more)
 
 
 # ---------------------------------------------------------------- checks
@@ -175,6 +176,35 @@ def check_cache(engs):
         expect_eq(out[name]["b"], [ok, "state"],
                   "%s: the later subscriber's events" % name)
         expect_eq(out[name]["data"], {"v": name}, "%s: the event" % name)
+
+
+def check_watchlist(engs):
+    """pusher-js's user.watchlist: those online at sign-in, then one
+    coming online and going offline, on the other node."""
+    out = pusher_js("watchlist", engs)
+    expect_eq(out["seen"], [["online", ["wc"]], ["online", ["wb"]],
+                            ["offline", ["wb"]]], "watchlist events")
+
+
+async def check_watchlist_limit(eng):
+    """A watchlist of 101 ids: signed in all the same, pusher:error 4302
+    for the watchlist, the connection still open."""
+    ws, hello = await connected(eng)
+    ud = json.dumps({"id": "wx", "watchlist": [str(i) for i in range(101)]})
+    sig = hmac.new(APP["secret"].encode(), ("%s::user::%s" % (
+        hello["socket_id"], ud)).encode(), hashlib.sha256).hexdigest()
+    await ws.send(json.dumps({"event": "pusher:signin", "data": {
+        "auth": APP["key"] + ":" + sig, "user_data": ud}}))
+    got = {}
+    for _ in range(2):
+        ev = await event(ws)
+        got[ev["event"]] = ev["data"]
+    expect_eq(sorted(got), ["pusher:error", "pusher:signin_success"],
+              "the answers to the signin")
+    expect_eq(got["pusher:error"]["code"], 4302, "the watchlist's error")
+    await ws.send('{"event":"pusher:ping"}')
+    expect_eq((await event(ws))["event"], "pusher:pong", "still open")
+    await ws.close()
 
 
 async def cache_replay(eng, chan):
@@ -715,6 +745,8 @@ def check_options(run):
                                  "no app has this ID"])
     refused(["--pusher-app", SPEC % APP, "--pusher-client-event-rate",
              "9=3"], words=["no app has this ID"])
+    refused(["--pusher-app", SPEC % APP, "--pusher-watchlist", "9"],
+            words=["--pusher-watchlist 9", "no app has this ID"])
     for rate in ("42=0", "42=256", "42", "42=x", "42=3s"):
         refused(["--pusher-app", SPEC % APP, "--pusher-client-event-rate",
                  rate], words=["--pusher-client-event-rate " + rate])
@@ -756,6 +788,10 @@ def body(run):
                   "last leave", check_presence, engs)
         run.check("pusher-js cache channels: cache_miss, then the last "
                   "event, on every node", check_cache, engs)
+        run.check("pusher-js watchlists: online at sign-in, then online "
+                  "and offline, on every node", check_watchlist, engs)
+        run.check("a watchlist of 101 ids: 4302, signed in, still open",
+                  check_watchlist_limit, engs[0])
         run.check("pusher-js client events, to the other node",
                   check_client_events, engs)
         run.check("client events refused: public, not joined, app off",
