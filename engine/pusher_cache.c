@@ -4,11 +4,13 @@
  * private-cache-, private-encrypted-cache-, presence-cache-), replayed to
  * each new subscriber after its subscription_succeeded, or
  * pusher:cache_miss when there is none (pusher_eng.h). An event the HTTP
- * API publishes is kept for --pusher-cache-ttl, 30 minutes as on Pusher. With
- * one Redis (where presence is Redis's too) it is a key of its own,
+ * API publishes is kept for --pusher-cache-ttl, 30 minutes as on Pusher.
+ * With Redis it is a key of its own,
  * {prefix}pcache:{engine channel}, written before the event's PUBLISH on
- * the same link, so every node reads the same; otherwise this node's
- * table below, under a mutex, at most ENG_PUSHER_CACHE_BYTES.
+ * the same link, so every node reads the same (on a Redis Cluster, the
+ * key's own master: eng_cluster_slot; there presence-cache channels
+ * stay per node, as their members do); otherwise this node's table
+ * below, under a mutex, at most ENG_PUSHER_CACHE_BYTES.
  *
  * Why not the engine's history (hist.h) at depth 1: it keeps /ws push
  * frames stamped with an epoch and an offset, in namespaces the operator
@@ -55,6 +57,16 @@ static struct {
 	size_t bytes;			/* of every entry, frames included */
 	unsigned n;
 } tab = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/*
+ * Whether the cache is Redis's: with any Redis, one or a cluster; but a
+ * presence channel's only where its members are (one Redis), since its
+ * read must come behind the member list the join's answer brings.
+ */
+static bool in_redis(const struct eng_shard *s, bool presence)
+{
+	return s->eng->redis && (!presence || eng_pusher_across(s));
+}
 
 static uint64_t now_ms(void)
 {
@@ -221,7 +233,7 @@ void eng_pusher_cache_put(struct eng_shard *s, const char *name, size_t len,
 	if (kind < 0 || !(kind & PUSHER_CH_CACHE) || !(ev = malloc(cap)))
 		return;
 	n = pusher_enc_event(ev, cap, event, ch, data, (struct json_slice){ 0 });
-	if (n >= 0 && eng_pusher_across(s)) {
+	if (n >= 0 && in_redis(s, kind & PUSHER_CH_PRESENCE)) {
 		const char *argv[2] = { ev, ttl };
 		size_t lens[2] = { (size_t)n, 0 };
 
@@ -305,7 +317,7 @@ int eng_pusher_cache_get(struct eng_shard *s, struct eng_conn *c,
 	struct eng_rreq *p;
 
 	*then = NULL;
-	if (!eng_pusher_across(s)) {
+	if (!in_redis(s, presence)) {
 		*then = after(s, app, ch, table_get(name, len));
 		return *then ? 1 : -ENOMEM;
 	}

@@ -213,10 +213,10 @@ struct eng_buf *eng_pusher_text(const char *json, size_t n);
  * with @data, published by the HTTP API to Pusher channel @ch (engine
  * channel @name[0..@len)), becomes its last when @ch is a cache channel
  * (else nothing): for --pusher-cache-ttl (ENG_PUSHER_CACHE_TTL_MS by
- * default), in Redis with one Redis
- * (sent ahead of the event's own publish, on the same link), else in
- * this node's table, whose entries and frames take at most
- * ENG_PUSHER_CACHE_BYTES (the oldest go first).
+ * default), in Redis (sent ahead of the event's own publish; on a
+ * cluster, presence-cache channels excepted, which stay per node as
+ * their members), else in this node's table, whose entries and frames
+ * take at most ENG_PUSHER_CACHE_BYTES (the oldest go first).
  *
  * eng_pusher_cache_get(): @c subscribes to cache channel @ch of @app:
  * what it gets after subscription_succeeded, the last event or
