@@ -431,18 +431,15 @@ static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		b = frame_seal(b, pusher_enc_signed_in(o, ocap,
 						       m->d_user_data));
 	}
-	if (!b || user_subscribe(s, c, pc, b) < 0) {
-		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
-		return;
-	}
-	n = app_of(s, pc)->watchlist ?
+	/* watching: signin_success once the watches are registered too */
+	n = b && app_of(s, pc)->watchlist ?
 	    eng_pusher_watch(s, c, app_of(s, pc), sid, pc->uid, m->d_user_data,
-			     scratch, cap) : 0;
-	if (n == -ENOMEM)
-		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
-	else if (n < 0)		/* signed in all the same, watching nobody */
+			     scratch, cap, b) : -ENOENT;
+	if (n == -EBADMSG || n == -E2BIG)	/* signed in, watching nobody */
 		send_error(s, c, PUSHER_WATCHLIST_LIMIT,
 			   "watchlist: at most 100 user ids, as strings");
+	if (n == -ENOMEM || (n < 0 && (!b || user_subscribe(s, c, pc, b) < 0)))
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
 static void subscribe(struct eng_shard *s, struct eng_conn *c,

@@ -162,14 +162,16 @@ int eng_pusher_user_key(const struct pusher_app *app, const char *uid,
  * offline to the channel's subscribers: the connections watching U.
  *
  * eng_pusher_watch(): @c (socket @sid) signed in as @uid with
- * @user_data: counted in its own watch channel, and subscribed to the
- * watch channel of each id of user_data's watchlist (at most
- * PUSHER_WATCHLIST_MAX; not counted against --max-subs); those online
- * now get one watchlist_events online, queued now or once Redis has
- * answered. @scratch (@cap bytes, @user_data's length) is overwritten.
- * Returns 0, -EBADMSG or -E2BIG (a bad watchlist: nothing done), or
- * -ENOMEM. eng_pusher_unwatch(): all that undone (signed in again, or
- * closing).
+ * @user_data: counted in its own watch channel, and subscribed to its
+ * user channel (eng_pusher_user_key) and to the watch channel of each id
+ * of user_data's watchlist (at most PUSHER_WATCHLIST_MAX; not counted
+ * against --max-subs), @reply (signin_success, taken over) queued once
+ * all are registered; those online now get one watchlist_events online,
+ * queued now or once Redis has answered. @scratch (@cap bytes,
+ * @user_data's length) is overwritten. Returns 0; -EBADMSG or -E2BIG, a
+ * bad watchlist, nothing done and @reply still the caller's; -ENOMEM,
+ * @reply dropped. eng_pusher_unwatch(): all that undone but the user
+ * channel (signed in again, or closing).
  */
 #define ENG_PUSHER_WATCH	'w'
 int eng_pusher_watch_key(const struct pusher_app *app, const char *uid,
@@ -177,7 +179,7 @@ int eng_pusher_watch_key(const struct pusher_app *app, const char *uid,
 int eng_pusher_watch(struct eng_shard *s, struct eng_conn *c,
 		     const struct pusher_app *app, struct json_slice sid,
 		     const char *uid, struct json_slice user_data,
-		     char *scratch, size_t cap);
+		     char *scratch, size_t cap, struct eng_buf *reply);
 void eng_pusher_unwatch(struct eng_shard *s, struct eng_conn *c,
 			const struct pusher_app *app, struct json_slice sid,
 			const char *uid);

@@ -164,9 +164,10 @@ static int ask_online(struct eng_shard *s, struct eng_conn *c,
 int eng_pusher_watch(struct eng_shard *s, struct eng_conn *c,
 		     const struct pusher_app *app, struct json_slice sid,
 		     const char *uid, struct json_slice user_data,
-		     char *scratch, size_t cap)
+		     char *scratch, size_t cap, struct eng_buf *reply)
 {
-	struct json_slice ids[PUSHER_WATCHLIST_MAX], names[PUSHER_WATCHLIST_MAX];
+	struct json_slice ids[PUSHER_WATCHLIST_MAX];
+	struct json_slice names[PUSHER_WATCHLIST_MAX + 1];
 	struct json_slice on[PUSHER_WATCHLIST_MAX];
 	char (*keys)[ENG_CHAN_MAX + 1] = NULL;
 	char w[ENG_CHAN_MAX + 1], *json;
@@ -180,34 +181,38 @@ int eng_pusher_watch(struct eng_shard *s, struct eng_conn *c,
 		return ret;
 	wl = eng_pusher_watch_key(app, uid, strlen(uid), w);
 	json = malloc(json_escape_max(strlen(uid)));
-	keys = n ? calloc(n, sizeof(*keys)) : NULL;
-	if (wl < 0 || !json || (n && !keys)) {
-		ret = -ENOMEM;
+	keys = calloc(n + 1, sizeof(*keys));
+	ret = -ENOMEM;
+	if (wl < 0 || !json || !keys)
 		goto out;
-	}
 	/* counted online: its watchers hear it, on every node */
 	mb = self(uid, json);
 	ret = eng_pusher_join(s, c, w, (size_t)wl, (struct json_slice){ 0 },
 			      sid, &mb, &list);
 	eng_buf_put(list);	/* a presence list: nobody's to read */
-	if (ret < 0)
+	if (ret < 0) {
+		ret = -ENOMEM;	/* one member: never full */
 		goto out;
-	for (unsigned i = 0; i < n; i++) {
-		int k = eng_pusher_watch_key(app, ids[i].p, ids[i].len,
-					     keys[i]);
+	}
+	for (unsigned i = 0; i <= n; i++) {
+		/* the user's own channel first, then each watched id's */
+		int k = !i ? eng_pusher_user_key(app, uid, strlen(uid), keys[0])
+			   : eng_pusher_watch_key(app, ids[i - 1].p,
+						  ids[i - 1].len, keys[i]);
 
 		names[i] = (struct json_slice){ keys[i], k < 0 ? 0 : (size_t)k };
-		if (!eng_pusher_across(s) &&
+		if (i && !eng_pusher_across(s) &&
 		    eng_pusher_members(keys[i], names[i].len))
-			on[non++] = ids[i];
+			on[non++] = ids[i - 1];
 	}
-	if (n && eng_subscribe(s, c, names, n, NULL) < 0)
-		ret = -ENOMEM;
-	else if (n && eng_pusher_across(s))
-		ret = ask_online(s, c, names, n);
-	else
+	ret = eng_subscribe(s, c, names, n + 1, reply);
+	reply = NULL;
+	if (!ret && n && eng_pusher_across(s))
+		ret = ask_online(s, c, names + 1, n);
+	else if (!ret)
 		tell(s, c, on, non);
 out:
+	eng_buf_put(reply);
 	free(keys);
 	free(json);
 	return ret;

@@ -188,15 +188,24 @@ def check_watchlist(engs):
                             ["offline", ["wb"]]], "watchlist events")
 
 
-async def check_watchlist_limit(eng):
-    """A watchlist of 101 ids: signed in all the same, pusher:error 4302
-    for the watchlist, the connection still open."""
-    ws, hello = await connected(eng)
-    ud = json.dumps({"id": "wx", "watchlist": [str(i) for i in range(101)]})
+async def signin(ws, hello, uid, watchlist=None):
+    """Sends pusher:signin as @uid (watching @watchlist), signed as an
+    app's user endpoint signs it."""
+    ud = {"id": uid}
+    if watchlist is not None:
+        ud["watchlist"] = watchlist
+    ud = json.dumps(ud)
     sig = hmac.new(APP["secret"].encode(), ("%s::user::%s" % (
         hello["socket_id"], ud)).encode(), hashlib.sha256).hexdigest()
     await ws.send(json.dumps({"event": "pusher:signin", "data": {
         "auth": APP["key"] + ":" + sig, "user_data": ud}}))
+
+
+async def check_watchlist_limit(eng):
+    """A watchlist of 101 ids: signed in all the same, pusher:error 4302
+    for the watchlist, the connection still open."""
+    ws, hello = await connected(eng)
+    await signin(ws, hello, "wx", [str(i) for i in range(101)])
     got = {}
     for _ in range(2):
         ev = await event(ws)
