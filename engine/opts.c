@@ -583,8 +583,8 @@ static const struct opt opts[] = {
 	{ .name = "pusher-watchlist", .arg = "ID", .parse = pusher,
 	  .help = "app ID's signed-in users may watch up to 100\n"
 		  "others (user_data.watchlist): watchlist_events\n"
-		  "online and offline, on every node (default:\n"
-		  "off). Repeatable" },
+		  "online and offline, on every node with one Redis\n"
+		  "(default: off). Repeatable" },
 	{ .name = "pusher-max-data", .arg = "BYTES", .parse = pusher,
 	  .help = "the most data a Pusher event may carry, from the\n"
 		  "HTTP API (413 beyond) or a client (default 10K,\n"
