@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "broker.h"
 #include "buf.h"
 #include "chan.h"
