@@ -292,6 +292,8 @@ static void got(struct eng_shard *s, struct eng_rreq *p)
 	struct eng_conn *c = &s->conns[p->slot];
 	const struct pusher_apps *apps = &s->eng->cfg.pusher->apps;
 	struct json_slice ch = { p->text, strlen(p->text) };
+	struct json_slice name = { p->text + ch.len + 1,
+				   strlen(p->text + ch.len + 1) };
 	struct eng_buf *f = NULL;
 
 	if (c->gen != p->gen || !eng_conn_alive(c))
@@ -302,8 +304,8 @@ static void got(struct eng_shard *s, struct eng_rreq *p)
 	f = after(s, &apps->v[p->r3], ch, f);
 	if (!f)
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
-	else if (p->r2)		/* presence: behind the members, queued */
-		eng_conn_queue(s, c, f);
+	else if (p->r2)		/* presence: behind the members, held */
+		eng_pusher_behind(s, c, name, f);
 	else
 		eng_pusher_cached(s, c, ch, f);
 }
@@ -322,12 +324,14 @@ int eng_pusher_cache_get(struct eng_shard *s, struct eng_conn *c,
 		return *then ? 1 : -ENOMEM;
 	}
 	p = script(s, get_lua, name, len, 0, NULL, NULL);
-	if (!p || ch.len >= sizeof(p->text)) {
+	if (!p || ch.len + len + 2 > sizeof(p->text)) {
 		eng_free(p);
 		return -ENOMEM;
 	}
-	memcpy(p->text, ch.p, ch.len);
+	memcpy(p->text, ch.p, ch.len);	/* "CH\0NAME\0" */
 	p->text[ch.len] = '\0';
+	memcpy(p->text + ch.len + 1, name, len);
+	p->text[ch.len + 1 + len] = '\0';
 	p->r2 = presence;
 	p->r3 = app - apps->v;
 	p->done = got;

@@ -133,6 +133,16 @@ void eng_pusher_leave(struct eng_shard *s, struct eng_conn *c,
 		      struct json_slice sid, struct json_slice id_str);
 
 /*
+ * @b (taken over) to @c, subscribed to engine channel @name, behind the
+ * subscription's registration when that is still pending (a presence
+ * join's member list, a presence-cache channel's last event, both
+ * answered by Redis): a client told subscription_succeeded gets the
+ * events published after. Dropped when @c left the channel meanwhile.
+ */
+void eng_pusher_behind(struct eng_shard *s, struct eng_conn *c,
+		       struct json_slice name, struct eng_buf *b);
+
+/*
  * Redis refused @c's join of presence channel @ch (Pusher's name): the
  * channel has ENG_PUSHER_MEMBERS_MAX users. @c is unsubscribed, its join
  * forgotten, and told with subscription_error LimitReached 4100.

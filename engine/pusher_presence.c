@@ -25,6 +25,7 @@
 #include "pub.h"
 #include "pusher_eng.h"
 #include "rreq.h"
+#include "sub.h"
 
 struct member {
 	char *id;		/* user_id's JSON, as sent */
@@ -368,6 +369,9 @@ static void joined_done(struct eng_shard *s, struct eng_rreq *p)
 {
 	struct eng_conn *c = &s->conns[p->slot];
 	struct json_slice ch = { p->text, strlen(p->text) };
+	/* the engine's name after it (rjoin) */
+	struct json_slice one = { p->text + ch.len + 1,
+				  strlen(p->text + ch.len + 1) };
 	struct pusher_member *v = NULL;
 	struct eng_buf *b = NULL;
 	size_t cap = 160 + 2 * json_escape_max(ch.len) + 2 * p->blob_len;
@@ -397,7 +401,18 @@ out:
 		return;
 	}
 	eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, WS_OP_TEXT, (size_t)n);
-	eng_conn_queue(s, c, b);
+	eng_pusher_behind(s, c, one, b);
+}
+
+void eng_pusher_behind(struct eng_shard *s, struct eng_conn *c,
+		       struct json_slice name, struct eng_buf *b)
+{
+	/* subscribed already: eng_subscribe() only holds @b, if need be */
+	if (!eng_sub_find(c, eng_chan_find(&s->chans, name.p, name.len,
+					   eng_chan_hash(name.p, name.len))))
+		eng_buf_put(b);		/* unsubscribed meanwhile */
+	else if (eng_subscribe(s, c, &name, 1, b) < 0)
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
 static void left_done(struct eng_shard *s, struct eng_rreq *p)
@@ -453,13 +468,15 @@ static int rjoin(struct eng_shard *s, struct eng_conn *c,
 	lens[4] = (size_t)na;
 	argv[5] = rem;
 	lens[5] = (size_t)nr;
-	if (na >= 0 && nr >= 0 && ch.len < sizeof(p->text))
+	if (na >= 0 && nr >= 0 && ch.len + len + 2 <= sizeof(p->text))
 		p = eng_rreq_pusher(s->eng, true, 6, argv, lens);
 	free(mem);
 	if (!p)
 		return -ENOMEM;
-	memcpy(p->text, ch.p, ch.len);
+	memcpy(p->text, ch.p, ch.len);	/* "CH\0NAME\0": see joined_done */
 	p->text[ch.len] = '\0';
+	memcpy(p->text + ch.len + 1, name, len);
+	p->text[ch.len + 1 + len] = '\0';
 	p->done = joined_done;
 	return eng_rreq_send(s, c, p);
 }

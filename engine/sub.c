@@ -76,12 +76,22 @@ static void pend_free(struct eng_pend *pd)
 	eng_free(pd);
 }
 
-/* Releases the replies held for @ch: the owner now knows this shard. */
+/*
+ * Releases the replies held for @ch, the owner now knowing this shard,
+ * in the order they were held: the list is newest first, so reversed.
+ */
 static void release_waiters(struct eng_shard *s, struct eng_chan *ch)
 {
-	struct eng_wait *w = ch->waiters;
+	struct eng_wait *w = NULL, *q = ch->waiters;
 
 	ch->waiters = NULL;
+	while (q) {
+		struct eng_wait *next = q->next;
+
+		q->next = w;
+		w = q;
+		q = next;
+	}
 	while (w) {
 		struct eng_wait *next = w->next;
 		struct eng_pend *pd = w->pend;
@@ -310,17 +320,21 @@ int eng_subscribe_then(struct eng_shard *s, struct eng_conn *c,
 
 		if (!ch)
 			goto nomem;
-		if (eng_sub_find(c, ch))
-			continue;	/* subscribing twice is a no-op */
-		if (eng_sub_add(c, slot, ch) < 0) {
-			eng_chan_maybe_free(&s->chans, ch);
-			goto nomem;
+		/*
+		 * Subscribing twice changes nothing, but its reply too waits
+		 * for a registration still pending: a reply means delivered.
+		 */
+		if (!eng_sub_find(c, ch)) {
+			if (eng_sub_add(c, slot, ch) < 0) {
+				eng_chan_maybe_free(&s->chans, ch);
+				goto nomem;
+			}
+			ENG_STAT_ADD(s, subscriptions, 1);
+			if (ch->nsubs == 1)
+				ENG_STAT_ADD(s, channels, 1);
+			count_sys(s, ch, 1);
+			sync_interest(s, ch);
 		}
-		ENG_STAT_ADD(s, subscriptions, 1);
-		if (ch->nsubs == 1)
-			ENG_STAT_ADD(s, channels, 1);
-		count_sys(s, ch, 1);
-		sync_interest(s, ch);
 		if (ch->registered && !ch->pending)
 			continue;
 		/* Hold the reply until the owner has registered us. */
