@@ -90,6 +90,7 @@ static void chan_drop(struct eng_chan *ch)
 
 		if (--w->pend->count == 0) {
 			eng_buf_put(w->pend->reply);
+			eng_buf_put(w->pend->then);
 			eng_free(w->pend);
 		}
 		eng_free(w);

@@ -48,6 +48,7 @@ struct eng_wait {
 
 struct eng_pend {
 	struct eng_buf *reply;		/* owned; sent when count hits 0 */
+	struct eng_buf *then;		/* owned, or NULL; sent after it */
 	uint32_t slot, gen;		/* the subscriber */
 	uint32_t count;			/* channels still unacknowledged */
 };

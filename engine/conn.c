@@ -209,12 +209,15 @@ void conn__http_rearm(struct eng_shard *s, struct eng_conn *c, bool begun)
 /* Sets the next ping or idle deadline of an open connection. */
 void conn__schedule_ws(struct eng_shard *s, struct eng_conn *c)
 {
+	const struct eng_endpoint *ep = conn__endpoint(c);
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	uint32_t due = UINT32_MAX;
 
-	if (cfg->idle_ms)
+	if (ep->due)
+		due = ep->due(s, c);
+	else if (cfg->idle_ms)
 		due = c->last_rx + eng_ms_to_ticks(cfg->idle_ms);
-	if (cfg->ping_ms) {
+	if (cfg->ping_ms && !ep->due) {
 		uint32_t quiet = c->last_rx > c->last_ping ? c->last_rx
 							   : c->last_ping;
 		uint32_t p = quiet + eng_ms_to_ticks(cfg->ping_ms);
@@ -259,6 +262,12 @@ void eng_conn_on_timer(struct eng_shard *s, struct eng_conn *c)
 			/* No refresh came in time (docs/PROTOCOL.md). */
 			conn__send_close(s, c, ENG_CLOSE_EXPIRED, "token expired",
 				   ENG_CONN_CLOSING);
+			return;
+		}
+		if (conn__endpoint(c)->on_due) {
+			conn__endpoint(c)->on_due(s, c);
+			if (c->state == ENG_CONN_WS)
+				conn__schedule_ws(s, c);
 			return;
 		}
 		if (cfg->idle_ms &&

@@ -310,6 +310,14 @@ struct eng_endpoint {
 	 */
 	void (*on_assembled)(struct eng_shard *s, struct eng_conn *c,
 			     uint8_t op, struct eng_buf *b);
+	/*
+	 * A keep-alive of its own instead of the engine's pings and
+	 * --idle-timeout (NULL: those): due(), the tick @c's timer should
+	 * fire at next, read from c->last_rx and c->last_ping; on_due() when
+	 * it fired, which may ping (setting last_ping) or close @c.
+	 */
+	uint32_t (*due)(const struct eng_shard *s, const struct eng_conn *c);
+	void (*on_due)(struct eng_shard *s, struct eng_conn *c);
 	/* A send of @c's completed: its queue has room again. */
 	void (*on_drained)(struct eng_shard *s, struct eng_conn *c);
 	/* @c's slot is being freed: what the endpoint holds for it goes. */

@@ -303,10 +303,23 @@ static int pusher(const struct opt *o, const char *arg, struct state *st)
 		return eng_pusher_opt_app(st->cfg, arg, &st->why);
 	if (!strcmp(o->name, "pusher-apps-file"))
 		return eng_pusher_opt_file(st->cfg, arg, &st->why);
+	if (!strcmp(o->name, "pusher-max-data"))
+		return eng_pusher_opt_data(st->cfg, arg, &st->why);
+	if (!strcmp(o->name, "pusher-cache-ttl"))
+		return eng_pusher_opt_ttl(st->cfg, arg, &st->why);
+	if (!strcmp(o->name, "pusher-activity-timeout") ||
+	    !strcmp(o->name, "pusher-pong-timeout"))
+		return eng_pusher_opt_dur(st->cfg, arg,
+					  !strcmp(o->name, "pusher-pong-timeout"),
+					  &st->why);
 	return eng_pusher_opt_events(st->cfg, arg,
-				     strcmp(o->name, "pusher-client-events") ?
-				     ENG_PUSHER_SUB_COUNT :
-				     ENG_PUSHER_CLIENT_EVENTS, &st->why);
+				     !strcmp(o->name, "pusher-client-events") ?
+				     ENG_PUSHER_CLIENT_EVENTS :
+				     !strcmp(o->name, "pusher-client-event-rate") ?
+				     ENG_PUSHER_RATE :
+				     !strcmp(o->name, "pusher-watchlist") ?
+				     ENG_PUSHER_WATCHLIST : ENG_PUSHER_SUB_COUNT,
+				     &st->why);
 }
 
 static int help(const struct opt *o, const char *arg, struct state *st);
@@ -568,6 +581,31 @@ static const struct opt opts[] = {
 	  .help = "app ID's clients may send client-* events on\n"
 		  "private and presence channels (default: off).\n"
 		  "Repeatable" },
+	{ .name = "pusher-client-event-rate", .arg = "ID=N", .parse = pusher,
+	  .help = "app ID's connections may send N client events\n"
+		  "a second (1 to 255; default 10, Pusher's); the\n"
+		  "rest get pusher:error 4301. Repeatable" },
+	{ .name = "pusher-watchlist", .arg = "ID", .parse = pusher,
+	  .help = "app ID's signed-in users may watch up to 100\n"
+		  "others (user_data.watchlist): watchlist_events\n"
+		  "online and offline, on every node with one Redis\n"
+		  "(default: off). Repeatable" },
+	{ .name = "pusher-max-data", .arg = "BYTES", .parse = pusher,
+	  .help = "the most data a Pusher event may carry, from the\n"
+		  "HTTP API (413 beyond) or a client (default 10K,\n"
+		  "Pusher's 10240 bytes; at most 1M)" },
+	{ .name = "pusher-cache-ttl", .arg = "DUR", .parse = pusher,
+	  .help = "how long a cache channel keeps its last event\n"
+		  "for new subscribers (1s to 24h; default 30m,\n"
+		  "Pusher's)" },
+	{ .name = "pusher-activity-timeout", .arg = "DUR", .parse = pusher,
+	  .help = "the activity_timeout Pusher clients are told,\n"
+		  "and how long a quiet one waits for our\n"
+		  "pusher:ping (whole seconds; default 120s)" },
+	{ .name = "pusher-pong-timeout", .arg = "DUR", .parse = pusher,
+	  .help = "close with 4201 a Pusher client that sends\n"
+		  "nothing within DUR of our pusher:ping (whole\n"
+		  "seconds; default 30s)" },
 	{ .name = "pusher-subscription-count", .arg = "ID", .parse = pusher,
 	  .help = "app ID's subscribers get pusher_internal:\n"
 		  "subscription_count as their channel's count on\n"

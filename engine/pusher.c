@@ -10,11 +10,8 @@
  * app (eng_pusher_chan_name), so publishing and fan-out are the engine's.
  */
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/evp.h>
 
 #include "broker.h"
 #include "buf.h"
@@ -25,8 +22,8 @@
 #include "pub.h"
 #include "pusher_eng.h"
 #include "sub.h"
+#include "timer.h"
 
-#define ACTIVITY_S	120	/* activity_timeout sent: pusher-js's default */
 #define EVENTS_PER_S	10	/* a connection's client events: Pusher's */
 #define TICKS_PER_S	10	/* the shard's tick is 100 ms */
 #define MALFORMED	4300	/* pusher:error code of a message we cannot read */
@@ -74,34 +71,6 @@ static const struct pusher_app *app_of(struct eng_shard *s,
 				       const struct pconn *pc)
 {
 	return &pcfg(s)->apps.v[pc->app - 1];
-}
-
-int eng_pusher_chan_name(const struct pusher_app *app, const char *ch,
-			 size_t len, char *out)
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	size_t n = app->id_len + 4;
-
-	if (!len || len > PUSHER_CHANNEL_MAX)
-		return -EINVAL;
-	out[0] = ENG_PUSHER_MARK;
-	out[2] = ':';
-	memcpy(out + 3, app->id, app->id_len);
-	out[n - 1] = ':';
-	/* the engine's alphabet lacks Pusher's ',', ';' and '#' */
-	if (n + len <= ENG_CHAN_MAX && eng_chan_name_ok(ch, len)) {
-		out[1] = 'p';
-		memcpy(out + n, ch, len);
-		out[n + len] = '\0';
-		return (int)(n + len);
-	}
-	if (!EVP_Digest(ch, len, md, &mdlen, EVP_sha256(), NULL))
-		return -EINVAL;
-	out[1] = 'h';
-	for (unsigned i = 0; i < 20; i++)
-		sprintf(out + n + 2 * i, "%02x", md[i]);
-	return (int)(n + 40);
 }
 
 ssize_t eng_pusher_skip_event(char *out, size_t cap, struct json_slice skip,
@@ -152,6 +121,16 @@ static struct eng_buf *frame_seal(struct eng_buf *b, ssize_t n)
 	return b;
 }
 
+struct eng_buf *eng_pusher_text(const char *json, size_t n)
+{
+	char *o = NULL;
+	struct eng_buf *b = frame_new(n, &o);
+
+	if (b)
+		memcpy(o, json, n);
+	return frame_seal(b, (ssize_t)n);
+}
+
 /* Queues @b, or fails @c when it could not be made. */
 static void send_buf(struct eng_shard *s, struct eng_conn *c,
 		     struct eng_buf *b)
@@ -186,12 +165,14 @@ static void sub_error(struct eng_shard *s, struct eng_conn *c,
 				      : -1));
 }
 
-static void send_pong(struct eng_shard *s, struct eng_conn *c)
+/* pusher:pong (@ping false) or pusher:ping. */
+static void send_pong(struct eng_shard *s, struct eng_conn *c, bool ping)
 {
 	char *o = NULL;
 	struct eng_buf *b = frame_new(64, &o);
 
-	send_buf(s, c, frame_seal(b, b ? pusher_enc_pong(o, 64) : -1));
+	send_buf(s, c, frame_seal(b, !b ? -1 : ping ? pusher_enc_ping(o, 64)
+						  : pusher_enc_pong(o, 64)));
 }
 
 /* ---- pusher:subscribe ----------------------------------------------------- */
@@ -221,14 +202,16 @@ static struct join *joined(struct pconn *pc, const char *name, size_t len)
 /*
  * Presence channel @one (Pusher's @ch) joined as @mb: the member counted
  * and announced (pusher_presence.c), the subscription registered, and
- * the join kept for the leave. A second subscribe is refused.
+ * the join kept for the leave. A second subscribe is refused. A cache
+ * channel's last event (or cache_miss) is asked after the join, so that
+ * it comes behind the member list.
  */
 static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		 const struct json_slice *one, struct json_slice ch,
-		 const struct pusher_member *mb)
+		 const struct pusher_member *mb, bool cache)
 {
 	struct json_slice sid = { pc->sid, pc->sid_len };
-	struct eng_buf *ok = NULL;
+	struct eng_buf *ok = NULL, *then = NULL;
 	struct join *j = NULL;
 	int ret;
 
@@ -247,7 +230,14 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		sub_error(s, c, ch, "LimitReached", "too many members", 4100);
 		return;
 	}
-	if (ret >= 0 && eng_subscribe(s, c, one, 1, ok) < 0) {
+	if (ret >= 0 && cache &&
+	    eng_pusher_cache_get(s, c, app_of(s, pc), one->p, one->len, ch,
+				 true, &then) < 0) {
+		eng_buf_put(ok);
+		ok = NULL;	/* fails the subscribe below */
+	}
+	if (ret >= 0 && (!ok || eng_subscribe_then(s, c, one, 1, ok, then) < 0)) {
+		eng_buf_put(then);
 		ret = -ENOMEM;	/* the member counted goes again */
 		eng_pusher_leave(s, c, one->p, one->len, ch, sid, mb->id_str);
 	} else if (ret >= 0) {
@@ -395,6 +385,16 @@ static int user_subscribe(struct eng_shard *s, struct eng_conn *c,
 	return eng_subscribe(s, c, &one, 1, ok);
 }
 
+/* @c, signed in as pc->uid, is no longer: its channel and watches go. */
+static void unsign(struct eng_shard *s, struct eng_conn *c, struct pconn *pc)
+{
+	user_subscribe(s, c, pc, NULL);
+	if (app_of(s, pc)->watchlist)
+		eng_pusher_unwatch(s, c, app_of(s, pc),
+				   (struct json_slice){ pc->sid, pc->sid_len },
+				   pc->uid);
+}
+
 /*
  * pusher:signin, {"auth":"KEY:HEX","user_data":"{\"id\":...}"}: the
  * signature over socket_id::user::user_data checked, the id kept for
@@ -420,7 +420,7 @@ static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		return;
 	}
 	if (pc->uid)		/* signed in again: no longer the other one */
-		user_subscribe(s, c, pc, NULL);
+		unsign(s, c, pc);
 	free(pc->uid);
 	pc->uid = malloc((size_t)n + 1);
 	b = pc->uid ? frame_new(ocap, &o) : NULL;
@@ -430,7 +430,14 @@ static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		b = frame_seal(b, pusher_enc_signed_in(o, ocap,
 						       m->d_user_data));
 	}
-	if (!b || user_subscribe(s, c, pc, b) < 0)
+	/* watching: signin_success once the watches are registered too */
+	n = b && app_of(s, pc)->watchlist ?
+	    eng_pusher_watch(s, c, app_of(s, pc), sid, pc->uid, m->d_user_data,
+			     scratch, cap, b) : -ENOENT;
+	if (n == -EBADMSG || n == -E2BIG)	/* signed in, watching nobody */
+		send_error(s, c, PUSHER_WATCHLIST_LIMIT,
+			   "watchlist: at most 100 user ids, as strings");
+	if (n == -ENOMEM || (n < 0 && (!b || user_subscribe(s, c, pc, b) < 0)))
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
@@ -440,9 +447,9 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 {
 	struct pusher_member mb = { 0 };
 	char name[ENG_CHAN_MAX + 1];
+	struct eng_buf *then = NULL;
 	struct json_slice one;
-	struct eng_buf *ok;
-	int kind, len;
+	int kind, len, ret;
 	bool fresh;
 
 	if (!m->d_channel.p) {
@@ -478,15 +485,45 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	if (kind & PUSHER_CH_PRESENCE) {
-		join(s, c, pc, &one, m->d_channel, &mb);
+		join(s, c, pc, &one, m->d_channel, &mb, kind & PUSHER_CH_CACHE);
 		return;
 	}
-	ok = succeeded(m->d_channel);
-	if (!ok || eng_subscribe(s, c, &one, 1, ok) < 0)
+	if (kind & PUSHER_CH_CACHE) {
+		ret = eng_pusher_cache_get(s, c, app_of(s, pc), name,
+					   (size_t)len, m->d_channel, false,
+					   &then);
+		if (ret < 0)
+			eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+		if (ret <= 0)	/* failed, or Redis answers later */
+			return;
+	}
+	eng_pusher_cached(s, c, m->d_channel, then);
+}
+
+void eng_pusher_cached(struct eng_shard *s, struct eng_conn *c,
+		       struct json_slice ch, struct eng_buf *then)
+{
+	struct pconn *pc = pconn_of(s, c);
+	char name[ENG_CHAN_MAX + 1];
+	struct eng_buf *ok;
+	int len = pc ? eng_pusher_chan_name(app_of(s, pc), ch.p, ch.len, name)
+		     : -EINVAL;
+	bool fresh = len > 0 &&
+		     !eng_sub_find(c, eng_chan_find(&s->chans, name, (size_t)len,
+						    eng_chan_hash(name,
+								  (size_t)len)));
+
+	ok = len > 0 ? succeeded(ch) : NULL;
+	if (!ok) {
+		eng_buf_put(then);
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
-	else if (fresh)
-		eng_pusher_count_add(name, (size_t)len, m->d_channel, 1,
+	} else if (eng_subscribe_then(s, c, &(struct json_slice){ name,
+				      (size_t)len }, 1, ok, then) < 0) {
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+	} else if (fresh) {
+		eng_pusher_count_add(name, (size_t)len, ch, 1,
 				     app_of(s, pc)->sub_count);
+	}
 }
 
 static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
@@ -531,7 +568,7 @@ static const char *client_refusal(struct eng_shard *s, struct eng_conn *c,
 	    (kind & PUSHER_CH_ENCRYPTED))
 		return "client events go on private and presence channels only";
 	if (pusher_event_name_check(m->event.p, m->event.len, true) < 0 ||
-	    m->data.len > ENG_PUSHER_DATA_MAX)
+	    m->data.len > pcfg(s)->max_data)
 		return "client event name or data too long";
 	*len = eng_pusher_chan_name(app_of(s, pc), m->channel.p,
 				    m->channel.len, name);
@@ -582,9 +619,10 @@ static void client_event(struct eng_shard *s, struct eng_conn *c,
 		pc->ev_tick = s->tick;
 		pc->ev_n = 0;
 	}
-	if (pc->ev_n >= EVENTS_PER_S) {	/* dropped; the client goes on */
+	if (pc->ev_n >= (app_of(s, pc)->client_rate ?: EVENTS_PER_S)) {
+		/* dropped; the client goes on */
 		send_error(s, c, PUSHER_CLIENT_EVENT_RATE,
-			   "over 10 client events a second");
+			   "too many client events a second");
 		return;
 	}
 	pc->ev_n++;
@@ -647,7 +685,7 @@ static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 			     cap) < 0)
 		send_error(s, c, MALFORMED, "malformed message");
 	else if (event_is(&m, "pusher:ping"))
-		send_pong(s, c);
+		send_pong(s, c, false);
 	else if (event_is(&m, "pusher:subscribe"))
 		subscribe(s, c, pc, &m, scratch + cap, cap);
 	else if (event_is(&m, "pusher:signin"))
@@ -693,17 +731,35 @@ static ssize_t target(const struct hs_req *req, char *buf, size_t cap)
 }
 
 /*
- * The activity_timeout pusher-js pings after: ACTIVITY_S, or less when
- * the engine sends no pings and would close a client quiet that long.
+ * The keep-alive (eng_endpoint due and on_due), in place of the engine's
+ * pings and --idle-timeout, from the two ticks every connection has:
+ * after activity_timeout of silence from the client, pusher:ping
+ * (last_ping = now); nothing from it within --pusher-pong-timeout of
+ * that, close 4201, which pusher-js answers by reconnecting at once. A
+ * ping waits while nothing was received since: last_ping > last_rx.
  */
-static unsigned activity(const struct eng_shard *s)
+static uint32_t keepalive_due(const struct eng_shard *s,
+			      const struct eng_conn *c)
 {
-	const struct eng_cfg *cfg = &s->eng->cfg;
-	unsigned half = cfg->idle_ms / 2000;
+	const struct eng_pusher_cfg *p = pcfg(s);
 
-	if (cfg->ping_ms || !cfg->idle_ms || half >= ACTIVITY_S)
-		return ACTIVITY_S;
-	return half ? half : 1;
+	if (c->last_ping > c->last_rx)
+		return c->last_ping + eng_ms_to_ticks(p->pong_ms);
+	return c->last_rx + eng_ms_to_ticks(p->activity_ms);
+}
+
+static void keepalive(struct eng_shard *s, struct eng_conn *c)
+{
+	if (s->tick < keepalive_due(s, c))
+		return;		/* it spoke since: the timer is set again */
+	if (c->last_ping > c->last_rx) {
+		ENG_STAT_ADD(s, timeouts, 1);
+		eng_conn_close_ws(s, c, PUSHER_PONG_TIMEOUT,
+				  "pong not received");
+		return;
+	}
+	c->last_ping = s->tick;
+	send_pong(s, c, true);
 }
 
 /* Upgrades @c only to close it with Pusher's @code: pusher-js acts on it. */
@@ -757,8 +813,7 @@ static void on_upgrade(struct eng_shard *s, struct eng_conn *c,
 	eng_conn_upgrade(s, c, &req->ws_key, ENG_CONN_K_PUSHER);
 	b = frame_new(128, &o);
 	send_buf(s, c, frame_seal(b, b ? pusher_enc_connected(o, 128, sid,
-							      activity(s))
-				      : -1));
+				pcfg(s)->activity_ms / 1000) : -1));
 }
 
 static void on_close(struct eng_shard *s, struct eng_conn *c)
@@ -771,6 +826,10 @@ static void on_close(struct eng_shard *s, struct eng_conn *c)
 	eng_unsubscribe_all(s, c);
 	while (pc && pc->joins)
 		leave(s, c, pc, pc->joins->name, pc->joins->len);
+	if (pc && pc->uid && app_of(s, pc)->watchlist)
+		eng_pusher_unwatch(s, c, app_of(s, pc),
+				   (struct json_slice){ pc->sid, pc->sid_len },
+				   pc->uid);
 	if (pc) {
 		free(pc->uid);
 		memset(pc, 0, sizeof(*pc));
@@ -821,6 +880,8 @@ static const struct eng_endpoint pusher_endpoint = {
 	.enabled = enabled,
 	.on_upgrade = on_upgrade,
 	.on_message = on_message,
+	.due = keepalive_due,
+	.on_due = keepalive,
 	.on_close = on_close,
 	.on_restart = on_restart,
 };

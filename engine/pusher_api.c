@@ -116,8 +116,8 @@ static int read_event(struct eng_shard *s, const char *doc, size_t len,
 	/* "user_count" too is Pusher's: not counted here (docs/PUSHER.md) */
 	e->counts = m[5].type == JSON_STRING &&
 		    memmem(m[5].str.p, m[5].str.len, "subscription_count", 18);
-	*why = "data over 10 KB";
-	if (m[3].str.len > ENG_PUSHER_DATA_MAX)
+	*why = "data over --pusher-max-data (10 KB by default)";
+	if (m[3].str.len > s->eng->cfg.pusher->max_data)
 		return 413;
 	*why = "invalid event name";
 	if (pusher_event_name_check(m[2].str.p, m[2].str.len, false) < 0)
@@ -245,6 +245,9 @@ static bool publish(struct eng_shard *s, struct tally *t,
 
 		t->left++;
 		t->made++;
+		if (n >= 0)	/* a cache channel's: kept ahead of the publish */
+			eng_pusher_cache_put(s, name, (size_t)nlen, e->name,
+					     e->ch[i], e->data);
 		ret = n < 0 ? (int)n :
 		      s->eng->broker->publish_fin(s, name, (size_t)nlen,
 						  (const uint8_t *)ev,

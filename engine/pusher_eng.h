@@ -27,7 +27,13 @@ struct hs_req;
 enum {
 	ENG_PUSHER_CLIENT_EVENTS = 1,	/* --pusher-client-events */
 	ENG_PUSHER_SUB_COUNT,		/* --pusher-subscription-count */
+	ENG_PUSHER_RATE,		/* --pusher-client-event-rate */
+	ENG_PUSHER_WATCHLIST,		/* --pusher-watchlist */
 };
+
+#define ENG_PUSHER_ACTIVITY_MS	120000	/* activity_timeout: pusher-js's */
+#define ENG_PUSHER_PONG_MS	30000	/* a pusher:ping's answer: Pusher's */
+#define ENG_PUSHER_RATE_MAX	255	/* --pusher-client-event-rate N */
 
 /* What the --pusher-* options and RINGCAST_PUSHER_APPS configure. */
 struct eng_pusher_cfg {
@@ -36,19 +42,35 @@ struct eng_pusher_cfg {
 	const char *events[ENG_PUSHER_EVENTS_MAX];	/* app ids, argv's */
 	uint8_t what[ENG_PUSHER_EVENTS_MAX];	/* ENG_PUSHER_* of each */
 	unsigned nevents;
+	unsigned activity_ms;	/* --pusher-activity-timeout */
+	unsigned pong_ms;	/* --pusher-pong-timeout */
+	unsigned cache_ms;	/* --pusher-cache-ttl */
+	unsigned max_data;	/* --pusher-max-data */
 };
 
 /*
  * --pusher-app ID:KEY:SECRET (one more app), and a per-app option's ID
- * (--pusher-client-events, --pusher-subscription-count: @what), into
- * @cfg->pusher (allocated at the first). Return 0, or -EINVAL with *@why
- * set to a static message that never holds the secret.
+ * (--pusher-client-events, --pusher-subscription-count: @what; "ID=N"
+ * for --pusher-client-event-rate, N from 1 to ENG_PUSHER_RATE_MAX), into
+ * @cfg->pusher (allocated at the first); --pusher-activity-timeout and
+ * --pusher-pong-timeout (@pong), whole seconds from 1 s to a day, and
+ * --pusher-cache-ttl (eng_pusher_opt_ttl, 1 s to a day), and
+ * --pusher-max-data (eng_pusher_opt_data, 1 to ENG_PUSHER_DATA_CAP
+ * bytes). Return
+ * 0, or -EINVAL with *@why set to a static message that never holds the
+ * secret.
  */
 int eng_pusher_opt_app(struct eng_cfg *cfg, const char *spec,
 		       const char **why);
 int eng_pusher_opt_events(struct eng_cfg *cfg, const char *id, uint8_t what,
 			  const char **why);
 int eng_pusher_opt_file(struct eng_cfg *cfg, const char *path,
+			const char **why);
+int eng_pusher_opt_dur(struct eng_cfg *cfg, const char *arg, bool pong,
+		       const char **why);
+int eng_pusher_opt_ttl(struct eng_cfg *cfg, const char *arg,
+		       const char **why);
+int eng_pusher_opt_data(struct eng_cfg *cfg, const char *arg,
 			const char **why);
 
 /*
@@ -74,7 +96,8 @@ int eng_pusher_chan_name(const struct pusher_app *app, const char *ch,
 			 size_t len, char *out);
 
 #define ENG_PUSHER_MEMBERS_MAX	100	/* a presence channel's users */
-#define ENG_PUSHER_DATA_MAX	10240	/* bytes of an event's data */
+#define ENG_PUSHER_DATA_MAX	10240	/* an event's data: Pusher's default */
+#define ENG_PUSHER_DATA_CAP	(1u << 20)	/* --pusher-max-data at most */
 
 /*
  * A channel event's frame as published (pusher_enc_event's), after
@@ -110,6 +133,16 @@ void eng_pusher_leave(struct eng_shard *s, struct eng_conn *c,
 		      struct json_slice sid, struct json_slice id_str);
 
 /*
+ * @b (taken over) to @c, subscribed to engine channel @name, behind the
+ * subscription's registration when that is still pending (a presence
+ * join's member list, a presence-cache channel's last event, both
+ * answered by Redis): a client told subscription_succeeded gets the
+ * events published after. Dropped when @c left the channel meanwhile.
+ */
+void eng_pusher_behind(struct eng_shard *s, struct eng_conn *c,
+		       struct json_slice name, struct eng_buf *b);
+
+/*
  * Redis refused @c's join of presence channel @ch (Pusher's name): the
  * channel has ENG_PUSHER_MEMBERS_MAX users. @c is unsubscribed, its join
  * forgotten, and told with subscription_error LimitReached 4100.
@@ -130,11 +163,97 @@ int eng_pusher_user_key(const struct pusher_app *app, const char *uid,
 			size_t len, char *out);
 
 /*
+ * Watchlists (pusher_watch.c), for an app with --pusher-watchlist. User
+ * U's watch channel is "!w:" (ENG_PUSHER_WATCH), the app's id, ':' and 40
+ * hex digits of U's SHA-256 (eng_pusher_watch_key). U's signed-in
+ * connections are its members, counted by pusher_presence.c as a
+ * presence channel's (on every node with one Redis, also after a node
+ * dies), whose first and last announce watchlist_events online and
+ * offline to the channel's subscribers: the connections watching U.
+ *
+ * eng_pusher_watch(): @c (socket @sid) signed in as @uid with
+ * @user_data: counted in its own watch channel, and subscribed to its
+ * user channel (eng_pusher_user_key) and to the watch channel of each id
+ * of user_data's watchlist (at most PUSHER_WATCHLIST_MAX; not counted
+ * against --max-subs), @reply (signin_success, taken over) queued once
+ * all are registered; those online now get one watchlist_events online,
+ * queued now or once Redis has answered. @scratch (@cap bytes,
+ * @user_data's length) is overwritten. Returns 0; -EBADMSG or -E2BIG, a
+ * bad watchlist, nothing done and @reply still the caller's; -ENOMEM,
+ * @reply dropped. eng_pusher_unwatch(): all that undone but the user
+ * channel (signed in again, or closing).
+ */
+#define ENG_PUSHER_WATCH	'w'
+int eng_pusher_watch_key(const struct pusher_app *app, const char *uid,
+			 size_t len, char *out);
+int eng_pusher_watch(struct eng_shard *s, struct eng_conn *c,
+		     const struct pusher_app *app, struct json_slice sid,
+		     const char *uid, struct json_slice user_data,
+		     char *scratch, size_t cap, struct eng_buf *reply);
+void eng_pusher_unwatch(struct eng_shard *s, struct eng_conn *c,
+			const struct pusher_app *app, struct json_slice sid,
+			const char *uid);
+
+/*
+ * Whether presence, watchlists and cache channels are Redis's: with one
+ * Redis; on the embedded broker and a Redis Cluster, each node's own.
+ */
+bool eng_pusher_across(const struct eng_shard *s);
+
+/* The members of engine channel @name in this node's table now. */
+unsigned eng_pusher_members(const char *name, size_t len);
+
+/*
  * The socket_id a terminate's frame skips (frame.h ENG_FRAME_SKIP), on
  * the user's channel above: no socket_id looks like it, and pusher.c
  * closes (4009) each connection it would reach instead.
  */
 #define ENG_PUSHER_TERMINATE	"!terminate"
+
+/*
+ * A text frame holding JSON @json[0..@n), sealed, one reference the
+ * caller's; NULL out of memory.
+ */
+struct eng_buf *eng_pusher_text(const char *json, size_t n);
+
+#define ENG_PUSHER_CACHE_TTL_MS	1800000u	/* a cached event: Pusher's */
+#define ENG_PUSHER_CACHE_TTL_MAX 86400000u	/* --pusher-cache-ttl at most */
+#define ENG_PUSHER_CACHE_BYTES	(64u << 20)	/* a node's cache table */
+
+/*
+ * Cache channels (pusher_cache.c). eng_pusher_cache_put(): event @event
+ * with @data, published by the HTTP API to Pusher channel @ch (engine
+ * channel @name[0..@len)), becomes its last when @ch is a cache channel
+ * (else nothing): for --pusher-cache-ttl (ENG_PUSHER_CACHE_TTL_MS by
+ * default), in Redis (sent ahead of the event's own publish; on a
+ * cluster, presence-cache channels excepted, which stay per node as
+ * their members), else in this node's table, whose entries and frames
+ * take at most ENG_PUSHER_CACHE_BYTES (the oldest go first).
+ *
+ * eng_pusher_cache_get(): @c subscribes to cache channel @ch of @app:
+ * what it gets after subscription_succeeded, the last event or
+ * pusher:cache_miss. From the table: *@then set, returns 1. From Redis:
+ * returns 0 and the answer goes, once there, to eng_pusher_cached() or,
+ * for @presence (whose join was sent to Redis before), straight to @c,
+ * behind the members. -ENOMEM: nothing asked.
+ */
+void eng_pusher_cache_put(struct eng_shard *s, const char *name, size_t len,
+			  struct json_slice event, struct json_slice ch,
+			  struct json_slice data);
+int eng_pusher_cache_get(struct eng_shard *s, struct eng_conn *c,
+			 const struct pusher_app *app, const char *name,
+			 size_t len, struct json_slice ch, bool presence,
+			 struct eng_buf **then);
+/* The table's figures now; emptied at the stop. */
+void eng_pusher_cache_figures(unsigned *entries, size_t *bytes);
+void eng_pusher_cache_clear(void);
+
+/*
+ * pusher.c: @c's subscribe to (non-presence) cache channel @ch goes on
+ * with @then (taken over) queued behind its subscription_succeeded.
+ */
+void eng_pusher_cached(struct eng_shard *s, struct eng_conn *c,
+		       struct json_slice ch, struct eng_buf *then);
 
 /*
  * This node's subscriptions to Pusher channels (pusher_count.c), one

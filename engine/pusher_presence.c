@@ -10,7 +10,8 @@
  * beside the fan-out. With one Redis, the members are Redis's, counted by
  * scripts (bridge_pusher.c) that publish member_added and member_removed
  * themselves, in the order Redis ran them, and the list comes back in the
- * join's answer.
+ * join's answer. A user's watch channel (pusher_watch.c) is counted the
+ * same way, with watchlist_events for member events.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -24,6 +25,7 @@
 #include "pub.h"
 #include "pusher_eng.h"
 #include "rreq.h"
+#include "sub.h"
 
 struct member {
 	char *id;		/* user_id's JSON, as sent */
@@ -180,12 +182,53 @@ static ssize_t skipping(char *out, size_t cap, struct json_slice sid,
 	return (ssize_t)hl + n;
 }
 
+/*
+ * A user's watch channel (pusher_watch.c, "!w:..."), whose member is the
+ * user itself, announces watchlist_events online and offline to the
+ * connections watching it, not member events.
+ */
+static ssize_t watch_online(char *out, size_t cap, struct json_slice ch,
+			    const struct pusher_member *mb)
+{
+	(void)ch;
+	return pusher_enc_watchlist(out, cap, true, &mb->id_str, 1);
+}
+
+static ssize_t watch_offline(char *out, size_t cap, struct json_slice ch,
+			     const struct pusher_member *mb)
+{
+	(void)ch;
+	return pusher_enc_watchlist(out, cap, false, &mb->id_str, 1);
+}
+
+typedef ssize_t member_enc_fn(char *, size_t, struct json_slice,
+			      const struct pusher_member *);
+
+/* The member_added (@added) or member_removed of engine channel @name. */
+static member_enc_fn *enc_of(const char *name, bool added)
+{
+	if (name[1] == ENG_PUSHER_WATCH)
+		return added ? watch_online : watch_offline;
+	return added ? pusher_enc_member_added : pusher_enc_member_removed;
+}
+
+unsigned eng_pusher_members(const char *name, size_t len)
+{
+	struct pchan *pc;
+	unsigned n;
+
+	pthread_mutex_lock(&lock);
+	pc = pchan_find(name, len, false);
+	n = pc ? pc->n : 0;
+	pthread_mutex_unlock(&lock);
+	return n;
+}
+
 static size_t member_bytes(const struct pusher_member *mb)
 {
 	return 64 + 2 * json_escape_max(mb->id.len + mb->info.len);
 }
 
-static bool across(const struct eng_shard *s);
 static int rjoin(struct eng_shard *s, struct eng_conn *c, const char *name,
 		 size_t len, struct json_slice ch, struct json_slice sid,
 		 const struct pusher_member *mb);
@@ -206,7 +249,7 @@ int eng_pusher_join(struct eng_shard *s, struct eng_conn *c,
 	bool first = false;
 
 	*ok = NULL;
-	if (across(s))
+	if (eng_pusher_across(s))
 		return rjoin(s, c, name, len, ch, sid, mb);
 	pthread_mutex_lock(&lock);
 	pc = pchan_find(name, len, true);
@@ -241,8 +284,7 @@ int eng_pusher_join(struct eng_shard *s, struct eng_conn *c,
 	ecap = 2 * json_escape_max(ch.len) + member_bytes(mb) + 128;
 	if (n >= 0 && first && (ev = malloc(ecap)))
 		announce(s, name, len, ev,
-			 skipping(ev, ecap, sid, pusher_enc_member_added, ch,
-				  mb));
+			 skipping(ev, ecap, sid, enc_of(name, true), ch, mb));
 	if (n < 0)
 		uncount(pc, m);	/* not joined after all */
 out:
@@ -269,7 +311,7 @@ void eng_pusher_leave(struct eng_shard *s, struct eng_conn *c,
 	char *ev = NULL;
 	size_t cap;
 
-	if (across(s)) {
+	if (eng_pusher_across(s)) {
 		rleave(s, c, name, len, id_str);
 		return;
 	}
@@ -282,8 +324,8 @@ void eng_pusher_leave(struct eng_shard *s, struct eng_conn *c,
 		ev = malloc(cap);
 		if (ev)
 			announce(s, name, len, ev,
-				 skipping(ev, cap, sid,
-					  pusher_enc_member_removed, ch, &mb));
+				 skipping(ev, cap, sid, enc_of(name, false), ch,
+					  &mb));
 	}
 	if (m)
 		uncount(pc, m);
@@ -293,8 +335,7 @@ void eng_pusher_leave(struct eng_shard *s, struct eng_conn *c,
 
 /* ---- with one Redis --------------------------------------------------- */
 
-/* Whether presence is Redis's (one Redis; a cluster keeps it per node). */
-static bool across(const struct eng_shard *s)
+bool eng_pusher_across(const struct eng_shard *s)
 {
 	return s->eng->redis == &eng_rreq_single;
 }
@@ -328,14 +369,17 @@ static void joined_done(struct eng_shard *s, struct eng_rreq *p)
 {
 	struct eng_conn *c = &s->conns[p->slot];
 	struct json_slice ch = { p->text, strlen(p->text) };
+	/* the engine's name after it (rjoin) */
+	struct json_slice one = { p->text + ch.len + 1,
+				  strlen(p->text + ch.len + 1) };
 	struct pusher_member *v = NULL;
 	struct eng_buf *b = NULL;
 	size_t cap = 160 + 2 * json_escape_max(ch.len) + 2 * p->blob_len;
 	ssize_t n = -ENOMEM;
 	unsigned nv;
 
-	/* gone: its leave, sent after the join, undoes it */
-	if (c->gen != p->gen || !eng_conn_alive(c))
+	/* gone: its leave, sent after the join, undoes it; a watch: no list */
+	if (c->gen != p->gen || !eng_conn_alive(c) || !ch.len)
 		return;
 	if (p->result == -1) {	/* the script's "channel full" */
 		eng_pusher_full(s, c, ch);
@@ -357,7 +401,18 @@ out:
 		return;
 	}
 	eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, WS_OP_TEXT, (size_t)n);
-	eng_conn_queue(s, c, b);
+	eng_pusher_behind(s, c, one, b);
+}
+
+void eng_pusher_behind(struct eng_shard *s, struct eng_conn *c,
+		       struct json_slice name, struct eng_buf *b)
+{
+	/* subscribed already: eng_subscribe() only holds @b, if need be */
+	if (!eng_sub_find(c, eng_chan_find(&s->chans, name.p, name.len,
+					   eng_chan_hash(name.p, name.len))))
+		eng_buf_put(b);		/* unsubscribed meanwhile */
+	else if (eng_subscribe(s, c, &name, 1, b) < 0)
+		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
 static void left_done(struct eng_shard *s, struct eng_rreq *p)
@@ -399,8 +454,8 @@ static int rjoin(struct eng_shard *s, struct eng_conn *c,
 		return -ENOMEM;
 	add = mem + mb->id.len + mb->id_str.len + mb->info.len + 2;
 	rem = add + ecap;
-	na = skipping(add, ecap, sid, pusher_enc_member_added, ch, mb);
-	nr = pusher_enc_member_removed(rem, ecap, ch, mb);
+	na = skipping(add, ecap, sid, enc_of(name, true), ch, mb);
+	nr = enc_of(name, false)(rem, ecap, ch, mb);
 	argv[0] = cfg->node_id;
 	lens[0] = strlen(cfg->node_id);
 	argv[1] = rch;
@@ -413,13 +468,15 @@ static int rjoin(struct eng_shard *s, struct eng_conn *c,
 	lens[4] = (size_t)na;
 	argv[5] = rem;
 	lens[5] = (size_t)nr;
-	if (na >= 0 && nr >= 0 && ch.len < sizeof(p->text))
+	if (na >= 0 && nr >= 0 && ch.len + len + 2 <= sizeof(p->text))
 		p = eng_rreq_pusher(s->eng, true, 6, argv, lens);
 	free(mem);
 	if (!p)
 		return -ENOMEM;
-	memcpy(p->text, ch.p, ch.len);
+	memcpy(p->text, ch.p, ch.len);	/* "CH\0NAME\0": see joined_done */
 	p->text[ch.len] = '\0';
+	memcpy(p->text + ch.len + 1, name, len);
+	p->text[ch.len + 1 + len] = '\0';
 	p->done = joined_done;
 	return eng_rreq_send(s, c, p);
 }

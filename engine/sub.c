@@ -54,12 +54,44 @@ static void set_bit(struct eng_shard *s, struct eng_chan *ch, unsigned id,
 	}
 }
 
-/* Releases the replies held for @ch: the owner now knows this shard. */
+/* @pd's replies, in order, to @c; what is queued is no longer @pd's. */
+static int send_pend(struct eng_shard *s, struct eng_conn *c,
+		     struct eng_pend *pd)
+{
+	int ret = pd->reply ? eng_conn_queue(s, c, pd->reply) : 0;
+
+	pd->reply = NULL;
+	if (pd->then && !ret)
+		ret = eng_conn_queue(s, c, pd->then);
+	else
+		eng_buf_put(pd->then);
+	pd->then = NULL;
+	return ret;
+}
+
+static void pend_free(struct eng_pend *pd)
+{
+	eng_buf_put(pd->reply);
+	eng_buf_put(pd->then);
+	eng_free(pd);
+}
+
+/*
+ * Releases the replies held for @ch, the owner now knowing this shard,
+ * in the order they were held: the list is newest first, so reversed.
+ */
 static void release_waiters(struct eng_shard *s, struct eng_chan *ch)
 {
-	struct eng_wait *w = ch->waiters;
+	struct eng_wait *w = NULL, *q = ch->waiters;
 
 	ch->waiters = NULL;
+	while (q) {
+		struct eng_wait *next = q->next;
+
+		q->next = w;
+		w = q;
+		q = next;
+	}
 	while (w) {
 		struct eng_wait *next = w->next;
 		struct eng_pend *pd = w->pend;
@@ -67,12 +99,9 @@ static void release_waiters(struct eng_shard *s, struct eng_chan *ch)
 		if (--pd->count == 0) {
 			struct eng_conn *c = &s->conns[pd->slot];
 
-			if (c->gen == pd->gen && eng_conn_alive(c)) {
-				eng_conn_queue(s, c, pd->reply);
-				pd->reply = NULL;
-			}
-			eng_buf_put(pd->reply);
-			eng_free(pd);
+			if (c->gen == pd->gen && eng_conn_alive(c))
+				send_pend(s, c, pd);
+			pend_free(pd);
 		}
 		eng_free(w);
 		w = next;
@@ -272,6 +301,14 @@ int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
 		  const struct json_slice *names, unsigned n,
 		  struct eng_buf *reply)
 {
+	return eng_subscribe_then(s, c, names, n, reply, NULL);
+}
+
+int eng_subscribe_then(struct eng_shard *s, struct eng_conn *c,
+		       const struct json_slice *names, unsigned n,
+		       struct eng_buf *reply, struct eng_buf *then)
+{
+	struct eng_pend now = { .reply = reply, .then = then };
 	struct eng_pend *pd = NULL;
 	uint32_t slot = eng_slot(s, c);
 	unsigned i;
@@ -283,17 +320,21 @@ int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
 
 		if (!ch)
 			goto nomem;
-		if (eng_sub_find(c, ch))
-			continue;	/* subscribing twice is a no-op */
-		if (eng_sub_add(c, slot, ch) < 0) {
-			eng_chan_maybe_free(&s->chans, ch);
-			goto nomem;
+		/*
+		 * Subscribing twice changes nothing, but its reply too waits
+		 * for a registration still pending: a reply means delivered.
+		 */
+		if (!eng_sub_find(c, ch)) {
+			if (eng_sub_add(c, slot, ch) < 0) {
+				eng_chan_maybe_free(&s->chans, ch);
+				goto nomem;
+			}
+			ENG_STAT_ADD(s, subscriptions, 1);
+			if (ch->nsubs == 1)
+				ENG_STAT_ADD(s, channels, 1);
+			count_sys(s, ch, 1);
+			sync_interest(s, ch);
 		}
-		ENG_STAT_ADD(s, subscriptions, 1);
-		if (ch->nsubs == 1)
-			ENG_STAT_ADD(s, channels, 1);
-		count_sys(s, ch, 1);
-		sync_interest(s, ch);
 		if (ch->registered && !ch->pending)
 			continue;
 		/* Hold the reply until the owner has registered us. */
@@ -305,7 +346,8 @@ int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
 			pd->gen = c->gen;
 			pd->count = 1;	/* ours, dropped below */
 			pd->reply = reply;
-			reply = NULL;
+			pd->then = then;
+			reply = then = NULL;
 		}
 		{
 			struct eng_wait *w = eng_malloc(sizeof(*w));
@@ -318,19 +360,18 @@ int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
 			pd->count++;
 		}
 	}
-	if (reply)
-		return eng_conn_queue(s, c, reply);
-	if (pd && --pd->count == 0) {	/* every owner answered already */
-		eng_conn_queue(s, c, pd->reply);
+	if (!pd)		/* registered everywhere already */
+		return send_pend(s, c, &now);
+	if (--pd->count == 0) {	/* every owner answered already */
+		send_pend(s, c, pd);
 		eng_free(pd);
 	}
 	return 0;
 nomem:
 	eng_buf_put(reply);
-	if (pd && --pd->count == 0) {
-		eng_buf_put(pd->reply);
-		eng_free(pd);
-	}
+	eng_buf_put(then);
+	if (pd && --pd->count == 0)
+		pend_free(pd);
 	return -ENOMEM;
 }
 

@@ -18,11 +18,16 @@
 /*
  * Subscribes @c to @n channels; @reply (taken over) is queued once every
  * owner has registered this shard. Returns 0, or -ENOMEM after dropping
- * @reply (the caller fails the connection).
+ * @reply (the caller fails the connection). eng_subscribe_then(): @then
+ * too (taken over, NULL: none), queued right behind @reply (a Pusher
+ * cache channel's last event after its subscription_succeeded).
  */
 int eng_subscribe(struct eng_shard *s, struct eng_conn *c,
 		  const struct json_slice *names, unsigned n,
 		  struct eng_buf *reply);
+int eng_subscribe_then(struct eng_shard *s, struct eng_conn *c,
+		       const struct json_slice *names, unsigned n,
+		       struct eng_buf *reply, struct eng_buf *then);
 /*
  * Subscribes @c to channel @name, held (recovering) so that nothing is
  * delivered to it until its history is read (hist.h): the owner hears of

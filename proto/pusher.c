@@ -36,6 +36,7 @@ const char *pusher_code_text(int code)
 	case PUSHER_INACTIVITY:		return "closed after inactivity";
 	case PUSHER_CLIENT_EVENT_RATE:
 		return "client event rejected due to rate limit";
+	case PUSHER_WATCHLIST_LIMIT:	return "watchlist over its limit";
 	default:			return NULL;
 	}
 }

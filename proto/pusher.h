@@ -40,6 +40,7 @@ enum pusher_code {
 	PUSHER_PONG_TIMEOUT		= 4201,	/* no pong to our ping */
 	PUSHER_INACTIVITY		= 4202,	/* closed after inactivity */
 	PUSHER_CLIENT_EVENT_RATE	= 4301,	/* pusher:error, no close */
+	PUSHER_WATCHLIST_LIMIT		= 4302,	/* the same: a bad watchlist */
 };
 
 /* A short English meaning of @code, or NULL when it is not one above. */
@@ -59,6 +60,9 @@ struct pusher_app {
 	size_t id_len, key_len, secret_len;
 	bool client_events;	/* clients may send client-* events */
 	bool sub_count;		/* pusher_internal:subscription_count sent */
+	uint8_t client_rate;	/* client events a second a connection may
+				 * send; 0: Pusher's 10 */
+	bool watchlist;		/* user_data.watchlist is served */
 };
 
 /* The apps a server serves; pusher_apps_init() makes it empty. */
@@ -328,6 +332,20 @@ int pusher_member_parse(struct json_parser *p, struct json_slice channel_data,
 ssize_t pusher_user_id_parse(struct json_parser *p, struct json_slice user_data,
 			     char *id_out, size_t cap);
 
+#define PUSHER_WATCHLIST_MAX	100	/* user ids a watchlist holds: Pusher's */
+
+/*
+ * Reads pusher:signin's @user_data's "watchlist" with @p: absent (*@n 0)
+ * or an array of at most PUSHER_WATCHLIST_MAX non-empty strings, each
+ * at most PUSHER_CHANNEL_MAX bytes unescaped, copied into @buf (@cap
+ * bytes; @user_data's length suffices) with @ids[i] pointing at them.
+ * Returns 0; -EBADMSG (not an array, an element not a string or empty)
+ * or -E2BIG (too many, too long, or @buf too small).
+ */
+int pusher_watchlist_parse(struct json_parser *p, struct json_slice user_data,
+			   char *buf, size_t cap, struct json_slice *ids,
+			   unsigned *n);
+
 /* ---- The server's events ---- */
 
 /*
@@ -364,8 +382,17 @@ ssize_t pusher_enc_sub_error(char *out, size_t cap, struct json_slice channel,
 /* pusher:error, data {"code":@code,"message":@message}. */
 ssize_t pusher_enc_error(char *out, size_t cap, int code, const char *message);
 
-/* pusher:pong, data {}. */
+/*
+ * pusher_internal:watchlist_events (pusher-js watchlist.ts), no channel:
+ * data {"events":[{"name":"online"|"offline","user_ids":[@ids...]}]},
+ * each id a user id unescaped (UTF-8), written as a JSON string.
+ */
+ssize_t pusher_enc_watchlist(char *out, size_t cap, bool online,
+			     const struct json_slice *ids, unsigned n);
+
+/* pusher:pong and pusher:ping (the server's keep-alive), data {}. */
 ssize_t pusher_enc_pong(char *out, size_t cap);
+ssize_t pusher_enc_ping(char *out, size_t cap);
 
 /* pusher_internal:member_added (user_id, user_info) on @channel. */
 ssize_t pusher_enc_member_added(char *out, size_t cap,

@@ -151,6 +151,46 @@ ssize_t pusher_user_id_parse(struct json_parser *p, struct json_slice user_data,
 	return (ssize_t)d[0].str.len;
 }
 
+int pusher_watchlist_parse(struct json_parser *p, struct json_slice user_data,
+			   char *buf, size_t cap, struct json_slice *ids,
+			   unsigned *n)
+{
+	struct json_member d[] = { { .key = "watchlist" } };
+	struct json_slice v[PUSHER_WATCHLIST_MAX + 1];
+	size_t used = 0;
+	int ret;
+
+	*n = 0;
+	ret = json_get_members(p, user_data.p, user_data.len, d, 1);
+	if (ret < 0 || d[0].type == JSON_ABSENT)
+		return ret;
+	if (d[0].type != JSON_ARRAY)
+		return -EBADMSG;
+	if (d[0].raw.len > cap)
+		return -E2BIG;
+	/* the array's text first: the slices die with the next parse */
+	memcpy(buf, d[0].raw.p, d[0].raw.len);
+	ret = json_string_array(p, buf, d[0].raw.len, v,
+				PUSHER_WATCHLIST_MAX + 1, n);
+	if (ret < 0 || *n > PUSHER_WATCHLIST_MAX) {
+		*n = 0;
+		return ret < 0 ? ret : -E2BIG;
+	}
+	/* unescaped is never longer than escaped: each fits where it was */
+	for (unsigned i = 0; i < *n; i++) {
+		if (!v[i].len || v[i].len > PUSHER_CHANNEL_MAX ||
+		    used + v[i].len > cap) {
+			ret = v[i].len ? -E2BIG : -EBADMSG;
+			*n = 0;
+			return ret;
+		}
+		memmove(buf + used, v[i].p, v[i].len);
+		ids[i] = (struct json_slice){ buf + used, v[i].len };
+		used += v[i].len;
+	}
+	return 0;
+}
+
 /* ---- The server's events ---- */
 
 /*
@@ -347,6 +387,28 @@ ssize_t pusher_enc_error(char *buf, size_t cap, int code, const char *message)
 ssize_t pusher_enc_pong(char *buf, size_t cap)
 {
 	return empty_event(buf, cap, "pusher:pong", NO_CHANNEL);
+}
+
+ssize_t pusher_enc_watchlist(char *buf, size_t cap, bool online,
+			     const struct json_slice *ids, unsigned n)
+{
+	struct out o = OUT(buf, cap);
+
+	begin(&o, "pusher_internal:watchlist_events", NO_CHANNEL);
+	put_lit(&o, online ? "\"events\":[{\"name\":\"online\",\"user_ids\":["
+			   : "\"events\":[{\"name\":\"offline\",\"user_ids\":[");
+	for (unsigned i = 0; i < n; i++) {
+		if (i)
+			put_lit(&o, ",");
+		put_str(&o, ids[i]);
+	}
+	put_lit(&o, "]}]");
+	return finish(&o);
+}
+
+ssize_t pusher_enc_ping(char *buf, size_t cap)
+{
+	return empty_event(buf, cap, "pusher:ping", NO_CHANNEL);
 }
 
 /* member_added and member_removed: user_info only in the first. */

@@ -31,6 +31,8 @@ static struct json_slice S(const char *s)
 
 static const struct json_slice NONE = { NULL, 0 };
 
+static int watchlist(struct json_parser *jp);
+
 static int is(struct json_slice s, const char *want)
 {
 	if (!want)
@@ -683,6 +685,7 @@ static int test_msg(void)
 					     sizeof(s2)) == -EBADMSG);
 		T_CHECK(pusher_user_id_parse(jp, S("{\"id\":\"abc\"}"), s2,
 					     2) == -E2BIG);
+		T_CHECK(!watchlist(jp));
 	}
 
 	/* a client event's data is forwarded as it came, members unread */
@@ -823,6 +826,8 @@ static int test_encode(void)
 	T_CHECK(!short_sizes(enc_nasty_error, n));
 	n = pusher_enc_pong(out, sizeof(out));
 	T_CHECK(!event_is(out, n, "pusher:pong", NULL, "{}"));
+	n = pusher_enc_ping(out, sizeof(out));
+	T_CHECK(!event_is(out, n, "pusher:ping", NULL, "{}"));
 	n = pusher_enc_member_added(out, sizeof(out), S("presence-r"), &mb);
 	T_CHECK(!event_is(out, n, "pusher_internal:member_added", "presence-r",
 			  "{\"user_id\":\"u1\",\"user_info\":{\"n\":\"\\\"\"}}"));
@@ -855,7 +860,57 @@ static int test_encode(void)
 	T_CHECK(!strcmp(pusher_code_text(PUSHER_APP_NOT_FOUND),
 			"application does not exist"));
 	T_CHECK(pusher_code_text(PUSHER_PONG_TIMEOUT));
+	T_CHECK(pusher_code_text(PUSHER_WATCHLIST_LIMIT));
 	T_CHECK(!pusher_code_text(4002) && !pusher_code_text(1000));
+	return 0;
+}
+
+/* user_data's watchlist: ids unescaped, bounds, and the event's JSON. */
+static int watchlist(struct json_parser *jp)
+{
+	static char big[4096];
+	struct json_slice ids[PUSHER_WATCHLIST_MAX];
+	char buf[4096], out[512];
+	unsigned n = 9, k = 0;
+	ssize_t len;
+
+	T_CHECK(pusher_watchlist_parse(jp, S("{\"id\":\"a\"}"), buf,
+				       sizeof(buf), ids, &n) == 0 && n == 0);
+	T_CHECK(pusher_watchlist_parse(jp, S("{\"id\":\"a\",\"watchlist\":"
+					"[\"b\",\"c\\u0041\"]}"), buf,
+				       sizeof(buf), ids, &n) == 0 && n == 2);
+	T_CHECK(is(ids[0], "b") && is(ids[1], "cA"));
+	T_CHECK(pusher_watchlist_parse(jp, S("{\"watchlist\":[1]}"), buf,
+				       sizeof(buf), ids, &n) == -EBADMSG);
+	T_CHECK(pusher_watchlist_parse(jp, S("{\"watchlist\":[\"\"]}"), buf,
+				       sizeof(buf), ids, &n) == -EBADMSG);
+	T_CHECK(pusher_watchlist_parse(jp, S("{\"watchlist\":\"b\"}"), buf,
+				       sizeof(buf), ids, &n) == -EBADMSG);
+	T_CHECK(pusher_watchlist_parse(jp, S("{\"watchlist\":[\"b\"]}"), buf,
+				       3, ids, &n) == -E2BIG);
+	/* 100 ids pass, 101 do not */
+	k = (unsigned)snprintf(big, sizeof(big), "{\"watchlist\":[\"0\"");
+	for (unsigned i = 1; i < PUSHER_WATCHLIST_MAX; i++)
+		k += (unsigned)snprintf(big + k, sizeof(big) - k, ",\"%u\"", i);
+	snprintf(big + k, sizeof(big) - k, "]}");
+	T_CHECK(pusher_watchlist_parse(jp, (struct json_slice){ big,
+				       strlen(big) }, buf, sizeof(buf), ids,
+				       &n) == 0 && n == PUSHER_WATCHLIST_MAX);
+	snprintf(big + k, sizeof(big) - k, ",\"x\"]}");
+	T_CHECK(pusher_watchlist_parse(jp, (struct json_slice){ big,
+				       strlen(big) }, buf, sizeof(buf), ids,
+				       &n) == -E2BIG && n == 0);
+	ids[0] = S("u\"1");
+	ids[1] = S("u2");
+	len = pusher_enc_watchlist(out, sizeof(out), false, ids, 2);
+	T_CHECK(!event_is(out, len, "pusher_internal:watchlist_events", NULL,
+			  "{\"events\":[{\"name\":\"offline\",\"user_ids\":"
+			  "[\"u\\\"1\",\"u2\"]}]}"));
+	len = pusher_enc_watchlist(out, sizeof(out), true, ids + 1, 1);
+	T_CHECK(!event_is(out, len, "pusher_internal:watchlist_events", NULL,
+			  "{\"events\":[{\"name\":\"online\",\"user_ids\":"
+			  "[\"u2\"]}]}"));
+	T_CHECK(pusher_enc_watchlist(out, 40, true, ids, 2) == -ENOSPC);
 	return 0;
 }
 

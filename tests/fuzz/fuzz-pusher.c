@@ -100,6 +100,24 @@ static void check_msg(const char *buf, size_t size)
 		n = pusher_enc_presence(out, sizeof(out), m.d_channel, &mb, 1);
 		assert(n > 0 && json_valid(jv, out, (size_t)n));
 	}
+	/* a watchlist from whatever user_data came: ids within bounds */
+	if (m.d_user_data.p) {
+		struct json_slice ids[PUSHER_WATCHLIST_MAX];
+		unsigned k = 0;
+
+		if (pusher_watchlist_parse(jv, m.d_user_data, mscratch,
+					   sizeof(mscratch), ids, &k) == 0) {
+			assert(k <= PUSHER_WATCHLIST_MAX);
+			for (unsigned i = 0; i < k; i++)
+				assert(ids[i].len && ids[i].len <=
+				       PUSHER_CHANNEL_MAX);
+			n = pusher_enc_watchlist(out, sizeof(out), true, ids, k);
+			assert(n == -ENOSPC ||
+			       (n > 0 && json_valid(jv, out, (size_t)n)));
+		} else {
+			assert(k == 0);
+		}
+	}
 }
 
 static void check_names(const char *s, size_t len)

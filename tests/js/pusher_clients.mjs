@@ -57,8 +57,9 @@ function client(port, opts = {}) {
     return new PusherJs(opts.key || cfg.app.key, {
         userAuthentication: {
             customHandler: ({ socketId }, cb) => cb(null,
-                signer.authenticateUser(socketId, { id: opts.user || 'u1',
-                                                    name: 'N' })),
+                signer.authenticateUser(socketId, Object.assign(
+                    { id: opts.user || 'u1', name: 'N' },
+                    opts.watchlist ? { watchlist: opts.watchlist } : {}))),
         },
         cluster: 'ringcast', wsHost: cfg.host, wsPort: port, wssPort: port,
         forceTLS: cfg.tls, enabledTransports: ['ws', 'wss'],
@@ -382,8 +383,71 @@ async function subcount() {
     return out;
 }
 
+// Cache channels: a subscriber before any event gets pusher:cache_miss
+// after subscription_succeeded; the SDK publishes on the last node; a
+// subscriber there after it gets that event, after its
+// subscription_succeeded. Each client's events in order, per channel.
+async function cache() {
+    const out = {};
+    const sdk = sdkFor(cfg.ports[cfg.ports.length - 1]);
+    for (const name of ['cache-c', 'private-cache-c', 'presence-cache-c']) {
+        const a = client(cfg.ports[0], { user: 'ca' });
+        const b = client(cfg.ports[cfg.ports.length - 1], { user: 'cb' });
+        const seqA = [], seqB = [];
+        const chA = a.channel(name) || a.subscribe(name);
+        chA.bind_global((ev) => seqA.push(ev));
+        await once(chA, 'pusher:cache_miss', 'cache_miss on ' + name);
+        const live = once(chA, 'state', 'state on ' + name + ' (live)');
+        const r = await sdk.trigger(name, 'state', { v: name });
+        if (r.status !== 200)
+            fail('trigger answered ' + r.status);
+        await live;
+        const chB = b.subscribe(name);
+        chB.bind_global((ev) => seqB.push(ev));
+        const data = await once(chB, 'state', 'state on ' + name +
+                                ' (cached)');
+        out[name] = { a: seqA.filter((e) => !e.includes('member')),
+                      b: seqB, data };
+        a.disconnect();
+        b.disconnect();
+    }
+    return out;
+}
+
+// Watchlists: wc signs in on the last node; then wa, on node 0, with
+// the watchlist [wb, wc], hears wc online at once; wb signs in on the
+// last node (online), then goes (offline). What wa's watchlist emitted,
+// in order.
+async function watchlist() {
+    const last = cfg.ports[cfg.ports.length - 1];
+    const signedIn = async (p) => {
+        p.signin();
+        await within(p.user.signinDonePromise, 'signin');
+    };
+    const c = client(last, { user: 'wc' });
+    await signedIn(c);
+    const a = client(cfg.ports[0], { user: 'wa', watchlist: ['wb', 'wc'] });
+    const seen = [];
+    const next = (name) => once(a.user.watchlist, name, name);
+    for (const name of ['online', 'offline'])
+        a.user.watchlist.bind(name, (ev) => seen.push([name, ev.user_ids]));
+    let ev = next('online');
+    await signedIn(a);
+    await ev;
+    const b = client(last, { user: 'wb' });
+    ev = next('online');
+    await signedIn(b);
+    await ev;
+    ev = next('offline');
+    b.disconnect();
+    await ev;
+    a.disconnect();
+    c.disconnect();
+    return { seen };
+}
+
 const run = { fanout, badauth, unknownkey, presence, queries, terminate,
-              subcount,
+              subcount, cache, watchlist,
               client: clientEvents, user, badsignin }[scenario];
 if (!run)
     fail('unknown scenario');

@@ -89,7 +89,8 @@ async def event(ws):
 
 def engine_args(*more):
     return ["--pusher-app", SPEC % APP, "--pusher-app", SPEC % APP2,
-            "--pusher-client-events", APP["id"]] + list(more)
+            "--pusher-client-events", APP["id"], "--pusher-watchlist",
+            APP["id"]] + list(more)
 
 
 # ---------------------------------------------------------------- checks
@@ -163,38 +164,149 @@ def channel_auth(app, sid, channel, channel_data=None):
                                        hashlib.sha256).hexdigest()
 
 
-async def check_client_rate(eng):
-    """Over 10 client events a second: pusher:error 4301 for those
-    dropped, and the connection stays."""
+def check_cache(engs):
+    """Cache channels with pusher-js: cache_miss before any event, the
+    last event to a later subscriber on another node, each after
+    subscription_succeeded."""
+    out = pusher_js("cache", engs)
+    ok = "pusher:subscription_succeeded"
+    for name in ("cache-c", "private-cache-c", "presence-cache-c"):
+        expect_eq(out[name]["a"], [ok, "pusher:cache_miss", "state"],
+                  "%s: the first subscriber's events" % name)
+        expect_eq(out[name]["b"], [ok, "state"],
+                  "%s: the later subscriber's events" % name)
+        expect_eq(out[name]["data"], {"v": name}, "%s: the event" % name)
+
+
+def check_watchlist(engs):
+    """pusher-js's user.watchlist: those online at sign-in, then one
+    coming online and going offline, on the other node."""
+    # on a Redis Cluster users are per node, as presence (docs/PUSHER.md)
+    out = pusher_js("watchlist",
+                    engs[:1] if rc.BROKER == "cluster" else engs)
+    expect_eq(out["seen"], [["online", ["wc"]], ["online", ["wb"]],
+                            ["offline", ["wb"]]], "watchlist events")
+
+
+async def signin(ws, hello, uid, watchlist=None):
+    """Sends pusher:signin as @uid (watching @watchlist), signed as an
+    app's user endpoint signs it."""
+    ud = {"id": uid}
+    if watchlist is not None:
+        ud["watchlist"] = watchlist
+    ud = json.dumps(ud)
+    sig = hmac.new(APP["secret"].encode(), ("%s::user::%s" % (
+        hello["socket_id"], ud)).encode(), hashlib.sha256).hexdigest()
+    await ws.send(json.dumps({"event": "pusher:signin", "data": {
+        "auth": APP["key"] + ":" + sig, "user_data": ud}}))
+
+
+async def check_watchlist_limit(eng):
+    """A watchlist of 101 ids: signed in all the same, pusher:error 4302
+    for the watchlist, the connection still open."""
     ws, hello = await connected(eng)
-    chan = "private-rate"
+    await signin(ws, hello, "wx", [str(i) for i in range(101)])
+    got = {}
+    for _ in range(2):
+        ev = await event(ws)
+        got[ev["event"]] = ev["data"]
+    expect_eq(sorted(got), ["pusher:error", "pusher:signin_success"],
+              "the answers to the signin")
+    expect_eq(got["pusher:error"]["code"], 4302, "the watchlist's error")
+    await ws.send('{"event":"pusher:ping"}')
+    expect_eq((await event(ws))["event"], "pusher:pong", "still open")
+    await ws.close()
+
+
+async def cache_replay(eng, chan):
+    """A new subscriber of @chan on @eng: the event after its
+    subscription_succeeded (None for a plain channel's nothing)."""
+    ws, _ = await connected(eng)
+    await ws.send(json.dumps({"event": "pusher:subscribe",
+                              "data": {"channel": chan}}))
+    expect_eq((await event(ws))["event"],
+              "pusher_internal:subscription_succeeded", "subscribed")
+    await ws.send('{"event":"pusher:ping"}')
+    ev = await event(ws)
+    await ws.close()
+    return None if ev["event"] == "pusher:pong" else ev
+
+
+async def check_cache_ttl(engs):
+    """--pusher-cache-ttl 1s: the event is replayed on the other node,
+    then, once expired, cache_miss; a plain channel replays nothing."""
+    for chan in ("cache-ttl", "plain-ttl"):
+        status, _ = trigger(engs[-1], {"name": "s", "channel": chan,
+                                       "data": "{\"v\":1}"})
+        expect_eq(status, 200, "publish to %s" % chan)
+    expect_eq(await cache_replay(engs[0], "plain-ttl"), None,
+              "a plain channel's subscriber")
+    ev = await cache_replay(engs[0], "cache-ttl")
+    expect_eq(ev, {"event": "s", "channel": "cache-ttl", "data": '{"v":1}'},
+              "replayed")
+    deadline = time.monotonic() + 30
+    while ev["event"] != "pusher:cache_miss":
+        expect(time.monotonic() < deadline, "still cached after 30 s: %r",
+               ev)
+        await asyncio.sleep(0.2)
+        ev = await cache_replay(engs[0], "cache-ttl")
+
+
+async def client_refusals(eng, chan, n):
+    """Sends @n client events at once on @chan; how many got 4301 (the
+    others none, the connection still open)."""
+    ws, hello = await connected(eng)
     await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
         "channel": chan,
         "auth": channel_auth(APP, hello["socket_id"], chan)}}))
     expect_eq((await event(ws))["event"],
               "pusher_internal:subscription_succeeded", "subscribed")
-    for i in range(200):
+    for i in range(n):
         await ws.send(json.dumps({"event": "client-x", "channel": chan,
                                   "data": {"i": i}}))
     await ws.send('{"event":"pusher:ping"}')
     refused = 0
-    for _ in range(201):
+    for _ in range(n + 1):
         ev = await event(ws)
         if ev["event"] == "pusher:pong":
             break
         expect_eq((ev["event"], ev["data"]["code"]), ("pusher:error", 4301),
                   "answer to a client event")
         refused += 1
+    await ws.close()
+    return refused
+
+
+async def check_client_rate(eng):
+    """Over 10 client events a second: pusher:error 4301 for those
+    dropped, and the connection stays."""
+    refused = await client_refusals(eng, "private-rate", 200)
     expect(refused >= 1, "200 client events at once, none refused")
-    await ws.close()
 
 
-async def check_activity_timeout(eng):
-    """Without server pings, activity_timeout is half the idle timeout,
-    so that pusher-js's own ping comes first."""
-    ws, hello = await connected(eng)
-    expect_eq(hello["activity_timeout"], 5, "activity_timeout")
-    await ws.close()
+async def check_keepalive(eng):
+    """--pusher-activity-timeout 1s: activity_timeout 1, then our
+    pusher:ping after a second of silence; a client that answers it stays
+    (it gets the next ping), one that does not is closed with 4201."""
+    answers, _ = await connected(eng)
+    silent, hello = await connected(eng)
+    expect_eq(hello["activity_timeout"], 1, "activity_timeout")
+    for ws in (answers, silent):
+        expect_eq((await event(ws))["event"], "pusher:ping", "our ping")
+    await answers.send('{"event":"pusher:pong","data":{}}')
+    code, _ = await rc.ws_await_close(silent)
+    expect_eq(code, 4201, "no pong: the close")
+    expect_eq((await event(answers))["event"], "pusher:ping",
+              "the client that answered: pinged again, still open")
+    await answers.close()
+
+
+async def check_rate_option(eng):
+    """--pusher-client-event-rate 42=3: of 10 client events sent at once,
+    at most 6 pass (two windows of a second), the rest get 4301."""
+    refused = await client_refusals(eng, "private-rate3", 10)
+    expect(refused >= 4, "10 client events at a rate of 3: %d refused",
+           refused)
 
 
 def check_stop_with_members(eng):
@@ -413,6 +525,60 @@ def check_api_refusals(eng):
               400, "no channel")
 
 
+async def check_presence_byte(eng):
+    """Presence channel_data changed by one byte after it was signed:
+    subscription_error 401, the connection still open."""
+    ws, hello = await connected(eng)
+    chan, cd = "presence-byte", json.dumps({"user_id": "u1"})
+    await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
+        "channel": chan, "channel_data": cd.replace("u1", "u2"),
+        "auth": channel_auth(APP, hello["socket_id"], chan, cd)}}))
+    ev = await event(ws)
+    expect_eq((ev["event"], ev["data"]["type"], ev["data"]["status"]),
+              ("pusher:subscription_error", "AuthError", 401),
+              "channel_data changed by one byte")
+    await ws.send('{"event":"pusher:ping"}')
+    expect_eq((await event(ws))["event"], "pusher:pong", "still open")
+    await ws.close()
+
+
+def check_api_timestamps(eng):
+    """auth_timestamp: 660 s ahead is refused like 660 s behind; the
+    same signed request sent twice within the window is taken twice,
+    as Pusher does (an SDK's retry; SECURITY.md)."""
+    body = json.dumps({"name": "e", "channel": "c", "data": "x"}).encode()
+    path = "/apps/%s/events" % APP["id"]
+    q = signed(APP, "POST", path, body, ts=int(time.time()) + 660)
+    expect_eq(rc.api(eng, "POST", path + "?" + q, body)[0], 401,
+              "660 s in the future")
+    q = signed(APP, "POST", path, body)
+    for i in range(2):
+        expect_eq(rc.api(eng, "POST", path + "?" + q, body)[0], 200,
+                  "the same request, sent %d times" % (i + 1))
+
+
+async def check_max_data(eng):
+    """--pusher-max-data 10000: 10,001 bytes of data are 413 from the
+    HTTP API and pusher:error from a client; 10,000 pass."""
+    expect_eq(trigger(eng, {"name": "e", "channel": "c",
+                            "data": "x" * 10001})[0], 413, "10,001 bytes")
+    expect_eq(trigger(eng, {"name": "e", "channel": "c",
+                            "data": "x" * 10000})[0], 200, "10,000 bytes")
+    ws, hello = await connected(eng)
+    chan = "private-big"
+    await ws.send(json.dumps({"event": "pusher:subscribe", "data": {
+        "channel": chan,
+        "auth": channel_auth(APP, hello["socket_id"], chan)}}))
+    expect_eq((await event(ws))["event"],
+              "pusher_internal:subscription_succeeded", "subscribed")
+    await ws.send(json.dumps({"event": "client-x", "channel": chan,
+                              "data": "x" * 9999}))
+    ev = await event(ws)
+    expect_eq((ev["event"], ev["data"]["code"]), ("pusher:error", 4009),
+              "a client event of 10,001 bytes of data")
+    await ws.close()
+
+
 def batch(eng, events, app=APP, whole=False):
     body = json.dumps({"batch": events}).encode()
     path = "/apps/%s/batch_events" % app["id"]
@@ -588,6 +754,23 @@ def check_options(run):
     refused(["--pusher-subscription-count", "9", "--pusher-app",
              SPEC % APP], words=["--pusher-subscription-count 9",
                                  "no app has this ID"])
+    refused(["--pusher-app", SPEC % APP, "--pusher-client-event-rate",
+             "9=3"], words=["no app has this ID"])
+    refused(["--pusher-app", SPEC % APP, "--pusher-watchlist", "9"],
+            words=["--pusher-watchlist 9", "no app has this ID"])
+    for rate in ("42=0", "42=256", "42", "42=x", "42=3s"):
+        refused(["--pusher-app", SPEC % APP, "--pusher-client-event-rate",
+                 rate], words=["--pusher-client-event-rate " + rate])
+    for bad in ("0", "2M", "x"):
+        refused(["--pusher-app", SPEC % APP, "--pusher-max-data", bad],
+                words=["--pusher-max-data"])
+    for bad in ("0", "500ms", "25h"):
+        refused(["--pusher-app", SPEC % APP, "--pusher-cache-ttl", bad],
+                words=["--pusher-cache-ttl"])
+    for opt in ("--pusher-activity-timeout", "--pusher-pong-timeout"):
+        for bad in ("0", "1500ms", "25h"):
+            refused(["--pusher-app", SPEC % APP, opt, bad],
+                    words=["whole seconds"])
     refused([], env={"RINGCAST_PUSHER_APPS": "1:k:s3cret\n2:k:Xsecret"},
             words=["RINGCAST_PUSHER_APPS, line 2"])
     with tempfile.NamedTemporaryFile("w", suffix=".apps") as f:
@@ -614,6 +797,12 @@ def body(run):
                   check_official_clients, engs)
         run.check("pusher-js presence on one node: members, first join, "
                   "last leave", check_presence, engs)
+        run.check("pusher-js cache channels: cache_miss, then the last "
+                  "event, on every node", check_cache, engs)
+        run.check("pusher-js watchlists: online at sign-in, then online "
+                  "and offline, on every node", check_watchlist, engs)
+        run.check("a watchlist of 101 ids: 4302, signed in, still open",
+                  check_watchlist_limit, engs[0])
         run.check("pusher-js client events, to the other node",
                   check_client_events, engs)
         run.check("client events refused: public, not joined, app off",
@@ -652,6 +841,18 @@ def body(run):
                   check_query_refusals, engs[0])
         run.check("HTTP API refusals: replay, signature, sizes",
                   check_api_refusals, engs[0])
+        run.check("HTTP API: auth_timestamp window both ways, a retry taken",
+                  check_api_timestamps, engs[0])
+        run.check("presence channel_data changed by one byte: 401",
+                  check_presence_byte, engs[0])
+    with run.section("max data"), rc.Engine(
+            run.exe, *engine_args("--pusher-max-data", "10000")) as eng:
+        run.check("--pusher-max-data 10000: 10,001 bytes refused",
+                  check_max_data, eng)
+    with run.section("cache ttl"), rc.nodes(
+            run.exe, *engine_args("--pusher-cache-ttl", "1s")) as engs:
+        run.check("--pusher-cache-ttl: replayed, then expired",
+                  check_cache_ttl, engs)
     with run.section("subscription count"), rc.nodes(
             run.exe, *engine_args("--pusher-subscription-count", APP["id"]),
             count=1) as engs:
@@ -660,11 +861,17 @@ def body(run):
     if rc.BROKER == "redis":
         run.check("a failure on any channel is told, not the last's only",
                   check_partial_failure, run)
-    with run.section("activity"), rc.Engine(
-            run.exe, "--pusher-app", SPEC % APP, "--ping-interval", "0",
-            "--idle-timeout", "10s") as eng:
-        run.check("activity_timeout follows --idle-timeout",
-                  check_activity_timeout, eng)
+    with run.section("keep-alive"), rc.Engine(
+            run.exe, "--pusher-app", SPEC % APP, "--pusher-client-events",
+            APP["id"], "--pusher-activity-timeout", "1s",
+            "--pusher-pong-timeout", "1s", "--pusher-client-event-rate",
+            APP["id"] + "=3") as eng:
+        run.check("pusher:ping after activity_timeout, 4201 without pong",
+                  check_keepalive, eng)
+        run.check("--pusher-client-event-rate 3: 4301 past it",
+                  check_rate_option, eng)
+    with run.section("stop"), rc.Engine(
+            run.exe, "--pusher-app", SPEC % APP) as eng:
         run.check("stopping with presence members connected",
                   check_stop_with_members, eng)
     with tempfile.NamedTemporaryFile("w", suffix=".apps") as f:

@@ -4,7 +4,8 @@ Redis, two nodes share a presence channel's members. The list in
 subscription_succeeded holds every node's members; member_added goes out
 once, to every node's subscribers, at a user's first connection on any
 node, and member_removed at its last, also when the node holding it is
-killed (its members expire with its heartbeat). Whether an event did
+killed (its members expire with its heartbeat), and a watchlist's
+online and offline (its user's node killed). Whether an event did
 not come is judged by a sentinel published after it: Redis delivers a
 channel's messages in order, so anything sent before the sentinel
 arrives before it."""
@@ -17,7 +18,7 @@ import websockets
 import rc
 from rc import expect, expect_eq
 from test_pusher import APP, channel_auth, connected, engine_args, event, \
-    trigger
+    signin, trigger
 
 CH = "presence-nodes"
 
@@ -93,23 +94,40 @@ async def check_members(engs):
     await a.close()
 
 
+def watch_event(ev):
+    return ev["event"], ev["data"]["events"]
+
+
 async def check_node_dies(engs):
     a, _ = await join(engs[0], "v1")
     d, _ = await join(engs[1], "v2")
     e, _ = await join(engs[1], "v2")
     expect_eq(await until_sentinel(a, engs[0]),
               [("member_added", "v2")], "v2 on node 1, once")
+    # a watcher on node 0 of k1, signed in on node 1
+    w, hello = await connected(engs[0])
+    await signin(w, hello, "w0", ["k1"])
+    expect_eq((await event(w))["event"], "pusher:signin_success", "w0")
+    k, hello = await connected(engs[1])
+    await signin(k, hello, "k1")
+    expect_eq(watch_event(await event(w)), (
+        "pusher_internal:watchlist_events",
+        [{"name": "online", "user_ids": ["k1"]}]), "k1 online")
     engs[1].kill()
     ev = await event(a)    # within the heartbeat's expiry
     expect_eq((ev["event"], ev["data"]), ("pusher_internal:member_removed",
                                           {"user_id": "v2"}),
               "v2 gone with its node")
+    expect_eq(watch_event(await event(w)), (
+        "pusher_internal:watchlist_events",
+        [{"name": "offline", "user_ids": ["k1"]}]), "k1 gone with its node")
+    await w.close()
     expect_eq(await until_sentinel(a, engs[0]), [], "once only")
     f, m = await join(engs[0], "v3")
     expect_eq(sorted(m["ids"]), ["v1", "v3"], "members after the death")
     await a.close()
     await f.close()
-    for ws in (d, e):   # their node is gone: what they had, then EOF
+    for ws in (d, e, k):    # their node is gone: what they had, then EOF
         for _ in range(100):
             try:
                 await rc.ws_recv(ws)
