@@ -17,6 +17,9 @@
 #include "eng.h"
 #include "ws.h"
 
+struct eng_ho_buf;	/* handover.h */
+struct eng_ho_rd;
+
 #define ENG_CONN_BUDGET		80	/* bytes; checked at build time */
 #define ENG_SLOW_WAIT_MS	30000	/* a slow consumer to read its 1008 */
 
@@ -327,6 +330,19 @@ struct eng_endpoint {
 	 * reconnect now, and close it. NULL: close 1012 (service restart).
 	 */
 	void (*on_restart)(struct eng_shard *s, struct eng_conn *c);
+	/*
+	 * A live hand-over (handover.h, level 2): ho_save() appends what the
+	 * endpoint keeps for @c to @b, a record its ho_load() reads in the
+	 * new process on a slot that already holds the connection's own
+	 * state (its kind, subscriptions, queue). Each returns 0 or -errno:
+	 * a save's error drains @c instead (on_restart), a load's closes
+	 * it. NULL ho_save: the endpoint's connections are drained, not
+	 * carried live.
+	 */
+	int (*ho_save)(struct eng_shard *s, struct eng_conn *c,
+		       struct eng_ho_buf *b);
+	int (*ho_load)(struct eng_shard *s, struct eng_conn *c,
+		       struct eng_ho_rd *r);
 };
 
 #define ENG_CONN_KINDS	8	/* endpoints the table holds */
@@ -394,6 +410,18 @@ struct eng_xport {
 	void (*timed_out)(struct eng_shard *s, struct eng_conn *c);
 	/* @c's slot is being freed: the transport's state goes. */
 	void (*release)(struct eng_shard *s, struct eng_conn *c);
+	/*
+	 * A live hand-over, as the endpoint's ho_save()/ho_load() above:
+	 * the transport's state of @c (TLS: the record layer's keys and
+	 * sequence numbers, bytes of a record half received or half sent).
+	 * ho_save() returns -EAGAIN while @c cannot be carried yet (a
+	 * handshake under way): the quiesce waits for it, then drains it.
+	 * NULL ho_save: nothing of the transport's own to carry.
+	 */
+	int (*ho_save)(struct eng_shard *s, struct eng_conn *c,
+		       struct eng_ho_buf *b);
+	int (*ho_load)(struct eng_shard *s, struct eng_conn *c,
+		       struct eng_ho_rd *r);
 };
 
 /*
