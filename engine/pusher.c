@@ -873,6 +873,8 @@ static const struct eng_endpoint pusher_endpoint = {
 	.on_due = keepalive,
 	.on_close = on_close,
 	.on_restart = on_restart,
+	.ho_save = eng_pusher__ho_save,
+	.ho_load = eng_pusher__ho_load,
 };
 
 int eng_pusher_register(void)

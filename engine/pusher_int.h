@@ -2,7 +2,7 @@
 /*
  * pusher_int.h: what the Pusher endpoint's files share and nobody else
  * reads: the record each Pusher connection has beside its struct
- * eng_conn (pusher.c).
+ * eng_conn (pusher.c), which a live hand-over carries (pusher_ho.c).
  */
 #ifndef RC_ENGINE_PUSHER_INT_H
 #define RC_ENGINE_PUSHER_INT_H
@@ -12,6 +12,9 @@
 
 #include "chan.h"
 #include "pusher_eng.h"
+
+struct eng_ho_buf;
+struct eng_ho_rd;
 
 /* A presence channel a connection joined, as whom. */
 struct join {
@@ -56,5 +59,20 @@ static inline struct json_slice eng_pusher__sid(const struct pconn *pc,
 {
 	return (struct json_slice){ buf, pusher_socket_id_print(pc->sid, buf) };
 }
+
+/*
+ * A live hand-over of @c (eng_endpoint ho_save and ho_load, conn.h;
+ * docs/PUSHER.md has the record). eng_pusher__ho_save() appends @c's
+ * record to @b: 0, or -ENOMEM when @b failed. eng_pusher__ho_load()
+ * reads one from @r into @c's fresh record and counts again what lives
+ * outside the connection (presence members, subscription counts, the
+ * user's watch channel), announcing nothing: 0; -EINVAL for a record it
+ * cannot read (nothing kept); -ENOENT for an app this process lacks;
+ * -ENOMEM.
+ */
+int eng_pusher__ho_save(struct eng_shard *s, struct eng_conn *c,
+			struct eng_ho_buf *b);
+int eng_pusher__ho_load(struct eng_shard *s, struct eng_conn *c,
+			struct eng_ho_rd *r);
 
 #endif
