@@ -7,9 +7,13 @@
  * this node's table; saved again it is the same bytes. A record cut
  * anywhere, of another version or with a member that is not the join's
  * user is refused with -EINVAL and leaves nothing behind; an app this
- * process lacks is -ENOENT. Also struct pconn's size.
+ * process lacks is -ENOENT. Also what an idle Pusher connection costs
+ * (issue 26): struct pconn's size, and a shard's table of them, which
+ * takes memory for the slots used only, not for the shard's capacity.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "handover.h"
@@ -173,11 +177,47 @@ static int test_malformed(void)
 	return 0;
 }
 
+/* This process's resident bytes now. */
+static long resident(void)
+{
+	long pages = -1, rss = -1;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (f && fscanf(f, "%ld %ld", &pages, &rss) != 2)
+		rss = -1;
+	if (f)
+		fclose(f);
+	return rss < 0 ? -1 : rss * sysconf(_SC_PAGESIZE);
+}
+
+/* A shard of a million slots: its first Pusher connection costs a page. */
+static int test_table_untouched(void)
+{
+	static struct eng_shard big;
+	long before, after;
+	struct pconn *pc;
+
+	big.eng = &e;
+	big.id = 1;
+	big.nr_conns = 1u << 20;	/* a table of 40 MiB */
+	big.conns = conns;
+	before = resident();
+	pc = eng_pusher__pconn_new(&big, &conns[0]);
+	after = resident();
+	T_CHECK(pc && before > 0 && after > 0);
+	T_CHECK(pc->app == 0 && pc->gen == 0 && !pc->uid && !pc->joins);
+	if (after - before > 4L << 20)
+		T_FAIL("the first connection's record took %ld KiB",
+		       (after - before) >> 10);
+	return 0;
+}
+
 int main(void)
 {
 	printf("sizeof(struct pconn) = %zu (budget %d)\n",
 	       sizeof(struct pconn), PUSHER_PCONN_BUDGET);
-	if (setup() || test_round_trip() || test_malformed())
+	if (setup() || test_round_trip() || test_malformed() ||
+	    test_table_untouched())
 		return T_EXIT_FAIL;
 	unload(&conns[1]);
 	pusher_apps_exit(&pcfg.apps);
