@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "broker.h"
 #include "buf.h"
@@ -21,33 +22,13 @@
 #include "frame.h"
 #include "pub.h"
 #include "pusher_eng.h"
+#include "pusher_int.h"
 #include "sub.h"
 #include "timer.h"
 
 #define EVENTS_PER_S	10	/* a connection's client events: Pusher's */
 #define TICKS_PER_S	10	/* the shard's tick is 100 ms */
 #define MALFORMED	4300	/* pusher:error code of a message we cannot read */
-
-/* A presence channel a connection joined, as whom. */
-struct join {
-	struct join *next;
-	size_t len, clen, ulen;
-	char name[ENG_CHAN_MAX + 1];		/* the engine's */
-	char ch[PUSHER_CHANNEL_MAX + 1];	/* Pusher's */
-	char uid[];				/* user_id, unescaped */
-};
-
-/* What a Pusher connection holds besides struct eng_conn, by slot. */
-struct pconn {
-	struct join *joins;	/* presence channels joined */
-	char *uid;		/* signed in as (pusher:signin), or NULL */
-	uint32_t gen;		/* the slot's generation it belongs to */
-	uint32_t ev_tick;	/* tick its current second of events began */
-	uint8_t ev_n;		/* client events in that second */
-	uint16_t app;		/* index in the apps' table, plus one */
-	uint8_t sid_len;
-	char sid[PUSHER_SOCKET_ID_MAX + 1];
-};
 
 /* Each shard's table, by shard id; touched by that shard only. */
 #define SHARDS_MAX	1024
@@ -58,8 +39,7 @@ static const struct eng_pusher_cfg *pcfg(const struct eng_shard *s)
 	return s->eng->cfg.pusher;
 }
 
-/* @c's record: NULL when it has none (it is not a Pusher connection). */
-static struct pconn *pconn_of(struct eng_shard *s, struct eng_conn *c)
+struct pconn *eng_pusher__pconn(struct eng_shard *s, struct eng_conn *c)
 {
 	struct pconn *t = s->id < SHARDS_MAX ? tabs[s->id] : NULL;
 	struct pconn *pc = t ? &t[eng_slot(s, c)] : NULL;
@@ -210,7 +190,8 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		 const struct json_slice *one, struct json_slice ch,
 		 const struct pusher_member *mb, bool cache)
 {
-	struct json_slice sid = { pc->sid, pc->sid_len };
+	char sbuf[PUSHER_SOCKET_ID_OWN + 1];
+	struct json_slice sid = eng_pusher__sid(pc, sbuf);
 	struct eng_buf *ok = NULL, *then = NULL;
 	struct join *j = NULL;
 	int ret;
@@ -263,6 +244,7 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 static void leave(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		  const char *name, size_t len)
 {
+	char sbuf[PUSHER_SOCKET_ID_OWN + 1];
 	struct join **jp, *j;
 
 	for (jp = &pc->joins; *jp; jp = &(*jp)->next) {
@@ -272,7 +254,7 @@ static void leave(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		*jp = j->next;
 		eng_pusher_leave(s, c, j->name, j->len,
 				 (struct json_slice){ j->ch, j->clen },
-				 (struct json_slice){ pc->sid, pc->sid_len },
+				 eng_pusher__sid(pc, sbuf),
 				 (struct json_slice){ j->uid, j->ulen });
 		free(j);
 		return;
@@ -290,7 +272,8 @@ static bool admitted(struct eng_shard *s, struct eng_conn *c,
 		     size_t cap)
 {
 	const struct pusher_app *app = app_of(s, pc);
-	struct json_slice sid = { pc->sid, pc->sid_len }, cd = { 0 };
+	char sbuf[PUSHER_SOCKET_ID_OWN + 1];
+	struct json_slice sid = eng_pusher__sid(pc, sbuf), cd = { 0 };
 	int ret;
 
 	if (!pusher_channel_needs_auth(kind))
@@ -329,7 +312,7 @@ static bool admitted(struct eng_shard *s, struct eng_conn *c,
 void eng_pusher_full(struct eng_shard *s, struct eng_conn *c,
 		     struct json_slice ch)
 {
-	struct pconn *pc = pconn_of(s, c);
+	struct pconn *pc = eng_pusher__pconn(s, c);
 	char name[ENG_CHAN_MAX + 1];
 	struct join **jp, *j;
 	int len;
@@ -385,14 +368,22 @@ static int user_subscribe(struct eng_shard *s, struct eng_conn *c,
 	return eng_subscribe(s, c, &one, 1, ok);
 }
 
+/* @c, signed in as pc->uid, no longer watches nor is watched. */
+static void unwatch(struct eng_shard *s, struct eng_conn *c,
+		    const struct pconn *pc)
+{
+	char sbuf[PUSHER_SOCKET_ID_OWN + 1];
+
+	if (app_of(s, pc)->watchlist)
+		eng_pusher_unwatch(s, c, app_of(s, pc),
+				   eng_pusher__sid(pc, sbuf), pc->uid);
+}
+
 /* @c, signed in as pc->uid, is no longer: its channel and watches go. */
 static void unsign(struct eng_shard *s, struct eng_conn *c, struct pconn *pc)
 {
 	user_subscribe(s, c, pc, NULL);
-	if (app_of(s, pc)->watchlist)
-		eng_pusher_unwatch(s, c, app_of(s, pc),
-				   (struct json_slice){ pc->sid, pc->sid_len },
-				   pc->uid);
+	unwatch(s, c, pc);
 }
 
 /*
@@ -404,7 +395,8 @@ static void unsign(struct eng_shard *s, struct eng_conn *c, struct pconn *pc)
 static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		   const struct pusher_msg *m, char *scratch, size_t cap)
 {
-	struct json_slice sid = { pc->sid, pc->sid_len };
+	char sbuf[PUSHER_SOCKET_ID_OWN + 1];
+	struct json_slice sid = eng_pusher__sid(pc, sbuf);
 	size_t ocap = 96 + 2 * json_escape_max(m->d_user_data.len);
 	ssize_t n = -EACCES;
 	struct eng_buf *b;
@@ -503,7 +495,7 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 void eng_pusher_cached(struct eng_shard *s, struct eng_conn *c,
 		       struct json_slice ch, struct eng_buf *then)
 {
-	struct pconn *pc = pconn_of(s, c);
+	struct pconn *pc = eng_pusher__pconn(s, c);
 	char name[ENG_CHAN_MAX + 1];
 	struct eng_buf *ok;
 	int len = pc ? eng_pusher_chan_name(app_of(s, pc), ch.p, ch.len, name)
@@ -601,8 +593,8 @@ static struct eng_buf *ping_frame(void)
 static void client_event(struct eng_shard *s, struct eng_conn *c,
 			 struct pconn *pc, const struct pusher_msg *m)
 {
-	struct json_slice uid = { 0 };
-	char name[ENG_CHAN_MAX + 1], *ev;
+	char name[ENG_CHAN_MAX + 1], *ev, sbuf[PUSHER_SOCKET_ID_OWN + 1];
+	struct json_slice uid = { 0 }, sid = eng_pusher__sid(pc, sbuf);
 	struct eng_buf *ok, *err;
 	const struct join *j;
 	const char *why;
@@ -629,7 +621,7 @@ static void client_event(struct eng_shard *s, struct eng_conn *c,
 	j = joined(pc, name, (size_t)len);
 	cap = 96 + json_escape_max(m->event.len) + json_escape_max(m->channel.len) +
 	      m->data.len + (j ? json_escape_max(j->ulen) : 0) +
-	      sizeof(ENG_FRAME_SKIP) + pc->sid_len;
+	      sizeof(ENG_FRAME_SKIP) + sid.len;
 	ev = malloc(cap);
 	if (!ev) {
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
@@ -641,8 +633,7 @@ static void client_event(struct eng_shard *s, struct eng_conn *c,
 		uid = (struct json_slice){ u, json_escape(u, j->uid, j->ulen) };
 	}
 	n = eng_pusher_skip_event(ev, cap - (j ? json_escape_max(j->ulen) : 0),
-				  (struct json_slice){ pc->sid, pc->sid_len },
-				  m->event, m->channel, m->data, uid);
+				  sid, m->event, m->channel, m->data, uid);
 	ok = n < 0 ? NULL : ping_frame();
 	err = ok ? ping_frame() : NULL;
 	/* through the broker: every node's subscribers, the sender skipped */
@@ -667,7 +658,7 @@ static bool event_is(const struct pusher_msg *m, const char *name)
 static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 		       const uint8_t *p, size_t len)
 {
-	struct pconn *pc = pconn_of(s, c);
+	struct pconn *pc = eng_pusher__pconn(s, c);
 	size_t cap = 2 * len + 16;	/* each parser's scratch */
 	struct pusher_msg m;
 	char *scratch;
@@ -700,16 +691,26 @@ static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 
 /* ---- the upgrade and the close ------------------------------------------ */
 
-/* @c's record, made for a new connection. NULL: no memory. */
-static struct pconn *pconn_new(struct eng_shard *s, struct eng_conn *c)
+struct pconn *eng_pusher__pconn_new(struct eng_shard *s, struct eng_conn *c)
 {
+	void *t;
+
 	if (s->id >= SHARDS_MAX)
 		return NULL;
-	/* calloc'd whole: pages of slots never used are never touched */
-	if (!tabs[s->id])
-		tabs[s->id] = calloc(s->nr_conns, sizeof(struct pconn));
-	if (!tabs[s->id])
-		return NULL;
+	/*
+	 * Mapped, not calloc'd: mimalloc zeroes a large calloc, which made
+	 * the whole table resident (2.6 MiB a shard of 65,536 slots) at
+	 * the first Pusher connection. Pages of slots never used stay
+	 * untouched, as the connection table's (core.c). Kept until exit.
+	 */
+	if (!tabs[s->id]) {
+		t = mmap(NULL, (size_t)s->nr_conns * sizeof(struct pconn),
+			 PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (t == MAP_FAILED)
+			return NULL;
+		tabs[s->id] = t;
+	}
 	/* a slot's last Pusher connection left it clean (on_close) */
 	return &tabs[s->id][eng_slot(s, c)];
 }
@@ -782,7 +783,7 @@ static void on_upgrade(struct eng_shard *s, struct eng_conn *c,
 	const struct pusher_apps *apps = &pcfg(s)->apps;
 	const struct pusher_app *app;
 	struct json_slice key, sid;
-	char buf[1024], *o = NULL;
+	char buf[1024], *o = NULL, sbuf[PUSHER_SOCKET_ID_OWN + 1];
 	unsigned protocol;
 	struct eng_buf *b;
 	struct pconn *pc;
@@ -800,7 +801,7 @@ static void on_upgrade(struct eng_shard *s, struct eng_conn *c,
 		refuse(s, c, req, PUSHER_APP_NOT_FOUND);
 		return;
 	}
-	pc = pconn_new(s, c);
+	pc = eng_pusher__pconn_new(s, c);
 	n = pc ? pusher_socket_id_new(pc->sid) : -ENOMEM;
 	if (n < 0) {
 		refuse(s, c, req, PUSHER_OVER_CAPACITY);
@@ -808,8 +809,7 @@ static void on_upgrade(struct eng_shard *s, struct eng_conn *c,
 	}
 	pc->gen = c->gen;
 	pc->app = (uint16_t)(app - apps->v + 1);
-	pc->sid_len = (uint8_t)n;
-	sid = (struct json_slice){ pc->sid, pc->sid_len };
+	sid = eng_pusher__sid(pc, sbuf);
 	eng_conn_upgrade(s, c, &req->ws_key, ENG_CONN_K_PUSHER);
 	b = frame_new(128, &o);
 	send_buf(s, c, frame_seal(b, b ? pusher_enc_connected(o, 128, sid,
@@ -818,7 +818,7 @@ static void on_upgrade(struct eng_shard *s, struct eng_conn *c,
 
 static void on_close(struct eng_shard *s, struct eng_conn *c)
 {
-	struct pconn *pc = pconn_of(s, c);
+	struct pconn *pc = eng_pusher__pconn(s, c);
 
 	for (struct eng_sub *sub = c->subs; sub; sub = sub->cnext)
 		eng_pusher_count_add(sub->chan->name, sub->chan->len,
@@ -826,10 +826,8 @@ static void on_close(struct eng_shard *s, struct eng_conn *c)
 	eng_unsubscribe_all(s, c);
 	while (pc && pc->joins)
 		leave(s, c, pc, pc->joins->name, pc->joins->len);
-	if (pc && pc->uid && app_of(s, pc)->watchlist)
-		eng_pusher_unwatch(s, c, app_of(s, pc),
-				   (struct json_slice){ pc->sid, pc->sid_len },
-				   pc->uid);
+	if (pc && pc->uid)
+		unwatch(s, c, pc);
 	if (pc) {
 		free(pc->uid);
 		memset(pc, 0, sizeof(*pc));
@@ -849,7 +847,8 @@ static bool enabled(const struct eng_shard *s)
 static bool is_socket(struct eng_shard *s, struct eng_conn *c, const char *id,
 		      size_t len)
 {
-	const struct pconn *pc = pconn_of(s, c);
+	const struct pconn *pc = eng_pusher__pconn(s, c);
+	uint32_t sid[2];
 
 	if (pc && len == sizeof(ENG_PUSHER_TERMINATE) - 1 &&
 	    !memcmp(id, ENG_PUSHER_TERMINATE, len)) {
@@ -859,7 +858,9 @@ static bool is_socket(struct eng_shard *s, struct eng_conn *c, const char *id,
 		return true;
 	}
 
-	return pc && pc->sid_len == len && !memcmp(pc->sid, id, len);
+	/* the text read back as numbers: only our own printing matches */
+	return pc && !pusher_socket_id_read(id, len, sid) &&
+	       sid[0] == pc->sid[0] && sid[1] == pc->sid[1];
 }
 
 /*
@@ -884,6 +885,8 @@ static const struct eng_endpoint pusher_endpoint = {
 	.on_due = keepalive,
 	.on_close = on_close,
 	.on_restart = on_restart,
+	.ho_save = eng_pusher__ho_save,
+	.ho_load = eng_pusher__ho_load,
 };
 
 int eng_pusher_register(void)

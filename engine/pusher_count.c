@@ -100,6 +100,21 @@ unsigned eng_pusher_count_get(const char *name, size_t len)
 	return n;
 }
 
+size_t eng_pusher_count_ch(const char *name, size_t len, char *out)
+{
+	struct count *e;
+	size_t n = 0;
+
+	pthread_mutex_lock(&lock);
+	e = *slot_of(name, len, eng_chan_hash(name, len));
+	if (e) {
+		n = e->clen;
+		memcpy(out, e->ch, n);
+	}
+	pthread_mutex_unlock(&lock);
+	return n;
+}
+
 /* pusher_internal:subscription_count of @e to its subscribers here. */
 static void send_count(struct eng_shard *s, const struct count *e)
 {

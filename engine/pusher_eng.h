@@ -143,6 +143,27 @@ void eng_pusher_behind(struct eng_shard *s, struct eng_conn *c,
 		       struct json_slice name, struct eng_buf *b);
 
 /*
+ * A live hand-over (pusher_ho.c). eng_pusher_member_blob(): member
+ * @id_str of presence channel @name in this node's table, as
+ * "ID\0STR\0INFO" in *@out (malloc'd, the caller's): its length; 0 and
+ * *@out NULL when the table lacks it (with one Redis, Redis has it) or
+ * out of memory. eng_pusher_rejoin(): @c (socket @sid), carried over
+ * from the old process, is member @mb of @name (@ch, Pusher's; empty for
+ * a watch channel) again, silently: on the embedded broker counted in
+ * this node's table; with one Redis, the old node @old's count of it
+ * moved to this node's by one script, the user's total untouched (when
+ * the old node was reaped meanwhile, the script joins it again as a
+ * join does, member_added if it is the user's first again). Returns 0,
+ * -EINVAL (Redis, no @old) or -ENOMEM.
+ */
+size_t eng_pusher_member_blob(const char *name, size_t len,
+			      struct json_slice id_str, char **out);
+int eng_pusher_rejoin(struct eng_shard *s, struct eng_conn *c,
+		      const char *name, size_t len, struct json_slice ch,
+		      struct json_slice sid, const struct pusher_member *mb,
+		      const char *old);
+
+/*
  * Redis refused @c's join of presence channel @ch (Pusher's name): the
  * channel has ENG_PUSHER_MEMBERS_MAX users. @c is unsubscribed, its join
  * forgotten, and told with subscription_error LimitReached 4100.
@@ -266,6 +287,11 @@ void eng_pusher_cached(struct eng_shard *s, struct eng_conn *c,
 unsigned eng_pusher_count_add(const char *name, size_t len,
 			      struct json_slice ch, int delta, bool announce);
 unsigned eng_pusher_count_get(const char *name, size_t len);
+/*
+ * The Pusher name of counted channel @name into @out (PUSHER_CHANNEL_MAX
+ * bytes at least): its length, 0 when the table lacks it.
+ */
+size_t eng_pusher_count_ch(const char *name, size_t len, char *out);
 void eng_pusher_count_clear(void);
 
 /*

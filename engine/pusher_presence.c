@@ -437,38 +437,60 @@ static size_t member_blob(char *out, const struct pusher_member *mb)
 	return n + (mb->info.p ? mb->info.len : 0);
 }
 
+/*
+ * What a script is told of member @mb of @name (@ch), joining on socket
+ * @sid: its "ID\0STR\0INFO", its member_added (skipping @sid) and its
+ * member_removed, into @v, in one malloc'd block returned (the caller
+ * frees it). NULL: no memory, or an event that did not encode.
+ */
+static char *member_texts(const char *name, struct json_slice ch,
+			  struct json_slice sid, const struct pusher_member *mb,
+			  struct json_slice v[3])
+{
+	size_t ecap = 2 * json_escape_max(ch.len) + member_bytes(mb) + 128;
+	size_t bl = mb->id.len + mb->id_str.len + mb->info.len + 2;
+	char *mem = malloc(bl + 2 * ecap);
+	ssize_t na, nr;
+
+	if (!mem)
+		return NULL;
+	na = skipping(mem + bl, ecap, sid, enc_of(name, true), ch, mb);
+	nr = enc_of(name, false)(mem + bl + ecap, ecap, ch, mb);
+	if (na < 0 || nr < 0) {
+		free(mem);
+		return NULL;
+	}
+	v[0] = (struct json_slice){ mem, member_blob(mem, mb) };
+	v[1] = (struct json_slice){ mem + bl, (size_t)na };
+	v[2] = (struct json_slice){ mem + bl + ecap, (size_t)nr };
+	return mem;
+}
+
 static int rjoin(struct eng_shard *s, struct eng_conn *c,
 		 const char *name, size_t len, struct json_slice ch,
 		 struct json_slice sid, const struct pusher_member *mb)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
-	size_t ecap = 2 * json_escape_max(ch.len) + member_bytes(mb) + 128;
-	char rch[ENG_CHAN_MAX + 128], *mem, *add, *rem;
+	char rch[ENG_CHAN_MAX + 128], *mem;
+	struct json_slice v[3];
 	const char *argv[6];
 	size_t lens[6];
 	struct eng_rreq *p = NULL;
-	ssize_t na, nr;
 
-	mem = malloc(mb->id.len + mb->id_str.len + mb->info.len + 2 + 2 * ecap);
+	mem = member_texts(name, ch, sid, mb, v);
 	if (!mem)
 		return -ENOMEM;
-	add = mem + mb->id.len + mb->id_str.len + mb->info.len + 2;
-	rem = add + ecap;
-	na = skipping(add, ecap, sid, enc_of(name, true), ch, mb);
-	nr = enc_of(name, false)(rem, ecap, ch, mb);
 	argv[0] = cfg->node_id;
 	lens[0] = strlen(cfg->node_id);
 	argv[1] = rch;
 	lens[1] = eng_rreq_channel(cfg, rch, sizeof(rch), name, len);
 	argv[2] = mb->id_str.p;
 	lens[2] = mb->id_str.len;
-	argv[3] = mem;
-	lens[3] = member_blob(mem, mb);
-	argv[4] = add;
-	lens[4] = (size_t)na;
-	argv[5] = rem;
-	lens[5] = (size_t)nr;
-	if (na >= 0 && nr >= 0 && ch.len + len + 2 <= sizeof(p->text))
+	for (unsigned i = 0; i < 3; i++) {
+		argv[3 + i] = v[i].p;
+		lens[3 + i] = v[i].len;
+	}
+	if (ch.len + len + 2 <= sizeof(p->text))
 		p = eng_rreq_pusher(s->eng, true, 6, argv, lens);
 	free(mem);
 	if (!p)
@@ -497,4 +519,130 @@ static void rleave(struct eng_shard *s, struct eng_conn *c, const char *name,
 		p->done = left_done;
 		eng_rreq_send(s, c, p);
 	}
+}
+
+/* ---- a live hand-over (pusher_ho.c) ------------------------------------ */
+
+#define NODE_NEW_TTL	"5"	/* s: bridge_int.h's R_NODE_TTL, a node's key */
+
+size_t eng_pusher_member_blob(const char *name, size_t len,
+			      struct json_slice id_str, char **out)
+{
+	struct pusher_member mb;
+	struct member *m;
+	struct pchan *pc;
+	size_t n = 0;
+
+	*out = NULL;
+	pthread_mutex_lock(&lock);
+	pc = pchan_find(name, len, false);
+	m = pc ? member_find(pc, id_str.p, id_str.len) : NULL;
+	if (m) {
+		mb = (struct pusher_member){
+			.id = { m->id, m->id_len },
+			.id_str = { m->id_str, m->str_len },
+			.info = { m->info, m->info_len },
+		};
+		*out = malloc(m->id_len + m->str_len + m->info_len + 2);
+		if (*out)
+			n = member_blob(*out, &mb);
+	}
+	pthread_mutex_unlock(&lock);
+	return n;
+}
+
+/*
+ * ARGV: prefix, old node, new node, R, uid, member ("ID\0STR\0INFO"),
+ * member_added, member_removed, the new node's key's TTL. A connection
+ * of uid in R moves from the old node's count to the new one's; every
+ * node's total (pt) stays, so nothing is announced. When the old node's
+ * count is gone already (it was reaped: its member_removed went out),
+ * the connection joins again as eng_lua_pjoin does. Returns {0 moved |
+ * 1 joined again, ""}.
+ */
+static const char pmove_lua[] =
+	"local p, old, new, rch, u = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
+	"local f = rch .. '\\0' .. u\n"
+	"local nk = p .. 'node:' .. new\n"
+	"if redis.call('EXISTS', nk) == 0 then\n"
+	"  redis.call('SET', nk, 'new', 'EX', ARGV[9])\n"
+	"end\n"
+	"redis.call('SADD', p .. 'nodes', new)\n"
+	"redis.call('HINCRBY', p .. 'pq:' .. new, f, 1)\n"
+	"local q = p .. 'pq:' .. old\n"
+	"local n = tonumber(redis.call('HINCRBY', q, f, -1))\n"
+	"if n <= 0 then redis.call('HDEL', q, f) end\n"
+	"if n >= 0 then return {0, ''} end\n"
+	"if redis.call('HINCRBY', p .. 'pt:' .. rch, u, 1) == 1 then\n"
+	"  redis.call('HSET', p .. 'pm:' .. rch, u, ARGV[6])\n"
+	"  redis.call('HSET', p .. 'pr:' .. rch, u, ARGV[8])\n"
+	"  redis.call('PUBLISH', rch, ARGV[7])\n"
+	"end\n"
+	"return {1, ''}\n";
+
+/* Redis's answer to a move: nothing to tell anyone. */
+static void moved_done(struct eng_shard *s, struct eng_rreq *p)
+{
+	(void)s;
+	(void)p;
+}
+
+static int rmove(struct eng_shard *s, struct eng_conn *c, const char *name,
+		 size_t len, struct json_slice ch, struct json_slice sid,
+		 const struct pusher_member *mb, const char *old)
+{
+	const struct eng_cfg *cfg = &s->eng->cfg;
+	char rch[ENG_CHAN_MAX + 128], keys[ENG_RREQ_KEYS_MAX], *mem;
+	const char *av[13] = { "EVAL", pmove_lua, "1", keys, keys, old,
+			       cfg->node_id, rch, mb->id_str.p };
+	size_t ls[13] = { 4, sizeof(pmove_lua) - 1, 1, 0, 0, strlen(old),
+			  strlen(cfg->node_id), 0, mb->id_str.len };
+	struct json_slice v[3];
+	struct eng_rreq *p;
+	uint16_t hslot;
+
+	mem = member_texts(name, ch, sid, mb, v);
+	if (!mem)
+		return -ENOMEM;
+	ls[3] = ls[4] = eng_rreq_keys(s->eng, keys, sizeof(keys), NULL, 0,
+				      &hslot);
+	ls[7] = eng_rreq_channel(cfg, rch, sizeof(rch), name, len);
+	for (unsigned i = 0; i < 3; i++) {
+		av[9 + i] = v[i].p;
+		ls[9 + i] = v[i].len;
+	}
+	av[12] = NODE_NEW_TTL;
+	ls[12] = strlen(NODE_NEW_TTL);
+	p = eng_rreq_new(ENG_RQ_SCRIPT, 13, av, ls);
+	free(mem);
+	if (!p)
+		return -ENOMEM;
+	p->hslot = hslot;
+	p->done = moved_done;
+	return eng_rreq_send(s, c, p);
+}
+
+int eng_pusher_rejoin(struct eng_shard *s, struct eng_conn *c,
+		      const char *name, size_t len, struct json_slice ch,
+		      struct json_slice sid, const struct pusher_member *mb,
+		      const char *old)
+{
+	struct member *m;
+	struct pchan *pc;
+	int ret = 0;
+
+	if (eng_pusher_across(s))
+		return old && *old ? rmove(s, c, name, len, ch, sid, mb, old)
+				   : -EINVAL;
+	pthread_mutex_lock(&lock);
+	pc = pchan_find(name, len, true);
+	m = pc ? member_find(pc, mb->id_str.p, mb->id_str.len) : NULL;
+	if (m)
+		m->conns++;
+	else if (!pc || !member_add(pc, mb))	/* no bound: it held it */
+		ret = -ENOMEM;
+	if (ret && pc && !pc->n)
+		pchan_drop(pc);
+	pthread_mutex_unlock(&lock);
+	return ret;
 }

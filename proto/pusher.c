@@ -279,16 +279,44 @@ bool pusher_socket_id_valid(const char *s, size_t len)
 	return dot != 0;
 }
 
-ssize_t pusher_socket_id_new(char *out)
+int pusher_socket_id_new(uint32_t id[2])
 {
-	uint32_t r[2];
-	int n;
+	return RAND_bytes((unsigned char *)id, 2 * sizeof(*id)) == 1 ? 0 : -EIO;
+}
 
-	if (RAND_bytes((unsigned char *)r, sizeof(r)) != 1)
-		return -EIO;
-	n = snprintf(out, PUSHER_SOCKET_ID_MAX + 1, "%" PRIu32 ".%" PRIu32,
-		     r[0], r[1]);
-	return n;
+size_t pusher_socket_id_print(const uint32_t id[2], char *out)
+{
+	return (size_t)snprintf(out, PUSHER_SOCKET_ID_OWN + 1,
+				"%" PRIu32 ".%" PRIu32, id[0], id[1]);
+}
+
+/* One number of a socket_id at @s[*@i..@len), up to @stop; false if not ours. */
+static bool id_part(const char *s, size_t len, size_t *i, char stop,
+		    uint32_t *out)
+{
+	size_t from = *i;
+	uint64_t v = 0;
+
+	for (; *i < len && s[*i] != stop; (*i)++) {
+		if (s[*i] < '0' || s[*i] > '9' || *i - from >= 10)
+			return false;
+		v = v * 10 + (uint64_t)(s[*i] - '0');
+	}
+	/* empty, a leading zero, or past 32 bits: never printed by us */
+	if (*i == from || (s[from] == '0' && *i - from > 1) || v > UINT32_MAX)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+int pusher_socket_id_read(const char *s, size_t len, uint32_t id[2])
+{
+	size_t i = 0;
+
+	if (!id_part(s, len, &i, '.', &id[0]) || i == len)
+		return -EINVAL;
+	i++;	/* the dot */
+	return id_part(s, len, &i, '.', &id[1]) && i == len ? 0 : -EINVAL;
 }
 
 /* The value of query parameter @name in @q[0..@len), undecoded, or p NULL. */

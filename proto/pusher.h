@@ -250,11 +250,20 @@ int pusher_event_name_check(const char *name, size_t len, bool client);
 bool pusher_socket_id_valid(const char *s, size_t len);
 
 /*
- * Writes a new socket_id, two random 32-bit numbers from the OpenSSL
- * CSPRNG as "%u.%u", into @out (PUSHER_SOCKET_ID_MAX + 1 bytes, NUL-
- * terminated). Returns its length, or -EIO when the CSPRNG fails.
+ * A socket_id of ours is two 32-bit numbers, kept as numbers and written
+ * "%u.%u" when needed (at most PUSHER_SOCKET_ID_OWN bytes).
+ * pusher_socket_id_new() draws them from the OpenSSL CSPRNG into @id:
+ * returns 0, or -EIO when the CSPRNG fails. pusher_socket_id_print()
+ * writes @id into @out (PUSHER_SOCKET_ID_OWN + 1 bytes, NUL-terminated)
+ * and returns the length. pusher_socket_id_read() reads @s[0..@len) into
+ * @id only when it is exactly what pusher_socket_id_print() writes (no
+ * leading zero, no number past 32 bits), so that comparing numbers is
+ * comparing texts: returns 0 or -EINVAL.
  */
-ssize_t pusher_socket_id_new(char *out);
+#define PUSHER_SOCKET_ID_OWN	21	/* "4294967295.4294967295" */
+int pusher_socket_id_new(uint32_t id[2]);
+size_t pusher_socket_id_print(const uint32_t id[2], char *out);
+int pusher_socket_id_read(const char *s, size_t len, uint32_t id[2]);
 
 /*
  * Reads the request target of a Pusher WebSocket upgrade,

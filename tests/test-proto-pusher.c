@@ -471,6 +471,7 @@ static int test_names(void)
 	};
 	char name[PUSHER_CHANNEL_MAX + 2];
 	char sid[PUSHER_SOCKET_ID_MAX + 1], sid2[PUSHER_SOCKET_ID_MAX + 1];
+	uint32_t id[2], id2[2], back[2];
 	unsigned i;
 	ssize_t n;
 
@@ -520,10 +521,29 @@ static int test_names(void)
 	T_CHECK(!pusher_socket_id_valid("1.2\n", 4));
 	T_CHECK(!pusher_socket_id_valid(" 1.2", 4));
 	T_CHECK(!pusher_socket_id_valid("", 0));
-	n = pusher_socket_id_new(sid);
+	T_CHECK(pusher_socket_id_new(id) == 0 && pusher_socket_id_new(id2) == 0);
+	T_CHECK(id[0] != id2[0] || id[1] != id2[1]);
+	n = (ssize_t)pusher_socket_id_print(id, sid);
 	T_CHECK(n >= 3 && (size_t)n == strlen(sid));
 	T_CHECK(pusher_socket_id_valid(sid, (size_t)n));
-	T_CHECK(pusher_socket_id_new(sid2) > 0 && strcmp(sid, sid2));
+	/* read back exactly what was printed, and nothing else */
+	T_CHECK(pusher_socket_id_read(sid, (size_t)n, back) == 0 &&
+		back[0] == id[0] && back[1] == id[1]);
+	T_CHECK(pusher_socket_id_print((const uint32_t[2]){ UINT32_MAX,
+			UINT32_MAX }, sid2) == PUSHER_SOCKET_ID_OWN);
+	T_CHECK(pusher_socket_id_read(sid2, PUSHER_SOCKET_ID_OWN, back) == 0 &&
+		back[0] == UINT32_MAX && back[1] == UINT32_MAX);
+	T_CHECK(pusher_socket_id_read("0.0", 3, back) == 0 && !back[0]);
+	T_CHECK(pusher_socket_id_read("01.2", 4, back) == -EINVAL);
+	T_CHECK(pusher_socket_id_read("1.02", 4, back) == -EINVAL);
+	T_CHECK(pusher_socket_id_read("4294967296.1", 12, back) == -EINVAL);
+	T_CHECK(pusher_socket_id_read("1.12345678901", 13, back) == -EINVAL);
+	T_CHECK(pusher_socket_id_read("1.2.3", 5, back) == -EINVAL);
+	T_CHECK(pusher_socket_id_read("1.", 2, back) == -EINVAL);
+	T_CHECK(pusher_socket_id_read(".1", 2, back) == -EINVAL);
+	T_CHECK(pusher_socket_id_read("12", 2, back) == -EINVAL);
+	T_CHECK(pusher_socket_id_read("1.2a", 4, back) == -EINVAL);
+	T_CHECK(pusher_socket_id_read("", 0, back) == -EINVAL);
 	return 0;
 }
 
