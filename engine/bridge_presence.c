@@ -19,7 +19,7 @@
  */
 
 /* Drops every trace of nodes whose key expired. */
-#define LUA_REAP \
+#define LUA_REAP R_LUA_PUSHER \
 	"local function reap(p)\n" \
 	"  for _, id in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do\n" \
 	"    if redis.call('EXISTS', p .. 'node:' .. id) == 0 then\n" \
@@ -39,14 +39,25 @@
 	"        local pt = p .. 'pt:' .. rch\n" \
 	"        if tonumber(redis.call('HINCRBY', pt, u, -h[i + 1]))" \
 	" <= 0 then\n" \
-	"          redis.call('HDEL', pt, u)\n" \
-	"          redis.call('HDEL', p .. 'pm:' .. rch, u)\n" \
-	"          local ev = redis.call('HGET', p .. 'pr:' .. rch, u)\n" \
-	"          redis.call('HDEL', p .. 'pr:' .. rch, u)\n" \
-	"          if ev then redis.call('PUBLISH', rch, ev) end\n" \
+	"          gone(p, rch, u, p .. 'wh')\n" \
 	"        end\n" \
 	"      end\n" \
 	"      redis.call('DEL', q)\n" \
+	"      local cq = p .. 'cq:' .. id\n" \
+	"      h = redis.call('HGETALL', cq)\n" \
+	"      for i = 1, #h, 2 do\n" \
+	"        local app, ch = string.match(h[i], '^([^%z]+)%z(.*)$')\n" \
+	"        if app then\n" \
+	"          local ct = p .. 'ct:' .. app\n" \
+	"          if tonumber(redis.call('HINCRBY', ct, ch, -h[i + 1]))" \
+	" <= 0 then\n" \
+	"            redis.call('HDEL', ct, ch)\n" \
+	"            outbox(p .. 'wh', 'channel_vacated\\0' .. h[i] .. " \
+	"'\\0\\0')\n" \
+	"          end\n" \
+	"        end\n" \
+	"      end\n" \
+	"      redis.call('DEL', cq)\n" \
 	"      redis.call('SREM', p .. 'nodes', id)\n" \
 	"    end\n" \
 	"  end\n" \

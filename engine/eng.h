@@ -35,6 +35,7 @@
 #define ENG_TLS_MAX_CERTS 16	/* --tls-cert pairs, for SNI */
 
 struct eng_pusher_cfg;
+struct eng_webhook_cfg;
 
 struct eng_cfg {
 	char listen_host[64];
@@ -98,6 +99,7 @@ struct eng_cfg {
 	unsigned deflate_level;		/* zlib's 1..9 */
 	uint32_t deflate_min;		/* smaller messages go plain */
 	struct eng_pusher_cfg *pusher;	/* owned: Pusher apps; NULL: none */
+	struct eng_webhook_cfg *webhook;	/* owned: webhooks; NULL: none */
 };
 
 enum { ENG_AUTH_OFF = 0, ENG_AUTH_OPTIONAL, ENG_AUTH_REQUIRED };

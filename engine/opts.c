@@ -23,6 +23,7 @@
 #include "inbox.h"
 #include "opts_int.h"
 #include "pusher_eng.h"
+#include "webhook.h"
 
 /* ---- the table's row and its generic parsers ----------------------------- */
 
@@ -308,6 +309,12 @@ static int pusher(const struct opt *o, const char *arg, struct state *st)
 				     ENG_PUSHER_CLIENT_EVENTS, &st->why);
 }
 
+/* --webhook, --pusher-webhook and their limits (webhook.h) */
+static int webhook(const struct opt *o, const char *arg, struct state *st)
+{
+	return eng_webhook_opt(st->cfg, o->name, arg, &st->why);
+}
+
 static int help(const struct opt *o, const char *arg, struct state *st);
 
 /* ---- the table: --help's order --------------------------------------- */
@@ -568,6 +575,47 @@ static const struct opt opts[] = {
 		  "subscription_count as their channel's count on\n"
 		  "this node changes, at most once a second a\n"
 		  "channel (default: off). Repeatable" },
+	{ .name = "pusher-webhook", .arg = "ID=URL", .parse = webhook,
+	  .help = "POST app ID's webhooks (channel_occupied,\n"
+		  "channel_vacated, member_added, member_removed,\n"
+		  "client_event, subscription_count, cache_miss) to\n"
+		  "URL (http:// or https://), signed as Pusher signs\n"
+		  "them. Repeatable (16 at most)" },
+	{ .name = "pusher-webhook-events", .arg = "ID=LIST", .parse = webhook,
+	  .help = "... only these events of app ID (comma-separated;\n"
+		  "default: all)" },
+	{ .name = "webhook", .arg = "URL", .parse = webhook,
+	  .help = "POST the /ws protocol's webhooks (channel_occupied,\n"
+		  "channel_vacated, user_online, user_offline) to\n"
+		  "URL, signed with --webhook-secret" },
+	{ .name = "webhook-secret", .arg = "SECRET", .parse = webhook,
+	  .secret = true,
+	  .help = "X-Ringcast-Signature is HMAC-SHA256 of the body\n"
+		  "with SECRET, in hex (16 bytes at least; or the\n"
+		  "RINGCAST_WEBHOOK_SECRET variable)" },
+	{ .name = "webhook-events", .arg = "LIST", .parse = webhook,
+	  .help = "... only these events (comma-separated; default:\n"
+		  "all four)" },
+	{ .name = "webhook-batch", .arg = "N", .parse = webhook,
+	  .help = "events one webhook request carries at most\n"
+		  "(default 100)" },
+	{ .name = "webhook-window", .arg = "DUR", .parse = webhook,
+	  .help = "an event waits at most DUR for others to go with\n"
+		  "it (default 100ms)" },
+	{ .name = "webhook-queue", .arg = "N", .parse = webhook,
+	  .help = "events waiting per URL at most; past it the\n"
+		  "oldest is dropped, counted and logged (default\n"
+		  "10000)" },
+	{ .name = "webhook-retries", .arg = "N", .parse = webhook,
+	  .help = "a request failed or answered other than 2xx is\n"
+		  "sent again up to N times (default 5), then its\n"
+		  "events are dropped, counted and logged" },
+	{ .name = "webhook-backoff", .arg = "DUR", .parse = webhook,
+	  .help = "before the first retry (default 1s), doubled\n"
+		  "each time up to 60s" },
+	{ .name = "webhook-timeout", .arg = "DUR", .parse = webhook,
+	  .help = "a webhook request's deadline, connecting\n"
+		  "included (default 5s)" },
 	{ .name = "tls-cert", .arg = "FILE", .parse = tls_file,
 	  .why = "at most 16",
 	  .help = "speak TLS on the port (wss://, https://): the\n"

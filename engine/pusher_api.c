@@ -486,7 +486,8 @@ static bool read_query(struct json_slice query, struct eng_pusher_query *q)
 }
 
 /* What a request to /apps/{id}@rest[0..@len) is; 0: none served. */
-enum { R_NONE, R_EVENTS, R_BATCH, R_CHANNELS, R_CHANNEL, R_TERMINATE };
+enum { R_NONE, R_EVENTS, R_BATCH, R_CHANNELS, R_CHANNEL, R_TERMINATE,
+       R_USERS };
 
 static int route(const char *rest, size_t len, struct json_slice *ch)
 {
@@ -496,6 +497,12 @@ static int route(const char *rest, size_t len, struct json_slice *ch)
 		return R_BATCH;
 	if (len == 9 && !memcmp(rest, "/channels", 9))
 		return R_CHANNELS;
+	if (len > 10 + 6 && !memcmp(rest, "/channels/", 10) &&
+	    !memcmp(rest + len - 6, "/users", 6) &&
+	    !memchr(rest + 10, '/', len - 10 - 6)) {
+		*ch = (struct json_slice){ rest + 10, len - 10 - 6 };
+		return R_USERS;
+	}
 	if (len > 10 && !memcmp(rest, "/channels/", 10) &&
 	    !memchr(rest + 10, '/', len - 10)) {
 		*ch = (struct json_slice){ rest + 10, len - 10 };
@@ -540,6 +547,25 @@ static void terminate(struct eng_shard *s, struct eng_conn *c,
 	tally_end(s, t, 0);	/* the hold let go */
 }
 
+/*
+ * GET .../channels/{@ch}/users: a presence channel's users, on every
+ * node with one Redis; 400 for another kind of channel.
+ */
+static void users(struct eng_shard *s, struct eng_conn *c,
+		  const struct pusher_app *app, struct json_slice ch)
+{
+	char name[ENG_CHAN_MAX + 1];
+	int len = pusher_channel_kind(ch.p, ch.len) < 0 ? -EINVAL :
+		  eng_pusher_chan_name(app, ch.p, ch.len, name);
+
+	if (len < 0)
+		reply(s, c, 400, "invalid channel name");
+	else if (ch.len < 9 || memcmp(ch.p, "presence-", 9))
+		reply(s, c, 400, "users are for presence channels only");
+	else
+		eng_pusher_users(s, c, name, (size_t)len);
+}
+
 /* The signed request @ar, routed @r, answered. */
 static void serve(struct eng_shard *s, struct eng_conn *c,
 		  const struct pusher_app *app,
@@ -550,6 +576,8 @@ static void serve(struct eng_shard *s, struct eng_conn *c,
 
 	if (r == R_TERMINATE)
 		terminate(s, c, app, ch);
+	else if (r == R_USERS)
+		users(s, c, app, ch);
 	else if (r == R_EVENTS)
 		events(s, c, app, body, ar->body.len);
 	else if (r == R_BATCH)
@@ -587,12 +615,12 @@ void eng_pusher_api(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, 404, "not served: see docs/PUSHER.md");
 		return;
 	}
-	if (r == R_CHANNELS || r == R_CHANNEL)
+	if (r == R_CHANNELS || r == R_CHANNEL || r == R_USERS)
 		method = "GET";
 	if (req->method.len != strlen(method) ||
 	    memcmp(req->method.p, method, req->method.len)) {
-		eng_conn_http_reply(s, c, 405, r == R_CHANNELS ||
-				    r == R_CHANNEL ? "Allow: GET\r\n" :
+		eng_conn_http_reply(s, c, 405, *method == 'G' ?
+				    "Allow: GET\r\n" :
 				    "Allow: POST\r\n", NULL, NULL, 0);
 		return;
 	}
