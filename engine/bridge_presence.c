@@ -29,6 +29,7 @@
 	"        if tonumber(redis.call('ZINCRBY', p .. 'online', -1, u))" \
 	" <= 0 then\n" \
 	"          redis.call('ZREM', p .. 'online', u)\n" \
+	"          outbox(p .. 'wh', 'user_offline\\0\\0\\0' .. u .. '\\0')\n" \
 	"        end\n" \
 	"      end\n" \
 	"      redis.call('DEL', nu)\n" \
@@ -82,7 +83,7 @@ const char eng_lua_beat[] = LUA_REAP
  * triples. The node's own counts are refreshed too, keeping the key's
  * expiry, so /online follows changes without waiting for a beat.
  */
-const char eng_lua_presence[] =
+const char eng_lua_presence[] = R_LUA_PUSHER
 	"local p, node = ARGV[1], ARGV[2]\n"
 	"local nu = p .. 'nu:' .. node\n"
 	"if redis.call('EXISTS', p .. 'node:' .. node) == 1 then\n"
@@ -93,14 +94,16 @@ const char eng_lua_presence[] =
 	"  local u, n = ARGV[i], tonumber(ARGV[i + 1])\n"
 	"  if n > 0 then\n"
 	"    redis.call('HSET', p .. 'pres:' .. u, node, n .. ' ' .. ARGV[i + 2])\n"
-	"    if redis.call('SADD', nu, u) == 1 then\n"
-	"      redis.call('ZINCRBY', p .. 'online', 1, u)\n"
+	"    if redis.call('SADD', nu, u) == 1 and\n"
+	"       tonumber(redis.call('ZINCRBY', p .. 'online', 1, u)) == 1 then\n"
+	"      outbox(p .. 'wh:' .. node, 'user_online\\0\\0\\0' .. u .. '\\0')\n"
 	"    end\n"
 	"  else\n"
 	"    redis.call('HDEL', p .. 'pres:' .. u, node)\n"
 	"    if redis.call('SREM', nu, u) == 1 and\n"
 	"       tonumber(redis.call('ZINCRBY', p .. 'online', -1, u)) <= 0 then\n"
 	"      redis.call('ZREM', p .. 'online', u)\n"
+	"      outbox(p .. 'wh:' .. node, 'user_offline\\0\\0\\0' .. u .. '\\0')\n"
 	"    end\n"
 	"  end\n"
 	"end\n"

@@ -31,6 +31,7 @@
 #include "pusher_eng.h"
 #include "tlsio.h"
 #include "user.h"
+#include "webhook.h"
 #include "www.h"
 #include "zframe.h"
 
@@ -556,7 +557,7 @@ static void healthz(struct eng_shard *s, struct eng_conn *c)
 static void stats(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng *e = s->eng;
-	size_t cap = 2816 + (size_t)e->cfg.shards * 1024 +
+	size_t cap = 3072 + (size_t)e->cfg.shards * 1024 +
 		     eng_broker_stats_max(e), n;
 	char *out = eng_malloc(cap);
 
@@ -613,6 +614,10 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 	}
 	n += (size_t)snprintf(out + n, cap - n, ",\"deflate\":");
 	n += eng_zframe_stats(e, out + n, cap - n);
+	if (e->cfg.webhook) {
+		n += (size_t)snprintf(out + n, cap - n, ",\"webhooks\":");
+		n += eng_webhook_stats_json(out + n, cap - n);
+	}
 	n += (size_t)snprintf(out + n, cap - n, ",\"mail\":");
 	n += eng_mail_stats(out + n, cap - n);
 	n += (size_t)snprintf(out + n, cap - n,

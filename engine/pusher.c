@@ -25,6 +25,7 @@
 #include "pub.h"
 #include "pusher_eng.h"
 #include "sub.h"
+#include "webhook.h"
 
 #define ACTIVITY_S	120	/* activity_timeout sent: pusher-js's default */
 #define EVENTS_PER_S	10	/* a connection's client events: Pusher's */
@@ -613,6 +614,14 @@ static void client_event(struct eng_shard *s, struct eng_conn *c,
 					    (size_t)n, true, ok, err,
 					    NULL) < 0)
 		send_error(s, c, MALFORMED, "client event not sent");
+	else	/* sent from this node only: its webhook once (webhook.h) */
+		eng_webhook_pusher(app_of(s, pc), &(struct eng_webhook_ev){
+			.name = "client_event", .channel = m->channel,
+			.event = m->event, .socket_id = { pc->sid, pc->sid_len },
+			.data = m->data, .data_json = m->data_type == JSON_STRING,
+			.user_id = j ? (struct json_slice){ j->uid, j->ulen } :
+				       (struct json_slice){ 0 },
+			.count = -1 });
 	if (!err)
 		eng_buf_put(ok);
 	free(ev);

@@ -40,6 +40,7 @@ struct count {
 	uint32_t n;			/* subscriptions on this node */
 	uint32_t sent_tick;		/* shard 0's tick of the last count sent */
 	uint32_t synced, sending;	/* Redis: n as written, being written */
+	uint32_t peak;			/* Redis: the most since written */
 	bool announce, due, sent;	/* sub_count: the app's; a change unsent */
 	bool flying;			/* Redis: in the script out now */
 	uint8_t len, clen;
@@ -117,6 +118,7 @@ unsigned eng_pusher_count_add(const char *name, size_t len,
 		n = e->n;
 		if (across) {
 			__atomic_add_fetch(&changes, 1, __ATOMIC_RELAXED);
+			e->peak = n > e->peak ? n : e->peak;
 		} else if (n != was) {
 			if (!was)
 				local_hook(e, "channel_occupied", -1);
@@ -128,7 +130,7 @@ unsigned eng_pusher_count_add(const char *name, size_t len,
 			e->due = true;
 			__atomic_add_fetch(&ndue, 1, __ATOMIC_RELAXED);
 		}
-		if (!n && !e->synced && !e->flying) {
+		if (!n && !e->synced && !e->flying && !e->peak) {
 			__atomic_sub_fetch(&ndue, e->due, __ATOMIC_RELAXED);
 			*pp = e->next;
 			free(e);
@@ -184,6 +186,12 @@ static void records(char *blob, size_t len)
 			if (strlen(known[i]) == f[0].len &&
 			    !memcmp(known[i], f[0].p, f[0].len))
 				name = known[i];
+		if (!name && f[0].len > 5 && !memcmp(f[0].p, "user_", 5)) {
+			eng_webhook_native(f[0].len == 11 ? "user_online" :
+					   "user_offline", (struct json_slice){ 0 },
+					   f[3]);
+			continue;
+		}
 		if (!name)
 			continue;
 		eng_webhook_pusher_id(f[1].p, f[1].len, &(struct eng_webhook_ev){
@@ -205,7 +213,7 @@ static void synced_done(struct eng_shard *s, struct eng_rreq *p)
 			e->flying = false;
 			if (p->result == 1)	/* Redis lost what we had */
 				e->synced = 0;
-			if (!e->n && !e->synced) {
+			if (!e->n && !e->synced && !e->peak) {
 				__atomic_sub_fetch(&ndue, e->due,
 						   __ATOMIC_RELAXED);
 				*pp = e->next;
@@ -222,7 +230,29 @@ static void synced_done(struct eng_shard *s, struct eng_rreq *p)
 		records(p->blob, p->blob_len);
 }
 
-/* With the lock: up to SYNC_MAX changed entries into @argv from 1 on. */
+/* "APP\0CH" of @e and count @n as a pair of @argv at *@argc, in @buf. */
+static char *pair(const struct count *e, uint32_t n, const char **argv,
+		  size_t *lens, int *argc, char *buf)
+{
+	const char *id;
+	size_t idl = eng_pusher_app_of(e->name, e->len, &id);
+
+	argv[*argc] = buf;
+	memcpy(buf, id, idl);
+	buf[idl] = '\0';
+	memcpy(buf + idl + 1, e->ch, e->clen);
+	lens[(*argc)++] = idl + 1 + e->clen;
+	buf += idl + 1 + e->clen;
+	argv[*argc] = buf;
+	lens[(*argc)++] = (size_t)sprintf(buf, "%u", n);
+	return buf + lens[*argc - 1] + 1;
+}
+
+/*
+ * With the lock: up to SYNC_MAX changed entries into @argv from 1 on. A
+ * count that went higher since it was written goes as its peak first,
+ * then as it is: a channel occupied and vacated within a tick is both.
+ */
 static int collect(const char **argv, size_t *lens, char *buf)
 {
 	int argc = 1;
@@ -231,19 +261,15 @@ static int collect(const char **argv, size_t *lens, char *buf)
 		for (struct count *e = table[i];
 		     e && argc < 1 + 2 * SYNC_MAX; e = e->next) {
 			const char *id;
-			size_t idl = eng_pusher_app_of(e->name, e->len, &id);
 
-			if (e->n == e->synced || !idl)
+			if ((e->n == e->synced && e->peak <= e->n) ||
+			    !eng_pusher_app_of(e->name, e->len, &id))
 				continue;
-			argv[argc] = buf;
-			memcpy(buf, id, idl);
-			buf[idl] = '\0';
-			memcpy(buf + idl + 1, e->ch, e->clen);
-			lens[argc++] = idl + 1 + e->clen;
-			buf += idl + 1 + e->clen;
-			argv[argc] = buf;
-			lens[argc++] = (size_t)sprintf(buf, "%u", e->n);
-			buf += lens[argc - 1] + 1;
+			if (e->peak > e->n && e->peak > e->synced &&
+			    argc + 4 <= 1 + 2 * SYNC_MAX)
+				buf = pair(e, e->peak, argv, lens, &argc, buf);
+			buf = pair(e, e->n, argv, lens, &argc, buf);
+			e->peak = 0;
 			e->sending = e->n;
 			e->flying = true;
 		}

@@ -193,7 +193,13 @@ void eng_webhook_pusher(const struct pusher_app *app,
 	n += field(o + n, "channel", ev->channel);
 	n += field(o + n, "user_id", ev->user_id);
 	n += field(o + n, "event", ev->event);
-	n += field(o + n, "data", ev->data);
+	if (ev->data_json && ev->data.p) {	/* a JSON string already */
+		n += (size_t)sprintf(o + n, ",\"data\":");
+		memcpy(o + n, ev->data.p, ev->data.len);
+		n += ev->data.len;
+	} else {
+		n += field(o + n, "data", ev->data);
+	}
 	n += field(o + n, "socket_id", ev->socket_id);
 	if (ev->count >= 0)
 		n += (size_t)sprintf(o + n, ",\"subscription_count\":%lld",
@@ -545,4 +551,19 @@ void eng_webhook_stats(struct eng_webhook_stats *out)
 	out->retried = atomic_load(&n_retried);
 	out->dropped = atomic_load(&n_dropped);
 	out->queued = atomic_load(&n_queued);
+}
+
+size_t eng_webhook_stats_json(char *out, size_t cap)
+{
+	struct eng_webhook_stats w;
+	int n;
+
+	eng_webhook_stats(&w);
+	n = snprintf(out, cap, "{\"sent\":%llu,\"failed\":%llu,"
+		     "\"retried\":%llu,\"dropped\":%llu,\"queued\":%llu}",
+		     (unsigned long long)w.sent, (unsigned long long)w.failed,
+		     (unsigned long long)w.retried,
+		     (unsigned long long)w.dropped,
+		     (unsigned long long)w.queued);
+	return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap;
 }

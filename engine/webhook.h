@@ -95,6 +95,7 @@ struct eng_webhook_ev {
 	struct json_slice user_id;	/* member_*, client_event on presence */
 	struct json_slice event;	/* client_event: the event's name */
 	struct json_slice data;		/* client_event: its data, as a string */
+	bool data_json;			/* ... given as a JSON string literal */
 	struct json_slice socket_id;	/* client_event: the sender's */
 	long long count;		/* subscription_count; < 0: none */
 };
@@ -140,5 +141,8 @@ struct eng_webhook_stats {
 	uint64_t queued;	/* events waiting now, in flight included */
 };
 void eng_webhook_stats(struct eng_webhook_stats *out);
+
+/* The same as /stats' JSON object into @out; its length (cut at @cap). */
+size_t eng_webhook_stats_json(char *out, size_t cap);
 
 #endif
