@@ -380,11 +380,22 @@ static void settle(struct target *t, bool ok, uint64_t now)
 		return;
 	}
 	atomic_fetch_add(&n_failed, 1);
-	if (t->attempts >= cfg->retries || wh.stopping) {
+	if (wh.stopping) {	/* one try at the stop: the rest would wait too */
+		unsigned n = t->nfly + t->n;
+
+		fly_free(t);
+		for (; t->n; t->n--, t->head = (t->head + 1) % cfg->queue) {
+			free(t->q[t->head].json);
+			atomic_fetch_sub(&n_queued, 1);
+		}
+		lost(n, "stopping, the receiver failing");
+		return;
+	}
+	if (t->attempts >= cfg->retries) {
 		unsigned n = t->nfly;
 
 		fly_free(t);
-		lost(n, wh.stopping ? "stopping" : "retries spent");
+		lost(n, "retries spent");
 		return;
 	}
 	wait = (uint64_t)cfg->backoff_ms << (t->attempts < 16 ? t->attempts : 16);

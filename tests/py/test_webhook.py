@@ -287,6 +287,25 @@ async def check_retries(engs, rcv):
            "/stats webhooks: %s", st)
 
 
+async def check_down(engs, rcv):
+    """A receiver that never takes one, no retry, a queue of one: events
+    are dropped, counted in /stats and /metrics, and logged; the engine
+    goes on serving."""
+    for i in range(3):
+        ws, _ = await subscribe(engs[0], "wh-down-%d" % i)
+        await ws.close()
+    st = await rc.await_state("events dropped", lambda: rc.stats(
+        engs[0])["webhooks"], lambda w: w["dropped"] >= 3)
+    expect(st["sent"] == 0 and st["failed"] >= 1, "/stats webhooks: %s", st)
+    status, text = rc.api(engs[0], "GET", "/metrics")
+    expect(status == 200 and b"ringcast_webhook_events_dropped_total" in
+           text, "/metrics: %s", text[:200])
+    expect("webhook:" in engs[0].output() and "dropped" in
+           engs[0].output(), "a log line: %s", engs[0].output()[-500:])
+    ws, _ = await subscribe(engs[0], "wh-down-after")
+    await ws.close()
+
+
 async def checked(fn, engs, rcv):
     """@fn(@engs, @rcv), then every request so far validated by the
     SDK."""
@@ -370,6 +389,11 @@ def body(run):
             fail=3, count=1) as (engs, rcv):
         run.check("a failing receiver: retried, nothing lost", checked,
                   check_retries, engs, rcv)
+    with run.section(), receiving(run, *engine_args(
+            *hook, "--webhook-window", "0", "--webhook-retries", "0",
+            "--webhook-queue", "1"), fail=10 ** 9, count=1) as (engs, rcv):
+        run.check("a receiver down: dropped, counted, logged", check_down,
+                  engs, rcv)
     with run.section(), receiving(
             run, "--auth", "optional", "--jwt-secret", JWT_SECRET,
             "--webhook", "{url}", "--webhook-secret", NATIVE_SECRET,
