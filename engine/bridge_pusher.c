@@ -155,3 +155,37 @@ const char eng_lua_pchans[] =
 const char eng_lua_pusers[] =
 	"return {0, table.concat(redis.call('HVALS', ARGV[1] .. 'pm:' .."
 	" ARGV[2]), '\\0')}\n";
+
+/*
+ * A publish's info, every live node's counts, as the answer's JSON.
+ * ARGV: prefix, app, "e" (an event: {"channels":{"CH":{...},...}}) or
+ * "b" (a batch: {"batch":[{...},...]}), then each channel's flag (N
+ * nothing, S subscription_count, U user_count, B both; user_count for
+ * presence channels only) and name. Returns {0, the JSON}.
+ */
+const char eng_lua_pinfo[] =
+	"local p, app, form = ARGV[1], ARGV[2], ARGV[3]\n"
+	"local ct, pu = p .. 'ct:' .. app, p .. 'pu:' .. app\n"
+	"local out = {}\n"
+	"for i = 4, #ARGV do\n"
+	"  local f, ch = string.sub(ARGV[i], 1, 1), string.sub(ARGV[i], 2)\n"
+	"  local o = {}\n"
+	"  if (f == 'U' or f == 'B') and string.sub(ch, 1, 9) == 'presence-'"
+	" then\n"
+	"    o[#o + 1] = '\"user_count\":' .. (redis.call('HGET', pu, ch) or"
+	" '0')\n"
+	"  end\n"
+	"  if f == 'S' or f == 'B' then\n"
+	"    o[#o + 1] = '\"subscription_count\":' .."
+	" (redis.call('HGET', ct, ch) or '0')\n"
+	"  end\n"
+	"  local v = '{' .. table.concat(o, ',') .. '}'\n"
+	"  if form == 'e' then\n"
+	"    v = '\"' .. string.gsub(ch, '[\"\\\\]', '\\\\%0') .. '\":' .. v\n"
+	"  end\n"
+	"  out[#out + 1] = v\n"
+	"end\n"
+	"if form == 'e' then\n"
+	"  return {0, '{\"channels\":{' .. table.concat(out, ',') .. '}}\\n'}\n"
+	"end\n"
+	"return {0, '{\"batch\":[' .. table.concat(out, ',') .. ']}\\n'}\n";

@@ -62,6 +62,11 @@ void eng_pusher_count_init(const struct eng *e)
 	across = e->redis == &eng_rreq_single;
 }
 
+bool eng_pusher_counts_across(void)
+{
+	return across;
+}
+
 size_t eng_pusher_app_of(const char *name, size_t len, const char **id)
 {
 	const char *colon = len > 3 ? memchr(name + 3, ':', len - 3) : NULL;

@@ -415,7 +415,8 @@ struct eng_rreq *eng_rreq_pusher(const struct eng *e, int script, int argc,
 	struct eng_rreq *p = NULL;
 	uint16_t hslot;
 
-	if (argc > ENG_RREQ_PUSHER_ARGS || (script != ENG_PS_COUNT && argc > 11))
+	if (argc > ENG_RREQ_PUSHER_ARGS ||
+	    (script != ENG_PS_COUNT && script != ENG_PS_INFO && argc > 11))
 		return NULL;
 	av = malloc((size_t)(5 + argc) * sizeof(*av));
 	ls = malloc((size_t)(5 + argc) * sizeof(*ls));

@@ -29,7 +29,7 @@
 extern const char eng_lua_beat[], eng_lua_presence[], eng_lua_leave[];
 extern const char eng_lua_query[], eng_lua_online[];
 extern const char eng_lua_pjoin[], eng_lua_pleave[], eng_lua_pcount[];
-extern const char eng_lua_pchans[], eng_lua_pusers[];
+extern const char eng_lua_pchans[], eng_lua_pusers[], eng_lua_pinfo[];
 extern const char eng_lua_hpub[], eng_lua_hread[];
 extern const char eng_lua_ikeep[], eng_lua_iread[], eng_lua_iack[];
 extern const size_t eng_lua_query_len, eng_lua_online_len;
@@ -43,6 +43,7 @@ enum {
 	ENG_PS_COUNT,		/* this node's channel counts; webhook events */
 	ENG_PS_CHANS,		/* GET channels and channels/{name} */
 	ENG_PS_USERS,		/* GET channels/{name}/users */
+	ENG_PS_INFO,		/* a publish's info */
 	ENG_PS_N
 };
 
@@ -186,7 +187,7 @@ struct eng_rreq *eng_rreq_online(const struct eng *e);
 /*
  * A Pusher script (bridge_pusher.c) on the presence keys: @script
  * (ENG_PS_*), its @argc (at most 11) arguments after the keys' prefix;
- * ENG_PS_COUNT takes up to ENG_RREQ_PUSHER_ARGS. Its answer is {integer,
+ * ENG_PS_COUNT and ENG_PS_INFO take up to ENG_RREQ_PUSHER_ARGS. Its answer is {integer,
  * string}: p->result and p->blob (eng_malloc'd, freed after p->done
  * unless it took it). NULL out of memory.
  */

@@ -297,6 +297,9 @@ async function queries() {
                               (d) => d.subscription_count === 2,
                               'both nodes counted');
     out.pusers = await sdkGet(sdk, '/channels/presence-q/users', {});
+    const r = await within(sdk.trigger(['presence-q', 'q-room'], 'e', 'x',
+        { info: 'user_count,subscription_count' }), 'trigger with info');
+    out.pinfo = [r.status, await r.json()];
     out.plist = await sdkGet(sdk, '/channels', { info: 'user_count',
                                                 filter_by_prefix: 'presence-' });
     out.nousers = await sdkGet(sdk, '/channels/q-room/users', {});

@@ -486,6 +486,10 @@ def check_queries(engs):
     expect_eq((out["plist"][0], out["plist"][1]["channels"].get("presence-q")),
               (200, {"user_count": 2}), "user_count in a listing")
     expect_eq(out["nousers"][0], 400, "users of a public channel")
+    expect_eq(out["pinfo"], [200, {"channels": {
+        "presence-q": {"user_count": 2, "subscription_count": 2},
+        "q-room": {"subscription_count": 2}}}],
+        "a publish's info: user_count for the presence channel only")
     expect_eq(out["after"], {"occupied": True, "subscription_count": 1},
               "after an unsubscribe")
     expect_eq(names([200, out["gone"]]), [], "after the closes")
@@ -533,13 +537,21 @@ def check_query_refusals(eng):
         APP, "GET", bad, b""))[0], 400, "165-byte name")
 
 
+def occupied(eng, ch):
+    """Whether GET channels/{@ch} says it is occupied."""
+    path = "/apps/%s/channels/%s" % (APP["id"], ch)
+    return rc.api(eng, "GET", path + "?" + signed(APP, "GET", path, b""))[
+        1].get("occupied")
+
+
 async def check_info(eng):
-    """info=subscription_count in events and batch_events: this node's
-    counts in the answer, as Pusher's."""
+    """info=subscription_count in events and batch_events: the counts in
+    the answer, as Pusher's (with Redis every node's, once written)."""
     ws, _ = await connected(eng)
     await ws.send(json.dumps({"event": "pusher:subscribe",
                               "data": {"channel": "inf"}}))
     await event(ws)
+    await rc.await_state("inf counted", lambda: occupied(eng, "inf"))
     ev = {"name": "e", "channel": "inf", "data": "1",
           "info": "subscription_count"}
     expect_eq(trigger(eng, ev), (200, {"channels": {
