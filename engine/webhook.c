@@ -485,6 +485,27 @@ static unsigned filter_of(const struct eng_webhook_cfg *cfg, const char *id,
 	return ENG_WH_PUSHER_ALL;
 }
 
+/*
+ * @c waits by CLOCK_MONOTONIC, as run() computes its deadlines: by the
+ * default CLOCK_REALTIME they would all be long past, and the thread
+ * would spin on the lock the shards take to queue.
+ */
+static int cond_monotonic(pthread_cond_t *c)
+{
+	pthread_condattr_t a;
+	int ret = pthread_condattr_init(&a);
+
+	if (ret)
+		return -ret;
+	ret = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	if (!ret) {
+		pthread_cond_destroy(c);
+		ret = pthread_cond_init(c, &a);
+	}
+	pthread_condattr_destroy(&a);
+	return -ret;
+}
+
 int eng_webhook_start(struct eng *e)
 {
 	const struct eng_webhook_cfg *cfg = e->cfg.webhook;
@@ -496,6 +517,9 @@ int eng_webhook_start(struct eng *e)
 		return 0;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return -ENOMEM;
+	ret = cond_monotonic(&wh.cond);
+	if (ret < 0)
+		return ret;
 	n = cfg->npusher + !!cfg->url;
 	wh.cfg = cfg;
 	wh.secret = cfg->secret;
