@@ -272,6 +272,12 @@ struct eng {
 	const struct eng_rreq_mode *redis;	/* the bridge's, for requests */
 	const struct eng_rreq_lua *lua;	/* ... and the scripts they run */
 	/*
+	 * With one Redis and --webhook: a /ws channel's first subscriber on
+	 * this node (@on) or its last gone, told by the owner shard
+	 * (sub_redis.c); set once by pusher_count.c before the shards start.
+	 */
+	void (*occupancy)(const char *name, size_t len, bool on);
+	/*
 	 * The SSL_CTX new handshakes start from, one reference owned; NULL
 	 * without TLS. SIGHUP replaces it (eng_tls_reload) under tls_lock
 	 * and bumps tls_gen; each shard keeps a reference of its own.

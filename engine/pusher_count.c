@@ -33,6 +33,8 @@
 #define COUNT_TICKS	(1000 / ENG_TICK_MS)	/* a count sent at most so often */
 #define SYNC_TICKS	(500 / ENG_TICK_MS)	/* Redis asked at least so often */
 #define SYNC_MAX	256	/* channels one count script writes */
+#define NATIVE_APP	"/ws"	/* the app of /ws channels in Redis: no
+				   Pusher app id has a '/' */
 
 struct count {
 	struct count *next;
@@ -43,6 +45,8 @@ struct count {
 	uint32_t peak;			/* Redis: the most since written */
 	bool announce, due, sent;	/* sub_count: the app's; a change unsent */
 	bool flying;			/* Redis: in the script out now */
+	bool native;			/* a /ws channel: n 1 while this node
+					   has subscribers (NATIVE_APP) */
 	uint8_t len, clen;
 	char name[ENG_CHAN_MAX + 1];	/* the engine's: "!p:ID:..." */
 	char ch[PUSHER_CHANNEL_MAX + 1];	/* Pusher's */
@@ -57,9 +61,14 @@ static bool resync;		/* Redis lost ours: write them all again */
 static unsigned changes;	/* since the last script */
 static uint32_t synced_tick;
 
-void eng_pusher_count_init(const struct eng *e)
+static void native_count(const char *name, size_t len, bool on);
+
+void eng_pusher_count_init(struct eng *e)
 {
 	across = e->redis == &eng_rreq_single;
+	/* the /ws channels are counted only for --webhook's sake */
+	if (across && e->cfg.webhook && e->cfg.webhook->url)
+		e->occupancy = native_count;
 }
 
 bool eng_pusher_counts_across(void)
@@ -73,6 +82,16 @@ size_t eng_pusher_app_of(const char *name, size_t len, const char **id)
 
 	*id = name + 3;
 	return colon ? (size_t)(colon - name - 3) : 0;
+}
+
+/* The app @e counts for in Redis: its id, or NATIVE_APP; its length. */
+static size_t app_id(const struct count *e, const char **id)
+{
+	if (e->native) {
+		*id = NATIVE_APP;
+		return sizeof(NATIVE_APP) - 1;
+	}
+	return eng_pusher_app_of(e->name, e->len, id);
 }
 
 /* channel_occupied or channel_vacated of @e, seen by this node's table. */
@@ -145,6 +164,39 @@ unsigned eng_pusher_count_add(const char *name, size_t len,
 	return n;
 }
 
+/*
+ * eng->occupancy, with one Redis and --webhook: /ws channel @name (not a
+ * user's, not Pusher's) got its first subscriber on this node (@on) or
+ * lost its last (sub_redis.c). Counted as one, for the next count script,
+ * whose records say when no node holds one.
+ */
+static void native_count(const char *name, size_t len, bool on)
+{
+	uint64_t h = eng_chan_hash(name, len);
+	struct count **pp, *e;
+
+	if (len > ENG_CHAN_MAX || len > PUSHER_CHANNEL_MAX)
+		return;
+	pthread_mutex_lock(&lock);
+	pp = slot_of(name, len, h);
+	e = *pp;
+	if (!e && on && (e = calloc(1, sizeof(*e)))) {
+		e->hash = h;
+		e->len = (uint8_t)len;
+		memcpy(e->name, name, len);
+		e->clen = (uint8_t)len;
+		memcpy(e->ch, name, len);
+		e->native = true;
+		*pp = e;
+	}
+	if (e && e->native) {
+		e->n = on;
+		e->peak = e->peak > e->n ? e->peak : e->n;
+		__atomic_add_fetch(&changes, 1, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&lock);
+}
+
 unsigned eng_pusher_count_get(const char *name, size_t len)
 {
 	struct count *e;
@@ -199,6 +251,13 @@ static void records(char *blob, size_t len)
 		}
 		if (!name)
 			continue;
+		if (f[1].len == sizeof(NATIVE_APP) - 1 &&
+		    !memcmp(f[1].p, NATIVE_APP, f[1].len)) {
+			if (name[0] == 'c')	/* channel_occupied, _vacated */
+				eng_webhook_native(name, f[2],
+						   (struct json_slice){ 0 });
+			continue;
+		}
 		eng_webhook_pusher_id(f[1].p, f[1].len, &(struct eng_webhook_ev){
 			.name = name, .channel = f[2],
 			.user_id = f[3].len ? f[3] : (struct json_slice){ 0 },
@@ -213,11 +272,16 @@ static void synced_done(struct eng_shard *s, struct eng_rreq *p)
 	pthread_mutex_lock(&lock);
 	for (unsigned i = 0; i < BUCKETS; i++)
 		for (struct count **pp = &table[i], *e; (e = *pp);) {
+			/*
+			 * The script wrote this batch after finding our counts
+			 * gone (result 1), so those are right; the others are
+			 * Redis's no more and go again.
+			 */
 			if (e->flying && p->result >= 0)
 				e->synced = e->sending;
-			e->flying = false;
-			if (p->result == 1)	/* Redis lost what we had */
+			else if (p->result == 1)
 				e->synced = 0;
+			e->flying = false;
 			if (!e->n && !e->synced && !e->peak) {
 				__atomic_sub_fetch(&ndue, e->due,
 						   __ATOMIC_RELAXED);
@@ -240,7 +304,7 @@ static char *pair(const struct count *e, uint32_t n, const char **argv,
 		  size_t *lens, int *argc, char *buf)
 {
 	const char *id;
-	size_t idl = eng_pusher_app_of(e->name, e->len, &id);
+	size_t idl = app_id(e, &id);
 
 	argv[*argc] = buf;
 	memcpy(buf, id, idl);
@@ -268,7 +332,7 @@ static int collect(const char **argv, size_t *lens, char *buf)
 			const char *id;
 
 			if ((e->n == e->synced && e->peak <= e->n) ||
-			    !eng_pusher_app_of(e->name, e->len, &id))
+			    !app_id(e, &id))
 				continue;
 			if (e->peak > e->n && e->peak > e->synced &&
 			    argc + 4 <= 1 + 2 * SYNC_MAX)
@@ -303,11 +367,7 @@ static void sync_counts(struct eng_shard *s)
 	argv[0] = s->eng->cfg.node_id;	/* after the keys' prefix (rreq.h) */
 	lens[0] = strlen(argv[0]);
 	pthread_mutex_lock(&lock);
-	if (resync)
-		for (unsigned i = 0; i < BUCKETS; i++)
-			for (struct count *e = table[i]; e; e = e->next)
-				e->synced = 0;
-	resync = false;
+	resync = false;	/* synced_done() has marked what goes again */
 	changes = 0;
 	argc = collect(argv, lens, buf);
 	p = eng_rreq_pusher(s->eng, ENG_PS_COUNT, argc, argv, lens);
@@ -443,7 +503,7 @@ static bool list(const struct pusher_app *app,
 	for (unsigned i = 0; i < BUCKETS && ok; i++)
 		for (struct count *e = table[i]; e && ok; e = e->next) {
 			/* "!p:" or "!h:", the id, ':' */
-			if (!e->n || e->len < idl + 4 ||
+			if (!e->n || e->native || e->len < idl + 4 ||
 			    memcmp(e->name + 3, app->id, idl) ||
 			    e->name[3 + idl] != ':' || e->clen < q->prefix.len ||
 			    memcmp(e->ch, q->prefix.p, q->prefix.len))

@@ -148,7 +148,7 @@ int eng_pusher_user_key(const struct pusher_app *app, const char *uid,
  * eng_pusher_count_clear(): the table freed, at the stop.
  * eng_pusher_count_init(): which it is, once, before the shards start.
  */
-void eng_pusher_count_init(const struct eng *e);
+void eng_pusher_count_init(struct eng *e);
 /* Whether the counts are Redis's too (one Redis), as init found. */
 bool eng_pusher_counts_across(void);
 unsigned eng_pusher_count_add(const char *name, size_t len,

@@ -90,7 +90,10 @@ class Receiver:
         def check():
             out[:] = self.events()
             return pred(out)
-        rc.wait_until(what, check)
+        try:
+            rc.wait_until(what, check)
+        except AssertionError as e:
+            raise AssertionError("%s; events so far: %s" % (e, out[-20:]))
         return out
 
 
@@ -317,38 +320,54 @@ def native_token(sub):
     return jwtmint.hs256(claims(sub, ttl=3600), JWT_SECRET)
 
 
+async def native_sentinel(engs, rcv):
+    """A /ws channel joined and left on each node, its vacated awaited."""
+    for eng in engs[:2]:
+        sentinels[0] += 1
+        ch = "wh-native-s%d" % sentinels[0]
+        ws = await rc.ws_connect(eng.url("/ws"), ping_interval=None)
+        await rc.ws_command(ws, "subscribe", 1, channels=[ch])
+        await ws.close()
+        await asyncio.to_thread(rcv.wait, ch + " vacated", lambda evs: [
+            e for e in evs if e == {"name": "channel_vacated",
+                                    "channel": ch}])
+
+
 async def check_native(engs, rcv):
     """--webhook: user_online at a user's first connection, user_offline
-    at its last; channel_occupied and channel_vacated (embedded broker);
-    each request signed with --webhook-secret."""
+    at its last; channel_occupied at a channel's first subscriber, on any
+    node, channel_vacated when no node holds one; each once, each request
+    signed with --webhook-secret."""
     hdrs = {"Authorization": "Bearer " + native_token("w1")}
-    a = await rc.ws_connect(engs[0].url("/ws"), extra_headers=hdrs,
-                            ping_interval=None)
-    b = await rc.ws_connect(engs[1].url("/ws"), extra_headers=hdrs,
-                            ping_interval=None)
-    await asyncio.to_thread(rcv.wait, "online", lambda evs: [
-        e for e in evs if e["name"] == "user_online"])
-    embedded = not rc.only_on("redis", "cluster")
-    if embedded:
-        m = await rc.ws_command(a, "subscribe", 1, channels=["wh-native"])
-        expect(m.get("ok", True), "subscribed: %s", m)
-        await asyncio.to_thread(rcv.wait, "occupied", lambda evs: [
-            e for e in evs if e["name"] == "channel_occupied"])
-    await a.close()
-    await b.close()
-    evs = await asyncio.to_thread(rcv.wait, "offline", lambda evs: [
-        e for e in evs if e["name"] == "user_offline"])
-    expect_eq([e for e in evs if e["name"].startswith("user_")],
+    socks = [await rc.ws_connect(eng.url("/ws"), extra_headers=hdrs,
+                                 ping_interval=None) for eng in engs[:2]]
+    for ws in socks:
+        await rc.ws_command(ws, "subscribe", 1, channels=["wh-native"])
+    await asyncio.to_thread(rcv.wait, "online, occupied", lambda evs: [
+        e for e in evs if e["name"] == "user_online"] and [
+        e for e in evs if e["name"] == "channel_occupied"])
+    await socks[0].close()
+    await native_sentinel(engs, rcv)
+    names = [e["name"] for e in rcv.events() if "w1" in e.values() or
+             "wh-native" in e.values()]
+    expect_eq(names, ["user_online", "channel_occupied"] if names[0] ==
+              "user_online" else ["channel_occupied", "user_online"],
+              "one connection left: still online and occupied")
+    await socks[1].close()
+    await asyncio.to_thread(rcv.wait, "offline, vacated", lambda evs: [
+        e for e in evs if e["name"] == "user_offline"] and [
+        e for e in evs if e == {"name": "channel_vacated",
+                                "channel": "wh-native"}])
+    await native_sentinel(engs, rcv)
+    evs = rcv.events()
+    expect_eq([e for e in evs if e.get("user_id") == "w1"],
               [{"name": "user_online", "user_id": "w1"},
                {"name": "user_offline", "user_id": "w1"}],
               "online and offline, once each")
-    if embedded:
-        evs = await asyncio.to_thread(rcv.wait, "vacated", lambda evs: [
-            e for e in evs if e["name"] == "channel_vacated"])
-        expect_eq([e for e in evs if e["name"].startswith("channel_")],
-                  [{"name": "channel_occupied", "channel": "wh-native"},
-                   {"name": "channel_vacated", "channel": "wh-native"}],
-                  "occupied and vacated")
+    expect_eq([e for e in evs if e.get("channel") == "wh-native"],
+              [{"name": "channel_occupied", "channel": "wh-native"},
+               {"name": "channel_vacated", "channel": "wh-native"}],
+              "occupied and vacated, once each")
     for r in rcv.requests():
         want = hmac.new(NATIVE_SECRET.encode(), r["body"].encode(),
                         hashlib.sha256).hexdigest()
