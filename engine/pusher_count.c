@@ -65,7 +65,9 @@ static void native_count(const char *name, size_t len, bool on);
 
 void eng_pusher_count_init(struct eng *e)
 {
-	across = e->redis == &eng_rreq_single;
+	/* nothing to count or to take without Pusher apps or a webhook */
+	across = e->redis == &eng_rreq_single && (e->cfg.pusher ||
+						   e->cfg.webhook);
 	/* the /ws channels are counted only for --webhook's sake */
 	if (across && e->cfg.webhook && e->cfg.webhook->url)
 		e->occupancy = native_count;
