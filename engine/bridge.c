@@ -683,8 +683,9 @@ int eng_bridge_init(struct eng *e)
 		eng_lua_iack, eng_lua_query, eng_lua_online,
 		eng_lua_hpub_len, eng_lua_hread_len, eng_lua_ikeep_len,
 		eng_lua_iread_len, eng_lua_iack_len, eng_lua_query_len,
-		eng_lua_online_len, eng_lua_pjoin, eng_lua_pleave,
-		eng_lua_pjoin_len, eng_lua_pleave_len,
+		eng_lua_online_len,
+		{ eng_lua_pjoin, eng_lua_pleave, eng_lua_pcount,
+		  eng_lua_pchans, eng_lua_pusers, eng_lua_pinfo },
 	};
 	e->lua = &r->lua;
 	r->mapl.fd = -1;				/* eng_resp_exit() on err */

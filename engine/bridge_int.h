@@ -37,6 +37,40 @@
 #define R_COLLECT_S	10		/* after a burst: heap given back */
 #define R_QUIET_BYTES	65536		/* received in a tick: still quiet */
 #define R_NODE_TTL	5		/* s: a node silent this long is dead */
+#define R_OUTBOX_MAX	10000	/* webhook records Redis holds a list */
+
+/*
+ * Lua shared by the Pusher scripts and the reaping (bridge_pusher.c,
+ * bridge_presence.c). A webhook record is "NAME\0APP\0CHANNEL\0UID\0N"
+ * (UID and N may be empty); outbox(k, r) appends one to list k, bounded
+ * (the oldest go), which a node's next count script takes
+ * (eng_lua_pcount). gone(p, rch, u, wk): user u's last connection in
+ * Redis channel rch went: its member entries deleted, its
+ * member_removed published, its webhook record to list wk.
+ */
+#define R_LUA_PUSHER \
+	"local function outbox(k, r)\n" \
+	"  redis.call('RPUSH', k, r)\n" \
+	"  redis.call('LTRIM', k, -" R_STR(R_OUTBOX_MAX) ", -1)\n" \
+	"end\n" \
+	"local function gone(p, rch, u, wk)\n" \
+	"  redis.call('HDEL', p .. 'pt:' .. rch, u)\n" \
+	"  redis.call('HDEL', p .. 'pm:' .. rch, u)\n" \
+	"  local ev = redis.call('HGET', p .. 'pr:' .. rch, u)\n" \
+	"  redis.call('HDEL', p .. 'pr:' .. rch, u)\n" \
+	"  if ev then redis.call('PUBLISH', rch, ev) end\n" \
+	"  local pn = redis.call('HGET', p .. 'pn', rch)\n" \
+	"  if not pn then return end\n" \
+	"  local app, ch = string.match(pn, '^([^%z]*)%z(.*)$')\n" \
+	"  local pu = p .. 'pu:' .. app\n" \
+	"  if tonumber(redis.call('HINCRBY', pu, ch, -1)) <= 0 then\n" \
+	"    redis.call('HDEL', pu, ch)\n" \
+	"    redis.call('HDEL', p .. 'pn', rch)\n" \
+	"  end\n" \
+	"  outbox(wk, 'member_removed\\0' .. pn .. '\\0' .. u .. '\\0')\n" \
+	"end\n"
+#define R_STR_(x)	#x
+#define R_STR(x)	R_STR_(x)
 #define R_NODES_MAX	ENG_BRIDGE_NODES_MAX	/* cluster: masters, ever */
 #define R_MAP_IDX	(2 * R_NODES_MAX)	/* the slot-map link's slot */
 #define R_SEEDS_MAX	ENG_CLUSTER_SEEDS_MAX

@@ -19,7 +19,7 @@
  */
 
 /* Drops every trace of nodes whose key expired. */
-#define LUA_REAP \
+#define LUA_REAP R_LUA_PUSHER \
 	"local function reap(p)\n" \
 	"  for _, id in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do\n" \
 	"    if redis.call('EXISTS', p .. 'node:' .. id) == 0 then\n" \
@@ -29,6 +29,7 @@
 	"        if tonumber(redis.call('ZINCRBY', p .. 'online', -1, u))" \
 	" <= 0 then\n" \
 	"          redis.call('ZREM', p .. 'online', u)\n" \
+	"          outbox(p .. 'wh', 'user_offline\\0\\0\\0' .. u .. '\\0')\n" \
 	"        end\n" \
 	"      end\n" \
 	"      redis.call('DEL', nu)\n" \
@@ -39,14 +40,25 @@
 	"        local pt = p .. 'pt:' .. rch\n" \
 	"        if tonumber(redis.call('HINCRBY', pt, u, -h[i + 1]))" \
 	" <= 0 then\n" \
-	"          redis.call('HDEL', pt, u)\n" \
-	"          redis.call('HDEL', p .. 'pm:' .. rch, u)\n" \
-	"          local ev = redis.call('HGET', p .. 'pr:' .. rch, u)\n" \
-	"          redis.call('HDEL', p .. 'pr:' .. rch, u)\n" \
-	"          if ev then redis.call('PUBLISH', rch, ev) end\n" \
+	"          gone(p, rch, u, p .. 'wh')\n" \
 	"        end\n" \
 	"      end\n" \
 	"      redis.call('DEL', q)\n" \
+	"      local cq = p .. 'cq:' .. id\n" \
+	"      h = redis.call('HGETALL', cq)\n" \
+	"      for i = 1, #h, 2 do\n" \
+	"        local app, ch = string.match(h[i], '^([^%z]+)%z(.*)$')\n" \
+	"        if app then\n" \
+	"          local ct = p .. 'ct:' .. app\n" \
+	"          if tonumber(redis.call('HINCRBY', ct, ch, -h[i + 1]))" \
+	" <= 0 then\n" \
+	"            redis.call('HDEL', ct, ch)\n" \
+	"            outbox(p .. 'wh', 'channel_vacated\\0' .. h[i] .. " \
+	"'\\0\\0')\n" \
+	"          end\n" \
+	"        end\n" \
+	"      end\n" \
+	"      redis.call('DEL', cq)\n" \
 	"      redis.call('SREM', p .. 'nodes', id)\n" \
 	"    end\n" \
 	"  end\n" \
@@ -71,7 +83,7 @@ const char eng_lua_beat[] = LUA_REAP
  * triples. The node's own counts are refreshed too, keeping the key's
  * expiry, so /online follows changes without waiting for a beat.
  */
-const char eng_lua_presence[] =
+const char eng_lua_presence[] = R_LUA_PUSHER
 	"local p, node = ARGV[1], ARGV[2]\n"
 	"local nu = p .. 'nu:' .. node\n"
 	"if redis.call('EXISTS', p .. 'node:' .. node) == 1 then\n"
@@ -82,14 +94,16 @@ const char eng_lua_presence[] =
 	"  local u, n = ARGV[i], tonumber(ARGV[i + 1])\n"
 	"  if n > 0 then\n"
 	"    redis.call('HSET', p .. 'pres:' .. u, node, n .. ' ' .. ARGV[i + 2])\n"
-	"    if redis.call('SADD', nu, u) == 1 then\n"
-	"      redis.call('ZINCRBY', p .. 'online', 1, u)\n"
+	"    if redis.call('SADD', nu, u) == 1 and\n"
+	"       tonumber(redis.call('ZINCRBY', p .. 'online', 1, u)) == 1 then\n"
+	"      outbox(p .. 'wh:' .. node, 'user_online\\0\\0\\0' .. u .. '\\0')\n"
 	"    end\n"
 	"  else\n"
 	"    redis.call('HDEL', p .. 'pres:' .. u, node)\n"
 	"    if redis.call('SREM', nu, u) == 1 and\n"
 	"       tonumber(redis.call('ZINCRBY', p .. 'online', -1, u)) <= 0 then\n"
 	"      redis.call('ZREM', p .. 'online', u)\n"
+	"      outbox(p .. 'wh:' .. node, 'user_offline\\0\\0\\0' .. u .. '\\0')\n"
 	"    end\n"
 	"  end\n"
 	"end\n"

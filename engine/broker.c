@@ -18,6 +18,7 @@
 #include "mail.h"
 #include "pub.h"
 #include "user.h"
+#include "webhook.h"
 
 static const char json_type[] = "application/json";
 
@@ -125,24 +126,42 @@ static void embedded_joined(struct eng_shard *s, struct eng_conn *c)
 	(void)c;
 }
 
-/* The owner's record of interested shards is all there is. */
+/*
+ * The owner's record of interested shards is all there is; its first
+ * shard and its last gone are the node's, the only one: a /ws channel's
+ * channel_occupied and channel_vacated webhooks (webhook.h).
+ */
 static bool embedded_interest(struct eng_shard *s, struct eng_chan *ch,
 			      unsigned before, bool add,
 			      struct eng_owner_mail *m)
 {
+	struct json_slice name = { ch->name, ch->len }, none = { 0 };
+
 	(void)s;
-	(void)ch;
-	(void)before;
-	(void)add;
 	(void)m;
+	/* users, Pusher's and the engine's own channels are not /ws's */
+	if (!ch->len || ch->name[0] == ENG_USER_MARK || ch->name[0] == '!' ||
+	    ch->name[0] == '$')
+		return true;
+	if (add && !before && ch->nshards)
+		eng_webhook_native("channel_occupied", name, none);
+	else if (!add && before && !ch->nshards)
+		eng_webhook_native("channel_vacated", name, none);
 	return true;
 }
 
-/* Presence is the owner's own: nobody else counts it. */
+/* Presence is the owner's own: its first and last are the webhooks'. */
 static void embedded_presence(struct eng_shard *s, struct eng_chan *ch)
 {
+	struct json_slice uid = { ch->name + 1, ch->len - 1 }, none = { 0 };
+
 	(void)s;
-	(void)ch;
+	if (ch->pres && !ch->pres->told) {
+		ch->pres->told = true;
+		eng_webhook_native("user_online", none, uid);
+	} else if (!ch->pres) {
+		eng_webhook_native("user_offline", none, uid);
+	}
 }
 
 const struct eng_broker eng_broker_embedded = {

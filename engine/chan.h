@@ -57,6 +57,7 @@ struct eng_pend {
 struct eng_pres {
 	uint32_t conns;
 	uint32_t napps;
+	bool told;		/* embedded: user_online's webhook queued */
 	struct {
 		uint32_t n;
 		char name[ENG_APP_MAX + 1];

@@ -35,6 +35,7 @@
 #define ENG_TLS_MAX_CERTS 16	/* --tls-cert pairs, for SNI */
 
 struct eng_pusher_cfg;
+struct eng_webhook_cfg;
 
 struct eng_cfg {
 	char listen_host[64];
@@ -103,6 +104,7 @@ struct eng_cfg {
 	uint8_t take_over_mode;		/* ENG_HO_MODE_* (handover.h) */
 	unsigned drain_rate;		/* connections closed a second */
 	unsigned drain_deadline_ms;	/* then the rest at once */
+	struct eng_webhook_cfg *webhook;	/* owned: webhooks; NULL: none */
 };
 
 enum { ENG_AUTH_OFF = 0, ENG_AUTH_OPTIONAL, ENG_AUTH_REQUIRED };
@@ -280,6 +282,12 @@ struct eng {
 	struct eng_bridge *bridge;	/* NULL without --redis */
 	const struct eng_rreq_mode *redis;	/* the bridge's, for requests */
 	const struct eng_rreq_lua *lua;	/* ... and the scripts they run */
+	/*
+	 * With one Redis and --webhook: a /ws channel's first subscriber on
+	 * this node (@on) or its last gone, told by the owner shard
+	 * (sub_redis.c); set once by pusher_count.c before the shards start.
+	 */
+	void (*occupancy)(const char *name, size_t len, bool on);
 	/*
 	 * The SSL_CTX new handshakes start from, one reference owned; NULL
 	 * without TLS. SIGHUP replaces it (eng_tls_reload) under tls_lock

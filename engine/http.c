@@ -32,6 +32,7 @@
 #include "pusher_eng.h"
 #include "tlsio.h"
 #include "user.h"
+#include "webhook.h"
 #include "www.h"
 #include "zframe.h"
 
@@ -557,7 +558,7 @@ static void healthz(struct eng_shard *s, struct eng_conn *c)
 static void stats(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng *e = s->eng;
-	size_t cap = 3328 + (size_t)e->cfg.shards * 1024 +
+	size_t cap = 3584 + (size_t)e->cfg.shards * 1024 +
 		     eng_broker_stats_max(e), n;
 	char *out = eng_malloc(cap);
 
@@ -615,6 +616,10 @@ static void stats(struct eng_shard *s, struct eng_conn *c)
 	}
 	n += (size_t)snprintf(out + n, cap - n, ",\"deflate\":");
 	n += eng_zframe_stats(e, out + n, cap - n);
+	if (e->cfg.webhook) {
+		n += (size_t)snprintf(out + n, cap - n, ",\"webhooks\":");
+		n += eng_webhook_stats_json(out + n, cap - n);
+	}
 	n += (size_t)snprintf(out + n, cap - n, ",\"mail\":");
 	n += eng_mail_stats(out + n, cap - n);
 	n += (size_t)snprintf(out + n, cap - n,

@@ -34,6 +34,7 @@
 #include "opts.h"
 #include "pusher_eng.h"
 #include "tlsio.h"
+#include "webhook.h"
 
 /*
  * Opens one listener on the configured address. With @port 0 the kernel
@@ -200,6 +201,12 @@ static int prepare(struct eng *e, struct ring *ctl)
 			return ret;
 		}
 	}
+	eng_pusher_count_init(e);
+	ret = eng_webhook_start(e);
+	if (ret < 0) {
+		fprintf(stderr, "ringcast: webhooks: %s\n", strerror(-ret));
+		return ret;
+	}
 	if (!e->shards) {
 		fprintf(stderr, "ringcast: out of memory\n");
 		return -ENOMEM;
@@ -360,6 +367,7 @@ static int stop(struct eng *e, struct ring *ctl, unsigned started,
 		pthread_join(e->shards[i].thread, NULL);
 	/* The bridge last: shards post to it until they have stopped. */
 	eng_bridge_stop(e, ctl);
+	eng_webhook_stop();	/* after every caller has stopped */
 	ring_exit(ctl);
 	for (i = 0; i < e->cfg.shards; i++) {
 		if (!e->shards[i].up)

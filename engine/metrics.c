@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "conn.h"
 #include "lat.h"
+#include "webhook.h"
 #include "mail.h"
 #include "metrics.h"
 #include "pub.h"
@@ -353,6 +354,26 @@ static void tls(struct text *t, struct eng *e)
 		    (unsigned long long)v.failed[k]);
 }
 
+/* With a webhook: the sender's counters (webhook.h). */
+static void webhooks(struct text *t, struct eng *e)
+{
+	struct eng_webhook_stats v;
+
+	if (!e->cfg.webhook)
+		return;
+	eng_webhook_stats(&v);
+	single(t, "webhook_events_sent_total", "counter",
+	       "Webhook events a receiver took (a 2xx answer).", v.sent);
+	single(t, "webhook_requests_failed_total", "counter",
+	       "Webhook requests that failed or got no 2xx answer.", v.failed);
+	single(t, "webhook_requests_retried_total", "counter",
+	       "Webhook requests sent again after a failure.", v.retried);
+	single(t, "webhook_events_dropped_total", "counter",
+	       "Webhook events lost: queue full or retries spent.", v.dropped);
+	single(t, "webhook_events_queued", "gauge",
+	       "Webhook events waiting, in flight included.", v.queued);
+}
+
 static void latency(struct text *t, struct eng *e)
 {
 	unsigned long long cum = 0, sum = 0;
@@ -397,6 +418,7 @@ void eng_metrics_reply(struct eng_shard *s, struct eng_conn *c)
 	mail(&t, e);
 	redis(&t, e);
 	tls(&t, e);
+	webhooks(&t, e);
 	latency(&t, e);
 	head(&t, "frames_live", "gauge",
 	     "Push frames still referenced by some queue.");

@@ -24,6 +24,7 @@
 #include "inbox.h"
 #include "opts_int.h"
 #include "pusher_eng.h"
+#include "webhook.h"
 
 /* ---- the table's row and its generic parsers ----------------------------- */
 
@@ -322,6 +323,12 @@ static int pusher(const struct opt *o, const char *arg, struct state *st)
 				     &st->why);
 }
 
+/* --webhook, --pusher-webhook and their limits (webhook.h) */
+static int webhook(const struct opt *o, const char *arg, struct state *st)
+{
+	return eng_webhook_opt(st->cfg, o->name, arg, &st->why);
+}
+
 static int help(const struct opt *o, const char *arg, struct state *st);
 
 /* ---- the table: --help's order --------------------------------------- */
@@ -611,6 +618,47 @@ static const struct opt opts[] = {
 		  "subscription_count as their channel's count on\n"
 		  "this node changes, at most once a second a\n"
 		  "channel (default: off). Repeatable" },
+	{ .name = "pusher-webhook", .arg = "ID=URL", .parse = webhook,
+	  .help = "POST app ID's webhooks (channel_occupied,\n"
+		  "channel_vacated, member_added, member_removed,\n"
+		  "client_event, subscription_count, cache_miss) to\n"
+		  "URL (http:// or https://), signed as Pusher signs\n"
+		  "them. Repeatable (16 at most)" },
+	{ .name = "pusher-webhook-events", .arg = "ID=LIST", .parse = webhook,
+	  .help = "... only these events of app ID (comma-separated;\n"
+		  "default: all)" },
+	{ .name = "webhook", .arg = "URL", .parse = webhook,
+	  .help = "POST the /ws protocol's webhooks (channel_occupied,\n"
+		  "channel_vacated, user_online, user_offline) to\n"
+		  "URL, signed with --webhook-secret" },
+	{ .name = "webhook-secret", .arg = "SECRET", .parse = webhook,
+	  .secret = true,
+	  .help = "X-Ringcast-Signature is HMAC-SHA256 of the body\n"
+		  "with SECRET, in hex (16 bytes at least; or the\n"
+		  "RINGCAST_WEBHOOK_SECRET variable)" },
+	{ .name = "webhook-events", .arg = "LIST", .parse = webhook,
+	  .help = "... only these events (comma-separated; default:\n"
+		  "all four)" },
+	{ .name = "webhook-batch", .arg = "N", .parse = webhook,
+	  .help = "events one webhook request carries at most\n"
+		  "(default 100)" },
+	{ .name = "webhook-window", .arg = "DUR", .parse = webhook,
+	  .help = "an event waits at most DUR for others to go with\n"
+		  "it (default 100ms)" },
+	{ .name = "webhook-queue", .arg = "N", .parse = webhook,
+	  .help = "events waiting per URL at most; past it the\n"
+		  "oldest is dropped, counted and logged (default\n"
+		  "10000)" },
+	{ .name = "webhook-retries", .arg = "N", .parse = webhook,
+	  .help = "a request failed or answered other than 2xx is\n"
+		  "sent again up to N times (default 5), then its\n"
+		  "events are dropped, counted and logged" },
+	{ .name = "webhook-backoff", .arg = "DUR", .parse = webhook,
+	  .help = "before the first retry (default 1s), doubled\n"
+		  "each time up to 60s" },
+	{ .name = "webhook-timeout", .arg = "DUR", .parse = webhook,
+	  .help = "a webhook request's deadline, connecting\n"
+		  "included (default 5s)" },
 	{ .name = "tls-cert", .arg = "FILE", .parse = tls_file,
 	  .why = "at most 16",
 	  .help = "speak TLS on the port (wss://, https://): the\n"
@@ -678,75 +726,16 @@ static const struct opt opts[] = {
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 #define VAL0 256			/* getopt's val of opts[0] */
 
-/* ---- --help -------------------------------------------------------------- */
-
-static const char help_head[] =
-"usage: ringcast [options]\n"
-"\n"
-"A WebSocket push engine on io_uring. Each shard is a thread pinned to a\n"
-"CPU with its own io_uring ring, SO_REUSEPORT listener and connections.\n"
-"\n";
-
-static const char help_tail[] =
-"\n"
-"SIZE takes K, M or G suffixes; DUR takes ms, s, m or h (default s).\n"
-"\n"
-"Endpoints on the same port: ws://HOST:PORT/ws (the push protocol),\n"
-"POST /publish/CHANNEL and POST /broadcast (body = payload),\n"
-"POST /users/UID/push, GET /users/UID, POST /users/UID/disconnect,\n"
-"GET /online, GET /stats, GET /metrics (Prometheus), GET /healthz;\n"
-"the status page at GET / and ringcast.js at GET /ringcast.js;\n"
-"docs/PROTOCOL.md describes them. With --tls-cert they are all TLS (see\n"
-"--tls-min): wss://HOST:PORT/ws, https://HOST:PORT/publish/CHANNEL, ...\n"
-"SIGINT or SIGTERM sends close 1001 to every client, then exits 0.\n"
-"SIGHUP reads --tls-cert and --tls-key again for new connections; open\n"
-"ones keep theirs, and bad files leave the ones in use (stderr says why).\n"
-"To upgrade without refusing a connection, start the new binary with\n"
-"--take-over PATH next to one running with --handover-socket PATH.\n"
-"\n"
-"Connections per shard: client sockets are io_uring direct descriptors and\n"
-"never use the process fd table, but each ring's fixed-file table is capped\n"
-"at RLIMIT_NOFILE (which ringcast raises to its hard limit) and at 1048576\n"
-"by the kernel. A host with a hard limit of 20000 holds about shards x\n"
-"20000 connections: raise the limit (tune/, sysctl.d/) or run more shards.\n"
-"With --io epoll, sockets are ordinary fds: the whole process holds about\n"
-"RLIMIT_NOFILE of them.\n";
-
-/* The column the options' texts start at; a longer option goes above. */
-#define HELP_COL 27
-
-static void help_row(FILE *f, const struct opt *o)
-{
-	const char *p = o->help;
-	char letter[8] = "";
-	int n;
-
-	if (o->letter)
-		snprintf(letter, sizeof(letter), "-%c, ", o->letter);
-	n = fprintf(f, "  %s--%s%s%s", letter, o->name, o->arg ? " " : "",
-		    o->arg ? o->arg : "");
-	if (n > HELP_COL)
-		fprintf(f, "\n%*s", HELP_COL, "");
-	else
-		fprintf(f, "%*s", n < HELP_COL ? HELP_COL - n : 1, "");
-	for (;;) {
-		size_t len = strcspn(p, "\n");
-
-		fprintf(f, "%.*s\n", (int)len, p);
-		if (!p[len])
-			break;
-		p += len + 1;
-		fprintf(f, "%*s", HELP_COL, "");
-	}
-}
+/* ---- --help (opts_help.c prints it) ------------------------------------ */
 
 static int help(const struct opt *o, const char *arg, struct state *st)
 {
 	(void)o, (void)arg, (void)st;
-	fputs(help_head, stdout);
+	opts__help_head(stdout);
 	for (size_t i = 0; i < NOPTS; i++)
-		help_row(stdout, &opts[i]);
-	fputs(help_tail, stdout);
+		opts__help_row(stdout, opts[i].letter, opts[i].name, opts[i].arg,
+			       opts[i].help);
+	opts__help_tail(stdout);
 	return 1;
 }
 

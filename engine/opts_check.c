@@ -16,6 +16,7 @@
 #include "auth.h"
 #include "handover.h"
 #include "pusher_eng.h"
+#include "webhook.h"
 #include "opts.h"
 #include "opts_int.h"
 
@@ -196,7 +197,8 @@ int eng_opts_parse(struct eng_cfg *cfg, int argc, char **argv,
 	defaults(cfg);
 	ret = environment(cfg) < 0 ? -EINVAL : opts__argv(argc, argv, cfg);
 	if (ret == 0 && (exposure(cfg, local_only) < 0 || companions(cfg) < 0 ||
-			 eng_pusher_opts_finish(cfg) < 0))
+			 eng_pusher_opts_finish(cfg) < 0 ||
+			 eng_webhook_opts_finish(cfg) < 0))
 		ret = -EINVAL;
 	if (ret)
 		eng_opts_exit(cfg);	/* --help or a bad option: no start */
@@ -209,4 +211,5 @@ void eng_opts_exit(struct eng_cfg *cfg)
 	cfg->ns = NULL;
 	cfg->nns = 0;
 	eng_pusher_cfg_free(cfg);
+	eng_webhook_cfg_free(cfg);
 }

@@ -9,6 +9,7 @@
 #define RC_ENGINE_OPTS_INT_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "eng.h"
 
@@ -50,5 +51,15 @@ int opts__redis_seeds(const char *v, struct eng_cfg *cfg);
  * returns 1 when asked; 0, or -EINVAL after saying why on stderr.
  */
 int opts__argv(int argc, char **argv, struct eng_cfg *cfg);
+
+/*
+ * --help on @f (opts_help.c): the head, then one row per option (its
+ * -@letter when not 0, --@name, @arg or NULL for a flag, @help's lines
+ * split by \n, in a column), then the tail.
+ */
+void opts__help_head(FILE *f);
+void opts__help_row(FILE *f, char letter, const char *name, const char *arg,
+		    const char *help);
+void opts__help_tail(FILE *f);
 
 #endif

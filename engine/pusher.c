@@ -25,10 +25,8 @@
 #include "pusher_int.h"
 #include "sub.h"
 #include "timer.h"
+#include "webhook.h"
 
-#define EVENTS_PER_S	10	/* a connection's client events: Pusher's */
-#define TICKS_PER_S	10	/* the shard's tick is 100 ms */
-#define MALFORMED	4300	/* pusher:error code of a message we cannot read */
 
 /* Each shard's table, by shard id; touched by that shard only. */
 #define SHARDS_MAX	1024
@@ -45,12 +43,6 @@ struct pconn *eng_pusher__pconn(struct eng_shard *s, struct eng_conn *c)
 	struct pconn *pc = t ? &t[eng_slot(s, c)] : NULL;
 
 	return pc && pc->app && pc->gen == c->gen ? pc : NULL;
-}
-
-static const struct pusher_app *app_of(struct eng_shard *s,
-				       const struct pconn *pc)
-{
-	return &pcfg(s)->apps.v[pc->app - 1];
 }
 
 ssize_t eng_pusher_skip_event(char *out, size_t cap, struct json_slice skip,
@@ -121,7 +113,7 @@ static void send_buf(struct eng_shard *s, struct eng_conn *c,
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
-static void send_error(struct eng_shard *s, struct eng_conn *c, int code,
+void eng_pusher__error(struct eng_shard *s, struct eng_conn *c, int code,
 		       const char *msg)
 {
 	size_t cap = 96 + 2 * json_escape_max(strlen(msg));
@@ -167,9 +159,22 @@ static struct eng_buf *succeeded(struct json_slice ch)
 	return b ? frame_seal(b, pusher_enc_subscribed(o, cap, ch)) : NULL;
 }
 
-static struct eng_buf *ping_frame(void);
+/*
+ * What the broker sends a client event's sender when it has published
+ * it: Pusher answers nothing, so an empty ping, which the client's
+ * WebSocket answers and pusher-js never sees.
+ */
+struct eng_buf *eng_pusher__ping_frame(void)
+{
+	struct eng_buf *b = eng_buf_new(WS_MAX_SERVER_HDR);
 
-static struct join *joined(struct pconn *pc, const char *name, size_t len)
+	if (b)
+		eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, WS_OP_PING, 0);
+	return b;
+}
+
+struct join *eng_pusher__joined(struct pconn *pc, const char *name,
+				 size_t len)
 {
 	struct join *j;
 
@@ -196,7 +201,7 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 	struct join *j = NULL;
 	int ret;
 
-	if (joined(pc, one->p, one->len)) {
+	if (eng_pusher__joined(pc, one->p, one->len)) {
 		sub_error(s, c, ch, "AlreadySubscribed", "already subscribed",
 			  400);
 		return;
@@ -205,14 +210,14 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 	ret = j ? eng_pusher_join(s, c, one->p, one->len, ch, sid, mb, &ok)
 		: -ENOMEM;
 	if (ret >= 0 && !ok)	/* Redis answers with the members later */
-		ok = ping_frame();
+		ok = eng_pusher__ping_frame();
 	if (ret == -E2BIG) {
 		free(j);
 		sub_error(s, c, ch, "LimitReached", "too many members", 4100);
 		return;
 	}
 	if (ret >= 0 && cache &&
-	    eng_pusher_cache_get(s, c, app_of(s, pc), one->p, one->len, ch,
+	    eng_pusher_cache_get(s, c, eng_pusher__app(s, pc), one->p, one->len, ch,
 				 true, &then) < 0) {
 		eng_buf_put(ok);
 		ok = NULL;	/* fails the subscribe below */
@@ -223,7 +228,7 @@ static void join(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 		eng_pusher_leave(s, c, one->p, one->len, ch, sid, mb->id_str);
 	} else if (ret >= 0) {
 		eng_pusher_count_add(one->p, one->len, ch, 1,
-				     app_of(s, pc)->sub_count);
+				     eng_pusher__app(s, pc)->sub_count);
 	}
 	if (ret < 0) {
 		free(j);
@@ -271,7 +276,7 @@ static bool admitted(struct eng_shard *s, struct eng_conn *c,
 		     int kind, struct pusher_member *mb, char *scratch,
 		     size_t cap)
 {
-	const struct pusher_app *app = app_of(s, pc);
+	const struct pusher_app *app = eng_pusher__app(s, pc);
 	char sbuf[PUSHER_SOCKET_ID_OWN + 1];
 	struct json_slice sid = eng_pusher__sid(pc, sbuf), cd = { 0 };
 	int ret;
@@ -317,7 +322,7 @@ void eng_pusher_full(struct eng_shard *s, struct eng_conn *c,
 	struct join **jp, *j;
 	int len;
 
-	len = pc ? eng_pusher_chan_name(app_of(s, pc), ch.p, ch.len, name) : -1;
+	len = pc ? eng_pusher_chan_name(eng_pusher__app(s, pc), ch.p, ch.len, name) : -1;
 	if (len <= 0) {
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 		return;
@@ -353,7 +358,7 @@ static int user_subscribe(struct eng_shard *s, struct eng_conn *c,
 			  const struct pconn *pc, struct eng_buf *ok)
 {
 	char key[ENG_CHAN_MAX + 1];
-	int n = eng_pusher_user_key(app_of(s, pc), pc->uid, strlen(pc->uid),
+	int n = eng_pusher_user_key(eng_pusher__app(s, pc), pc->uid, strlen(pc->uid),
 				    key);
 	struct json_slice one = { key, n < 0 ? 0 : (size_t)n };
 
@@ -374,8 +379,8 @@ static void unwatch(struct eng_shard *s, struct eng_conn *c,
 {
 	char sbuf[PUSHER_SOCKET_ID_OWN + 1];
 
-	if (app_of(s, pc)->watchlist)
-		eng_pusher_unwatch(s, c, app_of(s, pc),
+	if (eng_pusher__app(s, pc)->watchlist)
+		eng_pusher_unwatch(s, c, eng_pusher__app(s, pc),
 				   eng_pusher__sid(pc, sbuf), pc->uid);
 }
 
@@ -403,11 +408,11 @@ static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 	char *o = NULL;
 
 	if (m->d_auth.p && m->d_user_data.p &&
-	    !pusher_user_auth_check(app_of(s, pc), sid, m->d_user_data,
+	    !pusher_user_auth_check(eng_pusher__app(s, pc), sid, m->d_user_data,
 				    m->d_auth))
 		n = pusher_user_id_parse(s->json, m->d_user_data, scratch, cap);
 	if (n <= 0 || (size_t)n > PUSHER_CHANNEL_MAX) {
-		send_error(s, c, PUSHER_UNAUTHORIZED, "invalid signin");
+		eng_pusher__error(s, c, PUSHER_UNAUTHORIZED, "invalid signin");
 		eng_conn_close_ws(s, c, PUSHER_UNAUTHORIZED, "invalid signin");
 		return;
 	}
@@ -423,11 +428,11 @@ static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 						       m->d_user_data));
 	}
 	/* watching: signin_success once the watches are registered too */
-	n = b && app_of(s, pc)->watchlist ?
-	    eng_pusher_watch(s, c, app_of(s, pc), sid, pc->uid, m->d_user_data,
+	n = b && eng_pusher__app(s, pc)->watchlist ?
+	    eng_pusher_watch(s, c, eng_pusher__app(s, pc), sid, pc->uid, m->d_user_data,
 			     scratch, cap, b) : -ENOENT;
 	if (n == -EBADMSG || n == -E2BIG)	/* signed in, watching nobody */
-		send_error(s, c, PUSHER_WATCHLIST_LIMIT,
+		eng_pusher__error(s, c, PUSHER_WATCHLIST_LIMIT,
 			   "watchlist: at most 100 user ids, as strings");
 	if (n == -ENOMEM || (n < 0 && (!b || user_subscribe(s, c, pc, b) < 0)))
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
@@ -445,7 +450,7 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 	bool fresh;
 
 	if (!m->d_channel.p) {
-		send_error(s, c, MALFORMED, "pusher:subscribe needs a channel");
+		eng_pusher__error(s, c, ENG_PUSHER_MALFORMED, "pusher:subscribe needs a channel");
 		return;
 	}
 	/* the kind first: it keeps ':' out of what the signature covers */
@@ -462,7 +467,7 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 	}
 	if (!admitted(s, c, pc, m, kind, &mb, scratch, cap))
 		return;
-	len = eng_pusher_chan_name(app_of(s, pc), m->d_channel.p,
+	len = eng_pusher_chan_name(eng_pusher__app(s, pc), m->d_channel.p,
 				   m->d_channel.len, name);
 	if (len < 0) {
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
@@ -481,7 +486,7 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 		return;
 	}
 	if (kind & PUSHER_CH_CACHE) {
-		ret = eng_pusher_cache_get(s, c, app_of(s, pc), name,
+		ret = eng_pusher_cache_get(s, c, eng_pusher__app(s, pc), name,
 					   (size_t)len, m->d_channel, false,
 					   &then);
 		if (ret < 0)
@@ -498,7 +503,7 @@ void eng_pusher_cached(struct eng_shard *s, struct eng_conn *c,
 	struct pconn *pc = eng_pusher__pconn(s, c);
 	char name[ENG_CHAN_MAX + 1];
 	struct eng_buf *ok;
-	int len = pc ? eng_pusher_chan_name(app_of(s, pc), ch.p, ch.len, name)
+	int len = pc ? eng_pusher_chan_name(eng_pusher__app(s, pc), ch.p, ch.len, name)
 		     : -EINVAL;
 	bool fresh = len > 0 &&
 		     !eng_sub_find(c, eng_chan_find(&s->chans, name, (size_t)len,
@@ -514,7 +519,7 @@ void eng_pusher_cached(struct eng_shard *s, struct eng_conn *c,
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 	} else if (fresh) {
 		eng_pusher_count_add(name, (size_t)len, ch, 1,
-				     app_of(s, pc)->sub_count);
+				     eng_pusher__app(s, pc)->sub_count);
 	}
 }
 
@@ -527,7 +532,7 @@ static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
 	if (!m->d_channel.p ||
 	    pusher_channel_kind(m->d_channel.p, m->d_channel.len) < 0)
 		return;		/* nothing it could have joined */
-	len = eng_pusher_chan_name(app_of(s, pc), m->d_channel.p,
+	len = eng_pusher_chan_name(eng_pusher__app(s, pc), m->d_channel.p,
 				   m->d_channel.len, name);
 	if (len <= 0)
 		return;
@@ -537,114 +542,6 @@ static void unsubscribe(struct eng_shard *s, struct eng_conn *c,
 				     false);
 	eng_unsubscribe(s, c, &(struct json_slice){ name, (size_t)len }, 1);
 	leave(s, c, pc, name, (size_t)len);
-}
-
-/*
- * Why @c may not send client event @m, or NULL: the app allows them, on
- * a private or presence channel (not encrypted) that @c joined, with a
- * name and data within bounds. *@name: the channel's engine name.
- */
-static const char *client_refusal(struct eng_shard *s, struct eng_conn *c,
-				  const struct pconn *pc,
-				  const struct pusher_msg *m, char *name,
-				  int *len)
-{
-	int kind;
-
-	if (!app_of(s, pc)->client_events)
-		return "client events are not enabled for this app";
-	if (!m->channel.p || m->data_type == JSON_ABSENT)
-		return "a client event needs a channel and data";
-	kind = pusher_channel_kind(m->channel.p, m->channel.len);
-	if (kind < 0 || !pusher_channel_needs_auth(kind) ||
-	    (kind & PUSHER_CH_ENCRYPTED))
-		return "client events go on private and presence channels only";
-	if (pusher_event_name_check(m->event.p, m->event.len, true) < 0 ||
-	    m->data.len > pcfg(s)->max_data)
-		return "client event name or data too long";
-	*len = eng_pusher_chan_name(app_of(s, pc), m->channel.p,
-				    m->channel.len, name);
-	if (*len < 0 || !eng_sub_find(c, eng_chan_find(&s->chans, name,
-						       (size_t)*len,
-						       eng_chan_hash(name,
-								     (size_t)*len))))
-		return "subscribe to the channel first";
-	return NULL;
-}
-
-/*
- * What the broker sends a client event's sender when it has published
- * it: Pusher answers nothing, so an empty ping, which the client's
- * WebSocket answers and pusher-js never sees.
- */
-static struct eng_buf *ping_frame(void)
-{
-	struct eng_buf *b = eng_buf_new(WS_MAX_SERVER_HDR);
-
-	if (b)
-		eng_buf_seal(b, b->data + WS_MAX_SERVER_HDR, WS_OP_PING, 0);
-	return b;
-}
-
-/*
- * A client-* event on a channel @c joined: to every other subscriber, on
- * every node, with the sender's user_id on a presence channel.
- */
-static void client_event(struct eng_shard *s, struct eng_conn *c,
-			 struct pconn *pc, const struct pusher_msg *m)
-{
-	char name[ENG_CHAN_MAX + 1], *ev, sbuf[PUSHER_SOCKET_ID_OWN + 1];
-	struct json_slice uid = { 0 }, sid = eng_pusher__sid(pc, sbuf);
-	struct eng_buf *ok, *err;
-	const struct join *j;
-	const char *why;
-	size_t cap;
-	ssize_t n;
-	int len;
-
-	why = client_refusal(s, c, pc, m, name, &len);
-	if (why) {
-		send_error(s, c, PUSHER_UNAUTHORIZED, why);
-		return;
-	}
-	if (s->tick - pc->ev_tick >= TICKS_PER_S) {
-		pc->ev_tick = s->tick;
-		pc->ev_n = 0;
-	}
-	if (pc->ev_n >= (app_of(s, pc)->client_rate ?: EVENTS_PER_S)) {
-		/* dropped; the client goes on */
-		send_error(s, c, PUSHER_CLIENT_EVENT_RATE,
-			   "too many client events a second");
-		return;
-	}
-	pc->ev_n++;
-	j = joined(pc, name, (size_t)len);
-	cap = 96 + json_escape_max(m->event.len) + json_escape_max(m->channel.len) +
-	      m->data.len + (j ? json_escape_max(j->ulen) : 0) +
-	      sizeof(ENG_FRAME_SKIP) + sid.len;
-	ev = malloc(cap);
-	if (!ev) {
-		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
-		return;
-	}
-	if (j) {	/* user_id as a JSON string, written at the end */
-		char *u = ev + cap - json_escape_max(j->ulen);
-
-		uid = (struct json_slice){ u, json_escape(u, j->uid, j->ulen) };
-	}
-	n = eng_pusher_skip_event(ev, cap - (j ? json_escape_max(j->ulen) : 0),
-				  sid, m->event, m->channel, m->data, uid);
-	ok = n < 0 ? NULL : ping_frame();
-	err = ok ? ping_frame() : NULL;
-	/* through the broker: every node's subscribers, the sender skipped */
-	if (!err || s->eng->broker->publish(s, c, ENG_TO_CHANNEL, name,
-					    (size_t)len, (const uint8_t *)ev,
-					    (size_t)n, true, ok, err,
-					    NULL) < 0)
-		send_error(s, c, MALFORMED, "client event not sent");
-	if (!err)
-		eng_buf_put(ok);
-	free(ev);
 }
 
 static bool event_is(const struct pusher_msg *m, const char *name)
@@ -674,7 +571,7 @@ static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 	}
 	if (pusher_msg_parse(s->json, (const char *)p, len, &m, scratch,
 			     cap) < 0)
-		send_error(s, c, MALFORMED, "malformed message");
+		eng_pusher__error(s, c, ENG_PUSHER_MALFORMED, "malformed message");
 	else if (event_is(&m, "pusher:ping"))
 		send_pong(s, c, false);
 	else if (event_is(&m, "pusher:subscribe"))
@@ -684,7 +581,7 @@ static void on_message(struct eng_shard *s, struct eng_conn *c, uint8_t op,
 	else if (event_is(&m, "pusher:unsubscribe"))
 		unsubscribe(s, c, pc, &m);
 	else if (m.event.len >= 7 && !memcmp(m.event.p, "client-", 7))
-		client_event(s, c, pc, &m);
+		eng_pusher__client_event(s, c, pc, &m);
 	/* pusher:pong and others: nothing to do */
 	free(scratch);
 }
@@ -852,7 +749,7 @@ static bool is_socket(struct eng_shard *s, struct eng_conn *c, const char *id,
 
 	if (pc && len == sizeof(ENG_PUSHER_TERMINATE) - 1 &&
 	    !memcmp(id, ENG_PUSHER_TERMINATE, len)) {
-		send_error(s, c, PUSHER_UNAUTHORIZED, "terminated by the app");
+		eng_pusher__error(s, c, PUSHER_UNAUTHORIZED, "terminated by the app");
 		eng_conn_close_ws(s, c, PUSHER_UNAUTHORIZED,
 				  "terminated by the app");
 		return true;
@@ -869,7 +766,7 @@ static bool is_socket(struct eng_shard *s, struct eng_conn *c, const char *id,
  */
 static void on_restart(struct eng_shard *s, struct eng_conn *c)
 {
-	send_error(s, c, PUSHER_RECONNECT, "service restart: reconnect now");
+	eng_pusher__error(s, c, PUSHER_RECONNECT, "service restart: reconnect now");
 	eng_conn_close_ws(s, c, PUSHER_RECONNECT, "service restart");
 }
 

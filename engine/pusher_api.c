@@ -21,6 +21,7 @@
 #include "hs.h"
 #include "json.h"
 #include "pusher_eng.h"
+#include "rreq.h"
 
 
 static void reply(struct eng_shard *s, struct eng_conn *c, int status,
@@ -82,12 +83,15 @@ static int items(struct json_slice raw, struct json_slice *v, unsigned max)
 	return (int)n;
 }
 
+#define INFO_MAX	500	/* channels whose info one script reads */
+
 /* One event of a publish, as read from its JSON object. */
 struct pev {
 	struct json_slice name, data, skip;	/* data: its JSON text */
 	struct json_slice ch[CHANNELS_MAX];
 	unsigned nch;
-	bool counts;		/* "info" asks for subscription_count */
+	bool counts;		/* "info" asks for either below */
+	bool subs, users;	/* subscription_count, user_count */
 };
 
 /*
@@ -113,9 +117,11 @@ static int read_event(struct eng_shard *s, const char *doc, size_t len,
 	    (m[4].type != JSON_ABSENT && m[4].type != JSON_STRING) ||
 	    (m[5].type != JSON_ABSENT && m[5].type != JSON_STRING))
 		return 400;
-	/* "user_count" too is Pusher's: not counted here (docs/PUSHER.md) */
-	e->counts = m[5].type == JSON_STRING &&
-		    memmem(m[5].str.p, m[5].str.len, "subscription_count", 18);
+	e->subs = m[5].type == JSON_STRING &&
+		  memmem(m[5].str.p, m[5].str.len, "subscription_count", 18);
+	e->users = m[5].type == JSON_STRING &&
+		   memmem(m[5].str.p, m[5].str.len, "user_count", 10);
+	e->counts = e->subs || e->users;
 	*why = "data over --pusher-max-data (10 KB by default)";
 	if (m[3].str.len > s->eng->cfg.pusher->max_data)
 		return 413;
@@ -264,15 +270,16 @@ static bool publish(struct eng_shard *s, struct tally *t,
 
 /*
  * With "info": the answer's counts, this node's, appended to @t->ok
- * (grown as needed): {"NAME":{"subscription_count":N},...} of @e's
- * channels for an event (@whole), or {"subscription_count":N} of a
- * batch's event. False: no memory.
+ * (grown as needed): {"NAME":{"user_count":U,"subscription_count":N},
+ * ...} of @e's channels for an event (@whole), or {...} of a batch's
+ * event; user_count for presence channels only, each as asked. With one
+ * Redis, Redis's answer replaces it (ask_info). False: no memory.
  */
 static bool info(struct tally *t, const struct pusher_app *app,
 		 const struct pev *e, bool whole)
 {
 	size_t need = t->ok_len + 64 + e->nch * (json_escape_max(
-		PUSHER_CHANNEL_MAX) + 48);
+		PUSHER_CHANNEL_MAX) + 80);
 	char name[ENG_CHAN_MAX + 1], *o = realloc(t->ok, need);
 	size_t n = t->ok_len;
 
@@ -284,19 +291,101 @@ static bool info(struct tally *t, const struct pusher_app *app,
 					       name);
 		unsigned cnt = len < 0 ? 0 :
 			       eng_pusher_count_get(name, (size_t)len);
+		bool users = e->users && e->ch[i].len >= 9 &&
+			     !memcmp(e->ch[i].p, "presence-", 9);
 
 		if (whole) {
 			o[n++] = i ? ',' : '{';
 			n += json_escape(o + n, e->ch[i].p, e->ch[i].len);
 			o[n++] = ':';
 		}
-		n += (size_t)snprintf(o + n, need - n,
-				      "{\"subscription_count\":%u}", cnt);
+		o[n++] = '{';
+		if (users)
+			n += (size_t)snprintf(o + n, need - n,
+					      "\"user_count\":%u",
+					      len < 0 ? 0 : eng_pusher_user_count(
+						      name, (size_t)len));
+		if (e->subs)
+			n += (size_t)snprintf(o + n, need - n,
+					      "%s\"subscription_count\":%u",
+					      users ? "," : "", cnt);
+		o[n++] = '}';
 	}
 	if (whole)
 		o[n++] = '}';
 	t->ok_len = n;
 	return true;
+}
+
+/*
+ * What one channel's info asks of Redis (eng_lua_pinfo): a flag, N
+ * nothing, S subscription_count, U user_count, B both, then the name.
+ */
+struct info_ask {
+	unsigned n;
+	char *v[INFO_MAX];
+	size_t len[INFO_MAX];
+};
+
+/* @e's channels (each asking nothing when @e asks no info) into @a. */
+static bool ask_add(struct info_ask *a, const struct pev *e)
+{
+	char flag = !e->counts ? 'N' : e->subs && e->users ? 'B' :
+		    e->subs ? 'S' : 'U';
+
+	for (unsigned i = 0; i < e->nch; i++) {
+		char *v = a->n < INFO_MAX ? malloc(1 + e->ch[i].len) : NULL;
+
+		if (!v)
+			return false;
+		v[0] = flag;
+		memcpy(v + 1, e->ch[i].p, e->ch[i].len);
+		a->len[a->n] = 1 + e->ch[i].len;
+		a->v[a->n++] = v;
+	}
+	return true;
+}
+
+/* Redis's info in place of this node's, then the tally's hold let go. */
+static void info_done(struct eng_shard *s, struct eng_rreq *p)
+{
+	struct tally *t = p->arg;
+
+	if (p->result >= 0 && p->blob) {	/* else this node's stays */
+		free(t->ok);
+		t->ok = malloc(p->blob_len);
+		t->ok_len = t->ok ? p->blob_len : 0;
+		if (t->ok)
+			memcpy(t->ok, p->blob, p->blob_len);
+	}
+	tally_end(s, t, 0);
+}
+
+/*
+ * With one Redis, the info of @a read there (every live node's counts)
+ * for @t's answer, in the @form of an event ('e') or a batch ('b');
+ * asked before the publishes, so answered before them. Frees @a's.
+ */
+static void ask_info(struct eng_shard *s, struct eng_conn *c,
+		     struct tally *t, const struct pusher_app *app,
+		     struct info_ask *a, const char *form)
+{
+	const char *argv[2 + INFO_MAX] = { app->id, form };
+	size_t lens[2 + INFO_MAX] = { app->id_len, 1 };
+	struct eng_rreq *p;
+
+	memcpy(argv + 2, a->v, a->n * sizeof(*argv));
+	memcpy(lens + 2, a->len, a->n * sizeof(*lens));
+	p = eng_rreq_pusher(s->eng, ENG_PS_INFO, 2 + (int)a->n, argv, lens);
+	if (p) {
+		p->arg = t;
+		p->done = info_done;
+		t->left++;
+		eng_rreq_send(s, c, p);
+	}
+	for (unsigned i = 0; i < a->n; i++)
+		free(a->v[i]);
+	a->n = 0;
 }
 
 /* Appends @s to @t->ok; false: no memory. */
@@ -331,6 +420,14 @@ static void events(struct eng_shard *s, struct eng_conn *c,
 		t->made = 1;		/* told as one not published */
 		tally_end(s, t, -ENOMEM);
 	} else {
+		if (e->counts && eng_pusher_counts_across()) {
+			struct info_ask a = { 0 };
+
+			if (ask_add(&a, e))
+				ask_info(s, c, t, app, &a, "e");
+			for (unsigned i = 0; i < a.n; i++)
+				free(a.v[i]);
+		}
 		publish(s, t, app, e);
 		tally_end(s, t, 0);	/* the hold let go */
 	}
@@ -350,6 +447,7 @@ static void batch(struct eng_shard *s, struct eng_conn *c,
 	const char *why = "batch: an array of 1 to 10 events";
 	char *copy = malloc(len + 1);
 	struct pev *e = malloc(sizeof(*e));
+	struct info_ask a = { 0 };
 	struct tally *t = NULL;
 	int n = -1, status = 400;
 	bool any = false;	/* an event asks for info */
@@ -373,6 +471,17 @@ static void batch(struct eng_shard *s, struct eng_conn *c,
 		status = 503, why = "out of memory";
 	if (status)
 		reply(s, c, status, why);
+	for (int i = 0; t && any && i < n && eng_pusher_counts_across(); i++) {
+		/* every event's info asked of Redis first, in order */
+		if (read_event(s, v[i].p, v[i].len, e, &why) || !ask_add(&a, e)) {
+			for (unsigned k = 0; k < a.n; k++)
+				free(a.v[k]);
+			a.n = 0;
+			break;
+		}
+		if (i == n - 1)
+			ask_info(s, c, t, app, &a, "b");
+	}
 	for (int i = 0; t && i < n; i++) {	/* then read again, sent */
 		if (read_event(s, v[i].p, v[i].len, e, &why)) {
 			t->failed++;	/* read once already: cannot be */
@@ -489,7 +598,8 @@ static bool read_query(struct json_slice query, struct eng_pusher_query *q)
 }
 
 /* What a request to /apps/{id}@rest[0..@len) is; 0: none served. */
-enum { R_NONE, R_EVENTS, R_BATCH, R_CHANNELS, R_CHANNEL, R_TERMINATE };
+enum { R_NONE, R_EVENTS, R_BATCH, R_CHANNELS, R_CHANNEL, R_TERMINATE,
+       R_USERS };
 
 static int route(const char *rest, size_t len, struct json_slice *ch)
 {
@@ -499,6 +609,12 @@ static int route(const char *rest, size_t len, struct json_slice *ch)
 		return R_BATCH;
 	if (len == 9 && !memcmp(rest, "/channels", 9))
 		return R_CHANNELS;
+	if (len > 10 + 6 && !memcmp(rest, "/channels/", 10) &&
+	    !memcmp(rest + len - 6, "/users", 6) &&
+	    !memchr(rest + 10, '/', len - 10 - 6)) {
+		*ch = (struct json_slice){ rest + 10, len - 10 - 6 };
+		return R_USERS;
+	}
 	if (len > 10 && !memcmp(rest, "/channels/", 10) &&
 	    !memchr(rest + 10, '/', len - 10)) {
 		*ch = (struct json_slice){ rest + 10, len - 10 };
@@ -543,6 +659,25 @@ static void terminate(struct eng_shard *s, struct eng_conn *c,
 	tally_end(s, t, 0);	/* the hold let go */
 }
 
+/*
+ * GET .../channels/{@ch}/users: a presence channel's users, on every
+ * node with one Redis; 400 for another kind of channel.
+ */
+static void users(struct eng_shard *s, struct eng_conn *c,
+		  const struct pusher_app *app, struct json_slice ch)
+{
+	char name[ENG_CHAN_MAX + 1];
+	int len = pusher_channel_kind(ch.p, ch.len) < 0 ? -EINVAL :
+		  eng_pusher_chan_name(app, ch.p, ch.len, name);
+
+	if (len < 0)
+		reply(s, c, 400, "invalid channel name");
+	else if (ch.len < 9 || memcmp(ch.p, "presence-", 9))
+		reply(s, c, 400, "users are for presence channels only");
+	else
+		eng_pusher_users(s, c, name, (size_t)len);
+}
+
 /* The signed request @ar, routed @r, answered. */
 static void serve(struct eng_shard *s, struct eng_conn *c,
 		  const struct pusher_app *app,
@@ -553,6 +688,8 @@ static void serve(struct eng_shard *s, struct eng_conn *c,
 
 	if (r == R_TERMINATE)
 		terminate(s, c, app, ch);
+	else if (r == R_USERS)
+		users(s, c, app, ch);
 	else if (r == R_EVENTS)
 		events(s, c, app, body, ar->body.len);
 	else if (r == R_BATCH)
@@ -590,12 +727,12 @@ void eng_pusher_api(struct eng_shard *s, struct eng_conn *c,
 		reply(s, c, 404, "not served: see docs/PUSHER.md");
 		return;
 	}
-	if (r == R_CHANNELS || r == R_CHANNEL)
+	if (r == R_CHANNELS || r == R_CHANNEL || r == R_USERS)
 		method = "GET";
 	if (req->method.len != strlen(method) ||
 	    memcmp(req->method.p, method, req->method.len)) {
-		eng_conn_http_reply(s, c, 405, r == R_CHANNELS ||
-				    r == R_CHANNEL ? "Allow: GET\r\n" :
+		eng_conn_http_reply(s, c, 405, *method == 'G' ?
+				    "Allow: GET\r\n" :
 				    "Allow: POST\r\n", NULL, NULL, 0);
 		return;
 	}

@@ -30,6 +30,7 @@
 #include "pusher_eng.h"
 #include "rreq.h"
 #include "timer.h"
+#include "webhook.h"
 
 #define BUCKETS		4096	/* the table's hash chains */
 
@@ -256,15 +257,15 @@ void eng_pusher_cache_put(struct eng_shard *s, const char *name, size_t len,
 
 /*
  * A subscriber of cache channel @ch of @app found nothing cached: the
- * one place a miss happens, on every path. The cache_miss webhook
- * ({"name":"cache_miss","channel":…}, Pusher's) belongs here.
+ * one place a miss happens, on every path: the cache_miss webhook
+ * ({"name":"cache_miss","channel":…}, Pusher's), from this node.
  */
 static void cache_missed(struct eng_shard *s, const struct pusher_app *app,
 			 struct json_slice ch)
 {
 	(void)s;
-	(void)app;
-	(void)ch;
+	eng_webhook_pusher(app, &(struct eng_webhook_ev){
+		.name = "cache_miss", .channel = ch, .count = -1 });
 }
 
 /* What @c gets after subscription_succeeded: @f, or cache_miss. */

@@ -221,8 +221,6 @@ void eng_pusher_unwatch(struct eng_shard *s, struct eng_conn *c,
  */
 bool eng_pusher_across(const struct eng_shard *s);
 
-/* The members of engine channel @name in this node's table now. */
-unsigned eng_pusher_members(const char *name, size_t len);
 
 /*
  * The socket_id a terminate's frame skips (frame.h ENG_FRAME_SKIP), on
@@ -281,9 +279,16 @@ void eng_pusher_cached(struct eng_shard *s, struct eng_conn *c,
  * table under a mutex: @delta (+1 or -1) to engine channel @name[0..@len)
  * (Pusher's @ch, kept for listings); @announce (the app's sub_count, at
  * the first) has the change sent by eng_pusher_tick(). Returns the new
- * count. eng_pusher_count_get(): the count now.
+ * count. Without one Redis a change is also the webhooks'
+ * subscription_count, and the first subscriber or the last one gone
+ * channel_occupied or channel_vacated; with one Redis, Redis says
+ * (eng_pusher_tick). eng_pusher_count_get(): the count now.
  * eng_pusher_count_clear(): the table freed, at the stop.
+ * eng_pusher_count_init(): which it is, once, before the shards start.
  */
+void eng_pusher_count_init(struct eng *e);
+/* Whether the counts are Redis's too (one Redis), as init found. */
+bool eng_pusher_counts_across(void);
 unsigned eng_pusher_count_add(const char *name, size_t len,
 			      struct json_slice ch, int delta, bool announce);
 unsigned eng_pusher_count_get(const char *name, size_t len);
@@ -295,7 +300,16 @@ size_t eng_pusher_count_ch(const char *name, size_t len, char *out);
 void eng_pusher_count_clear(void);
 
 /*
- * Every tick, on shard 0 (others return at once): each channel of an
+ * The app id in engine channel @name[0..@len) ("!p:ID:..." and the
+ * like): *@id points at it; its length, 0 when there is none.
+ */
+size_t eng_pusher_app_of(const char *name, size_t len, const char **id);
+
+/*
+ * Every tick, on shard 0 (others return at once): with one Redis, this
+ * node's changed counts written (eng_lua_pcount: a batch per tick, at
+ * most one script out) or, when none changed, every half second, the
+ * webhooks' records Redis holds for this node taken; then each channel of an
  * app with --pusher-subscription-count whose count changed gets
  * pusher_internal:subscription_count, this node's count, delivered to
  * this node's subscribers; at most once a second a channel, so a burst
@@ -313,9 +327,11 @@ struct eng_pusher_query {
 };
 
 /*
- * GET /apps/{id}/channels (app @app's occupied channels on this node,
- * those beginning with @q->prefix) and GET /apps/{id}/channels/{@ch}:
- * answered to @c at once, from this node's counts.
+ * GET /apps/{id}/channels (app @app's occupied channels, those beginning
+ * with @q->prefix) and GET /apps/{id}/channels/{@ch}: answered to @c, at
+ * once from this node's counts, or with one Redis once Redis has
+ * answered with every live node's; user_count (presence channels only,
+ * else 400) the channel's distinct users.
  */
 void eng_pusher_channels(struct eng_shard *s, struct eng_conn *c,
 			 const struct pusher_app *app,
@@ -323,6 +339,23 @@ void eng_pusher_channels(struct eng_shard *s, struct eng_conn *c,
 void eng_pusher_channel(struct eng_shard *s, struct eng_conn *c,
 			const struct pusher_app *app, struct json_slice ch,
 			const struct eng_pusher_query *q);
+
+/*
+ * Presence channel @name[0..@len)'s users: eng_pusher_user_count() on
+ * this node's table (the embedded broker's, a cluster's); and GET
+ * .../channels/{name}/users answered to @c, {"users":[{"id":..},..]},
+ * from that table or, with one Redis, once Redis has answered.
+ */
+unsigned eng_pusher_user_count(const char *name, size_t len);
+
+/*
+ * The next @k fields of a Redis answer of fields joined by "\0", from
+ * *@p (moved past them) to @end (the answer's end): into @f. False when
+ * fewer than @k are left.
+ */
+bool eng_pusher_fields(char **p, char *end, struct json_slice *f, unsigned k);
+void eng_pusher_users(struct eng_shard *s, struct eng_conn *c,
+		      const char *name, size_t len);
 
 /*
  * Registers the /app/ endpoint (eng_endpoint_add). Once, before the

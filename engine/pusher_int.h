@@ -44,6 +44,34 @@ struct pconn {
 _Static_assert(sizeof(struct pconn) <= PUSHER_PCONN_BUDGET,
 	       "struct pconn grew past PUSHER_PCONN_BUDGET");
 
+#define ENG_PUSHER_MALFORMED	4300	/* pusher:error: a message unread */
+
+/* The app of Pusher connection @pc on @s. */
+static inline const struct pusher_app *eng_pusher__app(struct eng_shard *s,
+						       const struct pconn *pc)
+{
+	return &s->eng->cfg.pusher->apps.v[pc->app - 1];
+}
+
+/* Sends @c pusher:error @code with @msg (or fails @c: no memory). */
+void eng_pusher__error(struct eng_shard *s, struct eng_conn *c, int code,
+		       const char *msg);
+
+/*
+ * An empty ping frame (one reference): what a publish's sender gets when
+ * Pusher answers nothing; its WebSocket answers it, pusher-js never sees
+ * it. NULL: no memory.
+ */
+struct eng_buf *eng_pusher__ping_frame(void);
+
+/* @pc's join of presence channel @name[0..@len) (the engine's), or NULL. */
+struct join *eng_pusher__joined(struct pconn *pc, const char *name,
+				size_t len);
+
+/* A client-* event @m from @c (pusher_client.c). */
+void eng_pusher__client_event(struct eng_shard *s, struct eng_conn *c,
+			      struct pconn *pc, const struct pusher_msg *m);
+
 /* @c's record: NULL when it has none (it is not a Pusher connection). */
 struct pconn *eng_pusher__pconn(struct eng_shard *s, struct eng_conn *c);
 

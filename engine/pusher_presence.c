@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,7 @@
 #include "pusher_eng.h"
 #include "rreq.h"
 #include "sub.h"
+#include "webhook.h"
 
 struct member {
 	char *id;		/* user_id's JSON, as sent */
@@ -212,7 +214,7 @@ static member_enc_fn *enc_of(const char *name, bool added)
 	return added ? pusher_enc_member_added : pusher_enc_member_removed;
 }
 
-unsigned eng_pusher_members(const char *name, size_t len)
+unsigned eng_pusher_user_count(const char *name, size_t len)
 {
 	struct pchan *pc;
 	unsigned n;
@@ -222,6 +224,17 @@ unsigned eng_pusher_members(const char *name, size_t len)
 	n = pc ? pc->n : 0;
 	pthread_mutex_unlock(&lock);
 	return n;
+}
+
+/* A member webhook of engine channel @name's app, seen on this node. */
+static void member_hook(const char *name, size_t len, const char *what,
+			struct json_slice ch, struct json_slice uid)
+{
+	const char *id;
+	size_t idl = eng_pusher_app_of(name, len, &id);
+
+	eng_webhook_pusher_id(id, idl, &(struct eng_webhook_ev){
+		.name = what, .channel = ch, .user_id = uid, .count = -1 });
 }
 
 static size_t member_bytes(const struct pusher_member *mb)
@@ -282,9 +295,12 @@ int eng_pusher_join(struct eng_shard *s, struct eng_conn *c,
 		n = pusher_enc_presence(o, cap, ch, all, pc->n);
 	}
 	ecap = 2 * json_escape_max(ch.len) + member_bytes(mb) + 128;
-	if (n >= 0 && first && (ev = malloc(ecap)))
+	if (n >= 0 && first && (ev = malloc(ecap))) {
 		announce(s, name, len, ev,
 			 skipping(ev, ecap, sid, enc_of(name, true), ch, mb));
+		if (name[1] != ENG_PUSHER_WATCH)
+			member_hook(name, len, "member_added", ch, mb->id_str);
+	}
 	if (n < 0)
 		uncount(pc, m);	/* not joined after all */
 out:
@@ -326,6 +342,8 @@ void eng_pusher_leave(struct eng_shard *s, struct eng_conn *c,
 			announce(s, name, len, ev,
 				 skipping(ev, cap, sid, enc_of(name, false), ch,
 					  &mb));
+		if (name[1] != ENG_PUSHER_WATCH)
+			member_hook(name, len, "member_removed", ch, id_str);
 	}
 	if (m)
 		uncount(pc, m);
@@ -340,27 +358,33 @@ bool eng_pusher_across(const struct eng_shard *s)
 	return s->eng->redis == &eng_rreq_single;
 }
 
+bool eng_pusher_fields(char **p, char *end, struct json_slice *f, unsigned k)
+{
+	for (unsigned i = 0; i < k; i++) {
+		char *z;
+
+		if (*p > end)
+			return false;
+		z = memchr(*p, '\0', (size_t)(end - *p));
+		if (!z)
+			z = end;
+		f[i] = (struct json_slice){ *p, (size_t)(z - *p) };
+		*p = z + 1;
+	}
+	return true;
+}
+
 /* "ID\0STR\0INFO" triples in @blob into @v (at most @max); their count. */
 static unsigned members_read(char *blob, size_t len, struct pusher_member *v,
 			     unsigned max)
 {
 	struct json_slice f[3];
-	unsigned n = 0, k = 0;
-	char *p = blob, *end = blob + len;
+	unsigned n = 0;
+	char *p = blob;
 
-	while (len && p <= end && n < max) {
-		char *z = memchr(p, '\0', (size_t)(end - p));
-
-		if (!z)
-			z = end;
-		f[k++] = (struct json_slice){ p, (size_t)(z - p) };
-		p = z + 1;
-		if (k < 3)
-			continue;
+	while (len && n < max && eng_pusher_fields(&p, blob + len, f, 3))
 		v[n++] = (struct pusher_member){ .id = f[0], .id_str = f[1],
 			.info = f[2].len ? f[2] : (struct json_slice){ 0 } };
-		k = 0;
-	}
 	return n;
 }
 
@@ -472,9 +496,10 @@ static int rjoin(struct eng_shard *s, struct eng_conn *c,
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	char rch[ENG_CHAN_MAX + 128], *mem;
+	char pn[PUSHER_ID_MAX + PUSHER_CHANNEL_MAX + 2];
 	struct json_slice v[3];
-	const char *argv[6];
-	size_t lens[6];
+	const char *argv[7], *id;
+	size_t lens[7], idl = eng_pusher_app_of(name, len, &id);
 	struct eng_rreq *p = NULL;
 
 	mem = member_texts(name, ch, sid, mb, v);
@@ -490,8 +515,17 @@ static int rjoin(struct eng_shard *s, struct eng_conn *c,
 		argv[3 + i] = v[i].p;
 		lens[3 + i] = v[i].len;
 	}
+	/* "APP\0CH", the webhooks' names; none for a watch channel */
+	lens[6] = 0;
+	if (name[1] != ENG_PUSHER_WATCH) {
+		memcpy(pn, id, idl);
+		pn[idl] = '\0';
+		memcpy(pn + idl + 1, ch.p, ch.len);
+		lens[6] = idl + 1 + ch.len;
+	}
+	argv[6] = pn;
 	if (ch.len + len + 2 <= sizeof(p->text))
-		p = eng_rreq_pusher(s->eng, true, 6, argv, lens);
+		p = eng_rreq_pusher(s->eng, ENG_PS_JOIN, 7, argv, lens);
 	free(mem);
 	if (!p)
 		return -ENOMEM;
@@ -514,7 +548,7 @@ static void rleave(struct eng_shard *s, struct eng_conn *c, const char *name,
 	struct eng_rreq *p;
 
 	lens[1] = eng_rreq_channel(cfg, rch, sizeof(rch), name, len);
-	p = eng_rreq_pusher(s->eng, false, 3, argv, lens);
+	p = eng_rreq_pusher(s->eng, ENG_PS_LEAVE, 3, argv, lens);
 	if (p) {
 		p->done = left_done;
 		eng_rreq_send(s, c, p);
@@ -645,4 +679,99 @@ int eng_pusher_rejoin(struct eng_shard *s, struct eng_conn *c,
 		pchan_drop(pc);
 	pthread_mutex_unlock(&lock);
 	return ret;
+}
+
+/* ---- the HTTP API's user_count and users --------------------------------- */
+
+/* {"users":[{"id":"ID"},...]} of @v[0..@n) into @out (big enough). */
+static size_t users_json(char *out, const struct pusher_member *v, unsigned n)
+{
+	size_t w = 10;
+
+	memcpy(out, "{\"users\":[", 10);
+	for (unsigned i = 0; i < n; i++) {
+		w += (size_t)sprintf(out + w, "%s{\"id\":", i ? "," : "");
+		w += json_escape(out + w, v[i].id_str.p, v[i].id_str.len);
+		out[w++] = '}';
+	}
+	memcpy(out + w, "]}\n", 3);
+	return w + 3;
+}
+
+static void users_reply(struct eng_shard *s, struct eng_conn *c,
+			const struct pusher_member *v, unsigned n)
+{
+	size_t cap = 16;
+	char *out;
+
+	for (unsigned i = 0; i < n; i++)
+		cap += json_escape_max(v[i].id_str.len) + 10;
+	out = malloc(cap);
+	if (!out) {
+		eng_conn_http_reply(s, c, 503, NULL, "application/json",
+				    "{\"error\":\"out of memory\"}\n", 26);
+		return;
+	}
+	eng_conn_http_reply(s, c, 200, NULL, "application/json", out,
+			    users_json(out, v, n));
+	free(out);
+}
+
+/* GET users' answer from Redis (eng_lua_pusers). */
+static void users_done(struct eng_shard *s, struct eng_rreq *p)
+{
+	struct eng_conn *c = &s->conns[p->slot];
+	struct pusher_member *v;
+
+	if (c->gen != p->gen || !eng_conn_alive(c))
+		return;
+	c->flags &= ~ENG_CONN_F_WAIT;
+	v = calloc(ENG_PUSHER_MEMBERS_MAX, sizeof(*v));
+	if (p->result < 0 || !p->blob || !v)
+		eng_conn_http_reply(s, c, 503, NULL, "application/json",
+				    "{\"error\":\"redis could not be asked\"}\n",
+				    36);
+	else
+		users_reply(s, c, v, members_read(p->blob, p->blob_len, v,
+						  ENG_PUSHER_MEMBERS_MAX));
+	free(v);
+	eng_conn_resume(s, c);
+}
+
+void eng_pusher_users(struct eng_shard *s, struct eng_conn *c,
+		      const char *name, size_t len)
+{
+	struct pusher_member v[ENG_PUSHER_MEMBERS_MAX];
+	struct pchan *pc;
+	unsigned n = 0;
+
+	if (eng_pusher_across(s)) {
+		char rch[ENG_CHAN_MAX + 128];
+		const char *argv[1] = { rch };
+		size_t lens[1];
+		struct eng_rreq *p;
+
+		lens[0] = eng_rreq_channel(&s->eng->cfg, rch, sizeof(rch), name,
+					   len);
+		p = eng_rreq_pusher(s->eng, ENG_PS_USERS, 1, argv, lens);
+		if (!p) {
+			eng_conn_http_reply(s, c, 503, NULL, "application/json",
+					    "{\"error\":\"out of memory\"}\n",
+					    26);
+			return;
+		}
+		p->done = users_done;
+		eng_rreq_send(s, c, p);
+		return;
+	}
+	pthread_mutex_lock(&lock);
+	pc = pchan_find(name, len, false);
+	for (; pc && n < pc->n && n < ENG_PUSHER_MEMBERS_MAX; n++)
+		v[n] = (struct pusher_member){
+			.id_str = { pc->v[n].id_str, pc->v[n].str_len } };
+	if (n)	/* the replies copy: answered under the lock */
+		users_reply(s, c, v, n);
+	pthread_mutex_unlock(&lock);
+	if (!n)
+		users_reply(s, c, v, 0);
 }

@@ -202,7 +202,7 @@ int eng_pusher_watch(struct eng_shard *s, struct eng_conn *c,
 
 		names[i] = (struct json_slice){ keys[i], k < 0 ? 0 : (size_t)k };
 		if (i && !eng_pusher_across(s) &&
-		    eng_pusher_members(keys[i], names[i].len))
+		    eng_pusher_user_count(keys[i], names[i].len))
 			on[non++] = ids[i - 1];
 	}
 	ret = eng_subscribe(s, c, names, n + 1, reply);

@@ -406,18 +406,28 @@ struct eng_rreq *eng_rreq_online(const struct eng *e)
 			    e->lua->online_len, NULL, 0);
 }
 
-struct eng_rreq *eng_rreq_pusher(const struct eng *e, bool join, int argc,
+struct eng_rreq *eng_rreq_pusher(const struct eng *e, int script, int argc,
 				 const char **argv, const size_t *lens)
 {
-	const char *av[16] = { "EVAL", join ? e->lua->pjoin : e->lua->pleave,
-			       "1" };
-	size_t ls[16] = { 4, join ? e->lua->pjoin_len : e->lua->pleave_len, 1 };
+	const char **av;
+	size_t *ls;
 	char keys[ENG_RREQ_KEYS_MAX];
-	struct eng_rreq *p;
+	struct eng_rreq *p = NULL;
 	uint16_t hslot;
 
-	if (argc > 11)
+	if (argc > ENG_RREQ_PUSHER_ARGS ||
+	    (script != ENG_PS_COUNT && script != ENG_PS_INFO && argc > 11))
 		return NULL;
+	av = malloc((size_t)(5 + argc) * sizeof(*av));
+	ls = malloc((size_t)(5 + argc) * sizeof(*ls));
+	if (!av || !ls)
+		goto out;
+	av[0] = "EVAL";
+	ls[0] = 4;
+	av[1] = e->lua->pusher[script];
+	ls[1] = strlen(av[1]);
+	av[2] = "1";
+	ls[2] = 1;
 	ls[3] = ls[4] = eng_rreq_keys(e, keys, sizeof(keys), NULL, 0, &hslot);
 	av[3] = av[4] = keys;
 	memcpy(av + 5, argv, (size_t)argc * sizeof(*argv));
@@ -425,7 +435,18 @@ struct eng_rreq *eng_rreq_pusher(const struct eng *e, bool join, int argc,
 	p = eng_rreq_new(ENG_RQ_SCRIPT, 5 + argc, av, ls);
 	if (p)
 		p->hslot = hslot;
+out:
+	free(av);
+	free(ls);
 	return p;
+}
+
+void eng_rreq_send_own(struct eng_shard *s, struct eng_rreq *p)
+{
+	p->from = (uint16_t)s->id;
+	p->kind = ENG_CONN_K_HTTP;
+	p->slot = UINT32_MAX;
+	eng_mail_post(&s->mail, ENG_BRIDGE, ENG_OP_R_REQUEST, p);
 }
 
 /* The answer is back on this shard (or the bridge never saw @p). */

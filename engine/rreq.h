@@ -21,19 +21,31 @@
  * The Lua scripts run with EVAL, each defined next to the code that reads
  * its answer, where its ARGV and answer are described: the heartbeat,
  * presence writes, leaving, a user's presence and who is online
- * (bridge_presence.c); Pusher presence join and leave (bridge_pusher.c);
+ * (bridge_presence.c); Pusher presence join and leave, channel counts,
+ * the HTTP API's queries (bridge_pusher.c);
  * history publish and read (bridge_hist.c); inbox keep, read and ack
  * (bridge_inbox.c). Each _len is the script's strlen().
  */
 extern const char eng_lua_beat[], eng_lua_presence[], eng_lua_leave[];
 extern const char eng_lua_query[], eng_lua_online[];
-extern const char eng_lua_pjoin[], eng_lua_pleave[];
-extern const size_t eng_lua_pjoin_len, eng_lua_pleave_len;
+extern const char eng_lua_pjoin[], eng_lua_pleave[], eng_lua_pcount[];
+extern const char eng_lua_pchans[], eng_lua_pusers[], eng_lua_pinfo[];
 extern const char eng_lua_hpub[], eng_lua_hread[];
 extern const char eng_lua_ikeep[], eng_lua_iread[], eng_lua_iack[];
 extern const size_t eng_lua_query_len, eng_lua_online_len;
 extern const size_t eng_lua_hpub_len, eng_lua_hread_len;
 extern const size_t eng_lua_ikeep_len, eng_lua_iread_len, eng_lua_iack_len;
+
+/* The Pusher scripts (bridge_pusher.c), by what they do. */
+enum {
+	ENG_PS_JOIN,		/* a presence member joins */
+	ENG_PS_LEAVE,		/* ... leaves */
+	ENG_PS_COUNT,		/* this node's channel counts; webhook events */
+	ENG_PS_CHANS,		/* GET channels and channels/{name} */
+	ENG_PS_USERS,		/* GET channels/{name}/users */
+	ENG_PS_INFO,		/* a publish's info */
+	ENG_PS_N
+};
 
 /*
  * The scripts the shards' requests run, handed to them once at start-up
@@ -44,8 +56,7 @@ struct eng_rreq_lua {
 	const char *hpub, *hread, *ikeep, *iread, *iack, *query, *online;
 	size_t hpub_len, hread_len, ikeep_len, iread_len, iack_len;
 	size_t query_len, online_len;
-	const char *pjoin, *pleave;	/* Pusher presence (bridge_pusher.c) */
-	size_t pjoin_len, pleave_len;
+	const char *pusher[ENG_PS_N];	/* Pusher's (bridge_pusher.c) */
 };
 
 /*
@@ -174,13 +185,21 @@ struct eng_rreq *eng_rreq_query(const struct eng *e, const char *uid,
 struct eng_rreq *eng_rreq_online(const struct eng *e);
 
 /*
- * A Pusher presence script (bridge_pusher.c) on the presence keys: join
- * (@join) or leave, its @argc arguments after the keys' prefix. Its
- * answer is {integer, string}: p->result and p->blob (eng_malloc'd,
- * freed after p->done unless it took it). NULL out of memory.
+ * A Pusher script (bridge_pusher.c) on the presence keys: @script
+ * (ENG_PS_*), its @argc (at most 11) arguments after the keys' prefix;
+ * ENG_PS_COUNT and ENG_PS_INFO take up to ENG_RREQ_PUSHER_ARGS. Its answer is {integer,
+ * string}: p->result and p->blob (eng_malloc'd, freed after p->done
+ * unless it took it). NULL out of memory.
  */
-struct eng_rreq *eng_rreq_pusher(const struct eng *e, bool join, int argc,
+#define ENG_RREQ_PUSHER_ARGS	520
+struct eng_rreq *eng_rreq_pusher(const struct eng *e, int script, int argc,
 				 const char **argv, const size_t *lens);
+
+/*
+ * Sends @p with nobody waiting on a connection (a shard's own request):
+ * p->done still gets its answer, or -EIO when the bridge never saw it.
+ */
+void eng_rreq_send_own(struct eng_shard *s, struct eng_rreq *p);
 
 /*
  * ENG_OP_R_REQUEST and ENG_OP_R_REPLY: a request that goes through Redis.

@@ -42,6 +42,10 @@ bool eng_sub_redis_interest(struct eng_shard *s, struct eng_chan *ch,
 		ch->rstate = ENG_R_NONE;
 		redis_interest(s, ch, false);
 	}
+	/* a /ws channel (not a user's, nor Pusher's): --webhook's */
+	if (s->eng->occupancy && ch->len && ch->name[0] != ENG_USER_MARK &&
+	    ch->name[0] != '!' && !before != !ch->nshards)
+		s->eng->occupancy(ch->name, ch->len, ch->nshards);
 	if (!add || ch->rstate == ENG_R_CONFIRMED)
 		return true;
 	if (m) {

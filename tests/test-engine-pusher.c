@@ -126,7 +126,7 @@ static int test_round_trip(void)
 		pc->joins->len == strlen(ROOM) &&
 		!memcmp(pc->joins->name, ROOM, pc->joins->len) &&
 		pc->joins->ulen == 5 && !memcmp(pc->joins->uid, "alice", 5));
-	T_CHECK(eng_pusher_members(ROOM, strlen(ROOM)) == 1);
+	T_CHECK(eng_pusher_user_count(ROOM, strlen(ROOM)) == 1);
 	/* written again, from the slot and the node's table: the same */
 	T_CHECK(eng_pusher__ho_save(&sh, &conns[1], &out) == 0);
 	if (out.len != in.len || memcmp(out.p, in.p, in.len))
@@ -134,7 +134,7 @@ static int test_round_trip(void)
 		       in.len);
 	/* alice's second connection: one member still */
 	T_CHECK(load(&conns[2], &in, in.len) == 0);
-	T_CHECK(eng_pusher_members(ROOM, strlen(ROOM)) == 1);
+	T_CHECK(eng_pusher_user_count(ROOM, strlen(ROOM)) == 1);
 	unload(&conns[2]);
 	eng_ho_buf_free(&in);
 	eng_ho_buf_free(&out);
@@ -149,7 +149,7 @@ static int refused(const struct eng_ho_buf *b, size_t len, int ret)
 	if (got != ret)
 		T_FAIL("%zu bytes: %d, not %d", len, got, ret);
 	T_CHECK(!eng_pusher__pconn(&sh, &conns[3]));
-	T_CHECK(eng_pusher_members(ROOM, strlen(ROOM)) == 1);
+	T_CHECK(eng_pusher_user_count(ROOM, strlen(ROOM)) == 1);
 	return 0;
 }
 

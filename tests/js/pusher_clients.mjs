@@ -277,18 +277,33 @@ async function getUntil(sdk, path, params, cond, what) {
     fail('never ' + what);
 }
 
-// Two clients on node 0 subscribed; the SDK's get() of /channels and
-// /channels/{name} on that node, then after an unsubscribe and the
-// disconnects.
+// Two clients, one on each node (or both on the one), subscribed; the
+// SDK's get() of /channels, /channels/{name} and .../users on the last
+// node, which counts both (with Redis, once each node has written its
+// counts: waited for), then after an unsubscribe and the disconnects.
 async function queries() {
-    const a = client(cfg.ports[0]), b = client(cfg.ports[0]);
-    const sdk = sdkFor(cfg.ports[0]);
+    const last = cfg.ports[cfg.ports.length - 1];
+    const a = client(cfg.ports[0]), b = client(last, { user: 'u2' });
+    const sdk = sdkFor(last);
     const out = {};
 
     await subscribed(a, 'q-room');
     await subscribed(b, 'q-room');
     await subscribed(a, 'q-other');
     await subscribed(b, 'private-q');
+    await subscribed(a, 'presence-q');
+    await subscribed(b, 'presence-q');
+    out.pone = await getUntil(sdk, '/channels/presence-q',
+                              { info: 'user_count,subscription_count' },
+                              (d) => d.subscription_count === 2,
+                              'both nodes counted');
+    out.pusers = await sdkGet(sdk, '/channels/presence-q/users', {});
+    const r = await within(sdk.trigger(['presence-q', 'q-room'], 'e', 'x',
+        { info: 'user_count,subscription_count' }), 'trigger with info');
+    out.pinfo = [r.status, await r.json()];
+    out.plist = await sdkGet(sdk, '/channels', { info: 'user_count',
+                                                filter_by_prefix: 'presence-' });
+    out.nousers = await sdkGet(sdk, '/channels/q-room/users', {});
     out.all = await sdkGet(sdk, '/channels', {});
     out.counts = await sdkGet(sdk, '/channels',
                               { info: 'subscription_count' });

@@ -197,6 +197,35 @@ BAD_VALUES = (
     (["--handshake-timeout", "0"], bad("handshake-timeout", "0")),
     (["--http-idle-timeout", "500ms"],
      bad("http-idle-timeout (0, or 1s at least)", "500ms")),
+    (["--pusher-webhook", "http://h/x"],
+     bad("pusher-webhook (ID=URL, the URL http:// or https://, at most 16)",
+         "http://h/x")),
+    (["--pusher-webhook", "1=ftp://h/x"],
+     bad("pusher-webhook (ID=URL, the URL http:// or https://, at most 16)",
+         "1=ftp://h/x")),
+    (["--pusher-webhook", "1=http://"],
+     bad("pusher-webhook (ID=URL, the URL http:// or https://, at most 16)",
+         "1=http://")),
+    (["--pusher-webhook-events", "1=member_added,nope"],
+     bad("pusher-webhook-events (ID=EVENT,... of channel_occupied, "
+         "channel_vacated, member_added, member_removed, client_event, "
+         "subscription_count, cache_miss)", "1=member_added,nope")),
+    (["--webhook", "https://h x"],
+     bad("webhook (an http:// or https:// URL)", "https://h x")),
+    (["--webhook-secret", "short"],
+     bad("webhook-secret (16 to 255 bytes; `openssl rand -hex 16` makes "
+         "one)", "...")),
+    (["--webhook-events", "member_added"],
+     bad("webhook-events (EVENT,... of channel_occupied, channel_vacated, "
+         "user_online, user_offline)", "member_added")),
+    (["--webhook-batch", "0"], bad("webhook-batch (1 to 1000)", "0")),
+    (["--webhook-window", "61s"], bad("webhook-window (0 to 60s)", "61s")),
+    (["--webhook-queue", "0"], bad("webhook-queue (1 to 10000000)", "0")),
+    (["--webhook-retries", "101"], bad("webhook-retries (0 to 100)", "101")),
+    (["--webhook-backoff", "1ms"], bad("webhook-backoff (10ms to 60s)",
+                                       "1ms")),
+    (["--webhook-timeout", "50ms"], bad("webhook-timeout (100ms to 120s)",
+                                        "50ms")),
     (["--tls-cert", ""], bad("tls-cert (at most 16)", "")),
     (["--tls-key", ""], bad("tls-key (at most 16)", "")),
     (["--tls-min", "1.1"], bad("tls-min (1.2 or 1.3)", "1.1")),
@@ -217,6 +246,28 @@ BAD_VALUES = (
 def check_bad_values(exe):
     for args, err in BAD_VALUES:
         expect_exit(exe, args + ["--listen", "127.0.0.1:0"], 2, err)
+
+
+def check_webhook_options(exe):
+    """What the webhook options need of the others: a --webhook secret
+    (the option or RINGCAST_WEBHOOK_SECRET, 16 bytes at least), and an
+    app of that ID for the per-app ones."""
+    base = ["--listen", "127.0.0.1:0"]
+    expect_exit(exe, base + ["--webhook", "http://127.0.0.1:9/h"], 2,
+                "ringcast: --webhook needs --webhook-secret (or "
+                "RINGCAST_WEBHOOK_SECRET): its receiver checks "
+                "X-Ringcast-Signature with it\n")
+    expect_exit(exe, base + ["--webhook", "http://127.0.0.1:9/h"], 2,
+                "ringcast: RINGCAST_WEBHOOK_SECRET: 16 to 255 bytes\n",
+                env=clean_env(RINGCAST_WEBHOOK_SECRET="short"))
+    app = ["--pusher-app", "7:k7:s7"]
+    expect_exit(exe, base + app + ["--pusher-webhook", "8=https://h/x"], 2,
+                "ringcast: --pusher-webhook 8=...: no Pusher app has this "
+                "ID\n")
+    expect_exit(exe, base + app + ["--pusher-webhook-events",
+                                   "9=client_event"], 2,
+                "ringcast: --pusher-webhook-events 9=...: no Pusher app has "
+                "this ID\n")
 
 
 def check_command_line(exe):
@@ -491,6 +542,7 @@ def main():
     r.check("readme", check_readme, r.exe)
     r.check("bad-values", check_bad_values, r.exe)
     r.check("command-line", check_command_line, r.exe)
+    r.check("webhook-options", check_webhook_options, r.exe)
     r.check("environment", check_environment, r.exe)
     r.check("url-file", check_url_file, r.exe)
     r.check("between-options", check_between_options, r.exe)
