@@ -21,7 +21,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "helpers.h"
+#include "helpers-tls.h"
 #include "tls.h"
 
 static EVP_CIPHER_CTX *ctx;	/* one for everything, as a shard has */
@@ -957,28 +957,6 @@ static void on_keylog(const SSL *ssl, const char *line)
 static EVP_PKEY *pkey;
 static X509 *cert;
 
-/* A self-signed P-256 certificate for "localhost", made here. */
-static int make_cert(void)
-{
-	X509_NAME *name;
-
-	pkey = EVP_EC_gen("P-256");
-	cert = X509_new();
-	T_CHECK(pkey && cert);
-	T_CHECK(X509_set_version(cert, 2) == 1);
-	T_CHECK(ASN1_INTEGER_set(X509_get_serialNumber(cert), 1) == 1);
-	T_CHECK(X509_gmtime_adj(X509_getm_notBefore(cert), -60));
-	T_CHECK(X509_gmtime_adj(X509_getm_notAfter(cert), 3600));
-	T_CHECK(X509_set_pubkey(cert, pkey) == 1);
-	name = X509_get_subject_name(cert);
-	T_CHECK(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-					   (const unsigned char *)"localhost",
-					   -1, -1, 0) == 1);
-	T_CHECK(X509_set_issuer_name(cert, name) == 1);
-	T_CHECK(X509_sign(cert, pkey, EVP_sha256()) > 0);
-	return 0;
-}
-
 /* Moves everything @from holds into @to. */
 static void pump(BIO *from, BIO *to)
 {
@@ -1350,7 +1328,7 @@ static int test_openssl_switch_over(void)
 				       "TLS_CHACHA20_POLY1305_SHA256" };
 	int i;
 
-	if (make_cert())
+	if (t_make_cert(&cert, &pkey))
 		return 1;
 	for (i = 0; i < 3; i++)
 		if (interop(names[i], all_suites[i], 0, END_CLOSE) ||
