@@ -10,7 +10,8 @@
  * EVP_CIPHER_CTX. What a connection holds between reads is its struct
  * eng_tls alone: a record cut by a read is carried in a buffer that
  * exists only until the record is whole, and the sealed bytes of a send
- * only until that send completes.
+ * only until that send completes (a send a hand-over's quiesce cancels
+ * keeps them until it is made again, or they are carried: tlsio_ho.c).
  */
 #include <errno.h>
 #include <stdio.h>
