@@ -428,7 +428,8 @@ static int load_bytes(struct side *d, const uint8_t *p, size_t n)
 /*
  * Records refused: cut at every length, a record layer of a client,
  * more covered entries than a send takes, another version; a slot that
- * holds a live connection; TLS 1.2 not carried. Nothing is left held.
+ * holds a live connection; a connection ending and TLS 1.2 not carried.
+ * Nothing is left held.
  */
 static int test_refused(void)
 {
@@ -456,6 +457,10 @@ static int test_refused(void)
 	/* a live slot is not overwritten */
 	rd = (struct eng_ho_rd){ .p = b.p, .len = b.len };
 	T_CHECK(xp()->ho_load(&d->s, d->c, &rd) == -EEXIST);
+	/* one whose close_notify is sealed is ending: not carried */
+	i = b.len;
+	eng_tls_at(&d->s, SLOT)->flags |= T_CLOSE_SENT;
+	T_CHECK(xp()->ho_save(&d->s, d->c, &b) == -EPIPE && b.len == i);
 	xp()->release(&d->s, d->c);
 	T_CHECK(atomic_load(&d->s.tls->state_bytes) == 0);
 
