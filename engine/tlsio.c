@@ -10,7 +10,8 @@
  * EVP_CIPHER_CTX. What a connection holds between reads is its struct
  * eng_tls alone: a record cut by a read is carried in a buffer that
  * exists only until the record is whole, and the sealed bytes of a send
- * only until that send completes.
+ * only until that send completes (a send a hand-over's quiesce cancels
+ * keeps them until it is made again, or they are carried: tlsio_ho.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,51 +26,6 @@
 #include "tlsio.h"
 #include "tlsio_int.h"
 #include "ud.h"
-
-/* Bits of eng_tls.flags. */
-enum {
-	T_ESTABLISHED	= 1 << 0,	/* handshake done: rl is live */
-	T_CLOSE_SENT	= 1 << 1,	/* close_notify (or an alert) sealed */
-	T_FAILED	= 1 << 2,	/* counted; nothing more is processed */
-	T_TIMED_OUT	= 1 << 3,	/* the handshake deadline passed */
-	T_SSL		= 1 << 4,	/* TLS 1.2: hs->ssl kept for life */
-};
-
-#define NO_ALERT	0xff
-
-#define SEAL_IOV	64		/* queue entries sealed in one send */
-#define SEAL_BYTES	(256u << 10)	/* plaintext sealed in one send */
-
-/* What only a handshake needs: freed once it ends. */
-struct hs {
-	SSL *ssl;			/* owned; its BIOs with it */
-	uint8_t secret[2][TLS_MAX_SECRET]; /* client's, server's: _0 */
-	uint8_t len[2];
-};
-
-/* A buffer of the connection's own, its lengths in front of its bytes. */
-struct tbuf {
-	uint32_t len;			/* bytes in b */
-	uint32_t aux;			/* part: bytes allocated; out: sent */
-	uint8_t b[];
-};
-
-/* A TLS connection's own state, beside its struct eng_conn. */
-struct eng_tls {
-	struct tls_rl rl;		/* records, once T_ESTABLISHED */
-	struct hs *hs;			/* while handshaking, else NULL */
-	struct tbuf *part;		/* a record cut by a read, else NULL */
-	struct tbuf *out;		/* sealed bytes of the send in flight */
-	uint8_t flags;			/* T_* */
-	uint8_t alert;			/* owed at close, or NO_ALERT */
-};
-
-/*
- * With the shard's slot pointer, 256 bytes beside struct eng_conn (the
- * issue's budget), and within the allocator's 256-byte size class.
- */
-_Static_assert(sizeof(struct eng_tls) <= 248,
-	       "struct eng_tls grew past its 248 bytes");
 
 /* ---- the handshake's secrets ------------------------------------------ */
 
@@ -161,12 +117,6 @@ void eng_tls_shard_exit(struct eng_shard *s)
 
 /* ---- per connection ---------------------------------------------------- */
 
-static void account(struct eng_shard *s, int64_t delta)
-{
-	atomic_fetch_add_explicit(&s->tls->state_bytes, (uint64_t)delta,
-				  memory_order_relaxed);
-}
-
 static void hs_free(struct eng_shard *s, struct eng_tls *t)
 {
 	if (!t->hs)
@@ -175,14 +125,14 @@ static void hs_free(struct eng_shard *s, struct eng_tls *t)
 	OPENSSL_cleanse(t->hs, sizeof(*t->hs));
 	eng_free(t->hs);
 	t->hs = NULL;
-	account(s, -(int64_t)sizeof(struct hs));
+	tlsio__account(s, -(int64_t)sizeof(struct hs));
 }
 
 static void part_free(struct eng_shard *s, struct eng_tls *t)
 {
 	if (!t->part)
 		return;
-	account(s, -(int64_t)(sizeof(struct tbuf) + t->part->aux));
+	tlsio__account(s, -(int64_t)(sizeof(struct tbuf) + t->part->aux));
 	s->tls->carried -= t->part->aux;
 	eng_free(t->part);
 	t->part = NULL;
@@ -192,7 +142,7 @@ static void out_free(struct eng_shard *s, struct eng_tls *t)
 {
 	if (!t->out)
 		return;
-	account(s, -(int64_t)(sizeof(struct tbuf) + t->out->len));
+	tlsio__account(s, -(int64_t)(sizeof(struct tbuf) + t->out->len));
 	eng_free(t->out);
 	t->out = NULL;
 }
@@ -221,12 +171,12 @@ static int xp_accept(struct eng_shard *s, struct eng_conn *c)
 	t->alert = NO_ALERT;
 	ts->conn[slot] = t;
 	atomic_fetch_add_explicit(&ts->handshaking, 1, memory_order_relaxed);
-	account(s, sizeof(*t));
+	tlsio__account(s, sizeof(*t));
 	return 0;
 }
 
 /* The handshake ended, either way: it no longer counts against the cap. */
-static void hs_over(struct eng_shard *s, struct eng_tls *t, int fail)
+void tlsio__hs_over(struct eng_shard *s, struct eng_tls *t, int fail)
 {
 	struct eng_tls_shard *ts = s->tls;
 
@@ -249,14 +199,15 @@ static void release_slot(struct eng_shard *s, uint32_t slot)
 		atomic_fetch_sub_explicit(&s->tls->conns, 1,
 					  memory_order_relaxed);
 	else if (!(t->flags & T_FAILED))
-		hs_over(s, t, t->flags & T_TIMED_OUT ? ENG_TLS_FAIL_TIMEOUT
-						     : ENG_TLS_FAIL_CLOSED);
+		tlsio__hs_over(s, t, t->flags & T_TIMED_OUT ?
+				     ENG_TLS_FAIL_TIMEOUT :
+				     ENG_TLS_FAIL_CLOSED);
 	hs_free(s, t);
 	part_free(s, t);
 	out_free(s, t);
 	tls_rl_exit(&t->rl);
 	eng_free(t);
-	account(s, -(int64_t)sizeof(*t));
+	tlsio__account(s, -(int64_t)sizeof(*t));
 	s->tls->conn[slot] = NULL;
 }
 
@@ -305,7 +256,7 @@ static void fail(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t,
 			atomic_fetch_add_explicit(&s->tls->alerts, 1,
 						  memory_order_relaxed);
 	} else if (!(t->flags & T_FAILED)) {
-		hs_over(s, t, hs_reason);
+		tlsio__hs_over(s, t, hs_reason);
 	}
 	eng_conn_kill(s, c);
 }
@@ -337,7 +288,7 @@ static int established(struct eng_shard *s, struct eng_tls *t)
 	hs_free(s, t);
 	t->flags |= T_ESTABLISHED;
 done:
-	hs_over(s, t, -1);
+	tlsio__hs_over(s, t, -1);
 	atomic_fetch_add_explicit(&s->tls->conns, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->tls->done, 1, memory_order_relaxed);
 	return 0;
@@ -361,7 +312,7 @@ static int hs_record(struct eng_shard *s, struct eng_conn *c,
 		if (!t->hs)
 			goto internal;
 		memset(t->hs, 0, sizeof(*t->hs));
-		account(s, sizeof(*t->hs));
+		tlsio__account(s, sizeof(*t->hs));
 		t->hs->ssl = SSL_new(tlsio__shard_ctx(s));
 		rb = BIO_new(BIO_s_mem());
 		wb = BIO_new(BIO_s_mem());
@@ -477,7 +428,7 @@ static int record(struct eng_shard *s, struct eng_conn *c, struct eng_tls *t,
  * largest holder of partial messages is closed first (eng_rx_room).
  * Returns 0, -ENOBUFS if still past that share, or -ENOMEM.
  */
-static int carry(struct eng_shard *s, struct eng_tls *t, const uint8_t *p,
+int tlsio__carry(struct eng_shard *s, struct eng_tls *t, const uint8_t *p,
 		 size_t n, size_t size)
 {
 	size_t had = t->part ? t->part->aux : 0;
@@ -495,7 +446,8 @@ static int carry(struct eng_shard *s, struct eng_tls *t, const uint8_t *p,
 			return -ENOMEM;
 		if (!t->part)
 			np->len = 0;
-		account(s, (int64_t)(cap - had) + (t->part ? 0 : sizeof(*np)));
+		tlsio__account(s, (int64_t)(cap - had) +
+			       (t->part ? 0 : sizeof(*np)));
 		s->tls->carried += cap - had;
 		np->aux = (uint32_t)cap;
 		t->part = np;
@@ -534,7 +486,7 @@ static bool xp_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 			if (t->part->len >= TLS_HDR_LEN)
 				need = (size_t)rec_size(t->part->b);
 			take = need - t->part->len < n ? need - t->part->len : n;
-			if ((size = carry(s, t, p, take, need)) < 0)
+			if ((size = tlsio__carry(s, t, p, take, need)) < 0)
 				goto nomem;
 			p += take;
 			n -= take;
@@ -553,7 +505,7 @@ static bool xp_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 			continue;
 		}
 		if (n < TLS_HDR_LEN) {
-			if ((size = carry(s, t, p, n, TLS_HDR_LEN)) < 0)
+			if ((size = tlsio__carry(s, t, p, n, TLS_HDR_LEN)) < 0)
 				goto nomem;
 			break;
 		}
@@ -561,7 +513,7 @@ static bool xp_recv(struct eng_shard *s, struct eng_conn *c, uint8_t *p,
 		if (size < 0)
 			goto bad;
 		if (n < (size_t)size) {
-			if ((size = carry(s, t, p, n, (size_t)size)) < 0)
+			if ((size = tlsio__carry(s, t, p, n, (size_t)size)) < 0)
 				goto nomem;
 			break;
 		}
@@ -598,21 +550,21 @@ static int put_out(struct eng_shard *s, struct eng_conn *c,
 	return 1;
 }
 
-static int out_new(struct eng_shard *s, struct eng_tls *t, size_t cap)
+int tlsio__out_new(struct eng_shard *s, struct eng_tls *t, size_t cap)
 {
 	t->out = eng_malloc(sizeof(*t->out) + cap);
 	if (!t->out)
 		return -ENOMEM;
 	t->out->len = (uint32_t)cap;	/* accounted as allocated until sealed */
 	t->out->aux = 0;
-	account(s, (int64_t)(sizeof(*t->out) + cap));
+	tlsio__account(s, (int64_t)(sizeof(*t->out) + cap));
 	return 0;
 }
 
 /* Trims @t->out's accounting to the @len bytes sealed into it. */
 static void out_sealed(struct eng_shard *s, struct eng_tls *t, size_t len)
 {
-	account(s, (int64_t)len - t->out->len);
+	tlsio__account(s, (int64_t)len - t->out->len);
 	t->out->len = (uint32_t)len;
 }
 
@@ -626,7 +578,7 @@ static int ssl_flush(struct eng_shard *s, struct eng_conn *c,
 	c->nflight = (uint16_t)n;
 	if (!len)
 		return 0;
-	if (out_new(s, t, len) < 0)
+	if (tlsio__out_new(s, t, len) < 0)
 		return -ENOMEM;
 	if (BIO_read(wb, t->out->b, (int)len) != (int)len)
 		return -EIO;
@@ -692,8 +644,11 @@ static int xp_send(struct eng_shard *s, struct eng_conn *c)
 
 	if (!t)
 		return 0;	/* its accept failed: it is being closed */
-	if (t->out)
-		return put_out(s, c, t);	/* cannot happen: F_SEND */
+	if (t->out) {
+		/* a cancelled send, or one carried over: its rest goes first */
+		c->nflight = t->covers;
+		return put_out(s, c, t);
+	}
 	if (!(t->flags & T_ESTABLISHED))
 		return send_hs(s, c, t);
 	if (t->flags & T_SSL)
@@ -711,7 +666,7 @@ static int xp_send(struct eng_shard *s, struct eng_conn *c)
 	drain = drain && !q && !(t->flags & T_CLOSE_SENT);
 	cap = (n ? tls_seal_bound(total, 0) : TLS_KEY_UPDATE_LEN) +
 	      (drain ? TLS_RECORD_OVERHEAD + 2 : 0);
-	if (out_new(s, t, cap) < 0)
+	if (tlsio__out_new(s, t, cap) < 0)
 		return -ENOMEM;
 	if (n)
 		len = tls_seal(&t->rl, s->tls->cctx, TLS_CT_APPLICATION_DATA,
@@ -746,6 +701,15 @@ static int xp_sent(struct eng_shard *s, struct eng_conn *c, int res)
 
 	if (!t || !t->out)
 		return res;
+	if (res == -ECANCELED && c->state != ENG_CONN_DEAD) {
+		/*
+		 * Cancelled while alive (a hand-over's quiesce): the records
+		 * are sealed, their sequence numbers spent, so their unsent
+		 * rest stays for the next send or the hand-over record.
+		 */
+		t->covers = c->nflight;
+		return res;
+	}
 	if (res < 0 || c->state == ENG_CONN_DEAD) {
 		out_free(s, t);
 		return res;
@@ -798,7 +762,7 @@ static void xp_close(struct eng_shard *s, struct eng_conn *c)
 	}
 	desc = t->alert == NO_ALERT ? TLS_ALERT_CLOSE_NOTIFY : t->alert;
 	t->flags |= T_CLOSE_SENT;
-	if (out_new(s, t, TLS_RECORD_OVERHEAD + 2) < 0)
+	if (tlsio__out_new(s, t, TLS_RECORD_OVERHEAD + 2) < 0)
 		return;
 	len = tls_seal_alert(&t->rl, s->tls->cctx, desc, t->out->b,
 			     t->out->len);
@@ -823,6 +787,8 @@ static const struct eng_xport tls_xport = {
 	.close = xp_close,
 	.timed_out = xp_timed_out,
 	.release = xp_release,
+	.ho_save = tlsio__ho_save,
+	.ho_load = tlsio__ho_load,
 };
 
 int tlsio__xport_register(void)

@@ -12,6 +12,9 @@
  * With --tls-min 1.2 a TLS 1.2 connection is the exception: it keeps its
  * SSL* for life, its records going through SSL_read and SSL_write over
  * the same memory BIOs.
+ * A live hand-over carries an established TLS 1.3 connection to a new
+ * process, keys and sequence numbers, its cut record and unsent sealed
+ * bytes (tlsio_ho.c); a TLS 1.2 one is drained.
  * conn.c reaches it only through the transport table (struct eng_xport,
  * conn.h), which eng_tls_init() registers as ENG_XPORT_TLS.
  */

@@ -484,6 +484,153 @@ ssize_t tls_open(struct tls_rl *rl, EVP_CIPHER_CTX *ctx, uint8_t *buf,
 	return (ssize_t)(TLS_HDR_LEN + clen);
 }
 
+/* ---- a live hand-over ---------------------------------------------- */
+
+#define HO_FLAGS	(TLS_RL_CLIENT | TLS_RL_UPDATE_OWED)
+
+/* The record layer's part of a hand-over record, for suite @s. */
+static size_t ho_rl_size(const struct suite *s)
+{
+	return 4 + 2 * (8 + (size_t)s->hash_len + s->key_len + TLS_IV_LEN);
+}
+
+size_t tls_ho_size(const struct tls_ho *h)
+{
+	const struct suite *s = find_suite(h->rl.tx.suite);
+
+	if (!s || h->rl.rx.suite != h->rl.tx.suite ||
+	    h->part_len >= TLS_MAX_RECORD || h->out_len > TLS_HO_MAX_OUT)
+		return 0;
+	return ho_rl_size(s) + 2 + h->part_len + 4 + h->out_len;
+}
+
+static uint8_t *put_be(uint8_t *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+	return p + n;
+}
+
+static uint8_t *put_dir(uint8_t *p, const struct tls_dir *d,
+			const struct suite *s)
+{
+	p = put_be(p, d->seq, 8);
+	memcpy(p, d->secret, s->hash_len);
+	p += s->hash_len;
+	memcpy(p, d->key, s->key_len);
+	p += s->key_len;
+	memcpy(p, d->iv, TLS_IV_LEN);
+	return p + TLS_IV_LEN;
+}
+
+ssize_t tls_ho_write(const struct tls_ho *h, uint8_t *out, size_t cap)
+{
+	const struct suite *s = find_suite(h->rl.tx.suite);
+	size_t n = tls_ho_size(h);
+	uint8_t *p = out;
+
+	if (!n)
+		return -EINVAL;
+	if (cap < n)
+		return -ENOSPC;
+	*p++ = TLS_HO_VERSION;
+	p = put_be(p, s->id, 2);
+	*p++ = h->rl.flags & HO_FLAGS;
+	p = put_dir(p, &h->rl.rx, s);
+	p = put_dir(p, &h->rl.tx, s);
+	p = put_be(p, h->part_len, 2);
+	if (h->part_len)
+		memcpy(p, h->part, h->part_len);
+	p = put_be(p + h->part_len, h->out_len, 4);
+	if (h->out_len)
+		memcpy(p, h->out, h->out_len);
+	return (ssize_t)n;
+}
+
+/* A cursor over a record being read: a short read leaves it NULL. */
+struct rd {
+	const uint8_t *p, *end;
+};
+
+static const uint8_t *take(struct rd *r, size_t n)
+{
+	const uint8_t *p = r->p;
+
+	if (!p || n > (size_t)(r->end - p)) {
+		r->p = NULL;
+		return NULL;
+	}
+	r->p += n;
+	return p;
+}
+
+static uint64_t get_be(struct rd *r, unsigned n)
+{
+	const uint8_t *p = take(r, n);
+	uint64_t v = 0;
+
+	for (unsigned i = 0; p && i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void get_dir(struct rd *r, struct tls_dir *d, const struct suite *s)
+{
+	const uint8_t *p;
+
+	d->suite = s->id;
+	d->seq = get_be(r, 8);
+	p = take(r, (size_t)s->hash_len + s->key_len + TLS_IV_LEN);
+	if (!p)
+		return;
+	memcpy(d->secret, p, s->hash_len);
+	memcpy(d->key, p + s->hash_len, s->key_len);
+	memcpy(d->iv, p + s->hash_len + s->key_len, TLS_IV_LEN);
+}
+
+int tls_ho_read(struct tls_ho *h, const uint8_t *p, size_t len)
+{
+	struct rd r = { p, p + len };
+	const struct suite *s;
+	size_t clen;
+	uint8_t flags;
+
+	memset(h, 0, sizeof(*h));
+	if (!take(&r, 1))
+		return -EINVAL;
+	if (p[0] != TLS_HO_VERSION)
+		return -EPROTONOSUPPORT;
+	s = find_suite((uint16_t)get_be(&r, 2));
+	flags = (uint8_t)get_be(&r, 1);
+	if (!s || !r.p || (flags & ~HO_FLAGS))
+		return -EINVAL;
+	h->rl.flags = flags;
+	get_dir(&r, &h->rl.rx, s);
+	get_dir(&r, &h->rl.tx, s);
+	h->part_len = (size_t)get_be(&r, 2);
+	h->part = take(&r, h->part_len);
+	if (h->part && h->part_len >= TLS_HDR_LEN) {
+		/* what the header says: within the limit, not yet whole */
+		clen = (size_t)h->part[3] << 8 | h->part[4];
+		if (clen > TLS_MAX_CIPHER || h->part_len >= TLS_HDR_LEN + clen)
+			r.p = NULL;
+	}
+	h->out_len = (size_t)get_be(&r, 4);
+	if (h->out_len > TLS_HO_MAX_OUT)
+		r.p = NULL;
+	h->out = take(&r, h->out_len);
+	if (!r.p || r.p != r.end) {
+		tls_rl_exit(&h->rl);
+		memset(h, 0, sizeof(*h));
+		return -EINVAL;
+	}
+	if (!h->part_len)
+		h->part = NULL;
+	if (!h->out_len)
+		h->out = NULL;
+	return 0;
+}
+
 uint8_t tls_alert_of(int err)
 {
 	switch (err) {

@@ -156,6 +156,57 @@ int tls_rl_init(struct tls_rl *rl, uint16_t suite, const uint8_t *rx_secret,
 /* Wipes the secrets and keys in @rl. */
 void tls_rl_exit(struct tls_rl *rl);
 
+/*
+ * ---- a live hand-over (docs/HANDOVER.md, "The TLS record") ----------------
+ * What a connection's TLS 1.3 record layer needs to go on in another
+ * process: the suite, the flags, per direction the sequence number, the
+ * traffic secret (a KeyUpdate derives the next from it), the key and the
+ * IV (carried, not derived again: four HKDF calls a connection would
+ * cost more than the bytes), then the bytes of a record cut by a read and
+ * the sealed bytes not yet sent. Big-endian:
+ *   version u8 (TLS_HO_VERSION), suite u16, flags u8 (TLS_RL_*),
+ *   rx then tx: seq u64, secret, key, iv (the suite's lengths),
+ *   part length u16, part, out length u32, out.
+ * The record holds keys: whoever holds one reads the connection.
+ */
+#define TLS_HO_VERSION		1
+#define TLS_HO_MAX_OUT		(1u << 20)	/* sealed bytes carried */
+/* the longest record, without part and out: 4 + 2 * (8 + 48 + 32 + 12) */
+#define TLS_HO_MAX_RL		204
+#define TLS_HO_MAX		(TLS_HO_MAX_RL + 2 + TLS_MAX_RECORD + 4 + \
+				 TLS_HO_MAX_OUT)
+
+/* A record layer with what it carries, as tls_ho_write() takes it. */
+struct tls_ho {
+	struct tls_rl rl;
+	const uint8_t *part;		/* a record cut by a read: its start */
+	size_t part_len;		/* < the record's size */
+	const uint8_t *out;		/* sealed under rl.tx, not yet sent */
+	size_t out_len;			/* <= TLS_HO_MAX_OUT */
+};
+
+/* The bytes tls_ho_write() writes for @h, or 0 if it cannot (see there). */
+size_t tls_ho_size(const struct tls_ho *h);
+
+/*
+ * Writes @h as a hand-over record into @out (tls_ho_size() bytes).
+ * Returns the length, -ENOSPC (nothing written) when @cap is short, or
+ * -EINVAL for a record layer never set up, directions of two suites, a
+ * part of a whole record or more, or more than TLS_HO_MAX_OUT to send.
+ * The caller wipes @out once sent (OPENSSL_cleanse): it holds keys.
+ */
+ssize_t tls_ho_write(const struct tls_ho *h, uint8_t *out, size_t cap);
+
+/*
+ * Reads the hand-over record @p[0..@len) (exactly one, nothing after it)
+ * into @h: rl as it was, part and out pointing into @p. Checks every
+ * length against the suite and the limits, the flags, and a part's
+ * record header (a length within the limit, the part shorter than its
+ * record). Returns 0, -EPROTONOSUPPORT for another version, or -EINVAL
+ * for anything malformed or cut; on error @h->rl is wiped.
+ */
+int tls_ho_read(struct tls_ho *h, const uint8_t *p, size_t len);
+
 /* An opened record. */
 struct tls_rec {
 	uint8_t *data;		/* content, in place in the caller's buffer */

@@ -7,7 +7,10 @@
  * each record fed as every prefix; the sequence limits. Then the switch
  * from OpenSSL at a record boundary: an OpenSSL client and server finish a
  * handshake over memory BIOs, the server SSL* is freed, and tls_rl carries
- * on with the still-live client, key updates both ways, in all suites.
+ * on with the still-live client, key updates both ways, in all suites,
+ * handed over twice on the way (tls_ho_write, tls_ho_read) with a record
+ * of the client's cut by a read, ours half sent, a KeyUpdate owed; and
+ * hand-over records malformed, cut and flipped, refused.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,7 +21,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "helpers.h"
+#include "helpers-tls.h"
 #include "tls.h"
 
 static EVP_CIPHER_CTX *ctx;	/* one for everything, as a shard has */
@@ -791,6 +794,137 @@ static int test_sequence_limits(void)
 	return 0;
 }
 
+static ssize_t ho_read_fn(void *h, const uint8_t *p, size_t n)
+{
+	return tls_ho_read(h, p, n);
+}
+
+/*
+ * tls_ho_read() on an exact-size heap copy (ASan sees a read past), so
+ * the part and out it points to are gone on return: lengths only.
+ */
+static int ho_read_copy(struct tls_ho *h, const uint8_t *p, size_t n)
+{
+	return (int)t_parse_copy(ho_read_fn, h, p, n);
+}
+
+/* Writes @h into @out, then reads it back as the test's @want says. */
+static int ho_case(const char *name, struct tls_ho *h, int want)
+{
+	static uint8_t out[TLS_HO_MAX_RL + 2 * TLS_MAX_RECORD];
+	struct tls_ho got;
+	ssize_t n = tls_ho_write(h, out, sizeof(out));
+	int r;
+
+	if (n < 0)
+		T_FAIL("%s: tls_ho_write: %zd", name, n);
+	r = ho_read_copy(&got, out, (size_t)n);
+	if (r != want)
+		T_FAIL("%s: tls_ho_read: %d, want %d", name, r, want);
+	return 0;
+}
+
+/*
+ * Hand-over records refused: every cut, a byte more, another version,
+ * an unknown suite or flag, a part that is a whole record or has a
+ * header past the limit, too much to send; every byte flipped is read
+ * or refused, never read past. The sizes of an idle connection's record.
+ */
+static int test_ho_records(void)
+{
+	static const size_t sizes[3] = { 146, 210, 178 };
+	static uint8_t big[TLS_MAX_RECORD + 1], rec[TLS_HO_MAX_RL + 64];
+	uint8_t part[TLS_HDR_LEN + 2] = { 23, 3, 3, 0, 40, 0xde, 0xad };
+	uint8_t out[9] = "sealed..";
+	struct tls_rl c, srv;
+	struct tls_ho h = { 0 }, got;
+	size_t i, n;
+	ssize_t w;
+	int r;
+
+	for (i = 0; i < 3; i++) {
+		if (pair(all_suites[i], &c, &srv))
+			return 1;
+		h.rl = srv;
+		T_CHECK(tls_ho_size(&h) == sizes[i]);
+		if (ho_case("idle", &h, 0))
+			return 1;
+	}
+	h.part = part;
+	h.part_len = sizeof(part);
+	h.out = out;
+	h.out_len = sizeof(out);
+	w = tls_ho_write(&h, rec, sizeof(rec));
+	T_CHECK(w == (ssize_t)(sizes[2] + sizeof(part) + sizeof(out)));
+	n = (size_t)w;
+	T_CHECK(tls_ho_read(&got, rec, n) == 0);
+	T_CHECK(got.part_len == sizeof(part) && got.out_len == sizeof(out));
+	T_CHECK(!memcmp(got.part, part, sizeof(part)) &&
+		!memcmp(got.out, out, sizeof(out)));
+	for (i = 0; i < n; i++)
+		if (ho_read_copy(&got, rec, i) != -EINVAL)
+			T_FAIL("cut at %zu: read", i);
+	T_CHECK(got.rl.tx.suite == 0);	/* wiped */
+	T_CHECK(ho_read_copy(&got, rec, n + 1) == -EINVAL);	/* the 0 after */
+	rec[0] = TLS_HO_VERSION + 1;
+	T_CHECK(ho_read_copy(&got, rec, n) == -EPROTONOSUPPORT);
+	rec[0] = TLS_HO_VERSION;
+	rec[2] = 0x04;				/* suite 0x1304 */
+	T_CHECK(ho_read_copy(&got, rec, n) == -EINVAL);
+	rec[2] = 0x03;
+	rec[3] = 0x80;				/* a flag nobody knows */
+	T_CHECK(ho_read_copy(&got, rec, n) == -EINVAL);
+	rec[3] = TLS_RL_UPDATE_OWED;
+	T_CHECK(ho_read_copy(&got, rec, n) == 0 &&
+		got.rl.flags == TLS_RL_UPDATE_OWED);
+	/* every byte flipped: read as something, or refused */
+	for (i = 0; i < n; i++) {
+		rec[i] ^= 0x41;
+		r = ho_read_copy(&got, rec, n);
+		rec[i] ^= 0x41;
+		if (r && r != -EINVAL && r != -EPROTONOSUPPORT)
+			T_FAIL("byte %zu flipped: %d", i, r);
+		if (!r && (got.part_len > TLS_MAX_RECORD ||
+			   got.out_len > TLS_HO_MAX_OUT))
+			T_FAIL("byte %zu flipped: read past the limits", i);
+	}
+	/* a part that is a whole record would have been opened */
+	part[4] = 2;
+	if (ho_case("whole part", &h, -EINVAL))
+		return 1;
+	part[3] = (TLS_MAX_CIPHER + 1) >> 8;	/* a header past the limit */
+	part[4] = (TLS_MAX_CIPHER + 1) & 0xff;
+	if (ho_case("part too long", &h, -EINVAL))
+		return 1;
+	/* the header alone is not yet known: any 4 bytes may be carried */
+	h.part_len = TLS_HDR_LEN - 1;
+	if (ho_case("part of a header", &h, 0))
+		return 1;
+	/* what cannot be written */
+	h.part = big;
+	h.part_len = sizeof(big);
+	T_CHECK(tls_ho_write(&h, rec, sizeof(rec)) == -EINVAL);
+	h.part_len = 0;
+	h.out_len = TLS_HO_MAX_OUT + 1;
+	T_CHECK(tls_ho_size(&h) == 0 &&
+		tls_ho_write(&h, rec, sizeof(rec)) == -EINVAL);
+	h.out_len = 1;
+	h.rl.rx.suite = TLS_AES_128_GCM_SHA256;	/* two suites */
+	T_CHECK(tls_ho_write(&h, rec, sizeof(rec)) == -EINVAL);
+	memset(&h.rl, 0, sizeof(h.rl));		/* never set up */
+	T_CHECK(tls_ho_write(&h, rec, sizeof(rec)) == -EINVAL);
+	/* an out length past the limit, as read */
+	h.rl = srv;
+	w = tls_ho_write(&h, rec, sizeof(rec));
+	T_CHECK(w > 5);
+	n = (size_t)w;
+	rec[n - 5] = 0xff;		/* out length u32 before its 1 byte */
+	T_CHECK(ho_read_copy(&got, rec, n) == -EINVAL);
+	tls_rl_exit(&c);
+	tls_rl_exit(&srv);
+	return 0;
+}
+
 /* ---- switch-over from a live OpenSSL handshake ---- */
 
 struct secrets {
@@ -822,28 +956,6 @@ static void on_keylog(const SSL *ssl, const char *line)
 
 static EVP_PKEY *pkey;
 static X509 *cert;
-
-/* A self-signed P-256 certificate for "localhost", made here. */
-static int make_cert(void)
-{
-	X509_NAME *name;
-
-	pkey = EVP_EC_gen("P-256");
-	cert = X509_new();
-	T_CHECK(pkey && cert);
-	T_CHECK(X509_set_version(cert, 2) == 1);
-	T_CHECK(ASN1_INTEGER_set(X509_get_serialNumber(cert), 1) == 1);
-	T_CHECK(X509_gmtime_adj(X509_getm_notBefore(cert), -60));
-	T_CHECK(X509_gmtime_adj(X509_getm_notAfter(cert), 3600));
-	T_CHECK(X509_set_pubkey(cert, pkey) == 1);
-	name = X509_get_subject_name(cert);
-	T_CHECK(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-					   (const unsigned char *)"localhost",
-					   -1, -1, 0) == 1);
-	T_CHECK(X509_set_issuer_name(cert, name) == 1);
-	T_CHECK(X509_sign(cert, pkey, EVP_sha256()) > 0);
-	return 0;
-}
 
 /* Moves everything @from holds into @to. */
 static void pump(BIO *from, BIO *to)
@@ -924,6 +1036,96 @@ static int from_client(struct tls_rl *rl, BIO *c_out, const uint8_t *want,
 	if (nrec != records)
 		T_FAIL("%d records from the client, want %d", nrec, records);
 	T_CHECK(got_len == n && !memcmp(got, want, n));
+	return 0;
+}
+
+/* Two tls_dir equal in every field that counts. */
+static bool same_dir(const struct tls_dir *a, const struct tls_dir *b)
+{
+	return a->seq == b->seq && a->suite == b->suite &&
+	       !memcmp(a->secret, b->secret, sizeof(a->secret)) &&
+	       !memcmp(a->key, b->key, sizeof(a->key)) &&
+	       !memcmp(a->iv, b->iv, sizeof(a->iv));
+}
+
+/*
+ * A live hand-over in mid-stream: a record of the client's cut by a read
+ * (@cut bytes of it arrived), our answer sealed with only a third of it
+ * sent. The record layer, the cut record and the unsent bytes go through
+ * tls_ho_write() and tls_ho_read() (an exact-size copy); the old state is
+ * wiped; the new one finishes both and the client reads on unharmed.
+ * Owing the client a KeyUpdate, nothing is sealed first: the debt
+ * crosses, and the caller checks it is paid before the next data.
+ */
+static int hand_over(struct tls_rl *rl, SSL *c, BIO *c_in, BIO *c_out,
+		     size_t cut)
+{
+	static uint8_t rec[TLS_MAX_RECORD], sealed[2 * TLS_MAX_RECORD];
+	static uint8_t pay[3000], ho[TLS_HO_MAX_RL + 3 * TLS_MAX_RECORD];
+	static const char mid[] = "mid-stream, cut by a read";
+	struct iovec iov[2] = { { pay, 1000 }, { pay + 1000, 2000 } };
+	struct tls_ho h = { 0 }, got;
+	bool owed = rl->flags & TLS_RL_UPDATE_OWED;
+	struct tls_rl before;
+	struct tls_rec r;
+	size_t n, m, sent;
+	uint8_t *copy;
+	ssize_t len;
+
+	T_CHECK(RAND_bytes(pay, sizeof(pay)) == 1);
+	T_CHECK(SSL_write(c, mid, sizeof(mid) - 1) == sizeof(mid) - 1);
+	n = drain(c_out, rec, sizeof(rec));
+	T_CHECK(count_records(rec, n) == 1 && cut < n);
+	/* owing a KeyUpdate, nothing is sealed: the debt itself crosses */
+	len = owed ? 0 : tls_seal(rl, ctx, TLS_CT_APPLICATION_DATA, iov, 2,
+				  0, sealed, sizeof(sealed));
+	T_CHECK(len >= 0);
+	m = (size_t)len;
+	sent = m / 3;
+	T_CHECK(BIO_write(c_in, sealed, (int)sent) == (int)sent);
+	before = *rl;
+
+	h.rl = *rl;
+	h.part = rec;
+	h.part_len = cut;
+	h.out = sealed + sent;
+	h.out_len = m - sent;
+	len = tls_ho_write(&h, ho, sizeof(ho));
+	T_CHECK(len > 0 && (size_t)len == tls_ho_size(&h));
+	T_CHECK(tls_ho_write(&h, ho, (size_t)len - 1) == -ENOSPC);
+	/* the old process is gone: nothing of its state is used again */
+	tls_rl_exit(rl);
+	memset(&h, 0, sizeof(h));
+	memset(rec, 0xaa, cut);
+	memset(sealed, 0xaa, m);
+
+	copy = malloc((size_t)len);
+	T_CHECK(copy);
+	memcpy(copy, ho, (size_t)len);
+	OPENSSL_cleanse(ho, (size_t)len);
+	if (tls_ho_read(&got, copy, (size_t)len))
+		T_FAIL("tls_ho_read refused what tls_ho_write wrote");
+	T_CHECK(same_dir(&got.rl.rx, &before.rx) &&
+		same_dir(&got.rl.tx, &before.tx) &&
+		got.rl.flags == before.flags);
+	T_CHECK(got.part_len == cut && got.out_len == m - sent);
+	/* written again, the same bytes */
+	T_CHECK(tls_ho_write(&got, ho, sizeof(ho)) == len &&
+		!memcmp(ho, copy, (size_t)len));
+	*rl = got.rl;
+	/* the rest of our answer, then the rest of the client's record */
+	T_CHECK(BIO_write(c_in, got.out, (int)got.out_len) ==
+		(int)got.out_len);
+	if (!owed && client_reads(c, pay, sizeof(pay)))
+		return 1;
+	/* the cut record's head was carried, its tail is still on the wire */
+	memcpy(ho, got.part, cut);
+	memcpy(ho + cut, rec + cut, n - cut);
+	OPENSSL_cleanse(copy, (size_t)len);
+	free(copy);
+	T_CHECK(tls_open(rl, ctx, ho, n, &r) == (ssize_t)n);
+	T_CHECK(r.type == TLS_CT_APPLICATION_DATA &&
+		r.len == sizeof(mid) - 1 && !memcmp(r.data, mid, r.len));
 	return 0;
 }
 
@@ -1024,11 +1226,17 @@ static int interop(const char *name, uint16_t suite, int tickets, int end)
 	if (send_to_client(&rl, c_in, (const uint8_t *)"HTTP/1.1 101", 12, 0) ||
 	    client_reads(c, (const uint8_t *)"HTTP/1.1 101", 12))
 		goto out;
+	/* handed over: the client's next record cut in its header */
+	if (hand_over(&rl, c, c_in, c_out, 3))
+		goto out;
 
 	/* the client asks for a key update: it gets ours before our data */
 	if (SSL_key_update(c, SSL_KEY_UPDATE_REQUESTED) != 1 ||
 	    SSL_write(c, "ping", 4) != 4 ||
 	    from_client(&rl, c_out, (const uint8_t *)"ping", 4, 2))
+		goto out;
+	/* handed over owing our KeyUpdate, a record cut in its body */
+	if (hand_over(&rl, c, c_in, c_out, TLS_HDR_LEN + 9))
 		goto out;
 	if (!(rl.flags & TLS_RL_UPDATE_OWED) ||
 	    send_to_client(&rl, c_in, (const uint8_t *)"pong", 4, 0) ||
@@ -1120,7 +1328,7 @@ static int test_openssl_switch_over(void)
 				       "TLS_CHACHA20_POLY1305_SHA256" };
 	int i;
 
-	if (make_cert())
+	if (t_make_cert(&cert, &pkey))
 		return 1;
 	for (i = 0; i < 3; i++)
 		if (interop(names[i], all_suites[i], 0, END_CLOSE) ||
@@ -1142,7 +1350,8 @@ int main(void)
 	      test_rfc8448_open() || test_round_trips() ||
 	      test_inner_rules() || test_headers() || test_tampering() ||
 	      test_truncation() || test_key_updates() ||
-	      test_sequence_limits() || test_openssl_switch_over();
+	      test_sequence_limits() || test_ho_records() ||
+	      test_openssl_switch_over();
 	EVP_CIPHER_CTX_free(ctx);
 	return ret ? T_EXIT_FAIL : T_EXIT_PASS;
 }
