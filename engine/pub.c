@@ -333,11 +333,15 @@ static void undo_mail(void *self, unsigned op, void *ptr, int32_t res)
 		struct eng_conn *c = &s->conns[pub->slot];
 
 		if (c->gen == pub->gen && eng_conn_alive(c)) {
-			if (c->kind == ENG_CONN_K_HTTP)
+			if (c->kind == ENG_CONN_K_HTTP) {
+				/* answered: its next request may be read */
+				c->flags &= ~ENG_CONN_F_WAIT;
 				eng_conn_http_reply(s, c, 503, NULL, NULL,
 						    NULL, 0);
-			else
+				eng_conn_resume(s, c);
+			} else {
 				eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
+			}
 		}
 	}
 	free_pub(pub);

@@ -5,7 +5,8 @@ fails (shards and the Redis bridge alike), in turn at once and as the
 failure a refused MSG_RING brings back.  Under that, on two shards,
 with the embedded broker and with Redis, without and with JWT users:
 every subscribe is answered 200 (the interest and its acks are posted
-again), every HTTP publish is answered 200 or 503, unsubscribes and
+again), every HTTP publish is answered 200 or 503 (and a kept
+connection's next request after a 503 is answered too), unsubscribes and
 disconnects go through, no connection is left behind; users are all
 admitted and presence counts them exactly, up and down again, on this
 node and in Redis; and the engine still stops with status 0 (in the
@@ -246,12 +247,43 @@ def publishes_to(eng, chan, n):
     return codes
 
 
+def check_faults_kept(eng):
+    """Publishes on one kept connection: one whose hand-off to the owner
+    failed is answered 503, and the next request on that connection is
+    still read and answered (the channels are spread over both shards,
+    so some hand-offs cross and every third of those fails)."""
+    rng = random.Random(13)
+    conn = rc.http_conn(eng)
+    codes = {}
+    m0 = mail(eng)["failed"]["pub"]
+    try:
+        for i in range(60):
+            try:
+                status, _ = rc.post(conn, "/publish/" + rng.choice(CHANNELS),
+                                    json.dumps({"i": i}))
+            except (TimeoutError, OSError) as err:
+                raise AssertionError("publish %d on the kept connection "
+                                     "(after %s): no answer: %r"
+                                     % (i, codes, err)) from None
+            expect(status in (200, 503), "publish %d: status %d", i, status)
+            codes[status] = codes.get(status, 0) + 1
+    finally:
+        conn.close()
+    print("     kept connection: %s" % codes)
+    expect(codes.get(503, 0) > 0, "no publish failed: %s", codes)
+    expect_eq(codes.get(503, 0), mail(eng)["failed"]["pub"] - m0,
+              "publishes answered 503")
+
+
 def checks(run):
     os.environ["RINGCAST_FAULT_MAIL"] = "3"
     users = ("--auth", "optional", "--jwt-secret", SECRET)
     shard = {"pub", "pub_ack", "deliver", "interest", "interest_ack"}
     with run.section(), rc.Engine(run.exe, "--shards", "2") as eng:
         run.check("faults", check_faults, eng, shard, False, timeout=120)
+    with run.section("publishes on a kept connection"), \
+            rc.Engine(run.exe, "--shards", "2") as eng:
+        run.check("faults-kept", check_faults_kept, eng, timeout=120)
     with run.section("engine with users"), \
             rc.Engine(run.exe, "--shards", "2", *users) as eng:
         run.check("faults-users", check_faults_users, eng,
