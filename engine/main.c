@@ -423,12 +423,14 @@ int main(int argc, char **argv)
 	 * fresh start's handover socket too: a live process there is an
 	 * error, not something to replace.
 	 */
-	if (prepare(&e, &ctl) < 0 || eng_handover_take(&e) < 0 ||
-	    (!e.cfg.take_over[0] && eng_handover_listen(&e, false) < 0) ||
-	    open_listeners(&e, per_ring) < 0) {
+	if (prepare(&e, &ctl) < 0) {
 		eng_opts_exit(&e.cfg);
 		return 1;
 	}
+	if (eng_handover_take(&e) < 0 ||
+	    (!e.cfg.take_over[0] && eng_handover_listen(&e, false) < 0) ||
+	    open_listeners(&e, per_ring) < 0)
+		return stop(&e, &ctl, 0, 1);	/* what prepare() made goes */
 	if (start(&e, &started) < 0)
 		return stop(&e, &ctl, started, 1);
 	announce(&e, per_ring, local_only);
