@@ -41,6 +41,21 @@ static struct eng_buf *ok_response(struct eng_shard *s, struct eng_conn *c)
 	return b;
 }
 
+/* The push frame of a publish to @name (@to), as its kind keeps it. */
+static struct eng_buf *publish_frame(struct eng_shard *s, uint8_t to,
+				     const char *name, size_t len,
+				     const uint8_t *payload, size_t plen,
+				     bool json)
+{
+	if (to == ENG_TO_USER)
+		return eng_pub_user_frame(name, len, payload, plen, json);
+	if (to == ENG_TO_INBOX)
+		return eng_pub_inbox_frame(name, len, payload, plen, json);
+	if (to == ENG_TO_CHANNEL && eng_ns_find(&s->eng->cfg, name, len))
+		return eng_pub_hist_frame(name, len, payload, plen, json);
+	return eng_pub_frame(name, len, payload, plen, json);
+}
+
 static int embedded_publish(struct eng_shard *s, struct eng_conn *c,
 			    uint8_t to, const char *name, size_t len,
 			    const uint8_t *payload, size_t plen, bool json,
@@ -51,14 +66,7 @@ static int embedded_publish(struct eng_shard *s, struct eng_conn *c,
 
 	(void)reword;
 	eng_buf_put(err);	/* sequencing here cannot fail later */
-	if (to == ENG_TO_USER)
-		frame = eng_pub_user_frame(name, len, payload, plen, json);
-	else if (to == ENG_TO_INBOX)
-		frame = eng_pub_inbox_frame(name, len, payload, plen, json);
-	else if (to == ENG_TO_CHANNEL && eng_ns_find(&s->eng->cfg, name, len))
-		frame = eng_pub_hist_frame(name, len, payload, plen, json);
-	else
-		frame = eng_pub_frame(name, len, payload, plen, json);
+	frame = publish_frame(s, to, name, len, payload, plen, json);
 	if (!c && frame) {		/* nobody to answer */
 		eng_pub_inject(&s->mail, frame);
 		return 0;
@@ -73,17 +81,15 @@ static int embedded_publish(struct eng_shard *s, struct eng_conn *c,
 	return eng_publish(s, c, frame, ok);
 }
 
-/* Sequencing here cannot fail once the frame is handed over. */
+/* @fin is told once the channel's owner has sequenced it (or not). */
 static int embedded_publish_fin(struct eng_shard *s, const char *name,
 				size_t len, const uint8_t *payload,
 				size_t plen, eng_pub_fin_fn *fin, void *arg)
 {
-	int ret = embedded_publish(s, NULL, ENG_TO_CHANNEL, name, len, payload,
-				   plen, true, NULL, NULL, NULL);
+	struct eng_buf *frame = publish_frame(s, ENG_TO_CHANNEL, name, len,
+					      payload, plen, true);
 
-	if (!ret)
-		fin(s, arg, 0);
-	return ret;
+	return frame ? eng_publish_fin(s, frame, fin, arg) : -ENOMEM;
 }
 
 static int embedded_user_query(struct eng_shard *s, struct eng_conn *c,

@@ -27,10 +27,13 @@ typedef struct eng_buf *eng_reword_fn(const struct eng_buf *reply, int code,
 				      const char *msg);
 
 /*
- * A counted publish is done: @result 0 (handed to every node), or
- * -errno (not published, or, for -ETIMEDOUT, -ECONNRESET and -EPROTO,
- * may have been: eng_broker_failed_code()). Called on the shard that
- * published, with the @arg it gave.
+ * A counted publish is done: @result 0 (handed to every node; embedded:
+ * sequenced by its channel's owner shard), or -errno (not published,
+ * or, for -ETIMEDOUT, -ECONNRESET and -EPROTO, may have been:
+ * eng_broker_failed_code()). Called on the shard that published, with
+ * the @arg it gave; or with @s NULL and @result 0, on the owner's thread,
+ * for one sequenced whose answer could not go back (the engine stops):
+ * then it only counts, answering nobody.
  */
 typedef void eng_pub_fin_fn(struct eng_shard *s, void *arg, long long result);
 

@@ -140,7 +140,9 @@ static void finish(struct eng_shard *s, struct eng_pub *pub)
 {
 	struct eng_conn *c = &s->conns[pub->slot];
 
-	if (c->gen == pub->gen && eng_conn_alive(c)) {
+	if (pub->fin) {
+		pub->fin(s, pub->arg, 0);
+	} else if (c->gen == pub->gen && eng_conn_alive(c)) {
 		if (c->kind == ENG_CONN_K_HTTP) {
 			c->flags &= ~ENG_CONN_F_WAIT;
 			eng_conn_http_done(s, c, pub->reply);
@@ -232,12 +234,14 @@ static void sequence(struct eng_shard *s, struct eng_pub *pub)
 
 /*
  * Posts @frame (taken over) to the owner of its channel or user, from
- * poster @m; @reply (taken over, may be NULL) waits for the sequencing.
+ * poster @m; @reply (taken over, may be NULL) waits for the sequencing,
+ * or @fin is told of it instead (NULL: the connection is answered).
  * Returns 0, or -ENOMEM after dropping both.
  */
 /* @from: the shard to answer, or ENG_BRIDGE for nobody */
 static int post_pub(struct eng_mailer *m, uint16_t from, struct eng_buf *frame,
-		    struct eng_buf *reply, uint32_t slot, uint32_t gen)
+		    struct eng_buf *reply, uint32_t slot, uint32_t gen,
+		    eng_pub_fin_fn *fin, void *arg)
 {
 	struct eng_pub *pub = eng_mail_alloc(m, sizeof(*pub));
 	unsigned owner = 0;		/* broadcasts: shard 0 */
@@ -259,6 +263,8 @@ static int post_pub(struct eng_mailer *m, uint16_t from, struct eng_buf *frame,
 	pub->gen = gen;
 	pub->from = from;
 	pub->owner = (uint16_t)owner;
+	pub->fin = fin;
+	pub->arg = arg;
 	eng_mail_post(m, owner, ENG_OP_PUB, pub);
 	return 0;
 }
@@ -275,16 +281,22 @@ int eng_publish(struct eng_shard *s, struct eng_conn *c,
 	if (c->kind == ENG_CONN_K_HTTP)
 		c->flags |= ENG_CONN_F_WAIT;
 	ret = post_pub(&s->mail, s->mail.id, frame, reply, eng_slot(s, c),
-		       c->gen);
+		       c->gen, NULL, NULL);
 	if (ret < 0)
 		c->flags &= ~ENG_CONN_F_WAIT;
 	return ret;
 }
 
+int eng_publish_fin(struct eng_shard *s, struct eng_buf *frame,
+		    eng_pub_fin_fn *fin, void *arg)
+{
+	return post_pub(&s->mail, s->mail.id, frame, NULL, 0, 0, fin, arg);
+}
+
 /* On the bridge's thread: @m is its mailer, and nobody waits. */
 void eng_pub_inject(struct eng_mailer *m, struct eng_buf *frame)
 {
-	post_pub(m, ENG_BRIDGE, frame, NULL, 0, 0);
+	post_pub(m, ENG_BRIDGE, frame, NULL, 0, 0, NULL, NULL);
 }
 
 /* ---- mail ---------------------------------------------------------------- */
@@ -310,8 +322,8 @@ static void read_mail(void *self, unsigned op, void *ptr, int32_t res)
 
 /*
  * A PUB never reached its sequencer: the publisher hears of it (503, or
- * 1011 on /ws). From the bridge nobody waits: the message is lost, and
- * counted as a failed post.
+ * 1011 on /ws), or its count's fin does (-EAGAIN, a 503 too). From the
+ * bridge nobody waits: the message is lost, and counted as a failed post.
  */
 static void free_pub(void *ptr)
 {
@@ -328,7 +340,9 @@ static void undo_mail(void *self, unsigned op, void *ptr, int32_t res)
 
 	(void)op;
 	(void)res;
-	if (pub->from != ENG_BRIDGE) {
+	if (pub->fin) {
+		pub->fin(self, pub->arg, -EAGAIN);
+	} else if (pub->from != ENG_BRIDGE) {
 		struct eng_shard *s = self;
 		struct eng_conn *c = &s->conns[pub->slot];
 
@@ -344,6 +358,20 @@ static void undo_mail(void *self, unsigned op, void *ptr, int32_t res)
 			}
 		}
 	}
+	free_pub(pub);
+}
+
+/*
+ * An ack that cannot go back (the engine stops, or no memory to list it
+ * again): its publish was sequenced, so a count waiting for it ends with
+ * 0; here, on the owner's thread, with no shard to answer on.
+ */
+static void free_ack(void *ptr)
+{
+	struct eng_pub *pub = ptr;
+
+	if (pub->fin)
+		pub->fin(NULL, pub->arg, 0);
 	free_pub(pub);
 }
 
@@ -364,7 +392,7 @@ static const struct eng_mail_kind kinds[] = {
 	{ .op = ENG_OP_PUB, .name = "pub", .on_fail = ENG_MAIL_UNDO,
 	  .read = read_mail, .undo = undo_mail, .free = free_pub },
 	{ .op = ENG_OP_PUB_ACK, .name = "pub_ack", .on_fail = ENG_MAIL_RETRY,
-	  .read = read_mail, .free = free_pub, .to = pub_from },
+	  .read = read_mail, .free = free_ack, .to = pub_from },
 	{ .op = ENG_OP_DELIVER, .name = "deliver", .on_fail = ENG_MAIL_LOSE,
 	  .read = read_mail, .free = free_deliver },
 };

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker.h"	/* eng_pub_fin_fn */
 #include "eng.h"
 #include "frame.h"	/* the frames it publishes */
 
@@ -24,6 +25,16 @@
  */
 int eng_publish(struct eng_shard *s, struct eng_conn *c,
 		struct eng_buf *frame, struct eng_buf *reply);
+
+/*
+ * Publishes @frame (its reference taken over) to the owner of its
+ * channel as eng_publish() does, answering nobody: @fin(@s, @arg, 0)
+ * once the owner has sequenced it, or -EAGAIN when the hand-off to the
+ * owner failed; maybe before the return, and only when 0 is returned.
+ * Returns 0, or -ENOMEM after dropping @frame.
+ */
+int eng_publish_fin(struct eng_shard *s, struct eng_buf *frame,
+		    eng_pub_fin_fn *fin, void *arg);
 
 /*
  * On the owner: hands @f to every shard with subscribers of @ch, itself
@@ -51,6 +62,8 @@ struct eng_pub {
 	uint16_t from;			/* the publishing shard, or ENG_BRIDGE */
 	uint16_t owner;
 	uint32_t shards;		/* set by the owner: shards reached */
+	eng_pub_fin_fn *fin;		/* told instead of the connection */
+	void *arg;
 };
 
 /*

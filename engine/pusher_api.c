@@ -7,6 +7,7 @@
  * get, and published to the app's engine channel through the broker.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,10 +169,12 @@ static int read_event(struct eng_shard *s, const char *doc, size_t len,
  * counted when done; the last to end answers the client: {} when all
  * were published, else 503 (or 504 when those that failed may have
  * been) saying how many failed. @left starts at 1, held while they are
- * made, so that one ending at once cannot answer early.
+ * made, so that one ending at once cannot answer early. Atomic, since a
+ * publish whose answer was lost to a stop ends on its owner's thread.
  */
 struct tally {
-	unsigned left, made, failed;
+	atomic_uint left;
+	unsigned made, failed;
 	int status;		/* 503 or 504 once one failed */
 	uint32_t slot, gen;	/* the client */
 	char *ok;		/* the answer when all went: NULL, {} */
@@ -181,7 +184,7 @@ struct tally {
 static void tally_end(struct eng_shard *s, void *arg, long long result)
 {
 	struct tally *t = arg;
-	struct eng_conn *c = &s->conns[t->slot];
+	struct eng_conn *c = s ? &s->conns[t->slot] : NULL;
 	char body[160];
 	int n;
 
@@ -193,7 +196,7 @@ static void tally_end(struct eng_shard *s, void *arg, long long result)
 	}
 	if (--t->left)
 		return;
-	if (c->gen == t->gen && eng_conn_alive(c)) {
+	if (c && c->gen == t->gen && eng_conn_alive(c)) {
 		c->flags &= ~ENG_CONN_F_WAIT;
 		if (t->failed)
 			n = snprintf(body, sizeof(body), "{\"error\":\"%u of %u "

@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import random
+import re
 
 import websockets
 
@@ -31,6 +32,7 @@ import jwtmint
 import rc
 import redisd
 from rc import expect, expect_eq
+from test_pusher import APP, SPEC, batch, trigger
 
 CHANNELS = ["fault%d" % i for i in range(32)]
 CLIENTS = 48
@@ -275,6 +277,48 @@ def check_faults_kept(eng):
               "publishes answered 503")
 
 
+def check_faults_pusher(eng):
+    """Pusher's HTTP API under mailbox failures: an event is answered 200
+    only once each of its channels' publishes was sequenced by the
+    channel's owner shard, and 503 saying how many failed when a
+    hand-off to an owner failed; so the publishes sequenced are exactly
+    those the answers count as made, and the failed ones are the PUB
+    posts that failed."""
+    rng = random.Random(14)
+    published0 = rc.stats(eng)["total"]["published"]
+    failed0 = mail(eng)["failed"]["pub"]
+    codes, made, lost = {}, 0, 0
+    for i in range(60):
+        if i % 10 == 9:     # a batch: one channel an event
+            chans = rng.sample(CHANNELS, 2)
+            status, doc = batch(eng, [{"name": "e", "channel": ch,
+                                       "data": str(i)} for ch in chans],
+                                whole=True)
+        else:               # one channel, or several
+            chans = rng.sample(CHANNELS, 1 if i % 3 else 3)
+            status, doc = trigger(eng, {"name": "e", "channels": chans,
+                                        "data": str(i)})
+        codes[status] = codes.get(status, 0) + 1
+        if status == 200:
+            expect_eq(doc, {}, "event %d: answer" % i)
+            made += len(chans)
+            continue
+        expect_eq(status, 503, "event %d: status (%s)" % (i, doc))
+        m = re.match(r"(\d+) of (\d+) publishes failed: not published",
+                     doc.get("error", ""))
+        expect(m, "event %d: 503 says %s", i, doc)
+        expect_eq(int(m.group(2)), len(chans), "event %d: publishes" % i)
+        made += len(chans) - int(m.group(1))
+        lost += int(m.group(1))
+    print("     pusher events: %s; publishes made %d, failed %d"
+          % (codes, made, lost))
+    expect_eq(rc.stats(eng)["total"]["published"] - published0, made,
+              "publishes sequenced (answered as made)")
+    expect_eq(mail(eng)["failed"]["pub"] - failed0, lost,
+              "failed hand-offs (answered as failed)")
+    expect(codes.get(503, 0) > 0, "no hand-off failed: %s", codes)
+
+
 def checks(run):
     os.environ["RINGCAST_FAULT_MAIL"] = "3"
     users = ("--auth", "optional", "--jwt-secret", SECRET)
@@ -284,6 +328,10 @@ def checks(run):
     with run.section("publishes on a kept connection"), \
             rc.Engine(run.exe, "--shards", "2") as eng:
         run.check("faults-kept", check_faults_kept, eng, timeout=120)
+    with run.section("Pusher's HTTP API"), \
+            rc.Engine(run.exe, "--shards", "2", "--pusher-app",
+                      SPEC % APP) as eng:
+        run.check("faults-pusher", check_faults_pusher, eng, timeout=120)
     with run.section("engine with users"), \
             rc.Engine(run.exe, "--shards", "2", *users) as eng:
         run.check("faults-users", check_faults_users, eng,

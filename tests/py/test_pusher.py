@@ -619,6 +619,29 @@ async def check_batch(eng):
     await ws.close()
 
 
+async def check_answered_delivered(eng):
+    """An event answered 200 was sequenced on each of its channels,
+    whichever shard owns it: published again after that answer, every
+    channel's subscriber gets both events, in that order."""
+    chans = ["answered%d" % i for i in range(4)]
+    ws, _ = await connected(eng)
+    for ch in chans:
+        await ws.send(json.dumps({"event": "pusher:subscribe",
+                                  "data": {"channel": ch}}))
+        ev = await event(ws)
+        expect_eq(ev["event"], "pusher_internal:subscription_succeeded",
+                  "subscribe to %s" % ch)
+    for i in range(2):
+        expect_eq(trigger(eng, {"name": "e", "channels": chans,
+                                "data": str(i)}), (200, {}), "event %d" % i)
+    got = {ch: [] for ch in chans}
+    for _ in range(2 * len(chans)):
+        ev = json.loads(await rc.ws_recv(ws))
+        got[ev["channel"]].append(ev["data"])
+    expect_eq(got, {ch: ["0", "1"] for ch in chans}, "events per channel")
+    await ws.close()
+
+
 def check_queries(engs):
     """The SDK's get() of /channels, /channels/{name} and its /users:
     every node's subscribers counted (with Redis), a prefix filtered,
@@ -856,6 +879,8 @@ def body(run):
                   check_batch, engs[0])
         run.check("HTTP API answers: {} as Pusher's", check_api_answers,
                   engs[-1])
+        run.check("HTTP API: an event answered is delivered, in order",
+                  check_answered_delivered, engs[0])
         run.check("info=subscription_count in events and batches",
                   check_info, engs[0])
         run.check("the SDK's get(): channels, one channel, counts",
