@@ -104,6 +104,7 @@ class Engine:
     def __init__(self, exe, *args, listen="127.0.0.1:0", broker=False):
         self.exe = exe
         args = [str(a) for a in args]
+        self.broker = broker and BROKER != "embedded"
         if broker:
             args += broker_args()
         if "--idle-timeout" not in args:
@@ -151,6 +152,9 @@ class Engine:
             raise AssertionError("engine %s did not print 'listening on"
                                  " ADDR:PORT' (exit status %r)"
                                  % (" ".join(self.argv), rc))
+        if self.broker:	# Redis's links up: else a publish gets 503
+            wait_until("node %d up" % self.port, lambda: api(
+                self, "GET", "/healthz")[0] == 200)
         return self
 
     def _drain(self, pipe, tag):
@@ -296,10 +300,7 @@ def nodes(exe, *args, count=2):
     with contextlib.ExitStack() as stack:
         n = 1 if BROKER == "embedded" else count
         engs = [stack.enter_context(Engine(exe, *args, broker=True))
-                for _ in range(n)]
-        for eng in engs:
-            wait_until("node %d up" % eng.port, lambda: api(
-                eng, "GET", "/healthz")[0] == 200)
+                for _ in range(n)]	# each up: Engine.start() waits
         yield engs * count if n == 1 else engs
 
 
