@@ -56,12 +56,32 @@ const struct eng_endpoint *eng_endpoint_find(const struct eng_shard *s,
 	return NULL;
 }
 
+/* Plain carries nothing of its own in a live hand-over: the socket is all. */
+static int plain_ho_save(struct eng_shard *s, struct eng_conn *c,
+			 struct eng_ho_buf *b)
+{
+	(void)s;
+	(void)c;
+	(void)b;
+	return 0;
+}
+
+static int plain_ho_load(struct eng_shard *s, struct eng_conn *c,
+			 struct eng_ho_rd *r)
+{
+	(void)s;
+	(void)c;
+	return r->len ? -EBADMSG : 0;
+}
+
 /* Plain: the socket's bytes are the connection's own. */
 const struct eng_xport conn__plain = {
 	.name = "plain",
 	.id = ENG_XPORT_PLAIN,
 	.recv = conn__plain_recv,
 	.send = conn__plain_send,
+	.ho_save = plain_ho_save,
+	.ho_load = plain_ho_load,
 };
 
 /* Written before the shards start, read-only after (eng_xport_add). */

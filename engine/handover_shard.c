@@ -22,6 +22,7 @@
 #include "hist.h"
 #include "inbox.h"
 #include "mail.h"
+#include "ud.h"
 
 /* One state record for @s, if it owns the record's channel or user. */
 static int install_one(struct eng_shard *s, uint8_t kind, struct eng_ho_rd *r)
@@ -149,6 +150,199 @@ static void wave(struct eng_shard *s)
 		s->ho_credit = (uint64_t)cfg->drain_rate * ENG_TICK_MS + cost;
 }
 
+/* ---- a live hand-over, the old process's side ---------------------------- */
+
+#define SAVE_WAIT_TICKS	20	/* for the last reads and sends to end */
+
+/* FREEZE, live: every connection that may be carried stops reading. */
+static void quiesce(struct eng_shard *s)
+{
+	size_t words = (s->nr_conns + 63) / 64;
+
+	s->ho_bits = eng_malloc(words * sizeof(uint64_t));
+	s->ho_live = eng_malloc(sizeof(*s->ho_live));
+	if (!s->ho_bits || !s->ho_live) {
+		eng_free(s->ho_bits);
+		eng_free(s->ho_live);
+		s->ho_bits = NULL;
+		s->ho_live = NULL;	/* SAVE finds none: all drained */
+		return;
+	}
+	memset(s->ho_bits, 0, words * sizeof(uint64_t));
+	memset(s->ho_live, 0, sizeof(*s->ho_live));
+	for (uint32_t i = 0; i < s->nr_conns; i++)
+		eng_conn_ho_stop(s, &s->conns[i]);
+}
+
+/* @c's record, its fd asked for; false: it stays, to be drained. */
+static bool save_one(struct eng_shard *s, struct eng_conn *c)
+{
+	struct eng_ho_live *l = s->ho_live;
+	size_t off = l->recs.len;
+	uint32_t slot = eng_slot(s, c);
+
+	if (l->n == l->cap) {
+		uint32_t cap = l->cap ? l->cap * 2 : 256;
+		struct eng_ho_out *v = eng_realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return false;
+		l->v = v;
+		l->cap = cap;
+	}
+	if (eng_conn_ho_save(s, c, &l->recs) < 0)
+		return false;
+	/* the entry's index rides in the gen's place: no lookup */
+	if (ring_fd_install(&s->ring, slot, ring_ud(ENG_OP_HO_FD, slot,
+						    l->n))) {
+		l->recs.len = off;
+		return false;
+	}
+	l->v[l->n++] = (struct eng_ho_out){ slot, -1, (uint32_t)off,
+					    (uint32_t)(l->recs.len - off) };
+	l->pending++;
+	eng_conn_ho_handed(s, c);
+	return true;
+}
+
+/*
+ * SAVE: sends pending are ended first, then, once nothing of the
+ * quiesced connections is on its way (or SAVE_WAIT_TICKS passed), each
+ * is written out; acked once every fd is installed.
+ */
+static void save(struct eng_shard *s, int phase)
+{
+	struct eng_ho_live *l = s->ho_live;
+	bool busy = false;
+
+	if (!l) {
+		ack(s, phase);
+		return;
+	}
+	if (!l->stopped) {
+		for (uint32_t i = 0; i < s->nr_conns; i++)
+			if (eng_conn_ho_quiet(s, &s->conns[i]))
+				eng_conn_ho_stop_send(s, &s->conns[i]);
+		l->stopped = true;
+		return;
+	}
+	if (!l->saved) {
+		for (uint32_t i = 0; i < s->nr_conns && !busy; i++)
+			busy = eng_conn_ho_quiet(s, &s->conns[i]) &&
+			       eng_conn_ho_busy(&s->conns[i]);
+		if (busy && ++l->ticks < SAVE_WAIT_TICKS)
+			return;
+		for (uint32_t i = 0; i < s->nr_conns; i++) {
+			struct eng_conn *c = &s->conns[i];
+
+			if (!eng_conn_ho_quiet(s, c) || save_one(s, c))
+				continue;
+			/* not carried: it serves on, and is drained */
+			eng_conn_ho_resume(s, c);
+			atomic_fetch_add(&s->eng->ho->fallbacks[ENG_HO_FB_CONN],
+					 1);
+		}
+		l->failed = l->recs.err;
+		l->saved = true;
+	}
+	if (!l->pending)
+		ack(s, phase);
+}
+
+void eng_handover_on_fd(struct eng_shard *s, struct ring_cqe *cqe)
+{
+	struct eng_ho_live *l = s->ho_live;
+	uint32_t i = ring_ud_gen(cqe->user_data);
+	struct eng_conn *c;
+
+	if (!l || i >= l->n || l->v[i].fd != -1) {
+		if (cqe->res >= 0)
+			close(cqe->res);	/* the hand-over ended meanwhile */
+		return;
+	}
+	l->pending--;
+	if (cqe->res >= 0) {
+		l->v[i].fd = cqe->res;
+		return;
+	}
+	/* no fd for it (an old kernel): it serves on, and is drained */
+	l->v[i].fd = -2;
+	c = &s->conns[l->v[i].slot];
+	if (c->state == ENG_CONN_HANDED)
+		eng_conn_ho_resume(s, c);
+	atomic_fetch_add(&s->eng->ho->fallbacks[ENG_HO_FB_CONN], 1);
+}
+
+/*
+ * The hand-over's end: @handed (READY came), the connections written out
+ * are the new process's and forgotten here; else everything quiesced
+ * serves on as it was. The thread has closed the fds it sent.
+ */
+static void live_end(struct eng_shard *s, bool handed)
+{
+	struct eng_ho_live *l = s->ho_live;
+
+	for (uint32_t i = 0; s->ho_bits && i < s->nr_conns; i++) {
+		struct eng_conn *c = &s->conns[i];
+
+		if (c->state == ENG_CONN_HANDED && handed)
+			eng_conn_ho_forget(s, c);
+		else if (c->state == ENG_CONN_HANDED || eng_conn_ho_quiet(s, c))
+			eng_conn_ho_resume(s, c);
+	}
+	eng_free(s->ho_bits);
+	s->ho_bits = NULL;
+	if (l && l->pending)
+		return;	/* installs on their way close their fds (on_fd) */
+	if (l) {
+		for (uint32_t i = 0; i < l->n; i++)
+			if (l->v[i].fd >= 0)
+				close(l->v[i].fd);
+		eng_ho_buf_free(&l->recs);
+		eng_free(l->v);
+		eng_free(l);
+	}
+	s->ho_live = NULL;
+}
+
+/* ---- a live hand-over, the new process's side ---------------------------- */
+
+/* The received connections this shard takes: every shards-th one. */
+static void install_conns(struct eng_shard *s)
+{
+	struct eng_handover *ho = s->eng->ho;
+	struct eng_ho_rd r = { ho->crecs.p, ho->crecs.len, 0, false };
+	unsigned idx = 0, shards = s->eng->cfg.shards;
+
+	while (r.off < r.len && idx < ho->ncfds) {
+		uint8_t kind = eng_ho_get_u8(&r);
+		uint32_t len = eng_ho_get_u32(&r);
+		struct eng_ho_rd rec = { eng_ho_get(&r, len), len, 0, false };
+		int fd, slot;
+
+		if (r.err)
+			break;
+		if (kind != ENG_HO_R_CONN)
+			continue;	/* a later kind: skipped whole */
+		if (idx++ % shards != s->id)
+			continue;
+		fd = ho->cfds[idx - 1];
+		ho->cfds[idx - 1] = -1;
+		/* io_uring: a free slot of ours; epoll: the fd's number */
+		while (s->ho_next < s->nr_conns &&
+		       s->conns[s->ho_next].state != ENG_CONN_FREE)
+			s->ho_next++;
+		slot = ring_adopt(&s->ring, fd, s->ho_next);
+		if (slot < 0 || (uint32_t)slot >= s->nr_conns ||
+		    eng_conn_ho_load(s, (uint32_t)slot, &rec) < 0) {
+			atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_CONN], 1);
+			continue;
+		}
+		atomic_fetch_add(&ho->live_conns, 1);
+	}
+	s->ho_next = 0;
+}
+
 int eng_handover_tick(struct eng_shard *s)
 {
 	struct eng_handover *ho = s->eng->ho;
@@ -158,6 +352,14 @@ int eng_handover_tick(struct eng_shard *s)
 		return 0;
 	switch (phase) {
 	case ENG_HO_IDLE:
+		if (atomic_load(&ho->live_go) && !s->ho_conns_in) {
+			/* every shard is up: mail may go anywhere now */
+			install_conns(s);
+			s->ho_conns_in = true;
+			atomic_fetch_add(&ho->live_done, 1);
+		}
+		if (s->ho_bits || s->ho_live)	/* the hand-over failed */
+			live_end(s, false);
 		if ((!s->ho_frozen && !s->ho_noaccept) || atomic_load(&ho->hold))
 			return 0;
 		/* every shard is up, or the take-over failed: serve */
@@ -177,6 +379,8 @@ int eng_handover_tick(struct eng_shard *s)
 		if (!s->ho_frozen) {	/* accepting on: until READY */
 			s->ho_frozen = true;
 			s->ho_credit = 0;
+			if (ho->live)
+				quiesce(s);
 			if (!publishing(s))
 				ack(s, phase);
 			return 0;
@@ -190,9 +394,15 @@ int eng_handover_tick(struct eng_shard *s)
 			ack(s, phase);
 		}
 		return 0;
+	case ENG_HO_SAVE:
+		if (s->ho_done != phase)
+			save(s, phase);
+		return 0;
 	case ENG_HO_DRAIN:
 		if (s->ho_done != phase) {
 			/* the new process accepts now: we stop */
+			if (s->ho_bits || s->ho_live)
+				live_end(s, true);
 			s->ho_noaccept = true;
 			ack(s, phase);
 			return ENG_HO_ACCEPT_OFF;
