@@ -380,6 +380,22 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot, unsigned xp)
 	if (slot >= s->nr_conns)
 		return;		/* cannot happen: the table has nr_conns */
 	c = &s->conns[slot];
+	total = conn__open(s, c, xp);
+	if (!total)
+		return;
+	conn__arm_recv(s, c);
+	if (total > cfg->max_conns) {
+		ENG_STAT_ADD(s, rejected, 1);
+		eng_conn_http_reply(s, c, 503, "Retry-After: 5\r\n", NULL, NULL, 0);
+		return;
+	}
+	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(cfg->handshake_ms));
+}
+
+uint64_t conn__open(struct eng_shard *s, struct eng_conn *c, unsigned xp)
+{
+	uint64_t total;
+
 	/*
 	 * The kernel hands out a slot only after close_direct emptied it,
 	 * so a slot that still looks busy has its close CQE in this batch.
@@ -407,13 +423,7 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot, unsigned xp)
 					  memory_order_relaxed) + 1;
 	if (conn__xport(c)->accept && conn__xport(c)->accept(s, c) < 0) {
 		eng_conn_kill(s, c);	/* over TLS's handshake cap */
-		return;
+		return 0;
 	}
-	conn__arm_recv(s, c);
-	if (total > cfg->max_conns) {
-		ENG_STAT_ADD(s, rejected, 1);
-		eng_conn_http_reply(s, c, 503, "Retry-After: 5\r\n", NULL, NULL, 0);
-		return;
-	}
-	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(cfg->handshake_ms));
+	return total;
 }

@@ -278,10 +278,14 @@ void eng_conn_kill(struct eng_shard *s, struct eng_conn *c);
  * ---- a live hand-over (conn_handover.c, handover.h) ---------------------
  * The old process: eng_conn_ho_stop() quiesces @c (its slot marked in
  * s->ho_bits; false: its endpoint or transport cannot be carried, or it
- * is closing, and it is left as it is): its recv is ended, nothing more is sent (a send pending
- * is ended with eng_conn_ho_stop_send(): what it did not send stays
- * queued), it is still delivered to. eng_conn_ho_busy(): an operation
- * of @c's is still on its way. eng_conn_ho_save() writes @c's record
+ * is closing, and it is left as it is): its recv is ended; it is still
+ * delivered to, and sends until s->ho_mute (a send pending is ended with
+ * eng_conn_ho_stop_send(): what it did not send stays queued).
+ * eng_conn_ho_settled(): @c is somewhere a record can describe (nothing
+ * it asked still out: its transport's and endpoint's ho_save agree,
+ * written to @scratch, which is emptied first); -EAGAIN: not yet,
+ * -EOPNOTSUPP: never. eng_conn_ho_busy(): an operation of @c's is
+ * still on its way. eng_conn_ho_save() writes @c's record
  * (docs/HANDOVER.md: its state, timers, a frame half received, the
  * unsent queue, then its transport's and its endpoint's records):
  * 0, or -EAGAIN / -EOPNOTSUPP when it cannot be carried (then it is
@@ -301,6 +305,8 @@ static inline bool eng_conn_ho_quiet(const struct eng_shard *s,
 
 bool eng_conn_ho_stop(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_ho_stop_send(struct eng_shard *s, struct eng_conn *c);
+int eng_conn_ho_settled(struct eng_shard *s, struct eng_conn *c,
+			struct eng_ho_buf *scratch);
 bool eng_conn_ho_busy(const struct eng_conn *c);
 int eng_conn_ho_save(struct eng_shard *s, struct eng_conn *c,
 		     struct eng_ho_buf *b);
@@ -311,8 +317,10 @@ void eng_conn_ho_forget(struct eng_shard *s, struct eng_conn *c);
 /*
  * The new process: a connection on @slot (its socket now in the ring)
  * from record @r: counted as an accepted one, its state, transport and
- * endpoint loaded, its unsent bytes queued first, its recv and timer
- * armed. Returns 0, or -errno after closing it.
+ * endpoint loaded, its unsent bytes queued first, its timer armed; it is
+ * left quiesced (s->ho_bits, allocated by the caller) until every shard
+ * has registered its subscriptions, then eng_conn_ho_resume() starts its
+ * reads and sends. Returns 0, or -errno after closing it.
  */
 int eng_conn_ho_load(struct eng_shard *s, uint32_t slot,
 		     struct eng_ho_rd *r);

@@ -102,9 +102,28 @@ static bool carriable(const struct eng_conn *c)
 		return false;
 	if (c->state == ENG_CONN_WS)
 		return true;
-	/* HTTP between requests: nothing read of the next one yet */
+	/* HTTP between requests (its last answer may be queued still) */
 	return c->state == ENG_CONN_HTTP && c->kind == ENG_CONN_K_HTTP &&
-	       !c->sq_head && (!rx || rx->plen == rx->poff);
+	       (!rx || rx->plen == rx->poff);
+}
+
+int eng_conn_ho_settled(struct eng_shard *s, struct eng_conn *c,
+			struct eng_ho_buf *scratch)
+{
+	const struct eng_endpoint *ep = conn__endpoint(c);
+	const struct eng_xport *x = conn__xport(c);
+	int ret;
+
+	if (!ep->ho_save || !x->ho_save)
+		return -EOPNOTSUPP;
+	if (!carriable(c))
+		return -EAGAIN;
+	scratch->len = 0;
+	ret = x->ho_save(s, c, scratch);
+	scratch->len = 0;
+	if (ret == 0)
+		ret = ep->ho_save(s, c, scratch);
+	return ret == -EOPNOTSUPP ? ret : ret < 0 ? -EAGAIN : 0;
 }
 
 int eng_conn_ho_save(struct eng_shard *s, struct eng_conn *c,
@@ -268,10 +287,10 @@ int eng_conn_ho_load(struct eng_shard *s, uint32_t slot,
 	nq = eng_ho_get_u32(r);
 	qp = eng_ho_get(r, nq);
 	/* counted and set up as an accepted one, so that any end is clean */
-	eng_conn_accepted(s, slot, xp < ENG_XPORTS ? xp : ENG_XPORT_PLAIN);
-	if (c->state != ENG_CONN_HTTP)
+	if (!conn__open(s, c, xp < ENG_XPORTS ? xp : ENG_XPORT_PLAIN))
 		return -ENOMEM;		/* the transport refused it: closed */
-	eng_timer_del(s, c);
+	/* it reads and sends once every shard has registered its own */
+	mark(s, c, true);
 	if (r->err || (state != ENG_CONN_WS && state != ENG_CONN_HTTP) ||
 	    kind >= ENG_CONN_KINDS || !conn__endpoints[kind] ||
 	    xp >= ENG_XPORTS || !conn__xports[xp] || deflate > 3 ||
@@ -313,9 +332,9 @@ int eng_conn_ho_load(struct eng_shard *s, uint32_t slot,
 		eng_conn_feed(s, c, copy, nrx);
 		eng_free(copy);
 	}
-	conn__flush(s, c);
 	return 0;
 fail:
+	mark(s, c, false);
 	eng_conn_kill(s, c);
 	return ret;
 }

@@ -25,7 +25,7 @@ void conn__flush(struct eng_shard *s, struct eng_conn *c)
 {
 	/* quiesced for a hand-over: what is queued stays, to be carried */
 	if ((c->flags & ENG_CONN_F_SEND) || c->state == ENG_CONN_DEAD ||
-	    eng_conn_ho_quiet(s, c))
+	    (s->ho_mute && eng_conn_ho_quiet(s, c)))
 		return;
 	if (xport_send(s, c))
 		return;		/* on its way, or the connection died */

@@ -262,8 +262,10 @@ struct eng_shard {
 	uint32_t ho_next;		/* drain: the slot the next wave starts at */
 	void *ho_dump;			/* owned: its state (struct eng_ho_buf) */
 	uint64_t *ho_bits;		/* live hand-over: slots quiesced, or NULL */
+	bool ho_mute;			/* ... and they send no more */
 	struct eng_ho_live *ho_live;	/* ... what it writes (handover.h) */
-	bool ho_conns_in;		/* ... new process: its share installed */
+	uint8_t ho_conns_in;		/* ... new process: its share's step */
+	uint16_t ho_wait;		/* ... ticks waited for registrations */
 	uint32_t stop_tick;		/* force-close deadline */
 	struct eng_stats stats;
 	struct eng_chans chans;

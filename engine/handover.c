@@ -52,7 +52,7 @@ int eng_ho_send(int fd, uint8_t type, const void *body, size_t len,
 	struct iovec iov[2] = { { head, 5 }, { (void *)body, len } };
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
 
-	if (len >= ENG_HO_MAX_MSG || nfds > ENG_HO_MAX_FDS)
+	if (len >= ENG_HO_MAX_RECV || nfds > ENG_HO_MAX_FDS)
 		return -EMSGSIZE;
 	if (nfds) {
 		struct cmsghdr *cm;
@@ -139,7 +139,7 @@ int eng_ho_recv(int fd, uint8_t *type, struct eng_ho_buf *body, int *fds,
 		return ret;
 	len = (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 |
 	      (uint32_t)head[2] << 8 | head[3];
-	if (len == 0 || len > ENG_HO_MAX_MSG)
+	if (len == 0 || len > ENG_HO_MAX_RECV)
 		return -EBADMSG;
 	*type = head[4];
 	len--;

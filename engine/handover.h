@@ -32,7 +32,9 @@
 #define ENG_HO_PROTO		1	/* message framing and hello */
 #define ENG_HO_STATE		1	/* the state records' format */
 #define ENG_HO_LIVE		1	/* the connection records' format */
-#define ENG_HO_MAX_MSG		(4u << 20)	/* bytes in one message */
+#define ENG_HO_MAX_MSG		(4u << 20)	/* bytes in one message... */
+#define ENG_HO_MAX_REC		(64u << 20)	/* ... but CONNS of one record */
+#define ENG_HO_MAX_RECV		(ENG_HO_MAX_REC + 4096)	/* accepted */
 #define ENG_HO_MAX_FDS		253	/* SCM_MAX_FD: fds in one message */
 #define ENG_HO_FRAME_MIN	64	/* bytes: no kept push frame is shorter */
 
@@ -199,7 +201,7 @@ int eng_ho_send(int fd, uint8_t type, const void *body, size_t len,
  * Receives one message: its type in *@type, its body in @body (emptied
  * first), the fds that came with it in @fds (at most ENG_HO_MAX_FDS,
  * *@nfds of them, the caller's to close). Returns 0, -EPIPE when the
- * peer closed, -EBADMSG for a message over ENG_HO_MAX_MSG, or -errno.
+ * peer closed, -EBADMSG for a message over ENG_HO_MAX_RECV, or -errno.
  */
 int eng_ho_recv(int fd, uint8_t *type, struct eng_ho_buf *body, int *fds,
 		unsigned *nfds);
@@ -267,7 +269,8 @@ struct eng_handover {
 	int *cfds;			/* ... their fds, one each, owned */
 	unsigned ncfds;
 	atomic_bool live_go;		/* new: shards install theirs now */
-	atomic_uint live_done;		/* ... shards that did */
+	atomic_uint live_done;		/* ... shards whose are registered */
+	atomic_uint live_armed;		/* ... shards whose read and send */
 };
 
 /*

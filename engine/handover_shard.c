@@ -23,6 +23,7 @@
 #include "inbox.h"
 #include "mail.h"
 #include "ud.h"
+#include "user.h"
 
 /* One state record for @s, if it owns the record's channel or user. */
 static int install_one(struct eng_shard *s, uint8_t kind, struct eng_ho_rd *r)
@@ -192,6 +193,11 @@ static bool save_one(struct eng_shard *s, struct eng_conn *c)
 	}
 	if (eng_conn_ho_save(s, c, &l->recs) < 0)
 		return false;
+	/* one record goes in one message: a larger queue is drained */
+	if (l->recs.len - off > ENG_HO_MAX_REC) {
+		l->recs.len = off;
+		return false;
+	}
 	/* the entry's index rides in the gen's place: no lookup */
 	if (ring_fd_install(&s->ring, slot, ring_ud(ENG_OP_HO_FD, slot,
 						    l->n))) {
@@ -220,6 +226,19 @@ static void save(struct eng_shard *s, int phase)
 		return;
 	}
 	if (!l->stopped) {
+		/* what they asked is answered first (a history read, ...) */
+		struct eng_ho_buf scratch = { 0 };
+		bool waits = false;
+
+		for (uint32_t i = 0; i < s->nr_conns && !waits; i++)
+			waits = eng_conn_ho_quiet(s, &s->conns[i]) &&
+				eng_conn_ho_settled(s, &s->conns[i],
+						    &scratch) == -EAGAIN;
+		eng_ho_buf_free(&scratch);
+		if (waits && ++l->ticks < SAVE_WAIT_TICKS)
+			return;
+		l->ticks = 0;
+		s->ho_mute = true;
 		for (uint32_t i = 0; i < s->nr_conns; i++)
 			if (eng_conn_ho_quiet(s, &s->conns[i]))
 				eng_conn_ho_stop_send(s, &s->conns[i]);
@@ -292,6 +311,7 @@ static void live_end(struct eng_shard *s, bool handed)
 	}
 	eng_free(s->ho_bits);
 	s->ho_bits = NULL;
+	s->ho_mute = false;
 	if (l && l->pending)
 		return;	/* installs on their way close their fds (on_fd) */
 	if (l) {
@@ -306,6 +326,70 @@ static void live_end(struct eng_shard *s, bool handed)
 }
 
 /* ---- a live hand-over, the new process's side ---------------------------- */
+
+static void install_conns(struct eng_shard *s);
+
+/* Whether @s's installed connections' channels and users are registered. */
+static bool registered(struct eng_shard *s)
+{
+	for (uint32_t i = 0; i < s->nr_conns; i++) {
+		const struct eng_conn *c = &s->conns[i];
+
+		if (!eng_conn_ho_quiet(s, c) || !eng_conn_alive(c))
+			continue;
+		/* a user counted by its owner (push.c's rejoin) */
+		if (c->kind == ENG_CONN_K_PUSH && c->auth &&
+		    !(c->flags & ENG_CONN_F_ADMITTED))
+			return false;
+		for (const struct eng_sub *sub = c->subs; sub; sub = sub->cnext)
+			if (sub->chan->name[0] != ENG_USER_MARK &&
+			    (sub->chan->pending || !sub->chan->registered))
+				return false;
+	}
+	return true;
+}
+
+#define REGISTER_TICKS	50	/* at most, for the owners' answers */
+
+/*
+ * The new process, every tick once all shards are up: this shard's
+ * share installed (quiesced); once its subscriptions are registered,
+ * counted; once every shard's are, its connections read and send: a
+ * publish read before then could miss a subscriber of another shard.
+ */
+static void live_in(struct eng_shard *s)
+{
+	struct eng_handover *ho = s->eng->ho;
+
+	switch (s->ho_conns_in) {
+	case 0:
+		s->ho_bits = eng_malloc((s->nr_conns + 63) / 64 * 8);
+		if (s->ho_bits)
+			memset(s->ho_bits, 0, (s->nr_conns + 63) / 64 * 8);
+		install_conns(s);
+		s->ho_conns_in = 1;
+		return;
+	case 1:
+		if (!registered(s) && ++s->ho_wait < REGISTER_TICKS)
+			return;
+		atomic_fetch_add(&ho->live_done, 1);
+		s->ho_conns_in = 2;
+		return;
+	case 2:
+		if (atomic_load(&ho->live_done) < s->eng->cfg.shards)
+			return;
+		for (uint32_t i = 0; s->ho_bits && i < s->nr_conns; i++)
+			if (eng_conn_ho_quiet(s, &s->conns[i]))
+				eng_conn_ho_resume(s, &s->conns[i]);
+		eng_free(s->ho_bits);
+		s->ho_bits = NULL;
+		s->ho_conns_in = 3;
+		atomic_fetch_add(&ho->live_armed, 1);
+		return;
+	default:
+		return;
+	}
+}
 
 /* The received connections this shard takes: every shards-th one. */
 static void install_conns(struct eng_shard *s)
@@ -352,13 +436,13 @@ int eng_handover_tick(struct eng_shard *s)
 		return 0;
 	switch (phase) {
 	case ENG_HO_IDLE:
-		if (atomic_load(&ho->live_go) && !s->ho_conns_in) {
-			/* every shard is up: mail may go anywhere now */
-			install_conns(s);
-			s->ho_conns_in = true;
-			atomic_fetch_add(&ho->live_done, 1);
+		if (atomic_load(&ho->live_go)) {
+			live_in(s);
+			if (s->ho_conns_in < 3)
+				return 0;	/* accept once they all run */
 		}
-		if (s->ho_bits || s->ho_live)	/* the hand-over failed */
+		/* the old process: the hand-over failed */
+		if ((s->ho_bits && s->ho_frozen) || s->ho_live)
 			live_end(s, false);
 		if ((!s->ho_frozen && !s->ho_noaccept) || atomic_load(&ho->hold))
 			return 0;
@@ -379,11 +463,19 @@ int eng_handover_tick(struct eng_shard *s)
 		if (!s->ho_frozen) {	/* accepting on: until READY */
 			s->ho_frozen = true;
 			s->ho_credit = 0;
-			if (ho->live)
-				quiesce(s);
 			if (!publishing(s))
 				ack(s, phase);
-			return 0;
+			if (!ho->live)
+				return 0;
+			/*
+			 * Live: what is open stops reading, and new clients
+			 * wait in the listeners' queue for the new process
+			 * (the sockets are shared): one accepted now would
+			 * only be drained.
+			 */
+			quiesce(s);
+			s->ho_noaccept = true;
+			return ENG_HO_ACCEPT_OFF;
 		}
 		if (s->ho_done != phase && !publishing(s))
 			ack(s, phase);

@@ -335,7 +335,7 @@ int eng_handover_taken(struct eng *e)
 	eng_ho_buf_free(&ho->state);
 	/* READY means every connection resumed: wait for the shards' ticks */
 	for (unsigned i = 0; ho->ncfds && i < LIVE_WAIT_MS / 10 &&
-	     atomic_load(&ho->live_done) < e->cfg.shards; i++)
+	     atomic_load(&ho->live_armed) < e->cfg.shards; i++)
 		poll(NULL, 0, 10);
 	for (unsigned i = 0; i < ho->ncfds; i++)	/* none took them */
 		if (ho->cfds[i] >= 0)
