@@ -24,8 +24,8 @@
   socket (an HTTP request, a hello without the magic) is counted and
   the old process serves on.
 - redis (the redis axis alone): the state is Redis's and not sent
-  (fallbacks.broker); a client drained with 1012 recovers from Redis on
-  the new process.
+  (fallbacks.broker), live mode is refused (fallbacks.live); a client
+  drained with 1012 recovers from Redis on the new process.
 - version: an old process (played by this script) whose state format
   the new binary does not read: the new one serves on the listener it
   was given, installs nothing, counts it (state_version), a recovery
@@ -543,6 +543,9 @@ async def check_redis(exe, d):
             ho = rc.stats(new)["handover"]
             expect_eq((ho["fallbacks"]["broker"], ho["histories"]), (1, 0),
                       "state left in Redis")
+            # live asked (the default): Redis's, so a drain (HANDOVER.md)
+            expect_eq((ho["mode"], ho["fallbacks"]["live"]), ("drain", 1),
+                      "live refused with Redis")
 
 
 def checks(run):

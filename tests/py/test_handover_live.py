@@ -23,8 +23,8 @@
 - version: a new process (this script) that reads another connection
   format: the old one drains instead (level 1, close 1012), says why,
   counts it.
-- redis (the redis axis alone): live asked with Redis as the broker:
-  a drain instead, counted (docs/HANDOVER.md says why).
+Live asked with Redis as the broker is a drain instead, counted:
+test_handover-redis checks it.
 """
 
 import asyncio
@@ -329,30 +329,8 @@ async def check_version(exe, d):
         expect("format 99" in old.output(), "the log says why")
 
 
-async def check_redis(exe, d):
-    sock = os.path.join(d, "redis.sock")
-    loop = asyncio.get_running_loop()
-    with rc.Engine(exe, *args(sock), broker=True) as old:
-        await rc.healthy(old)
-        ws = await rc.ws_connect(old.url("/ws"))
-        r = await rc.ws_command(ws, "subscribe", 1, channels=["h:r"])
-        expect_eq(r["code"], 200, "subscribe")
-        new = rc.Engine(exe, *args(sock, "--take-over", sock), broker=True,
-                        listen="127.0.0.1:%d" % old.port)
-        with new:
-            expect_eq((await rc.ws_await_close(ws, 60))[0], 1012, "drained")
-            expect_eq(await loop.run_in_executor(None, old.wait, 120), 0,
-                      "the old process's exit status")
-            ho = rc.stats(new)["handover"]
-            expect_eq((ho["mode"], ho["fallbacks"]["live"]), ("drain", 1),
-                      "live refused with Redis")
-
-
 def checks(run):
     with tempfile.TemporaryDirectory() as d:
-        if rc.only_on("redis"):
-            run.check("redis", check_redis, run.exe, d)
-            return
         run.check("live", check_live, run.exe, d, timeout=300)
         run.check("partial", check_partial, run.exe, d)
         run.check("crash", check_crash, run.exe, d)
