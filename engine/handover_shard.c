@@ -81,13 +81,20 @@ unsigned eng_handover_install(struct eng_shard *s)
 	return got;
 }
 
-/* Whether a publish of one of @s's clients still waits for its answer. */
+/*
+ * Whether a publish of one of @s's clients still waits for its answer,
+ * or (live) a quiesced connection's recv has not ended yet: what it
+ * still reads is done before the state is written.
+ */
 static bool publishing(const struct eng_shard *s)
 {
-	for (uint32_t i = 0; i < s->nr_conns; i++)
-		if (s->conns[i].state != ENG_CONN_FREE &&
-		    (s->conns[i].flags & ENG_CONN_F_WAIT))
+	for (uint32_t i = 0; i < s->nr_conns; i++) {
+		const struct eng_conn *c = &s->conns[i];
+
+		if (c->state != ENG_CONN_FREE && ((c->flags & ENG_CONN_F_WAIT) ||
+		    ((c->flags & ENG_CONN_F_RECV) && eng_conn_ho_quiet(s, c))))
 			return true;
+	}
 	return false;
 }
 
@@ -463,15 +470,17 @@ int eng_handover_tick(struct eng_shard *s)
 		if (!s->ho_frozen) {	/* accepting on: until READY */
 			s->ho_frozen = true;
 			s->ho_credit = 0;
-			if (!publishing(s))
-				ack(s, phase);
-			if (!ho->live)
+			if (!ho->live) {
+				if (!publishing(s))
+					ack(s, phase);
 				return 0;
+			}
 			/*
 			 * Live: what is open stops reading, and new clients
 			 * wait in the listeners' queue for the new process
 			 * (the sockets are shared): one accepted now would
-			 * only be drained.
+			 * only be drained. Acked on a later tick, once the
+			 * recvs have ended.
 			 */
 			quiesce(s);
 			s->ho_noaccept = true;
