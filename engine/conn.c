@@ -384,6 +384,9 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot, unsigned xp)
 	if (!total)
 		return;
 	conn__arm_recv(s, c);
+	/* accepted as a live hand-over's quiesce began: it goes too */
+	if (s->ho_bits)
+		eng_conn_ho_stop(s, c);
 	if (total > cfg->max_conns) {
 		ENG_STAT_ADD(s, rejected, 1);
 		eng_conn_http_reply(s, c, 503, "Retry-After: 5\r\n", NULL, NULL, 0);

@@ -266,6 +266,7 @@ struct eng_shard {
 	struct eng_ho_live *ho_live;	/* ... what it writes (handover.h) */
 	uint8_t ho_conns_in;		/* ... new process: its share's step */
 	uint16_t ho_wait;		/* ... ticks waited for registrations */
+	unsigned ho_idle_gen;		/* hand-over: the last failure it saw */
 	uint32_t stop_tick;		/* force-close deadline */
 	struct eng_stats stats;
 	struct eng_chans chans;

@@ -244,6 +244,7 @@ struct eng_handover {
 	bool thread_up;			/* ... started: join it at the stop */
 	atomic_int phase;		/* ENG_HO_*: shards follow it */
 	atomic_uint acked;		/* shards done with the phase */
+	atomic_uint idle_gen;		/* failures: shards ack each one's IDLE */
 	atomic_bool restarting;		/* closes say 1012 / 4200 */
 	atomic_bool exiting;		/* the process stops: thread, end */
 	atomic_int cfd;			/* the take-over's connection, or -1 */

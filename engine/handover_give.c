@@ -468,6 +468,23 @@ static void drain(struct eng *e)
 		(unsigned long long)atomic_load(&ho->confirm_ms));
 }
 
+/*
+ * A take-over failed: the shards serve on as before, and the next one
+ * is taken only once each has resumed what it had quiesced.
+ */
+static void resume(struct eng *e)
+{
+	struct eng_handover *ho = e->ho;
+	uint64_t until = now_ms() + WAIT_ACK_MS;
+
+	atomic_store(&ho->acked, 0);
+	atomic_fetch_add(&ho->idle_gen, 1);
+	atomic_store(&ho->phase, ENG_HO_IDLE);
+	while (atomic_load(&ho->acked) < e->cfg.shards &&
+	       now_ms() < until && !atomic_load(&ho->exiting))
+		poll(NULL, 0, ENG_TICK_MS / 2);
+}
+
 static void *serve(void *arg)
 {
 	struct eng *e = arg;
@@ -502,7 +519,7 @@ static void *serve(void *arg)
 			drain(e);
 		} else {
 			atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_PEER], 1);
-			atomic_store(&ho->phase, ENG_HO_IDLE);
+			resume(e);
 			fprintf(stderr, "ringcast: hand-over: failed before the "
 				"new process accepted (%s): serving on\n",
 				strerror(-ret));

@@ -104,6 +104,20 @@ static void ack(struct eng_shard *s, int phase)
 	atomic_fetch_add(&s->eng->ho->acked, 1);
 }
 
+/*
+ * Serving as before a failed hand-over: acked once per failure, so that
+ * the next take-over starts only once every shard resumed its own.
+ */
+static void idle_ack(struct eng_shard *s)
+{
+	unsigned g = atomic_load(&s->eng->ho->idle_gen);
+
+	if (s->ho_idle_gen == g)
+		return;
+	s->ho_idle_gen = g;
+	atomic_fetch_add(&s->eng->ho->acked, 1);
+}
+
 /* Writes @s's histories and inboxes out, for the thread to send. */
 static void dump(struct eng_shard *s)
 {
@@ -264,6 +278,10 @@ static void save(struct eng_shard *s, int phase)
 			if (!eng_conn_ho_quiet(s, c) || save_one(s, c))
 				continue;
 			/* not carried: it serves on, and is drained */
+			fprintf(stderr, "ringcast: hand-over: shard %u: slot %u "
+				"(state %u, kind %u, flags 0x%x%s) not carried: "
+				"drained\n", s->id, i, c->state, c->kind,
+				c->flags, c->rx ? ", bytes held" : "");
 			eng_conn_ho_resume(s, c);
 			atomic_fetch_add(&s->eng->ho->fallbacks[ENG_HO_FB_CONN],
 					 1);
@@ -451,8 +469,10 @@ int eng_handover_tick(struct eng_shard *s)
 		/* the old process: the hand-over failed */
 		if ((s->ho_bits && s->ho_frozen) || s->ho_live)
 			live_end(s, false);
-		if ((!s->ho_frozen && !s->ho_noaccept) || atomic_load(&ho->hold))
+		if ((!s->ho_frozen && !s->ho_noaccept) || atomic_load(&ho->hold)) {
+			idle_ack(s);
 			return 0;
+		}
 		/* every shard is up, or the take-over failed: serve */
 		if (s->ho_dump) {	/* written, never collected */
 			eng_ho_buf_free(s->ho_dump);
@@ -461,6 +481,7 @@ int eng_handover_tick(struct eng_shard *s)
 		}
 		s->ho_frozen = s->ho_noaccept = false;
 		s->ho_done = ENG_HO_IDLE;
+		idle_ack(s);
 		/* a new process on epoll may have made it non-blocking */
 		if (!s->eng->cfg.epoll && s->listen_fd >= 0)
 			fcntl(s->listen_fd, F_SETFL,

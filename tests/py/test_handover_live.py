@@ -17,9 +17,11 @@
   hand-over, the rest: it is answered) and a send queue half sent (a
   client that does not read, 6 MiB published to it, reads after: every
   message whole and in order).
-- crash: a new process (this script) that takes the connections' fds
-  and records and dies before READY: the old one serves on, its client
-  unaffected (a publish reaches it, a command is answered).
+- crash: a new process (this script) that dies in the middle of the
+  connections (at the first of two CONNS messages), then one that takes
+  them all and dies before READY: the old one serves on, its clients
+  unaffected (a publish reaches the /ws one, its user push too, a
+  command is answered; kept-alive HTTP ones answer).
 - version: a new process (this script) that reads another connection
   format: the old one drains instead (level 1, close 1012), says why,
   counts it.
@@ -258,10 +260,11 @@ async def check_partial(exe, d):
         slow.close()
 
 
-def fake_new(sock, live, ready):
+def fake_new(sock, live, ready, die_at=None):
     """A new process of this script's: hello asking live (format @live),
     everything the old one sends read (fds closed); READY when @ready,
-    else it dies. Returns the types received and the fds' count."""
+    else it dies (at the first message of type @die_at, if given).
+    Returns the types received and the fds' count."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(rc.READY_TIMEOUT)
     s.connect(sock)
@@ -276,12 +279,20 @@ def fake_new(sock, live, ready):
             nfds += len(fds)
         for f in fds:
             os.close(f)
-        if t == 4:
+        if t == 4 or t == die_at:
             break
     if ready:
         send(s, 5, struct.pack(">III", 2, 0, 0))
     s.close()
     return types, nfds, mode
+
+
+def get(conn):
+    """GET /healthz on keep-alive @conn: its status."""
+    conn.request("GET", "/healthz")
+    r = conn.getresponse()
+    r.read()
+    return r.status
 
 
 async def check_crash(exe, d):
@@ -292,13 +303,26 @@ async def check_crash(exe, d):
             "Authorization": "Bearer " + token("crash")})
         r = await rc.ws_command(ws, "subscribe", 1, channels=["h:crash"])
         expect_eq(r["code"], 200, "subscribe")
-        types, nfds, mode = await loop.run_in_executor(
-            None, fake_new, sock, 1, False)
-        expect_eq((mode, 7 in types, nfds >= 1), (1, True, True),
-                  "live: the connections sent, %s" % types)
-        await rc.await_state("the old process counting the loss",
-                             lambda: rc.stats(old)["handover"]["fallbacks"]
-                             ["peer_lost"], lambda v: v == 1)
+        # idle HTTP connections: more than one CONNS message's 253 fds
+        idle = [rc.http_conn(old) for _ in range(300)]
+        for c in idle:
+            expect_eq(get(c), 200, "healthz")
+        # dies at the first CONNS, then after all of them: before READY
+        for n, die_at in enumerate((7, None)):
+            types, nfds, mode = await loop.run_in_executor(
+                None, fake_new, sock, 1, False, die_at)
+            expect_eq((mode, 7 in types), (1, True),
+                      "live: connections sent, %s" % types)
+            expect(nfds == 253 if die_at else nfds > 300,
+                   "fds received: %d", nfds)
+            await rc.await_state("the old process counting the loss",
+                                 lambda: rc.stats(old)["handover"]
+                                 ["fallbacks"]["peer_lost"],
+                                 lambda v, n=n: v == n + 1)
+        for c in idle[::30]:	# the same connections, served on
+            expect_eq(get(c), 200, "an idle one after")
+        for c in idle:
+            c.close()
         rc.post_many(old, "/publish/h:crash", [json.dumps({"n": 0})], key=KEY)
         m = json.loads(await rc.ws_recv(ws))
         expect_eq((m["cmd"], m["data"]), ("push", {"n": 0}),
