@@ -28,6 +28,7 @@
 #include "auth.h"
 #include "chan.h"
 #include "conn.h"
+#include "handover.h"
 #include "json.h"
 #include "hs.h"
 #include "timer.h"
@@ -461,4 +462,76 @@ bool eng_auth_token(const struct hs_str *query, const struct hs_str *authz,
 	*tok = NULL;
 	*len = 0;
 	return false;
+}
+
+void eng_auth_ho_save(struct eng_ho_buf *b, const struct eng_auth *a)
+{
+	eng_ho_put_u8(b, a != NULL);
+	if (!a)
+		return;
+	eng_ho_put_u64(b, (uint64_t)a->exp);
+	eng_ho_put_u8(b, a->uid_len);
+	eng_ho_put(b, a->uid, a->uid_len);
+	eng_ho_put_u8(b, a->app_len);
+	eng_ho_put(b, a->app, a->app_len);
+	eng_ho_put_u8(b, a->has_chans);
+	eng_ho_put_u16(b, a->npat);
+	for (unsigned i = 0; i < a->npat; i++) {
+		size_t n = strlen(a->pat[i]);
+
+		eng_ho_put_u8(b, (uint8_t)n);
+		eng_ho_put(b, a->pat[i], n);
+	}
+}
+
+int eng_auth_ho_load(struct eng_ho_rd *r, struct eng_auth **out)
+{
+	const char *uid, *app, *pat[ENG_MAX_PATTERNS];
+	uint8_t plen[ENG_MAX_PATTERNS], ulen, alen, chans;
+	struct eng_auth *a;
+	size_t blob = 0, off = 0;
+	uint16_t npat;
+	int64_t exp;
+
+	*out = NULL;
+	if (!eng_ho_get_u8(r))
+		return r->err ? -EBADMSG : 0;
+	exp = (int64_t)eng_ho_get_u64(r);
+	ulen = eng_ho_get_u8(r);
+	uid = (const char *)eng_ho_get(r, ulen);
+	alen = eng_ho_get_u8(r);
+	app = (const char *)eng_ho_get(r, alen);
+	chans = eng_ho_get_u8(r);
+	npat = eng_ho_get_u16(r);
+	if (r->err || !uid || !uid_ok(uid, ulen) || npat > ENG_MAX_PATTERNS ||
+	    (alen && !app_ok(app, alen)))
+		return -EBADMSG;
+	for (unsigned i = 0; i < npat; i++) {
+		plen[i] = eng_ho_get_u8(r);
+		pat[i] = (const char *)eng_ho_get(r, plen[i]);
+		if (r->err || !pattern_ok(pat[i], plen[i]))
+			return -EBADMSG;
+		blob += plen[i] + 1u;
+	}
+	a = eng_malloc(sizeof(*a) + npat * sizeof(a->pat[0]) + blob);
+	if (!a)
+		return -ENOMEM;
+	memset(a, 0, sizeof(*a));
+	a->exp = exp;
+	a->uid_len = ulen;
+	memcpy(a->uid, uid, ulen);
+	a->app_len = alen;
+	memcpy(a->app, app, alen);
+	a->has_chans = chans != 0;
+	a->npat = npat;
+	for (unsigned i = 0; i < npat; i++) {
+		char *dst = (char *)&a->pat[npat] + off;
+
+		memcpy(dst, pat[i], plen[i]);
+		dst[plen[i]] = '\0';
+		a->pat[i] = dst;
+		off += plen[i] + 1u;
+	}
+	*out = a;
+	return 0;
 }

@@ -60,6 +60,18 @@ int eng_auth_verify(struct eng_shard *s, const char *tok, size_t len,
 bool eng_auth_channel_ok(const struct eng_auth *a, const char *name,
 			 size_t len);
 
+/*
+ * A live hand-over (handover.h): @a (NULL: anonymous) written to @b as
+ * present u8, then exp i64, uid, app (u8 length each), has_chans u8,
+ * npat u16 and each pattern (u8 length); read back into a new eng_auth
+ * (*@out, the caller's; NULL when absent). The load returns 0, or
+ * -EBADMSG for a record that is not one (a name or pattern not valid).
+ */
+struct eng_ho_buf;
+struct eng_ho_rd;
+void eng_auth_ho_save(struct eng_ho_buf *b, const struct eng_auth *a);
+int eng_auth_ho_load(struct eng_ho_rd *r, struct eng_auth **out);
+
 /* The token of a request: ?token= or Authorization: Bearer. */
 struct hs_str;
 bool eng_auth_token(const struct hs_str *query, const struct hs_str *authz,

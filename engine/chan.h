@@ -107,6 +107,7 @@ struct eng_owner_mail {
 	uint8_t counted;		/* LEAVE: was admitted */
 	uint8_t last;			/* LEAVE: none left on that shard */
 	uint8_t app_len;
+	uint8_t live;			/* JOIN: handed over live (no 101) */
 	uint32_t slot, gen;		/* JOIN, QUERY, KICK: the connection */
 	uint32_t conns;			/* QUERY, KICK: the user's connections */
 	char app[ENG_APP_MAX + 1];

@@ -56,12 +56,32 @@ const struct eng_endpoint *eng_endpoint_find(const struct eng_shard *s,
 	return NULL;
 }
 
+/* Plain carries nothing of its own in a live hand-over: the socket is all. */
+static int plain_ho_save(struct eng_shard *s, struct eng_conn *c,
+			 struct eng_ho_buf *b)
+{
+	(void)s;
+	(void)c;
+	(void)b;
+	return 0;
+}
+
+static int plain_ho_load(struct eng_shard *s, struct eng_conn *c,
+			 struct eng_ho_rd *r)
+{
+	(void)s;
+	(void)c;
+	return r->len ? -EBADMSG : 0;
+}
+
 /* Plain: the socket's bytes are the connection's own. */
 const struct eng_xport conn__plain = {
 	.name = "plain",
 	.id = ENG_XPORT_PLAIN,
 	.recv = conn__plain_recv,
 	.send = conn__plain_send,
+	.ho_save = plain_ho_save,
+	.ho_load = plain_ho_load,
 };
 
 /* Written before the shards start, read-only after (eng_xport_add). */
@@ -360,6 +380,25 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot, unsigned xp)
 	if (slot >= s->nr_conns)
 		return;		/* cannot happen: the table has nr_conns */
 	c = &s->conns[slot];
+	total = conn__open(s, c, xp);
+	if (!total)
+		return;
+	conn__arm_recv(s, c);
+	/* accepted as a live hand-over's quiesce began: it goes too */
+	if (s->ho_bits)
+		eng_conn_ho_stop(s, c);
+	if (total > cfg->max_conns) {
+		ENG_STAT_ADD(s, rejected, 1);
+		eng_conn_http_reply(s, c, 503, "Retry-After: 5\r\n", NULL, NULL, 0);
+		return;
+	}
+	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(cfg->handshake_ms));
+}
+
+uint64_t conn__open(struct eng_shard *s, struct eng_conn *c, unsigned xp)
+{
+	uint64_t total;
+
 	/*
 	 * The kernel hands out a slot only after close_direct emptied it,
 	 * so a slot that still looks busy has its close CQE in this batch.
@@ -387,13 +426,7 @@ void eng_conn_accepted(struct eng_shard *s, uint32_t slot, unsigned xp)
 					  memory_order_relaxed) + 1;
 	if (conn__xport(c)->accept && conn__xport(c)->accept(s, c) < 0) {
 		eng_conn_kill(s, c);	/* over TLS's handshake cap */
-		return;
+		return 0;
 	}
-	conn__arm_recv(s, c);
-	if (total > cfg->max_conns) {
-		ENG_STAT_ADD(s, rejected, 1);
-		eng_conn_http_reply(s, c, 503, "Retry-After: 5\r\n", NULL, NULL, 0);
-		return;
-	}
-	eng_timer_set(s, c, s->tick + eng_ms_to_ticks(cfg->handshake_ms));
+	return total;
 }

@@ -33,6 +33,8 @@ enum {
 	ENG_CONN_CLOSING,	/* our close frame is queued or sent */
 	ENG_CONN_DRAIN,		/* last response queued: close once sent */
 	ENG_CONN_DEAD,		/* cancelling I/O, then close_direct */
+	ENG_CONN_HANDED,	/* live hand-over: written out, the new
+				 * process to serve it (conn_handover.c) */
 };
 
 /*
@@ -273,6 +275,57 @@ void eng_conn_restart(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_kill(struct eng_shard *s, struct eng_conn *c);
 
 /*
+ * ---- a live hand-over (conn_handover.c, handover.h) ---------------------
+ * The old process: eng_conn_ho_stop() quiesces @c (its slot marked in
+ * s->ho_bits; false: its endpoint or transport cannot be carried, or it
+ * is closing, and it is left as it is): its recv is ended; it is still
+ * delivered to, and sends until s->ho_mute (a send pending is ended with
+ * eng_conn_ho_stop_send(): what it did not send stays queued).
+ * eng_conn_ho_settled(): @c is somewhere a record can describe (nothing
+ * it asked still out: its transport's and endpoint's ho_save agree,
+ * written to @scratch, which is emptied first); -EAGAIN: not yet,
+ * -EOPNOTSUPP: never. eng_conn_ho_busy(): an operation of @c's is
+ * still on its way. eng_conn_ho_save() writes @c's record
+ * (docs/HANDOVER.md: its state, timers, a frame half received, the
+ * unsent queue, then its transport's and its endpoint's records):
+ * 0, or -EAGAIN / -EOPNOTSUPP when it cannot be carried (then it is
+ * resumed and drained). eng_conn_ho_handed(): written out, @c is
+ * ENG_CONN_HANDED (no timer, no delivery). eng_conn_ho_resume(): the
+ * hand-over failed, or @c stays: as it was, reading and sending again.
+ * eng_conn_ho_forget(): the new process holds @c: its slot is freed and
+ * its descriptor closed without a byte sent or anyone told.
+ */
+static inline bool eng_conn_ho_quiet(const struct eng_shard *s,
+				     const struct eng_conn *c)
+{
+	uint32_t i = (uint32_t)(c - s->conns);
+
+	return s->ho_bits && (s->ho_bits[i / 64] >> (i % 64) & 1);
+}
+
+bool eng_conn_ho_stop(struct eng_shard *s, struct eng_conn *c);
+void eng_conn_ho_stop_send(struct eng_shard *s, struct eng_conn *c);
+int eng_conn_ho_settled(struct eng_shard *s, struct eng_conn *c,
+			struct eng_ho_buf *scratch);
+bool eng_conn_ho_busy(const struct eng_conn *c);
+int eng_conn_ho_save(struct eng_shard *s, struct eng_conn *c,
+		     struct eng_ho_buf *b);
+void eng_conn_ho_handed(struct eng_shard *s, struct eng_conn *c);
+void eng_conn_ho_resume(struct eng_shard *s, struct eng_conn *c);
+void eng_conn_ho_forget(struct eng_shard *s, struct eng_conn *c);
+
+/*
+ * The new process: a connection on @slot (its socket now in the ring)
+ * from record @r: counted as an accepted one, its state, transport and
+ * endpoint loaded, its unsent bytes queued first, its timer armed; it is
+ * left quiesced (s->ho_bits, allocated by the caller) until every shard
+ * has registered its subscriptions, then eng_conn_ho_resume() starts its
+ * reads and sends. Returns 0, or -errno after closing it.
+ */
+int eng_conn_ho_load(struct eng_shard *s, uint32_t slot,
+		     struct eng_ho_rd *r);
+
+/*
  * ---- endpoints ---------------------------------------------------------
  * What a connection of one kind does with what it receives. conn.c calls
  * an endpoint only through this table, by the connection's kind, so a new
@@ -416,7 +469,8 @@ struct eng_xport {
 	 * sequence numbers, bytes of a record half received or half sent).
 	 * ho_save() returns -EAGAIN while @c cannot be carried yet (a
 	 * handshake under way): the quiesce waits for it, then drains it.
-	 * NULL ho_save: nothing of the transport's own to carry.
+	 * NULL ho_save: the transport's connections are drained, not
+	 * carried (plain has one that writes nothing).
 	 */
 	int (*ho_save)(struct eng_shard *s, struct eng_conn *c,
 		       struct eng_ho_buf *b);

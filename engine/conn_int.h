@@ -62,6 +62,13 @@ static inline const struct eng_xport *conn__xport(const struct eng_conn *c)
 /* Every change of state goes here: the shard's /ws bitmap follows it. */
 void conn__set_state(struct eng_shard *s, struct eng_conn *c, uint8_t st);
 
+/*
+ * A new connection @c of transport @xp (accepted, or handed over): its
+ * fields set, counted. Returns the process's connections now, or 0 when
+ * the transport refused it (then it is killed).
+ */
+uint64_t conn__open(struct eng_shard *s, struct eng_conn *c, unsigned xp);
+
 /* Closes @c's fixed file once no SQE of it is in flight (when DEAD). */
 void conn__maybe_close_fd(struct eng_shard *s, struct eng_conn *c);
 

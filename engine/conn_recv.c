@@ -646,7 +646,8 @@ void eng_conn_rearm(struct eng_shard *s, struct eng_conn *c)
 	c->flags &= ~ENG_CONN_F_REARM;
 	if (c->state == ENG_CONN_DEAD)
 		conn__maybe_close_fd(s, c);
-	else if (c->state != ENG_CONN_FREE && !(c->flags & ENG_CONN_F_RECV))
+	else if (c->state != ENG_CONN_FREE && !(c->flags & ENG_CONN_F_RECV) &&
+		 !eng_conn_ho_quiet(s, c))
 		conn__arm_recv(s, c);
 }
 
@@ -691,8 +692,14 @@ void eng_conn_on_recv(struct eng_shard *s, struct ring_cqe *cqe)
 			c->flags |= ENG_CONN_F_REARM;
 			s->rearm[s->nr_rearm++] = eng_slot(s, c);
 		}
+	} else if (cqe->res == -ECANCELED && c->state != ENG_CONN_DEAD) {
+		/* a hand-over stopped it (conn_handover.c); resumed meanwhile */
+		if (!eng_conn_ho_quiet(s, c))
+			conn__arm_recv(s, c);
 	} else if (cqe->res <= 0) {
 		eng_conn_kill(s, c);	/* EOF, reset, or cancelled */
+	} else if (!more && eng_conn_ho_quiet(s, c)) {
+		/* quiesced for a hand-over: it reads no more */
 	} else if (!more && c->state != ENG_CONN_DEAD) {
 		conn__arm_recv(s, c);		/* multishot ended early: go on */
 	}

@@ -23,7 +23,9 @@ static bool xport_send(struct eng_shard *s, struct eng_conn *c);
 
 void conn__flush(struct eng_shard *s, struct eng_conn *c)
 {
-	if ((c->flags & ENG_CONN_F_SEND) || c->state == ENG_CONN_DEAD)
+	/* quiesced for a hand-over: what is queued stays, to be carried */
+	if ((c->flags & ENG_CONN_F_SEND) || c->state == ENG_CONN_DEAD ||
+	    (s->ho_mute && eng_conn_ho_quiet(s, c)))
 		return;
 	if (xport_send(s, c))
 		return;		/* on its way, or the connection died */
@@ -397,6 +399,17 @@ void conn__sq_sent(struct eng_shard *s, struct eng_conn *c, uint32_t res)
 static void sent(struct eng_shard *s, struct eng_conn *c, int res)
 {
 	c->flags &= ~ENG_CONN_F_SEND;
+	if (res == -ECANCELED && c->state != ENG_CONN_DEAD) {
+		/*
+		 * A hand-over stopped it: all stays queued. The transport is
+		 * told first: what it sealed for the send is spent and kept
+		 * (tlsio's covers count the entries in flight).
+		 */
+		(void)xport_sent(s, c, res);
+		c->nflight = 0;
+		conn__flush(s, c);	/* unless still quiesced */
+		return;
+	}
 	res = xport_sent(s, c, res);
 	if (res == -EINPROGRESS)
 		return;		/* the transport's own rest is on its way */

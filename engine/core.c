@@ -175,6 +175,9 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 	case ENG_OP_CONN_CANCEL:
 		eng_conn_on_cancel(s, cqe);
 		break;
+	case ENG_OP_HO_FD:
+		eng_handover_on_fd(s, cqe);
+		break;
 	case ENG_OP_CANCEL:	/* -ENOENT/-EALREADY: raced a completion */
 	default:
 		break;

@@ -125,6 +125,7 @@ enum {
 	ENG_OP_R_CONNECT,	/* the bridge's own connect, recv, send */
 	ENG_OP_R_RECV,
 	ENG_OP_R_SEND,
+	ENG_OP_HO_FD,		/* a live hand-over's fd installed: slot, index */
 	/* Mail (mail.h): the pointer is the struct named. */
 	ENG_OP_PUB,		/* struct eng_pub to its sequencer */
 	ENG_OP_PUB_ACK,		/* ... back, sequenced */
@@ -202,7 +203,7 @@ struct eng_stats {
 struct eng; struct eng_auth; struct eng_bridge; struct eng_broker;
 struct eng_buf; struct eng_chan; struct eng_conn; struct eng_owner_mail;
 struct eng_retry; struct eng_sub; struct eng_tls_shard; struct json_parser;
-struct ssl_ctx_st; struct eng_zip; struct eng_handover;
+struct ssl_ctx_st; struct eng_zip; struct eng_handover; struct eng_ho_live;
 
 /* A ring that posts mail (mail.h): each shard's, and the bridge's. */
 struct eng_mailer {
@@ -262,6 +263,12 @@ struct eng_shard {
 	uint64_t ho_credit;		/* drain: closes owed, x 1000 x shards */
 	uint32_t ho_next;		/* drain: the slot the next wave starts at */
 	void *ho_dump;			/* owned: its state (struct eng_ho_buf) */
+	uint64_t *ho_bits;		/* live hand-over: slots quiesced, or NULL */
+	bool ho_mute;			/* ... and they send no more */
+	struct eng_ho_live *ho_live;	/* ... what it writes (handover.h) */
+	uint8_t ho_conns_in;		/* ... new process: its share's step */
+	uint16_t ho_wait;		/* ... ticks waited for registrations */
+	unsigned ho_idle_gen;		/* hand-over: the last failure it saw */
 	uint32_t stop_tick;		/* force-close deadline */
 	struct eng_stats stats;
 	struct eng_chans chans;

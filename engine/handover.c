@@ -52,7 +52,7 @@ int eng_ho_send(int fd, uint8_t type, const void *body, size_t len,
 	struct iovec iov[2] = { { head, 5 }, { (void *)body, len } };
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
 
-	if (len >= ENG_HO_MAX_MSG || nfds > ENG_HO_MAX_FDS)
+	if (len >= ENG_HO_MAX_RECV || nfds > ENG_HO_MAX_FDS)
 		return -EMSGSIZE;
 	if (nfds) {
 		struct cmsghdr *cm;
@@ -139,7 +139,7 @@ int eng_ho_recv(int fd, uint8_t *type, struct eng_ho_buf *body, int *fds,
 		return ret;
 	len = (uint32_t)head[0] << 24 | (uint32_t)head[1] << 16 |
 	      (uint32_t)head[2] << 8 | head[3];
-	if (len == 0 || len > ENG_HO_MAX_MSG)
+	if (len == 0 || len > ENG_HO_MAX_RECV)
 		return -EBADMSG;
 	*type = head[4];
 	len--;
@@ -170,6 +170,7 @@ void eng_ho_hello_put(struct eng_ho_buf *b, const struct eng_ho_hello *h)
 	eng_ho_put_u8(b, h->mode);
 	eng_ho_put_u8(b, h->redis);
 	eng_ho_put_u32(b, h->pid);
+	eng_ho_put_u16(b, h->live);
 }
 
 int eng_ho_hello_get(const struct eng_ho_buf *b, struct eng_ho_hello *h)
@@ -185,6 +186,8 @@ int eng_ho_hello_get(const struct eng_ho_buf *b, struct eng_ho_hello *h)
 	h->mode = eng_ho_get_u8(&r);
 	h->redis = eng_ho_get_u8(&r);
 	h->pid = eng_ho_get_u32(&r);
+	/* protocol 1 as level 1 wrote it ends here: no live records */
+	h->live = r.off + 2 <= r.len ? eng_ho_get_u16(&r) : 0;
 	if (r.err || h->magic != ENG_HO_MAGIC || !h->proto)
 		return -EPROTO;
 	return 0;
@@ -234,16 +237,22 @@ size_t eng_handover_stats(struct eng *e, char *out, size_t cap)
 		",\"handover\":{\"role\":\"%s\",\"mode_asked\":\"%s\","
 		"\"mode\":\"%s\",\"attempts\":%llu,\"listeners\":%llu,"
 		"\"state_bytes\":%llu,\"histories\":%llu,\"inboxes\":%llu,"
+		"\"live\":%llu,\"live_bytes\":%llu,"
 		"\"drained\":%llu,\"fallbacks\":{\"live\":%llu,"
-		"\"state_version\":%llu,\"broker\":%llu,\"peer_lost\":%llu},"
-		"\"ms\":{\"freeze\":%llu,\"state\":%llu,\"confirm\":%llu,"
-		"\"drain\":%llu}}", ho->role, modes[ho->mode_asked & 1],
+		"\"state_version\":%llu,\"broker\":%llu,\"peer_lost\":%llu,"
+		"\"conn\":%llu},"
+		"\"ms\":{\"freeze\":%llu,\"state\":%llu,\"save\":%llu,"
+		"\"conns\":%llu,\"confirm\":%llu,\"drain\":%llu}}",
+		ho->role, modes[ho->mode_asked & 1],
 		modes[ho->mode_used & 1], LD(ho->attempts), LD(ho->listeners),
 		LD(ho->state_bytes), LD(ho->hists), LD(ho->inboxes),
+		LD(ho->live_conns), LD(ho->live_bytes),
 		LD(ho->drained), LD(ho->fallbacks[ENG_HO_FB_LIVE]),
 		LD(ho->fallbacks[ENG_HO_FB_VERSION]),
 		LD(ho->fallbacks[ENG_HO_FB_BROKER]),
-		LD(ho->fallbacks[ENG_HO_FB_PEER]), LD(ho->freeze_ms),
-		LD(ho->state_ms), LD(ho->confirm_ms), LD(ho->drain_ms));
+		LD(ho->fallbacks[ENG_HO_FB_PEER]),
+		LD(ho->fallbacks[ENG_HO_FB_CONN]), LD(ho->freeze_ms),
+		LD(ho->state_ms), LD(ho->save_ms), LD(ho->conns_ms),
+		LD(ho->confirm_ms), LD(ho->drain_ms));
 	return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
 }

@@ -31,7 +31,10 @@
 #define ENG_HO_MAGIC		0x5243484fu	/* "RCHO" */
 #define ENG_HO_PROTO		1	/* message framing and hello */
 #define ENG_HO_STATE		1	/* the state records' format */
-#define ENG_HO_MAX_MSG		(4u << 20)	/* bytes in one message */
+#define ENG_HO_LIVE		1	/* the connection records' format */
+#define ENG_HO_MAX_MSG		(4u << 20)	/* bytes in one message... */
+#define ENG_HO_MAX_REC		(64u << 20)	/* ... but CONNS of one record */
+#define ENG_HO_MAX_RECV		(ENG_HO_MAX_REC + 4096)	/* accepted */
 #define ENG_HO_MAX_FDS		253	/* SCM_MAX_FD: fds in one message */
 #define ENG_HO_FRAME_MIN	64	/* bytes: no kept push frame is shorter */
 
@@ -43,6 +46,7 @@ enum {
 	ENG_HO_T_STATE_END,	/* old -> new: the state is whole */
 	ENG_HO_T_READY,		/* new -> old: accepting on them now */
 	ENG_HO_T_ABORT,		/* either way: giving up (a reason) */
+	ENG_HO_T_CONNS,		/* old -> new: live connections (fds) */
 	ENG_HO_T_OPTIONAL = 0x80,
 };
 
@@ -55,6 +59,7 @@ enum {
 enum {
 	ENG_HO_R_HIST = 1,	/* one channel's history */
 	ENG_HO_R_INBOX = 2,	/* one user's inbox */
+	ENG_HO_R_CONN = 3,	/* one live connection (CONNS messages) */
 };
 
 enum { ENG_HO_MODE_DRAIN = 0, ENG_HO_MODE_LIVE = 1 };
@@ -69,6 +74,9 @@ struct eng_ho_hello {
 	uint8_t mode;			/* ENG_HO_MODE_*: asked for (new) */
 	uint8_t redis;			/* 1: its broker is Redis */
 	uint32_t pid;
+	uint16_t live;			/* ENG_HO_LIVE it writes/reads; 0:
+					 * none (appended: an earlier
+					 * hello ends before it) */
 };
 
 /*
@@ -193,7 +201,7 @@ int eng_ho_send(int fd, uint8_t type, const void *body, size_t len,
  * Receives one message: its type in *@type, its body in @body (emptied
  * first), the fds that came with it in @fds (at most ENG_HO_MAX_FDS,
  * *@nfds of them, the caller's to close). Returns 0, -EPIPE when the
- * peer closed, -EBADMSG for a message over ENG_HO_MAX_MSG, or -errno.
+ * peer closed, -EBADMSG for a message over ENG_HO_MAX_RECV, or -errno.
  */
 int eng_ho_recv(int fd, uint8_t *type, struct eng_ho_buf *body, int *fds,
 		unsigned *nfds);
@@ -216,6 +224,7 @@ enum {
 	ENG_HO_FREEZE,		/* no request that changes state */
 	ENG_HO_DUMP,		/* write the state out */
 	ENG_HO_DRAIN,		/* the new one accepts: close in waves */
+	ENG_HO_SAVE,		/* live: write the quiesced connections */
 };
 
 /* Why a hand-over did less than asked (counted in /stats). */
@@ -224,6 +233,7 @@ enum {
 	ENG_HO_FB_VERSION,	/* state format not understood: not sent */
 	ENG_HO_FB_BROKER,	/* Redis on either side: not sent */
 	ENG_HO_FB_PEER,		/* the new process went before READY */
+	ENG_HO_FB_CONN,		/* live: a connection drained, not carried */
 	ENG_HO_FBS,
 };
 
@@ -234,6 +244,7 @@ struct eng_handover {
 	bool thread_up;			/* ... started: join it at the stop */
 	atomic_int phase;		/* ENG_HO_*: shards follow it */
 	atomic_uint acked;		/* shards done with the phase */
+	atomic_uint idle_gen;		/* failures: shards ack each one's IDLE */
 	atomic_bool restarting;		/* closes say 1012 / 4200 */
 	atomic_bool exiting;		/* the process stops: thread, end */
 	atomic_int cfd;			/* the take-over's connection, or -1 */
@@ -252,7 +263,42 @@ struct eng_handover {
 	atomic_uint_fast64_t listeners, state_bytes, hists, inboxes;
 	atomic_uint_fast64_t drained, attempts;
 	atomic_uint_fast64_t freeze_ms, state_ms, confirm_ms, drain_ms;
+	/* a live hand-over */
+	bool live;			/* old: this one carries connections */
+	atomic_uint_fast64_t live_conns, live_bytes, save_ms, conns_ms;
+	struct eng_ho_buf crecs;	/* new: connection records received */
+	int *cfds;			/* ... their fds, one each, owned */
+	unsigned ncfds;
+	atomic_bool live_go;		/* new: shards install theirs now */
+	atomic_uint live_done;		/* ... shards whose are registered */
+	atomic_uint live_armed;		/* ... shards whose read and send */
 };
+
+/*
+ * A shard's side of a live hand-over in the old process: the records it
+ * wrote and, per record, the connection's slot and the regular fd made
+ * for its socket (ring_fd_install), which the thread sends and closes.
+ */
+struct eng_ho_out {
+	uint32_t slot;
+	int fd;			/* -1 until installed; -2: it failed */
+	uint32_t off, len;	/* the record in recs */
+};
+
+struct eng_ho_live {
+	struct eng_ho_buf recs;
+	struct eng_ho_out *v;
+	uint32_t n, cap;
+	uint32_t pending;	/* fd installs on their way */
+	uint32_t ticks;		/* in SAVE: ticks waited for the quiet */
+	bool stopped;		/* sends stopped */
+	bool saved;		/* records written */
+	bool failed;		/* out of memory: the thread gives up */
+};
+
+/* An fd install of the hand-over completed (ENG_OP_HO_FD's CQE). */
+struct ring_cqe;
+void eng_handover_on_fd(struct eng_shard *s, struct ring_cqe *cqe);
 
 /* e->ho, made on first use (zeroed, no fds); NULL out of memory. */
 struct eng_handover *eng_handover_new(struct eng *e);

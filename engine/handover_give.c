@@ -177,6 +177,87 @@ static int send_listeners(struct eng *e, int fd)
 	return 0;
 }
 
+/* One CONNS message: @k fds and their records in @body, then closed. */
+static int send_batch(int fd, struct eng_ho_buf *body, int *fds, unsigned k)
+{
+	int ret;
+
+	if (!k)
+		return 0;
+	body->p[2] = (uint8_t)(k >> 8);
+	body->p[3] = (uint8_t)k;
+	ret = body->err ? -ENOMEM : eng_ho_send(fd, ENG_HO_T_CONNS, body->p,
+						 body->len, fds, k);
+	while (k)
+		close(fds[--k]);
+	body->len = 0;
+	eng_ho_put_u16(body, ENG_HO_LIVE);
+	eng_ho_put_u16(body, 0);	/* the count, set as it goes */
+	return ret;
+}
+
+/*
+ * Live: the shards write their quiesced connections out (SAVE), and the
+ * records go with their fds, ENG_HO_MAX_FDS a message, each fd closed
+ * once sent (the new process holds it, or on a failure our own slot
+ * still does).
+ */
+static int send_conns(struct eng *e, int fd)
+{
+	struct eng_handover *ho = e->ho;
+	struct eng_ho_buf body = { 0 };
+	uint64_t t = now_ms(), bytes = 0, n = 0;
+	int fds[ENG_HO_MAX_FDS];
+	unsigned k = 0;
+	int ret = phase(e, ENG_HO_SAVE) ? 0 : -ETIMEDOUT;
+
+	atomic_store(&ho->save_ms, now_ms() - t);
+	if (ret < 0)
+		return ret;	/* a shard may be writing still: its fds are its */
+	t = now_ms();
+	eng_ho_put_u16(&body, ENG_HO_LIVE);
+	eng_ho_put_u16(&body, 0);
+	for (unsigned i = 0; i < e->cfg.shards; i++) {
+		struct eng_ho_live *l = e->shards[i].ho_live;
+
+		if (l && l->failed && ret == 0)
+			ret = -ENOMEM;
+		for (uint32_t j = 0; l && j < l->n; j++) {
+			struct eng_ho_out *o = &l->v[j];
+
+			if (o->fd < 0)
+				continue;
+			if (ret < 0) {
+				close(o->fd);
+				o->fd = -1;
+				continue;
+			}
+			if (k == ENG_HO_MAX_FDS ||
+			    body.len + o->len + 5 >= ENG_HO_MAX_MSG) {
+				ret = send_batch(fd, &body, fds, k);
+				k = 0;
+			}
+			fds[k++] = o->fd;
+			o->fd = -1;	/* ours to close now, sent or not */
+			eng_ho_put_u8(&body, ENG_HO_R_CONN);
+			eng_ho_put_u32(&body, o->len);
+			eng_ho_put(&body, l->recs.p + o->off, o->len);
+			bytes += o->len;
+			n++;
+		}
+	}
+	if (ret == 0)
+		ret = send_batch(fd, &body, fds, k);
+	else
+		while (k)
+			close(fds[--k]);
+	eng_ho_buf_free(&body);
+	atomic_store(&ho->live_conns, n);
+	atomic_store(&ho->live_bytes, bytes);
+	atomic_store(&ho->conns_ms, now_ms() - t);
+	return ret;
+}
+
 /* The shards' dumps, in pieces; each freed as it goes. */
 static int send_state(struct eng *e, int fd, bool sent)
 {
@@ -205,6 +286,8 @@ static int send_state(struct eng *e, int fd, bool sent)
 			eng_free(b);
 		}
 	}
+	if (ret == 0 && ho->live)	/* the connections, after the state */
+		ret = send_conns(e, fd);
 	if (ret < 0)
 		return ret;
 	atomic_store(&ho->state_bytes, bytes);
@@ -218,6 +301,26 @@ static int send_state(struct eng *e, int fd, bool sent)
 	return ret;
 }
 
+/* Whether the connections go live, and why not, counted and said. */
+static bool live_goes(struct eng *e, const struct eng_ho_hello *peer)
+{
+	const char *why = NULL;
+
+	if (peer->mode != ENG_HO_MODE_LIVE)
+		return false;
+	if (!(peer->caps & ENG_HO_CAP_LIVE) || peer->live != ENG_HO_LIVE)
+		why = "the new process reads another connection format";
+	else if (!e->broker->state_here || peer->redis)
+		why = "Redis is the broker (docs/HANDOVER.md)";
+	if (!why)
+		return true;
+	atomic_fetch_add(&e->ho->fallbacks[ENG_HO_FB_LIVE], 1);
+	fprintf(stderr, "ringcast: hand-over: live asked (format %u, ours %u), "
+		"but %s: draining instead (level 1)\n", peer->live,
+		ENG_HO_LIVE, why);
+	return false;
+}
+
 /* Our hello, and the peer's before it; what it asks, logged. */
 static int hellos(struct eng *e, int fd, struct eng_ho_hello *peer,
 		  struct eng_ho_buf *msg)
@@ -225,9 +328,11 @@ static int hellos(struct eng *e, int fd, struct eng_ho_hello *peer,
 	struct eng_ho_hello me = {
 		.magic = ENG_HO_MAGIC, .proto = ENG_HO_PROTO,
 		.state = ENG_HO_STATE,
-		.caps = ENG_HO_CAP_LISTENERS | ENG_HO_CAP_STATE,
+		.caps = ENG_HO_CAP_LISTENERS | ENG_HO_CAP_STATE |
+			ENG_HO_CAP_LIVE,
 		.shards = (uint16_t)e->cfg.shards, .mode = ENG_HO_MODE_DRAIN,
 		.redis = !e->broker->state_here, .pid = (uint32_t)getpid(),
+		.live = ENG_HO_LIVE,
 	};
 	uint8_t type;
 	int ret;
@@ -238,6 +343,9 @@ static int hellos(struct eng *e, int fd, struct eng_ho_hello *peer,
 		ret = -EPROTO;
 	if (ret < 0)
 		return ret;
+	/* ours says what we do: live only if asked and both read it */
+	e->ho->live = live_goes(e, peer);
+	me.mode = e->ho->live ? ENG_HO_MODE_LIVE : ENG_HO_MODE_DRAIN;
 	msg->len = 0;
 	eng_ho_hello_put(msg, &me);
 	return msg->err ? -ENOMEM :
@@ -295,16 +403,13 @@ static int give(struct eng *e, int fd)
 	if (ret < 0)
 		goto out;
 	ho->mode_asked = peer.mode;
-	ho->mode_used = ENG_HO_MODE_DRAIN;
+	ho->mode_used = ho->live ? ENG_HO_MODE_LIVE : ENG_HO_MODE_DRAIN;
 	fprintf(stderr, "ringcast: hand-over: pid %u takes over (%u shards, "
 		"mode %s)\n", peer.pid, peer.shards,
-		peer.mode == ENG_HO_MODE_LIVE ? "live" : "drain");
-	if (peer.mode == ENG_HO_MODE_LIVE) {
-		atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_LIVE], 1);
-		fprintf(stderr, "ringcast: hand-over: live mode is not built "
-			"yet: draining instead (level 1)\n");
-	}
+		ho->live ? "live" : "drain");
 	sent = state_goes(e, &peer);
+	atomic_store(&ho->live_conns, 0);
+	atomic_store(&ho->live_bytes, 0);
 	atomic_store(&ho->hists, 0);
 	atomic_store(&ho->inboxes, 0);
 	atomic_store(&ho->state_bytes, 0);
@@ -345,6 +450,12 @@ static void drain(struct eng *e)
 		poll(NULL, 0, ENG_TICK_MS);
 	}
 	atomic_store(&ho->drain_ms, now_ms() - t);
+	fprintf(stderr, "ringcast: hand-over: %llu connections handed over "
+		"live (%llu bytes, written in %llu ms, sent in %llu ms)\n",
+		(unsigned long long)atomic_load(&ho->live_conns),
+		(unsigned long long)atomic_load(&ho->live_bytes),
+		(unsigned long long)atomic_load(&ho->save_ms),
+		(unsigned long long)atomic_load(&ho->conns_ms));
 	fprintf(stderr, "ringcast: hand-over: %llu connections drained in "
 		"%llu ms%s; before it: freeze %llu ms, listeners and %llu "
 		"bytes of state %llu ms, READY %llu ms; stopping\n",
@@ -355,6 +466,23 @@ static void drain(struct eng *e)
 		(unsigned long long)atomic_load(&ho->state_bytes),
 		(unsigned long long)atomic_load(&ho->state_ms),
 		(unsigned long long)atomic_load(&ho->confirm_ms));
+}
+
+/*
+ * A take-over failed: the shards serve on as before, and the next one
+ * is taken only once each has resumed what it had quiesced.
+ */
+static void resume(struct eng *e)
+{
+	struct eng_handover *ho = e->ho;
+	uint64_t until = now_ms() + WAIT_ACK_MS;
+
+	atomic_store(&ho->acked, 0);
+	atomic_fetch_add(&ho->idle_gen, 1);
+	atomic_store(&ho->phase, ENG_HO_IDLE);
+	while (atomic_load(&ho->acked) < e->cfg.shards &&
+	       now_ms() < until && !atomic_load(&ho->exiting))
+		poll(NULL, 0, ENG_TICK_MS / 2);
 }
 
 static void *serve(void *arg)
@@ -391,7 +519,7 @@ static void *serve(void *arg)
 			drain(e);
 		} else {
 			atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_PEER], 1);
-			atomic_store(&ho->phase, ENG_HO_IDLE);
+			resume(e);
 			fprintf(stderr, "ringcast: hand-over: failed before the "
 				"new process accepted (%s): serving on\n",
 				strerror(-ret));

@@ -22,6 +22,8 @@
 #include "hist.h"
 #include "inbox.h"
 #include "mail.h"
+#include "ud.h"
+#include "user.h"
 
 /* One state record for @s, if it owns the record's channel or user. */
 static int install_one(struct eng_shard *s, uint8_t kind, struct eng_ho_rd *r)
@@ -79,19 +81,40 @@ unsigned eng_handover_install(struct eng_shard *s)
 	return got;
 }
 
-/* Whether a publish of one of @s's clients still waits for its answer. */
+/*
+ * Whether a publish of one of @s's clients still waits for its answer,
+ * or (live) a quiesced connection's recv has not ended yet: what it
+ * still reads is done before the state is written.
+ */
 static bool publishing(const struct eng_shard *s)
 {
-	for (uint32_t i = 0; i < s->nr_conns; i++)
-		if (s->conns[i].state != ENG_CONN_FREE &&
-		    (s->conns[i].flags & ENG_CONN_F_WAIT))
+	for (uint32_t i = 0; i < s->nr_conns; i++) {
+		const struct eng_conn *c = &s->conns[i];
+
+		if (c->state != ENG_CONN_FREE && ((c->flags & ENG_CONN_F_WAIT) ||
+		    ((c->flags & ENG_CONN_F_RECV) && eng_conn_ho_quiet(s, c))))
 			return true;
+	}
 	return false;
 }
 
 static void ack(struct eng_shard *s, int phase)
 {
 	s->ho_done = phase;
+	atomic_fetch_add(&s->eng->ho->acked, 1);
+}
+
+/*
+ * Serving as before a failed hand-over: acked once per failure, so that
+ * the next take-over starts only once every shard resumed its own.
+ */
+static void idle_ack(struct eng_shard *s)
+{
+	unsigned g = atomic_load(&s->eng->ho->idle_gen);
+
+	if (s->ho_idle_gen == g)
+		return;
+	s->ho_idle_gen = g;
 	atomic_fetch_add(&s->eng->ho->acked, 1);
 }
 
@@ -149,6 +172,286 @@ static void wave(struct eng_shard *s)
 		s->ho_credit = (uint64_t)cfg->drain_rate * ENG_TICK_MS + cost;
 }
 
+/* ---- a live hand-over, the old process's side ---------------------------- */
+
+#define SAVE_WAIT_TICKS	20	/* for the last reads and sends to end */
+
+/* FREEZE, live: every connection that may be carried stops reading. */
+static void quiesce(struct eng_shard *s)
+{
+	size_t words = (s->nr_conns + 63) / 64;
+
+	s->ho_bits = eng_malloc(words * sizeof(uint64_t));
+	s->ho_live = eng_malloc(sizeof(*s->ho_live));
+	if (!s->ho_bits || !s->ho_live) {
+		eng_free(s->ho_bits);
+		eng_free(s->ho_live);
+		s->ho_bits = NULL;
+		s->ho_live = NULL;	/* SAVE finds none: all drained */
+		return;
+	}
+	memset(s->ho_bits, 0, words * sizeof(uint64_t));
+	memset(s->ho_live, 0, sizeof(*s->ho_live));
+	for (uint32_t i = 0; i < s->nr_conns; i++)
+		eng_conn_ho_stop(s, &s->conns[i]);
+}
+
+/* @c's record, its fd asked for; false: it stays, to be drained. */
+static bool save_one(struct eng_shard *s, struct eng_conn *c)
+{
+	struct eng_ho_live *l = s->ho_live;
+	size_t off = l->recs.len;
+	uint32_t slot = eng_slot(s, c);
+
+	if (l->n == l->cap) {
+		uint32_t cap = l->cap ? l->cap * 2 : 256;
+		struct eng_ho_out *v = eng_realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return false;
+		l->v = v;
+		l->cap = cap;
+	}
+	if (eng_conn_ho_save(s, c, &l->recs) < 0)
+		return false;
+	/* one record goes in one message: a larger queue is drained */
+	if (l->recs.len - off > ENG_HO_MAX_REC) {
+		l->recs.len = off;
+		return false;
+	}
+	/* the entry's index rides in the gen's place: no lookup */
+	if (ring_fd_install(&s->ring, slot, ring_ud(ENG_OP_HO_FD, slot,
+						    l->n))) {
+		l->recs.len = off;
+		return false;
+	}
+	l->v[l->n++] = (struct eng_ho_out){ slot, -1, (uint32_t)off,
+					    (uint32_t)(l->recs.len - off) };
+	l->pending++;
+	eng_conn_ho_handed(s, c);
+	return true;
+}
+
+/*
+ * SAVE: sends pending are ended first, then, once nothing of the
+ * quiesced connections is on its way (or SAVE_WAIT_TICKS passed), each
+ * is written out; acked once every fd is installed.
+ */
+static void save(struct eng_shard *s, int phase)
+{
+	struct eng_ho_live *l = s->ho_live;
+	bool busy = false;
+
+	if (!l) {
+		ack(s, phase);
+		return;
+	}
+	if (!l->stopped) {
+		/* what they asked is answered first (a history read, ...) */
+		struct eng_ho_buf scratch = { 0 };
+		bool waits = false;
+
+		for (uint32_t i = 0; i < s->nr_conns && !waits; i++)
+			waits = eng_conn_ho_quiet(s, &s->conns[i]) &&
+				eng_conn_ho_settled(s, &s->conns[i],
+						    &scratch) == -EAGAIN;
+		eng_ho_buf_free(&scratch);
+		if (waits && ++l->ticks < SAVE_WAIT_TICKS)
+			return;
+		l->ticks = 0;
+		s->ho_mute = true;
+		for (uint32_t i = 0; i < s->nr_conns; i++)
+			if (eng_conn_ho_quiet(s, &s->conns[i]))
+				eng_conn_ho_stop_send(s, &s->conns[i]);
+		l->stopped = true;
+		return;
+	}
+	if (!l->saved) {
+		for (uint32_t i = 0; i < s->nr_conns && !busy; i++)
+			busy = eng_conn_ho_quiet(s, &s->conns[i]) &&
+			       eng_conn_ho_busy(&s->conns[i]);
+		if (busy && ++l->ticks < SAVE_WAIT_TICKS)
+			return;
+		for (uint32_t i = 0; i < s->nr_conns; i++) {
+			struct eng_conn *c = &s->conns[i];
+
+			if (!eng_conn_ho_quiet(s, c) || save_one(s, c))
+				continue;
+			/* not carried: it serves on, and is drained */
+			fprintf(stderr, "ringcast: hand-over: shard %u: slot %u "
+				"(state %u, kind %u, flags 0x%x%s) not carried: "
+				"drained\n", s->id, i, c->state, c->kind,
+				c->flags, c->rx ? ", bytes held" : "");
+			eng_conn_ho_resume(s, c);
+			atomic_fetch_add(&s->eng->ho->fallbacks[ENG_HO_FB_CONN],
+					 1);
+		}
+		l->failed = l->recs.err;
+		l->saved = true;
+	}
+	if (!l->pending)
+		ack(s, phase);
+}
+
+void eng_handover_on_fd(struct eng_shard *s, struct ring_cqe *cqe)
+{
+	struct eng_ho_live *l = s->ho_live;
+	uint32_t i = ring_ud_gen(cqe->user_data);
+	struct eng_conn *c;
+
+	if (!l || i >= l->n || l->v[i].fd != -1) {
+		if (cqe->res >= 0)
+			close(cqe->res);	/* the hand-over ended meanwhile */
+		return;
+	}
+	l->pending--;
+	if (cqe->res >= 0) {
+		l->v[i].fd = cqe->res;
+		return;
+	}
+	/* no fd for it (an old kernel): it serves on, and is drained */
+	l->v[i].fd = -2;
+	c = &s->conns[l->v[i].slot];
+	if (c->state == ENG_CONN_HANDED)
+		eng_conn_ho_resume(s, c);
+	atomic_fetch_add(&s->eng->ho->fallbacks[ENG_HO_FB_CONN], 1);
+}
+
+/*
+ * The hand-over's end: @handed (READY came), the connections written out
+ * are the new process's and forgotten here; else everything quiesced
+ * serves on as it was. The thread has closed the fds it sent.
+ */
+static void live_end(struct eng_shard *s, bool handed)
+{
+	struct eng_ho_live *l = s->ho_live;
+
+	for (uint32_t i = 0; s->ho_bits && i < s->nr_conns; i++) {
+		struct eng_conn *c = &s->conns[i];
+
+		if (c->state == ENG_CONN_HANDED && handed)
+			eng_conn_ho_forget(s, c);
+		else if (c->state == ENG_CONN_HANDED || eng_conn_ho_quiet(s, c))
+			eng_conn_ho_resume(s, c);
+	}
+	eng_free(s->ho_bits);
+	s->ho_bits = NULL;
+	s->ho_mute = false;
+	if (l && l->pending)
+		return;	/* installs on their way close their fds (on_fd) */
+	if (l) {
+		for (uint32_t i = 0; i < l->n; i++)
+			if (l->v[i].fd >= 0)
+				close(l->v[i].fd);
+		eng_ho_buf_free(&l->recs);
+		eng_free(l->v);
+		eng_free(l);
+	}
+	s->ho_live = NULL;
+}
+
+/* ---- a live hand-over, the new process's side ---------------------------- */
+
+static void install_conns(struct eng_shard *s);
+
+/* Whether @s's installed connections' channels and users are registered. */
+static bool registered(struct eng_shard *s)
+{
+	for (uint32_t i = 0; i < s->nr_conns; i++) {
+		const struct eng_conn *c = &s->conns[i];
+
+		if (!eng_conn_ho_quiet(s, c) || !eng_conn_alive(c))
+			continue;
+		/* a user counted by its owner (push.c's rejoin) */
+		if (c->kind == ENG_CONN_K_PUSH && c->auth &&
+		    !(c->flags & ENG_CONN_F_ADMITTED))
+			return false;
+		for (const struct eng_sub *sub = c->subs; sub; sub = sub->cnext)
+			if (sub->chan->name[0] != ENG_USER_MARK &&
+			    (sub->chan->pending || !sub->chan->registered))
+				return false;
+	}
+	return true;
+}
+
+#define REGISTER_TICKS	50	/* at most, for the owners' answers */
+
+/*
+ * The new process, every tick once all shards are up: this shard's
+ * share installed (quiesced); once its subscriptions are registered,
+ * counted; once every shard's are, its connections read and send: a
+ * publish read before then could miss a subscriber of another shard.
+ */
+static void live_in(struct eng_shard *s)
+{
+	struct eng_handover *ho = s->eng->ho;
+
+	switch (s->ho_conns_in) {
+	case 0:
+		s->ho_bits = eng_malloc((s->nr_conns + 63) / 64 * 8);
+		if (s->ho_bits)
+			memset(s->ho_bits, 0, (s->nr_conns + 63) / 64 * 8);
+		install_conns(s);
+		s->ho_conns_in = 1;
+		return;
+	case 1:
+		if (!registered(s) && ++s->ho_wait < REGISTER_TICKS)
+			return;
+		atomic_fetch_add(&ho->live_done, 1);
+		s->ho_conns_in = 2;
+		return;
+	case 2:
+		if (atomic_load(&ho->live_done) < s->eng->cfg.shards)
+			return;
+		for (uint32_t i = 0; s->ho_bits && i < s->nr_conns; i++)
+			if (eng_conn_ho_quiet(s, &s->conns[i]))
+				eng_conn_ho_resume(s, &s->conns[i]);
+		eng_free(s->ho_bits);
+		s->ho_bits = NULL;
+		s->ho_conns_in = 3;
+		atomic_fetch_add(&ho->live_armed, 1);
+		return;
+	default:
+		return;
+	}
+}
+
+/* The received connections this shard takes: every shards-th one. */
+static void install_conns(struct eng_shard *s)
+{
+	struct eng_handover *ho = s->eng->ho;
+	struct eng_ho_rd r = { ho->crecs.p, ho->crecs.len, 0, false };
+	unsigned idx = 0, shards = s->eng->cfg.shards;
+
+	while (r.off < r.len && idx < ho->ncfds) {
+		uint8_t kind = eng_ho_get_u8(&r);
+		uint32_t len = eng_ho_get_u32(&r);
+		struct eng_ho_rd rec = { eng_ho_get(&r, len), len, 0, false };
+		int fd, slot;
+
+		if (r.err)
+			break;
+		if (kind != ENG_HO_R_CONN)
+			continue;	/* a later kind: skipped whole */
+		if (idx++ % shards != s->id)
+			continue;
+		fd = ho->cfds[idx - 1];
+		ho->cfds[idx - 1] = -1;
+		/* io_uring: a free slot of ours; epoll: the fd's number */
+		while (s->ho_next < s->nr_conns &&
+		       s->conns[s->ho_next].state != ENG_CONN_FREE)
+			s->ho_next++;
+		slot = ring_adopt(&s->ring, fd, s->ho_next);
+		if (slot < 0 || (uint32_t)slot >= s->nr_conns ||
+		    eng_conn_ho_load(s, (uint32_t)slot, &rec) < 0) {
+			atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_CONN], 1);
+			continue;
+		}
+		atomic_fetch_add(&ho->live_conns, 1);
+	}
+	s->ho_next = 0;
+}
+
 int eng_handover_tick(struct eng_shard *s)
 {
 	struct eng_handover *ho = s->eng->ho;
@@ -158,8 +461,18 @@ int eng_handover_tick(struct eng_shard *s)
 		return 0;
 	switch (phase) {
 	case ENG_HO_IDLE:
-		if ((!s->ho_frozen && !s->ho_noaccept) || atomic_load(&ho->hold))
+		if (atomic_load(&ho->live_go)) {
+			live_in(s);
+			if (s->ho_conns_in < 3)
+				return 0;	/* accept once they all run */
+		}
+		/* the old process: the hand-over failed */
+		if ((s->ho_bits && s->ho_frozen) || s->ho_live)
+			live_end(s, false);
+		if ((!s->ho_frozen && !s->ho_noaccept) || atomic_load(&ho->hold)) {
+			idle_ack(s);
 			return 0;
+		}
 		/* every shard is up, or the take-over failed: serve */
 		if (s->ho_dump) {	/* written, never collected */
 			eng_ho_buf_free(s->ho_dump);
@@ -168,6 +481,7 @@ int eng_handover_tick(struct eng_shard *s)
 		}
 		s->ho_frozen = s->ho_noaccept = false;
 		s->ho_done = ENG_HO_IDLE;
+		idle_ack(s);
 		/* a new process on epoll may have made it non-blocking */
 		if (!s->eng->cfg.epoll && s->listen_fd >= 0)
 			fcntl(s->listen_fd, F_SETFL,
@@ -177,9 +491,21 @@ int eng_handover_tick(struct eng_shard *s)
 		if (!s->ho_frozen) {	/* accepting on: until READY */
 			s->ho_frozen = true;
 			s->ho_credit = 0;
-			if (!publishing(s))
-				ack(s, phase);
-			return 0;
+			if (!ho->live) {
+				if (!publishing(s))
+					ack(s, phase);
+				return 0;
+			}
+			/*
+			 * Live: what is open stops reading, and new clients
+			 * wait in the listeners' queue for the new process
+			 * (the sockets are shared): one accepted now would
+			 * only be drained. Acked on a later tick, once the
+			 * recvs have ended.
+			 */
+			quiesce(s);
+			s->ho_noaccept = true;
+			return ENG_HO_ACCEPT_OFF;
 		}
 		if (s->ho_done != phase && !publishing(s))
 			ack(s, phase);
@@ -190,9 +516,15 @@ int eng_handover_tick(struct eng_shard *s)
 			ack(s, phase);
 		}
 		return 0;
+	case ENG_HO_SAVE:
+		if (s->ho_done != phase)
+			save(s, phase);
+		return 0;
 	case ENG_HO_DRAIN:
 		if (s->ho_done != phase) {
 			/* the new process accepts now: we stop */
+			if (s->ho_bits || s->ho_live)
+				live_end(s, true);
 			s->ho_noaccept = true;
 			ack(s, phase);
 			return ENG_HO_ACCEPT_OFF;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,6 +22,8 @@
 
 #include "broker.h"
 #include "handover.h"
+
+#define LIVE_WAIT_MS	30000	/* the shards install their connections */
 
 static uint64_t now_ms(void)
 {
@@ -104,6 +107,33 @@ static int take_fds(struct eng *e, const struct eng_ho_buf *msg,
 	return 0;
 }
 
+/*
+ * CONNS: live connections, one record and one fd each, kept for the
+ * shards to install once all are up. Any error ends the take-over: the
+ * old process then serves them on.
+ */
+static int take_conns(struct eng *e, const struct eng_ho_buf *msg,
+		      const int *fds, unsigned nfds)
+{
+	struct eng_handover *ho = e->ho;
+	struct eng_ho_rd r = { msg->p, msg->len, 0, false };
+	unsigned fmt = eng_ho_get_u16(&r), n = eng_ho_get_u16(&r);
+	int *all;
+
+	if (r.err || fmt != ENG_HO_LIVE || n != nfds || !n)
+		return -EPROTO;
+	all = eng_realloc(ho->cfds, (ho->ncfds + nfds) * sizeof(int));
+	if (!all)
+		return -ENOMEM;
+	ho->cfds = all;
+	eng_ho_put(&ho->crecs, r.p + r.off, r.len - r.off);
+	if (ho->crecs.err)
+		return -ENOMEM;
+	memcpy(ho->cfds + ho->ncfds, fds, nfds * sizeof(int));
+	ho->ncfds += nfds;
+	return 0;
+}
+
 /* Messages until STATE_END: the listeners, the state's pieces. */
 static int receive(struct eng *e, int fd, const struct eng_ho_hello *old)
 {
@@ -129,6 +159,9 @@ static int receive(struct eng *e, int fd, const struct eng_ho_hello *old)
 			    e->broker->state_here)
 				eng_ho_put(&ho->state, msg.p, msg.len);
 			ret = ho->state.err ? -ENOMEM : 0;
+		} else if (type == ENG_HO_T_CONNS) {
+			ret = take_conns(e, &msg, fds, nfds);
+			nfds = ret < 0 ? nfds : 0;
 		} else if (type == ENG_HO_T_STATE_END) {
 			struct eng_ho_rd r = { msg.p, msg.len, 0, false };
 
@@ -157,10 +190,11 @@ static int hellos(struct eng *e, int fd, struct eng_ho_hello *old)
 	struct eng_ho_hello me = {
 		.magic = ENG_HO_MAGIC, .proto = ENG_HO_PROTO,
 		.state = ENG_HO_STATE,
-		.caps = ENG_HO_CAP_LISTENERS | ENG_HO_CAP_STATE,
+		.caps = ENG_HO_CAP_LISTENERS | ENG_HO_CAP_STATE |
+			ENG_HO_CAP_LIVE,
 		.shards = (uint16_t)e->cfg.shards, .mode = e->cfg.take_over_mode,
 		.redis = !e->broker->state_here,
-		.pid = (uint32_t)getpid(),
+		.pid = (uint32_t)getpid(), .live = ENG_HO_LIVE,
 	};
 	struct eng_ho_buf msg = { 0 };
 	unsigned nfds;
@@ -180,12 +214,16 @@ static int hellos(struct eng *e, int fd, struct eng_ho_hello *old)
 		return ret;
 	ho->role = "taken";
 	ho->mode_asked = e->cfg.take_over_mode;
-	ho->mode_used = ENG_HO_MODE_DRAIN;
-	if (me.mode == ENG_HO_MODE_LIVE && !(old->caps & ENG_HO_CAP_LIVE)) {
+	/* the old process's hello says what it does */
+	ho->mode_used = old->mode == ENG_HO_MODE_LIVE &&
+			me.mode == ENG_HO_MODE_LIVE && old->live == ENG_HO_LIVE ?
+			ENG_HO_MODE_LIVE : ENG_HO_MODE_DRAIN;
+	if (me.mode == ENG_HO_MODE_LIVE && ho->mode_used != ENG_HO_MODE_LIVE) {
 		atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_LIVE], 1);
-		fprintf(stderr, "ringcast: take-over: live mode is not built "
-			"yet: pid %u drains its clients instead (level 1)\n",
-			old->pid);
+		fprintf(stderr, "ringcast: take-over: live asked, but pid %u "
+			"(connection format %u, ours %u) drains its clients "
+			"instead (level 1)\n", old->pid, old->live,
+			ENG_HO_LIVE);
 	}
 	if (me.redis || old->redis) {
 		atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_BROKER], 1);
@@ -241,6 +279,7 @@ int eng_handover_take(struct eng *e)
 	atomic_store(&ho->hold, true);
 	atomic_store(&ho->listeners, ho->nfds);
 	atomic_store(&ho->state_bytes, ho->state.len);
+	atomic_store(&ho->live_bytes, ho->crecs.len);
 	/*
 	 * The address the clients know is the listeners' own, whatever
 	 * --listen says; a shard beyond them binds that one too.
@@ -284,16 +323,30 @@ int eng_handover_taken(struct eng *e)
 
 	if (!ho || ho->take_fd < 0)
 		return 0;
-	atomic_store(&ho->hold, false);	/* all up: accept, on the next tick */
+	/* all up: the live connections first, then accept, on a tick */
+	if (ho->ncfds)
+		atomic_store(&ho->live_go, true);
+	atomic_store(&ho->hold, false);
 	/* listeners no shard of ours took: the others accept their queue */
 	while (ho->nfds > ho->fds_used)
 		close(ho->fds[--ho->nfds]);
 	eng_free(ho->fds);
 	ho->fds = NULL;
 	eng_ho_buf_free(&ho->state);
+	/* READY means every connection resumed: wait for the shards' ticks */
+	for (unsigned i = 0; ho->ncfds && i < LIVE_WAIT_MS / 10 &&
+	     atomic_load(&ho->live_armed) < e->cfg.shards; i++)
+		poll(NULL, 0, 10);
+	for (unsigned i = 0; i < ho->ncfds; i++)	/* none took them */
+		if (ho->cfds[i] >= 0)
+			close(ho->cfds[i]);
+	eng_free(ho->cfds);
+	ho->cfds = NULL;
+	eng_ho_buf_free(&ho->crecs);
 	eng_ho_put_u32(&msg, ho->fds_used);
 	eng_ho_put_u32(&msg, (uint32_t)atomic_load(&ho->hists));
 	eng_ho_put_u32(&msg, (uint32_t)atomic_load(&ho->inboxes));
+	eng_ho_put_u32(&msg, (uint32_t)atomic_load(&ho->live_conns));
 	ret = msg.err ? -ENOMEM : eng_ho_send(ho->take_fd, ENG_HO_T_READY,
 					      msg.p, msg.len, NULL, 0);
 	eng_ho_buf_free(&msg);
@@ -302,10 +355,11 @@ int eng_handover_taken(struct eng *e)
 	/* the shards' start and the state installed */
 	atomic_store(&ho->confirm_ms, now_ms() - ho->t_state);
 	fprintf(stderr, "ringcast: take-over: accepting on %u listeners "
-		"with %llu histories and %llu inboxes; the old process "
-		"drains%s\n", ho->fds_used,
+		"with %llu histories, %llu inboxes and %llu live connections; "
+		"the old process drains the rest%s\n", ho->fds_used,
 		(unsigned long long)atomic_load(&ho->hists),
 		(unsigned long long)atomic_load(&ho->inboxes),
+		(unsigned long long)atomic_load(&ho->live_conns),
 		ret < 0 ? " (READY not sent: it serves on)" : "");
 	return ret;
 }

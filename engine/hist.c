@@ -505,6 +505,12 @@ static bool reading(struct eng_shard *s, struct eng_conn *c, uint64_t hash,
 	return false;
 }
 
+bool eng_hist_busy(const struct eng_shard *s, const struct eng_conn *c)
+{
+	return s->hists && s->hists->nreads &&
+	       s->hists->nreads[c - s->conns];
+}
+
 /* Takes the record of history read @h off its list; NULL: none. */
 static struct eng_hread *read_take(struct eng_shard *s,
 				   const struct eng_hreq *h)

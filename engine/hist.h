@@ -175,6 +175,12 @@ int eng_hist_judge(const char *asked, uint64_t after, const char *epoch,
 		   uint64_t top, uint64_t first, uint64_t last);
 
 /*
+ * Whether a history command's read of @c's is still out (a live
+ * hand-over carries a connection only once its reads are answered).
+ */
+bool eng_hist_busy(const struct eng_shard *s, const struct eng_conn *c);
+
+/*
  * A recovery holds its subscription (ENG_SUB_HOLDING) from the start, on
  * the asking shard, on both brokers: what is delivered meanwhile waits
  * for the read (up to ENG_HIST_HOLD, past which the recovery says

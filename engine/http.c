@@ -819,12 +819,35 @@ static void echo_assembled(struct eng_shard *s, struct eng_conn *c,
 	eng_conn_queue(s, c, b);
 }
 
+/*
+ * A live hand-over (conn.h): an HTTP connection between requests and an
+ * /echo one keep nothing of their own; the connection's record is all.
+ */
+static int ho_save_none(struct eng_shard *s, struct eng_conn *c,
+			struct eng_ho_buf *b)
+{
+	(void)s;
+	(void)b;
+	/* a /ws upgrade waiting for its user's admission is not carried */
+	return c->auth ? -EAGAIN : 0;
+}
+
+static int ho_load_none(struct eng_shard *s, struct eng_conn *c,
+			struct eng_ho_rd *r)
+{
+	(void)s;
+	(void)c;
+	return r->len ? -EBADMSG : 0;
+}
+
 static const struct eng_endpoint http_endpoint = {
 	.name = "http",
 	.kind = ENG_CONN_K_HTTP,
 	.on_request = on_request,
 	/* a /ws upgrade waiting for its user's admission is still HTTP */
 	.on_close = eng_push_close,
+	.ho_save = ho_save_none,
+	.ho_load = ho_load_none,
 };
 
 static const struct eng_endpoint echo_endpoint = {
@@ -834,6 +857,8 @@ static const struct eng_endpoint echo_endpoint = {
 	.enabled = echo_enabled,
 	.on_message = echo_message,
 	.on_assembled = echo_assembled,
+	.ho_save = ho_save_none,
+	.ho_load = ho_load_none,
 };
 
 int eng_http_register(void)

@@ -644,6 +644,19 @@ static bool backlog_left(struct eng_shard *s, uint32_t slot)
 	return bl != NULL;
 }
 
+bool eng_inbox_busy(struct eng_shard *s, const struct eng_conn *c)
+{
+	uint32_t slot = (uint32_t)(c - s->conns);
+	struct eng_iread *r;
+
+	if (!s->inboxes)
+		return false;
+	if (s->inboxes->nbacklogs && backlog_left(s, slot))
+		return true;
+	r = s->inboxes->reads ? find_read(s, slot) : NULL;
+	return r && r->gen == c->gen;
+}
+
 /*
  * @c's backlog went out (or it had none): with Redis, the page it came
  * from is sent, so the next is asked for, when the last was cut or a

@@ -89,6 +89,12 @@ void eng_inbox_stamp(struct eng_buf *f, const char *epoch, uint64_t n);
 uint64_t eng_inbox_id_of(const struct eng_buf *f, char *epoch);
 
 /*
+ * Whether @c's unread still go out (a backlog, a Redis replay): a live
+ * hand-over carries a connection only once they have.
+ */
+bool eng_inbox_busy(struct eng_shard *s, const struct eng_conn *c);
+
+/*
  * With Redis the inbox lives there (rreq.c). eng_inbox_redis_replay():
  * @c, a user's connection, was admitted: its unread are read a page at a
  * time and sent to it as a backlog, the next page once that backlog has

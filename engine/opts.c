@@ -698,10 +698,10 @@ static const struct opt opts[] = {
 	{ .name = "take-over-mode", .arg = "live|drain", .parse = word,
 	  FIELD(take_over_mode), .max = 1, .words = takeover_words,
 	  .why = "live, drain",
-	  .help = "live: hand over open connections too (not built\n"
-		  "yet: falls back to drain, said in the log and\n"
-		  "/stats); drain: the old process closes its\n"
-		  "clients, which reconnect here (default live)" },
+	  .help = "live: open connections come over too, with no\n"
+		  "close (embedded broker; others are drained);\n"
+		  "drain: the old process closes its clients, which\n"
+		  "reconnect here (default live)" },
 	{ .name = "drain-rate", .arg = "N", .parse = num, FIELD(drain_rate),
 	  .min = 1, .max = 10000000, .why = "1 to 10000000",
 	  .help = "connections a second the old process closes with\n"

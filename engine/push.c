@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "chan.h"
 #include "conn.h"
+#include "handover.h"
 #include "hist.h"
 #include "hs.h"
 #include "inbox.h"
@@ -641,6 +642,72 @@ void eng_push_close(struct eng_shard *s, struct eng_conn *c)
 	eng_unsubscribe_all(s, c);
 }
 
+/*
+ * A live hand-over (conn.h): who @c is (its token's claims, whether its
+ * user counted it) and the channels it is subscribed to, its user's
+ * own aside. Not while something it asked is still being read for it
+ * (a recovery, a history page, its unread): that one is drained.
+ */
+static int ho_save(struct eng_shard *s, struct eng_conn *c,
+		   struct eng_ho_buf *b)
+{
+	uint16_t n = 0;
+
+	if (eng_hist_busy(s, c) || eng_inbox_busy(s, c))
+		return -EAGAIN;
+	for (const struct eng_sub *sub = c->subs; sub; sub = sub->cnext) {
+		if (sub->recovering != ENG_SUB_LIVE)
+			return -EAGAIN;
+		n += sub->chan->name[0] != ENG_USER_MARK;
+	}
+	eng_auth_ho_save(b, c->auth);
+	eng_ho_put_u8(b, !!(c->flags & ENG_CONN_F_ADMITTED));
+	eng_ho_put_u16(b, n);
+	for (const struct eng_sub *sub = c->subs; sub; sub = sub->cnext) {
+		if (sub->chan->name[0] == ENG_USER_MARK)
+			continue;
+		eng_ho_put_u8(b, (uint8_t)sub->chan->len);
+		eng_ho_put(b, sub->chan->name, sub->chan->len);
+	}
+	return 0;
+}
+
+/*
+ * The same in the new process: the user counted again by its owner, the
+ * channels subscribed (interest registered with their owners; no reply,
+ * the client had its own).
+ */
+static int ho_load(struct eng_shard *s, struct eng_conn *c,
+		   struct eng_ho_rd *r)
+{
+	struct json_slice *names;
+	uint8_t admitted;
+	uint16_t n;
+	int ret = eng_auth_ho_load(r, &c->auth);
+
+	admitted = eng_ho_get_u8(r);
+	n = eng_ho_get_u16(r);
+	if (ret < 0 || r->err)
+		return ret < 0 ? ret : -EBADMSG;
+	names = eng_malloc((n ? n : 1) * sizeof(*names));
+	if (!names)
+		return -ENOMEM;
+	for (uint16_t i = 0; i < n && ret == 0; i++) {
+		uint8_t len = eng_ho_get_u8(r);
+
+		names[i].p = (const char *)eng_ho_get(r, len);
+		names[i].len = len;
+		if (r->err || !eng_chan_name_ok(names[i].p, len))
+			ret = -EBADMSG;
+	}
+	if (ret == 0 && c->auth && admitted)
+		ret = eng_user_rejoin(s, c);
+	if (ret == 0 && n)
+		ret = eng_subscribe(s, c, names, n, NULL);
+	eng_free(names);
+	return ret;
+}
+
 static const struct eng_endpoint push_endpoint = {
 	.name = "ws",
 	.path = "/ws",
@@ -649,6 +716,8 @@ static const struct eng_endpoint push_endpoint = {
 	.on_message = on_message,
 	.on_drained = eng_inbox_drain,	/* a user's unread waiting for room */
 	.on_close = eng_push_close,
+	.ho_save = ho_save,
+	.ho_load = ho_load,
 };
 
 int eng_push_register(void)

@@ -99,6 +99,31 @@ void eng_user_join(struct eng_shard *s, struct eng_conn *c,
 	to_owner(s, m);
 }
 
+int eng_user_rejoin(struct eng_shard *s, struct eng_conn *c)
+{
+	const struct eng_auth *a = c->auth;
+	char name[ENG_CHAN_MAX + 2];
+	size_t len = eng_user_key(name, a->uid, a->uid_len);
+	struct eng_chan *ch = eng_chan_get(&s->chans, name, len,
+					   eng_chan_hash(name, len));
+	struct eng_owner_mail *m = mail_new(s, ENG_OWN_JOIN, a->uid,
+					    a->uid_len);
+
+	if (!ch || !m || eng_sub_add(c, eng_slot(s, c), ch) < 0) {
+		eng_free(m);
+		if (ch)
+			eng_chan_maybe_free(&s->chans, ch);
+		return -ENOMEM;
+	}
+	m->live = 1;
+	m->app_len = a->app_len;
+	memcpy(m->app, a->app, a->app_len);
+	m->slot = eng_slot(s, c);
+	m->gen = c->gen;
+	to_owner(s, m);
+	return 0;
+}
+
 /* The user's subscription of @c, if it has one. */
 static struct eng_sub *user_sub(struct eng_conn *c)
 {
@@ -188,6 +213,12 @@ static void on_join_ack(struct eng_shard *s, struct eng_owner_mail *m)
 			to_owner(s, m);
 			return;
 		}
+		free_mail(m);
+		return;
+	}
+	if (m->live) {		/* open already: counted, nothing to send */
+		if (m->ok)
+			c->flags |= ENG_CONN_F_ADMITTED;
 		free_mail(m);
 		return;
 	}
@@ -381,7 +412,8 @@ static void owner_mail(struct eng_shard *s, struct eng_owner_mail *m)
 	switch (m->kind) {
 	case ENG_OWN_JOIN:
 		ch = eng_chan_get(&s->chans, m->name, m->len, hash);
-		if (!ch || (cfg->max_conns_per_user && ch->pres &&
+		/* one handed over live was admitted before: it counts */
+		if (!ch || (cfg->max_conns_per_user && !m->live && ch->pres &&
 			    ch->pres->conns >= cfg->max_conns_per_user)) {
 			m->ok = 0;
 			if (ch)
@@ -396,7 +428,8 @@ static void owner_mail(struct eng_shard *s, struct eng_owner_mail *m)
 		 * What it has not acked goes with the admission: a kept push
 		 * sequenced after this reaches the connection live, after it.
 		 */
-		eng_inbox_replay(ch, m);
+		if (!m->live)
+			eng_inbox_replay(ch, m);
 		/* The 101 waits until pushes for the user reach its shard. */
 		if (eng_sub_owner_update(s, ch, m->from, true, m))
 			to_asker(s, m);

@@ -31,6 +31,15 @@ struct hs_str;
 void eng_user_join(struct eng_shard *s, struct eng_conn *c,
 		   const struct hs_str *key);
 
+/*
+ * @c came in a live hand-over (handover.h), open already, with its
+ * token's c->auth and admitted in the old process: registers it with its
+ * user's owner again, counted whatever --max-conns-per-user says and
+ * without its unread (the old process sent them, or they are in its
+ * queue). Returns 0 or -ENOMEM.
+ */
+int eng_user_rejoin(struct eng_shard *s, struct eng_conn *c);
+
 /* @c is closing: its user's owner counts one connection fewer. */
 void eng_user_leave(struct eng_shard *s, struct eng_conn *c);
 

@@ -454,6 +454,59 @@ int ring__ep_cancel(struct ring *r, uint64_t target)
 	return 0;
 }
 
+/* A live hand-over's (ring.h): stops @slot's recv (@recv) or send. */
+int ring__ep_stop(struct ring *r, unsigned slot, bool recv, uint64_t ud)
+{
+	struct ring_ep *ep = r->ep;
+	struct ep_slot *sl = slot < ep->nr_slots ? &ep->slots[slot] : NULL;
+
+	if (sl && sl->open && recv && sl->recv_armed) {
+		sl->recv_armed = 0;
+		post(ep, sl->recv_ud, -ECANCELED, 0);
+	}
+	if (sl && sl->open && !recv && sl->send_pending) {
+		/* nothing of it went: a partial send completes at once */
+		sl->send_pending = 0;
+		want_out(ep, slot, false);
+		post(ep, sl->send_ud, -ECANCELED, 0);
+	}
+	post(ep, ud, 0, 0);
+	return 0;
+}
+
+int ring__ep_install(struct ring *r, unsigned slot, uint64_t ud)
+{
+	int fd = slot < r->ep->nr_slots && r->ep->slots[slot].open ?
+		 fcntl((int)slot, F_DUPFD_CLOEXEC, 0) : -1;
+
+	post(r->ep, ud, fd < 0 ? -EBADF : fd, 0);
+	return 0;
+}
+
+int ring__ep_adopt(struct ring *r, int fd)
+{
+	struct ring_ep *ep = r->ep;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET,
+				  .data.u64 = (uint64_t)fd };
+
+	if (fd < 0 || (unsigned)fd >= ep->nr_slots) {
+		if (fd >= 0)
+			close(fd);
+		return -ENFILE;
+	}
+	/* as an accepted one: the socket's number is its slot */
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ||
+	    epoll_ctl(ep->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int ret = -errno;
+
+		close(fd);
+		return ret;
+	}
+	memset(&ep->slots[fd], 0, sizeof(ep->slots[fd]));
+	ep->slots[fd].open = 1;
+	return fd;
+}
+
 int ring__ep_timeout(struct ring *r, unsigned ms, uint64_t ud)
 {
 	r->ep->timer_armed = true;

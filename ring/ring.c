@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ring.h"
 #include "ring_int.h"
@@ -248,6 +249,61 @@ int ring_timeout(struct ring *r, unsigned ms, uint64_t ud)
 	io_uring_prep_timeout(sqe, &r->ts, 0, 0);
 	io_uring_sqe_set_data64(sqe, ud);
 	return 0;
+}
+
+/* Newer than the liburing 2.3 headers: the opcode of Linux 6.8. */
+#define RING_OP_FIXED_FD_INSTALL	54
+
+int ring_stop_recv(struct ring *r, unsigned slot, uint64_t recv_ud,
+		   uint64_t ud)
+{
+	if (r->ep)
+		return ring__ep_stop(r, slot, true, ud);
+	return ring_cancel(r, recv_ud, ud);
+}
+
+int ring_stop_send(struct ring *r, unsigned slot, uint64_t ud)
+{
+	if (r->ep)
+		return ring__ep_stop(r, slot, false, ud);
+	PREP(r, sqe);
+	/*
+	 * By descriptor: a send's user_data may be a pointer the caller
+	 * does not keep. The recv was stopped first, so only the send (at
+	 * most one per socket) is left to match.
+	 */
+	io_uring_prep_cancel_fd(sqe, (int)slot, IORING_ASYNC_CANCEL_ALL |
+				IORING_ASYNC_CANCEL_FD_FIXED);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+int ring_fd_install(struct ring *r, unsigned slot, uint64_t ud)
+{
+	if (r->ep)
+		return ring__ep_install(r, slot, ud);
+	PREP(r, sqe);
+	io_uring_prep_rw(RING_OP_FIXED_FD_INSTALL, sqe, (int)slot, NULL, 0, 0);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	sqe->rw_flags = 0;	/* install_fd_flags: O_CLOEXEC kept */
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+int ring_adopt(struct ring *r, int fd, unsigned slot)
+{
+	int ret;
+
+	if (r->ep)
+		return ring__ep_adopt(r, fd);
+	if (slot >= r->nr_files) {
+		close(fd);
+		return -ENFILE;
+	}
+	/* the table holds its own reference: ours goes */
+	ret = io_uring_register_files_update(&r->uring, slot, &fd, 1);
+	close(fd);
+	return ret < 0 ? ret : ret == 1 ? (int)slot : -EBADF;
 }
 
 int ring_fd_connect(struct ring *r, int fd, const struct sockaddr *addr,

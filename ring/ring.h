@@ -129,6 +129,30 @@ int ring_shutdown_wr(struct ring *r, unsigned slot, uint64_t ud);
 int ring_timeout(struct ring *r, unsigned ms, uint64_t ud);
 
 /*
+ * A live hand-over (engine/handover.h). ring_stop_recv(): ends @slot's
+ * recv (user_data @recv_ud), whose last CQE says -ECANCELED; this one's
+ * own CQE is @ud's. ring_stop_send(): ends a send pending on @slot
+ * (-ECANCELED, nothing of it sent; one that completed meanwhile says so
+ * as ever), its own CQE @ud. ring_fd_install(): a regular descriptor of
+ * the process for @slot's socket, in the CQE of @ud (res: the fd, ours
+ * to close; O_CLOEXEC): io_uring's IORING_OP_FIXED_FD_INSTALL (Linux
+ * 6.8), an epoll slot dup()ed. Closing either leaves the other open.
+ */
+int ring_stop_recv(struct ring *r, unsigned slot, uint64_t recv_ud,
+		   uint64_t ud);
+int ring_stop_send(struct ring *r, unsigned slot, uint64_t ud);
+int ring_fd_install(struct ring *r, unsigned slot, uint64_t ud);
+
+/*
+ * Makes socket @fd (taken over: closed here whatever happens) a
+ * connection of the ring, as an accept would: io_uring registers it in
+ * the fixed-file table at @slot (free: the caller knows), epoll makes it
+ * non-blocking and watches it, at the slot its number is. Returns the
+ * slot, or -errno.
+ */
+int ring_adopt(struct ring *r, int fd, unsigned slot);
+
+/*
  * Operations on an ordinary descriptor @fd of the process table, not a
  * fixed slot: a client connection of the ring's own (the Redis link).
  * io_uring only (-EOPNOTSUPP on epoll). The kernel looks @fd up when the

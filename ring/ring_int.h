@@ -24,6 +24,9 @@ int ring__ep_cancel_slot(struct ring *r, unsigned slot, uint64_t ud);
 int ring__ep_cancel(struct ring *r, uint64_t target);
 int ring__ep_shutdown_wr(struct ring *r, unsigned slot, uint64_t ud);
 int ring__ep_timeout(struct ring *r, unsigned ms, uint64_t ud);
+int ring__ep_stop(struct ring *r, unsigned slot, bool recv, uint64_t ud);
+int ring__ep_adopt(struct ring *r, int fd);
+int ring__ep_install(struct ring *r, unsigned slot, uint64_t ud);
 /* @until: CLOCK_MONOTONIC ns after which it returns anyway (0: never) */
 int ring__ep_run(struct ring *r, unsigned min, uint64_t until,
 		 ring_cqe_fn *fn, void *arg);

@@ -13,7 +13,7 @@
   never sees a refused connection; a client that connects during the
   hand-over recovers a quiet channel from offset 0; `history` and the
   inboxes answer the same afterwards; the old process exits 0; /stats
-  says what was handed over, and that live mode fell back to a drain.
+  says what was handed over (--take-over-mode drain: level 1 asked for).
 - crash: a new process that dies after taking the listeners, before
   READY (played by this script on the socket): the old one serves on,
   counts it (peer_lost), publishes still reach its clients, and a real
@@ -24,8 +24,8 @@
   socket (an HTTP request, a hello without the magic) is counted and
   the old process serves on.
 - redis (the redis axis alone): the state is Redis's and not sent
-  (fallbacks.broker); a client drained with 1012 recovers from Redis on
-  the new process.
+  (fallbacks.broker), live mode is refused (fallbacks.live); a client
+  drained with 1012 recovers from Redis on the new process.
 - version: an old process (played by this script) whose state format
   the new binary does not read: the new one serves on the listener it
   was given, installs nothing, counts it (state_version), a recovery
@@ -285,7 +285,8 @@ async def check_drain(exe, d):
             await loop.run_in_executor(None, p.half.wait, 60)
         prober = Prober(old)
         prober.start()
-        new = rc.Engine(exe, *args(sock, "--take-over", sock),
+        new = rc.Engine(exe, *args(sock, "--take-over", sock,
+                                   "--take-over-mode", "drain"),
                         listen="127.0.0.1:%d" % old.port)
         try:
             await loop.run_in_executor(None, new.start)
@@ -347,14 +348,14 @@ def check_results(pubs, results, log, prober):
 def check_stats(old, new):
     ho = rc.stats(new)["handover"]
     expect_eq((ho["role"], ho["mode_asked"], ho["mode"]),
-              ("taken", "live", "drain"), "the new process's modes")
+              ("taken", "drain", "drain"), "the new process's modes")
     expect_eq(ho["listeners"], 2, "listeners taken")
-    expect_eq(ho["fallbacks"]["live"], 1, "live fell back")
+    expect_eq((ho["fallbacks"]["live"], ho["live"]), (0, 0),
+              "drain asked: nothing live")
     expect(ho["histories"] >= len(CHANS) + 1 and
            ho["inboxes"] >= KEPT + OFFLINE, "state installed: %s", ho)
     logs = old.output()
-    expect("live mode is not built yet: draining instead" in logs,
-           "the old process's log says live fell back")
+    expect("mode drain" in logs, "the old process's log says the mode")
     expect("connections drained" in logs, "the drain in the log")
 
 
@@ -542,6 +543,9 @@ async def check_redis(exe, d):
             ho = rc.stats(new)["handover"]
             expect_eq((ho["fallbacks"]["broker"], ho["histories"]), (1, 0),
                       "state left in Redis")
+            # live asked (the default): Redis's, so a drain (HANDOVER.md)
+            expect_eq((ho["mode"], ho["fallbacks"]["live"]), ("drain", 1),
+                      "live refused with Redis")
 
 
 def checks(run):
