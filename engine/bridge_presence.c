@@ -40,7 +40,7 @@
 	"        local pt = p .. 'pt:' .. rch\n" \
 	"        if tonumber(redis.call('HINCRBY', pt, u, -h[i + 1]))" \
 	" <= 0 then\n" \
-	"          gone(p, rch, u, p .. 'wh')\n" \
+	"          gone(p, rch, u, p .. 'wh', 'PUBLISH')\n" \
 	"        end\n" \
 	"      end\n" \
 	"      redis.call('DEL', q)\n" \

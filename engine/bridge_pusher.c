@@ -28,12 +28,16 @@
  * alive before (eng_lua_beat), so that what it had is written again.
  * ARGV: prefix, node, R, uid, member ("ID\0STR\0INFO"), member_added (the
  * event as published, skipping the joining connection), member_removed,
- * "APP\0CH" (empty for a watchlist's channel: no webhook, no user_count).
- * Returns {1 first connection | 0 | -1 channel full, every member's
- * "ID\0STR\0INFO" joined by "\0"}.
+ * "APP\0CH" (empty for a watchlist's channel: no webhook, no user_count),
+ * then (eng_rreq_pusher) the publish command and "1" with one Redis ("0"
+ * on a cluster: the keys are R's slot's, the node's key and the webhook
+ * records are not there; the caller sends the webhook). Returns {1
+ * first connection | 0 | -1 channel full, every member's "ID\0STR\0INFO"
+ * joined by "\0"}.
  */
 const char eng_lua_pjoin[] = R_LUA_PUSHER
 	"local p, node, rch, u = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+	"local pub, one = ARGV[9], ARGV[10] == '1'\n"
 	"local pm = p .. 'pm:' .. rch\n"
 	"if redis.call('HEXISTS', pm, u) == 0 and\n"
 	"   redis.call('HLEN', pm) >= 100 then\n"
@@ -41,32 +45,35 @@ const char eng_lua_pjoin[] = R_LUA_PUSHER
 	"end\n"
 	/* a node known before its first beat, so that its death is seen */
 	"local nk = p .. 'node:' .. node\n"
-	"if redis.call('EXISTS', nk) == 0 then\n"
+	"if one and redis.call('EXISTS', nk) == 0 then\n"
 	"  redis.call('SET', nk, 'new', 'EX', " R_STR(R_NODE_TTL) ")\n"
 	"end\n"
-	"redis.call('SADD', p .. 'nodes', node)\n"
+	"if one then redis.call('SADD', p .. 'nodes', node) end\n"
 	"redis.call('HINCRBY', p .. 'pq:' .. node, rch .. '\\0' .. u, 1)\n"
 	"local first = 0\n"
 	"if redis.call('HINCRBY', p .. 'pt:' .. rch, u, 1) == 1 then\n"
 	"  first = 1\n"
 	"  redis.call('HSET', pm, u, ARGV[5])\n"
 	"  redis.call('HSET', p .. 'pr:' .. rch, u, ARGV[7])\n"
-	"  redis.call('PUBLISH', rch, ARGV[6])\n"
+	"  redis.call(pub, rch, ARGV[6])\n"
 	"  local pn = ARGV[8]\n"
 	/* none for a watchlist's channel: neither counted nor hooked */
 	"  if pn ~= '' then\n"
 	"    local app, ch = string.match(pn, '^([^%z]*)%z(.*)$')\n"
 	"    redis.call('HSET', p .. 'pn', rch, pn)\n"
 	"    redis.call('HINCRBY', p .. 'pu:' .. app, ch, 1)\n"
-	"    outbox(p .. 'wh:' .. node, 'member_added\\0' .. pn .. '\\0' ..\n"
+	"    outbox(one and p .. 'wh:' .. node or '',\n"
+	"           'member_added\\0' .. pn .. '\\0' ..\n"
 	"           u .. '\\0')\n"
 	"  end\n"
 	"end\n"
 	"return {first, table.concat(redis.call('HVALS', pm), '\\0')}\n";
 
 /*
- * ARGV: prefix, node, R, uid. Returns {1 when it was the user's last
- * connection (member_removed published), else 0, ""}. A count already
+ * ARGV: prefix, node, R, uid, then as eng_lua_pjoin's the publish
+ * command and "1" with one Redis. Returns {1 when it was the user's last
+ * connection (member_removed published), else 0, "" or on a cluster
+ * "APP\0CH\0UID" for the caller's webhook}. A count already
  * gone (this node was reaped while cut off) changes nothing more.
  */
 const char eng_lua_pleave[] = R_LUA_PUSHER
@@ -79,8 +86,10 @@ const char eng_lua_pleave[] = R_LUA_PUSHER
 	"if tonumber(redis.call('HINCRBY', pt, u, -1)) > 0 then\n"
 	"  return {0, ''}\n"
 	"end\n"
-	"gone(p, rch, u, p .. 'wh:' .. node)\n"
-	"return {1, ''}\n";
+	"local wk = ARGV[6] == '1' and p .. 'wh:' .. node or ''\n"
+	"local pn = gone(p, rch, u, wk, ARGV[5])\n"
+	"if wk ~= '' or pn == '' then return {1, ''} end\n"
+	"return {1, pn .. '\\0' .. u}\n";
 
 /*
  * This node's subscription counts, absolute (a retry or a repeat

@@ -185,9 +185,14 @@ struct eng_rreq *eng_rreq_query(const struct eng *e, const char *uid,
 struct eng_rreq *eng_rreq_online(const struct eng *e);
 
 /*
- * A Pusher script (bridge_pusher.c) on the presence keys: @script
- * (ENG_PS_*), its @argc (at most 11) arguments after the keys' prefix;
- * ENG_PS_COUNT and ENG_PS_INFO take up to ENG_RREQ_PUSHER_ARGS. Its answer is {integer,
+ * A Pusher script (bridge_pusher.c): @script (ENG_PS_*), its @argc (at
+ * most 11) arguments after the keys' prefix; ENG_PS_COUNT and
+ * ENG_PS_INFO take up to ENG_RREQ_PUSHER_ARGS. A channel's script (join,
+ * leave: @argv[1] the channel's Redis channel; users: @argv[0]) runs on
+ * that channel's keys, its slot on a cluster; join and leave get two more
+ * arguments, the publish command and "1" with one Redis ("0": a cluster,
+ * where the node's liveness and webhook records are not in that slot).
+ * The others run on the presence keys. Its answer is {integer,
  * string}: p->result and p->blob (eng_malloc'd, freed after p->done
  * unless it took it). NULL out of memory.
  */

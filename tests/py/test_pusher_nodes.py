@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """Pusher presence across nodes (issue 26, docs/PUSHER.md): with one
-Redis, two nodes share a presence channel's members. The list in
+Redis or a Redis Cluster, two nodes share a presence channel's members. The list in
 subscription_succeeded holds every node's members; member_added goes out
 once, to every node's subscribers, at a user's first connection on any
 node, and member_removed at its last, also when the node holding it is
