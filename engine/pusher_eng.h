@@ -172,6 +172,14 @@ void eng_pusher_full(struct eng_shard *s, struct eng_conn *c,
 		     struct json_slice ch);
 
 /*
+ * Shard 0's, each tick, on a Redis Cluster: about once a second the
+ * slots of dead nodes (bridge_pusher.c, P pdead) are asked for and each
+ * reaped: its members' member_removed published and their webhooks
+ * sent from here. Nothing elsewhere.
+ */
+void eng_pusher_reap_tick(struct eng_shard *s);
+
+/*
  * The engine channel that connections signed in (pusher:signin) as user
  * @uid[0..@len) of @app join, and that POST
  * .../users/{uid}/terminate_connections publishes to, through the

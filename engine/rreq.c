@@ -412,8 +412,8 @@ struct eng_rreq *eng_rreq_online(const struct eng *e)
  */
 static int chan_arg(int script)
 {
-	return script == ENG_PS_JOIN || script == ENG_PS_LEAVE ? 1 :
-	       script == ENG_PS_USERS ? 0 : -1;
+	return script == ENG_PS_JOIN || script == ENG_PS_LEAVE ||
+	       script == ENG_PS_REAP ? 1 : script == ENG_PS_USERS ? 0 : -1;
 }
 
 struct eng_rreq *eng_rreq_pusher(const struct eng *e, int script, int argc,
@@ -446,7 +446,7 @@ struct eng_rreq *eng_rreq_pusher(const struct eng *e, int script, int argc,
 	av[3] = av[4] = keys;
 	memcpy(av + 5, argv, (size_t)argc * sizeof(*argv));
 	memcpy(ls + 5, lens, (size_t)argc * sizeof(*lens));
-	if (tail) {	/* a join's or leave's: how it publishes, and where */
+	if (tail) {	/* how it publishes, and where */
 		av[5 + argc] = pub_cmd(e, &ls[5 + argc]);
 		av[6 + argc] = e->redis == &eng_rreq_single ? "1" : "0";
 		ls[6 + argc] = 1;
