@@ -15,14 +15,12 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
 #include "chan.h"
-#include "cluster.h"
 #include "conn.h"
 #include "frame.h"
 #include "pub.h"
@@ -570,128 +568,6 @@ static char *member_texts(const char *name, struct json_slice ch,
 	return mem;
 }
 
-/* ---- a Redis Cluster: a dead node's members reaped, slot by slot -------- */
-
-#define REAP_TICKS	(1000 / ENG_TICK_MS)	/* dead slots asked so often */
-#define REAP_BATCH	"16"			/* ... so many at a time */
-
-static _Atomic uint64_t registered[ENG_SLOTS / 64];	/* eng_lua_pslot */
-static bool reaping;		/* shard 0: a listing out */
-static uint32_t reaped_tick;
-
-static void quiet_done(struct eng_shard *s, struct eng_rreq *p)
-{
-	(void)s;
-	(void)p;
-}
-
-/*
- * This node has members in @hslot, of Redis channel @rch: said once to
- * the presence slot, so that the slot is reaped if this node dies.
- */
-static void register_slot(struct eng_shard *s, const char *rch, size_t rlen,
-			  uint16_t hslot)
-{
-	uint64_t bit = 1ull << (hslot % 64);
-	const char *argv[2] = { s->eng->cfg.node_id, rch };
-	size_t lens[2] = { strlen(argv[0]), rlen };
-	struct eng_rreq *p;
-
-	if (hslot >= ENG_SLOTS ||
-	    (atomic_fetch_or(&registered[hslot / 64], bit) & bit))
-		return;
-	p = eng_rreq_pusher(s->eng, ENG_PS_SLOT, 2, argv, lens);
-	if (!p) {
-		atomic_fetch_and(&registered[hslot / 64], ~bit);
-		return;
-	}
-	p->done = quiet_done;
-	eng_rreq_send_own(s, p);
-}
-
-/* An entry of P pdead ("NODE\0R") crossed off. */
-static void cross_off(struct eng_shard *s, const char *e, size_t len)
-{
-	const char *argv[2] = { "0", e };
-	size_t lens[2] = { 1, len };
-	struct eng_rreq *p = eng_rreq_pusher(s->eng, ENG_PS_DEAD, 2, argv,
-					     lens);
-
-	if (p) {
-		p->done = quiet_done;
-		eng_rreq_send_own(s, p);
-	}
-}
-
-/* A reap's answer: its members' webhooks, then its entry crossed off. */
-static void reaped(struct eng_shard *s, struct eng_rreq *p)
-{
-	struct json_slice *e = p->arg, f[3];
-	char *at = p->blob;
-
-	while (p->result >= 0 && at && at < p->blob + p->blob_len &&
-	       eng_pusher_fields(&at, p->blob + p->blob_len, f, 3))
-		eng_webhook_pusher_id(f[0].p, f[0].len, &(struct eng_webhook_ev){
-			.name = "member_removed", .channel = f[1],
-			.user_id = f[2], .count = -1 });
-	if (p->result >= 0)
-		cross_off(s, e->p, e->len);
-	free(e);
-	p->arg = NULL;
-}
-
-/* Reaps dead node @node's slot of Redis channel @rch (entry @e). */
-static void reap_one(struct eng_shard *s, struct json_slice node,
-		     struct json_slice rch, struct json_slice e)
-{
-	const char *argv[2] = { node.p, rch.p };
-	size_t lens[2] = { node.len, rch.len };
-	struct json_slice *arg = malloc(sizeof(*arg) + e.len);
-	struct eng_rreq *p = arg ? eng_rreq_pusher(s->eng, ENG_PS_REAP, 2,
-						   argv, lens) : NULL;
-
-	if (!p) {
-		free(arg);
-		return;		/* asked again within a second */
-	}
-	memcpy(arg + 1, e.p, e.len);
-	*arg = (struct json_slice){ (char *)(arg + 1), e.len };
-	p->arg = arg;
-	p->done = reaped;
-	eng_rreq_send_own(s, p);
-}
-
-/* The dead slots listed: each reaped. */
-static void dead_listed(struct eng_shard *s, struct eng_rreq *p)
-{
-	struct json_slice f[2];
-	char *at = p->blob, *end = p->blob + p->blob_len;
-
-	reaping = false;
-	for (char *e = at; p->result >= 0 && at && at < end &&
-	     eng_pusher_fields(&at, end, f, 2); e = at)
-		reap_one(s, f[0], f[1], (struct json_slice){
-			e, (size_t)(f[1].p + f[1].len - e) });
-}
-
-void eng_pusher_reap_tick(struct eng_shard *s)
-{
-	const char *argv[1] = { REAP_BATCH };
-	size_t lens[1] = { sizeof(REAP_BATCH) - 1 };
-	struct eng_rreq *p;
-
-	if (s->id || !s->eng->redis || eng_pusher_across(s) || reaping ||
-	    s->tick - reaped_tick < REAP_TICKS)
-		return;
-	reaped_tick = s->tick;
-	p = eng_rreq_pusher(s->eng, ENG_PS_DEAD, 1, argv, lens);
-	if (!p)
-		return;
-	reaping = true;
-	p->done = dead_listed;
-	eng_rreq_send_own(s, p);
-}
-
 static int rjoin(struct eng_shard *s, struct eng_conn *c,
 		 const char *name, size_t len, struct json_slice ch,
 		 struct json_slice sid, const struct pusher_member *mb)
@@ -750,7 +626,7 @@ static int rjoin(struct eng_shard *s, struct eng_conn *c,
 	p->text[ch.len + 1 + len] = '\0';
 	p->done = joined_done;
 	if (!eng_pusher_across(s))
-		register_slot(s, argv[1], lens[1], p->hslot);
+		eng_pusher_slot_register(s, argv[1], lens[1], p->hslot);
 	return eng_rreq_send(s, c, p);
 }
 
@@ -835,6 +711,13 @@ static const char pmove_lua[] =
 	"end\n"
 	"return {1, ''}\n";
 
+/* Redis's answer to a move: nothing to tell anyone. */
+static void moved_done(struct eng_shard *s, struct eng_rreq *p)
+{
+	(void)s;
+	(void)p;
+}
+
 static int rmove(struct eng_shard *s, struct eng_conn *c, const char *name,
 		 size_t len, struct json_slice ch, struct json_slice sid,
 		 const struct pusher_member *mb, const char *old)
@@ -870,9 +753,9 @@ static int rmove(struct eng_shard *s, struct eng_conn *c, const char *name,
 	if (!p)
 		return -ENOMEM;
 	p->hslot = hslot;
-	p->done = quiet_done;	/* a move: nothing to tell anyone */
+	p->done = moved_done;
 	if (!eng_pusher_across(s))
-		register_slot(s, rch, ls[7], hslot);
+		eng_pusher_slot_register(s, rch, ls[7], hslot);
 	return eng_rreq_send(s, c, p);
 }
 
