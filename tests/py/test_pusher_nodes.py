@@ -18,7 +18,7 @@ import websockets
 import rc
 from rc import expect, expect_eq
 from test_pusher import APP, channel_auth, connected, engine_args, event, \
-    signin, trigger
+    signed, signin, trigger
 
 CH = "presence-nodes"
 
@@ -69,6 +69,15 @@ def pres_count(uid):
     return int(v) if v else 0
 
 
+def users(eng):
+    """GET channels/CH/users on @eng, signed: the user ids, sorted."""
+    path = "/apps/%s/channels/%s/users" % (APP["id"], CH)
+    status, doc = rc.api(eng, "GET", path + "?" + signed(APP, "GET", path,
+                                                         None))
+    expect_eq(status, 200, "GET users")
+    return sorted(u["id"] for u in doc["users"])
+
+
 async def check_members(engs):
     a, m = await join(engs[0], "u1")
     expect_eq(m["ids"], ["u1"], "a's members")
@@ -77,6 +86,8 @@ async def check_members(engs):
     expect_eq(m["hash"]["u1"], {"n": "u1"}, "u1's info, from node 0")
     expect_eq(await until_sentinel(a, engs[1]),
               [("member_added", "u2")], "a hears u2 once")
+    for i, eng in enumerate(engs):
+        expect_eq(users(eng), ["u1", "u2"], "node %d's users, both" % i)
     # u2 again, on the other node: no member_added anywhere
     c, m = await join(engs[0], "u2")
     expect_eq(sorted(m["ids"]), ["u1", "u2"], "c's members")
