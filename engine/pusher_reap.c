@@ -18,7 +18,8 @@
 #include "webhook.h"
 
 #define REAP_TICKS	(1000 / ENG_TICK_MS)	/* dead slots asked so often */
-#define REAP_BATCH	"16"			/* ... so many at a time */
+#define REAP_BATCH	16			/* ... so many at a time */
+#define REAP_BATCH_S	"16"
 
 static _Atomic uint64_t registered[ENG_SLOTS / 64];	/* eng_lua_pslot */
 static bool reaping;		/* shard 0: a listing out */
@@ -102,23 +103,26 @@ static void reap_one(struct eng_shard *s, struct json_slice node,
 	eng_rreq_send_own(s, p);
 }
 
-/* The dead slots listed: each reaped. */
+/* The dead slots listed: each reaped; a full batch, more next tick. */
 static void dead_listed(struct eng_shard *s, struct eng_rreq *p)
 {
 	struct json_slice f[2];
 	char *at = p->blob, *end = p->blob + p->blob_len;
+	unsigned n = 0;
 
 	reaping = false;
 	for (char *e = at; p->result >= 0 && at && at < end &&
-	     eng_pusher_fields(&at, end, f, 2); e = at)
+	     eng_pusher_fields(&at, end, f, 2); e = at, n++)
 		reap_one(s, f[0], f[1], (struct json_slice){
 			e, (size_t)(f[1].p + f[1].len - e) });
+	if (n >= REAP_BATCH)
+		reaped_tick = s->tick - REAP_TICKS;
 }
 
 void eng_pusher_reap_tick(struct eng_shard *s)
 {
-	const char *argv[1] = { REAP_BATCH };
-	size_t lens[1] = { sizeof(REAP_BATCH) - 1 };
+	const char *argv[1] = { REAP_BATCH_S };
+	size_t lens[1] = { sizeof(REAP_BATCH_S) - 1 };
 	struct eng_rreq *p;
 
 	if (s->id || !s->eng->redis || eng_pusher_across(s) || reaping ||

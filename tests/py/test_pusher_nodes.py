@@ -100,6 +100,9 @@ async def check_members(engs):
     expect_eq(await until_sentinel(a, engs[1]), [],
               "u2 left one node, still on the other")
     await c.close()
+    # its leave has run (and published member_removed) before the sentinel
+    await rc.await_state("c's leave counted", lambda: users(engs[1])
+                         == ["u1"])
     expect_eq(await until_sentinel(a, engs[1]),
               [("member_removed", "u2")], "u2's last connection")
     await a.close()
