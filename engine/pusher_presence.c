@@ -461,14 +461,20 @@ static void joined_done(struct eng_shard *s, struct eng_rreq *p)
 	ssize_t n = -ENOMEM;
 	unsigned nv;
 
-	if (p->arg) {	/* a cluster's: its tally, its webhook */
+	if (p->arg) {	/* a cluster's: its webhook, its tally */
 		struct join_arg *j = p->arg;
 		struct pusher_member mb;
 
-		if (p->result >= 0 && members_read(j->blob, j->len, &mb, 1) &&
-		    !count_in(one.p, one.len, &mb) && p->result == 1)
-			member_hook(one.p, one.len, "member_added", ch,
-				    mb.id_str);
+		if (p->result >= 0 && members_read(j->blob, j->len, &mb, 1)) {
+			if (p->result == 1)
+				member_hook(one.p, one.len, "member_added", ch,
+					    mb.id_str);
+			/* left already: its leave found nothing to take */
+			if (c->gen == p->gen && eng_conn_alive(c) &&
+			    eng_sub_find(c, eng_chan_find(&s->chans, one.p,
+					one.len, eng_chan_hash(one.p, one.len))))
+				count_in(one.p, one.len, &mb);
+		}
 		free(j);
 		p->arg = NULL;
 	}
