@@ -283,17 +283,6 @@ static int rjoin(struct eng_shard *s, struct eng_conn *c, const char *name,
 static void rleave(struct eng_shard *s, struct eng_conn *c, const char *name,
 		   size_t len, struct json_slice id_str);
 
-/*
- * Whether channel @name's members are Redis's: with one Redis, every
- * channel's; on a cluster a presence channel's, under its own slot, but
- * not yet a watchlist's (pusher_watch.c asks who is online in one slot).
- */
-static bool in_redis(const struct eng_shard *s, const char *name)
-{
-	return eng_pusher_across(s) ||
-	       (s->eng->redis && name[1] != ENG_PUSHER_WATCH);
-}
-
 int eng_pusher_join(struct eng_shard *s, struct eng_conn *c,
 		    const char *name, size_t len, struct json_slice ch,
 		    struct json_slice sid, const struct pusher_member *mb,
@@ -308,7 +297,7 @@ int eng_pusher_join(struct eng_shard *s, struct eng_conn *c,
 	bool first = false;
 
 	*ok = NULL;
-	if (in_redis(s, name))
+	if (s->eng->redis)	/* one or a cluster */
 		return rjoin(s, c, name, len, ch, sid, mb);
 	pthread_mutex_lock(&lock);
 	pc = pchan_find(name, len, true);
@@ -373,7 +362,7 @@ void eng_pusher_leave(struct eng_shard *s, struct eng_conn *c,
 	char *ev = NULL;
 	size_t cap;
 
-	if (in_redis(s, name)) {
+	if (s->eng->redis) {
 		if (!eng_pusher_across(s))
 			count_out(name, len, id_str);	/* joined_done's */
 		rleave(s, c, name, len, id_str);
@@ -466,7 +455,7 @@ static void joined_done(struct eng_shard *s, struct eng_rreq *p)
 		struct pusher_member mb;
 
 		if (p->result >= 0 && members_read(j->blob, j->len, &mb, 1)) {
-			if (p->result == 1)
+			if (p->result == 1 && one.p[1] != ENG_PUSHER_WATCH)
 				member_hook(one.p, one.len, "member_added", ch,
 					    mb.id_str);
 			/* left already: its leave found nothing to take */
@@ -772,7 +761,7 @@ int eng_pusher_rejoin(struct eng_shard *s, struct eng_conn *c,
 {
 	int ret;
 
-	if (!in_redis(s, name))
+	if (!s->eng->redis)
 		return count_in(name, len, mb);	/* no bound: it held it */
 	if (!old || !*old)
 		return -EINVAL;
@@ -849,7 +838,7 @@ void eng_pusher_users(struct eng_shard *s, struct eng_conn *c,
 	struct pchan *pc;
 	unsigned n = 0;
 
-	if (in_redis(s, name)) {
+	if (s->eng->redis) {
 		char rch[ENG_CHAN_MAX + 128];
 		const char *argv[1] = { rch };
 		size_t lens[1];

@@ -118,37 +118,31 @@ async def check_node_dies(engs):
     e, _ = await join(engs[1], "v2")
     expect_eq(await until_sentinel(a, engs[0]),
               [("member_added", "v2")], "v2 on node 1, once")
-    # a watcher on node 0 of k1, signed in on node 1 (watchlists are
-    # per node on a cluster so far)
-    watch = rc.only_on("redis")
-    k = w = None
-    if watch:
-        w, hello = await connected(engs[0])
-        await signin(w, hello, "w0", ["k1"])
-        expect_eq((await event(w))["event"], "pusher:signin_success", "w0")
-        k, hello = await connected(engs[1])
-        await signin(k, hello, "k1")
-        expect_eq(watch_event(await event(w)), (
-            "pusher_internal:watchlist_events",
-            [{"name": "online", "user_ids": ["k1"]}]), "k1 online")
+    # a watcher on node 0 of k1, signed in on node 1
+    w, hello = await connected(engs[0])
+    await signin(w, hello, "w0", ["k1"])
+    expect_eq((await event(w))["event"], "pusher:signin_success", "w0")
+    k, hello = await connected(engs[1])
+    await signin(k, hello, "k1")
+    expect_eq(watch_event(await event(w)), (
+        "pusher_internal:watchlist_events",
+        [{"name": "online", "user_ids": ["k1"]}]), "k1 online")
     engs[1].kill()
     ev = await event(a)    # within the heartbeat's expiry
     expect_eq((ev["event"], ev["data"]), ("pusher_internal:member_removed",
                                           {"user_id": "v2"}),
               "v2 gone with its node")
-    if watch:
-        expect_eq(watch_event(await event(w)), (
-            "pusher_internal:watchlist_events",
-            [{"name": "offline", "user_ids": ["k1"]}]),
-            "k1 gone with its node")
-        await w.close()
+    expect_eq(watch_event(await event(w)), (
+        "pusher_internal:watchlist_events",
+        [{"name": "offline", "user_ids": ["k1"]}]), "k1 gone with its node")
+    await w.close()
     expect_eq(await until_sentinel(a, engs[0]), [], "once only")
     f, m = await join(engs[0], "v3")
     expect_eq(sorted(m["ids"]), ["v1", "v3"], "members after the death")
     await a.close()
     await f.close()
     for ws in (d, e, k):    # their node is gone: what they had, then EOF
-        for _ in range(100 if ws else 0):
+        for _ in range(100):
             try:
                 await rc.ws_recv(ws)
             except websockets.ConnectionClosed:
