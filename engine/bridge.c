@@ -685,7 +685,8 @@ int eng_bridge_init(struct eng *e)
 		eng_lua_iread_len, eng_lua_iack_len, eng_lua_query_len,
 		eng_lua_online_len,
 		{ eng_lua_pjoin, eng_lua_pleave, eng_lua_pcount,
-		  eng_lua_pchans, eng_lua_pusers, eng_lua_pinfo },
+		  eng_lua_pchans, eng_lua_pusers, eng_lua_pinfo,
+		  eng_lua_pslot, eng_lua_pdead, eng_lua_preap },
 	};
 	e->lua = &r->lua;
 	r->mapl.fd = -1;				/* eng_resp_exit() on err */

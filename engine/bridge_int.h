@@ -44,23 +44,26 @@
  * bridge_presence.c). A webhook record is "NAME\0APP\0CHANNEL\0UID\0N"
  * (UID and N may be empty); outbox(k, r) appends one to list k, bounded
  * (the oldest go), which a node's next count script takes
- * (eng_lua_pcount). gone(p, rch, u, wk): user u's last connection in
- * Redis channel rch went: its member entries deleted, its
- * member_removed published, its webhook record to list wk.
+ * (eng_lua_pcount); none when k is "" (on a cluster, where the node
+ * that ran the script sends the webhook). gone(p, rch, u, wk, pub): user
+ * u's last connection in Redis channel rch went: its member entries
+ * deleted, its member_removed published with command pub, its webhook
+ * record to list wk; returns "APP\0CH" ("" for a watchlist's channel).
  */
 #define R_LUA_PUSHER \
 	"local function outbox(k, r)\n" \
+	"  if k == '' then return end\n" \
 	"  redis.call('RPUSH', k, r)\n" \
 	"  redis.call('LTRIM', k, -" R_STR(R_OUTBOX_MAX) ", -1)\n" \
 	"end\n" \
-	"local function gone(p, rch, u, wk)\n" \
+	"local function gone(p, rch, u, wk, pub)\n" \
 	"  redis.call('HDEL', p .. 'pt:' .. rch, u)\n" \
 	"  redis.call('HDEL', p .. 'pm:' .. rch, u)\n" \
 	"  local ev = redis.call('HGET', p .. 'pr:' .. rch, u)\n" \
 	"  redis.call('HDEL', p .. 'pr:' .. rch, u)\n" \
-	"  if ev then redis.call('PUBLISH', rch, ev) end\n" \
+	"  if ev then redis.call(pub, rch, ev) end\n" \
 	"  local pn = redis.call('HGET', p .. 'pn', rch)\n" \
-	"  if not pn then return end\n" \
+	"  if not pn then return '' end\n" \
 	"  local app, ch = string.match(pn, '^([^%z]*)%z(.*)$')\n" \
 	"  local pu = p .. 'pu:' .. app\n" \
 	"  if tonumber(redis.call('HINCRBY', pu, ch, -1)) <= 0 then\n" \
@@ -68,6 +71,7 @@
 	"    redis.call('HDEL', p .. 'pn', rch)\n" \
 	"  end\n" \
 	"  outbox(wk, 'member_removed\\0' .. pn .. '\\0' .. u .. '\\0')\n" \
+	"  return pn\n" \
 	"end\n"
 #define R_STR_(x)	#x
 #define R_STR(x)	R_STR_(x)

@@ -15,7 +15,8 @@
  * (users -> number of nodes they are on). Scripts ignore nodes whose key
  * expired and reap them, so a dead node stops counting within about six
  * seconds; a dead node's Pusher presence members go with it, their
- * member_removed published by the script that reaps them (bridge_pusher.c).
+ * member_removed published by the script that reaps them (bridge_pusher.c;
+ * on a cluster its slots go to P pdead, reaped slot by slot there).
  */
 
 /* Drops every trace of nodes whose key expired. */
@@ -40,7 +41,7 @@
 	"        local pt = p .. 'pt:' .. rch\n" \
 	"        if tonumber(redis.call('HINCRBY', pt, u, -h[i + 1]))" \
 	" <= 0 then\n" \
-	"          gone(p, rch, u, p .. 'wh')\n" \
+	"          gone(p, rch, u, p .. 'wh', 'PUBLISH')\n" \
 	"        end\n" \
 	"      end\n" \
 	"      redis.call('DEL', q)\n" \
@@ -59,6 +60,11 @@
 	"        end\n" \
 	"      end\n" \
 	"      redis.call('DEL', cq)\n" \
+	"      local ps = p .. 'pslots:' .. id\n" \
+	"      for _, r in ipairs(redis.call('SMEMBERS', ps)) do\n" \
+	"        redis.call('SADD', p .. 'pdead', id .. '\\0' .. r)\n" \
+	"      end\n" \
+	"      redis.call('DEL', ps)\n" \
 	"      redis.call('SREM', p .. 'nodes', id)\n" \
 	"    end\n" \
 	"  end\n" \

@@ -24,16 +24,33 @@
  */
 
 /*
+ * ARGV[1] and ARGV[2], prefix and node, as p and node; a node with no
+ * key yet gets one, "new", which its beat takes as not alive before
+ * (eng_lua_beat), so that what it had is written again.
+ */
+#define LUA_KNOWN \
+	"local p, node = ARGV[1], ARGV[2]\n" \
+	"local nk = p .. 'node:' .. node\n" \
+	"if redis.call('EXISTS', nk) == 0 then\n" \
+	"  redis.call('SET', nk, 'new', 'EX', " R_STR(R_NODE_TTL) ")\n" \
+	"end\n" \
+	"redis.call('SADD', p .. 'nodes', node)\n"
+
+/*
  * A node with no key yet gets one, "new", which its beat takes as not
  * alive before (eng_lua_beat), so that what it had is written again.
  * ARGV: prefix, node, R, uid, member ("ID\0STR\0INFO"), member_added (the
  * event as published, skipping the joining connection), member_removed,
- * "APP\0CH" (empty for a watchlist's channel: no webhook, no user_count).
- * Returns {1 first connection | 0 | -1 channel full, every member's
- * "ID\0STR\0INFO" joined by "\0"}.
+ * "APP\0CH" (empty for a watchlist's channel: no webhook, no user_count),
+ * then (eng_rreq_pusher) the publish command and "1" with one Redis ("0"
+ * on a cluster: the keys are R's slot's, the node's key and the webhook
+ * records are not there; the caller sends the webhook). Returns {1
+ * first connection | 0 | -1 channel full, every member's "ID\0STR\0INFO"
+ * joined by "\0"}.
  */
 const char eng_lua_pjoin[] = R_LUA_PUSHER
 	"local p, node, rch, u = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+	"local pub, one = ARGV[9], ARGV[10] == '1'\n"
 	"local pm = p .. 'pm:' .. rch\n"
 	"if redis.call('HEXISTS', pm, u) == 0 and\n"
 	"   redis.call('HLEN', pm) >= 100 then\n"
@@ -41,32 +58,35 @@ const char eng_lua_pjoin[] = R_LUA_PUSHER
 	"end\n"
 	/* a node known before its first beat, so that its death is seen */
 	"local nk = p .. 'node:' .. node\n"
-	"if redis.call('EXISTS', nk) == 0 then\n"
+	"if one and redis.call('EXISTS', nk) == 0 then\n"
 	"  redis.call('SET', nk, 'new', 'EX', " R_STR(R_NODE_TTL) ")\n"
 	"end\n"
-	"redis.call('SADD', p .. 'nodes', node)\n"
+	"if one then redis.call('SADD', p .. 'nodes', node) end\n"
 	"redis.call('HINCRBY', p .. 'pq:' .. node, rch .. '\\0' .. u, 1)\n"
 	"local first = 0\n"
 	"if redis.call('HINCRBY', p .. 'pt:' .. rch, u, 1) == 1 then\n"
 	"  first = 1\n"
 	"  redis.call('HSET', pm, u, ARGV[5])\n"
 	"  redis.call('HSET', p .. 'pr:' .. rch, u, ARGV[7])\n"
-	"  redis.call('PUBLISH', rch, ARGV[6])\n"
+	"  redis.call(pub, rch, ARGV[6])\n"
 	"  local pn = ARGV[8]\n"
 	/* none for a watchlist's channel: neither counted nor hooked */
 	"  if pn ~= '' then\n"
 	"    local app, ch = string.match(pn, '^([^%z]*)%z(.*)$')\n"
 	"    redis.call('HSET', p .. 'pn', rch, pn)\n"
 	"    redis.call('HINCRBY', p .. 'pu:' .. app, ch, 1)\n"
-	"    outbox(p .. 'wh:' .. node, 'member_added\\0' .. pn .. '\\0' ..\n"
+	"    outbox(one and p .. 'wh:' .. node or '',\n"
+	"           'member_added\\0' .. pn .. '\\0' ..\n"
 	"           u .. '\\0')\n"
 	"  end\n"
 	"end\n"
 	"return {first, table.concat(redis.call('HVALS', pm), '\\0')}\n";
 
 /*
- * ARGV: prefix, node, R, uid. Returns {1 when it was the user's last
- * connection (member_removed published), else 0, ""}. A count already
+ * ARGV: prefix, node, R, uid, then as eng_lua_pjoin's the publish
+ * command and "1" with one Redis. Returns {1 when it was the user's last
+ * connection (member_removed published), else 0, "" or on a cluster
+ * "APP\0CH\0UID" for the caller's webhook}. A count already
  * gone (this node was reaped while cut off) changes nothing more.
  */
 const char eng_lua_pleave[] = R_LUA_PUSHER
@@ -79,8 +99,10 @@ const char eng_lua_pleave[] = R_LUA_PUSHER
 	"if tonumber(redis.call('HINCRBY', pt, u, -1)) > 0 then\n"
 	"  return {0, ''}\n"
 	"end\n"
-	"gone(p, rch, u, p .. 'wh:' .. node)\n"
-	"return {1, ''}\n";
+	"local wk = ARGV[6] == '1' and p .. 'wh:' .. node or ''\n"
+	"local pn = gone(p, rch, u, wk, ARGV[5])\n"
+	"if wk ~= '' or pn == '' then return {1, ''} end\n"
+	"return {1, pn .. '\\0' .. u}\n";
 
 /*
  * This node's subscription counts, absolute (a retry or a repeat
@@ -93,13 +115,7 @@ const char eng_lua_pleave[] = R_LUA_PUSHER
  * (R_LUA_PUSHER's, from wh:NODE and wh too, at most 200 of each) joined
  * by "\0"}.
  */
-const char eng_lua_pcount[] =
-	"local p, node = ARGV[1], ARGV[2]\n"
-	"local nk = p .. 'node:' .. node\n"
-	"if redis.call('EXISTS', nk) == 0 then\n"
-	"  redis.call('SET', nk, 'new', 'EX', " R_STR(R_NODE_TTL) ")\n"
-	"end\n"
-	"redis.call('SADD', p .. 'nodes', node)\n"
+const char eng_lua_pcount[] = LUA_KNOWN
 	"local q = p .. 'cq:' .. node\n"
 	"local lost = redis.call('HSETNX', q, '', '1')\n"
 	"local out = {}\n"
@@ -192,3 +208,53 @@ const char eng_lua_pinfo[] =
 	"  return {0, '{\"channels\":{' .. table.concat(out, ',') .. '}}\\n'}\n"
 	"end\n"
 	"return {0, '{\"batch\":[' .. table.concat(out, ',') .. ']}\\n'}\n";
+
+/*
+ * On a Redis Cluster a channel's keys (pq:NODE, pt:R, pm:R, pr:R, pn,
+ * pu:APP) are its slot's, under the prefix eng_rreq_keys gives for R, and
+ * a node's death is seen in the presence slot: P pslots:NODE holds, for
+ * each slot NODE has members in, one R of that slot (eng_lua_pslot, sent
+ * with the slot's first join); when NODE's key expires, LUA_REAP moves
+ * them to P pdead as "NODE\0R", and every node's shard 0 takes a few a
+ * second (eng_lua_pdead), runs eng_lua_preap on each R's slot, and
+ * crosses the entry off. A slot reaped twice changes nothing the second
+ * time: its pq:NODE is gone.
+ */
+
+/* ARGV: prefix (the presence slot's), node, R. */
+const char eng_lua_pslot[] = LUA_KNOWN
+	"return {redis.call('SADD', p .. 'pslots:' .. node, ARGV[3]), ''}\n";
+
+/*
+ * ARGV: prefix (the presence slot's), how many to list, then entries
+ * reaped. Returns {0, at most that many "NODE\0R" left, joined by "\0"}.
+ */
+const char eng_lua_pdead[] =
+	"local k = ARGV[1] .. 'pdead'\n"
+	"for i = 3, #ARGV do redis.call('SREM', k, ARGV[i]) end\n"
+	"local n = tonumber(ARGV[2])\n"
+	"if n <= 0 then return {0, ''} end\n"
+	"return {0, table.concat(redis.call('SRANDMEMBER', k, n), '\\0')}\n";
+
+/*
+ * ARGV: prefix (R's slot's), dead node, R, then (eng_rreq_pusher) the
+ * publish command and "0". Every member of the node's in R's slot goes,
+ * member_removed published for each user that had no other node. Returns
+ * {0, "APP\0CH\0UID" of each for the caller's webhooks, joined by
+ * "\0"}.
+ */
+const char eng_lua_preap[] = R_LUA_PUSHER
+	"local p, node, pub = ARGV[1], ARGV[2], ARGV[4]\n"
+	"local q = p .. 'pq:' .. node\n"
+	"local h = redis.call('HGETALL', q)\n"
+	"local out = {}\n"
+	"for i = 1, #h, 2 do\n"
+	"  local rch, u = string.match(h[i], '^([^%z]*)%z(.*)$')\n"
+	"  if rch and tonumber(redis.call('HINCRBY', p .. 'pt:' .. rch, u,"
+	" -h[i + 1])) <= 0 then\n"
+	"    local pn = gone(p, rch, u, '', pub)\n"
+	"    if pn ~= '' then out[#out + 1] = pn .. '\\0' .. u end\n"
+	"  end\n"
+	"end\n"
+	"redis.call('DEL', q)\n"
+	"return {0, table.concat(out, '\\0')}\n";

@@ -5,12 +5,13 @@
  * each new subscriber after its subscription_succeeded, or
  * pusher:cache_miss when there is none (pusher_eng.h). An event the HTTP
  * API publishes is kept for --pusher-cache-ttl, 30 minutes as on Pusher.
- * With Redis it is a key of its own,
- * {prefix}pcache:{engine channel}, written before the event's PUBLISH on
- * the same link, so every node reads the same (on a Redis Cluster, the
- * key's own master: eng_cluster_slot; there presence-cache channels
- * stay per node, as their members do); otherwise this node's table
- * below, under a mutex, at most ENG_PUSHER_CACHE_BYTES.
+ * With Redis it is a key of its own, {keys}pcache:{engine channel} with
+ * {keys} the channel's key prefix (eng_rreq_keys: on a Redis Cluster
+ * its channel's slot, where a presence channel's members are too), written
+ * before the event's PUBLISH on the same link, so every node reads the
+ * same, and a presence subscriber's read comes behind its join's member
+ * list; otherwise this node's table below, under a mutex, at most
+ * ENG_PUSHER_CACHE_BYTES.
  *
  * Why not the engine's history (hist.h) at depth 1: it keeps /ws push
  * frames stamped with an epoch and an offset, in namespaces the operator
@@ -24,7 +25,6 @@
 #include <string.h>
 
 #include "chan.h"
-#include "cluster.h"
 #include "conn.h"
 #include "mail.h"
 #include "pusher_eng.h"
@@ -60,13 +60,13 @@ static struct {
 } tab = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /*
- * Whether the cache is Redis's: with any Redis, one or a cluster; but a
- * presence channel's only where its members are (one Redis), since its
- * read must come behind the member list the join's answer brings.
+ * Whether the cache is Redis's: with any Redis, one or a cluster (a
+ * presence channel's read comes behind the member list its join's
+ * answer brings: the same slot, the same link).
  */
-static bool in_redis(const struct eng_shard *s, bool presence)
+static bool in_redis(const struct eng_shard *s)
 {
-	return s->eng->redis && (!presence || eng_pusher_across(s));
+	return s->eng->redis;
 }
 
 static uint64_t now_ms(void)
@@ -182,12 +182,16 @@ static const char get_lua[] =
 	"local v = redis.call('GET', KEYS[1]) "
 	"if v then return {1, v} end return {0, ''}";
 
-/* @name's key, {prefix}pcache:{name}, into @out; its length. */
+/* @name's key, {keys}pcache:{name}, into @out; its length and @hslot. */
 static size_t redis_key(const struct eng_shard *s, char *out, size_t cap,
-			const char *name, size_t len)
+			const char *name, size_t len, uint16_t *hslot)
 {
-	return (size_t)snprintf(out, cap, "%spcache:%.*s",
-				s->eng->cfg.redis_prefix, (int)len, name);
+	char rch[ENG_CHAN_MAX + 128], keys[ENG_RREQ_KEYS_MAX];
+	size_t rl = eng_rreq_channel(&s->eng->cfg, rch, sizeof(rch), name, len);
+
+	eng_rreq_keys(s->eng, keys, sizeof(keys), rch, rl, hslot);
+	return (size_t)snprintf(out, cap, "%spcache:%.*s", keys, (int)len,
+				name);
 }
 
 /* EVAL @lua over @name's key with @argc more arguments; NULL: no memory. */
@@ -195,19 +199,20 @@ static struct eng_rreq *script(const struct eng_shard *s, const char *lua,
 			       const char *name, size_t len, int argc,
 			       const char **argv, const size_t *lens)
 {
-	char key[ENG_CHAN_MAX + 128];
+	char key[ENG_CHAN_MAX + ENG_RREQ_KEYS_MAX + 16];
 	const char *av[6] = { "EVAL", lua, "1", key };
 	size_t ls[6] = { 4, strlen(lua), 1, 0 };
 	struct eng_rreq *p;
+	uint16_t hslot;
 
-	ls[3] = redis_key(s, key, sizeof(key), name, len);
+	ls[3] = redis_key(s, key, sizeof(key), name, len, &hslot);
 	for (int i = 0; i < argc; i++) {
 		av[4 + i] = argv[i];
 		ls[4 + i] = lens[i];
 	}
 	p = eng_rreq_new(ENG_RQ_SCRIPT, 4 + argc, av, ls);
 	if (p)
-		p->hslot = eng_cluster_slot(key, ls[3]);
+		p->hslot = hslot;
 	return p;
 }
 
@@ -234,7 +239,7 @@ void eng_pusher_cache_put(struct eng_shard *s, const char *name, size_t len,
 	if (kind < 0 || !(kind & PUSHER_CH_CACHE) || !(ev = malloc(cap)))
 		return;
 	n = pusher_enc_event(ev, cap, event, ch, data, (struct json_slice){ 0 });
-	if (n >= 0 && in_redis(s, kind & PUSHER_CH_PRESENCE)) {
+	if (n >= 0 && in_redis(s)) {
 		const char *argv[2] = { ev, ttl };
 		size_t lens[2] = { (size_t)n, 0 };
 
@@ -320,7 +325,7 @@ int eng_pusher_cache_get(struct eng_shard *s, struct eng_conn *c,
 	struct eng_rreq *p;
 
 	*then = NULL;
-	if (!in_redis(s, presence)) {
+	if (!in_redis(s)) {
 		*then = after(s, app, ch, table_get(name, len));
 		return *then ? 1 : -ENOMEM;
 	}

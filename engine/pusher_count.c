@@ -406,6 +406,7 @@ void eng_pusher_tick(struct eng_shard *s)
 {
 	if (!s->id && across)
 		sync_counts(s);
+	eng_pusher_reap_tick(s);
 	if (s->id || !__atomic_load_n(&ndue, __ATOMIC_RELAXED))
 		return;
 	pthread_mutex_lock(&lock);

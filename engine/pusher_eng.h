@@ -172,6 +172,19 @@ void eng_pusher_full(struct eng_shard *s, struct eng_conn *c,
 		     struct json_slice ch);
 
 /*
+ * A Redis Cluster's presence (pusher_reap.c). eng_pusher_slot_register():
+ * this node has members in slot @hslot, of Redis channel @rch[0..@rlen),
+ * said to the presence slot once (so that the slot is reaped if this node
+ * dies). eng_pusher_reap_tick(): shard 0's, each tick: about once a
+ * second the slots of dead nodes (bridge_pusher.c, P pdead) are asked
+ * for and each reaped, its members' member_removed published and their
+ * webhooks sent from here. Neither does anything but on a cluster.
+ */
+void eng_pusher_slot_register(struct eng_shard *s, const char *rch,
+			      size_t rlen, uint16_t hslot);
+void eng_pusher_reap_tick(struct eng_shard *s);
+
+/*
  * The engine channel that connections signed in (pusher:signin) as user
  * @uid[0..@len) of @app join, and that POST
  * .../users/{uid}/terminate_connections publishes to, through the

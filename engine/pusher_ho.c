@@ -93,7 +93,7 @@ int eng_pusher__ho_save(struct eng_shard *s, struct eng_conn *c,
 	if (!pc)
 		return -EINVAL;		/* refused, closing: drained instead */
 	app = app_at(s, pc->app);
-	node = eng_pusher_across(s) ? s->eng->cfg.node_id : "";
+	node = s->eng->redis ? s->eng->cfg.node_id : "";	/* its members' */
 	age = s->tick - pc->ev_tick;
 	eng_ho_put_u8(b, RECORD_V1);
 	put_str8(b, app->id, app->id_len);

@@ -146,6 +146,41 @@ static bool uncount(struct pchan *pc, struct member *m)
 	return true;
 }
 
+/* One connection more of @mb in @name, unbounded; 0 or -ENOMEM. */
+static int count_in(const char *name, size_t len,
+		    const struct pusher_member *mb)
+{
+	struct member *m;
+	struct pchan *pc;
+	int ret = 0;
+
+	pthread_mutex_lock(&lock);
+	pc = pchan_find(name, len, true);
+	m = pc ? member_find(pc, mb->id_str.p, mb->id_str.len) : NULL;
+	if (m)
+		m->conns++;
+	else if (!pc || !member_add(pc, mb))
+		ret = -ENOMEM;
+	if (ret && pc && !pc->n)
+		pchan_drop(pc);
+	pthread_mutex_unlock(&lock);
+	return ret;
+}
+
+/* One connection less of @id_str in @name, if it was counted. */
+static void count_out(const char *name, size_t len, struct json_slice id_str)
+{
+	struct member *m;
+	struct pchan *pc;
+
+	pthread_mutex_lock(&lock);
+	pc = pchan_find(name, len, false);
+	m = pc ? member_find(pc, id_str.p, id_str.len) : NULL;
+	if (m)
+		uncount(pc, m);
+	pthread_mutex_unlock(&lock);
+}
+
 /*
  * Publishes @ev (an event's JSON, @n bytes, taken as is: it may name a
  * connection to skip, frame.h) to the engine channel @name on this
@@ -262,7 +297,7 @@ int eng_pusher_join(struct eng_shard *s, struct eng_conn *c,
 	bool first = false;
 
 	*ok = NULL;
-	if (eng_pusher_across(s))
+	if (s->eng->redis)	/* one or a cluster */
 		return rjoin(s, c, name, len, ch, sid, mb);
 	pthread_mutex_lock(&lock);
 	pc = pchan_find(name, len, true);
@@ -327,7 +362,9 @@ void eng_pusher_leave(struct eng_shard *s, struct eng_conn *c,
 	char *ev = NULL;
 	size_t cap;
 
-	if (eng_pusher_across(s)) {
+	if (s->eng->redis) {
+		if (!eng_pusher_across(s))
+			count_out(name, len, id_str);	/* joined_done's */
 		rleave(s, c, name, len, id_str);
 		return;
 	}
@@ -388,6 +425,17 @@ static unsigned members_read(char *blob, size_t len, struct pusher_member *v,
 	return n;
 }
 
+/*
+ * On a cluster a join's request carries its member's "ID\0STR\0INFO":
+ * this node's own tally of its members (eng_pusher_user_count, which
+ * counts per node there) takes it once Redis took the join, and the
+ * member_added webhook goes from the node whose join was the first.
+ */
+struct join_arg {
+	size_t len;
+	char blob[];
+};
+
 /* The join's answer: @c (if still here) gets the channel's members. */
 static void joined_done(struct eng_shard *s, struct eng_rreq *p)
 {
@@ -402,6 +450,23 @@ static void joined_done(struct eng_shard *s, struct eng_rreq *p)
 	ssize_t n = -ENOMEM;
 	unsigned nv;
 
+	if (p->arg) {	/* a cluster's: its webhook, its tally */
+		struct join_arg *j = p->arg;
+		struct pusher_member mb;
+
+		if (p->result >= 0 && members_read(j->blob, j->len, &mb, 1)) {
+			if (p->result == 1 && one.p[1] != ENG_PUSHER_WATCH)
+				member_hook(one.p, one.len, "member_added", ch,
+					    mb.id_str);
+			/* left already: its leave found nothing to take */
+			if (c->gen == p->gen && eng_conn_alive(c) &&
+			    eng_sub_find(c, eng_chan_find(&s->chans, one.p,
+					one.len, eng_chan_hash(one.p, one.len))))
+				count_in(one.p, one.len, &mb);
+		}
+		free(j);
+		p->arg = NULL;
+	}
 	/* gone: its leave, sent after the join, undoes it; a watch: no list */
 	if (c->gen != p->gen || !eng_conn_alive(c) || !ch.len)
 		return;
@@ -439,10 +504,18 @@ void eng_pusher_behind(struct eng_shard *s, struct eng_conn *c,
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 
+/* A cluster's leave: the last connection's webhook is sent here. */
 static void left_done(struct eng_shard *s, struct eng_rreq *p)
 {
+	struct json_slice f[3];
+	char *at = p->blob;
+
 	(void)s;
-	(void)p;
+	if (p->result == 1 && p->blob_len &&
+	    eng_pusher_fields(&at, p->blob + p->blob_len, f, 3))
+		eng_webhook_pusher_id(f[0].p, f[0].len, &(struct eng_webhook_ev){
+			.name = "member_removed", .channel = f[1],
+			.user_id = f[2], .count = -1 });
 }
 
 /* @mb as "ID\0STR\0INFO" into @out; its length. */
@@ -526,6 +599,19 @@ static int rjoin(struct eng_shard *s, struct eng_conn *c,
 	argv[6] = pn;
 	if (ch.len + len + 2 <= sizeof(p->text))
 		p = eng_rreq_pusher(s->eng, ENG_PS_JOIN, 7, argv, lens);
+	if (p && !eng_pusher_across(s)) {	/* a cluster's: joined_done */
+		struct join_arg *j = malloc(sizeof(*j) + v[0].len);
+
+		if (j) {
+			j->len = v[0].len;
+			memcpy(j->blob, v[0].p, v[0].len);
+		} else {
+			eng_free(p);
+			p = NULL;
+		}
+		if (p)
+			p->arg = j;
+	}
 	free(mem);
 	if (!p)
 		return -ENOMEM;
@@ -535,6 +621,8 @@ static int rjoin(struct eng_shard *s, struct eng_conn *c,
 	memcpy(p->text + ch.len + 1, name, len);
 	p->text[ch.len + 1 + len] = '\0';
 	p->done = joined_done;
+	if (!eng_pusher_across(s))
+		eng_pusher_slot_register(s, argv[1], lens[1], p->hslot);
 	return eng_rreq_send(s, c, p);
 }
 
@@ -588,7 +676,9 @@ size_t eng_pusher_member_blob(const char *name, size_t len,
 
 /*
  * ARGV: prefix, old node, new node, R, uid, member ("ID\0STR\0INFO"),
- * member_added, member_removed, the new node's key's TTL. A connection
+ * member_added, member_removed, the new node's key's TTL, the publish
+ * command, "1" with one Redis (on a cluster the keys are R's slot's and
+ * the node's key is not there). A connection
  * of uid in R moves from the old node's count to the new one's; every
  * node's total (pt) stays, so nothing is announced. When the old node's
  * count is gone already (it was reaped: its member_removed went out),
@@ -599,10 +689,12 @@ static const char pmove_lua[] =
 	"local p, old, new, rch, u = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
 	"local f = rch .. '\\0' .. u\n"
 	"local nk = p .. 'node:' .. new\n"
-	"if redis.call('EXISTS', nk) == 0 then\n"
-	"  redis.call('SET', nk, 'new', 'EX', ARGV[9])\n"
+	"if ARGV[11] == '1' then\n"
+	"  if redis.call('EXISTS', nk) == 0 then\n"
+	"    redis.call('SET', nk, 'new', 'EX', ARGV[9])\n"
+	"  end\n"
+	"  redis.call('SADD', p .. 'nodes', new)\n"
 	"end\n"
-	"redis.call('SADD', p .. 'nodes', new)\n"
 	"redis.call('HINCRBY', p .. 'pq:' .. new, f, 1)\n"
 	"local q = p .. 'pq:' .. old\n"
 	"local n = tonumber(redis.call('HINCRBY', q, f, -1))\n"
@@ -611,7 +703,7 @@ static const char pmove_lua[] =
 	"if redis.call('HINCRBY', p .. 'pt:' .. rch, u, 1) == 1 then\n"
 	"  redis.call('HSET', p .. 'pm:' .. rch, u, ARGV[6])\n"
 	"  redis.call('HSET', p .. 'pr:' .. rch, u, ARGV[8])\n"
-	"  redis.call('PUBLISH', rch, ARGV[7])\n"
+	"  redis.call(ARGV[10], rch, ARGV[7])\n"
 	"end\n"
 	"return {1, ''}\n";
 
@@ -628,9 +720,9 @@ static int rmove(struct eng_shard *s, struct eng_conn *c, const char *name,
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	char rch[ENG_CHAN_MAX + 128], keys[ENG_RREQ_KEYS_MAX], *mem;
-	const char *av[13] = { "EVAL", pmove_lua, "1", keys, keys, old,
+	const char *av[15] = { "EVAL", pmove_lua, "1", keys, keys, old,
 			       cfg->node_id, rch, mb->id_str.p };
-	size_t ls[13] = { 4, sizeof(pmove_lua) - 1, 1, 0, 0, strlen(old),
+	size_t ls[15] = { 4, sizeof(pmove_lua) - 1, 1, 0, 0, strlen(old),
 			  strlen(cfg->node_id), 0, mb->id_str.len };
 	struct json_slice v[3];
 	struct eng_rreq *p;
@@ -639,21 +731,27 @@ static int rmove(struct eng_shard *s, struct eng_conn *c, const char *name,
 	mem = member_texts(name, ch, sid, mb, v);
 	if (!mem)
 		return -ENOMEM;
-	ls[3] = ls[4] = eng_rreq_keys(s->eng, keys, sizeof(keys), NULL, 0,
-				      &hslot);
 	ls[7] = eng_rreq_channel(cfg, rch, sizeof(rch), name, len);
+	ls[3] = ls[4] = eng_rreq_keys(s->eng, keys, sizeof(keys), rch, ls[7],
+				      &hslot);
 	for (unsigned i = 0; i < 3; i++) {
 		av[9 + i] = v[i].p;
 		ls[9 + i] = v[i].len;
 	}
 	av[12] = NODE_NEW_TTL;
 	ls[12] = strlen(NODE_NEW_TTL);
-	p = eng_rreq_new(ENG_RQ_SCRIPT, 13, av, ls);
+	av[13] = s->eng->redis->publish;
+	ls[13] = s->eng->redis->publish_len;
+	av[14] = eng_pusher_across(s) ? "1" : "0";
+	ls[14] = 1;
+	p = eng_rreq_new(ENG_RQ_SCRIPT, 15, av, ls);
 	free(mem);
 	if (!p)
 		return -ENOMEM;
 	p->hslot = hslot;
 	p->done = moved_done;
+	if (!eng_pusher_across(s))
+		eng_pusher_slot_register(s, rch, ls[7], hslot);
 	return eng_rreq_send(s, c, p);
 }
 
@@ -662,23 +760,18 @@ int eng_pusher_rejoin(struct eng_shard *s, struct eng_conn *c,
 		      struct json_slice sid, const struct pusher_member *mb,
 		      const char *old)
 {
-	struct member *m;
-	struct pchan *pc;
-	int ret = 0;
+	int ret;
 
-	if (eng_pusher_across(s))
-		return old && *old ? rmove(s, c, name, len, ch, sid, mb, old)
-				   : -EINVAL;
-	pthread_mutex_lock(&lock);
-	pc = pchan_find(name, len, true);
-	m = pc ? member_find(pc, mb->id_str.p, mb->id_str.len) : NULL;
-	if (m)
-		m->conns++;
-	else if (!pc || !member_add(pc, mb))	/* no bound: it held it */
-		ret = -ENOMEM;
-	if (ret && pc && !pc->n)
-		pchan_drop(pc);
-	pthread_mutex_unlock(&lock);
+	if (!s->eng->redis)
+		return count_in(name, len, mb);	/* no bound: it held it */
+	if (!old || !*old)
+		return -EINVAL;
+	/* a cluster's own tally too, as a join's (joined_done) */
+	ret = eng_pusher_across(s) ? 0 : count_in(name, len, mb);
+	if (!ret)
+		ret = rmove(s, c, name, len, ch, sid, mb, old);
+	if (ret && !eng_pusher_across(s))
+		count_out(name, len, mb->id_str);
 	return ret;
 }
 
@@ -746,7 +839,7 @@ void eng_pusher_users(struct eng_shard *s, struct eng_conn *c,
 	struct pchan *pc;
 	unsigned n = 0;
 
-	if (eng_pusher_across(s)) {
+	if (s->eng->redis) {
 		char rch[ENG_CHAN_MAX + 128];
 		const char *argv[1] = { rch };
 		size_t lens[1];

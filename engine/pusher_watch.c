@@ -3,7 +3,7 @@
  * pusher_watch.c: watchlists (pusher_eng.h, pusher-js watchlist.ts).
  * A signed-in user U is the member of its own watch channel, counted by
  * pusher_presence.c as a presence channel's member is (across nodes with
- * one Redis), whose first connection announces watchlist_events online
+ * Redis, one or a cluster), whose first connection announces watchlist_events online
  * and last one offline; a watcher subscribes to the watch channel of each
  * id it watches, and at sign-in is told which of them are online now:
  * from this node's table, or from the members' hashes in Redis. Also
@@ -129,9 +129,13 @@ static const char online_lua[] =
 	"end\n"
 	"return {#out, table.concat(out, '\\0')}\n";
 
-/* Asks Redis which of the @n watch channels @names have a member. */
-static int ask_online(struct eng_shard *s, struct eng_conn *c,
-		      const struct json_slice *names, unsigned n)
+/*
+ * Asks Redis which of the @n watch channels @names have a member, in one
+ * script: their keys are in the slot of the first's (all of them with one
+ * Redis).
+ */
+static int ask_some(struct eng_shard *s, struct eng_conn *c,
+		    const struct json_slice *names, unsigned n)
 {
 	const struct eng_cfg *cfg = &s->eng->cfg;
 	const char *av[PUSHER_WATCHLIST_MAX + 5] = { "EVAL", online_lua, "1" };
@@ -144,14 +148,14 @@ static int ask_online(struct eng_shard *s, struct eng_conn *c,
 	rch = malloc(n * each);
 	if (!rch)
 		return -ENOMEM;
-	ls[3] = ls[4] = eng_rreq_keys(s->eng, keys, sizeof(keys), NULL, 0,
-				      &hslot);
-	av[3] = av[4] = keys;	/* the key for its slot, the prefix */
 	for (unsigned i = 0; i < n; i++) {
 		av[5 + i] = rch + i * each;
 		ls[5 + i] = eng_rreq_channel(cfg, rch + i * each, each,
 					     names[i].p, names[i].len);
 	}
+	ls[3] = ls[4] = eng_rreq_keys(s->eng, keys, sizeof(keys), av[5], ls[5],
+				      &hslot);
+	av[3] = av[4] = keys;	/* the key for its slot, the prefix */
 	p = eng_rreq_new(ENG_RQ_SCRIPT, 5 + (int)n, av, ls);
 	free(rch);
 	if (!p)
@@ -159,6 +163,24 @@ static int ask_online(struct eng_shard *s, struct eng_conn *c,
 	p->hslot = hslot;
 	p->done = online_done;
 	return eng_rreq_send(s, c, p);
+}
+
+/*
+ * Asks Redis which of the @n watch channels @names have a member: one
+ * script with one Redis; on a cluster, where each channel's keys are its
+ * slot's, one each (at most PUSHER_WATCHLIST_MAX), each answer told as
+ * it comes.
+ */
+static int ask_online(struct eng_shard *s, struct eng_conn *c,
+		      const struct json_slice *names, unsigned n)
+{
+	int ret = 0;
+
+	if (eng_pusher_across(s))
+		return ask_some(s, c, names, n);
+	for (unsigned i = 0; i < n && !ret; i++)
+		ret = ask_some(s, c, names + i, 1);
+	return ret;
 }
 
 int eng_pusher_watch(struct eng_shard *s, struct eng_conn *c,
@@ -201,13 +223,13 @@ int eng_pusher_watch(struct eng_shard *s, struct eng_conn *c,
 						  ids[i - 1].len, keys[i]);
 
 		names[i] = (struct json_slice){ keys[i], k < 0 ? 0 : (size_t)k };
-		if (i && !eng_pusher_across(s) &&
+		if (i && !s->eng->redis &&
 		    eng_pusher_user_count(keys[i], names[i].len))
 			on[non++] = ids[i - 1];
 	}
 	ret = eng_subscribe(s, c, names, n + 1, reply);
 	reply = NULL;
-	if (!ret && n && eng_pusher_across(s))
+	if (!ret && n && s->eng->redis)
 		ret = ask_online(s, c, names + 1, n);
 	else if (!ret)
 		tell(s, c, on, non);

@@ -406,6 +406,16 @@ struct eng_rreq *eng_rreq_online(const struct eng *e)
 			    e->lua->online_len, NULL, 0);
 }
 
+/*
+ * The argument of @script that is its Pusher channel's Redis channel
+ * (its keys' slot on a cluster), or -1: a script of the presence slot.
+ */
+static int chan_arg(int script)
+{
+	return script == ENG_PS_JOIN || script == ENG_PS_LEAVE ||
+	       script == ENG_PS_REAP ? 1 : script == ENG_PS_USERS ? 0 : -1;
+}
+
 struct eng_rreq *eng_rreq_pusher(const struct eng *e, int script, int argc,
 				 const char **argv, const size_t *lens)
 {
@@ -413,13 +423,15 @@ struct eng_rreq *eng_rreq_pusher(const struct eng *e, int script, int argc,
 	size_t *ls;
 	char keys[ENG_RREQ_KEYS_MAX];
 	struct eng_rreq *p = NULL;
+	int ca = chan_arg(script), tail = ca > 0 ? 2 : 0;
 	uint16_t hslot;
 
 	if (argc > ENG_RREQ_PUSHER_ARGS ||
-	    (script != ENG_PS_COUNT && script != ENG_PS_INFO && argc > 11))
+	    (script != ENG_PS_COUNT && script != ENG_PS_INFO && argc > 11) ||
+	    argc <= ca)
 		return NULL;
-	av = malloc((size_t)(5 + argc) * sizeof(*av));
-	ls = malloc((size_t)(5 + argc) * sizeof(*ls));
+	av = malloc((size_t)(5 + argc + tail) * sizeof(*av));
+	ls = malloc((size_t)(5 + argc + tail) * sizeof(*ls));
 	if (!av || !ls)
 		goto out;
 	av[0] = "EVAL";
@@ -428,11 +440,18 @@ struct eng_rreq *eng_rreq_pusher(const struct eng *e, int script, int argc,
 	ls[1] = strlen(av[1]);
 	av[2] = "1";
 	ls[2] = 1;
-	ls[3] = ls[4] = eng_rreq_keys(e, keys, sizeof(keys), NULL, 0, &hslot);
+	ls[3] = ls[4] = eng_rreq_keys(e, keys, sizeof(keys),
+				      ca < 0 ? NULL : argv[ca],
+				      ca < 0 ? 0 : lens[ca], &hslot);
 	av[3] = av[4] = keys;
 	memcpy(av + 5, argv, (size_t)argc * sizeof(*argv));
 	memcpy(ls + 5, lens, (size_t)argc * sizeof(*lens));
-	p = eng_rreq_new(ENG_RQ_SCRIPT, 5 + argc, av, ls);
+	if (tail) {	/* how it publishes, and where */
+		av[5 + argc] = pub_cmd(e, &ls[5 + argc]);
+		av[6 + argc] = e->redis == &eng_rreq_single ? "1" : "0";
+		ls[6 + argc] = 1;
+	}
+	p = eng_rreq_new(ENG_RQ_SCRIPT, 5 + argc + tail, av, ls);
 	if (p)
 		p->hslot = hslot;
 out:

@@ -30,6 +30,7 @@ extern const char eng_lua_beat[], eng_lua_presence[], eng_lua_leave[];
 extern const char eng_lua_query[], eng_lua_online[];
 extern const char eng_lua_pjoin[], eng_lua_pleave[], eng_lua_pcount[];
 extern const char eng_lua_pchans[], eng_lua_pusers[], eng_lua_pinfo[];
+extern const char eng_lua_pslot[], eng_lua_pdead[], eng_lua_preap[];
 extern const char eng_lua_hpub[], eng_lua_hread[];
 extern const char eng_lua_ikeep[], eng_lua_iread[], eng_lua_iack[];
 extern const size_t eng_lua_query_len, eng_lua_online_len;
@@ -44,6 +45,9 @@ enum {
 	ENG_PS_CHANS,		/* GET channels and channels/{name} */
 	ENG_PS_USERS,		/* GET channels/{name}/users */
 	ENG_PS_INFO,		/* a publish's info */
+	ENG_PS_SLOT,		/* cluster: a slot this node has members in */
+	ENG_PS_DEAD,		/* ... dead nodes' slots to reap */
+	ENG_PS_REAP,		/* ... a dead node's members of one slot */
 	ENG_PS_N
 };
 
@@ -185,9 +189,15 @@ struct eng_rreq *eng_rreq_query(const struct eng *e, const char *uid,
 struct eng_rreq *eng_rreq_online(const struct eng *e);
 
 /*
- * A Pusher script (bridge_pusher.c) on the presence keys: @script
- * (ENG_PS_*), its @argc (at most 11) arguments after the keys' prefix;
- * ENG_PS_COUNT and ENG_PS_INFO take up to ENG_RREQ_PUSHER_ARGS. Its answer is {integer,
+ * A Pusher script (bridge_pusher.c): @script (ENG_PS_*), its @argc (at
+ * most 11) arguments after the keys' prefix; ENG_PS_COUNT and
+ * ENG_PS_INFO take up to ENG_RREQ_PUSHER_ARGS. A channel's script (join,
+ * leave, reap: @argv[1] the channel's Redis channel; users: @argv[0])
+ * runs on that channel's keys, its slot on a cluster; join, leave and
+ * reap get two more arguments, the publish command and "1" with one
+ * Redis ("0": a cluster, where the node's liveness and webhook records
+ * are not in that slot).
+ * The others run on the presence keys. Its answer is {integer,
  * string}: p->result and p->blob (eng_malloc'd, freed after p->done
  * unless it took it). NULL out of memory.
  */

@@ -181,9 +181,7 @@ def check_cache(engs):
 def check_watchlist(engs):
     """pusher-js's user.watchlist: those online at sign-in, then one
     coming online and going offline, on the other node."""
-    # on a Redis Cluster users are per node, as presence (docs/PUSHER.md)
-    out = pusher_js("watchlist",
-                    engs[:1] if rc.BROKER == "cluster" else engs)
+    out = pusher_js("watchlist", engs)
     expect_eq(out["seen"], [["online", ["wc"]], ["online", ["wb"]],
                             ["offline", ["wb"]]], "watchlist events")
 
