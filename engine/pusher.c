@@ -434,7 +434,9 @@ static void signin(struct eng_shard *s, struct eng_conn *c, struct pconn *pc,
 	if (n == -EBADMSG || n == -E2BIG)	/* signed in, watching nobody */
 		eng_pusher__error(s, c, PUSHER_WATCHLIST_LIMIT,
 			   "watchlist: at most 100 user ids, as strings");
-	if (n == -ENOMEM || (n < 0 && (!b || user_subscribe(s, c, pc, b) < 0)))
+	/* @b is still ours only when no watch was made: else it took @b */
+	if (n < 0 && (!b || (n != -ENOENT && n != -EBADMSG && n != -E2BIG) ||
+		      user_subscribe(s, c, pc, b) < 0))
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
 }
 

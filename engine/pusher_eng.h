@@ -213,9 +213,10 @@ int eng_pusher_user_key(const struct pusher_app *app, const char *uid,
  * all are registered; those online now get one watchlist_events online,
  * queued now or once Redis has answered. @scratch (@cap bytes,
  * @user_data's length) is overwritten. Returns 0; -EBADMSG or -E2BIG, a
- * bad watchlist, nothing done and @reply still the caller's; -ENOMEM,
- * @reply dropped. eng_pusher_unwatch(): all that undone but the user
- * channel (signed in again, or closing).
+ * bad watchlist, nothing done and @reply still the caller's; any other
+ * -errno (-ENOMEM, or eng_conn_queue's when @c's queue is over its
+ * bound), @reply dropped. eng_pusher_unwatch(): all that undone but the
+ * user channel (signed in again, or closing).
  */
 #define ENG_PUSHER_WATCH	'w'
 int eng_pusher_watch_key(const struct pusher_app *app, const char *uid,

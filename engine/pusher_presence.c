@@ -615,8 +615,9 @@ static int rjoin(struct eng_shard *s, struct eng_conn *c,
 	free(mem);
 	if (!p)
 		return -ENOMEM;
-	if (ch.len)	/* none for a watch channel: ch.p may be NULL */
-		memcpy(p->text, ch.p, ch.len);	/* "CH\0NAME\0": joined_done */
+	/* "CH\0NAME\0": see joined_done; a watch channel has no CH (NULL) */
+	if (ch.len)
+		memcpy(p->text, ch.p, ch.len);
 	p->text[ch.len] = '\0';
 	memcpy(p->text + ch.len + 1, name, len);
 	p->text[ch.len + 1 + len] = '\0';

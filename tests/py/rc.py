@@ -88,6 +88,17 @@ def die_with_parent():
 
 
 _engines = []
+# what an engine dies of by itself (a sanitizer's abort, a bad pointer),
+# not the SIGTERM or SIGKILL of a test
+CRASH_SIGNALS = (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS,
+                 signal.SIGILL, signal.SIGFPE)
+
+
+def print_engines(engines):
+    for e in engines:
+        print("---- engine %s stderr ----" % " ".join(e.argv))
+        print(e.output()[-20000:])
+    sys.stdout.flush()
 
 
 class Engine:
@@ -373,12 +384,15 @@ class Run:
 
     A check is a function that raises on failure; if it returns a
     coroutine, that runs under asyncio.run() with @timeout.  finish()
-    prints each engine's stderr if anything failed and exits 0 or 1.
+    prints each engine's stderr if anything failed and exits 0 or 1; a
+    failed check prints at once that of an engine which crashed (one
+    SIGTERM'd by a timeout never reaches finish()), and so does SIGTERM.
     """
 
     def __init__(self, title):
         self.title = title
         self.failed = []
+        self.told = set()	# crashed engines whose stderr is printed
         if len(sys.argv) != 2:
             print("usage: %s ENGINE_PATH" % sys.argv[0])
             sys.exit(2)
@@ -390,7 +404,20 @@ class Run:
     @staticmethod
     def _terminated(sig, frame):
         print("FAIL: test terminated by SIGTERM (timeout?)")
+        print_engines(_engines)	# finish() will not run
         raise SystemExit(1)
+
+    def _crashed(self):
+        """Prints, once, the stderr of each engine that died of a
+        CRASH_SIGNALS: at the check that saw it, for the test may well
+        time out before finish()."""
+        dead = [e for e in _engines if e not in self.told and
+                e.proc is not None and -(e.proc.poll() or 0) in CRASH_SIGNALS]
+        for e in dead:
+            self.told.add(e)
+            print("engine on port %s died of %s" % (
+                e.port, signal.Signals(-e.proc.poll()).name))
+        print_engines(dead)
 
     def check(self, name, fn, *args, timeout=120, **kw):
         t0 = time.monotonic()
@@ -403,7 +430,7 @@ class Run:
             print("FAIL %s: %s: %s" % (name, type(e).__name__, e))
             if not isinstance(e, AssertionError):
                 traceback.print_exc(file=sys.stdout)
-            sys.stdout.flush()
+            self._crashed()
             return False
         print("ok   %s (%.1fs)" % (name, time.monotonic() - t0))
         sys.stdout.flush()
@@ -428,9 +455,7 @@ class Run:
 
     def finish(self):
         if self.failed:
-            for e in _engines:
-                print("---- engine %s stderr ----" % " ".join(e.argv))
-                print(e.output()[-20000:])
+            print_engines(_engines)
             print("%s: %d FAILED: %s" % (self.title, len(self.failed),
                                          ", ".join(self.failed)))
             sys.exit(1)

@@ -22,6 +22,8 @@ import tempfile
 import time
 import urllib.parse
 
+import websockets
+
 import rc
 from rc import expect, expect_eq
 
@@ -186,17 +188,21 @@ def check_watchlist(engs):
                             ["offline", ["wb"]]], "watchlist events")
 
 
-async def signin(ws, hello, uid, watchlist=None):
-    """Sends pusher:signin as @uid (watching @watchlist), signed as an
-    app's user endpoint signs it."""
-    ud = {"id": uid}
+def signin_msg(hello, uid, watchlist=None, **more):
+    """pusher:signin as @uid (watching @watchlist, with @more fields in
+    its user data), signed as an app's user endpoint signs it."""
+    ud = dict(id=uid, **more)
     if watchlist is not None:
         ud["watchlist"] = watchlist
     ud = json.dumps(ud)
     sig = hmac.new(APP["secret"].encode(), ("%s::user::%s" % (
         hello["socket_id"], ud)).encode(), hashlib.sha256).hexdigest()
-    await ws.send(json.dumps({"event": "pusher:signin", "data": {
-        "auth": APP["key"] + ":" + sig, "user_data": ud}}))
+    return json.dumps({"event": "pusher:signin", "data": {
+        "auth": APP["key"] + ":" + sig, "user_data": ud}})
+
+
+async def signin(ws, hello, uid, watchlist=None):
+    await ws.send(signin_msg(hello, uid, watchlist))
 
 
 async def check_watchlist_limit(eng):
@@ -214,6 +220,31 @@ async def check_watchlist_limit(eng):
     await ws.send('{"event":"pusher:ping"}')
     expect_eq((await event(ws))["event"], "pusher:pong", "still open")
     await ws.close()
+
+
+async def check_signin_queue_full(eng):
+    """--shards 1 --max-pending-bytes 600: a second connection of a
+    watching user, whose channels are all registered already, sends a
+    ping and its signin in one write; its signin_success, behind the
+    pong, finds the queue over the bound: closed as a slow consumer
+    (1008), the engine up (it used the dropped frame again), the
+    first connection still served."""
+    a, hello = await connected(eng)
+    await signin(a, hello, "qf", ["qw"])
+    expect_eq((await event(a))["event"], "pusher:signin_success", "a in")
+    b, hello = await connected(eng)
+    b.transport.write(rc.build_frame(1, '{"event":"pusher:ping"}') +
+                      rc.build_frame(1, signin_msg(hello, "qf", ["qw"],
+                                                   pad="p" * 800)))
+    for _ in range(3):	# the pong may come before the close
+        try:
+            await rc.ws_recv(b)
+        except websockets.ConnectionClosed:
+            break
+    expect_eq(b.close_code, 1008, "b's close, over --max-pending-bytes")
+    await a.send('{"event":"pusher:ping"}')
+    expect_eq((await event(a))["event"], "pusher:pong", "a still served")
+    await a.close()
 
 
 async def cache_replay(eng, chan):
@@ -897,6 +928,11 @@ def body(run):
             run.exe, *engine_args("--pusher-max-data", "10000")) as eng:
         run.check("--pusher-max-data 10000: 10,001 bytes refused",
                   check_max_data, eng)
+    with run.section("queue full"), rc.Engine(
+            run.exe, *engine_args("--shards", "1", "--max-pending-bytes",
+                                  "600")) as eng:
+        run.check("a signin_success over --max-pending-bytes: 1008, up",
+                  check_signin_queue_full, eng)
     with run.section("cache ttl"), rc.nodes(
             run.exe, *engine_args("--pusher-cache-ttl", "1s")) as engs:
         run.check("--pusher-cache-ttl: replayed, then expired",
