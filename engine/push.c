@@ -656,7 +656,14 @@ static int ho_save(struct eng_shard *s, struct eng_conn *c,
 	if (eng_hist_busy(s, c) || eng_inbox_busy(s, c))
 		return -EAGAIN;
 	for (const struct eng_sub *sub = c->subs; sub; sub = sub->cnext) {
-		if (sub->recovering != ENG_SUB_LIVE)
+		/*
+		 * A recovery answered (SKIPPING) waits only to skip a live
+		 * message its answer had: none comes after the quiesce, the
+		 * new process's offsets are newer, so it goes as live. On a
+		 * quiet channel it would wait for ever.
+		 */
+		if (sub->recovering != ENG_SUB_LIVE &&
+		    sub->recovering != ENG_SUB_SKIPPING)
 			return -EAGAIN;
 		n += sub->chan->name[0] != ENG_USER_MARK;
 	}
