@@ -499,6 +499,16 @@ static void subscribe(struct eng_shard *s, struct eng_conn *c,
 	eng_pusher_cached(s, c, m->d_channel, then);
 }
 
+/* pusher_internal:subscription_count of @n on @ch; NULL: no memory. */
+static struct eng_buf *count_frame(struct json_slice ch, unsigned n)
+{
+	size_t cap = 96 + 2 * json_escape_max(ch.len);
+	char *o = NULL;
+	struct eng_buf *b = frame_new(cap, &o);
+
+	return frame_seal(b, b ? pusher_enc_sub_count(o, cap, ch, n) : -1);
+}
+
 void eng_pusher_cached(struct eng_shard *s, struct eng_conn *c,
 		       struct json_slice ch, struct eng_buf *then)
 {
@@ -516,12 +526,26 @@ void eng_pusher_cached(struct eng_shard *s, struct eng_conn *c,
 	if (!ok) {
 		eng_buf_put(then);
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
-	} else if (eng_subscribe_then(s, c, &(struct json_slice){ name,
-				      (size_t)len }, 1, ok, then) < 0) {
+		return;
+	}
+	if (fresh) {
+		bool announce = eng_pusher__app(s, pc)->sub_count;
+		unsigned n = eng_pusher_count_add(name, (size_t)len, ch, 1,
+						  announce);
+
+		/*
+		 * The count goes to the channel's subscribers on shard 0's
+		 * tick, which may come before this one is registered: it gets
+		 * the count it made behind its subscription_succeeded.
+		 */
+		if (announce && !then)
+			then = count_frame(ch, n);
+	}
+	if (eng_subscribe_then(s, c, &(struct json_slice){ name,
+			       (size_t)len }, 1, ok, then) < 0) {
+		if (fresh)	/* not subscribed: its close will not count it */
+			eng_pusher_count_add(name, (size_t)len, ch, -1, false);
 		eng_conn_fail(s, c, WS_CLOSE_INTERNAL);
-	} else if (fresh) {
-		eng_pusher_count_add(name, (size_t)len, ch, 1,
-				     eng_pusher__app(s, pc)->sub_count);
 	}
 }
 
