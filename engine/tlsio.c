@@ -787,8 +787,12 @@ static const struct eng_xport tls_xport = {
 	.close = xp_close,
 	.timed_out = xp_timed_out,
 	.release = xp_release,
-	.ho_save = tlsio__ho_save,
-	.ho_load = tlsio__ho_load,
+	/*
+	 * No ho_save yet: a live hand-over drains TLS connections (1012).
+	 * tlsio_ho.c carries a connection's record layer between two shards
+	 * (test-engine-tlsho), but over the live core, end to end, wss://
+	 * clients were not yet all carried: until that test passes, none is.
+	 */
 };
 
 int tlsio__xport_register(void)

@@ -254,7 +254,7 @@ static int handshake(struct side *d, struct client *k, const char *suite)
 			break;
 		T_CHECK(SSL_get_error(k->ssl, r) == SSL_ERROR_WANT_READ);
 		/* not yet carried: the quiesce waits for it */
-		T_CHECK(xp()->ho_save(&d->s, d->c, &b) == -EAGAIN);
+		T_CHECK(tlsio__ho_save(&d->s, d->c, &b) == -EAGAIN);
 		if (client_to(d, k, NULL, NULL, 0) == 2 && flush(d, k))
 			return 1;
 	}
@@ -344,7 +344,7 @@ static int carry_one(const char *suite)
 	old->c->flags &= ~ENG_CONN_F_SEND;
 	T_CHECK(xp()->sent(&old->s, old->c, last.res) == -EINPROGRESS);
 	T_CHECK(old->c->flags & ENG_CONN_F_SEND);
-	T_CHECK(xp()->ho_save(&old->s, old->c, &b) == -EAGAIN);
+	T_CHECK(tlsio__ho_save(&old->s, old->c, &b) == -EAGAIN);
 	got_send = false;
 	T_CHECK(ring_cancel(&old->s.ring, ring_ud(ENG_OP_SEND, SLOT,
 						  old->c->gen),
@@ -357,7 +357,7 @@ static int carry_one(const char *suite)
 	T_CHECK(xp()->sent(&old->s, old->c, last.res) == -ECANCELED);
 
 	/* saved; the old side's slot goes, as after a confirmed hand-over */
-	T_CHECK(xp()->ho_save(&old->s, old->c, &b) == 0 && !b.err);
+	T_CHECK(tlsio__ho_save(&old->s, old->c, &b) == 0 && !b.err);
 	xp()->release(&old->s, old->c);
 	T_CHECK(atomic_load(&old->s.tls->state_bytes) == 0);
 
@@ -365,7 +365,7 @@ static int carry_one(const char *suite)
 	for (i = 0; i < 3; i++)
 		T_CHECK(conn__sq_push(new->c, bufs[i]) == 0);
 	rd = (struct eng_ho_rd){ .p = b.p, .len = b.len };
-	T_CHECK(xp()->ho_load(&new->s, new->c, &rd) == 0);
+	T_CHECK(tlsio__ho_load(&new->s, new->c, &rd) == 0);
 	T_CHECK(rd.off == rd.len && !rd.err);
 	T_CHECK(atomic_load(&new->s.tls->conns) == 1);
 	OPENSSL_cleanse(b.p, b.len);
@@ -419,7 +419,7 @@ static int load_bytes(struct side *d, const uint8_t *p, size_t n)
 
 	memcpy(copy, p, n);
 	rd = (struct eng_ho_rd){ .p = copy, .len = n };
-	r = xp()->ho_load(&d->s, d->c, &rd);
+	r = tlsio__ho_load(&d->s, d->c, &rd);
 	xp()->release(&d->s, d->c);
 	free(copy);
 	return r;
@@ -450,17 +450,17 @@ static int test_refused(void)
 	/* a record with a cut record in it: all but its last 4 bytes */
 	T_CHECK(SSL_write(k->ssl, req, sizeof(req) - 1) > 0);
 	T_CHECK(client_to(d, k, NULL, NULL, 4) == 1);
-	T_CHECK(xp()->ho_save(&d->s, d->c, &b) == 0);
+	T_CHECK(tlsio__ho_save(&d->s, d->c, &b) == 0);
 	/* length, the record (146 idle, and the cut record), covers */
 	T_CHECK(b.len == 4 + 146 + TLS_RECORD_OVERHEAD + sizeof(req) - 1 -
 			 4 + 2);
 	/* a live slot is not overwritten */
 	rd = (struct eng_ho_rd){ .p = b.p, .len = b.len };
-	T_CHECK(xp()->ho_load(&d->s, d->c, &rd) == -EEXIST);
+	T_CHECK(tlsio__ho_load(&d->s, d->c, &rd) == -EEXIST);
 	/* one whose close_notify is sealed is ending: not carried */
 	i = b.len;
 	eng_tls_at(&d->s, SLOT)->flags |= T_CLOSE_SENT;
-	T_CHECK(xp()->ho_save(&d->s, d->c, &b) == -EPIPE && b.len == i);
+	T_CHECK(tlsio__ho_save(&d->s, d->c, &b) == -EPIPE && b.len == i);
 	xp()->release(&d->s, d->c);
 	T_CHECK(atomic_load(&d->s.tls->state_bytes) == 0);
 
@@ -490,7 +490,7 @@ static int test_refused(void)
 	d->c->state = ENG_CONN_HTTP;
 	if (handshake(d, k, NULL))
 		return 1;
-	T_CHECK(xp()->ho_save(&d->s, d->c, &b) == -EOPNOTSUPP && !b.len);
+	T_CHECK(tlsio__ho_save(&d->s, d->c, &b) == -EOPNOTSUPP && !b.len);
 	xp()->release(&d->s, d->c);
 	end(d, k, sv);
 	return 0;
