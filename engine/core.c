@@ -220,6 +220,7 @@ static void state_exit(struct eng_shard *s)
 	eng_inbox_exit(s);
 	eng_tls_shard_exit(s);
 	eng_zframe_exit(s);
+	eng_handover_shard_exit(s);
 	if (s->chans.buckets)
 		eng_chans_exit(&s->chans);
 }

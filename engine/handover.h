@@ -367,6 +367,12 @@ enum { ENG_HO_ACCEPT_OFF = 1, ENG_HO_ACCEPT_ON = 2 };
 int eng_handover_tick(struct eng_shard *s);
 
 /*
+ * @s is exiting: what a live hand-over left on it (its quiesced set, the
+ * records and fds of one that fell back to a drain) goes.
+ */
+void eng_handover_shard_exit(struct eng_shard *s);
+
+/*
  * Whether @s takes no request that changes state now (frozen for a
  * hand-over): such a request's connection is closed unanswered, and its
  * client retries it on the new process.

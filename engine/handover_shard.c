@@ -350,6 +350,23 @@ static void live_end(struct eng_shard *s, bool handed)
 	s->ho_live = NULL;
 }
 
+void eng_handover_shard_exit(struct eng_shard *s)
+{
+	struct eng_ho_live *l = s->ho_live;
+
+	eng_free(s->ho_bits);
+	s->ho_bits = NULL;
+	s->ho_live = NULL;
+	if (!l)
+		return;
+	for (uint32_t i = 0; i < l->n; i++)
+		if (l->v[i].fd >= 0)
+			close(l->v[i].fd);
+	eng_ho_buf_free(&l->recs);
+	eng_free(l->v);
+	eng_free(l);
+}
+
 /* ---- a live hand-over, the new process's side ---------------------------- */
 
 static void install_conns(struct eng_shard *s);
