@@ -107,10 +107,10 @@ static void reap_one(struct eng_shard *s, struct json_slice node,
 static void dead_listed(struct eng_shard *s, struct eng_rreq *p)
 {
 	struct json_slice f[2];
-	char *at = p->blob, *end = p->blob + p->blob_len;
+	char *at = p->blob, *end = at ? at + p->blob_len : NULL;
 	unsigned n = 0;
 
-	reaping = false;
+	reaping = false;	/* no blob (none dead): nothing to walk */
 	for (char *e = at; p->result >= 0 && at && at < end &&
 	     eng_pusher_fields(&at, end, f, 2); e = at, n++)
 		reap_one(s, f[0], f[1], (struct json_slice){
