@@ -317,6 +317,19 @@ void eng_handover_on_fd(struct eng_shard *s, struct ring_cqe *cqe)
 	atomic_fetch_add(&s->eng->ho->fallbacks[ENG_HO_FB_CONN], 1);
 }
 
+/* @l (NULL: none) and the fds and records it still holds. */
+static void live_free(struct eng_ho_live *l)
+{
+	if (!l)
+		return;
+	for (uint32_t i = 0; i < l->n; i++)
+		if (l->v[i].fd >= 0)
+			close(l->v[i].fd);
+	eng_ho_buf_free(&l->recs);
+	eng_free(l->v);
+	eng_free(l);
+}
+
 /*
  * The hand-over's end: @handed (READY came), the connections written out
  * are the new process's and forgotten here; else everything quiesced
@@ -339,32 +352,16 @@ static void live_end(struct eng_shard *s, bool handed)
 	s->ho_mute = false;
 	if (l && l->pending)
 		return;	/* installs on their way close their fds (on_fd) */
-	if (l) {
-		for (uint32_t i = 0; i < l->n; i++)
-			if (l->v[i].fd >= 0)
-				close(l->v[i].fd);
-		eng_ho_buf_free(&l->recs);
-		eng_free(l->v);
-		eng_free(l);
-	}
+	live_free(l);
 	s->ho_live = NULL;
 }
 
 void eng_handover_shard_exit(struct eng_shard *s)
 {
-	struct eng_ho_live *l = s->ho_live;
-
 	eng_free(s->ho_bits);
 	s->ho_bits = NULL;
+	live_free(s->ho_live);
 	s->ho_live = NULL;
-	if (!l)
-		return;
-	for (uint32_t i = 0; i < l->n; i++)
-		if (l->v[i].fd >= 0)
-			close(l->v[i].fd);
-	eng_ho_buf_free(&l->recs);
-	eng_free(l->v);
-	eng_free(l);
 }
 
 /* ---- a live hand-over, the new process's side ---------------------------- */
