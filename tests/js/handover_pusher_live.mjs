@@ -206,7 +206,9 @@ async function main() {
                                        (ev, d) => sdk.trigger(n, ev, d)));
     ss.push(stream('user ua', 'u', (ev, d) => sdk.sendToUser('ua', ev, d)));
     await answered(ss, BEFORE, ss.map(() => 0));
-    // every count the set-up made is heard (one a second at most) first
+    // the set-up's counts sent (one a second at most) before the
+    // hand-over: A and B hear 3 only from the broadcast of the last,
+    // after which none is due; C's may come later (its own came first)
     for (const x of all)
         for (const n of CHANS)
             await until(x.chans[n], 'pusher:subscription_count',
