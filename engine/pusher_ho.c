@@ -203,7 +203,7 @@ static struct json_slice get_ch(struct eng_ho_rd *r, bool presence)
 static int member_of(struct json_slice blob, struct json_slice uid,
 		     char *json, struct pusher_member *mb)
 {
-	const char *p = blob.p, *end = blob.p + blob.len, *z1, *z2;
+	const char *p = blob.p, *end, *z1, *z2;
 
 	if (!blob.len) {	/* with Redis: Redis has the member */
 		*mb = (struct pusher_member){
@@ -212,6 +212,7 @@ static int member_of(struct json_slice blob, struct json_slice uid,
 		};
 		return 0;
 	}
+	end = p + blob.len;	/* not before: a watch's blob is NULL */
 	z1 = memchr(p, '\0', blob.len);
 	z2 = z1 ? memchr(z1 + 1, '\0', (size_t)(end - z1 - 1)) : NULL;
 	if (!z2 || z1 == p || (size_t)(z2 - z1 - 1) != uid.len ||
