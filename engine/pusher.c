@@ -743,6 +743,11 @@ static void on_close(struct eng_shard *s, struct eng_conn *c)
 {
 	struct pconn *pc = eng_pusher__pconn(s, c);
 
+	if (pc && c->state == ENG_CONN_HANDED) {
+		/* carried live: the new process serves it, nobody is told */
+		eng_pusher__ho_gone(s, c, pc);
+		return;
+	}
 	for (struct eng_sub *sub = c->subs; sub; sub = sub->cnext)
 		eng_pusher_count_add(sub->chan->name, sub->chan->len,
 				     (struct json_slice){ 0 }, -1, false);
@@ -808,13 +813,8 @@ static const struct eng_endpoint pusher_endpoint = {
 	.on_due = keepalive,
 	.on_close = on_close,
 	.on_restart = on_restart,
-	/*
-	 * No ho_save yet: a live hand-over drains Pusher connections (4200).
-	 * pusher_ho.c writes and reads their record (test-engine-pusher),
-	 * but the live core restores subscriptions from the endpoint's own
-	 * record, which this one does not carry: carried, a connection
-	 * would miss every event after the hand-over.
-	 */
+	.ho_save = eng_pusher__ho_save,
+	.ho_load = eng_pusher__ho_load,
 };
 
 int eng_pusher_register(void)

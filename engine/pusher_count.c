@@ -115,8 +115,12 @@ static struct count **slot_of(const char *name, size_t len, uint64_t h)
 	return pp;
 }
 
-unsigned eng_pusher_count_add(const char *name, size_t len,
-			      struct json_slice ch, int delta, bool announce)
+/*
+ * @delta to @name's count; @quiet: a connection carried by a live
+ * hand-over, which no webhook and no subscription_count tells.
+ */
+static unsigned change(const char *name, size_t len, struct json_slice ch,
+		       int delta, bool announce, bool quiet)
 {
 	uint64_t h = eng_chan_hash(name, len);
 	struct count **pp, *e;
@@ -145,14 +149,14 @@ unsigned eng_pusher_count_add(const char *name, size_t len,
 		if (across) {
 			__atomic_add_fetch(&changes, 1, __ATOMIC_RELAXED);
 			e->peak = n > e->peak ? n : e->peak;
-		} else if (n != was) {
+		} else if (n != was && !quiet) {
 			if (!was)
 				local_hook(e, "channel_occupied", -1);
 			else if (!n)
 				local_hook(e, "channel_vacated", -1);
 			local_hook(e, "subscription_count", n);
 		}
-		if (e->announce && !e->due && n) {
+		if (e->announce && !e->due && n && !quiet) {
 			e->due = true;
 			__atomic_add_fetch(&ndue, 1, __ATOMIC_RELAXED);
 		}
@@ -164,6 +168,18 @@ unsigned eng_pusher_count_add(const char *name, size_t len,
 	}
 	pthread_mutex_unlock(&lock);
 	return n;
+}
+
+unsigned eng_pusher_count_add(const char *name, size_t len,
+			      struct json_slice ch, int delta, bool announce)
+{
+	return change(name, len, ch, delta, announce, false);
+}
+
+void eng_pusher_count_carry(const char *name, size_t len,
+			    struct json_slice ch, int delta, bool announce)
+{
+	change(name, len, ch, delta, announce, true);
 }
 
 /*

@@ -158,6 +158,15 @@ void eng_pusher_behind(struct eng_shard *s, struct eng_conn *c,
  */
 size_t eng_pusher_member_blob(const char *name, size_t len,
 			      struct json_slice id_str, char **out);
+/*
+ * The old process's side of eng_pusher_rejoin(): a connection of member
+ * @id_str of @name, carried to the new process, is counted out of this
+ * node's table (on a cluster its own tally) without a word: no
+ * member_removed, no webhook; with one Redis nothing, the new process's
+ * move takes it from this node's count.
+ */
+void eng_pusher_carried_out(struct eng_shard *s, const char *name,
+			    size_t len, struct json_slice id_str);
 int eng_pusher_rejoin(struct eng_shard *s, struct eng_conn *c,
 		      const char *name, size_t len, struct json_slice ch,
 		      struct json_slice sid, const struct pusher_member *mb,
@@ -297,7 +306,11 @@ void eng_pusher_cached(struct eng_shard *s, struct eng_conn *c,
  * subscription_count, and the first subscriber or the last one gone
  * channel_occupied or channel_vacated; with one Redis, Redis says
  * (eng_pusher_tick). eng_pusher_count_get(): the count now.
- * eng_pusher_count_clear(): the table freed, at the stop.
+ * eng_pusher_count_carry(): the same for a connection a live hand-over
+ * carries in (+1, the new process) or out (-1, the old one), telling
+ * nobody: no webhook, no subscription_count (to its clients the
+ * connection never left). eng_pusher_count_clear(): the table freed, at
+ * the stop.
  * eng_pusher_count_init(): which it is, once, before the shards start.
  */
 void eng_pusher_count_init(struct eng *e);
@@ -305,6 +318,8 @@ void eng_pusher_count_init(struct eng *e);
 bool eng_pusher_counts_across(void);
 unsigned eng_pusher_count_add(const char *name, size_t len,
 			      struct json_slice ch, int delta, bool announce);
+void eng_pusher_count_carry(const char *name, size_t len,
+			    struct json_slice ch, int delta, bool announce);
 unsigned eng_pusher_count_get(const char *name, size_t len);
 /*
  * The Pusher name of counted channel @name into @out (PUSHER_CHANNEL_MAX

@@ -2,14 +2,22 @@
 /*
  * pusher_ho.c: a Pusher connection carried live to a new process
  * (handover.h, level 2; pusher_int.h). The core carries the connection's
- * own state (its subscriptions, queue, ticks); this file writes and reads
- * what the Pusher endpoint keeps beside it, one versioned record a
- * connection (docs/PUSHER.md, "Live hand-over"), and counts again in the
- * new process what lives outside the connection: presence members (this
- * node's table, or with one Redis the old node's counts moved to this
- * node's, pusher_presence.c), subscription counts (pusher_count.c) and
- * the signed-in user's own watch channel. Nothing is announced: to every
- * other client the connection never left.
+ * own state (its queue, ticks, a frame half received); this file writes
+ * and reads what the Pusher endpoint keeps, one versioned record a
+ * connection (docs/PUSHER.md, "Live hand-over"): its socket_id, its
+ * user, its client-event rate, its subscriptions, subscribed again in
+ * the new process, and its presence joins; and counts again what lives
+ * outside the connection: presence members (this node's table, or with
+ * one Redis the old node's counts moved to this node's,
+ * pusher_presence.c), subscription counts (pusher_count.c) and the
+ * signed-in user's own watch channel. In the old process the same go
+ * without a word as the connection is forgotten. Nothing is announced:
+ * to every other client the connection never left.
+ *
+ * The subscriptions are the endpoint's to carry, not the core's: which
+ * are counted, which are a user's or a watch's own, and what each name
+ * is in Pusher's words (a hashed "!h:" name cannot be read back) is
+ * known here only, and /ws (push.c) carries its own the same way.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -21,7 +29,7 @@
 #include "pusher_int.h"
 #include "sub.h"
 
-#define RECORD_V1	1	/* the record's version */
+#define RECORD_V2	2	/* the record's version; 1 had no subscriptions */
 #define NODE_MAX	39	/* eng_cfg.node_id's text */
 
 static const struct pusher_app *app_at(struct eng_shard *s, unsigned i)
@@ -49,36 +57,76 @@ static void put_str16(struct eng_ho_buf *b, const char *p, size_t n)
 	eng_ho_put(b, p, n);
 }
 
-/* Every counted subscription of @c, by its Pusher name. */
-static void put_counts(struct eng_ho_buf *b, const struct eng_conn *c,
-		       const struct pusher_app *app)
+/* A u16 count written at @at, once known. */
+static void put_count_at(struct eng_ho_buf *b, size_t at, uint16_t n)
 {
-	char ch[PUSHER_CHANNEL_MAX + 1];
-	size_t at = b->len, skip = 4 + app->id_len;
-	uint16_t n = 0;
-
-	eng_ho_put_u16(b, 0);	/* the count, written below */
-	for (const struct eng_sub *sub = c->subs; sub; sub = sub->cnext) {
-		const char *name = sub->chan->name;
-		size_t len = sub->chan->len, cl;
-
-		if (!counted(name, len))
-			continue;
-		if (name[1] == 'p') {	/* "!p:ID:" then Pusher's name */
-			cl = len > skip ? len - skip : 0;
-			memcpy(ch, name + skip, cl);
-		} else {		/* hashed: the count table knows it */
-			cl = eng_pusher_count_ch(name, len, ch);
-		}
-		if (cl && cl <= PUSHER_CHANNEL_MAX) {
-			put_str8(b, ch, cl);
-			n++;
-		}
-	}
 	if (!b->err) {
 		b->p[at] = (uint8_t)(n >> 8);
 		b->p[at + 1] = (uint8_t)n;
 	}
+}
+
+/* The Pusher name of @c's counted subscription @name into @ch; 0: none. */
+static size_t pusher_name(const struct pusher_app *app, const char *name,
+			  size_t len, char *ch)
+{
+	size_t skip = 4 + app->id_len, cl;
+
+	if (!counted(name, len))
+		return 0;
+	if (name[1] == 'p') {	/* "!p:ID:" then Pusher's name */
+		cl = len > skip ? len - skip : 0;
+		memcpy(ch, name + skip, cl);
+	} else {		/* hashed: the count table knows it */
+		cl = eng_pusher_count_ch(name, len, ch);
+	}
+	return cl <= PUSHER_CHANNEL_MAX ? cl : 0;
+}
+
+/*
+ * Every subscription of @c: the counted ones by their Pusher names, then
+ * the others (its user's channel, the watch channels it watches, or a
+ * counted one whose Pusher name is lost) by the engine's.
+ */
+static void put_subs(struct eng_ho_buf *b, const struct eng_conn *c,
+		     const struct pusher_app *app)
+{
+	char ch[PUSHER_CHANNEL_MAX + 1];
+	size_t at = b->len;
+	uint16_t n = 0, k = 0;
+
+	eng_ho_put_u16(b, 0);	/* the count, written below */
+	for (const struct eng_sub *sub = c->subs; sub; sub = sub->cnext) {
+		size_t cl = pusher_name(app, sub->chan->name, sub->chan->len,
+					ch);
+
+		if (cl) {
+			put_str8(b, ch, cl);
+			n++;
+		}
+	}
+	put_count_at(b, at, n);
+	at = b->len;
+	eng_ho_put_u16(b, 0);
+	for (const struct eng_sub *sub = c->subs; sub; sub = sub->cnext)
+		if (!pusher_name(app, sub->chan->name, sub->chan->len, ch)) {
+			put_str8(b, sub->chan->name, sub->chan->len);
+			k++;
+		}
+	put_count_at(b, at, k);
+}
+
+/*
+ * Whether @c waits for something a record cannot say: a subscribe's
+ * answer held until its channel's owner registered it (the member list,
+ * subscription_succeeded, signin_success would be lost).
+ */
+static bool waiting(const struct eng_conn *c)
+{
+	for (const struct eng_sub *sub = c->subs; sub; sub = sub->cnext)
+		if (sub->chan->pending || sub->chan->waiters)
+			return true;
+	return false;
 }
 
 int eng_pusher__ho_save(struct eng_shard *s, struct eng_conn *c,
@@ -91,11 +139,13 @@ int eng_pusher__ho_save(struct eng_shard *s, struct eng_conn *c,
 	uint32_t age;
 
 	if (!pc)
-		return -EINVAL;		/* refused, closing: drained instead */
+		return -EOPNOTSUPP;	/* refused, closing: drained instead */
+	if (waiting(c))
+		return -EAGAIN;
 	app = app_at(s, pc->app);
 	node = s->eng->redis ? s->eng->cfg.node_id : "";	/* its members' */
 	age = s->tick - pc->ev_tick;
-	eng_ho_put_u8(b, RECORD_V1);
+	eng_ho_put_u8(b, RECORD_V2);
 	put_str8(b, app->id, app->id_len);
 	eng_ho_put_u32(b, pc->sid[0]);
 	eng_ho_put_u32(b, pc->sid[1]);
@@ -103,7 +153,7 @@ int eng_pusher__ho_save(struct eng_shard *s, struct eng_conn *c,
 	eng_ho_put_u16(b, age > UINT16_MAX ? UINT16_MAX : (uint16_t)age);
 	put_str16(b, pc->uid, pc->uid ? strlen(pc->uid) : 0);
 	put_str8(b, node, strlen(node));
-	put_counts(b, c, app);
+	put_subs(b, c, app);
 	for (const struct join *j = pc->joins; j; j = j->next)
 		nj++;
 	eng_ho_put_u16(b, nj);
@@ -153,7 +203,7 @@ static struct json_slice get_ch(struct eng_ho_rd *r, bool presence)
 static int member_of(struct json_slice blob, struct json_slice uid,
 		     char *json, struct pusher_member *mb)
 {
-	const char *p = blob.p, *end = blob.p + blob.len, *z1, *z2;
+	const char *p = blob.p, *end, *z1, *z2;
 
 	if (!blob.len) {	/* with Redis: Redis has the member */
 		*mb = (struct pusher_member){
@@ -162,6 +212,7 @@ static int member_of(struct json_slice blob, struct json_slice uid,
 		};
 		return 0;
 	}
+	end = p + blob.len;	/* not before: a watch's blob is NULL */
 	z1 = memchr(p, '\0', blob.len);
 	z2 = z1 ? memchr(z1 + 1, '\0', (size_t)(end - z1 - 1)) : NULL;
 	if (!z2 || z1 == p || (size_t)(z2 - z1 - 1) != uid.len ||
@@ -191,7 +242,7 @@ static int get_head(struct eng_shard *s, struct eng_ho_rd *r,
 {
 	struct json_slice id, node;
 
-	if (eng_ho_get_u8(r) != RECORD_V1)
+	if (eng_ho_get_u8(r) != RECORD_V2)
 		return -EINVAL;
 	id = get_str(r, false, PUSHER_ID_MAX);
 	h->sid[0] = eng_ho_get_u32(r);
@@ -211,11 +262,29 @@ static int get_head(struct eng_shard *s, struct eng_ho_rd *r,
 }
 
 /*
+ * One of the record's other channels, an engine name of @app's own
+ * ("!u:", "!w:", or "!p:" and "!h:" whose Pusher name was lost), checked.
+ */
+static struct json_slice get_own(struct eng_ho_rd *r,
+				 const struct pusher_app *app)
+{
+	struct json_slice n = get_str(r, false, ENG_CHAN_MAX);
+	size_t idl = app->id_len;
+
+	if (n.p && (n.len < idl + 5 || n.p[0] != ENG_PUSHER_MARK ||
+		    !strchr("uwph", n.p[1]) || n.p[2] != ':' ||
+		    memcmp(n.p + 3, app->id, idl) || n.p[3 + idl] != ':' ||
+		    !eng_chan_wire_ok(n.p, n.len)))
+		r->err = true;
+	return n;
+}
+
+/*
  * Reads the rest of a record through a copy of the cursor, checking
  * it, so that a bad record changes nothing: -EINVAL when bad. Bytes
  * after it are the next record's (the core frames them).
  */
-static int check(struct eng_ho_rd r)
+static int check(struct eng_ho_rd r, const struct pusher_app *app)
 {
 	char json[PUSHER_CHANNEL_MAX * 6 + 3];
 	struct pusher_member mb;
@@ -223,6 +292,8 @@ static int check(struct eng_ho_rd r)
 
 	for (n = eng_ho_get_u16(&r); n && !r.err; n--)
 		get_ch(&r, false);
+	for (n = eng_ho_get_u16(&r); n && !r.err; n--)
+		get_own(&r, app);
 	for (n = eng_ho_get_u16(&r); n && !r.err; n--) {
 		struct json_slice uid, blob;
 
@@ -236,21 +307,51 @@ static int check(struct eng_ho_rd r)
 	return r.err ? -EINVAL : 0;
 }
 
-/* Counted again: each subscription the core carried of the record's. */
-static void recount(struct eng_shard *s, struct eng_conn *c,
-		    const struct pusher_app *app, struct eng_ho_rd *r)
+/*
+ * The record's subscriptions (checked) subscribed again: interest
+ * registered with their owners, no reply (the client had its own); the
+ * counted ones counted again without a word. 0 or -ENOMEM.
+ */
+static int resubscribe(struct eng_shard *s, struct eng_conn *c,
+		       const struct pusher_app *app, struct eng_ho_rd *r)
 {
-	char name[ENG_CHAN_MAX + 1];
+	unsigned n = eng_ho_get_u16(r), k;
+	char (*names)[ENG_CHAN_MAX + 1] = malloc((n ? n : 1) *
+						 sizeof(*names));
+	struct json_slice *v, *chs;
+	int ret = -ENOMEM;
 
-	for (unsigned n = eng_ho_get_u16(r); n; n--) {
-		struct json_slice ch = get_ch(r, false);
-		int len = eng_pusher_chan_name(app, ch.p, ch.len, name);
+	v = malloc((n ? n : 1) * sizeof(*v));
+	chs = malloc((n ? n : 1) * sizeof(*chs));
+	if (!names || !v || !chs)
+		goto out;
+	ret = 0;
+	for (unsigned i = 0; i < n; i++) {
+		int len;
 
-		if (len > 0 && eng_sub_find(c, eng_chan_find(&s->chans, name,
-				(size_t)len, eng_chan_hash(name, (size_t)len))))
-			eng_pusher_count_add(name, (size_t)len, ch, 1,
-					     app->sub_count);
+		chs[i] = get_ch(r, false);
+		len = eng_pusher_chan_name(app, chs[i].p, chs[i].len,
+					   names[i]);
+		v[i] = (struct json_slice){ names[i], len < 0 ? 0 : (size_t)len };
+		if (len <= 0)
+			ret = -EINVAL;
 	}
+	if (n && !ret)
+		ret = eng_subscribe(s, c, v, n, NULL);
+	for (unsigned i = 0; i < n && !ret; i++)
+		eng_pusher_count_carry(v[i].p, v[i].len, chs[i], 1,
+				       app->sub_count);
+	k = eng_ho_get_u16(r);
+	for (unsigned i = 0; i < k && !ret; i++) {
+		struct json_slice one = get_own(r, app);
+
+		ret = eng_subscribe(s, c, &one, 1, NULL);
+	}
+out:
+	free(names);
+	free(v);
+	free(chs);
+	return ret;
 }
 
 /* One presence join of the record, kept and counted again. */
@@ -316,7 +417,7 @@ int eng_pusher__ho_load(struct eng_shard *s, struct eng_conn *c,
 		return -ENOENT;
 	ret = get_head(s, r, &h);
 	if (!ret)
-		ret = check(*r);
+		ret = check(*r, h.app);
 	if (ret < 0)
 		return ret;
 	pc = eng_pusher__pconn_new(s, c);
@@ -330,11 +431,40 @@ int eng_pusher__ho_load(struct eng_shard *s, struct eng_conn *c,
 	if (h.uid.p && !(pc->uid = strndup(h.uid.p, h.uid.len)))
 		return -ENOMEM;
 	/* from here on a failure closes @c, whose on_close undoes these */
-	recount(s, c, h.app, r);
-	for (unsigned n = eng_ho_get_u16(r); n; n--) {
+	ret = resubscribe(s, c, h.app, r);
+	for (unsigned n = ret ? 0 : eng_ho_get_u16(r); n; n--) {
 		ret = rejoin(s, c, pc, &h, r);
 		if (ret < 0)
 			return ret;
 	}
-	return rewatch(s, c, pc, &h);
+	return ret ? ret : rewatch(s, c, pc, &h);
+}
+
+void eng_pusher__ho_gone(struct eng_shard *s, struct eng_conn *c,
+			 struct pconn *pc)
+{
+	const struct pusher_app *app = app_at(s, pc->app);
+	char w[ENG_CHAN_MAX + 1];
+	struct join *j;
+	int wl;
+
+	for (const struct eng_sub *sub = c->subs; sub; sub = sub->cnext)
+		if (counted(sub->chan->name, sub->chan->len))
+			eng_pusher_count_carry(sub->chan->name, sub->chan->len,
+					       (struct json_slice){ 0 }, -1,
+					       false);
+	eng_unsubscribe_all(s, c);	/* s->stopping: no owner told */
+	while ((j = pc->joins)) {
+		pc->joins = j->next;
+		eng_pusher_carried_out(s, j->name, j->len,
+				       (struct json_slice){ j->uid, j->ulen });
+		free(j);
+	}
+	wl = pc->uid && app->watchlist ?
+	     eng_pusher_watch_key(app, pc->uid, strlen(pc->uid), w) : -1;
+	if (wl > 0)
+		eng_pusher_carried_out(s, w, (size_t)wl, (struct json_slice){
+					       pc->uid, strlen(pc->uid) });
+	free(pc->uid);
+	memset(pc, 0, sizeof(*pc));
 }

@@ -91,7 +91,9 @@ static inline struct json_slice eng_pusher__sid(const struct pconn *pc,
 /*
  * A live hand-over of @c (eng_endpoint ho_save and ho_load, conn.h;
  * docs/PUSHER.md has the record). eng_pusher__ho_save() appends @c's
- * record to @b: 0, or -ENOMEM when @b failed. eng_pusher__ho_load()
+ * record to @b: 0, -EAGAIN while a subscribe's answer is held for its
+ * channel's registration, -EOPNOTSUPP for a connection without a record
+ * (refused), or -ENOMEM when @b failed. eng_pusher__ho_load()
  * reads one from @r into @c's fresh record and counts again what lives
  * outside the connection (presence members, subscription counts, the
  * user's watch channel), announcing nothing: 0; -EINVAL for a record it
@@ -102,5 +104,16 @@ int eng_pusher__ho_save(struct eng_shard *s, struct eng_conn *c,
 			struct eng_ho_buf *b);
 int eng_pusher__ho_load(struct eng_shard *s, struct eng_conn *c,
 			struct eng_ho_rd *r);
+
+/*
+ * The old process forgets @c (record @pc), which the new one now
+ * serves (on_close of an ENG_CONN_HANDED connection): its subscriptions
+ * ended and counted out, its presence joins and its user's watch
+ * membership counted out of this node's tables, all without a word (no
+ * member_removed, no channel_vacated or other webhook, no owner shard
+ * told); @pc is left clean.
+ */
+void eng_pusher__ho_gone(struct eng_shard *s, struct eng_conn *c,
+			 struct pconn *pc);
 
 #endif

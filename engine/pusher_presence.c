@@ -776,6 +776,14 @@ int eng_pusher_rejoin(struct eng_shard *s, struct eng_conn *c,
 	return ret;
 }
 
+void eng_pusher_carried_out(struct eng_shard *s, const char *name,
+			    size_t len, struct json_slice id_str)
+{
+	/* one Redis: the new process's move takes it from our node's count */
+	if (!eng_pusher_across(s))
+		count_out(name, len, id_str);
+}
+
 /* ---- the HTTP API's user_count and users --------------------------------- */
 
 /* {"users":[{"id":"ID"},...]} of @v[0..@n) into @out (big enough). */

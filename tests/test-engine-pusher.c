@@ -57,12 +57,14 @@ static void put_s16(struct eng_ho_buf *b, const char *s)
 }
 
 /*
- * Version 1 as docs/PUSHER.md gives it: app1, socket_id 123.456, 3 client
+ * Version 2 as docs/PUSHER.md gives it: app1, socket_id 123.456, 3 client
  * events in a second begun 2 ticks ago, signed in as alice, the embedded
- * broker (no node), no counted subscription, one presence join as alice.
+ * broker (no node), no subscription (this shard has no owners to ask;
+ * test_handover_live carries them end to end), one presence join as
+ * alice. @own: one other channel of that engine name, or NULL.
  */
-static void record(struct eng_ho_buf *b, uint8_t version, const char *app,
-		   const char *member_str)
+static void record_own(struct eng_ho_buf *b, uint8_t version, const char *app,
+		       const char *member_str, const char *own)
 {
 	static const char blob_a[] = "\"alice\"", info[] = "{\"n\":1}";
 
@@ -75,6 +77,9 @@ static void record(struct eng_ho_buf *b, uint8_t version, const char *app,
 	put_s16(b, "alice");
 	put_s8(b, "");
 	eng_ho_put_u16(b, 0);
+	eng_ho_put_u16(b, own ? 1 : 0);
+	if (own)
+		put_s8(b, own);
 	eng_ho_put_u16(b, 1);
 	put_s8(b, "presence-room");
 	put_s16(b, "alice");
@@ -83,6 +88,12 @@ static void record(struct eng_ho_buf *b, uint8_t version, const char *app,
 	eng_ho_put(b, blob_a, sizeof(blob_a));	/* its NUL the separator */
 	eng_ho_put(b, member_str, strlen(member_str) + 1);
 	eng_ho_put(b, info, sizeof(info) - 1);
+}
+
+static void record(struct eng_ho_buf *b, uint8_t version, const char *app,
+		   const char *member_str)
+{
+	record_own(b, version, app, member_str, NULL);
 }
 
 static int load(struct eng_conn *c, const struct eng_ho_buf *b, size_t len)
@@ -114,7 +125,7 @@ static int test_round_trip(void)
 	char sid[PUSHER_SOCKET_ID_OWN + 1];
 	struct pconn *pc;
 
-	record(&in, 1, "app1", "alice");
+	record(&in, 2, "app1", "alice");
 	T_CHECK(!in.err);
 	T_CHECK(load(&conns[1], &in, in.len) == 0);
 	pc = eng_pusher__pconn(&sh, &conns[1]);
@@ -157,20 +168,32 @@ static int test_malformed(void)
 {
 	struct eng_ho_buf b = { 0 };
 
-	record(&b, 1, "app1", "alice");
+	static const char *const foreign[] = {
+		"!u:app2:0123456789012345678901234567890123456789", /* not ours */
+		"!x:app1:0123456789012345678901234567890123456789", /* no kind */
+		"!u:app1", "u:app1:a", "!w:app1:a b", "/ws-channel",
+	};
+
+	record_own(&b, 2, "app1", "alice", "!w:app1:abc");
 	for (size_t k = 0; k < b.len; k++)
 		if (refused(&b, k, -EINVAL))
 			return 1;
 	eng_ho_buf_free(&b);
-	record(&b, 2, "app1", "alice");		/* a version not ours */
+	record(&b, 1, "app1", "alice");		/* a version not ours */
 	if (refused(&b, b.len, -EINVAL))
 		return 1;
 	eng_ho_buf_free(&b);
-	record(&b, 1, "app1", "bob");		/* not the join's user */
+	for (size_t i = 0; i < sizeof(foreign) / sizeof(*foreign); i++) {
+		record_own(&b, 2, "app1", "alice", foreign[i]);
+		if (refused(&b, b.len, -EINVAL))
+			T_FAIL("other channel %s taken", foreign[i]);
+		eng_ho_buf_free(&b);
+	}
+	record(&b, 2, "app1", "bob");		/* not the join's user */
 	if (refused(&b, b.len, -EINVAL))
 		return 1;
 	eng_ho_buf_free(&b);
-	record(&b, 1, "app9", "alice");		/* an app we lack */
+	record(&b, 2, "app9", "alice");		/* an app we lack */
 	if (refused(&b, b.len, -ENOENT))
 		return 1;
 	eng_ho_buf_free(&b);

@@ -25,6 +25,17 @@
 - version: a new process (this script) that reads another connection
   format: the old one drains instead (level 1, close 1012), says why,
   counts it.
+- pusher: pusher-js 8 clients (tests/js/handover_pusher_live.mjs) on
+  a public, a private and a presence channel, two signed in (one
+  watching the other), the `pusher` server SDK publishing to each
+  channel and to a user through the hand-over: each client gets every
+  event answered 200 once and in order, its connection never leaves
+  `connected` (same socket_id, no pusher:error), the members stay and
+  nobody hears member_added or member_removed; the HTTP API counts the
+  same; a client event, a fourth subscriber's subscription_count, a
+  terminate of the user and its watchlist offline work after; the
+  webhooks say nothing of the hand-over (no occupied, vacated, member
+  or repeated count events).
 Live asked with Redis as the broker is a drain instead, counted:
 test_handover-redis checks it.
 """
@@ -353,12 +364,136 @@ async def check_version(exe, d):
         expect("format 99" in old.output(), "the log says why")
 
 
+PUSHER_JS = os.path.join(rc.HERE, "..", "js", "handover_pusher_live.mjs")
+PUSHER_APP = {"id": "42", "key": "key-42", "secret": "s3cret-42"}
+PUSHER_CHANS = ["room-live", "private-live", "presence-live"]
+
+
+def pusher_args(sock, url, *more):
+    return args(sock, "--pusher-app", "%(id)s:%(key)s:%(secret)s" %
+                PUSHER_APP, "--pusher-client-events", "42",
+                "--pusher-watchlist", "42", "--pusher-subscription-count",
+                "42", "--pusher-webhook", "42=" + url, "--webhook-window",
+                "50ms", "--webhook-backoff", "50ms", *more)
+
+
+def node_line(p, want):
+    """The next line of Node client @p, which starts with @want; what
+    follows it."""
+    line = p.stdout.readline()
+    expect(line.startswith(want), "the Pusher clients said %r, not %s",
+           line[:300], want)
+    return line[len(want):].strip()
+
+
+def pusher_hooks(evs):
+    """The webhooks of the run up to the fourth subscriber: each channel
+    occupied once and never vacated, each member added once and never
+    removed, each count one more than the last: no event for the
+    hand-over."""
+    for ev in evs:
+        expect(ev["name"] not in ("channel_vacated", "member_removed"),
+               "webhook %s", ev)
+    occupied = [e["channel"] for e in evs if e["name"] == "channel_occupied"]
+    expect_eq(sorted(set(occupied)), sorted(occupied), "occupied once each")
+    for ch in PUSHER_CHANS:
+        expect(ch in occupied, "%s occupied: %s", ch, occupied)
+    added = sorted(e["user_id"] for e in evs if e["name"] == "member_added")
+    expect_eq(added, ["ua", "ub", "uc"], "member_added")
+    for ch in set(e["channel"] for e in evs):
+        n = [e["subscription_count"] for e in evs
+             if e["name"] == "subscription_count" and e["channel"] == ch]
+        expect_eq(n, list(range(1, len(n) + 1)), "%s's counts" % ch)
+
+
+def check_pusher(exe, d):
+    from test_webhook import Receiver
+    sock = os.path.join(d, "pusher.sock")
+    rcv = Receiver()
+    node = None
+    try:
+        with rc.Engine(exe, *pusher_args(sock, rcv.url)) as old:
+            cfg = {"host": old.host, "port": old.port, "app": PUSHER_APP}
+            node = subprocess.Popen(["node", PUSHER_JS, json.dumps(cfg)],
+                                    stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True)
+            node_line(node, "ready")
+            with rc.Engine(exe, *pusher_args(sock, rcv.url, "--take-over",
+                                             sock),
+                           listen="127.0.0.1:%d" % old.port) as new:
+                expect_eq(old.wait(120), 0, "the old process's exit status")
+                node.stdin.write("handed\n")
+                node.stdin.flush()
+                out = json.loads(node_line(node, "result"))
+                pusher_checked(out)
+                # the fourth subscriber's count: every earlier webhook is in
+                evs = rcv.wait("room-live's count 4", lambda evs: any(
+                    e["name"] == "subscription_count" and
+                    e["channel"] == "room-live" and
+                    e["subscription_count"] == 4 for e in evs))
+                pusher_hooks(evs)
+                node.stdin.write("terminate\n")
+                node.stdin.flush()
+                after = json.loads(node_line(node, "after"))
+                expect_eq(after["status"], 200, "terminate")
+                expect_eq(after["watch"], [["on", ["ua"]], ["off", ["ua"]]],
+                          "B's watchlist")
+                expect_eq(after["member_events"], [[["-", "ua"]]] * 2,
+                          "ua's leave, heard")
+                expect_eq(after["states"], [[], []], "B's and C's states")
+                ho = rc.stats(new)["handover"]
+                expect(ho["live"] >= 3 and not ho["fallbacks"]["conn"],
+                       "connections taken live: %s", ho)
+                expect_eq(node.wait(60), 0, "the Pusher clients' exit")
+    finally:
+        if node and node.poll() is None:
+            node.kill()
+            node.wait()
+        rcv.close()
+
+
+def pusher_checked(out):
+    """What the carried Pusher clients saw (handover_pusher_live.mjs)."""
+    expect_eq(out["socket_ids"], out["before"]["socket_ids"], "socket_ids")
+    expect_eq(out["states"], [[], [], []], "connection states after setup")
+    expect_eq(out["errors"], [[], [], []], "errors")
+    everyone = ["ua", "ub", "uc"]
+    expect_eq(out["members"], [everyone] * 3, "presence members")
+    expect_eq(out["member_events"], [[], [], []], "member events")
+    for i, got in enumerate(out["got"]):
+        for ch in PUSHER_CHANS:
+            ok = out["ok"][ch]
+            expect(got[ch] == ok, "client %d on %s: %d events, want the %d "
+                   "answered 200, once each, in order", i, ch,
+                   len(got[ch]), len(ok))
+    expect_eq(out["user_got"], out["ok"]["user ua"], "ua's user events")
+    expect_eq(out["watch"], [["on", ["ua"]]], "B's watchlist so far")
+    expect_eq((out["users"][0], sorted(u["id"] for u in
+                                       out["users"][1]["users"])),
+              (200, everyone), "GET users after")
+    expect_eq(out["room"], [200, {"occupied": True, "subscription_count": 3}],
+              "GET channel after")
+    expect_eq(out["client_events"], [[], [["private-live", 1]]] +
+              [[["private-live", 1]]], "the client event after")
+    # A and B heard the set-up's last count before the hand-over: the
+    # fourth subscriber's is the next; C may hear the broadcast of 3 late
+    # (its own subscribe's 3 came first). A count the new process sent
+    # of its own (the carried ones counted aloud) would be 3 to all.
+    counts = out["counts_after"]
+    expect_eq(counts[:2], [[["room-live", 4]]] * 2,
+              "A's and B's subscription_count after")
+    expect(counts[2][-1:] == [["room-live", 4]] and
+           all(k == 3 for _, k in counts[2][:-1]),
+           "C's subscription_count after: %s", counts[2])
+
+
 def checks(run):
     with tempfile.TemporaryDirectory() as d:
         run.check("live", check_live, run.exe, d, timeout=300)
         run.check("partial", check_partial, run.exe, d)
         run.check("crash", check_crash, run.exe, d)
         run.check("version", check_version, run.exe, d)
+        run.check("pusher", check_pusher, run.exe, d, timeout=300)
 
 
 if __name__ == "__main__":
