@@ -133,6 +133,9 @@ static void release(struct eng_shard *s, struct eng_conn *c)
 	c->gen++;		/* late CQEs for the old connection are stale */
 	conn__set_state(s, c, ENG_CONN_FREE);
 	c->flags = 0;
+	/* quiesced for a hand-over, then closed: the slot is not waited for */
+	if (eng_conn_ho_quiet(s, c))
+		eng_conn_ho_resume(s, c);
 	atomic_fetch_sub_explicit(&s->stats.conns, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&s->eng->nconns, 1, memory_order_relaxed);
 	ENG_STAT_ADD(s, closed, 1);

@@ -56,9 +56,10 @@ struct eng_tls {
 	struct tbuf *out;		/* sealed bytes of the send in flight */
 	uint8_t flags;			/* T_* */
 	uint8_t alert;			/* owed at close, or NO_ALERT */
-	uint16_t covers;		/* queue entries out holds, when a
-					 * send of it is to be made again
-					 * (cancelled, or carried over) */
+	uint32_t covered;		/* bytes of the queue's head out
+					 * holds, when a send of it is to be
+					 * made again (cancelled, or carried
+					 * over: the new queue is one entry) */
 };
 
 /*

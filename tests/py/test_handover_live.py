@@ -225,6 +225,7 @@ async def check_partial(exe, d):
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         slow.connect(("127.0.0.1", old.port))
+        slow = rc.tls_wrap(slow, "127.0.0.1")
         slow.sendall(rc.upgrade_request("/ws"))
         head, sbuf = rc.read_head(slow)
         slow.sendall(rc.build_frame(0x1, rc.push_cmd(
