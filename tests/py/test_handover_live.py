@@ -21,7 +21,8 @@
   connections (at the first of two CONNS messages), then one that takes
   them all and dies before READY: the old one serves on, its clients
   unaffected (a publish reaches the /ws one, its user push too, a
-  command is answered; kept-alive HTTP ones answer).
+  command is answered; kept-alive HTTP ones answer; a reader whose send
+  was under way reads the rest of its queue, whole and in order).
 - version: a new process (this script) that reads another connection
   format: the old one drains instead (level 1, close 1012), says why,
   counts it.
@@ -212,6 +213,37 @@ def read_frames(s, buf, n, timeout=60):
     return out, buf
 
 
+BIG = "x" * (256 << 10)
+
+
+def stalled(eng, chan):
+    """A raw /ws reader on @chan that stalls: a small window, 6 MiB
+    published behind it, more than the kernel's buffers take (tcp_wmem's
+    4 MiB at most): a send is under way.  (socket, leftover bytes)."""
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", eng.port))
+    slow = rc.tls_wrap(slow, "127.0.0.1")
+    slow.sendall(rc.upgrade_request("/ws"))
+    head, sbuf = rc.read_head(slow)
+    slow.sendall(rc.build_frame(0x1, rc.push_cmd(
+        "subscribe", 1, channels=[chan]).encode()))
+    (reply,), sbuf = read_frames(slow, sbuf, 1)
+    expect_eq(json.loads(reply)["code"], 200, "the slow one's subscribe")
+    rc.post_many(eng, "/publish/" + chan, [json.dumps({"n": i, "pad": BIG})
+                                           for i in range(24)], key=KEY)
+    return slow, sbuf
+
+
+def read_stalled(slow, sbuf):
+    """What stalled() published, read: whole, once each, in order."""
+    got, sbuf = read_frames(slow, sbuf, 24)
+    ns = [json.loads(p)["data"]["n"] for p in got]
+    expect_eq(ns, list(range(24)), "the queue, whole and in order")
+    expect(all(json.loads(p)["data"]["pad"] == BIG for p in got),
+           "a message cut")
+
+
 async def check_partial(exe, d):
     sock = os.path.join(d, "partial.sock")
     loop = asyncio.get_running_loop()
@@ -220,21 +252,7 @@ async def check_partial(exe, d):
         frame = rc.build_frame(0x1, rc.push_cmd("subscribe", 1,
                                                  channels=["p:half"]).encode())
         half.sendall(frame[:len(frame) // 2])
-        # a reader that stalls: a small window, 6 MiB behind it, more
-        # than the kernel's buffers take (tcp_wmem's 4 MiB at most)
-        slow = socket.socket()
-        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        slow.connect(("127.0.0.1", old.port))
-        slow = rc.tls_wrap(slow, "127.0.0.1")
-        slow.sendall(rc.upgrade_request("/ws"))
-        head, sbuf = rc.read_head(slow)
-        slow.sendall(rc.build_frame(0x1, rc.push_cmd(
-            "subscribe", 1, channels=["p:big"]).encode()))
-        (reply,), sbuf = read_frames(slow, sbuf, 1)
-        expect_eq(json.loads(reply)["code"], 200, "the slow one's subscribe")
-        big = "x" * (256 << 10)
-        rc.post_many(old, "/publish/p:big", [json.dumps({"n": i, "pad": big})
-                                             for i in range(24)], key=KEY)
+        slow, sbuf = stalled(old, "p:big")
         new = rc.Engine(exe, *args(sock, "--take-over", sock),
                         listen="127.0.0.1:%d" % old.port)
         with new:
@@ -247,12 +265,7 @@ async def check_partial(exe, d):
             (reply,), rest = read_frames(half, rest, 1)
             expect_eq(json.loads(reply)["code"], 200,
                       "the frame completed after the hand-over")
-            got, sbuf = await loop.run_in_executor(None, read_frames, slow,
-                                                   sbuf, 24)
-            ns = [json.loads(p)["data"]["n"] for p in got]
-            expect_eq(ns, list(range(24)), "the queue, whole and in order")
-            expect(all(json.loads(p)["data"]["pad"] == big for p in got),
-                   "a message cut")
+            await loop.run_in_executor(None, read_stalled, slow, sbuf)
             rc.post_many(new, "/publish/p:half", [json.dumps({"n": 1})],
                          key=KEY)
             (m,), rest = read_frames(half, rest, 1)
@@ -304,6 +317,9 @@ async def check_crash(exe, d):
             "Authorization": "Bearer " + token("crash")})
         r = await rc.ws_command(ws, "subscribe", 1, channels=["h:crash"])
         expect_eq(r["code"], 200, "subscribe")
+        # a send under way, cancelled by each attempt: the old process
+        # sends its rest (on TLS: the records it had sealed) after
+        slow, sbuf = stalled(old, "p:crash")
         # idle HTTP connections: more than one CONNS message's 253 fds
         idle = [rc.http_conn(old) for _ in range(300)]
         for c in idle:
@@ -336,6 +352,8 @@ async def check_crash(exe, d):
         r = await rc.ws_command(ws, "heartbeat", 2)
         expect_eq(r["code"], 200, "a command after")
         await ws.close()
+        await loop.run_in_executor(None, read_stalled, slow, sbuf)
+        slow.close()
 
 
 async def check_version(exe, d):
