@@ -14,9 +14,10 @@
   a user push reaches a carried user; the old process exits 0; /stats
   and the logs say how many went live and the bytes.
 - partial: a frame half received (half a command's frame sent, the
-  hand-over, the rest: it is answered) and a send queue half sent (a
-  client that does not read, 6 MiB published to it, reads after: every
-  message whole and in order).
+  hand-over, the rest: it is answered; over TLS the rest's record is
+  cut in two too) and a send queue half sent (a client that does not
+  read, 6 MiB published to it, reads after: every message whole and in
+  order).
 - crash: a new process (this script) that dies in the middle of the
   connections (at the first of two CONNS messages), then one that takes
   them all and dies before READY: the old one serves on, its clients
@@ -34,6 +35,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -180,9 +182,57 @@ async def check_live(exe, d):
             new.stop() if new.alive() else new.kill()
 
 
+class CutTLS:
+    """A TLS client on @sock through memory BIOs, so that a record it
+    seals can go out cut (seal(), then the bytes raw on .sock)."""
+
+    def __init__(self, sock, host):
+        self.sock, self.inc, self.out = sock, ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = rc.tls_ctx().wrap_bio(self.inc, self.out,
+                                         server_hostname=host)
+        for _ in range(100):
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                expect(self.pull(), "closed in the handshake")
+        self.sock.sendall(self.out.read())	# our Finished
+
+    def pull(self):
+        self.sock.sendall(self.out.read())
+        got = self.sock.recv(1 << 16)
+        self.inc.write(got)
+        return got
+
+    def seal(self, data):
+        self.obj.write(data)
+        return self.out.read()
+
+    def sendall(self, data):
+        self.sock.sendall(self.seal(data))
+
+    def recv(self, n):
+        for _ in range(100000):
+            try:
+                return self.obj.read(n)
+            except ssl.SSLWantReadError:
+                if not self.pull():
+                    return b""
+        raise AssertionError("no record within 100000 reads")
+
+    def settimeout(self, t):
+        self.sock.settimeout(t)
+
+    def close(self):
+        self.sock.close()
+
+
 def raw_ws(eng):
-    """A raw /ws client: (socket, leftover bytes after the 101)."""
-    s = rc.connect("127.0.0.1", eng.port)
+    """A raw /ws client: (socket, leftover bytes after the 101); over
+    TLS a CutTLS."""
+    s = socket.create_connection(("127.0.0.1", eng.port), timeout=60)
+    if rc.TLS:
+        s = CutTLS(s, "127.0.0.1")
     s.sendall(rc.upgrade_request("/ws"))
     head, rest = rc.read_head(s)
     expect(b" 101 " in head.split(b"\r\n")[0], "upgrade: %s", head[:80])
@@ -252,6 +302,12 @@ async def check_partial(exe, d):
         frame = rc.build_frame(0x1, rc.push_cmd("subscribe", 1,
                                                  channels=["p:half"]).encode())
         half.sendall(frame[:len(frame) // 2])
+        # over TLS, the frame's rest in a record cut too: half of it read
+        late = frame[len(frame) // 2:]
+        if rc.TLS:
+            late = half.seal(late)
+            half.sock.sendall(late[:len(late) // 2])
+            late = late[len(late) // 2:]
         slow, sbuf = stalled(old, "p:big")
         new = rc.Engine(exe, *args(sock, "--take-over", sock),
                         listen="127.0.0.1:%d" % old.port)
@@ -261,7 +317,7 @@ async def check_partial(exe, d):
             ho = rc.stats(new)["handover"]
             expect(ho["live"] >= 2 and ho["live_bytes"] > (1 << 20),
                    "the queue went with it: %s", ho)
-            half.sendall(frame[len(frame) // 2:])
+            getattr(half, "sock", half).sendall(late)
             (reply,), rest = read_frames(half, rest, 1)
             expect_eq(json.loads(reply)["code"], 200,
                       "the frame completed after the hand-over")
