@@ -421,6 +421,7 @@ uint64_t conn__open(struct eng_shard *s, struct eng_conn *c, unsigned xp)
 	c->last_rx = c->last_ping = s->tick;
 	c->sent = 0;
 	c->queued = 0;
+	c->nflight = 0;		/* a cut keeps what a send covers */
 	c->sq_head = c->sq_tail = NULL;
 	c->rx = NULL;
 	atomic_fetch_add_explicit(&s->stats.conns, 1, memory_order_relaxed);

@@ -649,10 +649,10 @@ static int xp_send(struct eng_shard *s, struct eng_conn *c)
 		return 0;	/* its accept failed: it is being closed */
 	if (t->out) {
 		/*
-		 * A cancelled send, or one carried over: its rest goes first.
-		 * It covers t->covered bytes of the queue, not entries.
+		 * A cancelled send (c->nflight still its entries) or one
+		 * carried over (t->covered bytes of the queue's head, which
+		 * the new process holds as one entry): its rest goes first.
 		 */
-		c->nflight = 0;
 		return put_out(s, c, t);
 	}
 	if (!(t->flags & T_ESTABLISHED))
@@ -701,8 +701,7 @@ static int xp_send(struct eng_shard *s, struct eng_conn *c)
 	return put_out(s, c, t);
 }
 
-/* The queue's bytes the send in flight covers (c->nflight entries). */
-static uint32_t covers(const struct eng_conn *c)
+uint32_t tlsio__covers(const struct eng_conn *c)
 {
 	const struct eng_sq *q = c->sq_head;
 	uint32_t n = 0;
@@ -727,11 +726,9 @@ static int xp_sent(struct eng_shard *s, struct eng_conn *c, int res)
 		/*
 		 * Cancelled while alive (a hand-over's quiesce): the records
 		 * are sealed, their sequence numbers spent, so their unsent
-		 * rest stays for the next send or the hand-over record, with
-		 * the bytes of the queue they hold (the core forgets which
-		 * entries the send covered; a send again covers none).
+		 * rest stays for the next send or the hand-over record; the
+		 * core keeps c->nflight, the entries they hold.
 		 */
-		t->covered += covers(c);
 		return res;
 	}
 	if (res < 0 || c->state == ENG_CONN_DEAD) {
@@ -747,7 +744,7 @@ static int xp_sent(struct eng_shard *s, struct eng_conn *c, int res)
 		}
 		return -EINPROGRESS;
 	}
-	plain = (int)(t->covered + covers(c));
+	plain = (int)(t->covered + tlsio__covers(c));
 	out_free(s, t);
 	return plain;
 }

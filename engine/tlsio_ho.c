@@ -57,10 +57,11 @@ int tlsio__ho_save(struct eng_shard *s, struct eng_conn *c,
 		eng_ho_put_u32(b, (uint32_t)n);
 		eng_ho_put(b, rec, (size_t)n);
 		/*
-		 * The queue's bytes out holds (its send was cancelled: the
-		 * core has forgotten the entries, and carries them as one).
+		 * The queue's bytes out holds, in bytes: the core carries the
+		 * queue as one entry (and the cancelled send covered the
+		 * c->nflight first, or was itself carried: t->covered).
 		 */
-		eng_ho_put_u32(b, t->out ? t->covered : 0);
+		eng_ho_put_u32(b, t->out ? t->covered + tlsio__covers(c) : 0);
 		OPENSSL_cleanse(rec, (size_t)n);
 	}
 	OPENSSL_cleanse(&h.rl, sizeof(h.rl));

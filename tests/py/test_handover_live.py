@@ -241,7 +241,8 @@ def raw_ws(eng):
 
 def read_frames(s, buf, n, timeout=60):
     """@n server frames' payloads from @s (unmasked, 7/16/64-bit
-    lengths), after what @buf holds."""
+    lengths), after what @buf holds; a ping (a connection quiet for
+    --ping-interval on a loaded host) is not counted."""
     out = []
     s.settimeout(timeout)
     while len(out) < n:
@@ -258,7 +259,8 @@ def read_frames(s, buf, n, timeout=60):
             more = s.recv(1 << 16)
             expect(more, "closed after %d frames", len(out))
             buf += more
-        out.append(buf[hl:hl + ln])
+        if buf[0] & 0x0f != 0x9:
+            out.append(buf[hl:hl + ln])
         buf = buf[hl + ln:]
     return out, buf
 
@@ -386,7 +388,8 @@ async def check_crash(exe, d):
                 None, fake_new, sock, 1, False, die_at)
             expect_eq((mode, 7 in types), (1, True),
                       "live: connections sent, %s" % types)
-            expect(nfds == 253 if die_at else nfds > 300,
+            # the stalled reader's record, past 4 MiB, may go alone
+            expect(0 < nfds <= 253 if die_at else nfds > 300,
                    "fds received: %d", nfds)
             await rc.await_state("the old process counting the loss",
                                  lambda: rc.stats(old)["handover"]
