@@ -133,6 +133,9 @@ static void release(struct eng_shard *s, struct eng_conn *c)
 	c->gen++;		/* late CQEs for the old connection are stale */
 	conn__set_state(s, c, ENG_CONN_FREE);
 	c->flags = 0;
+	/* quiesced for a hand-over, then closed: the slot is not waited for */
+	if (eng_conn_ho_quiet(s, c))
+		eng_conn_ho_resume(s, c);
 	atomic_fetch_sub_explicit(&s->stats.conns, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&s->eng->nconns, 1, memory_order_relaxed);
 	ENG_STAT_ADD(s, closed, 1);
@@ -418,6 +421,7 @@ uint64_t conn__open(struct eng_shard *s, struct eng_conn *c, unsigned xp)
 	c->last_rx = c->last_ping = s->tick;
 	c->sent = 0;
 	c->queued = 0;
+	c->nflight = 0;		/* a cut keeps what a send covers */
 	c->sq_head = c->sq_tail = NULL;
 	c->rx = NULL;
 	atomic_fetch_add_explicit(&s->stats.conns, 1, memory_order_relaxed);

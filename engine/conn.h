@@ -294,6 +294,10 @@ void eng_conn_kill(struct eng_shard *s, struct eng_conn *c);
  * hand-over failed, or @c stays: as it was, reading and sending again.
  * eng_conn_ho_forget(): the new process holds @c: its slot is freed and
  * its descriptor closed without a byte sent or anyone told.
+ * eng_conn_ho_ready(): @c's transport is now ready to be carried (its
+ * handshake is done; see struct eng_xport's ho_ready): if a quiesce is
+ * on and the save has not begun (s->ho_mute), @c is quiesced now; else
+ * nothing (too late: it is drained with what is not carried).
  */
 static inline bool eng_conn_ho_quiet(const struct eng_shard *s,
 				     const struct eng_conn *c)
@@ -313,6 +317,7 @@ int eng_conn_ho_save(struct eng_shard *s, struct eng_conn *c,
 void eng_conn_ho_handed(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_ho_resume(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_ho_forget(struct eng_shard *s, struct eng_conn *c);
+void eng_conn_ho_ready(struct eng_shard *s, struct eng_conn *c);
 
 /*
  * The new process: a connection on @slot (its socket now in the ring)
@@ -476,6 +481,12 @@ struct eng_xport {
 		       struct eng_ho_buf *b);
 	int (*ho_load)(struct eng_shard *s, struct eng_conn *c,
 		       struct eng_ho_rd *r);
+	/*
+	 * False while @c must go on reading before it can be carried (a
+	 * handshake under way): the quiesce leaves it be, and the transport
+	 * calls eng_conn_ho_ready() once it is. NULL: always ready.
+	 */
+	bool (*ho_ready)(struct eng_shard *s, const struct eng_conn *c);
 };
 
 /*

@@ -32,8 +32,13 @@ static void mark(struct eng_shard *s, struct eng_conn *c, bool on)
 
 bool eng_conn_ho_stop(struct eng_shard *s, struct eng_conn *c)
 {
+	const struct eng_xport *x = conn__xport(c);
+
 	if ((c->state != ENG_CONN_WS && c->state != ENG_CONN_HTTP) ||
-	    !conn__endpoint(c)->ho_save || !conn__xport(c)->ho_save)
+	    !conn__endpoint(c)->ho_save || !x->ho_save)
+		return false;
+	/* a handshake reads on: eng_conn_ho_ready() stops it at its end */
+	if (x->ho_ready && !x->ho_ready(s, c))
 		return false;
 	mark(s, c, true);
 	/* its last completion says -ECANCELED: on_recv leaves it be */
@@ -43,6 +48,12 @@ bool eng_conn_ho_stop(struct eng_shard *s, struct eng_conn *c)
 			       ring_ud(ENG_OP_CANCEL, 0, 0));
 	/* no SQE: F_RECV stays, it is busy, and is not carried */
 	return true;
+}
+
+void eng_conn_ho_ready(struct eng_shard *s, struct eng_conn *c)
+{
+	if (s->ho_bits && !s->ho_mute && !eng_conn_ho_quiet(s, c))
+		eng_conn_ho_stop(s, c);
 }
 
 void eng_conn_ho_stop_send(struct eng_shard *s, struct eng_conn *c)
@@ -119,7 +130,8 @@ int eng_conn_ho_settled(struct eng_shard *s, struct eng_conn *c,
 	if (!carriable(c))
 		return -EAGAIN;
 	scratch->len = 0;
-	ret = x->ho_save(s, c, scratch);
+	/* a send in flight is not waited for: the save's stop ends it */
+	ret = c->flags & ENG_CONN_F_SEND ? 0 : x->ho_save(s, c, scratch);
 	scratch->len = 0;
 	if (ret == 0)
 		ret = ep->ho_save(s, c, scratch);

@@ -145,9 +145,13 @@ unsigned conn__sq_cut(struct eng_conn *c)
 	struct eng_sq *q, *keep = NULL;
 	unsigned n = 0;
 
-	/* Frames the send in flight covers stay until its completion. */
+	/*
+	 * Frames the send in flight covers stay until its completion; so do
+	 * those of one a hand-over cancelled (c->nflight kept): TLS sealed
+	 * them, and sends the rest of those records before anything else.
+	 */
 	q = c->sq_head;
-	if (q && (c->flags & ENG_CONN_F_SEND)) {
+	if (q && ((c->flags & ENG_CONN_F_SEND) || c->nflight)) {
 		struct eng_sq *last = q;
 
 		for (unsigned i = 1; i < c->nflight && last->next; i++)
@@ -402,11 +406,11 @@ static void sent(struct eng_shard *s, struct eng_conn *c, int res)
 	if (res == -ECANCELED && c->state != ENG_CONN_DEAD) {
 		/*
 		 * A hand-over stopped it: all stays queued. The transport is
-		 * told first: what it sealed for the send is spent and kept
-		 * (tlsio's covers count the entries in flight).
+		 * told first: what it sealed for the send is spent and kept,
+		 * and c->nflight still counts the entries it covers (a cut
+		 * keeps them; tlsio sends the sealed rest first).
 		 */
 		(void)xport_sent(s, c, res);
-		c->nflight = 0;
 		conn__flush(s, c);	/* unless still quiesced */
 		return;
 	}

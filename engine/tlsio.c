@@ -145,6 +145,7 @@ static void out_free(struct eng_shard *s, struct eng_tls *t)
 	tlsio__account(s, -(int64_t)(sizeof(struct tbuf) + t->out->len));
 	eng_free(t->out);
 	t->out = NULL;
+	t->covered = 0;
 }
 
 /* As struct eng_xport's accept: -EBUSY past the shard's handshake cap. */
@@ -331,6 +332,8 @@ static int hs_record(struct eng_shard *s, struct eng_conn *c,
 	if (r == 1) {
 		if (established(s, t) < 0)
 			goto internal;
+		/* a hand-over's quiesce left it reading until now */
+		eng_conn_ho_ready(s, c);
 		return 0;
 	}
 	if (SSL_get_error(t->hs->ssl, r) == SSL_ERROR_WANT_READ)
@@ -645,8 +648,11 @@ static int xp_send(struct eng_shard *s, struct eng_conn *c)
 	if (!t)
 		return 0;	/* its accept failed: it is being closed */
 	if (t->out) {
-		/* a cancelled send, or one carried over: its rest goes first */
-		c->nflight = t->covers;
+		/*
+		 * A cancelled send (c->nflight still its entries) or one
+		 * carried over (t->covered bytes of the queue's head, which
+		 * the new process holds as one entry): its rest goes first.
+		 */
 		return put_out(s, c, t);
 	}
 	if (!(t->flags & T_ESTABLISHED))
@@ -656,11 +662,17 @@ static int xp_send(struct eng_shard *s, struct eng_conn *c)
 	if (!q && !(t->rl.flags & TLS_RL_UPDATE_OWED) &&
 	    (!drain || (t->flags & T_CLOSE_SENT)))
 		return 0;
-	/* c->sent stays 0: a send covers whole entries (eng_tls_sent) */
+	/*
+	 * A send covers whole entries, but the head may be partly sent
+	 * (c->sent): a carried queue is one entry, of which the sealed
+	 * bytes carried with it covered the first t->covered.
+	 */
 	for (; q && n < SEAL_IOV && total < SEAL_BYTES; q = q->next, n++) {
-		iov[n].iov_base = q->buf->data + q->buf->start;
-		iov[n].iov_len = q->buf->len;
-		total += q->buf->len;
+		uint32_t off = n ? 0 : c->sent;
+
+		iov[n].iov_base = q->buf->data + q->buf->start + off;
+		iov[n].iov_len = q->buf->len - off;
+		total += iov[n].iov_len;
 	}
 	/* the last of a draining queue takes close_notify along */
 	drain = drain && !q && !(t->flags & T_CLOSE_SENT);
@@ -689,6 +701,16 @@ static int xp_send(struct eng_shard *s, struct eng_conn *c)
 	return put_out(s, c, t);
 }
 
+uint32_t tlsio__covers(const struct eng_conn *c)
+{
+	const struct eng_sq *q = c->sq_head;
+	uint32_t n = 0;
+
+	for (unsigned i = 0; i < c->nflight && q; i++, q = q->next)
+		n += q->buf->len - (i ? 0 : c->sent);
+	return n;
+}
+
 /*
  * As struct eng_xport's sent: the plaintext bytes of the queue a sealed
  * buffer covered, -EINPROGRESS when its rest went out again.
@@ -696,8 +718,7 @@ static int xp_send(struct eng_shard *s, struct eng_conn *c)
 static int xp_sent(struct eng_shard *s, struct eng_conn *c, int res)
 {
 	struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
-	struct eng_sq *q = c->sq_head;
-	int plain = 0;
+	int plain;
 
 	if (!t || !t->out)
 		return res;
@@ -705,9 +726,9 @@ static int xp_sent(struct eng_shard *s, struct eng_conn *c, int res)
 		/*
 		 * Cancelled while alive (a hand-over's quiesce): the records
 		 * are sealed, their sequence numbers spent, so their unsent
-		 * rest stays for the next send or the hand-over record.
+		 * rest stays for the next send or the hand-over record; the
+		 * core keeps c->nflight, the entries they hold.
 		 */
-		t->covers = c->nflight;
 		return res;
 	}
 	if (res < 0 || c->state == ENG_CONN_DEAD) {
@@ -723,9 +744,8 @@ static int xp_sent(struct eng_shard *s, struct eng_conn *c, int res)
 		}
 		return -EINPROGRESS;
 	}
+	plain = (int)(t->covered + tlsio__covers(c));
 	out_free(s, t);
-	for (unsigned i = 0; i < c->nflight && q; i++, q = q->next)
-		plain += (int)q->buf->len;
 	return plain;
 }
 
@@ -776,6 +796,14 @@ static void xp_close(struct eng_shard *s, struct eng_conn *c)
 		out_free(s, t);
 }
 
+/* As struct eng_xport's ho_ready: a handshake under way reads on. */
+static bool ho_ready(struct eng_shard *s, const struct eng_conn *c)
+{
+	const struct eng_tls *t = eng_tls_at(s, eng_slot(s, c));
+
+	return !t || (t->flags & (T_ESTABLISHED | T_FAILED));
+}
+
 /* What conn.c calls, through its transport seam only. */
 static const struct eng_xport tls_xport = {
 	.name = "tls",
@@ -787,12 +815,9 @@ static const struct eng_xport tls_xport = {
 	.close = xp_close,
 	.timed_out = xp_timed_out,
 	.release = xp_release,
-	/*
-	 * No ho_save yet: a live hand-over drains TLS connections (1012).
-	 * tlsio_ho.c carries a connection's record layer between two shards
-	 * (test-engine-tlsho), but over the live core, end to end, wss://
-	 * clients were not yet all carried: until that test passes, none is.
-	 */
+	.ho_save = tlsio__ho_save,
+	.ho_load = tlsio__ho_load,
+	.ho_ready = ho_ready,
 };
 
 int tlsio__xport_register(void)

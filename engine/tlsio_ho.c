@@ -7,7 +7,8 @@
  * bytes of a send not yet on the wire, which proto/tls.c writes and
  * reads (tls_ho_write, tls_ho_read). The record, big-endian:
  *   length u32, then that many bytes of tls_ho_write()'s record,
- *   then covers u16: the queue entries the sealed bytes hold.
+ *   then covered u32: the bytes of the send queue the sealed bytes hold
+ *   (the queue is carried whole, those bytes first).
  * It carries keys: every copy made here is wiped once used.
  */
 #include <errno.h>
@@ -55,8 +56,12 @@ int tlsio__ho_save(struct eng_shard *s, struct eng_conn *c,
 	if (n > 0) {
 		eng_ho_put_u32(b, (uint32_t)n);
 		eng_ho_put(b, rec, (size_t)n);
-		/* covered by the rest of out: what its send had taken */
-		eng_ho_put_u16(b, t->out ? c->nflight : 0);
+		/*
+		 * The queue's bytes out holds, in bytes: the core carries the
+		 * queue as one entry (and the cancelled send covered the
+		 * c->nflight first, or was itself carried: t->covered).
+		 */
+		eng_ho_put_u32(b, t->out ? t->covered + tlsio__covers(c) : 0);
 		OPENSSL_cleanse(rec, (size_t)n);
 	}
 	OPENSSL_cleanse(&h.rl, sizeof(h.rl));
@@ -96,14 +101,15 @@ static int fresh(struct eng_shard *s, uint32_t slot, struct eng_tls **tp)
 
 /* The record's bytes, then the slot's state rebuilt from them. */
 static int load(struct eng_shard *s, struct eng_conn *c, struct tls_ho *h,
-		uint16_t covers)
+		uint32_t covered)
 {
 	struct eng_tls *t;
 	size_t size;
 	int ret;
 
-	if ((h->rl.flags & TLS_RL_CLIENT) || covers > SEAL_IOV ||
-	    (covers && !h->out))
+	/* the queue is loaded first: what out holds is in it */
+	if ((h->rl.flags & TLS_RL_CLIENT) || covered > c->queued ||
+	    (covered && !h->out))
 		return -EINVAL;
 	ret = fresh(s, eng_slot(s, c), &t);
 	if (ret < 0)
@@ -123,7 +129,7 @@ static int load(struct eng_shard *s, struct eng_conn *c, struct tls_ho *h,
 		if (tlsio__out_new(s, t, h->out_len) < 0)
 			return -ENOMEM;
 		memcpy(t->out->b, h->out, h->out_len);
-		t->covers = covers;	/* xp_send() sends it first */
+		t->covered = covered;	/* xp_send() sends it first */
 	}
 	return 0;
 }
@@ -133,7 +139,7 @@ int tlsio__ho_load(struct eng_shard *s, struct eng_conn *c,
 {
 	uint32_t len = eng_ho_get_u32(r);
 	const uint8_t *p = eng_ho_get(r, len);
-	uint16_t covers = eng_ho_get_u16(r);
+	uint32_t covered = eng_ho_get_u32(r);
 	struct tls_ho h;
 	int ret;
 
@@ -143,7 +149,7 @@ int tlsio__ho_load(struct eng_shard *s, struct eng_conn *c,
 		return -EINVAL;
 	ret = tls_ho_read(&h, p, len);
 	if (!ret)
-		ret = load(s, c, &h, covers);
+		ret = load(s, c, &h, covered);
 	OPENSSL_cleanse(&h.rl, sizeof(h.rl));
 	return ret;
 }

@@ -56,9 +56,9 @@ struct eng_tls {
 	struct tbuf *out;		/* sealed bytes of the send in flight */
 	uint8_t flags;			/* T_* */
 	uint8_t alert;			/* owed at close, or NO_ALERT */
-	uint16_t covers;		/* queue entries out holds, when a
-					 * send of it is to be made again
-					 * (cancelled, or carried over) */
+	uint32_t covered;		/* bytes of the queue's head out
+					 * holds when it was carried over
+					 * (the new queue is one entry) */
 };
 
 /*
@@ -102,6 +102,12 @@ int tlsio__xport_register(void);
 int tlsio__carry(struct eng_shard *s, struct eng_tls *t, const uint8_t *p,
 		 size_t n, size_t size);
 int tlsio__out_new(struct eng_shard *s, struct eng_tls *t, size_t cap);
+
+/*
+ * The send queue's bytes the send in flight (or cancelled) covers: its
+ * c->nflight first entries, the head's c->sent bytes aside.
+ */
+uint32_t tlsio__covers(const struct eng_conn *c);
 
 /*
  * @t's handshake ended (tlsio.c): it no longer counts against the cap;
