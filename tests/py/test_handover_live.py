@@ -25,8 +25,13 @@
 - version: a new process (this script) that reads another connection
   format: the old one drains instead (level 1, close 1012), says why,
   counts it.
-Live asked with Redis as the broker is a drain instead, counted:
-test_handover-redis checks it.
+- redis (the redis axis alone, test_handover_live-redis): both
+  processes on one redis-server; /ws clients on a history channel
+  published to over HTTP and on a channel published to with Redis's own
+  PUBLISH, through the hand-over: no close, every message once and in
+  order; then a new process (this script) that subscribes what the old
+  one names and dies after its connections came: the old one serves on,
+  nothing lost, nothing twice.
 """
 
 import asyncio
@@ -37,6 +42,7 @@ import struct
 import subprocess
 import tempfile
 import threading
+import time
 
 import rc
 from rc import expect, expect_eq
@@ -353,8 +359,195 @@ async def check_version(exe, d):
         expect("format 99" in old.output(), "the log says why")
 
 
+class RawPublisher(threading.Thread):
+    """PUBLISHes {"n": 0, 1, ...} with Redis's own command on Redis
+    channel @rchan until @stop is set, then {"end": true}: self.ok, the
+    n Redis took (all of them: a PUBLISH is not refused)."""
+
+    def __init__(self, rchan, stop):
+        super().__init__(daemon=True)
+        self.rchan, self.stop = rchan, stop
+        self.ok, self.error = [], None
+        self.half = threading.Event()
+
+    def run(self):
+        s = socket.create_connection(("127.0.0.1", rc.broker().port), 10)
+        f = s.makefile("rb")
+        try:
+            for n in range(200000):		# bounded: the stop comes first
+                end = self.stop.is_set()
+                body = json.dumps({"end": True} if end else {"n": n})
+                s.sendall(resp("PUBLISH", self.rchan, body))
+                line = f.readline()
+                expect(line.startswith(b":"), "PUBLISH: %r", line)
+                if end:
+                    break
+                self.ok.append(n)
+                if n == 100:
+                    self.half.set()
+                time.sleep(0.001)	# a rate (1,000 a second), not a wait
+        except Exception as e:		# the check reports it
+            self.error = e
+        finally:
+            self.half.set()
+            s.close()
+
+
+def resp(*words):
+    """A Redis command in RESP."""
+    out = b"*%d\r\n" % len(words)
+    for w in words:
+        w = w.encode() if isinstance(w, str) else w
+        out += b"$%d\r\n%s\r\n" % (len(w), w)
+    return out
+
+
+async def rclient(eng, chan, log):
+    """A /ws client on @chan until its {"end": true}: the ns received;
+    a close fails it (websockets raises)."""
+    got = []
+    ws = await rc.ws_connect(eng.url("/ws"))
+    r = await rc.ws_command(ws, "subscribe", 1, channels=[chan])
+    expect_eq(r["code"], 200, "subscribe to " + chan)
+    log["n"] += 1
+    if log["n"] == log["want"]:
+        log["all"].set()
+    for _ in range(200000):
+        m = json.loads(await rc.ws_recv(ws, 120))
+        if m.get("cmd") == "push":
+            if m["data"].get("end"):
+                break
+            got.append(m["data"]["n"])
+    r = await rc.ws_command(ws, "heartbeat", 2)
+    expect_eq(r["code"], 200, "a heartbeat after")
+    await ws.close()
+    return got
+
+
+async def redis_run(old, start_new, nclients=40):
+    """@nclients clients on old, half on a history channel published to
+    over HTTP, half on one PUBLISHed to in Redis; start_new() while
+    both publish; every client gets every message once, in order."""
+    loop = asyncio.get_running_loop()
+    chans = ["h:rl", "r:raw"]
+    log = {"n": 0, "want": nclients, "all": asyncio.Event()}
+    tasks = [asyncio.ensure_future(rclient(old, chans[i % 2], log))
+             for i in range(nclients)]
+    await asyncio.wait_for(log["all"].wait(), 120)
+    stop = threading.Event()
+    pubs = [Publisher(old, chans[0], stop),
+            RawPublisher("ringcast:ch:" + chans[1], stop)]
+    for p in pubs:
+        p.start()
+    for p in pubs:
+        await loop.run_in_executor(None, p.half.wait, 60)
+    await start_new()
+    stop.set()
+    for p in pubs:
+        await loop.run_in_executor(None, p.join, 120)
+        expect(p.error is None, "publisher: %r", p.error)
+    results = await asyncio.wait_for(asyncio.gather(*tasks), 180)
+    print("published: %d over HTTP (%d sent again), %d with PUBLISH"
+          % (len(pubs[0].ok), pubs[0].retries, len(pubs[1].ok)))
+    for i, got in enumerate(results):
+        want = pubs[i % 2].ok
+        expect(got == want, "client %d on %s: %d messages, want the %d "
+               "published, once each, in order (first off at %s)", i,
+               chans[i % 2], len(got), len(want),
+               next((k for k, (a, b) in enumerate(zip(got, want))
+                     if a != b), min(len(got), len(want))))
+
+
+async def check_redis_live(exe, d):
+    sock = os.path.join(d, "redis-live.sock")
+    loop = asyncio.get_running_loop()
+    with rc.Engine(exe, *args(sock), broker=True) as old:
+        new = rc.Engine(exe, *args(sock, "--take-over", sock), broker=True,
+                        listen="127.0.0.1:%d" % old.port)
+
+        async def start_new():
+            await loop.run_in_executor(None, new.start)
+            expect_eq(await loop.run_in_executor(None, old.wait, 120), 0,
+                      "the old process's exit status")
+        try:
+            await redis_run(old, start_new)
+            ho = rc.stats(new)["handover"]
+            expect_eq((ho["mode"], ho["fallbacks"]["live"]), ("live", 0),
+                      "live with one Redis")
+            expect(ho["live"] >= 40, "connections taken live: %s", ho)
+            expect("stream cut at" in old.output(), "the old log: %s",
+                   old.output()[-600:])
+        finally:
+            new.stop() if new.alive() else new.kill()
+
+
+def fake_new_redis(sock):
+    """A new process of this script's on the same Redis: hello asking
+    live (with the Redis capability), the channels the old one names
+    SUBSCRIBEd with the marker, SUBSCRIBED said; it dies at the first
+    CONNS. Returns the channels named."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(rc.READY_TIMEOUT)
+    s.connect(sock)
+    send(s, 1, struct.pack(">IHHIHBBIH", 0x5243484f, 1, 1, 15, 1, 1, 1,
+                           os.getpid(), 1))
+    names, marker = [], None
+    r = socket.create_connection(("127.0.0.1", rc.broker().port), 10)
+    try:
+        for _ in range(1000):
+            t, body, fds = recv(s)
+            for f in fds:
+                os.close(f)
+            if t == 8:
+                mlen = struct.unpack(">H", body[1:3])[0]
+                marker = body[3:3 + mlen].decode()
+                off = 3 + mlen + 4
+                while off < len(body):
+                    k = struct.unpack(">H", body[off:off + 2])[0]
+                    names.append(body[off + 2:off + 2 + k].decode())
+                    off += 2 + k
+                if body[0]:
+                    r.sendall(resp("SUBSCRIBE", marker, *names))
+                    f = r.makefile("rb")
+                    for _ in range(len(names) + 1):	# each confirmed
+                        expect_eq(f.readline(), b"*3\r\n", "SUBSCRIBE")
+                        for _ in range(5):
+                            f.readline()
+                    send(s, 9, struct.pack(">I", len(names)))
+            if t == 7:
+                break
+            expect(t in (1, 2, 8), "before the connections: type %d" % t)
+    finally:
+        r.close()
+        s.close()
+    return names
+
+
+async def check_redis_crash(exe, d):
+    sock = os.path.join(d, "redis-crash.sock")
+    loop = asyncio.get_running_loop()
+    with rc.Engine(exe, *args(sock), broker=True) as old:
+        seen = []
+
+        async def start_new():
+            seen.extend(await loop.run_in_executor(None, fake_new_redis,
+                                                   sock))
+            await rc.await_state("the old process counting the loss",
+                                 lambda: rc.stats(old)["handover"]
+                                 ["fallbacks"]["peer_lost"],
+                                 lambda v: v == 1)
+        await redis_run(old, start_new)
+        expect("ringcast:ch:h:rl" in seen and "ringcast:ch:r:raw" in seen,
+               "the channels named: %s", seen)
+
+
 def checks(run):
     with tempfile.TemporaryDirectory() as d:
+        if rc.only_on("redis"):
+            run.check("redis-live", check_redis_live, run.exe, d,
+                      timeout=300)
+            run.check("redis-crash", check_redis_crash, run.exe, d)
+            return
         run.check("live", check_live, run.exe, d, timeout=300)
         run.check("partial", check_partial, run.exe, d)
         run.check("crash", check_crash, run.exe, d)
