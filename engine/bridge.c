@@ -387,6 +387,14 @@ static void link_reply(struct eng_resp *l, void *arg, redisReply *rep)
 		if (!r->mode->pass(r, rep, idx) ||
 		    bridge__ho_took(r, ch, rep->element[2]))
 			return;
+		/*
+		 * Stopping: a shard with no connection left may exit once
+		 * its mail is read, and what we posted after would be left
+		 * unread: nobody is left to deliver to anyway.
+		 */
+		if (atomic_load_explicit(&r->eng->drained,
+					 memory_order_relaxed))
+			return;
 		if (ch->type == REDIS_REPLY_STRING && ch->len == r->ctl_len &&
 		    !memcmp(ch->str, r->ctl, r->ctl_len))
 			bridge__on_ctl(r, rep->element[2]);

@@ -15,6 +15,7 @@
 #include "bridge_int.h"
 
 #define HOLD_MAX	(256u << 20)	/* bytes held: past it, dropped */
+#define LET_GO		1024	/* held messages let go a loop turn */
 
 struct rheld {
 	struct rheld *next;
@@ -124,10 +125,20 @@ static void publish(struct eng_bridge *r, struct rho *h)
 	bridge__on_request_mail(r, p);
 }
 
-/* What was held goes on as if it came now, in its order; unwanted again. */
-static void end(struct eng_bridge *r, struct rho *h)
+/*
+ * What was held goes on as if it came now, in its order, LET_GO a loop
+ * turn (a burst all at once would fill the shards' rings, and a post
+ * that fails is retried later, out of order); what comes meanwhile is
+ * held behind it. Once none is left, what only the hand-over wanted is
+ * unwanted again.
+ */
+static void let_go(struct eng_bridge *r, struct rho *h)
 {
-	while (h->head) {
+	/* the new one's stream may not have reached the marker yet */
+	if (h->take && atomic_load(&h->state) != ENG_BHO_HOLD &&
+	    atomic_load(&h->state) != ENG_BHO_FAILED)
+		return;
+	for (unsigned i = 0; h->head && i < LET_GO; i++) {
 		struct rheld *m = h->head;
 		redisReply c = { .type = REDIS_REPLY_STRING, .str = m->data,
 				 .len = m->clen };
@@ -135,14 +146,17 @@ static void end(struct eng_bridge *r, struct rho *h)
 				 .str = m->data + m->clen, .len = m->plen };
 
 		h->head = m->next;
+		h->held -= m->clen + m->plen;
 		if (m->clen == r->ctl_len && !memcmp(m->data, r->ctl, m->clen))
 			bridge__on_ctl(r, &d);
 		else
 			bridge__on_message(r, &c, &d);
 		free(m);
 	}
+	if (h->head)
+		return;
 	h->tail = NULL;
-	h->held = 0;
+	h->releasing = false;
 	for (size_t i = 0; i < r->chans.nbuckets; i++)
 		for (struct rchan *ch = r->chans.buckets[i]; ch; ch = ch->next)
 			if (ch->ho) {
@@ -166,7 +180,9 @@ void bridge__ho_run(struct eng_bridge *r)
 	else if (cmd == ENG_BHO_MARK)
 		publish(r, h);
 	else if (cmd == ENG_BHO_END)
-		end(r, h);
+		h->releasing = true;
+	if (h->releasing)
+		let_go(r, h);
 	if (atomic_load(&h->state) == ENG_BHO_SUBSCRIBING && !r->chans.ndirty &&
 	    all_confirmed(r))
 		atomic_store(&h->state, ENG_BHO_SUBSCRIBED);
