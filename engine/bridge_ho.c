@@ -16,6 +16,7 @@
 
 #define HOLD_MAX	(256u << 20)	/* bytes held: past it, dropped */
 #define LET_GO		1024	/* held messages let go a loop turn */
+#define MARKER_MS	10000	/* the new one waits this for the marker */
 
 struct rheld {
 	struct rheld *next;
@@ -134,10 +135,19 @@ static void publish(struct eng_bridge *r, struct rho *h)
  */
 static void let_go(struct eng_bridge *r, struct rho *h)
 {
-	/* the new one's stream may not have reached the marker yet */
-	if (h->take && atomic_load(&h->state) != ENG_BHO_HOLD &&
-	    atomic_load(&h->state) != ENG_BHO_FAILED)
-		return;
+	/*
+	 * The new one's stream may not have reached the marker yet; it
+	 * always does unless our link went down meanwhile (then what it
+	 * missed is lost as in any outage): not waited for past MARKER_MS.
+	 */
+	if (h->take && atomic_load(&h->state) != ENG_BHO_HOLD) {
+		if (now_ms() < h->end_by)
+			return;
+		fprintf(stderr, "ringcast: take-over: the marker did not come "
+			"back from Redis in %u s (a link went down?): serving "
+			"on; messages of the switch may be missing\n",
+			MARKER_MS / 1000);
+	}
 	for (unsigned i = 0; h->head && i < LET_GO; i++) {
 		struct rheld *m = h->head;
 		redisReply c = { .type = REDIS_REPLY_STRING, .str = m->data,
@@ -179,8 +189,10 @@ void bridge__ho_run(struct eng_bridge *r)
 		begin(r, h, cmd);
 	else if (cmd == ENG_BHO_MARK)
 		publish(r, h);
-	else if (cmd == ENG_BHO_END)
+	else if (cmd == ENG_BHO_END) {
 		h->releasing = true;
+		h->end_by = now_ms() + MARKER_MS;
+	}
 	if (h->releasing)
 		let_go(r, h);
 	if (atomic_load(&h->state) == ENG_BHO_SUBSCRIBING && !r->chans.ndirty &&

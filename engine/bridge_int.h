@@ -219,6 +219,7 @@ struct rho {
 	atomic_int state;		/* ENG_BHO_* */
 	bool take;			/* the new process's side */
 	bool releasing;			/* ENG_BHO_END: held ones going on */
+	uint64_t end_by;		/* ms: ... the marker awaited until */
 	struct rheld *head, *tail;	/* malloc'd: after the marker */
 	size_t held;			/* ... their bytes */
 	uint64_t lost;			/* ... dropped past the bound */
