@@ -25,6 +25,7 @@
 
 #define WAIT_MS		30000	/* each step: Redis answers, the peer too */
 #define SUBS_PIECE	(1u << 20)	/* bytes of names a message */
+#define QUIET_WAITS	2000	/* ms: for the shards' mail to be read */
 
 static uint64_t now_ms(void)
 {
@@ -150,6 +151,14 @@ int eng_ho_redis_give(struct eng *e, int fd)
 	/* everything before the marker is on its way to the shards now */
 	if (ret == 0)
 		ret = wait_state(e, ENG_BHO_HOLD);
+	/*
+	 * ... and in their connections' queues once no mail is in flight
+	 * (a publish's fan-out is counted before its mail is read: mail.c);
+	 * if other mail keeps it busy, SAVE's ticks still come after.
+	 */
+	for (unsigned i = 0; ret == 0 && i < QUIET_WAITS &&
+	     atomic_load(&e->mail); i++)
+		poll(NULL, 0, 1);
 	if (ret == 0)
 		fprintf(stderr, "ringcast: hand-over: %u Redis channels "
 			"subscribed by the new process; the stream cut at %s\n",
