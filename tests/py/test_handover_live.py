@@ -438,12 +438,13 @@ async def rclient(eng, chan, log):
     return got
 
 
-async def redis_run(old, start_new, nclients=40):
+async def redis_run(old, start_new, tag, nclients=40):
     """@nclients clients on old, half on a history channel published to
-    over HTTP, half on one PUBLISHed to in Redis; start_new() while
-    both publish; every client gets every message once, in order."""
+    over HTTP, half on one PUBLISHed to in Redis (both named after @tag:
+    a check's own); start_new() while both publish; every client gets
+    every message once, in order."""
     loop = asyncio.get_running_loop()
-    chans = ["h:rl", "r:raw"]
+    chans = ["h:" + tag, "r:" + tag]
     log = {"n": 0, "want": nclients, "all": asyncio.Event()}
     tasks = [asyncio.ensure_future(rclient(old, chans[i % 2], log))
              for i in range(nclients)]
@@ -484,7 +485,7 @@ async def check_redis_live(exe, d):
             expect_eq(await loop.run_in_executor(None, old.wait, 120), 0,
                       "the old process's exit status")
         try:
-            await redis_run(old, start_new)
+            await redis_run(old, start_new, "live")
             ho = rc.stats(new)["handover"]
             expect_eq((ho["mode"], ho["fallbacks"]["live"]), ("live", 0),
                       "live with one Redis")
@@ -552,8 +553,8 @@ async def check_redis_crash(exe, d):
                                  lambda: rc.stats(old)["handover"]
                                  ["fallbacks"]["peer_lost"],
                                  lambda v: v == 1)
-        await redis_run(old, start_new)
-        expect("ringcast:ch:h:rl" in seen and "ringcast:ch:r:raw" in seen,
+        await redis_run(old, start_new, "crash")
+        expect("ringcast:ch:h:crash" in seen and "ringcast:ch:r:crash" in seen,
                "the channels named: %s", seen)
 
 
