@@ -27,9 +27,9 @@
   counts it.
 - redis (the redis axis alone, test_handover_live-redis): both
   processes on one redis-server; /ws clients on a history channel
-  published to over HTTP and on a channel published to with Redis's own
-  PUBLISH, through the hand-over: no close, every message once and in
-  order; then a new process (this script) that subscribes what the old
+  published to over HTTP, on a channel published to with Redis's own
+  PUBLISH, and a user's connections pushed to over HTTP, through the
+  hand-over: no close, every message once and in order; then a new process (this script) that subscribes what the old
   one names and dies after its connections came: the old one serves on,
   nothing lost, nothing twice.
 """
@@ -416,13 +416,29 @@ def resp_array(f):
     return out
 
 
+class UserPublisher(Publisher):
+    """Publisher's pushes to user @uid instead of a channel."""
+
+    def post(self, conn, body):
+        conn.request("POST", "/users/%s/push" % self.chan,
+                     body=json.dumps(body),
+                     headers={"Authorization": "Bearer " + KEY})
+        r = conn.getresponse()
+        return r.status, r.read()
+
+
 async def rclient(eng, chan, log):
-    """A /ws client on @chan until its {"end": true}: the ns received;
-    a close fails it (websockets raises)."""
+    """A /ws client on @chan (a user's connection for "user:UID") until
+    its {"end": true}: the ns received; a close fails it (websockets
+    raises)."""
     got = []
-    ws = await rc.ws_connect(eng.url("/ws"))
-    r = await rc.ws_command(ws, "subscribe", 1, channels=[chan])
-    expect_eq(r["code"], 200, "subscribe to " + chan)
+    if chan.startswith("user:"):
+        ws = await rc.ws_connect(eng.url("/ws"), extra_headers={
+            "Authorization": "Bearer " + token(chan[5:])})
+    else:
+        ws = await rc.ws_connect(eng.url("/ws"))
+        r = await rc.ws_command(ws, "subscribe", 1, channels=[chan])
+        expect_eq(r["code"], 200, "subscribe to " + chan)
     log["n"] += 1
     if log["n"] == log["want"]:
         log["all"].set()
@@ -439,19 +455,21 @@ async def rclient(eng, chan, log):
 
 
 async def redis_run(old, start_new, tag, nclients=40):
-    """@nclients clients on old, half on a history channel published to
-    over HTTP, half on one PUBLISHed to in Redis (both named after @tag:
-    a check's own); start_new() while both publish; every client gets
+    """@nclients clients on old, a third on a history channel published
+    to over HTTP, a third on one PUBLISHed to in Redis, a third the
+    connections of a user pushed to over HTTP (all named after @tag: a
+    check's own); start_new() while they publish; every client gets
     every message once, in order."""
     loop = asyncio.get_running_loop()
-    chans = ["h:" + tag, "r:" + tag]
+    chans = ["h:" + tag, "r:" + tag, "user:u-" + tag]
     log = {"n": 0, "want": nclients, "all": asyncio.Event()}
-    tasks = [asyncio.ensure_future(rclient(old, chans[i % 2], log))
+    tasks = [asyncio.ensure_future(rclient(old, chans[i % 3], log))
              for i in range(nclients)]
     await asyncio.wait_for(log["all"].wait(), 120)
     stop = threading.Event()
     pubs = [Publisher(old, chans[0], stop),
-            RawPublisher("ringcast:ch:" + chans[1], stop)]
+            RawPublisher("ringcast:ch:" + chans[1], stop),
+            UserPublisher(old, chans[2][5:], stop)]
     for p in pubs:
         p.start()
     for p in pubs:
@@ -462,13 +480,14 @@ async def redis_run(old, start_new, tag, nclients=40):
         await loop.run_in_executor(None, p.join, 120)
         expect(p.error is None, "publisher: %r", p.error)
     results = await asyncio.wait_for(asyncio.gather(*tasks), 180)
-    print("published: %d over HTTP (%d sent again), %d with PUBLISH"
-          % (len(pubs[0].ok), pubs[0].retries, len(pubs[1].ok)))
+    print("published: %d over HTTP (%d sent again), %d with PUBLISH, %d "
+          "user pushes" % (len(pubs[0].ok), pubs[0].retries,
+                           len(pubs[1].ok), len(pubs[2].ok)))
     for i, got in enumerate(results):
-        want = pubs[i % 2].ok
+        want = pubs[i % 3].ok
         expect(got == want, "client %d on %s: %d messages, want the %d "
                "published, once each, in order (first off at %s)", i,
-               chans[i % 2], len(got), len(want),
+               chans[i % 3], len(got), len(want),
                next((k for k, (a, b) in enumerate(zip(got, want))
                      if a != b), min(len(got), len(want))))
 
@@ -554,7 +573,8 @@ async def check_redis_crash(exe, d):
                                  ["fallbacks"]["peer_lost"],
                                  lambda v: v == 1)
         await redis_run(old, start_new, "crash")
-        expect("ringcast:ch:h:crash" in seen and "ringcast:ch:r:crash" in seen,
+        expect("ringcast:ch:h:crash" in seen and "ringcast:ch:r:crash" in seen
+               and any(n.startswith("ringcast:user:") for n in seen),
                "the channels named: %s", seen)
 
 
