@@ -384,7 +384,16 @@ static void link_reply(struct eng_resp *l, void *arg, redisReply *rep)
 	if (str_eq(k, "message") || str_eq(k, "smessage")) {
 		const redisReply *ch = rep->element[1];
 
-		if (!r->mode->pass(r, rep, idx))
+		if (!r->mode->pass(r, rep, idx) ||
+		    bridge__ho_took(r, ch, rep->element[2]))
+			return;
+		/*
+		 * Stopping: a shard with no connection left may exit once
+		 * its mail is read, and what we posted after would be left
+		 * unread: nobody is left to deliver to anyway.
+		 */
+		if (atomic_load_explicit(&r->eng->drained,
+					 memory_order_relaxed))
 			return;
 		if (ch->type == REDIS_REPLY_STRING && ch->len == r->ctl_len &&
 		    !memcmp(ch->str, r->ctl, r->ctl_len))
@@ -576,6 +585,9 @@ static void *bridge_main(void *arg)
 				strerror(-ret));
 			break;
 		}
+		if (atomic_load_explicit(&r->ho.cmd, memory_order_relaxed) ||
+		    atomic_load_explicit(&r->ho.state, memory_order_relaxed))
+			bridge__ho_run(r);
 		if (r->chans.ndirty)
 			bridge__flush_interest(r);
 		if (r->resync) {
@@ -792,8 +804,11 @@ err:
 int eng_bridge_run(struct eng *e)
 {
 	struct eng_bridge *r = e->bridge;
-	int ret = pthread_create(&r->thread, NULL, bridge_main, r);
+	int ret;
 
+	if (r->up)	/* a live hand-over with Redis started it early */
+		return 0;
+	ret = pthread_create(&r->thread, NULL, bridge_main, r);
 	if (ret)
 		return -ret;
 	r->up = true;
@@ -820,6 +835,7 @@ void eng_bridge_free(struct eng *e)
 		return;
 	eng_mail_discard(&r->ring);
 	eng_mail_bridge(NULL, NULL);
+	bridge__ho_free(r);
 	ring_exit(&r->ring);
 	bridge__rtable_exit(&r->chans);
 	bridge__rtable_exit(&r->pres);

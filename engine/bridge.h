@@ -27,6 +27,41 @@ void eng_bridge_stop(struct eng *e, struct ring *from);
 /* Frees what eng_bridge_init() made; after eng_bridge_stop(). */
 void eng_bridge_free(struct eng *e);
 
+/*
+ * A live hand-over with one Redis (docs/HANDOVER.md "With Redis"),
+ * asked from the handover thread and done by the bridge's on its next
+ * loop turn (within its 100 ms tick). ENG_BHO_GIVE (the old process):
+ * SUBSCRIBE @marker, and list the channels wanted here
+ * (eng_bridge_ho_names(), once SUBSCRIBED); ENG_BHO_TAKE (the new one):
+ * SUBSCRIBE @marker and @names (@len bytes: u16 length + Redis channel,
+ * each), dropping every message until the marker; ENG_BHO_MARK (the
+ * old one, once the new one is SUBSCRIBED): PUBLISH the marker. After
+ * the marker (HOLD) every message is held; ENG_BHO_END delivers what was
+ * held, in order, then the rest as it comes, and unsubscribes what only
+ * the hand-over wanted. 0, or -EINVAL (no bridge, a marker too long),
+ * -ENOMEM.
+ */
+enum {
+	ENG_BHO_NONE = 0, ENG_BHO_SUBSCRIBING, ENG_BHO_SUBSCRIBED,
+	ENG_BHO_AWAIT, ENG_BHO_HOLD, ENG_BHO_FAILED,
+};
+enum { ENG_BHO_GIVE = 1, ENG_BHO_TAKE, ENG_BHO_MARK, ENG_BHO_END };
+int eng_bridge_ho(struct eng *e, int cmd, const char *marker,
+		  const uint8_t *names, size_t len);
+/* Where the hand-over is: ENG_BHO_* (NONE: no bridge). */
+int eng_bridge_ho_state(const struct eng *e);
+/*
+ * Whether this node can cut its stream with a marker: on one Redis; a
+ * cluster's channels come over several links, in no one order.
+ */
+bool eng_bridge_ho_ok(const struct eng *e);
+/*
+ * ENG_BHO_GIVE's list (@len bytes, @n channels), the bridge's until
+ * ENG_BHO_END; valid once the state is SUBSCRIBED.
+ */
+const uint8_t *eng_bridge_ho_names(const struct eng *e, size_t *len,
+				   uint32_t *n);
+
 /* True when both links are up; else false, with the reason in @why. */
 bool eng_bridge_healthy(struct eng_bridge *b, char *why, size_t len);
 

@@ -113,6 +113,7 @@ struct rchan {
 	uint8_t prim;			/* the sub[] delivering, or R_NOSUB */
 	uint8_t gone;			/* a node left while it delivered */
 	uint8_t again;			/* lost its delivering sub: count */
+	uint8_t ho;			/* wanted by a hand-over alone */
 	uint16_t owner;			/* shard to acknowledge */
 	uint16_t len;
 	uint16_t slot;			/* cluster: its hash slot */
@@ -207,6 +208,23 @@ struct bridge_mode {
 	const struct eng_rreq_mode *req;	/* the shards' requests' words */
 };
 
+/* A live hand-over's part on the bridge (bridge_ho.c). */
+struct rho {
+	char marker[128];		/* its marker's Redis channel */
+	size_t mlen;
+	uint8_t *names;			/* malloc'd: u16 length + name each */
+	size_t nlen;
+	uint32_t n;			/* ... how many (the old one's) */
+	atomic_int cmd;			/* ENG_BHO_* asked, or 0 */
+	atomic_int state;		/* ENG_BHO_* */
+	bool take;			/* the new process's side */
+	bool releasing;			/* ENG_BHO_END: held ones going on */
+	uint64_t end_by;		/* ms: ... the marker awaited until */
+	struct rheld *head, *tail;	/* malloc'd: after the marker */
+	size_t held;			/* ... their bytes */
+	uint64_t lost;			/* ... dropped past the bound */
+};
+
 struct eng_bridge {
 	struct eng *eng;		/* borrowed */
 	struct ring ring;
@@ -280,6 +298,7 @@ struct eng_bridge {
 	bool logged_error;		/* the first error reply was logged */
 	bool fills_waiting;		/* some rhist wants its read sent */
 	atomic_int healthy;
+	struct rho ho;			/* a live hand-over's */
 };
 
 /* What a script (bridge_hist.c, bridge_inbox.c) stamped a message with. */
@@ -470,6 +489,20 @@ void bridge__on_message(struct eng_bridge *r, const redisReply *chan,
 
 /* "kick UID" on <prefix>ctl: to the user's owner shard. */
 void bridge__on_ctl(struct eng_bridge *r, const redisReply *payload);
+
+/*
+ * A live hand-over (bridge_ho.c): bridge__ho_run() does what the
+ * handover thread asked (eng_bridge_ho()), each loop turn;
+ * bridge__ho_took() is true when message @payload on @chan is the
+ * hand-over's (the marker, or dropped or held by it) and goes no further
+ * now; bridge__ho_free() frees what is held, at the bridge's end.
+ */
+void bridge__ho_run(struct eng_bridge *r);
+
+bool bridge__ho_took(struct eng_bridge *r, const redisReply *chan,
+		     const redisReply *payload);
+
+void bridge__ho_free(struct eng_bridge *r);
 
 /* ---- bridge_hist.c: history reads and gap reads ------------------------ */
 

@@ -454,6 +454,7 @@ void bridge__on_sub_mail(struct eng_bridge *r, struct eng_rsub *m)
 
 	if (ch) {
 		ch->desired = m->add;
+		ch->ho = 0;	/* a shard's now */
 		ch->owner = m->from;
 		if (m->add)
 			ch->ack = 1;

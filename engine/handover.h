@@ -47,6 +47,8 @@ enum {
 	ENG_HO_T_READY,		/* new -> old: accepting on them now */
 	ENG_HO_T_ABORT,		/* either way: giving up (a reason) */
 	ENG_HO_T_CONNS,		/* old -> new: live connections (fds) */
+	ENG_HO_T_SUBS,		/* old -> new: live on one Redis: channels */
+	ENG_HO_T_SUBSCRIBED,	/* new -> old: ... all subscribed */
 	ENG_HO_T_OPTIONAL = 0x80,
 };
 
@@ -54,6 +56,7 @@ enum {
 #define ENG_HO_CAP_LISTENERS	(1u << 0)	/* listening sockets */
 #define ENG_HO_CAP_STATE	(1u << 1)	/* histories and inboxes */
 #define ENG_HO_CAP_LIVE		(1u << 2)	/* live connections (Level 2) */
+#define ENG_HO_CAP_REDIS	(1u << 3)	/* ... with one Redis (marker) */
 
 /* State records, in the STATE messages' byte stream. */
 enum {
@@ -267,6 +270,7 @@ struct eng_handover {
 	bool live;			/* old: this one carries connections */
 	atomic_uint_fast64_t live_conns, live_bytes, save_ms, conns_ms;
 	struct eng_ho_buf crecs;	/* new: connection records received */
+	struct eng_ho_buf subs;		/* new: SUBS' channels so far */
 	int *cfds;			/* ... their fds, one each, owned */
 	unsigned ncfds;
 	atomic_bool live_go;		/* new: shards install theirs now */
@@ -348,6 +352,26 @@ int eng_handover_listener(struct eng *e);
  * freed, received listeners no shard took closed. Returns 0 or -errno.
  */
 int eng_handover_taken(struct eng *e);
+
+/*
+ * A live hand-over with one Redis (handover_redis.c, docs/HANDOVER.md
+ * "With Redis"). eng_ho_redis_caps(): ENG_HO_CAP_REDIS when this process
+ * is on one Redis (not a cluster); eng_ho_redis_live(): whether we and
+ * @peer both are and it can. eng_ho_redis_give() (the old process,
+ * quiesced, before its connections are written): SUBS sent, SUBSCRIBED
+ * awaited, the marker published and seen by our bridge; 0 or -errno
+ * (the take-over fails). eng_ho_redis_take() (the new one, on each SUBS
+ * @msg): at the last, the bridge started, the channels and the marker
+ * subscribed, SUBSCRIBED sent; 0 or -errno. eng_ho_redis_end(): the
+ * bridge delivers what it held since the marker and serves on (the old
+ * one after READY or once its shards resumed; the new one once its
+ * carried connections are subscribed).
+ */
+uint32_t eng_ho_redis_caps(const struct eng *e);
+bool eng_ho_redis_live(const struct eng *e, const struct eng_ho_hello *peer);
+int eng_ho_redis_give(struct eng *e, int fd);
+int eng_ho_redis_take(struct eng *e, int fd, const struct eng_ho_buf *msg);
+void eng_ho_redis_end(struct eng *e);
 
 /*
  * ---- the shards (handover_shard.c), each on its own thread --------------

@@ -286,6 +286,8 @@ static int send_state(struct eng *e, int fd, bool sent)
 			eng_free(b);
 		}
 	}
+	if (ret == 0 && ho->live && !e->broker->state_here)
+		ret = eng_ho_redis_give(e, fd);	/* Redis's stream cut first */
 	if (ret == 0 && ho->live)	/* the connections, after the state */
 		ret = send_conns(e, fd);
 	if (ret < 0)
@@ -310,8 +312,9 @@ static bool live_goes(struct eng *e, const struct eng_ho_hello *peer)
 		return false;
 	if (!(peer->caps & ENG_HO_CAP_LIVE) || peer->live != ENG_HO_LIVE)
 		why = "the new process reads another connection format";
-	else if (!e->broker->state_here || peer->redis)
-		why = "Redis is the broker (docs/HANDOVER.md)";
+	else if ((!e->broker->state_here || peer->redis) &&
+		 !eng_ho_redis_live(e, peer))
+		why = "not both on one Redis (docs/HANDOVER.md)";
 	if (!why)
 		return true;
 	atomic_fetch_add(&e->ho->fallbacks[ENG_HO_FB_LIVE], 1);
@@ -329,7 +332,7 @@ static int hellos(struct eng *e, int fd, struct eng_ho_hello *peer,
 		.magic = ENG_HO_MAGIC, .proto = ENG_HO_PROTO,
 		.state = ENG_HO_STATE,
 		.caps = ENG_HO_CAP_LISTENERS | ENG_HO_CAP_STATE |
-			ENG_HO_CAP_LIVE,
+			ENG_HO_CAP_LIVE | eng_ho_redis_caps(e),
 		.shards = (uint16_t)e->cfg.shards, .mode = ENG_HO_MODE_DRAIN,
 		.redis = !e->broker->state_here, .pid = (uint32_t)getpid(),
 		.live = ENG_HO_LIVE,
@@ -512,6 +515,7 @@ static void *serve(void *arg)
 			atomic_store(&ho->restarting, true);
 			atomic_store(&ho->acked, 0);
 			atomic_store(&ho->phase, ENG_HO_DRAIN);
+			eng_ho_redis_end(e);	/* to those not handed */
 			fprintf(stderr, "ringcast: hand-over: the new process "
 				"accepts; draining at %u a second, %u s at "
 				"most\n", e->cfg.drain_rate,
@@ -520,6 +524,7 @@ static void *serve(void *arg)
 		} else {
 			atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_PEER], 1);
 			resume(e);
+			eng_ho_redis_end(e);	/* held since the marker: now */
 			fprintf(stderr, "ringcast: hand-over: failed before the "
 				"new process accepted (%s): serving on\n",
 				strerror(-ret));

@@ -162,6 +162,8 @@ static int receive(struct eng *e, int fd, const struct eng_ho_hello *old)
 		} else if (type == ENG_HO_T_CONNS) {
 			ret = take_conns(e, &msg, fds, nfds);
 			nfds = ret < 0 ? nfds : 0;
+		} else if (type == ENG_HO_T_SUBS) {
+			ret = eng_ho_redis_take(e, fd, &msg);
 		} else if (type == ENG_HO_T_STATE_END) {
 			struct eng_ho_rd r = { msg.p, msg.len, 0, false };
 
@@ -191,7 +193,7 @@ static int hellos(struct eng *e, int fd, struct eng_ho_hello *old)
 		.magic = ENG_HO_MAGIC, .proto = ENG_HO_PROTO,
 		.state = ENG_HO_STATE,
 		.caps = ENG_HO_CAP_LISTENERS | ENG_HO_CAP_STATE |
-			ENG_HO_CAP_LIVE,
+			ENG_HO_CAP_LIVE | eng_ho_redis_caps(e),
 		.shards = (uint16_t)e->cfg.shards, .mode = e->cfg.take_over_mode,
 		.redis = !e->broker->state_here,
 		.pid = (uint32_t)getpid(), .live = ENG_HO_LIVE,
@@ -270,6 +272,7 @@ int eng_handover_take(struct eng *e)
 	atomic_store(&ho->state_ms, now_ms() - t);
 	ho->t_state = now_ms();
 	if (ret < 0) {
+		eng_ho_buf_free(&ho->subs);
 		fprintf(stderr, "ringcast: --take-over %s: %s\n",
 			e->cfg.take_over, strerror(-ret));
 		close(fd);
@@ -343,6 +346,7 @@ int eng_handover_taken(struct eng *e)
 	eng_free(ho->cfds);
 	ho->cfds = NULL;
 	eng_ho_buf_free(&ho->crecs);
+	eng_ho_redis_end(e);	/* subscribed: what Redis sent since, now */
 	eng_ho_put_u32(&msg, ho->fds_used);
 	eng_ho_put_u32(&msg, (uint32_t)atomic_load(&ho->hists));
 	eng_ho_put_u32(&msg, (uint32_t)atomic_load(&ho->inboxes));

@@ -301,12 +301,17 @@ void eng_mail_read(struct eng_mailer *m, const struct ring_cqe *cqe)
 	const struct eng_mail_kind *k = kind_of(base);
 	void *ptr = ring_ud_to_ptr(cqe->user_data);
 
-	if (!k->to_bridge)
-		atomic_fetch_sub(&m->eng->mail, 1);
 	if (op & ENG_OP_FAILED)
 		failed(m, base, ptr, cqe->res);
 	else
 		reader_of(k)(m->self, op, ptr, cqe->res);
+	/*
+	 * Counted as read only now: what the reader posted on (a publish's
+	 * fan-out) is counted first, so a count of 0 means every chain of
+	 * mail has ended (a live hand-over with Redis waits for it).
+	 */
+	if (!k->to_bridge)
+		atomic_fetch_sub(&m->eng->mail, 1);
 }
 
 static void discard(void *arg, struct ring_cqe *cqe)

@@ -699,9 +699,10 @@ static const struct opt opts[] = {
 	  FIELD(take_over_mode), .max = 1, .words = takeover_words,
 	  .why = "live, drain",
 	  .help = "live: open connections come over too, with no\n"
-		  "close (embedded broker; others are drained);\n"
-		  "drain: the old process closes its clients, which\n"
-		  "reconnect here (default live)" },
+		  "close (embedded broker or --redis; with\n"
+		  "--redis-cluster they are drained); drain: the\n"
+		  "old process closes its clients, which reconnect\n"
+		  "here (default live)" },
 	{ .name = "drain-rate", .arg = "N", .parse = num, FIELD(drain_rate),
 	  .min = 1, .max = 10000000, .why = "1 to 10000000",
 	  .help = "connections a second the old process closes with\n"

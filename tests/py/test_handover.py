@@ -24,8 +24,9 @@
   socket (an HTTP request, a hello without the magic) is counted and
   the old process serves on.
 - redis (the redis axis alone): the state is Redis's and not sent
-  (fallbacks.broker), live mode is refused (fallbacks.live); a client
-  drained with 1012 recovers from Redis on the new process.
+  (fallbacks.broker); in a drain (asked: live with one Redis is
+  test_handover_live-redis's) a client closed with 1012 recovers from
+  Redis on the new process.
 - version: an old process (played by this script) whose state format
   the new binary does not read: the new one serves on the listener it
   was given, installs nothing, counts it (state_version), a recovery
@@ -523,8 +524,9 @@ async def check_redis(exe, d):
         rc.post_many(old, "/publish/h:r", [json.dumps({"n": i})
                                            for i in range(5)], key=KEY)
         last = [json.loads(await rc.ws_recv(ws)) for _ in range(5)][-1]
-        new = rc.Engine(exe, *args(sock, "--take-over", sock), broker=True,
-                        listen="127.0.0.1:%d" % old.port)
+        new = rc.Engine(exe, *args(sock, "--take-over", sock,
+                                   "--take-over-mode", "drain"),
+                        broker=True, listen="127.0.0.1:%d" % old.port)
         with new:
             expect_eq((await rc.ws_await_close(ws, 60))[0], 1012, "close")
             expect_eq(await loop.run_in_executor(None, old.wait, 120), 0,
@@ -543,9 +545,8 @@ async def check_redis(exe, d):
             ho = rc.stats(new)["handover"]
             expect_eq((ho["fallbacks"]["broker"], ho["histories"]), (1, 0),
                       "state left in Redis")
-            # live asked (the default): Redis's, so a drain (HANDOVER.md)
-            expect_eq((ho["mode"], ho["fallbacks"]["live"]), ("drain", 1),
-                      "live refused with Redis")
+            expect_eq((ho["mode"], ho["fallbacks"]["live"]), ("drain", 0),
+                      "the drain asked")
 
 
 def checks(run):

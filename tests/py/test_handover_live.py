@@ -38,8 +38,13 @@
   terminate of the user and its watchlist offline work after; the
   webhooks say nothing of the hand-over (no occupied, vacated, member
   or repeated count events).
-Live asked with Redis as the broker is a drain instead, counted:
-test_handover-redis checks it.
+- redis (the redis axis alone, test_handover_live-redis): both
+  processes on one redis-server; /ws clients on a history channel
+  published to over HTTP, on a channel published to with Redis's own
+  PUBLISH, and a user's connections pushed to over HTTP, through the
+  hand-over: no close, every message once and in order; then a new process (this script) that subscribes what the old
+  one names and dies after its connections came: the old one serves on,
+  nothing lost, nothing twice.
 """
 
 import asyncio
@@ -51,6 +56,7 @@ import struct
 import subprocess
 import tempfile
 import threading
+import time
 
 import rc
 from rc import expect, expect_eq
@@ -563,10 +569,232 @@ def pusher_checked(out):
     expect(counts[2][-1:] == [["room-live", 4]] and
            all(k == 3 for _, k in counts[2][:-1]),
            "C's subscription_count after: %s", counts[2])
+class RawPublisher(threading.Thread):
+    """PUBLISHes {"n": 0, 1, ...} with Redis's own command on Redis
+    channel @rchan until @stop is set, then {"end": true}: self.ok, the
+    n Redis took (all of them: a PUBLISH is not refused)."""
+
+    def __init__(self, rchan, stop):
+        super().__init__(daemon=True)
+        self.rchan, self.stop = rchan, stop
+        self.ok, self.error = [], None
+        self.half = threading.Event()
+
+    def run(self):
+        s = socket.create_connection(("127.0.0.1", rc.broker().port), 10)
+        f = s.makefile("rb")
+        try:
+            for n in range(200000):		# bounded: the stop comes first
+                end = self.stop.is_set()
+                body = json.dumps({"end": True} if end else {"n": n})
+                s.sendall(resp("PUBLISH", self.rchan, body))
+                line = f.readline()
+                expect(line.startswith(b":"), "PUBLISH: %r", line)
+                if end:
+                    break
+                self.ok.append(n)
+                if n == 100:
+                    self.half.set()
+                time.sleep(0.001)	# a rate (1,000 a second), not a wait
+        except Exception as e:		# the check reports it
+            self.error = e
+        finally:
+            self.half.set()
+            s.close()
+
+
+def resp(*words):
+    """A Redis command in RESP."""
+    out = b"*%d\r\n" % len(words)
+    for w in words:
+        w = w.encode() if isinstance(w, str) else w
+        out += b"$%d\r\n%s\r\n" % (len(w), w)
+    return out
+
+
+def resp_array(f):
+    """One RESP array of bulk strings and integers from file @f."""
+    head = f.readline()
+    expect(head.startswith(b"*"), "RESP: %r", head)
+    out = []
+    for _ in range(int(head[1:])):
+        line = f.readline()
+        if line.startswith(b"$"):
+            out.append(f.read(int(line[1:]) + 2)[:-2])
+        else:
+            out.append(line[1:].strip())
+    return out
+
+
+class UserPublisher(Publisher):
+    """Publisher's pushes to user @uid instead of a channel."""
+
+    def post(self, conn, body):
+        conn.request("POST", "/users/%s/push" % self.chan,
+                     body=json.dumps(body),
+                     headers={"Authorization": "Bearer " + KEY})
+        r = conn.getresponse()
+        return r.status, r.read()
+
+
+async def rclient(eng, chan, log):
+    """A /ws client on @chan (a user's connection for "user:UID") until
+    its {"end": true}: the ns received; a close fails it (websockets
+    raises)."""
+    got = []
+    if chan.startswith("user:"):
+        ws = await rc.ws_connect(eng.url("/ws"), extra_headers={
+            "Authorization": "Bearer " + token(chan[5:])})
+    else:
+        ws = await rc.ws_connect(eng.url("/ws"))
+        r = await rc.ws_command(ws, "subscribe", 1, channels=[chan])
+        expect_eq(r["code"], 200, "subscribe to " + chan)
+    log["n"] += 1
+    if log["n"] == log["want"]:
+        log["all"].set()
+    for _ in range(200000):
+        m = json.loads(await rc.ws_recv(ws, 120))
+        if m.get("cmd") == "push":
+            if m["data"].get("end"):
+                break
+            got.append(m["data"]["n"])
+    r = await rc.ws_command(ws, "heartbeat", 2)
+    expect_eq(r["code"], 200, "a heartbeat after")
+    await ws.close()
+    return got
+
+
+async def redis_run(old, start_new, tag, nclients=40):
+    """@nclients clients on old, a third on a history channel published
+    to over HTTP, a third on one PUBLISHed to in Redis, a third the
+    connections of a user pushed to over HTTP (all named after @tag: a
+    check's own); start_new() while they publish; every client gets
+    every message once, in order."""
+    loop = asyncio.get_running_loop()
+    chans = ["h:" + tag, "r:" + tag, "user:u-" + tag]
+    log = {"n": 0, "want": nclients, "all": asyncio.Event()}
+    tasks = [asyncio.ensure_future(rclient(old, chans[i % 3], log))
+             for i in range(nclients)]
+    await asyncio.wait_for(log["all"].wait(), 120)
+    stop = threading.Event()
+    pubs = [Publisher(old, chans[0], stop),
+            RawPublisher("ringcast:ch:" + chans[1], stop),
+            UserPublisher(old, chans[2][5:], stop)]
+    for p in pubs:
+        p.start()
+    for p in pubs:
+        await loop.run_in_executor(None, p.half.wait, 60)
+    await start_new()
+    stop.set()
+    for p in pubs:
+        await loop.run_in_executor(None, p.join, 120)
+        expect(p.error is None, "publisher: %r", p.error)
+    results = await asyncio.wait_for(asyncio.gather(*tasks), 180)
+    print("published: %d over HTTP (%d sent again), %d with PUBLISH, %d "
+          "user pushes" % (len(pubs[0].ok), pubs[0].retries,
+                           len(pubs[1].ok), len(pubs[2].ok)))
+    for i, got in enumerate(results):
+        want = pubs[i % 3].ok
+        expect(got == want, "client %d on %s: %d messages, want the %d "
+               "published, once each, in order (first off at %s)", i,
+               chans[i % 3], len(got), len(want),
+               next((k for k, (a, b) in enumerate(zip(got, want))
+                     if a != b), min(len(got), len(want))))
+
+
+async def check_redis_live(exe, d):
+    sock = os.path.join(d, "redis-live.sock")
+    loop = asyncio.get_running_loop()
+    with rc.Engine(exe, *args(sock), broker=True) as old:
+        new = rc.Engine(exe, *args(sock, "--take-over", sock), broker=True,
+                        listen="127.0.0.1:%d" % old.port)
+
+        async def start_new():
+            await loop.run_in_executor(None, new.start)
+            expect_eq(await loop.run_in_executor(None, old.wait, 120), 0,
+                      "the old process's exit status")
+        try:
+            await redis_run(old, start_new, "live")
+            ho = rc.stats(new)["handover"]
+            expect_eq((ho["mode"], ho["fallbacks"]["live"]), ("live", 0),
+                      "live with one Redis")
+            expect(ho["live"] >= 40, "connections taken live: %s", ho)
+            expect("stream cut at" in old.output(), "the old log: %s",
+                   old.output()[-600:])
+        finally:
+            new.stop() if new.alive() else new.kill()
+
+
+def fake_new_redis(sock):
+    """A new process of this script's on the same Redis: hello asking
+    live (with the Redis capability), the channels the old one names
+    SUBSCRIBEd with the marker, SUBSCRIBED said; it dies at the first
+    CONNS. Returns the channels named."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(rc.READY_TIMEOUT)
+    s.connect(sock)
+    send(s, 1, struct.pack(">IHHIHBBIH", 0x5243484f, 1, 1, 15, 1, 1, 1,
+                           os.getpid(), 1))
+    names, marker = [], None
+    r = socket.create_connection(("127.0.0.1", rc.broker().port), 10)
+    try:
+        for _ in range(1000):
+            t, body, fds = recv(s)
+            for f in fds:
+                os.close(f)
+            if t == 8:
+                mlen = struct.unpack(">H", body[1:3])[0]
+                marker = body[3:3 + mlen].decode()
+                off = 3 + mlen + 4
+                while off < len(body):
+                    k = struct.unpack(">H", body[off:off + 2])[0]
+                    names.append(body[off + 2:off + 2 + k].decode())
+                    off += 2 + k
+                if body[0]:
+                    r.sendall(resp("SUBSCRIBE", marker, *names))
+                    f = r.makefile("rb")
+                    confirmed = 0
+                    for _ in range(100000):	# messages may come between
+                        if confirmed == len(names) + 1:
+                            break
+                        if resp_array(f)[0] == b"subscribe":
+                            confirmed += 1
+                    send(s, 9, struct.pack(">I", len(names)))
+            if t == 7:
+                break
+            expect(t in (1, 2, 8), "before the connections: type %d" % t)
+    finally:
+        r.close()
+        s.close()
+    return names
+
+
+async def check_redis_crash(exe, d):
+    sock = os.path.join(d, "redis-crash.sock")
+    loop = asyncio.get_running_loop()
+    with rc.Engine(exe, *args(sock), broker=True) as old:
+        seen = []
+
+        async def start_new():
+            seen.extend(await loop.run_in_executor(None, fake_new_redis,
+                                                   sock))
+            await rc.await_state("the old process counting the loss",
+                                 lambda: rc.stats(old)["handover"]
+                                 ["fallbacks"]["peer_lost"],
+                                 lambda v: v == 1)
+        await redis_run(old, start_new, "crash")
+        expect("ringcast:ch:h:crash" in seen and "ringcast:ch:r:crash" in seen
+               and any(n.startswith("ringcast:user:") for n in seen),
+               "the channels named: %s", seen)
 
 
 def checks(run):
     with tempfile.TemporaryDirectory() as d:
+        if rc.only_on("redis"):
+            run.check("redis-live", check_redis_live, run.exe, d,
+                      timeout=300)
+            run.check("redis-crash", check_redis_crash, run.exe, d)
+            return
         run.check("live", check_live, run.exe, d, timeout=300)
         run.check("partial", check_partial, run.exe, d)
         run.check("crash", check_crash, run.exe, d)
