@@ -11,7 +11,7 @@
  *
  * handover.c: the wire (messages, fds, hellos, the sockets' checks);
  * handover_give.c: the old process's side, on a thread of its own;
- * handover_take.c: the new process's side, in main before the shards;
+ * handover_take.c: the new process's side, in main around the shards' start;
  * handover_shard.c: what each shard does, on its own thread: freeze,
  * dump, resume, the drain's waves, and at start the state it owns.
  */
@@ -395,7 +395,9 @@ void eng_handover_exit(struct eng *e);
  * ---- the new side (handover_take.c) ------------------------------------
  * --take-over PATH: connects, says hello, receives the listening sockets
  * (kept in e->ho->fds for open_listeners) and the state (kept for the
- * shards, which install theirs as they start). Before the shards start.
+ * shards, which install theirs as they start); live, it stops at the
+ * first CONNS message (kept: the rest come in eng_handover_taken(), once
+ * the shards run). Before the shards start.
  * Returns 0 or -errno, said on stderr (then the process exits: the old
  * one serves on).
  */

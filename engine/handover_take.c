@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * handover_take.c: the new process's side of a take-over (handover.h,
- * docs/HANDOVER.md), in main before the shards start: connect to
- * --take-over PATH, say hello, take the listening sockets and the state,
- * then, once the shards accept on those sockets, READY. A state whose
+ * docs/HANDOVER.md), in main: before the shards start, connect to
+ * --take-over PATH, say hello, take the listening sockets and the state;
+ * once they run, the live connections, queued to the shards as they come
+ * (each shard adopts its own into its ring, so few regular fds wait),
+ * then, once the shards run them all and accept, READY. A state whose
  * format this binary does not read is not installed: the take-over goes
  * on as a drain without it, and clients recover with recovered:false.
  */
