@@ -31,6 +31,10 @@
   direct descriptors do not count against the limit), so none is
   drained; each still answers on the same connection, the /ws one gets a
   publish, /stats says how many went and the fds it held at once.
+- broken: an old process (this script) that goes after the first CONNS
+  message, its listener and two idle connections in it: the new process
+  (whose shards took them) lets them go without a byte on the wire and
+  exits 1, saying so; the old one's sockets serve on.
 Live asked with Redis as the broker is a drain instead, counted:
 test_handover-redis checks it.
 """
@@ -425,6 +429,67 @@ async def check_fds(exe, d):
             new.stop() if new.alive() else new.kill()
 
 
+def idle_record():
+    """A connection record (format 1) of an HTTP connection between
+    requests, with nothing held and no timer."""
+    rec = struct.pack(">BBBBHIII", 1, 0, 0, 0, 0, 0, 0, 0xffffffff)
+    return rec + struct.pack(">IIII", 0, 0, 0, 0)
+
+
+async def check_broken(exe, d):
+    sock = os.path.join(d, "broken.sock")
+    loop = asyncio.get_running_loop()
+    ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ls.bind(sock)
+    ls.listen(1)
+    # the new process's second shard binds the port too
+    lst = socket.create_server(("127.0.0.1", 0), reuse_port=True)
+    pairs = []
+    for _ in range(2):
+        c = socket.create_connection(lst.getsockname())
+        pairs.append((c, lst.accept()[0]))
+    new = rc.Engine(exe, *args(os.path.join(d, "next.sock"), "--take-over",
+                                sock))
+
+    def old_side():
+        ls.settimeout(rc.READY_TIMEOUT)
+        s, _ = ls.accept()
+        s.settimeout(rc.READY_TIMEOUT)
+        t, _, _ = recv(s)
+        expect_eq(t, 1, "the new process's hello")
+        # shards 2, mode live, no Redis, connection format 1
+        send(s, 1, struct.pack(">IHHIHBBIH", 0x5243484f, 1, 1, 7, 2, 1, 0,
+                               os.getpid(), 1))
+        send(s, 2, struct.pack(">HHB", 1, 1, 1), [lst.fileno()])
+        rec = idle_record()
+        body = struct.pack(">HH", 1, len(pairs)) + b"".join(
+            struct.pack(">BI", 3, len(rec)) + rec for _ in pairs)
+        send(s, 7, body, [srv.fileno() for _, srv in pairs])
+        s.close()	# gone before STATE_END
+    t = threading.Thread(target=old_side)
+    t.start()
+    try:
+        await loop.run_in_executor(None, new.start)
+        t.join(60)
+        expect_eq(await loop.run_in_executor(None, new.wait, 120), 1,
+                  "the new process's exit status")
+        expect("broke off" in new.output(), "its log: %s",
+               new.output()[-600:])
+        for k, (c, srv) in enumerate(pairs):
+            # nothing came from the new process: ours is the first byte
+            srv.sendall(b"ours %d" % k)
+            c.settimeout(rc.IO_TIMEOUT)
+            expect_eq(c.recv(64), b"ours %d" % k, "the carried socket's "
+                      "first bytes, from the old side")
+    finally:
+        new.stop() if new.alive() else new.kill()
+        for c, srv in pairs:
+            c.close()
+            srv.close()
+        lst.close()
+        ls.close()
+
+
 def checks(run):
     with tempfile.TemporaryDirectory() as d:
         run.check("live", check_live, run.exe, d, timeout=300)
@@ -432,6 +497,7 @@ def checks(run):
         run.check("crash", check_crash, run.exe, d)
         run.check("version", check_version, run.exe, d)
         run.check("fds", check_fds, run.exe, d, timeout=300)
+        run.check("broken", check_broken, run.exe, d)
 
 
 if __name__ == "__main__":
