@@ -495,11 +495,14 @@ static void drain(struct eng *e)
 	}
 	atomic_store(&ho->drain_ms, now_ms() - t);
 	fprintf(stderr, "ringcast: hand-over: %llu connections handed over "
-		"live (%llu bytes, written in %llu ms, sent in %llu ms)\n",
+		"live (%llu bytes, written in %llu ms, sent in %llu ms, at "
+		"most %llu regular fds; clients not read for %llu ms)\n",
 		(unsigned long long)atomic_load(&ho->live_conns),
 		(unsigned long long)atomic_load(&ho->live_bytes),
 		(unsigned long long)atomic_load(&ho->save_ms),
-		(unsigned long long)atomic_load(&ho->conns_ms));
+		(unsigned long long)atomic_load(&ho->conns_ms),
+		(unsigned long long)atomic_load(&ho->fds_peak),
+		(unsigned long long)atomic_load(&ho->quiesce_ms));
 	fprintf(stderr, "ringcast: hand-over: %llu connections drained in "
 		"%llu ms%s; before it: freeze %llu ms, listeners and %llu "
 		"bytes of state %llu ms, READY %llu ms; stopping\n",

@@ -529,11 +529,15 @@ int eng_handover_taken(struct eng *e)
 	/* the shards' start and the state installed */
 	atomic_store(&ho->confirm_ms, now_ms() - ho->t_state);
 	fprintf(stderr, "ringcast: take-over: accepting on %u listeners "
-		"with %llu histories, %llu inboxes and %llu live connections; "
-		"the old process drains the rest%s\n", ho->fds_used,
-		(unsigned long long)atomic_load(&ho->hists),
+		"with %llu histories, %llu inboxes and %llu live connections "
+		"(%llu bytes, received and adopted in %llu ms, at most %llu "
+		"regular fds waiting); the old process drains the rest%s\n",
+		ho->fds_used, (unsigned long long)atomic_load(&ho->hists),
 		(unsigned long long)atomic_load(&ho->inboxes),
 		(unsigned long long)atomic_load(&ho->live_conns),
+		(unsigned long long)atomic_load(&ho->live_bytes),
+		(unsigned long long)atomic_load(&ho->install_ms),
+		(unsigned long long)atomic_load(&ho->fds_peak),
 		ret < 0 ? " (READY not sent: it serves on)" : "");
 	return ret;
 }
