@@ -407,8 +407,11 @@ static int stream(struct eng *e)
 	int fds[ENG_HO_MAX_FDS];
 	int ret = eng_ho_wake_init(ho);
 
-	if (ret == 0)
-		ret = queue_conns(e, &ho->crecs, ho->cfds, ho->ncfds);
+	if (ret < 0)	/* slower, not wrong: their tick looks too */
+		fprintf(stderr, "ringcast: take-over: no ring to mail the "
+			"shards (%s): they take the connections on their "
+			"tick\n", strerror(-ret));
+	ret = queue_conns(e, &ho->crecs, ho->cfds, ho->ncfds);
 	ho->ncfds = 0;		/* the shards' now, or closed */
 	while (ret == 0) {
 		uint64_t until = now_ms() + LIVE_WAIT_MS;
@@ -455,8 +458,11 @@ static void lose(struct eng *e)
 		poll(NULL, 0, 1);
 }
 
-/* The queues, and the fds no shard took (a shard that stopped). */
-static void inq_free(struct eng *e)
+/*
+ * What the connections' stream kept: the queues and the fds no shard
+ * took (a shard that stopped), the first message, the mailing ring.
+ */
+static void conns_free(struct eng *e)
 {
 	struct eng_handover *ho = e->ho;
 
@@ -471,6 +477,12 @@ static void inq_free(struct eng *e)
 	}
 	eng_free(ho->inq);
 	ho->inq = NULL;
+	while (ho->ncfds)	/* left when the stream could not start */
+		close(ho->cfds[--ho->ncfds]);
+	eng_free(ho->cfds);
+	ho->cfds = NULL;
+	eng_ho_buf_free(&ho->crecs);
+	eng_ho_wake_exit(ho);
 }
 
 int eng_handover_taken(struct eng *e)
@@ -481,6 +493,12 @@ int eng_handover_taken(struct eng *e)
 
 	if (!ho || ho->take_fd < 0)
 		return 0;
+	/* listeners no shard of ours took: the others accept their queue */
+	while (ho->nfds > ho->fds_used)
+		close(ho->fds[--ho->nfds]);
+	eng_free(ho->fds);
+	ho->fds = NULL;
+	eng_ho_buf_free(&ho->state);	/* the shards installed theirs */
 	if (ho->streaming) {
 		uint64_t t = now_ms();
 
@@ -491,8 +509,7 @@ int eng_handover_taken(struct eng *e)
 				"broke off (%s): letting them go, the old "
 				"process serves on\n", strerror(-ret));
 			lose(e);
-			inq_free(e);
-			eng_ho_wake_exit(ho);
+			conns_free(e);
 			close(ho->take_fd);
 			ho->take_fd = -1;
 			return -ECONNABORTED;
@@ -502,21 +519,11 @@ int eng_handover_taken(struct eng *e)
 	atomic_store(&ho->live_go, true);
 	atomic_store(&ho->hold, false);
 	eng_ho_wake_all(e);
-	/* listeners no shard of ours took: the others accept their queue */
-	while (ho->nfds > ho->fds_used)
-		close(ho->fds[--ho->nfds]);
-	eng_free(ho->fds);
-	ho->fds = NULL;
-	eng_ho_buf_free(&ho->state);
 	/* READY means every connection resumed: they say so by mail */
 	for (unsigned i = 0; ho->streaming && i < LIVE_WAIT_MS &&
 	     atomic_load(&ho->live_armed) < e->cfg.shards; i++)
 		poll(NULL, 0, 1);
-	inq_free(e);
-	eng_ho_wake_exit(ho);
-	eng_free(ho->cfds);
-	ho->cfds = NULL;
-	eng_ho_buf_free(&ho->crecs);
+	conns_free(e);
 	eng_ho_put_u32(&msg, ho->fds_used);
 	eng_ho_put_u32(&msg, (uint32_t)atomic_load(&ho->hists));
 	eng_ho_put_u32(&msg, (uint32_t)atomic_load(&ho->inboxes));
