@@ -95,15 +95,13 @@ static void stop(struct eng_shard *s)
 			eng_conn_go_away(s, &s->conns[i]);
 }
 
-static void on_tick(struct eng_shard *s)
+/*
+ * A hand-over's step (handover_shard.c): on the tick, on its thread's
+ * wake-up mail, and after each turn while a phase waits on completions.
+ */
+static void ho_step(struct eng_shard *s, bool tick)
 {
-	uint64_t ms = now_ms() - s->t0_ms;
-
-	eng_timer_advance(s, (uint32_t)(ms / ENG_TICK_MS));
-	eng_hist_tick(s);
-	eng_inbox_tick(s);
-	eng_pusher_tick(s);
-	switch (eng_handover_tick(s)) {
+	switch (eng_handover_tick(s, tick)) {
 	case ENG_HO_ACCEPT_OFF:	/* the new process accepts instead */
 		if (s->accepting)
 			ring_cancel(&s->ring, ring_ud(ENG_OP_ACCEPT, 0, 0),
@@ -113,6 +111,17 @@ static void on_tick(struct eng_shard *s)
 		arm_accept(s);
 		break;
 	}
+}
+
+static void on_tick(struct eng_shard *s)
+{
+	uint64_t ms = now_ms() - s->t0_ms;
+
+	eng_timer_advance(s, (uint32_t)(ms / ENG_TICK_MS));
+	eng_hist_tick(s);
+	eng_inbox_tick(s);
+	eng_pusher_tick(s);
+	ho_step(s, true);
 	/*
 	 * Large partial messages came and went: return their pages, or the
 	 * peak stays resident long after the clients left.
@@ -177,6 +186,9 @@ static void dispatch(void *arg, struct ring_cqe *cqe)
 		break;
 	case ENG_OP_HO_FD:
 		eng_handover_on_fd(s, cqe);
+		break;
+	case ENG_OP_HO_WAKE:
+		ho_step(s, false);
 		break;
 	case ENG_OP_CANCEL:	/* -ENOENT/-EALREADY: raced a completion */
 	default:
@@ -469,6 +481,9 @@ static int shard_turn(struct eng_shard *s, bool block, uint64_t *wait_ns)
 	 * used first; recvs that ran out of them are re-armed only after.
 	 */
 	ring_bufs_refill(&s->rbufs);
+	/* a phase waiting on what this turn completed moves on now */
+	if (eng_handover_busy(s))
+		ho_step(s, false);
 	while (s->nr_rearm) {
 		uint32_t slot = s->rearm[--s->nr_rearm];
 

@@ -126,6 +126,7 @@ enum {
 	ENG_OP_R_RECV,
 	ENG_OP_R_SEND,
 	ENG_OP_HO_FD,		/* a live hand-over's fd installed: slot, index */
+	ENG_OP_HO_WAKE,		/* hand-over: a phase or a batch to look at now */
 	/* Mail (mail.h): the pointer is the struct named. */
 	ENG_OP_PUB,		/* struct eng_pub to its sequencer */
 	ENG_OP_PUB_ACK,		/* ... back, sequenced */
@@ -267,7 +268,8 @@ struct eng_shard {
 	bool ho_mute;			/* ... and they send no more */
 	struct eng_ho_live *ho_live;	/* ... what it writes (handover.h) */
 	uint8_t ho_conns_in;		/* ... new process: its share's step */
-	uint16_t ho_wait;		/* ... ticks waited for registrations */
+	uint64_t ho_until;		/* ... ms: registrations waited for */
+	bool ho_busy;			/* ... a step waits on completions */
 	unsigned ho_idle_gen;		/* hand-over: the last failure it saw */
 	uint32_t stop_tick;		/* force-close deadline */
 	struct eng_stats stats;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "handover.h"
+#include "ud.h"
 
 /* Writes all of @p, riding out signals and short writes. */
 static int write_all(int fd, struct msghdr *mh)
@@ -223,16 +224,79 @@ struct eng_handover *eng_handover_new(struct eng *e)
 	return e->ho;
 }
 
+int eng_ho_wake_init(struct eng_handover *ho)
+{
+	int ret;
+
+	if (ho->wake)
+		return 0;
+	ho->wake = eng_malloc(sizeof(*ho->wake));
+	if (!ho->wake)
+		return -ENOMEM;
+	/* a small ring of this thread's: it only posts, nothing reads */
+	ret = ring_init(ho->wake, 64, 0, 0);
+	if (ret < 0) {
+		eng_free(ho->wake);
+		ho->wake = NULL;
+	}
+	return ret;
+}
+
+void eng_ho_wake_exit(struct eng_handover *ho)
+{
+	if (!ho || !ho->wake)
+		return;
+	ring_exit(ho->wake);
+	eng_free(ho->wake);
+	ho->wake = NULL;
+}
+
+/* Failed posts' completions: the tick covers for them. */
+static void drop_cqe(void *arg, struct ring_cqe *cqe)
+{
+	(void)arg;
+	(void)cqe;
+}
+
+static void post_wake(struct eng *e, unsigned i)
+{
+	struct eng_shard *s = &e->shards[i];
+
+	if (s->up)
+		ring_mbox_post(e->ho->wake, &s->ring,
+			       ring_ud(ENG_OP_HO_WAKE, 0, 0), 0,
+			       ring_ud(ENG_OP_MBOX_ERR, 0, 0));
+}
+
+void eng_ho_wake(struct eng *e, unsigned i)
+{
+	if (!e->ho->wake)
+		return;
+	post_wake(e, i);
+	ring_run(e->ho->wake, 0, drop_cqe, NULL);	/* submits too */
+}
+
+void eng_ho_wake_all(struct eng *e)
+{
+	if (!e->ho->wake)
+		return;
+	for (unsigned i = 0; i < e->cfg.shards; i++)
+		post_wake(e, i);
+	ring_run(e->ho->wake, 0, drop_cqe, NULL);
+}
+
 #define LD(x) ((unsigned long long)atomic_load(&(x)))
 
 size_t eng_handover_stats(struct eng *e, char *out, size_t cap)
 {
 	static const char *const modes[] = { "drain", "live" };
 	const struct eng_handover *ho = e->ho;
+	unsigned long long live;
 	int n;
 
 	if (!ho || !ho->role)
 		return 0;
+	live = LD(ho->live_conns);
 	n = snprintf(out, cap,
 		",\"handover\":{\"role\":\"%s\",\"mode_asked\":\"%s\","
 		"\"mode\":\"%s\",\"attempts\":%llu,\"listeners\":%llu,"
@@ -241,8 +305,10 @@ size_t eng_handover_stats(struct eng *e, char *out, size_t cap)
 		"\"drained\":%llu,\"fallbacks\":{\"live\":%llu,"
 		"\"state_version\":%llu,\"broker\":%llu,\"peer_lost\":%llu,"
 		"\"conn\":%llu},"
+		"\"bytes_per_conn\":%llu,\"fds_peak\":%llu,"
 		"\"ms\":{\"freeze\":%llu,\"state\":%llu,\"save\":%llu,"
-		"\"conns\":%llu,\"confirm\":%llu,\"drain\":%llu}}",
+		"\"conns\":%llu,\"confirm\":%llu,\"quiesced\":%llu,"
+		"\"install\":%llu,\"drain\":%llu}}",
 		ho->role, modes[ho->mode_asked & 1],
 		modes[ho->mode_used & 1], LD(ho->attempts), LD(ho->listeners),
 		LD(ho->state_bytes), LD(ho->hists), LD(ho->inboxes),
@@ -251,8 +317,10 @@ size_t eng_handover_stats(struct eng *e, char *out, size_t cap)
 		LD(ho->fallbacks[ENG_HO_FB_VERSION]),
 		LD(ho->fallbacks[ENG_HO_FB_BROKER]),
 		LD(ho->fallbacks[ENG_HO_FB_PEER]),
-		LD(ho->fallbacks[ENG_HO_FB_CONN]), LD(ho->freeze_ms),
-		LD(ho->state_ms), LD(ho->save_ms), LD(ho->conns_ms),
-		LD(ho->confirm_ms), LD(ho->drain_ms));
+		LD(ho->fallbacks[ENG_HO_FB_CONN]),
+		live ? LD(ho->live_bytes) / live : 0ull, LD(ho->fds_peak),
+		LD(ho->freeze_ms), LD(ho->state_ms), LD(ho->save_ms),
+		LD(ho->conns_ms), LD(ho->confirm_ms), LD(ho->quiesce_ms),
+		LD(ho->install_ms), LD(ho->drain_ms));
 	return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
 }

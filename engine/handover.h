@@ -11,7 +11,7 @@
  *
  * handover.c: the wire (messages, fds, hellos, the sockets' checks);
  * handover_give.c: the old process's side, on a thread of its own;
- * handover_take.c: the new process's side, in main before the shards;
+ * handover_take.c: the new process's side, in main around the shards' start;
  * handover_shard.c: what each shard does, on its own thread: freeze,
  * dump, resume, the drain's waves, and at start the state it owns.
  */
@@ -221,7 +221,12 @@ int eng_ho_peer_ok(int fd);
 
 /* ---- what the process keeps ------------------------------------------ */
 
-/* Phases the old process's shards follow (eng_handover.phase, read on each tick). */
+/*
+ * Phases the old process's shards follow (eng_handover.phase): the
+ * thread sets one and mails every shard (eng_ho_wake_all), which takes
+ * it at once and on each turn until it acks; the tick looks too, so a
+ * lost wake-up costs a tick, not the phase.
+ */
 enum {
 	ENG_HO_IDLE = 0,	/* serving */
 	ENG_HO_FREEZE,		/* no request that changes state */
@@ -269,14 +274,59 @@ struct eng_handover {
 	/* a live hand-over */
 	bool live;			/* old: this one carries connections */
 	atomic_uint_fast64_t live_conns, live_bytes, save_ms, conns_ms;
-	struct eng_ho_buf crecs;	/* new: connection records received */
-	struct eng_ho_buf subs;		/* new: SUBS' channels so far */
-	int *cfds;			/* ... their fds, one each, owned */
+	struct eng_ho_buf crecs;	/* new: the first CONNS message */
+	int *cfds;			/* ... its fds, owned */
 	unsigned ncfds;
-	atomic_bool live_go;		/* new: shards install theirs now */
+	struct eng_ho_buf subs;		/* new: SUBS' channels so far */
+	atomic_bool live_go;		/* new: every connection received */
 	atomic_uint live_done;		/* ... shards whose are registered */
 	atomic_uint live_armed;		/* ... shards whose read and send */
+	bool streaming;			/* new: CONNS come after the shards
+					 * start, adopted as they arrive */
+	struct eng_ho_inq *inq;		/* ... per shard, what main queued */
+	uint64_t n_in;			/* ... connections queued so far */
+	atomic_uint fds_out;		/* ... regular fds queued, not adopted */
+	atomic_uint lost_acked;		/* ... shards that let theirs go */
+	atomic_bool lost;		/* ... the old process went mid-stream */
+	struct ring *wake;		/* a ring of the thread that mails the
+					 * shards (give's thread, or main) */
+	uint64_t t_quiesce;		/* old: ms the freeze began */
+	atomic_uint_fast64_t quiesce_ms, install_ms, fds_peak;
 };
+
+/*
+ * The new process: connections main received for one shard, queued until
+ * the shard adopts them (its wake-up mail): per connection a u32 length
+ * and the record in @recs, and its regular fd in @fds.
+ */
+struct eng_ho_inq {
+	pthread_mutex_t lock;
+	struct eng_ho_buf recs;
+	int *fds;
+	unsigned n, cap;
+};
+
+/*
+ * The regular fds a live hand-over keeps open on either side, at most,
+ * whatever the count: far under RLIMIT_NOFILE, which the shards' direct
+ * descriptors do not count against.
+ */
+#define ENG_HO_FD_WINDOW	(2 * ENG_HO_MAX_FDS)
+
+/*
+ * The mailing ring of the calling thread (the give thread, or main in
+ * the new process), made on first use. Returns 0 or -errno.
+ */
+int eng_ho_wake_init(struct eng_handover *ho);
+void eng_ho_wake_exit(struct eng_handover *ho);
+
+/*
+ * Mails shard @i (or every shard that is up) to look at the hand-over
+ * now (ENG_OP_HO_WAKE), from the ring eng_ho_wake_init() made; without
+ * one, or when the post fails, the shard's tick looks anyway.
+ */
+void eng_ho_wake(struct eng *e, unsigned i);
+void eng_ho_wake_all(struct eng *e);
 
 /*
  * A shard's side of a live hand-over in the old process: the records it
@@ -285,16 +335,30 @@ struct eng_handover {
  */
 struct eng_ho_out {
 	uint32_t slot;
-	int fd;			/* -1 until installed; -2: it failed */
+	int fd;			/* ENG_HO_FD_*, or the fd (__atomic: the
+				 * shard sets it, the thread takes it) */
 	uint32_t off, len;	/* the record in recs */
 };
 
+enum {
+	ENG_HO_FD_WAIT = -1,	/* not installed yet */
+	ENG_HO_FD_FAILED = -2,	/* no fd: the connection serves on */
+	ENG_HO_FD_SENT = -3,	/* sent and closed by the thread */
+};
+
+/*
+ * The thread raises @want (entries the shard may install, in order) as
+ * it sends and closes, ENG_HO_FD_WINDOW ahead at most, and mails the
+ * shard; the shard installs up to it (@next: the first not asked yet).
+ */
 struct eng_ho_live {
 	struct eng_ho_buf recs;
 	struct eng_ho_out *v;
 	uint32_t n, cap;
 	uint32_t pending;	/* fd installs on their way */
-	uint32_t ticks;		/* in SAVE: ticks waited for the quiet */
+	atomic_uint want;	/* entries the thread allows installed */
+	uint32_t next;		/* ... asked of the ring so far */
+	uint64_t until;		/* in SAVE: ms the quiet is waited for */
 	bool stopped;		/* sends stopped */
 	bool saved;		/* records written */
 	bool failed;		/* out of memory: the thread gives up */
@@ -335,7 +399,9 @@ void eng_handover_exit(struct eng *e);
  * ---- the new side (handover_take.c) ------------------------------------
  * --take-over PATH: connects, says hello, receives the listening sockets
  * (kept in e->ho->fds for open_listeners) and the state (kept for the
- * shards, which install theirs as they start). Before the shards start.
+ * shards, which install theirs as they start); live, it stops at the
+ * first CONNS message (kept: the rest come in eng_handover_taken(), once
+ * the shards run). Before the shards start.
  * Returns 0 or -errno, said on stderr (then the process exits: the old
  * one serves on).
  */
@@ -348,8 +414,14 @@ int eng_handover_take(struct eng *e);
 int eng_handover_listener(struct eng *e);
 
 /*
- * The shards are up and accepting: READY to the old process, the state
- * freed, received listeners no shard took closed. Returns 0 or -errno.
+ * The shards are up (accept held): a live take-over's connections are
+ * received now, each batch queued to the shards, which adopt them into
+ * their rings as they come (ENG_HO_FD_WINDOW regular fds at most); once
+ * all run, the shards accept and READY goes to the old process; the
+ * state freed, received listeners no shard took closed. Returns 0 or
+ * -errno; -ECONNABORTED when the connections broke off mid-stream: the
+ * shards let theirs go silently (the old process resumes them) and the
+ * process must stop.
  */
 int eng_handover_taken(struct eng *e);
 
@@ -383,12 +455,20 @@ void eng_ho_redis_end(struct eng *e);
 unsigned eng_handover_install(struct eng_shard *s);
 
 /*
- * Every tick: follows e->ho->phase. Returns ENG_HO_ACCEPT_OFF when the
- * shard must cancel its accept (the new process accepts), ENG_HO_ACCEPT_ON
- * when it may accept (all shards up, or a failed hand-over), else 0.
+ * Follows e->ho->phase: every tick (@tick: the drain's waves pace on
+ * it), on a wake-up mail, and after each turn while eng_handover_busy().
+ * Returns ENG_HO_ACCEPT_OFF when the shard must cancel its accept (the
+ * new process accepts), ENG_HO_ACCEPT_ON when it may accept (all shards
+ * up, or a failed hand-over), else 0.
  */
 enum { ENG_HO_ACCEPT_OFF = 1, ENG_HO_ACCEPT_ON = 2 };
-int eng_handover_tick(struct eng_shard *s);
+int eng_handover_tick(struct eng_shard *s, bool tick);
+
+/* Whether @s's hand-over step waits on completions: look after a turn. */
+static inline bool eng_handover_busy(const struct eng_shard *s)
+{
+	return s->ho_busy;
+}
 
 /*
  * @s is exiting: what a live hand-over left on it (its quiesced set, the

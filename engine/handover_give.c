@@ -142,11 +142,12 @@ static bool phase(struct eng *e, int phase)
 
 	atomic_store(&ho->acked, 0);
 	atomic_store(&ho->phase, phase);
-	/* the shards ack on their 100 ms tick: look as often */
+	/* mailed, the shards take it at once and ack from completions */
+	eng_ho_wake_all(e);
 	while (atomic_load(&ho->acked) < e->cfg.shards) {
 		if (now_ms() >= until || atomic_load(&ho->exiting))
 			return false;
-		poll(NULL, 0, ENG_TICK_MS / 2);
+		poll(NULL, 0, 1);
 	}
 	return true;
 }
@@ -197,10 +198,38 @@ static int send_batch(int fd, struct eng_ho_buf *body, int *fds, unsigned k)
 }
 
 /*
- * Live: the shards write their quiesced connections out (SAVE), and the
- * records go with their fds, ENG_HO_MAX_FDS a message, each fd closed
- * once sent (the new process holds it, or on a failure our own slot
- * still does).
+ * The fd of @l's entry @j once its shard installed it (ENG_HO_FD_FAILED:
+ * it could not), raising what the shard may install as we go: at most
+ * ENG_HO_FD_WINDOW regular fds are open at once, whatever the count.
+ */
+static int fd_of(struct eng *e, unsigned shard, struct eng_ho_live *l,
+		 uint32_t j)
+{
+	uint32_t want = j + ENG_HO_FD_WINDOW < l->n ? j + ENG_HO_FD_WINDOW :
+						     l->n;
+	uint64_t until = now_ms() + WAIT_ACK_MS;
+	int fd;
+
+	/* by half windows: one mail asks for many installs */
+	if (want >= atomic_load(&l->want) + ENG_HO_FD_WINDOW / 2 ||
+	    (want == l->n && atomic_load(&l->want) < want)) {
+		atomic_store(&l->want, want);
+		eng_ho_wake(e, shard);
+	}
+	while ((fd = __atomic_load_n(&l->v[j].fd, __ATOMIC_ACQUIRE)) ==
+	       ENG_HO_FD_WAIT) {
+		if (now_ms() >= until || atomic_load(&e->ho->exiting))
+			return -ETIMEDOUT;
+		poll(NULL, 0, 1);
+	}
+	return fd;
+}
+
+/*
+ * Live: the shards write their quiesced connections out (SAVE); then,
+ * shard by shard, their fds are installed a window ahead of us and go
+ * with their records, ENG_HO_MAX_FDS a message, each closed once sent
+ * (the new process holds it, or on a failure our own slot still does).
  */
 static int send_conns(struct eng *e, int fd)
 {
@@ -217,28 +246,35 @@ static int send_conns(struct eng *e, int fd)
 	t = now_ms();
 	eng_ho_put_u16(&body, ENG_HO_LIVE);
 	eng_ho_put_u16(&body, 0);
-	for (unsigned i = 0; i < e->cfg.shards; i++) {
+	for (unsigned i = 0; i < e->cfg.shards && ret == 0; i++) {
 		struct eng_ho_live *l = e->shards[i].ho_live;
 
-		if (l && l->failed && ret == 0)
+		if (l && l->failed)
 			ret = -ENOMEM;
-		for (uint32_t j = 0; l && j < l->n; j++) {
+		for (uint32_t j = 0; l && ret == 0 && j < l->n; j++) {
 			struct eng_ho_out *o = &l->v[j];
+			int cfd = fd_of(e, i, l, j);
+			/* at most open now: installed ahead, and the batch's */
+			uint64_t held = atomic_load(&l->want) - j + k;
 
-			if (o->fd < 0)
+			if (held > atomic_load(&ho->fds_peak))
+				atomic_store(&ho->fds_peak, held);
+
+			if (cfd == ENG_HO_FD_FAILED)
 				continue;
-			if (ret < 0) {
-				close(o->fd);
-				o->fd = -1;
-				continue;
+			if (cfd < 0) {
+				ret = cfd;
+				break;
 			}
+			/* ours to close now, sent or not */
+			__atomic_store_n(&o->fd, ENG_HO_FD_SENT,
+					 __ATOMIC_RELEASE);
 			if (k == ENG_HO_MAX_FDS ||
 			    body.len + o->len + 5 >= ENG_HO_MAX_MSG) {
 				ret = send_batch(fd, &body, fds, k);
 				k = 0;
 			}
-			fds[k++] = o->fd;
-			o->fd = -1;	/* ours to close now, sent or not */
+			fds[k++] = cfd;
 			eng_ho_put_u8(&body, ENG_HO_R_CONN);
 			eng_ho_put_u32(&body, o->len);
 			eng_ho_put(&body, l->recs.p + o->off, o->len);
@@ -402,6 +438,10 @@ static int give(struct eng *e, int fd)
 
 	ho->role = "given";
 	atomic_fetch_add(&ho->attempts, 1);
+	ret = eng_ho_wake_init(ho);
+	if (ret < 0)	/* the shards' ticks take the phases, slower */
+		fprintf(stderr, "ringcast: hand-over: no ring to mail the "
+			"shards (%s): phases on their tick\n", strerror(-ret));
 	ret = hellos(e, fd, &peer, &msg);
 	if (ret < 0)
 		goto out;
@@ -417,6 +457,8 @@ static int give(struct eng *e, int fd)
 	atomic_store(&ho->inboxes, 0);
 	atomic_store(&ho->state_bytes, 0);
 	atomic_store(&ho->drained, 0);
+	atomic_store(&ho->fds_peak, 0);
+	ho->t_quiesce = t = now_ms();
 	ret = phase(e, ENG_HO_FREEZE) ? 0 : -ETIMEDOUT;
 	atomic_store(&ho->freeze_ms, now_ms() - t);
 	t = now_ms();
@@ -431,6 +473,8 @@ static int give(struct eng *e, int fd)
 	if (ret == 0)
 		ret = wait_ready(e, fd, &msg);
 	atomic_store(&ho->confirm_ms, now_ms() - t);
+	/* frozen until here: READY, or the failure that resumes them */
+	atomic_store(&ho->quiesce_ms, now_ms() - ho->t_quiesce);
 out:
 	eng_ho_buf_free(&msg);
 	return ret;
@@ -454,11 +498,14 @@ static void drain(struct eng *e)
 	}
 	atomic_store(&ho->drain_ms, now_ms() - t);
 	fprintf(stderr, "ringcast: hand-over: %llu connections handed over "
-		"live (%llu bytes, written in %llu ms, sent in %llu ms)\n",
+		"live (%llu bytes, written in %llu ms, sent in %llu ms, at "
+		"most %llu regular fds; clients not read for %llu ms)\n",
 		(unsigned long long)atomic_load(&ho->live_conns),
 		(unsigned long long)atomic_load(&ho->live_bytes),
 		(unsigned long long)atomic_load(&ho->save_ms),
-		(unsigned long long)atomic_load(&ho->conns_ms));
+		(unsigned long long)atomic_load(&ho->conns_ms),
+		(unsigned long long)atomic_load(&ho->fds_peak),
+		(unsigned long long)atomic_load(&ho->quiesce_ms));
 	fprintf(stderr, "ringcast: hand-over: %llu connections drained in "
 		"%llu ms%s; before it: freeze %llu ms, listeners and %llu "
 		"bytes of state %llu ms, READY %llu ms; stopping\n",
@@ -483,9 +530,10 @@ static void resume(struct eng *e)
 	atomic_store(&ho->acked, 0);
 	atomic_fetch_add(&ho->idle_gen, 1);
 	atomic_store(&ho->phase, ENG_HO_IDLE);
+	eng_ho_wake_all(e);
 	while (atomic_load(&ho->acked) < e->cfg.shards &&
 	       now_ms() < until && !atomic_load(&ho->exiting))
-		poll(NULL, 0, ENG_TICK_MS / 2);
+		poll(NULL, 0, 1);
 }
 
 static void *serve(void *arg)
@@ -516,6 +564,7 @@ static void *serve(void *arg)
 			atomic_store(&ho->acked, 0);
 			atomic_store(&ho->phase, ENG_HO_DRAIN);
 			eng_ho_redis_end(e);	/* to those not handed */
+			eng_ho_wake_all(e);
 			fprintf(stderr, "ringcast: hand-over: the new process "
 				"accepts; draining at %u a second, %u s at "
 				"most\n", e->cfg.drain_rate,
@@ -530,6 +579,7 @@ static void *serve(void *arg)
 				strerror(-ret));
 		}
 		atomic_store(&ho->cfd, -1);
+		eng_ho_wake_exit(ho);
 		close(fd);
 		if (ret == 0) {
 			/* main's sigwait takes it: the drained stop, 1012 */

@@ -22,6 +22,7 @@
 #include "hist.h"
 #include "inbox.h"
 #include "mail.h"
+#include "timer.h"
 #include "ud.h"
 #include "user.h"
 
@@ -174,7 +175,12 @@ static void wave(struct eng_shard *s)
 
 /* ---- a live hand-over, the old process's side ---------------------------- */
 
-#define SAVE_WAIT_TICKS	20	/* for the last reads and sends to end */
+#define SAVE_WAIT_MS	2000	/* for the last reads and sends to end */
+
+static uint64_t now_ms(void)
+{
+	return eng_now_ns() / 1000000;
+}
 
 /* FREEZE, live: every connection that may be carried stops reading. */
 static void quiesce(struct eng_shard *s)
@@ -196,7 +202,7 @@ static void quiesce(struct eng_shard *s)
 		eng_conn_ho_stop(s, &s->conns[i]);
 }
 
-/* @c's record, its fd asked for; false: it stays, to be drained. */
+/* @c's record; false: it stays, to be drained. Its fd comes later. */
 static bool save_one(struct eng_shard *s, struct eng_conn *c)
 {
 	struct eng_ho_live *l = s->ho_live;
@@ -219,23 +225,55 @@ static bool save_one(struct eng_shard *s, struct eng_conn *c)
 		l->recs.len = off;
 		return false;
 	}
-	/* the entry's index rides in the gen's place: no lookup */
-	if (ring_fd_install(&s->ring, slot, ring_ud(ENG_OP_HO_FD, slot,
-						    l->n))) {
-		l->recs.len = off;
-		return false;
-	}
-	l->v[l->n++] = (struct eng_ho_out){ slot, -1, (uint32_t)off,
+	l->v[l->n++] = (struct eng_ho_out){ slot, ENG_HO_FD_WAIT,
+					    (uint32_t)off,
 					    (uint32_t)(l->recs.len - off) };
-	l->pending++;
 	eng_conn_ho_handed(s, c);
 	return true;
 }
 
+/* Entry @i of @l got no fd: its connection serves on, and is drained. */
+static void no_fd(struct eng_shard *s, struct eng_ho_live *l, uint32_t i)
+{
+	struct eng_conn *c = &s->conns[l->v[i].slot];
+
+	__atomic_store_n(&l->v[i].fd, ENG_HO_FD_FAILED, __ATOMIC_RELEASE);
+	if (c->state == ENG_CONN_HANDED)
+		eng_conn_ho_resume(s, c);
+	atomic_fetch_add(&s->eng->ho->fallbacks[ENG_HO_FB_CONN], 1);
+}
+
+/*
+ * The fds the thread asks for now (a window ahead of what it has sent
+ * and closed): a regular fd for each connection's socket, io_uring's
+ * direct descriptor installed (Linux 6.8; the direct one stays ours),
+ * an epoll socket dup()ed.
+ */
+static void feed(struct eng_shard *s)
+{
+	struct eng_ho_live *l = s->ho_live;
+	uint32_t want;
+
+	if (!l || !l->saved)
+		return;
+	want = atomic_load(&l->want);
+	while (l->next < want && l->next < l->n) {
+		uint32_t i = l->next++;
+
+		/* the entry's index rides in the gen's place: no lookup */
+		if (ring_fd_install(&s->ring, l->v[i].slot,
+				    ring_ud(ENG_OP_HO_FD, l->v[i].slot, i)) == 0)
+			l->pending++;
+		else
+			no_fd(s, l, i);
+	}
+}
+
 /*
  * SAVE: sends pending are ended first, then, once nothing of the
- * quiesced connections is on its way (or SAVE_WAIT_TICKS passed), each
- * is written out; acked once every fd is installed.
+ * quiesced connections is on its way (or SAVE_WAIT_MS passed), each is
+ * written out and the phase acked; their fds are made as the thread
+ * asks (feed). Looked at after every turn: completions move it on.
  */
 static void save(struct eng_shard *s, int phase)
 {
@@ -256,9 +294,11 @@ static void save(struct eng_shard *s, int phase)
 				eng_conn_ho_settled(s, &s->conns[i],
 						    &scratch) == -EAGAIN;
 		eng_ho_buf_free(&scratch);
-		if (waits && ++l->ticks < SAVE_WAIT_TICKS)
+		if (!l->until)
+			l->until = now_ms() + SAVE_WAIT_MS;
+		if (waits && now_ms() < l->until)
 			return;
-		l->ticks = 0;
+		l->until = 0;
 		s->ho_mute = true;
 		for (uint32_t i = 0; i < s->nr_conns; i++)
 			if (eng_conn_ho_quiet(s, &s->conns[i]))
@@ -270,7 +310,9 @@ static void save(struct eng_shard *s, int phase)
 		for (uint32_t i = 0; i < s->nr_conns && !busy; i++)
 			busy = eng_conn_ho_quiet(s, &s->conns[i]) &&
 			       eng_conn_ho_busy(&s->conns[i]);
-		if (busy && ++l->ticks < SAVE_WAIT_TICKS)
+		if (!l->until)
+			l->until = now_ms() + SAVE_WAIT_MS;
+		if (busy && now_ms() < l->until)
 			return;
 		for (uint32_t i = 0; i < s->nr_conns; i++) {
 			struct eng_conn *c = &s->conns[i];
@@ -289,32 +331,25 @@ static void save(struct eng_shard *s, int phase)
 		l->failed = l->recs.err;
 		l->saved = true;
 	}
-	if (!l->pending)
-		ack(s, phase);
+	ack(s, phase);
 }
 
 void eng_handover_on_fd(struct eng_shard *s, struct ring_cqe *cqe)
 {
 	struct eng_ho_live *l = s->ho_live;
 	uint32_t i = ring_ud_gen(cqe->user_data);
-	struct eng_conn *c;
 
-	if (!l || i >= l->n || l->v[i].fd != -1) {
+	if (!l || i >= l->n || l->v[i].fd != ENG_HO_FD_WAIT) {
 		if (cqe->res >= 0)
 			close(cqe->res);	/* the hand-over ended meanwhile */
 		return;
 	}
 	l->pending--;
-	if (cqe->res >= 0) {
-		l->v[i].fd = cqe->res;
-		return;
-	}
-	/* no fd for it (an old kernel): it serves on, and is drained */
-	l->v[i].fd = -2;
-	c = &s->conns[l->v[i].slot];
-	if (c->state == ENG_CONN_HANDED)
-		eng_conn_ho_resume(s, c);
-	atomic_fetch_add(&s->eng->ho->fallbacks[ENG_HO_FB_CONN], 1);
+	/* the thread reads it: the release pairs with its acquire */
+	if (cqe->res >= 0)
+		__atomic_store_n(&l->v[i].fd, cqe->res, __ATOMIC_RELEASE);
+	else	/* an old kernel: it serves on, and is drained */
+		no_fd(s, l, i);
 }
 
 /* @l (NULL: none) and the fds and records it still holds. */
@@ -366,8 +401,6 @@ void eng_handover_shard_exit(struct eng_shard *s)
 
 /* ---- a live hand-over, the new process's side ---------------------------- */
 
-static void install_conns(struct eng_shard *s);
-
 /* Whether @s's installed connections' channels and users are registered. */
 static bool registered(struct eng_shard *s)
 {
@@ -388,94 +421,182 @@ static bool registered(struct eng_shard *s)
 	return true;
 }
 
-#define REGISTER_TICKS	50	/* at most, for the owners' answers */
+#define REGISTER_MS	5000	/* at most, for the owners' answers */
+
+/* One received connection on a free slot of ours, quiet; fd goes. */
+static void adopt(struct eng_shard *s, int fd, struct eng_ho_rd *rec)
+{
+	struct eng_handover *ho = s->eng->ho;
+	int slot;
+
+	/* io_uring: a free slot of ours; epoll: the fd's number */
+	while (s->ho_next < s->nr_conns &&
+	       s->conns[s->ho_next].state != ENG_CONN_FREE)
+		s->ho_next++;
+	slot = ring_adopt(&s->ring, fd, s->ho_next);
+	if (slot < 0 || (uint32_t)slot >= s->nr_conns ||
+	    eng_conn_ho_load(s, (uint32_t)slot, rec) < 0) {
+		atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_CONN], 1);
+		return;
+	}
+	atomic_fetch_add(&ho->live_conns, 1);
+}
 
 /*
- * The new process, every tick once all shards are up: this shard's
- * share installed (quiesced); once its subscriptions are registered,
+ * What main queued for @s since the last look: each adopted (its regular
+ * fd into the fixed-file table and closed), loaded, left quiet.
+ */
+static void take_in(struct eng_shard *s)
+{
+	struct eng_handover *ho = s->eng->ho;
+	struct eng_ho_inq *q = &ho->inq[s->id];
+	struct eng_ho_buf recs;
+	struct eng_ho_rd r;
+	unsigned n;
+	int *fds;
+
+	if (!s->ho_bits) {
+		s->ho_bits = eng_malloc((s->nr_conns + 63) / 64 * 8);
+		if (!s->ho_bits)
+			return;	/* on the next look; main waits for it */
+		memset(s->ho_bits, 0, (s->nr_conns + 63) / 64 * 8);
+	}
+	pthread_mutex_lock(&q->lock);
+	recs = q->recs;
+	fds = q->fds;
+	n = q->n;
+	memset(&q->recs, 0, sizeof(q->recs));
+	q->fds = NULL;
+	q->n = q->cap = 0;
+	pthread_mutex_unlock(&q->lock);
+	r = (struct eng_ho_rd){ recs.p, recs.len, 0, false };
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t len = eng_ho_get_u32(&r);
+		struct eng_ho_rd rec = { eng_ho_get(&r, len), len, 0, false };
+
+		if (r.err) {	/* main wrote it: cannot be, but bounded */
+			close(fds[i]);
+			atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_CONN], 1);
+		} else {
+			adopt(s, fds[i], &rec);
+		}
+		atomic_fetch_sub(&ho->fds_out, 1);
+	}
+	eng_ho_buf_free(&recs);
+	eng_free(fds);
+}
+
+/* Each quiet connection of @s through @fn; none is quiet after. */
+static void end_quiet(struct eng_shard *s,
+		      void (*fn)(struct eng_shard *, struct eng_conn *))
+{
+	for (uint32_t i = 0; s->ho_bits && i < s->nr_conns; i++)
+		if (eng_conn_ho_quiet(s, &s->conns[i]))
+			fn(s, &s->conns[i]);
+	eng_free(s->ho_bits);
+	s->ho_bits = NULL;
+}
+
+/*
+ * The old process went before every connection came: ours are its
+ * still (it resumes them), so they go without a byte on the wire.
+ */
+static void let_go(struct eng_shard *s)
+{
+	end_quiet(s, eng_conn_ho_forget);
+	s->ho_conns_in = 4;
+	atomic_fetch_add(&s->eng->ho->lost_acked, 1);
+}
+
+/* The last shard registered: every other one resumes at once. */
+static void wake_others(struct eng_shard *s)
+{
+	struct eng *e = s->eng;
+
+	for (unsigned i = 0; i < e->cfg.shards; i++)
+		if (i != s->id && e->shards[i].up)
+			ring_mbox_post(&s->ring, &e->shards[i].ring,
+				       ring_ud(ENG_OP_HO_WAKE, 0, 0), 0,
+				       ring_ud(ENG_OP_MBOX_ERR, 0, 0));
+}
+
+/*
+ * The new process, on each wake-up from main (a batch queued), each turn
+ * while it waits and each tick: this shard's share adopted as it comes
+ * (quiet); once main has all, and its subscriptions are registered,
  * counted; once every shard's are, its connections read and send: a
  * publish read before then could miss a subscriber of another shard.
  */
 static void live_in(struct eng_shard *s)
 {
 	struct eng_handover *ho = s->eng->ho;
+	bool all;
 
-	switch (s->ho_conns_in) {
-	case 0:
-		s->ho_bits = eng_malloc((s->nr_conns + 63) / 64 * 8);
-		if (s->ho_bits)
-			memset(s->ho_bits, 0, (s->nr_conns + 63) / 64 * 8);
-		install_conns(s);
-		s->ho_conns_in = 1;
-		return;
-	case 1:
-		if (!registered(s) && ++s->ho_wait < REGISTER_TICKS)
+	if (s->ho_conns_in == 0) {
+		all = atomic_load(&ho->live_go);	/* before the queue */
+		if (atomic_load(&ho->lost)) {
+			let_go(s);
 			return;
-		atomic_fetch_add(&ho->live_done, 1);
+		}
+		take_in(s);
+		if (!all)
+			return;
+		s->ho_until = now_ms() + REGISTER_MS;
+		s->ho_conns_in = 1;
+	}
+	if (s->ho_conns_in == 1) {
+		if (!registered(s) && now_ms() < s->ho_until)
+			return;
 		s->ho_conns_in = 2;
-		return;
-	case 2:
+		if (atomic_fetch_add(&ho->live_done, 1) + 1 ==
+		    s->eng->cfg.shards)
+			wake_others(s);
+	}
+	if (s->ho_conns_in == 2) {
 		if (atomic_load(&ho->live_done) < s->eng->cfg.shards)
 			return;
-		for (uint32_t i = 0; s->ho_bits && i < s->nr_conns; i++)
-			if (eng_conn_ho_quiet(s, &s->conns[i]))
-				eng_conn_ho_resume(s, &s->conns[i]);
-		eng_free(s->ho_bits);
-		s->ho_bits = NULL;
+		end_quiet(s, eng_conn_ho_resume);
+		s->ho_next = 0;
 		s->ho_conns_in = 3;
 		atomic_fetch_add(&ho->live_armed, 1);
-		return;
-	default:
-		return;
 	}
 }
 
-/* The received connections this shard takes: every shards-th one. */
-static void install_conns(struct eng_shard *s)
+/* Whether @s's step waits on completions (or on another shard's). */
+static bool busy(const struct eng_shard *s, int phase)
 {
-	struct eng_handover *ho = s->eng->ho;
-	struct eng_ho_rd r = { ho->crecs.p, ho->crecs.len, 0, false };
-	unsigned idx = 0, shards = s->eng->cfg.shards;
-
-	while (r.off < r.len && idx < ho->ncfds) {
-		uint8_t kind = eng_ho_get_u8(&r);
-		uint32_t len = eng_ho_get_u32(&r);
-		struct eng_ho_rd rec = { eng_ho_get(&r, len), len, 0, false };
-		int fd, slot;
-
-		if (r.err)
-			break;
-		if (kind != ENG_HO_R_CONN)
-			continue;	/* a later kind: skipped whole */
-		if (idx++ % shards != s->id)
-			continue;
-		fd = ho->cfds[idx - 1];
-		ho->cfds[idx - 1] = -1;
-		/* io_uring: a free slot of ours; epoll: the fd's number */
-		while (s->ho_next < s->nr_conns &&
-		       s->conns[s->ho_next].state != ENG_CONN_FREE)
-			s->ho_next++;
-		slot = ring_adopt(&s->ring, fd, s->ho_next);
-		if (slot < 0 || (uint32_t)slot >= s->nr_conns ||
-		    eng_conn_ho_load(s, (uint32_t)slot, &rec) < 0) {
-			atomic_fetch_add(&ho->fallbacks[ENG_HO_FB_CONN], 1);
-			continue;
-		}
-		atomic_fetch_add(&ho->live_conns, 1);
-	}
-	s->ho_next = 0;
+	if (s->stopping)
+		return false;
+	if (s->ho_conns_in == 1 || s->ho_conns_in == 2)
+		return true;
+	return (phase == ENG_HO_FREEZE || phase == ENG_HO_SAVE) &&
+	       s->ho_done != phase;
 }
 
-int eng_handover_tick(struct eng_shard *s)
+static int step(struct eng_shard *s, bool tick);
+
+int eng_handover_tick(struct eng_shard *s, bool tick)
 {
 	struct eng_handover *ho = s->eng->ho;
-	int phase = ho ? atomic_load(&ho->phase) : ENG_HO_IDLE;
+	int ret;
 
-	if (!ho || s->stopping)
+	if (!ho)
+		return 0;
+	ret = step(s, tick);
+	s->ho_busy = busy(s, atomic_load(&ho->phase));
+	return ret;
+}
+
+static int step(struct eng_shard *s, bool tick)
+{
+	struct eng_handover *ho = s->eng->ho;
+	int phase = atomic_load(&ho->phase);
+
+	if (s->stopping)
 		return 0;
 	switch (phase) {
 	case ENG_HO_IDLE:
-		if (atomic_load(&ho->live_go)) {
+		if (ho->streaming && s->ho_conns_in != 4) {
 			live_in(s);
 			if (s->ho_conns_in < 3)
 				return 0;	/* accept once they all run */
@@ -533,6 +654,8 @@ int eng_handover_tick(struct eng_shard *s)
 	case ENG_HO_SAVE:
 		if (s->ho_done != phase)
 			save(s, phase);
+		else
+			feed(s);	/* the thread asks for fds */
 		return 0;
 	case ENG_HO_DRAIN:
 		if (s->ho_done != phase) {
@@ -552,7 +675,8 @@ int eng_handover_tick(struct eng_shard *s)
 			close(s->listen_fd);
 			s->listen_fd = -1;
 		}
-		wave(s);
+		if (tick)	/* paced by the tick, not by mail */
+			wave(s);
 		return 0;
 	default:
 		return 0;

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * handover_take.c: the new process's side of a take-over (handover.h,
- * docs/HANDOVER.md), in main before the shards start: connect to
- * --take-over PATH, say hello, take the listening sockets and the state,
- * then, once the shards accept on those sockets, READY. A state whose
+ * docs/HANDOVER.md), in main: before the shards start, connect to
+ * --take-over PATH, say hello, take the listening sockets and the state;
+ * once they run, the live connections, queued to the shards as they come
+ * (each shard adopts its own into its ring, so few regular fds wait),
+ * then, once the shards run them all and accept, READY. A state whose
  * format this binary does not read is not installed: the take-over goes
  * on as a drain without it, and clients recover with recovered:false.
  */
@@ -108,29 +110,23 @@ static int take_fds(struct eng *e, const struct eng_ho_buf *msg,
 }
 
 /*
- * CONNS: live connections, one record and one fd each, kept for the
- * shards to install once all are up. Any error ends the take-over: the
- * old process then serves them on.
+ * The first CONNS: kept (its body in crecs, its fds in cfds) until the
+ * shards run, which adopt the connections as they come from then on.
  */
-static int take_conns(struct eng *e, const struct eng_ho_buf *msg,
-		      const int *fds, unsigned nfds)
+static int first_conns(struct eng *e, const struct eng_ho_buf *msg,
+		       const int *fds, unsigned nfds)
 {
 	struct eng_handover *ho = e->ho;
-	struct eng_ho_rd r = { msg->p, msg->len, 0, false };
-	unsigned fmt = eng_ho_get_u16(&r), n = eng_ho_get_u16(&r);
-	int *all;
 
-	if (r.err || fmt != ENG_HO_LIVE || n != nfds || !n)
-		return -EPROTO;
-	all = eng_realloc(ho->cfds, (ho->ncfds + nfds) * sizeof(int));
-	if (!all)
+	ho->cfds = eng_malloc(ENG_HO_MAX_FDS * sizeof(int));
+	if (!ho->cfds)
 		return -ENOMEM;
-	ho->cfds = all;
-	eng_ho_put(&ho->crecs, r.p + r.off, r.len - r.off);
+	eng_ho_put(&ho->crecs, msg->p, msg->len);
 	if (ho->crecs.err)
 		return -ENOMEM;
-	memcpy(ho->cfds + ho->ncfds, fds, nfds * sizeof(int));
-	ho->ncfds += nfds;
+	memcpy(ho->cfds, fds, nfds * sizeof(int));
+	ho->ncfds = nfds;
+	ho->streaming = true;
 	return 0;
 }
 
@@ -160,8 +156,14 @@ static int receive(struct eng *e, int fd, const struct eng_ho_hello *old)
 				eng_ho_put(&ho->state, msg.p, msg.len);
 			ret = ho->state.err ? -ENOMEM : 0;
 		} else if (type == ENG_HO_T_CONNS) {
-			ret = take_conns(e, &msg, fds, nfds);
+			/* the rest once the shards run: they adopt them */
+			ret = first_conns(e, &msg, fds, nfds);
 			nfds = ret < 0 ? nfds : 0;
+			/* no STATE_END yet: the state came whole before */
+			ho->install = old->state == ENG_HO_STATE &&
+				      e->broker->state_here;
+			if (ret == 0)
+				break;
 		} else if (type == ENG_HO_T_SUBS) {
 			ret = eng_ho_redis_take(e, fd, &msg);
 		} else if (type == ENG_HO_T_STATE_END) {
@@ -282,7 +284,17 @@ int eng_handover_take(struct eng *e)
 	atomic_store(&ho->hold, true);
 	atomic_store(&ho->listeners, ho->nfds);
 	atomic_store(&ho->state_bytes, ho->state.len);
-	atomic_store(&ho->live_bytes, ho->crecs.len);
+	if (ho->streaming) {	/* the shards' queues, before they start */
+		ho->inq = eng_malloc(e->cfg.shards * sizeof(*ho->inq));
+		if (!ho->inq) {
+			close(fd);
+			ho->take_fd = -1;
+			return -ENOMEM;
+		}
+		memset(ho->inq, 0, e->cfg.shards * sizeof(*ho->inq));
+		for (unsigned i = 0; i < e->cfg.shards; i++)
+			pthread_mutex_init(&ho->inq[i].lock, NULL);
+	}
 	/*
 	 * The address the clients know is the listeners' own, whatever
 	 * --listen says; a shard beyond them binds that one too.
@@ -318,6 +330,164 @@ int eng_handover_listener(struct eng *e)
 	return ho->fds[ho->fds_used++];
 }
 
+/* Appends @len bytes of record @rec and its @fd to @q. */
+static int enqueue(struct eng_ho_inq *q, const uint8_t *rec, uint32_t len,
+		   int fd)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&q->lock);
+	if (q->n == q->cap) {
+		unsigned cap = q->cap ? q->cap * 2 : 64;
+		int *v = eng_realloc(q->fds, cap * sizeof(int));
+
+		if (v) {
+			q->fds = v;
+			q->cap = cap;
+		}
+	}
+	if (q->n < q->cap) {
+		eng_ho_put_u32(&q->recs, len);
+		eng_ho_put(&q->recs, rec, len);
+	}
+	if (q->n == q->cap || q->recs.err)
+		ret = -ENOMEM;
+	else
+		q->fds[q->n++] = fd;
+	pthread_mutex_unlock(&q->lock);
+	return ret;
+}
+
+/*
+ * One CONNS message: each record and its fd queued for a shard (every
+ * shards-th one each: the shard count may differ), then the shards
+ * mailed. The fds are theirs to close from here, or ours on an error.
+ */
+static int queue_conns(struct eng *e, const struct eng_ho_buf *msg,
+		       const int *fds, unsigned nfds)
+{
+	struct eng_handover *ho = e->ho;
+	struct eng_ho_rd r = { msg->p, msg->len, 0, false };
+	unsigned fmt = eng_ho_get_u16(&r), n = eng_ho_get_u16(&r), used = 0;
+	uint64_t out;
+	int ret = 0;
+
+	if (r.err || fmt != ENG_HO_LIVE || n != nfds || !n)
+		ret = -EPROTO;
+	while (ret == 0 && r.off < r.len && used < nfds) {
+		uint8_t kind = eng_ho_get_u8(&r);
+		uint32_t len = eng_ho_get_u32(&r);
+		const uint8_t *rec = eng_ho_get(&r, len);
+		unsigned to = (unsigned)(ho->n_in++ % e->cfg.shards);
+
+		if (r.err)
+			ret = -EPROTO;
+		else if (kind != ENG_HO_R_CONN)
+			ho->n_in--;	/* a later kind: skipped whole */
+		else if ((ret = enqueue(&ho->inq[to], rec, len, fds[used])) == 0)
+			used++;
+		atomic_fetch_add(&ho->live_bytes, ret == 0 ? len : 0);
+	}
+	out = atomic_fetch_add(&ho->fds_out, used) + used;
+	if (out > atomic_load(&ho->fds_peak))
+		atomic_store(&ho->fds_peak, out);
+	while (used < nfds)		/* fds no record named */
+		close(fds[used++]);
+	eng_ho_wake_all(e);
+	return ret;
+}
+
+/*
+ * The connections, as they come: each batch queued for the shards that
+ * adopt them into their rings, the next read only once at most
+ * ENG_HO_FD_WINDOW regular fds wait, whatever the count. Until
+ * STATE_END; any error ends the take-over (the old process resumes).
+ */
+static int stream(struct eng *e)
+{
+	struct eng_handover *ho = e->ho;
+	struct eng_ho_buf msg = { 0 };
+	int fds[ENG_HO_MAX_FDS];
+	int ret = eng_ho_wake_init(ho);
+
+	if (ret < 0)	/* slower, not wrong: their tick looks too */
+		fprintf(stderr, "ringcast: take-over: no ring to mail the "
+			"shards (%s): they take the connections on their "
+			"tick\n", strerror(-ret));
+	ret = queue_conns(e, &ho->crecs, ho->cfds, ho->ncfds);
+	ho->ncfds = 0;		/* the shards' now, or closed */
+	while (ret == 0) {
+		uint64_t until = now_ms() + LIVE_WAIT_MS;
+		unsigned nfds = 0;
+		uint8_t type;
+
+		while (atomic_load(&ho->fds_out) > ENG_HO_FD_WINDOW &&
+		       now_ms() < until)
+			poll(NULL, 0, 1);
+		if (atomic_load(&ho->fds_out) > ENG_HO_FD_WINDOW) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		ret = eng_ho_recv(ho->take_fd, &type, &msg, fds, &nfds);
+		if (ret < 0)
+			break;
+		if (type == ENG_HO_T_CONNS) {
+			ret = queue_conns(e, &msg, fds, nfds);
+			continue;
+		}
+		while (nfds)
+			close(fds[--nfds]);
+		if (type == ENG_HO_T_STATE_END)
+			break;
+		if (!(type & ENG_HO_T_OPTIONAL))
+			ret = type == ENG_HO_T_ABORT ? -ECANCELED : -EPROTO;
+	}
+	eng_ho_buf_free(&msg);
+	return ret;
+}
+
+/*
+ * The stream broke: the shards let what they adopted go, without a
+ * byte on the wire (the old process resumes them).
+ */
+static void lose(struct eng *e)
+{
+	struct eng_handover *ho = e->ho;
+
+	atomic_store(&ho->lost, true);
+	eng_ho_wake_all(e);
+	for (unsigned i = 0; i < LIVE_WAIT_MS &&
+	     atomic_load(&ho->lost_acked) < e->cfg.shards; i++)
+		poll(NULL, 0, 1);
+}
+
+/*
+ * What the connections' stream kept: the queues and the fds no shard
+ * took (a shard that stopped), the first message, the mailing ring.
+ */
+static void conns_free(struct eng *e)
+{
+	struct eng_handover *ho = e->ho;
+
+	for (unsigned i = 0; ho->inq && i < e->cfg.shards; i++) {
+		struct eng_ho_inq *q = &ho->inq[i];
+
+		while (q->n)
+			close(q->fds[--q->n]);
+		eng_free(q->fds);
+		eng_ho_buf_free(&q->recs);
+		pthread_mutex_destroy(&q->lock);
+	}
+	eng_free(ho->inq);
+	ho->inq = NULL;
+	while (ho->ncfds)	/* left when the stream could not start */
+		close(ho->cfds[--ho->ncfds]);
+	eng_free(ho->cfds);
+	ho->cfds = NULL;
+	eng_ho_buf_free(&ho->crecs);
+	eng_ho_wake_exit(ho);
+}
+
 int eng_handover_taken(struct eng *e)
 {
 	struct eng_handover *ho = e->ho;
@@ -326,26 +496,37 @@ int eng_handover_taken(struct eng *e)
 
 	if (!ho || ho->take_fd < 0)
 		return 0;
-	/* all up: the live connections first, then accept, on a tick */
-	if (ho->ncfds)
-		atomic_store(&ho->live_go, true);
-	atomic_store(&ho->hold, false);
 	/* listeners no shard of ours took: the others accept their queue */
 	while (ho->nfds > ho->fds_used)
 		close(ho->fds[--ho->nfds]);
 	eng_free(ho->fds);
 	ho->fds = NULL;
-	eng_ho_buf_free(&ho->state);
-	/* READY means every connection resumed: wait for the shards' ticks */
-	for (unsigned i = 0; ho->ncfds && i < LIVE_WAIT_MS / 10 &&
+	eng_ho_buf_free(&ho->state);	/* the shards installed theirs */
+	if (ho->streaming) {
+		uint64_t t = now_ms();
+
+		ret = stream(e);
+		atomic_store(&ho->install_ms, now_ms() - t);
+		if (ret < 0) {
+			fprintf(stderr, "ringcast: take-over: the connections "
+				"broke off (%s): letting them go, the old "
+				"process serves on\n", strerror(-ret));
+			lose(e);
+			conns_free(e);
+			close(ho->take_fd);
+			ho->take_fd = -1;
+			return -ECONNABORTED;
+		}
+	}
+	/* all up and every connection in: they resume, then accept */
+	atomic_store(&ho->live_go, true);
+	atomic_store(&ho->hold, false);
+	eng_ho_wake_all(e);
+	/* READY means every connection resumed: they say so by mail */
+	for (unsigned i = 0; ho->streaming && i < LIVE_WAIT_MS &&
 	     atomic_load(&ho->live_armed) < e->cfg.shards; i++)
-		poll(NULL, 0, 10);
-	for (unsigned i = 0; i < ho->ncfds; i++)	/* none took them */
-		if (ho->cfds[i] >= 0)
-			close(ho->cfds[i]);
-	eng_free(ho->cfds);
-	ho->cfds = NULL;
-	eng_ho_buf_free(&ho->crecs);
+		poll(NULL, 0, 1);
+	conns_free(e);
 	eng_ho_redis_end(e);	/* subscribed: what Redis sent since, now */
 	eng_ho_put_u32(&msg, ho->fds_used);
 	eng_ho_put_u32(&msg, (uint32_t)atomic_load(&ho->hists));
@@ -359,11 +540,15 @@ int eng_handover_taken(struct eng *e)
 	/* the shards' start and the state installed */
 	atomic_store(&ho->confirm_ms, now_ms() - ho->t_state);
 	fprintf(stderr, "ringcast: take-over: accepting on %u listeners "
-		"with %llu histories, %llu inboxes and %llu live connections; "
-		"the old process drains the rest%s\n", ho->fds_used,
-		(unsigned long long)atomic_load(&ho->hists),
+		"with %llu histories, %llu inboxes and %llu live connections "
+		"(%llu bytes, received and adopted in %llu ms, at most %llu "
+		"regular fds waiting); the old process drains the rest%s\n",
+		ho->fds_used, (unsigned long long)atomic_load(&ho->hists),
 		(unsigned long long)atomic_load(&ho->inboxes),
 		(unsigned long long)atomic_load(&ho->live_conns),
+		(unsigned long long)atomic_load(&ho->live_bytes),
+		(unsigned long long)atomic_load(&ho->install_ms),
+		(unsigned long long)atomic_load(&ho->fds_peak),
 		ret < 0 ? " (READY not sent: it serves on)" : "");
 	return ret;
 }

@@ -435,8 +435,10 @@ int main(int argc, char **argv)
 		return stop(&e, &ctl, started, 1);
 	announce(&e, per_ring, local_only);
 	/* accepting: the old process may drain, and we take its socket */
-	if (e.cfg.take_over[0] && eng_handover_taken(&e) == 0 &&
-	    eng_handover_listen(&e, true) < 0)
+	ret = e.cfg.take_over[0] ? eng_handover_taken(&e) : -1;
+	if (ret == -ECONNABORTED)	/* its connections are its own still */
+		return stop(&e, &ctl, started, 1);
+	if (ret == 0 && eng_handover_listen(&e, true) < 0)
 		fprintf(stderr, "ringcast: warning: no --handover-socket: the "
 			"next upgrade cannot take over from this process\n");
 	if (eng_handover_start(&e) < 0)
