@@ -180,7 +180,8 @@ function pusherClient(g) {
 		});
 		c.p.connection.bind('error', (e) => {
 			const code = e && e.data && e.data.code;
-			sum.closes[code] = (sum.closes[code] || 0) + 1;
+			if (code)	/* pusher:error's: 4200 is a drain's */
+				sum.closes[code] = (sum.closes[code] || 0) + 1;
 		});
 		const ch = c.p.subscribe(c.chan);
 		ch.bind('pusher:subscription_succeeded', () => subscribedOnce(c));

@@ -34,6 +34,8 @@ import hmac
 import http.client
 import json
 import os
+import re
+import resource
 import subprocess
 import tempfile
 import threading
@@ -308,15 +310,41 @@ class Log:
             self.event(word).set()
 
 
+def tell(what, s):
+    """Prints what Node summary @s says went wrong, if anything."""
+    if s["failed"] or s["bad"] or s["closes"]:
+        print("%s: %d failed, closes %s, reconnects %d: %s" % (
+            what, s["failed"], s["closes"], s.get("reconnects", 0),
+            s["bad"]))
+
+
 def check_counts(what, s, ok):
     """A Node summary @s: no failure, every client done with the count
     of its channel's answered messages (each checked n = i in order)."""
-    expect(s["failed"] == 0 and not s["bad"], "%s: %d failed, closes %s: "
-           "%s", what, s["failed"], s["closes"], s["bad"])
+    expect(s["failed"] == 0 and not s["bad"], "%s: %d failed", what,
+           s["failed"])
     expect_eq(s["done"], s["count"], what + " done")
     for ch, per in s["counts"].items():
         expect_eq(per, {str(len(ok[ch])): per.get(str(len(ok[ch])), 0)},
                   "%s on %s: messages received: clients" % (what, ch))
+
+
+def carried(old):
+    """The old process's log: how many it handed over live and drained;
+    none drained but the HTTP connections of publishers and probes."""
+    log = old.output()
+    live = re.search(r"(\d+) connections handed over live", log)
+    drained = re.search(r"(\d+) connections drained", log)
+    print("the old process: %s live, %s drained" % (
+        live and live.group(1), drained and drained.group(1)))
+    why = ""
+    if os.environ.get("RINGCAST_TEST_IO") == "epoll":
+        why = (" (on epoll each carried socket is dup'ed for its CONNS "
+               "message: twice the fds, against RLIMIT_NOFILE %d)" %
+               resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    expect(drained and int(drained.group(1)) <= PUBLISHERS + 2,
+           "the old process drained %s connections it did not carry%s",
+           drained and drained.group(1), why)
 
 
 def split(total, parts):
@@ -375,8 +403,26 @@ async def check_live(exe, d):
                 await latecomer(old, quiet)
                 await starting
                 t2, ok = await wind_up(old, stop, tally, pubs)
-                results = await asyncio.wait_for(asyncio.gather(*tasks),
-                                                 DEADLINE)
+                ho = rc.stats(new)["handover"]
+                print("live: %d carried (%d bytes of records), fallbacks "
+                      "%s, phases %s; take-over to the old one's exit "
+                      "%.1fs; %d messages answered (%d sent again)" % (
+                          ho["live"], ho["live_bytes"], ho["fallbacks"],
+                          ho["ms"], t2 - t1, sum(map(len, ok.values())),
+                          sum(p.retries for p in pubs)))
+                results = await asyncio.wait_for(asyncio.gather(
+                    *tasks, return_exceptions=True), DEADLINE)
+                errs = [r for r in results if isinstance(r, BaseException)]
+                if errs:
+                    print("python3-websockets clients: %d failed, the "
+                          "first: %r" % (len(errs), errs[0]))
+                sums = [await loop.run_in_executor(None, b.summary)
+                        for b in bulks]
+                for b, s in zip(bulks, sums):
+                    tell(b.what, s)
+                carried(old)
+                expect(not errs, "python3-websockets clients failed: %r",
+                       errs[:1])
                 for i, (got, ids, _) in enumerate(results):
                     expect(got == ok[chan(i)], "u%d on %s: %d messages, "
                            "want the %d answered 200, once each, in order",
@@ -385,24 +431,18 @@ async def check_live(exe, d):
                         expect_eq(ids, set(boxes["u%d" % i]["ids"]),
                                   "u%d's kept pushes" % i)
                 gaps = [r[2] for r in results]
-                for b in bulks:
-                    s = await loop.run_in_executor(None, b.summary)
+                for b, s in zip(bulks, sums):
                     check_counts(b.what, s, ok)
-                    gaps.append(s.get("maxgap", 0) / 1000)
+                    gaps.append(s["maxgap"] / 1000)
                 expect_eq(await history(new, "h:quiet"), quiet,
                           "history afterwards")
                 for uid, doc in boxes.items():
                     expect_eq(inbox(new, uid), doc,
                               "inbox of %s afterwards" % uid)
-                ho = rc.stats(new)["handover"]
+                print("live: the longest gap a client saw between two "
+                      "messages %.2fs" % max(gaps))
                 expect_eq((ho["mode_asked"], ho["mode"]), ("live", "live"),
                           "the new process's modes")
-                print("live: %d carried (%d bytes of records), phases %s; "
-                      "take-over to the old one's exit %.1fs; %d messages "
-                      "answered (%d sent again); longest gap a client saw "
-                      "%.2fs" % (ho["live"], ho["live_bytes"], ho["ms"],
-                                 t2 - t1, sum(map(len, ok.values())),
-                                 sum(p.retries for p in pubs), max(gaps)))
                 expect(ho["live"] >= CONNS, "connections taken live: %s",
                        ho)
             finally:
