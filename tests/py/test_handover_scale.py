@@ -86,6 +86,7 @@ class Tally:
     def __init__(self):
         self.cond = threading.Condition()
         self.total = 0
+        self.t0 = time.monotonic()
 
     def add(self):
         with self.cond:
@@ -197,6 +198,8 @@ async def wind_up(old, stop, tally, pubs):
     gone = time.monotonic()
     await loop.run_in_executor(None, tally.wait, tally.total + RATE)
     stop.set()
+    print("publishers: %d answered 200 in %.1fs" % (
+        tally.total, time.monotonic() - tally.t0))
     ok = {}
     for p in pubs:
         await loop.run_in_executor(None, p.join, DEADLINE)
