@@ -240,14 +240,14 @@ class Bulk:
                 self.lines.append(line.strip())
                 self.cond.notify_all()
         with self.cond:
-            self.lines.append(None)	# EOF
+            self.lines.append("fail: exited")
             self.cond.notify_all()
 
     def wait(self, word):
         """Waits for line @word (or, for None, the JSON summary)."""
         def seen():
             for ln in self.lines:
-                if ln is None or ln.startswith("fail") or (
+                if ln.startswith("fail") or (
                         ln == word if word else ln.startswith("{")):
                     return ln
             return False
