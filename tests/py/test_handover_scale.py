@@ -494,8 +494,11 @@ async def check_drain(exe, d):
                 await loop.run_in_executor(None, new.start)
                 t2, ok = await wind_up(old, stop, tally, pubs)
                 back = 0
-                for b in bulks:
-                    s = await loop.run_in_executor(None, b.summary)
+                sums = [await loop.run_in_executor(None, b.summary)
+                        for b in bulks]
+                for b, s in zip(bulks, sums):
+                    tell(b.what, s)
+                for b, s in zip(bulks, sums):
                     expect_eq(s["closes"], {"1012": s["count"]},
                               b.what + ": closes")
                     expect_eq((s["reconnects"], s["recovered"]),
