@@ -6,15 +6,16 @@
 // an HS256 token of secret; "pusher": pusher-js on the Pusher endpoint,
 // app key, event "m"), mode ("live": a close or a reconnect is a
 // failure; "drain": a /ws client closed with 1012 connects again and
-// subscribes from its last offset, which must say recovered:true), tls
-// and deadline_ms.
+// subscribes from its last offset, which must say recovered:true; one
+// whose reconnect fails before the upgrade tries again, counted in
+// hangups), tls and deadline_ms.
 // Each client keeps its channel's pushes {"n": i}: the i-th must be
 // n = i (every message once, in order). At {"end": true} a /ws client
 // asks a heartbeat on the same connection (it must be answered 200).
 // Prints "subscribed" once every client is subscribed, "primed" once
 // every one has a message, then one JSON line once every one is done:
-// {count, done, failed, closes, reconnects, recovered, bad, counts,
-// maxgap} (counts: channel -> {messages received: clients}; maxgap: the
+// {count, done, failed, closes, reconnects, recovered, hangups, bad,
+// counts, maxgap} (counts: channel -> {messages received: clients}; maxgap: the
 // longest wait between two messages of a client, ms); then exits 0.
 // Past deadline_ms it prints "fail deadline" and what it has, exit 1.
 'use strict';
@@ -24,7 +25,8 @@ const cfg = JSON.parse(process.argv[2]);
 const OPENING = 256;		// handshakes under way at once
 const ATTEMPTS = 5;		// connections per client in a drain
 const sum = { count: cfg.count, done: 0, failed: 0, closes: {},
-	      reconnects: 0, recovered: 0, bad: [], counts: {}, maxgap: 0 };
+	      reconnects: 0, recovered: 0, hangups: 0, bad: [], counts: {},
+	      maxgap: 0 };
 let subscribed = 0, primed = 0, opening = 0, next = 0;
 const clients = [];
 
@@ -97,7 +99,10 @@ function wsClient(g) {
 			headers: { Authorization: 'Bearer ' + token('n' + g) },
 		});
 		c.ws = ws;
+		c.opened = false;
+		c.err = null;
 		ws.on('open', () => {
+			c.opened = true;
 			const data = c.epoch ? { channel: c.chan, epoch: c.epoch,
 						 offset: c.offset }
 					     : { channels: [c.chan] };
@@ -106,7 +111,9 @@ function wsClient(g) {
 		});
 		ws.on('message', (raw) => onWs(c, raw));
 		ws.on('close', (code) => onClose(c, code, connect));
-		ws.on('error', (e) => bad(c, 'error ' + e.message));
+		ws.on('error', (e) => {
+			c.err = e.message;	/* the close that follows says */
+		});
 	};
 	c.end = () => c.ws.send(JSON.stringify({ seq: 100, cmd: 'heartbeat' }));
 	c.close = () => c.ws.close(1000);
@@ -147,6 +154,16 @@ function onWs(c, raw) {
 function onClose(c, code, again) {
 	if (c.closing)
 		return;
+	/*
+	 * A drain's reconnect that failed before its upgrade (a connection
+	 * the old process took as it stopped): tried again, counted apart.
+	 */
+	if (cfg.mode === 'drain' && c.attempt > 1 && !c.opened &&
+	    c.attempt < ATTEMPTS) {
+		sum.hangups++;
+		again();
+		return;
+	}
 	sum.closes[code] = (sum.closes[code] || 0) + 1;
 	if (cfg.mode === 'drain' && code === 1012 && c.attempt < ATTEMPTS &&
 	    c.epoch) {
@@ -154,7 +171,7 @@ function onClose(c, code, again) {
 		again();
 		return;
 	}
-	bad(c, 'closed ' + code);
+	bad(c, 'closed ' + code + (c.err ? ' (' + c.err + ')' : ''));
 	finish(c);
 }
 

@@ -17,7 +17,8 @@
 - drain (level 1): 10,000 Node `ws` clients drained at --drain-rate
   (close 1012) while the publishers go on: every one connects again,
   subscribes from its last offset, is told "recovered":true and ends
-  with every message once and in order.
+  with every message once and in order (a reconnect that fails before
+  its upgrade is tried again, counted and printed).
 The longest gap a client saw between two messages, the connections
 carried and the hand-over's phases are printed, never asserted.
 
@@ -316,9 +317,10 @@ class Log:
 def tell(what, s):
     """Prints what Node summary @s says went wrong, if anything."""
     if s["failed"] or s["bad"] or s["closes"]:
-        print("%s: %d failed, closes %s, reconnects %d: %s" % (
-            what, s["failed"], s["closes"], s.get("reconnects", 0),
-            s["bad"]))
+        print("%s: %d failed, closes %s, reconnects %d (%d failed before "
+              "the upgrade, tried again): %s" % (
+                  what, s["failed"], s["closes"], s.get("reconnects", 0),
+                  s.get("hangups", 0), s["bad"]))
 
 
 def check_counts(what, s, ok):
@@ -499,11 +501,14 @@ async def check_drain(exe, d):
                 for b, s in zip(bulks, sums):
                     tell(b.what, s)
                 for b, s in zip(bulks, sums):
-                    expect_eq(s["closes"], {"1012": s["count"]},
+                    # each closed 1012 (one the old process took as it
+                    # stopped could be twice) and recovered each time
+                    expect_eq(s["closes"], {"1012": s["reconnects"]},
                               b.what + ": closes")
-                    expect_eq((s["reconnects"], s["recovered"]),
-                              (s["count"], s["count"]),
-                              b.what + ": reconnects, recovered")
+                    expect(s["reconnects"] >= s["count"] and
+                           s["recovered"] == s["reconnects"],
+                           "%s: %d reconnects, %d recovered", b.what,
+                           s["reconnects"], s["recovered"])
                     s["closes"] = {}	# each was one 1012, as asked
                     check_counts(b.what, s, ok)
                     back += s["recovered"]
