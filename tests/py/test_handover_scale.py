@@ -69,10 +69,14 @@ PAGE = os.path.join(rc.HERE, "..", "browser", "handover_page.mjs")
 
 
 def args(sock, *more):
+    # 10,000 TLS handshakes on a loaded host take longer than the 10 s
+    # a client gets by default to finish its own
+    slow = ("--handshake-timeout", "120s") if rc.TLS else ()
     return ("--shards", "2", "--namespace", "h:history=100000,ttl=10m",
             "--auth", "optional", "--jwt-secret", SECRET, "--api-key", KEY,
             "--pusher-app", "%(id)s:%(key)s:%(secret)s" % APP,
-            "--max-pending-bytes", "32m", "--handover-socket", sock) + more
+            "--max-pending-bytes", "32m", "--handover-socket",
+            sock) + slow + more
 
 
 def chan(g):
