@@ -298,6 +298,8 @@ void eng_conn_kill(struct eng_shard *s, struct eng_conn *c);
  * handshake is done; see struct eng_xport's ho_ready): if a quiesce is
  * on and the save has not begun (s->ho_mute), @c is quiesced now; else
  * nothing (too late: it is drained with what is not carried).
+ * eng_conn_ho_later(): @c is not quiesced, but will be once its
+ * transport is ready (a TLS handshake under way): the save waits for it.
  */
 static inline bool eng_conn_ho_quiet(const struct eng_shard *s,
 				     const struct eng_conn *c)
@@ -318,6 +320,7 @@ void eng_conn_ho_handed(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_ho_resume(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_ho_forget(struct eng_shard *s, struct eng_conn *c);
 void eng_conn_ho_ready(struct eng_shard *s, struct eng_conn *c);
+bool eng_conn_ho_later(struct eng_shard *s, struct eng_conn *c);
 
 /*
  * The new process: a connection on @slot (its socket now in the ring)

@@ -50,6 +50,15 @@ bool eng_conn_ho_stop(struct eng_shard *s, struct eng_conn *c)
 	return true;
 }
 
+bool eng_conn_ho_later(struct eng_shard *s, struct eng_conn *c)
+{
+	const struct eng_xport *x = conn__xport(c);
+
+	return (c->state == ENG_CONN_WS || c->state == ENG_CONN_HTTP) &&
+	       conn__endpoint(c)->ho_save && x->ho_save && x->ho_ready &&
+	       !eng_conn_ho_quiet(s, c) && !x->ho_ready(s, c);
+}
+
 void eng_conn_ho_ready(struct eng_shard *s, struct eng_conn *c)
 {
 	if (s->ho_bits && !s->ho_mute && !eng_conn_ho_quiet(s, c))

@@ -289,10 +289,12 @@ static void save(struct eng_shard *s, int phase)
 		struct eng_ho_buf scratch = { 0 };
 		bool waits = false;
 
+		/* ... and a TLS handshake under way ends, to be carried */
 		for (uint32_t i = 0; i < s->nr_conns && !waits; i++)
-			waits = eng_conn_ho_quiet(s, &s->conns[i]) &&
-				eng_conn_ho_settled(s, &s->conns[i],
-						    &scratch) == -EAGAIN;
+			waits = (eng_conn_ho_quiet(s, &s->conns[i]) &&
+				 eng_conn_ho_settled(s, &s->conns[i],
+						     &scratch) == -EAGAIN) ||
+				eng_conn_ho_later(s, &s->conns[i]);
 		eng_ho_buf_free(&scratch);
 		if (!l->until)
 			l->until = now_ms() + SAVE_WAIT_MS;

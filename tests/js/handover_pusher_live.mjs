@@ -6,7 +6,8 @@
 // {"n": i} to each channel and to user ua through the hand-over, one
 // request at a time per stream (one closed unanswered, while the old
 // process hands over, is sent again: it was not done).
-// Usage: node handover_pusher_live.mjs CONFIG_JSON (host, port, app).
+// Usage: node handover_pusher_live.mjs CONFIG_JSON (host, port, app, tls:
+// wss:// and https://, the CA trusted through NODE_EXTRA_CA_CERTS).
 // Lines out: "ready" once everything is set up and every stream had
 // answers; after "handed" on stdin (the old process has exited) a few
 // more each, then "end" on each: "result JSON" (what each client saw,
@@ -30,6 +31,7 @@ const cfg = JSON.parse(process.argv[2]);
 const sdk = new PusherServer({
     appId: cfg.app.id, key: cfg.app.key, secret: cfg.app.secret,
     host: cfg.host, port: String(cfg.port), timeout: DEADLINE_MS,
+    useTLS: !!cfg.tls,
 });
 
 function fail(msg) {
@@ -81,7 +83,8 @@ async function next(want) {
 function client(name, user, watchlist) {
     const p = new PusherJs(cfg.app.key, {
         cluster: 'ringcast', wsHost: cfg.host, wsPort: cfg.port,
-        forceTLS: false, enabledTransports: ['ws'], disableStats: true,
+        wssPort: cfg.port, forceTLS: !!cfg.tls,
+        enabledTransports: ['ws', 'wss'], disableStats: true,
         userAuthentication: {
             customHandler: ({ socketId }, cb) => cb(null,
                 sdk.authenticateUser(socketId, Object.assign(

@@ -507,7 +507,8 @@ def check_pusher(exe, d):
     node = None
     try:
         with rc.Engine(exe, *pusher_args(sock, rcv.url)) as old:
-            cfg = {"host": old.host, "port": old.port, "app": PUSHER_APP}
+            cfg = {"host": old.host, "port": old.port, "app": PUSHER_APP,
+                   "tls": rc.TLS}
             node = subprocess.Popen(["node", PUSHER_JS, json.dumps(cfg)],
                                     stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, text=True)
