@@ -45,6 +45,8 @@
 
 enum { ST_FREE, ST_CONNECT, ST_HS, ST_SUB, ST_READY, ST_CLOSING, ST_WAIT,
        ST_DONE, ST_DEAD };
+/* A reconnect's steps: closed to connect sent, connected, upgraded, subscribed. */
+enum { STEP_QUEUED, STEP_CONNECT, STEP_UPGRADE, STEP_SUBSCRIBE, NR_STEPS };
 enum { OP_CONNECT = 1, OP_SEND, OP_SENDDYN, OP_RECV, OP_CANCEL, OP_CLOSE };
 
 struct conn {
@@ -64,6 +66,7 @@ struct conn {
 	uint8_t gen;			/* bumped a connect: stale completions */
 	uint8_t next;			/* the state after the close completes */
 	uint8_t was_up;			/* subscribed once: recover, not join */
+	uint32_t t_mark;		/* a reconnect's last step, us */
 	uint32_t remain;		/* payload bytes to come */
 	char pre[HO_PRE];
 };
@@ -74,8 +77,8 @@ struct worker {
 	struct uload u;			/* the ring and its buffers */
 	struct conn *conns;
 	unsigned first, n, next, opening;
-	unsigned *redo;			/* slots to reconnect, closed */
-	unsigned nr_redo;
+	unsigned *redo;			/* slots to reconnect, oldest first */
+	unsigned redo_head, nr_redo;	/* a ring of n: a slot is in it once */
 	int err, first_err;
 	/* read by main while we run: atomics */
 	uint64_t ready, failed, done, dead;
@@ -83,6 +86,7 @@ struct worker {
 	uint64_t lost, dup, closes, closes_1012, eofs, reconnects, recovered,
 		 not_recovered, sub_errors, epoch_changes, other, msgs;
 	uint64_t t_first_close, t_last_reconnect;	/* ns */
+	uint64_t step_sum[4], step_max[4];	/* a reconnect's steps, us */
 	char epoch[24];
 };
 
@@ -91,12 +95,14 @@ static struct {
 	char target_str[64];
 	const char *channel;
 	unsigned conns, threads, src_addrs, window, recv_bufs, buf_size;
+	unsigned rewindow;		/* reconnects in flight a thread */
 	double duration, connect_timeout;
 	bool reconnect;
 } o = {
 	.channel = "hb:c",
 	.conns = 1000,
 	.window = 256,
+	.rewindow = 65536,
 	.recv_bufs = 1024,
 	.buf_size = 4096,
 	.duration = 600,
@@ -121,6 +127,24 @@ static uint64_t ud(unsigned op, uint64_t v)
 static uint64_t ud_conn(unsigned op, const struct conn *c, unsigned slot)
 {
 	return ud(op, (uint64_t)c->gen << 32 | slot);
+}
+
+static uint32_t now_us(void)
+{
+	return (uint32_t)((uload_now_ns() - g_t0) / 1000);
+}
+
+/* Step @k of a reconnect ends now: timed from the one before. */
+static void step(struct worker *w, struct conn *c, unsigned k)
+{
+	uint32_t t = now_us(), d = t - c->t_mark;
+
+	c->t_mark = t;
+	if (!c->was_up)
+		return;
+	w->step_sum[k] += d;
+	if (d > w->step_max[k])
+		w->step_max[k] = d;
 }
 
 static void bump(uint64_t *v)
@@ -202,6 +226,8 @@ static void conn_lost(struct worker *w, struct conn *c, unsigned slot,
 {
 	bool was_ready = c->state == ST_READY;
 
+	if (was_ready)
+		c->t_mark = now_us();
 	if (was_ready && !w->t_first_close)
 		w->t_first_close = uload_now_ns();
 	if (!w->first_err && err)
@@ -292,6 +318,7 @@ static void on_sub_reply(struct worker *w, struct conn *c, unsigned slot,
 	w->opening--;
 	c->state = ST_READY;
 	c->tries = 0;
+	step(w, c, STEP_SUBSCRIBE);
 	c->was_up = 1;
 	if (find(p, n, "\"recovered\":true"))
 		w->recovered++;
@@ -347,6 +374,7 @@ static void on_upgraded(struct worker *w, struct conn *c, unsigned slot)
 		return;
 	}
 	c->state = ST_SUB;
+	step(w, c, STEP_UPGRADE);
 	c->pre_len = 0;
 	c->hdr_len = 0;
 	if (!c->was_up || !c->offset || !w->epoch[0]) {
@@ -490,6 +518,7 @@ static void on_cqe(void *arg, struct io_uring_cqe *cqe)
 			return;
 		}
 		c->state = ST_HS;
+		step(w, c, STEP_CONNECT);
 		arm_recv(w, c, slot);
 		send_buf(w, c, slot, upgrade_req, upgrade_len, NULL);
 		return;
@@ -500,7 +529,7 @@ static void on_cqe(void *arg, struct io_uring_cqe *cqe)
 		c->recv_armed = 0;
 		c->state = c->next;
 		if (c->state == ST_WAIT)
-			w->redo[w->nr_redo++] = slot;
+			w->redo[(w->redo_head + w->nr_redo++) % w->n] = slot;
 		return;
 	default:	/* a send's errors show as the recv's */
 		return;
@@ -512,6 +541,7 @@ static void start_connect(struct worker *w, unsigned slot)
 	struct conn *c = &w->conns[slot];
 	struct io_uring_sqe *sqe = uload_sqe(&w->u);
 
+	step(w, c, STEP_QUEUED);
 	c->state = ST_CONNECT;
 	c->gen++;
 	c->hdr_len = 0;
@@ -536,7 +566,11 @@ static int place(struct worker *w, unsigned slot, unsigned g)
 	return ret == 1 ? 0 : ret < 0 ? ret : -EIO;
 }
 
-/* Opens new connections, then reconnects lost ones, within the window. */
+/*
+ * Opens new connections within --window, then reconnects lost ones within
+ * --reconnect-window: a drained client reconnects as soon as it is closed,
+ * as a real one would, so the new process sees the drain's own pace.
+ */
 static void open_more(struct worker *w)
 {
 	while (w->next < w->n && w->opening < o.window) {
@@ -553,11 +587,13 @@ static void open_more(struct worker *w)
 		}
 		start_connect(w, slot);
 	}
-	while (w->nr_redo && w->opening < o.window) {
-		unsigned slot = w->redo[--w->nr_redo];
+	while (w->nr_redo && w->opening < o.rewindow) {
+		unsigned slot = w->redo[w->redo_head];
 		struct conn *c = &w->conns[slot];
 		int ret = place(w, slot, w->first + slot + c->tries);
 
+		w->redo_head = (w->redo_head + 1) % w->n;
+		w->nr_redo--;
 		if (ret < 0) {
 			if (!w->first_err)
 				w->first_err = ret;
@@ -622,6 +658,29 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Where a reconnect's time went: mean and max ms of each step. */
+static void print_steps(uint64_t reconnects)
+{
+	static const char *const names[NR_STEPS] = {
+		"queued", "connect", "upgrade", "subscribe" };
+	unsigned k, i;
+
+	printf("\"reconnect_steps_ms\":{");
+	for (k = 0; k < NR_STEPS; k++) {
+		uint64_t total = 0, max = 0;
+
+		for (i = 0; i < nr_workers; i++) {
+			total += workers[i].step_sum[k];
+			if (workers[i].step_max[k] > max)
+				max = workers[i].step_max[k];
+		}
+		printf("%s\"%s\":{\"mean\":%.1f,\"max\":%.1f}", k ? "," : "",
+		       names[k], reconnects ? (double)total / 1e3 /
+		       (double)reconnects : 0.0, (double)max / 1e3);
+	}
+	printf("},");
+}
+
 /* The per-client figures, after the workers are joined. */
 static void report(double setup_s)
 {
@@ -684,6 +743,7 @@ static void report(double setup_s)
 	       (unsigned long long)SUM(sub_errors),
 	       (unsigned long long)SUM(epoch_changes),
 	       (unsigned long long)SUM(other));
+	print_steps(rec);
 	printf("\"reconnect_s\":%.3f,\"reconnect_rate\":%.1f,"
 	       "\"max_pause_ms\":%.1f,\"p99_pause_ms\":%.1f,"
 	       "\"median_pause_ms\":%.1f,\"cpu_s\":%.2f,\"first_error\":%d}\n",
@@ -710,6 +770,7 @@ static void usage(FILE *f)
 "  --src-addrs N        source addresses 127.0.0.2... (default: enough\n"
 "                       for connect()'s fast path, twice over to reconnect)\n"
 "  --window N           connects and handshakes in flight a thread (256)\n"
+"  --reconnect-window N ... of reconnects (65536: in effect, no bound)\n"
 "  --no-reconnect       a closed connection stays closed\n"
 "  --connect-timeout S  \"ready\" is said after S s at most (300)\n"
 "  --duration S         the whole run, at most (600)\n");
@@ -739,6 +800,7 @@ static int parse_opts(int argc, char **argv)
 		{ "threads", required_argument, NULL, 'T' },
 		{ "src-addrs", required_argument, NULL, 'A' },
 		{ "window", required_argument, NULL, 'w' },
+		{ "reconnect-window", required_argument, NULL, 'W' },
 		{ "no-reconnect", no_argument, NULL, 'R' },
 		{ "connect-timeout", required_argument, NULL, 'k' },
 		{ "duration", required_argument, NULL, 'd' },
@@ -763,6 +825,7 @@ static int parse_opts(int argc, char **argv)
 		case 'T': o.threads = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'A': o.src_addrs = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'w': o.window = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'W': o.rewindow = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'R': o.reconnect = false; break;
 		case 'k': o.connect_timeout = atof(optarg); break;
 		case 'd': o.duration = atof(optarg); break;
@@ -770,7 +833,7 @@ static int parse_opts(int argc, char **argv)
 		default: usage(stderr); return -EINVAL;
 		}
 	}
-	if (!have_target || !o.conns || !o.window || strlen(o.channel) > 64 ||
+	if (!have_target || !o.conns || !o.window || !o.rewindow || strlen(o.channel) > 64 ||
 	    o.duration <= 0) {
 		usage(stderr);
 		return -EINVAL;
