@@ -45,7 +45,7 @@
 
 enum { ST_FREE, ST_CONNECT, ST_HS, ST_SUB, ST_READY, ST_CLOSING, ST_WAIT,
        ST_DONE, ST_DEAD };
-/* A reconnect's steps: closed to connect sent, connected, upgraded, subscribed. */
+/* A reconnect's steps: closed to connect sent, connected, upgraded, ready. */
 enum { STEP_QUEUED, STEP_CONNECT, STEP_UPGRADE, STEP_SUBSCRIBE, NR_STEPS };
 enum { OP_CONNECT = 1, OP_SEND, OP_SENDDYN, OP_RECV, OP_CANCEL, OP_CLOSE };
 
@@ -833,12 +833,20 @@ static int parse_opts(int argc, char **argv)
 		default: usage(stderr); return -EINVAL;
 		}
 	}
-	if (!have_target || !o.conns || !o.window || !o.rewindow || strlen(o.channel) > 64 ||
+	if (!have_target || !o.conns || !o.window || !o.rewindow ||
+	    strlen(o.channel) > 64 ||
 	    o.duration <= 0) {
 		usage(stderr);
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* SIGTERM, SIGINT: stop and report what was seen so far. */
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	__atomic_store_n(&g_stop, 1, __ATOMIC_RELAXED);
 }
 
 static int start_workers(void)
@@ -886,6 +894,8 @@ int main(int argc, char **argv)
 	if (parse_opts(argc, argv) < 0)
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_stop_signal);
+	signal(SIGINT, on_stop_signal);
 	alarm((unsigned)o.duration + 60);	/* it ends, whatever happens */
 	upgrade_len = (size_t)snprintf(upgrade_req, sizeof(upgrade_req),
 		"GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
@@ -903,6 +913,7 @@ int main(int argc, char **argv)
 		uint64_t r = SUM(ready), f = SUM(failed), now = uload_now_ns();
 
 		if (r + f >= o.conns ||
+		    __atomic_load_n(&g_stop, __ATOMIC_RELAXED) ||
 		    now - g_t0 > (uint64_t)(o.connect_timeout * 1e9) ||
 		    now > g_deadline) {
 			t_ready = now;
@@ -916,7 +927,8 @@ int main(int argc, char **argv)
 	for (;;) {	/* the run: until every ready one is done */
 		uint64_t d = SUM(done), f = SUM(dead);
 
-		if (d + f >= o.conns || uload_now_ns() > g_deadline)
+		if (d + f >= o.conns || uload_now_ns() > g_deadline ||
+		    __atomic_load_n(&g_stop, __ATOMIC_RELAXED))
 			break;
 		usleep(50000);
 	}
