@@ -9,9 +9,10 @@
  *
  * Each connection keeps the number of the last {"n":i} it got, its channel
  * offset, when it came and the longest pause between two messages (16 B).
- * A number that skips counts as lost, one seen again as duplicated. A close
- * (1012 in a drain) or an EOF is counted and the connection reconnects and
- * subscribes again with the last offset and the channel's epoch, counting
+ * A number that skips counts as lost, one seen again as duplicated (at a
+ * newer offset: published twice, counted apart). A close (1012 in a
+ * drain) or an EOF is counted and the connection reconnects and subscribes
+ * again with the last offset and the channel's epoch, counting
  * "recovered":true. The publisher (the driver) ends the run by publishing
  * {"end":true}: a connection that gets it is done.
  *
@@ -83,7 +84,8 @@ struct worker {
 	/* read by main while we run: atomics */
 	uint64_t ready, failed, done, dead;
 	/* read by main after join */
-	uint64_t lost, dup, closes, closes_1012, eofs, reconnects, recovered,
+	uint64_t lost, dup, republished, closes, closes_1012, eofs, reconnects,
+		 recovered,
 		 not_recovered, sub_errors, epoch_changes, other, msgs;
 	uint64_t t_first_close, t_last_reconnect;	/* ns */
 	uint64_t step_sum[4], step_max[4];	/* a reconnect's steps, us */
@@ -262,8 +264,13 @@ static bool get_u32(const char *p, size_t n, const char *key, uint32_t *out)
 	return true;
 }
 
+/*
+ * Message @n at channel offset @off (0: none). A number seen again at a
+ * newer offset was published twice (a publish retried after its answer
+ * was lost): not a duplicate delivery, counted apart.
+ */
 static void on_number(struct worker *w, struct conn *c, uint32_t n,
-		      uint64_t now)
+		      uint32_t off, uint64_t now)
 {
 	uint32_t t = (uint32_t)((now - g_t0) / 1000);
 
@@ -274,7 +281,12 @@ static void on_number(struct worker *w, struct conn *c, uint32_t n,
 		if (t - c->t_last > c->max_gap)
 			c->max_gap = t - c->t_last;
 		if (n <= c->last_n) {
-			w->dup++;
+			if (off > c->offset) {
+				w->republished++;
+				c->offset = off;
+			} else {
+				w->dup++;
+			}
 			c->t_last = t;
 			return;
 		}
@@ -282,6 +294,8 @@ static void on_number(struct worker *w, struct conn *c, uint32_t n,
 	}
 	c->last_n = n;
 	c->t_last = t;
+	if (off)
+		c->offset = off;
 }
 
 static void note_epoch(struct worker *w, const char *p, size_t n)
@@ -337,7 +351,7 @@ static void on_text(struct worker *w, struct conn *c, unsigned slot,
 {
 	const char *p = c->pre;
 	size_t n = c->pre_len;
-	uint32_t v;
+	uint32_t v, off;
 
 	if (n >= 8 && !memcmp(p, "{\"seq\":1", 8)) {
 		if (c->state == ST_SUB)
@@ -357,9 +371,9 @@ static void on_text(struct worker *w, struct conn *c, unsigned slot,
 		w->other++;
 		return;
 	}
-	on_number(w, c, v, now);
-	if (get_u32(p, n, "\"offset\":", &v))
-		c->offset = v;
+	if (!get_u32(p, n, "\"offset\":", &off))
+		off = 0;
+	on_number(w, c, v, off, now);
 	if (!w->epoch[0] || w->msgs % 4096 == 1)	/* a sample is enough */
 		note_epoch(w, p, n);
 }
@@ -729,6 +743,7 @@ static void report(double setup_s)
 	       (unsigned long long)SUM(ready), (unsigned long long)SUM(failed),
 	       setup_s, (unsigned long long)SUM(done), stuck, last,
 	       (unsigned long long)SUM(msgs));
+	printf("\"republished\":%llu,", (unsigned long long)SUM(republished));
 	printf("\"lost\":%llu,\"lost_at_end\":%llu,\"dup\":%llu,"
 	       "\"closes\":%llu,\"closes_1012\":%llu,\"eofs\":%llu,"
 	       "\"reconnects\":%llu,\"recovered\":%llu,\"not_recovered\":%llu,"
@@ -834,8 +849,7 @@ static int parse_opts(int argc, char **argv)
 		}
 	}
 	if (!have_target || !o.conns || !o.window || !o.rewindow ||
-	    strlen(o.channel) > 64 ||
-	    o.duration <= 0) {
+	    strlen(o.channel) > 64 || o.duration <= 0) {
 		usage(stderr);
 		return -EINVAL;
 	}
