@@ -89,6 +89,7 @@ struct worker {
 		 not_recovered, sub_errors, epoch_changes, other, msgs;
 	uint64_t t_first_close, t_last_reconnect;	/* ns */
 	uint64_t step_sum[4], step_max[4];	/* a reconnect's steps, us */
+	uint64_t step_n[4];			/* ... and how many ended */
 	char epoch[24];
 };
 
@@ -145,6 +146,7 @@ static void step(struct worker *w, struct conn *c, unsigned k)
 	if (!c->was_up)
 		return;
 	w->step_sum[k] += d;
+	w->step_n[k]++;
 	if (d > w->step_max[k])
 		w->step_max[k] = d;
 }
@@ -673,7 +675,7 @@ static int cmp_u32(const void *a, const void *b)
 }
 
 /* Where a reconnect's time went: mean and max ms of each step. */
-static void print_steps(uint64_t reconnects)
+static void print_steps(void)
 {
 	static const char *const names[NR_STEPS] = {
 		"queued", "connect", "upgrade", "subscribe" };
@@ -681,16 +683,17 @@ static void print_steps(uint64_t reconnects)
 
 	printf("\"reconnect_steps_ms\":{");
 	for (k = 0; k < NR_STEPS; k++) {
-		uint64_t total = 0, max = 0;
+		uint64_t total = 0, max = 0, n = 0;
 
 		for (i = 0; i < nr_workers; i++) {
 			total += workers[i].step_sum[k];
+			n += workers[i].step_n[k];
 			if (workers[i].step_max[k] > max)
 				max = workers[i].step_max[k];
 		}
 		printf("%s\"%s\":{\"mean\":%.1f,\"max\":%.1f}", k ? "," : "",
-		       names[k], reconnects ? (double)total / 1e3 /
-		       (double)reconnects : 0.0, (double)max / 1e3);
+		       names[k], n ? (double)total / 1e3 / (double)n : 0.0,
+		       (double)max / 1e3);
 	}
 	printf("},");
 }
@@ -758,7 +761,7 @@ static void report(double setup_s)
 	       (unsigned long long)SUM(sub_errors),
 	       (unsigned long long)SUM(epoch_changes),
 	       (unsigned long long)SUM(other));
-	print_steps(rec);
+	print_steps();
 	printf("\"reconnect_s\":%.3f,\"reconnect_rate\":%.1f,"
 	       "\"max_pause_ms\":%.1f,\"p99_pause_ms\":%.1f,"
 	       "\"median_pause_ms\":%.1f,\"cpu_s\":%.2f,\"first_error\":%d}\n",
