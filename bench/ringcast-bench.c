@@ -1817,5 +1817,6 @@ int main(int argc, char **argv)
 		io_uring_queue_exit(&workers[i].u.ring);
 	if (pub.fd >= 0)
 		close(pub.fd);
+	free(phases);
 	return ready ? 0 : 1;
 }
