@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * /proc readings shared by ringcast-bench and ringcast-tlsload.
+ * /proc readings shared by the load generators.
  */
 #include <stdio.h>
 #include <string.h>

@@ -48,17 +48,13 @@
 #include <openssl/hmac.h>
 
 #include "proc.h"
-
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT	24	/* linux/in.h; glibc 2.36 lacks it */
-#endif
+#include "uload.h"
 
 #define BENCH_MAX_THREADS	256
 #define BENCH_MAX_CHANNELS	64
 #define BENCH_MAX_SIZES		8
 #define BENCH_MAX_PHASES	(2 * BENCH_MAX_SIZES)
 #define BENCH_OPEN_BATCH	128	/* fds open at once per thread, at most */
-#define BENCH_FD_RESERVE	256	/* fds kept free for the rest of us */
 #define BENCH_PRE		96	/* bytes of each message we keep */
 #define BENCH_ZPRE		255	/* ... of a compressed one (--deflate):
 					 * a dynamic block's code tables first */
@@ -150,14 +146,6 @@ static double hist_q(const struct hist *h, double q)
 		}
 	}
 	return (double)h->max;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 enum { MODE_CONNECT, MODE_IDLE, MODE_FANOUT };
@@ -253,12 +241,7 @@ struct wphase {
 struct worker {
 	unsigned id;
 	pthread_t tid;
-	struct io_uring ring;
-	struct io_uring_buf_ring *br;
-	size_t br_size;
-	char *bufs;
-	unsigned br_mask;
-	unsigned br_added;		/* recycled since the last advance */
+	struct uload u;			/* the ring and its buffers */
 	struct conn *conns;
 	unsigned first;			/* global index of conns[0] */
 	unsigned n;			/* connections assigned */
@@ -283,7 +266,7 @@ static struct worker *workers;
 static unsigned nr_workers;
 static int g_stop;			/* atomic: workers leave their loop */
 static int g_connect_stop;		/* atomic: open no more connections */
-static uint64_t g_deadline;		/* now_ns() when everything stops */
+static uint64_t g_deadline;		/* uload_now_ns() when everything stops */
 
 static char upgrade_req[640];
 static size_t upgrade_len;
@@ -295,18 +278,6 @@ enum { OP_CONNECT = 1, OP_SEND, OP_RECV, OP_CLOSE };
 static inline uint64_t ud_pack(unsigned op, unsigned slot)
 {
 	return (uint64_t)op << 32 | slot;
-}
-
-static struct io_uring_sqe *get_sqe(struct worker *w)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-
-	if (!sqe) {
-		/* The SQ is full: hand it to the kernel and take a new one. */
-		io_uring_submit(&w->ring);
-		sqe = io_uring_get_sqe(&w->ring);
-	}
-	return sqe;
 }
 
 static void conn_dead(struct worker *w, struct conn *c, unsigned slot, int err)
@@ -331,11 +302,11 @@ static void conn_dead(struct worker *w, struct conn *c, unsigned slot, int err)
 	 * it, then release the fixed-file slot, so the socket really closes.
 	 */
 	if (c->recv_armed) {
-		sqe = get_sqe(w);
+		sqe = uload_sqe(&w->u);
 		io_uring_prep_cancel64(sqe, ud_pack(OP_RECV, slot), 0);
 		io_uring_sqe_set_data64(sqe, ud_pack(OP_CLOSE, slot));
 	}
-	sqe = get_sqe(w);
+	sqe = uload_sqe(&w->u);
 	io_uring_prep_close_direct(sqe, slot);
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_CLOSE, slot));
 }
@@ -354,7 +325,7 @@ static void conn_ready(struct worker *w, struct conn *c, uint64_t now)
 static void send_static(struct worker *w, unsigned slot, const void *buf,
 			size_t len)
 {
-	struct io_uring_sqe *sqe = get_sqe(w);
+	struct io_uring_sqe *sqe = uload_sqe(&w->u);
 
 	/* @buf is static and read-only: nothing to keep alive for the kernel. */
 	io_uring_prep_send(sqe, (int)slot, buf, len, MSG_NOSIGNAL);
@@ -364,12 +335,7 @@ static void send_static(struct worker *w, unsigned slot, const void *buf,
 
 static void arm_recv(struct worker *w, struct conn *c, unsigned slot)
 {
-	struct io_uring_sqe *sqe = get_sqe(w);
-
-	io_uring_prep_recv_multishot(sqe, (int)slot, NULL, 0, 0);
-	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
-	sqe->buf_group = 0;
-	io_uring_sqe_set_data64(sqe, ud_pack(OP_RECV, slot));
+	uload_recv(&w->u, slot, ud_pack(OP_RECV, slot));
 	c->recv_armed = 1;
 }
 
@@ -511,42 +477,22 @@ static void feed(struct worker *w, struct conn *c, unsigned slot,
 {
 	while (len && c->state != ST_DEAD) {
 		if (c->state == ST_HS) {
-			static const char crlf2[] = "\r\n\r\n";
 			uint8_t ch = *d++;
 
 			len--;
 			if (c->pre_len < BENCH_PRE)
 				c->pre[c->pre_len++] = (char)ch;
-			if (ch == (uint8_t)crlf2[c->hs_match])
-				c->hs_match++;
-			else
-				c->hs_match = ch == '\r';
-			if (c->hs_match == 4)
+			if (uload_head_byte(&c->hs_match, ch))
 				on_upgraded(w, c, slot, now);
 			continue;
 		}
 		if (c->hdr_len != HDR_PAYLOAD) {
-			unsigned need = 2, l7;
+			unsigned need = uload_hdr_byte(c->hdr, &c->hdr_len,
+						       *d++, &c->remain);
 
-			c->hdr[c->hdr_len++] = *d++;
 			len--;
-			if (c->hdr_len < 2)
+			if (!need)
 				continue;
-			l7 = c->hdr[1] & 0x7f;
-			need += l7 == 126 ? 2 : l7 == 127 ? 8 : 0;
-			if (c->hdr_len < need)
-				continue;
-			if (l7 == 126) {
-				c->remain = (uint64_t)c->hdr[2] << 8 | c->hdr[3];
-			} else if (l7 == 127) {
-				unsigned i;
-
-				c->remain = 0;
-				for (i = 2; i < 10; i++)
-					c->remain = c->remain << 8 | c->hdr[i];
-			} else {
-				c->remain = l7;
-			}
 			c->op = c->hdr[0] & 0x0f;
 			c->wire = (uint32_t)(need + c->remain);
 			c->hdr_len = HDR_PAYLOAD;
@@ -585,16 +531,9 @@ static void feed(struct worker *w, struct conn *c, unsigned slot,
 	}
 }
 
-static void recycle(struct worker *w, unsigned bid)
+static void on_cqe(void *arg, struct io_uring_cqe *cqe)
 {
-	io_uring_buf_ring_add(w->br, w->bufs + (size_t)bid * o.recv_buf_size,
-			      o.recv_buf_size, (unsigned short)bid, w->br_mask,
-			      (int)w->br_added);
-	w->br_added++;
-}
-
-static void on_cqe(struct worker *w, struct io_uring_cqe *cqe)
-{
+	struct worker *w = arg;
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
 	unsigned op = (unsigned)(ud >> 32) & 0xff;
 	unsigned slot = (unsigned)ud;
@@ -625,10 +564,10 @@ static void on_cqe(struct worker *w, struct io_uring_cqe *cqe)
 			unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 
 			if (res > 0)
-				feed(w, c, slot, (const uint8_t *)w->bufs +
-				     (size_t)bid * o.recv_buf_size,
-				     (size_t)res, now_ns());
-			recycle(w, bid);
+				feed(w, c, slot,
+				     (const uint8_t *)uload_buf(&w->u, bid),
+				     (size_t)res, uload_now_ns());
+			uload_recycle(&w->u, bid);
 		}
 		if (cqe->flags & IORING_CQE_F_MORE)
 			return;
@@ -652,34 +591,15 @@ static void on_cqe(struct worker *w, struct io_uring_cqe *cqe)
 /* Opens up to one batch of sockets into the fixed table and connects them. */
 static void open_more(struct worker *w)
 {
-	int fds[BENCH_OPEN_BATCH];
+	int fds[BENCH_OPEN_BATCH], fd = 0;
 	unsigned base = w->next, k = 0, i;
 	int ret;
 
 	while (k < BENCH_OPEN_BATCH && w->next + k < w->n &&
 	       w->opening + k < o.window) {
-		unsigned g = w->first + w->next + k;
-		struct sockaddr_in src = {
-			.sin_family = AF_INET,
-			.sin_addr.s_addr = htonl(0x7f000002U + g % o.src_addrs),
-		};
-		int one = 1, fd;
-
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		fd = uload_socket(w->first + w->next + k, o.src_addrs);
 		if (fd < 0)
 			break;
-		/*
-		 * Let connect() pick the port for the whole 4-tuple, so each
-		 * source address has its own ephemeral range.
-		 */
-		if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
-			       sizeof(one)) < 0 ||
-		    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
-			       sizeof(one)) < 0 ||
-		    bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
-			close(fd);
-			break;
-		}
 		fds[k++] = fd;
 	}
 	if (!k) {
@@ -687,7 +607,7 @@ static void open_more(struct worker *w)
 			/* Nothing opened although we should have: give up. */
 			w->open_err++;
 			if (!w->first_err)
-				w->first_err = -errno;
+				w->first_err = fd;
 			__atomic_store_n(&w->failed, w->failed + (w->n - w->next),
 					 __ATOMIC_RELAXED);
 			__atomic_store_n(&w->next, w->n, __ATOMIC_RELAXED);
@@ -695,7 +615,7 @@ static void open_more(struct worker *w)
 		return;
 	}
 	/* The slots are contiguous: one update registers the whole batch. */
-	ret = io_uring_register_files_update(&w->ring, base, fds, k);
+	ret = io_uring_register_files_update(&w->u.ring, base, fds, k);
 	for (i = 0; i < k; i++)
 		close(fds[i]);	/* the fixed table keeps its own reference */
 	if (ret != (int)k) {
@@ -710,11 +630,11 @@ static void open_more(struct worker *w)
 	for (i = 0; i < k; i++) {
 		unsigned slot = base + i;
 		struct conn *c = &w->conns[slot];
-		struct io_uring_sqe *sqe = get_sqe(w);
+		struct io_uring_sqe *sqe = uload_sqe(&w->u);
 
 		c->state = ST_CONNECT;
 		c->chan = o.channels ? (uint8_t)((w->first + slot) % o.channels) : 0;
-		c->t_start = now_ns();
+		c->t_start = uload_now_ns();
 		io_uring_prep_connect(sqe, (int)slot,
 				      (struct sockaddr *)&o.target,
 				      sizeof(o.target));
@@ -727,47 +647,10 @@ static void open_more(struct worker *w)
 
 static int worker_setup(struct worker *w)
 {
-	struct io_uring_params p = {
-		.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER |
-			 IORING_SETUP_DEFER_TASKRUN,
-		.cq_entries = 32768,
-	};
-	struct io_uring_buf_reg reg = { 0 };
-	unsigned i;
-	int ret;
+	int ret = uload_setup(&w->u, w->n, o.recv_bufs, o.recv_buf_size);
 
-	ret = io_uring_queue_init_params(4096, &w->ring, &p);
-	if (ret == -EINVAL) {
-		/* Before 6.1 there is no DEFER_TASKRUN: go without. */
-		p.flags = IORING_SETUP_CQSIZE;
-		ret = io_uring_queue_init_params(4096, &w->ring, &p);
-	}
 	if (ret < 0)
 		return ret;
-	ret = io_uring_register_files_sparse(&w->ring, w->n ? w->n : 1);
-	if (ret < 0)
-		return ret;
-	/* liburing 2.3 has no io_uring_setup_buf_ring(): map it ourselves. */
-	w->br_size = (size_t)o.recv_bufs * sizeof(struct io_uring_buf);
-	w->br = mmap(NULL, w->br_size, PROT_READ | PROT_WRITE,
-		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (w->br == MAP_FAILED)
-		return -errno;
-	w->bufs = malloc((size_t)o.recv_bufs * o.recv_buf_size);
-	if (!w->bufs)
-		return -ENOMEM;
-	reg.ring_addr = (uint64_t)(uintptr_t)w->br;
-	reg.ring_entries = o.recv_bufs;
-	reg.bgid = 0;
-	ret = io_uring_register_buf_ring(&w->ring, &reg, 0);
-	if (ret < 0)
-		return ret;
-	io_uring_buf_ring_init(w->br);
-	w->br_mask = (unsigned)io_uring_buf_ring_mask(o.recv_bufs);
-	for (i = 0; i < o.recv_bufs; i++)
-		recycle(w, i);
-	io_uring_buf_ring_advance(w->br, (int)w->br_added);
-	w->br_added = 0;
 	/* raw DEFLATE, any window (RFC 7692): only with --deflate */
 	w->z_ok = o.deflate && inflateInit2(&w->z, -MAX_WBITS) == Z_OK;
 	if (o.deflate && !(w->zpre = malloc((size_t)(w->n ? w->n : 1) *
@@ -781,7 +664,6 @@ static pthread_barrier_t start_barrier;
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	struct __kernel_timespec ts = { .tv_nsec = 20 * 1000000 };
 
 	/*
 	 * SINGLE_ISSUER binds the ring to the task that creates it, so each
@@ -794,30 +676,17 @@ static void *worker_main(void *arg)
 	}
 	pthread_barrier_wait(&start_barrier);
 	while (!__atomic_load_n(&g_stop, __ATOMIC_RELAXED)) {
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
 		int ret;
 
-		if (now_ns() > g_deadline)
+		if (uload_now_ns() > g_deadline)
 			break;
 		if (w->next < w->n &&
 		    !__atomic_load_n(&g_connect_stop, __ATOMIC_RELAXED))
 			open_more(w);
-		ret = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts,
-						       NULL);
-		if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY) {
+		ret = uload_wait(&w->u, on_cqe, w);
+		if (ret < 0) {
 			w->err = ret;
 			break;
-		}
-		io_uring_for_each_cqe(&w->ring, head, cqe) {
-			on_cqe(w, cqe);
-			seen++;
-		}
-		io_uring_cq_advance(&w->ring, seen);
-		/* Publish the recycled buffers before the next wait. */
-		if (w->br_added) {
-			io_uring_buf_ring_advance(w->br, (int)w->br_added);
-			w->br_added = 0;
 		}
 	}
 	return NULL;
@@ -868,27 +737,6 @@ static long tcp_mem_pages(void)
 			v = strtol(p + 5, NULL, 10);
 	fclose(f);
 	return v;
-}
-
-/*
- * Connections one source address takes before connect() slows down.
- * Since Linux 4.2 (commit 07f4c90062f8) connect() picks ports of one
- * parity and leaves the other to bind(); once those are used up every
- * connect() scans the port range (here: 14,000 ready in 0.5 s, then
- * 1,600/s). So: half of ip_local_port_range, less a tenth for other
- * sockets on the host.
- */
-static unsigned conns_per_src_addr(void)
-{
-	unsigned lo = 32768, hi = 60999;
-	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
-
-	if (f) {
-		if (fscanf(f, "%u %u", &lo, &hi) != 2 || hi < lo)
-			lo = 32768, hi = 60999;	/* the kernel's default */
-		fclose(f);
-	}
-	return (hi - lo + 1) / 2 * 9 / 10 + 1;
 }
 
 static double self_cpu_s(void)
@@ -1120,7 +968,7 @@ static uint64_t sum_opened(void)
 
 static bool past(uint64_t t)
 {
-	return now_ns() >= t;
+	return uload_now_ns() >= t;
 }
 
 /*
@@ -1259,7 +1107,7 @@ static int publish_one(struct pub *p, unsigned k, struct phase *ph,
 {
 	unsigned ch = o.channels ? (unsigned)(ph->published % o.channels) : 0;
 	char path[160];		/* a URL path, or a prefix of <= 100 and more */
-	uint64_t t = now_ns();
+	uint64_t t = uload_now_ns();
 	int n, st;
 	size_t len;
 
@@ -1315,7 +1163,7 @@ static void run_phase(struct pub *p, unsigned k, struct phase *ph)
 	/* the payload, then (--pusher) the request holding it escaped */
 	char *body = malloc(3 * ph->size + 512);
 	double cpu0 = proc_cpu_s(o.engine_pid), self0 = self_cpu_s();
-	uint64_t t, start = now_ns(), drain_end, i;
+	uint64_t t, start = uload_now_ns(), drain_end, i;
 	unsigned w;
 
 	if (!body)
@@ -1347,7 +1195,7 @@ static void run_phase(struct pub *p, unsigned k, struct phase *ph)
 	}
 	free(body);
 	/* Wait until every expected delivery arrived, or the drain timeout. */
-	drain_end = now_ns() + (uint64_t)(o.drain_timeout * 1e9);
+	drain_end = uload_now_ns() + (uint64_t)(o.drain_timeout * 1e9);
 	while (sum_delivered(k) < ph->expected && !past(drain_end) &&
 	       !past(g_deadline))
 		usleep(2000);
@@ -1674,12 +1522,11 @@ static void build_requests(void)
 
 int main(int argc, char **argv)
 {
-	struct rlimit rl;
 	uint64_t progress = 0, t_progress, t_report;
 	uint64_t t0, t_up = 0, t_ready = 0, upgraded = 0, ready = 0, failed = 0;
 	long rss0, rss1, slab0, slab1, sunr0, sunr1, tcpm0, tcpm1;
 	struct phase *phases = NULL;
-	unsigned nr_phases = 0, i, per_thread, cap;
+	unsigned nr_phases = 0, i, per_thread;
 	struct hist hs = { 0 };
 	struct pub pub = { .fd = -1 };
 	static char stats[65536];
@@ -1690,24 +1537,16 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* Whatever happens, the process ends on its own. */
 	alarm((unsigned)o.duration + 60);
-	getrlimit(RLIMIT_NOFILE, &rl);
-	cap = rl.rlim_cur > BENCH_FD_RESERVE + 1000 ?
-	      (unsigned)rl.rlim_cur - BENCH_FD_RESERVE : 1000;
-	nr_workers = o.threads ? o.threads : 2;
-	if (nr_workers < (o.conns + cap - 1) / cap)
-		nr_workers = (o.conns + cap - 1) / cap;
+	nr_workers = uload_threads(o.conns, o.threads);
 	if (nr_workers > BENCH_MAX_THREADS || nr_workers > o.conns) {
 		fprintf(stderr, "ringcast-bench: %u threads: out of range\n",
 			nr_workers);
 		return 2;
 	}
-	if (!o.src_addrs) {
-		unsigned per = conns_per_src_addr();
-
-		o.src_addrs = (o.conns + per - 1) / per;
-	}
+	if (!o.src_addrs)
+		o.src_addrs = uload_src_addrs(o.conns);
 	build_requests();
-	g_deadline = now_ns() + (uint64_t)(o.duration * 1e9);
+	g_deadline = uload_now_ns() + (uint64_t)(o.duration * 1e9);
 
 	/*
 	 * The publisher's keep-alive link (also for /stats) is opened first,
@@ -1756,7 +1595,7 @@ int main(int argc, char **argv)
 				strerror(-workers[i].err));
 			return 1;
 		}
-	t0 = now_ns();
+	t0 = uload_now_ns();
 	t_progress = t0;
 	t_report = t0;
 
@@ -1774,11 +1613,11 @@ int main(int argc, char **argv)
 		}
 		if (r + f != progress) {
 			progress = r + f;
-			t_progress = now_ns();
+			t_progress = uload_now_ns();
 		}
 		if (o.progress > 0 &&
 		    past(t_report + (uint64_t)(o.progress * 1e9))) {
-			t_report = now_ns();
+			t_report = uload_now_ns();
 			fprintf(stderr, "ringcast-bench: %.0f s: %" PRIu64
 				" ready, %" PRIu64 " failed, %" PRIu64
 				" in flight, engine RSS %ld kB, Slab %ld kB\n",
@@ -1812,7 +1651,7 @@ int main(int argc, char **argv)
 	tcpm1 = tcp_mem_pages();
 
 	if (o.mode == MODE_IDLE && o.hold > 0) {
-		uint64_t end = now_ns() + (uint64_t)(o.hold * 1e9);
+		uint64_t end = uload_now_ns() + (uint64_t)(o.hold * 1e9);
 
 		while (!past(end) && !past(g_deadline))
 			usleep(10000);
@@ -1975,8 +1814,9 @@ int main(int argc, char **argv)
 
 	/* Closing the rings closes every client socket. */
 	for (i = 0; i < nr_workers; i++)
-		io_uring_queue_exit(&workers[i].ring);
+		io_uring_queue_exit(&workers[i].u.ring);
 	if (pub.fd >= 0)
 		close(pub.fd);
+	free(phases);
 	return ready ? 0 : 1;
 }
