@@ -26,8 +26,7 @@ RINGCAST_HO_PROTOCOLS (a comma list, "ws,pusher" by default) says the
 protocols of the live check: "pusher" adds 200 pusher-js clients (of
 the 10,000) on the Pusher endpoint, published to through the Pusher
 HTTP API; "wss" makes the engine speak TLS and every client use wss://
-and https:// (test_handover_scale-tls, 3,000 connections: each costs a
-TLS handshake at both ends on this host). RINGCAST_HO_CONNS sets the
+and https:// (test_handover_scale-tls). RINGCAST_HO_CONNS sets the
 count (10,000).
 """
 
