@@ -176,6 +176,7 @@ static void wave(struct eng_shard *s)
 /* ---- a live hand-over, the old process's side ---------------------------- */
 
 #define SAVE_WAIT_MS	2000	/* for the last reads and sends to end */
+#define STOP_BATCH	256	/* recv cancels between two flushes */
 
 static uint64_t now_ms(void)
 {
@@ -198,8 +199,21 @@ static void quiesce(struct eng_shard *s)
 	}
 	memset(s->ho_bits, 0, words * sizeof(uint64_t));
 	memset(s->ho_live, 0, sizeof(*s->ho_live));
-	for (uint32_t i = 0; i < s->nr_conns; i++)
-		eng_conn_ho_stop(s, &s->conns[i]);
+	/*
+	 * The kernel finds a recv to cancel in a hash chain of its armed
+	 * requests (256 chains at most), newest first, and a cancelled one
+	 * leaves its chain only once the ring's deferred work has run. One
+	 * cancel each from the first slot on walked every chain to its end
+	 * (seconds at a million): from the last slot on, the newest recv
+	 * is met first, and a flush every STOP_BATCH cancels clears the
+	 * chains' heads of the cancelled ones.
+	 */
+	for (uint32_t i = s->nr_conns, n = 0; i-- > 0;) {
+		if (!eng_conn_ho_stop(s, &s->conns[i]) ||
+		    ++n % STOP_BATCH != 0)
+			continue;
+		ring_flush(&s->ring);
+	}
 }
 
 /* @c's record; false: it stays, to be drained. Its fd comes later. */

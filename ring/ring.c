@@ -262,6 +262,20 @@ int ring_stop_recv(struct ring *r, unsigned slot, uint64_t recv_ud,
 	return ring_cancel(r, recv_ud, ud);
 }
 
+int ring_flush(struct ring *r)
+{
+	int ret;
+
+	if (r->ep)
+		return 0;
+	ret = io_uring_submit(&r->uring);
+	if (ret < 0)
+		return ret;
+	/* DEFER_TASKRUN: the work a cancel queued runs only when asked */
+	ret = io_uring_get_events(&r->uring);
+	return ret < 0 && ret != -EAGAIN && ret != -EBUSY ? ret : 0;
+}
+
 int ring_stop_send(struct ring *r, unsigned slot, uint64_t ud)
 {
 	if (r->ep)

@@ -140,6 +140,12 @@ int ring_timeout(struct ring *r, unsigned ms, uint64_t ud);
  */
 int ring_stop_recv(struct ring *r, unsigned slot, uint64_t recv_ud,
 		   uint64_t ud);
+/*
+ * Submits what is queued and lets the kernel finish what it deferred (a
+ * cancelled recv leaves the table later cancels search), reaping
+ * nothing: the CQEs wait for the next ring_run(). 0 or -errno.
+ */
+int ring_flush(struct ring *r);
 int ring_stop_send(struct ring *r, unsigned slot, uint64_t ud);
 int ring_fd_install(struct ring *r, unsigned slot, uint64_t ud);
 
