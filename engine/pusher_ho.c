@@ -140,6 +140,14 @@ int eng_pusher__ho_save(struct eng_shard *s, struct eng_conn *c,
 
 	if (!pc)
 		return -EOPNOTSUPP;	/* refused, closing: drained instead */
+	/*
+	 * With Redis the nodes' counts and members live there, and the two
+	 * processes would move them on their own ticks: a channel could be
+	 * seen vacated, a member leaving. Drained (4200) until a hand-over
+	 * moves them in one step.
+	 */
+	if (s->eng->redis)
+		return -EOPNOTSUPP;
 	if (waiting(c))
 		return -EAGAIN;
 	app = app_at(s, pc->app);

@@ -44,7 +44,8 @@
   PUBLISH, and a user's connections pushed to over HTTP, through the
   hand-over: no close, every message once and in order; then a new process (this script) that subscribes what the old
   one names and dies after its connections came: the old one serves on,
-  nothing lost, nothing twice.
+  nothing lost, nothing twice; a Pusher connection with Redis is not
+  carried (pusher:error 4200, close 4200) while the take-over is live.
 - fds: both processes under RLIMIT_NOFILE 1024 (prlimit), 3,000 idle
   keep-alive HTTP connections and a /ws user carried live on io_uring:
   the regular fds made for the sockets are streamed on both sides (their
@@ -67,6 +68,8 @@ import subprocess
 import tempfile
 import threading
 import time
+
+import websockets
 
 import rc
 from rc import expect, expect_eq
@@ -927,12 +930,55 @@ async def check_broken(exe, d):
         ls.close()
 
 
+async def check_pusher_redis(exe, d):
+    """With Redis a Pusher connection is not carried: it gets
+    pusher:error 4200 and close 4200 (its client reconnects), while the
+    take-over itself stays live."""
+    sock = os.path.join(d, "pusher-redis.sock")
+    more = ("--pusher-app", "%(id)s:%(key)s:%(secret)s" % PUSHER_APP)
+    loop = asyncio.get_running_loop()
+    with rc.Engine(exe, *args(sock, *more), broker=True) as old:
+        p = await rc.ws_connect(old.url("/app/%s?protocol=7" %
+                                        PUSHER_APP["key"]))
+        est = json.loads(await asyncio.wait_for(p.recv(), 30))
+        expect_eq(est["event"], "pusher:connection_established",
+                  "the Pusher client's first event")
+        await p.send(json.dumps({"event": "pusher:subscribe",
+                                 "data": {"channel": "room-r"}}))
+        ok = json.loads(await asyncio.wait_for(p.recv(), 30))
+        expect_eq(ok["event"], "pusher_internal:subscription_succeeded",
+                  "the subscribe's answer")
+        new = rc.Engine(exe, *args(sock, "--take-over", sock, *more),
+                        broker=True, listen="127.0.0.1:%d" % old.port)
+        try:
+            await loop.run_in_executor(None, new.start)
+            events = []
+            try:
+                for _ in range(100):	# bounded: the close comes first
+                    events.append(json.loads(
+                        await asyncio.wait_for(p.recv(), 60)))
+            except websockets.ConnectionClosed:
+                pass
+            codes = [(json.loads(e["data"]) if isinstance(e["data"], str)
+                      else e["data"]).get("code") for e in events
+                     if e.get("event") == "pusher:error"]
+            expect_eq(codes, [4200], "pusher:error codes before the close")
+            expect_eq(p.close_code, 4200, "the close code")
+            expect_eq(await loop.run_in_executor(None, old.wait, 120), 0,
+                      "the old process's exit status")
+            ho = rc.stats(new)["handover"]
+            expect_eq(ho["mode"], "live", "the take-over's mode")
+        finally:
+            new.stop() if new.alive() else new.kill()
+
+
 def checks(run):
     with tempfile.TemporaryDirectory() as d:
         if rc.only_on("redis"):
             run.check("redis-live", check_redis_live, run.exe, d,
                       timeout=300)
             run.check("redis-crash", check_redis_crash, run.exe, d)
+            run.check("pusher-redis", check_pusher_redis, run.exe, d)
             return
         run.check("live", check_live, run.exe, d, timeout=300)
         run.check("partial", check_partial, run.exe, d)
