@@ -30,12 +30,18 @@ static void mark(struct eng_shard *s, struct eng_conn *c, bool on)
 		s->ho_bits[i / 64] &= ~bit;
 }
 
+/* Whether @c's state, endpoint and transport @x can be carried at all. */
+static bool carried_kind(const struct eng_conn *c, const struct eng_xport *x)
+{
+	return (c->state == ENG_CONN_WS || c->state == ENG_CONN_HTTP) &&
+	       conn__endpoint(c)->ho_save && x->ho_save;
+}
+
 bool eng_conn_ho_stop(struct eng_shard *s, struct eng_conn *c)
 {
 	const struct eng_xport *x = conn__xport(c);
 
-	if ((c->state != ENG_CONN_WS && c->state != ENG_CONN_HTTP) ||
-	    !conn__endpoint(c)->ho_save || !x->ho_save)
+	if (!carried_kind(c, x))
 		return false;
 	/* a handshake reads on: eng_conn_ho_ready() stops it at its end */
 	if (x->ho_ready && !x->ho_ready(s, c))
@@ -54,9 +60,8 @@ bool eng_conn_ho_later(struct eng_shard *s, struct eng_conn *c)
 {
 	const struct eng_xport *x = conn__xport(c);
 
-	return (c->state == ENG_CONN_WS || c->state == ENG_CONN_HTTP) &&
-	       conn__endpoint(c)->ho_save && x->ho_save && x->ho_ready &&
-	       !eng_conn_ho_quiet(s, c) && !x->ho_ready(s, c);
+	return carried_kind(c, x) && x->ho_ready && !eng_conn_ho_quiet(s, c) &&
+	       !x->ho_ready(s, c);
 }
 
 void eng_conn_ho_ready(struct eng_shard *s, struct eng_conn *c)

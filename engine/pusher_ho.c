@@ -151,7 +151,7 @@ int eng_pusher__ho_save(struct eng_shard *s, struct eng_conn *c,
 	if (waiting(c))
 		return -EAGAIN;
 	app = app_at(s, pc->app);
-	node = s->eng->redis ? s->eng->cfg.node_id : "";	/* its members' */
+	node = "";	/* its members' node: none, Redis returned above */
 	age = s->tick - pc->ev_tick;
 	eng_ho_put_u8(b, RECORD_V2);
 	put_str8(b, app->id, app->id_len);
